@@ -1,0 +1,55 @@
+/* adagrad.c - Adagrad as Keras 3 computes it:
+ *   accumulator += g^2;  w -= lr g / sqrt(accumulator + epsilon)
+ * The accumulator starts at initial_accumulator_value. Keras 3 adds epsilon inside the
+ * square root (keras-semantics.md writes sqrt(a) + eps; Keras 3's source is followed). */
+#include <math.h>
+
+#include "optimizer.h"
+
+enum { INITIAL, EPSILON };
+
+const char *const ct_adagrad_keys[] = {"initial_accumulator_value", "epsilon", NULL};
+
+static int adagrad_configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
+{
+    if (ct_cfg_float(cfg, "initial_accumulator_value", 0.1, 0.0, HUGE_VAL, &o->hyper[INITIAL],
+                     err) < 0)
+        return -1;
+    return ct_cfg_float(cfg, "epsilon", 1e-7, 0.0, HUGE_VAL, &o->hyper[EPSILON], err);
+}
+
+static int adagrad_state_per_param(const ct_optimizer *o)
+{
+    (void)o;
+    return 1;
+}
+
+static const char *adagrad_state_name(const ct_optimizer *o, int slot)
+{
+    (void)o;
+    return slot == 0 ? "accumulator" : NULL;
+}
+
+static void adagrad_step(const ct_optimizer *o, float *w, const float *g, float *state,
+                         int64_t stride, int64_t n, int64_t t, float lr)
+{
+    (void)stride;
+    (void)t;
+    double eps = o->hyper[EPSILON];
+    for (int64_t i = 0; i < n; i++) {
+        double a = (double)state[i] + (double)g[i] * g[i];
+        state[i] = (float)a;
+        w[i] = (float)(w[i] - (double)lr * g[i] / sqrt(a + eps));
+    }
+}
+
+static void adagrad_init_state(const ct_optimizer *o, float *state, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        state[i] = (float)o->hyper[INITIAL];
+}
+
+const ct_optimizer_kind ct_optimizer_adagrad = {
+    "adagrad", "Adagrad", adagrad_configure, adagrad_state_per_param, adagrad_state_name,
+    adagrad_step, adagrad_init_state,
+};

@@ -1,0 +1,297 @@
+/* registry.c - the optimizer kinds, the keys every optimizer shares, and the update
+ * driver.
+ *
+ * Adding an optimizer: one file in optimizers/ defining a `const ct_optimizer_kind` and
+ * its NULL-terminated key list, and one line in the table below.
+ *
+ * Generic keys (Keras 3's base optimizer): learning_rate, clipnorm (per tensor), clipvalue,
+ * global_clipnorm, weight_decay. Unlike Keras 3, which applies only the first of clipnorm,
+ * global_clipnorm and clipvalue that is set, every clip given is applied, in the order
+ * clipvalue, clipnorm, global_clipnorm. Weight decay is Keras 3's: w -= lr * wd * w for
+ * every trainable weight before the update. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optimizer.h"
+
+extern const ct_optimizer_kind ct_optimizer_sgd, ct_optimizer_adam, ct_optimizer_adamw,
+    ct_optimizer_rmsprop, ct_optimizer_adagrad;
+extern const char *const ct_sgd_keys[], *const ct_adam_keys[], *const ct_rmsprop_keys[],
+    *const ct_adagrad_keys[];
+
+typedef struct opt_entry {
+    const ct_optimizer_kind *kind;
+    const char *const *keys;   /* the kind's own keys */
+    double learning_rate;      /* Keras 3 defaults */
+    double weight_decay;
+} opt_entry;
+
+static const opt_entry table[] = {
+    {&ct_optimizer_sgd, ct_sgd_keys, 0.01, 0.0},
+    {&ct_optimizer_adam, ct_adam_keys, 0.001, 0.0},
+    {&ct_optimizer_adamw, ct_adam_keys, 0.001, 0.004},
+    {&ct_optimizer_rmsprop, ct_rmsprop_keys, 0.001, 0.0},
+    {&ct_optimizer_adagrad, ct_adagrad_keys, 0.001, 0.0},
+};
+
+#define N_KINDS (sizeof table / sizeof table[0])
+#define MAX_KEYS 24
+
+static const char *const generic_keys[] = {"type", "learning_rate", "clipnorm", "clipvalue",
+                                           "global_clipnorm", "weight_decay", NULL};
+
+static const opt_entry *find_entry(const char *name)
+{
+    for (size_t i = 0; i < N_KINDS; i++)
+        if (!strcmp(name, table[i].kind->name) || !strcmp(name, table[i].kind->class_name))
+            return &table[i];
+    return NULL;
+}
+
+const ct_optimizer_kind *ct_optimizer_kind_find(const char *name)
+{
+    const opt_entry *e = name ? find_entry(name) : NULL;
+    return e ? e->kind : NULL;
+}
+
+const char *ct_optimizer_kind_names(void)
+{
+    static char buf[256];
+    size_t used = 0;
+    for (size_t i = 0; i < N_KINDS; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? ", " : "",
+                                 table[i].kind->name);
+    return buf;
+}
+
+/* YAML null (`clipnorm: null`, `~`, empty) reads as Keras's None: off. */
+static bool is_null(const ct_node *n)
+{
+    return n && n->type == CT_NODE_SCALAR && !n->quoted &&
+           (!strcmp(n->scalar, "null") || !strcmp(n->scalar, "~") || !strcmp(n->scalar, "Null") ||
+            !strcmp(n->scalar, "NULL") || !n->scalar[0]);
+}
+
+/* An optional positive number; absent or null leaves *out at 0 (off) and inserts nothing,
+ * so the resolved config reads back the same. */
+static int read_optional_positive(ct_node *cfg, const char *key, const char *what, double *out,
+                                  ct_error *err)
+{
+    ct_node *n = ct_map_get(cfg, key);
+    *out = 0.0;
+    if (!n || is_null(n))
+        return 0;
+    if (ct_node_float(n, out, err) < 0)
+        return -1;
+    if (!(*out > 0.0) || !isfinite(*out))
+        return ct_node_err(err, n, "%s: %s must be a positive number, got %g", what, key, *out);
+    return 0;
+}
+
+static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const char *what,
+                        ct_error *err)
+{
+    if (ct_cfg_float(cfg, "learning_rate", e->learning_rate, -HUGE_VAL, HUGE_VAL,
+                     &o->learning_rate, err) < 0)
+        return -1;
+    if (!(o->learning_rate > 0.0) || !isfinite(o->learning_rate))
+        return ct_node_err(err, ct_map_get(cfg, "learning_rate"),
+                           "%s: learning_rate must be a positive number, got %g", what,
+                           o->learning_rate);
+    if (read_optional_positive(cfg, "clipnorm", what, &o->clipnorm, err) < 0 ||
+        read_optional_positive(cfg, "clipvalue", what, &o->clipvalue, err) < 0 ||
+        read_optional_positive(cfg, "global_clipnorm", what, &o->global_clipnorm, err) < 0)
+        return -1;
+    if (o->clipnorm > 0 && o->global_clipnorm > 0)
+        return ct_node_err(err, ct_map_get(cfg, "global_clipnorm"),
+                           "%s: only one of clipnorm and global_clipnorm can be set", what);
+    ct_node *wd = ct_map_get(cfg, "weight_decay");
+    if (is_null(wd)) {
+        o->weight_decay = 0.0;
+        return 0;
+    }
+    if (ct_cfg_float(cfg, "weight_decay", e->weight_decay, -HUGE_VAL, HUGE_VAL,
+                     &o->weight_decay, err) < 0)
+        return -1;
+    if (!(o->weight_decay >= 0.0) || !isfinite(o->weight_decay))
+        return ct_node_err(err, ct_map_get(cfg, "weight_decay"),
+                           "%s: weight_decay must be 0 or more, got %g", what, o->weight_decay);
+    return 0;
+}
+
+static int check_keys(const ct_node *cfg, const opt_entry *e, const char *what, ct_error *err)
+{
+    const char *allowed[MAX_KEYS];
+    int k = 0;
+    for (int i = 0; generic_keys[i]; i++)
+        allowed[k++] = generic_keys[i];
+    for (int i = 0; e->keys[i] && k < MAX_KEYS - 1; i++)
+        allowed[k++] = e->keys[i];
+    allowed[k] = NULL;
+    return ct_cfg_check_keys(cfg, allowed, what, err);
+}
+
+static int unknown_optimizer(const ct_node *at, const char *name, ct_error *err)
+{
+    const char *cands[N_KINDS + 1];
+    for (size_t i = 0; i < N_KINDS; i++)
+        cands[i] = table[i].kind->name;
+    cands[N_KINDS] = NULL;
+    char hint[96] = "";
+    const char *s = ct_suggest(name, cands);
+    if (s)
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
+    return ct_node_err(err, at, "unknown optimizer '%s'%s; known optimizers: %s", name, hint,
+                       ct_optimizer_kind_names());
+}
+
+/* compile[key] as a map with a type: absent or null -> rmsprop (Keras's compile default); a name
+ * is expanded to {type: name} so the resolved config shows every default. */
+static ct_node *optimizer_node(ct_node *compile, const char *key, ct_error *err)
+{
+    if (!compile || compile->type != CT_NODE_MAP) {
+        if (compile)
+            ct_node_err(err, compile, "compile must be a map");
+        else
+            ct_err(err, CT_ERR_CONFIG, "compile: missing section");
+        return NULL;
+    }
+    ct_node *n = ct_map_get(compile, key);
+    if (!n || is_null(n))
+        n = ct_map_set_scalar(compile, key, "rmsprop");
+    if (n && n->type == CT_NODE_SCALAR && ct_node_expand_scalar(n, "type", err) < 0)
+        return NULL;
+    if (!n || n->type != CT_NODE_MAP) {
+        if (n)
+            ct_node_err(err, n, "optimizer must be a name such as adam or a map such as "
+                                "{type: adam, learning_rate: 0.001}");
+        else
+            ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    return n;
+}
+
+static int alloc_state(ct_optimizer *o, ct_error *err)
+{
+    int64_t spp = o->kind->state_per_param(o);
+    if (spp <= 0 || o->n <= 0)
+        return 0;
+    if (o->n > INT64_MAX / spp / (int64_t)sizeof(float))
+        return ct_err(err, CT_ERR_NOMEM, "optimizer state for %lld parameters is too large",
+                      (long long)o->n);
+    o->state = calloc((size_t)(spp * o->n), sizeof(float));
+    if (!o->state)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory for the optimizer's state (%lld floats)",
+                      (long long)(spp * o->n));
+    if (o->kind->init_state)
+        o->kind->init_state(o, o->state, o->n);
+    return 0;
+}
+
+static int configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
+{
+    const char *name;
+    if (ct_cfg_require(cfg, "type", "optimizer", err) < 0 ||
+        ct_cfg_string(cfg, "type", NULL, &name, err) < 0)
+        return -1;
+    const opt_entry *e = find_entry(name);
+    if (!e)
+        return unknown_optimizer(ct_map_get(cfg, "type"), name, err);
+    o->kind = e->kind;
+    char what[64];
+    snprintf(what, sizeof what, "optimizer '%s'", e->kind->name);
+    if (read_generic(o, cfg, e, what, err) < 0 || e->kind->configure(o, cfg, err) < 0)
+        return -1;
+    return check_keys(cfg, e, what, err);
+}
+
+ct_optimizer *ct_optimizer_new(ct_node *compile, const char *key, int64_t n, ct_error *err)
+{
+    ct_node *cfg = optimizer_node(compile, key, err);
+    if (!cfg)
+        return NULL;
+    ct_optimizer *o = calloc(1, sizeof *o);
+    if (!o) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    o->n = n;
+    if (configure(o, cfg, err) < 0 || alloc_state(o, err) < 0) {
+        ct_optimizer_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void ct_optimizer_free(ct_optimizer *o)
+{
+    if (!o)
+        return;
+    free(o->state);
+    free(o);
+}
+
+/* ---- the update ------------------------------------------------------------------------ */
+
+static double sum_squares(const float *x, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s;
+}
+
+/* x *= c / max(||x||, c), as Keras's clip_by_norm. */
+static void clip_to_norm(float *x, int64_t n, double sumsq, double c)
+{
+    double norm = sqrt(sumsq);
+    if (norm <= c)
+        return;
+    float f = (float)(c / norm);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= f;
+}
+
+/* A trainable parameter's slice of the block, or false for the others. */
+static bool trainable_slice(const ct_optimizer *o, const ct_param *p, int64_t *off, int64_t *len)
+{
+    if (!p || !p->grad || !p->trainable)
+        return false;
+    *off = p->offset;
+    *len = ct_shape_size(&p->shape);
+    return *off >= 0 && *len > 0 && *off + *len <= o->n;
+}
+
+static void clip_gradients(const ct_optimizer *o, ct_param *const *params, int nparams, float *g)
+{
+    if (o->clipvalue > 0) {
+        float c = (float)o->clipvalue;
+        for (int64_t i = 0; i < o->n; i++)
+            g[i] = g[i] > c ? c : (g[i] < -c ? -c : g[i]);
+    }
+    if (o->clipnorm > 0) {
+        for (int i = 0; i < nparams; i++) {
+            int64_t off, len;
+            if (trainable_slice(o, params[i], &off, &len))
+                clip_to_norm(g + off, len, sum_squares(g + off, len), o->clipnorm);
+        }
+    }
+    if (o->global_clipnorm > 0)
+        clip_to_norm(g, o->n, sum_squares(g, o->n), o->global_clipnorm);
+}
+
+void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, float *w,
+                        float *g)
+{
+    clip_gradients(o, params, nparams, g);
+    o->iterations++;
+    float lr = (float)o->learning_rate;
+    if (o->weight_decay > 0) {
+        float f = (float)(o->learning_rate * o->weight_decay);
+        for (int64_t i = 0; i < o->n; i++)
+            w[i] -= w[i] * f;
+    }
+    o->kind->step(o, w, g, o->state, o->n, o->n, o->iterations, lr);
+}

@@ -1,0 +1,60 @@
+#!/bin/sh
+# setup.sh - the one place that knows what ctrain needs on Debian 12, and how to build it,
+# prepare the example data, train the example and run the tests.
+#
+#   scripts/setup.sh            install, build, prepare data, train configs/fashion_mnist_mlp.yaml
+#   scripts/setup.sh --test     install, build, run the whole test suite (make check)
+#   scripts/setup.sh --deps     only install the Debian packages
+#   scripts/setup.sh --build    only (re)build
+#   scripts/setup.sh --data     only prepare data/fashion-mnist.h5
+set -eu
+
+PACKAGES="build-essential autoconf automake libtool pkg-config \
+libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
+hdf5-tools dataset-fashion-mnist"
+
+cd "$(dirname "$0")/.."
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+deps() {
+    missing=""
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "Installing:$missing"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+    fi
+}
+
+build() {
+    [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi
+    [ -f Makefile ] && [ Makefile -nt Makefile.am ] && [ Makefile -nt configure ] || ./configure
+    make -j"$JOBS"
+}
+
+data() {
+    src=/usr/share/datasets/fashion-mnist
+    mkdir -p data
+    if [ ! -f data/fashion-mnist.h5 ]; then
+        ./ctrain data import-idx --images $src/train-images-idx3-ubyte.gz \
+            --labels $src/train-labels-idx1-ubyte.gz --group train -o data/fashion-mnist.h5.part
+        ./ctrain data import-idx --images $src/t10k-images-idx3-ubyte.gz \
+            --labels $src/t10k-labels-idx1-ubyte.gz --group test -o data/fashion-mnist.h5.part
+        mv data/fashion-mnist.h5.part data/fashion-mnist.h5
+    fi
+}
+
+case "${1:-all}" in
+    all) deps; build; data; ./ctrain fit configs/fashion_mnist_mlp.yaml ;;
+    --test) deps; build; make -j"$JOBS" check ;;
+    --deps) deps ;;
+    --build) build ;;
+    --data) data ;;
+    *) echo "usage: scripts/setup.sh [--test | --deps | --build | --data]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,36 @@
+/* cli.h - the ctrain command: one file per subcommand. Each cmd_* parses its own options
+ * and returns the process exit status; errors are printed once, by cli_fail. */
+#ifndef CT_CLI_H
+#define CT_CLI_H
+
+#include "ctrain.h"
+
+/* Exit statuses. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
+
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *synopsis;
+    const char *help;
+} cli_command;
+
+/* Prints "ctrain: error: <msg>" to stderr and returns the exit status for the code. */
+int cli_fail(const ct_error *err);
+/* Prints a usage error for command `cmd` and returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the help of command `name`; returns CLI_OK. */
+int cli_command_help(const char *name);
+/* Collects a --set value; returns -1 when too many. */
+int cli_add_override(const char *value);
+/* Loads the experiment with the collected overrides; prints the error itself. */
+ct_experiment *cli_load(const char *path, int *status);
+
+int cmd_fit(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+
+#endif

@@ -1,0 +1,208 @@
+/* main.c - the ctrain command line: dispatch, help, shared option handling, and the
+ * OpenBLAS kernel choice made before the library starts. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "../config.h"
+
+#ifdef CT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+#define MAX_OVERRIDES 256
+
+static const char *overrides[MAX_OVERRIDES];
+static int n_overrides;
+
+static const cli_command commands[] = {
+    {"fit", cmd_fit, "fit FILE [-o RUN_DIR] [--overwrite] [--set KEY=VALUE]... [-v N | -q]",
+     "Trains the experiment in FILE, writing config.yaml, history.csv and weights.h5 into\n"
+     "RUN_DIR (default runs/NAME, numbered when it exists), then evaluates on data.test.\n"
+     "  -o, --output DIR   run directory\n"
+     "      --overwrite    reuse a run directory that holds a finished run\n"
+     "  -v, --verbose N    0 silent, 1 progress bar, 2 one line per epoch\n"
+     "  -q, --quiet        same as --verbose 0\n"},
+    {"evaluate", cmd_evaluate,
+     "evaluate FILE --weights W [--data F.h5 [--x DS] [--y DS]] [--json] [--set KEY=VALUE]...",
+     "Prints the loss and every metric of the model with weights W on data.test, or on the\n"
+     "datasets given with --data/--x/--y.\n"
+     "  -w, --weights W    weights file written by fit\n"
+     "      --data F.h5    HDF5 file to evaluate on instead of data.test\n"
+     "      --x DS, --y DS dataset names in that file (default: data.test's, else x and y)\n"
+     "      --json         print one JSON object\n"},
+    {"predict", cmd_predict,
+     "predict FILE --weights W --input X.h5 [--x DS] -o OUT [--set KEY=VALUE]...",
+     "Writes the model's outputs for dataset DS of X.h5 to OUT: HDF5 (dataset\n"
+     "\"predictions\") for .h5/.hdf5, CSV for .csv.\n"
+     "  -w, --weights W    weights file written by fit\n"
+     "  -i, --input X.h5   HDF5 file with the inputs\n"
+     "      --x DS         dataset name (default: data.test's x, else x)\n"
+     "  -o, --output OUT   output file\n"},
+    {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
+     "Prints the model's layers, output shapes and parameter counts.\n"},
+    {"check", cmd_check, "check FILE [--no-data] [--print] [--set KEY=VALUE]...",
+     "Checks the experiment file and, unless --no-data, every data file it names.\n"
+     "  --print            also print the resolved config (every default filled in)\n"},
+    {"data", cmd_data,
+     "data import-idx --images F --labels F -o OUT.h5 [--group G]\n"
+     "       ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]",
+     "Converts IDX (optionally gzipped) or CSV files into the HDF5 layout ctrain reads.\n"
+     "import-idx writes G/images (uint8, N x H x W x 1) and G/labels (uint8).\n"
+     "import-csv writes G/x (float32) and G/y (int32 labels, or float32 targets);\n"
+     "--label-column counts from 0, negative from the end (default -1).\n"
+     "  --group G          group in the output file (default: train)\n"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+int cli_fail(const ct_error *err)
+{
+    fprintf(stderr, "ctrain: error: %s\n", err->msg);
+    switch (err->code) {
+    case CT_ERR_USAGE:
+    case CT_ERR_CONFIG:
+        return CLI_USAGE;
+    case CT_ERR_INTERRUPT:
+        return CLI_INTERRUPTED;
+    default:
+        return CLI_FAILED;
+    }
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ctrain: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'ctrain help %s'.\n", cmd);
+    return CLI_USAGE;
+}
+
+int cli_add_override(const char *value)
+{
+    if (n_overrides >= MAX_OVERRIDES)
+        return -1;
+    overrides[n_overrides++] = value;
+    return 0;
+}
+
+ct_experiment *cli_load(const char *path, int *status)
+{
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(path, overrides, n_overrides, &err);
+    if (!ex)
+        *status = cli_fail(&err);
+    return ex;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "Usage:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  ctrain %s\n", commands[i].synopsis);
+    fprintf(out, "  ctrain help [COMMAND]\n  ctrain --version\n\n"
+                 "See ctrain(1) and ctrain.yaml(5).\n");
+}
+
+int cli_command_help(const char *name)
+{
+    char *argv[] = {"help", (char *)name, NULL};
+    return cmd_help(2, argv);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stdout);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            printf("Usage: ctrain %s\n\n%s", commands[i].synopsis, commands[i].help);
+            if (strcmp(argv[1], "data") != 0)
+                printf("      --set KEY=VALUE  override a config value (e.g. fit.epochs=2); repeatable\n");
+            return CLI_OK;
+        }
+    return cli_usage("", "no command '%s'", argv[1]);
+}
+
+/* Debian's OpenBLAS 0.3.21 falls back to its slowest (Prescott) kernels on CPUs newer
+ * than it knows. OpenBLAS reads OPENBLAS_CORETYPE only while loading, so pick the right
+ * kernels and start again. CTRAIN_KEEP_BLAS_CORE=1 (or setting OPENBLAS_CORETYPE) opts out. */
+static void choose_blas_kernels(char **argv)
+{
+#ifdef CT_HAVE_OPENBLAS
+    static const char *const generic[] = {"Prescott", "Katmai", "Coppermine", "Northwood",
+                                          "Banias", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                          "Atom", NULL};
+    const char *note = getenv("CTRAIN_BLAS_FALLBACK");
+    if (note) {
+        fprintf(stderr, "ctrain: OpenBLAS does not recognise this CPU and chose its generic %s "
+                        "kernels; using its %s kernels instead (CTRAIN_KEEP_BLAS_CORE=1 keeps %s)\n",
+                note, getenv("OPENBLAS_CORETYPE"), note);
+        unsetenv("CTRAIN_BLAS_FALLBACK");
+        return;
+    }
+    if (getenv("OPENBLAS_CORETYPE") || getenv("CTRAIN_KEEP_BLAS_CORE"))
+        return;
+    const char *core = openblas_get_corename();
+    bool fallback = false;
+    for (int i = 0; core && generic[i]; i++)
+        fallback |= strcasecmp(core, generic[i]) == 0;
+    if (!fallback)
+        return;
+    __builtin_cpu_init();
+    const char *better = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+                             ? "SkylakeX"
+                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "Haswell"
+                                                                                           : NULL;
+    if (!better)
+        return;
+    setenv("OPENBLAS_CORETYPE", better, 1);
+    setenv("CTRAIN_BLAS_FALLBACK", core, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernels we have. */
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("CTRAIN_BLAS_FALLBACK");
+#else
+    (void)argv;
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("ctrain %s\n", ct_version());
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+        return cmd_help(argc - 1, argv + 1);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0) {
+            choose_blas_kernels(argv);
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    const char *names[N_COMMANDS + 2];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        names[i] = commands[i].name;
+    names[N_COMMANDS] = "help";
+    names[N_COMMANDS + 1] = NULL;
+    const char *s = ct_suggest(cmd, names);
+    fprintf(stderr, "ctrain: error: unknown command '%s'%s%s%s\n", cmd, s ? " (did you mean '" : "",
+            s ? s : "", s ? "'?)" : "");
+    print_usage(stderr);
+    return CLI_USAGE;
+}

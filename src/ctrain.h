@@ -1,0 +1,104 @@
+/* ctrain.h - the one public header of libctrain.
+ *
+ * Ownership: every ct_*_load/new function returns an object the caller frees with the
+ * matching ct_*_free. Functions that can fail return 0 on success and -1 on failure,
+ * filling the caller-provided ct_error; library code never prints errors or exits. */
+#ifndef CTRAIN_H
+#define CTRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error categories; the CLI maps them to exit statuses. */
+typedef enum {
+    CT_OK = 0,
+    CT_ERR_USAGE,    /* bad command line */
+    CT_ERR_CONFIG,   /* bad experiment file or override */
+    CT_ERR_DATA,     /* bad or missing data file */
+    CT_ERR_IO,       /* reading or writing a file failed */
+    CT_ERR_NOMEM,    /* an allocation failed or would be absurdly large */
+    CT_ERR_INTERRUPT,/* stopped by a signal */
+    CT_ERR_INTERNAL
+} ct_error_code;
+
+/* Filled by the callee, owned (usually on the stack) by the caller. */
+typedef struct ct_error {
+    ct_error_code code;
+    char msg[2048];
+} ct_error;
+
+/* Sets err (when not NULL) and returns -1, so callers can `return ct_err(...)`. */
+int ct_err(ct_error *err, ct_error_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepends "context: " to an error already set. Returns -1. */
+int ct_err_prefix(ct_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+const char *ct_version(void);
+
+/* An experiment: the parsed config, the model built from it, and its data. */
+typedef struct ct_experiment ct_experiment;
+
+/* Loads and checks an experiment file. overrides are "key.path=value" strings applied
+ * before checking (may be NULL when n_overrides is 0). Builds the model (shapes inferred
+ * and checked) but opens no data. Returns NULL on error. Free with ct_experiment_free. */
+ct_experiment *ct_experiment_load(const char *path, const char *const *overrides,
+                                  int n_overrides, ct_error *err);
+void ct_experiment_free(ct_experiment *ex);
+
+/* Writes the resolved config (every default filled in) as YAML. */
+int ct_experiment_write_config(const ct_experiment *ex, FILE *out, ct_error *err);
+
+/* Prints Keras's model summary table. */
+void ct_experiment_summary(const ct_experiment *ex, FILE *out);
+
+/* Opens and checks every data file the experiment names (shapes, rows, labels, finite
+ * values) without training. */
+int ct_experiment_check_data(ct_experiment *ex, ct_error *err);
+
+typedef struct ct_fit_options {
+    const char *run_dir;   /* NULL: runs/<name>, numbered if it exists */
+    bool overwrite;        /* allow reusing a run_dir that holds a finished run */
+    int verbose;           /* -1 auto (bar on a terminal, lines otherwise), 0 silent, 1 bar, 2 lines */
+    FILE *out;             /* progress output; NULL means stdout */
+} ct_fit_options;
+
+/* Trains, writes history.csv, config.yaml and weights.h5 into the run directory, then
+ * evaluates on data.test when given. */
+int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err);
+
+/* Loads weights from an HDF5 file written by fit (Keras's legacy layout). */
+int ct_experiment_load_weights(ct_experiment *ex, const char *path, ct_error *err);
+
+/* Evaluates on data.test (or the dataset given by path/x/y when path is not NULL).
+ * names/values receive up to max results (loss first, then each metric); returns the
+ * number of results or -1. Names point into the experiment and live as long as it. */
+int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
+                           const char **names, double *values, int max, ct_error *err);
+
+/* Runs the model on dataset `x` of the HDF5 file `input` and writes predictions to
+ * `output` (.h5/.hdf5: dataset "predictions"; .csv: one row per sample). */
+int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
+                          const char *output, ct_error *err);
+
+/* Converts IDX files (optionally gzipped) into group `group` of the HDF5 file `out`
+ * (created if missing): `group`/images as uint8 (N, H, W, 1) for rank-3 images, and
+ * `group`/labels as uint8 (N). */
+int ct_data_import_idx(const char *images, const char *labels, const char *out,
+                       const char *group, ct_error *err);
+
+/* Converts a CSV file of numbers into `group`/x (float32, N x F) and `group`/y in `out`.
+ * label_column: the column index of the label (negative counts from the end); header:
+ * skip the first line. Integer-valued labels are stored as int32, others as float32. */
+int ct_data_import_csv(const char *csv, const char *out, const char *group, int label_column,
+                       bool header, ct_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,62 @@
+/* experiment.h - the checked experiment spec behind the public ct_experiment handle.
+ * ct_experiment_load parses the YAML tree, applies --set overrides, reads every section
+ * with the typed getters (filling defaults in the tree) and builds the model. The
+ * experiment owns the tree, the model and the optimizer; ct_experiment_free frees them. */
+#ifndef CT_EXPERIMENT_H
+#define CT_EXPERIMENT_H
+
+#include "loss.h"
+#include "metric.h"
+#include "model.h"
+#include "optimizer.h"
+
+#define CT_MAX_METRICS 16
+
+typedef struct ct_source {
+    bool given;
+    char *path;        /* resolved against the config's folder; owned */
+    const char *x, *y; /* dataset names, point into the tree */
+    const ct_node *node;
+} ct_source;
+
+typedef enum { CT_SPLIT_LAST = 0, CT_SPLIT_SHUFFLED = 1 } ct_split_mode;
+
+struct ct_experiment {
+    ct_node *root;
+    char *path;              /* the config file as given; owned */
+    const char *name;
+    uint64_t seed;
+    /* data */
+    ct_source train, test, validation;
+    double validation_split;
+    ct_split_mode split_mode;
+    double scale;
+    size_t memory_limit;     /* bytes */
+    /* model and compile */
+    ct_model *model;
+    ct_loss loss;
+    int nmetrics;
+    ct_metric metrics[CT_MAX_METRICS];
+    ct_optimizer *optimizer;
+    /* fit */
+    int64_t epochs, batch_size, validation_freq;
+    bool shuffle;
+    int verbose;             /* -1 auto, 0 silent, 1 bar, 2 one line per epoch */
+    /* backend */
+    int threads;
+};
+
+/* Opens a data source and checks it against the model: sample shape, target shape,
+ * finite x, labels in range. Returns NULL on error. role: "data.train", ... */
+struct ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src,
+                                             const char *role, ct_error *err);
+
+/* Runs the model over a loader in inference mode; fills `values` with the loss (first)
+ * and each metric. */
+int ct_experiment_run_eval(ct_experiment *ex, struct ct_loader *ld, double *values,
+                           float *ybuf, ct_error *err);
+
+/* Sets the number of threads the backend's BLAS uses. */
+void ct_set_threads(int threads);
+
+#endif

@@ -1,0 +1,492 @@
+/* import.c - IDX (MNIST-style, optionally gzipped) and CSV files into HDF5 datasets. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+#include <zlib.h>
+
+#include "ctrain.h"
+
+#define IDX_CHUNK (1u << 20)
+#define IDX_MAX_DIMS 8
+
+/* ---- HDF5 output ---- */
+
+typedef struct {
+    H5E_auto2_t fn;
+    void *data;
+} quiet_t;
+
+static void quiet_on(quiet_t *q)
+{
+    if (H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) < 0) {
+        q->fn = NULL;
+        q->data = NULL;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+/* An open output file and the group datasets go into. */
+typedef struct out_file {
+    const char *path;
+    const char *group;   /* as given, for messages */
+    hid_t file, loc;
+} out_file;
+
+static void out_close(out_file *o)
+{
+    if (o->loc >= 0 && o->loc != o->file)
+        H5Gclose(o->loc);
+    if (o->file >= 0)
+        H5Fclose(o->file);
+    o->loc = o->file = H5I_INVALID_HID;
+}
+
+static int open_group(out_file *o, ct_error *err)
+{
+    const char *g = o->group;
+    if (!g || !g[0] || strcmp(g, "/") == 0) {
+        o->loc = o->file;
+        return 0;
+    }
+    htri_t exists = H5Lexists(o->file, g, H5P_DEFAULT);
+    if (exists > 0) {
+        hid_t obj = H5Oopen(o->file, g, H5P_DEFAULT);
+        if (obj >= 0 && H5Iget_type(obj) == H5I_GROUP) {
+            o->loc = obj;
+            return 0;
+        }
+        if (obj >= 0)
+            H5Oclose(obj);
+        return ct_err(err, CT_ERR_DATA, "%s: '%s' exists and is not a group", o->path, g);
+    }
+    /* Intermediate groups too, so "mnist/train" works in a fresh file. */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+        o->loc = H5Gcreate2(o->file, g, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    if (o->loc < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot create group '%s'", o->path, g);
+    return 0;
+}
+
+/* Opens out read-write, creating it if missing, and its group. */
+static int out_open(out_file *o, const char *path, const char *group, ct_error *err)
+{
+    o->path = path;
+    o->group = group;
+    o->file = o->loc = H5I_INVALID_HID;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        o->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (o->file < 0)
+            return ct_err(err, CT_ERR_DATA,
+                          "%s is not an HDF5 file or is damaged (or cannot be written)", path);
+    } else {
+        o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+        if (o->file < 0)
+            return ct_err(err, CT_ERR_IO, "cannot create %s", path);
+    }
+    return open_group(o, err);
+}
+
+/* Writes a contiguous dataset `name` in the group, replacing any existing one. */
+static int out_write(out_file *o, const char *name, hid_t file_type, hid_t mem_type, int rank,
+                     const hsize_t *dims, const void *data, ct_error *err)
+{
+    if (H5Lexists(o->loc, name, H5P_DEFAULT) > 0 && H5Ldelete(o->loc, name, H5P_DEFAULT) < 0)
+        return ct_err(err, CT_ERR_IO, "%s: cannot replace '%s' in '%s'", o->path, name,
+                      o->group ? o->group : "/");
+    hid_t space = H5Screate_simple(rank, dims, NULL), d = H5I_INVALID_HID;
+    herr_t rc = -1;
+    if (space >= 0)
+        d = H5Dcreate2(o->loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d >= 0)
+        rc = H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (d >= 0 && H5Dclose(d) < 0)
+        rc = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (rc < 0)
+        return ct_err(err, CT_ERR_IO, "%s: writing '%s' in '%s' failed", o->path, name,
+                      o->group ? o->group : "/");
+    return 0;
+}
+
+static int out_finish(out_file *o, ct_error *err)
+{
+    int rc = 0;
+    if (o->loc >= 0 && o->loc != o->file && H5Gclose(o->loc) < 0)
+        rc = -1;
+    o->loc = H5I_INVALID_HID;
+    if (o->file >= 0 && H5Fclose(o->file) < 0)
+        rc = -1;
+    o->file = H5I_INVALID_HID;
+    return rc < 0 ? ct_err(err, CT_ERR_IO, "closing %s failed", o->path) : 0;
+}
+
+/* ---- IDX ---- */
+
+typedef struct idx {
+    int ndims;
+    uint32_t dims[IDX_MAX_DIMS];
+    uint64_t count;      /* bytes of data: the product of the dims */
+    unsigned char *data;
+} idx;
+
+static const char *idx_type_name(int t)
+{
+    switch (t) {
+    case 0x08: return "unsigned byte";
+    case 0x09: return "signed byte";
+    case 0x0B: return "short";
+    case 0x0C: return "int";
+    case 0x0D: return "float";
+    case 0x0E: return "double";
+    default: return "unknown";
+    }
+}
+
+/* Reads exactly n bytes unless the file ends; returns the count or -1 on a read error. */
+static int64_t gz_read_all(gzFile f, void *buf, uint64_t n)
+{
+    uint64_t got = 0;
+    while (got < n) {
+        unsigned want = n - got > IDX_CHUNK ? IDX_CHUNK : (unsigned)(n - got);
+        int r = gzread(f, (char *)buf + got, want);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (uint64_t)r;
+    }
+    return (int64_t)got;
+}
+
+static int gz_fail(gzFile f, const char *path, ct_error *err)
+{
+    int code;
+    const char *msg = gzerror(f, &code);
+    return ct_err(err, CT_ERR_DATA, "%s: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
+}
+
+static int idx_header(gzFile f, const char *path, idx *out, ct_error *err)
+{
+    unsigned char h[4], d[4 * IDX_MAX_DIMS];
+    int64_t got = gz_read_all(f, h, 4);
+    if (got < 0)
+        return gz_fail(f, path, err);
+    if (got < 4)
+        return ct_err(err, CT_ERR_DATA, "%s is not an IDX file (too short)", path);
+    if (h[0] != 0 || h[1] != 0)
+        return ct_err(err, CT_ERR_DATA,
+                      "%s is not an IDX file (it starts with 0x%02x%02x, not 0x0000)", path,
+                      h[0], h[1]);
+    if (h[2] != 0x08)
+        return ct_err(err, CT_ERR_DATA,
+                      "%s: IDX data type 0x%02x (%s) is not supported; only unsigned bytes "
+                      "(0x08) are",
+                      path, h[2], idx_type_name(h[2]));
+    if (h[3] < 1 || h[3] > IDX_MAX_DIMS)
+        return ct_err(err, CT_ERR_DATA, "%s: IDX header has %d dimensions; expected 1 to %d",
+                      path, h[3], IDX_MAX_DIMS);
+    out->ndims = h[3];
+    got = gz_read_all(f, d, 4u * (unsigned)out->ndims);
+    if (got < 0)
+        return gz_fail(f, path, err);
+    if (got < 4 * out->ndims)
+        return ct_err(err, CT_ERR_DATA, "%s: IDX header is truncated", path);
+    out->count = 1;
+    for (int i = 0; i < out->ndims; i++) {
+        const unsigned char *p = d + 4 * i;
+        out->dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (out->dims[i] == 0)
+            return ct_err(err, CT_ERR_DATA, "%s: IDX dimension %d is 0", path, i);
+        if (out->count > UINT64_MAX / 2 / out->dims[i])
+            return ct_err(err, CT_ERR_DATA, "%s: IDX header claims an absurd size", path);
+        out->count *= out->dims[i];
+    }
+    return 0;
+}
+
+/* Reads the data in chunks, growing the buffer only as bytes actually arrive, so a
+ * header that lies about the size never causes a huge allocation. */
+static int idx_body(gzFile f, const char *path, idx *out, ct_error *err)
+{
+    uint64_t cap = 0, got = 0;
+    while (got < out->count) {
+        if (got == cap) {
+            uint64_t want = cap ? cap * 2 : IDX_CHUNK;
+            if (want > out->count)
+                want = out->count;
+            unsigned char *p = realloc(out->data, (size_t)want);
+            if (!p)
+                return ct_err(err, CT_ERR_NOMEM, "%s: out of memory", path);
+            out->data = p;
+            cap = want;
+        }
+        int64_t r = gz_read_all(f, out->data + got, cap - got);
+        if (r < 0)
+            return gz_fail(f, path, err);
+        got += (uint64_t)r;
+        if (got < cap)
+            break;
+    }
+    if (got < out->count)
+        return ct_err(err, CT_ERR_DATA,
+                      "%s: IDX header claims %" PRIu64 " bytes of data but the file holds only "
+                      "%" PRIu64,
+                      path, out->count, got);
+    unsigned char extra;
+    int64_t r = gz_read_all(f, &extra, 1);
+    if (r < 0)
+        return gz_fail(f, path, err);
+    if (r > 0)
+        return ct_err(err, CT_ERR_DATA,
+                      "%s: the file holds more data than its IDX header describes", path);
+    return 0;
+}
+
+static int idx_read(const char *path, idx *out, ct_error *err)
+{
+    memset(out, 0, sizeof *out);
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", path,
+                      errno ? strerror(errno) : "out of memory");
+    int rc = idx_header(f, path, out, err);
+    if (rc == 0)
+        rc = idx_body(f, path, out, err);
+    gzclose(f);
+    return rc;
+}
+
+static int idx_write(const char *labels, const idx *im, const idx *lb,
+                     const char *out, const char *group, ct_error *err)
+{
+    hsize_t dims[IDX_MAX_DIMS + 1];
+    int rank = im->ndims;
+    for (int i = 0; i < rank; i++)
+        dims[i] = im->dims[i];
+    if (rank == 3)
+        dims[rank++] = 1;   /* (N, H, W) -> (N, H, W, 1): one channel, as Keras expects */
+    out_file o;
+    quiet_t q;
+    quiet_on(&q);
+    int rc = out_open(&o, out, group, err);
+    if (rc == 0)
+        rc = out_write(&o, "images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, rank, dims, im->data, err);
+    if (rc == 0 && labels) {
+        hsize_t n = lb->dims[0];
+        rc = out_write(&o, "labels", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &n, lb->data, err);
+    }
+    if (rc == 0)
+        rc = out_finish(&o, err);
+    out_close(&o);
+    quiet_off(&q);
+    return rc;
+}
+
+int ct_data_import_idx(const char *images, const char *labels, const char *out,
+                       const char *group, ct_error *err)
+{
+    idx im, lb;
+    memset(&lb, 0, sizeof lb);
+    int rc = idx_read(images, &im, err);
+    if (rc == 0 && labels) {
+        rc = idx_read(labels, &lb, err);
+        if (rc == 0 && lb.ndims != 1)
+            rc = ct_err(err, CT_ERR_DATA, "%s: labels must have 1 dimension, found %d", labels,
+                        lb.ndims);
+        if (rc == 0 && lb.dims[0] != im.dims[0])
+            rc = ct_err(err, CT_ERR_DATA, "%s has %" PRIu32 " items but %s has %" PRIu32,
+                        images, im.dims[0], labels, lb.dims[0]);
+    }
+    if (rc == 0)
+        rc = idx_write(labels, &im, &lb, out, group, err);
+    free(im.data);
+    free(lb.data);
+    return rc;
+}
+
+/* ---- CSV ---- */
+
+typedef struct csv {
+    const char *path;
+    int64_t line;
+    int64_t ncols, nrows;
+    double *cells;           /* nrows * ncols, row-major */
+    int64_t len, cap;        /* doubles stored / allocated */
+} csv;
+
+static int csv_push(csv *c, double v, ct_error *err)
+{
+    if (c->len == c->cap) {
+        int64_t cap = c->cap ? c->cap * 2 : 4096;
+        double *p = realloc(c->cells, (size_t)cap * sizeof *p);
+        if (!p)
+            return ct_err(err, CT_ERR_NOMEM, "%s: out of memory", c->path);
+        c->cells = p;
+        c->cap = cap;
+    }
+    c->cells[c->len++] = v;
+    return 0;
+}
+
+static bool is_blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
+/* Parses one cell [s, e) at 1-based column col. */
+static int csv_cell(csv *c, const char *s, const char *e, int64_t col, double *out,
+                    ct_error *err)
+{
+    while (s < e && is_blank(*s))
+        s++, col++;
+    while (e > s && is_blank(e[-1]))
+        e--;
+    char buf[128];
+    size_t len = (size_t)(e - s);
+    if (len == 0)
+        return ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ":%" PRId64 ": empty cell; expected a number",
+                      c->path, c->line, col);
+    if (len >= sizeof buf) {
+        return ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ":%" PRId64 ": '%.32s...' is not a number",
+                      c->path, c->line, col, s);
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    if (*end != '\0' || end == buf || !isfinite(v))
+        return ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ":%" PRId64 ": '%s' is not a number",
+                      c->path, c->line, col, buf);
+    *out = v;
+    return 0;
+}
+
+static int csv_line(csv *c, const char *text, ct_error *err)
+{
+    const char *p = text;
+    while (*p && is_blank(*p))
+        p++;
+    if (!*p)
+        return 0;   /* blank lines carry no row */
+    int64_t n = 0;
+    for (const char *s = text;;) {
+        const char *e = strchr(s, ',');
+        if (!e)
+            e = s + strlen(s);
+        double v;
+        if (csv_cell(c, s, e, (int64_t)(s - text) + 1, &v, err) < 0 || csv_push(c, v, err) < 0)
+            return -1;
+        n++;
+        if (!*e)
+            break;
+        s = e + 1;
+    }
+    if (c->nrows == 0)
+        c->ncols = n;
+    else if (n != c->ncols)
+        return ct_err(err, CT_ERR_DATA,
+                      "%s:%" PRId64 ": expected %" PRId64 " columns, found %" PRId64, c->path,
+                      c->line, c->ncols, n);
+    c->nrows++;
+    return 0;
+}
+
+static int csv_read(csv *c, bool header, ct_error *err)
+{
+    FILE *f = fopen(c->path, "r");
+    if (!f)
+        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", c->path, strerror(errno));
+    char *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&buf, &cap, f) >= 0) {
+        c->line++;
+        if (header && c->line == 1)
+            continue;
+        rc = csv_line(c, buf, err);
+    }
+    if (rc == 0 && ferror(f))
+        rc = ct_err(err, CT_ERR_IO, "reading %s failed: %s", c->path, strerror(errno));
+    free(buf);
+    fclose(f);
+    if (rc == 0 && c->nrows == 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s holds no data rows", c->path);
+    if (rc == 0 && c->ncols < 2)
+        rc = ct_err(err, CT_ERR_DATA,
+                    "%s has 1 column; it needs at least 2 (features and a label)", c->path);
+    return rc;
+}
+
+/* Splits the cells into x (float32) and y (int32 when every label is an integer). */
+static int csv_write(const csv *c, int64_t label, const char *out, const char *group,
+                     ct_error *err)
+{
+    int64_t nf = c->ncols - 1;
+    float *x = malloc((size_t)(c->nrows * nf) * sizeof *x);
+    float *yf = malloc((size_t)c->nrows * sizeof *yf);
+    int32_t *yi = malloc((size_t)c->nrows * sizeof *yi);
+    bool integer = true;
+    int rc = 0;
+    if (!x || !yf || !yi)
+        rc = ct_err(err, CT_ERR_NOMEM, "%s: out of memory", c->path);
+    for (int64_t r = 0; rc == 0 && r < c->nrows; r++) {
+        const double *row = c->cells + r * c->ncols;
+        for (int64_t j = 0, k = 0; j < c->ncols; j++)
+            if (j != label)
+                x[r * nf + k++] = (float)row[j];
+        double v = row[label];
+        yf[r] = (float)v;
+        yi[r] = (int32_t)(v == floor(v) && fabs(v) < 2147483647.0 ? v : 0);
+        if (v != floor(v) || fabs(v) >= 2147483647.0)
+            integer = false;
+    }
+    if (rc == 0) {
+        out_file o;
+        quiet_t q;
+        quiet_on(&q);
+        hsize_t dims[2] = {(hsize_t)c->nrows, (hsize_t)nf};
+        rc = out_open(&o, out, group, err);
+        if (rc == 0)
+            rc = out_write(&o, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims, x, err);
+        if (rc == 0)
+            rc = integer ? out_write(&o, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, yi, err)
+                         : out_write(&o, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dims, yf, err);
+        if (rc == 0)
+            rc = out_finish(&o, err);
+        out_close(&o);
+        quiet_off(&q);
+    }
+    free(x);
+    free(yf);
+    free(yi);
+    return rc;
+}
+
+int ct_data_import_csv(const char *path, const char *out, const char *group, int label_column,
+                       bool header, ct_error *err)
+{
+    csv c;
+    memset(&c, 0, sizeof c);
+    c.path = path;
+    int rc = csv_read(&c, header, err);
+    int64_t label = label_column < 0 ? c.ncols + label_column : label_column;
+    if (rc == 0 && (label < 0 || label >= c.ncols))
+        rc = ct_err(err, CT_ERR_USAGE,
+                    "label column %d is out of range: %s has %" PRId64 " columns", label_column,
+                    path, c.ncols);
+    if (rc == 0)
+        rc = csv_write(&c, label, out, group, err);
+    free(c.cells);
+    return rc;
+}

@@ -1,0 +1,97 @@
+/* layer.h - the layer interface. A layer kind is a const table of functions plus
+ * private state (l->state, allocated in configure and freed in free_state). Parameters
+ * are declared in build and live in the model's contiguous blocks: l->params[i].value and
+ * .grad point into them once the model is planned; layers never allocate them.
+ *
+ * Adding a layer: one file in layers/ defining a `const ct_layer_kind`, and one line in
+ * layers/registry.c. */
+#ifndef CT_LAYER_H
+#define CT_LAYER_H
+
+#include "backend.h"
+#include "config.h"
+#include "init.h"
+
+#define CT_MAX_PARAMS 8
+#define CT_NAME_MAX 64
+
+typedef struct ct_param {
+    char name[32];        /* "kernel", "bias", "moving_mean", ... */
+    ct_shape shape;
+    ct_init init;
+    ct_regularizer reg;
+    bool trainable;
+    int64_t offset;       /* floats from the start of the model's block */
+    float *value, *grad;  /* set by the planner; grad is NULL for non-trainable params */
+} ct_param;
+
+/* What the current pass is. */
+typedef struct ct_pass {
+    bool training;        /* dropout active, batch statistics used */
+    uint64_t seed;        /* the experiment's seed */
+    int64_t step;         /* global optimizer step, for per-step random streams */
+} ct_pass;
+
+typedef struct ct_layer ct_layer;
+
+typedef struct ct_layer_kind {
+    const char *name;        /* config name, snake_case: "dense" */
+    const char *class_name;  /* Keras class: "Dense" */
+    /* Reads the layer's own keys from cfg (a map; "type" and "name" are the model's) and
+     * checks unknown keys with ct_layer_check_keys. May allocate l->state. */
+    int (*configure)(ct_layer *l, ct_node *cfg, ct_error *err);
+    /* Given l->in_shape: sets l->out_shape and declares parameters with ct_layer_add_param.
+     * A shape it cannot take is an error naming the layer and the shape. */
+    int (*build)(ct_layer *l, ct_error *err);
+    /* Optional: floats of scratch (l->scratch) needed for a batch of max_batch rows. */
+    int64_t (*scratch_floats)(const ct_layer *l, int64_t max_batch);
+    /* y = f(x). x->rows == y->rows. */
+    void (*forward)(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y);
+    /* Given dy = dL/dy (the layer may overwrite it), writes (not accumulates) the parameter
+     * gradients and, when dx is not NULL, dx = dL/dx. x and y are the forward's. */
+    void (*backward)(ct_layer *l, const ct_pass *pass, const ct_tensor *x, const ct_tensor *y,
+                     ct_tensor *dy, ct_tensor *dx);
+    /* Optional: frees l->state. */
+    void (*free_state)(ct_layer *l);
+    /* Output aliases the input buffer (flatten, reshape): forward/backward are not called,
+     * the planner points y at x and dx at dy. */
+    bool is_view;
+    /* Optional: the output activation, if this layer ends in one (dense's activation, an
+     * activation layer). Lets the model fuse softmax/sigmoid with crossentropy. */
+    ct_activation (*output_activation)(const ct_layer *l);
+} ct_layer_kind;
+
+struct ct_layer {
+    const ct_layer_kind *kind;
+    char name[CT_NAME_MAX];   /* unique in the model: "dense", "dense_1", ... */
+    int index;                /* position in the model */
+    ct_node *cfg;             /* the layer's config map (positions for errors) */
+    const ct_backend *be;
+    ct_shape in_shape, out_shape;
+    int nparams;
+    ct_param params[CT_MAX_PARAMS];
+    float *scratch;           /* scratch_floats(max_batch) floats, owned by the model */
+    /* Set by the model when a softmax/sigmoid output is fused with crossentropy: backward
+     * then receives dy already taken with respect to the pre-activation values. */
+    bool act_fused;
+    void *state;
+};
+
+/* Checks cfg's keys against the kind's own (NULL-terminated) plus "type" and "name". */
+int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const *keys,
+                        ct_error *err);
+/* Declares a parameter during build. Returns its index or -1 (too many). */
+int ct_layer_add_param(ct_layer *l, const char *name, ct_shape shape, ct_init init,
+                       ct_regularizer reg, bool trainable, ct_error *err);
+/* Formats an error "layer 'dense_1' (Dense): <msg>" with the layer config's position. */
+int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Registry: kind by config name or Keras class name; NULL if unknown. */
+const ct_layer_kind *ct_layer_kind_find(const char *name);
+/* Comma-separated config names of every kind, for error messages. */
+const char *ct_layer_kind_names(void);
+/* NULL-terminated list of config names, for suggestions. */
+const char *const *ct_layer_kind_list(void);
+
+#endif

@@ -1,0 +1,28 @@
+/* progress.h - Keras-style progress output. On a terminal: one line per epoch rewritten
+ * in place with a bar; otherwise one plain line per epoch, so log files stay readable.
+ * ct_progress_new allocates; ct_progress_free releases. The output FILE is borrowed. */
+#ifndef CT_PROGRESS_H
+#define CT_PROGRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ct_progress ct_progress;
+
+typedef enum { CT_PROGRESS_NONE = 0, CT_PROGRESS_BAR = 1, CT_PROGRESS_LINES = 2 } ct_progress_mode;
+
+ct_progress *ct_progress_new(FILE *out, ct_progress_mode mode, int64_t epochs);
+void ct_progress_free(ct_progress *p);
+void ct_progress_epoch_begin(ct_progress *p, int64_t epoch, int64_t steps);
+/* After step `done` (1-based) of the epoch; values are the running means. */
+void ct_progress_step(ct_progress *p, int64_t done, int n, const char *const *names,
+                      const double *values);
+/* At the end of an epoch, with the final values (validation ones included). */
+void ct_progress_epoch_end(ct_progress *p, int n, const char *const *names, const double *values);
+/* Keras's number format: %.4e below 1e-3 in magnitude (but not 0), else %.4f. */
+void ct_format_value(double v, char *buf, size_t n);
+/* Seconds since an arbitrary fixed point (monotonic clock). */
+double ct_now(void);
+
+#endif

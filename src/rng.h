@@ -1,0 +1,25 @@
+/* rng.h - counter-based random numbers. A value depends only on (key, counter), so
+ * initializers, dropout masks and shuffles are reproducible from the seed alone and can be
+ * drawn identically on any backend or after a resume. No state to allocate or free. */
+#ifndef CT_RNG_H
+#define CT_RNG_H
+
+#include <stdint.h>
+
+/* Mixes a seed and up to three stream identifiers (e.g. purpose, epoch, layer) into a key. */
+uint64_t ct_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+/* 64 random bits for (key, counter). */
+uint64_t ct_rng_u64(uint64_t key, uint64_t counter);
+/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+float ct_rng_uniform(uint64_t key, uint64_t counter);
+/* Standard normal (Box-Muller over counters 2*counter and 2*counter+1). */
+float ct_rng_normal(uint64_t key, uint64_t counter);
+/* Uniform integer in [0, n) without modulo bias. n > 0. */
+uint64_t ct_rng_below(uint64_t key, uint64_t counter, uint64_t n);
+/* Fisher-Yates permutation of perm[0..n) (perm is filled with 0..n-1 first). */
+void ct_rng_permutation(uint64_t key, int64_t *perm, int64_t n);
+
+/* Stream identifiers for ct_rng_key's first argument after the seed. */
+enum { CT_RNG_INIT = 1, CT_RNG_DROPOUT = 2, CT_RNG_SHUFFLE = 3, CT_RNG_SPLIT = 4, CT_RNG_NOISE = 5 };
+
+#endif

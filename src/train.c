@@ -1,0 +1,457 @@
+/* train.c - the training driver: fit, evaluate and predict over HDF5 data. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "experiment.h"
+#include "progress.h"
+#include "rng.h"
+#include "weights.h"
+
+#define CT_MAX_VALUES (2 * (CT_MAX_METRICS + 1))
+
+/* Names in display order: metrics as listed, then loss. */
+static int value_names(const ct_experiment *ex, const char **names, const char *prefix,
+                       char (*store)[64])
+{
+    int n = 0;
+    for (int i = 0; i < ex->nmetrics; i++, n++) {
+        snprintf(store[n], 64, "%s%s", prefix, ex->metrics[i].name);
+        names[n] = store[n];
+    }
+    snprintf(store[n], 64, "%sloss", prefix);
+    names[n] = store[n];
+    return n + 1;
+}
+
+static int64_t y_cols(const ct_experiment *ex)
+{
+    return ex->loss.kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(ex->model));
+}
+
+/* Loss (batch sum) and metric updates for one forward pass; writes the loss gradient into
+ * the model's last dout buffer when grad is set. */
+static double score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y, bool grad)
+{
+    ct_model *m = ex->model;
+    int64_t rows = pred->rows, cols = ct_tensor_cols(pred);
+    float *dpred = grad ? m->dout[m->nlayers - 1].data : NULL;
+    double loss = ex->loss.kind->compute(&ex->loss, pred->data, y, dpred, rows, cols,
+                                         1.0f / (float)rows);
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].kind->update(&ex->metrics[i], pred->data, y, rows, cols);
+    return loss;
+}
+
+static void reset_metrics(ct_experiment *ex)
+{
+    for (int i = 0; i < ex->nmetrics; i++)
+        ct_metric_reset(&ex->metrics[i]);
+}
+
+/* Running values: metrics, then mean loss so far (+ the regularization penalty). */
+static void current_values(const ct_experiment *ex, double loss_sum, int64_t seen, double penalty,
+                           double *values)
+{
+    for (int i = 0; i < ex->nmetrics; i++)
+        values[i] = ex->metrics[i].kind->result(&ex->metrics[i]);
+    values[ex->nmetrics] = (seen ? loss_sum / (double)seen : 0) + penalty;
+}
+
+int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, float *ybuf,
+                           ct_error *err)
+{
+    ct_model *m = ex->model;
+    ct_pass pass = {.training = false, .seed = ex->seed, .step = 0};
+    reset_metrics(ex);
+    if (ct_loader_begin_epoch(ld, 0, err) < 0)
+        return -1;
+    double loss = 0;
+    int64_t seen = 0, rows;
+    while ((rows = ct_loader_next(ld, m->input.data, ybuf, err)) > 0) {
+        const ct_tensor *pred = ct_model_forward(m, &pass, rows);
+        loss += score_batch(ex, pred, ybuf, false);
+        seen += rows;
+    }
+    if (rows < 0)
+        return -1;
+    current_values(ex, loss, seen, ct_model_penalty(m), values);
+    return 0;
+}
+
+/* The rows of data.train used for training and for validation. */
+static int split_rows(ct_experiment *ex, int64_t n, int64_t **train, int64_t *ntrain,
+                      int64_t **val, int64_t *nval, ct_error *err)
+{
+    int64_t *all = malloc((size_t)(n ? n : 1) * sizeof *all);
+    if (!all)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++)
+        all[i] = i;
+    if (ex->split_mode == CT_SPLIT_SHUFFLED && ex->validation_split > 0)
+        ct_rng_permutation(ct_rng_key(ex->seed, CT_RNG_SPLIT, 0, 0), all, n);
+    /* Keras: the last fraction, split_at = floor(N * (1 - split)). */
+    int64_t at = ex->validation_split > 0 ? (int64_t)floor((double)n * (1 - ex->validation_split)) : n;
+    if (at <= 0 || (ex->validation_split > 0 && at >= n)) {
+        free(all);
+        return ct_err(err, CT_ERR_DATA, "data.validation_split %g of %" PRId64 " samples leaves "
+                      "an empty training or validation set", ex->validation_split, n);
+    }
+    *train = all;
+    *ntrain = at;
+    *val = all + at;
+    *nval = n - at;
+    return 0;
+}
+
+static int make_dirs(const char *path, ct_error *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+        return ct_err(err, CT_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Chooses and creates the run directory: runs/<name>, runs/<name>-2, ... by default;
+ * an explicit one that holds a finished run is refused unless overwrite is set. */
+static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, char *dir,
+                           size_t n, ct_error *err)
+{
+    if (opt->run_dir) {
+        snprintf(dir, n, "%s", opt->run_dir);
+        char w[4200];
+        snprintf(w, sizeof w, "%s/weights.h5", dir);
+        if (exists(w) && !opt->overwrite)
+            return ct_err(err, CT_ERR_USAGE, "%s already holds a finished run; choose another "
+                          "-o directory or pass --overwrite", dir);
+    } else {
+        snprintf(dir, n, "runs/%s", ex->name);
+        for (int i = 2; exists(dir); i++)
+            snprintf(dir, n, "runs/%s-%d", ex->name, i);
+    }
+    return make_dirs(dir, err);
+}
+
+typedef struct fit_state {
+    ct_dataset *train_ds, *val_ds, *test_ds;
+    ct_loader *train, *val;
+    int64_t *rows;
+    float *ybuf;
+    FILE *history;
+    ct_progress *progress;
+} fit_state;
+
+static void fit_state_free(fit_state *s)
+{
+    ct_loader_free(s->train);
+    ct_loader_free(s->val);
+    if (s->val_ds != s->train_ds)
+        ct_dataset_close(s->val_ds);
+    ct_dataset_close(s->train_ds);
+    ct_dataset_close(s->test_ds);
+    free(s->rows);
+    free(s->ybuf);
+    if (s->history)
+        fclose(s->history);
+    ct_progress_free(s->progress);
+}
+
+static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
+{
+    if (!ex->train.given)
+        return ct_err(err, CT_ERR_CONFIG, "%s: fit needs data.train {path: FILE.h5, x: DATASET, "
+                      "y: DATASET}", ex->path);
+    s->train_ds = ct_experiment_open_source(ex, &ex->train, "data.train", err);
+    if (!s->train_ds)
+        return -1;
+    int64_t n = ct_dataset_rows(s->train_ds), *trows = NULL, ntrain = 0, *vrows = NULL, nval = 0;
+    if (split_rows(ex, n, &trows, &ntrain, &vrows, &nval, err) < 0)
+        return -1;
+    s->rows = trows;
+    s->train = ct_loader_new(s->train_ds, trows, ntrain, ex->batch_size, ex->shuffle, ex->seed,
+                             ex->memory_limit, err);
+    if (!s->train)
+        return -1;
+    if (nval) {
+        s->val_ds = s->train_ds;
+        s->val = ct_loader_new(s->train_ds, vrows, nval, ex->batch_size, false, ex->seed,
+                               ex->memory_limit, err);
+    } else if (ex->validation.given) {
+        s->val_ds = ct_experiment_open_source(ex, &ex->validation, "data.validation", err);
+        if (!s->val_ds)
+            return -1;
+        s->val = ct_loader_new(s->val_ds, NULL, ct_dataset_rows(s->val_ds), ex->batch_size, false,
+                               ex->seed, ex->memory_limit, err);
+    }
+    if ((nval || ex->validation.given) && !s->val)
+        return -1;
+    /* Open the test set now so a bad one fails before any training time is spent. */
+    if (ex->test.given && !(s->test_ds = ct_experiment_open_source(ex, &ex->test, "data.test", err)))
+        return -1;
+    s->ybuf = malloc((size_t)(ex->batch_size * y_cols(ex)) * sizeof(float));
+    if (!s->ybuf)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+static void write_history_row(FILE *f, int64_t epoch, int n, const double *values)
+{
+    fprintf(f, "%lld", (long long)epoch);
+    for (int i = 0; i < n; i++)
+        fprintf(f, ",%.9g", values[i]);
+    fputc('\n', f);
+    fflush(f);
+}
+
+static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *step,
+                       double *values, int nnames, const char *const *names, ct_error *err)
+{
+    ct_model *m = ex->model;
+    ct_pass pass = {.training = true, .seed = ex->seed};
+    reset_metrics(ex);
+    if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
+        return -1;
+    ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
+    double loss = 0, penalty = 0;
+    int64_t seen = 0, rows, done = 0;
+    while ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) > 0) {
+        pass.step = (*step)++;
+        const ct_tensor *pred = ct_model_forward(m, &pass, rows);
+        double batch_loss = score_batch(ex, pred, s->ybuf, true);
+        penalty = ct_model_backward(m, &pass);
+        if (!isfinite(batch_loss))
+            return ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld; lower "
+                          "the learning rate or check the data", batch_loss,
+                          (long long)epoch + 1, (long long)done + 1);
+        ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
+        loss += batch_loss;
+        seen += rows;
+        current_values(ex, loss, seen, penalty, values);
+        ct_progress_step(s->progress, ++done, nnames, names, values);
+    }
+    return rows < 0 ? -1 : 0;
+}
+
+static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *err)
+{
+    ct_loader *ld = ct_loader_new(s->test_ds, NULL, ct_dataset_rows(s->test_ds), ex->batch_size,
+                                  false, ex->seed, ex->memory_limit, err);
+    if (!ld)
+        return -1;
+    double values[CT_MAX_VALUES];
+    int rc = ct_experiment_run_eval(ex, ld, values, s->ybuf, err);
+    ct_loader_free(ld);
+    if (rc < 0)
+        return -1;
+    const char *names[CT_MAX_VALUES];
+    char store[CT_MAX_VALUES][64];
+    int n = value_names(ex, names, "", store);
+    fprintf(out, "Test (%lld samples):", (long long)ct_dataset_rows(s->test_ds));
+    for (int i = 0; i < n; i++) {
+        char v[32];
+        ct_format_value(values[i], v, sizeof v);
+        fprintf(out, "%s %s: %s", i ? " -" : "", names[i], v);
+    }
+    fputc('\n', out);
+    return 0;
+}
+
+static int write_outputs(ct_experiment *ex, const char *dir, ct_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    int rc = ct_experiment_write_config(ex, f, err);
+    if (fclose(f) != 0 && rc == 0)
+        rc = ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    if (rc < 0)
+        return -1;
+    return 0;
+}
+
+static int save_weights(ct_experiment *ex, const char *dir, ct_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/weights.h5", dir);
+    char *json = ct_model_config_json(ex->model);
+    int rc = ct_weights_save(ex->model, path, json, NULL, err);
+    free(json);
+    return rc;
+}
+
+static int fit_loop(ct_experiment *ex, fit_state *s, const char *dir, ct_error *err)
+{
+    const char *names[CT_MAX_VALUES];
+    char store[CT_MAX_VALUES][64];
+    int ntrain = value_names(ex, names, "", store);
+    int nval = s->val ? value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    if (!(s->history = fopen(path, "w")))
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(s->history, "epoch");
+    for (int i = 0; i < ntrain + nval; i++)
+        fprintf(s->history, ",%s", names[i]);
+    fputc('\n', s->history);
+    int64_t step = 0;
+    double values[CT_MAX_VALUES];
+    for (int64_t epoch = 0; epoch < ex->epochs; epoch++) {
+        if (train_epoch(ex, s, epoch, &step, values, ntrain, names, err) < 0)
+            return -1;
+        int n = ntrain;
+        if (s->val && (epoch + 1) % ex->validation_freq == 0) {
+            if (ct_experiment_run_eval(ex, s->val, values + ntrain, s->ybuf, err) < 0)
+                return -1;
+            n += nval;
+        } else {
+            for (int i = 0; i < nval; i++)
+                values[ntrain + i] = NAN;
+        }
+        ct_progress_epoch_end(s->progress, n, names, values);
+        write_history_row(s->history, epoch, ntrain + nval, values);
+    }
+    return 0;
+}
+
+int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
+{
+    FILE *out = opt->out ? opt->out : stdout;
+    int verbose = opt->verbose >= 0 ? opt->verbose : ex->verbose;
+    ct_progress_mode mode = verbose == 0   ? CT_PROGRESS_NONE
+                            : verbose == 1 ? CT_PROGRESS_BAR
+                            : verbose == 2 ? CT_PROGRESS_LINES
+                            : isatty(fileno(out)) ? CT_PROGRESS_BAR : CT_PROGRESS_LINES;
+    fit_state s;
+    memset(&s, 0, sizeof s);
+    char dir[4096];
+    ct_set_threads(ex->threads);
+    int rc = -1;
+    if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
+        prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0 || write_outputs(ex, dir, err) < 0)
+        goto done;
+    if (!(s.progress = ct_progress_new(out, mode, ex->epochs))) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (mode != CT_PROGRESS_NONE) {
+        fprintf(out, "%s: seed %" PRIu64 ", %d thread%s, run directory %s\n", ex->name, ex->seed,
+                ex->threads, ex->threads == 1 ? "" : "s", dir);
+        fprintf(out, "Training on %lld samples", (long long)ct_loader_rows(s.train));
+        if (s.val)
+            fprintf(out, ", validating on %lld", (long long)ct_loader_rows(s.val));
+        fprintf(out, "\n");
+    }
+    if (fit_loop(ex, &s, dir, err) < 0 || save_weights(ex, dir, err) < 0)
+        goto done;
+    if (mode != CT_PROGRESS_NONE)
+        fprintf(out, "Saved %s/weights.h5\n", dir);
+    if (s.test_ds && evaluate_test(ex, &s, out, err) < 0)
+        goto done;
+    rc = 0;
+done:
+    fit_state_free(&s);
+    return rc;
+}
+
+int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
+                           const char **names, double *values, int max, ct_error *err)
+{
+    ct_source src = ex->test;
+    if (path) {
+        src.given = true;
+        src.path = (char *)path;
+        src.x = x ? x : ex->test.given ? ex->test.x : "x";
+        src.y = y ? y : ex->test.given ? ex->test.y : "y";
+        src.node = NULL;
+    } else if (!ex->test.given) {
+        return ct_err(err, CT_ERR_USAGE, "%s has no data.test; name a file with --data", ex->path);
+    }
+    ct_set_threads(ex->threads);
+    if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
+        return -1;
+    ct_dataset *ds = ct_experiment_open_source(ex, &src, path ? path : "data.test", err);
+    if (!ds)
+        return -1;
+    float *ybuf = malloc((size_t)(ex->batch_size * y_cols(ex)) * sizeof(float));
+    ct_loader *ld = ybuf ? ct_loader_new(ds, NULL, ct_dataset_rows(ds), ex->batch_size, false,
+                                         ex->seed, ex->memory_limit, err) : NULL;
+    double all[CT_MAX_VALUES];
+    int rc = ld ? ct_experiment_run_eval(ex, ld, all, ybuf, err) : -1;
+    if (!ybuf)
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ct_loader_free(ld);
+    free(ybuf);
+    ct_dataset_close(ds);
+    if (rc < 0)
+        return -1;
+    /* Loss first for callers; the experiment's metric names live as long as it does. */
+    int n = 0;
+    if (n < max) {
+        names[n] = "loss";
+        values[n++] = all[ex->nmetrics];
+    }
+    for (int i = 0; i < ex->nmetrics && n < max; i++) {
+        names[n] = ex->metrics[i].name;
+        values[n++] = all[i];
+    }
+    return n;
+}
+
+int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
+                          const char *output, ct_error *err)
+{
+    ct_source src = {.given = true, .path = (char *)input, .y = NULL};
+    src.x = x ? x : ex->test.given ? ex->test.x : "x";
+    ct_set_threads(ex->threads);
+    if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
+        return -1;
+    ct_dataset *ds = ct_experiment_open_source(ex, &src, input, err);
+    if (!ds)
+        return -1;
+    ct_model *m = ex->model;
+    int64_t rows = ct_dataset_rows(ds), cols = ct_shape_size(ct_model_output_shape(m));
+    float *pred = malloc((size_t)(rows * cols) * sizeof *pred);
+    ct_loader *ld = pred ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
+                                         ex->memory_limit, err) : NULL;
+    int rc = -1;
+    if (!pred)
+        ct_err(err, CT_ERR_NOMEM, "cannot hold %lld x %lld predictions in memory",
+               (long long)rows, (long long)cols);
+    if (ld && ct_loader_begin_epoch(ld, 0, err) == 0) {
+        ct_pass pass = {.training = false, .seed = ex->seed};
+        int64_t done = 0, n;
+        while ((n = ct_loader_next(ld, m->input.data, NULL, err)) > 0) {
+            const ct_tensor *y = ct_model_forward(m, &pass, n);
+            m->be->download(pred + done * cols, y->data, (size_t)(n * cols) * sizeof(float));
+            done += n;
+        }
+        if (n == 0)
+            rc = ct_write_matrix(output, pred, rows, cols, err);
+    }
+    ct_loader_free(ld);
+    free(pred);
+    ct_dataset_close(ds);
+    return rc;
+}

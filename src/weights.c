@@ -1,0 +1,791 @@
+/* weights.c - model weights in Keras's legacy HDF5 layout, and the model_config JSON. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <hdf5.h>
+
+#include "weights.h"
+
+#if H5_VERSION_GE(1, 12, 0)
+#define VLEN_RECLAIM(type, space, buf) H5Treclaim(type, space, H5P_DEFAULT, buf)
+#else
+#define VLEN_RECLAIM(type, space, buf) H5Dvlen_reclaim(type, space, H5P_DEFAULT, buf)
+#endif
+
+/* Keras splits attributes over 64 KiB into name0, name1, ...; we read up to this many. */
+#define MAX_ATTR_PARTS 1000
+
+typedef struct {
+    H5E_auto2_t fn;
+    void *data;
+} quiet_t;
+
+static void quiet_on(quiet_t *q)
+{
+    if (H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) < 0) {
+        q->fn = NULL;
+        q->data = NULL;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+static void close_group(hid_t *id)
+{
+    if (*id >= 0)
+        H5Gclose(*id);
+    *id = H5I_INVALID_HID;
+}
+
+/* Host copies of parameters on a non-CPU backend; NULL be means host memory. */
+static bool on_host(const ct_model *m) { return !m->be || m->be->device == CT_DEVICE_CPU; }
+
+/* ---- string attributes ---- */
+
+/* A fixed-length, NUL-terminated UTF-8 string type of `size` bytes. */
+static hid_t str_type(size_t size)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return t;
+    if (H5Tset_size(t, size) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0
+        || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* Writes n strings as a fixed-length string array attribute (n == 0: an empty array). */
+static int write_strings(hid_t loc, const char *name, const char *const *s, size_t n)
+{
+    size_t width = 1;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(s[i]) + 1 > width)
+            width = strlen(s[i]) + 1;
+    char *buf = calloc(n ? n : 1, width);
+    if (!buf)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        memcpy(buf + i * width, s[i], strlen(s[i]));
+    hsize_t dims[1] = {n};
+    hid_t t = str_type(width), space = H5Screate_simple(1, dims, NULL), a = H5I_INVALID_HID;
+    int rc = -1;
+    if (t >= 0 && space >= 0)
+        a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0)
+        rc = n == 0 || H5Awrite(a, t, buf) >= 0 ? 0 : -1;
+    if (a >= 0 && H5Aclose(a) < 0)
+        rc = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (t >= 0)
+        H5Tclose(t);
+    free(buf);
+    return rc;
+}
+
+/* A scalar fixed-length string attribute of exactly strlen + 1 bytes. */
+static int write_string(hid_t loc, const char *name, const char *text)
+{
+    hid_t t = str_type(strlen(text) + 1), space = H5Screate(H5S_SCALAR), a = H5I_INVALID_HID;
+    int rc = -1;
+    if (t >= 0 && space >= 0)
+        a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0)
+        rc = H5Awrite(a, t, text) >= 0 ? 0 : -1;
+    if (a >= 0 && H5Aclose(a) < 0)
+        rc = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+typedef struct strlist {
+    char **s;
+    size_t n;
+} strlist;
+
+static void strlist_free(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->s[i]);
+    free(l->s);
+    l->s = NULL;
+    l->n = 0;
+}
+
+static int strlist_add(strlist *l, const char *s, size_t len)
+{
+    char **p = realloc(l->s, (l->n + 1) * sizeof *p);
+    if (!p)
+        return -1;
+    l->s = p;
+    if (!(p[l->n] = strndup(s, len)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static int read_vlen_strings(hid_t a, hid_t space, size_t n, strlist *out)
+{
+    char **buf = calloc(n ? n : 1, sizeof *buf);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = -1;
+    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Aread(a, t, buf) >= 0) {
+        rc = 0;
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
+        VLEN_RECLAIM(t, space, buf);
+    }
+    if (t >= 0)
+        H5Tclose(t);
+    free(buf);
+    return rc;
+}
+
+static int read_fixed_strings(hid_t a, hid_t ftype, size_t n, strlist *out)
+{
+    size_t width = H5Tget_size(ftype);
+    hid_t t = width ? H5Tcopy(ftype) : H5I_INVALID_HID;
+    char *buf = width ? calloc(n ? n : 1, width) : NULL;
+    int rc = -1;
+    if (buf && t >= 0 && (n == 0 || H5Aread(a, t, buf) >= 0)) {
+        rc = 0;
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = strlist_add(out, buf + i * width, strnlen(buf + i * width, width));
+    }
+    if (t >= 0)
+        H5Tclose(t);
+    free(buf);
+    return rc;
+}
+
+/* Appends the strings of attribute `name` (fixed or variable length, any rank). */
+static int read_strings_attr(hid_t loc, const char *name, strlist *out)
+{
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    hid_t t = H5Aget_type(a), space = H5Aget_space(a);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    int rc = -1;
+    if (t >= 0 && n >= 0 && H5Tget_class(t) == H5T_STRING) {
+        htri_t vl = H5Tis_variable_str(t);
+        if (vl > 0)
+            rc = read_vlen_strings(a, space, (size_t)n, out);
+        else if (vl == 0)
+            rc = read_fixed_strings(a, t, (size_t)n, out);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    if (t >= 0)
+        H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+/* Reads `name`, or Keras's chunked name0, name1, ... Returns 0, -1 on error, 1 if absent. */
+static int read_strings(hid_t loc, const char *name, strlist *out)
+{
+    if (H5Aexists(loc, name) > 0)
+        return read_strings_attr(loc, name, out);
+    char part[128];
+    int i = 0;
+    for (; i < MAX_ATTR_PARTS; i++) {
+        snprintf(part, sizeof part, "%s%d", name, i);
+        if (H5Aexists(loc, part) <= 0)
+            break;
+        if (read_strings_attr(loc, part, out) < 0)
+            return -1;
+    }
+    return i > 0 ? 0 : 1;
+}
+
+/* ---- saving ---- */
+
+static int write_param(hid_t g, const ct_model *m, const ct_param *p)
+{
+    hsize_t dims[CT_MAX_DIMS];
+    for (int i = 0; i < p->shape.ndim; i++)
+        dims[i] = (hsize_t)p->shape.dim[i];
+    int64_t n = ct_shape_size(&p->shape);
+    const float *data = p->value;
+    float *host = NULL;
+    if (!on_host(m)) {
+        if (!(host = malloc((size_t)(n ? n : 1) * sizeof *host)))
+            return -1;
+        m->be->download(host, p->value, (size_t)n * sizeof *host);
+        data = host;
+    }
+    char dname[64];
+    snprintf(dname, sizeof dname, "%s:0", p->name);
+    hid_t space = p->shape.ndim ? H5Screate_simple(p->shape.ndim, dims, NULL)
+                                : H5Screate(H5S_SCALAR);
+    hid_t d = H5I_INVALID_HID;
+    int rc = -1;
+    if (space >= 0)
+        d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d >= 0)
+        rc = n == 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0
+                 ? 0 : -1;
+    if (d >= 0 && H5Dclose(d) < 0)
+        rc = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    free(host);
+    return rc;
+}
+
+static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error *err)
+{
+    char names[CT_MAX_PARAMS][CT_NAME_MAX + 40];
+    const char *ptrs[CT_MAX_PARAMS];
+    for (int i = 0; i < l->nparams; i++) {
+        snprintf(names[i], sizeof names[i], "%s/%s:0", l->name, l->params[i].name);
+        ptrs[i] = names[i];
+    }
+    hid_t g = H5Gcreate2(mw, l->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t inner = H5I_INVALID_HID;
+    int rc = g >= 0 && write_strings(g, "weight_names", ptrs, (size_t)l->nparams) == 0 ? 0 : -1;
+    if (rc == 0 && l->nparams > 0) {
+        inner = H5Gcreate2(g, l->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        rc = inner >= 0 ? 0 : -1;
+    }
+    for (int i = 0; rc == 0 && i < l->nparams; i++)
+        rc = write_param(inner, m, &l->params[i]);
+    close_group(&inner);
+    close_group(&g);
+    if (rc < 0)
+        return ct_err(err, CT_ERR_IO, "writing the weights of layer '%s' failed", l->name);
+    return 0;
+}
+
+static int write_model_weights(hid_t file, const ct_model *m, const char *version,
+                               ct_error *err)
+{
+    const char **names = malloc((size_t)(m->nlayers ? m->nlayers : 1) * sizeof *names);
+    if (!names)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->nlayers; i++)
+        names[i] = m->layers[i].name;
+    hid_t mw = H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = mw >= 0 && write_strings(mw, "layer_names", names, (size_t)m->nlayers) == 0
+                     && write_string(mw, "backend", "ctrain") == 0
+                     && write_string(mw, "keras_version", version) == 0
+                 ? 0 : ct_err(err, CT_ERR_IO, "writing /model_weights failed");
+    for (int i = 0; rc == 0 && i < m->nlayers; i++)
+        rc = write_layer(mw, m, &m->layers[i], err);
+    close_group(&mw);
+    free(names);
+    return rc;
+}
+
+static int check_names(const ct_model *m, ct_error *err)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const char *n = m->layers[i].name;
+        if (!n[0] || strchr(n, '/') || strcmp(n, ".") == 0)
+            return ct_err(err, CT_ERR_INTERNAL,
+                          "layer name '%s' cannot be stored in HDF5 (empty, '.' or holds '/')", n);
+        for (int j = 0; j < i; j++)
+            if (strcmp(n, m->layers[j].name) == 0)
+                return ct_err(err, CT_ERR_INTERNAL, "two layers are named '%s'", n);
+    }
+    return 0;
+}
+
+static int write_file(const ct_model *m, const char *tmp, const char *model_config,
+                      const char *training_config, ct_error *err)
+{
+    char version[128];
+    snprintf(version, sizeof version, "ctrain-%s", ct_version());
+    /* The 1.8 format stores attributes over 64 KiB (large model configs) densely. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0)
+        file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (file < 0)
+        return ct_err(err, CT_ERR_IO, "cannot create %s", tmp);
+    int rc = write_string(file, "keras_version", version) == 0
+                     && write_string(file, "backend", "ctrain") == 0
+                     && (!model_config || write_string(file, "model_config", model_config) == 0)
+                     && (!training_config
+                         || write_string(file, "training_config", training_config) == 0)
+                 ? 0 : ct_err(err, CT_ERR_IO, "writing the attributes of %s failed", tmp);
+    if (rc == 0)
+        rc = write_model_weights(file, m, version, err);
+    if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        rc = ct_err(err, CT_ERR_IO, "flushing %s failed", tmp);
+    if (H5Fclose(file) < 0 && rc == 0)
+        rc = ct_err(err, CT_ERR_IO, "closing %s failed", tmp);
+    return rc;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (close(fd) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* Makes the temporary file durable, then puts it in place atomically. */
+static int commit(const char *tmp, const char *path, ct_error *err)
+{
+    if (fsync_path(tmp, O_RDONLY) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
+    if (rename(tmp, path) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    char *dir = strdup(path);
+    if (!dir)
+        return 0;
+    char *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+    /* Not every file system can sync a directory; the rename has happened either way. */
+    fsync_path(d, O_RDONLY | O_DIRECTORY);
+    free(dir);
+    return 0;
+}
+
+/* Creates "<path>.tmp-XXXXXX" readable as a normal new file would be. */
+static char *make_temp(const char *path, ct_error *err)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        ct_err(err, CT_ERR_IO, "cannot write %s: cannot create a temporary file beside it: %s",
+               path, strerror(errno));
+        free(tmp);
+        return NULL;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    close(fd);
+    return tmp;
+}
+
+int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
+                    const char *training_config, ct_error *err)
+{
+    if (check_names(m, err) < 0)
+        return -1;
+    char *generated = model_config ? NULL : ct_model_config_json(m);
+    char *tmp = make_temp(path, err);
+    if (!tmp) {
+        free(generated);
+        return -1;
+    }
+    quiet_t q;
+    quiet_on(&q);
+    int rc = write_file(m, tmp, model_config ? model_config : generated, training_config, err);
+    quiet_off(&q);
+    if (rc == 0)
+        rc = commit(tmp, path, err);
+    if (rc < 0) {
+        unlink(tmp);
+        ct_err_prefix(err, "saving weights to %s", path);
+    }
+    free(tmp);
+    free(generated);
+    return rc;
+}
+
+/* ---- loading ---- */
+
+typedef struct file_layer {
+    char *name;
+    strlist weights;
+} file_layer;
+
+typedef struct loader {
+    const char *path;
+    hid_t file, root;          /* root: /model_weights, or / for save_weights files */
+    file_layer *layers;        /* layers with weights, in file order */
+    int nlayers;
+    float *stage;              /* every parameter, read before any is replaced */
+} loader;
+
+static void loader_close(loader *ld)
+{
+    for (int i = 0; i < ld->nlayers; i++) {
+        free(ld->layers[i].name);
+        strlist_free(&ld->layers[i].weights);
+    }
+    free(ld->layers);
+    free(ld->stage);
+    if (ld->root >= 0 && ld->root != ld->file)
+        H5Gclose(ld->root);
+    if (ld->file >= 0)
+        H5Fclose(ld->file);
+}
+
+static int open_root(loader *ld, ct_error *err)
+{
+    struct stat st;
+    if (stat(ld->path, &st) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", ld->path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return ct_err(err, CT_ERR_IO, "cannot open %s: it is a directory", ld->path);
+    ld->file = H5Fopen(ld->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (ld->file < 0)
+        return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", ld->path);
+    if (H5Lexists(ld->file, "model_weights", H5P_DEFAULT) > 0)
+        ld->root = H5Gopen2(ld->file, "model_weights", H5P_DEFAULT);
+    else
+        ld->root = ld->file;   /* model.save_weights() files keep layer_names at the root */
+    if (ld->root < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot open /model_weights as a group", ld->path);
+    return 0;
+}
+
+/* Lists the file's layers that hold weights, with their weight names. */
+static int read_layers(loader *ld, ct_error *err)
+{
+    strlist names = {0};
+    int rc = read_strings(ld->root, "layer_names", &names);
+    if (rc != 0) {
+        strlist_free(&names);
+        return rc < 0 ? ct_err(err, CT_ERR_DATA, "%s: cannot read the layer_names attribute",
+                               ld->path)
+                      : ct_err(err, CT_ERR_DATA,
+                               "%s holds no Keras weights (no /model_weights group with a "
+                               "layer_names attribute)", ld->path);
+    }
+    ld->layers = calloc(names.n ? names.n : 1, sizeof *ld->layers);
+    if (!ld->layers)
+        rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < names.n; i++) {
+        hid_t g = H5Gopen2(ld->root, names.s[i], H5P_DEFAULT);
+        file_layer *fl = &ld->layers[ld->nlayers];
+        if (g < 0) {
+            rc = ct_err(err, CT_ERR_DATA, "%s: layer_names lists '%s' but it has no group",
+                        ld->path, names.s[i]);
+            break;
+        }
+        int r = read_strings(g, "weight_names", &fl->weights);
+        H5Gclose(g);
+        if (r < 0)
+            rc = ct_err(err, CT_ERR_DATA, "%s: cannot read weight_names of layer '%s'",
+                        ld->path, names.s[i]);
+        else if (fl->weights.n == 0)
+            strlist_free(&fl->weights);
+        else if (!(fl->name = strdup(names.s[i])))
+            rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
+        else
+            ld->nlayers++;
+    }
+    strlist_free(&names);
+    return rc;
+}
+
+static int count_weighted(const ct_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        n += m->layers[i].nparams > 0;
+    return n;
+}
+
+/* Opens one weight and checks its type and shape against the parameter. */
+static hid_t open_weight(const loader *ld, const file_layer *fl, const char *wname,
+                         const ct_layer *l, const ct_param *p, ct_error *err)
+{
+    hid_t g = H5Gopen2(ld->root, fl->name, H5P_DEFAULT);
+    hid_t d = g >= 0 ? H5Dopen2(g, wname, H5P_DEFAULT) : H5I_INVALID_HID;
+    close_group(&g);
+    if (d < 0) {
+        ct_err(err, CT_ERR_DATA, "layer '%s' (%s): %s has no dataset '%s' in layer group '%s'",
+               l->name, l->kind->class_name, ld->path, wname, fl->name);
+        return H5I_INVALID_HID;
+    }
+    hid_t t = H5Dget_type(d), space = H5Dget_space(d);
+    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[H5S_MAX_RANK];
+    bool ok = rank >= 0 && rank <= CT_MAX_DIMS && H5Sget_simple_extent_dims(space, dims, NULL) == rank;
+    if (t >= 0)
+        H5Tclose(t);
+    if (space >= 0)
+        H5Sclose(space);
+    ct_shape fs = {0};
+    fs.ndim = ok ? rank : 0;
+    for (int i = 0; ok && i < rank; i++)
+        fs.dim[i] = (int64_t)dims[i];
+    char a[256], b[256];
+    if (c != H5T_FLOAT && c != H5T_INTEGER)
+        ct_err(err, CT_ERR_DATA, "layer '%s' (%s): weight '%s' in %s is not numeric", l->name,
+               l->kind->class_name, p->name, ld->path);
+    else if (!ok)
+        ct_err(err, CT_ERR_DATA, "layer '%s' (%s): weight '%s' in %s has rank %d, but the "
+               "model expects shape %s", l->name, l->kind->class_name, p->name, ld->path, rank,
+               ct_shape_format_sample(&p->shape, b, sizeof b));
+    else if (!ct_shape_equal(&fs, &p->shape))
+        ct_err(err, CT_ERR_DATA, "layer '%s' (%s): weight '%s' in %s has shape %s but the model "
+               "expects %s", l->name, l->kind->class_name, p->name, ld->path,
+               ct_shape_format_sample(&fs, a, sizeof a),
+               ct_shape_format_sample(&p->shape, b, sizeof b));
+    else
+        return d;
+    H5Dclose(d);
+    return H5I_INVALID_HID;
+}
+
+/* Reads layer l's weights from fl into dst (l's parameters back to back). */
+static int read_layer(const loader *ld, const file_layer *fl, const ct_layer *l, float *dst,
+                      ct_error *err)
+{
+    if ((int)fl->weights.n != l->nparams)
+        return ct_err(err, CT_ERR_DATA,
+                      "layer '%s' (%s): %s holds %zu weights for it (layer '%s') but the model "
+                      "expects %d", l->name, l->kind->class_name, ld->path, fl->weights.n,
+                      fl->name, l->nparams);
+    for (int i = 0; i < l->nparams; i++) {
+        const ct_param *p = &l->params[i];
+        hid_t d = open_weight(ld, fl, fl->weights.s[i], l, p, err);
+        if (d < 0)
+            return -1;
+        herr_t rc = ct_shape_size(&p->shape) == 0
+                        ? 0 : H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
+        H5Dclose(d);
+        if (rc < 0)
+            return ct_err(err, CT_ERR_IO, "layer '%s' (%s): reading weight '%s' from %s failed",
+                          l->name, l->kind->class_name, p->name, ld->path);
+        dst += ct_shape_size(&p->shape);
+    }
+    return 0;
+}
+
+static int read_all(loader *ld, const ct_model *m, ct_error *err)
+{
+    int have = count_weighted(m);
+    if (ld->nlayers != have)
+        return ct_err(err, CT_ERR_DATA,
+                      "weights file %s has %d layers with weights but the model has %d",
+                      ld->path, ld->nlayers, have);
+    int64_t total = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++)
+            total += ct_shape_size(&m->layers[i].params[j].shape);
+    ld->stage = malloc((size_t)(total ? total : 1) * sizeof *ld->stage);
+    if (!ld->stage)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    float *at = ld->stage;
+    for (int i = 0, k = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        if (l->nparams == 0)
+            continue;
+        if (read_layer(ld, &ld->layers[k++], l, at, err) < 0)
+            return -1;
+        for (int j = 0; j < l->nparams; j++)
+            at += ct_shape_size(&l->params[j].shape);
+    }
+    return 0;
+}
+
+/* Copies the staged values into the parameters, only after everything was read. */
+static void install(const loader *ld, ct_model *m)
+{
+    const float *at = ld->stage;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++) {
+            ct_param *p = &m->layers[i].params[j];
+            size_t bytes = (size_t)ct_shape_size(&p->shape) * sizeof *at;
+            if (on_host(m))
+                memcpy(p->value, at, bytes);
+            else
+                m->be->upload(p->value, at, bytes);
+            at += ct_shape_size(&p->shape);
+        }
+}
+
+int ct_weights_load(ct_model *m, const char *path, ct_error *err)
+{
+    loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID};
+    quiet_t q;
+    quiet_on(&q);
+    int rc = open_root(&ld, err);
+    if (rc == 0)
+        rc = read_layers(&ld, err);
+    if (rc == 0)
+        rc = read_all(&ld, m, err);
+    if (rc == 0)
+        install(&ld, m);
+    loader_close(&ld);
+    quiet_off(&q);
+    return rc;
+}
+
+/* ---- model_config JSON ---- */
+
+static bool is_plain_number(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!strchr("0123456789+-.eE", *s))
+            return false;
+    return true;
+}
+
+/* A YAML scalar as JSON: numbers, booleans and null when unquoted, else a string. */
+static cJSON *scalar_json(const ct_node *n)
+{
+    const char *s = n->scalar;
+    if (n->quoted)
+        return cJSON_CreateString(s);
+    if (!*s || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL") || !strcmp(s, "~"))
+        return cJSON_CreateNull();
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        return cJSON_CreateTrue();
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        return cJSON_CreateFalse();
+    if (is_plain_number(s)) {
+        char *end;
+        errno = 0;
+        long long i = strtoll(s, &end, 10);
+        if (!*end && errno == 0)
+            return cJSON_CreateNumber((double)i);
+        double d = strtod(s, &end);
+        if (!*end && isfinite(d))
+            return cJSON_CreateNumber(d);
+    }
+    return cJSON_CreateString(s);
+}
+
+static cJSON *node_json(const ct_node *n, int depth);
+
+/* Map entries into obj, leaving out `skip` keys (NULL-terminated, may be NULL). */
+static bool add_entries(cJSON *obj, const ct_node *n, const char *const *skip, int depth)
+{
+    for (size_t i = 0; i < n->len; i++) {
+        bool skipped = false;
+        for (const char *const *k = skip; k && *k; k++)
+            skipped |= strcmp(n->keys[i], *k) == 0;
+        if (skipped)
+            continue;
+        cJSON *v = node_json(n->items[i], depth + 1);
+        if (!v || !cJSON_AddItemToObject(obj, n->keys[i], v)) {
+            cJSON_Delete(v);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A nested {type: x, ...} map becomes Keras's {"class_name": x, "config": {...}}. */
+static cJSON *typed_map_json(const ct_node *n, const ct_node *type, int depth)
+{
+    static const char *const skip[] = {"type", NULL};
+    cJSON *o = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
+    bool ok = o && cfg && cJSON_AddStringToObject(o, "class_name", type->scalar)
+              && add_entries(cfg, n, skip, depth);
+    if (ok && cJSON_AddItemToObject(o, "config", cfg))
+        return o;
+    cJSON_Delete(cfg);
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static cJSON *node_json(const ct_node *n, int depth)
+{
+    if (!n || depth > CT_CONFIG_MAX_DEPTH)
+        return cJSON_CreateNull();
+    if (n->type == CT_NODE_SCALAR)
+        return scalar_json(n);
+    if (n->type == CT_NODE_MAP) {
+        for (size_t i = 0; i < n->len; i++)
+            if (!strcmp(n->keys[i], "type") && n->items[i]->type == CT_NODE_SCALAR)
+                return typed_map_json(n, n->items[i], depth);
+        cJSON *o = cJSON_CreateObject();
+        if (o && add_entries(o, n, NULL, depth))
+            return o;
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n->len; i++) {
+        cJSON *v = node_json(n->items[i], depth + 1);
+        if (!v || !cJSON_AddItemToArray(a, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static cJSON *class_config(const char *class_name, cJSON **cfg)
+{
+    cJSON *o = cJSON_CreateObject();
+    *cfg = cJSON_CreateObject();
+    if (o && *cfg && cJSON_AddStringToObject(o, "class_name", class_name)
+        && cJSON_AddItemToObject(o, "config", *cfg))
+        return o;
+    cJSON_Delete(*cfg);
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static cJSON *input_layer_json(const ct_model *m)
+{
+    cJSON *cfg, *o = class_config("InputLayer", &cfg);
+    cJSON *shape = o ? cJSON_AddArrayToObject(cfg, "batch_input_shape") : NULL;
+    bool ok = shape && cJSON_AddItemToArray(shape, cJSON_CreateNull());
+    for (int i = 0; ok && i < m->input_shape.ndim; i++)
+        ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)m->input_shape.dim[i]));
+    ok = ok && cJSON_AddStringToObject(cfg, "dtype", "float32")
+         && cJSON_AddStringToObject(cfg, "name", "input_layer");
+    if (ok)
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static cJSON *layer_json(const ct_layer *l)
+{
+    static const char *const skip[] = {"type", "name", NULL};
+    cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
+    bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
+              && cJSON_AddBoolToObject(cfg, "trainable", 1)
+              && cJSON_AddStringToObject(cfg, "dtype", "float32")
+              && (!l->cfg || l->cfg->type != CT_NODE_MAP || add_entries(cfg, l->cfg, skip, 1));
+    if (ok)
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+char *ct_model_config_json(const ct_model *m)
+{
+    cJSON *cfg, *root = class_config("Sequential", &cfg);
+    cJSON *layers = root && cJSON_AddStringToObject(cfg, "name", m->name)
+                        ? cJSON_AddArrayToObject(cfg, "layers") : NULL;
+    bool ok = layers && cJSON_AddItemToArray(layers, input_layer_json(m));
+    for (int i = 0; ok && i < m->nlayers; i++)
+        ok = cJSON_AddItemToArray(layers, layer_json(&m->layers[i]));
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}

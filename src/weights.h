@@ -1,0 +1,22 @@
+/* weights.h - model weights in HDF5, in Keras's legacy layout (model.save("m.h5")):
+ *   /                      attrs keras_version, backend, model_config (JSON),
+ *                          training_config (JSON, when given)
+ *   /model_weights         attr layer_names: every layer's name, weightless ones too
+ *   /model_weights/<layer> attr weight_names: ["<layer>/kernel:0", "<layer>/bias:0"]
+ *   /model_weights/<layer>/<layer>/kernel:0   float32 dataset in the parameter's shape
+ * Dense kernels are (in, out) as in Keras. Loading matches layers by order and count and
+ * checks every shape, naming the layer and both shapes on a mismatch. */
+#ifndef CT_WEIGHTS_H
+#define CT_WEIGHTS_H
+
+#include "model.h"
+
+/* model_config / training_config: JSON text or NULL. Writes to a temporary file in the
+ * same folder, then renames it over path, so a crash never leaves a half-written file. */
+int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
+                    const char *training_config, ct_error *err);
+int ct_weights_load(ct_model *m, const char *path, ct_error *err);
+/* Keras model_config JSON for the model (class_name Sequential). Caller frees. */
+char *ct_model_config_json(const ct_model *m);
+
+#endif

@@ -1,0 +1,1075 @@
+/* test_backend.c - the CPU backend, activations, the counter-based RNG, initializers and
+ * regularizers. */
+#include <float.h>
+#include <inttypes.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "init.h"
+#include "rng.h"
+#include "testutil.h"
+
+static const ct_backend *be(void) { return ct_backend_cpu(); }
+
+/* ---- memory ---------------------------------------------------------------------- */
+
+START_TEST(test_alloc)
+{
+    size_t sizes[] = {0, 1, 63, 64, 65, 1000, 4096 * 3 + 5};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        unsigned char *p = be()->alloc(sizes[s]);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % 64, 0);
+        for (size_t i = 0; i < sizes[s]; i++)
+            ck_assert_uint_eq(p[i], 0);
+        if (sizes[s])
+            memset(p, 0xab, sizes[s]); /* the whole requested size is writable */
+        be()->free(p);
+    }
+    be()->free(NULL);
+}
+END_TEST
+
+START_TEST(test_upload_download)
+{
+    float host[5] = {1, 2, 3, 4, 5}, back[5] = {0};
+    float *dev = be()->alloc(sizeof host);
+    be()->upload(dev, host, sizeof host);
+    be()->download(back, dev, sizeof host);
+    for (int i = 0; i < 5; i++)
+        ck_assert_float_eq(back[i], host[i]);
+    be()->free(dev);
+    ck_assert_str_eq(be()->name, "cpu");
+    ck_assert_int_eq(be()->device, CT_DEVICE_CPU);
+}
+END_TEST
+
+/* ---- gemm ------------------------------------------------------------------------ */
+
+/* op(X)[i][j] of a row-major matrix with leading dimension ld. */
+static double op_at(const float *x, int64_t ld, bool trans, int64_t i, int64_t j)
+{
+    return trans ? x[j * ld + i] : x[i * ld + j];
+}
+
+static void check_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                       float beta)
+{
+    /* Leading dimensions wider than needed, to catch confusing them with the sizes. */
+    int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
+    int64_t arows = ta ? k : m, brows = tb ? n : k;
+    float *a = malloc(sizeof(float) * (size_t)(arows * lda));
+    float *b = malloc(sizeof(float) * (size_t)(brows * ldb));
+    float *c = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
+    tu_fill(a, arows * lda, 1, -1, 1);
+    tu_fill(b, brows * ldb, 2, -1, 1);
+    tu_fill(c0, m * ldc, 3, -1, 1);
+    if (beta == 0.0f) /* beta 0 must ignore what C held, NaN included */
+        for (int64_t i = 0; i < m * ldc; i++)
+            c0[i] = NAN;
+    memcpy(c, c0, sizeof(float) * (size_t)(m * ldc));
+
+    be()->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += op_at(a, lda, ta, i, p) * op_at(b, ldb, tb, p, j);
+            double want = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)c0[i * ldc + j]);
+            ck_assert_msg(fabs(c[i * ldc + j] - want) < 1e-5 * (1 + fabs(want)),
+                          "ta=%d tb=%d (%d,%d): %g vs %g", ta, tb, (int)i, (int)j,
+                          (double)c[i * ldc + j], want);
+        }
+        /* the padding column of C is untouched */
+        ck_assert_msg(memcmp(&c[i * ldc + n], &c0[i * ldc + n], sizeof(float)) == 0,
+                      "padding of C changed");
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+}
+
+START_TEST(test_gemm_transposes)
+{
+    bool ta = _i & 1, tb = (_i >> 1) & 1;
+    check_gemm(ta, tb, 7, 5, 9, 0.7f, 0.3f);
+    check_gemm(ta, tb, 13, 11, 3, -1.5f, 1.0f);
+    check_gemm(ta, tb, 1, 17, 33, 1.0f, 0.0f);
+    check_gemm(ta, tb, 31, 1, 1, 2.0f, 0.0f);
+}
+END_TEST
+
+START_TEST(test_gemm_k_zero)
+{
+    float c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {0}, b[1] = {0};
+    be()->gemm(false, false, 2, 3, 0, 1.0f, a, 1, b, 3, 0.5f, c, 3);
+    for (int i = 0; i < 6; i++)
+        ck_assert_float_eq(c[i], 0.5f * (float)(i + 1));
+    c[0] = NAN;
+    be()->gemm(false, false, 2, 3, 0, 1.0f, a, 1, b, 3, 0.0f, c, 3);
+    for (int i = 0; i < 6; i++)
+        ck_assert_float_eq(c[i], 0.0f);
+}
+END_TEST
+
+/* ---- element-wise ---------------------------------------------------------------- */
+
+START_TEST(test_elementwise)
+{
+    enum { N = 37 };
+    float x[N], y[N], z[N], y0[N];
+    tu_fill(x, N, 11, -2, 2);
+    tu_fill(y0, N, 12, -2, 2);
+
+    be()->fill(y, N, 2.5f);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(y[i], 2.5f);
+
+    be()->copy(y, x, N);
+    ck_assert_int_eq(memcmp(x, y, sizeof x), 0);
+
+    memcpy(y, y0, sizeof y);
+    be()->axpy(N, -0.75f, x, y);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq_tol(y[i], y0[i] - 0.75f * x[i], 1e-6f);
+
+    memcpy(y, y0, sizeof y);
+    be()->scale(N, 3.0f, y);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq_tol(y[i], 3.0f * y0[i], 1e-6f);
+
+    be()->mul(N, x, y0, z);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(z[i], x[i] * y0[i]);
+    memcpy(y, y0, sizeof y); /* out aliasing an input */
+    be()->mul(N, x, y, y);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+}
+END_TEST
+
+START_TEST(test_rows)
+{
+    enum { R = 5, C = 7 };
+    float y[R * C], y0[R * C], b[C], out[C];
+    tu_fill(y0, R * C, 21, -1, 1);
+    tu_fill(b, C, 22, -1, 1);
+
+    memcpy(y, y0, sizeof y);
+    be()->add_row_vector(y, b, R, C);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            ck_assert_float_eq(y[r * C + c], y0[r * C + c] + b[c]);
+
+    for (int c = 0; c < C; c++)
+        out[c] = NAN; /* beta 0 overwrites */
+    be()->sum_rows(y0, out, R, C, 0.0f);
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int r = 0; r < R; r++)
+            s += y0[r * C + c];
+        ck_assert_float_eq_tol(out[c], s, 1e-5);
+    }
+    for (int c = 0; c < C; c++)
+        out[c] = (float)c;
+    be()->sum_rows(y0, out, R, C, 1.0f); /* beta 1 accumulates */
+    for (int c = 0; c < C; c++) {
+        double s = c;
+        for (int r = 0; r < R; r++)
+            s += y0[r * C + c];
+        ck_assert_float_eq_tol(out[c], s, 1e-5);
+    }
+}
+END_TEST
+
+/* ---- activations: names ---------------------------------------------------------- */
+
+START_TEST(test_act_parse)
+{
+    static const struct {
+        const char *name;
+        ct_activation kind;
+        float alpha;
+    } cases[] = {
+        {"relu", CT_ACT_RELU, 0},         {"ReLU", CT_ACT_RELU, 0},
+        {"relu6", CT_ACT_RELU6, 0},       {"leaky_relu", CT_ACT_LEAKY_RELU, 0.2f},
+        {"LeakyReLU", CT_ACT_LEAKY_RELU, 0.2f}, {"elu", CT_ACT_ELU, 1.0f},
+        {"ELU", CT_ACT_ELU, 1.0f},        {"selu", CT_ACT_SELU, 0},
+        {"gelu", CT_ACT_GELU, 0},         {"silu", CT_ACT_SILU, 0},
+        {"swish", CT_ACT_SILU, 0},        {"sigmoid", CT_ACT_SIGMOID, 0},
+        {"hard_sigmoid", CT_ACT_HARD_SIGMOID, 0}, {"HardSigmoid", CT_ACT_HARD_SIGMOID, 0},
+        {"tanh", CT_ACT_TANH, 0},         {"softplus", CT_ACT_SOFTPLUS, 0},
+        {"softsign", CT_ACT_SOFTSIGN, 0}, {"softmax", CT_ACT_SOFTMAX, 0},
+        {"Softmax", CT_ACT_SOFTMAX, 0},   {"log_softmax", CT_ACT_LOG_SOFTMAX, 0},
+        {"linear", CT_ACT_LINEAR, 0},     {"Linear", CT_ACT_LINEAR, 0},
+        {"none", CT_ACT_LINEAR, 0},       {"", CT_ACT_LINEAR, 0},
+        {NULL, CT_ACT_LINEAR, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_act a = {CT_ACT_COUNT, -1};
+        ck_assert_msg(ct_act_parse(cases[i].name, &a) == 0, "%s", cases[i].name);
+        ck_assert_int_eq(a.kind, cases[i].kind);
+        ck_assert_float_eq(a.alpha, cases[i].alpha);
+    }
+    ct_act a;
+    ck_assert_int_eq(ct_act_parse("relu7", &a), -1);
+    ck_assert_int_eq(ct_act_parse("soft_max_plus_a_very_long_name_indeed_xx", &a), -1);
+    ck_assert_str_eq(ct_act_name(CT_ACT_LEAKY_RELU), "leaky_relu");
+    ck_assert_str_eq(ct_act_name(CT_ACT_LOG_SOFTMAX), "log_softmax");
+    /* every canonical name is listed and parses back to itself */
+    for (int k = 0; k < CT_ACT_COUNT; k++) {
+        ck_assert_ptr_nonnull(strstr(ct_act_names(), ct_act_name((ct_activation)k)));
+        ck_assert_int_eq(ct_act_parse(ct_act_name((ct_activation)k), &a), 0);
+        ck_assert_int_eq(a.kind, k);
+    }
+}
+END_TEST
+
+/* ---- activations: forward -------------------------------------------------------- */
+
+static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* The formulas in double, written independently of the backend's float code. */
+static double ref_scalar(ct_act a, double x)
+{
+    const double sa = 1.67326324235437728, ss = 1.05070098735548049;
+    switch (a.kind) {
+    case CT_ACT_RELU: return x > 0 ? x : 0;
+    case CT_ACT_RELU6: return x < 0 ? 0 : x > 6 ? 6 : x;
+    case CT_ACT_LEAKY_RELU: return x > 0 ? x : a.alpha * x;
+    case CT_ACT_ELU: return x > 0 ? x : a.alpha * (exp(x) - 1);
+    case CT_ACT_SELU: return ss * (x > 0 ? x : sa * (exp(x) - 1));
+    case CT_ACT_GELU:
+        if (a.alpha != 0)
+            return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case CT_ACT_SILU: return x * ref_sigmoid(x);
+    case CT_ACT_SIGMOID: return ref_sigmoid(x);
+    case CT_ACT_HARD_SIGMOID: return x <= -3 ? 0 : x >= 3 ? 1 : (x + 3) / 6;
+    case CT_ACT_TANH: return tanh(x);
+    case CT_ACT_SOFTPLUS: return log(1 + exp(x));
+    case CT_ACT_SOFTSIGN: return x / (1 + fabs(x));
+    default: return x;
+    }
+}
+
+static void ref_forward(ct_act a, const double *x, double *y, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        const double *xr = x + r * cols;
+        double *yr = y + r * cols;
+        if (a.kind != CT_ACT_SOFTMAX && a.kind != CT_ACT_LOG_SOFTMAX) {
+            for (int c = 0; c < cols; c++)
+                yr[c] = ref_scalar(a, xr[c]);
+            continue;
+        }
+        double sum = 0;
+        for (int c = 0; c < cols; c++)
+            sum += exp(xr[c]);
+        for (int c = 0; c < cols; c++)
+            yr[c] = a.kind == CT_ACT_SOFTMAX ? exp(xr[c]) / sum : xr[c] - log(sum);
+    }
+}
+
+static ct_act act_of(ct_activation kind, float alpha)
+{
+    ct_act a = {kind, alpha};
+    return a;
+}
+
+static float fwd1(ct_act a, float x)
+{
+    float y;
+    be()->act_forward(a, &x, &y, 1, 1);
+    return y;
+}
+
+START_TEST(test_act_forward_values)
+{
+    /* hand-computed values */
+    tu_assert_close(fwd1(act_of(CT_ACT_GELU, 0), 1.0f), 0.8413447460685429, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_GELU, 0), -1.5f), -0.10021080190328713, 1e-5);
+    tu_assert_close(fwd1(act_of(CT_ACT_GELU, 1), 1.0f), 0.8411919906082768, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SELU, 0), -1.0f), -1.1113307378125628, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SELU, 0), 2.0f), 2.101401974710961, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_ELU, 1), -2.0f), -0.8646647167633873, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_ELU, 0.5f), -2.0f), 0.5 * -0.8646647167633873, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SILU, 0), 1.0f), 0.7310585786300049, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SILU, 0), -2.0f), -0.2384058440442351, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SIGMOID, 0), 2.0f), 0.8807970779778823, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_TANH, 0), 0.5f), 0.46211715726000974, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SOFTPLUS, 0), 1.0f), 1.3132616875182228, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SOFTPLUS, 0), -3.0f), 0.04858735157374206, 1e-6);
+    tu_assert_close(fwd1(act_of(CT_ACT_SOFTSIGN, 0), -3.0f), -0.75, 1e-7);
+    tu_assert_close(fwd1(act_of(CT_ACT_LEAKY_RELU, 0.2f), -2.0f), -0.4, 1e-7);
+    tu_assert_close(fwd1(act_of(CT_ACT_HARD_SIGMOID, 0), 1.5f), 0.75, 1e-7);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_HARD_SIGMOID, 0), -3.5f), 0.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_HARD_SIGMOID, 0), 4.0f), 1.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_RELU6, 0), 7.5f), 6.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_RELU6, 0), -1.0f), 0.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_RELU, 0), -0.0f), 0.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_LINEAR, 0), -1.25f), -1.25f);
+
+    /* the extremes stay finite and saturate */
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_SOFTPLUS, 0), 100.0f), 100.0f);
+    float sp = fwd1(act_of(CT_ACT_SOFTPLUS, 0), -100.0f); /* exp(-100), a denormal */
+    ck_assert(sp >= 0.0f && sp < 1e-40f);
+    float s = fwd1(act_of(CT_ACT_SIGMOID, 0), -100.0f);
+    ck_assert(isfinite(s) && s >= 0.0f && s < 1e-40f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_SIGMOID, 0), 100.0f), 1.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_SILU, 0), -200.0f), -0.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_GELU, 0), -20.0f), 0.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_ELU, 1), -200.0f), -1.0f);
+    ck_assert_float_eq(fwd1(act_of(CT_ACT_TANH, 0), 50.0f), 1.0f);
+}
+END_TEST
+
+START_TEST(test_softmax_values)
+{
+    float x[6] = {1, 2, 3, 1001, 1002, 1003}, y[6];
+    const double sm[3] = {0.09003057317038046, 0.24472847105479767, 0.6652409557748219};
+    const double lsm[3] = {-2.40760596444438, -1.4076059644443801, -0.40760596444438013};
+    be()->act_forward(act_of(CT_ACT_SOFTMAX, 0), x, y, 2, 3);
+    for (int i = 0; i < 6; i++) /* the shifted row must not overflow */
+        tu_assert_close(y[i], sm[i % 3], 1e-6);
+    be()->act_forward(act_of(CT_ACT_LOG_SOFTMAX, 0), x, y, 2, 3);
+    for (int i = 0; i < 6; i++)
+        tu_assert_close(y[i], lsm[i % 3], 1e-5);
+    /* in place */
+    be()->act_forward(act_of(CT_ACT_SOFTMAX, 0), x, x, 2, 3);
+    for (int i = 0; i < 6; i++)
+        tu_assert_close(x[i], sm[i % 3], 1e-6);
+    float big[2] = {-1000, 1000}, out[2];
+    be()->act_forward(act_of(CT_ACT_LOG_SOFTMAX, 0), big, out, 1, 2);
+    ck_assert_float_eq_tol(out[0], -2000.0f, 1e-3f);
+    ck_assert_float_eq(out[1], 0.0f);
+}
+END_TEST
+
+/* Every activation with the parameters worth checking. */
+static const ct_act all_acts[] = {
+    {CT_ACT_LINEAR, 0}, {CT_ACT_RELU, 0},       {CT_ACT_RELU6, 0},
+    {CT_ACT_LEAKY_RELU, 0.2f}, {CT_ACT_LEAKY_RELU, 0.01f}, {CT_ACT_ELU, 1.0f},
+    {CT_ACT_ELU, 0.3f}, {CT_ACT_SELU, 0},       {CT_ACT_GELU, 0},
+    {CT_ACT_GELU, 1},   {CT_ACT_SILU, 0},       {CT_ACT_SIGMOID, 0},
+    {CT_ACT_HARD_SIGMOID, 0}, {CT_ACT_TANH, 0}, {CT_ACT_SOFTPLUS, 0},
+    {CT_ACT_SOFTSIGN, 0}, {CT_ACT_SOFTMAX, 0},  {CT_ACT_LOG_SOFTMAX, 0},
+};
+#define N_ACTS ((int)(sizeof all_acts / sizeof all_acts[0]))
+
+enum { AR = 4, AC = 9 };
+
+/* Inputs in [-7, 7] kept away from the kinks (0, +-3, 6) by more than the FD step. */
+static void act_inputs(float *x, int n, unsigned seed)
+{
+    tu_fill(x, n, seed, -7, 7);
+    for (int i = 0; i < n; i++) {
+        const float kinks[] = {0, 3, -3, 6};
+        for (int k = 0; k < 4; k++)
+            if (fabsf(x[i] - kinks[k]) < 0.05f)
+                x[i] = kinks[k] + 0.1f;
+    }
+}
+
+START_TEST(test_act_forward_sweep)
+{
+    ct_act a = all_acts[_i];
+    float x[AR * AC], y[AR * AC];
+    double xd[AR * AC], yd[AR * AC];
+    act_inputs(x, AR * AC, 31 + _i);
+    for (int i = 0; i < AR * AC; i++)
+        xd[i] = x[i];
+    be()->act_forward(a, x, y, AR, AC);
+    ref_forward(a, xd, yd, AR, AC);
+    for (int i = 0; i < AR * AC; i++)
+        ck_assert_msg(tu_relerr(y[i], yd[i]) < 2e-6, "%s(%g) = %.9g, want %.9g",
+                      ct_act_name(a.kind), (double)x[i], (double)y[i], yd[i]);
+    be()->act_forward(a, x, x, AR, AC); /* in place gives the same */
+    ck_assert_int_eq(memcmp(x, y, sizeof y), 0);
+}
+END_TEST
+
+/* ---- activations: backward ------------------------------------------------------- */
+
+static double weighted_loss(ct_act a, const double *x, const double *w)
+{
+    double y[AR * AC], s = 0;
+    ref_forward(a, x, y, AR, AC);
+    for (int i = 0; i < AR * AC; i++)
+        s += w[i] * y[i];
+    return s;
+}
+
+START_TEST(test_act_backward_fd)
+{
+    ct_act a = all_acts[_i];
+    float x[AR * AC], y[AR * AC], dy[AR * AC], dx[AR * AC];
+    double xd[AR * AC], wd[AR * AC];
+    act_inputs(x, AR * AC, 41 + _i);
+    tu_fill(dy, AR * AC, 51 + _i, -1, 1);
+    for (int i = 0; i < AR * AC; i++) {
+        xd[i] = x[i];
+        wd[i] = dy[i];
+    }
+    be()->act_forward(a, x, y, AR, AC);
+    be()->act_backward(a, x, y, dy, dx, AR, AC);
+
+    const double h = 1e-5;
+    for (int i = 0; i < AR * AC; i++) {
+        double keep = xd[i];
+        xd[i] = keep + h;
+        double up = weighted_loss(a, xd, wd);
+        xd[i] = keep - h;
+        double down = weighted_loss(a, xd, wd);
+        xd[i] = keep;
+        double fd = (up - down) / (2 * h);
+        ck_assert_msg(tu_relerr(dx[i], fd) < 1e-4, "%s alpha %g at x=%g: dx %.9g, fd %.9g",
+                      ct_act_name(a.kind), (double)a.alpha, (double)x[i], (double)dx[i], fd);
+    }
+
+    /* dx may be dy itself */
+    float inplace[AR * AC];
+    memcpy(inplace, dy, sizeof dy);
+    be()->act_backward(a, x, y, inplace, inplace, AR, AC);
+    ck_assert_int_eq(memcmp(inplace, dx, sizeof dx), 0);
+}
+END_TEST
+
+START_TEST(test_act_backward_edges)
+{
+    float x[5] = {0.0f, -0.0f, 6.0f, 3.0f, -3.0f}, y[5], dy[5] = {1, 1, 1, 1, 1}, dx[5];
+    be()->act_forward(act_of(CT_ACT_RELU, 0), x, y, 1, 2);
+    be()->act_backward(act_of(CT_ACT_RELU, 0), x, y, dy, dx, 1, 2);
+    ck_assert_float_eq(dx[0], 0.0f); /* relu'(0) = 0 */
+    ck_assert_float_eq(dx[1], 0.0f);
+    be()->act_backward(act_of(CT_ACT_RELU6, 0), x, y, dy, dx, 1, 3);
+    ck_assert_float_eq(dx[2], 0.0f);
+    be()->act_backward(act_of(CT_ACT_HARD_SIGMOID, 0), x, y, dy, dx, 1, 5);
+    ck_assert_float_eq(dx[0], 1.0f / 6.0f);
+    ck_assert_float_eq(dx[3], 0.0f);
+    ck_assert_float_eq(dx[4], 0.0f);
+
+    /* saturated sigmoid / softplus gradients are finite */
+    float big[4] = {-100, 100, -1000, 1000}, ybig[4], ones[4] = {1, 1, 1, 1}, g[4];
+    const ct_activation kinds[] = {CT_ACT_SIGMOID, CT_ACT_SOFTPLUS, CT_ACT_SILU, CT_ACT_GELU,
+                                   CT_ACT_TANH, CT_ACT_ELU, CT_ACT_SELU, CT_ACT_SOFTSIGN};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        ct_act a = act_of(kinds[k], kinds[k] == CT_ACT_ELU ? 1.0f : 0.0f);
+        be()->act_forward(a, big, ybig, 1, 4);
+        be()->act_backward(a, big, ybig, ones, g, 1, 4);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(isfinite(ybig[i]) && isfinite(g[i]), "%s at %g",
+                          ct_act_name(kinds[k]), (double)big[i]);
+    }
+    be()->act_backward(act_of(CT_ACT_SOFTPLUS, 0), big, ybig, ones, g, 1, 4);
+    ck_assert_float_eq(g[1], 1.0f);
+    ck_assert_float_eq_tol(g[0], 0.0f, 1e-30f);
+}
+END_TEST
+
+/* ---- dropout --------------------------------------------------------------------- */
+
+START_TEST(test_dropout_mask)
+{
+    enum { N = 100000 };
+    float *m = malloc(N * sizeof(float)), *m2 = malloc(N * sizeof(float));
+    uint64_t key = ct_rng_key(7, CT_RNG_DROPOUT, 3, 0);
+    const float rate = 0.3f, keep = 1.0f / (1.0f - rate);
+
+    be()->dropout_mask(m, N, rate, key, 1000);
+    long kept = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert(m[i] == 0.0f || m[i] == keep);
+        ck_assert_int_eq(m[i] != 0.0f, ct_rng_uniform(key, 1000 + (uint64_t)i) >= rate);
+        kept += m[i] != 0.0f;
+    }
+    double p = 1 - rate, sigma = sqrt(N * p * (1 - p));
+    ck_assert_msg(fabs(kept - N * p) < 3 * sigma, "kept %ld of %d", kept, N);
+
+    /* counter0 shifts the stream; the same arguments give the same mask */
+    be()->dropout_mask(m2, N - 10, rate, key, 1010);
+    ck_assert_int_eq(memcmp(m + 10, m2, (N - 10) * sizeof(float)), 0);
+    be()->dropout_mask(m2, N, rate, key, 1000);
+    ck_assert_int_eq(memcmp(m, m2, N * sizeof(float)), 0);
+    be()->dropout_mask(m2, N, rate, ct_rng_key(7, CT_RNG_DROPOUT, 4, 0), 1000);
+    ck_assert_int_ne(memcmp(m, m2, N * sizeof(float)), 0);
+
+    be()->dropout_mask(m, N, 0.0f, key, 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(m[i], 1.0f);
+    free(m);
+    free(m2);
+}
+END_TEST
+
+/* ---- rng ------------------------------------------------------------------------- */
+
+START_TEST(test_rng_fixed_values)
+{
+    /* Pinned outputs: a change here breaks reproducibility of every stored run. */
+    uint64_t k = ct_rng_key(42, 1, 2, 3);
+    ck_assert_uint_eq(k, 0x9662d7598b70db79ull);
+    ck_assert_uint_eq(ct_rng_u64(0, 0), 0x25c3ee710b1e100cull);
+    ck_assert_uint_eq(ct_rng_u64(k, 7), 0xa9562b6fa30ac387ull);
+    ck_assert_float_eq(ct_rng_uniform(k, 7), (float)(0xa9562b6fa30ac387ull >> 40) / 16777216.0f);
+    ck_assert_float_eq_tol(ct_rng_normal(k, 7), 0.322179437f, 1e-6f);
+    int64_t p[10];
+    const int64_t want[10] = {7, 9, 5, 2, 8, 6, 4, 0, 3, 1};
+    ct_rng_permutation(ct_rng_key(42, 3, 0, 0), p, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(p[i], want[i]);
+}
+END_TEST
+
+START_TEST(test_rng_keys)
+{
+    static const uint64_t args[][4] = {
+        {1, 0, 0, 0}, {2, 0, 0, 0}, {1, 1, 0, 0}, {1, 0, 1, 0}, {1, 0, 0, 1},
+        {1, 1, 2, 3}, {1, 3, 2, 1}, {1, 2, 1, 3}, {0, 0, 0, 0}, {1, 0, 0, 2},
+    };
+    enum { N = sizeof args / sizeof args[0] };
+    uint64_t keys[N];
+    for (int i = 0; i < N; i++) {
+        keys[i] = ct_rng_key(args[i][0], args[i][1], args[i][2], args[i][3]);
+        ck_assert_uint_eq(keys[i], ct_rng_key(args[i][0], args[i][1], args[i][2], args[i][3]));
+        for (int j = 0; j < i; j++) {
+            ck_assert_uint_ne(keys[i], keys[j]);
+            ck_assert_uint_ne(ct_rng_u64(keys[i], 0), ct_rng_u64(keys[j], 0));
+        }
+    }
+    /* neighbouring counters and keys differ in about half their bits */
+    long bits = 0;
+    for (uint64_t c = 0; c < 1000; c++) {
+        bits += __builtin_popcountll(ct_rng_u64(5, c) ^ ct_rng_u64(5, c + 1));
+        bits += __builtin_popcountll(ct_rng_u64(c, 9) ^ ct_rng_u64(c + 1, 9));
+    }
+    ck_assert_msg(fabs(bits / 2000.0 - 32) < 0.5, "mean flipped bits %g", bits / 2000.0);
+}
+END_TEST
+
+START_TEST(test_rng_uniform)
+{
+    enum { N = 100000 };
+    uint64_t key = ct_rng_key(3, CT_RNG_NOISE, 0, 0);
+    double s = 0, s2 = 0, lag = 0, prev = 0;
+    long bitcount[64] = {0};
+    for (uint64_t i = 0; i < N; i++) {
+        float u = ct_rng_uniform(key, i);
+        ck_assert(u >= 0.0f && u < 1.0f);
+        ck_assert_float_eq(u * 16777216.0f, floorf(u * 16777216.0f)); /* 24 bits */
+        s += u;
+        s2 += (double)u * u;
+        lag += (u - 0.5) * (prev - 0.5);
+        prev = u;
+        uint64_t r = ct_rng_u64(key, i);
+        for (int b = 0; b < 64; b++)
+            bitcount[b] += (r >> b) & 1;
+    }
+    double mean = s / N, var = s2 / N - mean * mean;
+    ck_assert_msg(fabs(mean - 0.5) < 4 * sqrt(1.0 / 12 / N), "mean %g", mean);
+    ck_assert_msg(fabs(var - 1.0 / 12) < 0.002, "variance %g", var);
+    ck_assert_msg(fabs(lag / N) < 4 * (1.0 / 12) / sqrt(N), "lag-1 covariance %g", lag / N);
+    for (int b = 0; b < 64; b++) /* every bit is a fair coin (5 sigma) */
+        ck_assert_msg(labs(bitcount[b] - N / 2) < 5 * sqrt(N / 4.0), "bit %d: %ld", b,
+                      bitcount[b]);
+    ck_assert_uint_eq(ct_rng_u64(key, 12345), ct_rng_u64(key, 12345));
+}
+END_TEST
+
+START_TEST(test_rng_normal)
+{
+    enum { N = 100000 };
+    uint64_t key = ct_rng_key(4, CT_RNG_INIT, 1, 0);
+    double s = 0, s2 = 0, s4 = 0;
+    long beyond2 = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        double z = ct_rng_normal(key, i);
+        ck_assert(isfinite(z));
+        s += z;
+        s2 += z * z;
+        s4 += z * z * z * z;
+        beyond2 += fabs(z) > 2;
+    }
+    double mean = s / N, sd = sqrt(s2 / N - mean * mean);
+    ck_assert_msg(fabs(mean) < 0.015, "mean %g", mean);
+    ck_assert_msg(fabs(sd - 1) < 0.01, "std %g", sd);
+    ck_assert_msg(fabs(s4 / N - 3) < 0.1, "fourth moment %g", s4 / N);
+    /* P(|z| > 2) = 0.0455 */
+    ck_assert_msg(fabs(beyond2 / (double)N - 0.0455) < 0.003, "tail %ld", beyond2);
+}
+END_TEST
+
+START_TEST(test_rng_below_permutation)
+{
+    uint64_t key = ct_rng_key(5, CT_RNG_SHUFFLE, 0, 0);
+    long counts[3] = {0};
+    for (uint64_t i = 0; i < 30000; i++) {
+        uint64_t v = ct_rng_below(key, i, 3);
+        ck_assert_uint_lt(v, 3);
+        counts[v]++;
+    }
+    for (int v = 0; v < 3; v++)
+        ck_assert_msg(labs(counts[v] - 10000) < 5 * sqrt(30000 * 2.0 / 9), "count %ld",
+                      counts[v]);
+    ck_assert_uint_eq(ct_rng_below(key, 9, 1), 0);
+    /* a bound near 2^64 rejects most of nothing but still stays below it */
+    uint64_t huge = UINT64_MAX - 5;
+    for (uint64_t i = 0; i < 100; i++)
+        ck_assert_uint_lt(ct_rng_below(key, i, huge), huge);
+
+    enum { P = 1000 };
+    int64_t a[P], b[P], c[P];
+    char seen[P] = {0};
+    ct_rng_permutation(key, a, P);
+    ct_rng_permutation(key, b, P);
+    ct_rng_permutation(ct_rng_key(6, CT_RNG_SHUFFLE, 0, 0), c, P);
+    int fixed = 0;
+    for (int i = 0; i < P; i++) {
+        ck_assert(a[i] >= 0 && a[i] < P && !seen[a[i]]);
+        seen[a[i]] = 1;
+        fixed += a[i] == i;
+    }
+    ck_assert_int_le(fixed, 8); /* expected 1 fixed point for a random permutation */
+    ck_assert_int_eq(memcmp(a, b, sizeof a), 0);
+    ck_assert_int_ne(memcmp(a, c, sizeof a), 0);
+    int64_t one[1] = {42};
+    ct_rng_permutation(key, one, 1);
+    ck_assert_int_eq(one[0], 0);
+    ct_rng_permutation(key, one, 0);
+}
+END_TEST
+
+/* ---- initializers ---------------------------------------------------------------- */
+
+static ct_shape shape2(int64_t a, int64_t b)
+{
+    int64_t d[2] = {a, b};
+    return ct_shape_make(2, d);
+}
+
+static double max_abs(const float *w, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        m = fmax(m, fabs(w[i]));
+    return m;
+}
+
+static void moments(const float *w, int64_t n, double *mean, double *sd)
+{
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += w[i];
+        s2 += (double)w[i] * w[i];
+    }
+    *mean = s / n;
+    *sd = sqrt(s2 / n - *mean * *mean);
+}
+
+START_TEST(test_init_glorot_uniform)
+{
+    ct_shape s = shape2(784, 256);
+    int64_t n = ct_shape_size(&s);
+    float *w = malloc(sizeof(float) * (size_t)n), *w2 = malloc(sizeof(float) * (size_t)n);
+    ct_init init = {CT_INIT_GLOROT_UNIFORM, 0, 0};
+    uint64_t key = ct_rng_key(1, CT_RNG_INIT, 0, 0);
+    ct_init_fill(&init, w, &s, key);
+    double limit = sqrt(6.0 / (784 + 256)), mean, sd;
+    double m = max_abs(w, n);
+    ck_assert_msg(m <= limit && m > 0.95 * limit, "max %g, limit %g", m, limit);
+    moments(w, n, &mean, &sd);
+    ck_assert_msg(fabs(sd - limit / sqrt(3)) < 0.01 * limit, "std %g", sd);
+    ct_init_fill(&init, w2, &s, key);
+    ck_assert_int_eq(memcmp(w, w2, sizeof(float) * (size_t)n), 0);
+    ct_init_fill(&init, w2, &s, ct_rng_key(1, CT_RNG_INIT, 1, 0));
+    ck_assert_int_ne(memcmp(w, w2, sizeof(float) * (size_t)n), 0);
+    free(w);
+    free(w2);
+}
+END_TEST
+
+START_TEST(test_init_variance_family)
+{
+    int64_t conv[4] = {3, 3, 4, 8}; /* fan_in 36, fan_out 72 */
+    ct_shape cs = ct_shape_make(4, conv), ds = shape2(784, 256);
+    int64_t one[1] = {10};
+    ct_shape vs = ct_shape_make(1, one);
+    float *w = malloc(sizeof(float) * 784 * 256);
+    uint64_t key = ct_rng_key(2, CT_RNG_INIT, 0, 0);
+    double mean, sd;
+
+    /* he_normal: truncated at 2 stddev_used, with the truncation keeping the variance */
+    ct_init init = {CT_INIT_HE_NORMAL, 0, 0};
+    ct_init_fill(&init, w, &ds, key);
+    double used = sqrt(2.0 / 784) / 0.87962566103423978;
+    ck_assert_msg(max_abs(w, 784 * 256) <= 2 * used * (1 + 1e-6), "max %g", max_abs(w, 784 * 256));
+    moments(w, 784 * 256, &mean, &sd);
+    ck_assert_msg(fabs(sd / sqrt(2.0 / 784) - 1) < 0.01, "std %g", sd);
+    ck_assert_msg(fabs(mean) < 0.01 * sd, "mean %g", mean);
+
+    init.kind = CT_INIT_GLOROT_NORMAL;
+    ct_init_fill(&init, w, &ds, key);
+    moments(w, 784 * 256, &mean, &sd);
+    ck_assert_msg(fabs(sd / sqrt(2.0 / 1040) - 1) < 0.01, "std %g", sd);
+
+    init.kind = CT_INIT_LECUN_NORMAL;
+    ct_init_fill(&init, w, &ds, key);
+    moments(w, 784 * 256, &mean, &sd);
+    ck_assert_msg(fabs(sd / sqrt(1.0 / 784) - 1) < 0.01, "std %g", sd);
+
+    /* conv fans include the receptive field */
+    init.kind = CT_INIT_LECUN_UNIFORM;
+    ct_init_fill(&init, w, &cs, key);
+    double lim = sqrt(3.0 / 36);
+    ck_assert(max_abs(w, 288) <= lim && max_abs(w, 288) > 0.9 * lim);
+    init.kind = CT_INIT_GLOROT_UNIFORM;
+    ct_init_fill(&init, w, &cs, key);
+    lim = sqrt(6.0 / (36 + 72));
+    ck_assert(max_abs(w, 288) <= lim && max_abs(w, 288) > 0.9 * lim);
+    /* a 1-D shape uses its size for both fans */
+    init.kind = CT_INIT_HE_UNIFORM;
+    float v[10];
+    ct_init_fill(&init, v, &vs, key);
+    ck_assert(max_abs(v, 10) <= sqrt(6.0 / 10) && max_abs(v, 10) > 0.2);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_init_plain)
+{
+    ct_shape s = shape2(50, 40);
+    float w[2000];
+    uint64_t key = ct_rng_key(3, CT_RNG_INIT, 0, 0);
+    double mean, sd;
+    ct_init init = {CT_INIT_CONSTANT, 0.25, 0};
+    ct_init_fill(&init, w, &s, key);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_float_eq(w[i], 0.25f);
+    init = (ct_init){CT_INIT_ZEROS, 0, 0};
+    ct_init_fill(&init, w, &s, key);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_float_eq(w[i], 0.0f);
+    init = (ct_init){CT_INIT_ONES, 0, 0};
+    ct_init_fill(&init, w, &s, key);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_float_eq(w[i], 1.0f);
+    init = (ct_init){CT_INIT_RANDOM_UNIFORM, -0.5, 1.5};
+    ct_init_fill(&init, w, &s, key);
+    moments(w, 2000, &mean, &sd);
+    for (int i = 0; i < 2000; i++)
+        ck_assert(w[i] >= -0.5f && w[i] < 1.5f);
+    ck_assert(fabs(mean - 0.5) < 0.05);
+    init = (ct_init){CT_INIT_RANDOM_NORMAL, 2.0, 0.5};
+    ct_init_fill(&init, w, &s, key);
+    moments(w, 2000, &mean, &sd);
+    ck_assert_msg(fabs(mean - 2) < 0.05 && fabs(sd - 0.5) < 0.03, "%g %g", mean, sd);
+    ck_assert(max_abs(w, 2000) > 3.0); /* not truncated */
+    init = (ct_init){CT_INIT_TRUNCATED_NORMAL, 1.0, 0.1};
+    ct_init_fill(&init, w, &s, key);
+    for (int i = 0; i < 2000; i++)
+        ck_assert(w[i] >= 0.8f - 1e-6f && w[i] <= 1.2f + 1e-6f);
+    moments(w, 2000, &mean, &sd);
+    ck_assert_msg(fabs(sd - 0.1 * 0.87962566103423978) < 0.006, "sd %g", sd);
+}
+END_TEST
+
+/* max |W^T W - gain^2 I| over the shorter side of a (rows, cols) matrix */
+static double orth_error(const float *w, int64_t rows, int64_t cols, double gain)
+{
+    bool by_cols = rows >= cols;
+    int64_t count = by_cols ? cols : rows, len = by_cols ? rows : cols;
+    double worst = 0;
+    for (int64_t a = 0; a < count; a++) {
+        for (int64_t b = 0; b < count; b++) {
+            double s = 0;
+            for (int64_t i = 0; i < len; i++)
+                s += by_cols ? (double)w[i * cols + a] * w[i * cols + b]
+                             : (double)w[a * cols + i] * w[b * cols + i];
+            worst = fmax(worst, fabs(s - (a == b ? gain * gain : 0)));
+        }
+    }
+    return worst;
+}
+
+START_TEST(test_init_orthogonal)
+{
+    float w[4096];
+    uint64_t key = ct_rng_key(4, CT_RNG_INIT, 0, 0);
+    ct_init init = {CT_INIT_ORTHOGONAL, 1.0, 0};
+    const int64_t sizes[][2] = {{64, 32}, {32, 64}, {48, 48}, {1, 7}};
+    for (int t = 0; t < 4; t++) {
+        ct_shape s = shape2(sizes[t][0], sizes[t][1]);
+        ct_init_fill(&init, w, &s, key);
+        double e = orth_error(w, sizes[t][0], sizes[t][1], 1.0);
+        ck_assert_msg(e < 2e-6, "(%d, %d): %g", (int)sizes[t][0], (int)sizes[t][1], e);
+    }
+    int64_t conv[4] = {3, 3, 4, 8}; /* flattened to (36, 8) */
+    ct_shape cs = ct_shape_make(4, conv);
+    init.a = 2.0;
+    ct_init_fill(&init, w, &cs, key);
+    ck_assert_double_lt(orth_error(w, 36, 8, 2.0), 1e-5);
+}
+END_TEST
+
+/* ---- parsing initializers and regularizers --------------------------------------- */
+
+static ct_node *yaml(const char *text)
+{
+    ct_error err = {0};
+    ct_node *root = ct_config_parse(text, strlen(text), "t.yaml", &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    return root;
+}
+
+START_TEST(test_init_parse_names)
+{
+    ct_node *root = yaml("a: glorot_uniform\nb: HeNormal\nc: RandomNormal\nd: Zeros\n"
+                         "e: orthogonal\nf: lecun_normal\ng: TruncatedNormal\n");
+    ct_error err = {0};
+    ct_init in;
+    const struct {
+        const char *key;
+        ct_init_kind kind;
+        double a, b;
+    } want[] = {
+        {"a", CT_INIT_GLOROT_UNIFORM, 0, 0}, {"b", CT_INIT_HE_NORMAL, 0, 0},
+        {"c", CT_INIT_RANDOM_NORMAL, 0, 0.05}, {"d", CT_INIT_ZEROS, 0, 0},
+        {"e", CT_INIT_ORTHOGONAL, 1, 0}, {"f", CT_INIT_LECUN_NORMAL, 0, 0},
+        {"g", CT_INIT_TRUNCATED_NORMAL, 0, 0.05},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(ct_init_parse(root, want[i].key, "zeros", &in, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(in.kind, want[i].kind);
+        ck_assert_double_eq(in.a, want[i].a);
+        ck_assert_double_eq(in.b, want[i].b);
+    }
+    /* absent: the default is written into the map */
+    ck_assert_int_eq(ct_init_parse(root, "kernel_initializer", "glorot_uniform", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_GLOROT_UNIFORM);
+    ck_assert_str_eq(ct_map_get(root, "kernel_initializer")->scalar, "glorot_uniform");
+    ck_assert_int_eq(ct_init_parse(root, "bias_initializer", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_ZEROS);
+    ct_node_free(root);
+    /* null also means the default */
+    root = yaml("k:\nm: ~\n");
+    ck_assert_int_eq(ct_init_parse(root, "k", "he_uniform", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_HE_UNIFORM);
+    ck_assert_str_eq(ct_map_get(root, "k")->scalar, "he_uniform");
+    ck_assert_int_eq(ct_init_parse(root, "m", "orthogonal", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_ORTHOGONAL);
+    ck_assert_double_eq(in.a, 1.0);
+    for (int k = 0; k < CT_INIT_COUNT; k++)
+        ck_assert_str_ne(ct_init_name((ct_init_kind)k), "unknown");
+    ck_assert_str_eq(ct_init_name(CT_INIT_HE_UNIFORM), "he_uniform");
+    ct_node_free(root);
+}
+END_TEST
+
+START_TEST(test_init_parse_maps)
+{
+    ct_node *root = yaml("a: {type: random_normal, mean: 1.5, stddev: 0.2}\n"
+                         "b: {type: RandomUniform, maxval: 2}\n"
+                         "c: {type: constant, value: -3}\n"
+                         "d: {type: orthogonal, gain: 0.5}\n"
+                         "e: {type: truncated_normal}\n"
+                         "f: {type: he_uniform}\n");
+    ct_error err = {0};
+    ct_init in;
+    ck_assert_int_eq(ct_init_parse(root, "a", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_RANDOM_NORMAL);
+    ck_assert_double_eq(in.a, 1.5);
+    ck_assert_double_eq(in.b, 0.2);
+    ck_assert_int_eq(ct_init_parse(root, "b", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_RANDOM_UNIFORM);
+    ck_assert_double_eq(in.a, -0.05);
+    ck_assert_double_eq(in.b, 2.0);
+    ck_assert_int_eq(ct_init_parse(root, "c", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_CONSTANT);
+    ck_assert_double_eq(in.a, -3.0);
+    ck_assert_int_eq(ct_init_parse(root, "d", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_ORTHOGONAL);
+    ck_assert_double_eq(in.a, 0.5);
+    ck_assert_int_eq(ct_init_parse(root, "e", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_TRUNCATED_NORMAL);
+    ck_assert_double_eq(in.a, 0.0);
+    ck_assert_double_eq(in.b, 0.05);
+    /* the defaults were filled into the map */
+    ck_assert_ptr_nonnull(ct_map_get(ct_map_get(root, "e"), "stddev"));
+    ck_assert_int_eq(ct_init_parse(root, "f", "zeros", &in, &err), 0);
+    ck_assert_int_eq(in.kind, CT_INIT_HE_UNIFORM);
+    ct_node_free(root);
+}
+END_TEST
+
+static void expect_init_error(const char *text, const char *msg)
+{
+    ct_node *root = yaml(text);
+    ct_error err = {0};
+    ct_init in;
+    ck_assert_int_eq(ct_init_parse(root, "k", "zeros", &in, &err), -1);
+    ck_assert_msg(strcmp(err.msg, msg) == 0, "got  '%s'\nwant '%s'", err.msg, msg);
+    ck_assert_int_eq(err.code, CT_ERR_CONFIG);
+    ct_node_free(root);
+}
+
+static void expect_init_error_prefix(const char *text, const char *prefix)
+{
+    ct_node *root = yaml(text);
+    ct_error err = {0};
+    ct_init in;
+    ck_assert_int_eq(ct_init_parse(root, "k", "zeros", &in, &err), -1);
+    ck_assert_msg(strncmp(err.msg, prefix, strlen(prefix)) == 0, "got  '%s'\nwant '%s...'",
+                  err.msg, prefix);
+    ct_node_free(root);
+}
+
+#define KNOWN_INITS                                                                        \
+    "known: zeros, ones, constant, random_normal, random_uniform, truncated_normal, "      \
+    "glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal, "  \
+    "orthogonal"
+
+START_TEST(test_init_parse_errors)
+{
+    expect_init_error("x: 1\nk: glorot_unifrom\n",
+                      "t.yaml:2:4: unknown initializer 'glorot_unifrom' (did you mean "
+                      "'glorot_uniform'?); " KNOWN_INITS);
+    expect_init_error("k:\n  type: he_nromal\n",
+                      "t.yaml:2:9: unknown initializer 'he_nromal' (did you mean "
+                      "'he_normal'?); " KNOWN_INITS);
+    expect_init_error("k: {type: random_normal, stdev: 0.1}\n",
+                      "t.yaml:1:26: unknown key 'stdev' in initializer 'random_normal' (did "
+                      "you mean 'stddev'?); known keys: type, mean, stddev");
+    expect_init_error_prefix("k: {type: glorot_uniform, seed: 3}\n",
+                             "t.yaml:1:27: unknown key 'seed' in initializer 'glorot_uniform'");
+    expect_init_error_prefix("k: {type: random_normal, stddev: -1}\n", "t.yaml:1:34: 'stddev'");
+    expect_init_error("k: {type: random_uniform, minval: 1, maxval: 0}\n",
+                      "t.yaml:1:46: initializer 'random_uniform': maxval 0 is below minval 1");
+    expect_init_error_prefix("k: {mean: 1}\n", "t.yaml:1:4: ");
+    expect_init_error("k: [1, 2]\n",
+                      "t.yaml:1:4: k: expected an initializer name or a map with 'type'");
+    expect_init_error("k: {type: 3x}\n", "t.yaml:1:11: unknown initializer '3x'; " KNOWN_INITS);
+}
+END_TEST
+
+START_TEST(test_regularizer_parse)
+{
+    ct_node *root = yaml("a: l2\nb: L1\nc: l1_l2\nd: {type: l1_l2, l1: 0.001, l2: 0.002}\n"
+                         "e: {type: l2, l2: 0.5}\nf: null\ng: {type: l1}\nh: None\ni:\n");
+    ct_error err = {0};
+    ct_regularizer r;
+    const struct {
+        const char *key;
+        double l1, l2;
+    } want[] = {{"a", 0, 0.01}, {"b", 0.01, 0}, {"c", 0, 0}, {"d", 0.001, 0.002},
+                {"e", 0, 0.5},  {"f", 0, 0},    {"g", 0.01, 0}, {"h", 0, 0},
+                {"i", 0, 0},    {"absent", 0, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        r.l1 = r.l2 = -1;
+        ck_assert_msg(ct_regularizer_parse(root, want[i].key, &r, &err) == 0, "%s", err.msg);
+        ck_assert_double_eq(r.l1, want[i].l1);
+        ck_assert_double_eq(r.l2, want[i].l2);
+    }
+    ct_node_free(root);
+
+    root = yaml("k: l3\n");
+    ck_assert_int_eq(ct_regularizer_parse(root, "k", &r, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:1:4: unknown regularizer 'l3' (did you mean 'l1'?); "
+                              "known: l1, l2, l1_l2");
+    ct_node_free(root);
+    root = yaml("k: {type: l2, l1: 0.1}\n");
+    ck_assert_int_eq(ct_regularizer_parse(root, "k", &r, &err), -1);
+    ck_assert_msg(strncmp(err.msg, "t.yaml:1:15: unknown key 'l1' in regularizer 'l2'", 49) == 0,
+                  "%s", err.msg);
+    ct_node_free(root);
+    root = yaml("k: {type: l1, l1: -0.1}\n");
+    ck_assert_int_eq(ct_regularizer_parse(root, "k", &r, &err), -1);
+    ck_assert_msg(strncmp(err.msg, "t.yaml:1:19: 'l1'", 17) == 0, "%s", err.msg);
+    ct_node_free(root);
+    root = yaml("k: [l2]\n");
+    ck_assert_int_eq(ct_regularizer_parse(root, "k", &r, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:1:4: k: expected a regularizer name or a map with 'type'");
+    ct_node_free(root);
+    /* absent: recorded as null for the resolved config */
+    root = yaml("x: 1\n");
+    ck_assert_int_eq(ct_regularizer_parse(root, "kernel_regularizer", &r, &err), 0);
+    ck_assert_ptr_nonnull(ct_map_get(root, "kernel_regularizer"));
+    ck_assert_str_eq(ct_map_get(root, "kernel_regularizer")->scalar, "null");
+    ct_node_free(root);
+}
+END_TEST
+
+/* ---- suites ---------------------------------------------------------------------- */
+
+static Suite *backend_suite(void)
+{
+    Suite *s = suite_create("backend");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_alloc);
+    tcase_add_test(tc, test_upload_download);
+    tcase_add_loop_test(tc, test_gemm_transposes, 0, 4);
+    tcase_add_test(tc, test_gemm_k_zero);
+    tcase_add_test(tc, test_elementwise);
+    tcase_add_test(tc, test_rows);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("activations");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_act_parse);
+    tcase_add_test(tc, test_act_forward_values);
+    tcase_add_test(tc, test_softmax_values);
+    tcase_add_loop_test(tc, test_act_forward_sweep, 0, N_ACTS);
+    tcase_add_loop_test(tc, test_act_backward_fd, 0, N_ACTS);
+    tcase_add_test(tc, test_act_backward_edges);
+    tcase_add_test(tc, test_dropout_mask);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static Suite *rng_suite(void)
+{
+    Suite *s = suite_create("rng");
+    TCase *tc = tcase_create("streams");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_rng_fixed_values);
+    tcase_add_test(tc, test_rng_keys);
+    tcase_add_test(tc, test_rng_uniform);
+    tcase_add_test(tc, test_rng_normal);
+    tcase_add_test(tc, test_rng_below_permutation);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static Suite *init_suite(void)
+{
+    Suite *s = suite_create("init");
+    TCase *tc = tcase_create("fill");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_init_glorot_uniform);
+    tcase_add_test(tc, test_init_variance_family);
+    tcase_add_test(tc, test_init_plain);
+    tcase_add_test(tc, test_init_orthogonal);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("parse");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_init_parse_names);
+    tcase_add_test(tc, test_init_parse_maps);
+    tcase_add_test(tc, test_init_parse_errors);
+    tcase_add_test(tc, test_regularizer_parse);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(backend_suite());
+    srunner_add_suite(sr, rng_suite());
+    srunner_add_suite(sr, init_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

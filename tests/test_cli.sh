@@ -1,0 +1,120 @@
+#!/bin/sh
+# test_cli.sh - the ctrain command as a user runs it: help, errors and exit statuses,
+# data import, fit output, evaluate, predict, summary, check.
+set -u
+top=${CT_BUILDDIR:-.}
+src=${CT_SRCDIR:-.}
+ctrain="$top/ctrain"
+tmp=$(mktemp -d /tmp/ctrain-cli-XXXXXX)
+passed=0 failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# expect STATUS PATTERN -- command...: exit status and a fixed string in stdout+stderr.
+expect() {
+    want=$1 pattern=$2
+    shift 3
+    out=$("$@" 2>&1)
+    got=$?
+    if [ "$got" != "$want" ]; then
+        bad "$* exited $got, expected $want; output: $out"
+    elif ! printf '%s' "$out" | grep -qF -- "$pattern"; then
+        bad "$*: expected '$pattern' in: $out"
+    else
+        ok
+    fi
+}
+
+# Tiny IDX files written byte by byte: 12 images of 2x2 and 12 labels (0..2).
+idx_images="$tmp/img.idx"
+idx_labels="$tmp/lab.idx"
+{
+    printf '\000\000\010\003\000\000\000\014\000\000\000\002\000\000\000\002'
+    i=0
+    while [ $i -lt 12 ]; do
+        c=$((i % 3))
+        case $c in
+            0) printf '\377\000\000\000' ;;
+            1) printf '\000\377\000\000' ;;
+            2) printf '\000\000\377\000' ;;
+        esac
+        i=$((i + 1))
+    done
+} >"$idx_images"
+{
+    printf '\000\000\010\001\000\000\000\014'
+    i=0
+    while [ $i -lt 12 ]; do printf "\\00$((i % 3))"; i=$((i + 1)); done
+} >"$idx_labels"
+
+expect 0 "ctrain " -- "$ctrain" --version
+expect 0 "ctrain fit FILE" -- "$ctrain" help
+expect 0 "--overwrite" -- "$ctrain" help fit
+expect 0 "--json" -- "$ctrain" evaluate --help
+expect 2 "unknown command 'fti' (did you mean 'fit'?)" -- "$ctrain" fti x.yaml
+expect 2 "Usage:" -- "$ctrain"
+expect 2 "fit takes one experiment file" -- "$ctrain" fit
+expect 2 "evaluate needs --weights" -- "$ctrain" evaluate "$src/configs/fashion_mnist_mlp.yaml"
+expect 1 "cannot read $tmp/none.yaml" -- "$ctrain" check "$tmp/none.yaml"
+
+expect 0 "Wrote train/images and train/labels" -- "$ctrain" data import-idx --images "$idx_images" \
+    --labels "$idx_labels" -o "$tmp/d.h5" --group train
+expect 0 "Wrote test/images" -- "$ctrain" data import-idx --images "$idx_images" \
+    --labels "$idx_labels" -o "$tmp/d.h5" --group test
+expect 1 "$tmp/lab.idx" -- "$ctrain" data import-idx --images "$idx_labels" --labels "$idx_labels" -o "$tmp/e.h5"
+
+cat >"$tmp/tiny.yaml" <<'YAML'
+name: tiny
+data:
+  train: {path: d.h5, x: train/images, y: train/labels}
+  test: {path: d.h5, x: test/images, y: test/labels}
+  scale: 0.00392156862745098
+model:
+  input_shape: [2, 2, 1]
+  layers:
+    - {type: flatten}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: {type: adam, learning_rate: 0.1}, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+fit: {epochs: 30, batch_size: 4}
+YAML
+
+expect 0 "Total params: 15 (60.00 B)" -- "$ctrain" summary "$tmp/tiny.yaml"
+expect 0 "tiny.yaml: OK" -- "$ctrain" check "$tmp/tiny.yaml"
+expect 0 "epochs: 3" -- "$ctrain" check --print --set fit.epochs=3 "$tmp/tiny.yaml"
+expect 2 "tiny.yaml:10:7: unknown key 'unit' in layer 'dense' (Dense) (did you mean 'units'?)" -- \
+    "$ctrain" check --set model.layers.1.unit=3 "$tmp/tiny.yaml"
+
+# Not a terminal: one plain line per epoch, no carriage returns.
+expect 0 "Epoch 30/30 - 3/3 - " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
+out=$("$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run2" 2>&1)
+if printf '%s' "$out" | grep -q "$(printf '\r')"; then bad "log output holds carriage returns"; else ok; fi
+if printf '%s' "$out" | grep -q "Test (12 samples): accuracy: 1.0000 - loss: "; then ok; else bad "fit test line: $out"; fi
+if [ "$(head -1 "$tmp/run/history.csv")" = "epoch,accuracy,loss" ]; then ok; else bad "history.csv header"; fi
+if [ "$(wc -l <"$tmp/run/history.csv")" = 31 ]; then ok; else bad "history.csv rows"; fi
+expect 2 "already holds a finished run" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
+expect 0 "" -- "$ctrain" fit -q "$tmp/tiny.yaml" -o "$tmp/run" --overwrite
+
+expect 0 '{"loss": ' -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" --json
+expect 0 '"accuracy": 1}' -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" --json
+expect 0 "loss: " -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
+    --data "$tmp/d.h5" --x train/images --y train/labels
+expect 1 "weights" -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/tiny.yaml"
+expect 2 "units: 4" -- "$ctrain" check --print --set model.layers.1.units=4 "$tmp/tiny.yaml"
+expect 1 "(2, 3)" -- "$ctrain" evaluate "$tmp/tiny.yaml" --set model.layers.1.units=4 --weights "$tmp/run/weights.h5"
+
+expect 0 "" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
+    --input "$tmp/d.h5" --x test/images -o "$tmp/p.csv"
+if [ "$(wc -l <"$tmp/p.csv")" = 12 ]; then ok; else bad "predict wrote $(wc -l <"$tmp/p.csv") rows"; fi
+expect 2 ".txt" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
+    --input "$tmp/d.h5" --x test/images -o "$tmp/p.txt"
+
+# CSV import.
+printf 'a,b,label\n0.5,1,0\n1.5,2,1\n' >"$tmp/t.csv"
+expect 0 "Wrote train/x and train/y" -- "$ctrain" data import-csv "$tmp/t.csv" --header -o "$tmp/c.h5"
+printf '0.5,1,0\n1.5,x,1\n' >"$tmp/u.csv"
+expect 1 "u.csv:2:5: 'x' is not a number" -- "$ctrain" data import-csv "$tmp/u.csv" -o "$tmp/u.h5"
+
+rm -rf "$tmp"
+echo "cli: $passed passed, $failed failed"
+[ "$failed" = 0 ]

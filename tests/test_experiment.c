@@ -1,0 +1,502 @@
+/* test_experiment.c - whole experiments: config errors with their positions, summary,
+ * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict. */
+#include <hdf5.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "../src/experiment.h"
+#include "../src/model.h"
+#include "testutil.h"
+
+/* --- bad configs: each must fail with this message at this position --------------------- */
+
+static const char *const good_tail =
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n";
+
+typedef struct bad_case {
+    const char *yaml;
+    const char *expect; /* substring of the message, after "FILE:" */
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    /* 0 unknown top-level key with a suggestion */
+    {"nme: x\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:1: unknown key 'nme' in the experiment (did you mean 'name'?)"},
+    /* 1 unknown layer key */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, unts: 2}\n%s",
+     "4:21: unknown key 'unts' in layer 'dense' (Dense) (did you mean 'units'?)"},
+    /* 2 unknown layer type */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dence, units: 2}\n%s",
+     "4:13: unknown layer type 'dence' (did you mean 'dense'?); known types:"},
+    /* 3 missing units */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense}\n%s", "4:7: "},
+    /* 4 units of the wrong type */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: many}\n%s", "4:28: "},
+    /* 5 units out of range */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 0}\n%s", "4:28: "},
+    /* 6 unknown activation */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, activation: rleu}\n%s",
+     "4:47: "},
+    /* 7 missing input_shape */
+    {"model:\n  layers:\n    - {type: dense, units: 2}\n%s", "2:3: model needs the key 'input_shape'"},
+    /* 8 missing layers */
+    {"model: {input_shape: [4]}\n%s", "1:8: model needs the key 'layers'"},
+    /* 9 empty layers */
+    {"model: {input_shape: [4], layers: []}\n%s", "1:35: model.layers must be a non-empty list"},
+    /* 10 unknown loss */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "compile: {optimizer: adam, loss: sparse_categorical_crossentropi}\n",
+     "2:34: unknown loss 'sparse_categorical_crossentropi'"},
+    /* 11 unknown optimizer */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "compile: {optimizer: adma, loss: mse}\n", "2:22: unknown optimizer 'adma' (did you mean 'adam'?)"},
+    /* 12 optimizer key that belongs to another optimizer */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "compile: {optimizer: {type: adam, momentum: 0.9}, loss: mse}\n", "2:35: unknown key 'momentum'"},
+    /* 13 negative learning rate */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "compile: {optimizer: {type: sgd, learning_rate: -1}, loss: mse}\n", "2:49: "},
+    /* 14 unknown metric */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "compile: {loss: mse, metrics: [acuracy]}\n", "2:32: unknown metric 'acuracy'"},
+    /* 15 missing loss */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\ncompile: {optimizer: adam}\n",
+     "2:10: compile needs the key 'loss'"},
+    /* 16 incompatible shapes: both layers and both shapes */
+    {"model:\n  input_shape: [28, 28, 1]\n  layers:\n    - {type: flatten}\n"
+     "    - {type: reshape, target_shape: [100, 7]}\n%s",
+     "5:7: layer 'reshape' (Reshape): cannot reshape (None, 784)"},
+    /* 17 fit key of the wrong type */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%sfit: {epochs: ten}\n",
+     "3:15: "},
+    /* 18 bad bool */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%sfit: {shuffle: maybe}\n",
+     "3:16: "},
+    /* 19 validation_split out of range */
+    {"data: {validation_split: 1.5}\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:25: "},
+    /* 20 cuda in a build without it */
+    {"backend: {device: cuda}\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:19: this build of ctrain has no CUDA backend"},
+    /* 21 duplicate layer names */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: a}\n"
+     "    - {type: dense, units: 2, name: a}\n%s", "5:36: layer name 'a' is already used"},
+    /* 22 a layer that is not a map */
+    {"model:\n  input_shape: [4]\n  layers:\n    - dense\n%s", "4:7: each entry of model.layers must be a map"},
+    /* 23 YAML syntax error */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]\n%s", "2:"},
+    /* 24 data source without a path */
+    {"data: {train: {x: a, y: b}}\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:15: data.train needs the key 'path'"},
+    /* 25 a config cannot ask for code */
+    {"model: !!python/object:os.system {input_shape: [4]}\n%s", "1:8: "},
+    /* 26 callbacks are not available */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%sfit: {callbacks: [{type: x}]}\n",
+     "3:18: fit.callbacks"},
+    /* 27 dropout rate out of range */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dropout, rate: 1.0}\n%s", "4:29: "},
+    /* 28 absurd sizes are refused before allocating */
+    {"model: {input_shape: [1000000, 1000000], layers: [{type: flatten}]}\n%s", "1:23: "},
+};
+
+START_TEST(test_bad_config)
+{
+    const bad_case *c = &bad_cases[_i];
+    char *dir = tu_tmpdir();
+    char text[2048];
+    snprintf(text, sizeof text, c->yaml, good_tail);
+    const char *path = tu_write(dir, "bad.yaml", text);
+    char expect[512];
+    snprintf(expect, sizeof expect, "%s:%s", path, c->expect);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(path, NULL, 0, &err);
+    ck_assert_msg(ex == NULL, "case %d loaded", _i);
+    ck_assert_msg(strstr(err.msg, expect) != NULL, "case %d: expected '%s' in '%s'", _i, expect, err.msg);
+    ck_assert_int_ne(err.code, CT_OK);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_bad_override)
+{
+    char *dir = tu_tmpdir();
+    char text[1024];
+    snprintf(text, sizeof text, "model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s", good_tail);
+    const char *path = tu_write(dir, "ok.yaml", text);
+    ct_error err = {0};
+    const char *bad[] = {"model.layers.5.units=3"};
+    ck_assert_ptr_null(ct_experiment_load(path, bad, 1, &err));
+    ck_assert_msg(strstr(err.msg, "--set model.layers.5.units") != NULL, "%s", err.msg);
+    const char *wrong[] = {"fit.epochs=zero"};
+    ck_assert_ptr_null(ct_experiment_load(path, wrong, 1, &err));
+    ck_assert_msg(strstr(err.msg, "--set:") != NULL && strstr(err.msg, "epochs") != NULL, "%s", err.msg);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_override_and_defaults)
+{
+    char *dir = tu_tmpdir();
+    char text[1024];
+    snprintf(text, sizeof text, "model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s", good_tail);
+    const char *path = tu_write(dir, "ok.yaml", text);
+    ct_error err = {0};
+    const char *set[] = {"fit.epochs=7", "model.layers.0.units=5"};
+    ct_experiment *ex = ct_experiment_load(path, set, 2, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_int_eq(ex->epochs, 7);
+    ck_assert_int_eq(ex->batch_size, 32);              /* Keras's default */
+    ck_assert_int_eq(ex->model->layers[0].out_shape.dim[0], 5);
+    ck_assert_str_eq(ex->name, "ok");                  /* from the file name */
+    ck_assert_int_eq((int)ex->seed, 1);
+    ck_assert_double_eq_tol(ex->optimizer->learning_rate, 0.001, 1e-12);
+    /* The resolved config holds every default. */
+    char out[4096];
+    snprintf(out, sizeof out, "%s/resolved.yaml", dir);
+    FILE *f = fopen(out, "w");
+    ck_assert_int_eq(ct_experiment_write_config(ex, f, &err), 0);
+    fclose(f);
+    ct_experiment_free(ex);
+    ex = ct_experiment_load(out, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "resolved config does not load: %s", err.msg);
+    ck_assert_int_eq(ex->epochs, 7);
+    f = fopen(out, "r");
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(buf, "batch_size: 32") && strstr(buf, "kernel_initializer: glorot_uniform") &&
+                  strstr(buf, "beta_1: 0.9"), "defaults missing from:\n%s", buf);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* --- summary --------------------------------------------------------------------------- */
+
+START_TEST(test_summary_mlp)
+{
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(tu_src("configs/fashion_mnist_mlp.yaml"), NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ct_experiment_summary(ex, f);
+    fclose(f);
+    ck_assert_msg(strstr(buf, "Total params: 235,146 (918.54 KB)"), "%s", buf);
+    ck_assert_msg(strstr(buf, "dense (Dense)") && strstr(buf, "dense_1 (Dense)") &&
+                  strstr(buf, "(None, 784)") && strstr(buf, "200,960"), "%s", buf);
+    ck_assert_msg(strstr(buf, "Non-trainable params: 0 (0.00 B)"), "%s", buf);
+    free(buf);
+    ct_experiment_free(ex);
+}
+END_TEST
+
+/* --- synthetic data ------------------------------------------------------------------- */
+
+/* Four Gaussian blobs in 8 dimensions; the class is the blob. */
+static void write_blobs(const char *path, int n, unsigned seed, bool nan_row, int bad_label)
+{
+    float *x = malloc(sizeof(float) * (size_t)n * 8);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
+    tu_fill(x, (long)n * 8, seed, -1.0f, 1.0f);
+    for (int i = 0; i < n; i++) {
+        y[i] = i % 4;
+        x[i * 8 + y[i]] += 3.0f;
+        x[i * 8 + 4 + y[i]] -= 2.0f;
+    }
+    if (nan_row)
+        x[17 * 8 + 3] = NAN;
+    if (bad_label)
+        y[5] = bad_label;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {(hsize_t)n, 8}, dy[1] = {(hsize_t)n};
+    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
+    hid_t a = H5Dcreate2(f, "x", H5T_NATIVE_FLOAT, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t b = H5Dcreate2(f, "y", H5T_NATIVE_INT32, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(a, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dwrite(b, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(a);
+    H5Dclose(b);
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Fclose(f);
+    free(x);
+    free(y);
+}
+
+static const char *blob_config =
+    "name: blobs\nseed: %d\n"
+    "data:\n  train: {path: train.h5}\n  test: {path: test.h5}\n  validation_split: 0.2\n"
+    "model:\n  input_shape: [8]\n  layers:\n"
+    "    - {type: dense, units: 16, activation: tanh}\n"
+    "    - {type: dropout, rate: 0.1}\n"
+    "    - {type: dense, units: 4, activation: softmax}\n"
+    "compile: {optimizer: {type: sgd, learning_rate: 0.1, momentum: 0.9}, "
+    "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+    "fit: {epochs: 5, batch_size: 32, verbose: 0}\n";
+
+static char *blob_dir(int seed)
+{
+    char *dir = tu_tmpdir();
+    char p[4096], text[2048];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_blobs(p, 1000, 1, false, 0);
+    snprintf(p, sizeof p, "%s/test.h5", dir);
+    write_blobs(p, 400, 2, false, 0);
+    snprintf(text, sizeof text, blob_config, seed);
+    tu_write(dir, "blobs.yaml", text);
+    return dir;
+}
+
+static ct_experiment *load_in(const char *dir, const char *file)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    return ex;
+}
+
+static void fit_into(ct_experiment *ex, const char *run)
+{
+    ct_error err = {0};
+    FILE *devnull = fopen("/dev/null", "w");
+    ct_fit_options o = {.run_dir = run, .verbose = 0, .out = devnull};
+    int rc = ct_experiment_fit(ex, &o, &err);
+    fclose(devnull);
+    ck_assert_msg(rc == 0, "fit failed: %s", err.msg);
+}
+
+START_TEST(test_fit_synthetic)
+{
+    char *dir = blob_dir(1);
+    ct_experiment *ex = load_in(dir, "blobs.yaml");
+    char run[4096];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    const char *names[8];
+    double values[8];
+    ct_error err = {0};
+    int n = ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(names[0], "loss");
+    ck_assert_str_eq(names[1], "accuracy");
+    ck_assert_msg(values[1] >= 0.95, "test accuracy %g < 0.95", values[1]);
+    ck_assert_msg(values[0] < 0.3, "test loss %g", values[0]);
+    /* Run directory contents. */
+    char p[4200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/weights.h5", run);
+    ck_assert_int_eq(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/config.yaml", run);
+    ck_assert_int_eq(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/history.csv", run);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,accuracy,loss,val_accuracy,val_loss\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f))
+        rows++;
+    fclose(f);
+    ck_assert_int_eq(rows, 5);
+    /* Weights reload into a fresh experiment and give the same evaluation. */
+    ct_experiment *again = load_in(dir, "blobs.yaml");
+    ck_assert_int_eq(ct_experiment_load_weights(again, (snprintf(p, sizeof p, "%s/weights.h5", run), p), &err), 0);
+    double v2[8];
+    ck_assert_int_eq(ct_experiment_evaluate(again, NULL, NULL, NULL, names, v2, 8, &err), 2);
+    ck_assert_double_eq(values[0], v2[0]);
+    ck_assert_double_eq(values[1], v2[1]);
+    /* A finished run is not overwritten silently. */
+    ct_fit_options o = {.run_dir = run, .verbose = 0};
+    ck_assert_int_eq(ct_experiment_fit(again, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "already holds a finished run"), "%s", err.msg);
+    ct_experiment_free(again);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+static void copy_params(ct_experiment *ex, float **out, int64_t *n)
+{
+    *n = ex->model->size;
+    *out = malloc(sizeof(float) * (size_t)*n);
+    memcpy(*out, ex->model->values, sizeof(float) * (size_t)*n);
+}
+
+START_TEST(test_determinism)
+{
+    char *dir = blob_dir(7);
+    float *w[3];
+    int64_t n[3];
+    for (int i = 0; i < 3; i++) {
+        char run[4096];
+        snprintf(run, sizeof run, "%s/run%d", dir, i);
+        ct_experiment *ex;
+        if (i < 2) {
+            ex = load_in(dir, "blobs.yaml");
+        } else {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+            ct_error err = {0};
+            const char *set[] = {"seed=8"};
+            ex = ct_experiment_load(p, set, 1, &err);
+            ck_assert_ptr_nonnull(ex);
+        }
+        fit_into(ex, run);
+        copy_params(ex, &w[i], &n[i]);
+        ct_experiment_free(ex);
+    }
+    ck_assert_int_eq(n[0], n[1]);
+    ck_assert_msg(memcmp(w[0], w[1], sizeof(float) * (size_t)n[0]) == 0,
+                  "two runs with the same seed differ");
+    ck_assert_msg(memcmp(w[0], w[2], sizeof(float) * (size_t)n[0]) != 0,
+                  "a different seed gave the same weights");
+    for (int i = 0; i < 3; i++)
+        free(w[i]);
+    free(dir);
+}
+END_TEST
+
+/* --- bad data is refused before training --------------------------------------------- */
+
+static void expect_fit_error(bool nan_row, int bad_label, const char *config_extra, const char *expect)
+{
+    char *dir = tu_tmpdir();
+    char p[4096], text[2048];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_blobs(p, 200, 3, nan_row, bad_label);
+    snprintf(p, sizeof p, "%s/test.h5", dir);
+    write_blobs(p, 50, 4, false, 0);
+    snprintf(text, sizeof text, blob_config, 1);
+    strcat(text, config_extra);
+    tu_write(dir, "blobs.yaml", text);
+    char *path = strdup(p);
+    snprintf(path + strlen(dir), strlen(path) - strlen(dir) + 1, "/blobs.yaml");
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(path, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    char run[4096];
+    snprintf(run, sizeof run, "%s/run", dir);
+    ct_fit_options o = {.run_dir = run, .verbose = 0};
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, expect), "expected '%s' in '%s'", expect, err.msg);
+    snprintf(run, sizeof run, "%s/run/weights.h5", dir);
+    struct stat st;
+    ck_assert_int_ne(stat(run, &st), 0);
+    ct_experiment_free(ex);
+    free(path);
+    free(dir);
+}
+
+START_TEST(test_bad_data)
+{
+    expect_fit_error(true, 0, "", "row 17");
+    expect_fit_error(false, 4, "", "row 5 has label 4");
+    expect_fit_error(false, -1, "", "row 5");
+    expect_fit_error(false, 0, "data: {train: {path: missing.h5}}\n", "missing.h5");
+}
+END_TEST
+
+START_TEST(test_shape_mismatch_data)
+{
+    char *dir = blob_dir(1);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    const char *set[] = {"model.input_shape=[2, 4]"};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_experiment_check_data(ex, &err), -1);
+    ck_assert_msg(strstr(err.msg, "has samples of shape (8,), but model.input_shape is (2, 4)"), "%s",
+                  err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_predict_csv)
+{
+    char *dir = blob_dir(1);
+    ct_experiment *ex = load_in(dir, "blobs.yaml");
+    char run[4096], in[4200], out[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    snprintf(in, sizeof in, "%s/test.h5", dir);
+    snprintf(out, sizeof out, "%s/pred.csv", dir);
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_predict(ex, in, NULL, out, &err), 0);
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    int rows = 0;
+    double a, b, c, d;
+    while (fscanf(f, "%lf,%lf,%lf,%lf", &a, &b, &c, &d) == 4) {
+        ck_assert_double_eq_tol(a + b + c + d, 1.0, 1e-5); /* softmax rows */
+        rows++;
+    }
+    fclose(f);
+    ck_assert_int_eq(rows, 400);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_regularizer_in_loss)
+{
+    char *dir = blob_dir(1);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    const char *set[] = {"model.layers.0.kernel_regularizer={type: l2, l2: 0.5}"};
+    ct_experiment *plain = ct_experiment_load(p, NULL, 0, &err);
+    ct_experiment *reg = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    const char *names[4];
+    double v0[4], v1[4];
+    ck_assert_int_eq(ct_experiment_evaluate(plain, NULL, NULL, NULL, names, v0, 4, &err), 2);
+    ck_assert_int_eq(ct_experiment_evaluate(reg, NULL, NULL, NULL, names, v1, 4, &err), 2);
+    /* Same initial weights; the difference is 0.5 * sum(kernel^2). */
+    const ct_param *k = &reg->model->layers[0].params[0];
+    double s = 0;
+    for (int64_t i = 0; i < ct_shape_size(&k->shape); i++)
+        s += (double)k->value[i] * k->value[i];
+    tu_assert_close(v1[0] - v0[0], 0.5 * s, 1e-4);
+    ct_experiment_free(plain);
+    ct_experiment_free(reg);
+    free(dir);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("experiment");
+    TCase *c = tcase_create("config");
+    tcase_add_loop_test(c, test_bad_config, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
+    tcase_add_test(c, test_bad_override);
+    tcase_add_test(c, test_override_and_defaults);
+    tcase_add_test(c, test_summary_mlp);
+    suite_add_tcase(s, c);
+    TCase *t = tcase_create("training");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_fit_synthetic);
+    tcase_add_test(t, test_determinism);
+    tcase_add_test(t, test_bad_data);
+    tcase_add_test(t, test_shape_mismatch_data);
+    tcase_add_test(t, test_predict_csv);
+    tcase_add_test(t, test_regularizer_in_loss);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

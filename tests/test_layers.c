@@ -1,0 +1,855 @@
+/* test_layers.c - every layer kind built by hand from a YAML snippet: shapes, config
+ * errors with their positions, finite-difference gradients, and dropout's statistics. */
+#include "layer.h"
+#include "rng.h"
+#include "testutil.h"
+
+/* ---- harness ---------------------------------------------------------------------- */
+
+typedef struct lt {
+    ct_node *root;
+    ct_node *cfg;      /* the layer's map: the root, or the root's `layer` entry */
+    ct_layer l;
+    float *scratch;
+    ct_error err;
+} lt;
+
+/* Parses yaml, configures and builds the layer on input shape dims, then allocates its
+ * parameters (values filled deterministically) and scratch for max_batch rows. Returns the
+ * configure/build status; t->err holds the message on failure. */
+static int lt_setup(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
+                    int64_t max_batch)
+{
+    memset(t, 0, sizeof *t);
+    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
+    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
+    ct_node *inner = ct_map_get(t->root, "layer");
+    t->cfg = inner ? inner : t->root;
+    ct_node *type = ct_map_get(t->cfg, "type");
+    ck_assert_ptr_nonnull(type);
+    t->l.kind = ct_layer_kind_find(type->scalar);
+    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
+    snprintf(t->l.name, sizeof t->l.name, "%s", name);
+    t->l.be = ct_backend_cpu();
+    t->l.cfg = t->cfg;
+    t->l.in_shape = ct_shape_make(ndim, dims);
+    if (t->l.kind->configure(&t->l, t->cfg, &t->err) || t->l.kind->build(&t->l, &t->err))
+        return -1;
+    for (int i = 0; i < t->l.nparams; i++) {
+        ct_param *p = &t->l.params[i];
+        int64_t n = ct_shape_size(&p->shape);
+        p->value = malloc((size_t)n * sizeof(float));
+        tu_fill(p->value, n, 100u + (unsigned)i, -0.6f, 0.6f);
+        p->grad = p->trainable ? calloc((size_t)n, sizeof(float)) : NULL;
+    }
+    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
+    t->scratch = calloc((size_t)(ns > 0 ? ns : 1), sizeof(float));
+    t->l.scratch = ns > 0 ? t->scratch : NULL;
+    return 0;
+}
+
+static void lt_free(lt *t)
+{
+    for (int i = 0; i < t->l.nparams; i++) {
+        free(t->l.params[i].value);
+        free(t->l.params[i].grad);
+    }
+    if (t->l.kind && t->l.kind->free_state)
+        t->l.kind->free_state(&t->l);
+    free(t->scratch);
+    ct_node_free(t->root);
+}
+
+/* Sets up a layer that must configure and build. */
+static void lt_ok(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
+                  int64_t max_batch)
+{
+    int rc = lt_setup(t, yaml, name, ndim, dims, max_batch);
+    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
+}
+
+/* Sets up a layer that must fail, and checks the message. */
+static void lt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
+                     const char *want)
+{
+    lt t;
+    int rc = lt_setup(&t, yaml, name, ndim, dims, 4);
+    ck_assert_msg(rc == -1, "%s was accepted", yaml);
+    ck_assert_str_eq(t.err.msg, want);
+    lt_free(&t);
+}
+
+static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
+{
+    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
+    return t;
+}
+
+static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+/* ---- finite differences ------------------------------------------------------------- */
+
+typedef struct gc {
+    lt *t;
+    const ct_pass *pass;
+    ct_tensor x, y;
+    const float *r;   /* L = sum r * y */
+    double h, rtol, atol;
+} gc;
+
+static double gc_loss(gc *g)
+{
+    g->t->l.kind->forward(&g->t->l, g->pass, &g->x, &g->y);
+    double s = 0;
+    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
+        s += (double)g->r[i] * (double)g->y.data[i];
+    return s;
+}
+
+/* Central difference of L in *v; the step is taken in float, so divide by what it was. */
+static double gc_numeric(gc *g, float *v)
+{
+    float old = *v, up = (float)(old + g->h), down = (float)(old - g->h);
+    *v = up;
+    double lp = gc_loss(g);
+    *v = down;
+    double lm = gc_loss(g);
+    *v = old;
+    return (lp - lm) / ((double)up - (double)down);
+}
+
+static void gc_compare(gc *g, const char *what, int64_t i, const float *ana, float *v)
+{
+    double num = gc_numeric(g, v);
+    double diff = fabs(num - ana[i]);
+    ck_assert_msg(diff <= g->atol + g->rtol * fmax(fabs(num), fabs(ana[i])),
+                  "%s (%s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.name,
+                  g->t->l.kind->name, what, (long long)i, ana[i], num);
+}
+
+/* Checks dx and every trainable parameter's gradient against central differences, for
+ * inputs uniform in [lo, hi). */
+static void gradcheck_range(lt *t, int64_t rows, const ct_pass *pass, float lo, float hi)
+{
+    ct_layer *l = &t->l;
+    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
+    tu_fill(x, nin, 7, lo, hi);
+    tu_fill(r, nout, 9, -1.0f, 1.0f);
+    gc g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
+            .y = tensor(y, rows, l->out_shape), .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
+    l->kind->forward(l, pass, &g.x, &g.y);
+    memcpy(dy, r, (size_t)nout * sizeof(float));
+    l->kind->backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    for (int64_t i = 0; i < nin; i++)
+        gc_compare(&g, "x", i, dx, &x[i]);
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        if (!pa->grad)
+            continue;
+        int64_t n = ct_shape_size(&pa->shape);
+        float *ana = fvec(n);
+        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            gc_compare(&g, pa->name, i, ana, &pa->value[i]);
+        free(ana);
+    }
+    free(x), free(y), free(dy), free(dx), free(r);
+}
+
+static const ct_pass infer_pass = {.training = false, .seed = 1, .step = 0};
+
+static void gradcheck(lt *t, int64_t rows) { gradcheck_range(t, rows, &infer_pass, -1.0f, 1.0f); }
+
+/* ---- registry and shared helpers --------------------------------------------------- */
+
+START_TEST(test_registry_find)
+{
+    const ct_layer_kind *d = ct_layer_kind_find("dense");
+    ck_assert_ptr_nonnull(d);
+    ck_assert_str_eq(d->class_name, "Dense");
+    ck_assert_ptr_eq(ct_layer_kind_find("Dense"), d);
+    const ct_layer_kind *lr = ct_layer_kind_find("LeakyReLU");
+    ck_assert_ptr_nonnull(lr);
+    ck_assert_str_eq(lr->name, "leaky_relu");
+    ck_assert_ptr_eq(ct_layer_kind_find("leaky_relu"), lr);
+    ck_assert_ptr_eq(ct_layer_kind_find("Leaky_ReLU"), lr);
+    ck_assert_ptr_eq(ct_layer_kind_find("leakyrelu"), lr);
+    ck_assert_str_eq(ct_layer_kind_find("ReLU")->name, "relu");
+    ck_assert_str_eq(ct_layer_kind_find("ELU")->name, "elu");
+    ck_assert_str_eq(ct_layer_kind_find("Softmax")->name, "softmax");
+    ck_assert_str_eq(ct_layer_kind_find("Flatten")->name, "flatten");
+    ck_assert_str_eq(ct_layer_kind_find("Reshape")->name, "reshape");
+    ck_assert_str_eq(ct_layer_kind_find("Dropout")->name, "dropout");
+    ck_assert_str_eq(ct_layer_kind_find("Activation")->name, "activation");
+    ck_assert_ptr_null(ct_layer_kind_find("conv2d"));
+    ck_assert_ptr_null(ct_layer_kind_find("denser"));
+    ck_assert_ptr_null(ct_layer_kind_find(""));
+    ck_assert_ptr_null(ct_layer_kind_find(NULL));
+}
+END_TEST
+
+START_TEST(test_registry_names)
+{
+    ck_assert_str_eq(ct_layer_kind_names(),
+                     "activation, dense, dropout, elu, flatten, leaky_relu, relu, reshape, "
+                     "softmax");
+    const char *const *list = ct_layer_kind_list();
+    int n = 0;
+    for (; list[n]; n++) {
+        const ct_layer_kind *k = ct_layer_kind_find(list[n]);
+        ck_assert_ptr_nonnull(k);
+        ck_assert_str_eq(k->name, list[n]);
+        ck_assert_ptr_nonnull(k->configure);
+        ck_assert_ptr_nonnull(k->build);
+        ck_assert_msg(k->is_view || (k->forward && k->backward), "%s", list[n]);
+    }
+    ck_assert_int_eq(n, 9);
+}
+END_TEST
+
+START_TEST(test_add_param_and_err)
+{
+    ct_layer l;
+    memset(&l, 0, sizeof l);
+    l.kind = ct_layer_kind_find("dense");
+    strcpy(l.name, "dense_7");
+    ct_error err;
+    ct_init init = {.kind = CT_INIT_ONES};
+    ct_regularizer reg = {.l1 = 0, .l2 = 0.5};
+    int64_t d[2] = {2, 3};
+    ck_assert_int_eq(
+        ct_layer_add_param(&l, "kernel", ct_shape_make(2, d), init, reg, true, &err), 0);
+    ck_assert_int_eq(ct_layer_add_param(&l, "moving_mean", ct_shape_make(1, d), init, reg, false,
+                                        &err), 1);
+    ck_assert_str_eq(l.params[0].name, "kernel");
+    ck_assert_int_eq(l.params[0].shape.ndim, 2);
+    ck_assert_int_eq(l.params[0].shape.dim[1], 3);
+    ck_assert_int_eq(l.params[0].init.kind, CT_INIT_ONES);
+    ck_assert(l.params[0].reg.l2 == 0.5);
+    ck_assert(l.params[0].trainable);
+    ck_assert(!l.params[1].trainable);
+    ck_assert_str_eq(l.params[1].name, "moving_mean");
+    ck_assert_ptr_null(l.params[0].value);
+    for (int i = 2; i < CT_MAX_PARAMS; i++)
+        ck_assert_int_eq(
+            ct_layer_add_param(&l, "p", ct_shape_make(1, d), init, reg, true, &err), i);
+    ck_assert_int_eq(ct_layer_add_param(&l, "p", ct_shape_make(1, d), init, reg, true, &err), -1);
+    ck_assert_str_eq(err.msg, "layer 'dense_7' (Dense): more than 8 parameters");
+    ck_assert_int_eq(l.nparams, CT_MAX_PARAMS);
+
+    ck_assert_int_eq(ct_layer_err(&err, &l, "bad %d", 3), -1);
+    ck_assert_str_eq(err.msg, "layer 'dense_7' (Dense): bad 3");
+    ck_assert_int_eq(err.code, CT_ERR_CONFIG);
+    ct_node *root = ct_config_parse("\n\n   {type: dense}\n", 19, "m.yaml", &err);
+    ck_assert_ptr_nonnull(root);
+    l.cfg = root;
+    ct_layer_err(&err, &l, "bad %s", "thing");
+    ck_assert_str_eq(err.msg, "m.yaml:3:4: layer 'dense_7' (Dense): bad thing");
+    ct_node_free(root);
+}
+END_TEST
+
+/* ---- dense ------------------------------------------------------------------------- */
+
+START_TEST(test_dense_shapes)
+{
+    lt t;
+    int64_t in1[1] = {5};
+    lt_ok(&t, "{type: dense, units: 3, activation: tanh}", "dense", 1, in1, 4);
+    ck_assert_int_eq(t.l.out_shape.ndim, 1);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 3);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_str_eq(t.l.params[0].name, "kernel");
+    ck_assert_int_eq(t.l.params[0].shape.ndim, 2);
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 5);
+    ck_assert_int_eq(t.l.params[0].shape.dim[1], 3);
+    ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_GLOROT_UNIFORM);
+    ck_assert_str_eq(t.l.params[1].name, "bias");
+    ck_assert_int_eq(t.l.params[1].shape.ndim, 1);
+    ck_assert_int_eq(t.l.params[1].shape.dim[0], 3);
+    ck_assert_int_eq(t.l.params[1].init.kind, CT_INIT_ZEROS);
+    ck_assert(t.l.params[0].trainable && t.l.params[1].trainable);
+    ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_TANH);
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 10), 30);
+    /* defaults are written into the config, so the resolved config shows them */
+    ck_assert_ptr_nonnull(ct_map_get(t.cfg, "use_bias"));
+    ck_assert_ptr_nonnull(ct_map_get(t.cfg, "kernel_initializer"));
+    lt_free(&t);
+
+    int64_t in2[2] = {4, 6};
+    lt_ok(&t, "{type: Dense, units: 3, use_bias: false, kernel_initializer: he_normal}",
+          "dense_1", 2, in2, 4);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 4);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 3);
+    ck_assert_int_eq(t.l.nparams, 1);
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 6);
+    ck_assert_int_eq(t.l.params[0].shape.dim[1], 3);
+    ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_HE_NORMAL);
+    ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_LINEAR);
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 10), 0);
+    ct_node *act = ct_map_get(t.cfg, "activation");
+    ck_assert_ptr_nonnull(act);
+    ck_assert_str_eq(act->scalar, "linear");
+    lt_free(&t);
+
+    lt_ok(&t, "{type: dense, units: 2, kernel_regularizer: {type: l2, l2: 0.25}}", "d", 1, in1, 4);
+    ck_assert(t.l.params[0].reg.l2 == 0.25);
+    ck_assert(t.l.params[1].reg.l1 == 0 && t.l.params[1].reg.l2 == 0);
+    lt_free(&t);
+
+    lt_ok(&t, "{type: dense, units: 2, activation: null}", "d", 1, in1, 4);
+    ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_LINEAR);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_dense_errors)
+{
+    int64_t in1[1] = {5};
+    char want[512], buf[64];
+    ct_shape scalar = ct_shape_make(0, NULL);
+    snprintf(want, sizeof want,
+             "layer.yaml:1:1: layer 'dense' (Dense): expects an input with at least one axis, "
+             "got %s", ct_shape_format(&scalar, buf, sizeof buf));
+    lt_fails("{type: dense, units: 3}", 0, NULL, "dense", want);
+    lt_fails("layer:\n  type: dense\n  activation: rleu\n  units: 4\n", 1, in1, "dense_2",
+             "layer.yaml:3:15: layer 'dense_2' (Dense): unknown activation 'rleu' (did you "
+             "mean 'relu'?); known activations: linear, relu, relu6, leaky_relu, elu, selu, "
+             "gelu, silu, swish, sigmoid, hard_sigmoid, tanh, softplus, softsign, softmax, "
+             "log_softmax");
+    lt_fails("layer:\n  type: dense\n  units: 4\n  activaton: relu\n", 1, in1, "dense",
+             "layer.yaml:4:3: unknown key 'activaton' in layer 'dense' (Dense) (did you mean "
+             "'activation'?); known keys: units, activation, use_bias, kernel_initializer, "
+             "bias_initializer, kernel_regularizer, bias_regularizer, type, name");
+    lt_fails("layer:\n  type: dense\n  activation: relu\n", 1, in1, "dense",
+             "layer.yaml:2:3: layer 'dense' (Dense) needs the key 'units'");
+    lt_fails("layer:\n  type: dense\n  units: 0\n", 1, in1, "dense",
+             "layer.yaml:3:10: 'units' must be at least 1, got 0");
+    lt_fails("layer:\n  type: dense\n  units: 3000000000\n", 1, in1, "dense",
+             "layer.yaml:3:10: layer 'dense' (Dense): units must be at most 2147483647, got "
+             "3000000000");
+}
+END_TEST
+
+/* Naive reference: y = tanh(x W + b) in double. */
+START_TEST(test_dense_forward_reference)
+{
+    lt t;
+    int64_t in[1] = {7};
+    const int64_t rows = 5, units = 4;
+    lt_ok(&t, "{type: dense, units: 4, activation: tanh}", "dense", 1, in, rows);
+    float x[5 * 7], y[5 * 4];
+    tu_fill(x, rows * 7, 3, -2.0f, 2.0f);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    const float *w = t.l.params[0].value, *b = t.l.params[1].value;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < units; j++) {
+            double z = b[j];
+            for (int64_t i = 0; i < 7; i++)
+                z += (double)x[r * 7 + i] * w[i * units + j];
+            tu_assert_close(y[r * units + j], tanh(z), 1e-5);
+            /* the pre-activation is kept for backward */
+            tu_assert_close(t.scratch[r * units + j], z, 1e-5);
+        }
+    lt_free(&t);
+}
+END_TEST
+
+static const char *const dense_acts[] = {
+    "linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu", "silu",
+    "softplus", "log_softmax", "leaky_relu", "hard_sigmoid", "relu6", "softsign", NULL,
+};
+
+START_TEST(test_dense_gradients)
+{
+    int64_t in[1] = {4};
+    for (int a = 0; dense_acts[a]; a++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "{type: dense, units: 5, activation: %s}", dense_acts[a]);
+        lt t;
+        lt_ok(&t, yaml, dense_acts[a], 1, in, 3);
+        gradcheck(&t, 3);
+        lt_free(&t);
+    }
+}
+END_TEST
+
+START_TEST(test_dense_gradients_nd_and_nobias)
+{
+    lt t;
+    int64_t in3[2] = {3, 4};
+    lt_ok(&t, "{type: dense, units: 2, activation: tanh}", "dense_nd", 2, in3, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 3);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 2);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    int64_t in4[3] = {2, 2, 3};
+    lt_ok(&t, "{type: dense, units: 3, activation: softmax}", "dense_4d", 3, in4, 2);
+    ck_assert_int_eq(t.l.out_shape.ndim, 3);
+    ck_assert_int_eq(t.l.out_shape.dim[2], 3);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    int64_t in1[1] = {6};
+    lt_ok(&t, "{type: dense, units: 3, use_bias: false, activation: sigmoid}", "nobias", 1, in1, 4);
+    ck_assert_int_eq(t.l.nparams, 1);
+    gradcheck(&t, 4);
+    lt_free(&t);
+}
+END_TEST
+
+/* With act_fused, dy is already dL/dz: dW = x^T dy, db = sum dy, dx = dy W^T. */
+START_TEST(test_dense_fused)
+{
+    lt t;
+    int64_t in[1] = {3};
+    const int64_t rows = 4, units = 2;
+    lt_ok(&t, "{type: dense, units: 2, activation: softmax}", "dense", 1, in, rows);
+    t.l.act_fused = true;
+    float x[12], y[8], dy[8], dy0[8], dx[12];
+    tu_fill(x, 12, 1, -1, 1);
+    tu_fill(dy0, 8, 2, -1, 1);
+    memcpy(dy, dy0, sizeof dy);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t r = 0; r < rows; r++)
+        tu_assert_close(y[r * 2] + y[r * 2 + 1], 1.0, 1e-6);
+    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    const float *w = t.l.params[0].value, *dw = t.l.params[0].grad, *db = t.l.params[1].grad;
+    for (int64_t j = 0; j < units; j++) {
+        double sb = 0;
+        for (int64_t r = 0; r < rows; r++)
+            sb += dy0[r * units + j];
+        tu_assert_close(db[j], sb, 1e-5);
+        for (int64_t i = 0; i < 3; i++) {
+            double s = 0;
+            for (int64_t r = 0; r < rows; r++)
+                s += (double)x[r * 3 + i] * dy0[r * units + j];
+            tu_assert_close(dw[i * units + j], s, 1e-5);
+        }
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < 3; i++) {
+            double s = 0;
+            for (int64_t j = 0; j < units; j++)
+                s += (double)dy0[r * units + j] * w[i * units + j];
+            tu_assert_close(dx[r * 3 + i], s, 1e-5);
+        }
+    lt_free(&t);
+}
+END_TEST
+
+/* backward with dx NULL (the first layer) still writes the parameter gradients. */
+START_TEST(test_dense_no_dx)
+{
+    lt t;
+    int64_t in[1] = {3};
+    lt_ok(&t, "{type: dense, units: 2, activation: relu}", "dense", 1, in, 2);
+    float x[6], y[4], dy[4];
+    tu_fill(x, 6, 1, -1, 1);
+    tu_fill(dy, 4, 2, -1, 1);
+    float *dw = t.l.params[0].grad;
+    for (int i = 0; i < 6; i++)
+        dw[i] = 1e9f;  /* must be overwritten, not accumulated */
+    ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, 2, t.l.out_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    float dz[4];
+    for (int i = 0; i < 4; i++)
+        dz[i] = t.scratch[i] > 0 ? dy[i] : 0.0f;
+    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++)
+            tu_assert_close(dw[i * 2 + j],
+                            (double)x[i] * dz[j] + (double)x[3 + i] * dz[2 + j], 1e-5);
+    lt_free(&t);
+}
+END_TEST
+
+/* ---- activation layers ------------------------------------------------------------- */
+
+static const char *const all_acts[] = {
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish",
+    "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign", "softmax", "log_softmax", NULL,
+};
+
+START_TEST(test_activation_layer_gradients)
+{
+    int64_t in[2] = {2, 3};
+    for (int a = 0; all_acts[a]; a++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "{type: activation, activation: %s}", all_acts[a]);
+        lt t;
+        lt_ok(&t, yaml, all_acts[a], 2, in, 2);
+        ck_assert(ct_shape_equal(&t.l.out_shape, &t.l.in_shape));
+        ck_assert_int_eq(t.l.nparams, 0);
+        ct_act want;
+        ck_assert_int_eq(ct_act_parse(all_acts[a], &want), 0);
+        ck_assert_int_eq(t.l.kind->output_activation(&t.l), want.kind);
+        /* relu6 needs inputs beyond 6 to show its cap */
+        float hi = !strcmp(all_acts[a], "relu6") ? 8.5f : 4.0f;
+        gradcheck_range(&t, 2, &infer_pass, -4.0f, hi);
+        lt_free(&t);
+    }
+}
+END_TEST
+
+/* Forward values of a layer on given inputs, one row. */
+static void check_values(const char *yaml, int64_t n, const float *x, const double *want)
+{
+    lt t;
+    int64_t in[1] = {n};
+    lt_ok(&t, yaml, "act", 1, in, 1);
+    float y[16];
+    ct_tensor tx = tensor((float *)x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(y[i] - want[i]) <= 1e-6 * fmax(1, fabs(want[i])),
+                      "%s: y[%lld] = %.8g, want %.8g", yaml, (long long)i, y[i], want[i]);
+    lt_free(&t);
+}
+
+START_TEST(test_activation_layer_kinds)
+{
+    const float x[4] = {-2.0f, -0.5f, 3.0f, 7.0f};
+    check_values("{type: relu}", 4, x, (double[]){0, 0, 3, 7});
+    check_values("{type: ReLU, max_value: 6}", 4, x, (double[]){0, 0, 3, 6});
+    check_values("{type: ReLU, max_value: 6.0, threshold: 0}", 4, x, (double[]){0, 0, 3, 6});
+    check_values("{type: relu, negative_slope: 0.1}", 4, x, (double[]){-0.2, -0.05, 3, 7});
+    check_values("{type: leaky_relu}", 4, x, (double[]){-0.6, -0.15, 3, 7});
+    check_values("{type: LeakyReLU, negative_slope: 0.5}", 4, x, (double[]){-1, -0.25, 3, 7});
+    check_values("{type: elu}", 4, x, (double[]){exp(-2.0) - 1, exp(-0.5) - 1, 3, 7});
+    check_values("{type: ELU, alpha: 2}", 4, x,
+                 (double[]){2 * (exp(-2.0) - 1), 2 * (exp(-0.5) - 1), 3, 7});
+    double z = exp(-2.0) + exp(-0.5) + exp(3.0) + exp(7.0);
+    check_values("{type: softmax}", 4, x,
+                 (double[]){exp(-2.0) / z, exp(-0.5) / z, exp(3.0) / z, exp(7.0) / z});
+    check_values("{type: Softmax, axis: 1}", 4, x,
+                 (double[]){exp(-2.0) / z, exp(-0.5) / z, exp(3.0) / z, exp(7.0) / z});
+    check_values("{type: activation, activation: Sigmoid}", 4, x,
+                 (double[]){1 / (1 + exp(2.0)), 1 / (1 + exp(0.5)), 1 / (1 + exp(-3.0)),
+                            1 / (1 + exp(-7.0))});
+}
+END_TEST
+
+START_TEST(test_activation_layer_class_gradients)
+{
+    static const char *const yamls[] = {
+        "{type: relu}", "{type: relu, negative_slope: 0.2}", "{type: relu, max_value: 6}",
+        "{type: leaky_relu}", "{type: elu}", "{type: elu, alpha: 0.5}", "{type: softmax}",
+        NULL,
+    };
+    int64_t in[2] = {3, 4};
+    for (int i = 0; yamls[i]; i++) {
+        lt t;
+        lt_ok(&t, yamls[i], "act", 2, in, 2);
+        gradcheck_range(&t, 2, &infer_pass, -3.0f, 8.0f);
+        lt_free(&t);
+    }
+}
+END_TEST
+
+/* Softmax on (3, 4) normalises each vector of 4, not the whole sample. */
+START_TEST(test_softmax_last_axis)
+{
+    lt t;
+    int64_t in[2] = {3, 4};
+    lt_ok(&t, "{type: softmax, axis: -1}", "softmax", 2, in, 2);
+    float x[24], y[24];
+    tu_fill(x, 24, 5, -3, 3);
+    ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    for (int v = 0; v < 6; v++) {
+        double s = 0;
+        for (int j = 0; j < 4; j++)
+            s += y[v * 4 + j];
+        tu_assert_close(s, 1.0, 1e-6);
+    }
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_activation_fused)
+{
+    lt t;
+    int64_t in[1] = {3};
+    lt_ok(&t, "{type: activation, activation: softmax}", "activation", 1, in, 2);
+    ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_SOFTMAX);
+    t.l.act_fused = true;
+    float x[6], y[6], dy[6], dx[6];
+    tu_fill(x, 6, 1, -1, 1);
+    tu_fill(dy, 6, 2, -1, 1);
+    ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, 2, t.l.out_shape), tdx = tensor(dx, 2, t.l.in_shape);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    for (int i = 0; i < 6; i++)
+        ck_assert(dx[i] == dy[i]);
+    /* without the flag the softmax Jacobian applies: each row's dx sums to zero */
+    t.l.act_fused = false;
+    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    ck_assert(fabs(dx[0] - dy[0]) > 1e-3);
+    ck_assert(fabs(dx[0] + dx[1] + dx[2]) < 1e-6);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_activation_layer_errors)
+{
+    int64_t in[1] = {4};
+    lt_fails("layer:\n  type: ReLU\n  max_value: 5\n", 1, in, "re_lu",
+             "layer.yaml:3:14: layer 're_lu' (ReLU): max_value 5 is not supported; use null "
+             "or 6 (relu6)");
+    lt_fails("layer:\n  type: relu\n  threshold: 0.5\n", 1, in, "re_lu",
+             "layer.yaml:3:14: layer 're_lu' (ReLU): threshold 0.5 is not supported; only 0 is");
+    lt_fails("layer:\n  type: relu\n  max_value: 6\n  negative_slope: 0.1\n", 1, in, "re_lu",
+             "layer.yaml:2:3: layer 're_lu' (ReLU): max_value and a non-zero negative_slope "
+             "cannot be combined");
+    lt_fails("layer:\n  type: softmax\n  axis: 0\n", 1, in, "softmax",
+             "layer.yaml:2:3: layer 'softmax' (Softmax): only the last axis (-1) is "
+             "supported, got axis 0 for input (None, 4)");
+    lt_fails("layer:\n  type: activation\n  activation: tahn\n", 1, in, "activation",
+             "layer.yaml:3:15: layer 'activation' (Activation): unknown activation 'tahn' "
+             "(did you mean 'tanh'?); known activations: linear, relu, relu6, leaky_relu, "
+             "elu, selu, gelu, silu, swish, sigmoid, hard_sigmoid, tanh, softplus, softsign, "
+             "softmax, log_softmax");
+    lt_fails("layer:\n  type: leaky_relu\n  negative_slope: -1\n", 1, in, "leaky_re_lu",
+             "layer.yaml:3:19: 'negative_slope' must be at least 0, got -1");
+    lt_fails("layer:\n  type: activation\n", 1, in, "activation",
+             "layer.yaml:2:3: layer 'activation' (Activation) needs the key 'activation'");
+}
+END_TEST
+
+/* ---- dropout ----------------------------------------------------------------------- */
+
+START_TEST(test_dropout_gradients)
+{
+    lt t;
+    int64_t in[2] = {3, 5};
+    lt_ok(&t, "{type: dropout, rate: 0.4}", "dropout", 2, in, 3);
+    ck_assert(ct_shape_equal(&t.l.out_shape, &t.l.in_shape));
+    ck_assert_int_eq(t.l.nparams, 0);
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 3), 45);
+    ct_pass train = {.training = true, .seed = 42, .step = 3};
+    gradcheck_range(&t, 3, &train, -1.0f, 1.0f);  /* same pass and step: the mask is fixed */
+    gradcheck_range(&t, 3, &infer_pass, -1.0f, 1.0f);
+    lt_free(&t);
+}
+END_TEST
+
+static void dropout_run(lt *t, const ct_pass *pass, const float *x, float *y, int64_t rows)
+{
+    ct_tensor tx = tensor((float *)x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
+    t->l.kind->forward(&t->l, pass, &tx, &ty);
+}
+
+START_TEST(test_dropout_statistics)
+{
+    const int64_t rows = 50, cols = 1000, n = rows * cols;
+    const float rate = 0.3f;
+    lt t;
+    int64_t in[1] = {cols};
+    lt_ok(&t, "{type: dropout, rate: 0.3}", "dropout", 1, in, rows);
+    t.l.index = 2;
+    float *x = fvec(n), *y = fvec(n), *y2 = fvec(n), *mask = fvec(n);
+    tu_fill(x, n, 11, 0.5f, 1.0f);
+    ct_pass pass = {.training = true, .seed = 1234, .step = 17};
+    dropout_run(&t, &pass, x, y, rows);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] == 0.0f)
+            zeros++;
+        else
+            tu_assert_close(y[i], x[i] / (1.0 - rate), 1e-6);
+    }
+    ck_assert_msg(fabs((double)zeros / n - rate) < 0.01, "dropped %lld of %lld", (long long)zeros,
+                  (long long)n);
+    /* the mask is exactly the backend's for the documented key */
+    uint64_t key = ct_rng_key(1234, CT_RNG_DROPOUT, 2, 17);
+    t.l.be->dropout_mask(mask, n, rate, key, 0);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert(y[i] == x[i] * mask[i]);
+    /* the same step draws the same mask again */
+    dropout_run(&t, &pass, x, y2, rows);
+    ck_assert_int_eq(memcmp(y, y2, (size_t)n * sizeof(float)), 0);
+    /* another step, or another layer, draws a different one */
+    pass.step = 18;
+    dropout_run(&t, &pass, x, y2, rows);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++)
+        differ += (y[i] == 0.0f) != (y2[i] == 0.0f);
+    ck_assert_msg(differ > n / 3, "step change altered only %lld of %lld", (long long)differ,
+                  (long long)n);
+    pass.step = 17;
+    t.l.index = 3;
+    dropout_run(&t, &pass, x, y2, rows);
+    differ = 0;
+    for (int64_t i = 0; i < n; i++)
+        differ += (y[i] == 0.0f) != (y2[i] == 0.0f);
+    ck_assert_msg(differ > n / 3, "index change altered only %lld of %lld", (long long)differ,
+                  (long long)n);
+    /* inference is the identity, forward and backward */
+    dropout_run(&t, &infer_pass, x, y2, rows);
+    ck_assert_int_eq(memcmp(x, y2, (size_t)n * sizeof(float)), 0);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y2, rows, t.l.out_shape);
+    ct_tensor tdy = tensor(x, rows, t.l.out_shape), tdx = tensor(y, rows, t.l.in_shape);
+    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
+    free(x), free(y), free(y2), free(mask);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_dropout_rate_zero_and_errors)
+{
+    lt t;
+    int64_t in[1] = {8};
+    lt_ok(&t, "{type: dropout, rate: 0}", "dropout", 1, in, 2);
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2), 0);
+    float x[16], y[16];
+    tu_fill(x, 16, 4, -1, 1);
+    ct_pass train = {.training = true, .seed = 1, .step = 1};
+    dropout_run(&t, &train, x, y, 2);
+    ck_assert_int_eq(memcmp(x, y, sizeof x), 0);
+    lt_free(&t);
+
+    lt_fails("layer:\n  type: dropout\n  rate: 1.0\n", 1, in, "dropout",
+             "layer.yaml:3:9: layer 'dropout' (Dropout): rate must be at least 0 and below 1, "
+             "got 1.0");
+    lt_fails("layer:\n  type: dropout\n  rate: 0.5\n  seed: 3\n", 1, in, "dropout",
+             "layer.yaml:4:3: unknown key 'seed' in layer 'dropout' (Dropout); known keys: "
+             "rate, type, name");
+    lt_fails("layer:\n  type: dropout\n  rate: -0.1\n", 1, in, "dropout",
+             "layer.yaml:3:9: layer 'dropout' (Dropout): rate must be at least 0 and below 1, "
+             "got -0.1");
+    lt_fails("layer:\n  type: dropout\n", 1, in, "dropout",
+             "layer.yaml:2:3: layer 'dropout' (Dropout) needs the key 'rate'");
+}
+END_TEST
+
+/* ---- flatten and reshape ------------------------------------------------------------ */
+
+/* A view: the planner aliases the buffers; handed distinct ones it copies unchanged. */
+static void check_view(lt *t, int64_t rows)
+{
+    ck_assert(t->l.kind->is_view);
+    int64_t n = rows * ct_shape_size(&t->l.in_shape);
+    ck_assert_int_eq(ct_shape_size(&t->l.out_shape), ct_shape_size(&t->l.in_shape));
+    float *x = fvec(n), *y = fvec(n), *dx = fvec(n);
+    tu_fill(x, n, 8, -1, 1);
+    ct_tensor tx = tensor(x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
+    t->l.kind->forward(&t->l, &infer_pass, &tx, &ty);
+    ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
+    ct_tensor tdx = tensor(dx, rows, t->l.in_shape);
+    t->l.kind->backward(&t->l, &infer_pass, &tx, &ty, &ty, &tdx);
+    ck_assert_int_eq(memcmp(x, dx, (size_t)n * sizeof(float)), 0);
+    /* aliased: nothing moves */
+    ct_tensor alias = tensor(x, rows, t->l.out_shape);
+    t->l.kind->forward(&t->l, &infer_pass, &tx, &alias);
+    ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
+    free(x), free(y), free(dx);
+}
+
+START_TEST(test_flatten)
+{
+    lt t;
+    int64_t in[3] = {2, 3, 4};
+    lt_ok(&t, "{type: flatten}", "flatten", 3, in, 3);
+    ck_assert_int_eq(t.l.out_shape.ndim, 1);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 24);
+    ck_assert_int_eq(t.l.nparams, 0);
+    check_view(&t, 3);
+    lt_free(&t);
+
+    lt_ok(&t, "{type: Flatten, data_format: channels_last}", "flatten", 3, in, 3);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 24);
+    lt_free(&t);
+
+    lt_fails("layer:\n  type: flatten\n  data_format: channels_first\n", 3, in, "flatten",
+             "layer.yaml:3:16: layer 'flatten' (Flatten): data_format 'channels_first' is not "
+             "supported; only channels_last is");
+}
+END_TEST
+
+START_TEST(test_reshape)
+{
+    lt t;
+    int64_t in[3] = {28, 28, 1};
+    lt_ok(&t, "{type: reshape, target_shape: [-1, 7]}", "reshape", 3, in, 2);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 112);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 7);
+    check_view(&t, 2);
+    lt_free(&t);
+
+    lt_ok(&t, "{type: Reshape, target_shape: [7, 4, 28]}", "reshape", 3, in, 2);
+    ck_assert_int_eq(t.l.out_shape.ndim, 3);
+    ck_assert_int_eq(t.l.out_shape.dim[2], 28);
+    lt_free(&t);
+
+    lt_fails("layer:\n  type: reshape\n  target_shape: [100, 7]\n", 3, in, "reshape",
+             "layer.yaml:2:3: layer 'reshape' (Reshape): cannot reshape (None, 28, 28, 1) "
+             "(784 values) to (None, 100, 7) (700 values)");
+    lt_fails("layer:\n  type: reshape\n  target_shape: [-1, 5]\n", 3, in, "reshape",
+             "layer.yaml:2:3: layer 'reshape' (Reshape): cannot reshape (None, 28, 28, 1) "
+             "(784 values) to (None, -1, 5): 784 is not a multiple of 5");
+    lt_fails("layer:\n  type: reshape\n  target_shape: [-1, 4, -1]\n", 3, in, "reshape",
+             "layer.yaml:3:25: layer 'reshape' (Reshape): only one entry of target_shape may "
+             "be -1");
+    lt_fails("layer:\n  type: reshape\n  target_shape: [0, 4]\n", 3, in, "reshape",
+             "layer.yaml:3:18: layer 'reshape' (Reshape): target_shape entries must be "
+             "positive (or one -1), got 0");
+    lt_fails("layer:\n  type: reshape\n  target_shape: 7\n", 3, in, "reshape",
+             "layer.yaml:3:17: layer 'reshape' (Reshape): target_shape must be a list of 1 to "
+             "8 integers, such as [7, 7, 16]");
+    lt_fails("layer:\n  type: reshape\n", 3, in, "reshape",
+             "layer.yaml:2:3: layer 'reshape' (Reshape) needs the key 'target_shape'");
+}
+END_TEST
+
+/* ---- main --------------------------------------------------------------------------- */
+
+static Suite *layers_suite(void)
+{
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_registry_find);
+    tcase_add_test(tc, test_registry_names);
+    tcase_add_test(tc, test_add_param_and_err);
+    tcase_add_test(tc, test_dense_shapes);
+    tcase_add_test(tc, test_dense_errors);
+    tcase_add_test(tc, test_dense_forward_reference);
+    tcase_add_test(tc, test_dense_gradients);
+    tcase_add_test(tc, test_dense_gradients_nd_and_nobias);
+    tcase_add_test(tc, test_dense_fused);
+    tcase_add_test(tc, test_dense_no_dx);
+    tcase_add_test(tc, test_activation_layer_gradients);
+    tcase_add_test(tc, test_activation_layer_kinds);
+    tcase_add_test(tc, test_activation_layer_class_gradients);
+    tcase_add_test(tc, test_softmax_last_axis);
+    tcase_add_test(tc, test_activation_fused);
+    tcase_add_test(tc, test_activation_layer_errors);
+    tcase_add_test(tc, test_dropout_gradients);
+    tcase_add_test(tc, test_dropout_statistics);
+    tcase_add_test(tc, test_dropout_rate_zero_and_errors);
+    tcase_add_test(tc, test_flatten);
+    tcase_add_test(tc, test_reshape);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(layers_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

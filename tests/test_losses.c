@@ -1,0 +1,790 @@
+/* test_losses.c - losses (values, gradients, the fused softmax/sigmoid path), metrics and
+ * the parsing of compile.loss / compile.metrics. */
+#include <stdint.h>
+
+#include "loss.h"
+#include "metric.h"
+#include "testutil.h"
+
+#define H 1e-3 /* finite-difference step */
+
+static ct_loss mk_loss(const char *name, bool from_logits)
+{
+    ct_loss l;
+    memset(&l, 0, sizeof l);
+    l.kind = ct_loss_kind_find(name);
+    ck_assert_msg(l.kind != NULL, "loss %s not found", name);
+    l.from_logits = from_logits;
+    l.delta = 1.0;
+    return l;
+}
+
+static double loss_value(const ct_loss *l, const float *p, const float *y, int64_t rows,
+                         int64_t cols)
+{
+    return l->kind->compute(l, p, y, NULL, rows, cols, 1.0f);
+}
+
+/* Value without and with a gradient buffer must agree; returns it. */
+static double loss_checked(const ct_loss *l, const float *p, const float *y, int64_t rows,
+                           int64_t cols)
+{
+    float d[64];
+    double a = loss_value(l, p, y, rows, cols);
+    double b = l->kind->compute(l, p, y, d, rows, cols, 1.0f);
+    ck_assert_double_eq(a, b);
+    for (int64_t i = 0; i < rows * cols; i++)
+        ck_assert_msg(isfinite(d[i]), "gradient %lld not finite", (long long)i);
+    return a;
+}
+
+/* ---- values against hand-computed numbers ---------------------------------------------- */
+
+START_TEST(test_mse_mae_values)
+{
+    const float p[] = {1, 2, 3, 5}, y[] = {0, 2, 4, 3};
+    /* rows: (1 + 0) / 2 = 0.5 and (1 + 4) / 2 = 2.5 */
+    tu_assert_close(loss_checked(&(ct_loss){ct_loss_kind_find("mse"), 0, 1, 0}, p, y, 2, 2),
+                    3.0, 1e-12);
+    ct_loss mse = mk_loss("MeanSquaredError", false);
+    tu_assert_close(loss_checked(&mse, p, y, 1, 4), (1 + 0 + 1 + 4) / 4.0, 1e-12);
+    /* rows: (1 + 0) / 2 = 0.5 and (1 + 2) / 2 = 1.5 */
+    ct_loss mae = mk_loss("mae", false);
+    tu_assert_close(loss_checked(&mae, p, y, 2, 2), 2.0, 1e-12);
+    ck_assert_ptr_eq(ct_loss_kind_find("mean_absolute_error"), mae.kind);
+    ck_assert_ptr_eq(ct_loss_kind_find("MSE"), mse.kind);
+    ck_assert_ptr_null(ct_loss_kind_find("mean_squared"));
+}
+END_TEST
+
+START_TEST(test_huber_values)
+{
+    const float p[] = {1, 2, 3, 5}, y[] = {0, 2, 4, 3};
+    ct_loss h = mk_loss("huber", false);
+    /* e = 1, 0, -1, 2 (delta 1): 0.5, 0, 0.5, 1 * 2 - 0.5 = 1.5 -> rows 0.25 + 1.0 */
+    tu_assert_close(loss_checked(&h, p, y, 2, 2), 1.25, 1e-12);
+    h.delta = 2.0; /* e = 2 is now quadratic: 0.5 * 4 = 2 -> rows 0.25 + 1.25 */
+    tu_assert_close(loss_checked(&h, p, y, 2, 2), 1.5, 1e-12);
+    ck_assert_ptr_eq(ct_loss_kind_find("Huber"), h.kind);
+}
+END_TEST
+
+START_TEST(test_log_cosh_values)
+{
+    ct_loss l = mk_loss("log_cosh", false);
+    const float p[] = {0.5f, 100.0f, -100.0f}, y[] = {0, 0, 0};
+    /* log(cosh(0.5)) */
+    tu_assert_close(loss_checked(&l, p, y, 1, 1), 0.12011450695827745, 1e-9);
+    /* log(cosh(+-100)) = 100 - log 2: no overflow */
+    tu_assert_close(loss_checked(&l, p + 1, y, 2, 1), 2 * 99.30685281944005, 1e-12);
+}
+END_TEST
+
+START_TEST(test_bce_values)
+{
+    ct_loss l = mk_loss("binary_crossentropy", false);
+    const float p[] = {0.9f, 0.2f}, y[] = {1, 0};
+    /* (-log 0.9 - log 0.8) / 2 */
+    tu_assert_close(loss_checked(&l, p, y, 1, 2), 0.16425204859413997, 1e-6);
+    /* saturated probabilities are clipped to [1e-7, 1 - 1e-7] in float32 as Keras:
+     * -log(1 - float32(1 - 1e-7)) = 15.942385..., -log(float32(1e-7)) = 16.118095... */
+    const float ps[] = {1.0f, 0.0f}, ys[] = {0, 1};
+    tu_assert_close(loss_checked(&l, ps, ys, 1, 1), 15.942385152878742, 1e-9);
+    tu_assert_close(loss_checked(&l, ps + 1, ys + 1, 1, 1), 16.118095639272223, 1e-9);
+    float d[2];
+    l.kind->compute(&l, ps, ys, d, 2, 1, 1.0f);
+    ck_assert_float_eq(d[0], 0.0f); /* clipped: no gradient, as a clip op in Keras */
+    ck_assert_float_eq(d[1], 0.0f);
+}
+END_TEST
+
+START_TEST(test_bce_logits_values)
+{
+    ct_loss l = mk_loss("BinaryCrossentropy", true);
+    const float x[] = {2.0f, -1.0f}, y[] = {1, 0};
+    /* (softplus(-2) + softplus(-1)) / 2 */
+    tu_assert_close(loss_checked(&l, x, y, 1, 2), 0.2200948492805977, 1e-9);
+    /* extreme logits: softplus(-100) ~ 0, softplus(100) = 100 -> (0 + 0 + 100 + 100) / 4 */
+    const float xe[] = {100, -100, 100, -100}, ye[] = {1, 0, 0, 1};
+    float d[4];
+    double v = l.kind->compute(&l, xe, ye, d, 1, 4, 1.0f);
+    tu_assert_close(v, 50.0, 1e-12);
+    const double want[] = {0, 0, 0.25, -0.25}; /* (sigmoid(x) - y) / 4 */
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(fabs(d[i] - want[i]) < 1e-7, "d[%d] = %g", i, d[i]);
+}
+END_TEST
+
+START_TEST(test_cce_values)
+{
+    ct_loss l = mk_loss("categorical_crossentropy", false);
+    const float y[] = {0, 1, 0};
+    const float p[] = {0.1f, 0.7f, 0.2f};
+    tu_assert_close(loss_checked(&l, p, y, 1, 3), 0.35667496096863105, 1e-6); /* -log 0.7 */
+    /* rows are normalised by their sum first: 1.4 / 2.0 = 0.7 */
+    const float pu[] = {0.2f, 1.4f, 0.4f};
+    tu_assert_close(loss_checked(&l, pu, y, 1, 3), 0.35667496096863105, 1e-6);
+    /* soft labels, summed over classes: -2 * 0.5 * log 0.25 = log 4 */
+    const float ys[] = {0.5f, 0.5f, 0}, ps[] = {0.25f, 0.25f, 0.5f};
+    tu_assert_close(loss_checked(&l, ps, ys, 1, 3), 1.3862943611198906, 1e-7);
+    /* a zero probability for the true class is clipped to 1e-7: -log(float32(1e-7)) */
+    const float pz[] = {0, 1, 0}, yz[] = {1, 0, 0};
+    tu_assert_close(loss_checked(&l, pz, yz, 1, 3), 16.118095639272223, 1e-9);
+}
+END_TEST
+
+START_TEST(test_cce_logits_values)
+{
+    ct_loss l = mk_loss("categorical_crossentropy", true);
+    const float x[] = {1, 2, 3}, y[] = {0, 0, 1};
+    /* logsumexp(1, 2, 3) - 3 = log(1 + e^-1 + e^-2) */
+    tu_assert_close(loss_checked(&l, x, y, 1, 3), 0.4076059644443804, 1e-9);
+    /* extreme logits: logsumexp ~ 1000, loss ~ 1000 for class 1, finite gradient */
+    const float xe[] = {1000, 0, -1000}, ye[] = {0, 1, 0};
+    float d[3];
+    tu_assert_close(l.kind->compute(&l, xe, ye, d, 1, 3, 1.0f), 1000.0, 1e-12);
+    ck_assert_msg(fabs(d[0] - 1) < 1e-7 && fabs(d[1] + 1) < 1e-7 && fabs(d[2]) < 1e-7,
+                  "d = %g %g %g", d[0], d[1], d[2]);
+}
+END_TEST
+
+START_TEST(test_sparse_cce_values)
+{
+    ct_loss l = mk_loss("sparse_categorical_crossentropy", false);
+    ck_assert(l.kind->sparse_labels);
+    const float p[] = {0.1f, 0.7f, 0.2f, 0.25f, 0.25f, 0.5f}, y[] = {1, 2};
+    /* -log 0.7 - log 0.5 */
+    tu_assert_close(loss_checked(&l, p, y, 2, 3), 0.35667496096863105 + 0.6931471805599453,
+                    1e-6);
+    ct_loss lg = mk_loss("SparseCategoricalCrossentropy", true);
+    const float x[] = {1, 2, 3, 100, -100, 0}, yl[] = {2, 0};
+    /* log(1 + e^-1 + e^-2) + (logsumexp(100, -100, 0) - 100 ~ 0) */
+    tu_assert_close(loss_checked(&lg, x, yl, 2, 3), 0.4076059644443804, 1e-9);
+}
+END_TEST
+
+/* Out-of-range labels are skipped: no loss, zero gradient, no out-of-bounds read. */
+START_TEST(test_sparse_bad_labels_skipped)
+{
+    const float p[] = {0.1f, 0.7f, 0.2f, 0.25f, 0.25f, 0.5f};
+    const float bad[] = {7.0f, -1.0f, NAN, 3.0f};
+    for (int lg = 0; lg < 2; lg++) {
+        ct_loss l = mk_loss("sparse_categorical_crossentropy", lg);
+        for (int b = 0; b < 4; b++) {
+            const float y[] = {1, bad[b]};
+            float d[6];
+            for (int i = 0; i < 6; i++)
+                d[i] = 42.0f;
+            double v = l.kind->compute(&l, p, y, d, 2, 3, 1.0f);
+            double row0 = loss_value(&l, p, y, 1, 3);
+            ck_assert_double_eq(v, row0);
+            for (int i = 3; i < 6; i++)
+                ck_assert_float_eq(d[i], 0.0f);
+            ck_assert_float_ne(d[1], 42.0f);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_kld_values)
+{
+    ct_loss l = mk_loss("kld", false);
+    ck_assert_str_eq(l.kind->name, "kl_divergence");
+    const float y[] = {0.5f, 0.5f}, p[] = {0.25f, 0.75f};
+    /* 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75), summed over the last axis */
+    tu_assert_close(loss_checked(&l, p, y, 1, 2), 0.14384103622589042, 1e-7);
+    /* y = 0 is clipped to 1e-7: 1e-7 log(1e-7 / 0.5) + 1 * log(1 / 0.5) */
+    const float y0[] = {0, 1}, p0[] = {0.5f, 0.5f};
+    double e = (double)1e-7f;
+    tu_assert_close(loss_checked(&l, p0, y0, 1, 2), e * log(e / 0.5) + log(2.0), 1e-9);
+}
+END_TEST
+
+START_TEST(test_hinge_values)
+{
+    ct_loss l = mk_loss("hinge", false);
+    /* {0, 1} labels become {-1, 1}: y' = (1, -1): max(1 - 0.3, 0) = 0.7, max(1 + 0.4, 0) =
+     * 1.4 -> 1.05 */
+    const float y[] = {1, 0}, p[] = {0.3f, 0.4f};
+    tu_assert_close(loss_checked(&l, p, y, 1, 2), 1.05, 1e-6);
+    /* {-1, 1} labels are used as they are: 1 + 0.3 = 1.3, max(1 - 2, 0) = 0 -> 0.65 */
+    const float y2[] = {-1, 1}, p2[] = {0.3f, 2.0f};
+    tu_assert_close(loss_checked(&l, p2, y2, 1, 2), 0.65, 1e-6);
+    /* the conversion looks at the whole batch: a -1 anywhere keeps the 0 as 0 */
+    const float y3[] = {0, 1, -1, 1}, p3[] = {0.5f, 0.5f, 0.5f, 0.5f};
+    /* rows: (1 + 0.5) / 2 = 0.75 and (1.5 + 0.5) / 2 = 1.0 */
+    tu_assert_close(loss_checked(&l, p3, y3, 2, 2), 1.75, 1e-6);
+}
+END_TEST
+
+/* ---- gradients against central differences -------------------------------------------- */
+
+/* d(sum)/d(pred) * scale against central differences in double (the perturbation is taken
+ * as actually stored in float). */
+static void check_grad(const ct_loss *l, float *p, const float *y, int64_t rows, int64_t cols,
+                       double tol)
+{
+    const float scale = 0.5f;
+    float d[64];
+    l->kind->compute(l, p, y, d, rows, cols, scale);
+    for (int64_t i = 0; i < rows * cols; i++) {
+        float save = p[i];
+        p[i] = (float)(save + H);
+        double up = p[i], lp = loss_value(l, p, y, rows, cols);
+        p[i] = (float)(save - H);
+        double dn = p[i], lm = loss_value(l, p, y, rows, cols);
+        p[i] = save;
+        double num = scale * (lp - lm) / (up - dn);
+        ck_assert_msg(tu_relerr(d[i], num) <= tol, "%s%s: d[%lld] = %.9g, numeric %.9g",
+                      l->kind->name, l->from_logits ? " (logits)" : "", (long long)i, d[i],
+                      num);
+    }
+}
+
+START_TEST(test_grad_regression)
+{
+    float p[] = {0.3f, -1.2f, 2.5f, 0.8f, -0.4f, 1.7f};
+    const float y[] = {0.1f, 0.5f, 0.2f, -0.9f, -0.45f, 1.0f}; /* e: .2 -1.7 2.3 1.7 .05 .7 */
+    const char *names[] = {"mse", "mae", "huber", "log_cosh"};
+    for (int k = 0; k < 4; k++) {
+        ct_loss l = mk_loss(names[k], false);
+        check_grad(&l, p, y, 2, 3, 1e-4);
+    }
+    ct_loss h = mk_loss("huber", false);
+    h.delta = 2.0;
+    check_grad(&h, p, y, 2, 3, 1e-4);
+}
+END_TEST
+
+START_TEST(test_grad_bce)
+{
+    float p[] = {0.3f, 0.8f, 0.55f, 0.1f, 0.9f, 0.45f};
+    const float y[] = {1, 0, 1, 0, 0.3f, 1};
+    ct_loss l = mk_loss("binary_crossentropy", false);
+    check_grad(&l, p, y, 2, 3, 1e-3);
+    float x[] = {2.0f, -1.5f, 0.3f, 4.0f, -3.0f, 0.0f};
+    l.from_logits = true;
+    check_grad(&l, x, y, 2, 3, 1e-4);
+}
+END_TEST
+
+START_TEST(test_grad_cce)
+{
+    float p[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.4f}; /* second row sums to 1.3 */
+    const float y[] = {0, 1, 0, 0.3f, 0.7f, 0};
+    ct_loss l = mk_loss("categorical_crossentropy", false);
+    check_grad(&l, p, y, 2, 3, 2e-3);
+    float x[] = {1, 2, -1, 0.5f, -0.5f, 3};
+    l.from_logits = true;
+    check_grad(&l, x, y, 2, 3, 1e-4);
+    /* labels that do not sum to one */
+    const float y2[] = {0.5f, 1, 0, 0, 0.2f, 0.2f};
+    check_grad(&l, x, y2, 2, 3, 1e-4);
+    l.from_logits = false;
+    check_grad(&l, p, y2, 2, 3, 2e-3);
+}
+END_TEST
+
+START_TEST(test_grad_sparse_cce)
+{
+    float p[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.4f};
+    const float y[] = {1, 2};
+    ct_loss l = mk_loss("sparse_categorical_crossentropy", false);
+    check_grad(&l, p, y, 2, 3, 2e-3);
+    float x[] = {1, 2, -1, 0.5f, -0.5f, 3};
+    l.from_logits = true;
+    check_grad(&l, x, y, 2, 3, 1e-4);
+}
+END_TEST
+
+START_TEST(test_grad_kld_hinge)
+{
+    float p[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f};
+    const float y[] = {0.1f, 0.6f, 0.3f, 0.5f, 0.25f, 0.25f};
+    ct_loss l = mk_loss("kl_divergence", false);
+    check_grad(&l, p, y, 2, 3, 1e-3);
+    /* margins 1 - y'p: 1.3 0.6 -1.0 1.5 -0.5 1.2, none near the kink */
+    float ph[] = {0.3f, 0.4f, 2.0f, -0.5f, -1.5f, 0.2f};
+    const float yh[] = {0, 1, 1, 1, 0, 0};
+    ct_loss h = mk_loss("hinge", false);
+    check_grad(&h, ph, yh, 2, 3, 1e-4);
+}
+END_TEST
+
+/* ---- the fused softmax / sigmoid path -------------------------------------------------- */
+
+static void softmax_rows(const double *x, float *p, int64_t rows, int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double mx = x[r * cols], s = 0;
+        for (int64_t c = 1; c < cols; c++)
+            mx = fmax(mx, x[r * cols + c]);
+        for (int64_t c = 0; c < cols; c++)
+            s += exp(x[r * cols + c] - mx);
+        for (int64_t c = 0; c < cols; c++)
+            p[r * cols + c] = (float)(exp(x[r * cols + c] - mx) / s);
+    }
+}
+
+static void sigmoid_all(const double *x, float *p, int64_t n, int64_t cols)
+{
+    (void)cols;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = (float)(1.0 / (1.0 + exp(-x[i])));
+}
+
+typedef void (*act_fn)(const double *x, float *p, int64_t rows, int64_t cols);
+
+/* The unfused loss of act(x), as a function of the logits x. */
+static double chain_loss(const ct_loss *l, act_fn act, const double *x, const float *y,
+                         int64_t rows, int64_t cols, bool elementwise)
+{
+    float p[64];
+    act(x, p, elementwise ? rows * cols : rows, cols);
+    return loss_value(l, p, y, rows, cols);
+}
+
+static void check_fused(const char *name, act_fn act, bool elementwise, const float *y)
+{
+    const int64_t rows = 2, cols = 3;
+    double x[] = {1.0, -0.5, 2.0, 0.3, 0.2, -1.0};
+    float p[6], d[6];
+    act(x, p, elementwise ? rows * cols : rows, cols);
+    ct_loss plain = mk_loss(name, false), fused = plain;
+    fused.fused = true;
+    ck_assert(ct_loss_can_fuse(&plain, elementwise ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX));
+    double v = fused.kind->compute(&fused, p, y, d, rows, cols, 0.5f);
+    tu_assert_close(v, loss_value(&plain, p, y, rows, cols), 1e-12);
+    for (int i = 0; i < rows * cols; i++) {
+        double save = x[i];
+        x[i] = save + H;
+        double lp = chain_loss(&plain, act, x, y, rows, cols, elementwise);
+        x[i] = save - H;
+        double lm = chain_loss(&plain, act, x, y, rows, cols, elementwise);
+        x[i] = save;
+        double num = 0.5 * (lp - lm) / (2 * H);
+        ck_assert_msg(tu_relerr(d[i], num) <= 2e-3, "%s fused: d[%d] = %.9g, numeric %.9g",
+                      name, i, d[i], num);
+    }
+}
+
+START_TEST(test_fused_matches_chain_rule)
+{
+    const float yc[] = {0, 1, 0, 1, 0, 0}, ys[] = {1, 0}, yb[] = {1, 0, 1, 0, 0.25f, 1};
+    check_fused("categorical_crossentropy", softmax_rows, false, yc);
+    check_fused("sparse_categorical_crossentropy", softmax_rows, false, ys);
+    check_fused("binary_crossentropy", sigmoid_all, true, yb);
+}
+END_TEST
+
+START_TEST(test_fused_exact_form)
+{
+    /* categorical: scale * (p - y); binary: scale * (p - y) / cols */
+    const float p[] = {0.2f, 0.5f, 0.3f}, y[] = {0, 1, 0}, ys[] = {1};
+    float d[3];
+    ct_loss l = mk_loss("categorical_crossentropy", false);
+    l.fused = true;
+    l.kind->compute(&l, p, y, d, 1, 3, 0.25f);
+    ck_assert_float_eq_tol(d[0], 0.05f, 1e-7f);
+    ck_assert_float_eq_tol(d[1], -0.125f, 1e-7f);
+    ck_assert_float_eq_tol(d[2], 0.075f, 1e-7f);
+    ct_loss s = mk_loss("sparse_categorical_crossentropy", false);
+    s.fused = true;
+    s.kind->compute(&s, p, ys, d, 1, 3, 1.0f);
+    ck_assert_float_eq_tol(d[0], 0.2f, 1e-7f);
+    ck_assert_float_eq_tol(d[1], -0.5f, 1e-7f);
+    ck_assert_float_eq_tol(d[2], 0.3f, 1e-7f);
+    ct_loss b = mk_loss("binary_crossentropy", false);
+    b.fused = true;
+    const float pb[] = {1.0f, 0.25f}, yb[] = {0, 1}; /* saturated p still gets p - y */
+    b.kind->compute(&b, pb, yb, d, 1, 2, 1.0f);
+    ck_assert_float_eq_tol(d[0], 0.5f, 1e-7f);
+    ck_assert_float_eq_tol(d[1], -0.375f, 1e-7f);
+}
+END_TEST
+
+START_TEST(test_can_fuse)
+{
+    ct_loss c = mk_loss("categorical_crossentropy", false);
+    ct_loss s = mk_loss("sparse_categorical_crossentropy", false);
+    ct_loss b = mk_loss("binary_crossentropy", false);
+    ct_loss m = mk_loss("mse", false);
+    ck_assert(ct_loss_can_fuse(&c, CT_ACT_SOFTMAX));
+    ck_assert(ct_loss_can_fuse(&s, CT_ACT_SOFTMAX));
+    ck_assert(!ct_loss_can_fuse(&c, CT_ACT_SIGMOID));
+    ck_assert(ct_loss_can_fuse(&b, CT_ACT_SIGMOID));
+    ck_assert(!ct_loss_can_fuse(&b, CT_ACT_SOFTMAX));
+    ck_assert(!ct_loss_can_fuse(&m, CT_ACT_SOFTMAX));
+    ck_assert(!ct_loss_can_fuse(&m, CT_ACT_LINEAR));
+    c.from_logits = b.from_logits = true;
+    ck_assert(!ct_loss_can_fuse(&c, CT_ACT_SOFTMAX));
+    ck_assert(!ct_loss_can_fuse(&b, CT_ACT_SIGMOID));
+}
+END_TEST
+
+/* ---- metrics ----------------------------------------------------------------------------- */
+
+static ct_node scalar_node(const char *text)
+{
+    ct_node n;
+    memset(&n, 0, sizeof n);
+    n.type = CT_NODE_SCALAR;
+    n.file = "t.yaml";
+    n.line = n.col = 1;
+    n.scalar = (char *)text;
+    return n;
+}
+
+static ct_metric init_metric(const char *name, const char *loss_name, int64_t out_cols)
+{
+    ct_node n = scalar_node(name);
+    ct_loss l;
+    memset(&l, 0, sizeof l);
+    if (loss_name)
+        l = mk_loss(loss_name, false);
+    ct_metric m;
+    ct_error err = {0};
+    ck_assert_msg(ct_metric_init(&m, &n, loss_name ? &l : NULL, out_cols, &err) == 0, "%s",
+                  err.msg);
+    return m;
+}
+
+START_TEST(test_metric_resolve_accuracy)
+{
+    ct_metric m = init_metric("accuracy", "sparse_categorical_crossentropy", 10);
+    ck_assert_str_eq(m.kind->name, "sparse_categorical_accuracy");
+    ck_assert_str_eq(m.name, "accuracy");
+    m = init_metric("accuracy", "categorical_crossentropy", 10);
+    ck_assert_str_eq(m.kind->name, "categorical_accuracy");
+    m = init_metric("acc", "binary_crossentropy", 4);
+    ck_assert_str_eq(m.kind->name, "binary_accuracy");
+    ck_assert_str_eq(m.name, "acc");
+    m = init_metric("accuracy", "mse", 1);
+    ck_assert_str_eq(m.kind->name, "binary_accuracy");
+    m = init_metric("accuracy", "mse", 3);
+    ck_assert_str_eq(m.kind->name, "categorical_accuracy");
+    m = init_metric("accuracy", NULL, 1);
+    ck_assert_str_eq(m.kind->name, "binary_accuracy");
+}
+END_TEST
+
+START_TEST(test_metric_names)
+{
+    ct_metric m = init_metric("mae", "mse", 1);
+    ck_assert_str_eq(m.kind->name, "mean_absolute_error");
+    ck_assert_str_eq(m.name, "mae");
+    m = init_metric("mean_absolute_error", "mse", 1);
+    ck_assert_str_eq(m.name, "mean_absolute_error");
+    m = init_metric("MeanAbsoluteError", "mse", 1);
+    ck_assert_str_eq(m.name, "mean_absolute_error");
+    m = init_metric("rmse", "mse", 1);
+    ck_assert_str_eq(m.kind->name, "root_mean_squared_error");
+    m = init_metric("top_k_categorical_accuracy", "categorical_crossentropy", 10);
+    ck_assert_int_eq(m.k, 5);
+    m = init_metric("sparse_top_k_categorical_accuracy", "mse", 10);
+    ck_assert_int_eq(m.k, 5);
+    m = init_metric("binary_accuracy", "categorical_crossentropy", 10);
+    ck_assert_str_eq(m.kind->name, "binary_accuracy");
+}
+END_TEST
+
+static double metric_on(ct_metric *m, const float *p, const float *y, int64_t rows,
+                        int64_t cols)
+{
+    ct_metric_reset(m);
+    m->kind->update(m, p, y, rows, cols);
+    return m->kind->result(m);
+}
+
+START_TEST(test_metric_values)
+{
+    /* binary: row 0 both right; row 1: 0.5 is not > 0.5 (wrong), 0.9 right -> 0.75 */
+    const float pb[] = {0.6f, 0.4f, 0.5f, 0.9f}, yb[] = {1, 0, 1, 1};
+    ct_metric m = init_metric("binary_accuracy", NULL, 2);
+    tu_assert_close(metric_on(&m, pb, yb, 2, 2), 0.75, 1e-12);
+    /* categorical: row 1 ties between classes 0 and 1, the first wins */
+    const float pc[] = {0.1f, 0.6f, 0.3f, 0.5f, 0.5f, 0.0f, 0.2f, 0.2f, 0.6f};
+    const float yc[] = {0, 1, 0, 0, 1, 0, 1, 0, 0};
+    m = init_metric("categorical_accuracy", NULL, 3);
+    tu_assert_close(metric_on(&m, pc, yc, 3, 3), 1.0 / 3.0, 1e-12);
+    const float yc2[] = {0, 1, 0, 1, 0, 0, 0, 0, 1};
+    tu_assert_close(metric_on(&m, pc, yc2, 3, 3), 1.0, 1e-12);
+    /* sparse: labels 1, 0 (the tie's first maximum), 2 -> all right; then 1, 1, 1 -> 1/3 */
+    const float ys[] = {1, 0, 2}, ys2[] = {1, 1, 1};
+    m = init_metric("sparse_categorical_accuracy", NULL, 3);
+    tu_assert_close(metric_on(&m, pc, ys, 3, 3), 1.0, 1e-12);
+    tu_assert_close(metric_on(&m, pc, ys2, 3, 3), 1.0 / 3.0, 1e-12);
+    /* regression metrics: squared errors 1, 0 | 1, 4 and absolute 1, 0 | 1, 2 */
+    const float pr[] = {1, 2, 3, 5}, yr[] = {0, 2, 4, 3};
+    m = init_metric("mse", NULL, 2);
+    tu_assert_close(metric_on(&m, pr, yr, 2, 2), 1.5, 1e-12);
+    m = init_metric("mae", NULL, 2);
+    tu_assert_close(metric_on(&m, pr, yr, 2, 2), 1.0, 1e-12);
+    m = init_metric("rmse", NULL, 2);
+    tu_assert_close(metric_on(&m, pr, yr, 2, 2), sqrt(1.5), 1e-12);
+    ct_metric_reset(&m);
+    ck_assert_double_eq(m.sum, 0.0);
+    ck_assert_double_eq(m.count, 0.0);
+    ck_assert_double_eq(m.kind->result(&m), 0.0);
+}
+END_TEST
+
+START_TEST(test_metric_top_k)
+{
+    /* k = 2. Row 0: 0.1 is third (miss); row 1: 0.3 second (hit); row 2: the label's 0.2
+     * ties with class 0 behind 0.6, rank 1 + 1 = 2 (hit, as Keras's in_top_k) */
+    const float p[] = {0.1f, 0.6f, 0.3f, 0.5f, 0.3f, 0.2f, 0.2f, 0.2f, 0.6f};
+    const float ys[] = {0, 1, 1}, yc[] = {1, 0, 0, 0, 1, 0, 0, 1, 0};
+    ct_metric m = init_metric("sparse_top_k_categorical_accuracy", NULL, 3);
+    m.k = 2;
+    tu_assert_close(metric_on(&m, p, ys, 3, 3), 2.0 / 3.0, 1e-12);
+    m = init_metric("top_k_categorical_accuracy", NULL, 3);
+    m.k = 2;
+    tu_assert_close(metric_on(&m, p, yc, 3, 3), 2.0 / 3.0, 1e-12);
+    m.k = 1;
+    tu_assert_close(metric_on(&m, p, yc, 3, 3), 0.0, 1e-12);
+    m.k = 5; /* k over the width: everything is in */
+    tu_assert_close(metric_on(&m, p, yc, 3, 3), 1.0, 1e-12);
+}
+END_TEST
+
+START_TEST(test_metric_streaming)
+{
+    float p[5 * 3], yc[5 * 3], ys[5];
+    tu_fill(p, 15, 7, 0, 1);
+    memset(yc, 0, sizeof yc);
+    for (int r = 0; r < 5; r++) {
+        ys[r] = (float)((r * 2) % 3);
+        yc[r * 3 + (int)ys[r]] = 1;
+    }
+    const char *names[] = {"categorical_accuracy", "sparse_categorical_accuracy", "mse", "mae",
+                           "rmse", "binary_accuracy", "top_k_categorical_accuracy"};
+    for (int k = 0; k < 7; k++) {
+        ct_metric m = init_metric(names[k], NULL, 3);
+        m.k = 2;
+        const float *y = k == 1 ? ys : yc;
+        int64_t ystride = k == 1 ? 1 : 3;
+        double one = metric_on(&m, p, y, 5, 3);
+        ct_metric_reset(&m);
+        m.kind->update(&m, p, y, 2, 3);
+        m.kind->update(&m, p + 6, y + 2 * ystride, 3, 3);
+        tu_assert_close(m.kind->result(&m), one, 1e-12);
+        ck_assert_double_eq(m.count, 5.0);
+    }
+}
+END_TEST
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+static ct_node *parse(const char *text)
+{
+    ct_error err = {0};
+    ct_node *root = ct_config_parse(text, strlen(text), "t.yaml", &err);
+    ck_assert_msg(root != NULL, "parse failed: %s", err.msg);
+    return root;
+}
+
+/* Parses compile.loss from text; returns 0/-1 and leaves the message in err. */
+static int parse_loss(const char *text, ct_loss *out, ct_error *err)
+{
+    ct_node *root = parse(text);
+    int rc = ct_loss_parse(ct_map_get(root, "compile"), "loss", out, err);
+    ct_node_free(root);
+    return rc;
+}
+
+START_TEST(test_loss_parse_ok)
+{
+    ct_loss l;
+    ct_error err = {0};
+    ck_assert_int_eq(parse_loss("compile:\n  loss: mse\n", &l, &err), 0);
+    ck_assert_str_eq(l.kind->name, "mean_squared_error");
+    ck_assert(!l.from_logits && !l.fused);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: CategoricalCrossentropy\n", &l, &err), 0);
+    ck_assert_str_eq(l.kind->name, "categorical_crossentropy");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: sparse_categorical_crossentropy, "
+                                "from_logits: true}\n",
+                                &l, &err),
+                     0);
+    ck_assert_str_eq(l.kind->name, "sparse_categorical_crossentropy");
+    ck_assert(l.from_logits);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: huber, delta: 2.5}\n", &l, &err), 0);
+    ck_assert_double_eq(l.delta, 2.5);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: huber\n", &l, &err), 0);
+    ck_assert_double_eq(l.delta, 1.0);
+}
+END_TEST
+
+START_TEST(test_loss_parse_defaults_inserted)
+{
+    ct_node *root = parse("compile:\n  loss: {type: binary_crossentropy}\n");
+    ct_loss l;
+    ct_error err = {0};
+    ck_assert_int_eq(ct_loss_parse(ct_map_get(root, "compile"), "loss", &l, &err), 0);
+    ct_node *fl = ct_map_get(ct_map_get(ct_map_get(root, "compile"), "loss"), "from_logits");
+    ck_assert_ptr_nonnull(fl);
+    bool b = true;
+    ck_assert_int_eq(ct_node_bool(fl, &b, &err), 0);
+    ck_assert(!b);
+    ct_node_free(root);
+}
+END_TEST
+
+START_TEST(test_loss_parse_errors)
+{
+    ct_loss l;
+    ct_error err = {0};
+    ck_assert_int_eq(parse_loss("compile:\n  loss: mean_sqared_error\n", &l, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_CONFIG);
+    ck_assert_str_eq(err.msg,
+                     "t.yaml:2:9: unknown loss 'mean_sqared_error' (did you mean "
+                     "'mean_squared_error'?); known losses: mean_squared_error (mse), "
+                     "mean_absolute_error (mae), huber, log_cosh (logcosh), binary_crossentropy "
+                     "(bce), categorical_crossentropy, sparse_categorical_crossentropy, "
+                     "kl_divergence (kld), hinge");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: hnge}\n", &l, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:16: unknown loss 'hnge' (did you mean 'hinge'?); "
+                              "known losses: mean_squared_error (mse), mean_absolute_error "
+                              "(mae), huber, log_cosh (logcosh), binary_crossentropy (bce), "
+                              "categorical_crossentropy, sparse_categorical_crossentropy, "
+                              "kl_divergence (kld), hinge");
+    ck_assert_int_eq(parse_loss("compile:\n  optimizer: adam\n", &l, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:3: compile needs the key 'loss'");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: huber, delta: -1}\n", &l, &err), -1);
+    ck_assert_str_eq(err.msg,
+                     "t.yaml:2:30: loss 'huber': delta must be a positive number, got -1");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: [mse]\n", &l, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:9: loss must be a name such as mse or a map such as "
+                              "{type: categorical_crossentropy, from_logits: true}");
+}
+END_TEST
+
+START_TEST(test_loss_parse_unknown_keys)
+{
+    ct_loss l;
+    ct_error err = {0};
+    /* from_logits belongs to the crossentropies only */
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: mse, from_logits: true}\n", &l, &err),
+                     -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:21: unknown key 'from_logits' in loss "
+                                  "'mean_squared_error'") == err.msg,
+                  "%s", err.msg);
+    ck_assert_int_eq(
+        parse_loss("compile:\n  loss: {type: categorical_crossentropy, delta: 1}\n", &l, &err),
+        -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:42: unknown key 'delta' in loss "
+                                  "'categorical_crossentropy'") == err.msg,
+                  "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "from_logits") != NULL, "%s", err.msg);
+}
+END_TEST
+
+/* Initialises metric number `i` of compile.metrics. */
+static int parse_metric(const char *text, int i, const char *loss_name, int64_t cols,
+                        ct_metric *m, ct_error *err)
+{
+    ct_node *root = parse(text);
+    ct_node *seq = ct_map_get(ct_map_get(root, "compile"), "metrics");
+    ck_assert_ptr_nonnull(seq);
+    ck_assert_int_eq(seq->type, CT_NODE_SEQ);
+    ct_loss l = mk_loss(loss_name, false);
+    int rc = ct_metric_init(m, seq->items[i], &l, cols, err);
+    ct_node_free(root);
+    return rc;
+}
+
+START_TEST(test_metric_parse)
+{
+    ct_metric m;
+    ct_error err = {0};
+    const char *text = "compile:\n  metrics: [accuracy, {type: top_k_categorical_accuracy, "
+                       "k: 3}, acuracy, {type: mae, k: 2}, {type: sparse_top_k_categorical_"
+                       "accuracy, k: 0}]\n";
+    ck_assert_int_eq(parse_metric(text, 0, "sparse_categorical_crossentropy", 10, &m, &err), 0);
+    ck_assert_str_eq(m.kind->name, "sparse_categorical_accuracy");
+    ck_assert_int_eq(parse_metric(text, 1, "categorical_crossentropy", 10, &m, &err), 0);
+    ck_assert_str_eq(m.name, "top_k_categorical_accuracy");
+    ck_assert_int_eq(m.k, 3);
+    ck_assert_int_eq(parse_metric(text, 2, "categorical_crossentropy", 10, &m, &err), -1);
+    ck_assert_str_eq(err.msg,
+                     "t.yaml:2:65: unknown metric 'acuracy' (did you mean 'accuracy'?); known "
+                     "metrics: accuracy, acc, binary_accuracy, categorical_accuracy, "
+                     "sparse_categorical_accuracy, top_k_categorical_accuracy, "
+                     "sparse_top_k_categorical_accuracy, mean_squared_error, mse, "
+                     "mean_absolute_error, mae, root_mean_squared_error, rmse");
+    ck_assert_int_eq(parse_metric(text, 3, "mse", 1, &m, &err), -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:86: unknown key 'k' in metric "
+                                  "'mean_absolute_error'") == err.msg,
+                  "%s", err.msg);
+    ck_assert_int_eq(parse_metric(text, 4, "mse", 1, &m, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:137: metric 'sparse_top_k_categorical_accuracy': k must "
+                              "be a positive integer, got 0");
+}
+END_TEST
+
+static Suite *losses_suite(void)
+{
+    Suite *s = suite_create("losses");
+    TCase *v = tcase_create("values");
+    tcase_add_test(v, test_mse_mae_values);
+    tcase_add_test(v, test_huber_values);
+    tcase_add_test(v, test_log_cosh_values);
+    tcase_add_test(v, test_bce_values);
+    tcase_add_test(v, test_bce_logits_values);
+    tcase_add_test(v, test_cce_values);
+    tcase_add_test(v, test_cce_logits_values);
+    tcase_add_test(v, test_sparse_cce_values);
+    tcase_add_test(v, test_sparse_bad_labels_skipped);
+    tcase_add_test(v, test_kld_values);
+    tcase_add_test(v, test_hinge_values);
+    suite_add_tcase(s, v);
+    TCase *g = tcase_create("gradients");
+    tcase_add_test(g, test_grad_regression);
+    tcase_add_test(g, test_grad_bce);
+    tcase_add_test(g, test_grad_cce);
+    tcase_add_test(g, test_grad_sparse_cce);
+    tcase_add_test(g, test_grad_kld_hinge);
+    tcase_add_test(g, test_fused_matches_chain_rule);
+    tcase_add_test(g, test_fused_exact_form);
+    tcase_add_test(g, test_can_fuse);
+    suite_add_tcase(s, g);
+    return s;
+}
+
+static Suite *metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *t = tcase_create("metrics");
+    tcase_add_test(t, test_metric_resolve_accuracy);
+    tcase_add_test(t, test_metric_names);
+    tcase_add_test(t, test_metric_values);
+    tcase_add_test(t, test_metric_top_k);
+    tcase_add_test(t, test_metric_streaming);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+static Suite *parse_suite(void)
+{
+    Suite *s = suite_create("loss_parse");
+    TCase *t = tcase_create("parse");
+    tcase_set_timeout(t, 30);
+    tcase_add_test(t, test_loss_parse_ok);
+    tcase_add_test(t, test_loss_parse_defaults_inserted);
+    tcase_add_test(t, test_loss_parse_errors);
+    tcase_add_test(t, test_loss_parse_unknown_keys);
+    tcase_add_test(t, test_metric_parse);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(losses_suite());
+    srunner_add_suite(sr, metrics_suite());
+    srunner_add_suite(sr, parse_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
