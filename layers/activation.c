@@ -7,9 +7,6 @@
 
 #include "layer.h"
 
-int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const char *def,
-                       ct_act *out, ct_error *err);
-
 typedef struct act_state {
     ct_act act;
     int64_t axis;  /* Softmax only */

@@ -4,9 +4,6 @@
 
 #include "layer.h"
 
-int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const char *def,
-                       ct_act *out, ct_error *err);
-
 typedef struct dense_state {
     int64_t units, in;
     ct_act act;

@@ -106,11 +106,6 @@ static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const
     if (o->clipnorm > 0 && o->global_clipnorm > 0)
         return ct_node_err(err, ct_map_get(cfg, "global_clipnorm"),
                            "%s: only one of clipnorm and global_clipnorm can be set", what);
-    ct_node *wd = ct_map_get(cfg, "weight_decay");
-    if (is_null(wd)) {
-        o->weight_decay = 0.0;
-        return 0;
-    }
     if (ct_cfg_float(cfg, "weight_decay", e->weight_decay, -HUGE_VAL, HUGE_VAL,
                      &o->weight_decay, err) < 0)
         return -1;
@@ -192,7 +187,7 @@ static int alloc_state(ct_optimizer *o, ct_error *err)
 
 static int configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
 {
-    const char *name;
+    const char *name = NULL;
     if (ct_cfg_require(cfg, "type", "optimizer", err) < 0 ||
         ct_cfg_string(cfg, "type", NULL, &name, err) < 0)
         return -1;

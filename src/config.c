@@ -548,7 +548,8 @@ static void offset_pos(const pctx *c, size_t off, int *line, int *col)
 {
     *line = 1;
     *col = 1;
-    for (size_t i = 0; i < off && i < c->len; i++) {
+    size_t i = c->len >= 3 && !memcmp(c->text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    for (; i < off && i < c->len; i++) {
         unsigned char b = (unsigned char)c->text[i];
         if (b == '\n') {
             (*line)++;
@@ -561,6 +562,19 @@ static void offset_pos(const pctx *c, size_t off, int *line, int *col)
         *col += c->col_shift;
 }
 
+/* libyaml reports a bad trailing byte at its own offset; point at the character it
+ * was meant to continue instead. */
+static size_t sequence_start(const pctx *c, size_t off)
+{
+    if (off > c->len)
+        return off;
+    while (off > 0 && ((unsigned char)c->text[off - 1] & 0xC0) == 0x80)
+        off--;
+    if (off > 0 && (unsigned char)c->text[off - 1] >= 0xC0)
+        off--;
+    return off;
+}
+
 static int yaml_failure(pctx *c, const yaml_parser_t *p)
 {
     if (p->error == YAML_MEMORY_ERROR)
@@ -568,7 +582,10 @@ static int yaml_failure(pctx *c, const yaml_parser_t *p)
     const char *problem = p->problem ? p->problem : "invalid YAML";
     if (p->error == YAML_READER_ERROR) {
         int line, col;
-        offset_pos(c, p->problem_offset, &line, &col);
+        size_t off = p->problem_offset;
+        if (!strcmp(problem, "invalid trailing UTF-8 octet"))
+            off = sequence_start(c, off);
+        offset_pos(c, off, &line, &col);
         if (p->problem_value >= 0)
             return perr(c, line, col, CT_ERR_CONFIG, "%s (#x%X)", problem,
                         (unsigned)p->problem_value);
@@ -589,7 +606,6 @@ static void run_parser(pctx *c)
         return;
     }
     yaml_parser_set_input_string(&p, (const unsigned char *)c->text, c->len);
-    yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
@@ -635,9 +651,7 @@ ct_node *ct_config_parse(const char *text, size_t len, const char *name, ct_erro
         return NULL;
     }
     pctx c = {.file = file, .text = text ? text : "", .len = text ? len : 0};
-    /* libyaml counts a byte order mark as a column; editors do not. */
-    if (c.len >= 3 && !memcmp(c.text, "\xEF\xBB\xBF", 3))
-        c.col_shift = -1;
+
     ct_node *root = parse_tree(&c);
     if (!root) {
         if (c.code == CT_ERR_NOMEM)

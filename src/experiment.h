@@ -10,6 +10,9 @@
 #include "model.h"
 #include "optimizer.h"
 
+struct ct_dataset;
+struct ct_loader;
+
 #define CT_MAX_METRICS 16
 
 typedef struct ct_source {

@@ -384,7 +384,7 @@ static int csv_line(csv *c, const char *text, ct_error *err)
         const char *e = strchr(s, ',');
         if (!e)
             e = s + strlen(s);
-        double v;
+        double v = 0;
         if (csv_cell(c, s, e, (int64_t)(s - text) + 1, &v, err) < 0 || csv_push(c, v, err) < 0)
             return -1;
         n++;

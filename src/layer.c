@@ -60,10 +60,6 @@ int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
     return ct_err(err, CT_ERR_CONFIG, "%s: %s", what, msg);
 }
 
-/* Shared by dense and the activation layers; layer.h does not declare it (yet). */
-int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const char *def,
-                       ct_act *out, ct_error *err);
-
 /* Splits ct_act_names() into a NULL-terminated candidate list for ct_suggest. */
 static void act_candidates(char *buf, size_t n, const char **out, int max)
 {

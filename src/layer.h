@@ -87,6 +87,11 @@ int ct_layer_add_param(ct_layer *l, const char *name, ct_shape shape, ct_init in
 int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Reads an activation name from cfg[key] (def NULL: required); unknown names are an error
+ * at the value listing the known ones with a suggestion. */
+int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const char *def,
+                       ct_act *out, ct_error *err);
+
 /* Registry: kind by config name or Keras class name; NULL if unknown. */
 const ct_layer_kind *ct_layer_kind_find(const char *name);
 /* Comma-separated config names of every kind, for error messages. */

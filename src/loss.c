@@ -415,7 +415,7 @@ int ct_loss_parse(ct_node *compile, const char *key, ct_loss *out, ct_error *err
         return -1;
     ct_node *n = ct_map_get(compile, key);
     const ct_node *name_node = n;
-    const char *name;
+    const char *name = NULL;
     if (n->type == CT_NODE_SCALAR) {
         name = n->scalar;
     } else if (n->type == CT_NODE_MAP) {

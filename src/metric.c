@@ -251,7 +251,7 @@ int ct_metric_init(ct_metric *m, const ct_node *node, const ct_loss *loss, int64
     memset(m, 0, sizeof *m);
     if (!node)
         return ct_err(err, CT_ERR_CONFIG, "metric: missing name");
-    const char *type;
+    const char *type = NULL;
     const ct_node *type_node = node, *k_node = NULL;
     if (node->type == CT_NODE_SCALAR)
         type = node->scalar;

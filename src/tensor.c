@@ -19,7 +19,7 @@ static char *format_dims(const ct_shape *s, bool batch, char *buf, size_t n)
     for (int i = 0; i < s->ndim && at < n; i++)
         at += (size_t)snprintf(buf + at, n - at, "%s%" PRId64, (batch || i) ? ", " : "", s->dim[i]);
     if (at < n)
-        snprintf(buf + at, n - at, "%s)", (!batch && s->ndim == 1) ? "," : "");
+        snprintf(buf + at, n - at, "%s)", (s->ndim == 1 && !batch) || (s->ndim == 0 && batch) ? "," : "");
     return buf;
 }
 

@@ -1,0 +1,1417 @@
+/* test_data.c - HDF5 datasets, loaders, prediction output, IDX/CSV import and weights. */
+#include <cJSON.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "data.h"
+#include "rng.h"
+#include "testutil.h"
+#include "weights.h"
+
+static char *dir;          /* fixtures for the whole run */
+static char main_h5[4200], list_h5[4200], rows_h5[4200], wide_h5[4200];
+
+#define ROWS 103
+#define WIDE_ROWS 40
+#define WIDE_COLS 20000
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][4200];
+    static int at;
+    at = (at + 1) % 4;
+    snprintf(buf[at], sizeof buf[at], "%s/%s", dir, name);
+    return buf[at];
+}
+
+/* ---- fixture writers (HDF5 C API) ---- */
+
+static void fx_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, hid_t space,
+                   hid_t dcpl, const void *data)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    ck_assert(H5Pset_create_intermediate_group(lcpl, 1) >= 0);
+    hid_t d = H5Dcreate2(file, name, ftype, space, lcpl, dcpl, H5P_DEFAULT);
+    ck_assert_msg(d >= 0, "creating %s", name);
+    if (data)
+        ck_assert(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(d);
+    H5Pclose(lcpl);
+}
+
+static void fx_array(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
+                     const hsize_t *dims, const void *data)
+{
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    fx_put(file, name, ftype, mtype, space, H5P_DEFAULT, data);
+    H5Sclose(space);
+}
+
+static void write_main_fixture(void)
+{
+    hid_t f = H5Fcreate(main_h5, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    unsigned char img[10 * 2 * 3];
+    for (int i = 0; i < 60; i++)
+        img[i] = (unsigned char)(i * 4);
+    hsize_t d3[3] = {10, 2, 3}, d1[1] = {10}, d2[2] = {10, 2}, d9[1] = {9};
+    fx_array(f, "train/images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 3, d3, img);
+    int64_t lab[10], bad[10], short_lab[9];
+    for (int i = 0; i < 10; i++)
+        lab[i] = bad[i] = i % 3;
+    bad[5] = 10;
+    memcpy(short_lab, lab, sizeof short_lab);
+    fx_array(f, "train/labels", H5T_STD_I64BE, H5T_NATIVE_INT64, 1, d1, lab);
+    fx_array(f, "bad_labels", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d1, bad);
+    fx_array(f, "short_labels", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d9, short_lab);
+    double x64[10 * 2];
+    float t32[10 * 2], nan32[10 * 2], frac[10];
+    for (int i = 0; i < 20; i++) {
+        x64[i] = i * 0.25 - 1.0;
+        t32[i] = nan32[i] = (float)i / 8;
+    }
+    for (int i = 0; i < 10; i++)
+        frac[i] = (float)(i % 2);
+    frac[4] = 2.5f;
+    nan32[7 * 2 + 1] = NAN;
+    fx_array(f, "f64", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, x64);
+    fx_array(f, "targets", H5T_IEEE_F32BE, H5T_NATIVE_FLOAT, 2, d2, t32);
+    fx_array(f, "nan_x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, nan32);
+    fx_array(f, "frac_labels", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, d1, frac);
+    x64[3 * 2] = INFINITY;
+    fx_array(f, "inf_x", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, x64);
+
+    /* chunked + gzip */
+    float gz[100 * 3];
+    for (int i = 0; i < 300; i++)
+        gz[i] = (float)i;
+    hsize_t dg[2] = {100, 3}, chunk[2] = {16, 3};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_deflate(dcpl, 6) >= 0);
+    hid_t space = H5Screate_simple(2, dg, NULL);
+    fx_put(f, "gz", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, dcpl, gz);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+
+    /* a string dataset, a compound one, a scalar, zero rows, one-hot labels */
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 4);
+    hsize_t ds3[1] = {3};
+    fx_array(f, "str", st, st, 1, ds3, "abc\0def\0ghi\0");
+    H5Tclose(st);
+    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+    H5Tinsert(ct, "a", 0, H5T_NATIVE_FLOAT);
+    H5Tinsert(ct, "b", 4, H5T_NATIVE_FLOAT);
+    fx_array(f, "compound", ct, ct, 1, ds3, NULL);
+    H5Tclose(ct);
+    space = H5Screate(H5S_SCALAR);
+    float one = 1;
+    fx_put(f, "scalar", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, H5P_DEFAULT, &one);
+    H5Sclose(space);
+    hsize_t d0[2] = {0, 3}, d10_3[2] = {10, 3};
+    fx_array(f, "empty", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d0, NULL);
+    float onehot[30] = {0};
+    fx_array(f, "onehot", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d10_3, onehot);
+
+    /* external links, straight and through a group */
+    ck_assert(H5Lcreate_external("other.h5", "/data", f, "ext", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    ck_assert(H5Lcreate_external("other.h5", "/", f, "extgrp", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    ck_assert(H5Fclose(f) >= 0);
+
+    hid_t o = H5Fcreate(path_in("other.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    fx_array(o, "data", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, t32);
+    ck_assert(H5Fclose(o) >= 0);
+}
+
+static void write_list_fixture(void)
+{
+    hid_t f = H5Fcreate(list_h5, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t d[1] = {4};
+    float v[4] = {1, 2, 3, 4};
+    const char *names[] = {"train/images", "train/labels", "test/images", "test/labels"};
+    for (int i = 0; i < 4; i++)
+        fx_array(f, names[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, d, v);
+    ck_assert(H5Fclose(f) >= 0);
+}
+
+/* rows.h5: x[r] = (r, 2r, 0.5), y[r] = r. wide.h5: 80 KB rows so reads split into runs. */
+static void write_rows_fixtures(void)
+{
+    hid_t f = H5Fcreate(rows_h5, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    float x[ROWS * 3];
+    int32_t y[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        x[r * 3] = (float)r;
+        x[r * 3 + 1] = 2.0f * (float)r;
+        x[r * 3 + 2] = 0.5f;
+        y[r] = r;
+    }
+    hsize_t dx[2] = {ROWS, 3}, dy[1] = {ROWS};
+    fx_array(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dx, x);
+    fx_array(f, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dy, y);
+    ck_assert(H5Fclose(f) >= 0);
+
+    f = H5Fcreate(wide_h5, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    float *w = malloc(sizeof(float) * WIDE_ROWS * WIDE_COLS);
+    int32_t wy[WIDE_ROWS];
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        wy[r] = r;
+        for (int c = 0; c < WIDE_COLS; c++)
+            w[(size_t)r * WIDE_COLS + c] = (float)(r * 100000 + c);
+    }
+    hsize_t dw[2] = {WIDE_ROWS, WIDE_COLS}, dwy[1] = {WIDE_ROWS};
+    fx_array(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dw, w);
+    fx_array(f, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dwy, wy);
+    ck_assert(H5Fclose(f) >= 0);
+    free(w);
+}
+
+static void copy_prefix(const char *from, const char *to, double fraction)
+{
+    FILE *in = fopen(from, "rb");
+    ck_assert(in != NULL);
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    rewind(in);
+    char *buf = malloc((size_t)n);
+    ck_assert(fread(buf, 1, (size_t)n, in) == (size_t)n);
+    fclose(in);
+    FILE *out = fopen(to, "wb");
+    ck_assert(out != NULL);
+    fwrite(buf, 1, (size_t)(n * fraction), out);
+    fclose(out);
+    free(buf);
+}
+
+static void setup_fixtures(void)
+{
+    if (dir)
+        return;
+    dir = tu_tmpdir();
+    ck_assert(dir != NULL);
+    snprintf(main_h5, sizeof main_h5, "%s/main.h5", dir);
+    snprintf(list_h5, sizeof list_h5, "%s/list.h5", dir);
+    snprintf(rows_h5, sizeof rows_h5, "%s/rows.h5", dir);
+    snprintf(wide_h5, sizeof wide_h5, "%s/wide.h5", dir);
+    write_main_fixture();
+    write_list_fixture();
+    write_rows_fixtures();
+    copy_prefix(wide_h5, path_in("truncated.h5"), 0.5);
+    tu_write(dir, "text.h5", "this is not HDF5\n");
+}
+
+/* Every HDF5 file, group, dataset and attribute a test (and the code under test) opens
+ * must be closed by its end. */
+static ssize_t objs_before;
+
+static void ids_setup(void) { objs_before = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL); }
+
+static void ids_teardown(void)
+{
+    ssize_t now = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    ck_assert_msg(now == objs_before, "%zd HDF5 objects open before the test, %zd after",
+                  objs_before, now);
+}
+
+/* ---- opening ---- */
+
+static void expect_open_error(const char *path, const char *x, const char *y,
+                              ct_error_code code, const char *expected)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(path, x, y, 1.0, &err);
+    ck_assert_msg(ds == NULL, "opening %s:%s should fail", path, x);
+    ck_assert_int_eq(err.code, code);
+    ck_assert_str_eq(err.msg, expected);
+}
+
+START_TEST(test_open_file_errors)
+{
+    char want[8192];
+    const char *missing = path_in("missing.h5");
+    snprintf(want, sizeof want, "cannot open %s: No such file or directory", missing);
+    expect_open_error(missing, "x", NULL, CT_ERR_IO, want);
+    snprintf(want, sizeof want, "%s/text.h5 is not an HDF5 file or is damaged", dir);
+    expect_open_error(path_in("text.h5"), "x", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s/truncated.h5 is not an HDF5 file or is damaged", dir);
+    expect_open_error(path_in("truncated.h5"), "x", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "cannot open %s: it is a directory", dir);
+    expect_open_error(dir, "x", NULL, CT_ERR_IO, want);
+}
+END_TEST
+
+START_TEST(test_open_missing_dataset)
+{
+    char want[8192];
+    snprintf(want, sizeof want,
+             "%s: no dataset 'train/imgs' (datasets in the file: test/images, test/labels, "
+             "train/images, train/labels)", list_h5);
+    expect_open_error(list_h5, "train/imgs", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want,
+             "%s: no dataset 'nope/labels' (datasets in the file: test/images, test/labels, "
+             "train/images, train/labels)", list_h5);
+    expect_open_error(list_h5, "train/images", "nope/labels", CT_ERR_DATA, want);
+    snprintf(want, sizeof want,
+             "%s: 'train' is a group, not a dataset (datasets in the file: test/images, "
+             "test/labels, train/images, train/labels)", list_h5);
+    expect_open_error(list_h5, "train", NULL, CT_ERR_DATA, want);
+
+    /* More than 20 datasets: the first 20 and a count. */
+    const char *many = path_in("many.h5");
+    hid_t f = H5Fcreate(many, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t d[1] = {1};
+    float v = 0;
+    char expected_list[4096] = "";
+    for (int i = 0; i < 23; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%02d", i);
+        fx_array(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, d, &v);
+        if (i < 20)
+            snprintf(expected_list + strlen(expected_list),
+                     sizeof expected_list - strlen(expected_list), "%s%s", i ? ", " : "", name);
+    }
+    H5Fclose(f);
+    snprintf(want, sizeof want, "%s: no dataset 'x' (datasets in the file: %s, and 3 more)",
+             many, expected_list);
+    expect_open_error(many, "x", NULL, CT_ERR_DATA, want);
+}
+END_TEST
+
+START_TEST(test_open_bad_datasets)
+{
+    char want[8192];
+    snprintf(want, sizeof want, "%s:/str has type string; expected numbers", main_h5);
+    expect_open_error(main_h5, "str", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s:/compound has type compound; expected numbers", main_h5);
+    expect_open_error(main_h5, "f64", "/compound", CT_ERR_DATA, want);
+    snprintf(want, sizeof want,
+             "%s:/scalar is a scalar (rank 0); expected samples along axis 0", main_h5);
+    expect_open_error(main_h5, "scalar", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s:/empty has zero rows", main_h5);
+    expect_open_error(main_h5, "empty", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want,
+             "%s: x 'train/images' has 10 rows but y 'short_labels' has 9", main_h5);
+    expect_open_error(main_h5, "train/images", "short_labels", CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s: 'ext' is an external link; copy the data into the file",
+             main_h5);
+    expect_open_error(main_h5, "ext", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want,
+             "%s: 'extgrp' is an external link; copy the data into the file", main_h5);
+    expect_open_error(main_h5, "f64", "extgrp/data", CT_ERR_DATA, want);
+}
+END_TEST
+
+START_TEST(test_read_conversion)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(main_h5, "train/images", "/train/labels", 1.0 / 255, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_rows(ds), 10);
+    ct_shape xs = ct_dataset_x_shape(ds), ys = ct_dataset_y_shape(ds);
+    ck_assert_int_eq(xs.ndim, 2);
+    ck_assert_int_eq(xs.dim[0], 2);
+    ck_assert_int_eq(xs.dim[1], 3);
+    ck_assert_int_eq(ys.ndim, 0);
+    ck_assert(ct_dataset_has_y(ds));
+    ck_assert(ct_dataset_y_is_integer(ds));
+    char want[4300];
+    snprintf(want, sizeof want, "%s:/train/images", main_h5);
+    ck_assert_str_eq(ct_dataset_x_name(ds), want);
+    snprintf(want, sizeof want, "%s:/train/labels", main_h5);
+    ck_assert_str_eq(ct_dataset_y_name(ds), want);
+
+    float x[3 * 6], y[3];
+    ck_assert_int_eq(ct_dataset_read(ds, 4, 3, x, y, &err), 0);
+    for (int i = 0; i < 18; i++)
+        tu_assert_close(x[i], (float)((24 + i) * 4) * (float)(1.0 / 255), 1e-6);
+    ck_assert(y[0] == 1 && y[1] == 2 && y[2] == 0);
+
+    ck_assert_int_eq(ct_dataset_read(ds, 8, 3, x, y, &err), -1);
+    snprintf(want, sizeof want, "%s:/train/images: rows 8..10 are out of range (10 rows)",
+             main_h5);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert_int_eq(ct_dataset_read(ds, -1, 1, x, NULL, &err), -1);
+    ct_dataset_close(ds);
+
+    /* float64 x with float32 targets (big-endian in the file), no scaling */
+    ds = ct_dataset_open(main_h5, "f64", "targets", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert(!ct_dataset_y_is_integer(ds));
+    ck_assert_int_eq(ct_dataset_y_shape(ds).ndim, 1);
+    ck_assert_int_eq(ct_dataset_y_shape(ds).dim[0], 2);
+    float t[4];
+    ck_assert_int_eq(ct_dataset_read(ds, 9, 1, x, t, &err), 0);
+    ck_assert(x[0] == 3.5f && x[1] == 3.75f);
+    ck_assert(t[0] == 18.0f / 8 && t[1] == 19.0f / 8);
+    ct_dataset_close(ds);
+
+    /* chunked and compressed, without y */
+    ds = ct_dataset_open(main_h5, "gz", NULL, 2.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert(!ct_dataset_has_y(ds));
+    ck_assert_str_eq(ct_dataset_y_name(ds), "");
+    float g[30 * 3];
+    ck_assert_int_eq(ct_dataset_read(ds, 50, 30, g, NULL, &err), 0);
+    for (int i = 0; i < 90; i++)
+        ck_assert(g[i] == 2.0f * (float)(150 + i));
+    ct_dataset_close(ds);
+}
+END_TEST
+
+static void expect_validate_error(const char *x, const char *y, int64_t nclasses,
+                                  const char *expected)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(main_h5, x, y, 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_validate(ds, nclasses, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_DATA);
+    ck_assert_str_eq(err.msg, expected);
+    ct_dataset_close(ds);
+}
+
+START_TEST(test_validate)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(main_h5, "train/images", "train/labels", 1.0, &err);
+    ck_assert_int_eq(ct_dataset_validate(ds, 3, &err), 0);
+    ck_assert_int_eq(ct_dataset_validate(ds, 0, &err), 0);
+    ct_dataset_close(ds);
+
+    char want[8192];
+    snprintf(want, sizeof want, "%s:/nan_x: row 7 holds NaN or Inf", main_h5);
+    expect_validate_error("nan_x", "train/labels", 3, want);
+    snprintf(want, sizeof want, "%s:/inf_x: row 3 holds NaN or Inf", main_h5);
+    expect_validate_error("inf_x", NULL, 0, want);
+    snprintf(want, sizeof want, "%s:/nan_x: row 7 holds NaN or Inf", main_h5);
+    expect_validate_error("f64", "nan_x", 0, want);
+    snprintf(want, sizeof want,
+             "%s:/bad_labels: row 5 has label 10, but the model's output has 10 classes "
+             "(labels must be 0..9)", main_h5);
+    expect_validate_error("f64", "bad_labels", 10, want);
+    snprintf(want, sizeof want,
+             "%s:/train/labels: row 2 has label 2, but the model's output has 2 classes "
+             "(labels must be 0..1)", main_h5);
+    expect_validate_error("f64", "train/labels", 2, want);
+    snprintf(want, sizeof want,
+             "%s:/frac_labels: row 4 has label 2.5, but class labels must be integers", main_h5);
+    expect_validate_error("f64", "frac_labels", 3, want);
+    snprintf(want, sizeof want,
+             "%s:/onehot has shape (3,) per row; class labels need one integer per row",
+             main_h5);
+    expect_validate_error("f64", "onehot", 3, want);
+}
+END_TEST
+
+/* ---- loader ---- */
+
+/* Runs one epoch, recording row ids (checked against x and y) and batch sizes. */
+static int64_t run_epoch(ct_loader *ld, int64_t epoch, int64_t batch, int64_t *seq,
+                         int64_t *sizes, int64_t *nbatches)
+{
+    ct_error err = {0};
+    ck_assert_int_eq(ct_loader_begin_epoch(ld, epoch, &err), 0);
+    float x[64 * 3], y[64];
+    int64_t n = 0, b = 0, got;
+    while ((got = ct_loader_next(ld, x, y, &err)) > 0) {
+        ck_assert(got <= batch);
+        for (int64_t i = 0; i < got; i++) {
+            ck_assert(x[i * 3 + 1] == 2 * x[i * 3] && x[i * 3 + 2] == 0.5f);
+            ck_assert(y[i] == x[i * 3]);
+            seq[n++] = (int64_t)x[i * 3];
+        }
+        if (sizes)
+            sizes[b] = got;
+        b++;
+    }
+    ck_assert_msg(got == 0, "%s", err.msg);
+    if (nbatches)
+        *nbatches = b;
+    return n;
+}
+
+static void assert_each_once(const int64_t *seq, int64_t n, int64_t rows)
+{
+    int seen[ROWS] = {0};
+    ck_assert_int_eq(n, rows);
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert(seq[i] >= 0 && seq[i] < ROWS);
+        seen[seq[i]]++;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        ck_assert_int_eq(seen[r], 1);
+}
+
+static ct_loader *rows_loader(ct_dataset **ds, const int64_t *rows, int64_t n, bool shuffle,
+                              uint64_t seed, size_t limit)
+{
+    ct_error err = {0};
+    *ds = ct_dataset_open(rows_h5, "x", "y", 1.0, &err);
+    ck_assert_msg(*ds != NULL, "%s", err.msg);
+    ct_loader *ld = ct_loader_new(*ds, rows, n, 10, shuffle, seed, limit, &err);
+    ck_assert_msg(ld != NULL, "%s", err.msg);
+    return ld;
+}
+
+static void check_in_order(size_t limit)
+{
+    ct_dataset *ds;
+    ct_loader *ld = rows_loader(&ds, NULL, 0, false, 1, limit);
+    ck_assert_int_eq(ct_loader_rows(ld), ROWS);
+    ck_assert_int_eq(ct_loader_batches(ld), 11);
+    int64_t seq[ROWS], sizes[16], nb;
+    for (int epoch = 0; epoch < 2; epoch++) {
+        ck_assert_int_eq(run_epoch(ld, epoch, 10, seq, sizes, &nb), ROWS);
+        ck_assert_int_eq(nb, 11);
+        for (int i = 0; i < 10; i++)
+            ck_assert_int_eq(sizes[i], 10);
+        ck_assert_int_eq(sizes[10], 3);
+        for (int64_t i = 0; i < ROWS; i++)
+            ck_assert_int_eq(seq[i], i);
+    }
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
+}
+
+START_TEST(test_loader_in_order)
+{
+    check_in_order(1 << 20);
+    check_in_order(200);   /* streaming */
+}
+END_TEST
+
+static void check_shuffled(size_t limit, int64_t *first_epoch)
+{
+    ct_dataset *ds, *ds2;
+    ct_loader *ld = rows_loader(&ds, NULL, 0, true, 42, limit);
+    ct_loader *same = rows_loader(&ds2, NULL, 0, true, 42, limit);
+    int64_t a[ROWS], b[ROWS], c[ROWS], sizes[16], nb;
+    ck_assert_int_eq(run_epoch(ld, 0, 10, a, sizes, &nb), ROWS);
+    ck_assert_int_eq(nb, 11);
+    ck_assert_int_eq(sizes[10], 3);
+    assert_each_once(a, ROWS, ROWS);
+    ck_assert_int_eq(run_epoch(ld, 1, 10, b, NULL, NULL), ROWS);
+    assert_each_once(b, ROWS, ROWS);
+    ck_assert_msg(memcmp(a, b, sizeof a) != 0, "epochs 0 and 1 have the same order");
+    int64_t identity = 0;
+    for (int64_t i = 0; i < ROWS; i++)
+        identity += a[i] == i;
+    ck_assert_msg(identity < ROWS / 2, "epoch 0 is barely shuffled");
+    /* Same seed, fresh loader, epochs visited out of order: the same sequences. */
+    ck_assert_int_eq(run_epoch(same, 1, 10, c, NULL, NULL), ROWS);
+    ck_assert(memcmp(b, c, sizeof b) == 0);
+    ck_assert_int_eq(run_epoch(same, 0, 10, c, NULL, NULL), ROWS);
+    ck_assert(memcmp(a, c, sizeof a) == 0);
+    /* Replaying an epoch on the same loader repeats it. */
+    ck_assert_int_eq(run_epoch(ld, 0, 10, c, NULL, NULL), ROWS);
+    ck_assert(memcmp(a, c, sizeof a) == 0);
+    memcpy(first_epoch, a, sizeof a);
+    ct_loader_free(ld);
+    ct_loader_free(same);
+    ct_dataset_close(ds);
+    ct_dataset_close(ds2);
+
+    ld = rows_loader(&ds, NULL, 0, true, 43, limit);
+    ck_assert_int_eq(run_epoch(ld, 0, 10, c, NULL, NULL), ROWS);
+    ck_assert_msg(memcmp(a, c, sizeof a) != 0, "seeds 42 and 43 give the same order");
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
+}
+
+START_TEST(test_loader_shuffle_memory)
+{
+    int64_t a[ROWS];
+    check_shuffled(1 << 20, a);
+    /* The in-memory order is exactly the documented permutation. */
+    int64_t perm[ROWS];
+    ct_rng_permutation(ct_rng_key(42, CT_RNG_SHUFFLE, 0, 0), perm, ROWS);
+    for (int i = 0; i < ROWS; i++)
+        ck_assert_int_eq(a[i], perm[i]);
+}
+END_TEST
+
+START_TEST(test_loader_shuffle_streaming)
+{
+    /* 16 bytes per row and 200 bytes of memory: blocks of 12 rows (9 blocks). */
+    int64_t a[ROWS];
+    check_shuffled(200, a);
+    /* The epoch is whole blocks one after another, each shuffled inside. */
+    int64_t i = 0, blocks = 0;
+    while (i < ROWS) {
+        int64_t b = a[i] / 12, len = b == 8 ? ROWS - 96 : 12;
+        for (int64_t k = 0; k < len; k++)
+            ck_assert_msg(a[i + k] / 12 == b, "entry %" PRId64 " leaves block %" PRId64,
+                          i + k, b);
+        i += len;
+        blocks++;
+    }
+    ck_assert_int_eq(blocks, 9);
+    int64_t in_place = 0;
+    for (int64_t k = 0; k < 12; k++)
+        in_place += a[k] % 12 == k;
+    ck_assert_msg(in_place < 12, "the first block is not shuffled");
+}
+END_TEST
+
+START_TEST(test_loader_subset)
+{
+    const int64_t rows[] = {90, 1, 50, 51, 52, 7, 102, 4, 4};
+    const int64_t n = sizeof rows / sizeof rows[0];
+    size_t limits[2] = {1 << 20, 40};
+    for (int l = 0; l < 2; l++) {
+        ct_dataset *ds;
+        ct_loader *ld = rows_loader(&ds, rows, n, false, 3, limits[l]);
+        ck_assert_int_eq(ct_loader_rows(ld), n);
+        ck_assert_int_eq(ct_loader_batches(ld), 1);
+        int64_t seq[16];
+        ck_assert_int_eq(run_epoch(ld, 0, 10, seq, NULL, NULL), n);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_int_eq(seq[i], rows[i]);
+        ct_loader_free(ld);
+        ct_dataset_close(ds);
+    }
+    /* Shuffled subset: the same multiset in both modes, every epoch. */
+    const int64_t sub[] = {3, 99, 17, 18, 19, 20, 60, 61, 0, 45, 46, 100, 101, 77, 8};
+    const int64_t ns = sizeof sub / sizeof sub[0];
+    for (int l = 0; l < 2; l++) {
+        ct_dataset *ds;
+        ct_loader *ld = rows_loader(&ds, sub, ns, true, 9, limits[l]);
+        for (int epoch = 0; epoch < 3; epoch++) {
+            int64_t seq[16], count[ROWS] = {0};
+            ck_assert_int_eq(run_epoch(ld, epoch, 10, seq, NULL, NULL), ns);
+            for (int64_t i = 0; i < ns; i++)
+                count[seq[i]]++;
+            for (int64_t i = 0; i < ns; i++)
+                ck_assert_int_eq(count[sub[i]], 1);
+        }
+        ct_loader_free(ld);
+        ct_dataset_close(ds);
+    }
+}
+END_TEST
+
+START_TEST(test_loader_wide_rows)
+{
+    /* 80 KB rows: reads split into several runs and skip the gaps. */
+    const int64_t rows[] = {39, 0, 2, 3, 4, 20, 21, 13, 12, 11, 10, 9, 8, 7, 6, 5, 30};
+    const int64_t n = sizeof rows / sizeof rows[0];
+    size_t limits[2] = {64u << 20, 300000};
+    float *x = malloc(sizeof(float) * 4 * WIDE_COLS);
+    for (int l = 0; l < 2; l++) {
+        ct_error err = {0};
+        ct_dataset *ds = ct_dataset_open(wide_h5, "x", "y", 1.0, &err);
+        ck_assert_msg(ds != NULL, "%s", err.msg);
+        ct_loader *ld = ct_loader_new(ds, rows, n, 4, false, 0, limits[l], &err);
+        ck_assert_msg(ld != NULL, "%s", err.msg);
+        ck_assert_int_eq(ct_loader_batches(ld), 5);
+        int64_t at = 0, got;
+        float y[4];
+        while ((got = ct_loader_next(ld, x, y, &err)) > 0) {
+            for (int64_t i = 0; i < got; i++, at++) {
+                ck_assert(y[i] == (float)rows[at]);
+                for (int c = 0; c < WIDE_COLS; c += 997)
+                    ck_assert(x[i * WIDE_COLS + c] == (float)(rows[at] * 100000 + c));
+            }
+        }
+        ck_assert_int_eq(got, 0);
+        ck_assert_int_eq(at, n);
+        ct_loader_free(ld);
+        ct_dataset_close(ds);
+    }
+    free(x);
+}
+END_TEST
+
+START_TEST(test_loader_errors)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(rows_h5, "x", "y", 1.0, &err);
+    const int64_t bad[] = {1, ROWS};
+    ck_assert(ct_loader_new(ds, bad, 2, 10, false, 0, 1 << 20, &err) == NULL);
+    char want[4400];
+    snprintf(want, sizeof want, "%s:/x: row 103 is out of range (103 rows)", rows_h5);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert(ct_loader_new(ds, NULL, 0, 0, false, 0, 1 << 20, &err) == NULL);
+    ck_assert_str_eq(err.msg, "batch size 0 must be positive");
+    ct_dataset_close(ds);
+}
+END_TEST
+
+/* ---- prediction output ---- */
+
+START_TEST(test_write_matrix)
+{
+    const float m[6] = {1, -2.5f, 1.0f / 3, 1e-20f, 123456789, 0};
+    ct_error err = {0};
+    const char *h5 = path_in("pred.h5");
+    ck_assert_int_eq(ct_write_matrix(h5, m, 3, 2, &err), 0);
+    ct_dataset *ds = ct_dataset_open(h5, "predictions", NULL, 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_rows(ds), 3);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).ndim, 1);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).dim[0], 2);
+    float back[6];
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 3, back, NULL, &err), 0);
+    ck_assert(memcmp(back, m, sizeof m) == 0);
+    ct_dataset_close(ds);
+    /* Writing again truncates. */
+    ck_assert_int_eq(ct_write_matrix(h5, m, 1, 2, &err), 0);
+    ds = ct_dataset_open(h5, "predictions", NULL, 1.0, &err);
+    ck_assert_int_eq(ct_dataset_rows(ds), 1);
+    ct_dataset_close(ds);
+
+    const char *csv = path_in("pred.CSV");
+    ck_assert_int_eq(ct_write_matrix(csv, m, 2, 3, &err), 0);
+    FILE *f = fopen(csv, "r");
+    char text[256] = "";
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    ck_assert_str_eq(text, "1,-2.5,0.333333343\n9.99999968e-21,123456792,0\n");
+
+    char want[4400];
+    const char *txt = path_in("pred.txt");
+    ck_assert_int_eq(ct_write_matrix(txt, m, 2, 3, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_USAGE);
+    snprintf(want, sizeof want,
+             "%s: unsupported extension '.txt'; supported ones are .h5, .hdf5 and .csv", txt);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert_int_eq(ct_write_matrix("out.d/pred", m, 2, 3, &err), -1);
+    ck_assert_str_eq(err.msg,
+                     "out.d/pred has no file extension; supported ones are .h5, .hdf5 and .csv");
+    ck_assert_int_eq(ct_write_matrix(path_in("nodir/p.csv"), m, 2, 3, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+    ck_assert_int_eq(ct_write_matrix(path_in("nodir/p.hdf5"), m, 2, 3, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+}
+END_TEST
+
+/* ---- IDX import ---- */
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* An IDX file: magic (type, ndims), dims, then `nbytes` bytes base, base+1, ... */
+static const char *write_idx(const char *name, int type, int ndims, const uint32_t *dims,
+                             size_t nbytes, int base, bool gz)
+{
+    unsigned char buf[4096];
+    buf[0] = buf[1] = 0;
+    buf[2] = (unsigned char)type;
+    buf[3] = (unsigned char)ndims;
+    for (int i = 0; i < ndims; i++)
+        put_be32(buf + 4 + 4 * i, dims[i]);
+    size_t at = 4 + 4 * (size_t)ndims;
+    for (size_t i = 0; i < nbytes; i++)
+        buf[at + i] = (unsigned char)(base + (int)i);
+    const char *path = path_in(name);
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        ck_assert(f != NULL);
+        ck_assert_int_eq(gzwrite(f, buf, (unsigned)(at + nbytes)), (int)(at + nbytes));
+        ck_assert_int_eq(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        ck_assert(f != NULL);
+        fwrite(buf, 1, at + nbytes, f);
+        fclose(f);
+    }
+    return path;
+}
+
+static void check_idx_output(const char *out, const char *group, int base, int lbase)
+{
+    char x[256], y[256];
+    snprintf(x, sizeof x, "%s/images", group);
+    snprintf(y, sizeof y, "%s/labels", group);
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(out, x, y, 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_rows(ds), 3);
+    ct_shape s = ct_dataset_x_shape(ds);
+    ck_assert_int_eq(s.ndim, 3);
+    ck_assert(s.dim[0] == 2 && s.dim[1] == 2 && s.dim[2] == 1);
+    ck_assert_int_eq(ct_dataset_y_shape(ds).ndim, 0);
+    ck_assert(ct_dataset_y_is_integer(ds));
+    float v[12], l[3];
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 3, v, l, &err), 0);
+    for (int i = 0; i < 12; i++)
+        ck_assert(v[i] == (float)(base + i));
+    for (int i = 0; i < 3; i++)
+        ck_assert(l[i] == (float)(lbase + i));
+    ct_dataset_close(ds);
+}
+
+START_TEST(test_import_idx)
+{
+    uint32_t im[3] = {3, 2, 2}, lb[1] = {3};
+    char out[4200], images[4200], labels[4200];
+    snprintf(out, sizeof out, "%s", path_in("mnist.h5"));
+    snprintf(images, sizeof images, "%s", write_idx("img.idx", 0x08, 3, im, 12, 10, false));
+    snprintf(labels, sizeof labels, "%s", write_idx("lab.idx", 0x08, 1, lb, 3, 7, false));
+    ct_error err = {0};
+    ck_assert_msg(ct_data_import_idx(images, labels, out, "train", &err) == 0, "%s", err.msg);
+    check_idx_output(out, "train", 10, 7);
+
+    /* gzip, into a second group of the same file, then replacing the first one */
+    snprintf(images, sizeof images, "%s", write_idx("img.idx.gz", 0x08, 3, im, 12, 100, true));
+    snprintf(labels, sizeof labels, "%s", write_idx("lab.idx.gz", 0x08, 1, lb, 3, 1, true));
+    ck_assert_msg(ct_data_import_idx(images, labels, out, "test/a", &err) == 0, "%s", err.msg);
+    check_idx_output(out, "test/a", 100, 1);
+    ck_assert_msg(ct_data_import_idx(images, labels, out, "train", &err) == 0, "%s", err.msg);
+    check_idx_output(out, "train", 100, 1);
+
+    /* rank 2 images stay as they are, labels optional */
+    uint32_t flat[2] = {3, 4};
+    snprintf(images, sizeof images, "%s", write_idx("flat.idx", 0x08, 2, flat, 12, 0, false));
+    ck_assert_msg(ct_data_import_idx(images, NULL, out, "flat", &err) == 0, "%s", err.msg);
+    ct_dataset *ds = ct_dataset_open(out, "flat/images", NULL, 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).ndim, 1);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).dim[0], 4);
+    ct_dataset_close(ds);
+}
+END_TEST
+
+static void expect_idx_error(const char *images, const char *labels, ct_error_code code,
+                             const char *expected)
+{
+    ct_error err = {0};
+    ck_assert_int_eq(ct_data_import_idx(images, labels, path_in("bad.h5"), "g", &err), -1);
+    ck_assert_int_eq(err.code, code);
+    ck_assert_str_eq(err.msg, expected);
+}
+
+START_TEST(test_import_idx_errors)
+{
+    uint32_t im[3] = {3, 2, 2}, lb[1] = {4}, huge[3] = {0xFFFFFF, 0xFFFF, 0xFFFF};
+    char want[9000], images[4200], p[4200];
+    snprintf(images, sizeof images, "%s", write_idx("ok.idx", 0x08, 3, im, 12, 0, false));
+
+    snprintf(p, sizeof p, "%s", write_idx("lab4.idx", 0x08, 1, lb, 4, 0, true));
+    snprintf(want, sizeof want, "%s has 3 items but %s has 4", images, p);
+    expect_idx_error(images, p, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", write_idx("short.idx", 0x08, 3, im, 5, 0, false));
+    snprintf(want, sizeof want,
+             "%s: IDX header claims 12 bytes of data but the file holds only 5", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", write_idx("huge.idx.gz", 0x08, 3, huge, 100, 0, true));
+    snprintf(want, sizeof want,
+             "%s: IDX header claims 72055390736613375 bytes of data but the file holds only "
+             "100", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", write_idx("long.idx", 0x08, 3, im, 13, 0, false));
+    snprintf(want, sizeof want, "%s: the file holds more data than its IDX header describes", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", write_idx("float.idx", 0x0D, 3, im, 48, 0, false));
+    snprintf(want, sizeof want,
+             "%s: IDX data type 0x0d (float) is not supported; only unsigned bytes (0x08) are", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", tu_write(dir, "magic.idx", "PK\003\004 not idx"));
+    snprintf(want, sizeof want, "%s is not an IDX file (it starts with 0x504b, not 0x0000)", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", tu_write(dir, "tiny.idx", "\0"));
+    snprintf(want, sizeof want, "%s is not an IDX file (too short)", p);
+    expect_idx_error(p, NULL, CT_ERR_DATA, want);
+
+    snprintf(p, sizeof p, "%s", path_in("absent.idx"));
+    snprintf(want, sizeof want, "cannot open %s: No such file or directory", p);
+    expect_idx_error(p, NULL, CT_ERR_IO, want);
+
+    snprintf(p, sizeof p, "%s", write_idx("lab2d.idx", 0x08, 2, (uint32_t[]){3, 1}, 3, 0, false));
+    snprintf(want, sizeof want, "%s: labels must have 1 dimension, found 2", p);
+    expect_idx_error(images, p, CT_ERR_DATA, want);
+
+    /* An existing output that is not HDF5 is refused, not overwritten. */
+    ct_error err = {0};
+    const char *text = tu_write(dir, "notes.h5", "keep me\n");
+    char textp[4200];
+    snprintf(textp, sizeof textp, "%s", text);
+    ck_assert_int_eq(ct_data_import_idx(images, NULL, textp, "g", &err), -1);
+    snprintf(want, sizeof want,
+             "%s is not an HDF5 file or is damaged (or cannot be written)", textp);
+    ck_assert_str_eq(err.msg, want);
+}
+END_TEST
+
+/* ---- CSV import ---- */
+
+START_TEST(test_import_csv)
+{
+    const char *csv = tu_write(dir, "iris.csv",
+                               "a,b,label\n"
+                               "1.5, 2,0\r\n"
+                               "\n"
+                               "-3,4e1,2\n"
+                               "5,6,1\n");
+    char path[4200];
+    snprintf(path, sizeof path, "%s", csv);
+    const char *out = path_in("csv.h5");
+    ct_error err = {0};
+    ck_assert_msg(ct_data_import_csv(path, out, "iris", -1, true, &err) == 0, "%s", err.msg);
+    ct_dataset *ds = ct_dataset_open(out, "iris/x", "iris/y", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_rows(ds), 3);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).dim[0], 2);
+    ck_assert(ct_dataset_y_is_integer(ds));
+    float x[6], y[3];
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 3, x, y, &err), 0);
+    const float wx[6] = {1.5f, 2, -3, 40, 5, 6}, wy[3] = {0, 2, 1};
+    ck_assert(memcmp(x, wx, sizeof x) == 0 && memcmp(y, wy, sizeof y) == 0);
+    ct_dataset_close(ds);
+
+    /* Label first, float labels, no header; replaces the group's datasets. */
+    csv = tu_write(dir, "reg.csv", "0.5,1,2\n1,3,4\n");
+    snprintf(path, sizeof path, "%s", csv);
+    ck_assert_msg(ct_data_import_csv(path, out, "iris", 0, false, &err) == 0, "%s", err.msg);
+    ds = ct_dataset_open(out, "iris/x", "iris/y", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert(!ct_dataset_y_is_integer(ds));
+    ck_assert_int_eq(ct_dataset_rows(ds), 2);
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 2, x, y, &err), 0);
+    ck_assert(x[0] == 1 && x[1] == 2 && x[2] == 3 && x[3] == 4 && y[0] == 0.5f && y[1] == 1);
+    ct_dataset_close(ds);
+}
+END_TEST
+
+static void expect_csv_error(const char *name, const char *text, int label, bool header,
+                             ct_error_code code, const char *fmt)
+{
+    char path[4200], want[8400];
+    snprintf(path, sizeof path, "%s", tu_write(dir, name, text));
+    snprintf(want, sizeof want, fmt, path);
+    ct_error err = {0};
+    ck_assert_int_eq(ct_data_import_csv(path, path_in("csvbad.h5"), "g", label, header, &err), -1);
+    ck_assert_int_eq(err.code, code);
+    ck_assert_str_eq(err.msg, want);
+}
+
+START_TEST(test_import_csv_errors)
+{
+    expect_csv_error("ragged.csv", "h1,h2,h3\n1,2,3\n4,5\n", -1, true, CT_ERR_DATA,
+                     "%s:3: expected 3 columns, found 2");
+    expect_csv_error("long.csv", "1,2,3\n4,5,6,7\n", -1, false, CT_ERR_DATA,
+                     "%s:2: expected 3 columns, found 4");
+    expect_csv_error("word.csv", "1,2,3\n4, abc,6\n", -1, false, CT_ERR_DATA,
+                     "%s:2:4: 'abc' is not a number");
+    expect_csv_error("hdr.csv", "x,y\n1,2\n", -1, false, CT_ERR_DATA,
+                     "%s:1:1: 'x' is not a number");
+    expect_csv_error("cell.csv", "1,,3\n", -1, false, CT_ERR_DATA,
+                     "%s:1:3: empty cell; expected a number");
+    expect_csv_error("nan.csv", "1,nan\n", -1, false, CT_ERR_DATA,
+                     "%s:1:3: 'nan' is not a number");
+    expect_csv_error("one.csv", "1\n2\n", -1, false, CT_ERR_DATA,
+                     "%s has 1 column; it needs at least 2 (features and a label)");
+    expect_csv_error("none.csv", "a,b\n", -1, true, CT_ERR_DATA, "%s holds no data rows");
+    expect_csv_error("col.csv", "1,2\n", 2, false, CT_ERR_USAGE,
+                     "label column 2 is out of range: %s has 2 columns");
+    expect_csv_error("neg.csv", "1,2\n", -3, false, CT_ERR_USAGE,
+                     "label column -3 is out of range: %s has 2 columns");
+}
+END_TEST
+
+/* ---- weights ---- */
+
+static const ct_layer_kind fake_dense = {.name = "dense", .class_name = "Dense"};
+static const ct_layer_kind fake_flatten = {.name = "flatten", .class_name = "Flatten"};
+static const ct_layer_kind fake_norm = {.name = "batch_normalization",
+                                        .class_name = "BatchNormalization"};
+
+typedef struct fake_model {
+    ct_model m;
+    ct_layer layers[3];
+    float values[32];
+} fake_model;
+
+static void add_param(ct_layer *l, const char *name, int ndim, int64_t d0, int64_t d1,
+                      float **at)
+{
+    ct_param *p = &l->params[l->nparams++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    int64_t dims[2] = {d0, d1};
+    p->shape = ct_shape_make(ndim, dims);
+    p->value = *at;
+    *at += ct_shape_size(&p->shape);
+}
+
+/* dense (2 -> 3: kernel (2, 3), bias (3,)), flatten, dense_1 or batch_normalization. */
+static void fake_build(fake_model *f, int64_t out2, bool norm, float base)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->m.name, sizeof f->m.name, "sequential");
+    int64_t in[1] = {2};
+    f->m.input_shape = ct_shape_make(1, in);
+    f->m.layers = f->layers;
+    f->m.nlayers = 3;
+    float *at = f->values;
+    ct_layer *l = f->layers;
+    l[0].kind = &fake_dense;
+    snprintf(l[0].name, sizeof l[0].name, "dense");
+    add_param(&l[0], "kernel", 2, 2, 3, &at);
+    add_param(&l[0], "bias", 1, 3, 0, &at);
+    l[1].kind = &fake_flatten;
+    snprintf(l[1].name, sizeof l[1].name, "flatten");
+    if (norm) {
+        l[2].kind = &fake_norm;
+        snprintf(l[2].name, sizeof l[2].name, "batch_normalization");
+        add_param(&l[2], "gamma", 1, 3, 0, &at);
+    } else {
+        l[2].kind = &fake_dense;
+        snprintf(l[2].name, sizeof l[2].name, "dense_1");
+        add_param(&l[2], "kernel", 2, 3, out2, &at);
+        add_param(&l[2], "bias", 1, out2, 0, &at);
+    }
+    for (int i = 0; i < at - f->values; i++)
+        f->values[i] = base + (float)i;
+}
+
+/* Reads a string attribute (fixed or variable length) as h5py would. */
+static int read_str_attr(hid_t loc, const char *obj, const char *name, char out[][128], int max)
+{
+    hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_msg(a >= 0, "attribute %s of %s", name, obj);
+    hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+    ck_assert_int_eq(H5Tget_class(t), H5T_STRING);
+    ck_assert_int_eq(H5Tis_variable_str(t), 0);
+    int n = (int)H5Sget_simple_extent_npoints(s);
+    ck_assert(n <= max);
+    size_t w = H5Tget_size(t);
+    char *buf = calloc((size_t)(n ? n : 1), w);
+    if (n)
+        ck_assert(H5Aread(a, t, buf) >= 0);
+    for (int i = 0; i < n; i++) {
+        ck_assert(w < 128);
+        memcpy(out[i], buf + (size_t)i * w, w);
+        out[i][w] = '\0';
+    }
+    free(buf);
+    H5Sclose(s);
+    H5Tclose(t);
+    H5Aclose(a);
+    return n;
+}
+
+static char *read_scalar_str(hid_t loc, const char *name)
+{
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    ck_assert(a >= 0);
+    hid_t t = H5Aget_type(a);
+    size_t w = H5Tget_size(t);
+    char *s = calloc(1, w + 1);
+    ck_assert(H5Aread(a, t, s) >= 0);
+    ck_assert_int_eq(strlen(s) + 1, w);   /* exact size, NUL-terminated */
+    H5Tclose(t);
+    H5Aclose(a);
+    return s;
+}
+
+static void check_dataset(hid_t f, const char *path, int ndim, hsize_t d0, hsize_t d1,
+                          const float *expect)
+{
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    ck_assert_msg(d >= 0, "no dataset %s", path);
+    hid_t s = H5Dget_space(d), t = H5Dget_type(d);
+    ck_assert_int_eq(H5Sget_simple_extent_ndims(s), ndim);
+    hsize_t dims[2];
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    ck_assert(dims[0] == d0 && (ndim == 1 || dims[1] == d1));
+    ck_assert(H5Tequal(t, H5T_IEEE_F32LE) > 0);
+    float v[16];
+    ck_assert(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    ck_assert(memcmp(v, expect, sizeof(float) * d0 * (ndim == 1 ? 1 : d1)) == 0);
+    H5Tclose(t);
+    H5Sclose(s);
+    H5Dclose(d);
+}
+
+START_TEST(test_weights_layout)
+{
+    fake_model fm;
+    fake_build(&fm, 2, false, 1);
+    const char *w = path_in("w.h5");
+    ct_error err = {0};
+    ck_assert_msg(ct_weights_save(&fm.m, w, NULL, "{\"loss\": \"mse\"}", &err) == 0, "%s",
+                  err.msg);
+    hid_t f = H5Fopen(w, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    char *kv = read_scalar_str(f, "keras_version"), *be = read_scalar_str(f, "backend");
+    ck_assert_str_eq(kv, "ctrain-" PACKAGE_VERSION);
+    ck_assert_str_eq(be, "ctrain");
+    char *tc = read_scalar_str(f, "training_config");
+    ck_assert_str_eq(tc, "{\"loss\": \"mse\"}");
+    char *mc = read_scalar_str(f, "model_config");
+    cJSON *j = cJSON_Parse(mc);
+    ck_assert(j != NULL);
+    cJSON *layers = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "layers");
+    ck_assert_int_eq(cJSON_GetArraySize(layers), 4);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 3), "class_name")->valuestring,
+                     "Dense");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 3),
+                                                             "config"), "name")->valuestring,
+                     "dense_1");
+    cJSON_Delete(j);
+    free(kv);
+    free(be);
+    free(tc);
+    free(mc);
+
+    char names[8][128];
+    ck_assert_int_eq(read_str_attr(f, "model_weights", "layer_names", names, 8), 3);
+    ck_assert_str_eq(names[0], "dense");
+    ck_assert_str_eq(names[1], "flatten");
+    ck_assert_str_eq(names[2], "dense_1");
+    ck_assert_int_eq(read_str_attr(f, "model_weights/dense", "weight_names", names, 8), 2);
+    ck_assert_str_eq(names[0], "dense/kernel:0");
+    ck_assert_str_eq(names[1], "dense/bias:0");
+    ck_assert_int_eq(read_str_attr(f, "model_weights/flatten", "weight_names", names, 8), 0);
+    ck_assert_int_eq(read_str_attr(f, "model_weights/dense_1", "weight_names", names, 8), 2);
+    ck_assert_str_eq(names[0], "dense_1/kernel:0");
+    ck_assert_int_eq(read_str_attr(f, "model_weights", "backend", names, 8), 1);
+    ck_assert_str_eq(names[0], "ctrain");
+    check_dataset(f, "model_weights/dense/dense/kernel:0", 2, 2, 3, fm.values);
+    check_dataset(f, "model_weights/dense/dense/bias:0", 1, 3, 0, fm.values + 6);
+    check_dataset(f, "model_weights/dense_1/dense_1/kernel:0", 2, 3, 2, fm.values + 9);
+    check_dataset(f, "model_weights/dense_1/dense_1/bias:0", 1, 2, 0, fm.values + 15);
+    H5Fclose(f);
+
+    struct stat st;
+    ck_assert(stat(w, &st) == 0);
+    mode_t mask = umask(0);
+    umask(mask);
+    ck_assert_int_eq(st.st_mode & 0777, 0666 & ~mask);
+}
+END_TEST
+
+START_TEST(test_weights_round_trip)
+{
+    fake_model a, b;
+    fake_build(&a, 2, false, 0.25f);
+    fake_build(&b, 2, false, -7);
+    const char *w = path_in("rt.h5");
+    ct_error err = {0};
+    ck_assert_msg(ct_weights_save(&a.m, w, "{\"class_name\": \"Sequential\"}", NULL, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_msg(ct_weights_load(&b.m, w, &err) == 0, "%s", err.msg);
+    ck_assert(memcmp(a.values, b.values, sizeof a.values) == 0);
+    /* Overwriting an existing file works and leaves no temporary behind. */
+    a.values[0] = 99;
+    ck_assert_int_eq(ct_weights_save(&a.m, w, NULL, NULL, &err), 0);
+    ck_assert_int_eq(ct_weights_load(&b.m, w, &err), 0);
+    ck_assert(b.values[0] == 99);
+
+    /* A model_config over 64 KiB still fits. */
+    size_t big = 100000;
+    char *cfg = malloc(big + 1);
+    memset(cfg, 'a', big);
+    cfg[0] = '"';
+    cfg[big - 1] = '"';
+    cfg[big] = '\0';
+    ck_assert_msg(ct_weights_save(&a.m, w, cfg, NULL, &err) == 0, "%s", err.msg);
+    free(cfg);
+    ck_assert_int_eq(ct_weights_load(&b.m, w, &err), 0);
+}
+END_TEST
+
+START_TEST(test_weights_load_errors)
+{
+    fake_model a, b;
+    fake_build(&a, 2, false, 1);
+    const char *w = path_in("e.h5");
+    char wp[4200], want[8600];
+    snprintf(wp, sizeof wp, "%s", w);
+    ct_error err = {0};
+    ck_assert_int_eq(ct_weights_save(&a.m, wp, NULL, NULL, &err), 0);
+
+    fake_build(&b, 4, false, 0);
+    ck_assert_int_eq(ct_weights_load(&b.m, wp, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_DATA);
+    snprintf(want, sizeof want,
+             "layer 'dense_1' (Dense): weight 'kernel' in %s has shape (3, 2) but the model "
+             "expects (3, 4)", wp);
+    ck_assert_str_eq(err.msg, want);
+    for (int i = 0; i < 6 + 3 + 12 + 4; i++)
+        ck_assert_msg(b.values[i] == (float)i, "a failed load changed the model");
+
+    fake_build(&b, 2, true, 0);
+    ck_assert_int_eq(ct_weights_load(&b.m, wp, &err), -1);
+    snprintf(want, sizeof want,
+             "layer 'batch_normalization' (BatchNormalization): %s holds 2 weights for it "
+             "(layer 'dense_1') but the model expects 1", wp);
+    ck_assert_str_eq(err.msg, want);
+
+    b.m.nlayers = 2;   /* dense and flatten only */
+    ck_assert_int_eq(ct_weights_load(&b.m, wp, &err), -1);
+    snprintf(want, sizeof want, "weights file %s has 2 layers with weights but the model has 1",
+             wp);
+    ck_assert_str_eq(err.msg, want);
+
+    ck_assert_int_eq(ct_weights_load(&a.m, main_h5, &err), -1);
+    snprintf(want, sizeof want,
+             "%s holds no Keras weights (no /model_weights group with a layer_names attribute)",
+             main_h5);
+    ck_assert_str_eq(err.msg, want);
+
+    const char *text = path_in("text.h5");
+    ck_assert_int_eq(ct_weights_load(&a.m, text, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_DATA);
+    snprintf(want, sizeof want, "%s is not an HDF5 file or is damaged", text);
+    ck_assert_str_eq(err.msg, want);
+    const char *gone = path_in("gone.h5");
+    ck_assert_int_eq(ct_weights_load(&a.m, gone, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+    snprintf(want, sizeof want, "cannot open %s: No such file or directory", gone);
+    ck_assert_str_eq(err.msg, want);
+}
+END_TEST
+
+static int count_temps(const char *d)
+{
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c 'tmp-'", d);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    ck_assert(fscanf(p, "%d", &n) == 1);
+    pclose(p);
+    return n;
+}
+
+static long file_bytes(const char *p)
+{
+    struct stat st;
+    ck_assert(stat(p, &st) == 0);
+    return (long)st.st_size;
+}
+
+START_TEST(test_weights_failed_save)
+{
+    char sub[4200], w[4300], want[8800];
+    snprintf(sub, sizeof sub, "%s/keep", dir);
+    ck_assert(mkdir(sub, 0755) == 0 || errno == EEXIST);
+    snprintf(w, sizeof w, "%s/weights.h5", sub);
+    fake_model a, b;
+    fake_build(&a, 2, false, 1);
+    ct_error err = {0};
+    ck_assert_int_eq(ct_weights_save(&a.m, w, NULL, NULL, &err), 0);
+    long size = file_bytes(w);
+
+    /* A failure half way through writing: the old file stays, the temporary goes. */
+    fake_build(&b, 2, false, 50);
+    snprintf(b.layers[2].params[0].name, sizeof b.layers[2].params[0].name, "bad/name");
+    ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+    snprintf(want, sizeof want,
+             "saving weights to %s: writing the weights of layer 'dense_1' failed", w);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert_int_eq(count_temps(sub), 0);
+    ck_assert_int_eq(file_bytes(w), size);
+    fake_build(&b, 2, false, 50);
+    ck_assert_int_eq(ct_weights_load(&b.m, w, &err), 0);
+    ck_assert(memcmp(a.values, b.values, sizeof a.values) == 0);
+
+    /* No temporary file can be made: a directory that does not exist. */
+    char nodir[4400];
+    snprintf(nodir, sizeof nodir, "%s/absent/w.h5", dir);
+    ck_assert_int_eq(ct_weights_save(&a.m, nodir, NULL, NULL, &err), -1);
+    snprintf(want, sizeof want,
+             "cannot write %s: cannot create a temporary file beside it: No such file or "
+             "directory", nodir);
+    ck_assert_str_eq(err.msg, want);
+
+    /* A read-only directory (only meaningful when permissions apply to us). */
+    if (geteuid() != 0) {
+        ck_assert(chmod(sub, 0555) == 0);
+        ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
+        ck_assert_int_eq(err.code, CT_ERR_IO);
+        snprintf(want, sizeof want,
+                 "cannot write %s: cannot create a temporary file beside it: Permission denied",
+                 w);
+        ck_assert_str_eq(err.msg, want);
+        ck_assert(chmod(sub, 0755) == 0);
+        ck_assert_int_eq(file_bytes(w), size);
+    }
+
+    /* Names HDF5 cannot hold are refused before anything is written. */
+    fake_build(&b, 2, false, 0);
+    snprintf(b.layers[1].name, sizeof b.layers[1].name, "a/b");
+    ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
+    ck_assert_str_eq(err.msg, "layer name 'a/b' cannot be stored in HDF5 (empty, '.' or holds '/')");
+    ck_assert_int_eq(file_bytes(w), size);
+}
+END_TEST
+
+/* ---- model_config JSON ---- */
+
+static ct_node *scalar(const char *text, bool quoted)
+{
+    ct_node *n = calloc(1, sizeof *n);
+    n->type = CT_NODE_SCALAR;
+    n->scalar = strdup(text);
+    n->quoted = quoted;
+    return n;
+}
+
+static ct_node *container(ct_node_type type)
+{
+    ct_node *n = calloc(1, sizeof *n);
+    n->type = type;
+    n->keys = calloc(16, sizeof *n->keys);
+    n->items = calloc(16, sizeof *n->items);
+    return n;
+}
+
+static void put(ct_node *map, const char *key, ct_node *v)
+{
+    ck_assert(map->len < 16);
+    if (map->type == CT_NODE_MAP)
+        map->keys[map->len] = strdup(key);
+    map->items[map->len++] = v;
+}
+
+static void node_free(ct_node *n)
+{
+    for (size_t i = 0; i < n->len; i++) {
+        if (n->type == CT_NODE_MAP)
+            free(n->keys[i]);
+        node_free(n->items[i]);
+    }
+    free(n->keys);
+    free(n->items);
+    free(n->scalar);
+    free(n);
+}
+
+START_TEST(test_model_config_json)
+{
+    fake_model fm;
+    fake_build(&fm, 2, false, 0);
+    ct_node *cfg = container(CT_NODE_MAP);
+    put(cfg, "type", scalar("dense", false));
+    put(cfg, "name", scalar("ignored", false));
+    put(cfg, "units", scalar("3", false));
+    put(cfg, "activation", scalar("relu", false));
+    put(cfg, "use_bias", scalar("true", false));
+    put(cfg, "rate", scalar("0.25", false));
+    put(cfg, "code", scalar("5", true));
+    put(cfg, "nothing", scalar("null", false));
+    ct_node *init = container(CT_NODE_MAP);
+    put(init, "type", scalar("random_normal", false));
+    put(init, "stddev", scalar("0.05", false));
+    put(cfg, "kernel_initializer", init);
+    ct_node *seq = container(CT_NODE_SEQ);
+    put(seq, NULL, scalar("1", false));
+    put(seq, NULL, scalar("x", false));
+    put(cfg, "target_shape", seq);
+    fm.layers[0].cfg = cfg;
+
+    char *text = ct_model_config_json(&fm.m);
+    ck_assert(text != NULL);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_msg(j != NULL, "%s", text);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "class_name")->valuestring, "Sequential");
+    cJSON *c = cJSON_GetObjectItem(j, "config");
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "name")->valuestring, "sequential");
+    cJSON *layers = cJSON_GetObjectItem(c, "layers");
+    ck_assert_int_eq(cJSON_GetArraySize(layers), 4);
+    cJSON *in = cJSON_GetArrayItem(layers, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(in, "class_name")->valuestring, "InputLayer");
+    char *shape = cJSON_PrintUnformatted(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(in, "config"), "batch_input_shape"));
+    ck_assert_str_eq(shape, "[null,2]");
+    free(shape);
+    const char *names[4] = {"input_layer", "dense", "flatten", "dense_1"};
+    const char *classes[4] = {"InputLayer", "Dense", "Flatten", "Dense"};
+    for (int i = 0; i < 4; i++) {
+        cJSON *l = cJSON_GetArrayItem(layers, i);
+        ck_assert_str_eq(cJSON_GetObjectItem(l, "class_name")->valuestring, classes[i]);
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(l, "config"), "name")->valuestring,
+                         names[i]);
+    }
+    char *dense = cJSON_PrintUnformatted(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 1), "config"));
+    ck_assert_str_eq(dense,
+                     "{\"name\":\"dense\",\"trainable\":true,\"dtype\":\"float32\",\"units\":3,"
+                     "\"activation\":\"relu\",\"use_bias\":true,\"rate\":0.25,\"code\":\"5\","
+                     "\"nothing\":null,\"kernel_initializer\":{\"class_name\":\"random_normal\","
+                     "\"config\":{\"stddev\":0.05}},\"target_shape\":[1,\"x\"]}");
+    free(dense);
+    cJSON_Delete(j);
+    free(text);
+    node_free(cfg);
+}
+END_TEST
+
+static Suite *data_suite(void)
+{
+    Suite *s = suite_create("data");
+    TCase *tc = tcase_create("dataset");
+    tcase_add_unchecked_fixture(tc, setup_fixtures, NULL);
+    tcase_add_checked_fixture(tc, ids_setup, ids_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_open_file_errors);
+    tcase_add_test(tc, test_open_missing_dataset);
+    tcase_add_test(tc, test_open_bad_datasets);
+    tcase_add_test(tc, test_read_conversion);
+    tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_write_matrix);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("loader");
+    tcase_add_unchecked_fixture(tc, setup_fixtures, NULL);
+    tcase_add_checked_fixture(tc, ids_setup, ids_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_loader_in_order);
+    tcase_add_test(tc, test_loader_shuffle_memory);
+    tcase_add_test(tc, test_loader_shuffle_streaming);
+    tcase_add_test(tc, test_loader_subset);
+    tcase_add_test(tc, test_loader_wide_rows);
+    tcase_add_test(tc, test_loader_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("import");
+    tcase_add_unchecked_fixture(tc, setup_fixtures, NULL);
+    tcase_add_checked_fixture(tc, ids_setup, ids_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_import_idx);
+    tcase_add_test(tc, test_import_idx_errors);
+    tcase_add_test(tc, test_import_csv);
+    tcase_add_test(tc, test_import_csv_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("weights");
+    tcase_add_unchecked_fixture(tc, setup_fixtures, NULL);
+    tcase_add_checked_fixture(tc, ids_setup, ids_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_weights_layout);
+    tcase_add_test(tc, test_weights_round_trip);
+    tcase_add_test(tc, test_weights_load_errors);
+    tcase_add_test(tc, test_weights_failed_save);
+    tcase_add_test(tc, test_model_config_json);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* Fixture writers in the tests report through ck_assert, not HDF5's printing. */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    SRunner *sr = srunner_create(data_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    free(dir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
