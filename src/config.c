@@ -651,7 +651,6 @@ ct_node *ct_config_parse(const char *text, size_t len, const char *name, ct_erro
         return NULL;
     }
     pctx c = {.file = file, .text = text ? text : "", .len = text ? len : 0};
-
     ct_node *root = parse_tree(&c);
     if (!root) {
         if (c.code == CT_ERR_NOMEM)
@@ -967,8 +966,18 @@ static ct_node *step(const setctx *s, ct_node *cur, component k)
     if (cur->type == CT_NODE_SCALAR)
         return scalar_step_err(s, cur, k);
     size_t idx;
-    if (cur->type == CT_NODE_SEQ)
-        return seq_index(s, cur, k, &idx) < 0 ? NULL : cur->items[idx];
+    if (cur->type == CT_NODE_SEQ) {
+        if (seq_index(s, cur, k, &idx) < 0)
+            return NULL;
+        if (!is_null(cur->items[idx]))
+            return cur->items[idx];
+        ct_node *m = node_new(CT_NODE_MAP, SET_FILE, 1, k.col);
+        if (!m)
+            ct_err(s->err, CT_ERR_NOMEM, "out of memory");
+        else
+            replace_item(cur, idx, m);
+        return m;
+    }
     char key[1024];
     snprintf(key, sizeof key, "%.*s", (int)k.len, k.s);
     long i = map_find(cur, key);
@@ -1070,9 +1079,12 @@ static bool plain_safe(const char *s)
     size_t n = strlen(s);
     if (n == 0 || s[0] == ' ' || s[n - 1] == ' ' || s[n - 1] == ':')
         return false;
-    if (strchr("?:,[]{}#&*!|>'\"%@`\t", s[0]) || s[n - 1] == '\t')
+    if (strchr(",[]{}#&*!|>'\"%@`\t", s[0]) || s[n - 1] == '\t')
         return false;
-    if (s[0] == '-' && (s[1] == ' ' || s[1] == '\0' || !strncmp(s, "---", 3)))
+    /* '-', '?' and ':' start a plain scalar only when text follows them directly. */
+    if (strchr("-?:", s[0]) && (s[1] == ' ' || s[1] == '\t' || s[1] == '\0'))
+        return false;
+    if (!strncmp(s, "---", 3))
         return false;
     if (!strncmp(s, "...", 3))
         return false;

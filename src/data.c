@@ -67,6 +67,19 @@ static const char *h5_reason(char buf[256])
     return buf;
 }
 
+/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
+static int open_error(const char *path, ct_error *err)
+{
+    char why[256];
+    h5_reason(why);
+    if (strstr(why, "unable to lock"))
+        return ct_err(err, CT_ERR_IO,
+                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
+                      "writing it, or the file system has no locking (then set "
+                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
+    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
+}
+
 static void close_dataset(hid_t *id)
 {
     if (*id >= 0)
@@ -314,7 +327,7 @@ static int open_file(ct_dataset *ds, ct_error *err)
     fclose(f);
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ds->file < 0)
-        return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", ds->path);
+        return open_error(ds->path, err);
     ds->lapl = H5Pcreate(H5P_LINK_ACCESS);
     if (ds->lapl < 0 || H5Pset_elink_cb(ds->lapl, deny_elink, NULL) < 0)
         return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up link access", ds->path);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 #include <zlib.h>
@@ -31,6 +32,35 @@ static void quiet_on(quiet_t *q)
 }
 
 static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    (void)n;
+    if (e->desc && e->desc[0])
+        snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost message on HDF5's error stack ("" if none); call right after a failure. */
+static const char *h5_reason(char buf[256])
+{
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, last_error_cb, buf);
+    return buf;
+}
+
+/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
+static int open_error(const char *path, ct_error *err)
+{
+    char why[256];
+    h5_reason(why);
+    if (strstr(why, "unable to lock"))
+        return ct_err(err, CT_ERR_IO,
+                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
+                      "writing it, or the file system has no locking (then set "
+                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
+    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
+}
 
 /* An open output file and the group datasets go into. */
 typedef struct out_file {
@@ -85,10 +115,11 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
     o->file = o->loc = H5I_INVALID_HID;
     struct stat st;
     if (stat(path, &st) == 0) {
+        if (access(path, R_OK | W_OK) < 0)
+            return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         o->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
         if (o->file < 0)
-            return ct_err(err, CT_ERR_DATA,
-                          "%s is not an HDF5 file or is damaged (or cannot be written)", path);
+            return open_error(path, err);
     } else {
         o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
         if (o->file < 0)

@@ -38,6 +38,35 @@ static void quiet_on(quiet_t *q)
 
 static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
 
+static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    (void)n;
+    if (e->desc && e->desc[0])
+        snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost message on HDF5's error stack ("" if none); call right after a failure. */
+static const char *h5_reason(char buf[256])
+{
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, last_error_cb, buf);
+    return buf;
+}
+
+/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
+static int open_error(const char *path, ct_error *err)
+{
+    char why[256];
+    h5_reason(why);
+    if (strstr(why, "unable to lock"))
+        return ct_err(err, CT_ERR_IO,
+                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
+                      "writing it, or the file system has no locking (then set "
+                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
+    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
+}
+
 static void close_group(hid_t *id)
 {
     if (*id >= 0)
@@ -450,7 +479,7 @@ static int open_root(loader *ld, ct_error *err)
         return ct_err(err, CT_ERR_IO, "cannot open %s: it is a directory", ld->path);
     ld->file = H5Fopen(ld->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ld->file < 0)
-        return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", ld->path);
+        return open_error(ld->path, err);
     if (H5Lexists(ld->file, "model_weights", H5P_DEFAULT) > 0)
         ld->root = H5Gopen2(ld->file, "model_weights", H5P_DEFAULT);
     else
