@@ -67,6 +67,20 @@ static const char *h5_reason(char buf[256])
     return buf;
 }
 
+/* HDF5's reason for a failed create, cut down to the system's message when it has one. */
+static const char *create_reason(char buf[256])
+{
+    h5_reason(buf);
+    const char *m = strstr(buf, "error message = '");
+    if (m) {
+        m += strlen("error message = '");
+        size_t n = strcspn(m, "'");
+        memmove(buf, m, n);
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
 /* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
 static int open_error(const char *path, ct_error *err)
 {
@@ -812,7 +826,7 @@ static int write_h5_matrix(const char *path, const float *m, int64_t rows, int64
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
         char why[256];
-        h5_reason(why);
+        create_reason(why);
         return ct_err(err, CT_ERR_IO, "cannot create %s%s%s", path, why[0] ? ": " : "", why);
     }
     hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;

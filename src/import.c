@@ -49,6 +49,20 @@ static const char *h5_reason(char buf[256])
     return buf;
 }
 
+/* HDF5's reason for a failed create, cut down to the system's message when it has one. */
+static const char *create_reason(char buf[256])
+{
+    h5_reason(buf);
+    const char *m = strstr(buf, "error message = '");
+    if (m) {
+        m += strlen("error message = '");
+        size_t n = strcspn(m, "'");
+        memmove(buf, m, n);
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
 /* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
 static int open_error(const char *path, ct_error *err)
 {
@@ -122,8 +136,9 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
             return open_error(path, err);
     } else {
         o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+        char why[256];
         if (o->file < 0)
-            return ct_err(err, CT_ERR_IO, "cannot create %s", path);
+            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, create_reason(why));
     }
     return open_group(o, err);
 }

@@ -2,6 +2,8 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <sys/stat.h>
@@ -241,6 +243,27 @@ START_TEST(test_open_file_errors)
     expect_open_error(path_in("truncated.h5"), "x", NULL, CT_ERR_DATA, want);
     snprintf(want, sizeof want, "cannot open %s: it is a directory", dir);
     expect_open_error(dir, "x", NULL, CT_ERR_IO, want);
+
+    /* A file another program holds locked is reported as such, not as damaged. */
+    const char *env = getenv("HDF5_USE_FILE_LOCKING");
+    if (env && strcmp(env, "TRUE") != 0)
+        return;
+    char locked[4200];
+    snprintf(locked, sizeof locked, "%s", path_in("locked.h5"));
+    copy_prefix(rows_h5, locked, 1.0);
+    int fd = open(locked, O_RDONLY);
+    ck_assert(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    ct_error err = {0};
+    ck_assert(ct_dataset_open(locked, "x", NULL, 1.0, &err) == NULL);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+    snprintf(want, sizeof want, "cannot open %s: HDF5 could not lock it (unable to lock file",
+             locked);
+    ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "HDF5_USE_FILE_LOCKING=FALSE") != NULL, "%s", err.msg);
+    close(fd);
+    ct_dataset *ds = ct_dataset_open(locked, "x", NULL, 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ct_dataset_close(ds);
 }
 END_TEST
 
@@ -683,10 +706,16 @@ START_TEST(test_write_matrix)
     ck_assert_int_eq(ct_write_matrix("out.d/pred", m, 2, 3, &err), -1);
     ck_assert_str_eq(err.msg,
                      "out.d/pred has no file extension; supported ones are .h5, .hdf5 and .csv");
-    ck_assert_int_eq(ct_write_matrix(path_in("nodir/p.csv"), m, 2, 3, &err), -1);
+    const char *nocsv = path_in("nodir/p.csv");
+    ck_assert_int_eq(ct_write_matrix(nocsv, m, 2, 3, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
-    ck_assert_int_eq(ct_write_matrix(path_in("nodir/p.hdf5"), m, 2, 3, &err), -1);
+    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nocsv);
+    ck_assert_str_eq(err.msg, want);
+    const char *nodir = path_in("nodir/p.hdf5");
+    ck_assert_int_eq(ct_write_matrix(nodir, m, 2, 3, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
+    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nodir);
+    ck_assert_str_eq(err.msg, want);
 }
 END_TEST
 
@@ -844,6 +873,12 @@ START_TEST(test_import_idx_errors)
     snprintf(textp, sizeof textp, "%s", text);
     ck_assert_int_eq(ct_data_import_idx(images, NULL, textp, "g", &err), -1);
     snprintf(want, sizeof want, "%s is not an HDF5 file or is damaged", textp);
+    ck_assert_str_eq(err.msg, want);
+    char nodir[4300];
+    snprintf(nodir, sizeof nodir, "%s/absent/out.h5", dir);
+    ck_assert_int_eq(ct_data_import_idx(images, NULL, nodir, "g", &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_IO);
+    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nodir);
     ck_assert_str_eq(err.msg, want);
 }
 END_TEST
