@@ -8,11 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-
-#include <hdf5.h>
 
 #include "data.h"
+#include "h5util.h"
 #include "rng.h"
 
 #define MAX_LISTED 20
@@ -21,92 +19,7 @@
 #define RUN_BYTES (1u << 20)
 #define GAP_BYTES (64u << 10)
 
-#if H5_VERSION_GE(1, 12, 0)
-typedef H5O_info2_t oinfo_t;
-typedef H5L_info2_t linfo_t;
-#define OVISIT(id, cb, data) H5Ovisit3(id, H5_INDEX_NAME, H5_ITER_INC, cb, data, H5O_INFO_BASIC)
-#define LGET_INFO(loc, name, info, lapl) H5Lget_info2(loc, name, info, lapl)
-#else
-typedef H5O_info_t oinfo_t;
-typedef H5L_info_t linfo_t;
-#define OVISIT(id, cb, data) H5Ovisit2(id, H5_INDEX_NAME, H5_ITER_INC, cb, data, H5O_INFO_BASIC)
-#define LGET_INFO(loc, name, info, lapl) H5Lget_info(loc, name, info, lapl)
-#endif
-
-/* ---- HDF5 error handling ---- */
-
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} quiet_t;
-
-static void quiet_on(quiet_t *q)
-{
-    if (H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) < 0) {
-        q->fn = NULL;
-        q->data = NULL;
-    }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
-
-static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    if (e->desc && e->desc[0])
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost message on HDF5's error stack ("" if none); call right after a failure. */
-static const char *h5_reason(char buf[256])
-{
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, last_error_cb, buf);
-    return buf;
-}
-
-/* HDF5's reason for a failed create, cut down to the system's message when it has one. */
-static const char *create_reason(char buf[256])
-{
-    h5_reason(buf);
-    const char *m = strstr(buf, "error message = '");
-    if (m) {
-        m += strlen("error message = '");
-        size_t n = strcspn(m, "'");
-        memmove(buf, m, n);
-        buf[n] = '\0';
-    }
-    return buf;
-}
-
-/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
-static int open_error(const char *path, ct_error *err)
-{
-    char why[256];
-    h5_reason(why);
-    if (strstr(why, "unable to lock"))
-        return ct_err(err, CT_ERR_IO,
-                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
-                      "writing it, or the file system has no locking (then set "
-                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
-    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
-}
-
-static void close_dataset(hid_t *id)
-{
-    if (*id >= 0)
-        H5Dclose(*id);
-    *id = H5I_INVALID_HID;
-}
-
-static void close_space(hid_t *id)
-{
-    if (*id >= 0)
-        H5Sclose(*id);
-    *id = H5I_INVALID_HID;
-}
+/* ---- HDF5 links ---- */
 
 /* Refuses to follow external links anywhere in a path. */
 static herr_t deny_elink(const char *parent_file, const char *parent_group,
@@ -143,7 +56,7 @@ typedef struct listing {
     int count;
 } listing;
 
-static herr_t list_cb(hid_t obj, const char *name, const oinfo_t *info, void *data)
+static herr_t list_cb(hid_t obj, const char *name, const ct_h5_oinfo *info, void *data)
 {
     (void)obj;
     listing *l = data;
@@ -163,7 +76,7 @@ static void list_datasets(hid_t file, char *out, size_t n)
     listing l;
     l.text[0] = '\0';
     l.count = 0;
-    if (OVISIT(file, list_cb, &l) < 0 && l.count == 0) {
+    if (CT_H5_OVISIT(file, list_cb, &l) < 0 && l.count == 0) {
         snprintf(out, n, "(the file's contents cannot be listed)");
         return;
     }
@@ -206,8 +119,8 @@ static int check_links(const ct_dataset *ds, const char *name, ct_error *err)
             continue;
         if (H5Lexists(ds->file, prefix, ds->lapl) <= 0)
             return no_dataset(ds, name, err);
-        linfo_t info;
-        if (LGET_INFO(ds->file, prefix, &info, ds->lapl) < 0)
+        ct_h5_linfo info;
+        if (CT_H5_LGET_INFO(ds->file, prefix, &info, ds->lapl) < 0)
             return no_dataset(ds, name, err);
         if (info.type == H5L_TYPE_EXTERNAL)
             return ct_err(err, CT_ERR_DATA,
@@ -306,7 +219,7 @@ static int open_member(ct_dataset *ds, member *mb, const char *name, ct_error *e
 
 static void close_member(member *mb)
 {
-    close_dataset(&mb->id);
+    ct_h5_close_dataset(&mb->id);
     free(mb->label);
     mb->label = NULL;
 }
@@ -315,33 +228,30 @@ void ct_dataset_close(ct_dataset *ds)
 {
     if (!ds)
         return;
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     close_member(&ds->x);
     close_member(&ds->y);
     if (ds->lapl >= 0)
         H5Pclose(ds->lapl);
     if (ds->file >= 0)
         H5Fclose(ds->file);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     free(ds->path);
     free(ds);
 }
 
 static int open_file(ct_dataset *ds, ct_error *err)
 {
-    struct stat st;
-    if (stat(ds->path, &st) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", ds->path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return ct_err(err, CT_ERR_IO, "cannot open %s: it is a directory", ds->path);
+    if (ct_h5_check_path(ds->path, err) < 0)
+        return -1;
     FILE *f = fopen(ds->path, "rb");
     if (!f)
         return ct_err(err, CT_ERR_IO, "cannot open %s: %s", ds->path, strerror(errno));
     fclose(f);
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ds->file < 0)
-        return open_error(ds->path, err);
+        return ct_h5_open_error(ds->path, err);
     ds->lapl = H5Pcreate(H5P_LINK_ACCESS);
     if (ds->lapl < 0 || H5Pset_elink_cb(ds->lapl, deny_elink, NULL) < 0)
         return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up link access", ds->path);
@@ -376,10 +286,10 @@ ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, doub
     }
     ds->file = ds->lapl = ds->x.id = ds->y.id = H5I_INVALID_HID;
     ds->scale = scale;
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     int rc = open_all(ds, x, y, err);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     if (rc < 0) {
         ct_dataset_close(ds);
         return NULL;
@@ -420,11 +330,11 @@ static int read_member(const member *mb, int64_t start, int64_t count, float *ou
     herr_t rc = -1;
     if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0)
         rc = H5Dread(mb->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);
-    char why[256];
+    char why[CT_H5_REASON_MAX];
     if (rc < 0)
-        h5_reason(why);
-    close_space(&fs);
-    close_space(&ms);
+        ct_h5_reason(why);
+    ct_h5_close_space(&fs);
+    ct_h5_close_space(&ms);
     if (rc < 0)
         return ct_err(err, CT_ERR_IO, "%s: reading rows %" PRId64 "..%" PRId64 " failed%s%s",
                       mb->label, start, start + count - 1, why[0] ? ": " : "", why);
@@ -440,12 +350,12 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
                       ds->x.label, start, start + count - 1, ds->rows);
     if (count == 0)
         return 0;
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     int rc = read_member(&ds->x, start, count, x, err);
     if (rc == 0 && y && ds->has_y)
         rc = read_member(&ds->y, start, count, y, err);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     if (rc == 0 && ds->scale != 1.0) {
         float s = (float)ds->scale;
         int64_t n = count * ds->x.size;
@@ -825,8 +735,8 @@ static int write_h5_matrix(const char *path, const float *m, int64_t rows, int64
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
-        char why[256];
-        create_reason(why);
+        char why[CT_H5_REASON_MAX];
+        ct_h5_create_reason(why);
         return ct_err(err, CT_ERR_IO, "cannot create %s%s%s", path, why[0] ? ": " : "", why);
     }
     hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
@@ -836,8 +746,8 @@ static int write_h5_matrix(const char *path, const float *m, int64_t rows, int64
                        H5P_DEFAULT);
     if (d >= 0)
         rc = rows * cols == 0 ? 0 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m);
-    close_dataset(&d);
-    close_space(&space);
+    ct_h5_close_dataset(&d);
+    ct_h5_close_space(&space);
     if (H5Fclose(file) < 0)
         rc = -1;
     return rc < 0 ? ct_err(err, CT_ERR_IO, "writing %s failed", path) : 0;
@@ -869,10 +779,10 @@ int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash + 1 : path, '.');
     if (dot && (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0)) {
-        quiet_t q;
-        quiet_on(&q);
+        ct_h5_quiet q;
+        ct_h5_quiet_on(&q);
         int rc = write_h5_matrix(path, m, rows, cols, err);
-        quiet_off(&q);
+        ct_h5_quiet_off(&q);
         return rc;
     }
     if (dot && strcasecmp(dot, ".csv") == 0)

@@ -7,74 +7,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <hdf5.h>
 #include <zlib.h>
 
 #include "ctrain.h"
+#include "h5util.h"
 
 #define IDX_CHUNK (1u << 20)
 #define IDX_MAX_DIMS 8
 
 /* ---- HDF5 output ---- */
-
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} quiet_t;
-
-static void quiet_on(quiet_t *q)
-{
-    if (H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) < 0) {
-        q->fn = NULL;
-        q->data = NULL;
-    }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
-
-static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    if (e->desc && e->desc[0])
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost message on HDF5's error stack ("" if none); call right after a failure. */
-static const char *h5_reason(char buf[256])
-{
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, last_error_cb, buf);
-    return buf;
-}
-
-/* HDF5's reason for a failed create, cut down to the system's message when it has one. */
-static const char *create_reason(char buf[256])
-{
-    h5_reason(buf);
-    const char *m = strstr(buf, "error message = '");
-    if (m) {
-        m += strlen("error message = '");
-        size_t n = strcspn(m, "'");
-        memmove(buf, m, n);
-        buf[n] = '\0';
-    }
-    return buf;
-}
-
-/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
-static int open_error(const char *path, ct_error *err)
-{
-    char why[256];
-    h5_reason(why);
-    if (strstr(why, "unable to lock"))
-        return ct_err(err, CT_ERR_IO,
-                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
-                      "writing it, or the file system has no locking (then set "
-                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
-    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
-}
 
 /* An open output file and the group datasets go into. */
 typedef struct out_file {
@@ -133,12 +74,12 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
             return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         o->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
         if (o->file < 0)
-            return open_error(path, err);
+            return ct_h5_open_error(path, err);
     } else {
         o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-        char why[256];
+        char why[CT_H5_REASON_MAX];
         if (o->file < 0)
-            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, create_reason(why));
+            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, ct_h5_create_reason(why));
     }
     return open_group(o, err);
 }
@@ -325,8 +266,8 @@ static int idx_write(const char *labels, const idx *im, const idx *lb,
     if (rank == 3)
         dims[rank++] = 1;   /* (N, H, W) -> (N, H, W, 1): one channel, as Keras expects */
     out_file o;
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     int rc = out_open(&o, out, group, err);
     if (rc == 0)
         rc = out_write(&o, "images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, rank, dims, im->data, err);
@@ -337,7 +278,7 @@ static int idx_write(const char *labels, const idx *im, const idx *lb,
     if (rc == 0)
         rc = out_finish(&o, err);
     out_close(&o);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     return rc;
 }
 
@@ -499,8 +440,8 @@ static int csv_write(const csv *c, int64_t label, const char *out, const char *g
     }
     if (rc == 0) {
         out_file o;
-        quiet_t q;
-        quiet_on(&q);
+        ct_h5_quiet q;
+        ct_h5_quiet_on(&q);
         hsize_t dims[2] = {(hsize_t)c->nrows, (hsize_t)nf};
         rc = out_open(&o, out, group, err);
         if (rc == 0)
@@ -511,7 +452,7 @@ static int csv_write(const csv *c, int64_t label, const char *out, const char *g
         if (rc == 0)
             rc = out_finish(&o, err);
         out_close(&o);
-        quiet_off(&q);
+        ct_h5_quiet_off(&q);
     }
     free(x);
     free(yf);

@@ -9,70 +9,12 @@
 #include <unistd.h>
 
 #include <cJSON.h>
-#include <hdf5.h>
 
+#include "h5util.h"
 #include "weights.h"
-
-#if H5_VERSION_GE(1, 12, 0)
-#define VLEN_RECLAIM(type, space, buf) H5Treclaim(type, space, H5P_DEFAULT, buf)
-#else
-#define VLEN_RECLAIM(type, space, buf) H5Dvlen_reclaim(type, space, H5P_DEFAULT, buf)
-#endif
 
 /* Keras splits attributes over 64 KiB into name0, name1, ...; we read up to this many. */
 #define MAX_ATTR_PARTS 1000
-
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} quiet_t;
-
-static void quiet_on(quiet_t *q)
-{
-    if (H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) < 0) {
-        q->fn = NULL;
-        q->data = NULL;
-    }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
-
-static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    if (e->desc && e->desc[0])
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost message on HDF5's error stack ("" if none); call right after a failure. */
-static const char *h5_reason(char buf[256])
-{
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, last_error_cb, buf);
-    return buf;
-}
-
-/* After a failed H5Fopen: a lock held by another program is not damage, so say which. */
-static int open_error(const char *path, ct_error *err)
-{
-    char why[256];
-    h5_reason(why);
-    if (strstr(why, "unable to lock"))
-        return ct_err(err, CT_ERR_IO,
-                      "cannot open %s: HDF5 could not lock it (%s); another program may be "
-                      "writing it, or the file system has no locking (then set "
-                      "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
-    return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
-}
-
-static void close_group(hid_t *id)
-{
-    if (*id >= 0)
-        H5Gclose(*id);
-    *id = H5I_INVALID_HID;
-}
 
 /* Host copies of parameters on a non-CPU backend; NULL be means host memory. */
 static bool on_host(const ct_model *m) { return !m->be || m->be->device == CT_DEVICE_CPU; }
@@ -175,7 +117,7 @@ static int read_vlen_strings(hid_t a, hid_t space, size_t n, strlist *out)
         rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
-        VLEN_RECLAIM(t, space, buf);
+        CT_H5_VLEN_RECLAIM(t, space, buf);
     }
     if (t >= 0)
         H5Tclose(t);
@@ -293,8 +235,8 @@ static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error 
     }
     for (int i = 0; rc == 0 && i < l->nparams; i++)
         rc = write_param(inner, m, &l->params[i]);
-    close_group(&inner);
-    close_group(&g);
+    ct_h5_close_group(&inner);
+    ct_h5_close_group(&g);
     if (rc < 0)
         return ct_err(err, CT_ERR_IO, "writing the weights of layer '%s' failed", l->name);
     return 0;
@@ -315,7 +257,7 @@ static int write_model_weights(hid_t file, const ct_model *m, const char *versio
                  ? 0 : ct_err(err, CT_ERR_IO, "writing /model_weights failed");
     for (int i = 0; rc == 0 && i < m->nlayers; i++)
         rc = write_layer(mw, m, &m->layers[i], err);
-    close_group(&mw);
+    ct_h5_close_group(&mw);
     free(names);
     return rc;
 }
@@ -426,10 +368,10 @@ int ct_weights_save(const ct_model *m, const char *path, const char *model_confi
         free(generated);
         return -1;
     }
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     int rc = write_file(m, tmp, model_config ? model_config : generated, training_config, err);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     if (rc == 0)
         rc = commit(tmp, path, err);
     if (rc < 0) {
@@ -472,14 +414,11 @@ static void loader_close(loader *ld)
 
 static int open_root(loader *ld, ct_error *err)
 {
-    struct stat st;
-    if (stat(ld->path, &st) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", ld->path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return ct_err(err, CT_ERR_IO, "cannot open %s: it is a directory", ld->path);
+    if (ct_h5_check_path(ld->path, err) < 0)
+        return -1;
     ld->file = H5Fopen(ld->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ld->file < 0)
-        return open_error(ld->path, err);
+        return ct_h5_open_error(ld->path, err);
     if (H5Lexists(ld->file, "model_weights", H5P_DEFAULT) > 0)
         ld->root = H5Gopen2(ld->file, "model_weights", H5P_DEFAULT);
     else
@@ -543,7 +482,7 @@ static hid_t open_weight(const loader *ld, const file_layer *fl, const char *wna
 {
     hid_t g = H5Gopen2(ld->root, fl->name, H5P_DEFAULT);
     hid_t d = g >= 0 ? H5Dopen2(g, wname, H5P_DEFAULT) : H5I_INVALID_HID;
-    close_group(&g);
+    ct_h5_close_group(&g);
     if (d < 0) {
         ct_err(err, CT_ERR_DATA, "layer '%s' (%s): %s has no dataset '%s' in layer group '%s'",
                l->name, l->kind->class_name, ld->path, wname, fl->name);
@@ -652,8 +591,8 @@ static void install(const loader *ld, ct_model *m)
 int ct_weights_load(ct_model *m, const char *path, ct_error *err)
 {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID};
-    quiet_t q;
-    quiet_on(&q);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
     int rc = open_root(&ld, err);
     if (rc == 0)
         rc = read_layers(&ld, err);
@@ -662,7 +601,7 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
     if (rc == 0)
         install(&ld, m);
     loader_close(&ld);
-    quiet_off(&q);
+    ct_h5_quiet_off(&q);
     return rc;
 }
 

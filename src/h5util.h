@@ -1,0 +1,64 @@
+/* h5util.h - HDF5 plumbing shared by the dataset, import and weights code (internal).
+ *
+ * HDF5 prints its error stack to stderr by default; library code must not print, so every
+ * stretch of HDF5 calls is bracketed by ct_h5_quiet_on / ct_h5_quiet_off, and the
+ * innermost HDF5 reason is read back into our own messages instead.
+ *
+ * Ownership: nothing here allocates. Reasons are written into the caller's
+ * CT_H5_REASON_MAX-byte buffer; the close helpers release HDF5 handles only. */
+#ifndef CT_H5UTIL_H
+#define CT_H5UTIL_H
+
+#include <hdf5.h>
+
+#include "ctrain.h"
+
+/* HDF5 1.12 renamed the object/link info calls; these name whichever this HDF5 has. */
+#if H5_VERSION_GE(1, 12, 0)
+typedef H5O_info2_t ct_h5_oinfo;
+typedef H5L_info2_t ct_h5_linfo;
+#define CT_H5_OVISIT(id, cb, data) \
+    H5Ovisit3(id, H5_INDEX_NAME, H5_ITER_INC, cb, data, H5O_INFO_BASIC)
+#define CT_H5_LGET_INFO(loc, name, info, lapl) H5Lget_info2(loc, name, info, lapl)
+#define CT_H5_VLEN_RECLAIM(type, space, buf) H5Treclaim(type, space, H5P_DEFAULT, buf)
+#else
+typedef H5O_info_t ct_h5_oinfo;
+typedef H5L_info_t ct_h5_linfo;
+#define CT_H5_OVISIT(id, cb, data) \
+    H5Ovisit2(id, H5_INDEX_NAME, H5_ITER_INC, cb, data, H5O_INFO_BASIC)
+#define CT_H5_LGET_INFO(loc, name, info, lapl) H5Lget_info(loc, name, info, lapl)
+#define CT_H5_VLEN_RECLAIM(type, space, buf) H5Dvlen_reclaim(type, space, H5P_DEFAULT, buf)
+#endif
+
+/* Size of the buffers that ct_h5_reason and ct_h5_create_reason fill. */
+#define CT_H5_REASON_MAX 256
+
+/* The automatic error printer that was installed before ct_h5_quiet_on. */
+typedef struct ct_h5_quiet {
+    H5E_auto2_t fn;
+    void *data;
+} ct_h5_quiet;
+
+/* Turns off HDF5's automatic error printing, remembering the previous handler in q. */
+void ct_h5_quiet_on(ct_h5_quiet *q);
+/* Restores the handler saved by ct_h5_quiet_on. */
+void ct_h5_quiet_off(const ct_h5_quiet *q);
+
+/* The innermost message on HDF5's error stack ("" if none); call right after a failure.
+ * Returns buf. */
+const char *ct_h5_reason(char buf[CT_H5_REASON_MAX]);
+/* HDF5's reason for a failed create, cut down to the system's message when it has one.
+ * Returns buf. */
+const char *ct_h5_create_reason(char buf[CT_H5_REASON_MAX]);
+/* Before H5Fopen: fails with the system's reason when path is missing or a directory, which
+ * HDF5 would otherwise report as a damaged file. Returns 0 or -1. */
+int ct_h5_check_path(const char *path, ct_error *err);
+/* Sets err for a failed H5Fopen of path (a lock conflict or a bad file); returns -1. */
+int ct_h5_open_error(const char *path, ct_error *err);
+
+/* Close the handle if it is open and mark it closed (H5I_INVALID_HID). */
+void ct_h5_close_dataset(hid_t *id);
+void ct_h5_close_space(hid_t *id);
+void ct_h5_close_group(hid_t *id);
+
+#endif
