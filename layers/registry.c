@@ -7,20 +7,69 @@
 
 #include "layer.h"
 
-extern const ct_layer_kind ct_layer_activation, ct_layer_dense, ct_layer_dropout,
-    ct_layer_elu, ct_layer_flatten, ct_layer_leaky_relu, ct_layer_relu, ct_layer_reshape,
-    ct_layer_softmax;
+extern const ct_layer_kind ct_layer_activation, ct_layer_average_pooling1d,
+    ct_layer_average_pooling2d, ct_layer_batch_normalization, ct_layer_conv1d, ct_layer_conv2d,
+    ct_layer_conv2d_transpose, ct_layer_cropping1d, ct_layer_cropping2d, ct_layer_dense,
+    ct_layer_depthwise_conv2d, ct_layer_dropout, ct_layer_elu, ct_layer_flatten,
+    ct_layer_gaussian_noise, ct_layer_global_average_pooling1d,
+    ct_layer_global_average_pooling2d, ct_layer_global_max_pooling1d,
+    ct_layer_global_max_pooling2d, ct_layer_group_normalization, ct_layer_layer_normalization,
+    ct_layer_leaky_relu, ct_layer_max_pooling1d, ct_layer_max_pooling2d, ct_layer_relu,
+    ct_layer_reshape, ct_layer_separable_conv2d, ct_layer_softmax, ct_layer_spatial_dropout1d,
+    ct_layer_spatial_dropout2d, ct_layer_up_sampling1d, ct_layer_up_sampling2d,
+    ct_layer_zero_padding1d, ct_layer_zero_padding2d;
 
 static const ct_layer_kind *const kinds[] = {
     &ct_layer_activation,
+    &ct_layer_average_pooling1d,
+    &ct_layer_average_pooling2d,
+    &ct_layer_batch_normalization,
+    &ct_layer_conv1d,
+    &ct_layer_conv2d,
+    &ct_layer_conv2d_transpose,
+    &ct_layer_cropping1d,
+    &ct_layer_cropping2d,
     &ct_layer_dense,
+    &ct_layer_depthwise_conv2d,
     &ct_layer_dropout,
     &ct_layer_elu,
     &ct_layer_flatten,
+    &ct_layer_gaussian_noise,
+    &ct_layer_global_average_pooling1d,
+    &ct_layer_global_average_pooling2d,
+    &ct_layer_global_max_pooling1d,
+    &ct_layer_global_max_pooling2d,
+    &ct_layer_group_normalization,
+    &ct_layer_layer_normalization,
     &ct_layer_leaky_relu,
+    &ct_layer_max_pooling1d,
+    &ct_layer_max_pooling2d,
     &ct_layer_relu,
     &ct_layer_reshape,
+    &ct_layer_separable_conv2d,
     &ct_layer_softmax,
+    &ct_layer_spatial_dropout1d,
+    &ct_layer_spatial_dropout2d,
+    &ct_layer_up_sampling1d,
+    &ct_layer_up_sampling2d,
+    &ct_layer_zero_padding1d,
+    &ct_layer_zero_padding2d,
+};
+
+/* Keras's short class names for the same layers. */
+static const struct {
+    const char *alias, *name;
+} aliases[] = {
+    {"MaxPool1D", "max_pooling1d"},
+    {"MaxPool2D", "max_pooling2d"},
+    {"AvgPool1D", "average_pooling1d"},
+    {"AvgPool2D", "average_pooling2d"},
+    {"GlobalMaxPool1D", "global_max_pooling1d"},
+    {"GlobalMaxPool2D", "global_max_pooling2d"},
+    {"GlobalAvgPool1D", "global_average_pooling1d"},
+    {"GlobalAvgPool2D", "global_average_pooling2d"},
+    {"Convolution2D", "conv2d"},
+    {"Convolution1D", "conv1d"},
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])
@@ -51,6 +100,9 @@ const ct_layer_kind *ct_layer_kind_find(const char *name)
     char want[128], have[128];
     if (!fold(name, want, sizeof want))
         return NULL;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (fold(aliases[i].alias, have, sizeof have) && !strcmp(want, have))
+            return ct_layer_kind_find(aliases[i].name);
     for (size_t i = 0; i < NKINDS; i++) {
         if ((fold(kinds[i]->name, have, sizeof have) && !strcmp(want, have)) ||
             (fold(kinds[i]->class_name, have, sizeof have) && !strcmp(want, have)))
@@ -59,7 +111,7 @@ const ct_layer_kind *ct_layer_kind_find(const char *name)
     return NULL;
 }
 
-static char names_text[1024];
+static char names_text[2048];
 static const char *names_list[NKINDS + 1];
 static once_flag names_once = ONCE_FLAG_INIT;
 

@@ -39,6 +39,22 @@ const char *ct_act_name(ct_activation kind);
 /* Comma-separated list of every accepted name, for error messages. */
 const char *ct_act_names(void);
 
+/* Geometry of a 1-D or 2-D window operation (convolution, pooling) on channels_last data:
+ * a sample is in_h x in_w x in_c (1-D: in_h = 1, k_h = 1, stride_h = dil_h = 1,
+ * pad_top = 0). Output position (oh, ow) reads input rows oh*stride_h - pad_top + i*dil_h
+ * and columns ow*stride_w - pad_left + j*dil_w for i < k_h, j < k_w; positions outside the
+ * input read as zero (convolution) or are skipped (pooling). */
+typedef struct ct_window {
+    int64_t in_h, in_w, in_c;
+    int64_t out_h, out_w;
+    int64_t k_h, k_w;
+    int64_t stride_h, stride_w;
+    int64_t dil_h, dil_w;
+    int64_t pad_top, pad_left;
+} ct_window;
+
+typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;
+
 typedef struct ct_backend {
     const char *name;
     ct_device device;
@@ -75,7 +91,119 @@ typedef struct ct_backend {
 
     /* mask[i] = (uniform(key, counter0 + i) >= rate) / (1 - rate): inverted dropout. */
     void (*dropout_mask)(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0);
+    /* x[i] += stddev * normal(key, counter0 + i). */
+    void (*add_noise)(float *x, int64_t n, float stddev, uint64_t key, uint64_t counter0);
+    /* y[r][p][c] = x[r][p][c] * s[r][c] for rows x spatial x c (spatial dropout). x == y ok. */
+    void (*scale_channels)(const float *x, const float *s, float *y, int64_t rows,
+                           int64_t spatial, int64_t c);
+
+    /* --- convolution (backend_cpu_conv.c) --- */
+    /* Patches of channels [c0, c0 + cn) of `rows` samples: cols gets rows*out_h*out_w
+     * rows of k_h*k_w*cn values, ordered (i, j, channel), zeros outside the input. */
+    void (*im2col)(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
+                   float *cols);
+    /* The adjoint: adds each patch value back into dx (channels [c0, c0 + cn)). The caller
+     * zeroes dx first when it wants a plain result. */
+    void (*col2im)(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
+                   float *dx);
+    /* Depthwise convolution with depth multiplier m: kernel (k_h, k_w, in_c, m), output
+     * channel c*m + k. y has out_h x out_w x in_c*m per sample (no bias). */
+    void (*depthwise_forward)(const ct_window *w, int64_t m, const float *x, const float *kernel,
+                              float *y, int64_t rows);
+    /* dx (overwritten, may be NULL) and dkernel (overwritten) from dy. */
+    void (*depthwise_backward)(const ct_window *w, int64_t m, const float *x,
+                               const float *kernel, const float *dy, float *dx, float *dkernel,
+                               int64_t rows);
+
+    /* --- pooling and reshaping (backend_cpu_pool.c) --- */
+    /* y: out_h x out_w x in_c per sample. Average pooling divides by the number of input
+     * positions inside the window (padding excluded), as Keras does. */
+    void (*pool_forward)(ct_pool kind, const ct_window *w, const float *x, float *y,
+                         int64_t rows);
+    /* dx overwritten. Max pooling routes each dy to the first maximum of its window. */
+    void (*pool_backward)(ct_pool kind, const ct_window *w, const float *x, const float *y,
+                          const float *dy, float *dx, int64_t rows);
+    /* Over the spatial axis of rows x spatial x c: y is rows x c. */
+    void (*global_pool_forward)(ct_pool kind, const float *x, float *y, int64_t rows,
+                                int64_t spatial, int64_t c);
+    void (*global_pool_backward)(ct_pool kind, const float *x, const float *y, const float *dy,
+                                 float *dx, int64_t rows, int64_t spatial, int64_t c);
+    /* Zero padding of h x w x c samples to (h+top+bottom) x (w+left+right) x c. With
+     * crop set it runs the other way: x is the padded sample, y its interior h x w x c. */
+    void (*pad2d)(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                  int64_t top, int64_t bottom, int64_t left, int64_t right, bool crop);
+    /* Nearest-neighbour upsampling of h x w x c by (sh, sw); with sum_back set, the
+     * adjoint: y (h x w x c) = sums of x's (h*sh x w*sw x c) blocks. */
+    void (*upsample2d)(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                       int64_t sh, int64_t sw, bool sum_back);
+
+    /* --- normalization (backend_cpu_norm.c) --- */
+    /* Batch normalization over n positions (all rows and spatial positions) of c channels.
+     * Training: mean/var (biased) of the batch into mean, var; invstd = 1/sqrt(var + eps);
+     * y = (x - mean) * invstd * gamma + beta. gamma/beta NULL mean 1/0. */
+    void (*batchnorm_train)(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, float *mean, float *var,
+                            float *invstd);
+    /* Inference with given (moving) mean and var. */
+    void (*batchnorm_infer)(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, const float *mean, const float *var);
+    /* Backward of batchnorm_train: dx (overwritten; NULL: only the parameter gradients),
+     * dgamma, dbeta (overwritten; may be NULL when gamma/beta are absent). */
+    void (*batchnorm_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                               const float *gamma, const float *mean, const float *invstd,
+                               float *dgamma, float *dbeta);
+    /* Group normalization per sample over `groups` groups of c/groups channels and all
+     * spatial positions (layer normalization over the last axis is spatial*rows samples
+     * with groups = 1 and spatial = 1). gamma/beta per channel (NULL: 1/0). mean and invstd
+     * receive rows*groups values for the backward, whose dx may be NULL. */
+    void (*groupnorm_forward)(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                              int64_t groups, const float *gamma, const float *beta, float eps,
+                              float *mean, float *invstd);
+    void (*groupnorm_backward)(const float *x, const float *dy, float *dx, int64_t rows,
+                               int64_t spatial, int64_t c, int64_t groups, const float *gamma,
+                               const float *mean, const float *invstd, float *dgamma,
+                               float *dbeta);
 } ct_backend;
+
+/* The CPU implementations of each op family, assembled into ct_backend_cpu()'s table. */
+void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
+                   float *cols);
+void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
+                   float *dx);
+void ct_cpu_depthwise_forward(const ct_window *w, int64_t m, const float *x, const float *kernel,
+                              float *y, int64_t rows);
+void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
+                               const float *kernel, const float *dy, float *dx, float *dkernel,
+                               int64_t rows);
+void ct_cpu_pool_forward(ct_pool kind, const ct_window *w, const float *x, float *y,
+                         int64_t rows);
+void ct_cpu_pool_backward(ct_pool kind, const ct_window *w, const float *x, const float *y,
+                          const float *dy, float *dx, int64_t rows);
+void ct_cpu_global_pool_forward(ct_pool kind, const float *x, float *y, int64_t rows,
+                                int64_t spatial, int64_t c);
+void ct_cpu_global_pool_backward(ct_pool kind, const float *x, const float *y, const float *dy,
+                                 float *dx, int64_t rows, int64_t spatial, int64_t c);
+void ct_cpu_pad2d(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                  int64_t top, int64_t bottom, int64_t left, int64_t right, bool crop);
+void ct_cpu_upsample2d(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                       int64_t sh, int64_t sw, bool sum_back);
+void ct_cpu_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t counter0);
+void ct_cpu_scale_channels(const float *x, const float *s, float *y, int64_t rows,
+                           int64_t spatial, int64_t c);
+void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, float *mean, float *var, float *invstd);
+void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, const float *mean, const float *var);
+void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                               const float *gamma, const float *mean, const float *invstd,
+                               float *dgamma, float *dbeta);
+void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                              int64_t groups, const float *gamma, const float *beta, float eps,
+                              float *mean, float *invstd);
+void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64_t rows,
+                               int64_t spatial, int64_t c, int64_t groups, const float *gamma,
+                               const float *mean, const float *invstd, float *dgamma,
+                               float *dbeta);
 
 /* The CPU reference backend (OpenBLAS). Static; never freed. */
 const ct_backend *ct_backend_cpu(void);

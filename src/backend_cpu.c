@@ -360,6 +360,23 @@ static const ct_backend cpu_backend = {
     .act_forward = cpu_act_forward,
     .act_backward = cpu_act_backward,
     .dropout_mask = cpu_dropout_mask,
+    .add_noise = ct_cpu_add_noise,
+    .scale_channels = ct_cpu_scale_channels,
+    .im2col = ct_cpu_im2col,
+    .col2im = ct_cpu_col2im,
+    .depthwise_forward = ct_cpu_depthwise_forward,
+    .depthwise_backward = ct_cpu_depthwise_backward,
+    .pool_forward = ct_cpu_pool_forward,
+    .pool_backward = ct_cpu_pool_backward,
+    .global_pool_forward = ct_cpu_global_pool_forward,
+    .global_pool_backward = ct_cpu_global_pool_backward,
+    .pad2d = ct_cpu_pad2d,
+    .upsample2d = ct_cpu_upsample2d,
+    .batchnorm_train = ct_cpu_batchnorm_train,
+    .batchnorm_infer = ct_cpu_batchnorm_infer,
+    .batchnorm_backward = ct_cpu_batchnorm_backward,
+    .groupnorm_forward = ct_cpu_groupnorm_forward,
+    .groupnorm_backward = ct_cpu_groupnorm_backward,
 };
 
 const ct_backend *ct_backend_cpu(void) { return &cpu_backend; }

@@ -24,20 +24,33 @@ void ct_set_threads(int threads)
 #endif
 }
 
+/* p relative to the config file's folder, made absolute so the resolved config written into
+ * a run directory still finds the data from there. Caller frees. */
 static char *resolve_path(const char *config_path, const char *p)
 {
-    if (p[0] == '/')
-        return strdup(p);
-    char *copy = strdup(config_path);
-    if (!copy)
-        return NULL;
-    const char *dir = dirname(copy);
-    size_t n = strlen(dir) + strlen(p) + 2;
-    char *out = malloc(n);
-    if (out)
-        snprintf(out, n, "%s/%s", dir, p);
-    free(copy);
-    return out;
+    char *joined;
+    if (p[0] == '/') {
+        joined = strdup(p);
+    } else {
+        char *copy = strdup(config_path), cwd[4096];
+        if (!copy)
+            return NULL;
+        const char *dir = dirname(copy);
+        bool relative = dir[0] != '/';
+        if (relative && !getcwd(cwd, sizeof cwd))
+            relative = false;
+        size_t n = strlen(dir) + strlen(p) + (relative ? strlen(cwd) : 0) + 3;
+        joined = malloc(n);
+        if (joined)
+            snprintf(joined, n, "%s%s%s/%s", relative ? cwd : "", relative ? "/" : "", dir, p);
+        free(copy);
+    }
+    char *real = joined ? realpath(joined, NULL) : NULL;
+    if (real) {
+        free(joined);
+        return real;
+    }
+    return joined;
 }
 
 static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_source *src,
@@ -58,6 +71,7 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     src->path = resolve_path(ex->path, path);
     if (!src->path)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ct_map_set_scalar(n, "path", src->path);
     src->given = true;
     src->node = n;
     return 0;
@@ -226,6 +240,11 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     int rc = def ? ct_cfg_string(root, "name", def, &ex->name, err)
                  : ct_err(err, CT_ERR_NOMEM, "out of memory");
     free(def);
+    if (rc == 0 && (!ex->name[0] || ex->name[0] == '.' ||
+                    strspn(ex->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789_.-") != strlen(ex->name)))
+        return ct_node_err(err, ct_map_get(root, "name"), "name '%s' names the run directory: use "
+                           "letters, digits, '_', '-' and '.' (not first)", ex->name);
     int64_t seed;
     const ct_backend *be = NULL;
     if (rc < 0 || ct_cfg_int(root, "seed", 1, 0, INT64_MAX, &seed, err) < 0 ||
@@ -295,11 +314,15 @@ static int check_targets(ct_experiment *ex, ct_dataset *ds, const char *role, ct
     ct_shape ys = ct_dataset_y_shape(ds);
     const ct_shape *out = ct_model_output_shape(ex->model);
     if (ex->loss.kind->sparse_labels) {
-        if (ct_shape_size(&ys) != 1)
+        /* One class index per position: per sample for an output (None, classes). */
+        int64_t classes = out->dim[out->ndim - 1], per_sample = ct_shape_size(out) / classes;
+        if (ct_shape_size(&ys) != per_sample)
             return ct_err(err, CT_ERR_DATA, "%s: y '%s' has targets of shape %s, but the loss %s "
-                          "takes one class index per sample", role, ct_dataset_y_name(ds),
-                          ct_shape_format_sample(&ys, a, sizeof a), ex->loss.kind->name);
-        return ct_dataset_validate(ds, ct_shape_size(out), err);
+                          "takes one class index per position of the output %s (%lld per sample)",
+                          role, ct_dataset_y_name(ds), ct_shape_format_sample(&ys, a, sizeof a),
+                          ex->loss.kind->name, ct_shape_format(out, b, sizeof b),
+                          (long long)per_sample);
+        return ct_dataset_validate(ds, classes, err);
     }
     if (ct_shape_size(&ys) != ct_shape_size(out))
         return ct_err(err, CT_ERR_DATA, "%s: y '%s' has targets of shape %s, but the model's "
@@ -328,7 +351,7 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, c
             ct_err_prefix(err, "%s:%d:%d", src->node->file, src->node->line, src->node->col);
         goto fail;
     }
-    if (src->y && check_targets(ex, ds, role, err) < 0)
+    if (src->y ? check_targets(ex, ds, role, err) < 0 : ct_dataset_validate(ds, 0, err) < 0)
         goto fail;
     return ds;
 fail:

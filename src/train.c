@@ -29,23 +29,36 @@ static int value_names(const ct_experiment *ex, const char **names, const char *
     return n + 1;
 }
 
-static int64_t y_cols(const ct_experiment *ex)
+/* Losses and metrics act on the last axis; any axes before it are positions, each scored
+ * like a sample (Keras averages over them). */
+static int64_t classes(const ct_experiment *ex)
 {
-    return ex->loss.kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(ex->model));
+    const ct_shape *out = ct_model_output_shape(ex->model);
+    return out->ndim ? out->dim[out->ndim - 1] : 1;
 }
 
-/* Loss (batch sum) and metric updates for one forward pass; writes the loss gradient into
- * the model's last dout buffer when grad is set. */
+static int64_t positions(const ct_experiment *ex)
+{
+    return ct_shape_size(ct_model_output_shape(ex->model)) / classes(ex);
+}
+
+static int64_t y_cols(const ct_experiment *ex)
+{
+    return ex->loss.kind->sparse_labels ? positions(ex) : ct_shape_size(ct_model_output_shape(ex->model));
+}
+
+/* Loss (sum over the batch's samples) and metric updates for one forward pass; writes the
+ * gradient of the batch's mean loss into the model's last dout buffer when grad is set. */
 static double score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y, bool grad)
 {
     ct_model *m = ex->model;
-    int64_t rows = pred->rows, cols = ct_tensor_cols(pred);
+    int64_t t = positions(ex), rows = pred->rows * t, cols = classes(ex);
     float *dpred = grad ? m->dout[m->nlayers - 1].data : NULL;
     double loss = ex->loss.kind->compute(&ex->loss, pred->data, y, dpred, rows, cols,
                                          1.0f / (float)rows);
     for (int i = 0; i < ex->nmetrics; i++)
         ex->metrics[i].kind->update(&ex->metrics[i], pred->data, y, rows, cols);
-    return loss;
+    return loss / (double)t;
 }
 
 static void reset_metrics(ct_experiment *ex)
@@ -54,13 +67,12 @@ static void reset_metrics(ct_experiment *ex)
         ct_metric_reset(&ex->metrics[i]);
 }
 
-/* Running values: metrics, then mean loss so far (+ the regularization penalty). */
-static void current_values(const ct_experiment *ex, double loss_sum, int64_t seen, double penalty,
-                           double *values)
+/* Running values: metrics, then the mean loss per sample so far. */
+static void current_values(const ct_experiment *ex, double loss_sum, int64_t seen, double *values)
 {
     for (int i = 0; i < ex->nmetrics; i++)
         values[i] = ex->metrics[i].kind->result(&ex->metrics[i]);
-    values[ex->nmetrics] = (seen ? loss_sum / (double)seen : 0) + penalty;
+    values[ex->nmetrics] = seen ? loss_sum / (double)seen : 0;
 }
 
 int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, float *ybuf,
@@ -80,7 +92,8 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, flo
     }
     if (rows < 0)
         return -1;
-    current_values(ex, loss, seen, ct_model_penalty(m), values);
+    /* The regularization penalty is the same for every batch of an evaluation. */
+    current_values(ex, loss + ct_model_penalty(m) * (double)seen, seen, values);
     return 0;
 }
 
@@ -144,6 +157,9 @@ static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, c
         if (exists(w) && !opt->overwrite)
             return ct_err(err, CT_ERR_USAGE, "%s already holds a finished run; choose another "
                           "-o directory or pass --overwrite", dir);
+        /* A failed rerun must not leave the old weights beside the new history. */
+        if (exists(w) && unlink(w) < 0)
+            return ct_err(err, CT_ERR_IO, "cannot remove %s: %s", w, strerror(errno));
     } else {
         snprintf(dir, n, "runs/%s", ex->name);
         for (int i = 2; exists(dir); i++)
@@ -232,21 +248,22 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *
     if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
         return -1;
     ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
-    double loss = 0, penalty = 0;
+    double loss = 0;
     int64_t seen = 0, rows, done = 0;
     while ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) > 0) {
         pass.step = (*step)++;
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
         double batch_loss = score_batch(ex, pred, s->ybuf, true);
-        penalty = ct_model_backward(m, &pass);
+        /* As in Keras, each batch's loss includes the penalty at the weights it used. */
+        double penalty = ct_model_backward(m, &pass);
         if (!isfinite(batch_loss))
             return ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld; lower "
                           "the learning rate or check the data", batch_loss,
                           (long long)epoch + 1, (long long)done + 1);
         ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
-        loss += batch_loss;
+        loss += batch_loss + penalty * (double)rows;
         seen += rows;
-        current_values(ex, loss, seen, penalty, values);
+        current_values(ex, loss, seen, values);
         ct_progress_step(s->progress, ++done, nnames, names, values);
     }
     return rows < 0 ? -1 : 0;
@@ -263,6 +280,8 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
     ct_loader_free(ld);
     if (rc < 0)
         return -1;
+    if (!out)
+        return 0;
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
     int n = value_names(ex, names, "", store);
@@ -367,7 +386,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
         goto done;
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
-    if (s.test_ds && evaluate_test(ex, &s, out, err) < 0)
+    if (s.test_ds && evaluate_test(ex, &s, mode == CT_PROGRESS_NONE ? NULL : out, err) < 0)
         goto done;
     rc = 0;
 done:
@@ -422,6 +441,10 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
 int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
                           const char *output, ct_error *err)
 {
+    const char *ext = strrchr(output, '.');
+    if (!ext || (strcmp(ext, ".h5") && strcmp(ext, ".hdf5") && strcmp(ext, ".csv")))
+        return ct_err(err, CT_ERR_USAGE, "%s: predictions are written as .h5, .hdf5 or .csv, "
+                      "not '%s'", output, ext ? ext : "");
     ct_source src = {.given = true, .path = (char *)input, .y = NULL};
     src.x = x ? x : ex->test.given ? ex->test.x : "x";
     ct_set_threads(ex->threads);

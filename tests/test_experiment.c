@@ -97,6 +97,9 @@ static const bad_case bad_cases[] = {
     {"model:\n  input_shape: [4]\n  layers:\n    - {type: dropout, rate: 1.0}\n%s", "4:29: "},
     /* 28 absurd sizes are refused before allocating */
     {"model: {input_shape: [1000000, 1000000], layers: [{type: flatten}]}\n%s", "1:22: input_shape holds 1000000000000 values per sample"},
+    /* 29 a name that would put the run directory elsewhere */
+    {"name: ../../etc\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:7: name '../../etc' names the run directory"},
 };
 
 START_TEST(test_bad_config)

@@ -1,7 +1,9 @@
 /* cmd_evaluate.c - `ctrain evaluate`. */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 
+#include "../progress.h"
 #include "cli.h"
 
 #define MAX_RESULTS 64
@@ -10,7 +12,10 @@ static void print_json(const char **names, const double *values, int n)
 {
     putchar('{');
     for (int i = 0; i < n; i++)
-        printf("%s\"%s\": %.9g", i ? ", " : "", names[i], values[i]);
+        if (isfinite(values[i]))
+            printf("%s\"%s\": %.9g", i ? ", " : "", names[i], values[i]);
+        else
+            printf("%s\"%s\": null", i ? ", " : "", names[i]);
     printf("}\n");
 }
 
@@ -61,8 +66,12 @@ int cmd_evaluate(int argc, char **argv)
     } else if (json) {
         print_json(names, values, n);
     } else {
-        for (int i = 0; i < n; i++)
-            printf("%s%s: %.4f", i ? " - " : "", names[i], values[i]);
+        /* As fit's lines: metrics first, then the loss, in Keras's number format. */
+        for (int i = 1; i <= n; i++) {
+            char v[32];
+            ct_format_value(values[i % n], v, sizeof v);
+            printf("%s%s: %s", i > 1 ? " - " : "", names[i % n], v);
+        }
         putchar('\n');
     }
     ct_experiment_free(ex);

@@ -25,7 +25,7 @@ int cmd_fit(int argc, char **argv)
         case 'v': {
             char *end;
             long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 2)
+            if (*end || end == optarg || v < 0 || v > 2)
                 return cli_usage("fit", "--verbose takes 0, 1 or 2, not '%s'", optarg);
             fo.verbose = (int)v;
             break;

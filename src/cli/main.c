@@ -49,7 +49,7 @@ static const cli_command commands[] = {
      "  --print            also print the resolved config (every default filled in)\n"},
     {"data", cmd_data,
      "data import-idx --images F --labels F -o OUT.h5 [--group G]\n"
-     "       ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]",
+     "  ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]",
      "Converts IDX (optionally gzipped) or CSV files into the HDF5 layout ctrain reads.\n"
      "import-idx writes G/images (uint8, N x H x W x 1) and G/labels (uint8).\n"
      "import-csv writes G/x (float32) and G/y (int32 labels, or float32 targets);\n"
@@ -130,7 +130,9 @@ static int cmd_help(int argc, char **argv)
                 printf("      --set KEY=VALUE  override a config value (e.g. fit.epochs=2); repeatable\n");
             return CLI_OK;
         }
-    return cli_usage("", "no command '%s'", argv[1]);
+    fprintf(stderr, "ctrain: error: no command '%s'\n", argv[1]);
+    print_usage(stderr);
+    return CLI_USAGE;
 }
 
 /* Debian's OpenBLAS 0.3.21 falls back to its slowest (Prescott) kernels on CPUs newer

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""PyTorch versions of the example experiments, for side-by-side accuracy and epoch time.
+
+Trains the same layers, initializers, optimizer, batch size and data split as the ctrain
+config and prints the median epoch time and the test accuracy.
+
+    python3 bench/torch_reference.py mlp|cnn|cnn_bn [--epochs N] [--threads N]
+"""
+import argparse
+import statistics
+import time
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def glorot(model):
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))
+
+
+def block(cin, cout):
+    # Keras BatchNormalization: momentum 0.99 (PyTorch 0.01), epsilon 1e-3.
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01),
+            nn.ReLU()]
+
+
+def cnn_bn():
+    return nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2),
+                         *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(3136, 10))
+
+
+SETUPS = {"mlp": (mlp, 10), "cnn": (cnn, 12), "cnn_bn": (cnn_bn, 12)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=sorted(SETUPS))
+    ap.add_argument("--data", default="data/fashion-mnist.h5")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    build, epochs = SETUPS[a.model]
+    epochs = a.epochs or epochs
+    with h5py.File(a.data, "r") as f:
+        x = torch.from_numpy(f["train/images"][:].astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+        y = torch.from_numpy(f["train/labels"][:].astype(np.int64))
+        xt = torch.from_numpy(f["test/images"][:].astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+        yt = torch.from_numpy(f["test/labels"][:].astype(np.int64))
+    split = int(len(x) * 0.9)  # Keras's validation_split 0.1: the last 10%
+    x, y = x[:split], y[:split]
+    model = build()
+    glorot(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), a.batch):
+            idx = perm[i:i + a.batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - start)
+        print(f"epoch {epoch + 1}/{epochs}: {times[-1]:.2f}s loss {loss.item():.4f}", flush=True)
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum().item()
+                      for i in range(0, len(xt), 1000))
+    print(f"torch {torch.__version__} {a.model}: median epoch {statistics.median(times):.2f}s, "
+          f"test accuracy {correct / len(xt):.4f}, threads {a.threads}")
+
+
+if __name__ == "__main__":
+    main()

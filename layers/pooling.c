@@ -1,0 +1,362 @@
+/* pooling.c - MaxPooling1D/2D, AveragePooling1D/2D and the global pools, channels_last.
+ * A 1-D sample (steps, C) is pooled as a 2-D sample of height 1, so one window geometry
+ * and one pair of backend ops serve all four windowed kinds. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+
+typedef struct pool_state {
+    ct_pool op;
+    int rank;            /* spatial axes: 1 or 2 */
+    bool same;           /* padding 'same' (else 'valid') */
+    bool keepdims;       /* global pools */
+    int64_t size[2];     /* pool size (h, w); 1-D keeps its size in [1] and 1 in [0] */
+    int64_t stride[2];
+    ct_window win;       /* filled in build */
+} pool_state;
+
+static void what_of(const ct_layer *l, char *buf, size_t n)
+{
+    snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind->class_name);
+}
+
+static pool_state *state_of(ct_layer *l, ct_error *err)
+{
+    pool_state *s = l->state ? l->state : calloc(1, sizeof *s);
+    if (!s) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    l->state = s;
+    return s;
+}
+
+/* ---- config helpers -------------------------------------------------------------- */
+
+/* YAML's spellings of "no value" (an unquoted scalar). */
+static bool node_is_null(const ct_node *n)
+{
+    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
+        return !n;
+    const char *s = n->scalar;
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+static int positive_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t *out,
+                          ct_error *err)
+{
+    char what[CT_NAME_MAX + 80];
+    if (ct_node_int(n, out, err))
+        return -1;
+    if (*out >= 1 && *out <= INT32_MAX)
+        return 0;
+    what_of(l, what, sizeof what);
+    return ct_node_err(err, n, "%s: %s values must be between 1 and %d, got %lld", what, key,
+                       INT32_MAX, (long long)*out);
+}
+
+/* Writes the resolved value back, so the emitted config shows what was used. */
+static int put_ints(ct_node *cfg, const char *key, const int64_t *v, int n, ct_error *err)
+{
+    char text[32];
+    if (n == 1) {
+        snprintf(text, sizeof text, "%lld", (long long)v[0]);
+        return ct_map_set_scalar(cfg, key, text) ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    ct_node *seq = ct_map_set_seq(cfg, key);
+    for (int i = 0; seq && i < n; i++) {
+        snprintf(text, sizeof text, "%lld", (long long)v[i]);
+        ct_node *item = ct_seq_append_scalar(seq, text);
+        if (item)
+            item->used = true;
+        else
+            seq = NULL;
+    }
+    return seq ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+}
+
+/* cfg[key]: an integer (every axis) or a list of n integers, each at least 1. Absent or
+ * null: fallback (n values), written back. */
+static int read_sizes(const ct_layer *l, ct_node *cfg, const char *key, int n,
+                      const int64_t *fallback, int64_t *out, ct_error *err)
+{
+    ct_node *v = ct_map_get(cfg, key);
+    if (node_is_null(v)) {
+        memcpy(out, fallback, (size_t)n * sizeof *out);
+        return put_ints(cfg, key, out, n, err);
+    }
+    if (v->type == CT_NODE_SCALAR) {
+        if (positive_entry(l, v, key, &out[0], err))
+            return -1;
+        for (int i = 1; i < n; i++)
+            out[i] = out[0];
+        return 0;
+    }
+    if (v->type != CT_NODE_SEQ || v->len != (size_t)n) {
+        char what[CT_NAME_MAX + 80];
+        what_of(l, what, sizeof what);
+        return ct_node_err(err, v, "%s: %s must be an integer or a list of %d integer%s", what,
+                           key, n, n == 1 ? "" : "s");
+    }
+    for (int i = 0; i < n; i++) {
+        v->items[i]->used = true;
+        if (positive_entry(l, v->items[i], key, &out[i], err))
+            return -1;
+    }
+    return 0;
+}
+
+static int read_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    const char *fmt;
+    if (ct_cfg_string(cfg, "data_format", "channels_last", &fmt, err))
+        return -1;
+    if (!strcmp(fmt, "channels_last"))
+        return 0;
+    char what[CT_NAME_MAX + 80];
+    what_of(l, what, sizeof what);
+    return ct_node_err(err, ct_map_get(cfg, "data_format"),
+                       "%s: data_format '%s' is not supported; only channels_last is", what, fmt);
+}
+
+/* ---- windowed pools -------------------------------------------------------------- */
+
+static int window_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_error *err)
+{
+    static const char *const keys[] = {"pool_size", "strides", "padding", "data_format", NULL};
+    static const char *const paddings[] = {"valid", "same", NULL};
+    pool_state *s = state_of(l, err);
+    if (!s || ct_layer_check_keys(l, cfg, keys, err))
+        return -1;
+    s->op = op;
+    s->rank = rank;
+    int64_t two[2] = {2, 2}, size[2], stride[2];
+    int pad;
+    if (read_sizes(l, cfg, "pool_size", rank, two, size, err) ||
+        read_sizes(l, cfg, "strides", rank, size, stride, err) ||
+        ct_cfg_enum(cfg, "padding", "valid", paddings, &pad, err) || read_data_format(l, cfg, err))
+        return -1;
+    s->same = pad == 1;
+    /* 1-D: height 1, so the single axis lands in [1]. */
+    s->size[0] = rank == 2 ? size[0] : 1;
+    s->size[1] = rank == 2 ? size[1] : size[0];
+    s->stride[0] = rank == 2 ? stride[0] : 1;
+    s->stride[1] = rank == 2 ? stride[1] : stride[0];
+    return 0;
+}
+
+static int rank_error(const ct_layer *l, int rank, ct_error *err)
+{
+    char shape[160];
+    ct_shape_format(&l->in_shape, shape, sizeof shape);
+    return ct_layer_err(err, l, "expected input of rank %d (batch, %s, channels), got %s",
+                        rank + 2, rank == 2 ? "height, width" : "steps", shape);
+}
+
+/* Output length of one axis and the padding before it; -1 when a valid window is larger
+ * than the input. */
+static int64_t axis_out(int64_t in, int64_t k, int64_t stride, bool same, int64_t *pad_before)
+{
+    *pad_before = 0;
+    if (!same)
+        return in >= k ? (in - k) / stride + 1 : -1;
+    int64_t out = (in + stride - 1) / stride;
+    int64_t total = (out - 1) * stride + k - in;
+    *pad_before = total > 0 ? total / 2 : 0;
+    return out;
+}
+
+static int fit_error(const ct_layer *l, const pool_state *s, ct_error *err)
+{
+    char shape[160], size[64];
+    ct_shape_format(&l->in_shape, shape, sizeof shape);
+    if (s->rank == 2)
+        snprintf(size, sizeof size, "a %lldx%lld pool", (long long)s->size[0],
+                 (long long)s->size[1]);
+    else
+        snprintf(size, sizeof size, "a pool of size %lld", (long long)s->size[1]);
+    return ct_layer_err(err, l, "%s with padding 'valid' does not fit the input %s", size, shape);
+}
+
+static int window_build(ct_layer *l, ct_error *err)
+{
+    pool_state *s = l->state;
+    const ct_shape *in = &l->in_shape;
+    l->nparams = 0;
+    if (in->ndim != s->rank + 1)
+        return rank_error(l, s->rank, err);
+    ct_window *w = &s->win;
+    memset(w, 0, sizeof *w);
+    w->in_h = s->rank == 2 ? in->dim[0] : 1;
+    w->in_w = in->dim[s->rank - 1];
+    w->in_c = in->dim[s->rank];
+    w->k_h = s->size[0], w->k_w = s->size[1];
+    w->stride_h = s->stride[0], w->stride_w = s->stride[1];
+    w->dil_h = w->dil_w = 1;
+    w->out_h = axis_out(w->in_h, w->k_h, w->stride_h, s->same, &w->pad_top);
+    w->out_w = axis_out(w->in_w, w->k_w, w->stride_w, s->same, &w->pad_left);
+    if (w->out_h < 1 || w->out_w < 1)
+        return fit_error(l, s, err);
+    int64_t dims[3] = {w->out_h, w->out_w, w->in_c};
+    l->out_shape = s->rank == 2 ? ct_shape_make(3, dims) : ct_shape_make(2, dims + 1);
+    return 0;
+}
+
+static void window_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+{
+    (void)pass;
+    const pool_state *s = l->state;
+    l->be->pool_forward(s->op, &s->win, x->data, y->data, x->rows);
+}
+
+static void window_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
+                            const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+{
+    (void)pass;
+    const pool_state *s = l->state;
+    if (dx)
+        l->be->pool_backward(s->op, &s->win, x->data, y->data, dy->data, dx->data, x->rows);
+}
+
+static void pool_free(ct_layer *l)
+{
+    free(l->state);
+    l->state = NULL;
+}
+
+static int max1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_MAX, 1, err);
+}
+
+static int max2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_MAX, 2, err);
+}
+
+static int avg1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_AVG, 1, err);
+}
+
+static int avg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_AVG, 2, err);
+}
+
+#define WINDOW_KIND(var, cname, kname, conf)                                                  \
+    const ct_layer_kind var = {                                                              \
+        .name = cname,                                                                       \
+        .class_name = kname,                                                                 \
+        .configure = conf,                                                                   \
+        .build = window_build,                                                               \
+        .forward = window_forward,                                                           \
+        .backward = window_backward,                                                         \
+        .free_state = pool_free,                                                             \
+    }
+
+WINDOW_KIND(ct_layer_max_pooling1d, "max_pooling1d", "MaxPooling1D", max1d_configure);
+WINDOW_KIND(ct_layer_max_pooling2d, "max_pooling2d", "MaxPooling2D", max2d_configure);
+WINDOW_KIND(ct_layer_average_pooling1d, "average_pooling1d", "AveragePooling1D",
+            avg1d_configure);
+WINDOW_KIND(ct_layer_average_pooling2d, "average_pooling2d", "AveragePooling2D",
+            avg2d_configure);
+
+/* ---- global pools ---------------------------------------------------------------- */
+
+static int global_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_error *err)
+{
+    static const char *const keys[] = {"data_format", "keepdims", NULL};
+    pool_state *s = state_of(l, err);
+    if (!s || ct_layer_check_keys(l, cfg, keys, err))
+        return -1;
+    s->op = op;
+    s->rank = rank;
+    if (read_data_format(l, cfg, err) || ct_cfg_bool(cfg, "keepdims", false, &s->keepdims, err))
+        return -1;
+    return 0;
+}
+
+static int global_build(ct_layer *l, ct_error *err)
+{
+    const pool_state *s = l->state;
+    const ct_shape *in = &l->in_shape;
+    l->nparams = 0;
+    if (in->ndim != s->rank + 1)
+        return rank_error(l, s->rank, err);
+    int64_t dims[3] = {1, 1, in->dim[s->rank]};
+    if (s->keepdims)
+        l->out_shape = ct_shape_make(s->rank + 1, dims + (2 - s->rank));
+    else
+        l->out_shape = ct_shape_make(1, dims + 2);
+    return 0;
+}
+
+/* Positions per sample (steps, or height * width). */
+static int64_t global_spatial(const ct_layer *l)
+{
+    const pool_state *s = l->state;
+    return s->rank == 2 ? l->in_shape.dim[0] * l->in_shape.dim[1] : l->in_shape.dim[0];
+}
+
+static void global_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+{
+    (void)pass;
+    const pool_state *s = l->state;
+    int64_t c = l->in_shape.dim[s->rank];
+    l->be->global_pool_forward(s->op, x->data, y->data, x->rows, global_spatial(l), c);
+}
+
+static void global_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
+                            const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+{
+    (void)pass;
+    const pool_state *s = l->state;
+    if (!dx)
+        return;
+    int64_t c = l->in_shape.dim[s->rank];
+    l->be->global_pool_backward(s->op, x->data, y->data, dy->data, dx->data, x->rows,
+                                global_spatial(l), c);
+}
+
+static int gmax1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_MAX, 1, err);
+}
+
+static int gmax2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_MAX, 2, err);
+}
+
+static int gavg1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_AVG, 1, err);
+}
+
+static int gavg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_AVG, 2, err);
+}
+
+#define GLOBAL_KIND(var, cname, kname, conf)                                                  \
+    const ct_layer_kind var = {                                                              \
+        .name = cname,                                                                       \
+        .class_name = kname,                                                                 \
+        .configure = conf,                                                                   \
+        .build = global_build,                                                               \
+        .forward = global_forward,                                                           \
+        .backward = global_backward,                                                         \
+        .free_state = pool_free,                                                             \
+    }
+
+GLOBAL_KIND(ct_layer_global_max_pooling1d, "global_max_pooling1d", "GlobalMaxPooling1D",
+            gmax1d_configure);
+GLOBAL_KIND(ct_layer_global_max_pooling2d, "global_max_pooling2d", "GlobalMaxPooling2D",
+            gmax2d_configure);
+GLOBAL_KIND(ct_layer_global_average_pooling1d, "global_average_pooling1d",
+            "GlobalAveragePooling1D", gavg1d_configure);
+GLOBAL_KIND(ct_layer_global_average_pooling2d, "global_average_pooling2d",
+            "GlobalAveragePooling2D", gavg2d_configure);

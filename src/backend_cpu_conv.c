@@ -1,0 +1,284 @@
+/* backend_cpu_conv.c - the CPU convolution ops: im2col / col2im (patches for the gemm
+ * form of a convolution) and the direct depthwise convolution.
+ *
+ * Channels are the innermost, contiguous axis, so every loop here works on runs of
+ * channels: one bounds check per (position, kernel offset), then a plain loop over the
+ * run that the compiler vectorises. Padding costs a zero fill, never a per-element test. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize")
+#endif
+
+#include <string.h>
+
+#include "backend.h"
+
+static inline void run_zero(float *d, int64_t n)
+{
+    if (n > 0)
+        memset(d, 0, (size_t)n * sizeof(float));
+}
+
+static inline void run_copy(float *restrict d, const float *restrict s, int64_t n)
+{
+    if (n > 0)
+        memcpy(d, s, (size_t)n * sizeof(float));
+}
+
+static inline void run_add(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t c = 0; c < n; c++)
+        d[c] += s[c];
+}
+
+/* The kernel columns j in [*j0, *j1) whose input column iw0 + j lies inside [0, in_w),
+ * for a window with dilation 1 along w. */
+static inline void valid_cols(int64_t iw0, int64_t k_w, int64_t in_w, int64_t *j0, int64_t *j1)
+{
+    int64_t a = iw0 < 0 ? -iw0 : 0;
+    int64_t b = in_w - iw0 < k_w ? in_w - iw0 : k_w;
+    if (b < a)
+        b = a;
+    *j0 = a;
+    *j1 = b;
+}
+
+/* ---- im2col ------------------------------------------------------------------------ */
+
+/* One kernel row of one patch: k_w runs of cn channels from the input row src
+ * (already offset to channel c0), zeros outside. With dilation 1 along w and every
+ * channel taken, the valid part is one contiguous block of the input. */
+static void im2col_row(const ct_window *w, const float *src, int64_t iw0, int64_t cn,
+                       float *d)
+{
+    if (w->dil_w == 1 && cn == w->in_c) {
+        int64_t j0, j1;
+        valid_cols(iw0, w->k_w, w->in_w, &j0, &j1);
+        run_zero(d, j0 * cn);
+        run_copy(d + j0 * cn, src + (iw0 + j0) * w->in_c, (j1 - j0) * cn);
+        run_zero(d + j1 * cn, (w->k_w - j1) * cn);
+        return;
+    }
+    for (int64_t j = 0, iw = iw0; j < w->k_w; j++, iw += w->dil_w, d += cn) {
+        if (iw < 0 || iw >= w->in_w)
+            run_zero(d, cn);
+        else
+            run_copy(d, src + iw * w->in_c, cn);
+    }
+}
+
+void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
+                   float *cols)
+{
+    const int64_t row_len = w->k_w * cn, patch = w->k_h * row_len;
+    const int64_t in_row = w->in_w * w->in_c, sample = w->in_h * in_row;
+    float *d = cols;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xs = x + r * sample + c0;
+        for (int64_t oh = 0; oh < w->out_h; oh++) {
+            const int64_t ih0 = oh * w->stride_h - w->pad_top;
+            for (int64_t ow = 0; ow < w->out_w; ow++, d += patch) {
+                const int64_t iw0 = ow * w->stride_w - w->pad_left;
+                int64_t ih = ih0;
+                for (int64_t i = 0; i < w->k_h; i++, ih += w->dil_h) {
+                    if (ih < 0 || ih >= w->in_h)
+                        run_zero(d + i * row_len, row_len);
+                    else
+                        im2col_row(w, xs + ih * in_row, iw0, cn, d + i * row_len);
+                }
+            }
+        }
+    }
+}
+
+/* ---- col2im ------------------------------------------------------------------------ */
+
+/* The adjoint of im2col_row: adds the valid runs of s back into the input row dst. */
+static void col2im_row(const ct_window *w, const float *s, int64_t iw0, int64_t cn, float *dst)
+{
+    if (w->dil_w == 1 && cn == w->in_c) {
+        int64_t j0, j1;
+        valid_cols(iw0, w->k_w, w->in_w, &j0, &j1);
+        run_add(dst + (iw0 + j0) * w->in_c, s + j0 * cn, (j1 - j0) * cn);
+        return;
+    }
+    for (int64_t j = 0, iw = iw0; j < w->k_w; j++, iw += w->dil_w, s += cn) {
+        if (iw >= 0 && iw < w->in_w)
+            run_add(dst + iw * w->in_c, s, cn);
+    }
+}
+
+void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
+                   float *dx)
+{
+    const int64_t row_len = w->k_w * cn, patch = w->k_h * row_len;
+    const int64_t in_row = w->in_w * w->in_c, sample = w->in_h * in_row;
+    const float *s = cols;
+    for (int64_t r = 0; r < rows; r++) {
+        float *xs = dx + r * sample + c0;
+        for (int64_t oh = 0; oh < w->out_h; oh++) {
+            const int64_t ih0 = oh * w->stride_h - w->pad_top;
+            for (int64_t ow = 0; ow < w->out_w; ow++, s += patch) {
+                const int64_t iw0 = ow * w->stride_w - w->pad_left;
+                int64_t ih = ih0;
+                for (int64_t i = 0; i < w->k_h; i++, ih += w->dil_h) {
+                    if (ih >= 0 && ih < w->in_h)
+                        col2im_row(w, s + i * row_len, iw0, cn, xs + ih * in_row);
+                }
+            }
+        }
+    }
+}
+
+/* ---- depthwise --------------------------------------------------------------------- */
+
+#if defined(__GNUC__)
+#define CT_INLINE static inline __attribute__((always_inline))
+#else
+#define CT_INLINE static inline
+#endif
+
+/* y[c*m + k] += x[c] * k[c*m + k] over c channels. Inlined with a constant m below, so
+ * the compiler can vectorise the interleaved multipliers. */
+CT_INLINE void dw_madd_m(const float *restrict xp, const float *restrict kp,
+                         float *restrict yo, int64_t c, int64_t m)
+{
+    for (int64_t q = 0; q < c; q++) {
+        const float v = xp[q];
+        for (int64_t k = 0; k < m; k++)
+            yo[q * m + k] += v * kp[q * m + k];
+    }
+}
+
+static void dw_madd(const float *restrict xp, const float *restrict kp, float *restrict yo,
+                    int64_t c, int64_t m)
+{
+    switch (m) {
+    case 1:
+        for (int64_t q = 0; q < c; q++)
+            yo[q] += xp[q] * kp[q];
+        return;
+    case 2:
+        dw_madd_m(xp, kp, yo, c, 2);
+        return;
+    case 4:
+        dw_madd_m(xp, kp, yo, c, 4);
+        return;
+    default:
+        dw_madd_m(xp, kp, yo, c, m);
+        return;
+    }
+}
+
+/* One output position: the sum over the window's in-range taps. */
+static void dw_position(const ct_window *w, int64_t m, const float *xs, const float *kernel,
+                        int64_t ih0, int64_t iw0, float *yo)
+{
+    const int64_t c = w->in_c, cm = c * m;
+    run_zero(yo, cm);
+    for (int64_t i = 0, ih = ih0; i < w->k_h; i++, ih += w->dil_h) {
+        if (ih < 0 || ih >= w->in_h)
+            continue;
+        for (int64_t j = 0, iw = iw0; j < w->k_w; j++, iw += w->dil_w) {
+            if (iw < 0 || iw >= w->in_w)
+                continue;
+            dw_madd(xs + (ih * w->in_w + iw) * c, kernel + (i * w->k_w + j) * cm, yo, c, m);
+        }
+    }
+}
+
+void ct_cpu_depthwise_forward(const ct_window *w, int64_t m, const float *x, const float *kernel,
+                              float *y, int64_t rows)
+{
+    const int64_t sample = w->in_h * w->in_w * w->in_c, cm = w->in_c * m;
+    float *yo = y;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xs = x + r * sample;
+        for (int64_t oh = 0; oh < w->out_h; oh++)
+            for (int64_t ow = 0; ow < w->out_w; ow++, yo += cm)
+                dw_position(w, m, xs, kernel, oh * w->stride_h - w->pad_top,
+                            ow * w->stride_w - w->pad_left, yo);
+    }
+}
+
+/* One tap of the backward: dkernel[c*m+k] += x[c] dy[c*m+k]; dx[c] += sum_k k dy.
+ * Inlined with a constant m below, as dw_madd_m. */
+CT_INLINE void dw_tap_backward_m(const float *restrict xp, const float *restrict kp,
+                                 const float *restrict dyo, float *restrict dkp,
+                                 float *restrict dxp, int64_t c, int64_t m)
+{
+    for (int64_t q = 0; q < c; q++) {
+        const float v = xp[q];
+        for (int64_t k = 0; k < m; k++)
+            dkp[q * m + k] += v * dyo[q * m + k];
+    }
+    if (!dxp)
+        return;
+    for (int64_t q = 0; q < c; q++) {
+        float s = 0.0f;
+        for (int64_t k = 0; k < m; k++)
+            s += kp[q * m + k] * dyo[q * m + k];
+        dxp[q] += s;
+    }
+}
+
+static void dw_tap_backward(const float *restrict xp, const float *restrict kp,
+                            const float *restrict dyo, float *restrict dkp,
+                            float *restrict dxp, int64_t c, int64_t m)
+{
+    switch (m) {
+    case 1:
+        for (int64_t q = 0; q < c; q++)
+            dkp[q] += xp[q] * dyo[q];
+        if (dxp)
+            for (int64_t q = 0; q < c; q++)
+                dxp[q] += kp[q] * dyo[q];
+        return;
+    case 2:
+        dw_tap_backward_m(xp, kp, dyo, dkp, dxp, c, 2);
+        return;
+    case 4:
+        dw_tap_backward_m(xp, kp, dyo, dkp, dxp, c, 4);
+        return;
+    default:
+        dw_tap_backward_m(xp, kp, dyo, dkp, dxp, c, m);
+        return;
+    }
+}
+
+static void dw_position_backward(const ct_window *w, int64_t m, const float *xs,
+                                 const float *kernel, const float *dyo, float *dxs,
+                                 float *dkernel, int64_t ih0, int64_t iw0)
+{
+    const int64_t c = w->in_c, cm = c * m;
+    for (int64_t i = 0, ih = ih0; i < w->k_h; i++, ih += w->dil_h) {
+        if (ih < 0 || ih >= w->in_h)
+            continue;
+        for (int64_t j = 0, iw = iw0; j < w->k_w; j++, iw += w->dil_w) {
+            if (iw < 0 || iw >= w->in_w)
+                continue;
+            const int64_t xo = (ih * w->in_w + iw) * c, ko = (i * w->k_w + j) * cm;
+            dw_tap_backward(xs + xo, kernel + ko, dyo, dkernel + ko, dxs ? dxs + xo : NULL, c,
+                            m);
+        }
+    }
+}
+
+void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
+                               const float *kernel, const float *dy, float *dx, float *dkernel,
+                               int64_t rows)
+{
+    const int64_t sample = w->in_h * w->in_w * w->in_c, cm = w->in_c * m;
+    run_zero(dkernel, w->k_h * w->k_w * cm);
+    if (dx)
+        run_zero(dx, rows * sample);
+    const float *dyo = dy;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xs = x + r * sample;
+        float *dxs = dx ? dx + r * sample : NULL;
+        for (int64_t oh = 0; oh < w->out_h; oh++)
+            for (int64_t ow = 0; ow < w->out_w; ow++, dyo += cm)
+                dw_position_backward(w, m, xs, kernel, dyo, dxs, dkernel,
+                                     oh * w->stride_h - w->pad_top,
+                                     ow * w->stride_w - w->pad_left);
+    }
+}

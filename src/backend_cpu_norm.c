@@ -1,0 +1,519 @@
+/* backend_cpu_norm.c - batch and group normalization on the CPU.
+ *
+ * Statistics are sums of (x - shift) in double, with shift an element of the same
+ * channel/group: the shift keeps the sum of squares free of cancellation when the data sit
+ * far from zero (1000 + small noise), and double keeps large n accurate. The normalized
+ * output subtracts the mean as a float pair (hi + lo), so x - hi is exact for data near the
+ * mean. Backward passes re-centre x - mean by the mean of that difference, which is what
+ * the float mean missed. Inner loops run over contiguous channels (or fixed lanes) so they
+ * vectorize; per-channel constants are staged in small stack blocks, never allocated.
+ *
+ * Group norm has two layouts: a group of many channels (or a single position, as layer
+ * norm) is a set of contiguous runs reduced in lanes; small groups over many positions are
+ * summed per channel across the positions, then folded into groups. */
+/* Some GCC builds leave the vectoriser off at -O2; these loops are on the hot path. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize")
+#endif
+
+#include <math.h>
+
+#include "backend.h"
+
+/* Channels handled per block by the batch-norm passes (stack arrays of this size). */
+#define CT_BN_BLOCK 256
+/* Independent accumulators for reductions over one contiguous run. */
+#define CT_LANES 8
+
+/* ---- batch normalization ------------------------------------------------------------ */
+
+/* Per-channel sums over n rows of d = x - shift, for channels [c0, c0 + cb). */
+static void bn_sums(const float *x, int64_t n, int64_t c, int64_t c0, int64_t cb,
+                    const float *shift, double *s1, double *s2)
+{
+    for (int64_t j = 0; j < cb; j++)
+        s1[j] = s2[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c + c0;
+        for (int64_t j = 0; j < cb; j++) {
+            double d = (double)xr[j] - (double)shift[j];
+            s1[j] += d;
+            s2[j] += d * d;
+        }
+    }
+}
+
+/* y = ((x - hi) - lo) * sc + bt over n rows of channels [c0, c0 + cb). */
+static void bn_apply(const float *x, float *y, int64_t n, int64_t c, int64_t c0, int64_t cb,
+                     const float *hi, const float *lo, const float *sc, const float *bt)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c + c0;
+        float *yr = y + i * c + c0;
+        for (int64_t j = 0; j < cb; j++)
+            yr[j] = ((xr[j] - hi[j]) - lo[j]) * sc[j] + bt[j];
+    }
+}
+
+static float gamma_at(const float *gamma, int64_t j) { return gamma ? gamma[j] : 1.0f; }
+static float beta_at(const float *beta, int64_t j) { return beta ? beta[j] : 0.0f; }
+
+/* Splits a double mean into hi + lo floats. */
+static void split_mean(double m, float *hi, float *lo)
+{
+    *hi = (float)m;
+    *lo = (float)(m - (double)*hi);
+}
+
+void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, float *mean, float *var, float *invstd)
+{
+    float shift[CT_BN_BLOCK], hi[CT_BN_BLOCK], lo[CT_BN_BLOCK], sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
+    double s1[CT_BN_BLOCK], s2[CT_BN_BLOCK];
+    for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
+        int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
+        for (int64_t j = 0; j < cb; j++)
+            shift[j] = n > 0 ? x[c0 + j] : 0.0f;
+        bn_sums(x, n, c, c0, cb, shift, s1, s2);
+        for (int64_t j = 0; j < cb; j++) {
+            double dm = n > 0 ? s1[j] / (double)n : 0.0;
+            double v = n > 0 ? s2[j] / (double)n - dm * dm : 0.0;
+            if (v < 0.0)
+                v = 0.0;
+            double m = (double)shift[j] + dm, is = 1.0 / sqrt(v + (double)eps);
+            mean[c0 + j] = (float)m;
+            var[c0 + j] = (float)v;
+            invstd[c0 + j] = (float)is;
+            split_mean(m, &hi[j], &lo[j]);
+            sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
+            bt[j] = beta_at(beta, c0 + j);
+        }
+        bn_apply(x, y, n, c, c0, cb, hi, lo, sc, bt);
+    }
+}
+
+void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, const float *mean, const float *var)
+{
+    float hi[CT_BN_BLOCK], lo[CT_BN_BLOCK], sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
+    for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
+        int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
+        for (int64_t j = 0; j < cb; j++) {
+            double is = 1.0 / sqrt((double)var[c0 + j] + (double)eps);
+            hi[j] = mean[c0 + j];
+            lo[j] = 0.0f;
+            sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
+            bt[j] = beta_at(beta, c0 + j);
+        }
+        bn_apply(x, y, n, c, c0, cb, hi, lo, sc, bt);
+    }
+}
+
+/* Per-channel sums over n rows of d = x - m, dy and dy * d (m block-local). */
+static void bn_grad_sums(const float *x, const float *dy, int64_t n, int64_t c, int64_t c0,
+                         int64_t cb, const float *m, double *sd, double *sdy, double *sdyd)
+{
+    for (int64_t j = 0; j < cb; j++)
+        sd[j] = sdy[j] = sdyd[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c + c0, *gr = dy + i * c + c0;
+        for (int64_t j = 0; j < cb; j++) {
+            double d = (double)xr[j] - (double)m[j], g = (double)gr[j];
+            sd[j] += d;
+            sdy[j] += g;
+            sdyd[j] += g * d;
+        }
+    }
+}
+
+/* dx = a * dy - b - ((x - m) - dl) * e over n rows of channels [c0, c0 + cb); the
+ * per-channel constants are block-local. */
+static void grad_apply(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                       int64_t c0, int64_t cb, const float *m, const float *dl, const float *a,
+                       const float *b, const float *e)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c + c0, *gr = dy + i * c + c0;
+        float *dr = dx + i * c + c0;
+        for (int64_t j = 0; j < cb; j++)
+            dr[j] = a[j] * gr[j] - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+    }
+}
+
+/* With xhat = (x - mean) * invstd: dx = gamma * invstd * (dy - mean(dy) - xhat *
+ * mean(dy * xhat)). dl re-centres x - mean by what the float mean missed. */
+void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                               const float *gamma, const float *mean, const float *invstd,
+                               float *dgamma, float *dbeta)
+{
+    double sd[CT_BN_BLOCK], sdy[CT_BN_BLOCK], sdyd[CT_BN_BLOCK];
+    float dl[CT_BN_BLOCK], a[CT_BN_BLOCK], b[CT_BN_BLOCK], e[CT_BN_BLOCK];
+    double inv_n = n > 0 ? 1.0 / (double)n : 0.0;
+    for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
+        int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
+        bn_grad_sums(x, dy, n, c, c0, cb, mean + c0, sd, sdy, sdyd);
+        for (int64_t j = 0; j < cb; j++) {
+            double is = (double)invstd[c0 + j], delta = sd[j] * inv_n;
+            double sdyx = is * (sdyd[j] - delta * sdy[j]); /* sum(dy * xhat) */
+            double k = is * (double)gamma_at(gamma, c0 + j);
+            if (dgamma)
+                dgamma[c0 + j] = (float)sdyx;
+            if (dbeta)
+                dbeta[c0 + j] = (float)sdy[j];
+            dl[j] = (float)delta;
+            a[j] = (float)k;
+            b[j] = (float)(k * sdy[j] * inv_n);
+            e[j] = (float)(k * is * sdyx * inv_n);
+        }
+        if (dx)
+            grad_apply(x, dy, dx, n, c, c0, cb, mean + c0, dl, a, b, e);
+    }
+}
+
+/* ---- group normalization ------------------------------------------------------------ */
+
+/* Adds d = x - shift and d^2 of n contiguous floats into lane accumulators. */
+static void run_sums(const float *x, int64_t n, float shift, double *a1, double *a2)
+{
+    int64_t i = 0;
+    for (; i + CT_LANES <= n; i += CT_LANES)
+        for (int k = 0; k < CT_LANES; k++) {
+            double d = (double)x[i + k] - (double)shift;
+            a1[k] += d;
+            a2[k] += d * d;
+        }
+    for (int k = 0; i + k < n; k++) { /* the tail, still one lane each */
+        double d = (double)x[i + k] - (double)shift;
+        a1[k] += d;
+        a2[k] += d * d;
+    }
+}
+
+static double lanes_total(const double *a)
+{
+    double s = 0.0;
+    for (int k = 0; k < CT_LANES; k++)
+        s += a[k];
+    return s;
+}
+
+/* y = ((x - hi) - lo) * is * gamma + beta over a run of cg channels starting at channel j0. */
+static void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float hi, float lo,
+                         float is, const float *gamma, const float *beta)
+{
+    if (gamma && beta)
+        for (int64_t j = 0; j < cg; j++)
+            y[j] = ((x[j] - hi) - lo) * is * gamma[j0 + j] + beta[j0 + j];
+    else if (gamma)
+        for (int64_t j = 0; j < cg; j++)
+            y[j] = ((x[j] - hi) - lo) * is * gamma[j0 + j];
+    else if (beta)
+        for (int64_t j = 0; j < cg; j++)
+            y[j] = ((x[j] - hi) - lo) * is + beta[j0 + j];
+    else
+        for (int64_t j = 0; j < cg; j++)
+            y[j] = ((x[j] - hi) - lo) * is;
+}
+
+/* One sample's group: spatial runs of cg channels at stride c, starting at x (channel j0). */
+static void gn_forward_group(const float *x, float *y, int64_t spatial, int64_t c, int64_t cg,
+                             int64_t j0, const float *gamma, const float *beta, float eps,
+                             float *mean, float *invstd)
+{
+    double a1[CT_LANES] = {0}, a2[CT_LANES] = {0};
+    float shift = x[0];
+    for (int64_t p = 0; p < spatial; p++)
+        run_sums(x + p * c, cg, shift, a1, a2);
+    double m_n = (double)(spatial * cg);
+    double dm = lanes_total(a1) / m_n, v = lanes_total(a2) / m_n - dm * dm;
+    if (v < 0.0)
+        v = 0.0;
+    double m = (double)shift + dm, is = 1.0 / sqrt(v + (double)eps);
+    *mean = (float)m;
+    *invstd = (float)is;
+    float hi, lo;
+    split_mean(m, &hi, &lo);
+    for (int64_t p = 0; p < spatial; p++)
+        gn_apply_run(x + p * c, y + p * c, cg, j0, hi, lo, (float)is, gamma, beta);
+}
+
+/* Small groups over several positions: per-channel sums over the positions (contiguous,
+ * vectorized), then folded into groups. Channels [c0, c0 + cb) of one sample, cb a multiple
+ * of cg; mean/invstd point at the block's first group. */
+static void gn_forward_block(const float *x, float *y, int64_t spatial, int64_t c, int64_t cg,
+                             int64_t c0, int64_t cb, const float *gamma, const float *beta,
+                             float eps, float *mean, float *invstd)
+{
+    float sh[CT_BN_BLOCK] = {0}, hi[CT_BN_BLOCK], lo[CT_BN_BLOCK];
+    float sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
+    double s1[CT_BN_BLOCK], s2[CT_BN_BLOCK];
+    for (int64_t j = 0; j < cb; j++)
+        sh[j] = x[c0 + j - j % cg]; /* the group's first value */
+    bn_sums(x, spatial, c, c0, cb, sh, s1, s2);
+    double m_n = (double)(spatial * cg);
+    for (int64_t g0 = 0; g0 < cb; g0 += cg) {
+        double t1 = 0.0, t2 = 0.0;
+        for (int64_t j = g0; j < g0 + cg; j++)
+            t1 += s1[j], t2 += s2[j];
+        double dm = t1 / m_n, v = t2 / m_n - dm * dm;
+        if (v < 0.0)
+            v = 0.0;
+        double m = (double)sh[g0] + dm, is = 1.0 / sqrt(v + (double)eps);
+        mean[g0 / cg] = (float)m;
+        invstd[g0 / cg] = (float)is;
+        for (int64_t j = g0; j < g0 + cg; j++) {
+            split_mean(m, &hi[j], &lo[j]);
+            sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
+            bt[j] = beta_at(beta, c0 + j);
+        }
+    }
+    bn_apply(x, y, spatial, c, c0, cb, hi, lo, sc, bt);
+}
+
+/* Runs of channels suit large groups and single positions (layer norm); per-channel
+ * blocks suit small groups spread over many positions. */
+static bool gn_blocked(int64_t spatial, int64_t cg)
+{
+    return spatial > 1 && cg < 64;
+}
+
+/* Channels per block for the blocked path: whole groups only. */
+static int64_t gn_block(int64_t cg)
+{
+    return CT_BN_BLOCK / cg * cg;
+}
+
+void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                              int64_t groups, const float *gamma, const float *beta, float eps,
+                              float *mean, float *invstd)
+{
+    if (spatial <= 0 || c <= 0 || groups <= 0)
+        return;
+    int64_t cg = c / groups, sample = spatial * c;
+    if (gn_blocked(spatial, cg)) {
+        int64_t bs = gn_block(cg);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c0 = 0; c0 < c; c0 += bs) {
+                int64_t at = r * groups + c0 / cg;
+                gn_forward_block(x + r * sample, y + r * sample, spatial, c, cg, c0,
+                                 c - c0 < bs ? c - c0 : bs, gamma, beta, eps, mean + at,
+                                 invstd + at);
+            }
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < groups; g++) {
+            int64_t off = r * sample + g * cg;
+            gn_forward_group(x + off, y + off, spatial, c, cg, g * cg, gamma, beta, eps,
+                             &mean[r * groups + g], &invstd[r * groups + g]);
+        }
+}
+
+/* Sums over a run of n channels: d = x - m, g = dy * gamma, g * d. */
+static void gn_grad_run(const float *x, const float *dy, int64_t n, float m, const float *gamma,
+                        double *sd, double *sg, double *sgd)
+{
+    int64_t i = 0;
+    for (; i + CT_LANES <= n; i += CT_LANES)
+        for (int k = 0; k < CT_LANES; k++) {
+            double d = (double)x[i + k] - (double)m, g = (double)(dy[i + k] * gamma[i + k]);
+            sd[k] += d;
+            sg[k] += g;
+            sgd[k] += g * d;
+        }
+    for (int k = 0; i + k < n; k++) {
+        double d = (double)x[i + k] - (double)m, g = (double)(dy[i + k] * gamma[i + k]);
+        sd[k] += d;
+        sg[k] += g;
+        sgd[k] += g * d;
+    }
+}
+
+/* As gn_grad_run with gamma = 1. */
+static void gn_grad_run_plain(const float *x, const float *dy, int64_t n, float m, double *sd,
+                              double *sg, double *sgd)
+{
+    int64_t i = 0;
+    for (; i + CT_LANES <= n; i += CT_LANES)
+        for (int k = 0; k < CT_LANES; k++) {
+            double d = (double)x[i + k] - (double)m, g = (double)dy[i + k];
+            sd[k] += d;
+            sg[k] += g;
+            sgd[k] += g * d;
+        }
+    for (int k = 0; i + k < n; k++) {
+        double d = (double)x[i + k] - (double)m, g = (double)dy[i + k];
+        sd[k] += d;
+        sg[k] += g;
+        sgd[k] += g * d;
+    }
+}
+
+/* Sum of v[j] (times gamma[j] when gamma is not NULL) over n values, in lanes. */
+static double fold(const double *v, const float *gamma, int64_t n)
+{
+    double a[CT_LANES] = {0};
+    int64_t i = 0;
+    if (gamma)
+        for (; i + CT_LANES <= n; i += CT_LANES)
+            for (int k = 0; k < CT_LANES; k++)
+                a[k] += v[i + k] * (double)gamma[i + k];
+    else
+        for (; i + CT_LANES <= n; i += CT_LANES)
+            for (int k = 0; k < CT_LANES; k++)
+                a[k] += v[i + k];
+    for (int k = 0; i + k < n; k++)
+        a[k] += v[i + k] * (gamma ? (double)gamma[i + k] : 1.0);
+    return lanes_total(a);
+}
+
+/* A group's totals of d = x - m, dy * gamma and dy * gamma * d over all its positions, for
+ * groups wider than a block (x, dy and gamma start at the group's first channel). */
+static void gn_group_totals(const float *x, const float *dy, int64_t spatial, int64_t c,
+                            int64_t cg, const float *gamma, float m, double t[3])
+{
+    double sd[CT_LANES] = {0}, sg[CT_LANES] = {0}, sgd[CT_LANES] = {0};
+    for (int64_t p = 0; p < spatial; p++)
+        if (gamma)
+            gn_grad_run(x + p * c, dy + p * c, cg, m, gamma, sd, sg, sgd);
+        else
+            gn_grad_run_plain(x + p * c, dy + p * c, cg, m, sd, sg, sgd);
+    t[0] = lanes_total(sd);
+    t[1] = lanes_total(sg);
+    t[2] = lanes_total(sgd);
+}
+
+/* Where a block of channels sits: [c0, c0 + cb) of a sample of `spatial` positions. */
+typedef struct gn_block_pos {
+    int64_t spatial, c, cg, c0, cb;
+} gn_block_pos;
+
+/* Per-channel sums of one sample's block are computed once and serve three ends: the
+ * group totals (when the block holds whole groups), dgamma/dbeta (acc, accumulated in
+ * double over the samples) and dx. With xhat = (d - delta) * is, d = x - mean and delta
+ * what the float mean missed: dx = is * (dy * gamma - mean(dy * gamma) - xhat *
+ * mean(dy * gamma * xhat)) over the group. mean/invstd point at the sample's groups. */
+static void gn_backward_sample(const gn_block_pos *bp, const float *x, const float *dy,
+                               float *dx, const float *gamma, const float *mean,
+                               const float *invstd, double *accg, double *accb)
+{
+    int64_t c0 = bp->c0, cb = bp->cb, cg = bp->cg;
+    double sd[CT_BN_BLOCK], sdy[CT_BN_BLOCK], sdyd[CT_BN_BLOCK];
+    float m[CT_BN_BLOCK] = {0}, dl[CT_BN_BLOCK], a[CT_BN_BLOCK], b[CT_BN_BLOCK], e[CT_BN_BLOCK];
+    const float *gm = gamma ? gamma + c0 : NULL;
+    for (int64_t s0 = 0, s1; s0 < cb; s0 = s1) { /* segments of one group each */
+        int64_t g = (c0 + s0) / cg;
+        s1 = (g + 1) * cg - c0 < cb ? (g + 1) * cg - c0 : cb;
+        for (int64_t j = s0; j < s1; j++)
+            m[j] = mean[g];
+    }
+    bn_grad_sums(x, dy, bp->spatial, bp->c, c0, cb, m, sd, sdy, sdyd);
+    double inv_n = 1.0 / (double)(bp->spatial * cg);
+    for (int64_t s0 = 0, s1; s0 < cb; s0 = s1) {
+        int64_t g = (c0 + s0) / cg;
+        s1 = (g + 1) * cg - c0 < cb ? (g + 1) * cg - c0 : cb;
+        int64_t n = s1 - s0;
+        double t[3];
+        if (n == cg) {
+            t[0] = fold(sd + s0, NULL, n);
+            t[1] = fold(sdy + s0, gm ? gm + s0 : NULL, n);
+            t[2] = fold(sdyd + s0, gm ? gm + s0 : NULL, n);
+        } else {
+            int64_t off = g * cg - c0; /* the group starts before or at this block */
+            gn_group_totals(x + c0 + off, dy + c0 + off, bp->spatial, bp->c, cg,
+                            gamma ? gamma + g * cg : NULL, mean[g], t);
+        }
+        double is = (double)invstd[g], delta = t[0] * inv_n;
+        double sx = is * (t[2] - delta * t[1]); /* sum(dy * gamma * xhat) */
+        for (int64_t j = s0; j < s1; j++) {
+            double k = is * (gm ? (double)gm[j] : 1.0);
+            accg[j] += is * (sdyd[j] - delta * sdy[j]);
+            accb[j] += sdy[j];
+            dl[j] = (float)delta;
+            a[j] = (float)k;
+            b[j] = (float)(is * t[1] * inv_n);
+            e[j] = (float)(is * is * sx * inv_n);
+        }
+    }
+    if (dx)
+        grad_apply(x, dy, dx, bp->spatial, bp->c, c0, cb, m, dl, a, b, e);
+}
+
+/* dx of n channels and their dgamma/dbeta terms, given the group's constants. */
+static void gn_fused_apply(const float *x, const float *dy, float *dx, int64_t n,
+                           const float *gamma, float m, float dl, float is, float b, float e,
+                           double *accg, double *accb)
+{
+    for (int64_t j = 0; j < n; j++) {
+        accg[j] += (double)(dy[j] * (((x[j] - m) - dl) * is));
+        accb[j] += (double)dy[j];
+    }
+    if (dx && gamma)
+        for (int64_t j = 0; j < n; j++)
+            dx[j] = is * gamma[j] * dy[j] - b - ((x[j] - m) - dl) * e;
+    else if (dx)
+        for (int64_t j = 0; j < n; j++)
+            dx[j] = is * dy[j] - b - ((x[j] - m) - dl) * e;
+}
+
+/* gn_backward_sample for samples of a single position (layer norm): every group is one
+ * contiguous run, so its totals come from one lane pass and the rest is one fused loop. */
+static void gn_backward_position(const gn_block_pos *bp, const float *x, const float *dy,
+                                 float *dx, const float *gamma, const float *mean,
+                                 const float *invstd, double *accg, double *accb)
+{
+    int64_t c0 = bp->c0, cb = bp->cb, cg = bp->cg;
+    double inv_n = 1.0 / (double)cg;
+    for (int64_t s0 = 0, s1; s0 < cb; s0 = s1) {
+        int64_t g = (c0 + s0) / cg;
+        s1 = (g + 1) * cg - c0 < cb ? (g + 1) * cg - c0 : cb;
+        double t[3];
+        gn_group_totals(x + g * cg, dy + g * cg, 1, bp->c, cg, gamma ? gamma + g * cg : NULL,
+                        mean[g], t);
+        double is = (double)invstd[g], delta = t[0] * inv_n;
+        double sx = is * (t[2] - delta * t[1]);
+        gn_fused_apply(x + c0 + s0, dy + c0 + s0, dx ? dx + c0 + s0 : NULL, s1 - s0,
+                       gamma ? gamma + c0 + s0 : NULL, mean[g], (float)delta, (float)is,
+                       (float)(is * t[1] * inv_n), (float)(is * is * sx * inv_n), accg + s0,
+                       accb + s0);
+    }
+}
+
+/* One block of channels over every sample; the block holds whole groups, or lies inside
+ * one group wider than a block. */
+static void gn_backward_block(gn_block_pos *bp, const float *x, const float *dy, float *dx,
+                              int64_t rows, int64_t groups, const float *gamma,
+                              const float *mean, const float *invstd, float *dgamma,
+                              float *dbeta)
+{
+    double accg[CT_BN_BLOCK] = {0}, accb[CT_BN_BLOCK] = {0};
+    int64_t sample = bp->spatial * bp->c;
+    for (int64_t r = 0; r < rows; r++)
+        (bp->spatial == 1 ? gn_backward_position : gn_backward_sample)(
+            bp, x + r * sample, dy + r * sample, dx ? dx + r * sample : NULL, gamma,
+            mean + r * groups, invstd + r * groups, accg, accb);
+    for (int64_t j = 0; j < bp->cb; j++) {
+        if (dgamma)
+            dgamma[bp->c0 + j] = (float)accg[j];
+        if (dbeta)
+            dbeta[bp->c0 + j] = (float)accb[j];
+    }
+}
+
+void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64_t rows,
+                               int64_t spatial, int64_t c, int64_t groups, const float *gamma,
+                               const float *mean, const float *invstd, float *dgamma,
+                               float *dbeta)
+{
+    if (spatial <= 0 || c <= 0 || groups <= 0)
+        return;
+    gn_block_pos bp = {.spatial = spatial, .c = c, .cg = c / groups};
+    int64_t bs = bp.cg <= CT_BN_BLOCK ? gn_block(bp.cg) : CT_BN_BLOCK;
+    for (bp.c0 = 0; bp.c0 < c; bp.c0 += bp.cb) {
+        int64_t end = bp.c0 + bs;
+        if (bp.cg > CT_BN_BLOCK && end > (bp.c0 / bp.cg + 1) * bp.cg)
+            end = (bp.c0 / bp.cg + 1) * bp.cg; /* stay inside the group */
+        bp.cb = (end < c ? end : c) - bp.c0;
+        gn_backward_block(&bp, x, dy, dx, rows, groups, gamma, mean, invstd, dgamma, dbeta);
+    }
+}

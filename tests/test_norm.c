@@ -1,0 +1,863 @@
+/* test_norm.c - batch and group normalization: the CPU ops against plain double loops
+ * (including data far from zero), and the BatchNormalization, LayerNormalization and
+ * GroupNormalization layers: values, moving statistics, parameters, finite-difference
+ * gradients and config errors. */
+#include "layer.h"
+#include "testutil.h"
+
+extern const ct_layer_kind ct_layer_batch_normalization, ct_layer_layer_normalization,
+    ct_layer_group_normalization;
+
+/* ---- double references ------------------------------------------------------------- */
+
+/* Mean and biased variance of channel j over n rows of c channels. */
+static void ref_moments(const float *x, int64_t n, int64_t c, int64_t j, double *m, double *v)
+{
+    double s = 0.0, q = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += x[i * c + j];
+    *m = s / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i * c + j] - *m;
+        q += d * d;
+    }
+    *v = q / (double)n;
+}
+
+/* Mean and biased variance of group g of sample r (spatial x c layout). */
+static void ref_group_moments(const float *x, int64_t r, int64_t spatial, int64_t c,
+                              int64_t groups, int64_t g, double *m, double *v)
+{
+    int64_t cg = c / groups;
+    const float *xs = x + r * spatial * c;
+    double s = 0.0, q = 0.0;
+    for (int64_t p = 0; p < spatial; p++)
+        for (int64_t j = g * cg; j < (g + 1) * cg; j++)
+            s += xs[p * c + j];
+    *m = s / (double)(spatial * cg);
+    for (int64_t p = 0; p < spatial; p++)
+        for (int64_t j = g * cg; j < (g + 1) * cg; j++) {
+            double d = xs[p * c + j] - *m;
+            q += d * d;
+        }
+    *v = q / (double)(spatial * cg);
+}
+
+static double at_or(const float *v, int64_t j, double def) { return v ? v[j] : def; }
+
+static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+/* Fills 1000 + noise in [-0.01, 0.01): float spacing at 1000 is 6.1e-5, so the variance is
+ * ~3.3e-5 while the squares are 1e6: naive float sums lose it completely. */
+static void fill_offset(float *x, int64_t n, unsigned seed)
+{
+    tu_fill(x, n, seed, -0.01f, 0.01f);
+    for (int64_t i = 0; i < n; i++)
+        x[i] += 1000.0f;
+}
+
+/* ---- batchnorm op -------------------------------------------------------------------- */
+
+static void check_bn_train(const float *x, int64_t n, int64_t c, const float *gamma,
+                           const float *beta, float eps, double tol_stat, double tol_y)
+{
+    float *y = fvec(n * c), *mean = fvec(c), *var = fvec(c), *is = fvec(c);
+    ct_cpu_batchnorm_train(x, y, n, c, gamma, beta, eps, mean, var, is);
+    for (int64_t j = 0; j < c; j++) {
+        double m, v;
+        ref_moments(x, n, c, j, &m, &v);
+        double ris = 1.0 / sqrt(v + eps);
+        tu_assert_close(mean[j], m, 1e-7);
+        ck_assert_msg(fabs(var[j] - v) <= tol_stat * v + 1e-12, "var[%lld] %.9g vs %.9g",
+                      (long long)j, var[j], v);
+        ck_assert_msg(fabs(is[j] - ris) <= tol_stat * ris, "invstd %.9g vs %.9g", is[j], ris);
+        for (int64_t i = 0; i < n; i++) {
+            double want = (x[i * c + j] - m) * ris * at_or(gamma, j, 1) + at_or(beta, j, 0);
+            ck_assert_msg(fabs(y[i * c + j] - want) <= tol_y, "y[%lld][%lld] %.9g vs %.9g",
+                          (long long)i, (long long)j, y[i * c + j], want);
+        }
+    }
+    free(y), free(mean), free(var), free(is);
+}
+
+START_TEST(test_bn_train_values)
+{
+    int64_t n = 37, c = 5;
+    float *x = fvec(n * c), gamma[5], beta[5];
+    tu_fill(x, n * c, 1, -2.0f, 3.0f);
+    tu_fill(gamma, c, 2, 0.5f, 1.5f);
+    tu_fill(beta, c, 3, -1.0f, 1.0f);
+    check_bn_train(x, n, c, gamma, beta, 1e-3f, 1e-6, 2e-6);
+    check_bn_train(x, n, c, NULL, NULL, 1e-3f, 1e-6, 2e-6);
+    check_bn_train(x, n, c, gamma, NULL, 1e-3f, 1e-6, 2e-6);
+    /* more channels than one block of the implementation */
+    int64_t n2 = 9, c2 = 600;
+    float *x2 = fvec(n2 * c2);
+    tu_fill(x2, n2 * c2, 4, -1.0f, 1.0f);
+    check_bn_train(x2, n2, c2, NULL, NULL, 1e-5f, 1e-6, 2e-6);
+    free(x), free(x2);
+}
+END_TEST
+
+START_TEST(test_bn_large_offset)
+{
+    int64_t n = 200000, c = 3;
+    float *x = fvec(n * c);
+    fill_offset(x, n * c, 5);
+    /* eps far below the variance, so invstd measures the variance's accuracy too */
+    check_bn_train(x, n, c, NULL, NULL, 1e-9f, 1e-4, 2e-3);
+    free(x);
+}
+END_TEST
+
+START_TEST(test_bn_infer_values)
+{
+    /* y = (x - mean) / sqrt(var + eps) * gamma + beta, worked by hand per channel */
+    float x[6] = {3.0f, -2.0f, 1.0f, -1.5f, -1.0f, 0.0f}, y[6];
+    float mean[2] = {1.0f, -2.0f}, var[2] = {4.0f, 0.25f};
+    float gamma[2] = {2.0f, 1.0f}, beta[2] = {0.5f, 0.0f};
+    ct_cpu_batchnorm_infer(x, y, 3, 2, gamma, beta, 1e-3f, mean, var);
+    double want[6] = {2.0 / sqrt(4.001) * 2 + 0.5, 0.0, 0.0 * 2 + 0.5,
+                      0.5 / sqrt(0.251), -2.0 / sqrt(4.001) * 2 + 0.5, 2.0 / sqrt(0.251)};
+    for (int i = 0; i < 6; i++)
+        tu_assert_close(y[i], want[i], 1e-6);
+    ct_cpu_batchnorm_infer(x, y, 3, 2, NULL, NULL, 1e-3f, mean, var);
+    tu_assert_close(y[0], 2.0 / sqrt(4.001), 1e-6);
+    tu_assert_close(y[5], 2.0 / sqrt(0.251), 1e-6);
+}
+END_TEST
+
+/* dx, dgamma, dbeta of batchnorm_backward against the training-mode formula in double. */
+static void check_bn_backward(const float *x, const float *dy, int64_t n, int64_t c,
+                              const float *gamma, double tol)
+{
+    float *y = fvec(n * c), *dx = fvec(n * c), *mean = fvec(c), *var = fvec(c), *is = fvec(c);
+    float *dg = fvec(c), *db = fvec(c), *dg2 = fvec(c);
+    ct_cpu_batchnorm_train(x, y, n, c, gamma, NULL, 1e-3f, mean, var, is);
+    ct_cpu_batchnorm_backward(x, dy, dx, n, c, gamma, mean, is, dg, db);
+    for (int64_t j = 0; j < c; j++) {
+        double m, v, sdy = 0.0, sdyx = 0.0;
+        ref_moments(x, n, c, j, &m, &v);
+        double ris = 1.0 / sqrt(v + 1e-3), g = at_or(gamma, j, 1);
+        for (int64_t i = 0; i < n; i++) {
+            sdy += dy[i * c + j];
+            sdyx += dy[i * c + j] * (x[i * c + j] - m) * ris;
+        }
+        ck_assert_msg(fabs(db[j] - sdy) <= tol * (1 + fabs(sdy)), "dbeta %g vs %g", db[j], sdy);
+        ck_assert_msg(fabs(dg[j] - sdyx) <= tol * (1 + fabs(sdyx)), "dgamma %g vs %g", dg[j],
+                      sdyx);
+        for (int64_t i = 0; i < n; i++) {
+            double xh = (x[i * c + j] - m) * ris;
+            double want = g * ris / (double)n *
+                          ((double)n * dy[i * c + j] - sdy - xh * sdyx);
+            ck_assert_msg(fabs(dx[i * c + j] - want) <= tol * (1 + fabs(want)),
+                          "dx[%lld][%lld] %.9g vs %.9g", (long long)i, (long long)j,
+                          dx[i * c + j], want);
+        }
+    }
+    /* without dx the parameter gradients are the same */
+    ct_cpu_batchnorm_backward(x, dy, NULL, n, c, gamma, mean, is, dg2, NULL);
+    for (int64_t j = 0; j < c; j++)
+        ck_assert_float_eq(dg2[j], dg[j]);
+    free(y), free(dx), free(mean), free(var), free(is), free(dg), free(db), free(dg2);
+}
+
+START_TEST(test_bn_backward_values)
+{
+    int64_t n = 23, c = 4;
+    float *x = fvec(n * c), *dy = fvec(n * c), gamma[4];
+    tu_fill(x, n * c, 11, -1.0f, 2.0f);
+    tu_fill(dy, n * c, 12, -1.0f, 1.0f);
+    tu_fill(gamma, c, 13, 0.5f, 1.5f);
+    check_bn_backward(x, dy, n, c, gamma, 1e-5);
+    check_bn_backward(x, dy, n, c, NULL, 1e-5);
+    free(x), free(dy);
+}
+END_TEST
+
+START_TEST(test_bn_backward_large_offset)
+{
+    /* std 0.0058, eps 1e-3 dominates: still the centring must not lose x - mean */
+    int64_t n = 5000, c = 2;
+    float *x = fvec(n * c), *dy = fvec(n * c);
+    fill_offset(x, n * c, 14);
+    tu_fill(dy, n * c, 15, -1.0f, 1.0f);
+    check_bn_backward(x, dy, n, c, NULL, 2e-3);
+    free(x), free(dy);
+}
+END_TEST
+
+/* ---- groupnorm op ---------------------------------------------------------------------- */
+
+static void check_gn_forward(const float *x, int64_t rows, int64_t spatial, int64_t c,
+                             int64_t groups, const float *gamma, const float *beta, float eps,
+                             double tol_stat, double tol_y)
+{
+    int64_t cg = c / groups;
+    float *y = fvec(rows * spatial * c), *mean = fvec(rows * groups), *is = fvec(rows * groups);
+    ct_cpu_groupnorm_forward(x, y, rows, spatial, c, groups, gamma, beta, eps, mean, is);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < groups; g++) {
+            double m, v;
+            ref_group_moments(x, r, spatial, c, groups, g, &m, &v);
+            double ris = 1.0 / sqrt(v + eps);
+            tu_assert_close(mean[r * groups + g], m, 1e-7);
+            ck_assert_msg(fabs(is[r * groups + g] - ris) <= tol_stat * ris,
+                          "invstd %.9g vs %.9g", is[r * groups + g], ris);
+            for (int64_t p = 0; p < spatial; p++)
+                for (int64_t j = g * cg; j < (g + 1) * cg; j++) {
+                    int64_t i = (r * spatial + p) * c + j;
+                    double want = (x[i] - m) * ris * at_or(gamma, j, 1) + at_or(beta, j, 0);
+                    ck_assert_msg(fabs(y[i] - want) <= tol_y, "y[%lld] %.9g vs %.9g",
+                                  (long long)i, y[i], want);
+                }
+        }
+    free(y), free(mean), free(is);
+}
+
+START_TEST(test_gn_forward_values)
+{
+    int64_t rows = 3, spatial = 5, c = 6;
+    float *x = fvec(rows * spatial * c), gamma[6], beta[6];
+    tu_fill(x, rows * spatial * c, 21, -2.0f, 2.0f);
+    tu_fill(gamma, c, 22, 0.5f, 1.5f);
+    tu_fill(beta, c, 23, -1.0f, 1.0f);
+    for (int64_t groups = 1; groups <= 6; groups++)
+        if (c % groups == 0) {
+            check_gn_forward(x, rows, spatial, c, groups, gamma, beta, 1e-3f, 1e-6, 2e-6);
+            check_gn_forward(x, rows, spatial, c, groups, NULL, NULL, 1e-3f, 1e-6, 2e-6);
+            check_gn_forward(x, rows, spatial, c, groups, gamma, NULL, 1e-3f, 1e-6, 2e-6);
+            check_gn_forward(x, rows, spatial, c, groups, NULL, beta, 1e-3f, 1e-6, 2e-6);
+        }
+    /* layer-norm layout with a row longer than the lanes */
+    float *x2 = fvec(4 * 37);
+    tu_fill(x2, 4 * 37, 24, -1.0f, 1.0f);
+    check_gn_forward(x2, 4, 1, 37, 1, NULL, NULL, 1e-3f, 1e-6, 2e-6);
+    /* large groups over several positions; small groups over several channel blocks */
+    int64_t n3 = 2 * 3 * 400;
+    float *x3 = fvec(n3), *g3 = fvec(400), *b3 = fvec(400);
+    tu_fill(x3, n3, 26, -1.0f, 3.0f);
+    tu_fill(g3, 400, 27, 0.5f, 1.5f);
+    tu_fill(b3, 400, 28, -1.0f, 1.0f);
+    check_gn_forward(x3, 2, 3, 400, 5, g3, b3, 1e-3f, 1e-6, 2e-6);
+    check_gn_forward(x3, 2, 3, 400, 10, g3, b3, 1e-3f, 1e-6, 2e-6);
+    check_gn_forward(x3, 2, 4, 300, 100, g3, b3, 1e-3f, 1e-6, 2e-6);
+    free(x), free(x2), free(x3), free(g3), free(b3);
+}
+END_TEST
+
+START_TEST(test_gn_large_offset)
+{
+    float *x = fvec(2 * 50000);
+    fill_offset(x, 2 * 50000, 25);
+    check_gn_forward(x, 2, 1, 50000, 1, NULL, NULL, 1e-9f, 1e-4, 2e-3);
+    check_gn_forward(x, 2, 500, 100, 4, NULL, NULL, 1e-9f, 1e-4, 2e-3);
+    free(x);
+}
+END_TEST
+
+/* groupnorm_backward against dx = is/m (m dxh - sum dxh - xh sum dxh xh), dxh = dy gamma. */
+static void check_gn_backward(const float *x, const float *dy, int64_t rows, int64_t spatial,
+                              int64_t c, int64_t groups, const float *gamma, double tol)
+{
+    int64_t cg = c / groups, size = rows * spatial * c;
+    float *y = fvec(size), *dx = fvec(size), *mean = fvec(rows * groups);
+    float *is = fvec(rows * groups), *dg = fvec(c), *db = fvec(c);
+    double *rdg = calloc((size_t)c, sizeof(double)), *rdb = calloc((size_t)c, sizeof(double));
+    ct_cpu_groupnorm_forward(x, y, rows, spatial, c, groups, gamma, NULL, 1e-3f, mean, is);
+    ct_cpu_groupnorm_backward(x, dy, dx, rows, spatial, c, groups, gamma, mean, is, dg, db);
+    double m_n = (double)(spatial * cg);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < groups; g++) {
+            double m, v, a = 0.0, b = 0.0;
+            ref_group_moments(x, r, spatial, c, groups, g, &m, &v);
+            double ris = 1.0 / sqrt(v + 1e-3);
+            for (int64_t p = 0; p < spatial; p++)
+                for (int64_t j = g * cg; j < (g + 1) * cg; j++) {
+                    int64_t i = (r * spatial + p) * c + j;
+                    double xh = (x[i] - m) * ris, dxh = dy[i] * at_or(gamma, j, 1);
+                    a += dxh;
+                    b += dxh * xh;
+                    rdg[j] += dy[i] * xh;
+                    rdb[j] += dy[i];
+                }
+            for (int64_t p = 0; p < spatial; p++)
+                for (int64_t j = g * cg; j < (g + 1) * cg; j++) {
+                    int64_t i = (r * spatial + p) * c + j;
+                    double xh = (x[i] - m) * ris, dxh = dy[i] * at_or(gamma, j, 1);
+                    double want = ris / m_n * (m_n * dxh - a - xh * b);
+                    ck_assert_msg(fabs(dx[i] - want) <= tol * (1 + fabs(want)),
+                                  "dx[%lld] %.9g vs %.9g", (long long)i, dx[i], want);
+                }
+        }
+    for (int64_t j = 0; j < c; j++) {
+        ck_assert_msg(fabs(dg[j] - rdg[j]) <= tol * (1 + fabs(rdg[j])), "dgamma %g vs %g",
+                      dg[j], rdg[j]);
+        ck_assert_msg(fabs(db[j] - rdb[j]) <= tol * (1 + fabs(rdb[j])), "dbeta %g vs %g",
+                      db[j], rdb[j]);
+    }
+    free(y), free(dx), free(mean), free(is), free(dg), free(db), free(rdg), free(rdb);
+}
+
+START_TEST(test_gn_backward_large_offset)
+{
+    int64_t n = 2 * 500 * 8;
+    float *x = fvec(n), *dy = fvec(n), gamma[800];
+    fill_offset(x, n, 37);
+    tu_fill(dy, n, 38, -1.0f, 1.0f);
+    tu_fill(gamma, 800, 39, 0.5f, 1.5f);
+    check_gn_backward(x, dy, 2, 500, 8, 2, gamma, 2e-3);
+    check_gn_backward(x, dy, 2, 500, 8, 1, NULL, 2e-3);
+    check_gn_backward(x, dy, 10, 1, 800, 1, gamma, 2e-3);
+    free(x), free(dy);
+}
+END_TEST
+
+START_TEST(test_gn_backward_values)
+{
+    int64_t rows = 3, spatial = 4, c = 20;
+    float *x = fvec(rows * spatial * c), *dy = fvec(rows * spatial * c), gamma[20];
+    tu_fill(x, rows * spatial * c, 31, -1.0f, 2.0f);
+    tu_fill(dy, rows * spatial * c, 32, -1.0f, 1.0f);
+    tu_fill(gamma, c, 33, 0.5f, 1.5f);
+    check_gn_backward(x, dy, rows, spatial, c, 2, gamma, 1e-5);
+    check_gn_backward(x, dy, rows, spatial, c, 5, NULL, 1e-5);
+    check_gn_backward(x, dy, rows * spatial, 1, c, 1, gamma, 1e-5);
+    int64_t n3 = 2 * 3 * 400;
+    float *x3 = fvec(n3), *dy3 = fvec(n3), *g3 = fvec(600);
+    tu_fill(x3, n3, 34, -1.0f, 3.0f);
+    tu_fill(dy3, n3, 35, -1.0f, 1.0f);
+    tu_fill(g3, 600, 36, 0.5f, 1.5f);
+    check_gn_backward(x3, dy3, 2, 3, 400, 5, g3, 1e-5);
+    check_gn_backward(x3, dy3, 2, 3, 400, 10, NULL, 1e-5);
+    check_gn_backward(x3, dy3, 2, 4, 300, 100, g3, 1e-5);
+    check_gn_backward(x3, dy3, 2, 2, 600, 2, g3, 1e-5);
+    free(x), free(dy), free(x3), free(dy3), free(g3);
+}
+END_TEST
+
+/* ---- layer harness ----------------------------------------------------------------------- */
+
+typedef struct nt {
+    ct_node *root;
+    ct_layer l;
+    float *scratch;
+    ct_error err;
+} nt;
+
+static const ct_layer_kind *kind_of(const char *type)
+{
+    const ct_layer_kind *kinds[] = {&ct_layer_batch_normalization, &ct_layer_layer_normalization,
+                                    &ct_layer_group_normalization};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(kinds[i]->name, type) || !strcmp(kinds[i]->class_name, type))
+            return kinds[i];
+    return NULL;
+}
+
+/* Configures and builds a layer from yaml on a sample shape; allocates its parameters
+ * (gamma in [0.5, 1.5), beta in [-0.5, 0.5), moving statistics as initialized: zeros and
+ * ones) and scratch for max_batch rows. Returns 0 or -1 with t->err set. */
+static int nt_setup(nt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
+                    int64_t max_batch)
+{
+    memset(t, 0, sizeof *t);
+    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
+    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
+    ct_node *type = ct_map_get(t->root, "type");
+    ck_assert_ptr_nonnull(type);
+    t->l.kind = kind_of(type->scalar);
+    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
+    snprintf(t->l.name, sizeof t->l.name, "%s", name);
+    t->l.be = ct_backend_cpu();
+    t->l.cfg = t->root;
+    t->l.in_shape = ct_shape_make(ndim, dims);
+    if (t->l.kind->configure(&t->l, t->root, &t->err) || t->l.kind->build(&t->l, &t->err))
+        return -1;
+    for (int i = 0; i < t->l.nparams; i++) {
+        ct_param *p = &t->l.params[i];
+        int64_t n = ct_shape_size(&p->shape);
+        p->value = fvec(n);
+        if (!strcmp(p->name, "gamma"))
+            tu_fill(p->value, n, 40u + (unsigned)i, 0.5f, 1.5f);
+        else if (!strcmp(p->name, "beta"))
+            tu_fill(p->value, n, 40u + (unsigned)i, -0.5f, 0.5f);
+        else
+            for (int64_t k = 0; k < n; k++)
+                p->value[k] = strcmp(p->name, "moving_variance") ? 0.0f : 1.0f;
+        p->grad = p->trainable ? fvec(n) : NULL;
+    }
+    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
+    t->scratch = fvec(ns);
+    t->l.scratch = ns > 0 ? t->scratch : NULL;
+    return 0;
+}
+
+static void nt_free(nt *t)
+{
+    for (int i = 0; i < t->l.nparams; i++) {
+        free(t->l.params[i].value);
+        free(t->l.params[i].grad);
+    }
+    if (t->l.kind && t->l.kind->free_state)
+        t->l.kind->free_state(&t->l);
+    free(t->scratch);
+    ct_node_free(t->root);
+}
+
+static void nt_ok(nt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
+                  int64_t max_batch)
+{
+    int rc = nt_setup(t, yaml, name, ndim, dims, max_batch);
+    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
+}
+
+static void nt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
+                     const char *want)
+{
+    nt t;
+    int rc = nt_setup(&t, yaml, name, ndim, dims, 4);
+    ck_assert_msg(rc == -1, "%s was accepted", yaml);
+    ck_assert_str_eq(t.err.msg, want);
+    nt_free(&t);
+}
+
+static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
+{
+    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
+    return t;
+}
+
+static const ct_pass train_pass = {.training = true, .seed = 1, .step = 0};
+static const ct_pass infer_pass = {.training = false, .seed = 1, .step = 0};
+
+static float *param(nt *t, const char *name)
+{
+    for (int i = 0; i < t->l.nparams; i++)
+        if (!strcmp(t->l.params[i].name, name))
+            return t->l.params[i].value;
+    ck_abort_msg("no parameter %s", name);
+    return NULL;
+}
+
+/* ---- finite differences ---------------------------------------------------------------- */
+
+typedef struct fd {
+    nt *t;
+    const ct_pass *pass;
+    ct_tensor x, y;
+    const float *r; /* L = sum r * y */
+} fd;
+
+static double fd_loss(fd *g)
+{
+    g->t->l.kind->forward(&g->t->l, g->pass, &g->x, &g->y);
+    double s = 0.0;
+    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
+        s += (double)g->r[i] * g->y.data[i];
+    return s;
+}
+
+static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
+{
+    float old = *v, h = 1e-3f, up = old + h, down = old - h;
+    *v = up;
+    double lp = fd_loss(g);
+    *v = down;
+    double lm = fd_loss(g);
+    *v = old;
+    double num = (lp - lm) / ((double)up - (double)down);
+    ck_assert_msg(fabs(num - ana) <= 3e-3 + 2e-2 * fmax(fabs(num), fabs(ana)),
+                  "%s (%s, %s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.name,
+                  g->t->l.kind->name, g->pass->training ? "training" : "inference", what,
+                  (long long)i, ana, num);
+}
+
+/* Checks dx and every trainable parameter's gradient of L = sum r * y. */
+static void gradcheck(nt *t, int64_t rows, const ct_pass *pass)
+{
+    ct_layer *l = &t->l;
+    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
+    tu_fill(x, nin, 7, -1.0f, 2.0f);
+    tu_fill(r, nout, 9, -1.0f, 1.0f);
+    fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
+            .y = tensor(y, rows, l->out_shape), .r = r};
+    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
+    l->kind->forward(l, pass, &g.x, &g.y);
+    memcpy(dy, r, (size_t)nout * sizeof(float));
+    l->kind->backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        if (!pa->grad)
+            continue;
+        int64_t n = ct_shape_size(&pa->shape);
+        float *ana = fvec(n);
+        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            fd_compare(&g, pa->name, i, ana[i], &pa->value[i]);
+        free(ana);
+    }
+    for (int64_t i = 0; i < nin; i++)
+        fd_compare(&g, "x", i, dx[i], &x[i]);
+    /* without dx the parameter gradients are unchanged */
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        if (!pa->grad)
+            continue;
+        int64_t n = ct_shape_size(&pa->shape);
+        float *keep = fvec(n);
+        memcpy(keep, pa->grad, (size_t)n * sizeof(float));
+        l->kind->forward(l, pass, &g.x, &g.y);
+        memcpy(dy, r, (size_t)nout * sizeof(float));
+        l->kind->backward(l, pass, &g.x, &g.y, &tdy, NULL);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_msg(fabs(pa->grad[i] - keep[i]) <= 1e-5 * (1 + fabs(keep[i])),
+                          "%s d%s[%lld] without dx: %g vs %g", l->name, pa->name,
+                          (long long)i, pa->grad[i], keep[i]);
+        free(keep);
+    }
+    free(x), free(y), free(dy), free(dx), free(r);
+}
+
+static void gradcheck_yaml(const char *yaml, int ndim, const int64_t *dims, int64_t rows,
+                           const ct_pass *pass)
+{
+    nt t;
+    nt_ok(&t, yaml, "norm", ndim, dims, rows);
+    if (pass == &infer_pass && t.l.kind == &ct_layer_batch_normalization) {
+        /* moving statistics away from their initial values */
+        int64_t c = dims[ndim - 1];
+        tu_fill(param(&t, "moving_mean"), c, 50, -0.5f, 0.5f);
+        tu_fill(param(&t, "moving_variance"), c, 51, 0.3f, 2.0f);
+    }
+    gradcheck(&t, rows, pass);
+    nt_free(&t);
+}
+
+/* ---- batch normalization layer ---------------------------------------------------------- */
+
+START_TEST(test_bn_params)
+{
+    int64_t dims[3] = {4, 4, 8};
+    nt t;
+    nt_ok(&t, "type: batch_normalization", "batch_normalization", 3, dims, 2);
+    ck_assert_int_eq(t.l.nparams, 4);
+    const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    int trainable = 0;
+    for (int i = 0; i < 4; i++) {
+        ck_assert_str_eq(t.l.params[i].name, names[i]);
+        ck_assert_int_eq(t.l.params[i].shape.ndim, 1);
+        ck_assert_int_eq(t.l.params[i].shape.dim[0], 8);
+        ck_assert_int_eq(t.l.params[i].trainable, i < 2);
+        trainable += t.l.params[i].trainable;
+    }
+    ck_assert_int_eq(4 - trainable, 2);
+    ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_ONES);
+    ck_assert_int_eq(t.l.params[1].init.kind, CT_INIT_ZEROS);
+    ck_assert_int_eq(t.l.params[2].init.kind, CT_INIT_ZEROS);
+    ck_assert_int_eq(t.l.params[3].init.kind, CT_INIT_ONES);
+    ck_assert(ct_shape_equal(&t.l.out_shape, &t.l.in_shape));
+    nt_free(&t);
+
+    nt_ok(&t, "{type: BatchNormalization, center: false, gamma_regularizer: l2, "
+              "moving_variance_initializer: zeros}", "bn", 3, dims, 2);
+    ck_assert_int_eq(t.l.nparams, 3);
+    ck_assert_str_eq(t.l.params[0].name, "gamma");
+    tu_assert_close(t.l.params[0].reg.l2, 0.01, 1e-12);
+    ck_assert_str_eq(t.l.params[1].name, "moving_mean");
+    ck_assert_int_eq(t.l.params[2].init.kind, CT_INIT_ZEROS);
+    nt_free(&t);
+
+    nt_ok(&t, "{type: batch_normalization, center: false, scale: false, axis: 3}", "bn", 3,
+          dims, 2);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_str_eq(t.l.params[0].name, "moving_mean");
+    ck_assert(!t.l.params[0].trainable && !t.l.params[1].trainable);
+    nt_free(&t);
+}
+END_TEST
+
+START_TEST(test_bn_moving_statistics)
+{
+    /* momentum 0.9; batches (rows x 2 channels):
+     * 1: [1, 0], [2, 0], [3, 6] -> mean (2, 2), biased var (2/3, 8)
+     * 2: [4, -1], [4, 1], [4, 3] -> mean (4, 1), biased var (0, 8/3)
+     * mean: 0 -> 0.2 -> 0.9 * 0.2 + 0.1 * 4 = 0.58 | 0 -> 0.2 -> 0.18 + 0.1 = 0.28
+     * var:  1 -> 0.9 + 0.2/3 -> 0.9 * (0.9 + 0.2/3) + 0 = 0.87
+     *       1 -> 1.7 -> 0.9 * 1.7 + 0.8/3 = 1.7966667 */
+    int64_t dims[1] = {2};
+    nt t;
+    nt_ok(&t, "{type: batch_normalization, momentum: 0.9}", "bn", 1, dims, 3);
+    float b1[6] = {1, 0, 2, 0, 3, 6}, b2[6] = {4, -1, 4, 1, 4, 3}, y[6];
+    ct_shape s = ct_shape_make(1, dims);
+    ct_tensor x1 = tensor(b1, 3, s), x2 = tensor(b2, 3, s), ty = tensor(y, 3, s);
+    float *mm = param(&t, "moving_mean"), *mv = param(&t, "moving_variance");
+    t.l.kind->forward(&t.l, &train_pass, &x1, &ty);
+    tu_assert_close(mm[0], 0.2, 1e-6);
+    tu_assert_close(mv[1], 1.7, 1e-6);
+    t.l.kind->forward(&t.l, &train_pass, &x2, &ty);
+    tu_assert_close(mm[0], 0.58, 1e-6);
+    tu_assert_close(mm[1], 0.28, 1e-6);
+    tu_assert_close(mv[0], 0.87, 1e-6);
+    tu_assert_close(mv[1], 1.7966667, 1e-6);
+    /* the training output used batch 2's own statistics: channel 0 is constant -> beta */
+    float *gamma = param(&t, "gamma"), *beta = param(&t, "beta");
+    for (int i = 0; i < 3; i++)
+        tu_assert_close(y[2 * i], beta[0], 1e-6);
+    tu_assert_close(y[1], -2.0 / sqrt(8.0 / 3 + 1e-3) * gamma[1] + beta[1], 1e-5);
+    /* inference leaves the moving statistics alone and uses them */
+    t.l.kind->forward(&t.l, &infer_pass, &x1, &ty);
+    tu_assert_close(mm[0], 0.58, 1e-6);
+    tu_assert_close(y[0], (1 - 0.58) / sqrt(0.87 + 1e-3) * gamma[0] + beta[0], 1e-5);
+    tu_assert_close(y[5], (6 - 0.28) / sqrt(1.7966667 + 1e-3) * gamma[1] + beta[1], 1e-5);
+    nt_free(&t);
+}
+END_TEST
+
+START_TEST(test_bn_inference_values)
+{
+    /* hand-set moving statistics on a (2, 2) input with spatial positions */
+    int64_t dims[2] = {2, 2};
+    nt t;
+    nt_ok(&t, "{type: batch_normalization, epsilon: 0.01}", "bn", 2, dims, 1);
+    float *g = param(&t, "gamma"), *b = param(&t, "beta");
+    float *mm = param(&t, "moving_mean"), *mv = param(&t, "moving_variance");
+    g[0] = 2, g[1] = 0.5f, b[0] = 1, b[1] = -1, mm[0] = 1, mm[1] = -1, mv[0] = 0.99f,
+    mv[1] = 3.99f;
+    float x[4] = {3, 1, -1, -5}, y[4];
+    ct_shape s = ct_shape_make(2, dims);
+    ct_tensor tx = tensor(x, 1, s), ty = tensor(y, 1, s);
+    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    /* sqrt(0.99 + 0.01) = 1, sqrt(3.99 + 0.01) = 2 */
+    tu_assert_close(y[0], (3 - 1) / 1.0 * 2 + 1, 1e-6);
+    tu_assert_close(y[1], (1 + 1) / 2.0 * 0.5 - 1, 1e-6);
+    tu_assert_close(y[2], (-1 - 1) / 1.0 * 2 + 1, 1e-6);
+    tu_assert_close(y[3], (-5 + 1) / 2.0 * 0.5 - 1, 1e-6);
+    nt_free(&t);
+}
+END_TEST
+
+START_TEST(test_bn_gradients)
+{
+    int64_t d1[1] = {3}, d3[3] = {2, 3, 4};
+    const ct_pass *passes[2] = {&train_pass, &infer_pass};
+    for (int p = 0; p < 2; p++) {
+        gradcheck_yaml("type: batch_normalization", 1, d1, 5, passes[p]);
+        gradcheck_yaml("type: batch_normalization", 3, d3, 2, passes[p]);
+        gradcheck_yaml("{type: batch_normalization, center: false}", 3, d3, 2, passes[p]);
+        gradcheck_yaml("{type: batch_normalization, scale: false}", 1, d1, 4, passes[p]);
+        gradcheck_yaml("{type: batch_normalization, center: false, scale: false}", 3, d3, 2,
+                       passes[p]);
+    }
+}
+END_TEST
+
+/* ---- layer and group normalization layers ------------------------------------------------ */
+
+START_TEST(test_ln_values_3d)
+{
+    /* (3, 5) per sample: each of the 3 positions is normalized over its 5 channels */
+    int64_t dims[2] = {3, 5}, rows = 2, n = rows * 15;
+    nt t;
+    nt_ok(&t, "type: layer_normalization", "layer_normalization", 2, dims, rows);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_str_eq(t.l.params[0].name, "gamma");
+    ck_assert_str_eq(t.l.params[1].name, "beta");
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 5);
+    ck_assert(t.l.params[0].trainable && t.l.params[1].trainable);
+    float *x = fvec(n), *y = fvec(n), *g = param(&t, "gamma"), *b = param(&t, "beta");
+    tu_fill(x, n, 60, -3.0f, 3.0f);
+    ct_shape s = ct_shape_make(2, dims);
+    ct_tensor tx = tensor(x, rows, s), ty = tensor(y, rows, s);
+    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    for (int64_t pos = 0; pos < rows * 3; pos++) {
+        double m, v; /* the position's 5 channels read as 5 rows of one channel */
+        ref_moments(x + pos * 5, 5, 1, 0, &m, &v);
+        for (int j = 0; j < 5; j++) {
+            double want = (x[pos * 5 + j] - m) / sqrt(v + 1e-3) * g[j] + b[j];
+            tu_assert_close(y[pos * 5 + j], want, 1e-5);
+        }
+    }
+    free(x), free(y);
+    nt_free(&t);
+}
+END_TEST
+
+START_TEST(test_gn_values)
+{
+    /* groups 2 on (3, 4): each sample has two groups of 3 positions x 2 channels */
+    int64_t dims[2] = {3, 4}, rows = 2, n = rows * 12;
+    nt t;
+    nt_ok(&t, "{type: group_normalization, groups: 2, epsilon: 0.001}", "gn", 2, dims, rows);
+    float *x = fvec(n), *y = fvec(n), *g = param(&t, "gamma"), *b = param(&t, "beta");
+    tu_fill(x, n, 61, -2.0f, 2.0f);
+    ct_shape s = ct_shape_make(2, dims);
+    ct_tensor tx = tensor(x, rows, s), ty = tensor(y, rows, s);
+    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    for (int64_t r = 0; r < rows; r++)
+        for (int grp = 0; grp < 2; grp++) {
+            double sm = 0, sq = 0;
+            for (int p = 0; p < 3; p++)
+                for (int j = 2 * grp; j < 2 * grp + 2; j++)
+                    sm += x[r * 12 + p * 4 + j];
+            sm /= 6;
+            for (int p = 0; p < 3; p++)
+                for (int j = 2 * grp; j < 2 * grp + 2; j++) {
+                    double d = x[r * 12 + p * 4 + j] - sm;
+                    sq += d * d;
+                }
+            sq /= 6;
+            for (int p = 0; p < 3; p++)
+                for (int j = 2 * grp; j < 2 * grp + 2; j++) {
+                    int64_t i = r * 12 + p * 4 + j;
+                    tu_assert_close(y[i], (x[i] - sm) / sqrt(sq + 1e-3) * g[j] + b[j], 1e-5);
+                }
+        }
+    nt_free(&t);
+    /* groups 1: the whole sample is one group */
+    nt_ok(&t, "{type: GroupNormalization, groups: 1, center: false, scale: false}", "gn", 2,
+          dims, rows);
+    ck_assert_int_eq(t.l.nparams, 0);
+    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    for (int64_t r = 0; r < rows; r++) {
+        double sm = 0, sq = 0;
+        for (int i = 0; i < 12; i++)
+            sm += x[r * 12 + i];
+        sm /= 12;
+        for (int i = 0; i < 12; i++)
+            sq += (x[r * 12 + i] - sm) * (x[r * 12 + i] - sm);
+        sq /= 12;
+        for (int i = 0; i < 12; i++)
+            tu_assert_close(y[r * 12 + i], (x[r * 12 + i] - sm) / sqrt(sq + 1e-3), 1e-5);
+    }
+    free(x), free(y);
+    nt_free(&t);
+}
+END_TEST
+
+START_TEST(test_ln_gn_gradients)
+{
+    int64_t d1[1] = {6}, d2[2] = {3, 4}, d3[3] = {2, 2, 6};
+    const ct_pass *passes[2] = {&train_pass, &infer_pass};
+    for (int p = 0; p < 2; p++) {
+        gradcheck_yaml("type: layer_normalization", 1, d1, 3, passes[p]);
+        gradcheck_yaml("type: layer_normalization", 2, d2, 2, passes[p]);
+        gradcheck_yaml("{type: layer_normalization, center: false}", 3, d3, 2, passes[p]);
+        gradcheck_yaml("{type: layer_normalization, scale: false}", 2, d2, 2, passes[p]);
+        gradcheck_yaml("{type: layer_normalization, center: false, scale: false}", 2, d2, 2,
+                       passes[p]);
+    }
+    gradcheck_yaml("{type: group_normalization, groups: 2}", 2, d2, 3, &train_pass);
+    gradcheck_yaml("{type: group_normalization, groups: 1}", 2, d2, 2, &train_pass);
+    gradcheck_yaml("{type: group_normalization, groups: 3}", 3, d3, 2, &train_pass);
+    gradcheck_yaml("{type: group_normalization, groups: 2, center: false}", 1, d1, 3,
+                   &train_pass);
+    gradcheck_yaml("{type: group_normalization, groups: 6, scale: false}", 3, d3, 2,
+                   &infer_pass);
+    gradcheck_yaml("{type: group_normalization, groups: 2, center: false, scale: false}", 2, d2,
+                   2, &train_pass);
+}
+END_TEST
+
+START_TEST(test_gn_params)
+{
+    int64_t dims[3] = {4, 4, 64};
+    nt t;
+    nt_ok(&t, "type: group_normalization", "group_normalization", 3, dims, 2);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_str_eq(t.l.params[0].name, "gamma");
+    ck_assert_str_eq(t.l.params[1].name, "beta");
+    ck_assert_int_eq(t.l.params[1].shape.dim[0], 64);
+    /* the default of 32 groups was filled into the config */
+    ct_node *gr = ct_map_get(t.root, "groups");
+    ck_assert_ptr_nonnull(gr);
+    ck_assert_str_eq(gr->scalar, "32");
+    nt_free(&t);
+}
+END_TEST
+
+/* ---- config errors ------------------------------------------------------------------------ */
+
+START_TEST(test_config_errors)
+{
+    int64_t d2[2] = {3, 12}, d3[3] = {4, 4, 3};
+    nt_fails("type: group_normalization", 2, d2, "gn",
+             "layer.yaml:1:1: layer 'gn' (GroupNormalization): groups (32) must divide the "
+             "number of channels (12) of the input (None, 3, 12)");
+    nt_fails("{type: group_normalization, groups: 5}", 2, d2, "gn",
+             "layer.yaml:1:1: layer 'gn' (GroupNormalization): groups (5) must divide the "
+             "number of channels (12) of the input (None, 3, 12)");
+    nt_fails("{type: group_normalization, groups: 0}", 2, d2, "gn",
+             "layer.yaml:1:37: 'groups' must be at least 1, got 0");
+    nt_fails("{type: batch_normalization, axis: 1}", 3, d3, "bn",
+             "layer.yaml:1:35: layer 'bn' (BatchNormalization): only the last axis (-1 or 3) "
+             "can be normalized for the input (None, 4, 4, 3), got axis 1");
+    nt_fails("{type: layer_normalization, axis: -2}", 2, d2, "ln",
+             "layer.yaml:1:35: layer 'ln' (LayerNormalization): only the last axis (-1 or 2) "
+             "can be normalized for the input (None, 3, 12), got axis -2");
+    nt_fails("{type: group_normalization, groups: 3, axis: 1}", 2, d2, "gn",
+             "layer.yaml:1:46: layer 'gn' (GroupNormalization): only the last axis (-1 or 2) "
+             "can be normalized for the input (None, 3, 12), got axis 1");
+    nt_fails("{type: batch_normalization, momentum: 1.5}", 3, d3, "bn",
+             "layer.yaml:1:39: layer 'bn' (BatchNormalization): momentum must be between 0 "
+             "and 1, got 1.5");
+    nt_fails("{type: batch_normalization, momentum: -0.1}", 3, d3, "bn",
+             "layer.yaml:1:39: layer 'bn' (BatchNormalization): momentum must be between 0 "
+             "and 1, got -0.1");
+    nt_fails("{type: layer_normalization, epsilon: -1}", 2, d2, "ln",
+             "layer.yaml:1:38: layer 'ln' (LayerNormalization): epsilon must be at least 0, "
+             "got -1");
+    nt_fails("{type: layer_normalization, rms_scaling: true}", 2, d2, "ln",
+             "layer.yaml:1:42: layer 'ln' (LayerNormalization): rms_scaling true is not "
+             "supported");
+    nt_fails("{type: batch_normalization, groups: 2}", 3, d3, "bn",
+             "layer.yaml:1:29: unknown key 'groups' in layer 'bn' (BatchNormalization); known "
+             "keys: axis, momentum, epsilon, center, scale, beta_initializer, "
+             "gamma_initializer, moving_mean_initializer, moving_variance_initializer, "
+             "beta_regularizer, gamma_regularizer, type, name");
+    int64_t d0[1] = {0};
+    nt_fails("type: batch_normalization", 0, d0, "bn",
+             "layer.yaml:1:1: layer 'bn' (BatchNormalization): expects an input with at least "
+             "one axis, got (None,)");
+}
+END_TEST
+
+static Suite *norm_suite(void)
+{
+    Suite *s = suite_create("norm");
+    TCase *ops = tcase_create("ops");
+    tcase_set_timeout(ops, 60);
+    tcase_add_test(ops, test_bn_train_values);
+    tcase_add_test(ops, test_bn_large_offset);
+    tcase_add_test(ops, test_bn_infer_values);
+    tcase_add_test(ops, test_bn_backward_values);
+    tcase_add_test(ops, test_bn_backward_large_offset);
+    tcase_add_test(ops, test_gn_forward_values);
+    tcase_add_test(ops, test_gn_large_offset);
+    tcase_add_test(ops, test_gn_backward_values);
+    tcase_add_test(ops, test_gn_backward_large_offset);
+    suite_add_tcase(s, ops);
+    TCase *layers = tcase_create("layers");
+    tcase_set_timeout(layers, 60);
+    tcase_add_test(layers, test_bn_params);
+    tcase_add_test(layers, test_bn_moving_statistics);
+    tcase_add_test(layers, test_bn_inference_values);
+    tcase_add_test(layers, test_bn_gradients);
+    tcase_add_test(layers, test_ln_values_3d);
+    tcase_add_test(layers, test_gn_values);
+    tcase_add_test(layers, test_ln_gn_gradients);
+    tcase_add_test(layers, test_gn_params);
+    tcase_add_test(layers, test_config_errors);
+    suite_add_tcase(s, layers);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(norm_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
