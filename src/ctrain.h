@@ -66,6 +66,7 @@ typedef struct ct_fit_options {
     bool overwrite;        /* allow reusing a run_dir that holds a finished run */
     int verbose;           /* -1 auto (bar on a terminal, lines otherwise), 0 silent, 1 bar, 2 lines */
     FILE *out;             /* progress output; NULL means stdout */
+    bool profile;          /* print time per layer, data loading and optimizer after the run */
 } ct_fit_options;
 
 /* Trains, writes history.csv, config.yaml and weights.h5 into the run directory, then

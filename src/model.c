@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "progress.h"
 #include "rng.h"
 
 /* Refuse models whose buffers would exceed this many floats before allocating anything. */
@@ -75,17 +76,20 @@ static int build_layer(ct_model *m, ct_layer *l, ct_error *err)
     l->in_shape = l->index ? m->layers[l->index - 1].out_shape : m->input_shape;
     if (l->kind->build(l, err) == 0)
         return 0;
-    char shape[128];
+    /* Say where the input comes from, and its shape unless the message already did. */
+    char shape[128], where[256];
+    const ct_layer *prev = l->index ? &m->layers[l->index - 1] : NULL;
+    ct_shape_format(prev ? &prev->out_shape : &m->input_shape, shape, sizeof shape);
+    if (prev)
+        snprintf(where, sizeof where, "layer '%s' (%s)", prev->name, prev->kind->class_name);
+    else
+        snprintf(where, sizeof where, "the model input");
     size_t at = strlen(err->msg);
-    if (l->index == 0) {
-        snprintf(err->msg + at, sizeof err->msg - at, " (its input is the model input, shape %s)",
-                 ct_shape_format(&m->input_shape, shape, sizeof shape));
-        return -1;
-    }
-    const ct_layer *prev = &m->layers[l->index - 1];
-    snprintf(err->msg + at, sizeof err->msg - at,
-             " (its input comes from layer '%s' (%s), output shape %s)", prev->name,
-             prev->kind->class_name, ct_shape_format(&prev->out_shape, shape, sizeof shape));
+    if (strstr(err->msg, shape))
+        snprintf(err->msg + at, sizeof err->msg - at, " (the input comes from %s)", where);
+    else
+        snprintf(err->msg + at, sizeof err->msg - at, " (the input comes from %s, shape %s)",
+                 where, shape);
     return -1;
 }
 
@@ -301,8 +305,12 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
         ct_layer *l = &m->layers[i];
         m->out[i].rows = rows;
         m->dout[i].rows = rows;
-        if (!l->kind->is_view)
+        if (!l->kind->is_view) {
+            double t0 = m->profile ? ct_now() : 0;
             l->kind->forward(l, pass, x, &m->out[i]);
+            if (m->profile)
+                m->profile[2 * i] += ct_now() - t0;
+        }
         x = &m->out[i];
     }
     return x;
@@ -341,7 +349,10 @@ double ct_model_backward(ct_model *m, const ct_pass *pass)
         const ct_tensor *x = i ? &m->out[i - 1] : &m->input;
         /* No gradient is wanted for the input batch (nor through leading views of it). */
         ct_tensor *dx = (i > 0 && m->dout[i - 1].data) ? &m->dout[i - 1] : NULL;
+        double t0 = m->profile ? ct_now() : 0;
         l->kind->backward(l, pass, x, &m->out[i], &m->dout[i], dx);
+        if (m->profile)
+            m->profile[2 * i + 1] += ct_now() - t0;
     }
     return regularize(m, true);
 }
@@ -384,10 +395,11 @@ static void repeat(FILE *out, const char *s, int count)
         fputs(s, out);
 }
 
-static void rule(FILE *out, const char *l, const char *fill, const char *mid, const char *r)
+static void rule(FILE *out, int name_w, const char *l, const char *fill, const char *mid,
+                 const char *r)
 {
     fputs(l, out);
-    repeat(out, fill, 33);
+    repeat(out, fill, name_w + 2);
     fputs(mid, out);
     repeat(out, fill, 24);
     fputs(mid, out);
@@ -397,10 +409,16 @@ static void rule(FILE *out, const char *l, const char *fill, const char *mid, co
 
 void ct_model_summary(const ct_model *m, FILE *out)
 {
+    /* Keras's widths, widened for long layer names. */
+    int name_w = 31;
+    for (int i = 0; i < m->nlayers; i++) {
+        int w = (int)(strlen(m->layers[i].name) + strlen(m->layers[i].kind->class_name) + 3);
+        name_w = w > name_w ? w : name_w;
+    }
     fprintf(out, "Model: \"%s\"\n", m->name);
-    rule(out, "┏", "━", "┳", "┓");
-    fprintf(out, "┃ %-31s ┃ %-22s ┃ %13s ┃\n", "Layer (type)", "Output Shape", "Param #");
-    rule(out, "┡", "━", "╇", "┩");
+    rule(out, name_w, "┏", "━", "┳", "┓");
+    fprintf(out, "┃ %-*s ┃ %-22s ┃ %13s ┃\n", name_w, "Layer (type)", "Output Shape", "Param #");
+    rule(out, name_w, "┡", "━", "╇", "┩");
     int64_t total = 0, trainable = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
@@ -416,9 +434,9 @@ void ct_model_summary(const ct_model *m, FILE *out)
         snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->class_name);
         ct_shape_format(&l->out_shape, shape, sizeof shape);
         group_digits(n, count, sizeof count);
-        fprintf(out, "│ %-31s │ %-22s │ %13s │\n", name, shape, count);
+        fprintf(out, "│ %-*s │ %-22s │ %13s │\n", name_w, name, shape, count);
     }
-    rule(out, "└", "─", "┴", "┘");
+    rule(out, name_w, "└", "─", "┴", "┘");
     char c[32], b[32];
     group_digits(total, c, sizeof c);
     human_bytes((double)total * 4, b, sizeof b);

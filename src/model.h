@@ -27,6 +27,9 @@ typedef struct ct_model {
     ct_tensor input;
     ct_tensor *out, *dout;
     float *buffers;            /* one allocation behind out/dout/scratch */
+    /* When not NULL (2 * nlayers seconds, owned by the caller): forward and backward time
+     * of each layer is added here. */
+    double *profile;
 } ct_model;
 
 /* Builds from the experiment's `model` map. Shape errors name both layers and shapes. */

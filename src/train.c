@@ -168,6 +168,13 @@ static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, c
     return make_dirs(dir, err);
 }
 
+/* Seconds spent per part of the training steps, for --profile. */
+typedef struct fit_profile {
+    double data, loss, optimizer, total;
+    int64_t steps;
+    double *layers; /* 2 * nlayers: forward, backward */
+} fit_profile;
+
 typedef struct fit_state {
     ct_dataset *train_ds, *val_ds, *test_ds;
     ct_loader *train, *val;
@@ -175,6 +182,7 @@ typedef struct fit_state {
     float *ybuf;
     FILE *history;
     ct_progress *progress;
+    fit_profile prof;
 } fit_state;
 
 static void fit_state_free(fit_state *s)
@@ -190,6 +198,7 @@ static void fit_state_free(fit_state *s)
     if (s->history)
         fclose(s->history);
     ct_progress_free(s->progress);
+    free(s->prof.layers);
 }
 
 static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
@@ -248,25 +257,67 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *
     if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
         return -1;
     ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
-    double loss = 0;
+    double loss = 0, t0 = ct_now(), t1, t2, t3, t4;
     int64_t seen = 0, rows, done = 0;
+    fit_profile *p = &s->prof;
+    m->profile = p->layers; /* training steps only, not validation */
     while ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) > 0) {
+        t1 = ct_now();
         pass.step = (*step)++;
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
+        t2 = ct_now();
         double batch_loss = score_batch(ex, pred, s->ybuf, true);
+        t3 = ct_now();
         /* As in Keras, each batch's loss includes the penalty at the weights it used. */
         double penalty = ct_model_backward(m, &pass);
-        if (!isfinite(batch_loss))
-            return ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld; lower "
-                          "the learning rate or check the data", batch_loss,
-                          (long long)epoch + 1, (long long)done + 1);
+        if (!isfinite(batch_loss)) {
+            ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld; lower the "
+                   "learning rate or check the data", batch_loss, (long long)epoch + 1,
+                   (long long)done + 1);
+            rows = -1;
+            break;
+        }
+        t4 = ct_now();
         ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
+        double t5 = ct_now();
+        p->data += t1 - t0; /* reading the batch (and the previous step's progress line) */
+        p->loss += t3 - t2;
+        p->optimizer += t5 - t4;
+        p->total += t5 - t0;
+        p->steps++;
         loss += batch_loss + penalty * (double)rows;
         seen += rows;
         current_values(ex, loss, seen, values);
         ct_progress_step(s->progress, ++done, nnames, names, values);
+        t0 = ct_now();
     }
+    m->profile = NULL;
     return rows < 0 ? -1 : 0;
+}
+
+static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
+{
+    if (!p->steps)
+        return;
+    double n = (double)p->steps, total = p->total > 0 ? p->total : 1;
+    fprintf(out, "\nProfile: milliseconds per training step (mean over %lld steps)\n",
+            (long long)p->steps);
+    fprintf(out, "  %-40s %9s %9s %6s\n", "", "forward", "backward", "share");
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        char name[160];
+        snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->class_name);
+        double f = p->layers[2 * i], b = p->layers[2 * i + 1];
+        fprintf(out, "  %-40s %9.3f %9.3f %5.1f%%\n", name, 1e3 * f / n, 1e3 * b / n,
+                100 * (f + b) / total);
+    }
+    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "data loading", 1e3 * p->data / n, "",
+            100 * p->data / total);
+    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "loss and metrics", 1e3 * p->loss / n, "",
+            100 * p->loss / total);
+    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
+            100 * p->optimizer / total);
+    fprintf(out, "  %-40s %9.3f\n", "whole step", 1e3 * p->total / n);
 }
 
 static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *err)
@@ -370,6 +421,10 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
         prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0 || write_outputs(ex, dir, err) < 0)
         goto done;
+    if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     if (!(s.progress = ct_progress_new(out, mode, ex->epochs))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         goto done;
@@ -386,6 +441,8 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
         goto done;
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
+    if (opt->profile)
+        print_profile(ex->model, &s.prof, out);
     if (s.test_ds && evaluate_test(ex, &s, mode == CT_PROGRESS_NONE ? NULL : out, err) < 0)
         goto done;
     rc = 0;

@@ -10,6 +10,7 @@ int cmd_fit(int argc, char **argv)
         {"output", required_argument, NULL, 'o'}, {"overwrite", no_argument, NULL, 'O'},
         {"set", required_argument, NULL, 's'},    {"verbose", required_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+        {"profile", no_argument, NULL, 'p'},
         {NULL, 0, NULL, 0}};
     ct_fit_options fo = {.verbose = -1};
     int c;
@@ -31,6 +32,7 @@ int cmd_fit(int argc, char **argv)
             break;
         }
         case 'q': fo.verbose = 0; break;
+        case 'p': fo.profile = true; break;
         case 'h': return cli_command_help("fit");
         default: return cli_usage("fit", "bad option");
         }

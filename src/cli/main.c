@@ -19,13 +19,16 @@ static const char *overrides[MAX_OVERRIDES];
 static int n_overrides;
 
 static const cli_command commands[] = {
-    {"fit", cmd_fit, "fit FILE [-o RUN_DIR] [--overwrite] [--set KEY=VALUE]... [-v N | -q]",
+    {"fit", cmd_fit,
+     "fit FILE [-o RUN_DIR] [--overwrite] [--set KEY=VALUE]... [-v N | -q] [--profile]",
      "Trains the experiment in FILE, writing config.yaml, history.csv and weights.h5 into\n"
      "RUN_DIR (default runs/NAME, numbered when it exists), then evaluates on data.test.\n"
      "  -o, --output DIR   run directory\n"
      "      --overwrite    reuse a run directory that holds a finished run\n"
      "  -v, --verbose N    0 silent, 1 progress bar, 2 one line per epoch\n"
-     "  -q, --quiet        same as --verbose 0\n"},
+     "  -q, --quiet        same as --verbose 0\n"
+     "      --profile      after the run, print the time per layer (forward and backward),\n"
+     "                     data loading, loss and optimizer per training step\n"},
     {"evaluate", cmd_evaluate,
      "evaluate FILE --weights W [--data F.h5 [--x DS] [--y DS]] [--json] [--set KEY=VALUE]...",
      "Prints the loss and every metric of the model with weights W on data.test, or on the\n"
