@@ -12,7 +12,7 @@
 
 /* Patch buffer bound: 16 MiB of floats keeps the patches of a chunk in cache-friendly
  * reach while making each gemm large enough to run at full speed. */
-#define CT_CONV_COLS_FLOATS ((int64_t)4 << 20)
+#define CT_CONV_COLS_FLOATS ((int64_t)8 << 20)
 /* Kernel sizes, strides and dilations beyond this are certainly mistakes, and bounding
  * them keeps every size product far from overflow. */
 #define CT_CONV_MAX_EXTENT ((int64_t)1 << 20)
@@ -216,6 +216,9 @@ typedef struct conv_state {
     ct_window win;
     int64_t cg, fg, kdim;   /* channels and filters per group, patch length per group */
     bool direct;            /* 1x1, stride 1, one group: x is its own patch matrix */
+    /* The last training forward left the whole batch's patches in scratch (one chunk, one
+     * group), so the backward need not build them again. */
+    bool patches_kept;
 } conv_state;
 
 static const char *const conv_keys[] = {
@@ -351,8 +354,7 @@ static void conv_chunk_forward(const ct_layer *l, const float *x, int64_t nr, fl
 
 static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
 {
-    (void)pass;
-    const conv_state *s = l->state;
+    conv_state *s = l->state;
     const ct_backend *be = l->be;
     const int64_t n = x->rows * conv_positions(s), in_size = ct_shape_size(&l->in_shape);
     const bool act = s->act.kind != CT_ACT_LINEAR;
@@ -368,6 +370,7 @@ static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, c
             int64_t nr = x->rows - r0 < chunk ? x->rows - r0 : chunk;
             conv_chunk_forward(l, x->data + r0 * in_size, nr, cols, z + r0 * zrow);
         }
+        s->patches_kept = pass->training && s->groups == 1 && chunk >= x->rows;
     }
     if (s->use_bias)
         be->add_row_vector(z, l->params[1].value, n, s->filters);
@@ -377,7 +380,7 @@ static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, c
 
 /* One chunk of the backward: dkernel (+)= patches^T dz, dx += col2im(dz kernel^T). */
 static void conv_chunk_backward(const ct_layer *l, const float *x, const float *dz, int64_t nr,
-                                float *cols, float beta, float *dx)
+                                float *cols, bool have_patches, float beta, float *dx)
 {
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
@@ -385,7 +388,8 @@ static void conv_chunk_backward(const ct_layer *l, const float *x, const float *
     int64_t n = nr * conv_positions(s);
     for (int64_t g = 0; g < s->groups; g++) {
         if (kp->grad) {
-            be->im2col(&s->win, x, nr, g * s->cg, s->cg, cols);
+            if (!have_patches)
+                be->im2col(&s->win, x, nr, g * s->cg, s->cg, cols);
             be->gemm(true, false, s->kdim, s->fg, n, 1.0f, cols, s->kdim, dz + g * s->fg,
                      s->filters, beta, kp->grad + g * s->fg, s->filters);
         }
@@ -415,7 +419,6 @@ static void conv_backward_direct(const ct_layer *l, const ct_tensor *x, const fl
 static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
 {
-    (void)pass;
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
     const int64_t n = x->rows * conv_positions(s), in_size = ct_shape_size(&l->in_shape);
@@ -438,7 +441,8 @@ static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
     for (int64_t r0 = 0; r0 < x->rows; r0 += chunk) {
         int64_t nr = x->rows - r0 < chunk ? x->rows - r0 : chunk;
         conv_chunk_backward(l, x->data + r0 * in_size, dz + r0 * zrow, nr, cols,
-                            r0 == 0 ? 0.0f : 1.0f, dx ? dx->data + r0 * in_size : NULL);
+                            s->patches_kept && pass->training, r0 == 0 ? 0.0f : 1.0f,
+                            dx ? dx->data + r0 * in_size : NULL);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "threads.h"
 #include "rng.h"
 
 #define SELU_ALPHA 1.67326324235437728f
@@ -112,17 +113,6 @@ static void cpu_add_row_vector(float *restrict y, const float *restrict b, int64
         float *row = y + r * cols;
         for (int64_t c = 0; c < cols; c++)
             row[c] += b[c];
-    }
-}
-
-static void cpu_sum_rows(const float *restrict x, float *restrict out, int64_t rows,
-                         int64_t cols, float beta)
-{
-    scale_matrix(1, cols, beta, out, cols);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = x + r * cols;
-        for (int64_t c = 0; c < cols; c++)
-            out[c] += row[c];
     }
 }
 
@@ -342,6 +332,254 @@ static void cpu_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, u
         mask[i] = ct_rng_uniform(key, counter0 + (uint64_t)i) >= rate ? keep_scale : 0.0f;
 }
 
+/* ---- threads --------------------------------------------------------------------
+ * Each op below splits its work statically over the backend's threads (src/threads.h)
+ * and runs the serial kernel on each part; OpenBLAS itself runs single-threaded, so the
+ * two never compete for cores. Splits never change the order of a sum, so results are
+ * the same for any thread count. */
+
+#define GRAIN_ELEMENTS 32768          /* element-wise work per thread, at least */
+#define GRAIN_FLOPS (INT64_C(1) << 22) /* GEMM work per thread, at least */
+
+typedef struct gemm_job {
+    bool ta, tb, split_m;
+    int64_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} gemm_job;
+
+static void gemm_task(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job *j = ctx;
+    if (j->split_m) /* rows of C: rows of op(A) */
+        cpu_gemm(j->ta, j->tb, end - begin, j->n, j->k, j->alpha,
+                 j->a + (j->ta ? begin : begin * j->lda), j->lda, j->b, j->ldb, j->beta,
+                 j->c + begin * j->ldc, j->ldc);
+    else /* columns of C: columns of op(B) */
+        cpu_gemm(j->ta, j->tb, j->m, end - begin, j->k, j->alpha, j->a, j->lda,
+                 j->b + (j->tb ? begin * j->ldb : begin), j->ldb, j->beta, j->c + begin, j->ldc);
+}
+
+static void par_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *c, int64_t ldc)
+{
+    gemm_job j = {trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+    int64_t along = j.split_m ? m : n, flops_per_item = 2 * (j.split_m ? n : m) * (k > 0 ? k : 1);
+    /* Parts of at least 16 rows/columns keep the BLAS kernels efficient. */
+    int64_t grain = GRAIN_FLOPS / flops_per_item;
+    ct_parallel_for(along, grain > 16 ? grain : 16, gemm_task, &j);
+}
+
+typedef struct ew_job {
+    const float *x, *y2, *y3;
+    float *out;
+    float alpha;
+    ct_act act;
+    int64_t cols;
+    uint64_t key, counter0;
+} ew_job;
+
+static void fill_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_fill(j->out + b, e - b, j->alpha);
+}
+static void par_fill(float *x, int64_t n, float value)
+{
+    ew_job j = {.out = x, .alpha = value};
+    ct_parallel_for(n, GRAIN_ELEMENTS, fill_task, &j);
+}
+
+static void copy_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_copy(j->out + b, j->x + b, e - b);
+}
+static void par_copy(float *dst, const float *src, int64_t n)
+{
+    ew_job j = {.x = src, .out = dst};
+    if (dst != src)
+        ct_parallel_for(n, GRAIN_ELEMENTS, copy_task, &j);
+}
+
+static void axpy_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_axpy(e - b, j->alpha, j->x + b, j->out + b);
+}
+static void par_axpy(int64_t n, float alpha, const float *x, float *y)
+{
+    ew_job j = {.x = x, .out = y, .alpha = alpha};
+    ct_parallel_for(n, GRAIN_ELEMENTS, axpy_task, &j);
+}
+
+static void scale_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_scale(e - b, j->alpha, j->out + b);
+}
+static void par_scale(int64_t n, float alpha, float *x)
+{
+    ew_job j = {.out = x, .alpha = alpha};
+    ct_parallel_for(n, GRAIN_ELEMENTS, scale_task, &j);
+}
+
+static void mul_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_mul(e - b, j->x + b, j->y2 + b, j->out + b);
+}
+static void par_mul(int64_t n, const float *a, const float *b, float *out)
+{
+    ew_job j = {.x = a, .y2 = b, .out = out};
+    ct_parallel_for(n, GRAIN_ELEMENTS, mul_task, &j);
+}
+
+/* Row-wise ops split by rows: begin/end count rows. */
+static void add_row_vector_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_add_row_vector(j->out + b * j->cols, j->x, e - b, j->cols);
+}
+static void par_add_row_vector(float *y, const float *b, int64_t rows, int64_t cols)
+{
+    ew_job j = {.x = b, .out = y, .cols = cols};
+    ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, add_row_vector_task, &j);
+}
+
+/* Column sums split by columns, so each sum keeps its serial order. */
+typedef struct sum_job {
+    const float *x;
+    float *out;
+    int64_t rows, cols;
+    float beta;
+} sum_job;
+static void sum_rows_task(void *ctx, int64_t b, int64_t e)
+{
+    const sum_job *j = ctx;
+    float *restrict out = j->out;
+    for (int64_t c = b; c < e; c++)
+        out[c] = j->beta == 0.0f ? 0.0f : j->beta * out[c];
+    for (int64_t r = 0; r < j->rows; r++) {
+        const float *restrict row = j->x + r * j->cols;
+        for (int64_t c = b; c < e; c++)
+            out[c] += row[c];
+    }
+}
+static void par_sum_rows(const float *x, float *out, int64_t rows, int64_t cols, float beta)
+{
+    sum_job j = {x, out, rows, cols, beta};
+    /* Parts of 16 columns or more keep the inner loop vectorised. */
+    int64_t grain = rows * cols < 2 * GRAIN_ELEMENTS ? cols : 16;
+    ct_parallel_for(cols, grain, sum_rows_task, &j);
+}
+
+static void act_forward_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_act_forward(j->act, j->x + b * j->cols, j->out + b * j->cols, e - b, j->cols);
+}
+static void par_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols)
+{
+    ew_job j = {.x = x, .out = y, .act = act, .cols = cols};
+    ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, act_forward_task, &j);
+}
+
+static void act_backward_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    int64_t o = b * j->cols;
+    cpu_act_backward(j->act, j->x + o, j->y2 + o, j->y3 + o, j->out + o, e - b, j->cols);
+}
+static void par_act_backward(ct_act act, const float *x, const float *y, const float *dy,
+                             float *dx, int64_t rows, int64_t cols)
+{
+    ew_job j = {.x = x, .y2 = y, .y3 = dy, .out = dx, .act = act, .cols = cols};
+    ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, act_backward_task, &j);
+}
+
+static void dropout_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    cpu_dropout_mask(j->out + b, e - b, j->alpha, j->key, j->counter0 + (uint64_t)b);
+}
+static void par_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0)
+{
+    ew_job j = {.out = mask, .alpha = rate, .key = key, .counter0 = counter0};
+    ct_parallel_for(n, GRAIN_ELEMENTS, dropout_task, &j);
+}
+
+/* Window ops split by samples: each sample's input and output are separate. */
+typedef struct win_job {
+    const ct_window *w;
+    const float *x, *y, *dy, *kernel;
+    float *out, *dkernel;
+    int64_t c0, cn, m;
+    ct_pool kind;
+} win_job;
+
+static int64_t in_size(const ct_window *w) { return w->in_h * w->in_w * w->in_c; }
+static int64_t out_positions(const ct_window *w) { return w->out_h * w->out_w; }
+static int64_t sample_grain(int64_t per_sample)
+{
+    return GRAIN_ELEMENTS / (per_sample > 0 ? per_sample : 1) + 1;
+}
+
+static void im2col_task(void *ctx, int64_t b, int64_t e)
+{
+    const win_job *j = ctx;
+    int64_t cols = out_positions(j->w) * j->w->k_h * j->w->k_w * j->cn;
+    ct_cpu_im2col(j->w, j->x + b * in_size(j->w), e - b, j->c0, j->cn, j->out + b * cols);
+}
+static void par_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
+                       float *cols)
+{
+    win_job j = {.w = w, .x = x, .out = cols, .c0 = c0, .cn = cn};
+    ct_parallel_for(rows, sample_grain(out_positions(w) * w->k_h * w->k_w * cn), im2col_task, &j);
+}
+
+static void col2im_task(void *ctx, int64_t b, int64_t e)
+{
+    const win_job *j = ctx;
+    int64_t cols = out_positions(j->w) * j->w->k_h * j->w->k_w * j->cn;
+    ct_cpu_col2im(j->w, j->x + b * cols, e - b, j->c0, j->cn, j->out + b * in_size(j->w));
+}
+static void par_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0,
+                       int64_t cn, float *dx)
+{
+    win_job j = {.w = w, .x = cols, .out = dx, .c0 = c0, .cn = cn};
+    ct_parallel_for(rows, sample_grain(out_positions(w) * w->k_h * w->k_w * cn), col2im_task, &j);
+}
+
+static void pool_forward_task(void *ctx, int64_t b, int64_t e)
+{
+    const win_job *j = ctx;
+    ct_cpu_pool_forward(j->kind, j->w, j->x + b * in_size(j->w),
+                        j->out + b * out_positions(j->w) * j->w->in_c, e - b);
+}
+static void par_pool_forward(ct_pool kind, const ct_window *w, const float *x, float *y,
+                             int64_t rows)
+{
+    win_job j = {.w = w, .x = x, .out = y, .kind = kind};
+    ct_parallel_for(rows, sample_grain(in_size(w)), pool_forward_task, &j);
+}
+
+static void pool_backward_task(void *ctx, int64_t b, int64_t e)
+{
+    const win_job *j = ctx;
+    int64_t o = b * out_positions(j->w) * j->w->in_c;
+    ct_cpu_pool_backward(j->kind, j->w, j->x + b * in_size(j->w), j->y + o, j->dy + o,
+                         j->out + b * in_size(j->w), e - b);
+}
+static void par_pool_backward(ct_pool kind, const ct_window *w, const float *x, const float *y,
+                              const float *dy, float *dx, int64_t rows)
+{
+    win_job j = {.w = w, .x = x, .y = y, .dy = dy, .out = dx, .kind = kind};
+    ct_parallel_for(rows, sample_grain(in_size(w)), pool_backward_task, &j);
+}
+
 static const ct_backend cpu_backend = {
     .name = "cpu",
     .device = CT_DEVICE_CPU,
@@ -349,25 +587,25 @@ static const ct_backend cpu_backend = {
     .free = cpu_free,
     .upload = cpu_memcpy,
     .download = cpu_memcpy,
-    .gemm = cpu_gemm,
-    .fill = cpu_fill,
-    .copy = cpu_copy,
-    .axpy = cpu_axpy,
-    .scale = cpu_scale,
-    .mul = cpu_mul,
-    .add_row_vector = cpu_add_row_vector,
-    .sum_rows = cpu_sum_rows,
-    .act_forward = cpu_act_forward,
-    .act_backward = cpu_act_backward,
-    .dropout_mask = cpu_dropout_mask,
+    .gemm = par_gemm,
+    .fill = par_fill,
+    .copy = par_copy,
+    .axpy = par_axpy,
+    .scale = par_scale,
+    .mul = par_mul,
+    .add_row_vector = par_add_row_vector,
+    .sum_rows = par_sum_rows,
+    .act_forward = par_act_forward,
+    .act_backward = par_act_backward,
+    .dropout_mask = par_dropout_mask,
     .add_noise = ct_cpu_add_noise,
     .scale_channels = ct_cpu_scale_channels,
-    .im2col = ct_cpu_im2col,
-    .col2im = ct_cpu_col2im,
+    .im2col = par_im2col,
+    .col2im = par_col2im,
     .depthwise_forward = ct_cpu_depthwise_forward,
     .depthwise_backward = ct_cpu_depthwise_backward,
-    .pool_forward = ct_cpu_pool_forward,
-    .pool_backward = ct_cpu_pool_backward,
+    .pool_forward = par_pool_forward,
+    .pool_backward = par_pool_backward,
     .global_pool_forward = ct_cpu_global_pool_forward,
     .global_pool_backward = ct_cpu_global_pool_backward,
     .pad2d = ct_cpu_pad2d,

@@ -9,20 +9,10 @@
 
 #include "data.h"
 #include "experiment.h"
+#include "threads.h"
 #include "weights.h"
 
-#ifdef CT_HAVE_OPENBLAS
-#include <cblas.h>
-#endif
-
-void ct_set_threads(int threads)
-{
-#ifdef CT_HAVE_OPENBLAS
-    openblas_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
-}
+void ct_set_threads(int threads) { ct_threads_set(threads); }
 
 /* p relative to the config file's folder, made absolute so the resolved config written into
  * a run directory still finds the data from there. Caller frees. */

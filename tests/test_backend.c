@@ -9,6 +9,7 @@
 #include "init.h"
 #include "rng.h"
 #include "testutil.h"
+#include "threads.h"
 
 static const ct_backend *be(void) { return ct_backend_cpu(); }
 
@@ -1003,10 +1004,77 @@ END_TEST
 
 /* ---- suites ---------------------------------------------------------------------- */
 
+/* ---- threads --------------------------------------------------------------------- */
+
+static void mark_task(void *ctx, int64_t begin, int64_t end)
+{
+    int *hits = ctx;
+    for (int64_t i = begin; i < end; i++)
+        hits[i]++;
+}
+
+START_TEST(test_parallel_for_covers_once)
+{
+    static const int64_t sizes[] = {0, 1, 7, 100, 4097, 100003};
+    for (int threads = 1; threads <= 3; threads++) {
+        ct_threads_set(threads);
+        ck_assert_int_eq(ct_threads_get(), threads);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (int64_t grain = 1; grain <= 4096; grain *= 64) {
+                int64_t n = sizes[s];
+                int *hits = calloc((size_t)n + 1, sizeof *hits);
+                for (int rep = 0; rep < 3; rep++)
+                    ct_parallel_for(n, grain, mark_task, hits);
+                for (int64_t i = 0; i < n; i++)
+                    ck_assert_msg(hits[i] == 3, "n %" PRId64 " grain %" PRId64 " threads %d: "
+                                  "index %" PRId64 " ran %d times", n, grain, threads, i, hits[i]);
+                free(hits);
+            }
+    }
+    ct_threads_set(1);
+}
+END_TEST
+
+/* Splitting work over threads never changes a result: GEMM splits rows or columns of C,
+ * column sums split columns. */
+START_TEST(test_threads_same_bits)
+{
+    const ct_backend *be = ct_backend_cpu();
+    const int64_t m = 300, n = 70, k = 513;
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *c[2], *d[2], *s[2], *y[2];
+    tu_fill(a, m * k, 1, -1, 1);
+    tu_fill(b, k * n, 2, -1, 1);
+    for (int t = 0; t < 2; t++) {
+        ct_threads_set(t + 1);
+        c[t] = calloc((size_t)(m * n), sizeof(float));
+        d[t] = calloc((size_t)(k * n), sizeof(float));
+        s[t] = calloc((size_t)k, sizeof(float));
+        y[t] = calloc((size_t)(m * k), sizeof(float));
+        be->gemm(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, c[t], n);   /* split rows */
+        be->gemm(true, false, k, n, m, 0.5f, a, k, c[t], n, 0.0f, d[t], n); /* long sums */
+        be->gemm(true, true, n, m, k, 1.0f, b, n, a, k, 0.0f, c[t], m);     /* split columns */
+        be->sum_rows(a, s[t], m, k, 0.0f);
+        be->act_forward((ct_act){CT_ACT_GELU, 0}, a, y[t], m, k);
+    }
+    ck_assert(memcmp(c[0], c[1], sizeof(float) * (size_t)(m * n)) == 0);
+    ck_assert(memcmp(d[0], d[1], sizeof(float) * (size_t)(k * n)) == 0);
+    ck_assert(memcmp(s[0], s[1], sizeof(float) * (size_t)k) == 0);
+    ck_assert(memcmp(y[0], y[1], sizeof(float) * (size_t)(m * k)) == 0);
+    ct_threads_set(1);
+    for (int t = 0; t < 2; t++)
+        free(c[t]), free(d[t]), free(s[t]), free(y[t]);
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *backend_suite(void)
 {
     Suite *s = suite_create("backend");
     TCase *tc = tcase_create("ops");
+    tcase_add_test(tc, test_parallel_for_covers_once);
+    tcase_add_test(tc, test_threads_same_bits);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_upload_download);

@@ -1,0 +1,146 @@
+/* threads.c - a small spin-then-sleep worker pool. Between the back-to-back operations of
+ * a training step the workers spin briefly, so handing out work costs well under a
+ * microsecond; when idle longer they sleep on a condition variable. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "threads.h"
+
+#ifdef CT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+#define CT_MAX_THREADS 256
+#define SPIN_ROUNDS 200000
+
+typedef struct pool {
+    int threads;                 /* including the caller */
+    pthread_t tid[CT_MAX_THREADS];
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    atomic_uint_fast64_t generation; /* bumped for each job (and to stop) */
+    atomic_int pending;          /* workers still running the current job */
+    atomic_int sleeping;
+    atomic_bool stop;
+    uint_fast64_t start_generation; /* the generation new workers start from */
+    /* the current job */
+    ct_task task;
+    void *ctx;
+    int64_t n, parts;
+} pool;
+
+static pool the_pool = {.threads = 1,
+                        .lock = PTHREAD_MUTEX_INITIALIZER,
+                        .wake = PTHREAD_COND_INITIALIZER};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_part(pool *p, int64_t part)
+{
+    int64_t begin = p->n * part / p->parts, end = p->n * (part + 1) / p->parts;
+    if (begin < end)
+        p->task(p->ctx, begin, end);
+}
+
+static void *worker(void *arg)
+{
+    pool *p = &the_pool;
+    int64_t index = (int64_t)(intptr_t)arg;
+    /* Not the current generation: a job may already have been handed out before this
+     * thread got to run. */
+    uint_fast64_t seen = p->start_generation;
+    for (;;) {
+        uint_fast64_t g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_ROUNDS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->lock);
+            atomic_fetch_add(&p->sleeping, 1);
+            while (atomic_load(&p->generation) == seen)
+                pthread_cond_wait(&p->wake, &p->lock);
+            atomic_fetch_sub(&p->sleeping, 1);
+            pthread_mutex_unlock(&p->lock);
+        }
+        seen = g;
+        if (atomic_load(&p->stop))
+            return NULL;
+        if (index < p->parts)
+            run_part(p, index);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    }
+}
+
+static void stop_workers(pool *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 1; i < p->threads; i++)
+        pthread_join(p->tid[i], NULL);
+    atomic_store(&p->stop, false);
+    p->threads = 1;
+}
+
+void ct_threads_set(int n)
+{
+    pool *p = &the_pool;
+#ifdef CT_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+    if (n < 1)
+        n = 1;
+    if (n > CT_MAX_THREADS)
+        n = CT_MAX_THREADS;
+    if (n == p->threads)
+        return;
+    stop_workers(p);
+    p->start_generation = atomic_load(&p->generation);
+    for (int i = 1; i < n; i++) {
+        if (pthread_create(&p->tid[i], NULL, worker, (void *)(intptr_t)i) != 0)
+            break; /* fewer threads than asked: still correct */
+        p->threads = i + 1;
+    }
+}
+
+int ct_threads_get(void) { return the_pool.threads; }
+
+void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx)
+{
+    pool *p = &the_pool;
+    int64_t parts = grain > 0 ? n / grain : n;
+    if (parts > p->threads)
+        parts = p->threads;
+    if (parts <= 1) {
+        if (n > 0)
+            task(ctx, 0, n);
+        return;
+    }
+    p->task = task;
+    p->ctx = ctx;
+    p->n = n;
+    p->parts = parts;
+    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
+    /* Sequentially consistent, so a worker going to sleep either sees the new generation
+     * or is counted in `sleeping` and woken. */
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleeping)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
+    run_part(p, 0);
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+        cpu_relax();
+}
