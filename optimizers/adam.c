@@ -45,22 +45,35 @@ const char *ct_adam_state_name(const ct_optimizer *o, int slot)
 void ct_adam_step(const ct_optimizer *o, float *w, const float *g, float *state, int64_t stride,
                   int64_t n, int64_t t, float lr)
 {
+    /* Per-step constants in double; the per-element update in float32, as Keras computes
+     * it, in loops the compiler vectorises. */
     double b1 = o->hyper[CT_ADAM_BETA_1], b2 = o->hyper[CT_ADAM_BETA_2];
-    double eps = o->hyper[CT_ADAM_EPSILON];
-    double alpha = lr * sqrt(1.0 - pow(b2, (double)t)) / (1.0 - pow(b1, (double)t));
-    float *m = state, *v = state + stride, *vh = state + 2 * stride;
-    bool ams = o->flag[CT_ADAM_AMSGRAD];
-    for (int64_t i = 0; i < n; i++) {
-        double gi = g[i];
-        double mi = m[i] + (gi - m[i]) * (1.0 - b1);
-        double vi = v[i] + (gi * gi - v[i]) * (1.0 - b2);
-        m[i] = (float)mi;
-        v[i] = (float)vi;
-        if (ams) {
-            vi = fmax(vh[i], vi);
-            vh[i] = (float)vi;
+    const float alpha = (float)(lr * sqrt(1.0 - pow(b2, (double)t)) / (1.0 - pow(b1, (double)t)));
+    const float c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
+    const float eps = (float)o->hyper[CT_ADAM_EPSILON];
+    float *restrict m = state, *restrict v = state + stride, *restrict vh = state + 2 * stride;
+    float *restrict wr = w;
+    const float *restrict gr = g;
+    if (!o->flag[CT_ADAM_AMSGRAD]) {
+        for (int64_t i = 0; i < n; i++) {
+            float gi = gr[i];
+            float mi = m[i] + (gi - m[i]) * c1;
+            float vi = v[i] + (gi * gi - v[i]) * c2;
+            m[i] = mi;
+            v[i] = vi;
+            wr[i] -= alpha * mi / (sqrtf(vi) + eps);
         }
-        w[i] = (float)(w[i] - alpha * mi / (sqrt(vi) + eps));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float gi = gr[i];
+        float mi = m[i] + (gi - m[i]) * c1;
+        float vi = v[i] + (gi * gi - v[i]) * c2;
+        m[i] = mi;
+        v[i] = vi;
+        float vmax = fmaxf(vh[i], vi);
+        vh[i] = vmax;
+        wr[i] -= alpha * mi / (sqrtf(vmax) + eps);
     }
 }
 

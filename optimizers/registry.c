@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "optimizer.h"
+#include "parallel.h"
 
 extern const ct_optimizer_kind ct_optimizer_sgd, ct_optimizer_adam, ct_optimizer_adamw,
     ct_optimizer_rmsprop, ct_optimizer_adagrad;
@@ -277,6 +278,20 @@ static void clip_gradients(const ct_optimizer *o, ct_param *const *params, int n
         clip_to_norm(g, o->n, sum_squares(g, o->n), o->global_clipnorm);
 }
 
+typedef struct step_job {
+    ct_optimizer *o;
+    float *w;
+    const float *g;
+    float lr;
+} step_job;
+
+static void step_task(void *ctx, int64_t begin, int64_t end)
+{
+    const step_job *j = ctx;
+    j->o->kind->step(j->o, j->w + begin, j->g + begin, j->o->state + begin, j->o->n, end - begin,
+                     j->o->iterations, j->lr);
+}
+
 void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, float *w,
                         float *g)
 {
@@ -288,5 +303,8 @@ void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, f
         for (int64_t i = 0; i < o->n; i++)
             w[i] -= w[i] * f;
     }
-    o->kind->step(o, w, g, o->state, o->n, o->n, o->iterations, lr);
+    /* The update is element-wise: each thread steps its own slice of the block (state slot
+     * k of element i stays at k * n + i). */
+    step_job j = {o, w, g, lr};
+    ct_parallel_for(o->n, 16384, step_task, &j);
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "threads.h"
+#include "parallel.h"
 #include "rng.h"
 
 #define SELU_ALPHA 1.67326324235437728f
@@ -333,7 +333,7 @@ static void cpu_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, u
 }
 
 /* ---- threads --------------------------------------------------------------------
- * Each op below splits its work statically over the backend's threads (src/threads.h)
+ * Each op below splits its work statically over the backend's threads (src/parallel.h)
  * and runs the serial kernel on each part; OpenBLAS itself runs single-threaded, so the
  * two never compete for cores. Splits never change the order of a sum, so results are
  * the same for any thread count. */

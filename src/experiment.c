@@ -9,7 +9,7 @@
 
 #include "data.h"
 #include "experiment.h"
-#include "threads.h"
+#include "parallel.h"
 #include "weights.h"
 
 void ct_set_threads(int threads) { ct_threads_set(threads); }

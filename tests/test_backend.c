@@ -9,7 +9,7 @@
 #include "init.h"
 #include "rng.h"
 #include "testutil.h"
-#include "threads.h"
+#include "parallel.h"
 
 static const ct_backend *be(void) { return ct_backend_cpu(); }
 

@@ -1,4 +1,4 @@
-/* threads.c - a small spin-then-sleep worker pool. Between the back-to-back operations of
+/* parallel.c - a small spin-then-sleep worker pool. Between the back-to-back operations of
  * a training step the workers spin briefly, so handing out work costs well under a
  * microsecond; when idle longer they sleep on a condition variable. */
 #include <pthread.h>
@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "threads.h"
+#include "parallel.h"
 
 #ifdef CT_HAVE_OPENBLAS
 #include <cblas.h>

@@ -1,10 +1,10 @@
-/* threads.h - the CPU backend's worker threads. The calling thread works too, so with
+/* parallel.h - the CPU backend's worker threads. The calling thread works too, so with
  * ct_threads_set(n) there are n - 1 workers. Work is split statically (the same split for
  * the same thread count), so results do not depend on timing. The pool is process-wide,
  * created on first use and resized by ct_threads_set; ct_parallel_for must be called from
  * one thread at a time (the training thread) and not from inside a task. */
-#ifndef CT_THREADS_H
-#define CT_THREADS_H
+#ifndef CT_PARALLEL_H
+#define CT_PARALLEL_H
 
 #include <stdint.h>
 
