@@ -1,9 +1,8 @@
-/* conv.c - Conv1D and Conv2D (channels_last), as im2col + gemm per group, and the
- * geometry/config helpers shared with conv_transpose.c and depthwise.c (ct_conv_*).
- *
- * Forward: patches of a chunk of samples go into scratch (at most CT_CONV_COLS_FLOATS
- * floats, at least one sample), then one gemm per group multiplies them by that group's
- * kernel columns, writing that group's output columns in place (ldc = filters). */
+/* conv.c - Conv1D and Conv2D (channels_last) through the backend's conv_forward /
+ * conv_backward (patches times kernel, group by group), a plain gemm for 1x1 kernels,
+ * and the geometry/config helpers shared with conv_transpose.c and depthwise.c
+ * (ct_conv_*). The transposed convolution still builds patches in chunks of samples of
+ * at most CT_CONV_COLS_FLOATS floats (ct_conv_chunk). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,9 +215,6 @@ typedef struct conv_state {
     ct_window win;
     int64_t cg, fg, kdim;   /* channels and filters per group, patch length per group */
     bool direct;            /* 1x1, stride 1, one group: x is its own patch matrix */
-    /* The last training forward left the whole batch's patches in scratch (one chunk, one
-     * group), so the backward need not build them again. */
-    bool patches_kept;
 } conv_state;
 
 static const char *const conv_keys[] = {
@@ -315,90 +311,40 @@ static int conv_build(ct_layer *l, ct_error *err)
 
 static int64_t conv_positions(const conv_state *s) { return s->win.out_h * s->win.out_w; }
 
-static int64_t conv_cols_per_sample(const conv_state *s)
-{
-    return conv_positions(s) * s->kdim;
-}
-
 /* Pre-activation (only with an activation), then the patch buffer for one chunk. */
 static int64_t conv_scratch(const ct_layer *l, int64_t max_batch)
 {
     const conv_state *s = l->state;
     int64_t n = s->act.kind == CT_ACT_LINEAR ? 0 : max_batch * ct_shape_size(&l->out_shape);
     if (!s->direct)
-        n += ct_conv_chunk(conv_cols_per_sample(s), max_batch) * conv_cols_per_sample(s);
+        n += l->be->conv_workspace(&s->win, s->groups, s->filters, max_batch);
     return n;
 }
-
-/* The patch buffer sits after the pre-activation of the current batch. */
-static float *conv_cols(const ct_layer *l, int64_t rows)
+/* The backend's workspace sits after the pre-activation values. */
+static float *conv_work(const ct_layer *l, int64_t max_batch)
 {
     const conv_state *s = l->state;
-    return l->scratch + (s->act.kind == CT_ACT_LINEAR ? 0 : rows * ct_shape_size(&l->out_shape));
-}
-
-/* z (nr samples, filters columns) = patches of x times the kernel, group by group. */
-static void conv_chunk_forward(const ct_layer *l, const float *x, int64_t nr, float *cols,
-                               float *z)
-{
-    const conv_state *s = l->state;
-    const ct_backend *be = l->be;
-    const float *kernel = l->params[0].value;
-    int64_t n = nr * conv_positions(s);
-    for (int64_t g = 0; g < s->groups; g++) {
-        be->im2col(&s->win, x, nr, g * s->cg, s->cg, cols);
-        be->gemm(false, false, n, s->fg, s->kdim, 1.0f, cols, s->kdim, kernel + g * s->fg,
-                 s->filters, 0.0f, z + g * s->fg, s->filters);
-    }
+    return l->scratch + (s->act.kind == CT_ACT_LINEAR ? 0 : max_batch * ct_shape_size(&l->out_shape));
 }
 
 static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
 {
-    conv_state *s = l->state;
+    (void)pass;
+    const conv_state *s = l->state;
     const ct_backend *be = l->be;
-    const int64_t n = x->rows * conv_positions(s), in_size = ct_shape_size(&l->in_shape);
+    const int64_t n = x->rows * conv_positions(s);
     const bool act = s->act.kind != CT_ACT_LINEAR;
     float *z = act ? l->scratch : y->data;
-    if (s->direct) {
+    if (s->direct)
         be->gemm(false, false, n, s->filters, s->win.in_c, 1.0f, x->data, s->win.in_c,
                  l->params[0].value, s->filters, 0.0f, z, s->filters);
-    } else {
-        float *cols = conv_cols(l, x->rows);
-        const int64_t chunk = ct_conv_chunk(conv_cols_per_sample(s), x->rows);
-        const int64_t zrow = conv_positions(s) * s->filters;
-        for (int64_t r0 = 0; r0 < x->rows; r0 += chunk) {
-            int64_t nr = x->rows - r0 < chunk ? x->rows - r0 : chunk;
-            conv_chunk_forward(l, x->data + r0 * in_size, nr, cols, z + r0 * zrow);
-        }
-        s->patches_kept = pass->training && s->groups == 1 && chunk >= x->rows;
-    }
+    else
+        be->conv_forward(&s->win, s->groups, s->filters, x->data, l->params[0].value, z, x->rows,
+                         conv_work(l, y->rows));
     if (s->use_bias)
         be->add_row_vector(z, l->params[1].value, n, s->filters);
     if (act)
         be->act_forward(s->act, z, y->data, n, s->filters);
-}
-
-/* One chunk of the backward: dkernel (+)= patches^T dz, dx += col2im(dz kernel^T). */
-static void conv_chunk_backward(const ct_layer *l, const float *x, const float *dz, int64_t nr,
-                                float *cols, bool have_patches, float beta, float *dx)
-{
-    const conv_state *s = l->state;
-    const ct_backend *be = l->be;
-    const ct_param *kp = &l->params[0];
-    int64_t n = nr * conv_positions(s);
-    for (int64_t g = 0; g < s->groups; g++) {
-        if (kp->grad) {
-            if (!have_patches)
-                be->im2col(&s->win, x, nr, g * s->cg, s->cg, cols);
-            be->gemm(true, false, s->kdim, s->fg, n, 1.0f, cols, s->kdim, dz + g * s->fg,
-                     s->filters, beta, kp->grad + g * s->fg, s->filters);
-        }
-        if (dx) {
-            be->gemm(false, true, n, s->kdim, s->fg, 1.0f, dz + g * s->fg, s->filters,
-                     kp->value + g * s->fg, s->filters, 0.0f, cols, s->kdim);
-            be->col2im(&s->win, cols, nr, g * s->cg, s->cg, dx);
-        }
-    }
 }
 
 static void conv_backward_direct(const ct_layer *l, const ct_tensor *x, const float *dz,
@@ -419,31 +365,20 @@ static void conv_backward_direct(const ct_layer *l, const ct_tensor *x, const fl
 static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
 {
+    (void)pass;
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
-    const int64_t n = x->rows * conv_positions(s), in_size = ct_shape_size(&l->in_shape);
+    const int64_t n = x->rows * conv_positions(s);
     float *dz = dy->data;
     if (s->act.kind != CT_ACT_LINEAR && !l->act_fused)
         be->act_backward(s->act, l->scratch, y->data, dz, dz, n, s->filters);
     if (s->use_bias && l->params[1].grad)
         be->sum_rows(dz, l->params[1].grad, n, s->filters, 0.0f);
-    if (s->direct) {
+    if (s->direct)
         conv_backward_direct(l, x, dz, dx);
-        return;
-    }
-    if (dx)
-        be->fill(dx->data, x->rows * in_size, 0.0f);
-    if (x->rows == 0 && l->params[0].grad)  /* no chunk runs: the gradient is zero */
-        be->fill(l->params[0].grad, ct_shape_size(&l->params[0].shape), 0.0f);
-    float *cols = conv_cols(l, x->rows);
-    const int64_t chunk = ct_conv_chunk(conv_cols_per_sample(s), x->rows);
-    const int64_t zrow = conv_positions(s) * s->filters;
-    for (int64_t r0 = 0; r0 < x->rows; r0 += chunk) {
-        int64_t nr = x->rows - r0 < chunk ? x->rows - r0 : chunk;
-        conv_chunk_backward(l, x->data + r0 * in_size, dz + r0 * zrow, nr, cols,
-                            s->patches_kept && pass->training, r0 == 0 ? 0.0f : 1.0f,
-                            dx ? dx->data + r0 * in_size : NULL);
-    }
+    else
+        be->conv_backward(&s->win, s->groups, s->filters, x->data, l->params[0].value, dz,
+                          dx ? dx->data : NULL, l->params[0].grad, x->rows, conv_work(l, x->rows));
 }
 
 static void conv_free(ct_layer *l)

@@ -106,6 +106,16 @@ typedef struct ct_backend {
      * zeroes dx first when it wants a plain result. */
     void (*col2im)(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
                    float *dx);
+    /* A whole convolution (groups; kernel (k_h*k_w*in_c/groups) x filters, Keras's layout;
+     * y: out_h*out_w*filters per sample, overwritten, no bias), built from one sample's
+     * patches at a time so they stay in cache. work: conv_workspace floats. */
+    int64_t (*conv_workspace)(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
+    void (*conv_forward)(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                         const float *kernel, float *y, int64_t rows, float *work);
+    /* dx and dkernel overwritten; either may be NULL. Same for any thread count. */
+    void (*conv_backward)(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                          const float *kernel, const float *dy, float *dx, float *dkernel,
+                          int64_t rows, float *work);
     /* Depthwise convolution with depth multiplier m: kernel (k_h, k_w, in_c, m), output
      * channel c*m + k. y has out_h x out_w x in_c*m per sample (no bias). */
     void (*depthwise_forward)(const ct_window *w, int64_t m, const float *x, const float *kernel,
@@ -170,6 +180,12 @@ void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0,
                    float *cols);
 void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
                    float *dx);
+int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
+void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                         const float *kernel, float *y, int64_t rows, float *work);
+void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                          const float *kernel, const float *dy, float *dx, float *dkernel,
+                          int64_t rows, float *work);
 void ct_cpu_depthwise_forward(const ct_window *w, int64_t m, const float *x, const float *kernel,
                               float *y, int64_t rows);
 void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,

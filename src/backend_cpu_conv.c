@@ -3,14 +3,17 @@
  *
  * Channels are the innermost, contiguous axis, so every loop here works on runs of
  * channels: one bounds check per (position, kernel offset), then a plain loop over the
- * run that the compiler vectorises. Padding costs a zero fill, never a per-element test. */
+ * run that the compiler vectorises. Padding costs a zero fill, never a per-element test.
+ * The whole-convolution ops at the end call BLAS directly, one sample at a time. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize")
 #endif
 
+#include <cblas.h>
 #include <string.h>
 
 #include "backend.h"
+#include "parallel.h"
 
 static inline void run_zero(float *d, int64_t n)
 {
@@ -281,4 +284,112 @@ void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
                                      oh * w->stride_h - w->pad_top,
                                      ow * w->stride_w - w->pad_left);
     }
+}
+
+/* ---- whole convolutions, one sample's patches at a time --------------------------
+ * The patches of a whole batch are several times larger than its images and do not fit
+ * in any cache; those of one sample do. So each sample's patches are built, multiplied
+ * and dropped while still in cache. The batch is cut into a fixed number of partitions
+ * (never the thread count), each run by one thread in sample order with its own
+ * patch buffer and its own kernel-gradient partial sum; the partials are added in
+ * partition order. Results are therefore the same for any number of threads. */
+
+#define CONV_PARTS 16
+
+static int64_t conv_parts(int64_t rows) { return rows < CONV_PARTS ? (rows > 0 ? rows : 1) : CONV_PARTS; }
+
+static int64_t patch_floats(const ct_window *w, int64_t groups)
+{
+    return w->out_h * w->out_w * w->k_h * w->k_w * (w->in_c / groups);
+}
+
+int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
+{
+    int64_t kdim = w->k_h * w->k_w * (w->in_c / groups);
+    return conv_parts(rows) * (patch_floats(w, groups) + kdim * filters);
+}
+
+typedef struct conv_job {
+    const ct_window *w;
+    int64_t groups, filters, rows, parts;
+    const float *x, *kernel, *dy;
+    float *y, *dx, *dkernel, *work;
+} conv_job;
+
+static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+static void conv_forward_task(void *ctx, int64_t p0, int64_t p1)
+{
+    const conv_job *j = ctx;
+    const ct_window *w = j->w;
+    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
+    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
+    float *cols = j->work + p0 * patch_floats(w, j->groups);
+    for (int64_t s = j->rows * p0 / j->parts; s < j->rows * p1 / j->parts; s++)
+        for (int64_t g = 0; g < j->groups; g++) {
+            ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
+            sgemm(false, false, npos, fg, kdim, cols, kdim, j->kernel + g * fg, j->filters, 0.0f,
+                  j->y + s * npos * j->filters + g * fg, j->filters);
+        }
+}
+
+void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                         const float *kernel, float *y, int64_t rows, float *work)
+{
+    conv_job j = {w, groups, filters, rows, conv_parts(rows), x, kernel, NULL, y, NULL, NULL, work};
+    ct_parallel_for(j.parts, 1, conv_forward_task, &j);
+}
+
+static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
+{
+    const conv_job *j = ctx;
+    const ct_window *w = j->w;
+    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
+    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
+    int64_t ksize = kdim * j->filters;
+    float *partials = j->work + j->parts * patch_floats(w, j->groups);
+    for (int64_t p = p0; p < p1; p++) {
+        float *cols = j->work + p * patch_floats(w, j->groups), *dk = partials + p * ksize;
+        bool first = true;
+        for (int64_t s = j->rows * p / j->parts; s < j->rows * (p + 1) / j->parts; s++) {
+            const float *dys = j->dy + s * npos * j->filters;
+            if (j->dx)
+                run_zero(j->dx + s * in_size, in_size);
+            for (int64_t g = 0; g < j->groups; g++) {
+                if (j->dkernel) {
+                    ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
+                    sgemm(true, false, kdim, fg, npos, cols, kdim, dys + g * fg, j->filters,
+                          first ? 0.0f : 1.0f, dk + g * fg, j->filters);
+                }
+                if (j->dx) {
+                    sgemm(false, true, npos, kdim, fg, dys + g * fg, j->filters,
+                          j->kernel + g * fg, j->filters, 0.0f, cols, kdim);
+                    ct_cpu_col2im(w, cols, 1, g * cg, cg, j->dx + s * in_size);
+                }
+            }
+            first = false;
+        }
+        if (first && j->dkernel) /* a partition without samples */
+            run_zero(dk, ksize);
+    }
+}
+
+void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                          const float *kernel, const float *dy, float *dx, float *dkernel,
+                          int64_t rows, float *work)
+{
+    conv_job j = {w, groups, filters, rows, conv_parts(rows), x, kernel, dy, NULL, dx, dkernel, work};
+    ct_parallel_for(j.parts, 1, conv_backward_task, &j);
+    if (!dkernel)
+        return;
+    int64_t ksize = w->k_h * w->k_w * (w->in_c / groups) * filters;
+    const float *partials = work + j.parts * patch_floats(w, groups);
+    memcpy(dkernel, partials, (size_t)ksize * sizeof(float));
+    for (int64_t p = 1; p < j.parts; p++)
+        run_add(dkernel, partials + p * ksize, ksize);
 }

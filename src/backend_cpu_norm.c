@@ -10,7 +10,13 @@
  *
  * Group norm has two layouts: a group of many channels (or a single position, as layer
  * norm) is a set of contiguous runs reduced in lanes; small groups over many positions are
- * summed per channel across the positions, then folded into groups. */
+ * summed per channel across the positions, then folded into groups.
+ *
+ * Threads (parallel.h): element-wise passes split the positions, group norm splits its
+ * samples (every sample's groups are independent), and sums over positions or samples are
+ * taken over parts fixed by the shape alone, never by the thread count: each part is summed
+ * serially, then the parts are added in order on the calling thread. So every result is
+ * the same for any number of threads. */
 /* Some GCC builds leave the vectoriser off at -O2; these loops are on the hot path. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize")
@@ -19,11 +25,60 @@
 #include <math.h>
 
 #include "backend.h"
+#include "parallel.h"
 
 /* Channels handled per block by the batch-norm passes (stack arrays of this size). */
 #define CT_BN_BLOCK 256
 /* Independent accumulators for reductions over one contiguous run. */
 #define CT_LANES 8
+/* Reductions over positions: at most this many parts, each of at least CT_PART_MIN values. */
+#define CT_PARTS 16
+#define CT_PART_MIN 16384
+/* Element-wise work per thread, at least: less is not worth handing out. */
+#define CT_GRAIN 32768
+
+/* The parts' partial sums (up to three per channel of a block). Static like the worker
+ * pool, whose rule it shares: these ops run from one thread at a time. */
+static double part_sums[CT_PARTS * 3 * CT_BN_BLOCK];
+
+/* How many parts `items` items of `size` values each are summed in: depends on the shape
+ * only. */
+static int64_t parts_for(int64_t items, int64_t size)
+{
+    int64_t p = size > 0 ? items / (CT_PART_MIN / size + 1) : 1;
+    p = p < CT_PARTS ? p : CT_PARTS;
+    return p > 1 ? p : 1;
+}
+
+/* The first item of part p of n items in `parts` parts. */
+static int64_t part_start(int64_t n, int64_t parts, int64_t p)
+{
+    return n * p / parts;
+}
+
+/* Part p's k sums. Tasks sum into their own stack and store once, so parts of different
+ * threads never share a cache line while they are summed. */
+static void store_part(int64_t p, const double *sums, int64_t k)
+{
+    for (int64_t i = 0; i < k; i++)
+        part_sums[p * k + i] = sums[i];
+}
+
+/* Adds up the parts' sums in part order: out[i] = sum over p of part[p * k + i], i < k. */
+static void combine_parts(const double *part, int64_t parts, int64_t k, double *out)
+{
+    for (int64_t i = 0; i < k; i++)
+        out[i] = part[i];
+    for (int64_t p = 1; p < parts; p++)
+        for (int64_t i = 0; i < k; i++)
+            out[i] += part[p * k + i];
+}
+
+/* Items per thread, at least, for items of `size` values each. */
+static int64_t grain_for(int64_t size)
+{
+    return CT_GRAIN / (size > 0 ? size : 1) + 1;
+}
 
 /* ---- batch normalization ------------------------------------------------------------ */
 
@@ -65,19 +120,49 @@ static void split_mean(double m, float *hi, float *lo)
     *lo = (float)(m - (double)*hi);
 }
 
+/* One channel block of a batch-norm pass: what its tasks need. */
+typedef struct bn_job {
+    const float *x, *dy;
+    float *out;
+    int64_t n, c, c0, cb, parts;
+    const float *m;    /* the block's shift (statistics) or mean (gradient) */
+    const float *k[4]; /* the block's constants of the element-wise pass */
+} bn_job;
+
+static void bn_sums_task(void *ctx, int64_t begin, int64_t end)
+{
+    const bn_job *j = ctx;
+    double s[2 * CT_BN_BLOCK];
+    for (int64_t p = begin; p < end; p++) {
+        int64_t r0 = part_start(j->n, j->parts, p), r1 = part_start(j->n, j->parts, p + 1);
+        bn_sums(j->x + r0 * j->c, r1 - r0, j->c, j->c0, j->cb, j->m, s, s + j->cb);
+        store_part(p, s, 2 * j->cb);
+    }
+}
+
+static void bn_apply_task(void *ctx, int64_t begin, int64_t end)
+{
+    const bn_job *j = ctx;
+    bn_apply(j->x + begin * j->c, j->out + begin * j->c, end - begin, j->c, j->c0, j->cb,
+             j->k[0], j->k[1], j->k[2], j->k[3]);
+}
+
 void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
                             const float *beta, float eps, float *mean, float *var, float *invstd)
 {
     float shift[CT_BN_BLOCK], hi[CT_BN_BLOCK], lo[CT_BN_BLOCK], sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
-    double s1[CT_BN_BLOCK], s2[CT_BN_BLOCK];
+    double s[2 * CT_BN_BLOCK];
     for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
         int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
         for (int64_t j = 0; j < cb; j++)
             shift[j] = n > 0 ? x[c0 + j] : 0.0f;
-        bn_sums(x, n, c, c0, cb, shift, s1, s2);
+        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb,
+                      .parts = parts_for(n, cb), .m = shift, .k = {hi, lo, sc, bt}};
+        ct_parallel_for(job.parts, 1, bn_sums_task, &job);
+        combine_parts(part_sums, job.parts, 2 * cb, s);
         for (int64_t j = 0; j < cb; j++) {
-            double dm = n > 0 ? s1[j] / (double)n : 0.0;
-            double v = n > 0 ? s2[j] / (double)n - dm * dm : 0.0;
+            double dm = n > 0 ? s[j] / (double)n : 0.0;
+            double v = n > 0 ? s[cb + j] / (double)n - dm * dm : 0.0;
             if (v < 0.0)
                 v = 0.0;
             double m = (double)shift[j] + dm, is = 1.0 / sqrt(v + (double)eps);
@@ -88,7 +173,7 @@ void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, cons
             sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
             bt[j] = beta_at(beta, c0 + j);
         }
-        bn_apply(x, y, n, c, c0, cb, hi, lo, sc, bt);
+        ct_parallel_for(n, grain_for(cb), bn_apply_task, &job);
     }
 }
 
@@ -105,7 +190,9 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
             sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
             bt[j] = beta_at(beta, c0 + j);
         }
-        bn_apply(x, y, n, c, c0, cb, hi, lo, sc, bt);
+        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb,
+                      .k = {hi, lo, sc, bt}};
+        ct_parallel_for(n, grain_for(cb), bn_apply_task, &job);
     }
 }
 
@@ -140,18 +227,42 @@ static void grad_apply(const float *x, const float *dy, float *dx, int64_t n, in
     }
 }
 
+static void bn_grad_sums_task(void *ctx, int64_t begin, int64_t end)
+{
+    const bn_job *j = ctx;
+    double s[3 * CT_BN_BLOCK];
+    for (int64_t p = begin; p < end; p++) {
+        int64_t r0 = part_start(j->n, j->parts, p), r1 = part_start(j->n, j->parts, p + 1);
+        bn_grad_sums(j->x + r0 * j->c, j->dy + r0 * j->c, r1 - r0, j->c, j->c0, j->cb, j->m, s,
+                     s + j->cb, s + 2 * j->cb);
+        store_part(p, s, 3 * j->cb);
+    }
+}
+
+static void bn_grad_apply_task(void *ctx, int64_t begin, int64_t end)
+{
+    const bn_job *j = ctx;
+    int64_t at = begin * j->c;
+    grad_apply(j->x + at, j->dy + at, j->out + at, end - begin, j->c, j->c0, j->cb, j->m,
+               j->k[0], j->k[1], j->k[2], j->k[3]);
+}
+
 /* With xhat = (x - mean) * invstd: dx = gamma * invstd * (dy - mean(dy) - xhat *
  * mean(dy * xhat)). dl re-centres x - mean by what the float mean missed. */
 void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
                                const float *gamma, const float *mean, const float *invstd,
                                float *dgamma, float *dbeta)
 {
-    double sd[CT_BN_BLOCK], sdy[CT_BN_BLOCK], sdyd[CT_BN_BLOCK];
+    double s[3 * CT_BN_BLOCK];
     float dl[CT_BN_BLOCK], a[CT_BN_BLOCK], b[CT_BN_BLOCK], e[CT_BN_BLOCK];
     double inv_n = n > 0 ? 1.0 / (double)n : 0.0;
     for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
         int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
-        bn_grad_sums(x, dy, n, c, c0, cb, mean + c0, sd, sdy, sdyd);
+        bn_job job = {.x = x, .dy = dy, .out = dx, .n = n, .c = c, .c0 = c0, .cb = cb,
+                      .parts = parts_for(n, 2 * cb), .m = mean + c0, .k = {dl, a, b, e}};
+        ct_parallel_for(job.parts, 1, bn_grad_sums_task, &job);
+        combine_parts(part_sums, job.parts, 3 * cb, s);
+        const double *sd = s, *sdy = s + cb, *sdyd = s + 2 * cb;
         for (int64_t j = 0; j < cb; j++) {
             double is = (double)invstd[c0 + j], delta = sd[j] * inv_n;
             double sdyx = is * (sdyd[j] - delta * sdy[j]); /* sum(dy * xhat) */
@@ -166,7 +277,7 @@ void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64
             e[j] = (float)(k * is * sdyx * inv_n);
         }
         if (dx)
-            grad_apply(x, dy, dx, n, c, c0, cb, mean + c0, dl, a, b, e);
+            ct_parallel_for(n, grain_for(3 * cb), bn_grad_apply_task, &job);
     }
 }
 
@@ -283,30 +394,59 @@ static int64_t gn_block(int64_t cg)
     return CT_BN_BLOCK / cg * cg;
 }
 
+/* A group-norm pass: its arguments and how its channels are blocked. */
+typedef struct gn_job {
+    const float *x;
+    float *out;
+    int64_t rows, spatial, c, groups, cg;
+    int64_t bs, blocks; /* channels per block (whole groups), blocks per sample */
+    const float *gamma, *beta;
+    float eps;
+    float *mean, *invstd;
+} gn_job;
+
+/* Items [begin, end) are (sample, block) pairs. */
+static void gn_forward_blocks_task(void *ctx, int64_t begin, int64_t end)
+{
+    const gn_job *j = ctx;
+    int64_t sample = j->spatial * j->c;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t r = u / j->blocks, c0 = u % j->blocks * j->bs;
+        int64_t at = r * j->groups + c0 / j->cg;
+        gn_forward_block(j->x + r * sample, j->out + r * sample, j->spatial, j->c, j->cg, c0,
+                         j->c - c0 < j->bs ? j->c - c0 : j->bs, j->gamma, j->beta, j->eps,
+                         j->mean + at, j->invstd + at);
+    }
+}
+
+/* Items [begin, end) are (sample, group) pairs. */
+static void gn_forward_groups_task(void *ctx, int64_t begin, int64_t end)
+{
+    const gn_job *j = ctx;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t r = u / j->groups, g = u % j->groups;
+        int64_t off = r * j->spatial * j->c + g * j->cg;
+        gn_forward_group(j->x + off, j->out + off, j->spatial, j->c, j->cg, g * j->cg,
+                         j->gamma, j->beta, j->eps, &j->mean[u], &j->invstd[u]);
+    }
+}
+
 void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
                               int64_t groups, const float *gamma, const float *beta, float eps,
                               float *mean, float *invstd)
 {
     if (spatial <= 0 || c <= 0 || groups <= 0)
         return;
-    int64_t cg = c / groups, sample = spatial * c;
-    if (gn_blocked(spatial, cg)) {
-        int64_t bs = gn_block(cg);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c0 = 0; c0 < c; c0 += bs) {
-                int64_t at = r * groups + c0 / cg;
-                gn_forward_block(x + r * sample, y + r * sample, spatial, c, cg, c0,
-                                 c - c0 < bs ? c - c0 : bs, gamma, beta, eps, mean + at,
-                                 invstd + at);
-            }
+    gn_job j = {.x = x, .out = y, .rows = rows, .spatial = spatial, .c = c, .groups = groups,
+                .cg = c / groups, .gamma = gamma, .beta = beta, .eps = eps, .mean = mean,
+                .invstd = invstd};
+    if (gn_blocked(spatial, j.cg)) {
+        j.bs = gn_block(j.cg);
+        j.blocks = (c + j.bs - 1) / j.bs;
+        ct_parallel_for(rows * j.blocks, grain_for(spatial * j.bs), gn_forward_blocks_task, &j);
         return;
     }
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t g = 0; g < groups; g++) {
-            int64_t off = r * sample + g * cg;
-            gn_forward_group(x + off, y + off, spatial, c, cg, g * cg, gamma, beta, eps,
-                             &mean[r * groups + g], &invstd[r * groups + g]);
-        }
+    ct_parallel_for(rows * groups, grain_for(spatial * j.cg), gn_forward_groups_task, &j);
 }
 
 /* Sums over a run of n channels: d = x - m, g = dy * gamma, g * d. */
@@ -479,24 +619,48 @@ static void gn_backward_position(const gn_block_pos *bp, const float *x, const f
     }
 }
 
+/* A group-norm backward pass over one block of channels. */
+typedef struct gn_back_job {
+    gn_block_pos bp;
+    const float *x, *dy;
+    float *dx;
+    int64_t rows, groups, parts;
+    const float *gamma, *mean, *invstd;
+} gn_back_job;
+
+/* Items [begin, end) are parts of the samples: each part writes its samples' dx of the
+ * block and sums their dgamma/dbeta terms, in sample order, into its own partial sums. */
+static void gn_backward_task(void *ctx, int64_t begin, int64_t end)
+{
+    const gn_back_job *j = ctx;
+    int64_t sample = j->bp.spatial * j->bp.c, cb = j->bp.cb;
+    double acc[2 * CT_BN_BLOCK], *accg = acc, *accb = acc + cb;
+    for (int64_t p = begin; p < end; p++) {
+        for (int64_t i = 0; i < 2 * cb; i++)
+            acc[i] = 0.0;
+        int64_t r1 = part_start(j->rows, j->parts, p + 1);
+        for (int64_t r = part_start(j->rows, j->parts, p); r < r1; r++)
+            (j->bp.spatial == 1 ? gn_backward_position : gn_backward_sample)(
+                &j->bp, j->x + r * sample, j->dy + r * sample, j->dx ? j->dx + r * sample : NULL,
+                j->gamma, j->mean + r * j->groups, j->invstd + r * j->groups, accg, accb);
+        store_part(p, acc, 2 * cb);
+    }
+}
+
 /* One block of channels over every sample; the block holds whole groups, or lies inside
  * one group wider than a block. */
-static void gn_backward_block(gn_block_pos *bp, const float *x, const float *dy, float *dx,
-                              int64_t rows, int64_t groups, const float *gamma,
-                              const float *mean, const float *invstd, float *dgamma,
-                              float *dbeta)
+static void gn_backward_block(gn_back_job *j, float *dgamma, float *dbeta)
 {
-    double accg[CT_BN_BLOCK] = {0}, accb[CT_BN_BLOCK] = {0};
-    int64_t sample = bp->spatial * bp->c;
-    for (int64_t r = 0; r < rows; r++)
-        (bp->spatial == 1 ? gn_backward_position : gn_backward_sample)(
-            bp, x + r * sample, dy + r * sample, dx ? dx + r * sample : NULL, gamma,
-            mean + r * groups, invstd + r * groups, accg, accb);
-    for (int64_t j = 0; j < bp->cb; j++) {
+    int64_t cb = j->bp.cb;
+    double acc[2 * CT_BN_BLOCK];
+    j->parts = parts_for(j->rows, 2 * j->bp.spatial * cb);
+    ct_parallel_for(j->parts, 1, gn_backward_task, j);
+    combine_parts(part_sums, j->parts, 2 * cb, acc);
+    for (int64_t i = 0; i < cb; i++) {
         if (dgamma)
-            dgamma[bp->c0 + j] = (float)accg[j];
+            dgamma[j->bp.c0 + i] = (float)acc[i];
         if (dbeta)
-            dbeta[bp->c0 + j] = (float)accb[j];
+            dbeta[j->bp.c0 + i] = (float)acc[cb + i];
     }
 }
 
@@ -507,13 +671,16 @@ void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64
 {
     if (spatial <= 0 || c <= 0 || groups <= 0)
         return;
-    gn_block_pos bp = {.spatial = spatial, .c = c, .cg = c / groups};
-    int64_t bs = bp.cg <= CT_BN_BLOCK ? gn_block(bp.cg) : CT_BN_BLOCK;
-    for (bp.c0 = 0; bp.c0 < c; bp.c0 += bp.cb) {
-        int64_t end = bp.c0 + bs;
-        if (bp.cg > CT_BN_BLOCK && end > (bp.c0 / bp.cg + 1) * bp.cg)
-            end = (bp.c0 / bp.cg + 1) * bp.cg; /* stay inside the group */
-        bp.cb = (end < c ? end : c) - bp.c0;
-        gn_backward_block(&bp, x, dy, dx, rows, groups, gamma, mean, invstd, dgamma, dbeta);
+    gn_back_job j = {.bp = {.spatial = spatial, .c = c, .cg = c / groups}, .x = x, .dy = dy,
+                     .dx = dx, .rows = rows, .groups = groups, .gamma = gamma, .mean = mean,
+                     .invstd = invstd};
+    gn_block_pos *bp = &j.bp;
+    int64_t bs = bp->cg <= CT_BN_BLOCK ? gn_block(bp->cg) : CT_BN_BLOCK;
+    for (bp->c0 = 0; bp->c0 < c; bp->c0 += bp->cb) {
+        int64_t end = bp->c0 + bs;
+        if (bp->cg > CT_BN_BLOCK && end > (bp->c0 / bp->cg + 1) * bp->cg)
+            end = (bp->c0 / bp->cg + 1) * bp->cg; /* stay inside the group */
+        bp->cb = (end < c ? end : c) - bp->c0;
+        gn_backward_block(&j, dgamma, dbeta);
     }
 }

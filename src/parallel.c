@@ -1,7 +1,9 @@
 /* parallel.c - a small spin-then-sleep worker pool. Between the back-to-back operations of
  * a training step the workers spin briefly, so handing out work costs well under a
- * microsecond; when idle longer they sleep on a condition variable. */
+ * microsecond; longer waits yield the core (another process may need it), and idle
+ * workers sleep on a condition variable. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -13,7 +15,8 @@
 #endif
 
 #define CT_MAX_THREADS 256
-#define SPIN_ROUNDS 200000
+#define SPIN_ROUNDS 200000 /* rounds of waiting before a worker sleeps */
+#define PAUSE_ROUNDS 2000  /* rounds of pure spinning before waiting yields the core */
 
 typedef struct pool {
     int threads;                 /* including the caller */
@@ -61,7 +64,12 @@ static void *worker(void *arg)
         int spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
             if (++spins < SPIN_ROUNDS) {
-                cpu_relax();
+                /* Yield once the wait grows: on a busy machine the thread we wait for
+                 * may need this core. */
+                if (spins < PAUSE_ROUNDS)
+                    cpu_relax();
+                else
+                    sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->lock);
@@ -141,6 +149,10 @@ void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx)
         pthread_mutex_unlock(&p->lock);
     }
     run_part(p, 0);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < PAUSE_ROUNDS)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
