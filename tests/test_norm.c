@@ -1,8 +1,9 @@
 /* test_norm.c - batch and group normalization: the CPU ops against plain double loops
  * (including data far from zero), and the BatchNormalization, LayerNormalization and
  * GroupNormalization layers: values, moving statistics, parameters, finite-difference
- * gradients and config errors. */
+ * gradients and config errors; every op's outputs are the same for 1, 2 and 3 threads. */
 #include "layer.h"
+#include "parallel.h"
 #include "testutil.h"
 
 extern const ct_layer_kind ct_layer_batch_normalization, ct_layer_layer_normalization,
@@ -333,6 +334,118 @@ START_TEST(test_gn_backward_values)
     check_gn_backward(x3, dy3, 2, 4, 300, 100, g3, 1e-5);
     check_gn_backward(x3, dy3, 2, 2, 600, 2, g3, 1e-5);
     free(x), free(dy), free(x3), free(dy3), free(g3);
+}
+END_TEST
+
+/* ---- thread counts ------------------------------------------------------------------ */
+
+/* A shape for every op: batch norm over rows * spatial positions when groups is 0, else
+ * group norm. */
+typedef struct norm_case {
+    int64_t rows, spatial, c, groups;
+} norm_case;
+
+/* Everything the ops write for one case: y (training), yi (inference), statistics, dx,
+ * dgamma/dbeta with dx and dgamma without. */
+enum { OUT_Y, OUT_YI, OUT_DX, OUT_S0, OUT_S1, OUT_S2, OUT_DG, OUT_DB, OUT_DG2, OUT_COUNT };
+
+static void norm_outputs_alloc(const norm_case *k, float *out[OUT_COUNT], int64_t len[OUT_COUNT])
+{
+    int64_t size = k->rows * k->spatial * k->c;
+    int64_t stats = k->groups ? k->rows * k->groups : k->c;
+    int64_t sizes[OUT_COUNT] = {size, size, size, stats, stats, stats, k->c, k->c, k->c};
+    for (int i = 0; i < OUT_COUNT; i++) {
+        len[i] = sizes[i];
+        out[i] = fvec(sizes[i]);
+        for (int64_t j = 0; j < sizes[i]; j++)
+            out[i][j] = NAN; /* so anything left unwritten differs */
+    }
+}
+
+static void run_norm_ops(const norm_case *k, const float *x, const float *dy,
+                         const float *gamma, const float *beta, float *out[OUT_COUNT])
+{
+    int64_t n = k->rows * k->spatial, c = k->c;
+    if (!k->groups) {
+        ct_cpu_batchnorm_train(x, out[OUT_Y], n, c, gamma, beta, 1e-3f, out[OUT_S0],
+                               out[OUT_S1], out[OUT_S2]);
+        ct_cpu_batchnorm_infer(x, out[OUT_YI], n, c, gamma, beta, 1e-3f, out[OUT_S0],
+                               out[OUT_S1]);
+        ct_cpu_batchnorm_backward(x, dy, out[OUT_DX], n, c, gamma, out[OUT_S0], out[OUT_S2],
+                                  out[OUT_DG], out[OUT_DB]);
+        ct_cpu_batchnorm_backward(x, dy, NULL, n, c, gamma, out[OUT_S0], out[OUT_S2],
+                                  out[OUT_DG2], NULL);
+        return;
+    }
+    ct_cpu_groupnorm_forward(x, out[OUT_Y], k->rows, k->spatial, c, k->groups, gamma, beta,
+                             1e-3f, out[OUT_S0], out[OUT_S1]);
+    /* without gamma/beta; invstd again into OUT_S1 */
+    ct_cpu_groupnorm_forward(x, out[OUT_YI], k->rows, k->spatial, c, k->groups, NULL, NULL,
+                             1e-3f, out[OUT_S2], out[OUT_S1]);
+    ct_cpu_groupnorm_backward(x, dy, out[OUT_DX], k->rows, k->spatial, c, k->groups, gamma,
+                              out[OUT_S0], out[OUT_S1], out[OUT_DG], out[OUT_DB]);
+    ct_cpu_groupnorm_backward(x, dy, NULL, k->rows, k->spatial, c, k->groups, gamma,
+                              out[OUT_S0], out[OUT_S1], out[OUT_DG2], NULL);
+}
+
+/* Adds +2^40 at the second and -2^40 at the last position of every channel. Sums of such
+ * data depend on their order (what is lost next to 2^40 depends on where the parts begin),
+ * so a split that changed with the thread count would show in the float results; with
+ * ordinary data the double sums' differences would almost never survive rounding to float. */
+static void add_spikes(float *v, int64_t positions, int64_t c)
+{
+    for (int64_t j = 0; j < c; j++) {
+        v[c + j] += 0x1p40f;
+        v[(positions - 1) * c + j] -= 0x1p40f;
+    }
+}
+
+/* Runs every op of the case with 1, 2 and 3 threads: the outputs must match bit for bit. */
+static void check_thread_counts(const norm_case *k, unsigned seed)
+{
+    int64_t size = k->rows * k->spatial * k->c, len[OUT_COUNT];
+    float *x = fvec(size), *dy = fvec(size), *gamma = fvec(k->c), *beta = fvec(k->c);
+    float *want[OUT_COUNT], *got[OUT_COUNT];
+    tu_fill(x, size, seed, -1.0f, 3.0f);
+    tu_fill(dy, size, seed + 1, -1.0f, 1.0f);
+    tu_fill(gamma, k->c, seed + 2, 0.5f, 1.5f);
+    tu_fill(beta, k->c, seed + 3, -1.0f, 1.0f);
+    add_spikes(x, k->rows * k->spatial, k->c);
+    add_spikes(dy, k->rows * k->spatial, k->c);
+    ct_threads_set(1);
+    norm_outputs_alloc(k, want, len);
+    run_norm_ops(k, x, dy, gamma, beta, want);
+    for (int threads = 2; threads <= 3; threads++) {
+        ct_threads_set(threads);
+        ck_assert_int_eq(ct_threads_get(), threads);
+        norm_outputs_alloc(k, got, len);
+        run_norm_ops(k, x, dy, gamma, beta, got);
+        for (int i = 0; i < OUT_COUNT; i++) {
+            ck_assert_msg(memcmp(got[i], want[i], (size_t)len[i] * sizeof(float)) == 0,
+                          "output %d of case (%lld, %lld, %lld, %lld) differs with %d threads",
+                          i, (long long)k->rows, (long long)k->spatial, (long long)k->c,
+                          (long long)k->groups, threads);
+            free(got[i]);
+        }
+    }
+    ct_threads_set(1);
+    for (int i = 0; i < OUT_COUNT; i++)
+        free(want[i]);
+    free(x), free(dy), free(gamma), free(beta);
+}
+
+START_TEST(test_thread_counts_identical)
+{
+    static const norm_case cases[] = {
+        {200, 100, 37, 0},  /* batch norm: 20000 positions in parts, an odd channel count */
+        {30, 100, 300, 0},  /* batch norm over two channel blocks */
+        {12, 500, 24, 6},   /* group norm: small groups, per-channel blocks */
+        {8, 300, 128, 2},   /* group norm: wide groups, contiguous runs */
+        {6, 20, 600, 1},    /* group norm: a group wider than a block */
+        {5000, 1, 40, 1},   /* layer norm: one position per sample */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_thread_counts(&cases[i], 41 + 4 * (unsigned)i);
 }
 END_TEST
 
@@ -837,6 +950,7 @@ static Suite *norm_suite(void)
     tcase_add_test(ops, test_gn_large_offset);
     tcase_add_test(ops, test_gn_backward_values);
     tcase_add_test(ops, test_gn_backward_large_offset);
+    tcase_add_test(ops, test_thread_counts_identical);
     suite_add_tcase(s, ops);
     TCase *layers = tcase_create("layers");
     tcase_set_timeout(layers, 60);
