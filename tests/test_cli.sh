@@ -93,6 +93,7 @@ if printf '%s' "$out" | grep -q "$(printf '\r')"; then bad "log output holds car
 if printf '%s' "$out" | grep -q "Test (12 samples): accuracy: 1.0000 - loss: "; then ok; else bad "fit test line: $out"; fi
 if [ "$(head -1 "$tmp/run/history.csv")" = "epoch,accuracy,loss" ]; then ok; else bad "history.csv header"; fi
 if [ "$(wc -l <"$tmp/run/history.csv")" = 31 ]; then ok; else bad "history.csv rows"; fi
+expect 0 "  dense (Dense)  " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run3" --profile --set fit.epochs=2
 expect 2 "already holds a finished run" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
 out=$("$ctrain" fit -q "$tmp/tiny.yaml" -o "$tmp/run" --overwrite 2>&1)
 if [ $? = 0 ] && [ -z "$out" ]; then ok; else bad "fit -q printed: $out"; fi
