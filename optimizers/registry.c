@@ -90,9 +90,25 @@ static int read_optional_positive(ct_node *cfg, const char *key, const char *wha
     return 0;
 }
 
-static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const char *what,
-                        ct_error *err)
+/* learning_rate: a number, or a schedule map (see schedules.c), whose step-0 rate becomes
+ * o->learning_rate. */
+static int read_learning_rate(ct_optimizer *o, ct_node *cfg, const opt_entry *e,
+                              const char *what, ct_error *err)
 {
+    ct_node *n = ct_map_get(cfg, "learning_rate");
+    if (n && n->type == CT_NODE_MAP) {
+        if (ct_schedule_parse(n, &o->schedule, err) < 0)
+            return -1;
+        o->learning_rate = ct_schedule_value(&o->schedule, 0);
+        return 0;
+    }
+    double x;
+    ct_error scratch;
+    if (n && !is_null(n) && (n->type != CT_NODE_SCALAR || ct_node_float(n, &x, &scratch) < 0))
+        return ct_node_err(err, n, "%s: learning_rate must be a number or a schedule such as "
+                                   "{type: exponential_decay, initial_learning_rate: 0.1, "
+                                   "decay_steps: 1000, decay_rate: 0.96}; schedules: %s",
+                           what, ct_schedule_names());
     if (ct_cfg_float(cfg, "learning_rate", e->learning_rate, -HUGE_VAL, HUGE_VAL,
                      &o->learning_rate, err) < 0)
         return -1;
@@ -100,6 +116,14 @@ static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const
         return ct_node_err(err, ct_map_get(cfg, "learning_rate"),
                            "%s: learning_rate must be a positive number, got %g", what,
                            o->learning_rate);
+    return 0;
+}
+
+static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const char *what,
+                        ct_error *err)
+{
+    if (read_learning_rate(o, cfg, e, what, err) < 0)
+        return -1;
     if (read_optional_positive(cfg, "clipnorm", what, &o->clipnorm, err) < 0 ||
         read_optional_positive(cfg, "clipvalue", what, &o->clipvalue, err) < 0 ||
         read_optional_positive(cfg, "global_clipnorm", what, &o->global_clipnorm, err) < 0)
@@ -296,10 +320,13 @@ void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, f
                         float *g)
 {
     clip_gradients(o, params, nparams, g);
+    /* Keras evaluates the schedule at the steps already taken, before counting this one;
+     * the weight decay uses the same current rate. */
+    double rate = ct_optimizer_learning_rate(o, o->iterations);
     o->iterations++;
-    float lr = (float)o->learning_rate;
+    float lr = (float)rate;
     if (o->weight_decay > 0) {
-        float f = (float)(o->learning_rate * o->weight_decay);
+        float f = (float)(rate * o->weight_decay);
         for (int64_t i = 0; i < o->n; i++)
             w[i] -= w[i] * f;
     }

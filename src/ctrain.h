@@ -67,10 +67,15 @@ typedef struct ct_fit_options {
     int verbose;           /* -1 auto (bar on a terminal, lines otherwise), 0 silent, 1 bar, 2 lines */
     FILE *out;             /* progress output; NULL means stdout */
     bool profile;          /* print time per layer, data loading and optimizer after the run */
+    const char *resume;    /* a run directory or checkpoint file to continue from, or NULL */
 } ct_fit_options;
 
-/* Trains, writes history.csv, config.yaml and weights.h5 into the run directory, then
- * evaluates on data.test when given. */
+/* Asks a running ct_experiment_fit to stop after its current batch: it writes a
+ * checkpoint and returns CT_ERR_INTERRUPT. Safe to call from a signal handler. */
+void ct_request_stop(void);
+
+/* Trains, writes history.csv, config.yaml, checkpoint.h5 (after every epoch) and
+ * weights.h5 into the run directory, then evaluates on data.test when given. */
 int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err);
 
 /* Loads weights from an HDF5 file written by fit (Keras's legacy layout). */

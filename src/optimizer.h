@@ -32,11 +32,48 @@ typedef struct ct_optimizer_kind {
 
 #define CT_OPT_MAX_HYPER 8
 
+/* ---- learning-rate schedules (optimizers/schedules.c): the value type, which struct
+ * ct_optimizer holds; the functions are declared at the end of this file. ------------ */
+
+typedef enum {
+    CT_SCHEDULE_CONSTANT = 0, /* no schedule: learning_rate every step (zeroed struct) */
+    CT_SCHEDULE_EXPONENTIAL_DECAY,
+    CT_SCHEDULE_PIECEWISE_CONSTANT_DECAY,
+    CT_SCHEDULE_POLYNOMIAL_DECAY,
+    CT_SCHEDULE_INVERSE_TIME_DECAY,
+    CT_SCHEDULE_COSINE_DECAY,
+    CT_SCHEDULE_COSINE_DECAY_RESTARTS
+} ct_schedule_type;
+
+#define CT_SCHEDULE_MAX_BOUNDARIES 32
+
+/* Keras 3's schedules as plain values (nothing to free). Step counts are doubles because
+ * Keras casts them to the rate's float type before dividing. */
+typedef struct ct_schedule {
+    ct_schedule_type type;
+    double initial_learning_rate;
+    double decay_steps;          /* first_decay_steps for cosine_decay_restarts */
+    double decay_rate;           /* exponential_decay, inverse_time_decay */
+    bool staircase;              /* exponential_decay, inverse_time_decay */
+    double end_learning_rate, power; /* polynomial_decay */
+    bool cycle;                  /* polynomial_decay */
+    double alpha;                /* cosine_decay, cosine_decay_restarts */
+    bool has_warmup_target;      /* cosine_decay: warmup_target is not null */
+    double warmup_target, warmup_steps; /* cosine_decay */
+    double t_mul, m_mul;         /* cosine_decay_restarts */
+    int n_boundaries;            /* piecewise_constant_decay */
+    int64_t boundaries[CT_SCHEDULE_MAX_BOUNDARIES];
+    double values[CT_SCHEDULE_MAX_BOUNDARIES + 1];
+} ct_schedule;
+
+/* ---- end of the schedule types ------------------------------------------------------ */
+
 struct ct_optimizer {
     const ct_optimizer_kind *kind;
     double hyper[CT_OPT_MAX_HYPER]; /* kind-specific (beta_1, momentum, ...) */
     bool flag[4];                   /* kind-specific (nesterov, amsgrad, centered) */
-    double learning_rate;
+    double learning_rate;  /* constant rate, or the schedule's rate at step 0 */
+    ct_schedule schedule;  /* CT_SCHEDULE_CONSTANT unless learning_rate is a map */
     double clipnorm, clipvalue, global_clipnorm; /* 0: off */
     double weight_decay;                         /* 0: off */
     int64_t n;             /* trainable parameters */
@@ -57,5 +94,24 @@ void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, f
 
 const ct_optimizer_kind *ct_optimizer_kind_find(const char *name);
 const char *ct_optimizer_kind_names(void);
+
+/* ---- learning-rate schedules (optimizers/schedules.c) ------------------------------------
+ * compile.optimizer.learning_rate may be a number or a map {type: NAME, ...} naming one of
+ * Keras 3's schedules (snake_case or class name): exponential_decay, piecewise_constant_decay,
+ * polynomial_decay, inverse_time_decay, cosine_decay, cosine_decay_restarts. Schedules count
+ * optimizer steps from 0: the first update uses step 0, as Keras passes `iterations` before
+ * incrementing it. */
+
+/* Reads a schedule map (defaults written in; errors at the offending node). */
+int ct_schedule_parse(ct_node *map, ct_schedule *s, ct_error *err);
+/* The schedule's rate at step (0-based); NAN for CT_SCHEDULE_CONSTANT, which has no rate
+ * of its own (see ct_optimizer_learning_rate). */
+double ct_schedule_value(const ct_schedule *s, int64_t step);
+/* "exponential_decay" ... ("constant" for CT_SCHEDULE_CONSTANT). */
+const char *ct_schedule_name(ct_schedule_type type);
+/* "exponential_decay, piecewise_constant_decay, ..." */
+const char *ct_schedule_names(void);
+/* The rate the step-th update (0-based) uses: the schedule's value, or learning_rate. */
+double ct_optimizer_learning_rate(const ct_optimizer *o, int64_t step);
 
 #endif

@@ -129,3 +129,11 @@ void ct_progress_epoch_end(ct_progress *p, int n, const char *const *names, cons
     if (p->mode != CT_PROGRESS_NONE)
         draw(p, true, n, names, values);
 }
+
+void ct_progress_abort(ct_progress *p)
+{
+    if (p->mode != CT_PROGRESS_NONE) {
+        fputc('\n', p->out);
+        fflush(p->out);
+    }
+}

@@ -20,6 +20,8 @@ void ct_progress_step(ct_progress *p, int64_t done, int n, const char *const *na
                       const double *values);
 /* At the end of an epoch, with the final values (validation ones included). */
 void ct_progress_epoch_end(ct_progress *p, int n, const char *const *names, const double *values);
+/* Ends an epoch's line early (the run stops in the middle of it). */
+void ct_progress_abort(ct_progress *p);
 /* Keras's number format: %.4e below 1e-3 in magnitude (but not 0), else %.4f. */
 void ct_format_value(double v, char *buf, size_t n);
 /* Seconds since an arbitrary fixed point (monotonic clock). */

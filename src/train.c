@@ -1,5 +1,6 @@
 /* train.c - the training driver: fit, evaluate and predict over HDF5 data. */
 #include <errno.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include "checkpoint.h"
 #include "data.h"
 #include "experiment.h"
 #include "progress.h"
@@ -147,6 +151,40 @@ static bool exists(const char *path)
 
 /* Chooses and creates the run directory: runs/<name>, runs/<name>-2, ... by default;
  * an explicit one that holds a finished run is refused unless overwrite is set. */
+/* A resumed run continues in the checkpoint's folder (or -o DIR); ckpt receives the
+ * checkpoint's path. */
+static int resume_paths(const ct_fit_options *opt, char *dir, size_t n, char *ckpt, size_t cn,
+                        ct_error *err)
+{
+    struct stat st;
+    if (stat(opt->resume, &st) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot resume from %s: %s", opt->resume, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(ckpt, cn, "%s/checkpoint.h5", opt->resume);
+        snprintf(dir, n, "%s", opt->run_dir ? opt->run_dir : opt->resume);
+        if (!exists(ckpt))
+            return ct_err(err, CT_ERR_IO, "cannot resume: %s holds no checkpoint.h5", opt->resume);
+    } else {
+        snprintf(ckpt, cn, "%s", opt->resume);
+        char *copy = strdup(opt->resume);
+        if (!copy)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+        snprintf(dir, n, "%s", opt->run_dir ? opt->run_dir : dirname(copy));
+        free(copy);
+    }
+    return make_dirs(dir, err);
+}
+
+/* A resumed run goes on: its final weights are written again at its end. */
+static int drop_final_weights(const char *dir, ct_error *err)
+{
+    char w[4200];
+    snprintf(w, sizeof w, "%s/weights.h5", dir);
+    if (exists(w) && unlink(w) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot remove %s: %s", w, strerror(errno));
+    return 0;
+}
+
 static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, char *dir,
                            size_t n, ct_error *err)
 {
@@ -248,7 +286,15 @@ static void write_history_row(FILE *f, int64_t epoch, int n, const double *value
     fflush(f);
 }
 
-static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *step,
+/* Set by ct_request_stop (a signal handler); consumed by the fit that acts on it. */
+static volatile sig_atomic_t stop_requested;
+
+void ct_request_stop(void) { stop_requested = 1; }
+
+/* Runs (the rest of) one epoch. st holds the position: on entry st->batch batches of this
+ * epoch may already be done (a resumed run), whose running sums st also holds; the
+ * loader's order is a function of (seed, epoch), so those batches are skipped unread. */
+static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_state *st,
                        double *values, int nnames, const char *const *names, ct_error *err)
 {
     ct_model *m = ex->model;
@@ -257,13 +303,23 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *
     if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
         return -1;
     ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
-    double loss = 0, t0 = ct_now(), t1, t2, t3, t4;
-    int64_t seen = 0, rows, done = 0;
+    int64_t rows, done = 0;
+    for (; done < st->batch; done++)
+        if ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) <= 0)
+            return rows < 0 ? -1 : ct_err(err, CT_ERR_DATA, "the checkpoint is %lld batches into "
+                                          "epoch %lld, but the epoch has fewer",
+                                          (long long)st->batch, (long long)epoch + 1);
+    for (int i = 0; i < ex->nmetrics; i++) {
+        ex->metrics[i].sum = done ? st->metric_sum[i] : 0;
+        ex->metrics[i].count = done ? st->metric_count[i] : 0;
+    }
+    double loss = done ? st->loss_sum : 0, t0 = ct_now(), t1, t2, t3, t4;
+    int64_t seen = done ? st->seen : 0;
     fit_profile *p = &s->prof;
     m->profile = p->layers; /* training steps only, not validation */
     while ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) > 0) {
         t1 = ct_now();
-        pass.step = (*step)++;
+        pass.step = st->step++;
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
         t2 = ct_now();
         double batch_loss = score_batch(ex, pred, s->ybuf, true);
@@ -290,9 +346,21 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, int64_t *
         current_values(ex, loss, seen, values);
         ct_progress_step(s->progress, ++done, nnames, names, values);
         t0 = ct_now();
+        if (stop_requested) /* the batch is done; stop before the next */
+            break;
     }
     m->profile = NULL;
-    return rows < 0 ? -1 : 0;
+    if (rows < 0)
+        return -1;
+    /* Where the epoch stands, for a checkpoint written now. */
+    st->batch = stop_requested ? done : 0;
+    st->loss_sum = loss;
+    st->seen = seen;
+    for (int i = 0; i < ex->nmetrics; i++) {
+        st->metric_sum[i] = ex->metrics[i].sum;
+        st->metric_count[i] = ex->metrics[i].count;
+    }
+    return 0;
 }
 
 static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
@@ -371,25 +439,56 @@ static int save_weights(ct_experiment *ex, const char *dir, ct_error *err)
     return rc;
 }
 
-static int fit_loop(ct_experiment *ex, fit_state *s, const char *dir, ct_error *err)
+static int open_history(fit_state *s, const char *dir, int n, const char *const *names,
+                        const ct_train_state *st, ct_error *err)
 {
-    const char *names[CT_MAX_VALUES];
-    char store[CT_MAX_VALUES][64];
-    int ntrain = value_names(ex, names, "", store);
-    int nval = s->val ? value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/history.csv", dir);
     if (!(s->history = fopen(path, "w")))
         return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     fprintf(s->history, "epoch");
-    for (int i = 0; i < ntrain + nval; i++)
+    for (int i = 0; i < n; i++)
         fprintf(s->history, ",%s", names[i]);
     fputc('\n', s->history);
-    int64_t step = 0;
+    for (int64_t r = 0; r < st->rows; r++) /* the epochs a resumed run already has */
+        write_history_row(s->history, r, n, st->history + r * n);
+    return 0;
+}
+
+static int save_checkpoint(ct_experiment *ex, const ct_train_state *st, const char *dir,
+                           ct_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dir);
+    return ct_checkpoint_save(ex, st, path, err);
+}
+
+static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const char *dir,
+                    const char *config_path, ct_error *err)
+{
+    const char *names[CT_MAX_VALUES];
+    char store[CT_MAX_VALUES][64];
+    int ntrain = value_names(ex, names, "", store);
+    int nval = s->val ? value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
+    if (st->ncols != ntrain + nval)
+        return ct_err(err, CT_ERR_DATA, "the checkpoint's history has %d columns but this "
+                      "experiment reports %d", st->ncols, ntrain + nval);
+    if (open_history(s, dir, ntrain + nval, names, st, err) < 0)
+        return -1;
     double values[CT_MAX_VALUES];
-    for (int64_t epoch = 0; epoch < ex->epochs; epoch++) {
-        if (train_epoch(ex, s, epoch, &step, values, ntrain, names, err) < 0)
+    for (int64_t epoch = st->epoch; epoch < ex->epochs; epoch++) {
+        if (train_epoch(ex, s, epoch, st, values, ntrain, names, err) < 0)
             return -1;
+        if (stop_requested) {
+            stop_requested = 0; /* handled: the next fit runs normally */
+            ct_progress_abort(s->progress);
+            if (save_checkpoint(ex, st, dir, err) < 0)
+                return -1;
+            return ct_err(err, CT_ERR_INTERRUPT, "stopped after step %lld (epoch %lld, batch "
+                          "%lld); the checkpoint %s/checkpoint.h5 holds everything: continue "
+                          "with  ctrain fit %s --resume %s", (long long)st->step,
+                          (long long)epoch + 1, (long long)st->batch, dir, config_path, dir);
+        }
         int n = ntrain;
         if (s->val && (epoch + 1) % ex->validation_freq == 0) {
             if (ct_experiment_run_eval(ex, s->val, values + ntrain, s->ybuf, err) < 0)
@@ -401,6 +500,11 @@ static int fit_loop(ct_experiment *ex, fit_state *s, const char *dir, ct_error *
         }
         ct_progress_epoch_end(s->progress, n, names, values);
         write_history_row(s->history, epoch, ntrain + nval, values);
+        if (ct_train_state_add_row(st, values, err) < 0)
+            return -1;
+        st->epoch = epoch + 1;
+        if (save_checkpoint(ex, st, dir, err) < 0)
+            return -1;
     }
     return 0;
 }
@@ -415,11 +519,20 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
                             : isatty(fileno(out)) ? CT_PROGRESS_BAR : CT_PROGRESS_LINES;
     fit_state s;
     memset(&s, 0, sizeof s);
-    char dir[4096];
+    ct_train_state st;
+    memset(&st, 0, sizeof st);
+    char dir[4096], ckpt[4200];
     ct_set_threads(ex->threads);
     int rc = -1;
-    if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
-        prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0 || write_outputs(ex, dir, err) < 0)
+    if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0)
+        goto done;
+    st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1);
+    if (opt->resume ? resume_paths(opt, dir, sizeof dir, ckpt, sizeof ckpt, err) < 0 ||
+                          ct_checkpoint_load(ex, ckpt, &st, err) < 0 ||
+                          drop_final_weights(dir, err) < 0
+                    : prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0)
+        goto done;
+    if (write_outputs(ex, dir, err) < 0)
         goto done;
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
@@ -432,12 +545,15 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     if (mode != CT_PROGRESS_NONE) {
         fprintf(out, "%s: seed %" PRIu64 ", %d thread%s, run directory %s\n", ex->name, ex->seed,
                 ex->threads, ex->threads == 1 ? "" : "s", dir);
+        if (opt->resume)
+            fprintf(out, "Resuming from %s: %lld epochs and %lld batches done, step %lld\n", ckpt,
+                    (long long)st.epoch, (long long)st.batch, (long long)st.step);
         fprintf(out, "Training on %lld samples", (long long)ct_loader_rows(s.train));
         if (s.val)
             fprintf(out, ", validating on %lld", (long long)ct_loader_rows(s.val));
         fprintf(out, "\n");
     }
-    if (fit_loop(ex, &s, dir, err) < 0 || save_weights(ex, dir, err) < 0)
+    if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0 || save_weights(ex, dir, err) < 0)
         goto done;
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
@@ -447,6 +563,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
         goto done;
     rc = 0;
 done:
+    ct_train_state_clear(&st);
     fit_state_free(&s);
     return rc;
 }

@@ -277,7 +277,8 @@ static int check_names(const ct_model *m, ct_error *err)
 }
 
 static int write_file(const ct_model *m, const char *tmp, const char *model_config,
-                      const char *training_config, ct_error *err)
+                      const char *training_config, ct_weights_extra extra, void *ctx,
+                      ct_error *err)
 {
     char version[128];
     snprintf(version, sizeof version, "ctrain-%s", ct_version());
@@ -297,6 +298,8 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
                  ? 0 : ct_err(err, CT_ERR_IO, "writing the attributes of %s failed", tmp);
     if (rc == 0)
         rc = write_model_weights(file, m, version, err);
+    if (rc == 0 && extra)
+        rc = extra((int64_t)file, ctx, err);
     if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
         rc = ct_err(err, CT_ERR_IO, "flushing %s failed", tmp);
     if (H5Fclose(file) < 0 && rc == 0)
@@ -360,6 +363,13 @@ static char *make_temp(const char *path, ct_error *err)
 int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
                     const char *training_config, ct_error *err)
 {
+    return ct_weights_save_with(m, path, model_config, training_config, NULL, NULL, err);
+}
+
+int ct_weights_save_with(const ct_model *m, const char *path, const char *model_config,
+                         const char *training_config, ct_weights_extra extra, void *ctx,
+                         ct_error *err)
+{
     if (check_names(m, err) < 0)
         return -1;
     char *generated = model_config ? NULL : ct_model_config_json(m);
@@ -370,7 +380,8 @@ int ct_weights_save(const ct_model *m, const char *path, const char *model_confi
     }
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = write_file(m, tmp, model_config ? model_config : generated, training_config, err);
+    int rc = write_file(m, tmp, model_config ? model_config : generated, training_config, extra,
+                        ctx, err);
     ct_h5_quiet_off(&q);
     if (rc == 0)
         rc = commit(tmp, path, err);

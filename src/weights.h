@@ -16,6 +16,13 @@
 int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
                     const char *training_config, ct_error *err);
 int ct_weights_load(ct_model *m, const char *path, ct_error *err);
+
+/* As ct_weights_save, and before the file is closed and renamed into place, extra(file,
+ * ctx, err) may add more to it (file is the open HDF5 file's hid_t). */
+typedef int (*ct_weights_extra)(int64_t file, void *ctx, ct_error *err);
+int ct_weights_save_with(const ct_model *m, const char *path, const char *model_config,
+                         const char *training_config, ct_weights_extra extra, void *ctx,
+                         ct_error *err);
 /* Keras model_config JSON for the model (class_name Sequential). Caller frees. */
 char *ct_model_config_json(const ct_model *m);
 

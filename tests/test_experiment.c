@@ -368,6 +368,128 @@ START_TEST(test_determinism)
 }
 END_TEST
 
+/* --- checkpoints and exact resume ------------------------------------------------------ */
+
+static void params_of(const char *dir, const char *run, int64_t epochs, bool stop_first,
+                      const char *resume, float **w, int64_t *n, float **state, int64_t *ns)
+{
+    char p[4096], e[64];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    snprintf(e, sizeof e, "fit.epochs=%lld", (long long)epochs);
+    const char *set[] = {e};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    char r[4200];
+    snprintf(r, sizeof r, "%s/%s", dir, run);
+    ct_fit_options o = {.run_dir = resume ? NULL : r, .verbose = 0, .resume = resume};
+    if (stop_first)
+        ct_request_stop();
+    int rc = ct_experiment_fit(ex, &o, &err);
+    if (stop_first) {
+        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq(err.code, CT_ERR_INTERRUPT);
+        ck_assert_msg(strstr(err.msg, "stopped after step 1 (epoch 1, batch 1)"), "%s", err.msg);
+    } else {
+        ck_assert_msg(rc == 0, "%s", err.msg);
+    }
+    copy_params(ex, w, n);
+    *ns = ex->optimizer->n * ex->optimizer->kind->state_per_param(ex->optimizer);
+    *state = malloc(sizeof(float) * (size_t)*ns);
+    memcpy(*state, ex->optimizer->state, sizeof(float) * (size_t)*ns);
+    ct_experiment_free(ex);
+}
+
+static char *read_text(const char *dir, const char *run, const char *file)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s/%s", dir, run, file);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "%s", p);
+    static char buf[3][8192];
+    static int k;
+    char *b = buf[k++ % 3];
+    size_t len = fread(b, 1, sizeof buf[0] - 1, f);
+    b[len] = 0;
+    fclose(f);
+    return b;
+}
+
+/* 4 epochs in one go, 2 + resume + 2, and a stop after the first batch + resume: the same
+ * weights, optimizer state and history, bit for bit (sgd with momentum, and adam; dropout
+ * and shuffling on). */
+START_TEST(test_resume_exact)
+{
+    char *dir = blob_dir(1);
+    if (_i == 1) { /* the same with adam instead of sgd with momentum */
+        char text[2048];
+        snprintf(text, sizeof text, blob_config, 1);
+        char *o = strstr(text, "{type: sgd, learning_rate: 0.1, momentum: 0.9}");
+        ck_assert_ptr_nonnull(o);
+        memcpy(o, "adam                                          ", 46);
+        tu_write(dir, "blobs.yaml", text);
+    }
+    float *w[3], *st[3];
+    int64_t n[3], ns[3];
+    char resume[4200];
+    params_of(dir, "full", 4, false, NULL, &w[0], &n[0], &st[0], &ns[0]);
+    params_of(dir, "half", 2, false, NULL, &w[1], &n[1], &st[1], &ns[1]);
+    free(w[1]);
+    free(st[1]);
+    snprintf(resume, sizeof resume, "%s/half", dir);
+    params_of(dir, "half", 4, false, resume, &w[1], &n[1], &st[1], &ns[1]);
+    params_of(dir, "cut", 4, true, NULL, &w[2], &n[2], &st[2], &ns[2]);
+    free(w[2]);
+    free(st[2]);
+    snprintf(resume, sizeof resume, "%s/cut/checkpoint.h5", dir);
+    params_of(dir, "cut", 4, false, resume, &w[2], &n[2], &st[2], &ns[2]);
+    for (int i = 1; i < 3; i++) {
+        ck_assert_int_eq(n[i], n[0]);
+        ck_assert_int_eq(ns[i], ns[0]);
+        ck_assert_msg(memcmp(w[0], w[i], sizeof(float) * (size_t)n[0]) == 0, "weights %d", i);
+        ck_assert_msg(memcmp(st[0], st[i], sizeof(float) * (size_t)ns[0]) == 0, "state %d", i);
+    }
+    const char *h0 = read_text(dir, "full", "history.csv");
+    ck_assert_str_eq(read_text(dir, "half", "history.csv"), h0);
+    ck_assert_str_eq(read_text(dir, "cut", "history.csv"), h0);
+    for (int i = 0; i < 3; i++)
+        free(w[i]), free(st[i]);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_resume_errors)
+{
+    char *dir = blob_dir(1);
+    ct_experiment *ex = load_in(dir, "blobs.yaml");
+    char r[4200];
+    snprintf(r, sizeof r, "%s/nothing", dir);
+    ct_fit_options o = {.verbose = 0, .resume = r};
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "cannot resume from") && strstr(err.msg, "nothing"), "%s", err.msg);
+    /* a weights file is not a checkpoint */
+    snprintf(r, sizeof r, "%s/run", dir);
+    fit_into(ex, r);
+    snprintf(r, sizeof r, "%s/run/weights.h5", dir);
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "holds weights only, not a checkpoint"), "%s", err.msg);
+    ct_experiment_free(ex);
+    /* another optimizer than the checkpoint's */
+    char p[4096];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    const char *set[] = {"compile.optimizer=adam"};
+    ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_ptr_nonnull(ex);
+    snprintf(r, sizeof r, "%s/run", dir);
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "written by the optimizer 'sgd', but the experiment uses 'adam'"),
+                  "%s", err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 /* --- bad data is refused before training --------------------------------------------- */
 
 static void expect_fit_error(bool nan_row, int bad_label, const char *set, const char *expect)
@@ -492,6 +614,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_shape_mismatch_data);
     tcase_add_test(t, test_predict_csv);
     tcase_add_test(t, test_regularizer_in_loss);
+    tcase_add_loop_test(t, test_resume_exact, 0, 2);
+    tcase_add_test(t, test_resume_errors);
     suite_add_tcase(s, t);
     return s;
 }

@@ -1,8 +1,22 @@
 /* cmd_fit.c - `ctrain fit`. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "cli.h"
+
+/* The first SIGINT or SIGTERM asks fit to stop after the current batch and write a
+ * checkpoint; a second one ends the process at once. */
+static void on_signal(int sig)
+{
+    static volatile sig_atomic_t seen;
+    if (seen++) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    ct_request_stop();
+}
 
 int cmd_fit(int argc, char **argv)
 {
@@ -10,7 +24,7 @@ int cmd_fit(int argc, char **argv)
         {"output", required_argument, NULL, 'o'}, {"overwrite", no_argument, NULL, 'O'},
         {"set", required_argument, NULL, 's'},    {"verbose", required_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
-        {"profile", no_argument, NULL, 'p'},
+        {"profile", no_argument, NULL, 'p'},      {"resume", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
     ct_fit_options fo = {.verbose = -1};
     int c;
@@ -33,6 +47,7 @@ int cmd_fit(int argc, char **argv)
         }
         case 'q': fo.verbose = 0; break;
         case 'p': fo.profile = true; break;
+        case 'r': fo.resume = optarg; break;
         case 'h': return cli_command_help("fit");
         default: return cli_usage("fit", "bad option");
         }
@@ -44,6 +59,10 @@ int cmd_fit(int argc, char **argv)
     if (!ex)
         return status;
     ct_error err = {0};
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if (ct_experiment_fit(ex, &fo, &err) < 0)
         status = cli_fail(&err);
     ct_experiment_free(ex);

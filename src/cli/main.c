@@ -20,11 +20,17 @@ static int n_overrides;
 
 static const cli_command commands[] = {
     {"fit", cmd_fit,
-     "fit FILE [-o RUN_DIR] [--overwrite] [--set KEY=VALUE]... [-v N | -q] [--profile]",
-     "Trains the experiment in FILE, writing config.yaml, history.csv and weights.h5 into\n"
-     "RUN_DIR (default runs/NAME, numbered when it exists), then evaluates on data.test.\n"
+     "fit FILE [-o RUN_DIR] [--overwrite] [--resume RUN_DIR|CHECKPOINT] [--set KEY=VALUE]...\n"
+     "       [-v N | -q] [--profile]",
+     "Trains the experiment in FILE, writing config.yaml, history.csv, checkpoint.h5 (after\n"
+     "every epoch) and weights.h5 into RUN_DIR (default runs/NAME, numbered when it exists),\n"
+     "then evaluates on data.test. SIGINT or SIGTERM stops after the current batch and\n"
+     "writes a checkpoint (exit status 130); a second one stops at once.\n"
      "  -o, --output DIR   run directory\n"
      "      --overwrite    reuse a run directory that holds a finished run\n"
+     "      --resume R     continue the run whose checkpoint is R (a run directory or a\n"
+     "                     checkpoint file), bit for bit as if it had never stopped; raise\n"
+     "                     fit.epochs (--set fit.epochs=N) to train longer\n"
      "  -v, --verbose N    0 silent, 1 progress bar, 2 one line per epoch\n"
      "  -q, --quiet        same as --verbose 0\n"
      "      --profile      after the run, print the time per layer (forward and backward),\n"

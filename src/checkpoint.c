@@ -1,0 +1,279 @@
+/* checkpoint.c - saving and loading complete training checkpoints (see checkpoint.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "h5util.h"
+#include "weights.h"
+
+void ct_train_state_clear(ct_train_state *st)
+{
+    free(st->history);
+    memset(st, 0, sizeof *st);
+}
+
+int ct_train_state_add_row(ct_train_state *st, const double *values, ct_error *err)
+{
+    double *h = realloc(st->history, (size_t)(st->rows + 1) * (size_t)st->ncols * sizeof *h);
+    if (!h)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    memcpy(h + st->rows * st->ncols, values, (size_t)st->ncols * sizeof *h);
+    st->history = h;
+    st->rows++;
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+static int attr_write(hid_t loc, const char *name, hid_t type, const void *value)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = space < 0 ? -1 : H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, type, value) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+static int attr_text(hid_t loc, const char *name, const char *text)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, strlen(text) + 1) < 0) {
+        if (type >= 0)
+            H5Tclose(type);
+        return -1;
+    }
+    int rc = attr_write(loc, name, type, text);
+    H5Tclose(type);
+    return rc;
+}
+
+static int dataset_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                         const void *data)
+{
+    hid_t space = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t d = space < 0 ? -1 : H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                          H5P_DEFAULT);
+    int rc = d >= 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0 ? 0 : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+typedef struct save_ctx {
+    const ct_experiment *ex;
+    const ct_train_state *st;
+    const char *config;
+} save_ctx;
+
+static int write_optimizer(hid_t file, const ct_optimizer *o)
+{
+    hid_t g = H5Gcreate2(file, "optimizer_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    int rc = attr_text(g, "optimizer", o->kind->name) == 0 &&
+                     dataset_write(g, "iterations", H5T_NATIVE_INT64, 0, NULL, &o->iterations) == 0
+                 ? 0 : -1;
+    hsize_t n = (hsize_t)o->n;
+    int slots = o->kind->state_per_param(o);
+    for (int k = 0; rc == 0 && k < slots; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
+        rc = dataset_write(g, name, H5T_NATIVE_FLOAT, 1, &n, o->state + (int64_t)k * o->n);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state *st)
+{
+    hid_t g = H5Gcreate2(file, "training_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    double metrics[2 * CT_MAX_METRICS];
+    for (int i = 0; i < ex->nmetrics; i++) {
+        metrics[2 * i] = st->metric_sum[i];
+        metrics[2 * i + 1] = st->metric_count[i];
+    }
+    hsize_t mdims[2] = {(hsize_t)ex->nmetrics, 2}, hdims[2] = {(hsize_t)st->rows, (hsize_t)st->ncols};
+    int rc = attr_write(g, "epoch", H5T_NATIVE_INT64, &st->epoch) == 0 &&
+                     attr_write(g, "step", H5T_NATIVE_INT64, &st->step) == 0 &&
+                     attr_write(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
+                     attr_write(g, "seen", H5T_NATIVE_INT64, &st->seen) == 0 &&
+                     attr_write(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
+                     dataset_write(g, "metrics", H5T_NATIVE_DOUBLE, 2, mdims, metrics) == 0 &&
+                     dataset_write(g, "history", H5T_NATIVE_DOUBLE, 2, hdims,
+                                   st->history ? st->history : metrics) == 0
+                 ? 0 : -1;
+    H5Gclose(g);
+    return rc;
+}
+
+static int write_extra(int64_t file, void *ctx, ct_error *err)
+{
+    const save_ctx *c = ctx;
+    int version = CT_CHECKPOINT_VERSION;
+    if (attr_write((hid_t)file, "ctrain_checkpoint", H5T_NATIVE_INT, &version) < 0 ||
+        attr_text((hid_t)file, "ctrain_config", c->config) < 0 ||
+        write_optimizer((hid_t)file, c->ex->optimizer) < 0 ||
+        write_state((hid_t)file, c->ex, c->st) < 0)
+        return ct_err(err, CT_ERR_IO, "writing the training state failed");
+    return 0;
+}
+
+int ct_checkpoint_save(const ct_experiment *ex, const ct_train_state *st, const char *path,
+                       ct_error *err)
+{
+    char *config = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&config, &len);
+    if (!mem)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    int rc = ct_experiment_write_config(ex, mem, err);
+    fclose(mem);
+    if (rc == 0) {
+        save_ctx c = {ex, st, config};
+        char *json = ct_model_config_json(ex->model);
+        rc = ct_weights_save_with(ex->model, path, json, NULL, write_extra, &c, err);
+        free(json);
+    }
+    free(config);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+static int attr_read(hid_t loc, const char *name, hid_t type, void *out)
+{
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    int rc = a >= 0 && H5Aread(a, type, out) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+/* Reads a dataset that must hold exactly `count` values. */
+static int dataset_read(hid_t loc, const char *name, hid_t type, int64_t count, void *out)
+{
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return -1;
+    hid_t space = H5Dget_space(d);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    int rc = n == count && (count == 0 || H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0)
+                 ? 0 : -1;
+    if (space >= 0)
+        H5Sclose(space);
+    H5Dclose(d);
+    return rc;
+}
+
+static int read_optimizer(hid_t file, ct_optimizer *o, const char *path, ct_error *err)
+{
+    hid_t g = H5Gopen2(file, "optimizer_weights", H5P_DEFAULT);
+    if (g < 0)
+        return ct_err(err, CT_ERR_DATA, "%s holds weights but no optimizer state; it is not a "
+                      "checkpoint", path);
+    char kind[64] = "";
+    hid_t a = H5Aopen(g, "optimizer", H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tget_size(t) < sizeof kind)
+        H5Aread(a, t, kind);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    int rc = 0;
+    if (strcmp(kind, o->kind->name) != 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s was written by the optimizer '%s', but the experiment "
+                    "uses '%s'", path, kind, o->kind->name);
+    int64_t iterations = 0;
+    if (rc == 0 && dataset_read(g, "iterations", H5T_NATIVE_INT64, 1, &iterations) < 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s: no readable optimizer_weights/iterations", path);
+    int slots = o->kind->state_per_param(o);
+    for (int k = 0; rc == 0 && k < slots; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
+        if (dataset_read(g, name, H5T_NATIVE_FLOAT, o->n, o->state + (int64_t)k * o->n) < 0)
+            rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/%s is missing or does not hold "
+                        "%lld values", path, name, (long long)o->n);
+    }
+    if (rc == 0)
+        o->iterations = iterations;
+    H5Gclose(g);
+    return rc;
+}
+
+static int read_state(hid_t file, const ct_experiment *ex, ct_train_state *st, const char *path,
+                      ct_error *err)
+{
+    hid_t g = H5Gopen2(file, "training_state", H5P_DEFAULT);
+    if (g < 0)
+        return ct_err(err, CT_ERR_DATA, "%s has no training_state; it is not a checkpoint", path);
+    double metrics[2 * CT_MAX_METRICS];
+    int rc = attr_read(g, "epoch", H5T_NATIVE_INT64, &st->epoch) == 0 &&
+                     attr_read(g, "step", H5T_NATIVE_INT64, &st->step) == 0 &&
+                     attr_read(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
+                     attr_read(g, "seen", H5T_NATIVE_INT64, &st->seen) == 0 &&
+                     attr_read(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
+                     dataset_read(g, "metrics", H5T_NATIVE_DOUBLE, 2 * ex->nmetrics, metrics) == 0
+                 ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
+                              "written for other metrics", path);
+    hid_t d = rc == 0 ? H5Dopen2(g, "history", H5P_DEFAULT) : -1;
+    hid_t space = d >= 0 ? H5Dget_space(d) : -1;
+    hsize_t dims[2] = {0, 0};
+    if (rc == 0 && (space < 0 || H5Sget_simple_extent_ndims(space) != 2 ||
+                    H5Sget_simple_extent_dims(space, dims, NULL) < 0 ||
+                    dims[1] != (hsize_t)st->ncols || (int64_t)dims[0] != st->epoch))
+        rc = ct_err(err, CT_ERR_DATA, "%s: the history does not match the experiment's metrics",
+                    path);
+    if (rc == 0 && dims[0]) {
+        st->history = malloc(dims[0] * dims[1] * sizeof *st->history);
+        if (!st->history || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                    st->history) < 0)
+            rc = ct_err(err, CT_ERR_DATA, "%s: cannot read the history", path);
+        st->rows = (int64_t)dims[0];
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    if (d >= 0)
+        H5Dclose(d);
+    for (int i = 0; rc == 0 && i < ex->nmetrics; i++) {
+        st->metric_sum[i] = metrics[2 * i];
+        st->metric_count[i] = metrics[2 * i + 1];
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+int ct_checkpoint_load(ct_experiment *ex, const char *path, ct_train_state *st, ct_error *err)
+{
+    int ncols = st->ncols;
+    ct_train_state_clear(st);
+    st->ncols = ncols;
+    if (ct_weights_load(ex->model, path, err) < 0)
+        return -1;
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int version = 0, rc = 0;
+    if (file < 0)
+        rc = ct_h5_open_error(path, err);
+    else if (attr_read(file, "ctrain_checkpoint", H5T_NATIVE_INT, &version) < 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s holds weights only, not a checkpoint to resume from",
+                    path);
+    else if (version != CT_CHECKPOINT_VERSION)
+        rc = ct_err(err, CT_ERR_DATA, "%s is a checkpoint of format %d; this ctrain reads "
+                    "format %d", path, version, CT_CHECKPOINT_VERSION);
+    if (rc == 0)
+        rc = read_optimizer(file, ex->optimizer, path, err);
+    if (rc == 0)
+        rc = read_state(file, ex, st, path, err);
+    if (file >= 0)
+        H5Fclose(file);
+    ct_h5_quiet_off(&q);
+    return rc;
+}
