@@ -20,7 +20,6 @@
 #include "experiment.h"
 
 #define CT_CHECKPOINT_VERSION 1
-#define CT_MAX_COLUMNS (2 * (CT_MAX_METRICS + 1))
 
 typedef struct ct_train_state {
     int64_t epoch;     /* epochs completed */

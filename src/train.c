@@ -17,7 +17,7 @@
 #include "rng.h"
 #include "weights.h"
 
-#define CT_MAX_VALUES (2 * (CT_MAX_METRICS + 1))
+#define CT_MAX_VALUES (2 * (CT_MAX_METRICS + 1) + 1)
 
 /* Names in display order: metrics as listed, then loss. */
 static int value_names(const ct_experiment *ex, const char **names, const char *prefix,
@@ -470,10 +470,13 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     char store[CT_MAX_VALUES][64];
     int ntrain = value_names(ex, names, "", store);
     int nval = s->val ? value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
-    if (st->ncols != ntrain + nval)
+    /* history.csv also records the learning rate at each epoch's end, as Keras logs it */
+    int ncols = ntrain + nval + 1;
+    names[ncols - 1] = "learning_rate";
+    if (st->ncols != ncols)
         return ct_err(err, CT_ERR_DATA, "the checkpoint's history has %d columns but this "
-                      "experiment reports %d", st->ncols, ntrain + nval);
-    if (open_history(s, dir, ntrain + nval, names, st, err) < 0)
+                      "experiment reports %d", st->ncols, ncols);
+    if (open_history(s, dir, ncols, names, st, err) < 0)
         return -1;
     double values[CT_MAX_VALUES];
     for (int64_t epoch = st->epoch; epoch < ex->epochs; epoch++) {
@@ -499,7 +502,8 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
                 values[ntrain + i] = NAN;
         }
         ct_progress_epoch_end(s->progress, n, names, values);
-        write_history_row(s->history, epoch, ntrain + nval, values);
+        values[ncols - 1] = ct_optimizer_learning_rate(ex->optimizer, ex->optimizer->iterations);
+        write_history_row(s->history, epoch, ncols, values);
         if (ct_train_state_add_row(st, values, err) < 0)
             return -1;
         st->epoch = epoch + 1;
@@ -526,7 +530,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     int rc = -1;
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0)
         goto done;
-    st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1);
+    st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1) + 1; /* + the learning rate */
     if (opt->resume ? resume_paths(opt, dir, sizeof dir, ckpt, sizeof ckpt, err) < 0 ||
                           ct_checkpoint_load(ex, ckpt, &st, err) < 0 ||
                           drop_final_weights(dir, err) < 0

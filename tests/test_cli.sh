@@ -91,7 +91,7 @@ expect 0 "Epoch 30/30 - 3/3 - " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
 out=$("$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run2" 2>&1)
 if printf '%s' "$out" | grep -q "$(printf '\r')"; then bad "log output holds carriage returns"; else ok; fi
 if printf '%s' "$out" | grep -q "Test (12 samples): accuracy: 1.0000 - loss: "; then ok; else bad "fit test line: $out"; fi
-if [ "$(head -1 "$tmp/run/history.csv")" = "epoch,accuracy,loss" ]; then ok; else bad "history.csv header"; fi
+if [ "$(head -1 "$tmp/run/history.csv")" = "epoch,accuracy,loss,learning_rate" ]; then ok; else bad "history.csv header"; fi
 if [ "$(wc -l <"$tmp/run/history.csv")" = 31 ]; then ok; else bad "history.csv rows"; fi
 expect 0 "  dense (Dense)  " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run3" --profile --set fit.epochs=2
 expect 2 "already holds a finished run" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
@@ -113,6 +113,38 @@ expect 0 "" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5
 if [ "$(wc -l <"$tmp/p.csv")" = 12 ]; then ok; else bad "predict wrote $(wc -l <"$tmp/p.csv") rows"; fi
 expect 2 ".txt" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
     --input "$tmp/d.h5" --x test/images -o "$tmp/p.txt"
+
+# Checkpoints are written atomically: kill -9 at random moments of a run that writes one
+# after every (very short) epoch; what is left must always load and resume.
+killed=0
+i=0
+while [ $i -lt 8 ]; do
+    rm -rf "$tmp/kill"
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/kill" -q --set fit.epochs=100000 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(awk -v s=$i 'BEGIN { srand(s * 7919 + 1); printf "%.3f", 0.3 + rand() * 0.5 }')"
+    kill -9 $pid 2>/dev/null && killed=$((killed + 1))
+    wait $pid 2>/dev/null
+    if [ -f "$tmp/kill/checkpoint.h5" ]; then
+        expect 0 '"loss": ' -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/kill/checkpoint.h5" --json
+    else
+        bad "no checkpoint after kill $i"
+    fi
+    i=$((i + 1))
+done
+[ $killed -gt 0 ] && ok || bad "no run was killed"
+expect 0 "Resuming from $tmp/kill/checkpoint.h5" -- "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/kill" \
+    -v 2 --set fit.epochs=1
+# A stop by SIGINT writes a checkpoint, says how to resume and exits 130; resuming
+# finishes the run.
+rm -rf "$tmp/int"
+"$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/int" -v 2 --set fit.epochs=100000 >"$tmp/int.log" 2>&1 &
+pid=$!
+sleep 0.5
+kill -INT $pid
+wait $pid
+status=$?
+if [ $status = 130 ] && grep -q -- "--resume $tmp/int" "$tmp/int.log"; then ok; else bad "SIGINT: status $status, $(tail -1 "$tmp/int.log")"; fi
 
 # CSV import.
 printf 'a,b,label\n0.5,1,0\n1.5,2,1\n' >"$tmp/t.csv"

@@ -301,7 +301,7 @@ START_TEST(test_fit_synthetic)
     ck_assert_ptr_nonnull(f);
     char line[512];
     ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-    ck_assert_str_eq(line, "epoch,accuracy,loss,val_accuracy,val_loss\n");
+    ck_assert_str_eq(line, "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate\n");
     int rows = 0;
     while (fgets(line, sizeof line, f))
         rows++;
