@@ -18,24 +18,17 @@
 
 static const char *const padding_names[] = {"valid", "same", "causal", NULL};
 
-static void conv_what(const ct_layer *l, char *buf, size_t n)
-{
-    snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind->class_name);
-}
-
 /* An error at cfg[key]'s value (the map itself when the key is absent), naming the
  * layer. Returns -1. */
 int ct_conv_node_err(const ct_layer *l, ct_node *cfg, const char *key, ct_error *err,
                      const char *fmt, ...)
 {
-    char msg[1536], what[CT_NAME_MAX + 80];
+    ct_node *v = key ? ct_map_get(cfg, key) : NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = ct_layer_verr_at(err, l, v ? v : cfg, fmt, ap);
     va_end(ap);
-    conv_what(l, what, sizeof what);
-    ct_node *v = key ? ct_map_get(cfg, key) : NULL;
-    return ct_node_err(err, v ? v : cfg, "%s: %s", what, msg);
+    return rc;
 }
 
 /* An int or a list of `rank` ints, each in [1, CT_CONV_MAX_EXTENT]; def 0: required.
@@ -44,7 +37,7 @@ int ct_conv_tuple(const ct_layer *l, ct_node *cfg, const char *key, int rank, in
                   int64_t out[2], ct_error *err)
 {
     char what[CT_NAME_MAX + 80];
-    conv_what(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     if (def == 0 && ct_cfg_require(cfg, key, what, err))
         return -1;
     ct_node *v = ct_map_get(cfg, key);
@@ -84,13 +77,7 @@ int ct_conv_padding(ct_node *cfg, bool causal, int *out, ct_error *err)
 
 int ct_conv_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
 {
-    const char *fmt;
-    if (ct_cfg_string(cfg, "data_format", "channels_last", &fmt, err))
-        return -1;
-    if (strcmp(fmt, "channels_last") != 0)
-        return ct_conv_node_err(l, cfg, "data_format", err,
-                                "data_format '%s' is not supported; only channels_last is", fmt);
-    return 0;
+    return ct_layer_data_format(l, cfg, err);
 }
 
 /* Keras refuses strides > 1 together with dilation_rate > 1 for convolutions. */
@@ -226,7 +213,7 @@ static const char *const conv_keys[] = {
 static int conv_read_geometry(ct_layer *l, ct_node *cfg, conv_state *s, ct_error *err)
 {
     char what[CT_NAME_MAX + 80];
-    conv_what(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     if (ct_cfg_require(cfg, "filters", what, err) ||
         ct_cfg_int(cfg, "filters", 1, 1, INT32_MAX, &s->filters, err) ||
         ct_conv_tuple(l, cfg, "kernel_size", s->rank, 0, s->k, err) ||

@@ -17,11 +17,6 @@ typedef struct pad_state {
     int64_t h, w, c;                  /* the smaller of input and output (set in build) */
 } pad_state;
 
-static void what_of(const ct_layer *l, char *buf, size_t n)
-{
-    snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind->class_name);
-}
-
 static pad_state *state_of(ct_layer *l, reshape_op op, int rank, ct_error *err)
 {
     pad_state *s = l->state ? l->state : calloc(1, sizeof *s);
@@ -38,56 +33,11 @@ static pad_state *state_of(ct_layer *l, reshape_op op, int rank, ct_error *err)
 
 /* ---- config helpers -------------------------------------------------------------- */
 
-/* YAML's spellings of "no value" (an unquoted scalar). */
-static bool node_is_null(const ct_node *n)
-{
-    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
-        return !n;
-    const char *s = n->scalar;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
-}
-
-/* An integer in [min, INT32_MAX]. */
-static int int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,
-                     int64_t *out, ct_error *err)
-{
-    char what[CT_NAME_MAX + 80];
-    if (ct_node_int(n, out, err))
-        return -1;
-    if (*out >= min && *out <= INT32_MAX)
-        return 0;
-    what_of(l, what, sizeof what);
-    return ct_node_err(err, n, "%s: %s values must be between %lld and %d, got %lld", what, key,
-                       (long long)min, INT32_MAX, (long long)*out);
-}
-
-/* Writes a default back (an integer, or a list of n), so the emitted config shows what
- * was used. */
-static int put_ints(ct_node *cfg, const char *key, const int64_t *v, int n, ct_error *err)
-{
-    char text[32];
-    if (n == 1) {
-        snprintf(text, sizeof text, "%lld", (long long)v[0]);
-        return ct_map_set_scalar(cfg, key, text) ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
-    }
-    ct_node *seq = ct_map_set_seq(cfg, key);
-    for (int i = 0; seq && i < n; i++) {
-        snprintf(text, sizeof text, "%lld", (long long)v[i]);
-        ct_node *item = ct_seq_append_scalar(seq, text);
-        if (item)
-            item->used = true;
-        else
-            seq = NULL;
-    }
-    return seq ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
-}
-
 static int form_error(const ct_layer *l, const ct_node *v, const char *key, int rank,
                       ct_error *err)
 {
     char what[CT_NAME_MAX + 80];
-    what_of(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     if (rank == 1)
         return ct_node_err(err, v, "%s: %s must be an integer or a list of 2 integers "
                            "[left, right]", what, key);
@@ -101,7 +51,7 @@ static int read_axis(const ct_layer *l, const ct_node *v, const ct_node *item, c
                      int64_t *before, int64_t *after, ct_error *err)
 {
     if (item->type == CT_NODE_SCALAR) {
-        if (int_entry(l, item, key, 0, before, err))
+        if (ct_layer_int_entry(l, item, key, 0, before, err))
             return -1;
         *after = *before;
         return 0;
@@ -109,8 +59,8 @@ static int read_axis(const ct_layer *l, const ct_node *v, const ct_node *item, c
     if (item->type != CT_NODE_SEQ || item->len != 2)
         return form_error(l, v, key, 2, err);
     item->items[0]->used = item->items[1]->used = true;
-    return int_entry(l, item->items[0], key, 0, before, err) ||
-                   int_entry(l, item->items[1], key, 0, after, err)
+    return ct_layer_int_entry(l, item->items[0], key, 0, before, err) ||
+                   ct_layer_int_entry(l, item->items[1], key, 0, after, err)
                ? -1
                : 0;
 }
@@ -122,14 +72,14 @@ static int read_amounts(const ct_layer *l, ct_node *cfg, const char *key, const 
                         int def_n, pad_state *s, ct_error *err)
 {
     ct_node *v = ct_map_get(cfg, key);
-    if (node_is_null(v)) {
-        if (put_ints(cfg, key, def, def_n, err))
+    if (ct_layer_is_null(v)) {
+        if (ct_layer_put_ints(cfg, key, def, def_n, err))
             return -1;
         v = ct_map_get(cfg, key);
     }
     s->top = s->bottom = 0;
     if (v->type == CT_NODE_SCALAR) {
-        if (int_entry(l, v, key, 0, &s->left, err))
+        if (ct_layer_int_entry(l, v, key, 0, &s->left, err))
             return -1;
         s->right = s->left;
         if (s->rank == 2)
@@ -146,23 +96,10 @@ static int read_amounts(const ct_layer *l, ct_node *cfg, const char *key, const 
     if (v->items[0]->type != CT_NODE_SCALAR || v->items[1]->type != CT_NODE_SCALAR)
         return form_error(l, v, key, 1, err);
     v->items[0]->used = v->items[1]->used = true;
-    return int_entry(l, v->items[0], key, 0, &s->left, err) ||
-                   int_entry(l, v->items[1], key, 0, &s->right, err)
+    return ct_layer_int_entry(l, v->items[0], key, 0, &s->left, err) ||
+                   ct_layer_int_entry(l, v->items[1], key, 0, &s->right, err)
                ? -1
                : 0;
-}
-
-static int read_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
-{
-    const char *fmt;
-    if (ct_cfg_string(cfg, "data_format", "channels_last", &fmt, err))
-        return -1;
-    if (!strcmp(fmt, "channels_last"))
-        return 0;
-    char what[CT_NAME_MAX + 80];
-    what_of(l, what, sizeof what);
-    return ct_node_err(err, ct_map_get(cfg, "data_format"),
-                       "%s: data_format '%s' is not supported; only channels_last is", what, fmt);
 }
 
 /* cfg[key]: an integer (every axis) or a list of rank integers, each at least 1;
@@ -170,27 +107,10 @@ static int read_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
 static int read_factors(const ct_layer *l, ct_node *cfg, const char *key, pad_state *s,
                         ct_error *err)
 {
-    int64_t f[2] = {2, 2};
-    ct_node *v = ct_map_get(cfg, key);
-    if (node_is_null(v)) {
-        if (put_ints(cfg, key, f, s->rank, err))
-            return -1;
-    } else if (v->type == CT_NODE_SCALAR) {
-        if (int_entry(l, v, key, 1, &f[0], err))
-            return -1;
-        f[1] = f[0];
-    } else if (v->type == CT_NODE_SEQ && v->len == (size_t)s->rank) {
-        for (int i = 0; i < s->rank; i++) {
-            v->items[i]->used = true;
-            if (int_entry(l, v->items[i], key, 1, &f[i], err))
-                return -1;
-        }
-    } else {
-        char what[CT_NAME_MAX + 80];
-        what_of(l, what, sizeof what);
-        return ct_node_err(err, v, "%s: %s must be an integer or a list of %d integer%s", what,
-                           key, s->rank, s->rank == 1 ? "" : "s");
-    }
+    static const int64_t two[2] = {2, 2};
+    int64_t f[2] = {1, 1};
+    if (ct_layer_read_ints(l, cfg, key, s->rank, 1, two, f, err))
+        return -1;
     s->sh = s->rank == 2 ? f[0] : 1;
     s->sw = s->rank == 2 ? f[1] : f[0];
     return 0;
@@ -205,7 +125,7 @@ static int pad_configure(ct_layer *l, ct_node *cfg, int rank, ct_error *err)
     pad_state *s = state_of(l, OP_PAD, rank, err);
     if (!s || ct_layer_check_keys(l, cfg, keys, err))
         return -1;
-    return read_amounts(l, cfg, "padding", &one, 1, s, err) || read_data_format(l, cfg, err)
+    return read_amounts(l, cfg, "padding", &one, 1, s, err) || ct_layer_data_format(l, cfg, err)
                ? -1
                : 0;
 }
@@ -237,7 +157,7 @@ static int cropping2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     pad_state *s = state_of(l, OP_CROP, 2, err);
     if (!s || ct_layer_check_keys(l, cfg, keys, err))
         return -1;
-    return read_amounts(l, cfg, "cropping", &zero, 1, s, err) || read_data_format(l, cfg, err)
+    return read_amounts(l, cfg, "cropping", &zero, 1, s, err) || ct_layer_data_format(l, cfg, err)
                ? -1
                : 0;
 }
@@ -257,13 +177,13 @@ static int up_sampling2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     pad_state *s = state_of(l, OP_UPSAMPLE, 2, err);
     const char *interp;
     if (!s || ct_layer_check_keys(l, cfg, keys, err) || read_factors(l, cfg, "size", s, err) ||
-        read_data_format(l, cfg, err) ||
+        ct_layer_data_format(l, cfg, err) ||
         ct_cfg_string(cfg, "interpolation", "nearest", &interp, err))
         return -1;
     if (!strcmp(interp, "nearest"))
         return 0;
     char what[CT_NAME_MAX + 80];
-    what_of(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     return ct_node_err(err, ct_map_get(cfg, "interpolation"),
                        "%s: interpolation '%s' is not supported; only 'nearest' is supported",
                        what, interp);

@@ -16,11 +16,6 @@ typedef struct pool_state {
     ct_window win;       /* filled in build */
 } pool_state;
 
-static void what_of(const ct_layer *l, char *buf, size_t n)
-{
-    snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind->class_name);
-}
-
 static pool_state *state_of(ct_layer *l, ct_error *err)
 {
     pool_state *s = l->state ? l->state : calloc(1, sizeof *s);
@@ -30,95 +25,6 @@ static pool_state *state_of(ct_layer *l, ct_error *err)
     }
     l->state = s;
     return s;
-}
-
-/* ---- config helpers -------------------------------------------------------------- */
-
-/* YAML's spellings of "no value" (an unquoted scalar). */
-static bool node_is_null(const ct_node *n)
-{
-    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
-        return !n;
-    const char *s = n->scalar;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
-}
-
-static int positive_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t *out,
-                          ct_error *err)
-{
-    char what[CT_NAME_MAX + 80];
-    if (ct_node_int(n, out, err))
-        return -1;
-    if (*out >= 1 && *out <= INT32_MAX)
-        return 0;
-    what_of(l, what, sizeof what);
-    return ct_node_err(err, n, "%s: %s values must be between 1 and %d, got %lld", what, key,
-                       INT32_MAX, (long long)*out);
-}
-
-/* Writes the resolved value back, so the emitted config shows what was used. */
-static int put_ints(ct_node *cfg, const char *key, const int64_t *v, int n, ct_error *err)
-{
-    char text[32];
-    if (n == 1) {
-        snprintf(text, sizeof text, "%lld", (long long)v[0]);
-        return ct_map_set_scalar(cfg, key, text) ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
-    }
-    ct_node *seq = ct_map_set_seq(cfg, key);
-    for (int i = 0; seq && i < n; i++) {
-        snprintf(text, sizeof text, "%lld", (long long)v[i]);
-        ct_node *item = ct_seq_append_scalar(seq, text);
-        if (item)
-            item->used = true;
-        else
-            seq = NULL;
-    }
-    return seq ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
-}
-
-/* cfg[key]: an integer (every axis) or a list of n integers, each at least 1. Absent or
- * null: fallback (n values), written back. */
-static int read_sizes(const ct_layer *l, ct_node *cfg, const char *key, int n,
-                      const int64_t *fallback, int64_t *out, ct_error *err)
-{
-    ct_node *v = ct_map_get(cfg, key);
-    if (node_is_null(v)) {
-        memcpy(out, fallback, (size_t)n * sizeof *out);
-        return put_ints(cfg, key, out, n, err);
-    }
-    if (v->type == CT_NODE_SCALAR) {
-        if (positive_entry(l, v, key, &out[0], err))
-            return -1;
-        for (int i = 1; i < n; i++)
-            out[i] = out[0];
-        return 0;
-    }
-    if (v->type != CT_NODE_SEQ || v->len != (size_t)n) {
-        char what[CT_NAME_MAX + 80];
-        what_of(l, what, sizeof what);
-        return ct_node_err(err, v, "%s: %s must be an integer or a list of %d integer%s", what,
-                           key, n, n == 1 ? "" : "s");
-    }
-    for (int i = 0; i < n; i++) {
-        v->items[i]->used = true;
-        if (positive_entry(l, v->items[i], key, &out[i], err))
-            return -1;
-    }
-    return 0;
-}
-
-static int read_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
-{
-    const char *fmt;
-    if (ct_cfg_string(cfg, "data_format", "channels_last", &fmt, err))
-        return -1;
-    if (!strcmp(fmt, "channels_last"))
-        return 0;
-    char what[CT_NAME_MAX + 80];
-    what_of(l, what, sizeof what);
-    return ct_node_err(err, ct_map_get(cfg, "data_format"),
-                       "%s: data_format '%s' is not supported; only channels_last is", what, fmt);
 }
 
 /* ---- windowed pools -------------------------------------------------------------- */
@@ -134,9 +40,11 @@ static int window_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_
     s->rank = rank;
     int64_t two[2] = {2, 2}, size[2], stride[2];
     int pad;
-    if (read_sizes(l, cfg, "pool_size", rank, two, size, err) ||
-        read_sizes(l, cfg, "strides", rank, size, stride, err) ||
-        ct_cfg_enum(cfg, "padding", "valid", paddings, &pad, err) || read_data_format(l, cfg, err))
+    /* Sizes and strides are at least 1; strides default to the pool size, as Keras. */
+    if (ct_layer_read_ints(l, cfg, "pool_size", rank, 1, two, size, err) ||
+        ct_layer_read_ints(l, cfg, "strides", rank, 1, size, stride, err) ||
+        ct_cfg_enum(cfg, "padding", "valid", paddings, &pad, err) ||
+        ct_layer_data_format(l, cfg, err))
         return -1;
     s->same = pad == 1;
     /* 1-D: height 1, so the single axis lands in [1]. */
@@ -274,7 +182,7 @@ static int global_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_
         return -1;
     s->op = op;
     s->rank = rank;
-    if (read_data_format(l, cfg, err) || ct_cfg_bool(cfg, "keepdims", false, &s->keepdims, err))
+    if (ct_layer_data_format(l, cfg, err) || ct_cfg_bool(cfg, "keepdims", false, &s->keepdims, err))
         return -1;
     return 0;
 }

@@ -1,4 +1,5 @@
-/* layer.c - what every layer kind shares: key checks, parameter declaration, errors. */
+/* layer.c - what every layer kind shares: key checks, parameter declaration, errors and
+ * the integer / list config readers. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -7,7 +8,7 @@
 /* Generous bound on a kind's own keys; the array below adds "type", "name" and NULL. */
 #define CT_LAYER_MAX_KEYS 61
 
-static void layer_what(const ct_layer *l, char *buf, size_t n)
+void ct_layer_describe(const ct_layer *l, char *buf, size_t n)
 {
     snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind ? l->kind->class_name : "?");
 }
@@ -26,7 +27,7 @@ int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const
     allowed[n++] = "name";
     allowed[n] = NULL;
     char what[CT_NAME_MAX + 80];
-    layer_what(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     return ct_cfg_check_keys(cfg, allowed, what, err);
 }
 
@@ -47,17 +48,24 @@ int ct_layer_add_param(ct_layer *l, const char *name, ct_shape shape, ct_init in
     return l->nparams++;
 }
 
-int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
+int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt,
+                     va_list ap)
 {
     char msg[1536], what[CT_NAME_MAX + 80];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    ct_layer_describe(l, what, sizeof what);
+    if (at)
+        return ct_node_err(err, at, "%s: %s", what, msg);
+    return ct_err(err, CT_ERR_CONFIG, "%s: %s", what, msg);
+}
+
+int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = ct_layer_verr_at(err, l, l->cfg, fmt, ap);
     va_end(ap);
-    layer_what(l, what, sizeof what);
-    if (l->cfg)
-        return ct_node_err(err, l->cfg, "%s: %s", what, msg);
-    return ct_err(err, CT_ERR_CONFIG, "%s: %s", what, msg);
+    return rc;
 }
 
 /* Splits ct_act_names() into a NULL-terminated candidate list for ct_suggest. */
@@ -79,7 +87,7 @@ static int unknown_act(const ct_layer *l, const ct_node *v, const char *name, ct
     const char *s = ct_suggest(name, cands);
     if (s)
         snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
-    layer_what(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     return ct_node_err(err, v, "%s: unknown activation '%s'%s; known activations: %s", what,
                        name, hint, ct_act_names());
 }
@@ -88,7 +96,7 @@ int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const c
                        ct_act *out, ct_error *err)
 {
     char what[CT_NAME_MAX + 80];
-    layer_what(l, what, sizeof what);
+    ct_layer_describe(l, what, sizeof what);
     if (!def && ct_cfg_require(cfg, key, what, err))
         return -1;
     const char *name;  /* null reads as the default: linear, as Keras's None */
@@ -97,4 +105,89 @@ int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const c
     if (ct_act_parse(name, out))
         return unknown_act(l, ct_map_get(cfg, key), name, err);
     return 0;
+}
+
+/* ---- integer and list config values ---------------------------------------------- */
+
+bool ct_layer_is_null(const ct_node *n)
+{
+    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
+        return !n;
+    const char *s = n->scalar;
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+int ct_layer_int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,
+                       int64_t *out, ct_error *err)
+{
+    char what[CT_NAME_MAX + 80];
+    if (ct_node_int(n, out, err))
+        return -1;
+    if (*out >= min && *out <= INT32_MAX)
+        return 0;
+    ct_layer_describe(l, what, sizeof what);
+    return ct_node_err(err, n, "%s: %s values must be between %lld and %d, got %lld", what, key,
+                       (long long)min, INT32_MAX, (long long)*out);
+}
+
+int ct_layer_put_ints(ct_node *cfg, const char *key, const int64_t *v, int n, ct_error *err)
+{
+    char text[32];
+    if (n == 1) {
+        snprintf(text, sizeof text, "%lld", (long long)v[0]);
+        return ct_map_set_scalar(cfg, key, text) ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    ct_node *seq = ct_map_set_seq(cfg, key);
+    for (int i = 0; seq && i < n; i++) {
+        snprintf(text, sizeof text, "%lld", (long long)v[i]);
+        ct_node *item = ct_seq_append_scalar(seq, text);
+        if (item)
+            item->used = true;
+        else
+            seq = NULL;
+    }
+    return seq ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+}
+
+int ct_layer_read_ints(const ct_layer *l, ct_node *cfg, const char *key, int n, int64_t min,
+                       const int64_t *fallback, int64_t *out, ct_error *err)
+{
+    ct_node *v = ct_map_get(cfg, key);
+    if (ct_layer_is_null(v)) {
+        memcpy(out, fallback, (size_t)n * sizeof *out);
+        return ct_layer_put_ints(cfg, key, out, n, err);
+    }
+    if (v->type == CT_NODE_SCALAR) {
+        if (ct_layer_int_entry(l, v, key, min, &out[0], err))
+            return -1;
+        for (int i = 1; i < n; i++)
+            out[i] = out[0];
+        return 0;
+    }
+    if (v->type != CT_NODE_SEQ || v->len != (size_t)n) {
+        char what[CT_NAME_MAX + 80];
+        ct_layer_describe(l, what, sizeof what);
+        return ct_node_err(err, v, "%s: %s must be an integer or a list of %d integer%s", what,
+                           key, n, n == 1 ? "" : "s");
+    }
+    for (int i = 0; i < n; i++) {
+        v->items[i]->used = true;
+        if (ct_layer_int_entry(l, v->items[i], key, min, &out[i], err))
+            return -1;
+    }
+    return 0;
+}
+
+int ct_layer_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    const char *fmt;
+    if (ct_cfg_string(cfg, "data_format", "channels_last", &fmt, err))
+        return -1;
+    if (!strcmp(fmt, "channels_last"))
+        return 0;
+    char what[CT_NAME_MAX + 80];
+    ct_layer_describe(l, what, sizeof what);
+    return ct_node_err(err, ct_map_get(cfg, "data_format"),
+                       "%s: data_format '%s' is not supported; only channels_last is", what, fmt);
 }

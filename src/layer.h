@@ -99,4 +99,29 @@ const char *ct_layer_kind_names(void);
 /* NULL-terminated list of config names, for suggestions. */
 const char *const *ct_layer_kind_list(void);
 
+/* ---- Config helpers shared by layer kinds ---------------------------------------- */
+#include <stdarg.h>
+
+/* Writes "layer 'NAME' (Class)" into buf, the prefix of every layer message. */
+void ct_layer_describe(const ct_layer *l, char *buf, size_t n);
+/* ct_layer_err with the position of `at` (no position when NULL), for errors at one
+ * value of the config rather than at the layer's map. */
+int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 4, 0)));
+/* True for an absent node or YAML's unquoted spellings of "no value". */
+bool ct_layer_is_null(const ct_node *n);
+/* Reads n as an integer in [min, INT32_MAX]; out of range is an error at n
+ * "<layer>: <key> values must be between <min> and <INT32_MAX>, got <v>". */
+int ct_layer_int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,
+                       int64_t *out, ct_error *err);
+/* Sets cfg[key] to an integer (n == 1) or a list of n integers, so the emitted config
+ * shows the value used. */
+int ct_layer_put_ints(ct_node *cfg, const char *key, const int64_t *v, int n, ct_error *err);
+/* cfg[key]: an integer (every one of n axes) or a list of n integers, each read with
+ * ct_layer_int_entry. Absent or null: fallback (n values), written back. */
+int ct_layer_read_ints(const ct_layer *l, ct_node *cfg, const char *key, int n, int64_t min,
+                       const int64_t *fallback, int64_t *out, ct_error *err);
+/* cfg["data_format"]: only "channels_last" (the default) is supported. */
+int ct_layer_data_format(const ct_layer *l, ct_node *cfg, ct_error *err);
+
 #endif
