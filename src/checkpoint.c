@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "callbacks.h"
 #include "checkpoint.h"
 #include "h5util.h"
 #include "weights.h"
@@ -100,6 +101,13 @@ static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state
         metrics[2 * i + 1] = st->metric_count[i];
     }
     hsize_t mdims[2] = {(hsize_t)ex->nmetrics, 2}, hdims[2] = {(hsize_t)st->rows, (hsize_t)st->ncols};
+    hsize_t cn = (hsize_t)ct_callbacks_state_size(ex->callbacks, ex->model->size);
+    double *cbs = malloc((cn ? cn : 1) * sizeof *cbs);
+    if (!cbs) {
+        H5Gclose(g);
+        return -1;
+    }
+    ct_callbacks_get_state(ex->callbacks, cbs, ex->model->size);
     int rc = attr_write(g, "epoch", H5T_NATIVE_INT64, &st->epoch) == 0 &&
                      attr_write(g, "step", H5T_NATIVE_INT64, &st->step) == 0 &&
                      attr_write(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
@@ -107,8 +115,10 @@ static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state
                      attr_write(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
                      dataset_write(g, "metrics", H5T_NATIVE_DOUBLE, 2, mdims, metrics) == 0 &&
                      dataset_write(g, "history", H5T_NATIVE_DOUBLE, 2, hdims,
-                                   st->history ? st->history : metrics) == 0
+                                   st->history ? st->history : metrics) == 0 &&
+                     dataset_write(g, "callbacks", H5T_NATIVE_DOUBLE, 1, &cn, cbs) == 0
                  ? 0 : -1;
+    free(cbs);
     H5Gclose(g);
     return rc;
 }
@@ -245,6 +255,14 @@ static int read_state(hid_t file, const ct_experiment *ex, ct_train_state *st, c
         st->metric_sum[i] = metrics[2 * i];
         st->metric_count[i] = metrics[2 * i + 1];
     }
+    int64_t cn = ct_callbacks_state_size(ex->callbacks, ex->model->size);
+    double *cbs = rc == 0 ? malloc((size_t)(cn ? cn : 1) * sizeof *cbs) : NULL;
+    if (rc == 0 && (!cbs || dataset_read(g, "callbacks", H5T_NATIVE_DOUBLE, cn, cbs) < 0))
+        rc = ct_err(err, CT_ERR_DATA, "%s: the callbacks' state is missing or was written for "
+                    "other callbacks", path);
+    if (rc == 0)
+        ct_callbacks_set_state(ex->callbacks, cbs, ex->model->size, ex->optimizer);
+    free(cbs);
     H5Gclose(g);
     return rc;
 }

@@ -12,8 +12,9 @@
  *                        float32 dataset per state slot over the trainable block,
  *                        named "<slot>_<name>" (e.g. 0_m, 1_v)
  *   /training_state      attrs epoch, step, batch, seen (int64), loss_sum (float64);
- *                        datasets metrics (nmetrics x 2: sum, count) and history
- *                        (epochs x columns, float64, attr columns) */
+ *                        datasets metrics (nmetrics x 2: sum, count), history
+ *                        (epochs x columns, float64) and callbacks (their counters,
+ *                        best values and best weights, float64) */
 #ifndef CT_CHECKPOINT_H
 #define CT_CHECKPOINT_H
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "callbacks.h"
 #include "data.h"
 #include "experiment.h"
 #include "parallel.h"
@@ -172,12 +173,8 @@ static int read_fit(ct_experiment *ex, ct_error *err)
         ct_cfg_enum(f, "verbose", "auto", verbosity, &verbose, err) < 0)
         return -1;
     ex->verbose = verbose - 1;
-    ct_node *cb = ct_map_get(f, "callbacks");
-    if (cb && !(cb->type == CT_NODE_SEQ && cb->len == 0) &&
-        !(cb->type == CT_NODE_SCALAR && cb->scalar[0] == 0))
-        return ct_node_err(err, cb, "fit.callbacks: this version of ctrain has no callbacks; "
-                                    "use an empty list");
-    return 0;
+    ex->callbacks = ct_callbacks_new(f, ex->optimizer, err);
+    return ex->callbacks ? 0 : -1;
 }
 
 static int read_backend(ct_experiment *ex, const ct_backend **be, ct_error *err)
@@ -275,6 +272,7 @@ void ct_experiment_free(ct_experiment *ex)
 {
     if (!ex)
         return;
+    ct_callbacks_free(ex->callbacks);
     ct_optimizer_free(ex->optimizer);
     ct_model_free(ex->model);
     free(ex->train.path);

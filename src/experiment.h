@@ -41,6 +41,7 @@ struct ct_experiment {
     int nmetrics;
     ct_metric metrics[CT_MAX_METRICS];
     ct_optimizer *optimizer;
+    struct ct_callbacks *callbacks;
     /* fit */
     int64_t epochs, batch_size, validation_freq;
     bool shuffle;

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include "callbacks.h"
 #include "checkpoint.h"
 #include "data.h"
 #include "experiment.h"
@@ -220,7 +221,10 @@ typedef struct fit_state {
     float *ybuf;
     FILE *history;
     ct_progress *progress;
+    FILE *progress_out;   /* where messages go, NULL when quiet */
     fit_profile prof;
+    bool nan_stop;        /* terminate_on_nan ended the run; nan_err holds why */
+    ct_error nan_err;
 } fit_state;
 
 static void fit_state_free(fit_state *s)
@@ -286,6 +290,23 @@ static void write_history_row(FILE *f, int64_t epoch, int n, const double *value
     fflush(f);
 }
 
+/* ", first not finite in the output of layer 'x' (X)" for the error message, or "". */
+static const char *first_non_finite(const ct_model *m)
+{
+    static char where[200];
+    where[0] = 0;
+    for (int i = 0; i < m->nlayers && !where[0]; i++) {
+        const ct_tensor *t = &m->out[i];
+        for (int64_t k = 0, n = ct_tensor_size(t); k < n; k++)
+            if (!isfinite(t->data[k])) {
+                snprintf(where, sizeof where, ", first not finite in the output of layer '%s' (%s)",
+                         m->layers[i].name, m->layers[i].kind->class_name);
+                break;
+            }
+    }
+    return where;
+}
+
 /* Set by ct_request_stop (a signal handler); consumed by the fit that acts on it. */
 static volatile sig_atomic_t stop_requested;
 
@@ -327,10 +348,15 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         /* As in Keras, each batch's loss includes the penalty at the weights it used. */
         double penalty = ct_model_backward(m, &pass);
         if (!isfinite(batch_loss)) {
-            ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld; lower the "
+            ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld%s; lower the "
                    "learning rate or check the data", batch_loss, (long long)epoch + 1,
-                   (long long)done + 1);
+                   (long long)done + 1, first_non_finite(m));
             rows = -1;
+            if (ct_callbacks_terminate_on_nan(ex->callbacks)) {
+                s->nan_stop = true; /* terminate_on_nan: stop with the weights before this step */
+                s->nan_err = *err;
+                rows = 0;
+            }
             break;
         }
         t4 = ct_now();
@@ -463,9 +489,27 @@ static int save_checkpoint(ct_experiment *ex, const ct_train_state *st, const ch
     return ct_checkpoint_save(ex, st, path, err);
 }
 
+typedef struct save_job {
+    ct_experiment *ex;
+    const ct_train_state *st;
+} save_job;
+
+/* model_checkpoint's writer: the weights file, or a whole checkpoint. */
+static int save_for_callback(void *ctx, const char *path, bool weights_only, ct_error *err)
+{
+    const save_job *j = ctx;
+    if (!weights_only)
+        return ct_checkpoint_save(j->ex, j->st, path, err);
+    char *json = ct_model_config_json(j->ex->model);
+    int rc = ct_weights_save(j->ex->model, path, json, NULL, err);
+    free(json);
+    return rc;
+}
+
 static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const char *dir,
                     const char *config_path, ct_error *err)
 {
+    const char *backup = ct_callbacks_backup_dir(ex->callbacks);
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
     int ntrain = value_names(ex, names, "", store);
@@ -482,6 +526,12 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     for (int64_t epoch = st->epoch; epoch < ex->epochs; epoch++) {
         if (train_epoch(ex, s, epoch, st, values, ntrain, names, err) < 0)
             return -1;
+        if (s->nan_stop) {
+            ct_progress_abort(s->progress);
+            if (s->progress_out)
+                fprintf(s->progress_out, "terminate_on_nan stopped the run: %s\n", s->nan_err.msg);
+            return 0;
+        }
         if (stop_requested) {
             stop_requested = 0; /* handled: the next fit runs normally */
             ct_progress_abort(s->progress);
@@ -507,8 +557,20 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
         if (ct_train_state_add_row(st, values, err) < 0)
             return -1;
         st->epoch = epoch + 1;
-        if (save_checkpoint(ex, st, dir, err) < 0)
+        /* Callbacks decide before the checkpoint, which then holds their state too. */
+        bool stop = false;
+        ct_epoch_logs logs = {epoch, ncols, names, values};
+        save_job job = {ex, st};
+        if (ct_callbacks_epoch_end(ex->callbacks, ex->model, ex->optimizer, &logs, dir,
+                                   save_for_callback, &job, &stop, err) < 0 ||
+            save_checkpoint(ex, st, dir, err) < 0 || (backup && save_checkpoint(ex, st, backup, err) < 0))
             return -1;
+        if (stop) {
+            if (s->progress_out)
+                fprintf(s->progress_out, "early_stopping stopped the run after epoch %lld\n",
+                        (long long)epoch + 1);
+            break;
+        }
     }
     return 0;
 }
@@ -531,11 +593,25 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0)
         goto done;
     st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1) + 1; /* + the learning rate */
+    /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
+    const char *backup = ct_callbacks_backup_dir(ex->callbacks);
+    char backup_ckpt[4200] = "";
+    if (backup) {
+        snprintf(backup_ckpt, sizeof backup_ckpt, "%s/checkpoint.h5", backup);
+        if (make_dirs(backup, err) < 0)
+            goto done;
+    }
+    bool from_backup = !opt->resume && backup && exists(backup_ckpt);
     if (opt->resume ? resume_paths(opt, dir, sizeof dir, ckpt, sizeof ckpt, err) < 0 ||
                           ct_checkpoint_load(ex, ckpt, &st, err) < 0 ||
                           drop_final_weights(dir, err) < 0
                     : prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0)
         goto done;
+    if (from_backup) {
+        snprintf(ckpt, sizeof ckpt, "%s", backup_ckpt);
+        if (ct_checkpoint_load(ex, ckpt, &st, err) < 0)
+            goto done;
+    }
     if (write_outputs(ex, dir, err) < 0)
         goto done;
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
@@ -549,7 +625,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     if (mode != CT_PROGRESS_NONE) {
         fprintf(out, "%s: seed %" PRIu64 ", %d thread%s, run directory %s\n", ex->name, ex->seed,
                 ex->threads, ex->threads == 1 ? "" : "s", dir);
-        if (opt->resume)
+        if (opt->resume || from_backup)
             fprintf(out, "Resuming from %s: %lld epochs and %lld batches done, step %lld\n", ckpt,
                     (long long)st.epoch, (long long)st.batch, (long long)st.step);
         fprintf(out, "Training on %lld samples", (long long)ct_loader_rows(s.train));
@@ -557,8 +633,17 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
             fprintf(out, ", validating on %lld", (long long)ct_loader_rows(s.val));
         fprintf(out, "\n");
     }
-    if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0 || save_weights(ex, dir, err) < 0)
+    s.progress_out = mode == CT_PROGRESS_NONE ? NULL : out;
+    if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
         goto done;
+    ct_callbacks_train_end(ex->callbacks, ex->model);
+    if (save_weights(ex, dir, err) < 0)
+        goto done;
+    if (backup && ct_callbacks_backup_delete(ex->callbacks) && exists(backup_ckpt) &&
+        unlink(backup_ckpt) < 0) {
+        ct_err(err, CT_ERR_IO, "cannot remove %s: %s", backup_ckpt, strerror(errno));
+        goto done;
+    }
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
     if (opt->profile)

@@ -90,9 +90,9 @@ static const bad_case bad_cases[] = {
      "1:15: 'train' needs the key 'path'"},
     /* 25 a config cannot ask for code */
     {"model: !!python/object:os.system {input_shape: [4]}\n%s", "1:8: "},
-    /* 26 callbacks are not available */
-    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%sfit: {callbacks: [{type: x}]}\n",
-     "3:18: fit.callbacks"},
+    /* 26 an unknown callback */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%sfit: {callbacks: [{type: erly_stopping}]}\n",
+     "3:26: unknown callback 'erly_stopping' (did you mean 'early_stopping'?)"},
     /* 27 dropout rate out of range */
     {"model:\n  input_shape: [4]\n  layers:\n    - {type: dropout, rate: 1.0}\n%s", "4:29: "},
     /* 28 absurd sizes are refused before allocating */

@@ -1,0 +1,512 @@
+/* callbacks.c - the fit callbacks (see callbacks.h), with Keras 3's keys, defaults and
+ * decisions. One difference on purpose: early_stopping's restore_best_weights restores
+ * at the end of every run, not only when it stopped the run. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "callbacks.h"
+
+#define CT_MAX_CALLBACKS 16
+
+typedef enum { CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP } cb_kind;
+
+static const char *const kind_names[] = {"early_stopping", "reduce_lr_on_plateau",
+                                         "model_checkpoint", "csv_logger", "terminate_on_nan",
+                                         "backup_and_restore", NULL};
+static const char *const class_names[] = {"EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint",
+                                          "CSVLogger", "TerminateOnNaN", "BackupAndRestore", NULL};
+static const char *const modes[] = {"auto", "min", "max", NULL};
+
+typedef struct callback {
+    cb_kind kind;
+    const ct_node *node;
+    const char *monitor, *path, *separator;
+    int mode; /* resolved: 1 min, 2 max */
+    double min_delta, factor, min_lr, baseline;
+    bool has_baseline, restore_best, best_only, weights_only, append, delete_backup;
+    int64_t patience, start_from_epoch, cooldown;
+    /* state */
+    double best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr;
+    float *best_weights; /* early_stopping with restore_best_weights */
+} callback;
+
+struct ct_callbacks {
+    int n;
+    callback cb[CT_MAX_CALLBACKS];
+    int64_t model_size;
+};
+
+static bool is_null(const ct_node *n)
+{
+    return !n || (n->type == CT_NODE_SCALAR && !n->quoted &&
+                  (!n->scalar[0] || !strcmp(n->scalar, "null") || !strcmp(n->scalar, "~")));
+}
+
+/* "auto": max for accuracies and AUC, min for everything else (Keras's rule). */
+static int resolve_mode(int mode, const char *monitor)
+{
+    if (mode)
+        return mode;
+    return strstr(monitor, "acc") || strstr(monitor, "auc") ? 2 : 1;
+}
+
+static int read_monitor(callback *c, ct_node *map, ct_error *err)
+{
+    int mode;
+    if (ct_cfg_string(map, "monitor", "val_loss", &c->monitor, err) < 0 ||
+        ct_cfg_enum(map, "mode", "auto", modes, &mode, err) < 0)
+        return -1;
+    c->mode = resolve_mode(mode, c->monitor);
+    c->best = c->mode == 1 ? INFINITY : -INFINITY;
+    return 0;
+}
+
+static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error *err)
+{
+    static const char *const early_keys[] = {"type", "monitor", "min_delta", "patience", "mode",
+                                             "baseline", "restore_best_weights",
+                                             "start_from_epoch", NULL};
+    static const char *const reduce_keys[] = {"type", "monitor", "factor", "patience", "mode",
+                                              "min_delta", "cooldown", "min_lr", NULL};
+    static const char *const ckpt_keys[] = {"type", "filepath", "monitor", "mode",
+                                            "save_best_only", "save_weights_only", "save_freq",
+                                            NULL};
+    static const char *const csv_keys[] = {"type", "filename", "separator", "append", NULL};
+    static const char *const nan_keys[] = {"type", NULL};
+    static const char *const backup_keys[] = {"type", "backup_dir", "save_freq",
+                                              "delete_checkpoint", NULL};
+    static const char *const *const keys[] = {early_keys, reduce_keys, ckpt_keys, csv_keys,
+                                              nan_keys, backup_keys};
+    if (n->type == CT_NODE_SCALAR && ct_node_expand_scalar(n, "type", err) < 0)
+        return -1;
+    if (n->type != CT_NODE_MAP)
+        return ct_node_err(err, n, "a callback is a name or a map such as "
+                                   "{type: early_stopping, patience: 3}");
+    const char *type;
+    if (ct_cfg_string(n, "type", NULL, &type, err) < 0)
+        return -1;
+    int k = -1;
+    for (int i = 0; kind_names[i]; i++)
+        if (!strcmp(type, kind_names[i]) || !strcmp(type, class_names[i]))
+            k = i;
+    if (k < 0) {
+        const char *s = ct_suggest(type, kind_names);
+        return ct_node_err(err, ct_map_get(n, "type"), "unknown callback '%s'%s%s%s; known: "
+                           "early_stopping, reduce_lr_on_plateau, model_checkpoint, csv_logger, "
+                           "terminate_on_nan, backup_and_restore", type, s ? " (did you mean '" : "",
+                           s ? s : "", s ? "'?)" : "");
+    }
+    c->kind = (cb_kind)k;
+    c->node = n;
+    char what[64];
+    snprintf(what, sizeof what, "callback '%s'", kind_names[k]);
+    if (ct_cfg_check_keys(n, keys[k], what, err) < 0)
+        return -1;
+    static const char *const freqs[] = {"epoch", NULL};
+    int freq;
+    switch (c->kind) {
+    case CB_EARLY: {
+        ct_node *b = ct_map_get(n, "baseline");
+        if (read_monitor(c, n, err) < 0 ||
+            ct_cfg_float(n, "min_delta", 0.0, 0.0, 1e300, &c->min_delta, err) < 0 ||
+            ct_cfg_int(n, "patience", 0, 0, INT64_MAX, &c->patience, err) < 0 ||
+            ct_cfg_bool(n, "restore_best_weights", false, &c->restore_best, err) < 0 ||
+            ct_cfg_int(n, "start_from_epoch", 0, 0, INT64_MAX, &c->start_from_epoch, err) < 0)
+            return -1;
+        if (is_null(b)) {
+            ct_map_set_scalar(n, "baseline", "null");
+        } else {
+            if (ct_node_float(b, &c->baseline, err) < 0)
+                return -1;
+            c->has_baseline = true;
+        }
+        return 0;
+    }
+    case CB_REDUCE:
+        if (opt->schedule.type != CT_SCHEDULE_CONSTANT)
+            return ct_node_err(err, n, "reduce_lr_on_plateau changes a constant learning rate; "
+                                       "it cannot be combined with a learning-rate schedule");
+        c->lr = opt->learning_rate;
+        return read_monitor(c, n, err) < 0 ||
+                       ct_cfg_float(n, "factor", 0.1, 0.0, nextafter(1.0, 0.0), &c->factor, err) < 0 ||
+                       ct_cfg_int(n, "patience", 10, 0, INT64_MAX, &c->patience, err) < 0 ||
+                       ct_cfg_float(n, "min_delta", 1e-4, 0.0, 1e300, &c->min_delta, err) < 0 ||
+                       ct_cfg_int(n, "cooldown", 0, 0, INT64_MAX, &c->cooldown, err) < 0 ||
+                       ct_cfg_float(n, "min_lr", 0.0, 0.0, 1e300, &c->min_lr, err) < 0
+                   ? -1 : 0;
+    case CB_CHECKPOINT:
+        return ct_cfg_string(n, "filepath", NULL, &c->path, err) < 0 || read_monitor(c, n, err) < 0 ||
+                       ct_cfg_bool(n, "save_best_only", false, &c->best_only, err) < 0 ||
+                       ct_cfg_bool(n, "save_weights_only", false, &c->weights_only, err) < 0 ||
+                       ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0
+                   ? -1 : 0;
+    case CB_CSV:
+        return ct_cfg_string(n, "filename", NULL, &c->path, err) < 0 ||
+                       ct_cfg_string(n, "separator", ",", &c->separator, err) < 0 ||
+                       ct_cfg_bool(n, "append", false, &c->append, err) < 0
+                   ? -1 : 0;
+    case CB_NAN:
+        return 0;
+    case CB_BACKUP:
+        return ct_cfg_string(n, "backup_dir", NULL, &c->path, err) < 0 ||
+                       ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0 ||
+                       ct_cfg_bool(n, "delete_checkpoint", true, &c->delete_backup, err) < 0
+                   ? -1 : 0;
+    }
+    return 0;
+}
+
+ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *err)
+{
+    ct_callbacks *c = calloc(1, sizeof *c);
+    if (!c) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    ct_node *list = ct_map_get(fit, "callbacks");
+    if (is_null(list)) {
+        ct_map_set_seq(fit, "callbacks");
+        return c;
+    }
+    if (list->type != CT_NODE_SEQ) {
+        ct_node_err(err, list, "fit.callbacks must be a list such as [terminate_on_nan, "
+                               "{type: early_stopping, patience: 3}]");
+        goto fail;
+    }
+    if (list->len > CT_MAX_CALLBACKS) {
+        ct_node_err(err, list, "at most %d callbacks are supported", CT_MAX_CALLBACKS);
+        goto fail;
+    }
+    for (size_t i = 0; i < list->len; i++) {
+        if (parse_one(&c->cb[i], list->items[i], opt, err) < 0)
+            goto fail;
+        c->n = (int)i + 1;
+        for (size_t j = 0; j < i; j++)
+            if ((c->cb[i].kind == CB_BACKUP || c->cb[i].kind == CB_NAN) &&
+                c->cb[j].kind == c->cb[i].kind) {
+                ct_node_err(err, list->items[i], "%s is listed twice", kind_names[c->cb[i].kind]);
+                goto fail;
+            }
+    }
+    return c;
+fail:
+    ct_callbacks_free(c);
+    return NULL;
+}
+
+void ct_callbacks_free(ct_callbacks *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        free(c->cb[i].best_weights);
+    free(c);
+}
+
+static int find_value(const callback *c, const ct_epoch_logs *logs, double *out, ct_error *err)
+{
+    for (int i = 0; i < logs->n; i++)
+        if (!strcmp(logs->names[i], c->monitor)) {
+            *out = logs->values[i];
+            return 0;
+        }
+    char known[512] = "";
+    size_t at = 0;
+    for (int i = 0; i < logs->n && at < sizeof known; i++)
+        at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "",
+                               logs->names[i]);
+    return ct_node_err(err, ct_map_get(c->node, "monitor"), "callback '%s' monitors '%s', which "
+                       "this run does not report; it reports: %s", kind_names[c->kind],
+                       c->monitor, known);
+}
+
+/* Keras's test: better by more than min_delta in the monitored direction. */
+static bool improves(const callback *c, double current, double reference)
+{
+    return c->mode == 1 ? current + c->min_delta < reference : current - c->min_delta > reference;
+}
+
+static void copy_weights(const ct_model *m, float *dst)
+{
+    m->be->download(dst, m->values, (size_t)m->size * sizeof(float));
+}
+
+static int early_stopping(callback *c, ct_model *m, const ct_epoch_logs *logs, bool *stop,
+                          ct_error *err)
+{
+    double current;
+    if (logs->epoch < c->start_from_epoch)
+        return 0;
+    if (find_value(c, logs, &current, err) < 0)
+        return -1;
+    if (c->restore_best && !c->best_weights) {
+        c->best_weights = malloc((size_t)(m->size ? m->size : 1) * sizeof(float));
+        if (!c->best_weights)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    if (c->restore_best && !c->has_weights) {
+        copy_weights(m, c->best_weights);
+        c->has_weights = 1;
+    }
+    c->wait += 1;
+    if (isfinite(current) && improves(c, current, c->best)) {
+        c->best = current;
+        c->best_epoch = (double)logs->epoch;
+        if (c->restore_best)
+            copy_weights(m, c->best_weights);
+        if (!c->has_baseline || improves(c, current, c->baseline))
+            c->wait = 0;
+        return 0;
+    }
+    if (c->wait >= (double)c->patience && logs->epoch > 0) {
+        c->stopped_epoch = (double)logs->epoch;
+        *stop = true;
+    }
+    return 0;
+}
+
+static int reduce_lr(callback *c, ct_optimizer *opt, const ct_epoch_logs *logs, ct_error *err)
+{
+    double current;
+    if (find_value(c, logs, &current, err) < 0)
+        return -1;
+    if (c->cooldown_left > 0) {
+        c->cooldown_left -= 1;
+        c->wait = 0;
+    }
+    if (improves(c, current, c->best)) {
+        c->best = current;
+        c->wait = 0;
+    } else if (c->cooldown_left <= 0) {
+        c->wait += 1;
+        if (c->wait >= (double)c->patience) {
+            if (c->lr > c->min_lr) {
+                c->lr = fmax(c->lr * c->factor, c->min_lr);
+                opt->learning_rate = c->lr;
+                c->cooldown_left = (double)c->cooldown;
+            }
+            c->wait = 0;
+        }
+    }
+    return 0;
+}
+
+/* run_dir/path, or path when absolute. */
+static void in_run_dir(const char *run_dir, const char *path, char *out, size_t n)
+{
+    if (path[0] == '/')
+        snprintf(out, n, "%s", path);
+    else
+        snprintf(out, n, "%s/%s", run_dir, path);
+}
+
+/* Expands {epoch} (1-based, as Keras), {epoch:03d}-style widths and {name} / {name:.4f} of
+ * the epoch's values. */
+static int expand_path(const callback *c, const ct_epoch_logs *logs, char *out, size_t n,
+                       ct_error *err)
+{
+    size_t at = 0;
+    for (const char *p = c->path; *p && at + 1 < n; p++) {
+        if (*p != '{') {
+            out[at++] = *p;
+            continue;
+        }
+        const char *close = strchr(p, '}');
+        if (!close)
+            return ct_node_err(err, ct_map_get(c->node, "filepath"), "unclosed '{' in filepath");
+        char name[96], spec[32] = "";
+        size_t len = (size_t)(close - p - 1);
+        if (len >= sizeof name)
+            len = sizeof name - 1;
+        memcpy(name, p + 1, len);
+        name[len] = 0;
+        char *colon = strchr(name, ':');
+        if (colon) {
+            snprintf(spec, sizeof spec, "%%%s", colon + 1);
+            *colon = 0;
+        }
+        double v = NAN;
+        bool found = !strcmp(name, "epoch");
+        if (found)
+            v = (double)(logs->epoch + 1);
+        for (int i = 0; !found && i < logs->n; i++)
+            if (!strcmp(logs->names[i], name)) {
+                v = logs->values[i];
+                found = true;
+            }
+        if (!found)
+            return ct_node_err(err, ct_map_get(c->node, "filepath"), "filepath names '{%s}', "
+                               "which is neither epoch nor a value this run reports", name);
+        int w;
+        size_t left = n - at;
+        if (!strcmp(name, "epoch") && (!spec[0] || spec[strlen(spec) - 1] == 'd'))
+            w = snprintf(out + at, left, spec[0] ? spec : "%lld", (long long)v);
+        else
+            w = snprintf(out + at, left, spec[0] && spec[strlen(spec) - 1] == 'f' ? spec : "%.4f", v);
+        if (w < 0 || (size_t)w >= left)
+            return ct_node_err(err, ct_map_get(c->node, "filepath"), "filepath is too long");
+        at += (size_t)w;
+        p = close;
+    }
+    out[at] = 0;
+    return 0;
+}
+
+static int model_checkpoint(callback *c, const ct_epoch_logs *logs, const char *run_dir,
+                            ct_save_fn save, void *ctx, ct_error *err)
+{
+    if (c->best_only) {
+        double current;
+        if (find_value(c, logs, &current, err) < 0)
+            return -1;
+        if (!(isfinite(current) && (c->mode == 1 ? current < c->best : current > c->best)))
+            return 0;
+        c->best = current;
+    }
+    char name[4096], path[8300];
+    if (expand_path(c, logs, name, sizeof name, err) < 0)
+        return -1;
+    in_run_dir(run_dir, name, path, sizeof path);
+    return save(ctx, path, c->weights_only, err);
+}
+
+static int csv_logger(callback *c, const ct_epoch_logs *logs, const char *run_dir, ct_error *err)
+{
+    char path[8300];
+    in_run_dir(run_dir, c->path, path, sizeof path);
+    /* A fresh run starts the file unless append; a resumed run adds to it. */
+    bool fresh = logs->epoch == 0 && !c->append && c->wait == 0;
+    FILE *f = fopen(path, fresh ? "w" : "a");
+    if (!f)
+        return ct_err(err, CT_ERR_IO, "csv_logger cannot write %s: %s", path, strerror(errno));
+    if (fresh || ftell(f) == 0) {
+        fputs("epoch", f);
+        for (int i = 0; i < logs->n; i++)
+            fprintf(f, "%s%s", c->separator, logs->names[i]);
+        fputc('\n', f);
+    }
+    fprintf(f, "%lld", (long long)logs->epoch);
+    for (int i = 0; i < logs->n; i++)
+        fprintf(f, "%s%.9g", c->separator, logs->values[i]);
+    fputc('\n', f);
+    c->wait = 1; /* the file has been started by this run */
+    if (fclose(f) != 0)
+        return ct_err(err, CT_ERR_IO, "csv_logger cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int ct_callbacks_epoch_end(ct_callbacks *cbs, ct_model *m, ct_optimizer *opt,
+                           const ct_epoch_logs *logs, const char *run_dir, ct_save_fn save,
+                           void *save_ctx, bool *stop, ct_error *err)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        callback *c = &cbs->cb[i];
+        int rc = 0;
+        switch (c->kind) {
+        case CB_EARLY: rc = early_stopping(c, m, logs, stop, err); break;
+        case CB_REDUCE: rc = reduce_lr(c, opt, logs, err); break;
+        case CB_CHECKPOINT: rc = model_checkpoint(c, logs, run_dir, save, save_ctx, err); break;
+        case CB_CSV: rc = csv_logger(c, logs, run_dir, err); break;
+        case CB_NAN:
+        case CB_BACKUP: break;
+        }
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void ct_callbacks_train_end(ct_callbacks *cbs, ct_model *m)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        callback *c = &cbs->cb[i];
+        if (c->kind == CB_EARLY && c->restore_best && c->has_weights)
+            m->be->upload(m->values, c->best_weights, (size_t)m->size * sizeof(float));
+    }
+}
+
+bool ct_callbacks_terminate_on_nan(const ct_callbacks *cbs)
+{
+    for (int i = 0; i < cbs->n; i++)
+        if (cbs->cb[i].kind == CB_NAN)
+            return true;
+    return false;
+}
+
+static const callback *find_kind(const ct_callbacks *cbs, cb_kind k)
+{
+    for (int i = 0; i < cbs->n; i++)
+        if (cbs->cb[i].kind == k)
+            return &cbs->cb[i];
+    return NULL;
+}
+
+const char *ct_callbacks_backup_dir(const ct_callbacks *cbs)
+{
+    const callback *c = find_kind(cbs, CB_BACKUP);
+    return c ? c->path : NULL;
+}
+
+bool ct_callbacks_backup_delete(const ct_callbacks *cbs)
+{
+    const callback *c = find_kind(cbs, CB_BACKUP);
+    return c && c->delete_backup;
+}
+
+/* Per callback: best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr, then
+ * the best weights for early_stopping with restore_best_weights. */
+#define SCALARS 7
+
+int64_t ct_callbacks_state_size(const ct_callbacks *cbs, int64_t model_size)
+{
+    int64_t n = 0;
+    for (int i = 0; i < cbs->n; i++)
+        n += SCALARS + (cbs->cb[i].kind == CB_EARLY && cbs->cb[i].restore_best ? model_size : 0);
+    return n;
+}
+
+void ct_callbacks_get_state(const ct_callbacks *cbs, double *out, int64_t model_size)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        const callback *c = &cbs->cb[i];
+        const double s[SCALARS] = {c->best, c->wait, c->best_epoch, c->cooldown_left,
+                                   c->stopped_epoch, c->has_weights, c->lr};
+        memcpy(out, s, sizeof s);
+        out += SCALARS;
+        if (c->kind == CB_EARLY && c->restore_best) {
+            for (int64_t k = 0; k < model_size; k++)
+                out[k] = c->has_weights ? c->best_weights[k] : 0.0;
+            out += model_size;
+        }
+    }
+}
+
+void ct_callbacks_set_state(ct_callbacks *cbs, const double *in, int64_t model_size,
+                            ct_optimizer *opt)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        callback *c = &cbs->cb[i];
+        c->best = in[0];
+        c->wait = in[1];
+        c->best_epoch = in[2];
+        c->cooldown_left = in[3];
+        c->stopped_epoch = in[4];
+        c->has_weights = in[5];
+        c->lr = in[6];
+        in += SCALARS;
+        if (c->kind == CB_REDUCE)
+            opt->learning_rate = c->lr;
+        if (c->kind == CB_EARLY && c->restore_best) {
+            if (!c->best_weights)
+                c->best_weights = malloc((size_t)(model_size ? model_size : 1) * sizeof(float));
+            for (int64_t k = 0; c->best_weights && k < model_size; k++)
+                c->best_weights[k] = (float)in[k];
+            if (!c->best_weights)
+                c->has_weights = 0;
+            in += model_size;
+        }
+    }
+}

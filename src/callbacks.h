@@ -1,0 +1,53 @@
+/* callbacks.h - fit.callbacks: Keras's early_stopping, reduce_lr_on_plateau,
+ * model_checkpoint, csv_logger, terminate_on_nan and backup_and_restore. The training
+ * driver calls ct_callbacks_epoch_end after each epoch's validation with the epoch's
+ * values (the history columns). Each callback's counters and best values are part of the
+ * checkpoint (ct_callbacks_state_*), so a resumed run decides exactly as an unbroken one.
+ *
+ * Ownership: ct_callbacks_new allocates; ct_callbacks_free releases. */
+#ifndef CT_CALLBACKS_H
+#define CT_CALLBACKS_H
+
+#include "config.h"
+#include "model.h"
+#include "optimizer.h"
+
+typedef struct ct_callbacks ct_callbacks;
+
+/* Reads fit.callbacks (absent, null or a list of names / {type: NAME, ...} maps). Errors
+ * point at the node. A learning-rate schedule and reduce_lr_on_plateau do not mix. */
+ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *err);
+void ct_callbacks_free(ct_callbacks *c);
+
+/* Writes the model (weights only) or a whole checkpoint to path. */
+typedef int (*ct_save_fn)(void *ctx, const char *path, bool weights_only, ct_error *err);
+
+typedef struct ct_epoch_logs {
+    int64_t epoch;              /* 0-based */
+    int n;
+    const char *const *names;   /* "accuracy", "loss", "val_loss", "learning_rate", ... */
+    const double *values;
+} ct_epoch_logs;
+
+/* After an epoch: may lower the optimizer's learning rate, save files (relative paths
+ * are taken in run_dir), and set *stop. */
+int ct_callbacks_epoch_end(ct_callbacks *c, ct_model *m, ct_optimizer *opt,
+                           const ct_epoch_logs *logs, const char *run_dir, ct_save_fn save,
+                           void *save_ctx, bool *stop, ct_error *err);
+/* After the last epoch (or a stop): early_stopping with restore_best_weights puts the best
+ * epoch's weights back (whether or not it stopped the run). */
+void ct_callbacks_train_end(ct_callbacks *c, ct_model *m);
+
+bool ct_callbacks_terminate_on_nan(const ct_callbacks *c);
+/* backup_and_restore's folder, or NULL. */
+const char *ct_callbacks_backup_dir(const ct_callbacks *c);
+/* Whether backup_and_restore removes its checkpoint after a finished run. */
+bool ct_callbacks_backup_delete(const ct_callbacks *c);
+
+/* The callbacks' state as doubles (model_size: floats in the model's block). */
+int64_t ct_callbacks_state_size(const ct_callbacks *c, int64_t model_size);
+void ct_callbacks_get_state(const ct_callbacks *c, double *out, int64_t model_size);
+void ct_callbacks_set_state(ct_callbacks *c, const double *in, int64_t model_size,
+                            ct_optimizer *opt);
+
+#endif
