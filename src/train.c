@@ -1,14 +1,13 @@
 /* train.c - the training driver: fit, evaluate and predict over HDF5 data. */
 #include <errno.h>
-#include <libgen.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <signal.h>
 
 #include "callbacks.h"
 #include "checkpoint.h"
@@ -450,9 +449,7 @@ static int write_outputs(ct_experiment *ex, const char *dir, ct_error *err)
     int rc = ct_experiment_write_config(ex, f, err);
     if (fclose(f) != 0 && rc == 0)
         rc = ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    if (rc < 0)
-        return -1;
-    return 0;
+    return rc;
 }
 
 static int save_weights(ct_experiment *ex, const char *dir, ct_error *err)

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# bench/run.sh - ctrain against PyTorch and Keras on the example experiments, on this machine.
+#
+#   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn] [--threads N]
+#
+# Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data file
+# data/fashion-mnist.h5 (scripts/setup.sh --data). PyTorch comes from Debian's python3-torch
+# (/usr/bin/python3); Keras 3 from KERAS_PYTHON=path/to/python, or else from a virtual
+# environment bench/.venv created on first use from PyPI (tensorflow-cpu, h5py).
+#
+# Prints per framework and model: median epoch time, training samples/s, peak RSS, test
+# accuracy, ctrain's speed and memory relative to each peer, and the achieved FLOP rate as a
+# fraction of this machine's SGEMM rate (measured by bench/sgemm.c).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+usage() {
+    sed -n '4p' "$0" | sed 's/^#   /usage: /'
+    exit 2
+}
+
+quick=0
+epochs=""
+models="mlp,cnn,cnn_bn"
+threads=$(nproc)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --epochs) [ $# -ge 2 ] || usage; epochs=$2; shift ;;
+        --epochs=*) epochs=${1#*=} ;;
+        --models) [ $# -ge 2 ] || usage; models=$2; shift ;;
+        --models=*) models=${1#*=} ;;
+        --threads) [ $# -ge 2 ] || usage; threads=$2; shift ;;
+        --threads=*) threads=${1#*=} ;;
+        -h|--help) usage ;;
+        *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
+    esac
+    shift
+done
+if [ -z "$epochs" ] && [ "$quick" = 1 ]; then
+    epochs=2
+fi
+case "$epochs" in ''|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) echo "run.sh: --epochs wants a positive integer" >&2; exit 2 ;; esac
+IFS=, read -r -a model_list <<< "$models"
+for m in "${model_list[@]}"; do
+    case "$m" in mlp|cnn|cnn_bn) ;; *) echo "run.sh: unknown model '$m' (mlp, cnn, cnn_bn)" >&2; exit 2 ;; esac
+done
+
+ctrain=${CTRAIN:-./ctrain}
+if [ ! -x "$ctrain" ]; then
+    echo "run.sh: no ctrain at '$ctrain': build it first (./configure && make), or set CTRAIN=path" >&2
+    exit 1
+fi
+if [ ! -f data/fashion-mnist.h5 ]; then
+    echo "run.sh: data/fashion-mnist.h5 is missing: run  scripts/setup.sh --data  first" >&2
+    exit 1
+fi
+if [ ! -x /usr/bin/time ]; then
+    echo "run.sh: /usr/bin/time is missing (Debian package 'time': apt-get install -y time)" >&2
+    exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ctrain-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+results=$work/results.tsv
+: > "$results"
+
+# --- The SGEMM ceiling ----------------------------------------------------------------------
+cc=${CC:-cc}
+if ! "$cc" -std=c11 -D_POSIX_C_SOURCE=200809L -O2 bench/sgemm.c -o "$work/sgemm" -lopenblas; then
+    echo "run.sh: cannot compile bench/sgemm.c against OpenBLAS (libopenblas-dev)" >&2
+    exit 1
+fi
+"$work/sgemm" 2048 "$threads" | tee "$work/sgemm.txt"
+
+# --- Peers ----------------------------------------------------------------------------------
+torch_python=/usr/bin/python3
+if ! "$torch_python" -c 'import torch, h5py' 2>/dev/null; then
+    echo "run.sh: $torch_python cannot import torch and h5py (apt-get install python3-torch python3-h5py); skipping PyTorch" >&2
+    torch_python=""
+fi
+
+keras_python=${KERAS_PYTHON:-}
+if [ -z "$keras_python" ]; then
+    keras_python=bench/.venv/bin/python
+    if ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
+        echo "run.sh: creating bench/.venv with tensorflow-cpu and h5py from PyPI (once)" >&2
+        if ! python3 -m venv bench/.venv; then
+            echo "run.sh: python3 -m venv failed (apt-get install python3-venv); skipping Keras" >&2
+            keras_python=""
+        elif ! bench/.venv/bin/pip install --quiet tensorflow-cpu h5py; then
+            echo "run.sh: pip could not install tensorflow-cpu (is PyPI reachable?); skipping Keras" >&2
+            keras_python=""
+        fi
+    fi
+fi
+if [ -n "$keras_python" ] && ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
+    echo "run.sh: $keras_python cannot import keras and h5py; skipping Keras" >&2
+    keras_python=""
+fi
+
+# --- Runs -----------------------------------------------------------------------------------
+
+# Prefixes each line read with the time it arrived, in seconds.
+stamp() {
+    local line
+    while IFS= read -r line; do
+        printf '%s %s\n' "$EPOCHREALTIME" "$line"
+    done
+}
+
+# ctrain's per-epoch lines (-v 2) are flushed as each epoch ends, validation included, so
+# the gap between consecutive lines is the epoch's wall time; stdbuf makes the line just
+# before epoch 1 ("Training on ...") arrive when it is written, not at the first flush.
+run_ctrain() {
+    local m=$1 log=$work/ctrain-$m.log
+    local args=(fit "configs/fashion_mnist_$m.yaml" -v 2 -o "$work/run-$m" --overwrite
+                --set "backend.threads=$threads")
+    [ -n "$epochs" ] && args+=(--set "fit.epochs=$epochs")
+    echo "== ctrain $m" >&2
+    /usr/bin/time -f %M -o "$work/ctrain-$m.rss" stdbuf -oL -eL "$ctrain" "${args[@]}" 2>&1 \
+        | stamp | tee "$log" | cut -d' ' -f2- >&2
+    printf 'ctrain\t%s\t%s\t%s\n' "$m" "$log" "$work/ctrain-$m.rss" >> "$results"
+}
+
+run_peer() {
+    local name=$1 python=$2 script=$3 m=$4 log=$work/$1-$4.log
+    local args=("$script" "$m" --threads "$threads")
+    [ -n "$epochs" ] && args+=(--epochs "$epochs")
+    echo "== $name $m" >&2
+    if /usr/bin/time -f %M -o "$work/$name-$m.rss" "$python" "${args[@]}" > "$log" 2>&1; then
+        grep -E '^(epoch|Epoch|[0-9]+/[0-9]+|torch|keras)' "$log" | tail -n 4 >&2 || true
+        printf '%s\t%s\t%s\t%s\n' "$name" "$m" "$log" "$work/$name-$m.rss" >> "$results"
+    else
+        echo "run.sh: $name $m failed; the last lines of its output:" >&2
+        tail -n 20 "$log" >&2
+    fi
+}
+
+for m in "${model_list[@]}"; do
+    run_ctrain "$m"
+    [ -n "$torch_python" ] && run_peer torch "$torch_python" bench/torch_reference.py "$m"
+    [ -n "$keras_python" ] && run_peer keras "$keras_python" bench/keras_reference.py "$m"
+done
+
+# --- Report ---------------------------------------------------------------------------------
+python3 - "$results" "$work/sgemm.txt" "$threads" <<'EOF'
+import re
+import statistics
+import sys
+
+results, sgemm_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+TRAIN_SAMPLES = 54000  # 60000 minus validation_split 0.1
+
+
+def conv_macs(h, w, cin, cout, k, pad):
+    """Multiply-adds of a stride-1 convolution and its output size."""
+    oh, ow = (h, w) if pad else (h - k + 1, w - k + 1)
+    return oh * ow * cout * k * k * cin, oh, ow
+
+
+def model_macs(model):
+    """Forward multiply-adds per sample of the dense and conv layers of each example."""
+    if model == "mlp":
+        return 784 * 256 + 256 * 128 + 128 * 10
+    if model == "cnn":
+        a, h, w = conv_macs(28, 28, 1, 32, 3, False)
+        h, w = h // 2, w // 2
+        b, h, w = conv_macs(h, w, 32, 64, 3, False)
+        h, w = h // 2, w // 2
+        return a + b + h * w * 64 * 10
+    total, h, w, cin = 0, 28, 28, 1
+    for cout, pool in ((32, False), (32, True), (64, False), (64, True)):
+        macs, h, w = conv_macs(h, w, cin, cout, 3, True)
+        total, cin = total + macs, cout
+        if pool:
+            h, w = h // 2, w // 2
+    return total + h * w * cin * 256 + 256 * 10
+
+
+def gemm_rates():
+    text = open(sgemm_file).read()
+    core = re.search(r"openblas core (\S+)", text).group(1)
+    rates = {int(t): float(r) for t, r in re.findall(r"threads (\d+): ([\d.]+) GFLOP/s", text)}
+    return core, rates
+
+
+def parse_ctrain(log):
+    stamps, acc = [], None
+    for line in open(log):
+        t, _, text = line.rstrip("\n").partition(" ")
+        if text.startswith("Training on") or re.match(r"Epoch \d+/\d+ - ", text):
+            stamps.append(float(t))
+        m = re.match(r"Test \(\d+ samples\):.* accuracy: ([\d.]+)", text)
+        if m:
+            acc = float(m.group(1))
+    times = [b - a for a, b in zip(stamps, stamps[1:])]
+    return times, acc
+
+
+def parse_peer(log):
+    text = open(log).read()
+    m = re.search(r"(torch|keras) (\S+) \w+: median epoch ([\d.]+)s, test accuracy ([\d.]+)", text)
+    return (m.group(2), float(m.group(3)), float(m.group(4))) if m else (None, None, None)
+
+
+core, rates = gemm_rates()
+peak1, peakn = rates.get(1), rates.get(threads, max(rates.values()))
+rows = []
+for line in open(results):
+    name, model, log, rss_file = line.rstrip("\n").split("\t")
+    rss = int(open(rss_file).read().split()[-1]) / 1024
+    if name == "ctrain":
+        times, acc = parse_ctrain(log)
+        if not times:
+            print(f"ctrain {model}: no epoch lines in its output", file=sys.stderr)
+            continue
+        epoch, version, n = statistics.median(times), "", len(times)
+    else:
+        version, epoch, acc = parse_peer(log)
+        n = None
+        if epoch is None:
+            print(f"{name} {model}: no summary line in its output", file=sys.stderr)
+            continue
+    rows.append(dict(name=name, version=version, model=model, epoch=epoch, rss=rss, acc=acc, n=n))
+
+print()
+print(f"SGEMM 2048^3 (OpenBLAS {core}): {peak1:.1f} GFLOP/s on 1 thread, "
+      f"{peakn:.1f} GFLOP/s on {threads}")
+print(f"All frameworks on {threads} threads. Epoch times: ctrain and Keras include the "
+      f"validation pass (6000 samples), the PyTorch script has none.")
+print("GFLOP/s counts 6 x multiply-adds of the dense and conv layers per training sample.")
+print()
+head = (f"{'model':7} {'framework':14} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
+        f"{'test acc':>8} {'GFLOP/s':>8} {'of SGEMM':>8}  ctrain vs it")
+print(head)
+print("-" * len(head))
+for model in dict.fromkeys(r["model"] for r in rows):
+    flops = 6 * model_macs(model)
+    group = [r for r in rows if r["model"] == model]
+    base = next((r for r in group if r["name"] == "ctrain"), None)
+    for r in group:
+        rate = TRAIN_SAMPLES / r["epoch"]
+        gflops = flops * rate * 1e-9
+        label = f"{r['name']} {r['version']}".strip()
+        acc = f"{r['acc']:.4f}" if r["acc"] is not None else "-"
+        versus = ""
+        if base and r is not base:
+            versus = (f"{r['epoch'] / base['epoch']:.2f}x speed, "
+                      f"{base['rss'] / r['rss']:.2f}x memory")
+        print(f"{model:7} {label:14} {r['epoch']:8.2f} {rate:10.0f} {r['rss']:7.0f}MB "
+              f"{acc:>8} {gflops:8.1f} {gflops / peakn:8.1%}  {versus}")
+    print(f"{'':7} ({flops / 1e6:.2f} MFLOP per sample; ctrain median over "
+          f"{base['n'] if base else 0} epochs)")
+print()
+print("ctrain vs it: speed = its epoch time / ctrain's (above 1: ctrain faster); "
+      "memory = ctrain's peak RSS / its (below 1: ctrain smaller).")
+EOF
