@@ -112,7 +112,9 @@ static int read_compile(ct_experiment *ex, ct_error *err)
     if (ct_cfg_check_keys(c, keys, "compile", err) < 0 || ct_loss_parse(c, "loss", &ex->loss, err) < 0)
         return -1;
     ct_model *m = ex->model;
-    int64_t cols = ct_shape_size(ct_model_output_shape(m));
+    /* Metrics act on the last axis, like the loss (earlier axes are positions). */
+    const ct_shape *out = ct_model_output_shape(m);
+    int64_t cols = out->ndim ? out->dim[out->ndim - 1] : 1;
     ct_node *metrics = ct_map_get(c, "metrics");
     if (!metrics)
         metrics = ct_map_set_seq(c, "metrics");

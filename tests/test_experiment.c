@@ -175,6 +175,35 @@ START_TEST(test_override_and_defaults)
 }
 END_TEST
 
+/* Metrics, like losses, act on the last axis: an output (None, 3, 1) with mse gets binary
+ * accuracy (one value per position), not categorical accuracy over 3 values; (None, 2, 3)
+ * gets categorical accuracy over 3 classes per position. */
+START_TEST(test_metric_on_last_axis)
+{
+    char *dir = tu_tmpdir();
+    const char *path = tu_write(dir, "axis.yaml",
+                                "model:\n  input_shape: [3]\n  layers:\n"
+                                "    - {type: dense, units: 3, activation: sigmoid}\n"
+                                "    - {type: reshape, target_shape: [3, 1]}\n"
+                                "compile: {loss: mse, metrics: [accuracy]}\n");
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(path, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_str_eq(ex->metrics[0].kind->name, "binary_accuracy");
+    ct_experiment_free(ex);
+    path = tu_write(dir, "axis2.yaml",
+                    "model:\n  input_shape: [6]\n  layers:\n"
+                    "    - {type: dense, units: 6}\n"
+                    "    - {type: reshape, target_shape: [2, 3]}\n"
+                    "compile: {loss: mse, metrics: [accuracy]}\n");
+    ex = ct_experiment_load(path, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_str_eq(ex->metrics[0].kind->name, "categorical_accuracy");
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 /* --- summary --------------------------------------------------------------------------- */
 
 START_TEST(test_summary_mlp)
@@ -605,6 +634,7 @@ static Suite *suite(void)
     tcase_add_test(c, test_bad_override);
     tcase_add_test(c, test_override_and_defaults);
     tcase_add_test(c, test_summary_mlp);
+    tcase_add_test(c, test_metric_on_last_axis);
     suite_add_tcase(s, c);
     TCase *t = tcase_create("training");
     tcase_set_timeout(t, 120);
