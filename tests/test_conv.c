@@ -3,9 +3,8 @@
  * loops in double, output shapes, finite-difference gradients, config errors. */
 #include <time.h>
 
-#include "layer.h"
+#include "layertest.h"
 #include "parallel.h"
-#include "testutil.h"
 
 extern const ct_layer_kind ct_layer_conv1d, ct_layer_conv2d, ct_layer_conv2d_transpose,
     ct_layer_depthwise_conv2d, ct_layer_separable_conv2d;
@@ -25,83 +24,14 @@ static const ct_layer_kind *kind_find(const char *name)
 
 /* ---- harness ---------------------------------------------------------------------- */
 
-typedef struct lt {
-    ct_node *root;
-    ct_node *cfg;
-    ct_layer l;
-    float *scratch;
-    ct_error err;
-} lt;
+static void lt_bind(ct_layer *l, const char *type) { l->kind = kind_find(type); }
 
-/* Parses yaml (the root or its `layer` entry), configures and builds the layer on the
- * input shape, allocates parameters (filled deterministically) and scratch. */
-static int lt_setup(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                    int64_t max_batch)
+static void lt_fill(ct_param *p, int i, int64_t n) { lt_fill_uniform(p, i, n); }
+
+static void conv_ok(lt *t, const char *yaml, int ndim, const int64_t *dims, int64_t max_batch)
 {
-    memset(t, 0, sizeof *t);
-    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
-    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
-    ct_node *inner = ct_map_get(t->root, "layer");
-    t->cfg = inner ? inner : t->root;
-    ct_node *type = ct_map_get(t->cfg, "type");
-    ck_assert_ptr_nonnull(type);
-    t->l.kind = kind_find(type->scalar);
-    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
-    snprintf(t->l.name, sizeof t->l.name, "%s", name);
-    t->l.be = ct_backend_cpu();
-    t->l.cfg = t->cfg;
-    t->l.in_shape = ct_shape_make(ndim, dims);
-    if (t->l.kind->configure(&t->l, t->cfg, &t->err) || t->l.kind->build(&t->l, &t->err))
-        return -1;
-    for (int i = 0; i < t->l.nparams; i++) {
-        ct_param *p = &t->l.params[i];
-        int64_t n = ct_shape_size(&p->shape);
-        p->value = malloc((size_t)n * sizeof(float));
-        tu_fill(p->value, n, 100u + (unsigned)i, -0.6f, 0.6f);
-        p->grad = p->trainable ? calloc((size_t)n, sizeof(float)) : NULL;
-    }
-    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
-    t->scratch = calloc((size_t)(ns > 0 ? ns : 1), sizeof(float));
-    t->l.scratch = ns > 0 ? t->scratch : NULL;
-    return 0;
+    lt_ok(t, yaml, "conv", ndim, dims, max_batch);
 }
-
-static void lt_free(lt *t)
-{
-    for (int i = 0; i < t->l.nparams; i++) {
-        free(t->l.params[i].value);
-        free(t->l.params[i].grad);
-    }
-    if (t->l.kind && t->l.kind->free_state)
-        t->l.kind->free_state(&t->l);
-    free(t->scratch);
-    ct_node_free(t->root);
-}
-
-static void lt_ok(lt *t, const char *yaml, int ndim, const int64_t *dims, int64_t max_batch)
-{
-    int rc = lt_setup(t, yaml, "conv", ndim, dims, max_batch);
-    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
-}
-
-static void lt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
-                     const char *want)
-{
-    lt t;
-    int rc = lt_setup(&t, yaml, name, ndim, dims, 4);
-    ck_assert_msg(rc == -1, "%s was accepted", yaml);
-    ck_assert_str_eq(t.err.msg, want);
-    lt_free(&t);
-}
-
-static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
-{
-    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
-    return t;
-}
-
-static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
-static double *dvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
 
 static const ct_pass infer_pass = {.training = false, .seed = 1, .step = 0};
 
@@ -423,7 +353,7 @@ START_TEST(test_conv2d_shapes)
 {
     lt t;
     int64_t in[3] = {7, 5, 4};
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2]}", 3, in, 2);
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2]}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 5, 4, 6, 0);
     ck_assert_int_eq(t.l.nparams, 2);
     ck_assert_str_eq(t.l.params[0].name, "kernel");
@@ -444,25 +374,25 @@ START_TEST(test_conv2d_shapes)
     ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2), 2 * (5 * 4 * 3 * 2 * 4 + 3 * 2 * 4 * 6));
     lt_free(&t);
 
-    lt_ok(&t, "{type: Conv2D, filters: 6, kernel_size: [3, 2], strides: 2}", 3, in, 2);
+    conv_ok(&t, "{type: Conv2D, filters: 6, kernel_size: [3, 2], strides: 2}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 3, 2, 6, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], strides: [2, 2], padding: same}",
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], strides: [2, 2], padding: same}",
           3, in, 2);
     check_shape(&t.l.out_shape, 3, 4, 3, 6, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], strides: [1, 2], padding: same}",
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], strides: [1, 2], padding: same}",
           3, in, 2);
     check_shape(&t.l.out_shape, 3, 7, 3, 6, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], dilation_rate: 2}", 3, in, 2);
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], dilation_rate: 2}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 3, 3, 6, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: 3, dilation_rate: [2, 1], padding: same}",
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: 3, dilation_rate: [2, 1], padding: same}",
           3, in, 2);
     check_shape(&t.l.out_shape, 3, 7, 5, 6, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], groups: 2, use_bias: false, "
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], groups: 2, use_bias: false, "
               "activation: relu}", 3, in, 2);
     ck_assert_int_eq(t.l.nparams, 1);
     check_shape(&t.l.params[0].shape, 4, 3, 2, 2, 6);
@@ -472,7 +402,7 @@ START_TEST(test_conv2d_shapes)
     ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2),
                      2 * 5 * 4 * 6 + 2 * (5 * 4 * 3 * 2 * 2 + 3 * 2 * 2 * 6));
     lt_free(&t);
-    lt_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, kernel_initializer: he_normal, "
+    conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, kernel_initializer: he_normal, "
               "bias_initializer: ones, kernel_regularizer: {type: l2, l2: 0.25}, "
               "bias_regularizer: l1}", 3, in, 2);
     ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_HE_NORMAL);
@@ -481,7 +411,7 @@ START_TEST(test_conv2d_shapes)
     ck_assert(t.l.params[1].reg.l1 == 0.01 && t.l.params[1].reg.l2 == 0);
     lt_free(&t);
     /* 1x1 stride 1: no patches at all */
-    lt_ok(&t, "{type: conv2d, filters: 3, kernel_size: 1}", 3, in, 2);
+    conv_ok(&t, "{type: conv2d, filters: 3, kernel_size: 1}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 7, 5, 3, 0);
     ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2), 0);
     lt_free(&t);
@@ -492,22 +422,22 @@ START_TEST(test_conv1d_shapes)
 {
     lt t;
     int64_t in[2] = {7, 3};
-    lt_ok(&t, "{type: conv1d, filters: 4, kernel_size: 3}", 2, in, 2);
+    conv_ok(&t, "{type: conv1d, filters: 4, kernel_size: 3}", 2, in, 2);
     check_shape(&t.l.out_shape, 2, 5, 4, 0, 0);
     check_shape(&t.l.params[0].shape, 3, 3, 3, 4, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: Conv1D, filters: 4, kernel_size: [3], padding: causal, dilation_rate: 2}",
+    conv_ok(&t, "{type: Conv1D, filters: 4, kernel_size: [3], padding: causal, dilation_rate: 2}",
           2, in, 2);
     check_shape(&t.l.out_shape, 2, 7, 4, 0, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv1d, filters: 4, kernel_size: 3, padding: causal, strides: 2}", 2, in,
+    conv_ok(&t, "{type: conv1d, filters: 4, kernel_size: 3, padding: causal, strides: 2}", 2, in,
           2);
     check_shape(&t.l.out_shape, 2, 4, 4, 0, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv1d, filters: 4, kernel_size: 2, padding: same, strides: 3}", 2, in, 2);
+    conv_ok(&t, "{type: conv1d, filters: 4, kernel_size: 2, padding: same, strides: 3}", 2, in, 2);
     check_shape(&t.l.out_shape, 2, 3, 4, 0, 0);
     lt_free(&t);
-    lt_ok(&t, "{type: conv1d, filters: 4, kernel_size: 7}", 2, in, 2);
+    conv_ok(&t, "{type: conv1d, filters: 4, kernel_size: 7}", 2, in, 2);
     check_shape(&t.l.out_shape, 2, 1, 4, 0, 0);
     lt_free(&t);
 }
@@ -518,7 +448,7 @@ static void conv_case(const char *yaml, int ndim, const int64_t *dims, const geo
                       int64_t rows, bool relu)
 {
     lt t;
-    lt_ok(&t, yaml, ndim, dims, rows + 3);  /* a batch smaller than the planned one */
+    conv_ok(&t, yaml, ndim, dims, rows + 3);  /* a batch smaller than the planned one */
     check_forward(&t, g, ref_conv, rows, relu);
     gradcheck(&t, rows);
     lt_free(&t);
@@ -565,7 +495,7 @@ START_TEST(test_conv2d_forward_and_gradients)
               "use_bias: false}", 3, in, &g, 2, true);
     /* tanh with bias */
     lt t;
-    lt_ok(&t, "{type: conv2d, filters: 2, kernel_size: 2, activation: tanh, padding: same}", 3,
+    conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 2, activation: tanh, padding: same}", 3,
           in, 2);
     gradcheck(&t, 2);
     lt_free(&t);
@@ -600,7 +530,7 @@ START_TEST(test_conv1d_causal)
 {
     lt t;
     int64_t in[2] = {6, 1};
-    lt_ok(&t, "{type: conv1d, filters: 1, kernel_size: 3, padding: causal}", 2, in, 1);
+    conv_ok(&t, "{type: conv1d, filters: 1, kernel_size: 3, padding: causal}", 2, in, 1);
     float x[6] = {1, 2, 3, 4, 5, 6}, y[6], y2[6];
     float *k = t.l.params[0].value, *b = t.l.params[1].value;
     k[0] = 1, k[1] = 10, k[2] = 100, b[0] = 0.5f;
@@ -627,7 +557,7 @@ START_TEST(test_conv2d_threads_same_bits)
     lt t;
     int64_t in[3] = {9, 8, 6};
     const int64_t rows = 37;
-    lt_ok(&t, "{type: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: same, "
+    conv_ok(&t, "{type: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: same, "
               "groups: 2, activation: relu}", 3, in, rows);
     int64_t nin = rows * 9 * 8 * 6, nout = rows * ct_shape_size(&t.l.out_shape);
     int64_t nk = ct_shape_size(&t.l.params[0].shape);
@@ -666,7 +596,7 @@ START_TEST(test_conv2d_chunks)
     lt t;
     int64_t in[3] = {64, 64, 64};
     const int64_t rows = 4, f = 2;
-    lt_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, padding: same}", 3, in, rows);
+    conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, padding: same}", 3, in, rows);
     geo g = {.h = 64, .w = 64, .c = 64, .kh = 3, .kw = 3, .f = f, .sh = 1, .sw = 1, .dh = 1,
              .dw = 1, .pt = 1, .pl = 1, .oh = 64, .ow = 64, .groups = 1};
     check_forward(&t, &g, ref_conv, rows, false);
@@ -719,8 +649,8 @@ START_TEST(test_conv2d_fused_activation)
     int64_t in[3] = {5, 4, 2};
     const int64_t rows = 2, nin = rows * 40;
     lt a, b;
-    lt_ok(&a, "{type: conv2d, filters: 3, kernel_size: 2, activation: softmax}", 3, in, rows);
-    lt_ok(&b, "{type: conv2d, filters: 3, kernel_size: 2}", 3, in, rows);
+    conv_ok(&a, "{type: conv2d, filters: 3, kernel_size: 2, activation: softmax}", 3, in, rows);
+    conv_ok(&b, "{type: conv2d, filters: 3, kernel_size: 2}", 3, in, rows);
     ck_assert_int_eq(a.l.kind->output_activation(&a.l), CT_ACT_SOFTMAX);
     a.l.act_fused = true;
     int64_t nout = rows * ct_shape_size(&a.l.out_shape);
@@ -754,7 +684,7 @@ START_TEST(test_conv2d_no_dx)
 {
     int64_t in[3] = {5, 4, 2};
     lt t;
-    lt_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, groups: 2, padding: same}", 3, in, 1);
+    conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, groups: 2, padding: same}", 3, in, 1);
     float x[40], y[40], dy[40], dy2[40], dx[40];
     tu_fill(x, 40, 1, -1, 1);
     tu_fill(dy, 40, 2, -1, 1);
@@ -854,7 +784,7 @@ START_TEST(test_conv_transpose)
     lt t;
     int64_t in[3] = {4, 3, 2};
     /* valid, stride 2, kernel 3x4: (4-1)*2 + 3 = 9, (3-1)*2 + 4 = 8 */
-    lt_ok(&t, "{type: conv2d_transpose, filters: 3, kernel_size: [3, 4], strides: 2}", 3, in, 2);
+    conv_ok(&t, "{type: conv2d_transpose, filters: 3, kernel_size: [3, 4], strides: 2}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 9, 8, 3, 0);
     check_shape(&t.l.params[0].shape, 4, 3, 4, 3, 2);
     check_shape(&t.l.params[1].shape, 1, 3, 0, 0, 0);
@@ -864,7 +794,7 @@ START_TEST(test_conv_transpose)
     gradcheck(&t, 2);
     lt_free(&t);
     /* same, stride 2: 8x6; the forward conv 8x6 -> 4x3 pads h (1 total) 0, w (2 total) 1 */
-    lt_ok(&t, "{type: Conv2DTranspose, filters: 3, kernel_size: [3, 4], strides: 2, "
+    conv_ok(&t, "{type: Conv2DTranspose, filters: 3, kernel_size: [3, 4], strides: 2, "
               "padding: same, activation: relu}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 8, 6, 3, 0);
     g.oh = 8, g.ow = 6, g.pl = 1;
@@ -872,7 +802,7 @@ START_TEST(test_conv_transpose)
     gradcheck(&t, 2);
     lt_free(&t);
     /* a stride longer than the kernel leaves gaps: 4*3 x 3*3, zero (bias) between */
-    lt_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: 2, strides: 3}", 3, in, 2);
+    conv_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: 2, strides: 3}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 12, 9, 2, 0);
     geo g3 = {.h = 4, .w = 3, .c = 2, .kh = 2, .kw = 2, .f = 2, .sh = 3, .sw = 3, .dh = 1,
               .dw = 1, .oh = 12, .ow = 9};
@@ -880,7 +810,7 @@ START_TEST(test_conv_transpose)
     gradcheck(&t, 2);
     lt_free(&t);
     /* dilation 2, stride 1, same: 4x3, span 5x3 pads (2, 1) */
-    lt_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: [3, 2], dilation_rate: 2, "
+    conv_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: [3, 2], dilation_rate: 2, "
               "padding: same, use_bias: false}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 4, 3, 2, 0);
     ck_assert_int_eq(t.l.nparams, 1);
@@ -897,7 +827,7 @@ START_TEST(test_conv_transpose)
     lt_fails("layer:\n  type: conv2d_transpose\n  kernel_size: 3\n", 3, in, "conv2d_transpose",
              "layer.yaml:2:3: layer 'conv2d_transpose' (Conv2DTranspose) needs the key "
              "'filters'");
-    lt_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: 3, output_padding: null}", 3,
+    conv_ok(&t, "{type: conv2d_transpose, filters: 2, kernel_size: 3, output_padding: null}", 3,
           in, 2);
     check_shape(&t.l.out_shape, 3, 6, 5, 2, 0);
     lt_free(&t);
@@ -910,7 +840,7 @@ START_TEST(test_depthwise_layer)
 {
     lt t;
     int64_t in[3] = {7, 5, 3};
-    lt_ok(&t, "{type: depthwise_conv2d, kernel_size: [3, 2], depth_multiplier: 2, strides: 2, "
+    conv_ok(&t, "{type: depthwise_conv2d, kernel_size: [3, 2], depth_multiplier: 2, strides: 2, "
               "padding: same}", 3, in, 2);
     check_shape(&t.l.out_shape, 3, 4, 3, 6, 0);
     ck_assert_str_eq(t.l.params[0].name, "kernel");
@@ -922,7 +852,7 @@ START_TEST(test_depthwise_layer)
     gradcheck(&t, 2);
     lt_free(&t);
     /* multiplier 1, dilation 2, relu */
-    lt_ok(&t, "{type: DepthwiseConv2D, kernel_size: 2, dilation_rate: 2, activation: relu}", 3,
+    conv_ok(&t, "{type: DepthwiseConv2D, kernel_size: 2, dilation_rate: 2, activation: relu}", 3,
           in, 2);
     check_shape(&t.l.out_shape, 3, 5, 3, 3, 0);
     geo g1 = {.h = 7, .w = 5, .c = 3, .kh = 2, .kw = 2, .sh = 1, .sw = 1, .dh = 2, .dw = 2,
@@ -931,7 +861,7 @@ START_TEST(test_depthwise_layer)
     gradcheck(&t, 2);
     lt_free(&t);
     /* a frozen kernel still lets dx and the bias through */
-    lt_ok(&t, "{type: depthwise_conv2d, kernel_size: 3}", 3, in, 1);
+    conv_ok(&t, "{type: depthwise_conv2d, kernel_size: 3}", 3, in, 1);
     free(t.l.params[0].grad);
     t.l.params[0].grad = NULL;
     float x[105], y[45], dy[45], dx[105];
@@ -965,7 +895,7 @@ START_TEST(test_separable_layer)
     lt t;
     int64_t in[3] = {7, 5, 3};
     const int64_t rows = 2;
-    lt_ok(&t, "{type: separable_conv2d, filters: 4, kernel_size: [3, 2], depth_multiplier: 2, "
+    conv_ok(&t, "{type: separable_conv2d, filters: 4, kernel_size: [3, 2], depth_multiplier: 2, "
               "strides: 2, padding: same, activation: tanh}", 3, in, rows);
     check_shape(&t.l.out_shape, 3, 4, 3, 4, 0);
     ck_assert_int_eq(t.l.nparams, 3);
@@ -999,7 +929,7 @@ START_TEST(test_separable_layer)
     gradcheck(&t, rows);
     lt_free(&t);
 
-    lt_ok(&t, "{type: SeparableConv2D, filters: 2, kernel_size: 2, dilation_rate: 2, "
+    conv_ok(&t, "{type: SeparableConv2D, filters: 2, kernel_size: 2, dilation_rate: 2, "
               "use_bias: false}", 3, in, rows);
     check_shape(&t.l.out_shape, 3, 5, 3, 2, 0);
     ck_assert_int_eq(t.l.nparams, 2);
@@ -1029,7 +959,7 @@ START_TEST(test_conv2d_speed)
     lt t;
     int64_t in[3] = {13, 13, 32};
     const int64_t rows = 128;
-    lt_ok(&t, "{type: conv2d, filters: 64, kernel_size: 3, activation: relu}", 3, in, rows);
+    conv_ok(&t, "{type: conv2d, filters: 64, kernel_size: 3, activation: relu}", 3, in, rows);
     int64_t nin = rows * ct_shape_size(&t.l.in_shape), nout = rows * ct_shape_size(&t.l.out_shape);
     float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin);
     tu_fill(x, nin, 1, -1, 1);

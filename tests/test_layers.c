@@ -1,91 +1,13 @@
 /* test_layers.c - every layer kind built by hand from a YAML snippet: shapes, config
  * errors with their positions, finite-difference gradients, and dropout's statistics. */
-#include "layer.h"
+#include "layertest.h"
 #include "rng.h"
-#include "testutil.h"
 
 /* ---- harness ---------------------------------------------------------------------- */
 
-typedef struct lt {
-    ct_node *root;
-    ct_node *cfg;      /* the layer's map: the root, or the root's `layer` entry */
-    ct_layer l;
-    float *scratch;
-    ct_error err;
-} lt;
+static void lt_bind(ct_layer *l, const char *type) { l->kind = ct_layer_kind_find(type); }
 
-/* Parses yaml, configures and builds the layer on input shape dims, then allocates its
- * parameters (values filled deterministically) and scratch for max_batch rows. Returns the
- * configure/build status; t->err holds the message on failure. */
-static int lt_setup(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                    int64_t max_batch)
-{
-    memset(t, 0, sizeof *t);
-    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
-    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
-    ct_node *inner = ct_map_get(t->root, "layer");
-    t->cfg = inner ? inner : t->root;
-    ct_node *type = ct_map_get(t->cfg, "type");
-    ck_assert_ptr_nonnull(type);
-    t->l.kind = ct_layer_kind_find(type->scalar);
-    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
-    snprintf(t->l.name, sizeof t->l.name, "%s", name);
-    t->l.be = ct_backend_cpu();
-    t->l.cfg = t->cfg;
-    t->l.in_shape = ct_shape_make(ndim, dims);
-    if (t->l.kind->configure(&t->l, t->cfg, &t->err) || t->l.kind->build(&t->l, &t->err))
-        return -1;
-    for (int i = 0; i < t->l.nparams; i++) {
-        ct_param *p = &t->l.params[i];
-        int64_t n = ct_shape_size(&p->shape);
-        p->value = malloc((size_t)n * sizeof(float));
-        tu_fill(p->value, n, 100u + (unsigned)i, -0.6f, 0.6f);
-        p->grad = p->trainable ? calloc((size_t)n, sizeof(float)) : NULL;
-    }
-    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
-    t->scratch = calloc((size_t)(ns > 0 ? ns : 1), sizeof(float));
-    t->l.scratch = ns > 0 ? t->scratch : NULL;
-    return 0;
-}
-
-static void lt_free(lt *t)
-{
-    for (int i = 0; i < t->l.nparams; i++) {
-        free(t->l.params[i].value);
-        free(t->l.params[i].grad);
-    }
-    if (t->l.kind && t->l.kind->free_state)
-        t->l.kind->free_state(&t->l);
-    free(t->scratch);
-    ct_node_free(t->root);
-}
-
-/* Sets up a layer that must configure and build. */
-static void lt_ok(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                  int64_t max_batch)
-{
-    int rc = lt_setup(t, yaml, name, ndim, dims, max_batch);
-    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
-}
-
-/* Sets up a layer that must fail, and checks the message. */
-static void lt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
-                     const char *want)
-{
-    lt t;
-    int rc = lt_setup(&t, yaml, name, ndim, dims, 4);
-    ck_assert_msg(rc == -1, "%s was accepted", yaml);
-    ck_assert_str_eq(t.err.msg, want);
-    lt_free(&t);
-}
-
-static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
-{
-    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
-    return t;
-}
-
-static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+static void lt_fill(ct_param *p, int i, int64_t n) { lt_fill_uniform(p, i, n); }
 
 /* ---- finite differences ------------------------------------------------------------- */
 

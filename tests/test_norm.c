@@ -2,9 +2,8 @@
  * (including data far from zero), and the BatchNormalization, LayerNormalization and
  * GroupNormalization layers: values, moving statistics, parameters, finite-difference
  * gradients and config errors; every op's outputs are the same for 1, 2 and 3 threads. */
-#include "layer.h"
+#include "layertest.h"
 #include "parallel.h"
-#include "testutil.h"
 
 extern const ct_layer_kind ct_layer_batch_normalization, ct_layer_layer_normalization,
     ct_layer_group_normalization;
@@ -45,8 +44,6 @@ static void ref_group_moments(const float *x, int64_t r, int64_t spatial, int64_
 }
 
 static double at_or(const float *v, int64_t j, double def) { return v ? v[j] : def; }
-
-static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
 /* Fills 1000 + noise in [-0.01, 0.01): float spacing at 1000 is 6.1e-5, so the variance is
  * ~3.3e-5 while the squares are 1e6: naive float sums lose it completely. */
@@ -451,100 +448,33 @@ END_TEST
 
 /* ---- layer harness ----------------------------------------------------------------------- */
 
-typedef struct nt {
-    ct_node *root;
-    ct_layer l;
-    float *scratch;
-    ct_error err;
-} nt;
-
-static const ct_layer_kind *kind_of(const char *type)
+static void lt_bind(ct_layer *l, const char *type)
 {
     const ct_layer_kind *kinds[] = {&ct_layer_batch_normalization, &ct_layer_layer_normalization,
                                     &ct_layer_group_normalization};
-    for (int i = 0; i < 3; i++)
+    l->kind = NULL;
+    for (int i = 0; i < 3 && !l->kind; i++)
         if (!strcmp(kinds[i]->name, type) || !strcmp(kinds[i]->class_name, type))
-            return kinds[i];
-    return NULL;
+            l->kind = kinds[i];
 }
 
-/* Configures and builds a layer from yaml on a sample shape; allocates its parameters
- * (gamma in [0.5, 1.5), beta in [-0.5, 0.5), moving statistics as initialized: zeros and
- * ones) and scratch for max_batch rows. Returns 0 or -1 with t->err set. */
-static int nt_setup(nt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                    int64_t max_batch)
+/* gamma in [0.5, 1.5), beta in [-0.5, 0.5), moving statistics as initialized: zeros and
+ * ones. */
+static void lt_fill(ct_param *p, int i, int64_t n)
 {
-    memset(t, 0, sizeof *t);
-    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
-    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
-    ct_node *type = ct_map_get(t->root, "type");
-    ck_assert_ptr_nonnull(type);
-    t->l.kind = kind_of(type->scalar);
-    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
-    snprintf(t->l.name, sizeof t->l.name, "%s", name);
-    t->l.be = ct_backend_cpu();
-    t->l.cfg = t->root;
-    t->l.in_shape = ct_shape_make(ndim, dims);
-    if (t->l.kind->configure(&t->l, t->root, &t->err) || t->l.kind->build(&t->l, &t->err))
-        return -1;
-    for (int i = 0; i < t->l.nparams; i++) {
-        ct_param *p = &t->l.params[i];
-        int64_t n = ct_shape_size(&p->shape);
-        p->value = fvec(n);
-        if (!strcmp(p->name, "gamma"))
-            tu_fill(p->value, n, 40u + (unsigned)i, 0.5f, 1.5f);
-        else if (!strcmp(p->name, "beta"))
-            tu_fill(p->value, n, 40u + (unsigned)i, -0.5f, 0.5f);
-        else
-            for (int64_t k = 0; k < n; k++)
-                p->value[k] = strcmp(p->name, "moving_variance") ? 0.0f : 1.0f;
-        p->grad = p->trainable ? fvec(n) : NULL;
-    }
-    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
-    t->scratch = fvec(ns);
-    t->l.scratch = ns > 0 ? t->scratch : NULL;
-    return 0;
-}
-
-static void nt_free(nt *t)
-{
-    for (int i = 0; i < t->l.nparams; i++) {
-        free(t->l.params[i].value);
-        free(t->l.params[i].grad);
-    }
-    if (t->l.kind && t->l.kind->free_state)
-        t->l.kind->free_state(&t->l);
-    free(t->scratch);
-    ct_node_free(t->root);
-}
-
-static void nt_ok(nt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                  int64_t max_batch)
-{
-    int rc = nt_setup(t, yaml, name, ndim, dims, max_batch);
-    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
-}
-
-static void nt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
-                     const char *want)
-{
-    nt t;
-    int rc = nt_setup(&t, yaml, name, ndim, dims, 4);
-    ck_assert_msg(rc == -1, "%s was accepted", yaml);
-    ck_assert_str_eq(t.err.msg, want);
-    nt_free(&t);
-}
-
-static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
-{
-    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
-    return t;
+    if (!strcmp(p->name, "gamma"))
+        tu_fill(p->value, n, 40u + (unsigned)i, 0.5f, 1.5f);
+    else if (!strcmp(p->name, "beta"))
+        tu_fill(p->value, n, 40u + (unsigned)i, -0.5f, 0.5f);
+    else
+        for (int64_t k = 0; k < n; k++)
+            p->value[k] = strcmp(p->name, "moving_variance") ? 0.0f : 1.0f;
 }
 
 static const ct_pass train_pass = {.training = true, .seed = 1, .step = 0};
 static const ct_pass infer_pass = {.training = false, .seed = 1, .step = 0};
 
-static float *param(nt *t, const char *name)
+static float *param(lt *t, const char *name)
 {
     for (int i = 0; i < t->l.nparams; i++)
         if (!strcmp(t->l.params[i].name, name))
@@ -556,7 +486,7 @@ static float *param(nt *t, const char *name)
 /* ---- finite differences ---------------------------------------------------------------- */
 
 typedef struct fd {
-    nt *t;
+    lt *t;
     const ct_pass *pass;
     ct_tensor x, y;
     const float *r; /* L = sum r * y */
@@ -587,7 +517,7 @@ static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
 }
 
 /* Checks dx and every trainable parameter's gradient of L = sum r * y. */
-static void gradcheck(nt *t, int64_t rows, const ct_pass *pass)
+static void gradcheck(lt *t, int64_t rows, const ct_pass *pass)
 {
     ct_layer *l = &t->l;
     int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
@@ -636,8 +566,8 @@ static void gradcheck(nt *t, int64_t rows, const ct_pass *pass)
 static void gradcheck_yaml(const char *yaml, int ndim, const int64_t *dims, int64_t rows,
                            const ct_pass *pass)
 {
-    nt t;
-    nt_ok(&t, yaml, "norm", ndim, dims, rows);
+    lt t;
+    lt_ok(&t, yaml, "norm", ndim, dims, rows);
     if (pass == &infer_pass && t.l.kind == &ct_layer_batch_normalization) {
         /* moving statistics away from their initial values */
         int64_t c = dims[ndim - 1];
@@ -645,7 +575,7 @@ static void gradcheck_yaml(const char *yaml, int ndim, const int64_t *dims, int6
         tu_fill(param(&t, "moving_variance"), c, 51, 0.3f, 2.0f);
     }
     gradcheck(&t, rows, pass);
-    nt_free(&t);
+    lt_free(&t);
 }
 
 /* ---- batch normalization layer ---------------------------------------------------------- */
@@ -653,8 +583,8 @@ static void gradcheck_yaml(const char *yaml, int ndim, const int64_t *dims, int6
 START_TEST(test_bn_params)
 {
     int64_t dims[3] = {4, 4, 8};
-    nt t;
-    nt_ok(&t, "type: batch_normalization", "batch_normalization", 3, dims, 2);
+    lt t;
+    lt_ok(&t, "type: batch_normalization", "batch_normalization", 3, dims, 2);
     ck_assert_int_eq(t.l.nparams, 4);
     const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
     int trainable = 0;
@@ -671,23 +601,23 @@ START_TEST(test_bn_params)
     ck_assert_int_eq(t.l.params[2].init.kind, CT_INIT_ZEROS);
     ck_assert_int_eq(t.l.params[3].init.kind, CT_INIT_ONES);
     ck_assert(ct_shape_equal(&t.l.out_shape, &t.l.in_shape));
-    nt_free(&t);
+    lt_free(&t);
 
-    nt_ok(&t, "{type: BatchNormalization, center: false, gamma_regularizer: l2, "
+    lt_ok(&t, "{type: BatchNormalization, center: false, gamma_regularizer: l2, "
               "moving_variance_initializer: zeros}", "bn", 3, dims, 2);
     ck_assert_int_eq(t.l.nparams, 3);
     ck_assert_str_eq(t.l.params[0].name, "gamma");
     tu_assert_close(t.l.params[0].reg.l2, 0.01, 1e-12);
     ck_assert_str_eq(t.l.params[1].name, "moving_mean");
     ck_assert_int_eq(t.l.params[2].init.kind, CT_INIT_ZEROS);
-    nt_free(&t);
+    lt_free(&t);
 
-    nt_ok(&t, "{type: batch_normalization, center: false, scale: false, axis: 3}", "bn", 3,
+    lt_ok(&t, "{type: batch_normalization, center: false, scale: false, axis: 3}", "bn", 3,
           dims, 2);
     ck_assert_int_eq(t.l.nparams, 2);
     ck_assert_str_eq(t.l.params[0].name, "moving_mean");
     ck_assert(!t.l.params[0].trainable && !t.l.params[1].trainable);
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -700,8 +630,8 @@ START_TEST(test_bn_moving_statistics)
      * var:  1 -> 0.9 + 0.2/3 -> 0.9 * (0.9 + 0.2/3) + 0 = 0.87
      *       1 -> 1.7 -> 0.9 * 1.7 + 0.8/3 = 1.7966667 */
     int64_t dims[1] = {2};
-    nt t;
-    nt_ok(&t, "{type: batch_normalization, momentum: 0.9}", "bn", 1, dims, 3);
+    lt t;
+    lt_ok(&t, "{type: batch_normalization, momentum: 0.9}", "bn", 1, dims, 3);
     float b1[6] = {1, 0, 2, 0, 3, 6}, b2[6] = {4, -1, 4, 1, 4, 3}, y[6];
     ct_shape s = ct_shape_make(1, dims);
     ct_tensor x1 = tensor(b1, 3, s), x2 = tensor(b2, 3, s), ty = tensor(y, 3, s);
@@ -724,7 +654,7 @@ START_TEST(test_bn_moving_statistics)
     tu_assert_close(mm[0], 0.58, 1e-6);
     tu_assert_close(y[0], (1 - 0.58) / sqrt(0.87 + 1e-3) * gamma[0] + beta[0], 1e-5);
     tu_assert_close(y[5], (6 - 0.28) / sqrt(1.7966667 + 1e-3) * gamma[1] + beta[1], 1e-5);
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -732,8 +662,8 @@ START_TEST(test_bn_inference_values)
 {
     /* hand-set moving statistics on a (2, 2) input with spatial positions */
     int64_t dims[2] = {2, 2};
-    nt t;
-    nt_ok(&t, "{type: batch_normalization, epsilon: 0.01}", "bn", 2, dims, 1);
+    lt t;
+    lt_ok(&t, "{type: batch_normalization, epsilon: 0.01}", "bn", 2, dims, 1);
     float *g = param(&t, "gamma"), *b = param(&t, "beta");
     float *mm = param(&t, "moving_mean"), *mv = param(&t, "moving_variance");
     g[0] = 2, g[1] = 0.5f, b[0] = 1, b[1] = -1, mm[0] = 1, mm[1] = -1, mv[0] = 0.99f,
@@ -747,7 +677,7 @@ START_TEST(test_bn_inference_values)
     tu_assert_close(y[1], (1 + 1) / 2.0 * 0.5 - 1, 1e-6);
     tu_assert_close(y[2], (-1 - 1) / 1.0 * 2 + 1, 1e-6);
     tu_assert_close(y[3], (-5 + 1) / 2.0 * 0.5 - 1, 1e-6);
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -772,8 +702,8 @@ START_TEST(test_ln_values_3d)
 {
     /* (3, 5) per sample: each of the 3 positions is normalized over its 5 channels */
     int64_t dims[2] = {3, 5}, rows = 2, n = rows * 15;
-    nt t;
-    nt_ok(&t, "type: layer_normalization", "layer_normalization", 2, dims, rows);
+    lt t;
+    lt_ok(&t, "type: layer_normalization", "layer_normalization", 2, dims, rows);
     ck_assert_int_eq(t.l.nparams, 2);
     ck_assert_str_eq(t.l.params[0].name, "gamma");
     ck_assert_str_eq(t.l.params[1].name, "beta");
@@ -793,7 +723,7 @@ START_TEST(test_ln_values_3d)
         }
     }
     free(x), free(y);
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -801,8 +731,8 @@ START_TEST(test_gn_values)
 {
     /* groups 2 on (3, 4): each sample has two groups of 3 positions x 2 channels */
     int64_t dims[2] = {3, 4}, rows = 2, n = rows * 12;
-    nt t;
-    nt_ok(&t, "{type: group_normalization, groups: 2, epsilon: 0.001}", "gn", 2, dims, rows);
+    lt t;
+    lt_ok(&t, "{type: group_normalization, groups: 2, epsilon: 0.001}", "gn", 2, dims, rows);
     float *x = fvec(n), *y = fvec(n), *g = param(&t, "gamma"), *b = param(&t, "beta");
     tu_fill(x, n, 61, -2.0f, 2.0f);
     ct_shape s = ct_shape_make(2, dims);
@@ -827,9 +757,9 @@ START_TEST(test_gn_values)
                     tu_assert_close(y[i], (x[i] - sm) / sqrt(sq + 1e-3) * g[j] + b[j], 1e-5);
                 }
         }
-    nt_free(&t);
+    lt_free(&t);
     /* groups 1: the whole sample is one group */
-    nt_ok(&t, "{type: GroupNormalization, groups: 1, center: false, scale: false}", "gn", 2,
+    lt_ok(&t, "{type: GroupNormalization, groups: 1, center: false, scale: false}", "gn", 2,
           dims, rows);
     ck_assert_int_eq(t.l.nparams, 0);
     t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
@@ -845,7 +775,7 @@ START_TEST(test_gn_values)
             tu_assert_close(y[r * 12 + i], (x[r * 12 + i] - sm) / sqrt(sq + 1e-3), 1e-5);
     }
     free(x), free(y);
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -876,8 +806,8 @@ END_TEST
 START_TEST(test_gn_params)
 {
     int64_t dims[3] = {4, 4, 64};
-    nt t;
-    nt_ok(&t, "type: group_normalization", "group_normalization", 3, dims, 2);
+    lt t;
+    lt_ok(&t, "type: group_normalization", "group_normalization", 3, dims, 2);
     ck_assert_int_eq(t.l.nparams, 2);
     ck_assert_str_eq(t.l.params[0].name, "gamma");
     ck_assert_str_eq(t.l.params[1].name, "beta");
@@ -886,7 +816,7 @@ START_TEST(test_gn_params)
     ct_node *gr = ct_map_get(t.root, "groups");
     ck_assert_ptr_nonnull(gr);
     ck_assert_str_eq(gr->scalar, "32");
-    nt_free(&t);
+    lt_free(&t);
 }
 END_TEST
 
@@ -895,42 +825,42 @@ END_TEST
 START_TEST(test_config_errors)
 {
     int64_t d2[2] = {3, 12}, d3[3] = {4, 4, 3};
-    nt_fails("type: group_normalization", 2, d2, "gn",
+    lt_fails("type: group_normalization", 2, d2, "gn",
              "layer.yaml:1:1: layer 'gn' (GroupNormalization): groups (32) must divide the "
              "number of channels (12) of the input (None, 3, 12)");
-    nt_fails("{type: group_normalization, groups: 5}", 2, d2, "gn",
+    lt_fails("{type: group_normalization, groups: 5}", 2, d2, "gn",
              "layer.yaml:1:1: layer 'gn' (GroupNormalization): groups (5) must divide the "
              "number of channels (12) of the input (None, 3, 12)");
-    nt_fails("{type: group_normalization, groups: 0}", 2, d2, "gn",
+    lt_fails("{type: group_normalization, groups: 0}", 2, d2, "gn",
              "layer.yaml:1:37: 'groups' must be at least 1, got 0");
-    nt_fails("{type: batch_normalization, axis: 1}", 3, d3, "bn",
+    lt_fails("{type: batch_normalization, axis: 1}", 3, d3, "bn",
              "layer.yaml:1:35: layer 'bn' (BatchNormalization): only the last axis (-1 or 3) "
              "can be normalized for the input (None, 4, 4, 3), got axis 1");
-    nt_fails("{type: layer_normalization, axis: -2}", 2, d2, "ln",
+    lt_fails("{type: layer_normalization, axis: -2}", 2, d2, "ln",
              "layer.yaml:1:35: layer 'ln' (LayerNormalization): only the last axis (-1 or 2) "
              "can be normalized for the input (None, 3, 12), got axis -2");
-    nt_fails("{type: group_normalization, groups: 3, axis: 1}", 2, d2, "gn",
+    lt_fails("{type: group_normalization, groups: 3, axis: 1}", 2, d2, "gn",
              "layer.yaml:1:46: layer 'gn' (GroupNormalization): only the last axis (-1 or 2) "
              "can be normalized for the input (None, 3, 12), got axis 1");
-    nt_fails("{type: batch_normalization, momentum: 1.5}", 3, d3, "bn",
+    lt_fails("{type: batch_normalization, momentum: 1.5}", 3, d3, "bn",
              "layer.yaml:1:39: layer 'bn' (BatchNormalization): momentum must be between 0 "
              "and 1, got 1.5");
-    nt_fails("{type: batch_normalization, momentum: -0.1}", 3, d3, "bn",
+    lt_fails("{type: batch_normalization, momentum: -0.1}", 3, d3, "bn",
              "layer.yaml:1:39: layer 'bn' (BatchNormalization): momentum must be between 0 "
              "and 1, got -0.1");
-    nt_fails("{type: layer_normalization, epsilon: -1}", 2, d2, "ln",
+    lt_fails("{type: layer_normalization, epsilon: -1}", 2, d2, "ln",
              "layer.yaml:1:38: layer 'ln' (LayerNormalization): epsilon must be at least 0, "
              "got -1");
-    nt_fails("{type: layer_normalization, rms_scaling: true}", 2, d2, "ln",
+    lt_fails("{type: layer_normalization, rms_scaling: true}", 2, d2, "ln",
              "layer.yaml:1:42: layer 'ln' (LayerNormalization): rms_scaling true is not "
              "supported");
-    nt_fails("{type: batch_normalization, groups: 2}", 3, d3, "bn",
+    lt_fails("{type: batch_normalization, groups: 2}", 3, d3, "bn",
              "layer.yaml:1:29: unknown key 'groups' in layer 'bn' (BatchNormalization); known "
              "keys: axis, momentum, epsilon, center, scale, beta_initializer, "
              "gamma_initializer, moving_mean_initializer, moving_variance_initializer, "
              "beta_regularizer, gamma_regularizer, type, name");
     int64_t d0[1] = {0};
-    nt_fails("type: batch_normalization", 0, d0, "bn",
+    lt_fails("type: batch_normalization", 0, d0, "bn",
              "layer.yaml:1:1: layer 'bn' (BatchNormalization): expects an input with at least "
              "one axis, got (None,)");
 }

@@ -2,9 +2,8 @@
  * against plain double-precision references, backward against references and central
  * differences, adjointness of the reshaping ops, the random layers' masks and statistics,
  * output shapes, and config errors with their positions. */
-#include "layer.h"
+#include "layertest.h"
 #include "rng.h"
-#include "testutil.h"
 
 extern const ct_layer_kind ct_layer_max_pooling1d, ct_layer_max_pooling2d,
     ct_layer_average_pooling1d, ct_layer_average_pooling2d, ct_layer_global_max_pooling1d,
@@ -35,62 +34,17 @@ static const ct_layer_kind *find_kind(const char *name)
 
 /* ---- harness ---------------------------------------------------------------------- */
 
-typedef struct lt {
-    ct_node *root;
-    ct_layer l;
-    float *scratch;
-    ct_error err;
-} lt;
-
-/* Parses yaml (a layer map), configures and builds the layer on the input shape, and
- * allocates scratch for max_batch rows. Returns the configure/build status. */
-static int lt_setup(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                    int64_t max_batch)
+static void lt_bind(ct_layer *l, const char *type)
 {
-    memset(t, 0, sizeof *t);
-    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
-    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
-    ct_node *type = ct_map_get(t->root, "type");
-    ck_assert_ptr_nonnull(type);
-    t->l.kind = find_kind(type->scalar);
-    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
-    snprintf(t->l.name, sizeof t->l.name, "%s", name);
-    t->l.be = ct_backend_cpu();
-    t->l.cfg = t->root;
-    t->l.index = 3;
-    t->l.in_shape = ct_shape_make(ndim, dims);
-    if (t->l.kind->configure(&t->l, t->root, &t->err) || t->l.kind->build(&t->l, &t->err))
-        return -1;
-    ck_assert_int_eq(t->l.nparams, 0);
-    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
-    t->scratch = calloc((size_t)(ns > 0 ? ns : 1), sizeof(float));
-    t->l.scratch = ns > 0 ? t->scratch : NULL;
-    return 0;
+    l->kind = find_kind(type);
+    l->index = 3;
 }
 
-static void lt_free(lt *t)
+/* None of these layers has parameters. */
+static void lt_fill(ct_param *p, int i, int64_t n)
 {
-    if (t->l.kind && t->l.kind->free_state)
-        t->l.kind->free_state(&t->l);
-    free(t->scratch);
-    ct_node_free(t->root);
-}
-
-static void lt_ok(lt *t, const char *yaml, const char *name, int ndim, const int64_t *dims,
-                  int64_t max_batch)
-{
-    int rc = lt_setup(t, yaml, name, ndim, dims, max_batch);
-    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
-}
-
-static void lt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
-                     const char *want)
-{
-    lt t;
-    int rc = lt_setup(&t, yaml, name, ndim, dims, 4);
-    ck_assert_msg(rc == -1, "%s was accepted", yaml);
-    ck_assert_str_eq(t.err.msg, want);
-    lt_free(&t);
+    (void)n;
+    ck_abort_msg("unexpected parameter %d (%s)", i, p->name);
 }
 
 static void assert_shape(const ct_shape *s, int ndim, int64_t d0, int64_t d1, int64_t d2)
@@ -100,15 +54,6 @@ static void assert_shape(const ct_shape *s, int ndim, int64_t d0, int64_t d1, in
     for (int i = 0; i < ndim; i++)
         ck_assert_int_eq(s->dim[i], want[i]);
 }
-
-static ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
-{
-    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
-    return t;
-}
-
-static float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
-static double *dvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
 
 /* Distinct values 0.01 apart in a shuffled order, so a max is unique and stays the max
  * under a finite-difference step. */

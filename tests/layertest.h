@@ -1,0 +1,113 @@
+/* layertest.h - one layer built by hand from a YAML snippet, for the layer suites
+ * (header-only).
+ *
+ * The including file declares these before the #include and defines them after it:
+ *   static void lt_bind(ct_layer *l, const char *type);   sets l->kind (NULL if unknown)
+ *                                                          and any field fixed per file
+ *   static void lt_fill(ct_param *p, int i, int64_t n);   initial values of parameter i
+ */
+#ifndef CT_LAYERTEST_H
+#define CT_LAYERTEST_H
+
+#include "layer.h"
+#include "testutil.h"
+
+static void lt_bind(ct_layer *l, const char *type);
+static void lt_fill(ct_param *p, int i, int64_t n);
+
+typedef struct lt {
+    ct_node *root;
+    ct_node *cfg;      /* the layer's map: the root, or the root's `layer` entry */
+    ct_layer l;
+    float *scratch;
+    ct_error err;
+} lt;
+
+static inline float *fvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+static inline double *dvec(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+
+static inline ct_tensor tensor(float *data, int64_t rows, ct_shape shape)
+{
+    ct_tensor t = {.data = data, .rows = rows, .shape = shape, .device = CT_DEVICE_CPU};
+    return t;
+}
+
+/* Parameter values in [-0.6, 0.6), distinct per parameter. */
+static inline void lt_fill_uniform(ct_param *p, int i, int64_t n)
+{
+    tu_fill(p->value, n, 100u + (unsigned)i, -0.6f, 0.6f);
+}
+
+/* Gives every parameter a value array (filled by lt_fill) and, if trainable, a zeroed
+ * gradient. */
+static inline void lt_alloc_params(lt *t)
+{
+    for (int i = 0; i < t->l.nparams; i++) {
+        ct_param *p = &t->l.params[i];
+        int64_t n = ct_shape_size(&p->shape);
+        p->value = fvec(n);
+        lt_fill(p, i, n);
+        p->grad = p->trainable ? fvec(n) : NULL;
+    }
+}
+
+/* Parses yaml, configures and builds the layer on input shape dims, then allocates its
+ * parameters and scratch for max_batch rows. Returns the configure/build status; t->err
+ * holds the message on failure. */
+static inline int lt_setup(lt *t, const char *yaml, const char *name, int ndim,
+                           const int64_t *dims, int64_t max_batch)
+{
+    memset(t, 0, sizeof *t);
+    t->root = ct_config_parse(yaml, strlen(yaml), "layer.yaml", &t->err);
+    ck_assert_msg(t->root != NULL, "%s", t->err.msg);
+    ct_node *inner = ct_map_get(t->root, "layer");
+    t->cfg = inner ? inner : t->root;
+    ct_node *type = ct_map_get(t->cfg, "type");
+    ck_assert_ptr_nonnull(type);
+    lt_bind(&t->l, type->scalar);
+    ck_assert_msg(t->l.kind != NULL, "no layer kind '%s'", type->scalar);
+    snprintf(t->l.name, sizeof t->l.name, "%s", name);
+    t->l.be = ct_backend_cpu();
+    t->l.cfg = t->cfg;
+    t->l.in_shape = ct_shape_make(ndim, dims);
+    if (t->l.kind->configure(&t->l, t->cfg, &t->err) || t->l.kind->build(&t->l, &t->err))
+        return -1;
+    lt_alloc_params(t);
+    int64_t ns = t->l.kind->scratch_floats ? t->l.kind->scratch_floats(&t->l, max_batch) : 0;
+    t->scratch = fvec(ns);
+    t->l.scratch = ns > 0 ? t->scratch : NULL;
+    return 0;
+}
+
+static inline void lt_free(lt *t)
+{
+    for (int i = 0; i < t->l.nparams; i++) {
+        free(t->l.params[i].value);
+        free(t->l.params[i].grad);
+    }
+    if (t->l.kind && t->l.kind->free_state)
+        t->l.kind->free_state(&t->l);
+    free(t->scratch);
+    ct_node_free(t->root);
+}
+
+/* Sets up a layer that must configure and build. */
+static inline void lt_ok(lt *t, const char *yaml, const char *name, int ndim,
+                         const int64_t *dims, int64_t max_batch)
+{
+    int rc = lt_setup(t, yaml, name, ndim, dims, max_batch);
+    ck_assert_msg(rc == 0, "%s: %s", yaml, t->err.msg);
+}
+
+/* Sets up a layer that must fail, and checks the message. */
+static inline void lt_fails(const char *yaml, int ndim, const int64_t *dims, const char *name,
+                            const char *want)
+{
+    lt t;
+    int rc = lt_setup(&t, yaml, name, ndim, dims, 4);
+    ck_assert_msg(rc == -1, "%s was accepted", yaml);
+    ck_assert_str_eq(t.err.msg, want);
+    lt_free(&t);
+}
+
+#endif
