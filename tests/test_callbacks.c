@@ -10,6 +10,7 @@
 #include "../src/callbacks.h"
 #include "../src/experiment.h"
 #include "../src/model.h"
+#include "blobs.h"
 #include "testutil.h"
 
 /* --- scripted epochs ------------------------------------------------------------------ */
@@ -554,33 +555,6 @@ END_TEST
 
 /* --- whole runs ----------------------------------------------------------------------- */
 
-/* Four Gaussian blobs in 8 dimensions; the class is the blob. */
-static void write_blobs(const char *path, int n, unsigned seed)
-{
-    float *x = malloc(sizeof(float) * (size_t)n * 8);
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
-    tu_fill(x, (long)n * 8, seed, -1.0f, 1.0f);
-    for (int i = 0; i < n; i++) {
-        y[i] = i % 4;
-        x[i * 8 + y[i]] += 3.0f;
-        x[i * 8 + 4 + y[i]] -= 2.0f;
-    }
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t dx[2] = {(hsize_t)n, 8}, dy[1] = {(hsize_t)n};
-    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
-    hid_t a = H5Dcreate2(f, "x", H5T_NATIVE_FLOAT, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t b = H5Dcreate2(f, "y", H5T_NATIVE_INT32, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(a, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Dwrite(b, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
-    H5Dclose(a);
-    H5Dclose(b);
-    H5Sclose(sx);
-    H5Sclose(sy);
-    H5Fclose(f);
-    free(x);
-    free(y);
-}
-
 static const char *blob_config =
     "name: blobs\nseed: 1\n"
     "data:\n  train: {path: train.h5}\n  validation_split: 0.2\n"
@@ -597,7 +571,7 @@ static char *blob_dir(void)
     char *dir = tu_tmpdir();
     char p[4096];
     snprintf(p, sizeof p, "%s/train.h5", dir);
-    write_blobs(p, 500, 1);
+    write_blobs(p, 500, 1, false, 0);
     tu_write(dir, "blobs.yaml", blob_config);
     return dir;
 }
