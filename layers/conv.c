@@ -298,20 +298,20 @@ static int conv_build(ct_layer *l, ct_error *err)
 
 static int64_t conv_positions(const conv_state *s) { return s->win.out_h * s->win.out_w; }
 
-/* Pre-activation (only with an activation), then the patch buffer for one chunk. */
+/* Pre-activation values (only for activations that need them, ct_tail_scratch), then the
+ * backend's convolution workspace. */
 static int64_t conv_scratch(const ct_layer *l, int64_t max_batch)
 {
     const conv_state *s = l->state;
-    int64_t n = s->act.kind == CT_ACT_LINEAR ? 0 : max_batch * ct_shape_size(&l->out_shape);
+    int64_t n = ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
     if (!s->direct)
         n += l->be->conv_workspace(&s->win, s->groups, s->filters, max_batch);
     return n;
 }
-/* The backend's workspace sits after the pre-activation values. */
 static float *conv_work(const ct_layer *l, int64_t max_batch)
 {
     const conv_state *s = l->state;
-    return l->scratch + (s->act.kind == CT_ACT_LINEAR ? 0 : max_batch * ct_shape_size(&l->out_shape));
+    return l->scratch + ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
 }
 
 static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
@@ -320,17 +320,19 @@ static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, c
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
     const int64_t n = x->rows * conv_positions(s);
-    const bool act = s->act.kind != CT_ACT_LINEAR;
-    float *z = act ? l->scratch : y->data;
-    if (s->direct)
+    const float *bias = s->use_bias ? l->params[1].value : NULL;
+    float *z = ct_tail_target(l, s->act, y->data);
+    if (s->direct) {
         be->gemm(false, false, n, s->filters, s->win.in_c, 1.0f, x->data, s->win.in_c,
                  l->params[0].value, s->filters, 0.0f, z, s->filters);
-    else
-        be->conv_forward(&s->win, s->groups, s->filters, x->data, l->params[0].value, z, x->rows,
-                         conv_work(l, y->rows));
-    if (s->use_bias)
-        be->add_row_vector(z, l->params[1].value, n, s->filters);
-    if (act)
+        ct_tail_forward(l, s->act, bias, z, y->data, n, s->filters);
+        return;
+    }
+    /* Bias and an in-place activation are applied inside, sample by sample. */
+    ct_act inner = ct_tail_inner_act(l, s->act, false);
+    be->conv_forward(&s->win, s->groups, s->filters, x->data, l->params[0].value, bias, inner, z,
+                     x->rows, conv_work(l, y->rows));
+    if (z != y->data)
         be->act_forward(s->act, z, y->data, n, s->filters);
 }
 
@@ -356,16 +358,19 @@ static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
     const int64_t n = x->rows * conv_positions(s);
-    float *dz = dy->data;
-    if (s->act.kind != CT_ACT_LINEAR && !l->act_fused)
-        be->act_backward(s->act, l->scratch, y->data, dz, dz, n, s->filters);
-    if (s->use_bias && l->params[1].grad)
-        be->sum_rows(dz, l->params[1].grad, n, s->filters, 0.0f);
-    if (s->direct)
+    float *dz = dy->data, *db = s->use_bias ? l->params[1].grad : NULL;
+    if (s->direct) {
+        ct_tail_backward(l, s->act, l->scratch, y->data, dz, db, n, s->filters);
         conv_backward_direct(l, x, dz, dx);
-    else
-        be->conv_backward(&s->win, s->groups, s->filters, x->data, l->params[0].value, dz,
-                          dx ? dx->data : NULL, l->params[0].grad, x->rows, conv_work(l, x->rows));
+        return;
+    }
+    /* An activation kept outside the fused op is differentiated first. */
+    ct_act inner = ct_tail_inner_act(l, s->act, true);
+    if (inner.kind == CT_ACT_LINEAR && s->act.kind != CT_ACT_LINEAR && !l->act_fused)
+        be->act_backward(s->act, l->scratch, y->data, dz, dz, n, s->filters);
+    be->conv_backward(&s->win, s->groups, s->filters, x->data, l->params[0].value, y->data, inner,
+                      dz, dx ? dx->data : NULL, l->params[0].grad, db, x->rows,
+                      conv_work(l, x->rows));
 }
 
 static void conv_free(ct_layer *l)

@@ -129,14 +129,14 @@ static int64_t convt_cols_per_sample(const convt_state *s)
 static int64_t convt_scratch(const ct_layer *l, int64_t max_batch)
 {
     const convt_state *s = l->state;
-    int64_t n = s->act.kind == CT_ACT_LINEAR ? 0 : max_batch * ct_shape_size(&l->out_shape);
+    int64_t n = ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
     return n + ct_conv_chunk(convt_cols_per_sample(s), max_batch) * convt_cols_per_sample(s);
 }
 
 static float *convt_cols(const ct_layer *l, int64_t rows)
 {
     const convt_state *s = l->state;
-    return l->scratch + (s->act.kind == CT_ACT_LINEAR ? 0 : rows * ct_shape_size(&l->out_shape));
+    return l->scratch + ct_tail_scratch(s->act, rows * ct_shape_size(&l->out_shape));
 }
 
 static void convt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
@@ -144,9 +144,8 @@ static void convt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, 
     (void)pass;
     const convt_state *s = l->state;
     const ct_backend *be = l->be;
-    const bool act = s->act.kind != CT_ACT_LINEAR;
     const int64_t in_size = ct_shape_size(&l->in_shape), out_size = ct_shape_size(&l->out_shape);
-    float *z = act ? l->scratch : y->data, *cols = convt_cols(l, x->rows);
+    float *z = ct_tail_target(l, s->act, y->data), *cols = convt_cols(l, x->rows);
     be->fill(z, x->rows * out_size, 0.0f);
     const int64_t chunk = ct_conv_chunk(convt_cols_per_sample(s), x->rows);
     for (int64_t r0 = 0; r0 < x->rows; r0 += chunk) {
@@ -156,10 +155,8 @@ static void convt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, 
         be->col2im(&s->win, cols, nr, 0, s->filters, z + r0 * out_size);
     }
     const int64_t n = x->rows * s->win.in_h * s->win.in_w;
-    if (s->use_bias)
-        be->add_row_vector(z, l->params[1].value, n, s->filters);
-    if (act)
-        be->act_forward(s->act, z, y->data, n, s->filters);
+    ct_tail_forward(l, s->act, s->use_bias ? l->params[1].value : NULL, z, y->data, n,
+                    s->filters);
 }
 
 /* One chunk: patches of dz, then dx = patches K and dkernel (+)= patches^T x. */
@@ -188,10 +185,8 @@ static void convt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
     const int64_t in_size = ct_shape_size(&l->in_shape), out_size = ct_shape_size(&l->out_shape);
     const int64_t n = x->rows * s->win.in_h * s->win.in_w;
     float *dz = dy->data;
-    if (s->act.kind != CT_ACT_LINEAR && !l->act_fused)
-        be->act_backward(s->act, l->scratch, y->data, dz, dz, n, s->filters);
-    if (s->use_bias && l->params[1].grad)
-        be->sum_rows(dz, l->params[1].grad, n, s->filters, 0.0f);
+    ct_tail_backward(l, s->act, l->scratch, y->data, dz, s->use_bias ? l->params[1].grad : NULL,
+                     n, s->filters);
     if (x->rows == 0 && l->params[0].grad)
         be->fill(l->params[0].grad, ct_shape_size(&l->params[0].shape), 0.0f);
     float *cols = convt_cols(l, x->rows);

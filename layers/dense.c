@@ -70,13 +70,11 @@ static int dense_build(ct_layer *l, ct_error *err)
     return 0;
 }
 
-/* The pre-activation values are kept for backward only when there is an activation. */
+/* Pre-activation values, kept only for activations that need them (ct_tail_scratch). */
 static int64_t dense_scratch(const ct_layer *l, int64_t max_batch)
 {
     const dense_state *s = l->state;
-    if (s->act.kind == CT_ACT_LINEAR)
-        return 0;
-    return max_batch * ct_shape_size(&l->out_shape);
+    return ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
 }
 
 /* Rows of the matrix product: samples times every leading axis. */
@@ -91,14 +89,11 @@ static void dense_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, 
     const dense_state *s = l->state;
     const ct_backend *be = l->be;
     int64_t n = dense_rows(s, x);
-    bool act = s->act.kind != CT_ACT_LINEAR;
-    float *z = act ? l->scratch : y->data;
+    float *z = ct_tail_target(l, s->act, y->data);
     be->gemm(false, false, n, s->units, s->in, 1.0f, x->data, s->in, l->params[0].value,
              s->units, 0.0f, z, s->units);
-    if (s->use_bias)
-        be->add_row_vector(z, l->params[1].value, n, s->units);
-    if (act)
-        be->act_forward(s->act, z, y->data, n, s->units);
+    ct_tail_forward(l, s->act, s->use_bias ? l->params[1].value : NULL, z, y->data, n,
+                    s->units);
 }
 
 static void dense_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
@@ -109,14 +104,12 @@ static void dense_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
     const ct_backend *be = l->be;
     int64_t n = dense_rows(s, x);
     float *dz = dy->data;
-    if (s->act.kind != CT_ACT_LINEAR && !l->act_fused)
-        be->act_backward(s->act, l->scratch, y->data, dz, dz, n, s->units);
+    ct_tail_backward(l, s->act, l->scratch, y->data, dz,
+                     s->use_bias ? l->params[1].grad : NULL, n, s->units);
     const ct_param *w = &l->params[0];
     if (w->grad)
         be->gemm(true, false, s->in, s->units, n, 1.0f, x->data, s->in, dz, s->units, 0.0f,
                  w->grad, s->units);
-    if (s->use_bias && l->params[1].grad)
-        be->sum_rows(dz, l->params[1].grad, n, s->units, 0.0f);
     if (dx)
         be->gemm(false, true, n, s->in, s->units, 1.0f, dz, s->units, w->value, s->units, 0.0f,
                  dx->data, s->in);

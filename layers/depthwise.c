@@ -128,9 +128,7 @@ static int64_t dw_per_sample(const ct_layer *l)
 {
     const dw_state *s = l->state;
     int64_t n = s->separable ? dw_positions(s) * s->cm : 0;
-    if (s->act.kind != CT_ACT_LINEAR)
-        n += ct_shape_size(&l->out_shape);
-    return n;
+    return n + ct_tail_scratch(s->act, ct_shape_size(&l->out_shape));
 }
 
 static int64_t dw_scratch(const ct_layer *l, int64_t max_batch)
@@ -147,8 +145,7 @@ static void dw_areas(const ct_layer *l, int64_t rows, float **t, float **z, floa
     if (s->separable)
         p += rows * dw_positions(s) * s->cm;
     *z = p;
-    if (s->act.kind != CT_ACT_LINEAR)
-        p += rows * ct_shape_size(&l->out_shape);
+    p += ct_tail_scratch(s->act, rows * ct_shape_size(&l->out_shape));
     *spare = p;
 }
 
@@ -159,11 +156,10 @@ static void dw_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_
     (void)pass;
     const dw_state *s = l->state;
     const ct_backend *be = l->be;
-    const bool act = s->act.kind != CT_ACT_LINEAR;
     const int64_t n = x->rows * dw_positions(s), out_c = dw_out_c(s);
     float *t, *z, *spare;
     dw_areas(l, x->rows, &t, &z, &spare);
-    if (!act)
+    if (ct_act_from_output(s->act))
         z = y->data;
     if (s->separable) {
         be->depthwise_forward(&s->win, s->mult, x->data, l->params[0].value, t, x->rows);
@@ -172,10 +168,8 @@ static void dw_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_
     } else {
         be->depthwise_forward(&s->win, s->mult, x->data, l->params[0].value, z, x->rows);
     }
-    if (s->use_bias)
-        be->add_row_vector(z, l->params[l->nparams - 1].value, n, out_c);
-    if (act)
-        be->act_forward(s->act, z, y->data, n, out_c);
+    ct_tail_forward(l, s->act, s->use_bias ? l->params[l->nparams - 1].value : NULL, z, y->data,
+                    n, out_c);
 }
 
 /* The pointwise step backward: dpointwise = t^T dz, then dt = dz pointwise^T over t. */
@@ -201,11 +195,8 @@ static void dw_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, co
     const int64_t n = x->rows * dw_positions(s), out_c = dw_out_c(s);
     float *t, *z, *spare, *dz = dy->data;
     dw_areas(l, x->rows, &t, &z, &spare);
-    if (s->act.kind != CT_ACT_LINEAR && !l->act_fused)
-        be->act_backward(s->act, z, y->data, dz, dz, n, out_c);
     const ct_param *bias = s->use_bias ? &l->params[l->nparams - 1] : NULL;
-    if (bias && bias->grad)
-        be->sum_rows(dz, bias->grad, n, out_c, 0.0f);
+    ct_tail_backward(l, s->act, z, y->data, dz, bias ? bias->grad : NULL, n, out_c);
     const float *ddw = dz;  /* gradient at the depthwise output */
     if (s->separable) {
         separable_pointwise_backward(l, n, dz, t);

@@ -105,3 +105,20 @@ const char *ct_act_names(void)
     return "linear, relu, relu6, leaky_relu, elu, selu, gelu, silu, swish, sigmoid, "
            "hard_sigmoid, tanh, softplus, softsign, softmax, log_softmax";
 }
+
+bool ct_act_from_output(ct_act act)
+{
+    switch (act.kind) {
+    case CT_ACT_LINEAR:
+    case CT_ACT_RELU:
+    case CT_ACT_RELU6:
+    case CT_ACT_SIGMOID:
+    case CT_ACT_HARD_SIGMOID:
+    case CT_ACT_TANH:
+        return true;
+    case CT_ACT_LEAKY_RELU: /* a positive slope keeps the sign, so y tells the branch */
+        return act.alpha > 0.0f;
+    default:
+        return false;
+    }
+}

@@ -38,6 +38,12 @@ int ct_act_parse(const char *name, ct_act *out);
 const char *ct_act_name(ct_activation kind);
 /* Comma-separated list of every accepted name, for error messages. */
 const char *ct_act_names(void);
+/* True when act's derivative follows from its output alone and as accurately (linear,
+ * relu, relu6, leaky_relu with alpha > 0, sigmoid, hard_sigmoid, tanh; not elu, whose
+ * y + alpha cancels far below zero). Such an
+ * activation is applied in place after a layer's linear part and its backward needs only
+ * y, so the pre-activation values are never stored. */
+bool ct_act_from_output(ct_act act);
 
 /* Geometry of a 1-D or 2-D window operation (convolution, pooling) on channels_last data:
  * a sample is in_h x in_w x in_c (1-D: in_h = 1, k_h = 1, stride_h = dil_h = 1,
@@ -82,6 +88,14 @@ typedef struct ct_backend {
     /* out[c] = beta * out[c] + sum_r x[r][c]. */
     void (*sum_rows)(const float *x, float *out, int64_t rows, int64_t cols, float beta);
 
+    /* y = act(y + b) in place over rows x cols, in one pass (b NULL: no bias). act is any
+     * element-wise activation (not softmax / log_softmax). */
+    void (*bias_act)(ct_act act, const float *b, float *y, int64_t rows, int64_t cols);
+    /* The backward of bias_act, given its output y: dy = dy * act'(y) in place (act: one
+     * with ct_act_from_output), then db = column sums of that (db NULL: skipped). */
+    void (*bias_act_backward)(ct_act act, const float *y, float *dy, float *db, int64_t rows,
+                              int64_t cols);
+
     /* y = act(x) row-wise (rows x cols; softmax and log_softmax normalise each row).
      * x == y is allowed. */
     void (*act_forward)(ct_act act, const float *x, float *y, int64_t rows, int64_t cols);
@@ -107,15 +121,19 @@ typedef struct ct_backend {
     void (*col2im)(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
                    float *dx);
     /* A whole convolution (groups; kernel (k_h*k_w*in_c/groups) x filters, Keras's layout;
-     * y: out_h*out_w*filters per sample, overwritten, no bias), built from one sample's
-     * patches at a time so they stay in cache. work: conv_workspace floats. */
+     * y: out_h*out_w*filters per sample, overwritten) followed by y = act(y + bias) (bias
+     * may be NULL; act as for bias_act), built from one sample's patches at a time so
+     * they and the sample's output stay in cache. work: conv_workspace floats. */
     int64_t (*conv_workspace)(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
     void (*conv_forward)(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                         const float *kernel, float *y, int64_t rows, float *work);
-    /* dx and dkernel overwritten; either may be NULL. Same for any thread count. */
+                         const float *kernel, const float *bias, ct_act act, float *y,
+                         int64_t rows, float *work);
+    /* The backward, given conv_forward's output y: first dy = dy * act'(y) in place (act:
+     * linear or one with ct_act_from_output; y may be NULL for linear), then dx, dkernel
+     * and dbias, each overwritten and each may be NULL. Same for any thread count. */
     void (*conv_backward)(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                          const float *kernel, const float *dy, float *dx, float *dkernel,
-                          int64_t rows, float *work);
+                          const float *kernel, const float *y, ct_act act, float *dy,
+                          float *dx, float *dkernel, float *dbias, int64_t rows, float *work);
     /* Depthwise convolution with depth multiplier m: kernel (k_h, k_w, in_c, m), output
      * channel c*m + k. y has out_h x out_w x in_c*m per sample (no bias). */
     void (*depthwise_forward)(const ct_window *w, int64_t m, const float *x, const float *kernel,
@@ -182,10 +200,16 @@ void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t 
                    float *dx);
 int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
 void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                         const float *kernel, float *y, int64_t rows, float *work);
+                         const float *kernel, const float *bias, ct_act act, float *y,
+                         int64_t rows, float *work);
 void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                          const float *kernel, const float *dy, float *dx, float *dkernel,
-                          int64_t rows, float *work);
+                          const float *kernel, const float *y, ct_act act, float *dy,
+                          float *dx, float *dkernel, float *dbias, int64_t rows, float *work);
+/* Serial kernels of bias_act / bias_act_backward; the latter adds the column sums into db
+ * (not overwritten; NULL: skipped). */
+void ct_cpu_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t cols);
+void ct_cpu_bias_act_grad(ct_act act, const float *y, float *dy, float *db, int64_t rows,
+                          int64_t cols);
 void ct_cpu_depthwise_forward(const ct_window *w, int64_t m, const float *x, const float *kernel,
                               float *y, int64_t rows);
 void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,

@@ -315,6 +315,75 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
     }
 }
 
+/* ---- bias + activation, fused ----------------------------------------------------- */
+
+void ct_cpu_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict row = y + r * cols;
+        if (b)
+            for (int64_t c = 0; c < cols; c++)
+                row[c] += b[c];
+        switch (act.kind) {
+        case CT_ACT_LINEAR:
+            break;
+        case CT_ACT_RELU:
+            for (int64_t c = 0; c < cols; c++)
+                row[c] = row[c] > 0.0f ? row[c] : 0.0f;
+            break;
+        default:
+            for (int64_t c = 0; c < cols; c++)
+                row[c] = act_scalar(act, row[c]);
+            break;
+        }
+    }
+}
+
+/* d act / dx from y = act(x) alone, for the kinds ct_act_from_output accepts. */
+static float act_grad_y(ct_act act, float y)
+{
+    switch (act.kind) {
+    case CT_ACT_RELU:
+        return y > 0.0f ? 1.0f : 0.0f;
+    case CT_ACT_RELU6:
+        return (y > 0.0f && y < 6.0f) ? 1.0f : 0.0f;
+    case CT_ACT_LEAKY_RELU:
+        return y > 0.0f ? 1.0f : act.alpha;
+    case CT_ACT_SIGMOID:
+        return y * (1.0f - y);
+    case CT_ACT_HARD_SIGMOID:
+        return (y > 0.0f && y < 1.0f) ? 1.0f / 6.0f : 0.0f;
+    case CT_ACT_TANH:
+        return 1.0f - y * y;
+    default:
+        return 1.0f;
+    }
+}
+
+void ct_cpu_bias_act_grad(ct_act act, const float *y, float *dy, float *db, int64_t rows,
+                          int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict d = dy + r * cols;
+        const float *restrict yr = y ? y + r * cols : NULL;
+        switch (act.kind) {
+        case CT_ACT_LINEAR:
+            break;
+        case CT_ACT_RELU:
+            for (int64_t c = 0; c < cols; c++)
+                d[c] = yr[c] > 0.0f ? d[c] : 0.0f;
+            break;
+        default:
+            for (int64_t c = 0; c < cols; c++)
+                d[c] *= act_grad_y(act, yr[c]);
+            break;
+        }
+        if (db)
+            for (int64_t c = 0; c < cols; c++)
+                db[c] += d[c];
+    }
+}
+
 /* ---- randomness ------------------------------------------------------------------ */
 
 static void cpu_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0)
@@ -500,6 +569,36 @@ static void par_act_backward(ct_act act, const float *x, const float *y, const f
     ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, act_backward_task, &j);
 }
 
+static void bias_act_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    ct_cpu_bias_act(j->act, j->x, j->out + b * j->cols, e - b, j->cols);
+}
+static void par_bias_act(ct_act act, const float *bias, float *y, int64_t rows, int64_t cols)
+{
+    ew_job j = {.x = bias, .out = y, .act = act, .cols = cols};
+    ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, bias_act_task, &j);
+}
+
+static void act_grad_task(void *ctx, int64_t b, int64_t e)
+{
+    const ew_job *j = ctx;
+    ct_cpu_bias_act_grad(j->act, j->x ? j->x + b * j->cols : NULL, j->out + b * j->cols, NULL,
+                         e - b, j->cols);
+}
+/* Two passes: the element-wise part split by rows, the column sums by columns (each sum
+ * in its serial order), so results do not depend on the thread count. */
+static void par_bias_act_backward(ct_act act, const float *y, float *dy, float *db,
+                                  int64_t rows, int64_t cols)
+{
+    if (act.kind != CT_ACT_LINEAR) {
+        ew_job j = {.x = y, .out = dy, .act = act, .cols = cols};
+        ct_parallel_for(rows, GRAIN_ELEMENTS / (cols > 0 ? cols : 1) + 1, act_grad_task, &j);
+    }
+    if (db)
+        par_sum_rows(dy, db, rows, cols, 0.0f);
+}
+
 static void dropout_task(void *ctx, int64_t b, int64_t e)
 {
     const ew_job *j = ctx;
@@ -595,6 +694,8 @@ static const ct_backend cpu_backend = {
     .mul = par_mul,
     .add_row_vector = par_add_row_vector,
     .sum_rows = par_sum_rows,
+    .bias_act = par_bias_act,
+    .bias_act_backward = par_bias_act_backward,
     .act_forward = par_act_forward,
     .act_backward = par_act_backward,
     .dropout_mask = par_dropout_mask,

@@ -4,7 +4,8 @@
  * Channels are the innermost, contiguous axis, so every loop here works on runs of
  * channels: one bounds check per (position, kernel offset), then a plain loop over the
  * run that the compiler vectorises. Padding costs a zero fill, never a per-element test.
- * The whole-convolution ops at the end call BLAS directly, one sample at a time. */
+ * The whole-convolution ops at the end call BLAS directly, one sample at a time, and the
+ * fused bias / activation kernels of backend_cpu.c. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize")
 #endif
@@ -15,16 +16,28 @@
 #include "backend.h"
 #include "parallel.h"
 
+/* Runs of a few channels (a first layer's 1 or 3) are common: a plain loop beats a call
+ * to memset / memcpy there. */
+#define SHORT_RUN 16
+
 static inline void run_zero(float *d, int64_t n)
 {
-    if (n > 0)
+    if (n <= SHORT_RUN) {
+        for (int64_t i = 0; i < n; i++)
+            d[i] = 0.0f;
+    } else {
         memset(d, 0, (size_t)n * sizeof(float));
+    }
 }
 
 static inline void run_copy(float *restrict d, const float *restrict s, int64_t n)
 {
-    if (n > 0)
+    if (n <= SHORT_RUN) {
+        for (int64_t i = 0; i < n; i++)
+            d[i] = s[i];
+    } else {
         memcpy(d, s, (size_t)n * sizeof(float));
+    }
 }
 
 static inline void run_add(float *restrict d, const float *restrict s, int64_t n)
@@ -289,10 +302,12 @@ void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
 /* ---- whole convolutions, one sample's patches at a time --------------------------
  * The patches of a whole batch are several times larger than its images and do not fit
  * in any cache; those of one sample do. So each sample's patches are built, multiplied
- * and dropped while still in cache. The batch is cut into a fixed number of partitions
- * (never the thread count), each run by one thread in sample order with its own
- * patch buffer and its own kernel-gradient partial sum; the partials are added in
- * partition order. Results are therefore the same for any number of threads. */
+ * and dropped while still in cache, and the sample's output gets its bias and activation
+ * (or, backward, its activation derivative and bias sums) while it is in cache too. The
+ * batch is cut into a fixed number of partitions (never the thread count), each run by
+ * one thread in sample order with its own patch buffer and its own kernel- and
+ * bias-gradient partial sums; the partials are added in partition order. Results are
+ * therefore the same for any number of threads. */
 
 #define CONV_PARTS 16
 
@@ -303,17 +318,24 @@ static int64_t patch_floats(const ct_window *w, int64_t groups)
     return w->out_h * w->out_w * w->k_h * w->k_w * (w->in_c / groups);
 }
 
-int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
+/* Per partition: patches, then the kernel gradient, then the bias gradient. */
+static int64_t part_floats(const ct_window *w, int64_t groups, int64_t filters)
 {
     int64_t kdim = w->k_h * w->k_w * (w->in_c / groups);
-    return conv_parts(rows) * (patch_floats(w, groups) + kdim * filters);
+    return patch_floats(w, groups) + kdim * filters + filters;
+}
+
+int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
+{
+    return conv_parts(rows) * part_floats(w, groups, filters);
 }
 
 typedef struct conv_job {
     const ct_window *w;
     int64_t groups, filters, rows, parts;
-    const float *x, *kernel, *dy;
-    float *y, *dx, *dkernel, *work;
+    const float *x, *kernel, *bias, *y;
+    ct_act act;
+    float *out, *dy, *dx, *dkernel, *dbias, *work;
 } conv_job;
 
 static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -329,67 +351,95 @@ static void conv_forward_task(void *ctx, int64_t p0, int64_t p1)
     const ct_window *w = j->w;
     int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
     int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
-    float *cols = j->work + p0 * patch_floats(w, j->groups);
-    for (int64_t s = j->rows * p0 / j->parts; s < j->rows * p1 / j->parts; s++)
+    float *cols = j->work + p0 * part_floats(w, j->groups, j->filters);
+    for (int64_t s = j->rows * p0 / j->parts; s < j->rows * p1 / j->parts; s++) {
+        float *ys = j->out + s * npos * j->filters;
         for (int64_t g = 0; g < j->groups; g++) {
             ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
             sgemm(false, false, npos, fg, kdim, cols, kdim, j->kernel + g * fg, j->filters, 0.0f,
-                  j->y + s * npos * j->filters + g * fg, j->filters);
+                  ys + g * fg, j->filters);
         }
+        if (j->bias || j->act.kind != CT_ACT_LINEAR)
+            ct_cpu_bias_act(j->act, j->bias, ys, npos, j->filters);
+    }
 }
 
 void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                         const float *kernel, float *y, int64_t rows, float *work)
+                         const float *kernel, const float *bias, ct_act act, float *y,
+                         int64_t rows, float *work)
 {
-    conv_job j = {w, groups, filters, rows, conv_parts(rows), x, kernel, NULL, y, NULL, NULL, work};
+    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows,
+                  .parts = conv_parts(rows), .x = x, .kernel = kernel, .bias = bias, .act = act,
+                  .out = y, .work = work};
     ct_parallel_for(j.parts, 1, conv_forward_task, &j);
+}
+
+/* One sample of the backward: dz in place of dy, its bias sums into db, then the kernel
+ * gradient (accumulated into dk unless first) and dx. */
+static void conv_backward_sample(const conv_job *j, int64_t s, float *cols, float *dk,
+                                 float *db, bool first)
+{
+    const ct_window *w = j->w;
+    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
+    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
+    float *dys = j->dy + s * npos * j->filters;
+    if (j->act.kind != CT_ACT_LINEAR || db)
+        ct_cpu_bias_act_grad(j->act, j->y ? j->y + s * npos * j->filters : NULL, dys, db, npos,
+                             j->filters);
+    if (j->dx)
+        run_zero(j->dx + s * in_size, in_size);
+    for (int64_t g = 0; g < j->groups; g++) {
+        if (j->dkernel) {
+            ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
+            sgemm(true, false, kdim, fg, npos, cols, kdim, dys + g * fg, j->filters,
+                  first ? 0.0f : 1.0f, dk + g * fg, j->filters);
+        }
+        if (j->dx) {
+            sgemm(false, true, npos, kdim, fg, dys + g * fg, j->filters, j->kernel + g * fg,
+                  j->filters, 0.0f, cols, kdim);
+            ct_cpu_col2im(w, cols, 1, g * cg, cg, j->dx + s * in_size);
+        }
+    }
 }
 
 static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
 {
     const conv_job *j = ctx;
     const ct_window *w = j->w;
-    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
-    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
-    int64_t ksize = kdim * j->filters;
-    float *partials = j->work + j->parts * patch_floats(w, j->groups);
+    int64_t kdim = w->k_h * w->k_w * (w->in_c / j->groups), ksize = kdim * j->filters;
     for (int64_t p = p0; p < p1; p++) {
-        float *cols = j->work + p * patch_floats(w, j->groups), *dk = partials + p * ksize;
-        bool first = true;
-        for (int64_t s = j->rows * p / j->parts; s < j->rows * (p + 1) / j->parts; s++) {
-            const float *dys = j->dy + s * npos * j->filters;
-            if (j->dx)
-                run_zero(j->dx + s * in_size, in_size);
-            for (int64_t g = 0; g < j->groups; g++) {
-                if (j->dkernel) {
-                    ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
-                    sgemm(true, false, kdim, fg, npos, cols, kdim, dys + g * fg, j->filters,
-                          first ? 0.0f : 1.0f, dk + g * fg, j->filters);
-                }
-                if (j->dx) {
-                    sgemm(false, true, npos, kdim, fg, dys + g * fg, j->filters,
-                          j->kernel + g * fg, j->filters, 0.0f, cols, kdim);
-                    ct_cpu_col2im(w, cols, 1, g * cg, cg, j->dx + s * in_size);
-                }
-            }
-            first = false;
-        }
-        if (first && j->dkernel) /* a partition without samples */
+        float *cols = j->work + p * part_floats(w, j->groups, j->filters);
+        float *dk = cols + patch_floats(w, j->groups), *db = dk + ksize;
+        int64_t s0 = j->rows * p / j->parts, s1 = j->rows * (p + 1) / j->parts;
+        run_zero(db, j->filters);
+        for (int64_t s = s0; s < s1; s++)
+            conv_backward_sample(j, s, cols, dk, j->dbias ? db : NULL, s == s0);
+        if (s0 == s1 && j->dkernel) /* a partition without samples */
             run_zero(dk, ksize);
     }
 }
 
-void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
-                          const float *kernel, const float *dy, float *dx, float *dkernel,
-                          int64_t rows, float *work)
+/* dst = the sum over partitions of the partial at `offset` in each, in partition order. */
+static void add_partials(float *dst, const float *work, int64_t stride, int64_t offset,
+                         int64_t n, int64_t parts)
 {
-    conv_job j = {w, groups, filters, rows, conv_parts(rows), x, kernel, dy, NULL, dx, dkernel, work};
+    memcpy(dst, work + offset, (size_t)n * sizeof(float));
+    for (int64_t p = 1; p < parts; p++)
+        run_add(dst, work + p * stride + offset, n);
+}
+
+void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                          const float *kernel, const float *y, ct_act act, float *dy,
+                          float *dx, float *dkernel, float *dbias, int64_t rows, float *work)
+{
+    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows,
+                  .parts = conv_parts(rows), .x = x, .kernel = kernel, .y = y, .act = act,
+                  .dy = dy, .dx = dx, .dkernel = dkernel, .dbias = dbias, .work = work};
     ct_parallel_for(j.parts, 1, conv_backward_task, &j);
-    if (!dkernel)
-        return;
+    int64_t stride = part_floats(w, groups, filters), patch = patch_floats(w, groups);
     int64_t ksize = w->k_h * w->k_w * (w->in_c / groups) * filters;
-    const float *partials = work + j.parts * patch_floats(w, groups);
-    memcpy(dkernel, partials, (size_t)ksize * sizeof(float));
-    for (int64_t p = 1; p < j.parts; p++)
-        run_add(dkernel, partials + p * ksize, ksize);
+    if (dkernel)
+        add_partials(dkernel, work, stride, patch, ksize, j.parts);
+    if (dbias)
+        add_partials(dbias, work, stride, patch + ksize, filters, j.parts);
 }

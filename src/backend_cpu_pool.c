@@ -148,11 +148,89 @@ static void pool_position(ct_pool kind, const ct_window *w, const float *x, cons
         vec_scale(y, 1.0f / (float)count, c);
 }
 
+/* ---- tiled max pooling ------------------------------------------------------------
+ * The common case, windows that tile the input without overlap or padding (2x2 stride 2,
+ * valid), gets loops without per-position bounds. Backward then writes every element of
+ * dx exactly once instead of clearing and accumulating. */
+
+static bool tiled(const ct_window *w)
+{
+    return w->pad_top == 0 && w->pad_left == 0 && w->dil_h == 1 && w->dil_w == 1 &&
+           w->stride_h == w->k_h && w->stride_w == w->k_w &&
+           w->out_h * w->k_h <= w->in_h && w->out_w * w->k_w <= w->in_w;
+}
+
+static void max_tiled_forward(const ct_window *w, const float *x, float *y)
+{
+    const int64_t c = w->in_c, in_row = w->in_w * c;
+    for (int64_t oh = 0; oh < w->out_h; oh++) {
+        const float *xr = x + oh * w->k_h * in_row;
+        for (int64_t ow = 0; ow < w->out_w; ow++, y += c) {
+            const float *xp = xr + ow * w->k_w * c;
+            vec_copy(y, xp, c);
+            for (int64_t i = 0; i < w->k_h; i++)
+                for (int64_t j = 0; j < w->k_w; j++)
+                    if (i | j)
+                        vec_max(y, xp + i * in_row + j * c, c);
+        }
+    }
+}
+
+/* vec_route_max writing dx instead of adding to it. */
+static void vec_route_max_set(float *restrict dx, const float *restrict x,
+                              const float *restrict y, const float *restrict dy,
+                              uint32_t *restrict open, int64_t n)
+{
+    for (int64_t c = 0; c < n; c++) {
+        uint32_t xb, yb, gb;
+        memcpy(&xb, x + c, sizeof xb);
+        memcpy(&yb, y + c, sizeof yb);
+        memcpy(&gb, dy + c, sizeof gb);
+        uint32_t hit = (uint32_t) - (int32_t)(xb == yb) & open[c];
+        gb &= hit;
+        memcpy(dx + c, &gb, sizeof gb);
+        open[c] &= ~hit;
+    }
+}
+
+static void max_tiled_backward(const ct_window *w, const float *x, const float *y,
+                               const float *dy, float *dx)
+{
+    const int64_t c = w->in_c, in_row = w->in_w * c;
+    uint32_t open[CHAN_BLOCK];
+    for (int64_t oh = 0; oh < w->out_h; oh++) {
+        const int64_t row0 = oh * w->k_h * in_row;
+        for (int64_t ow = 0; ow < w->out_w; ow++, y += c, dy += c) {
+            const int64_t p0 = row0 + ow * w->k_w * c;
+            for (int64_t c0 = 0; c0 < c; c0 += CHAN_BLOCK) {
+                int64_t n = c - c0 < CHAN_BLOCK ? c - c0 : CHAN_BLOCK;
+                open_all(open, n);
+                for (int64_t i = 0; i < w->k_h; i++)
+                    for (int64_t j = 0; j < w->k_w; j++) {
+                        int64_t o = p0 + i * in_row + j * c + c0;
+                        vec_route_max_set(dx + o, x + o, y + c0, dy + c0, open, n);
+                    }
+            }
+        }
+        /* columns right of the last window */
+        for (int64_t i = 0; i < w->k_h; i++)
+            vec_zero(dx + row0 + i * in_row + w->out_w * w->k_w * c,
+                     (w->in_w - w->out_w * w->k_w) * c);
+    }
+    /* rows below the last window */
+    vec_zero(dx + w->out_h * w->k_h * in_row, (w->in_h - w->out_h * w->k_h) * in_row);
+}
+
 void ct_cpu_pool_forward(ct_pool kind, const ct_window *w, const float *x, float *y,
                          int64_t rows)
 {
     int64_t in_size = w->in_h * w->in_w * w->in_c;
     int64_t out_size = w->out_h * w->out_w * w->in_c;
+    if (kind == CT_POOL_MAX && tiled(w)) {
+        for (int64_t r = 0; r < rows; r++)
+            max_tiled_forward(w, x + r * in_size, y + r * out_size);
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * in_size;
         float *yr = y + r * out_size;
@@ -204,6 +282,12 @@ void ct_cpu_pool_backward(ct_pool kind, const ct_window *w, const float *x, cons
 {
     int64_t in_size = w->in_h * w->in_w * w->in_c;
     int64_t out_size = w->out_h * w->out_w * w->in_c;
+    if (kind == CT_POOL_MAX && tiled(w)) {
+        for (int64_t r = 0; r < rows; r++)
+            max_tiled_backward(w, x + r * in_size, y + r * out_size, dy + r * out_size,
+                               dx + r * in_size);
+        return;
+    }
     vec_zero(dx, rows * in_size);
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * in_size;

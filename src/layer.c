@@ -191,3 +191,49 @@ int ct_layer_data_format(const ct_layer *l, ct_node *cfg, ct_error *err)
     return ct_node_err(err, ct_map_get(cfg, "data_format"),
                        "%s: data_format '%s' is not supported; only channels_last is", what, fmt);
 }
+
+/* ---- bias + activation tail --------------------------------------------------------- */
+
+static const ct_act linear_act = {CT_ACT_LINEAR, 0.0f};
+
+int64_t ct_tail_scratch(ct_act act, int64_t out_floats)
+{
+    return ct_act_from_output(act) ? 0 : out_floats;
+}
+
+float *ct_tail_target(const ct_layer *l, ct_act act, float *y)
+{
+    return ct_act_from_output(act) ? y : l->scratch;
+}
+
+void ct_tail_forward(const ct_layer *l, ct_act act, const float *bias, float *z, float *y,
+                     int64_t n, int64_t cols)
+{
+    const ct_backend *be = l->be;
+    if (z == y) {
+        if (bias || act.kind != CT_ACT_LINEAR)
+            be->bias_act(act, bias, y, n, cols);
+        return;
+    }
+    if (bias)
+        be->bias_act(linear_act, bias, z, n, cols);
+    be->act_forward(act, z, y, n, cols);
+}
+
+ct_act ct_tail_inner_act(const ct_layer *l, ct_act act, bool backward)
+{
+    if (!ct_act_from_output(act) || (backward && l->act_fused))
+        return linear_act;
+    return act;
+}
+
+void ct_tail_backward(const ct_layer *l, ct_act act, const float *z, const float *y, float *dy,
+                      float *db, int64_t n, int64_t cols)
+{
+    const ct_backend *be = l->be;
+    ct_act inner = ct_tail_inner_act(l, act, true);
+    if (inner.kind == CT_ACT_LINEAR && act.kind != CT_ACT_LINEAR && !l->act_fused)
+        be->act_backward(act, z, y, dy, dy, n, cols);
+    if (inner.kind != CT_ACT_LINEAR || db)
+        be->bias_act_backward(inner, y, dy, db, n, cols);
+}

@@ -92,6 +92,28 @@ int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)
 int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const char *def,
                        ct_act *out, ct_error *err);
 
+/* ---- The bias + activation tail of dense and convolution layers ------------------- *
+ * An activation whose derivative follows from its output (ct_act_from_output) is applied
+ * in place: the linear part writes y, the tail turns it into act(y + bias) in one pass and
+ * backward reads only y. Any other activation keeps the pre-activation values in the
+ * layer's scratch (the first out_floats of it). */
+
+/* Scratch floats the tail needs for out_floats outputs: 0 or out_floats. */
+int64_t ct_tail_scratch(ct_act act, int64_t out_floats);
+/* Where the linear part writes its n x cols result: y, or the start of l->scratch. */
+float *ct_tail_target(const ct_layer *l, ct_act act, float *y);
+/* z: what ct_tail_target returned, holding the linear part; writes y = act(z + bias)
+ * (bias NULL: none). */
+void ct_tail_forward(const ct_layer *l, ct_act act, const float *bias, float *z, float *y,
+                     int64_t n, int64_t cols);
+/* dy = dy * act'(.) in place (skipped when the loss took the activation's derivative,
+ * l->act_fused), then db = column sums (db NULL: skipped). z, y: the forward's. */
+void ct_tail_backward(const ct_layer *l, ct_act act, const float *z, const float *y, float *dy,
+                      float *db, int64_t n, int64_t cols);
+/* The activation a fused op (conv_forward / conv_backward) can take itself: act when it
+ * follows from the output and is not fused into the loss, else linear. */
+ct_act ct_tail_inner_act(const ct_layer *l, ct_act act, bool backward);
+
 /* Registry: kind by config name or Keras class name; NULL if unknown. */
 const ct_layer_kind *ct_layer_kind_find(const char *name);
 /* Comma-separated config names of every kind, for error messages. */

@@ -439,6 +439,47 @@ START_TEST(test_act_backward_fd)
 }
 END_TEST
 
+/* bias_act equals bias then act_forward; for the activations whose derivative follows
+ * from y, bias_act_backward equals act_backward, and its column sums are the bias
+ * gradient (sums in double as the reference). */
+START_TEST(test_bias_act_fused)
+{
+    ct_act a = all_acts[_i];
+    if (a.kind == CT_ACT_SOFTMAX || a.kind == CT_ACT_LOG_SOFTMAX)
+        return; /* row-wise: not element-wise, never fused */
+    float x[AR * AC], b[AC], z[AR * AC], y[AR * AC], yf[AR * AC];
+    float dy[AR * AC], dx[AR * AC], db[AC];
+    act_inputs(x, AR * AC, 61 + _i);
+    tu_fill(b, AC, 62 + _i, -0.04f, 0.04f); /* small: z stays off the kinks */
+    for (int r = 0; r < AR; r++)
+        for (int c = 0; c < AC; c++)
+            z[r * AC + c] = x[r * AC + c] + b[c];
+    be()->act_forward(a, z, y, AR, AC);
+    memcpy(yf, x, sizeof x);
+    be()->bias_act(a, b, yf, AR, AC);
+    ck_assert_int_eq(memcmp(yf, y, sizeof y), 0);
+    bool from_y = ct_act_from_output(a);
+    ck_assert_int_eq(from_y, a.kind == CT_ACT_LINEAR || a.kind == CT_ACT_RELU ||
+                                 a.kind == CT_ACT_RELU6 || a.kind == CT_ACT_SIGMOID ||
+                                 a.kind == CT_ACT_HARD_SIGMOID || a.kind == CT_ACT_TANH ||
+                                 (a.kind == CT_ACT_LEAKY_RELU && a.alpha > 0));
+    if (!from_y)
+        return;
+    tu_fill(dy, AR * AC, 63 + _i, -1, 1);
+    be()->act_backward(a, z, y, dy, dx, AR, AC);
+    be()->bias_act_backward(a, y, dy, db, AR, AC);
+    for (int i = 0; i < AR * AC; i++)
+        ck_assert_msg(tu_relerr(dy[i], dx[i]) < 1e-5, "%s at z=%g: %.9g from y, %.9g from z",
+                      ct_act_name(a.kind), (double)z[i], (double)dy[i], (double)dx[i]);
+    for (int c = 0; c < AC; c++) {
+        double sum = 0;
+        for (int r = 0; r < AR; r++)
+            sum += dx[r * AC + c];
+        tu_assert_close(db[c], sum, 1e-5);
+    }
+}
+END_TEST
+
 START_TEST(test_act_backward_edges)
 {
     float x[5] = {0.0f, -0.0f, 6.0f, 3.0f, -3.0f}, y[5], dy[5] = {1, 1, 1, 1, 1}, dx[5];
@@ -1092,6 +1133,7 @@ static Suite *backend_suite(void)
     tcase_add_loop_test(tc, test_act_forward_sweep, 0, N_ACTS);
     tcase_add_loop_test(tc, test_act_backward_fd, 0, N_ACTS);
     tcase_add_test(tc, test_act_backward_edges);
+    tcase_add_loop_test(tc, test_bias_act_fused, 0, N_ACTS);
     tcase_add_test(tc, test_dropout_mask);
     suite_add_tcase(s, tc);
     return s;

@@ -369,9 +369,10 @@ START_TEST(test_conv2d_shapes)
     for (int i = 0; keys[i]; i++)
         ck_assert_msg(ct_map_get(t.cfg, keys[i]) != NULL, "%s", keys[i]);
     ck_assert_str_eq(ct_map_get(t.cfg, "padding")->scalar, "valid");
-    /* scratch: per partition (one per sample here) one sample's patches and a kernel
-     * gradient (no activation: no pre-activation kept) */
-    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2), 2 * (5 * 4 * 3 * 2 * 4 + 3 * 2 * 4 * 6));
+    /* scratch: per partition (one per sample here) one sample's patches, a kernel
+     * gradient and a bias gradient (no activation: no pre-activation kept) */
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2),
+                     2 * (5 * 4 * 3 * 2 * 4 + 3 * 2 * 4 * 6 + 6));
     lt_free(&t);
 
     conv_ok(&t, "{type: Conv2D, filters: 6, kernel_size: [3, 2], strides: 2}", 3, in, 2);
@@ -397,10 +398,17 @@ START_TEST(test_conv2d_shapes)
     ck_assert_int_eq(t.l.nparams, 1);
     check_shape(&t.l.params[0].shape, 4, 3, 2, 2, 6);
     ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_RELU);
-    /* pre-activation, then per partition one sample's patches for one group (3*2*2 per
-     * position) and a kernel gradient (3*2*2 x 6) */
+    /* relu is applied in place (no pre-activation kept); per partition one sample's
+     * patches for one group (3*2*2 per position), a kernel gradient (3*2*2 x 6) and a
+     * bias gradient (6, present though unused) */
     ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2),
-                     2 * 5 * 4 * 6 + 2 * (5 * 4 * 3 * 2 * 2 + 3 * 2 * 2 * 6));
+                     2 * (5 * 4 * 3 * 2 * 2 + 3 * 2 * 2 * 6 + 6));
+    lt_free(&t);
+    /* gelu needs its input for the derivative: the pre-activation comes first */
+    conv_ok(&t, "{type: conv2d, filters: 6, kernel_size: [3, 2], groups: 2, use_bias: false, "
+              "activation: gelu}", 3, in, 2);
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 2),
+                     2 * 5 * 4 * 6 + 2 * (5 * 4 * 3 * 2 * 2 + 3 * 2 * 2 * 6 + 6));
     lt_free(&t);
     conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 3, kernel_initializer: he_normal, "
               "bias_initializer: ones, kernel_regularizer: {type: l2, l2: 0.25}, "
@@ -497,6 +505,12 @@ START_TEST(test_conv2d_forward_and_gradients)
     lt t;
     conv_ok(&t, "{type: conv2d, filters: 2, kernel_size: 2, activation: tanh, padding: same}", 3,
           in, 2);
+    gradcheck(&t, 2);
+    lt_free(&t);
+    /* gelu keeps its pre-activation outside the fused op; the bias is added inside */
+    conv_ok(&t, "{type: conv2d, filters: 3, kernel_size: 2, activation: gelu, "
+              "bias_initializer: {type: random_uniform, minval: -0.5, maxval: 0.5}}",
+            3, in, 2);
     gradcheck(&t, 2);
     lt_free(&t);
 }

@@ -200,7 +200,8 @@ START_TEST(test_dense_shapes)
     ck_assert_int_eq(t.l.params[1].init.kind, CT_INIT_ZEROS);
     ck_assert(t.l.params[0].trainable && t.l.params[1].trainable);
     ck_assert_int_eq(t.l.kind->output_activation(&t.l), CT_ACT_TANH);
-    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 10), 30);
+    /* tanh's derivative follows from its output: no pre-activation is kept */
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, 10), 0);
     /* defaults are written into the config, so the resolved config shows them */
     ck_assert_ptr_nonnull(ct_map_get(t.cfg, "use_bias"));
     ck_assert_ptr_nonnull(ct_map_get(t.cfg, "kernel_initializer"));
@@ -262,13 +263,15 @@ START_TEST(test_dense_errors)
 }
 END_TEST
 
-/* Naive reference: y = tanh(x W + b) in double. */
+/* Naive reference: y = gelu(x W + b) in double (exact erf form, Keras's default). */
 START_TEST(test_dense_forward_reference)
 {
     lt t;
     int64_t in[1] = {7};
     const int64_t rows = 5, units = 4;
-    lt_ok(&t, "{type: dense, units: 4, activation: tanh}", "dense", 1, in, rows);
+    lt_ok(&t, "{type: dense, units: 4, activation: gelu}", "dense", 1, in, rows);
+    /* gelu's derivative needs x: the pre-activation is kept */
+    ck_assert_int_eq(t.l.kind->scratch_floats(&t.l, rows), rows * units);
     float x[5 * 7], y[5 * 4];
     tu_fill(x, rows * 7, 3, -2.0f, 2.0f);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
@@ -279,7 +282,7 @@ START_TEST(test_dense_forward_reference)
             double z = b[j];
             for (int64_t i = 0; i < 7; i++)
                 z += (double)x[r * 7 + i] * w[i * units + j];
-            tu_assert_close(y[r * units + j], tanh(z), 1e-5);
+            tu_assert_close(y[r * units + j], 0.5 * z * (1.0 + erf(z / sqrt(2.0))), 1e-5);
             /* the pre-activation is kept for backward */
             tu_assert_close(t.scratch[r * units + j], z, 1e-5);
         }
@@ -390,7 +393,7 @@ START_TEST(test_dense_no_dx)
     t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
     float dz[4];
     for (int i = 0; i < 4; i++)
-        dz[i] = t.scratch[i] > 0 ? dy[i] : 0.0f;
+        dz[i] = y[i] > 0 ? dy[i] : 0.0f;
     t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 2; j++)
