@@ -211,6 +211,8 @@ static void check_pool_layer(const char *yaml, bool is_max, int rank, const geo 
     double *ry = dvec(nout), *rdx = dvec(nin);
     tu_fill(x, nin, 5, -2.0f, 2.0f);
     tu_fill(dy, nout, 6, -1.0f, 1.0f);
+    for (int64_t i = 0; i < nin; i++)
+        dx[i] = NAN; /* backward must write every element, not add to it */
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
     t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
@@ -256,6 +258,13 @@ START_TEST(test_pool2d_reference)
     /* more channels than one block of the max backward */
     geo wide = geo_make(3, 3, 300, 2, 2, 1, 1, false);
     check_pool_layer("{type: max_pooling2d, strides: 1}", true, 2, &wide, 1);
+    /* windows that tile the input (the loops without bounds): odd sizes leave the last
+     * row and column outside every window, whose gradient must still be written as 0;
+     * and more channels than one block */
+    geo tiled_odd = geo_make(7, 5, 3, 2, 2, 2, 2, false);
+    check_pool_layer("{type: max_pooling2d}", true, 2, &tiled_odd, 3);
+    geo tiled_wide = geo_make(4, 5, 300, 2, 2, 2, 2, false);
+    check_pool_layer("{type: max_pooling2d}", true, 2, &tiled_wide, 1);
 }
 END_TEST
 
