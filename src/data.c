@@ -3,6 +3,7 @@
  * HDF5's own error printing is switched off around every call into the library so that
  * users see only our messages; the innermost HDF5 reason is appended where it helps. */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +40,8 @@ typedef struct member {
     hsize_t dims[CT_MAX_DIMS + 1];
     int64_t size;      /* floats per row */
     bool integer;
+    bool is_signed;    /* integer types */
+    size_t bytes;      /* stored element size */
     char *label;       /* "file.h5:/train/images" */
 } member;
 
@@ -152,6 +155,8 @@ static int check_type(member *mb, ct_error *err)
     if (t < 0)
         return ct_err(err, CT_ERR_DATA, "%s: cannot read its type", mb->label);
     H5T_class_t c = H5Tget_class(t);
+    mb->bytes = H5Tget_size(t);
+    mb->is_signed = c == H5T_INTEGER && H5Tget_sign(t) == H5T_SGN_2;
     H5Tclose(t);
     if (c == H5T_INTEGER || c == H5T_FLOAT) {
         mb->integer = c == H5T_INTEGER;
@@ -316,8 +321,13 @@ const char *ct_dataset_y_name(const ct_dataset *ds) { return ds->has_y ? ds->y.l
 
 /* ---- reading ---- */
 
-static int read_member(const member *mb, int64_t start, int64_t count, float *out,
-                       ct_error *err)
+/* HDF5 (Debian's build) is not thread-safe: every read, from whichever thread (a
+ * loader's reader thread among them), holds this lock. */
+static pthread_mutex_t h5_read_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Rows [start, start + count) of mb converted by HDF5 to mem_type into out. */
+static int read_member(const member *mb, int64_t start, int64_t count, void *out,
+                       hid_t mem_type, ct_error *err)
 {
     hsize_t off[CT_MAX_DIMS + 1] = {0}, cnt[CT_MAX_DIMS + 1];
     off[0] = (hsize_t)start;
@@ -329,7 +339,7 @@ static int read_member(const member *mb, int64_t start, int64_t count, float *ou
     hid_t ms = H5Screate_simple(1, &n, NULL);
     herr_t rc = -1;
     if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0)
-        rc = H5Dread(mb->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);
+        rc = H5Dread(mb->id, mem_type, ms, fs, H5P_DEFAULT, out);
     char why[CT_H5_REASON_MAX];
     if (rc < 0)
         ct_h5_reason(why);
@@ -350,12 +360,14 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
                       ds->x.label, start, start + count - 1, ds->rows);
     if (count == 0)
         return 0;
+    pthread_mutex_lock(&h5_read_lock);
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = read_member(&ds->x, start, count, x, err);
+    int rc = read_member(&ds->x, start, count, x, H5T_NATIVE_FLOAT, err);
     if (rc == 0 && y && ds->has_y)
-        rc = read_member(&ds->y, start, count, y, err);
+        rc = read_member(&ds->y, start, count, y, H5T_NATIVE_FLOAT, err);
     ct_h5_quiet_off(&q);
+    pthread_mutex_unlock(&h5_read_lock);
     if (rc == 0 && ds->scale != 1.0) {
         float s = (float)ds->scale;
         int64_t n = count * ds->x.size;
@@ -445,6 +457,52 @@ int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err)
 
 /* ---- loader ---- */
 
+/* How a loader keeps x in memory. Integer data of one or two bytes (images, mostly) stays
+ * in its stored type, a quarter or half of float32, and is converted to float (times the
+ * scale) only as each batch is assembled: (float)v * scale is exactly what reading it as
+ * float and scaling gives, so results do not depend on the storage. */
+typedef enum { STORE_F32, STORE_U8, STORE_I8, STORE_U16, STORE_I16 } store_kind;
+
+static store_kind store_for(const member *mb)
+{
+    if (!mb->integer || mb->bytes > 2)
+        return STORE_F32;
+    if (mb->bytes == 1)
+        return mb->is_signed ? STORE_I8 : STORE_U8;
+    return mb->is_signed ? STORE_I16 : STORE_U16;
+}
+
+static size_t store_bytes(store_kind k)
+{
+    return k == STORE_F32 ? 4 : (k == STORE_U8 || k == STORE_I8) ? 1 : 2;
+}
+
+static hid_t store_type(store_kind k)
+{
+    switch (k) {
+    case STORE_U8: return H5T_NATIVE_UCHAR;
+    case STORE_I8: return H5T_NATIVE_SCHAR;
+    case STORE_U16: return H5T_NATIVE_USHORT;
+    case STORE_I16: return H5T_NATIVE_SHORT;
+    default: return H5T_NATIVE_FLOAT;
+    }
+}
+
+/* The reader thread's hand-over: idle, a batch wanted (the thread owns the loader's
+ * cursor), or a batch ready in px/py. */
+typedef enum { PF_IDLE, PF_WANTED, PF_READY } pf_state;
+
+typedef struct prefetch {
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pf_state state;
+    bool quit;
+    float *px, *py;
+    int64_t rows;
+    ct_error err;
+} prefetch;
+
 typedef struct pick {
     int64_t row, slot;
 } pick;
@@ -456,17 +514,39 @@ struct ct_loader {
     uint64_t seed;
     int64_t epoch;
     int64_t xsize, ysize;       /* ysize 0 without y */
+    store_kind xstore;          /* x's in-memory type */
+    size_t xrow;                /* bytes of one stored x row */
     int64_t *order;             /* memory mode: list positions in epoch order (n) */
-    float *cx, *cy;             /* memory mode: the subset, in list order */
+    unsigned char *cx;          /* memory mode: the subset's x, in list order */
+    float *cy;                  /* memory mode: the subset's y */
     int64_t pos;                /* next position in epoch order */
     int64_t block, nblocks;     /* streaming: list entries per block */
     int64_t *border, *bperm;    /* streaming: block order, order within the loaded block */
     int64_t cur, blen, bpos;    /* index into border of the loaded block (-1 none) */
-    float *bx, *by;             /* streaming: the loaded block */
+    unsigned char *bx;          /* streaming: the loaded block */
+    float *by;
     pick *picks;                /* scratch for sorted reads */
     int64_t run_rows;           /* scratch rows for one contiguous read */
-    float *sx, *sy;
+    unsigned char *sx;
+    float *sy;
+    prefetch *pf;               /* NULL: batches are assembled on the caller's thread */
 };
+
+/* Rows [start, start + count) in the loader's storage: x raw (no scale), y as float. */
+static int read_stored(ct_loader *ld, int64_t start, int64_t count, unsigned char *x, float *y,
+                       ct_error *err)
+{
+    ct_dataset *ds = ld->ds;
+    pthread_mutex_lock(&h5_read_lock);
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
+    int rc = read_member(&ds->x, start, count, x, store_type(ld->xstore), err);
+    if (rc == 0 && y)
+        rc = read_member(&ds->y, start, count, y, H5T_NATIVE_FLOAT, err);
+    ct_h5_quiet_off(&q);
+    pthread_mutex_unlock(&h5_read_lock);
+    return rc;
+}
 
 static int pick_cmp(const void *a, const void *b)
 {
@@ -476,12 +556,16 @@ static int pick_cmp(const void *a, const void *b)
     return (p->slot > q->slot) - (p->slot < q->slot);
 }
 
+static int64_t stored_row_bytes(const ct_loader *ld)
+{
+    return (int64_t)ld->xrow + ld->ysize * (int64_t)sizeof(float);
+}
+
 /* End (exclusive) of the run of picks starting at i that one contiguous read serves:
  * small gaps are read through rather than paying for another H5Dread. */
 static int64_t run_end(const ct_loader *ld, int64_t i, int64_t m)
 {
-    int64_t row_bytes = (ld->xsize + ld->ysize) * (int64_t)sizeof(float);
-    int64_t gap = (int64_t)GAP_BYTES / row_bytes;
+    int64_t gap = (int64_t)GAP_BYTES / stored_row_bytes(ld);
     int64_t first = ld->picks[i].row, last = first, j = i + 1;
     while (j < m && ld->picks[j].row - last - 1 <= gap
            && ld->picks[j].row - first + 1 <= ld->run_rows) {
@@ -492,8 +576,8 @@ static int64_t run_end(const ct_loader *ld, int64_t i, int64_t m)
 }
 
 /* Reads dataset rows rows[0..m) into slots 0..m) of dx/dy, sorted into contiguous runs. */
-static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, float *dx, float *dy,
-                       ct_error *err)
+static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, unsigned char *dx,
+                       float *dy, ct_error *err)
 {
     for (int64_t i = 0; i < m; i++) {
         ld->picks[i].row = rows[i];
@@ -503,12 +587,11 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, float *dx,
     for (int64_t i = 0; i < m;) {
         int64_t j = run_end(ld, i, m);
         int64_t first = ld->picks[i].row, count = ld->picks[j - 1].row - first + 1;
-        if (ct_dataset_read(ld->ds, first, count, ld->sx, ld->ysize ? ld->sy : NULL, err) < 0)
+        if (read_stored(ld, first, count, ld->sx, ld->ysize ? ld->sy : NULL, err) < 0)
             return -1;
         for (; i < j; i++) {
             int64_t off = ld->picks[i].row - first, slot = ld->picks[i].slot;
-            memcpy(dx + slot * ld->xsize, ld->sx + off * ld->xsize,
-                   (size_t)ld->xsize * sizeof *dx);
+            memcpy(dx + (size_t)slot * ld->xrow, ld->sx + (size_t)off * ld->xrow, ld->xrow);
             if (ld->ysize)
                 memcpy(dy + slot * ld->ysize, ld->sy + off * ld->ysize,
                        (size_t)ld->ysize * sizeof *dy);
@@ -517,10 +600,13 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, float *dx,
     return 0;
 }
 
+static void stop_prefetch(ct_loader *ld);
+
 void ct_loader_free(ct_loader *ld)
 {
     if (!ld)
         return;
+    stop_prefetch(ld);
     free(ld->rows);
     free(ld->order);
     free(ld->cx);
@@ -564,15 +650,19 @@ static float *alloc_floats(int64_t rows, int64_t size)
     return malloc((size_t)(rows > 0 ? rows : 1) * (size_t)size * sizeof(float));
 }
 
+static unsigned char *alloc_x(const ct_loader *ld, int64_t rows)
+{
+    return malloc((size_t)(rows > 0 ? rows : 1) * (ld->xrow > 0 ? ld->xrow : 1));
+}
+
 /* Allocates the sorted-read scratch for up to m rows per gather. */
 static int alloc_scratch(ct_loader *ld, int64_t m, ct_error *err)
 {
-    int64_t row_bytes = (ld->xsize + ld->ysize) * (int64_t)sizeof(float);
-    ld->run_rows = (int64_t)RUN_BYTES / row_bytes;
+    ld->run_rows = (int64_t)RUN_BYTES / stored_row_bytes(ld);
     if (ld->run_rows < 1)
         ld->run_rows = 1;
     ld->picks = malloc((size_t)(m > 0 ? m : 1) * sizeof *ld->picks);
-    ld->sx = alloc_floats(ld->run_rows, ld->xsize);
+    ld->sx = alloc_x(ld, ld->run_rows);
     ld->sy = alloc_floats(ld->run_rows, ld->ysize);
     if (!ld->picks || !ld->sx || (ld->ysize && !ld->sy))
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
@@ -582,7 +672,7 @@ static int alloc_scratch(ct_loader *ld, int64_t m, ct_error *err)
 static int setup_memory(ct_loader *ld, ct_error *err)
 {
     ld->order = malloc((size_t)(ld->n > 0 ? ld->n : 1) * sizeof *ld->order);
-    ld->cx = alloc_floats(ld->n, ld->xsize);
+    ld->cx = alloc_x(ld, ld->n);
     ld->cy = alloc_floats(ld->n, ld->ysize);
     if (!ld->order || !ld->cx || (ld->ysize && !ld->cy))
         return ct_err(err, CT_ERR_NOMEM, "out of memory loading %s (%" PRId64 " rows)",
@@ -595,15 +685,15 @@ static int setup_memory(ct_loader *ld, ct_error *err)
     free(ld->sx);
     free(ld->sy);
     ld->picks = NULL;
-    ld->sx = ld->sy = NULL;
+    ld->sx = NULL;
+    ld->sy = NULL;
     return 0;
 }
 
 static int setup_streaming(ct_loader *ld, size_t memory_limit, ct_error *err)
 {
-    int64_t row_bytes = (ld->xsize + ld->ysize) * (int64_t)sizeof(float);
     size_t budget = memory_limit < STREAM_BYTES ? memory_limit : STREAM_BYTES;
-    ld->block = (int64_t)(budget / (size_t)row_bytes);
+    ld->block = (int64_t)(budget / (size_t)stored_row_bytes(ld));
     if (ld->block < ld->batch)
         ld->block = ld->batch;
     if (ld->block > ld->n)
@@ -611,7 +701,7 @@ static int setup_streaming(ct_loader *ld, size_t memory_limit, ct_error *err)
     ld->nblocks = (ld->n + ld->block - 1) / ld->block;
     ld->border = malloc((size_t)ld->nblocks * sizeof *ld->border);
     ld->bperm = malloc((size_t)ld->block * sizeof *ld->bperm);
-    ld->bx = alloc_floats(ld->block, ld->xsize);
+    ld->bx = alloc_x(ld, ld->block);
     ld->by = alloc_floats(ld->block, ld->ysize);
     if (!ld->border || !ld->bperm || !ld->bx || (ld->ysize && !ld->by))
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
@@ -632,11 +722,13 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
     ld->seed = seed;
     ld->xsize = ds->x.size;
     ld->ysize = ds->has_y ? ds->y.size : 0;
+    ld->xstore = store_for(&ds->x);
+    ld->xrow = (size_t)ld->xsize * store_bytes(ld->xstore);
     int rc = batch > 0 ? copy_rows(ld, rows, n, err)
                        : ct_err(err, CT_ERR_INTERNAL, "batch size %" PRId64 " must be positive",
                                 batch);
     if (rc == 0) {
-        double bytes = (double)ld->n * (double)(ld->xsize + ld->ysize) * sizeof(float);
+        double bytes = (double)ld->n * (double)stored_row_bytes(ld);
         ld->streaming = bytes > (double)memory_limit && ld->n > 0;
         rc = ld->streaming ? setup_streaming(ld, memory_limit, err) : setup_memory(ld, err);
     }
@@ -652,15 +744,20 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
 int64_t ct_loader_rows(const ct_loader *ld) { return ld->n; }
 int64_t ct_loader_batches(const ct_loader *ld) { return (ld->n + ld->batch - 1) / ld->batch; }
 
+size_t ct_loader_memory(const ct_loader *ld)
+{
+    int64_t rows = ld->streaming ? ld->block : ld->n;
+    return (size_t)rows * (size_t)stored_row_bytes(ld);
+}
+
 static void identity(int64_t *p, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         p[i] = i;
 }
 
-int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err)
+static void reset_order(ct_loader *ld, int64_t epoch)
 {
-    (void)err;
     ld->epoch = epoch;
     ld->pos = 0;
     uint64_t key = ct_rng_key(ld->seed, CT_RNG_SHUFFLE, (uint64_t)epoch, 0);
@@ -669,7 +766,7 @@ int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err)
             ct_rng_permutation(key, ld->order, ld->n);
         else
             identity(ld->order, ld->n);
-        return 0;
+        return;
     }
     if (ld->shuffle)
         ct_rng_permutation(key, ld->border, ld->nblocks);
@@ -677,7 +774,6 @@ int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err)
         identity(ld->border, ld->nblocks);
     ld->cur = -1;
     ld->blen = ld->bpos = 0;
-    return 0;
 }
 
 /* Streaming: reads the next block of the epoch and orders its rows. */
@@ -696,10 +792,44 @@ static int load_block(ct_loader *ld, ct_error *err)
     return gather_rows(ld, ld->rows + start, ld->blen, ld->bx, ld->by, err);
 }
 
-static void copy_row(const ct_loader *ld, const float *sx, const float *sy, int64_t slot,
+/* x row `at` of the batch = stored row `slot` converted to float and scaled. */
+static void convert_row(const ct_loader *ld, const unsigned char *sx, int64_t slot, float *x,
+                        int64_t at)
+{
+    const int64_t n = ld->xsize;
+    const float s = (float)ld->ds->scale;
+    const void *src = sx + (size_t)slot * ld->xrow;
+    float *restrict d = x + at * n;
+    switch (ld->xstore) {
+    case STORE_U8:
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((const unsigned char *)src)[i];
+        break;
+    case STORE_I8:
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((const signed char *)src)[i];
+        break;
+    case STORE_U16:
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((const uint16_t *)src)[i];
+        break;
+    case STORE_I16:
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((const int16_t *)src)[i];
+        break;
+    default:
+        memcpy(d, src, (size_t)n * sizeof(float));
+        break;
+    }
+    if (ld->ds->scale != 1.0)
+        for (int64_t i = 0; i < n; i++)
+            d[i] *= s;
+}
+
+static void copy_row(const ct_loader *ld, const unsigned char *sx, const float *sy, int64_t slot,
                      float *x, float *y, int64_t at)
 {
-    memcpy(x + at * ld->xsize, sx + slot * ld->xsize, (size_t)ld->xsize * sizeof *x);
+    convert_row(ld, sx, slot, x, at);
     if (y && ld->ysize)
         memcpy(y + at * ld->ysize, sy + slot * ld->ysize, (size_t)ld->ysize * sizeof *y);
 }
@@ -716,7 +846,8 @@ static int64_t next_streaming(ct_loader *ld, float *x, float *y, ct_error *err)
     return filled;
 }
 
-int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
+/* The next batch, assembled on the calling thread. */
+static int64_t fill_batch(ct_loader *ld, float *x, float *y, ct_error *err)
 {
     if (ld->streaming)
         return next_streaming(ld, x, y, err);
@@ -725,6 +856,155 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
         copy_row(ld, ld->cx, ld->cy, ld->order[ld->pos + i], x, y, i);
     ld->pos += k;
     return k;
+}
+
+/* ---- the reader thread ----
+ * It assembles batch k + 1 (reading and shuffling, in streaming mode) while the caller
+ * trains on batch k. The order is still a function of (seed, epoch) alone, so results are
+ * the same with or without it. */
+
+static void *reader_main(void *arg)
+{
+    ct_loader *ld = arg;
+    prefetch *pf = ld->pf;
+    pthread_mutex_lock(&pf->mu);
+    for (;;) {
+        while (pf->state != PF_WANTED && !pf->quit)
+            pthread_cond_wait(&pf->cv, &pf->mu);
+        if (pf->quit)
+            break;
+        pthread_mutex_unlock(&pf->mu);
+        ct_error e = {0};
+        int64_t rows = fill_batch(ld, pf->px, pf->py, &e);
+        pthread_mutex_lock(&pf->mu);
+        pf->rows = rows;
+        pf->err = e;
+        pf->state = PF_READY;
+        pthread_cond_broadcast(&pf->cv);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    return NULL;
+}
+
+/* Waits until no batch is being assembled; the caller holds pf->mu. */
+static void wait_settled(prefetch *pf)
+{
+    while (pf->state == PF_WANTED)
+        pthread_cond_wait(&pf->cv, &pf->mu);
+}
+
+static void want_next(ct_loader *ld)
+{
+    prefetch *pf = ld->pf;
+    if (ld->pos < ld->n) {
+        pf->state = PF_WANTED;
+        pthread_cond_broadcast(&pf->cv);
+    } else {
+        pf->state = PF_IDLE;
+    }
+}
+
+static void stop_prefetch(ct_loader *ld)
+{
+    prefetch *pf = ld->pf;
+    if (!pf)
+        return;
+    pthread_mutex_lock(&pf->mu);
+    pf->quit = true;
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+    pthread_join(pf->tid, NULL);
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+    free(pf->px);
+    free(pf->py);
+    free(pf);
+    ld->pf = NULL;
+}
+
+int ct_loader_prefetch(ct_loader *ld, ct_error *err)
+{
+    if (ld->pf)
+        return 0;
+    prefetch *pf = calloc(1, sizeof *pf);
+    if (!pf)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    pf->px = alloc_floats(ld->batch, ld->xsize);
+    pf->py = alloc_floats(ld->batch, ld->ysize);
+    if (!pf->px || (ld->ysize && !pf->py)) {
+        free(pf->px);
+        free(pf->py);
+        free(pf);
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_cond_init(&pf->cv, NULL);
+    pf->state = PF_IDLE;
+    ld->pf = pf;
+    if (pthread_create(&pf->tid, NULL, reader_main, ld) != 0) {
+        pthread_mutex_destroy(&pf->mu);
+        pthread_cond_destroy(&pf->cv);
+        free(pf->px);
+        free(pf->py);
+        free(pf);
+        ld->pf = NULL;
+        return 0; /* no thread: batches are assembled on the caller's thread, as before */
+    }
+    pthread_mutex_lock(&pf->mu);
+    want_next(ld);
+    pthread_mutex_unlock(&pf->mu);
+    return 0;
+}
+
+void ct_loader_settle(ct_loader *ld)
+{
+    if (!ld || !ld->pf)
+        return;
+    pthread_mutex_lock(&ld->pf->mu);
+    wait_settled(ld->pf);
+    pthread_mutex_unlock(&ld->pf->mu);
+}
+
+int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err)
+{
+    (void)err;
+    prefetch *pf = ld->pf;
+    if (!pf) {
+        reset_order(ld, epoch);
+        return 0;
+    }
+    pthread_mutex_lock(&pf->mu);
+    wait_settled(pf); /* a batch of the old order is dropped */
+    reset_order(ld, epoch);
+    want_next(ld);
+    pthread_mutex_unlock(&pf->mu);
+    return 0;
+}
+
+int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
+{
+    prefetch *pf = ld->pf;
+    if (!pf)
+        return fill_batch(ld, x, y, err);
+    pthread_mutex_lock(&pf->mu);
+    wait_settled(pf);
+    int64_t rows = 0;
+    if (pf->state == PF_READY) {
+        rows = pf->rows;
+        if (rows < 0)
+            *err = pf->err;
+        if (rows > 0) {
+            memcpy(x, pf->px, (size_t)(rows * ld->xsize) * sizeof *x);
+            if (y && ld->ysize)
+                memcpy(y, pf->py, (size_t)(rows * ld->ysize) * sizeof *y);
+        }
+    }
+    if (rows > 0)
+        want_next(ld);
+    else
+        pf->state = PF_IDLE;
+    pthread_mutex_unlock(&pf->mu);
+    return rows;
 }
 
 /* ---- writing predictions ---- */

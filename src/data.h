@@ -4,9 +4,12 @@
  * be float32, float64 or any integer type; it is converted to float and multiplied by
  * `scale` when read. y (optional) holds integer labels or float targets.
  * A ct_loader serves batches from a subset of a dataset's rows. If the subset fits in
- * `memory_limit` bytes (as float32) it is read once into memory; otherwise batches are
- * read by hyperslab in blocks of contiguous rows, shuffled block order and shuffled within
- * each block. The order of an epoch depends only on (seed, epoch).
+ * `memory_limit` bytes it is read once into memory (integer x of one or two bytes, such as
+ * images, is kept in its stored type and converted per batch); otherwise batches are read
+ * by hyperslab in blocks of contiguous rows, shuffled block order and shuffled within each
+ * block. The order of an epoch depends only on (seed, epoch). With ct_loader_prefetch a
+ * reader thread assembles the next batch while the caller works on the current one; the
+ * batches are the same either way.
  *
  * Ownership: ct_dataset_open / ct_loader_new return objects freed by ct_dataset_close /
  * ct_loader_free. A loader borrows its dataset, which must outlive it. */
@@ -53,6 +56,14 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
 void ct_loader_free(ct_loader *ld);
 int64_t ct_loader_rows(const ct_loader *ld);
 int64_t ct_loader_batches(const ct_loader *ld);
+/* Bytes the loader holds for its rows (the subset, or one streaming block). */
+size_t ct_loader_memory(const ct_loader *ld);
+/* Starts the reader thread (stopped by ct_loader_free). Without threads it does nothing and
+ * batches are assembled by ct_loader_next itself. Returns 0 or -1 (out of memory). */
+int ct_loader_prefetch(ct_loader *ld, ct_error *err);
+/* Waits until the reader thread is not reading: call before other HDF5 use (writing a
+ * checkpoint) from the caller's thread while an epoch is unfinished. */
+void ct_loader_settle(ct_loader *ld);
 /* Starts epoch `epoch` (0-based): a fresh order if shuffling. */
 int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err);
 /* Fills the next batch (x: batch * x size floats, y: batch * y size floats or NULL).

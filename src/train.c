@@ -256,7 +256,7 @@ static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
     s->rows = trows;
     s->train = ct_loader_new(s->train_ds, trows, ntrain, ex->batch_size, ex->shuffle, ex->seed,
                              ex->memory_limit, err);
-    if (!s->train)
+    if (!s->train || ct_loader_prefetch(s->train, err) < 0)
         return -1;
     if (nval) {
         s->val_ds = s->train_ds;
@@ -375,6 +375,9 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
             break;
     }
     m->profile = NULL;
+    /* A stop mid-epoch leaves the reader thread on the next batch; the checkpoint written
+     * next must not meet it inside HDF5. */
+    ct_loader_settle(s->train);
     if (rows < 0)
         return -1;
     /* Where the epoch stands, for a checkpoint written now. */
