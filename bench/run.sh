@@ -4,9 +4,9 @@
 #   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn] [--threads N]
 #
 # Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data file
-# data/fashion-mnist.h5 (scripts/setup.sh --data). PyTorch comes from Debian's python3-torch
-# (/usr/bin/python3); Keras 3 from KERAS_PYTHON=path/to/python, or else from a virtual
-# environment bench/.venv created on first use from PyPI (tensorflow-cpu, h5py).
+# data/fashion-mnist.h5 (scripts/setup.sh --data). The peers, the newest PyTorch and Keras 3
+# on TensorFlow, come from a virtual environment bench/.venv created on first use from PyPI
+# (or PEERS_PYTHON=path/to/python); without PyPI, Debian's python3-torch is used.
 #
 # Prints per framework and model: median epoch time, training samples/s, peak RSS, test
 # accuracy, ctrain's speed and memory relative to each peer, and the achieved FLOP rate as a
@@ -53,6 +53,11 @@ if [ ! -x "$ctrain" ]; then
     echo "run.sh: no ctrain at '$ctrain': build it first (./configure && make), or set CTRAIN=path" >&2
     exit 1
 fi
+# In a build tree, ./ctrain is libtool's wrapper script; time the program itself.
+if [ -x "$(dirname "$ctrain")/.libs/ctrain" ] && head -c 2 "$ctrain" | grep -q '#!'; then
+    export LD_LIBRARY_PATH="$(cd "$(dirname "$ctrain")/.libs" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    ctrain="$(dirname "$ctrain")/.libs/ctrain"
+fi
 if [ ! -f data/fashion-mnist.h5 ]; then
     echo "run.sh: data/fashion-mnist.h5 is missing: run  scripts/setup.sh --data  first" >&2
     exit 1
@@ -76,28 +81,34 @@ fi
 "$work/sgemm" 2048 "$threads" | tee "$work/sgemm.txt"
 
 # --- Peers ----------------------------------------------------------------------------------
-torch_python=/usr/bin/python3
-if ! "$torch_python" -c 'import torch, h5py' 2>/dev/null; then
-    echo "run.sh: $torch_python cannot import torch and h5py (apt-get install python3-torch python3-h5py); skipping PyTorch" >&2
-    torch_python=""
-fi
-
-keras_python=${KERAS_PYTHON:-}
-if [ -z "$keras_python" ]; then
-    keras_python=bench/.venv/bin/python
-    if ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
-        echo "run.sh: creating bench/.venv with tensorflow-cpu and h5py from PyPI (once)" >&2
-        if ! python3 -m venv bench/.venv; then
-            echo "run.sh: python3 -m venv failed (apt-get install python3-venv); skipping Keras" >&2
-            keras_python=""
-        elif ! bench/.venv/bin/pip install --quiet tensorflow-cpu h5py; then
-            echo "run.sh: pip could not install tensorflow-cpu (is PyPI reachable?); skipping Keras" >&2
-            keras_python=""
+# Newest PyTorch, TensorFlow (CPU) and Keras 3 from PyPI, in bench/.venv (created once;
+# PEERS_PYTHON=path/to/python uses another environment). Where PyPI cannot be reached,
+# Debian's python3-torch stands in for PyTorch and Keras is skipped.
+peers_python=${PEERS_PYTHON:-${KERAS_PYTHON:-}}
+if [ -z "$peers_python" ]; then
+    peers_python=bench/.venv/bin/python
+    if ! "$peers_python" -c 'import torch, keras, h5py' 2>/dev/null; then
+        echo "run.sh: installing torch, tensorflow-cpu, keras and h5py from PyPI into bench/.venv (once)" >&2
+        if ! { [ -x bench/.venv/bin/pip ] || python3 -m venv bench/.venv; }; then
+            echo "run.sh: python3 -m venv failed (apt-get install python3-venv)" >&2
+        elif ! bench/.venv/bin/pip install --quiet --upgrade torch tensorflow-cpu keras h5py; then
+            echo "run.sh: pip could not install the peers (is PyPI reachable?)" >&2
         fi
     fi
 fi
-if [ -n "$keras_python" ] && ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
-    echo "run.sh: $keras_python cannot import keras and h5py; skipping Keras" >&2
+torch_python=$peers_python
+if ! "$torch_python" -c 'import torch, h5py' 2>/dev/null; then
+    torch_python=/usr/bin/python3
+    if "$torch_python" -c 'import torch, h5py' 2>/dev/null; then
+        echo "run.sh: using Debian's python3-torch for PyTorch" >&2
+    else
+        echo "run.sh: no PyTorch (PyPI unreachable and python3-torch/python3-h5py not installed); skipping it" >&2
+        torch_python=""
+    fi
+fi
+keras_python=$peers_python
+if ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
+    echo "run.sh: no Keras 3 in $keras_python; skipping Keras" >&2
     keras_python=""
 fi
 
@@ -139,19 +150,34 @@ run_peer() {
     fi
 }
 
+# Wall time of `ctrain summary` (process start to exit), median of 21 runs.
+time_summary() {
+    python3 - "$ctrain" "configs/fashion_mnist_$1.yaml" <<'PY'
+import statistics, subprocess, sys, time
+times = []
+for _ in range(21):
+    t = time.perf_counter()
+    subprocess.run([sys.argv[1], "summary", sys.argv[2]], check=True, stdout=subprocess.DEVNULL)
+    times.append(time.perf_counter() - t)
+print(f"{1e3 * statistics.median(times):.1f}")
+PY
+}
+
 for m in "${model_list[@]}"; do
     run_ctrain "$m"
     [ -n "$torch_python" ] && run_peer torch "$torch_python" bench/torch_reference.py "$m"
     [ -n "$keras_python" ] && run_peer keras "$keras_python" bench/keras_reference.py "$m"
+    printf '%s\t%s\n' "$m" "$(time_summary "$m")" >> "$work/summary.tsv"
 done
 
 # --- Report ---------------------------------------------------------------------------------
-python3 - "$results" "$work/sgemm.txt" "$threads" <<'EOF'
+"$ctrain" --version | tail -n 1 | sed 's/^/ctrain links /'
+python3 - "$results" "$work/sgemm.txt" "$threads" "$work/summary.tsv" <<'EOF'
 import re
 import statistics
 import sys
 
-results, sgemm_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+results, sgemm_file, threads, summary_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 TRAIN_SAMPLES = 54000  # 60000 minus validation_split 0.1
 
 
@@ -257,4 +283,45 @@ for model in dict.fromkeys(r["model"] for r in rows):
 print()
 print("ctrain vs it: speed = its epoch time / ctrain's (above 1: ctrain faster); "
       "memory = ctrain's peak RSS / its (below 1: ctrain smaller).")
+
+# The targets: epoch time against the faster peer (MLP 0.5x, CNN 0.6x), peak RSS against
+# the smaller peer (0.25x), accuracy within 0.5 points of the peers, summary under 20 ms,
+# and the MLP at 50 % of the machine's SGEMM rate.
+summary_ms = dict(line.split() for line in open(summary_file))
+print()
+print("Targets:")
+limits = {"mlp": 0.5, "cnn": 0.6, "cnn_bn": None}
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+for model in dict.fromkeys(r["model"] for r in rows):
+    group = [r for r in rows if r["model"] == model]
+    base = next((r for r in group if r["name"] == "ctrain"), None)
+    peers = [r for r in group if r is not base]
+    if not base or not peers:
+        continue
+    fastest = min(peers, key=lambda r: r["epoch"])
+    smallest = min(peers, key=lambda r: r["rss"])
+    t = base["epoch"] / fastest["epoch"]
+    m = base["rss"] / smallest["rss"]
+    lim = limits.get(model)
+    if lim:
+        print(f"  {model}: epoch time {t:.2f}x {fastest['name']}'s (target <= {lim}): "
+              f"{verdict(t <= lim)}")
+    print(f"  {model}: peak RSS {m:.2f}x {smallest['name']}'s (target <= 0.25): "
+          f"{verdict(m <= 0.25)}")
+    accs = [r["acc"] for r in peers if r["acc"] is not None]
+    if base["acc"] is not None and accs:
+        gap = 100 * (max(accs) - base["acc"])
+        print(f"  {model}: test accuracy {base['acc']:.4f}, best peer {max(accs):.4f} "
+              f"({gap:+.2f} points behind; target <= 0.5): {verdict(gap <= 0.5)}")
+    if model == "mlp":
+        frac = 6 * model_macs(model) * TRAIN_SAMPLES / base["epoch"] * 1e-9 / peakn
+        print(f"  mlp: {frac:.1%} of the SGEMM rate end to end (target >= 50%): "
+              f"{verdict(frac >= 0.5)}")
+for model, ms in summary_ms.items():
+    print(f"  {model}: ctrain summary {float(ms):.1f} ms (target < 20): {verdict(float(ms) < 20)}")
 EOF
