@@ -299,44 +299,73 @@ void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
     }
 }
 
-/* ---- whole convolutions, one sample's patches at a time --------------------------
+/* ---- whole convolutions, a few samples' patches at a time ---------------------------
  * The patches of a whole batch are several times larger than its images and do not fit
- * in any cache; those of one sample do. So each sample's patches are built, multiplied
- * and dropped while still in cache, and the sample's output gets its bias and activation
- * (or, backward, its activation derivative and bias sums) while it is in cache too. The
- * batch is cut into a fixed number of partitions (never the thread count), each run by
- * one thread in sample order with its own patch buffer and its own kernel- and
- * bias-gradient partial sums; the partials are added in partition order. Results are
+ * in any cache; those of a few samples do. So a chunk of samples gets its patches built,
+ * multiplied and dropped while still in cache (one GEMM for the chunk: taller matrices run
+ * faster), and its output gets its bias and activation (or, backward, its activation
+ * derivative and bias sums) while it is in cache too. The batch is cut into a fixed number
+ * of partitions (never the thread count), each run by one thread in sample order with its
+ * own patch buffer and its own kernel- and bias-gradient partial sums; the partials are
+ * added in partition order. The chunk size depends only on the geometry. Results are
  * therefore the same for any number of threads. */
 
 #define CONV_PARTS 16
+#define CHUNK_FLOATS (96 * 1024) /* patches per chunk: well inside a 1-2 MB L2 */
+#define CHUNK_MAX 8
 
 static int64_t conv_parts(int64_t rows) { return rows < CONV_PARTS ? (rows > 0 ? rows : 1) : CONV_PARTS; }
 
+/* One sample's patches for one group. */
 static int64_t patch_floats(const ct_window *w, int64_t groups)
 {
     return w->out_h * w->out_w * w->k_h * w->k_w * (w->in_c / groups);
 }
 
-/* Per partition: patches, then the kernel gradient, then the bias gradient. */
-static int64_t part_floats(const ct_window *w, int64_t groups, int64_t filters)
+/* Samples per chunk: as many as fit CHUNK_FLOATS, at most a partition's share. */
+static int64_t chunk_samples(const ct_window *w, int64_t groups, int64_t rows)
+{
+    int64_t p = patch_floats(w, groups), n = p > 0 ? CHUNK_FLOATS / p : 1;
+    int64_t parts = conv_parts(rows), share = (rows + parts - 1) / parts;
+    if (n > CHUNK_MAX)
+        n = CHUNK_MAX;
+    if (n > share)
+        n = share;
+    return n < 1 ? 1 : n;
+}
+
+/* Per partition: a chunk's patches, then the kernel gradient, then the bias gradient. */
+static int64_t part_floats(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
 {
     int64_t kdim = w->k_h * w->k_w * (w->in_c / groups);
-    return patch_floats(w, groups) + kdim * filters + filters;
+    return chunk_samples(w, groups, rows) * patch_floats(w, groups) + kdim * filters + filters;
 }
 
 int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
 {
-    return conv_parts(rows) * part_floats(w, groups, filters);
+    return conv_parts(rows) * part_floats(w, groups, filters, rows);
 }
 
 typedef struct conv_job {
     const ct_window *w;
     int64_t groups, filters, rows, parts;
+    int64_t cg, fg, kdim, npos, in_size, chunk;
     const float *x, *kernel, *bias, *y;
     ct_act act;
     float *out, *dy, *dx, *dkernel, *dbias, *work;
 } conv_job;
+
+static void job_geometry(conv_job *j)
+{
+    const ct_window *w = j->w;
+    j->parts = conv_parts(j->rows);
+    j->cg = w->in_c / j->groups;
+    j->fg = j->filters / j->groups;
+    j->kdim = w->k_h * w->k_w * j->cg;
+    j->npos = w->out_h * w->out_w;
+    j->in_size = w->in_h * w->in_w * w->in_c;
+    j->chunk = chunk_samples(w, j->groups, j->rows);
+}
 
 static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -345,22 +374,35 @@ static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float
                 (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+/* Samples [s, s + n) of the partition p's range. */
+static void part_range(const conv_job *j, int64_t p, int64_t *s0, int64_t *s1)
+{
+    *s0 = j->rows * p / j->parts;
+    *s1 = j->rows * (p + 1) / j->parts;
+}
+
+static void conv_forward_chunk(const conv_job *j, int64_t s, int64_t n, float *cols)
+{
+    const ct_window *w = j->w;
+    float *ys = j->out + s * j->npos * j->filters;
+    for (int64_t g = 0; g < j->groups; g++) {
+        ct_cpu_im2col(w, j->x + s * j->in_size, n, g * j->cg, j->cg, cols);
+        sgemm(false, false, n * j->npos, j->fg, j->kdim, cols, j->kdim, j->kernel + g * j->fg,
+              j->filters, 0.0f, ys + g * j->fg, j->filters);
+    }
+    if (j->bias || j->act.kind != CT_ACT_LINEAR)
+        ct_cpu_bias_act(j->act, j->bias, ys, n * j->npos, j->filters);
+}
+
 static void conv_forward_task(void *ctx, int64_t p0, int64_t p1)
 {
     const conv_job *j = ctx;
-    const ct_window *w = j->w;
-    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
-    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
-    float *cols = j->work + p0 * part_floats(w, j->groups, j->filters);
-    for (int64_t s = j->rows * p0 / j->parts; s < j->rows * p1 / j->parts; s++) {
-        float *ys = j->out + s * npos * j->filters;
-        for (int64_t g = 0; g < j->groups; g++) {
-            ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
-            sgemm(false, false, npos, fg, kdim, cols, kdim, j->kernel + g * fg, j->filters, 0.0f,
-                  ys + g * fg, j->filters);
-        }
-        if (j->bias || j->act.kind != CT_ACT_LINEAR)
-            ct_cpu_bias_act(j->act, j->bias, ys, npos, j->filters);
+    for (int64_t p = p0; p < p1; p++) {
+        float *cols = j->work + p * part_floats(j->w, j->groups, j->filters, j->rows);
+        int64_t s0, s1;
+        part_range(j, p, &s0, &s1);
+        for (int64_t s = s0; s < s1; s += j->chunk)
+            conv_forward_chunk(j, s, s1 - s < j->chunk ? s1 - s : j->chunk, cols);
     }
 }
 
@@ -368,36 +410,35 @@ void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, co
                          const float *kernel, const float *bias, ct_act act, float *y,
                          int64_t rows, float *work)
 {
-    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows,
-                  .parts = conv_parts(rows), .x = x, .kernel = kernel, .bias = bias, .act = act,
-                  .out = y, .work = work};
+    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows, .x = x,
+                  .kernel = kernel, .bias = bias, .act = act, .out = y, .work = work};
+    job_geometry(&j);
     ct_parallel_for(j.parts, 1, conv_forward_task, &j);
 }
 
-/* One sample of the backward: dz in place of dy, its bias sums into db, then the kernel
+/* One chunk of the backward: dz in place of dy, its bias sums into db, then the kernel
  * gradient (accumulated into dk unless first) and dx. */
-static void conv_backward_sample(const conv_job *j, int64_t s, float *cols, float *dk,
-                                 float *db, bool first)
+static void conv_backward_chunk(const conv_job *j, int64_t s, int64_t n, float *cols, float *dk,
+                                float *db, bool first)
 {
     const ct_window *w = j->w;
-    int64_t cg = w->in_c / j->groups, fg = j->filters / j->groups, kdim = w->k_h * w->k_w * cg;
-    int64_t npos = w->out_h * w->out_w, in_size = w->in_h * w->in_w * w->in_c;
-    float *dys = j->dy + s * npos * j->filters;
+    const int64_t m = n * j->npos;
+    float *dys = j->dy + s * j->npos * j->filters;
     if (j->act.kind != CT_ACT_LINEAR || db)
-        ct_cpu_bias_act_grad(j->act, j->y ? j->y + s * npos * j->filters : NULL, dys, db, npos,
+        ct_cpu_bias_act_grad(j->act, j->y ? j->y + s * j->npos * j->filters : NULL, dys, db, m,
                              j->filters);
     if (j->dx)
-        run_zero(j->dx + s * in_size, in_size);
+        run_zero(j->dx + s * j->in_size, n * j->in_size);
     for (int64_t g = 0; g < j->groups; g++) {
         if (j->dkernel) {
-            ct_cpu_im2col(w, j->x + s * in_size, 1, g * cg, cg, cols);
-            sgemm(true, false, kdim, fg, npos, cols, kdim, dys + g * fg, j->filters,
-                  first ? 0.0f : 1.0f, dk + g * fg, j->filters);
+            ct_cpu_im2col(w, j->x + s * j->in_size, n, g * j->cg, j->cg, cols);
+            sgemm(true, false, j->kdim, j->fg, m, cols, j->kdim, dys + g * j->fg, j->filters,
+                  first ? 0.0f : 1.0f, dk + g * j->fg, j->filters);
         }
         if (j->dx) {
-            sgemm(false, true, npos, kdim, fg, dys + g * fg, j->filters, j->kernel + g * fg,
-                  j->filters, 0.0f, cols, kdim);
-            ct_cpu_col2im(w, cols, 1, g * cg, cg, j->dx + s * in_size);
+            sgemm(false, true, m, j->kdim, j->fg, dys + g * j->fg, j->filters,
+                  j->kernel + g * j->fg, j->filters, 0.0f, cols, j->kdim);
+            ct_cpu_col2im(w, cols, n, g * j->cg, j->cg, j->dx + s * j->in_size);
         }
     }
 }
@@ -405,15 +446,16 @@ static void conv_backward_sample(const conv_job *j, int64_t s, float *cols, floa
 static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
 {
     const conv_job *j = ctx;
-    const ct_window *w = j->w;
-    int64_t kdim = w->k_h * w->k_w * (w->in_c / j->groups), ksize = kdim * j->filters;
+    int64_t ksize = j->kdim * j->filters;
     for (int64_t p = p0; p < p1; p++) {
-        float *cols = j->work + p * part_floats(w, j->groups, j->filters);
-        float *dk = cols + patch_floats(w, j->groups), *db = dk + ksize;
-        int64_t s0 = j->rows * p / j->parts, s1 = j->rows * (p + 1) / j->parts;
+        float *cols = j->work + p * part_floats(j->w, j->groups, j->filters, j->rows);
+        float *dk = cols + j->chunk * patch_floats(j->w, j->groups), *db = dk + ksize;
+        int64_t s0, s1;
+        part_range(j, p, &s0, &s1);
         run_zero(db, j->filters);
-        for (int64_t s = s0; s < s1; s++)
-            conv_backward_sample(j, s, cols, dk, j->dbias ? db : NULL, s == s0);
+        for (int64_t s = s0; s < s1; s += j->chunk)
+            conv_backward_chunk(j, s, s1 - s < j->chunk ? s1 - s : j->chunk, cols, dk,
+                                j->dbias ? db : NULL, s == s0);
         if (s0 == s1 && j->dkernel) /* a partition without samples */
             run_zero(dk, ksize);
     }
@@ -432,12 +474,13 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
                           const float *kernel, const float *y, ct_act act, float *dy,
                           float *dx, float *dkernel, float *dbias, int64_t rows, float *work)
 {
-    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows,
-                  .parts = conv_parts(rows), .x = x, .kernel = kernel, .y = y, .act = act,
-                  .dy = dy, .dx = dx, .dkernel = dkernel, .dbias = dbias, .work = work};
+    conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows, .x = x,
+                  .kernel = kernel, .y = y, .act = act, .dy = dy, .dx = dx, .dkernel = dkernel,
+                  .dbias = dbias, .work = work};
+    job_geometry(&j);
     ct_parallel_for(j.parts, 1, conv_backward_task, &j);
-    int64_t stride = part_floats(w, groups, filters), patch = patch_floats(w, groups);
-    int64_t ksize = w->k_h * w->k_w * (w->in_c / groups) * filters;
+    int64_t stride = part_floats(w, groups, filters, rows);
+    int64_t patch = j.chunk * patch_floats(w, groups), ksize = j.kdim * filters;
     if (dkernel)
         add_partials(dkernel, work, stride, patch, ksize, j.parts);
     if (dbias)
