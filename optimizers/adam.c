@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "adam.h"
+#include "simd.h"
 
 const char *const ct_adam_keys[] = {"beta_1", "beta_2", "epsilon", "amsgrad", NULL};
 
@@ -42,6 +43,7 @@ const char *ct_adam_state_name(const ct_optimizer *o, int slot)
     return slot >= 0 && slot < ct_adam_state_per_param(o) ? names[slot] : NULL;
 }
 
+CT_CPU_CLONES
 void ct_adam_step(const ct_optimizer *o, float *w, const float *g, float *state, int64_t stride,
                   int64_t n, int64_t t, float lr)
 {

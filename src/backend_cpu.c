@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "parallel.h"
 #include "rng.h"
+#include "simd.h"
 
 #define SELU_ALPHA 1.67326324235437728f
 #define SELU_SCALE 1.05070098735548049f
@@ -47,6 +48,7 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes)
 
 /* ---- BLAS-like ------------------------------------------------------------------- */
 
+CT_CPU_CLONES
 static void cpu_scale(int64_t n, float alpha, float *x)
 {
     for (int64_t i = 0; i < n; i++)
@@ -94,18 +96,21 @@ static void cpu_copy(float *dst, const float *src, int64_t n)
         memmove(dst, src, (size_t)n * sizeof(float));
 }
 
+CT_CPU_CLONES
 static void cpu_axpy(int64_t n, float alpha, const float *x, float *y)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] += alpha * x[i];
 }
 
+CT_CPU_CLONES
 static void cpu_mul(int64_t n, const float *a, const float *b, float *out)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] * b[i];
 }
 
+CT_CPU_CLONES
 static void cpu_add_row_vector(float *restrict y, const float *restrict b, int64_t rows,
                                int64_t cols)
 {
@@ -197,6 +202,7 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
         y[c] = expf(x[c] - m) * inv;
 }
 
+CT_CPU_CLONES
 static void cpu_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols)
 {
     if (act.kind == CT_ACT_SOFTMAX || act.kind == CT_ACT_LOG_SOFTMAX) {
@@ -286,6 +292,7 @@ static void log_softmax_row_backward(const float *y, const float *dy, float *dx,
         dx[c] = dy[c] - expf(y[c]) * s;
 }
 
+CT_CPU_CLONES
 static void cpu_act_backward(ct_act act, const float *x, const float *y, const float *dy,
                              float *dx, int64_t rows, int64_t cols)
 {
@@ -317,6 +324,7 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
 
 /* ---- bias + activation, fused ----------------------------------------------------- */
 
+CT_CPU_CLONES
 void ct_cpu_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t cols)
 {
     for (int64_t r = 0; r < rows; r++) {
@@ -360,6 +368,7 @@ static float act_grad_y(ct_act act, float y)
     }
 }
 
+CT_CPU_CLONES
 void ct_cpu_bias_act_grad(ct_act act, const float *y, float *dy, float *db, int64_t rows,
                           int64_t cols)
 {
@@ -525,6 +534,7 @@ typedef struct sum_job {
     int64_t rows, cols;
     float beta;
 } sum_job;
+CT_CPU_CLONES
 static void sum_rows_task(void *ctx, int64_t b, int64_t e)
 {
     const sum_job *j = ctx;

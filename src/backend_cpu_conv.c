@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "parallel.h"
+#include "simd.h"
 
 /* Runs of a few channels (a first layer's 1 or 3) are common: a plain loop beats a call
  * to memset / memcpy there. */
@@ -82,6 +83,7 @@ static void im2col_row(const ct_window *w, const float *src, int64_t iw0, int64_
     }
 }
 
+CT_CPU_CLONES
 void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
                    float *cols)
 {
@@ -123,6 +125,7 @@ static void col2im_row(const ct_window *w, const float *s, int64_t iw0, int64_t 
     }
 }
 
+CT_CPU_CLONES
 void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
                    float *dx)
 {

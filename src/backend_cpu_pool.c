@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "rng.h"
+#include "simd.h"
 
 /* Channels handled per block in max-pooling backward: the "not yet routed" flags live on
  * the stack, so no scratch is needed. */
@@ -221,6 +222,7 @@ static void max_tiled_backward(const ct_window *w, const float *x, const float *
     vec_zero(dx + w->out_h * w->k_h * in_row, (w->in_h - w->out_h * w->k_h) * in_row);
 }
 
+CT_CPU_CLONES
 void ct_cpu_pool_forward(ct_pool kind, const ct_window *w, const float *x, float *y,
                          int64_t rows)
 {
@@ -277,6 +279,7 @@ static void max_back_all(const ct_window *w, const bounds *b, const float *x, co
     }
 }
 
+CT_CPU_CLONES
 void ct_cpu_pool_backward(ct_pool kind, const ct_window *w, const float *x, const float *y,
                           const float *dy, float *dx, int64_t rows)
 {
