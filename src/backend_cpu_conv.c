@@ -96,10 +96,15 @@ void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0,
             const int64_t ih0 = oh * w->stride_h - w->pad_top;
             for (int64_t ow = 0; ow < w->out_w; ow++, d += patch) {
                 const int64_t iw0 = ow * w->stride_w - w->pad_left;
+                /* Most windows lie inside the row: each kernel row is then one run. */
+                const bool run = w->dil_w == 1 && cn == w->in_c && iw0 >= 0 &&
+                                 iw0 + w->k_w <= w->in_w;
                 int64_t ih = ih0;
                 for (int64_t i = 0; i < w->k_h; i++, ih += w->dil_h) {
                     if (ih < 0 || ih >= w->in_h)
                         run_zero(d + i * row_len, row_len);
+                    else if (run)
+                        run_copy(d + i * row_len, xs + ih * in_row + iw0 * cn, row_len);
                     else
                         im2col_row(w, xs + ih * in_row, iw0, cn, d + i * row_len);
                 }
