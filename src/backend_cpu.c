@@ -395,6 +395,7 @@ void ct_cpu_bias_act_grad(ct_act act, const float *y, float *dy, float *db, int6
 
 /* ---- randomness ------------------------------------------------------------------ */
 
+CT_CPU_CLONES
 static void cpu_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0)
 {
     if (rate <= 0.0f) {

@@ -1,7 +1,7 @@
 /* rng.c - counter-based random numbers.
  *
- * Every value is a pure function of (key, counter): two rounds of the splitmix64
- * finalizer (a bijection on 64 bits with full avalanche) over the key and the mixed
+ * Every value is a pure function of (key, counter) (ct_rng_u64, inline in rng.h): rounds
+ * of the splitmix64 finalizer (a bijection on 64 bits with full avalanche) over the key and the mixed
  * counter. Only integer arithmetic decides the bits, so the streams are the same on every
  * platform and can be reproduced on another backend. */
 #include <math.h>
@@ -10,13 +10,7 @@
 
 #define GOLDEN 0x9e3779b97f4a7c15ull
 
-/* splitmix64's output function: every input bit affects every output bit. */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t mix64(uint64_t z) { return ct_rng_mix64(z); }
 
 uint64_t ct_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 {
@@ -27,17 +21,6 @@ uint64_t ct_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
     h = mix64(h ^ (b + 0xa54ff53a5f1d36f1ull));
     h = mix64(h ^ (c + 0x510e527fade682d1ull));
     return h;
-}
-
-uint64_t ct_rng_u64(uint64_t key, uint64_t counter)
-{
-    uint64_t x = mix64(key ^ mix64(counter * GOLDEN + 0x6a09e667f3bcc909ull));
-    return mix64(x + key);
-}
-
-float ct_rng_uniform(uint64_t key, uint64_t counter)
-{
-    return (float)(ct_rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
 float ct_rng_normal(uint64_t key, uint64_t counter)
