@@ -219,13 +219,16 @@ static int reshape_build(ct_layer *l, ct_error *err)
     int64_t out[3] = {h, w, in->dim[s->rank]};
     s->h = h, s->w = w, s->c = out[2];
     if (s->op == OP_PAD) {
-        out[0] = h + s->top + s->bottom, out[1] = w + s->left + s->right;
+        if (__builtin_add_overflow(h, s->top + s->bottom, &out[0]) ||
+            __builtin_add_overflow(w, s->left + s->right, &out[1]))
+            return ct_layer_err(err, l, "the padded size does not fit in 64-bit sizes");
     } else if (s->op == OP_CROP) {
         s->h = out[0] = h - s->top - s->bottom, s->w = out[1] = w - s->left - s->right;
         if (out[0] < 1 || out[1] < 1)
             return crop_error(l, s, err);
-    } else {
-        out[0] = h * s->sh, out[1] = w * s->sw;
+    } else if (__builtin_mul_overflow(h, s->sh, &out[0]) ||
+               __builtin_mul_overflow(w, s->sw, &out[1])) {
+        return ct_layer_err(err, l, "the upsampled size does not fit in 64-bit sizes");
     }
     l->out_shape = s->rank == 2 ? ct_shape_make(3, out) : ct_shape_make(2, out + 1);
     return 0;

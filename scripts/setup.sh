@@ -4,6 +4,8 @@
 #
 #   scripts/setup.sh            install, build, prepare data, train configs/fashion_mnist_mlp.yaml
 #   scripts/setup.sh --test     install, build, run the whole test suite (make check)
+#   scripts/setup.sh --sanitize install, then build a copy of the sources in build-sanitize/
+#                               with AddressSanitizer and UBSan and run the suite there
 #   scripts/setup.sh --deps     only install the Debian packages
 #   scripts/setup.sh --build    only (re)build
 #   scripts/setup.sh --data     only prepare data/fashion-mnist.h5
@@ -50,11 +52,31 @@ data() {
     fi
 }
 
+# The sanitizer build gets its own copy of the sources (the top folder is configured in
+# place, which rules out a second build beside it). Any report fails the run.
+sanitize() {
+    rm -rf build-sanitize
+    mkdir build-sanitize
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C build-sanitize -xf -
+    else
+        tar --exclude=./build-sanitize --exclude=./data -cf - . | tar -C build-sanitize -xf -
+        (cd build-sanitize && make distclean >/dev/null 2>&1 || true)
+    fi
+    cd build-sanitize
+    autoreconf -fi
+    ./configure --enable-sanitizers
+    make -j"$JOBS"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 make -j"$JOBS" check
+}
+
 case "${1:-all}" in
     all) deps; build; data; ./ctrain fit configs/fashion_mnist_mlp.yaml ;;
     --test) deps; build; make -j"$JOBS" check ;;
+    --sanitize) deps; sanitize ;;
     --deps) deps ;;
     --build) build ;;
     --data) data ;;
-    *) echo "usage: scripts/setup.sh [--test | --deps | --build | --data]" >&2; exit 2 ;;
+    *) echo "usage: scripts/setup.sh [--test | --sanitize | --deps | --build | --data]" >&2; exit 2 ;;
 esac

@@ -130,8 +130,12 @@ static int write_extra(int64_t file, void *ctx, ct_error *err)
     if (attr_write((hid_t)file, "ctrain_checkpoint", H5T_NATIVE_INT, &version) < 0 ||
         attr_text((hid_t)file, "ctrain_config", c->config) < 0 ||
         write_optimizer((hid_t)file, c->ex->optimizer) < 0 ||
-        write_state((hid_t)file, c->ex, c->st) < 0)
-        return ct_err(err, CT_ERR_IO, "writing the training state failed");
+        write_state((hid_t)file, c->ex, c->st) < 0) {
+        char why[CT_H5_REASON_MAX];
+        ct_h5_failure(why);
+        return ct_err(err, CT_ERR_IO, "writing the training state failed%s%s",
+                      why[0] ? ": " : "", why);
+    }
     return 0;
 }
 
@@ -166,15 +170,17 @@ static int attr_read(hid_t loc, const char *name, hid_t type, void *out)
     return rc;
 }
 
-/* Reads a dataset that must hold exactly `count` values. */
-static int dataset_read(hid_t loc, const char *name, hid_t type, int64_t count, void *out)
+/* Reads a dataset that must hold exactly `count` values, stored inside the file. */
+static int dataset_read(hid_t loc, const char *name, hid_t dapl, hid_t type, int64_t count,
+                        void *out)
 {
-    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t d = H5Dopen2(loc, name, dapl);
     if (d < 0)
         return -1;
     hid_t space = H5Dget_space(d);
     hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    int rc = n == count && (count == 0 || H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0)
+    int rc = n == count && ct_h5_check_storage(d, name, NULL) == 0
+                     && (count == 0 || H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0)
                  ? 0 : -1;
     if (space >= 0)
         H5Sclose(space);
@@ -182,9 +188,10 @@ static int dataset_read(hid_t loc, const char *name, hid_t type, int64_t count, 
     return rc;
 }
 
-static int read_optimizer(hid_t file, ct_optimizer *o, const char *path, ct_error *err)
+static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
+                          const char *path, ct_error *err)
 {
-    hid_t g = H5Gopen2(file, "optimizer_weights", H5P_DEFAULT);
+    hid_t g = H5Gopen2(file, "optimizer_weights", gapl);
     if (g < 0)
         return ct_err(err, CT_ERR_DATA, "%s holds weights but no optimizer state; it is not a "
                       "checkpoint", path);
@@ -201,13 +208,13 @@ static int read_optimizer(hid_t file, ct_optimizer *o, const char *path, ct_erro
         rc = ct_err(err, CT_ERR_DATA, "%s was written by the optimizer '%s', but the experiment "
                     "uses '%s'", path, kind, o->kind->name);
     int64_t iterations = 0;
-    if (rc == 0 && dataset_read(g, "iterations", H5T_NATIVE_INT64, 1, &iterations) < 0)
+    if (rc == 0 && dataset_read(g, "iterations", dapl, H5T_NATIVE_INT64, 1, &iterations) < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: no readable optimizer_weights/iterations", path);
     int slots = o->kind->state_per_param(o);
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
         snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
-        if (dataset_read(g, name, H5T_NATIVE_FLOAT, o->n, o->state + (int64_t)k * o->n) < 0)
+        if (dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, o->state + (int64_t)k * o->n) < 0)
             rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/%s is missing or does not hold "
                         "%lld values", path, name, (long long)o->n);
     }
@@ -217,10 +224,10 @@ static int read_optimizer(hid_t file, ct_optimizer *o, const char *path, ct_erro
     return rc;
 }
 
-static int read_state(hid_t file, const ct_experiment *ex, ct_train_state *st, const char *path,
-                      ct_error *err)
+static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *ex,
+                      ct_train_state *st, const char *path, ct_error *err)
 {
-    hid_t g = H5Gopen2(file, "training_state", H5P_DEFAULT);
+    hid_t g = H5Gopen2(file, "training_state", gapl);
     if (g < 0)
         return ct_err(err, CT_ERR_DATA, "%s has no training_state; it is not a checkpoint", path);
     double metrics[2 * CT_MAX_METRICS];
@@ -229,10 +236,11 @@ static int read_state(hid_t file, const ct_experiment *ex, ct_train_state *st, c
                      attr_read(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
                      attr_read(g, "seen", H5T_NATIVE_INT64, &st->seen) == 0 &&
                      attr_read(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
-                     dataset_read(g, "metrics", H5T_NATIVE_DOUBLE, 2 * ex->nmetrics, metrics) == 0
+                     dataset_read(g, "metrics", dapl, H5T_NATIVE_DOUBLE, 2 * ex->nmetrics,
+                                  metrics) == 0
                  ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
                               "written for other metrics", path);
-    hid_t d = rc == 0 ? H5Dopen2(g, "history", H5P_DEFAULT) : -1;
+    hid_t d = rc == 0 ? H5Dopen2(g, "history", dapl) : -1;
     hid_t space = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};
     if (rc == 0 && (space < 0 || H5Sget_simple_extent_ndims(space) != 2 ||
@@ -257,7 +265,7 @@ static int read_state(hid_t file, const ct_experiment *ex, ct_train_state *st, c
     }
     int64_t cn = ct_callbacks_state_size(ex->callbacks, ex->model->size);
     double *cbs = rc == 0 ? malloc((size_t)(cn ? cn : 1) * sizeof *cbs) : NULL;
-    if (rc == 0 && (!cbs || dataset_read(g, "callbacks", H5T_NATIVE_DOUBLE, cn, cbs) < 0))
+    if (rc == 0 && (!cbs || dataset_read(g, "callbacks", dapl, H5T_NATIVE_DOUBLE, cn, cbs) < 0))
         rc = ct_err(err, CT_ERR_DATA, "%s: the callbacks' state is missing or was written for "
                     "other callbacks", path);
     if (rc == 0)
@@ -277,9 +285,14 @@ int ct_checkpoint_load(ct_experiment *ex, const char *path, ct_train_state *st, 
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    /* Like the weights, the state must come from this file, not through external links. */
+    hid_t gapl = ct_h5_local_access(H5P_GROUP_ACCESS);
+    hid_t dapl = ct_h5_local_access(H5P_DATASET_ACCESS);
     int version = 0, rc = 0;
     if (file < 0)
         rc = ct_h5_open_error(path, err);
+    else if (gapl < 0 || dapl < 0)
+        rc = ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up link access", path);
     else if (attr_read(file, "ctrain_checkpoint", H5T_NATIVE_INT, &version) < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s holds weights only, not a checkpoint to resume from",
                     path);
@@ -287,9 +300,13 @@ int ct_checkpoint_load(ct_experiment *ex, const char *path, ct_train_state *st, 
         rc = ct_err(err, CT_ERR_DATA, "%s is a checkpoint of format %d; this ctrain reads "
                     "format %d", path, version, CT_CHECKPOINT_VERSION);
     if (rc == 0)
-        rc = read_optimizer(file, ex->optimizer, path, err);
+        rc = read_optimizer(file, gapl, dapl, ex->optimizer, path, err);
     if (rc == 0)
-        rc = read_state(file, ex, st, path, err);
+        rc = read_state(file, gapl, dapl, ex, st, path, err);
+    if (gapl >= 0)
+        H5Pclose(gapl);
+    if (dapl >= 0)
+        H5Pclose(dapl);
     if (file >= 0)
         H5Fclose(file);
     ct_h5_quiet_off(&q);

@@ -217,7 +217,8 @@ static int open_member(ct_dataset *ds, member *mb, const char *name, ct_error *e
         return not_dataset(ds, name, err);
     }
     mb->id = obj;
-    if (check_type(mb, err) < 0 || check_shape(mb, err) < 0)
+    if (check_type(mb, err) < 0 || check_shape(mb, err) < 0 ||
+        ct_h5_check_storage(mb->id, mb->label, err) < 0)
         return -1;
     return 0;
 }

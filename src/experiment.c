@@ -13,6 +13,9 @@
 #include "parallel.h"
 #include "weights.h"
 
+/* backend.memory_limit_mb at most 2^40 MiB (1 EiB): a limit, never an allocation size. */
+#define CT_MAX_MEMORY_MB (INT64_C(1) << 40)
+
 void ct_set_threads(int threads) { ct_threads_set(threads); }
 
 /* p relative to the config file's folder, made absolute so the resolved config written into
@@ -156,6 +159,28 @@ static int read_compile(ct_experiment *ex, ct_error *err)
     return 0;
 }
 
+/* backup_and_restore's backup_dir is relative to the experiment file's folder, as data
+ * paths are, and is made absolute in the tree so the resolved config keeps meaning it. */
+static int resolve_backup_dirs(const ct_experiment *ex, ct_node *fit, ct_error *err)
+{
+    ct_node *cbs = ct_map_get(fit, "callbacks");
+    for (size_t i = 0; cbs && cbs->type == CT_NODE_SEQ && i < cbs->len; i++) {
+        ct_node *n = cbs->items[i], *type = ct_map_get(n, "type");
+        if (!type || type->type != CT_NODE_SCALAR || (strcmp(type->scalar, "backup_and_restore")
+                                                      && strcmp(type->scalar, "BackupAndRestore")))
+            continue;
+        ct_node *d = ct_map_get(n, "backup_dir");
+        if (!d || d->type != CT_NODE_SCALAR || !d->scalar[0] || d->scalar[0] == '/')
+            continue;
+        char *abs = resolve_path(ex->path, d->scalar);
+        if (!abs)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+        free(d->scalar);
+        d->scalar = abs;
+    }
+    return 0;
+}
+
 static int read_fit(ct_experiment *ex, ct_error *err)
 {
     static const char *const keys[] = {"epochs", "batch_size", "shuffle", "validation_freq",
@@ -175,13 +200,16 @@ static int read_fit(ct_experiment *ex, ct_error *err)
         ct_cfg_enum(f, "verbose", "auto", verbosity, &verbose, err) < 0)
         return -1;
     ex->verbose = verbose - 1;
+    if (resolve_backup_dirs(ex, f, err) < 0)
+        return -1;
     ex->callbacks = ct_callbacks_new(f, ex->optimizer, err);
     return ex->callbacks ? 0 : -1;
 }
 
-static int read_backend(ct_experiment *ex, const ct_backend **be, ct_error *err)
+static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budget *budget,
+                        ct_error *err)
 {
-    static const char *const keys[] = {"device", "threads", NULL};
+    static const char *const keys[] = {"device", "threads", "memory_limit_mb", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
     ct_node *b = ct_map_get(ex->root, "backend");
     if (!b)
@@ -189,16 +217,22 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_error *err)
     if (b->type != CT_NODE_MAP)
         return ct_node_err(err, b, "'backend' must be a map such as {device: cpu, threads: 2}");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    /* The default is the machine's memory, as the default thread count is its cores. */
+    double phys = ct_physical_memory();
+    int64_t phys_mb = phys >= (1 << 20) ? (int64_t)(phys / (1 << 20)) : CT_MAX_MEMORY_MB;
+    bool given = ct_map_get(b, "memory_limit_mb") != NULL;
     int device;
-    int64_t threads;
+    int64_t threads, mb;
     if (ct_cfg_check_keys(b, keys, "backend", err) < 0 ||
         ct_cfg_enum(b, "device", "cpu", devices, &device, err) < 0 ||
-        ct_cfg_int(b, "threads", cores > 0 ? cores : 1, 1, 1024, &threads, err) < 0)
+        ct_cfg_int(b, "threads", cores > 0 ? cores : 1, 1, 1024, &threads, err) < 0 ||
+        ct_cfg_int(b, "memory_limit_mb", phys_mb, 1, CT_MAX_MEMORY_MB, &mb, err) < 0)
         return -1;
     if (device == 1)
         return ct_node_err(err, ct_map_get(b, "device"),
                            "this build of ctrain has no CUDA backend; use device: cpu");
     ex->threads = (int)threads;
+    *budget = (ct_model_budget){(double)mb * (1 << 20), !given, 1, 0, 0};
     *be = ct_backend_cpu();
     return 0;
 }
@@ -236,14 +270,20 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
                            "letters, digits, '_', '-' and '.' (not first)", ex->name);
     int64_t seed;
     const ct_backend *be = NULL;
+    ct_model_budget budget;
     if (rc < 0 || ct_cfg_int(root, "seed", 1, 0, INT64_MAX, &seed, err) < 0 ||
-        read_backend(ex, &be, err) < 0 || read_data(ex, err) < 0)
+        read_backend(ex, &be, &budget, err) < 0 || read_data(ex, err) < 0)
         return -1;
     ex->seed = (uint64_t)seed;
-    ex->model = ct_model_build(ct_map_get(root, "model"), be, err);
+    /* Checked twice: before the model's own blocks are allocated, and once the batch size,
+     * the optimizer's state and the callbacks' copies of the weights are known. */
+    ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, err);
     if (!ex->model || read_compile(ex, err) < 0 || read_fit(ex, err) < 0)
         return -1;
-    return 0;
+    budget.batch = ex->batch_size;
+    budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
+    budget.extra = ct_callbacks_state_size(ex->callbacks, ex->model->size);
+    return ct_model_check_budget(ex->model, &budget, err);
 }
 
 ct_experiment *ct_experiment_load(const char *path, const char *const *overrides,

@@ -1,10 +1,57 @@
 /* h5util.c - HDF5 error handling and handle closing shared by the HDF5 code. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "h5util.h"
+
+/* The first failure of the current quiet stretch; see ct_h5_failure. */
+static _Thread_local char first_failure[CT_H5_REASON_MAX];
+
+/* Keeps the system's message out of a description such as HDF5's "file write failed: ...,
+ * errno = 28, error message = 'No space left on device', ...". */
+static bool system_message(const char *desc, char *out, size_t n)
+{
+    static const char key[] = "error message = '";
+    const char *m = strstr(desc, key);
+    if (!m)
+        return false;
+    m += strlen(key);
+    size_t len = strcspn(m, "'");
+    snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), m);
+    return true;
+}
+
+typedef struct failure_walk {
+    char inner[CT_H5_REASON_MAX], sys[CT_H5_REASON_MAX];
+} failure_walk;
+
+static herr_t failure_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    (void)n;
+    failure_walk *w = data;
+    if (!e->desc || !e->desc[0])
+        return 0;
+    snprintf(w->inner, sizeof w->inner, "%s", e->desc);
+    if (!w->sys[0])
+        system_message(e->desc, w->sys, sizeof w->sys);
+    return 0;
+}
+
+/* Installed instead of HDF5's printer: remembers why the first failing call failed. */
+static herr_t record_failure(hid_t stack, void *data)
+{
+    (void)data;
+    if (first_failure[0])
+        return 0;
+    failure_walk w;
+    w.inner[0] = w.sys[0] = '\0';
+    H5Ewalk2(stack, H5E_WALK_DOWNWARD, failure_cb, &w);
+    snprintf(first_failure, sizeof first_failure, "%s", w.sys[0] ? w.sys : w.inner);
+    return 0;
+}
 
 void ct_h5_quiet_on(ct_h5_quiet *q)
 {
@@ -12,10 +59,18 @@ void ct_h5_quiet_on(ct_h5_quiet *q)
         q->fn = NULL;
         q->data = NULL;
     }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (q->fn != record_failure)
+        first_failure[0] = '\0';
+    H5Eset_auto2(H5E_DEFAULT, record_failure, NULL);
 }
 
 void ct_h5_quiet_off(const ct_h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+const char *ct_h5_failure(char buf[CT_H5_REASON_MAX])
+{
+    snprintf(buf, CT_H5_REASON_MAX, "%s", first_failure);
+    return buf;
+}
 
 /* Walking downward, the last description written is the innermost one. */
 static herr_t last_error_cb(unsigned n, const H5E_error2_t *e, void *data)
@@ -35,14 +90,9 @@ const char *ct_h5_reason(char buf[CT_H5_REASON_MAX])
 
 const char *ct_h5_create_reason(char buf[CT_H5_REASON_MAX])
 {
-    ct_h5_reason(buf);
-    const char *m = strstr(buf, "error message = '");
-    if (m) {
-        m += strlen("error message = '");
-        size_t n = strcspn(m, "'");
-        memmove(buf, m, n);
-        buf[n] = '\0';
-    }
+    char sys[CT_H5_REASON_MAX];
+    if (system_message(ct_h5_reason(buf), sys, sizeof sys))
+        snprintf(buf, CT_H5_REASON_MAX, "%s", sys);
     return buf;
 }
 
@@ -67,6 +117,93 @@ int ct_h5_open_error(const char *path, ct_error *err)
                       "writing it, or the file system has no locking (then set "
                       "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
     return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
+}
+
+int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(dataset);
+    if (dcpl < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
+    int count = H5Pget_external_count(dcpl);
+    char name[CT_H5_REASON_MAX] = "";
+    off_t offset;
+    hsize_t size;
+    if (count > 0 && H5Pget_external(dcpl, 0, sizeof name, name, &offset, &size) < 0)
+        name[0] = '\0';
+    H5Pclose(dcpl);
+    if (count < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
+    if (count > 0)
+        return ct_err(err, CT_ERR_DATA, "%s keeps its data in the external file '%s'%s; ctrain "
+                      "reads only data stored inside the HDF5 file", label, name,
+                      count > 1 ? " and others" : "");
+    return 0;
+}
+
+/* "target.h5:/object" of an external link, for messages. */
+static void elink_target(hid_t loc, const char *link, size_t size, char *out, size_t n)
+{
+    snprintf(out, n, "another file");
+    char *val = size ? malloc(size) : NULL;
+    const char *file = NULL, *obj = NULL;
+    unsigned flags;
+    if (val && H5Lget_val(loc, link, val, size, H5P_DEFAULT) >= 0
+        && H5Lunpack_elink_val(val, size, &flags, &file, &obj) >= 0 && file && obj)
+        snprintf(out, n, "%s:%s", file, obj);
+    free(val);
+}
+
+/* External link traversal callback that always refuses. */
+static herr_t deny_elink(const char *parent_file, const char *parent_group,
+                         const char *child_file, const char *child_object, unsigned *acc_flags,
+                         hid_t fapl, void *data)
+{
+    (void)parent_file, (void)parent_group, (void)child_file, (void)child_object;
+    (void)acc_flags, (void)fapl, (void)data;
+    return -1;
+}
+
+hid_t ct_h5_local_access(hid_t cls)
+{
+    hid_t lapl = H5Pcreate(cls);
+    if (lapl >= 0 && H5Pset_elink_cb(lapl, deny_elink, NULL) < 0) {
+        H5Pclose(lapl);
+        return H5I_INVALID_HID;
+    }
+    return lapl;
+}
+
+int ct_h5_check_links(hid_t loc, const char *name, const char *path, bool *missing,
+                      ct_error *err)
+{
+    char prefix[1024];
+    size_t len = strlen(name);
+    if (missing)
+        *missing = false;
+    if (len >= sizeof prefix)
+        return ct_err(err, CT_ERR_DATA, "%s: the name '%.64s...' is too long", path, name);
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && name[i] != '/')
+            continue;
+        memcpy(prefix, name, i);
+        prefix[i] = '\0';
+        if (prefix[i - 1] == '/')
+            continue;
+        ct_h5_linfo info;
+        if (H5Lexists(loc, prefix, H5P_DEFAULT) <= 0
+            || CT_H5_LGET_INFO(loc, prefix, &info, H5P_DEFAULT) < 0) {
+            if (missing)
+                *missing = true;
+            return 0;
+        }
+        if (info.type == H5L_TYPE_EXTERNAL) {
+            char target[1200];
+            elink_target(loc, prefix, info.u.val_size, target, sizeof target);
+            return ct_err(err, CT_ERR_DATA, "%s: '%s' is an external link to %s; ctrain reads "
+                          "only data stored inside the file", path, prefix, target);
+        }
+    }
+    return 0;
 }
 
 void ct_h5_close_dataset(hid_t *id)

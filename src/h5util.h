@@ -4,8 +4,12 @@
  * stretch of HDF5 calls is bracketed by ct_h5_quiet_on / ct_h5_quiet_off, and the
  * innermost HDF5 reason is read back into our own messages instead.
  *
- * Ownership: nothing here allocates. Reasons are written into the caller's
- * CT_H5_REASON_MAX-byte buffer; the close helpers release HDF5 handles only. */
+ * While quiet, the first failing HDF5 call's reason is also remembered, because closing
+ * handles after a failure clears HDF5's error stack before the caller can word its message.
+ *
+ * Ownership: reasons are written into the caller's CT_H5_REASON_MAX-byte buffer;
+ * ct_h5_local_access returns a property list the caller closes with H5Pclose; the close
+ * helpers release HDF5 handles only. Nothing else allocates. */
 #ifndef CT_H5UTIL_H
 #define CT_H5UTIL_H
 
@@ -39,10 +43,15 @@ typedef struct ct_h5_quiet {
     void *data;
 } ct_h5_quiet;
 
-/* Turns off HDF5's automatic error printing, remembering the previous handler in q. */
+/* Turns off HDF5's automatic error printing, remembering the previous handler in q. The
+ * outermost call also forgets the failure reason remembered before. */
 void ct_h5_quiet_on(ct_h5_quiet *q);
 /* Restores the handler saved by ct_h5_quiet_on. */
 void ct_h5_quiet_off(const ct_h5_quiet *q);
+/* The reason of the first HDF5 call that failed since the outermost ct_h5_quiet_on: the
+ * system's message when HDF5 gives one ("No space left on device"), else HDF5's innermost
+ * description; "" if nothing failed. Returns buf. */
+const char *ct_h5_failure(char buf[CT_H5_REASON_MAX]);
 
 /* The innermost message on HDF5's error stack ("" if none); call right after a failure.
  * Returns buf. */
@@ -55,6 +64,21 @@ const char *ct_h5_create_reason(char buf[CT_H5_REASON_MAX]);
 int ct_h5_check_path(const char *path, ct_error *err);
 /* Sets err for a failed H5Fopen of path (a lock conflict or a bad file); returns -1. */
 int ct_h5_open_error(const char *path, ct_error *err);
+
+/* Refuses a dataset whose raw data lives in external files (HDF5 "external storage"):
+ * reading it would read whatever file it names. label names the dataset in the message
+ * ("file.h5:/x"). Returns 0 or -1. */
+int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err);
+/* Walks each component of the link path `name` in `loc` and refuses an external link to
+ * another file, naming path, the link and its target; soft links are followed as usual.
+ * A component that does not exist sets *missing (when not NULL) and returns 0 without
+ * setting err, so the caller can word its own "not found". Returns 0 or -1. */
+int ct_h5_check_links(hid_t loc, const char *name, const char *path, bool *missing,
+                      ct_error *err);
+/* An access property list of class cls (H5P_LINK_ACCESS, H5P_GROUP_ACCESS for H5Gopen2,
+ * H5P_DATASET_ACCESS for H5Dopen2) that refuses to follow external links, also when a soft
+ * link leads through one; H5I_INVALID_HID on failure. The caller closes it with H5Pclose. */
+hid_t ct_h5_local_access(hid_t cls);
 
 /* Close the handle if it is open and mark it closed (H5I_INVALID_HID). */
 void ct_h5_close_dataset(hid_t *id);

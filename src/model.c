@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model.h"
 #include "progress.h"
@@ -137,7 +138,165 @@ static int layout_params(ct_model *m, ct_error *err)
     return 0;
 }
 
+/* ---- sizes and memory ---- */
+
+/* Product of the dims, or -1 when it does not fit in int64: an absurd shape must be an
+ * error, not signed overflow. */
+static int64_t checked_size(const ct_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        if (s->dim[i] < 0 || __builtin_mul_overflow(n, s->dim[i], &n))
+            return -1;
+    return n;
+}
+
+/* "512 B", "3.5 KiB", ... "3.7 TiB". */
+static void fmt_bytes(double b, char *buf, size_t n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (b >= 1024 && u < 6) {
+        b /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, n, "%.0f B", b);
+    else
+        snprintf(buf, n, "%.1f %s", b, units[u]);
+}
+
+static void group_digits(int64_t v, char *buf, size_t n);
+
+/* Each layer is checked as it is built, so the next one never works from a size that
+ * overflowed or that no machine could hold. */
+static int check_layer_sizes(const ct_layer *l, ct_error *err)
+{
+    char shape[160], a[32], b[32];
+    int64_t out = checked_size(&l->out_shape), params = 0;
+    if (out < 0)
+        return ct_layer_err(err, l, "its output shape %s does not fit in 64-bit sizes",
+                            ct_shape_format(&l->out_shape, shape, sizeof shape));
+    for (int j = 0; j < l->nparams; j++) {
+        const ct_param *p = &l->params[j];
+        int64_t n = checked_size(&p->shape);
+        if (n < 0 || __builtin_add_overflow(params, n, &params))
+            return ct_layer_err(err, l, "its parameters (%s of shape %s) do not fit in 64-bit "
+                                "sizes", p->name,
+                                ct_shape_format_sample(&p->shape, shape, sizeof shape));
+    }
+    if (out > CT_MAX_FLOATS || params > CT_MAX_FLOATS) {
+        fmt_bytes((double)params * 4, a, sizeof a);
+        fmt_bytes((double)out * 4, b, sizeof b);
+        return ct_layer_err(err, l, "needs %s for its parameters and %s per sample for its "
+                            "output; refusing to allocate that", a, b);
+    }
+    return 0;
+}
+
+double ct_physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (double)pages * (double)size : 0;
+}
+
+/* Bytes one layer needs under a budget. */
+typedef struct layer_need {
+    double params;     /* values and gradients */
+    double state;      /* optimizer state */
+    double act;        /* outputs, their gradients and scratch for one batch */
+    int64_t count;     /* parameters */
+} layer_need;
+
+static layer_need need_of(const ct_layer *l, const ct_model_budget *b)
+{
+    layer_need n = {0, 0, 0, 0};
+    for (int j = 0; j < l->nparams; j++) {
+        const ct_param *p = &l->params[j];
+        double size = (double)ct_shape_size(&p->shape);
+        n.count += ct_shape_size(&p->shape);
+        n.params += 4 * size * (p->trainable ? 2 : 1);
+        n.state += p->trainable ? 4 * size * b->opt_slots : 0;
+    }
+    if (!l->kind->is_view)
+        n.act += 8.0 * (double)b->batch * (double)ct_shape_size(&l->out_shape);
+    if (l->kind->scratch_floats)
+        n.act += 4.0 * (double)l->kind->scratch_floats(l, b->batch);
+    return n;
+}
+
+static void describe_limit(const ct_model_budget *b, char *buf, size_t n)
+{
+    char lim[32];
+    fmt_bytes(b->limit, lim, sizeof lim);
+    if (b->physical)
+        snprintf(buf, n, "the physical memory (%s; backend.memory_limit_mb sets another limit)",
+                 lim);
+    else
+        snprintf(buf, n, "backend.memory_limit_mb (%.0f MiB)", b->limit / (1 << 20));
+}
+
+int ct_model_check_budget(const ct_model *m, const ct_model_budget *b, ct_error *err)
+{
+    if (b->limit <= 0)
+        return 0;
+    double total = 4.0 * (double)b->batch * (double)ct_shape_size(&m->input_shape)
+                   + 4.0 * (double)b->extra;
+    int worst = 0;
+    double worst_bytes = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+        layer_need n = need_of(&m->layers[i], b);
+        double bytes = n.params + n.state + n.act;
+        total += bytes;
+        if (bytes > worst_bytes) {
+            worst_bytes = bytes;
+            worst = i;
+        }
+    }
+    if (total <= b->limit)
+        return 0;
+    const ct_layer *l = &m->layers[worst];
+    layer_need n = need_of(l, b);
+    char need[32], p[32], act[32], all[32], count[32], limit[160];
+    fmt_bytes(worst_bytes, need, sizeof need);
+    fmt_bytes(n.params + n.state, p, sizeof p);
+    fmt_bytes(n.act, act, sizeof act);
+    fmt_bytes(total, all, sizeof all);
+    group_digits(n.count, count, sizeof count);
+    describe_limit(b, limit, sizeof limit);
+    ct_layer_err(err, l, "needs %s: %s parameters take %s with their gradients and optimizer "
+                 "state, and its activations for batches of %" PRId64 " row%s take %s; the "
+                 "model needs %s in all, more than %s", need, count, p, b->batch,
+                 b->batch == 1 ? "" : "s", act, all, limit);
+    if (err)
+        err->code = CT_ERR_NOMEM;   /* the machine's limit, not a mistake in the file */
+    return -1;
+}
+
 ct_model *ct_model_build(ct_node *cfg, const ct_backend *be, ct_error *err)
+{
+    return ct_model_build_within(cfg, be, NULL, err);
+}
+
+static int read_input_shape(ct_model *m, ct_node *cfg, ct_error *err)
+{
+    int64_t dims[CT_MAX_DIMS];
+    int ndim;
+    if (ct_cfg_int_list(cfg, "input_shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0)
+        return -1;
+    m->input_shape = ct_shape_make(ndim, dims);
+    int64_t size = checked_size(&m->input_shape);
+    if (size < 0)
+        return ct_node_err(err, ct_map_get(cfg, "input_shape"), "input_shape holds more than "
+                           "2^63 values per sample; that is more than ctrain can allocate");
+    if (size > CT_MAX_FLOATS)
+        return ct_node_err(err, ct_map_get(cfg, "input_shape"), "input_shape holds %" PRId64
+                           " values per sample; that is more than ctrain can allocate", size);
+    return 0;
+}
+
+ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
+                                const ct_model_budget *budget, ct_error *err)
 {
     static const char *const keys[] = {"name", "input_shape", "layers", NULL};
     if (!cfg || cfg->type != CT_NODE_MAP) {
@@ -156,20 +315,10 @@ ct_model *ct_model_build(ct_node *cfg, const ct_backend *be, ct_error *err)
     }
     m->be = be;
     const char *name;
-    int64_t dims[CT_MAX_DIMS];
-    int ndim;
     if (ct_cfg_string(cfg, "name", "sequential", &name, err) < 0 ||
-        ct_cfg_int_list(cfg, "input_shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0 ||
-        ct_cfg_require(cfg, "layers", "model", err) < 0)
+        read_input_shape(m, cfg, err) < 0 || ct_cfg_require(cfg, "layers", "model", err) < 0)
         goto fail;
     snprintf(m->name, sizeof m->name, "%s", name);
-    m->input_shape = ct_shape_make(ndim, dims);
-    if (ct_shape_size(&m->input_shape) > CT_MAX_FLOATS) {
-        ct_node_err(err, ct_map_get(cfg, "input_shape"), "input_shape holds %" PRId64
-                    " values per sample; that is more than ctrain can allocate",
-                    ct_shape_size(&m->input_shape));
-        goto fail;
-    }
     ct_node *layers = ct_map_get(cfg, "layers");
     if (layers->type != CT_NODE_SEQ || layers->len == 0) {
         ct_node_err(err, layers, "model.layers must be a non-empty list of layers");
@@ -184,20 +333,14 @@ ct_model *ct_model_build(ct_node *cfg, const ct_backend *be, ct_error *err)
         ct_layer *l = &m->layers[i];
         l->index = (int)i;
         m->nlayers = (int)i + 1;
-        if (configure_layer(m, l, layers->items[i], err) < 0 || build_layer(m, l, err) < 0)
+        if (configure_layer(m, l, layers->items[i], err) < 0 || build_layer(m, l, err) < 0 ||
+            check_layer_sizes(l, err) < 0)
             goto fail;
-        int64_t params = 0;
-        for (int j = 0; j < l->nparams; j++)
-            params += ct_shape_size(&l->params[j].shape);
-        if (ct_shape_size(&l->out_shape) > CT_MAX_FLOATS || params > CT_MAX_FLOATS) {
-            ct_layer_err(err, l, "needs %.1f GiB for its parameters and %.1f MiB per sample for "
-                         "its output; refusing to allocate that",
-                         (double)params * 4 / (1 << 30),
-                         (double)ct_shape_size(&l->out_shape) * 4 / (1 << 20));
-            goto fail;
-        }
     }
-    if (layout_params(m, err) < 0)
+    /* The parameter blocks are allocated (and zeroed) next: check what they cost first. */
+    ct_model_budget physical = {ct_physical_memory(), true, 1, 0, 0};
+    if (ct_model_check_budget(m, budget ? budget : &physical, err) < 0 ||
+        layout_params(m, err) < 0)
         goto fail;
     return m;
 fail:
@@ -255,16 +398,25 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
     m->dout = calloc((size_t)m->nlayers, sizeof *m->dout);
     if (!m->out || !m->dout)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    /* Sizes first: input, then per layer output + gradient + scratch (views need none). */
-    int64_t in = max_batch * ct_shape_size(&m->input_shape);
-    int64_t total = in;
-    for (int i = 0; i < m->nlayers; i++) {
+    /* Sizes first: input, then per layer output + gradient + scratch (views need none).
+     * Checked arithmetic: an absurd batch must be an error, not a wrapped-around size. */
+    int64_t in, total;
+    bool overflow = max_batch < 1 || max_batch > INT64_MAX / 2 ||
+                    __builtin_mul_overflow(max_batch, ct_shape_size(&m->input_shape), &in);
+    total = overflow ? 0 : in;
+    for (int i = 0; i < m->nlayers && !overflow; i++) {
         ct_layer *l = &m->layers[i];
+        int64_t n = 0;
         if (!l->kind->is_view)
-            total += 2 * max_batch * ct_shape_size(&l->out_shape);
+            overflow |= __builtin_mul_overflow(2 * max_batch, ct_shape_size(&l->out_shape), &n) ||
+                        __builtin_add_overflow(total, n, &total);
         if (l->kind->scratch_floats)
-            total += l->kind->scratch_floats(l, max_batch);
+            overflow |= __builtin_add_overflow(total, l->kind->scratch_floats(l, max_batch),
+                                               &total);
     }
+    if (overflow)
+        return ct_err(err, CT_ERR_NOMEM, "batches of %" PRId64 " rows need more memory than "
+                      "ctrain can count; use a smaller batch_size", max_batch);
     if (total > CT_MAX_FLOATS)
         return ct_err(err, CT_ERR_NOMEM, "batches of %" PRId64 " rows need %.1f GiB of "
                       "activations; use a smaller batch_size", max_batch, (double)total * 4 / (1 << 30));

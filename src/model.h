@@ -32,8 +32,29 @@ typedef struct ct_model {
     double *profile;
 } ct_model;
 
-/* Builds from the experiment's `model` map. Shape errors name both layers and shapes. */
+/* What a model may use. The estimate counts parameters, their gradients, opt_slots floats
+ * of optimizer state per trainable parameter, `extra` floats held beside the model, and the
+ * activations, their gradients and the layers' scratch for batches of `batch` rows. */
+typedef struct ct_model_budget {
+    double limit;      /* bytes */
+    bool physical;     /* limit is the machine's physical memory (worded so in errors) */
+    int64_t batch;     /* rows per batch, at least 1 */
+    int opt_slots;
+    int64_t extra;
+} ct_model_budget;
+
+/* The machine's physical memory in bytes (sysconf); 0 when unknown. */
+double ct_physical_memory(void);
+
+/* Builds from the experiment's `model` map. Shape errors name both layers and shapes. A
+ * model that needs more than the physical memory (batches of one row, no optimizer state)
+ * is refused, naming its largest layer, before anything big is allocated. */
 ct_model *ct_model_build(ct_node *model_cfg, const ct_backend *be, ct_error *err);
+/* The same with the given budget instead. */
+ct_model *ct_model_build_within(ct_node *model_cfg, const ct_backend *be,
+                                const ct_model_budget *budget, ct_error *err);
+/* The same check on a built model, once the batch size and optimizer are known. */
+int ct_model_check_budget(const ct_model *m, const ct_model_budget *budget, ct_error *err);
 void ct_model_free(ct_model *m);
 /* Fills every parameter from its initializer; stream keys derive from seed, layer and
  * parameter index only. */

@@ -153,6 +153,17 @@ static bool exists(const char *path)
  * an explicit one that holds a finished run is refused unless overwrite is set. */
 /* A resumed run continues in the checkpoint's folder (or -o DIR); ckpt receives the
  * checkpoint's path. */
+/* Whether folder dir is the one holding file (both existing paths compare by inode). */
+static bool same_folder(const char *dir, const char *file)
+{
+    char *copy = strdup(file);
+    struct stat a, b;
+    bool same = copy && stat(dir, &a) == 0 && stat(dirname(copy), &b) == 0 &&
+                a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    free(copy);
+    return same;
+}
+
 static int resume_paths(const ct_fit_options *opt, char *dir, size_t n, char *ckpt, size_t cn,
                         ct_error *err)
 {
@@ -171,6 +182,14 @@ static int resume_paths(const ct_fit_options *opt, char *dir, size_t n, char *ck
             return ct_err(err, CT_ERR_NOMEM, "out of memory");
         snprintf(dir, n, "%s", opt->run_dir ? opt->run_dir : dirname(copy));
         free(copy);
+    }
+    /* Resuming into another folder must not replace a run finished there. */
+    if (opt->run_dir && !opt->overwrite && !same_folder(dir, ckpt)) {
+        char w[4200];
+        snprintf(w, sizeof w, "%s/weights.h5", dir);
+        if (exists(w))
+            return ct_err(err, CT_ERR_USAGE, "%s already holds a finished run; choose another "
+                          "-o directory or pass --overwrite", dir);
     }
     return make_dirs(dir, err);
 }
@@ -280,13 +299,19 @@ static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
     return 0;
 }
 
-static void write_history_row(FILE *f, int64_t epoch, int n, const double *values)
+/* A row that cannot be written (a full disk) is an error naming the file: the history
+ * must not lose rows silently. */
+static int write_history_row(FILE *f, const char *dir, int64_t epoch, int n,
+                             const double *values, ct_error *err)
 {
-    fprintf(f, "%lld", (long long)epoch);
+    int bad = fprintf(f, "%lld", (long long)epoch) < 0;
     for (int i = 0; i < n; i++)
-        fprintf(f, ",%.9g", values[i]);
-    fputc('\n', f);
-    fflush(f);
+        bad |= fprintf(f, ",%.9g", values[i]) < 0;
+    bad |= fputc('\n', f) == EOF;
+    bad |= fflush(f) != 0;
+    if (bad)
+        return ct_err(err, CT_ERR_IO, "writing %s/history.csv failed: %s", dir, strerror(errno));
+    return 0;
 }
 
 /* ", first not finite in the output of layer 'x' (X)" for the error message, or "". */
@@ -477,7 +502,8 @@ static int open_history(fit_state *s, const char *dir, int n, const char *const 
         fprintf(s->history, ",%s", names[i]);
     fputc('\n', s->history);
     for (int64_t r = 0; r < st->rows; r++) /* the epochs a resumed run already has */
-        write_history_row(s->history, r, n, st->history + r * n);
+        if (write_history_row(s->history, dir, r, n, st->history + r * n, err) < 0)
+            return -1;
     return 0;
 }
 
@@ -553,8 +579,8 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
         }
         ct_progress_epoch_end(s->progress, n, names, values);
         values[ncols - 1] = ct_optimizer_learning_rate(ex->optimizer, ex->optimizer->iterations);
-        write_history_row(s->history, epoch, ncols, values);
-        if (ct_train_state_add_row(st, values, err) < 0)
+        if (write_history_row(s->history, dir, epoch, ncols, values, err) < 0 ||
+            ct_train_state_add_row(st, values, err) < 0)
             return -1;
         st->epoch = epoch + 1;
         /* Callbacks decide before the checkpoint, which then holds their state too. */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,16 @@
 
 /* Host copies of parameters on a non-CPU backend; NULL be means host memory. */
 static bool on_host(const ct_model *m) { return !m->be || m->be->device == CT_DEVICE_CPU; }
+
+/* An input/output error ending in HDF5's reason for the first failure, when it gave one
+ * ("No space left on device"). */
+static int h5_io_err(ct_error *err, const char *what, const char *file)
+{
+    char why[CT_H5_REASON_MAX];
+    ct_h5_failure(why);
+    return ct_err(err, CT_ERR_IO, "%s%s%s%s%s", what, file ? " " : "", file ? file : "",
+                  why[0] ? ": " : "", why);
+}
 
 /* ---- string attributes ---- */
 
@@ -237,8 +248,11 @@ static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error 
         rc = write_param(inner, m, &l->params[i]);
     ct_h5_close_group(&inner);
     ct_h5_close_group(&g);
-    if (rc < 0)
-        return ct_err(err, CT_ERR_IO, "writing the weights of layer '%s' failed", l->name);
+    if (rc < 0) {
+        char what[CT_NAME_MAX + 64];
+        snprintf(what, sizeof what, "writing the weights of layer '%s' failed", l->name);
+        return h5_io_err(err, what, NULL);
+    }
     return 0;
 }
 
@@ -254,7 +268,7 @@ static int write_model_weights(hid_t file, const ct_model *m, const char *versio
     int rc = mw >= 0 && write_strings(mw, "layer_names", names, (size_t)m->nlayers) == 0
                      && write_string(mw, "backend", "ctrain") == 0
                      && write_string(mw, "keras_version", version) == 0
-                 ? 0 : ct_err(err, CT_ERR_IO, "writing /model_weights failed");
+                 ? 0 : h5_io_err(err, "writing /model_weights failed", NULL);
     for (int i = 0; rc == 0 && i < m->nlayers; i++)
         rc = write_layer(mw, m, &m->layers[i], err);
     ct_h5_close_group(&mw);
@@ -276,6 +290,22 @@ static int check_names(const ct_model *m, ct_error *err)
     return 0;
 }
 
+/* HDF5 1.10 leaves a file whose close failed half torn down, and closing it again, as
+ * its exit handler does, crashes. After a failed write the close would fail the same way
+ * (it flushes again), so the file's descriptor is first pointed at an empty in-memory
+ * file: the close then succeeds, and the caller removes the temporary file on disk. */
+static void detach_failed_file(hid_t file)
+{
+    void *handle = NULL;
+    if (H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) < 0 || !handle)
+        return;
+    int mem = memfd_create("ctrain-discarded", MFD_CLOEXEC);
+    if (mem < 0)
+        return;
+    dup2(mem, *(int *)handle);
+    close(mem);
+}
+
 static int write_file(const ct_model *m, const char *tmp, const char *model_config,
                       const char *training_config, ct_weights_extra extra, void *ctx,
                       ct_error *err)
@@ -289,21 +319,24 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
     if (fapl >= 0)
         H5Pclose(fapl);
     if (file < 0)
-        return ct_err(err, CT_ERR_IO, "cannot create %s", tmp);
+        return h5_io_err(err, "cannot create", tmp);
     int rc = write_string(file, "keras_version", version) == 0
                      && write_string(file, "backend", "ctrain") == 0
                      && (!model_config || write_string(file, "model_config", model_config) == 0)
                      && (!training_config
                          || write_string(file, "training_config", training_config) == 0)
-                 ? 0 : ct_err(err, CT_ERR_IO, "writing the attributes of %s failed", tmp);
+                 ? 0 : h5_io_err(err, "writing the attributes failed", NULL);
     if (rc == 0)
         rc = write_model_weights(file, m, version, err);
     if (rc == 0 && extra)
         rc = extra((int64_t)file, ctx, err);
+    /* Most bytes reach the disk here, so this is where a full disk usually shows. */
     if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        rc = ct_err(err, CT_ERR_IO, "flushing %s failed", tmp);
+        rc = h5_io_err(err, "writing", tmp);
+    if (rc < 0)
+        detach_failed_file(file);
     if (H5Fclose(file) < 0 && rc == 0)
-        rc = ct_err(err, CT_ERR_IO, "closing %s failed", tmp);
+        rc = h5_io_err(err, "writing", tmp);
     return rc;
 }
 
@@ -404,6 +437,7 @@ typedef struct file_layer {
 typedef struct loader {
     const char *path;
     hid_t file, root;          /* root: /model_weights, or / for save_weights files */
+    hid_t gapl, dapl;          /* group and dataset access refusing external links */
     file_layer *layers;        /* layers with weights, in file order */
     int nlayers;
     float *stage;              /* every parameter, read before any is replaced */
@@ -419,6 +453,10 @@ static void loader_close(loader *ld)
     free(ld->stage);
     if (ld->root >= 0 && ld->root != ld->file)
         H5Gclose(ld->root);
+    if (ld->gapl >= 0)
+        H5Pclose(ld->gapl);
+    if (ld->dapl >= 0)
+        H5Pclose(ld->dapl);
     if (ld->file >= 0)
         H5Fclose(ld->file);
 }
@@ -430,8 +468,15 @@ static int open_root(loader *ld, ct_error *err)
     ld->file = H5Fopen(ld->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ld->file < 0)
         return ct_h5_open_error(ld->path, err);
-    if (H5Lexists(ld->file, "model_weights", H5P_DEFAULT) > 0)
-        ld->root = H5Gopen2(ld->file, "model_weights", H5P_DEFAULT);
+    ld->gapl = ct_h5_local_access(H5P_GROUP_ACCESS);
+    ld->dapl = ct_h5_local_access(H5P_DATASET_ACCESS);
+    bool missing;
+    if (ld->gapl < 0 || ld->dapl < 0)
+        return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up link access", ld->path);
+    if (ct_h5_check_links(ld->file, "model_weights", ld->path, &missing, err) < 0)
+        return -1;
+    if (!missing)
+        ld->root = H5Gopen2(ld->file, "model_weights", ld->gapl);
     else
         ld->root = ld->file;   /* model.save_weights() files keep layer_names at the root */
     if (ld->root < 0)
@@ -456,7 +501,12 @@ static int read_layers(loader *ld, ct_error *err)
     if (!ld->layers)
         rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < names.n; i++) {
-        hid_t g = H5Gopen2(ld->root, names.s[i], H5P_DEFAULT);
+        bool missing;
+        if (ct_h5_check_links(ld->root, names.s[i], ld->path, &missing, err) < 0) {
+            rc = -1;
+            break;
+        }
+        hid_t g = missing ? H5I_INVALID_HID : H5Gopen2(ld->root, names.s[i], ld->gapl);
         file_layer *fl = &ld->layers[ld->nlayers];
         if (g < 0) {
             rc = ct_err(err, CT_ERR_DATA, "%s: layer_names lists '%s' but it has no group",
@@ -491,12 +541,26 @@ static int count_weighted(const ct_model *m)
 static hid_t open_weight(const loader *ld, const file_layer *fl, const char *wname,
                          const ct_layer *l, const ct_param *p, ct_error *err)
 {
-    hid_t g = H5Gopen2(ld->root, fl->name, H5P_DEFAULT);
-    hid_t d = g >= 0 ? H5Dopen2(g, wname, H5P_DEFAULT) : H5I_INVALID_HID;
+    char what[CT_NAME_MAX + 64];
+    snprintf(what, sizeof what, "layer '%s' (%s)", l->name, l->kind->class_name);
+    hid_t g = H5Gopen2(ld->root, fl->name, ld->gapl);
+    bool missing = true;
+    if (g >= 0 && ct_h5_check_links(g, wname, ld->path, &missing, err) < 0) {
+        ct_h5_close_group(&g);
+        ct_err_prefix(err, "%s", what);
+        return H5I_INVALID_HID;
+    }
+    hid_t d = g >= 0 && !missing ? H5Dopen2(g, wname, ld->dapl) : H5I_INVALID_HID;
     ct_h5_close_group(&g);
     if (d < 0) {
-        ct_err(err, CT_ERR_DATA, "layer '%s' (%s): %s has no dataset '%s' in layer group '%s'",
-               l->name, l->kind->class_name, ld->path, wname, fl->name);
+        ct_err(err, CT_ERR_DATA, "%s: %s has no dataset '%s' in layer group '%s'", what,
+               ld->path, wname, fl->name);
+        return H5I_INVALID_HID;
+    }
+    char label[4200];
+    snprintf(label, sizeof label, "%s: weight '%s' in %s", what, p->name, ld->path);
+    if (ct_h5_check_storage(d, label, err) < 0) {
+        H5Dclose(d);
         return H5I_INVALID_HID;
     }
     hid_t t = H5Dget_type(d), space = H5Dget_space(d);
@@ -601,7 +665,8 @@ static void install(const loader *ld, ct_model *m)
 
 int ct_weights_load(ct_model *m, const char *path, ct_error *err)
 {
-    loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID};
+    loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID,
+                 .gapl = H5I_INVALID_HID, .dapl = H5I_INVALID_HID};
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     int rc = open_root(&ld, err);

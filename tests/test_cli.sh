@@ -152,6 +152,84 @@ expect 0 "Wrote train/x and train/y" -- "$ctrain" data import-csv "$tmp/t.csv" -
 printf '0.5,1,0\n1.5,x,1\n' >"$tmp/u.csv"
 expect 1 "u.csv:2:5: 'x' is not a number" -- "$ctrain" data import-csv "$tmp/u.csv" -o "$tmp/u.h5"
 
+# Absurd sizes fail in summary and check before anything is allocated, naming the layer.
+# (The address space is capped so that a check that let one through could not exhaust
+# the machine.)
+capped() { (ulimit -v 8000000 && "$@"); }
+expect 1 "tiny.yaml:10:7: layer 'dense' (Dense): needs 48.4 GiB: 5,000,000,000 parameters take 37.3 GiB with their gradients and optimizer state, and its activations for batches of 1 row take 11.2 GiB; the model needs 48.4 GiB in all, more than backend.memory_limit_mb (1024 MiB)" -- \
+    capped "$ctrain" summary "$tmp/tiny.yaml" --set model.layers.1.units=1000000000 --set backend.memory_limit_mb=1024
+expect 1 "its activations for batches of 10000000 rows take 11.2 GiB; the model needs 11.3 GiB in all" -- \
+    capped "$ctrain" check --no-data "$tmp/tiny.yaml" --set fit.batch_size=10000000 --set model.layers.1.units=100 \
+    --set backend.memory_limit_mb=1024
+# 15 pairs of dense layers need 2.1 TiB: more than any machine this runs on.
+layers="{type: flatten}"
+i=0
+while [ $i -lt 15 ]; do layers="$layers, {type: dense, units: 1073741824}, {type: dense, units: 8}"; i=$((i + 1)); done
+expect 1 "the model needs 2.1 TiB in all, more than the physical memory (" -- \
+    capped "$ctrain" check --no-data "$tmp/tiny.yaml" --set 'model.input_shape=[2, 4]' --set "model.layers=[$layers]"
+
+# backup_and_restore's backup_dir is taken relative to the experiment file, not the
+# current directory; -o stays relative to the current directory.
+mkdir -p "$tmp/cfg" "$tmp/elsewhere"
+sed -e 's|path: d.h5|path: ../d.h5|' \
+    -e 's|^fit: {epochs: 30, batch_size: 4}|fit: {epochs: 2, batch_size: 4, callbacks: [{type: backup_and_restore, backup_dir: bk, delete_checkpoint: false}]}|' \
+    "$tmp/tiny.yaml" >"$tmp/cfg/bk.yaml"
+expect 0 "backup_dir: $tmp/cfg/bk" -- "$ctrain" check --print "$tmp/cfg/bk.yaml"
+out=$(cd "$tmp/elsewhere" && "$ctrain" fit ../cfg/bk.yaml -o run -q 2>&1)
+if [ $? = 0 ] && [ -f "$tmp/cfg/bk/checkpoint.h5" ] && [ ! -e "$tmp/elsewhere/bk" ] &&
+    [ -f "$tmp/elsewhere/run/weights.h5" ]; then ok; else bad "backup_dir not beside the config: $out"; fi
+
+# --resume into another -o folder that holds a finished run needs --overwrite too.
+expect 2 "$tmp/run already holds a finished run; choose another -o directory or pass --overwrite" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/kill" -o "$tmp/run" --set fit.epochs=1
+if [ -f "$tmp/run/weights.h5" ]; then ok; else bad "a refused resume removed $tmp/run/weights.h5"; fi
+expect 0 "Resuming from $tmp/kill/checkpoint.h5" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/kill" -o "$tmp/run" --overwrite --set fit.epochs=1 -v 2
+
+# An output folder that cannot be written: the error comes before any training. As root
+# permissions do not stop writes, the shim makes the folder refuse them (EACCES), and a
+# path below a regular file fails on its own.
+shim="$top/tests/.libs/enospc_shim.so"
+touch "$tmp/afile"
+expect 1 "ctrain: error: cannot create $tmp/afile/run: Not a directory" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/afile/run" -v 2
+if [ ! -f "$shim" ]; then
+    bad "the test library $shim was not built"
+else
+    mkdir -p "$tmp/ro"
+    out=$(LD_PRELOAD="$shim" CT_SHIM_MODE=readonly CT_SHIM_DIR="$tmp/ro" \
+        "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/ro" -v 2 2>&1)
+    status=$?
+    if [ $status = 1 ] && [ "$(printf '%s\n' "$out" | tail -1)" = "ctrain: error: cannot write $tmp/ro/config.yaml: Permission denied" ] &&
+        ! printf '%s' "$out" | grep -q "Epoch"; then ok; else bad "read-only run directory: status $status: $out"; fi
+    expect 1 "ctrain: error: cannot create $tmp/ro/sub: Permission denied" -- \
+        env LD_PRELOAD="$shim" CT_SHIM_MODE=readonly CT_SHIM_DIR="$tmp/ro" \
+        "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/ro/sub/run" -v 2
+
+    # Disk full while writing the checkpoint of epoch 3: a clear error naming the file,
+    # exit status 1, no temporary file left, and epoch 2's checkpoint intact: it
+    # evaluates and resumes. The budget is two and a half checkpoints of this run.
+    mkdir -p "$tmp/full"
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/probe" -q --set fit.epochs=1 >/dev/null 2>&1
+    size=$(wc -c <"$tmp/probe/checkpoint.h5")
+    LD_PRELOAD="$shim" CT_SHIM_DIR="$tmp/full" CT_SHIM_BYTES=$((size * 5 / 2)) \
+        "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/full/run" -v 2 >"$tmp/full.log" 2>&1
+    status=$?
+    err=$(grep "^ctrain: error: " "$tmp/full.log")
+    case $err in
+        "ctrain: error: saving weights to $tmp/full/run/checkpoint.h5: "*": No space left on device") ok ;;
+        *) bad "disk full: $err" ;;
+    esac
+    if [ $status = 1 ] && grep -q "^Epoch 3/30 " "$tmp/full.log" && ! grep -q "^Epoch 4/30 " "$tmp/full.log"; then
+        ok; else bad "disk full: status $status, log: $(cat "$tmp/full.log")"; fi
+    if ls "$tmp/full/run" | grep -q "tmp-\|weights.h5"; then bad "left behind: $(ls "$tmp/full/run")"; else ok; fi
+    expect 0 '"accuracy": ' -- "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp/full/run/checkpoint.h5" --json
+    expect 0 "Resuming from $tmp/full/run/checkpoint.h5: 2 epochs and 0 batches done, step 6" -- \
+        "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/full/run" -v 2 --set fit.epochs=4
+    if [ "$(wc -l <"$tmp/full/run/history.csv")" = 5 ] && [ -f "$tmp/full/run/weights.h5" ]; then ok; else
+        bad "resumed after disk full: $(cat "$tmp/full/run/history.csv")"; fi
+fi
+
 rm -rf "$tmp"
 echo "cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]

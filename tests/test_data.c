@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "h5util.h"
 #include "rng.h"
 #include "testutil.h"
 #include "weights.h"
@@ -664,6 +665,200 @@ START_TEST(test_loader_errors)
 }
 END_TEST
 
+/* ---- hostile and unusual HDF5 layouts ---- */
+
+/* links.h5: data/x (6 x 3 float32: r, 10r + c) and data/y (int32: r); soft links alias ->
+ * /data/x, grp -> /data, dangling -> /nowhere; deep (rank 10); huge (2 x 2^41, chunked,
+ * never written); ext_raw, whose values live in raw.bin beside it. */
+static const char *write_links_fixture(void)
+{
+    static char path[4300];
+    snprintf(path, sizeof path, "%s", path_in("links.h5"));
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    float x[18];
+    int32_t y[6];
+    for (int r = 0; r < 6; r++) {
+        y[r] = r;
+        for (int c = 0; c < 3; c++)
+            x[r * 3 + c] = (float)(10 * r + c);
+    }
+    hsize_t dx[2] = {6, 3}, dy[1] = {6};
+    fx_array(f, "data/x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dx, x);
+    fx_array(f, "data/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dy, y);
+    ck_assert(H5Lcreate_soft("/data/x", f, "alias", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    ck_assert(H5Lcreate_soft("/data", f, "grp", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    ck_assert(H5Lcreate_soft("/nowhere", f, "dangling", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    hsize_t d10[10] = {2, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    fx_array(f, "deep", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 10, d10, NULL);
+    hsize_t dh[2] = {2, (hsize_t)1 << 41}, ch[2] = {1, 1024};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_chunk(dcpl, 2, ch) >= 0);
+    hid_t space = H5Screate_simple(2, dh, NULL);
+    fx_put(f, "huge", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, dcpl, NULL);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    /* The raw file sits beside links.h5; HDF5 looks for it relative to the current
+     * directory by default, which is exactly why ctrain must not read it. */
+    FILE *raw = fopen(path_in("raw.bin"), "wb");
+    ck_assert(raw != NULL);
+    ck_assert_int_eq(fwrite(x, sizeof x, 1, raw), 1);
+    fclose(raw);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_external(dcpl, "raw.bin", 0, sizeof x) >= 0);
+    space = H5Screate_simple(2, dx, NULL);
+    fx_put(f, "ext_raw", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, dcpl, NULL);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    ck_assert(H5Fclose(f) >= 0);
+    return path;
+}
+
+START_TEST(test_open_links_and_layouts)
+{
+    const char *links = write_links_fixture();
+    ct_error err = {0};
+    /* Soft links are fine, also as a path component. */
+    ct_dataset *ds = ct_dataset_open(links, "alias", "grp/y", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    float x[18], y[6];
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 6, x, y, &err), 0);
+    for (int r = 0; r < 6; r++) {
+        ck_assert(y[r] == (float)r);
+        for (int c = 0; c < 3; c++)
+            ck_assert(x[r * 3 + c] == (float)(10 * r + c));
+    }
+    ck_assert_int_eq(ct_dataset_validate(ds, 6, &err), 0);
+    ct_dataset_close(ds);
+
+    char want[8192];
+    snprintf(want, sizeof want, "%s: no dataset 'dangling' (datasets in the file: data/x, "
+             "data/y, deep, ext_raw, huge)", links);
+    expect_open_error(links, "dangling", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s:/deep has rank 10; at most 9 is supported", links);
+    expect_open_error(links, "deep", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s:/huge is absurdly large", links);
+    expect_open_error(links, "huge", NULL, CT_ERR_DATA, want);
+    snprintf(want, sizeof want, "%s:/ext_raw keeps its data in the external file 'raw.bin'; "
+             "ctrain reads only data stored inside the HDF5 file", links);
+    expect_open_error(links, "ext_raw", NULL, CT_ERR_DATA, want);
+}
+END_TEST
+
+/* The check behind the last case, on its own: only external storage is refused. */
+START_TEST(test_check_storage)
+{
+    const char *links = write_links_fixture();
+    hid_t f = H5Fopen(links, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    ct_error err = {0};
+    hid_t d = H5Dopen2(f, "ext_raw", H5P_DEFAULT);
+    ck_assert_int_eq(ct_h5_check_storage(d, "L:/ext_raw", &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_DATA);
+    ck_assert_str_eq(err.msg, "L:/ext_raw keeps its data in the external file 'raw.bin'; "
+                              "ctrain reads only data stored inside the HDF5 file");
+    H5Dclose(d);
+    const char *fine[] = {"data/x", "huge", "alias"};
+    for (int i = 0; i < 3; i++) {
+        d = H5Dopen2(f, fine[i], H5P_DEFAULT);
+        ck_assert_int_eq(ct_h5_check_storage(d, fine[i], &err), 0);
+        H5Dclose(d);
+    }
+    /* Link walks: soft links pass, external ones are named with their target. */
+    bool missing = true;
+    ck_assert_int_eq(ct_h5_check_links(f, "grp/y", "L", &missing, &err), 0);
+    ck_assert(!missing);
+    ck_assert_int_eq(ct_h5_check_links(f, "data/none", "L", &missing, &err), 0);
+    ck_assert(missing);
+    H5Fclose(f);
+    f = H5Fopen(main_h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert_int_eq(ct_h5_check_links(f, "extgrp/data", "M", &missing, &err), -1);
+    ck_assert_str_eq(err.msg, "M: 'extgrp' is an external link to other.h5:/; ctrain reads "
+                              "only data stored inside the file");
+    H5Fclose(f);
+}
+END_TEST
+
+/* rows.h5's data again, chunked in 7-row chunks with shuffle and gzip filters. */
+static const char *write_packed_rows(void)
+{
+    static char path[4300];
+    snprintf(path, sizeof path, "%s", path_in("packed.h5"));
+    float x[ROWS * 3];
+    int32_t y[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        x[r * 3] = (float)r;
+        x[r * 3 + 1] = 2.0f * (float)r;
+        x[r * 3 + 2] = 0.5f;
+        y[r] = r;
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {ROWS, 3}, dy[1] = {ROWS}, cx[2] = {7, 3}, cy[1] = {7};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_chunk(dcpl, 2, cx) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
+              H5Pset_deflate(dcpl, 9) >= 0);
+    hid_t space = H5Screate_simple(2, dx, NULL);
+    fx_put(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, dcpl, x);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_chunk(dcpl, 1, cy) >= 0 && H5Pset_deflate(dcpl, 1) >= 0);
+    space = H5Screate_simple(1, dy, NULL);
+    fx_put(f, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, space, dcpl, y);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    ck_assert(H5Fclose(f) >= 0);
+    return path;
+}
+
+/* Every batch of every epoch is the same, bit for bit, from the packed file as from the
+ * contiguous one, in memory and streaming, in order and shuffled. */
+START_TEST(test_chunked_gzip_same_as_contiguous)
+{
+    const char *packed = write_packed_rows();
+    hid_t f = H5Fopen(packed, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "x", H5P_DEFAULT), dcpl = H5Dget_create_plist(d);
+    ck_assert_int_eq(H5Pget_layout(dcpl), H5D_CHUNKED);
+    ck_assert_int_eq(H5Pget_nfilters(dcpl), 2);
+    H5Pclose(dcpl);
+    H5Dclose(d);
+    H5Fclose(f);
+    const size_t limits[2] = {1 << 20, 200};
+    for (int mode = 0; mode < 4; mode++) {
+        ct_error err = {0};
+        ct_dataset *a = ct_dataset_open(rows_h5, "x", "y", 1.0, &err);
+        ct_dataset *b = ct_dataset_open(packed, "x", "y", 1.0, &err);
+        ck_assert_msg(a && b, "%s", err.msg);
+        bool shuffle = mode & 1;
+        ct_loader *la = ct_loader_new(a, NULL, 0, 10, shuffle, 5, limits[mode / 2], &err);
+        ct_loader *lb = ct_loader_new(b, NULL, 0, 10, shuffle, 5, limits[mode / 2], &err);
+        ck_assert_msg(la && lb, "%s", err.msg);
+        for (int epoch = 0; epoch < 2; epoch++) {
+            ck_assert_int_eq(ct_loader_begin_epoch(la, epoch, &err), 0);
+            ck_assert_int_eq(ct_loader_begin_epoch(lb, epoch, &err), 0);
+            float xa[30], ya[10], xb[30], yb[10];
+            int64_t na, nb, total = 0;
+            do {
+                na = ct_loader_next(la, xa, ya, &err);
+                nb = ct_loader_next(lb, xb, yb, &err);
+                ck_assert_int_eq(na, nb);
+                ck_assert(na >= 0);
+                ck_assert(memcmp(xa, xb, sizeof(float) * 3 * (size_t)na) == 0);
+                ck_assert(memcmp(ya, yb, sizeof(float) * (size_t)na) == 0);
+                for (int64_t i = 0; i < na; i++)
+                    ck_assert(xb[i * 3 + 1] == 2 * xb[i * 3] && yb[i] == xb[i * 3]);
+                total += na;
+            } while (na > 0);
+            ck_assert_int_eq(total, ROWS);
+        }
+        ct_loader_free(la);
+        ct_loader_free(lb);
+        ct_dataset_close(a);
+        ct_dataset_close(b);
+    }
+}
+END_TEST
+
 /* ---- prediction output ---- */
 
 START_TEST(test_write_matrix)
@@ -1293,6 +1488,111 @@ START_TEST(test_weights_truncated)
 }
 END_TEST
 
+/* A copy of weights file `from` with `edit` applied through the HDF5 API. */
+static const char *edited_copy(const char *from, const char *name, void (*edit)(hid_t f))
+{
+    static char path[4300];
+    snprintf(path, sizeof path, "%s", path_in(name));
+    copy_prefix(from, path, 1.0);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    edit(f);
+    ck_assert(H5Fclose(f) >= 0);
+    return path;
+}
+
+#define KERNEL "model_weights/dense/dense/kernel:0"
+
+static void kernel_as_strings(hid_t f)
+{
+    ck_assert(H5Ldelete(f, KERNEL, H5P_DEFAULT) >= 0);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 4);
+    hsize_t d[2] = {2, 3};
+    fx_array(f, KERNEL, st, st, 2, d, "abc\0def\0ghi\0jkl\0mno\0pqr\0");
+    H5Tclose(st);
+}
+
+static void drop_bias(hid_t f)
+{
+    ck_assert(H5Ldelete(f, "model_weights/dense_1/dense_1/bias:0", H5P_DEFAULT) >= 0);
+}
+
+static void drop_layer_group(hid_t f)
+{
+    ck_assert(H5Ldelete(f, "model_weights/dense_1", H5P_DEFAULT) >= 0);
+}
+
+static void kernel_as_external_link(hid_t f)
+{
+    ck_assert(H5Ldelete(f, KERNEL, H5P_DEFAULT) >= 0);
+    ck_assert(H5Lcreate_external("other.h5", "/data", f, KERNEL, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+}
+
+static void kernel_in_raw_file(hid_t f)
+{
+    ck_assert(H5Ldelete(f, KERNEL, H5P_DEFAULT) >= 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_external(dcpl, "raw.bin", 0, 6 * sizeof(float)) >= 0);
+    hsize_t d[2] = {2, 3};
+    hid_t space = H5Screate_simple(2, d, NULL);
+    fx_put(f, KERNEL, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, dcpl, NULL);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+}
+
+/* The kernel moved elsewhere in the file, reached through a soft link: fine. */
+static void kernel_as_soft_link(hid_t f)
+{
+    ck_assert(H5Lmove(f, KERNEL, f, "moved_kernel", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    ck_assert(H5Lcreate_soft("/moved_kernel", f, KERNEL, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+}
+
+static void expect_weights_error(const char *path, ct_error_code code, const char *fmt)
+{
+    fake_model b;
+    fake_build(&b, 2, false, 0);
+    ct_error err = {0};
+    char want[8800];
+    snprintf(want, sizeof want, fmt, path);
+    ck_assert_int_eq(ct_weights_load(&b.m, path, &err), -1);
+    ck_assert_int_eq(err.code, code);
+    ck_assert_str_eq(err.msg, want);
+    for (int i = 0; i < 6 + 3 + 6 + 2; i++)
+        ck_assert_msg(b.values[i] == (float)i, "a failed load changed the model");
+}
+
+START_TEST(test_weights_hostile_files)
+{
+    fake_model a, b;
+    fake_build(&a, 2, false, 1);
+    char w[4300];
+    snprintf(w, sizeof w, "%s", path_in("hostile.h5"));
+    ct_error err = {0};
+    ck_assert_int_eq(ct_weights_save(&a.m, w, NULL, NULL, &err), 0);
+    write_links_fixture();   /* raw.bin */
+
+    expect_weights_error(edited_copy(w, "w_str.h5", kernel_as_strings), CT_ERR_DATA,
+                         "layer 'dense' (Dense): weight 'kernel' in %s is not numeric");
+    expect_weights_error(edited_copy(w, "w_nobias.h5", drop_bias), CT_ERR_DATA,
+                         "layer 'dense_1' (Dense): %s has no dataset 'dense_1/bias:0' in "
+                         "layer group 'dense_1'");
+    expect_weights_error(edited_copy(w, "w_nolayer.h5", drop_layer_group), CT_ERR_DATA,
+                         "%s: layer_names lists 'dense_1' but it has no group");
+    expect_weights_error(edited_copy(w, "w_elink.h5", kernel_as_external_link), CT_ERR_DATA,
+                         "layer 'dense' (Dense): %s: 'dense/kernel:0' is an external link to "
+                         "other.h5:/data; ctrain reads only data stored inside the file");
+    expect_weights_error(edited_copy(w, "w_raw.h5", kernel_in_raw_file), CT_ERR_DATA,
+                         "layer 'dense' (Dense): weight 'kernel' in %s keeps its data in the "
+                         "external file 'raw.bin'; ctrain reads only data stored inside the "
+                         "HDF5 file");
+    fake_build(&b, 2, false, 0);
+    const char *soft = edited_copy(w, "w_soft.h5", kernel_as_soft_link);
+    ck_assert_msg(ct_weights_load(&b.m, soft, &err) == 0, "%s", err.msg);
+    ck_assert(memcmp(a.values, b.values, sizeof a.values) == 0);
+}
+END_TEST
+
 static int count_temps(const char *d)
 {
     DIR *dh = opendir(d);
@@ -1329,7 +1629,8 @@ START_TEST(test_weights_failed_save)
     ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
     snprintf(want, sizeof want,
-             "saving weights to %s: writing the weights of layer 'dense_1' failed", w);
+             "saving weights to %s: writing the weights of layer 'dense_1' failed: component not "
+             "found", w);
     ck_assert_str_eq(err.msg, want);
     ck_assert_int_eq(count_temps(sub), 0);
     ck_assert_int_eq(file_bytes(w), size);
@@ -1481,6 +1782,9 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_open_bad_datasets);
     tcase_add_test(tc, test_read_conversion);
     tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_open_links_and_layouts);
+    tcase_add_test(tc, test_check_storage);
+    tcase_add_test(tc, test_chunked_gzip_same_as_contiguous);
     tcase_add_test(tc, test_write_matrix);
     suite_add_tcase(s, tc);
 
@@ -1516,6 +1820,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_weights_failed_save);
     tcase_add_test(tc, test_weights_load_variants);
     tcase_add_test(tc, test_weights_truncated);
+    tcase_add_test(tc, test_weights_hostile_files);
     tcase_add_test(tc, test_model_config_json);
     suite_add_tcase(s, tc);
     return s;

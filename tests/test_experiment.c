@@ -2,6 +2,7 @@
  * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict. */
 #include <hdf5.h>
 #include <math.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "../src/experiment.h"
@@ -101,6 +102,23 @@ static const bad_case bad_cases[] = {
     /* 29 a name that would put the run directory elsewhere */
     {"name: ../../etc\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
      "1:7: name '../../etc' names the run directory"},
+    /* 30 a shape whose size overflows 64 bits (2^64 wraps to 0) */
+    {"model: {input_shape: [4294967296, 4294967296], layers: [{type: flatten}]}\n%s",
+     "1:22: input_shape holds more than 2^63 values per sample"},
+    /* 31 a parameter whose size overflows 64 bits */
+    {"model: {input_shape: [17179869184], layers: [{type: dense, units: 2147483647}]}\n%s",
+     "1:46: layer 'dense' (Dense): its parameters (kernel of shape (17179869184, 2147483647)) "
+     "do not fit in 64-bit sizes"},
+    /* 33 an output shape that overflows 64 bits */
+    {"model: {input_shape: [4294967296, 4, 1], layers: [{type: zero_padding2d, "
+     "padding: 2147483647}]}\n%s",
+     "1:51: layer 'zero_padding2d' (ZeroPadding2D): its output shape (None, 8589934590, "
+     "4294967298, 1) does not fit in 64-bit sizes"},
+    /* 32 a convolution with an absurd filter count */
+    {"model:\n  input_shape: [28, 28, 1]\n  layers:\n"
+     "    - {type: conv2d, filters: 2000000000, kernel_size: 3}\n%s",
+     "4:7: layer 'conv2d' (Conv2D): needs 74.5 GiB for its parameters and 4.9 TiB per sample "
+     "for its output; refusing to allocate that"},
 };
 
 START_TEST(test_bad_config)
@@ -117,6 +135,134 @@ START_TEST(test_bad_config)
     ck_assert_msg(ex == NULL, "case %d loaded", _i);
     ck_assert_msg(strstr(err.msg, expect) != NULL, "case %d: expected '%s' in '%s'", _i, expect, err.msg);
     ck_assert_int_ne(err.code, CT_OK);
+    free(dir);
+}
+END_TEST
+
+/* --- models too large for the memory are refused before anything big is allocated ----- */
+
+/* Caps this (forked) test's address space near what it uses now, so that a model that
+ * slipped past the checks would fail to allocate instead of exhausting the machine. */
+static void cap_address_space(struct rlimit *old)
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld", &pages), 1);
+    fclose(f);
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, old), 0);
+    struct rlimit cap = *old;
+    cap.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGE_SIZE) + ((rlim_t)1 << 30);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &cap), 0);
+}
+
+/* The model part of a config, with good_tail after it; expects err.msg exactly
+ * (after "PATH:"), and that nothing was loaded. */
+static void expect_too_big(const char *yaml, const char *const *set, int nset, const char *want)
+{
+    char *dir = tu_tmpdir();
+    char text[4096], full[8192];
+    snprintf(text, sizeof text, "%s%s", yaml, good_tail);
+    const char *path = tu_write(dir, "big.yaml", text);
+    snprintf(full, sizeof full, "%s:%s", path, want);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(path, set, nset, &err);
+    ck_assert_ptr_null(ex);
+    ck_assert_int_eq(err.code, CT_ERR_NOMEM);
+    ck_assert_str_eq(err.msg, full);
+    free(dir);
+}
+
+/* ct_model's byte format: binary units, one decimal. */
+static void fmt_bytes(double b, char *buf, size_t n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    for (; b >= 1024 && u < 6; u++)
+        b /= 1024;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+START_TEST(test_absurd_sizes)
+{
+    struct rlimit old;
+    cap_address_space(&old);
+    /* A billion units: 5e9 parameters, 4 bytes each, with their gradients (2 x 18.6 GiB),
+     * plus output and gradient for one row (2 x 3.7 GiB), checked at build time. */
+    expect_too_big("backend: {memory_limit_mb: 1024}\n"
+                   "model: {input_shape: [4], layers: [{type: dense, units: 1000000000}]}\n",
+                   NULL, 0,
+                   "2:36: layer 'dense' (Dense): needs 44.7 GiB: 5,000,000,000 parameters take "
+                   "37.3 GiB with their gradients and optimizer state, and its activations for "
+                   "batches of 1 row take 7.5 GiB; the model needs 44.7 GiB in all, more than "
+                   "backend.memory_limit_mb (1024 MiB)");
+    /* Small weights, huge batches: checked once batch_size and adam's two slots are known.
+     * Layer: 1,001,000 x 4 x (1 + 1 + 2) B = 15.3 MiB, outputs 8 x 1e5 x 1000 B = 762.9 MiB;
+     * the input batch adds 4e8 B, 1,216,016,000 B in all. */
+    const char *batch[] = {"fit.batch_size=100000"};
+    expect_too_big("backend: {memory_limit_mb: 1024}\n"
+                   "model: {input_shape: [1000], layers: [{type: dense, units: 1000}]}\n",
+                   batch, 1,
+                   "2:39: layer 'dense' (Dense): needs 778.2 MiB: 1,001,000 parameters take "
+                   "15.3 MiB with their gradients and optimizer state, and its activations for "
+                   "batches of 100000 rows take 762.9 MiB; the model needs 1.1 GiB in all, more "
+                   "than backend.memory_limit_mb (1024 MiB)");
+    /* Many filters: 26 x 26 x 400000 outputs per row, 2 x 4 B each, already 2.0 GiB. */
+    expect_too_big("backend: {memory_limit_mb: 1024}\nmodel:\n  input_shape: [28, 28, 1]\n"
+                   "  layers:\n    - {type: conv2d, filters: 400000, kernel_size: 3}\n",
+                   NULL, 0,
+                   "5:7: layer 'conv2d' (Conv2D): needs 2.1 GiB: 4,000,000 parameters take "
+                   "30.5 MiB with their gradients and optimizer state, and its activations for "
+                   "batches of 1 row take 2.0 GiB; the model needs 2.1 GiB in all, more than "
+                   "backend.memory_limit_mb (1024 MiB)");
+    /* Without memory_limit_mb the limit is the physical memory. 15 pairs of dense layers,
+     * each pair 144 GiB (9 x 2^30 and 8 x 2^30 + 8 parameters, with gradients, and 2^30
+     * outputs): 2160 GiB in all, more than any machine this runs on. */
+    char yaml[4096] = "model:\n  input_shape: [8]\n  layers:\n";
+    for (int i = 0; i < 15; i++)
+        strcat(yaml, "    - {type: dense, units: 1073741824}\n    - {type: dense, units: 8}\n");
+    char phys[32], want[1024];
+    fmt_bytes((double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE), phys,
+              sizeof phys);
+    snprintf(want, sizeof want,
+             "4:7: layer 'dense' (Dense): needs 80.0 GiB: 9,663,676,416 parameters take 72.0 GiB "
+             "with their gradients and optimizer state, and its activations for batches of 1 row "
+             "take 8.0 GiB; the model needs 2.1 TiB in all, more than the physical memory (%s; "
+             "backend.memory_limit_mb sets another limit)", phys);
+    expect_too_big(yaml, NULL, 0, want);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
+}
+END_TEST
+
+/* The limit is a setting like any other: shown in the resolved config, checked for range. */
+START_TEST(test_memory_limit_setting)
+{
+    char *dir = tu_tmpdir();
+    char text[1024];
+    snprintf(text, sizeof text, "model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+             good_tail);
+    const char *path = tu_write(dir, "ok.yaml", text);
+    char p[4200];
+    snprintf(p, sizeof p, "%s", path);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ck_assert_int_eq(ct_experiment_write_config(ex, f, &err), 0);
+    fclose(f);
+    char want[128];
+    snprintf(want, sizeof want, "memory_limit_mb: %lld\n",
+             (long long)((double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE) /
+                         (1 << 20)));
+    ck_assert_msg(strstr(out, want) != NULL, "'%s' not in:\n%s", want, out);
+    free(out);
+    ct_experiment_free(ex);
+    const char *zero[] = {"backend.memory_limit_mb=0"};
+    ck_assert_ptr_null(ct_experiment_load(p, zero, 1, &err));
+    ck_assert_msg(strstr(err.msg, "--set:1:25: ") && strstr(err.msg, "memory_limit_mb"), "%s",
+                  err.msg);
     free(dir);
 }
 END_TEST
@@ -473,6 +619,16 @@ START_TEST(test_resume_errors)
     snprintf(r, sizeof r, "%s/run/weights.h5", dir);
     ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
     ck_assert_msg(strstr(err.msg, "holds weights only, not a checkpoint"), "%s", err.msg);
+    /* resuming into another folder that holds a finished run keeps that run */
+    char other[4200], ow[4300];
+    snprintf(other, sizeof other, "%s/other", dir);
+    fit_into(ex, other);
+    snprintf(r, sizeof r, "%s/run", dir);
+    ct_fit_options into = {.verbose = 0, .resume = r, .run_dir = other};
+    ck_assert_int_eq(ct_experiment_fit(ex, &into, &err), -1);
+    ck_assert_msg(strstr(err.msg, "other already holds a finished run"), "%s", err.msg);
+    snprintf(ow, sizeof ow, "%s/weights.h5", other);
+    ck_assert_int_eq(access(ow, F_OK), 0);
     ct_experiment_free(ex);
     /* another optimizer than the checkpoint's */
     char p[4096];
@@ -484,6 +640,186 @@ START_TEST(test_resume_errors)
     ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
     ck_assert_msg(strstr(err.msg, "written by the optimizer 'sgd', but the experiment uses 'adam'"),
                   "%s", err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* --- a chunked, compressed copy of the data trains exactly as the contiguous one -------- */
+
+/* Rewrites dataset `name` of `from` into `to` with chunks of 37 rows and shuffle + gzip. */
+static void repack(hid_t from, hid_t to, const char *name, hid_t mtype, size_t elem)
+{
+    hid_t d = H5Dopen2(from, name, H5P_DEFAULT), space = H5Dget_space(d);
+    hsize_t dims[2] = {0, 0}, chunk[2];
+    int rank = H5Sget_simple_extent_ndims(space);
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    size_t n = (size_t)dims[0] * (rank == 2 ? (size_t)dims[1] : 1);
+    void *buf = malloc(n * elem);
+    ck_assert(H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    chunk[0] = 37;
+    chunk[1] = dims[1];
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
+              H5Pset_deflate(dcpl, 6) >= 0);
+    hid_t out = H5Dcreate2(to, name, mtype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ck_assert(out >= 0 && H5Dwrite(out, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Dclose(out);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Dclose(d);
+    free(buf);
+}
+
+START_TEST(test_fit_chunked_gzip)
+{
+    char *dir = blob_dir(1);
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/train.h5", dir);
+    snprintf(b, sizeof b, "%s/train_gz.h5", dir);
+    hid_t from = H5Fopen(a, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t to = H5Fcreate(b, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    repack(from, to, "x", H5T_NATIVE_FLOAT, sizeof(float));
+    repack(from, to, "y", H5T_NATIVE_INT32, sizeof(int32_t));
+    H5Fclose(to);
+    H5Fclose(from);
+    float *w[2];
+    int64_t n[2];
+    for (int i = 0; i < 2; i++) {
+        /* (The loaders' streaming mode meets packed files in test_data.) */
+        const char *set[] = {"fit.epochs=2", "data.train.path=train_gz.h5"};
+        char p[4200], run[4200];
+        snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+        snprintf(run, sizeof run, "%s/run%d", dir, i);
+        ct_error err = {0};
+        ct_experiment *ex = ct_experiment_load(p, set, i ? 2 : 1, &err);
+        ck_assert_msg(ex != NULL, "%s", err.msg);
+        fit_into(ex, run);
+        copy_params(ex, &w[i], &n[i]);
+        ct_experiment_free(ex);
+    }
+    ck_assert_int_eq(n[0], n[1]);
+    ck_assert_msg(memcmp(w[0], w[1], sizeof(float) * (size_t)n[0]) == 0,
+                  "the packed file trained differently");
+    free(w[0]);
+    free(w[1]);
+    free(dir);
+}
+END_TEST
+
+/* --- damaged checkpoints are refused, naming the file and what is wrong ----------------- */
+
+/* Copies the first `fraction` of a file. */
+static void copy_file(const char *from, const char *to, double fraction)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    ck_assert(in && out);
+    char buf[1 << 16];
+    fseek(in, 0, SEEK_END);
+    long n = (long)((double)ftell(in) * fraction);
+    rewind(in);
+    while (n > 0) {
+        size_t got = fread(buf, 1, n < (long)sizeof buf ? (size_t)n : sizeof buf, in);
+        ck_assert(got > 0 && fwrite(buf, 1, got, out) == got);
+        n -= (long)got;
+    }
+    fclose(in);
+    fclose(out);
+}
+
+typedef void (*h5_edit)(hid_t f);
+
+static void drop_momentum(hid_t f)
+{
+    ck_assert(H5Ldelete(f, "optimizer_weights/0_momentum", H5P_DEFAULT) >= 0);
+}
+
+static void short_momentum(hid_t f)
+{
+    drop_momentum(f);
+    hsize_t n = 5;
+    float v[5] = {0};
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(f, "optimizer_weights/0_momentum", H5T_NATIVE_FLOAT, space,
+                         H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(d);
+    H5Sclose(space);
+}
+
+static void drop_state(hid_t f)
+{
+    ck_assert(H5Ldelete(f, "training_state", H5P_DEFAULT) >= 0);
+}
+
+static void kernel_wrong_shape(hid_t f)
+{
+    const char *k = "model_weights/dense/dense/kernel:0";
+    ck_assert(H5Ldelete(f, k, H5P_DEFAULT) >= 0);
+    hsize_t d[2] = {16, 8};
+    hid_t space = H5Screate_simple(2, d, NULL);
+    hid_t ds = H5Dcreate2(f, k, H5T_NATIVE_FLOAT, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Sclose(space);
+}
+
+/* Resuming from a damaged copy (made by `edit`, or a prefix of `fraction` of the file)
+ * fails with exactly `fmt` (%s: the copy's path). */
+static void expect_resume_error(const char *dir, const char *good, const char *name,
+                                h5_edit edit, double fraction, const char *fmt)
+{
+    char copy[4200], want[8800], run[4200];
+    snprintf(copy, sizeof copy, "%s/%s", dir, name);
+    snprintf(run, sizeof run, "%s/resumed", dir);
+    copy_file(good, copy, fraction);
+    if (edit) {
+        hid_t f = H5Fopen(copy, H5F_ACC_RDWR, H5P_DEFAULT);
+        ck_assert(f >= 0);
+        edit(f);
+        ck_assert(H5Fclose(f) >= 0);
+    }
+    ct_experiment *ex = load_in(dir, "blobs.yaml");
+    ct_fit_options o = {.run_dir = run, .verbose = 0, .resume = copy};
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_DATA);
+    snprintf(want, sizeof want, fmt, copy);
+    ck_assert_str_eq(err.msg, want);
+    ct_experiment_free(ex);
+}
+
+START_TEST(test_checkpoint_damage)
+{
+    char *dir = blob_dir(1);
+    const char *one[] = {"fit.epochs=1"};
+    char p[4200], good[4200];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/run", dir);
+    fit_into(ex, p);
+    ct_experiment_free(ex);
+    snprintf(good, sizeof good, "%s/run/checkpoint.h5", dir);
+    expect_resume_error(dir, good, "half.h5", NULL, 0.5, "%s is not an HDF5 file or is damaged");
+    expect_resume_error(dir, tu_write(dir, "text.h5", "not a checkpoint\n"), "text2.h5", NULL,
+                        1.0, "%s is not an HDF5 file or is damaged");
+    /* 8 x 16 + 16 + 16 x 4 + 4 = 212 trainable parameters, one momentum each. */
+    expect_resume_error(dir, good, "no_momentum.h5", drop_momentum, 1.0,
+                        "%s: optimizer_weights/0_momentum is missing or does not hold 212 values");
+    expect_resume_error(dir, good, "short_momentum.h5", short_momentum, 1.0,
+                        "%s: optimizer_weights/0_momentum is missing or does not hold 212 values");
+    expect_resume_error(dir, good, "no_state.h5", drop_state, 1.0,
+                        "%s has no training_state; it is not a checkpoint");
+    expect_resume_error(dir, good, "bad_kernel.h5", kernel_wrong_shape, 1.0,
+                        "layer 'dense' (Dense): weight 'kernel' in %s has shape (16, 8) but the "
+                        "model expects (8, 16)");
+    /* The good one still resumes. */
+    ex = load_in(dir, "blobs.yaml");
+    snprintf(p, sizeof p, "%s/resumed", dir);
+    ct_fit_options o = {.run_dir = p, .verbose = 0, .resume = good};
+    ck_assert_msg(ct_experiment_fit(ex, &o, &err) == 0, "%s", err.msg);
     ct_experiment_free(ex);
     free(dir);
 }
@@ -602,6 +938,8 @@ static Suite *suite(void)
     TCase *c = tcase_create("config");
     tcase_add_loop_test(c, test_bad_config, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(c, test_bad_override);
+    tcase_add_test(c, test_absurd_sizes);
+    tcase_add_test(c, test_memory_limit_setting);
     tcase_add_test(c, test_override_and_defaults);
     tcase_add_test(c, test_summary_mlp);
     tcase_add_test(c, test_metric_on_last_axis);
@@ -616,6 +954,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_regularizer_in_loss);
     tcase_add_loop_test(t, test_resume_exact, 0, 2);
     tcase_add_test(t, test_resume_errors);
+    tcase_add_test(t, test_checkpoint_damage);
+    tcase_add_test(t, test_fit_chunked_gzip);
     suite_add_tcase(s, t);
     return s;
 }

@@ -801,6 +801,11 @@ START_TEST(test_config_errors)
     lt_fails("type: up_sampling1d\nsize: [2, 2]\n", 2, seq, "u",
              "layer.yaml:2:7: layer 'u' (UpSampling1D): size must be an integer or a list of 1 "
              "integer");
+    /* sizes that overflow 64 bits are refused at build, not wrapped */
+    int64_t long_seq[2] = {INT64_C(1) << 40, 1};
+    lt_fails("type: up_sampling1d\nsize: 2147483647\n", 2, long_seq, "u",
+             "layer.yaml:1:1: layer 'u' (UpSampling1D): the upsampled size does not fit in "
+             "64-bit sizes");
     lt_fails("{type: spatial_dropout2d}", 3, img, "sd",
              "layer.yaml:1:1: layer 'sd' (SpatialDropout2D) needs the key 'rate'");
     lt_fails("type: spatial_dropout1d\nrate: 1\n", 2, seq, "sd",

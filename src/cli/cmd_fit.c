@@ -1,7 +1,12 @@
 /* cmd_fit.c - `ctrain fit`. */
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -16,6 +21,37 @@ static void on_signal(int sig)
         return;
     }
     ct_request_stop();
+}
+
+/* The folder a --resume argument continues in: the directory itself, or a checkpoint
+ * file's folder. Fills out (PATH_MAX bytes) with its real path; false if it cannot. */
+static bool resume_folder(const char *resume, char *out)
+{
+    struct stat st;
+    if (stat(resume, &st) < 0)
+        return false;
+    char *copy = strdup(resume);
+    if (!copy)
+        return false;
+    bool ok = realpath(S_ISDIR(st.st_mode) ? copy : dirname(copy), out) != NULL;
+    free(copy);
+    return ok;
+}
+
+/* --resume with -o writes into another folder: one that holds a finished run of its own
+ * is refused without --overwrite, as a plain -o is. */
+static int check_resume_target(const ct_fit_options *fo)
+{
+    char weights[PATH_MAX + 16], from[PATH_MAX], to[PATH_MAX];
+    struct stat st;
+    snprintf(weights, sizeof weights, "%s/weights.h5", fo->run_dir);
+    if (fo->overwrite || stat(weights, &st) < 0 || !realpath(fo->run_dir, to))
+        return CLI_OK;
+    if (resume_folder(fo->resume, from) && strcmp(from, to) == 0)
+        return CLI_OK;
+    fprintf(stderr, "ctrain: error: %s already holds a finished run; choose another -o "
+                    "directory or pass --overwrite\n", fo->run_dir);
+    return CLI_USAGE;
 }
 
 int cmd_fit(int argc, char **argv)
@@ -54,7 +90,9 @@ int cmd_fit(int argc, char **argv)
     }
     if (optind != argc - 1)
         return cli_usage("fit", "fit takes one experiment file");
-    int status = CLI_OK;
+    int status = fo.resume && fo.run_dir ? check_resume_target(&fo) : CLI_OK;
+    if (status != CLI_OK)
+        return status;
     ct_experiment *ex = cli_load(argv[optind], &status);
     if (!ex)
         return status;
