@@ -15,6 +15,10 @@ ok() { passed=$((passed + 1)); }
 bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
 [ -f "$shim" ] || { echo "alloc: $shim was not built"; exit 99; }
+if [ "${CT_SANITIZERS:-no}" = yes ]; then
+    echo "alloc: AddressSanitizer replaces the allocator; counting allocations needs a plain build"
+    exit 77
+fi
 # The program itself, not libtool's wrapper script (whose shell would be counted too).
 if [ -x "$top/.libs/ctrain" ]; then
     ctrain="$top/.libs/ctrain"
