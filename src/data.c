@@ -12,9 +12,14 @@
 
 #include "data.h"
 #include "h5util.h"
+#include "parallel.h"
 #include "rng.h"
 
 #define MAX_LISTED 20
+/* Bounds of a listing: a damaged file can link its groups into a cycle, and HDF5 walks
+ * each visited path from the top again, so deep paths cost quadratic time. */
+#define MAX_VISITED 1000
+#define MAX_DEPTH 32
 #define VALIDATE_BYTES (16u << 20)
 #define STREAM_BYTES (64u << 20)
 #define RUN_BYTES (1u << 20)
@@ -56,13 +61,21 @@ struct ct_dataset {
 
 typedef struct listing {
     char text[1536];
-    int count;
+    int count, visited;
+    bool truncated;
 } listing;
 
 static herr_t list_cb(hid_t obj, const char *name, const ct_h5_oinfo *info, void *data)
 {
     (void)obj;
     listing *l = data;
+    int depth = 0;
+    for (const char *c = name; *c; c++)
+        depth += *c == '/';
+    if (++l->visited > MAX_VISITED || depth >= MAX_DEPTH) {
+        l->truncated = true;
+        return 1;
+    }
     if (info->type != H5O_TYPE_DATASET)
         return 0;
     if (l->count < MAX_LISTED) {
@@ -78,12 +91,17 @@ static void list_datasets(hid_t file, char *out, size_t n)
 {
     listing l;
     l.text[0] = '\0';
-    l.count = 0;
+    l.count = l.visited = 0;
+    l.truncated = false;
     if (CT_H5_OVISIT(file, list_cb, &l) < 0 && l.count == 0) {
         snprintf(out, n, "(the file's contents cannot be listed)");
         return;
     }
-    if (l.count == 0)
+    if (l.truncated && l.count == 0)
+        snprintf(out, n, "(no datasets among the first %d objects listed)", l.visited - 1);
+    else if (l.truncated)
+        snprintf(out, n, "(datasets in the file: %s, and more)", l.text);
+    else if (l.count == 0)
         snprintf(out, n, "(the file holds no datasets)");
     else if (l.count > MAX_LISTED)
         snprintf(out, n, "(datasets in the file: %s, and %d more)", l.text, l.count - MAX_LISTED);
@@ -186,6 +204,12 @@ static int check_shape(member *mb, ct_error *err)
         return ct_err(err, CT_ERR_DATA, "%s: cannot read its shape", mb->label);
     if (dims[0] == 0)
         return ct_err(err, CT_ERR_DATA, "%s has zero rows", mb->label);
+    /* Row sizes divide block sizes, and a zero axis would hide overflowing ones. */
+    for (int i = 1; i < rank; i++)
+        if (dims[i] == 0)
+            return ct_err(err, CT_ERR_DATA,
+                          "%s: axis %d has length 0; every sample needs at least one value",
+                          mb->label, i);
     mb->rank = rank;
     double size = 1;
     for (int i = 0; i < rank; i++) {
@@ -848,13 +872,30 @@ static int64_t next_streaming(ct_loader *ld, float *x, float *y, ct_error *err)
 }
 
 /* The next batch, assembled on the calling thread. */
-static int64_t fill_batch(ct_loader *ld, float *x, float *y, ct_error *err)
+typedef struct gather_job {
+    const ct_loader *ld;
+    float *x, *y;
+} gather_job;
+
+static void gather_task(void *ctx, int64_t b, int64_t e)
+{
+    const gather_job *j = ctx;
+    for (int64_t i = b; i < e; i++)
+        copy_row(j->ld, j->ld->cx, j->ld->cy, j->ld->order[j->ld->pos + i], j->x, j->y, i);
+}
+
+/* The next batch, assembled on the calling thread; in memory mode the rows are converted
+ * on the worker threads when the caller may use them (not from the reader thread). */
+static int64_t fill_batch(ct_loader *ld, float *x, float *y, bool threads, ct_error *err)
 {
     if (ld->streaming)
         return next_streaming(ld, x, y, err);
     int64_t k = ld->n - ld->pos < ld->batch ? ld->n - ld->pos : ld->batch;
-    for (int64_t i = 0; i < k; i++)
-        copy_row(ld, ld->cx, ld->cy, ld->order[ld->pos + i], x, y, i);
+    gather_job j = {ld, x, y};
+    if (threads)
+        ct_parallel_for(k, 16, gather_task, &j);
+    else
+        gather_task(&j, 0, k);
     ld->pos += k;
     return k;
 }
@@ -876,7 +917,7 @@ static void *reader_main(void *arg)
             break;
         pthread_mutex_unlock(&pf->mu);
         ct_error e = {0};
-        int64_t rows = fill_batch(ld, pf->px, pf->py, &e);
+        int64_t rows = fill_batch(ld, pf->px, pf->py, false, &e);
         pthread_mutex_lock(&pf->mu);
         pf->rows = rows;
         pf->err = e;
@@ -925,7 +966,10 @@ static void stop_prefetch(ct_loader *ld)
 
 int ct_loader_prefetch(ct_loader *ld, ct_error *err)
 {
-    if (ld->pf)
+    /* In memory, a batch is a gather and a conversion, well under a tenth of a
+     * millisecond: a thread would only compete with the training threads for the cores.
+     * Reading from the file is what is worth overlapping. */
+    if (ld->pf || !ld->streaming)
         return 0;
     prefetch *pf = calloc(1, sizeof *pf);
     if (!pf)
@@ -986,7 +1030,7 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
 {
     prefetch *pf = ld->pf;
     if (!pf)
-        return fill_batch(ld, x, y, err);
+        return fill_batch(ld, x, y, true, err);
     pthread_mutex_lock(&pf->mu);
     wait_settled(pf);
     int64_t rows = 0;

@@ -8,8 +8,9 @@
  * images, is kept in its stored type and converted per batch); otherwise batches are read
  * by hyperslab in blocks of contiguous rows, shuffled block order and shuffled within each
  * block. The order of an epoch depends only on (seed, epoch). With ct_loader_prefetch a
- * reader thread assembles the next batch while the caller works on the current one; the
- * batches are the same either way.
+ * streaming loader's reader thread reads the next batch while the caller works on the
+ * current one; the batches are the same either way. ct_loader_next uses ct_parallel_for,
+ * so it must be called from the thread that owns the worker pool.
  *
  * Ownership: ct_dataset_open / ct_loader_new return objects freed by ct_dataset_close /
  * ct_loader_free. A loader borrows its dataset, which must outlive it. */
@@ -58,8 +59,9 @@ int64_t ct_loader_rows(const ct_loader *ld);
 int64_t ct_loader_batches(const ct_loader *ld);
 /* Bytes the loader holds for its rows (the subset, or one streaming block). */
 size_t ct_loader_memory(const ct_loader *ld);
-/* Starts the reader thread (stopped by ct_loader_free). Without threads it does nothing and
- * batches are assembled by ct_loader_next itself. Returns 0 or -1 (out of memory). */
+/* Starts the reader thread (stopped by ct_loader_free) for a streaming loader; in memory
+ * mode, or where threads cannot start, it does nothing and ct_loader_next assembles each
+ * batch itself (on the worker threads). Returns 0 or -1 (out of memory). */
 int ct_loader_prefetch(ct_loader *ld, ct_error *err);
 /* Waits until the reader thread is not reading: call before other HDF5 use (writing a
  * checkpoint) from the caller's thread while an epoch is unfinished. */

@@ -164,20 +164,23 @@ END_TEST
 START_TEST(test_prefetch_same_batches)
 {
     const size_t big = 1u << 30, small = 40 * (H * W + 4); /* streaming blocks of 40 rows */
-    assert_same(serve("u8", SCALE, true, big, 3), serve("u8", SCALE, false, big, 3));
+    assert_same(serve("u8", SCALE, true, big, 3), serve("u8", SCALE, false, big, 3)); /* no thread */
     assert_same(serve("f32", SCALE, true, small, 3), serve("f32", SCALE, false, small, 3));
     assert_same(serve("u8", SCALE, true, small, 2), serve("u8", SCALE, false, small, 2));
 }
 END_TEST
 
 /* Restarting an epoch while the reader thread holds a batch of the old order, and
- * freeing the loader mid-epoch, are both clean; the restarted epoch is served whole. */
+ * freeing the loader mid-epoch, are both clean; the restarted epoch is served whole.
+ * (In memory mode ct_loader_prefetch starts no thread; the same calls must still work.) */
 START_TEST(test_prefetch_restart)
 {
     ct_error err = {0};
     ct_dataset *ds = ct_dataset_open(h5, "u8", "labels", SCALE, &err);
-    ct_loader *a = ct_loader_new(ds, NULL, 0, BATCH, true, 9, 1u << 30, &err);
-    ct_loader *b = ct_loader_new(ds, NULL, 0, BATCH, true, 9, 1u << 30, &err);
+    /* streaming (blocks of 40 rows): the mode that has a reader thread */
+    const size_t small = 40 * (H * W + 4);
+    ct_loader *a = ct_loader_new(ds, NULL, 0, BATCH, true, 9, small, &err);
+    ct_loader *b = ct_loader_new(ds, NULL, 0, BATCH, true, 9, small, &err);
     ck_assert(a && b);
     ck_assert_int_eq(ct_loader_prefetch(a, &err), 0);
     float ax[BATCH * H * W], ay[BATCH], bx[BATCH * H * W], by[BATCH];
