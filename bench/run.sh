@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - ctrain against PyTorch and Keras on the example experiments, on this machine.
 #
-#   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn] [--threads N]
+#   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn] [--threads N] [--seeds N]
 #
 # Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data file
 # data/fashion-mnist.h5 (scripts/setup.sh --data). The peers, the newest PyTorch and Keras 3
@@ -25,6 +25,7 @@ quick=0
 epochs=""
 models="mlp,cnn,cnn_bn"
 threads=$(nproc)
+seeds=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -34,6 +35,8 @@ while [ $# -gt 0 ]; do
         --models=*) models=${1#*=} ;;
         --threads) [ $# -ge 2 ] || usage; threads=$2; shift ;;
         --threads=*) threads=${1#*=} ;;
+        --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift ;;
+        --seeds=*) seeds=${1#*=} ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -43,6 +46,7 @@ if [ -z "$epochs" ] && [ "$quick" = 1 ]; then
     epochs=2
 fi
 case "$epochs" in ''|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) echo "run.sh: --epochs wants a positive integer" >&2; exit 2 ;; esac
+case "$seeds" in [1-9]) ;; *) echo "run.sh: --seeds wants 1 to 9" >&2; exit 2 ;; esac
 IFS=, read -r -a model_list <<< "$models"
 for m in "${model_list[@]}"; do
     case "$m" in mlp|cnn|cnn_bn) ;; *) echo "run.sh: unknown model '$m' (mlp, cnn, cnn_bn)" >&2; exit 2 ;; esac
@@ -126,24 +130,24 @@ stamp() {
 # the gap between consecutive lines is the epoch's wall time; stdbuf makes the line just
 # before epoch 1 ("Training on ...") arrive when it is written, not at the first flush.
 run_ctrain() {
-    local m=$1 log=$work/ctrain-$m.log
+    local m=$1 seed=$2 log=$work/ctrain-$1-$2.log
     local args=(fit "configs/fashion_mnist_$m.yaml" -v 2 -o "$work/run-$m" --overwrite
-                --set "backend.threads=$threads")
+                --set "backend.threads=$threads" --set "seed=$seed")
     [ -n "$epochs" ] && args+=(--set "fit.epochs=$epochs")
-    echo "== ctrain $m" >&2
-    /usr/bin/time -f %M -o "$work/ctrain-$m.rss" stdbuf -oL -eL "$ctrain" "${args[@]}" 2>&1 \
+    echo "== ctrain $m (seed $seed)" >&2
+    /usr/bin/time -f %M -o "$work/ctrain-$m-$seed.rss" stdbuf -oL -eL "$ctrain" "${args[@]}" 2>&1 \
         | stamp | tee "$log" | cut -d' ' -f2- >&2
-    printf 'ctrain\t%s\t%s\t%s\n' "$m" "$log" "$work/ctrain-$m.rss" >> "$results"
+    printf 'ctrain\t%s\t%s\t%s\n' "$m" "$log" "$work/ctrain-$m-$seed.rss" >> "$results"
 }
 
 run_peer() {
-    local name=$1 python=$2 script=$3 m=$4 log=$work/$1-$4.log
-    local args=("$script" "$m" --threads "$threads")
+    local name=$1 python=$2 script=$3 m=$4 seed=$5 log=$work/$1-$4-$5.log
+    local args=("$script" "$m" --threads "$threads" --seed "$seed")
     [ -n "$epochs" ] && args+=(--epochs "$epochs")
-    echo "== $name $m" >&2
-    if /usr/bin/time -f %M -o "$work/$name-$m.rss" "$python" "${args[@]}" > "$log" 2>&1; then
+    echo "== $name $m (seed $seed)" >&2
+    if /usr/bin/time -f %M -o "$work/$name-$m-$seed.rss" "$python" "${args[@]}" > "$log" 2>&1; then
         grep -E '^(epoch|Epoch|[0-9]+/[0-9]+|torch|keras)' "$log" | tail -n 4 >&2 || true
-        printf '%s\t%s\t%s\t%s\n' "$name" "$m" "$log" "$work/$name-$m.rss" >> "$results"
+        printf '%s\t%s\t%s\t%s\n' "$name" "$m" "$log" "$work/$name-$m-$seed.rss" >> "$results"
     else
         echo "run.sh: $name $m failed; the last lines of its output:" >&2
         tail -n 20 "$log" >&2
@@ -164,9 +168,11 @@ PY
 }
 
 for m in "${model_list[@]}"; do
-    run_ctrain "$m"
-    [ -n "$torch_python" ] && run_peer torch "$torch_python" bench/torch_reference.py "$m"
-    [ -n "$keras_python" ] && run_peer keras "$keras_python" bench/keras_reference.py "$m"
+    for seed in $(seq 1 "$seeds"); do
+        run_ctrain "$m" "$seed"
+        [ -n "$torch_python" ] && run_peer torch "$torch_python" bench/torch_reference.py "$m" "$seed"
+        [ -n "$keras_python" ] && run_peer keras "$keras_python" bench/keras_reference.py "$m" "$seed"
+    done
     printf '%s\t%s\n' "$m" "$(time_summary "$m")" >> "$work/summary.tsv"
 done
 
@@ -234,7 +240,7 @@ def parse_peer(log):
 
 core, rates = gemm_rates()
 peak1, peakn = rates.get(1), rates.get(threads, max(rates.values()))
-rows = []
+runs = []
 for line in open(results):
     name, model, log, rss_file = line.rstrip("\n").split("\t")
     rss = int(open(rss_file).read().split()[-1]) / 1024
@@ -250,7 +256,20 @@ for line in open(results):
         if epoch is None:
             print(f"{name} {model}: no summary line in its output", file=sys.stderr)
             continue
-    rows.append(dict(name=name, version=version, model=model, epoch=epoch, rss=rss, acc=acc, n=n))
+    runs.append(dict(name=name, version=version, model=model, epoch=epoch, rss=rss, acc=acc, n=n))
+
+# Several seeds: the median of the runs' epoch times, the largest RSS, the mean accuracy
+# (and its range).
+rows = []
+for key in dict.fromkeys((r["name"], r["model"]) for r in runs):
+    group = [r for r in runs if (r["name"], r["model"]) == key]
+    accs = [r["acc"] for r in group if r["acc"] is not None]
+    rows.append(dict(name=key[0], model=key[1], version=group[0]["version"],
+                     epoch=statistics.median(r["epoch"] for r in group),
+                     rss=max(r["rss"] for r in group),
+                     acc=statistics.mean(accs) if accs else None,
+                     acc_lo=min(accs) if accs else None, acc_hi=max(accs) if accs else None,
+                     seeds=len(group), n=sum(r["n"] or 0 for r in group)))
 
 print()
 print(f"SGEMM 2048^3 (OpenBLAS {core}): {peak1:.1f} GFLOP/s on 1 thread, "
@@ -259,7 +278,7 @@ print(f"All frameworks on {threads} threads. Epoch times: ctrain and Keras inclu
       f"validation pass (6000 samples), the PyTorch script has none.")
 print("GFLOP/s counts 6 x multiply-adds of the dense and conv layers per training sample.")
 print()
-head = (f"{'model':7} {'framework':14} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
+head = (f"{'model':7} {'framework':22} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
         f"{'test acc':>8} {'GFLOP/s':>8} {'of SGEMM':>8}  ctrain vs it")
 print(head)
 print("-" * len(head))
@@ -272,14 +291,18 @@ for model in dict.fromkeys(r["model"] for r in rows):
         gflops = flops * rate * 1e-9
         label = f"{r['name']} {r['version']}".strip()
         acc = f"{r['acc']:.4f}" if r["acc"] is not None else "-"
+        if r["acc"] is not None and r["seeds"] > 1:
+            acc += f" ({r['acc_lo']:.4f}-{r['acc_hi']:.4f})"
         versus = ""
         if base and r is not base:
             versus = (f"{r['epoch'] / base['epoch']:.2f}x speed, "
                       f"{base['rss'] / r['rss']:.2f}x memory")
-        print(f"{model:7} {label:14} {r['epoch']:8.2f} {rate:10.0f} {r['rss']:7.0f}MB "
+        print(f"{model:7} {label:22} {r['epoch']:8.2f} {rate:10.0f} {r['rss']:7.0f}MB "
               f"{acc:>8} {gflops:8.1f} {gflops / peakn:8.1%}  {versus}")
-    print(f"{'':7} ({flops / 1e6:.2f} MFLOP per sample; ctrain median over "
-          f"{base['n'] if base else 0} epochs)")
+    print(f"{'':7} ({flops / 1e6:.2f} MFLOP per sample; ctrain's median over "
+          f"{base['n'] if base else 0} epochs of {base['seeds'] if base else 0} run(s); "
+          f"test accuracy: the mean over seeds 1..{base['seeds'] if base else 0}, range in "
+          f"brackets)")
 print()
 print("ctrain vs it: speed = its epoch time / ctrain's (above 1: ctrain faster); "
       "memory = ctrain's peak RSS / its (below 1: ctrain smaller).")
@@ -316,7 +339,7 @@ for model in dict.fromkeys(r["model"] for r in rows):
     accs = [r["acc"] for r in peers if r["acc"] is not None]
     if base["acc"] is not None and accs:
         gap = 100 * (max(accs) - base["acc"])
-        print(f"  {model}: test accuracy {base['acc']:.4f}, best peer {max(accs):.4f} "
+        print(f"  {model}: mean test accuracy {base['acc']:.4f}, best peer {max(accs):.4f} "
               f"({gap:+.2f} points behind; target <= 0.5): {verdict(gap <= 0.5)}")
     if model == "mlp":
         frac = 6 * model_macs(model) * TRAIN_SAMPLES / base["epoch"] * 1e-9 / peakn
