@@ -25,18 +25,6 @@
 #define RUN_BYTES (1u << 20)
 #define GAP_BYTES (64u << 10)
 
-/* ---- HDF5 links ---- */
-
-/* Refuses to follow external links anywhere in a path. */
-static herr_t deny_elink(const char *parent_file, const char *parent_group,
-                         const char *child_file, const char *child_object, unsigned *acc_flags,
-                         hid_t fapl, void *data)
-{
-    (void)parent_file, (void)parent_group, (void)child_file, (void)child_object;
-    (void)acc_flags, (void)fapl, (void)data;
-    return -1;
-}
-
 /* ---- opening ---- */
 
 typedef struct member {
@@ -282,8 +270,8 @@ static int open_file(ct_dataset *ds, ct_error *err)
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ds->file < 0)
         return ct_h5_open_error(ds->path, err);
-    ds->lapl = H5Pcreate(H5P_LINK_ACCESS);
-    if (ds->lapl < 0 || H5Pset_elink_cb(ds->lapl, deny_elink, NULL) < 0)
+    ds->lapl = ct_h5_local_access(H5P_LINK_ACCESS); /* never follows external links */
+    if (ds->lapl < 0)
         return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up link access", ds->path);
     return 0;
 }
@@ -946,6 +934,15 @@ static void want_next(ct_loader *ld)
     }
 }
 
+static void free_prefetch(prefetch *pf)
+{
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+    free(pf->px);
+    free(pf->py);
+    free(pf);
+}
+
 static void stop_prefetch(ct_loader *ld)
 {
     prefetch *pf = ld->pf;
@@ -956,11 +953,7 @@ static void stop_prefetch(ct_loader *ld)
     pthread_cond_broadcast(&pf->cv);
     pthread_mutex_unlock(&pf->mu);
     pthread_join(pf->tid, NULL);
-    pthread_mutex_destroy(&pf->mu);
-    pthread_cond_destroy(&pf->cv);
-    free(pf->px);
-    free(pf->py);
-    free(pf);
+    free_prefetch(pf);
     ld->pf = NULL;
 }
 
@@ -974,24 +967,18 @@ int ct_loader_prefetch(ct_loader *ld, ct_error *err)
     prefetch *pf = calloc(1, sizeof *pf);
     if (!pf)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_cond_init(&pf->cv, NULL);
     pf->px = alloc_floats(ld->batch, ld->xsize);
     pf->py = alloc_floats(ld->batch, ld->ysize);
     if (!pf->px || (ld->ysize && !pf->py)) {
-        free(pf->px);
-        free(pf->py);
-        free(pf);
+        free_prefetch(pf);
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     }
-    pthread_mutex_init(&pf->mu, NULL);
-    pthread_cond_init(&pf->cv, NULL);
     pf->state = PF_IDLE;
     ld->pf = pf;
     if (pthread_create(&pf->tid, NULL, reader_main, ld) != 0) {
-        pthread_mutex_destroy(&pf->mu);
-        pthread_cond_destroy(&pf->cv);
-        free(pf->px);
-        free(pf->py);
-        free(pf);
+        free_prefetch(pf);
         ld->pf = NULL;
         return 0; /* no thread: batches are assembled on the caller's thread, as before */
     }
