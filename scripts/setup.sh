@@ -6,6 +6,8 @@
 #   scripts/setup.sh --test     install, build, run the whole test suite (make check)
 #   scripts/setup.sh --sanitize install, then build a copy of the sources in build-sanitize/
 #                               with AddressSanitizer and UBSan and run the suite there
+#   scripts/setup.sh --bench [ARGS]  install (with what the benchmark needs), build, prepare
+#                               data, then bench/run.sh ARGS: ctrain against PyTorch and Keras
 #   scripts/setup.sh --deps     only install the Debian packages
 #   scripts/setup.sh --build    only (re)build
 #   scripts/setup.sh --data     only prepare data/fashion-mnist.h5
@@ -14,6 +16,10 @@ set -eu
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
 hdf5-tools dataset-fashion-mnist"
+
+# What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
+# /usr/bin/time for peak memory.
+BENCH_PACKAGES="python3 python3-venv python3-pip time"
 
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -24,7 +30,7 @@ as_root() {
 
 deps() {
     missing=""
-    for p in $PACKAGES; do
+    for p in $PACKAGES ${EXTRA_PACKAGES:-}; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
     done
     if [ -n "$missing" ]; then
@@ -75,8 +81,9 @@ case "${1:-all}" in
     all) deps; build; data; ./ctrain fit configs/fashion_mnist_mlp.yaml ;;
     --test) deps; build; make -j"$JOBS" check ;;
     --sanitize) deps; sanitize ;;
+    --bench) shift; EXTRA_PACKAGES=$BENCH_PACKAGES; deps; build; data; exec bench/run.sh "$@" ;;
     --deps) deps ;;
     --build) build ;;
     --data) data ;;
-    *) echo "usage: scripts/setup.sh [--test | --sanitize | --deps | --build | --data]" >&2; exit 2 ;;
+    *) echo "usage: scripts/setup.sh [--test | --sanitize | --bench [ARGS] | --deps | --build | --data]" >&2; exit 2 ;;
 esac
