@@ -194,6 +194,39 @@ static void vec_route_max_set(float *restrict dx, const float *restrict x,
     }
 }
 
+/* The 2x2 window, the common one, with its four taps in registers: the first tap whose
+ * bits equal the maximum's takes dy, the others 0 (as vec_route_max_set in order). */
+static inline uint32_t bits_of(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+static inline float float_of(uint32_t b)
+{
+    float v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+static void max_back_2x2(const float *restrict x0, const float *restrict x1,
+                         const float *restrict y, const float *restrict dy, float *restrict d0,
+                         float *restrict d1, int64_t c)
+{
+    for (int64_t q = 0; q < c; q++) {
+        uint32_t m = bits_of(y[q]), g = bits_of(dy[q]);
+        uint32_t h00 = (uint32_t) - (int32_t)(bits_of(x0[q]) == m);
+        uint32_t h01 = (uint32_t) - (int32_t)(bits_of(x0[q + c]) == m) & ~h00;
+        uint32_t h10 = (uint32_t) - (int32_t)(bits_of(x1[q]) == m) & ~(h00 | h01);
+        uint32_t h11 = (uint32_t) - (int32_t)(bits_of(x1[q + c]) == m) & ~(h00 | h01 | h10);
+        d0[q] = float_of(g & h00);
+        d0[q + c] = float_of(g & h01);
+        d1[q] = float_of(g & h10);
+        d1[q + c] = float_of(g & h11);
+    }
+}
+
 static void max_tiled_backward(const ct_window *w, const float *x, const float *y,
                                const float *dy, float *dx)
 {
@@ -203,6 +236,10 @@ static void max_tiled_backward(const ct_window *w, const float *x, const float *
         const int64_t row0 = oh * w->k_h * in_row;
         for (int64_t ow = 0; ow < w->out_w; ow++, y += c, dy += c) {
             const int64_t p0 = row0 + ow * w->k_w * c;
+            if (w->k_h == 2 && w->k_w == 2) {
+                max_back_2x2(x + p0, x + p0 + in_row, y, dy, dx + p0, dx + p0 + in_row, c);
+                continue;
+            }
             for (int64_t c0 = 0; c0 < c; c0 += CHAN_BLOCK) {
                 int64_t n = c - c0 < CHAN_BLOCK ? c - c0 : CHAN_BLOCK;
                 open_all(open, n);
