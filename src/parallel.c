@@ -13,6 +13,9 @@
 #ifdef CT_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #define CT_MAX_THREADS 256
 #define SPIN_ROUNDS 200000 /* rounds of waiting before a worker sleeps */
@@ -52,9 +55,18 @@ static void run_part(pool *p, int64_t part)
         p->task(p->ctx, begin, end);
 }
 
+void ct_flush_denormals(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    /* flush-to-zero (bit 15) and denormals-are-zero (bit 6) */
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#endif
+}
+
 static void *worker(void *arg)
 {
     pool *p = &the_pool;
+    ct_flush_denormals();
     int64_t index = (int64_t)(intptr_t)arg;
     /* Not the current generation: a job may already have been handed out before this
      * thread got to run. */
@@ -104,6 +116,7 @@ static void stop_workers(pool *p)
 void ct_threads_set(int n)
 {
     pool *p = &the_pool;
+    ct_flush_denormals();
 #ifdef CT_HAVE_OPENBLAS
     openblas_set_num_threads(1);
 #endif

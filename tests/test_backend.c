@@ -1078,6 +1078,24 @@ END_TEST
 
 /* Splitting work over threads never changes a result: GEMM splits rows or columns of C,
  * column sums split columns. */
+/* Every thread flushes denormals to zero (as TensorFlow does), so tiny values cost no
+ * microcode assists and the result does not depend on which thread computed it. */
+START_TEST(test_threads_flush_denormals)
+{
+    const int64_t n = 4 * 32768;
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = 1e-20f;
+    ct_threads_set(2);
+    be()->scale(n, 1e-20f, x); /* 1e-40 is below FLT_MIN: denormal unless flushed */
+    ct_threads_set(1);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(x[i] == 0.0f, "x[%lld] = %g", (long long)i, (double)x[i]);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_threads_same_bits)
 {
     const ct_backend *be = ct_backend_cpu();
@@ -1116,6 +1134,7 @@ static Suite *backend_suite(void)
     TCase *tc = tcase_create("ops");
     tcase_add_test(tc, test_parallel_for_covers_once);
     tcase_add_test(tc, test_threads_same_bits);
+    tcase_add_test(tc, test_threads_flush_denormals);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_upload_download);
