@@ -1,4 +1,5 @@
 /* checkpoint.c - saving and loading complete training checkpoints (see checkpoint.h). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,7 +198,9 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
                       "checkpoint", path);
     char kind[64] = "";
     hid_t a = H5Aopen(g, "optimizer", H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tget_size(t) < sizeof kind)
+    /* A variable-length string would be read as a pointer HDF5 allocates. */
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) == 0
+        && H5Tget_size(t) < sizeof kind)
         H5Aread(a, t, kind);
     if (t >= 0)
         H5Tclose(t);
@@ -248,10 +251,14 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                     dims[1] != (hsize_t)st->ncols || (int64_t)dims[0] != st->epoch))
         rc = ct_err(err, CT_ERR_DATA, "%s: the history does not match the experiment's metrics",
                     path);
+    /* epoch (and so dims[0]) comes from the file: the byte count must not wrap around. */
+    if (rc == 0 && dims[0] > SIZE_MAX / sizeof *st->history / (dims[1] ? dims[1] : 1))
+        rc = ct_err(err, CT_ERR_DATA, "%s: the history claims %llu epochs; the file is damaged",
+                    path, (unsigned long long)dims[0]);
     if (rc == 0 && dims[0]) {
         st->history = malloc(dims[0] * dims[1] * sizeof *st->history);
-        if (!st->history || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                    st->history) < 0)
+        if (!st->history || ct_h5_check_storage(d, "history", NULL) < 0
+            || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->history) < 0)
             rc = ct_err(err, CT_ERR_DATA, "%s: cannot read the history", path);
         st->rows = (int64_t)dims[0];
     }

@@ -119,8 +119,57 @@ int ct_h5_open_error(const char *path, ct_error *err)
     return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
 }
 
+/* HDF5 1.10 copies a compact dataset's bytes out of the object header without checking
+ * that they cover the shape and type, so a damaged file would overrun its buffer. */
+static int check_compact(hid_t dataset, const char *label, ct_error *err)
+{
+    hid_t type = H5Dget_type(dataset), space = H5Dget_space(dataset);
+    size_t width = type >= 0 ? H5Tget_size(type) : 0;
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    hsize_t have = H5Dget_storage_size(dataset);
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (width == 0 || n < 0 || (hsize_t)n > have / width)
+        return ct_err(err, CT_ERR_DATA, "%s: its compact storage holds %llu bytes, fewer than "
+                      "its shape and type need; the file is damaged", label,
+                      (unsigned long long)have);
+    return 0;
+}
+
+/* HDF5 1.10 trusts a number type's layout when converting: a 2-byte integer with 1023
+ * bits of precision smashes H5T__bit_get_d's stack, and a 4-byte float grown to 2490372
+ * bytes makes H5Dread copy that much out of the 4-byte fill value. So only the layouts
+ * real files use pass: 1, 2, 4 or 8-byte integers and 2, 4 or 8-byte floats using every
+ * bit, or 16-byte (long double) floats; a float's fields must lie inside its precision. */
+static bool number_type_ok(hid_t type)
+{
+    H5T_class_t c = H5Tget_class(type);
+    if (c != H5T_INTEGER && c != H5T_FLOAT)
+        return true;
+    size_t size = H5Tget_size(type), prec = H5Tget_precision(type);
+    int off = H5Tget_offset(type);
+    bool plain = off == 0 && prec == 8 * size;
+    if (c == H5T_INTEGER)
+        return plain && (size == 1 || size == 2 || size == 4 || size == 8);
+    bool sized = plain && (size == 2 || size == 4 || size == 8);
+    bool wide = size == 16 && off == 0 && prec <= 128;
+    size_t spos, epos, esize, mpos, msize;
+    return (sized || wide) && H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0
+           && spos < prec && esize >= 1 && esize <= 64 && epos + esize <= prec
+           && mpos + msize <= prec;
+}
+
 int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
 {
+    hid_t type = H5Dget_type(dataset);
+    bool type_ok = type >= 0 && number_type_ok(type);
+    if (type >= 0)
+        H5Tclose(type);
+    if (!type_ok)
+        return ct_err(err, CT_ERR_DATA, "%s: its number type has a layout no real file uses "
+                      "(bits past its size, or an odd size); the file is damaged", label);
     hid_t dcpl = H5Dget_create_plist(dataset);
     if (dcpl < 0)
         return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
@@ -130,6 +179,7 @@ int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
     hsize_t size;
     if (count > 0 && H5Pget_external(dcpl, 0, sizeof name, name, &offset, &size) < 0)
         name[0] = '\0';
+    H5D_layout_t layout = H5Pget_layout(dcpl);
     H5Pclose(dcpl);
     if (count < 0)
         return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
@@ -137,7 +187,7 @@ int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
         return ct_err(err, CT_ERR_DATA, "%s keeps its data in the external file '%s'%s; ctrain "
                       "reads only data stored inside the HDF5 file", label, name,
                       count > 1 ? " and others" : "");
-    return 0;
+    return layout == H5D_COMPACT ? check_compact(dataset, label, err) : 0;
 }
 
 /* "target.h5:/object" of an external link, for messages. */

@@ -67,7 +67,10 @@ int ct_h5_open_error(const char *path, ct_error *err);
 
 /* Refuses a dataset whose raw data lives in external files (HDF5 "external storage"):
  * reading it would read whatever file it names. label names the dataset in the message
- * ("file.h5:/x"). Returns 0 or -1. */
+ * ("file.h5:/x"). Also refuses what HDF5 would overrun its buffers on: a compact dataset
+ * whose stored bytes are fewer than its shape and type need, and a number type of a
+ * layout no real file uses (bits past its size, 3 or 1025 bytes...): a damaged file.
+ * Returns 0 or -1. */
 int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err);
 /* Walks each component of the link path `name` in `loc` and refuses an external link to
  * another file, naming path, the link and its target; soft links are followed as usual.

@@ -1,0 +1,138 @@
+/* fuzz_config.c - libFuzzer target: the YAML config loader and the experiment builder.
+ *
+ * Each input is parsed with ct_config_parse, then written to a file and loaded with
+ * ct_experiment_load (schema, model, loss, metrics, optimizer, callbacks; no data is
+ * opened and nothing is trained). Lines "#set KEY=VALUE" (YAML comments) are passed as
+ * overrides, so ct_config_set is fuzzed too. A loaded experiment's resolved config is
+ * emitted and must parse and load again; its summary and model_config JSON are produced.
+ *
+ * Models above FZ_MAX_FLOATS parameters are skipped before ct_experiment_load: filling
+ * them (orthogonal initializers are cubic) is legitimate work that would only slow the
+ * search down. */
+#include "fuzz_util.h"
+
+#include "../src/config.h"
+#include "../src/experiment.h"
+#include "../src/weights.h"
+
+#define FZ_MAX_OVERRIDES 4
+#define FZ_MAX_FLOATS (INT64_C(1) << 20)
+
+typedef struct overrides {
+    char *text[FZ_MAX_OVERRIDES];
+    int n;
+} overrides;
+
+/* Collects "#set KEY=VALUE" lines (at most FZ_MAX_OVERRIDES). */
+static void find_overrides(const uint8_t *data, size_t size, overrides *o)
+{
+    o->n = 0;
+    size_t i = 0;
+    while (i < size && o->n < FZ_MAX_OVERRIDES) {
+        size_t end = i;
+        while (end < size && data[end] != '\n')
+            end++;
+        if (end - i > 5 && memcmp(data + i, "#set ", 5) == 0 && !memchr(data + i, 0, end - i))
+            o->text[o->n++] = strndup((const char *)data + i + 5, end - i - 5);
+        i = end + 1;
+    }
+}
+
+static void free_overrides(overrides *o)
+{
+    for (int i = 0; i < o->n; i++)
+        free(o->text[i]);
+    o->n = 0;
+}
+
+/* Whether the model the input describes is small enough to initialise quickly. A model
+ * that does not build passes: ct_experiment_load reports why. */
+static bool small_model(const uint8_t *data, size_t size, const overrides *o)
+{
+    ct_error err = {0};
+    ct_node *root = ct_config_parse((const char *)data, size, "fuzz.yaml", &err);
+    if (!root)
+        return true;
+    bool small = true;
+    int i = 0;
+    while (i < o->n && ct_config_set(root, o->text[i], &err) == 0)
+        i++;
+    if (i == o->n && root->type == CT_NODE_MAP) {
+        ct_model *m = ct_model_build(ct_map_get(root, "model"), ct_backend_cpu(), &err);
+        small = !m || m->size <= FZ_MAX_FLOATS;
+        ct_model_free(m);
+    }
+    ct_node_free(root);
+    return small;
+}
+
+/* The resolved config must read back: parse it, then load it as an experiment. */
+static void check_roundtrip(const ct_experiment *ex, const char *path)
+{
+    ct_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem)
+        return;
+    int rc = ct_experiment_write_config(ex, mem, &err);
+    fclose(mem);
+    if (rc < 0) {
+        fz_check_msg("ct_experiment_write_config", err.msg);
+        free(text);
+        return;
+    }
+    ct_node *again = ct_config_parse(text, len, "resolved.yaml", &err);
+    if (!again) {
+        fprintf(stderr, "fuzz: the resolved config does not parse: %s\n%s", err.msg, text);
+        abort();
+    }
+    ct_node_free(again);
+    fz_write(path, (const uint8_t *)text, len);
+    free(text);
+    ct_experiment *ex2 = ct_experiment_load(path, NULL, 0, &err);
+    if (!ex2) {
+        fprintf(stderr, "fuzz: the resolved config does not load: %s\n", err.msg);
+        abort();
+    }
+    ct_experiment_free(ex2);
+}
+
+static void exercise(ct_experiment *ex, const char *path)
+{
+    static FILE *devnull;
+    if (!devnull)
+        devnull = fopen("/dev/null", "w");
+    if (devnull)
+        ct_experiment_summary(ex, devnull);
+    free(ct_model_config_json(ex->model));
+    check_roundtrip(ex, path);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ct_error err = {0};
+    ct_node *root = ct_config_parse((const char *)data, size, "fuzz.yaml", &err);
+    if (!root) {
+        fz_check_msg("ct_config_parse", err.msg);
+        return 0;
+    }
+    ct_node_free(root);
+
+    overrides o;
+    find_overrides(data, size, &o);
+    if (small_model(data, size, &o)) {
+        const char *path = fz_path("config", "fuzz.yaml");
+        fz_write(path, data, size);
+        err.msg[0] = 0;
+        ct_experiment *ex = ct_experiment_load(path, (const char *const *)o.text, o.n, &err);
+        if (ex)
+            exercise(ex, path);
+        else
+            fz_check_msg("ct_experiment_load", err.msg);
+        ct_experiment_free(ex);
+    }
+    free_overrides(&o);
+    return 0;
+}
