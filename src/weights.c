@@ -119,12 +119,16 @@ static int strlist_add(strlist *l, const char *s, size_t len)
     return 0;
 }
 
-static int read_vlen_strings(hid_t a, hid_t space, size_t n, strlist *out)
+/* ftype: the attribute's own type; its character set (h5py writes UTF-8) is kept, since
+ * HDF5 does not convert between ASCII and UTF-8 strings. */
+static int read_vlen_strings(hid_t a, hid_t ftype, hid_t space, size_t n, strlist *out)
 {
     char **buf = calloc(n ? n : 1, sizeof *buf);
     hid_t t = H5Tcopy(H5T_C_S1);
+    H5T_cset_t cset = H5Tget_cset(ftype);
     int rc = -1;
-    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Aread(a, t, buf) >= 0) {
+    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
+        (cset < 0 || H5Tset_cset(t, cset) >= 0) && H5Aread(a, t, buf) >= 0) {
         rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
@@ -165,7 +169,7 @@ static int read_strings_attr(hid_t loc, const char *name, strlist *out)
     if (t >= 0 && n >= 0 && H5Tget_class(t) == H5T_STRING) {
         htri_t vl = H5Tis_variable_str(t);
         if (vl > 0)
-            rc = read_vlen_strings(a, space, (size_t)n, out);
+            rc = read_vlen_strings(a, t, space, (size_t)n, out);
         else if (vl == 0)
             rc = read_fixed_strings(a, t, (size_t)n, out);
     }

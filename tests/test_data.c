@@ -1410,11 +1410,14 @@ START_TEST(test_weights_load_errors)
 }
 END_TEST
 
-/* A variable-length string array attribute, as h5py writes lists of str. */
-static void vlen_attr(hid_t loc, const char *name, const char **s, hsize_t n)
+/* A variable-length string array attribute, as h5py writes lists of str (UTF-8), or with
+ * ASCII strings (other writers). */
+static void vlen_attr_cset(hid_t loc, const char *name, const char **s, hsize_t n,
+                           H5T_cset_t cset)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, cset);
     hid_t space = H5Screate_simple(1, &n, NULL);
     hid_t a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
     ck_assert(a >= 0);
@@ -1425,16 +1428,21 @@ static void vlen_attr(hid_t loc, const char *name, const char **s, hsize_t n)
     H5Tclose(t);
 }
 
+static void vlen_attr(hid_t loc, const char *name, const char **s, hsize_t n)
+{
+    vlen_attr_cset(loc, name, s, n, H5T_CSET_UTF8);
+}
+
 START_TEST(test_weights_load_variants)
 {
     /* model.save_weights() layout written by another tool: layer_names at the root, as
-     * variable-length strings split Keras-style over layer_names0/1, other layer names,
-     * float64 data. Layers match by order. */
+     * variable-length strings (UTF-8 as h5py writes them, and ASCII) split Keras-style over
+     * layer_names0/1, other layer names, float64 data. Layers match by order. */
     const char *w = path_in("other_tool.h5");
     hid_t f = H5Fcreate(w, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     const char *first[] = {"d1", "flat"}, *second[] = {"d2"};
     vlen_attr(f, "layer_names0", first, 2);
-    vlen_attr(f, "layer_names1", second, 1);
+    vlen_attr_cset(f, "layer_names1", second, 1, H5T_CSET_ASCII);
     const char *w1[] = {"d1/k:0", "d1/b:0"}, *w2[] = {"x/kernel", "x/bias"};
     const char *groups[3] = {"d1", "flat", "d2"};
     const char **wn[3] = {w1, NULL, w2};
