@@ -15,7 +15,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
-hdf5-tools dataset-fashion-mnist"
+hdf5-tools dataset-fashion-mnist valgrind"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
 # /usr/bin/time for peak memory.
