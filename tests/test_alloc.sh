@@ -5,36 +5,20 @@
 # allocation per step would add 180 over two epochs. (Libraries may allocate on their own:
 # OpenBLAS's small-matrix kernels take a buffer per call; those are reported, not tested.)
 set -u
-top=${CT_BUILDDIR:-.}
-ctrain="$top/ctrain"
+NAME=alloc
+. "${CT_SRCDIR:-.}/tests/shlib.sh"
 shim="$top/tests/.libs/malloc_count.so"
-tmp=$(mktemp -d /tmp/ctrain-alloc-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
 [ -f "$shim" ] || { echo "alloc: $shim was not built"; exit 99; }
 if [ "${CT_SANITIZERS:-no}" = yes ]; then
     echo "alloc: AddressSanitizer replaces the allocator; counting allocations needs a plain build"
     exit 77
 fi
-# The program itself, not libtool's wrapper script (whose shell would be counted too).
-if [ -x "$top/.libs/ctrain" ]; then
-    ctrain="$top/.libs/ctrain"
-    LD_LIBRARY_PATH="$top/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LD_LIBRARY_PATH
-fi
+use_program
 
-# rows: a small CNN (conv, pool, dropout, dense, softmax) on random images.
-make_data() {
-    awk -v n="$1" 'BEGIN { srand(5); for (i = 0; i < n; i++) { line = "";
-        for (j = 0; j < 64; j++) line = line sprintf("%.3f,", rand());
-        print line (i % 4) } }' >"$tmp/d$1.csv"
-    "$ctrain" data import-csv "$tmp/d$1.csv" -o "$tmp/d$1.h5" >/dev/null || bad "import $1"
-}
-make_data 160
-make_data 1600
+# A small CNN (conv, pool, batch norm, dropout, dense, softmax) on random images.
+random_data 160 64 5 "$tmp/d160.h5"
+random_data 1600 64 5 "$tmp/d1600.h5"
 cat >"$tmp/m.yaml" <<'YAML'
 name: alloc
 seed: 1
@@ -67,6 +51,4 @@ extra=$((large - small))
 if [ "$extra" -lt 10 ]; then ok; else
     bad "180 more steps made $extra more allocations ($small for 20 steps, $large for 200)"
 fi
-echo "alloc: $passed passed, $failed failed (ctrain's own allocations: $small for 20 steps," \
-     "$large for 200; all, libraries included: $small_all and $large_all)"
-[ "$failed" = 0 ]
+finish "ctrain's own allocations: $small for 20 steps, $large for 200; all, libraries included: $small_all and $large_all"

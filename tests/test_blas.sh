@@ -4,13 +4,8 @@
 # the kernels the CPU supports. CTRAIN_ASSUME_BLAS_CORE makes ctrain believe OpenBLAS
 # reported that core, so the path runs on any machine.
 set -u
-top=${CT_BUILDDIR:-.}
-ctrain="$top/ctrain"
-tmp=$(mktemp -d /tmp/ctrain-blas-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+NAME=blas
+. "${CT_SRCDIR:-.}/tests/shlib.sh"
 
 if ! "$ctrain" --version | grep -q "OpenBLAS"; then
     echo "blas: not built against OpenBLAS; nothing to test"
@@ -67,5 +62,4 @@ b=$(tail -1 "$tmp/fast/history.csv" | cut -d, -f2)
 if awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-4 * a) }'
 then ok; else bad "final loss with generic kernels $a, with $better $b"; fi
 
-echo "blas: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -2,13 +2,8 @@
 # test_valgrind.sh - fit, evaluate and predict of a small CNN under valgrind's memcheck:
 # no invalid read or write, no use of uninitialised values, no memory definitely lost.
 set -u
-top=${CT_BUILDDIR:-.}
-ctrain="$top/ctrain"
-tmp=$(mktemp -d /tmp/ctrain-valgrind-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+NAME=valgrind
+. "${CT_SRCDIR:-.}/tests/shlib.sh"
 
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "valgrind: not installed (Debian package valgrind)"
@@ -18,17 +13,8 @@ if [ "${CT_SANITIZERS:-no}" = yes ]; then
     echo "valgrind: does not run AddressSanitizer builds"
     exit 77
 fi
-# The program itself, not libtool's wrapper script.
-if [ -x "$top/.libs/ctrain" ]; then
-    ctrain="$top/.libs/ctrain"
-    LD_LIBRARY_PATH="$top/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LD_LIBRARY_PATH
-fi
-
-awk 'BEGIN { srand(9); for (i = 0; i < 96; i++) { line = "";
-    for (j = 0; j < 64; j++) line = line sprintf("%.3f,", rand());
-    print line (i % 4) } }' >"$tmp/d.csv"
-"$ctrain" data import-csv "$tmp/d.csv" -o "$tmp/d.h5" >/dev/null || bad "import-csv failed"
+use_program
+random_data 96 64 9 "$tmp/d.h5"
 cat >"$tmp/m.yaml" <<'YAML'
 name: memcheck
 seed: 2
@@ -63,5 +49,4 @@ memcheck evaluate evaluate "$tmp/m.yaml" --weights "$tmp/run/weights.h5" --data 
     --x train/x --y train/y
 memcheck predict predict "$tmp/m.yaml" --weights "$tmp/run/weights.h5" --input "$tmp/d.h5" \
     --x train/x -o "$tmp/p.csv"
-echo "valgrind: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
