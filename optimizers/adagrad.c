@@ -30,26 +30,20 @@ static const char *adagrad_state_name(const ct_optimizer *o, int slot)
     return slot == 0 ? "accumulator" : NULL;
 }
 
-static void adagrad_step(const ct_optimizer *o, float *w, const float *g, float *state,
-                         int64_t stride, int64_t n, int64_t t, float lr)
+static void adagrad_prepare(const ct_optimizer *o, int64_t t, float lr, ct_update *u)
 {
-    (void)stride;
     (void)t;
-    double eps = o->hyper[EPSILON];
-    for (int64_t i = 0; i < n; i++) {
-        double a = (double)state[i] + (double)g[i] * g[i];
-        state[i] = (float)a;
-        w[i] = (float)(w[i] - (double)lr * g[i] / sqrt(a + eps));
-    }
+    u->kind = CT_UPDATE_ADAGRAD;
+    u->lr = lr;
+    u->h[0] = o->hyper[EPSILON];
 }
 
-static void adagrad_init_state(const ct_optimizer *o, float *state, int64_t n)
+static float adagrad_initial_state(const ct_optimizer *o)
 {
-    for (int64_t i = 0; i < n; i++)
-        state[i] = (float)o->hyper[INITIAL];
+    return (float)o->hyper[INITIAL];
 }
 
 const ct_optimizer_kind ct_optimizer_adagrad = {
     "adagrad", "Adagrad", adagrad_configure, adagrad_state_per_param, adagrad_state_name,
-    adagrad_step, adagrad_init_state,
+    adagrad_prepare, adagrad_initial_state,
 };

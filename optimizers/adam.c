@@ -7,7 +7,6 @@
 #include <math.h>
 
 #include "adam.h"
-#include "simd.h"
 
 const char *const ct_adam_keys[] = {"beta_1", "beta_2", "epsilon", "amsgrad", NULL};
 
@@ -43,43 +42,21 @@ const char *ct_adam_state_name(const ct_optimizer *o, int slot)
     return slot >= 0 && slot < ct_adam_state_per_param(o) ? names[slot] : NULL;
 }
 
-CT_CPU_CLONES
-void ct_adam_step(const ct_optimizer *o, float *w, const float *g, float *state, int64_t stride,
-                  int64_t n, int64_t t, float lr)
+void ct_adam_prepare(const ct_optimizer *o, int64_t t, float lr, ct_update *u)
 {
-    /* Per-step constants in double; the per-element update in float32, as Keras computes
-     * it, in loops the compiler vectorises. */
+    /* Per-step constants in double; the backend's per-element update runs in float32, as
+     * Keras computes it. */
     double b1 = o->hyper[CT_ADAM_BETA_1], b2 = o->hyper[CT_ADAM_BETA_2];
-    const float alpha = (float)(lr * sqrt(1.0 - pow(b2, (double)t)) / (1.0 - pow(b1, (double)t)));
-    const float c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
-    const float eps = (float)o->hyper[CT_ADAM_EPSILON];
-    float *restrict m = state, *restrict v = state + stride, *restrict vh = state + 2 * stride;
-    float *restrict wr = w;
-    const float *restrict gr = g;
-    if (!o->flag[CT_ADAM_AMSGRAD]) {
-        for (int64_t i = 0; i < n; i++) {
-            float gi = gr[i];
-            float mi = m[i] + (gi - m[i]) * c1;
-            float vi = v[i] + (gi * gi - v[i]) * c2;
-            m[i] = mi;
-            v[i] = vi;
-            wr[i] -= alpha * mi / (sqrtf(vi) + eps);
-        }
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        float gi = gr[i];
-        float mi = m[i] + (gi - m[i]) * c1;
-        float vi = v[i] + (gi * gi - v[i]) * c2;
-        m[i] = mi;
-        v[i] = vi;
-        float vmax = fmaxf(vh[i], vi);
-        vh[i] = vmax;
-        wr[i] -= alpha * mi / (sqrtf(vmax) + eps);
-    }
+    u->kind = CT_UPDATE_ADAM;
+    u->lr = lr;
+    u->h[0] = (float)(lr * sqrt(1.0 - pow(b2, (double)t)) / (1.0 - pow(b1, (double)t)));
+    u->h[1] = (float)(1.0 - b1);
+    u->h[2] = (float)(1.0 - b2);
+    u->h[3] = (float)o->hyper[CT_ADAM_EPSILON];
+    u->flag[0] = o->flag[CT_ADAM_AMSGRAD];
 }
 
 const ct_optimizer_kind ct_optimizer_adam = {
     "adam", "Adam", ct_adam_configure, ct_adam_state_per_param, ct_adam_state_name,
-    ct_adam_step, NULL,
+    ct_adam_prepare, NULL,
 };

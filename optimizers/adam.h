@@ -15,7 +15,6 @@ extern const char *const ct_adam_keys[];
 int ct_adam_configure(ct_optimizer *o, ct_node *cfg, ct_error *err);
 int ct_adam_state_per_param(const ct_optimizer *o);
 const char *ct_adam_state_name(const ct_optimizer *o, int slot);
-void ct_adam_step(const ct_optimizer *o, float *w, const float *g, float *state, int64_t stride,
-                  int64_t n, int64_t t, float lr);
+void ct_adam_prepare(const ct_optimizer *o, int64_t t, float lr, ct_update *u);
 
 #endif

@@ -5,5 +5,5 @@
 
 const ct_optimizer_kind ct_optimizer_adamw = {
     "adamw", "AdamW", ct_adam_configure, ct_adam_state_per_param, ct_adam_state_name,
-    ct_adam_step, NULL,
+    ct_adam_prepare, NULL,
 };

@@ -201,12 +201,12 @@ static int alloc_state(ct_optimizer *o, ct_error *err)
     if (o->n > INT64_MAX / spp / (int64_t)sizeof(float))
         return ct_err(err, CT_ERR_NOMEM, "optimizer state for %lld parameters is too large",
                       (long long)o->n);
-    o->state = calloc((size_t)(spp * o->n), sizeof(float));
+    o->state = o->be->alloc((size_t)(spp * o->n) * sizeof(float));
     if (!o->state)
         return ct_err(err, CT_ERR_NOMEM, "out of memory for the optimizer's state (%lld floats)",
                       (long long)(spp * o->n));
-    if (o->kind->init_state)
-        o->kind->init_state(o, o->state, o->n);
+    if (o->kind->initial_state)
+        o->be->fill(o->state, spp * o->n, o->kind->initial_state(o));
     return 0;
 }
 
@@ -229,6 +229,12 @@ static int configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
 
 ct_optimizer *ct_optimizer_new(ct_node *compile, const char *key, int64_t n, ct_error *err)
 {
+    return ct_optimizer_new_on(compile, key, n, ct_backend_cpu(), err);
+}
+
+ct_optimizer *ct_optimizer_new_on(ct_node *compile, const char *key, int64_t n,
+                                  const ct_backend *be, ct_error *err)
+{
     ct_node *cfg = optimizer_node(compile, key, err);
     if (!cfg)
         return NULL;
@@ -238,6 +244,7 @@ ct_optimizer *ct_optimizer_new(ct_node *compile, const char *key, int64_t n, ct_
         return NULL;
     }
     o->n = n;
+    o->be = be;
     if (configure(o, cfg, err) < 0 || alloc_state(o, err) < 0) {
         ct_optimizer_free(o);
         return NULL;
@@ -249,30 +256,12 @@ void ct_optimizer_free(ct_optimizer *o)
 {
     if (!o)
         return;
-    free(o->state);
+    if (o->state)
+        (o->be ? o->be : ct_backend_cpu())->free(o->state);
     free(o);
 }
 
 /* ---- the update ------------------------------------------------------------------------ */
-
-static double sum_squares(const float *x, int64_t n)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
-}
-
-/* x *= c / max(||x||, c), as Keras's clip_by_norm. */
-static void clip_to_norm(float *x, int64_t n, double sumsq, double c)
-{
-    double norm = sqrt(sumsq);
-    if (norm <= c)
-        return;
-    float f = (float)(c / norm);
-    for (int64_t i = 0; i < n; i++)
-        x[i] *= f;
-}
 
 /* A trainable parameter's slice of the block, or false for the others. */
 static bool trainable_slice(const ct_optimizer *o, const ct_param *p, int64_t *off, int64_t *len)
@@ -284,54 +273,33 @@ static bool trainable_slice(const ct_optimizer *o, const ct_param *p, int64_t *o
     return *off >= 0 && *len > 0 && *off + *len <= o->n;
 }
 
-static void clip_gradients(const ct_optimizer *o, ct_param *const *params, int nparams, float *g)
+static void clip_gradients(const ct_optimizer *o, const ct_backend *be, ct_param *const *params,
+                           int nparams, float *g)
 {
-    if (o->clipvalue > 0) {
-        float c = (float)o->clipvalue;
-        for (int64_t i = 0; i < o->n; i++)
-            g[i] = g[i] > c ? c : (g[i] < -c ? -c : g[i]);
-    }
+    if (o->clipvalue > 0)
+        be->clip_value(g, o->n, (float)o->clipvalue);
     if (o->clipnorm > 0) {
         for (int i = 0; i < nparams; i++) {
             int64_t off, len;
             if (trainable_slice(o, params[i], &off, &len))
-                clip_to_norm(g + off, len, sum_squares(g + off, len), o->clipnorm);
+                be->clip_norm(g + off, len, o->clipnorm);
         }
     }
     if (o->global_clipnorm > 0)
-        clip_to_norm(g, o->n, sum_squares(g, o->n), o->global_clipnorm);
-}
-
-typedef struct step_job {
-    ct_optimizer *o;
-    float *w;
-    const float *g;
-    float lr;
-} step_job;
-
-static void step_task(void *ctx, int64_t begin, int64_t end)
-{
-    const step_job *j = ctx;
-    j->o->kind->step(j->o, j->w + begin, j->g + begin, j->o->state + begin, j->o->n, end - begin,
-                     j->o->iterations, j->lr);
+        be->clip_norm(g, o->n, o->global_clipnorm);
 }
 
 void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, float *w,
                         float *g)
 {
-    clip_gradients(o, params, nparams, g);
+    const ct_backend *be = o->be ? o->be : ct_backend_cpu();
+    clip_gradients(o, be, params, nparams, g);
     /* Keras evaluates the schedule at the steps already taken, before counting this one;
      * the weight decay uses the same current rate. */
     double rate = ct_optimizer_learning_rate(o, o->iterations);
     o->iterations++;
-    float lr = (float)rate;
-    if (o->weight_decay > 0) {
-        float f = (float)(rate * o->weight_decay);
-        for (int64_t i = 0; i < o->n; i++)
-            w[i] -= w[i] * f;
-    }
-    /* The update is element-wise: each thread steps its own slice of the block (state slot
-     * k of element i stays at k * n + i). */
-    step_job j = {o, w, g, lr};
-    ct_parallel_for(o->n, 16384, step_task, &j);
+    ct_update u = {0};
+    o->kind->prepare(o, o->iterations, (float)rate, &u);
+    u.decay = o->weight_decay > 0 ? (float)(rate * o->weight_decay) : 0.0f;
+    be->update(&u, w, g, o->state, o->n);
 }

@@ -41,33 +41,18 @@ static const char *rmsprop_state_name(const ct_optimizer *o, int slot)
     return NULL;
 }
 
-static void rmsprop_step(const ct_optimizer *o, float *w, const float *g, float *state,
-                         int64_t stride, int64_t n, int64_t t, float lr)
+static void rmsprop_prepare(const ct_optimizer *o, int64_t t, float lr, ct_update *u)
 {
     (void)t;
-    double rho = o->hyper[RHO], mom = o->hyper[MOMENTUM], eps = o->hyper[EPSILON];
-    bool centered = o->flag[CENTERED];
-    float *vel = state, *ag = state + stride, *m = state + (centered ? 2 : 1) * stride;
-    for (int64_t i = 0; i < n; i++) {
-        double gi = g[i];
-        double v = rho * vel[i] + (1.0 - rho) * gi * gi;
-        vel[i] = (float)v;
-        double den = v + eps;
-        if (centered) {
-            double a = rho * ag[i] + (1.0 - rho) * gi;
-            ag[i] = (float)a;
-            den = v - a * a + eps;
-        }
-        double inc = (double)lr * gi / sqrt(den);
-        if (mom > 0.0) {
-            inc = mom * m[i] + inc;
-            m[i] = (float)inc;
-        }
-        w[i] = (float)(w[i] - inc);
-    }
+    u->kind = CT_UPDATE_RMSPROP;
+    u->lr = lr;
+    u->h[0] = o->hyper[RHO];
+    u->h[1] = o->hyper[MOMENTUM];
+    u->h[2] = o->hyper[EPSILON];
+    u->flag[0] = o->flag[CENTERED];
 }
 
 const ct_optimizer_kind ct_optimizer_rmsprop = {
     "rmsprop", "RMSprop", rmsprop_configure, rmsprop_state_per_param, rmsprop_state_name,
-    rmsprop_step, NULL,
+    rmsprop_prepare, NULL,
 };

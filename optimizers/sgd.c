@@ -26,24 +26,16 @@ static const char *sgd_state_name(const ct_optimizer *o, int slot)
     return slot == 0 && sgd_state_per_param(o) ? "momentum" : NULL;
 }
 
-static void sgd_step(const ct_optimizer *o, float *w, const float *g, float *state,
-                     int64_t stride, int64_t n, int64_t t, float lr)
+/* The update runs in double per element (backend_cpu_train.c, cuda_train.cu). */
+static void sgd_prepare(const ct_optimizer *o, int64_t t, float lr, ct_update *u)
 {
-    (void)stride;
     (void)t;
-    double mom = o->hyper[MOMENTUM];
-    if (mom == 0.0) {
-        for (int64_t i = 0; i < n; i++)
-            w[i] = (float)(w[i] - (double)lr * g[i]);
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        double v = mom * state[i] - (double)lr * g[i];
-        state[i] = (float)v;
-        w[i] = (float)(w[i] + (o->flag[NESTEROV] ? mom * v - (double)lr * g[i] : v));
-    }
+    u->kind = CT_UPDATE_SGD;
+    u->lr = lr;
+    u->h[0] = o->hyper[MOMENTUM];
+    u->flag[0] = o->flag[NESTEROV];
 }
 
 const ct_optimizer_kind ct_optimizer_sgd = {
-    "sgd", "SGD", sgd_configure, sgd_state_per_param, sgd_state_name, sgd_step, NULL,
+    "sgd", "SGD", sgd_configure, sgd_state_per_param, sgd_state_name, sgd_prepare, NULL,
 };

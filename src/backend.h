@@ -61,6 +61,47 @@ typedef struct ct_window {
 
 typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;
 
+/* ---- the training step's own ops: losses, metrics, regularizers, clipping, updates ---- */
+
+typedef enum {
+    CT_LOSS_MSE = 0, CT_LOSS_MAE, CT_LOSS_HUBER, CT_LOSS_LOG_COSH, CT_LOSS_BCE, CT_LOSS_CCE,
+    CT_LOSS_SPARSE_CCE, CT_LOSS_KLD, CT_LOSS_HINGE, CT_LOSS_COUNT
+} ct_loss_id;
+
+/* A loss as the backend computes it (src/loss.c holds the CPU reference and the
+ * formulas): from_logits and fused as in struct ct_loss, delta for huber. */
+typedef struct ct_loss_op {
+    ct_loss_id id;
+    bool from_logits, fused;
+    double delta;
+} ct_loss_op;
+
+typedef enum {
+    CT_METRIC_BINARY_ACC = 0, CT_METRIC_CAT_ACC, CT_METRIC_SPARSE_ACC, CT_METRIC_TOP_K,
+    CT_METRIC_SPARSE_TOP_K, CT_METRIC_MSE, CT_METRIC_MAE, CT_METRIC_COUNT
+} ct_metric_id;
+
+/* One optimizer step (each file in optimizers/ fills it and states the formula):
+ *   SGD:     h[0] momentum (0: none, no state), flag[0] nesterov. State: momentum.
+ *   ADAM:    h[0] alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), h[1] 1 - beta_1,
+ *            h[2] 1 - beta_2, h[3] epsilon, all used as float; flag[0] amsgrad.
+ *            State: m, v (, v_hat).
+ *   RMSPROP: h[0] rho, h[1] momentum, h[2] epsilon; flag[0] centered.
+ *            State: velocity (, average_gradient) (, momentum when h[1] > 0).
+ *   ADAGRAD: h[0] epsilon. State: accumulator.
+ * decay: the decoupled weight decay factor lr * weight_decay; w -= w * decay comes first. */
+typedef enum { CT_UPDATE_SGD = 0, CT_UPDATE_ADAM, CT_UPDATE_RMSPROP, CT_UPDATE_ADAGRAD } ct_update_kind;
+
+typedef struct ct_update {
+    ct_update_kind kind;
+    float lr;
+    float decay;
+    double h[4];
+    bool flag[2];
+} ct_update;
+
+#define CT_STAGE_SLOTS 2
+
 typedef struct ct_backend {
     const char *name;
     ct_device device;
@@ -191,6 +232,47 @@ typedef struct ct_backend {
                                int64_t spatial, int64_t c, int64_t groups, const float *gamma,
                                const float *mean, const float *invstd, float *dgamma,
                                float *dbeta);
+
+    /* --- the training step (losses: src/loss.c; metrics: src/metric.c) --- */
+    /* *sum += the sum over rows of the per-sample loss (loss.h); dpred (may be NULL) =
+     * scale * d(sum)/d(pred). pred rows x cols; y rows x cols, or rows class indices for
+     * the sparse loss. sum: one double of backend memory. */
+    void (*loss)(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
+                 int64_t rows, int64_t cols, float scale, double *sum);
+    /* *sum += the batch's sum of per-sample values: hits for the accuracies (binary: the
+     * share of hits over cols), the mean over cols of e^2 or |e| for mse / mae. k: top-k. */
+    void (*metric)(ct_metric_id id, int k, const float *pred, const float *y, int64_t rows,
+                   int64_t cols, double *sum);
+    /* *penalty += weight * (l1 sum|w| + l2 sum w^2), sums in double; g (may be NULL)
+     * += l1 sign(w) + 2 l2 w. penalty: one double of backend memory. */
+    void (*regularize)(const float *w, float *g, int64_t n, double l1, double l2,
+                       double weight, double *penalty);
+    /* x = clamp(x, -c, c). */
+    void (*clip_value)(float *x, int64_t n, float c);
+    /* x *= c / ||x|| when ||x|| > c (Keras's clip_by_norm; the norm in double). */
+    void (*clip_norm)(float *x, int64_t n, double c);
+    /* One optimizer step over n parameters: w, their gradients g, and the state (slot k of
+     * element i at state[k * n + i]). Element-wise, so any split gives the same bits. */
+    void (*update)(const ct_update *u, float *w, const float *g, float *state, int64_t n);
+
+    /* --- queues, errors and batch staging (no-ops / plain memory on the CPU) --- */
+    /* Waits until all queued work is done. */
+    void (*sync)(void);
+    /* Ops return nothing; a device that fails (out of memory, a kernel fault) remembers
+     * its first error. check returns -1 and fills err with it (then forgets it), else 0.
+     * The driver calls it whenever it reads results back. */
+    int (*check)(ct_error *err);
+    /* Host memory the backend copies from fastest (page-locked on a GPU); zeroed. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    /* Batches pass through CT_STAGE_SLOTS slots so the copy of the next one overlaps the
+     * compute of this one. For each batch: stage_wait_host(s) before the host writes slot
+     * s's host buffer; stage_upload(s, ...) for each of its buffers; stage_use(s) before
+     * issuing the compute that reads them; stage_release(s) after it. */
+    void (*stage_wait_host)(int slot);
+    void (*stage_upload)(int slot, void *dst, const void *host_src, size_t bytes);
+    void (*stage_use)(int slot);
+    void (*stage_release)(int slot);
 } ct_backend;
 
 /* The CPU implementations of each op family, assembled into ct_backend_cpu()'s table. */
@@ -245,7 +327,25 @@ void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64
                                const float *mean, const float *invstd, float *dgamma,
                                float *dbeta);
 
+/* CPU kernels of the training step's ops (loss.c, metric.c, backend_cpu_train.c). */
+void ct_cpu_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
+                 int64_t rows, int64_t cols, float scale, double *sum);
+void ct_cpu_metric(ct_metric_id id, int k, const float *pred, const float *y, int64_t rows,
+                   int64_t cols, double *sum);
+void ct_cpu_regularize(const float *w, float *g, int64_t n, double l1, double l2, double weight,
+                       double *penalty);
+void ct_cpu_clip_value(float *x, int64_t n, float c);
+void ct_cpu_clip_norm(float *x, int64_t n, double c);
+void ct_cpu_update(const ct_update *u, float *w, const float *g, float *state, int64_t n);
+
 /* The CPU reference backend (OpenBLAS). Static; never freed. */
 const ct_backend *ct_backend_cpu(void);
+
+/* The CUDA backend on the current GPU (device 0, or CUDA_VISIBLE_DEVICES's first), set up
+ * on first use; static, never freed. NULL with err set when this build has no CUDA backend
+ * or no GPU can be used; the message says which. */
+const ct_backend *ct_backend_cuda(ct_error *err);
+/* Whether the CUDA backend can run here (built in and a GPU present), without an error. */
+bool ct_cuda_available(void);
 
 #endif

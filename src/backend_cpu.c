@@ -690,6 +690,24 @@ static void par_pool_backward(ct_pool kind, const ct_window *w, const float *x, 
     ct_parallel_for(rows, sample_grain(in_size(w)), pool_backward_task, &j);
 }
 
+/* ---- queues and staging: the CPU runs each op to completion, in the caller's memory -- */
+
+static void cpu_sync(void) {}
+
+static int cpu_check(ct_error *err)
+{
+    (void)err;
+    return 0;
+}
+
+static void cpu_stage_slot(int slot) { (void)slot; }
+
+static void cpu_stage_upload(int slot, void *dst, const void *src, size_t bytes)
+{
+    (void)slot;
+    cpu_memcpy(dst, src, bytes);
+}
+
 static const ct_backend cpu_backend = {
     .name = "cpu",
     .device = CT_DEVICE_CPU,
@@ -730,6 +748,20 @@ static const ct_backend cpu_backend = {
     .batchnorm_backward = ct_cpu_batchnorm_backward,
     .groupnorm_forward = ct_cpu_groupnorm_forward,
     .groupnorm_backward = ct_cpu_groupnorm_backward,
+    .loss = ct_cpu_loss,
+    .metric = ct_cpu_metric,
+    .regularize = ct_cpu_regularize,
+    .clip_value = ct_cpu_clip_value,
+    .clip_norm = ct_cpu_clip_norm,
+    .update = ct_cpu_update,
+    .sync = cpu_sync,
+    .check = cpu_check,
+    .host_alloc = cpu_alloc,
+    .host_free = cpu_free,
+    .stage_wait_host = cpu_stage_slot,
+    .stage_upload = cpu_stage_upload,
+    .stage_use = cpu_stage_slot,
+    .stage_release = cpu_stage_slot,
 };
 
 const ct_backend *ct_backend_cpu(void) { return &cpu_backend; }

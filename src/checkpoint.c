@@ -1,6 +1,7 @@
 /* checkpoint.c - saving and loading complete training checkpoints (see checkpoint.h). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "callbacks.h"
@@ -72,6 +73,28 @@ typedef struct save_ctx {
     const char *config;
 } save_ctx;
 
+/* The optimizer's state as host memory: itself on the CPU, else a copy (NULL: no memory).
+ * Free with host_state_done. */
+static float *host_state(const ct_optimizer *o, bool fetch)
+{
+    if (!o->be || o->be->device == CT_DEVICE_CPU)
+        return o->state;
+    size_t bytes = (size_t)(o->kind->state_per_param(o) * o->n) * sizeof(float);
+    float *h = malloc(bytes ? bytes : 1);
+    if (h && fetch)
+        o->be->download(h, o->state, bytes);
+    return h;
+}
+
+static void host_state_done(const ct_optimizer *o, float *h, bool store)
+{
+    if (h == o->state)
+        return;
+    if (store)
+        o->be->upload(o->state, h, (size_t)(o->kind->state_per_param(o) * o->n) * sizeof(float));
+    free(h);
+}
+
 static int write_optimizer(hid_t file, const ct_optimizer *o)
 {
     hid_t g = H5Gcreate2(file, "optimizer_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -82,11 +105,16 @@ static int write_optimizer(hid_t file, const ct_optimizer *o)
                  ? 0 : -1;
     hsize_t n = (hsize_t)o->n;
     int slots = o->kind->state_per_param(o);
+    float *state = slots ? host_state(o, true) : NULL;
+    if (slots && !state)
+        rc = -1;
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
         snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
-        rc = dataset_write(g, name, H5T_NATIVE_FLOAT, 1, &n, o->state + (int64_t)k * o->n);
+        rc = dataset_write(g, name, H5T_NATIVE_FLOAT, 1, &n, state + (int64_t)k * o->n);
     }
+    if (state)
+        host_state_done(o, state, false);
     H5Gclose(g);
     return rc;
 }
@@ -114,6 +142,8 @@ static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state
                      attr_write(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
                      attr_write(g, "seen", H5T_NATIVE_INT64, &st->seen) == 0 &&
                      attr_write(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
+                     attr_write(g, "loss_sum_losses", H5T_NATIVE_DOUBLE, &st->loss_parts[0]) == 0 &&
+                     attr_write(g, "loss_sum_penalty", H5T_NATIVE_DOUBLE, &st->loss_parts[1]) == 0 &&
                      dataset_write(g, "metrics", H5T_NATIVE_DOUBLE, 2, mdims, metrics) == 0 &&
                      dataset_write(g, "history", H5T_NATIVE_DOUBLE, 2, hdims,
                                    st->history ? st->history : metrics) == 0 &&
@@ -214,13 +244,18 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
     if (rc == 0 && dataset_read(g, "iterations", dapl, H5T_NATIVE_INT64, 1, &iterations) < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: no readable optimizer_weights/iterations", path);
     int slots = o->kind->state_per_param(o);
+    float *state = slots && rc == 0 ? host_state(o, false) : NULL;
+    if (slots && rc == 0 && !state)
+        rc = ct_err(err, CT_ERR_NOMEM, "out of memory for the optimizer's state");
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
         snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
-        if (dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, o->state + (int64_t)k * o->n) < 0)
+        if (dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, state + (int64_t)k * o->n) < 0)
             rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/%s is missing or does not hold "
                         "%lld values", path, name, (long long)o->n);
     }
+    if (state)
+        host_state_done(o, state, rc == 0);
     if (rc == 0)
         o->iterations = iterations;
     H5Gclose(g);
@@ -243,6 +278,11 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                                   metrics) == 0
                  ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
                               "written for other metrics", path);
+    /* Checkpoints of earlier versions hold only the combined sum: NAN tells the driver. */
+    if (rc == 0 && (H5Aexists(g, "loss_sum_losses") <= 0 ||
+                    attr_read(g, "loss_sum_losses", H5T_NATIVE_DOUBLE, &st->loss_parts[0]) < 0 ||
+                    attr_read(g, "loss_sum_penalty", H5T_NATIVE_DOUBLE, &st->loss_parts[1]) < 0))
+        st->loss_parts[0] = st->loss_parts[1] = NAN;
     hid_t d = rc == 0 ? H5Dopen2(g, "history", dapl) : -1;
     hid_t space = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};

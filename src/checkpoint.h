@@ -27,6 +27,7 @@ typedef struct ct_train_state {
     int64_t step;      /* optimizer steps taken */
     int64_t batch;     /* batches done in the unfinished epoch (0 at an epoch boundary) */
     double loss_sum;   /* that epoch's running loss sum and sample count */
+    double loss_parts[2]; /* loss_sum's two running sums (ct_experiment's acc[0], acc[1]) */
     int64_t seen;
     double metric_sum[CT_MAX_METRICS], metric_count[CT_MAX_METRICS];
     int ncols;         /* history columns (after the epoch number) */

@@ -145,7 +145,7 @@ static int read_compile(ct_experiment *ex, ct_error *err)
                                    ex->metrics[i].name);
         ex->nmetrics = (int)i + 1;
     }
-    ex->optimizer = ct_optimizer_new(c, "optimizer", m->trainable, err);
+    ex->optimizer = ct_optimizer_new_on(c, "optimizer", m->trainable, m->be, err);
     if (!ex->optimizer)
         return -1;
     /* Softmax + crossentropy (sigmoid + binary crossentropy) are computed fused: stable,
@@ -228,12 +228,15 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
         ct_cfg_int(b, "threads", cores > 0 ? cores : 1, 1, 1024, &threads, err) < 0 ||
         ct_cfg_int(b, "memory_limit_mb", phys_mb, 1, CT_MAX_MEMORY_MB, &mb, err) < 0)
         return -1;
-    if (device == 1)
-        return ct_node_err(err, ct_map_get(b, "device"),
-                           "this build of ctrain has no CUDA backend; use device: cpu");
     ex->threads = (int)threads;
     *budget = (ct_model_budget){(double)mb * (1 << 20), !given, 1, 0, 0};
     *be = ct_backend_cpu();
+    if (device == 1) {
+        /* Never a silent fallback to the CPU: a run asked for a GPU gets one or stops. */
+        ct_error why;
+        if (!(*be = ct_backend_cuda(&why)))
+            return ct_node_err(err, ct_map_get(b, "device"), "device: cuda: %s", why.msg);
+    }
     return 0;
 }
 
@@ -283,7 +286,11 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     budget.batch = ex->batch_size;
     budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
     budget.extra = ct_callbacks_state_size(ex->callbacks, ex->model->size);
-    return ct_model_check_budget(ex->model, &budget, err);
+    if (ct_model_check_budget(ex->model, &budget, err) < 0)
+        return -1;
+    if (!(ex->acc = be->alloc(sizeof ex->acc_host)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    return 0;
 }
 
 ct_experiment *ct_experiment_load(const char *path, const char *const *overrides,
@@ -316,6 +323,8 @@ void ct_experiment_free(ct_experiment *ex)
         return;
     ct_callbacks_free(ex->callbacks);
     ct_optimizer_free(ex->optimizer);
+    if (ex->model && ex->acc)
+        ex->model->be->free(ex->acc);
     ct_model_free(ex->model);
     free(ex->train.path);
     free(ex->test.path);

@@ -48,6 +48,11 @@ struct ct_experiment {
     int verbose;             /* -1 auto, 0 silent, 1 bar, 2 one line per epoch */
     /* backend */
     int threads;
+    /* Running sums of the current epoch or evaluation, in backend memory so a GPU adds to
+     * them without a host round trip: [0] loss (per-sample losses over all positions),
+     * [1] regularization penalty (times the rows of each batch), [2 + i] metric i. */
+    double *acc;
+    double acc_host[2 + CT_MAX_METRICS]; /* the last copy read back */
 };
 
 /* Opens a data source and checks it against the model: sample shape, target shape,
@@ -57,8 +62,9 @@ struct ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source 
 
 /* Runs the model over a loader in inference mode; fills `values` with the loss (first)
  * and each metric. */
+struct ct_batches;
 int ct_experiment_run_eval(ct_experiment *ex, struct ct_loader *ld, double *values,
-                           float *ybuf, ct_error *err);
+                           struct ct_batches *b, ct_error *err);
 
 /* Sets the number of threads the backend's BLAS uses. */
 void ct_set_threads(int threads);

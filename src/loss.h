@@ -35,6 +35,8 @@ struct ct_loss {
  * the node and list the known losses. */
 int ct_loss_parse(ct_node *compile, const char *key, ct_loss *out, ct_error *err);
 const ct_loss_kind *ct_loss_kind_find(const char *name);
+/* The backend's description of loss (ct_backend's loss op). */
+ct_loss_op ct_loss_op_of(const ct_loss *loss);
 /* Whether a loss can be fused with output activation a (and will be if the model says so). */
 bool ct_loss_can_fuse(const ct_loss *loss, ct_activation a);
 

@@ -133,6 +133,33 @@ static const ct_metric_kind kinds[K_COUNT] = {
     [K_RMSE] = {"root_mean_squared_error", mse_update, rmse_result},
 };
 
+/* ct_metric_id for each kind (rmse sums squared errors, as mse). */
+static const ct_metric_id ops[K_COUNT] = {
+    [K_BINARY] = CT_METRIC_BINARY_ACC, [K_CATEGORICAL] = CT_METRIC_CAT_ACC,
+    [K_SPARSE] = CT_METRIC_SPARSE_ACC, [K_TOP_K] = CT_METRIC_TOP_K,
+    [K_SPARSE_TOP_K] = CT_METRIC_SPARSE_TOP_K, [K_MSE] = CT_METRIC_MSE, [K_MAE] = CT_METRIC_MAE,
+    [K_RMSE] = CT_METRIC_MSE,
+};
+
+ct_metric_id ct_metric_op_of(const ct_metric *m)
+{
+    return ops[m->kind - kinds];
+}
+
+void ct_cpu_metric(ct_metric_id id, int k, const float *pred, const float *y, int64_t rows,
+                   int64_t cols, double *sum)
+{
+    static const int kind_of[CT_METRIC_COUNT] = {
+        [CT_METRIC_BINARY_ACC] = K_BINARY, [CT_METRIC_CAT_ACC] = K_CATEGORICAL,
+        [CT_METRIC_SPARSE_ACC] = K_SPARSE, [CT_METRIC_TOP_K] = K_TOP_K,
+        [CT_METRIC_SPARSE_TOP_K] = K_SPARSE_TOP_K, [CT_METRIC_MSE] = K_MSE,
+        [CT_METRIC_MAE] = K_MAE,
+    };
+    ct_metric m = {.kind = &kinds[kind_of[id]], .k = k};
+    m.kind->update(&m, pred, y, rows, cols);
+    *sum += m.sum;
+}
+
 #define ACCURACY (-1) /* resolved from the loss and the output width */
 
 /* Accepted spellings. Snake-case names and aliases are shown as written (Keras names a

@@ -28,5 +28,7 @@ struct ct_metric {
 int ct_metric_init(ct_metric *m, const ct_node *node, const ct_loss *loss, int64_t out_cols,
                    ct_error *err);
 void ct_metric_reset(ct_metric *m);
+/* The backend's id for m's per-batch sums (ct_backend's metric op). */
+ct_metric_id ct_metric_op_of(const ct_metric *m);
 
 #endif

@@ -460,39 +460,38 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
         if (!l->kind->is_view) {
             double t0 = m->profile ? ct_now() : 0;
             l->kind->forward(l, pass, x, &m->out[i]);
-            if (m->profile)
+            if (m->profile) {
+                m->be->sync(); /* a GPU's layer time is known only once it finished */
                 m->profile[2 * i] += ct_now() - t0;
+            }
         }
         x = &m->out[i];
     }
     return x;
 }
 
-/* l1 * sum|w| + l2 * sum w^2 over the regularized parameters; adds its gradient to the
- * gradient block when with_grad. */
-static double regularize(const ct_model *m, bool with_grad)
+/* *penalty += weight * (l1 * sum|w| + l2 * sum w^2) over the regularized parameters; adds
+ * their gradient to the gradient block when with_grad. */
+static void regularize(const ct_model *m, bool with_grad, double weight, double *penalty)
 {
-    double penalty = 0;
     for (int k = 0; k < m->nparams; k++) {
         const ct_param *p = m->params[k];
-        double l1 = p->reg.l1, l2 = p->reg.l2;
-        if (l1 == 0 && l2 == 0)
+        if (p->reg.l1 == 0 && p->reg.l2 == 0)
             continue;
-        int64_t n = ct_shape_size(&p->shape);
-        double s1 = 0, s2 = 0;
-        for (int64_t i = 0; i < n; i++) {
-            float w = p->value[i];
-            s1 += fabsf(w);
-            s2 += (double)w * w;
-            if (with_grad && p->grad)
-                p->grad[i] += (float)(l1 * ((w > 0) - (w < 0)) + 2 * l2 * w);
-        }
-        penalty += l1 * s1 + l2 * s2;
+        m->be->regularize(p->value, with_grad ? p->grad : NULL, ct_shape_size(&p->shape),
+                          p->reg.l1, p->reg.l2, weight, penalty);
     }
-    return penalty;
 }
 
-double ct_model_backward(ct_model *m, const ct_pass *pass)
+bool ct_model_regularized(const ct_model *m)
+{
+    for (int k = 0; k < m->nparams; k++)
+        if (m->params[k]->reg.l1 != 0 || m->params[k]->reg.l2 != 0)
+            return true;
+    return false;
+}
+
+void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *penalty)
 {
     for (int i = m->nlayers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
@@ -503,13 +502,18 @@ double ct_model_backward(ct_model *m, const ct_pass *pass)
         ct_tensor *dx = (i > 0 && m->dout[i - 1].data) ? &m->dout[i - 1] : NULL;
         double t0 = m->profile ? ct_now() : 0;
         l->kind->backward(l, pass, x, &m->out[i], &m->dout[i], dx);
-        if (m->profile)
+        if (m->profile) {
+            m->be->sync();
             m->profile[2 * i + 1] += ct_now() - t0;
+        }
     }
-    return regularize(m, true);
+    regularize(m, true, weight, penalty);
 }
 
-double ct_model_penalty(const ct_model *m) { return regularize(m, false); }
+void ct_model_penalty(const ct_model *m, double weight, double *penalty)
+{
+    regularize(m, false, weight, penalty);
+}
 
 const ct_shape *ct_model_output_shape(const ct_model *m)
 {

@@ -63,10 +63,13 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err);
 /* Forward over rows of m->input.data (already filled); returns the output tensor. */
 const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows);
 /* Backward from m->dout[nlayers-1] (filled by the loss) into m->grads; adds the
- * regularizers' gradients and returns their penalty. */
-double ct_model_backward(ct_model *m, const ct_pass *pass);
-/* Penalty of the regularizers without gradients (for evaluation). */
-double ct_model_penalty(const ct_model *m);
+ * regularizers' gradients, and weight times their penalty to *penalty (one double of
+ * backend memory). */
+void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *penalty);
+/* *penalty += weight times the regularizers' penalty, without gradients (evaluation). */
+void ct_model_penalty(const ct_model *m, double weight, double *penalty);
+/* Whether any parameter has a regularizer. */
+bool ct_model_regularized(const ct_model *m);
 const ct_shape *ct_model_output_shape(const ct_model *m);
 /* Keras summary table. */
 void ct_model_summary(const ct_model *m, FILE *out);

@@ -21,13 +21,13 @@ typedef struct ct_optimizer_kind {
     int (*state_per_param)(const ct_optimizer *o);
     /* Names of those state slots, for checkpoints ("momentum", "m", "v", ...). */
     const char *(*state_name)(const ct_optimizer *o, int slot);
-    /* One update of n parameters w with gradients g (already clipped), slots
-     * state[slot * stride .. + n] (stride = the block's total trainable count),
-     * t = iteration number starting at 1, lr = learning rate for this step. */
-    void (*step)(const ct_optimizer *o, float *w, const float *g, float *state,
-                 int64_t stride, int64_t n, int64_t t, float lr);
-    /* Optional: initial state (adagrad's initial_accumulator_value); zeros otherwise. */
-    void (*init_state)(const ct_optimizer *o, float *state, int64_t n);
+    /* Describes step t (the iteration number, from 1) at learning rate lr as the
+     * backend's element-wise update (see ct_update in backend.h); the backend applies it
+     * to the whole block, so the optimizer never touches parameter memory itself. */
+    void (*prepare)(const ct_optimizer *o, int64_t t, float lr, ct_update *u);
+    /* Optional: the value every state slot starts at (adagrad's
+     * initial_accumulator_value); zeros otherwise. */
+    float (*initial_state)(const ct_optimizer *o);
 } ct_optimizer_kind;
 
 #define CT_OPT_MAX_HYPER 8
@@ -77,18 +77,22 @@ struct ct_optimizer {
     double clipnorm, clipvalue, global_clipnorm; /* 0: off */
     double weight_decay;                         /* 0: off */
     int64_t n;             /* trainable parameters */
-    float *state;          /* state_per_param * n floats, zero-initialised (see init_state) */
+    const ct_backend *be;  /* where state lives and the update runs (NULL: the CPU) */
+    float *state;          /* state_per_param * n floats of backend memory (initial_state) */
     int64_t iterations;    /* steps taken */
 };
 
-/* Reads compile.optimizer (a name or a map), allocates state for n trainable floats.
- * Returns NULL on error. */
+/* Reads compile.optimizer (a name or a map), allocates state for n trainable floats in
+ * be's memory (ct_optimizer_new: the CPU's). Returns NULL on error. */
 ct_optimizer *ct_optimizer_new(ct_node *compile, const char *key, int64_t n, ct_error *err);
+ct_optimizer *ct_optimizer_new_on(ct_node *compile, const char *key, int64_t n,
+                                  const ct_backend *be, ct_error *err);
 void ct_optimizer_free(ct_optimizer *o);
 
 /* Clips the gradients (clipvalue elementwise, clipnorm per parameter tensor,
- * global_clipnorm over all), applies weight decay, increments iterations and steps.
- * params: the model's parameters (only trainable ones are touched); w/g are the blocks. */
+ * global_clipnorm over all), applies weight decay, increments iterations and steps, all
+ * through o->be. params: the model's parameters (only trainable ones are touched); w/g
+ * are the blocks, in o->be's memory. */
 void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, float *w,
                         float *g);
 

@@ -111,6 +111,12 @@ static void draw(ct_progress *p, bool final, int n, const char *const *names, co
     fflush(p->out);
 }
 
+bool ct_progress_due(const ct_progress *p, int64_t done)
+{
+    return p && p->mode == CT_PROGRESS_BAR &&
+           (ct_now() - p->last_draw >= REFRESH_SECONDS || done >= p->steps);
+}
+
 void ct_progress_step(ct_progress *p, int64_t done, int n, const char *const *names,
                       const double *values)
 {

@@ -18,6 +18,9 @@ void ct_progress_epoch_begin(ct_progress *p, int64_t epoch, int64_t steps);
 /* After step `done` (1-based) of the epoch; values are the running means. */
 void ct_progress_step(ct_progress *p, int64_t done, int n, const char *const *names,
                       const double *values);
+/* Whether ct_progress_step(p, done, ...) would draw now: values need to be read back from
+ * a device only then. */
+bool ct_progress_due(const ct_progress *p, int64_t done);
 /* At the end of an epoch, with the final values (validation ones included). */
 void ct_progress_epoch_end(ct_progress *p, int n, const char *const *names, const double *values);
 /* Ends an epoch's line early (the run stops in the middle of it). */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batches.h"
 #include "callbacks.h"
 #include "checkpoint.h"
 #include "data.h"
@@ -51,53 +52,83 @@ static int64_t y_cols(const ct_experiment *ex)
     return ex->loss.kind->sparse_labels ? positions(ex) : ct_shape_size(ct_model_output_shape(ex->model));
 }
 
-/* Loss (sum over the batch's samples) and metric updates for one forward pass; writes the
- * gradient of the batch's mean loss into the model's last dout buffer when grad is set. */
-static double score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y, bool grad)
+/* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
+ * and writes the gradient of the batch's mean loss into the model's last dout buffer when
+ * grad is set. */
+static void score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y, bool grad)
 {
     ct_model *m = ex->model;
-    int64_t t = positions(ex), rows = pred->rows * t, cols = classes(ex);
+    int64_t rows = pred->rows * positions(ex), cols = classes(ex);
     float *dpred = grad ? m->dout[m->nlayers - 1].data : NULL;
-    double loss = ex->loss.kind->compute(&ex->loss, pred->data, y, dpred, rows, cols,
-                                         1.0f / (float)rows);
-    for (int i = 0; i < ex->nmetrics; i++)
-        ex->metrics[i].kind->update(&ex->metrics[i], pred->data, y, rows, cols);
-    return loss / (double)t;
+    ct_loss_op op = ct_loss_op_of(&ex->loss);
+    m->be->loss(&op, pred->data, y, dpred, rows, cols, 1.0f / (float)rows, &ex->acc[0]);
+    for (int i = 0; i < ex->nmetrics; i++) {
+        ct_metric *mt = &ex->metrics[i];
+        m->be->metric(ct_metric_op_of(mt), mt->k, pred->data, y, rows, cols, &ex->acc[2 + i]);
+        mt->count += (double)rows;
+    }
 }
 
-static void reset_metrics(ct_experiment *ex)
+/* Sets the running sums: zero, or where a resumed epoch left them. */
+static void set_sums(ct_experiment *ex, double loss, double penalty, const double *metrics,
+                     const double *counts)
 {
-    for (int i = 0; i < ex->nmetrics; i++)
-        ct_metric_reset(&ex->metrics[i]);
+    ex->acc_host[0] = loss;
+    ex->acc_host[1] = penalty;
+    for (int i = 0; i < ex->nmetrics; i++) {
+        ex->acc_host[2 + i] = metrics ? metrics[i] : 0;
+        ex->metrics[i].sum = ex->acc_host[2 + i];
+        ex->metrics[i].count = counts ? counts[i] : 0;
+    }
+    ex->model->be->upload(ex->acc, ex->acc_host, sizeof ex->acc_host);
 }
 
-/* Running values: metrics, then the mean loss per sample so far. */
-static void current_values(const ct_experiment *ex, double loss_sum, int64_t seen, double *values)
+/* Reads the running sums back (the one host round trip of a logging step). */
+static int read_sums(ct_experiment *ex, ct_error *err)
+{
+    const ct_backend *be = ex->model->be;
+    be->download(ex->acc_host, ex->acc, sizeof ex->acc_host);
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].sum = ex->acc_host[2 + i];
+    return be->check(err);
+}
+
+/* The running loss sum: per-sample losses averaged over positions, plus the penalty. */
+static double loss_sum(const ct_experiment *ex)
+{
+    return ex->acc_host[0] / (double)positions(ex) + ex->acc_host[1];
+}
+
+/* Running values from the last read: metrics, then the mean loss per sample so far. */
+static void current_values(const ct_experiment *ex, int64_t seen, double *values)
 {
     for (int i = 0; i < ex->nmetrics; i++)
         values[i] = ex->metrics[i].kind->result(&ex->metrics[i]);
-    values[ex->nmetrics] = seen ? loss_sum / (double)seen : 0;
+    values[ex->nmetrics] = seen ? loss_sum(ex) / (double)seen : 0;
 }
 
-int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, float *ybuf,
+int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_batches *b,
                            ct_error *err)
 {
     ct_model *m = ex->model;
     ct_pass pass = {.training = false, .seed = ex->seed, .step = 0};
-    reset_metrics(ex);
+    set_sums(ex, 0, 0, NULL, NULL);
     if (ct_loader_begin_epoch(ld, 0, err) < 0)
         return -1;
-    double loss = 0;
     int64_t seen = 0, rows;
-    while ((rows = ct_loader_next(ld, m->input.data, ybuf, err)) > 0) {
+    while ((rows = ct_batches_next(b, ld, true, err)) > 0) {
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
-        loss += score_batch(ex, pred, ybuf, false);
+        score_batch(ex, pred, b->y, false);
+        ct_batches_done(b);
         seen += rows;
     }
     if (rows < 0)
         return -1;
     /* The regularization penalty is the same for every batch of an evaluation. */
-    current_values(ex, loss + ct_model_penalty(m) * (double)seen, seen, values);
+    ct_model_penalty(m, (double)seen, &ex->acc[1]);
+    if (read_sums(ex, err) < 0)
+        return -1;
+    current_values(ex, seen, values);
     return 0;
 }
 
@@ -236,7 +267,7 @@ typedef struct fit_state {
     ct_dataset *train_ds, *val_ds, *test_ds;
     ct_loader *train, *val;
     int64_t *rows;
-    float *ybuf;
+    ct_batches batches;
     FILE *history;
     ct_progress *progress;
     FILE *progress_out;   /* where messages go, NULL when quiet */
@@ -254,7 +285,7 @@ static void fit_state_free(fit_state *s)
     ct_dataset_close(s->train_ds);
     ct_dataset_close(s->test_ds);
     free(s->rows);
-    free(s->ybuf);
+    ct_batches_free(&s->batches);
     if (s->history)
         fclose(s->history);
     ct_progress_free(s->progress);
@@ -293,9 +324,6 @@ static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
     /* Open the test set now so a bad one fails before any training time is spent. */
     if (ex->test.given && !(s->test_ds = ct_experiment_open_source(ex, &ex->test, "data.test", err)))
         return -1;
-    s->ybuf = malloc((size_t)(ex->batch_size * y_cols(ex)) * sizeof(float));
-    if (!s->ybuf)
-        return ct_err(err, CT_ERR_NOMEM, "out of memory");
     return 0;
 }
 
@@ -319,14 +347,25 @@ static const char *first_non_finite(const ct_model *m)
 {
     static char where[200];
     where[0] = 0;
+    bool host = m->be->device == CT_DEVICE_CPU;
     for (int i = 0; i < m->nlayers && !where[0]; i++) {
         const ct_tensor *t = &m->out[i];
-        for (int64_t k = 0, n = ct_tensor_size(t); k < n; k++)
-            if (!isfinite(t->data[k])) {
+        int64_t n = ct_tensor_size(t);
+        const float *x = t->data;
+        float *copy = NULL;
+        if (!host) { /* an error path: a copy of each output is affordable */
+            if (!(copy = malloc((size_t)(n ? n : 1) * sizeof *copy)))
+                break;
+            m->be->download(copy, t->data, (size_t)n * sizeof *copy);
+            x = copy;
+        }
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(x[k])) {
                 snprintf(where, sizeof where, ", first not finite in the output of layer '%s' (%s)",
                          m->layers[i].name, m->layers[i].kind->class_name);
                 break;
             }
+        free(copy);
     }
     return where;
 }
@@ -343,58 +382,82 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
                        double *values, int nnames, const char *const *names, ct_error *err)
 {
     ct_model *m = ex->model;
+    const ct_backend *be = m->be;
+    ct_batches *b = &s->batches;
     ct_pass pass = {.training = true, .seed = ex->seed};
-    reset_metrics(ex);
     if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
         return -1;
     ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
     int64_t rows, done = 0;
-    for (; done < st->batch; done++)
-        if ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) <= 0)
+    for (; done < st->batch; done++) {
+        if ((rows = ct_batches_next(b, s->train, true, err)) <= 0)
             return rows < 0 ? -1 : ct_err(err, CT_ERR_DATA, "the checkpoint is %lld batches into "
                                           "epoch %lld, but the epoch has fewer",
                                           (long long)st->batch, (long long)epoch + 1);
-    for (int i = 0; i < ex->nmetrics; i++) {
-        ex->metrics[i].sum = done ? st->metric_sum[i] : 0;
-        ex->metrics[i].count = done ? st->metric_count[i] : 0;
+        ct_batches_done(b);
     }
-    double loss = done ? st->loss_sum : 0, t0 = ct_now(), t1, t2, t3, t4;
+    if (done && isnan(st->loss_parts[0]))
+        set_sums(ex, st->loss_sum * (double)positions(ex), 0, st->metric_sum, st->metric_count);
+    else if (done)
+        set_sums(ex, st->loss_parts[0], st->loss_parts[1], st->metric_sum, st->metric_count);
+    else
+        set_sums(ex, 0, 0, NULL, NULL);
+    /* A GPU's sums are read back only when something shows or checks them: on the CPU,
+     * and for terminate_on_nan or --profile, after every step. */
+    bool every_step = be->device == CT_DEVICE_CPU || s->prof.layers ||
+                      ct_callbacks_terminate_on_nan(ex->callbacks);
+    double t0 = ct_now(), t1, t2, t3, t4;
     int64_t seen = done ? st->seen : 0;
     fit_profile *p = &s->prof;
     m->profile = p->layers; /* training steps only, not validation */
-    while ((rows = ct_loader_next(s->train, m->input.data, s->ybuf, err)) > 0) {
+    while ((rows = ct_batches_next(b, s->train, true, err)) > 0) {
         t1 = ct_now();
         pass.step = st->step++;
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
         t2 = ct_now();
-        double batch_loss = score_batch(ex, pred, s->ybuf, true);
+        score_batch(ex, pred, b->y, true);
+        if (p->layers)
+            be->sync();
         t3 = ct_now();
         /* As in Keras, each batch's loss includes the penalty at the weights it used. */
-        double penalty = ct_model_backward(m, &pass);
-        if (!isfinite(batch_loss)) {
+        ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
+        seen += rows;
+        done++;
+        bool read = every_step || ct_progress_due(s->progress, done) || stop_requested;
+        if (read && read_sums(ex, err) < 0) {
+            rows = -1;
+            break;
+        }
+        if (read && !isfinite(loss_sum(ex))) {
+            /* On a GPU without terminate_on_nan the sums are read at logging steps only, so
+             * the step named is the first read that saw it. */
             ct_err(err, CT_ERR_DATA, "the loss became %g at epoch %lld, step %lld%s; lower the "
-                   "learning rate or check the data", batch_loss, (long long)epoch + 1,
-                   (long long)done + 1, first_non_finite(m));
+                   "learning rate or check the data", loss_sum(ex), (long long)epoch + 1,
+                   (long long)done, first_non_finite(m));
             rows = -1;
             if (ct_callbacks_terminate_on_nan(ex->callbacks)) {
                 s->nan_stop = true; /* terminate_on_nan: stop with the weights before this step */
                 s->nan_err = *err;
                 rows = 0;
             }
+            ct_batches_done(b);
             break;
         }
         t4 = ct_now();
         ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
+        ct_batches_done(b);
+        if (p->layers)
+            be->sync();
         double t5 = ct_now();
         p->data += t1 - t0; /* reading the batch (and the previous step's progress line) */
         p->loss += t3 - t2;
         p->optimizer += t5 - t4;
         p->total += t5 - t0;
         p->steps++;
-        loss += batch_loss + penalty * (double)rows;
-        seen += rows;
-        current_values(ex, loss, seen, values);
-        ct_progress_step(s->progress, ++done, nnames, names, values);
+        if (read) {
+            current_values(ex, seen, values);
+            ct_progress_step(s->progress, done, nnames, names, values);
+        }
         t0 = ct_now();
         if (stop_requested) /* the batch is done; stop before the next */
             break;
@@ -405,9 +468,18 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     ct_loader_settle(s->train);
     if (rows < 0)
         return -1;
+    if (read_sums(ex, err) < 0)
+        return -1;
+    if (!isfinite(loss_sum(ex)) && !s->nan_stop)
+        return ct_err(err, CT_ERR_DATA, "the loss became %g in epoch %lld%s; lower the learning "
+                      "rate or check the data", loss_sum(ex), (long long)epoch + 1,
+                      first_non_finite(m));
+    current_values(ex, seen, values);
     /* Where the epoch stands, for a checkpoint written now. */
     st->batch = stop_requested ? done : 0;
-    st->loss_sum = loss;
+    st->loss_sum = loss_sum(ex);
+    st->loss_parts[0] = ex->acc_host[0];
+    st->loss_parts[1] = ex->acc_host[1];
     st->seen = seen;
     for (int i = 0; i < ex->nmetrics; i++) {
         st->metric_sum[i] = ex->metrics[i].sum;
@@ -448,7 +520,7 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
     if (!ld)
         return -1;
     double values[CT_MAX_VALUES];
-    int rc = ct_experiment_run_eval(ex, ld, values, s->ybuf, err);
+    int rc = ct_experiment_run_eval(ex, ld, values, &s->batches, err);
     ct_loader_free(ld);
     if (rc < 0)
         return -1;
@@ -570,7 +642,7 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
         }
         int n = ntrain;
         if (s->val && (epoch + 1) % ex->validation_freq == 0) {
-            if (ct_experiment_run_eval(ex, s->val, values + ntrain, s->ybuf, err) < 0)
+            if (ct_experiment_run_eval(ex, s->val, values + ntrain, &s->batches, err) < 0)
                 return -1;
             n += nval;
         } else {
@@ -616,7 +688,8 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     char dir[4096], ckpt[4200];
     ct_set_threads(ex->threads);
     int rc = -1;
-    if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0)
+    if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
+        ct_batches_init(&s.batches, ex->model, y_cols(ex), err) < 0)
         goto done;
     st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1) + 1; /* + the learning rate */
     /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
@@ -651,6 +724,8 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     if (mode != CT_PROGRESS_NONE) {
         fprintf(out, "%s: seed %" PRIu64 ", %d thread%s, run directory %s\n", ex->name, ex->seed,
                 ex->threads, ex->threads == 1 ? "" : "s", dir);
+        if (ex->model->be->device != CT_DEVICE_CPU)
+            fprintf(out, "Device: %s\n", ex->model->be->name);
         if (opt->resume || from_backup)
             fprintf(out, "Resuming from %s: %lld epochs and %lld batches done, step %lld\n", ckpt,
                     (long long)st.epoch, (long long)st.batch, (long long)st.step);
@@ -702,15 +777,15 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     ct_dataset *ds = ct_experiment_open_source(ex, &src, path ? path : "data.test", err);
     if (!ds)
         return -1;
-    float *ybuf = malloc((size_t)(ex->batch_size * y_cols(ex)) * sizeof(float));
-    ct_loader *ld = ybuf ? ct_loader_new(ds, NULL, ct_dataset_rows(ds), ex->batch_size, false,
-                                         ex->seed, ex->memory_limit, err) : NULL;
+    ct_batches b = {0};
+    ct_loader *ld = ct_batches_init(&b, ex->model, y_cols(ex), err) == 0
+                        ? ct_loader_new(ds, NULL, ct_dataset_rows(ds), ex->batch_size, false,
+                                        ex->seed, ex->memory_limit, err)
+                        : NULL;
     double all[CT_MAX_VALUES];
-    int rc = ld ? ct_experiment_run_eval(ex, ld, all, ybuf, err) : -1;
-    if (!ybuf)
-        ct_err(err, CT_ERR_NOMEM, "out of memory");
+    int rc = ld ? ct_experiment_run_eval(ex, ld, all, &b, err) : -1;
     ct_loader_free(ld);
-    free(ybuf);
+    ct_batches_free(&b);
     ct_dataset_close(ds);
     if (rc < 0)
         return -1;
@@ -745,8 +820,11 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     ct_model *m = ex->model;
     int64_t rows = ct_dataset_rows(ds), cols = ct_shape_size(ct_model_output_shape(m));
     float *pred = malloc((size_t)(rows * cols) * sizeof *pred);
-    ct_loader *ld = pred ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
-                                         ex->memory_limit, err) : NULL;
+    ct_batches b = {0};
+    ct_loader *ld = pred && ct_batches_init(&b, m, 0, err) == 0
+                        ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
+                                        ex->memory_limit, err)
+                        : NULL;
     int rc = -1;
     if (!pred)
         ct_err(err, CT_ERR_NOMEM, "cannot hold %lld x %lld predictions in memory",
@@ -754,15 +832,17 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     if (ld && ct_loader_begin_epoch(ld, 0, err) == 0) {
         ct_pass pass = {.training = false, .seed = ex->seed};
         int64_t done = 0, n;
-        while ((n = ct_loader_next(ld, m->input.data, NULL, err)) > 0) {
+        while ((n = ct_batches_next(&b, ld, false, err)) > 0) {
             const ct_tensor *y = ct_model_forward(m, &pass, n);
             m->be->download(pred + done * cols, y->data, (size_t)(n * cols) * sizeof(float));
+            ct_batches_done(&b);
             done += n;
         }
-        if (n == 0)
+        if (n == 0 && m->be->check(err) == 0)
             rc = ct_write_matrix(output, pred, rows, cols, err);
     }
     ct_loader_free(ld);
+    ct_batches_free(&b);
     free(pred);
     ct_dataset_close(ds);
     return rc;

@@ -28,8 +28,8 @@ static void mk_state(ct_optimizer *o)
 {
     int spp = o->kind->state_per_param(o);
     o->state = spp ? calloc((size_t)(spp * o->n), sizeof(float)) : NULL;
-    if (o->kind->init_state)
-        o->kind->init_state(o, o->state, o->n);
+    for (int64_t i = 0; o->kind->initial_state && i < spp * o->n; i++)
+        o->state[i] = o->kind->initial_state(o);
 }
 
 /* One trainable tensor of N floats at offset 0. */
