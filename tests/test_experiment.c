@@ -77,9 +77,9 @@ static const bad_case bad_cases[] = {
     /* 19 validation_split out of range */
     {"data: {validation_split: 1.5}\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
      "1:26: 'validation_split' must be between 0 and 0.99, got 1.5"},
-    /* 20 cuda in a build without it */
+    /* 20 cuda where it cannot run (no CUDA backend built, or no GPU): skipped where it can */
     {"backend: {device: cuda}\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
-     "1:19: this build of ctrain has no CUDA backend"},
+     "1:19: device: cuda: "},
     /* 21 duplicate layer names */
     {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: a}\n"
      "    - {type: dense, units: 2, name: a}\n%s", "5:37: layer name 'a' is already used by layer 1"},
@@ -124,6 +124,8 @@ static const bad_case bad_cases[] = {
 START_TEST(test_bad_config)
 {
     const bad_case *c = &bad_cases[_i];
+    if (_i == 20 && ct_cuda_available())
+        return; /* a GPU is here: device: cuda is no error */
     char *dir = tu_tmpdir();
     char text[2048];
     snprintf(text, sizeof text, c->yaml, good_tail);

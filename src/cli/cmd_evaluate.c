@@ -25,7 +25,8 @@ int cmd_evaluate(int argc, char **argv)
         {"weights", required_argument, NULL, 'w'}, {"data", required_argument, NULL, 'd'},
         {"x", required_argument, NULL, 'x'},       {"y", required_argument, NULL, 'y'},
         {"json", no_argument, NULL, 'j'},          {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"device", required_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *weights = NULL, *data = NULL, *x = NULL, *y = NULL;
     bool json = false;
     int c;
@@ -37,6 +38,10 @@ int cmd_evaluate(int argc, char **argv)
         case 'x': x = optarg; break;
         case 'y': y = optarg; break;
         case 'j': json = true; break;
+        case 'D':
+            if (cli_add_device(optarg) < 0)
+                return cli_usage("evaluate", "--device takes cpu or cuda");
+            break;
         case 's':
             if (cli_add_override(optarg) < 0)
                 return cli_usage("evaluate", "too many --set options");

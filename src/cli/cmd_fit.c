@@ -58,7 +58,8 @@ int cmd_fit(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"overwrite", no_argument, NULL, 'O'},
-        {"set", required_argument, NULL, 's'},    {"verbose", required_argument, NULL, 'v'},
+        {"set", required_argument, NULL, 's'},
+        {"device", required_argument, NULL, 'D'}, {"verbose", required_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
         {"profile", no_argument, NULL, 'p'},      {"resume", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
@@ -69,6 +70,10 @@ int cmd_fit(int argc, char **argv)
         switch (c) {
         case 'o': fo.run_dir = optarg; break;
         case 'O': fo.overwrite = true; break;
+        case 'D':
+            if (cli_add_device(optarg) < 0)
+                return cli_usage("fit", "--device takes cpu or cuda");
+            break;
         case 's':
             if (cli_add_override(optarg) < 0)
                 return cli_usage("fit", "too many --set options");

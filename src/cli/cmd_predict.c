@@ -8,7 +8,8 @@ int cmd_predict(int argc, char **argv)
     static const struct option opts[] = {
         {"weights", required_argument, NULL, 'w'}, {"input", required_argument, NULL, 'i'},
         {"x", required_argument, NULL, 'x'},       {"output", required_argument, NULL, 'o'},
-        {"set", required_argument, NULL, 's'},     {"help", no_argument, NULL, 'h'},
+        {"set", required_argument, NULL, 's'},
+        {"device", required_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *weights = NULL, *input = NULL, *x = NULL, *output = NULL;
     int c;
@@ -19,6 +20,10 @@ int cmd_predict(int argc, char **argv)
         case 'i': input = optarg; break;
         case 'x': x = optarg; break;
         case 'o': output = optarg; break;
+        case 'D':
+            if (cli_add_device(optarg) < 0)
+                return cli_usage("predict", "--device takes cpu or cuda");
+            break;
         case 's':
             if (cli_add_override(optarg) < 0)
                 return cli_usage("predict", "too many --set options");

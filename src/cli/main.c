@@ -21,7 +21,7 @@ static int n_overrides;
 static const cli_command commands[] = {
     {"fit", cmd_fit,
      "fit FILE [-o RUN_DIR] [--overwrite] [--resume RUN_DIR|CHECKPOINT] [--set KEY=VALUE]...\n"
-     "       [-v N | -q] [--profile]",
+     "       [-v N | -q] [--profile] [--device cpu|cuda]",
      "Trains the experiment in FILE, writing config.yaml, history.csv, checkpoint.h5 (after\n"
      "every epoch) and weights.h5 into RUN_DIR (default runs/NAME, numbered when it exists),\n"
      "then evaluates on data.test. SIGINT or SIGTERM stops after the current batch and\n"
@@ -34,7 +34,8 @@ static const cli_command commands[] = {
      "  -v, --verbose N    0 silent, 1 progress bar, 2 one line per epoch\n"
      "  -q, --quiet        same as --verbose 0\n"
      "      --profile      after the run, print the time per layer (forward and backward),\n"
-     "                     data loading, loss and optimizer per training step\n"},
+     "                     data loading, loss and optimizer per training step\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"evaluate", cmd_evaluate,
      "evaluate FILE --weights W [--data F.h5 [--x DS] [--y DS]] [--json] [--set KEY=VALUE]...",
      "Prints the loss and every metric of the model with weights W on data.test, or on the\n"
@@ -42,7 +43,8 @@ static const cli_command commands[] = {
      "  -w, --weights W    weights file written by fit\n"
      "      --data F.h5    HDF5 file to evaluate on instead of data.test\n"
      "      --x DS, --y DS dataset names in that file (default: data.test's, else x and y)\n"
-     "      --json         print one JSON object\n"},
+     "      --json         print one JSON object\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"predict", cmd_predict,
      "predict FILE --weights W --input X.h5 [--x DS] -o OUT [--set KEY=VALUE]...",
      "Writes the model's outputs for dataset DS of X.h5 to OUT: HDF5 (dataset\n"
@@ -50,7 +52,8 @@ static const cli_command commands[] = {
      "  -w, --weights W    weights file written by fit\n"
      "  -i, --input X.h5   HDF5 file with the inputs\n"
      "      --x DS         dataset name (default: data.test's x, else x)\n"
-     "  -o, --output OUT   output file\n"},
+     "  -o, --output OUT   output file\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
      "Prints the model's layers, output shapes and parameter counts.\n"},
     {"check", cmd_check, "check FILE [--no-data] [--print] [--set KEY=VALUE]...",
@@ -98,6 +101,15 @@ int cli_add_override(const char *value)
         return -1;
     overrides[n_overrides++] = value;
     return 0;
+}
+
+int cli_add_device(const char *device)
+{
+    static char text[96];
+    if (strlen(device) > 64)
+        return -1;
+    snprintf(text, sizeof text, "backend.device=%s", device);
+    return cli_add_override(text);
 }
 
 ct_experiment *cli_load(const char *path, int *status)

@@ -1,0 +1,949 @@
+/* test_cuda.c - the CUDA backend against the CPU reference: every op on random inputs,
+ * every layer kind forward and backward inside small models, every loss, metric and
+ * optimizer step, then short training runs of the example configs compared step by step.
+ *
+ * Without a GPU (or in a build without the CUDA backend) the suite says why and exits 77,
+ * which automake reports as SKIP. CT_CUDA_TEST_SELF=1 runs the suite with the CPU backend
+ * in the GPU's place, to check the suite itself on a machine without one.
+ *
+ * Tolerances: element-wise ops use the same formulas on both (libm and CUDA's math
+ * functions differ by an ulp or two): 2e-6 relative. Reductions and GEMMs sum in another
+ * order: 1e-4 relative to the scale of the result. Training runs drift apart by rounding
+ * each step: losses within 1e-3 relative over 20 steps. */
+#include <math.h>
+#include <stdint.h>
+
+#include "../src/experiment.h"
+#include "../src/metric.h"
+#include "../src/model.h"
+#include "../src/optimizer.h"
+#include "testutil.h"
+
+static const ct_backend *CPU, *GPU;
+
+/* ---- paired buffers: the same values in CPU memory and GPU memory --------------------- */
+
+typedef struct pair {
+    float *c, *g;
+    int64_t n;
+} pair;
+
+static pair mk(int64_t n, unsigned seed, float lo, float hi)
+{
+    pair p = {CPU->alloc((size_t)(n ? n : 1) * sizeof(float)),
+              GPU->alloc((size_t)(n ? n : 1) * sizeof(float)), n};
+    ck_assert(p.c && p.g);
+    if (lo < hi)
+        tu_fill(p.c, n, seed, lo, hi);
+    GPU->upload(p.g, p.c, (size_t)n * sizeof(float));
+    return p;
+}
+
+static pair mk_from(const float *host, int64_t n)
+{
+    pair p = mk(n, 0, 0, 0);
+    memcpy(p.c, host, (size_t)n * sizeof(float));
+    GPU->upload(p.g, p.c, (size_t)n * sizeof(float));
+    return p;
+}
+
+static void drop(pair *p)
+{
+    CPU->free(p->c);
+    GPU->free(p->g);
+    p->c = p->g = NULL;
+}
+
+/* |gpu - cpu| <= atol + rtol * max(|cpu|, scale) element by element, where scale is the
+ * largest |cpu| value times `global` (so sums that cancel are judged against their
+ * terms' size). Reports the worst element. */
+static void expect_close_host(const char *what, const float *g, const float *c, int64_t n,
+                              double rtol, double global)
+{
+    double scale = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)c[i]));
+    scale *= global;
+    int64_t worst = -1;
+    double excess = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)g[i] - (double)c[i]);
+        double lim = 1e-6 + rtol * fmax(fabs((double)c[i]), scale);
+        bool nan_ok = isnan(c[i]) && isnan(g[i]);
+        if (!nan_ok && (!(d <= lim)) && (d / lim > excess || worst < 0)) {
+            worst = i;
+            excess = d / lim;
+        }
+    }
+    ck_assert_msg(worst < 0, "%s: element %lld of %lld: gpu %.9g, cpu %.9g", what,
+                  (long long)worst, (long long)n, worst >= 0 ? g[worst] : 0.0,
+                  worst >= 0 ? c[worst] : 0.0);
+}
+
+static void expect_close(const char *what, const pair *p, double rtol, double global)
+{
+    float *h = malloc((size_t)(p->n ? p->n : 1) * sizeof *h);
+    GPU->download(h, p->g, (size_t)p->n * sizeof *h);
+    ct_error err = {0};
+    ck_assert_msg(GPU->check(&err) == 0, "%s: %s", what, err.msg);
+    expect_close_host(what, h, p->c, p->n, rtol, global);
+    free(h);
+}
+
+static void expect_equal(const char *what, const pair *p)
+{
+    expect_close(what, p, 0, 0);
+}
+
+#define ELEM 2e-6 /* element-wise */
+#define SUM 1e-4  /* reductions and products, relative to the largest value */
+
+/* ---- BLAS-like and element-wise ops --------------------------------------------------- */
+
+START_TEST(test_gemm)
+{
+    const int64_t m = 37, n = 29, k = 53;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            pair a = mk(m * k, 1, -1, 1), b = mk(k * n, 2, -1, 1), c = mk(m * n, 3, -1, 1);
+            int64_t lda = ta ? m : k, ldb = tb ? k : n;
+            CPU->gemm(ta, tb, m, n, k, 0.7f, a.c, lda, b.c, ldb, 0.3f, c.c, n);
+            GPU->gemm(ta, tb, m, n, k, 0.7f, a.g, lda, b.g, ldb, 0.3f, c.g, n);
+            char what[64];
+            snprintf(what, sizeof what, "gemm trans_a %d trans_b %d", ta, tb);
+            expect_close(what, &c, SUM, 1);
+            drop(&a);
+            drop(&b);
+            drop(&c);
+        }
+}
+END_TEST
+
+START_TEST(test_blas1)
+{
+    const int64_t n = 10007;
+    pair x = mk(n, 4, -2, 2), y = mk(n, 5, -2, 2), o = mk(n, 6, 0, 0);
+    CPU->axpy(n, -0.75f, x.c, y.c);
+    GPU->axpy(n, -0.75f, x.g, y.g);
+    expect_close("axpy", &y, ELEM, 0);
+    CPU->scale(n, 1.5f, y.c);
+    GPU->scale(n, 1.5f, y.g);
+    expect_close("scale", &y, ELEM, 0);
+    CPU->mul(n, x.c, y.c, o.c);
+    GPU->mul(n, x.g, y.g, o.g);
+    expect_close("mul", &o, ELEM, 0);
+    CPU->copy(o.c, x.c, n);
+    GPU->copy(o.g, x.g, n);
+    expect_equal("copy", &o);
+    CPU->fill(o.c, n - 3, 0.25f);
+    GPU->fill(o.g, n - 3, 0.25f);
+    expect_equal("fill", &o);
+    drop(&x);
+    drop(&y);
+    drop(&o);
+    /* Tall and wide matrices for the row and column reductions. */
+    const int64_t shapes[][2] = {{1000, 37}, {3, 5000}, {1, 1}, {4097, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t rows = shapes[s][0], cols = shapes[s][1];
+        pair a = mk(rows * cols, 7, -1, 1), b = mk(cols, 8, -1, 1), sums = mk(cols, 9, -1, 1);
+        CPU->add_row_vector(a.c, b.c, rows, cols);
+        GPU->add_row_vector(a.g, b.g, rows, cols);
+        expect_close("add_row_vector", &a, ELEM, 0);
+        CPU->sum_rows(a.c, sums.c, rows, cols, 0.5f);
+        GPU->sum_rows(a.g, sums.g, rows, cols, 0.5f);
+        expect_close("sum_rows beta 0.5", &sums, SUM, 1);
+        CPU->sum_rows(a.c, sums.c, rows, cols, 0.0f);
+        GPU->sum_rows(a.g, sums.g, rows, cols, 0.0f);
+        expect_close("sum_rows beta 0", &sums, SUM, 1);
+        drop(&a);
+        drop(&b);
+        drop(&sums);
+    }
+}
+END_TEST
+
+static const ct_act ACTS[] = {
+    {CT_ACT_LINEAR, 0},  {CT_ACT_RELU, 0},         {CT_ACT_RELU6, 0},   {CT_ACT_LEAKY_RELU, 0.2f},
+    {CT_ACT_ELU, 1.0f},  {CT_ACT_SELU, 0},         {CT_ACT_GELU, 0},    {CT_ACT_GELU, 1.0f},
+    {CT_ACT_SILU, 0},    {CT_ACT_SIGMOID, 0},      {CT_ACT_HARD_SIGMOID, 0},
+    {CT_ACT_TANH, 0},    {CT_ACT_SOFTPLUS, 0},     {CT_ACT_SOFTSIGN, 0},
+    {CT_ACT_SOFTMAX, 0}, {CT_ACT_LOG_SOFTMAX, 0},
+};
+
+START_TEST(test_activations)
+{
+    const int64_t rows = 17, cols = 33, n = rows * cols;
+    for (size_t i = 0; i < sizeof ACTS / sizeof ACTS[0]; i++) {
+        ct_act a = ACTS[i];
+        char what[96];
+        pair x = mk(n, 10 + (unsigned)i, -6, 6), y = mk(n, 0, 0, 0), dy = mk(n, 30, -1, 1);
+        pair dx = mk(n, 0, 0, 0);
+        CPU->act_forward(a, x.c, y.c, rows, cols);
+        GPU->act_forward(a, x.g, y.g, rows, cols);
+        snprintf(what, sizeof what, "%s forward", ct_act_name(a.kind));
+        expect_close(what, &y, ELEM, a.kind == CT_ACT_LOG_SOFTMAX ? 1e-6 : 0);
+        /* Both backwards see the CPU's y, so only the backward is compared. */
+        GPU->upload(y.g, y.c, (size_t)n * sizeof(float));
+        CPU->act_backward(a, x.c, y.c, dy.c, dx.c, rows, cols);
+        GPU->act_backward(a, x.g, y.g, dy.g, dx.g, rows, cols);
+        snprintf(what, sizeof what, "%s backward", ct_act_name(a.kind));
+        expect_close(what, &dx, 1e-5, 1e-6);
+        if (a.kind != CT_ACT_SOFTMAX && a.kind != CT_ACT_LOG_SOFTMAX) {
+            pair b = mk(cols, 40, -1, 1), z = mk_from(x.c, n), db = mk(cols, 41, -1, 1);
+            CPU->bias_act(a, b.c, z.c, rows, cols);
+            GPU->bias_act(a, b.g, z.g, rows, cols);
+            snprintf(what, sizeof what, "%s bias_act", ct_act_name(a.kind));
+            expect_close(what, &z, ELEM, 0);
+            if (ct_act_from_output(a)) {
+                GPU->upload(z.g, z.c, (size_t)n * sizeof(float));
+                pair d = mk_from(dy.c, n);
+                CPU->bias_act_backward(a, z.c, d.c, db.c, rows, cols);
+                GPU->bias_act_backward(a, z.g, d.g, db.g, rows, cols);
+                snprintf(what, sizeof what, "%s bias_act_backward dy", ct_act_name(a.kind));
+                expect_close(what, &d, ELEM, 0);
+                snprintf(what, sizeof what, "%s bias_act_backward db", ct_act_name(a.kind));
+                expect_close(what, &db, SUM, 1);
+                drop(&d);
+            }
+            drop(&b);
+            drop(&z);
+            drop(&db);
+        }
+        drop(&x);
+        drop(&y);
+        drop(&dy);
+        drop(&dx);
+    }
+}
+END_TEST
+
+START_TEST(test_random_streams)
+{
+    const int64_t n = 100003;
+    pair m = mk(n, 0, 0, 0), x = mk(n, 50, -1, 1);
+    CPU->dropout_mask(m.c, n, 0.3f, 0x1234abcdull, 77);
+    GPU->dropout_mask(m.g, n, 0.3f, 0x1234abcdull, 77);
+    expect_equal("dropout_mask (the same bits for the same key)", &m);
+    CPU->add_noise(x.c, n, 0.5f, 99, 1000);
+    GPU->add_noise(x.g, n, 0.5f, 99, 1000);
+    expect_close("add_noise", &x, 1e-5, 1e-5);
+    const int64_t rows = 6, spatial = 35, c = 7;
+    pair s = mk(rows * c, 51, 0, 2), a = mk(rows * spatial * c, 52, -1, 1), b = mk(rows * spatial * c, 0, 0, 0);
+    CPU->scale_channels(a.c, s.c, b.c, rows, spatial, c);
+    GPU->scale_channels(a.g, s.g, b.g, rows, spatial, c);
+    expect_close("scale_channels", &b, ELEM, 0);
+    drop(&m);
+    drop(&x);
+    drop(&s);
+    drop(&a);
+    drop(&b);
+}
+END_TEST
+
+/* ---- windows: convolution, pooling, padding ----------------------------------------- */
+
+static ct_window window(int64_t ih, int64_t iw, int64_t ic, int64_t kh, int64_t kw, int64_t sh,
+                        int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t pb,
+                        int64_t pr)
+{
+    ct_window w = {ih, iw, ic, 0, 0, kh, kw, sh, sw, dh, dw, pt, pl};
+    w.out_h = (ih + pt + pb - (dh * (kh - 1) + 1)) / sh + 1;
+    w.out_w = (iw + pl + pr - (dw * (kw - 1) + 1)) / sw + 1;
+    return w;
+}
+
+typedef struct conv_case {
+    ct_window w;
+    int64_t groups, filters;
+    ct_act act;
+    bool bias;
+} conv_case;
+
+START_TEST(test_conv)
+{
+    const conv_case cases[] = {
+        {window(9, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 1, 8, {CT_ACT_RELU, 0}, true},
+        {window(10, 7, 4, 3, 2, 2, 1, 1, 2, 1, 0, 1, 1), 2, 6, {CT_ACT_LINEAR, 0}, false},
+        {window(6, 5, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0), 1, 5, {CT_ACT_TANH, 0}, true},
+        {window(1, 20, 3, 1, 5, 1, 2, 1, 1, 0, 2, 0, 2), 1, 4, {CT_ACT_SIGMOID, 0}, true},
+        {window(14, 14, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0), 1, 64, {CT_ACT_RELU, 0}, true},
+    };
+    const int64_t rows = 5;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *cc = &cases[i];
+        const ct_window *w = &cc->w;
+        int64_t kin = w->k_h * w->k_w * (w->in_c / cc->groups);
+        int64_t nx = rows * w->in_h * w->in_w * w->in_c, ny = rows * w->out_h * w->out_w * cc->filters;
+        pair x = mk(nx, 60 + (unsigned)i, -1, 1), k = mk(kin * cc->filters, 61, -0.5f, 0.5f);
+        pair b = mk(cc->filters, 62, -0.2f, 0.2f), y = mk(ny, 0, 0, 0);
+        int64_t cw = CPU->conv_workspace(w, cc->groups, cc->filters, rows);
+        int64_t gw = GPU->conv_workspace(w, cc->groups, cc->filters, rows);
+        pair wc = mk(cw, 0, 0, 0), wg = mk(gw, 0, 0, 0);
+        const float *bc = cc->bias ? b.c : NULL, *bg = cc->bias ? b.g : NULL;
+        CPU->conv_forward(w, cc->groups, cc->filters, x.c, k.c, bc, cc->act, y.c, rows, wc.c);
+        GPU->conv_forward(w, cc->groups, cc->filters, x.g, k.g, bg, cc->act, y.g, rows, wg.g);
+        char what[96];
+        snprintf(what, sizeof what, "conv case %zu forward", i);
+        expect_close(what, &y, SUM, 1);
+        GPU->upload(y.g, y.c, (size_t)ny * sizeof(float));
+        pair dy = mk(ny, 63, -1, 1), dx = mk(nx, 0, 0, 0), dk = mk(kin * cc->filters, 0, 0, 0);
+        pair db = mk(cc->filters, 0, 0, 0);
+        CPU->conv_backward(w, cc->groups, cc->filters, x.c, k.c, y.c, cc->act, dy.c, dx.c, dk.c,
+                           cc->bias ? db.c : NULL, rows, wc.c);
+        GPU->conv_backward(w, cc->groups, cc->filters, x.g, k.g, y.g, cc->act, dy.g, dx.g, dk.g,
+                           cc->bias ? db.g : NULL, rows, wg.g);
+        snprintf(what, sizeof what, "conv case %zu dy after the activation", i);
+        expect_close(what, &dy, ELEM, 0);
+        snprintf(what, sizeof what, "conv case %zu dx", i);
+        expect_close(what, &dx, SUM, 1);
+        snprintf(what, sizeof what, "conv case %zu dkernel", i);
+        expect_close(what, &dk, SUM, 1);
+        snprintf(what, sizeof what, "conv case %zu dbias", i);
+        expect_close(what, &db, SUM, 1);
+        /* The patch ops the transposed convolution uses, on the same geometry. */
+        int64_t cn = w->in_c / cc->groups, np = rows * w->out_h * w->out_w * w->k_h * w->k_w * cn;
+        pair cols = mk(np, 0, 0, 0);
+        CPU->im2col(w, x.c, rows, w->in_c - cn, cn, cols.c);
+        GPU->im2col(w, x.g, rows, w->in_c - cn, cn, cols.g);
+        snprintf(what, sizeof what, "conv case %zu im2col", i);
+        expect_equal(what, &cols);
+        pair back = mk(nx, 64, -1, 1);
+        CPU->col2im(w, cols.c, rows, w->in_c - cn, cn, back.c);
+        GPU->col2im(w, cols.g, rows, w->in_c - cn, cn, back.g);
+        snprintf(what, sizeof what, "conv case %zu col2im", i);
+        expect_close(what, &back, SUM, 1);
+        pair *all[] = {&x, &k, &b, &y, &wc, &wg, &dy, &dx, &dk, &db, &cols, &back};
+        for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+            drop(all[j]);
+    }
+}
+END_TEST
+
+START_TEST(test_depthwise)
+{
+    const ct_window ws[] = {window(9, 8, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+                            window(7, 7, 4, 3, 3, 1, 1, 2, 2, 0, 0, 0, 0)};
+    const int64_t rows = 3, mults[] = {2, 1};
+    for (size_t i = 0; i < 2; i++) {
+        const ct_window *w = &ws[i];
+        int64_t m = mults[i], nx = rows * w->in_h * w->in_w * w->in_c;
+        int64_t ny = rows * w->out_h * w->out_w * w->in_c * m, nk = w->k_h * w->k_w * w->in_c * m;
+        pair x = mk(nx, 70, -1, 1), k = mk(nk, 71, -1, 1), y = mk(ny, 0, 0, 0);
+        CPU->depthwise_forward(w, m, x.c, k.c, y.c, rows);
+        GPU->depthwise_forward(w, m, x.g, k.g, y.g, rows);
+        expect_close("depthwise forward", &y, SUM, 1);
+        pair dy = mk(ny, 72, -1, 1), dx = mk(nx, 0, 0, 0), dk = mk(nk, 0, 0, 0);
+        CPU->depthwise_backward(w, m, x.c, k.c, dy.c, dx.c, dk.c, rows);
+        GPU->depthwise_backward(w, m, x.g, k.g, dy.g, dx.g, dk.g, rows);
+        expect_close("depthwise dx", &dx, SUM, 1);
+        expect_close("depthwise dkernel", &dk, SUM, 1);
+        pair *all[] = {&x, &k, &y, &dy, &dx, &dk};
+        for (size_t j = 0; j < 6; j++)
+            drop(all[j]);
+    }
+}
+END_TEST
+
+START_TEST(test_pooling)
+{
+    const ct_window ws[] = {window(8, 8, 3, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0),
+                            window(7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+                            window(9, 9, 4, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0),
+                            window(1, 11, 3, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1)};
+    const int64_t rows = 4;
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        for (int kind = 0; kind < 2; kind++) {
+            const ct_window *w = &ws[i];
+            int64_t nx = rows * w->in_h * w->in_w * w->in_c, ny = rows * w->out_h * w->out_w * w->in_c;
+            pair x = mk(nx, 80 + (unsigned)i, -2, 2);
+            /* Coarse values make ties, where the first maximum must win on both. */
+            for (int64_t j = 0; j < nx; j++)
+                x.c[j] = roundf(x.c[j] * 2) / 2;
+            GPU->upload(x.g, x.c, (size_t)nx * sizeof(float));
+            pair y = mk(ny, 0, 0, 0), dy = mk(ny, 81, -1, 1), dx = mk(nx, 82, -1, 1);
+            CPU->pool_forward((ct_pool)kind, w, x.c, y.c, rows);
+            GPU->pool_forward((ct_pool)kind, w, x.g, y.g, rows);
+            char what[64];
+            snprintf(what, sizeof what, "%s pooling %zu forward", kind ? "avg" : "max", i);
+            expect_close(what, &y, ELEM, 0);
+            CPU->pool_backward((ct_pool)kind, w, x.c, y.c, dy.c, dx.c, rows);
+            GPU->pool_backward((ct_pool)kind, w, x.g, y.g, dy.g, dx.g, rows);
+            snprintf(what, sizeof what, "%s pooling %zu backward", kind ? "avg" : "max", i);
+            expect_close(what, &dx, 1e-5, 1e-6);
+            drop(&x);
+            drop(&y);
+            drop(&dy);
+            drop(&dx);
+        }
+    const int64_t rows2 = 5, spatial = 49, c = 6;
+    for (int kind = 0; kind < 2; kind++) {
+        pair x = mk(rows2 * spatial * c, 83, -1, 1), y = mk(rows2 * c, 0, 0, 0);
+        pair dy = mk(rows2 * c, 84, -1, 1), dx = mk(rows2 * spatial * c, 0, 0, 0);
+        CPU->global_pool_forward((ct_pool)kind, x.c, y.c, rows2, spatial, c);
+        GPU->global_pool_forward((ct_pool)kind, x.g, y.g, rows2, spatial, c);
+        expect_close("global pooling forward", &y, SUM, 1);
+        CPU->global_pool_backward((ct_pool)kind, x.c, y.c, dy.c, dx.c, rows2, spatial, c);
+        GPU->global_pool_backward((ct_pool)kind, x.g, y.g, dy.g, dx.g, rows2, spatial, c);
+        expect_close("global pooling backward", &dx, ELEM, 0);
+        drop(&x);
+        drop(&y);
+        drop(&dy);
+        drop(&dx);
+    }
+}
+END_TEST
+
+START_TEST(test_pad_upsample)
+{
+    const int64_t rows = 3, h = 5, w = 4, c = 3, t = 1, b = 2, l = 0, r = 3;
+    int64_t small = rows * h * w * c, big = rows * (h + t + b) * (w + l + r) * c;
+    pair x = mk(small, 90, -1, 1), y = mk(big, 91, -1, 1), back = mk(small, 0, 0, 0);
+    CPU->pad2d(x.c, y.c, rows, h, w, c, t, b, l, r, false);
+    GPU->pad2d(x.g, y.g, rows, h, w, c, t, b, l, r, false);
+    expect_equal("zero padding", &y);
+    CPU->pad2d(y.c, back.c, rows, h, w, c, t, b, l, r, true);
+    GPU->pad2d(y.g, back.g, rows, h, w, c, t, b, l, r, true);
+    expect_equal("cropping", &back);
+    pair up = mk(rows * h * 2 * w * 3 * c, 0, 0, 0), sum = mk(small, 0, 0, 0);
+    CPU->upsample2d(x.c, up.c, rows, h, w, c, 2, 3, false);
+    GPU->upsample2d(x.g, up.g, rows, h, w, c, 2, 3, false);
+    expect_equal("up-sampling", &up);
+    CPU->upsample2d(up.c, sum.c, rows, h, w, c, 2, 3, true);
+    GPU->upsample2d(up.g, sum.g, rows, h, w, c, 2, 3, true);
+    expect_close("up-sampling backward", &sum, SUM, 1);
+    pair *all[] = {&x, &y, &back, &up, &sum};
+    for (size_t j = 0; j < 5; j++)
+        drop(all[j]);
+}
+END_TEST
+
+/* ---- normalization ---------------------------------------------------------------- */
+
+START_TEST(test_batchnorm)
+{
+    const int64_t n = 3000, c = 13;
+    pair x = mk(n * c, 100, -3, 5), y = mk(n * c, 0, 0, 0), gamma = mk(c, 101, 0.5f, 1.5f);
+    pair beta = mk(c, 102, -1, 1), mean = mk(c, 0, 0, 0), var = mk(c, 0, 0, 0), is = mk(c, 0, 0, 0);
+    CPU->batchnorm_train(x.c, y.c, n, c, gamma.c, beta.c, 1e-3f, mean.c, var.c, is.c);
+    GPU->batchnorm_train(x.g, y.g, n, c, gamma.g, beta.g, 1e-3f, mean.g, var.g, is.g);
+    expect_close("batchnorm mean", &mean, SUM, 1);
+    expect_close("batchnorm var", &var, SUM, 0);
+    expect_close("batchnorm invstd", &is, SUM, 0);
+    expect_close("batchnorm y", &y, SUM, 1);
+    GPU->upload(mean.g, mean.c, (size_t)c * sizeof(float));
+    GPU->upload(is.g, is.c, (size_t)c * sizeof(float));
+    pair dy = mk(n * c, 103, -1, 1), dx = mk(n * c, 0, 0, 0), dg = mk(c, 0, 0, 0), db = mk(c, 0, 0, 0);
+    CPU->batchnorm_backward(x.c, dy.c, dx.c, n, c, gamma.c, mean.c, is.c, dg.c, db.c);
+    GPU->batchnorm_backward(x.g, dy.g, dx.g, n, c, gamma.g, mean.g, is.g, dg.g, db.g);
+    expect_close("batchnorm dx", &dx, 1e-3, 1e-2);
+    expect_close("batchnorm dgamma", &dg, SUM, 1);
+    expect_close("batchnorm dbeta", &db, SUM, 1);
+    CPU->batchnorm_infer(x.c, y.c, n, c, NULL, beta.c, 1e-3f, mean.c, var.c);
+    GPU->upload(var.g, var.c, (size_t)c * sizeof(float));
+    GPU->batchnorm_infer(x.g, y.g, n, c, NULL, beta.g, 1e-3f, mean.g, var.g);
+    expect_close("batchnorm inference", &y, ELEM, 1e-6);
+    pair *all[] = {&x, &y, &gamma, &beta, &mean, &var, &is, &dy, &dx, &dg, &db};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+        drop(all[j]);
+}
+END_TEST
+
+START_TEST(test_groupnorm)
+{
+    const int64_t shapes[][4] = {{4, 25, 8, 2}, {300, 1, 64, 1}, {2, 9, 6, 6}};
+    for (size_t s = 0; s < 3; s++) {
+        int64_t rows = shapes[s][0], spatial = shapes[s][1], c = shapes[s][2], groups = shapes[s][3];
+        int64_t n = rows * spatial * c;
+        pair x = mk(n, 110, -2, 3), y = mk(n, 0, 0, 0), gamma = mk(c, 111, 0.5f, 1.5f);
+        pair beta = mk(c, 112, -1, 1), mean = mk(rows * groups, 0, 0, 0), is = mk(rows * groups, 0, 0, 0);
+        CPU->groupnorm_forward(x.c, y.c, rows, spatial, c, groups, gamma.c, beta.c, 1e-3f, mean.c, is.c);
+        GPU->groupnorm_forward(x.g, y.g, rows, spatial, c, groups, gamma.g, beta.g, 1e-3f, mean.g, is.g);
+        expect_close("groupnorm mean", &mean, SUM, 1);
+        expect_close("groupnorm invstd", &is, SUM, 0);
+        expect_close("groupnorm y", &y, SUM, 1);
+        GPU->upload(mean.g, mean.c, (size_t)(rows * groups) * sizeof(float));
+        GPU->upload(is.g, is.c, (size_t)(rows * groups) * sizeof(float));
+        pair dy = mk(n, 113, -1, 1), dx = mk(n, 0, 0, 0), dg = mk(c, 0, 0, 0), db = mk(c, 0, 0, 0);
+        CPU->groupnorm_backward(x.c, dy.c, dx.c, rows, spatial, c, groups, gamma.c, mean.c, is.c, dg.c, db.c);
+        GPU->groupnorm_backward(x.g, dy.g, dx.g, rows, spatial, c, groups, gamma.g, mean.g, is.g, dg.g, db.g);
+        expect_close("groupnorm dx", &dx, 1e-3, 1e-2);
+        expect_close("groupnorm dgamma", &dg, SUM, 1);
+        expect_close("groupnorm dbeta", &db, SUM, 1);
+        pair *all[] = {&x, &y, &gamma, &beta, &mean, &is, &dy, &dx, &dg, &db};
+        for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+            drop(all[j]);
+    }
+}
+END_TEST
+
+/* ---- the training step's ops -------------------------------------------------------- */
+
+/* One double of each backend's memory, zeroed. */
+typedef struct acc {
+    double *c, *g;
+} acc;
+
+static acc mk_acc(void)
+{
+    acc a = {CPU->alloc(sizeof(double)), GPU->alloc(sizeof(double))};
+    ck_assert(a.c && a.g);
+    return a;
+}
+
+static void expect_acc(const char *what, acc *a, double rtol)
+{
+    double g;
+    GPU->download(&g, a->g, sizeof g);
+    ct_error err = {0};
+    ck_assert_msg(GPU->check(&err) == 0, "%s: %s", what, err.msg);
+    ck_assert_msg(fabs(g - *a->c) <= 1e-9 + rtol * fabs(*a->c), "%s: gpu %.12g, cpu %.12g", what,
+                  g, *a->c);
+    CPU->free(a->c);
+    GPU->free(a->g);
+}
+
+typedef struct loss_case {
+    ct_loss_op op;
+    bool probs;   /* predictions are probabilities (softmax / sigmoid of the inputs) */
+    int labels;   /* 0 dense in [0, 1], 1 one-hot, 2 class indices, 3 {0, 1}, 4 {-1, 1} */
+} loss_case;
+
+START_TEST(test_losses)
+{
+    const loss_case cases[] = {
+        {{CT_LOSS_MSE, false, false, 0}, false, 0},      {{CT_LOSS_MAE, false, false, 0}, false, 0},
+        {{CT_LOSS_HUBER, false, false, 0.7}, false, 0},  {{CT_LOSS_LOG_COSH, false, false, 0}, false, 0},
+        {{CT_LOSS_BCE, false, false, 0}, true, 3},       {{CT_LOSS_BCE, true, false, 0}, false, 3},
+        {{CT_LOSS_BCE, false, true, 0}, true, 0},        {{CT_LOSS_CCE, false, false, 0}, true, 1},
+        {{CT_LOSS_CCE, true, false, 0}, false, 1},       {{CT_LOSS_CCE, false, true, 0}, true, 1},
+        {{CT_LOSS_SPARSE_CCE, false, false, 0}, true, 2}, {{CT_LOSS_SPARSE_CCE, true, false, 0}, false, 2},
+        {{CT_LOSS_SPARSE_CCE, false, true, 0}, true, 2}, {{CT_LOSS_KLD, false, false, 0}, true, 0},
+        {{CT_LOSS_HINGE, false, false, 0}, false, 3},    {{CT_LOSS_HINGE, false, false, 0}, false, 4},
+    };
+    const int64_t rows = 200, cols = 10;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const loss_case *lc = &cases[i];
+        pair p = mk(rows * cols, 120 + (unsigned)i, -4, 4);
+        if (lc->probs) {
+            ct_act a = {lc->op.id == CT_LOSS_BCE ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX, 0};
+            CPU->act_forward(a, p.c, p.c, rows, cols);
+        }
+        /* Saturated predictions test the clipping. */
+        p.c[3] = lc->probs ? 1.0f : 30.0f;
+        p.c[7] = lc->probs ? 0.0f : -30.0f;
+        GPU->upload(p.g, p.c, (size_t)(rows * cols) * sizeof(float));
+        int64_t ny = lc->labels == 2 ? rows : rows * cols;
+        pair y = mk(ny, 130 + (unsigned)i, 0, 1);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < cols; k++) {
+                float *v = lc->labels == 2 ? &y.c[r] : &y.c[r * cols + k];
+                if (lc->labels == 1)
+                    *v = (float)(k == r % cols);
+                else if (lc->labels == 2)
+                    *v = (float)(r % cols);
+                else if (lc->labels == 3)
+                    *v = (float)((r + k) % 2);
+                else if (lc->labels == 4)
+                    *v = (r + k) % 3 ? 1.0f : -1.0f;
+            }
+        if (lc->labels == 2)
+            y.c[5] = 99.0f; /* out of range: skipped by both */
+        GPU->upload(y.g, y.c, (size_t)ny * sizeof(float));
+        pair d = mk(rows * cols, 0, 0, 0);
+        acc s = mk_acc();
+        CPU->loss(&lc->op, p.c, y.c, d.c, rows, cols, 1.0f / rows, s.c);
+        GPU->loss(&lc->op, p.g, y.g, d.g, rows, cols, 1.0f / rows, s.g);
+        char what[96];
+        snprintf(what, sizeof what, "loss case %zu (id %d) value", i, (int)lc->op.id);
+        expect_acc(what, &s, 1e-6);
+        snprintf(what, sizeof what, "loss case %zu (id %d) gradient", i, (int)lc->op.id);
+        expect_close(what, &d, 1e-5, 1e-6);
+        /* Without a gradient buffer, the value alone. */
+        acc s2 = mk_acc();
+        CPU->loss(&lc->op, p.c, y.c, NULL, rows, cols, 1.0f, s2.c);
+        GPU->loss(&lc->op, p.g, y.g, NULL, rows, cols, 1.0f, s2.g);
+        expect_acc(what, &s2, 1e-6);
+        drop(&p);
+        drop(&y);
+        drop(&d);
+    }
+}
+END_TEST
+
+START_TEST(test_metrics)
+{
+    const int64_t rows = 300, cols = 7;
+    for (int id = 0; id < CT_METRIC_COUNT; id++) {
+        bool sparse = id == CT_METRIC_SPARSE_ACC || id == CT_METRIC_SPARSE_TOP_K;
+        pair p = mk(rows * cols, 140 + (unsigned)id, 0, 1);
+        for (int64_t j = 0; j < rows * cols; j += 5)
+            p.c[j] = 0.5f; /* ties */
+        GPU->upload(p.g, p.c, (size_t)(rows * cols) * sizeof(float));
+        int64_t ny = sparse ? rows : rows * cols;
+        pair y = mk(ny, 150 + (unsigned)id, 0, 1);
+        for (int64_t r = 0; r < rows && id != CT_METRIC_MSE && id != CT_METRIC_MAE; r++)
+            for (int64_t k = 0; k < cols; k++) {
+                if (sparse)
+                    y.c[r] = (float)(r % cols);
+                else if (id == CT_METRIC_BINARY_ACC)
+                    y.c[r * cols + k] = (float)((r * k) % 2);
+                else
+                    y.c[r * cols + k] = (float)(k == (r * 3) % cols);
+            }
+        GPU->upload(y.g, y.c, (size_t)ny * sizeof(float));
+        acc s = mk_acc();
+        CPU->metric((ct_metric_id)id, 3, p.c, y.c, rows, cols, s.c);
+        GPU->metric((ct_metric_id)id, 3, p.g, y.g, rows, cols, s.g);
+        char what[64];
+        snprintf(what, sizeof what, "metric id %d", id);
+        expect_acc(what, &s, 1e-9);
+        drop(&p);
+        drop(&y);
+    }
+}
+END_TEST
+
+START_TEST(test_regularize_clip)
+{
+    const int64_t n = 5003;
+    pair w = mk(n, 160, -1, 1), g = mk(n, 161, -1, 1);
+    acc pen = mk_acc();
+    CPU->regularize(w.c, g.c, n, 0.01, 0.02, 64, pen.c);
+    GPU->regularize(w.g, g.g, n, 0.01, 0.02, 64, pen.g);
+    expect_acc("regularizer penalty", &pen, 1e-9);
+    expect_close("regularizer gradient", &g, ELEM, 0);
+    CPU->clip_value(g.c, n, 0.3f);
+    GPU->clip_value(g.g, n, 0.3f);
+    expect_equal("clip_value", &g);
+    for (int k = 0; k < 2; k++) {
+        double c = k ? 1e6 : 2.0; /* clipped, and left alone */
+        CPU->clip_norm(g.c, n, c);
+        GPU->clip_norm(g.g, n, c);
+        expect_close("clip_norm", &g, ELEM, 0);
+    }
+    drop(&w);
+    drop(&g);
+}
+END_TEST
+
+START_TEST(test_updates)
+{
+    typedef struct { ct_update u; int slots; } upd;
+    const upd cases[] = {
+        {{CT_UPDATE_SGD, 0.1f, 0, {0}, {false, false}}, 0},
+        {{CT_UPDATE_SGD, 0.1f, 0.001f, {0.9}, {false, false}}, 1},
+        {{CT_UPDATE_SGD, 0.1f, 0, {0.9}, {true, false}}, 1},
+        {{CT_UPDATE_ADAM, 0.001f, 0, {0.0005, 0.1, 0.001, 1e-7}, {false, false}}, 2},
+        {{CT_UPDATE_ADAM, 0.001f, 0.004f, {0.0005, 0.1, 0.001, 1e-7}, {true, false}}, 3},
+        {{CT_UPDATE_RMSPROP, 0.01f, 0, {0.9, 0, 1e-7}, {false, false}}, 1},
+        {{CT_UPDATE_RMSPROP, 0.01f, 0, {0.9, 0.5, 1e-7}, {true, false}}, 3},
+        {{CT_UPDATE_ADAGRAD, 0.01f, 0, {1e-7}, {false, false}}, 1},
+    };
+    const int64_t n = 40009;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int slots = cases[i].slots;
+        pair w = mk(n, 170, -1, 1), st = mk(n * (slots ? slots : 1), 171, 0, slots ? 0.1f : 0.0f);
+        for (int step = 0; step < 3; step++) {
+            pair g = mk(n, 172 + (unsigned)step, -1, 1);
+            CPU->update(&cases[i].u, w.c, g.c, slots ? st.c : NULL, n);
+            GPU->update(&cases[i].u, w.g, g.g, slots ? st.g : NULL, n);
+            drop(&g);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "update case %zu weights", i);
+        expect_close(what, &w, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "update case %zu state", i);
+        expect_close(what, &st, 1e-5, 1e-5);
+        drop(&w);
+        drop(&st);
+    }
+}
+END_TEST
+
+/* ---- layers and whole experiments ---------------------------------------------------- */
+
+/* The same experiment on both backends (the CUDA one with backend.device=cuda). */
+static void load_both(const char *path, const char *const *extra, int nextra, ct_experiment **c,
+                      ct_experiment **g)
+{
+    const char *over[16] = {0};
+    ct_error err = {0};
+    for (int i = 0; i < nextra; i++)
+        over[i] = extra[i];
+    *c = ct_experiment_load(path, over, nextra, &err);
+    ck_assert_msg(*c != NULL, "%s on the CPU: %s", path, err.msg);
+    /* In self-test mode the "GPU" experiment is a second CPU one. */
+    bool self = GPU == CPU;
+    over[nextra] = self ? "backend.device=cpu" : "backend.device=cuda";
+    *g = ct_experiment_load(path, over, nextra + 1, &err);
+    ck_assert_msg(*g != NULL, "%s on the GPU: %s", path, err.msg);
+    ck_assert_ptr_eq((*g)->model->be, GPU);
+}
+
+static void expect_model_close(const char *what, const ct_model *mc, const ct_model *mg,
+                               const float *c, const float *g, int64_t n, double rtol)
+{
+    (void)mc;
+    float *h = malloc((size_t)(n ? n : 1) * sizeof *h);
+    mg->be->download(h, g, (size_t)n * sizeof *h);
+    expect_close_host(what, h, c, n, rtol, rtol);
+    free(h);
+}
+
+/* One training step on both: same batch, same labels; returns the two mean losses. */
+static void train_step(ct_experiment *ex, const float *x, const float *y, int64_t rows,
+                       int64_t ycols, int64_t step, double *loss)
+{
+    ct_model *m = ex->model;
+    const ct_backend *be = m->be;
+    int64_t cols = ct_shape_size(ct_model_output_shape(m));
+    float *yd = be->alloc((size_t)(rows * ycols) * sizeof(float));
+    be->upload(m->input.data, x, (size_t)(rows * ct_shape_size(&m->input_shape)) * sizeof(float));
+    be->upload(yd, y, (size_t)(rows * ycols) * sizeof(float));
+    double zero[2] = {0, 0};
+    be->upload(ex->acc, zero, sizeof zero);
+    ct_pass pass = {.training = true, .seed = ex->seed, .step = step};
+    const ct_tensor *pred = ct_model_forward(m, &pass, rows);
+    ct_loss_op op = ct_loss_op_of(&ex->loss);
+    be->loss(&op, pred->data, yd, m->dout[m->nlayers - 1].data, rows, cols, 1.0f / (float)rows,
+             &ex->acc[0]);
+    ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
+    ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
+    double sums[2];
+    be->download(sums, ex->acc, sizeof sums);
+    *loss = (sums[0] + sums[1]) / (double)rows;
+    be->free(yd);
+    ct_error err = {0};
+    ck_assert_msg(be->check(&err) == 0, "step %lld: %s", (long long)step, err.msg);
+}
+
+/* Forward and backward of every layer kind, layer by layer, then a few steps. */
+static const char *const ZOO[] = {
+    /* dense, activations, dropout, normalization */
+    "model:\n  input_shape: [12]\n  layers:\n"
+    "    - {type: dense, units: 16, activation: gelu, kernel_regularizer: {type: l2, l2: 0.01}}\n"
+    "    - {type: layer_normalization}\n    - {type: dropout, rate: 0.3}\n"
+    "    - {type: dense, units: 16, activation: elu}\n    - {type: batch_normalization}\n"
+    "    - {type: leaky_relu}\n    - {type: gaussian_noise, stddev: 0.1}\n"
+    "    - {type: dense, units: 8, activation: selu}\n    - {type: activation, activation: silu}\n"
+    "    - {type: dense, units: 4, activation: softmax}\n"
+    "compile: {optimizer: {type: sgd, momentum: 0.9, nesterov: true, clipnorm: 1.0}, "
+    "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* convolutions and pooling in 2-D */
+    "model:\n  input_shape: [12, 12, 3]\n  layers:\n"
+    "    - {type: conv2d, filters: 8, kernel_size: 3, padding: same, activation: relu}\n"
+    "    - {type: max_pooling2d}\n    - {type: zero_padding2d, padding: 1}\n"
+    "    - {type: depthwise_conv2d, kernel_size: 3, depth_multiplier: 2}\n"
+    "    - {type: separable_conv2d, filters: 6, kernel_size: 3, padding: same}\n"
+    "    - {type: group_normalization, groups: 2}\n    - {type: spatial_dropout2d, rate: 0.2}\n"
+    "    - {type: conv2d_transpose, filters: 4, kernel_size: 3, strides: 2}\n"
+    "    - {type: cropping2d, cropping: 1}\n    - {type: up_sampling2d}\n"
+    "    - {type: average_pooling2d, pool_size: 3, strides: 2}\n"
+    "    - {type: conv2d, filters: 5, kernel_size: 2, dilation_rate: 2, groups: 1}\n"
+    "    - {type: global_max_pooling2d}\n    - {type: softmax}\n"
+    "compile: {optimizer: {type: rmsprop, centered: true, momentum: 0.5}, "
+    "loss: categorical_crossentropy, metrics: [accuracy, top_k_categorical_accuracy]}\n",
+    /* 1-D layers and reshaping */
+    "model:\n  input_shape: [16, 4]\n  layers:\n"
+    "    - {type: conv1d, filters: 6, kernel_size: 3, activation: tanh}\n"
+    "    - {type: max_pooling1d}\n    - {type: zero_padding1d, padding: 2}\n"
+    "    - {type: up_sampling1d, size: 2}\n    - {type: cropping1d, cropping: [1, 2]}\n"
+    "    - {type: spatial_dropout1d, rate: 0.2}\n    - {type: average_pooling1d}\n"
+    "    - {type: global_average_pooling1d}\n    - {type: reshape, target_shape: [2, 3]}\n"
+    "    - {type: flatten}\n    - {type: dense, units: 3, activation: sigmoid}\n"
+    "compile: {optimizer: {type: adam, amsgrad: true, weight_decay: 0.01}, "
+    "loss: binary_crossentropy, metrics: [binary_accuracy, mae]}\n",
+    /* regression losses and the rest of the optimizers */
+    "model:\n  input_shape: [5, 6]\n  layers:\n"
+    "    - {type: dense, units: 8, activation: relu6}\n    - {type: relu}\n"
+    "    - {type: elu}\n    - {type: global_average_pooling1d}\n"
+    "compile: {optimizer: {type: adagrad, clipvalue: 0.5}, loss: huber, metrics: [mse, rmse]}\n",
+};
+
+/* Labels for a model's loss, rows of ycols floats. */
+static void make_labels(const ct_experiment *ex, float *y, int64_t rows, int64_t ycols,
+                        unsigned seed)
+{
+    int64_t classes = ct_shape_size(ct_model_output_shape(ex->model));
+    tu_fill(y, rows * ycols, seed, 0, 1);
+    if (ex->loss.kind->sparse_labels)
+        for (int64_t r = 0; r < rows; r++)
+            y[r] = (float)(r % classes);
+    else if (ct_loss_op_of(&ex->loss).id == CT_LOSS_CCE)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < ycols; k++)
+                y[r * ycols + k] = (float)(k == r % ycols);
+    else if (ct_loss_op_of(&ex->loss).id == CT_LOSS_BCE)
+        for (int64_t i = 0; i < rows * ycols; i++)
+            y[i] = y[i] > 0.5f;
+}
+
+START_TEST(test_layers)
+{
+    char *dir = tu_tmpdir();
+    const char *path = tu_write(dir, "zoo.yaml", ZOO[_i]);
+    ct_experiment *c, *g;
+    load_both(path, NULL, 0, &c, &g);
+    ct_error err = {0};
+    const int64_t rows = 9;
+    ck_assert_int_eq(ct_model_plan(c->model, rows, &err), 0);
+    ck_assert_int_eq(ct_model_plan(g->model, rows, &err), 0);
+    ct_model *mc = c->model, *mg = g->model;
+    /* Same initial weights: both drew them from the seed on the host. */
+    expect_model_close("initial weights", mc, mg, mc->values, mg->values, mc->size, 0);
+    int64_t xn = rows * ct_shape_size(&mc->input_shape);
+    float *x = malloc((size_t)xn * sizeof *x);
+    tu_fill(x, xn, 200 + (unsigned)_i, -1, 1);
+    mc->be->upload(mc->input.data, x, (size_t)xn * sizeof *x);
+    mg->be->upload(mg->input.data, x, (size_t)xn * sizeof *x);
+    ct_pass pass = {.training = true, .seed = 5, .step = 3};
+    ct_model_forward(mc, &pass, rows);
+    ct_model_forward(mg, &pass, rows);
+    for (int i = 0; i < mc->nlayers; i++) {
+        char what[160];
+        snprintf(what, sizeof what, "layer %d '%s' (%s) forward", i, mc->layers[i].name,
+                 mc->layers[i].kind->class_name);
+        expect_model_close(what, mc, mg, mc->out[i].data, mg->out[i].data,
+                           ct_tensor_size(&mc->out[i]), 1e-4);
+        /* Later layers must see the same input on both, or errors would compound. */
+        mg->be->upload(mg->out[i].data, mc->out[i].data,
+                       (size_t)ct_tensor_size(&mc->out[i]) * sizeof(float));
+    }
+    int last = mc->nlayers - 1;
+    int64_t dn = ct_tensor_size(&mc->dout[last]);
+    float *d = malloc((size_t)dn * sizeof *d);
+    tu_fill(d, dn, 300 + (unsigned)_i, -1, 1);
+    mc->be->upload(mc->dout[last].data, d, (size_t)dn * sizeof *d);
+    mg->be->upload(mg->dout[last].data, d, (size_t)dn * sizeof *d);
+    double pc = 0, pg = 0;
+    double *pgd = mg->be->alloc(sizeof(double));
+    ct_model_backward(mc, &pass, 1.0, &pc);
+    ct_model_backward(mg, &pass, 1.0, pgd);
+    mg->be->download(&pg, pgd, sizeof pg);
+    mg->be->free(pgd);
+    ck_assert_msg(fabs(pc - pg) <= 1e-6 + 1e-5 * fabs(pc), "penalty: gpu %g, cpu %g", pg, pc);
+    expect_model_close("parameter gradients", mc, mg, mc->grads, mg->grads, mc->trainable, 1e-3);
+    for (int i = 0; i < last; i++) {
+        if (!mc->dout[i].data)
+            continue;
+        char what[160];
+        snprintf(what, sizeof what, "gradient into layer %d '%s' (%s)", i + 1,
+                 mc->layers[i + 1].name, mc->layers[i + 1].kind->class_name);
+        expect_model_close(what, mc, mg, mc->dout[i].data, mg->dout[i].data,
+                           ct_tensor_size(&mc->dout[i]), 1e-3);
+    }
+    /* Then five optimizer steps from the same weights; the losses must follow. */
+    mg->be->upload(mg->values, mc->values, (size_t)mc->size * sizeof(float));
+    int64_t ycols = c->loss.kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(mc));
+    float *y = malloc((size_t)(rows * ycols) * sizeof *y);
+    make_labels(c, y, rows, ycols, 400 + (unsigned)_i);
+    for (int64_t s = 0; s < 5; s++) {
+        double lc, lg;
+        train_step(c, x, y, rows, ycols, s, &lc);
+        train_step(g, x, y, rows, ycols, s, &lg);
+        ck_assert_msg(fabs(lc - lg) <= 1e-5 + 1e-3 * fabs(lc), "step %lld: loss gpu %.9g, cpu %.9g",
+                      (long long)s, lg, lc);
+    }
+    expect_model_close("weights after 5 steps", mc, mg, mc->values, mg->values, mc->size, 1e-3);
+    free(x);
+    free(d);
+    free(y);
+    ct_experiment_free(c);
+    ct_experiment_free(g);
+    free(dir);
+}
+END_TEST
+
+/* The example configs: 20 training steps on both from the same weights and batches,
+ * loss by loss. */
+START_TEST(test_examples)
+{
+    static const char *const configs[] = {"configs/fashion_mnist_mlp.yaml",
+                                          "configs/fashion_mnist_cnn.yaml",
+                                          "configs/fashion_mnist_cnn_bn.yaml"};
+    const char *path = tu_src(configs[_i]);
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    ct_experiment *c, *g;
+    load_both(copy, NULL, 0, &c, &g);
+    ct_error err = {0};
+    const int64_t rows = c->batch_size;
+    ck_assert_int_eq(ct_model_plan(c->model, rows, &err), 0);
+    ck_assert_int_eq(ct_model_plan(g->model, rows, &err), 0);
+    int64_t xn = rows * ct_shape_size(&c->model->input_shape);
+    float *x = malloc((size_t)xn * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
+    for (int64_t s = 0; s < 20; s++) {
+        tu_fill(x, xn, 500 + (unsigned)s, 0, 1);
+        for (int64_t r = 0; r < rows; r++)
+            y[r] = (float)((r * 7 + s) % 10);
+        /* Images with a class-dependent bright patch, so the loss falls. */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < 28; k++)
+                x[r * 784 + (int64_t)y[r] * 56 + k] = 1.0f;
+        double lc, lg;
+        train_step(c, x, y, rows, 1, s, &lc);
+        train_step(g, x, y, rows, 1, s, &lg);
+        ck_assert_msg(fabs(lc - lg) <= 1e-3 * fabs(lc), "%s step %lld: loss gpu %.9g, cpu %.9g",
+                      configs[_i], (long long)s + 1, lg, lc);
+    }
+    expect_model_close("weights after 20 steps", c->model, g->model, c->model->values,
+                       g->model->values, c->model->size, 1e-2);
+    free(x);
+    free(y);
+    ct_experiment_free(c);
+    ct_experiment_free(g);
+}
+END_TEST
+
+static Suite *cuda_suite(void)
+{
+    Suite *s = suite_create("cuda");
+    TCase *ops = tcase_create("ops");
+    tcase_set_timeout(ops, 120);
+    tcase_add_test(ops, test_gemm);
+    tcase_add_test(ops, test_blas1);
+    tcase_add_test(ops, test_activations);
+    tcase_add_test(ops, test_random_streams);
+    tcase_add_test(ops, test_conv);
+    tcase_add_test(ops, test_depthwise);
+    tcase_add_test(ops, test_pooling);
+    tcase_add_test(ops, test_pad_upsample);
+    tcase_add_test(ops, test_batchnorm);
+    tcase_add_test(ops, test_groupnorm);
+    tcase_add_test(ops, test_losses);
+    tcase_add_test(ops, test_metrics);
+    tcase_add_test(ops, test_regularize_clip);
+    tcase_add_test(ops, test_updates);
+    suite_add_tcase(s, ops);
+    TCase *models = tcase_create("models");
+    tcase_set_timeout(models, 300);
+    tcase_add_loop_test(models, test_layers, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
+    tcase_add_loop_test(models, test_examples, 0, 3);
+    suite_add_tcase(s, models);
+    return s;
+}
+
+int main(void)
+{
+    CPU = ct_backend_cpu();
+    const char *self = getenv("CT_CUDA_TEST_SELF");
+    if (self && strcmp(self, "1") == 0) {
+        GPU = CPU;
+        printf("CT_CUDA_TEST_SELF=1: the CPU backend stands in for the GPU\n");
+    } else {
+        ct_error err = {0};
+        GPU = ct_backend_cuda(&err);
+        if (!GPU) {
+            printf("SKIP: no CUDA backend to compare: %s\n", err.msg);
+            return 77;
+        }
+        printf("comparing the CUDA backend (%s) with the CPU\n", GPU->name);
+    }
+    SRunner *sr = srunner_create(cuda_suite());
+    /* A CUDA context does not survive fork: run the tests in this process. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
