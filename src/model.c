@@ -386,6 +386,13 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
     }
 }
 
+/* Each planned buffer starts 64 bytes after a multiple of 64, so vector loads (and a GPU's
+ * 16-byte ones) never depend on where the previous buffer ended. */
+static int64_t aligned(int64_t n)
+{
+    return n > INT64_MAX - 15 ? INT64_MAX : (n + 15) & ~(int64_t)15;
+}
+
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
 {
     if (m->max_batch == max_batch && m->buffers)
@@ -403,15 +410,15 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
     int64_t in, total;
     bool overflow = max_batch < 1 || max_batch > INT64_MAX / 2 ||
                     __builtin_mul_overflow(max_batch, ct_shape_size(&m->input_shape), &in);
-    total = overflow ? 0 : in;
+    total = overflow ? 0 : aligned(in);
     for (int i = 0; i < m->nlayers && !overflow; i++) {
         ct_layer *l = &m->layers[i];
         int64_t n = 0;
         if (!l->kind->is_view)
-            overflow |= __builtin_mul_overflow(2 * max_batch, ct_shape_size(&l->out_shape), &n) ||
-                        __builtin_add_overflow(total, n, &total);
+            overflow |= __builtin_mul_overflow(max_batch, ct_shape_size(&l->out_shape), &n) ||
+                        n > INT64_MAX / 4 || __builtin_add_overflow(total, 2 * aligned(n), &total);
         if (l->kind->scratch_floats)
-            overflow |= __builtin_add_overflow(total, l->kind->scratch_floats(l, max_batch),
+            overflow |= __builtin_add_overflow(total, aligned(l->kind->scratch_floats(l, max_batch)),
                                                &total);
     }
     if (overflow)
@@ -426,7 +433,7 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
                       "of %" PRId64 " rows", (double)total * 4 / (1 << 20), max_batch);
     float *at = m->buffers;
     m->input = (ct_tensor){at, max_batch, m->input_shape, m->be->device};
-    at += in;
+    at += aligned(in);
     float *prev_out = m->input.data, *prev_dout = NULL;
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
@@ -435,12 +442,12 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
         m->dout[i] = (ct_tensor){prev_dout, max_batch, l->out_shape, m->be->device};
         if (!l->kind->is_view) {
             m->out[i].data = at;
-            m->dout[i].data = at + n;
-            at += 2 * n;
+            m->dout[i].data = at + aligned(n);
+            at += 2 * aligned(n);
         }
         if (l->kind->scratch_floats) {
             l->scratch = at;
-            at += l->kind->scratch_floats(l, max_batch);
+            at += aligned(l->kind->scratch_floats(l, max_batch));
         }
         prev_out = m->out[i].data;
         prev_dout = m->dout[i].data;
