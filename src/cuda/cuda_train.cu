@@ -1,7 +1,7 @@
 /* cuda_train.cu - the training step's ops on the GPU: losses, metrics, regularization,
  * gradient clipping and the optimizer updates. The CPU references are src/loss.c,
- * src/metric.c, the regularizer of src/model.c and the optimizers/ sources; the formulas
- * and edge cases here follow them line by line.
+ * src/metric.c and src/backend_cpu_train.c (the formulas: optimizers/); the formulas and
+ * edge cases here follow them line by line.
  *
  * Sums are taken in double, as on the CPU, but in a fixed tree order instead of the CPU's
  * left-to-right one: each block of a reducing kernel writes one partial into scratch
