@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../src/checkpoint.h"
 #include "../src/experiment.h"
 #include "../src/metric.h"
 #include "../src/model.h"
@@ -928,6 +929,56 @@ START_TEST(test_examples)
 }
 END_TEST
 
+/* A checkpoint written by a GPU run loads into a CPU run with the same weights and
+ * optimizer state, and the other way round. */
+START_TEST(test_checkpoint_across)
+{
+    char *dir = tu_tmpdir();
+    const char *path = tu_write(dir, "zoo.yaml", ZOO[0]);
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", dir);
+    ct_experiment *c, *g;
+    load_both(path, NULL, 0, &c, &g);
+    ct_error err = {0};
+    const int64_t rows = 8;
+    ck_assert_int_eq(ct_model_plan(c->model, rows, &err), 0);
+    ck_assert_int_eq(ct_model_plan(g->model, rows, &err), 0);
+    float x[8 * 12], y[8];
+    tu_fill(x, 8 * 12, 600, -1, 1);
+    for (int r = 0; r < 8; r++)
+        y[r] = (float)(r % 4);
+    for (int dir_i = 0; dir_i < 2; dir_i++) {
+        ct_experiment *from = dir_i ? c : g, *to = dir_i ? g : c;
+        double loss;
+        for (int64_t s = 0; s < 3; s++)
+            train_step(from, x, y, rows, 1, s, &loss);
+        ct_train_state st = {0};
+        st.ncols = 3;
+        ck_assert_msg(ct_checkpoint_save(from, &st, ckpt, &err) == 0, "%s", err.msg);
+        ct_train_state back = {.ncols = 3};
+        ck_assert_msg(ct_checkpoint_load(to, ckpt, &back, &err) == 0, "%s", err.msg);
+        ct_train_state_clear(&back);
+        ct_model *mf = from->model, *mt = to->model;
+        int64_t n = mf->size, ns = from->optimizer->kind->state_per_param(from->optimizer) *
+                                   from->optimizer->n;
+        float *a = malloc((size_t)(n + ns) * sizeof *a), *b = malloc((size_t)(n + ns) * sizeof *b);
+        mf->be->download(a, mf->values, (size_t)n * sizeof *a);
+        mt->be->download(b, mt->values, (size_t)n * sizeof *b);
+        mf->be->download(a + n, from->optimizer->state, (size_t)ns * sizeof *a);
+        mt->be->download(b + n, to->optimizer->state, (size_t)ns * sizeof *b);
+        ck_assert_msg(memcmp(a, b, (size_t)(n + ns) * sizeof *a) == 0,
+                      "a checkpoint written on the %s loads with other values on the %s",
+                      dir_i ? "CPU" : "GPU", dir_i ? "GPU" : "CPU");
+        ck_assert_int_eq(to->optimizer->iterations, from->optimizer->iterations);
+        free(a);
+        free(b);
+    }
+    ct_experiment_free(c);
+    ct_experiment_free(g);
+    free(dir);
+}
+END_TEST
+
 static Suite *cuda_suite(void)
 {
     Suite *s = suite_create("cuda");
@@ -952,6 +1003,7 @@ static Suite *cuda_suite(void)
     tcase_set_timeout(models, 300);
     tcase_add_loop_test(models, test_layers, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     tcase_add_loop_test(models, test_examples, 0, 3);
+    tcase_add_test(models, test_checkpoint_across);
     suite_add_tcase(s, models);
     return s;
 }
