@@ -9,7 +9,7 @@
  * Tolerances: element-wise ops use the same formulas on both (libm and CUDA's math
  * functions differ by an ulp or two): 2e-6 relative. Reductions and GEMMs sum in another
  * order: 1e-4 relative to the scale of the result. Training runs drift apart by rounding
- * each step: losses within 1e-3 relative over 20 steps. */
+ * each step: losses within 1e-3 relative over 20 steps, weights within 1% of their norm. */
 #include <math.h>
 #include <stdint.h>
 
@@ -920,8 +920,23 @@ START_TEST(test_examples)
         ck_assert_msg(fabs(lc - lg) <= 1e-3 * fabs(lc), "%s step %lld: loss gpu %.9g, cpu %.9g",
                       configs[_i], (long long)s + 1, lg, lc);
     }
-    expect_model_close("weights after 20 steps", c->model, g->model, c->model->values,
-                       g->model->values, c->model->size, 1e-2);
+    /* Adam moves a weight whose gradient is nearly zero by about the learning rate in a
+     * direction rounding can flip, so single weights may part by 20 lr; the weights as a
+     * whole must stay together. */
+    int64_t n = c->model->size;
+    float *wg = malloc((size_t)n * sizeof *wg);
+    g->model->be->download(wg, g->model->values, (size_t)n * sizeof *wg);
+    double dd = 0, ww = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)wg[i] - (double)c->model->values[i];
+        dd += d * d;
+        ww += (double)c->model->values[i] * c->model->values[i];
+        ck_assert_msg(fabs(d) <= 20 * 1e-3 + 1e-6, "%s: weight %lld: gpu %.9g, cpu %.9g",
+                      configs[_i], (long long)i, wg[i], c->model->values[i]);
+    }
+    ck_assert_msg(sqrt(dd) <= 1e-2 * sqrt(ww), "%s: the weights after 20 steps differ by %.3g "
+                  "of their norm", configs[_i], sqrt(dd / ww));
+    free(wg);
     free(x);
     free(y);
     ct_experiment_free(c);
