@@ -464,6 +464,8 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
         ct_layer *l = &m->layers[i];
         m->out[i].rows = rows;
         m->dout[i].rows = rows;
+        if (l->kind->is_view) /* the input may have moved (a GPU's batches take turns) */
+            m->out[i].data = x->data;
         if (!l->kind->is_view) {
             double t0 = m->profile ? ct_now() : 0;
             l->kind->forward(l, pass, x, &m->out[i]);

@@ -111,6 +111,8 @@ static void draw(ct_progress *p, bool final, int n, const char *const *names, co
     fflush(p->out);
 }
 
+void ct_progress_advance(ct_progress *p, int64_t done) { p->done = done; }
+
 bool ct_progress_due(const ct_progress *p, int64_t done)
 {
     return p && p->mode == CT_PROGRESS_BAR &&

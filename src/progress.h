@@ -18,6 +18,8 @@ void ct_progress_epoch_begin(ct_progress *p, int64_t epoch, int64_t steps);
 /* After step `done` (1-based) of the epoch; values are the running means. */
 void ct_progress_step(ct_progress *p, int64_t done, int n, const char *const *names,
                       const double *values);
+/* Counts step `done` without drawing (its values were not read back). */
+void ct_progress_advance(ct_progress *p, int64_t done);
 /* Whether ct_progress_step(p, done, ...) would draw now: values need to be read back from
  * a device only then. */
 bool ct_progress_due(const ct_progress *p, int64_t done);

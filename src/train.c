@@ -457,6 +457,8 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         if (read) {
             current_values(ex, seen, values);
             ct_progress_step(s->progress, done, nnames, names, values);
+        } else {
+            ct_progress_advance(s->progress, done);
         }
         t0 = ct_now();
         if (stop_requested) /* the batch is done; stop before the next */
