@@ -20,6 +20,7 @@ struct cuda_state {
     cudaStream_t compute, copy;
     cublasHandle_t blas;
     cudaEvent_t copied[CT_STAGE_SLOTS], consumed[CT_STAGE_SLOTS];
+    cudaEvent_t zeroed; /* after the latest new block's zeroing on the compute stream */
     bool copy_waited[CT_STAGE_SLOTS]; /* this batch's copies already wait for `consumed` */
     void *scratch[CT_CUDA_SCRATCH_SLOTS];
     size_t scratch_size[CT_CUDA_SCRATCH_SLOTS];
@@ -101,6 +102,12 @@ static void *cuda_alloc(size_t bytes)
         return NULL;
     }
     if (!ok(cudaMemsetAsync(p, 0, size, S.compute), "zeroing new memory")) {
+        cudaFree(p);
+        return NULL;
+    }
+    /* Batch copies into the block run on the copy stream: they must not race the zeroing. */
+    if (!ok(cudaEventRecord(S.zeroed, S.compute), "zeroing new memory") ||
+        !ok(cudaStreamWaitEvent(S.copy, S.zeroed, 0), "zeroing new memory")) {
         cudaFree(p);
         return NULL;
     }
@@ -243,6 +250,9 @@ static int setup(ct_error *err)
             (e = cudaEventCreateWithFlags(&S.consumed[s], cudaEventDisableTiming)) != cudaSuccess)
             return ct_err(err, CT_ERR_CONFIG, "GPU %s: cannot create events: %s", S.name,
                           cudaGetErrorString(e));
+    if ((e = cudaEventCreateWithFlags(&S.zeroed, cudaEventDisableTiming)) != cudaSuccess)
+        return ct_err(err, CT_ERR_CONFIG, "GPU %s: cannot create events: %s", S.name,
+                      cudaGetErrorString(e));
     cublasStatus_t bs = cublasCreate(&S.blas);
     if (bs != CUBLAS_STATUS_SUCCESS || cublasSetStream(S.blas, S.compute) != CUBLAS_STATUS_SUCCESS)
         return ct_err(err, CT_ERR_CONFIG, "GPU %s: %s", S.name, blas_status(bs));
