@@ -17,7 +17,7 @@
 #include <cudnn.h>
 #endif
 
-#include "cuda_internal.h"
+#include "cuda_act.cuh"
 
 /* Patches of at most this many floats (64 MiB) per chunk of samples: each GEMM is still
  * large enough to run at full speed, and the buffer stays a small part of a layer's
@@ -37,78 +37,6 @@ static bool fits32(int64_t n) { return n <= ((int64_t)1 << 30); }
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* ---- activations (the formulas of backend_cpu.c) ---------------------------------- */
-
-#define SELU_ALPHA 1.67326324235437728f
-#define SELU_SCALE 1.05070098735548049f
-#define INV_SQRT2 0.70710678118654752440f
-#define SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_CUBIC 0.044715f
-
-static __device__ __forceinline__ float d_sigmoid(float x)
-{
-    if (x >= 0.0f)
-        return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-static __device__ __forceinline__ float d_act(ct_act act, float x)
-{
-    switch (act.kind) {
-    case CT_ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
-    case CT_ACT_RELU6:
-        return fminf(fmaxf(x, 0.0f), 6.0f);
-    case CT_ACT_LEAKY_RELU:
-        return x > 0.0f ? x : act.alpha * x;
-    case CT_ACT_ELU:
-        return x > 0.0f ? x : act.alpha * expm1f(x);
-    case CT_ACT_SELU:
-        return SELU_SCALE * (x > 0.0f ? x : SELU_ALPHA * expm1f(x));
-    case CT_ACT_GELU:
-        return x * (act.alpha != 0.0f
-                        ? d_sigmoid(2.0f * SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))
-                        : 0.5f * erfcf(-x * INV_SQRT2));
-    case CT_ACT_SILU:
-        return x * d_sigmoid(x);
-    case CT_ACT_SIGMOID:
-        return d_sigmoid(x);
-    case CT_ACT_HARD_SIGMOID:
-        return fminf(fmaxf(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case CT_ACT_TANH:
-        return tanhf(x);
-    case CT_ACT_SOFTPLUS:
-        return log1pf(expf(-fabsf(x))) + fmaxf(x, 0.0f);
-    case CT_ACT_SOFTSIGN:
-        return x / (1.0f + fabsf(x));
-    default:
-        return x;
-    }
-}
-
-/* dy * act'(x) from y = act(x), for the kinds ct_act_from_output accepts. ReLU selects
- * rather than multiplies, as the CPU does, so an infinite dy below zero gives 0. */
-static __device__ __forceinline__ float d_act_grad_y(ct_act act, float y, float d)
-{
-    switch (act.kind) {
-    case CT_ACT_RELU:
-        return y > 0.0f ? d : 0.0f;
-    case CT_ACT_RELU6:
-        return d * ((y > 0.0f && y < 6.0f) ? 1.0f : 0.0f);
-    case CT_ACT_LEAKY_RELU:
-        return d * (y > 0.0f ? 1.0f : act.alpha);
-    case CT_ACT_SIGMOID:
-        return d * (y * (1.0f - y));
-    case CT_ACT_HARD_SIGMOID:
-        return d * ((y > 0.0f && y < 1.0f) ? 1.0f / 6.0f : 0.0f);
-    case CT_ACT_TANH:
-        return d * (1.0f - y * y);
-    default:
-        return d;
-    }
-}
-
 /* y = act(y + b) over rows x cols (b may be NULL). */
 template <typename I>
 static __global__ void bias_act_kernel(ct_act act, const float *__restrict__ b,
@@ -119,7 +47,7 @@ static __global__ void bias_act_kernel(ct_act act, const float *__restrict__ b,
         float v = y[e];
         if (b)
             v += b[e % cols];
-        y[e] = d_act(act, v);
+        y[e] = ct_dev_act(act, v);
     }
 }
 
@@ -144,7 +72,7 @@ static __global__ void act_grad_kernel(ct_act act, const float *__restrict__ y,
                                        float *__restrict__ dy, I n)
 {
     for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (I)gridDim.x * blockDim.x)
-        dy[e] = d_act_grad_y(act, y[e], dy[e]);
+        dy[e] = ct_dev_grad_from_y(act, y[e], dy[e]);
 }
 
 /* ---- deterministic reductions --------------------------------------------------- */
@@ -185,7 +113,7 @@ static __global__ void grad_colsum_kernel(ct_act act, const float *__restrict__ 
             const I e = r * cols + c;
             float d = dy[e];
             if (act.kind != CT_ACT_LINEAR) {
-                d = d_act_grad_y(act, y[e], d);
+                d = ct_dev_grad_from_y(act, y[e], d);
                 dy[e] = d;
             }
             acc += (double)d;
