@@ -23,15 +23,6 @@ uint64_t ct_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
     return h;
 }
 
-float ct_rng_normal(uint64_t key, uint64_t counter)
-{
-    /* 53-bit uniforms keep the tails: u1 in (0, 1] so log never sees 0. */
-    double u1 = (double)((ct_rng_u64(key, 2 * counter) >> 11) + 1) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(ct_rng_u64(key, 2 * counter + 1) >> 11) * (1.0 / 9007199254740992.0);
-    double r = sqrt(-2.0 * log(u1));
-    return (float)(r * cos(6.283185307179586476925 * u2));
-}
-
 uint64_t ct_rng_below(uint64_t key, uint64_t counter, uint64_t n)
 {
     /* Accept x only above 2^64 mod n so every residue is equally likely. Retries draw

@@ -165,7 +165,7 @@ struct dropout_op {
     uint64_t key, counter0;
     __device__ float operator()(float, float, float, int64_t i) const
     {
-        return ct_dev_rng_uniform(key, counter0 + (uint64_t)i) >= rate ? keep_scale : 0.0f;
+        return ct_rng_uniform(key, counter0 + (uint64_t)i) >= rate ? keep_scale : 0.0f;
     }
 };
 
@@ -174,7 +174,7 @@ struct noise_op {
     uint64_t key, counter0;
     __device__ float operator()(float x, float, float, int64_t i) const
     {
-        return __fadd_rn(x, __fmul_rn(stddev, ct_dev_rng_normal(key, counter0 + (uint64_t)i)));
+        return __fadd_rn(x, __fmul_rn(stddev, ct_rng_normal(key, counter0 + (uint64_t)i)));
     }
 };
 

@@ -1,6 +1,7 @@
 /* cuda_internal.h - what the CUDA backend's files share: the compute stream, the cuBLAS
- * handle, scratch memory, error recording, launch sizes, the counter-based RNG on the
- * device, and the launcher of every op (same signature as its slot in ct_backend).
+ * handle, scratch memory, error recording, launch sizes, and the launcher of every op
+ * (same signature as its slot in ct_backend). The random streams come from src/rng.h,
+ * whose inline generators compile for the device too.
  *
  * Every op runs asynchronously on the one compute stream, in issue order; no op
  * synchronises the host except download, sync and the reads the driver asks for. Reductions
@@ -16,6 +17,7 @@ extern "C" {
 #endif
 
 #include "backend.h"
+#include "rng.h"
 
 /* The compute stream every op is issued on. */
 cudaStream_t ct_cuda_stream(void);
@@ -45,40 +47,6 @@ static inline unsigned ct_cuda_grid(int64_t n, int threads)
 }
 
 #define CT_CUDA_THREADS 256
-
-#ifdef __CUDACC__
-/* Device copies of src/rng.h and src/rng.c: the same bits as the CPU for the same key
- * and counter (ct_rng_normal's log and cos in double round to the same float in all but
- * rare cases). */
-__device__ __forceinline__ uint64_t ct_dev_mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-__device__ __forceinline__ uint64_t ct_dev_rng_u64(uint64_t key, uint64_t counter)
-{
-    uint64_t x = ct_dev_mix64(key ^ ct_dev_mix64(counter * 0x9e3779b97f4a7c15ull +
-                                                 0x6a09e667f3bcc909ull));
-    return ct_dev_mix64(x + key);
-}
-
-__device__ __forceinline__ float ct_dev_rng_uniform(uint64_t key, uint64_t counter)
-{
-    return (float)(ct_dev_rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
-}
-
-__device__ __forceinline__ float ct_dev_rng_normal(uint64_t key, uint64_t counter)
-{
-    double u1 = (double)((ct_dev_rng_u64(key, 2 * counter) >> 11) + 1) *
-                (1.0 / 9007199254740992.0);
-    double u2 = (double)(ct_dev_rng_u64(key, 2 * counter + 1) >> 11) *
-                (1.0 / 9007199254740992.0);
-    double r = sqrt(-2.0 * log(u1));
-    return (float)(r * cos(6.283185307179586476925 * u2));
-}
-#endif
 
 #ifdef __cplusplus
 extern "C" {
