@@ -428,27 +428,49 @@ typedef struct gemm_job {
     float *c;
 } gemm_job;
 
-static void gemm_task(void *ctx, int64_t begin, int64_t end)
+/* Columns (or rows) of C are cut into fixed chunks, each one BLAS call: the cut depends
+ * only on the sizes, never on the thread count, because BLAS kernels may round an edge
+ * block differently from a full one (OpenBLAS's Haswell SGEMM does), and a seed must give
+ * the same bits on 1 or 16 threads. */
+#define GEMM_MAX_CHUNKS 4
+
+typedef struct gemm_chunks {
+    gemm_job job;
+    int64_t along, chunk;
+} gemm_chunks;
+
+static void gemm_task(void *ctx, int64_t first, int64_t last)
 {
-    const gemm_job *j = ctx;
-    if (j->split_m) /* rows of C: rows of op(A) */
-        cpu_gemm(j->ta, j->tb, end - begin, j->n, j->k, j->alpha,
-                 j->a + (j->ta ? begin : begin * j->lda), j->lda, j->b, j->ldb, j->beta,
-                 j->c + begin * j->ldc, j->ldc);
-    else /* columns of C: columns of op(B) */
-        cpu_gemm(j->ta, j->tb, j->m, end - begin, j->k, j->alpha, j->a, j->lda,
-                 j->b + (j->tb ? begin * j->ldb : begin), j->ldb, j->beta, j->c + begin, j->ldc);
+    const gemm_chunks *g = ctx;
+    const gemm_job *j = &g->job;
+    int64_t begin = first * g->chunk, end = last * g->chunk < g->along ? last * g->chunk : g->along;
+    for (int64_t at = begin; at < end; at += g->chunk) {
+        int64_t len = end - at < g->chunk ? end - at : g->chunk;
+        if (j->split_m) /* rows of C: rows of op(A) */
+            cpu_gemm(j->ta, j->tb, len, j->n, j->k, j->alpha,
+                     j->a + (j->ta ? at : at * j->lda), j->lda, j->b, j->ldb, j->beta,
+                     j->c + at * j->ldc, j->ldc);
+        else /* columns of C: columns of op(B) */
+            cpu_gemm(j->ta, j->tb, j->m, len, j->k, j->alpha, j->a, j->lda,
+                     j->b + (j->tb ? at * j->ldb : at), j->ldb, j->beta, j->c + at, j->ldc);
+    }
 }
 
 static void par_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                      float *c, int64_t ldc)
 {
-    gemm_job j = {trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
-    int64_t along = j.split_m ? m : n, flops_per_item = 2 * (j.split_m ? n : m) * (k > 0 ? k : 1);
-    /* Parts of at least 16 rows/columns keep the BLAS kernels efficient. */
-    int64_t grain = GRAIN_FLOPS / flops_per_item;
-    ct_parallel_for(along, grain > 16 ? grain : 16, gemm_task, &j);
+    gemm_chunks g = {{trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c},
+                     0, 0};
+    g.along = g.job.split_m ? m : n;
+    int64_t flops_per_item = 2 * (g.job.split_m ? n : m) * (k > 0 ? k : 1);
+    /* Chunks of at least 16 rows/columns keep the BLAS kernels efficient. */
+    int64_t grain = GRAIN_FLOPS / flops_per_item, fewest = (g.along + GEMM_MAX_CHUNKS - 1) / GEMM_MAX_CHUNKS;
+    g.chunk = grain > fewest ? grain : fewest;
+    g.chunk = g.chunk < 16 ? 16 : (g.chunk + 15) & ~(int64_t)15;
+    if (g.along <= 0)
+        return;
+    ct_parallel_for((g.along + g.chunk - 1) / g.chunk, 1, gemm_task, &g);
 }
 
 typedef struct ew_job {

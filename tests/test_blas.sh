@@ -21,6 +21,17 @@ else
     exit 77
 fi
 
+# Where the environment already names the kernels (some machines set OPENBLAS_CORETYPE
+# because OpenBLAS miscomputes on their CPU with its own choice), ctrain keeps them: no
+# restart, no note. The fallback itself cannot be tried there without overriding that.
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+    out=$(CTRAIN_ASSUME_BLAS_CORE=Prescott "$ctrain" --version 2>"$tmp/err")
+    if printf '%s' "$out" | grep -qi "kernels $OPENBLAS_CORETYPE" && [ ! -s "$tmp/err" ]
+    then ok; else bad "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE from the environment not kept: $out $(cat "$tmp/err")"; fi
+    echo "blas: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE is set here; the fallback checks are skipped"
+    finish
+fi
+
 # The restart happens, is said once on stderr, and the new kernels are in use.
 out=$(CTRAIN_ASSUME_BLAS_CORE=Prescott "$ctrain" --version 2>"$tmp/err")
 if grep -q "kernels $better" <<EOT
