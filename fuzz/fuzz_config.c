@@ -11,9 +11,9 @@
  * search down. */
 #include "fuzz_util.h"
 
-#include "../src/config.h"
-#include "../src/experiment.h"
-#include "../src/weights.h"
+#include "config.h"
+#include "experiment.h"
+#include "weights.h"
 
 #define FZ_MAX_OVERRIDES 4
 #define FZ_MAX_FLOATS (INT64_C(1) << 20)

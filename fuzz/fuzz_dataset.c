@@ -13,7 +13,7 @@
 
 #include <hdf5.h>
 
-#include "../src/data.h"
+#include "data.h"
 
 #define FZ_MAX_FLOATS (INT64_C(1) << 22)
 #define FZ_BATCH 4

@@ -9,8 +9,8 @@
 
 #include <hdf5.h>
 
-#include "../src/checkpoint.h"
-#include "../src/weights.h"
+#include "checkpoint.h"
+#include "weights.h"
 
 #ifndef FZ_MODEL_DIR
 #define FZ_MODEL_DIR "fuzz/models"

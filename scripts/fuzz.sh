@@ -50,7 +50,7 @@ if pkg-config --exists hdf5; then PKGS="$PKGS hdf5"; else PKGS="$PKGS hdf5-seria
 DEP_CFLAGS=$(pkg-config --cflags $PKGS)
 DEP_LIBS="$(pkg-config --libs $PKGS) -lm -lpthread"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src $DEP_CFLAGS"
+CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src -I$root/src/backend -I$root/src/model -I$root/src/io -I$root/src/train $DEP_CFLAGS"
 
 # Source lists as the Makefile has them, so new library files are picked up.
 sources() {

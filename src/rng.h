@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 
-/* The inline generators compile for a GPU too (src/cuda/), so both backends draw the same
+/* The inline generators compile for a GPU too (src/backend/cuda/), so both backends draw the same
  * bits from one definition. */
 #ifdef __CUDACC__
 #define CT_RNG_INLINE static __host__ __device__ __forceinline__

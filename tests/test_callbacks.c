@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../src/backend.h"
-#include "../src/callbacks.h"
-#include "../src/experiment.h"
-#include "../src/model.h"
+#include "backend.h"
+#include "callbacks.h"
+#include "experiment.h"
+#include "model.h"
 #include "blobs.h"
 #include "testutil.h"
 

@@ -13,11 +13,11 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "../src/checkpoint.h"
-#include "../src/experiment.h"
-#include "../src/metric.h"
-#include "../src/model.h"
-#include "../src/optimizer.h"
+#include "checkpoint.h"
+#include "experiment.h"
+#include "metric.h"
+#include "model.h"
+#include "optimizer.h"
 #include "testutil.h"
 
 static const ct_backend *CPU, *GPU;

@@ -5,8 +5,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "../src/experiment.h"
-#include "../src/model.h"
+#include "experiment.h"
+#include "model.h"
 #include "blobs.h"
 #include "testutil.h"
 

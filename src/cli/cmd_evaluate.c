@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../progress.h"
+#include "progress.h"
 #include "cli.h"
 
 #define MAX_RESULTS 64

@@ -1,6 +1,6 @@
 /* backend_cuda.cu - the CUDA backend's core: device set-up, memory, copies, batch staging,
  * cuBLAS GEMM, error recording, and the op table (the kernels live in the other files of
- * this folder). Built into the module ctrain-cuda.so, which src/backend_cuda_load.c loads
+ * this folder). Built into the module ctrain-cuda.so, which src/backend/backend_cuda_load.c loads
  * on the first run that asks for device: cuda.
  *
  * Two streams: compute (every op, in order) and copy (batches from page-locked host
@@ -319,7 +319,7 @@ static void fill_table(void)
     t->stage_release = stage_release;
 }
 
-/* The module's entry point (dlsym'd by src/backend_cuda_load.c). Set up once; a failure
+/* The module's entry point (dlsym'd by src/backend/backend_cuda_load.c). Set up once; a failure
  * is final for the process, and its message is returned every time. */
 extern "C" __attribute__((visibility("default"))) const ct_backend *
 ct_cuda_module_backend(ct_error *err)

@@ -68,7 +68,7 @@ typedef enum {
     CT_LOSS_SPARSE_CCE, CT_LOSS_KLD, CT_LOSS_HINGE, CT_LOSS_COUNT
 } ct_loss_id;
 
-/* A loss as the backend computes it (src/loss.c holds the CPU reference and the
+/* A loss as the backend computes it (src/train/loss.c holds the CPU reference and the
  * formulas): from_logits and fused as in struct ct_loss, delta for huber. */
 typedef struct ct_loss_op {
     ct_loss_id id;
@@ -233,7 +233,7 @@ typedef struct ct_backend {
                                const float *mean, const float *invstd, float *dgamma,
                                float *dbeta);
 
-    /* --- the training step (losses: src/loss.c; metrics: src/metric.c) --- */
+    /* --- the training step (losses: src/train/loss.c; metrics: src/train/metric.c) --- */
     /* *sum += the sum over rows of the per-sample loss (loss.h); dpred (may be NULL) =
      * scale * d(sum)/d(pred). pred rows x cols; y rows x cols, or rows class indices for
      * the sparse loss. sum: one double of backend memory. */

@@ -1,6 +1,6 @@
 /* cuda_train.cu - the training step's ops on the GPU: losses, metrics, regularization,
- * gradient clipping and the optimizer updates. The CPU references are src/loss.c,
- * src/metric.c and src/backend_cpu_train.c (the formulas: optimizers/); the formulas and
+ * gradient clipping and the optimizer updates. The CPU references are src/train/loss.c,
+ * src/train/metric.c and src/backend/backend_cpu_train.c (the formulas: optimizers/); the formulas and
  * edge cases here follow them line by line.
  *
  * Sums are taken in double, as on the CPU, but in a fixed tree order instead of the CPU's
@@ -404,7 +404,7 @@ struct CceLoss {
     }
 
     /* Keras on probabilities: q = clip(p / sum(p)), loss -sum_c y_c log q_c; the gradient
-     * goes through the normalisation (see src/loss.c); fused: p * sum(y) - y. */
+     * goes through the normalisation (see src/train/loss.c); fused: p * sum(y) - y. */
     template <int G>
     __device__ __forceinline__ double probs(const float *p, const float *yr, int64_t hot,
                                             float *d, int lane) const

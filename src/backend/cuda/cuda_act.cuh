@@ -1,5 +1,5 @@
 /* cuda_act.cuh - the element-wise activations on the GPU, with the formulas of
- * src/backend_cpu.c: value, derivative at x (given y where the CPU uses it), and the
+ * src/backend/backend_cpu.c: value, derivative at x (given y where the CPU uses it), and the
  * derivative from the output alone. Templates on the kind for kernels that specialise, and
  * ct_dev_act / ct_dev_grad_from_y for kernels that take the kind at run time. */
 #ifndef CT_CUDA_ACT_CUH

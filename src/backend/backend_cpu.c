@@ -412,7 +412,7 @@ static void cpu_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, u
 }
 
 /* ---- threads --------------------------------------------------------------------
- * Each op below splits its work statically over the backend's threads (src/parallel.h)
+ * Each op below splits its work statically over the backend's threads (src/backend/parallel.h)
  * and runs the serial kernel on each part; OpenBLAS itself runs single-threaded, so the
  * two never compete for cores. Splits never change the order of a sum, so results are
  * the same for any thread count. */

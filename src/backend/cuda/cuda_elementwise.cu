@@ -1,5 +1,5 @@
 /* cuda_elementwise.cu - element-wise ops, activations, column sums and randomness on the
- * GPU. Formulas follow src/backend_cpu.c term by term. Plain arithmetic (axpy, bias add,
+ * GPU. Formulas follow src/backend/backend_cpu.c term by term. Plain arithmetic (axpy, bias add,
  * noise) uses __fmul_rn / __fadd_rn so no multiply-add is fused and the bits equal the
  * CPU's (built as ISO C, without contraction); the transcendental functions (expf, erfcf,
  * tanhf, ...) are CUDA's and may differ from glibc's in the last bits. */
@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cuda/cuda_act.cuh"
+#include "cuda_act.cuh"
 
 
 /* Element-wise kernels are grid-stride loops on at most this many blocks (several waves on
