@@ -3,6 +3,9 @@
  * are declared in build and live in the model's contiguous blocks: l->params[i].value and
  * .grad point into them once the model is planned; layers never allocate them.
  *
+ * A layer takes an array of inputs (most kinds exactly one, merges several) and gives one
+ * output; the model is a graph of such layers in topological order.
+ *
  * Adding a layer: one file in layers/ defining a `const ct_layer_kind`, and one line in
  * layers/registry.c. */
 #ifndef CT_LAYER_H
@@ -40,17 +43,23 @@ typedef struct ct_layer_kind {
     /* Reads the layer's own keys from cfg (a map; "type" and "name" are the model's) and
      * checks unknown keys with ct_layer_check_keys. May allocate l->state. */
     int (*configure)(ct_layer *l, ct_node *cfg, ct_error *err);
-    /* Given l->in_shape: sets l->out_shape and declares parameters with ct_layer_add_param.
+    /* Given l->in_shapes (l->in_shape for one input): sets l->out_shape and declares
+     * parameters with ct_layer_add_param.
      * A shape it cannot take is an error naming the layer and the shape. */
     int (*build)(ct_layer *l, ct_error *err);
     /* Optional: floats of scratch (l->scratch) needed for a batch of max_batch rows. */
     int64_t (*scratch_floats)(const ct_layer *l, int64_t max_batch);
-    /* y = f(x). x->rows == y->rows. */
-    void (*forward)(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y);
+    /* Inputs a layer takes: 0 and 0 mean exactly one. Merge layers take several (a
+     * negative max_inputs: no upper bound). */
+    int min_inputs, max_inputs;
+    /* y = f(x[0], ..., x[nx-1]). Every x[i]->rows == y->rows. */
+    void (*forward)(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,
+                    ct_tensor *y);
     /* Given dy = dL/dy (the layer may overwrite it), writes (not accumulates) the parameter
-     * gradients and, when dx is not NULL, dx = dL/dx. x and y are the forward's. */
-    void (*backward)(ct_layer *l, const ct_pass *pass, const ct_tensor *x, const ct_tensor *y,
-                     ct_tensor *dy, ct_tensor *dx);
+     * gradients and, for each i whose dx[i] is not NULL, dx[i] = dL/dx[i]. x and y are the
+     * forward's. Where one tensor feeds several layers, the model adds their gradients. */
+    void (*backward)(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,
+                     const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dx);
     /* Optional: frees l->state. */
     void (*free_state)(ct_layer *l);
     /* Output aliases the input buffer (flatten, reshape): forward/backward are not called,
@@ -64,16 +73,23 @@ typedef struct ct_layer_kind {
 struct ct_layer {
     const ct_layer_kind *kind;
     char name[CT_NAME_MAX];   /* unique in the model: "dense", "dense_1", ... */
-    int index;                /* position in the model */
+    int index;                /* position in the model's topological order */
     ct_node *cfg;             /* the layer's config map (positions for errors) */
     const ct_backend *be;
-    ct_shape in_shape, out_shape;
+    int ninputs;
+    const ct_shape *in_shapes; /* ninputs shapes (the model's memory), set before build */
+    ct_shape in_shape;        /* in_shapes[0]: what single-input kinds read */
+    ct_shape out_shape;
     int nparams;
     ct_param params[CT_MAX_PARAMS];
     float *scratch;           /* scratch_floats(max_batch) floats, owned by the model */
     /* Set by the model when a softmax/sigmoid output is fused with crossentropy: backward
      * then receives dy already taken with respect to the pre-activation values. */
     bool act_fused;
+    /* A second application of another layer (Keras calls a layer twice): its parameters'
+     * values are that layer's, and its gradients are added into that layer's. NULL for a
+     * layer of its own. */
+    const ct_layer *shared;
     void *state;
 };
 
