@@ -164,8 +164,11 @@ static void act_dims(const ct_tensor *x, int64_t *rows, int64_t *cols)
     *rows = *cols > 0 ? ct_tensor_size(x) / *cols : 0;
 }
 
-static void act_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void act_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                        ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const act_state *s = l->state;
     int64_t rows, cols;
@@ -173,9 +176,12 @@ static void act_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct
     l->be->act_forward(s->act, x->data, y->data, rows, cols);
 }
 
-static void act_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                         const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void act_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                         const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const act_state *s = l->state;
     if (!dx)

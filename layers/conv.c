@@ -314,8 +314,11 @@ static float *conv_work(const ct_layer *l, int64_t max_batch)
     return l->scratch + ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
 }
 
-static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                         ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const conv_state *s = l->state;
     const ct_backend *be = l->be;
@@ -351,9 +354,12 @@ static void conv_backward_direct(const ct_layer *l, const ct_tensor *x, const fl
                  dx->data, c);
 }
 
-static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                          const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const conv_state *s = l->state;
     const ct_backend *be = l->be;

@@ -139,8 +139,11 @@ static float *convt_cols(const ct_layer *l, int64_t rows)
     return l->scratch + ct_tail_scratch(s->act, rows * ct_shape_size(&l->out_shape));
 }
 
-static void convt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void convt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const convt_state *s = l->state;
     const ct_backend *be = l->be;
@@ -176,9 +179,12 @@ static void convt_chunk_backward(const ct_layer *l, const float *x, const float 
                  dx, s->cin);
 }
 
-static void convt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void convt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const convt_state *s = l->state;
     const ct_backend *be = l->be;

@@ -83,8 +83,11 @@ static int64_t dense_rows(const dense_state *s, const ct_tensor *x)
     return x->rows * (ct_shape_size(&x->shape) / s->in);
 }
 
-static void dense_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void dense_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const dense_state *s = l->state;
     const ct_backend *be = l->be;
@@ -96,9 +99,12 @@ static void dense_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, 
                     s->units);
 }
 
-static void dense_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void dense_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const dense_state *s = l->state;
     const ct_backend *be = l->be;

@@ -151,8 +151,11 @@ static void dw_areas(const ct_layer *l, int64_t rows, float **t, float **z, floa
 
 static int64_t dw_out_c(const dw_state *s) { return s->separable ? s->filters : s->cm; }
 
-static void dw_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void dw_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                       ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const dw_state *s = l->state;
     const ct_backend *be = l->be;
@@ -186,9 +189,12 @@ static void separable_pointwise_backward(const ct_layer *l, int64_t n, const flo
              0.0f, t, s->cm);
 }
 
-static void dw_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, const ct_tensor *y,
-                        ct_tensor *dy, ct_tensor *dx)
+static void dw_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                        const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const dw_state *s = l->state;
     const ct_backend *be = l->be;

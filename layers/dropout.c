@@ -59,8 +59,11 @@ static void pass_through(const ct_backend *be, float *dst, const float *src, int
         be->copy(dst, src, n);
 }
 
-static void dropout_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void dropout_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                            ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     const dropout_state *s = l->state;
     int64_t n = ct_tensor_size(x);
     if (!dropout_active(l, pass)) {
@@ -73,10 +76,12 @@ static void dropout_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x
     l->be->mul(n, x->data, l->scratch, y->data);
 }
 
-static void dropout_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                             const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void dropout_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                             const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
-    (void)x;
+    (void)nx;
+    (void)xs;
+    ct_tensor *dx = dxs[0];
     (void)y;
     if (!dx)
         return;

@@ -134,8 +134,11 @@ static bool spatial_active(const ct_layer *l, const ct_pass *pass)
     return pass && pass->training && s->amount > 0;
 }
 
-static void spatial_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void spatial_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                            ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     const noise_state *s = l->state;
     if (!spatial_active(l, pass)) {
         pass_through(l->be, y->data, x->data, ct_tensor_size(x));
@@ -148,9 +151,12 @@ static void spatial_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x
     l->be->scale_channels(x->data, l->scratch, y->data, x->rows, spatial, c);
 }
 
-static void spatial_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                             const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void spatial_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                             const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)y;
     if (!dx)
         return;
@@ -210,9 +216,11 @@ static int gaussian_build(ct_layer *l, ct_error *err)
     return 0;
 }
 
-static void gaussian_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
+static void gaussian_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                              ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     const noise_state *s = l->state;
     int64_t n = ct_tensor_size(x);
     pass_through(l->be, y->data, x->data, n);
@@ -224,11 +232,13 @@ static void gaussian_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *
 }
 
 /* Additive noise does not depend on x: dx = dy. */
-static void gaussian_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                              const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void gaussian_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                              const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    (void)xs;
+    ct_tensor *dx = dxs[0];
     (void)pass;
-    (void)x;
     (void)y;
     if (dx)
         pass_through(l->be, dx->data, dy->data, ct_tensor_size(dy));

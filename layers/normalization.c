@@ -223,8 +223,11 @@ static float *param_grad(const ct_layer *l, int idx)
 
 /* ---- batch normalization ------------------------------------------------------------ */
 
-static void batch_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void batch_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     const norm_state *s = l->state;
     const ct_backend *be = l->be;
     int64_t n = x->rows * s->spatial, c = s->c;
@@ -279,9 +282,12 @@ static void batch_backward_infer(ct_layer *l, ct_tensor *dy, const ct_tensor *x,
     be->mul(c, dgamma, is, dgamma);
 }
 
-static void batch_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void batch_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)y;
     const norm_state *s = l->state;
     if (!pass->training) {
@@ -312,8 +318,11 @@ static void group_geometry(const norm_state *s, int64_t rows, int64_t *r, int64_
     }
 }
 
-static void group_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void group_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const norm_state *s = l->state;
     int64_t r, sp, g;
@@ -323,9 +332,12 @@ static void group_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, 
                              l->scratch + r * g);
 }
 
-static void group_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                           const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void group_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass, (void)y;
     const norm_state *s = l->state;
     int64_t r, sp, g;

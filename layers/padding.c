@@ -245,15 +245,21 @@ static void run_op(const ct_layer *l, const float *src, float *dst, int64_t rows
                      (s->op == OP_CROP) != back);
 }
 
-static void reshape_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void reshape_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                            ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     run_op(l, x->data, y->data, x->rows, false);
 }
 
-static void reshape_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                             const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void reshape_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                             const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     (void)y;
     if (dx)

@@ -112,16 +112,22 @@ static int window_build(ct_layer *l, ct_error *err)
     return 0;
 }
 
-static void window_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void window_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const pool_state *s = l->state;
     l->be->pool_forward(s->op, &s->win, x->data, y->data, x->rows);
 }
 
-static void window_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                            const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void window_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                            const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const pool_state *s = l->state;
     if (dx)
@@ -209,17 +215,23 @@ static int64_t global_spatial(const ct_layer *l)
     return s->rank == 2 ? l->in_shape.dim[0] * l->in_shape.dim[1] : l->in_shape.dim[0];
 }
 
-static void global_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void global_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     const pool_state *s = l->state;
     int64_t c = l->in_shape.dim[s->rank];
     l->be->global_pool_forward(s->op, x->data, y->data, x->rows, global_spatial(l), c);
 }
 
-static void global_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                            const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void global_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                            const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
+    ct_tensor *dx = dxs[0];
     (void)pass;
     const pool_state *s = l->state;
     if (!dx)

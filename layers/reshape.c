@@ -15,18 +15,23 @@ static void what_of(const ct_layer *l, char *buf, size_t n)
     snprintf(buf, n, "layer '%s' (%s)", l->name, l->kind->class_name);
 }
 
-static void view_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+static void view_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                         ct_tensor *y)
 {
+    (void)nx;
+    const ct_tensor *x = xs[0];
     (void)pass;
     if (y->data != x->data)
         l->be->copy(y->data, x->data, ct_tensor_size(x));
 }
 
-static void view_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
-                          const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+static void view_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
+    (void)nx;
+    (void)xs;
+    ct_tensor *dx = dxs[0];
     (void)pass;
-    (void)x;
     (void)y;
     if (dx && dx->data != dy->data)
         l->be->copy(dx->data, dy->data, ct_tensor_size(dy));

@@ -70,6 +70,8 @@ static inline int lt_setup(lt *t, const char *yaml, const char *name, int ndim,
     t->l.be = ct_backend_cpu();
     t->l.cfg = t->cfg;
     t->l.in_shape = ct_shape_make(ndim, dims);
+    t->l.ninputs = 1;
+    t->l.in_shapes = &t->l.in_shape;
     if (t->l.kind->configure(&t->l, t->cfg, &t->err) || t->l.kind->build(&t->l, &t->err))
         return -1;
     lt_alloc_params(t);
@@ -77,6 +79,19 @@ static inline int lt_setup(lt *t, const char *yaml, const char *name, int ndim,
     t->scratch = fvec(ns);
     t->l.scratch = ns > 0 ? t->scratch : NULL;
     return 0;
+}
+
+/* One-input forward and backward through the layer interface's arrays (dx NULL: no input
+ * gradient wanted). */
+static inline void lt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *x, ct_tensor *y)
+{
+    l->kind->forward(l, pass, &x, 1, y);
+}
+
+static inline void lt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
+                               const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
+{
+    l->kind->backward(l, pass, &x, 1, y, dy, &dx);
 }
 
 static inline void lt_free(lt *t)

@@ -55,7 +55,7 @@ typedef struct gc {
 
 static double gc_loss(gc *g)
 {
-    g->t->l.kind->forward(&g->t->l, &infer_pass, &g->x, &g->y);
+    lt_forward(&g->t->l, &infer_pass, &g->x, &g->y);
     double s = 0;
     for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
         s += (double)g->r[i] * (double)g->y.data[i];
@@ -93,9 +93,9 @@ static void gradcheck(lt *t, int64_t rows)
             l->params[p].grad[i] = 1e6f;
     for (int64_t i = 0; i < nin; i++)
         dx[i] = 1e6f;
-    l->kind->forward(l, &infer_pass, &g.x, &g.y);
+    lt_forward(l, &infer_pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
-    l->kind->backward(l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
+    lt_backward(l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
     for (int64_t i = 0; i < nin; i++)
         gc_compare(&g, "x", i, dx, &x[i]);
     for (int p = 0; p < l->nparams; p++) {
@@ -215,7 +215,7 @@ static void check_forward(lt *t, const geo *g, ref_fn ref, int64_t rows, bool re
     double *want = dvec(nout);
     tu_fill(x, nin, 21, -1.0f, 1.0f);
     ct_tensor tx = tensor(x, rows, l->in_shape), ty = tensor(y, rows, l->out_shape);
-    l->kind->forward(l, &infer_pass, &tx, &ty);
+    lt_forward(l, &infer_pass, &tx, &ty);
     const float *b = NULL;
     for (int p = 0; p < l->nparams; p++)
         if (!strcmp(l->params[p].name, "bias"))
@@ -549,14 +549,14 @@ START_TEST(test_conv1d_causal)
     float *k = t.l.params[0].value, *b = t.l.params[1].value;
     k[0] = 1, k[1] = 10, k[2] = 100, b[0] = 0.5f;
     ct_tensor tx = tensor(x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     /* y[t] = x[t-2] + 10 x[t-1] + 100 x[t] + 0.5 */
     const float want[6] = {100.5f, 210.5f, 321.5f, 432.5f, 543.5f, 654.5f};
     for (int i = 0; i < 6; i++)
         ck_assert_float_eq(y[i], want[i]);
     x[4] = -7;
     ty.data = y2;
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int i = 0; i < 4; i++)
         ck_assert_float_eq(y2[i], y[i]);
     ck_assert(y2[4] != y[4]);
@@ -585,9 +585,9 @@ START_TEST(test_conv2d_threads_same_bits)
         ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
         ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx[i], rows, t.l.in_shape);
         memcpy(dy, dyc, (size_t)nout * sizeof(float));
-        t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+        lt_forward(&t.l, &infer_pass, &tx, &ty);
         memcpy(ys[i], y, (size_t)nout * sizeof(float));
-        t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+        lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
         memcpy(dk[i], t.l.params[0].grad, (size_t)nk * sizeof(float));
     }
     ct_threads_set(1);
@@ -626,16 +626,16 @@ START_TEST(test_conv2d_chunked_equals_per_sample)
     memcpy(dy, dyc, (size_t)(rows * sout) * sizeof(float));
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     double dk[3 * 3 * 5 * 3] = {0}, db[3] = {0};
     float y1[7 * 6 * 3], dy1[7 * 6 * 3], dx1[7 * 6 * 5];
     for (int64_t r = 0; r < rows; r++) {
         memcpy(dy1, dyc + r * sout, sizeof dy1);
         ct_tensor ox = tensor(x + r * sin, 1, one.l.in_shape), oy = tensor(y1, 1, one.l.out_shape);
         ct_tensor ody = tensor(dy1, 1, one.l.out_shape), odx = tensor(dx1, 1, one.l.in_shape);
-        one.l.kind->forward(&one.l, &infer_pass, &ox, &oy);
-        one.l.kind->backward(&one.l, &infer_pass, &ox, &oy, &ody, &odx);
+        lt_forward(&one.l, &infer_pass, &ox, &oy);
+        lt_backward(&one.l, &infer_pass, &ox, &oy, &ody, &odx);
         for (int64_t i = 0; i < sout; i++)
             tu_assert_close(y[r * sout + i], y1[i], 1e-5);
         for (int64_t i = 0; i < sin; i++)
@@ -672,10 +672,10 @@ START_TEST(test_conv2d_chunks)
     tu_fill(dy, nout, 22, -1, 1);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     float *dyc = fvec(nout);
     memcpy(dyc, dy, (size_t)nout * sizeof(float));
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     const float *dk = t.l.params[0].grad;
     for (int64_t i = 0; i < 3; i++)
         for (int64_t j = 0; j < 3; j++)
@@ -726,14 +726,14 @@ START_TEST(test_conv2d_fused_activation)
     tu_fill(dya, nout, 2, -1, 1);
     memcpy(dyb, dya, (size_t)nout * sizeof(float));
     ct_tensor tx = tensor(x, rows, a.l.in_shape), ty = tensor(y, rows, a.l.out_shape);
-    a.l.kind->forward(&a.l, &infer_pass, &tx, &ty);
+    lt_forward(&a.l, &infer_pass, &tx, &ty);
     for (int64_t p = 0; p < nout / 3; p++)
         tu_assert_close(y[p * 3] + y[p * 3 + 1] + y[p * 3 + 2], 1.0, 1e-6);
     ct_tensor tdy = tensor(dya, rows, a.l.out_shape), tdx = tensor(dxa, rows, a.l.in_shape);
-    a.l.kind->backward(&a.l, &infer_pass, &tx, &ty, &tdy, &tdx);
-    b.l.kind->forward(&b.l, &infer_pass, &tx, &ty);
+    lt_backward(&a.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_forward(&b.l, &infer_pass, &tx, &ty);
     tdy.data = dyb, tdx.data = dxb;
-    b.l.kind->backward(&b.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&b.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     for (int64_t i = 0; i < nin; i++)
         ck_assert_float_eq(dxa[i], dxb[i]);
     for (int p = 0; p < 2; p++)
@@ -757,12 +757,12 @@ START_TEST(test_conv2d_no_dx)
     memcpy(dy2, dy, sizeof dy);
     ct_tensor tx = tensor(x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
     ct_tensor tdy = tensor(dy, 1, t.l.out_shape), tdx = tensor(dx, 1, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     float dk[18];
     memcpy(dk, t.l.params[0].grad, sizeof dk);
     tdy.data = dy2;
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
     for (int i = 0; i < 18; i++)
         ck_assert_float_eq(t.l.params[0].grad[i], dk[i]);
     lt_free(&t);
@@ -935,8 +935,8 @@ START_TEST(test_depthwise_layer)
     tu_fill(dy, 45, 2, -1, 1);
     ct_tensor tx = tensor(x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
     ct_tensor tdy = tensor(dy, 1, t.l.out_shape), tdx = tensor(dx, 1, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     double sb = 0;
     for (int i = 0; i < 15; i++)
         sb += dy[i * 3 + 1];
@@ -980,7 +980,7 @@ START_TEST(test_separable_layer)
     double *mid = dvec(npos * 6);
     tu_fill(x, nin, 21, -1, 1);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     ref_depthwise(&g, x, t.l.params[0].value, NULL, rows, mid);
     const float *pw = t.l.params[1].value, *b = t.l.params[2].value;
     for (int64_t p = 0; p < npos; p++)

@@ -21,7 +21,7 @@ typedef struct gc {
 
 static double gc_loss(gc *g)
 {
-    g->t->l.kind->forward(&g->t->l, g->pass, &g->x, &g->y);
+    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
     double s = 0;
     for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
         s += (double)g->r[i] * (double)g->y.data[i];
@@ -61,9 +61,9 @@ static void gradcheck_range(lt *t, int64_t rows, const ct_pass *pass, float lo, 
     gc g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
             .y = tensor(y, rows, l->out_shape), .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    l->kind->forward(l, pass, &g.x, &g.y);
+    lt_forward(l, pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
-    l->kind->backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
     for (int64_t i = 0; i < nin; i++)
         gc_compare(&g, "x", i, dx, &x[i]);
     for (int p = 0; p < l->nparams; p++) {
@@ -275,7 +275,7 @@ START_TEST(test_dense_forward_reference)
     float x[5 * 7], y[5 * 4];
     tu_fill(x, rows * 7, 3, -2.0f, 2.0f);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     const float *w = t.l.params[0].value, *b = t.l.params[1].value;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < units; j++) {
@@ -348,10 +348,10 @@ START_TEST(test_dense_fused)
     memcpy(dy, dy0, sizeof dy);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int64_t r = 0; r < rows; r++)
         tu_assert_close(y[r * 2] + y[r * 2 + 1], 1.0, 1e-6);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     const float *w = t.l.params[0].value, *dw = t.l.params[0].grad, *db = t.l.params[1].grad;
     for (int64_t j = 0; j < units; j++) {
         double sb = 0;
@@ -390,11 +390,11 @@ START_TEST(test_dense_no_dx)
         dw[i] = 1e9f;  /* must be overwritten, not accumulated */
     ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
     ct_tensor tdy = tensor(dy, 2, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     float dz[4];
     for (int i = 0; i < 4; i++)
         dz[i] = y[i] > 0 ? dy[i] : 0.0f;
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, NULL);
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 2; j++)
             tu_assert_close(dw[i * 2 + j],
@@ -439,7 +439,7 @@ static void check_values(const char *yaml, int64_t n, const float *x, const doub
     lt_ok(&t, yaml, "act", 1, in, 1);
     float y[16];
     ct_tensor tx = tensor((float *)x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int64_t i = 0; i < n; i++)
         ck_assert_msg(fabs(y[i] - want[i]) <= 1e-6 * fmax(1, fabs(want[i])),
                       "%s: y[%lld] = %.8g, want %.8g", yaml, (long long)i, y[i], want[i]);
@@ -495,7 +495,7 @@ START_TEST(test_softmax_last_axis)
     float x[24], y[24];
     tu_fill(x, 24, 5, -3, 3);
     ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int v = 0; v < 6; v++) {
         double s = 0;
         for (int j = 0; j < 4; j++)
@@ -518,13 +518,13 @@ START_TEST(test_activation_fused)
     tu_fill(dy, 6, 2, -1, 1);
     ct_tensor tx = tensor(x, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
     ct_tensor tdy = tensor(dy, 2, t.l.out_shape), tdx = tensor(dx, 2, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     for (int i = 0; i < 6; i++)
         ck_assert(dx[i] == dy[i]);
     /* without the flag the softmax Jacobian applies: each row's dx sums to zero */
     t.l.act_fused = false;
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     ck_assert(fabs(dx[0] - dy[0]) > 1e-3);
     ck_assert(fabs(dx[0] + dx[1] + dx[2]) < 1e-6);
     lt_free(&t);
@@ -577,7 +577,7 @@ END_TEST
 static void dropout_run(lt *t, const ct_pass *pass, const float *x, float *y, int64_t rows)
 {
     ct_tensor tx = tensor((float *)x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
-    t->l.kind->forward(&t->l, pass, &tx, &ty);
+    lt_forward(&t->l, pass, &tx, &ty);
 }
 
 START_TEST(test_dropout_statistics)
@@ -630,7 +630,7 @@ START_TEST(test_dropout_statistics)
     ck_assert_int_eq(memcmp(x, y2, (size_t)n * sizeof(float)), 0);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y2, rows, t.l.out_shape);
     ct_tensor tdy = tensor(x, rows, t.l.out_shape), tdx = tensor(y, rows, t.l.in_shape);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
     free(x), free(y), free(y2), free(mask);
     lt_free(&t);
@@ -675,14 +675,14 @@ static void check_view(lt *t, int64_t rows)
     float *x = fvec(n), *y = fvec(n), *dx = fvec(n);
     tu_fill(x, n, 8, -1, 1);
     ct_tensor tx = tensor(x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
-    t->l.kind->forward(&t->l, &infer_pass, &tx, &ty);
+    lt_forward(&t->l, &infer_pass, &tx, &ty);
     ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
     ct_tensor tdx = tensor(dx, rows, t->l.in_shape);
-    t->l.kind->backward(&t->l, &infer_pass, &tx, &ty, &ty, &tdx);
+    lt_backward(&t->l, &infer_pass, &tx, &ty, &ty, &tdx);
     ck_assert_int_eq(memcmp(x, dx, (size_t)n * sizeof(float)), 0);
     /* aliased: nothing moves */
     ct_tensor alias = tensor(x, rows, t->l.out_shape);
-    t->l.kind->forward(&t->l, &infer_pass, &tx, &alias);
+    lt_forward(&t->l, &infer_pass, &tx, &alias);
     ck_assert_int_eq(memcmp(x, y, (size_t)n * sizeof(float)), 0);
     free(x), free(y), free(dx);
 }

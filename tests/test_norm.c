@@ -494,7 +494,7 @@ typedef struct fd {
 
 static double fd_loss(fd *g)
 {
-    g->t->l.kind->forward(&g->t->l, g->pass, &g->x, &g->y);
+    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
     double s = 0.0;
     for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
         s += (double)g->r[i] * g->y.data[i];
@@ -527,9 +527,9 @@ static void gradcheck(lt *t, int64_t rows, const ct_pass *pass)
     fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
             .y = tensor(y, rows, l->out_shape), .r = r};
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    l->kind->forward(l, pass, &g.x, &g.y);
+    lt_forward(l, pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
-    l->kind->backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
     for (int p = 0; p < l->nparams; p++) {
         ct_param *pa = &l->params[p];
         if (!pa->grad)
@@ -551,9 +551,9 @@ static void gradcheck(lt *t, int64_t rows, const ct_pass *pass)
         int64_t n = ct_shape_size(&pa->shape);
         float *keep = fvec(n);
         memcpy(keep, pa->grad, (size_t)n * sizeof(float));
-        l->kind->forward(l, pass, &g.x, &g.y);
+        lt_forward(l, pass, &g.x, &g.y);
         memcpy(dy, r, (size_t)nout * sizeof(float));
-        l->kind->backward(l, pass, &g.x, &g.y, &tdy, NULL);
+        lt_backward(l, pass, &g.x, &g.y, &tdy, NULL);
         for (int64_t i = 0; i < n; i++)
             ck_assert_msg(fabs(pa->grad[i] - keep[i]) <= 1e-5 * (1 + fabs(keep[i])),
                           "%s d%s[%lld] without dx: %g vs %g", l->name, pa->name,
@@ -636,10 +636,10 @@ START_TEST(test_bn_moving_statistics)
     ct_shape s = ct_shape_make(1, dims);
     ct_tensor x1 = tensor(b1, 3, s), x2 = tensor(b2, 3, s), ty = tensor(y, 3, s);
     float *mm = param(&t, "moving_mean"), *mv = param(&t, "moving_variance");
-    t.l.kind->forward(&t.l, &train_pass, &x1, &ty);
+    lt_forward(&t.l, &train_pass, &x1, &ty);
     tu_assert_close(mm[0], 0.2, 1e-6);
     tu_assert_close(mv[1], 1.7, 1e-6);
-    t.l.kind->forward(&t.l, &train_pass, &x2, &ty);
+    lt_forward(&t.l, &train_pass, &x2, &ty);
     tu_assert_close(mm[0], 0.58, 1e-6);
     tu_assert_close(mm[1], 0.28, 1e-6);
     tu_assert_close(mv[0], 0.87, 1e-6);
@@ -650,7 +650,7 @@ START_TEST(test_bn_moving_statistics)
         tu_assert_close(y[2 * i], beta[0], 1e-6);
     tu_assert_close(y[1], -2.0 / sqrt(8.0 / 3 + 1e-3) * gamma[1] + beta[1], 1e-5);
     /* inference leaves the moving statistics alone and uses them */
-    t.l.kind->forward(&t.l, &infer_pass, &x1, &ty);
+    lt_forward(&t.l, &infer_pass, &x1, &ty);
     tu_assert_close(mm[0], 0.58, 1e-6);
     tu_assert_close(y[0], (1 - 0.58) / sqrt(0.87 + 1e-3) * gamma[0] + beta[0], 1e-5);
     tu_assert_close(y[5], (6 - 0.28) / sqrt(1.7966667 + 1e-3) * gamma[1] + beta[1], 1e-5);
@@ -671,7 +671,7 @@ START_TEST(test_bn_inference_values)
     float x[4] = {3, 1, -1, -5}, y[4];
     ct_shape s = ct_shape_make(2, dims);
     ct_tensor tx = tensor(x, 1, s), ty = tensor(y, 1, s);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     /* sqrt(0.99 + 0.01) = 1, sqrt(3.99 + 0.01) = 2 */
     tu_assert_close(y[0], (3 - 1) / 1.0 * 2 + 1, 1e-6);
     tu_assert_close(y[1], (1 + 1) / 2.0 * 0.5 - 1, 1e-6);
@@ -713,7 +713,7 @@ START_TEST(test_ln_values_3d)
     tu_fill(x, n, 60, -3.0f, 3.0f);
     ct_shape s = ct_shape_make(2, dims);
     ct_tensor tx = tensor(x, rows, s), ty = tensor(y, rows, s);
-    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    lt_forward(&t.l, &train_pass, &tx, &ty);
     for (int64_t pos = 0; pos < rows * 3; pos++) {
         double m, v; /* the position's 5 channels read as 5 rows of one channel */
         ref_moments(x + pos * 5, 5, 1, 0, &m, &v);
@@ -737,7 +737,7 @@ START_TEST(test_gn_values)
     tu_fill(x, n, 61, -2.0f, 2.0f);
     ct_shape s = ct_shape_make(2, dims);
     ct_tensor tx = tensor(x, rows, s), ty = tensor(y, rows, s);
-    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    lt_forward(&t.l, &train_pass, &tx, &ty);
     for (int64_t r = 0; r < rows; r++)
         for (int grp = 0; grp < 2; grp++) {
             double sm = 0, sq = 0;
@@ -762,7 +762,7 @@ START_TEST(test_gn_values)
     lt_ok(&t, "{type: GroupNormalization, groups: 1, center: false, scale: false}", "gn", 2,
           dims, rows);
     ck_assert_int_eq(t.l.nparams, 0);
-    t.l.kind->forward(&t.l, &train_pass, &tx, &ty);
+    lt_forward(&t.l, &train_pass, &tx, &ty);
     for (int64_t r = 0; r < rows; r++) {
         double sm = 0, sq = 0;
         for (int i = 0; i < 12; i++)

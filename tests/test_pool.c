@@ -74,7 +74,7 @@ static const ct_pass train_pass = {.training = true, .seed = 11, .step = 5};
 static double weighted_out(lt *t, const ct_pass *pass, const ct_tensor *x, ct_tensor *y,
                            const float *r)
 {
-    t->l.kind->forward(&t->l, pass, x, y);
+    lt_forward(&t->l, pass, x, y);
     double s = 0;
     for (int64_t i = 0; i < ct_tensor_size(y); i++)
         s += (double)r[i] * (double)y->data[i];
@@ -90,11 +90,11 @@ static void gradcheck_x(lt *t, int64_t rows, const ct_pass *pass, float *x)
     tu_fill(r, nout, 9, -1.0f, 1.0f);
     ct_tensor tx = tensor(x, rows, l->in_shape), ty = tensor(y, rows, l->out_shape);
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    l->kind->forward(l, pass, &tx, &ty);
+    lt_forward(l, pass, &tx, &ty);
     memcpy(dy, r, (size_t)nout * sizeof(float));
     for (int64_t i = 0; i < nin; i++)
         dx[i] = 12345.0f; /* backward must overwrite */
-    l->kind->backward(l, pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(l, pass, &tx, &ty, &tdy, &tdx);
     for (int64_t i = 0; i < nin; i++) {
         float old = x[i], up = old + 1e-3f, down = old - 1e-3f;
         x[i] = up;
@@ -215,11 +215,11 @@ static void check_pool_layer(const char *yaml, bool is_max, int rank, const geo 
         dx[i] = NAN; /* backward must write every element, not add to it */
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     ref_pool(is_max, g, x, rows, ry, dy, rdx);
     for (int64_t i = 0; i < nout; i++)
         tu_assert_close(y[i], ry[i], 1e-6);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     for (int64_t i = 0; i < nin; i++)
         tu_assert_close(dx[i], rdx[i], 1e-5);
     gradcheck(&t, rows, &infer_pass);
@@ -297,10 +297,10 @@ START_TEST(test_avg_pool_same_by_hand)
     float x[3] = {1, 2, 6}, y[2], dy[2] = {1, 1}, dx[3];
     ct_tensor tx = tensor(x, 1, t.l.in_shape), ty = tensor(y, 1, t.l.out_shape);
     ct_tensor tdy = tensor(dy, 1, t.l.out_shape), tdx = tensor(dx, 1, t.l.in_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     ck_assert_float_eq(y[0], 1.5f);
     ck_assert_float_eq(y[1], 6.0f);
-    t.l.kind->backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
     ck_assert_float_eq(dx[0], 0.5f);
     ck_assert_float_eq(dx[1], 0.5f);
     ck_assert_float_eq(dx[2], 1.0f);
@@ -360,7 +360,7 @@ static void check_global(const char *yaml, bool is_max, int rank, bool keepdims)
     float *x = fvec(nin), *y = fvec(nout);
     tu_fill(x, nin, 3, -1.0f, 1.0f);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t ch = 0; ch < c; ch++) {
             double acc = is_max ? -INFINITY : 0;
@@ -492,7 +492,7 @@ static void check_reshape_layer(const char *yaml, int rank, const int64_t *in_di
     float *x = fvec(nin), *y = fvec(nout);
     tu_fill(x, nin, 8, -1, 1);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
-    t.l.kind->forward(&t.l, &infer_pass, &tx, &ty);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < oh; i++)
             for (int64_t j = 0; j < ow; j++)
@@ -571,7 +571,7 @@ END_TEST
 static void run_forward(lt *t, const ct_pass *pass, float *x, float *y, int64_t rows)
 {
     ct_tensor tx = tensor(x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
-    t->l.kind->forward(&t->l, pass, &tx, &ty);
+    lt_forward(&t->l, pass, &tx, &ty);
 }
 
 static void check_spatial_dropout(const char *yaml, int ndim, const int64_t *dims,

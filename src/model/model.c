@@ -75,6 +75,8 @@ static int configure_layer(ct_model *m, ct_layer *l, ct_node *cfg, ct_error *err
 static int build_layer(ct_model *m, ct_layer *l, ct_error *err)
 {
     l->in_shape = l->index ? m->layers[l->index - 1].out_shape : m->input_shape;
+    l->ninputs = 1;
+    l->in_shapes = &l->in_shape;
     if (l->kind->build(l, err) == 0)
         return 0;
     /* Say where the input comes from, and its shape unless the message already did. */
@@ -468,7 +470,7 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
             m->out[i].data = x->data;
         if (!l->kind->is_view) {
             double t0 = m->profile ? ct_now() : 0;
-            l->kind->forward(l, pass, x, &m->out[i]);
+            l->kind->forward(l, pass, &x, 1, &m->out[i]);
             if (m->profile) {
                 m->be->sync(); /* a GPU's layer time is known only once it finished */
                 m->profile[2 * i] += ct_now() - t0;
@@ -510,7 +512,7 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
         /* No gradient is wanted for the input batch (nor through leading views of it). */
         ct_tensor *dx = (i > 0 && m->dout[i - 1].data) ? &m->dout[i - 1] : NULL;
         double t0 = m->profile ? ct_now() : 0;
-        l->kind->backward(l, pass, x, &m->out[i], &m->dout[i], dx);
+        l->kind->backward(l, pass, &x, 1, &m->out[i], &m->dout[i], &dx);
         if (m->profile) {
             m->be->sync();
             m->profile[2 * i + 1] += ct_now() - t0;
