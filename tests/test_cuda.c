@@ -732,14 +732,14 @@ static void train_step(ct_experiment *ex, const float *x, const float *y, int64_
     const ct_backend *be = m->be;
     int64_t cols = ct_shape_size(ct_model_output_shape(m));
     float *yd = be->alloc((size_t)(rows * ycols) * sizeof(float));
-    be->upload(m->input.data, x, (size_t)(rows * ct_shape_size(&m->input_shape)) * sizeof(float));
+    be->upload(m->inputs[0].data, x, (size_t)(rows * ct_shape_size(&m->input_shape)) * sizeof(float));
     be->upload(yd, y, (size_t)(rows * ycols) * sizeof(float));
     double zero[2] = {0, 0};
     be->upload(ex->acc, zero, sizeof zero);
     ct_pass pass = {.training = true, .seed = ex->seed, .step = step};
     const ct_tensor *pred = ct_model_forward(m, &pass, rows);
     ct_loss_op op = ct_loss_op_of(&ex->loss);
-    be->loss(&op, pred->data, yd, m->dout[m->nlayers - 1].data, rows, cols, 1.0f / (float)rows,
+    be->loss(&op, pred->data, yd, ct_model_output_grad(m, 0), rows, cols, 1.0f / (float)rows,
              &ex->acc[0]);
     ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
     ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
@@ -828,8 +828,8 @@ START_TEST(test_layers)
     int64_t xn = rows * ct_shape_size(&mc->input_shape);
     float *x = malloc((size_t)xn * sizeof *x);
     tu_fill(x, xn, 200 + (unsigned)_i, -1, 1);
-    mc->be->upload(mc->input.data, x, (size_t)xn * sizeof *x);
-    mg->be->upload(mg->input.data, x, (size_t)xn * sizeof *x);
+    mc->be->upload(mc->inputs[0].data, x, (size_t)xn * sizeof *x);
+    mg->be->upload(mg->inputs[0].data, x, (size_t)xn * sizeof *x);
     ct_pass pass = {.training = true, .seed = 5, .step = 3};
     ct_model_forward(mc, &pass, rows);
     ct_model_forward(mg, &pass, rows);

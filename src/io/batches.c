@@ -5,7 +5,7 @@ int ct_batches_init(ct_batches *b, ct_model *m, int64_t ycols, ct_error *err)
 {
     *b = (ct_batches){.m = m, .be = m->be, .ycols = ycols, .max_rows = m->max_batch};
     b->xcols = ct_shape_size(&m->input_shape);
-    b->planned_input = m->input.data;
+    b->planned_input = m->inputs[0].data;
     b->direct = m->be->device == CT_DEVICE_CPU;
     size_t xbytes = (size_t)(b->max_rows * b->xcols) * sizeof(float);
     size_t ybytes = (size_t)(b->max_rows * (ycols ? ycols : 1)) * sizeof(float);
@@ -42,7 +42,7 @@ void ct_batches_free(ct_batches *b)
         b->be->free(b->dev_y[s]);
     }
     if (b->m && !b->direct)
-        b->m->input.data = b->planned_input; /* it pointed into dev_x */
+        b->m->inputs[0].data = b->planned_input; /* it pointed into dev_x */
     *b = (ct_batches){0};
 }
 
@@ -51,7 +51,7 @@ int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err
     float *hy = labels ? b->host_y[b->direct ? 0 : b->slot] : NULL;
     if (b->direct) {
         b->y = hy;
-        return ct_loader_next(ld, b->m->input.data, hy, err);
+        return ct_loader_next(ld, b->m->inputs[0].data, hy, err);
     }
     int s = b->slot;
     const ct_backend *be = b->be;
@@ -63,7 +63,7 @@ int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err
     if (hy)
         be->stage_upload(s, b->dev_y[s], hy, (size_t)(rows * b->ycols) * sizeof(float));
     be->stage_use(s);
-    b->m->input.data = b->dev_x[s];
+    b->m->inputs[0].data = b->dev_x[s];
     b->y = hy ? b->dev_y[s] : NULL;
     return rows;
 }

@@ -6,7 +6,7 @@
 #include "layer.h"
 
 /* Generous bound on a kind's own keys; the array below adds "type", "name" and NULL. */
-#define CT_LAYER_MAX_KEYS 61
+#define CT_LAYER_MAX_KEYS 60
 
 void ct_layer_describe(const ct_layer *l, char *buf, size_t n)
 {
@@ -25,6 +25,7 @@ int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const
     }
     allowed[n++] = "type";
     allowed[n++] = "name";
+    allowed[n++] = "inputs"; /* read by the model */
     allowed[n] = NULL;
     char what[CT_NAME_MAX + 80];
     ct_layer_describe(l, what, sizeof what);
@@ -57,6 +58,15 @@ int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const 
     if (at)
         return ct_node_err(err, at, "%s: %s", what, msg);
     return ct_err(err, CT_ERR_CONFIG, "%s: %s", what, msg);
+}
+
+int ct_layer_err_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ct_layer_verr_at(err, l, at, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int ct_layer_err(ct_error *err, const ct_layer *l, const char *fmt, ...)

@@ -93,7 +93,8 @@ struct ct_layer {
     void *state;
 };
 
-/* Checks cfg's keys against the kind's own (NULL-terminated) plus "type" and "name". */
+/* Checks cfg's keys against the kind's own (NULL-terminated) plus "type", "name" and
+ * "inputs" (the model's). */
 int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const *keys,
                         ct_error *err);
 /* Declares a parameter during build. Returns its index or -1 (too many). */
@@ -146,6 +147,9 @@ void ct_layer_describe(const ct_layer *l, char *buf, size_t n);
  * value of the config rather than at the layer's map. */
 int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt,
                      va_list ap) __attribute__((format(printf, 4, 0)));
+/* ct_layer_err at the position of `at` (the layer's map when NULL). */
+int ct_layer_err_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* True for an absent node or YAML's unquoted spellings of "no value". */
 bool ct_layer_is_null(const ct_node *n);
 /* Reads n as an integer in [min, INT32_MAX]; out of range is an error at n

@@ -1,4 +1,4 @@
-/* model.c - Sequential models: building from config, parameter layout, buffer planning,
+/* model.c - models: building (the graph: graph.c; buffers: plan.c), parameter layout,
  * forward and backward passes, and the summary table. */
 #include <inttypes.h>
 #include <math.h>
@@ -6,102 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "graph.h"
 #include "progress.h"
 #include "rng.h"
 
 /* Refuse models whose buffers would exceed this many floats before allocating anything. */
 #define CT_MAX_FLOATS (INT64_C(1) << 34)
 
-static int unique_name(ct_model *m, ct_layer *l, ct_node *cfg, ct_error *err)
-{
-    const char *given = NULL;
-    if (ct_map_get(cfg, "name")) {
-        if (ct_cfg_string(cfg, "name", NULL, &given, err) < 0)
-            return -1;
-        if (!*given || strlen(given) >= CT_NAME_MAX || strchr(given, '/'))
-            return ct_node_err(err, ct_map_get(cfg, "name"),
-                               "layer names must be 1 to %d characters without '/'", CT_NAME_MAX - 1);
-        snprintf(l->name, sizeof l->name, "%s", given);
-    } else {
-        /* Keras's automatic names: dense, dense_1, dense_2, ... */
-        int count = 0;
-        for (int i = 0; i < l->index; i++)
-            if (m->layers[i].kind == l->kind)
-                count++;
-        for (;; count++) {
-            if (count == 0)
-                snprintf(l->name, sizeof l->name, "%s", l->kind->name);
-            else
-                snprintf(l->name, sizeof l->name, "%s_%d", l->kind->name, count);
-            bool taken = false;
-            for (int i = 0; i < l->index; i++)
-                taken |= strcmp(m->layers[i].name, l->name) == 0;
-            if (!taken)
-                break;
-        }
-    }
-    for (int i = 0; i < l->index; i++)
-        if (strcmp(m->layers[i].name, l->name) == 0)
-            return ct_node_err(err, ct_map_get(cfg, "name"),
-                               "layer name '%s' is already used by layer %d", l->name, i + 1);
-    return 0;
-}
-
-static int configure_layer(ct_model *m, ct_layer *l, ct_node *cfg, ct_error *err)
-{
-    if (cfg->type != CT_NODE_MAP)
-        return ct_node_err(err, cfg, "each entry of model.layers must be a map such as "
-                                     "{type: dense, units: 10}");
-    const char *type;
-    if (ct_cfg_string(cfg, "type", NULL, &type, err) < 0)
-        return -1;
-    l->kind = ct_layer_kind_find(type);
-    if (!l->kind) {
-        const char *s = ct_suggest(type, ct_layer_kind_list());
-        char hint[128] = "";
-        if (s)
-            snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
-        return ct_node_err(err, ct_map_get(cfg, "type"), "unknown layer type '%s'%s; known types: %s",
-                           type, hint, ct_layer_kind_names());
-    }
-    l->cfg = cfg;
-    l->be = m->be;
-    if (unique_name(m, l, cfg, err) < 0)
-        return -1;
-    return l->kind->configure ? l->kind->configure(l, cfg, err) : 0;
-}
-
-static int build_layer(ct_model *m, ct_layer *l, ct_error *err)
-{
-    l->in_shape = l->index ? m->layers[l->index - 1].out_shape : m->input_shape;
-    l->ninputs = 1;
-    l->in_shapes = &l->in_shape;
-    if (l->kind->build(l, err) == 0)
-        return 0;
-    /* Say where the input comes from, and its shape unless the message already did. */
-    char shape[128], where[256];
-    const ct_layer *prev = l->index ? &m->layers[l->index - 1] : NULL;
-    ct_shape_format(prev ? &prev->out_shape : &m->input_shape, shape, sizeof shape);
-    if (prev)
-        snprintf(where, sizeof where, "layer '%s' (%s)", prev->name, prev->kind->class_name);
-    else
-        snprintf(where, sizeof where, "the model input");
-    size_t at = strlen(err->msg);
-    if (strstr(err->msg, shape))
-        snprintf(err->msg + at, sizeof err->msg - at, " (the input comes from %s)", where);
-    else
-        snprintf(err->msg + at, sizeof err->msg - at, " (the input comes from %s, shape %s)",
-                 where, shape);
-    return -1;
-}
-
 /* Trainable parameters first, so optimizers step one contiguous prefix of the block. */
 static int layout_params(ct_model *m, ct_error *err)
 {
     m->nparams = 0;
     for (int i = 0; i < m->nlayers; i++)
-        m->nparams += m->layers[i].nparams;
+        if (!m->layers[i].shared)
+            m->nparams += m->layers[i].nparams;
     m->params = calloc((size_t)m->nparams + 1, sizeof *m->params);
     if (!m->params)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
@@ -110,7 +28,7 @@ static int layout_params(ct_model *m, ct_error *err)
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < m->nlayers; i++) {
             ct_layer *l = &m->layers[i];
-            for (int j = 0; j < l->nparams; j++) {
+            for (int j = 0; j < l->nparams && !l->shared; j++) {
                 ct_param *p = &l->params[j];
                 if (p->trainable != (pass == 0))
                     continue;
@@ -127,15 +45,34 @@ static int layout_params(ct_model *m, ct_error *err)
             m->trainable = off;
     }
     m->size = off;
+    /* A shared application's gradients go to its own floats after the trainable ones and
+     * are added into its owner's after the backward pass. */
+    m->shadow = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; m->layers[i].shared && j < m->layers[i].nparams; j++)
+            if (m->layers[i].params[j].trainable)
+                m->shadow += ct_shape_size(&m->layers[i].params[j].shape);
+    int64_t ngrads = m->trainable + m->shadow;
     m->values = m->be->alloc((size_t)(m->size ? m->size : 1) * sizeof(float));
-    m->grads = m->be->alloc((size_t)(m->trainable ? m->trainable : 1) * sizeof(float));
+    m->grads = m->be->alloc((size_t)(ngrads ? ngrads : 1) * sizeof(float));
     if (!m->values || !m->grads)
         return ct_err(err, CT_ERR_NOMEM, "cannot allocate %.1f MiB of parameters",
-                      (double)(m->size + m->trainable) * 4 / (1 << 20));
+                      (double)(m->size + ngrads) * 4 / (1 << 20));
     for (int i = 0; i < m->nparams; i++) {
         ct_param *p = m->params[i];
         p->value = m->values + p->offset;
         p->grad = p->trainable ? m->grads + p->offset : NULL;
+    }
+    int64_t at = m->trainable;
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        for (int j = 0; l->shared && j < l->nparams; j++) {
+            ct_param *p = &l->params[j];
+            p->offset = l->shared->params[j].offset;
+            p->value = l->shared->params[j].value;
+            p->grad = p->trainable ? m->grads + at : NULL;
+            at += p->trainable ? ct_shape_size(&p->shape) : 0;
+        }
     }
     return 0;
 }
@@ -172,7 +109,7 @@ static void group_digits(int64_t v, char *buf, size_t n);
 
 /* Each layer is checked as it is built, so the next one never works from a size that
  * overflowed or that no machine could hold. */
-static int check_layer_sizes(const ct_layer *l, ct_error *err)
+int ct_model_check_layer_sizes(const ct_layer *l, ct_error *err)
 {
     char shape[160], a[32], b[32];
     int64_t out = checked_size(&l->out_shape), params = 0;
@@ -213,7 +150,7 @@ typedef struct layer_need {
 static layer_need need_of(const ct_layer *l, const ct_model_budget *b)
 {
     layer_need n = {0, 0, 0, 0};
-    for (int j = 0; j < l->nparams; j++) {
+    for (int j = 0; j < l->nparams && !l->shared; j++) {
         const ct_param *p = &l->params[j];
         double size = (double)ct_shape_size(&p->shape);
         n.count += ct_shape_size(&p->shape);
@@ -242,8 +179,9 @@ int ct_model_check_budget(const ct_model *m, const ct_model_budget *b, ct_error 
 {
     if (b->limit <= 0)
         return 0;
-    double total = 4.0 * (double)b->batch * (double)ct_shape_size(&m->input_shape)
-                   + 4.0 * (double)b->extra;
+    double total = 4.0 * (double)b->extra;
+    for (int k = 0; k < m->ninputs; k++)
+        total += 4.0 * (double)b->batch * (double)ct_shape_size(&m->input_shapes[k]);
     int worst = 0;
     double worst_bytes = -1;
     for (int i = 0; i < m->nlayers; i++) {
@@ -280,30 +218,14 @@ ct_model *ct_model_build(ct_node *cfg, const ct_backend *be, ct_error *err)
     return ct_model_build_within(cfg, be, NULL, err);
 }
 
-static int read_input_shape(ct_model *m, ct_node *cfg, ct_error *err)
-{
-    int64_t dims[CT_MAX_DIMS];
-    int ndim;
-    if (ct_cfg_int_list(cfg, "input_shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0)
-        return -1;
-    m->input_shape = ct_shape_make(ndim, dims);
-    int64_t size = checked_size(&m->input_shape);
-    if (size < 0)
-        return ct_node_err(err, ct_map_get(cfg, "input_shape"), "input_shape holds more than "
-                           "2^63 values per sample; that is more than ctrain can allocate");
-    if (size > CT_MAX_FLOATS)
-        return ct_node_err(err, ct_map_get(cfg, "input_shape"), "input_shape holds %" PRId64
-                           " values per sample; that is more than ctrain can allocate", size);
-    return 0;
-}
-
 ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
                                 const ct_model_budget *budget, ct_error *err)
 {
-    static const char *const keys[] = {"name", "input_shape", "layers", NULL};
+    static const char *const keys[] = {"name", "input_shape", "inputs", "layers", "outputs",
+                                       NULL};
     if (!cfg || cfg->type != CT_NODE_MAP) {
         if (cfg)
-            ct_node_err(err, cfg, "'model' must be a map with input_shape and layers");
+            ct_node_err(err, cfg, "'model' must be a map with input_shape (or inputs) and layers");
         else
             ct_err(err, CT_ERR_CONFIG, "the experiment needs a 'model' section");
         return NULL;
@@ -317,28 +239,12 @@ ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
     }
     m->be = be;
     const char *name;
-    if (ct_cfg_string(cfg, "name", "sequential", &name, err) < 0 ||
-        read_input_shape(m, cfg, err) < 0 || ct_cfg_require(cfg, "layers", "model", err) < 0)
+    if (ct_graph_build(m, cfg, err) < 0)
+        goto fail;
+    m->input_shape = m->input_shapes[0];
+    if (ct_cfg_string(cfg, "name", m->functional ? "functional" : "sequential", &name, err) < 0)
         goto fail;
     snprintf(m->name, sizeof m->name, "%s", name);
-    ct_node *layers = ct_map_get(cfg, "layers");
-    if (layers->type != CT_NODE_SEQ || layers->len == 0) {
-        ct_node_err(err, layers, "model.layers must be a non-empty list of layers");
-        goto fail;
-    }
-    m->layers = calloc(layers->len, sizeof *m->layers);
-    if (!m->layers) {
-        ct_err(err, CT_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < layers->len; i++) {
-        ct_layer *l = &m->layers[i];
-        l->index = (int)i;
-        m->nlayers = (int)i + 1;
-        if (configure_layer(m, l, layers->items[i], err) < 0 || build_layer(m, l, err) < 0 ||
-            check_layer_sizes(l, err) < 0)
-            goto fail;
-    }
     /* The parameter blocks are allocated (and zeroed) next: check what they cost first. */
     ct_model_budget physical = {ct_physical_memory(), true, 1, 0, 0};
     if (ct_model_check_budget(m, budget ? budget : &physical, err) < 0 ||
@@ -354,16 +260,24 @@ void ct_model_free(ct_model *m)
 {
     if (!m)
         return;
-    for (int i = 0; i < m->nlayers; i++)
+    for (int i = 0; i < m->nlayers; i++) {
         if (m->layers[i].kind && m->layers[i].kind->free_state)
             m->layers[i].kind->free_state(&m->layers[i]);
+        free((void *)m->layers[i].in_shapes);
+        if (m->sources)
+            free(m->sources[i]);
+    }
     free(m->layers);
+    free(m->sources);
+    free(m->live);
     free(m->params);
+    free(m->warnings);
     if (m->be) {
         m->be->free(m->values);
         m->be->free(m->grads);
         m->be->free(m->buffers);
     }
+    ct_plan_free(m);
     free(m->out);
     free(m->dout);
     free(m);
@@ -373,7 +287,7 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
 {
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
-        for (int j = 0; j < l->nparams; j++) {
+        for (int j = 0; j < l->nparams && !l->shared; j++) {
             ct_param *p = &l->params[j];
             int64_t n = ct_shape_size(&p->shape);
             float *host = m->be->device == CT_DEVICE_CPU ? p->value : malloc((size_t)n * sizeof *host);
@@ -388,97 +302,87 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
     }
 }
 
-/* Each planned buffer starts 64 bytes after a multiple of 64, so vector loads (and a GPU's
- * 16-byte ones) never depend on where the previous buffer ended. */
-static int64_t aligned(int64_t n)
-{
-    return n > INT64_MAX - 15 ? INT64_MAX : (n + 15) & ~(int64_t)15;
-}
-
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
 {
     if (m->max_batch == max_batch && m->buffers)
         return 0;
     m->be->free(m->buffers);
     m->buffers = NULL;
+    ct_plan_free(m);
     free(m->out);
     free(m->dout);
     m->out = calloc((size_t)m->nlayers, sizeof *m->out);
     m->dout = calloc((size_t)m->nlayers, sizeof *m->dout);
     if (!m->out || !m->dout)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    /* Sizes first: input, then per layer output + gradient + scratch (views need none).
-     * Checked arithmetic: an absurd batch must be an error, not a wrapped-around size. */
-    int64_t in, total;
-    bool overflow = max_batch < 1 || max_batch > INT64_MAX / 2 ||
-                    __builtin_mul_overflow(max_batch, ct_shape_size(&m->input_shape), &in);
-    total = overflow ? 0 : aligned(in);
-    for (int i = 0; i < m->nlayers && !overflow; i++) {
-        ct_layer *l = &m->layers[i];
-        int64_t n = 0;
-        if (!l->kind->is_view)
-            overflow |= __builtin_mul_overflow(max_batch, ct_shape_size(&l->out_shape), &n) ||
-                        n > INT64_MAX / 4 || __builtin_add_overflow(total, 2 * aligned(n), &total);
-        if (l->kind->scratch_floats)
-            overflow |= __builtin_add_overflow(total, aligned(l->kind->scratch_floats(l, max_batch)),
-                                               &total);
-    }
-    if (overflow)
-        return ct_err(err, CT_ERR_NOMEM, "batches of %" PRId64 " rows need more memory than "
-                      "ctrain can count; use a smaller batch_size", max_batch);
-    if (total > CT_MAX_FLOATS)
-        return ct_err(err, CT_ERR_NOMEM, "batches of %" PRId64 " rows need %.1f GiB of "
-                      "activations; use a smaller batch_size", max_batch, (double)total * 4 / (1 << 30));
-    m->buffers = m->be->alloc((size_t)total * sizeof(float));
-    if (!m->buffers)
-        return ct_err(err, CT_ERR_NOMEM, "cannot allocate %.1f MiB of activations for batches "
-                      "of %" PRId64 " rows", (double)total * 4 / (1 << 20), max_batch);
-    float *at = m->buffers;
-    m->input = (ct_tensor){at, max_batch, m->input_shape, m->be->device};
-    at += aligned(in);
-    float *prev_out = m->input.data, *prev_dout = NULL;
-    for (int i = 0; i < m->nlayers; i++) {
-        ct_layer *l = &m->layers[i];
-        int64_t n = max_batch * ct_shape_size(&l->out_shape);
-        m->out[i] = (ct_tensor){prev_out, max_batch, l->out_shape, m->be->device};
-        m->dout[i] = (ct_tensor){prev_dout, max_batch, l->out_shape, m->be->device};
-        if (!l->kind->is_view) {
-            m->out[i].data = at;
-            m->dout[i].data = at + aligned(n);
-            at += 2 * aligned(n);
-        }
-        if (l->kind->scratch_floats) {
-            l->scratch = at;
-            at += aligned(l->kind->scratch_floats(l, max_batch));
-        }
-        prev_out = m->out[i].data;
-        prev_dout = m->dout[i].data;
-    }
+    if (ct_plan_make(m, max_batch, err) < 0)
+        return -1;
+    /* Layers that reach no output are never computed; their gradients stay zero. */
+    m->be->fill(m->grads, m->trainable + m->shadow, 0.0f);
     m->max_batch = max_batch;
     return 0;
 }
 
-const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows)
+static void set_rows(ct_model *m, int64_t rows)
 {
-    m->input.rows = rows;
-    const ct_tensor *x = &m->input;
+    for (int k = 0; k < m->ninputs; k++)
+        m->inputs[k].rows = rows;
     for (int i = 0; i < m->nlayers; i++) {
-        ct_layer *l = &m->layers[i];
         m->out[i].rows = rows;
         m->dout[i].rows = rows;
-        if (l->kind->is_view) /* the input may have moved (a GPU's batches take turns) */
-            m->out[i].data = x->data;
-        if (!l->kind->is_view) {
-            double t0 = m->profile ? ct_now() : 0;
-            l->kind->forward(l, pass, &x, 1, &m->out[i]);
-            if (m->profile) {
-                m->be->sync(); /* a GPU's layer time is known only once it finished */
-                m->profile[2 * i] += ct_now() - t0;
-            }
-        }
-        x = &m->out[i];
     }
-    return x;
+    for (int t = 0; t < m->plan->ntmp; t++)
+        m->plan->tmp[t].rows = rows;
+    for (int k = 0; k < m->noutputs; k++)
+        m->plan->loss_grad[k].rows = rows;
+}
+
+const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows)
+{
+    set_rows(m, rows);
+    const struct ct_plan *pl = m->plan;
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        const ct_tensor *const *x = pl->x + pl->xat[i];
+        if (l->kind->is_view) { /* the input may have moved (a GPU's batches take turns) */
+            m->out[i].data = x[0]->data;
+            continue;
+        }
+        if (!m->live[i])
+            continue;
+        double t0 = m->profile ? ct_now() : 0;
+        l->kind->forward(l, pass, x, l->ninputs, &m->out[i]);
+        if (m->profile) {
+            m->be->sync(); /* a GPU's layer time is known only once it finished */
+            m->profile[2 * i] += ct_now() - t0;
+        }
+    }
+    return &m->out[m->outputs[0]];
+}
+
+const ct_tensor *ct_model_output(const ct_model *m, int k) { return &m->out[m->outputs[k]]; }
+
+float *ct_model_output_grad(ct_model *m, int k) { return m->plan->loss_grad[k].data; }
+
+static void run_sums(ct_model *m, int *next, int after)
+{
+    const struct ct_plan *pl = m->plan;
+    for (; *next < pl->ntmp && pl->sums[*next].after == after; (*next)++) {
+        const ct_grad_sum *s = &pl->sums[*next];
+        m->be->axpy(m->inputs[0].rows * s->per_row, 1.0f, s->from, s->into);
+    }
+}
+
+/* A shared application's parameter gradients join its owner's, in layer order. */
+static void join_shared_grads(ct_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        for (int j = 0; l->shared && m->live[i] && j < l->nparams; j++)
+            if (l->params[j].grad && l->shared->params[j].grad)
+                m->be->axpy(ct_shape_size(&l->params[j].shape), 1.0f, l->params[j].grad,
+                            l->shared->params[j].grad);
+    }
 }
 
 /* *penalty += weight * (l1 * sum|w| + l2 * sum w^2) over the regularized parameters; adds
@@ -504,20 +408,23 @@ bool ct_model_regularized(const ct_model *m)
 
 void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *penalty)
 {
+    const struct ct_plan *pl = m->plan;
+    int next = 0;
+    run_sums(m, &next, m->nlayers); /* an output whose gradient two losses write */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
-        if (l->kind->is_view)
+        if (l->kind->is_view || !m->live[i])
             continue;
-        const ct_tensor *x = i ? &m->out[i - 1] : &m->input;
-        /* No gradient is wanted for the input batch (nor through leading views of it). */
-        ct_tensor *dx = (i > 0 && m->dout[i - 1].data) ? &m->dout[i - 1] : NULL;
         double t0 = m->profile ? ct_now() : 0;
-        l->kind->backward(l, pass, &x, 1, &m->out[i], &m->dout[i], &dx);
+        l->kind->backward(l, pass, pl->x + pl->xat[i], l->ninputs, &m->out[i], &m->dout[i],
+                          pl->dx + pl->xat[i]);
+        run_sums(m, &next, i);
         if (m->profile) {
             m->be->sync();
             m->profile[2 * i + 1] += ct_now() - t0;
         }
     }
+    join_shared_grads(m);
     regularize(m, true, weight, penalty);
 }
 
@@ -528,8 +435,15 @@ void ct_model_penalty(const ct_model *m, double weight, double *penalty)
 
 const ct_shape *ct_model_output_shape(const ct_model *m)
 {
-    return m->nlayers ? &m->layers[m->nlayers - 1].out_shape : &m->input_shape;
+    return &m->layers[m->outputs[0]].out_shape;
 }
+
+const ct_shape *ct_model_output_shape_at(const ct_model *m, int k)
+{
+    return &m->layers[m->outputs[k]].out_shape;
+}
+
+const ct_layer *ct_layer_owner(const ct_layer *l) { return l->shared ? l->shared : l; }
 
 static void group_digits(int64_t v, char *buf, size_t n)
 {

@@ -1,9 +1,20 @@
-/* model.h - a Sequential stack of layers, its parameter blocks and activation buffers.
+/* model.h - a model: a graph of layers in topological order, its parameter blocks and
+ * its planned buffers.
  *
- * ct_model_build reads model.layers, infers and checks every shape, and lays every
+ * ct_model_build reads the `model` map: named inputs (`inputs: {image: {shape: [...]}}`,
+ * or `input_shape: [...]` for one input), layers that name their inputs (`inputs: [a, b]`;
+ * without it a layer takes the one listed before it), shared applications of a layer
+ * (`{type: shared, layer: NAME, inputs: ...}`) and `outputs` (default: the last layer).
+ * It sorts the layers topologically, infers and checks every shape, and lays every
  * parameter out in one block (trainable ones first, in layer order) with a gradient block
- * beside it. ct_model_plan allocates activation, gradient and scratch buffers for batches
- * of up to max_batch rows, once: the training loop allocates nothing.
+ * beside it. A model whose graph is a chain from its one input, written with
+ * `input_shape`, is Sequential (as Keras's); any other is Functional.
+ *
+ * ct_model_plan allocates the activation, gradient and scratch buffers for batches of up
+ * to max_batch rows, once: the training loop allocates nothing. Every layer's output is
+ * kept for the backward pass; gradient buffers are shared between tensors whose gradients
+ * are never alive at the same time (a chain needs two). Where one tensor feeds several
+ * layers (or is an output and feeds a layer), backward adds their gradients.
  *
  * Ownership: the model owns its layers, blocks and buffers; ct_model_free releases all. */
 #ifndef CT_MODEL_H
@@ -11,25 +22,47 @@
 
 #include "layer.h"
 
+#ifndef CT_MAX_IO
+#define CT_MAX_IO 16          /* model inputs and outputs, each */
+#endif
+
+/* Where a layer's input comes from: model input -1 - k, or the output of layer i >= 0. */
+typedef int ct_source_id;
+
+struct ct_plan;
+
 typedef struct ct_model {
     char name[CT_NAME_MAX];
     const ct_backend *be;
-    ct_shape input_shape;
+    bool functional;           /* Keras's Functional model; false: Sequential */
+    int ninputs;
+    char input_names[CT_MAX_IO][CT_NAME_MAX];
+    ct_shape input_shapes[CT_MAX_IO];
+    const ct_node *input_nodes[CT_MAX_IO]; /* where each input is declared (may be NULL) */
+    ct_shape input_shape;      /* input_shapes[0] */
     int nlayers;
-    ct_layer *layers;          /* nlayers, in order */
-    int nparams;               /* parameter tensors over all layers */
+    ct_layer *layers;          /* nlayers, in topological order */
+    ct_source_id **sources;    /* sources[i]: layers[i].ninputs ids */
+    bool *live;                /* live[i]: layer i contributes to an output */
+    int noutputs;
+    int outputs[CT_MAX_IO];    /* layer indices */
+    int nparams;               /* parameter tensors of the layers that own them */
     ct_param **params;         /* nparams pointers into the layers, block order */
     int64_t size, trainable;   /* floats in the block; the first `trainable` are trainable */
-    float *values, *grads;     /* size / trainable floats, backend memory */
-    /* Planned buffers: out[i] is layer i's output, dout[i] its gradient (out[-1] is the
-     * input batch, set by the caller). */
+    int64_t shadow;            /* gradient floats of shared applications, after trainable */
+    float *values, *grads;     /* size / trainable + shadow floats, backend memory */
+    /* Planned buffers: inputs[k] is input k's batch (set by the caller), out[i] layer i's
+     * output, dout[i] its gradient (NULL data when none is needed). */
     int64_t max_batch;
-    ct_tensor input;
+    ct_tensor inputs[CT_MAX_IO];
     ct_tensor *out, *dout;
+    struct ct_plan *plan;      /* per-layer input lists and gradient sums (plan.c) */
     float *buffers;            /* one allocation behind out/dout/scratch */
     /* When not NULL (2 * nlayers seconds, owned by the caller): forward and backward time
      * of each layer is added here. */
     double *profile;
+    /* Warnings found while building (unused layers and inputs), one per line; owned. */
+    char *warnings;
 } ct_model;
 
 /* What a model may use. The estimate counts parameters, their gradients, opt_slots floats
@@ -60,9 +93,13 @@ void ct_model_free(ct_model *m);
  * parameter index only. */
 void ct_model_init_params(ct_model *m, uint64_t seed);
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err);
-/* Forward over rows of m->input.data (already filled); returns the output tensor. */
+/* Forward over rows of m->inputs[k].data (already filled); returns the first output
+ * (ct_model_output for the others). */
 const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows);
-/* Backward from m->dout[nlayers-1] (filled by the loss) into m->grads; adds the
+/* Output k's tensor and the buffer its loss writes the gradient into (after a forward). */
+const ct_tensor *ct_model_output(const ct_model *m, int k);
+float *ct_model_output_grad(ct_model *m, int k);
+/* Backward from the outputs' gradients (written by the losses) into m->grads; adds the
  * regularizers' gradients, and weight times their penalty to *penalty (one double of
  * backend memory). */
 void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *penalty);
@@ -70,8 +107,12 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
 void ct_model_penalty(const ct_model *m, double weight, double *penalty);
 /* Whether any parameter has a regularizer. */
 bool ct_model_regularized(const ct_model *m);
+/* Shape of the first output / of output k. */
 const ct_shape *ct_model_output_shape(const ct_model *m);
-/* Keras summary table. */
+const ct_shape *ct_model_output_shape_at(const ct_model *m, int k);
+/* The layer that owns l's parameters (l itself unless it is a shared application). */
+const ct_layer *ct_layer_owner(const ct_layer *l);
+/* Keras summary table (with "Connected to" for a Functional model). */
 void ct_model_summary(const ct_model *m, FILE *out);
 
 #endif

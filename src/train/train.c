@@ -59,7 +59,7 @@ static void score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y
 {
     ct_model *m = ex->model;
     int64_t rows = pred->rows * positions(ex), cols = classes(ex);
-    float *dpred = grad ? m->dout[m->nlayers - 1].data : NULL;
+    float *dpred = grad ? ct_model_output_grad(m, 0) : NULL;
     ct_loss_op op = ct_loss_op_of(&ex->loss);
     m->be->loss(&op, pred->data, y, dpred, rows, cols, 1.0f / (float)rows, &ex->acc[0]);
     for (int i = 0; i < ex->nmetrics; i++) {
