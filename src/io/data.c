@@ -883,6 +883,7 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
     return ld;
 }
 
+const ct_dataset *ct_loader_dataset(const ct_loader *ld) { return ld->ds; }
 int64_t ct_loader_rows(const ct_loader *ld) { return ld->n; }
 int64_t ct_loader_batches(const ct_loader *ld) { return (ld->n + ld->batch - 1) / ld->batch; }
 

@@ -80,6 +80,8 @@ typedef struct ct_loader ct_loader;
 ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t batch,
                          bool shuffle, uint64_t seed, size_t memory_limit, ct_error *err);
 void ct_loader_free(ct_loader *ld);
+/* The dataset the loader serves (borrowed). */
+const ct_dataset *ct_loader_dataset(const ct_loader *ld);
 int64_t ct_loader_rows(const ct_loader *ld);
 int64_t ct_loader_batches(const ct_loader *ld);
 /* Bytes the loader holds for its rows (the subset, or one streaming block). */
