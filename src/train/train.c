@@ -825,7 +825,8 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     int64_t rows = ct_dataset_rows(ds), cols = ct_shape_size(ct_model_output_shape(m));
     float *pred = malloc((size_t)(rows * cols) * sizeof *pred);
     ct_batches b = {0};
-    ct_loader *ld = pred && ct_batches_init(&b, m->be, 1, &m->input, m->max_batch, 0, NULL, err) == 0
+    ct_loader *ld = pred && ct_batches_init(&b, m->be, 1, &m->input, m->max_batch, 0, NULL,
+                                            err) == 0
                         ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
                                         ex->memory_limit, err)
                         : NULL;
