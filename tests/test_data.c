@@ -431,6 +431,151 @@ START_TEST(test_validate)
 }
 END_TEST
 
+/* ---- several members ---- */
+
+static ct_dataset *open_multi(int nx, const char *const *x, const double *xscale, int ny,
+                              const char *const *y)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open_multi(main_h5, nx, x, xscale, ny, y, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    return ds;
+}
+
+static void expect_multi_error(int nx, const char *const *x, int ny, const char *const *y,
+                               const char *expected)
+{
+    ct_error err = {0};
+    ck_assert(ct_dataset_open_multi(main_h5, nx, x, NULL, ny, y, &err) == NULL);
+    ck_assert_str_eq(err.msg, expected);
+}
+
+START_TEST(test_open_multi)
+{
+    /* three x of three types, two y: one integer, one float */
+    const char *x[] = {"train/images", "f64", "targets"}, *y[] = {"train/labels", "/targets"};
+    const double scale[] = {0.25, 2.0, 1.0};
+    ct_dataset *ds = open_multi(3, x, scale, 2, y);
+    ck_assert_int_eq(ct_dataset_nx(ds), 3);
+    ck_assert_int_eq(ct_dataset_ny(ds), 2);
+    ck_assert_int_eq(ct_dataset_rows(ds), 10);
+    ct_shape s = ct_dataset_x_shape_at(ds, 0);
+    ck_assert(s.ndim == 2 && s.dim[0] == 2 && s.dim[1] == 3);
+    s = ct_dataset_x_shape_at(ds, 1);
+    ck_assert(s.ndim == 1 && s.dim[0] == 2);
+    ck_assert_int_eq(ct_dataset_y_shape_at(ds, 0).ndim, 0);
+    s = ct_dataset_y_shape_at(ds, 1);
+    ck_assert(s.ndim == 1 && s.dim[0] == 2);
+    ck_assert(ct_dataset_y_is_integer_at(ds, 0) && !ct_dataset_y_is_integer_at(ds, 1));
+    char want[4400];
+    snprintf(want, sizeof want, "%s:/f64", main_h5);
+    ck_assert_str_eq(ct_dataset_x_name_at(ds, 1), want);
+    snprintf(want, sizeof want, "%s:/targets", main_h5);
+    ck_assert_str_eq(ct_dataset_y_name_at(ds, 1), want);
+    /* out of range: empty, not a crash */
+    ck_assert_str_eq(ct_dataset_x_name_at(ds, 3), "");
+    ck_assert_str_eq(ct_dataset_y_name_at(ds, -1), "");
+    ck_assert_int_eq(ct_dataset_y_shape_at(ds, 2).ndim, 0);
+    ck_assert(!ct_dataset_y_is_integer_at(ds, 2));
+    /* the single-member calls see member 0, with its scale */
+    ck_assert_str_eq(ct_dataset_x_name(ds), ct_dataset_x_name_at(ds, 0));
+    ck_assert_str_eq(ct_dataset_y_name(ds), ct_dataset_y_name_at(ds, 0));
+    ck_assert(ct_dataset_has_y(ds) && ct_dataset_y_is_integer(ds));
+    float xr[10 * 6], yr[10];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 10, xr, yr, &err), 0);
+    for (int i = 0; i < 60; i++)
+        ck_assert_float_eq(xr[i], (float)i); /* stored i * 4, scale 0.25 */
+    for (int i = 0; i < 10; i++)
+        ck_assert_float_eq(yr[i], (float)(i % 3));
+    ck_assert_int_eq(ct_dataset_validate_multi(ds, (int64_t[]){3, 0}, &err), 0);
+    ck_assert_int_eq(ct_dataset_validate_multi(ds, NULL, &err), 0);
+    ct_dataset_close(ds);
+
+    /* no y at all */
+    ds = open_multi(2, x, NULL, 0, NULL);
+    ck_assert(!ct_dataset_has_y(ds) && ct_dataset_ny(ds) == 0);
+    ck_assert_str_eq(ct_dataset_y_name(ds), "");
+    ct_dataset_close(ds);
+}
+END_TEST
+
+START_TEST(test_open_multi_errors)
+{
+    char want[8192];
+    /* a row-count mismatch names both datasets and both counts, whichever member it is */
+    const char *x[] = {"train/images", "short_labels"}, *y[] = {"train/labels", "short_labels"};
+    snprintf(want, sizeof want, "%s: x 'train/images' has 10 rows but x 'short_labels' has 9",
+             main_h5);
+    expect_multi_error(2, x, 1, y, want);
+    snprintf(want, sizeof want, "%s: x 'train/images' has 10 rows but y 'short_labels' has 9",
+             main_h5);
+    expect_multi_error(1, x, 2, y, want);
+    /* a missing later member is reported like a missing first one */
+    const char *xm[] = {"f64", "nope"};
+    ct_error err = {0};
+    ck_assert(ct_dataset_open_multi(main_h5, 2, xm, NULL, 0, NULL, &err) == NULL);
+    snprintf(want, sizeof want, "%s: no dataset 'nope' (datasets in the file: ", main_h5);
+    ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+    /* counts outside 1..CT_MAX_IO, and a missing name */
+    snprintf(want, sizeof want,
+             "%s: 0 x and 0 y datasets; 1 to %d x and 0 to %d y are supported", main_h5,
+             CT_MAX_IO, CT_MAX_IO);
+    expect_multi_error(0, x, 0, NULL, want);
+    const char *xn[] = {"f64", NULL};
+    snprintf(want, sizeof want, "%s: x dataset 1 has no name", main_h5);
+    expect_multi_error(2, xn, 0, NULL, want);
+}
+END_TEST
+
+static void expect_validate_multi(int nx, const char *const *x, int ny, const char *const *y,
+                                  const int64_t *nclasses, const char *expected)
+{
+    ct_dataset *ds = open_multi(nx, x, NULL, ny, y);
+    ct_error err = {0};
+    int rc = ct_dataset_validate_multi(ds, nclasses, &err);
+    if (expected) {
+        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq(err.code, CT_ERR_DATA);
+        ck_assert_str_eq(err.msg, expected);
+    } else {
+        ck_assert_msg(rc == 0, "%s", err.msg);
+    }
+    ct_dataset_close(ds);
+}
+
+START_TEST(test_validate_multi)
+{
+    char want[8192];
+    const char *x[] = {"train/images", "nan_x"}, *y[] = {"train/labels", "bad_labels"};
+    snprintf(want, sizeof want, "%s:/nan_x: row 7 holds NaN or Inf", main_h5);
+    expect_validate_multi(2, x, 2, y, NULL, want);
+    /* labels are checked in the y members given classes, each against its own count */
+    snprintf(want, sizeof want,
+             "%s:/bad_labels: row 5 has label 10, but the model's output has 10 classes "
+             "(labels must be 0..9)", main_h5);
+    expect_validate_multi(1, x, 2, y, (int64_t[]){3, 10}, want);
+    expect_validate_multi(1, x, 2, y, (int64_t[]){3, 11}, NULL);
+    expect_validate_multi(1, x, 2, y, (int64_t[]){3, 0}, NULL);
+    const char *yf[] = {"targets", "frac_labels"};
+    expect_validate_multi(1, x, 2, yf, (int64_t[]){0, 0}, NULL);
+    snprintf(want, sizeof want,
+             "%s:/frac_labels: row 4 has label 2.5, but class labels must be integers", main_h5);
+    expect_validate_multi(1, x, 2, yf, (int64_t[]){0, 3}, want);
+    const char *yo[] = {"train/labels", "onehot"};
+    snprintf(want, sizeof want,
+             "%s:/onehot has shape (3,) per row; class labels need one integer per row",
+             main_h5);
+    expect_validate_multi(1, x, 2, yo, (int64_t[]){3, 3}, want);
+    expect_validate_multi(1, x, 2, yo, (int64_t[]){3, 0}, NULL);
+    /* the single-member call checks labels in y member 0 only */
+    ct_dataset *ds = open_multi(1, x, NULL, 2, y);
+    ct_error err = {0};
+    ck_assert_int_eq(ct_dataset_validate(ds, 3, &err), 0);
+    ct_dataset_close(ds);
+}
+END_TEST
+
 /* ---- loader ---- */
 
 /* Runs one epoch, recording row ids (checked against x and y) and batch sizes. */
@@ -1790,6 +1935,9 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_open_bad_datasets);
     tcase_add_test(tc, test_read_conversion);
     tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_open_multi);
+    tcase_add_test(tc, test_open_multi_errors);
+    tcase_add_test(tc, test_validate_multi);
     tcase_add_test(tc, test_open_links_and_layouts);
     tcase_add_test(tc, test_check_storage);
     tcase_add_test(tc, test_chunked_gzip_same_as_contiguous);

@@ -1,11 +1,13 @@
 /* test_loader.c - how the loader stores and serves rows: integer images kept in their
  * stored type give the same floats as float data; the reader thread serves the same
- * batches as assembling them in place, across epochs, restarts and streaming. */
+ * batches as assembling them in place, across epochs, restarts and streaming; a dataset of
+ * several members serves the same rows in the same order to each. */
 #include <check.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "batches.h"
 #include "data.h"
 #include "testutil.h"
 
@@ -39,6 +41,7 @@ static void write_fixture(void)
     static short i16[N * H * W];
     static float f32[N * H * W], f32s[N * H * W], f32w[N * H * W];
     static int labels[N];
+    static double ids[N * 2];
     for (int i = 0; i < N * H * W; i++) {
         u8[i] = (unsigned char)((i * 37 + 11) % 256);
         i8[i] = (signed char)(u8[i] - 128);
@@ -48,12 +51,15 @@ static void write_fixture(void)
         f32s[i] = (float)(u8[i] - 128);
         f32w[i] = (float)u16[i];
     }
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         labels[i] = i % 7;
+        ids[i * 2] = i;
+        ids[i * 2 + 1] = -i;
+    }
     snprintf(h5, sizeof h5, "%s/imgs.h5", dir);
     hid_t f = H5Fcreate(h5, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     ck_assert(f >= 0);
-    hsize_t dims[4] = {N, H, W, 1}, ldims[1] = {N};
+    hsize_t dims[4] = {N, H, W, 1}, ldims[1] = {N}, idims[2] = {N, 2};
     put(f, "u8", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 4, dims, u8);
     put(f, "i8", H5T_STD_I8LE, H5T_NATIVE_SCHAR, 4, dims, i8);
     put(f, "u16", H5T_STD_U16BE, H5T_NATIVE_USHORT, 4, dims, u16); /* big-endian on disk */
@@ -62,6 +68,7 @@ static void write_fixture(void)
     put(f, "f32s", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, dims, f32s);
     put(f, "f32w", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, dims, f32w);
     put(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT, 1, ldims, labels);
+    put(f, "ids", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, idims, ids);
     H5Fclose(f);
 }
 
@@ -207,6 +214,204 @@ START_TEST(test_prefetch_restart)
 }
 END_TEST
 
+/* ---- several members ----
+ * x: u8 (scaled to [0, 1]), f32 (doubled) and i16 (halved); y: labels and ids, the row
+ * number as float64 pairs (r, -r), so every served row says which row it is. */
+
+#define NX_MAX 3
+#define MX (H * W)
+
+static const char *const mx[NX_MAX] = {"u8", "f32", "i16"}, *const my[2] = {"labels", "ids"};
+static const double mscale[NX_MAX] = {SCALE, 2.0, 0.5};
+static const int64_t mycols[2] = {1, 2};
+
+typedef struct served_multi {
+    float *x[NX_MAX], *y[2];
+    int64_t rows;
+} served_multi;
+
+static ct_dataset *open_members(int nx)
+{
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open_multi(h5, nx, mx, mscale, 2, my, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    return ds;
+}
+
+static void append(float *to, const float *from, int64_t at, int64_t rows, int64_t cols)
+{
+    memcpy(to + at * cols, from, sizeof(float) * (size_t)(rows * cols));
+}
+
+static served_multi serve_multi(int nx, bool prefetch, size_t memory_limit, int epochs)
+{
+    ct_error err = {0};
+    ct_dataset *ds = open_members(nx);
+    ct_loader *ld = ct_loader_new(ds, NULL, 0, BATCH, true, 42, memory_limit, &err);
+    ck_assert_msg(ld != NULL, "%s", err.msg);
+    if (prefetch)
+        ck_assert_int_eq(ct_loader_prefetch(ld, &err), 0);
+    served_multi s = {{0}, {0}, 0};
+    float bx[NX_MAX][BATCH * MX], by[2][BATCH * 2];
+    float *xs[NX_MAX] = {bx[0], bx[1], bx[2]}, *ys[2] = {by[0], by[1]};
+    for (int i = 0; i < nx; i++)
+        s.x[i] = malloc(sizeof(float) * N * MX * epochs);
+    for (int j = 0; j < 2; j++)
+        s.y[j] = malloc(sizeof(float) * N * (size_t)mycols[j] * epochs);
+    for (int e = 0; e < epochs; e++) {
+        ck_assert_int_eq(ct_loader_begin_epoch(ld, e, &err), 0);
+        int64_t k;
+        while ((k = ct_loader_next_multi(ld, xs, ys, &err)) > 0) {
+            for (int i = 0; i < nx; i++)
+                append(s.x[i], bx[i], s.rows, k, MX);
+            for (int j = 0; j < 2; j++)
+                append(s.y[j], by[j], s.rows, k, mycols[j]);
+            s.rows += k;
+        }
+        ck_assert_msg(k == 0, "%s", err.msg);
+    }
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
+    return s;
+}
+
+static void free_multi(served_multi *s)
+{
+    for (int i = 0; i < NX_MAX; i++)
+        free(s->x[i]);
+    free(s->y[0]);
+    free(s->y[1]);
+}
+
+/* Row `at` of every member holds the same dataset row, and each epoch serves each once. */
+static void check_rows_agree(const served_multi *s, int nx, int epochs)
+{
+    int seen[N] = {0};
+    ck_assert_int_eq(s->rows, (int64_t)N * epochs);
+    for (int64_t at = 0; at < s->rows; at++) {
+        int id = (int)s->y[1][at * 2];
+        ck_assert(id >= 0 && id < N && s->y[1][at * 2 + 1] == (float)-id);
+        ck_assert(s->y[0][at] == (float)(id % 7));
+        seen[id]++;
+        for (int k = 0; k < MX; k++) {
+            int v = ((id * MX + k) * 37 + 11) % 256;
+            ck_assert(s->x[0][at * MX + k] == (float)v * (float)SCALE);
+            ck_assert(s->x[1][at * MX + k] == (float)v * 2.0f);
+            if (nx > 2)
+                ck_assert(s->x[2][at * MX + k] == (float)(v - 128) * 0.5f);
+        }
+    }
+    for (int r = 0; r < N; r++)
+        ck_assert_int_eq(seen[r], epochs);
+}
+
+static void assert_same_multi(served_multi a, served_multi b, int nx)
+{
+    ck_assert_int_eq(a.rows, b.rows);
+    for (int i = 0; i < nx; i++)
+        ck_assert_int_eq(memcmp(a.x[i], b.x[i], sizeof(float) * (size_t)(a.rows * MX)), 0);
+    for (int j = 0; j < 2; j++)
+        ck_assert_int_eq(memcmp(a.y[j], b.y[j], sizeof(float) * (size_t)(a.rows * mycols[j])),
+                         0);
+    free_multi(&a);
+    free_multi(&b);
+}
+
+START_TEST(test_multi_same_rows)
+{
+    const size_t big = 1u << 30;
+    /* stored bytes per row: 15 + 60 + 30 (x) + 4 + 8 (y); streaming blocks of 40 rows */
+    const size_t small = 40 * (MX * 7 + 12);
+    for (int nx = 2; nx <= 3; nx++) {
+        served_multi m = serve_multi(nx, false, big, 2), s = serve_multi(nx, false, small, 2);
+        check_rows_agree(&m, nx, 2);
+        check_rows_agree(&s, nx, 2);
+        /* the reader thread serves the same batches (in memory it starts none) */
+        assert_same_multi(m, serve_multi(nx, true, big, 2), nx);
+        assert_same_multi(s, serve_multi(nx, true, small, 2), nx);
+    }
+    /* in memory, member 0 comes in the order a single-member loader gives it */
+    served_multi m = serve_multi(3, false, big, 2);
+    served one = serve("u8", SCALE, false, big, 2);
+    ck_assert_int_eq(memcmp(m.x[0], one.x, sizeof(float) * (size_t)(one.rows * MX)), 0);
+    ck_assert_int_eq(memcmp(m.y[0], one.y, sizeof(float) * (size_t)one.rows), 0);
+    free_multi(&m);
+    free(one.x), free(one.y);
+}
+END_TEST
+
+START_TEST(test_multi_memory)
+{
+    ct_error err = {0};
+    ct_dataset *ds = open_members(3);
+    ct_loader *ld = ct_loader_new(ds, NULL, 0, BATCH, false, 1, 1u << 30, &err);
+    ck_assert_ptr_nonnull(ld);
+    /* each member in its own stored type: 1 + 4 + 2 bytes per pixel; y as float */
+    ck_assert_uint_eq(ct_loader_memory(ld), (size_t)N * (MX * 7 + 4 + 8));
+    /* the single-member call serves x and y member 0 of the same rows */
+    float x0[BATCH * MX], y0[BATCH];
+    ck_assert_int_eq(ct_loader_next(ld, x0, y0, &err), BATCH);
+    for (int r = 0; r < BATCH; r++) {
+        ck_assert(y0[r] == (float)(r % 7));
+        ck_assert(x0[r * MX] == (float)((r * MX * 37 + 11) % 256) * (float)SCALE);
+    }
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
+}
+END_TEST
+
+/* Two inputs through ct_batches on the CPU: written straight into the input tensors, the
+ * labels in b.y, just as the loader serves them; the tensors keep their buffers. */
+START_TEST(test_batches_two_inputs)
+{
+    ct_error err = {0};
+    ct_dataset *ds = open_members(2);
+    const size_t small = 40 * (MX * 5 + 12);
+    ct_loader *la = ct_loader_new(ds, NULL, 0, BATCH, true, 3, small, &err);
+    ct_loader *lb = ct_loader_new(ds, NULL, 0, BATCH, true, 3, small, &err);
+    ck_assert(la && lb);
+    ck_assert_uint_eq(ct_loader_memory(la), small); /* streaming */
+    ct_shape shape = ct_shape_make(3, (int64_t[]){H, W, 1});
+    float bufs[2][BATCH * MX];
+    ct_tensor in[2] = {{.data = bufs[0], .rows = BATCH, .shape = shape},
+                       {.data = bufs[1], .rows = BATCH, .shape = shape}};
+    ct_batches b = {0};
+    ck_assert_int_eq(ct_batches_init(&b, ct_backend_cpu(), 2, in, BATCH, 2, mycols, &err), 0);
+    float rx[2][BATCH * MX], ry[2][BATCH * 2];
+    float *xs[2] = {rx[0], rx[1]}, *ys[2] = {ry[0], ry[1]};
+    int64_t k, total = 0;
+    while ((k = ct_batches_next(&b, la, true, &err)) > 0) {
+        ck_assert_int_eq(ct_loader_next_multi(lb, xs, ys, &err), k);
+        for (int i = 0; i < 2; i++)
+            ck_assert_int_eq(memcmp(in[i].data, rx[i], sizeof(float) * (size_t)(k * MX)), 0);
+        for (int j = 0; j < 2; j++)
+            ck_assert_int_eq(memcmp(b.y[j], ry[j], sizeof(float) * (size_t)(k * mycols[j])), 0);
+        ct_batches_done(&b);
+        total += k;
+    }
+    ck_assert_msg(k == 0, "%s", err.msg);
+    ck_assert_int_eq(total, N);
+    /* without labels b.y is empty */
+    ck_assert_int_eq(ct_loader_begin_epoch(la, 1, &err), 0);
+    ck_assert_int_eq(ct_batches_next(&b, la, false, &err), BATCH);
+    ck_assert(b.y[0] == NULL && b.y[1] == NULL);
+    ct_batches_done(&b);
+    ct_batches_free(&b);
+    ck_assert(in[0].data == bufs[0] && in[1].data == bufs[1]);
+
+    /* more inputs than the data has x members is an error, not a stale buffer */
+    ct_tensor three[3] = {in[0], in[1], in[1]};
+    ck_assert_int_eq(ct_batches_init(&b, ct_backend_cpu(), 3, three, BATCH, 0, NULL, &err), 0);
+    ck_assert_int_eq(ct_batches_next(&b, la, false, &err), -1);
+    const char *want = "the data has 2 x and 2 y datasets; the batches need 3 and 0";
+    ck_assert_msg(strstr(err.msg, want) != NULL, "%s", err.msg);
+    ct_batches_free(&b);
+    ct_loader_free(la);
+    ct_loader_free(lb);
+    ct_dataset_close(ds);
+}
+END_TEST
+
 static Suite *loader_suite(void)
 {
     Suite *s = suite_create("loader");
@@ -217,6 +422,9 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_compact_memory);
     tcase_add_test(tc, test_prefetch_same_batches);
     tcase_add_test(tc, test_prefetch_restart);
+    tcase_add_test(tc, test_multi_same_rows);
+    tcase_add_test(tc, test_multi_memory);
+    tcase_add_test(tc, test_batches_two_inputs);
     suite_add_tcase(s, tc);
     return s;
 }

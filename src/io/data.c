@@ -35,16 +35,19 @@ typedef struct member {
     bool integer;
     bool is_signed;    /* integer types */
     size_t bytes;      /* stored element size */
+    double scale;      /* applied when read: x's own, 1 for y */
+    char *name;        /* as given, for row-count messages */
     char *label;       /* "file.h5:/train/images" */
 } member;
+
+#define MAX_MEMBERS (2 * CT_MAX_IO)
 
 struct ct_dataset {
     char *path;
     hid_t file, lapl;
-    member x, y;
-    bool has_y;
+    int nx, ny;
+    member m[MAX_MEMBERS]; /* the x members, then the y members */
     int64_t rows;
-    double scale;
 };
 
 typedef struct listing {
@@ -239,7 +242,8 @@ static void close_member(member *mb)
 {
     ct_h5_close_dataset(&mb->id);
     free(mb->label);
-    mb->label = NULL;
+    free(mb->name);
+    mb->label = mb->name = NULL;
 }
 
 void ct_dataset_close(ct_dataset *ds)
@@ -248,8 +252,8 @@ void ct_dataset_close(ct_dataset *ds)
         return;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    close_member(&ds->x);
-    close_member(&ds->y);
+    for (int i = 0; i < MAX_MEMBERS; i++)
+        close_member(&ds->m[i]);
     if (ds->lapl >= 0)
         H5Pclose(ds->lapl);
     if (ds->file >= 0)
@@ -276,43 +280,86 @@ static int open_file(ct_dataset *ds, ct_error *err)
     return 0;
 }
 
-static int open_all(ct_dataset *ds, const char *x, const char *y, ct_error *err)
+static const char *role(const ct_dataset *ds, int i) { return i < ds->nx ? "x" : "y"; }
+
+/* Members are rows of one table: each must have as many as x member 0. */
+static int check_rows(const ct_dataset *ds, int i, ct_error *err)
 {
-    if (open_file(ds, err) < 0 || open_member(ds, &ds->x, x, err) < 0)
-        return -1;
-    ds->rows = (int64_t)ds->x.dims[0];
-    if (!y)
+    const member *a = &ds->m[0], *b = &ds->m[i];
+    if ((int64_t)b->dims[0] == ds->rows)
         return 0;
-    ds->has_y = true;
-    if (open_member(ds, &ds->y, y, err) < 0)
+    return ct_err(err, CT_ERR_DATA,
+                  "%s: x '%s' has %" PRId64 " rows but %s '%s' has %" PRId64, ds->path, a->name,
+                  ds->rows, role(ds, i), b->name, (int64_t)b->dims[0]);
+}
+
+static int open_all(ct_dataset *ds, const char *const *x, const double *xscale,
+                    const char *const *y, ct_error *err)
+{
+    if (open_file(ds, err) < 0)
         return -1;
-    if ((int64_t)ds->y.dims[0] != ds->rows)
-        return ct_err(err, CT_ERR_DATA,
-                      "%s: x '%s' has %" PRId64 " rows but y '%s' has %" PRId64, ds->path, x,
-                      ds->rows, y, (int64_t)ds->y.dims[0]);
+    for (int i = 0; i < ds->nx + ds->ny; i++) {
+        member *mb = &ds->m[i];
+        const char *name = i < ds->nx ? x[i] : y[i - ds->nx];
+        mb->scale = i < ds->nx && xscale ? xscale[i] : 1.0;
+        if (!(mb->name = strdup(name)))
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+        if (open_member(ds, mb, name, err) < 0)
+            return -1;
+        if (i == 0)
+            ds->rows = (int64_t)mb->dims[0];
+        else if (check_rows(ds, i, err) < 0)
+            return -1;
+    }
     return 0;
 }
 
-ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, double scale,
-                            ct_error *err)
+static int check_counts(const char *path, int nx, const char *const *x, int ny,
+                        const char *const *y, ct_error *err)
 {
+    if (nx < 1 || nx > CT_MAX_IO || ny < 0 || ny > CT_MAX_IO)
+        return ct_err(err, CT_ERR_INTERNAL,
+                      "%s: %d x and %d y datasets; 1 to %d x and 0 to %d y are supported", path,
+                      nx, ny, CT_MAX_IO, CT_MAX_IO);
+    for (int i = 0; i < nx + ny; i++)
+        if (!(i < nx ? x[i] : y[i - nx]))
+            return ct_err(err, CT_ERR_INTERNAL, "%s: %s dataset %d has no name", path,
+                          i < nx ? "x" : "y", i < nx ? i : i - nx);
+    return 0;
+}
+
+ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x,
+                                  const double *xscale, int ny, const char *const *y,
+                                  ct_error *err)
+{
+    if (check_counts(path, nx, x, ny, y, err) < 0)
+        return NULL;
     ct_dataset *ds = calloc(1, sizeof *ds);
     if (!ds || !(ds->path = strdup(path))) {
         free(ds);
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    ds->file = ds->lapl = ds->x.id = ds->y.id = H5I_INVALID_HID;
-    ds->scale = scale;
+    ds->file = ds->lapl = H5I_INVALID_HID;
+    for (int i = 0; i < MAX_MEMBERS; i++)
+        ds->m[i].id = H5I_INVALID_HID;
+    ds->nx = nx;
+    ds->ny = ny;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = open_all(ds, x, y, err);
+    int rc = open_all(ds, x, xscale, y, err);
     ct_h5_quiet_off(&q);
     if (rc < 0) {
         ct_dataset_close(ds);
         return NULL;
     }
     return ds;
+}
+
+ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, double scale,
+                            ct_error *err)
+{
+    return ct_dataset_open_multi(path, 1, &x, &scale, y ? 1 : 0, &y, err);
 }
 
 int64_t ct_dataset_rows(const ct_dataset *ds) { return ds->rows; }
@@ -325,12 +372,42 @@ static ct_shape member_shape(const member *mb)
     return ct_shape_make(mb->rank > 0 ? mb->rank - 1 : 0, dim);
 }
 
-ct_shape ct_dataset_x_shape(const ct_dataset *ds) { return member_shape(&ds->x); }
-ct_shape ct_dataset_y_shape(const ct_dataset *ds) { return member_shape(&ds->y); }
-bool ct_dataset_has_y(const ct_dataset *ds) { return ds->has_y; }
-bool ct_dataset_y_is_integer(const ct_dataset *ds) { return ds->has_y && ds->y.integer; }
-const char *ct_dataset_x_name(const ct_dataset *ds) { return ds->x.label; }
-const char *ct_dataset_y_name(const ct_dataset *ds) { return ds->has_y ? ds->y.label : ""; }
+/* Member i of x (y: j + nx), or an empty one out of range, so the getters need no checks. */
+static const member *x_at(const ct_dataset *ds, int i)
+{
+    static const member none = {.id = H5I_INVALID_HID};
+    return i >= 0 && i < ds->nx ? &ds->m[i] : &none;
+}
+
+static const member *y_at(const ct_dataset *ds, int j)
+{
+    return j >= 0 && j < ds->ny ? &ds->m[ds->nx + j] : x_at(ds, -1);
+}
+
+int ct_dataset_nx(const ct_dataset *ds) { return ds->nx; }
+int ct_dataset_ny(const ct_dataset *ds) { return ds->ny; }
+ct_shape ct_dataset_x_shape_at(const ct_dataset *ds, int i) { return member_shape(x_at(ds, i)); }
+ct_shape ct_dataset_y_shape_at(const ct_dataset *ds, int j) { return member_shape(y_at(ds, j)); }
+bool ct_dataset_y_is_integer_at(const ct_dataset *ds, int j) { return y_at(ds, j)->integer; }
+
+const char *ct_dataset_x_name_at(const ct_dataset *ds, int i)
+{
+    const member *mb = x_at(ds, i);
+    return mb->label ? mb->label : "";
+}
+
+const char *ct_dataset_y_name_at(const ct_dataset *ds, int j)
+{
+    const member *mb = y_at(ds, j);
+    return mb->label ? mb->label : "";
+}
+
+ct_shape ct_dataset_x_shape(const ct_dataset *ds) { return ct_dataset_x_shape_at(ds, 0); }
+ct_shape ct_dataset_y_shape(const ct_dataset *ds) { return ct_dataset_y_shape_at(ds, 0); }
+bool ct_dataset_has_y(const ct_dataset *ds) { return ds->ny > 0; }
+bool ct_dataset_y_is_integer(const ct_dataset *ds) { return ct_dataset_y_is_integer_at(ds, 0); }
+const char *ct_dataset_x_name(const ct_dataset *ds) { return ct_dataset_x_name_at(ds, 0); }
+const char *ct_dataset_y_name(const ct_dataset *ds) { return ct_dataset_y_name_at(ds, 0); }
 
 /* ---- reading ---- */
 
@@ -364,29 +441,48 @@ static int read_member(const member *mb, int64_t start, int64_t count, void *out
     return 0;
 }
 
-int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, float *y,
-                    ct_error *err)
+static void scale_floats(float *v, int64_t n, double scale)
+{
+    if (scale == 1.0)
+        return;
+    float s = (float)scale;
+    for (int64_t i = 0; i < n; i++)
+        v[i] *= s;
+}
+
+static int check_range(const ct_dataset *ds, int64_t start, int64_t count, ct_error *err)
 {
     if (start < 0 || count < 0 || start > ds->rows - count)
         return ct_err(err, CT_ERR_INTERNAL,
                       "%s: rows %" PRId64 "..%" PRId64 " are out of range (%" PRId64 " rows)",
-                      ds->x.label, start, start + count - 1, ds->rows);
-    if (count == 0)
-        return 0;
+                      ds->m[0].label, start, start + count - 1, ds->rows);
+    return 0;
+}
+
+/* Rows [start, start + count) of member mb as scaled floats. */
+static int read_floats(const member *mb, int64_t start, int64_t count, float *out, ct_error *err)
+{
     pthread_mutex_lock(&h5_read_lock);
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = read_member(&ds->x, start, count, x, H5T_NATIVE_FLOAT, err);
-    if (rc == 0 && y && ds->has_y)
-        rc = read_member(&ds->y, start, count, y, H5T_NATIVE_FLOAT, err);
+    int rc = read_member(mb, start, count, out, H5T_NATIVE_FLOAT, err);
     ct_h5_quiet_off(&q);
     pthread_mutex_unlock(&h5_read_lock);
-    if (rc == 0 && ds->scale != 1.0) {
-        float s = (float)ds->scale;
-        int64_t n = count * ds->x.size;
-        for (int64_t i = 0; i < n; i++)
-            x[i] *= s;
-    }
+    if (rc == 0)
+        scale_floats(out, count * mb->size, mb->scale);
+    return rc;
+}
+
+int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, float *y,
+                    ct_error *err)
+{
+    if (check_range(ds, start, count, err) < 0)
+        return -1;
+    if (count == 0)
+        return 0;
+    int rc = read_floats(&ds->m[0], start, count, x, err);
+    if (rc == 0 && y && ds->ny > 0)
+        rc = read_floats(&ds->m[ds->nx], start, count, y, err);
     return rc;
 }
 
@@ -401,7 +497,7 @@ static int64_t first_nonfinite(const float *v, int64_t rows, int64_t size)
     return -1;
 }
 
-static int check_labels(const ct_dataset *ds, const float *y, int64_t start, int64_t count,
+static int check_labels(const member *mb, const float *y, int64_t start, int64_t count,
                         int64_t nclasses, ct_error *err)
 {
     for (int64_t r = 0; r < count; r++) {
@@ -411,69 +507,91 @@ static int check_labels(const ct_dataset *ds, const float *y, int64_t start, int
         if (v != floorf(v))
             return ct_err(err, CT_ERR_DATA,
                           "%s: row %" PRId64 " has label %g, but class labels must be integers",
-                          ds->y.label, start + r, (double)v);
+                          mb->label, start + r, (double)v);
         return ct_err(err, CT_ERR_DATA,
                       "%s: row %" PRId64 " has label %g, but the model's output has %" PRId64
                       " classes (labels must be 0..%" PRId64 ")",
-                      ds->y.label, start + r, (double)v, nclasses, nclasses - 1);
+                      mb->label, start + r, (double)v, nclasses, nclasses - 1);
     }
     return 0;
 }
 
-static int check_block(const ct_dataset *ds, const float *x, const float *y, int64_t start,
-                       int64_t count, int64_t nclasses, ct_error *err)
+/* Member mb's rows [start, start + count), read into v: finite, and class labels when
+ * nclasses > 0. */
+static int check_block(const member *mb, float *v, int64_t start, int64_t count,
+                       int64_t nclasses, ct_error *err)
 {
-    int64_t bad = first_nonfinite(x, count, ds->x.size);
+    if (read_floats(mb, start, count, v, err) < 0)
+        return -1;
+    int64_t bad = first_nonfinite(v, count, mb->size);
     if (bad >= 0)
-        return ct_err(err, CT_ERR_DATA, "%s: row %" PRId64 " holds NaN or Inf", ds->x.label,
+        return ct_err(err, CT_ERR_DATA, "%s: row %" PRId64 " holds NaN or Inf", mb->label,
                       start + bad);
-    if (!y)
-        return 0;
-    bad = first_nonfinite(y, count, ds->y.size);
-    if (bad >= 0)
-        return ct_err(err, CT_ERR_DATA, "%s: row %" PRId64 " holds NaN or Inf", ds->y.label,
-                      start + bad);
-    return nclasses > 0 ? check_labels(ds, y, start, count, nclasses, err) : 0;
+    return nclasses > 0 ? check_labels(mb, v, start, count, nclasses, err) : 0;
 }
 
-int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err)
+static int64_t classes_of(const ct_dataset *ds, const int64_t *nclasses, int i)
 {
-    bool use_y = ds->has_y;
-    if (use_y && nclasses > 0 && ds->y.size != 1) {
+    return nclasses && i >= ds->nx ? nclasses[i - ds->nx] : 0;
+}
+
+/* Class labels are one integer per row. */
+static int check_label_shapes(const ct_dataset *ds, const int64_t *nclasses, ct_error *err)
+{
+    for (int i = ds->nx; i < ds->nx + ds->ny; i++) {
+        const member *mb = &ds->m[i];
+        if (classes_of(ds, nclasses, i) <= 0 || mb->size == 1)
+            continue;
         char buf[256];
-        ct_shape s = member_shape(&ds->y);
+        ct_shape s = member_shape(mb);
         return ct_err(err, CT_ERR_DATA,
                       "%s has shape %s per row; class labels need one integer per row",
-                      ds->y.label, ct_shape_format_sample(&s, buf, sizeof buf));
+                      mb->label, ct_shape_format_sample(&s, buf, sizeof buf));
     }
-    int64_t row_floats = ds->x.size + (use_y ? ds->y.size : 0);
+    return 0;
+}
+
+int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err)
+{
+    if (check_label_shapes(ds, nclasses, err) < 0)
+        return -1;
+    /* Blocks of rows across all members, so a bad row is found near where it lies. */
+    int nm = ds->nx + ds->ny;
+    int64_t row_floats = 0, widest = 0;
+    for (int i = 0; i < nm; i++) {
+        row_floats += ds->m[i].size;
+        widest = ds->m[i].size > widest ? ds->m[i].size : widest;
+    }
     int64_t block = (int64_t)VALIDATE_BYTES / (row_floats * (int64_t)sizeof(float));
     if (block < 1)
         block = 1;
     if (block > ds->rows)
         block = ds->rows;
-    float *x = malloc((size_t)(block * ds->x.size) * sizeof *x);
-    float *y = use_y ? malloc((size_t)(block * ds->y.size) * sizeof *y) : NULL;
+    float *v = malloc((size_t)(block * widest) * sizeof *v);
+    if (!v)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory validating %s", ds->m[0].label);
     int rc = 0;
-    if (!x || (use_y && !y))
-        rc = ct_err(err, CT_ERR_NOMEM, "out of memory validating %s", ds->x.label);
     for (int64_t at = 0; rc == 0 && at < ds->rows; at += block) {
         int64_t count = ds->rows - at < block ? ds->rows - at : block;
-        rc = ct_dataset_read(ds, at, count, x, y, err);
-        if (rc == 0)
-            rc = check_block(ds, x, y, at, count, nclasses, err);
+        for (int i = 0; rc == 0 && i < nm; i++)
+            rc = check_block(&ds->m[i], v, at, count, classes_of(ds, nclasses, i), err);
     }
-    free(x);
-    free(y);
+    free(v);
     return rc;
+}
+
+int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err)
+{
+    int64_t nc[CT_MAX_IO] = {nclasses}; /* labels are checked in y member 0 only */
+    return ct_dataset_validate_multi(ds, nc, err);
 }
 
 /* ---- loader ---- */
 
-/* How a loader keeps x in memory. Integer data of one or two bytes (images, mostly) stays
- * in its stored type, a quarter or half of float32, and is converted to float (times the
- * scale) only as each batch is assembled: (float)v * scale is exactly what reading it as
- * float and scaling gives, so results do not depend on the storage. */
+/* How a loader keeps a member in memory. Integer data of one or two bytes (images, mostly)
+ * stays in its stored type, a quarter or half of float32, and is converted to float (times
+ * the scale) only as each batch is assembled: (float)v * scale is exactly what reading it
+ * as float and scaling gives, so results do not depend on the storage. */
 typedef enum { STORE_F32, STORE_U8, STORE_I8, STORE_U16, STORE_I16 } store_kind;
 
 static store_kind store_for(const member *mb)
@@ -502,7 +620,7 @@ static hid_t store_type(store_kind k)
 }
 
 /* The reader thread's hand-over: idle, a batch wanted (the thread owns the loader's
- * cursor), or a batch ready in px/py. */
+ * cursor), or a batch ready in p (one buffer per member). */
 typedef enum { PF_IDLE, PF_WANTED, PF_READY } pf_state;
 
 typedef struct prefetch {
@@ -511,7 +629,7 @@ typedef struct prefetch {
     pthread_cond_t cv;
     pf_state state;
     bool quit;
-    float *px, *py;
+    float *p[MAX_MEMBERS];
     int64_t rows;
     ct_error err;
 } prefetch;
@@ -520,42 +638,45 @@ typedef struct pick {
     int64_t row, slot;
 } pick;
 
+/* One member as the loader holds it. */
+typedef struct column {
+    const member *mb;
+    store_kind store;           /* in-memory type */
+    size_t row;                 /* bytes of one stored row */
+    unsigned char *data;        /* memory mode: the subset in list order; streaming: the block */
+    unsigned char *run;         /* scratch for one contiguous read */
+} column;
+
 struct ct_loader {
     ct_dataset *ds;
     int64_t *rows, n, batch;
     bool shuffle, streaming;
     uint64_t seed;
     int64_t epoch;
-    int64_t xsize, ysize;       /* ysize 0 without y */
-    store_kind xstore;          /* x's in-memory type */
-    size_t xrow;                /* bytes of one stored x row */
+    int nm;                     /* members: the dataset's x, then its y */
+    column col[MAX_MEMBERS];
+    int64_t row_bytes;          /* stored bytes of one row over all members */
     int64_t *order;             /* memory mode: list positions in epoch order (n) */
-    unsigned char *cx;          /* memory mode: the subset's x, in list order */
-    float *cy;                  /* memory mode: the subset's y */
     int64_t pos;                /* next position in epoch order */
     int64_t block, nblocks;     /* streaming: list entries per block */
     int64_t *border, *bperm;    /* streaming: block order, order within the loaded block */
     int64_t cur, blen, bpos;    /* index into border of the loaded block (-1 none) */
-    unsigned char *bx;          /* streaming: the loaded block */
-    float *by;
     pick *picks;                /* scratch for sorted reads */
     int64_t run_rows;           /* scratch rows for one contiguous read */
-    unsigned char *sx;
-    float *sy;
     prefetch *pf;               /* NULL: batches are assembled on the caller's thread */
 };
 
-/* Rows [start, start + count) in the loader's storage: x raw (no scale), y as float. */
-static int read_stored(ct_loader *ld, int64_t start, int64_t count, unsigned char *x, float *y,
-                       ct_error *err)
+/* Rows [start, start + count) of every member into its run scratch, in stored type. */
+static int read_stored(ct_loader *ld, int64_t start, int64_t count, ct_error *err)
 {
-    ct_dataset *ds = ld->ds;
     pthread_mutex_lock(&h5_read_lock);
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = read_member(&ds->x, start, count, x, store_type(ld->xstore), err);
-    if (rc == 0 && y)
-        rc = read_member(&ds->y, start, count, y, H5T_NATIVE_FLOAT, err);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < ld->nm; i++) {
+        const column *c = &ld->col[i];
+        rc = read_member(c->mb, start, count, c->run, store_type(c->store), err);
+    }
     ct_h5_quiet_off(&q);
     pthread_mutex_unlock(&h5_read_lock);
     return rc;
@@ -569,16 +690,11 @@ static int pick_cmp(const void *a, const void *b)
     return (p->slot > q->slot) - (p->slot < q->slot);
 }
 
-static int64_t stored_row_bytes(const ct_loader *ld)
-{
-    return (int64_t)ld->xrow + ld->ysize * (int64_t)sizeof(float);
-}
-
 /* End (exclusive) of the run of picks starting at i that one contiguous read serves:
  * small gaps are read through rather than paying for another H5Dread. */
 static int64_t run_end(const ct_loader *ld, int64_t i, int64_t m)
 {
-    int64_t gap = (int64_t)GAP_BYTES / stored_row_bytes(ld);
+    int64_t gap = (int64_t)GAP_BYTES / ld->row_bytes;
     int64_t first = ld->picks[i].row, last = first, j = i + 1;
     while (j < m && ld->picks[j].row - last - 1 <= gap
            && ld->picks[j].row - first + 1 <= ld->run_rows) {
@@ -588,9 +704,9 @@ static int64_t run_end(const ct_loader *ld, int64_t i, int64_t m)
     return j;
 }
 
-/* Reads dataset rows rows[0..m) into slots 0..m) of dx/dy, sorted into contiguous runs. */
-static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, unsigned char *dx,
-                       float *dy, ct_error *err)
+/* Reads dataset rows rows[0..m) into slots 0..m) of every member's data, sorted into
+ * contiguous runs. */
+static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, ct_error *err)
 {
     for (int64_t i = 0; i < m; i++) {
         ld->picks[i].row = rows[i];
@@ -600,14 +716,14 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, unsigned c
     for (int64_t i = 0; i < m;) {
         int64_t j = run_end(ld, i, m);
         int64_t first = ld->picks[i].row, count = ld->picks[j - 1].row - first + 1;
-        if (read_stored(ld, first, count, ld->sx, ld->ysize ? ld->sy : NULL, err) < 0)
+        if (read_stored(ld, first, count, err) < 0)
             return -1;
         for (; i < j; i++) {
-            int64_t off = ld->picks[i].row - first, slot = ld->picks[i].slot;
-            memcpy(dx + (size_t)slot * ld->xrow, ld->sx + (size_t)off * ld->xrow, ld->xrow);
-            if (ld->ysize)
-                memcpy(dy + slot * ld->ysize, ld->sy + off * ld->ysize,
-                       (size_t)ld->ysize * sizeof *dy);
+            size_t off = (size_t)(ld->picks[i].row - first), slot = (size_t)ld->picks[i].slot;
+            for (int k = 0; k < ld->nm; k++) {
+                column *c = &ld->col[k];
+                memcpy(c->data + slot * c->row, c->run + off * c->row, c->row);
+            }
         }
     }
     return 0;
@@ -615,22 +731,28 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, unsigned c
 
 static void stop_prefetch(ct_loader *ld);
 
+static void free_runs(ct_loader *ld)
+{
+    free(ld->picks);
+    ld->picks = NULL;
+    for (int i = 0; i < ld->nm; i++) {
+        free(ld->col[i].run);
+        ld->col[i].run = NULL;
+    }
+}
+
 void ct_loader_free(ct_loader *ld)
 {
     if (!ld)
         return;
     stop_prefetch(ld);
+    free_runs(ld);
+    for (int i = 0; i < ld->nm; i++)
+        free(ld->col[i].data);
     free(ld->rows);
     free(ld->order);
-    free(ld->cx);
-    free(ld->cy);
     free(ld->border);
     free(ld->bperm);
-    free(ld->bx);
-    free(ld->by);
-    free(ld->picks);
-    free(ld->sx);
-    free(ld->sy);
     free(ld);
 }
 
@@ -658,55 +780,52 @@ static int copy_rows(ct_loader *ld, const int64_t *rows, int64_t n, ct_error *er
 
 static float *alloc_floats(int64_t rows, int64_t size)
 {
-    if (size == 0)
-        return NULL;
     return malloc((size_t)(rows > 0 ? rows : 1) * (size_t)size * sizeof(float));
 }
 
-static unsigned char *alloc_x(const ct_loader *ld, int64_t rows)
+static unsigned char *alloc_stored(const column *c, int64_t rows)
 {
-    return malloc((size_t)(rows > 0 ? rows : 1) * (ld->xrow > 0 ? ld->xrow : 1));
+    return malloc((size_t)(rows > 0 ? rows : 1) * c->row);
+}
+
+/* Each member's data for `rows` rows; false when out of memory. */
+static bool alloc_data(ct_loader *ld, int64_t rows)
+{
+    bool ok = true;
+    for (int i = 0; i < ld->nm; i++)
+        ok &= (ld->col[i].data = alloc_stored(&ld->col[i], rows)) != NULL;
+    return ok;
 }
 
 /* Allocates the sorted-read scratch for up to m rows per gather. */
 static int alloc_scratch(ct_loader *ld, int64_t m, ct_error *err)
 {
-    ld->run_rows = (int64_t)RUN_BYTES / stored_row_bytes(ld);
+    ld->run_rows = (int64_t)RUN_BYTES / ld->row_bytes;
     if (ld->run_rows < 1)
         ld->run_rows = 1;
     ld->picks = malloc((size_t)(m > 0 ? m : 1) * sizeof *ld->picks);
-    ld->sx = alloc_x(ld, ld->run_rows);
-    ld->sy = alloc_floats(ld->run_rows, ld->ysize);
-    if (!ld->picks || !ld->sx || (ld->ysize && !ld->sy))
-        return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    return 0;
+    bool ok = ld->picks != NULL;
+    for (int i = 0; i < ld->nm; i++)
+        ok &= (ld->col[i].run = alloc_stored(&ld->col[i], ld->run_rows)) != NULL;
+    return ok ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
 }
 
 static int setup_memory(ct_loader *ld, ct_error *err)
 {
     ld->order = malloc((size_t)(ld->n > 0 ? ld->n : 1) * sizeof *ld->order);
-    ld->cx = alloc_x(ld, ld->n);
-    ld->cy = alloc_floats(ld->n, ld->ysize);
-    if (!ld->order || !ld->cx || (ld->ysize && !ld->cy))
+    if (!alloc_data(ld, ld->n) || !ld->order)
         return ct_err(err, CT_ERR_NOMEM, "out of memory loading %s (%" PRId64 " rows)",
                       ct_dataset_x_name(ld->ds), ld->n);
-    if (alloc_scratch(ld, ld->n, err) < 0
-        || gather_rows(ld, ld->rows, ld->n, ld->cx, ld->cy, err) < 0)
+    if (alloc_scratch(ld, ld->n, err) < 0 || gather_rows(ld, ld->rows, ld->n, err) < 0)
         return -1;
-    /* The sorted-read scratch is only needed once in this mode. */
-    free(ld->picks);
-    free(ld->sx);
-    free(ld->sy);
-    ld->picks = NULL;
-    ld->sx = NULL;
-    ld->sy = NULL;
+    free_runs(ld); /* the sorted-read scratch is only needed once in this mode */
     return 0;
 }
 
 static int setup_streaming(ct_loader *ld, size_t memory_limit, ct_error *err)
 {
     size_t budget = memory_limit < STREAM_BYTES ? memory_limit : STREAM_BYTES;
-    ld->block = (int64_t)(budget / (size_t)stored_row_bytes(ld));
+    ld->block = (int64_t)(budget / (size_t)ld->row_bytes);
     if (ld->block < ld->batch)
         ld->block = ld->batch;
     if (ld->block > ld->n)
@@ -714,11 +833,24 @@ static int setup_streaming(ct_loader *ld, size_t memory_limit, ct_error *err)
     ld->nblocks = (ld->n + ld->block - 1) / ld->block;
     ld->border = malloc((size_t)ld->nblocks * sizeof *ld->border);
     ld->bperm = malloc((size_t)ld->block * sizeof *ld->bperm);
-    ld->bx = alloc_x(ld, ld->block);
-    ld->by = alloc_floats(ld->block, ld->ysize);
-    if (!ld->border || !ld->bperm || !ld->bx || (ld->ysize && !ld->by))
+    if (!alloc_data(ld, ld->block) || !ld->border || !ld->bperm)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     return alloc_scratch(ld, ld->block, err);
+}
+
+/* Every member of the dataset, x then y, each in its own storage type. */
+static void setup_columns(ct_loader *ld)
+{
+    ct_dataset *ds = ld->ds;
+    ld->nm = ds->nx + ds->ny;
+    ld->row_bytes = 0;
+    for (int i = 0; i < ld->nm; i++) {
+        column *c = &ld->col[i];
+        c->mb = &ds->m[i];
+        c->store = store_for(c->mb);
+        c->row = (size_t)c->mb->size * store_bytes(c->store);
+        ld->row_bytes += (int64_t)c->row;
+    }
 }
 
 ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t batch,
@@ -733,15 +865,12 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
     ld->batch = batch;
     ld->shuffle = shuffle;
     ld->seed = seed;
-    ld->xsize = ds->x.size;
-    ld->ysize = ds->has_y ? ds->y.size : 0;
-    ld->xstore = store_for(&ds->x);
-    ld->xrow = (size_t)ld->xsize * store_bytes(ld->xstore);
+    setup_columns(ld);
     int rc = batch > 0 ? copy_rows(ld, rows, n, err)
                        : ct_err(err, CT_ERR_INTERNAL, "batch size %" PRId64 " must be positive",
                                 batch);
     if (rc == 0) {
-        double bytes = (double)ld->n * (double)stored_row_bytes(ld);
+        double bytes = (double)ld->n * (double)ld->row_bytes;
         ld->streaming = bytes > (double)memory_limit && ld->n > 0;
         rc = ld->streaming ? setup_streaming(ld, memory_limit, err) : setup_memory(ld, err);
     }
@@ -754,13 +883,14 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
     return ld;
 }
 
+const ct_dataset *ct_loader_dataset(const ct_loader *ld) { return ld->ds; }
 int64_t ct_loader_rows(const ct_loader *ld) { return ld->n; }
 int64_t ct_loader_batches(const ct_loader *ld) { return (ld->n + ld->batch - 1) / ld->batch; }
 
 size_t ct_loader_memory(const ct_loader *ld)
 {
     int64_t rows = ld->streaming ? ld->block : ld->n;
-    return (size_t)rows * (size_t)stored_row_bytes(ld);
+    return (size_t)rows * (size_t)ld->row_bytes;
 }
 
 static void identity(int64_t *p, int64_t n)
@@ -802,18 +932,17 @@ static int load_block(ct_loader *ld, ct_error *err)
                            ld->bperm, ld->blen);
     else
         identity(ld->bperm, ld->blen);
-    return gather_rows(ld, ld->rows + start, ld->blen, ld->bx, ld->by, err);
+    return gather_rows(ld, ld->rows + start, ld->blen, err);
 }
 
-/* x row `at` of the batch = stored row `slot` converted to float and scaled. */
-static void convert_row(const ct_loader *ld, const unsigned char *sx, int64_t slot, float *x,
-                        int64_t at)
+/* Row `at` of the batch buffer out = c's stored row `slot` converted to float and scaled. */
+static void convert_row(const column *c, int64_t slot, float *out, int64_t at)
 {
-    const int64_t n = ld->xsize;
-    const float s = (float)ld->ds->scale;
-    const void *src = sx + (size_t)slot * ld->xrow;
-    float *restrict d = x + at * n;
-    switch (ld->xstore) {
+    const int64_t n = c->mb->size;
+    const double scale = c->mb->scale;
+    const void *src = c->data + (size_t)slot * c->row;
+    float *restrict d = out + at * n;
+    switch (c->store) {
     case STORE_U8:
         for (int64_t i = 0; i < n; i++)
             d[i] = (float)((const unsigned char *)src)[i];
@@ -834,52 +963,50 @@ static void convert_row(const ct_loader *ld, const unsigned char *sx, int64_t sl
         memcpy(d, src, (size_t)n * sizeof(float));
         break;
     }
-    if (ld->ds->scale != 1.0)
-        for (int64_t i = 0; i < n; i++)
-            d[i] *= s;
+    scale_floats(d, n, scale);
 }
 
-static void copy_row(const ct_loader *ld, const unsigned char *sx, const float *sy, int64_t slot,
-                     float *x, float *y, int64_t at)
+/* One row into every member's batch buffer (out[i] NULL: member i is not wanted). */
+static void copy_row(const ct_loader *ld, int64_t slot, float *const *out, int64_t at)
 {
-    convert_row(ld, sx, slot, x, at);
-    if (y && ld->ysize)
-        memcpy(y + at * ld->ysize, sy + slot * ld->ysize, (size_t)ld->ysize * sizeof *y);
+    for (int i = 0; i < ld->nm; i++)
+        if (out[i])
+            convert_row(&ld->col[i], slot, out[i], at);
 }
 
-static int64_t next_streaming(ct_loader *ld, float *x, float *y, ct_error *err)
+static int64_t next_streaming(ct_loader *ld, float *const *out, ct_error *err)
 {
     int64_t filled = 0;
     while (filled < ld->batch && ld->pos < ld->n) {
         if (ld->bpos == ld->blen && load_block(ld, err) < 0)
             return -1;
         for (; filled < ld->batch && ld->bpos < ld->blen; filled++, ld->bpos++, ld->pos++)
-            copy_row(ld, ld->bx, ld->by, ld->bperm[ld->bpos], x, y, filled);
+            copy_row(ld, ld->bperm[ld->bpos], out, filled);
     }
     return filled;
 }
 
-/* The next batch, assembled on the calling thread. */
 typedef struct gather_job {
     const ct_loader *ld;
-    float *x, *y;
+    float *const *out;
 } gather_job;
 
 static void gather_task(void *ctx, int64_t b, int64_t e)
 {
     const gather_job *j = ctx;
     for (int64_t i = b; i < e; i++)
-        copy_row(j->ld, j->ld->cx, j->ld->cy, j->ld->order[j->ld->pos + i], j->x, j->y, i);
+        copy_row(j->ld, j->ld->order[j->ld->pos + i], j->out, i);
 }
 
-/* The next batch, assembled on the calling thread; in memory mode the rows are converted
- * on the worker threads when the caller may use them (not from the reader thread). */
-static int64_t fill_batch(ct_loader *ld, float *x, float *y, bool threads, ct_error *err)
+/* The next batch into out (one buffer per member, NULL to skip), assembled on the calling
+ * thread; in memory mode the rows are converted on the worker threads when the caller may
+ * use them (not from the reader thread). */
+static int64_t fill_batch(ct_loader *ld, float *const *out, bool threads, ct_error *err)
 {
     if (ld->streaming)
-        return next_streaming(ld, x, y, err);
+        return next_streaming(ld, out, err);
     int64_t k = ld->n - ld->pos < ld->batch ? ld->n - ld->pos : ld->batch;
-    gather_job j = {ld, x, y};
+    gather_job j = {ld, out};
     if (threads)
         ct_parallel_for(k, 16, gather_task, &j);
     else
@@ -905,7 +1032,7 @@ static void *reader_main(void *arg)
             break;
         pthread_mutex_unlock(&pf->mu);
         ct_error e = {0};
-        int64_t rows = fill_batch(ld, pf->px, pf->py, false, &e);
+        int64_t rows = fill_batch(ld, pf->p, false, &e);
         pthread_mutex_lock(&pf->mu);
         pf->rows = rows;
         pf->err = e;
@@ -938,8 +1065,8 @@ static void free_prefetch(prefetch *pf)
 {
     pthread_mutex_destroy(&pf->mu);
     pthread_cond_destroy(&pf->cv);
-    free(pf->px);
-    free(pf->py);
+    for (int i = 0; i < MAX_MEMBERS; i++)
+        free(pf->p[i]);
     free(pf);
 }
 
@@ -969,9 +1096,10 @@ int ct_loader_prefetch(ct_loader *ld, ct_error *err)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&pf->mu, NULL);
     pthread_cond_init(&pf->cv, NULL);
-    pf->px = alloc_floats(ld->batch, ld->xsize);
-    pf->py = alloc_floats(ld->batch, ld->ysize);
-    if (!pf->px || (ld->ysize && !pf->py)) {
+    bool ok = true;
+    for (int i = 0; i < ld->nm; i++)
+        ok &= (pf->p[i] = alloc_floats(ld->batch, ld->col[i].mb->size)) != NULL;
+    if (!ok) {
         free_prefetch(pf);
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     }
@@ -1013,11 +1141,10 @@ int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err)
     return 0;
 }
 
-int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
+/* Hands over the reader thread's batch, copying the wanted members into out. */
+static int64_t take_prefetched(ct_loader *ld, float *const *out, ct_error *err)
 {
     prefetch *pf = ld->pf;
-    if (!pf)
-        return fill_batch(ld, x, y, true, err);
     pthread_mutex_lock(&pf->mu);
     wait_settled(pf);
     int64_t rows = 0;
@@ -1025,11 +1152,9 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
         rows = pf->rows;
         if (rows < 0)
             *err = pf->err;
-        if (rows > 0) {
-            memcpy(x, pf->px, (size_t)(rows * ld->xsize) * sizeof *x);
-            if (y && ld->ysize)
-                memcpy(y, pf->py, (size_t)(rows * ld->ysize) * sizeof *y);
-        }
+        for (int i = 0; rows > 0 && i < ld->nm; i++)
+            if (out[i])
+                memcpy(out[i], pf->p[i], (size_t)(rows * ld->col[i].mb->size) * sizeof(float));
     }
     if (rows > 0)
         want_next(ld);
@@ -1037,6 +1162,29 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
         pf->state = PF_IDLE;
     pthread_mutex_unlock(&pf->mu);
     return rows;
+}
+
+static int64_t next_batch(ct_loader *ld, float *const *out, ct_error *err)
+{
+    return ld->pf ? take_prefetched(ld, out, err) : fill_batch(ld, out, true, err);
+}
+
+int64_t ct_loader_next_multi(ct_loader *ld, float *const *x, float *const *y, ct_error *err)
+{
+    float *out[MAX_MEMBERS] = {0};
+    int nx = ld->ds->nx;
+    for (int i = 0; i < ld->nm; i++)
+        out[i] = i < nx ? x[i] : y ? y[i - nx] : NULL;
+    return next_batch(ld, out, err);
+}
+
+int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
+{
+    float *out[MAX_MEMBERS] = {0};
+    out[0] = x;
+    if (ld->ds->ny > 0)
+        out[ld->ds->nx] = y;
+    return next_batch(ld, out, err);
 }
 
 /* ---- writing predictions ---- */

@@ -1,19 +1,26 @@
 /* data.h - HDF5 datasets in, batches out.
  *
- * A ct_dataset is one (x, y) pair of HDF5 datasets in one file, rows along axis 0. x may
- * be float32, float64 or any integer type; it is converted to float and multiplied by
- * `scale` when read. y (optional) holds integer labels or float targets.
- * A ct_loader serves batches from a subset of a dataset's rows. If the subset fits in
- * `memory_limit` bytes it is read once into memory (integer x of one or two bytes, such as
- * images, is kept in its stored type and converted per batch); otherwise batches are read
- * by hyperslab in blocks of contiguous rows, shuffled block order and shuffled within each
- * block. The order of an epoch depends only on (seed, epoch). With ct_loader_prefetch a
- * streaming loader's reader thread reads the next batch while the caller works on the
- * current one; the batches are the same either way. ct_loader_next uses ct_parallel_for,
- * so it must be called from the thread that owns the worker pool.
+ * A ct_dataset is a table of HDF5 datasets in one file, one per model input (x members)
+ * and one per output (y members, possibly none), all with the same rows along axis 0.
+ * x may be float32, float64 or any integer type; each x member is converted to float and
+ * multiplied by its own scale when read. y holds integer labels or float targets.
+ * A ct_loader serves batches from a subset of a dataset's rows, the same rows in the same
+ * order for every member. If the subset fits in `memory_limit` bytes it is read once into
+ * memory (integer data of one or two bytes, such as images, is kept in its stored type and
+ * converted per batch); otherwise batches are read by hyperslab in blocks of contiguous
+ * rows, shuffled block order and shuffled within each block. The order of an epoch depends
+ * only on (seed, epoch). With ct_loader_prefetch a streaming loader's reader thread reads
+ * the next batch while the caller works on the current one; the batches are the same
+ * either way. ct_loader_next uses ct_parallel_for, so it must be called from the thread
+ * that owns the worker pool.
  *
- * Ownership: ct_dataset_open / ct_loader_new return objects freed by ct_dataset_close /
- * ct_loader_free. A loader borrows its dataset, which must outlive it. */
+ * The single-member functions (ct_dataset_open, ct_dataset_x_shape, ct_loader_next, ...)
+ * act on x member 0 and y member 0.
+ *
+ * Ownership: ct_dataset_open(_multi) / ct_loader_new return objects freed by
+ * ct_dataset_close / ct_loader_free. A loader borrows its dataset, which must outlive it.
+ * Names and shapes returned by the getters belong to the dataset. Batch buffers belong to
+ * the caller. */
 #ifndef CT_DATA_H
 #define CT_DATA_H
 
@@ -26,26 +33,44 @@ typedef struct ct_dataset ct_dataset;
  * row counts differ. */
 ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, double scale,
                             ct_error *err);
+/* Opens nx (1..CT_MAX_IO) x datasets and ny (0..CT_MAX_IO) y datasets of one file, with
+ * the same checks; a row count that differs from x[0]'s names both datasets. xscale[i]
+ * multiplies x member i when read (NULL: all 1). The name arrays are copied. */
+ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x,
+                                  const double *xscale, int ny, const char *const *y,
+                                  ct_error *err);
 void ct_dataset_close(ct_dataset *ds);
 
 int64_t ct_dataset_rows(const ct_dataset *ds);
-/* Per-sample shapes (axis 0 removed). y of shape (N,) gives ndim 0. */
+int ct_dataset_nx(const ct_dataset *ds);
+int ct_dataset_ny(const ct_dataset *ds);
+/* Per-sample shapes (axis 0 removed). y of shape (N,) gives ndim 0. Out of range: ndim 0. */
+ct_shape ct_dataset_x_shape_at(const ct_dataset *ds, int i);
+ct_shape ct_dataset_y_shape_at(const ct_dataset *ds, int j);
+/* "file.h5:/train/images" for messages; "" out of range. */
+const char *ct_dataset_x_name_at(const ct_dataset *ds, int i);
+const char *ct_dataset_y_name_at(const ct_dataset *ds, int j);
+/* Whether y member j is stored as an integer type. */
+bool ct_dataset_y_is_integer_at(const ct_dataset *ds, int j);
+
+/* Member 0 of each. */
 ct_shape ct_dataset_x_shape(const ct_dataset *ds);
 ct_shape ct_dataset_y_shape(const ct_dataset *ds);
 bool ct_dataset_has_y(const ct_dataset *ds);
-/* Whether y is stored as an integer type. */
 bool ct_dataset_y_is_integer(const ct_dataset *ds);
-/* "file.h5:/train/images" for messages. */
 const char *ct_dataset_x_name(const ct_dataset *ds);
 const char *ct_dataset_y_name(const ct_dataset *ds);
 
-/* Reads rows [start, start + count) converted to float: x (count * x size) and, when y is
- * not NULL, y (count * y size). */
+/* Reads rows [start, start + count) of x member 0 converted to float and scaled
+ * (count * x size) and, when y is not NULL, of y member 0 (count * y size). */
 int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, float *y,
                     ct_error *err);
 
-/* Scans the whole dataset once (in blocks): x must be finite; when nclasses > 0, y must
- * hold integers in [0, nclasses). Errors name the file, dataset and first bad row. */
+/* Scans the whole dataset once (in blocks): every member must be finite; y member j must
+ * hold integers in [0, nclasses[j]) where nclasses[j] > 0 (nclasses NULL: no label checks;
+ * else ny entries). Errors name the file, dataset and first bad row. */
+int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err);
+/* The same with nclasses for y member 0 only. */
 int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err);
 
 typedef struct ct_loader ct_loader;
@@ -55,6 +80,8 @@ typedef struct ct_loader ct_loader;
 ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t batch,
                          bool shuffle, uint64_t seed, size_t memory_limit, ct_error *err);
 void ct_loader_free(ct_loader *ld);
+/* The dataset the loader serves (borrowed). */
+const ct_dataset *ct_loader_dataset(const ct_loader *ld);
 int64_t ct_loader_rows(const ct_loader *ld);
 int64_t ct_loader_batches(const ct_loader *ld);
 /* Bytes the loader holds for its rows (the subset, or one streaming block). */
@@ -68,8 +95,12 @@ int ct_loader_prefetch(ct_loader *ld, ct_error *err);
 void ct_loader_settle(ct_loader *ld);
 /* Starts epoch `epoch` (0-based): a fresh order if shuffling. */
 int ct_loader_begin_epoch(ct_loader *ld, int64_t epoch, ct_error *err);
-/* Fills the next batch (x: batch * x size floats, y: batch * y size floats or NULL).
- * Returns its row count (the last may be smaller), 0 at the end of the epoch, -1 on error. */
+/* Fills the next batch: x[i] receives batch * (x member i size) floats for each x member,
+ * and unless y is NULL (no labels) y[j] likewise for each y member; a NULL x[i] or y[j]
+ * skips that member. Returns its row count (the last may be smaller), 0 at the end of the
+ * epoch, -1 on error. */
+int64_t ct_loader_next_multi(ct_loader *ld, float *const *x, float *const *y, ct_error *err);
+/* The same for x member 0 and (y not NULL) y member 0 only. */
 int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err);
 
 /* Writes a float32 matrix (rows x cols) to `path`: HDF5 dataset "predictions" for .h5 /

@@ -6,6 +6,8 @@
 #include "ctrain.h"
 
 #define CT_MAX_DIMS 8
+/* Most inputs, and most outputs, a model or a dataset may have. */
+#define CT_MAX_IO 16
 
 /* The shape of one sample, without the batch axis. ndim 0 is a scalar per sample. */
 typedef struct ct_shape {

@@ -118,7 +118,7 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_
     int64_t seen = 0, rows;
     while ((rows = ct_batches_next(b, ld, true, err)) > 0) {
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
-        score_batch(ex, pred, b->y, false);
+        score_batch(ex, pred, b->y[0], false);
         ct_batches_done(b);
         seen += rows;
     }
@@ -415,7 +415,7 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         pass.step = st->step++;
         const ct_tensor *pred = ct_model_forward(m, &pass, rows);
         t2 = ct_now();
-        score_batch(ex, pred, b->y, true);
+        score_batch(ex, pred, b->y[0], true);
         if (p->layers)
             be->sync();
         t3 = ct_now();
@@ -691,7 +691,8 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     ct_set_threads(ex->threads);
     int rc = -1;
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
-        ct_batches_init(&s.batches, ex->model, y_cols(ex), err) < 0)
+        ct_batches_init(&s.batches, ex->model->be, ex->model->ninputs, ex->model->inputs, ex->model->max_batch,
+                        y_cols(ex) ? 1 : 0, (int64_t[]){y_cols(ex)}, err) < 0)
         goto done;
     st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1) + 1; /* + the learning rate */
     /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
@@ -780,7 +781,8 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     if (!ds)
         return -1;
     ct_batches b = {0};
-    ct_loader *ld = ct_batches_init(&b, ex->model, y_cols(ex), err) == 0
+    ct_loader *ld = ct_batches_init(&b, ex->model->be, ex->model->ninputs, ex->model->inputs, ex->model->max_batch,
+                                    y_cols(ex) ? 1 : 0, (int64_t[]){y_cols(ex)}, err) == 0
                         ? ct_loader_new(ds, NULL, ct_dataset_rows(ds), ex->batch_size, false,
                                         ex->seed, ex->memory_limit, err)
                         : NULL;
@@ -823,7 +825,8 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     int64_t rows = ct_dataset_rows(ds), cols = ct_shape_size(ct_model_output_shape(m));
     float *pred = malloc((size_t)(rows * cols) * sizeof *pred);
     ct_batches b = {0};
-    ct_loader *ld = pred && ct_batches_init(&b, m, 0, err) == 0
+    ct_loader *ld = pred && ct_batches_init(&b, m->be, m->ninputs, m->inputs, m->max_batch, 0, NULL,
+                                            err) == 0
                         ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
                                         ex->memory_limit, err)
                         : NULL;
