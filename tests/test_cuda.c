@@ -738,7 +738,7 @@ static void train_step(ct_experiment *ex, const float *x, const float *y, int64_
     be->upload(ex->acc, zero, sizeof zero);
     ct_pass pass = {.training = true, .seed = ex->seed, .step = step};
     const ct_tensor *pred = ct_model_forward(m, &pass, rows);
-    ct_loss_op op = ct_loss_op_of(&ex->loss);
+    ct_loss_op op = ct_loss_op_of(&ex->loss[0]);
     be->loss(&op, pred->data, yd, ct_model_output_grad(m, 0), rows, cols, 1.0f / (float)rows,
              &ex->acc[0]);
     ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
@@ -800,14 +800,14 @@ static void make_labels(const ct_experiment *ex, float *y, int64_t rows, int64_t
 {
     int64_t classes = ct_shape_size(ct_model_output_shape(ex->model));
     tu_fill(y, rows * ycols, seed, 0, 1);
-    if (ex->loss.kind->sparse_labels)
+    if (ex->loss[0].kind->sparse_labels)
         for (int64_t r = 0; r < rows; r++)
             y[r] = (float)(r % classes);
-    else if (ct_loss_op_of(&ex->loss).id == CT_LOSS_CCE)
+    else if (ct_loss_op_of(&ex->loss[0]).id == CT_LOSS_CCE)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t k = 0; k < ycols; k++)
                 y[r * ycols + k] = (float)(k == r % ycols);
-    else if (ct_loss_op_of(&ex->loss).id == CT_LOSS_BCE)
+    else if (ct_loss_op_of(&ex->loss[0]).id == CT_LOSS_BCE)
         for (int64_t i = 0; i < rows * ycols; i++)
             y[i] = y[i] > 0.5f;
 }
@@ -868,7 +868,7 @@ START_TEST(test_layers)
     }
     /* Then five optimizer steps from the same weights; the losses must follow. */
     mg->be->upload(mg->values, mc->values, (size_t)mc->size * sizeof(float));
-    int64_t ycols = c->loss.kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(mc));
+    int64_t ycols = c->loss[0].kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(mc));
     float *y = malloc((size_t)(rows * ycols) * sizeof *y);
     make_labels(c, y, rows, ycols, 400 + (unsigned)_i);
     for (int64_t s = 0; s < 5; s++) {

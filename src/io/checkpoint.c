@@ -147,7 +147,10 @@ static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state
                      dataset_write(g, "metrics", H5T_NATIVE_DOUBLE, 2, mdims, metrics) == 0 &&
                      dataset_write(g, "history", H5T_NATIVE_DOUBLE, 2, hdims,
                                    st->history ? st->history : metrics) == 0 &&
-                     dataset_write(g, "callbacks", H5T_NATIVE_DOUBLE, 1, &cn, cbs) == 0
+                     dataset_write(g, "callbacks", H5T_NATIVE_DOUBLE, 1, &cn, cbs) == 0 &&
+                     (ex->model->noutputs < 2 ||
+                      dataset_write(g, "output_losses", H5T_NATIVE_DOUBLE, 1,
+                                    (hsize_t[]){(hsize_t)ex->model->noutputs - 1}, st->loss_more) == 0)
                  ? 0 : -1;
     free(cbs);
     H5Gclose(g);
@@ -283,6 +286,11 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                     attr_read(g, "loss_sum_losses", H5T_NATIVE_DOUBLE, &st->loss_parts[0]) < 0 ||
                     attr_read(g, "loss_sum_penalty", H5T_NATIVE_DOUBLE, &st->loss_parts[1]) < 0))
         st->loss_parts[0] = st->loss_parts[1] = NAN;
+    if (rc == 0 && ex->model->noutputs > 1 &&
+        dataset_read(g, "output_losses", dapl, H5T_NATIVE_DOUBLE, ex->model->noutputs - 1,
+                     st->loss_more) < 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s: the training state has no loss sums for the model's "
+                    "%d outputs", path, ex->model->noutputs);
     hid_t d = rc == 0 ? H5Dopen2(g, "history", dapl) : -1;
     hid_t space = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};

@@ -12,6 +12,8 @@
  *                        float32 dataset per state slot over the trainable block,
  *                        named "<slot>_<name>" (e.g. 0_m, 1_v)
  *   /training_state      attrs epoch, step, batch, seen (int64), loss_sum (float64);
+ *                        a model with several outputs: dataset output_losses (the running
+ *                        loss sums of outputs 2..n);
  *                        datasets metrics (nmetrics x 2: sum, count), history
  *                        (epochs x columns, float64) and callbacks (their counters,
  *                        best values and best weights, float64) */
@@ -28,6 +30,7 @@ typedef struct ct_train_state {
     int64_t batch;     /* batches done in the unfinished epoch (0 at an epoch boundary) */
     double loss_sum;   /* that epoch's running loss sum and sample count */
     double loss_parts[2]; /* loss_sum's two running sums (ct_experiment's acc[0], acc[1]) */
+    double loss_more[CT_MAX_IO - 1]; /* outputs 1.. of a model with several: their sums */
     int64_t seen;
     double metric_sum[CT_MAX_METRICS], metric_count[CT_MAX_METRICS];
     int ncols;         /* history columns (after the epoch number) */

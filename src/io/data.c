@@ -1189,39 +1189,48 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
 
 /* ---- writing predictions ---- */
 
-static int write_h5_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
-                           ct_error *err)
+/* One float32 dataset per matrix, named names[k] (rows x cols[k]). */
+static int write_h5_matrices(const char *path, int n, const char *const *names,
+                             const float *const *m, int64_t rows, const int64_t *cols,
+                             ct_error *err)
 {
-    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
         char why[CT_H5_REASON_MAX];
         ct_h5_create_reason(why);
         return ct_err(err, CT_ERR_IO, "cannot create %s%s%s", path, why[0] ? ": " : "", why);
     }
-    hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
-    herr_t rc = -1;
-    if (space >= 0)
-        d = H5Dcreate2(file, "predictions", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                       H5P_DEFAULT);
-    if (d >= 0)
-        rc = rows * cols == 0 ? 0 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m);
-    ct_h5_close_dataset(&d);
-    ct_h5_close_space(&space);
+    herr_t rc = 0;
+    for (int k = 0; k < n && rc >= 0; k++) {
+        hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols[k]};
+        hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
+        rc = -1;
+        if (space >= 0)
+            d = H5Dcreate2(file, names[k], H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT);
+        if (d >= 0)
+            rc = rows * cols[k] == 0 ? 0
+                                     : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m[k]);
+        ct_h5_close_dataset(&d);
+        ct_h5_close_space(&space);
+    }
     if (H5Fclose(file) < 0)
         rc = -1;
     return rc < 0 ? ct_err(err, CT_ERR_IO, "writing %s failed", path) : 0;
 }
 
-static int write_csv_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
-                            ct_error *err)
+/* The matrices side by side: row r holds each one's row r in turn. */
+static int write_csv_matrices(const char *path, int n, const float *const *m, int64_t rows,
+                              const int64_t *cols, ct_error *err)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            fprintf(f, "%.9g%c", (double)m[r * cols + c], c + 1 < cols ? ',' : '\n');
+        for (int k = 0; k < n; k++)
+            for (int64_t c = 0; c < cols[k]; c++)
+                fprintf(f, "%.9g%c", (double)m[k][r * cols[k] + c],
+                        k + 1 < n || c + 1 < cols[k] ? ',' : '\n');
     int bad = ferror(f);
     int saved = errno;
     if (fclose(f) != 0 && !bad) {
@@ -1233,24 +1242,31 @@ static int write_csv_matrix(const char *path, const float *m, int64_t rows, int6
     return 0;
 }
 
-int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
-                    ct_error *err)
+int ct_write_matrices(const char *path, int n, const char *const *names,
+                      const float *const *m, int64_t rows, const int64_t *cols, ct_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash + 1 : path, '.');
     if (dot && (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0)) {
         ct_h5_quiet q;
         ct_h5_quiet_on(&q);
-        int rc = write_h5_matrix(path, m, rows, cols, err);
+        int rc = write_h5_matrices(path, n, names, m, rows, cols, err);
         ct_h5_quiet_off(&q);
         return rc;
     }
     if (dot && strcasecmp(dot, ".csv") == 0)
-        return write_csv_matrix(path, m, rows, cols, err);
+        return write_csv_matrices(path, n, m, rows, cols, err);
     if (!dot)
         return ct_err(err, CT_ERR_USAGE,
                       "%s has no file extension; supported ones are .h5, .hdf5 and .csv", path);
     return ct_err(err, CT_ERR_USAGE,
                   "%s: unsupported extension '%s'; supported ones are .h5, .hdf5 and .csv",
                   path, dot);
+}
+
+int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
+                    ct_error *err)
+{
+    const char *name = "predictions";
+    return ct_write_matrices(path, 1, &name, &m, rows, &cols, err);
 }

@@ -105,6 +105,9 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err);
 
 /* Writes a float32 matrix (rows x cols) to `path`: HDF5 dataset "predictions" for .h5 /
  * .hdf5 (shape (rows, cols)), CSV text for .csv. Other extensions are an error. */
+/* n matrices of rows x cols[k]: HDF5 datasets names[k], or CSV columns side by side. */
+int ct_write_matrices(const char *path, int n, const char *const *names,
+                      const float *const *m, int64_t rows, const int64_t *cols, ct_error *err);
 int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
                     ct_error *err);
 

@@ -47,6 +47,40 @@ static char *resolve_path(const char *config_path, const char *p)
     return joined;
 }
 
+/* x or y of a source: one dataset name for a model with one input (output), or a map
+ * from input (output) names to dataset names. */
+static int read_members(ct_node *n, const char *key, const char *def, int count,
+                        const char (*names)[CT_NAME_MAX], const char *what, const char **out,
+                        ct_error *err)
+{
+    ct_node *v = ct_map_get(n, key);
+    if (!v || v->type == CT_NODE_SCALAR) {
+        if (count > 1)
+            return ct_node_err(err, v ? v : n, "%s.%s must map each of the model's %d %ss to a "
+                               "dataset, such as {%s: DATASET, %s: DATASET}", what, key, count,
+                               strcmp(key, "x") ? "output" : "input", names[0], names[1]);
+        return ct_cfg_string(n, key, def, &out[0], err);
+    }
+    if (v->type != CT_NODE_MAP)
+        return ct_node_err(err, v, "%s.%s must be a dataset name or a map of them", what, key);
+    const char *allowed[CT_MAX_IO + 1];
+    for (int k = 0; k < count; k++)
+        allowed[k] = names[k];
+    allowed[count] = NULL;
+    char where[64];
+    snprintf(where, sizeof where, "%s.%s", what, key);
+    if (ct_cfg_check_keys(v, allowed, where, err) < 0)
+        return -1;
+    for (int k = 0; k < count; k++) {
+        if (!ct_map_get(v, names[k]))
+            return ct_node_err(err, v, "%s has no dataset for the model's %s '%s'", where,
+                               strcmp(key, "x") ? "output" : "input", names[k]);
+        if (ct_cfg_string(v, names[k], NULL, &out[k], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_source *src,
                        ct_error *err)
 {
@@ -58,9 +92,16 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     snprintf(what, sizeof what, "data.%s", key);
     if (n->type != CT_NODE_MAP)
         return ct_node_err(err, n, "%s must be a map {path: FILE.h5, x: DATASET, y: DATASET}", what);
+    const ct_model *m = ex->model;
+    char outs[CT_MAX_IO][CT_NAME_MAX];
+    for (int k = 0; k < m->noutputs; k++)
+        snprintf(outs[k], CT_NAME_MAX, "%s", m->layers[m->outputs[k]].name);
     const char *path;
     if (ct_cfg_check_keys(n, keys, what, err) < 0 || ct_cfg_string(n, "path", NULL, &path, err) < 0 ||
-        ct_cfg_string(n, "x", "x", &src->x, err) < 0 || ct_cfg_string(n, "y", "y", &src->y, err) < 0)
+        read_members(n, "x", "x", m->ninputs, (const char (*)[CT_NAME_MAX])m->input_names, what,
+                     src->x, err) < 0 ||
+        read_members(n, "y", "y", m->noutputs, (const char (*)[CT_NAME_MAX])outs, what, src->y,
+                     err) < 0)
         return -1;
     src->path = resolve_path(ex->path, path);
     if (!src->path)
@@ -68,6 +109,34 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     ct_map_set_scalar(n, "path", src->path);
     src->given = true;
     src->node = n;
+    return 0;
+}
+
+/* data.scale: one number for every input, or a map from input names to numbers (the
+ * inputs it does not name are not scaled). */
+static int read_scale(ct_experiment *ex, ct_node *data, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    ct_node *v = ct_map_get(data, "scale");
+    for (int k = 0; k < CT_MAX_IO; k++)
+        ex->scale[k] = 1.0;
+    if (!v || v->type != CT_NODE_MAP) {
+        if (ct_cfg_float(data, "scale", 1.0, -1e30, 1e30, &ex->scale[0], err) < 0)
+            return -1;
+        for (int k = 1; k < m->ninputs; k++)
+            ex->scale[k] = ex->scale[0];
+        return 0;
+    }
+    const char *allowed[CT_MAX_IO + 1];
+    for (int k = 0; k < m->ninputs; k++)
+        allowed[k] = m->input_names[k];
+    allowed[m->ninputs] = NULL;
+    if (ct_cfg_check_keys(v, allowed, "data.scale", err) < 0)
+        return -1;
+    for (int k = 0; k < m->ninputs; k++)
+        if (ct_map_get(v, m->input_names[k]) &&
+            ct_cfg_float(v, m->input_names[k], 1.0, -1e30, 1e30, &ex->scale[k], err) < 0)
+            return -1;
     return 0;
 }
 
@@ -89,7 +158,7 @@ static int read_data(ct_experiment *ex, ct_error *err)
         read_source(ex, data, "validation", &ex->validation, err) < 0 ||
         ct_cfg_float(data, "validation_split", 0.0, 0.0, 0.99, &ex->validation_split, err) < 0 ||
         ct_cfg_enum(data, "split", "last", splits, &split, err) < 0 ||
-        ct_cfg_float(data, "scale", 1.0, -1e30, 1e30, &ex->scale, err) < 0 ||
+        read_scale(ex, data, err) < 0 ||
         ct_cfg_int(data, "memory_limit_mb", 2048, 1, INT64_C(1) << 30, &mb, err) < 0)
         return -1;
     ex->split_mode = (ct_split_mode)split;
@@ -103,59 +172,180 @@ static int read_data(ct_experiment *ex, ct_error *err)
     return 0;
 }
 
+static const char *output_name(const ct_model *m, int k) { return m->layers[m->outputs[k]].name; }
+
+/* Whether compile[key] is a map keyed by output names (rather than one setting for all). */
+static bool per_output(const ct_model *m, ct_node *c, const char *key)
+{
+    ct_node *v = ct_map_get(c, key);
+    if (!v || v->type != CT_NODE_MAP || ct_map_get(v, "type"))
+        return false;
+    if (m->noutputs > 1)
+        return true;
+    return v->len == 1 && !strcmp(v->keys[0], output_name(m, 0));
+}
+
+/* Checks that a per-output map names only outputs, with a suggestion. */
+static int check_output_keys(const ct_model *m, ct_node *v, const char *what, ct_error *err)
+{
+    const char *allowed[CT_MAX_IO + 1];
+    for (int k = 0; k < m->noutputs; k++)
+        allowed[k] = output_name(m, k);
+    allowed[m->noutputs] = NULL;
+    return ct_cfg_check_keys(v, allowed, what, err);
+}
+
+static int read_losses(ct_experiment *ex, ct_node *c, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    if (!per_output(m, c, "loss")) {
+        if (ct_loss_parse(c, "loss", &ex->loss[0], err) < 0)
+            return -1;
+        for (int k = 1; k < m->noutputs; k++) /* one loss for every output, as Keras */
+            ex->loss[k] = ex->loss[0];
+    } else {
+        ct_node *v = ct_map_get(c, "loss");
+        if (check_output_keys(m, v, "compile.loss", err) < 0)
+            return -1;
+        for (int k = 0; k < m->noutputs; k++) {
+            if (!ct_map_get(v, output_name(m, k)))
+                return ct_node_err(err, v, "compile.loss has no loss for output '%s'",
+                                   output_name(m, k));
+            if (ct_loss_parse(v, output_name(m, k), &ex->loss[k], err) < 0)
+                return -1;
+        }
+    }
+    ct_node *w = ct_map_get(c, "loss_weights");
+    for (int k = 0; k < m->noutputs; k++)
+        ex->loss_weight[k] = 1.0;
+    if (!w)
+        return 0;
+    if (w->type == CT_NODE_MAP) {
+        if (check_output_keys(m, w, "compile.loss_weights", err) < 0)
+            return -1;
+        for (int k = 0; k < m->noutputs; k++)
+            if (ct_map_get(w, output_name(m, k)) &&
+                ct_cfg_float(w, output_name(m, k), 1.0, 0.0, 1e30, &ex->loss_weight[k], err) < 0)
+                return -1;
+        return 0;
+    }
+    if (w->type != CT_NODE_SEQ || (int)w->len != m->noutputs)
+        return ct_node_err(err, w, "compile.loss_weights must map output names to weights "
+                           "(or list %d weights in output order)", m->noutputs);
+    for (int k = 0; k < m->noutputs; k++)
+        if (ct_node_float(w->items[k], &ex->loss_weight[k], err) < 0)
+            return -1;
+    return 0;
+}
+
+/* A metrics list (a name alone means a list of one) for output k. */
+static int read_metric_list(ct_experiment *ex, ct_node *parent, const char *key, int k,
+                            ct_error *err)
+{
+    ct_node *metrics = ct_map_get(parent, key);
+    if (metrics && metrics->type == CT_NODE_SCALAR && metrics->scalar[0]) {
+        char *name = strdup(metrics->scalar);
+        if (!name)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+        ct_node *seq = ct_map_set_seq(parent, key);
+        ct_seq_append_scalar(seq, name);
+        free(name);
+        metrics = seq;
+    }
+    if (!metrics || metrics->type == CT_NODE_SCALAR)
+        metrics = ct_map_set_seq(parent, key);
+    if (metrics->type != CT_NODE_SEQ)
+        return ct_node_err(err, metrics, "compile.metrics must be a list such as [accuracy]");
+    const ct_model *m = ex->model;
+    const ct_shape *out = ct_model_output_shape_at(m, k);
+    int64_t cols = out->ndim ? out->dim[out->ndim - 1] : 1;
+    for (size_t i = 0; i < metrics->len; i++) {
+        if (ex->nmetrics == CT_MAX_METRICS)
+            return ct_node_err(err, metrics, "at most %d metrics are supported", CT_MAX_METRICS);
+        ct_metric *mt = &ex->metrics[ex->nmetrics];
+        if (ct_metric_init(mt, metrics->items[i], &ex->loss[k], cols, err) < 0)
+            return -1;
+        mt->output = k;
+        if (m->noutputs > 1) { /* Keras's names: label_accuracy */
+            char full[2 * sizeof mt->name];
+            snprintf(full, sizeof full, "%s_%s", output_name(m, k), mt->name);
+            if (strlen(full) >= sizeof mt->name)
+                return ct_node_err(err, metrics->items[i], "metric name '%s' is too long; "
+                                   "use a shorter output name", full);
+            memcpy(mt->name, full, strlen(full) + 1);
+        }
+        for (int j = 0; j < ex->nmetrics; j++)
+            if (strcmp(mt->name, ex->metrics[j].name) == 0)
+                return ct_node_err(err, metrics->items[i], "metric '%s' is listed twice", mt->name);
+        ex->nmetrics++;
+    }
+    return 0;
+}
+
+static int read_metrics(ct_experiment *ex, ct_node *c, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    if (!per_output(m, c, "metrics")) {
+        for (int k = 0; k < m->noutputs; k++)
+            if (read_metric_list(ex, c, "metrics", k, err) < 0)
+                return -1;
+        return 0;
+    }
+    ct_node *v = ct_map_get(c, "metrics");
+    if (check_output_keys(m, v, "compile.metrics", err) < 0)
+        return -1;
+    for (int k = 0; k < m->noutputs; k++)
+        if (ct_map_get(v, output_name(m, k)) && read_metric_list(ex, v, output_name(m, k), k, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Whether any layer (a view of it included) reads layer o's output. */
+static bool consumed(const ct_model *m, int o)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].ninputs; j++)
+            if (m->sources[i][j] == o)
+                return true;
+    return false;
+}
+
+/* Softmax + crossentropy (sigmoid + binary crossentropy) are computed fused: stable, and
+ * the gradient is simply p - y. Only where the loss is the output's one consumer. */
+static void fuse_losses(ct_experiment *ex)
+{
+    ct_model *m = ex->model;
+    for (int k = 0; k < m->noutputs; k++) {
+        ct_layer *last = &m->layers[m->outputs[k]];
+        if (last->shared || consumed(m, last->index) || !last->kind->output_activation)
+            continue;
+        bool twice = false;
+        for (int j = 0; j < m->noutputs; j++)
+            twice |= j != k && m->outputs[j] == m->outputs[k];
+        if (!twice && ct_loss_can_fuse(&ex->loss[k], last->kind->output_activation(last))) {
+            last->act_fused = true;
+            ex->loss[k].fused = true;
+        }
+    }
+}
+
 static int read_compile(ct_experiment *ex, ct_error *err)
 {
-    static const char *const keys[] = {"optimizer", "loss", "metrics", NULL};
+    static const char *const keys[] = {"optimizer", "loss", "loss_weights", "metrics", NULL};
     ct_node *c = ct_map_get(ex->root, "compile");
     if (!c)
         return ct_err(err, CT_ERR_CONFIG, "%s: the experiment needs a 'compile' section with "
                       "at least a loss", ex->path);
     if (c->type != CT_NODE_MAP)
         return ct_node_err(err, c, "'compile' must be a map with optimizer, loss and metrics");
-    if (ct_cfg_check_keys(c, keys, "compile", err) < 0 || ct_loss_parse(c, "loss", &ex->loss, err) < 0)
+    if (ct_cfg_check_keys(c, keys, "compile", err) < 0 || read_losses(ex, c, err) < 0 ||
+        read_metrics(ex, c, err) < 0)
         return -1;
     ct_model *m = ex->model;
-    /* Metrics act on the last axis, like the loss (earlier axes are positions). */
-    const ct_shape *out = ct_model_output_shape(m);
-    int64_t cols = out->ndim ? out->dim[out->ndim - 1] : 1;
-    ct_node *metrics = ct_map_get(c, "metrics");
-    if (!metrics)
-        metrics = ct_map_set_seq(c, "metrics");
-    if (metrics->type == CT_NODE_SCALAR && metrics->scalar[0]) {
-        /* `metrics: accuracy` means a list of one. */
-        char *name = strdup(metrics->scalar);
-        ct_node *seq = ct_map_set_seq(c, "metrics");
-        ct_seq_append_scalar(seq, name);
-        free(name);
-        metrics = seq;
-    }
-    if (metrics->type == CT_NODE_SCALAR) {
-        metrics = ct_map_set_seq(c, "metrics");
-    }
-    if (metrics->type != CT_NODE_SEQ)
-        return ct_node_err(err, metrics, "compile.metrics must be a list such as [accuracy]");
-    if (metrics->len > CT_MAX_METRICS)
-        return ct_node_err(err, metrics, "at most %d metrics are supported", CT_MAX_METRICS);
-    for (size_t i = 0; i < metrics->len; i++) {
-        if (ct_metric_init(&ex->metrics[i], metrics->items[i], &ex->loss, cols, err) < 0)
-            return -1;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(ex->metrics[i].name, ex->metrics[j].name) == 0)
-                return ct_node_err(err, metrics->items[i], "metric '%s' is listed twice",
-                                   ex->metrics[i].name);
-        ex->nmetrics = (int)i + 1;
-    }
     ex->optimizer = ct_optimizer_new_on(c, "optimizer", m->trainable, m->be, err);
     if (!ex->optimizer)
         return -1;
-    /* Softmax + crossentropy (sigmoid + binary crossentropy) are computed fused: stable,
-     * and the gradient is simply p - y. */
-    ct_layer *last = &m->layers[m->nlayers - 1];
-    if (last->kind->output_activation &&
-        ct_loss_can_fuse(&ex->loss, last->kind->output_activation(last))) {
-        last->act_fused = true;
-        ex->loss.fused = true;
-    }
+    fuse_losses(ex);
     return 0;
 }
 
@@ -275,13 +465,14 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     const ct_backend *be = NULL;
     ct_model_budget budget;
     if (rc < 0 || ct_cfg_int(root, "seed", 1, 0, INT64_MAX, &seed, err) < 0 ||
-        read_backend(ex, &be, &budget, err) < 0 || read_data(ex, err) < 0)
+        read_backend(ex, &be, &budget, err) < 0)
         return -1;
     ex->seed = (uint64_t)seed;
     /* Checked twice: before the model's own blocks are allocated, and once the batch size,
      * the optimizer's state and the callbacks' copies of the weights are known. */
     ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, err);
-    if (!ex->model || read_compile(ex, err) < 0 || read_fit(ex, err) < 0)
+    if (!ex->model || read_data(ex, err) < 0 || read_compile(ex, err) < 0 ||
+        read_fit(ex, err) < 0)
         return -1;
     budget.batch = ex->batch_size;
     budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
@@ -346,56 +537,107 @@ int ct_experiment_load_weights(ct_experiment *ex, const char *path, ct_error *er
     return ct_weights_load(ex->model, path, err);
 }
 
-/* Label checks apply to sparse losses, whose targets are class indices. */
-static int check_targets(ct_experiment *ex, ct_dataset *ds, const char *role, ct_error *err)
+/* Output k's targets in y member k: label checks apply to sparse losses, whose targets
+ * are class indices. nclasses[k] receives the classes to check labels against (0: none). */
+static int check_targets(ct_experiment *ex, ct_dataset *ds, int k, const char *role,
+                         int64_t *nclasses, ct_error *err)
 {
     char a[128], b[128];
-    ct_shape ys = ct_dataset_y_shape(ds);
-    const ct_shape *out = ct_model_output_shape(ex->model);
-    if (ex->loss.kind->sparse_labels) {
+    ct_shape ys = ct_dataset_y_shape_at(ds, k);
+    const ct_shape *out = ct_model_output_shape_at(ex->model, k);
+    const ct_loss *loss = &ex->loss[k];
+    char which[CT_NAME_MAX + 32] = "";
+    if (ex->model->noutputs > 1)
+        snprintf(which, sizeof which, " '%s'", ex->model->layers[ex->model->outputs[k]].name);
+    nclasses[k] = 0;
+    if (loss->kind->sparse_labels) {
         /* One class index per position: per sample for an output (None, classes). */
         int64_t classes = out->dim[out->ndim - 1], per_sample = ct_shape_size(out) / classes;
         if (ct_shape_size(&ys) != per_sample)
             return ct_err(err, CT_ERR_DATA, "%s: y '%s' has targets of shape %s, but the loss %s "
-                          "takes one class index per position of the output %s (%lld per sample)",
-                          role, ct_dataset_y_name(ds), ct_shape_format_sample(&ys, a, sizeof a),
-                          ex->loss.kind->name, ct_shape_format(out, b, sizeof b),
+                          "takes one class index per position of the output%s %s (%lld per sample)",
+                          role, ct_dataset_y_name_at(ds, k), ct_shape_format_sample(&ys, a, sizeof a),
+                          loss->kind->name, which, ct_shape_format(out, b, sizeof b),
                           (long long)per_sample);
-        return ct_dataset_validate(ds, classes, err);
+        nclasses[k] = classes;
+        return 0;
     }
     if (ct_shape_size(&ys) != ct_shape_size(out))
         return ct_err(err, CT_ERR_DATA, "%s: y '%s' has targets of shape %s, but the model's "
-                      "output has shape %s%s", role, ct_dataset_y_name(ds),
-                      ct_shape_format_sample(&ys, a, sizeof a), ct_shape_format(out, b, sizeof b),
+                      "output%s has shape %s%s", role, ct_dataset_y_name_at(ds, k),
+                      ct_shape_format_sample(&ys, a, sizeof a), which,
+                      ct_shape_format(out, b, sizeof b),
                       ct_shape_size(&ys) == 1 ? " (integer labels need the loss "
                                                 "sparse_categorical_crossentropy)" : "");
-    return ct_dataset_validate(ds, 0, err);
+    return 0;
+}
+
+static int shape_err(ct_experiment *ex, const ct_source *src, ct_dataset *ds, int k,
+                     const char *role, ct_error *err)
+{
+    char a[128], b[128];
+    ct_shape xs = ct_dataset_x_shape_at(ds, k);
+    const ct_model *m = ex->model;
+    if (m->functional)
+        ct_err(err, CT_ERR_DATA, "%s: x '%s' has samples of shape %s, but the model's input "
+               "'%s' has shape %s", role, ct_dataset_x_name_at(ds, k),
+               ct_shape_format_sample(&xs, a, sizeof a), m->input_names[k],
+               ct_shape_format_sample(&m->input_shapes[k], b, sizeof b));
+    else
+        ct_err(err, CT_ERR_DATA, "%s: x '%s' has samples of shape %s, but model.input_shape "
+               "is %s", role, ct_dataset_x_name_at(ds, k), ct_shape_format_sample(&xs, a, sizeof a),
+               ct_shape_format_sample(&m->input_shapes[k], b, sizeof b));
+    if (src->node)
+        ct_err_prefix(err, "%s:%d:%d", src->node->file, src->node->line, src->node->col);
+    return -1;
 }
 
 ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, const char *role,
                                       ct_error *err)
 {
-    ct_dataset *ds = ct_dataset_open(src->path, src->x, src->y, ex->scale, err);
+    const ct_model *m = ex->model;
+    int ny = src->y[0] ? m->noutputs : 0;
+    ct_dataset *ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y,
+                                           err);
     if (!ds) {
         ct_err_prefix(err, "%s", role);
         return NULL;
     }
-    ct_shape xs = ct_dataset_x_shape(ds);
-    char a[128], b[128];
-    if (!ct_shape_equal(&xs, &ex->model->input_shape)) {
-        ct_err(err, CT_ERR_DATA, "%s: x '%s' has samples of shape %s, but model.input_shape "
-               "is %s", role, ct_dataset_x_name(ds), ct_shape_format_sample(&xs, a, sizeof a),
-               ct_shape_format_sample(&ex->model->input_shape, b, sizeof b));
-        if (src->node)
-            ct_err_prefix(err, "%s:%d:%d", src->node->file, src->node->line, src->node->col);
-        goto fail;
+    for (int k = 0; k < m->ninputs; k++) {
+        ct_shape xs = ct_dataset_x_shape_at(ds, k);
+        if (!ct_shape_equal(&xs, &m->input_shapes[k])) {
+            shape_err(ex, src, ds, k, role, err);
+            goto fail;
+        }
     }
-    if (src->y ? check_targets(ex, ds, role, err) < 0 : ct_dataset_validate(ds, 0, err) < 0)
+    int64_t nclasses[CT_MAX_IO] = {0};
+    for (int k = 0; k < ny; k++)
+        if (check_targets(ex, ds, k, role, nclasses, err) < 0)
+            goto fail;
+    if (ct_dataset_validate_multi(ds, ny ? nclasses : NULL, err) < 0)
         goto fail;
     return ds;
 fail:
     ct_dataset_close(ds);
     return NULL;
+}
+
+int ct_experiment_value_names(const ct_experiment *ex, const char **names, const char *prefix,
+                              char (*store)[64])
+{
+    int n = 0;
+    for (int i = 0; i < ex->nmetrics; i++, n++) {
+        snprintf(store[n], 64, "%s%s", prefix, ex->metrics[i].name);
+        names[n] = store[n];
+    }
+    const ct_model *m = ex->model;
+    for (int k = 0; m->noutputs > 1 && k < m->noutputs; k++, n++) {
+        snprintf(store[n], 64, "%s%.40s_loss", prefix, m->layers[m->outputs[k]].name);
+        names[n] = store[n];
+    }
+    snprintf(store[n], 64, "%sloss", prefix);
+    names[n] = store[n];
+    return n + 1;
 }
 
 int ct_experiment_check_data(ct_experiment *ex, ct_error *err)

@@ -14,11 +14,17 @@ struct ct_dataset;
 struct ct_loader;
 
 #define CT_MAX_METRICS 16
+#define CT_ACC_MORE (2 + CT_MAX_METRICS)
+#define CT_ACC_SIZE (CT_ACC_MORE + CT_MAX_IO - 1)
+/* Values an epoch reports: metrics, per-output losses, the loss. */
+#define CT_MAX_REPORTED (CT_MAX_METRICS + CT_MAX_IO + 1)
 
 typedef struct ct_source {
     bool given;
     char *path;        /* resolved against the config's folder; owned */
-    const char *x, *y; /* dataset names, point into the tree */
+    /* Dataset names in the model's input / output order (point into the tree); y[0] NULL:
+     * no targets. */
+    const char *x[CT_MAX_IO], *y[CT_MAX_IO];
     const ct_node *node;
 } ct_source;
 
@@ -33,13 +39,14 @@ struct ct_experiment {
     ct_source train, test, validation;
     double validation_split;
     ct_split_mode split_mode;
-    double scale;
+    double scale[CT_MAX_IO]; /* per model input */
     size_t memory_limit;     /* bytes */
     /* model and compile */
     ct_model *model;
-    ct_loss loss;
+    ct_loss loss[CT_MAX_IO];       /* per model output */
+    double loss_weight[CT_MAX_IO];
     int nmetrics;
-    ct_metric metrics[CT_MAX_METRICS];
+    ct_metric metrics[CT_MAX_METRICS]; /* each names its output (ct_metric.output) */
     ct_optimizer *optimizer;
     struct ct_callbacks *callbacks;
     /* fit */
@@ -50,9 +57,11 @@ struct ct_experiment {
     int threads;
     /* Running sums of the current epoch or evaluation, in backend memory so a GPU adds to
      * them without a host round trip: [0] loss (per-sample losses over all positions),
-     * [1] regularization penalty (times the rows of each batch), [2 + i] metric i. */
+     * [1] regularization penalty (times the rows of each batch), [2 + i] metric i,
+     * [CT_ACC_MORE + k - 1] the loss of output k >= 1. */
     double *acc;
-    double acc_host[2 + CT_MAX_METRICS]; /* the last copy read back */
+    double acc_host[CT_ACC_SIZE]; /* the last copy read back */
+    char name_store[CT_MAX_REPORTED][64]; /* names ct_experiment_evaluate hands out */
 };
 
 /* Opens a data source and checks it against the model: sample shape, target shape,
@@ -65,6 +74,13 @@ struct ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source 
 struct ct_batches;
 int ct_experiment_run_eval(ct_experiment *ex, struct ct_loader *ld, double *values,
                            struct ct_batches *b, ct_error *err);
+
+/* Index of acc's loss sum for output k. */
+static inline int ct_acc_loss(int k) { return k == 0 ? 0 : CT_ACC_MORE + k - 1; }
+/* Names of the values an epoch reports, in order: metrics as listed, the per-output
+ * losses (several outputs), then loss; each prefixed. store holds the text. */
+int ct_experiment_value_names(const ct_experiment *ex, const char **names, const char *prefix,
+                              char (*store)[64]);
 
 /* Sets the number of threads the backend's BLAS uses. */
 void ct_set_threads(int threads);

@@ -19,6 +19,7 @@ struct ct_metric {
     const ct_metric_kind *kind;
     char name[48];      /* the name shown and used in history: "accuracy", "mae" */
     int k;              /* top_k */
+    int output;         /* the model output it scores */
     double sum, count;
 };
 

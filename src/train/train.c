@@ -18,63 +18,68 @@
 #include "rng.h"
 #include "weights.h"
 
-#define CT_MAX_VALUES (2 * (CT_MAX_METRICS + 1) + 1)
+#define CT_MAX_VALUES (2 * CT_MAX_REPORTED + 1)
 
-/* Names in display order: metrics as listed, then loss. */
 static int value_names(const ct_experiment *ex, const char **names, const char *prefix,
                        char (*store)[64])
 {
-    int n = 0;
-    for (int i = 0; i < ex->nmetrics; i++, n++) {
-        snprintf(store[n], 64, "%s%s", prefix, ex->metrics[i].name);
-        names[n] = store[n];
-    }
-    snprintf(store[n], 64, "%sloss", prefix);
-    names[n] = store[n];
-    return n + 1;
+    return ct_experiment_value_names(ex, names, prefix, store);
 }
 
 /* Losses and metrics act on the last axis; any axes before it are positions, each scored
  * like a sample (Keras averages over them). */
-static int64_t classes(const ct_experiment *ex)
+static int64_t classes(const ct_experiment *ex, int k)
 {
-    const ct_shape *out = ct_model_output_shape(ex->model);
+    const ct_shape *out = ct_model_output_shape_at(ex->model, k);
     return out->ndim ? out->dim[out->ndim - 1] : 1;
 }
 
-static int64_t positions(const ct_experiment *ex)
+static int64_t positions(const ct_experiment *ex, int k)
 {
-    return ct_shape_size(ct_model_output_shape(ex->model)) / classes(ex);
+    return ct_shape_size(ct_model_output_shape_at(ex->model, k)) / classes(ex, k);
 }
 
-static int64_t y_cols(const ct_experiment *ex)
+/* Label floats per sample of each output. */
+static int y_cols(const ct_experiment *ex, int64_t *cols)
 {
-    return ex->loss.kind->sparse_labels ? positions(ex) : ct_shape_size(ct_model_output_shape(ex->model));
+    for (int k = 0; k < ex->model->noutputs; k++)
+        cols[k] = ex->loss[k].kind->sparse_labels ? positions(ex, k)
+                                                  : ct_shape_size(ct_model_output_shape_at(ex->model, k));
+    return ex->model->noutputs;
 }
 
 /* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
- * and writes the gradient of the batch's mean loss into the model's last dout buffer when
- * grad is set. */
-static void score_batch(ct_experiment *ex, const ct_tensor *pred, const float *y, bool grad)
+ * and writes the gradient of the batch's weighted mean loss into each output's gradient
+ * buffer when grad is set. */
+static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, bool grad)
 {
     ct_model *m = ex->model;
-    int64_t rows = pred->rows * positions(ex), cols = classes(ex);
-    float *dpred = grad ? ct_model_output_grad(m, 0) : NULL;
-    ct_loss_op op = ct_loss_op_of(&ex->loss);
-    m->be->loss(&op, pred->data, y, dpred, rows, cols, 1.0f / (float)rows, &ex->acc[0]);
+    for (int k = 0; k < m->noutputs; k++) {
+        const ct_tensor *pred = ct_model_output(m, k);
+        int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
+        float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
+        ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
+        m->be->loss(&op, pred->data, y[k], dpred, rows, cols,
+                    (float)ex->loss_weight[k] / (float)rows, &ex->acc[ct_acc_loss(k)]);
+    }
     for (int i = 0; i < ex->nmetrics; i++) {
         ct_metric *mt = &ex->metrics[i];
-        m->be->metric(ct_metric_op_of(mt), mt->k, pred->data, y, rows, cols, &ex->acc[2 + i]);
+        int k = mt->output;
+        int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
+        m->be->metric(ct_metric_op_of(mt), mt->k, ct_model_output(m, k)->data, y[k], rows, cols,
+                      &ex->acc[2 + i]);
         mt->count += (double)rows;
     }
 }
 
 /* Sets the running sums: zero, or where a resumed epoch left them. */
 static void set_sums(ct_experiment *ex, double loss, double penalty, const double *metrics,
-                     const double *counts)
+                     const double *counts, const double *more)
 {
     ex->acc_host[0] = loss;
     ex->acc_host[1] = penalty;
+    for (int k = 1; k < ex->model->noutputs; k++)
+        ex->acc_host[ct_acc_loss(k)] = more ? more[k - 1] : 0;
     for (int i = 0; i < ex->nmetrics; i++) {
         ex->acc_host[2 + i] = metrics ? metrics[i] : 0;
         ex->metrics[i].sum = ex->acc_host[2 + i];
@@ -93,18 +98,31 @@ static int read_sums(ct_experiment *ex, ct_error *err)
     return be->check(err);
 }
 
-/* The running loss sum: per-sample losses averaged over positions, plus the penalty. */
-static double loss_sum(const ct_experiment *ex)
+/* Output k's running loss sum: its per-sample losses averaged over positions. */
+static double output_loss_sum(const ct_experiment *ex, int k)
 {
-    return ex->acc_host[0] / (double)positions(ex) + ex->acc_host[1];
+    return ex->acc_host[ct_acc_loss(k)] / (double)positions(ex, k);
 }
 
-/* Running values from the last read: metrics, then the mean loss per sample so far. */
+/* The running loss sum: the outputs' losses, weighted, plus the penalty. */
+static double loss_sum(const ct_experiment *ex)
+{
+    double sum = ex->loss_weight[0] * output_loss_sum(ex, 0);
+    for (int k = 1; k < ex->model->noutputs; k++)
+        sum += ex->loss_weight[k] * output_loss_sum(ex, k);
+    return sum + ex->acc_host[1];
+}
+
+/* Running values from the last read: metrics, each output's loss (several outputs), then
+ * the mean loss per sample so far. */
 static void current_values(const ct_experiment *ex, int64_t seen, double *values)
 {
+    int n = 0;
     for (int i = 0; i < ex->nmetrics; i++)
-        values[i] = ex->metrics[i].kind->result(&ex->metrics[i]);
-    values[ex->nmetrics] = seen ? loss_sum(ex) / (double)seen : 0;
+        values[n++] = ex->metrics[i].kind->result(&ex->metrics[i]);
+    for (int k = 0; ex->model->noutputs > 1 && k < ex->model->noutputs; k++)
+        values[n++] = seen ? output_loss_sum(ex, k) / (double)seen : 0;
+    values[n] = seen ? loss_sum(ex) / (double)seen : 0;
 }
 
 int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_batches *b,
@@ -112,13 +130,13 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_
 {
     ct_model *m = ex->model;
     ct_pass pass = {.training = false, .seed = ex->seed, .step = 0};
-    set_sums(ex, 0, 0, NULL, NULL);
+    set_sums(ex, 0, 0, NULL, NULL, NULL);
     if (ct_loader_begin_epoch(ld, 0, err) < 0)
         return -1;
     int64_t seen = 0, rows;
     while ((rows = ct_batches_next(b, ld, true, err)) > 0) {
-        const ct_tensor *pred = ct_model_forward(m, &pass, rows);
-        score_batch(ex, pred, b->y[0], false);
+        ct_model_forward(m, &pass, rows);
+        score_batch(ex, rows, b->y, false);
         ct_batches_done(b);
         seen += rows;
     }
@@ -397,11 +415,13 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         ct_batches_done(b);
     }
     if (done && isnan(st->loss_parts[0]))
-        set_sums(ex, st->loss_sum * (double)positions(ex), 0, st->metric_sum, st->metric_count);
+        set_sums(ex, st->loss_sum * (double)positions(ex, 0), 0, st->metric_sum,
+                 st->metric_count, NULL);
     else if (done)
-        set_sums(ex, st->loss_parts[0], st->loss_parts[1], st->metric_sum, st->metric_count);
+        set_sums(ex, st->loss_parts[0], st->loss_parts[1], st->metric_sum, st->metric_count,
+                 st->loss_more);
     else
-        set_sums(ex, 0, 0, NULL, NULL);
+        set_sums(ex, 0, 0, NULL, NULL, NULL);
     /* A GPU's sums are read back only when something shows or checks them: on the CPU,
      * and for terminate_on_nan or --profile, after every step. */
     bool every_step = be->device == CT_DEVICE_CPU || s->prof.layers ||
@@ -413,9 +433,9 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     while ((rows = ct_batches_next(b, s->train, true, err)) > 0) {
         t1 = ct_now();
         pass.step = st->step++;
-        const ct_tensor *pred = ct_model_forward(m, &pass, rows);
+        ct_model_forward(m, &pass, rows);
         t2 = ct_now();
-        score_batch(ex, pred, b->y[0], true);
+        score_batch(ex, rows, b->y, true);
         if (p->layers)
             be->sync();
         t3 = ct_now();
@@ -482,6 +502,8 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     st->loss_sum = loss_sum(ex);
     st->loss_parts[0] = ex->acc_host[0];
     st->loss_parts[1] = ex->acc_host[1];
+    for (int k = 1; k < ex->model->noutputs; k++)
+        st->loss_more[k - 1] = ex->acc_host[ct_acc_loss(k)];
     st->seen = seen;
     for (int i = 0; i < ex->nmetrics; i++) {
         st->metric_sum[i] = ex->metrics[i].sum;
@@ -690,11 +712,16 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     char dir[4096], ckpt[4200];
     ct_set_threads(ex->threads);
     int rc = -1;
+    int64_t ycols[CT_MAX_IO];
+    int ny = y_cols(ex, ycols);
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
-        ct_batches_init(&s.batches, ex->model->be, ex->model->ninputs, ex->model->inputs, ex->model->max_batch,
-                        y_cols(ex) ? 1 : 0, (int64_t[]){y_cols(ex)}, err) < 0)
+        ct_batches_init(&s.batches, ex->model->be, ex->model->ninputs, ex->model->inputs,
+                        ex->model->max_batch, ny, ycols, err) < 0)
         goto done;
-    st.ncols = (ex->nmetrics + 1) * (s.val ? 2 : 1) + 1; /* + the learning rate */
+    const char *names[CT_MAX_VALUES];
+    char store[CT_MAX_VALUES][64];
+    /* the values each epoch reports (twice with validation), and the learning rate */
+    st.ncols = value_names(ex, names, "", store) * (s.val ? 2 : 1) + 1;
     /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
     const char *backup = ct_callbacks_backup_dir(ex->callbacks);
     char backup_ckpt[4200] = "";
@@ -761,19 +788,40 @@ done:
     return rc;
 }
 
+/* A source for --data FILE: the given x / y datasets (models with one input / output) or
+ * data.test's names. */
+static void source_for(const ct_experiment *ex, ct_source *src, const char *path, const char *x,
+                       const char *y)
+{
+    *src = ex->test;
+    src->given = true;
+    src->path = (char *)path;
+    src->node = NULL;
+    for (int k = 0; k < CT_MAX_IO; k++) {
+        if (!ex->test.given) {
+            src->x[k] = k < ex->model->ninputs ? "x" : NULL;
+            src->y[k] = k < ex->model->noutputs ? "y" : NULL;
+        }
+    }
+    if (x)
+        src->x[0] = x;
+    if (y)
+        src->y[0] = y;
+}
+
 int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
                            const char **names, double *values, int max, ct_error *err)
 {
     ct_source src = ex->test;
-    if (path) {
-        src.given = true;
-        src.path = (char *)path;
-        src.x = x ? x : ex->test.given ? ex->test.x : "x";
-        src.y = y ? y : ex->test.given ? ex->test.y : "y";
-        src.node = NULL;
-    } else if (!ex->test.given) {
+    const ct_model *m = ex->model;
+    if ((x && m->ninputs > 1) || (y && m->noutputs > 1))
+        return ct_err(err, CT_ERR_USAGE, "the model has %d inputs and %d outputs: --x and --y "
+                      "name datasets of a model with one of each; data.test's names are used "
+                      "with --data", m->ninputs, m->noutputs);
+    if (path)
+        source_for(ex, &src, path, x, y);
+    else if (!ex->test.given)
         return ct_err(err, CT_ERR_USAGE, "%s has no data.test; name a file with --data", ex->path);
-    }
     ct_set_threads(ex->threads);
     if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
         return -1;
@@ -781,8 +829,10 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     if (!ds)
         return -1;
     ct_batches b = {0};
-    ct_loader *ld = ct_batches_init(&b, ex->model->be, ex->model->ninputs, ex->model->inputs, ex->model->max_batch,
-                                    y_cols(ex) ? 1 : 0, (int64_t[]){y_cols(ex)}, err) == 0
+    int64_t ycols[CT_MAX_IO];
+    int ny = y_cols(ex, ycols);
+    ct_loader *ld = ct_batches_init(&b, m->be, m->ninputs, ex->model->inputs, m->max_batch, ny,
+                                    ycols, err) == 0
                         ? ct_loader_new(ds, NULL, ct_dataset_rows(ds), ex->batch_size, false,
                                         ex->seed, ex->memory_limit, err)
                         : NULL;
@@ -793,14 +843,17 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     ct_dataset_close(ds);
     if (rc < 0)
         return -1;
-    /* Loss first for callers; the experiment's metric names live as long as it does. */
+    /* Loss first for callers, then the metrics and per-output losses as reported; the
+     * names live as long as the experiment. */
+    const char *reported[CT_MAX_VALUES];
+    int nv = value_names(ex, reported, "", ex->name_store);
     int n = 0;
     if (n < max) {
-        names[n] = "loss";
-        values[n++] = all[ex->nmetrics];
+        names[n] = reported[nv - 1];
+        values[n++] = all[nv - 1];
     }
-    for (int i = 0; i < ex->nmetrics && n < max; i++) {
-        names[n] = ex->metrics[i].name;
+    for (int i = 0; i < nv - 1 && n < max; i++) {
+        names[n] = reported[i];
         values[n++] = all[i];
     }
     return n;
@@ -813,42 +866,58 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     if (!ext || (strcmp(ext, ".h5") && strcmp(ext, ".hdf5") && strcmp(ext, ".csv")))
         return ct_err(err, CT_ERR_USAGE, "%s: predictions are written as .h5, .hdf5 or .csv, "
                       "not '%s'", output, ext ? ext : "");
-    ct_source src = {.given = true, .path = (char *)input, .y = NULL};
-    src.x = x ? x : ex->test.given ? ex->test.x : "x";
+    ct_model *m = ex->model;
+    if (x && m->ninputs > 1)
+        return ct_err(err, CT_ERR_USAGE, "the model has %d inputs: --x names the dataset of a "
+                      "model with one; data.test's names are used", m->ninputs);
+    ct_source src;
+    source_for(ex, &src, input, x, NULL);
+    src.y[0] = NULL;
     ct_set_threads(ex->threads);
     if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
         return -1;
     ct_dataset *ds = ct_experiment_open_source(ex, &src, input, err);
     if (!ds)
         return -1;
-    ct_model *m = ex->model;
-    int64_t rows = ct_dataset_rows(ds), cols = ct_shape_size(ct_model_output_shape(m));
-    float *pred = malloc((size_t)(rows * cols) * sizeof *pred);
+    int64_t rows = ct_dataset_rows(ds), cols[CT_MAX_IO];
+    float *pred[CT_MAX_IO] = {NULL};
+    const char *names[CT_MAX_IO];
+    bool ok = true;
+    for (int k = 0; k < m->noutputs; k++) {
+        cols[k] = ct_shape_size(ct_model_output_shape_at(m, k));
+        names[k] = m->noutputs == 1 ? "predictions" : m->layers[m->outputs[k]].name;
+        int64_t n = rows * cols[k] > 0 ? rows * cols[k] : 1;
+        ok &= (pred[k] = malloc((size_t)n * sizeof(float))) != NULL;
+    }
     ct_batches b = {0};
-    ct_loader *ld = pred && ct_batches_init(&b, m->be, m->ninputs, m->inputs, m->max_batch, 0, NULL,
-                                            err) == 0
+    ct_loader *ld = ok && ct_batches_init(&b, m->be, m->ninputs, m->inputs, m->max_batch, 0, NULL,
+                                          err) == 0
                         ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
                                         ex->memory_limit, err)
                         : NULL;
     int rc = -1;
-    if (!pred)
-        ct_err(err, CT_ERR_NOMEM, "cannot hold %lld x %lld predictions in memory",
-               (long long)rows, (long long)cols);
+    if (!ok)
+        ct_err(err, CT_ERR_NOMEM, "cannot hold %lld rows of predictions in memory",
+               (long long)rows);
     if (ld && ct_loader_begin_epoch(ld, 0, err) == 0) {
         ct_pass pass = {.training = false, .seed = ex->seed};
         int64_t done = 0, n;
         while ((n = ct_batches_next(&b, ld, false, err)) > 0) {
-            const ct_tensor *y = ct_model_forward(m, &pass, n);
-            m->be->download(pred + done * cols, y->data, (size_t)(n * cols) * sizeof(float));
+            ct_model_forward(m, &pass, n);
+            for (int k = 0; k < m->noutputs; k++)
+                m->be->download(pred[k] + done * cols[k], ct_model_output(m, k)->data,
+                                (size_t)(n * cols[k]) * sizeof(float));
             ct_batches_done(&b);
             done += n;
         }
         if (n == 0 && m->be->check(err) == 0)
-            rc = ct_write_matrix(output, pred, rows, cols, err);
+            rc = ct_write_matrices(output, m->noutputs, names, (const float *const *)pred, rows,
+                                   cols, err);
     }
     ct_loader_free(ld);
     ct_batches_free(&b);
-    free(pred);
+    for (int k = 0; k < m->noutputs; k++)
+        free(pred[k]);
     ct_dataset_close(ds);
     return rc;
 }
