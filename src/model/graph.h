@@ -12,6 +12,8 @@
  * topological order, configured and built, m->sources, m->live, m->functional,
  * m->warnings). Errors point into cfg. */
 int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err);
+/* "1,234,567" into buf (summary.c). */
+void ct_group_digits(int64_t v, char *buf, size_t n);
 /* Checks one built layer's output and parameter sizes (model.c). */
 int ct_model_check_layer_sizes(const ct_layer *l, ct_error *err);
 

@@ -105,7 +105,7 @@ static void fmt_bytes(double b, char *buf, size_t n)
         snprintf(buf, n, "%.1f %s", b, units[u]);
 }
 
-static void group_digits(int64_t v, char *buf, size_t n);
+
 
 /* Each layer is checked as it is built, so the next one never works from a size that
  * overflowed or that no machine could hold. */
@@ -202,7 +202,7 @@ int ct_model_check_budget(const ct_model *m, const ct_model_budget *b, ct_error 
     fmt_bytes(n.params + n.state, p, sizeof p);
     fmt_bytes(n.act, act, sizeof act);
     fmt_bytes(total, all, sizeof all);
-    group_digits(n.count, count, sizeof count);
+    ct_group_digits(n.count, count, sizeof count);
     describe_limit(b, limit, sizeof limit);
     ct_layer_err(err, l, "needs %s: %s parameters take %s with their gradients and optimizer "
                  "state, and its activations for batches of %" PRId64 " row%s take %s; the "
@@ -445,87 +445,3 @@ const ct_shape *ct_model_output_shape_at(const ct_model *m, int k)
 
 const ct_layer *ct_layer_owner(const ct_layer *l) { return l->shared ? l->shared : l; }
 
-static void group_digits(int64_t v, char *buf, size_t n)
-{
-    char raw[32];
-    snprintf(raw, sizeof raw, "%" PRId64, v);
-    size_t len = strlen(raw), at = 0;
-    for (size_t i = 0; i < len && at + 1 < n; i++) {
-        if (i && (len - i) % 3 == 0 && at + 2 < n)
-            buf[at++] = ',';
-        buf[at++] = raw[i];
-    }
-    buf[at] = 0;
-}
-
-static void human_bytes(double b, char *buf, size_t n)
-{
-    static const char *const units[] = {"B", "KB", "MB", "GB", "TB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) {
-        b /= 1024;
-        u++;
-    }
-    snprintf(buf, n, "%.2f %s", b, units[u]);
-}
-
-/* Prints `count` copies of a (multi-byte) box-drawing character. */
-static void repeat(FILE *out, const char *s, int count)
-{
-    for (int i = 0; i < count; i++)
-        fputs(s, out);
-}
-
-static void rule(FILE *out, int name_w, const char *l, const char *fill, const char *mid,
-                 const char *r)
-{
-    fputs(l, out);
-    repeat(out, fill, name_w + 2);
-    fputs(mid, out);
-    repeat(out, fill, 24);
-    fputs(mid, out);
-    repeat(out, fill, 15);
-    fprintf(out, "%s\n", r);
-}
-
-void ct_model_summary(const ct_model *m, FILE *out)
-{
-    /* Keras's widths, widened for long layer names. */
-    int name_w = 31;
-    for (int i = 0; i < m->nlayers; i++) {
-        int w = (int)(strlen(m->layers[i].name) + strlen(m->layers[i].kind->class_name) + 3);
-        name_w = w > name_w ? w : name_w;
-    }
-    fprintf(out, "Model: \"%s\"\n", m->name);
-    rule(out, name_w, "┏", "━", "┳", "┓");
-    fprintf(out, "┃ %-*s ┃ %-22s ┃ %13s ┃\n", name_w, "Layer (type)", "Output Shape", "Param #");
-    rule(out, name_w, "┡", "━", "╇", "┩");
-    int64_t total = 0, trainable = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        const ct_layer *l = &m->layers[i];
-        int64_t n = 0;
-        for (int j = 0; j < l->nparams; j++) {
-            int64_t s = ct_shape_size(&l->params[j].shape);
-            n += s;
-            if (l->params[j].trainable)
-                trainable += s;
-        }
-        total += n;
-        char name[160], shape[128], count[32];
-        snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->class_name);
-        ct_shape_format(&l->out_shape, shape, sizeof shape);
-        group_digits(n, count, sizeof count);
-        fprintf(out, "│ %-*s │ %-22s │ %13s │\n", name_w, name, shape, count);
-    }
-    rule(out, name_w, "└", "─", "┴", "┘");
-    char c[32], b[32];
-    group_digits(total, c, sizeof c);
-    human_bytes((double)total * 4, b, sizeof b);
-    fprintf(out, " Total params: %s (%s)\n", c, b);
-    group_digits(trainable, c, sizeof c);
-    human_bytes((double)trainable * 4, b, sizeof b);
-    fprintf(out, " Trainable params: %s (%s)\n", c, b);
-    group_digits(total - trainable, c, sizeof c);
-    human_bytes((double)(total - trainable) * 4, b, sizeof b);
-    fprintf(out, " Non-trainable params: %s (%s)\n", c, b);
-}

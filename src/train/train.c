@@ -788,21 +788,20 @@ done:
     return rc;
 }
 
-/* A source for --data FILE: the given x / y datasets (models with one input / output) or
- * data.test's names. */
+/* A source for --data FILE: the given x / y datasets (models with one input / output), or
+ * the dataset names of data.test (else data.train, else x and y). */
 static void source_for(const ct_experiment *ex, ct_source *src, const char *path, const char *x,
                        const char *y)
 {
-    *src = ex->test;
-    src->given = true;
-    src->path = (char *)path;
-    src->node = NULL;
-    for (int k = 0; k < CT_MAX_IO; k++) {
-        if (!ex->test.given) {
+    *src = ex->test.given ? ex->test : ex->train;
+    if (!src->given)
+        for (int k = 0; k < CT_MAX_IO; k++) {
             src->x[k] = k < ex->model->ninputs ? "x" : NULL;
             src->y[k] = k < ex->model->noutputs ? "y" : NULL;
         }
-    }
+    src->given = true;
+    src->path = (char *)path;
+    src->node = NULL;
     if (x)
         src->x[0] = x;
     if (y)
