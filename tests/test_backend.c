@@ -1045,6 +1045,238 @@ END_TEST
 
 /* ---- suites ---------------------------------------------------------------------- */
 
+/* ---- merging and broadcasting --------------------------------------------------------- */
+
+START_TEST(test_copy_strided)
+{
+    float x[15], y[21];
+    tu_fill(x, 15, 1, -1, 1);
+    for (int i = 0; i < 21; i++)
+        y[i] = 100.0f + (float)i;
+    be()->copy_strided(x + 1, 5, y + 3, 7, 3, 2);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 7; c++) {
+            float want = c >= 3 && c < 5 ? x[r * 5 + 1 + c - 3] : 100.0f + (float)(r * 7 + c);
+            ck_assert_float_eq(y[r * 7 + c], want);
+        }
+}
+END_TEST
+
+static ct_shape shp(int ndim, int64_t a, int64_t b, int64_t c)
+{
+    int64_t d[3] = {a, b, c};
+    return ct_shape_make(ndim, d);
+}
+
+/* Operand offset of output element i under numpy's right-aligned broadcasting. */
+static int64_t ref_bcast_offset(const ct_shape *in, const ct_shape *out, int64_t i)
+{
+    int64_t off = 0, istride = 1;
+    for (int a = out->ndim - 1; a >= 0; a--) {
+        int64_t idx = i % out->dim[a];
+        i /= out->dim[a];
+        int ia = a - (out->ndim - in->ndim);
+        if (ia < 0)
+            continue;
+        if (in->dim[ia] != 1)
+            off += idx * istride;
+        istride *= in->dim[ia];
+    }
+    return off;
+}
+
+START_TEST(test_expand)
+{
+    const ct_shape cases[][2] = {
+        {shp(2, 3, 1, 0), shp(2, 3, 4, 0)}, {shp(1, 4, 0, 0), shp(3, 2, 3, 4)},
+        {shp(1, 1, 0, 0), shp(3, 2, 3, 4)}, {shp(0, 0, 0, 0), shp(2, 2, 3, 0)},
+        {shp(3, 2, 1, 4), shp(3, 2, 3, 4)}, {shp(3, 1, 3, 1), shp(3, 2, 3, 4)},
+        {shp(2, 3, 4, 0), shp(2, 3, 4, 0)}, {shp(2, 1, 4, 0), shp(3, 5, 1, 4)},
+    };
+    const int64_t rows = 3;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const ct_shape *in = &cases[c][0], *out = &cases[c][1];
+        ct_bcast g;
+        ck_assert_int_eq(ct_bcast_make(in, out, &g), 0);
+        int64_t ni = ct_shape_size(in), no = ct_shape_size(out);
+        ck_assert_int_eq(g.in_size, ni);
+        ck_assert_int_eq(g.out_size, no);
+        float *x = malloc(sizeof(float) * rows * ni), *y = malloc(sizeof(float) * rows * no);
+        float *dy = malloc(sizeof(float) * rows * no), *dx = malloc(sizeof(float) * rows * ni);
+        float *want = calloc((size_t)(rows * ni), sizeof(float));
+        tu_fill(x, rows * ni, 2, -1, 1);
+        tu_fill(dy, rows * no, 3, -1, 1);
+        tu_fill(dx, rows * ni, 4, -1, 1); /* overwritten */
+        be()->expand(&g, x, y, rows);
+        be()->expand_backward(&g, dy, dx, rows);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < no; i++) {
+                int64_t off = ref_bcast_offset(in, out, i);
+                ck_assert_msg(y[r * no + i] == x[r * ni + off], "case %zu: y[%lld][%lld]", c,
+                              (long long)r, (long long)i);
+                want[r * ni + off] += dy[r * no + i]; /* in increasing output order */
+            }
+        for (int64_t i = 0; i < rows * ni; i++)
+            ck_assert_msg(dx[i] == want[i], "case %zu: dx[%lld] = %.9g, want %.9g", c,
+                          (long long)i, dx[i], want[i]);
+        free(x), free(y), free(dy), free(dx), free(want);
+    }
+    ct_bcast g;
+    ck_assert_int_eq(ct_bcast_make(&(ct_shape){2, {3, 2}}, &(ct_shape){2, {3, 4}}, &g), -1);
+    ck_assert_int_eq(ct_bcast_make(&(ct_shape){3, {2, 3, 4}}, &(ct_shape){2, {3, 4}}, &g), -1);
+    ck_assert_int_eq(ct_bcast_make(&(ct_shape){2, {3, 4}}, &(ct_shape){2, {3, 1}}, &g), -1);
+}
+END_TEST
+
+START_TEST(test_extremum)
+{
+    const float in[3][5] = {{1, 5, 2, -1, 0}, {3, 5, 1, -1, 4}, {3, 6, 0, -2, 4}};
+    const float maxv[5] = {3, 6, 2, -1, 4}, maxa[5] = {1, 2, 0, 0, 1};
+    const float minv[5] = {1, 5, 0, -2, 0}, mina[5] = {0, 0, 2, 2, 0};
+    for (int minimum = 0; minimum < 2; minimum++) {
+        float y[5], arg[5], dy[5] = {1, 2, 3, 4, 5}, dx[5];
+        for (int k = 0; k < 3; k++)
+            be()->extremum(minimum, in[k], y, arg, (float)k, 5);
+        for (int i = 0; i < 5; i++) {
+            ck_assert_float_eq(y[i], minimum ? minv[i] : maxv[i]);
+            ck_assert_float_eq(arg[i], minimum ? mina[i] : maxa[i]);
+        }
+        for (int k = 0; k < 3; k++) {
+            be()->take_where(arg, (float)k, dy, dx, 5);
+            for (int i = 0; i < 5; i++)
+                ck_assert_float_eq(dx[i], arg[i] == (float)k ? dy[i] : 0.0f);
+        }
+    }
+}
+END_TEST
+
+static double ref_op(const float *x, int64_t ld, bool trans, int64_t i, int64_t j)
+{
+    return trans ? x[j * ld + i] : x[i * ld + j];
+}
+
+START_TEST(test_gemm_batched)
+{
+    const int64_t sizes[][3] = {{3, 4, 5}, {1, 1, 7}, {1, 3, 4}, {2, 1, 1}};
+    const int64_t batch = 3, pad = 3;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            bool ta = t & 1, tb = t & 2;
+            int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+            int64_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 1;
+            int64_t sa = (ta ? k : m) * lda + pad, sb = (tb ? n : k) * ldb + pad, sc = m * ldc + pad;
+            float *a = malloc(sizeof(float) * batch * sa), *b = malloc(sizeof(float) * batch * sb);
+            float *c = malloc(sizeof(float) * batch * sc), *c0 = malloc(sizeof(float) * batch * sc);
+            tu_fill(a, batch * sa, 5, -1, 1);
+            tu_fill(b, batch * sb, 6, -1, 1);
+            tu_fill(c0, batch * sc, 7, -1, 1);
+            memcpy(c, c0, sizeof(float) * batch * sc);
+            be()->gemm_batched(ta, tb, m, n, k, 0.7f, a, lda, sa, b, ldb, sb, 0.5f, c, ldc, sc,
+                               batch);
+            for (int64_t q = 0; q < batch; q++)
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double acc = 0;
+                        for (int64_t p = 0; p < k; p++)
+                            acc += ref_op(a + q * sa, lda, ta, i, p) * ref_op(b + q * sb, ldb, tb, p, j);
+                        int64_t at = q * sc + i * ldc + j;
+                        double want = 0.7 * acc + 0.5 * c0[at];
+                        ck_assert_msg(fabs(c[at] - want) < 1e-5, "m %lld n %lld k %lld ta %d tb %d: "
+                                      "c = %.7g, want %.7g", (long long)m, (long long)n,
+                                      (long long)k, ta, tb, c[at], want);
+                    }
+            /* Everything outside the items' m x n blocks is left alone. */
+            for (int64_t q = 0; q < batch; q++)
+                for (int64_t i = 0; i < sc; i++)
+                    if (i / ldc >= m || i % ldc >= n)
+                        ck_assert_float_eq(c[q * sc + i], c0[q * sc + i]);
+            free(a), free(b), free(c), free(c0);
+        }
+}
+END_TEST
+
+/* Reference l2 normalization and its backward in double, over [outer][n][inner]. */
+static void ref_l2(const float *x, const float *dy, int64_t outer, int64_t n, int64_t inner,
+                   double eps, double *y, double *dx)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double s = 0, d = 0;
+            for (int64_t t = 0; t < n; t++) {
+                double v = x[(o * n + t) * inner + i];
+                s += v * v;
+            }
+            double inv = 1.0 / sqrt(fmax(s, eps));
+            for (int64_t t = 0; t < n; t++) {
+                int64_t at = (o * n + t) * inner + i;
+                y[at] = x[at] * inv;
+                d += y[at] * dy[at];
+            }
+            for (int64_t t = 0; t < n; t++) {
+                int64_t at = (o * n + t) * inner + i;
+                dx[at] = s < eps ? dy[at] * inv : inv * (dy[at] - y[at] * d);
+            }
+        }
+}
+
+START_TEST(test_l2_normalize)
+{
+    const int64_t outer = 2, n = 3, inner = 4, tot = outer * n * inner;
+    float x[24], y[24], dy[24], dx[24], inv[8];
+    double ry[24], rdx[24];
+    tu_fill(x, tot, 8, -1, 1);
+    tu_fill(dy, tot, 9, -1, 1);
+    for (int64_t t = 0; t < n; t++) /* position (1, 2): below eps, a constant factor */
+        x[(1 * n + t) * inner + 2] = 1e-7f * (float)(t + 1);
+    be()->l2_normalize(x, y, inv, outer, n, inner, 1e-12f);
+    be()->l2_normalize_backward(x, y, inv, dy, dx, outer, n, inner, 1e-12f);
+    ref_l2(x, dy, outer, n, inner, (double)1e-12f, ry, rdx);
+    for (int64_t i = 0; i < tot; i++) {
+        tu_assert_close(y[i], ry[i], 1e-6);
+        tu_assert_close(dx[i], rdx[i], 1e-5);
+    }
+    tu_assert_close(inv[1 * inner + 2], 1e6, 1e-6);
+    /* In place. */
+    be()->l2_normalize(x, x, inv, outer, n, inner, 1e-12f);
+    ck_assert(memcmp(x, y, sizeof y) == 0);
+}
+END_TEST
+
+/* Every merging op gives the same bits on 1 and 2 threads. */
+START_TEST(test_merge_same_bits)
+{
+    const ct_backend *b = be();
+    const int64_t rows = 64, outer = 64, n = 40, inner = 33, big = rows * n * inner;
+    ct_bcast g;
+    ct_shape in = shp(3, n, 1, inner), out = shp(3, n, 5, inner);
+    ck_assert_int_eq(ct_bcast_make(&in, &out, &g), 0);
+    float *x = malloc(sizeof(float) * big * 5), *x2 = malloc(sizeof(float) * big * 5);
+    tu_fill(x, big * 5, 10, -1, 1);
+    tu_fill(x2, big * 5, 11, -1, 1);
+    float *res[2][7];
+    for (int t = 0; t < 2; t++) {
+        ct_threads_set(t + 1);
+        for (int i = 0; i < 7; i++)
+            res[t][i] = calloc((size_t)(big * 5), sizeof(float));
+        b->expand(&g, x, res[t][0], rows);
+        b->expand_backward(&g, x2, res[t][1], rows);
+        b->l2_normalize(x, res[t][2], res[t][3], outer, n, inner, 1e-12f);
+        b->l2_normalize_backward(x, res[t][2], res[t][3], x2, res[t][4], outer, n, inner, 1e-12f);
+        b->gemm_batched(false, true, 7, 9, n, 1.0f, x, n, 7 * n, x2, n, 9 * n, 0.0f, res[t][5], 9,
+                        63, rows);
+        b->extremum(false, x, res[t][6], res[t][6] + big, 0.0f, big);
+        b->extremum(false, x2, res[t][6], res[t][6] + big, 1.0f, big);
+    }
+    ct_threads_set(1);
+    for (int i = 0; i < 7; i++) {
+        ck_assert_msg(memcmp(res[0][i], res[1][i], sizeof(float) * (size_t)(big * 5)) == 0,
+                      "result %d differs", i);
+        free(res[0][i]), free(res[1][i]);
+    }
+    free(x), free(x2);
+}
+END_TEST
+
 /* ---- threads --------------------------------------------------------------------- */
 
 static void mark_task(void *ctx, int64_t begin, int64_t end)
@@ -1154,6 +1386,15 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_act_backward_edges);
     tcase_add_loop_test(tc, test_bias_act_fused, 0, N_ACTS);
     tcase_add_test(tc, test_dropout_mask);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("merge");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_copy_strided);
+    tcase_add_test(tc, test_expand);
+    tcase_add_test(tc, test_extremum);
+    tcase_add_test(tc, test_gemm_batched);
+    tcase_add_test(tc, test_l2_normalize);
+    tcase_add_test(tc, test_merge_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -694,6 +694,94 @@ START_TEST(test_updates)
 }
 END_TEST
 
+/* The merging ops: broadcasting and L2 normalization sum in the CPU's order (same bits),
+ * batched GEMM within the GEMM tolerance. */
+START_TEST(test_merge_ops)
+{
+    const int64_t rows = 5, ldx = 7, ldy = 12, cols = 4;
+    pair x = mk(rows * ldx, 180, -1, 1), y = mk(rows * ldy, 181, -1, 1);
+    CPU->copy_strided(x.c + 2, ldx, y.c + 3, ldy, rows, cols);
+    GPU->copy_strided(x.g + 2, ldx, y.g + 3, ldy, rows, cols);
+    expect_equal("copy_strided", &y);
+    drop(&x);
+    drop(&y);
+    const int64_t shapes[][2][4] = { /* ndim, dims of the operand; of the output */
+        {{2, 3, 1, 0}, {2, 3, 40, 0}}, {{1, 4, 0, 0}, {3, 2, 33, 4}}, {{1, 1, 0, 0}, {2, 7, 9, 0}},
+        {{3, 1, 30, 1}, {3, 20, 30, 6}}, {{3, 5, 1, 7}, {3, 5, 11, 7}},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        ct_shape in = ct_shape_make((int)shapes[s][0][0], &shapes[s][0][1]);
+        ct_shape out = ct_shape_make((int)shapes[s][1][0], &shapes[s][1][1]);
+        ct_bcast g;
+        ck_assert_int_eq(ct_bcast_make(&in, &out, &g), 0);
+        pair a = mk(rows * g.in_size, 182, -1, 1), b = mk(rows * g.out_size, 183, -1, 1);
+        pair da = mk(rows * g.in_size, 184, -1, 1);
+        CPU->expand(&g, a.c, b.c, rows);
+        GPU->expand(&g, a.g, b.g, rows);
+        expect_equal("expand", &b);
+        CPU->expand_backward(&g, b.c, da.c, rows);
+        GPU->expand_backward(&g, b.g, da.g, rows);
+        expect_equal("expand_backward", &da);
+        drop(&a);
+        drop(&b);
+        drop(&da);
+    }
+    const int64_t n = 3001;
+    pair ins[3] = {mk(n, 185, -1, 1), mk(n, 186, -1, 1), mk(n, 187, -1, 1)};
+    CPU->copy(ins[1].c, ins[0].c, 100); /* ties */
+    GPU->copy(ins[1].g, ins[0].g, 100);
+    for (int minimum = 0; minimum < 2; minimum++) {
+        pair e = mk(n, 0, 0, 0), arg = mk(n, 0, 0, 0), dy = mk(n, 188, -1, 1), dx = mk(n, 0, 0, 0);
+        for (int k = 0; k < 3; k++) {
+            CPU->extremum(minimum, ins[k].c, e.c, arg.c, (float)k, n);
+            GPU->extremum(minimum, ins[k].g, e.g, arg.g, (float)k, n);
+        }
+        expect_equal("extremum", &e);
+        expect_equal("extremum arg", &arg);
+        CPU->take_where(arg.c, 1.0f, dy.c, dx.c, n);
+        GPU->take_where(arg.g, 1.0f, dy.g, dx.g, n);
+        expect_equal("take_where", &dx);
+        pair *all[] = {&e, &arg, &dy, &dx};
+        for (size_t j = 0; j < 4; j++)
+            drop(all[j]);
+    }
+    for (int k = 0; k < 3; k++)
+        drop(&ins[k]);
+    const int64_t sizes[][3] = {{9, 13, 17}, {1, 1, 50}, {20, 1, 8}};
+    for (size_t s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            bool ta = t & 1, tb = t & 2;
+            int64_t m = sizes[s][0], nn = sizes[s][1], k = sizes[s][2], batch = 6;
+            int64_t lda = ta ? m : k, ldb = tb ? k : nn, sa = m * k + 3, sb = k * nn + 1;
+            pair a = mk(batch * sa, 189, -1, 1), b = mk(batch * sb, 190, -1, 1);
+            pair c = mk(batch * m * nn, 191, -1, 1);
+            CPU->gemm_batched(ta, tb, m, nn, k, 0.9f, a.c, lda, sa, b.c, ldb, sb, 0.5f, c.c, nn,
+                              m * nn, batch);
+            GPU->gemm_batched(ta, tb, m, nn, k, 0.9f, a.g, lda, sa, b.g, ldb, sb, 0.5f, c.g, nn,
+                              m * nn, batch);
+            expect_close("gemm_batched", &c, SUM, 1);
+            drop(&a);
+            drop(&b);
+            drop(&c);
+        }
+    const int64_t outer = 7, len = 33, inner = 5, tot = outer * len * inner;
+    pair lx = mk(tot, 192, -1, 1), ly = mk(tot, 0, 0, 0), inv = mk(outer * inner, 0, 0, 0);
+    pair ldy2 = mk(tot, 193, -1, 1), ldx2 = mk(tot, 0, 0, 0);
+    CPU->scale(len * inner, 1e-8f, lx.c); /* the first block sums below eps */
+    GPU->scale(len * inner, 1e-8f, lx.g);
+    CPU->l2_normalize(lx.c, ly.c, inv.c, outer, len, inner, 1e-12f);
+    GPU->l2_normalize(lx.g, ly.g, inv.g, outer, len, inner, 1e-12f);
+    expect_equal("l2_normalize", &ly);
+    expect_equal("l2_normalize factors", &inv);
+    CPU->l2_normalize_backward(lx.c, ly.c, inv.c, ldy2.c, ldx2.c, outer, len, inner, 1e-12f);
+    GPU->l2_normalize_backward(lx.g, ly.g, inv.g, ldy2.g, ldx2.g, outer, len, inner, 1e-12f);
+    expect_equal("l2_normalize_backward", &ldx2);
+    pair *all[] = {&lx, &ly, &inv, &ldy2, &ldx2};
+    for (size_t j = 0; j < 5; j++)
+        drop(all[j]);
+}
+END_TEST
+
 /* ---- layers and whole experiments ---------------------------------------------------- */
 
 /* The same experiment on both backends (the CUDA one with backend.device=cuda). */
@@ -1013,6 +1101,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_metrics);
     tcase_add_test(ops, test_regularize_clip);
     tcase_add_test(ops, test_updates);
+    tcase_add_test(ops, test_merge_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 300);

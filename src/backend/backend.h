@@ -61,6 +61,23 @@ typedef struct ct_window {
 
 typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;
 
+/* Broadcasting of one operand to an output sample shape (numpy rules on the sample shape:
+ * shapes aligned at their last axis, every operand axis equal to the output's or 1; the
+ * batch axis is never broadcast). Output element i of a sample, at index (i_0, ..., i_d)
+ * over dim[], reads operand element sum_a i_a * stride[a] of the same sample. Axes are
+ * merged where possible (size-1 axes dropped, neighbours with the same broadcast status
+ * joined), so dim[] is not the output shape itself, only its layout. */
+typedef struct ct_bcast {
+    int ndim;
+    int64_t dim[CT_MAX_DIMS];    /* output extent per (merged) axis */
+    int64_t stride[CT_MAX_DIMS]; /* operand floats per step along the axis; 0: broadcast */
+    int64_t in_size, out_size;   /* floats per sample of the operand and of the output */
+} ct_bcast;
+
+/* Fills g for operand shape `in` broadcast to shape `out`. Returns 0, or -1 when in does
+ * not broadcast to out (more axes than out, or an axis neither equal nor 1). */
+int ct_bcast_make(const ct_shape *in, const ct_shape *out, ct_bcast *g);
+
 /* ---- the training step's own ops: losses, metrics, regularizers, clipping, updates ---- */
 
 typedef enum {
@@ -255,6 +272,42 @@ typedef struct ct_backend {
      * element i at state[k * n + i]). Element-wise, so any split gives the same bits. */
     void (*update)(const ct_update *u, float *w, const float *g, float *state, int64_t n);
 
+    /* --- merging and broadcasting (backend_cpu_merge.c) --- */
+    /* y[r*ldy + j] = x[r*ldx + j] for r < rows, j < cols: concatenation (a block of
+     * columns of y per input) and its backward (the same block read back). x and y must
+     * not overlap. */
+    void (*copy_strided)(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                         int64_t cols);
+    /* rows samples of an operand broadcast to the output shape (ct_bcast): y[r][i] =
+     * x[r][offset(i)]; y holds g->out_size floats per sample, x g->in_size. */
+    void (*expand)(const ct_bcast *g, const float *x, float *y, int64_t rows);
+    /* The adjoint: dx (overwritten, g->in_size per sample) = the sums of dy over the output
+     * positions that read each operand element, added in increasing output position. */
+    void (*expand_backward)(const ct_bcast *g, const float *dy, float *dx, int64_t rows);
+    /* One step of a running maximum (minimum when `minimum`) over several inputs, input k
+     * of them: k == 0 sets y = x, arg = 0; otherwise where x > y (x < y) y = x and arg = k.
+     * Ties keep the earlier input, which then takes the whole gradient (as TensorFlow's
+     * gradient of maximum does). n floats each. */
+    void (*extremum)(bool minimum, const float *x, float *y, float *arg, float k, int64_t n);
+    /* dx = (arg == k) ? dy : 0 over n floats: the gradient of input k of the extremum. */
+    void (*take_where)(const float *arg, float k, const float *dy, float *dx, int64_t n);
+    /* batch independent GEMMs, item b as gemm on a + b*stride_a, b + b*stride_b and
+     * c + b*stride_c (the batch_dot of Dot and attention scores). */
+    void (*gemm_batched)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, int64_t stride_a,
+                         const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
+                         int64_t ldc, int64_t stride_c, int64_t batch);
+    /* L2 normalization along the middle axis of x viewed as [outer][n][inner] (Keras's
+     * l2_normalize): y = x * inv with inv = 1/sqrt(max(sum x^2, eps)); inv receives the
+     * outer*inner factors for the backward. x == y is allowed. */
+    void (*l2_normalize)(const float *x, float *y, float *inv, int64_t outer, int64_t n,
+                         int64_t inner, float eps);
+    /* dx (overwritten) from dy given the forward's x, y and inv: inv * (dy - y (y . dy))
+     * along the axis, or dy * inv where sum x^2 < eps (the factor is then a constant). */
+    void (*l2_normalize_backward)(const float *x, const float *y, const float *inv,
+                                  const float *dy, float *dx, int64_t outer, int64_t n,
+                                  int64_t inner, float eps);
+
     /* --- queues, errors and batch staging (no-ops / plain memory on the CPU) --- */
     /* Waits until all queued work is done. */
     void (*sync)(void);
@@ -337,6 +390,23 @@ void ct_cpu_regularize(const float *w, float *g, int64_t n, double l1, double l2
 void ct_cpu_clip_value(float *x, int64_t n, float c);
 void ct_cpu_clip_norm(float *x, int64_t n, double c);
 void ct_cpu_update(const ct_update *u, float *w, const float *g, float *state, int64_t n);
+
+/* CPU kernels of the merging ops (backend_cpu_merge.c). */
+void ct_cpu_copy_strided(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                         int64_t cols);
+void ct_cpu_expand(const ct_bcast *g, const float *x, float *y, int64_t rows);
+void ct_cpu_expand_backward(const ct_bcast *g, const float *dy, float *dx, int64_t rows);
+void ct_cpu_extremum(bool minimum, const float *x, float *y, float *arg, float k, int64_t n);
+void ct_cpu_take_where(const float *arg, float k, const float *dy, float *dx, int64_t n);
+void ct_cpu_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, int64_t stride_a,
+                         const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
+                         int64_t ldc, int64_t stride_c, int64_t batch);
+void ct_cpu_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
+                         int64_t inner, float eps);
+void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *inv,
+                                  const float *dy, float *dx, int64_t outer, int64_t n,
+                                  int64_t inner, float eps);
 
 /* The CPU reference backend (OpenBLAS). Static; never freed. */
 const ct_backend *ct_backend_cpu(void);

@@ -309,6 +309,14 @@ static void fill_table(void)
     t->clip_value = ct_cuda_clip_value;
     t->clip_norm = ct_cuda_clip_norm;
     t->update = ct_cuda_update;
+    t->copy_strided = ct_cuda_copy_strided;
+    t->expand = ct_cuda_expand;
+    t->expand_backward = ct_cuda_expand_backward;
+    t->extremum = ct_cuda_extremum;
+    t->take_where = ct_cuda_take_where;
+    t->gemm_batched = ct_cuda_gemm_batched;
+    t->l2_normalize = ct_cuda_l2_normalize;
+    t->l2_normalize_backward = ct_cuda_l2_normalize_backward;
     t->sync = cuda_sync;
     t->check = cuda_check;
     t->host_alloc = cuda_host_alloc;

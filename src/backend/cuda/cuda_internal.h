@@ -141,6 +141,23 @@ void ct_cuda_clip_value(float *x, int64_t n, float c);
 void ct_cuda_clip_norm(float *x, int64_t n, double c);
 void ct_cuda_update(const ct_update *u, float *w, const float *g, float *state, int64_t n);
 
+/* cuda_merge.cu */
+void ct_cuda_copy_strided(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                          int64_t cols);
+void ct_cuda_expand(const ct_bcast *g, const float *x, float *y, int64_t rows);
+void ct_cuda_expand_backward(const ct_bcast *g, const float *dy, float *dx, int64_t rows);
+void ct_cuda_extremum(bool minimum, const float *x, float *y, float *arg, float k, int64_t n);
+void ct_cuda_take_where(const float *arg, float k, const float *dy, float *dx, int64_t n);
+void ct_cuda_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, int64_t stride_a,
+                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
+                          int64_t ldc, int64_t stride_c, int64_t batch);
+void ct_cuda_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
+                          int64_t inner, float eps);
+void ct_cuda_l2_normalize_backward(const float *x, const float *y, const float *inv,
+                                   const float *dy, float *dx, int64_t outer, int64_t n,
+                                   int64_t inner, float eps);
+
 #ifdef __cplusplus
 }
 #endif
