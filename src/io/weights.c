@@ -266,15 +266,18 @@ static int write_model_weights(hid_t file, const ct_model *m, const char *versio
     const char **names = malloc((size_t)(m->nlayers ? m->nlayers : 1) * sizeof *names);
     if (!names)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < m->nlayers; i++)
-        names[i] = m->layers[i].name;
+    size_t n = 0;
+    for (int i = 0; i < m->nlayers; i++) /* a shared application owns no weights */
+        if (!m->layers[i].shared)
+            names[n++] = m->layers[i].name;
     hid_t mw = H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = mw >= 0 && write_strings(mw, "layer_names", names, (size_t)m->nlayers) == 0
+    int rc = mw >= 0 && write_strings(mw, "layer_names", names, n) == 0
                      && write_string(mw, "backend", "ctrain") == 0
                      && write_string(mw, "keras_version", version) == 0
                  ? 0 : h5_io_err(err, "writing /model_weights failed", NULL);
     for (int i = 0; rc == 0 && i < m->nlayers; i++)
-        rc = write_layer(mw, m, &m->layers[i], err);
+        if (!m->layers[i].shared)
+            rc = write_layer(mw, m, &m->layers[i], err);
     ct_h5_close_group(&mw);
     free(names);
     return rc;
@@ -537,7 +540,7 @@ static int count_weighted(const ct_model *m)
 {
     int n = 0;
     for (int i = 0; i < m->nlayers; i++)
-        n += m->layers[i].nparams > 0;
+        n += m->layers[i].nparams > 0 && !m->layers[i].shared;
     return n;
 }
 
@@ -633,7 +636,7 @@ static int read_all(loader *ld, const ct_model *m, ct_error *err)
                       ld->path, ld->nlayers, have);
     int64_t total = 0;
     for (int i = 0; i < m->nlayers; i++)
-        for (int j = 0; j < m->layers[i].nparams; j++)
+        for (int j = 0; j < m->layers[i].nparams && !m->layers[i].shared; j++)
             total += ct_shape_size(&m->layers[i].params[j].shape);
     ld->stage = malloc((size_t)(total ? total : 1) * sizeof *ld->stage);
     if (!ld->stage)
@@ -641,7 +644,7 @@ static int read_all(loader *ld, const ct_model *m, ct_error *err)
     float *at = ld->stage;
     for (int i = 0, k = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
-        if (l->nparams == 0)
+        if (l->nparams == 0 || l->shared)
             continue;
         if (read_layer(ld, &ld->layers[k++], l, at, err) < 0)
             return -1;
@@ -656,7 +659,7 @@ static void install(const loader *ld, ct_model *m)
 {
     const float *at = ld->stage;
     for (int i = 0; i < m->nlayers; i++)
-        for (int j = 0; j < m->layers[i].nparams; j++) {
+        for (int j = 0; j < m->layers[i].nparams && !m->layers[i].shared; j++) {
             ct_param *p = &m->layers[i].params[j];
             size_t bytes = (size_t)ct_shape_size(&p->shape) * sizeof *at;
             if (on_host(m))
@@ -796,15 +799,18 @@ static cJSON *class_config(const char *class_name, cJSON **cfg)
     return NULL;
 }
 
-static cJSON *input_layer_json(const ct_model *m)
+static cJSON *input_layer_json(const ct_model *m, int k)
 {
     cJSON *cfg, *o = class_config("InputLayer", &cfg);
     cJSON *shape = o ? cJSON_AddArrayToObject(cfg, "batch_input_shape") : NULL;
     bool ok = shape && cJSON_AddItemToArray(shape, cJSON_CreateNull());
-    for (int i = 0; ok && i < m->input_shape.ndim; i++)
-        ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)m->input_shape.dim[i]));
+    for (int i = 0; ok && i < m->input_shapes[k].ndim; i++)
+        ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)m->input_shapes[k].dim[i]));
     ok = ok && cJSON_AddStringToObject(cfg, "dtype", "float32")
-         && cJSON_AddStringToObject(cfg, "name", "input_layer");
+         && cJSON_AddStringToObject(cfg, "name", m->input_names[k]);
+    if (ok && m->functional) /* a graph's entries also carry their name and links */
+        ok = cJSON_AddStringToObject(o, "name", m->input_names[k])
+             && cJSON_AddArrayToObject(o, "inbound_nodes");
     if (ok)
         return o;
     cJSON_Delete(o);
@@ -813,7 +819,7 @@ static cJSON *input_layer_json(const ct_model *m)
 
 static cJSON *layer_json(const ct_layer *l)
 {
-    static const char *const skip[] = {"type", "name", NULL};
+    static const char *const skip[] = {"type", "name", "inputs", NULL};
     cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
     bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
               && cJSON_AddBoolToObject(cfg, "trainable", 1)
@@ -825,15 +831,107 @@ static cJSON *layer_json(const ct_layer *l)
     return NULL;
 }
 
-char *ct_model_config_json(const ct_model *m)
+/* Keras's reference to a tensor: [layer, node, tensor]. A shared application's output is
+ * its owner's node 1, 2, ... in the order the applications are computed. */
+static cJSON *tensor_ref(const ct_model *m, ct_source_id s, bool with_kwargs)
 {
-    cJSON *cfg, *root = class_config("Sequential", &cfg);
+    const char *name;
+    int node = 0;
+    if (s < 0) {
+        name = m->input_names[-1 - s];
+    } else {
+        const ct_layer *l = &m->layers[s], *owner = l->shared ? l->shared : l;
+        name = owner->name;
+        for (int i = 0; l->shared && i <= s; i++)
+            node += m->layers[i].shared == owner;
+    }
+    cJSON *a = cJSON_CreateArray();
+    bool ok = a && cJSON_AddItemToArray(a, cJSON_CreateString(name)) &&
+              cJSON_AddItemToArray(a, cJSON_CreateNumber(node)) &&
+              cJSON_AddItemToArray(a, cJSON_CreateNumber(0)) &&
+              (!with_kwargs || cJSON_AddItemToArray(a, cJSON_CreateObject()));
+    if (ok)
+        return a;
+    cJSON_Delete(a);
+    return NULL;
+}
+
+/* A layer of a Functional config: its config, and one inbound node per application (its
+ * own first, then each shared application's). */
+static cJSON *graph_layer_json(const ct_model *m, int i)
+{
+    const ct_layer *l = &m->layers[i];
+    cJSON *o = layer_json(l);
+    cJSON *nodes = o && cJSON_AddStringToObject(o, "name", l->name)
+                       ? cJSON_AddArrayToObject(o, "inbound_nodes") : NULL;
+    bool ok = nodes != NULL;
+    for (int j = i; ok && j < m->nlayers; j++) {
+        if (j != i && m->layers[j].shared != l)
+            continue;
+        cJSON *node = cJSON_CreateArray();
+        ok = node && cJSON_AddItemToArray(nodes, node);
+        for (int k = 0; ok && k < m->layers[j].ninputs; k++)
+            ok = cJSON_AddItemToArray(node, tensor_ref(m, m->sources[j][k], true));
+    }
+    if (ok)
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static bool add_refs(cJSON *cfg, const char *key, const ct_model *m, const ct_source_id *ids,
+                     int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(cfg, key);
+    bool ok = a != NULL;
+    for (int k = 0; ok && k < n; k++)
+        ok = cJSON_AddItemToArray(a, tensor_ref(m, ids[k], false));
+    return ok;
+}
+
+/* Keras's Functional model_config: InputLayer entries, every layer with its inbound
+ * nodes (shared applications are further nodes of their layer), input and output layers. */
+static cJSON *functional_json(const ct_model *m)
+{
+    cJSON *cfg, *root = class_config("Functional", &cfg);
     cJSON *layers = root && cJSON_AddStringToObject(cfg, "name", m->name)
                         ? cJSON_AddArrayToObject(cfg, "layers") : NULL;
-    bool ok = layers && cJSON_AddItemToArray(layers, input_layer_json(m));
+    bool ok = layers != NULL;
+    for (int k = 0; ok && k < m->ninputs; k++)
+        ok = cJSON_AddItemToArray(layers, input_layer_json(m, k));
     for (int i = 0; ok && i < m->nlayers; i++)
-        ok = cJSON_AddItemToArray(layers, layer_json(&m->layers[i]));
-    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+        if (!m->layers[i].shared)
+            ok = cJSON_AddItemToArray(layers, graph_layer_json(m, i));
+    ct_source_id ins[CT_MAX_IO];
+    for (int k = 0; k < m->ninputs; k++)
+        ins[k] = -1 - k;
+    ok = ok && add_refs(cfg, "input_layers", m, ins, m->ninputs) &&
+         add_refs(cfg, "output_layers", m, m->outputs, m->noutputs);
+    if (ok)
+        return root;
+    cJSON_Delete(root);
+    return NULL;
+}
+
+char *ct_model_config_json(const ct_model *m)
+{
+    cJSON *root;
+    if (m->functional) {
+        root = functional_json(m);
+    } else {
+        cJSON *cfg;
+        root = class_config("Sequential", &cfg);
+        cJSON *layers = root && cJSON_AddStringToObject(cfg, "name", m->name)
+                            ? cJSON_AddArrayToObject(cfg, "layers") : NULL;
+        bool ok = layers && cJSON_AddItemToArray(layers, input_layer_json(m, 0));
+        for (int i = 0; ok && i < m->nlayers; i++)
+            ok = cJSON_AddItemToArray(layers, layer_json(&m->layers[i]));
+        if (!ok) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return text;
 }

@@ -23,7 +23,8 @@ typedef int (*ct_weights_extra)(int64_t file, void *ctx, ct_error *err);
 int ct_weights_save_with(const ct_model *m, const char *path, const char *model_config,
                          const char *training_config, ct_weights_extra extra, void *ctx,
                          ct_error *err);
-/* Keras model_config JSON for the model (class_name Sequential). Caller frees. */
+/* Keras model_config JSON for the model: class_name Sequential for a chain, Functional
+ * (layers with inbound_nodes, input_layers, output_layers) for a graph. Caller frees. */
 char *ct_model_config_json(const ct_model *m);
 
 #endif
