@@ -51,6 +51,10 @@ ct_experiment *ct_experiment_load(const char *path, const char *const *overrides
                                   int n_overrides, ct_error *err);
 void ct_experiment_free(ct_experiment *ex);
 
+/* Warnings found while loading (a layer or input that reaches no output), one per line
+ * with its file:line:col; "" when none. Owned by the experiment. */
+const char *ct_experiment_warnings(const ct_experiment *ex);
+
 /* Writes the resolved config (every default filled in) as YAML. */
 int ct_experiment_write_config(const ct_experiment *ex, FILE *out, ct_error *err);
 

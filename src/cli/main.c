@@ -116,8 +116,17 @@ ct_experiment *cli_load(const char *path, int *status)
 {
     ct_error err = {0};
     ct_experiment *ex = ct_experiment_load(path, overrides, n_overrides, &err);
-    if (!ex)
+    if (!ex) {
         *status = cli_fail(&err);
+        return NULL;
+    }
+    /* Warnings go to stderr once, line by line, as errors do. */
+    for (const char *w = ct_experiment_warnings(ex); w && *w;) {
+        const char *nl = strchr(w, '\n');
+        int len = nl ? (int)(nl - w) : (int)strlen(w);
+        fprintf(stderr, "ctrain: warning: %.*s\n", len, w);
+        w += len + (nl != NULL);
+    }
     return ex;
 }
 

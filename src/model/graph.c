@@ -329,7 +329,8 @@ static int read_owner(graph *gr, int i, ct_error *err)
 
 /* ---- order ---- */
 
-/* Prints "a -> b -> a" for a cycle through node `start` among the unplaced nodes. */
+/* Writes "a -> b -> a" (a feeds b, b feeds a) for a cycle among the unplaced nodes
+ * reachable upstream from `at`. */
 static bool find_cycle(const graph *gr, int at, const bool *placed, int *path, int depth,
                        bool *on_path, char *buf, size_t n)
 {
@@ -342,14 +343,14 @@ static bool find_cycle(const graph *gr, int at, const bool *placed, int *path, i
         if (s < 0 || placed[s])
             continue;
         if (on_path[s]) {
+            /* path[] follows inputs upstream; print it the way data flows */
             size_t len = 0;
             int from = 0;
             while (path[from] != s)
                 from++;
-            for (int j = from; j <= depth && len < n; j++)
-                len += (size_t)snprintf(buf + len, n - len, "%s -> ", gr->g[path[j]].name);
-            if (len < n)
-                snprintf(buf + len, n - len, "%s", gr->g[s].name);
+            len += (size_t)snprintf(buf, n, "%s", gr->g[s].name);
+            for (int j = depth; j >= from && len < n; j--)
+                len += (size_t)snprintf(buf + len, n - len, " -> %s", gr->g[path[j]].name);
             return true;
         }
         if (find_cycle(gr, s, placed, path, depth + 1, on_path, buf, n))

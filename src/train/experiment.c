@@ -532,6 +532,11 @@ int ct_experiment_write_config(const ct_experiment *ex, FILE *out, ct_error *err
 
 void ct_experiment_summary(const ct_experiment *ex, FILE *out) { ct_model_summary(ex->model, out); }
 
+const char *ct_experiment_warnings(const ct_experiment *ex)
+{
+    return ex->model && ex->model->warnings ? ex->model->warnings : "";
+}
+
 int ct_experiment_load_weights(ct_experiment *ex, const char *path, ct_error *err)
 {
     return ct_weights_load(ex->model, path, err);
