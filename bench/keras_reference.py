@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Keras versions of the example experiments, for side-by-side accuracy and epoch time.
 
-    python3 bench/keras_reference.py mlp|cnn|cnn_bn [--epochs N] [--threads N]
+    python3 bench/keras_reference.py mlp|cnn|cnn_bn|resnet [--epochs N] [--threads N]
 Needs keras 3 with a backend (e.g. pip install tensorflow-cpu h5py).
 """
 import argparse
@@ -12,7 +12,7 @@ import time
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=["mlp", "cnn", "cnn_bn"])
+    ap.add_argument("model", choices=["mlp", "cnn", "cnn_bn", "resnet"])
     ap.add_argument("--data", default="data/fashion-mnist.h5")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--threads", type=int, default=2)
@@ -33,7 +33,25 @@ def main():
         return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
                 layers.BatchNormalization(), layers.ReLU()]
 
-    if a.model == "mlp":
+    def conv_bn(x, filters, kernel, strides=1, padding="same"):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    def resnet():
+        # configs/fashion_mnist_resnet.yaml, in the functional API.
+        inputs = keras.Input((28, 28, 1))
+        x = layers.ReLU()(conv_bn(inputs, 16, 3))
+        for filters, strides in ((16, 1), (32, 2), (64, 2)):
+            y = layers.ReLU()(conv_bn(x, filters, 3, strides))
+            y = conv_bn(y, filters, 3)
+            shortcut = x if strides == 1 else conv_bn(x, filters, 1, strides, "valid")
+            x = layers.ReLU()(layers.Add()([y, shortcut]))
+        x = layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+    if a.model == "resnet":
+        model, epochs = resnet(), 10
+    elif a.model == "mlp":
         body, epochs = [layers.Flatten(), layers.Dense(256, activation="relu"),
                         layers.Dense(128, activation="relu")], 10
     elif a.model == "cnn":
@@ -45,8 +63,9 @@ def main():
                         *block(64), *block(64), layers.MaxPooling2D(), layers.Dropout(0.25),
                         layers.Flatten(), layers.Dense(256, use_bias=False),
                         layers.BatchNormalization(), layers.ReLU(), layers.Dropout(0.5)], 15
-    model = keras.Sequential([keras.Input((28, 28, 1)), *body,
-                              layers.Dense(10, activation="softmax")])
+    if a.model != "resnet":
+        model = keras.Sequential([keras.Input((28, 28, 1)), *body,
+                                  layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 

@@ -4,7 +4,7 @@
 Trains the same layers, initializers, optimizer, batch size and data split as the ctrain
 config and prints the median epoch time and the test accuracy.
 
-    python3 bench/torch_reference.py mlp|cnn|cnn_bn [--epochs N] [--threads N] [--device cuda]
+    python3 bench/torch_reference.py mlp|cnn|cnn_bn|resnet [--epochs N] [--threads N] [--device cuda]
 
 On a GPU (--device cuda) the data stays in page-locked host memory and each batch is
 copied to the device as it is used, the usual eager loop; epoch times include a final
@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def glorot(model):
@@ -53,7 +54,51 @@ def cnn_bn():
                          nn.Linear(256, 10))
 
 
-SETUPS = {"mlp": (mlp, 10), "cnn": (cnn, 12), "cnn_bn": (cnn_bn, 15)}
+def bn(channels):
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with Keras's padding="same": ceil(n / stride) outputs, and where the zeros
+    needed are odd, the extra one after the input (a stride-2 3x3 conv on 28 pads 0 before
+    and 1 after; PyTorch's padding=1 would pad 1 on both sides and shift every window)."""
+
+    def forward(self, x):
+        pads = []
+        for n, k, s in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((-(-n // s) - 1) * s + k - n, 0)
+            pads += [total // 2, total - total // 2]
+        if pads[0] == pads[1] and pads[2] == pads[3]:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pads[2], pads[0]))
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride)
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-bn-relu-conv3x3-bn, plus the shortcut, then relu; the shortcut is the input
+    itself, or a 1x1 conv + bn where the block changes the stride or the width."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = SameConv2d(cin, cout, 3, stride, bias=False), bn(cout)
+        self.conv2, self.bn2 = SameConv2d(cout, cout, 3, bias=False), bn(cout)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + self.shortcut(x))
+
+
+def resnet():
+    # configs/fashion_mnist_resnet.yaml
+    return nn.Sequential(SameConv2d(1, 16, 3, bias=False), bn(16), nn.ReLU(),
+                         ResidualBlock(16, 16, 1), ResidualBlock(16, 32, 2),
+                         ResidualBlock(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(64, 10))
+
+
+SETUPS = {"mlp": (mlp, 10), "cnn": (cnn, 12), "cnn_bn": (cnn_bn, 15), "resnet": (resnet, 10)}
 
 
 def main():

@@ -10,12 +10,13 @@
 #                               data, then bench/run.sh ARGS: ctrain against PyTorch and Keras
 #   scripts/setup.sh --deps     only install the Debian packages
 #   scripts/setup.sh --build    only (re)build
-#   scripts/setup.sh --data     only prepare data/fashion-mnist.h5
+#   scripts/setup.sh --data     only prepare data/fashion-mnist.h5 (Fashion-MNIST, plus the
+#                               datasets scripts/fashion_extras.py derives from it)
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
-hdf5-tools dataset-fashion-mnist valgrind"
+hdf5-tools dataset-fashion-mnist valgrind python3-numpy python3-h5py"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
 # /usr/bin/time for peak memory.
@@ -56,6 +57,15 @@ data() {
             --labels $src/t10k-labels-idx1-ubyte.gz --group test -o data/fashion-mnist.h5.part
         mv data/fashion-mnist.h5.part data/fashion-mnist.h5
     fi
+    # The multi-input and multi-output examples' data (image features, a footwear label,
+    # image pairs), added once; Debian's python3 has the numpy and h5py installed above.
+    for d in train/meta train/shoe test/meta test/shoe pairs_train/left pairs_train/right \
+             pairs_train/same pairs_test/left pairs_test/right pairs_test/same; do
+        if ! h5ls "data/fashion-mnist.h5/$d" >/dev/null 2>&1; then
+            /usr/bin/python3 scripts/fashion_extras.py data/fashion-mnist.h5
+            break
+        fi
+    done
 }
 
 # The sanitizer build gets its own copy of the sources (the top folder is configured in
