@@ -61,6 +61,9 @@ typedef struct ct_model {
     /* When not NULL (2 * nlayers seconds, owned by the caller): forward and backward time
      * of each layer is added here. */
     double *profile;
+    /* Set before ct_model_plan: every gradient gets a buffer of its own, so all stay
+     * readable after the backward pass (tests compare them); else they share by lifetime. */
+    bool keep_gradients;
     /* Warnings found while building (unused layers and inputs), one per line; owned. */
     char *warnings;
 } ct_model;

@@ -49,12 +49,12 @@ static bool computed(const ct_model *m, int i)
 
 /* Assigns each span a slot: a slot is reused by a span that starts after the slot's last
  * span ended; the closest size that fits is preferred. Returns the slot count; sizes out. */
-static int assign_slots(span *s, int n, int64_t *slot_size, int *slot_end)
+static int assign_slots(span *s, int n, int64_t *slot_size, int *slot_end, bool keep)
 {
     int nslots = 0;
     for (int i = 0; i < n; i++) {
         int best = -1;
-        for (int k = 0; k < nslots; k++) {
+        for (int k = 0; k < nslots && !keep; k++) {
             if (slot_end[k] >= s[i].start)
                 continue;
             bool fits = slot_size[k] >= s[i].floats, best_fits = best >= 0 && slot_size[best] >= s[i].floats;
@@ -384,7 +384,8 @@ int ct_plan_make(ct_model *m, int64_t max_batch, ct_error *err)
     qsort(sorted, (size_t)w.p.nspans, sizeof *sorted, span_cmp);
     for (int i = 0; i < w.p.nspans; i++)
         by_start[i] = sorted[i].slot;
-    w.lay.nslots = assign_slots(sorted, w.p.nspans, w.lay.slot_size, w.lay.slot_end);
+    w.lay.nslots = assign_slots(sorted, w.p.nspans, w.lay.slot_size, w.lay.slot_end,
+                                m->keep_gradients);
     for (int i = 0; i < w.p.nspans; i++)
         w.p.spans[by_start[i]].slot = sorted[i].slot;
     free(by_start);
