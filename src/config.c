@@ -152,10 +152,11 @@ static long map_find(const ct_node *map, const char *key)
     return -1;
 }
 
-/* A plain empty scalar, ~ or null: YAML's way of writing "no value". */
-static bool is_null(const ct_node *n)
+bool ct_node_is_null(const ct_node *n)
 {
-    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
+    if (!n)
+        return true;
+    if (n->type != CT_NODE_SCALAR || n->quoted)
         return false;
     const char *s = n->scalar;
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
@@ -402,9 +403,9 @@ static int set_root(pctx *c, ct_node *n)
         c->root = n;
         return 0;
     }
-    int rc = is_null(n) ? perr(c, n->line, n->col, CT_ERR_CONFIG, "the experiment file is empty")
-                        : perr(c, n->line, n->col, CT_ERR_CONFIG,
-                               "the top level must be a map of keys");
+    int rc = ct_node_is_null(n)
+                 ? perr(c, n->line, n->col, CT_ERR_CONFIG, "the experiment file is empty")
+                 : perr(c, n->line, n->col, CT_ERR_CONFIG, "the top level must be a map of keys");
     subtree_free(n);
     return rc;
 }
@@ -969,7 +970,7 @@ static ct_node *step(const setctx *s, ct_node *cur, component k)
     if (cur->type == CT_NODE_SEQ) {
         if (seq_index(s, cur, k, &idx) < 0)
             return NULL;
-        if (!is_null(cur->items[idx]))
+        if (!ct_node_is_null(cur->items[idx]))
             return cur->items[idx];
         ct_node *m = node_new(CT_NODE_MAP, SET_FILE, 1, k.col);
         if (!m)
@@ -981,7 +982,7 @@ static ct_node *step(const setctx *s, ct_node *cur, component k)
     char key[1024];
     snprintf(key, sizeof key, "%.*s", (int)k.len, k.s);
     long i = map_find(cur, key);
-    if (i >= 0 && !is_null(cur->items[i]))
+    if (i >= 0 && !ct_node_is_null(cur->items[i]))
         return cur->items[i];
     ct_node *m = node_new(CT_NODE_MAP, SET_FILE, 1, k.col);
     if (!m) {
@@ -1318,7 +1319,7 @@ int ct_cfg_check_keys(const ct_node *map, const char *const *allowed, const char
 int ct_cfg_require(const ct_node *map, const char *key, const char *what, ct_error *err)
 {
     long i = map_find(map, key);
-    if (i >= 0 && !is_null(map->items[i]))
+    if (i >= 0 && !ct_node_is_null(map->items[i]))
         return 0;
     if (!map)
         return ct_err(err, CT_ERR_CONFIG, "%s needs the key '%s'", what, key);
@@ -1476,7 +1477,7 @@ int ct_cfg_int(ct_node *map, const char *key, int64_t def, int64_t min, int64_t 
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         char text[32];
         snprintf(text, sizeof text, "%" PRId64, def);
         if (!put_default(map, key, v, text, err))
@@ -1533,7 +1534,7 @@ int ct_cfg_float(ct_node *map, const char *key, double def, double min, double m
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         char text[40];
         format_double(def, text, sizeof text);
         if (!put_default(map, key, v, text, err))
@@ -1555,7 +1556,7 @@ int ct_cfg_bool(ct_node *map, const char *key, bool def, bool *out, ct_error *er
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         if (!put_default(map, key, v, def ? "true" : "false", err))
             return -1;
         *out = def;
@@ -1570,7 +1571,7 @@ int ct_cfg_string(ct_node *map, const char *key, const char *def, const char **o
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         if (!def)
             return require_err(map, key, err);
         v = put_default(map, key, v, def, err);
@@ -1635,7 +1636,7 @@ int ct_cfg_int_list(ct_node *map, const char *key, int64_t *out, int max_len, in
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v))
+    if (ct_node_is_null(v))
         return require_err(map, key, err);
     if (max_len < 1)
         return ct_err(err, CT_ERR_INTERNAL, "no room for the entries of '%s'", key);

@@ -96,6 +96,11 @@ int ct_cfg_enum(ct_node *map, const char *key, const char *def, const char *cons
 int ct_cfg_int_list(ct_node *map, const char *key, int64_t *out, int max_len, int *len,
                     ct_error *err);
 
+/* YAML's "no value" (the 1.2 core schema's null): true for an absent node (NULL) and for an
+ * unquoted scalar that is empty, ~, null, Null or NULL. A quoted "null" is a string, and a
+ * map or a sequence is never null. The one test every reader uses, so they agree. */
+bool ct_node_is_null(const ct_node *n);
+
 /* Scalar conversions of one node (errors point at it). */
 int ct_node_int(const ct_node *n, int64_t *out, ct_error *err);
 int ct_node_float(const ct_node *n, double *out, ct_error *err);

@@ -146,8 +146,6 @@ void ct_layer_describe(const ct_layer *l, char *buf, size_t n);
  * value of the config rather than at the layer's map. */
 int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt,
                      va_list ap) __attribute__((format(printf, 4, 0)));
-/* True for an absent node or YAML's unquoted spellings of "no value". */
-bool ct_layer_is_null(const ct_node *n);
 /* Reads n as an integer in [min, INT32_MAX]; out of range is an error at n
  * "<layer>: <key> values must be between <min> and <INT32_MAX>, got <v>". */
 int ct_layer_int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,

@@ -121,7 +121,7 @@ static int read_compile(ct_experiment *ex, ct_error *err)
     ct_node *metrics = ct_map_get(c, "metrics");
     if (!metrics)
         metrics = ct_map_set_seq(c, "metrics");
-    if (metrics->type == CT_NODE_SCALAR && metrics->scalar[0]) {
+    if (metrics->type == CT_NODE_SCALAR && !ct_node_is_null(metrics)) {
         /* `metrics: accuracy` means a list of one. */
         char *name = strdup(metrics->scalar);
         ct_node *seq = ct_map_set_seq(c, "metrics");
@@ -170,7 +170,7 @@ static int resolve_backup_dirs(const ct_experiment *ex, ct_node *fit, ct_error *
                                                       && strcmp(type->scalar, "BackupAndRestore")))
             continue;
         ct_node *d = ct_map_get(n, "backup_dir");
-        if (!d || d->type != CT_NODE_SCALAR || !d->scalar[0] || d->scalar[0] == '/')
+        if (ct_node_is_null(d) || d->type != CT_NODE_SCALAR || !d->scalar[0] || d->scalar[0] == '/')
             continue;
         char *abs = resolve_path(ex->path, d->scalar);
         if (!abs)
