@@ -6,8 +6,10 @@
  * A layer takes an array of inputs (most kinds exactly one, merges several) and gives one
  * output; the model is a graph of such layers in topological order.
  *
- * Adding a layer: one file in layers/ defining a `const ct_layer_kind`, and one line in
- * layers/registry.c. */
+ * Adding a layer: one file in layers/ defining `const ct_layer_kind ct_layer_<name>` (and
+ * listed in Makefile.am's libctrain sources), and one CT_LAYER(<name>) line in
+ * layers/kinds.def, which feeds the registry and the tests' checks that every kind is
+ * covered (tests/test_cuda.c then wants the kind in one of its models). */
 #ifndef CT_LAYER_H
 #define CT_LAYER_H
 
