@@ -16,6 +16,7 @@
 #define CT_CONFIG_H
 
 #include "ctrain.h"
+#include "text.h"
 
 #define CT_CONFIG_MAX_DEPTH 64
 
@@ -75,8 +76,7 @@ int ct_cfg_check_keys(const ct_node *map, const char *const *allowed, const char
 /* Fails with "<what> needs the key 'key'" at the map's position if absent. */
 int ct_cfg_require(const ct_node *map, const char *key, const char *what, ct_error *err);
 
-/* The closest of candidates (NULL-terminated) to s by edit distance, if close enough. */
-const char *ct_suggest(const char *s, const char *const *candidates);
+/* ct_suggest, the closest name to a misspelt one, is in text.h. */
 
 /* Typed getters on map[key]. When the key is absent the default is written into the map
  * and returned. Wrong type or out of range: an error at the value's position saying what

@@ -1078,6 +1078,11 @@ int main(void)
         GPU = CPU;
         printf("CT_CUDA_TEST_SELF=1: the CPU backend stands in for the GPU\n");
     } else {
+        /* This program links the library statically, so the loader would look for the
+         * module beside it, not in the build tree's .libs; the environment may say. */
+#ifdef CT_TEST_BUILDDIR
+        setenv("CTRAIN_CUDA_MODULE", CT_TEST_BUILDDIR "/.libs/ctrain-cuda.so", 0);
+#endif
         ct_error err = {0};
         GPU = ct_backend_cuda(&err);
         if (!GPU) {
