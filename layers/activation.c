@@ -48,8 +48,7 @@ static int relu_max_value(ct_layer *l, ct_node *cfg, bool *six, ct_error *err)
         ct_map_set_scalar(cfg, "max_value", "null");
         return 0;
     }
-    if (v->type == CT_NODE_SCALAR && !v->quoted &&
-        (!strcmp(v->scalar, "null") || !strcmp(v->scalar, "~") || !v->scalar[0]))
+    if (ct_node_is_null(v))
         return 0;
     double m;
     if (ct_node_float(v, &m, err))

@@ -29,8 +29,7 @@ static const char *const convt_keys[] = {
 static int convt_output_padding(const ct_layer *l, ct_node *cfg, ct_error *err)
 {
     ct_node *v = ct_map_get(cfg, "output_padding");
-    if (!v || (v->type == CT_NODE_SCALAR && !v->quoted &&
-               (!v->scalar[0] || !strcmp(v->scalar, "null") || !strcmp(v->scalar, "~"))))
+    if (ct_node_is_null(v))
         return 0;
     return ct_conv_node_err(l, cfg, "output_padding", err,
                             "output_padding is not supported; leave it out (null)");

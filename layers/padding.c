@@ -72,7 +72,7 @@ static int read_amounts(const ct_layer *l, ct_node *cfg, const char *key, const 
                         int def_n, pad_state *s, ct_error *err)
 {
     ct_node *v = ct_map_get(cfg, key);
-    if (ct_layer_is_null(v)) {
+    if (ct_node_is_null(v)) {
         if (ct_layer_put_ints(cfg, key, def, def_n, err))
             return -1;
         v = ct_map_get(cfg, key);

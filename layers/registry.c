@@ -1,69 +1,20 @@
-/* registry.c - every layer kind, listed explicitly (self-registration silently vanishes
- * when a static library drops an object file). Keep the list in alphabetical order of
- * config name: error messages show it as is. */
+/* registry.c - every layer kind, from the one list in layers/kinds.def (explicit, since
+ * self-registration silently vanishes when a static library drops an object file). The
+ * list is in alphabetical order of config name: error messages show it as is. */
 #include <ctype.h>
 #include <string.h>
 #include <threads.h>
 
 #include "layer.h"
 
-extern const ct_layer_kind ct_layer_activation, ct_layer_add, ct_layer_average,
-    ct_layer_average_pooling1d, ct_layer_concatenate, ct_layer_dot, ct_layer_maximum,
-    ct_layer_minimum, ct_layer_multiply, ct_layer_subtract,
-    ct_layer_average_pooling2d, ct_layer_batch_normalization, ct_layer_conv1d, ct_layer_conv2d,
-    ct_layer_conv2d_transpose, ct_layer_cropping1d, ct_layer_cropping2d, ct_layer_dense,
-    ct_layer_depthwise_conv2d, ct_layer_dropout, ct_layer_elu, ct_layer_flatten,
-    ct_layer_gaussian_noise, ct_layer_global_average_pooling1d,
-    ct_layer_global_average_pooling2d, ct_layer_global_max_pooling1d,
-    ct_layer_global_max_pooling2d, ct_layer_group_normalization, ct_layer_layer_normalization,
-    ct_layer_leaky_relu, ct_layer_max_pooling1d, ct_layer_max_pooling2d, ct_layer_relu,
-    ct_layer_reshape, ct_layer_separable_conv2d, ct_layer_softmax, ct_layer_spatial_dropout1d,
-    ct_layer_spatial_dropout2d, ct_layer_up_sampling1d, ct_layer_up_sampling2d,
-    ct_layer_zero_padding1d, ct_layer_zero_padding2d;
+#define CT_LAYER(name) extern const ct_layer_kind ct_layer_##name;
+#include "kinds.def"
+#undef CT_LAYER
 
 static const ct_layer_kind *const kinds[] = {
-    &ct_layer_activation,
-    &ct_layer_add,
-    &ct_layer_average,
-    &ct_layer_average_pooling1d,
-    &ct_layer_average_pooling2d,
-    &ct_layer_batch_normalization,
-    &ct_layer_concatenate,
-    &ct_layer_conv1d,
-    &ct_layer_conv2d,
-    &ct_layer_conv2d_transpose,
-    &ct_layer_cropping1d,
-    &ct_layer_cropping2d,
-    &ct_layer_dense,
-    &ct_layer_depthwise_conv2d,
-    &ct_layer_dot,
-    &ct_layer_dropout,
-    &ct_layer_elu,
-    &ct_layer_flatten,
-    &ct_layer_gaussian_noise,
-    &ct_layer_global_average_pooling1d,
-    &ct_layer_global_average_pooling2d,
-    &ct_layer_global_max_pooling1d,
-    &ct_layer_global_max_pooling2d,
-    &ct_layer_group_normalization,
-    &ct_layer_layer_normalization,
-    &ct_layer_leaky_relu,
-    &ct_layer_max_pooling1d,
-    &ct_layer_max_pooling2d,
-    &ct_layer_maximum,
-    &ct_layer_minimum,
-    &ct_layer_multiply,
-    &ct_layer_relu,
-    &ct_layer_reshape,
-    &ct_layer_separable_conv2d,
-    &ct_layer_softmax,
-    &ct_layer_spatial_dropout1d,
-    &ct_layer_spatial_dropout2d,
-    &ct_layer_subtract,
-    &ct_layer_up_sampling1d,
-    &ct_layer_up_sampling2d,
-    &ct_layer_zero_padding1d,
-    &ct_layer_zero_padding2d,
+#define CT_LAYER(name) &ct_layer_##name,
+#include "kinds.def"
+#undef CT_LAYER
 };
 
 /* Keras's short class names for the same layers. */

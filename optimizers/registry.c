@@ -66,14 +66,6 @@ const char *ct_optimizer_kind_names(void)
     return buf;
 }
 
-/* YAML null (`clipnorm: null`, `~`, empty) reads as Keras's None: off. */
-static bool is_null(const ct_node *n)
-{
-    return n && n->type == CT_NODE_SCALAR && !n->quoted &&
-           (!strcmp(n->scalar, "null") || !strcmp(n->scalar, "~") || !strcmp(n->scalar, "Null") ||
-            !strcmp(n->scalar, "NULL") || !n->scalar[0]);
-}
-
 /* An optional positive number; absent or null leaves *out at 0 (off) and inserts nothing,
  * so the resolved config reads back the same. */
 static int read_optional_positive(ct_node *cfg, const char *key, const char *what, double *out,
@@ -81,7 +73,7 @@ static int read_optional_positive(ct_node *cfg, const char *key, const char *wha
 {
     ct_node *n = ct_map_get(cfg, key);
     *out = 0.0;
-    if (!n || is_null(n))
+    if (ct_node_is_null(n))
         return 0;
     if (ct_node_float(n, out, err) < 0)
         return -1;
@@ -104,7 +96,7 @@ static int read_learning_rate(ct_optimizer *o, ct_node *cfg, const opt_entry *e,
     }
     double x;
     ct_error scratch;
-    if (n && !is_null(n) && (n->type != CT_NODE_SCALAR || ct_node_float(n, &x, &scratch) < 0))
+    if (!ct_node_is_null(n) && (n->type != CT_NODE_SCALAR || ct_node_float(n, &x, &scratch) < 0))
         return ct_node_err(err, n, "%s: learning_rate must be a number or a schedule such as "
                                    "{type: exponential_decay, initial_learning_rate: 0.1, "
                                    "decay_steps: 1000, decay_rate: 0.96}; schedules: %s",
@@ -178,7 +170,7 @@ static ct_node *optimizer_node(ct_node *compile, const char *key, ct_error *err)
         return NULL;
     }
     ct_node *n = ct_map_get(compile, key);
-    if (!n || is_null(n))
+    if (ct_node_is_null(n))
         n = ct_map_set_scalar(compile, key, "rmsprop");
     if (n && n->type == CT_NODE_SCALAR && ct_node_expand_scalar(n, "type", err) < 0)
         return NULL;

@@ -32,13 +32,6 @@ typedef struct sched_entry {
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
-static bool is_null(const ct_node *n)
-{
-    return n && n->type == CT_NODE_SCALAR && !n->quoted &&
-           (!strcmp(n->scalar, "null") || !strcmp(n->scalar, "~") || !strcmp(n->scalar, "Null") ||
-            !strcmp(n->scalar, "NULL") || !n->scalar[0]);
-}
-
 /* A required number, at least min. */
 static int need_float(ct_node *map, const char *key, double min, const char *what, double *out,
                       ct_error *err)
@@ -145,7 +138,7 @@ static int parse_warmup_target(ct_node *map, ct_schedule *s, ct_error *err)
 {
     ct_node *n = ct_map_get(map, "warmup_target");
     s->has_warmup_target = false;
-    if (n && !is_null(n)) {
+    if (!ct_node_is_null(n)) {
         s->has_warmup_target = true;
         return ct_cfg_float(map, "warmup_target", 0.0, 0.0, HUGE_VAL, &s->warmup_target, err);
     }

@@ -84,8 +84,9 @@ do_build() {
     mkdir -p "$build/obj"
     write_autoconfig
     local lib cli f
-    lib=$(sources libctrain_la_SOURCES)
-    cli=$(sources ctrain_SOURCES)
+    lib=$(sources libctrain_core_la_SOURCES)
+    # The CLI builds its own copy of some library files (text.c); link them once.
+    cli=$(sources ctrain_SOURCES | grep -vxF -e "$lib")
     echo "fuzz.sh: compiling the library with $CC into $build"
     export -f compile
     export CC CFLAGS build root

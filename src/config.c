@@ -22,7 +22,6 @@
 /* Maps larger than this get a hash index while parsing so duplicate detection stays
  * linear even for huge maps. */
 #define INDEX_MIN_LEN 32
-#define SUGGEST_MAX_LEN 128
 
 static const char SET_FILE[] = "--set";
 
@@ -152,10 +151,11 @@ static long map_find(const ct_node *map, const char *key)
     return -1;
 }
 
-/* A plain empty scalar, ~ or null: YAML's way of writing "no value". */
-static bool is_null(const ct_node *n)
+bool ct_node_is_null(const ct_node *n)
 {
-    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
+    if (!n)
+        return true;
+    if (n->type != CT_NODE_SCALAR || n->quoted)
         return false;
     const char *s = n->scalar;
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
@@ -402,9 +402,9 @@ static int set_root(pctx *c, ct_node *n)
         c->root = n;
         return 0;
     }
-    int rc = is_null(n) ? perr(c, n->line, n->col, CT_ERR_CONFIG, "the experiment file is empty")
-                        : perr(c, n->line, n->col, CT_ERR_CONFIG,
-                               "the top level must be a map of keys");
+    int rc = ct_node_is_null(n)
+                 ? perr(c, n->line, n->col, CT_ERR_CONFIG, "the experiment file is empty")
+                 : perr(c, n->line, n->col, CT_ERR_CONFIG, "the top level must be a map of keys");
     subtree_free(n);
     return rc;
 }
@@ -969,7 +969,7 @@ static ct_node *step(const setctx *s, ct_node *cur, component k)
     if (cur->type == CT_NODE_SEQ) {
         if (seq_index(s, cur, k, &idx) < 0)
             return NULL;
-        if (!is_null(cur->items[idx]))
+        if (!ct_node_is_null(cur->items[idx]))
             return cur->items[idx];
         ct_node *m = node_new(CT_NODE_MAP, SET_FILE, 1, k.col);
         if (!m)
@@ -981,7 +981,7 @@ static ct_node *step(const setctx *s, ct_node *cur, component k)
     char key[1024];
     snprintf(key, sizeof key, "%.*s", (int)k.len, k.s);
     long i = map_find(cur, key);
-    if (i >= 0 && !is_null(cur->items[i]))
+    if (i >= 0 && !ct_node_is_null(cur->items[i]))
         return cur->items[i];
     ct_node *m = node_new(CT_NODE_MAP, SET_FILE, 1, k.col);
     if (!m) {
@@ -1204,71 +1204,6 @@ int ct_config_emit(const ct_node *root, FILE *out, ct_error *err)
 /* ------------------------------------------------------------------------------------ */
 /* Suggestions and key checks                                                           */
 
-static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
-static int min3(int a, int b, int c)
-{
-    int m = a < b ? a : b;
-    return m < c ? m : c;
-}
-
-/* Optimal string alignment distance (Levenshtein plus adjacent swaps), ignoring case. */
-static int edit_distance(const char *a, const char *b)
-{
-    int n = (int)strlen(a), m = (int)strlen(b);
-    int rows[3][SUGGEST_MAX_LEN + 1];
-    int *pp = rows[0], *prev = rows[1], *cur = rows[2];
-    for (int j = 0; j <= m; j++)
-        prev[j] = j;
-    for (int i = 1; i <= n; i++) {
-        cur[0] = i;
-        for (int j = 1; j <= m; j++) {
-            int cost = lower(a[i - 1]) != lower(b[j - 1]);
-            cur[j] = min3(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost);
-            if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
-                lower(a[i - 2]) == lower(b[j - 1]) && pp[j - 2] + 1 < cur[j])
-                cur[j] = pp[j - 2] + 1;
-        }
-        int *t = pp;
-        pp = prev;
-        prev = cur;
-        cur = t;
-    }
-    return prev[m];
-}
-
-static bool is_prefix_ci(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    size_t n = na < nb ? na : nb;
-    return n >= 2 && strncasecmp(a, b, n) == 0;
-}
-
-const char *ct_suggest(const char *s, const char *const *candidates)
-{
-    if (!s || !*s || !candidates)
-        return NULL;
-    size_t len = strlen(s);
-    int limit = len / 3 > 1 ? (int)(len / 3) : 1;
-    const char *best = NULL;
-    int best_score = limit + 2;
-    for (const char *const *c = candidates; *c; c++) {
-        int score = limit + 2;
-        if (len <= SUGGEST_MAX_LEN && strlen(*c) <= SUGGEST_MAX_LEN) {
-            int d = edit_distance(s, *c);
-            if (d <= limit)
-                score = d;
-        }
-        if (score > limit && is_prefix_ci(s, *c))
-            score = limit + 1;
-        if (score < best_score) {
-            best = *c;
-            best_score = score;
-        }
-    }
-    return best;
-}
-
 static bool in_list(const char *s, const char *const *list)
 {
     for (; *list; list++)
@@ -1318,7 +1253,7 @@ int ct_cfg_check_keys(const ct_node *map, const char *const *allowed, const char
 int ct_cfg_require(const ct_node *map, const char *key, const char *what, ct_error *err)
 {
     long i = map_find(map, key);
-    if (i >= 0 && !is_null(map->items[i]))
+    if (i >= 0 && !ct_node_is_null(map->items[i]))
         return 0;
     if (!map)
         return ct_err(err, CT_ERR_CONFIG, "%s needs the key '%s'", what, key);
@@ -1476,7 +1411,7 @@ int ct_cfg_int(ct_node *map, const char *key, int64_t def, int64_t min, int64_t 
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         char text[32];
         snprintf(text, sizeof text, "%" PRId64, def);
         if (!put_default(map, key, v, text, err))
@@ -1533,7 +1468,7 @@ int ct_cfg_float(ct_node *map, const char *key, double def, double min, double m
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         char text[40];
         format_double(def, text, sizeof text);
         if (!put_default(map, key, v, text, err))
@@ -1555,7 +1490,7 @@ int ct_cfg_bool(ct_node *map, const char *key, bool def, bool *out, ct_error *er
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         if (!put_default(map, key, v, def ? "true" : "false", err))
             return -1;
         *out = def;
@@ -1570,7 +1505,7 @@ int ct_cfg_string(ct_node *map, const char *key, const char *def, const char **o
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v)) {
+    if (ct_node_is_null(v)) {
         if (!def)
             return require_err(map, key, err);
         v = put_default(map, key, v, def, err);
@@ -1635,7 +1570,7 @@ int ct_cfg_int_list(ct_node *map, const char *key, int64_t *out, int max_len, in
     ct_node *v;
     if (lookup(map, key, &v, err) < 0)
         return -1;
-    if (!v || is_null(v))
+    if (ct_node_is_null(v))
         return require_err(map, key, err);
     if (max_len < 1)
         return ct_err(err, CT_ERR_INTERNAL, "no room for the entries of '%s'", key);

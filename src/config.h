@@ -16,6 +16,7 @@
 #define CT_CONFIG_H
 
 #include "ctrain.h"
+#include "text.h"
 
 #define CT_CONFIG_MAX_DEPTH 64
 
@@ -75,8 +76,7 @@ int ct_cfg_check_keys(const ct_node *map, const char *const *allowed, const char
 /* Fails with "<what> needs the key 'key'" at the map's position if absent. */
 int ct_cfg_require(const ct_node *map, const char *key, const char *what, ct_error *err);
 
-/* The closest of candidates (NULL-terminated) to s by edit distance, if close enough. */
-const char *ct_suggest(const char *s, const char *const *candidates);
+/* ct_suggest, the closest name to a misspelt one, is in text.h. */
 
 /* Typed getters on map[key]. When the key is absent the default is written into the map
  * and returned. Wrong type or out of range: an error at the value's position saying what
@@ -95,6 +95,11 @@ int ct_cfg_enum(ct_node *map, const char *key, const char *def, const char *cons
 /* A sequence of positive integers (1..max_len entries) such as input_shape: [28, 28, 1]. */
 int ct_cfg_int_list(ct_node *map, const char *key, int64_t *out, int max_len, int *len,
                     ct_error *err);
+
+/* YAML's "no value" (the 1.2 core schema's null): true for an absent node (NULL) and for an
+ * unquoted scalar that is empty, ~, null, Null or NULL. A quoted "null" is a string, and a
+ * map or a sequence is never null. The one test every reader uses, so they agree. */
+bool ct_node_is_null(const ct_node *n);
 
 /* Scalar conversions of one node (errors point at it). */
 int ct_node_int(const ct_node *n, int64_t *out, ct_error *err);

@@ -192,6 +192,41 @@ START_TEST(test_parse_scalars_and_nulls)
 }
 END_TEST
 
+/* One answer to "is this a null": YAML 1.2's core schema, unquoted only. */
+START_TEST(test_node_is_null)
+{
+    ct_node *root = parse_ok("empty:\ntilde: ~\nlower: null\ntitle: Null\nupper: NULL\n"
+                             "qnull: \"null\"\nsqnull: 'null'\nqtilde: \"~\"\nqempty: \"\"\n"
+                             "mixed: nULL\nnone: None\nzero: 0\nmap: {}\nseq: []\n");
+    const char *nulls[] = {"empty", "tilde", "lower", "title", "upper"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        ck_assert_msg(ct_node_is_null(at(root, nulls[i])), "%s should be null", nulls[i]);
+    const char *values[] = {"qnull", "sqnull", "qtilde", "qempty", "mixed", "none", "zero",
+                            "map", "seq"};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        ck_assert_msg(!ct_node_is_null(at(root, values[i])), "%s should not be null",
+                      values[i]);
+    /* Absent: a key that is not there, and no node at all. */
+    ck_assert(ct_node_is_null(ct_map_get(root, "absent")));
+    ck_assert(ct_node_is_null(NULL));
+
+    /* The getters follow it: null takes the default, a quoted "null" is a string. */
+    ct_error err = {0};
+    const char *str;
+    ck_assert_int_eq(ct_cfg_string(root, "qnull", "dflt", &str, &err), 0);
+    ck_assert_str_eq(str, "null");
+    ck_assert_int_eq(ct_cfg_string(root, "title", "dflt", &str, &err), 0);
+    ck_assert_str_eq(str, "dflt");
+    int64_t v;
+    ck_assert_int_eq(ct_cfg_int(root, "tilde", 7, 0, 10, &v, &err), 0);
+    ck_assert_int_eq(v, 7);
+    ck_assert_int_eq(ct_cfg_int(root, "empty", 8, 0, 10, &v, &err), 0);
+    ck_assert_int_eq(v, 8);
+    ck_assert_int_eq(ct_cfg_int(root, "qempty", 8, 0, 10, &v, &err), -1);
+    ct_node_free(root);
+}
+END_TEST
+
 START_TEST(test_parse_bom)
 {
     ct_node *root = parse_ok("\xEF\xBB\xBF" "a: 1\nb: 2\n");
@@ -1269,8 +1304,8 @@ static Suite *config_suite(void)
         const TTest *tests[24];
     } groups[] = {
         {"parse",
-         {test_positions_from_file, test_parse_scalars_and_nulls, test_parse_bom,
-          test_load_missing_file, test_syntax_error, test_anchors_and_aliases,
+         {test_positions_from_file, test_parse_scalars_and_nulls, test_node_is_null,
+          test_parse_bom, test_load_missing_file, test_syntax_error, test_anchors_and_aliases,
           test_billion_laughs, test_tags_rejected, test_duplicate_keys,
           test_duplicate_keys_large_map, test_non_scalar_keys, test_depth_limit,
           test_scalar_length_limit, test_file_size_limit, test_non_utf8,

@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "experiment.h"
+#include "layer.h"
 #include "metric.h"
 #include "model.h"
 #include "optimizer.h"
@@ -898,7 +899,51 @@ static const char *const ZOO[] = {
     "    - {name: flat, type: flatten}\n"
     "    - {name: out, type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* the remaining global poolings */
+    "model:\n  input_shape: [6, 6, 3]\n  layers:\n"
+    "    - {type: conv2d, filters: 4, kernel_size: 3, activation: selu}\n"
+    "    - {type: global_average_pooling2d}\n    - {type: reshape, target_shape: [2, 2]}\n"
+    "    - {type: global_max_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: sgd, loss: categorical_crossentropy, metrics: [accuracy]}\n",
 };
+
+/* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind
+ * cannot go without a GPU check. Runs before the GPU is looked for: a missing kind fails
+ * even where the rest of the suite is skipped. Returns the number of kinds missing. */
+static int zoo_missing_kinds(void)
+{
+    static const char *const listed[] = {
+#define CT_LAYER(name) #name,
+#include "../layers/kinds.def"
+#undef CT_LAYER
+    };
+    enum { NLISTED = sizeof listed / sizeof listed[0] };
+    bool used[NLISTED] = {0};
+    for (size_t z = 0; z < sizeof ZOO / sizeof ZOO[0]; z++) {
+        ct_error err = {0};
+        ct_node *root = ct_config_parse(ZOO[z], strlen(ZOO[z]), "zoo", &err);
+        if (!root) {
+            printf("ZOO[%zu] does not parse: %s\n", z, err.msg);
+            return 1;
+        }
+        const ct_node *layers = ct_map_get(ct_map_get(root, "model"), "layers");
+        for (size_t i = 0; layers && i < layers->len; i++) {
+            /* By kind, so a class name or an alias counts for its kind. */
+            const ct_node *type = ct_map_get(layers->items[i], "type");
+            const ct_layer_kind *k = type ? ct_layer_kind_find(type->scalar) : NULL;
+            for (int j = 0; k && j < NLISTED; j++)
+                used[j] |= !strcmp(k->name, listed[j]);
+        }
+        ct_node_free(root);
+    }
+    int missing = 0;
+    for (int j = 0; j < NLISTED; j++)
+        if (!used[j]) {
+            printf("layer kind '%s' is in none of test_cuda.c's models (ZOO)\n", listed[j]);
+            missing++;
+        }
+    return missing;
+}
 
 /* Labels for a model's loss, rows of ycols floats. */
 static void make_labels(const ct_experiment *ex, float *y, int64_t rows, int64_t ycols,
@@ -1133,12 +1178,19 @@ static Suite *cuda_suite(void)
 
 int main(void)
 {
+    if (zoo_missing_kinds())
+        return EXIT_FAILURE;
     CPU = ct_backend_cpu();
     const char *self = getenv("CT_CUDA_TEST_SELF");
     if (self && strcmp(self, "1") == 0) {
         GPU = CPU;
         printf("CT_CUDA_TEST_SELF=1: the CPU backend stands in for the GPU\n");
     } else {
+        /* This program links the library statically, so the loader would look for the
+         * module beside it, not in the build tree's .libs; the environment may say. */
+#ifdef CT_TEST_BUILDDIR
+        setenv("CTRAIN_CUDA_MODULE", CT_TEST_BUILDDIR "/.libs/ctrain-cuda.so", 0);
+#endif
         ct_error err = {0};
         GPU = ct_backend_cuda(&err);
         if (!GPU) {

@@ -115,6 +115,20 @@ START_TEST(test_registry_find)
 }
 END_TEST
 
+/* layers/kinds.def, the one list of kinds: its names and the kinds its lines name. */
+#define CT_LAYER(name) extern const ct_layer_kind ct_layer_##name;
+#include "../layers/kinds.def"
+#undef CT_LAYER
+static const struct {
+    const char *name;
+    const ct_layer_kind *kind;
+} listed[] = {
+#define CT_LAYER(name) {#name, &ct_layer_##name},
+#include "../layers/kinds.def"
+#undef CT_LAYER
+};
+#define NLISTED ((int)(sizeof listed / sizeof listed[0]))
+
 START_TEST(test_registry_names)
 {
     /* Alphabetical, as error messages show it. */
@@ -125,6 +139,11 @@ START_TEST(test_registry_names)
     const char *const *list = ct_layer_kind_list();
     int n = 0;
     for (; list[n]; n++) {
+        /* The registry is kinds.def, in its order, and each line's symbol is that kind. */
+        ck_assert_msg(n < NLISTED, "%s is registered but not in layers/kinds.def", list[n]);
+        ck_assert_str_eq(list[n], listed[n].name);
+        ck_assert_str_eq(listed[n].kind->name, listed[n].name);
+        ck_assert_ptr_eq(ct_layer_kind_find(listed[n].name), listed[n].kind);
         const ct_layer_kind *k = ct_layer_kind_find(list[n]);
         ck_assert_ptr_nonnull(k);
         ck_assert_str_eq(k->name, list[n]);
@@ -134,7 +153,7 @@ START_TEST(test_registry_names)
         if (n > 0)
             ck_assert_msg(strcmp(list[n - 1], list[n]) < 0, "%s before %s", list[n - 1], list[n]);
     }
-    ck_assert_int_eq(n, 42);
+    ck_assert_int_eq(n, NLISTED);
 }
 END_TEST
 

@@ -2,6 +2,7 @@
  * (including data far from zero), and the BatchNormalization, LayerNormalization and
  * GroupNormalization layers: values, moving statistics, parameters, finite-difference
  * gradients and config errors; every op's outputs are the same for 1, 2 and 3 threads. */
+#include "backend_cpu.h"
 #include "layertest.h"
 #include "parallel.h"
 

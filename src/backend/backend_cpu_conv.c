@@ -13,7 +13,7 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "parallel.h"
 #include "simd.h"
 

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "parallel.h"
 
 #define GRAIN_ELEMENTS 32768          /* element-wise work per thread, at least */

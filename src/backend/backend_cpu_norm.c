@@ -24,7 +24,7 @@
 
 #include <math.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "parallel.h"
 
 /* Channels handled per block by the batch-norm passes (stack arrays of this size). */

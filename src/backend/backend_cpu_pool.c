@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "rng.h"
 #include "simd.h"
 

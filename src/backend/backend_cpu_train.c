@@ -4,7 +4,7 @@
  * here apply it. */
 #include <math.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "parallel.h"
 #include "simd.h"
 

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "progress.h"
 #include "cli.h"
+#include "text.h"
 
 #define MAX_RESULTS 64
 

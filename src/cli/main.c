@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "config.h"
+#include "text.h"
 
 #ifdef CT_HAVE_OPENBLAS
 #include <cblas.h>

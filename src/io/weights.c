@@ -704,10 +704,10 @@ static bool is_plain_number(const char *s)
 static cJSON *scalar_json(const ct_node *n)
 {
     const char *s = n->scalar;
+    if (ct_node_is_null(n))
+        return cJSON_CreateNull();
     if (n->quoted)
         return cJSON_CreateString(s);
-    if (!*s || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL") || !strcmp(s, "~"))
-        return cJSON_CreateNull();
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
         return cJSON_CreateTrue();
     if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))

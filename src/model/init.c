@@ -40,16 +40,6 @@ static const struct {
 
 /* ---- names ----------------------------------------------------------------------- */
 
-/* YAML's null: empty, ~, null, Null, NULL (unquoted). */
-static bool is_null(const ct_node *n)
-{
-    if (n->type != CT_NODE_SCALAR || n->quoted)
-        return false;
-    const char *s = n->scalar;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
-}
-
 /* Compares ignoring case and underscores, so "GlorotUniform" equals "glorot_uniform". */
 static bool same_name(const char *a, const char *b)
 {
@@ -192,7 +182,7 @@ int ct_init_parse(ct_node *map, const char *key, const char *def_name, ct_init *
                   ct_error *err)
 {
     ct_node *n = ct_map_get(map, key);
-    if (!n || is_null(n)) { /* null means the default, as for the other getters */
+    if (ct_node_is_null(n)) { /* null means the default, as for the other getters */
         if (!def_name)
             return ct_node_err(err, map, "missing key '%s'", key);
         n = ct_map_set_scalar(map, key, def_name);
@@ -387,7 +377,7 @@ static const char *const reg_names[REG_COUNT + 1] = {"l1", "l2", "l1_l2", NULL};
 /* Python's None as well: users paste it from Keras code. */
 static bool is_none(const ct_node *n)
 {
-    return is_null(n) || (n->type == CT_NODE_SCALAR && !n->quoted &&
+    return ct_node_is_null(n) || (n->type == CT_NODE_SCALAR && !n->quoted &&
                           (!strcmp(n->scalar, "none") || !strcmp(n->scalar, "None")));
 }
 

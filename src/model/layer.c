@@ -119,15 +119,6 @@ int ct_layer_parse_act(const ct_layer *l, ct_node *cfg, const char *key, const c
 
 /* ---- integer and list config values ---------------------------------------------- */
 
-bool ct_layer_is_null(const ct_node *n)
-{
-    if (!n || n->type != CT_NODE_SCALAR || n->quoted)
-        return !n;
-    const char *s = n->scalar;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
-}
-
 int ct_layer_int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,
                        int64_t *out, ct_error *err)
 {
@@ -164,7 +155,7 @@ int ct_layer_read_ints(const ct_layer *l, ct_node *cfg, const char *key, int n, 
                        const int64_t *fallback, int64_t *out, ct_error *err)
 {
     ct_node *v = ct_map_get(cfg, key);
-    if (ct_layer_is_null(v)) {
+    if (ct_node_is_null(v)) {
         memcpy(out, fallback, (size_t)n * sizeof *out);
         return ct_layer_put_ints(cfg, key, out, n, err);
     }

@@ -6,8 +6,10 @@
  * A layer takes an array of inputs (most kinds exactly one, merges several) and gives one
  * output; the model is a graph of such layers in topological order.
  *
- * Adding a layer: one file in layers/ defining a `const ct_layer_kind`, and one line in
- * layers/registry.c. */
+ * Adding a layer: one file in layers/ defining `const ct_layer_kind ct_layer_<name>` (and
+ * listed in Makefile.am's libctrain sources), and one CT_LAYER(<name>) line in
+ * layers/kinds.def, which feeds the registry and the tests' checks that every kind is
+ * covered (tests/test_cuda.c then wants the kind in one of its models). */
 #ifndef CT_LAYER_H
 #define CT_LAYER_H
 
@@ -150,8 +152,6 @@ int ct_layer_verr_at(ct_error *err, const ct_layer *l, const ct_node *at, const 
 /* ct_layer_err at the position of `at` (the layer's map when NULL). */
 int ct_layer_err_at(ct_error *err, const ct_layer *l, const ct_node *at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* True for an absent node or YAML's unquoted spellings of "no value". */
-bool ct_layer_is_null(const ct_node *n);
 /* Reads n as an integer in [min, INT32_MAX]; out of range is an error at n
  * "<layer>: <key> values must be between <min> and <INT32_MAX>, got <v>". */
 int ct_layer_int_entry(const ct_layer *l, const ct_node *n, const char *key, int64_t min,

@@ -39,12 +39,6 @@ struct ct_callbacks {
     int64_t model_size;
 };
 
-static bool is_null(const ct_node *n)
-{
-    return !n || (n->type == CT_NODE_SCALAR && !n->quoted &&
-                  (!n->scalar[0] || !strcmp(n->scalar, "null") || !strcmp(n->scalar, "~")));
-}
-
 /* "auto": max for accuracies and AUC, min for everything else (Keras's rule). */
 static int resolve_mode(int mode, const char *monitor)
 {
@@ -116,7 +110,7 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
             ct_cfg_bool(n, "restore_best_weights", false, &c->restore_best, err) < 0 ||
             ct_cfg_int(n, "start_from_epoch", 0, 0, INT64_MAX, &c->start_from_epoch, err) < 0)
             return -1;
-        if (is_null(b)) {
+        if (ct_node_is_null(b)) {
             ct_map_set_scalar(n, "baseline", "null");
         } else {
             if (ct_node_float(b, &c->baseline, err) < 0)
@@ -167,7 +161,7 @@ ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *
         return NULL;
     }
     ct_node *list = ct_map_get(fit, "callbacks");
-    if (is_null(list)) {
+    if (ct_node_is_null(list)) {
         ct_map_set_seq(fit, "callbacks");
         return c;
     }

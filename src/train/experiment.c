@@ -243,7 +243,7 @@ static int read_metric_list(ct_experiment *ex, ct_node *parent, const char *key,
                             ct_error *err)
 {
     ct_node *metrics = ct_map_get(parent, key);
-    if (metrics && metrics->type == CT_NODE_SCALAR && metrics->scalar[0]) {
+    if (metrics && metrics->type == CT_NODE_SCALAR && !ct_node_is_null(metrics)) {
         char *name = strdup(metrics->scalar);
         if (!name)
             return ct_err(err, CT_ERR_NOMEM, "out of memory");
@@ -360,7 +360,7 @@ static int resolve_backup_dirs(const ct_experiment *ex, ct_node *fit, ct_error *
                                                       && strcmp(type->scalar, "BackupAndRestore")))
             continue;
         ct_node *d = ct_map_get(n, "backup_dir");
-        if (!d || d->type != CT_NODE_SCALAR || !d->scalar[0] || d->scalar[0] == '/')
+        if (ct_node_is_null(d) || d->type != CT_NODE_SCALAR || !d->scalar[0] || d->scalar[0] == '/')
             continue;
         char *abs = resolve_path(ex->path, d->scalar);
         if (!abs)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backend_cpu.h"
 #include "loss.h"
 
 #define CT_LOSS_EPS 1e-7f

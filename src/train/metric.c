@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend_cpu.h"
 #include "metric.h"
 
 /* numpy argmax: the first maximum wins. */

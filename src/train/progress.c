@@ -1,5 +1,4 @@
 /* progress.c - progress bar and per-epoch lines. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,14 +20,6 @@ double ct_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-void ct_format_value(double v, char *buf, size_t n)
-{
-    if (v != 0 && fabs(v) < 1e-3)
-        snprintf(buf, n, "%.4e", v);
-    else
-        snprintf(buf, n, "%.4f", v);
 }
 
 ct_progress *ct_progress_new(FILE *out, ct_progress_mode mode, int64_t epochs)

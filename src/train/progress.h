@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "text.h" /* ct_format_value, the numbers' format */
+
 typedef struct ct_progress ct_progress;
 
 typedef enum { CT_PROGRESS_NONE = 0, CT_PROGRESS_BAR = 1, CT_PROGRESS_LINES = 2 } ct_progress_mode;
@@ -27,8 +29,6 @@ bool ct_progress_due(const ct_progress *p, int64_t done);
 void ct_progress_epoch_end(ct_progress *p, int n, const char *const *names, const double *values);
 /* Ends an epoch's line early (the run stops in the middle of it). */
 void ct_progress_abort(ct_progress *p);
-/* Keras's number format: %.4e below 1e-3 in magnitude (but not 0), else %.4f. */
-void ct_format_value(double v, char *buf, size_t n);
 /* Seconds since an arbitrary fixed point (monotonic clock). */
 double ct_now(void);
 

@@ -1,0 +1,92 @@
+/* backend_cpu.h - the CPU backend's kernels by op family, as plain functions:
+ * backend_cpu.c assembles them into ct_backend_cpu()'s table, and tests call them directly
+ * to check one kernel. Layers never call them (they go through the table), which is why
+ * they are not in backend.h.
+ *
+ * Ownership: every buffer is the caller's (host memory); the kernels allocate nothing and
+ * keep no pointer after they return. */
+#ifndef CT_BACKEND_CPU_H
+#define CT_BACKEND_CPU_H
+
+#include "backend.h"
+
+void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
+                   float *cols);
+void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
+                   float *dx);
+int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
+void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                         const float *kernel, const float *bias, ct_act act, float *y,
+                         int64_t rows, float *work);
+void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
+                          const float *kernel, const float *y, ct_act act, float *dy,
+                          float *dx, float *dkernel, float *dbias, int64_t rows, float *work);
+/* Serial kernels of bias_act / bias_act_backward; the latter adds the column sums into db
+ * (not overwritten; NULL: skipped). */
+void ct_cpu_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t cols);
+void ct_cpu_bias_act_grad(ct_act act, const float *y, float *dy, float *db, int64_t rows,
+                          int64_t cols);
+void ct_cpu_depthwise_forward(const ct_window *w, int64_t m, const float *x, const float *kernel,
+                              float *y, int64_t rows);
+void ct_cpu_depthwise_backward(const ct_window *w, int64_t m, const float *x,
+                               const float *kernel, const float *dy, float *dx, float *dkernel,
+                               int64_t rows);
+void ct_cpu_pool_forward(ct_pool kind, const ct_window *w, const float *x, float *y,
+                         int64_t rows);
+void ct_cpu_pool_backward(ct_pool kind, const ct_window *w, const float *x, const float *y,
+                          const float *dy, float *dx, int64_t rows);
+void ct_cpu_global_pool_forward(ct_pool kind, const float *x, float *y, int64_t rows,
+                                int64_t spatial, int64_t c);
+void ct_cpu_global_pool_backward(ct_pool kind, const float *x, const float *y, const float *dy,
+                                 float *dx, int64_t rows, int64_t spatial, int64_t c);
+void ct_cpu_pad2d(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                  int64_t top, int64_t bottom, int64_t left, int64_t right, bool crop);
+void ct_cpu_upsample2d(const float *x, float *y, int64_t rows, int64_t h, int64_t w, int64_t c,
+                       int64_t sh, int64_t sw, bool sum_back);
+void ct_cpu_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t counter0);
+void ct_cpu_scale_channels(const float *x, const float *s, float *y, int64_t rows,
+                           int64_t spatial, int64_t c);
+void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, float *mean, float *var, float *invstd);
+void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
+                            const float *beta, float eps, const float *mean, const float *var);
+void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                               const float *gamma, const float *mean, const float *invstd,
+                               float *dgamma, float *dbeta);
+void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                              int64_t groups, const float *gamma, const float *beta, float eps,
+                              float *mean, float *invstd);
+void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64_t rows,
+                               int64_t spatial, int64_t c, int64_t groups, const float *gamma,
+                               const float *mean, const float *invstd, float *dgamma,
+                               float *dbeta);
+
+/* CPU kernels of the training step's ops (loss.c, metric.c, backend_cpu_train.c). */
+void ct_cpu_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
+                 int64_t rows, int64_t cols, float scale, double *sum);
+void ct_cpu_metric(ct_metric_id id, int k, const float *pred, const float *y, int64_t rows,
+                   int64_t cols, double *sum);
+void ct_cpu_regularize(const float *w, float *g, int64_t n, double l1, double l2, double weight,
+                       double *penalty);
+void ct_cpu_clip_value(float *x, int64_t n, float c);
+void ct_cpu_clip_norm(float *x, int64_t n, double c);
+void ct_cpu_update(const ct_update *u, float *w, const float *g, float *state, int64_t n);
+
+/* CPU kernels of the merging ops (backend_cpu_merge.c). */
+void ct_cpu_copy_strided(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                         int64_t cols);
+void ct_cpu_expand(const ct_bcast *g, const float *x, float *y, int64_t rows);
+void ct_cpu_expand_backward(const ct_bcast *g, const float *dy, float *dx, int64_t rows);
+void ct_cpu_extremum(bool minimum, const float *x, float *y, float *arg, float k, int64_t n);
+void ct_cpu_take_where(const float *arg, float k, const float *dy, float *dx, int64_t n);
+void ct_cpu_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, int64_t stride_a,
+                         const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
+                         int64_t ldc, int64_t stride_c, int64_t batch);
+void ct_cpu_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
+                         int64_t inner, float eps);
+void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *inv,
+                                  const float *dy, float *dx, int64_t outer, int64_t n,
+                                  int64_t inner, float eps);
+
+#endif
