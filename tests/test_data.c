@@ -1330,6 +1330,9 @@ static void fake_build(fake_model *f, int64_t out2, bool norm, float base)
     snprintf(f->m.name, sizeof f->m.name, "sequential");
     int64_t in[1] = {2};
     f->m.input_shape = ct_shape_make(1, in);
+    f->m.ninputs = 1;
+    f->m.input_shapes[0] = f->m.input_shape;
+    snprintf(f->m.input_names[0], sizeof f->m.input_names[0], "input_layer");
     f->m.layers = f->layers;
     f->m.nlayers = 3;
     float *at = f->values;
