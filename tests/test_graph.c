@@ -284,6 +284,39 @@ START_TEST(test_shared_sum)
 }
 END_TEST
 
+/* A layer applied only through `shared` (its own application reaches no output): its
+ * gradient is the application's, the same at every step, not a running sum. */
+START_TEST(test_shared_owner_unused)
+{
+    const char *yaml =
+        "model:\n  inputs: {left: {shape: [3]}, right: {shape: [3]}}\n  layers:\n"
+        "    - {name: enc, type: dense, units: 2, activation: tanh, inputs: left}\n"
+        "    - {name: enc_r, type: shared, layer: enc, inputs: right}\n"
+        "    - {name: out, type: dense, units: 2, inputs: enc_r}\n"
+        "  outputs: out\n";
+    gm g;
+    gm_open(&g, yaml, 3, 2);
+    ct_model *m = g.m;
+    ck_assert(!m->live[0] && m->live[1]);
+    fill_inputs(m, 2);
+    float **r = make_r(m, 2);
+    int64_t n = m->trainable;
+    float *first = malloc((size_t)n * sizeof *first);
+    analytic_grads(m, r, 2);
+    memcpy(first, m->grads, (size_t)n * sizeof *first);
+    for (int step = 0; step < 2; step++) {
+        analytic_grads(m, r, 2);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_msg(m->grads[i] == first[i], "backward %d: grad[%lld] = %g, first %g",
+                          step + 2, (long long)i, m->grads[i], first[i]);
+    }
+    free(first);
+    free_r(m, r);
+    gm_close(&g);
+    gradcheck_model("shared, owner unused", yaml, 2);
+}
+END_TEST
+
 /* ---- 2. the planner ------------------------------------------------------------------- */
 
 #define CHAIN_UNITS {7, 4, 6, 3, 5, 8, 2, 6, 3, 2}
@@ -965,6 +998,7 @@ static Suite *suite(void)
     tcase_set_timeout(g, 120);
     tcase_add_loop_test(g, test_graph_gradients, 0, N_GRAPH);
     tcase_add_test(g, test_shared_sum);
+    tcase_add_test(g, test_shared_owner_unused);
     suite_add_tcase(s, g);
     TCase *p = tcase_create("plan");
     tcase_add_test(p, test_chain_two_buffers);
