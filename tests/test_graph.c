@@ -104,6 +104,13 @@ static int64_t gradcheck_model(const char *name, const char *yaml, int64_t rows)
     ct_model *m = g.m;
     fill_inputs(m, rows);
     float **r = make_r(m, rows);
+    /* A first step with other weights R: nothing of it may remain in the second's. */
+    float **r0 = make_r(m, rows);
+    for (int k = 0; k < m->noutputs; k++)
+        for (int64_t i = 0; i < rows * ct_shape_size(ct_model_output_shape_at(m, k)); i++)
+            r0[k][i] = 2.0f - 3.0f * r0[k][i] * r0[k][i];
+    analytic_grads(m, r0, rows);
+    free_r(m, r0);
     analytic_grads(m, r, rows);
     /* Keep the gradients: the probes below run forward only, but be independent of it. */
     float *grads = malloc((size_t)(m->trainable ? m->trainable : 1) * sizeof *grads);
@@ -188,6 +195,13 @@ static const graph_case graph_cases[] = {
      "    - {name: r, type: reshape, target_shape: [2, 2], inputs: d}\n"
      "    - {name: e, type: dense, units: 2, inputs: d}\n"
      "  outputs: [r, e]\n"},
+    /* a layer and a view of it, both outputs, and the view feeding a layer */
+    {"output and its view",
+     "model:\n  inputs: {x: {shape: [3]}}\n  layers:\n"
+     "    - {name: d, type: dense, units: 4, activation: tanh, inputs: x}\n"
+     "    - {name: r, type: reshape, target_shape: [2, 2], inputs: d}\n"
+     "    - {name: e, type: dense, units: 3, inputs: r}\n"
+     "  outputs: [d, r, e]\n"},
     /* concatenate of several branches and the model input */
     {"concatenate",
      "model:\n  inputs: {x: {shape: [3]}}\n  layers:\n"
