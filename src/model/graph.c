@@ -139,7 +139,7 @@ static void known_names(const graph *gr, char *buf, size_t n, const char **cands
     int k = 0;
     buf[0] = 0;
     for (int i = -gr->m->ninputs; i < gr->n; i++) {
-        const char *s = i < 0 ? gr->m->input_names[-1 - i] : gr->g[i].name;
+        const char *s = i < 0 ? gr->m->input_names[gr->m->ninputs + i] : gr->g[i].name;
         if (k < max - 1)
             cands[k++] = s;
         if (at < n)
@@ -518,7 +518,7 @@ static int check_arity(const ct_layer *l, ct_error *err)
 static int check_shared(const ct_layer *l, ct_error *err)
 {
     const ct_layer *o = l->shared;
-    char a[128], b[128];
+    char a[128], b[128], c[128], d[128];
     for (int j = 0; j < l->nparams || j < o->nparams; j++) {
         if (j < l->nparams && j < o->nparams && ct_shape_equal(&l->params[j].shape, &o->params[j].shape))
             continue;
@@ -529,8 +529,8 @@ static int check_shared(const ct_layer *l, ct_error *err)
                             "shape %s, but it has shape %s (built on shape %s)", o->name,
                             ct_shape_format(&l->in_shape, a, sizeof a), l->params[j].name,
                             ct_shape_format_sample(&l->params[j].shape, b, sizeof b),
-                            ct_shape_format_sample(&o->params[j].shape, a, sizeof a),
-                            ct_shape_format(&o->in_shape, b, sizeof b));
+                            ct_shape_format_sample(&o->params[j].shape, c, sizeof c),
+                            ct_shape_format(&o->in_shape, d, sizeof d));
     }
     return 0;
 }

@@ -373,9 +373,17 @@ static void run_sums(ct_model *m, int *next, int after)
     }
 }
 
-/* A shared application's parameter gradients join its owner's, in layer order. */
+/* A shared application's parameter gradients join its owner's, in layer order. An owner
+ * that is not computed itself (its own output reaches no output) wrote no gradient in this
+ * backward pass: its gradient starts from zero, not from the last step's. */
 static void join_shared_grads(ct_model *m)
 {
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        for (int j = 0; l->shared && m->live[i] && !m->live[l->shared->index] && j < l->nparams; j++)
+            if (l->shared->params[j].grad)
+                m->be->fill(l->shared->params[j].grad, ct_shape_size(&l->params[j].shape), 0.0f);
+    }
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
         for (int j = 0; l->shared && m->live[i] && j < l->nparams; j++)
