@@ -718,7 +718,7 @@ static const graph_err graph_errs[] = {
      "    - {name: q, type: dense, units: 4, inputs: p}\n"
      "    - {name: r, type: dense, units: 4, inputs: q}\n"
      "compile: {loss: mse}\n",
-     {"5:36: the layers form a cycle (p -> r -> q -> p)"}},
+     {"5:36: the layers form a cycle (p -> q -> r -> p)"}},
     /* 3 an output that is a model input */
     {"outputs: [cls, reg]", "outputs: [cls, right]", NULL,
      {"8:18: output 'right' is a model input, not a layer"}},
