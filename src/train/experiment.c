@@ -232,9 +232,13 @@ static int read_losses(ct_experiment *ex, ct_node *c, ct_error *err)
     if (w->type != CT_NODE_SEQ || (int)w->len != m->noutputs)
         return ct_node_err(err, w, "compile.loss_weights must map output names to weights "
                            "(or list %d weights in output order)", m->noutputs);
-    for (int k = 0; k < m->noutputs; k++)
+    for (int k = 0; k < m->noutputs; k++) {
         if (ct_node_float(w->items[k], &ex->loss_weight[k], err) < 0)
             return -1;
+        if (!(ex->loss_weight[k] >= 0 && ex->loss_weight[k] <= 1e30))
+            return ct_node_err(err, w->items[k], "compile.loss_weights must be between 0 and "
+                               "1e+30, got %g", ex->loss_weight[k]);
+    }
     return 0;
 }
 
