@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend_cpu.h"
 #include "parallel.h"
@@ -428,11 +429,20 @@ typedef struct gemm_job {
     float *c;
 } gemm_job;
 
-/* Columns (or rows) of C are cut into fixed chunks, each one BLAS call: the cut depends
- * only on the sizes, never on the thread count, because BLAS kernels may round an edge
- * block differently from a full one (OpenBLAS's Haswell SGEMM does), and a seed must give
- * the same bits on 1 or 16 threads. */
-#define GEMM_MAX_CHUNKS 4
+/* Columns (or rows) of C are cut into chunks, each one BLAS call: the cut depends on the
+ * sizes and the machine's core count, never on backend.threads, because BLAS kernels may
+ * round an edge block differently from a full one (OpenBLAS's Haswell SGEMM does), and a
+ * seed must give the same bits with any thread count. A chunk per core at most: each call
+ * packs the other operand again. */
+static int64_t gemm_max_chunks(void)
+{
+    static int64_t n;
+    if (!n) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores < 1 ? 1 : cores > 64 ? 64 : cores;
+    }
+    return n;
+}
 
 typedef struct gemm_chunks {
     gemm_job job;
@@ -465,7 +475,8 @@ static void par_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
     g.along = g.job.split_m ? m : n;
     int64_t flops_per_item = 2 * (g.job.split_m ? n : m) * (k > 0 ? k : 1);
     /* Chunks of at least 16 rows/columns keep the BLAS kernels efficient. */
-    int64_t grain = GRAIN_FLOPS / flops_per_item, fewest = (g.along + GEMM_MAX_CHUNKS - 1) / GEMM_MAX_CHUNKS;
+    int64_t grain = GRAIN_FLOPS / flops_per_item, chunks = gemm_max_chunks(),
+            fewest = (g.along + chunks - 1) / chunks;
     g.chunk = grain > fewest ? grain : fewest;
     g.chunk = g.chunk < 16 ? 16 : (g.chunk + 15) & ~(int64_t)15;
     if (g.along <= 0)
