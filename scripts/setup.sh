@@ -3,7 +3,10 @@
 # prepare the example data, train the example and run the tests.
 #
 #   scripts/setup.sh            install, build, prepare data, train configs/fashion_mnist_mlp.yaml
-#   scripts/setup.sh --test     install, build, run the whole test suite (make check)
+#   scripts/setup.sh --test     install, build, run the whole test suite (make check); the
+#                               Keras round trip (tests/test_keras.sh) uses tests/.venv,
+#                               made here from PyPI (Keras on JAX's CPU build), and is
+#                               skipped, saying so, where PyPI cannot be reached
 #   scripts/setup.sh --sanitize install, then build a copy of the sources in build-sanitize/
 #                               with AddressSanitizer and UBSan and run the suite there
 #   scripts/setup.sh --bench [ARGS]  install (with what the benchmark needs), build, prepare
@@ -16,7 +19,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
-hdf5-tools dataset-fashion-mnist valgrind python3-numpy python3-h5py"
+hdf5-tools dataset-fashion-mnist valgrind python3-numpy python3-h5py python3-venv python3-pip"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
 # /usr/bin/time for peak memory.
@@ -45,6 +48,17 @@ build() {
     [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi
     [ -f Makefile ] && [ Makefile -nt Makefile.am ] && [ Makefile -nt configure ] || ./configure
     make -j"$JOBS"
+}
+
+# A small virtual environment for tests/test_keras.sh: Keras reads ctrain's weights files.
+peers() {
+    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py" 2>/dev/null; then
+        return 0
+    fi
+    echo "Installing keras, jax and h5py from PyPI into tests/.venv (for tests/test_keras.sh)"
+    if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py; }; then
+        echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh will be skipped" >&2
+    fi
 }
 
 data() {
@@ -91,7 +105,7 @@ sanitize() {
 
 case "${1:-all}" in
     all) deps; build; data; ./ctrain fit configs/fashion_mnist_mlp.yaml ;;
-    --test) deps; build; make -j"$JOBS" check ;;
+    --test) deps; build; peers; make -j"$JOBS" check ;;
     --sanitize) deps; sanitize ;;
     --bench) shift; EXTRA_PACKAGES=$BENCH_PACKAGES; deps; build; data; exec bench/run.sh "$@" ;;
     --deps) deps ;;

@@ -1,0 +1,106 @@
+#!/bin/sh
+# test_keras.sh - Keras reads what ctrain writes: the weights.h5 of a Sequential model and
+# of a Functional one (two inputs, a shared layer, merges, two outputs) load with
+# keras.saving.load_model, and Keras's predictions equal ctrain's.
+#
+# Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
+# environment `scripts/setup.sh --test` makes from PyPI (tests/.venv), else the one
+# `scripts/setup.sh --bench` makes (bench/.venv). Without one the test says so and is
+# skipped.
+set -u
+NAME=keras
+. "${CT_SRCDIR:-.}/tests/shlib.sh"
+src=${CT_SRCDIR:-.}
+py=${CT_KERAS_PYTHON:-}
+for p in "$src/tests/.venv/bin/python" "$src/bench/.venv/bin/python"; do
+    [ -z "$py" ] && [ -x "$p" ] && py=$p
+done
+# Keras 3 runs on whichever backend the environment has (it must be chosen before import).
+[ -n "$py" ] && KERAS_BACKEND=${KERAS_BACKEND:-$("$py" -c "import importlib.util as u
+print(next(b for b in ('tensorflow', 'jax', 'torch') if u.find_spec(b)))" 2>/dev/null)}
+export KERAS_BACKEND TF_CPP_MIN_LOG_LEVEL=3
+if [ -z "$py" ] || ! "$py" -c "import keras, h5py, numpy" >/dev/null 2>&1; then
+    echo "keras: no Python with Keras (tests/.venv, made by scripts/setup.sh --test, or CT_KERAS_PYTHON); skipped"
+    exit 77
+fi
+
+# Random inputs and targets for both models.
+"$py" - "$tmp/d.h5" <<'PY' || bad "writing the data failed"
+import sys, numpy as np, h5py
+rng = np.random.default_rng(3)
+with h5py.File(sys.argv[1], "w") as f:
+    f["a"] = rng.normal(size=(96, 6)).astype("f4")
+    f["b"] = rng.normal(size=(96, 6)).astype("f4")
+    f["img"] = rng.random(size=(96, 8, 8, 1)).astype("f4")
+    f["cls"] = rng.integers(0, 3, size=96).astype("u1")
+    f["reg"] = rng.normal(size=(96, 2)).astype("f4")
+    f["one"] = rng.normal(size=(96, 1)).astype("f4")
+PY
+
+cat >"$tmp/seq.yaml" <<'YAML'
+data: {train: {path: d.h5, x: img, y: cls}}
+model:
+  input_shape: [8, 8, 1]
+  layers:
+    - {type: conv2d, filters: 4, kernel_size: 3, activation: relu}
+    - {type: max_pooling2d}
+    - {type: batch_normalization}
+    - {type: flatten}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+cat >"$tmp/graph.yaml" <<'YAML'
+data: {train: {path: d.h5, x: {left: a, right: b}, y: {cls: cls, reg: reg, sim: one}}}
+model:
+  inputs: {left: {shape: [6]}, right: {shape: [6]}}
+  layers:
+    - {name: enc, type: dense, units: 5, activation: tanh, inputs: left}
+    - {name: enc_r, type: shared, layer: enc, inputs: right}
+    - {name: diff, type: subtract, inputs: [enc, enc_r]}
+    - {name: both, type: concatenate, inputs: [diff, enc, enc_r]}
+    - {name: hidden, type: dense, units: 8, activation: relu}
+    - {name: res, type: add, inputs: [hidden, hidden]}
+    - {name: cls, type: dense, units: 3, activation: softmax}
+    - {name: sim, type: dot, axes: 1, normalize: true, inputs: [enc, enc_r]}
+    - {name: reg, type: dense, units: 2, inputs: [both]}
+  outputs: [cls, reg, sim]
+compile:
+  optimizer: adam
+  loss: {cls: sparse_categorical_crossentropy, reg: mse, sim: mse}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph; do
+    "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
+    "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
+        -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
+done
+
+"$py" - "$tmp" <<'PY' || bad "Keras did not read ctrain's files as ctrain does (above)"
+import os, sys, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np, h5py, keras
+tmp = sys.argv[1]
+with h5py.File(f"{tmp}/d.h5") as f:
+    data = {k: f[k][:] for k in f}
+failed = False
+for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]])):
+    path = f"{tmp}/{name}/weights.h5"
+    with h5py.File(path) as f:
+        cls = json.loads(f.attrs["model_config"])["class_name"]
+    model = keras.saving.load_model(path, compile=False)
+    got = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    got = got if isinstance(got, list) else [got]
+    with h5py.File(f"{tmp}/{name}.pred.h5") as f:
+        want = [f[k][:] for k in (["predictions"] if len(got) == 1 else ["cls", "reg", "sim"])]
+    for g, w in zip(got, want):
+        err = float(np.max(np.abs(g.reshape(w.shape) - w)))
+        ok = err <= 1e-4 * max(1.0, float(np.max(np.abs(w))))
+        print(f"keras: {name} ({cls}, {len(model.layers)} layers, Keras {keras.__version__} "
+              f"on {keras.backend.backend()}): largest difference {err:.2e}")
+        failed |= not ok
+sys.exit(1 if failed else 0)
+PY
+[ $? = 0 ] && ok
+finish
