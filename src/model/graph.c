@@ -2,6 +2,7 @@
  * take their inputs from, shared applications, outputs; topological order, cycles,
  * unused layers, and building each layer on its inputs' shapes. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,25 +60,20 @@ static int check_input_size(const ct_shape *s, const ct_node *at, const char *wh
 
 static int read_shape(ct_model *m, int k, ct_node *n, ct_error *err)
 {
-    int64_t dims[CT_MAX_DIMS];
-    int ndim = 0;
-    const ct_node *at = n;
-    if (n->type == CT_NODE_MAP) {
-        static const char *const keys[] = {"shape", NULL};
-        char what[CT_NAME_MAX + 32];
-        snprintf(what, sizeof what, "model input '%s'", m->input_names[k]);
-        if (ct_cfg_check_keys(n, keys, what, err) < 0 ||
-            ct_cfg_int_list(n, "shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0)
-            return -1;
-        at = ct_map_get(n, "shape");
-    } else {
+    if (n->type != CT_NODE_MAP)
         return ct_node_err(err, n, "model input '%s' must be a map such as {shape: [28, 28, 1]}",
                            m->input_names[k]);
-    }
+    static const char *const keys[] = {"shape", NULL};
+    char what[CT_NAME_MAX + 32];
+    snprintf(what, sizeof what, "model input '%s'", m->input_names[k]);
+    int64_t dims[CT_MAX_DIMS];
+    int ndim = 0;
+    if (ct_cfg_check_keys(n, keys, what, err) < 0 ||
+        ct_cfg_int_list(n, "shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0)
+        return -1;
     m->input_shapes[k] = ct_shape_make(ndim, dims);
-    char what[CT_NAME_MAX + 16];
     snprintf(what, sizeof what, "input '%s'", m->input_names[k]);
-    return check_input_size(&m->input_shapes[k], at, what, err);
+    return check_input_size(&m->input_shapes[k], ct_map_get(n, "shape"), what, err);
 }
 
 static int read_inputs(graph *gr, ct_error *err)
@@ -117,16 +113,15 @@ static int read_inputs(graph *gr, ct_error *err)
 
 /* ---- names ---- */
 
-/* Index of name among the inputs (as -1 - k) or the config entries before `upto`
- * (upto < 0: all); 0x7fffffff when unknown. */
+/* Index of name among the inputs (as -1 - k) or the config entries; NOT_FOUND when
+ * unknown. */
 #define NOT_FOUND 0x7fffffff
-static int find_name(const graph *gr, const char *name, int upto)
+static int find_name(const graph *gr, const char *name)
 {
     for (int k = 0; k < gr->m->ninputs; k++)
         if (!strcmp(gr->m->input_names[k], name))
             return -1 - k;
-    int n = upto < 0 ? gr->n : upto;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < gr->n; i++)
         if (!strcmp(gr->g[i].name, name))
             return i;
     return NOT_FOUND;
@@ -165,14 +160,13 @@ static int unknown_name(const graph *gr, const ct_node *at, const char *name, co
 }
 
 /* Keras's automatic names: dense, dense_1, dense_2, ... numbered by the entries of the same
- * kind before this one. */
+ * kind before this one (kind NULL: the `shared` entries, not resolved yet). */
 static void auto_name(const graph *gr, int i, const ct_layer_kind *kind, const char *kind_name)
 {
     gnode *g = &gr->g[i];
     int count = 0;
     for (int j = 0; j < i; j++)
-        if (gr->g[j].kind == kind && (kind || gr->g[j].owner >= 0 || !gr->g[j].kind))
-            count++;
+        count += gr->g[j].kind == kind;
     for (;; count++) {
         if (count == 0)
             snprintf(g->name, sizeof g->name, "%s", kind_name);
@@ -245,16 +239,8 @@ static int read_sources(graph *gr, int i, ct_error *err)
     gnode *g = &gr->g[i];
     const ct_node *in = ct_map_get(g->cfg, "inputs");
     g->in_node = in;
-    if (!in) {
-        if (i > 0) {
-            g->nin = 1;
-            g->src = malloc(sizeof *g->src);
-            if (!g->src)
-                return ct_err(err, CT_ERR_NOMEM, "out of memory");
-            g->src[0] = i - 1;
-            return 0;
-        }
-        if (gr->m->ninputs != 1) {
+    if (!in) { /* the layer listed before, or the model's one input */
+        if (i == 0 && gr->m->ninputs != 1) {
             char list[MAX_NAMES_LISTED];
             const char *cands[CT_MAX_IO + 1];
             graph only_inputs = *gr;
@@ -268,7 +254,7 @@ static int read_sources(graph *gr, int i, ct_error *err)
         g->src = malloc(sizeof *g->src);
         if (!g->src)
             return ct_err(err, CT_ERR_NOMEM, "out of memory");
-        g->src[0] = -1;
+        g->src[0] = i > 0 ? i - 1 : -1;
         return 0;
     }
     const ct_node *const *items = &in;
@@ -287,7 +273,7 @@ static int read_sources(graph *gr, int i, ct_error *err)
     for (size_t k = 0; k < n; k++) {
         if (items[k]->type != CT_NODE_SCALAR)
             return ct_node_err(err, items[k], "inputs must be names of model inputs or layers");
-        int id = find_name(gr, items[k]->scalar, -1);
+        int id = find_name(gr, items[k]->scalar);
         if (id == NOT_FOUND)
             return unknown_name(gr, items[k], items[k]->scalar, "input", err);
         if (id == i)
@@ -309,7 +295,7 @@ static int read_owner(graph *gr, int i, ct_error *err)
         ct_cfg_string(g->cfg, "layer", NULL, &target, err) < 0)
         return -1;
     const ct_node *at = ct_map_get(g->cfg, "layer");
-    int id = find_name(gr, target, -1);
+    int id = find_name(gr, target);
     if (id == NOT_FOUND)
         return unknown_name(gr, at, target, "shared layer", err);
     if (id < 0)
@@ -437,7 +423,7 @@ static int read_outputs(graph *gr, ct_error *err)
     for (size_t k = 0; k < n; k++) {
         if (items[k]->type != CT_NODE_SCALAR)
             return ct_node_err(err, items[k], "model.outputs must be layer names");
-        int id = find_name(gr, items[k]->scalar, -1);
+        int id = find_name(gr, items[k]->scalar);
         if (id == NOT_FOUND)
             return unknown_name(gr, items[k], items[k]->scalar, "output", err);
         if (id < 0)
@@ -582,19 +568,34 @@ static bool is_chain(const graph *gr, const int *order)
     return true;
 }
 
-static int warn(ct_model *m, const ct_node *at, const char *fmt, const char *name,
-                const char *cls)
+static int warn(ct_model *m, const ct_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int warn(ct_model *m, const ct_node *at, const char *fmt, ...)
 {
     char line[512];
     int n = at ? snprintf(line, sizeof line, "%s:%d:%d: ", at->file, at->line, at->col) : 0;
-    snprintf(line + n, sizeof line - (size_t)n, fmt, name, cls);
-    size_t old = m->warnings ? strlen(m->warnings) : 0;
-    char *w = realloc(m->warnings, old + strlen(line) + 2);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    size_t old = m->warnings ? strlen(m->warnings) : 0, len = strlen(line);
+    char *w = realloc(m->warnings, old + len + 2);
     if (!w)
         return -1;
-    snprintf(w + old, strlen(line) + 2, "%s\n", line);
+    memcpy(w + old, line, len);
+    memcpy(w + old + len, "\n", 2);
     m->warnings = w;
     return 0;
+}
+
+/* The first live shared application of layer i, or NULL. */
+static const ct_layer *live_application(const ct_model *m, int i)
+{
+    for (int j = i + 1; j < m->nlayers; j++)
+        if (m->layers[j].shared == &m->layers[i] && m->live[j])
+            return &m->layers[j];
+    return NULL;
 }
 
 /* live[i]: layer i's output reaches an output; unused layers and inputs are warned about
@@ -605,28 +606,31 @@ static int mark_live(ct_model *m, ct_error *err)
     for (int k = 0; k < m->noutputs; k++)
         m->live[m->outputs[k]] = true;
     for (int i = m->nlayers - 1; i >= 0; i--) {
-        if (!m->live[i])
-            continue;
-        for (int j = 0; j < m->layers[i].ninputs; j++) {
+        for (int j = 0; m->live[i] && j < m->layers[i].ninputs; j++) {
             ct_source_id s = m->sources[i][j];
             if (s < 0)
                 input_used[-1 - s] = true;
             else
                 m->live[s] = true;
         }
-        if (m->layers[i].shared) /* its owner's parameters are trained through it */
-            m->live[m->layers[i].shared->index] |= false;
     }
     int bad = 0;
-    for (int i = 0; i < m->nlayers; i++)
-        if (!m->live[i])
-            bad |= warn(m, m->layers[i].cfg, "layer '%s' (%s): its output reaches no model "
-                        "output, so it is not computed", m->layers[i].name,
-                        m->layers[i].kind->class_name);
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i], *app = live_application(m, i);
+        if (m->live[i])
+            continue;
+        if (app)
+            bad |= warn(m, l->cfg, "layer '%s' (%s): its own output reaches no model output, "
+                        "so it is not computed (its weights are trained through '%s')",
+                        l->name, l->kind->class_name, app->name);
+        else
+            bad |= warn(m, l->cfg, "layer '%s' (%s): its output reaches no model output, so "
+                        "it is not computed", l->name, l->kind->class_name);
+    }
     for (int k = 0; k < m->ninputs; k++)
         if (!input_used[k])
-            bad |= warn(m, m->input_nodes[k], "model input '%s'%s is not used by any layer "
-                        "that reaches an output", m->input_names[k], "");
+            bad |= warn(m, m->input_nodes[k], "model input '%s' is not used by any layer that "
+                        "reaches an output", m->input_names[k]);
     return bad ? ct_err(err, CT_ERR_NOMEM, "out of memory") : 0;
 }
 
