@@ -424,6 +424,20 @@ START_TEST(test_runtime_errors)
     ck_assert_str_eq(f.err.msg, "cb.yaml:1:46: callback 'early_stopping' monitors 'val_los', "
                                 "which this run does not report; it reports: accuracy, loss, "
                                 "learning_rate");
+    /* The same is found before training, with a suggestion where one is close. */
+    ck_assert_int_eq(ct_callbacks_check_monitors(f.cb, 3, names, &f.err), -1);
+    ck_assert_str_eq(f.err.msg, "cb.yaml:1:46: callback 'early_stopping' monitors 'val_los', "
+                                "which this run does not report; it reports: accuracy, loss, "
+                                "learning_rate");
+    static const char *const val_names[] = {"accuracy", "loss", "val_accuracy", "val_loss"};
+    ck_assert_int_eq(ct_callbacks_check_monitors(f.cb, 4, val_names, &f.err), -1);
+    ck_assert_msg(strstr(f.err.msg, "(did you mean 'val_loss'?)"), "%s", f.err.msg);
+    fx_close(&f);
+    /* Monitors the run reports, and one that nothing reads (no save_best_only), pass. */
+    ck_assert_ptr_nonnull(fx_open(&f, "{callbacks: [{type: early_stopping, monitor: "
+                                      "val_accuracy}, {type: model_checkpoint, filepath: "
+                                      "'w.h5', monitor: nothing}]}", NULL));
+    ck_assert_int_eq(ct_callbacks_check_monitors(f.cb, 4, val_names, &f.err), 0);
     fx_close(&f);
     /* The default monitor (val_loss) without validation. */
     ck_assert_ptr_nonnull(fx_open(&f, "{callbacks: [reduce_lr_on_plateau]}", NULL));

@@ -212,9 +212,39 @@ static int find_value(const callback *c, const ct_epoch_logs *logs, double *out,
     for (int i = 0; i < logs->n && at < sizeof known; i++)
         at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "",
                                logs->names[i]);
+    const char *cands[64];
+    int nc = logs->n < 63 ? logs->n : 63;
+    for (int i = 0; i < nc; i++)
+        cands[i] = logs->names[i];
+    cands[nc] = NULL;
+    const char *s = ct_suggest(c->monitor, cands);
+    char hint[96] = "";
+    if (s)
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
     return ct_node_err(err, ct_map_get(c->node, "monitor"), "callback '%s' monitors '%s', which "
-                       "this run does not report; it reports: %s", kind_names[c->kind],
-                       c->monitor, known);
+                       "this run does not report%s; it reports: %s", kind_names[c->kind],
+                       c->monitor, hint, known);
+}
+
+int ct_callbacks_check_monitors(const ct_callbacks *cbs, int n, const char *const *names,
+                                ct_error *err)
+{
+    ct_epoch_logs logs = {0, n, names, NULL};
+    for (int i = 0; cbs && i < cbs->n; i++) {
+        const callback *c = &cbs->cb[i];
+        bool uses = c->kind == CB_EARLY || c->kind == CB_REDUCE ||
+                    (c->kind == CB_CHECKPOINT && c->best_only);
+        int k = 0;
+        while (uses && k < n && strcmp(names[k], c->monitor))
+            k++;
+        if (uses && k == n) {
+            double unused;
+            logs.values = (double[]){0};
+            logs.n = n;
+            return find_value(c, &logs, &unused, err);
+        }
+    }
+    return 0;
 }
 
 /* Keras's test: better by more than min_delta in the monitored direction. */

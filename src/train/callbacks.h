@@ -29,6 +29,11 @@ typedef struct ct_epoch_logs {
     const double *values;
 } ct_epoch_logs;
 
+/* Before training: every monitor that a callback reads is one of the n names the run
+ * reports, or an error at the monitor naming the ones it does report. */
+int ct_callbacks_check_monitors(const ct_callbacks *c, int n, const char *const *names,
+                                ct_error *err);
+
 /* After an epoch: may lower the optimizer's learning rate, save files (relative paths
  * are taken in run_dir), and set *stop. */
 int ct_callbacks_epoch_end(ct_callbacks *c, ct_model *m, ct_optimizer *opt,

@@ -642,6 +642,8 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     if (st->ncols != ncols)
         return ct_err(err, CT_ERR_DATA, "the checkpoint's history has %d columns but this "
                       "experiment reports %d", st->ncols, ncols);
+    if (ct_callbacks_check_monitors(ex->callbacks, ncols, names, err) < 0)
+        return -1;
     if (open_history(s, dir, ncols, names, st, err) < 0)
         return -1;
     double values[CT_MAX_VALUES];
