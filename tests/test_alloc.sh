@@ -37,18 +37,42 @@ compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accu
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-count() {
-    CT_MALLOC_COUNT_OUT="$tmp/count" LD_PRELOAD="$shim" "$ctrain" fit -q "$tmp/m.yaml" \
-        -o "$tmp/run$1" --set "data.train.path=d$1.h5" >/dev/null 2>&1 || bad "fit on $1 rows failed"
+# A graph: fan-out into a residual add, a shared layer, a merge, two outputs.
+cat >"$tmp/g.yaml" <<'YAML'
+name: alloc_graph
+seed: 1
+data: {train: {path: d160.h5, x: train/x, y: {cls: train/y, aux: train/y}}, validation_split: 0}
+model:
+  input_shape: [64]
+  layers:
+    - {name: a, type: dense, units: 16, activation: relu}
+    - {name: b, type: dense, units: 16, activation: relu}
+    - {name: res, type: add, inputs: [a, b]}
+    - {name: again, type: shared, layer: b, inputs: res}
+    - {name: both, type: concatenate, inputs: [again, a]}
+    - {name: cls, type: dense, units: 4, activation: softmax}
+    - {name: aux, type: dense, units: 4, activation: softmax, inputs: res}
+  outputs: [cls, aux]
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy, loss_weights: {aux: 0.5}}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+count() { # CONFIG ROWS
+    CT_MALLOC_COUNT_OUT="$tmp/count" LD_PRELOAD="$shim" "$ctrain" fit -q "$tmp/$1.yaml" \
+        -o "$tmp/run$1$2" --set "data.train.path=d$2.h5" >/dev/null 2>&1 || bad "$1: fit on $2 rows failed"
     cat "$tmp/count"
 }
-set -- $(count 160)
-small=${1:-0} small_all=${2:-0}
-set -- $(count 1600)
-large=${1:-0} large_all=${2:-0}
-if [ "$small" -gt 0 ] 2>/dev/null; then ok; else bad "the shim counted nothing ($small)"; fi
-extra=$((large - small))
-if [ "$extra" -lt 10 ]; then ok; else
-    bad "180 more steps made $extra more allocations ($small for 20 steps, $large for 200)"
-fi
-finish "ctrain's own allocations: $small for 20 steps, $large for 200; all, libraries included: $small_all and $large_all"
+report=""
+for m in m g; do
+    set -- $(count $m 160)
+    small=${1:-0} small_all=${2:-0}
+    set -- $(count $m 1600)
+    large=${1:-0} large_all=${2:-0}
+    if [ "$small" -gt 0 ] 2>/dev/null; then ok; else bad "$m: the shim counted nothing ($small)"; fi
+    extra=$((large - small))
+    if [ "$extra" -lt 10 ]; then ok; else
+        bad "$m: 180 more steps made $extra more allocations ($small for 20 steps, $large for 200)"
+    fi
+    report="$report${report:+; }$m.yaml: $small for 20 steps, $large for 200 (all, libraries included: $small_all and $large_all)"
+done
+finish "ctrain's own allocations: $report"
