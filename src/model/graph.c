@@ -232,6 +232,19 @@ static int entry_kind(graph *gr, int i, const char **kind_name, ct_error *err)
     return 0;
 }
 
+/* *vp, a name or a list of names: its entries (vp itself for one name) and their count
+ * (0 for anything else). */
+static size_t name_list(const ct_node *const *vp, const ct_node *const **items)
+{
+    const ct_node *v = *vp;
+    *items = vp;
+    if (v->type == CT_NODE_SEQ) {
+        *items = (const ct_node *const *)v->items;
+        return v->len;
+    }
+    return v->type == CT_NODE_SCALAR ? 1 : 0;
+}
+
 /* ---- edges ---- */
 
 static int read_sources(graph *gr, int i, ct_error *err)
@@ -257,13 +270,9 @@ static int read_sources(graph *gr, int i, ct_error *err)
         g->src[0] = i > 0 ? i - 1 : -1;
         return 0;
     }
-    const ct_node *const *items = &in;
-    size_t n = 1;
-    if (in->type == CT_NODE_SEQ) {
-        items = (const ct_node *const *)in->items;
-        n = in->len;
-    }
-    if (n == 0 || (in->type != CT_NODE_SEQ && in->type != CT_NODE_SCALAR))
+    const ct_node *const *items;
+    size_t n = name_list(&in, &items);
+    if (n == 0)
         return ct_node_err(err, in, "inputs must name a model input or layer, or list them "
                            "such as [c1, c2]");
     g->src = malloc(n * sizeof *g->src);
@@ -409,13 +418,9 @@ static int read_outputs(graph *gr, ct_error *err)
         m->outputs[0] = gr->g[gr->n - 1].order;
         return 0;
     }
-    const ct_node *const *items = &out;
-    size_t n = 1;
-    if (out->type == CT_NODE_SEQ) {
-        items = (const ct_node *const *)out->items;
-        n = out->len;
-    }
-    if (n == 0 || (out->type != CT_NODE_SEQ && out->type != CT_NODE_SCALAR))
+    const ct_node *const *items;
+    size_t n = name_list(&out, &items);
+    if (n == 0)
         return ct_node_err(err, out, "model.outputs must name a layer or list layers such as "
                            "[label, footwear]");
     if (n > CT_MAX_IO)
