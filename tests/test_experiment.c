@@ -82,7 +82,7 @@ static const bad_case bad_cases[] = {
      "1:19: device: cuda: "},
     /* 21 duplicate layer names */
     {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: a}\n"
-     "    - {type: dense, units: 2, name: a}\n%s", "5:37: layer name 'a' is already used by layer 1"},
+     "    - {type: dense, units: 2, name: a}\n%s", "5:37: layer name 'a' is already used by the layer at line 4"},
     /* 22 a layer that is not a map */
     {"model:\n  input_shape: [4]\n  layers:\n    - dense\n%s", "4:7: each entry of model.layers must be a map"},
     /* 23 YAML syntax error */

@@ -235,6 +235,16 @@ static const graph_case graph_cases[] = {
      "    - {name: s, type: add, inputs: [c, c_b]}\n"
      "    - {name: f, type: flatten, inputs: s}\n"
      "    - {name: out, type: dense, units: 2, inputs: f}\n"},
+    /* a chain of layers applied again in one shared entry */
+    {"shared chain",
+     "model:\n  inputs: {a: {shape: [4]}, b: {shape: [4]}}\n  layers:\n"
+     "    - {name: e1, type: dense, units: 3, activation: tanh, inputs: a}\n"
+     "    - {name: e2, type: reshape, target_shape: [3, 1]}\n"
+     "    - {name: e3, type: flatten}\n"
+     "    - {name: e4, type: dense, units: 2, activation: tanh}\n"
+     "    - {name: eb, type: shared, layer: [e1, e2, e3, e4], inputs: b}\n"
+     "    - {name: s, type: multiply, inputs: [e4, eb]}\n"
+     "  outputs: [s, eb_e1]\n"},
     /* cosine similarity of two encodings */
     {"dot normalize",
      "model:\n  inputs: {p: {shape: [4]}, q: {shape: [4]}}\n  layers:\n"
@@ -428,6 +438,43 @@ START_TEST(test_chain_functional_same)
         gm_close(&g[v]);
         free(yaml[v]);
     }
+}
+END_TEST
+
+/* A shared chain is the same model as one shared entry per layer: the same nodes, names
+ * and bits. */
+START_TEST(test_shared_chain_same)
+{
+    static const char *const head =
+        "model:\n  inputs: {a: {shape: [5]}, b: {shape: [5]}}\n  layers:\n"
+        "    - {name: e1, type: dense, units: 4, activation: relu, inputs: a}\n"
+        "    - {name: e2, type: dense, units: 3, activation: tanh}\n";
+    static const char *const tail = "    - {name: d, type: subtract, inputs: [e2, r]}\n";
+    char yaml[2][1024];
+    snprintf(yaml[0], sizeof yaml[0], "%s    - {name: r, type: shared, layer: [e1, e2], "
+             "inputs: b}\n%s", head, tail);
+    snprintf(yaml[1], sizeof yaml[1], "%s    - {name: r_e1, type: shared, layer: e1, "
+             "inputs: b}\n    - {name: r, type: shared, layer: e2}\n%s", head, tail);
+    gm g[2];
+    const int64_t rows = 3;
+    for (int v = 0; v < 2; v++) {
+        gm_open(&g[v], yaml[v], 5, rows);
+        ck_assert_int_eq(g[v].m->nlayers, 5);
+        ck_assert_str_eq(g[v].m->layers[2].name, "r_e1");
+        ck_assert_str_eq(g[v].m->layers[3].name, "r");
+        ck_assert_ptr_eq(g[v].m->layers[3].shared, &g[v].m->layers[1]);
+        fill_inputs(g[v].m, rows);
+    }
+    float **r = make_r(g[0].m, rows);
+    analytic_grads(g[0].m, r, rows);
+    analytic_grads(g[1].m, r, rows);
+    const ct_tensor *o0 = ct_model_output(g[0].m, 0), *o1 = ct_model_output(g[1].m, 0);
+    ck_assert(memcmp(o0->data, o1->data, (size_t)ct_tensor_size(o0) * sizeof(float)) == 0);
+    ck_assert(memcmp(g[0].m->grads, g[1].m->grads,
+                     (size_t)g[0].m->trainable * sizeof(float)) == 0);
+    free_r(g[0].m, r);
+    for (int v = 0; v < 2; v++)
+        gm_close(&g[v]);
 }
 END_TEST
 
@@ -790,6 +837,21 @@ static const graph_err graph_errs[] = {
     /* 20 metrics naming an unknown output */
     {"reg: [mae]}", "rgg: [mae]}", NULL,
      {"13:30: unknown key 'rgg' in compile.metrics (did you mean 'reg'?)"}},
+    /* 21 a shared chain naming an unknown layer */
+    {"layer: enc,", "layer: [enc, ecn],", NULL,
+     {"5:48: shared layer 'ecn' is neither a model input nor a layer (did you mean 'enc'?)"}},
+    /* 22 a shared chain holding something other than a name */
+    {"layer: enc,", "layer: [enc, [enc]],", NULL,
+     {"5:48: shared layer 'enc_r': `layer` names the layer to apply again, or lists a chain "
+      "of them such as [enc1, enc2]"}},
+    /* 23 a chain whose node would take a name already used */
+    {NULL, NULL,
+     "model:\n  inputs: {a: {shape: [4]}}\n  layers:\n"
+     "    - {name: d, type: dense, units: 4, inputs: a}\n"
+     "    - {name: s_d, type: dense, units: 4, inputs: a}\n"
+     "    - {name: s, type: shared, layer: [d, d], inputs: s_d}\n"
+     "compile: {loss: mse}\n",
+     {"6:39: the chain's layer would be named 's_d', which is already used"}},
 };
 
 #define N_GRAPH_ERR (int)(sizeof graph_errs / sizeof graph_errs[0])
@@ -1017,6 +1079,7 @@ static Suite *suite(void)
     TCase *p = tcase_create("plan");
     tcase_add_test(p, test_chain_two_buffers);
     tcase_add_test(p, test_chain_functional_same);
+    tcase_add_test(p, test_shared_chain_same);
     tcase_add_test(p, test_fanout_plan);
     suite_add_tcase(s, p);
     TCase *e = tcase_create("errors");

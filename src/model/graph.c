@@ -20,6 +20,7 @@ typedef struct gnode {
     ct_source_id *src;         /* sources; a layer id here is a config index until sorted */
     const ct_node *in_node;    /* the `inputs` value, for positions (may be NULL) */
     int order;                 /* position in the topological order */
+    int part, parts;           /* a `shared` entry applying a chain: this node's place in it */
 } gnode;
 
 typedef struct graph {
@@ -165,8 +166,8 @@ static void auto_name(const graph *gr, int i, const ct_layer_kind *kind, const c
 {
     gnode *g = &gr->g[i];
     int count = 0;
-    for (int j = 0; j < i; j++)
-        count += gr->g[j].kind == kind;
+    for (int j = 0; j < i; j++) /* a chain's entry counts once */
+        count += gr->g[j].kind == kind && gr->g[j].part == gr->g[j].parts - 1;
     for (;; count++) {
         if (count == 0)
             snprintf(g->name, sizeof g->name, "%s", kind_name);
@@ -196,8 +197,8 @@ static int entry_name(graph *gr, int i, const char *kind_name, ct_error *err)
     }
     for (int j = 0; j < i; j++)
         if (!strcmp(gr->g[j].name, g->name))
-            return ct_node_err(err, ct_map_get(cfg, "name"),
-                               "layer name '%s' is already used by layer %d", g->name, j + 1);
+            return ct_node_err(err, ct_map_get(cfg, "name"), "layer name '%s' is already used "
+                               "by the layer at line %d", g->name, gr->g[j].cfg->line);
     for (int k = 0; k < gr->m->ninputs; k++)
         if (!strcmp(gr->m->input_names[k], g->name))
             return ct_node_err(err, ct_map_get(cfg, "name"),
@@ -250,9 +251,9 @@ static size_t name_list(const ct_node *const *vp, const ct_node *const **items)
 static int read_sources(graph *gr, int i, ct_error *err)
 {
     gnode *g = &gr->g[i];
-    const ct_node *in = ct_map_get(g->cfg, "inputs");
+    const ct_node *in = g->part ? NULL : ct_map_get(g->cfg, "inputs");
     g->in_node = in;
-    if (!in) { /* the layer listed before, or the model's one input */
+    if (!in) { /* the layer listed before (a chain's part before), or the model's input */
         if (i == 0 && gr->m->ninputs != 1) {
             char list[MAX_NAMES_LISTED];
             const char *cands[CT_MAX_IO + 1];
@@ -293,17 +294,27 @@ static int read_sources(graph *gr, int i, ct_error *err)
     return 0;
 }
 
+/* The `layer` a shared node applies: the entry's name, or the chain's part-th. */
+static const ct_node *shared_target(const gnode *g)
+{
+    const ct_node *v = ct_map_get(g->cfg, "layer");
+    return v && v->type == CT_NODE_SEQ ? v->items[g->part] : v;
+}
+
 static int read_owner(graph *gr, int i, ct_error *err)
 {
     gnode *g = &gr->g[i];
     static const char *const keys[] = {"type", "name", "layer", "inputs", NULL};
     char what[CT_NAME_MAX + 32];
     snprintf(what, sizeof what, "shared layer '%s'", g->name);
-    const char *target;
     if (ct_cfg_check_keys(g->cfg, keys, what, err) < 0 ||
-        ct_cfg_string(g->cfg, "layer", NULL, &target, err) < 0)
+        ct_cfg_require(g->cfg, "layer", what, err) < 0)
         return -1;
-    const ct_node *at = ct_map_get(g->cfg, "layer");
+    const ct_node *at = shared_target(g);
+    if (at->type != CT_NODE_SCALAR)
+        return ct_node_err(err, at, "%s: `layer` names the layer to apply again, or lists a "
+                           "chain of them such as [enc1, enc2]", what);
+    const char *target = at->scalar;
     int id = find_name(gr, target);
     if (id == NOT_FOUND)
         return unknown_name(gr, at, target, "shared layer", err);
@@ -657,6 +668,49 @@ static int place(graph *gr, const int *order, ct_error *err)
     return mark_live(m, err);
 }
 
+/* Nodes an entry of model.layers makes: one, or one per layer of a shared chain. */
+static int chain_length(const ct_node *entry)
+{
+    const ct_node *type = ct_map_get(entry, "type"), *layer = ct_map_get(entry, "layer");
+    bool shared = type && type->type == CT_NODE_SCALAR &&
+                  (!strcmp(type->scalar, "shared") || !strcmp(type->scalar, "Shared"));
+    return shared && layer && layer->type == CT_NODE_SEQ && layer->len > 0 ? (int)layer->len : 1;
+}
+
+/* Nodes i .. i + parts - 1 from one entry. A chain's last node takes the entry's name; the
+ * others "<name>_<layer>", so later entries can name them too. */
+static int read_entry(graph *gr, int i, int parts, ct_node *entry, ct_error *err)
+{
+    const char *kind_name = "";
+    int last = i + parts - 1;
+    for (int p = 0; p < parts; p++) {
+        gnode *g = &gr->g[i + p];
+        g->cfg = entry;
+        g->part = p;
+        g->parts = parts;
+        if (entry_kind(gr, i + p, &kind_name, err) < 0)
+            return -1;
+    }
+    if (entry_name(gr, last, kind_name, err) < 0)
+        return -1;
+    for (int p = 0; p < parts - 1; p++) {
+        gnode *g = &gr->g[i + p];
+        const ct_node *t = shared_target(g);
+        char name[2 * CT_NAME_MAX];
+        snprintf(name, sizeof name, "%s_%s", gr->g[last].name,
+                 t->type == CT_NODE_SCALAR ? t->scalar : "part");
+        if (!valid_name(name))
+            return ct_node_err(err, t, "the chain's layer '%s' would be named '%s': give the "
+                               "entry a shorter name", t->type == CT_NODE_SCALAR ? t->scalar : "",
+                               name);
+        if (find_name(gr, name) != NOT_FOUND)
+            return ct_node_err(err, t, "the chain's layer would be named '%s', which is "
+                               "already used", name);
+        snprintf(g->name, sizeof g->name, "%s", name);
+    }
+    return 0;
+}
+
 int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
 {
     graph gr = {m, cfg, 0, NULL, false};
@@ -666,18 +720,20 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
     ct_node *layers = ct_map_get(cfg, "layers");
     if (layers->type != CT_NODE_SEQ || layers->len == 0)
         return ct_node_err(err, layers, "model.layers must be a non-empty list of layers");
-    gr.n = (int)layers->len;
+    gr.n = 0;
+    for (size_t e = 0; e < layers->len; e++)
+        gr.n += chain_length(layers->items[e]);
     gr.g = calloc((size_t)gr.n, sizeof *gr.g);
     order = calloc((size_t)gr.n, sizeof *order);
     if (!gr.g || !order) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < gr.n; i++) {
-        const char *kind_name = "";
-        gr.g[i].cfg = layers->items[i];
-        if (entry_kind(&gr, i, &kind_name, err) < 0 || entry_name(&gr, i, kind_name, err) < 0)
+    for (int e = 0, i = 0; e < (int)layers->len; e++) {
+        int parts = chain_length(layers->items[e]);
+        if (read_entry(&gr, i, parts, layers->items[e], err) < 0)
             goto done;
+        i += parts;
     }
     for (int i = 0; i < gr.n; i++)
         if ((!gr.g[i].kind && read_owner(&gr, i, err) < 0) || read_sources(&gr, i, err) < 0)
