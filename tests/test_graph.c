@@ -441,6 +441,49 @@ START_TEST(test_chain_functional_same)
 }
 END_TEST
 
+/* An inference plan (evaluate, predict) gives the training plan's outputs bit for bit; a
+ * chain's activations then alternate between two buffers, and no gradient has one. */
+START_TEST(test_inference_plan)
+{
+    for (int c = 0; c <= N_GRAPH; c++) {
+        char *chain = c == N_GRAPH ? chain_yaml(false) : NULL;
+        gm g;
+        const int64_t rows = 3;
+        gm_open(&g, chain ? chain : graph_cases[c].yaml, 4, rows);
+        ct_model *m = g.m;
+        ct_pass pass = {.training = false, .seed = 1, .step = 0};
+        fill_inputs(m, rows);
+        ct_model_forward(m, &pass, rows);
+        float *want[CT_MAX_IO];
+        for (int k = 0; k < m->noutputs; k++) {
+            const ct_tensor *o = ct_model_output(m, k);
+            want[k] = malloc((size_t)ct_tensor_size(o) * sizeof(float));
+            memcpy(want[k], o->data, (size_t)ct_tensor_size(o) * sizeof(float));
+        }
+        ck_assert_int_eq(ct_model_plan_inference(m, rows, &g.err), 0);
+        fill_inputs(m, rows);
+        ct_model_forward(m, &pass, rows);
+        for (int k = 0; k < m->noutputs; k++) {
+            const ct_tensor *o = ct_model_output(m, k);
+            ck_assert_msg(memcmp(want[k], o->data, (size_t)ct_tensor_size(o) * sizeof(float)) == 0,
+                          "case %d output %d differs", c, k);
+            free(want[k]);
+        }
+        for (int i = 0; i < m->nlayers; i++)
+            ck_assert_ptr_null(m->dout[i].data);
+        for (int i = 2; chain && i < m->nlayers; i++)
+            ck_assert_ptr_eq(m->out[i].data, m->out[i - 2].data);
+        if (chain)
+            ck_assert_ptr_ne(m->out[0].data, m->out[1].data);
+        /* Training again plans gradients again. */
+        ck_assert_int_eq(ct_model_plan(m, rows, &g.err), 0);
+        ck_assert_ptr_nonnull(m->dout[0].data);
+        gm_close(&g);
+        free(chain);
+    }
+}
+END_TEST
+
 /* A shared chain is the same model as one shared entry per layer: the same nodes, names
  * and bits. */
 START_TEST(test_shared_chain_same)
@@ -1080,6 +1123,7 @@ static Suite *suite(void)
     tcase_add_test(p, test_chain_two_buffers);
     tcase_add_test(p, test_chain_functional_same);
     tcase_add_test(p, test_shared_chain_same);
+    tcase_add_test(p, test_inference_plan);
     tcase_add_test(p, test_fanout_plan);
     suite_add_tcase(s, p);
     TCase *e = tcase_create("errors");

@@ -35,7 +35,8 @@ struct ct_plan {
     ct_tensor loss_grad[CT_MAX_IO]; /* where output k's loss writes (data NULL: nowhere) */
 };
 
-int ct_plan_make(ct_model *m, int64_t max_batch, ct_error *err);
+/* training false: forward only (no gradient buffers; activations shared by lifetime). */
+int ct_plan_make(ct_model *m, int64_t max_batch, bool training, ct_error *err);
 void ct_plan_free(ct_model *m);
 
 #endif

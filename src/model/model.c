@@ -302,12 +302,13 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
     }
 }
 
-int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
+static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
 {
-    if (m->max_batch == max_batch && m->buffers)
+    if (m->max_batch == max_batch && m->buffers && m->planned_training == training)
         return 0;
     m->be->free(m->buffers);
     m->buffers = NULL;
+    m->max_batch = 0;
     ct_plan_free(m);
     free(m->out);
     free(m->dout);
@@ -315,12 +316,23 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
     m->dout = calloc((size_t)m->nlayers, sizeof *m->dout);
     if (!m->out || !m->dout)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    if (ct_plan_make(m, max_batch, err) < 0)
+    if (ct_plan_make(m, max_batch, training, err) < 0)
         return -1;
     /* Layers that reach no output are never computed; their gradients stay zero. */
     m->be->fill(m->grads, m->trainable + m->shadow, 0.0f);
     m->max_batch = max_batch;
+    m->planned_training = training;
     return 0;
+}
+
+int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
+{
+    return plan(m, max_batch, true, err);
+}
+
+int ct_model_plan_inference(ct_model *m, int64_t max_batch, ct_error *err)
+{
+    return plan(m, max_batch, false, err);
 }
 
 static void set_rows(ct_model *m, int64_t rows)

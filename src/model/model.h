@@ -54,6 +54,7 @@ typedef struct ct_model {
     /* Planned buffers: inputs[k] is input k's batch (set by the caller), out[i] layer i's
      * output, dout[i] its gradient (NULL data when none is needed). */
     int64_t max_batch;
+    bool planned_training;     /* the current plan has gradient buffers */
     ct_tensor inputs[CT_MAX_IO];
     ct_tensor *out, *dout;
     struct ct_plan *plan;      /* per-layer input lists and gradient sums (plan.c) */
@@ -96,6 +97,10 @@ void ct_model_free(ct_model *m);
  * parameter index only. */
 void ct_model_init_params(ct_model *m, uint64_t seed);
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err);
+/* A plan for ct_model_forward alone (evaluate, predict): no gradient buffers, and outputs
+ * that are no longer read share their memory, so a chain keeps two. Calling
+ * ct_model_plan later plans for training again. */
+int ct_model_plan_inference(ct_model *m, int64_t max_batch, ct_error *err);
 /* Forward over rows of m->inputs[k].data (already filled); returns the first output
  * (ct_model_output for the others). */
 const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows);

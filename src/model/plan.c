@@ -8,7 +8,10 @@
  * feeds a layer, a layer taking the same tensor twice), the first writes the gradient and
  * each later one writes a temporary that is then added in, in a fixed order. Views
  * (flatten, reshape) alias their input's buffers, so their consumers count as consumers
- * of the tensor they view. */
+ * of the tensor they view.
+ *
+ * A plan for inference alone (evaluate, predict) keeps no gradients and shares the
+ * activations by lifetime as well. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,7 @@ typedef struct planner {
     span *spans;
     int nspans;
     int *tmp_span;        /* per temporary: its span */
+    int *aspan;           /* inference: per layer, its output's span (forward steps), or -1 */
 } planner;
 
 static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer; }
@@ -209,7 +213,8 @@ static int too_big(int64_t max_batch, int64_t total, bool overflow, ct_error *er
     return 0;
 }
 
-static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *lay, bool *overflow)
+static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *lay,
+                          bool training, bool *overflow)
 {
     int64_t total = 0;
     bool bad = max_batch < 1 || max_batch > INT64_MAX / 2;
@@ -219,7 +224,8 @@ static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *la
         const ct_layer *l = &m->layers[i];
         if (!computed(m, i))
             continue;
-        bad |= !add_floats(&total, max_batch, ct_shape_size(&l->out_shape));
+        if (training)
+            bad |= !add_floats(&total, max_batch, ct_shape_size(&l->out_shape));
         if (l->kind->scratch_floats)
             bad |= !add_floats(&total, 1, l->kind->scratch_floats(l, max_batch));
     }
@@ -245,8 +251,10 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
         m->dout[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev};
         if (!computed(m, i))
             continue;
-        m->out[i].data = at;
-        at += aligned(max_batch * ct_shape_size(&l->out_shape));
+        if (p->aspan[i] < 0) { /* training: every output kept */
+            m->out[i].data = at;
+            at += aligned(max_batch * ct_shape_size(&l->out_shape));
+        }
         if (l->kind->scratch_floats) {
             l->scratch = at;
             at += aligned(l->kind->scratch_floats(l, max_batch));
@@ -256,6 +264,9 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
         slot_at[k] = at;
         at += aligned(max_batch * lay->slot_size[k]);
     }
+    for (int i = 0; i < m->nlayers; i++)
+        if (p->aspan[i] >= 0)
+            m->out[i].data = slot_at[p->spans[p->aspan[i]].slot];
     for (int i = 0; i < m->nlayers; i++) {
         int r = p->root[i];
         if (r >= 0 && p->gspan[r] >= 0)
@@ -307,6 +318,7 @@ static void work_free(plan_work *w)
     free(w->p.gspan);
     free(w->p.spans);
     free(w->p.tmp_span);
+    free(w->p.aspan);
     free(w->e.dx_tmp);
     free(w->e.tmp_into);
     free(w->e.tmp_src);
@@ -325,6 +337,7 @@ static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
     w->p.gspan = malloc(n * sizeof *w->p.gspan);
     w->p.spans = calloc(spans, sizeof *w->p.spans);
     w->p.tmp_span = calloc(spans, sizeof *w->p.tmp_span);
+    w->p.aspan = malloc(n * sizeof *w->p.aspan);
     w->e.dx_tmp = calloc(edges + 1, sizeof *w->e.dx_tmp);
     w->e.tmp_into = calloc(spans, sizeof *w->e.tmp_into);
     w->e.tmp_src = calloc(spans, sizeof *w->e.tmp_src);
@@ -334,11 +347,40 @@ static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
     w->slot_at = calloc(spans, sizeof *w->slot_at);
     if (!w->p.root || !w->p.written || !w->p.gspan || !w->p.spans || !w->p.tmp_span ||
         !w->e.dx_tmp || !w->e.tmp_into || !w->e.tmp_src || !w->e.tmp_after ||
-        !w->lay.slot_size || !w->lay.slot_end || !w->slot_at)
+        !w->lay.slot_size || !w->lay.slot_end || !w->slot_at || !w->p.aspan)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        w->p.gspan[i] = -1;
+        w->p.gspan[i] = w->p.aspan[i] = -1;
     return 0;
+}
+
+/* Inference: no gradients; each computed layer's output lives from its layer's step to the
+ * last step that reads it (through views too), an output's to the end, so a chain needs
+ * two buffers. */
+static void plan_activations(planner *p, edges *e)
+{
+    ct_model *m = p->m;
+    int *last = p->gspan; /* borrowed: no gradient spans in this mode */
+    for (int i = 0; i < m->nlayers; i++)
+        last[i] = i;
+    for (int j = 0; j < m->nlayers; j++)
+        for (int k = 0; m->live[j] && k < m->layers[j].ninputs; k++) {
+            ct_source_id s = m->sources[j][k];
+            if (s >= 0 && p->root[s] >= 0 && last[p->root[s]] < j)
+                last[p->root[s]] = j;
+        }
+    for (int k = 0; k < m->noutputs; k++)
+        if (p->root[m->outputs[k]] >= 0)
+            last[p->root[m->outputs[k]]] = m->nlayers;
+    for (int i = 0; i < m->nlayers; i++)
+        if (computed(m, i))
+            p->aspan[i] = add_span(p, i, last[i], ct_shape_size(&m->layers[i].out_shape));
+    for (int i = 0; i < m->nlayers; i++)
+        p->gspan[i] = -1;
+    for (int t = 0; t < m->plan->xat[m->nlayers]; t++)
+        e->dx_tmp[t] = -2;
+    for (int k = 0; k < m->noutputs; k++)
+        e->loss_tmp[k] = -2;
 }
 
 static void find_roots(const ct_model *m, int *root)
@@ -349,7 +391,7 @@ static void find_roots(const ct_model *m, int *root)
     }
 }
 
-int ct_plan_make(ct_model *m, int64_t max_batch, ct_error *err)
+int ct_plan_make(ct_model *m, int64_t max_batch, bool training, ct_error *err)
 {
     plan_work w;
     memset(&w, 0, sizeof w);
@@ -358,7 +400,10 @@ int ct_plan_make(ct_model *m, int64_t max_batch, ct_error *err)
     if (plan_alloc_lists(m, err) < 0 || work_alloc(&w, m, err) < 0)
         goto done;
     find_roots(m, w.p.root);
-    plan_writes(&w.p, &w.e, &ntmp);
+    if (training)
+        plan_writes(&w.p, &w.e, &ntmp);
+    else
+        plan_activations(&w.p, &w.e);
     struct ct_plan *pl = m->plan;
     pl->ntmp = ntmp;
     pl->tmp = calloc((size_t)ntmp + 1, sizeof *pl->tmp);
@@ -385,13 +430,13 @@ int ct_plan_make(ct_model *m, int64_t max_batch, ct_error *err)
     for (int i = 0; i < w.p.nspans; i++)
         by_start[i] = sorted[i].slot;
     w.lay.nslots = assign_slots(sorted, w.p.nspans, w.lay.slot_size, w.lay.slot_end,
-                                m->keep_gradients);
+                                training && m->keep_gradients);
     for (int i = 0; i < w.p.nspans; i++)
         w.p.spans[by_start[i]].slot = sorted[i].slot;
     free(by_start);
     free(sorted);
     bool overflow;
-    int64_t total = plan_total(m, max_batch, &w.lay, &overflow);
+    int64_t total = plan_total(m, max_batch, &w.lay, training, &overflow);
     if (too_big(max_batch, total, overflow, err) < 0)
         goto done;
     m->buffers = m->be->alloc((size_t)(total ? total : 1) * sizeof(float));

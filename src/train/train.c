@@ -824,7 +824,7 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     else if (!ex->test.given)
         return ct_err(err, CT_ERR_USAGE, "%s has no data.test; name a file with --data", ex->path);
     ct_set_threads(ex->threads);
-    if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
+    if (ct_model_plan_inference(ex->model, ex->batch_size, err) < 0)
         return -1;
     ct_dataset *ds = ct_experiment_open_source(ex, &src, path ? path : "data.test", err);
     if (!ds)
@@ -875,7 +875,7 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     source_for(ex, &src, input, x, NULL);
     src.y[0] = NULL;
     ct_set_threads(ex->threads);
-    if (ct_model_plan(ex->model, ex->batch_size, err) < 0)
+    if (ct_model_plan_inference(ex->model, ex->batch_size, err) < 0)
         return -1;
     ct_dataset *ds = ct_experiment_open_source(ex, &src, input, err);
     if (!ds)
