@@ -11,8 +11,8 @@
  * rows, shuffled block order and shuffled within each block. The order of an epoch depends
  * only on (seed, epoch). With ct_loader_prefetch a streaming loader's reader thread reads
  * the next batch while the caller works on the current one; the batches are the same
- * either way. ct_loader_next uses ct_parallel_for, so it must be called from the thread
- * that owns the worker pool.
+ * either way. ct_loader_next(_multi) uses ct_parallel_for, so it must be called from the
+ * thread that owns the worker pool.
  *
  * The single-member functions (ct_dataset_open, ct_dataset_x_shape, ct_loader_next, ...)
  * act on x member 0 and y member 0.
