@@ -53,7 +53,7 @@ static int check_input_size(const ct_shape *s, const ct_node *at, const char *wh
         if (__builtin_mul_overflow(size, s->dim[i], &size))
             return ct_node_err(err, at, "%s holds more than 2^63 values per sample; that is "
                                "more than ctrain can allocate", what);
-    if (size > CT_MAX_SAMPLE_FLOATS)
+    if (size > CT_MAX_FLOATS)
         return ct_node_err(err, at, "%s holds %" PRId64 " values per sample; that is more "
                            "than ctrain can allocate", what, size);
     return 0;

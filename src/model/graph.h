@@ -5,8 +5,9 @@
 
 #include "model.h"
 
-/* Values per sample past which an input or output is refused before anything is sized. */
-#define CT_MAX_SAMPLE_FLOATS (INT64_C(1) << 34)
+/* Floats past which a sample, a layer's parameters or the parameter block are refused
+ * before anything is sized. */
+#define CT_MAX_FLOATS (INT64_C(1) << 34)
 
 /* Reads model.inputs / input_shape, model.layers and model.outputs into m (layers in
  * topological order, configured and built, m->sources, m->live, m->functional,

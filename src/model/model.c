@@ -10,9 +10,6 @@
 #include "progress.h"
 #include "rng.h"
 
-/* Refuse models whose buffers would exceed this many floats before allocating anything. */
-#define CT_MAX_FLOATS (INT64_C(1) << 34)
-
 /* Trainable parameters first, so optimizers step one contiguous prefix of the block. */
 static int layout_params(ct_model *m, ct_error *err)
 {

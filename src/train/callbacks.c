@@ -204,7 +204,7 @@ static int find_value(const callback *c, const ct_epoch_logs *logs, double *out,
 {
     for (int i = 0; i < logs->n; i++)
         if (!strcmp(logs->names[i], c->monitor)) {
-            *out = logs->values[i];
+            *out = logs->values ? logs->values[i] : 0;
             return 0;
         }
     char known[512] = "";
@@ -229,20 +229,14 @@ static int find_value(const callback *c, const ct_epoch_logs *logs, double *out,
 int ct_callbacks_check_monitors(const ct_callbacks *cbs, int n, const char *const *names,
                                 ct_error *err)
 {
-    ct_epoch_logs logs = {0, n, names, NULL};
+    ct_epoch_logs logs = {0, n, names, NULL}; /* names only: find_value reads no value */
+    double unused;
     for (int i = 0; cbs && i < cbs->n; i++) {
         const callback *c = &cbs->cb[i];
         bool uses = c->kind == CB_EARLY || c->kind == CB_REDUCE ||
                     (c->kind == CB_CHECKPOINT && c->best_only);
-        int k = 0;
-        while (uses && k < n && strcmp(names[k], c->monitor))
-            k++;
-        if (uses && k == n) {
-            double unused;
-            logs.values = (double[]){0};
-            logs.n = n;
-            return find_value(c, &logs, &unused, err);
-        }
+        if (uses && find_value(c, &logs, &unused, err) < 0)
+            return -1;
     }
     return 0;
 }

@@ -20,12 +20,6 @@
 
 #define CT_MAX_VALUES (2 * CT_MAX_REPORTED + 1)
 
-static int value_names(const ct_experiment *ex, const char **names, const char *prefix,
-                       char (*store)[64])
-{
-    return ct_experiment_value_names(ex, names, prefix, store);
-}
-
 /* Losses and metrics act on the last axis; any axes before it are positions, each scored
  * like a sample (Keras averages over them). */
 static int64_t classes(const ct_experiment *ex, int k)
@@ -552,7 +546,7 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
         return 0;
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
-    int n = value_names(ex, names, "", store);
+    int n = ct_experiment_value_names(ex, names, "", store);
     fprintf(out, "Test (%lld samples):", (long long)ct_dataset_rows(s->test_ds));
     for (int i = 0; i < n; i++) {
         char v[32];
@@ -634,8 +628,8 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     const char *backup = ct_callbacks_backup_dir(ex->callbacks);
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
-    int ntrain = value_names(ex, names, "", store);
-    int nval = s->val ? value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
+    int ntrain = ct_experiment_value_names(ex, names, "", store);
+    int nval = s->val ? ct_experiment_value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
     /* history.csv also records the learning rate at each epoch's end, as Keras logs it */
     int ncols = ntrain + nval + 1;
     names[ncols - 1] = "learning_rate";
@@ -723,7 +717,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
     /* the values each epoch reports (twice with validation), and the learning rate */
-    st.ncols = value_names(ex, names, "", store) * (s.val ? 2 : 1) + 1;
+    st.ncols = ct_experiment_value_names(ex, names, "", store) * (s.val ? 2 : 1) + 1;
     /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
     const char *backup = ct_callbacks_backup_dir(ex->callbacks);
     char backup_ckpt[4200] = "";
@@ -847,7 +841,7 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     /* Loss first for callers, then the metrics and per-output losses as reported; the
      * names live as long as the experiment. */
     const char *reported[CT_MAX_VALUES];
-    int nv = value_names(ex, reported, "", ex->name_store);
+    int nv = ct_experiment_value_names(ex, reported, "", ex->name_store);
     int n = 0;
     if (n < max) {
         names[n] = reported[nv - 1];
