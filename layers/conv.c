@@ -201,7 +201,7 @@ typedef struct conv_state {
     /* from build */
     ct_window win;
     int64_t cg, fg, kdim;   /* channels and filters per group, patch length per group */
-    bool direct;            /* 1x1, stride 1, one group: x is its own patch matrix */
+    bool pointwise;           /* 1x1, stride 1, one group: x is its own patch matrix */
 } conv_state;
 
 static const char *const conv_keys[] = {
@@ -283,8 +283,17 @@ static int conv_build(ct_layer *l, ct_error *err)
     s->cg = w->in_c / s->groups;
     s->fg = s->filters / s->groups;
     s->kdim = w->k_h * w->k_w * s->cg;
-    s->direct = w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 &&
+    s->pointwise = w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 &&
                 s->groups == 1;
+    if (s->pointwise) {
+        l->algo = "gemm";
+    } else {
+        ct_conv_algo a = l->be->conv_algorithm
+                             ? l->be->conv_algorithm(w, s->groups, s->filters, l->conv_algo)
+                             : CT_CONV_IM2COL;
+        s->win.algo = (int)a;
+        l->algo = ct_conv_algo_name(a);
+    }
     l->out_shape = ct_conv_out_shape(s->rank, w->out_h, w->out_w, s->filters);
     int64_t kd[4] = {w->k_h, w->k_w, s->cg, s->filters};
     ct_shape ks = s->rank == 1 ? ct_shape_make(3, kd + 1) : ct_shape_make(4, kd);
@@ -304,7 +313,7 @@ static int64_t conv_scratch(const ct_layer *l, int64_t max_batch)
 {
     const conv_state *s = l->state;
     int64_t n = ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
-    if (!s->direct)
+    if (!s->pointwise)
         n += l->be->conv_workspace(&s->win, s->groups, s->filters, max_batch);
     return n;
 }
@@ -325,7 +334,7 @@ static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     const int64_t n = x->rows * conv_positions(s);
     const float *bias = s->use_bias ? l->params[1].value : NULL;
     float *z = ct_tail_target(l, s->act, y->data);
-    if (s->direct) {
+    if (s->pointwise) {
         be->gemm(false, false, n, s->filters, s->win.in_c, 1.0f, x->data, s->win.in_c,
                  l->params[0].value, s->filters, 0.0f, z, s->filters);
         ct_tail_forward(l, s->act, bias, z, y->data, n, s->filters);
@@ -339,7 +348,7 @@ static void conv_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
         be->act_forward(s->act, z, y->data, n, s->filters);
 }
 
-static void conv_backward_direct(const ct_layer *l, const ct_tensor *x, const float *dz,
+static void conv_backward_pointwise(const ct_layer *l, const ct_tensor *x, const float *dz,
                                  ct_tensor *dx)
 {
     const conv_state *s = l->state;
@@ -365,9 +374,9 @@ static void conv_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     const ct_backend *be = l->be;
     const int64_t n = x->rows * conv_positions(s);
     float *dz = dy->data, *db = s->use_bias ? l->params[1].grad : NULL;
-    if (s->direct) {
+    if (s->pointwise) {
         ct_tail_backward(l, s->act, l->scratch, y->data, dz, db, n, s->filters);
-        conv_backward_direct(l, x, dz, dx);
+        conv_backward_pointwise(l, x, dz, dx);
         return;
     }
     /* An activation kept outside the fused op is differentiated first. */

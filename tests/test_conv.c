@@ -3,6 +3,7 @@
  * loops in double, output shapes, finite-difference gradients, config errors. */
 #include <time.h>
 
+#include "backend_cpu_direct.h"
 #include "layertest.h"
 #include "parallel.h"
 
@@ -24,7 +25,14 @@ static const ct_layer_kind *kind_find(const char *name)
 
 /* ---- harness ---------------------------------------------------------------------- */
 
-static void lt_bind(ct_layer *l, const char *type) { l->kind = kind_find(type); }
+/* The convolution algorithm the next layer set up asks for. */
+static ct_conv_algo lt_algo = CT_CONV_AUTO;
+
+static void lt_bind(ct_layer *l, const char *type)
+{
+    l->kind = kind_find(type);
+    l->conv_algo = lt_algo;
+}
 
 static void lt_fill(ct_param *p, int i, int64_t n) { lt_fill_uniform(p, i, n); }
 
@@ -603,6 +611,197 @@ START_TEST(test_conv2d_threads_same_bits)
 }
 END_TEST
 
+/* ---- the direct algorithm ------------------------------------------------------------ */
+
+/* Every got[i] within tol * max(1, the largest |want|) of want[i]. */
+static void arrays_close(const float *got, const float *want, int64_t n, double tol,
+                         const char *what)
+{
+    double scale = 1.0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%lld]: direct %.8g, im2col %.8g",
+                      what, (long long)i, got[i], want[i]);
+}
+
+/* One layer built twice, with im2col and with direct, on the same parameters. */
+typedef struct algo_pair {
+    lt t[2];
+} algo_pair;
+
+static void pair_setup(algo_pair *p, const char *yaml, int ndim, const int64_t *dims,
+                       int64_t rows)
+{
+    static const ct_conv_algo algos[2] = {CT_CONV_IM2COL, CT_CONV_DIRECT};
+    for (int a = 0; a < 2; a++) {
+        lt_algo = algos[a];
+        conv_ok(&p->t[a], yaml, ndim, dims, rows);
+    }
+    lt_algo = CT_CONV_AUTO;
+    ck_assert_str_eq(p->t[0].l.algo, "im2col");
+}
+
+/* Forward and backward of both on the same data: the outputs and every gradient agree to
+ * 1e-5 of the largest value of each. */
+static void compare_backward(algo_pair *p, int64_t rows)
+{
+    ct_layer *l0 = &p->t[0].l, *l1 = &p->t[1].l;
+    int64_t nin = rows * ct_shape_size(&l0->in_shape), nout = rows * ct_shape_size(&l0->out_shape);
+    float *x = fvec(nin), *y[2], *dy[2], *dx[2], *dyc = fvec(nout);
+    tu_fill(x, nin, 41, -1.0f, 1.0f);
+    tu_fill(dyc, nout, 42, -1.0f, 1.0f);
+    for (int a = 0; a < 2; a++) {
+        ct_layer *l = &p->t[a].l;
+        y[a] = fvec(nout), dy[a] = fvec(nout), dx[a] = fvec(nin);
+        memcpy(dy[a], dyc, (size_t)nout * sizeof(float));
+        ct_tensor tx = tensor(x, rows, l->in_shape), ty = tensor(y[a], rows, l->out_shape);
+        ct_tensor tdy = tensor(dy[a], rows, l->out_shape), tdx = tensor(dx[a], rows, l->in_shape);
+        lt_forward(l, &infer_pass, &tx, &ty);
+        lt_backward(l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    }
+    arrays_close(y[1], y[0], nout, 1e-5, "y");
+    arrays_close(dx[1], dx[0], nin, 1e-5, "dx");
+    for (int q = 0; q < l0->nparams; q++)
+        arrays_close(l1->params[q].grad, l0->params[q].grad, ct_shape_size(&l0->params[q].shape),
+                     1e-5, l0->params[q].name);
+    for (int a = 0; a < 2; a++)
+        free(y[a]), free(dy[a]), free(dx[a]);
+    free(x), free(dyc);
+}
+
+static void direct_case(const char *yaml, int ndim, const int64_t *dims, const geo *g,
+                        int64_t rows, bool relu, bool grads)
+{
+    algo_pair p;
+    pair_setup(&p, yaml, ndim, dims, rows + 2);
+    int vw = ct_cpu_direct_width();
+    const char *want = vw > 0 && g->f % vw == 0 ? "direct" : "im2col";
+    ck_assert_msg(!strcmp(p.t[1].l.algo, want), "%s: algorithm %s, want %s", yaml,
+                  p.t[1].l.algo, want);
+    check_forward(&p.t[1], g, ref_conv, rows, relu);
+    compare_backward(&p, rows);
+    if (grads)
+        gradcheck(&p.t[1], rows);
+    lt_free(&p.t[0]);
+    lt_free(&p.t[1]);
+}
+
+/* Direct convolution on the shapes it takes (filters a multiple of the vector width):
+ * values against the double reference, every gradient against im2col's and, on a few,
+ * against finite differences. Where the CPU has no kernels (width 0), it must fall back
+ * to im2col, which the same checks then cover. */
+static void direct_cases(void);
+
+START_TEST(test_conv2d_direct)
+{
+    int cpu = ct_cpu_direct_width();
+    if (cpu == 0)
+        fprintf(stderr, "test_conv2d_direct: this CPU has no direct kernels (no AVX2+FMA); "
+                        "checking the fallback to im2col only\n");
+    /* every width the CPU runs, then none (the fallback) */
+    static const int widths[] = {16, 8, 0};
+    for (int i = 0; i < 3; i++) {
+        if (widths[i] > cpu)
+            continue;
+        ck_assert_int_eq(ct_cpu_direct_use_width(widths[i]), widths[i]);
+        direct_cases();
+    }
+    ct_cpu_direct_use_width(cpu);
+}
+END_TEST
+
+static void direct_cases(void)
+{
+    /* the first layer of an image model: one channel, same padding */
+    int64_t in1[3] = {9, 11, 1};
+    geo g = {.h = 9, .w = 11, .c = 1, .kh = 3, .kw = 3, .f = 16, .sh = 1, .sw = 1, .dh = 1,
+             .dw = 1, .pt = 1, .pl = 1, .oh = 9, .ow = 11, .groups = 1};
+    direct_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same}", 3, in1, &g, 3,
+                false, true);
+    /* 16 -> 16, stride 1: dx is the convolution of dy with the kernel turned around */
+    int64_t in16[3] = {9, 11, 16};
+    g.c = 16;
+    direct_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same, use_bias: false}",
+                3, in16, &g, 3, false, true);
+    /* stride 2 (dx through patches), 32 filters */
+    g.f = 32, g.sh = g.sw = 2, g.oh = 5, g.ow = 6, g.pt = 1, g.pl = 1;
+    direct_case("{type: conv2d, filters: 32, kernel_size: 3, strides: 2, padding: same}", 3,
+                in16, &g, 3, false, false);
+    /* 64 filters with bias and relu on 7x7x8 */
+    int64_t in7[3] = {7, 7, 8};
+    geo g7 = {.h = 7, .w = 7, .c = 8, .kh = 3, .kw = 3, .f = 64, .sh = 1, .sw = 1, .dh = 1,
+              .dw = 1, .pt = 1, .pl = 1, .oh = 7, .ow = 7, .groups = 1};
+    direct_case("{type: conv2d, filters: 64, kernel_size: 3, padding: same, activation: relu, "
+                "bias_initializer: {type: random_uniform, minval: -0.5, maxval: 0.5}}",
+                3, in7, &g7, 2, true, false);
+    /* 48 filters (vectors of 32 and 16), a 3x2 kernel, valid, 3 channels */
+    int64_t in3[3] = {6, 13, 3};
+    geo g3 = {.h = 6, .w = 13, .c = 3, .kh = 3, .kw = 2, .f = 48, .sh = 1, .sw = 1, .dh = 1,
+              .dw = 1, .pt = 0, .pl = 0, .oh = 4, .ow = 12, .groups = 1};
+    direct_case("{type: conv2d, filters: 48, kernel_size: [3, 2]}", 3, in3, &g3, 2, false,
+                true);
+    /* a row of 30: full tiles, a short one, and a border column at each end; 24 channels
+     * (channel blocks of the kernel gradient with a remainder) */
+    int64_t in30[3] = {4, 30, 24};
+    geo g30 = {.h = 4, .w = 30, .c = 24, .kh = 3, .kw = 3, .f = 16, .sh = 1, .sw = 1,
+               .dh = 1, .dw = 1, .pt = 1, .pl = 1, .oh = 4, .ow = 30, .groups = 1};
+    direct_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same}", 3, in30, &g30, 2,
+                false, false);
+    /* 5x5 valid with stride 2 on 9x11 */
+    geo g5 = {.h = 9, .w = 11, .c = 16, .kh = 5, .kw = 5, .f = 16, .sh = 2, .sw = 2, .dh = 1,
+              .dw = 1, .pt = 0, .pl = 0, .oh = 3, .ow = 4, .groups = 1};
+    direct_case("{type: conv2d, filters: 16, kernel_size: 5, strides: 2}", 3, in16, &g5, 2,
+                false, false);
+    /* Conv1D, causal (all the padding on the left) */
+    int64_t in1d[2] = {10, 16};
+    geo gc1 = {.h = 1, .w = 10, .c = 16, .kh = 1, .kw = 3, .f = 16, .sh = 1, .sw = 1, .dh = 1,
+               .dw = 1, .pt = 0, .pl = 2, .oh = 1, .ow = 10, .groups = 1};
+    direct_case("{type: conv1d, filters: 16, kernel_size: 3, padding: causal}", 2, in1d, &gc1,
+                2, false, true);
+}
+
+/* The direct algorithm gives the same bits for 1, 2 and 3 threads (37 samples: uneven
+ * partitions). */
+START_TEST(test_conv2d_direct_threads_same_bits)
+{
+    lt t;
+    int64_t in[3] = {8, 9, 16};
+    const int64_t rows = 37;
+    lt_algo = CT_CONV_DIRECT;
+    conv_ok(&t, "{type: conv2d, filters: 32, kernel_size: 3, padding: same, activation: relu}",
+            3, in, rows);
+    lt_algo = CT_CONV_AUTO;
+    int64_t nin = rows * 8 * 9 * 16, nout = rows * ct_shape_size(&t.l.out_shape);
+    int64_t nk = ct_shape_size(&t.l.params[0].shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dyc = fvec(nout);
+    float *dx[3], *dk[3], *ys[3];
+    tu_fill(x, nin, 51, -1, 1);
+    tu_fill(dyc, nout, 52, -1, 1);
+    for (int i = 0; i < 3; i++) {
+        ct_threads_set(i + 1);
+        dx[i] = fvec(nin), dk[i] = fvec(nk), ys[i] = fvec(nout);
+        ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+        ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx[i], rows, t.l.in_shape);
+        memcpy(dy, dyc, (size_t)nout * sizeof(float));
+        lt_forward(&t.l, &infer_pass, &tx, &ty);
+        memcpy(ys[i], y, (size_t)nout * sizeof(float));
+        lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+        memcpy(dk[i], t.l.params[0].grad, (size_t)nk * sizeof(float));
+    }
+    ct_threads_set(1);
+    for (int i = 1; i < 3; i++) {
+        ck_assert(memcmp(ys[0], ys[i], (size_t)nout * sizeof(float)) == 0);
+        ck_assert(memcmp(dk[0], dk[i], (size_t)nk * sizeof(float)) == 0);
+        ck_assert(memcmp(dx[0], dx[i], (size_t)nin * sizeof(float)) == 0);
+    }
+    for (int i = 0; i < 3; i++)
+        free(dx[i]), free(dk[i]), free(ys[i]);
+    free(x), free(y), free(dy), free(dyc);
+    lt_free(&t);
+}
+END_TEST
+
 /* Several samples share one GEMM (a chunk) when their patches are small; the result must
  * be what each sample alone gives: y and dx per sample, the kernel and bias gradients
  * summed over samples. 37 rows: 16 partitions of 2-3 samples, uneven chunks. */
@@ -1029,6 +1228,8 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_conv2d_chunks);
     tcase_add_test(tc, test_conv2d_chunked_equals_per_sample);
     tcase_add_test(tc, test_conv2d_threads_same_bits);
+    tcase_add_test(tc, test_conv2d_direct);
+    tcase_add_test(tc, test_conv2d_direct_threads_same_bits);
     tcase_add_test(tc, test_conv2d_fused_activation);
     tcase_add_test(tc, test_conv2d_no_dx);
     tcase_add_test(tc, test_conv_errors);

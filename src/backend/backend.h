@@ -57,7 +57,18 @@ typedef struct ct_window {
     int64_t stride_h, stride_w;
     int64_t dil_h, dil_w;
     int64_t pad_top, pad_left;
+    int algo; /* convolutions: the ct_conv_algo that conv_algorithm chose (0: im2col) */
 } ct_window;
+
+/* How a convolution is computed. AUTO is a request only: conv_algorithm turns it into one
+ * of the others from the layer's shape. */
+typedef enum {
+    CT_CONV_AUTO = 0,
+    CT_CONV_IM2COL = 1, /* patches (im2col) times the kernel, one GEMM per chunk of samples */
+    CT_CONV_DIRECT = 2, /* the input read in place by register-tiled kernels */
+} ct_conv_algo;
+/* "im2col", "direct", "auto". */
+const char *ct_conv_algo_name(ct_conv_algo a);
 
 typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;
 
@@ -182,6 +193,13 @@ typedef struct ct_backend {
      * y: out_h*out_w*filters per sample, overwritten) followed by y = act(y + bias) (bias
      * may be NULL; act as for bias_act), built from one sample's patches at a time so
      * they and the sample's output stay in cache. work: conv_workspace floats. */
+    /* The algorithm conv_forward / conv_backward will use for this convolution, given the
+     * one asked for (w->algo is ignored): the one asked for where it can compute this
+     * shape on this machine, im2col where it cannot, a choice by shape for AUTO. NULL:
+     * the backend has one algorithm (reported as im2col). Chosen once, stored in w->algo
+     * before conv_workspace is asked. */
+    ct_conv_algo (*conv_algorithm)(const ct_window *w, int64_t groups, int64_t filters,
+                                   ct_conv_algo wanted);
     int64_t (*conv_workspace)(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
     void (*conv_forward)(const ct_window *w, int64_t groups, int64_t filters, const float *x,
                          const float *kernel, const float *bias, ct_act act, float *y,

@@ -765,6 +765,7 @@ static const ct_backend cpu_backend = {
     .scale_channels = ct_cpu_scale_channels,
     .im2col = par_im2col,
     .col2im = par_col2im,
+    .conv_algorithm = ct_cpu_conv_algorithm,
     .conv_workspace = ct_cpu_conv_workspace,
     .conv_forward = ct_cpu_conv_forward,
     .conv_backward = ct_cpu_conv_backward,

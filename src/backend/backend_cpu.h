@@ -14,6 +14,8 @@ void ct_cpu_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0,
                    float *cols);
 void ct_cpu_col2im(const ct_window *w, const float *cols, int64_t rows, int64_t c0, int64_t cn,
                    float *dx);
+ct_conv_algo ct_cpu_conv_algorithm(const ct_window *w, int64_t groups, int64_t filters,
+                                   ct_conv_algo wanted);
 int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows);
 void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
                          const float *kernel, const float *bias, ct_act act, float *y,

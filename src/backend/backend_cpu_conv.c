@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backend_cpu.h"
+#include "backend_cpu_direct.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -351,9 +352,73 @@ static int64_t part_floats(const ct_window *w, int64_t groups, int64_t filters, 
     return chunk_samples(w, groups, rows) * patch_floats(w, groups) + kdim * filters + filters;
 }
 
+/* The direct algorithm computes dx as the convolution of dy with the kernel turned
+ * around (stride 1 and whole vectors of input channels only; else through patches). */
+static bool direct_dx(const ct_window *w)
+{
+    int vw = ct_cpu_direct_width();
+    return w->algo == CT_CONV_DIRECT && w->stride_h == 1 && w->stride_w == 1 && vw > 0 &&
+           w->in_c % vw == 0;
+}
+
+static cd_geom direct_geom(const ct_window *w, int64_t filters)
+{
+    return (cd_geom){.h = w->in_h, .w = w->in_w, .c = w->in_c, .oh = w->out_h, .ow = w->out_w,
+                     .f = filters, .kh = w->k_h, .kw = w->k_w, .sh = w->stride_h,
+                     .sw = w->stride_w, .pt = w->pad_top, .pl = w->pad_left};
+}
+
+/* dx[p] = sum over taps of dy[p + pad - tap] k[tap]: with the taps reversed, a stride-1
+ * convolution of dy with padding k - 1 - pad. */
+static cd_geom direct_geom_dx(const ct_window *w, int64_t filters)
+{
+    return (cd_geom){.h = w->out_h, .w = w->out_w, .c = filters, .oh = w->in_h, .ow = w->in_w,
+                     .f = w->in_c, .kh = w->k_h, .kw = w->k_w, .sh = 1, .sw = 1,
+                     .pt = w->k_h - 1 - w->pad_top, .pl = w->k_w - 1 - w->pad_left};
+}
+
+/* Direct, per partition: the padded copies of its samples (the kernel gradient reads them
+ * all), the kernel and bias gradient partials, then a padded dy (dx by convolution) or one
+ * sample's patches (dx through patches). */
+static int64_t direct_part_floats(const ct_window *w, int64_t filters, int64_t rows)
+{
+    int64_t parts = conv_parts(rows), share = (rows + parts - 1) / parts;
+    cd_geom g = direct_geom(w, filters), gt = direct_geom_dx(w, filters);
+    int64_t n = share * ct_cpu_direct_pad_floats(&g) + w->k_h * w->k_w * w->in_c * filters +
+                filters;
+    return n + (direct_dx(w) ? ct_cpu_direct_pad_floats(&gt) : patch_floats(w, 1));
+}
+
 int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
 {
-    return conv_parts(rows) * part_floats(w, groups, filters, rows);
+    if (w->algo != CT_CONV_DIRECT)
+        return conv_parts(rows) * part_floats(w, groups, filters, rows);
+    /* and the turned-around kernel, once */
+    return conv_parts(rows) * direct_part_floats(w, filters, rows) +
+           (direct_dx(w) ? w->k_h * w->k_w * w->in_c * filters : 0);
+}
+
+/* auto takes direct for windows of at most this many values (kh * kw * in_c). */
+#define DIRECT_MAX_WINDOW 1152
+
+const char *ct_conv_algo_name(ct_conv_algo a)
+{
+    return a == CT_CONV_DIRECT ? "direct" : a == CT_CONV_AUTO ? "auto" : "im2col";
+}
+
+ct_conv_algo ct_cpu_conv_algorithm(const ct_window *w, int64_t groups, int64_t filters,
+                                   ct_conv_algo wanted)
+{
+    int vw = ct_cpu_direct_width();
+    bool direct = vw > 0 && groups == 1 && w->dil_h == 1 && w->dil_w == 1 && filters % vw == 0;
+    if (wanted == CT_CONV_IM2COL || !direct)
+        return CT_CONV_IM2COL;
+    if (wanted == CT_CONV_DIRECT)
+        return CT_CONV_DIRECT;
+    /* bench/conv_algos: direct ran 1.1x to 2x as fast as im2col + GEMM with windows of up
+     * to 128 channels x 3x3, and slower with 256 x 3x3, where the GEMMs are large enough
+     * for OpenBLAS to reach its full rate. */
+    return w->k_h * w->k_w * w->in_c <= DIRECT_MAX_WINDOW ? CT_CONV_DIRECT : CT_CONV_IM2COL;
 }
 
 typedef struct conv_job {
@@ -363,6 +428,9 @@ typedef struct conv_job {
     const float *x, *kernel, *bias, *y;
     ct_act act;
     float *out, *dy, *dx, *dkernel, *dbias, *work;
+    cd_geom g, gt;        /* direct: the forward's geometry and dx's (dy with kflip) */
+    int64_t dpart;        /* direct: floats per partition (direct_part_floats) */
+    const float *kflip;   /* direct dx: the kernel turned around, or NULL */
 } conv_job;
 
 static void job_geometry(conv_job *j)
@@ -375,6 +443,9 @@ static void job_geometry(conv_job *j)
     j->npos = w->out_h * w->out_w;
     j->in_size = w->in_h * w->in_w * w->in_c;
     j->chunk = chunk_samples(w, j->groups, j->rows);
+    j->g = direct_geom(w, j->filters);
+    j->dpart = direct_part_floats(w, j->filters, j->rows);
+    j->gt = direct_geom_dx(w, j->filters);
 }
 
 static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -416,6 +487,25 @@ static void conv_forward_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
+/* Direct: sample by sample, padded, then convolved, then given its bias and activation
+ * while in cache. */
+static void conv_forward_direct_task(void *ctx, int64_t p0, int64_t p1)
+{
+    const conv_job *j = ctx;
+    for (int64_t p = p0; p < p1; p++) {
+        float *xpad = j->work + p * j->dpart;
+        int64_t s0, s1;
+        part_range(j, p, &s0, &s1);
+        for (int64_t s = s0; s < s1; s++) {
+            float *ys = j->out + s * j->npos * j->filters;
+            ct_cpu_direct_pad(&j->g, j->x + s * j->in_size, xpad);
+            ct_cpu_direct_forward(&j->g, xpad, j->kernel, ys);
+            if (j->bias || j->act.kind != CT_ACT_LINEAR)
+                ct_cpu_bias_act(j->act, j->bias, ys, j->npos, j->filters);
+        }
+    }
+}
+
 void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, const float *x,
                          const float *kernel, const float *bias, ct_act act, float *y,
                          int64_t rows, float *work)
@@ -423,8 +513,11 @@ void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, co
     conv_job j = {.w = w, .groups = groups, .filters = filters, .rows = rows, .x = x,
                   .kernel = kernel, .bias = bias, .act = act, .out = y, .work = work};
     job_geometry(&j);
-    ct_parallel_for(j.parts, 1, conv_forward_task, &j);
+    ct_parallel_for(j.parts, 1,
+                    w->algo == CT_CONV_DIRECT ? conv_forward_direct_task : conv_forward_task, &j);
 }
+
+static void dx_chunk(const conv_job *j, int64_t s, int64_t n, int64_t g, float *cols);
 
 /* One chunk of the backward: dz in place of dy, its bias sums into db, then the kernel
  * gradient (accumulated into dk unless first) and dx. */
@@ -445,12 +538,19 @@ static void conv_backward_chunk(const conv_job *j, int64_t s, int64_t n, float *
             sgemm(true, false, j->kdim, j->fg, m, cols, j->kdim, dys + g * j->fg, j->filters,
                   first ? 0.0f : 1.0f, dk + g * j->fg, j->filters);
         }
-        if (j->dx) {
-            sgemm(false, true, m, j->kdim, j->fg, dys + g * j->fg, j->filters,
-                  j->kernel + g * j->fg, j->filters, 0.0f, cols, j->kdim);
-            ct_cpu_col2im(w, cols, n, g * j->cg, j->cg, j->dx + s * j->in_size);
-        }
+        if (j->dx)
+            dx_chunk(j, s, n, g, cols);
     }
+}
+
+/* dx of samples [s, s + n), group g, through patches: dy times the kernel's transpose,
+ * added back where each patch came from. dx must be zero there. */
+static void dx_chunk(const conv_job *j, int64_t s, int64_t n, int64_t g, float *cols)
+{
+    const float *dys = j->dy + s * j->npos * j->filters;
+    sgemm(false, true, n * j->npos, j->kdim, j->fg, dys + g * j->fg, j->filters,
+          j->kernel + g * j->fg, j->filters, 0.0f, cols, j->kdim);
+    ct_cpu_col2im(j->w, cols, n, g * j->cg, j->cg, j->dx + s * j->in_size);
 }
 
 static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
@@ -471,6 +571,61 @@ static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
+/* Direct, one partition: the padded samples; dz and the bias sums sample by sample, and
+ * dx of each sample while its dz is in cache; then the kernel gradient over the
+ * partition's samples. */
+static void conv_backward_direct_part(const conv_job *j, int64_t p, int64_t s0, int64_t s1)
+{
+    const int64_t out_size = j->npos * j->filters, pad = ct_cpu_direct_pad_floats(&j->g);
+    const int64_t share = (j->rows + j->parts - 1) / j->parts;
+    float *xpad = j->work + p * j->dpart, *dk = xpad + share * pad;
+    float *db = dk + j->kdim * j->filters, *tail = db + j->filters;
+    run_zero(db, j->filters);
+    for (int64_t s = s0; s < s1; s++) {
+        float *dys = j->dy + s * out_size;
+        if (j->dkernel)
+            ct_cpu_direct_pad(&j->g, j->x + s * j->in_size, xpad + (s - s0) * pad);
+        if (j->act.kind != CT_ACT_LINEAR || j->dbias)
+            ct_cpu_bias_act_grad(j->act, j->y ? j->y + s * out_size : NULL, dys,
+                                 j->dbias ? db : NULL, j->npos, j->filters);
+        if (!j->dx)
+            continue;
+        if (j->kflip) {
+            ct_cpu_direct_pad(&j->gt, dys, tail);
+            ct_cpu_direct_forward(&j->gt, tail, j->kflip, j->dx + s * j->in_size);
+        } else {
+            run_zero(j->dx + s * j->in_size, j->in_size);
+            dx_chunk(j, s, 1, 0, tail);
+        }
+    }
+    if (j->dkernel)
+        ct_cpu_direct_kernel_grad(&j->g, xpad, j->dy + s0 * out_size, s1 - s0, dk);
+}
+
+static void conv_backward_direct_task(void *ctx, int64_t p0, int64_t p1)
+{
+    const conv_job *j = ctx;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t s0, s1;
+        part_range(j, p, &s0, &s1);
+        conv_backward_direct_part(j, p, s0, s1);
+    }
+}
+
+/* kflip[i'][j'][f][c] = kernel[kh-1-i'][kw-1-j'][c][f]: the taps reversed, channels and
+ * filters swapped, so that dx is a convolution of dy. */
+static void flip_kernel(const ct_window *w, int64_t filters, const float *kernel, float *kflip)
+{
+    const int64_t taps = w->k_h * w->k_w, c = w->in_c;
+    for (int64_t t = 0; t < taps; t++) {
+        const float *src = kernel + (taps - 1 - t) * c * filters;
+        float *dst = kflip + t * filters * c;
+        for (int64_t q = 0; q < c; q++)
+            for (int64_t f = 0; f < filters; f++)
+                dst[f * c + q] = src[q * filters + f];
+    }
+}
+
 /* dst = the sum over partitions of the partial at `offset` in each, in partition order. */
 static void add_partials(float *dst, const float *work, int64_t stride, int64_t offset,
                          int64_t n, int64_t parts)
@@ -488,9 +643,21 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
                   .kernel = kernel, .y = y, .act = act, .dy = dy, .dx = dx, .dkernel = dkernel,
                   .dbias = dbias, .work = work};
     job_geometry(&j);
-    ct_parallel_for(j.parts, 1, conv_backward_task, &j);
     int64_t stride = part_floats(w, groups, filters, rows);
     int64_t patch = j.chunk * patch_floats(w, groups), ksize = j.kdim * filters;
+    if (w->algo == CT_CONV_DIRECT) {
+        if (dx && direct_dx(w)) {
+            float *kflip = work + j.parts * j.dpart;
+            flip_kernel(w, filters, kernel, kflip);
+            j.kflip = kflip;
+        }
+        ct_parallel_for(j.parts, 1, conv_backward_direct_task, &j);
+        /* the partials sit after the padded samples */
+        stride = j.dpart;
+        patch = (rows + j.parts - 1) / j.parts * ct_cpu_direct_pad_floats(&j.g);
+    } else {
+        ct_parallel_for(j.parts, 1, conv_backward_task, &j);
+    }
     if (dkernel)
         add_partials(dkernel, work, stride, patch, ksize, j.parts);
     if (dbias)

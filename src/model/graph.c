@@ -546,6 +546,7 @@ static int place_layer(graph *gr, int k, int gi, ct_error *err)
     l->kind = g->kind;
     l->cfg = g->cfg;
     l->be = m->be;
+    l->conv_algo = m->conv_algo;
     snprintf(l->name, sizeof l->name, "%s", g->name);
     l->shared = g->owner >= 0 ? &m->layers[gr->g[g->owner].order] : NULL;
     l->ninputs = g->nin;

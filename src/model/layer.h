@@ -92,6 +92,11 @@ struct ct_layer {
      * values are that layer's, and its gradients are added into that layer's. NULL for a
      * layer of its own. */
     const ct_layer *shared;
+    /* The convolution algorithm the experiment asks for (backend.conv_algorithm), set
+     * before build; and how the layer computes, named by build for --profile (a static
+     * string such as "direct", or NULL). */
+    ct_conv_algo conv_algo;
+    const char *algo;
     void *state;
 };
 

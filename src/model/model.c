@@ -212,11 +212,12 @@ int ct_model_check_budget(const ct_model *m, const ct_model_budget *b, ct_error 
 
 ct_model *ct_model_build(ct_node *cfg, const ct_backend *be, ct_error *err)
 {
-    return ct_model_build_within(cfg, be, NULL, err);
+    return ct_model_build_within(cfg, be, NULL, CT_CONV_AUTO, err);
 }
 
 ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
-                                const ct_model_budget *budget, ct_error *err)
+                                const ct_model_budget *budget, ct_conv_algo conv_algo,
+                                ct_error *err)
 {
     static const char *const keys[] = {"name", "input_shape", "inputs", "layers", "outputs",
                                        NULL};
@@ -235,6 +236,7 @@ ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
         return NULL;
     }
     m->be = be;
+    m->conv_algo = conv_algo;
     const char *name;
     if (ct_graph_build(m, cfg, err) < 0)
         goto fail;

@@ -65,6 +65,9 @@ typedef struct ct_model {
     /* Set before ct_model_plan: every gradient gets a buffer of its own, so all stay
      * readable after the backward pass (tests compare them); else they share by lifetime. */
     bool keep_gradients;
+    /* The convolution algorithm asked for (backend.conv_algorithm), read by every layer
+     * when it is built; CT_CONV_AUTO unless ct_model_build_within was given another. */
+    ct_conv_algo conv_algo;
     /* Warnings found while building (unused layers and inputs), one per line; owned. */
     char *warnings;
 } ct_model;
@@ -87,9 +90,10 @@ double ct_physical_memory(void);
  * model that needs more than the physical memory (batches of one row, no optimizer state)
  * is refused, naming its largest layer, before anything big is allocated. */
 ct_model *ct_model_build(ct_node *model_cfg, const ct_backend *be, ct_error *err);
-/* The same with the given budget instead. */
+/* The same with the given budget instead, and conv_algo asked of every convolution. */
 ct_model *ct_model_build_within(ct_node *model_cfg, const ct_backend *be,
-                                const ct_model_budget *budget, ct_error *err);
+                                const ct_model_budget *budget, ct_conv_algo conv_algo,
+                                ct_error *err);
 /* The same check on a built model, once the batch size and optimizer are known. */
 int ct_model_check_budget(const ct_model *m, const ct_model_budget *budget, ct_error *err);
 void ct_model_free(ct_model *m);

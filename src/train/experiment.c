@@ -403,8 +403,11 @@ static int read_fit(ct_experiment *ex, ct_error *err)
 static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budget *budget,
                         ct_error *err)
 {
-    static const char *const keys[] = {"device", "threads", "memory_limit_mb", NULL};
+    static const char *const keys[] = {"device", "threads", "memory_limit_mb", "conv_algorithm",
+                                       NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
+    /* In ct_conv_algo's order. */
+    static const char *const algos[] = {"auto", "im2col", "direct", NULL};
     ct_node *b = ct_map_get(ex->root, "backend");
     if (!b)
         b = ct_map_set_map(ex->root, "backend");
@@ -415,14 +418,16 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
     double phys = ct_physical_memory();
     int64_t phys_mb = phys >= (1 << 20) ? (int64_t)(phys / (1 << 20)) : CT_MAX_MEMORY_MB;
     bool given = ct_map_get(b, "memory_limit_mb") != NULL;
-    int device;
+    int device, algo;
     int64_t threads, mb;
     if (ct_cfg_check_keys(b, keys, "backend", err) < 0 ||
         ct_cfg_enum(b, "device", "cpu", devices, &device, err) < 0 ||
         ct_cfg_int(b, "threads", cores > 0 ? cores : 1, 1, 1024, &threads, err) < 0 ||
-        ct_cfg_int(b, "memory_limit_mb", phys_mb, 1, CT_MAX_MEMORY_MB, &mb, err) < 0)
+        ct_cfg_int(b, "memory_limit_mb", phys_mb, 1, CT_MAX_MEMORY_MB, &mb, err) < 0 ||
+        ct_cfg_enum(b, "conv_algorithm", "auto", algos, &algo, err) < 0)
         return -1;
     ex->threads = (int)threads;
+    ex->conv_algo = (ct_conv_algo)algo;
     *budget = (ct_model_budget){(double)mb * (1 << 20), !given, 1, 0, 0};
     *be = ct_backend_cpu();
     if (device == 1) {
@@ -474,7 +479,8 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     ex->seed = (uint64_t)seed;
     /* Checked twice: before the model's own blocks are allocated, and once the batch size,
      * the optimizer's state and the callbacks' copies of the weights are known. */
-    ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, err);
+    ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, ex->conv_algo,
+                                      err);
     if (!ex->model || read_data(ex, err) < 0 || read_compile(ex, err) < 0 ||
         read_fit(ex, err) < 0)
         return -1;

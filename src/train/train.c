@@ -513,22 +513,25 @@ static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
     double n = (double)p->steps, total = p->total > 0 ? p->total : 1;
     fprintf(out, "\nProfile: milliseconds per training step (mean over %lld steps)\n",
             (long long)p->steps);
-    fprintf(out, "  %-40s %9s %9s %6s\n", "", "forward", "backward", "share");
+    fprintf(out, "  %-48s %9s %9s %6s\n", "", "forward", "backward", "share");
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
         char name[160];
-        snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->class_name);
+        if (l->algo)
+            snprintf(name, sizeof name, "%s (%s, %s)", l->name, l->kind->class_name, l->algo);
+        else
+            snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->class_name);
         double f = p->layers[2 * i], b = p->layers[2 * i + 1];
-        fprintf(out, "  %-40s %9.3f %9.3f %5.1f%%\n", name, 1e3 * f / n, 1e3 * b / n,
+        fprintf(out, "  %-48s %9.3f %9.3f %5.1f%%\n", name, 1e3 * f / n, 1e3 * b / n,
                 100 * (f + b) / total);
     }
-    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "data loading", 1e3 * p->data / n, "",
+    fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "data loading", 1e3 * p->data / n, "",
             100 * p->data / total);
-    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "loss and metrics", 1e3 * p->loss / n, "",
+    fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "loss and metrics", 1e3 * p->loss / n, "",
             100 * p->loss / total);
-    fprintf(out, "  %-40s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
+    fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
             100 * p->optimizer / total);
-    fprintf(out, "  %-40s %9.3f\n", "whole step", 1e3 * p->total / n);
+    fprintf(out, "  %-48s %9.3f\n", "whole step", 1e3 * p->total / n);
 }
 
 static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *err)

@@ -1,0 +1,128 @@
+/* backend_cpu_direct.c - direct convolution: each output tile is a set of vector registers
+ * that the taps and channels are multiplied into, with no patch matrix in between. A
+ * convolution with few channels spends most of an im2col + GEMM step copying patches and
+ * in GEMMs too thin to run at speed; here the input is read in place. The kernels exist for
+ * AVX2 with FMA and for AVX-512 (conv_direct_impl.h, compiled once for each); on other CPUs
+ * ct_cpu_direct_width() is 0 and convolutions take im2col + GEMM. */
+#include <stdbool.h>
+#include <string.h>
+
+#include "backend_cpu_direct.h"
+
+/* Vectors of filters per tile: the largest power of two up to maxnv that fits rem. */
+static inline int cd_vectors(int64_t rem, int vw, int maxnv)
+{
+    int nv = 1;
+    while (nv * 2 <= maxnv && (nv * 2) * vw <= rem)
+        nv *= 2;
+    return nv;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CD_X86 1
+#include <immintrin.h>
+
+#define VW 8
+#define ISA avx2
+#define ISA_TARGET "avx2,fma"
+#define ISA_SET1 _mm256_set1_ps
+#include "conv_direct_impl.h"
+#undef VW
+#undef ISA
+#undef ISA_TARGET
+#undef ISA_SET1
+
+#define VW 16
+#define ISA avx512
+#define ISA_TARGET "avx512f"
+#define ISA_SET1 _mm512_set1_ps
+#include "conv_direct_impl.h"
+#undef VW
+#undef ISA
+#undef ISA_TARGET
+#undef ISA_SET1
+#endif
+
+/* What the CPU runs (-1: not asked yet), and the width in use (tests may lower it). */
+static int supported = -1, in_use = -1;
+
+static int cpu_width(void)
+{
+#ifdef CD_X86
+    if (supported < 0) {
+        __builtin_cpu_init();
+        supported = __builtin_cpu_supports("avx512f")                                     ? 16
+                    : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 8
+                                                                                          : 0;
+    }
+    return supported;
+#else
+    return 0;
+#endif
+}
+
+int ct_cpu_direct_width(void)
+{
+    if (in_use < 0)
+        in_use = cpu_width();
+    return in_use;
+}
+
+int ct_cpu_direct_use_width(int width)
+{
+    int cpu = cpu_width();
+    if (width == 0 || width == cpu || (width == 8 && cpu == 16))
+        in_use = width;
+    return ct_cpu_direct_width();
+}
+
+int64_t ct_cpu_direct_pad_floats(const cd_geom *g)
+{
+    return ((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * g->c;
+}
+
+void ct_cpu_direct_pad(const cd_geom *g, const float *x, float *xpad)
+{
+    const int64_t hp = (g->oh - 1) * g->sh + g->kh, wp = (g->ow - 1) * g->sw + g->kw;
+    const int64_t c = g->c, left = g->pl * c;
+    /* Input columns that land inside the padded row (a valid window may leave some out). */
+    int64_t cols = wp - g->pl < g->w ? wp - g->pl : g->w;
+    if (cols < 0)
+        cols = 0;
+    const int64_t right = (wp - g->pl - cols) * c;
+    for (int64_t r = 0; r < hp; r++, xpad += wp * c) {
+        const int64_t src = r - g->pt;
+        if (src < 0 || src >= g->h) {
+            memset(xpad, 0, (size_t)(wp * c) * sizeof(float));
+            continue;
+        }
+        memset(xpad, 0, (size_t)left * sizeof(float));
+        memcpy(xpad + left, x + src * g->w * c, (size_t)(cols * c) * sizeof(float));
+        memset(xpad + left + cols * c, 0, (size_t)right * sizeof(float));
+    }
+}
+
+void ct_cpu_direct_forward(const cd_geom *g, const float *x, const float *k, float *y)
+{
+#ifdef CD_X86
+    if (ct_cpu_direct_width() == 16)
+        cd_forward_avx512(g, x, k, y);
+    else if (ct_cpu_direct_width() == 8)
+        cd_forward_avx2(g, x, k, y);
+#else
+    (void)g, (void)x, (void)k, (void)y;
+#endif
+}
+
+void ct_cpu_direct_kernel_grad(const cd_geom *g, const float *x, const float *dy, int64_t rows,
+                               float *dk)
+{
+#ifdef CD_X86
+    if (ct_cpu_direct_width() == 16)
+        cd_kernel_grad_avx512(g, x, dy, rows, dk);
+    else if (ct_cpu_direct_width() == 8)
+        cd_kernel_grad_avx2(g, x, dy, rows, dk);
+#else
+    (void)g, (void)x, (void)dy, (void)rows, (void)dk;
+#endif
+}
