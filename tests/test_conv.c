@@ -85,6 +85,9 @@ static void gc_compare(gc *g, const char *what, int64_t i, const float *ana, flo
                   (long long)i, ana[i], num);
 }
 
+/* The step of the central differences. */
+static double gradcheck_h = 1e-3;
+
 /* Checks dx and every parameter gradient against central differences. */
 static void gradcheck(lt *t, int64_t rows)
 {
@@ -94,7 +97,7 @@ static void gradcheck(lt *t, int64_t rows)
     tu_fill(x, nin, 7, -1.0f, 1.0f);
     tu_fill(r, nout, 9, -1.0f, 1.0f);
     gc g = {.t = t, .x = tensor(x, rows, l->in_shape), .y = tensor(y, rows, l->out_shape),
-            .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+            .r = r, .h = gradcheck_h, .rtol = 2e-2, .atol = 2e-3};
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
     for (int p = 0; p < l->nparams; p++)  /* gradients are written, not accumulated */
         for (int64_t i = 0; i < ct_shape_size(&l->params[p].shape); i++)
@@ -215,6 +218,9 @@ typedef void (*ref_fn)(const geo *, const float *, const float *, const float *,
 
 /* Runs the layer forward on fixed inputs and compares every output with ref (activation
  * relu applied to the reference when relu is set). */
+/* check_forward's tolerance, relative to max(1, |value|). */
+static double forward_tol = 1e-5;
+
 static void check_forward(lt *t, const geo *g, ref_fn ref, int64_t rows, bool relu)
 {
     ct_layer *l = &t->l;
@@ -231,7 +237,7 @@ static void check_forward(lt *t, const geo *g, ref_fn ref, int64_t rows, bool re
     ref(g, x, l->params[0].value, b, rows, want);
     for (int64_t i = 0; i < nout; i++) {
         double w = relu && want[i] < 0 ? 0.0 : want[i];
-        ck_assert_msg(fabs(y[i] - w) <= 1e-5 * fmax(1.0, fabs(w)), "%s: y[%lld] = %.8g, want %.8g",
+        ck_assert_msg(fabs(y[i] - w) <= forward_tol * fmax(1.0, fabs(w)), "%s: y[%lld] = %.8g, want %.8g",
                       l->kind->name, (long long)i, y[i], w);
     }
     free(x), free(y), free(want);
@@ -621,19 +627,19 @@ static void arrays_close(const float *got, const float *want, int64_t n, double 
     for (int64_t i = 0; i < n; i++)
         scale = fmax(scale, fabs(want[i]));
     for (int64_t i = 0; i < n; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%lld]: direct %.8g, im2col %.8g",
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%lld]: %.8g, im2col %.8g",
                       what, (long long)i, got[i], want[i]);
 }
 
-/* One layer built twice, with im2col and with direct, on the same parameters. */
+/* One layer built twice, with im2col and with another algorithm, on the same parameters. */
 typedef struct algo_pair {
     lt t[2];
 } algo_pair;
 
-static void pair_setup(algo_pair *p, const char *yaml, int ndim, const int64_t *dims,
-                       int64_t rows)
+static void pair_setup(algo_pair *p, ct_conv_algo other, const char *yaml, int ndim,
+                       const int64_t *dims, int64_t rows)
 {
-    static const ct_conv_algo algos[2] = {CT_CONV_IM2COL, CT_CONV_DIRECT};
+    const ct_conv_algo algos[2] = {CT_CONV_IM2COL, other};
     for (int a = 0; a < 2; a++) {
         lt_algo = algos[a];
         conv_ok(&p->t[a], yaml, ndim, dims, rows);
@@ -643,8 +649,8 @@ static void pair_setup(algo_pair *p, const char *yaml, int ndim, const int64_t *
 }
 
 /* Forward and backward of both on the same data: the outputs and every gradient agree to
- * 1e-5 of the largest value of each. */
-static void compare_backward(algo_pair *p, int64_t rows)
+ * tol of the largest value of each. */
+static void compare_backward(algo_pair *p, int64_t rows, double tol)
 {
     ct_layer *l0 = &p->t[0].l, *l1 = &p->t[1].l;
     int64_t nin = rows * ct_shape_size(&l0->in_shape), nout = rows * ct_shape_size(&l0->out_shape);
@@ -660,31 +666,58 @@ static void compare_backward(algo_pair *p, int64_t rows)
         lt_forward(l, &infer_pass, &tx, &ty);
         lt_backward(l, &infer_pass, &tx, &ty, &tdy, &tdx);
     }
-    arrays_close(y[1], y[0], nout, 1e-5, "y");
-    arrays_close(dx[1], dx[0], nin, 1e-5, "dx");
+    arrays_close(y[1], y[0], nout, tol, "y");
+    arrays_close(dx[1], dx[0], nin, tol, "dx");
     for (int q = 0; q < l0->nparams; q++)
         arrays_close(l1->params[q].grad, l0->params[q].grad, ct_shape_size(&l0->params[q].shape),
-                     1e-5, l0->params[q].name);
+                     tol, l0->params[q].name);
     for (int a = 0; a < 2; a++)
         free(y[a]), free(dy[a]), free(dx[a]);
     free(x), free(dyc);
 }
 
-static void direct_case(const char *yaml, int ndim, const int64_t *dims, const geo *g,
-                        int64_t rows, bool relu, bool grads)
+/* `algo` against the double reference (forward) and against im2col (forward and every
+ * gradient) to tol, and against finite differences where grads is set. want: the
+ * algorithm the layer must end up with where the CPU has the kernels. */
+static void algo_case(ct_conv_algo algo, const char *want, double tol, const char *yaml,
+                      int ndim, const int64_t *dims, const geo *g, int64_t rows, bool relu,
+                      bool grads)
 {
     algo_pair p;
-    pair_setup(&p, yaml, ndim, dims, rows + 2);
-    int vw = ct_cpu_direct_width();
-    const char *want = vw > 0 && g->f % vw == 0 ? "direct" : "im2col";
+    pair_setup(&p, algo, yaml, ndim, dims, rows + 2);
+    if (ct_cpu_direct_width() == 0)
+        want = "im2col";
     ck_assert_msg(!strcmp(p.t[1].l.algo, want), "%s: algorithm %s, want %s", yaml,
                   p.t[1].l.algo, want);
+    forward_tol = tol;
     check_forward(&p.t[1], g, ref_conv, rows, relu);
-    compare_backward(&p, rows);
+    forward_tol = 1e-5;
+    compare_backward(&p, rows, tol);
     if (grads)
         gradcheck(&p.t[1], rows);
     lt_free(&p.t[0]);
     lt_free(&p.t[1]);
+}
+
+static void direct_case(const char *yaml, int ndim, const int64_t *dims, const geo *g,
+                        int64_t rows, bool relu, bool grads)
+{
+    int vw = ct_cpu_direct_width();
+    algo_case(CT_CONV_DIRECT, vw > 0 && g->f % vw == 0 ? "direct" : "im2col", 1e-5, yaml, ndim,
+              dims, g, rows, relu, grads);
+}
+
+/* Winograd's transforms add and halve values before the products: its results are held
+ * to 1e-4 of the largest value (direct and im2col to 1e-5). A change of one kernel value
+ * moves every transformed value, and so the rounding of every output: finite differences
+ * take a step of 0.03 (exact for a layer without activation, which is linear in each
+ * value) so that the change they measure stands above that rounding. */
+static void winograd_case(const char *yaml, int ndim, const int64_t *dims, const geo *g,
+                          int64_t rows, bool relu, bool grads, const char *want)
+{
+    gradcheck_h = 3e-2;
+    algo_case(CT_CONV_WINOGRAD, want, 1e-4, yaml, ndim, dims, g, rows, relu, grads);
+    gradcheck_h = 1e-3;
 }
 
 /* Direct convolution on the shapes it takes (filters a multiple of the vector width):
@@ -692,6 +725,7 @@ static void direct_case(const char *yaml, int ndim, const int64_t *dims, const g
  * against finite differences. Where the CPU has no kernels (width 0), it must fall back
  * to im2col, which the same checks then cover. */
 static void direct_cases(void);
+static void winograd_cases(void);
 
 START_TEST(test_conv2d_direct)
 {
@@ -706,6 +740,7 @@ START_TEST(test_conv2d_direct)
             continue;
         ck_assert_int_eq(ct_cpu_direct_use_width(widths[i]), widths[i]);
         direct_cases();
+        winograd_cases();
     }
     ct_cpu_direct_use_width(cpu);
 }
@@ -759,6 +794,43 @@ static void direct_cases(void)
                .dw = 1, .pt = 0, .pl = 2, .oh = 1, .ow = 10, .groups = 1};
     direct_case("{type: conv1d, filters: 16, kernel_size: 3, padding: causal}", 2, in1d, &gc1,
                 2, false, true);
+}
+
+/* Winograd F(2x2, 3x3) on 3x3 stride-1 layers whose channels and filters are whole
+ * vectors (16 works for both widths); others take what auto would. */
+static void winograd_cases(void)
+{
+    int vw = ct_cpu_direct_width();
+    /* odd output sides: the last tiles of each row and column are half outside */
+    int64_t in16[3] = {9, 11, 16};
+    geo g = {.h = 9, .w = 11, .c = 16, .kh = 3, .kw = 3, .f = 16, .sh = 1, .sw = 1, .dh = 1,
+             .dw = 1, .pt = 1, .pl = 1, .oh = 9, .ow = 11, .groups = 1};
+    winograd_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same}", 3, in16, &g, 3,
+                  false, true, "winograd");
+    /* 48 filters (vectors of 32 and 16) with bias and relu on an even side */
+    int64_t in8[3] = {8, 8, 16};
+    geo g8 = {.h = 8, .w = 8, .c = 16, .kh = 3, .kw = 3, .f = 48, .sh = 1, .sw = 1, .dh = 1,
+              .dw = 1, .pt = 1, .pl = 1, .oh = 8, .ow = 8, .groups = 1};
+    winograd_case("{type: conv2d, filters: 48, kernel_size: 3, padding: same, activation: relu, "
+                  "bias_initializer: {type: random_uniform, minval: -0.5, maxval: 0.5}}",
+                  3, in8, &g8, 2, true, false, "winograd");
+    /* valid: dx covers more tiles than y */
+    int64_t in7[3] = {7, 6, 32};
+    geo g7 = {.h = 7, .w = 6, .c = 32, .kh = 3, .kw = 3, .f = 64, .sh = 1, .sw = 1, .dh = 1,
+              .dw = 1, .pt = 0, .pl = 0, .oh = 5, .ow = 4, .groups = 1};
+    winograd_case("{type: conv2d, filters: 64, kernel_size: 3}", 3, in7, &g7, 2, false, true,
+                  "winograd");
+    /* not 3x3 with stride 1, or channels not whole vectors: auto's choice (direct) */
+    int64_t in1[3] = {9, 11, 1};
+    geo g1 = g;
+    g1.c = 1;
+    winograd_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same}", 3, in1, &g1, 2,
+                  false, false, "direct");
+    geo g2 = g;
+    g2.sh = g2.sw = 2, g2.oh = 5, g2.ow = 6;
+    winograd_case("{type: conv2d, filters: 16, kernel_size: 3, strides: 2, padding: same}", 3,
+                  in16, &g2, 2, false, false, "direct");
+    (void)vw;
 }
 
 /* The direct algorithm gives the same bits for 1, 2 and 3 threads (37 samples: uneven

@@ -4,8 +4,8 @@
 # Fashion-MNIST training set, must end with an identical history.csv and identical weights
 # (h5diff of /model_weights, no tolerance). A change that moves a single bit of a
 # Sequential run fails here. The MLP's outputs date from before the model became a graph;
-# the CNN's were recorded again when its convolutions moved to the direct algorithm (with
-# backend.conv_algorithm: im2col it still gives the bits recorded before).
+# the CNN's were recorded again when its convolutions moved to the direct and Winograd
+# algorithms (with backend.conv_algorithm: im2col it still gives the bits recorded before).
 #
 # Bits depend on the CPU's kernels (ctrain's AVX2 / AVX-512 loops, OpenBLAS's core), so
 # tests/golden/machine records what they came from; elsewhere the test says so and skips.

@@ -66,8 +66,9 @@ typedef enum {
     CT_CONV_AUTO = 0,
     CT_CONV_IM2COL = 1, /* patches (im2col) times the kernel, one GEMM per chunk of samples */
     CT_CONV_DIRECT = 2, /* the input read in place by register-tiled kernels */
+    CT_CONV_WINOGRAD = 3, /* Winograd F(2x2, 3x3): 3x3 kernels with stride 1 */
 } ct_conv_algo;
-/* "im2col", "direct", "auto". */
+/* "auto", "im2col", "direct", "winograd". */
 const char *ct_conv_algo_name(ct_conv_algo a);
 
 typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;
@@ -195,7 +196,8 @@ typedef struct ct_backend {
      * they and the sample's output stay in cache. work: conv_workspace floats. */
     /* The algorithm conv_forward / conv_backward will use for this convolution, given the
      * one asked for (w->algo is ignored): the one asked for where it can compute this
-     * shape on this machine, im2col where it cannot, a choice by shape for AUTO. NULL:
+     * shape on this machine, a choice by shape for AUTO (and for WINOGRAD where it does
+     * not apply), im2col where direct does not apply either. NULL:
      * the backend has one algorithm (reported as im2col). Chosen once, stored in w->algo
      * before conv_workspace is asked. */
     ct_conv_algo (*conv_algorithm)(const ct_window *w, int64_t groups, int64_t filters,

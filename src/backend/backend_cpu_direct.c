@@ -81,9 +81,9 @@ int64_t ct_cpu_direct_pad_floats(const cd_geom *g)
     return ((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * g->c;
 }
 
-void ct_cpu_direct_pad(const cd_geom *g, const float *x, float *xpad)
+/* x into a zero buffer of hp x wp x c, input row 0 at row pt and column 0 at pl. */
+static void pad_to(const cd_geom *g, int64_t hp, int64_t wp, const float *x, float *xpad)
 {
-    const int64_t hp = (g->oh - 1) * g->sh + g->kh, wp = (g->ow - 1) * g->sw + g->kw;
     const int64_t c = g->c, left = g->pl * c;
     /* Input columns that land inside the padded row (a valid window may leave some out). */
     int64_t cols = wp - g->pl < g->w ? wp - g->pl : g->w;
@@ -102,27 +102,70 @@ void ct_cpu_direct_pad(const cd_geom *g, const float *x, float *xpad)
     }
 }
 
-void ct_cpu_direct_forward(const cd_geom *g, const float *x, const float *k, float *y)
+void ct_cpu_direct_pad(const cd_geom *g, const float *x, float *xpad)
 {
-#ifdef CD_X86
-    if (ct_cpu_direct_width() == 16)
-        cd_forward_avx512(g, x, k, y);
-    else if (ct_cpu_direct_width() == 8)
-        cd_forward_avx2(g, x, k, y);
-#else
-    (void)g, (void)x, (void)k, (void)y;
-#endif
+    pad_to(g, (g->oh - 1) * g->sh + g->kh, (g->ow - 1) * g->sw + g->kw, x, xpad);
 }
 
-void ct_cpu_direct_kernel_grad(const cd_geom *g, const float *x, const float *dy, int64_t rows,
-                               float *dk)
+/* ---- Winograd F(2x2, 3x3) ---- */
+
+static int64_t wino_tiles(const cd_geom *g) { return ((g->oh + 1) / 2) * ((g->ow + 1) / 2); }
+
+int64_t ct_cpu_wino_pad_floats(const cd_geom *g)
 {
+    return (2 * ((g->oh + 1) / 2) + 2) * (2 * ((g->ow + 1) / 2) + 2) * g->c;
+}
+
+void ct_cpu_wino_pad(const cd_geom *g, const float *x, float *xpad)
+{
+    pad_to(g, 2 * ((g->oh + 1) / 2) + 2, 2 * ((g->ow + 1) / 2) + 2, x, xpad);
+}
+
+int64_t ct_cpu_wino_work_floats(const cd_geom *g) { return 16 * wino_tiles(g) * (g->c + g->f); }
+
 #ifdef CD_X86
-    if (ct_cpu_direct_width() == 16)
-        cd_kernel_grad_avx512(g, x, dy, rows, dk);
-    else if (ct_cpu_direct_width() == 8)
-        cd_kernel_grad_avx2(g, x, dy, rows, dk);
+#define CD_DISPATCH(name, ...)                                                              \
+    do {                                                                                    \
+        if (ct_cpu_direct_width() == 16)                                                    \
+            name##_avx512(__VA_ARGS__);                                                     \
+        else if (ct_cpu_direct_width() == 8)                                                \
+            name##_avx2(__VA_ARGS__);                                                       \
+    } while (0)
 #else
-    (void)g, (void)x, (void)dy, (void)rows, (void)dk;
+#define CD_DISPATCH(name, ...) ((void)0)
 #endif
+
+void ct_cpu_wino_kernel(const cd_geom *g, const float *k, float *u)
+{
+    CD_DISPATCH(wino_kernel, g, k, u);
+}
+
+void ct_cpu_wino_forward(const cd_geom *g, const float *xpad, const float *u, float *y,
+                         float *work)
+{
+    CD_DISPATCH(cd_wino_forward, g, xpad, u, y, work);
+}
+
+void ct_cpu_wino_kernel_grad_add(const cd_geom *g, const float *xpad, const float *dy,
+                                 float *du, float *work)
+{
+    CD_DISPATCH(cd_wino_kernel_grad_add, g, xpad, dy, du, work);
+}
+
+void ct_cpu_wino_kernel_grad_finish(const cd_geom *g, const float *du, float *dk)
+{
+    CD_DISPATCH(cd_wino_kernel_grad_finish, g, du, dk);
+}
+
+/* ---- direct ---- */
+
+void ct_cpu_direct_forward(const cd_geom *g, const float *xpad, const float *k, float *y)
+{
+    CD_DISPATCH(cd_forward, g, xpad, k, y);
+}
+
+void ct_cpu_direct_kernel_grad(const cd_geom *g, const float *xpad, const float *dy,
+                               int64_t rows, float *dk)
+{
+    CD_DISPATCH(cd_kernel_grad, g, xpad, dy, rows, dk);
 }

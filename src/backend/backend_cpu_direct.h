@@ -36,4 +36,22 @@ void ct_cpu_direct_forward(const cd_geom *g, const float *xpad, const float *k, 
 void ct_cpu_direct_kernel_grad(const cd_geom *g, const float *xpad, const float *dy,
                                int64_t rows, float *dk);
 
+/* Winograd F(2x2, 3x3), for 3x3 kernels with stride 1 whose channels and filters are whole
+ * vectors. The input is padded to (2*ceil(oh/2) + 2) x (2*ceil(ow/2) + 2) x c:
+ * ct_cpu_wino_pad_floats floats, written by ct_cpu_wino_pad. u holds the transformed
+ * kernel, 16 x c x f floats (ct_cpu_wino_kernel from a 3 x 3 x c x f kernel); work,
+ * ct_cpu_wino_work_floats floats, the transformed tiles of one sample. */
+int64_t ct_cpu_wino_pad_floats(const cd_geom *g);
+void ct_cpu_wino_pad(const cd_geom *g, const float *x, float *xpad);
+int64_t ct_cpu_wino_work_floats(const cd_geom *g);
+void ct_cpu_wino_kernel(const cd_geom *g, const float *k, float *u);
+/* y (oh x ow x f, overwritten) of one padded sample. */
+void ct_cpu_wino_forward(const cd_geom *g, const float *xpad, const float *u, float *y,
+                         float *work);
+/* The kernel gradient in two steps: du (16 x c x f, zeroed by the caller) += one padded
+ * sample's share, sample after sample; then dk (3 x 3 x c x f, overwritten) from du. */
+void ct_cpu_wino_kernel_grad_add(const cd_geom *g, const float *xpad, const float *dy,
+                                 float *du, float *work);
+void ct_cpu_wino_kernel_grad_finish(const cd_geom *g, const float *du, float *dk);
+
 #endif

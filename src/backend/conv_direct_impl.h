@@ -259,6 +259,8 @@ static void FN(cd_kernel_grad)(const cd_geom *g, const float *xpad, const float 
     }
 }
 
+#include "conv_winograd_impl.h"
+
 #undef CD_FWD_CASE
 #undef CD_DK_CASE
 #undef CD_INLINE

@@ -407,7 +407,7 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
                                        NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
     /* In ct_conv_algo's order. */
-    static const char *const algos[] = {"auto", "im2col", "direct", NULL};
+    static const char *const algos[] = {"auto", "im2col", "direct", "winograd", NULL};
     ct_node *b = ct_map_get(ex->root, "backend");
     if (!b)
         b = ct_map_set_map(ex->root, "backend");
