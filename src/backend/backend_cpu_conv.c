@@ -352,13 +352,85 @@ static int64_t part_floats(const ct_window *w, int64_t groups, int64_t filters, 
     return chunk_samples(w, groups, rows) * patch_floats(w, groups) + kdim * filters + filters;
 }
 
-/* The direct algorithm computes dx as the convolution of dy with the kernel turned
- * around (stride 1 and whole vectors of input channels only; else through patches). */
+/* The direct algorithm computes dx as convolutions of dy with the kernel turned around
+ * (whole vectors of input channels only; else through patches). */
 static bool direct_dx(const ct_window *w)
 {
     int vw = ct_cpu_direct_width();
-    return w->algo == CT_CONV_DIRECT && w->stride_h == 1 && w->stride_w == 1 && vw > 0 &&
-           w->in_c % vw == 0;
+    return w->algo == CT_CONV_DIRECT && vw > 0 && w->in_c % vw == 0;
+}
+
+/* dx by phases. Input row ih is reached by the kernel rows i = ih + pad - s*oh, all in
+ * one class modulo the stride s: the phase a = (ih + pad) mod s. The rows of phase a,
+ * ih = ih0 + s*u, take the taps i = a + m*s (mi of them), and
+ *   dx[ih0 + s*u] = sum over m of dy[u + uu0 - m] k[a + m*s],
+ * a stride-1 convolution of dy with those taps reversed and padding mi - 1 - uu0. Each
+ * pair of row and column phases is one such convolution (stride 1: one phase, dx itself). */
+typedef struct dx_phase {
+    cd_geom g;          /* dy (oh x ow x filters) -> the phase's dx (u x v x in_c) */
+    int64_t ih0, iw0;   /* the phase's first input row and column */
+} dx_phase;
+
+/* One axis of a phase: taps (*m), first input index (*i0), outputs (*n), padding (*pad). */
+static void phase_axis(int64_t a, int64_t k, int64_t s, int64_t p, int64_t in, int64_t *m,
+                       int64_t *i0, int64_t *n, int64_t *pad)
+{
+    *m = a < k ? (k - a + s - 1) / s : 0;
+    *i0 = ((a - p) % s + s) % s;
+    *n = *i0 < in ? (in - 1 - *i0) / s + 1 : 0;
+    *pad = *m - 1 - (*i0 + p - a) / s;
+}
+
+/* Phase (a, b) of w; false when it has no taps or no outputs (those dx stay zero). */
+static bool dx_phase_of(const ct_window *w, int64_t filters, int64_t a, int64_t b,
+                        dx_phase *ph)
+{
+    int64_t mi, mj, u, v, pt, pl;
+    phase_axis(a, w->k_h, w->stride_h, w->pad_top, w->in_h, &mi, &ph->ih0, &u, &pt);
+    phase_axis(b, w->k_w, w->stride_w, w->pad_left, w->in_w, &mj, &ph->iw0, &v, &pl);
+    ph->g = (cd_geom){.h = w->out_h, .w = w->out_w, .c = filters, .oh = u, .ow = v,
+                      .f = w->in_c, .kh = mi, .kw = mj, .sh = 1, .sw = 1, .pt = pt, .pl = pl};
+    return mi > 0 && mj > 0 && u > 0 && v > 0;
+}
+
+/* The largest padded dy of a phase, and (strided) room for a phase's output. */
+static int64_t dx_phase_floats(const ct_window *w, int64_t filters)
+{
+    int64_t pad = 0, out = 0;
+    for (int64_t a = 0; a < w->stride_h; a++)
+        for (int64_t b = 0; b < w->stride_w; b++) {
+            dx_phase ph;
+            if (!dx_phase_of(w, filters, a, b, &ph))
+                continue;
+            int64_t n = ct_cpu_direct_pad_floats(&ph.g), o = ph.g.oh * ph.g.ow * ph.g.f;
+            pad = n > pad ? n : pad;
+            out = o > out ? o : out;
+        }
+    return pad + (w->stride_h > 1 || w->stride_w > 1 ? out : 0);
+}
+
+/* Every phase's kernel, one after another in phase order: taps reversed, channels and
+ * filters swapped (phase kernel [m'][n'][f][c] = kernel[a + (mi-1-m')s][b + (mj-1-n')s]
+ * [c][f]); kh*kw*in_c*filters floats in all. */
+static void dx_phase_kernels(const ct_window *w, int64_t filters, const float *kernel,
+                             float *out)
+{
+    const int64_t c = w->in_c;
+    for (int64_t a = 0; a < w->stride_h; a++)
+        for (int64_t b = 0; b < w->stride_w; b++) {
+            dx_phase ph;
+            if (!dx_phase_of(w, filters, a, b, &ph))
+                continue;
+            for (int64_t m = 0; m < ph.g.kh; m++)
+                for (int64_t n = 0; n < ph.g.kw; n++, out += filters * c) {
+                    int64_t i = a + (ph.g.kh - 1 - m) * w->stride_h;
+                    int64_t jj = b + (ph.g.kw - 1 - n) * w->stride_w;
+                    const float *src = kernel + (i * w->k_w + jj) * c * filters;
+                    for (int64_t q = 0; q < c; q++)
+                        for (int64_t f = 0; f < filters; f++)
+                            out[f * c + q] = src[q * filters + f];
+                }
+        }
 }
 
 static cd_geom direct_geom(const ct_window *w, int64_t filters)
@@ -383,10 +455,10 @@ static cd_geom direct_geom_dx(const ct_window *w, int64_t filters)
 static int64_t direct_part_floats(const ct_window *w, int64_t filters, int64_t rows)
 {
     int64_t parts = conv_parts(rows), share = (rows + parts - 1) / parts;
-    cd_geom g = direct_geom(w, filters), gt = direct_geom_dx(w, filters);
+    cd_geom g = direct_geom(w, filters);
     int64_t n = share * ct_cpu_direct_pad_floats(&g) + w->k_h * w->k_w * w->in_c * filters +
                 filters;
-    return n + (direct_dx(w) ? ct_cpu_direct_pad_floats(&gt) : patch_floats(w, 1));
+    return n + (direct_dx(w) ? dx_phase_floats(w, filters) : patch_floats(w, 1));
 }
 
 /* Winograd, per partition: one padded sample (x, or dy for dx), its transformed tiles,
@@ -631,6 +703,34 @@ static void conv_backward_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
+/* dx of one sample by phases (dx_phase): each phase's convolution of dz, written straight
+ * into dx with stride 1, else into `work` and from there to its rows and columns. */
+static void direct_dx_sample(const conv_job *j, const float *dz, float *dx, float *work)
+{
+    const ct_window *w = j->w;
+    const int64_t c = w->in_c, sh = w->stride_h, sw = w->stride_w;
+    const bool strided = sh > 1 || sw > 1;
+    const float *k = j->kflip;
+    if (strided)
+        run_zero(dx, j->in_size);
+    for (int64_t a = 0; a < sh; a++)
+        for (int64_t b = 0; b < sw; b++) {
+            dx_phase ph;
+            if (!dx_phase_of(w, j->filters, a, b, &ph))
+                continue;
+            float *out = strided ? work + ct_cpu_direct_pad_floats(&ph.g) : dx;
+            ct_cpu_direct_pad(&ph.g, dz, work);
+            ct_cpu_direct_forward(&ph.g, work, k, out);
+            k += ph.g.kh * ph.g.kw * j->filters * c;
+            if (!strided)
+                continue;
+            for (int64_t u = 0; u < ph.g.oh; u++)
+                for (int64_t v = 0; v < ph.g.ow; v++)
+                    run_copy(dx + ((ph.ih0 + u * sh) * w->in_w + ph.iw0 + v * sw) * c,
+                             out + (u * ph.g.ow + v) * c, c);
+        }
+}
+
 /* Direct, one partition: the padded samples; dz and the bias sums sample by sample, and
  * dx of each sample while its dz is in cache; then the kernel gradient over the
  * partition's samples. */
@@ -651,8 +751,7 @@ static void conv_backward_direct_part(const conv_job *j, int64_t p, int64_t s0, 
         if (!j->dx)
             continue;
         if (j->kflip) {
-            ct_cpu_direct_pad(&j->gt, dys, tail);
-            ct_cpu_direct_forward(&j->gt, tail, j->kflip, j->dx + s * j->in_size);
+            direct_dx_sample(j, dys, j->dx + s * j->in_size, tail);
         } else {
             run_zero(j->dx + s * j->in_size, j->in_size);
             dx_chunk(j, s, 1, 0, tail);
@@ -747,7 +846,7 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
     if (w->algo == CT_CONV_DIRECT) {
         if (dx && direct_dx(w)) {
             float *kflip = work + j.parts * j.dpart;
-            flip_kernel(w, filters, kernel, kflip);
+            dx_phase_kernels(w, filters, kernel, kflip);
             j.kflip = kflip;
         }
         ct_parallel_for(j.parts, 1, conv_backward_direct_task, &j);

@@ -81,24 +81,24 @@ int64_t ct_cpu_direct_pad_floats(const cd_geom *g)
     return ((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * g->c;
 }
 
-/* x into a zero buffer of hp x wp x c, input row 0 at row pt and column 0 at pl. */
+/* x into a zero buffer of hp x wp x c, input row 0 at row pt and column 0 at pl (either
+ * may be negative: the input's first rows or columns are then left out, as are any past
+ * the buffer's end). */
 static void pad_to(const cd_geom *g, int64_t hp, int64_t wp, const float *x, float *xpad)
 {
-    const int64_t c = g->c, left = g->pl * c;
-    /* Input columns that land inside the padded row (a valid window may leave some out). */
-    int64_t cols = wp - g->pl < g->w ? wp - g->pl : g->w;
-    if (cols < 0)
-        cols = 0;
-    const int64_t right = (wp - g->pl - cols) * c;
+    const int64_t c = g->c;
+    int64_t d0 = g->pl > 0 ? g->pl : 0, d1 = g->pl + g->w < wp ? g->pl + g->w : wp;
+    if (d1 < d0)
+        d1 = d0;
     for (int64_t r = 0; r < hp; r++, xpad += wp * c) {
         const int64_t src = r - g->pt;
         if (src < 0 || src >= g->h) {
             memset(xpad, 0, (size_t)(wp * c) * sizeof(float));
             continue;
         }
-        memset(xpad, 0, (size_t)left * sizeof(float));
-        memcpy(xpad + left, x + src * g->w * c, (size_t)(cols * c) * sizeof(float));
-        memset(xpad + left + cols * c, 0, (size_t)right * sizeof(float));
+        memset(xpad, 0, (size_t)(d0 * c) * sizeof(float));
+        memcpy(xpad + d0 * c, x + (src * g->w + d0 - g->pl) * c, (size_t)((d1 - d0) * c) * sizeof(float));
+        memset(xpad + d1 * c, 0, (size_t)((wp - d1) * c) * sizeof(float));
     }
 }
 
