@@ -20,6 +20,9 @@
 #define CT_MAX_THREADS 256
 #define SPIN_ROUNDS 200000 /* rounds of waiting before a worker sleeps */
 #define PAUSE_ROUNDS 2000  /* rounds of pure spinning before waiting yields the core */
+/* Chunks a job is cut into per thread (at most; never below `grain` items each): enough
+ * that a thread on a busy core leaves its share to the others. */
+#define CHUNKS_PER_THREAD 4
 
 typedef struct pool {
     int threads;                 /* including the caller */
@@ -31,10 +34,12 @@ typedef struct pool {
     atomic_int sleeping;
     atomic_bool stop;
     uint_fast64_t start_generation; /* the generation new workers start from */
-    /* the current job */
+    /* the current job: n items in `chunks` contiguous chunks, taken in turn by whichever
+     * thread is free (next: the first chunk not yet taken) */
     ct_task task;
     void *ctx;
-    int64_t n, parts;
+    int64_t n, chunks;
+    atomic_int_fast64_t next;
 } pool;
 
 static pool the_pool = {.threads = 1,
@@ -48,11 +53,18 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void run_part(pool *p, int64_t part)
+/* Takes chunks until none is left. A thread slowed by another process takes fewer, so
+ * nobody waits for it; which thread runs a chunk never changes what the chunk computes. */
+static void run_chunks(pool *p)
 {
-    int64_t begin = p->n * part / p->parts, end = p->n * (part + 1) / p->parts;
-    if (begin < end)
-        p->task(p->ctx, begin, end);
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (c >= p->chunks)
+            return;
+        int64_t begin = p->n * c / p->chunks, end = p->n * (c + 1) / p->chunks;
+        if (begin < end)
+            p->task(p->ctx, begin, end);
+    }
 }
 
 void ct_flush_denormals(void)
@@ -94,8 +106,8 @@ static void *worker(void *arg)
         seen = g;
         if (atomic_load(&p->stop))
             return NULL;
-        if (index < p->parts)
-            run_part(p, index);
+        (void)index;
+        run_chunks(p);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
 }
@@ -140,10 +152,10 @@ int ct_threads_get(void) { return the_pool.threads; }
 void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx)
 {
     pool *p = &the_pool;
-    int64_t parts = grain > 0 ? n / grain : n;
-    if (parts > p->threads)
-        parts = p->threads;
-    if (parts <= 1) {
+    int64_t chunks = grain > 0 ? n / grain : n;
+    if (chunks > CHUNKS_PER_THREAD * p->threads)
+        chunks = CHUNKS_PER_THREAD * p->threads;
+    if (chunks <= 1 || p->threads == 1) {
         if (n > 0)
             task(ctx, 0, n);
         return;
@@ -151,7 +163,8 @@ void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx)
     p->task = task;
     p->ctx = ctx;
     p->n = n;
-    p->parts = parts;
+    p->chunks = chunks;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
     /* Sequentially consistent, so a worker going to sleep either sees the new generation
      * or is counted in `sleeping` and woken. */
@@ -161,7 +174,7 @@ void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx)
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->lock);
     }
-    run_part(p, 0);
+    run_chunks(p);
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
         if (spins < PAUSE_ROUNDS)
             cpu_relax();

@@ -1,6 +1,8 @@
 /* parallel.h - the CPU backend's worker threads. The calling thread works too, so with
- * ct_threads_set(n) there are n - 1 workers. Work is split statically (the same split for
- * the same thread count), so results do not depend on timing. The pool is process-wide,
+ * ct_threads_set(n) there are n - 1 workers. A job is cut into chunks fixed by its size
+ * and the thread count, which the threads take in turn as they come free (a thread on a
+ * core shared with another process takes fewer); what a chunk computes never depends on
+ * the thread that runs it, so results do not depend on timing. The pool is process-wide,
  * created on first use and resized by ct_threads_set; ct_parallel_for must be called from
  * one thread at a time (the training thread) and not from inside a task. */
 #ifndef CT_PARALLEL_H
@@ -20,8 +22,9 @@ int ct_threads_get(void);
 
 typedef void (*ct_task)(void *ctx, int64_t begin, int64_t end);
 
-/* Runs task over [0, n) in contiguous parts, one per thread, each part at least `grain`
- * items (so small jobs run inline on the calling thread). */
+/* Runs task over [0, n) in contiguous chunks (up to 4 per thread), each at least `grain`
+ * items (so small jobs run inline on the calling thread). The task must compute the same
+ * whatever the chunks: every ct_task here writes per item, or per fixed partition. */
 void ct_parallel_for(int64_t n, int64_t grain, ct_task task, void *ctx);
 
 #endif
