@@ -218,6 +218,7 @@ static ct_activation act_output_activation(const ct_layer *l)
         .backward = act_backward,                                                          \
         .free_state = act_free,                                                            \
         .output_activation = act_output_activation,                                        \
+        .is_activation = true,                                                             \
     }
 
 CT_ACT_LAYER(ct_layer_activation, "activation", "Activation", activation_configure, act_build);

@@ -234,12 +234,13 @@ static void batch_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     const float *gamma = param_value(l, s->gamma_idx), *beta = param_value(l, s->beta_idx);
     float *mm = l->params[s->mean_idx].value, *mv = l->params[s->var_idx].value;
     if (!pass->training) {
-        be->batchnorm_infer(x->data, y->data, n, c, gamma, beta, (float)s->epsilon, mm, mv);
+        be->batchnorm_infer(x->data, y->data, n, c, gamma, beta, (float)s->epsilon, mm, mv,
+                            l->fused_relu);
         return;
     }
     float *mean = l->scratch, *var = l->scratch + c, *invstd = l->scratch + 2 * c;
     be->batchnorm_train(x->data, y->data, n, c, gamma, beta, (float)s->epsilon, mean, var,
-                        invstd);
+                        invstd, l->fused_relu);
     /* moving = moving * momentum + batch * (1 - momentum), with the biased variance */
     float mom = (float)s->momentum;
     be->scale(c, mom, mm);
@@ -263,7 +264,7 @@ static void batch_backward_infer(ct_layer *l, ct_tensor *dy, const ct_tensor *x,
     /* is = 1/sqrt(mv + eps), as the normalization of ones with zero mean */
     be->fill(ones, c, 1.0f);
     be->fill(work, c, 0.0f);
-    be->batchnorm_infer(ones, is, 1, c, NULL, NULL, (float)s->epsilon, work, mv);
+    be->batchnorm_infer(ones, is, 1, c, NULL, NULL, (float)s->epsilon, work, mv, false);
     float *sdy = dbeta ? dbeta : ones;
     be->sum_rows(dy->data, sdy, n, c, 0.0f);
     if (dx) {
@@ -288,14 +289,17 @@ static void batch_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *co
     (void)nx;
     const ct_tensor *x = xs[0];
     ct_tensor *dx = dxs[0];
-    (void)y;
     const norm_state *s = l->state;
+    int64_t n = x->rows * s->spatial, c = s->c;
     if (!pass->training) {
+        if (l->fused_relu) /* dy through the relu first */
+            l->be->bias_act_backward((ct_act){.kind = CT_ACT_RELU}, y->data, dy->data, NULL,
+                                     n, c);
         batch_backward_infer(l, dy, x, dx);
         return;
     }
-    int64_t n = x->rows * s->spatial, c = s->c;
-    l->be->batchnorm_backward(x->data, dy->data, dx ? dx->data : NULL, n, c,
+    l->be->batchnorm_backward(x->data, l->fused_relu ? y->data : NULL, dy->data,
+                              dx ? dx->data : NULL, n, c,
                               param_value(l, s->gamma_idx), l->scratch, l->scratch + 2 * c,
                               param_grad(l, s->gamma_idx), param_grad(l, s->beta_idx));
 }
@@ -362,6 +366,7 @@ const ct_layer_kind ct_layer_batch_normalization = {
     .forward = batch_forward,
     .backward = batch_backward,
     .free_state = norm_free,
+    .takes_relu = true,
 };
 
 const ct_layer_kind ct_layer_layer_normalization = {

@@ -281,7 +281,7 @@ static ct_window window(int64_t ih, int64_t iw, int64_t ic, int64_t kh, int64_t 
                         int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t pb,
                         int64_t pr)
 {
-    ct_window w = {ih, iw, ic, 0, 0, kh, kw, sh, sw, dh, dw, pt, pl};
+    ct_window w = {ih, iw, ic, 0, 0, kh, kw, sh, sw, dh, dw, pt, pl, CT_CONV_IM2COL};
     w.out_h = (ih + pt + pb - (dh * (kh - 1) + 1)) / sh + 1;
     w.out_w = (iw + pl + pr - (dw * (kw - 1) + 1)) / sw + 1;
     return w;
@@ -459,8 +459,8 @@ START_TEST(test_batchnorm)
     const int64_t n = 3000, c = 13;
     pair x = mk(n * c, 100, -3, 5), y = mk(n * c, 0, 0, 0), gamma = mk(c, 101, 0.5f, 1.5f);
     pair beta = mk(c, 102, -1, 1), mean = mk(c, 0, 0, 0), var = mk(c, 0, 0, 0), is = mk(c, 0, 0, 0);
-    CPU->batchnorm_train(x.c, y.c, n, c, gamma.c, beta.c, 1e-3f, mean.c, var.c, is.c);
-    GPU->batchnorm_train(x.g, y.g, n, c, gamma.g, beta.g, 1e-3f, mean.g, var.g, is.g);
+    CPU->batchnorm_train(x.c, y.c, n, c, gamma.c, beta.c, 1e-3f, mean.c, var.c, is.c, false);
+    GPU->batchnorm_train(x.g, y.g, n, c, gamma.g, beta.g, 1e-3f, mean.g, var.g, is.g, false);
     expect_close("batchnorm mean", &mean, SUM, 1);
     expect_close("batchnorm var", &var, SUM, 0);
     expect_close("batchnorm invstd", &is, SUM, 0);
@@ -468,14 +468,14 @@ START_TEST(test_batchnorm)
     GPU->upload(mean.g, mean.c, (size_t)c * sizeof(float));
     GPU->upload(is.g, is.c, (size_t)c * sizeof(float));
     pair dy = mk(n * c, 103, -1, 1), dx = mk(n * c, 0, 0, 0), dg = mk(c, 0, 0, 0), db = mk(c, 0, 0, 0);
-    CPU->batchnorm_backward(x.c, dy.c, dx.c, n, c, gamma.c, mean.c, is.c, dg.c, db.c);
-    GPU->batchnorm_backward(x.g, dy.g, dx.g, n, c, gamma.g, mean.g, is.g, dg.g, db.g);
+    CPU->batchnorm_backward(x.c, NULL, dy.c, dx.c, n, c, gamma.c, mean.c, is.c, dg.c, db.c);
+    GPU->batchnorm_backward(x.g, NULL, dy.g, dx.g, n, c, gamma.g, mean.g, is.g, dg.g, db.g);
     expect_close("batchnorm dx", &dx, 1e-3, 1e-2);
     expect_close("batchnorm dgamma", &dg, SUM, 1);
     expect_close("batchnorm dbeta", &db, SUM, 1);
-    CPU->batchnorm_infer(x.c, y.c, n, c, NULL, beta.c, 1e-3f, mean.c, var.c);
+    CPU->batchnorm_infer(x.c, y.c, n, c, NULL, beta.c, 1e-3f, mean.c, var.c, false);
     GPU->upload(var.g, var.c, (size_t)c * sizeof(float));
-    GPU->batchnorm_infer(x.g, y.g, n, c, NULL, beta.g, 1e-3f, mean.g, var.g);
+    GPU->batchnorm_infer(x.g, y.g, n, c, NULL, beta.g, 1e-3f, mean.g, var.g, false);
     expect_close("batchnorm inference", &y, ELEM, 1e-6);
     pair *all[] = {&x, &y, &gamma, &beta, &mean, &var, &is, &dy, &dx, &dg, &db};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)

@@ -158,6 +158,21 @@ static const graph_case graph_cases[] = {
      "    - {name: d2, type: dense, units: 5, activation: tanh, inputs: d1}\n"
      "    - {name: res, type: add, inputs: [d1, d2]}\n"
      "    - {name: out, type: dense, units: 3, inputs: res}\n"},
+    /* a ReLU after batch normalization, folded into it (see test_relu_fusion) */
+    {"batch norm and relu, fused",
+     "model:\n  inputs: {x: {shape: [4]}}\n  layers:\n"
+     "    - {name: d1, type: dense, units: 6, inputs: x}\n"
+     "    - {name: bn, type: batch_normalization}\n"
+     "    - {name: r, type: relu}\n"
+     "    - {name: out, type: dense, units: 3}\n"},
+    /* the same, but the batch norm's output also feeds an add: not fused */
+    {"batch norm feeding a relu and an add",
+     "model:\n  inputs: {x: {shape: [4]}}\n  layers:\n"
+     "    - {name: d1, type: dense, units: 6, inputs: x}\n"
+     "    - {name: bn, type: batch_normalization}\n"
+     "    - {name: r, type: relu}\n"
+     "    - {name: s, type: add, inputs: [r, bn]}\n"
+     "    - {name: out, type: dense, units: 3}\n"},
     /* one layer taking the same tensor twice */
     {"add twice",
      "model:\n  inputs: {x: {shape: [3]}}\n  layers:\n"
@@ -261,6 +276,49 @@ START_TEST(test_graph_gradients)
 {
     const graph_case *c = &graph_cases[_i];
     gradcheck_model(c->name, c->yaml, 3);
+}
+END_TEST
+
+/* Which ReLU layers are folded into the batch normalization before them: only a plain
+ * relu (not relu6, not leaky) that is the batch norm's one use, when the batch norm is
+ * not a model output. */
+START_TEST(test_relu_fusion)
+{
+    gm g;
+    gm_open(&g,
+            "model:\n  inputs: {x: {shape: [4]}}\n  layers:\n"
+            "    - {name: b1, type: batch_normalization, inputs: x}\n"
+            "    - {name: r1, type: relu}\n"
+            "    - {name: b2, type: batch_normalization}\n"
+            "    - {name: r2, type: activation, activation: relu}\n"
+            "    - {name: b3, type: batch_normalization}\n"
+            "    - {name: r3, type: relu, max_value: 6}\n"
+            "    - {name: b4, type: batch_normalization}\n"
+            "    - {name: r4, type: relu}\n"
+            "    - {name: sum, type: add, inputs: [r4, b4]}\n"
+            "    - {name: b5, type: batch_normalization}\n"
+            "    - {name: r5, type: relu}\n"
+            "  outputs: [r5, b5]\n",
+            3, 4);
+    static const struct {
+        const char *name;
+        bool fused_relu, fused_away;
+    } want[] = {
+        {"b1", true, false},  {"r1", false, true},  {"b2", true, false},
+        {"r2", false, true},  {"b3", false, false}, {"r3", false, false},
+        {"b4", false, false}, {"r4", false, false}, {"b5", false, false},
+        {"r5", false, false},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        const ct_layer *l = NULL;
+        for (int i = 0; i < g.m->nlayers; i++)
+            if (!strcmp(g.m->layers[i].name, want[k].name))
+                l = &g.m->layers[i];
+        ck_assert_ptr_nonnull(l);
+        ck_assert_msg(l->fused_relu == want[k].fused_relu && l->fused_away == want[k].fused_away,
+                      "%s: fused_relu %d, fused_away %d", l->name, l->fused_relu, l->fused_away);
+    }
+    gm_close(&g);
 }
 END_TEST
 
@@ -1116,6 +1174,7 @@ static Suite *suite(void)
     TCase *g = tcase_create("gradients");
     tcase_set_timeout(g, 120);
     tcase_add_loop_test(g, test_graph_gradients, 0, N_GRAPH);
+    tcase_add_test(g, test_relu_fusion);
     tcase_add_test(g, test_shared_sum);
     tcase_add_test(g, test_shared_owner_unused);
     suite_add_tcase(s, g);

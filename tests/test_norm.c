@@ -61,7 +61,7 @@ static void check_bn_train(const float *x, int64_t n, int64_t c, const float *ga
                            const float *beta, float eps, double tol_stat, double tol_y)
 {
     float *y = fvec(n * c), *mean = fvec(c), *var = fvec(c), *is = fvec(c);
-    ct_cpu_batchnorm_train(x, y, n, c, gamma, beta, eps, mean, var, is);
+    ct_cpu_batchnorm_train(x, y, n, c, gamma, beta, eps, mean, var, is, false);
     for (int64_t j = 0; j < c; j++) {
         double m, v;
         ref_moments(x, n, c, j, &m, &v);
@@ -115,12 +115,12 @@ START_TEST(test_bn_infer_values)
     float x[6] = {3.0f, -2.0f, 1.0f, -1.5f, -1.0f, 0.0f}, y[6];
     float mean[2] = {1.0f, -2.0f}, var[2] = {4.0f, 0.25f};
     float gamma[2] = {2.0f, 1.0f}, beta[2] = {0.5f, 0.0f};
-    ct_cpu_batchnorm_infer(x, y, 3, 2, gamma, beta, 1e-3f, mean, var);
+    ct_cpu_batchnorm_infer(x, y, 3, 2, gamma, beta, 1e-3f, mean, var, false);
     double want[6] = {2.0 / sqrt(4.001) * 2 + 0.5, 0.0, 0.0 * 2 + 0.5,
                       0.5 / sqrt(0.251), -2.0 / sqrt(4.001) * 2 + 0.5, 2.0 / sqrt(0.251)};
     for (int i = 0; i < 6; i++)
         tu_assert_close(y[i], want[i], 1e-6);
-    ct_cpu_batchnorm_infer(x, y, 3, 2, NULL, NULL, 1e-3f, mean, var);
+    ct_cpu_batchnorm_infer(x, y, 3, 2, NULL, NULL, 1e-3f, mean, var, false);
     tu_assert_close(y[0], 2.0 / sqrt(4.001), 1e-6);
     tu_assert_close(y[5], 2.0 / sqrt(0.251), 1e-6);
 }
@@ -132,8 +132,8 @@ static void check_bn_backward(const float *x, const float *dy, int64_t n, int64_
 {
     float *y = fvec(n * c), *dx = fvec(n * c), *mean = fvec(c), *var = fvec(c), *is = fvec(c);
     float *dg = fvec(c), *db = fvec(c), *dg2 = fvec(c);
-    ct_cpu_batchnorm_train(x, y, n, c, gamma, NULL, 1e-3f, mean, var, is);
-    ct_cpu_batchnorm_backward(x, dy, dx, n, c, gamma, mean, is, dg, db);
+    ct_cpu_batchnorm_train(x, y, n, c, gamma, NULL, 1e-3f, mean, var, is, false);
+    ct_cpu_batchnorm_backward(x, NULL, (float *)dy, dx, n, c, gamma, mean, is, dg, db);
     for (int64_t j = 0; j < c; j++) {
         double m, v, sdy = 0.0, sdyx = 0.0;
         ref_moments(x, n, c, j, &m, &v);
@@ -155,7 +155,7 @@ static void check_bn_backward(const float *x, const float *dy, int64_t n, int64_
         }
     }
     /* without dx the parameter gradients are the same */
-    ct_cpu_batchnorm_backward(x, dy, NULL, n, c, gamma, mean, is, dg2, NULL);
+    ct_cpu_batchnorm_backward(x, NULL, (float *)dy, NULL, n, c, gamma, mean, is, dg2, NULL);
     for (int64_t j = 0; j < c; j++)
         ck_assert_float_eq(dg2[j], dg[j]);
     free(y), free(dx), free(mean), free(var), free(is), free(dg), free(db), free(dg2);
@@ -171,6 +171,47 @@ START_TEST(test_bn_backward_values)
     check_bn_backward(x, dy, n, c, gamma, 1e-5);
     check_bn_backward(x, dy, n, c, NULL, 1e-5);
     free(x), free(dy);
+}
+END_TEST
+
+/* A fused relu gives the bits of batch normalization followed by a relu of its own:
+ * forward (training and inference) and backward (dy taken where y > 0). */
+START_TEST(test_bn_fused_relu)
+{
+    const int64_t n = 37, c = 21; /* a block of 16 channels and a partial one */
+    float *x = fvec(n * c), *dy = fvec(n * c), *gamma = fvec(c), *beta = fvec(c);
+    float *y = fvec(n * c), *yr = fvec(n * c), *dx = fvec(n * c), *dxr = fvec(n * c);
+    float *mean = fvec(c), *var = fvec(c), *is = fvec(c), *dg = fvec(c), *db = fvec(c);
+    float *dgr = fvec(c), *dbr = fvec(c), *dym = fvec(n * c), *dyc = fvec(n * c);
+    tu_fill(x, n * c, 61, -2.0f, 3.0f);
+    tu_fill(dy, n * c, 62, -1.0f, 1.0f);
+    tu_fill(gamma, c, 63, 0.5f, 1.5f);
+    tu_fill(beta, c, 64, -0.5f, 0.5f);
+    ct_cpu_batchnorm_train(x, y, n, c, gamma, beta, 1e-3f, mean, var, is, false);
+    ct_cpu_batchnorm_train(x, yr, n, c, gamma, beta, 1e-3f, mean, var, is, true);
+    int zeros = 0;
+    for (int64_t i = 0; i < n * c; i++) {
+        float want = y[i] > 0.0f ? y[i] : 0.0f;
+        ck_assert_msg(memcmp(&yr[i], &want, sizeof want) == 0, "y[%lld]", (long long)i);
+        zeros += yr[i] == 0.0f;
+        dym[i] = yr[i] > 0.0f ? dy[i] : 0.0f;
+    }
+    ck_assert_int_gt(zeros, n * c / 4); /* the relu cut something */
+    memcpy(dyc, dy, (size_t)(n * c) * sizeof(float));
+    ct_cpu_batchnorm_backward(x, yr, dyc, dxr, n, c, gamma, mean, is, dgr, dbr);
+    ct_cpu_batchnorm_backward(x, NULL, dym, dx, n, c, gamma, mean, is, dg, db);
+    ck_assert(memcmp(dx, dxr, (size_t)(n * c) * sizeof(float)) == 0);
+    ck_assert(memcmp(dg, dgr, (size_t)c * sizeof(float)) == 0);
+    ck_assert(memcmp(db, dbr, (size_t)c * sizeof(float)) == 0);
+    ct_cpu_batchnorm_infer(x, y, n, c, gamma, beta, 1e-3f, mean, var, false);
+    ct_cpu_batchnorm_infer(x, yr, n, c, gamma, beta, 1e-3f, mean, var, true);
+    for (int64_t i = 0; i < n * c; i++) {
+        float want = y[i] > 0.0f ? y[i] : 0.0f;
+        ck_assert_msg(memcmp(&yr[i], &want, sizeof want) == 0, "inference y[%lld]", (long long)i);
+    }
+    free(x), free(dy), free(gamma), free(beta), free(y), free(yr), free(dx), free(dxr);
+    free(mean), free(var), free(is), free(dg), free(db), free(dgr), free(dbr), free(dym);
+    free(dyc);
 }
 END_TEST
 
@@ -366,13 +407,13 @@ static void run_norm_ops(const norm_case *k, const float *x, const float *dy,
     int64_t n = k->rows * k->spatial, c = k->c;
     if (!k->groups) {
         ct_cpu_batchnorm_train(x, out[OUT_Y], n, c, gamma, beta, 1e-3f, out[OUT_S0],
-                               out[OUT_S1], out[OUT_S2]);
+                               out[OUT_S1], out[OUT_S2], false);
         ct_cpu_batchnorm_infer(x, out[OUT_YI], n, c, gamma, beta, 1e-3f, out[OUT_S0],
-                               out[OUT_S1]);
-        ct_cpu_batchnorm_backward(x, dy, out[OUT_DX], n, c, gamma, out[OUT_S0], out[OUT_S2],
-                                  out[OUT_DG], out[OUT_DB]);
-        ct_cpu_batchnorm_backward(x, dy, NULL, n, c, gamma, out[OUT_S0], out[OUT_S2],
-                                  out[OUT_DG2], NULL);
+                               out[OUT_S1], false);
+        ct_cpu_batchnorm_backward(x, NULL, (float *)dy, out[OUT_DX], n, c, gamma, out[OUT_S0],
+                                  out[OUT_S2], out[OUT_DG], out[OUT_DB]);
+        ct_cpu_batchnorm_backward(x, NULL, (float *)dy, NULL, n, c, gamma, out[OUT_S0],
+                                  out[OUT_S2], out[OUT_DG2], NULL);
         return;
     }
     ct_cpu_groupnorm_forward(x, out[OUT_Y], k->rows, k->spatial, c, k->groups, gamma, beta,
@@ -877,6 +918,7 @@ static Suite *norm_suite(void)
     tcase_add_test(ops, test_bn_infer_values);
     tcase_add_test(ops, test_bn_backward_values);
     tcase_add_test(ops, test_bn_backward_large_offset);
+    tcase_add_test(ops, test_bn_fused_relu);
     tcase_add_test(ops, test_gn_forward_values);
     tcase_add_test(ops, test_gn_large_offset);
     tcase_add_test(ops, test_gn_backward_values);

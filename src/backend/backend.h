@@ -246,18 +246,22 @@ typedef struct ct_backend {
     /* --- normalization (backend_cpu_norm.c) --- */
     /* Batch normalization over n positions (all rows and spatial positions) of c channels.
      * Training: mean/var (biased) of the batch into mean, var; invstd = 1/sqrt(var + eps);
-     * y = (x - mean) * invstd * gamma + beta. gamma/beta NULL mean 1/0. */
+     * y = (x - mean) * invstd * gamma + beta, then y = max(y, 0) where relu is set (a
+     * fused ReLU layer). gamma/beta NULL mean 1/0. */
     void (*batchnorm_train)(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
                             const float *beta, float eps, float *mean, float *var,
-                            float *invstd);
+                            float *invstd, bool relu);
     /* Inference with given (moving) mean and var. */
     void (*batchnorm_infer)(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
-                            const float *beta, float eps, const float *mean, const float *var);
+                            const float *beta, float eps, const float *mean, const float *var,
+                            bool relu);
     /* Backward of batchnorm_train: dx (overwritten; NULL: only the parameter gradients),
-     * dgamma, dbeta (overwritten; may be NULL when gamma/beta are absent). */
-    void (*batchnorm_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                               const float *gamma, const float *mean, const float *invstd,
-                               float *dgamma, float *dbeta);
+     * dgamma, dbeta (overwritten; may be NULL when gamma/beta are absent). y: the forward's
+     * output when it applied relu (dy is then taken where y > 0), else NULL. dy may be
+     * overwritten. */
+    void (*batchnorm_backward)(const float *x, const float *y, float *dy, float *dx, int64_t n,
+                               int64_t c, const float *gamma, const float *mean,
+                               const float *invstd, float *dgamma, float *dbeta);
     /* Group normalization per sample over `groups` groups of c/groups channels and all
      * spatial positions (layer normalization over the last axis is spatial*rows samples
      * with groups = 1 and spatial = 1). gamma/beta per channel (NULL: 1/0). mean and invstd

@@ -49,12 +49,14 @@ void ct_cpu_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t 
 void ct_cpu_scale_channels(const float *x, const float *s, float *y, int64_t rows,
                            int64_t spatial, int64_t c);
 void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
-                            const float *beta, float eps, float *mean, float *var, float *invstd);
+                            const float *beta, float eps, float *mean, float *var, float *invstd,
+                            bool relu);
 void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
-                            const float *beta, float eps, const float *mean, const float *var);
-void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                               const float *gamma, const float *mean, const float *invstd,
-                               float *dgamma, float *dbeta);
+                            const float *beta, float eps, const float *mean, const float *var,
+                            bool relu);
+void ct_cpu_batchnorm_backward(const float *x, const float *y, float *dy, float *dx, int64_t n,
+                               int64_t c, const float *gamma, const float *mean,
+                               const float *invstd, float *dgamma, float *dbeta);
 void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
                               int64_t groups, const float *gamma, const float *beta, float eps,
                               float *mean, float *invstd);

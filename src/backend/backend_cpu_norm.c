@@ -115,15 +115,24 @@ static void bn_sums(const float *x, int64_t n, int64_t c, int64_t c0, int64_t cb
     }
 }
 
-/* y = ((x - hi) - lo) * sc + bt over n rows of channels [c0, c0 + cb). */
+/* y = ((x - hi) - lo) * sc + bt over n rows of channels [c0, c0 + cb), then relu(y) if
+ * asked. */
 static void bn_apply(const float *x, float *y, int64_t n, int64_t c, int64_t c0, int64_t cb,
-                     const float *hi, const float *lo, const float *sc, const float *bt)
+                     const float *hi, const float *lo, const float *sc, const float *bt,
+                     bool relu)
 {
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * c + c0;
         float *yr = y + i * c + c0;
-        for (int64_t j = 0; j < cb; j++)
-            yr[j] = ((xr[j] - hi[j]) - lo[j]) * sc[j] + bt[j];
+        if (relu) {
+            for (int64_t j = 0; j < cb; j++) {
+                float v = ((xr[j] - hi[j]) - lo[j]) * sc[j] + bt[j];
+                yr[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            for (int64_t j = 0; j < cb; j++)
+                yr[j] = ((xr[j] - hi[j]) - lo[j]) * sc[j] + bt[j];
+        }
     }
 }
 
@@ -140,6 +149,8 @@ static void split_mean(double m, float *hi, float *lo)
 /* One channel block of a batch-norm pass: what its tasks need. */
 typedef struct bn_job {
     const float *x, *dy;
+    const float *y;    /* the gradient: the output of a fused relu (dy counts where y > 0) */
+    bool relu;         /* the forward: apply relu to y */
     float *out;
     int64_t n, c, c0, cb, parts;
     const float *m;    /* the block's shift (statistics) or mean (gradient) */
@@ -161,11 +172,12 @@ static void bn_apply_task(void *ctx, int64_t begin, int64_t end)
 {
     const bn_job *j = ctx;
     bn_apply(j->x + begin * j->c, j->out + begin * j->c, end - begin, j->c, j->c0, j->cb,
-             j->k[0], j->k[1], j->k[2], j->k[3]);
+             j->k[0], j->k[1], j->k[2], j->k[3], j->relu);
 }
 
 void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
-                            const float *beta, float eps, float *mean, float *var, float *invstd)
+                            const float *beta, float eps, float *mean, float *var, float *invstd,
+                            bool relu)
 {
     float shift[CT_BN_BLOCK], hi[CT_BN_BLOCK], lo[CT_BN_BLOCK], sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
     double s[2 * CT_BN_BLOCK];
@@ -173,7 +185,7 @@ void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, cons
         int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
         for (int64_t j = 0; j < cb; j++)
             shift[j] = n > 0 ? x[c0 + j] : 0.0f;
-        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb,
+        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb, .relu = relu,
                       .parts = parts_for(n, cb), .m = shift, .k = {hi, lo, sc, bt}};
         ct_parallel_for(job.parts, 1, bn_sums_task, &job);
         combine_parts(part_sums, job.parts, 2 * cb, s);
@@ -195,7 +207,8 @@ void ct_cpu_batchnorm_train(const float *x, float *y, int64_t n, int64_t c, cons
 }
 
 void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, const float *gamma,
-                            const float *beta, float eps, const float *mean, const float *var)
+                            const float *beta, float eps, const float *mean, const float *var,
+                            bool relu)
 {
     float hi[CT_BN_BLOCK], lo[CT_BN_BLOCK], sc[CT_BN_BLOCK], bt[CT_BN_BLOCK];
     for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
@@ -207,17 +220,65 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
             sc[j] = (float)(is * (double)gamma_at(gamma, c0 + j));
             bt[j] = beta_at(beta, c0 + j);
         }
-        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb,
+        bn_job job = {.x = x, .out = y, .n = n, .c = c, .c0 = c0, .cb = cb, .relu = relu,
                       .k = {hi, lo, sc, bt}};
         ct_parallel_for(n, grain_for(cb), bn_apply_task, &job);
     }
 }
 
-/* Per-channel sums over n rows of d = x - m, dy and dy * d (m block-local). */
-static void bn_grad_sums(const float *x, const float *dy, int64_t n, int64_t c, int64_t c0,
-                         int64_t cb, const float *m, double *restrict sd,
+/* bn_grad_sums with dy taken through a fused relu (y its output), in the same order. */
+static void bn_grad_sums_relu(const float *x, const float *y, const float *dy, int64_t n,
+                              int64_t c, int64_t c0, int64_t cb, const float *m,
+                              double *restrict sd, double *restrict sdy, double *restrict sdyd)
+{
+    double md[CT_BN_BLOCK];
+    for (int64_t j = 0; j < cb; j++) {
+        sd[j] = sdy[j] = sdyd[j] = 0.0;
+        md[j] = (double)m[j];
+    }
+    int64_t i = 0;
+    for (; i + CT_ROW_STEP <= n; i += CT_ROW_STEP) {
+        const int64_t o = i * c + c0;
+        const float *x0 = x + o, *x1 = x0 + c, *x2 = x1 + c, *x3 = x2 + c;
+        const float *y0 = y + o, *y1 = y0 + c, *y2 = y1 + c, *y3 = y2 + c;
+        const float *g0 = dy + o, *g1 = g0 + c, *g2 = g1 + c, *g3 = g2 + c;
+        for (int64_t j = 0; j < cb; j++) {
+            double d0 = (double)x0[j] - md[j], d1 = (double)x1[j] - md[j];
+            double d2 = (double)x2[j] - md[j], d3 = (double)x3[j] - md[j];
+            double e0 = y0[j] > 0.0f ? (double)g0[j] : 0.0, e1 = y1[j] > 0.0f ? (double)g1[j] : 0.0;
+            double e2 = y2[j] > 0.0f ? (double)g2[j] : 0.0, e3 = y3[j] > 0.0f ? (double)g3[j] : 0.0;
+            sd[j] += (d0 + d1) + (d2 + d3);
+            sdy[j] += (e0 + e1) + (e2 + e3);
+            sdyd[j] += (e0 * d0 + e1 * d1) + (e2 * d2 + e3 * d3);
+        }
+    }
+    for (; i < n; i++) {
+        const float *xr = x + i * c + c0, *yr = y + i * c + c0, *gr = dy + i * c + c0;
+        for (int64_t j = 0; j < cb; j++) {
+            double d = (double)xr[j] - md[j], g = yr[j] > 0.0f ? (double)gr[j] : 0.0;
+            sd[j] += d;
+            sdy[j] += g;
+            sdyd[j] += g * d;
+        }
+    }
+}
+
+/* dy through a fused relu: dy where y > 0, else 0 (y NULL: dy). */
+static inline float relu_grad(const float *y, const float *dy, int64_t k)
+{
+    return !y || y[k] > 0.0f ? dy[k] : 0.0f;
+}
+
+/* Per-channel sums over n rows of d = x - m, dy and dy * d (m block-local); dy through a
+ * fused relu where y is given. */
+static void bn_grad_sums(const float *x, const float *y, const float *dy, int64_t n, int64_t c,
+                         int64_t c0, int64_t cb, const float *m, double *restrict sd,
                          double *restrict sdy, double *restrict sdyd)
 {
+    if (y) {
+        bn_grad_sums_relu(x, y, dy, n, c, c0, cb, m, sd, sdy, sdyd);
+        return;
+    }
     double md[CT_BN_BLOCK];
     for (int64_t j = 0; j < cb; j++) {
         sd[j] = sdy[j] = sdyd[j] = 0.0;
@@ -250,15 +311,21 @@ static void bn_grad_sums(const float *x, const float *dy, int64_t n, int64_t c, 
 
 /* dx = a * dy - b - ((x - m) - dl) * e over n rows of channels [c0, c0 + cb); the
  * per-channel constants are block-local. */
-static void grad_apply(const float *x, const float *dy, float *restrict dx, int64_t n, int64_t c,
-                       int64_t c0, int64_t cb, const float *m, const float *dl, const float *a,
-                       const float *b, const float *e)
+static void grad_apply(const float *x, const float *y, const float *dy, float *restrict dx,
+                       int64_t n, int64_t c, int64_t c0, int64_t cb, const float *m,
+                       const float *dl, const float *a, const float *b, const float *e)
 {
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * c + c0, *gr = dy + i * c + c0;
         float *dr = dx + i * c + c0;
-        for (int64_t j = 0; j < cb; j++)
-            dr[j] = a[j] * gr[j] - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+        if (y) {
+            const float *yr = y + i * c + c0;
+            for (int64_t j = 0; j < cb; j++)
+                dr[j] = a[j] * relu_grad(yr, gr, j) - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+        } else {
+            for (int64_t j = 0; j < cb; j++)
+                dr[j] = a[j] * gr[j] - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+        }
     }
 }
 
@@ -268,8 +335,8 @@ static void bn_grad_sums_task(void *ctx, int64_t begin, int64_t end)
     double s[3 * CT_BN_BLOCK];
     for (int64_t p = begin; p < end; p++) {
         int64_t r0 = part_start(j->n, j->parts, p), r1 = part_start(j->n, j->parts, p + 1);
-        bn_grad_sums(j->x + r0 * j->c, j->dy + r0 * j->c, r1 - r0, j->c, j->c0, j->cb, j->m, s,
-                     s + j->cb, s + 2 * j->cb);
+        bn_grad_sums(j->x + r0 * j->c, j->y ? j->y + r0 * j->c : NULL, j->dy + r0 * j->c,
+                     r1 - r0, j->c, j->c0, j->cb, j->m, s, s + j->cb, s + 2 * j->cb);
         store_part(p, s, 3 * j->cb);
     }
 }
@@ -278,22 +345,22 @@ static void bn_grad_apply_task(void *ctx, int64_t begin, int64_t end)
 {
     const bn_job *j = ctx;
     int64_t at = begin * j->c;
-    grad_apply(j->x + at, j->dy + at, j->out + at, end - begin, j->c, j->c0, j->cb, j->m,
-               j->k[0], j->k[1], j->k[2], j->k[3]);
+    grad_apply(j->x + at, j->y ? j->y + at : NULL, j->dy + at, j->out + at, end - begin, j->c,
+               j->c0, j->cb, j->m, j->k[0], j->k[1], j->k[2], j->k[3]);
 }
 
 /* With xhat = (x - mean) * invstd: dx = gamma * invstd * (dy - mean(dy) - xhat *
  * mean(dy * xhat)). dl re-centres x - mean by what the float mean missed. */
-void ct_cpu_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                               const float *gamma, const float *mean, const float *invstd,
-                               float *dgamma, float *dbeta)
+void ct_cpu_batchnorm_backward(const float *x, const float *y, float *dy, float *dx, int64_t n,
+                               int64_t c, const float *gamma, const float *mean,
+                               const float *invstd, float *dgamma, float *dbeta)
 {
     double s[3 * CT_BN_BLOCK];
     float dl[CT_BN_BLOCK], a[CT_BN_BLOCK], b[CT_BN_BLOCK], e[CT_BN_BLOCK];
     double inv_n = n > 0 ? 1.0 / (double)n : 0.0;
     for (int64_t c0 = 0; c0 < c; c0 += CT_BN_BLOCK) {
         int64_t cb = c - c0 < CT_BN_BLOCK ? c - c0 : CT_BN_BLOCK;
-        bn_job job = {.x = x, .dy = dy, .out = dx, .n = n, .c = c, .c0 = c0, .cb = cb,
+        bn_job job = {.x = x, .y = y, .dy = dy, .out = dx, .n = n, .c = c, .c0 = c0, .cb = cb,
                       .parts = parts_for(n, 2 * cb), .m = mean + c0, .k = {dl, a, b, e}};
         ct_parallel_for(job.parts, 1, bn_grad_sums_task, &job);
         combine_parts(part_sums, job.parts, 3 * cb, s);
@@ -413,7 +480,7 @@ static void gn_forward_block(const float *x, float *y, int64_t spatial, int64_t 
             bt[j] = beta_at(beta, c0 + j);
         }
     }
-    bn_apply(x, y, spatial, c, c0, cb, hi, lo, sc, bt);
+    bn_apply(x, y, spatial, c, c0, cb, hi, lo, sc, bt, false);
 }
 
 /* Runs of channels suit large groups and single positions (layer norm); per-channel
@@ -582,7 +649,7 @@ static void gn_backward_sample(const gn_block_pos *bp, const float *x, const flo
         for (int64_t j = s0; j < s1; j++)
             m[j] = mean[g];
     }
-    bn_grad_sums(x, dy, bp->spatial, bp->c, c0, cb, m, sd, sdy, sdyd);
+    bn_grad_sums(x, NULL, dy, bp->spatial, bp->c, c0, cb, m, sd, sdy, sdyd);
     double inv_n = 1.0 / (double)(bp->spatial * cg);
     for (int64_t s0 = 0, s1; s0 < cb; s0 = s1) {
         int64_t g = (c0 + s0) / cg;
@@ -611,7 +678,7 @@ static void gn_backward_sample(const gn_block_pos *bp, const float *x, const flo
         }
     }
     if (dx)
-        grad_apply(x, dy, dx, bp->spatial, bp->c, c0, cb, m, dl, a, b, e);
+        grad_apply(x, NULL, dy, dx, bp->spatial, bp->c, c0, cb, m, dl, a, b, e);
 }
 
 /* dx of n channels and their dgamma/dbeta terms, given the group's constants. */

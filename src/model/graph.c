@@ -651,6 +651,40 @@ static int mark_live(ct_model *m, ct_error *err)
     return bad ? ct_err(err, CT_ERR_NOMEM, "out of memory") : 0;
 }
 
+/* Uses of layer s's output: by live layers (a layer taking it twice counts twice) and as a
+ * model output. */
+static int uses_of(const ct_model *m, int s)
+{
+    int n = 0;
+    for (int i = s + 1; i < m->nlayers; i++)
+        for (int j = 0; m->live[i] && j < m->layers[i].ninputs; j++)
+            n += m->sources[i][j] == s;
+    for (int k = 0; k < m->noutputs; k++)
+        n += m->outputs[k] == s;
+    return n;
+}
+
+/* A ReLU layer whose input is used by it alone, and comes from a layer that can end in a
+ * relu itself (batch normalization, add), is folded into that layer: the relu is applied
+ * where the layer writes its output, instead of in a pass of its own. */
+static void fuse_relus(ct_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        if (!m->live[i] || !l->kind->is_activation || l->ninputs != 1 || l->shared ||
+            l->kind->output_activation(l) != CT_ACT_RELU)
+            continue;
+        ct_source_id s = m->sources[i][0];
+        if (s < 0)
+            continue;
+        ct_layer *p = &m->layers[s];
+        if (!p->kind->takes_relu || p->fused_relu || ct_layer_is_view(p) || uses_of(m, s) != 1)
+            continue;
+        p->fused_relu = true;
+        l->fused_away = true;
+    }
+}
+
 static int place(graph *gr, const int *order, ct_error *err)
 {
     ct_model *m = gr->m;
@@ -742,6 +776,8 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
     if (sort_nodes(&gr, order, err) < 0 || read_outputs(&gr, err) < 0)
         goto done;
     rc = place(&gr, order, err);
+    if (rc == 0)
+        fuse_relus(m);
 done:
     for (int i = 0; gr.g && i < gr.n; i++)
         free(gr.g[i].src);

@@ -65,11 +65,17 @@ typedef struct ct_layer_kind {
     /* Optional: frees l->state. */
     void (*free_state)(ct_layer *l);
     /* Output aliases the input buffer (flatten, reshape): forward/backward are not called,
-     * the planner points y at x and dx at dy. */
+     * the planner points y at x and dx at dy (see ct_layer_is_view). */
     bool is_view;
     /* Optional: the output activation, if this layer ends in one (dense's activation, an
      * activation layer). Lets the model fuse softmax/sigmoid with crossentropy. */
     ct_activation (*output_activation)(const ct_layer *l);
+    /* An element-wise activation layer (ReLU, Activation, ...): nothing but
+     * output_activation applied to its one input. */
+    bool is_activation;
+    /* The kind can end in a relu of its own when l->fused_relu is set (forward applies it
+     * to y, backward takes dy through it first, given y). */
+    bool takes_relu;
 } ct_layer_kind;
 
 struct ct_layer {
@@ -97,8 +103,20 @@ struct ct_layer {
      * string such as "direct", or NULL). */
     ct_conv_algo conv_algo;
     const char *algo;
+    /* Set by the model (ct_graph_build) where a ReLU layer is this layer's only consumer:
+     * this layer applies the relu itself (its kind takes_relu), and that ReLU layer is
+     * fused_away, a view of this layer's output that is never run. The result is the same;
+     * the relu's pass over memory is saved. */
+    bool fused_relu, fused_away;
     void *state;
 };
+
+/* The layer's output is its input's buffer (a view kind, or a fused-away relu): the
+ * planner points y at x and dx at dy, and forward/backward are not called. */
+static inline bool ct_layer_is_view(const ct_layer *l)
+{
+    return l->kind->is_view || l->fused_away;
+}
 
 /* Checks cfg's keys against the kind's own (NULL-terminated) plus "type", "name" and
  * "inputs" (the model's). */

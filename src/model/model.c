@@ -154,7 +154,7 @@ static layer_need need_of(const ct_layer *l, const ct_model_budget *b)
         n.params += 4 * size * (p->trainable ? 2 : 1);
         n.state += p->trainable ? 4 * size * b->opt_slots : 0;
     }
-    if (!l->kind->is_view)
+    if (!ct_layer_is_view(l))
         n.act += 8.0 * (double)b->batch * (double)ct_shape_size(&l->out_shape);
     if (l->kind->scratch_floats)
         n.act += 4.0 * (double)l->kind->scratch_floats(l, b->batch);
@@ -355,7 +355,7 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
         const ct_tensor *const *x = pl->x + pl->xat[i];
-        if (l->kind->is_view) { /* the input may have moved (a GPU's batches take turns) */
+        if (ct_layer_is_view(l)) { /* the input may have moved (a GPU's batches take turns) */
             m->out[i].data = x[0]->data;
             continue;
         }
@@ -432,7 +432,7 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
     run_sums(m, &next, m->nlayers); /* an output whose gradient two losses write */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
-        if (l->kind->is_view || !m->live[i])
+        if (ct_layer_is_view(l) || !m->live[i])
             continue;
         double t0 = m->profile ? ct_now() : 0;
         l->kind->backward(l, pass, pl->x + pl->xat[i], l->ninputs, &m->out[i], &m->dout[i],

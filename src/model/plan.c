@@ -48,7 +48,7 @@ static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer
 
 static bool computed(const ct_model *m, int i)
 {
-    return m->live[i] && !m->layers[i].kind->is_view;
+    return m->live[i] && !ct_layer_is_view(&m->layers[i]);
 }
 
 /* Assigns each span a slot: a slot is reused by a span that starts after the slot's last
@@ -271,7 +271,7 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
         int r = p->root[i];
         if (r >= 0 && p->gspan[r] >= 0)
             m->dout[i].data = slot_at[p->spans[p->gspan[r]].slot];
-        if (m->layers[i].kind->is_view) /* forward re-points it at each batch */
+        if (ct_layer_is_view(&m->layers[i])) /* forward re-points it at each batch */
             m->out[i].data = r >= 0 ? m->out[r].data : m->inputs[-1 - r].data;
     }
     struct ct_plan *pl = m->plan;
@@ -387,7 +387,7 @@ static void find_roots(const ct_model *m, int *root)
 {
     for (int i = 0; i < m->nlayers; i++) {
         ct_source_id s = m->sources[i][0];
-        root[i] = !m->layers[i].kind->is_view ? i : s < 0 ? s : root[s];
+        root[i] = !ct_layer_is_view(&m->layers[i]) ? i : s < 0 ? s : root[s];
     }
 }
 

@@ -115,12 +115,12 @@ void ct_cuda_upsample2d(const float *x, float *y, int64_t rows, int64_t h, int64
 /* cuda_norm.cu */
 void ct_cuda_batchnorm_train(const float *x, float *y, int64_t n, int64_t c,
                              const float *gamma, const float *beta, float eps, float *mean,
-                             float *var, float *invstd);
+                             float *var, float *invstd, bool relu);
 void ct_cuda_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c,
                              const float *gamma, const float *beta, float eps,
-                             const float *mean, const float *var);
-void ct_cuda_batchnorm_backward(const float *x, const float *dy, float *dx, int64_t n,
-                                int64_t c, const float *gamma, const float *mean,
+                             const float *mean, const float *var, bool relu);
+void ct_cuda_batchnorm_backward(const float *x, const float *y, float *dy, float *dx,
+                                int64_t n, int64_t c, const float *gamma, const float *mean,
                                 const float *invstd, float *dgamma, float *dbeta);
 void ct_cuda_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial,
                                int64_t c, int64_t groups, const float *gamma,

@@ -324,9 +324,16 @@ struct bn_train_fin {
     }
 };
 
+/* A fused relu: applied to y in place after the affine pass (on the GPU the pass over
+ * memory matters less than on the CPU, where it is fused into the affine loop). */
+static void relu_in_place(float *y, int64_t n, int64_t c)
+{
+    ct_cuda_bias_act(ct_act{CT_ACT_RELU, 0.0f}, NULL, y, n, c);
+}
+
 extern "C" void ct_cuda_batchnorm_train(const float *x, float *y, int64_t n, int64_t c,
                                         const float *gamma, const float *beta, float eps,
-                                        float *mean, float *var, float *invstd)
+                                        float *mean, float *var, float *invstd, bool relu)
 {
     if (c <= 0)
         return;
@@ -338,6 +345,8 @@ extern "C" void ct_cuda_batchnorm_train(const float *x, float *y, int64_t n, int
     if (!column_sums<2>(op, fin, n, c, 0, "batchnorm_train"))
         return;
     launch_affine(x, y, n, c, k, "batchnorm_train");
+    if (relu)
+        relu_in_place(y, n, c);
 }
 
 /* The constants of inference: hi = mean, lo = 0, sc = gamma / sqrt(var + eps), bt. */
@@ -359,7 +368,7 @@ __global__ void bn_infer_consts_kernel(const float *__restrict__ gamma,
 
 extern "C" void ct_cuda_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c,
                                         const float *gamma, const float *beta, float eps,
-                                        const float *mean, const float *var)
+                                        const float *mean, const float *var, bool relu)
 {
     if (c <= 0 || n <= 0)
         return;
@@ -370,6 +379,8 @@ extern "C" void ct_cuda_batchnorm_infer(const float *x, float *y, int64_t n, int
                              ct_cuda_stream()>>>(gamma, beta, mean, var, eps, c, k);
     ct_cuda_check_launch("batchnorm_infer");
     launch_affine(x, y, n, c, k, "batchnorm_infer");
+    if (relu)
+        relu_in_place(y, n, c);
 }
 
 /* Sums of d = x - mean, dy and dy * d. */
@@ -423,13 +434,15 @@ struct bn_grad_fin {
     }
 };
 
-extern "C" void ct_cuda_batchnorm_backward(const float *x, const float *dy, float *dx,
-                                           int64_t n, int64_t c, const float *gamma,
+extern "C" void ct_cuda_batchnorm_backward(const float *x, const float *y, float *dy,
+                                           float *dx, int64_t n, int64_t c, const float *gamma,
                                            const float *mean, const float *invstd,
                                            float *dgamma, float *dbeta)
 {
     if (c <= 0)
         return;
+    if (y) /* dy through the fused relu, in place */
+        ct_cuda_bias_act_backward(ct_act{CT_ACT_RELU, 0.0f}, y, dy, NULL, n, c);
     float *k = NULL;
     if (dx && n > 0) {
         k = (float *)ct_cuda_scratch(1, (size_t)(4 * c) * sizeof(float));
