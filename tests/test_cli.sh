@@ -86,6 +86,10 @@ expect 0 "epochs: 3" -- "$ctrain" check --print --set fit.epochs=3 "$tmp/tiny.ya
 expect 2 "--set:1:16: unknown key 'unit' in layer 'dense' (Dense) (did you mean 'units'?)" -- \
     "$ctrain" check --set model.layers.1.unit=3 "$tmp/tiny.yaml"
 
+# A filepath placeholder's format is parsed, never handed to printf: check refuses it.
+expect 2 "--set:1:51: filepath placeholder '{epoch:n%d}': 'n' is not understood here" -- \
+    "$ctrain" check --set 'fit.callbacks=[{type: model_checkpoint, filepath: "w{epoch:n%d}.h5"}]' "$tmp/tiny.yaml"
+
 # Not a terminal: one plain line per epoch, no carriage returns.
 expect 0 "Epoch 30/30 - 3/3 - " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
 out=$("$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run2" 2>&1)
