@@ -90,6 +90,10 @@ expect 2 "--set:1:16: unknown key 'unit' in layer 'dense' (Dense) (did you mean 
 expect 2 "--set:1:51: filepath placeholder '{epoch:n%d}': 'n' is not understood here" -- \
     "$ctrain" check --set 'fit.callbacks=[{type: model_checkpoint, filepath: "w{epoch:n%d}.h5"}]' "$tmp/tiny.yaml"
 
+# A --set value is one line: what follows a newline is not dropped silently.
+expect 2 "ctrain: error: --set fit.epochs: the value holds a newline at column 13" -- \
+    "$ctrain" check --set "$(printf 'fit.epochs=1\nname: x')" "$tmp/tiny.yaml"
+
 # Not a terminal: one plain line per epoch, no carriage returns.
 expect 0 "Epoch 30/30 - 3/3 - " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
 out=$("$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run2" 2>&1)

@@ -706,6 +706,18 @@ START_TEST(test_set_errors)
     expect_set_err(root, "a..b=1", "--set a..b: empty key name in the path");
     expect_set_err(root, ".a=1", "--set .a: empty key name in the path");
     expect_set_err(root, "a.=1", "--set a.: empty key name in the path");
+    /* One line without control characters: YAML would drop what follows a newline. */
+    expect_set_err(root, "model.name=x\nname: y",
+                   "--set model.name: the value holds a newline at column 13; a --set value "
+                   "is one line without control characters");
+    expect_set_err(root, "model.name=a\rb", "--set model.name: the value holds the control "
+                   "character 0x0d at column 13; a --set value is one line without "
+                   "control characters");
+    expect_set_err(root, "model.name=\"a\tb\"", "--set model.name: the value holds the "
+                   "control character 0x09 at column 14; a --set value is one line "
+                   "without control characters");
+    expect_set_err(root, "model.na\x1bme=1", "--set: the key path holds the control character "
+                   "0x1b at column 9; a --set option is one line without control characters");
     /* Failed assignments leave the tree alone. */
     char *out = emit_str(root);
     ck_assert_str_eq(out, "model:\n  layers:\n    - type: dense\n      units: 64\n"
