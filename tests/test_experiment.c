@@ -20,6 +20,8 @@ typedef struct bad_case {
     const char *expect; /* substring of the message, after "FILE:" */
 } bad_case;
 
+#define A10 "aaaaaaaaaa"
+
 static const bad_case bad_cases[] = {
     /* 0 unknown top-level key with a suggestion */
     {"nme: x\nmodel: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
@@ -119,6 +121,22 @@ static const bad_case bad_cases[] = {
      "    - {type: conv2d, filters: 2000000000, kernel_size: 3}\n%s",
      "4:7: layer 'conv2d' (Conv2D): needs 74.5 GiB for its parameters and 4.9 TiB per sample "
      "for its output; refusing to allocate that"},
+    /* 34 no model section: the message names the file */
+    {"name: x\n%s", " the experiment needs a 'model' section"},
+    /* 35, 36, 37 layer names that would name other HDF5 groups, or a path */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: .}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: ..}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: a/b}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    /* 38 an experiment name too long for a directory name */
+    {"name: " A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 "\n"
+     "model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:7: name is 130 characters long; it names the run directory and may have at most 128"},
+    /* 39 a model name longer than names are kept */
+    {"model: {name: " A10 A10 A10 A10 A10 A10 A10 ", input_shape: [4], layers: [{type: dense, "
+     "units: 2}]}\n%s", "1:15: model.name is 70 characters long; at most 63 are allowed"},
 };
 
 START_TEST(test_bad_config)
