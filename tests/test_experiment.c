@@ -784,6 +784,30 @@ static void kernel_wrong_shape(hid_t f)
     H5Sclose(space);
 }
 
+/* Rewrites a scalar int64 attribute of training_state. */
+static void set_counter(hid_t f, const char *name, int64_t v)
+{
+    hid_t g = H5Gopen2(f, "training_state", H5P_DEFAULT);
+    ck_assert(g >= 0);
+    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
+    ck_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a);
+    H5Gclose(g);
+}
+
+static void negative_epoch(hid_t f) { set_counter(f, "epoch", -1); }
+static void negative_step(hid_t f) { set_counter(f, "step", -5); }
+static void negative_batch(hid_t f) { set_counter(f, "batch", -3); }
+static void negative_seen(hid_t f) { set_counter(f, "seen", INT64_MIN); }
+
+static void negative_iterations(hid_t f)
+{
+    hid_t d = H5Dopen2(f, "optimizer_weights/iterations", H5P_DEFAULT);
+    int64_t v = -7;
+    ck_assert(d >= 0 && H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0);
+    H5Dclose(d);
+}
+
 /* Resuming from a damaged copy (made by `edit`, or a prefix of `fraction` of the file)
  * fails with exactly `fmt` (%s: the copy's path). */
 static void expect_resume_error(const char *dir, const char *good, const char *name,
@@ -835,6 +859,19 @@ START_TEST(test_checkpoint_damage)
     expect_resume_error(dir, good, "bad_kernel.h5", kernel_wrong_shape, 1.0,
                         "layer 'dense' (Dense): weight 'kernel' in %s has shape (16, 8) but the "
                         "model expects (8, 16)");
+    /* Counters out of range, each named with its file. */
+    expect_resume_error(dir, good, "neg_epoch.h5", negative_epoch, 1.0, "%s: the attribute "
+                        "training_state/epoch is -1; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_step.h5", negative_step, 1.0, "%s: the attribute "
+                        "training_state/step is -5; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_batch.h5", negative_batch, 1.0, "%s: the attribute "
+                        "training_state/batch is -3; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_seen.h5", negative_seen, 1.0, "%s: the attribute "
+                        "training_state/seen is -9223372036854775808; a checkpoint's counters "
+                        "are never negative");
+    expect_resume_error(dir, good, "neg_iter.h5", negative_iterations, 1.0, "%s: "
+                        "optimizer_weights/iterations is -7; a checkpoint's counters are never "
+                        "negative");
     /* The good one still resumes. */
     ex = load_in(dir, "blobs.yaml");
     snprintf(p, sizeof p, "%s/resumed", dir);
