@@ -469,6 +469,18 @@ START_TEST(test_config_errors)
         {"{:d}", "a placeholder is {epoch} or {name}"},
         {"w{epoch", "unclosed '{' in filepath"},
     };
+    /* Files the run writes itself are not a callback's to write. */
+    expect_config_error("{callbacks: [{type: csv_logger, filename: history.csv}]}", NULL,
+                        "cb.yaml:1:43: csv_logger: filename names the run's own history.csv, "
+                        "which the run writes itself; choose another file name");
+    expect_config_error("{callbacks: [{type: csv_logger, filename: './x/../history.csv'}]}",
+                        NULL, "cb.yaml:1:43: csv_logger: filename names the run's own "
+                        "history.csv");
+    expect_config_error("{callbacks: [{type: csv_logger, filename: .//config.yaml}]}", NULL,
+                        "cb.yaml:1:43: csv_logger: filename names the run's own config.yaml");
+    expect_config_error("{callbacks: [{type: model_checkpoint, filepath: weights.h5}]}", NULL,
+                        "cb.yaml:1:49: model_checkpoint: filepath names the run's own "
+                        "weights.h5");
     for (size_t i = 0; i < sizeof bad_formats / sizeof bad_formats[0]; i++) {
         char fit[256];
         snprintf(fit, sizeof fit, "{callbacks: [{type: model_checkpoint, filepath: '%s'}]}",

@@ -233,6 +233,50 @@ static int check_filepath(const callback *c, ct_error *err)
     return 0;
 }
 
+/* The files a run writes into its directory itself (train.c). */
+static const char *const own_files[] = {"history.csv", "config.yaml", "weights.h5",
+                                        "checkpoint.h5", ".ctrain.lock", NULL};
+
+/* The run's own file that a relative path names in the run directory, or NULL. */
+static const char *own_file(const char *path)
+{
+    if (path[0] == '/')
+        return NULL;
+    const char *parts[64];
+    size_t lens[64];
+    int n = 0;
+    for (const char *p = path; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && !strncmp(p, "..", 2)) {
+            if (n == 0)
+                return NULL; /* outside the run directory */
+            n--;
+        } else if (len && !(len == 1 && p[0] == '.')) {
+            if (n == 64)
+                return NULL;
+            parts[n] = p;
+            lens[n++] = len;
+        }
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    for (int i = 0; n == 1 && own_files[i]; i++)
+        if (lens[0] == strlen(own_files[i]) && !strncmp(parts[0], own_files[i], lens[0]))
+            return own_files[i];
+    return NULL;
+}
+
+static int check_not_own(const callback *c, const char *key, ct_error *err)
+{
+    const char *own = own_file(c->path);
+    if (own)
+        return ct_node_err(err, ct_map_get(c->node, key), "%s: %s names the run's own %s, "
+                           "which the run writes itself; choose another file name",
+                           kind_names[c->kind], key, own);
+    return 0;
+}
+
 static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error *err)
 {
     static const char *const early_keys[] = {"type", "monitor", "min_delta", "patience", "mode",
@@ -308,13 +352,15 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
                    ? -1 : 0;
     case CB_CHECKPOINT:
         return ct_cfg_string(n, "filepath", NULL, &c->path, err) < 0 ||
-                       check_filepath(c, err) < 0 || read_monitor(c, n, err) < 0 ||
+                       check_filepath(c, err) < 0 || check_not_own(c, "filepath", err) < 0 ||
+                       read_monitor(c, n, err) < 0 ||
                        ct_cfg_bool(n, "save_best_only", false, &c->best_only, err) < 0 ||
                        ct_cfg_bool(n, "save_weights_only", false, &c->weights_only, err) < 0 ||
                        ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0
                    ? -1 : 0;
     case CB_CSV:
         return ct_cfg_string(n, "filename", NULL, &c->path, err) < 0 ||
+                       check_not_own(c, "filename", err) < 0 ||
                        ct_cfg_string(n, "separator", ",", &c->separator, err) < 0 ||
                        ct_cfg_bool(n, "append", false, &c->append, err) < 0
                    ? -1 : 0;
