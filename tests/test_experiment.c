@@ -799,6 +799,8 @@ static void negative_epoch(hid_t f) { set_counter(f, "epoch", -1); }
 static void negative_step(hid_t f) { set_counter(f, "step", -5); }
 static void negative_batch(hid_t f) { set_counter(f, "batch", -3); }
 static void negative_seen(hid_t f) { set_counter(f, "seen", INT64_MIN); }
+static void huge_batch(hid_t f) { set_counter(f, "batch", 1000000000); }
+static void huge_seen(hid_t f) { set_counter(f, "seen", 1000000000); }
 
 static void negative_iterations(hid_t f)
 {
@@ -878,6 +880,67 @@ START_TEST(test_checkpoint_damage)
     ct_fit_options o = {.run_dir = p, .verbose = 0, .resume = good};
     ck_assert_msg(ct_experiment_fit(ex, &o, &err) == 0, "%s", err.msg);
     ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* A listing of folder dir with each file's size and modification time, sorted. */
+static char *snapshot(const char *dir)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -printf '%%p %%s %%T@\\n' | sort", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    static char buf[2][8192];
+    static int which;
+    char *out = buf[which++ % 2];
+    size_t n = fread(out, 1, sizeof buf[0] - 1, p);
+    out[n] = 0;
+    pclose(p);
+    return out;
+}
+
+/* A resumed run that fails its checks leaves the run directory exactly as it was: the
+ * finished run's weights.h5 included. */
+START_TEST(test_resume_checks_first)
+{
+    char *dir = blob_dir(1);
+    const char *one[] = {"fit.epochs=1"};
+    char p[4200], ckpt[4200];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/run", dir);
+    fit_into(ex, p);
+    ct_experiment_free(ex);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", p);
+    static const h5_edit edits[] = {huge_batch, huge_seen, negative_batch};
+    static const char *const want[] = {
+        "%s: the checkpoint is 1000000000 batches into epoch 2, but the epoch has 25",
+        "%s: the checkpoint has seen 1000000000 samples of epoch 2, but the epoch has 800",
+        "%s: the attribute training_state/batch is -3; a checkpoint's counters are never "
+        "negative"};
+    char orig[4200];
+    snprintf(orig, sizeof orig, "%s/orig.h5", dir);
+    copy_file(ckpt, orig, 1.0);
+    for (int i = 0; i < 3; i++) {
+        copy_file(orig, ckpt, 1.0);
+        hid_t f = H5Fopen(ckpt, H5F_ACC_RDWR, H5P_DEFAULT);
+        ck_assert(f >= 0);
+        edits[i](f);
+        ck_assert(H5Fclose(f) >= 0);
+        char before[8192], w[8800];
+        snprintf(before, sizeof before, "%s", snapshot(p));
+        ex = load_in(dir, "blobs.yaml");
+        ct_fit_options o = {.verbose = 0, .resume = p};
+        ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+        snprintf(w, sizeof w, want[i], ckpt);
+        ck_assert_str_eq(err.msg, w);
+        ck_assert_str_eq(snapshot(p), before);
+        ck_assert_msg(strstr(before, "./weights.h5 "), "%s", before);
+        ct_experiment_free(ex);
+    }
     free(dir);
 }
 END_TEST
@@ -1012,6 +1075,7 @@ static Suite *suite(void)
     tcase_add_loop_test(t, test_resume_exact, 0, 2);
     tcase_add_test(t, test_resume_errors);
     tcase_add_test(t, test_checkpoint_damage);
+    tcase_add_test(t, test_resume_checks_first);
     tcase_add_test(t, test_fit_chunked_gzip);
     suite_add_tcase(s, t);
     return s;

@@ -3,6 +3,7 @@
  * at the end of every run, not only when it stopped the run. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,6 +686,17 @@ const char *ct_callbacks_backup_dir(const ct_callbacks *cbs)
 {
     const callback *c = find_kind(cbs, CB_BACKUP);
     return c ? c->path : NULL;
+}
+
+int ct_callbacks_backup_err(const ct_callbacks *cbs, ct_error *err, const char *fmt, ...)
+{
+    const callback *c = find_kind(cbs, CB_BACKUP);
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ct_node_err(err, c ? ct_map_get(c->node, "backup_dir") : NULL, "%s", msg);
 }
 
 bool ct_callbacks_backup_delete(const ct_callbacks *cbs)
