@@ -1,5 +1,6 @@
 /* test_experiment.c - whole experiments: config errors with their positions, summary,
  * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict. */
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <sys/resource.h>
@@ -945,6 +946,89 @@ START_TEST(test_resume_checks_first)
 }
 END_TEST
 
+/* Sets element k of dataset name in file path to v. */
+static void poke(const char *path, const char *name, int k, float v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    ck_assert(d >= 0);
+    hid_t space = H5Dget_space(d);
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert(x && k < n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    x[k] = v;
+    ck_assert(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    free(x);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* Runs ct_experiment_load_weights with stderr going to a file; returns what it wrote. */
+static char *load_weights_stderr(ct_experiment *ex, const char *dir, const char *weights)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert(saved >= 0 && fd >= 0 && dup2(fd, 2) == 2);
+    ct_error err = {0};
+    int rc = ct_experiment_load_weights(ex, weights, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    static char text[2048];
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+/* Weights that are not finite load with a warning naming the file, the layer and the
+ * weight, and evaluate reports the NaN loss they give instead of a clipped number. */
+START_TEST(test_non_finite_weights)
+{
+    char *dir = blob_dir(1);
+    const char *one[] = {"fit.epochs=1"};
+    char p[4200], w[4200], want[8800];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/run", dir);
+    fit_into(ex, p);
+    snprintf(w, sizeof w, "%s/run/weights.h5", dir);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), "");
+    const char *names[8];
+    double values[8];
+    ck_assert_int_gt(ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err), 0);
+    ck_assert(isfinite(values[0]));
+    poke(w, "model_weights/dense_1/dense_1/kernel:0", 5, NAN);
+    poke(w, "model_weights/dense_1/dense_1/bias:0", 1, -INFINITY);
+    snprintf(want, sizeof want, "ctrain: warning: %s: layer 'dense_1' (Dense): weight 'kernel' "
+             "holds nan at index 5 (2 values in the file are not finite); what the model "
+             "computes with them is not finite\n", w);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), want);
+    int n = ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err);
+    ck_assert_msg(n > 0, "%s", err.msg);
+    ck_assert_str_eq(names[0], "loss");
+    ck_assert_msg(isnan(values[0]), "loss %g", values[0]);
+    /* The same from a checkpoint. */
+    snprintf(w, sizeof w, "%s/run/checkpoint.h5", dir);
+    poke(w, "model_weights/dense/dense/bias:0", 0, INFINITY);
+    snprintf(want, sizeof want, "ctrain: warning: %s: layer 'dense' (Dense): weight 'bias' holds "
+             "inf at index 0 (1 value in the file is not finite); what the model computes with "
+             "them is not finite\n", w);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), want);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 /* --- bad data is refused before training --------------------------------------------- */
 
 static void expect_fit_error(bool nan_row, int bad_label, const char *set, const char *expect)
@@ -1076,6 +1160,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_resume_errors);
     tcase_add_test(t, test_checkpoint_damage);
     tcase_add_test(t, test_resume_checks_first);
+    tcase_add_test(t, test_non_finite_weights);
     tcase_add_test(t, test_fit_chunked_gzip);
     suite_add_tcase(s, t);
     return s;
