@@ -801,7 +801,11 @@ static void negative_step(hid_t f) { set_counter(f, "step", -5); }
 static void negative_batch(hid_t f) { set_counter(f, "batch", -3); }
 static void negative_seen(hid_t f) { set_counter(f, "seen", INT64_MIN); }
 static void huge_batch(hid_t f) { set_counter(f, "batch", 1000000000); }
-static void huge_seen(hid_t f) { set_counter(f, "seen", 1000000000); }
+static void huge_seen(hid_t f)
+{
+    set_counter(f, "batch", 1);
+    set_counter(f, "seen", 1000000000);
+}
 
 static void negative_iterations(hid_t f)
 {

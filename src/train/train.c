@@ -849,7 +849,7 @@ static int check_before_start(ct_experiment *ex, const fit_state *s, const ct_tr
         return ct_err(err, CT_ERR_DATA, "%s: the checkpoint is %lld batches into epoch %lld, but "
                       "the epoch has %lld", ckpt, (long long)st->batch, (long long)st->epoch + 1,
                       (long long)batches);
-    if (st->seen > rows)
+    if (st->batch > 0 && st->seen > rows) /* seen counts only inside an epoch begun */
         return ct_err(err, CT_ERR_DATA, "%s: the checkpoint has seen %lld samples of epoch %lld, "
                       "but the epoch has %lld", ckpt, (long long)st->seen,
                       (long long)st->epoch + 1, (long long)rows);
