@@ -1045,6 +1045,23 @@ int ct_config_set(ct_node *root, const char *assignment, ct_error *err)
         s.path_len = strlen(assignment);
         return set_err(&s, "the key path is empty");
     }
+    /* A value is one line: YAML would drop what follows a newline without a word. */
+    for (const char *c = assignment; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u >= 0x20 && u != 0x7f)
+            continue;
+        char what[32];
+        if (u == '\n')
+            snprintf(what, sizeof what, "a newline");
+        else
+            snprintf(what, sizeof what, "the control character 0x%02x", u);
+        if (c < eq)
+            return ct_err(err, CT_ERR_CONFIG, "--set: the key path holds %s at column %d; "
+                          "a --set option is one line without control characters", what,
+                          (int)(c - assignment) + 1);
+        return set_err(&s, "the value holds %s at column %d; a --set value is one line "
+                           "without control characters", what, (int)(c - assignment) + 1);
+    }
     if (!root || root->type != CT_NODE_MAP)
         return set_err(&s, "the configuration is not a map");
     component parts[CT_CONFIG_MAX_DEPTH];

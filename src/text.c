@@ -78,7 +78,9 @@ const char *ct_suggest(const char *s, const char *const *candidates)
 
 void ct_format_value(double v, char *buf, size_t n)
 {
-    if (v != 0 && fabs(v) < 1e-3)
+    if (isnan(v)) /* "nan" whatever its sign bit: printf may write "-nan" */
+        snprintf(buf, n, "nan");
+    else if (v != 0 && fabs(v) < 1e-3)
         snprintf(buf, n, "%.4e", v);
     else
         snprintf(buf, n, "%.4f", v);

@@ -299,6 +299,53 @@ START_TEST(test_model_checkpoint_names)
 }
 END_TEST
 
+/* Placeholder formats follow Python's format-spec grammar (the strings below are what
+ * Python's str.format writes), built into printf formats by ctrain itself. */
+START_TEST(test_model_checkpoint_formats)
+{
+    static const struct {
+        const char *spec, *want;
+        int64_t epoch;
+        double v;
+    } cases[] = {
+        {"{epoch:03d}", "003", 2, 0},
+        {"{epoch:>5}", "    3", 2, 0},
+        {"{epoch:*^7d}", "***3***", 2, 0},
+        {"{epoch:+d}", "+3", 2, 0},
+        {"{epoch:.1f}", "3.0", 2, 0},
+        {"{epoch:,}", "3,000", 2999, 0},
+        {"{val_loss:.2e}", "1.23e+03", 0, 1234.5678},
+        {"{val_loss:,.1f}", "1,234.6", 0, 1234.5678},
+        {"{val_loss:%}", "123456.780000%", 0, 1234.5678},
+        {"{val_loss:.3}", "1.23e+03", 0, 1234.5678},
+        {"{val_loss:#.0f}", "1235.", 0, 1234.5678},
+        {"{val_loss:_<12.2f}", "1234.57_____", 0, 1234.5678},
+        {"{val_loss:=+12.1f}", "+     1234.6", 0, 1234.5678},
+        {"{val_loss:012.3f}", "00001234.568", 0, 1234.5678},
+        {"{val_loss: .2f}", "-0.01", 0, -0.0123},
+        {"{val_loss:.1%}", "-1.2%", 0, -0.0123},
+        {"{val_loss:g}", "1e-05", 0, 1e-5},
+        {"{val_loss}", "0.5000", 0, 0.5},
+        {"{val_loss:.2f}", "nan", 0, NAN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char fit[256];
+        snprintf(fit, sizeof fit, "{callbacks: [{type: model_checkpoint, filepath: '%s'}]}",
+                 cases[i].spec);
+        fx f;
+        ck_assert_msg(fx_open(&f, fit, NULL) != NULL, "%s: %s", cases[i].spec, f.err.msg);
+        saves s = {0};
+        epoch_end(&f, cases[i].epoch, cases[i].v, 0, "d", &s);
+        ck_assert_int_eq(s.n, 1);
+        char want[256];
+        snprintf(want, sizeof want, "d/%s", cases[i].want);
+        ck_assert_msg(!strcmp(s.path[0], want), "%s gave '%s', expected '%s'", cases[i].spec,
+                      s.path[0], want);
+        fx_close(&f);
+    }
+}
+END_TEST
+
 START_TEST(test_model_checkpoint_best_only)
 {
     fx f;
@@ -406,6 +453,41 @@ START_TEST(test_config_errors)
                         "cb.yaml:1:32: terminate_on_nan is listed twice");
     expect_config_error("{callbacks: early_stopping}", NULL,
                         "cb.yaml:1:13: fit.callbacks must be a list");
+    /* Formats outside Python's grammar never reach printf: refused at load, at the
+     * filepath's position. */
+    static const char *const bad_formats[][2] = {
+        {"{epoch:s%d}", "'{epoch:s%d}': 's' is not understood here"},
+        {"{epoch:n%d}", "'{epoch:n%d}': 'n' is not understood here"},
+        {"{epoch:p.%p.%p}", "'{epoch:p.%p.%p}': 'p' is not understood here"},
+        {"{val_loss:.4f%n}", "'{val_loss:.4f%n}': '%' is not understood here"},
+        {"{val_loss:d}", "the type d formats {epoch} only"},
+        {"{epoch:.2d}", "an integer takes no precision"},
+        {"{epoch:999d}", "the width must be at most 64"},
+        {"{val_loss:.99f}", "the precision must be at most 64"},
+        {"{val_loss:./}", "'.' must be followed by the precision"},
+        {"{val_loss:s}", "'s' is not understood here"},
+        {"{:d}", "a placeholder is {epoch} or {name}"},
+        {"w{epoch", "unclosed '{' in filepath"},
+    };
+    /* Files the run writes itself are not a callback's to write. */
+    expect_config_error("{callbacks: [{type: csv_logger, filename: history.csv}]}", NULL,
+                        "cb.yaml:1:43: csv_logger: filename names the run's own history.csv, "
+                        "which the run writes itself; choose another file name");
+    expect_config_error("{callbacks: [{type: csv_logger, filename: './x/../history.csv'}]}",
+                        NULL, "cb.yaml:1:43: csv_logger: filename names the run's own "
+                        "history.csv");
+    expect_config_error("{callbacks: [{type: csv_logger, filename: .//config.yaml}]}", NULL,
+                        "cb.yaml:1:43: csv_logger: filename names the run's own config.yaml");
+    expect_config_error("{callbacks: [{type: model_checkpoint, filepath: weights.h5}]}", NULL,
+                        "cb.yaml:1:49: model_checkpoint: filepath names the run's own "
+                        "weights.h5");
+    for (size_t i = 0; i < sizeof bad_formats / sizeof bad_formats[0]; i++) {
+        char fit[256];
+        snprintf(fit, sizeof fit, "{callbacks: [{type: model_checkpoint, filepath: '%s'}]}",
+                 bad_formats[i][0]);
+        expect_config_error(fit, NULL, "cb.yaml:1:49: ");
+        expect_config_error(fit, NULL, bad_formats[i][1]);
+    }
 }
 END_TEST
 
@@ -881,6 +963,7 @@ static Suite *suite(void)
     tcase_add_test(u, test_model_checkpoint_best_only);
     tcase_add_test(u, test_csv_logger);
     tcase_add_test(u, test_config_errors);
+    tcase_add_test(u, test_model_checkpoint_formats);
     tcase_add_test(u, test_runtime_errors);
     tcase_add_test(u, test_queries);
     tcase_add_test(u, test_state_round_trip);

@@ -86,6 +86,14 @@ expect 0 "epochs: 3" -- "$ctrain" check --print --set fit.epochs=3 "$tmp/tiny.ya
 expect 2 "--set:1:16: unknown key 'unit' in layer 'dense' (Dense) (did you mean 'units'?)" -- \
     "$ctrain" check --set model.layers.1.unit=3 "$tmp/tiny.yaml"
 
+# A filepath placeholder's format is parsed, never handed to printf: check refuses it.
+expect 2 "--set:1:51: filepath placeholder '{epoch:n%d}': 'n' is not understood here" -- \
+    "$ctrain" check --set 'fit.callbacks=[{type: model_checkpoint, filepath: "w{epoch:n%d}.h5"}]' "$tmp/tiny.yaml"
+
+# A --set value is one line: what follows a newline is not dropped silently.
+expect 2 "ctrain: error: --set fit.epochs: the value holds a newline at column 13" -- \
+    "$ctrain" check --set "$(printf 'fit.epochs=1\nname: x')" "$tmp/tiny.yaml"
+
 # Not a terminal: one plain line per epoch, no carriage returns.
 expect 0 "Epoch 30/30 - 3/3 - " -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run"
 out=$("$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/run2" 2>&1)
@@ -133,8 +141,66 @@ while [ $i -lt 8 ]; do
     i=$((i + 1))
 done
 [ $killed -gt 0 ] && ok || bad "no run was killed"
+# What a killed save leaves (<file>.tmp-XXXXXX, as mkstemp names it) goes when the run
+# starts again; files that only look alike stay.
+for f in checkpoint.h5.tmp-Ab12Cd weights.h5.tmp-zzzzzz checkpoint.h5.tmp-short notes.tmp-Ab12Cd; do
+    : >"$tmp/kill/$f"
+done
+mkdir "$tmp/kill/checkpoint.h5.tmp-DIRxyz"
 expect 0 "Resuming from $tmp/kill/checkpoint.h5" -- "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/kill" \
     -v 2 --set fit.epochs=1
+left=$(cd "$tmp/kill" && ls -A | grep tmp- | tr '\n' ' ')
+if [ "$left" = "checkpoint.h5.tmp-DIRxyz checkpoint.h5.tmp-short notes.tmp-Ab12Cd " ]; then ok; else bad "temporaries left after resume: $left"; fi
+: >"$tmp/kill/checkpoint.h5.tmp-QQ11qq"
+expect 0 "" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/kill" --overwrite -q --set fit.epochs=1
+if [ -e "$tmp/kill/checkpoint.h5.tmp-QQ11qq" ]; then bad "a stale temporary survived a new run"; else ok; fi
+
+# One fit at a time in a run directory (and in a backup_dir): a second one, plain or
+# --resume, is refused with the folder and the first one's pid, and changes nothing.
+rm -rf "$tmp/busy"
+"$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/busy" -q --set fit.epochs=100000 >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! [ -s "$tmp/busy/checkpoint.h5" ]; do sleep 0.05; i=$((i + 1)); done
+expect 1 "ctrain: error: $tmp/busy is in use by another ctrain fit (pid $pid); wait for it to end or choose another directory" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/busy" --overwrite -q --set fit.epochs=1
+expect 1 "ctrain: error: $tmp/busy is in use by another ctrain fit (pid $pid)" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/busy" -q --set fit.epochs=1
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+if [ -e "$tmp/busy/weights.h5" ]; then bad "a refused second run wrote weights.h5"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/tiny.yaml" --resume "$tmp/busy" -q --set fit.epochs=1
+bk='fit.callbacks=[{type: backup_and_restore, backup_dir: sharedbk}]'
+rm -rf "$tmp/sharedbk"
+"$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/busy1" -q --set fit.epochs=100000 --set "$bk" >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! [ -s "$tmp/sharedbk/checkpoint.h5" ]; do sleep 0.05; i=$((i + 1)); done
+expect 1 "ctrain: error: $tmp/sharedbk is in use by another ctrain fit (pid $pid)" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/busy2" -q --set fit.epochs=1 --set "$bk"
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+
+# backup_dir may not be the run directory: its checkpoint would go at the end.
+expect 2 "ctrain: error: --set:1:55: backup_dir $tmp/same is the run directory, whose checkpoint the backup would delete at the end; choose another folder" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/same" -q --set 'fit.callbacks=[{type: backup_and_restore, backup_dir: same}]'
+
+# The run's own files are never written through a symbolic link planted in a reused
+# folder, nor over something that is not a regular file.
+mkdir -p "$tmp/planted"
+echo precious >"$tmp/target"
+ln -s "$tmp/target" "$tmp/planted/config.yaml"
+expect 1 "ctrain: error: cannot write $tmp/planted/config.yaml: it is a symbolic link, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/planted" -q --set fit.epochs=1
+rm "$tmp/planted/config.yaml"
+ln -s "$tmp/target" "$tmp/planted/history.csv"
+expect 1 "ctrain: error: cannot write $tmp/planted/history.csv: it is a symbolic link, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/planted" -q --set fit.epochs=1
+rm "$tmp/planted/history.csv"
+mkfifo "$tmp/planted/history.csv"
+expect 1 "ctrain: error: cannot write $tmp/planted/history.csv: it is something else, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/planted" -q --set fit.epochs=1
+if [ "$(cat "$tmp/target")" = precious ]; then ok; else bad "a planted link's target was overwritten"; fi
 # A stop by SIGINT writes a checkpoint, says how to resume and exits 130; resuming
 # finishes the run.
 rm -rf "$tmp/int"
@@ -210,7 +276,7 @@ else
     out=$(LD_PRELOAD="$preload" CT_SHIM_MODE=readonly CT_SHIM_DIR="$tmp/ro" \
         "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/ro" -v 2 2>&1)
     status=$?
-    if [ $status = 1 ] && [ "$(printf '%s\n' "$out" | tail -1)" = "ctrain: error: cannot write $tmp/ro/config.yaml: Permission denied" ] &&
+    if [ $status = 1 ] && [ "$(printf '%s\n' "$out" | tail -1)" = "ctrain: error: cannot create the lock file $tmp/ro/.ctrain.lock: Permission denied" ] &&
         ! printf '%s' "$out" | grep -q "Epoch"; then ok; else bad "read-only run directory: status $status: $out"; fi
     expect 1 "ctrain: error: cannot create $tmp/ro/sub: Permission denied" -- \
         env LD_PRELOAD="$preload" CT_SHIM_MODE=readonly CT_SHIM_DIR="$tmp/ro" \

@@ -706,6 +706,18 @@ START_TEST(test_set_errors)
     expect_set_err(root, "a..b=1", "--set a..b: empty key name in the path");
     expect_set_err(root, ".a=1", "--set .a: empty key name in the path");
     expect_set_err(root, "a.=1", "--set a.: empty key name in the path");
+    /* One line without control characters: YAML would drop what follows a newline. */
+    expect_set_err(root, "model.name=x\nname: y",
+                   "--set model.name: the value holds a newline at column 13; a --set value "
+                   "is one line without control characters");
+    expect_set_err(root, "model.name=a\rb", "--set model.name: the value holds the control "
+                   "character 0x0d at column 13; a --set value is one line without "
+                   "control characters");
+    expect_set_err(root, "model.name=\"a\tb\"", "--set model.name: the value holds the "
+                   "control character 0x09 at column 14; a --set value is one line "
+                   "without control characters");
+    expect_set_err(root, "model.na\x1bme=1", "--set: the key path holds the control character "
+                   "0x1b at column 9; a --set option is one line without control characters");
     /* Failed assignments leave the tree alone. */
     char *out = emit_str(root);
     ck_assert_str_eq(out, "model:\n  layers:\n    - type: dense\n      units: 64\n"
@@ -843,6 +855,24 @@ END_TEST
 /* Key checks and suggestions                                                         */
 
 static const char *const DENSE_KEYS[] = {"type", "units", "activation", "use_bias", NULL};
+
+/* The number format of progress lines and evaluate: NaN is "nan" whatever its sign bit
+ * (printf writes "-nan" for some), so a NaN loss never reads as a number. */
+START_TEST(test_format_value)
+{
+    char buf[32];
+    ct_format_value(0.5, buf, sizeof buf);
+    ck_assert_str_eq(buf, "0.5000");
+    ct_format_value(2e-5, buf, sizeof buf);
+    ck_assert_str_eq(buf, "2.0000e-05");
+    ct_format_value(NAN, buf, sizeof buf);
+    ck_assert_str_eq(buf, "nan");
+    ct_format_value(-NAN, buf, sizeof buf);
+    ck_assert_str_eq(buf, "nan");
+    ct_format_value(-INFINITY, buf, sizeof buf);
+    ck_assert_str_eq(buf, "-inf");
+}
+END_TEST
 
 START_TEST(test_suggest)
 {
@@ -1320,7 +1350,7 @@ static Suite *config_suite(void)
         {"emit",
          {test_emit_round_trip, test_emit_quotes_what_would_be_misread,
           test_emit_empty_and_errors, NULL}},
-        {"keys", {test_suggest, test_check_keys, test_require, test_node_err, NULL}},
+        {"keys", {test_format_value, test_suggest, test_check_keys, test_require, test_node_err, NULL}},
         {"getters",
          {test_int_getter, test_int_getter_errors, test_int_defaults, test_float_getter,
           test_float_defaults, test_bool_getter, test_string_getter, test_enum_getter,

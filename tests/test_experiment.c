@@ -1,5 +1,6 @@
 /* test_experiment.c - whole experiments: config errors with their positions, summary,
  * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict. */
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <sys/resource.h>
@@ -19,6 +20,8 @@ typedef struct bad_case {
     const char *yaml;
     const char *expect; /* substring of the message, after "FILE:" */
 } bad_case;
+
+#define A10 "aaaaaaaaaa"
 
 static const bad_case bad_cases[] = {
     /* 0 unknown top-level key with a suggestion */
@@ -119,6 +122,22 @@ static const bad_case bad_cases[] = {
      "    - {type: conv2d, filters: 2000000000, kernel_size: 3}\n%s",
      "4:7: layer 'conv2d' (Conv2D): needs 74.5 GiB for its parameters and 4.9 TiB per sample "
      "for its output; refusing to allocate that"},
+    /* 34 no model section: the message names the file */
+    {"name: x\n%s", " the experiment needs a 'model' section"},
+    /* 35, 36, 37 layer names that would name other HDF5 groups, or a path */
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: .}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: ..}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: dense, units: 2, name: a/b}\n%s",
+     "4:37: layer names must be 1 to 63 characters without '/', and not '.' or '..'"},
+    /* 38 an experiment name too long for a directory name */
+    {"name: " A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 "\n"
+     "model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n%s",
+     "1:7: name is 130 characters long; it names the run directory and may have at most 128"},
+    /* 39 a model name longer than names are kept */
+    {"model: {name: " A10 A10 A10 A10 A10 A10 A10 ", input_shape: [4], layers: [{type: dense, "
+     "units: 2}]}\n%s", "1:15: model.name is 70 characters long; at most 63 are allowed"},
 };
 
 START_TEST(test_bad_config)
@@ -766,6 +785,36 @@ static void kernel_wrong_shape(hid_t f)
     H5Sclose(space);
 }
 
+/* Rewrites a scalar int64 attribute of training_state. */
+static void set_counter(hid_t f, const char *name, int64_t v)
+{
+    hid_t g = H5Gopen2(f, "training_state", H5P_DEFAULT);
+    ck_assert(g >= 0);
+    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
+    ck_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a);
+    H5Gclose(g);
+}
+
+static void negative_epoch(hid_t f) { set_counter(f, "epoch", -1); }
+static void negative_step(hid_t f) { set_counter(f, "step", -5); }
+static void negative_batch(hid_t f) { set_counter(f, "batch", -3); }
+static void negative_seen(hid_t f) { set_counter(f, "seen", INT64_MIN); }
+static void huge_batch(hid_t f) { set_counter(f, "batch", 1000000000); }
+static void huge_seen(hid_t f)
+{
+    set_counter(f, "batch", 1);
+    set_counter(f, "seen", 1000000000);
+}
+
+static void negative_iterations(hid_t f)
+{
+    hid_t d = H5Dopen2(f, "optimizer_weights/iterations", H5P_DEFAULT);
+    int64_t v = -7;
+    ck_assert(d >= 0 && H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0);
+    H5Dclose(d);
+}
+
 /* Resuming from a damaged copy (made by `edit`, or a prefix of `fraction` of the file)
  * fails with exactly `fmt` (%s: the copy's path). */
 static void expect_resume_error(const char *dir, const char *good, const char *name,
@@ -817,11 +866,168 @@ START_TEST(test_checkpoint_damage)
     expect_resume_error(dir, good, "bad_kernel.h5", kernel_wrong_shape, 1.0,
                         "layer 'dense' (Dense): weight 'kernel' in %s has shape (16, 8) but the "
                         "model expects (8, 16)");
+    /* Counters out of range, each named with its file. */
+    expect_resume_error(dir, good, "neg_epoch.h5", negative_epoch, 1.0, "%s: the attribute "
+                        "training_state/epoch is -1; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_step.h5", negative_step, 1.0, "%s: the attribute "
+                        "training_state/step is -5; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_batch.h5", negative_batch, 1.0, "%s: the attribute "
+                        "training_state/batch is -3; a checkpoint's counters are never negative");
+    expect_resume_error(dir, good, "neg_seen.h5", negative_seen, 1.0, "%s: the attribute "
+                        "training_state/seen is -9223372036854775808; a checkpoint's counters "
+                        "are never negative");
+    expect_resume_error(dir, good, "neg_iter.h5", negative_iterations, 1.0, "%s: "
+                        "optimizer_weights/iterations is -7; a checkpoint's counters are never "
+                        "negative");
     /* The good one still resumes. */
     ex = load_in(dir, "blobs.yaml");
     snprintf(p, sizeof p, "%s/resumed", dir);
     ct_fit_options o = {.run_dir = p, .verbose = 0, .resume = good};
     ck_assert_msg(ct_experiment_fit(ex, &o, &err) == 0, "%s", err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* A listing of folder dir with each file's size and modification time, sorted. */
+static char *snapshot(const char *dir)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -printf '%%p %%s %%T@\\n' | sort", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    static char buf[2][8192];
+    static int which;
+    char *out = buf[which++ % 2];
+    size_t n = fread(out, 1, sizeof buf[0] - 1, p);
+    out[n] = 0;
+    pclose(p);
+    return out;
+}
+
+/* A resumed run that fails its checks leaves the run directory exactly as it was: the
+ * finished run's weights.h5 included. */
+START_TEST(test_resume_checks_first)
+{
+    char *dir = blob_dir(1);
+    const char *one[] = {"fit.epochs=1"};
+    char p[4200], ckpt[4200];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/run", dir);
+    fit_into(ex, p);
+    ct_experiment_free(ex);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", p);
+    static const h5_edit edits[] = {huge_batch, huge_seen, negative_batch};
+    static const char *const want[] = {
+        "%s: the checkpoint is 1000000000 batches into epoch 2, but the epoch has 25",
+        "%s: the checkpoint has seen 1000000000 samples of epoch 2, but the epoch has 800",
+        "%s: the attribute training_state/batch is -3; a checkpoint's counters are never "
+        "negative"};
+    char orig[4200];
+    snprintf(orig, sizeof orig, "%s/orig.h5", dir);
+    copy_file(ckpt, orig, 1.0);
+    for (int i = 0; i < 3; i++) {
+        copy_file(orig, ckpt, 1.0);
+        hid_t f = H5Fopen(ckpt, H5F_ACC_RDWR, H5P_DEFAULT);
+        ck_assert(f >= 0);
+        edits[i](f);
+        ck_assert(H5Fclose(f) >= 0);
+        char before[8192], w[8800];
+        snprintf(before, sizeof before, "%s", snapshot(p));
+        ex = load_in(dir, "blobs.yaml");
+        ct_fit_options o = {.verbose = 0, .resume = p};
+        ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+        snprintf(w, sizeof w, want[i], ckpt);
+        ck_assert_str_eq(err.msg, w);
+        ck_assert_str_eq(snapshot(p), before);
+        ck_assert_msg(strstr(before, "./weights.h5 "), "%s", before);
+        ct_experiment_free(ex);
+    }
+    free(dir);
+}
+END_TEST
+
+/* Sets element k of dataset name in file path to v. */
+static void poke(const char *path, const char *name, int k, float v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    ck_assert(d >= 0);
+    hid_t space = H5Dget_space(d);
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert(x && k < n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    x[k] = v;
+    ck_assert(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    free(x);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* Runs ct_experiment_load_weights with stderr going to a file; returns what it wrote. */
+static char *load_weights_stderr(ct_experiment *ex, const char *dir, const char *weights)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert(saved >= 0 && fd >= 0 && dup2(fd, 2) == 2);
+    ct_error err = {0};
+    int rc = ct_experiment_load_weights(ex, weights, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    static char text[2048];
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+/* Weights that are not finite load with a warning naming the file, the layer and the
+ * weight, and evaluate reports the NaN loss they give instead of a clipped number. */
+START_TEST(test_non_finite_weights)
+{
+    char *dir = blob_dir(1);
+    const char *one[] = {"fit.epochs=1"};
+    char p[4200], w[4200], want[8800];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/run", dir);
+    fit_into(ex, p);
+    snprintf(w, sizeof w, "%s/run/weights.h5", dir);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), "");
+    const char *names[8];
+    double values[8];
+    ck_assert_int_gt(ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err), 0);
+    ck_assert(isfinite(values[0]));
+    poke(w, "model_weights/dense_1/dense_1/kernel:0", 5, NAN);
+    poke(w, "model_weights/dense_1/dense_1/bias:0", 1, -INFINITY);
+    snprintf(want, sizeof want, "ctrain: warning: %s: layer 'dense_1' (Dense): weight 'kernel' "
+             "holds nan at index 5 (2 values in the file are not finite); what the model "
+             "computes with them is not finite\n", w);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), want);
+    int n = ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err);
+    ck_assert_msg(n > 0, "%s", err.msg);
+    ck_assert_str_eq(names[0], "loss");
+    ck_assert_msg(isnan(values[0]), "loss %g", values[0]);
+    /* The same from a checkpoint. */
+    snprintf(w, sizeof w, "%s/run/checkpoint.h5", dir);
+    poke(w, "model_weights/dense/dense/bias:0", 0, INFINITY);
+    snprintf(want, sizeof want, "ctrain: warning: %s: layer 'dense' (Dense): weight 'bias' holds "
+             "inf at index 0 (1 value in the file is not finite); what the model computes with "
+             "them is not finite\n", w);
+    ck_assert_str_eq(load_weights_stderr(ex, dir, w), want);
     ct_experiment_free(ex);
     free(dir);
 }
@@ -957,6 +1163,8 @@ static Suite *suite(void)
     tcase_add_loop_test(t, test_resume_exact, 0, 2);
     tcase_add_test(t, test_resume_errors);
     tcase_add_test(t, test_checkpoint_damage);
+    tcase_add_test(t, test_resume_checks_first);
+    tcase_add_test(t, test_non_finite_weights);
     tcase_add_test(t, test_fit_chunked_gzip);
     suite_add_tcase(s, t);
     return s;

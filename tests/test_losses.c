@@ -221,6 +221,25 @@ END_TEST
 
 /* d(sum)/d(pred) * scale against central differences in double (the perturbation is taken
  * as actually stored in float). */
+/* A NaN prediction gives a NaN loss: clips and maxima must not turn it into a number
+ * (NaN weights once evaluated to -log(1e-7) = 16.118). */
+START_TEST(test_nan_prediction_is_nan)
+{
+    static const char *const names[] = {"mse", "mae", "huber", "log_cosh",
+                                        "binary_crossentropy", "categorical_crossentropy",
+                                        "sparse_categorical_crossentropy", "kl_divergence",
+                                        "hinge"};
+    const float p[3] = {0.2f, NAN, 0.3f}, y[3] = {0, 1, 0}, label[1] = {1};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        for (int logits = 0; logits < 2; logits++) {
+            ct_loss l = mk_loss(names[i], logits);
+            bool sparse = strstr(names[i], "sparse") != NULL;
+            double v = loss_value(&l, p, sparse ? label : y, 1, 3);
+            ck_assert_msg(isnan(v), "%s%s: %g", names[i], logits ? " from logits" : "", v);
+        }
+}
+END_TEST
+
 static void check_grad(const ct_loss *l, float *p, const float *y, int64_t rows, int64_t cols,
                        double tol)
 {
@@ -733,6 +752,7 @@ static Suite *losses_suite(void)
     tcase_add_test(v, test_sparse_bad_labels_skipped);
     tcase_add_test(v, test_kld_values);
     tcase_add_test(v, test_hinge_values);
+    tcase_add_test(v, test_nan_prediction_is_nan);
     suite_add_tcase(s, v);
     TCase *g = tcase_create("gradients");
     tcase_add_test(g, test_grad_regression);

@@ -246,6 +246,9 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
     int64_t iterations = 0;
     if (rc == 0 && dataset_read(g, "iterations", dapl, H5T_NATIVE_INT64, 1, &iterations) < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: no readable optimizer_weights/iterations", path);
+    if (rc == 0 && iterations < 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/iterations is %lld; a "
+                    "checkpoint's counters are never negative", path, (long long)iterations);
     int slots = o->kind->state_per_param(o);
     float *state = slots && rc == 0 ? host_state(o, false) : NULL;
     if (slots && rc == 0 && !state)
@@ -281,6 +284,14 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                                   metrics) == 0
                  ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
                               "written for other metrics", path);
+    /* The counters come from the file: a negative one would index before the start. */
+    const char *const counters[] = {"epoch", "step", "batch", "seen"};
+    const int64_t values[] = {st->epoch, st->step, st->batch, st->seen};
+    for (int i = 0; rc == 0 && i < 4; i++)
+        if (values[i] < 0)
+            rc = ct_err(err, CT_ERR_DATA, "%s: the attribute training_state/%s is %lld; a "
+                        "checkpoint's counters are never negative", path, counters[i],
+                        (long long)values[i]);
     /* Checkpoints of earlier versions hold only the combined sum: NAN tells the driver. */
     if (rc == 0 && (H5Aexists(g, "loss_sum_losses") <= 0 ||
                     attr_read(g, "loss_sum_losses", H5T_NATIVE_DOUBLE, &st->loss_parts[0]) < 0 ||

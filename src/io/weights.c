@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -670,6 +671,39 @@ static void install(const loader *ld, ct_model *m)
         }
 }
 
+/* Values that are not finite load (a model may be inspected as it is), but such a model
+ * computes NaN: a warning on stderr names the file, the first layer and weight holding one,
+ * and how many there are in all. */
+static void warn_non_finite(const loader *ld, const ct_model *m)
+{
+    const float *at = ld->stage;
+    const ct_layer *first = NULL;
+    const ct_param *fp = NULL;
+    int64_t first_at = 0, count = 0;
+    float first_value = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams && !m->layers[i].shared; j++) {
+            const ct_param *p = &m->layers[i].params[j];
+            int64_t n = ct_shape_size(&p->shape);
+            for (int64_t k = 0; k < n; k++)
+                if (!isfinite(at[k]) && count++ == 0) {
+                    first = &m->layers[i];
+                    fp = p;
+                    first_at = k;
+                    first_value = at[k];
+                }
+            at += n;
+        }
+    if (!count)
+        return;
+    char what[CT_NAME_MAX + 80];
+    ct_layer_describe(first, what, sizeof what);
+    fprintf(stderr, "ctrain: warning: %s: %s: weight '%s' holds %g at index %lld (%lld value%s "
+            "in the file %s not finite); what the model computes with them is not finite\n",
+            ld->path, what, fp->name, (double)first_value, (long long)first_at,
+            (long long)count, count == 1 ? "" : "s", count == 1 ? "is" : "are");
+}
+
 int ct_weights_load(ct_model *m, const char *path, ct_error *err)
 {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID,
@@ -681,8 +715,10 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
         rc = read_layers(&ld, err);
     if (rc == 0)
         rc = read_all(&ld, m, err);
-    if (rc == 0)
+    if (rc == 0) {
+        warn_non_finite(&ld, m);
         install(&ld, m);
+    }
     loader_close(&ld);
     ct_h5_quiet_off(&q);
     return rc;

@@ -31,15 +31,17 @@ typedef struct graph {
     bool given_input_shape;
 } graph;
 
+/* Names become HDF5 group names in weights files: "." and ".." would name the group
+ * itself or its parent. */
 static bool valid_name(const char *s)
 {
-    return *s && strlen(s) < CT_NAME_MAX && !strchr(s, '/');
+    return *s && strlen(s) < CT_NAME_MAX && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
 }
 
 static int name_err(ct_error *err, const ct_node *at, const char *what)
 {
-    return ct_node_err(err, at, "%s names must be 1 to %d characters without '/'", what,
-                       CT_NAME_MAX - 1);
+    return ct_node_err(err, at, "%s names must be 1 to %d characters without '/', and not "
+                       "'.' or '..'", what, CT_NAME_MAX - 1);
 }
 
 /* ---- inputs ---- */
@@ -741,7 +743,7 @@ static int read_entry(graph *gr, int i, int parts, ct_node *entry, ct_error *err
         if (find_name(gr, name) != NOT_FOUND)
             return ct_node_err(err, t, "the chain's layer would be named '%s', which is "
                                "already used", name);
-        snprintf(g->name, sizeof g->name, "%s", name);
+        memcpy(g->name, name, strlen(name) + 1); /* valid_name: shorter than CT_NAME_MAX */
     }
     return 0;
 }

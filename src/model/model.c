@@ -243,6 +243,11 @@ ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
     m->input_shape = m->input_shapes[0];
     if (ct_cfg_string(cfg, "name", m->functional ? "functional" : "sequential", &name, err) < 0)
         goto fail;
+    if (strlen(name) >= sizeof m->name) {
+        ct_node_err(err, ct_map_get(cfg, "name"), "model.name is %zu characters long; at most "
+                    "%d are allowed", strlen(name), CT_NAME_MAX - 1);
+        goto fail;
+    }
     snprintf(m->name, sizeof m->name, "%s", name);
     /* The parameter blocks are allocated (and zeroed) next: check what they cost first. */
     ct_model_budget physical = {ct_physical_memory(), true, 1, 0, 0};

@@ -3,6 +3,7 @@
  * at the end of every run, not only when it stopped the run. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,225 @@ static int read_monitor(callback *c, ct_node *map, ct_error *err)
         return -1;
     c->mode = resolve_mode(mode, c->monitor);
     c->best = c->mode == 1 ? INFINITY : -INFINITY;
+    return 0;
+}
+
+/* ---- filepath placeholders ------------------------------------------------------------ */
+
+/* Width and precision of a placeholder's format are at most this. */
+#define CT_SPEC_MAX 64
+
+/* A placeholder's format, Python's [[fill]align][sign][#][0][width][,][.precision][type]
+ * with the types d (epoch only), e, f, g, % and none. It is parsed here and the printf
+ * format is built from these fields alone, so nothing of the config reaches printf. */
+typedef struct fmt_spec {
+    char fill, align, sign, type; /* align, sign, type 0 when not given */
+    bool alt, zero, group;
+    int width, precision;         /* precision -1 when not given */
+} fmt_spec;
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Reads up to CT_SPEC_MAX; false when larger. */
+static bool spec_number(const char *s, size_t len, size_t *i, int *out)
+{
+    int v = 0;
+    for (; *i < len && is_digit(s[*i]); (*i)++) {
+        v = v * 10 + (s[*i] - '0');
+        if (v > CT_SPEC_MAX)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses spec (len bytes) for an integer value (epoch) or a float; NULL when it is valid,
+ * else why not. */
+static const char *parse_spec(const char *s, size_t len, bool integer, fmt_spec *f)
+{
+    static char why[128];
+    memset(f, 0, sizeof *f);
+    f->fill = ' ';
+    f->precision = -1;
+    size_t i = 0;
+    bool fill_given = false;
+    if (len >= 2 && strchr("<>=^", s[1])) {
+        if (s[0] < 0x20 || s[0] > 0x7e || s[0] == '{' || s[0] == '/')
+            return "the fill character must be a printable ASCII character other than '{' and "
+                   "'/'";
+        f->fill = s[0];
+        f->align = s[1];
+        fill_given = true;
+        i = 2;
+    } else if (len >= 1 && strchr("<>=^", s[0])) {
+        f->align = s[0];
+        i = 1;
+    }
+    if (i < len && (s[i] == '+' || s[i] == '-' || s[i] == ' '))
+        f->sign = s[i++];
+    if (i < len && s[i] == '#') {
+        f->alt = true;
+        i++;
+    }
+    if (i < len && s[i] == '0') {
+        f->zero = true;
+        i++;
+    }
+    if (!spec_number(s, len, &i, &f->width)) {
+        snprintf(why, sizeof why, "the width must be at most %d", CT_SPEC_MAX);
+        return why;
+    }
+    if (i < len && s[i] == ',') {
+        f->group = true;
+        i++;
+    }
+    if (i < len && s[i] == '.') {
+        i++;
+        if (i == len || !is_digit(s[i]))
+            return "'.' must be followed by the precision";
+        if (!spec_number(s, len, &i, &f->precision)) {
+            snprintf(why, sizeof why, "the precision must be at most %d", CT_SPEC_MAX);
+            return why;
+        }
+    }
+    if (i < len && strchr("defg%", s[i]))
+        f->type = s[i++];
+    if (i < len) {
+        snprintf(why, sizeof why, "'%c' is not understood here; the format is "
+                 "[[fill]align][sign][#][0][width][,][.precision][type] with the type d, e, "
+                 "f, g or %%", s[i]);
+        return why;
+    }
+    if (f->type == 'd' && !integer)
+        return "the type d formats {epoch} only; use e, f, g or %";
+    if (integer && (f->type == 'd' || !f->type) && f->precision >= 0)
+        return "an integer takes no precision";
+    if (f->zero && f->group)
+        return "',' cannot be combined with zero padding";
+    if (f->zero) {
+        if (!fill_given)
+            f->fill = '0';
+        if (!f->align)
+            f->align = '=';
+    }
+    return NULL;
+}
+
+/* Writes v as f says into out (n bytes); the length it needs (as snprintf). */
+static int format_value(const fmt_spec *f, double v, bool integer, char *out, size_t n)
+{
+    char body[512], fmt[16], num[600];
+    bool neg = signbit(v) && !isnan(v);
+    double a = fabs(v);
+    if (integer && (f->type == 'd' || !f->type)) {
+        snprintf(body, sizeof body, "%.0f", a);
+    } else {
+        char type = f->type == '%' ? 'f' : f->type ? f->type : f->precision >= 0 ? 'g' : 'f';
+        int prec = f->precision >= 0 ? f->precision : f->type ? 6 : 4;
+        snprintf(fmt, sizeof fmt, "%%%s.%d%c", f->alt ? "#" : "", prec, type);
+        size_t k = (size_t)snprintf(body, sizeof body - 1, fmt, f->type == '%' ? a * 100 : a);
+        if (k > sizeof body - 2)
+            k = sizeof body - 2;
+        if (f->type == '%') {
+            body[k] = '%';
+            body[k + 1] = 0;
+        }
+    }
+    /* ',' groups the integer part's digits by three */
+    size_t digits = strspn(body, "0123456789"), at = 0;
+    for (size_t i = 0; i < digits; i++) {
+        if (f->group && i && (digits - i) % 3 == 0)
+            num[at++] = ',';
+        num[at++] = body[i];
+    }
+    snprintf(num + at, sizeof num - at, "%s", body + digits);
+    char sign[2] = {neg ? '-' : f->sign == '+' ? '+' : f->sign == ' ' ? ' ' : 0, 0};
+    size_t len = strlen(num) + strlen(sign);
+    size_t pad = (size_t)f->width > len ? (size_t)f->width - len : 0, left = 0, mid = 0;
+    switch (f->align) {
+    case '<': break;
+    case '^': left = pad / 2; break;
+    case '=': mid = pad; break;
+    default: left = pad; break;
+    }
+    size_t right = pad - left - mid;
+    char padding[CT_SPEC_MAX + 1];
+    memset(padding, f->fill, sizeof padding - 1);
+    padding[CT_SPEC_MAX] = 0;
+    return snprintf(out, n, "%.*s%s%.*s%s%.*s", (int)left, padding, sign, (int)mid, padding,
+                    num, (int)right, padding);
+}
+
+/* Checks a filepath's placeholders when the experiment is loaded. */
+static int check_filepath(const callback *c, ct_error *err)
+{
+    const ct_node *at = ct_map_get(c->node, "filepath");
+    for (const char *p = c->path; *p; p++) {
+        if (*p != '{')
+            continue;
+        const char *close = strchr(p + 1, '}');
+        if (!close)
+            return ct_node_err(err, at, "unclosed '{' in filepath");
+        size_t len = (size_t)(close - p - 1);
+        const char *colon = memchr(p + 1, ':', len);
+        size_t name_len = colon ? (size_t)(colon - p - 1) : len;
+        if (name_len == 0 || memchr(p + 1, '{', len))
+            return ct_node_err(err, at, "filepath holds '%.*s': a placeholder is {epoch} or "
+                               "{name} of a reported value, with an optional format such as "
+                               "{epoch:02d} or {val_loss:.4f}", (int)(len + 2), p);
+        fmt_spec f;
+        bool integer = name_len == 5 && !memcmp(p + 1, "epoch", 5);
+        const char *why = colon ? parse_spec(colon + 1, (size_t)(close - colon - 1), integer, &f)
+                                : NULL;
+        if (why)
+            return ct_node_err(err, at, "filepath placeholder '%.*s': %s", (int)(len + 2), p,
+                               why);
+        p = close;
+    }
+    return 0;
+}
+
+/* The files a run writes into its directory itself (train.c). */
+static const char *const own_files[] = {"history.csv", "config.yaml", "weights.h5",
+                                        "checkpoint.h5", ".ctrain.lock", NULL};
+
+/* The run's own file that a relative path names in the run directory, or NULL. */
+static const char *own_file(const char *path)
+{
+    if (path[0] == '/')
+        return NULL;
+    const char *parts[64];
+    size_t lens[64];
+    int n = 0;
+    for (const char *p = path; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && !strncmp(p, "..", 2)) {
+            if (n == 0)
+                return NULL; /* outside the run directory */
+            n--;
+        } else if (len && !(len == 1 && p[0] == '.')) {
+            if (n == 64)
+                return NULL;
+            parts[n] = p;
+            lens[n++] = len;
+        }
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    for (int i = 0; n == 1 && own_files[i]; i++)
+        if (lens[0] == strlen(own_files[i]) && !strncmp(parts[0], own_files[i], lens[0]))
+            return own_files[i];
+    return NULL;
+}
+
+static int check_not_own(const callback *c, const char *key, ct_error *err)
+{
+    const char *own = own_file(c->path);
+    if (own)
+        return ct_node_err(err, ct_map_get(c->node, key), "%s: %s names the run's own %s, "
+                           "which the run writes itself; choose another file name",
+                           kind_names[c->kind], key, own);
     return 0;
 }
 
@@ -132,13 +352,16 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
                        ct_cfg_float(n, "min_lr", 0.0, 0.0, 1e300, &c->min_lr, err) < 0
                    ? -1 : 0;
     case CB_CHECKPOINT:
-        return ct_cfg_string(n, "filepath", NULL, &c->path, err) < 0 || read_monitor(c, n, err) < 0 ||
+        return ct_cfg_string(n, "filepath", NULL, &c->path, err) < 0 ||
+                       check_filepath(c, err) < 0 || check_not_own(c, "filepath", err) < 0 ||
+                       read_monitor(c, n, err) < 0 ||
                        ct_cfg_bool(n, "save_best_only", false, &c->best_only, err) < 0 ||
                        ct_cfg_bool(n, "save_weights_only", false, &c->weights_only, err) < 0 ||
                        ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0
                    ? -1 : 0;
     case CB_CSV:
         return ct_cfg_string(n, "filename", NULL, &c->path, err) < 0 ||
+                       check_not_own(c, "filename", err) < 0 ||
                        ct_cfg_string(n, "separator", ",", &c->separator, err) < 0 ||
                        ct_cfg_bool(n, "append", false, &c->append, err) < 0
                    ? -1 : 0;
@@ -321,8 +544,8 @@ static void in_run_dir(const char *run_dir, const char *path, char *out, size_t 
         snprintf(out, n, "%s/%s", run_dir, path);
 }
 
-/* Expands {epoch} (1-based, as Keras), {epoch:03d}-style widths and {name} / {name:.4f} of
- * the epoch's values. */
+/* Expands {epoch} (1-based, as Keras) and {name} of the epoch's values, each with its
+ * format (checked by check_filepath when the experiment was loaded). */
 static int expand_path(const callback *c, const ct_epoch_logs *logs, char *out, size_t n,
                        ct_error *err)
 {
@@ -335,19 +558,15 @@ static int expand_path(const callback *c, const ct_epoch_logs *logs, char *out, 
         const char *close = strchr(p, '}');
         if (!close)
             return ct_node_err(err, ct_map_get(c->node, "filepath"), "unclosed '{' in filepath");
-        char name[96], spec[32] = "";
-        size_t len = (size_t)(close - p - 1);
+        char name[96];
+        const char *colon = memchr(p + 1, ':', (size_t)(close - p - 1));
+        size_t len = (size_t)((colon ? colon : close) - p - 1);
         if (len >= sizeof name)
             len = sizeof name - 1;
         memcpy(name, p + 1, len);
         name[len] = 0;
-        char *colon = strchr(name, ':');
-        if (colon) {
-            snprintf(spec, sizeof spec, "%%%s", colon + 1);
-            *colon = 0;
-        }
         double v = NAN;
-        bool found = !strcmp(name, "epoch");
+        bool integer = !strcmp(name, "epoch"), found = integer;
         if (found)
             v = (double)(logs->epoch + 1);
         for (int i = 0; !found && i < logs->n; i++)
@@ -358,12 +577,13 @@ static int expand_path(const callback *c, const ct_epoch_logs *logs, char *out, 
         if (!found)
             return ct_node_err(err, ct_map_get(c->node, "filepath"), "filepath names '{%s}', "
                                "which is neither epoch nor a value this run reports", name);
-        int w;
+        fmt_spec f;
+        if (parse_spec(colon ? colon + 1 : close, colon ? (size_t)(close - colon - 1) : 0,
+                       integer, &f))
+            return ct_node_err(err, ct_map_get(c->node, "filepath"), "bad placeholder in "
+                               "filepath");
         size_t left = n - at;
-        if (!strcmp(name, "epoch") && (!spec[0] || spec[strlen(spec) - 1] == 'd'))
-            w = snprintf(out + at, left, spec[0] ? spec : "%lld", (long long)v);
-        else
-            w = snprintf(out + at, left, spec[0] && spec[strlen(spec) - 1] == 'f' ? spec : "%.4f", v);
+        int w = format_value(&f, v, integer, out + at, left);
         if (w < 0 || (size_t)w >= left)
             return ct_node_err(err, ct_map_get(c->node, "filepath"), "filepath is too long");
         at += (size_t)w;
@@ -466,6 +686,17 @@ const char *ct_callbacks_backup_dir(const ct_callbacks *cbs)
 {
     const callback *c = find_kind(cbs, CB_BACKUP);
     return c ? c->path : NULL;
+}
+
+int ct_callbacks_backup_err(const ct_callbacks *cbs, ct_error *err, const char *fmt, ...)
+{
+    const callback *c = find_kind(cbs, CB_BACKUP);
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ct_node_err(err, c ? ct_map_get(c->node, "backup_dir") : NULL, "%s", msg);
 }
 
 bool ct_callbacks_backup_delete(const ct_callbacks *cbs)

@@ -46,6 +46,9 @@ void ct_callbacks_train_end(ct_callbacks *c, ct_model *m);
 bool ct_callbacks_terminate_on_nan(const ct_callbacks *c);
 /* backup_and_restore's folder, or NULL. */
 const char *ct_callbacks_backup_dir(const ct_callbacks *c);
+/* An error at backup_and_restore's backup_dir (its file:line:col). Returns -1. */
+int ct_callbacks_backup_err(const ct_callbacks *c, ct_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Whether backup_and_restore removes its checkpoint after a finished run. */
 bool ct_callbacks_backup_delete(const ct_callbacks *c);
 

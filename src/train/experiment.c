@@ -13,6 +13,9 @@
 #include "parallel.h"
 #include "weights.h"
 
+/* The experiment's name names its run directory (runs/NAME-N): at most this long. */
+#define CT_EXPERIMENT_NAME_MAX 128
+
 /* backend.memory_limit_mb at most 2^40 MiB (1 EiB): a limit, never an allocation size. */
 #define CT_MAX_MEMORY_MB (INT64_C(1) << 40)
 
@@ -470,6 +473,10 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
                                      "0123456789_.-") != strlen(ex->name)))
         return ct_node_err(err, ct_map_get(root, "name"), "name '%s' names the run directory: use "
                            "letters, digits, '_', '-' and '.' (not first)", ex->name);
+    if (rc == 0 && strlen(ex->name) > CT_EXPERIMENT_NAME_MAX)
+        return ct_node_err(err, ct_map_get(root, "name"), "name is %zu characters long; it names "
+                           "the run directory and may have at most %d", strlen(ex->name),
+                           CT_EXPERIMENT_NAME_MAX);
     int64_t seed;
     const ct_backend *be = NULL;
     ct_model_budget budget;
@@ -479,6 +486,9 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     ex->seed = (uint64_t)seed;
     /* Checked twice: before the model's own blocks are allocated, and once the batch size,
      * the optimizer's state and the callbacks' copies of the weights are known. */
+    if (!ct_map_get(root, "model"))
+        return ct_err(err, CT_ERR_CONFIG, "%s: the experiment needs a 'model' section",
+                      ex->path);
     ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, ex->conv_algo,
                                       err);
     if (!ex->model || read_data(ex, err) < 0 || read_compile(ex, err) < 0 ||

@@ -10,6 +10,9 @@
  * outputs give Keras's numbers (e.g. -log(1 - (1 - 1e-7f)) = 15.942385). Where a value
  * was clipped, its gradient is zero, as for a clip op in Keras.
  *
+ * A NaN prediction gives a NaN loss (clips and maxima here never turn it into a number),
+ * so a model with NaN weights is not scored as if it predicted something.
+ *
  * Sparse labels outside [0, cols) (or NaN) are skipped: the row adds nothing to the loss
  * and gets a zero gradient. The data layer rejects such labels before training; this only
  * keeps a bad label from reading out of bounds. */
@@ -221,7 +224,7 @@ static double cce_row_probs(const ct_loss *loss, const float *p, const row_targe
         s += p[c];
     for (int64_t c = 0; c < cols; c++) {
         bool inside;
-        float q = clip_prob(s > 0 ? (float)(p[c] / s) : 0.0f, &inside);
+        float q = clip_prob(!(s <= 0) ? (float)(p[c] / s) : 0.0f, &inside); /* NaN stays */
         double yc = target_at(t, c);
         value -= yc * log((double)q);
         ysum += yc;
@@ -234,7 +237,7 @@ static double cce_row_probs(const ct_loss *loss, const float *p, const row_targe
         if (loss->fused)
             d[c] = (float)(scale * ((double)p[c] * ysum - target_at(t, c)));
         else
-            d[c] = s > 0 ? (float)(scale * ((double)d[c] + yin) / s) : 0.0f;
+            d[c] = !(s <= 0) ? (float)(scale * ((double)d[c] + yin) / s) : 0.0f;
     }
     return value;
 }
@@ -285,7 +288,7 @@ static double kld_compute(const ct_loss *loss, const float *pred, const float *y
     double total = 0.0;
     for (int64_t i = 0; i < rows * cols; i++) {
         double yc = fmin(fmax((double)y[i], CT_LOSS_EPS), 1.0);
-        double pc = fmin(fmax((double)pred[i], CT_LOSS_EPS), 1.0);
+        double pc = isnan(pred[i]) ? NAN : fmin(fmax((double)pred[i], CT_LOSS_EPS), 1.0);
         bool inside = pred[i] >= CT_LOSS_EPS && pred[i] <= 1.0f;
         total += yc * log(yc / pc);
         if (dpred)
@@ -315,7 +318,7 @@ static double hinge_compute(const ct_loss *loss, const float *pred, const float 
             int64_t i = r * cols + c;
             double yc = conv ? 2.0 * y[i] - 1.0 : (double)y[i];
             double m = 1.0 - yc * (double)pred[i];
-            row += fmax(m, 0.0);
+            row += m > 0 || isnan(m) ? m : 0.0;
             if (dpred)
                 dpred[i] = m > 0 ? (float)(-g * yc) : 0.0f;
         }

@@ -1,11 +1,14 @@
 /* train.c - the training driver: fit, evaluate and predict over HDF5 data. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -234,7 +237,7 @@ static int resume_paths(const ct_fit_options *opt, char *dir, size_t n, char *ck
             return ct_err(err, CT_ERR_USAGE, "%s already holds a finished run; choose another "
                           "-o directory or pass --overwrite", dir);
     }
-    return make_dirs(dir, err);
+    return 0;
 }
 
 /* A resumed run goes on: its final weights are written again at its end. */
@@ -247,8 +250,10 @@ static int drop_final_weights(const char *dir, ct_error *err)
     return 0;
 }
 
-static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, char *dir,
-                           size_t n, ct_error *err)
+/* Chooses the run directory; an explicit one that holds a finished run is refused unless
+ * overwrite is set. Nothing is created or removed yet: see claim_run_dir. */
+static int choose_run_dir(const ct_experiment *ex, const ct_fit_options *opt, char *dir,
+                          size_t n, ct_error *err)
 {
     if (opt->run_dir) {
         snprintf(dir, n, "%s", opt->run_dir);
@@ -257,15 +262,142 @@ static int prepare_run_dir(const ct_experiment *ex, const ct_fit_options *opt, c
         if (exists(w) && !opt->overwrite)
             return ct_err(err, CT_ERR_USAGE, "%s already holds a finished run; choose another "
                           "-o directory or pass --overwrite", dir);
-        /* A failed rerun must not leave the old weights beside the new history. */
-        if (exists(w) && unlink(w) < 0)
-            return ct_err(err, CT_ERR_IO, "cannot remove %s: %s", w, strerror(errno));
     } else {
         snprintf(dir, n, "runs/%s", ex->name);
-        for (int i = 2; exists(dir); i++)
-            snprintf(dir, n, "runs/%s-%d", ex->name, i);
     }
-    return make_dirs(dir, err);
+    return 0;
+}
+
+/* Creates the run directory: an explicit one may exist; runs/<name>, runs/<name>-2, ...
+ * takes the first that this process creates itself, so two runs never share one. */
+static int claim_run_dir(const ct_experiment *ex, const ct_fit_options *opt, char *dir,
+                         size_t n, ct_error *err)
+{
+    if (opt->run_dir || opt->resume)
+        return make_dirs(dir, err);
+    if (make_dirs("runs", err) < 0)
+        return -1;
+    for (int i = 2;; i++) {
+        if (mkdir(dir, 0777) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+        snprintf(dir, n, "runs/%s-%d", ex->name, i);
+    }
+}
+
+/* The lock file each run directory (and backup_and_restore's folder) holds while a fit
+ * runs there: flock'ed for the whole run, with the process id inside. */
+#define LOCK_NAME ".ctrain.lock"
+
+/* Locks folder dir for this process; the descriptor (kept open for the run) goes to *fd. */
+static int lock_dir(const char *dir, int *fd, ct_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" LOCK_NAME, dir);
+    int f = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (f < 0)
+        return ct_err(err, CT_ERR_IO, "cannot create the lock file %s: %s", path,
+                      strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return ct_err(err, CT_ERR_IO, "%s is not a regular file; remove it", path);
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t got = pread(f, pid, sizeof pid - 1, 0);
+        pid[got > 0 ? got : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(f);
+        if (e == EWOULDBLOCK)
+            return ct_err(err, CT_ERR_IO, "%s is in use by another ctrain fit%s%s%s; wait "
+                          "for it to end or choose another directory", dir,
+                          pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        return ct_err(err, CT_ERR_IO, "cannot lock %s: %s", path, strerror(e));
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) < 0 || pwrite(f, pid, (size_t)len, 0) != len) {
+        int e = errno;
+        close(f);
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    *fd = f;
+    return 0;
+}
+
+/* Whether name is "<base>.tmp-XXXXXX", a temporary that saving base creates (mkstemp). */
+static bool is_temporary_of(const char *name, const char *base)
+{
+    size_t b = strlen(base);
+    if (strncmp(name, base, b) || strncmp(name + b, ".tmp-", 5))
+        return false;
+    const char *x = name + b + 5;
+    return strlen(x) == 6 && strspn(x, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789") == 6;
+}
+
+/* Removes what a killed run left of its saves in dir: regular files named as the
+ * temporaries of weights.h5 and checkpoint.h5, nothing else. Only under the lock. */
+static int remove_stale_temporaries(const char *dir, ct_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return ct_err(err, CT_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        if (!is_temporary_of(e->d_name, "checkpoint.h5") &&
+            !is_temporary_of(e->d_name, "weights.h5"))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+            rc = ct_err(err, CT_ERR_IO, "cannot remove %s/%s: %s", dir, e->d_name,
+                        strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Whether two existing folders are the same one. */
+static bool same_dir(const char *a, const char *b)
+{
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* Opens one of the run's own files (config.yaml, history.csv) for writing: never through
+ * a symbolic link, and only over a regular file. */
+static FILE *open_own(const char *path, ct_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        ct_err(err, CT_ERR_IO, "cannot write %s: it is %s, not a regular file; refusing to "
+               "replace it", path, S_ISLNK(st.st_mode) ? "a symbolic link" : "something else");
+        return NULL;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+                  0666);
+    if (fd < 0) {
+        ct_err(err, CT_ERR_IO, "cannot write %s: %s", path,
+               errno == ELOOP ? "it is a symbolic link; refusing to follow it" : strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        ct_err(err, CT_ERR_IO, "cannot write %s: it is not a regular file", path);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    return f;
 }
 
 /* Seconds spent per part of the training steps, for --profile. */
@@ -286,6 +418,7 @@ typedef struct fit_state {
     fit_profile prof;
     bool nan_stop;        /* terminate_on_nan ended the run; nan_err holds why */
     ct_error nan_err;
+    int locks[2];         /* the run directory's and the backup folder's lock files, or -1 */
 } fit_state;
 
 static void fit_state_free(fit_state *s)
@@ -302,6 +435,9 @@ static void fit_state_free(fit_state *s)
         fclose(s->history);
     ct_progress_free(s->progress);
     free(s->prof.layers);
+    for (int i = 0; i < 2; i++)
+        if (s->locks[i] >= 0)
+            close(s->locks[i]);
 }
 
 static int open_fit_data(ct_experiment *ex, fit_state *s, ct_error *err)
@@ -564,9 +700,9 @@ static int write_outputs(ct_experiment *ex, const char *dir, ct_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = open_own(path, err);
     if (!f)
-        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        return -1;
     int rc = ct_experiment_write_config(ex, f, err);
     if (fclose(f) != 0 && rc == 0)
         rc = ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
@@ -588,8 +724,8 @@ static int open_history(fit_state *s, const char *dir, int n, const char *const 
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/history.csv", dir);
-    if (!(s->history = fopen(path, "w")))
-        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    if (!(s->history = open_own(path, err)))
+        return -1;
     fprintf(s->history, "epoch");
     for (int i = 0; i < n; i++)
         fprintf(s->history, ",%s", names[i]);
@@ -639,8 +775,6 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     if (st->ncols != ncols)
         return ct_err(err, CT_ERR_DATA, "the checkpoint's history has %d columns but this "
                       "experiment reports %d", st->ncols, ncols);
-    if (ct_callbacks_check_monitors(ex->callbacks, ncols, names, err) < 0)
-        return -1;
     if (open_history(s, dir, ncols, names, st, err) < 0)
         return -1;
     double values[CT_MAX_VALUES];
@@ -696,6 +830,32 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     return 0;
 }
 
+/* What a run checks before it touches its directory: the monitors the callbacks read, and
+ * for a resumed run (ckpt not NULL) that the checkpoint's place fits this epoch. */
+static int check_before_start(ct_experiment *ex, const fit_state *s, const ct_train_state *st,
+                              const char *ckpt, ct_error *err)
+{
+    const char *names[CT_MAX_VALUES];
+    char store[CT_MAX_VALUES][64];
+    int ntrain = ct_experiment_value_names(ex, names, "", store);
+    int nval = s->val ? ct_experiment_value_names(ex, names + ntrain, "val_", store + ntrain) : 0;
+    names[ntrain + nval] = "learning_rate";
+    if (ct_callbacks_check_monitors(ex->callbacks, ntrain + nval + 1, names, err) < 0)
+        return -1;
+    if (!ckpt)
+        return 0;
+    int64_t batches = ct_loader_batches(s->train), rows = ct_loader_rows(s->train);
+    if (st->batch > batches)
+        return ct_err(err, CT_ERR_DATA, "%s: the checkpoint is %lld batches into epoch %lld, but "
+                      "the epoch has %lld", ckpt, (long long)st->batch, (long long)st->epoch + 1,
+                      (long long)batches);
+    if (st->batch > 0 && st->seen > rows) /* seen counts only inside an epoch begun */
+        return ct_err(err, CT_ERR_DATA, "%s: the checkpoint has seen %lld samples of epoch %lld, "
+                      "but the epoch has %lld", ckpt, (long long)st->seen,
+                      (long long)st->epoch + 1, (long long)rows);
+    return 0;
+}
+
 int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
 {
     FILE *out = opt->out ? opt->out : stdout;
@@ -706,6 +866,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
                             : isatty(fileno(out)) ? CT_PROGRESS_BAR : CT_PROGRESS_LINES;
     fit_state s;
     memset(&s, 0, sizeof s);
+    s.locks[0] = s.locks[1] = -1;
     ct_train_state st;
     memset(&st, 0, sizeof st);
     char dir[4096], ckpt[4200];
@@ -721,26 +882,41 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     char store[CT_MAX_VALUES][64];
     /* the values each epoch reports (twice with validation), and the learning rate */
     st.ncols = ct_experiment_value_names(ex, names, "", store) * (s.val ? 2 : 1) + 1;
+    /* Everything is read and checked before anything in the run directory is created,
+     * locked, removed or written: a run that fails its checks leaves the folder as it was. */
     /* backup_and_restore: a checkpoint left in its folder by an unfinished run is resumed. */
     const char *backup = ct_callbacks_backup_dir(ex->callbacks);
     char backup_ckpt[4200] = "";
-    if (backup) {
+    if (backup)
         snprintf(backup_ckpt, sizeof backup_ckpt, "%s/checkpoint.h5", backup);
-        if (make_dirs(backup, err) < 0)
-            goto done;
-    }
     bool from_backup = !opt->resume && backup && exists(backup_ckpt);
     if (opt->resume ? resume_paths(opt, dir, sizeof dir, ckpt, sizeof ckpt, err) < 0 ||
-                          ct_checkpoint_load(ex, ckpt, &st, err) < 0 ||
-                          drop_final_weights(dir, err) < 0
-                    : prepare_run_dir(ex, opt, dir, sizeof dir, err) < 0)
+                          ct_checkpoint_load(ex, ckpt, &st, err) < 0
+                    : choose_run_dir(ex, opt, dir, sizeof dir, err) < 0)
         goto done;
     if (from_backup) {
         snprintf(ckpt, sizeof ckpt, "%s", backup_ckpt);
         if (ct_checkpoint_load(ex, ckpt, &st, err) < 0)
             goto done;
     }
-    if (write_outputs(ex, dir, err) < 0)
+    if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
+        claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 || (backup && make_dirs(backup, err) < 0))
+        goto done;
+    if (backup && same_dir(backup, dir)) {
+        ct_callbacks_backup_err(ex->callbacks, err, "backup_dir %s is the run directory, whose "
+                                "checkpoint the backup would delete at the end; choose another "
+                                "folder", backup);
+        goto done;
+    }
+    /* The folders are this process's from here: what a killed run left half written goes. */
+    if (lock_dir(dir, &s.locks[0], err) < 0 || (backup && lock_dir(backup, &s.locks[1], err) < 0) ||
+        remove_stale_temporaries(dir, err) < 0 ||
+        (backup && remove_stale_temporaries(backup, err) < 0))
+        goto done;
+    /* A resumed run goes on, and a rerun with --overwrite starts again: either way the
+     * final weights are written anew at the end, and a failure must not leave the old ones
+     * beside the new history. */
+    if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0)
         goto done;
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");

@@ -285,7 +285,7 @@ __device__ __forceinline__ double loss_elem(float pf, float yf, const LossParams
     } else if constexpr (ID == CT_LOSS_KLD) {
         /* sum_c y log(y / p), both clipped to [eps, 1]; per sample a sum, not a mean. */
         double yc = fmin(fmax((double)yf, (double)kEps), 1.0);
-        double pc = fmin(fmax((double)pf, (double)kEps), 1.0);
+        double pc = isnan(pf) ? (double)NAN : fmin(fmax((double)pf, (double)kEps), 1.0);
         bool inside = pf >= kEps && pf <= 1.0f;
         *grad = inside ? (float)ddiv(dmul(-k.scale, yc), pc) : 0.0f;
         return dmul(yc, log(yc / pc));
@@ -294,7 +294,7 @@ __device__ __forceinline__ double loss_elem(float pf, float yf, const LossParams
         double yc = conv ? dsub(dmul(2.0, (double)yf), 1.0) : (double)yf;
         double m = dsub(1.0, dmul(yc, (double)pf));
         *grad = m > 0 ? (float)dmul(-k.g, yc) : 0.0f;
-        return fmax(m, 0.0);
+        return m > 0 || isnan(m) ? m : 0.0;
     }
 }
 
@@ -416,7 +416,7 @@ struct CceLoss {
         double value = 0.0, ysum = 0.0, yin = 0.0;
         for (int64_t c = lane; c < cols; c += G) {
             bool inside;
-            float q = clip_prob(s > 0 ? (float)(p[c] / s) : 0.0f, &inside);
+            float q = clip_prob(!(s <= 0) ? (float)(p[c] / s) : 0.0f, &inside);
             double yc = target(yr, hot, c);
             value -= yc * log((double)q);
             ysum += yc;
@@ -435,10 +435,10 @@ struct CceLoss {
                 continue;
             }
             bool inside;
-            float q = clip_prob(s > 0 ? (float)(p[c] / s) : 0.0f, &inside);
+            float q = clip_prob(!(s <= 0) ? (float)(p[c] / s) : 0.0f, &inside);
             /* g_c = -y_c / q_c is rounded to float first, as the CPU stores it in dpred. */
             float gc = inside ? (float)(-yc / (double)q) : 0.0f;
-            d[c] = s > 0 ? (float)(dmul(scale, (double)gc + yin) / s) : 0.0f;
+            d[c] = !(s <= 0) ? (float)(dmul(scale, (double)gc + yin) / s) : 0.0f;
         }
         return value;
     }
