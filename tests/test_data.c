@@ -903,8 +903,8 @@ START_TEST(test_check_storage)
     ck_assert_str_eq(err.msg, "L:/ext_raw keeps its data in the external file 'raw.bin'; "
                               "ctrain reads only data stored inside the HDF5 file");
     H5Dclose(d);
-    const char *fine[] = {"data/x", "huge", "alias"};
-    for (int i = 0; i < 3; i++) {
+    const char *fine[] = {"data/x", "alias"};
+    for (int i = 0; i < 2; i++) {
         d = H5Dopen2(f, fine[i], H5P_DEFAULT);
         ck_assert_int_eq(ct_h5_check_storage(d, fine[i], &err), 0);
         H5Dclose(d);
@@ -1218,7 +1218,8 @@ START_TEST(test_import_idx_errors)
     snprintf(nodir, sizeof nodir, "%s/absent/out.h5", dir);
     ck_assert_int_eq(ct_data_import_idx(images, NULL, nodir, "g", &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
-    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nodir);
+    snprintf(want, sizeof want, "cannot write %s: cannot create a temporary file beside it: "
+             "No such file or directory", nodir);
     ck_assert_str_eq(err.msg, want);
 }
 END_TEST
