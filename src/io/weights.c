@@ -416,6 +416,59 @@ static int write_bytes(const char *path, const void *data, size_t n, ct_error *e
     return rc;
 }
 
+/* The memory HDF5's core driver builds a file in: kept when the file closes (HDF5 frees
+ * it otherwise), so the closed file's bytes, superblock final, can be written out. */
+typedef struct image_buf {
+    void *kept;
+} image_buf;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op, (void)udata;
+    return malloc(size ? size : 1);
+}
+
+static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                          void *udata)
+{
+    (void)op, (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op, (void)udata;
+    return realloc(ptr, size ? size : 1);
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    image_buf *b = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && b && !b->kept)
+        b->kept = ptr;
+    else
+        free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata) { return udata; }
+static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
+
+/* The end of the file an HDF5 image holds, from its superblock (versions 2 and 3: the
+ * signature, 4 bytes, then base, extension, end-of-file and root addresses); 0 if not. */
+static size_t image_size(const unsigned char *p, size_t alloc)
+{
+    if (alloc < 48 || memcmp(p, "\211HDF\r\n\032\n", 8) != 0 || (p[8] != 2 && p[8] != 3))
+        return 0;
+    size_t o = p[9];
+    if (o != 8 && o != 4)
+        return 0;
+    uint64_t eof = 0;
+    for (size_t i = 0; i < o; i++)
+        eof |= (uint64_t)p[12 + 2 * o + i] << (8 * i);
+    return eof <= alloc ? (size_t)eof : 0;
+}
+
 /* The file is built in memory (HDF5's core driver, no backing store) and written to tmp
  * by write_bytes: HDF5 1.10 never meets a full disk, which it survives badly (a create or
  * close that fails half way leaves the file half open, and its exit handler then loops or
@@ -427,9 +480,13 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
     char version[128];
     snprintf(version, sizeof version, "ctrain-%s", ct_version());
     /* The 1.8 format stores attributes over 64 KiB (large model configs) densely. */
+    image_buf img = {NULL};
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                      image_udata_copy, image_udata_free, &img};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
     if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0
         && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
+        && H5Pset_file_image_callbacks(fapl, &cb) >= 0
         && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) >= 0)
         file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0)
@@ -446,20 +503,18 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
         rc = write_model_weights(file, m, version, err);
     if (rc == 0 && extra)
         rc = extra((int64_t)file, ctx, err);
-    if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        rc = h5_io_err(err, "writing", tmp);
-    ssize_t size = rc == 0 ? H5Fget_file_image(file, NULL, 0) : -1;
-    void *image = size > 0 ? malloc((size_t)size) : NULL;
-    if (rc == 0 && !image)
-        rc = size > 0 ? ct_err(err, CT_ERR_NOMEM, "out of memory for %s", tmp)
-                      : h5_io_err(err, "writing", tmp);
-    if (rc == 0 && H5Fget_file_image(file, image, (size_t)size) != size)
+    hsize_t alloc = 0;
+    if (rc == 0 && (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fget_filesize(file, &alloc) < 0))
         rc = h5_io_err(err, "writing", tmp);
     if (H5Fclose(file) < 0 && rc == 0)
         rc = h5_io_err(err, "writing", tmp);
+    void *image = img.kept;
+    size_t size = image ? image_size(image, (size_t)alloc) : 0;
+    if (rc == 0 && size == 0)
+        rc = ct_err(err, CT_ERR_INTERNAL, "writing %s: HDF5 built no file image", tmp);
     /* Most bytes reach the disk here, so this is where a full disk usually shows. */
     if (rc == 0)
-        rc = write_bytes(tmp, image, (size_t)size, err);
+        rc = write_bytes(tmp, image, size, err);
     free(image);
     return rc;
 }
