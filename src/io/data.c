@@ -250,12 +250,12 @@ static int chunk_setup(ct_dataset *ds, member *mb, const char *name, ct_error *e
             H5Pclose(dapl);
         return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up its chunk cache", mb->label);
     }
-    hid_t d = H5Dopen2(ds->file, name, dapl);
-    H5Pclose(dapl);
-    if (d < 0)
-        return ct_err(err, CT_ERR_DATA, "%s: cannot open it again with a chunk cache", mb->label);
+    /* Closed first: HDF5 shares an open dataset, access properties included. */
     ct_h5_close_dataset(&mb->id);
-    mb->id = d;
+    mb->id = H5Dopen2(ds->file, name, dapl);
+    H5Pclose(dapl);
+    if (mb->id < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot open it again with a chunk cache", mb->label);
     return 0;
 }
 
