@@ -56,6 +56,14 @@ with h5py.File(os.path.join(ds_dir, "compact.h5"), "w") as f:
 data_file("rank1.h5", rng.random(6).astype(np.float32), labels)
 data_file("labels2d.h5", images(np.uint8), labels.reshape(6, 1))
 data_file("no_labels.h5", images(np.uint8), None)
+# Virtual datasets (refused): images mapped from itself, labels from a file that is absent.
+with h5py.File(os.path.join(ds_dir, "virtual.h5"), "w") as f:
+    lay = h5py.VirtualLayout(shape=(6, 4, 4, 1), dtype="u1")
+    lay[:] = h5py.VirtualSource(".", "train/images", shape=(6, 4, 4, 1))
+    f.create_virtual_dataset("train/images", lay)
+    lay = h5py.VirtualLayout(shape=(6,), dtype="u1")
+    lay[:] = h5py.VirtualSource("absent.h5", "labels", shape=(6,))
+    f.create_virtual_dataset("train/labels", lay, fillvalue=0)
 
 bad = images(np.float32)
 bad[3, 0, 0, 0] = np.nan

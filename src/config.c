@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "guard.h"
 
 #define MAX_FILE_BYTES ((size_t)16 << 20)
 #define MAX_SCALAR_BYTES ((size_t)64 << 10)
@@ -688,6 +689,8 @@ static char *read_file(FILE *f, size_t *len)
 
 ct_node *ct_config_load(const char *path, ct_error *err)
 {
+    if (ct_check_regular(path, "read", err) < 0)
+        return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         ct_err(err, CT_ERR_IO, "cannot read %s: %s", path, strerror(errno));

@@ -1,8 +1,13 @@
 /* error.c - error values carried up to the CLI. */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "ctrain.h"
+#include "guard.h"
 
 int ct_err(ct_error *err, ct_error_code code, const char *fmt, ...)
 {
@@ -41,3 +46,56 @@ int ct_err_prefix(ct_error *err, const char *fmt, ...)
 }
 
 const char *ct_version(void) { return PACKAGE_VERSION; }
+
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "it is a directory";
+    if (S_ISFIFO(mode))
+        return "it is a FIFO, not a regular file";
+    if (S_ISCHR(mode))
+        return "it is a character device, not a regular file";
+    if (S_ISBLK(mode))
+        return "it is a block device, not a regular file";
+    if (S_ISSOCK(mode))
+        return "it is a socket, not a regular file";
+    return "it is not a regular file";
+}
+
+int ct_check_regular(const char *path, const char *verb, ct_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot %s %s: %s", verb, path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ct_err(err, CT_ERR_IO, "cannot %s %s: %s", verb, path, file_kind(st.st_mode));
+    return 0;
+}
+
+/* Set by ct_request_stop (a signal handler); cleared by the run that acted on it. */
+static volatile sig_atomic_t stop_requested;
+
+void ct_request_stop(void) { stop_requested = 1; }
+bool ct_stop_pending(void) { return stop_requested != 0; }
+
+static double stop_grace = 0.25;
+
+double ct_stop_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ct_stop_set_grace(double seconds) { stop_grace = seconds; }
+
+bool ct_stop_due(double started)
+{
+    return stop_requested && ct_stop_clock() - started >= stop_grace;
+}
+void ct_stop_clear(void) { stop_requested = 0; }
+
+int ct_stop_error(ct_error *err, const char *what)
+{
+    return ct_err(err, CT_ERR_INTERRUPT, "stopped by a signal while %s", what);
+}

@@ -247,8 +247,16 @@ START_TEST(test_load_missing_file)
     ck_assert_ptr_null(ct_config_load(dir, &err));
     ck_assert_int_eq(err.code, CT_ERR_IO);
     char want[4200];
-    snprintf(want, sizeof want, "cannot read %s: Is a directory", dir);
+    snprintf(want, sizeof want, "cannot read %s: it is a directory", dir);
     ck_assert_str_eq(err.msg, want);
+    /* A FIFO nothing writes to: refused before the open, which would block. */
+    char fifo[4096];
+    snprintf(fifo, sizeof fifo, "%.4000s/fifo.yaml", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_ptr_null(ct_config_load(fifo, &err));
+    snprintf(want, sizeof want, "cannot read %.4096s: it is a FIFO, not a regular file", fifo);
+    ck_assert_str_eq(err.msg, want);
+    unlink(fifo);
     rmdir(dir);
     free(dir);
 }

@@ -768,6 +768,39 @@ static void short_momentum(hid_t f)
     H5Sclose(space);
 }
 
+/* The momentum as a virtual dataset mapping itself: HDF5 would recurse until the stack
+ * overflows. The history as a virtual dataset whose source file does not exist: it would
+ * read as fill values. */
+static void virtual_at(hid_t f, const char *name, const char *src_file, const char *src_name,
+                       hsize_t n, hsize_t cols)
+{
+    hsize_t dims[2] = {n, cols};
+    int rank = cols ? 2 : 1;
+    ck_assert(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert(H5Pset_virtual(dcpl, space, src_file, src_name, space) >= 0);
+    hid_t d = H5Dcreate2(f, name, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ck_assert(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+}
+
+static void momentum_virtual(hid_t f)
+{
+    virtual_at(f, "optimizer_weights/0_momentum", ".", "optimizer_weights/0_momentum", 212, 0);
+}
+
+static void history_virtual(hid_t f)
+{
+    hid_t d = H5Dopen2(f, "training_state/history", H5P_DEFAULT), space = H5Dget_space(d);
+    hsize_t dims[2];
+    ck_assert(H5Sget_simple_extent_dims(space, dims, NULL) == 2);
+    H5Sclose(space);
+    H5Dclose(d);
+    virtual_at(f, "training_state/history", "absent.h5", "history", dims[0], dims[1]);
+}
+
 static void drop_state(hid_t f)
 {
     ck_assert(H5Ldelete(f, "training_state", H5P_DEFAULT) >= 0);
@@ -861,6 +894,14 @@ START_TEST(test_checkpoint_damage)
                         "%s: optimizer_weights/0_momentum is missing or does not hold 212 values");
     expect_resume_error(dir, good, "short_momentum.h5", short_momentum, 1.0,
                         "%s: optimizer_weights/0_momentum is missing or does not hold 212 values");
+    expect_resume_error(dir, good, "virtual_momentum.h5", momentum_virtual, 1.0,
+                        "%s:/optimizer_weights/0_momentum is a virtual dataset (its data is "
+                        "mapped from other datasets or files); ctrain reads only data stored "
+                        "inside the HDF5 file");
+    expect_resume_error(dir, good, "virtual_history.h5", history_virtual, 1.0,
+                        "%s:/training_state/history is a virtual dataset (its data is mapped "
+                        "from other datasets or files); ctrain reads only data stored inside "
+                        "the HDF5 file");
     expect_resume_error(dir, good, "no_state.h5", drop_state, 1.0,
                         "%s has no training_state; it is not a checkpoint");
     expect_resume_error(dir, good, "bad_kernel.h5", kernel_wrong_shape, 1.0,

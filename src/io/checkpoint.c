@@ -204,16 +204,47 @@ static int attr_read(hid_t loc, const char *name, hid_t type, void *out)
     return rc;
 }
 
-/* Reads a dataset that must hold exactly `count` values, stored inside the file. */
-static int dataset_read(hid_t loc, const char *name, hid_t dapl, hid_t type, int64_t count,
-                        void *out)
+/* "file.h5:/group/name" for messages about a dataset of loc. */
+static void dataset_label(hid_t loc, const char *name, const char *path, char *out, size_t n)
+{
+    char group[512] = "";
+    if (H5Iget_name(loc, group, sizeof group) < 0)
+        group[0] = '\0';
+    snprintf(out, n, "%s:%s/%s", path, strcmp(group, "/") == 0 ? "" : group, name);
+}
+
+/* Opens dataset name of loc, refusing one whose data is not stored inside the file
+ * (virtual, external, never written): err is set only then, naming path and the dataset.
+ * H5I_INVALID_HID when it is missing or refused (then *refused is set). */
+static hid_t dataset_open(hid_t loc, const char *name, hid_t dapl, const char *path,
+                          bool *refused, ct_error *err)
 {
     hid_t d = H5Dopen2(loc, name, dapl);
     if (d < 0)
-        return -1;
+        return d;
+    char label[1100];
+    dataset_label(loc, name, path, label, sizeof label);
+    if (ct_h5_check_storage(d, label, err) < 0) {
+        *refused = true;
+        H5Dclose(d);
+        return H5I_INVALID_HID;
+    }
+    return d;
+}
+
+/* Reads a dataset that must hold exactly `count` values, stored inside the file. Returns 0;
+ * -2 with err set when the dataset is refused (see dataset_open); -1 with err untouched
+ * when it is missing or holds another number of values. */
+static int dataset_read(hid_t loc, const char *name, hid_t dapl, hid_t type, int64_t count,
+                        void *out, const char *path, ct_error *err)
+{
+    bool refused = false;
+    hid_t d = dataset_open(loc, name, dapl, path, &refused, err);
+    if (d < 0)
+        return refused ? -2 : -1;
     hid_t space = H5Dget_space(d);
     hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    int rc = n == count && ct_h5_check_storage(d, name, NULL) == 0
+    int rc = n == count
                      && (count == 0 || H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0)
                  ? 0 : -1;
     if (space >= 0)
@@ -244,7 +275,11 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
         rc = ct_err(err, CT_ERR_DATA, "%s was written by the optimizer '%s', but the experiment "
                     "uses '%s'", path, kind, o->kind->name);
     int64_t iterations = 0;
-    if (rc == 0 && dataset_read(g, "iterations", dapl, H5T_NATIVE_INT64, 1, &iterations) < 0)
+    int r = rc == 0 ? dataset_read(g, "iterations", dapl, H5T_NATIVE_INT64, 1, &iterations,
+                                   path, err) : 0;
+    if (r == -2)
+        rc = -1;
+    else if (r < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: no readable optimizer_weights/iterations", path);
     if (rc == 0 && iterations < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/iterations is %lld; a "
@@ -256,7 +291,11 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
         snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
-        if (dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, state + (int64_t)k * o->n) < 0)
+        r = dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, state + (int64_t)k * o->n, path,
+                         err);
+        if (r == -2)
+            rc = -1;
+        else if (r < 0)
             rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/%s is missing or does not hold "
                         "%lld values", path, name, (long long)o->n);
     }
@@ -275,14 +314,15 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
     if (g < 0)
         return ct_err(err, CT_ERR_DATA, "%s has no training_state; it is not a checkpoint", path);
     double metrics[2 * CT_MAX_METRICS];
+    int r = 0;
     int rc = attr_read(g, "epoch", H5T_NATIVE_INT64, &st->epoch) == 0 &&
                      attr_read(g, "step", H5T_NATIVE_INT64, &st->step) == 0 &&
                      attr_read(g, "batch", H5T_NATIVE_INT64, &st->batch) == 0 &&
                      attr_read(g, "seen", H5T_NATIVE_INT64, &st->seen) == 0 &&
                      attr_read(g, "loss_sum", H5T_NATIVE_DOUBLE, &st->loss_sum) == 0 &&
-                     dataset_read(g, "metrics", dapl, H5T_NATIVE_DOUBLE, 2 * ex->nmetrics,
-                                  metrics) == 0
-                 ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
+                     (r = dataset_read(g, "metrics", dapl, H5T_NATIVE_DOUBLE, 2 * ex->nmetrics,
+                                       metrics, path, err)) == 0
+                 ? 0 : r == -2 ? -1 : ct_err(err, CT_ERR_DATA, "%s: the training state is damaged or was "
                               "written for other metrics", path);
     /* The counters come from the file: a negative one would index before the start. */
     const char *const counters[] = {"epoch", "step", "batch", "seen"};
@@ -298,12 +338,17 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                     attr_read(g, "loss_sum_penalty", H5T_NATIVE_DOUBLE, &st->loss_parts[1]) < 0))
         st->loss_parts[0] = st->loss_parts[1] = NAN;
     if (rc == 0 && ex->model->noutputs > 1 &&
-        dataset_read(g, "output_losses", dapl, H5T_NATIVE_DOUBLE, ex->model->noutputs - 1,
-                     st->loss_more) < 0)
-        rc = ct_err(err, CT_ERR_DATA, "%s: the training state has no loss sums for the model's "
+        (r = dataset_read(g, "output_losses", dapl, H5T_NATIVE_DOUBLE, ex->model->noutputs - 1,
+                          st->loss_more, path, err)) < 0)
+        rc = r == -2 ? -1 : ct_err(err, CT_ERR_DATA, "%s: the training state has no loss sums for the model's "
                     "%d outputs", path, ex->model->noutputs);
+    /* The history's shape is checked first: a damaged one may claim 2^61 epochs. */
+    char label[1100];
+    dataset_label(g, "history", path, label, sizeof label);
     hid_t d = rc == 0 ? H5Dopen2(g, "history", dapl) : -1;
-    hid_t space = d >= 0 ? H5Dget_space(d) : -1;
+    if (d >= 0 && ct_h5_check_layout(d, label, err) < 0)
+        rc = -1;
+    hid_t space = d >= 0 && rc == 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};
     if (rc == 0 && (space < 0 || H5Sget_simple_extent_ndims(space) != 2 ||
                     H5Sget_simple_extent_dims(space, dims, NULL) < 0 ||
@@ -314,10 +359,11 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
     if (rc == 0 && dims[0] > SIZE_MAX / sizeof *st->history / (dims[1] ? dims[1] : 1))
         rc = ct_err(err, CT_ERR_DATA, "%s: the history claims %llu epochs; the file is damaged",
                     path, (unsigned long long)dims[0]);
+    if (rc == 0 && dims[0] && ct_h5_check_storage(d, label, err) < 0)
+        rc = -1;
     if (rc == 0 && dims[0]) {
         st->history = malloc(dims[0] * dims[1] * sizeof *st->history);
-        if (!st->history || ct_h5_check_storage(d, "history", NULL) < 0
-            || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->history) < 0)
+        if (!st->history || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->history) < 0)
             rc = ct_err(err, CT_ERR_DATA, "%s: cannot read the history", path);
         st->rows = (int64_t)dims[0];
     }
@@ -331,8 +377,9 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
     }
     int64_t cn = ct_callbacks_state_size(ex->callbacks, ex->model->size);
     double *cbs = rc == 0 ? malloc((size_t)(cn ? cn : 1) * sizeof *cbs) : NULL;
-    if (rc == 0 && (!cbs || dataset_read(g, "callbacks", dapl, H5T_NATIVE_DOUBLE, cn, cbs) < 0))
-        rc = ct_err(err, CT_ERR_DATA, "%s: the callbacks' state is missing or was written for "
+    if (rc == 0 && (!cbs || (r = dataset_read(g, "callbacks", dapl, H5T_NATIVE_DOUBLE, cn, cbs,
+                                              path, err)) < 0))
+        rc = r == -2 ? -1 : ct_err(err, CT_ERR_DATA, "%s: the callbacks' state is missing or was written for "
                     "other callbacks", path);
     if (rc == 0)
         ct_callbacks_set_state(ex->callbacks, cbs, ex->model->size, ex->optimizer);

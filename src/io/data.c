@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "data.h"
+#include "guard.h"
 #include "h5util.h"
 #include "parallel.h"
 #include "rng.h"
@@ -36,6 +37,8 @@ typedef struct member {
     bool is_signed;    /* integer types */
     size_t bytes;      /* stored element size */
     double scale;      /* applied when read: x's own, 1 for y */
+    int64_t chunk_rows;   /* rows of one chunk (0: not chunked) */
+    double chunk_span;    /* bytes of the chunks that hold one row, decompressed */
     char *name;        /* as given, for row-count messages */
     char *label;       /* "file.h5:/train/images" */
 } member;
@@ -214,6 +217,48 @@ static int check_shape(member *mb, ct_error *err)
     return 0;
 }
 
+/* A chunked member is read through a chunk cache that holds the chunks of one row, so that
+ * reading it in pieces smaller than a chunk decompresses each chunk once, not once per
+ * piece (HDF5's default cache is 1 MiB: a 256 MiB chunk read in 1 MiB pieces would be
+ * inflated 256 times). The cache is only filled as chunks are read; their size is checked
+ * against the memory limit by ct_dataset_check_chunks. */
+#define CHUNK_CACHE_MAX ((size_t)1 << 40)
+
+static int chunk_setup(ct_dataset *ds, member *mb, const char *name, ct_error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(mb->id);
+    hsize_t chunk[CT_MAX_DIMS + 1];
+    bool chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
+    int rank = chunked ? H5Pget_chunk(dcpl, mb->rank, chunk) : 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (!chunked)
+        return 0;
+    if (rank != mb->rank)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read its chunk shape", mb->label);
+    double span = (double)mb->bytes * (double)chunk[0];
+    for (int i = 1; i < rank; i++) /* the chunks across one row, each whole */
+        span *= (double)chunk[i] * (double)((mb->dims[i] + chunk[i] - 1) / chunk[i]);
+    mb->chunk_rows = (int64_t)chunk[0];
+    mb->chunk_span = span;
+    size_t nbytes = span > (double)CHUNK_CACHE_MAX ? CHUNK_CACHE_MAX : (size_t)span;
+    if (nbytes <= ((size_t)1 << 20))
+        return 0; /* HDF5's default cache holds them */
+    hid_t dapl = ct_h5_local_access(H5P_DATASET_ACCESS);
+    if (dapl < 0 || H5Pset_chunk_cache(dapl, 12421, nbytes + ((size_t)1 << 20), 1.0) < 0) {
+        if (dapl >= 0)
+            H5Pclose(dapl);
+        return ct_err(err, CT_ERR_INTERNAL, "%s: cannot set up its chunk cache", mb->label);
+    }
+    /* Closed first: HDF5 shares an open dataset, access properties included. */
+    ct_h5_close_dataset(&mb->id);
+    mb->id = H5Dopen2(ds->file, name, dapl);
+    H5Pclose(dapl);
+    if (mb->id < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot open it again with a chunk cache", mb->label);
+    return 0;
+}
+
 static int open_member(ct_dataset *ds, member *mb, const char *name, ct_error *err)
 {
     mb->label = malloc(strlen(ds->path) + strlen(name) + 3);
@@ -232,8 +277,9 @@ static int open_member(ct_dataset *ds, member *mb, const char *name, ct_error *e
         return not_dataset(ds, name, err);
     }
     mb->id = obj;
-    if (check_type(mb, err) < 0 || check_shape(mb, err) < 0 ||
-        ct_h5_check_storage(mb->id, mb->label, err) < 0)
+    if (ct_h5_check_layout(mb->id, mb->label, err) < 0 || check_type(mb, err) < 0 ||
+        check_shape(mb, err) < 0 ||
+        ct_h5_check_storage(mb->id, mb->label, err) < 0 || chunk_setup(ds, mb, name, err) < 0)
         return -1;
     return 0;
 }
@@ -363,6 +409,20 @@ ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, doub
 }
 
 int64_t ct_dataset_rows(const ct_dataset *ds) { return ds->rows; }
+
+int ct_dataset_check_chunks(const ct_dataset *ds, size_t memory_limit, ct_error *err)
+{
+    for (int i = 0; i < ds->nx + ds->ny; i++) {
+        const member *mb = &ds->m[i];
+        if (mb->chunk_rows > 0 && mb->chunk_span > (double)memory_limit)
+            return ct_err(err, CT_ERR_DATA,
+                          "%s: the chunks holding one row expand to %.0f MiB, more than the "
+                          "memory limit of %zu MiB (data.memory_limit_mb); store it in smaller "
+                          "chunks", mb->label, ceil(mb->chunk_span / 1048576.0),
+                          memory_limit >> 20);
+    }
+    return 0;
+}
 
 static ct_shape member_shape(const member *mb)
 {
@@ -565,14 +625,29 @@ int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error 
     int64_t block = (int64_t)VALIDATE_BYTES / (row_floats * (int64_t)sizeof(float));
     if (block < 1)
         block = 1;
+    /* Whole chunks per read where a block holds several (a smaller one reads through the
+     * chunk cache, see chunk_setup). */
+    int64_t chunk_rows = 0;
+    for (int i = 0; i < nm; i++)
+        chunk_rows = ds->m[i].chunk_rows > chunk_rows ? ds->m[i].chunk_rows : chunk_rows;
+    if (chunk_rows > 0 && block > chunk_rows)
+        block -= block % chunk_rows;
     if (block > ds->rows)
         block = ds->rows;
     float *v = malloc((size_t)(block * widest) * sizeof *v);
     if (!v)
         return ct_err(err, CT_ERR_NOMEM, "out of memory validating %s", ds->m[0].label);
     int rc = 0;
+    double started = ct_stop_clock();
     for (int64_t at = 0; rc == 0 && at < ds->rows; at += block) {
         int64_t count = ds->rows - at < block ? ds->rows - at : block;
+        if (ct_stop_due(started)) {
+            char what[4200];
+            snprintf(what, sizeof what, "validating %s (row %" PRId64 " of %" PRId64 ")",
+                     ds->m[0].label, at, ds->rows);
+            rc = ct_stop_error(err, what);
+            break;
+        }
         for (int i = 0; rc == 0 && i < nm; i++)
             rc = check_block(&ds->m[i], v, at, count, classes_of(ds, nclasses, i), err);
     }
@@ -713,7 +788,13 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, ct_error *
         ld->picks[i].slot = i;
     }
     qsort(ld->picks, (size_t)m, sizeof *ld->picks, pick_cmp);
+    double started = ct_stop_clock();
     for (int64_t i = 0; i < m;) {
+        if (ct_stop_due(started)) {
+            char what[4200];
+            snprintf(what, sizeof what, "reading %s", ld->col[0].mb->label);
+            return ct_stop_error(err, what);
+        }
         int64_t j = run_end(ld, i, m);
         int64_t first = ld->picks[i].row, count = ld->picks[j - 1].row - first + 1;
         if (read_stored(ld, first, count, err) < 0)

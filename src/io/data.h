@@ -42,6 +42,10 @@ ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x
 void ct_dataset_close(ct_dataset *ds);
 
 int64_t ct_dataset_rows(const ct_dataset *ds);
+/* Refuses a chunked member whose chunks holding one row would take more than memory_limit
+ * bytes once decompressed (a 277 KB file can hold one 256 MiB gzip chunk). Returns 0 or
+ * -1. */
+int ct_dataset_check_chunks(const ct_dataset *ds, size_t memory_limit, ct_error *err);
 int ct_dataset_nx(const ct_dataset *ds);
 int ct_dataset_ny(const ct_dataset *ds);
 /* Per-sample shapes (axis 0 removed). y of shape (N,) gives ndim 0. Out of range: ndim 0. */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "guard.h"
 #include "h5util.h"
 
 /* The first failure of the current quiet stretch; see ct_h5_failure. */
@@ -98,12 +99,7 @@ const char *ct_h5_create_reason(char buf[CT_H5_REASON_MAX])
 
 int ct_h5_check_path(const char *path, ct_error *err)
 {
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return ct_err(err, CT_ERR_IO, "cannot open %s: it is a directory", path);
-    return 0;
+    return ct_check_regular(path, "open", err);
 }
 
 /* A lock held by another program is not damage, so the message says which it is. */
@@ -161,8 +157,96 @@ static bool number_type_ok(hid_t type)
            && mpos + msize <= prec;
 }
 
+int ct_h5_check_layout(hid_t dataset, const char *label, ct_error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(dataset);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (layout == H5D_VIRTUAL)
+        return ct_err(err, CT_ERR_DATA, "%s is a virtual dataset (its data is mapped from other "
+                      "datasets or files); ctrain reads only data stored inside the HDF5 file",
+                      label);
+    if (layout < 0 || layout >= H5D_NLAYOUTS)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
+    return 0;
+}
+
+/* Values in the dataset's shape, and bytes of one value; false when unreadable. */
+static bool extent_of(hid_t dataset, int *rank, hsize_t *dims, hsize_t *npoints, size_t *width)
+{
+    hid_t type = H5Dget_type(dataset), space = H5Dget_space(dataset);
+    *width = type >= 0 ? H5Tget_size(type) : 0;
+    *rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    bool ok = *width > 0 && *rank >= 0 && *rank <= H5S_MAX_RANK
+              && H5Sget_simple_extent_dims(space, dims, NULL) == *rank;
+    hssize_t n = ok ? H5Sget_simple_extent_npoints(space) : -1;
+    *npoints = n >= 0 ? (hsize_t)n : 0;
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    return ok && n >= 0;
+}
+
+/* A contiguous dataset whose bytes were never written, or a chunked one missing chunks,
+ * holds only fill values where the data should be: a file that declares 2^40 rows in a few
+ * kilobytes would be read (and checked) for hours. */
+static int check_allocated(hid_t dataset, hid_t dcpl, H5D_layout_t layout, const char *label,
+                           ct_error *err)
+{
+    int rank;
+    hsize_t dims[H5S_MAX_RANK], npoints;
+    size_t width;
+    if (!extent_of(dataset, &rank, dims, &npoints, &width))
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read its shape and type", label);
+    if (npoints == 0)
+        return 0;
+    if (layout == H5D_CONTIGUOUS) {
+        hsize_t have = H5Dget_storage_size(dataset);
+        if (npoints > have / width)
+            return ct_err(err, CT_ERR_DATA, "%s: the file stores %llu bytes of its data but its "
+                          "shape needs %.0f; the rest was never written (only fill values)",
+                          label, (unsigned long long)have, (double)npoints * (double)width);
+        return 0;
+    }
+    if (layout != H5D_CHUNKED)
+        return 0;
+    hsize_t chunk[H5S_MAX_RANK];
+    if (H5Pget_chunk(dcpl, rank, chunk) != rank)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read its chunk shape", label);
+    double want = 1;
+    for (int i = 0; i < rank; i++) {
+        if (chunk[i] == 0)
+            return ct_err(err, CT_ERR_DATA, "%s: its chunk shape has a zero axis; the file is "
+                          "damaged", label);
+        want *= (double)((dims[i] + chunk[i] - 1) / chunk[i]);
+    }
+#if H5_VERSION_GE(1, 10, 5)
+    hsize_t have = 0;
+    hid_t space = H5Dget_space(dataset);
+    herr_t counted = space >= 0 ? H5Dget_num_chunks(dataset, space, &have) : -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (counted < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot count its stored chunks", label);
+    if ((double)have < want)
+        return ct_err(err, CT_ERR_DATA, "%s: the file stores %llu of its %.0f chunks; the rest "
+                      "were never written (only fill values)", label, (unsigned long long)have,
+                      want);
+#else
+    H5D_space_status_t status;
+    if (H5Dget_space_status(dataset, &status) < 0 || status == H5D_SPACE_STATUS_NOT_ALLOCATED)
+        return ct_err(err, CT_ERR_DATA, "%s: its data was never written (only fill values)",
+                      label);
+#endif
+    return 0;
+}
+
 int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
 {
+    if (ct_h5_check_layout(dataset, label, err) < 0)
+        return -1;
     hid_t type = H5Dget_type(dataset);
     bool type_ok = type >= 0 && number_type_ok(type);
     if (type >= 0)
@@ -180,14 +264,19 @@ int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err)
     if (count > 0 && H5Pget_external(dcpl, 0, sizeof name, name, &offset, &size) < 0)
         name[0] = '\0';
     H5D_layout_t layout = H5Pget_layout(dcpl);
-    H5Pclose(dcpl);
+    int rc = 0;
     if (count < 0)
-        return ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
-    if (count > 0)
-        return ct_err(err, CT_ERR_DATA, "%s keeps its data in the external file '%s'%s; ctrain "
-                      "reads only data stored inside the HDF5 file", label, name,
-                      count > 1 ? " and others" : "");
-    return layout == H5D_COMPACT ? check_compact(dataset, label, err) : 0;
+        rc = ct_err(err, CT_ERR_DATA, "%s: cannot read how its data is stored", label);
+    else if (count > 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s keeps its data in the external file '%s'%s; ctrain "
+                    "reads only data stored inside the HDF5 file", label, name,
+                    count > 1 ? " and others" : "");
+    else if (layout == H5D_COMPACT)
+        rc = check_compact(dataset, label, err);
+    else
+        rc = check_allocated(dataset, dcpl, layout, label, err);
+    H5Pclose(dcpl);
+    return rc;
 }
 
 /* "target.h5:/object" of an external link, for messages. */

@@ -59,18 +59,25 @@ const char *ct_h5_reason(char buf[CT_H5_REASON_MAX]);
 /* HDF5's reason for a failed create, cut down to the system's message when it has one.
  * Returns buf. */
 const char *ct_h5_create_reason(char buf[CT_H5_REASON_MAX]);
-/* Before H5Fopen: fails with the system's reason when path is missing or a directory, which
- * HDF5 would otherwise report as a damaged file. Returns 0 or -1. */
+/* Before H5Fopen: fails with the system's reason when path is missing, and refuses a path
+ * that is not a regular file (a directory, which HDF5 would report as a damaged file; a
+ * FIFO, on which the open would block; a device or a socket). Returns 0 or -1. */
 int ct_h5_check_path(const char *path, ct_error *err);
 /* Sets err for a failed H5Fopen of path (a lock conflict or a bad file); returns -1. */
 int ct_h5_open_error(const char *path, ct_error *err);
 
+/* Refuses a virtual dataset (H5D_VIRTUAL): its data is mapped from other datasets, maybe in
+ * other files, maybe from itself (HDF5 then recurses until the stack overflows), and a
+ * missing source reads as fill values. Call right after opening, before anything reads
+ * its extent or data; ct_h5_check_storage calls it too. Returns 0 or -1. */
+int ct_h5_check_layout(hid_t dataset, const char *label, ct_error *err);
 /* Refuses a dataset whose raw data lives in external files (HDF5 "external storage"):
  * reading it would read whatever file it names. label names the dataset in the message
  * ("file.h5:/x"). Also refuses what HDF5 would overrun its buffers on: a compact dataset
  * whose stored bytes are fewer than its shape and type need, and a number type of a
- * layout no real file uses (bits past its size, 3 or 1025 bytes...): a damaged file.
- * Returns 0 or -1. */
+ * layout no real file uses (bits past its size, 3 or 1025 bytes...): a damaged file. And
+ * a dataset whose data was never (fully) written: contiguous storage shorter than its
+ * shape needs, or chunks missing, which would read as fill values. Returns 0 or -1. */
 int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err);
 /* Walks each component of the link path `name` in `loc` and refuses an external link to
  * another file, naming path, the link and its target; soft links are followed as usual.

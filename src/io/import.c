@@ -1,5 +1,6 @@
 /* import.c - IDX (MNIST-style, optionally gzipped) and CSV files into HDF5 datasets. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,17 +11,27 @@
 #include <zlib.h>
 
 #include "ctrain.h"
+#include "guard.h"
 #include "h5util.h"
 
 #define IDX_CHUNK (1u << 20)
 #define IDX_MAX_DIMS 8
+/* The longest CSV line read (man/ctrain.1 documents it): a file without line ends, or
+ * /dev/zero, would otherwise be read into memory as one line. */
+#define CSV_LINE_MAX (1u << 20)
+/* Lines between looks at the stop flag. */
+#define CSV_STOP_LINES 4096
 
 /* ---- HDF5 output ---- */
 
-/* An open output file and the group datasets go into. */
+/* An open output file and the group datasets go into. Everything is written to a
+ * temporary file beside the output (a copy of it when it exists), which replaces the
+ * output only once complete: a full disk or an error half way leaves the output as it
+ * was. */
 typedef struct out_file {
     const char *path;
     const char *group;   /* as given, for messages */
+    char *tmp;           /* "<path>.tmp-XXXXXX", removed unless renamed over path */
     hid_t file, loc;
 } out_file;
 
@@ -31,6 +42,101 @@ static void out_close(out_file *o)
     if (o->file >= 0)
         H5Fclose(o->file);
     o->loc = o->file = H5I_INVALID_HID;
+    if (o->tmp) {
+        unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+    }
+}
+
+/* Copies the open file `from` into the open file `to`; 0, or -1 with errno set. */
+static int copy_fd(int from, int to)
+{
+    static char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(from, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(to, buf + done, (size_t)(n - done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -1;
+            done += w;
+        }
+    }
+}
+
+/* Creates o->tmp beside path: a copy of path when it exists (same permissions), else an
+ * empty file. */
+static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
+{
+    size_t n = strlen(o->path) + 16;
+    if (!(o->tmp = malloc(n)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    snprintf(o->tmp, n, "%s.tmp-XXXXXX", o->path);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(o->tmp);
+        o->tmp = NULL;
+        return ct_err(err, CT_ERR_IO, "cannot write %s: cannot create a temporary file beside "
+                      "it: %s", o->path, strerror(e));
+    }
+    if (!exists) {
+        mode_t mask = umask(0);
+        umask(mask);
+        mode = 0666 & ~mask;
+    }
+    fchmod(fd, mode & 07777);
+    int rc = 0;
+    if (exists) {
+        int in = open(o->path, O_RDONLY | O_NONBLOCK);
+        if (in < 0 || copy_fd(in, fd) < 0)
+            rc = ct_err(err, CT_ERR_IO, "cannot write %s: copying it to %s failed: %s", o->path,
+                        o->tmp, strerror(errno));
+        if (in >= 0)
+            close(in);
+    }
+    if (close(fd) < 0 && rc == 0)
+        rc = ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
+    return rc;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (close(fd) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* Makes the temporary file durable and puts it in place of the output. */
+static int out_commit(out_file *o, ct_error *err)
+{
+    if (fsync_path(o->tmp, O_RDONLY) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
+    if (rename(o->tmp, o->path) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", o->tmp, o->path,
+                      strerror(errno));
+    free(o->tmp);
+    o->tmp = NULL;
+    char *dir = strdup(o->path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+        fsync_path(d, O_RDONLY | O_DIRECTORY); /* not every file system can */
+        free(dir);
+    }
+    return 0;
 }
 
 static int open_group(out_file *o, ct_error *err)
@@ -67,20 +173,33 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
 {
     o->path = path;
     o->group = group;
+    o->tmp = NULL;
     o->file = o->loc = H5I_INVALID_HID;
     struct stat st;
-    if (stat(path, &st) == 0) {
+    bool exists = stat(path, &st) == 0;
+    if (exists) {
+        if (!S_ISREG(st.st_mode))
+            return ct_check_regular(path, "write", err);
         if (access(path, R_OK | W_OK) < 0)
             return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        o->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-        if (o->file < 0)
+        if (H5Fis_hdf5(path) <= 0)
             return ct_h5_open_error(path, err);
-    } else {
-        o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-        char why[CT_H5_REASON_MAX];
-        if (o->file < 0)
-            return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, ct_h5_create_reason(why));
     }
+    if (make_temp(o, exists, exists ? st.st_mode : 0, err) < 0)
+        return -1;
+    /* Closing the file closes whatever is still open in it, so a failure cannot leave it
+     * half open for HDF5's exit handler. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) >= 0)
+        o->file = exists ? H5Fopen(o->tmp, H5F_ACC_RDWR, fapl)
+                         : H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    char why[CT_H5_REASON_MAX];
+    if (o->file < 0 && exists)
+        return ct_h5_open_error(path, err);
+    if (o->file < 0)
+        return ct_err(err, CT_ERR_IO, "cannot create %s: %s", o->tmp, ct_h5_create_reason(why));
     return open_group(o, err);
 }
 
@@ -101,9 +220,12 @@ static int out_write(out_file *o, const char *name, hid_t file_type, hid_t mem_t
         rc = -1;
     if (space >= 0)
         H5Sclose(space);
-    if (rc < 0)
-        return ct_err(err, CT_ERR_IO, "%s: writing '%s' in '%s' failed", o->path, name,
-                      o->group ? o->group : "/");
+    if (rc < 0) {
+        char why[CT_H5_REASON_MAX];
+        ct_h5_failure(why);
+        return ct_err(err, CT_ERR_IO, "%s: writing '%s' in '%s' failed%s%s", o->path, name,
+                      o->group ? o->group : "/", why[0] ? ": " : "", why);
+    }
     return 0;
 }
 
@@ -116,7 +238,12 @@ static int out_finish(out_file *o, ct_error *err)
     if (o->file >= 0 && H5Fclose(o->file) < 0)
         rc = -1;
     o->file = H5I_INVALID_HID;
-    return rc < 0 ? ct_err(err, CT_ERR_IO, "closing %s failed", o->path) : 0;
+    if (rc < 0) {
+        char why[CT_H5_REASON_MAX];
+        ct_h5_failure(why);
+        return ct_err(err, CT_ERR_IO, "writing %s failed%s%s", o->path, why[0] ? ": " : "", why);
+    }
+    return out_commit(o, err);
 }
 
 /* ---- IDX ---- */
@@ -208,7 +335,13 @@ static int idx_header(gzFile f, const char *path, idx *out, ct_error *err)
 static int idx_body(gzFile f, const char *path, idx *out, ct_error *err)
 {
     uint64_t cap = 0, got = 0;
+    double started = ct_stop_clock();
     while (got < out->count) {
+        if (ct_stop_due(started)) {
+            char what[4200];
+            snprintf(what, sizeof what, "importing %s", path);
+            return ct_stop_error(err, what);
+        }
         if (got == cap) {
             uint64_t want = cap ? cap * 2 : IDX_CHUNK;
             if (want > out->count)
@@ -244,6 +377,8 @@ static int idx_body(gzFile f, const char *path, idx *out, ct_error *err)
 static int idx_read(const char *path, idx *out, ct_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (ct_check_regular(path, "open", err) < 0)
+        return -1;
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f)
@@ -389,19 +524,66 @@ static int csv_line(csv *c, const char *text, ct_error *err)
     return 0;
 }
 
+/* One line into *buf (without its end), at most CSV_LINE_MAX bytes: 1 a line, 0 at the
+ * end of the file, -1 a line too long, -2 a NUL byte (not text). */
+static int csv_getline(FILE *f, char **buf, size_t *cap)
+{
+    size_t len = 0;
+    int ch;
+    bool any = false;
+    while ((ch = getc_unlocked(f)) != EOF) {
+        any = true;
+        if (ch == '\n')
+            break;
+        if (ch == '\0')
+            return -2;
+        if (len >= CSV_LINE_MAX)
+            return -1;
+        if (len + 2 > *cap) {
+            size_t want = *cap ? *cap * 2 : 4096;
+            char *p = realloc(*buf, want);
+            if (!p)
+                return -3;
+            *buf = p;
+            *cap = want;
+        }
+        (*buf)[len++] = (char)ch;
+    }
+    if (!any)
+        return 0;
+    if (!*buf && !(*buf = malloc(*cap = 16)))
+        return -3;
+    (*buf)[len] = '\0';
+    return 1;
+}
+
 static int csv_read(csv *c, bool header, ct_error *err)
 {
+    if (ct_check_regular(c->path, "open", err) < 0)
+        return -1;
     FILE *f = fopen(c->path, "r");
     if (!f)
         return ct_err(err, CT_ERR_IO, "cannot open %s: %s", c->path, strerror(errno));
     char *buf = NULL;
     size_t cap = 0;
-    int rc = 0;
-    while (rc == 0 && getline(&buf, &cap, f) >= 0) {
+    int rc = 0, got;
+    double started = ct_stop_clock();
+    while (rc == 0 && (got = csv_getline(f, &buf, &cap)) != 0) {
         c->line++;
-        if (header && c->line == 1)
-            continue;
-        rc = csv_line(c, buf, err);
+        if (got == -1)
+            rc = ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ": the line is longer than %u bytes; "
+                        "is this a CSV file?", c->path, c->line, CSV_LINE_MAX);
+        else if (got == -2)
+            rc = ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ": a NUL byte; this is not a CSV (text) "
+                        "file", c->path, c->line);
+        else if (got < 0)
+            rc = ct_err(err, CT_ERR_NOMEM, "%s: out of memory", c->path);
+        else if (c->line % CSV_STOP_LINES == 0 && ct_stop_due(started)) {
+            char what[4200];
+            snprintf(what, sizeof what, "importing %s (line %" PRId64 ")", c->path, c->line);
+            rc = ct_stop_error(err, what);
+        } else if (!(header && c->line == 1))
+            rc = csv_line(c, buf, err);
     }
     if (rc == 0 && ferror(f))
         rc = ct_err(err, CT_ERR_IO, "reading %s failed: %s", c->path, strerror(errno));

@@ -120,37 +120,107 @@ static int strlist_add(strlist *l, const char *s, size_t len)
     return 0;
 }
 
-/* ftype: the attribute's own type; its character set (h5py writes UTF-8) is kept, since
- * HDF5 does not convert between ASCII and UTF-8 strings. */
-static int read_vlen_strings(hid_t a, hid_t ftype, hid_t space, size_t n, strlist *out)
+/* Bounds on name attributes: a damaged file may declare billions of names, or names of
+ * any length, and HDF5 reads whatever the attribute declares. */
+#define MAX_NAMES 100000         /* strings in one attribute and in all its parts together */
+#define MAX_NAME_BYTES 65536     /* bytes of one name (a fixed-length string's width) */
+
+/* Where a name attribute is, for messages: "file.h5: attribute 'layer_names'" or "...
+ * attribute 'weight_names' of layer 'dense'". */
+typedef struct attr_place {
+    const char *path;
+    const char *layer;           /* NULL for layer_names */
+} attr_place;
+
+static int attr_refuse(const attr_place *at, const char *attr, ct_error *err, const char *why)
 {
+    if (at->layer)
+        return ct_err(err, CT_ERR_DATA, "%s: attribute '%s' of layer '%s' %s; the file is "
+                      "damaged or was not written by Keras", at->path, attr, at->layer, why);
+    return ct_err(err, CT_ERR_DATA, "%s: attribute '%s' %s; the file is damaged or was not "
+                  "written by Keras", at->path, attr, why);
+}
+
+/* Bytes of one variable-length descriptor in the file: a 4-byte length, the heap address
+ * (the file's address size) and a 4-byte heap index. 0 when unknown. */
+static size_t vlen_disk_size(hid_t a)
+{
+    hid_t file = H5Iget_file_id(a);
+    hid_t fcpl = file >= 0 ? H5Fget_create_plist(file) : H5I_INVALID_HID;
+    size_t addr = 0, size = 0;
+    if (fcpl < 0 || H5Pget_sizes(fcpl, &addr, &size) < 0)
+        addr = 0;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (file >= 0)
+        H5Fclose(file);
+    return addr ? 4 + addr + 4 : 0;
+}
+
+/* Reads n variable-length strings. The attribute's stored size must be n descriptors
+ * exactly (a damaged one makes HDF5 1.10's conversion copy between overlapping buffers),
+ * and every string must end within MAX_NAME_BYTES. cset: the attribute's own (h5py writes
+ * UTF-8), kept since HDF5 does not convert between ASCII and UTF-8 strings. */
+static int read_vlen_strings(hid_t a, hid_t space, H5T_cset_t cset, size_t n, strlist *out,
+                             const attr_place *at, const char *attr, ct_error *err)
+{
+    size_t disk = vlen_disk_size(a);
+    hsize_t stored = H5Aget_storage_size(a);
+    if (disk == 0 || stored != (hsize_t)n * disk) {
+        char why[160];
+        snprintf(why, sizeof why, "declares %zu variable-length strings but stores %llu bytes "
+                 "for them", n, (unsigned long long)stored);
+        return attr_refuse(at, attr, err, why);
+    }
     char **buf = calloc(n ? n : 1, sizeof *buf);
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5T_cset_t cset = H5Tget_cset(ftype);
-    int rc = -1;
-    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
-        (cset < 0 || H5Tset_cset(t, cset) >= 0) && H5Aread(a, t, buf) >= 0) {
-        rc = 0;
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
+    bool read = false;
+    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, cset) >= 0)
+        read = n == 0 || H5Aread(a, t, buf) >= 0;
+    int rc = read ? 0 : buf && t >= 0 ? attr_refuse(at, attr, err, "cannot be read")
+                                      : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t len = buf[i] ? strnlen(buf[i], MAX_NAME_BYTES + 1) : 0;
+        if (len > MAX_NAME_BYTES)
+            rc = attr_refuse(at, attr, err, "holds a name longer than 65536 bytes");
+        else if (strlist_add(out, buf[i] ? buf[i] : "", len) < 0)
+            rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    if (read && n > 0)
         CT_H5_VLEN_RECLAIM(t, space, buf);
-    }
     if (t >= 0)
         H5Tclose(t);
     free(buf);
     return rc;
 }
 
-static int read_fixed_strings(hid_t a, hid_t ftype, size_t n, strlist *out)
+/* Reads n fixed-length strings of `width` bytes, through a string type built here (not the
+ * file's own), after checking that the attribute stores exactly n * width bytes. */
+static int read_fixed_strings(hid_t a, H5T_cset_t cset, H5T_str_t pad, size_t width, size_t n,
+                              strlist *out, const attr_place *at, const char *attr,
+                              ct_error *err)
 {
-    size_t width = H5Tget_size(ftype);
-    hid_t t = width ? H5Tcopy(ftype) : H5I_INVALID_HID;
-    char *buf = width ? calloc(n ? n : 1, width) : NULL;
-    int rc = -1;
-    if (buf && t >= 0 && (n == 0 || H5Aread(a, t, buf) >= 0)) {
-        rc = 0;
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = strlist_add(out, buf + i * width, strnlen(buf + i * width, width));
+    hsize_t stored = H5Aget_storage_size(a);
+    if (stored != (hsize_t)n * width) {
+        char why[160];
+        snprintf(why, sizeof why, "declares %zu strings of %zu bytes but stores %llu bytes", n,
+                 width, (unsigned long long)stored);
+        return attr_refuse(at, attr, err, why);
+    }
+    hid_t t = H5Tcopy(H5T_C_S1);
+    char *buf = calloc(n ? n : 1, width);
+    bool read = false;
+    if (buf && t >= 0 && H5Tset_size(t, width) >= 0 && H5Tset_cset(t, cset) >= 0
+        && H5Tset_strpad(t, pad) >= 0)
+        read = n == 0 || H5Aread(a, t, buf) >= 0;
+    int rc = read ? 0 : buf && t >= 0 ? attr_refuse(at, attr, err, "cannot be read")
+                                      : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t len = strnlen(buf + i * width, width);
+        while (pad == H5T_STR_SPACEPAD && len > 0 && buf[i * width + len - 1] == ' ')
+            len--;
+        if (strlist_add(out, buf + i * width, len) < 0)
+            rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
     }
     if (t >= 0)
         H5Tclose(t);
@@ -158,22 +228,44 @@ static int read_fixed_strings(hid_t a, hid_t ftype, size_t n, strlist *out)
     return rc;
 }
 
-/* Appends the strings of attribute `name` (fixed or variable length, any rank). */
-static int read_strings_attr(hid_t loc, const char *name, strlist *out)
+/* Appends the strings of attribute `name`: a scalar or a 1-D array of fixed or variable
+ * length ASCII or UTF-8 strings, at most MAX_NAMES in all (out holds those read before).
+ * Everything is checked before HDF5 reads a byte; anything else is refused, naming path
+ * and the attribute. Returns 0 or -1. */
+static int read_strings_attr(hid_t loc, const char *name, strlist *out, const attr_place *at,
+                             ct_error *err)
 {
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0)
-        return -1;
+        return attr_refuse(at, name, err, "cannot be opened");
     hid_t t = H5Aget_type(a), space = H5Aget_space(a);
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    H5S_class_t kind = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS;
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
     hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    htri_t vl = cls == H5T_STRING ? H5Tis_variable_str(t) : -1;
+    H5T_cset_t cset = cls == H5T_STRING ? H5Tget_cset(t) : H5T_CSET_ERROR;
+    H5T_str_t pad = cls == H5T_STRING ? H5Tget_strpad(t) : H5T_STR_ERROR;
+    size_t width = cls == H5T_STRING && vl == 0 ? H5Tget_size(t) : 0;
+    char why[160];
     int rc = -1;
-    if (t >= 0 && n >= 0 && H5Tget_class(t) == H5T_STRING) {
-        htri_t vl = H5Tis_variable_str(t);
-        if (vl > 0)
-            rc = read_vlen_strings(a, t, space, (size_t)n, out);
-        else if (vl == 0)
-            rc = read_fixed_strings(a, t, (size_t)n, out);
-    }
+    if (cls != H5T_STRING)
+        rc = attr_refuse(at, name, err, "does not hold strings");
+    else if (vl < 0 || (cset != H5T_CSET_ASCII && cset != H5T_CSET_UTF8)
+             || (pad != H5T_STR_NULLTERM && pad != H5T_STR_NULLPAD && pad != H5T_STR_SPACEPAD))
+        rc = attr_refuse(at, name, err, "has a string type of an unknown kind");
+    else if (vl == 0 && (width == 0 || width > MAX_NAME_BYTES))
+        rc = attr_refuse(at, name, err, "has strings of more than 65536 bytes");
+    else if ((kind != H5S_SCALAR && kind != H5S_SIMPLE) || rank < 0 || rank > 1 || n < 0)
+        rc = attr_refuse(at, name, err, "is not a list of names (a scalar or one axis)");
+    else if ((size_t)n > MAX_NAMES - out->n) {
+        snprintf(why, sizeof why, "declares %lld names; at most %d are read", (long long)n,
+                 MAX_NAMES);
+        rc = attr_refuse(at, name, err, why);
+    } else if (vl > 0)
+        rc = read_vlen_strings(a, space, cset, (size_t)n, out, at, name, err);
+    else
+        rc = read_fixed_strings(a, cset, pad, width, (size_t)n, out, at, name, err);
     if (space >= 0)
         H5Sclose(space);
     if (t >= 0)
@@ -182,18 +274,20 @@ static int read_strings_attr(hid_t loc, const char *name, strlist *out)
     return rc;
 }
 
-/* Reads `name`, or Keras's chunked name0, name1, ... Returns 0, -1 on error, 1 if absent. */
-static int read_strings(hid_t loc, const char *name, strlist *out)
+/* Reads `name`, or Keras's chunked name0, name1, ... Returns 0, -1 on error (err set), 1
+ * if absent. */
+static int read_strings(hid_t loc, const char *name, strlist *out, const attr_place *at,
+                        ct_error *err)
 {
     if (H5Aexists(loc, name) > 0)
-        return read_strings_attr(loc, name, out);
+        return read_strings_attr(loc, name, out, at, err);
     char part[128];
     int i = 0;
     for (; i < MAX_ATTR_PARTS; i++) {
         snprintf(part, sizeof part, "%s%d", name, i);
         if (H5Aexists(loc, part) <= 0)
             break;
-        if (read_strings_attr(loc, part, out) < 0)
+        if (read_strings_attr(loc, part, out, at, err) < 0)
             return -1;
     }
     return i > 0 ? 0 : 1;
@@ -298,22 +392,88 @@ static int check_names(const ct_model *m, ct_error *err)
     return 0;
 }
 
-/* HDF5 1.10 leaves a file whose close failed half torn down, and closing it again, as
- * its exit handler does, crashes. After a failed write the close would fail the same way
- * (it flushes again), so the file's descriptor is first pointed at an empty in-memory
- * file: the close then succeeds, and the caller removes the temporary file on disk. */
-static void detach_failed_file(hid_t file)
+/* Writes n bytes to path (which exists), replacing its contents. */
+static int write_bytes(const char *path, const void *data, size_t n, ct_error *err)
 {
-    void *handle = NULL;
-    if (H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) < 0 || !handle)
-        return;
-    int mem = memfd_create("ctrain-discarded", MFD_CLOEXEC);
-    if (mem < 0)
-        return;
-    dup2(mem, *(int *)handle);
-    close(mem);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0)
+        return ct_err(err, CT_ERR_IO, "writing %s: %s", path, strerror(errno));
+    const char *p = data;
+    int rc = 0;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = ct_err(err, CT_ERR_IO, "writing %s: %s", path,
+                        strerror(w < 0 ? errno : ENOSPC));
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (close(fd) < 0 && rc == 0)
+        rc = ct_err(err, CT_ERR_IO, "writing %s: %s", path, strerror(errno));
+    return rc;
 }
 
+/* The memory HDF5's core driver builds a file in: kept when the file closes (HDF5 frees
+ * it otherwise), so the closed file's bytes, superblock final, can be written out. */
+typedef struct image_buf {
+    void *kept;
+} image_buf;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op, (void)udata;
+    return malloc(size ? size : 1);
+}
+
+static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                          void *udata)
+{
+    (void)op, (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op, (void)udata;
+    return realloc(ptr, size ? size : 1);
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    image_buf *b = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && b && !b->kept)
+        b->kept = ptr;
+    else
+        free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata) { return udata; }
+static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
+
+/* The end of the file an HDF5 image holds, from its superblock (versions 2 and 3: the
+ * signature, 4 bytes, then base, extension, end-of-file and root addresses); 0 if not. */
+static size_t image_size(const unsigned char *p, size_t alloc)
+{
+    if (alloc < 48 || memcmp(p, "\211HDF\r\n\032\n", 8) != 0 || (p[8] != 2 && p[8] != 3))
+        return 0;
+    size_t o = p[9];
+    if (o != 8 && o != 4)
+        return 0;
+    uint64_t eof = 0;
+    for (size_t i = 0; i < o; i++)
+        eof |= (uint64_t)p[12 + 2 * o + i] << (8 * i);
+    return eof <= alloc ? (size_t)eof : 0;
+}
+
+/* The file is built in memory (HDF5's core driver, no backing store) and written to tmp
+ * by write_bytes: HDF5 1.10 never meets a full disk, which it survives badly (a create or
+ * close that fails half way leaves the file half open, and its exit handler then loops or
+ * crashes). Closing the file closes whatever is still open in it (H5F_CLOSE_STRONG). */
 static int write_file(const ct_model *m, const char *tmp, const char *model_config,
                       const char *training_config, ct_weights_extra extra, void *ctx,
                       ct_error *err)
@@ -321,8 +481,14 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
     char version[128];
     snprintf(version, sizeof version, "ctrain-%s", ct_version());
     /* The 1.8 format stores attributes over 64 KiB (large model configs) densely. */
+    image_buf img = {NULL};
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                      image_udata_copy, image_udata_free, &img};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
-    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0)
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0
+        && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
+        && H5Pset_file_image_callbacks(fapl, &cb) >= 0
+        && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) >= 0)
         file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0)
         H5Pclose(fapl);
@@ -338,13 +504,19 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
         rc = write_model_weights(file, m, version, err);
     if (rc == 0 && extra)
         rc = extra((int64_t)file, ctx, err);
-    /* Most bytes reach the disk here, so this is where a full disk usually shows. */
-    if (rc == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+    hsize_t alloc = 0;
+    if (rc == 0 && (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fget_filesize(file, &alloc) < 0))
         rc = h5_io_err(err, "writing", tmp);
-    if (rc < 0)
-        detach_failed_file(file);
     if (H5Fclose(file) < 0 && rc == 0)
         rc = h5_io_err(err, "writing", tmp);
+    void *image = img.kept;
+    size_t size = image ? image_size(image, (size_t)alloc) : 0;
+    if (rc == 0 && size == 0)
+        rc = ct_err(err, CT_ERR_INTERNAL, "writing %s: HDF5 built no file image", tmp);
+    /* Most bytes reach the disk here, so this is where a full disk usually shows. */
+    if (rc == 0)
+        rc = write_bytes(tmp, image, size, err);
+    free(image);
     return rc;
 }
 
@@ -496,11 +668,11 @@ static int open_root(loader *ld, ct_error *err)
 static int read_layers(loader *ld, ct_error *err)
 {
     strlist names = {0};
-    int rc = read_strings(ld->root, "layer_names", &names);
+    attr_place at = {ld->path, NULL};
+    int rc = read_strings(ld->root, "layer_names", &names, &at, err);
     if (rc != 0) {
         strlist_free(&names);
-        return rc < 0 ? ct_err(err, CT_ERR_DATA, "%s: cannot read the layer_names attribute",
-                               ld->path)
+        return rc < 0 ? -1
                       : ct_err(err, CT_ERR_DATA,
                                "%s holds no Keras weights (no /model_weights group with a "
                                "layer_names attribute)", ld->path);
@@ -521,11 +693,11 @@ static int read_layers(loader *ld, ct_error *err)
                         ld->path, names.s[i]);
             break;
         }
-        int r = read_strings(g, "weight_names", &fl->weights);
+        at.layer = names.s[i];
+        int r = read_strings(g, "weight_names", &fl->weights, &at, err);
         H5Gclose(g);
         if (r < 0)
-            rc = ct_err(err, CT_ERR_DATA, "%s: cannot read weight_names of layer '%s'",
-                        ld->path, names.s[i]);
+            rc = -1;
         else if (fl->weights.n == 0)
             strlist_free(&fl->weights);
         else if (!(fl->name = strdup(names.s[i])))
@@ -567,7 +739,7 @@ static hid_t open_weight(const loader *ld, const file_layer *fl, const char *wna
     }
     char label[4200];
     snprintf(label, sizeof label, "%s: weight '%s' in %s", what, p->name, ld->path);
-    if (ct_h5_check_storage(d, label, err) < 0) {
+    if (ct_h5_check_layout(d, label, err) < 0) {
         H5Dclose(d);
         return H5I_INVALID_HID;
     }
@@ -597,7 +769,7 @@ static hid_t open_weight(const loader *ld, const file_layer *fl, const char *wna
                "expects %s", l->name, l->kind->class_name, p->name, ld->path,
                ct_shape_format_sample(&fs, a, sizeof a),
                ct_shape_format_sample(&p->shape, b, sizeof b));
-    else
+    else if (ct_h5_check_storage(d, label, err) == 0)
         return d;
     H5Dclose(d);
     return H5I_INVALID_HID;

@@ -639,7 +639,8 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, c
     for (int k = 0; k < ny; k++)
         if (check_targets(ex, ds, k, role, nclasses, err) < 0)
             goto fail;
-    if (ct_dataset_validate_multi(ds, ny ? nclasses : NULL, err) < 0)
+    if (ct_dataset_check_chunks(ds, ex->memory_limit, err) < 0 ||
+        ct_dataset_validate_multi(ds, ny ? nclasses : NULL, err) < 0)
         goto fail;
     return ds;
 fail:

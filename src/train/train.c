@@ -17,6 +17,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "experiment.h"
+#include "guard.h"
 #include "progress.h"
 #include "rng.h"
 #include "weights.h"
@@ -518,10 +519,9 @@ static const char *first_non_finite(const ct_model *m)
     return where;
 }
 
-/* Set by ct_request_stop (a signal handler); consumed by the fit that acts on it. */
-static volatile sig_atomic_t stop_requested;
-
-void ct_request_stop(void) { stop_requested = 1; }
+/* ct_request_stop's flag (guard.h), set by a signal handler; consumed by the fit that acts
+ * on it. */
+#define stop_requested ct_stop_pending()
 
 /* Runs (the rest of) one epoch. st holds the position: on entry st->batch batches of this
  * epoch may already be done (a resumed run), whose running sums st also holds; the
@@ -618,6 +618,10 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     /* A stop mid-epoch leaves the reader thread on the next batch; the checkpoint written
      * next must not meet it inside HDF5. */
     ct_loader_settle(s->train);
+    /* A stop that reached the loader while it read the next batch: the batches done so far
+     * stand, and the checkpoint is written as for a stop between batches. */
+    if (rows < 0 && err && err->code == CT_ERR_INTERRUPT && stop_requested)
+        rows = 0;
     if (rows < 0)
         return -1;
     if (read_sums(ex, err) < 0)
@@ -788,7 +792,7 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
             return 0;
         }
         if (stop_requested) {
-            stop_requested = 0; /* handled: the next fit runs normally */
+            ct_stop_clear(); /* handled: the next fit runs normally */
             ct_progress_abort(s->progress);
             if (save_checkpoint(ex, st, dir, err) < 0)
                 return -1;
@@ -958,6 +962,9 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
         goto done;
     rc = 0;
 done:
+    /* A stop while the data was read or checked ends the run here: it has acted on it. */
+    if (rc < 0 && err && err->code == CT_ERR_INTERRUPT)
+        ct_stop_clear();
     ct_train_state_clear(&st);
     fit_state_free(&s);
     return rc;

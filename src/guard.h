@@ -1,0 +1,36 @@
+/* guard.h - checks shared by every reader of user-named files, and the stop flag that
+ * long phases poll (internal; not part of libctrain's API).
+ *
+ * Nothing here allocates. */
+#ifndef CT_GUARD_H
+#define CT_GUARD_H
+
+#include <stdbool.h>
+
+#include "ctrain.h"
+
+/* Refuses a path that is not a regular file before anything opens it: a FIFO would block
+ * the open (or the read) forever, a device such as /dev/zero never ends, a directory or
+ * a socket cannot be read. The message is "cannot <verb> <path>: <reason>", with the
+ * system's reason when stat fails ("No such file or directory"). Returns 0 or -1. */
+int ct_check_regular(const char *path, const char *verb, ct_error *err);
+
+/* True once ct_request_stop has been called (SIGINT or SIGTERM during fit) and until
+ * ct_stop_clear. The training loop checks it after each batch. */
+bool ct_stop_pending(void);
+/* For long phases (validation, loading, streaming, import), which poll it between blocks
+ * (well under a second apart) and stop with CT_ERR_INTERRUPT: true when a stop is pending
+ * and the phase, begun at `started` (ct_stop_clock), has run for the grace time (0.25 s
+ * unless ct_stop_set_grace changed it). A phase that ends sooner finishes, and the stop
+ * takes effect where fit checks next, after the first batch at the latest. */
+bool ct_stop_due(double started);
+/* Seconds on a monotonic clock, for ct_stop_due. */
+double ct_stop_clock(void);
+/* Sets the grace time of ct_stop_due (tests use 0). */
+void ct_stop_set_grace(double seconds);
+/* Forgets a stop request once the run that acted on it is over. */
+void ct_stop_clear(void);
+/* Sets err to CT_ERR_INTERRUPT: "stopped by a signal while <what>". Returns -1. */
+int ct_stop_error(ct_error *err, const char *what);
+
+#endif
