@@ -318,13 +318,12 @@ static int lock_dir(const char *dir, int *fd, ct_error *err)
                           pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
         return ct_err(err, CT_ERR_IO, "cannot lock %s: %s", path, strerror(e));
     }
+    /* The process id only helps the message another run gets: the lock is the flock, so a
+     * full disk here is left for the run's first real write to report. */
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(f, 0) < 0 || pwrite(f, pid, (size_t)len, 0) != len) {
-        int e = errno;
-        close(f);
-        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
+    if (ftruncate(f, 0) == 0 && pwrite(f, pid, (size_t)len, 0) != len)
+        (void)ftruncate(f, 0);
     *fd = f;
     return 0;
 }
