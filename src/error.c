@@ -1,10 +1,13 @@
 /* error.c - error values carried up to the CLI. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctrain.h"
 #include "guard.h"
@@ -70,6 +73,48 @@ int ct_check_regular(const char *path, const char *verb, ct_error *err)
     if (!S_ISREG(st.st_mode))
         return ct_err(err, CT_ERR_IO, "cannot %s %s: %s", verb, path, file_kind(st.st_mode));
     return 0;
+}
+
+int ct_check_replaceable(const char *path, ct_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : ct_err(err, CT_ERR_IO, "cannot write %s: %s", path,
+                                            strerror(errno));
+    if (S_ISREG(st.st_mode))
+        return 0;
+    return ct_err(err, CT_ERR_IO, "cannot write %s: %s; refusing to replace it", path,
+                  S_ISLNK(st.st_mode) ? "it is a symbolic link, not a regular file"
+                                      : file_kind(st.st_mode));
+}
+
+FILE *ct_open_regular(const char *path, bool append, ct_error *err)
+{
+    if (ct_check_replaceable(path, err) < 0)
+        return NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_NOFOLLOW |
+                            O_CLOEXEC | O_NONBLOCK, 0666);
+    if (fd < 0) {
+        ct_err(err, CT_ERR_IO, "cannot write %s: %s", path,
+               errno == ELOOP ? "it is a symbolic link; refusing to follow it" : strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        ct_err(err, CT_ERR_IO, "cannot write %s: it is not a regular file", path);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, append ? "a" : "w");
+    if (!f) {
+        close(fd);
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (append)
+        fseek(f, 0, SEEK_END); /* so that ftell tells whether the file is new */
+    return f;
 }
 
 /* Set by ct_request_stop (a signal handler); cleared by the run that acted on it. */

@@ -6,6 +6,7 @@
 #define CT_GUARD_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "ctrain.h"
 
@@ -14,6 +15,15 @@
  * a socket cannot be read. The message is "cannot <verb> <path>: <reason>", with the
  * system's reason when stat fails ("No such file or directory"). Returns 0 or -1. */
 int ct_check_regular(const char *path, const char *verb, ct_error *err);
+
+/* For a writer that puts a new file in place of path (a temporary renamed over it) or
+ * opens it for writing: path is absent or a regular file, never a symbolic link, a
+ * directory, a FIFO or a device, which is refused with "cannot write <path>: it is ...;
+ * refusing to replace it". Returns 0 or -1. */
+int ct_check_replaceable(const char *path, ct_error *err);
+/* Opens path for writing (truncated, or appended to) after ct_check_replaceable: never
+ * through a symbolic link (O_NOFOLLOW), never blocking on a FIFO. NULL on error. */
+FILE *ct_open_regular(const char *path, bool append, ct_error *err);
 
 /* True once ct_request_stop has been called (SIGINT or SIGTERM during fit) and until
  * ct_stop_clear. The training loop checks it after each batch. */

@@ -124,6 +124,8 @@ static int out_commit(out_file *o, ct_error *err)
 {
     if (fsync_path(o->tmp, O_RDONLY) < 0)
         return ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
+    if (ct_check_replaceable(o->path, err) < 0)
+        return -1;
     if (rename(o->tmp, o->path) < 0)
         return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", o->tmp, o->path,
                       strerror(errno));
@@ -176,6 +178,8 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
     o->tmp = NULL;
     o->file = o->loc = H5I_INVALID_HID;
     struct stat st;
+    if (ct_check_replaceable(path, err) < 0)
+        return -1;
     bool exists = stat(path, &st) == 0;
     if (exists) {
         if (!S_ISREG(st.st_mode))

@@ -12,6 +12,7 @@
 
 #include <cJSON.h>
 
+#include "guard.h"
 #include "h5util.h"
 #include "weights.h"
 
@@ -536,6 +537,8 @@ static int commit(const char *tmp, const char *path, ct_error *err)
 {
     if (fsync_path(tmp, O_RDONLY) < 0)
         return ct_err(err, CT_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
+    if (ct_check_replaceable(path, err) < 0)
+        return -1;
     if (rename(tmp, path) < 0)
         return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     char *dir = strdup(path);
@@ -583,7 +586,7 @@ int ct_weights_save_with(const ct_model *m, const char *path, const char *model_
                          const char *training_config, ct_weights_extra extra, void *ctx,
                          ct_error *err)
 {
-    if (check_names(m, err) < 0)
+    if (check_names(m, err) < 0 || ct_check_replaceable(path, err) < 0)
         return -1;
     char *generated = model_config ? NULL : ct_model_config_json(m);
     char *tmp = make_temp(path, err);
