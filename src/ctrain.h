@@ -49,6 +49,12 @@ typedef struct ct_experiment ct_experiment;
  * and checked) but opens no data. Returns NULL on error. Free with ct_experiment_free. */
 ct_experiment *ct_experiment_load(const char *path, const char *const *overrides,
                                   int n_overrides, ct_error *err);
+/* As ct_experiment_load, with n_allow folders (fit's --allow-outside) under which the
+ * experiment file's output paths (model_checkpoint filepath, csv_logger filename,
+ * backup_and_restore backup_dir) may write besides the run directory. */
+ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *overrides,
+                                           int n_overrides, const char *const *allow_outside,
+                                           int n_allow, ct_error *err);
 void ct_experiment_free(ct_experiment *ex);
 
 /* Warnings found while loading (a layer or input that reaches no output), one per line

@@ -32,6 +32,10 @@ static ct_node *parse(const char *text, ct_error *err)
     return n;
 }
 
+/* --allow-outside folders for the next fx_open. */
+static const char *fx_allow[2];
+static int fx_nallow;
+
 /* Builds the callbacks of `fit` for an optimizer from `compile`; returns NULL on a config
  * error (left in f->err). */
 static ct_callbacks *fx_open(fx *f, const char *fit, const char *compile)
@@ -45,7 +49,7 @@ static ct_callbacks *fx_open(fx *f, const char *fit, const char *compile)
     f->m.size = NW;
     f->m.values = f->m.be->alloc(NW * sizeof(float));
     ck_assert_ptr_nonnull(f->m.values);
-    f->cb = ct_callbacks_new(f->fit, f->opt, &f->err);
+    f->cb = ct_callbacks_new(f->fit, f->opt, fx_allow, fx_nallow, &f->err);
     return f->cb;
 }
 
@@ -279,10 +283,13 @@ END_TEST
 START_TEST(test_model_checkpoint_names)
 {
     fx f;
+    fx_allow[0] = "/abs"; /* an absolute path outside the run directory needs allowing */
+    fx_nallow = 1;
     ck_assert_ptr_nonnull(fx_open(&f, "{callbacks: [{type: model_checkpoint, filepath: "
                                       "'w-{epoch:02d}-{val_loss:.2f}.h5'}, {type: model_checkpoint, "
                                       "filepath: '/abs/e{epoch}-{val_accuracy}.h5', "
                                       "save_weights_only: true}]}", NULL));
+    fx_nallow = 0;
     saves s = {0};
     epoch_end(&f, 0, 0.5, 0.25, "/run/x", &s);
     epoch_end(&f, 1, 0.1234, 0.75, "/run/x", &s);
@@ -409,9 +416,36 @@ START_TEST(test_csv_logger)
     char q[4300], fit[4500];
     snprintf(q, sizeof q, "%s/other.csv", dir);
     snprintf(fit, sizeof fit, "{callbacks: [{type: csv_logger, filename: '%s', append: true}]}", q);
+    fx_allow[0] = dir;
+    fx_nallow = 1;
     csv_run(fit, "/nonexistent", 0, 1);
+    fx_nallow = 0;
     ck_assert_str_eq(slurp(q), "epoch,loss,val_accuracy,val_loss\n0,0.5,1e-10,0.5\n");
     free(dir);
+}
+END_TEST
+
+/* The experiment file's paths stay in the run directory unless a folder is allowed. */
+START_TEST(test_paths_outside)
+{
+    fx f;
+    ck_assert_ptr_null(fx_open(&f, "{callbacks: [{type: model_checkpoint, filepath: ../x.h5}]}",
+                               NULL));
+    ck_assert_msg(strstr(f.err.msg, "cb.yaml:1:49: model_checkpoint: filepath '../x.h5' leaves "
+                                    "the run directory") &&
+                      strstr(f.err.msg, "--allow-outside DIR"), "%s", f.err.msg);
+    fx_close(&f);
+    fx_allow[0] = "/tmp";
+    fx_nallow = 1;
+    ck_assert_ptr_nonnull(fx_open(&f, "{callbacks: [{type: csv_logger, filename: a/../../x.csv}]}",
+                                  NULL));
+    fx_nallow = 0;
+    ck_assert_int_eq(ct_callbacks_check_paths(f.cb, "/tmp/r", &f.err), 0);
+    ck_assert_int_eq(ct_callbacks_check_paths(f.cb, "/nonexistent/r", &f.err), -1);
+    ck_assert_msg(strstr(f.err.msg, "csv_logger: filename 'a/../../x.csv' writes to "
+                                    "/nonexistent/x.csv, outside the run directory "
+                                    "/nonexistent/r"), "%s", f.err.msg);
+    fx_close(&f);
 }
 END_TEST
 
@@ -544,7 +578,7 @@ START_TEST(test_runtime_errors)
                                   NULL));
     ck_assert_int_eq(ct_callbacks_epoch_end(f.cb, &f.m, f.opt, &logs, "/nonexistent/dir",
                                             record_save, NULL, &stop, &f.err), -1);
-    ck_assert_msg(strstr(f.err.msg, "csv_logger cannot write /nonexistent/dir/log.csv"), "%s",
+    ck_assert_msg(strstr(f.err.msg, "csv_logger: cannot write /nonexistent/dir/log.csv"), "%s",
                   f.err.msg);
     ck_assert(!stop);
     fx_close(&f);
@@ -962,6 +996,7 @@ static Suite *suite(void)
     tcase_add_test(u, test_model_checkpoint_names);
     tcase_add_test(u, test_model_checkpoint_best_only);
     tcase_add_test(u, test_csv_logger);
+    tcase_add_test(u, test_paths_outside);
     tcase_add_test(u, test_config_errors);
     tcase_add_test(u, test_model_checkpoint_formats);
     tcase_add_test(u, test_runtime_errors);

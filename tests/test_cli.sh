@@ -198,7 +198,7 @@ expect 1 "ctrain: error: cannot write $tmp/planted/history.csv: it is a symbolic
     "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/planted" -q --set fit.epochs=1
 rm "$tmp/planted/history.csv"
 mkfifo "$tmp/planted/history.csv"
-expect 1 "ctrain: error: cannot write $tmp/planted/history.csv: it is something else, not a regular file; refusing to replace it" -- \
+expect 1 "ctrain: error: cannot write $tmp/planted/history.csv: it is a FIFO, not a regular file; refusing to replace it" -- \
     "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/planted" -q --set fit.epochs=1
 if [ "$(cat "$tmp/target")" = precious ]; then ok; else bad "a planted link's target was overwritten"; fi
 # A stop by SIGINT writes a checkpoint, says how to resume and exits 130; resuming
@@ -240,15 +240,90 @@ expect 1 "the model needs 2.1 TiB in all, more than the physical memory (" -- \
     capped "$ctrain" check --no-data "$tmp/tiny.yaml" --set 'model.input_shape=[2, 4]' --set "model.layers=[$layers]"
 
 # backup_and_restore's backup_dir is taken relative to the experiment file, not the
-# current directory; -o stays relative to the current directory.
+# current directory; -o stays relative to the current directory. A backup_dir outside the
+# run directory needs --allow-outside (below).
 mkdir -p "$tmp/cfg" "$tmp/elsewhere"
 sed -e 's|path: d.h5|path: ../d.h5|' \
     -e 's|^fit: {epochs: 30, batch_size: 4}|fit: {epochs: 2, batch_size: 4, callbacks: [{type: backup_and_restore, backup_dir: bk, delete_checkpoint: false}]}|' \
     "$tmp/tiny.yaml" >"$tmp/cfg/bk.yaml"
 expect 0 "backup_dir: $tmp/cfg/bk" -- "$ctrain" check --print "$tmp/cfg/bk.yaml"
-out=$(cd "$tmp/elsewhere" && "$ctrain" fit ../cfg/bk.yaml -o run -q 2>&1)
+out=$(cd "$tmp/elsewhere" && "$ctrain" fit ../cfg/bk.yaml -o run -q --allow-outside ../cfg 2>&1)
 if [ $? = 0 ] && [ -f "$tmp/cfg/bk/checkpoint.h5" ] && [ ! -e "$tmp/elsewhere/bk" ] &&
     [ -f "$tmp/elsewhere/run/weights.h5" ]; then ok; else bad "backup_dir not beside the config: $out"; fi
+
+# Paths from the experiment file stay inside the run directory: "..", an absolute path, a
+# symbolic link to a folder outside, for model_checkpoint, csv_logger and backup_and_restore,
+# unless --allow-outside names the folder or the value came from --set. Nothing is written.
+cbcfg() { # NAME CALLBACK: a copy of tiny.yaml with one epoch and that callback
+    sed -e "s|^fit: {epochs: 30, batch_size: 4}|fit: {epochs: 1, batch_size: 4, callbacks: [$2]}|" \
+        "$tmp/tiny.yaml" >"$tmp/$1.yaml"
+}
+hint="allow the folder with \`ctrain fit --allow-outside DIR\`, or give the value on the command line with --set"
+cbcfg esc '{type: model_checkpoint, filepath: ../escape.h5}'
+expect 2 "ctrain: error: $tmp/esc.yaml:12:80: model_checkpoint: filepath '../escape.h5' leaves the run directory; an experiment file may only write inside the run directory; $hint" -- \
+    "$ctrain" check "$tmp/esc.yaml"
+expect 2 "filepath '../escape.h5' leaves the run directory" -- "$ctrain" fit "$tmp/esc.yaml" -o "$tmp/pr/run" -q
+cbcfg esc2 '{type: model_checkpoint, filepath: a/../../escape.h5}'
+expect 2 "filepath 'a/../../escape.h5' leaves the run directory" -- "$ctrain" fit "$tmp/esc2.yaml" -o "$tmp/pr/run" -q
+if [ -e "$tmp/pr/escape.h5" ] || [ -e "$tmp/pr/run" ]; then bad "a refused path was written"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/esc.yaml" -o "$tmp/pr/run" -q --allow-outside "$tmp/pr"
+if [ -f "$tmp/pr/escape.h5" ]; then ok; else bad "--allow-outside: no $tmp/pr/escape.h5"; fi
+expect 2 "outside the run directory $tmp/pr/run2" -- \
+    "$ctrain" fit "$tmp/esc.yaml" -o "$tmp/pr/run2" -q --allow-outside "$tmp/elsewhere"
+expect 0 "" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/pr/run3" -q --set fit.epochs=1 \
+    --set 'fit.callbacks=[{type: model_checkpoint, filepath: ../escape-set.h5}]'
+if [ -f "$tmp/pr/escape-set.h5" ]; then ok; else bad "--set: no $tmp/pr/escape-set.h5"; fi
+cbcfg abs "{type: model_checkpoint, filepath: $tmp/pr/abs.h5}"
+expect 2 "model_checkpoint: filepath '$tmp/pr/abs.h5' writes to $tmp/pr/abs.h5, outside the run directory $tmp/pr/run4; an experiment file may only write inside the run directory; $hint" -- \
+    "$ctrain" fit "$tmp/abs.yaml" -o "$tmp/pr/run4" -q
+if [ -e "$tmp/pr/abs.h5" ] || [ -e "$tmp/pr/run4" ]; then bad "an absolute path outside was written"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/abs.yaml" -o "$tmp/pr/run4" -q --allow-outside "$tmp/pr"
+if [ -f "$tmp/pr/abs.h5" ]; then ok; else bad "--allow-outside: no $tmp/pr/abs.h5"; fi
+mkdir -p "$tmp/pr/run5" "$tmp/outdir"
+ln -s "$tmp/outdir" "$tmp/pr/run5/sub"
+cbcfg link '{type: model_checkpoint, filepath: sub/w.h5}'
+expect 2 "filepath 'sub/w.h5' writes to $tmp/outdir/w.h5, outside the run directory $tmp/pr/run5" -- \
+    "$ctrain" fit "$tmp/link.yaml" -o "$tmp/pr/run5" -q
+if [ -e "$tmp/outdir/w.h5" ]; then bad "written through a symlinked folder"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/link.yaml" -o "$tmp/pr/run5" -q --allow-outside "$tmp/outdir"
+if [ -f "$tmp/outdir/w.h5" ]; then ok; else bad "--allow-outside: no $tmp/outdir/w.h5"; fi
+cbcfg csv "{type: csv_logger, filename: $tmp/pr/log.csv}"
+expect 2 "csv_logger: filename '$tmp/pr/log.csv' writes to $tmp/pr/log.csv, outside the run directory $tmp/pr/run6" -- \
+    "$ctrain" fit "$tmp/csv.yaml" -o "$tmp/pr/run6" -q
+if [ -e "$tmp/pr/log.csv" ]; then bad "csv_logger wrote outside"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/pr/run6" -q --set fit.epochs=1 \
+    --set "fit.callbacks=[{type: csv_logger, filename: $tmp/pr/log.csv}]"
+if [ -f "$tmp/pr/log.csv" ]; then ok; else bad "--set: no $tmp/pr/log.csv"; fi
+cbcfg bko '{type: backup_and_restore, backup_dir: pr/bk}'
+expect 2 "backup_and_restore: backup_dir '$tmp/pr/bk' writes to $tmp/pr/bk, outside the run directory $tmp/pr/run7" -- \
+    "$ctrain" fit "$tmp/bko.yaml" -o "$tmp/pr/run7" -q
+if [ -e "$tmp/pr/bk" ]; then bad "backup_dir outside was created"; else ok; fi
+expect 0 "" -- "$ctrain" fit "$tmp/bko.yaml" -o "$tmp/pr/run7" -q --allow-outside "$tmp/pr/bk"
+expect 0 "" -- "$ctrain" fit "$tmp/tiny.yaml" -o "$tmp/pr/run8" -q --set fit.epochs=1 \
+    --set "fit.callbacks=[{type: backup_and_restore, backup_dir: $tmp/pr/bk2}]"
+if [ -d "$tmp/pr/bk" ] && [ -d "$tmp/pr/bk2" ]; then ok; else bad "allowed backup_dir not used"; fi
+# A callback's target that is a symbolic link or a FIFO is not replaced (nor blocked on).
+mkdir -p "$tmp/pr/run9"
+echo precious >"$tmp/pr/victim"
+ln -s "$tmp/pr/victim" "$tmp/pr/run9/w.h5"
+cbcfg tgt '{type: model_checkpoint, filepath: w.h5}'
+expect 1 "cannot write $tmp/pr/run9/w.h5: it is a symbolic link, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/tgt.yaml" -o "$tmp/pr/run9" -q
+if [ -L "$tmp/pr/run9/w.h5" ] && [ "$(cat "$tmp/pr/victim")" = precious ]; then ok; else bad "a symlinked checkpoint target was replaced"; fi
+rm "$tmp/pr/run9/w.h5"
+mkfifo "$tmp/pr/run9/w.h5"
+expect 1 "cannot write $tmp/pr/run9/w.h5: it is a FIFO, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/tgt.yaml" -o "$tmp/pr/run9" -q --overwrite
+if [ -p "$tmp/pr/run9/w.h5" ]; then ok; else bad "a FIFO checkpoint target was replaced"; fi
+cbcfg ctgt '{type: csv_logger, filename: log.csv}'
+ln -s "$tmp/pr/victim" "$tmp/pr/run9/log.csv"
+expect 1 "csv_logger: cannot write $tmp/pr/run9/log.csv: it is a symbolic link, not a regular file; refusing to replace it" -- \
+    "$ctrain" fit "$tmp/ctgt.yaml" -o "$tmp/pr/run9" -q --overwrite
+rm "$tmp/pr/run9/log.csv"
+mkfifo "$tmp/pr/run9/log.csv"
+expect 1 "csv_logger: cannot write $tmp/pr/run9/log.csv: it is a FIFO, not a regular file; refusing to replace it" -- \
+    timeout 60 "$ctrain" fit "$tmp/ctgt.yaml" -o "$tmp/pr/run9" -q --overwrite
+if [ "$(cat "$tmp/pr/victim")" = precious ]; then ok; else bad "a symlinked csv_logger target was written"; fi
 
 # --resume into another -o folder that holds a finished run needs --overwrite too.
 expect 2 "$tmp/run already holds a finished run; choose another -o directory or pass --overwrite" -- \

@@ -23,6 +23,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_command_help(const char *name);
 /* Collects a --set value; returns -1 when too many. */
 int cli_add_override(const char *value);
+/* Collects a --allow-outside folder; returns -1 when too many. */
+int cli_add_allowed(const char *dir);
 /* --device DEV: the override backend.device=DEV. */
 int cli_add_device(const char *device);
 /* Loads the experiment with the collected overrides; prints the error itself. */

@@ -17,11 +17,14 @@
 
 static const char *overrides[MAX_OVERRIDES];
 static int n_overrides;
+#define MAX_ALLOWED 16
+static const char *allowed[MAX_ALLOWED];
+static int n_allowed;
 
 static const cli_command commands[] = {
     {"fit", cmd_fit,
      "fit FILE [-o RUN_DIR] [--overwrite] [--resume RUN_DIR|CHECKPOINT] [--set KEY=VALUE]...\n"
-     "       [-v N | -q] [--profile] [--device cpu|cuda]",
+     "       [--allow-outside DIR]... [-v N | -q] [--profile] [--device cpu|cuda]",
      "Trains the experiment in FILE, writing config.yaml, history.csv, checkpoint.h5 (after\n"
      "every epoch) and weights.h5 into RUN_DIR (default runs/NAME, numbered when it exists),\n"
      "then evaluates on data.test. SIGINT or SIGTERM stops after the current batch and\n"
@@ -31,6 +34,10 @@ static const cli_command commands[] = {
      "      --resume R     continue the run whose checkpoint is R (a run directory or a\n"
      "                     checkpoint file), bit for bit as if it had never stopped; raise\n"
      "                     fit.epochs (--set fit.epochs=N) to train longer\n"
+     "      --allow-outside DIR  let the experiment file's output paths (model_checkpoint\n"
+     "                     filepath, csv_logger filename, backup_and_restore backup_dir)\n"
+     "                     write under DIR too; otherwise they must stay inside RUN_DIR,\n"
+     "                     unless given with --set; repeatable\n"
      "  -v, --verbose N    0 silent, 1 progress bar, 2 one line per epoch\n"
      "  -q, --quiet        same as --verbose 0\n"
      "      --profile      after the run, print the time per layer (forward and backward),\n"
@@ -112,10 +119,19 @@ int cli_add_device(const char *device)
     return cli_add_override(text);
 }
 
+int cli_add_allowed(const char *dir)
+{
+    if (n_allowed >= MAX_ALLOWED)
+        return -1;
+    allowed[n_allowed++] = dir;
+    return 0;
+}
+
 ct_experiment *cli_load(const char *path, int *status)
 {
     ct_error err = {0};
-    ct_experiment *ex = ct_experiment_load(path, overrides, n_overrides, &err);
+    ct_experiment *ex =
+        ct_experiment_load_allowing(path, overrides, n_overrides, allowed, n_allowed, &err);
     if (!ex) {
         *status = cli_fail(&err);
         return NULL;

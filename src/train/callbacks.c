@@ -2,15 +2,20 @@
  * decisions. One difference on purpose: early_stopping's restore_best_weights restores
  * at the end of every run, not only when it stopped the run. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "callbacks.h"
+#include "guard.h"
 
 #define CT_MAX_CALLBACKS 16
+#define CT_MAX_ALLOWED 16
 
 typedef enum { CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP } cb_kind;
 
@@ -28,6 +33,7 @@ typedef struct callback {
     int mode; /* resolved: 1 min, 2 max */
     double min_delta, factor, min_lr, baseline;
     bool has_baseline, restore_best, best_only, weights_only, append, delete_backup;
+    bool trusted; /* the path was given on the command line (--set) */
     int64_t patience, start_from_epoch, cooldown;
     /* state */
     double best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr;
@@ -38,6 +44,8 @@ struct ct_callbacks {
     int n;
     callback cb[CT_MAX_CALLBACKS];
     int64_t model_size;
+    int nallowed;
+    char *allowed[CT_MAX_ALLOWED]; /* --allow-outside folders, resolved (resolve_where) */
 };
 
 /* "auto": max for accuracies and AUC, min for everything else (Keras's rule). */
@@ -278,7 +286,156 @@ static int check_not_own(const callback *c, const char *key, ct_error *err)
     return 0;
 }
 
-static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error *err)
+/* ---- where a path writes -------------------------------------------------------------- */
+
+/* path made absolute (a relative one taken in base, or in the current directory when base
+ * is NULL; a relative base in the current directory), with "." and ".." taken out and the
+ * symbolic links of every existing folder on the way resolved (realpath), so two paths
+ * compare by where a write lands. The last component is resolved too only when
+ * resolve_last (a folder written into); one that does not exist yet is kept as written.
+ * -1 (errno set) when an existing component cannot be resolved, such as a dangling link. */
+static int resolve_where(const char *base, const char *path, bool resolve_last, char *out,
+                         size_t n)
+{
+    char cwd[PATH_MAX], full[3 * PATH_MAX], cur[PATH_MAX], cand[PATH_MAX];
+    if (path[0] != '/' && (!base || base[0] != '/') && !getcwd(cwd, sizeof cwd))
+        return -1;
+    if (path[0] == '/')
+        snprintf(full, sizeof full, "%s", path);
+    else if (base && base[0] == '/')
+        snprintf(full, sizeof full, "%s/%s", base, path);
+    else
+        snprintf(full, sizeof full, "%s/%s%s%s", cwd, base ? base : "", base ? "/" : "", path);
+    cur[0] = 0; /* "" is the root */
+    for (const char *p = full; *p;) {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        if (!len)
+            break;
+        bool last = !p[len + strspn(p + len, "/")];
+        if (len == 1 && p[0] == '.') {
+        } else if (len == 2 && !strncmp(p, "..", 2)) {
+            char *slash = strrchr(cur, '/');
+            if (slash)
+                *slash = 0;
+        } else {
+            size_t at = strlen(cur);
+            if (at + 1 + len >= sizeof cur) {
+                errno = ENAMETOOLONG;
+                return -1;
+            }
+            memcpy(cand, cur, at);
+            cand[at] = '/';
+            memcpy(cand + at + 1, p, len);
+            cand[at + 1 + len] = 0;
+            struct stat st;
+            char real[PATH_MAX];
+            if ((last && !resolve_last) || lstat(cand, &st) < 0)
+                memcpy(cur, cand, at + len + 2);
+            else if (realpath(cand, real))
+                snprintf(cur, sizeof cur, "%s", strcmp(real, "/") ? real : "");
+            else
+                return -1;
+        }
+        p += len;
+    }
+    snprintf(out, n, "%s", cur[0] ? cur : "/");
+    return 0;
+}
+
+/* Whether resolved path p is folder dir (resolved) or lies under it. */
+static bool under(const char *p, const char *dir)
+{
+    size_t len = strlen(dir);
+    if (!strcmp(dir, "/"))
+        return true;
+    return !strncmp(p, dir, len) && (p[len] == 0 || p[len] == '/');
+}
+
+/* Whether a relative path climbs out of the folder it is taken in ("../x", "a/../../x"). */
+static bool climbs_out(const char *path)
+{
+    int depth = 0;
+    for (const char *p = path; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && !strncmp(p, "..", 2)) {
+            if (--depth < 0)
+                return true;
+        } else if (len && !(len == 1 && p[0] == '.')) {
+            depth++;
+        }
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    return false;
+}
+
+static const char *path_key(const callback *c)
+{
+    return c->kind == CB_CHECKPOINT ? "filepath" : c->kind == CB_CSV ? "filename" : "backup_dir";
+}
+
+#define ALLOW_HINT "an experiment file may only write inside the run directory; allow the " \
+                   "folder with `ctrain fit --allow-outside DIR`, or give the value on the " \
+                   "command line with --set"
+
+/* Refuses path (c's path, or what it expanded to) when it writes outside run_dir and every
+ * allowed folder, at the config value. model_checkpoint's and csv_logger's relative paths
+ * are taken in run_dir; backup_dir is absolute by now (experiment.c). */
+static int check_where(const ct_callbacks *cbs, const callback *c, const char *path,
+                       const char *run_dir, ct_error *err)
+{
+    if (c->trusted)
+        return 0;
+    const char *key = path_key(c);
+    const ct_node *at = ct_map_get(c->node, key);
+    char dir[PATH_MAX], where[PATH_MAX];
+    if (resolve_where(NULL, run_dir, true, dir, sizeof dir) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot resolve the run directory %s: %s", run_dir,
+                      strerror(errno));
+    if (resolve_where(c->kind == CB_BACKUP ? NULL : run_dir, path, c->kind == CB_BACKUP, where,
+                      sizeof where) < 0)
+        return ct_node_err(err, at, "%s: %s '%s' cannot be resolved (%s); " ALLOW_HINT,
+                           kind_names[c->kind], key, path, strerror(errno));
+    if (under(where, dir))
+        return 0;
+    for (int i = 0; i < cbs->nallowed; i++)
+        if (under(where, cbs->allowed[i]))
+            return 0;
+    return ct_node_err(err, at, "%s: %s '%s' writes to %s, outside the run directory %s; "
+                       ALLOW_HINT, kind_names[c->kind], key, path, where, run_dir);
+}
+
+int ct_callbacks_check_paths(const ct_callbacks *cbs, const char *run_dir, ct_error *err)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        const callback *c = &cbs->cb[i];
+        if ((c->kind == CB_CHECKPOINT || c->kind == CB_CSV || c->kind == CB_BACKUP) &&
+            check_where(cbs, c, c->path, run_dir, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* When the experiment is loaded: a path given in the file that climbs out of the run
+ * directory is refused at once (`ctrain check` too), unless --allow-outside folders may
+ * hold it (decided when fit knows the run directory). */
+static int check_climb(callback *c, int nallowed, ct_error *err)
+{
+    const char *key = path_key(c);
+    const ct_node *at = ct_map_get(c->node, key);
+    if (at && at->file && !strcmp(at->file, "--set"))
+        c->trusted = true;
+    if (c->trusted || nallowed || c->path[0] == '/' || !climbs_out(c->path))
+        return 0;
+    return ct_node_err(err, at, "%s: %s '%s' leaves the run directory; " ALLOW_HINT,
+                       kind_names[c->kind], key, c->path);
+}
+
+static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallowed,
+                     ct_error *err)
 {
     static const char *const early_keys[] = {"type", "monitor", "min_delta", "patience", "mode",
                                              "baseline", "restore_best_weights",
@@ -354,6 +511,7 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
     case CB_CHECKPOINT:
         return ct_cfg_string(n, "filepath", NULL, &c->path, err) < 0 ||
                        check_filepath(c, err) < 0 || check_not_own(c, "filepath", err) < 0 ||
+                       check_climb(c, nallowed, err) < 0 ||
                        read_monitor(c, n, err) < 0 ||
                        ct_cfg_bool(n, "save_best_only", false, &c->best_only, err) < 0 ||
                        ct_cfg_bool(n, "save_weights_only", false, &c->weights_only, err) < 0 ||
@@ -362,6 +520,7 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
     case CB_CSV:
         return ct_cfg_string(n, "filename", NULL, &c->path, err) < 0 ||
                        check_not_own(c, "filename", err) < 0 ||
+                       check_climb(c, nallowed, err) < 0 ||
                        ct_cfg_string(n, "separator", ",", &c->separator, err) < 0 ||
                        ct_cfg_bool(n, "append", false, &c->append, err) < 0
                    ? -1 : 0;
@@ -369,6 +528,7 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
         return 0;
     case CB_BACKUP:
         return ct_cfg_string(n, "backup_dir", NULL, &c->path, err) < 0 ||
+                       check_climb(c, nallowed, err) < 0 ||
                        ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0 ||
                        ct_cfg_bool(n, "delete_checkpoint", true, &c->delete_backup, err) < 0
                    ? -1 : 0;
@@ -376,12 +536,31 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, ct_error 
     return 0;
 }
 
-ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *err)
+ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt,
+                               const char *const *allow_outside, int n_allow, ct_error *err)
 {
     ct_callbacks *c = calloc(1, sizeof *c);
     if (!c) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         return NULL;
+    }
+    if (n_allow > CT_MAX_ALLOWED) {
+        ct_err(err, CT_ERR_USAGE, "at most %d --allow-outside folders are supported",
+               CT_MAX_ALLOWED);
+        goto fail;
+    }
+    for (int i = 0; i < n_allow; i++) {
+        char where[PATH_MAX];
+        if (resolve_where(NULL, allow_outside[i], true, where, sizeof where) < 0) {
+            ct_err(err, CT_ERR_USAGE, "--allow-outside %s cannot be resolved: %s",
+                   allow_outside[i], strerror(errno));
+            goto fail;
+        }
+        if (!(c->allowed[i] = strdup(where))) {
+            ct_err(err, CT_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        c->nallowed = i + 1;
     }
     ct_node *list = ct_map_get(fit, "callbacks");
     if (ct_node_is_null(list)) {
@@ -398,7 +577,7 @@ ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *
         goto fail;
     }
     for (size_t i = 0; i < list->len; i++) {
-        if (parse_one(&c->cb[i], list->items[i], opt, err) < 0)
+        if (parse_one(&c->cb[i], list->items[i], opt, c->nallowed, err) < 0)
             goto fail;
         c->n = (int)i + 1;
         for (size_t j = 0; j < i; j++)
@@ -420,6 +599,8 @@ void ct_callbacks_free(ct_callbacks *c)
         return;
     for (int i = 0; i < c->n; i++)
         free(c->cb[i].best_weights);
+    for (int i = 0; i < c->nallowed; i++)
+        free(c->allowed[i]);
     free(c);
 }
 
@@ -593,8 +774,8 @@ static int expand_path(const callback *c, const ct_epoch_logs *logs, char *out, 
     return 0;
 }
 
-static int model_checkpoint(callback *c, const ct_epoch_logs *logs, const char *run_dir,
-                            ct_save_fn save, void *ctx, ct_error *err)
+static int model_checkpoint(const ct_callbacks *cbs, callback *c, const ct_epoch_logs *logs,
+                            const char *run_dir, ct_save_fn save, void *ctx, ct_error *err)
 {
     if (c->best_only) {
         double current;
@@ -605,21 +786,28 @@ static int model_checkpoint(callback *c, const ct_epoch_logs *logs, const char *
         c->best = current;
     }
     char name[4096], path[8300];
-    if (expand_path(c, logs, name, sizeof name, err) < 0)
+    if (expand_path(c, logs, name, sizeof name, err) < 0 ||
+        check_where(cbs, c, name, run_dir, err) < 0)
         return -1;
     in_run_dir(run_dir, name, path, sizeof path);
     return save(ctx, path, c->weights_only, err);
 }
 
-static int csv_logger(callback *c, const ct_epoch_logs *logs, const char *run_dir, ct_error *err)
+static int csv_logger(const ct_callbacks *cbs, callback *c, const ct_epoch_logs *logs,
+                      const char *run_dir, ct_error *err)
 {
     char path[8300];
+    if (check_where(cbs, c, c->path, run_dir, err) < 0)
+        return -1;
     in_run_dir(run_dir, c->path, path, sizeof path);
-    /* A fresh run starts the file unless append; a resumed run adds to it. */
+    /* A fresh run starts the file unless append; a resumed run adds to it. Never through a
+     * symbolic link, nor into something that is not a regular file. */
     bool fresh = logs->epoch == 0 && !c->append && c->wait == 0;
-    FILE *f = fopen(path, fresh ? "w" : "a");
-    if (!f)
-        return ct_err(err, CT_ERR_IO, "csv_logger cannot write %s: %s", path, strerror(errno));
+    FILE *f = ct_open_regular(path, !fresh, err);
+    if (!f) {
+        ct_err_prefix(err, "csv_logger");
+        return -1;
+    }
     if (fresh || ftell(f) == 0) {
         fputs("epoch", f);
         for (int i = 0; i < logs->n; i++)
@@ -646,8 +834,8 @@ int ct_callbacks_epoch_end(ct_callbacks *cbs, ct_model *m, ct_optimizer *opt,
         switch (c->kind) {
         case CB_EARLY: rc = early_stopping(c, m, logs, stop, err); break;
         case CB_REDUCE: rc = reduce_lr(c, opt, logs, err); break;
-        case CB_CHECKPOINT: rc = model_checkpoint(c, logs, run_dir, save, save_ctx, err); break;
-        case CB_CSV: rc = csv_logger(c, logs, run_dir, err); break;
+        case CB_CHECKPOINT: rc = model_checkpoint(cbs, c, logs, run_dir, save, save_ctx, err); break;
+        case CB_CSV: rc = csv_logger(cbs, c, logs, run_dir, err); break;
         case CB_NAN:
         case CB_BACKUP: break;
         }

@@ -15,8 +15,12 @@
 typedef struct ct_callbacks ct_callbacks;
 
 /* Reads fit.callbacks (absent, null or a list of names / {type: NAME, ...} maps). Errors
- * point at the node. A learning-rate schedule and reduce_lr_on_plateau do not mix. */
-ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt, ct_error *err);
+ * point at the node. A learning-rate schedule and reduce_lr_on_plateau do not mix.
+ * allow_outside: n_allow folders (fit's --allow-outside) under which the callbacks' paths
+ * may write besides the run directory. Without any, a relative model_checkpoint filepath
+ * or csv_logger filename that climbs out of the run directory ("../x") is refused here. */
+ct_callbacks *ct_callbacks_new(ct_node *fit, const ct_optimizer *opt,
+                               const char *const *allow_outside, int n_allow, ct_error *err);
 void ct_callbacks_free(ct_callbacks *c);
 
 /* Writes the model (weights only) or a whole checkpoint to path. */
@@ -33,6 +37,13 @@ typedef struct ct_epoch_logs {
  * reports, or an error at the monitor naming the ones it does report. */
 int ct_callbacks_check_monitors(const ct_callbacks *c, int n, const char *const *names,
                                 ct_error *err);
+
+/* The paths that come from the experiment file (model_checkpoint's filepath, csv_logger's
+ * filename, backup_and_restore's backup_dir) must write inside run_dir or under an allowed
+ * folder, compared after ".." and the symbolic links of existing folders are resolved;
+ * values given with --set are the user's own and always pass. An error at the value
+ * otherwise. model_checkpoint and csv_logger check again at each write. */
+int ct_callbacks_check_paths(const ct_callbacks *c, const char *run_dir, ct_error *err);
 
 /* After an epoch: may lower the optimizer's learning rate, save files (relative paths
  * are taken in run_dir), and set *stop. */

@@ -399,7 +399,7 @@ static int read_fit(ct_experiment *ex, ct_error *err)
     ex->verbose = verbose - 1;
     if (resolve_backup_dirs(ex, f, err) < 0)
         return -1;
-    ex->callbacks = ct_callbacks_new(f, ex->optimizer, err);
+    ex->callbacks = ct_callbacks_new(f, ex->optimizer, ex->allow_outside, ex->n_allow, err);
     return ex->callbacks ? 0 : -1;
 }
 
@@ -507,11 +507,20 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
 ct_experiment *ct_experiment_load(const char *path, const char *const *overrides,
                                   int n_overrides, ct_error *err)
 {
+    return ct_experiment_load_allowing(path, overrides, n_overrides, NULL, 0, err);
+}
+
+ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *overrides,
+                                           int n_overrides, const char *const *allow_outside,
+                                           int n_allow, ct_error *err)
+{
     ct_experiment *ex = calloc(1, sizeof *ex);
     if (!ex) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    ex->allow_outside = allow_outside;
+    ex->n_allow = n_allow;
     ex->path = strdup(path);
     ex->root = ct_config_load(path, err);
     if (!ex->path || !ex->root)

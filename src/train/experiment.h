@@ -49,6 +49,8 @@ struct ct_experiment {
     ct_metric metrics[CT_MAX_METRICS]; /* each names its output (ct_metric.output) */
     ct_optimizer *optimizer;
     struct ct_callbacks *callbacks;
+    const char *const *allow_outside; /* while loading: ct_experiment_load_allowing's */
+    int n_allow;
     /* fit */
     int64_t epochs, batch_size, validation_freq;
     bool shuffle;

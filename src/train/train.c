@@ -371,34 +371,7 @@ static bool same_dir(const char *a, const char *b)
 
 /* Opens one of the run's own files (config.yaml, history.csv) for writing: never through
  * a symbolic link, and only over a regular file. */
-static FILE *open_own(const char *path, ct_error *err)
-{
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        ct_err(err, CT_ERR_IO, "cannot write %s: it is %s, not a regular file; refusing to "
-               "replace it", path, S_ISLNK(st.st_mode) ? "a symbolic link" : "something else");
-        return NULL;
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
-                  0666);
-    if (fd < 0) {
-        ct_err(err, CT_ERR_IO, "cannot write %s: %s", path,
-               errno == ELOOP ? "it is a symbolic link; refusing to follow it" : strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        ct_err(err, CT_ERR_IO, "cannot write %s: it is not a regular file", path);
-        return NULL;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        ct_err(err, CT_ERR_NOMEM, "out of memory");
-    }
-    return f;
-}
+static FILE *open_own(const char *path, ct_error *err) { return ct_open_regular(path, false, err); }
 
 /* Seconds spent per part of the training steps, for --profile. */
 typedef struct fit_profile {
@@ -897,13 +870,19 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
                           ct_checkpoint_load(ex, ckpt, &st, err) < 0
                     : choose_run_dir(ex, opt, dir, sizeof dir, err) < 0)
         goto done;
+    /* The experiment file's output paths stay in the run directory (or an allowed folder):
+     * checked before anything is created, and again once the folder is claimed. */
+    if (ct_callbacks_check_paths(ex->callbacks, dir, err) < 0)
+        goto done;
     if (from_backup) {
         snprintf(ckpt, sizeof ckpt, "%s", backup_ckpt);
         if (ct_checkpoint_load(ex, ckpt, &st, err) < 0)
             goto done;
     }
     if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
-        claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 || (backup && make_dirs(backup, err) < 0))
+        claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 ||
+        ct_callbacks_check_paths(ex->callbacks, dir, err) < 0 ||
+        (backup && make_dirs(backup, err) < 0))
         goto done;
     if (backup && same_dir(backup, dir)) {
         ct_callbacks_backup_err(ex->callbacks, err, "backup_dir %s is the run directory, whose "
