@@ -40,8 +40,8 @@ def main():
     def resnet():
         # configs/fashion_mnist_resnet.yaml, in the functional API.
         inputs = keras.Input((28, 28, 1))
-        x = layers.ReLU()(conv_bn(inputs, 16, 3))
-        for filters, strides in ((16, 1), (32, 2), (64, 2)):
+        x = layers.ReLU()(conv_bn(inputs, 32, 3))
+        for filters, strides in ((32, 1), (64, 2), (128, 2)):
             y = layers.ReLU()(conv_bn(x, filters, 3, strides))
             y = conv_bn(y, filters, 3)
             shortcut = x if strides == 1 else conv_bn(x, filters, 1, strides, "valid")

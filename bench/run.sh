@@ -210,9 +210,9 @@ def model_macs(model):
         h, w = h // 2, w // 2
         return a + b + h * w * 64 * 10
     if model == "resnet":
-        total, h, w = conv_macs(28, 28, 1, 16, 3, True)
-        cin = 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        total, h, w = conv_macs(28, 28, 1, 32, 3, True)
+        cin = 32
+        for cout, stride in ((32, 1), (64, 2), (128, 2)):
             a, oh, ow = conv_macs(h, w, cin, cout, 3, True, stride)
             b, _, _ = conv_macs(oh, ow, cout, cout, 3, True)
             total += a + b

@@ -93,10 +93,10 @@ class ResidualBlock(nn.Module):
 
 def resnet():
     # configs/fashion_mnist_resnet.yaml
-    return nn.Sequential(SameConv2d(1, 16, 3, bias=False), bn(16), nn.ReLU(),
-                         ResidualBlock(16, 16, 1), ResidualBlock(16, 32, 2),
-                         ResidualBlock(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(64, 10))
+    return nn.Sequential(SameConv2d(1, 32, 3, bias=False), bn(32), nn.ReLU(),
+                         ResidualBlock(32, 32, 1), ResidualBlock(32, 64, 2),
+                         ResidualBlock(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(128, 10))
 
 
 SETUPS = {"mlp": (mlp, 10), "cnn": (cnn, 12), "cnn_bn": (cnn_bn, 15), "resnet": (resnet, 10)}
