@@ -1,8 +1,8 @@
 /* conv_algos.c - the CPU backend's convolution algorithms side by side: for each layer
  * shape below (the example models' and a few wider ones), the median time of a training
  * step's convolution (forward, then backward with dx and the kernel gradient) with im2col
- * + GEMM, with the direct kernels and with Winograd F(2x2, 3x3) where they apply, and the
- * rate in GFLOP/s (the multiply-adds of a direct convolution, for all three). It is how
+ * + GEMM, with the direct kernels, and with Winograd F(2x2, 3x3) and F(4x4, 3x3) where they
+ * apply, and the rate in GFLOP/s (the multiply-adds of a direct convolution, for all). It is how
  * backend.conv_algorithm: auto chooses (backend_cpu_conv.c), measured again.
  *
  *   make bench/conv_algos && bench/conv_algos [THREADS] [BATCH]
@@ -95,8 +95,9 @@ int main(int argc, char **argv)
     printf("%d thread%s, batch %lld, direct kernels of %d floats%s\n", threads,
            threads == 1 ? "" : "s", (long long)rows, ct_cpu_direct_width(),
            ct_cpu_direct_width() ? "" : " (none on this CPU: im2col only)");
-    printf("%-18s %-22s %10s %8s %10s %8s %10s %8s %s\n", "layer", "shape", "im2col ms",
-           "GFLOP/s", "direct ms", "GFLOP/s", "winograd", "GFLOP/s", "auto");
+    printf("%-18s %-22s %10s %8s %10s %8s %10s %8s %10s %8s %s\n", "layer", "shape",
+           "im2col ms", "GFLOP/s", "direct ms", "GFLOP/s", "wino 2x2", "GFLOP/s", "wino 4x4",
+           "GFLOP/s", "auto");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *s = &shapes[i];
         int64_t pad = s->same ? (s->k - 1) / 2 : 0;
@@ -109,14 +110,18 @@ int main(int argc, char **argv)
         double flop = 6.0 * (double)rows * oh * ow * s->k * s->k * s->c * s->f;
         int reps = flop * 20 > 5e10 ? 7 : 21;
         w.algo = CT_CONV_IM2COL;
-        double ti = time_step(&w, s->f, rows, reps), td = 0, tw = 0;
+        double ti = time_step(&w, s->f, rows, reps), td = 0, tw = 0, tw4 = 0;
         w.algo = ct_cpu_conv_algorithm(&w, 1, s->f, CT_CONV_DIRECT);
         if (w.algo == CT_CONV_DIRECT)
             td = time_step(&w, s->f, rows, reps);
         w.algo = ct_cpu_conv_algorithm(&w, 1, s->f, CT_CONV_WINOGRAD);
         if (w.algo == CT_CONV_WINOGRAD)
             tw = time_step(&w, s->f, rows, reps);
+        w.algo = ct_cpu_conv_algorithm(&w, 1, s->f, CT_CONV_WINOGRAD4);
+        if (w.algo == CT_CONV_WINOGRAD4)
+            tw4 = time_step(&w, s->f, rows, reps);
         char geo[64], dms[16] = "-", dr[16] = "-", wms[16] = "-", wr[16] = "-";
+        char w4ms[16] = "-", w4r[16] = "-";
         snprintf(geo, sizeof geo, "%lldx%lldx%lld %lldx%lld/%lld -> %lld", (long long)s->h,
                  (long long)s->w, (long long)s->c, (long long)s->k, (long long)s->k,
                  (long long)s->stride, (long long)s->f);
@@ -125,9 +130,12 @@ int main(int argc, char **argv)
         /* Winograd's rate counts the products a direct convolution would take. */
         if (tw > 0)
             snprintf(wms, sizeof wms, "%.2f", 1e3 * tw), snprintf(wr, sizeof wr, "%.1f", flop / tw / 1e9);
+        if (tw4 > 0)
+            snprintf(w4ms, sizeof w4ms, "%.2f", 1e3 * tw4),
+                snprintf(w4r, sizeof w4r, "%.1f", flop / tw4 / 1e9);
         const char *chosen = ct_conv_algo_name(ct_cpu_conv_algorithm(&w, 1, s->f, CT_CONV_AUTO));
-        printf("%-18s %-22s %10.2f %8.1f %10s %8s %10s %8s %s\n", s->where, geo, 1e3 * ti,
-               flop / ti / 1e9, dms, dr, wms, wr, chosen);
+        printf("%-18s %-22s %10.2f %8.1f %10s %8s %10s %8s %10s %8s %s\n", s->where, geo,
+               1e3 * ti, flop / ti / 1e9, dms, dr, wms, wr, w4ms, w4r, chosen);
     }
     return 0;
 }

@@ -720,6 +720,16 @@ static void winograd_case(const char *yaml, int ndim, const int64_t *dims, const
     gradcheck_h = 1e-3;
 }
 
+/* F(4x4, 3x3) scales values by up to 8 and 1/24 in its transforms: held to 1e-4 too. */
+static void winograd4_case(const char *yaml, int ndim, const int64_t *dims, const geo *g,
+                           int64_t rows, bool relu, bool grads)
+{
+    gradcheck_h = 3e-2;
+    algo_case(CT_CONV_WINOGRAD4, "winograd F(4x4)", 1e-4, yaml, ndim, dims, g, rows, relu,
+              grads);
+    gradcheck_h = 1e-3;
+}
+
 /* Direct convolution on the shapes it takes (filters a multiple of the vector width):
  * values against the double reference, every gradient against im2col's and, on a few,
  * against finite differences. Where the CPU has no kernels (width 0), it must fall back
@@ -820,6 +830,18 @@ static void winograd_cases(void)
               .dw = 1, .pt = 0, .pl = 0, .oh = 5, .ow = 4, .groups = 1};
     winograd_case("{type: conv2d, filters: 64, kernel_size: 3}", 3, in7, &g7, 2, false, true,
                   "winograd");
+    /* F(4x4, 3x3): sides that leave 1, 2 and 3 outputs in the last tiles */
+    winograd4_case("{type: conv2d, filters: 16, kernel_size: 3, padding: same}", 3, in16, &g, 3,
+                   false, true);
+    winograd4_case("{type: conv2d, filters: 48, kernel_size: 3, padding: same, activation: relu, "
+                   "bias_initializer: {type: random_uniform, minval: -0.5, maxval: 0.5}}",
+                   3, in8, &g8, 2, true, false);
+    winograd4_case("{type: conv2d, filters: 64, kernel_size: 3}", 3, in7, &g7, 2, false, true);
+    int64_t in14[3] = {14, 14, 32};
+    geo g14 = {.h = 14, .w = 14, .c = 32, .kh = 3, .kw = 3, .f = 32, .sh = 1, .sw = 1,
+               .dh = 1, .dw = 1, .pt = 1, .pl = 1, .oh = 14, .ow = 14, .groups = 1};
+    winograd4_case("{type: conv2d, filters: 32, kernel_size: 3, padding: same, use_bias: false}",
+                   3, in14, &g14, 2, false, false);
     /* not 3x3 with stride 1, or channels not whole vectors: auto's choice (direct) */
     int64_t in1[3] = {9, 11, 1};
     geo g1 = g;

@@ -66,9 +66,10 @@ typedef enum {
     CT_CONV_AUTO = 0,
     CT_CONV_IM2COL = 1, /* patches (im2col) times the kernel, one GEMM per chunk of samples */
     CT_CONV_DIRECT = 2, /* the input read in place by register-tiled kernels */
-    CT_CONV_WINOGRAD = 3, /* Winograd F(2x2, 3x3): 3x3 kernels with stride 1 */
+    CT_CONV_WINOGRAD = 3,  /* Winograd F(2x2, 3x3): 3x3 kernels with stride 1 */
+    CT_CONV_WINOGRAD4 = 4, /* Winograd F(4x4, 3x3), chosen for winograd by shape */
 } ct_conv_algo;
-/* "auto", "im2col", "direct", "winograd". */
+/* "auto", "im2col", "direct", "winograd", "winograd F(4x4)". */
 const char *ct_conv_algo_name(ct_conv_algo a);
 
 typedef enum { CT_POOL_MAX = 0, CT_POOL_AVG = 1 } ct_pool;

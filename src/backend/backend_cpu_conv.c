@@ -433,11 +433,17 @@ static void dx_phase_kernels(const ct_window *w, int64_t filters, const float *k
         }
 }
 
+static bool is_winograd(const ct_window *w)
+{
+    return w->algo == CT_CONV_WINOGRAD || w->algo == CT_CONV_WINOGRAD4;
+}
+
 static cd_geom direct_geom(const ct_window *w, int64_t filters)
 {
     return (cd_geom){.h = w->in_h, .w = w->in_w, .c = w->in_c, .oh = w->out_h, .ow = w->out_w,
                      .f = filters, .kh = w->k_h, .kw = w->k_w, .sh = w->stride_h,
-                     .sw = w->stride_w, .pt = w->pad_top, .pl = w->pad_left};
+                     .sw = w->stride_w, .pt = w->pad_top, .pl = w->pad_left,
+                     .wm = w->algo == CT_CONV_WINOGRAD4 ? 4 : 2};
 }
 
 /* dx[p] = sum over taps of dy[p + pad - tap] k[tap]: with the taps reversed, a stride-1
@@ -446,7 +452,8 @@ static cd_geom direct_geom_dx(const ct_window *w, int64_t filters)
 {
     return (cd_geom){.h = w->out_h, .w = w->out_w, .c = filters, .oh = w->in_h, .ow = w->in_w,
                      .f = w->in_c, .kh = w->k_h, .kw = w->k_w, .sh = 1, .sw = 1,
-                     .pt = w->k_h - 1 - w->pad_top, .pl = w->k_w - 1 - w->pad_left};
+                     .pt = w->k_h - 1 - w->pad_top, .pl = w->k_w - 1 - w->pad_left,
+                     .wm = w->algo == CT_CONV_WINOGRAD4 ? 4 : 2};
 }
 
 /* Direct, per partition: the padded copies of its samples (the kernel gradient reads them
@@ -477,16 +484,24 @@ static int64_t wino_work_max(const ct_window *w, int64_t filters)
     return a > b ? a : b;
 }
 
+/* Positions per Winograd tile (16 or 36). */
+static int64_t wino_positions(const ct_window *w, int64_t filters)
+{
+    cd_geom g = direct_geom(w, filters);
+    return ct_cpu_wino_positions(&g);
+}
+
 static int64_t wino_part_floats(const ct_window *w, int64_t filters)
 {
     return wino_pad_max(w, filters) + wino_work_max(w, filters) +
-           (16 + 9) * w->in_c * filters + filters;
+           (wino_positions(w, filters) + 9) * w->in_c * filters + filters;
 }
 
 int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filters, int64_t rows)
 {
-    if (w->algo == CT_CONV_WINOGRAD) /* and the transformed kernels, once */
-        return conv_parts(rows) * wino_part_floats(w, filters) + (16 + 16 + 9) * w->in_c * filters;
+    if (is_winograd(w)) /* and the transformed kernels, once */
+        return conv_parts(rows) * wino_part_floats(w, filters) +
+               (2 * wino_positions(w, filters) + 9) * w->in_c * filters;
     if (w->algo != CT_CONV_DIRECT)
         return conv_parts(rows) * part_floats(w, groups, filters, rows);
     /* and the turned-around kernel, once */
@@ -494,13 +509,27 @@ int64_t ct_cpu_conv_workspace(const ct_window *w, int64_t groups, int64_t filter
            (direct_dx(w) ? w->k_h * w->k_w * w->in_c * filters : 0);
 }
 
+/* auto takes Winograd's larger tile up to this many input channels (and twice as many
+ * filters). */
+#define WINO4_MAX_CHANNELS 32
 /* auto takes direct for windows of at most this many values (kh * kw * in_c). */
 #define DIRECT_MAX_WINDOW 1152
 
 const char *ct_conv_algo_name(ct_conv_algo a)
 {
-    static const char *const names[] = {"auto", "im2col", "direct", "winograd"};
-    return a >= CT_CONV_AUTO && a <= CT_CONV_WINOGRAD ? names[a] : "im2col";
+    static const char *const names[] = {"auto", "im2col", "direct", "winograd",
+                                        "winograd F(4x4)"};
+    return a >= CT_CONV_AUTO && a <= CT_CONV_WINOGRAD4 ? names[a] : "im2col";
+}
+
+/* auto's tile for Winograd: F(4x4, 3x3) where bench/conv_algos measured it faster, with
+ * few channels (1.2x to 1.35x F(2x2)'s speed at 16 and 32 on 28x28 and 13x13). With more,
+ * F(2x2) wins: its larger share of tiles per sample keeps the kernel gradient's
+ * accumulators busy, where F(4x4)'s 36 x channels x filters of them stream through memory
+ * for few tiles (at 256 channels on 7x7, F(4x4) took twice as long). */
+static bool wino4_pays(const ct_window *w, int64_t filters)
+{
+    return w->in_c <= WINO4_MAX_CHANNELS && filters <= 2 * WINO4_MAX_CHANNELS;
 }
 
 ct_conv_algo ct_cpu_conv_algorithm(const ct_window *w, int64_t groups, int64_t filters,
@@ -517,7 +546,9 @@ ct_conv_algo ct_cpu_conv_algorithm(const ct_window *w, int64_t groups, int64_t f
     /* winograd asked for, or auto: bench/conv_algos measured it fastest wherever it
      * applies (1.25x direct's speed at 16 channels, 1.8x at 64 and more) */
     if (winograd)
-        return CT_CONV_WINOGRAD;
+        return wanted == CT_CONV_WINOGRAD4 || (wanted != CT_CONV_WINOGRAD && wino4_pays(w, filters))
+                   ? CT_CONV_WINOGRAD4
+                   : CT_CONV_WINOGRAD;
     /* bench/conv_algos: direct ran 1.1x to 2x as fast as im2col + GEMM with windows of up
      * to 128 channels x 3x3, and slower with 256 x 3x3, where the GEMMs are large enough
      * for OpenBLAS to reach its full rate. */
@@ -640,7 +671,7 @@ void ct_cpu_conv_forward(const ct_window *w, int64_t groups, int64_t filters, co
     ct_task task = conv_forward_task;
     if (w->algo == CT_CONV_DIRECT) {
         task = conv_forward_direct_task;
-    } else if (w->algo == CT_CONV_WINOGRAD) {
+    } else if (is_winograd(w)) {
         float *u = work + j.parts * j.wpart;
         ct_cpu_wino_kernel(&j.g, kernel, u);
         j.u = u;
@@ -778,10 +809,11 @@ static void conv_backward_wino_part(const conv_job *j, int64_t p, int64_t s0, in
 {
     const int64_t out_size = j->npos * j->filters, cf = j->w->in_c * j->filters;
     float *xpad = j->work + p * j->wpart, *tiles = xpad + wino_pad_max(j->w, j->filters);
-    float *du = tiles + wino_work_max(j->w, j->filters), *dk = du + 16 * cf, *db = dk + 9 * cf;
+    const int64_t pos = ct_cpu_wino_positions(&j->g);
+    float *du = tiles + wino_work_max(j->w, j->filters), *dk = du + pos * cf, *db = dk + 9 * cf;
     run_zero(db, j->filters);
     if (j->dkernel)
-        memset(du, 0, (size_t)(16 * cf) * sizeof(float));
+        memset(du, 0, (size_t)(pos * cf) * sizeof(float));
     for (int64_t s = s0; s < s1; s++) {
         float *dys = j->dy + s * out_size;
         if (j->act.kind != CT_ACT_LINEAR || j->dbias)
@@ -853,9 +885,9 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
         /* the partials sit after the padded samples */
         stride = j.dpart;
         patch = (rows + j.parts - 1) / j.parts * ct_cpu_direct_pad_floats(&j.g);
-    } else if (w->algo == CT_CONV_WINOGRAD) {
-        const int64_t cf = w->in_c * filters;
-        float *u = work + j.parts * j.wpart, *kflip = u + 16 * cf;
+    } else if (is_winograd(w)) {
+        const int64_t cf = w->in_c * filters, pos = ct_cpu_wino_positions(&j.g);
+        float *u = work + j.parts * j.wpart, *kflip = u + pos * cf;
         if (dx) {
             flip_kernel(w, filters, kernel, kflip);
             ct_cpu_wino_kernel(&j.gt, kflip, u);
@@ -863,7 +895,7 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
         }
         ct_parallel_for(j.parts, 1, conv_backward_wino_task, &j);
         stride = j.wpart;
-        patch = wino_pad_max(w, filters) + wino_work_max(w, filters) + 16 * cf;
+        patch = wino_pad_max(w, filters) + wino_work_max(w, filters) + pos * cf;
     } else {
         ct_parallel_for(j.parts, 1, conv_backward_task, &j);
     }

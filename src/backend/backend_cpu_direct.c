@@ -9,6 +9,13 @@
 
 #include "backend_cpu_direct.h"
 
+/* Winograd's tiles of one sample, and positions per tile. */
+static inline int64_t cd_wino_tiles(const cd_geom *g)
+{
+    return ((g->oh + g->wm - 1) / g->wm) * ((g->ow + g->wm - 1) / g->wm);
+}
+static inline int cd_wino_positions(const cd_geom *g) { return (int)((g->wm + 2) * (g->wm + 2)); }
+
 /* Vectors of filters per tile: the largest power of two up to maxnv that fits rem. */
 static inline int cd_vectors(int64_t rem, int vw, int maxnv)
 {
@@ -109,19 +116,24 @@ void ct_cpu_direct_pad(const cd_geom *g, const float *x, float *xpad)
 
 /* ---- Winograd F(2x2, 3x3) ---- */
 
-static int64_t wino_tiles(const cd_geom *g) { return ((g->oh + 1) / 2) * ((g->ow + 1) / 2); }
+int64_t ct_cpu_wino_positions(const cd_geom *g) { return cd_wino_positions(g); }
+
+static int64_t wino_side(int64_t out, int64_t m) { return m * ((out + m - 1) / m) + 2; }
 
 int64_t ct_cpu_wino_pad_floats(const cd_geom *g)
 {
-    return (2 * ((g->oh + 1) / 2) + 2) * (2 * ((g->ow + 1) / 2) + 2) * g->c;
+    return wino_side(g->oh, g->wm) * wino_side(g->ow, g->wm) * g->c;
 }
 
 void ct_cpu_wino_pad(const cd_geom *g, const float *x, float *xpad)
 {
-    pad_to(g, 2 * ((g->oh + 1) / 2) + 2, 2 * ((g->ow + 1) / 2) + 2, x, xpad);
+    pad_to(g, wino_side(g->oh, g->wm), wino_side(g->ow, g->wm), x, xpad);
 }
 
-int64_t ct_cpu_wino_work_floats(const cd_geom *g) { return 16 * wino_tiles(g) * (g->c + g->f); }
+int64_t ct_cpu_wino_work_floats(const cd_geom *g)
+{
+    return cd_wino_positions(g) * cd_wino_tiles(g) * (g->c + g->f);
+}
 
 #ifdef CD_X86
 #define CD_DISPATCH(name, ...)                                                              \

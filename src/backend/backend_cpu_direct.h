@@ -12,6 +12,7 @@ typedef struct cd_geom {
     int64_t h, w, c;
     int64_t oh, ow, f;
     int64_t kh, kw, sh, sw, pt, pl;
+    int64_t wm; /* Winograd's output tile side, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)) */
 } cd_geom;
 
 /* Floats per vector of the kernels this CPU runs (16: AVX-512, 8: AVX2 with FMA), or 0
@@ -36,11 +37,13 @@ void ct_cpu_direct_forward(const cd_geom *g, const float *xpad, const float *k, 
 void ct_cpu_direct_kernel_grad(const cd_geom *g, const float *xpad, const float *dy,
                                int64_t rows, float *dk);
 
-/* Winograd F(2x2, 3x3), for 3x3 kernels with stride 1 whose channels and filters are whole
- * vectors. The input is padded to (2*ceil(oh/2) + 2) x (2*ceil(ow/2) + 2) x c:
- * ct_cpu_wino_pad_floats floats, written by ct_cpu_wino_pad. u holds the transformed
- * kernel, 16 x c x f floats (ct_cpu_wino_kernel from a 3 x 3 x c x f kernel); work,
+/* Winograd F(m x m, 3x3) with m = g->wm (2 or 4), for 3x3 kernels with stride 1 whose
+ * channels and filters are whole vectors; a = m + 2, and a tile has a*a positions
+ * (ct_cpu_wino_positions). The input is padded to (m*ceil(oh/m) + 2) x (m*ceil(ow/m) + 2)
+ * x c: ct_cpu_wino_pad_floats floats, written by ct_cpu_wino_pad. u holds the transformed
+ * kernel, a*a x c x f floats (ct_cpu_wino_kernel from a 3 x 3 x c x f kernel); work,
  * ct_cpu_wino_work_floats floats, the transformed tiles of one sample. */
+int64_t ct_cpu_wino_positions(const cd_geom *g);
 int64_t ct_cpu_wino_pad_floats(const cd_geom *g);
 void ct_cpu_wino_pad(const cd_geom *g, const float *x, float *xpad);
 int64_t ct_cpu_wino_work_floats(const cd_geom *g);
@@ -48,7 +51,7 @@ void ct_cpu_wino_kernel(const cd_geom *g, const float *k, float *u);
 /* y (oh x ow x f, overwritten) of one padded sample. */
 void ct_cpu_wino_forward(const cd_geom *g, const float *xpad, const float *u, float *y,
                          float *work);
-/* The kernel gradient in two steps: du (16 x c x f, zeroed by the caller) += one padded
+/* The kernel gradient in two steps: du (a*a x c x f, zeroed by the caller) += one padded
  * sample's share, sample after sample; then dk (3 x 3 x c x f, overwritten) from du. */
 void ct_cpu_wino_kernel_grad_add(const cd_geom *g, const float *xpad, const float *dy,
                                  float *du, float *work);

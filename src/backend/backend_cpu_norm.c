@@ -227,6 +227,9 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
 }
 
 /* bn_grad_sums with dy taken through a fused relu (y its output), in the same order. */
+/* GCC turns the masked selects into branches while a comparison may raise an FP exception
+ * (-ftrapping-math): without that assumption the loop vectorises, computing the same. */
+__attribute__((optimize("no-trapping-math")))
 static void bn_grad_sums_relu(const float *x, const float *y, const float *dy, int64_t n,
                               int64_t c, int64_t c0, int64_t cb, const float *m,
                               double *restrict sd, double *restrict sdy, double *restrict sdyd)
@@ -245,8 +248,12 @@ static void bn_grad_sums_relu(const float *x, const float *y, const float *dy, i
         for (int64_t j = 0; j < cb; j++) {
             double d0 = (double)x0[j] - md[j], d1 = (double)x1[j] - md[j];
             double d2 = (double)x2[j] - md[j], d3 = (double)x3[j] - md[j];
-            double e0 = y0[j] > 0.0f ? (double)g0[j] : 0.0, e1 = y1[j] > 0.0f ? (double)g1[j] : 0.0;
-            double e2 = y2[j] > 0.0f ? (double)g2[j] : 0.0, e3 = y3[j] > 0.0f ? (double)g3[j] : 0.0;
+            /* masked in float, from values loaded whatever the mask: a select of one
+             * width without a branch, which vectorises */
+            float h0 = g0[j], h1 = g1[j], h2 = g2[j], h3 = g3[j];
+            float m0 = y0[j] > 0.0f ? h0 : 0.0f, m1 = y1[j] > 0.0f ? h1 : 0.0f;
+            float m2 = y2[j] > 0.0f ? h2 : 0.0f, m3 = y3[j] > 0.0f ? h3 : 0.0f;
+            double e0 = (double)m0, e1 = (double)m1, e2 = (double)m2, e3 = (double)m3;
             sd[j] += (d0 + d1) + (d2 + d3);
             sdy[j] += (e0 + e1) + (e2 + e3);
             sdyd[j] += (e0 * d0 + e1 * d1) + (e2 * d2 + e3 * d3);
@@ -255,18 +262,13 @@ static void bn_grad_sums_relu(const float *x, const float *y, const float *dy, i
     for (; i < n; i++) {
         const float *xr = x + i * c + c0, *yr = y + i * c + c0, *gr = dy + i * c + c0;
         for (int64_t j = 0; j < cb; j++) {
-            double d = (double)xr[j] - md[j], g = yr[j] > 0.0f ? (double)gr[j] : 0.0;
+            float h = gr[j], mg = yr[j] > 0.0f ? h : 0.0f;
+            double d = (double)xr[j] - md[j], g = (double)mg;
             sd[j] += d;
             sdy[j] += g;
             sdyd[j] += g * d;
         }
     }
-}
-
-/* dy through a fused relu: dy where y > 0, else 0 (y NULL: dy). */
-static inline float relu_grad(const float *y, const float *dy, int64_t k)
-{
-    return !y || y[k] > 0.0f ? dy[k] : 0.0f;
 }
 
 /* Per-channel sums over n rows of d = x - m, dy and dy * d (m block-local); dy through a
@@ -320,8 +322,10 @@ static void grad_apply(const float *x, const float *y, const float *dy, float *r
         float *dr = dx + i * c + c0;
         if (y) {
             const float *yr = y + i * c + c0;
-            for (int64_t j = 0; j < cb; j++)
-                dr[j] = a[j] * relu_grad(yr, gr, j) - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+            for (int64_t j = 0; j < cb; j++) {
+                float h = gr[j], g = yr[j] > 0.0f ? h : 0.0f;
+                dr[j] = a[j] * g - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
+            }
         } else {
             for (int64_t j = 0; j < cb; j++)
                 dr[j] = a[j] * gr[j] - b[j] - ((xr[j] - m[j]) - dl[j]) * e[j];
