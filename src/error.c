@@ -88,6 +88,17 @@ int ct_check_replaceable(const char *path, ct_error *err)
                                       : file_kind(st.st_mode));
 }
 
+int ct_fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (close(fd) < 0)
+        rc = -1;
+    return rc;
+}
+
 FILE *ct_open_regular(const char *path, bool append, ct_error *err)
 {
     if (ct_check_replaceable(path, err) < 0)

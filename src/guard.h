@@ -24,6 +24,9 @@ int ct_check_replaceable(const char *path, ct_error *err);
 /* Opens path for writing (truncated, or appended to) after ct_check_replaceable: never
  * through a symbolic link (O_NOFOLLOW), never blocking on a FIFO. NULL on error. */
 FILE *ct_open_regular(const char *path, bool append, ct_error *err);
+/* fsync of path opened with flags (O_RDONLY for a file, O_RDONLY | O_DIRECTORY for the
+ * folder that holds a renamed file). Returns 0, or -1 with errno set. */
+int ct_fsync_path(const char *path, int flags);
 
 /* True once ct_request_stop has been called (SIGINT or SIGTERM during fit) and until
  * ct_stop_clear. The training loop checks it after each batch. */

@@ -578,16 +578,17 @@ START_TEST(test_conv1d_causal)
 }
 END_TEST
 
-/* Work is cut into partitions that do not depend on the thread count, so the kernel
- * gradient and dx are the same bits with 1, 2 or 3 threads. */
-START_TEST(test_conv2d_threads_same_bits)
+/* Work is cut into partitions that do not depend on the thread count, so y, dx and the
+ * kernel gradient of the layer in yaml (input in[3], `rows` samples, algorithm algo) are
+ * the same bits with 1, 2 or 3 threads. */
+static void threads_same_bits(const char *yaml, const int64_t in[3], int64_t rows,
+                              ct_conv_algo algo)
 {
     lt t;
-    int64_t in[3] = {9, 8, 6};
-    const int64_t rows = 37;
-    conv_ok(&t, "{type: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: same, "
-              "groups: 2, activation: relu}", 3, in, rows);
-    int64_t nin = rows * 9 * 8 * 6, nout = rows * ct_shape_size(&t.l.out_shape);
+    lt_algo = algo;
+    conv_ok(&t, yaml, 3, in, rows);
+    lt_algo = CT_CONV_AUTO;
+    int64_t nin = rows * in[0] * in[1] * in[2], nout = rows * ct_shape_size(&t.l.out_shape);
     int64_t nk = ct_shape_size(&t.l.params[0].shape);
     float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dyc = fvec(nout);
     float *dx[3], *dk[3], *ys[3];
@@ -614,6 +615,13 @@ START_TEST(test_conv2d_threads_same_bits)
         free(dx[i]), free(dk[i]), free(ys[i]);
     free(x), free(y), free(dy), free(dyc);
     lt_free(&t);
+}
+
+START_TEST(test_conv2d_threads_same_bits)
+{
+    int64_t in[3] = {9, 8, 6};
+    threads_same_bits("{type: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: same, "
+                      "groups: 2, activation: relu}", in, 37, CT_CONV_IM2COL);
 }
 END_TEST
 
@@ -855,44 +863,19 @@ static void winograd_cases(void)
     (void)vw;
 }
 
-/* The direct algorithm gives the same bits for 1, 2 and 3 threads (37 samples: uneven
- * partitions). */
+/* Direct (plain and strided) and both Winograd tile sizes give the same bits for 1, 2 and
+ * 3 threads (37 samples: uneven partitions). */
 START_TEST(test_conv2d_direct_threads_same_bits)
 {
-    lt t;
     int64_t in[3] = {8, 9, 16};
-    const int64_t rows = 37;
-    lt_algo = CT_CONV_DIRECT;
-    conv_ok(&t, "{type: conv2d, filters: 32, kernel_size: 3, padding: same, activation: relu}",
-            3, in, rows);
-    lt_algo = CT_CONV_AUTO;
-    int64_t nin = rows * 8 * 9 * 16, nout = rows * ct_shape_size(&t.l.out_shape);
-    int64_t nk = ct_shape_size(&t.l.params[0].shape);
-    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dyc = fvec(nout);
-    float *dx[3], *dk[3], *ys[3];
-    tu_fill(x, nin, 51, -1, 1);
-    tu_fill(dyc, nout, 52, -1, 1);
-    for (int i = 0; i < 3; i++) {
-        ct_threads_set(i + 1);
-        dx[i] = fvec(nin), dk[i] = fvec(nk), ys[i] = fvec(nout);
-        ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
-        ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx[i], rows, t.l.in_shape);
-        memcpy(dy, dyc, (size_t)nout * sizeof(float));
-        lt_forward(&t.l, &infer_pass, &tx, &ty);
-        memcpy(ys[i], y, (size_t)nout * sizeof(float));
-        lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
-        memcpy(dk[i], t.l.params[0].grad, (size_t)nk * sizeof(float));
-    }
-    ct_threads_set(1);
-    for (int i = 1; i < 3; i++) {
-        ck_assert(memcmp(ys[0], ys[i], (size_t)nout * sizeof(float)) == 0);
-        ck_assert(memcmp(dk[0], dk[i], (size_t)nk * sizeof(float)) == 0);
-        ck_assert(memcmp(dx[0], dx[i], (size_t)nin * sizeof(float)) == 0);
-    }
-    for (int i = 0; i < 3; i++)
-        free(dx[i]), free(dk[i]), free(ys[i]);
-    free(x), free(y), free(dy), free(dyc);
-    lt_free(&t);
+    static const char *const yaml =
+        "{type: conv2d, filters: 32, kernel_size: 3, padding: same, activation: relu}";
+    static const char *const strided =
+        "{type: conv2d, filters: 32, kernel_size: 3, strides: 2, padding: same}";
+    threads_same_bits(yaml, in, 37, CT_CONV_DIRECT);
+    threads_same_bits(strided, in, 37, CT_CONV_DIRECT);
+    threads_same_bits(yaml, in, 37, CT_CONV_WINOGRAD);
+    threads_same_bits(yaml, in, 37, CT_CONV_WINOGRAD4);
 }
 END_TEST
 

@@ -229,7 +229,9 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
 /* bn_grad_sums with dy taken through a fused relu (y its output), in the same order. */
 /* GCC turns the masked selects into branches while a comparison may raise an FP exception
  * (-ftrapping-math): without that assumption the loop vectorises, computing the same. */
+#if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-trapping-math")))
+#endif
 static void bn_grad_sums_relu(const float *x, const float *y, const float *dy, int64_t n,
                               int64_t c, int64_t c0, int64_t cb, const float *m,
                               double *restrict sd, double *restrict sdy, double *restrict sdyd)

@@ -108,21 +108,10 @@ static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
     return rc;
 }
 
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    if (close(fd) < 0)
-        rc = -1;
-    return rc;
-}
-
 /* Makes the temporary file durable and puts it in place of the output. */
 static int out_commit(out_file *o, ct_error *err)
 {
-    if (fsync_path(o->tmp, O_RDONLY) < 0)
+    if (ct_fsync_path(o->tmp, O_RDONLY) < 0)
         return ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
     if (ct_check_replaceable(o->path, err) < 0)
         return -1;
@@ -135,7 +124,7 @@ static int out_commit(out_file *o, ct_error *err)
     if (dir) {
         char *slash = strrchr(dir, '/');
         const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        fsync_path(d, O_RDONLY | O_DIRECTORY); /* not every file system can */
+        ct_fsync_path(d, O_RDONLY | O_DIRECTORY); /* not every file system can */
         free(dir);
     }
     return 0;

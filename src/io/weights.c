@@ -521,21 +521,10 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
     return rc;
 }
 
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    if (close(fd) < 0)
-        rc = -1;
-    return rc;
-}
-
 /* Makes the temporary file durable, then puts it in place atomically. */
 static int commit(const char *tmp, const char *path, ct_error *err)
 {
-    if (fsync_path(tmp, O_RDONLY) < 0)
+    if (ct_fsync_path(tmp, O_RDONLY) < 0)
         return ct_err(err, CT_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
     if (ct_check_replaceable(path, err) < 0)
         return -1;
@@ -547,7 +536,7 @@ static int commit(const char *tmp, const char *path, ct_error *err)
     char *slash = strrchr(dir, '/');
     const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
     /* Not every file system can sync a directory; the rename has happened either way. */
-    fsync_path(d, O_RDONLY | O_DIRECTORY);
+    ct_fsync_path(d, O_RDONLY | O_DIRECTORY);
     free(dir);
     return 0;
 }
