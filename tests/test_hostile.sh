@@ -94,6 +94,10 @@ shim="$top/tests/.libs/enospc_shim.so"
 preload=$shim
 if [ "${CT_SANITIZERS:-no}" = yes ]; then
     preload="$(${CC:-cc} -print-file-name=libasan.so) $shim"
+    # The preload reaches the sed that libtool's wrapper script runs, and LeakSanitizer
+    # reports its buffers on exit: not ctrain's, so not counted here.
+    printf 'leak:/usr/bin/sed\n' >"$tmp/lsan.supp"
+    export LSAN_OPTIONS="suppressions=$tmp/lsan.supp:print_suppressions=0"
 fi
 if [ ! -f "$shim" ]; then
     bad "the test library $shim was not built"
