@@ -139,18 +139,18 @@ def main():
     try:
         with h5py.File(part, "r+") as f:
             for split in ("train", "test"):
-                todo = [n for n in missing if n.split("/")[0] in (split, f"pairs_{split}")]
-                if not todo:
+                needed = [n for n in missing if n.split("/")[0] in (split, f"pairs_{split}")]
+                if not needed:
                     continue
                 images = f[f"{split}/images"][:]
                 labels = f[f"{split}/labels"][:]
-                if f"{split}/meta" in todo:
+                if f"{split}/meta" in needed:
                     f.create_dataset(f"{split}/meta", data=meta(images), dtype="<f4")
-                if f"{split}/shoe" in todo:
+                if f"{split}/shoe" in needed:
                     shoe = np.isin(labels, FOOTWEAR).astype(np.uint8)
                     f.create_dataset(f"{split}/shoe", data=shoe, dtype="u1")
                 group = f"pairs_{split}"
-                if any(n.startswith(group + "/") for n in todo):
+                if any(n.startswith(group + "/") for n in needed):
                     # The three datasets of a set belong together: write them all again.
                     if group in f:
                         del f[group]

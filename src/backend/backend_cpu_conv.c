@@ -842,20 +842,6 @@ static void conv_backward_wino_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
-/* kflip[i'][j'][f][c] = kernel[kh-1-i'][kw-1-j'][c][f]: the taps reversed, channels and
- * filters swapped, so that dx is a convolution of dy. */
-static void flip_kernel(const ct_window *w, int64_t filters, const float *kernel, float *kflip)
-{
-    const int64_t taps = w->k_h * w->k_w, c = w->in_c;
-    for (int64_t t = 0; t < taps; t++) {
-        const float *src = kernel + (taps - 1 - t) * c * filters;
-        float *dst = kflip + t * filters * c;
-        for (int64_t q = 0; q < c; q++)
-            for (int64_t f = 0; f < filters; f++)
-                dst[f * c + q] = src[q * filters + f];
-    }
-}
-
 /* dst = the sum over partitions of the partial at `offset` in each, in partition order. */
 static void add_partials(float *dst, const float *work, int64_t stride, int64_t offset,
                          int64_t n, int64_t parts)
@@ -889,7 +875,7 @@ void ct_cpu_conv_backward(const ct_window *w, int64_t groups, int64_t filters, c
         const int64_t cf = w->in_c * filters, pos = ct_cpu_wino_positions(&j.g);
         float *u = work + j.parts * j.wpart, *kflip = u + pos * cf;
         if (dx) {
-            flip_kernel(w, filters, kernel, kflip);
+            dx_phase_kernels(w, filters, kernel, kflip); /* stride 1: one phase */
             ct_cpu_wino_kernel(&j.gt, kflip, u);
             j.u = u;
         }

@@ -79,7 +79,7 @@ static void *worker(void *arg)
 {
     pool *p = &the_pool;
     ct_flush_denormals();
-    int64_t index = (int64_t)(intptr_t)arg;
+    (void)arg;
     /* Not the current generation: a job may already have been handed out before this
      * thread got to run. */
     uint_fast64_t seen = p->start_generation;
@@ -106,7 +106,6 @@ static void *worker(void *arg)
         seen = g;
         if (atomic_load(&p->stop))
             return NULL;
-        (void)index;
         run_chunks(p);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
@@ -141,7 +140,7 @@ void ct_threads_set(int n)
     stop_workers(p);
     p->start_generation = atomic_load(&p->generation);
     for (int i = 1; i < n; i++) {
-        if (pthread_create(&p->tid[i], NULL, worker, (void *)(intptr_t)i) != 0)
+        if (pthread_create(&p->tid[i], NULL, worker, NULL) != 0)
             break; /* fewer threads than asked: still correct */
         p->threads = i + 1;
     }
