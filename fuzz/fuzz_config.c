@@ -6,12 +6,21 @@
  * overrides, so ct_config_set is fuzzed too. A loaded experiment's resolved config is
  * emitted and must parse and load again; its summary and model_config JSON are produced.
  *
+ * The callbacks then see two epochs' values taken from the input's bytes (NaN, infinities,
+ * huge and tiny numbers among them), so the filepath templates are expanded and
+ * formatted; every file a callback would write must lie inside the (absent) run folder.
+ * Inputs with #set overrides skip this step: a path given with --set is trusted and may
+ * point anywhere, and the harness must not write there.
+ *
  * Models above FZ_MAX_FLOATS parameters are skipped before ct_experiment_load: filling
  * them (orthogonal initializers are cubic) is legitimate work that would only slow the
  * search down. */
 #include "fuzz_util.h"
 
+#include <math.h>
+
 #include "config.h"
+#include "callbacks.h"
 #include "experiment.h"
 #include "weights.h"
 
@@ -98,6 +107,85 @@ static void check_roundtrip(const ct_experiment *ex, const char *path)
     ct_experiment_free(ex2);
 }
 
+static const char *fz_run_dir;
+
+/* Whether path stays inside dir when read lexically ("a/../b" does, "a/../../b" not). */
+static bool inside(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (strncmp(path, dir, n) != 0 || path[n] != '/')
+        return false;
+    int depth = 0;
+    for (const char *p = path + n + 1; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            depth--;
+        else if (len && !(len == 1 && p[0] == '.'))
+            depth++;
+        if (depth < 0)
+            return false;
+        p += len + (p[len] == '/');
+    }
+    return true;
+}
+
+/* model_checkpoint's writer: checks where it would write, writes nothing. */
+static int fake_save(void *ctx, const char *path, bool weights_only, ct_error *err)
+{
+    (void)ctx, (void)weights_only, (void)err;
+    if (!inside(path, fz_run_dir)) {
+        fprintf(stderr, "fuzz: a callback would write %s, outside %s\n", path, fz_run_dir);
+        abort();
+    }
+    return 0;
+}
+
+/* A value for a log column from the input's bytes. */
+static double pick_value(const uint8_t *data, size_t size, size_t i)
+{
+    static const double odd[] = {NAN, INFINITY, -INFINITY, -0.0, 1e308, -1e308, 5e-324,
+                                 1e15, 123456789.125, -0.5};
+    uint8_t b = size ? data[(i * 131) % size] : 0;
+    if (b < 2 * sizeof odd / sizeof odd[0])
+        return odd[b % (sizeof odd / sizeof odd[0])];
+    return ((double)b - 128.0) * (i % 2 ? 1e-3 : 37.5);
+}
+
+/* Two epochs through the callbacks: thresholds, schedules, and the filepath templates
+ * expanded with the input's values. */
+static void run_callbacks(ct_experiment *ex, const uint8_t *data, size_t size)
+{
+    static char run_dir[160];
+    snprintf(run_dir, sizeof run_dir, "%s/run-absent", fz_dir);
+    fz_run_dir = run_dir;
+    const char *names[2 * CT_MAX_REPORTED + 1];
+    char store[2 * CT_MAX_REPORTED][64];
+    int n = ct_experiment_value_names(ex, names, "", store);
+    n += ct_experiment_value_names(ex, names + n, "val_", store + n);
+    names[n++] = "learning_rate";
+    double values[2 * CT_MAX_REPORTED + 1];
+    ct_error err = {0};
+    if (ct_callbacks_check_monitors(ex->callbacks, n, names, &err) < 0) {
+        fz_check_msg("ct_callbacks_check_monitors", err.msg);
+        return;
+    }
+    if (ct_callbacks_check_paths(ex->callbacks, run_dir, &err) < 0)
+        fz_check_msg("ct_callbacks_check_paths", err.msg);
+    for (int64_t epoch = 0; epoch < 2; epoch++) {
+        for (int i = 0; i < n; i++)
+            values[i] = pick_value(data, size, (size_t)(epoch * n + i));
+        ct_epoch_logs logs = {epoch, n, names, values};
+        bool stop = false;
+        err.msg[0] = 0;
+        if (ct_callbacks_epoch_end(ex->callbacks, ex->model, ex->optimizer, &logs, run_dir,
+                                   fake_save, NULL, &stop, &err) < 0) {
+            fz_check_msg("ct_callbacks_epoch_end", err.msg);
+            break;
+        }
+    }
+    ct_callbacks_train_end(ex->callbacks, ex->model);
+}
+
 static void exercise(ct_experiment *ex, const char *path)
 {
     static FILE *devnull;
@@ -127,8 +215,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_write(path, data, size);
         err.msg[0] = 0;
         ct_experiment *ex = ct_experiment_load(path, (const char *const *)o.text, o.n, &err);
-        if (ex)
+        if (ex) {
             exercise(ex, path);
+            if (o.n == 0)
+                run_callbacks(ex, data, size);
+        }
         else
             fz_check_msg("ct_experiment_load", err.msg);
         ct_experiment_free(ex);

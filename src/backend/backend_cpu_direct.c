@@ -17,7 +17,7 @@ static inline int64_t cd_wino_tiles(const cd_geom *g)
 static inline int cd_wino_positions(const cd_geom *g) { return (int)((g->wm + 2) * (g->wm + 2)); }
 
 /* Vectors of filters per tile: the largest power of two up to maxnv that fits rem. */
-static inline int cd_vectors(int64_t rem, int vw, int maxnv)
+static inline __attribute__((unused)) int cd_vectors(int64_t rem, int vw, int maxnv)
 {
     int nv = 1;
     while (nv * 2 <= maxnv && (nv * 2) * vw <= rem)
@@ -51,7 +51,10 @@ static inline int cd_vectors(int64_t rem, int vw, int maxnv)
 #endif
 
 /* What the CPU runs (-1: not asked yet), and the width in use (tests may lower it). */
-static int supported = -1, in_use = -1;
+#ifdef CD_X86
+static int supported = -1;
+#endif
+static int in_use = -1;
 
 static int cpu_width(void)
 {
@@ -144,7 +147,10 @@ int64_t ct_cpu_wino_work_floats(const cd_geom *g)
             name##_avx2(__VA_ARGS__);                                                       \
     } while (0)
 #else
-#define CD_DISPATCH(name, ...) ((void)0)
+/* Without the kernels nothing runs (ct_cpu_direct_width() is 0); the arguments are still
+ * used, so each entry point compiles cleanly. */
+static inline void cd_none(int unused, ...) { (void)unused; }
+#define CD_DISPATCH(name, ...) cd_none(0, __VA_ARGS__)
 #endif
 
 void ct_cpu_wino_kernel(const cd_geom *g, const float *k, float *u)
