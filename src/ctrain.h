@@ -60,6 +60,8 @@ void ct_experiment_free(ct_experiment *ex);
 /* Warnings found while loading (a layer or input that reaches no output), one per line
  * with its file:line:col; "" when none. Owned by the experiment. */
 const char *ct_experiment_warnings(const ct_experiment *ex);
+/* fit.verbose: -1 auto, 0 silent, 1 progress bar, 2 one line per epoch. */
+int ct_experiment_verbose(const ct_experiment *ex);
 
 /* Writes the resolved config (every default filled in) as YAML. */
 int ct_experiment_write_config(const ct_experiment *ex, FILE *out, ct_error *err);
@@ -83,6 +85,17 @@ typedef struct ct_fit_options {
 /* Asks a running ct_experiment_fit to stop after its current batch: it writes a
  * checkpoint and returns CT_ERR_INTERRUPT. Safe to call from a signal handler. */
 void ct_request_stop(void);
+
+/* Long phases (validating or loading a dataset, importing a file) say how far they are
+ * through the function set here; none is set at first, and NULL removes it. what names the
+ * phase and its data ("validating d.h5:/train/images"), done of total counts unit ("rows",
+ * "bytes"), and elapsed is the seconds since the phase began. It is called after each
+ * block (well under a second apart) and once with done == total when the phase ends, not
+ * when it fails. The function decides what to show (the command line: nothing for phases
+ * under two seconds). Process-wide, like ct_request_stop. */
+typedef void (*ct_phase_fn)(void *ctx, const char *what, int64_t done, int64_t total,
+                            const char *unit, double elapsed);
+void ct_set_phase_reporter(ct_phase_fn fn, void *ctx);
 
 /* Trains, writes history.csv, config.yaml, checkpoint.h5 (after every epoch) and
  * weights.h5 into the run directory, then evaluates on data.test when given. */

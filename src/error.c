@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -99,6 +100,48 @@ int ct_fsync_path(const char *path, int flags)
     return rc;
 }
 
+char *ct_temp_beside(const char *path, ct_error *err)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        ct_err(err, CT_ERR_IO, "cannot write %s: cannot create a temporary file beside it: %s",
+               path, strerror(errno));
+        free(tmp);
+        return NULL;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    close(fd);
+    return tmp;
+}
+
+int ct_commit_temp(const char *tmp, const char *path, ct_error *err)
+{
+    if (ct_fsync_path(tmp, O_RDONLY) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (ct_check_replaceable(path, err) < 0)
+        return -1;
+    if (rename(tmp, path) < 0)
+        return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    char *dir = strdup(path);
+    if (!dir)
+        return 0;
+    char *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+    /* Not every file system can sync a directory; the rename has happened either way. */
+    ct_fsync_path(d, O_RDONLY | O_DIRECTORY);
+    free(dir);
+    return 0;
+}
+
 FILE *ct_open_regular(const char *path, bool append, ct_error *err)
 {
     if (ct_check_replaceable(path, err) < 0)
@@ -150,6 +193,22 @@ bool ct_stop_due(double started)
     return stop_requested && ct_stop_clock() - started >= stop_grace;
 }
 void ct_stop_clear(void) { stop_requested = 0; }
+
+static ct_phase_fn phase_fn;
+static void *phase_ctx;
+
+void ct_set_phase_reporter(ct_phase_fn fn, void *ctx)
+{
+    phase_fn = fn;
+    phase_ctx = ctx;
+}
+
+void ct_phase_progress(double started, const char *what, int64_t done, int64_t total,
+                       const char *unit)
+{
+    if (phase_fn)
+        phase_fn(phase_ctx, what, done, total, unit, ct_stop_clock() - started);
+}
 
 int ct_stop_error(ct_error *err, const char *what)
 {

@@ -28,6 +28,15 @@ FILE *ct_open_regular(const char *path, bool append, ct_error *err);
  * folder that holds a renamed file). Returns 0, or -1 with errno set. */
 int ct_fsync_path(const char *path, int flags);
 
+/* A new file is written as "<path>.tmp-XXXXXX" beside path and renamed over it once
+ * complete, so a full disk or an error half way leaves path as it was.
+ * ct_temp_beside creates the temporary (empty, with the permissions a new file gets) and
+ * returns its name, which the caller frees (and unlinks unless committed); NULL with err
+ * set when it cannot. ct_commit_temp makes it durable and renames it over path, which
+ * must be replaceable (ct_check_replaceable); 0 or -1 (the temporary is left). */
+char *ct_temp_beside(const char *path, ct_error *err);
+int ct_commit_temp(const char *tmp, const char *path, ct_error *err);
+
 /* True once ct_request_stop has been called (SIGINT or SIGTERM during fit) and until
  * ct_stop_clear. The training loop checks it after each batch. */
 bool ct_stop_pending(void);
@@ -43,6 +52,10 @@ double ct_stop_clock(void);
 void ct_stop_set_grace(double seconds);
 /* Forgets a stop request once the run that acted on it is over. */
 void ct_stop_clear(void);
+/* Tells the reporter set with ct_set_phase_reporter (if any) how far a phase begun at
+ * `started` is. */
+void ct_phase_progress(double started, const char *what, int64_t done, int64_t total,
+                       const char *unit);
 /* Sets err to CT_ERR_INTERRUPT: "stopped by a signal while <what>". Returns -1. */
 int ct_stop_error(ct_error *err, const char *what);
 

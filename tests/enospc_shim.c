@@ -1,6 +1,6 @@
 /* enospc_shim.c - an LD_PRELOAD library for the command-line tests: makes one folder
- * behave like a full disk or a read-only one, without root, a small file system or a
- * loop device.
+ * behave like a full disk, a read-only one or slow storage, without root, a small file
+ * system or a loop device.
  *
  *   CT_SHIM_DIR    absolute folder; only files below it are affected (nothing when unset)
  *   CT_SHIM_MODE   "full" (default): those files may grow by CT_SHIM_BYTES bytes in all;
@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The real function behind `name`, found on first use. */
@@ -48,6 +49,12 @@ static bool readonly_mode(void)
 {
     const char *m = getenv("CT_SHIM_MODE");
     return m && strcmp(m, "readonly") == 0;
+}
+
+static bool slow_mode(void)
+{
+    const char *m = getenv("CT_SHIM_MODE");
+    return m && strcmp(m, "slow") == 0;
 }
 
 static long long budget(void)
@@ -105,7 +112,7 @@ static grant allowance(int fd, off_t off, size_t count)
 {
     grant g = {(ssize_t)count, -1, off};
     struct stat st;
-    if (readonly_mode() || !fd_below(fd) || fstat(fd, &st) < 0)
+    if (readonly_mode() || slow_mode() || !fd_below(fd) || fstat(fd, &st) < 0)
         return g;
     if (off < 0)
         off = (fcntl(fd, F_GETFL) & O_APPEND) ? st.st_size : lseek(fd, 0, SEEK_CUR);
@@ -190,7 +197,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 
 static int sync_check(int fd)
 {
-    if (!readonly_mode() && fd_below(fd) && budget() - used <= 0) {
+    if (!readonly_mode() && !slow_mode() && fd_below(fd) && budget() - used <= 0) {
         errno = ENOSPC;
         return -1;
     }
@@ -207,6 +214,44 @@ int fdatasync(int fd)
 {
     REAL(int, "fdatasync", (int));
     return sync_check(fd) < 0 ? -1 : real(fd);
+}
+
+/* ---- slow mode ---- */
+
+static void delay_read(int fd, size_t count)
+{
+    if (!slow_mode() || !fd_below(fd))
+        return;
+    const char *r = getenv("CT_SHIM_RATE_KB");
+    double rate = (r ? atof(r) : 4096.0) * 1024.0;
+    if (rate <= 0)
+        return;
+    double seconds = (double)count / rate;
+    struct timespec left = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    /* A signal wakes nanosleep early; the rest is slept out, as a disk read goes on. */
+    while (nanosleep(&left, &left) < 0 && errno == EINTR)
+        ;
+}
+
+ssize_t read(int fd, void *buf, size_t count)
+{
+    REAL(ssize_t, "read", (int, void *, size_t));
+    delay_read(fd, count);
+    return real(fd, buf, count);
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t off)
+{
+    REAL(ssize_t, "pread", (int, void *, size_t, off_t));
+    delay_read(fd, count);
+    return real(fd, buf, count, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t count, off_t off)
+{
+    REAL(ssize_t, "pread64", (int, void *, size_t, off_t));
+    delay_read(fd, count);
+    return real(fd, buf, count, off);
 }
 
 /* ---- readonly mode ---- */

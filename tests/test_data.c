@@ -1050,12 +1050,14 @@ START_TEST(test_write_matrix)
     const char *nocsv = path_in("nodir/p.csv");
     ck_assert_int_eq(ct_write_matrix(nocsv, m, 2, 3, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
-    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nocsv);
+    snprintf(want, sizeof want, "cannot write %s: cannot create a temporary file beside it: "
+             "No such file or directory", nocsv);
     ck_assert_str_eq(err.msg, want);
     const char *nodir = path_in("nodir/p.hdf5");
     ck_assert_int_eq(ct_write_matrix(nodir, m, 2, 3, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
-    snprintf(want, sizeof want, "cannot create %s: No such file or directory", nodir);
+    snprintf(want, sizeof want, "cannot write %s: cannot create a temporary file beside it: "
+             "No such file or directory", nodir);
     ck_assert_str_eq(err.msg, want);
 }
 END_TEST
@@ -1927,7 +1929,7 @@ START_TEST(test_stop_request)
              rows_h5, ROWS);
     ck_assert_str_eq(err.msg, want);
     ck_assert_ptr_null(ct_loader_new(ds, NULL, 0, 10, false, 1, (size_t)1 << 30, &err));
-    snprintf(want, sizeof want, "stopped by a signal while reading %s:/x", rows_h5);
+    snprintf(want, sizeof want, "stopped by a signal while loading %s:/x", rows_h5);
     ck_assert_str_eq(err.msg, want);
     const char *csv = tu_write(dir, "stop.csv", "1,2\n3,4\n");
     char out[4300];
@@ -1937,6 +1939,63 @@ START_TEST(test_stop_request)
     ck_assert_int_eq(ct_data_import_csv(csv, out, "g", -1, false, &err), 0);
     ct_dataset_close(ds);
     ct_stop_set_grace(0.25);
+}
+END_TEST
+
+/* What the phase reporter was told. */
+typedef struct phase_log {
+    int calls, bad;
+    int64_t last_done, last_total;
+    char what[256], unit[16];
+} phase_log;
+
+static void record_phase(void *ctx, const char *what, int64_t done, int64_t total,
+                         const char *unit, double elapsed)
+{
+    phase_log *log = ctx;
+    /* Each call of one phase is further on, never past the end, at a time since its start. */
+    if (log->calls && !strcmp(log->what, what) && done < log->last_done)
+        log->bad++;
+    if (done > total || elapsed < 0)
+        log->bad++;
+    log->calls++;
+    log->last_done = done;
+    log->last_total = total;
+    snprintf(log->what, sizeof log->what, "%s", what);
+    snprintf(log->unit, sizeof log->unit, "%s", unit);
+}
+
+/* Validation and loading into memory report their progress, ending with every row. */
+START_TEST(test_phase_progress)
+{
+    phase_log log = {0};
+    ct_set_phase_reporter(record_phase, &log);
+    ct_error err = {0};
+    ct_dataset *ds = ct_dataset_open(rows_h5, "x", "y", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_validate(ds, 0, &err), 0);
+    char want[4300];
+    snprintf(want, sizeof want, "validating %s:/x", rows_h5);
+    ck_assert_str_eq(log.what, want);
+    ck_assert_str_eq(log.unit, "rows");
+    ck_assert_int_eq(log.last_done, ROWS);
+    ck_assert_int_eq(log.last_total, ROWS);
+    int validating = log.calls;
+    ck_assert_int_ge(validating, 1);
+    ct_loader *ld = ct_loader_new(ds, NULL, 0, 10, false, 1, (size_t)1 << 30, &err);
+    ck_assert_msg(ld != NULL, "%s", err.msg);
+    snprintf(want, sizeof want, "loading %s:/x", rows_h5);
+    ck_assert_str_eq(log.what, want);
+    ck_assert_int_eq(log.last_done, ROWS);
+    ck_assert_int_gt(log.calls, validating);
+    ck_assert_int_eq(log.bad, 0);
+    /* Without a reporter nothing is called. */
+    ct_set_phase_reporter(NULL, NULL);
+    int before = log.calls;
+    ck_assert_int_eq(ct_dataset_validate(ds, 0, &err), 0);
+    ck_assert_int_eq(log.calls, before);
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
 }
 END_TEST
 
@@ -2229,6 +2288,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_open_unwritten);
     tcase_add_test(tc, test_open_fifo);
     tcase_add_test(tc, test_stop_request);
+    tcase_add_test(tc, test_phase_progress);
     tcase_add_test(tc, test_big_chunk_read_once);
     suite_add_tcase(s, tc);
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_hostile.sh - hostile files given to the ctrain command: FIFOs and devices as config,
-# data, weights or CSV input; a CSV without line ends; a full disk while importing into an
-# existing file and while writing checkpoints (HDF5 must not be left half open).
+# data, weights or CSV input; predict's output as a link or FIFO; a CSV without line ends;
+# a full disk while importing into an existing file, predicting and writing checkpoints (HDF5 must not be left half open); a signal
+# while fit validates data on slow storage.
 set -u
 top=${CT_BUILDDIR:-.}
 src=${CT_SRCDIR:-.}
@@ -85,6 +86,27 @@ expect 1 "ctrain: error: cannot open /dev/zero: it is a character device, not a 
 expect 1 "ctrain: error: cannot open $tmp: it is a directory" -- \
     "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp"
 
+# predict's output is written beside it and renamed into place: never through a symbolic
+# link, never into a FIFO or device.
+cat >"$tmp/predict" <<EOF
+#!/bin/sh
+exec "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" --input "$tmp/d.h5" --x train/images "\$@"
+EOF
+chmod +x "$tmp/predict"
+predict=$tmp/predict
+echo precious >"$tmp/target"
+ln -s "$tmp/target" "$tmp/link.csv"
+expect 1 "ctrain: error: cannot write $tmp/link.csv: it is a symbolic link, not a regular file; refusing to replace it" -- \
+    "$predict" -o "$tmp/link.csv"
+expect 1 "ctrain: error: cannot write $tmp/fifo.csv: it is a FIFO, not a regular file; refusing to replace it" -- \
+    "$predict" -o "$tmp/fifo.csv"
+expect 1 "ctrain: error: cannot write $tmp/absent/p.h5: cannot create a temporary file beside it: No such file or directory" -- \
+    "$predict" -o "$tmp/absent/p.h5"
+if [ "$(cat "$tmp/target")" = precious ]; then ok; else bad "predict wrote through a link"; fi
+expect 0 "" -- "$predict" -o "$tmp/p.csv"
+[ "$(wc -l <"$tmp/p.csv")" = 12 ] && ok || bad "predict wrote $(wc -l <"$tmp/p.csv") rows, not 12"
+expect 0 "" -- "$predict" -o "$tmp/p.h5"
+
 # A CSV file whose first line never ends (2 MiB of digits).
 head -c 2097152 /dev/zero | tr '\0' '1' >"$tmp/long.csv"
 expect 1 "ctrain: error: $tmp/long.csv:1: the line is longer than 1048576 bytes; is this a CSV file?" -- \
@@ -128,6 +150,18 @@ else
     expect 0 "Wrote g/x and g/y to $tmp/imp/out.h5" -- \
         "$ctrain" data import-csv "$tmp/big.csv" -o "$tmp/imp/out.h5" --group g
 
+    # A full disk while predict replaces its output: the old output stays, nothing is left.
+    mkdir -p "$tmp/pred"
+    cp "$tmp/p.h5" "$tmp/pred/p.h5"
+    for budget in 0 100 1000; do
+        out=$(LD_PRELOAD="$preload" CT_SHIM_DIR="$tmp/pred" CT_SHIM_BYTES=$budget timeout 20 \
+            "$predict" -o "$tmp/pred/p.h5" 2>&1)
+        status=$?
+        if [ $status = 1 ] && cmp -s "$tmp/p.h5" "$tmp/pred/p.h5" && [ "$(ls "$tmp/pred")" = p.h5 ] &&
+            printf '%s' "$out" | grep -q "^ctrain: error: saving predictions to $tmp/pred/p.h5: .*No space left on device$"; then ok; else
+            bad "predict on a full disk ($budget bytes): status $status, files $(ls "$tmp/pred"): $out"; fi
+    done
+
     # A full disk at every point of the first checkpoints: exit status 1 with the message,
     # and nothing from HDF5's exit handler (it used to report an infinite loop or crash).
     for budget in 0 1 600 1500 2500 3500 5000 7000 9000; do
@@ -140,6 +174,43 @@ else
             printf '%s' "$out" | grep -q "^ctrain: error: .*No space left on device$"; then ok; else
             bad "checkpoint on a full disk ($budget bytes): status $status: $out"; fi
     done
+
+    # Slow storage (4 MiB/s): the first SIGTERM while fit validates its data ends it within
+    # a second, with the row it reached; a slow phase shows its progress.
+    mkdir -p "$tmp/slow"
+    { printf '\000\000\010\003\000\000\116\040\000\000\000\034\000\000\000\034'
+      head -c 15680000 /dev/zero; } >"$tmp/slow/img.idx"
+    { printf '\000\000\010\001\000\000\116\040'; head -c 20000 /dev/zero; } >"$tmp/slow/lab.idx"
+    "$ctrain" data import-idx --images "$tmp/slow/img.idx" --labels "$tmp/slow/lab.idx" \
+        -o "$tmp/slow/d.h5" >/dev/null || bad "import-idx of 20000 images"
+    rm -f "$tmp/slow/img.idx" "$tmp/slow/lab.idx"
+    sed "s|path: d.h5|path: slow/d.h5|; s|input_shape: \[2, 2, 1\]|input_shape: [28, 28, 1]|" \
+        "$tmp/tiny.yaml" >"$tmp/slow.yaml"
+    LD_PRELOAD="$preload" CT_SHIM_MODE=slow CT_SHIM_DIR="$tmp/slow" \
+        "$ctrain" fit "$tmp/slow.yaml" -o "$tmp/slowrun" -v 2 >"$tmp/slow.out" 2>&1 &
+    pid=$!
+    sleep 1
+    sent=$(date +%s%N)
+    kill -TERM $pid
+    wait $pid
+    status=$?
+    took=$((($(date +%s%N) - sent) / 1000000))
+    last=$(tail -1 "$tmp/slow.out")
+    case $status:$last in
+        "130:ctrain: error: stopped by a signal while validating $tmp/slow/d.h5:/train/images (row "*" of 20000)") ok ;;
+        *) bad "SIGTERM while validating: status $status: $(cat "$tmp/slow.out")" ;;
+    esac
+    if [ $took -lt 1000 ]; then ok; else bad "SIGTERM while validating: exit after $took ms"; fi
+    # In a log (not a terminal) a phase over two seconds ends with one line of where it got.
+    out=$(LD_PRELOAD="$preload" CT_SHIM_MODE=slow CT_SHIM_DIR="$tmp/slow" \
+        timeout 60 "$ctrain" check "$tmp/slow.yaml" 2>&1)
+    case $out in
+        "validating $tmp/slow/d.h5:/train/images: 100% (20000 of 20000 rows), "*" s
+$tmp/slow.yaml: OK") ok ;;
+        *) bad "progress of a slow validation: $out" ;;
+    esac
+    out=$("$ctrain" check "$tmp/slow.yaml" 2>&1)
+    [ "$out" = "$tmp/slow.yaml: OK" ] && ok || bad "a fast validation printed: $out"
 fi
 
 rm -rf "$tmp"

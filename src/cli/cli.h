@@ -30,6 +30,9 @@ int cli_add_device(const char *device);
 /* Loads the experiment with the collected overrides; prints the error itself. */
 ct_experiment *cli_load(const char *path, int *status);
 
+/* Shows the progress of long phases (validation, loading, import) on stderr, or stops. */
+void cli_show_phases(bool on);
+
 int cmd_fit(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -106,6 +106,9 @@ int cmd_fit(int argc, char **argv)
     if (!ex)
         return status;
     ct_error err = {0};
+    /* -q, -v 0 or fit.verbose: 0 silence the data phases' progress too */
+    if (fo.verbose == 0 || (fo.verbose < 0 && ct_experiment_verbose(ex) == 0))
+        cli_show_phases(false);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

@@ -249,6 +249,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(cmd, commands[i].name) == 0) {
             choose_blas_kernels(argv);
+            cli_show_phases(true);
             return commands[i].run(argc - 1, argv + 1);
         }
     const char *names[N_COMMANDS + 2];

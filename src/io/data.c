@@ -8,10 +8,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "data.h"
 #include "guard.h"
+#include "h5image.h"
 #include "h5util.h"
 #include "parallel.h"
 #include "rng.h"
@@ -21,7 +23,9 @@
  * each visited path from the top again, so deep paths cost quadratic time. */
 #define MAX_VISITED 1000
 #define MAX_DEPTH 32
-#define VALIDATE_BYTES (16u << 20)
+/* Validation reads blocks of this many bytes (as float), so a stop comes soon even on slow
+ * storage. */
+#define VALIDATE_BYTES (4u << 20)
 #define STREAM_BYTES (64u << 20)
 #define RUN_BYTES (1u << 20)
 #define GAP_BYTES (64u << 10)
@@ -639,17 +643,21 @@ int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error 
         return ct_err(err, CT_ERR_NOMEM, "out of memory validating %s", ds->m[0].label);
     int rc = 0;
     double started = ct_stop_clock();
+    char what[4200];
+    snprintf(what, sizeof what, "validating %s", ds->m[0].label);
     for (int64_t at = 0; rc == 0 && at < ds->rows; at += block) {
         int64_t count = ds->rows - at < block ? ds->rows - at : block;
         if (ct_stop_due(started)) {
-            char what[4200];
-            snprintf(what, sizeof what, "validating %s (row %" PRId64 " of %" PRId64 ")",
-                     ds->m[0].label, at, ds->rows);
-            rc = ct_stop_error(err, what);
+            char where[4300];
+            snprintf(where, sizeof where, "%s (row %" PRId64 " of %" PRId64 ")", what, at,
+                     ds->rows);
+            rc = ct_stop_error(err, where);
             break;
         }
         for (int i = 0; rc == 0 && i < nm; i++)
             rc = check_block(&ds->m[i], v, at, count, classes_of(ds, nclasses, i), err);
+        if (rc == 0)
+            ct_phase_progress(started, what, at + count, ds->rows, "rows");
     }
     free(v);
     return rc;
@@ -780,8 +788,10 @@ static int64_t run_end(const ct_loader *ld, int64_t i, int64_t m)
 }
 
 /* Reads dataset rows rows[0..m) into slots 0..m) of every member's data, sorted into
- * contiguous runs. */
-static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, ct_error *err)
+ * contiguous runs. report: tell the phase reporter (loading into memory, on the calling
+ * thread; a streamed block may be read by the prefetch thread and is not reported). */
+static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, bool report,
+                       ct_error *err)
 {
     for (int64_t i = 0; i < m; i++) {
         ld->picks[i].row = rows[i];
@@ -789,12 +799,11 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, ct_error *
     }
     qsort(ld->picks, (size_t)m, sizeof *ld->picks, pick_cmp);
     double started = ct_stop_clock();
+    char what[4200];
+    snprintf(what, sizeof what, "%s %s", report ? "loading" : "reading", ld->col[0].mb->label);
     for (int64_t i = 0; i < m;) {
-        if (ct_stop_due(started)) {
-            char what[4200];
-            snprintf(what, sizeof what, "reading %s", ld->col[0].mb->label);
+        if (ct_stop_due(started))
             return ct_stop_error(err, what);
-        }
         int64_t j = run_end(ld, i, m);
         int64_t first = ld->picks[i].row, count = ld->picks[j - 1].row - first + 1;
         if (read_stored(ld, first, count, err) < 0)
@@ -806,6 +815,8 @@ static int gather_rows(ct_loader *ld, const int64_t *rows, int64_t m, ct_error *
                 memcpy(c->data + slot * c->row, c->run + off * c->row, c->row);
             }
         }
+        if (report)
+            ct_phase_progress(started, what, i, m, "rows");
     }
     return 0;
 }
@@ -897,7 +908,7 @@ static int setup_memory(ct_loader *ld, ct_error *err)
     if (!alloc_data(ld, ld->n) || !ld->order)
         return ct_err(err, CT_ERR_NOMEM, "out of memory loading %s (%" PRId64 " rows)",
                       ct_dataset_x_name(ld->ds), ld->n);
-    if (alloc_scratch(ld, ld->n, err) < 0 || gather_rows(ld, ld->rows, ld->n, err) < 0)
+    if (alloc_scratch(ld, ld->n, err) < 0 || gather_rows(ld, ld->rows, ld->n, true, err) < 0)
         return -1;
     free_runs(ld); /* the sorted-read scratch is only needed once in this mode */
     return 0;
@@ -1013,7 +1024,7 @@ static int load_block(ct_loader *ld, ct_error *err)
                            ld->bperm, ld->blen);
     else
         identity(ld->bperm, ld->blen);
-    return gather_rows(ld, ld->rows + start, ld->blen, err);
+    return gather_rows(ld, ld->rows + start, ld->blen, false, err);
 }
 
 /* Row `at` of the batch buffer out = c's stored row `slot` converted to float and scaled. */
@@ -1270,12 +1281,14 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
 
 /* ---- writing predictions ---- */
 
-/* One float32 dataset per matrix, named names[k] (rows x cols[k]). */
+/* One float32 dataset per matrix, named names[k] (rows x cols[k]), built in memory
+ * (h5image.h) and written to path. */
 static int write_h5_matrices(const char *path, int n, const char *const *names,
                              const float *const *m, int64_t rows, const int64_t *cols,
                              ct_error *err)
 {
-    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ct_h5_image img;
+    hid_t file = ct_h5_image_create(&img, path);
     if (file < 0) {
         char why[CT_H5_REASON_MAX];
         ct_h5_create_reason(why);
@@ -1295,9 +1308,12 @@ static int write_h5_matrices(const char *path, int n, const char *const *names,
         ct_h5_close_dataset(&d);
         ct_h5_close_space(&space);
     }
-    if (H5Fclose(file) < 0)
-        rc = -1;
-    return rc < 0 ? ct_err(err, CT_ERR_IO, "writing %s failed", path) : 0;
+    if (rc < 0) {
+        H5Fclose(file);
+        free(img.kept);
+        return ct_err(err, CT_ERR_IO, "writing %s failed", path);
+    }
+    return ct_h5_image_write(&img, file, path, err);
 }
 
 /* The matrices side by side: row r holds each one's row r in turn. */
@@ -1306,7 +1322,7 @@ static int write_csv_matrices(const char *path, int n, const float *const *m, in
 {
     FILE *f = fopen(path, "w");
     if (!f)
-        return ct_err(err, CT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     for (int64_t r = 0; r < rows; r++)
         for (int k = 0; k < n; k++)
             for (int64_t c = 0; c < cols[k]; c++)
@@ -1328,21 +1344,37 @@ int ct_write_matrices(const char *path, int n, const char *const *names,
 {
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash + 1 : path, '.');
-    if (dot && (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0)) {
-        ct_h5_quiet q;
-        ct_h5_quiet_on(&q);
-        int rc = write_h5_matrices(path, n, names, m, rows, cols, err);
-        ct_h5_quiet_off(&q);
-        return rc;
-    }
-    if (dot && strcasecmp(dot, ".csv") == 0)
-        return write_csv_matrices(path, n, m, rows, cols, err);
+    bool h5 = dot && (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0);
     if (!dot)
         return ct_err(err, CT_ERR_USAGE,
                       "%s has no file extension; supported ones are .h5, .hdf5 and .csv", path);
-    return ct_err(err, CT_ERR_USAGE,
-                  "%s: unsupported extension '%s'; supported ones are .h5, .hdf5 and .csv",
-                  path, dot);
+    if (!h5 && strcasecmp(dot, ".csv") != 0)
+        return ct_err(err, CT_ERR_USAGE,
+                      "%s: unsupported extension '%s'; supported ones are .h5, .hdf5 and .csv",
+                      path, dot);
+    /* Written beside path and renamed over it: never through a link, never half written. */
+    if (ct_check_replaceable(path, err) < 0)
+        return -1;
+    char *tmp = ct_temp_beside(path, err);
+    if (!tmp)
+        return -1;
+    int rc;
+    if (h5) {
+        ct_h5_quiet q;
+        ct_h5_quiet_on(&q);
+        rc = write_h5_matrices(tmp, n, names, m, rows, cols, err);
+        ct_h5_quiet_off(&q);
+    } else {
+        rc = write_csv_matrices(tmp, n, m, rows, cols, err);
+    }
+    if (rc == 0)
+        rc = ct_commit_temp(tmp, path, err);
+    if (rc < 0) {
+        unlink(tmp);
+        ct_err_prefix(err, "saving predictions to %s", path);
+    }
+    free(tmp);
+    return rc;
 }
 
 int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,

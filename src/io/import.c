@@ -21,6 +21,8 @@
 #define CSV_LINE_MAX (1u << 20)
 /* Lines between looks at the stop flag. */
 #define CSV_STOP_LINES 4096
+/* IDX data is read in pieces of this many bytes (decompressed). */
+#define IDX_PIECE (4u << 20)
 
 /* ---- HDF5 output ---- */
 
@@ -76,34 +78,17 @@ static int copy_fd(int from, int to)
  * empty file. */
 static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
 {
-    size_t n = strlen(o->path) + 16;
-    if (!(o->tmp = malloc(n)))
-        return ct_err(err, CT_ERR_NOMEM, "out of memory");
-    snprintf(o->tmp, n, "%s.tmp-XXXXXX", o->path);
-    int fd = mkstemp(o->tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(o->tmp);
-        o->tmp = NULL;
-        return ct_err(err, CT_ERR_IO, "cannot write %s: cannot create a temporary file beside "
-                      "it: %s", o->path, strerror(e));
-    }
-    if (!exists) {
-        mode_t mask = umask(0);
-        umask(mask);
-        mode = 0666 & ~mask;
-    }
-    fchmod(fd, mode & 07777);
-    int rc = 0;
-    if (exists) {
-        int in = open(o->path, O_RDONLY | O_NONBLOCK);
-        if (in < 0 || copy_fd(in, fd) < 0)
-            rc = ct_err(err, CT_ERR_IO, "cannot write %s: copying it to %s failed: %s", o->path,
-                        o->tmp, strerror(errno));
-        if (in >= 0)
-            close(in);
-    }
-    if (close(fd) < 0 && rc == 0)
+    if (!(o->tmp = ct_temp_beside(o->path, err)))
+        return -1;
+    if (!exists)
+        return 0;
+    int rc = 0, out = open(o->tmp, O_WRONLY | O_TRUNC), in = open(o->path, O_RDONLY | O_NONBLOCK);
+    if (out < 0 || in < 0 || fchmod(out, mode & 07777) < 0 || copy_fd(in, out) < 0)
+        rc = ct_err(err, CT_ERR_IO, "cannot write %s: copying it to %s failed: %s", o->path,
+                    o->tmp, strerror(errno));
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) < 0 && rc == 0)
         rc = ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
     return rc;
 }
@@ -111,22 +96,10 @@ static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
 /* Makes the temporary file durable and puts it in place of the output. */
 static int out_commit(out_file *o, ct_error *err)
 {
-    if (ct_fsync_path(o->tmp, O_RDONLY) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", o->tmp, strerror(errno));
-    if (ct_check_replaceable(o->path, err) < 0)
+    if (ct_commit_temp(o->tmp, o->path, err) < 0)
         return -1;
-    if (rename(o->tmp, o->path) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", o->tmp, o->path,
-                      strerror(errno));
     free(o->tmp);
     o->tmp = NULL;
-    char *dir = strdup(o->path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        ct_fsync_path(d, O_RDONLY | O_DIRECTORY); /* not every file system can */
-        free(dir);
-    }
     return 0;
 }
 
@@ -329,12 +302,11 @@ static int idx_body(gzFile f, const char *path, idx *out, ct_error *err)
 {
     uint64_t cap = 0, got = 0;
     double started = ct_stop_clock();
+    char what[4200];
+    snprintf(what, sizeof what, "importing %s", path);
     while (got < out->count) {
-        if (ct_stop_due(started)) {
-            char what[4200];
-            snprintf(what, sizeof what, "importing %s", path);
+        if (ct_stop_due(started))
             return ct_stop_error(err, what);
-        }
         if (got == cap) {
             uint64_t want = cap ? cap * 2 : IDX_CHUNK;
             if (want > out->count)
@@ -345,12 +317,15 @@ static int idx_body(gzFile f, const char *path, idx *out, ct_error *err)
             out->data = p;
             cap = want;
         }
-        int64_t r = gz_read_all(f, out->data + got, cap - got);
+        /* pieces of at most IDX_PIECE, so a stop and the progress come often */
+        uint64_t piece = cap - got < IDX_PIECE ? cap - got : IDX_PIECE;
+        int64_t r = gz_read_all(f, out->data + got, piece);
         if (r < 0)
             return gz_fail(f, path, err);
         got += (uint64_t)r;
-        if (got < cap)
+        if ((uint64_t)r < piece)
             break;
+        ct_phase_progress(started, what, (int64_t)got, (int64_t)out->count, "bytes");
     }
     if (got < out->count)
         return ct_err(err, CT_ERR_DATA,
@@ -557,9 +532,12 @@ static int csv_read(csv *c, bool header, ct_error *err)
     FILE *f = fopen(c->path, "r");
     if (!f)
         return ct_err(err, CT_ERR_IO, "cannot open %s: %s", c->path, strerror(errno));
-    char *buf = NULL;
+    char *buf = NULL, progress_what[4200];
     size_t cap = 0;
     int rc = 0, got;
+    struct stat st;
+    off_t size = fstat(fileno(f), &st) == 0 ? st.st_size : 0;
+    snprintf(progress_what, sizeof progress_what, "importing %s", c->path);
     double started = ct_stop_clock();
     while (rc == 0 && (got = csv_getline(f, &buf, &cap)) != 0) {
         c->line++;
@@ -575,11 +553,18 @@ static int csv_read(csv *c, bool header, ct_error *err)
             char what[4200];
             snprintf(what, sizeof what, "importing %s (line %" PRId64 ")", c->path, c->line);
             rc = ct_stop_error(err, what);
-        } else if (!(header && c->line == 1))
+        } else if (c->line % CSV_STOP_LINES == 0 && size > 0) {
+            off_t at = ftello(f);
+            if (at > 0)
+                ct_phase_progress(started, progress_what, at < size ? at : size, size, "bytes");
+        }
+        if (rc == 0 && got > 0 && !(header && c->line == 1))
             rc = csv_line(c, buf, err);
     }
     if (rc == 0 && ferror(f))
         rc = ct_err(err, CT_ERR_IO, "reading %s failed: %s", c->path, strerror(errno));
+    if (rc == 0)
+        ct_phase_progress(started, progress_what, size, size, "bytes");
     free(buf);
     fclose(f);
     if (rc == 0 && c->nrows == 0)

@@ -13,6 +13,7 @@
 #include <cJSON.h>
 
 #include "guard.h"
+#include "h5image.h"
 #include "h5util.h"
 #include "weights.h"
 
@@ -393,106 +394,15 @@ static int check_names(const ct_model *m, ct_error *err)
     return 0;
 }
 
-/* Writes n bytes to path (which exists), replacing its contents. */
-static int write_bytes(const char *path, const void *data, size_t n, ct_error *err)
-{
-    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0)
-        return ct_err(err, CT_ERR_IO, "writing %s: %s", path, strerror(errno));
-    const char *p = data;
-    int rc = 0;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = ct_err(err, CT_ERR_IO, "writing %s: %s", path,
-                        strerror(w < 0 ? errno : ENOSPC));
-            break;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    if (close(fd) < 0 && rc == 0)
-        rc = ct_err(err, CT_ERR_IO, "writing %s: %s", path, strerror(errno));
-    return rc;
-}
-
-/* The memory HDF5's core driver builds a file in: kept when the file closes (HDF5 frees
- * it otherwise), so the closed file's bytes, superblock final, can be written out. */
-typedef struct image_buf {
-    void *kept;
-} image_buf;
-
-static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op, (void)udata;
-    return malloc(size ? size : 1);
-}
-
-static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
-                          void *udata)
-{
-    (void)op, (void)udata;
-    return memcpy(dest, src, size);
-}
-
-static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op, (void)udata;
-    return realloc(ptr, size ? size : 1);
-}
-
-static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
-{
-    image_buf *b = udata;
-    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && b && !b->kept)
-        b->kept = ptr;
-    else
-        free(ptr);
-    return 0;
-}
-
-static void *image_udata_copy(void *udata) { return udata; }
-static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
-
-/* The end of the file an HDF5 image holds, from its superblock (versions 2 and 3: the
- * signature, 4 bytes, then base, extension, end-of-file and root addresses); 0 if not. */
-static size_t image_size(const unsigned char *p, size_t alloc)
-{
-    if (alloc < 48 || memcmp(p, "\211HDF\r\n\032\n", 8) != 0 || (p[8] != 2 && p[8] != 3))
-        return 0;
-    size_t o = p[9];
-    if (o != 8 && o != 4)
-        return 0;
-    uint64_t eof = 0;
-    for (size_t i = 0; i < o; i++)
-        eof |= (uint64_t)p[12 + 2 * o + i] << (8 * i);
-    return eof <= alloc ? (size_t)eof : 0;
-}
-
-/* The file is built in memory (HDF5's core driver, no backing store) and written to tmp
- * by write_bytes: HDF5 1.10 never meets a full disk, which it survives badly (a create or
- * close that fails half way leaves the file half open, and its exit handler then loops or
- * crashes). Closing the file closes whatever is still open in it (H5F_CLOSE_STRONG). */
+/* The file is built in memory (h5image.h) and written to tmp. */
 static int write_file(const ct_model *m, const char *tmp, const char *model_config,
                       const char *training_config, ct_weights_extra extra, void *ctx,
                       ct_error *err)
 {
     char version[128];
     snprintf(version, sizeof version, "ctrain-%s", ct_version());
-    /* The 1.8 format stores attributes over 64 KiB (large model configs) densely. */
-    image_buf img = {NULL};
-    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
-                                      image_udata_copy, image_udata_free, &img};
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
-    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0
-        && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
-        && H5Pset_file_image_callbacks(fapl, &cb) >= 0
-        && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) >= 0)
-        file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    ct_h5_image img;
+    hid_t file = ct_h5_image_create(&img, tmp);
     if (file < 0)
         return h5_io_err(err, "cannot create", tmp);
     int rc = write_string(file, "keras_version", version) == 0
@@ -505,64 +415,12 @@ static int write_file(const ct_model *m, const char *tmp, const char *model_conf
         rc = write_model_weights(file, m, version, err);
     if (rc == 0 && extra)
         rc = extra((int64_t)file, ctx, err);
-    hsize_t alloc = 0;
-    if (rc == 0 && (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fget_filesize(file, &alloc) < 0))
-        rc = h5_io_err(err, "writing", tmp);
-    if (H5Fclose(file) < 0 && rc == 0)
-        rc = h5_io_err(err, "writing", tmp);
-    void *image = img.kept;
-    size_t size = image ? image_size(image, (size_t)alloc) : 0;
-    if (rc == 0 && size == 0)
-        rc = ct_err(err, CT_ERR_INTERNAL, "writing %s: HDF5 built no file image", tmp);
-    /* Most bytes reach the disk here, so this is where a full disk usually shows. */
-    if (rc == 0)
-        rc = write_bytes(tmp, image, size, err);
-    free(image);
-    return rc;
-}
-
-/* Makes the temporary file durable, then puts it in place atomically. */
-static int commit(const char *tmp, const char *path, ct_error *err)
-{
-    if (ct_fsync_path(tmp, O_RDONLY) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
-    if (ct_check_replaceable(path, err) < 0)
-        return -1;
-    if (rename(tmp, path) < 0)
-        return ct_err(err, CT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    char *dir = strdup(path);
-    if (!dir)
-        return 0;
-    char *slash = strrchr(dir, '/');
-    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-    /* Not every file system can sync a directory; the rename has happened either way. */
-    ct_fsync_path(d, O_RDONLY | O_DIRECTORY);
-    free(dir);
-    return 0;
-}
-
-/* Creates "<path>.tmp-XXXXXX" readable as a normal new file would be. */
-static char *make_temp(const char *path, ct_error *err)
-{
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        ct_err(err, CT_ERR_NOMEM, "out of memory");
-        return NULL;
+    if (rc < 0) {
+        H5Fclose(file);
+        free(img.kept);
+        return rc;
     }
-    snprintf(tmp, n, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ct_err(err, CT_ERR_IO, "cannot write %s: cannot create a temporary file beside it: %s",
-               path, strerror(errno));
-        free(tmp);
-        return NULL;
-    }
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    close(fd);
-    return tmp;
+    return ct_h5_image_write(&img, file, tmp, err);
 }
 
 int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
@@ -578,7 +436,7 @@ int ct_weights_save_with(const ct_model *m, const char *path, const char *model_
     if (check_names(m, err) < 0 || ct_check_replaceable(path, err) < 0)
         return -1;
     char *generated = model_config ? NULL : ct_model_config_json(m);
-    char *tmp = make_temp(path, err);
+    char *tmp = ct_temp_beside(path, err);
     if (!tmp) {
         free(generated);
         return -1;
@@ -589,7 +447,7 @@ int ct_weights_save_with(const ct_model *m, const char *path, const char *model_
                         ctx, err);
     ct_h5_quiet_off(&q);
     if (rc == 0)
-        rc = commit(tmp, path, err);
+        rc = ct_commit_temp(tmp, path, err);
     if (rc < 0) {
         unlink(tmp);
         ct_err_prefix(err, "saving weights to %s", path);

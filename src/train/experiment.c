@@ -566,6 +566,8 @@ const char *ct_experiment_warnings(const ct_experiment *ex)
     return ex->model && ex->model->warnings ? ex->model->warnings : "";
 }
 
+int ct_experiment_verbose(const ct_experiment *ex) { return ex->verbose; }
+
 int ct_experiment_load_weights(ct_experiment *ex, const char *path, ct_error *err)
 {
     return ct_weights_load(ex->model, path, err);
