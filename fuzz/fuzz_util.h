@@ -31,12 +31,16 @@ const char *__asan_default_options(void)
 }
 
 /* HDF5 1.10 leaks its own structures (metadata-cache entries, layout messages) when it
- * fails to load them from a damaged file: plain H5Fopen / H5Gopen2 / H5Fclose on such a
- * file leak the same way. Those come from HDF5's free lists (H5FL_*) or its metadata cache
- * and never reach ctrain; anything else, vlen data HDF5 hands to ctrain included (plain
- * malloc inside H5T conversions), is still reported. */
+ * fails to load them from a damaged file: plain H5Fopen / H5Gopen2 / H5Oopen / H5Fclose on
+ * such a file leak the same way. Those come from HDF5's free lists (H5FL_*), its metadata
+ * cache, or a dataset's layout message read while H5Dopen fails (H5D__layout_oh_read, also
+ * for virtual layouts), and never reach ctrain; anything else, vlen data HDF5 hands to
+ * ctrain included (plain malloc inside H5T conversions), is still reported. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:H5FL_\nleak:H5C_protect\n"; }
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:H5FL_\nleak:H5C_protect\nleak:H5D__layout_oh_read\n";
+}
 
 /* Without this every leak check lists the suppressions it used. */
 const char *__lsan_default_options(void);

@@ -85,6 +85,10 @@ typedef struct ct_fit_options {
 /* Asks a running ct_experiment_fit to stop after its current batch: it writes a
  * checkpoint and returns CT_ERR_INTERRUPT. Safe to call from a signal handler. */
 void ct_request_stop(void);
+/* False while the library is inside a call that cannot look at a stop request: HDF5
+ * opening a data, weights or checkpoint file (which a damaged file can keep busy for
+ * ever). A signal handler may then end the process instead. Safe in a signal handler. */
+bool ct_stop_is_prompt(void);
 
 /* Long phases (validating or loading a dataset, importing a file) say how far they are
  * through the function set here; none is set at first, and NULL removes it. what names the

@@ -177,6 +177,12 @@ static volatile sig_atomic_t stop_requested;
 void ct_request_stop(void) { stop_requested = 1; }
 bool ct_stop_pending(void) { return stop_requested != 0; }
 
+static volatile sig_atomic_t unpolled;
+
+void ct_unpolled_begin(void) { unpolled = unpolled + 1; }
+void ct_unpolled_end(void) { unpolled = unpolled - 1; }
+bool ct_stop_is_prompt(void) { return unpolled == 0; }
+
 static double stop_grace = 0.25;
 
 double ct_stop_clock(void)

@@ -50,6 +50,10 @@ bool ct_stop_due(double started);
 double ct_stop_clock(void);
 /* Sets the grace time of ct_stop_due (tests use 0). */
 void ct_stop_set_grace(double seconds);
+/* Brackets a stretch that cannot poll the stop flag (ct_stop_is_prompt is false inside);
+ * they nest. */
+void ct_unpolled_begin(void);
+void ct_unpolled_end(void);
 /* Forgets a stop request once the run that acted on it is over. */
 void ct_stop_clear(void);
 /* Tells the reporter set with ct_set_phase_reporter (if any) how far a phase begun at

@@ -65,6 +65,17 @@ END_TEST
 
 /* x stored as a 2-byte integer with 1023 bits of precision: converting it to float smashed
  * the stack inside HDF5 (H5T__bit_get_d). */
+/* fuzz_dataset: chunks of 6 x 33554431 x 4 x 1 in a 6 x 4 x 4 x 1 dataset (HDF5 never
+ * writes a chunk longer than a fixed axis): H5Dread overran its buffer (SEGV in
+ * H5VM_memcpyvv) while validating. */
+START_TEST(test_dataset_chunk_past_axis)
+{
+    expect_dataset_error("dataset-chunk-past-axis.h5",
+                         ":/train/images: its chunks are 33554431 long on axis 1, which holds at "
+                         "most 4; the file is damaged");
+}
+END_TEST
+
 START_TEST(test_dataset_int_precision)
 {
     expect_dataset_error("dataset-int-precision.h5",
@@ -225,6 +236,7 @@ static Suite *regress_suite(void)
     tcase_add_test(tc, test_dataset_empty_axis_validate);
     tcase_add_test(tc, test_dataset_empty_axis_overflow);
     tcase_add_test(tc, test_dataset_compact_short);
+    tcase_add_test(tc, test_dataset_chunk_past_axis);
     tcase_add_test(tc, test_dataset_int_precision);
     tcase_add_test(tc, test_dataset_odd_type_size);
     tcase_add_test(tc, test_dataset_group_cycle);

@@ -11,11 +11,12 @@
 #include "cli.h"
 
 /* The first SIGINT or SIGTERM asks fit to stop after the current batch and write a
- * checkpoint; a second one ends the process at once. */
+ * checkpoint; a second one ends the process at once, as does the first while the library
+ * cannot act on it soon (HDF5 opening a file: nothing to save yet). */
 static void on_signal(int sig)
 {
     static volatile sig_atomic_t seen;
-    if (seen++) {
+    if (seen++ || !ct_stop_is_prompt()) {
         signal(sig, SIG_DFL);
         raise(sig);
         return;

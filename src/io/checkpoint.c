@@ -6,6 +6,7 @@
 
 #include "callbacks.h"
 #include "checkpoint.h"
+#include "guard.h"
 #include "h5util.h"
 #include "weights.h"
 
@@ -397,6 +398,7 @@ int ct_checkpoint_load(ct_experiment *ex, const char *path, ct_train_state *st, 
         return -1;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
+    ct_unpolled_begin();
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     /* Like the weights, the state must come from this file, not through external links. */
     hid_t gapl = ct_h5_local_access(H5P_GROUP_ACCESS);
@@ -422,6 +424,7 @@ int ct_checkpoint_load(ct_experiment *ex, const char *path, ct_train_state *st, 
         H5Pclose(dapl);
     if (file >= 0)
         H5Fclose(file);
+    ct_unpolled_end();
     ct_h5_quiet_off(&q);
     return rc;
 }

@@ -397,7 +397,9 @@ ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x
     ds->ny = ny;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
+    ct_unpolled_begin();
     int rc = open_all(ds, x, xscale, y, err);
+    ct_unpolled_end();
     ct_h5_quiet_off(&q);
     if (rc < 0) {
         ct_dataset_close(ds);

@@ -172,14 +172,16 @@ int ct_h5_check_layout(hid_t dataset, const char *label, ct_error *err)
     return 0;
 }
 
-/* Values in the dataset's shape, and bytes of one value; false when unreadable. */
-static bool extent_of(hid_t dataset, int *rank, hsize_t *dims, hsize_t *npoints, size_t *width)
+/* The dataset's shape and largest shape, its values, and bytes of one value; false when
+ * unreadable. */
+static bool extent_of(hid_t dataset, int *rank, hsize_t *dims, hsize_t *maxdims,
+                      hsize_t *npoints, size_t *width)
 {
     hid_t type = H5Dget_type(dataset), space = H5Dget_space(dataset);
     *width = type >= 0 ? H5Tget_size(type) : 0;
     *rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
     bool ok = *width > 0 && *rank >= 0 && *rank <= H5S_MAX_RANK
-              && H5Sget_simple_extent_dims(space, dims, NULL) == *rank;
+              && H5Sget_simple_extent_dims(space, dims, maxdims) == *rank;
     hssize_t n = ok ? H5Sget_simple_extent_npoints(space) : -1;
     *npoints = n >= 0 ? (hsize_t)n : 0;
     if (type >= 0)
@@ -196,9 +198,9 @@ static int check_allocated(hid_t dataset, hid_t dcpl, H5D_layout_t layout, const
                            ct_error *err)
 {
     int rank;
-    hsize_t dims[H5S_MAX_RANK], npoints;
+    hsize_t dims[H5S_MAX_RANK], maxdims[H5S_MAX_RANK], npoints;
     size_t width;
-    if (!extent_of(dataset, &rank, dims, &npoints, &width))
+    if (!extent_of(dataset, &rank, dims, maxdims, &npoints, &width))
         return ct_err(err, CT_ERR_DATA, "%s: cannot read its shape and type", label);
     if (npoints == 0)
         return 0;
@@ -220,6 +222,11 @@ static int check_allocated(hid_t dataset, hid_t dcpl, H5D_layout_t layout, const
         if (chunk[i] == 0)
             return ct_err(err, CT_ERR_DATA, "%s: its chunk shape has a zero axis; the file is "
                           "damaged", label);
+        /* HDF5 never writes a chunk longer than a fixed axis; reading one overruns */
+        if (maxdims[i] != H5S_UNLIMITED && chunk[i] > maxdims[i])
+            return ct_err(err, CT_ERR_DATA, "%s: its chunks are %llu long on axis %d, which "
+                          "holds at most %llu; the file is damaged", label,
+                          (unsigned long long)chunk[i], i, (unsigned long long)maxdims[i]);
         want *= (double)((dims[i] + chunk[i] - 1) / chunk[i]);
     }
 #if H5_VERSION_GE(1, 10, 5)

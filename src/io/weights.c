@@ -732,6 +732,7 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
                  .gapl = H5I_INVALID_HID, .dapl = H5I_INVALID_HID};
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
+    ct_unpolled_begin();
     int rc = open_root(&ld, err);
     if (rc == 0)
         rc = read_layers(&ld, err);
@@ -742,6 +743,7 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
         install(&ld, m);
     }
     loader_close(&ld);
+    ct_unpolled_end();
     ct_h5_quiet_off(&q);
     return rc;
 }
