@@ -212,6 +212,14 @@ wait $pid
 status=$?
 if [ $status = 130 ] && grep -q -- "--resume $tmp/int" "$tmp/int.log"; then ok; else bad "SIGINT: status $status, $(tail -1 "$tmp/int.log")"; fi
 
+# The default thread count is the cores the process may run on, not the machine's.
+if command -v taskset >/dev/null && [ "$(nproc --all)" -gt 1 ]; then
+    got=$(taskset -c 0 "$ctrain" check "$tmp/tiny.yaml" --no-data --print | sed -n 's/^  threads: //p')
+    [ "$got" = 1 ] && ok || bad "under taskset -c 0 the default threads is '$got', not 1"
+else
+    echo "cli: taskset missing or one core: the affinity check is skipped"
+fi
+
 # CSV import.
 printf 'a,b,label\n0.5,1,0\n1.5,2,1\n' >"$tmp/t.csv"
 expect 0 "Wrote train/x and train/y" -- "$ctrain" data import-csv "$tmp/t.csv" --header -o "$tmp/c.h5"

@@ -19,6 +19,9 @@ void ct_threads_set(int n);
  * and every worker. */
 void ct_flush_denormals(void);
 int ct_threads_get(void);
+/* The cores this process may run on: its affinity mask (taskset, a cpuset), capped by
+ * its cgroup's CPU quota (rounded up); at least 1. The default of backend.threads. */
+int ct_usable_cores(void);
 
 typedef void (*ct_task)(void *ctx, int64_t begin, int64_t end);
 

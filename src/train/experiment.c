@@ -416,8 +416,9 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
         b = ct_map_set_map(ex->root, "backend");
     if (b->type != CT_NODE_MAP)
         return ct_node_err(err, b, "'backend' must be a map such as {device: cpu, threads: 2}");
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    /* The default is the machine's memory, as the default thread count is its cores. */
+    long cores = ct_usable_cores();
+    /* The default is the machine's memory, as the default thread count is the cores this
+     * process may use. */
     double phys = ct_physical_memory();
     int64_t phys_mb = phys >= (1 << 20) ? (int64_t)(phys / (1 << 20)) : CT_MAX_MEMORY_MB;
     bool given = ct_map_get(b, "memory_limit_mb") != NULL;
