@@ -4,6 +4,7 @@
  * users see only our messages; the innermost HDF5 reason is appended where it helps. */
 #include <errno.h>
 #include <pthread.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ typedef struct member {
     bool is_signed;    /* integer types */
     size_t bytes;      /* stored element size */
     double scale;      /* applied when read: x's own, 1 for y */
+    bool read_later;   /* a loader reads every value after validation (see data.h) */
     int64_t chunk_rows;   /* rows of one chunk (0: not chunked) */
     double chunk_span;    /* bytes of the chunks that hold one row, decompressed */
     char *name;        /* as given, for row-count messages */
@@ -490,9 +492,10 @@ static int read_member(const member *mb, int64_t start, int64_t count, void *out
     cnt[0] = (hsize_t)count;
     for (int i = 1; i < mb->rank; i++)
         cnt[i] = mb->dims[i];
-    hsize_t n = (hsize_t)(count * mb->size);
+    /* The memory space has the selection's own shape: with another rank HDF5 maps a
+     * chunked read element by element (H5S_select_iterate), ten times h5py's time. */
     hid_t fs = H5Dget_space(mb->id);
-    hid_t ms = H5Screate_simple(1, &n, NULL);
+    hid_t ms = H5Screate_simple(mb->rank, cnt, NULL);
     herr_t rc = -1;
     if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0)
         rc = H5Dread(mb->id, mem_type, ms, fs, H5P_DEFAULT, out);
@@ -552,6 +555,37 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
     return rc;
 }
 
+/* How a loader keeps a member in memory. Integer data of one or two bytes (images, mostly)
+ * stays in its stored type, a quarter or half of float32, and is converted to float (times
+ * the scale) only as each batch is assembled: (float)v * scale is exactly what reading it
+ * as float and scaling gives, so results do not depend on the storage. */
+typedef enum { STORE_F32, STORE_U8, STORE_I8, STORE_U16, STORE_I16 } store_kind;
+
+static store_kind store_for(const member *mb)
+{
+    if (!mb->integer || mb->bytes > 2)
+        return STORE_F32;
+    if (mb->bytes == 1)
+        return mb->is_signed ? STORE_I8 : STORE_U8;
+    return mb->is_signed ? STORE_I16 : STORE_U16;
+}
+
+static size_t store_bytes(store_kind k)
+{
+    return k == STORE_F32 ? 4 : (k == STORE_U8 || k == STORE_I8) ? 1 : 2;
+}
+
+static hid_t store_type(store_kind k)
+{
+    switch (k) {
+    case STORE_U8: return H5T_NATIVE_UCHAR;
+    case STORE_I8: return H5T_NATIVE_SCHAR;
+    case STORE_U16: return H5T_NATIVE_USHORT;
+    case STORE_I16: return H5T_NATIVE_SHORT;
+    default: return H5T_NATIVE_FLOAT;
+    }
+}
+
 /* ---- validation ---- */
 
 static int64_t first_nonfinite(const float *v, int64_t rows, int64_t size)
@@ -582,11 +616,34 @@ static int check_labels(const member *mb, const float *y, int64_t start, int64_t
     return 0;
 }
 
+/* Whether every value of integer member mb, times its scale, is a finite float, so
+ * there is nothing to check (a uint8 image scaled by 1/255). */
+static bool always_finite(const member *mb)
+{
+    double largest = ldexp(1.0, 8 * mb->bytes); /* above the type's largest magnitude */
+    return mb->integer && largest * fabs(mb->scale) < (double)FLT_MAX;
+}
+
 /* Member mb's rows [start, start + count), read into v: finite, and class labels when
  * nclasses > 0. */
 static int check_block(const member *mb, float *v, int64_t start, int64_t count,
                        int64_t nclasses, ct_error *err)
 {
+    if (nclasses <= 0 && always_finite(mb)) {
+        if (mb->read_later)
+            return 0;
+        /* nothing to check but that the data read: no conversion to float needed */
+        store_kind k = store_for(mb);
+        if (k != STORE_F32) {
+            pthread_mutex_lock(&h5_read_lock);
+            ct_h5_quiet q;
+            ct_h5_quiet_on(&q);
+            int rc = read_member(mb, start, count, v, store_type(k), err);
+            ct_h5_quiet_off(&q);
+            pthread_mutex_unlock(&h5_read_lock);
+            return rc;
+        }
+    }
     if (read_floats(mb, start, count, v, err) < 0)
         return -1;
     int64_t bad = first_nonfinite(v, count, mb->size);
@@ -665,6 +722,12 @@ int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error 
     return rc;
 }
 
+void ct_dataset_will_load(ct_dataset *ds)
+{
+    for (int i = 0; i < ds->nx + ds->ny; i++)
+        ds->m[i].read_later = true;
+}
+
 int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err)
 {
     int64_t nc[CT_MAX_IO] = {nclasses}; /* labels are checked in y member 0 only */
@@ -673,36 +736,6 @@ int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err)
 
 /* ---- loader ---- */
 
-/* How a loader keeps a member in memory. Integer data of one or two bytes (images, mostly)
- * stays in its stored type, a quarter or half of float32, and is converted to float (times
- * the scale) only as each batch is assembled: (float)v * scale is exactly what reading it
- * as float and scaling gives, so results do not depend on the storage. */
-typedef enum { STORE_F32, STORE_U8, STORE_I8, STORE_U16, STORE_I16 } store_kind;
-
-static store_kind store_for(const member *mb)
-{
-    if (!mb->integer || mb->bytes > 2)
-        return STORE_F32;
-    if (mb->bytes == 1)
-        return mb->is_signed ? STORE_I8 : STORE_U8;
-    return mb->is_signed ? STORE_I16 : STORE_U16;
-}
-
-static size_t store_bytes(store_kind k)
-{
-    return k == STORE_F32 ? 4 : (k == STORE_U8 || k == STORE_I8) ? 1 : 2;
-}
-
-static hid_t store_type(store_kind k)
-{
-    switch (k) {
-    case STORE_U8: return H5T_NATIVE_UCHAR;
-    case STORE_I8: return H5T_NATIVE_SCHAR;
-    case STORE_U16: return H5T_NATIVE_USHORT;
-    case STORE_I16: return H5T_NATIVE_SHORT;
-    default: return H5T_NATIVE_FLOAT;
-    }
-}
 
 /* The reader thread's hand-over: idle, a batch wanted (the thread owns the loader's
  * cursor), or a batch ready in p (one buffer per member). */
@@ -897,6 +930,13 @@ static int alloc_scratch(ct_loader *ld, int64_t m, ct_error *err)
     ld->run_rows = (int64_t)RUN_BYTES / ld->row_bytes;
     if (ld->run_rows < 1)
         ld->run_rows = 1;
+    /* Whole chunks per read where the data are chunked: runs then start and end on chunk
+     * boundaries (while rows follow each other), and HDF5 decodes each chunk once. */
+    int64_t chunk = 0;
+    for (int i = 0; i < ld->nm; i++)
+        chunk = ld->col[i].mb->chunk_rows > chunk ? ld->col[i].mb->chunk_rows : chunk;
+    if (chunk > 0)
+        ld->run_rows = ld->run_rows > chunk ? ld->run_rows - ld->run_rows % chunk : chunk;
     ld->picks = malloc((size_t)(m > 0 ? m : 1) * sizeof *ld->picks);
     bool ok = ld->picks != NULL;
     for (int i = 0; i < ld->nm; i++)

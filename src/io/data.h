@@ -74,6 +74,11 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
  * hold integers in [0, nclasses[j]) where nclasses[j] > 0 (nclasses NULL: no label checks;
  * else ny entries). Errors name the file, dataset and first bad row. */
 int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err);
+/* Says that a loader will read every value after validation (fit, evaluate, predict):
+ * validation then leaves out members that hold integers finite whatever they are (once
+ * scaled) and are not class labels, so uint8 images are read once, not twice; a damaged
+ * chunk among them shows when the loader reads it. `check` reads everything. */
+void ct_dataset_will_load(ct_dataset *ds);
 /* The same with nclasses for y member 0 only. */
 int ct_dataset_validate(ct_dataset *ds, int64_t nclasses, ct_error *err);
 

@@ -630,7 +630,7 @@ static int shape_err(ct_experiment *ex, const ct_source *src, ct_dataset *ds, in
 }
 
 ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, const char *role,
-                                      ct_error *err)
+                                      bool will_load, ct_error *err)
 {
     const ct_model *m = ex->model;
     int ny = src->y[0] ? m->noutputs : 0;
@@ -651,6 +651,8 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, c
     for (int k = 0; k < ny; k++)
         if (check_targets(ex, ds, k, role, nclasses, err) < 0)
             goto fail;
+    if (will_load)
+        ct_dataset_will_load(ds);
     if (ct_dataset_check_chunks(ds, ex->memory_limit, err) < 0 ||
         ct_dataset_validate_multi(ds, ny ? nclasses : NULL, err) < 0)
         goto fail;
@@ -685,7 +687,7 @@ int ct_experiment_check_data(ct_experiment *ex, ct_error *err)
     for (int i = 0; i < 3; i++) {
         if (!srcs[i]->given)
             continue;
-        ct_dataset *ds = ct_experiment_open_source(ex, srcs[i], roles[i], err);
+        ct_dataset *ds = ct_experiment_open_source(ex, srcs[i], roles[i], false, err);
         if (!ds)
             return -1;
         ct_dataset_close(ds);

@@ -68,9 +68,10 @@ struct ct_experiment {
 };
 
 /* Opens a data source and checks it against the model: sample shape, target shape,
- * finite x, labels in range. Returns NULL on error. role: "data.train", ... */
+ * finite x, labels in range. will_load: a loader reads the data next (see
+ * ct_dataset_will_load). Returns NULL on error. role: "data.train", ... */
 struct ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src,
-                                             const char *role, ct_error *err);
+                                             const char *role, bool will_load, ct_error *err);
 
 /* Runs the model over a loader in inference mode; fills `values` with the loss (first)
  * and each metric. */
