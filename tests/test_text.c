@@ -492,6 +492,51 @@ START_TEST(test_progress_and_stop)
 }
 END_TEST
 
+/* Grows the file once the second reading has begun (the reporter hears done > size after
+ * its first block), so that it finds more than the first. */
+typedef struct grower {
+    const char *path, *more;
+    int64_t size;
+} grower;
+
+static void grow(void *ctx, const char *what, int64_t done, int64_t total, const char *unit,
+                 double elapsed)
+{
+    (void)what, (void)total, (void)unit, (void)elapsed;
+    grower *g = ctx;
+    if (done <= g->size || !g->more)
+        return;
+    FILE *f = fopen(g->path, "a");
+    ck_assert(f != NULL);
+    fputs(g->more, f);
+    fclose(f);
+    g->more = NULL;
+}
+
+/* A file that changes between the two readings is refused, not half written. */
+START_TEST(test_changed_between_readings)
+{
+    char in[4200];
+    snprintf(in, sizeof in, "%s", write_bytes("grows.txt", "abracadabra", 11));
+    grower g = {in, "abracadabra", 11};
+    ct_set_phase_reporter(grow, &g);
+    ct_text_options o = opts(CT_TEXT_CHAR, 3, 0, 1);
+    expect_error(in, &o, CT_ERR_DATA, "%s changed while it was imported (it is read twice); "
+                 "import a copy that stays as it is");
+    /* A new token, and with labels a new class name. */
+    snprintf(in, sizeof in, "%s", write_bytes("grows.txt", "abracadabra", 11));
+    g = (grower){in, "z", 11};
+    expect_error(in, &o, CT_ERR_DATA, "%s changed while it was imported (it is read twice); "
+                 "import a copy that stays as it is");
+    snprintf(in, sizeof in, "%s", write_bytes("grows.csv", "a,x\n", 4));
+    g = (grower){in, "a,y\n", 4};
+    o.labels = true;
+    expect_error(in, &o, CT_ERR_DATA, "%s changed while it was imported (it is read twice); "
+                 "import a copy that stays as it is");
+    ct_set_phase_reporter(NULL, NULL);
+}
+END_TEST
+
 static Suite *text_suite(void)
 {
     Suite *s = suite_create("text");
@@ -508,6 +553,7 @@ static Suite *text_suite(void)
     tcase_add_test(tc, test_bad_files_and_options);
     tcase_add_test(tc, test_bad_labels);
     tcase_add_test(tc, test_progress_and_stop);
+    tcase_add_test(tc, test_changed_between_readings);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -247,8 +247,9 @@ int ct_text_scan(ct_text_job *j)
         for (ssize_t i = 0; i < got; i++, j->offset++)
             if (put_byte(j, j->block[i]) < 0)
                 return -1;
+        /* done == total is said once, by the caller, when the import has succeeded */
         int64_t done = base + j->offset;
-        ct_phase_progress(j->started, j->what, done < total ? done : total, total, "bytes");
+        ct_phase_progress(j->started, j->what, done < total ? done : total - 1, total, "bytes");
     }
     return scan_end(j);
 }
