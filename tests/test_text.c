@@ -371,6 +371,15 @@ START_TEST(test_bad_text)
     o.split = 0.2;
     BAD("abracadabra", &o, "%s: the training share, 2 of its 11 tokens (--split 0.2), is "
         "shorter than --seq-len + 1 (4)");
+    /* 200000 overlapping windows of a million tokens: 1.6 TB of x and y. */
+    size_t n = 1200000;
+    char *big = malloc(n), in[4200];
+    memset(big, 'a', n);
+    snprintf(in, sizeof in, "%s", write_bytes("big.txt", big, n));
+    free(big);
+    o = opts(CT_TEXT_CHAR, 1000000, 1, 1);
+    expect_error(in, &o, CT_ERR_USAGE, "%s: 200000 rows of 1000000 tokens would take 1490 GiB, "
+                 "more than 1024; choose a larger --stride or a smaller --seq-len");
 }
 END_TEST
 

@@ -259,12 +259,19 @@ static int plan_parts(ct_text_job *j)
                       train ? j->split_at : n - j->split_at, n, o->split, j->seq + 1,
                       train ? "" : "; --split 1 makes no validation data");
     }
-    double bytes = 2.0 * 4.0 * (double)(j->part[0].rows + j->part[1].rows) * (double)j->seq;
-    if (bytes > (double)OUT_MAX)
-        return ct_err(j->err, CT_ERR_USAGE, "%s: windows of %" PRId64 " tokens every %" PRId64
-                      " would take %.0f GiB; choose a larger --stride", j->path, j->seq,
-                      j->stride, bytes / (1 << 30));
     return 0;
+}
+
+/* x (and, for windows, y) would fill a disk: a tiny stride over a long text. */
+static int check_size(ct_text_job *j)
+{
+    double rows = (double)(j->part[0].rows + j->part[1].rows);
+    double bytes = (j->opt->labels ? 4.0 : 8.0) * rows * (double)j->seq;
+    if (bytes <= (double)OUT_MAX)
+        return 0;
+    return ct_err(j->err, CT_ERR_USAGE, "%s: %.0f rows of %" PRId64 " tokens would take %.0f "
+                  "GiB, more than 1024; choose a larger --stride or a smaller --seq-len",
+                  j->path, rows, j->seq, bytes / (1 << 30));
 }
 
 /* ---- the HDF5 file ---- */
@@ -411,7 +418,7 @@ static int first_pass(ct_text_job *j)
     if (j->opt->labels && j->int_labels && j->bad_label_line)
         return ct_err(j->err, CT_ERR_DATA, "%s:%" PRId64 ": label %s is out of range (0 to %d)",
                       j->path, j->bad_label_line, j->bad_label, INT32_MAX);
-    if (plan_parts(j) < 0)
+    if (plan_parts(j) < 0 || check_size(j) < 0)
         return -1;
     int64_t size = j->opt->vocab_size;
     if (!size)
