@@ -2,12 +2,12 @@
  * vocabulary from a first reading, then windows of ids (a language model's inputs and
  * next-token targets) or labelled rows from a second. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "guard.h"
