@@ -91,6 +91,10 @@ data() {
 # characters as windows of 100 with their next characters (ctrain data import-text).
 fortunes_data() {
     src=/usr/share/games/fortunes
+    if [ ! -f data/fortunes.txt ] && [ ! -d "$src" ]; then
+        echo "setup.sh: $src is missing: install the fortunes packages (scripts/setup.sh --deps)" >&2
+        return 1
+    fi
     if [ ! -f data/fortunes.txt ]; then
         find "$src" -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' -print0 \
             | LC_ALL=C sort -z | xargs -0 cat | sed 's/^%$//' >data/fortunes.txt.part
