@@ -14,12 +14,15 @@
 #   scripts/setup.sh --deps     only install the Debian packages
 #   scripts/setup.sh --build    only (re)build
 #   scripts/setup.sh --data     only prepare data/fashion-mnist.h5 (Fashion-MNIST, plus the
-#                               datasets scripts/fashion_extras.py derives from it)
+#                               datasets scripts/fashion_extras.py derives from it), and
+#                               data/fortunes.txt and data/fortunes-char.h5 (Debian's
+#                               fortunes: English text for sequence models)
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
-hdf5-tools dataset-fashion-mnist valgrind python3-numpy python3-h5py python3-venv python3-pip"
+hdf5-tools dataset-fashion-mnist fortunes fortunes-min valgrind python3-numpy python3-h5py \
+python3-venv python3-pip"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
 # /usr/bin/time for peak memory.
@@ -80,6 +83,27 @@ data() {
             break
         fi
     done
+    fortunes_data
+}
+
+# The fortune files (text only: not the .dat indexes or the .u8 links to the same text)
+# in a fixed order, with the "%" line between two fortunes made a blank line; then its
+# characters as windows of 100 with their next characters (ctrain data import-text).
+fortunes_data() {
+    src=/usr/share/games/fortunes
+    if [ ! -f data/fortunes.txt ] && [ ! -d "$src" ]; then
+        echo "setup.sh: $src is missing: install the fortunes packages (scripts/setup.sh --deps)" >&2
+        return 1
+    fi
+    if [ ! -f data/fortunes.txt ]; then
+        find "$src" -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' -print0 \
+            | LC_ALL=C sort -z | xargs -0 cat | sed 's/^%$//' >data/fortunes.txt.part
+        mv data/fortunes.txt.part data/fortunes.txt
+    fi
+    if [ ! -f data/fortunes-char.h5 ]; then
+        ./ctrain data import-text data/fortunes.txt --level char --seq-len 100 \
+            -o data/fortunes-char.h5
+    fi
 }
 
 # The sanitizer build gets its own copy of the sources (the top folder is configured in

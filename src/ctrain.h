@@ -131,6 +131,45 @@ int ct_data_import_idx(const char *images, const char *labels, const char *out,
 int ct_data_import_csv(const char *csv, const char *out, const char *group, int label_column,
                        bool header, ct_error *err);
 
+/* Tokens of ct_data_import_text: Unicode characters (code points) or words. */
+typedef enum { CT_TEXT_CHAR = 0, CT_TEXT_WORD = 1 } ct_text_level;
+
+/* Options of ct_data_import_text, filled by the caller (on its stack);
+ * ct_text_options_default sets the defaults. Messages about them name the command
+ * line's options (--seq-len...). */
+typedef struct ct_text_options {
+    ct_text_level level;   /* default CT_TEXT_CHAR */
+    int64_t seq_len;       /* tokens per window, or per row with labels; 1 to 1000000; 100 */
+    int64_t stride;        /* tokens from one window's start to the next; 0: seq_len */
+    int64_t vocab_size;    /* ids in the vocabulary, 0 and 1 included; at least 3;
+                            * 0: every token (characters) or 20000 (words) */
+    double split;          /* the share of the text (of the rows) for training, in (0, 1];
+                            * the rest, at the end, is validation data; 0.9 */
+    bool labels;           /* the file holds lines of text,label; one row per line */
+    bool header;           /* with labels: skip the first line */
+} ct_text_options;
+
+/* What ct_data_import_text wrote, for the caller's message. */
+typedef struct ct_text_summary {
+    int64_t train_rows, validation_rows;
+    int64_t vocab;         /* ids in the vocabulary, 0 and 1 included */
+    int64_t classes;       /* class names stored (0 with integer labels or without labels) */
+} ct_text_summary;
+
+void ct_text_options_default(ct_text_options *opt);
+
+/* Converts a UTF-8 text file into token ids in group `group` of `out` (created if missing;
+ * NULL or "" is the root): `group`/train/x and train/y (int32, N x seq_len) and, when split
+ * < 1, validation/x and validation/y from the end of the text. Without labels y is x
+ * shifted by one token (the next token at each step); with labels x is each line's text
+ * padded with 0 or cut to seq_len, y (N) its label. `group`/vocab holds the tokens as
+ * UTF-8 strings, index = id: "" (padding, 0), "[UNK]" (1), then by count, ties by first
+ * appearance; attributes level and seq_len. With class names as labels `group`/classes
+ * holds them, index = label. The file is read twice, in blocks, and never held in
+ * memory. summary may be NULL. */
+int ct_data_import_text(const char *path, const char *out, const char *group,
+                        const ct_text_options *opt, ct_text_summary *summary, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

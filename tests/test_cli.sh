@@ -226,6 +226,29 @@ expect 0 "Wrote train/x and train/y" -- "$ctrain" data import-csv "$tmp/t.csv" -
 printf '0.5,1,0\n1.5,x,1\n' >"$tmp/u.csv"
 expect 1 "u.csv:2:5: 'x' is not a number" -- "$ctrain" data import-csv "$tmp/u.csv" -o "$tmp/u.h5"
 
+# Text import: the summary line, usage errors (status 2) and a text too short (status 1).
+printf 'abracadabra' >"$tmp/t.txt"
+expect 0 "Wrote train (3 rows), vocab (7 ids) to $tmp/t.h5" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --seq-len 3 --split 1 -o "$tmp/t.h5"
+expect 0 "Wrote lm/train (2 rows), lm/validation (2 rows), lm/vocab (7 ids) to $tmp/t.h5" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --seq-len 2 --split 0.6 --group lm -o "$tmp/t.h5"
+expect 2 "import-text needs one FILE and -o OUT.h5" -- "$ctrain" data import-text "$tmp/t.txt"
+expect 2 "--level takes char or word, not 'byte'" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --level byte -o "$tmp/t.h5"
+expect 2 "--seq-len takes a number from 1 to 1000000, not '0'" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --seq-len 0 -o "$tmp/t.h5"
+expect 2 "--vocab-size takes a number from 3 to 2147483647, not '2'" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --vocab-size 2 -o "$tmp/t.h5"
+expect 2 "--split takes a share in (0, 1], not '1.5'" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --split 1.5 -o "$tmp/t.h5"
+expect 2 "--header applies to --labels only" -- \
+    "$ctrain" data import-text "$tmp/t.txt" --header -o "$tmp/t.h5"
+expect 1 "t.txt holds 11 tokens; --seq-len 100 needs at least 101" -- \
+    "$ctrain" data import-text "$tmp/t.txt" -o "$tmp/t.h5"
+printf 'good film,pos\nbad film,neg\n' >"$tmp/l.csv"
+expect 0 "Wrote train (2 rows), vocab (5 ids), classes (2) to $tmp/l.h5" -- \
+    "$ctrain" data import-text "$tmp/l.csv" --labels --level word --seq-len 4 --split 1 -o "$tmp/l.h5"
+
 # Absurd sizes fail in summary and check before anything is allocated, naming the layer.
 # (The address space is capped so that a check that let one through could not exhaust
 # the machine.)

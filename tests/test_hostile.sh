@@ -83,6 +83,13 @@ expect 1 "ctrain: error: cannot open /dev/zero: it is a character device, not a 
     "$ctrain" data import-csv /dev/zero -o "$tmp/c.h5"
 expect 1 "ctrain: error: cannot open /dev/zero: it is a character device, not a regular file" -- \
     "$ctrain" data import-idx --images /dev/zero --labels "$tmp/lab.idx" -o "$tmp/c.h5"
+expect 1 "ctrain: error: cannot open $tmp/fifo.csv: $fifo" -- \
+    "$ctrain" data import-text "$tmp/fifo.csv" -o "$tmp/c.h5"
+expect 1 "ctrain: error: cannot open /dev/zero: it is a character device, not a regular file" -- \
+    "$ctrain" data import-text /dev/zero -o "$tmp/c.h5"
+printf 'PK\003\004\024\000\010\000' >"$tmp/zip.txt"
+expect 1 "ctrain: error: $tmp/zip.txt:1: a NUL byte at byte offset 5; this is not a text file" -- \
+    "$ctrain" data import-text "$tmp/zip.txt" -o "$tmp/c.h5"
 expect 1 "ctrain: error: cannot open $tmp: it is a directory" -- \
     "$ctrain" evaluate "$tmp/tiny.yaml" --weights "$tmp"
 

@@ -1,5 +1,8 @@
-/* cmd_data.c - `ctrain data import-idx` and `ctrain data import-csv`. */
+/* cmd_data.c - `ctrain data import-idx`, `import-csv` and `import-text`. */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,15 +72,99 @@ static int import_csv(int argc, char **argv)
     return CLI_OK;
 }
 
+/* A whole number for option name, in [lo, hi]; -1 after printing the usage error. */
+static int parse_count(const char *name, const char *arg, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (*end || !*arg || errno || v < lo || v > hi) {
+        cli_usage("data", "--%s takes a number from %" PRId64 " to %" PRId64 ", not '%s'", name,
+                  lo, hi, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int text_option(int c, ct_text_options *o)
+{
+    switch (c) {
+    case 'L':
+        if (strcmp(optarg, "char") && strcmp(optarg, "word"))
+            return cli_usage("data", "--level takes char or word, not '%s'", optarg), -1;
+        o->level = strcmp(optarg, "word") ? CT_TEXT_CHAR : CT_TEXT_WORD;
+        return 0;
+    case 'n': return parse_count("seq-len", optarg, 1, 1000000, &o->seq_len);
+    case 's': return parse_count("stride", optarg, 1, 1000000, &o->stride);
+    case 'v': return parse_count("vocab-size", optarg, 3, INT32_MAX, &o->vocab_size);
+    case 'p': {
+        char *end;
+        o->split = strtod(optarg, &end);
+        if (*end || !*optarg || !(o->split > 0 && o->split <= 1))
+            return cli_usage("data", "--split takes a share in (0, 1], not '%s'", optarg), -1;
+        return 0;
+    }
+    case 'b': o->labels = true; return 0;
+    case 'H': o->header = true; return 0;
+    default: return cli_usage("data", "bad option"), -1;
+    }
+}
+
+static int import_text(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},   {"group", required_argument, NULL, 'g'},
+        {"level", required_argument, NULL, 'L'},    {"seq-len", required_argument, NULL, 'n'},
+        {"stride", required_argument, NULL, 's'},   {"vocab-size", required_argument, NULL, 'v'},
+        {"split", required_argument, NULL, 'p'},    {"labels", no_argument, NULL, 'b'},
+        {"header", no_argument, NULL, 'H'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *out = NULL, *group = "";
+    ct_text_options o;
+    ct_text_options_default(&o);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        if (c == 'o')
+            out = optarg;
+        else if (c == 'g')
+            group = optarg;
+        else if (c == 'h')
+            return cli_command_help("data");
+        else if (text_option(c, &o) < 0)
+            return CLI_USAGE;
+    }
+    if (!out || optind != argc - 1)
+        return cli_usage("data", "import-text needs one FILE and -o OUT.h5");
+    ct_error err = {0};
+    ct_text_summary s;
+    if (ct_data_import_text(argv[optind], out, group, &o, &s, &err) < 0)
+        return cli_fail(&err);
+    const char *g = group, *sep = group[0] && strcmp(group, "/") ? "/" : "";
+    if (!sep[0])
+        g = "";
+    printf("Wrote %s%strain (%" PRId64 " rows)", g, sep, s.train_rows);
+    if (s.validation_rows)
+        printf(", %s%svalidation (%" PRId64 " rows)", g, sep, s.validation_rows);
+    printf(", %s%svocab (%" PRId64 " ids)", g, sep, s.vocab);
+    if (s.classes)
+        printf(", %s%sclasses (%" PRId64 ")", g, sep, s.classes);
+    printf(" to %s\n", out);
+    return CLI_OK;
+}
+
 int cmd_data(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage("data", "data needs a subcommand: import-idx or import-csv");
+        return cli_usage("data", "data needs a subcommand: import-idx, import-csv or import-text");
     if (strcmp(argv[1], "import-idx") == 0)
         return import_idx(argc - 1, argv + 1);
     if (strcmp(argv[1], "import-csv") == 0)
         return import_csv(argc - 1, argv + 1);
+    if (strcmp(argv[1], "import-text") == 0)
+        return import_text(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return cli_command_help("data");
-    return cli_usage("data", "unknown data subcommand '%s' (import-idx, import-csv)", argv[1]);
+    return cli_usage("data", "unknown data subcommand '%s' (import-idx, import-csv, import-text)", argv[1]);
 }

@@ -68,12 +68,26 @@ static const cli_command commands[] = {
      "  --print            also print the resolved config (every default filled in)\n"},
     {"data", cmd_data,
      "data import-idx --images F --labels F -o OUT.h5 [--group G]\n"
-     "  ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]",
-     "Converts IDX (optionally gzipped) or CSV files into the HDF5 layout ctrain reads.\n"
+     "  ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]\n"
+     "  ctrain data import-text FILE -o OUT.h5 [--level char|word] [--seq-len N] [--stride S]\n"
+     "         [--vocab-size V] [--split F] [--labels [--header]] [--group G]",
+     "Converts IDX (optionally gzipped), CSV or UTF-8 text files into the HDF5 layout ctrain\n"
+     "reads.\n"
      "import-idx writes G/images (uint8, N x H x W x 1) and G/labels (uint8).\n"
      "import-csv writes G/x (float32) and G/y (int32 labels, or float32 targets);\n"
      "--label-column counts from 0, negative from the end (default -1).\n"
-     "  --group G          group in the output file (default: train)\n"},
+     "import-text writes G/train/x, G/train/y and, from the end of the text,\n"
+     "G/validation/x, G/validation/y (int32 token ids, rows of N): windows of the text and\n"
+     "the next token at each step, or with --labels one row per line of text,label and\n"
+     "its label; G/vocab holds the tokens by id (0 padding, 1 unknown).\n"
+     "  --group G          group in the output file (default: train; import-text: the root)\n"
+     "  --level char|word  import-text's tokens: characters (default) or words and\n"
+     "                     punctuation\n"
+     "  --seq-len N        tokens per row (default 100)\n"
+     "  --stride S         tokens between windows' starts (default: N)\n"
+     "  --vocab-size V     ids kept, 0 and 1 included (default: every character, or 20000)\n"
+     "  --split F          share of the text (rows) for training (default 0.9)\n"
+     "  --labels           lines of text,label (an integer or a class name)\n"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

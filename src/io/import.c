@@ -13,12 +13,10 @@
 #include "ctrain.h"
 #include "guard.h"
 #include "h5util.h"
+#include "import.h"
 
 #define IDX_CHUNK (1u << 20)
 #define IDX_MAX_DIMS 8
-/* The longest CSV line read (man/ctrain.1 documents it): a file without line ends, or
- * /dev/zero, would otherwise be read into memory as one line. */
-#define CSV_LINE_MAX (1u << 20)
 /* Lines between looks at the stop flag. */
 #define CSV_STOP_LINES 4096
 /* IDX data is read in pieces of this many bytes (decompressed). */
@@ -26,18 +24,8 @@
 
 /* ---- HDF5 output ---- */
 
-/* An open output file and the group datasets go into. Everything is written to a
- * temporary file beside the output (a copy of it when it exists), which replaces the
- * output only once complete: a full disk or an error half way leaves the output as it
- * was. */
-typedef struct out_file {
-    const char *path;
-    const char *group;   /* as given, for messages */
-    char *tmp;           /* "<path>.tmp-XXXXXX", removed unless renamed over path */
-    hid_t file, loc;
-} out_file;
 
-static void out_close(out_file *o)
+void ct_out_close(ct_out_file *o)
 {
     if (o->loc >= 0 && o->loc != o->file)
         H5Gclose(o->loc);
@@ -76,7 +64,7 @@ static int copy_fd(int from, int to)
 
 /* Creates o->tmp beside path: a copy of path when it exists (same permissions), else an
  * empty file. */
-static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
+static int make_temp(ct_out_file *o, bool exists, mode_t mode, ct_error *err)
 {
     if (!(o->tmp = ct_temp_beside(o->path, err)))
         return -1;
@@ -94,7 +82,7 @@ static int make_temp(out_file *o, bool exists, mode_t mode, ct_error *err)
 }
 
 /* Makes the temporary file durable and puts it in place of the output. */
-static int out_commit(out_file *o, ct_error *err)
+static int out_commit(ct_out_file *o, ct_error *err)
 {
     if (ct_commit_temp(o->tmp, o->path, err) < 0)
         return -1;
@@ -103,7 +91,7 @@ static int out_commit(out_file *o, ct_error *err)
     return 0;
 }
 
-static int open_group(out_file *o, ct_error *err)
+static int open_group(ct_out_file *o, ct_error *err)
 {
     const char *g = o->group;
     if (!g || !g[0] || strcmp(g, "/") == 0) {
@@ -132,8 +120,7 @@ static int open_group(out_file *o, ct_error *err)
     return 0;
 }
 
-/* Opens out read-write, creating it if missing, and its group. */
-static int out_open(out_file *o, const char *path, const char *group, ct_error *err)
+int ct_out_open(ct_out_file *o, const char *path, const char *group, ct_error *err)
 {
     o->path = path;
     o->group = group;
@@ -169,8 +156,7 @@ static int out_open(out_file *o, const char *path, const char *group, ct_error *
     return open_group(o, err);
 }
 
-/* Writes a contiguous dataset `name` in the group, replacing any existing one. */
-static int out_write(out_file *o, const char *name, hid_t file_type, hid_t mem_type, int rank,
+int ct_out_write(ct_out_file *o, const char *name, hid_t file_type, hid_t mem_type, int rank,
                      const hsize_t *dims, const void *data, ct_error *err)
 {
     if (H5Lexists(o->loc, name, H5P_DEFAULT) > 0 && H5Ldelete(o->loc, name, H5P_DEFAULT) < 0)
@@ -195,7 +181,7 @@ static int out_write(out_file *o, const char *name, hid_t file_type, hid_t mem_t
     return 0;
 }
 
-static int out_finish(out_file *o, ct_error *err)
+int ct_out_finish(ct_out_file *o, ct_error *err)
 {
     int rc = 0;
     if (o->loc >= 0 && o->loc != o->file && H5Gclose(o->loc) < 0)
@@ -368,19 +354,20 @@ static int idx_write(const char *labels, const idx *im, const idx *lb,
         dims[i] = im->dims[i];
     if (rank == 3)
         dims[rank++] = 1;   /* (N, H, W) -> (N, H, W, 1): one channel, as Keras expects */
-    out_file o;
+    ct_out_file o;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
-    int rc = out_open(&o, out, group, err);
+    int rc = ct_out_open(&o, out, group, err);
     if (rc == 0)
-        rc = out_write(&o, "images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, rank, dims, im->data, err);
+        rc = ct_out_write(&o, "images", H5T_STD_U8LE, H5T_NATIVE_UCHAR, rank, dims, im->data,
+                          err);
     if (rc == 0 && labels) {
         hsize_t n = lb->dims[0];
-        rc = out_write(&o, "labels", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &n, lb->data, err);
+        rc = ct_out_write(&o, "labels", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &n, lb->data, err);
     }
     if (rc == 0)
-        rc = out_finish(&o, err);
-    out_close(&o);
+        rc = ct_out_finish(&o, err);
+    ct_out_close(&o);
     ct_h5_quiet_off(&q);
     return rc;
 }
@@ -492,7 +479,7 @@ static int csv_line(csv *c, const char *text, ct_error *err)
     return 0;
 }
 
-/* One line into *buf (without its end), at most CSV_LINE_MAX bytes: 1 a line, 0 at the
+/* One line into *buf (without its end), at most CT_CSV_LINE_MAX bytes: 1 a line, 0 at the
  * end of the file, -1 a line too long, -2 a NUL byte (not text). */
 static int csv_getline(FILE *f, char **buf, size_t *cap)
 {
@@ -505,7 +492,7 @@ static int csv_getline(FILE *f, char **buf, size_t *cap)
             break;
         if (ch == '\0')
             return -2;
-        if (len >= CSV_LINE_MAX)
+        if (len >= CT_CSV_LINE_MAX)
             return -1;
         if (len + 2 > *cap) {
             size_t want = *cap ? *cap * 2 : 4096;
@@ -543,7 +530,7 @@ static int csv_read(csv *c, bool header, ct_error *err)
         c->line++;
         if (got == -1)
             rc = ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ": the line is longer than %u bytes; "
-                        "is this a CSV file?", c->path, c->line, CSV_LINE_MAX);
+                        "is this a CSV file?", c->path, c->line, CT_CSV_LINE_MAX);
         else if (got == -2)
             rc = ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ": a NUL byte; this is not a CSV (text) "
                         "file", c->path, c->line);
@@ -599,19 +586,20 @@ static int csv_write(const csv *c, int64_t label, const char *out, const char *g
             integer = false;
     }
     if (rc == 0) {
-        out_file o;
+        ct_out_file o;
         ct_h5_quiet q;
         ct_h5_quiet_on(&q);
         hsize_t dims[2] = {(hsize_t)c->nrows, (hsize_t)nf};
-        rc = out_open(&o, out, group, err);
+        rc = ct_out_open(&o, out, group, err);
         if (rc == 0)
-            rc = out_write(&o, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims, x, err);
+            rc = ct_out_write(&o, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims, x, err);
         if (rc == 0)
-            rc = integer ? out_write(&o, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, yi, err)
-                         : out_write(&o, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dims, yf, err);
+            rc = integer
+                     ? ct_out_write(&o, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, yi, err)
+                     : ct_out_write(&o, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dims, yf, err);
         if (rc == 0)
-            rc = out_finish(&o, err);
-        out_close(&o);
+            rc = ct_out_finish(&o, err);
+        ct_out_close(&o);
         ct_h5_quiet_off(&q);
     }
     free(x);
