@@ -1785,12 +1785,14 @@ START_TEST(test_weights_failed_save)
 
     /* A failure half way through writing: the old file stays, the temporary goes. */
     fake_build(&b, 2, false, 50);
-    snprintf(b.layers[2].params[0].name, sizeof b.layers[2].params[0].name, "bad/name");
+    /* (a weight nested under another weight: the first is a dataset, not a group) */
+    snprintf(b.layers[2].params[1].name, sizeof b.layers[2].params[1].name, "%s:0/x",
+             b.layers[2].params[0].name);
     ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
     snprintf(want, sizeof want,
-             "saving weights to %s: writing the weights of layer 'dense_1' failed: component not "
-             "found", w);
+             "saving weights to %s: writing the weights of layer 'dense_1' failed: message type "
+             "not found", w);
     ck_assert_str_eq(err.msg, want);
     ck_assert_int_eq(count_temps(sub), 0);
     ck_assert_int_eq(file_bytes(w), size);
