@@ -1337,6 +1337,22 @@ START_TEST(test_token_data_errors)
     expect_token_error(true, NO_BAD, " holds floating-point values, but it feeds layer "
                                  "'embedding' (Embedding), which takes integer token ids: "
                                  "store them as an integer type");
+    /* targets per position for an output with one position are refused, as one-hot
+     * rows are */
+    char *dir = token_dir(token_config, false, NO_BAD);
+    char p[4200], want[8192];
+    snprintf(p, sizeof p, "%s/tokens.yaml", dir);
+    const char *set[] = {"data.train.y=next"};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_experiment_check_data(ex, &err), -1);
+    snprintf(want, sizeof want, "data.train: y '%s/train.h5:/next' has targets of shape (6,), "
+             "but the loss sparse_categorical_crossentropy takes one class index per position "
+             "of the output (None, 2) (1 per sample)", dir);
+    ck_assert_str_eq(err.msg, want);
+    ct_experiment_free(ex);
+    free(dir);
 }
 END_TEST
 
@@ -1404,6 +1420,16 @@ START_TEST(test_sequence_targets)
     ck_assert_str_eq(names[1], "accuracy");
     ck_assert_str_eq(names[2], "sparse_top_k_categorical_accuracy");
     ck_assert_msg(values[1] >= 0.9, "next-token accuracy %g", values[1]);
+    /* the weights (keras_hub's nested names for the token and position tables) reload */
+    ct_experiment *again = load_in(dir, "tokens.yaml");
+    char w[4200];
+    snprintf(w, sizeof w, "%s/weights.h5", run);
+    ck_assert_msg(ct_experiment_load_weights(again, w, &err) == 0, "%s", err.msg);
+    double v2[8];
+    ck_assert_int_eq(ct_experiment_evaluate(again, NULL, NULL, NULL, names, v2, 8, &err), 3);
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq(values[k], v2[k]);
+    ct_experiment_free(again);
     /* the same scores from the model's outputs on the test data */
     ct_dataset *ds = ct_experiment_open_source(ex, &ex->test, "data.test", &err);
     ck_assert_msg(ds != NULL, "%s", err.msg);
