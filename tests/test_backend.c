@@ -1277,6 +1277,36 @@ START_TEST(test_merge_same_bits)
 }
 END_TEST
 
+/* The embedding ops give the same bits on 1 and 3 threads: the scatter-add splits the
+ * table's columns, each walking every id in order. */
+START_TEST(test_embedding_same_bits)
+{
+    const ct_backend *b = be();
+    const int64_t nrows = 50, dim = 96, n = 4000;
+    float *table = malloc(sizeof(float) * nrows * dim), *ids = malloc(sizeof(float) * n);
+    float *dy = malloc(sizeof(float) * n * dim);
+    tu_fill(table, nrows * dim, 12, -1, 1);
+    tu_fill(dy, n * dim, 13, -1, 1);
+    tu_fill(ids, n, 14, 0, 1);
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = floorf(ids[i] * (float)nrows);
+    float *y[2], *g[2];
+    for (int t = 0; t < 2; t++) {
+        ct_threads_set(1 + 2 * t);
+        y[t] = calloc((size_t)(n * dim), sizeof(float));
+        g[t] = calloc((size_t)(nrows * dim), sizeof(float));
+        b->gather_rows(table, nrows, dim, ids, n, y[t]);
+        b->scatter_add_rows(dy, ids, n, dim, g[t], nrows);
+    }
+    ct_threads_set(1);
+    ck_assert(memcmp(y[0], y[1], sizeof(float) * (size_t)(n * dim)) == 0);
+    ck_assert(memcmp(g[0], g[1], sizeof(float) * (size_t)(nrows * dim)) == 0);
+    for (int t = 0; t < 2; t++)
+        free(y[t]), free(g[t]);
+    free(table), free(ids), free(dy);
+}
+END_TEST
+
 /* ---- threads --------------------------------------------------------------------- */
 
 static void mark_task(void *ctx, int64_t begin, int64_t end)
@@ -1395,6 +1425,7 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_gemm_batched);
     tcase_add_test(tc, test_l2_normalize);
     tcase_add_test(tc, test_merge_same_bits);
+    tcase_add_test(tc, test_embedding_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }

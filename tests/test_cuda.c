@@ -783,6 +783,35 @@ START_TEST(test_merge_ops)
 }
 END_TEST
 
+/* Gather and scatter-add with repeated ids, the table's edges and ids outside it (which
+ * read zeros and add nothing); the scatter on both of the GPU's paths (more ids than table
+ * rows, and fewer), onto a gradient that already holds values. Bits must match. */
+START_TEST(test_embedding_ops)
+{
+    const int64_t nrows = 37, dim = 13, counts[2] = {500, 20};
+    for (int k = 0; k < 2; k++) {
+        int64_t n = counts[k];
+        pair table = mk(nrows * dim, 194, -1, 1), ids = mk(n, 195 + (unsigned)k, 0, 1);
+        for (int64_t i = 0; i < n; i++)
+            ids.c[i] = floorf(ids.c[i] * (float)(nrows + 3)) - 1.0f; /* -1 .. nrows + 1 */
+        ids.c[0] = 0.0f, ids.c[1] = (float)(nrows - 1), ids.c[2] = 2.5f, ids.c[3] = NAN;
+        ids.c[4] = (float)nrows, ids.c[5] = 0.0f, ids.c[6] = -1.0f;
+        GPU->upload(ids.g, ids.c, (size_t)n * sizeof(float));
+        pair y = mk(n * dim, 0, 0, 0), dy = mk(n * dim, 196, -1, 1);
+        pair grad = mk(nrows * dim, 197, -1, 1);
+        CPU->gather_rows(table.c, nrows, dim, ids.c, n, y.c);
+        GPU->gather_rows(table.g, nrows, dim, ids.g, n, y.g);
+        expect_equal("gather_rows", &y);
+        CPU->scatter_add_rows(dy.c, ids.c, n, dim, grad.c, nrows);
+        GPU->scatter_add_rows(dy.g, ids.g, n, dim, grad.g, nrows);
+        expect_equal(k ? "scatter_add_rows (by id)" : "scatter_add_rows (by row)", &grad);
+        pair *all[] = {&table, &ids, &y, &dy, &grad};
+        for (size_t j = 0; j < 5; j++)
+            drop(all[j]);
+    }
+}
+END_TEST
+
 /* ---- layers and whole experiments ---------------------------------------------------- */
 
 /* The same experiment on both backends (the CUDA one with backend.device=cuda). */
@@ -819,7 +848,8 @@ static void train_step(ct_experiment *ex, const float *x, const float *y, int64_
 {
     ct_model *m = ex->model;
     const ct_backend *be = m->be;
-    int64_t cols = ct_shape_size(ct_model_output_shape(m));
+    const ct_shape *out = ct_model_output_shape(m);
+    int64_t cols = out->dim[out->ndim - 1], positions = ct_shape_size(out) / cols;
     float *yd = be->alloc((size_t)(rows * ycols) * sizeof(float));
     be->upload(m->inputs[0].data, x, (size_t)(rows * ct_shape_size(&m->input_shape)) * sizeof(float));
     be->upload(yd, y, (size_t)(rows * ycols) * sizeof(float));
@@ -828,13 +858,13 @@ static void train_step(ct_experiment *ex, const float *x, const float *y, int64_
     ct_pass pass = {.training = true, .seed = ex->seed, .step = step};
     const ct_tensor *pred = ct_model_forward(m, &pass, rows);
     ct_loss_op op = ct_loss_op_of(&ex->loss[0]);
-    be->loss(&op, pred->data, yd, ct_model_output_grad(m, 0), rows, cols, 1.0f / (float)rows,
-             &ex->acc[0]);
+    be->loss(&op, pred->data, yd, ct_model_output_grad(m, 0), rows * positions, cols,
+             1.0f / (float)(rows * positions), &ex->acc[0]);
     ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
     ct_optimizer_apply(ex->optimizer, m->params, m->nparams, m->values, m->grads);
     double sums[2];
     be->download(sums, ex->acc, sizeof sums);
-    *loss = (sums[0] + sums[1]) / (double)rows;
+    *loss = sums[0] / (double)(rows * positions) + sums[1] / (double)rows;
     be->free(yd);
     ct_error err = {0};
     ck_assert_msg(be->check(&err) == 0, "step %lld: %s", (long long)step, err.msg);
@@ -905,6 +935,15 @@ static const char *const ZOO[] = {
     "    - {type: global_average_pooling2d}\n    - {type: reshape, target_shape: [2, 2]}\n"
     "    - {type: global_max_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: sgd, loss: categorical_crossentropy, metrics: [accuracy]}\n",
+    /* token ids in, one class per position out (a loss over a time axis) */
+    "model:\n  input_shape: [7]\n  layers:\n"
+    "    - {type: embedding, input_dim: 11, output_dim: 6}\n"
+    "    - {type: position_embedding, sequence_length: 9}\n"
+    "    - {name: tap, type: token_and_position_embedding, vocabulary_size: 11, "
+    "sequence_length: 7, embedding_dim: 6, inputs: input_layer}\n"
+    "    - {type: add, inputs: [position_embedding, tap]}\n"
+    "    - {type: dense, units: 5, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind
@@ -945,14 +984,15 @@ static int zoo_missing_kinds(void)
     return missing;
 }
 
-/* Labels for a model's loss, rows of ycols floats. */
+/* Labels for a model's loss, rows of ycols floats (sparse: one class per position). */
 static void make_labels(const ct_experiment *ex, float *y, int64_t rows, int64_t ycols,
                         unsigned seed)
 {
-    int64_t classes = ct_shape_size(ct_model_output_shape(ex->model));
+    const ct_shape *out = ct_model_output_shape(ex->model);
+    int64_t classes = out->dim[out->ndim - 1];
     tu_fill(y, rows * ycols, seed, 0, 1);
     if (ex->loss[0].kind->sparse_labels)
-        for (int64_t r = 0; r < rows; r++)
+        for (int64_t r = 0; r < rows * ycols; r++)
             y[r] = (float)(r % classes);
     else if (ct_loss_op_of(&ex->loss[0]).id == CT_LOSS_CCE)
         for (int64_t r = 0; r < rows; r++)
@@ -961,6 +1001,21 @@ static void make_labels(const ct_experiment *ex, float *y, int64_t rows, int64_t
     else if (ct_loss_op_of(&ex->loss[0]).id == CT_LOSS_BCE)
         for (int64_t i = 0; i < rows * ycols; i++)
             y[i] = y[i] > 0.5f;
+}
+
+/* A model whose input is read by an embedding gets token ids: the table's edges, an id
+ * outside it (a row of zeros on both) and repeats. */
+static void token_ids(const ct_model *m, float *x, int64_t n)
+{
+    int64_t ids = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind->token_ids)
+            ids = m->layers[i].kind->token_ids(&m->layers[i]);
+    if (!ids)
+        return;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = floorf((x[i] + 1.0f) * 0.5f * (float)ids);
+    x[0] = 0.0f, x[1] = (float)(ids - 1), x[2] = (float)ids, x[3] = x[1];
 }
 
 START_TEST(test_layers)
@@ -980,6 +1035,7 @@ START_TEST(test_layers)
     int64_t xn = rows * ct_shape_size(&mc->input_shape);
     float *x = malloc((size_t)xn * sizeof *x);
     tu_fill(x, xn, 200 + (unsigned)_i, -1, 1);
+    token_ids(mc, x, xn);
     mc->be->upload(mc->inputs[0].data, x, (size_t)xn * sizeof *x);
     mg->be->upload(mg->inputs[0].data, x, (size_t)xn * sizeof *x);
     ct_pass pass = {.training = true, .seed = 5, .step = 3};
@@ -1020,7 +1076,9 @@ START_TEST(test_layers)
     }
     /* Then five optimizer steps from the same weights; the losses must follow. */
     mg->be->upload(mg->values, mc->values, (size_t)mc->size * sizeof(float));
-    int64_t ycols = c->loss[0].kind->sparse_labels ? 1 : ct_shape_size(ct_model_output_shape(mc));
+    const ct_shape *out = ct_model_output_shape(mc);
+    int64_t ycols = c->loss[0].kind->sparse_labels ? ct_shape_size(out) / out->dim[out->ndim - 1]
+                                                   : ct_shape_size(out);
     float *y = malloc((size_t)(rows * ycols) * sizeof *y);
     make_labels(c, y, rows, ycols, 400 + (unsigned)_i);
     for (int64_t s = 0; s < 5; s++) {
@@ -1166,6 +1224,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_regularize_clip);
     tcase_add_test(ops, test_updates);
     tcase_add_test(ops, test_merge_ops);
+    tcase_add_test(ops, test_embedding_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 300);

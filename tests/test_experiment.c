@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "data.h"
 #include "experiment.h"
 #include "model.h"
 #include "blobs.h"
@@ -1181,6 +1182,277 @@ START_TEST(test_regularizer_in_loss)
 }
 END_TEST
 
+/* --- token inputs and targets over a time axis ------------------------------------------ */
+
+#define NO_BAD (-1000)
+
+/* n sequences of t ids below vocab. Dataset x: class c (y, 0 or 1) draws its ids from the
+ * lower or upper half of the vocabulary; next: the id that follows each one, (x + 1) %
+ * vocab, one target per position. float_x stores x as float32; bad (unless NO_BAD) puts that
+ * id at row 3, position 1. */
+static void write_tokens(const char *path, int n, int t, int vocab, bool float_x, int bad)
+{
+    int32_t *x = malloc(sizeof(int32_t) * (size_t)(n * t)), *y = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)(n * t));
+    float *xf = malloc(sizeof(float) * (size_t)(n * t));
+    uint32_t state = 12345;
+    for (int i = 0; i < n; i++) {
+        y[i] = i % 2;
+        for (int j = 0; j < t; j++) {
+            state = state * 1664525u + 1013904223u;
+            x[i * t + j] = y[i] * (vocab / 2) + (int32_t)((state >> 16) % (uint32_t)(vocab / 2));
+        }
+    }
+    if (bad != NO_BAD)
+        x[3 * t + 1] = bad;
+    for (int i = 0; i < n * t; i++) {
+        next[i] = (x[i] + 1) % vocab;
+        xf[i] = (float)x[i];
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {(hsize_t)n, (hsize_t)t}, dy[1] = {(hsize_t)n};
+    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
+    hid_t a = H5Dcreate2(f, "x", float_x ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, sx, H5P_DEFAULT,
+                         H5P_DEFAULT, H5P_DEFAULT);
+    hid_t b = H5Dcreate2(f, "y", H5T_NATIVE_INT32, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t c = H5Dcreate2(f, "next", H5T_NATIVE_INT32, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(a, float_x ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+             float_x ? (void *)xf : (void *)x);
+    H5Dwrite(b, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dwrite(c, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, next);
+    H5Dclose(a), H5Dclose(b), H5Dclose(c), H5Sclose(sx), H5Sclose(sy), H5Fclose(f);
+    free(x), free(y), free(next), free(xf);
+}
+
+/* data.scale is set to show that token inputs ignore it. */
+static const char *token_config =
+    "name: tokens\nseed: 3\n"
+    "data: {train: {path: train.h5}, test: {path: test.h5}, scale: 0.001}\n"
+    "model:\n  input_shape: [6]\n  layers:\n"
+    "    - {type: embedding, input_dim: 10, output_dim: 8}\n"
+    "    - {type: global_average_pooling1d}\n"
+    "    - {type: dense, units: 2, activation: softmax}\n"
+    "compile: {optimizer: {type: adam, learning_rate: 0.05}, "
+    "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+    "fit: {epochs: 6, batch_size: 16, verbose: 0}\n";
+
+static char *token_dir(const char *config, bool float_x, int bad)
+{
+    char *dir = tu_tmpdir();
+    char p[4096];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_tokens(p, 256, 6, 10, float_x, bad);
+    snprintf(p, sizeof p, "%s/test.h5", dir);
+    write_tokens(p, 64, 6, 10, false, NO_BAD);
+    tu_write(dir, "tokens.yaml", config);
+    return dir;
+}
+
+/* The loss column of history.csv at the first and last epoch. */
+static void history_losses(const char *run, double *first, double *last)
+{
+    char p[4200], line[512];
+    snprintf(p, sizeof p, "%s/history.csv", run);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,accuracy,loss,learning_rate\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        double epoch, acc, loss;
+        ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf", &epoch, &acc, &loss), 3);
+        if (rows++ == 0)
+            *first = loss;
+        *last = loss;
+    }
+    fclose(f);
+}
+
+START_TEST(test_token_fit)
+{
+    char *dir = token_dir(token_config, false, NO_BAD);
+    ct_experiment *ex = load_in(dir, "tokens.yaml");
+    char run[4096];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    double first = 0, last = 0;
+    history_losses(run, &first, &last);
+    ck_assert_msg(last < 0.5 * first, "loss %g -> %g", first, last);
+    const char *names[8];
+    double values[8];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err), 2);
+    ck_assert_msg(values[1] >= 0.95, "test accuracy %g", values[1]);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* Token inputs reach the model unscaled, whatever data.scale says. */
+START_TEST(test_token_input_unscaled)
+{
+    char *dir = token_dir(token_config, false, NO_BAD);
+    ct_experiment *ex = load_in(dir, "tokens.yaml");
+    ct_error err = {0};
+    ct_dataset *ds = ct_experiment_open_source(ex, &ex->train, "data.train", &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ct_loader *ld = ct_loader_new(ds, NULL, ct_dataset_rows(ds), 4, false, 1, 1 << 20, &err);
+    ck_assert_msg(ld != NULL, "%s", err.msg);
+    float x[24], y[4];
+    ck_assert_int_eq(ct_loader_begin_epoch(ld, 0, &err), 0);
+    ck_assert_int_eq(ct_loader_next(ld, x, y, &err), 4);
+    bool big = false;
+    for (int i = 0; i < 24; i++) {
+        ck_assert_msg(x[i] == floorf(x[i]) && x[i] >= 0 && x[i] < 10, "x[%d] = %g", i, x[i]);
+        big |= x[i] >= 1;
+    }
+    ck_assert(big);
+    ct_loader_free(ld);
+    ct_dataset_close(ds);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+static void expect_token_error(bool float_x, int bad, const char *tail)
+{
+    char *dir = token_dir(token_config, float_x, bad);
+    ct_experiment *ex = load_in(dir, "tokens.yaml");
+    ct_error err = {0};
+    char want[8192];
+    snprintf(want, sizeof want, "%s/train.h5:/x%s", dir, tail);
+    int rc = ct_experiment_check_data(ex, &err);
+    ck_assert_msg(rc == -1, "bad=%d float=%d accepted (%s)", bad, float_x, err.msg);
+    ck_assert_msg(strstr(err.msg, want), "expected '%s' in '%s'", want, err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+
+START_TEST(test_token_data_errors)
+{
+    expect_token_error(false, 10, ": row 3 has token id 10 at position 1, but layer "
+                                  "'embedding' (Embedding) takes ids 0..9");
+    expect_token_error(false, -2, ": row 3 has token id -2 at position 1, but layer "
+                                  "'embedding' (Embedding) takes ids 0..9");
+    expect_token_error(true, NO_BAD, " holds floating-point values, but it feeds layer "
+                                 "'embedding' (Embedding), which takes integer token ids: "
+                                 "store them as an integer type");
+    /* targets per position for an output with one position are refused, as one-hot
+     * rows are */
+    char *dir = token_dir(token_config, false, NO_BAD);
+    char p[4200], want[8192];
+    snprintf(p, sizeof p, "%s/tokens.yaml", dir);
+    const char *set[] = {"data.train.y=next"};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_experiment_check_data(ex, &err), -1);
+    snprintf(want, sizeof want, "data.train: y '%s/train.h5:/next' has targets of shape (6,), "
+             "but the loss sparse_categorical_crossentropy takes one class index per position "
+             "of the output (None, 2) (1 per sample)", dir);
+    ck_assert_str_eq(err.msg, want);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* A next-token model: outputs (6, 10) with one target per position. Loss and metrics over
+ * the time axis are compared with a direct computation from the model's outputs; loop 0
+ * takes logits (from_logits), loop 1 a softmax output (fused with the loss). */
+static const char *sequence_configs[2] = {
+    "name: seq\nseed: 5\n"
+    "data: {train: {path: train.h5, y: next}, test: {path: test.h5, y: next}}\n"
+    "model:\n  input_shape: [6]\n  layers:\n"
+    "    - {type: token_and_position_embedding, vocabulary_size: 10, sequence_length: 8, "
+    "embedding_dim: 12}\n"
+    "    - {type: dense, units: 10}\n"
+    "compile: {optimizer: {type: adam, learning_rate: 0.05}, loss: {type: "
+    "sparse_categorical_crossentropy, from_logits: true}, metrics: [accuracy, "
+    "{type: sparse_top_k_categorical_accuracy, k: 2}]}\n"
+    "fit: {epochs: 4, batch_size: 16, verbose: 0}\n",
+    "name: seq\nseed: 5\n"
+    "data: {train: {path: train.h5, y: next}, test: {path: test.h5, y: next}}\n"
+    "model:\n  input_shape: [6]\n  layers:\n"
+    "    - {type: embedding, input_dim: 10, output_dim: 12}\n"
+    "    - {type: position_embedding, sequence_length: 6}\n"
+    "    - {type: dense, units: 10, activation: softmax}\n"
+    "compile: {optimizer: {type: adam, learning_rate: 0.05}, "
+    "loss: sparse_categorical_crossentropy, metrics: [accuracy, "
+    "{type: sparse_top_k_categorical_accuracy, k: 2}]}\n"
+    "fit: {epochs: 4, batch_size: 16, verbose: 0}\n",
+};
+
+/* Mean over samples and positions of the loss, accuracy and top-2 hits, from outputs out
+ * (n x 6 x 10, probabilities or logits) and targets y. */
+static void direct_scores(const float *out, const float *y, int n, bool logits, double *v)
+{
+    v[0] = v[1] = v[2] = 0;
+    for (int i = 0; i < n * 6; i++) {
+        const float *o = out + i * 10;
+        int target = (int)y[i], best = 0, larger = 0;
+        double mx = o[0], se = 0;
+        for (int c = 0; c < 10; c++) {
+            mx = fmax(mx, o[c]);
+            best = o[c] > o[best] ? c : best;
+            larger += o[c] > o[target];
+        }
+        for (int c = 0; c < 10; c++)
+            se += exp(o[c] - mx);
+        v[0] += logits ? -(o[target] - mx - log(se)) : -log(fmax(o[target], 1e-7));
+        v[1] += best == target;
+        v[2] += larger < 2;
+    }
+    for (int k = 0; k < 3; k++)
+        v[k] /= n * 6;
+}
+
+START_TEST(test_sequence_targets)
+{
+    char *dir = token_dir(sequence_configs[_i], false, NO_BAD);
+    ct_experiment *ex = load_in(dir, "tokens.yaml");
+    char run[4096];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    const char *names[8];
+    double values[8];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err), 3);
+    ck_assert_str_eq(names[1], "accuracy");
+    ck_assert_str_eq(names[2], "sparse_top_k_categorical_accuracy");
+    ck_assert_msg(values[1] >= 0.9, "next-token accuracy %g", values[1]);
+    /* the weights (keras_hub's nested names for the token and position tables) reload */
+    ct_experiment *again = load_in(dir, "tokens.yaml");
+    char w[4200];
+    snprintf(w, sizeof w, "%s/weights.h5", run);
+    ck_assert_msg(ct_experiment_load_weights(again, w, &err) == 0, "%s", err.msg);
+    double v2[8];
+    ck_assert_int_eq(ct_experiment_evaluate(again, NULL, NULL, NULL, names, v2, 8, &err), 3);
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq(values[k], v2[k]);
+    ct_experiment_free(again);
+    /* the same scores from the model's outputs on the test data */
+    ct_dataset *ds = ct_experiment_open_source(ex, &ex->test, "data.test", &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    int n = (int)ct_dataset_rows(ds);
+    float *x = malloc(sizeof(float) * (size_t)n * 6), *y = malloc(sizeof(float) * (size_t)n * 6);
+    ck_assert_int_eq(ct_dataset_read(ds, 0, n, x, y, &err), 0);
+    ct_model *m = ex->model;
+    ck_assert_int_eq(ct_model_plan_inference(m, n, &err), 0);
+    memcpy(m->inputs[0].data, x, sizeof(float) * (size_t)n * 6);
+    ct_pass pass = {.training = false, .seed = 5};
+    const ct_tensor *out = ct_model_forward(m, &pass, n);
+    double v[3];
+    direct_scores(out->data, y, n, _i == 0, v);
+    ck_assert_msg(fabs(v[0] - values[0]) < 1e-5 * fmax(1, v[0]), "loss %.9g vs %.9g", values[0], v[0]);
+    ck_assert_double_eq_tol(values[1], v[1], 1e-12);
+    ck_assert_double_eq_tol(values[2], v[2], 1e-12);
+    free(x), free(y);
+    ct_dataset_close(ds);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -1207,6 +1479,10 @@ static Suite *suite(void)
     tcase_add_test(t, test_resume_checks_first);
     tcase_add_test(t, test_non_finite_weights);
     tcase_add_test(t, test_fit_chunked_gzip);
+    tcase_add_test(t, test_token_fit);
+    tcase_add_test(t, test_token_input_unscaled);
+    tcase_add_test(t, test_token_data_errors);
+    tcase_add_loop_test(t, test_sequence_targets, 0, 2);
     suite_add_tcase(s, t);
     return s;
 }

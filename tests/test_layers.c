@@ -764,6 +764,184 @@ START_TEST(test_reshape)
 }
 END_TEST
 
+/* ---- embeddings ----------------------------------------------------------------------- */
+
+/* Parameter gradients against central differences for a batch of given token ids, and no
+ * gradient to the ids themselves. */
+static void gradcheck_tokens(lt *t, int64_t rows, const float *ids)
+{
+    ct_layer *l = &t->l;
+    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
+    memcpy(x, ids, (size_t)nin * sizeof *x);
+    tu_fill(r, nout, 9, -1.0f, 1.0f);
+    tu_fill(dx, nin, 3, 1.0f, 2.0f); /* must come back zeroed */
+    gc g = {.t = t, .pass = &infer_pass, .x = tensor(x, rows, l->in_shape),
+            .y = tensor(y, rows, l->out_shape), .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
+    lt_forward(l, &infer_pass, &g.x, &g.y);
+    memcpy(dy, r, (size_t)nout * sizeof(float));
+    lt_backward(l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
+    for (int64_t i = 0; i < nin; i++)
+        ck_assert_msg(dx[i] == 0.0f, "%s: dx[%lld] = %g", l->name, (long long)i, dx[i]);
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        int64_t n = ct_shape_size(&pa->shape);
+        float *ana = fvec(n);
+        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            gc_compare(&g, pa->name, i, ana, &pa->value[i]);
+        free(ana);
+    }
+    free(x), free(y), free(dy), free(dx), free(r);
+}
+
+START_TEST(test_embedding_shapes)
+{
+    lt t;
+    int64_t in[1] = {4};
+    lt_ok(&t, "{type: embedding, input_dim: 10, output_dim: 3, input_length: 4}", "embedding",
+          1, in, 2);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 4);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 3);
+    ck_assert_int_eq(t.l.nparams, 1);
+    ck_assert_str_eq(t.l.params[0].name, "embeddings");
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 10);
+    ck_assert_int_eq(t.l.params[0].shape.dim[1], 3);
+    /* Keras's "uniform": RandomUniform(-0.05, 0.05) */
+    ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_RANDOM_UNIFORM);
+    ck_assert(t.l.params[0].init.a == -0.05 && t.l.params[0].init.b == 0.05);
+    ck_assert_int_eq(t.l.kind->token_ids(&t.l), 10);
+    lt_free(&t);
+    int64_t in2[2] = {3, 5};
+    lt_ok(&t, "{type: position_embedding, sequence_length: 8}", "position_embedding", 2, in2, 2);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 5);
+    ck_assert_str_eq(t.l.params[0].name, "embeddings");
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 8);
+    ck_assert_int_eq(t.l.params[0].shape.dim[1], 5);
+    ck_assert_int_eq(t.l.params[0].init.kind, CT_INIT_GLOROT_UNIFORM);
+    ck_assert_ptr_null(t.l.kind->token_ids);
+    lt_free(&t);
+    lt_ok(&t, "{type: TokenAndPositionEmbedding, vocabulary_size: 7, sequence_length: 6, "
+              "embedding_dim: 2}", "token_and_position_embedding", 1, in, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 4);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 2);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_str_eq(t.l.params[0].name, "token_embedding/embeddings");
+    ck_assert_str_eq(t.l.params[1].name, "position_embedding/embeddings");
+    ck_assert_int_eq(t.l.params[0].shape.dim[0], 7);
+    ck_assert_int_eq(t.l.params[1].shape.dim[0], 6);
+    ck_assert_int_eq(t.l.params[1].init.kind, CT_INIT_RANDOM_UNIFORM);
+    ck_assert_int_eq(t.l.kind->token_ids(&t.l), 7);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_embedding_errors)
+{
+    int64_t in[1] = {4}, in2[2] = {9, 3};
+    lt_fails("layer:\n  type: embedding\n  input_dim: 5\n  output_dim: 2\n  mask_zero: true\n",
+             1, in, "embedding",
+             "layer.yaml:5:14: layer 'embedding' (Embedding): mask_zero is not supported yet "
+             "(masks are not propagated); use mask_zero: false");
+    lt_fails("layer:\n  type: embedding\n  output_dim: 2\n", 1, in, "embedding",
+             "layer.yaml:2:3: layer 'embedding' (Embedding) needs the key 'input_dim'");
+    lt_fails("layer:\n  type: embedding\n  input_dim: 20000000\n  output_dim: 2\n", 1, in,
+             "embedding",
+             "layer.yaml:3:14: 'input_dim' must be between 1 and 16777216, got 20000000");
+    lt_fails("{type: position_embedding, sequence_length: 8}", 2, in2, "position_embedding",
+             "layer.yaml:1:1: layer 'position_embedding' (PositionEmbedding): input (None, 9, 3) "
+             "has 9 positions, more than sequence_length 8");
+    lt_fails("{type: position_embedding, sequence_length: 8}", 1, in, "position_embedding",
+             "layer.yaml:1:1: layer 'position_embedding' (PositionEmbedding): expects an input "
+             "(sequence, features), got (None, 4)");
+    lt_fails("{type: token_and_position_embedding, vocabulary_size: 5, sequence_length: 3, "
+             "embedding_dim: 2}", 1, in, "tap",
+             "layer.yaml:1:1: layer 'tap' (TokenAndPositionEmbedding): input (None, 4) has 4 "
+             "positions, more than sequence_length 3");
+    lt_fails("{type: token_and_position_embedding, vocabulary_size: 5, sequence_length: 3, "
+             "embedding_dim: 2, mask_zero: true}", 1, in, "tap",
+             "layer.yaml:1:107: layer 'tap' (TokenAndPositionEmbedding): mask_zero is not "
+             "supported yet (masks are not propagated); use mask_zero: false");
+}
+END_TEST
+
+/* Rows of the table by hand, the edges of the table included; ids that are no row of it
+ * (negative, too large, fractional, NaN) read zeros and add nothing to the gradient. */
+START_TEST(test_embedding_forward_backward)
+{
+    lt t;
+    int64_t in[1] = {4};
+    lt_ok(&t, "{type: embedding, input_dim: 5, output_dim: 3}", "embedding", 1, in, 2);
+    const float *w = t.l.params[0].value;
+    float ids[8] = {0, 4, 2, 4, -1, 5, 2.5f, NAN}, y[24], dy[24], dx[8];
+    for (int i = 0; i < 24; i++)
+        dy[i] = (float)(i + 1);
+    ct_tensor tx = tensor(ids, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, 2, t.l.out_shape), tdx = tensor(dx, 2, t.l.in_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    const int row[8] = {0, 4, 2, 4, -1, -1, -1, -1};
+    for (int i = 0; i < 8; i++)
+        for (int c = 0; c < 3; c++)
+            ck_assert_float_eq(y[i * 3 + c], row[i] < 0 ? 0.0f : w[row[i] * 3 + c]);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    const float *g = t.l.params[0].grad;
+    for (int c = 0; c < 3; c++) {
+        ck_assert_float_eq(g[0 * 3 + c], dy[0 * 3 + c]);
+        ck_assert_float_eq(g[1 * 3 + c], 0.0f);
+        ck_assert_float_eq(g[2 * 3 + c], dy[2 * 3 + c]);
+        ck_assert_float_eq(g[3 * 3 + c], 0.0f);
+        ck_assert_float_eq(g[4 * 3 + c], dy[1 * 3 + c] + dy[3 * 3 + c]);
+    }
+    lt_free(&t);
+}
+END_TEST
+
+/* y[t] = token[id_t] + position[t], by hand. */
+START_TEST(test_token_and_position_forward)
+{
+    lt t;
+    int64_t in[1] = {3};
+    lt_ok(&t, "{type: token_and_position_embedding, vocabulary_size: 4, sequence_length: 5, "
+              "embedding_dim: 2}", "tap", 1, in, 2);
+    const float *tok = t.l.params[0].value, *pos = t.l.params[1].value;
+    float ids[6] = {3, 0, 3, 1, 2, 0}, y[12];
+    ct_tensor tx = tensor(ids, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int r = 0; r < 2; r++)
+        for (int s = 0; s < 3; s++)
+            for (int c = 0; c < 2; c++)
+                ck_assert_float_eq(y[(r * 3 + s) * 2 + c],
+                                   tok[(int)ids[r * 3 + s] * 2 + c] + pos[s * 2 + c]);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_embedding_gradients)
+{
+    lt t;
+    int64_t in[1] = {5};
+    const float ids[15] = {0, 3, 3, 6, 1, 6, 6, 0, 2, 3, 5, 4, 3, 3, 0}; /* repeats, edges */
+    lt_ok(&t, "{type: embedding, input_dim: 7, output_dim: 3}", "embedding", 1, in, 3);
+    gradcheck_tokens(&t, 3, ids);
+    lt_free(&t);
+    /* the position table longer than the sequence: its unused rows get zero gradient */
+    lt_ok(&t, "{type: token_and_position_embedding, vocabulary_size: 7, sequence_length: 8, "
+              "embedding_dim: 2}", "tap", 1, in, 3);
+    gradcheck_tokens(&t, 3, ids);
+    lt_free(&t);
+    int64_t in2[2] = {3, 4}, in3[3] = {2, 3, 2};
+    lt_ok(&t, "{type: position_embedding, sequence_length: 5}", "position_embedding", 2, in2, 3);
+    gradcheck(&t, 3);
+    lt_free(&t);
+    lt_ok(&t, "{type: position_embedding, sequence_length: 3}", "position_nd", 3, in3, 2);
+    gradcheck(&t, 2);
+    lt_free(&t);
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------------------- */
 
 static Suite *layers_suite(void)
@@ -792,6 +970,11 @@ static Suite *layers_suite(void)
     tcase_add_test(tc, test_dropout_rate_zero_and_errors);
     tcase_add_test(tc, test_flatten);
     tcase_add_test(tc, test_reshape);
+    tcase_add_test(tc, test_embedding_shapes);
+    tcase_add_test(tc, test_embedding_errors);
+    tcase_add_test(tc, test_embedding_forward_backward);
+    tcase_add_test(tc, test_token_and_position_forward);
+    tcase_add_test(tc, test_embedding_gradients);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -316,6 +316,57 @@ START_TEST(test_grad_sparse_cce)
 }
 END_TEST
 
+/* Outputs (3, 4) per sample with labels (3): the driver hands the op every position as a
+ * row (2 samples x 3 positions) with scale 1 / 6, so the loss is the mean over all
+ * positions as Keras takes it. Value, gradient (logits, and the fused softmax path) and the
+ * metrics against a direct computation. */
+START_TEST(test_sparse_time_axis)
+{
+    float x[24];
+    tu_fill(x, 24, 21, -2.0f, 2.0f);
+    const float y[6] = {0, 3, 1, 2, 2, 3};
+    const ct_backend *be = ct_backend_cpu();
+    double want = 0, acc = 0, top2 = 0;
+    float p[24], dwant[24];
+    for (int r = 0; r < 6; r++) {
+        double mx = x[r * 4], se = 0;
+        int best = 0, larger = 0, t = (int)y[r];
+        for (int c = 0; c < 4; c++) {
+            mx = fmax(mx, x[r * 4 + c]);
+            best = x[r * 4 + c] > x[r * 4 + best] ? c : best;
+            larger += x[r * 4 + c] > x[r * 4 + t];
+        }
+        for (int c = 0; c < 4; c++)
+            se += exp(x[r * 4 + c] - mx);
+        for (int c = 0; c < 4; c++) {
+            p[r * 4 + c] = (float)(exp(x[r * 4 + c] - mx) / se);
+            dwant[r * 4 + c] = (float)((exp(x[r * 4 + c] - mx) / se - (c == t)) / 6.0);
+        }
+        want += (log(se) + mx - x[r * 4 + t]) / 6.0;
+        acc += (best == t) / 6.0;
+        top2 += (larger < 2) / 6.0;
+    }
+    const ct_loss_op ops[2] = {{CT_LOSS_SPARSE_CCE, true, false, 1.0},
+                               {CT_LOSS_SPARSE_CCE, false, true, 1.0}};
+    for (int k = 0; k < 2; k++) {
+        double sum = 0;
+        float d[24];
+        be->loss(&ops[k], k ? p : x, y, d, 6, 4, 1.0f / 6.0f, &sum);
+        ck_assert_msg(tu_relerr(sum / 6.0, want) < 1e-6, "loss %.9g, want %.9g", sum / 6.0, want);
+        for (int i = 0; i < 24; i++)
+            ck_assert_msg(fabs(d[i] - dwant[i]) < 1e-6, "op %d: d[%d] = %.9g, want %.9g", k, i,
+                          d[i], dwant[i]);
+    }
+    ct_loss l = mk_loss("sparse_categorical_crossentropy", true);
+    check_grad(&l, x, y, 6, 4, 1e-4);
+    double hits = 0, in2 = 0;
+    be->metric(CT_METRIC_SPARSE_ACC, 0, x, y, 6, 4, &hits);
+    be->metric(CT_METRIC_SPARSE_TOP_K, 2, x, y, 6, 4, &in2);
+    ck_assert_double_eq_tol(hits / 6.0, acc, 1e-12);
+    ck_assert_double_eq_tol(in2 / 6.0, top2, 1e-12);
+}
+END_TEST
+
 START_TEST(test_grad_kld_hinge)
 {
     float p[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f};
@@ -759,6 +810,7 @@ static Suite *losses_suite(void)
     tcase_add_test(g, test_grad_bce);
     tcase_add_test(g, test_grad_cce);
     tcase_add_test(g, test_grad_sparse_cce);
+    tcase_add_test(g, test_sparse_time_axis);
     tcase_add_test(g, test_grad_kld_hinge);
     tcase_add_test(g, test_fused_matches_chain_rule);
     tcase_add_test(g, test_fused_exact_form);

@@ -333,6 +333,19 @@ typedef struct ct_backend {
                                   const float *dy, float *dx, int64_t outer, int64_t n,
                                   int64_t inner, float eps);
 
+    /* --- embeddings: rows of a table picked by token ids (backend_cpu_merge.c) --- */
+    /* y[i] = table[ids[i]] for n ids, dim floats each. ids are floats holding integers; an
+     * id that is not an integer in [0, nrows) gives a row of zeros, so a bad id never reads
+     * outside the table (the data are checked before training, so this is a last guard). */
+    void (*gather_rows)(const float *table, int64_t nrows, int64_t dim, const float *ids,
+                        int64_t n, float *y);
+    /* The adjoint: grad[ids[i]] += dy[i] for n ids (grad: nrows x dim, accumulated, not
+     * overwritten; ids outside the table add nothing). Each grad value takes its adds in
+     * increasing i, so results are the same bits for any thread count and on every
+     * backend. */
+    void (*scatter_add_rows)(const float *dy, const float *ids, int64_t n, int64_t dim,
+                             float *grad, int64_t nrows);
+
     /* --- queues, errors and batch staging (no-ops / plain memory on the CPU) --- */
     /* Waits until all queued work is done. */
     void (*sync)(void);

@@ -93,4 +93,10 @@ void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *i
                                   const float *dy, float *dx, int64_t outer, int64_t n,
                                   int64_t inner, float eps);
 
+/* CPU kernels of the embedding ops (backend_cpu_merge.c). */
+void ct_cpu_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
+                        int64_t n, float *y);
+void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
+                             float *grad, int64_t nrows);
+
 #endif

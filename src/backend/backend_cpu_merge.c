@@ -1,5 +1,6 @@
 /* backend_cpu_merge.c - the ops of merge layers on the CPU: strided copies (concatenation),
- * broadcasting and its adjoint, running extrema, batched GEMM and L2 normalization.
+ * broadcasting and its adjoint, running extrema, batched GEMM, L2 normalization, and the
+ * embeddings' row gather and its scatter-add.
  *
  * Threads (parallel.h) split samples, elements or GEMM batch items; every value is computed
  * by one thread in a fixed order, so results are the same for any thread count. */
@@ -349,4 +350,61 @@ void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *i
     merge_job j = {.x = x, .x2 = y, .x3 = inv, .x4 = dy, .y = dx, .n = n, .inner = inner,
                    .eps = eps};
     ct_parallel_for(outer, grain_for(n * inner), l2_backward_task, &j);
+}
+
+/* ---- embeddings ------------------------------------------------------------------------ */
+
+/* The table row of id v, or -1 when v is not an integer in [0, nrows) (NaN included). */
+static int64_t table_row(float v, int64_t nrows)
+{
+    if (!(v >= 0.0f && v < (float)nrows) || v != floorf(v))
+        return -1;
+    return (int64_t)v;
+}
+
+static void gather_task(void *ctx, int64_t b, int64_t e)
+{
+    const merge_job *j = ctx;
+    for (int64_t i = b; i < e; i++) {
+        int64_t r = table_row(j->x2[i], j->n);
+        float *out = j->y + i * j->cols;
+        if (r < 0)
+            memset(out, 0, (size_t)j->cols * sizeof *out);
+        else
+            memcpy(out, j->x + r * j->cols, (size_t)j->cols * sizeof *out);
+    }
+}
+
+void ct_cpu_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
+                        int64_t n, float *y)
+{
+    if (n <= 0 || dim <= 0)
+        return;
+    merge_job j = {.x = table, .x2 = ids, .y = y, .n = nrows, .cols = dim};
+    ct_parallel_for(n, grain_for(dim), gather_task, &j);
+}
+
+/* Threads split the columns: each walks every id in order over its own columns, so each
+ * gradient value takes its adds in increasing i whatever the split. */
+static void scatter_task(void *ctx, int64_t b, int64_t e)
+{
+    const merge_job *j = ctx;
+    for (int64_t i = 0; i < j->inner; i++) {
+        int64_t r = table_row(j->x2[i], j->n);
+        if (r < 0)
+            continue;
+        const float *src = j->x + i * j->cols;
+        float *dst = j->y + r * j->cols;
+        for (int64_t c = b; c < e; c++)
+            dst[c] += src[c];
+    }
+}
+
+void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
+                             float *grad, int64_t nrows)
+{
+    if (n <= 0 || dim <= 0)
+        return;
+    merge_job j = {.x = dy, .x2 = ids, .y = grad, .n = nrows, .cols = dim, .inner = n};
+    ct_parallel_for(dim, grain_for(n), scatter_task, &j);
 }

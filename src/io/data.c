@@ -41,8 +41,10 @@ typedef struct member {
     bool integer;
     bool is_signed;    /* integer types */
     size_t bytes;      /* stored element size */
-    double scale;      /* applied when read: x's own, 1 for y */
+    double scale;      /* applied when read: x's own, 1 for y and for token ids */
     bool read_later;   /* a loader reads every value after validation (see data.h) */
+    int64_t token_ids; /* > 0: token ids, integers in [0, token_ids) */
+    char *token_user;  /* the layer that reads them, for messages */
     int64_t chunk_rows;   /* rows of one chunk (0: not chunked) */
     double chunk_span;    /* bytes of the chunks that hold one row, decompressed */
     char *name;        /* as given, for row-count messages */
@@ -294,8 +296,9 @@ static void close_member(member *mb)
 {
     ct_h5_close_dataset(&mb->id);
     free(mb->label);
+    free(mb->token_user);
     free(mb->name);
-    mb->label = mb->name = NULL;
+    mb->label = mb->name = mb->token_user = NULL;
 }
 
 void ct_dataset_close(ct_dataset *ds)
@@ -458,6 +461,24 @@ ct_shape ct_dataset_x_shape_at(const ct_dataset *ds, int i) { return member_shap
 ct_shape ct_dataset_y_shape_at(const ct_dataset *ds, int j) { return member_shape(y_at(ds, j)); }
 bool ct_dataset_y_is_integer_at(const ct_dataset *ds, int j) { return y_at(ds, j)->integer; }
 
+int ct_dataset_set_token_ids(ct_dataset *ds, int i, int64_t ids, const char *user,
+                             ct_error *err)
+{
+    if (i < 0 || i >= ds->nx || ids < 1)
+        return ct_err(err, CT_ERR_INTERNAL, "%s: no x member %d for token ids", ds->path, i);
+    member *mb = &ds->m[i];
+    if (!mb->integer)
+        return ct_err(err, CT_ERR_DATA, "%s holds floating-point values, but it feeds %s, "
+                      "which takes integer token ids: store them as an integer type",
+                      mb->label, user);
+    free(mb->token_user);
+    if (!(mb->token_user = strdup(user)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    mb->token_ids = ids;
+    mb->scale = 1.0;
+    return 0;
+}
+
 const char *ct_dataset_x_name_at(const ct_dataset *ds, int i)
 {
     const member *mb = x_at(ds, i);
@@ -597,23 +618,55 @@ static int64_t first_nonfinite(const float *v, int64_t rows, int64_t size)
     return -1;
 }
 
+/* The first value of v (count rows of mb->size) that is not an integer in [0, limit), as
+ * an index, or -1. */
+static int64_t first_outside(const member *mb, const float *v, int64_t count, int64_t limit)
+{
+    for (int64_t i = 0; i < count * mb->size; i++)
+        if (!(v[i] == floorf(v[i]) && v[i] >= 0 && v[i] < (float)limit))
+            return i;
+    return -1;
+}
+
+/* " at position P" for rows of several values (labels over a time axis, token ids). */
+static void position_of(const member *mb, int64_t i, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (mb->size > 1)
+        snprintf(buf, n, " at position %" PRId64, i % mb->size);
+}
+
 static int check_labels(const member *mb, const float *y, int64_t start, int64_t count,
                         int64_t nclasses, ct_error *err)
 {
-    for (int64_t r = 0; r < count; r++) {
-        float v = y[r];
-        if (v == floorf(v) && v >= 0 && v < (float)nclasses)
-            continue;
-        if (v != floorf(v))
-            return ct_err(err, CT_ERR_DATA,
-                          "%s: row %" PRId64 " has label %g, but class labels must be integers",
-                          mb->label, start + r, (double)v);
+    int64_t i = first_outside(mb, y, count, nclasses);
+    if (i < 0)
+        return 0;
+    char at[48];
+    position_of(mb, i, at, sizeof at);
+    float v = y[i];
+    if (v != floorf(v))
         return ct_err(err, CT_ERR_DATA,
-                      "%s: row %" PRId64 " has label %g, but the model's output has %" PRId64
-                      " classes (labels must be 0..%" PRId64 ")",
-                      mb->label, start + r, (double)v, nclasses, nclasses - 1);
-    }
-    return 0;
+                      "%s: row %" PRId64 " has label %g%s, but class labels must be integers",
+                      mb->label, start + i / mb->size, (double)v, at);
+    return ct_err(err, CT_ERR_DATA,
+                  "%s: row %" PRId64 " has label %g%s, but the model's output has %" PRId64
+                  " classes (labels must be 0..%" PRId64 ")",
+                  mb->label, start + i / mb->size, (double)v, at, nclasses, nclasses - 1);
+}
+
+static int check_token_ids(const member *mb, const float *x, int64_t start, int64_t count,
+                           ct_error *err)
+{
+    int64_t i = first_outside(mb, x, count, mb->token_ids);
+    if (i < 0)
+        return 0;
+    char at[48];
+    position_of(mb, i, at, sizeof at);
+    return ct_err(err, CT_ERR_DATA,
+                  "%s: row %" PRId64 " has token id %g%s, but %s takes ids 0..%" PRId64,
+                  mb->label, start + i / mb->size, (double)x[i], at, mb->token_user,
+                  mb->token_ids - 1);
 }
 
 /* Whether every value of integer member mb, times its scale, is a finite float, so
@@ -629,7 +682,7 @@ static bool always_finite(const member *mb)
 static int check_block(const member *mb, float *v, int64_t start, int64_t count,
                        int64_t nclasses, ct_error *err)
 {
-    if (nclasses <= 0 && always_finite(mb)) {
+    if (nclasses <= 0 && mb->token_ids <= 0 && always_finite(mb)) {
         if (mb->read_later)
             return 0;
         /* nothing to check but that the data read: no conversion to float needed */
@@ -650,6 +703,8 @@ static int check_block(const member *mb, float *v, int64_t start, int64_t count,
     if (bad >= 0)
         return ct_err(err, CT_ERR_DATA, "%s: row %" PRId64 " holds NaN or Inf", mb->label,
                       start + bad);
+    if (mb->token_ids > 0)
+        return check_token_ids(mb, v, start, count, err);
     return nclasses > 0 ? check_labels(mb, v, start, count, nclasses, err) : 0;
 }
 
@@ -658,26 +713,8 @@ static int64_t classes_of(const ct_dataset *ds, const int64_t *nclasses, int i)
     return nclasses && i >= ds->nx ? nclasses[i - ds->nx] : 0;
 }
 
-/* Class labels are one integer per row. */
-static int check_label_shapes(const ct_dataset *ds, const int64_t *nclasses, ct_error *err)
-{
-    for (int i = ds->nx; i < ds->nx + ds->ny; i++) {
-        const member *mb = &ds->m[i];
-        if (classes_of(ds, nclasses, i) <= 0 || mb->size == 1)
-            continue;
-        char buf[256];
-        ct_shape s = member_shape(mb);
-        return ct_err(err, CT_ERR_DATA,
-                      "%s has shape %s per row; class labels need one integer per row",
-                      mb->label, ct_shape_format_sample(&s, buf, sizeof buf));
-    }
-    return 0;
-}
-
 int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err)
 {
-    if (check_label_shapes(ds, nclasses, err) < 0)
-        return -1;
     /* Blocks of rows across all members, so a bad row is found near where it lies. */
     int nm = ds->nx + ds->ny;
     int64_t row_floats = 0, widest = 0;

@@ -56,6 +56,11 @@ const char *ct_dataset_x_name_at(const ct_dataset *ds, int i);
 const char *ct_dataset_y_name_at(const ct_dataset *ds, int j);
 /* Whether y member j is stored as an integer type. */
 bool ct_dataset_y_is_integer_at(const ct_dataset *ds, int j);
+/* Marks x member i as token ids read by `user` (a phrase naming the layer, for messages):
+ * it is never scaled, and validation requires every value to be an integer in [0, ids).
+ * Fails, naming the dataset and user, when the member is not stored as an integer type. */
+int ct_dataset_set_token_ids(ct_dataset *ds, int i, int64_t ids, const char *user,
+                             ct_error *err);
 
 /* Member 0 of each. */
 ct_shape ct_dataset_x_shape(const ct_dataset *ds);
@@ -72,7 +77,9 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
 
 /* Scans the whole dataset once (in blocks): every member must be finite; y member j must
  * hold integers in [0, nclasses[j]) where nclasses[j] > 0 (nclasses NULL: no label checks;
- * else ny entries). Errors name the file, dataset and first bad row. */
+ * else ny entries), every value of its rows (one per row, or one per position of a time
+ * axis: its shape against the model is the caller's check); token-id members must hold
+ * ids in their range. Errors name the file, dataset, first bad row and value. */
 int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err);
 /* Says that a loader will read every value after validation (fit, evaluate, predict):
  * validation then leaves out members that hold integers finite whatever they are (once

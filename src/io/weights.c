@@ -317,8 +317,13 @@ static int write_param(hid_t g, const ct_model *m, const ct_param *p)
                                 : H5Screate(H5S_SCALAR);
     hid_t d = H5I_INVALID_HID;
     int rc = -1;
-    if (space >= 0)
-        d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* A sublayer's weight ("token_embedding/embeddings") lives in a group of its own, as
+     * Keras nests it. */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (space >= 0 && lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+        d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
     if (d >= 0)
         rc = n == 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0
                  ? 0 : -1;

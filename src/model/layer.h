@@ -76,6 +76,10 @@ typedef struct ct_layer_kind {
     /* The kind can end in a relu of its own when l->fused_relu is set (forward applies it
      * to y, backward takes dy through it first, given y). */
     bool takes_relu;
+    /* Optional: for a kind whose input holds token ids (embeddings), how many ids it takes.
+     * A model input read by such a layer is a token input: its data must be integers in
+     * [0, that number) and are never scaled (see the experiment's data checks). */
+    int64_t (*token_ids)(const ct_layer *l);
 } ct_layer_kind;
 
 struct ct_layer {

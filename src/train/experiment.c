@@ -629,6 +629,40 @@ static int shape_err(ct_experiment *ex, const ct_source *src, ct_dataset *ds, in
     return -1;
 }
 
+/* Model input k is a token input when a layer reading token ids (an embedding) takes it:
+ * returns the fewest ids such a layer takes (0: not a token input) and names that layer
+ * in `user`. */
+static int64_t token_input(const ct_model *m, int k, char *user, size_t n)
+{
+    int64_t ids = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = ct_layer_owner(&m->layers[i]);
+        for (int j = 0; l->kind->token_ids && j < m->layers[i].ninputs; j++) {
+            int64_t v = l->kind->token_ids(l);
+            if (m->sources[i][j] != -1 - k || (ids && v >= ids))
+                continue;
+            ids = v;
+            ct_layer_describe(&m->layers[i], user, n);
+        }
+    }
+    return ids;
+}
+
+/* Marks the token inputs in ds (integer data, ids checked, never scaled). */
+static int mark_token_inputs(const ct_experiment *ex, ct_dataset *ds, const char *role,
+                             ct_error *err)
+{
+    for (int k = 0; k < ex->model->ninputs; k++) {
+        char user[CT_NAME_MAX + 80];
+        int64_t ids = token_input(ex->model, k, user, sizeof user);
+        if (ids > 0 && ct_dataset_set_token_ids(ds, k, ids, user, err) < 0) {
+            ct_err_prefix(err, "%s", role);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, const char *role,
                                       bool will_load, ct_error *err)
 {
@@ -647,6 +681,8 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, c
             goto fail;
         }
     }
+    if (mark_token_inputs(ex, ds, role, err) < 0)
+        goto fail;
     int64_t nclasses[CT_MAX_IO] = {0};
     for (int k = 0; k < ny; k++)
         if (check_targets(ex, ds, k, role, nclasses, err) < 0)

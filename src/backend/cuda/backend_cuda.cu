@@ -317,6 +317,8 @@ static void fill_table(void)
     t->gemm_batched = ct_cuda_gemm_batched;
     t->l2_normalize = ct_cuda_l2_normalize;
     t->l2_normalize_backward = ct_cuda_l2_normalize_backward;
+    t->gather_rows = ct_cuda_gather_rows;
+    t->scatter_add_rows = ct_cuda_scatter_add_rows;
     t->sync = cuda_sync;
     t->check = cuda_check;
     t->host_alloc = cuda_host_alloc;

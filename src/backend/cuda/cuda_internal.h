@@ -158,6 +158,12 @@ void ct_cuda_l2_normalize_backward(const float *x, const float *y, const float *
                                    const float *dy, float *dx, int64_t outer, int64_t n,
                                    int64_t inner, float eps);
 
+/* cuda_embed.cu */
+void ct_cuda_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
+                         int64_t n, float *y);
+void ct_cuda_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
+                              float *grad, int64_t nrows);
+
 #ifdef __cplusplus
 }
 #endif
