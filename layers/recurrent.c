@@ -241,6 +241,13 @@ static int64_t rnn_scratch(const ct_layer *l, int64_t max_batch)
 
 /* ---- forward ---------------------------------------------------------------------- */
 
+/* The bias's gradient, or NULL (no bias, or none wanted). */
+static float *bias_grad(const ct_layer *l)
+{
+    const rnn_state *s = l->state;
+    return s->use_bias ? l->params[2].grad : NULL;
+}
+
 /* Input time of processing step k. */
 static int64_t time_of(const rnn_state *s, int64_t k)
 {
@@ -506,8 +513,8 @@ static void back_recurrent(const ct_layer *l, const rnn_buf *b, int64_t k, int64
     if (s->cell == CELL_GRU && s->reset_after) { /* the candidate's recurrent part has r */
         be->mul(nu, b->da + 2 * nu, b->y + k * 3 * nu + nu, b->t2);
         be->copy_strided(b->t2, u, b->r + 2 * u, gu, n, u);
-        if (s->use_bias)
-            be->sum_rows(b->r, l->params[2].grad + gu, n, gu, beta);
+        if (bias_grad(l))
+            be->sum_rows(b->r, bias_grad(l) + gu, n, gu, beta);
     }
     if (rk->grad) {
         be->gemm(true, false, u, cols, n, 1.0f, hin, u, b->r, gu, beta, rk->grad, gu);
@@ -536,8 +543,8 @@ static void back_inputs(const ct_layer *l, const float *x, const rnn_buf *b, int
     const ct_param *w = &l->params[0];
     if (w->grad)
         be->gemm(true, false, f, gu, rows, 1.0f, x, f, b->p, gu, 0.0f, w->grad, gu);
-    if (s->use_bias)
-        be->sum_rows(b->p, l->params[2].grad, rows, gu, 0.0f);
+    if (bias_grad(l))
+        be->sum_rows(b->p, bias_grad(l), rows, gu, 0.0f);
     if (!dx)
         return;
     be->gemm(false, true, rows, f, gu, 1.0f, b->p, gu, w->value, gu, 0.0f, dx->data, f);
