@@ -241,13 +241,6 @@ static int64_t rnn_scratch(const ct_layer *l, int64_t max_batch)
 
 /* ---- forward ---------------------------------------------------------------------- */
 
-/* The bias's gradient, or NULL (no bias, or none wanted). */
-static float *bias_grad(const ct_layer *l)
-{
-    const rnn_state *s = l->state;
-    return s->use_bias ? l->params[2].grad : NULL;
-}
-
 /* Input time of processing step k. */
 static int64_t time_of(const rnn_state *s, int64_t k)
 {
@@ -429,6 +422,13 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
 }
 
 /* ---- backward --------------------------------------------------------------------- */
+
+/* The bias's gradient, or NULL (no bias, or none wanted). */
+static float *bias_grad(const ct_layer *l)
+{
+    const rnn_state *s = l->state;
+    return s->use_bias ? l->params[2].grad : NULL;
+}
 
 /* Gate gradients of step k into b->da (gate-major) from dh (and dc); dn gets the part of
  * dh_prev that bypasses the recurrent kernel (GRU), dc becomes dc_prev (LSTM). */
