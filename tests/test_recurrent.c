@@ -348,6 +348,13 @@ START_TEST(test_param_shapes)
     ck_assert_int_eq(t.l.nparams, 2);
     ck_assert_ptr_null(param(&t, "bias"));
     lt_free(&t);
+    /* each regularizer on its own weight */
+    lt_ok(&t, "{type: lstm, units: 2, recurrent_regularizer: l2, bias_regularizer: {type: l1, "
+          "l1: 0.5}}", "rnn", 2, dims, 2);
+    ck_assert(param(&t, "kernel")->reg.l1 == 0 && param(&t, "kernel")->reg.l2 == 0);
+    ck_assert(param(&t, "recurrent_kernel")->reg.l2 == 0.01);
+    ck_assert(param(&t, "bias")->reg.l1 == 0.5 && param(&t, "bias")->reg.l2 == 0);
+    lt_free(&t);
 }
 END_TEST
 
