@@ -944,6 +944,16 @@ static const char *const ZOO[] = {
     "    - {type: add, inputs: [position_embedding, tap]}\n"
     "    - {type: dense, units: 5, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* recurrent layers: through time both ways, with both dropouts and both GRU biases */
+    "model:\n  input_shape: [7, 4]\n  layers:\n"
+    "    - {type: lstm, units: 6, return_sequences: true, dropout: 0.2, "
+    "recurrent_dropout: 0.2}\n"
+    "    - {type: gru, units: 5, return_sequences: true, go_backwards: true}\n"
+    "    - {type: gru, units: 5, return_sequences: true, reset_after: false, "
+    "recurrent_dropout: 0.3}\n"
+    "    - {type: simple_rnn, units: 4, go_backwards: true, dropout: 0.1}\n"
+    "    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind

@@ -1,5 +1,6 @@
 #!/bin/sh
-# test_keras.sh - Keras reads what ctrain writes: the weights.h5 of a Sequential model and
+# test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
+# (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards) and
 # of a Functional one (two inputs, a shared layer, merges, two outputs) load with
 # keras.saving.load_model, and Keras's predictions equal ctrain's.
 #
@@ -35,6 +36,7 @@ with h5py.File(sys.argv[1], "w") as f:
     f["cls"] = rng.integers(0, 3, size=96).astype("u1")
     f["reg"] = rng.normal(size=(96, 2)).astype("f4")
     f["one"] = rng.normal(size=(96, 1)).astype("f4")
+    f["steps"] = rng.normal(size=(96, 7, 4)).astype("f4")
 PY
 
 cat >"$tmp/seq.yaml" <<'YAML'
@@ -71,7 +73,21 @@ compile:
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-for m in seq graph; do
+cat >"$tmp/rnn.yaml" <<'YAML'
+data: {train: {path: d.h5, x: steps, y: cls}}
+model:
+  input_shape: [7, 4]
+  layers:
+    - {type: lstm, units: 5, return_sequences: true, go_backwards: true}
+    - {type: gru, units: 4, return_sequences: true}
+    - {type: gru, units: 4, return_sequences: true, reset_after: false, go_backwards: true}
+    - {type: simple_rnn, units: 3, activation: relu}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph rnn; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
@@ -85,7 +101,8 @@ tmp = sys.argv[1]
 with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
-for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]])):
+for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
+                     ("rnn", [data["steps"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]

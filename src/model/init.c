@@ -172,8 +172,7 @@ static int init_from_name(const ct_node *n, const char *name, ct_init *out, ct_e
     ct_init_kind kind;
     if (find_init(name, &kind) != 0)
         return unknown_name(n, "initializer", name, init_names, err);
-    out->kind = kind;
-    out->a = out->b = 0.0;
+    *out = (ct_init){.kind = kind};
     init_defaults(out);
     return 0;
 }
@@ -367,6 +366,8 @@ void ct_init_fill(const ct_init *init, float *w, const ct_shape *shape, uint64_t
         fill_constant(w, n, 0.0);
         break;
     }
+    for (int64_t i = init->ones_begin; i < init->ones_end && i < n; i++)
+        w[i] = 1.0f;
 }
 
 /* ---- regularizers ---------------------------------------------------------------- */

@@ -17,10 +17,12 @@ typedef enum {
 } ct_init_kind;
 
 /* a, b: constant -> value; random_normal / truncated_normal -> mean, stddev;
- * random_uniform -> minval, maxval; orthogonal -> gain. */
+ * random_uniform -> minval, maxval; orthogonal -> gain. Elements [ones_begin, ones_end)
+ * are then set to 1 (LSTM's unit_forget_bias; empty when equal, as parsed). */
 typedef struct ct_init {
     ct_init_kind kind;
     double a, b;
+    int64_t ones_begin, ones_end;
 } ct_init;
 
 /* Reads map[key]: absent -> def_name (written into the map); a name ("glorot_uniform",

@@ -1,0 +1,629 @@
+/* recurrent.c - SimpleRNN, LSTM and GRU over (timesteps, features) inputs, with Keras's
+ * weight layouts and gate orders (LSTM i, f, c, o; GRU z, r, h).
+ *
+ * The input projection of every timestep is one GEMM into P (rows x T x G*units, the
+ * input's own order); each step then gathers its slice gate by gate into a gate-major
+ * block (G blocks of rows x units), adds the recurrent projection and does the gate math
+ * on whole contiguous blocks with the backend's element-wise ops. Pre-activations, gate
+ * values and states of every step stay in scratch for backpropagation through time, which
+ * writes the input-side gradients back into P so the kernel gradient and dx are again one
+ * GEMM each.
+ *
+ * Dropout as Keras: one mask per sample and feature for the whole sequence on the inputs,
+ * one per sample and unit on the state fed to the recurrent kernel, in training only. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layer.h"
+#include "rng.h"
+
+typedef enum { CELL_SIMPLE, CELL_LSTM, CELL_GRU } rnn_cell;
+
+typedef struct rnn_state {
+    rnn_cell cell;
+    int64_t units, in, steps, gates;
+    ct_act act, rec_act;
+    bool use_bias, return_sequences, go_backwards, unit_forget_bias, reset_after;
+    double dropout, rec_dropout;
+    ct_init kernel_init, rec_init, bias_init;
+    ct_regularizer kernel_reg, rec_reg, bias_reg;
+} rnn_state;
+
+/* Scratch regions for a batch of n rows (NULL where the configuration needs none). */
+typedef struct rnn_buf {
+    float *p;       /* n x T x G*u: input projections; in backward their gradients */
+    float *a, *y;   /* T x G x n x u: gate pre-activations and values, per step */
+    float *h;       /* (T+1) x n x u: states, h[0] = 0 */
+    float *c, *tc;  /* LSTM: (T+1) x n x u cells (c[0] = 0), T x n x u act(c) */
+    float *rh;      /* GRU, T x n x u: reset_after h_prev U_h + b; else r * h_prev */
+    float *hm, *mh; /* recurrent dropout: T x n x u masked states, the n x u mask */
+    float *xd, *mx; /* dropout: n x T x F masked inputs and the mask spread over time */
+    float *dh, *dc, *dn, *da, *r, *t1, *t2; /* backward and step work */
+} rnn_buf;
+
+static int64_t take(float *base, int64_t *off, int64_t n, float **out)
+{
+    *out = base ? base + *off : NULL;
+    *off += n;
+    return *off;
+}
+
+/* Lays out the scratch of n rows from base (NULL: only counts). Returns the floats used. */
+static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b)
+{
+    int64_t off = 0, T = s->steps, nu = n * s->units, gu = s->gates * s->units;
+    rnn_buf z = {0};
+    take(base, &off, n * T * gu, &z.p);
+    take(base, &off, T * gu * n, &z.a);
+    take(base, &off, T * gu * n, &z.y);
+    take(base, &off, (T + 1) * nu, &z.h);
+    if (s->cell == CELL_LSTM) {
+        take(base, &off, (T + 1) * nu, &z.c);
+        take(base, &off, T * nu, &z.tc);
+    }
+    if (s->cell == CELL_GRU)
+        take(base, &off, T * nu, &z.rh);
+    if (s->rec_dropout > 0) {
+        take(base, &off, T * nu, &z.hm);
+        take(base, &off, nu, &z.mh);
+    }
+    if (s->dropout > 0) {
+        take(base, &off, n * T * s->in, &z.xd);
+        take(base, &off, n * T * s->in, &z.mx);
+    }
+    take(base, &off, nu, &z.dh);
+    take(base, &off, nu, &z.dc);
+    take(base, &off, nu, &z.dn);
+    take(base, &off, gu * n, &z.da);
+    take(base, &off, gu * n, &z.r);
+    take(base, &off, gu * n, &z.t1);
+    take(base, &off, nu, &z.t2);
+    if (b)
+        *b = z;
+    return off;
+}
+
+/* ---- configuration ---------------------------------------------------------------- */
+
+static const char *const simple_keys[] = {
+    "units", "activation", "use_bias", "kernel_initializer", "recurrent_initializer",
+    "bias_initializer", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+    "dropout", "recurrent_dropout", "return_sequences", "return_state", "go_backwards", NULL,
+};
+static const char *const lstm_keys[] = {
+    "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+    "recurrent_initializer", "bias_initializer", "unit_forget_bias", "kernel_regularizer",
+    "recurrent_regularizer", "bias_regularizer", "dropout", "recurrent_dropout",
+    "return_sequences", "return_state", "go_backwards", NULL,
+};
+static const char *const gru_keys[] = {
+    "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+    "recurrent_initializer", "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
+    "bias_regularizer", "dropout", "recurrent_dropout", "return_sequences", "return_state",
+    "go_backwards", "reset_after", NULL,
+};
+
+static int read_rate(const ct_layer *l, ct_node *cfg, const char *key, double *out,
+                     ct_error *err)
+{
+    if (ct_cfg_float(cfg, key, 0.0, -HUGE_VAL, HUGE_VAL, out, err))
+        return -1;
+    if (*out >= 0.0 && *out < 1.0)
+        return 0;
+    const ct_node *v = ct_map_get(cfg, key);
+    return ct_layer_err_at(err, l, v, "%s must be at least 0 and below 1, got %s", key,
+                           v->scalar);
+}
+
+static int read_units(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
+{
+    char what[CT_NAME_MAX + 80];
+    ct_layer_describe(l, what, sizeof what);
+    if (ct_cfg_require(cfg, "units", what, err) ||
+        ct_cfg_int(cfg, "units", 1, INT64_MIN, INT64_MAX, &s->units, err))
+        return -1;
+    int64_t most = INT32_MAX / s->gates; /* the backend's gemm takes int dimensions */
+    if (s->units < 1 || s->units > most)
+        return ct_layer_err_at(err, l, ct_map_get(cfg, "units"),
+                               "units must be between 1 and %lld, got %lld", (long long)most,
+                               (long long)s->units);
+    return 0;
+}
+
+static int read_flags(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
+{
+    bool ret_state;
+    if (ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
+        ct_cfg_bool(cfg, "return_sequences", false, &s->return_sequences, err) ||
+        ct_cfg_bool(cfg, "go_backwards", false, &s->go_backwards, err) ||
+        ct_cfg_bool(cfg, "return_state", false, &ret_state, err))
+        return -1;
+    if (ret_state) /* a layer has one output in the graph */
+        return ct_layer_err_at(err, l, ct_map_get(cfg, "return_state"),
+                               "return_state is not supported yet");
+    /* each kind's own keys only: defaults are written back into the config */
+    s->unit_forget_bias = s->reset_after = false;
+    if (s->cell == CELL_LSTM)
+        return ct_cfg_bool(cfg, "unit_forget_bias", true, &s->unit_forget_bias, err);
+    if (s->cell == CELL_GRU)
+        return ct_cfg_bool(cfg, "reset_after", true, &s->reset_after, err);
+    return 0;
+}
+
+static int rnn_read(ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
+{
+    if (read_units(l, cfg, s, err) ||
+        ct_layer_parse_act(l, cfg, "activation", "tanh", &s->act, err) ||
+        (s->cell != CELL_SIMPLE &&
+         ct_layer_parse_act(l, cfg, "recurrent_activation", "sigmoid", &s->rec_act, err)) ||
+        read_flags(l, cfg, s, err) ||
+        ct_init_parse(cfg, "kernel_initializer", "glorot_uniform", &s->kernel_init, err) ||
+        ct_init_parse(cfg, "recurrent_initializer", "orthogonal", &s->rec_init, err) ||
+        ct_init_parse(cfg, "bias_initializer", "zeros", &s->bias_init, err) ||
+        ct_regularizer_parse(cfg, "kernel_regularizer", &s->kernel_reg, err) ||
+        ct_regularizer_parse(cfg, "recurrent_regularizer", &s->rec_reg, err) ||
+        ct_regularizer_parse(cfg, "bias_regularizer", &s->bias_reg, err) ||
+        read_rate(l, cfg, "dropout", &s->dropout, err) ||
+        read_rate(l, cfg, "recurrent_dropout", &s->rec_dropout, err))
+        return -1;
+    return 0;
+}
+
+static int rnn_configure(ct_layer *l, ct_node *cfg, rnn_cell cell, const char *const *keys,
+                         ct_error *err)
+{
+    if (ct_layer_check_keys(l, cfg, keys, err))
+        return -1;
+    rnn_state *s = l->state ? l->state : calloc(1, sizeof *s);
+    if (!s)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    l->state = s;
+    s->cell = cell;
+    s->gates = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
+    return rnn_read(l, cfg, s, err);
+}
+
+static int simple_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return rnn_configure(l, cfg, CELL_SIMPLE, simple_keys, err);
+}
+
+static int lstm_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return rnn_configure(l, cfg, CELL_LSTM, lstm_keys, err);
+}
+
+static int gru_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return rnn_configure(l, cfg, CELL_GRU, gru_keys, err);
+}
+
+/* GRU with reset_after keeps separate input and recurrent biases. */
+static bool two_biases(const rnn_state *s)
+{
+    return s->cell == CELL_GRU && s->reset_after;
+}
+
+static int rnn_build(ct_layer *l, ct_error *err)
+{
+    rnn_state *s = l->state;
+    if (l->in_shape.ndim != 2) {
+        char buf[256];
+        return ct_layer_err(err, l, "expects an input of shape (timesteps, features), got %s",
+                            ct_shape_format(&l->in_shape, buf, sizeof buf));
+    }
+    l->nparams = 0;
+    s->steps = l->in_shape.dim[0];
+    s->in = l->in_shape.dim[1];
+    int64_t u = s->units, gu = s->gates * u;
+    int64_t out[2] = {s->steps, u}, kdim[2] = {s->in, gu}, rdim[2] = {u, gu}, bdim[2] = {2, gu};
+    l->out_shape = s->return_sequences ? ct_shape_make(2, out) : ct_shape_make(1, &u);
+    if (ct_layer_add_param(l, "kernel", ct_shape_make(2, kdim), s->kernel_init, s->kernel_reg,
+                           true, err) < 0 ||
+        ct_layer_add_param(l, "recurrent_kernel", ct_shape_make(2, rdim), s->rec_init,
+                           s->rec_reg, true, err) < 0)
+        return -1;
+    if (!s->use_bias)
+        return 0;
+    ct_init bi = s->bias_init;
+    if (s->unit_forget_bias) { /* Keras: the forget gate's slice starts at one */
+        bi.ones_begin = u;
+        bi.ones_end = 2 * u;
+    }
+    ct_shape bs = two_biases(s) ? ct_shape_make(2, bdim) : ct_shape_make(1, &gu);
+    return ct_layer_add_param(l, "bias", bs, bi, s->bias_reg, true, err) < 0 ? -1 : 0;
+}
+
+static int64_t rnn_scratch(const ct_layer *l, int64_t max_batch)
+{
+    return rnn_layout(l->state, max_batch, NULL, NULL);
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+/* Input time of processing step k. */
+static int64_t time_of(const rnn_state *s, int64_t k)
+{
+    return s->go_backwards ? s->steps - 1 - k : k;
+}
+
+static bool dropping(double rate, const ct_pass *pass)
+{
+    return pass && pass->training && rate > 0;
+}
+
+/* Draws the masks of this pass and returns the input the projection reads. */
+static const float *apply_masks(const ct_layer *l, const ct_pass *pass, const float *x,
+                                int64_t n, rnn_buf *b)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    bool in_drop = dropping(s->dropout, pass), rec_drop = dropping(s->rec_dropout, pass);
+    if (!in_drop && !rec_drop)
+        return x;
+    uint64_t key = ct_rng_key(pass->seed, CT_RNG_DROPOUT, (uint64_t)l->index,
+                              (uint64_t)pass->step);
+    if (rec_drop) /* counters far from the input mask's */
+        be->dropout_mask(b->mh, n * s->units, (float)s->rec_dropout, key, (uint64_t)1 << 40);
+    if (!in_drop)
+        return x;
+    int64_t f = s->in, T = s->steps;
+    be->dropout_mask(b->xd, n * f, (float)s->dropout, key, 0);
+    for (int64_t t = 0; t < T; t++) /* the same mask at every timestep */
+        be->copy_strided(b->xd, f, b->mx + t * f, T * f, n, f);
+    be->mul(n * T * f, x, b->mx, b->xd);
+    return b->xd;
+}
+
+/* The state the recurrent kernel reads at step k: h[k], masked under recurrent dropout. */
+static const float *rec_input(const rnn_buf *b, bool rec_drop, int64_t k, int64_t nu,
+                              const ct_backend *be)
+{
+    if (!rec_drop)
+        return b->h + k * nu;
+    be->mul(nu, b->h + k * nu, b->mh, b->hm + k * nu);
+    return b->hm + k * nu;
+}
+
+/* Gate-major recurrent projection of gates [g0, g0 + cnt): out[g] (n x u) = hin U_g + beta
+ * out[g]. */
+static void rec_gemm(const ct_layer *l, const float *hin, int64_t n, int g0, int cnt,
+                     float beta, float *out)
+{
+    const rnn_state *s = l->state;
+    int64_t u = s->units, gu = s->gates * u;
+    l->be->gemm_batched(false, false, n, u, u, 1.0f, hin, u, 0, l->params[1].value + g0 * u,
+                        gu, u, beta, out, u, n * u, cnt);
+}
+
+static void step_simple(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
+                        int64_t n)
+{
+    const rnn_state *s = l->state;
+    int64_t nu = n * s->units;
+    float *a = b->a + k * nu, *y = b->y + k * nu;
+    rec_gemm(l, hin, n, 0, 1, 1.0f, a);
+    l->be->act_forward(s->act, a, y, n, s->units);
+    l->be->copy(b->h + (k + 1) * nu, y, nu);
+}
+
+static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
+                      int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u;
+    float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
+    float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
+    rec_gemm(l, hin, n, 0, 4, 1.0f, a);
+    be->act_forward(s->rec_act, a, y, 2 * n, u);                   /* i, f */
+    be->act_forward(s->act, a + 2 * nu, y + 2 * nu, n, u);         /* c */
+    be->act_forward(s->rec_act, a + 3 * nu, y + 3 * nu, n, u);     /* o */
+    be->mul(nu, y + nu, c0, c1);                                   /* f * c_prev */
+    be->mul(nu, y, y + 2 * nu, b->t2);                             /* i * g */
+    be->axpy(nu, 1.0f, b->t2, c1);
+    be->act_forward(s->act, c1, tc, n, u);
+    be->mul(nu, y + 3 * nu, tc, b->h + (k + 1) * nu);
+}
+
+/* The GRU's recurrent part: z and r pre-activations completed in a, rh filled. */
+static void gru_recurrent(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
+                          int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u;
+    float *a = b->a + k * 3 * nu, *y = b->y + k * 3 * nu, *rh = b->rh + k * nu;
+    if (s->reset_after) {
+        rec_gemm(l, hin, n, 0, 3, 0.0f, b->t1);
+        if (s->use_bias)
+            for (int g = 0; g < 3; g++)
+                be->add_row_vector(b->t1 + g * nu, l->params[2].value + (3 + g) * u, n, u);
+        be->axpy(2 * nu, 1.0f, b->t1, a);
+        be->act_forward(s->rec_act, a, y, 2 * n, u);
+        be->copy(rh, b->t1 + 2 * nu, nu);
+        be->mul(nu, y + nu, rh, b->t2);                            /* r * (h U_h + b) */
+    } else {
+        rec_gemm(l, hin, n, 0, 2, 1.0f, a);
+        be->act_forward(s->rec_act, a, y, 2 * n, u);
+        be->mul(nu, y + nu, hin, rh);                              /* r * h_prev */
+        be->gemm(false, false, n, u, u, 1.0f, rh, u, l->params[1].value + 2 * u, 3 * u, 0.0f,
+                 b->t2, u);
+    }
+}
+
+static void step_gru(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
+                     int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u;
+    float *a = b->a + k * 3 * nu, *y = b->y + k * 3 * nu;
+    const float *h0 = b->h + k * nu;
+    float *h1 = b->h + (k + 1) * nu;
+    gru_recurrent(l, b, hin, k, n);
+    be->axpy(nu, 1.0f, b->t2, a + 2 * nu);
+    be->act_forward(s->act, a + 2 * nu, y + 2 * nu, n, u);
+    /* h = hh + z * (h_prev - hh) */
+    be->copy(b->t2, h0, nu);
+    be->axpy(nu, -1.0f, y + 2 * nu, b->t2);
+    be->mul(nu, y, b->t2, h1);
+    be->axpy(nu, 1.0f, y + 2 * nu, h1);
+}
+
+/* P = x W + b over all rows and timesteps. */
+static void project_inputs(const ct_layer *l, const float *x, int64_t n, float *p)
+{
+    const rnn_state *s = l->state;
+    int64_t gu = s->gates * s->units, rows = n * s->steps;
+    l->be->gemm(false, false, rows, gu, s->in, 1.0f, x, s->in, l->params[0].value, gu, 0.0f, p,
+                gu);
+    if (s->use_bias)
+        l->be->add_row_vector(p, l->params[2].value, rows, gu);
+}
+
+/* a (gate-major) = P's slice of input time t. */
+static void gather_step(const rnn_state *s, const ct_backend *be, const float *p, int64_t t,
+                        int64_t n, float *a)
+{
+    int64_t u = s->units, gu = s->gates * u;
+    for (int64_t g = 0; g < s->gates; g++)
+        be->copy_strided(p + t * gu + g * u, s->steps * gu, a + g * n * u, u, n, u);
+}
+
+static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                        ct_tensor *y)
+{
+    (void)nx;
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t n = xs[0]->rows, T = s->steps, u = s->units, nu = n * u, gnu = s->gates * nu;
+    rnn_buf b;
+    rnn_layout(s, n, l->scratch, &b);
+    project_inputs(l, apply_masks(l, pass, xs[0]->data, n, &b), n, b.p);
+    be->fill(b.h, nu, 0.0f);
+    if (b.c)
+        be->fill(b.c, nu, 0.0f);
+    bool rec_drop = dropping(s->rec_dropout, pass);
+    for (int64_t k = 0; k < T; k++) {
+        gather_step(s, be, b.p, time_of(s, k), n, b.a + k * gnu);
+        const float *hin = rec_input(&b, rec_drop, k, nu, be);
+        if (s->cell == CELL_LSTM)
+            step_lstm(l, &b, hin, k, n);
+        else if (s->cell == CELL_GRU)
+            step_gru(l, &b, hin, k, n);
+        else
+            step_simple(l, &b, hin, k, n);
+        if (s->return_sequences)
+            be->copy_strided(b.h + (k + 1) * nu, u, y->data + k * u, T * u, n, u);
+    }
+    if (!s->return_sequences)
+        be->copy(y->data, b.h + T * nu, nu);
+}
+
+/* ---- backward --------------------------------------------------------------------- */
+
+/* The bias's gradient, or NULL (no bias, or none wanted). */
+static float *bias_grad(const ct_layer *l)
+{
+    const rnn_state *s = l->state;
+    return s->use_bias ? l->params[2].grad : NULL;
+}
+
+/* Gate gradients of step k into b->da (gate-major) from dh (and dc); dn gets the part of
+ * dh_prev that bypasses the recurrent kernel (GRU), dc becomes dc_prev (LSTM). */
+static void back_simple(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    int64_t nu = n * s->units;
+    l->be->act_backward(s->act, b->a + k * nu, b->y + k * nu, b->dh, b->da, n, s->units);
+}
+
+static void back_lstm(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u;
+    const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
+    const float *c0 = b->c + k * nu, *c1 = c0 + nu;
+    float *da = b->da, *t = b->t2;
+    be->mul(nu, b->dh, tc, t);                                         /* do */
+    be->act_backward(s->rec_act, a + 3 * nu, y + 3 * nu, t, da + 3 * nu, n, u);
+    be->mul(nu, b->dh, y + 3 * nu, t);                                 /* d act(c) */
+    be->act_backward(s->act, c1, tc, t, t, n, u);
+    be->axpy(nu, 1.0f, t, b->dc);
+    be->mul(nu, b->dc, y + 2 * nu, t);                                 /* di */
+    be->act_backward(s->rec_act, a, y, t, da, n, u);
+    be->mul(nu, b->dc, y, t);                                          /* dg */
+    be->act_backward(s->act, a + 2 * nu, y + 2 * nu, t, da + 2 * nu, n, u);
+    be->mul(nu, b->dc, c0, t);                                         /* df */
+    be->act_backward(s->rec_act, a + nu, y + nu, t, da + nu, n, u);
+    be->mul(nu, b->dc, y + nu, b->dc);                                 /* dc_prev */
+}
+
+static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u;
+    const float *a = b->a + k * 3 * nu, *y = b->y + k * 3 * nu, *h0 = b->h + k * nu;
+    float *da = b->da, *t = b->t2;
+    be->copy(t, h0, nu);                                               /* dz = dh (h_prev - hh) */
+    be->axpy(nu, -1.0f, y + 2 * nu, t);
+    be->mul(nu, b->dh, t, t);
+    be->act_backward(s->rec_act, a, y, t, da, n, u);
+    be->mul(nu, b->dh, y, b->dn);                                      /* dh z */
+    be->copy(t, b->dh, nu);                                            /* dhh = dh (1 - z) */
+    be->axpy(nu, -1.0f, b->dn, t);
+    be->act_backward(s->act, a + 2 * nu, y + 2 * nu, t, da + 2 * nu, n, u);
+    if (s->reset_after) {
+        be->mul(nu, da + 2 * nu, b->rh + k * nu, t);                   /* dr */
+    } else {                                                           /* d(r h) = dah U_h^T */
+        be->gemm(false, true, n, u, u, 1.0f, da + 2 * nu, u, l->params[1].value + 2 * u, 3 * u,
+                 0.0f, b->t1, u);
+        const float *hin = b->hm ? b->hm + k * nu : h0;
+        be->mul(nu, b->t1, hin, t);
+    }
+    be->act_backward(s->rec_act, a + nu, y + nu, t, da + nu, n, u);
+}
+
+/* r (n x G*u) = da in the input's row order; also written into P's slice of time t. */
+static void scatter_step(const rnn_state *s, const ct_backend *be, const rnn_buf *b,
+                         int64_t t, int64_t n)
+{
+    int64_t u = s->units, gu = s->gates * u;
+    for (int64_t g = 0; g < s->gates; g++)
+        be->copy_strided(b->da + g * n * u, u, b->r + g * u, gu, n, u);
+    be->copy_strided(b->r, gu, b->p + t * gu, s->steps * gu, n, gu);
+}
+
+/* The recurrent kernel's share of step k: its gradient (added after the first step
+ * processed) and dh = d(state fed to it), masked, plus what bypasses it. */
+static void back_recurrent(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n,
+                           bool first)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u, gu = s->gates * u;
+    const ct_param *rk = &l->params[1];
+    const float *hin = b->hm ? b->hm + k * nu : b->h + k * nu;
+    float beta = first ? 0.0f : 1.0f;
+    /* reset_before GRU: the candidate's recurrent input is r * h_prev */
+    int64_t cols = s->cell == CELL_GRU && !s->reset_after ? 2 * u : gu;
+    if (s->cell == CELL_GRU && s->reset_after) { /* the candidate's recurrent part has r */
+        be->mul(nu, b->da + 2 * nu, b->y + k * 3 * nu + nu, b->t2);
+        be->copy_strided(b->t2, u, b->r + 2 * u, gu, n, u);
+        if (bias_grad(l))
+            be->sum_rows(b->r, bias_grad(l) + gu, n, gu, beta);
+    }
+    if (rk->grad) {
+        be->gemm(true, false, u, cols, n, 1.0f, hin, u, b->r, gu, beta, rk->grad, gu);
+        if (cols < gu)
+            be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
+                     rk->grad + 2 * u, gu);
+    }
+    be->gemm(false, true, n, u, cols, 1.0f, b->r, gu, rk->value, gu, 0.0f, b->dh, u);
+    if (cols < gu) { /* d(r h) r, from back_gru's t1 */
+        be->mul(nu, b->t1, b->y + k * 3 * nu + nu, b->t2);
+        be->axpy(nu, 1.0f, b->t2, b->dh);
+    }
+    if (b->hm)
+        be->mul(nu, b->dh, b->mh, b->dh);
+    if (s->cell == CELL_GRU)
+        be->axpy(nu, 1.0f, b->dn, b->dh);
+}
+
+/* dW, db and dx from the input-side gradients in P. */
+static void back_inputs(const ct_layer *l, const float *x, const rnn_buf *b, int64_t n,
+                        ct_tensor *dx)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t gu = s->gates * s->units, rows = n * s->steps, f = s->in;
+    const ct_param *w = &l->params[0];
+    if (w->grad)
+        be->gemm(true, false, f, gu, rows, 1.0f, x, f, b->p, gu, 0.0f, w->grad, gu);
+    if (bias_grad(l))
+        be->sum_rows(b->p, bias_grad(l), rows, gu, 0.0f);
+    if (!dx)
+        return;
+    be->gemm(false, true, rows, f, gu, 1.0f, b->p, gu, w->value, gu, 0.0f, dx->data, f);
+    if (b->xd)
+        be->mul(rows * f, dx->data, b->mx, dx->data);
+}
+
+static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                         const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
+{
+    (void)nx;
+    (void)y;
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t n = xs[0]->rows, T = s->steps, u = s->units, nu = n * u;
+    rnn_buf b;
+    rnn_layout(s, n, l->scratch, &b);
+    bool in_drop = dropping(s->dropout, pass);
+    if (!dropping(s->rec_dropout, pass))
+        b.hm = NULL;
+    if (!in_drop)
+        b.xd = NULL;
+    if (s->return_sequences)
+        be->fill(b.dh, nu, 0.0f);
+    else
+        be->copy(b.dh, dy->data, nu);
+    be->fill(b.dc, nu, 0.0f);
+    for (int64_t k = T - 1; k >= 0; k--) {
+        if (s->return_sequences) {
+            be->copy_strided(dy->data + k * u, T * u, b.t2, u, n, u);
+            be->axpy(nu, 1.0f, b.t2, b.dh);
+        }
+        if (s->cell == CELL_LSTM)
+            back_lstm(l, &b, k, n);
+        else if (s->cell == CELL_GRU)
+            back_gru(l, &b, k, n);
+        else
+            back_simple(l, &b, k, n);
+        scatter_step(s, be, &b, time_of(s, k), n);
+        back_recurrent(l, &b, k, n, k == T - 1);
+    }
+    back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
+}
+
+static void rnn_free(ct_layer *l)
+{
+    free(l->state);
+    l->state = NULL;
+}
+
+const ct_layer_kind ct_layer_simple_rnn = {
+    .name = "simple_rnn",
+    .class_name = "SimpleRNN",
+    .configure = simple_configure,
+    .build = rnn_build,
+    .scratch_floats = rnn_scratch,
+    .forward = rnn_forward,
+    .backward = rnn_backward,
+    .free_state = rnn_free,
+};
+
+const ct_layer_kind ct_layer_lstm = {
+    .name = "lstm",
+    .class_name = "LSTM",
+    .configure = lstm_configure,
+    .build = rnn_build,
+    .scratch_floats = rnn_scratch,
+    .forward = rnn_forward,
+    .backward = rnn_backward,
+    .free_state = rnn_free,
+};
+
+const ct_layer_kind ct_layer_gru = {
+    .name = "gru",
+    .class_name = "GRU",
+    .configure = gru_configure,
+    .build = rnn_build,
+    .scratch_floats = rnn_scratch,
+    .forward = rnn_forward,
+    .backward = rnn_backward,
+    .free_state = rnn_free,
+};

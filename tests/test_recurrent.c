@@ -1,0 +1,539 @@
+/* test_recurrent.c - SimpleRNN, LSTM and GRU: outputs against the Keras formulas computed
+ * here in double from the Keras weight layouts, finite-difference gradients through time
+ * (every weight and the input; return_sequences, go_backwards, dropout), parameter shapes,
+ * unit_forget_bias, dropout masks and config errors. */
+#include "layertest.h"
+
+extern const ct_layer_kind ct_layer_simple_rnn, ct_layer_lstm, ct_layer_gru;
+
+static void lt_bind(ct_layer *l, const char *type)
+{
+    const ct_layer_kind *kinds[] = {&ct_layer_simple_rnn, &ct_layer_lstm, &ct_layer_gru};
+    l->kind = NULL;
+    for (int i = 0; i < 3 && !l->kind; i++)
+        if (!strcmp(kinds[i]->name, type) || !strcmp(kinds[i]->class_name, type))
+            l->kind = kinds[i];
+}
+
+static void lt_fill(ct_param *p, int i, int64_t n)
+{
+    lt_fill_uniform(p, i, n);
+}
+
+static const ct_pass train_pass = {.training = true, .seed = 3, .step = 5};
+static const ct_pass infer_pass = {.training = false, .seed = 3, .step = 5};
+
+static ct_param *param(lt *t, const char *name)
+{
+    for (int i = 0; i < t->l.nparams; i++)
+        if (!strcmp(t->l.params[i].name, name))
+            return &t->l.params[i];
+    return NULL;
+}
+
+/* ---- the Keras formulas in double ----------------------------------------------------- */
+
+enum { REF_SIMPLE, REF_LSTM, REF_GRU_AFTER, REF_GRU_BEFORE };
+
+typedef struct ref {
+    int cell;
+    int64_t n, T, F, u;
+    const float *x, *k, *rk, *b; /* Keras layouts; b NULL: no bias */
+    bool backwards, sequences;
+} ref;
+
+static double sigm(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* z[c] = sum_f x[f] w[f][c] over cols columns of a (rows x cols) matrix. */
+static void matvec(const float *x, const double *xd, int64_t rows, const float *w, int64_t cols,
+                   double *z)
+{
+    for (int64_t c = 0; c < cols; c++) {
+        double s = 0.0;
+        for (int64_t f = 0; f < rows; f++)
+            s += (x ? x[f] : xd[f]) * w[f * cols + c];
+        z[c] = s;
+    }
+}
+
+/* One step of sample state h (and c) from input row x. */
+static void ref_step(const ref *r, const float *x, double *h, double *c)
+{
+    int64_t u = r->u, g = r->cell == REF_SIMPLE ? 1 : r->cell == REF_LSTM ? 4 : 3;
+    double xz[16], hz[16];
+    matvec(x, NULL, r->F, r->k, g * u, xz);
+    matvec(NULL, h, u, r->rk, g * u, hz);
+    for (int64_t j = 0; j < g * u && r->b; j++) {
+        xz[j] += r->b[j];
+        if (r->cell == REF_GRU_AFTER)
+            hz[j] += r->b[g * u + j]; /* row 1: the recurrent bias */
+    }
+    for (int64_t j = 0; j < u; j++) {
+        if (r->cell == REF_SIMPLE) {
+            h[j] = tanh(xz[j] + hz[j]);
+        } else if (r->cell == REF_LSTM) {
+            double i = sigm(xz[j] + hz[j]), f = sigm(xz[u + j] + hz[u + j]);
+            double cc = tanh(xz[2 * u + j] + hz[2 * u + j]), o = sigm(xz[3 * u + j] + hz[3 * u + j]);
+            c[j] = f * c[j] + i * cc;
+            hz[j] = o * tanh(c[j]); /* h waits: later units still read the old state */
+        } else {
+            double z = sigm(xz[j] + hz[j]), rr = sigm(xz[u + j] + hz[u + j]);
+            xz[j] = z; /* kept for the update below */
+            xz[u + j] = rr;
+        }
+    }
+    if (r->cell == REF_LSTM)
+        for (int64_t j = 0; j < u; j++)
+            h[j] = hz[j];
+    if (r->cell == REF_GRU_AFTER || r->cell == REF_GRU_BEFORE) {
+        double rh[8], hh[8];
+        for (int64_t j = 0; j < u; j++)
+            rh[j] = xz[u + j] * h[j];
+        for (int64_t j = 0; j < u; j++) {
+            double rec = hz[2 * u + j];
+            if (r->cell == REF_GRU_BEFORE) { /* (r * h) U_h */
+                rec = 0.0;
+                for (int64_t m = 0; m < u; m++)
+                    rec += rh[m] * r->rk[m * 3 * u + 2 * u + j];
+                hh[j] = tanh(xz[2 * u + j] + rec);
+            } else {
+                hh[j] = tanh(xz[2 * u + j] + xz[u + j] * rec);
+            }
+        }
+        for (int64_t j = 0; j < u; j++)
+            h[j] = xz[j] * h[j] + (1.0 - xz[j]) * hh[j];
+    }
+}
+
+/* out: n x (T x u or u), as the layer lays it out. */
+static void ref_run(const ref *r, double *out)
+{
+    int64_t u = r->u, T = r->T;
+    for (int64_t s = 0; s < r->n; s++) {
+        double h[8] = {0}, c[8] = {0};
+        for (int64_t k = 0; k < T; k++) {
+            int64_t t = r->backwards ? T - 1 - k : k;
+            ref_step(r, r->x + (s * T + t) * r->F, h, c);
+            if (r->sequences)
+                for (int64_t j = 0; j < u; j++)
+                    out[(s * T + k) * u + j] = h[j];
+        }
+        if (!r->sequences)
+            for (int64_t j = 0; j < u; j++)
+                out[s * u + j] = h[j];
+    }
+}
+
+/* Builds the layer on (3, 3) input with units 2, runs forward on two samples and compares
+ * with the reference. */
+static void check_keras(const char *yaml, int cell, bool backwards, bool sequences)
+{
+    int64_t dims[2] = {3, 3}, n = 2, u = 2;
+    lt t;
+    lt_ok(&t, yaml, "rnn", 2, dims, n);
+    int64_t nx = n * 9, ny = n * ct_shape_size(&t.l.out_shape);
+    float *x = fvec(nx), *y = fvec(ny);
+    double *want = dvec(ny);
+    tu_fill(x, nx, 11, -1.0f, 1.0f);
+    ct_param *b = param(&t, "bias");
+    ref r = {.cell = cell, .n = n, .T = 3, .F = 3, .u = u, .x = x,
+             .k = param(&t, "kernel")->value, .rk = param(&t, "recurrent_kernel")->value,
+             .b = b ? b->value : NULL, .backwards = backwards, .sequences = sequences};
+    ref_run(&r, want);
+    ct_tensor tx = tensor(x, n, t.l.in_shape), ty = tensor(y, n, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < ny; i++)
+        ck_assert_msg(fabs(y[i] - want[i]) <= 1e-5, "%s: y[%lld] %.8g, Keras %.8g", yaml,
+                      (long long)i, y[i], want[i]);
+    free(x), free(y), free(want);
+    lt_free(&t);
+}
+
+START_TEST(test_simple_rnn_keras)
+{
+    check_keras("{type: simple_rnn, units: 2}", REF_SIMPLE, false, false);
+    check_keras("{type: simple_rnn, units: 2, return_sequences: true}", REF_SIMPLE, false, true);
+    check_keras("{type: simple_rnn, units: 2, go_backwards: true, return_sequences: true}",
+                REF_SIMPLE, true, true);
+    check_keras("{type: SimpleRNN, units: 2, use_bias: false}", REF_SIMPLE, false, false);
+}
+END_TEST
+
+START_TEST(test_lstm_keras)
+{
+    check_keras("{type: lstm, units: 2}", REF_LSTM, false, false);
+    check_keras("{type: lstm, units: 2, return_sequences: true}", REF_LSTM, false, true);
+    check_keras("{type: LSTM, units: 2, go_backwards: true}", REF_LSTM, true, false);
+    check_keras("{type: lstm, units: 2, go_backwards: true, return_sequences: true}", REF_LSTM,
+                true, true);
+}
+END_TEST
+
+START_TEST(test_gru_keras)
+{
+    check_keras("{type: gru, units: 2}", REF_GRU_AFTER, false, false);
+    check_keras("{type: gru, units: 2, return_sequences: true, go_backwards: true}",
+                REF_GRU_AFTER, true, true);
+    check_keras("{type: GRU, units: 2, reset_after: false, return_sequences: true}",
+                REF_GRU_BEFORE, false, true);
+    check_keras("{type: gru, units: 2, use_bias: false}", REF_GRU_AFTER, false, false);
+}
+END_TEST
+
+/* ---- finite differences ------------------------------------------------------------------ */
+
+typedef struct fd {
+    lt *t;
+    const ct_pass *pass;
+    ct_tensor x, y;
+    const float *r; /* L = sum r * y */
+} fd;
+
+static double fd_loss(fd *g)
+{
+    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
+    double s = 0.0;
+    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
+        s += (double)g->r[i] * g->y.data[i];
+    return s;
+}
+
+static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
+{
+    float old = *v, h = 1e-3f, up = old + h, down = old - h;
+    *v = up;
+    double lp = fd_loss(g);
+    *v = down;
+    double lm = fd_loss(g);
+    *v = old;
+    double num = (lp - lm) / ((double)up - (double)down);
+    ck_assert_msg(fabs(num - ana) <= 2e-3 + 1e-2 * fmax(fabs(num), fabs(ana)),
+                  "%s (%s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.kind->name,
+                  g->pass->training ? "training" : "inference", what, (long long)i, ana, num);
+}
+
+/* Fills every gradient with garbage first: backward must write, not accumulate. */
+static void spoil_grads(ct_layer *l)
+{
+    for (int p = 0; p < l->nparams; p++)
+        if (l->params[p].grad)
+            tu_fill(l->params[p].grad, ct_shape_size(&l->params[p].shape), 77, 5.0f, 9.0f);
+}
+
+static void gradcheck(const char *yaml, const ct_pass *pass)
+{
+    int64_t dims[2] = {4, 3}, rows = 3;
+    lt t;
+    lt_ok(&t, yaml, "rnn", 2, dims, rows + 2); /* scratch for more rows than used */
+    ct_layer *l = &t.l;
+    int64_t nin = rows * 12, nout = rows * ct_shape_size(&l->out_shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
+    tu_fill(x, nin, 7, -1.0f, 1.5f);
+    tu_fill(r, nout, 9, -1.0f, 1.0f);
+    fd g = {.t = &t, .pass = pass, .x = tensor(x, rows, l->in_shape),
+            .y = tensor(y, rows, l->out_shape), .r = r};
+    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
+    lt_forward(l, pass, &g.x, &g.y);
+    memcpy(dy, r, (size_t)nout * sizeof(float));
+    tu_fill(dx, nin, 78, 5.0f, 9.0f);
+    spoil_grads(l);
+    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        int64_t n = ct_shape_size(&pa->shape);
+        float *ana = fvec(n);
+        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            fd_compare(&g, pa->name, i, ana[i], &pa->value[i]);
+        free(ana);
+    }
+    for (int64_t i = 0; i < nin; i++)
+        fd_compare(&g, "x", i, dx[i], &x[i]);
+    free(x), free(y), free(dy), free(dx), free(r);
+    lt_free(&t);
+}
+
+START_TEST(test_simple_rnn_gradients)
+{
+    gradcheck("{type: simple_rnn, units: 3}", &train_pass);
+    gradcheck("{type: simple_rnn, units: 3, return_sequences: true}", &train_pass);
+    gradcheck("{type: simple_rnn, units: 3, go_backwards: true}", &train_pass);
+    gradcheck("{type: simple_rnn, units: 3, go_backwards: true, return_sequences: true}",
+              &train_pass);
+    /* an activation whose derivative needs the pre-activation values */
+    gradcheck("{type: simple_rnn, units: 3, activation: softplus, return_sequences: true}",
+              &train_pass);
+    gradcheck("{type: simple_rnn, units: 3, use_bias: false}", &infer_pass);
+}
+END_TEST
+
+START_TEST(test_lstm_gradients)
+{
+    gradcheck("{type: lstm, units: 3}", &train_pass);
+    gradcheck("{type: lstm, units: 3, return_sequences: true}", &train_pass);
+    gradcheck("{type: lstm, units: 3, go_backwards: true}", &train_pass);
+    gradcheck("{type: lstm, units: 3, go_backwards: true, return_sequences: true}", &train_pass);
+    gradcheck("{type: lstm, units: 2, activation: softsign, use_bias: false}", &infer_pass);
+}
+END_TEST
+
+START_TEST(test_gru_gradients)
+{
+    gradcheck("{type: gru, units: 3}", &train_pass);
+    gradcheck("{type: gru, units: 3, return_sequences: true}", &train_pass);
+    gradcheck("{type: gru, units: 3, go_backwards: true}", &train_pass);
+    gradcheck("{type: gru, units: 3, go_backwards: true, return_sequences: true}", &train_pass);
+    gradcheck("{type: gru, units: 3, reset_after: false, return_sequences: true}", &train_pass);
+    gradcheck("{type: gru, units: 3, reset_after: false, go_backwards: true}", &train_pass);
+    gradcheck("{type: gru, units: 2, use_bias: false}", &infer_pass);
+}
+END_TEST
+
+/* The masks are fixed for a seed and step, so finite differences see the same function. */
+START_TEST(test_dropout_gradients)
+{
+    static const char *const kinds[] = {"simple_rnn", "lstm", "gru"};
+    char yaml[160];
+    for (int i = 0; i < 3; i++) {
+        snprintf(yaml, sizeof yaml,
+                 "{type: %s, units: 3, dropout: 0.4, recurrent_dropout: 0.3, "
+                 "return_sequences: true}", kinds[i]);
+        gradcheck(yaml, &train_pass);
+    }
+    gradcheck("{type: gru, units: 3, reset_after: false, recurrent_dropout: 0.5}", &train_pass);
+    gradcheck("{type: lstm, units: 3, dropout: 0.5, go_backwards: true}", &infer_pass);
+}
+END_TEST
+
+/* ---- parameters and initialization ------------------------------------------------------- */
+
+static void check_shape(lt *t, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+    ct_param *p = param(t, name);
+    ck_assert_msg(p != NULL, "no %s", name);
+    ck_assert_int_eq(p->shape.ndim, ndim);
+    ck_assert_int_eq(p->shape.dim[0], d0);
+    if (ndim == 2)
+        ck_assert_int_eq(p->shape.dim[1], d1);
+}
+
+START_TEST(test_param_shapes)
+{
+    int64_t dims[2] = {6, 5};
+    lt t;
+    lt_ok(&t, "{type: simple_rnn, units: 4, return_sequences: true}", "rnn", 2, dims, 2);
+    check_shape(&t, "kernel", 2, 5, 4);
+    check_shape(&t, "recurrent_kernel", 2, 4, 4);
+    check_shape(&t, "bias", 1, 4, 0);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 6);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 4);
+    lt_free(&t);
+    lt_ok(&t, "{type: lstm, units: 4}", "rnn", 2, dims, 2);
+    check_shape(&t, "kernel", 2, 5, 16);
+    check_shape(&t, "recurrent_kernel", 2, 4, 16);
+    check_shape(&t, "bias", 1, 16, 0);
+    ck_assert_int_eq(t.l.out_shape.ndim, 1);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 4);
+    lt_free(&t);
+    lt_ok(&t, "{type: gru, units: 4}", "rnn", 2, dims, 2);
+    check_shape(&t, "kernel", 2, 5, 12);
+    check_shape(&t, "recurrent_kernel", 2, 4, 12);
+    check_shape(&t, "bias", 2, 2, 12);
+    lt_free(&t);
+    lt_ok(&t, "{type: gru, units: 4, reset_after: false}", "rnn", 2, dims, 2);
+    check_shape(&t, "bias", 1, 12, 0);
+    lt_free(&t);
+    lt_ok(&t, "{type: gru, units: 4, use_bias: false}", "rnn", 2, dims, 2);
+    ck_assert_int_eq(t.l.nparams, 2);
+    ck_assert_ptr_null(param(&t, "bias"));
+    lt_free(&t);
+    /* each regularizer on its own weight */
+    lt_ok(&t, "{type: lstm, units: 2, recurrent_regularizer: l2, bias_regularizer: {type: l1, "
+          "l1: 0.5}}", "rnn", 2, dims, 2);
+    ck_assert(param(&t, "kernel")->reg.l1 == 0 && param(&t, "kernel")->reg.l2 == 0);
+    ck_assert(param(&t, "recurrent_kernel")->reg.l2 == 0.01);
+    ck_assert(param(&t, "bias")->reg.l1 == 0.5 && param(&t, "bias")->reg.l2 == 0);
+    lt_free(&t);
+}
+END_TEST
+
+/* Fills the bias as the model does and checks each gate's slice against want (-1: random,
+ * so neither all zero nor all one). */
+static void check_bias_init(const char *yaml, const double want[4])
+{
+    int64_t dims[2] = {2, 3}, u = 5;
+    lt t;
+    lt_ok(&t, yaml, "lstm", 2, dims, 1);
+    ct_param *b = param(&t, "bias");
+    ct_init_fill(&b->init, b->value, &b->shape, 42);
+    for (int g = 0; g < 4; g++) {
+        bool all_same = true;
+        for (int64_t j = 0; j < u; j++) {
+            float v = b->value[g * u + j];
+            if (want[g] >= 0)
+                ck_assert_msg(v == (float)want[g], "%s: bias[%lld] = %g, want %g", yaml,
+                              (long long)(g * u + j), v, want[g]);
+            all_same = all_same && (v == 0.0f || v == 1.0f);
+        }
+        if (want[g] < 0)
+            ck_assert_msg(!all_same, "%s: gate %d not random", yaml, g);
+    }
+    lt_free(&t);
+}
+
+START_TEST(test_unit_forget_bias)
+{
+    check_bias_init("{type: lstm, units: 5}", (double[]){0, 1, 0, 0});
+    check_bias_init("{type: lstm, units: 5, unit_forget_bias: false}", (double[]){0, 0, 0, 0});
+    check_bias_init("{type: lstm, units: 5, bias_initializer: random_uniform}",
+                    (double[]){-1, 1, -1, -1});
+    check_bias_init("{type: lstm, units: 5, bias_initializer: ones, unit_forget_bias: false}",
+                    (double[]){1, 1, 1, 1});
+    /* the defaults are written back into the config, only each kind's own keys */
+    int64_t dims[2] = {2, 3};
+    lt t;
+    lt_ok(&t, "{type: lstm, units: 2}", "lstm", 2, dims, 1);
+    ck_assert_ptr_nonnull(ct_map_get(t.cfg, "unit_forget_bias"));
+    ck_assert_ptr_null(ct_map_get(t.cfg, "reset_after"));
+    lt_free(&t);
+    lt_ok(&t, "{type: gru, units: 2}", "gru", 2, dims, 1);
+    ck_assert_ptr_nonnull(ct_map_get(t.cfg, "reset_after"));
+    ck_assert_ptr_null(ct_map_get(t.cfg, "unit_forget_bias"));
+    lt_free(&t);
+}
+END_TEST
+
+/* ---- dropout -------------------------------------------------------------------------------- */
+
+static void run_forward(lt *t, const ct_pass *pass, const float *x, int64_t rows, float *y)
+{
+    ct_tensor tx = tensor((float *)x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
+    lt_forward(&t->l, pass, &tx, &ty);
+}
+
+START_TEST(test_dropout_determinism)
+{
+    int64_t dims[2] = {5, 4}, rows = 6;
+    const char *yaml = "{type: lstm, units: 3, dropout: 0.5, recurrent_dropout: 0.5}";
+    lt t, plain;
+    lt_ok(&t, yaml, "lstm", 2, dims, rows);
+    lt_ok(&plain, "{type: lstm, units: 3}", "lstm", 2, dims, rows);
+    int64_t nx = rows * 20, ny = rows * 3;
+    float *x = fvec(nx), *a = fvec(ny), *b = fvec(ny), *c = fvec(ny), *d = fvec(ny);
+    tu_fill(x, nx, 5, -1.0f, 1.0f);
+    run_forward(&t, &train_pass, x, rows, a);
+    run_forward(&t, &train_pass, x, rows, b);
+    ck_assert_mem_eq(a, b, (size_t)ny * sizeof(float));
+    ct_pass other = train_pass;
+    other.step++;
+    run_forward(&t, &other, x, rows, c);
+    ck_assert_msg(memcmp(a, c, (size_t)ny * sizeof(float)) != 0, "same masks at another step");
+    /* inference ignores dropout: the layer without it gives the same output */
+    run_forward(&t, &infer_pass, x, rows, c);
+    run_forward(&plain, &train_pass, x, rows, d);
+    ck_assert_mem_eq(c, d, (size_t)ny * sizeof(float));
+    ck_assert_msg(memcmp(a, c, (size_t)ny * sizeof(float)) != 0, "training dropped nothing");
+    free(x), free(a), free(b), free(c), free(d);
+    lt_free(&t);
+    lt_free(&plain);
+}
+END_TEST
+
+/* One input mask per sample and feature, the same at every timestep: dx is zero at every
+ * timestep or at none. */
+START_TEST(test_dropout_mask_per_sequence)
+{
+    int64_t T = 5, f = 4, rows = 6, dims[2] = {T, f};
+    lt t;
+    lt_ok(&t, "{type: gru, units: 3, dropout: 0.5, return_sequences: true}", "gru", 2, dims,
+          rows);
+    int64_t nx = rows * T * f, ny = rows * T * 3;
+    float *x = fvec(nx), *y = fvec(ny), *dy = fvec(ny), *dx = fvec(nx);
+    tu_fill(x, nx, 5, -1.0f, 1.0f);
+    tu_fill(dy, ny, 6, -1.0f, 1.0f);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
+    lt_forward(&t.l, &train_pass, &tx, &ty);
+    lt_backward(&t.l, &train_pass, &tx, &ty, &tdy, &tdx);
+    int dropped = 0, kept = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < f; j++) {
+            int zeros = 0;
+            for (int64_t k = 0; k < T; k++)
+                zeros += dx[(r * T + k) * f + j] == 0.0f;
+            ck_assert_msg(zeros == 0 || zeros == T, "sample %lld feature %lld: %d of %lld",
+                          (long long)r, (long long)j, zeros, (long long)T);
+            dropped += zeros == T;
+            kept += zeros == 0;
+        }
+    ck_assert_int_gt(dropped, 0);
+    ck_assert_int_gt(kept, 0);
+    free(x), free(y), free(dy), free(dx);
+    lt_free(&t);
+}
+END_TEST
+
+/* ---- config errors ---------------------------------------------------------------------- */
+
+START_TEST(test_config_errors)
+{
+    int64_t d2[2] = {4, 3}, d3[3] = {4, 3, 2};
+    lt_fails("{type: lstm, units: 2, return_state: true}", 2, d2, "lstm",
+             "layer.yaml:1:38: layer 'lstm' (LSTM): return_state is not supported yet");
+    lt_fails("{type: simple_rnn, units: 0}", 2, d2, "rnn",
+             "layer.yaml:1:27: layer 'rnn' (SimpleRNN): units must be between 1 and "
+             "2147483647, got 0");
+    lt_fails("{type: lstm, units: 1000000000}", 2, d2, "lstm",
+             "layer.yaml:1:21: layer 'lstm' (LSTM): units must be between 1 and 536870911, "
+             "got 1000000000");
+    lt_fails("{type: gru}", 2, d2, "gru", "layer.yaml:1:1: layer 'gru' (GRU) needs the key 'units'");
+    lt_fails("{type: gru, units: 2, recurrent_activation: sigmoidd}", 2, d2, "gru",
+             "layer.yaml:1:45: layer 'gru' (GRU): unknown activation 'sigmoidd' (did you mean "
+             "'sigmoid'?); known activations: linear, relu, relu6, leaky_relu, elu, selu, gelu, "
+             "silu, swish, sigmoid, hard_sigmoid, tanh, softplus, softsign, softmax, "
+             "log_softmax");
+    lt_fails("{type: lstm, units: 2, dropout: 1}", 2, d2, "lstm",
+             "layer.yaml:1:33: layer 'lstm' (LSTM): dropout must be at least 0 and below 1, "
+             "got 1");
+    lt_fails("{type: lstm, units: 2, reset_after: true}", 2, d2, "lstm",
+             "layer.yaml:1:24: unknown key 'reset_after' in layer 'lstm' (LSTM); known keys: "
+             "units, activation, recurrent_activation, use_bias, kernel_initializer, "
+             "recurrent_initializer, bias_initializer, unit_forget_bias, kernel_regularizer, "
+             "recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout, "
+             "return_sequences, return_state, go_backwards, type, name, inputs");
+    lt_fails("{type: gru, units: 2}", 3, d3, "gru",
+             "layer.yaml:1:1: layer 'gru' (GRU): expects an input of shape (timesteps, "
+             "features), got (None, 4, 3, 2)");
+}
+END_TEST
+
+static Suite *recurrent_suite(void)
+{
+    Suite *s = suite_create("recurrent");
+    TCase *tc = tcase_create("recurrent");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_simple_rnn_keras);
+    tcase_add_test(tc, test_lstm_keras);
+    tcase_add_test(tc, test_gru_keras);
+    tcase_add_test(tc, test_simple_rnn_gradients);
+    tcase_add_test(tc, test_lstm_gradients);
+    tcase_add_test(tc, test_gru_gradients);
+    tcase_add_test(tc, test_dropout_gradients);
+    tcase_add_test(tc, test_param_shapes);
+    tcase_add_test(tc, test_unit_forget_bias);
+    tcase_add_test(tc, test_dropout_determinism);
+    tcase_add_test(tc, test_dropout_mask_per_sequence);
+    tcase_add_test(tc, test_config_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(recurrent_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
