@@ -1791,8 +1791,9 @@ START_TEST(test_weights_failed_save)
     /* A failure half way through writing: the old file stays, the temporary goes. */
     fake_build(&b, 2, false, 50);
     /* (a weight nested under another weight: the first is a dataset, not a group) */
-    snprintf(b.layers[2].params[1].name, sizeof b.layers[2].params[1].name, "%s:0/x",
-             b.layers[2].params[0].name);
+    char nested[sizeof b.layers[2].params[1].name];
+    snprintf(nested, sizeof nested, "%.20s:0/x", b.layers[2].params[0].name);
+    memcpy(b.layers[2].params[1].name, nested, sizeof nested);
     ck_assert_int_eq(ct_weights_save(&b.m, w, NULL, NULL, &err), -1);
     ck_assert_int_eq(err.code, CT_ERR_IO);
     snprintf(want, sizeof want,

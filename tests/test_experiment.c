@@ -953,7 +953,7 @@ START_TEST(test_resume_checks_first)
 {
     char *dir = blob_dir(1);
     const char *one[] = {"fit.epochs=1"};
-    char p[4200], ckpt[4200];
+    char p[4200], ckpt[4300];
     snprintf(p, sizeof p, "%s/blobs.yaml", dir);
     ct_error err = {0};
     ct_experiment *ex = ct_experiment_load(p, one, 1, &err);
@@ -1294,7 +1294,7 @@ START_TEST(test_token_input_unscaled)
     char *dir = token_dir(token_config, false, NO_BAD);
     ct_experiment *ex = load_in(dir, "tokens.yaml");
     ct_error err = {0};
-    ct_dataset *ds = ct_experiment_open_source(ex, &ex->train, "data.train", &err);
+    ct_dataset *ds = ct_experiment_open_source(ex, &ex->train, "data.train", true, &err);
     ck_assert_msg(ds != NULL, "%s", err.msg);
     ct_loader *ld = ct_loader_new(ds, NULL, ct_dataset_rows(ds), 4, false, 1, 1 << 20, &err);
     ck_assert_msg(ld != NULL, "%s", err.msg);
@@ -1431,7 +1431,7 @@ START_TEST(test_sequence_targets)
         ck_assert_double_eq(values[k], v2[k]);
     ct_experiment_free(again);
     /* the same scores from the model's outputs on the test data */
-    ct_dataset *ds = ct_experiment_open_source(ex, &ex->test, "data.test", &err);
+    ct_dataset *ds = ct_experiment_open_source(ex, &ex->test, "data.test", true, &err);
     ck_assert_msg(ds != NULL, "%s", err.msg);
     int n = (int)ct_dataset_rows(ds);
     float *x = malloc(sizeof(float) * (size_t)n * 6), *y = malloc(sizeof(float) * (size_t)n * 6);
