@@ -123,6 +123,28 @@ START_TEST(test_dataset_group_cycle)
 }
 END_TEST
 
+/* fuzz_weights: a weight_names attribute of variable-length strings whose global heap is
+ * damaged. HDF5's H5Aread crashed inside H5HG_read (others of these inputs copy between
+ * overlapping buffers, leak, or loop); the read now runs in a child process, and the
+ * parent refuses the attribute. */
+START_TEST(test_weights_vlen_heap)
+{
+    char path[4200], want[4600];
+    snprintf(path, sizeof path, "%s", tu_src("tests/regress/weights-vlen-heap.h5"));
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(tu_src("fuzz/models/mlp.yaml"), NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    for (int i = 0; i < 2; i++) { /* the same answer every time: the parent is unharmed */
+        ck_assert_int_eq(ct_experiment_load_weights(ex, path, &err), -1);
+        snprintf(want, sizeof want, "%s: attribute 'weight_names' of layer 'dense' cannot be "
+                 "read (HDF5 failed on its data); the file is damaged or was not written by "
+                 "Keras", path);
+        ck_assert_str_eq(err.msg, want);
+    }
+    ct_experiment_free(ex);
+}
+END_TEST
+
 /* ---- damaged checkpoints ------------------------------------------------------------- */
 
 static const char *const experiment_yaml =
@@ -237,6 +259,7 @@ static Suite *regress_suite(void)
     tcase_add_test(tc, test_dataset_empty_axis_overflow);
     tcase_add_test(tc, test_dataset_compact_short);
     tcase_add_test(tc, test_dataset_chunk_past_axis);
+    tcase_add_test(tc, test_weights_vlen_heap);
     tcase_add_test(tc, test_dataset_int_precision);
     tcase_add_test(tc, test_dataset_odd_type_size);
     tcase_add_test(tc, test_dataset_group_cycle);

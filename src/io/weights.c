@@ -15,6 +15,7 @@
 #include "guard.h"
 #include "h5image.h"
 #include "h5util.h"
+#include "isolate.h"
 #include "weights.h"
 
 /* Keras splits attributes over 64 KiB into name0, name1, ...; we read up to this many. */
@@ -126,6 +127,8 @@ static int strlist_add(strlist *l, const char *s, size_t len)
  * any length, and HDF5 reads whatever the attribute declares. */
 #define MAX_NAMES 100000         /* strings in one attribute and in all its parts together */
 #define MAX_NAME_BYTES 65536     /* bytes of one name (a fixed-length string's width) */
+#define VLEN_SECONDS 10.0        /* for reading one variable-length name attribute */
+#define VLEN_MAX_BYTES (64u << 20) /* its names together, with their lengths */
 
 /* Where a name attribute is, for messages: "file.h5: attribute 'layer_names'" or "...
  * attribute 'weight_names' of layer 'dense'". */
@@ -159,13 +162,63 @@ static size_t vlen_disk_size(hid_t a)
     return addr ? 4 + addr + 4 : 0;
 }
 
+/* What the child reading a variable-length attribute needs. */
+typedef struct vlen_job {
+    hid_t a;
+    H5T_cset_t cset;
+    size_t n;
+} vlen_job;
+
+/* In the child (isolate.h): reads the strings and writes each as a 4-byte length and at
+ * most MAX_NAME_BYTES + 1 of its bytes. */
+static int vlen_child(void *ctx, int fd)
+{
+    const vlen_job *j = ctx;
+    char **buf = calloc(j->n ? j->n : 1, sizeof *buf);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (!buf || t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, j->cset) < 0 ||
+        (j->n > 0 && H5Aread(j->a, t, buf) < 0))
+        return 1;
+    for (size_t i = 0; i < j->n; i++) {
+        uint32_t len = buf[i] ? (uint32_t)strnlen(buf[i], MAX_NAME_BYTES + 1) : 0;
+        if (ct_isolated_write(fd, &len, sizeof len) < 0 || ct_isolated_write(fd, buf[i], len) < 0)
+            return 1;
+    }
+    return 0; /* the process ends: nothing to reclaim */
+}
+
+/* Splits the child's output into n names. */
+static int vlen_parse(const char *p, size_t len, size_t n, strlist *out, const attr_place *at,
+                      const char *attr, ct_error *err)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k;
+        if (len - pos < sizeof k)
+            return attr_refuse(at, attr, err, "cannot be read");
+        memcpy(&k, p + pos, sizeof k);
+        pos += sizeof k;
+        if (k > MAX_NAME_BYTES)
+            return attr_refuse(at, attr, err, "holds a name longer than 65536 bytes");
+        if (len - pos < k)
+            return attr_refuse(at, attr, err, "cannot be read");
+        if (strlist_add(out, p + pos, k) < 0)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+        pos += k;
+    }
+    return 0;
+}
+
 /* Reads n variable-length strings. The attribute's stored size must be n descriptors
  * exactly (a damaged one makes HDF5 1.10's conversion copy between overlapping buffers),
  * and every string must end within MAX_NAME_BYTES. cset: the attribute's own (h5py writes
- * UTF-8), kept since HDF5 does not convert between ASCII and UTF-8 strings. */
+ * UTF-8), kept since HDF5 does not convert between ASCII and UTF-8 strings. HDF5 reads
+ * the strings from a global heap it does not check (a damaged one crashes or hangs it), so
+ * the read runs in a child process (isolate.h). */
 static int read_vlen_strings(hid_t a, hid_t space, H5T_cset_t cset, size_t n, strlist *out,
                              const attr_place *at, const char *attr, ct_error *err)
 {
+    (void)space;
     size_t disk = vlen_disk_size(a);
     hsize_t stored = H5Aget_storage_size(a);
     if (disk == 0 || stored != (hsize_t)n * disk) {
@@ -174,25 +227,24 @@ static int read_vlen_strings(hid_t a, hid_t space, H5T_cset_t cset, size_t n, st
                  "for them", n, (unsigned long long)stored);
         return attr_refuse(at, attr, err, why);
     }
-    char **buf = calloc(n ? n : 1, sizeof *buf);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    bool read = false;
-    if (buf && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, cset) >= 0)
-        read = n == 0 || H5Aread(a, t, buf) >= 0;
-    int rc = read ? 0 : buf && t >= 0 ? attr_refuse(at, attr, err, "cannot be read")
-                                      : ct_err(err, CT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        size_t len = buf[i] ? strnlen(buf[i], MAX_NAME_BYTES + 1) : 0;
-        if (len > MAX_NAME_BYTES)
-            rc = attr_refuse(at, attr, err, "holds a name longer than 65536 bytes");
-        else if (strlist_add(out, buf[i] ? buf[i] : "", len) < 0)
-            rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
+    vlen_job job = {a, cset, n};
+    char *got = NULL;
+    size_t len = 0;
+    switch (ct_isolated_run(vlen_child, &job, VLEN_SECONDS, VLEN_MAX_BYTES, &got, &len)) {
+    case CT_ISOLATED_OK: break;
+    case CT_ISOLATED_TIMEOUT: {
+        char why[64];
+        snprintf(why, sizeof why, "took HDF5 over %.0f s to read", VLEN_SECONDS);
+        return attr_refuse(at, attr, err, why);
     }
-    if (read && n > 0)
-        CT_H5_VLEN_RECLAIM(t, space, buf);
-    if (t >= 0)
-        H5Tclose(t);
-    free(buf);
+    case CT_ISOLATED_NO_CHILD:
+        return ct_err(err, CT_ERR_IO, "%s: cannot start a process to read attribute '%s': %s",
+                      at->path, attr, strerror(errno));
+    default:
+        return attr_refuse(at, attr, err, "cannot be read (HDF5 failed on its data)");
+    }
+    int rc = vlen_parse(got, len, n, out, at, attr, err);
+    free(got);
     return rc;
 }
 

@@ -1,0 +1,114 @@
+/* isolate.c - a step that may crash or hang, run in a forked child (see isolate.h). */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "isolate.h"
+
+/* Under a sanitizer the child's expected crash must not run the death callbacks the
+ * program installed (a fuzzer saving its input as a finding): the parent handles it. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+int ct_isolated_write(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void run_child(ct_isolated_fn fn, void *ctx, int fd)
+{
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        signal(faults[i], SIG_DFL);
+    if (__sanitizer_set_death_callback)
+        __sanitizer_set_death_callback(NULL);
+    /* _exit: no atexit handlers (HDF5's own shutdown, leak checks) in the copy */
+    _exit(fn(ctx, fd) == 0 ? 0 : 1);
+}
+
+/* Reads the child's output until it closes the pipe, the deadline or max_bytes. */
+static ct_isolated_status collect(int fd, double deadline, size_t max_bytes, char **out,
+                                  size_t *len)
+{
+    size_t cap = 0;
+    for (;;) {
+        double left = deadline - ct_stop_clock();
+        if (left <= 0)
+            return CT_ISOLATED_TIMEOUT;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ready = poll(&p, 1, (int)(left * 1000) + 1);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            continue; /* the deadline check above ends it */
+        if (*len == cap) {
+            size_t want = cap ? 2 * cap : 4096;
+            char *grown = want <= max_bytes + 1 ? realloc(*out, want) : NULL;
+            if (!grown)
+                return CT_ISOLATED_FAILED;
+            *out = grown;
+            cap = want;
+        }
+        ssize_t got = read(fd, *out + *len, cap - *len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got == 0 ? CT_ISOLATED_OK : CT_ISOLATED_FAILED;
+        *len += (size_t)got;
+        if (*len > max_bytes)
+            return CT_ISOLATED_FAILED;
+    }
+}
+
+ct_isolated_status ct_isolated_run(ct_isolated_fn fn, void *ctx, double seconds,
+                                   size_t max_bytes, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fds[2];
+    if (pipe(fds) < 0)
+        return CT_ISOLATED_NO_CHILD;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return CT_ISOLATED_NO_CHILD;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        run_child(fn, ctx, fds[1]);
+    }
+    close(fds[1]);
+    ct_isolated_status st = collect(fds[0], ct_stop_clock() + seconds, max_bytes, out, len);
+    close(fds[0]);
+    if (st != CT_ISOLATED_OK)
+        kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (st == CT_ISOLATED_OK && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        st = CT_ISOLATED_FAILED;
+    if (st != CT_ISOLATED_OK) {
+        free(*out);
+        *out = NULL;
+        *len = 0;
+    }
+    return st;
+}
