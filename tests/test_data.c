@@ -7,9 +7,12 @@
 #include <hdf5.h>
 #include <inttypes.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "data.h"
+#include "isolate.h"
 #include "guard.h"
 #include "h5util.h"
 #include "rng.h"
@@ -1950,6 +1953,54 @@ START_TEST(test_stop_request)
 }
 END_TEST
 
+/* ---- isolate.h: steps run in a child process ---- */
+
+static int child_writes(void *ctx, int fd) { return ct_isolated_write(fd, ctx, strlen(ctx)); }
+static int child_crashes(void *ctx, int fd)
+{
+    (void)ctx, (void)fd;
+    raise(SIGSEGV);
+    return 0;
+}
+static int child_loops(void *ctx, int fd)
+{
+    (void)ctx, (void)fd;
+    for (;;)
+        pause();
+    return 0;
+}
+static int child_fails(void *ctx, int fd)
+{
+    ct_isolated_write(fd, ctx, 3); /* some output, then failure: none of it counts */
+    return 1;
+}
+
+/* What the child writes comes back; a crash, a failure, too much output or a hang is an
+ * answer, not the parent's end. */
+START_TEST(test_isolated_run)
+{
+    char *out = NULL;
+    size_t len = 0;
+    char text[] = "layer_names";
+    ck_assert_int_eq(ct_isolated_run(child_writes, text, 5.0, 64, &out, &len), CT_ISOLATED_OK);
+    ck_assert_uint_eq(len, strlen(text));
+    ck_assert(memcmp(out, text, len) == 0);
+    free(out);
+    ck_assert_int_eq(ct_isolated_run(child_writes, text, 5.0, 4, &out, &len),
+                     CT_ISOLATED_FAILED);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(ct_isolated_run(child_crashes, NULL, 5.0, 64, &out, &len),
+                     CT_ISOLATED_FAILED);
+    ck_assert_int_eq(ct_isolated_run(child_fails, text, 5.0, 64, &out, &len),
+                     CT_ISOLATED_FAILED);
+    ck_assert_uint_eq(len, 0);
+    time_t t0 = time(NULL);
+    ck_assert_int_eq(ct_isolated_run(child_loops, NULL, 0.3, 64, &out, &len),
+                     CT_ISOLATED_TIMEOUT);
+    ck_assert_int_le(time(NULL) - t0, 3);
+}
+END_TEST
+
 /* What the phase reporter was told. */
 typedef struct phase_log {
     int calls, bad;
@@ -2297,6 +2348,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_open_fifo);
     tcase_add_test(tc, test_stop_request);
     tcase_add_test(tc, test_phase_progress);
+    tcase_add_test(tc, test_isolated_run);
     tcase_add_test(tc, test_big_chunk_read_once);
     suite_add_tcase(s, tc);
 

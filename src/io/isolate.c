@@ -57,8 +57,11 @@ static ct_isolated_status collect(int fd, double deadline, size_t max_bytes, cha
         if (ready <= 0)
             continue; /* the deadline check above ends it */
         if (*len == cap) {
+            /* one byte past the limit tells output that is too long */
             size_t want = cap ? 2 * cap : 4096;
-            char *grown = want <= max_bytes + 1 ? realloc(*out, want) : NULL;
+            if (want > max_bytes + 1)
+                want = max_bytes + 1;
+            char *grown = want > cap ? realloc(*out, want) : NULL;
             if (!grown)
                 return CT_ISOLATED_FAILED;
             *out = grown;
