@@ -170,6 +170,30 @@ void ct_text_options_default(ct_text_options *opt);
 int ct_data_import_text(const char *path, const char *out, const char *group,
                         const ct_text_options *opt, ct_text_summary *summary, ct_error *err);
 
+/* Options of ct_experiment_generate, filled by the caller (on its stack);
+ * ct_generate_options_default sets the defaults. */
+typedef struct ct_generate_options {
+    const char *prompt;      /* text the sample continues; "" (default) starts from nothing */
+    int64_t length;          /* tokens to generate, 0 to 1000000; 200 */
+    double temperature;      /* scores divided by it before sampling; 0: the most likely
+                              * token every time; 1.0 */
+    int64_t top_k;           /* sample among the k most likely tokens; 0 (default): all */
+    uint64_t seed;           /* used when seed_given; else the experiment's seed */
+    bool seed_given;
+    const char *vocab_path;  /* the file with the vocabulary; NULL: data.train's */
+} ct_generate_options;
+
+void ct_generate_options_default(ct_generate_options *o);
+
+/* Samples text from the experiment's language model (load its weights first): one input
+ * of token ids (T) and one output of scores over the vocabulary, per position (T, V) or
+ * for the next token (V). The vocabulary is the dataset "vocab" that `ctrain data
+ * import-text` stored in the group above data.train.x (in o->vocab_path's file if given).
+ * Writes the prompt and the generated text to out, then a newline. The same seed gives
+ * the same text. */
+int ct_experiment_generate(ct_experiment *ex, const ct_generate_options *o, FILE *out,
+                           ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

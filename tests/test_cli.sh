@@ -245,6 +245,46 @@ expect 2 "--header applies to --labels only" -- \
     "$ctrain" data import-text "$tmp/t.txt" --header -o "$tmp/t.h5"
 expect 1 "t.txt holds 11 tokens; --seq-len 100 needs at least 101" -- \
     "$ctrain" data import-text "$tmp/t.txt" -o "$tmp/t.h5"
+# generate: a character model trained briefly on a short text. The same seed gives the
+# same text; the sample has the prompt and then --length characters of the vocabulary.
+i=0
+while [ $i -lt 40 ]; do printf 'the cat sat on the mat. '; i=$((i + 1)); done >"$tmp/lm.txt"
+"$ctrain" data import-text "$tmp/lm.txt" --seq-len 8 -o "$tmp/lm.h5" >/dev/null || bad "import-text lm"
+cat >"$tmp/lm.yaml" <<'YAML'
+name: lm
+seed: 2
+data:
+  train: {path: lm.h5, x: train/x, y: train/y}
+model:
+  input_shape: [8]
+  layers:
+    - {type: embedding, input_dim: 13, output_dim: 8}
+    - {type: gru, units: 16, return_sequences: true}
+    - {type: dense, units: 13, activation: softmax}
+compile: {optimizer: {type: adam, learning_rate: 0.02}, loss: sparse_categorical_crossentropy}
+fit: {epochs: 3, batch_size: 16}
+YAML
+"$ctrain" fit "$tmp/lm.yaml" -o "$tmp/lmrun" -q || bad "fit lm"
+gen() { "$ctrain" generate "$tmp/lm.yaml" --weights "$tmp/lmrun/weights.h5" "$@"; }
+a=$(gen --prompt "the " --length 30 --seed 7)
+b=$(gen --prompt "the " --length 30 --seed 7)
+c=$(gen --prompt "the " --length 30 --seed 8 --temperature 2)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "generate with one seed gave '$a' and '$b'"
+[ "$a" != "$c" ] && ok || bad "generate gave '$a' with another seed and temperature"
+case $a in "the "*) ok ;; *) bad "generate does not start with its prompt: '$a'" ;; esac
+[ "${#a}" = 34 ] && ok || bad "generate wrote ${#a} characters, not 4 + 30: '$a'"
+printf '%s' "${a#the }" | grep -q '^[the casonm.]*$' && ok || bad "generate wrote characters outside the vocabulary: '$a'"
+g0=$(gen --prompt "the c" --length 12 --temperature 0 --seed 1)
+g1=$(gen --prompt "the c" --length 12 --temperature 0 --seed 2)
+[ "$g0" = "$g1" ] && ok || bad "temperature 0 depends on the seed: '$g0', '$g1'"
+expect 2 "generate needs --weights FILE" -- "$ctrain" generate "$tmp/lm.yaml"
+expect 2 "--temperature takes a number from 0 to 1e6, not '-1'" -- gen --temperature -1
+expect 2 "--length takes 0 to 1000000 tokens, not 'x'" -- gen --length x
+expect 2 "the prompt is not valid UTF-8 (byte 2)" -- gen --prompt "$(printf 'a\377')"
+expect 2 "$tmp/tiny.yaml: generate needs a language model: one input of token ids (T) and one output of scores over the vocabulary, (T, V) or (V); this model takes (2, 2, 1) and gives (3,)" -- \
+    "$ctrain" generate "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5"
+expect 1 "$tmp/t.txt: cannot read the vocabulary 'vocab'" -- gen --vocab "$tmp/t.txt"
+
 printf 'good film,pos\nbad film,neg\n' >"$tmp/l.csv"
 expect 0 "Wrote train (2 rows), vocab (5 ids), classes (2) to $tmp/l.h5" -- \
     "$ctrain" data import-text "$tmp/l.csv" --labels --level word --seq-len 4 --split 1 -o "$tmp/l.h5"

@@ -61,6 +61,21 @@ static const cli_command commands[] = {
      "      --x DS         dataset name (default: data.test's x, else x)\n"
      "  -o, --output OUT   output file\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"generate", cmd_generate,
+     "generate FILE --weights W [--prompt TEXT] [--length N] [--temperature T] [--top-k K]\n"
+     "       [--seed S] [--vocab F.h5] [--set KEY=VALUE]...",
+     "Samples text from a language model (token ids in, scores over the vocabulary out),\n"
+     "one token at a time, decoded with the vocabulary `ctrain data import-text` stored\n"
+     "beside data.train's windows. The same seed gives the same text.\n"
+     "  -w, --weights W    weights file written by fit\n"
+     "  -p, --prompt TEXT  text to continue (default: none)\n"
+     "  -n, --length N     tokens to generate (default 200)\n"
+     "  -t, --temperature T  divides the scores before sampling; 0 takes the most likely\n"
+     "                     token every time (default 1)\n"
+     "  -k, --top-k K      sample among the K most likely tokens (default 0: all)\n"
+     "      --seed S       random seed (default: the experiment's seed)\n"
+     "      --vocab F.h5   the file holding the vocabulary (default: data.train's)\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
      "Prints the model's layers, output shapes and parameter counts.\n"},
     {"check", cmd_check, "check FILE [--no-data] [--print] [--set KEY=VALUE]...",
