@@ -148,6 +148,36 @@ static int add_params(ct_layer *l, mha_state *s, ct_error *err)
     return 0;
 }
 
+/* Floats per sample past which the layer's buffers are refused: the bound the model puts
+ * on a sample's output, so no size below overflows and no absurd mask is allocated. */
+#define MAX_SAMPLE_FLOATS (INT64_C(1) << 34)
+
+/* a * b * c, or -1 past MAX_SAMPLE_FLOATS. */
+static int64_t bounded(int64_t a, int64_t b, int64_t c)
+{
+    int64_t n;
+    if (__builtin_mul_overflow(a, b, &n) || __builtin_mul_overflow(n, c, &n) ||
+        n > MAX_SAMPLE_FLOATS)
+        return -1;
+    return n;
+}
+
+/* Scores (heads x Tq x Tv) and projections per sample must stay within the bound. */
+static int check_sizes(const ct_layer *l, const mha_state *s, ct_error *err)
+{
+    int64_t t = s->tq > s->tv ? s->tq : s->tv;
+    int64_t d = s->key_dim > s->value_dim ? s->key_dim : s->value_dim;
+    if (bounded(s->heads, s->tq, s->tv) < 0 || bounded(t, s->heads, d) < 0)
+        return ct_layer_err(err, l, "%lld heads on %lld query and %lld key positions need "
+                            "more than 2^34 floats per sample; refusing to allocate that",
+                            (long long)s->heads, (long long)s->tq, (long long)s->tv);
+    if (s->heads * d > INT32_MAX) /* a gemm side; the backend's gemm takes int dimensions */
+        return ct_layer_err(err, l, "num_heads x key_dim and num_heads x value_dim must be at "
+                            "most %d, got %lld x %lld", INT32_MAX, (long long)s->heads,
+                            (long long)d);
+    return 0;
+}
+
 /* The causal mask as scores to add: 0 where key position j <= query position i. */
 static int make_mask(const ct_layer *l, mha_state *s, ct_error *err)
 {
@@ -179,7 +209,7 @@ static int mha_build(ct_layer *l, ct_error *err)
     int64_t od[2] = {s->tq, s->dout};
     l->out_shape = ct_shape_make(2, od);
     l->nparams = 0; /* build may run again */
-    return add_params(l, s, err) || make_mask(l, s, err) ? -1 : 0;
+    return check_sizes(l, s, err) || add_params(l, s, err) || make_mask(l, s, err) ? -1 : 0;
 }
 
 /* ---- scratch -------------------------------------------------------------------------- */
@@ -217,12 +247,17 @@ static void region_sizes(const mha_state *s, int64_t rows, int64_t n[10])
     n[9] = s->causal ? s->tq * s->tv : 0;
 }
 
+/* INT64_MAX where the batch makes it overflow: the planner then refuses the size. */
 static int64_t mha_scratch(const ct_layer *l, int64_t max_batch)
 {
     int64_t n[10], total = 0;
-    region_sizes(l->state, max_batch, n);
-    for (int i = 0; i < 10; i++)
-        total += n[i];
+    region_sizes(l->state, 1, n);
+    for (int i = 0; i < 10; i++) {
+        int64_t rows = i == 9 ? 1 : max_batch; /* the mask is one (tq, tv) matrix */
+        if (__builtin_mul_overflow(n[i], rows, &n[i]) ||
+            __builtin_add_overflow(total, n[i], &total))
+            return INT64_MAX;
+    }
     return total;
 }
 

@@ -407,6 +407,14 @@ START_TEST(test_errors)
     at_fails("{num_heads: 2, key_dim: 2}", 2, img,
              "layer.yaml:1:1: layer 'mha' (MultiHeadAttention): takes sequences of shape (None, "
              "T, d); its value has shape (None, 4, 4, 3)");
+    ct_shape longer[] = {seq(1 << 20, 3), seq(1 << 20, 3)};
+    at_fails("{num_heads: 32, key_dim: 2}", 2, longer,
+             "layer.yaml:1:1: layer 'mha' (MultiHeadAttention): 32 heads on 1048576 query and "
+             "1048576 key positions need more than 2^34 floats per sample; refusing to "
+             "allocate that");
+    at_fails("{num_heads: 65536, key_dim: 40000}", 2, qv,
+             "layer.yaml:1:1: layer 'mha' (MultiHeadAttention): num_heads x key_dim and "
+             "num_heads x value_dim must be at most 2147483647, got 65536 x 40000");
     at_fails("{num_heads: 2, key_dim: 2, use_casual_mask: true}", 2, qv,
              "layer.yaml:1:28: unknown key 'use_casual_mask' in layer 'mha' "
              "(MultiHeadAttention) (did you mean 'use_causal_mask'?); known keys: num_heads, "
