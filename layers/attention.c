@@ -221,9 +221,12 @@ typedef struct mha_regions {
     float *p;           /* probabilities (heads, tq, tv) */
     float *pd, *keep;   /* dropout: the probabilities used and the mask (else pd = p) */
     float *c;           /* the heads' weighted values (tq, heads, value_dim) */
-    float *dp, *dk;     /* backward: d(probabilities), d(projected keys) */
+    float *dp, *dk;     /* backward: d(probabilities) then d(scores), d(projected keys) */
     float *mask;        /* causal: the mask on the backend */
 } mha_regions;
+
+/* The regions in the order they are laid out. */
+enum { R_Q, R_K, R_V, R_P, R_PD, R_KEEP, R_C, R_DP, R_DK, R_MASK, N_REGIONS };
 
 static bool dropout_on(const mha_state *s, const ct_pass *pass)
 {
@@ -231,29 +234,29 @@ static bool dropout_on(const mha_state *s, const ct_pass *pass)
 }
 
 /* Floats of each region, in the order mha_regions lays them out. */
-static void region_sizes(const mha_state *s, int64_t rows, int64_t n[10])
+static void region_sizes(const mha_state *s, int64_t rows, int64_t n[N_REGIONS])
 {
     int64_t hk = s->heads * s->key_dim, hv = s->heads * s->value_dim;
     int64_t probs = rows * s->heads * s->tq * s->tv;
-    n[0] = rows * s->tq * hk;
-    n[1] = rows * s->tv * hk;
-    n[2] = rows * s->tv * hv;
-    n[3] = probs;
-    n[4] = s->dropout > 0 ? probs : 0;
-    n[5] = s->dropout > 0 ? probs : 0;
-    n[6] = rows * s->tq * hv;
-    n[7] = probs;
-    n[8] = rows * s->tv * hk;
-    n[9] = s->causal ? s->tq * s->tv : 0;
+    n[R_Q] = rows * s->tq * hk;
+    n[R_K] = rows * s->tv * hk;
+    n[R_V] = rows * s->tv * hv;
+    n[R_P] = probs;
+    n[R_PD] = s->dropout > 0 ? probs : 0;
+    n[R_KEEP] = s->dropout > 0 ? probs : 0;
+    n[R_C] = rows * s->tq * hv;
+    n[R_DP] = probs;
+    n[R_DK] = rows * s->tv * hk;
+    n[R_MASK] = s->causal ? s->tq * s->tv : 0; /* one matrix for the whole batch */
 }
 
 /* INT64_MAX where the batch makes it overflow: the planner then refuses the size. */
 static int64_t mha_scratch(const ct_layer *l, int64_t max_batch)
 {
-    int64_t n[10], total = 0;
+    int64_t n[N_REGIONS], total = 0;
     region_sizes(l->state, 1, n);
-    for (int i = 0; i < 10; i++) {
-        int64_t rows = i == 9 ? 1 : max_batch; /* the mask is one (tq, tv) matrix */
+    for (int i = 0; i < N_REGIONS; i++) {
+        int64_t rows = i == R_MASK ? 1 : max_batch;
         if (__builtin_mul_overflow(n[i], rows, &n[i]) ||
             __builtin_add_overflow(total, n[i], &total))
             return INT64_MAX;
@@ -263,15 +266,16 @@ static int64_t mha_scratch(const ct_layer *l, int64_t max_batch)
 
 static mha_regions regions(const ct_layer *l, int64_t rows)
 {
-    int64_t n[10];
+    int64_t n[N_REGIONS];
     region_sizes(l->state, rows, n);
-    float *at[10], *p = l->scratch;
-    for (int i = 0; i < 10; i++) {
+    float *at[N_REGIONS], *p = l->scratch;
+    for (int i = 0; i < N_REGIONS; i++) {
         at[i] = p;
         p += n[i];
     }
-    mha_regions r = {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9]};
-    if (!n[4])
+    mha_regions r = {at[R_Q], at[R_K], at[R_V], at[R_P], at[R_PD], at[R_KEEP], at[R_C],
+                     at[R_DP], at[R_DK], at[R_MASK]};
+    if (!n[R_PD])
         r.pd = r.p;
     return r;
 }
