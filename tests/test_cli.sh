@@ -82,6 +82,10 @@ YAML
 
 expect 0 "Total params: 15 (60.00 B)" -- "$ctrain" summary "$tmp/tiny.yaml"
 expect 0 "tiny.yaml: OK" -- "$ctrain" check "$tmp/tiny.yaml"
+# A transformer block (attention with a causal mask, residual adds) builds and checks.
+block="$src/tests/configs/transformer_block_check.yaml"
+expect 0 "Total params: 12,836 (50.14 KB)" -- "$ctrain" summary "$block"
+expect 0 "transformer_block_check.yaml: OK (data files not checked)" -- "$ctrain" check --no-data "$block"
 expect 0 "epochs: 3" -- "$ctrain" check --print --set fit.epochs=3 "$tmp/tiny.yaml"
 expect 2 "--set:1:16: unknown key 'unit' in layer 'dense' (Dense) (did you mean 'units'?)" -- \
     "$ctrain" check --set model.layers.1.unit=3 "$tmp/tiny.yaml"

@@ -954,6 +954,17 @@ static const char *const ZOO[] = {
     "    - {type: simple_rnn, units: 4, go_backwards: true, dropout: 0.1}\n"
     "    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: categorical_crossentropy, metrics: [accuracy]}\n",
+    /* attention: causal self-attention with dropout, then cross-attention with a key */
+    "model:\n  input_shape: [5, 6]\n  layers:\n"
+    "    - {name: ln, type: layer_normalization}\n"
+    "    - {name: self, type: multi_head_attention, num_heads: 2, key_dim: 3, dropout: 0.2,"
+    " use_causal_mask: true, inputs: [ln, ln]}\n"
+    "    - {name: res, type: add, inputs: [self, input_layer]}\n"
+    "    - {name: k, type: dense, units: 4, inputs: ln}\n"
+    "    - {name: cross, type: multi_head_attention, num_heads: 1, key_dim: 4, value_dim: 2,"
+    " output_shape: 3, inputs: [res, ln, k]}\n"
+    "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind

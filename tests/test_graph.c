@@ -268,6 +268,18 @@ static const graph_case graph_cases[] = {
      "    - {name: cos, type: dot, axes: 1, normalize: true, inputs: [ep, eq]}\n"
      "    - {name: out, type: dense, units: 2, inputs: cos}\n"
      "  outputs: [out, cos]\n"},
+    /* causal self-attention on one tensor given twice (its two gradients add), then
+     * cross-attention with a key of its own */
+    {"attention",
+     "model:\n  inputs: {x: {shape: [4, 3]}}\n  layers:\n"
+     "    - {name: d, type: dense, units: 4, activation: tanh, inputs: x}\n"
+     "    - {name: sa, type: multi_head_attention, num_heads: 2, key_dim: 2,"
+     " use_causal_mask: true, inputs: [d, d]}\n"
+     "    - {name: r, type: add, inputs: [sa, d]}\n"
+     "    - {name: k, type: dense, units: 2, inputs: x}\n"
+     "    - {name: ca, type: multi_head_attention, num_heads: 1, key_dim: 3, inputs: [r, d, k]}\n"
+     "    - {name: p, type: global_average_pooling1d}\n"
+     "    - {name: out, type: dense, units: 2, inputs: p}\n"},
 };
 
 #define N_GRAPH (int)(sizeof graph_cases / sizeof graph_cases[0])

@@ -1,0 +1,448 @@
+/* attention.c - MultiHeadAttention with Keras's default attention_axes: queries and keys
+ * projected per head to key_dim, values to value_dim; per head, probabilities
+ * softmax(Q K^T / sqrt(key_dim)) over the key positions (causal on request, dropout in
+ * training); the heads' weighted values projected to output_shape.
+ * Inputs: [query, value] or [query, value, key] (key defaults to value), each (T, d).
+ *
+ * A projected sequence keeps Keras's (T, heads, dim) layout per sample, so one head is a
+ * strided matrix and one gemm_batched (samples as the batch) covers a head for the whole
+ * batch. Scores and probabilities are (heads, Tq, Tv) per sample.
+ *
+ * Weights are named as in Keras ("query/kernel", ...), so the weights file nests them in
+ * groups as Keras's legacy HDF5 layout does. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layer.h"
+#include "rng.h"
+
+/* Added to the scores of masked positions: far enough below any score that softmax's
+ * exp underflows to exactly 0, finite so that no inf - inf can arise. */
+#define MASKED_SCORE (-1e30f)
+
+enum { P_QUERY, P_KEY, P_VALUE, P_OUT, N_PROJ };
+
+typedef struct mha_state {
+    int64_t heads, key_dim, value_dim, out;  /* out 0: the query's last axis */
+    double dropout;
+    bool use_bias, causal;
+    ct_init kernel_init, bias_init;
+    ct_regularizer kernel_reg, bias_reg;
+    int64_t tq, tv, dq, dv, dk, dout;        /* set by build */
+    int kernel[N_PROJ], bias[N_PROJ];        /* parameter indices; bias -1 without */
+    float *mask;                             /* causal: the tq x tv additive mask (host) */
+} mha_state;
+
+static const char *const mha_keys[] = {
+    "num_heads", "key_dim", "value_dim", "dropout", "use_bias", "output_shape",
+    "attention_axes", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+    "bias_regularizer", "use_causal_mask", NULL,
+};
+
+/* ---- configure ------------------------------------------------------------------------ */
+
+static int read_dims(ct_layer *l, ct_node *cfg, mha_state *s, const char *what, ct_error *err)
+{
+    if (ct_cfg_require(cfg, "num_heads", what, err) ||
+        ct_cfg_int(cfg, "num_heads", 1, 1, INT32_MAX, &s->heads, err) ||
+        ct_cfg_require(cfg, "key_dim", what, err) ||
+        ct_cfg_int(cfg, "key_dim", 1, 1, INT32_MAX, &s->key_dim, err))
+        return -1;
+    if (ct_node_is_null(ct_map_get(cfg, "value_dim")) && ct_map_get(cfg, "value_dim"))
+        s->value_dim = s->key_dim;
+    else if (ct_cfg_int(cfg, "value_dim", s->key_dim, 1, INT32_MAX, &s->value_dim, err))
+        return -1;
+    s->out = 0;
+    if (!ct_node_is_null(ct_map_get(cfg, "output_shape")) &&
+        ct_cfg_int(cfg, "output_shape", 1, 1, INT32_MAX, &s->out, err))
+        return -1;
+    const ct_node *axes = ct_map_get(cfg, "attention_axes");
+    if (!ct_node_is_null(axes))
+        return ct_layer_err_at(err, l, axes, "only the default attention_axes (null: attend "
+                               "over the sequence axis) is supported");
+    return 0;
+}
+
+static int mha_read(ct_layer *l, ct_node *cfg, mha_state *s, ct_error *err)
+{
+    char what[CT_NAME_MAX + 80];
+    ct_layer_describe(l, what, sizeof what);
+    if (read_dims(l, cfg, s, what, err) ||
+        ct_cfg_float(cfg, "dropout", 0.0, 0.0, HUGE_VAL, &s->dropout, err) ||
+        ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
+        ct_cfg_bool(cfg, "use_causal_mask", false, &s->causal, err) ||
+        ct_init_parse(cfg, "kernel_initializer", "glorot_uniform", &s->kernel_init, err) ||
+        ct_init_parse(cfg, "bias_initializer", "zeros", &s->bias_init, err) ||
+        ct_regularizer_parse(cfg, "kernel_regularizer", &s->kernel_reg, err) ||
+        ct_regularizer_parse(cfg, "bias_regularizer", &s->bias_reg, err))
+        return -1;
+    if (s->dropout >= 1.0) /* 1 would drop every probability */
+        return ct_layer_err_at(err, l, ct_map_get(cfg, "dropout"),
+                               "dropout must be at least 0 and below 1, got %g", s->dropout);
+    return 0;
+}
+
+static int mha_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    if (ct_layer_check_keys(l, cfg, mha_keys, err))
+        return -1;
+    mha_state *s = l->state ? l->state : calloc(1, sizeof *s);
+    if (!s)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    l->state = s;
+    return mha_read(l, cfg, s, err);
+}
+
+/* ---- build ---------------------------------------------------------------------------- */
+
+static const char *const input_role[] = {"query", "value", "key"};
+
+static int check_inputs(const ct_layer *l, ct_error *err)
+{
+    if (l->ninputs < 2 || l->ninputs > 3)
+        return ct_layer_err(err, l, "takes 2 or 3 inputs ([query, value] or [query, value, "
+                            "key]), got %d", l->ninputs);
+    char buf[256];
+    for (int i = 0; i < l->ninputs; i++)
+        if (l->in_shapes[i].ndim != 2)
+            return ct_layer_err(err, l, "takes sequences of shape (None, T, d); its %s has "
+                                "shape %s", input_role[i],
+                                ct_shape_format(&l->in_shapes[i], buf, sizeof buf));
+    const ct_shape *v = &l->in_shapes[1];
+    if (l->ninputs == 3 && l->in_shapes[2].dim[0] != v->dim[0])
+        return ct_layer_err(err, l, "its key has %lld positions but its value %lld; they must "
+                            "be equal", (long long)l->in_shapes[2].dim[0], (long long)v->dim[0]);
+    return 0;
+}
+
+/* Declares one projection's kernel (in, heads, dim) and bias (heads, dim); the output
+ * projection's are (heads, dim, out) and (out). */
+static int add_proj(ct_layer *l, mha_state *s, int which, const char *name, ct_shape kshape,
+                    ct_shape bshape, ct_error *err)
+{
+    char kname[32], bname[32];
+    snprintf(kname, sizeof kname, "%s/kernel", name);
+    snprintf(bname, sizeof bname, "%s/bias", name);
+    s->kernel[which] = ct_layer_add_param(l, kname, kshape, s->kernel_init, s->kernel_reg,
+                                          true, err);
+    if (s->kernel[which] < 0)
+        return -1;
+    s->bias[which] = -1;
+    if (!s->use_bias)
+        return 0;
+    s->bias[which] = ct_layer_add_param(l, bname, bshape, s->bias_init, s->bias_reg, true, err);
+    return s->bias[which] < 0 ? -1 : 0;
+}
+
+static int add_params(ct_layer *l, mha_state *s, ct_error *err)
+{
+    int64_t h = s->heads, k = s->key_dim, v = s->value_dim;
+    int64_t qk[3] = {s->dq, h, k}, kk[3] = {s->dk, h, k}, vk[3] = {s->dv, h, v};
+    int64_t hk[2] = {h, k}, hv[2] = {h, v}, ok[3] = {h, v, s->dout};
+    if (add_proj(l, s, P_QUERY, "query", ct_shape_make(3, qk), ct_shape_make(2, hk), err) ||
+        add_proj(l, s, P_KEY, "key", ct_shape_make(3, kk), ct_shape_make(2, hk), err) ||
+        add_proj(l, s, P_VALUE, "value", ct_shape_make(3, vk), ct_shape_make(2, hv), err) ||
+        add_proj(l, s, P_OUT, "attention_output", ct_shape_make(3, ok),
+                 ct_shape_make(1, &s->dout), err))
+        return -1;
+    return 0;
+}
+
+/* Floats per sample past which the layer's buffers are refused: the bound the model puts
+ * on a sample's output, so no size below overflows and no absurd mask is allocated. */
+#define MAX_SAMPLE_FLOATS (INT64_C(1) << 34)
+
+/* a * b * c, or -1 past MAX_SAMPLE_FLOATS. */
+static int64_t bounded(int64_t a, int64_t b, int64_t c)
+{
+    int64_t n;
+    if (__builtin_mul_overflow(a, b, &n) || __builtin_mul_overflow(n, c, &n) ||
+        n > MAX_SAMPLE_FLOATS)
+        return -1;
+    return n;
+}
+
+/* Scores (heads x Tq x Tv) and projections per sample must stay within the bound. */
+static int check_sizes(const ct_layer *l, const mha_state *s, ct_error *err)
+{
+    int64_t t = s->tq > s->tv ? s->tq : s->tv;
+    int64_t d = s->key_dim > s->value_dim ? s->key_dim : s->value_dim;
+    if (bounded(s->heads, s->tq, s->tv) < 0 || bounded(t, s->heads, d) < 0)
+        return ct_layer_err(err, l, "%lld heads on %lld query and %lld key positions need "
+                            "more than 2^34 floats per sample; refusing to allocate that",
+                            (long long)s->heads, (long long)s->tq, (long long)s->tv);
+    if (s->heads * d > INT32_MAX) /* a gemm side; the backend's gemm takes int dimensions */
+        return ct_layer_err(err, l, "num_heads x key_dim and num_heads x value_dim must be at "
+                            "most %d, got %lld x %lld", INT32_MAX, (long long)s->heads,
+                            (long long)d);
+    return 0;
+}
+
+/* The causal mask as scores to add: 0 where key position j <= query position i. */
+static int make_mask(const ct_layer *l, mha_state *s, ct_error *err)
+{
+    free(s->mask);
+    s->mask = NULL;
+    if (!s->causal)
+        return 0;
+    if (s->tq != s->tv)
+        return ct_layer_err(err, l, "use_causal_mask needs as many query positions as key "
+                            "positions, got %lld and %lld", (long long)s->tq, (long long)s->tv);
+    if (!(s->mask = malloc((size_t)(s->tq * s->tv) * sizeof *s->mask)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < s->tq; i++)
+        for (int64_t j = 0; j < s->tv; j++)
+            s->mask[i * s->tv + j] = j <= i ? 0.0f : MASKED_SCORE;
+    return 0;
+}
+
+static int mha_build(ct_layer *l, ct_error *err)
+{
+    mha_state *s = l->state;
+    if (check_inputs(l, err))
+        return -1;
+    const ct_shape *q = &l->in_shapes[0], *v = &l->in_shapes[1];
+    const ct_shape *k = l->ninputs == 3 ? &l->in_shapes[2] : v;
+    s->tq = q->dim[0], s->dq = q->dim[1];
+    s->tv = v->dim[0], s->dv = v->dim[1], s->dk = k->dim[1];
+    s->dout = s->out ? s->out : s->dq;
+    int64_t od[2] = {s->tq, s->dout};
+    l->out_shape = ct_shape_make(2, od);
+    l->nparams = 0; /* build may run again */
+    return check_sizes(l, s, err) || add_params(l, s, err) || make_mask(l, s, err) ? -1 : 0;
+}
+
+/* ---- scratch -------------------------------------------------------------------------- */
+
+/* Where the forward keeps what the backward reads, for `rows` samples, and the backward's
+ * own temporaries. */
+typedef struct mha_regions {
+    float *q, *k, *v;   /* projections: (T, heads, dim) per sample */
+    float *p;           /* probabilities (heads, tq, tv) */
+    float *pd, *keep;   /* dropout: the probabilities used and the mask (else pd = p) */
+    float *c;           /* the heads' weighted values (tq, heads, value_dim) */
+    float *dp, *dk;     /* backward: d(probabilities) then d(scores), d(projected keys) */
+    float *mask;        /* causal: the mask on the backend */
+} mha_regions;
+
+/* The regions in the order they are laid out. */
+enum { R_Q, R_K, R_V, R_P, R_PD, R_KEEP, R_C, R_DP, R_DK, R_MASK, N_REGIONS };
+
+static bool dropout_on(const mha_state *s, const ct_pass *pass)
+{
+    return pass && pass->training && s->dropout > 0;
+}
+
+/* Floats of each region, in the order mha_regions lays them out. */
+static void region_sizes(const mha_state *s, int64_t rows, int64_t n[N_REGIONS])
+{
+    int64_t hk = s->heads * s->key_dim, hv = s->heads * s->value_dim;
+    int64_t probs = rows * s->heads * s->tq * s->tv;
+    n[R_Q] = rows * s->tq * hk;
+    n[R_K] = rows * s->tv * hk;
+    n[R_V] = rows * s->tv * hv;
+    n[R_P] = probs;
+    n[R_PD] = s->dropout > 0 ? probs : 0;
+    n[R_KEEP] = s->dropout > 0 ? probs : 0;
+    n[R_C] = rows * s->tq * hv;
+    n[R_DP] = probs;
+    n[R_DK] = rows * s->tv * hk;
+    n[R_MASK] = s->causal ? s->tq * s->tv : 0; /* one matrix for the whole batch */
+}
+
+/* INT64_MAX where the batch makes it overflow: the planner then refuses the size. */
+static int64_t mha_scratch(const ct_layer *l, int64_t max_batch)
+{
+    int64_t n[N_REGIONS], total = 0;
+    region_sizes(l->state, 1, n);
+    for (int i = 0; i < N_REGIONS; i++) {
+        int64_t rows = i == R_MASK ? 1 : max_batch;
+        if (__builtin_mul_overflow(n[i], rows, &n[i]) ||
+            __builtin_add_overflow(total, n[i], &total))
+            return INT64_MAX;
+    }
+    return total;
+}
+
+static mha_regions regions(const ct_layer *l, int64_t rows)
+{
+    int64_t n[N_REGIONS];
+    region_sizes(l->state, rows, n);
+    float *at[N_REGIONS], *p = l->scratch;
+    for (int i = 0; i < N_REGIONS; i++) {
+        at[i] = p;
+        p += n[i];
+    }
+    mha_regions r = {at[R_Q], at[R_K], at[R_V], at[R_P], at[R_PD], at[R_KEEP], at[R_C],
+                     at[R_DP], at[R_DK], at[R_MASK]};
+    if (!n[R_PD])
+        r.pd = r.p;
+    return r;
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+/* out (n x cols) = x (n x d) kernel + bias, for projection `which`. */
+static void project(const ct_layer *l, int which, const float *x, int64_t n, int64_t d,
+                    int64_t cols, float *out)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    be->gemm(false, false, n, cols, d, 1.0f, x, d, l->params[s->kernel[which]].value, cols,
+             0.0f, out, cols);
+    if (s->bias[which] >= 0)
+        be->add_row_vector(out, l->params[s->bias[which]].value, n, cols);
+}
+
+/* p = softmax(q k^T / sqrt(key_dim) + mask) per sample and head. */
+static void attend(const ct_layer *l, const mha_regions *r, int64_t rows)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t h = s->heads, kd = s->key_dim, tq = s->tq, tv = s->tv, hk = h * kd;
+    float scale = (float)(1.0 / sqrt((double)kd));
+    for (int64_t i = 0; i < h; i++)
+        be->gemm_batched(false, true, tq, tv, kd, scale, r->q + i * kd, hk, tq * hk,
+                         r->k + i * kd, hk, tv * hk, 0.0f, r->p + i * tq * tv, tv, h * tq * tv,
+                         rows);
+    if (s->causal) {
+        /* uploaded each pass: the scratch is the model's and may move between plans */
+        be->upload(r->mask, s->mask, (size_t)(tq * tv) * sizeof *s->mask);
+        be->add_row_vector(r->p, r->mask, rows * h, tq * tv);
+    }
+    be->act_forward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, rows * h * tq, tv);
+}
+
+static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,
+                        ct_tensor *y)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t rows = x[0]->rows, h = s->heads, tq = s->tq, tv = s->tv;
+    int64_t hk = h * s->key_dim, hv = h * s->value_dim, vd = s->value_dim;
+    mha_regions r = regions(l, rows);
+    const ct_tensor *key = nx == 3 ? x[2] : x[1];
+    project(l, P_QUERY, x[0]->data, rows * tq, s->dq, hk, r.q);
+    project(l, P_KEY, key->data, rows * tv, s->dk, hk, r.k);
+    project(l, P_VALUE, x[1]->data, rows * tv, s->dv, hv, r.v);
+    attend(l, &r, rows);
+    if (dropout_on(s, pass)) {
+        int64_t n = rows * h * tq * tv;
+        uint64_t rk = ct_rng_key(pass->seed, CT_RNG_DROPOUT, (uint64_t)l->index,
+                                 (uint64_t)pass->step);
+        be->dropout_mask(r.keep, n, (float)s->dropout, rk, 0);
+        be->mul(n, r.p, r.keep, r.pd);
+    }
+    const float *pd = dropout_on(s, pass) ? r.pd : r.p;
+    for (int64_t i = 0; i < h; i++)
+        be->gemm_batched(false, false, tq, vd, tv, 1.0f, pd + i * tq * tv, tv, h * tq * tv,
+                         r.v + i * vd, hv, tv * hv, 0.0f, r.c + i * vd, hv, tq * hv, rows);
+    project(l, P_OUT, r.c, rows * tq, hv, s->dout, y->data);
+}
+
+/* ---- backward ------------------------------------------------------------------------- */
+
+/* Gradients of projection `which` given d(out) (n x cols): kernel, bias and, when dx is not
+ * NULL, dx = d(out) kernel^T (added to dx when accumulate). */
+static void project_back(const ct_layer *l, int which, const float *x, const float *dout,
+                         int64_t n, int64_t d, int64_t cols, float *dx, bool accumulate)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    const ct_param *w = &l->params[s->kernel[which]];
+    if (w->grad)
+        be->gemm(true, false, d, cols, n, 1.0f, x, d, dout, cols, 0.0f, w->grad, cols);
+    if (s->bias[which] >= 0 && l->params[s->bias[which]].grad)
+        be->sum_rows(dout, l->params[s->bias[which]].grad, n, cols, 0.0f);
+    if (dx)
+        be->gemm(false, true, n, d, cols, 1.0f, dout, cols, w->value, cols,
+                 accumulate ? 1.0f : 0.0f, dx, d);
+}
+
+/* From d(context) in r->c: d(values) into r->v, d(scores) into r->dp. */
+static void back_probs(const ct_layer *l, const ct_pass *pass, const mha_regions *r,
+                       int64_t rows)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t h = s->heads, tq = s->tq, tv = s->tv, vd = s->value_dim, hv = h * vd;
+    bool drop = dropout_on(s, pass);
+    const float *pd = drop ? r->pd : r->p;
+    for (int64_t i = 0; i < h; i++)
+        be->gemm_batched(false, true, tq, tv, vd, 1.0f, r->c + i * vd, hv, tq * hv,
+                         r->v + i * vd, hv, tv * hv, 0.0f, r->dp + i * tq * tv, tv,
+                         h * tq * tv, rows);
+    for (int64_t i = 0; i < h; i++) /* the values are read above, so this may replace them */
+        be->gemm_batched(true, false, tv, vd, tq, 1.0f, pd + i * tq * tv, tv, h * tq * tv,
+                         r->c + i * vd, hv, tq * hv, 0.0f, r->v + i * vd, hv, tv * hv, rows);
+    int64_t n = rows * h * tq * tv;
+    if (drop)
+        be->mul(n, r->dp, r->keep, r->dp);
+    be->act_backward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, r->dp, r->dp, rows * h * tq,
+                     tv);
+}
+
+/* From d(scores) in r->dp: d(keys) into r->dk, then d(queries) into r->q. */
+static void back_scores(const ct_layer *l, const mha_regions *r, int64_t rows)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t h = s->heads, kd = s->key_dim, tq = s->tq, tv = s->tv, hk = h * kd;
+    float scale = (float)(1.0 / sqrt((double)kd));
+    for (int64_t i = 0; i < h; i++)
+        be->gemm_batched(true, false, tv, kd, tq, scale, r->dp + i * tq * tv, tv, h * tq * tv,
+                         r->q + i * kd, hk, tq * hk, 0.0f, r->dk + i * kd, hk, tv * hk, rows);
+    for (int64_t i = 0; i < h; i++) /* the queries are read above, so this may replace them */
+        be->gemm_batched(false, false, tq, kd, tv, scale, r->dp + i * tq * tv, tv, h * tq * tv,
+                         r->k + i * kd, hk, tv * hk, 0.0f, r->q + i * kd, hk, tq * hk, rows);
+}
+
+static void mha_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,
+                         const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dx)
+{
+    (void)y;
+    const mha_state *s = l->state;
+    int64_t rows = x[0]->rows, tq = s->tq, tv = s->tv;
+    int64_t hk = s->heads * s->key_dim, hv = s->heads * s->value_dim;
+    mha_regions r = regions(l, rows);
+    /* the output projection reads the context, which then holds its gradient */
+    const ct_param *wo = &l->params[s->kernel[P_OUT]];
+    if (wo->grad)
+        l->be->gemm(true, false, hv, s->dout, rows * tq, 1.0f, r.c, hv, dy->data, s->dout, 0.0f,
+                    wo->grad, s->dout);
+    if (s->bias[P_OUT] >= 0 && l->params[s->bias[P_OUT]].grad)
+        l->be->sum_rows(dy->data, l->params[s->bias[P_OUT]].grad, rows * tq, s->dout, 0.0f);
+    l->be->gemm(false, true, rows * tq, hv, s->dout, 1.0f, dy->data, s->dout, wo->value,
+                s->dout, 0.0f, r.c, hv);
+    back_probs(l, pass, &r, rows);
+    back_scores(l, &r, rows);
+    const ct_tensor *key = nx == 3 ? x[2] : x[1];
+    float *dq = dx[0] ? dx[0]->data : NULL, *dv = dx[1] ? dx[1]->data : NULL;
+    float *dk = nx == 3 ? (dx[2] ? dx[2]->data : NULL) : dv;
+    project_back(l, P_QUERY, x[0]->data, r.q, rows * tq, s->dq, hk, dq, false);
+    project_back(l, P_VALUE, x[1]->data, r.v, rows * tv, s->dv, hv, dv, false);
+    /* without a key input the value also fed the key projection: its gradient adds in */
+    project_back(l, P_KEY, key->data, r.dk, rows * tv, s->dk, hk, dk, nx != 3);
+}
+
+static void mha_free(ct_layer *l)
+{
+    mha_state *s = l->state;
+    if (s)
+        free(s->mask);
+    free(s);
+    l->state = NULL;
+}
+
+const ct_layer_kind ct_layer_multi_head_attention = {
+    .name = "multi_head_attention",
+    .class_name = "MultiHeadAttention",
+    .configure = mha_configure,
+    .build = mha_build,
+    .scratch_floats = mha_scratch,
+    .min_inputs = 2,
+    .max_inputs = 3,
+    .forward = mha_forward,
+    .backward = mha_backward,
+    .free_state = mha_free,
+};
