@@ -28,6 +28,8 @@
 /* Validation reads blocks of this many bytes (as float), so a stop comes soon even on slow
  * storage. */
 #define VALIDATE_BYTES (4u << 20)
+/* Seconds HDF5 gets to open a data file (metadata only) before it counts as looping. */
+#define OPEN_SECONDS 20.0
 #define STREAM_BYTES (64u << 20)
 #define RUN_BYTES (1u << 20)
 #define GAP_BYTES (64u << 10)
@@ -388,6 +390,54 @@ static int open_all(ct_dataset *ds, const char *const *x, const double *xscale,
     return 0;
 }
 
+/* What the opening tried in a child process needs, and what it answers. */
+typedef struct open_job {
+    ct_dataset *ds;
+    const char *const *x, *const *y;
+    const double *xscale;
+} open_job;
+
+typedef struct open_answer {
+    int rc;
+    ct_error err;
+} open_answer;
+
+static int open_child(void *ctx, int fd)
+{
+    const open_job *j = ctx;
+    open_answer a = {0};
+    a.rc = open_all(j->ds, j->x, j->xscale, j->y, &a.err);
+    return ct_isolated_write(fd, &a, sizeof a);
+}
+
+/* HDF5 1.10 crashes or loops inside H5Fopen and H5Oopen on some damaged files, before
+ * anything can be checked (fuzz/README.md). The opening is therefore tried first in a
+ * child process: its error, if any, is the answer; a child that dies or hangs means the
+ * file is refused; only a file the child opened is opened here. 1: go on and open. */
+static int probe_open(const open_job *job, ct_error *err)
+{
+    char *got = NULL;
+    size_t len = 0;
+    ct_isolated_status st = ct_isolated_run(open_child, (void *)job, OPEN_SECONDS,
+                                            sizeof(open_answer), &got, &len);
+    open_answer a;
+    bool answered = st == CT_ISOLATED_OK && len == sizeof a;
+    if (answered)
+        memcpy(&a, got, sizeof a);
+    free(got);
+    if (st == CT_ISOLATED_NO_CHILD)
+        return 1; /* no process to spare: open it here, as without the probe */
+    if (!answered)
+        return ct_err(err, CT_ERR_DATA, "%s: HDF5 %s while opening it; the file is damaged",
+                      job->ds->path, st == CT_ISOLATED_TIMEOUT ? "did not finish" : "crashed");
+    if (a.rc < 0) {
+        a.err.msg[sizeof a.err.msg - 1] = '\0';
+        *err = a.err;
+        return -1;
+    }
+    return 1;
+}
+
 static int check_counts(const char *path, int nx, const char *const *x, int ny,
                         const char *const *y, ct_error *err)
 {
@@ -422,7 +472,10 @@ ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     ct_unpolled_begin();
-    int rc = open_all(ds, x, xscale, y, err);
+    open_job job = {ds, x, y, xscale};
+    int rc = probe_open(&job, err);
+    if (rc > 0)
+        rc = open_all(ds, x, xscale, y, err);
     ct_unpolled_end();
     ct_h5_quiet_off(&q);
     if (rc < 0) {

@@ -1,9 +1,11 @@
 /* isolate.c - a step that may crash or hang, run in a forked child (see isolate.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +34,15 @@ int ct_isolated_write(int fd, const void *data, size_t n)
 
 static void run_child(ct_isolated_fn fn, void *ctx, int fd)
 {
+    /* a child left behind by a parent that was killed would go on looping */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* what a crash prints (glibc's checks, a sanitizer's report) is not the user's news:
+     * the parent says what happened */
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
     static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
         signal(faults[i], SIG_DFL);

@@ -128,6 +128,7 @@ static int strlist_add(strlist *l, const char *s, size_t len)
 #define MAX_NAMES 100000         /* strings in one attribute and in all its parts together */
 #define MAX_NAME_BYTES 65536     /* bytes of one name (a fixed-length string's width) */
 #define VLEN_SECONDS 10.0        /* for reading one variable-length name attribute */
+#define OPEN_SECONDS 20.0        /* for opening the file and reading its names */
 #define VLEN_MAX_BYTES (64u << 20) /* its names together, with their lengths */
 
 /* Where a name attribute is, for messages: "file.h5: attribute 'layer_names'" or "...
@@ -783,6 +784,51 @@ static void warn_non_finite(const loader *ld, const ct_model *m)
             (long long)count, count == 1 ? "" : "s", count == 1 ? "is" : "are");
 }
 
+/* In a child process: opens the file and reads its layer names, answering the status
+ * and the error. */
+static int probe_child(void *ctx, int fd)
+{
+    loader *ld = ctx;
+    struct {
+        int rc;
+        ct_error err;
+    } a = {0, {0}};
+    a.rc = open_root(ld, &a.err);
+    if (a.rc == 0)
+        a.rc = read_layers(ld, &a.err);
+    return ct_isolated_write(fd, &a, sizeof a);
+}
+
+/* HDF5 1.10 crashes or loops inside H5Fopen on some damaged files, before anything can be
+ * checked: the opening is tried in a child process first (see data.c's probe_open).
+ * 1: go on. */
+static int probe_weights(loader *ld, ct_error *err)
+{
+    char *got = NULL;
+    size_t len = 0;
+    struct {
+        int rc;
+        ct_error err;
+    } a;
+    ct_isolated_status st = ct_isolated_run(probe_child, ld, OPEN_SECONDS, sizeof a, &got,
+                                            &len);
+    bool answered = st == CT_ISOLATED_OK && len == sizeof a;
+    if (answered)
+        memcpy(&a, got, sizeof a);
+    free(got);
+    if (st == CT_ISOLATED_NO_CHILD)
+        return 1;
+    if (!answered)
+        return ct_err(err, CT_ERR_DATA, "%s: HDF5 %s while opening it; the file is damaged",
+                      ld->path, st == CT_ISOLATED_TIMEOUT ? "did not finish" : "crashed");
+    if (a.rc < 0) {
+        a.err.msg[sizeof a.err.msg - 1] = '\0';
+        *err = a.err;
+        return -1;
+    }
+    return 1;
+}
+
 int ct_weights_load(ct_model *m, const char *path, ct_error *err)
 {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID,
@@ -790,7 +836,9 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     ct_unpolled_begin();
-    int rc = open_root(&ld, err);
+    int rc = probe_weights(&ld, err);
+    if (rc > 0)
+        rc = open_root(&ld, err);
     if (rc == 0)
         rc = read_layers(&ld, err);
     if (rc == 0)
