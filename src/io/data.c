@@ -29,7 +29,7 @@
  * storage. */
 #define VALIDATE_BYTES (4u << 20)
 /* Seconds HDF5 gets to open a data file (metadata only) before it counts as looping. */
-#define OPEN_SECONDS 20.0
+#define OPEN_SECONDS 10.0
 #define STREAM_BYTES (64u << 20)
 #define RUN_BYTES (1u << 20)
 #define GAP_BYTES (64u << 10)

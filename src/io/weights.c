@@ -127,8 +127,8 @@ static int strlist_add(strlist *l, const char *s, size_t len)
  * any length, and HDF5 reads whatever the attribute declares. */
 #define MAX_NAMES 100000         /* strings in one attribute and in all its parts together */
 #define MAX_NAME_BYTES 65536     /* bytes of one name (a fixed-length string's width) */
-#define VLEN_SECONDS 10.0        /* for reading one variable-length name attribute */
-#define OPEN_SECONDS 20.0        /* for opening the file and reading its names */
+#define VLEN_SECONDS 5.0         /* for reading one variable-length name attribute */
+#define OPEN_SECONDS 5.0         /* for opening the file and reading its names */
 #define VLEN_MAX_BYTES (64u << 20) /* its names together, with their lengths */
 
 /* Where a name attribute is, for messages: "file.h5: attribute 'layer_names'" or "...
