@@ -572,9 +572,6 @@ const char *ct_dataset_y_name(const ct_dataset *ds) { return ct_dataset_y_name_a
 
 /* ---- reading ---- */
 
-/* HDF5 (Debian's build) is not thread-safe: every read, from whichever thread (a
- * loader's reader thread among them), holds this lock. */
-static pthread_mutex_t h5_read_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Rows [start, start + count) of mb converted by HDF5 to mem_type into out. */
 static int read_member(const member *mb, int64_t start, int64_t count, void *out,
@@ -624,12 +621,12 @@ static int check_range(const ct_dataset *ds, int64_t start, int64_t count, ct_er
 /* Rows [start, start + count) of member mb as scaled floats. */
 static int read_floats(const member *mb, int64_t start, int64_t count, float *out, ct_error *err)
 {
-    pthread_mutex_lock(&h5_read_lock);
+    ct_h5_lock();
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     int rc = read_member(mb, start, count, out, H5T_NATIVE_FLOAT, err);
     ct_h5_quiet_off(&q);
-    pthread_mutex_unlock(&h5_read_lock);
+    ct_h5_unlock();
     if (rc == 0)
         scale_floats(out, count * mb->size, mb->scale);
     return rc;
@@ -760,12 +757,12 @@ static int check_block(const member *mb, float *v, int64_t start, int64_t count,
         /* nothing to check but that the data read: no conversion to float needed */
         store_kind k = store_for(mb);
         if (k != STORE_F32) {
-            pthread_mutex_lock(&h5_read_lock);
+            ct_h5_lock();
             ct_h5_quiet q;
             ct_h5_quiet_on(&q);
             int rc = read_member(mb, start, count, v, store_type(k), err);
             ct_h5_quiet_off(&q);
-            pthread_mutex_unlock(&h5_read_lock);
+            ct_h5_unlock();
             return rc;
         }
     }
@@ -896,7 +893,7 @@ struct ct_loader {
 /* Rows [start, start + count) of every member into its run scratch, in stored type. */
 static int read_stored(ct_loader *ld, int64_t start, int64_t count, ct_error *err)
 {
-    pthread_mutex_lock(&h5_read_lock);
+    ct_h5_lock();
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     int rc = 0;
@@ -905,7 +902,7 @@ static int read_stored(ct_loader *ld, int64_t start, int64_t count, ct_error *er
         rc = read_member(c->mb, start, count, c->run, store_type(c->store), err);
     }
     ct_h5_quiet_off(&q);
-    pthread_mutex_unlock(&h5_read_lock);
+    ct_h5_unlock();
     return rc;
 }
 

@@ -1,5 +1,6 @@
 /* h5util.c - HDF5 error handling and handle closing shared by the HDF5 code. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,3 +373,9 @@ void ct_h5_close_group(hid_t *id)
         H5Gclose(*id);
     *id = H5I_INVALID_HID;
 }
+
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void ct_h5_lock(void) { pthread_mutex_lock(&h5_lock); }
+void ct_h5_unlock(void) { pthread_mutex_unlock(&h5_lock); }
+void ct_h5_lock_reset(void) { pthread_mutex_init(&h5_lock, NULL); }

@@ -34,6 +34,15 @@ typedef H5L_info_t ct_h5_linfo;
 #define CT_H5_VLEN_RECLAIM(type, space, buf) H5Dvlen_reclaim(type, space, H5P_DEFAULT, buf)
 #endif
 
+/* HDF5 (Debian's build) is not thread-safe: every read from a thread other than the
+ * training thread (a loader's reader thread) holds this lock, and so does the training
+ * thread's reading and a fork (isolate.h), so that no copy of the process starts while
+ * another thread is inside HDF5. */
+void ct_h5_lock(void);
+void ct_h5_unlock(void);
+/* In a child just forked (the lock was held at the fork): a fresh, unlocked lock. */
+void ct_h5_lock_reset(void);
+
 /* Size of the buffers that ct_h5_reason and ct_h5_create_reason fill. */
 #define CT_H5_REASON_MAX 256
 

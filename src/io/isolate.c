@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "h5util.h"
 #include "isolate.h"
 
 /* Under a sanitizer the child's expected crash must not run the death callbacks the
@@ -97,7 +98,13 @@ ct_isolated_status ct_isolated_run(ct_isolated_fn fn, void *ctx, double seconds,
     int fds[2];
     if (pipe(fds) < 0)
         return CT_ISOLATED_NO_CHILD;
+    /* not while another thread is inside HDF5: the child would inherit it half-way */
+    ct_h5_lock();
     pid_t pid = fork();
+    if (pid == 0)
+        ct_h5_lock_reset();
+    else
+        ct_h5_unlock();
     if (pid < 0) {
         int e = errno;
         close(fds[0]);
