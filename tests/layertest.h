@@ -88,6 +88,43 @@ static inline void lt_forward(ct_layer *l, const ct_pass *pass, const ct_tensor 
     l->kind->forward(l, pass, &x, 1, y);
 }
 
+/* Finite differences of L = sum r * y for one-input layers: g holds the layer, the pass,
+ * the input x, the output y and the weights r. */
+typedef struct lt_fd {
+    lt *t;
+    const ct_pass *pass;
+    ct_tensor x, y;
+    const float *r;
+} lt_fd;
+
+static inline double lt_fd_loss(lt_fd *g)
+{
+    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
+    double s = 0.0;
+    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
+        s += (double)g->r[i] * g->y.data[i];
+    return s;
+}
+
+/* Central difference of L in *v (step 1e-3) against the analytic ana, within
+ * abs_tol + rel_tol * the larger magnitude; the message names the layer, the pass and
+ * what[i]. */
+static inline void lt_fd_compare(lt_fd *g, const char *what, int64_t i, double ana, float *v,
+                                 double abs_tol, double rel_tol)
+{
+    float old = *v, h = 1e-3f, up = old + h, down = old - h;
+    *v = up;
+    double lp = lt_fd_loss(g);
+    *v = down;
+    double lm = lt_fd_loss(g);
+    *v = old;
+    double num = (lp - lm) / ((double)up - (double)down);
+    ck_assert_msg(fabs(num - ana) <= abs_tol + rel_tol * fmax(fabs(num), fabs(ana)),
+                  "%s (%s, %s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.name,
+                  g->t->l.kind->name, g->pass->training ? "training" : "inference", what,
+                  (long long)i, ana, num);
+}
+
 static inline void lt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *x,
                                const ct_tensor *y, ct_tensor *dy, ct_tensor *dx)
 {

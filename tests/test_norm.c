@@ -527,35 +527,11 @@ static float *param(lt *t, const char *name)
 
 /* ---- finite differences ---------------------------------------------------------------- */
 
-typedef struct fd {
-    lt *t;
-    const ct_pass *pass;
-    ct_tensor x, y;
-    const float *r; /* L = sum r * y */
-} fd;
-
-static double fd_loss(fd *g)
-{
-    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
-    double s = 0.0;
-    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
-        s += (double)g->r[i] * g->y.data[i];
-    return s;
-}
+typedef lt_fd fd;
 
 static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
 {
-    float old = *v, h = 1e-3f, up = old + h, down = old - h;
-    *v = up;
-    double lp = fd_loss(g);
-    *v = down;
-    double lm = fd_loss(g);
-    *v = old;
-    double num = (lp - lm) / ((double)up - (double)down);
-    ck_assert_msg(fabs(num - ana) <= 3e-3 + 2e-2 * fmax(fabs(num), fabs(ana)),
-                  "%s (%s, %s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.name,
-                  g->t->l.kind->name, g->pass->training ? "training" : "inference", what,
-                  (long long)i, ana, num);
+    lt_fd_compare(g, what, i, ana, v, 3e-3, 2e-2);
 }
 
 /* Checks dx and every trainable parameter's gradient of L = sum r * y. */
