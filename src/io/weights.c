@@ -389,7 +389,7 @@ static int write_param(hid_t g, const ct_model *m, const ct_param *p)
 
 static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error *err)
 {
-    char names[CT_MAX_PARAMS][CT_NAME_MAX + 40];
+    char names[CT_MAX_PARAMS][CT_NAME_MAX + 56];
     const char *ptrs[CT_MAX_PARAMS];
     for (int i = 0; i < l->nparams; i++) {
         snprintf(names[i], sizeof names[i], "%s/%s:0", l->name, l->params[i].name);
