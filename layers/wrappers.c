@@ -6,9 +6,10 @@
  * before each pass the inner layers are pointed at those (and at their part of the
  * wrapper's scratch), so shared applications and re-planned buffers need nothing special.
  *
- * Weight names: Bidirectional's are "forward_<inner>/<weight>" then
- * "backward_<inner>/<weight>" (<inner>: the wrapped layer's name, by default its type), as
- * Keras names the two copies; TimeDistributed's are the wrapped layer's own. */
+ * Weight names nest the wrapped layer's name as Keras 3 does: Bidirectional's are
+ * "forward_<inner>/<weight>" then "backward_<inner>/<weight>", TimeDistributed's
+ * "<inner>/<weight>" (<inner>: the wrapped layer's name, by default its type). Keras's
+ * cell level ("lstm_cell") is left out, as the recurrent layers' own names leave it out. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,7 +195,7 @@ static int td_configure(ct_layer *l, ct_node *cfg, ct_error *err)
 /* ---- build ------------------------------------------------------------------------ */
 
 /* Builds inner k on s->in_shape[k] and declares its parameters as the wrapper's. */
-static int inner_build(ct_layer *l, int k, bool prefixed, ct_error *err)
+static int inner_build(ct_layer *l, int k, ct_error *err)
 {
     wrap_state *s = l->state;
     ct_layer *in = &s->inner[k];
@@ -206,8 +207,7 @@ static int inner_build(ct_layer *l, int k, bool prefixed, ct_error *err)
     for (int j = 0; j < in->nparams; j++) {
         const ct_param *p = &in->params[j];
         char name[96];
-        snprintf(name, sizeof name, "%s%s%s", prefixed ? s->wname[k] : "", prefixed ? "/" : "",
-                 p->name);
+        snprintf(name, sizeof name, "%s/%s", s->wname[k], p->name);
         if (ct_layer_add_param(l, name, p->shape, p->init, p->reg, p->trainable, err) < 0)
             return -1;
     }
@@ -220,7 +220,7 @@ static int bidi_build(ct_layer *l, ct_error *err)
     wrap_state *s = l->state;
     l->nparams = 0;
     s->in_shape[0] = s->in_shape[1] = l->in_shape;
-    if (inner_build(l, 0, true, err) || inner_build(l, 1, true, err))
+    if (inner_build(l, 0, err) || inner_build(l, 1, err))
         return -1;
     s->steps = l->in_shape.dim[0];
     l->out_shape = s->inner[0].out_shape;
@@ -239,7 +239,7 @@ static int td_build(ct_layer *l, ct_error *err)
     l->nparams = 0;
     s->steps = l->in_shape.dim[0];
     s->in_shape[0] = ct_shape_make(l->in_shape.ndim - 1, l->in_shape.dim + 1);
-    if (inner_build(l, 0, false, err))
+    if (inner_build(l, 0, err))
         return -1;
     const ct_shape *o = &s->inner[0].out_shape;
     if (o->ndim + 1 > CT_MAX_DIMS)

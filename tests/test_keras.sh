@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
-# (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards) and
-# of a Functional one (two inputs, a shared layer, merges, two outputs) load with
+# (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards), of
+# a Functional one (two inputs, a shared layer, merges, two outputs) and of one with
+# wrappers (bidirectional in every merge mode, time_distributed) load with
 # keras.saving.load_model, and Keras's predictions equal ctrain's.
 #
 # Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
@@ -87,7 +88,25 @@ compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-for m in seq graph rnn; do
+cat >"$tmp/wrap.yaml" <<'YAML'
+data: {train: {path: d.h5, x: steps, y: cls}}
+model:
+  input_shape: [7, 4]
+  layers:
+    - {type: bidirectional, layer: {type: lstm, units: 5, return_sequences: true}}
+    - {type: bidirectional, merge_mode: ave, layer: {type: gru, units: 4,
+       return_sequences: true}}
+    - {type: time_distributed, layer: {type: dense, units: 3, activation: tanh}}
+    - {type: bidirectional, merge_mode: mul, layer: {type: simple_rnn, units: 3}}
+    - {type: bidirectional, merge_mode: sum, layer: {name: enc, type: gru, units: 2,
+       reset_after: false}, inputs: time_distributed}
+    - {type: concatenate, inputs: [bidirectional_2, bidirectional_3]}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
@@ -102,7 +121,7 @@ with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
 for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
-                     ("rnn", [data["steps"]])):
+                     ("rnn", [data["steps"]]), ("wrap", [data["steps"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]

@@ -262,7 +262,7 @@ START_TEST(test_param_names)
     lt_free(&t);
     lt_ok(&t, "{layer: {type: time_distributed, layer: {type: conv1d, filters: 4, "
               "kernel_size: 3}}}", "td", 3, d3, 2);
-    ck_assert_str_eq(t.l.params[0].name, "kernel");
+    ck_assert_str_eq(t.l.params[0].name, "conv1d/kernel");
     ck_assert_int_eq(t.l.out_shape.ndim, 3);
     ck_assert_int_eq(t.l.out_shape.dim[0], 5);
     ck_assert_int_eq(t.l.out_shape.dim[1], 4);
@@ -349,7 +349,7 @@ START_TEST(test_weights_file)
     static const char *const links[] = {
         "model_weights/bidirectional/bidirectional/forward_gru/kernel:0",
         "model_weights/bidirectional/bidirectional/backward_gru/recurrent_kernel:0",
-        "model_weights/time_distributed/time_distributed/kernel:0",
+        "model_weights/time_distributed/time_distributed/dense/kernel:0",
     };
     for (int i = 0; i < 3; i++)
         ck_assert_msg(H5Lexists(f, links[i], H5P_DEFAULT) > 0, "no %s", links[i]);
