@@ -1,7 +1,8 @@
 /* test_wrappers.c - Bidirectional and TimeDistributed: finite-difference gradients through
- * both (every merge mode, with and without sequences; dense, conv1d and a softmax dense
- * inside time_distributed), outputs against the wrapped layers run by hand, parameter names
- * and shapes, config errors, and a weights file round trip. */
+ * both (every merge mode, with and without sequences, dropout while training; dense,
+ * conv1d, a softmax dense, flatten and dropout inside time_distributed), outputs against
+ * the wrapped layers run by hand, parameter names and shapes, config errors, a weights file
+ * round trip and a model's training step. */
 #include <hdf5.h>
 
 #include "layertest.h"
@@ -25,13 +26,14 @@ static const ct_pass infer_pass = {.training = false, .seed = 3, .step = 5};
 
 typedef struct fd {
     lt *t;
+    const ct_pass *pass;
     ct_tensor x, y;
     const float *r; /* L = sum r * y */
 } fd;
 
 static double fd_loss(fd *g)
 {
-    lt_forward(&g->t->l, &infer_pass, &g->x, &g->y);
+    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
     double s = 0.0;
     for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
         s += (double)g->r[i] * g->y.data[i];
@@ -54,8 +56,9 @@ static void fd_compare(fd *g, const char *yaml, const char *what, int64_t i, dou
 }
 
 /* yaml: {layer: {...the wrapper...}}; input (rows, dims...). Every weight and input
- * checked; gradients start as garbage (backward writes, not accumulates). */
-static void gradcheck(const char *yaml, int ndim, const int64_t *dims)
+ * checked; gradients start as garbage (backward writes, not accumulates). In training the
+ * dropout masks are the same at every pass of one step, so finite differences hold. */
+static void gradcheck_in(const char *yaml, int ndim, const int64_t *dims, const ct_pass *pass)
 {
     int64_t rows = 2;
     lt t;
@@ -65,15 +68,15 @@ static void gradcheck(const char *yaml, int ndim, const int64_t *dims)
     float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
     tu_fill(x, nin, 7, -1.0f, 1.5f);
     tu_fill(r, nout, 9, -1.0f, 1.0f);
-    fd g = {.t = &t, .x = tensor(x, rows, l->in_shape), .y = tensor(y, rows, l->out_shape),
-            .r = r};
+    fd g = {.t = &t, .pass = pass, .x = tensor(x, rows, l->in_shape),
+            .y = tensor(y, rows, l->out_shape), .r = r};
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    lt_forward(l, &infer_pass, &g.x, &g.y);
+    lt_forward(l, pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
     tu_fill(dx, nin, 78, 5.0f, 9.0f);
     for (int p = 0; p < l->nparams; p++)
         tu_fill(l->params[p].grad, ct_shape_size(&l->params[p].shape), 77, 5.0f, 9.0f);
-    lt_backward(l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
+    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
     for (int p = 0; p < l->nparams; p++) {
         ct_param *pa = &l->params[p];
         int64_t n = ct_shape_size(&pa->shape);
@@ -87,6 +90,11 @@ static void gradcheck(const char *yaml, int ndim, const int64_t *dims)
         fd_compare(&g, yaml, "x", i, dx[i], &x[i]);
     free(x), free(y), free(dy), free(dx), free(r);
     lt_free(&t);
+}
+
+static void gradcheck(const char *yaml, int ndim, const int64_t *dims)
+{
+    gradcheck_in(yaml, ndim, dims, &infer_pass);
 }
 
 START_TEST(test_bidirectional_gradients)
@@ -105,6 +113,9 @@ START_TEST(test_bidirectional_gradients)
             }
     gradcheck("{layer: {type: bidirectional, layer: {type: simple_rnn, units: 3, "
               "go_backwards: true, return_sequences: true}}}", 2, dims);
+    gradcheck_in("{layer: {type: bidirectional, merge_mode: mul, layer: {type: lstm, units: 2, "
+                 "return_sequences: true, dropout: 0.3, recurrent_dropout: 0.2}}}", 2, dims,
+                 &train_pass);
 }
 END_TEST
 
@@ -118,6 +129,8 @@ START_TEST(test_time_distributed_gradients)
     gradcheck("{layer: {type: time_distributed, layer: {type: conv1d, filters: 2, "
               "kernel_size: 2, activation: relu}}}", 3, d3);
     gradcheck("{layer: {type: time_distributed, layer: {type: flatten}}}", 3, d3);
+    gradcheck_in("{layer: {type: time_distributed, layer: {type: dropout, rate: 0.4}}}", 3, d3,
+                 &train_pass);
 }
 END_TEST
 
