@@ -99,6 +99,9 @@ static int inner_init(ct_layer *l, int k, const char *prefix, const ct_layer_kin
     const char *base;
     if (ct_cfg_string(cfg, "name", kind->name, &base, err))
         return -1;
+    if (strchr(base, '/')) /* it becomes a group of the weights file */
+        return ct_layer_err_at(err, l, ct_map_get(cfg, "name"), "the wrapped layer's name "
+                               "'%s' holds '/'", base);
     int len = snprintf(s->wname[k], sizeof s->wname[k], "%s%s", prefix, base);
     if (len < 0 || len >= (int)sizeof s->wname[k])
         return ct_layer_err_at(err, l, ct_map_get(cfg, "name"), "the wrapped layer's name "

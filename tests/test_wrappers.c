@@ -314,6 +314,9 @@ START_TEST(test_config_errors)
     lt_fails("{layer: {type: bidirectional, layer: {type: lstm, units: 2}}}", 1, d1,
              "bidirectional", "layer.yaml:1:38: layer 'bidirectional/forward_lstm' (LSTM): "
              "expects an input of shape (timesteps, features), got (None, 4)");
+    lt_fails("{layer: {type: time_distributed, layer: {type: dense, units: 2, name: a/b}}}", 2,
+             d2, "td", "layer.yaml:1:71: layer 'td' (TimeDistributed): the wrapped layer's name "
+             "'a/b' holds '/'");
     lt_fails("{layer: {type: time_distributed, layer: {type: dense, units: 2}}}", 1, d1, "td",
              "layer.yaml:1:9: layer 'td' (TimeDistributed): expects an input with a time axis "
              "(timesteps, ...), got (None, 4)");
