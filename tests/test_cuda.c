@@ -954,6 +954,19 @@ static const char *const ZOO[] = {
     "    - {type: simple_rnn, units: 4, go_backwards: true, dropout: 0.1}\n"
     "    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: categorical_crossentropy, metrics: [accuracy]}\n",
+    /* wrappers: a bidirectional lstm (concat, backward reversed in time) and a gru (mul),
+     * then a time-distributed convolution and a time-distributed softmax dense */
+    "model:\n  input_shape: [6, 4]\n  layers:\n"
+    "    - {type: bidirectional, layer: {type: lstm, units: 5, return_sequences: true, "
+    "dropout: 0.2}}\n"
+    "    - {type: bidirectional, merge_mode: mul, layer: {type: gru, units: 4, "
+    "return_sequences: true, go_backwards: true}}\n"
+    "    - {type: reshape, target_shape: [6, 4, 1]}\n"
+    "    - {type: time_distributed, layer: {type: conv1d, filters: 3, kernel_size: 2, "
+    "activation: relu}}\n"
+    "    - {type: reshape, target_shape: [6, 9]}\n"
+    "    - {type: time_distributed, layer: {type: dense, units: 3, activation: softmax}}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
     /* attention: causal self-attention with dropout, then cross-attention with a key */
     "model:\n  input_shape: [5, 6]\n  layers:\n"
     "    - {name: ln, type: layer_normalization}\n"

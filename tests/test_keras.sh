@@ -1,8 +1,10 @@
 #!/bin/sh
 # test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
-# (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards) and
-# of a Functional one (two inputs, a shared layer, merges, two outputs) load with
-# keras.saving.load_model, and Keras's predictions equal ctrain's.
+# (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards), of
+# a Functional one (two inputs, a shared layer, merges, two outputs) and of one with
+# wrappers (bidirectional in every merge mode, time_distributed) load with
+# keras.saving.load_model, and Keras's predictions equal ctrain's; and ctrain predicts what
+# Keras does from a Keras file of wrapped layers.
 #
 # Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
 # environment `scripts/setup.sh --test` makes from PyPI (tests/.venv), else the one
@@ -87,7 +89,25 @@ compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-for m in seq graph rnn; do
+cat >"$tmp/wrap.yaml" <<'YAML'
+data: {train: {path: d.h5, x: steps, y: cls}}
+model:
+  input_shape: [7, 4]
+  layers:
+    - {type: bidirectional, layer: {type: lstm, units: 5, return_sequences: true}}
+    - {type: bidirectional, merge_mode: ave, layer: {type: gru, units: 4,
+       return_sequences: true}}
+    - {type: time_distributed, layer: {type: dense, units: 3, activation: tanh}}
+    - {type: bidirectional, merge_mode: mul, layer: {type: simple_rnn, units: 3}}
+    - {type: bidirectional, merge_mode: sum, layer: {name: enc, type: gru, units: 2,
+       reset_after: false}, inputs: time_distributed}
+    - {type: concatenate, inputs: [bidirectional_2, bidirectional_3]}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
@@ -102,7 +122,7 @@ with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
 for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
-                     ("rnn", [data["steps"]])):
+                     ("rnn", [data["steps"]]), ("wrap", [data["steps"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
@@ -120,4 +140,48 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
 sys.exit(1 if failed else 0)
 PY
 [ $? = 0 ] && ok
+
+# The other way: ctrain reads Keras's weights of wrapped layers (Keras nests a cell level
+# in their names; they load in order) and predicts what Keras does.
+"$py" - "$tmp" <<'PY' || bad "Keras could not write its wrapped model"
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np, h5py, keras
+tmp = sys.argv[1]
+L = keras.layers
+m = keras.Sequential([keras.Input((7, 4)),
+                      L.Bidirectional(L.LSTM(3, return_sequences=True)),
+                      L.Bidirectional(L.GRU(2, return_sequences=True), merge_mode="mul"),
+                      L.TimeDistributed(L.Dense(2, activation="tanh"))])
+for i, w in enumerate(m.weights):  # biases too, so every weight counts
+    w.assign(np.random.default_rng(i).normal(scale=0.4, size=w.shape))
+keras.saving.save_model(m, f"{tmp}/k.h5")
+with h5py.File(f"{tmp}/d.h5") as f:
+    np.save(f"{tmp}/k.npy", m.predict(f["steps"][:], verbose=0))
+PY
+cat >"$tmp/k.yaml" <<'YAML'
+model:
+  input_shape: [7, 4]
+  layers:
+    - {type: bidirectional, layer: {type: lstm, units: 3, return_sequences: true}}
+    - {type: bidirectional, merge_mode: mul, layer: {type: gru, units: 2,
+       return_sequences: true}}
+    - {type: time_distributed, layer: {type: dense, units: 2, activation: tanh}}
+compile: {optimizer: adam, loss: mse}
+YAML
+if "$ctrain" predict "$tmp/k.yaml" --weights "$tmp/k.h5" --input "$tmp/d.h5" --x steps \
+        -o "$tmp/k.pred.h5"; then
+    "$py" - "$tmp" <<'PY' && ok || bad "ctrain did not predict what Keras does with its weights"
+import sys, numpy as np, h5py
+tmp = sys.argv[1]
+want = np.load(f"{tmp}/k.npy")
+with h5py.File(f"{tmp}/k.pred.h5") as f:
+    got = f["predictions"][:]
+err = float(np.max(np.abs(got - want.reshape(got.shape))))
+print(f"keras: Keras's wrapped layers in ctrain: largest difference {err:.2e}")
+sys.exit(0 if err <= 1e-4 else 1)
+PY
+else
+    bad "ctrain did not load Keras's weights of wrapped layers"
+fi
 finish

@@ -390,7 +390,7 @@ static int write_param(hid_t g, const ct_model *m, const ct_param *p)
 
 static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error *err)
 {
-    char names[CT_MAX_PARAMS][CT_NAME_MAX + 40];
+    char names[CT_MAX_PARAMS][CT_NAME_MAX + 56];
     const char *ptrs[CT_MAX_PARAMS];
     for (int i = 0; i < l->nparams; i++) {
         snprintf(names[i], sizeof names[i], "%s/%s:0", l->name, l->params[i].name);
@@ -982,6 +982,21 @@ static cJSON *input_layer_json(const ct_model *m, int k)
     return NULL;
 }
 
+/* A wrapper's `layer` (and a wrapped wrapper's) gets the Keras class of its kind and the
+ * module Keras 3 looks it up in: the config may say "lstm" where Keras reads "LSTM". */
+static void wrapped_class_names(cJSON *cfg)
+{
+    for (cJSON *in = cJSON_GetObjectItemCaseSensitive(cfg, "layer"); cJSON_IsObject(in);
+         in = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "config"),
+                                               "layer")) {
+        cJSON *cls = cJSON_GetObjectItemCaseSensitive(in, "class_name");
+        const ct_layer_kind *k = cJSON_IsString(cls) ? ct_layer_kind_find(cls->valuestring) : NULL;
+        if (k && cJSON_SetValuestring(cls, k->class_name) &&
+            !cJSON_HasObjectItem(in, "module"))
+            cJSON_AddStringToObject(in, "module", "keras.layers");
+    }
+}
+
 static cJSON *layer_json(const ct_layer *l)
 {
     static const char *const skip[] = {"type", "name", "inputs", NULL};
@@ -990,8 +1005,10 @@ static cJSON *layer_json(const ct_layer *l)
               && cJSON_AddBoolToObject(cfg, "trainable", 1)
               && cJSON_AddStringToObject(cfg, "dtype", "float32")
               && (!l->cfg || l->cfg->type != CT_NODE_MAP || add_entries(cfg, l->cfg, skip, 1));
-    if (ok)
+    if (ok) {
+        wrapped_class_names(cfg);
         return o;
+    }
     cJSON_Delete(o);
     return NULL;
 }

@@ -21,7 +21,7 @@
 #define CT_NAME_MAX 64
 
 typedef struct ct_param {
-    char name[32];        /* "kernel", "bias", "moving_mean", ... */
+    char name[48];        /* "kernel", "bias", ..., "forward_lstm/kernel" in a wrapper */
     ct_shape shape;
     ct_init init;
     ct_regularizer reg;
