@@ -31,7 +31,7 @@ def text_model(name):
         model = keras.Sequential([keras.Input((100,), dtype="int32"), layers.Embedding(10000, 64),
                                   layers.GRU(64, go_backwards=True),
                                   layers.Dense(4, activation="softmax")])
-        return model, "data/fortunes-topics.h5", 4, 1e-3, 32
+        return model, "data/fortunes-topics.h5", 3, 1e-3, 32
 
     class TokenAndPosition(layers.Layer):
         """keras_hub's TokenAndPositionEmbedding: both tables uniform in [-0.05, 0.05]."""

@@ -220,7 +220,7 @@ class TopicGRU(nn.Module):
 # model: (builder, data file, epochs, learning rate, batch size)
 TEXT = {"text_lstm": (CharLSTM, "data/fortunes-char.h5", 10, 2e-3, 64),
         "text_transformer": (TextTransformer, "data/fortunes-char.h5", 10, 1e-3, 64),
-        "text_gru": (TopicGRU, "data/fortunes-topics.h5", 4, 1e-3, 32)}
+        "text_gru": (TopicGRU, "data/fortunes-topics.h5", 3, 1e-3, 32)}
 
 
 def text_main(a):
