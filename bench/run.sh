@@ -373,7 +373,8 @@ for model in image_models:
 if text_models:
     print()
     print("Text models: every framework's epoch includes its pass over the validation rows; "
-          "validation loss and accuracy after the last epoch (accuracy per predicted token).")
+          "validation loss and accuracy after the last epoch (for the language models, per "
+          "predicted character).")
     print()
     head = (f"{'model':16} {'framework':22} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
             f"{'val loss':>8} {'val acc':>8}  ctrain vs it")
