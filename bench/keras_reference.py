@@ -2,7 +2,10 @@
 """Keras versions of the example experiments, for side-by-side accuracy and epoch time.
 
     python3 bench/keras_reference.py mlp|cnn|cnn_bn|resnet [--epochs N] [--threads N]
-Needs keras 3 with a backend (e.g. pip install tensorflow-cpu h5py).
+    python3 bench/keras_reference.py text_lstm|text_transformer|text_gru [--epochs N] ...
+Needs keras 3 with a backend (e.g. pip install tensorflow-cpu h5py). The text models
+(configs/text_*.yaml) validate on the file's validation rows after each epoch and print
+the last epoch's validation loss and accuracy instead of a test accuracy.
 """
 import argparse
 import os
@@ -10,9 +13,52 @@ import statistics
 import time
 
 
+TEXT = ["text_lstm", "text_transformer", "text_gru"]
+
+
+def text_model(name):
+    """configs/text_char_lstm.yaml, text_transformer.yaml and text_classify_gru.yaml:
+    (model, data file, epochs, learning rate, batch size)."""
+    import keras
+    from keras import layers, ops
+
+    if name == "text_lstm":
+        model = keras.Sequential([keras.Input((100,), dtype="int32"), layers.Embedding(115, 64),
+                                  layers.LSTM(256, return_sequences=True),
+                                  layers.Dense(115, activation="softmax")])
+        return model, "data/fortunes-char.h5", 10, 2e-3, 64
+    if name == "text_gru":
+        model = keras.Sequential([keras.Input((100,), dtype="int32"), layers.Embedding(10000, 64),
+                                  layers.GRU(64, go_backwards=True),
+                                  layers.Dense(4, activation="softmax")])
+        return model, "data/fortunes-topics.h5", 3, 1e-3, 32
+
+    class TokenAndPosition(layers.Layer):
+        """keras_hub's TokenAndPositionEmbedding: both tables uniform in [-0.05, 0.05]."""
+
+        def __init__(self, vocab, length, dim):
+            super().__init__()
+            self.tok, self.pos = layers.Embedding(vocab, dim), layers.Embedding(length, dim)
+
+        def call(self, x):
+            return self.tok(x) + self.pos(ops.arange(ops.shape(x)[-1]))
+
+    inputs = keras.Input((100,), dtype="int32")
+    x = TokenAndPosition(115, 100, 64)(inputs)
+    for _ in range(2):  # pre-norm blocks
+        h = layers.LayerNormalization()(x)
+        x = layers.Add()([layers.MultiHeadAttention(4, 16)(h, h, use_causal_mask=True), x])
+        h = layers.LayerNormalization()(x)
+        h = layers.Dense(64)(layers.Dense(256, activation="gelu")(h))
+        x = layers.Add()([h, x])
+    x = layers.LayerNormalization()(x)
+    model = keras.Model(inputs, layers.Dense(115, activation="softmax")(x))
+    return model, "data/fortunes-char.h5", 10, 1e-3, 64
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=["mlp", "cnn", "cnn_bn", "resnet"])
+    ap.add_argument("model", choices=["mlp", "cnn", "cnn_bn", "resnet", *TEXT])
     ap.add_argument("--data", default="data/fashion-mnist.h5")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--threads", type=int, default=2)
@@ -25,6 +71,29 @@ def main():
     from keras import layers
 
     keras.utils.set_random_seed(a.seed)
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    if a.model in TEXT:
+        model, path, epochs, lr, batch = text_model(a.model)
+        with h5py.File(path, "r") as f:
+            x, y = f["train/x"][:], f["train/y"][:]
+            xv, yv = f["validation/x"][:], f["validation/y"][:]
+        model.compile(optimizer=keras.optimizers.Adam(lr),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        hist = model.fit(x, y, batch_size=batch, epochs=a.epochs or epochs,
+                         validation_data=(xv, yv), verbose=2, callbacks=[Timer()])
+        print(f"keras {keras.__version__} {a.model}: median epoch {statistics.median(times):.2f}s, "
+              f"validation loss {hist.history['val_loss'][-1]:.4f}, "
+              f"validation accuracy {hist.history['val_accuracy'][-1]:.4f}, threads {a.threads}")
+        return
+
     with h5py.File(a.data, "r") as f:
         x, y = f["train/images"][:] / 255.0, f["train/labels"][:]
         xt, yt = f["test/images"][:] / 255.0, f["test/labels"][:]
@@ -71,15 +140,6 @@ def main():
                  if a.model == "resnet" else "adam")
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
 
     model.fit(x, y, batch_size=128, epochs=a.epochs or epochs, validation_split=0.1,
               verbose=2, callbacks=[Timer()])

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # bench/run.sh - ctrain against PyTorch and Keras on the example experiments, on this machine.
 #
-#   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn,resnet] [--threads N] [--seeds N]
+#   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn,resnet,text_lstm,...] [--threads N] [--seeds N]
 #
-# Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data file
-# data/fashion-mnist.h5 (scripts/setup.sh --data). The peers, the newest PyTorch and Keras 3
+# Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data files
+# data/fashion-mnist.h5, data/fortunes-char.h5 and data/fortunes-topics.h5 (scripts/setup.sh --data). The peers, the newest PyTorch and Keras 3
 # on TensorFlow, come from a virtual environment bench/.venv created on first use from PyPI
 # (or PEERS_PYTHON=path/to/python); without PyPI, Debian's python3-torch is used.
 #
 # --models picks the experiments, configs/fashion_mnist_MODEL.yaml (default mlp,cnn,cnn_bn;
-# resnet, the small residual network, is run only when named).
+# resnet, the small residual network, is run only when named). The text models, run only
+# when named: text_lstm (configs/text_char_lstm.yaml), text_transformer
+# (configs/text_transformer.yaml) and text_gru (configs/text_classify_gru.yaml); for them
+# the report has the validation loss and accuracy of the last epoch instead of test accuracy.
 #
 # Prints per framework and model: median epoch time, training samples/s, peak RSS, test
 # accuracy, ctrain's speed and memory relative to each peer, and the achieved FLOP rate as a
@@ -52,8 +55,28 @@ case "$epochs" in ''|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) echo "run.sh: --epo
 case "$seeds" in [1-9]) ;; *) echo "run.sh: --seeds wants 1 to 9" >&2; exit 2 ;; esac
 IFS=, read -r -a model_list <<< "$models"
 for m in "${model_list[@]}"; do
-    case "$m" in mlp|cnn|cnn_bn|resnet) ;; *) echo "run.sh: unknown model '$m' (mlp, cnn, cnn_bn, resnet)" >&2; exit 2 ;; esac
+    case "$m" in
+        mlp|cnn|cnn_bn|resnet|text_lstm|text_transformer|text_gru) ;;
+        *) echo "run.sh: unknown model '$m' (mlp, cnn, cnn_bn, resnet, text_lstm, text_transformer, text_gru)" >&2; exit 2 ;;
+    esac
 done
+
+# Each model's experiment file and data file.
+config_of() {
+    case "$1" in
+        text_lstm) echo configs/text_char_lstm.yaml ;;
+        text_transformer) echo configs/text_transformer.yaml ;;
+        text_gru) echo configs/text_classify_gru.yaml ;;
+        *) echo "configs/fashion_mnist_$1.yaml" ;;
+    esac
+}
+data_of() {
+    case "$1" in
+        text_lstm|text_transformer) echo data/fortunes-char.h5 ;;
+        text_gru) echo data/fortunes-topics.h5 ;;
+        *) echo data/fashion-mnist.h5 ;;
+    esac
+}
 
 ctrain=${CTRAIN:-./ctrain}
 if [ ! -x "$ctrain" ]; then
@@ -65,10 +88,12 @@ if [ -x "$(dirname "$ctrain")/.libs/ctrain" ] && head -c 2 "$ctrain" | grep -q '
     export LD_LIBRARY_PATH="$(cd "$(dirname "$ctrain")/.libs" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     ctrain="$(dirname "$ctrain")/.libs/ctrain"
 fi
-if [ ! -f data/fashion-mnist.h5 ]; then
-    echo "run.sh: data/fashion-mnist.h5 is missing: run  scripts/setup.sh --data  first" >&2
-    exit 1
-fi
+for m in "${model_list[@]}"; do
+    if [ ! -f "$(data_of "$m")" ]; then
+        echo "run.sh: $(data_of "$m") is missing: run  scripts/setup.sh --data  first" >&2
+        exit 1
+    fi
+done
 if [ ! -x /usr/bin/time ]; then
     echo "run.sh: /usr/bin/time is missing (Debian package 'time': apt-get install -y time)" >&2
     exit 1
@@ -134,7 +159,7 @@ stamp() {
 # before epoch 1 ("Training on ...") arrive when it is written, not at the first flush.
 run_ctrain() {
     local m=$1 seed=$2 log=$work/ctrain-$1-$2.log
-    local args=(fit "configs/fashion_mnist_$m.yaml" -v 2 -o "$work/run-$m" --overwrite
+    local args=(fit "$(config_of "$m")" -v 2 -o "$work/run-$m" --overwrite
                 --set "backend.threads=$threads" --set "seed=$seed")
     [ -n "$epochs" ] && args+=(--set "fit.epochs=$epochs")
     echo "== ctrain $m (seed $seed)" >&2
@@ -159,7 +184,7 @@ run_peer() {
 
 # Wall time of `ctrain summary` (process start to exit), median of 21 runs.
 time_summary() {
-    python3 - "$ctrain" "configs/fashion_mnist_$1.yaml" <<'PY'
+    python3 - "$ctrain" "$(config_of "$1")" <<'PY'
 import statistics, subprocess, sys, time
 times = []
 for _ in range(21):
@@ -237,43 +262,60 @@ def gemm_rates():
 
 
 def parse_ctrain(log):
-    stamps, acc = [], None
+    """Epoch times, test accuracy (for a text model, the last epoch's validation accuracy),
+    the last validation loss and the number of training samples."""
+    stamps, acc, val_acc, val_loss, samples = [], None, None, None, None
     for line in open(log):
         t, _, text = line.rstrip("\n").partition(" ")
         if text.startswith("Training on") or re.match(r"Epoch \d+/\d+ - ", text):
             stamps.append(float(t))
+        m = re.match(r"Training on (\d+) samples", text)
+        if m:
+            samples = int(m.group(1))
         m = re.match(r"Test \(\d+ samples\):.* accuracy: ([\d.]+)", text)
         if m:
             acc = float(m.group(1))
+        m = re.match(r"Epoch .* val_accuracy: ([\d.]+) - val_loss: ([\d.]+)", text)
+        if m:
+            val_acc, val_loss = float(m.group(1)), float(m.group(2))
     times = [b - a for a, b in zip(stamps, stamps[1:])]
-    return times, acc
+    return times, acc if acc is not None else val_acc, val_loss, samples
 
 
 def parse_peer(log):
+    """Version, median epoch time, accuracy (test, or for a text model validation) and the
+    validation loss of a text model."""
     text = open(log).read()
     m = re.search(r"(torch|keras) (\S+) \w+: median epoch ([\d.]+)s, test accuracy ([\d.]+)", text)
-    return (m.group(2), float(m.group(3)), float(m.group(4))) if m else (None, None, None)
+    if m:
+        return m.group(2), float(m.group(3)), float(m.group(4)), None
+    m = re.search(r"(torch|keras) (\S+) \w+: median epoch ([\d.]+)s, validation loss ([\d.]+), "
+                  r"validation accuracy ([\d.]+)", text)
+    if m:
+        return m.group(2), float(m.group(3)), float(m.group(5)), float(m.group(4))
+    return None, None, None, None
 
 
 core, rates = gemm_rates()
 peak1, peakn = rates.get(1), rates.get(threads, max(rates.values()))
-runs = []
+runs, samples = [], {}
 for line in open(results):
     name, model, log, rss_file = line.rstrip("\n").split("\t")
     rss = int(open(rss_file).read().split()[-1]) / 1024
     if name == "ctrain":
-        times, acc = parse_ctrain(log)
+        times, acc, loss, samples[model] = parse_ctrain(log)
         if not times:
             print(f"ctrain {model}: no epoch lines in its output", file=sys.stderr)
             continue
         epoch, version, n = statistics.median(times), "", len(times)
     else:
-        version, epoch, acc = parse_peer(log)
+        version, epoch, acc, loss = parse_peer(log)
         n = None
         if epoch is None:
             print(f"{name} {model}: no summary line in its output", file=sys.stderr)
             continue
-    runs.append(dict(name=name, version=version, model=model, epoch=epoch, rss=rss, acc=acc, n=n))
+    runs.append(dict(name=name, version=version, model=model, epoch=epoch, rss=rss, acc=acc,
+                     loss=loss, n=n))
 
 # Several seeds: the median of the runs' epoch times, the largest RSS, the mean accuracy
 # (and its range).
@@ -281,25 +323,37 @@ rows = []
 for key in dict.fromkeys((r["name"], r["model"]) for r in runs):
     group = [r for r in runs if (r["name"], r["model"]) == key]
     accs = [r["acc"] for r in group if r["acc"] is not None]
+    losses = [r["loss"] for r in group if r["loss"] is not None]
     rows.append(dict(name=key[0], model=key[1], version=group[0]["version"],
                      epoch=statistics.median(r["epoch"] for r in group),
                      rss=max(r["rss"] for r in group),
                      acc=statistics.mean(accs) if accs else None,
                      acc_lo=min(accs) if accs else None, acc_hi=max(accs) if accs else None,
-                     seeds=len(group), n=sum(r["n"] or 0 for r in group)))
+                     loss=statistics.mean(losses) if losses else None, seeds=len(group), n=sum(r["n"] or 0 for r in group)))
 
+
+def versus(r, base):
+    if not base or r is base:
+        return ""
+    return f"{r['epoch'] / base['epoch']:.2f}x speed, {base['rss'] / r['rss']:.2f}x memory"
+
+
+image_models = [m for m in dict.fromkeys(r["model"] for r in rows) if not m.startswith("text_")]
+text_models = [m for m in dict.fromkeys(r["model"] for r in rows) if m.startswith("text_")]
 print()
 print(f"SGEMM 2048^3 (OpenBLAS {core}): {peak1:.1f} GFLOP/s on 1 thread, "
       f"{peakn:.1f} GFLOP/s on {threads}")
-print(f"All frameworks on {threads} threads. Epoch times: ctrain and Keras include the "
-      f"validation pass (6000 samples), the PyTorch script has none.")
-print("GFLOP/s counts 6 x multiply-adds of the dense and conv layers per training sample.")
-print()
-head = (f"{'model':7} {'framework':22} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
-        f"{'test acc':>8} {'GFLOP/s':>8} {'of SGEMM':>8}  ctrain vs it")
-print(head)
-print("-" * len(head))
-for model in dict.fromkeys(r["model"] for r in rows):
+print(f"All frameworks on {threads} threads.")
+if image_models:
+    print("Epoch times: ctrain and Keras include the validation pass (6000 samples), the "
+          "PyTorch script has none.")
+    print("GFLOP/s counts 6 x multiply-adds of the dense and conv layers per training sample.")
+    print()
+    head = (f"{'model':7} {'framework':22} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
+            f"{'test acc':>8} {'GFLOP/s':>8} {'of SGEMM':>8}  ctrain vs it")
+    print(head)
+    print("-" * len(head))
+for model in image_models:
     flops = 6 * model_macs(model)
     group = [r for r in rows if r["model"] == model]
     base = next((r for r in group if r["name"] == "ctrain"), None)
@@ -310,16 +364,32 @@ for model in dict.fromkeys(r["model"] for r in rows):
         acc = f"{r['acc']:.4f}" if r["acc"] is not None else "-"
         if r["acc"] is not None and r["seeds"] > 1:
             acc += f" ({r['acc_lo']:.4f}-{r['acc_hi']:.4f})"
-        versus = ""
-        if base and r is not base:
-            versus = (f"{r['epoch'] / base['epoch']:.2f}x speed, "
-                      f"{base['rss'] / r['rss']:.2f}x memory")
         print(f"{model:7} {label:22} {r['epoch']:8.2f} {rate:10.0f} {r['rss']:7.0f}MB "
-              f"{acc:>8} {gflops:8.1f} {gflops / peakn:8.1%}  {versus}")
+              f"{acc:>8} {gflops:8.1f} {gflops / peakn:8.1%}  {versus(r, base)}")
     print(f"{'':7} ({flops / 1e6:.2f} MFLOP per sample; ctrain's median over "
           f"{base['n'] if base else 0} epochs of {base['seeds'] if base else 0} run(s); "
           f"test accuracy: the mean over seeds 1..{base['seeds'] if base else 0}, range in "
           f"brackets)")
+if text_models:
+    print()
+    print("Text models: every framework's epoch includes its pass over the validation rows; "
+          "validation loss and accuracy after the last epoch (for the language models, per "
+          "predicted character).")
+    print()
+    head = (f"{'model':16} {'framework':22} {'epoch s':>8} {'samples/s':>10} {'peak RSS':>9} "
+            f"{'val loss':>8} {'val acc':>8}  ctrain vs it")
+    print(head)
+    print("-" * len(head))
+for model in text_models:
+    group = [r for r in rows if r["model"] == model]
+    base = next((r for r in group if r["name"] == "ctrain"), None)
+    for r in group:
+        rate = f"{samples[model] / r['epoch']:10.0f}" if samples.get(model) else f"{'-':>10}"
+        label = f"{r['name']} {r['version']}".strip()
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None else "-"
+        acc = f"{r['acc']:.4f}" if r["acc"] is not None else "-"
+        print(f"{model:16} {label:22} {r['epoch']:8.2f} {rate} {r['rss']:7.0f}MB "
+              f"{loss:>8} {acc:>8}  {versus(r, base)}")
 print()
 print("ctrain vs it: speed = its epoch time / ctrain's (above 1: ctrain faster); "
       "memory = ctrain's peak RSS / its (below 1: ctrain smaller).")
@@ -337,7 +407,7 @@ def verdict(ok):
     return "met" if ok else "MISSED"
 
 
-for model in dict.fromkeys(r["model"] for r in rows):
+for model in image_models:
     group = [r for r in rows if r["model"] == model]
     base = next((r for r in group if r["name"] == "ctrain"), None)
     peers = [r for r in group if r is not base]

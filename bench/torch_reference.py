@@ -5,6 +5,12 @@ Trains the same layers, initializers, optimizer, batch size and data split as th
 config and prints the median epoch time and the test accuracy.
 
     python3 bench/torch_reference.py mlp|cnn|cnn_bn|resnet [--epochs N] [--threads N] [--device cuda]
+    python3 bench/torch_reference.py text_lstm|text_transformer|text_gru [--epochs N] ...
+
+The text models (configs/text_char_lstm.yaml, text_transformer.yaml, text_classify_gru.yaml)
+read data/fortunes-char.h5 or data/fortunes-topics.h5; their epochs include a pass over the
+validation windows, as ctrain's and Keras's do, and they print the validation loss and
+accuracy of the last epoch instead of a test accuracy.
 
 On a GPU (--device cuda) the data stays in page-locked host memory and each batch is
 copied to the device as it is used, the usual eager loop; epoch times include a final
@@ -102,9 +108,169 @@ def resnet():
 SETUPS = {"mlp": (mlp, 10), "cnn": (cnn, 12), "cnn_bn": (cnn_bn, 15), "resnet": (resnet, 10)}
 
 
+# --- Text models --------------------------------------------------------------------------
+# Keras's initializers: embeddings uniform in [-0.05, 0.05], kernels glorot_uniform,
+# recurrent kernels orthogonal, biases zero (an LSTM's forget-gate bias one).
+
+def keras_init(model):
+    for name, p in model.named_parameters():
+        if "embedding" in name or name.startswith("tok.") or name.startswith("pos."):
+            nn.init.uniform_(p, -0.05, 0.05)
+        elif "weight_hh" in name:
+            nn.init.orthogonal_(p)
+        elif "weight_ih" in name or (name.endswith("weight") and p.dim() == 2):
+            nn.init.xavier_uniform_(p)
+        elif name.endswith("bias") or "bias_" in name:
+            nn.init.zeros_(p)
+    for m in model.modules():
+        if isinstance(m, nn.LSTM):  # unit_forget_bias: gates i, f, g, o
+            h = m.hidden_size
+            nn.init.ones_(m.bias_ih_l0[h:2 * h])
+        if isinstance(m, Attention):
+            m.keras_init()
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class CharLSTM(nn.Module):
+    """configs/text_char_lstm.yaml: embedding 64, LSTM 256 at every step, the next
+    character's scores."""
+
+    def __init__(self, vocab=115):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 64)
+        self.lstm = nn.LSTM(64, 256, batch_first=True)
+        self.out = nn.Linear(256, vocab)
+
+    def forward(self, x):
+        return self.out(self.lstm(self.embedding(x))[0])
+
+
+class Attention(nn.Module):
+    """Keras's MultiHeadAttention on one sequence (query = value = key), causal."""
+
+    def __init__(self, d, heads, key_dim):
+        super().__init__()
+        self.heads, self.key_dim = heads, key_dim
+        self.q, self.k, self.v = (nn.Linear(d, heads * key_dim) for _ in range(3))
+        self.o = nn.Linear(heads * key_dim, d)
+
+    def keras_init(self):
+        # Keras's fans of the 3-axis kernels: (d, heads, key_dim) and (heads, key_dim, d).
+        d = self.q.in_features
+        bound = math.sqrt(6 / (d * (self.heads + self.key_dim)))
+        for lin in (self.q, self.k, self.v):
+            nn.init.uniform_(lin.weight, -bound, bound)
+        bound = math.sqrt(6 / (self.heads * (self.key_dim + d)))
+        nn.init.uniform_(self.o.weight, -bound, bound)
+
+    def forward(self, x):
+        n, t, _ = x.shape
+        q, k, v = (lin(x).view(n, t, self.heads, self.key_dim).transpose(1, 2)
+                   for lin in (self.q, self.k, self.v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o(y.transpose(1, 2).reshape(n, t, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm: x + attention(norm(x)), then x + dense(gelu dense(norm(x)))."""
+
+    def __init__(self, d, heads, key_dim):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d, eps=1e-3), nn.LayerNorm(d, eps=1e-3)
+        self.attn = Attention(d, heads, key_dim)
+        self.ff1, self.ff2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
+
+
+class TextTransformer(nn.Module):
+    """configs/text_transformer.yaml: token and position embeddings (64), two blocks of 4
+    heads of 16, a final layer normalization and the next character's scores."""
+
+    def __init__(self, vocab=115, length=100, d=64):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(length, d)
+        self.blocks = nn.Sequential(Block(d, 4, 16), Block(d, 4, 16))
+        self.ln = nn.LayerNorm(d, eps=1e-3)
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, x):
+        h = self.tok(x) + self.pos(torch.arange(x.shape[1], device=x.device))
+        return self.out(self.ln(self.blocks(h)))
+
+
+class TopicGRU(nn.Module):
+    """configs/text_classify_gru.yaml: embedding 64, a GRU of 64 reading the words last to
+    first (Keras's go_backwards), the topic's scores from its final state."""
+
+    def __init__(self, vocab=10000, classes=4):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 64)
+        self.gru = nn.GRU(64, 64, batch_first=True)  # reset_after, as Keras's default
+        self.out = nn.Linear(64, classes)
+
+    def forward(self, x):
+        return self.out(self.gru(self.embedding(x.flip(1)))[1][0])
+
+
+# model: (builder, data file, epochs, learning rate, batch size)
+TEXT = {"text_lstm": (CharLSTM, "data/fortunes-char.h5", 10, 2e-3, 64),
+        "text_transformer": (TextTransformer, "data/fortunes-char.h5", 10, 1e-3, 64),
+        "text_gru": (TopicGRU, "data/fortunes-topics.h5", 3, 1e-3, 32)}
+
+
+def text_main(a):
+    build, path, epochs, lr, batch = TEXT[a.model]
+    epochs = a.epochs or epochs
+    dev = torch.device(a.device)
+    with h5py.File(path, "r") as f:
+        x, y, xv, yv = (torch.from_numpy(f[k][:].astype(np.int64))
+                        for k in ("train/x", "train/y", "validation/x", "validation/y"))
+    model = build()
+    keras_init(model)
+    model.to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
+
+    def loss_acc(out, yb):
+        out = out.reshape(-1, out.shape[-1])
+        yb = yb.to(dev).reshape(-1)
+        return F.cross_entropy(out, yb), (out.argmax(1) == yb).sum().item(), yb.numel()
+
+    times = []
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_acc(model(x[idx].to(dev)), y[idx])[0]
+            loss.backward()
+            opt.step()
+        model.eval()
+        total, correct, count = 0.0, 0, 0
+        with torch.no_grad():
+            for i in range(0, len(xv), 256):
+                l, c, n = loss_acc(model(xv[i:i + 256].to(dev)), yv[i:i + 256])
+                total, correct, count = total + l.item() * n, correct + c, count + n
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        val_loss, val_acc = total / count, correct / count
+        print(f"epoch {epoch + 1}/{epochs}: {times[-1]:.2f}s loss {loss.item():.4f} "
+              f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f}", flush=True)
+    print(f"torch {torch.__version__} {a.model}: median epoch {statistics.median(times):.2f}s, "
+          f"validation loss {val_loss:.4f}, validation accuracy {val_acc:.4f}, "
+          f"threads {a.threads}, device {a.device}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=sorted(SETUPS))
+    ap.add_argument("model", choices=sorted(SETUPS) + sorted(TEXT))
     ap.add_argument("--data", default="data/fashion-mnist.h5")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--threads", type=int, default=2)
@@ -115,6 +281,8 @@ def main():
     dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    if a.model in TEXT:
+        return text_main(a)
     build, epochs = SETUPS[a.model]
     epochs = a.epochs or epochs
     with h5py.File(a.data, "r") as f:

@@ -16,7 +16,8 @@
 #   scripts/setup.sh --data     only prepare data/fashion-mnist.h5 (Fashion-MNIST, plus the
 #                               datasets scripts/fashion_extras.py derives from it), and
 #                               data/fortunes.txt and data/fortunes-char.h5 (Debian's
-#                               fortunes: English text for sequence models)
+#                               fortunes: English text for sequence models), and
+#                               data/fortunes-topics.h5 (fortunes labelled by topic)
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
@@ -89,9 +90,11 @@ data() {
 # The fortune files (text only: not the .dat indexes or the .u8 links to the same text)
 # in a fixed order, with the "%" line between two fortunes made a blank line; then its
 # characters as windows of 100 with their next characters (ctrain data import-text).
+# And four of the files' fortunes, one a line labelled with its file's name
+# (scripts/fortune_topics.py), as rows of 100 word ids with a label each.
 fortunes_data() {
     src=/usr/share/games/fortunes
-    if [ ! -f data/fortunes.txt ] && [ ! -d "$src" ]; then
+    if { [ ! -f data/fortunes.txt ] || [ ! -f data/fortunes-topics.h5 ]; } && [ ! -d "$src" ]; then
         echo "setup.sh: $src is missing: install the fortunes packages (scripts/setup.sh --deps)" >&2
         return 1
     fi
@@ -103,6 +106,13 @@ fortunes_data() {
     if [ ! -f data/fortunes-char.h5 ]; then
         ./ctrain data import-text data/fortunes.txt --level char --seq-len 100 \
             -o data/fortunes-char.h5
+    fi
+    if [ ! -f data/fortunes-topics.h5 ]; then
+        /usr/bin/python3 scripts/fortune_topics.py data/fortunes-topics.csv "$src"
+        rm -f data/fortunes-topics.h5.part
+        ./ctrain data import-text data/fortunes-topics.csv --labels --level word \
+            --seq-len 100 --vocab-size 10000 -o data/fortunes-topics.h5.part
+        mv data/fortunes-topics.h5.part data/fortunes-topics.h5
     fi
 }
 
