@@ -12,9 +12,10 @@
  * Inputs with #set overrides skip this step: a path given with --set is trusted and may
  * point anywhere, and the harness must not write there.
  *
- * Models above FZ_MAX_FLOATS parameters are skipped before ct_experiment_load: filling
- * them (orthogonal initializers are cubic) is legitimate work that would only slow the
- * search down. */
+ * Models above FZ_MAX_FLOATS parameters, or whose orthogonal initializers would take
+ * over FZ_MAX_ORTHOGONAL steps, are skipped before ct_experiment_load: filling them
+ * (orthogonal initialization is cubic) is legitimate work that would only slow the search
+ * down. */
 #include "fuzz_util.h"
 
 #include <math.h>
@@ -26,6 +27,7 @@
 
 #define FZ_MAX_OVERRIDES 4
 #define FZ_MAX_FLOATS (INT64_C(1) << 20)
+#define FZ_MAX_ORTHOGONAL 1e7
 
 typedef struct overrides {
     char *text[FZ_MAX_OVERRIDES];
@@ -54,6 +56,24 @@ static void free_overrides(overrides *o)
     o->n = 0;
 }
 
+/* Steps of orthogonal initialization (Gram-Schmidt: shorter side^2 x longer side per
+ * weight), which a recurrent kernel of a few hundred units makes take seconds under the
+ * sanitizers. */
+static double orthogonal_work(const ct_model *m)
+{
+    double work = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const ct_param *p = m->params[i];
+        if (p->init.kind != CT_INIT_ORTHOGONAL)
+            continue;
+        double n = (double)ct_shape_size(&p->shape);
+        double cols = p->shape.ndim >= 2 ? (double)p->shape.dim[p->shape.ndim - 1] : n;
+        double rows = cols > 0 ? n / cols : 0, lo = fmin(rows, cols), hi = fmax(rows, cols);
+        work += lo * lo * hi;
+    }
+    return work;
+}
+
 /* Whether the model the input describes is small enough to initialise quickly. A model
  * that does not build passes: ct_experiment_load reports why. */
 static bool small_model(const uint8_t *data, size_t size, const overrides *o)
@@ -68,7 +88,7 @@ static bool small_model(const uint8_t *data, size_t size, const overrides *o)
         i++;
     if (i == o->n && root->type == CT_NODE_MAP) {
         ct_model *m = ct_model_build(ct_map_get(root, "model"), ct_backend_cpu(), &err);
-        small = !m || m->size <= FZ_MAX_FLOATS;
+        small = !m || (m->size <= FZ_MAX_FLOATS && orthogonal_work(m) <= FZ_MAX_ORTHOGONAL);
         ct_model_free(m);
     }
     ct_node_free(root);
