@@ -1998,6 +1998,15 @@ START_TEST(test_isolated_run)
     ck_assert_int_eq(ct_isolated_run(child_loops, NULL, 0.3, 64, &out, &len),
                      CT_ISOLATED_TIMEOUT);
     ck_assert_int_le(time(NULL) - t0, 3);
+    /* A file whose child hung is known at once; changed, it is asked about again. */
+    const char *f = tu_write(dir, "hangs.h5", "not really HDF5");
+    ct_isolated_status how = CT_ISOLATED_OK;
+    ck_assert(!ct_isolated_known_bad(f, &how));
+    ct_isolated_mark_bad(f, CT_ISOLATED_TIMEOUT);
+    ck_assert(ct_isolated_known_bad(f, &how));
+    ck_assert_int_eq(how, CT_ISOLATED_TIMEOUT);
+    tu_write(dir, "hangs.h5", "now something else, longer");
+    ck_assert(!ct_isolated_known_bad(f, &how));
 }
 END_TEST
 

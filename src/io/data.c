@@ -418,10 +418,14 @@ static int probe_open(const open_job *job, ct_error *err)
 {
     char *got = NULL;
     size_t len = 0;
-    ct_isolated_status st = ct_isolated_run(open_child, (void *)job, OPEN_SECONDS,
-                                            sizeof(open_answer), &got, &len);
+    ct_isolated_status st;
+    if (!ct_isolated_known_bad(job->ds->path, &st))
+        st = ct_isolated_run(open_child, (void *)job, OPEN_SECONDS, sizeof(open_answer), &got,
+                             &len);
     open_answer a;
     bool answered = st == CT_ISOLATED_OK && len == sizeof a;
+    if (st == CT_ISOLATED_FAILED || st == CT_ISOLATED_TIMEOUT)
+        ct_isolated_mark_bad(job->ds->path, st);
     if (answered)
         memcpy(&a, got, sizeof a);
     free(got);

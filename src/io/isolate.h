@@ -10,6 +10,7 @@
 #ifndef CT_ISOLATE_H
 #define CT_ISOLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The child's work: writes its result to fd (ct_isolated_write) and returns 0, or
@@ -27,6 +28,13 @@ typedef enum {
  * output into *out (*len bytes). */
 ct_isolated_status ct_isolated_run(ct_isolated_fn fn, void *ctx, double seconds,
                                    size_t max_bytes, char **out, size_t *len);
+
+/* Files on which a child died or hung are remembered for the process's life (device,
+ * inode, size and modification time), so that the same file is refused at once the next
+ * time instead of after another time limit. ct_isolated_known_bad: whether path is one,
+ * and how its child ended. */
+bool ct_isolated_known_bad(const char *path, ct_isolated_status *how);
+void ct_isolated_mark_bad(const char *path, ct_isolated_status how);
 
 /* Writes n bytes to fd whole; 0 or -1. For the child. */
 int ct_isolated_write(int fd, const void *data, size_t n);

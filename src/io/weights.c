@@ -810,9 +810,12 @@ static int probe_weights(loader *ld, ct_error *err)
         int rc;
         ct_error err;
     } a;
-    ct_isolated_status st = ct_isolated_run(probe_child, ld, OPEN_SECONDS, sizeof a, &got,
-                                            &len);
+    ct_isolated_status st;
+    if (!ct_isolated_known_bad(ld->path, &st))
+        st = ct_isolated_run(probe_child, ld, OPEN_SECONDS, sizeof a, &got, &len);
     bool answered = st == CT_ISOLATED_OK && len == sizeof a;
+    if (st == CT_ISOLATED_FAILED || st == CT_ISOLATED_TIMEOUT)
+        ct_isolated_mark_bad(ld->path, st);
     if (answered)
         memcpy(&a, got, sizeof a);
     free(got);
