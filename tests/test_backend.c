@@ -716,7 +716,7 @@ START_TEST(test_init_glorot_uniform)
     ct_shape s = shape2(784, 256);
     int64_t n = ct_shape_size(&s);
     float *w = malloc(sizeof(float) * (size_t)n), *w2 = malloc(sizeof(float) * (size_t)n);
-    ct_init init = {CT_INIT_GLOROT_UNIFORM, 0, 0};
+    ct_init init = {.kind = CT_INIT_GLOROT_UNIFORM, .a = 0, .b = 0};
     uint64_t key = ct_rng_key(1, CT_RNG_INIT, 0, 0);
     ct_init_fill(&init, w, &s, key);
     double limit = sqrt(6.0 / (784 + 256)), mean, sd;
@@ -744,7 +744,7 @@ START_TEST(test_init_variance_family)
     double mean, sd;
 
     /* he_normal: truncated at 2 stddev_used, with the truncation keeping the variance */
-    ct_init init = {CT_INIT_HE_NORMAL, 0, 0};
+    ct_init init = {.kind = CT_INIT_HE_NORMAL, .a = 0, .b = 0};
     ct_init_fill(&init, w, &ds, key);
     double used = sqrt(2.0 / 784) / 0.87962566103423978;
     ck_assert_msg(max_abs(w, 784 * 256) <= 2 * used * (1 + 1e-6), "max %g", max_abs(w, 784 * 256));
@@ -786,30 +786,30 @@ START_TEST(test_init_plain)
     float w[2000];
     uint64_t key = ct_rng_key(3, CT_RNG_INIT, 0, 0);
     double mean, sd;
-    ct_init init = {CT_INIT_CONSTANT, 0.25, 0};
+    ct_init init = {.kind = CT_INIT_CONSTANT, .a = 0.25, .b = 0};
     ct_init_fill(&init, w, &s, key);
     for (int i = 0; i < 2000; i++)
         ck_assert_float_eq(w[i], 0.25f);
-    init = (ct_init){CT_INIT_ZEROS, 0, 0};
+    init = (ct_init){.kind = CT_INIT_ZEROS, .a = 0, .b = 0};
     ct_init_fill(&init, w, &s, key);
     for (int i = 0; i < 2000; i++)
         ck_assert_float_eq(w[i], 0.0f);
-    init = (ct_init){CT_INIT_ONES, 0, 0};
+    init = (ct_init){.kind = CT_INIT_ONES, .a = 0, .b = 0};
     ct_init_fill(&init, w, &s, key);
     for (int i = 0; i < 2000; i++)
         ck_assert_float_eq(w[i], 1.0f);
-    init = (ct_init){CT_INIT_RANDOM_UNIFORM, -0.5, 1.5};
+    init = (ct_init){.kind = CT_INIT_RANDOM_UNIFORM, .a = -0.5, .b = 1.5};
     ct_init_fill(&init, w, &s, key);
     moments(w, 2000, &mean, &sd);
     for (int i = 0; i < 2000; i++)
         ck_assert(w[i] >= -0.5f && w[i] < 1.5f);
     ck_assert(fabs(mean - 0.5) < 0.05);
-    init = (ct_init){CT_INIT_RANDOM_NORMAL, 2.0, 0.5};
+    init = (ct_init){.kind = CT_INIT_RANDOM_NORMAL, .a = 2.0, .b = 0.5};
     ct_init_fill(&init, w, &s, key);
     moments(w, 2000, &mean, &sd);
     ck_assert_msg(fabs(mean - 2) < 0.05 && fabs(sd - 0.5) < 0.03, "%g %g", mean, sd);
     ck_assert(max_abs(w, 2000) > 3.0); /* not truncated */
-    init = (ct_init){CT_INIT_TRUNCATED_NORMAL, 1.0, 0.1};
+    init = (ct_init){.kind = CT_INIT_TRUNCATED_NORMAL, .a = 1.0, .b = 0.1};
     ct_init_fill(&init, w, &s, key);
     for (int i = 0; i < 2000; i++)
         ck_assert(w[i] >= 0.8f - 1e-6f && w[i] <= 1.2f + 1e-6f);
@@ -840,7 +840,7 @@ START_TEST(test_init_orthogonal)
 {
     float w[4096];
     uint64_t key = ct_rng_key(4, CT_RNG_INIT, 0, 0);
-    ct_init init = {CT_INIT_ORTHOGONAL, 1.0, 0};
+    ct_init init = {.kind = CT_INIT_ORTHOGONAL, .a = 1.0, .b = 0};
     const int64_t sizes[][2] = {{64, 32}, {32, 64}, {48, 48}, {1, 7}};
     for (int t = 0; t < 4; t++) {
         ct_shape s = shape2(sizes[t][0], sizes[t][1]);
