@@ -32,6 +32,8 @@ ct_experiment *cli_load(const char *path, int *status);
 
 /* Shows the progress of long phases (validation, loading, import) on stderr, or stops. */
 void cli_show_phases(bool on);
+/* Ends a progress line left open on a terminal by a phase that failed, before a message. */
+void cli_end_phase_line(void);
 
 int cmd_fit(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);

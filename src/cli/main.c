@@ -108,6 +108,7 @@ static const cli_command commands[] = {
 
 int cli_fail(const ct_error *err)
 {
+    cli_end_phase_line();
     fprintf(stderr, "ctrain: error: %s\n", err->msg);
     switch (err->code) {
     case CT_ERR_USAGE:

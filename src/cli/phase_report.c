@@ -57,8 +57,17 @@ static void report(void *ctx, const char *what, int64_t done, int64_t total, con
     s->last = elapsed;
 }
 
+static phase_state state = {.tty = -1};
+
 void cli_show_phases(bool on)
 {
-    static phase_state state = {.tty = -1};
     ct_set_phase_reporter(on ? report : NULL, on ? &state : NULL);
+}
+
+void cli_end_phase_line(void)
+{
+    if (state.shown && state.tty > 0)
+        fputc('\n', stderr);
+    state.shown = false;
+    state.what[0] = 0;
 }
