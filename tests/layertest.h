@@ -131,6 +131,43 @@ static inline void lt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor
     l->kind->backward(l, pass, &x, 1, y, dy, &dx);
 }
 
+/* Checks t's dx and every trainable parameter's gradient of L = sum r * y over `rows`
+ * rows (x and r drawn from fixed seeds) against central differences, within abs_tol +
+ * rel_tol. Gradients and dx start as garbage: backward must write them, not add. */
+static inline void lt_gradcheck(lt *t, int64_t rows, const ct_pass *pass, double abs_tol,
+                                double rel_tol)
+{
+    ct_layer *l = &t->l;
+    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
+    tu_fill(x, nin, 7, -1.0f, 1.5f);
+    tu_fill(r, nout, 9, -1.0f, 1.0f);
+    lt_fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
+               .y = tensor(y, rows, l->out_shape), .r = r};
+    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
+    lt_forward(l, pass, &g.x, &g.y);
+    memcpy(dy, r, (size_t)nout * sizeof(float));
+    tu_fill(dx, nin, 78, 5.0f, 9.0f);
+    for (int p = 0; p < l->nparams; p++)
+        if (l->params[p].grad)
+            tu_fill(l->params[p].grad, ct_shape_size(&l->params[p].shape), 77, 5.0f, 9.0f);
+    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
+    for (int p = 0; p < l->nparams; p++) {
+        ct_param *pa = &l->params[p];
+        if (!pa->grad)
+            continue;
+        int64_t n = ct_shape_size(&pa->shape);
+        float *ana = fvec(n);
+        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            lt_fd_compare(&g, pa->name, i, ana[i], &pa->value[i], abs_tol, rel_tol);
+        free(ana);
+    }
+    for (int64_t i = 0; i < nin; i++)
+        lt_fd_compare(&g, "x", i, dx[i], &x[i], abs_tol, rel_tol);
+    free(x), free(y), free(dy), free(dx), free(r);
+}
+
 static inline void lt_free(lt *t)
 {
     for (int i = 0; i < t->l.nparams; i++) {

@@ -182,51 +182,12 @@ END_TEST
 
 /* ---- finite differences ------------------------------------------------------------------ */
 
-typedef lt_fd fd;
-
-static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
-{
-    lt_fd_compare(g, what, i, ana, v, 2e-3, 1e-2);
-}
-
-/* Fills every gradient with garbage first: backward must write, not accumulate. */
-static void spoil_grads(ct_layer *l)
-{
-    for (int p = 0; p < l->nparams; p++)
-        if (l->params[p].grad)
-            tu_fill(l->params[p].grad, ct_shape_size(&l->params[p].shape), 77, 5.0f, 9.0f);
-}
-
 static void gradcheck(const char *yaml, const ct_pass *pass)
 {
     int64_t dims[2] = {4, 3}, rows = 3;
     lt t;
     lt_ok(&t, yaml, "rnn", 2, dims, rows + 2); /* scratch for more rows than used */
-    ct_layer *l = &t.l;
-    int64_t nin = rows * 12, nout = rows * ct_shape_size(&l->out_shape);
-    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
-    tu_fill(x, nin, 7, -1.0f, 1.5f);
-    tu_fill(r, nout, 9, -1.0f, 1.0f);
-    fd g = {.t = &t, .pass = pass, .x = tensor(x, rows, l->in_shape),
-            .y = tensor(y, rows, l->out_shape), .r = r};
-    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    lt_forward(l, pass, &g.x, &g.y);
-    memcpy(dy, r, (size_t)nout * sizeof(float));
-    tu_fill(dx, nin, 78, 5.0f, 9.0f);
-    spoil_grads(l);
-    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
-    for (int p = 0; p < l->nparams; p++) {
-        ct_param *pa = &l->params[p];
-        int64_t n = ct_shape_size(&pa->shape);
-        float *ana = fvec(n);
-        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++)
-            fd_compare(&g, pa->name, i, ana[i], &pa->value[i]);
-        free(ana);
-    }
-    for (int64_t i = 0; i < nin; i++)
-        fd_compare(&g, "x", i, dx[i], &x[i]);
-    free(x), free(y), free(dy), free(dx), free(r);
+    lt_gradcheck(&t, rows, pass, 2e-3, 1e-2);
     lt_free(&t);
 }
 

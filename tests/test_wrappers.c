@@ -24,71 +24,14 @@ static const ct_pass infer_pass = {.training = false, .seed = 3, .step = 5};
 
 /* ---- finite differences ------------------------------------------------------------------ */
 
-typedef struct fd {
-    lt *t;
-    const ct_pass *pass;
-    ct_tensor x, y;
-    const float *r; /* L = sum r * y */
-} fd;
-
-static double fd_loss(fd *g)
-{
-    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
-    double s = 0.0;
-    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
-        s += (double)g->r[i] * g->y.data[i];
-    return s;
-}
-
-static void fd_compare(fd *g, const char *yaml, const char *what, int64_t i, double ana,
-                       float *v)
-{
-    float old = *v, h = 1e-3f, up = old + h, down = old - h;
-    *v = up;
-    double lp = fd_loss(g);
-    *v = down;
-    double lm = fd_loss(g);
-    *v = old;
-    double num = (lp - lm) / ((double)up - (double)down);
-    ck_assert_msg(fabs(num - ana) <= 2e-3 + 1e-2 * fmax(fabs(num), fabs(ana)),
-                  "%s d%s[%lld]: analytic %.7g, numeric %.7g", yaml, what, (long long)i, ana,
-                  num);
-}
-
 /* yaml: {layer: {...the wrapper...}}; input (rows, dims...). Every weight and input
- * checked; gradients start as garbage (backward writes, not accumulates). In training the
- * dropout masks are the same at every pass of one step, so finite differences hold. */
+ * checked (lt_gradcheck). In training the dropout masks are the same at every pass of one
+ * step, so finite differences hold. */
 static void gradcheck_in(const char *yaml, int ndim, const int64_t *dims, const ct_pass *pass)
 {
-    int64_t rows = 2;
     lt t;
-    lt_ok(&t, yaml, "w", ndim, dims, rows + 2); /* scratch for more rows than used */
-    ct_layer *l = &t.l;
-    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
-    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
-    tu_fill(x, nin, 7, -1.0f, 1.5f);
-    tu_fill(r, nout, 9, -1.0f, 1.0f);
-    fd g = {.t = &t, .pass = pass, .x = tensor(x, rows, l->in_shape),
-            .y = tensor(y, rows, l->out_shape), .r = r};
-    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    lt_forward(l, pass, &g.x, &g.y);
-    memcpy(dy, r, (size_t)nout * sizeof(float));
-    tu_fill(dx, nin, 78, 5.0f, 9.0f);
-    for (int p = 0; p < l->nparams; p++)
-        tu_fill(l->params[p].grad, ct_shape_size(&l->params[p].shape), 77, 5.0f, 9.0f);
-    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
-    for (int p = 0; p < l->nparams; p++) {
-        ct_param *pa = &l->params[p];
-        int64_t n = ct_shape_size(&pa->shape);
-        float *ana = fvec(n);
-        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++)
-            fd_compare(&g, yaml, pa->name, i, ana[i], &pa->value[i]);
-        free(ana);
-    }
-    for (int64_t i = 0; i < nin; i++)
-        fd_compare(&g, yaml, "x", i, dx[i], &x[i]);
-    free(x), free(y), free(dy), free(dx), free(r);
+    lt_ok(&t, yaml, "w", ndim, dims, 4); /* scratch for more rows than used */
+    lt_gradcheck(&t, 2, pass, 2e-3, 1e-2);
     lt_free(&t);
 }
 
