@@ -219,6 +219,7 @@ static ct_activation act_output_activation(const ct_layer *l)
         .free_state = act_free,                                                            \
         .output_activation = act_output_activation,                                        \
         .is_activation = true,                                                             \
+        .masks = CT_MASK_PASSES,                                                           \
     }
 
 CT_ACT_LAYER(ct_layer_activation, "activation", "Activation", activation_configure, act_build);

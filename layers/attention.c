@@ -9,7 +9,11 @@
  * batch. Scores and probabilities are (heads, Tq, Tv) per sample.
  *
  * Weights are named as in Keras ("query/kernel", ...), so the weights file nests them in
- * groups as Keras's legacy HDF5 layout does. */
+ * groups as Keras's legacy HDF5 layout does.
+ *
+ * Masked inputs (layer.h) as Keras: query position i may attend to key position j only
+ * where the query's mask at i and the value's (and key's) at j are set, on top of the
+ * causal mask. The output carries the query's mask. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -31,6 +35,7 @@ typedef struct mha_state {
     int64_t tq, tv, dq, dv, dk, dout;        /* set by build */
     int kernel[N_PROJ], bias[N_PROJ];        /* parameter indices; bias -1 without */
     float *mask;                             /* causal: the tq x tv additive mask (host) */
+    bool masked;                             /* an input carries a mask (set by mask_out) */
 } mha_state;
 
 static const char *const mha_keys[] = {
@@ -223,10 +228,13 @@ typedef struct mha_regions {
     float *c;           /* the heads' weighted values (tq, heads, value_dim) */
     float *dp, *dk;     /* backward: d(probabilities) then d(scores), d(projected keys) */
     float *mask;        /* causal: the mask on the backend */
+    float *qa, *kb;     /* masked inputs: (tq, 2) rows [q_i, -1] and (tv, 2) rows [v_j, 1] */
+    float *ones;        /* masked inputs: a stand-in for an input without a mask */
 } mha_regions;
 
 /* The regions in the order they are laid out. */
-enum { R_Q, R_K, R_V, R_P, R_PD, R_KEEP, R_C, R_DP, R_DK, R_MASK, N_REGIONS };
+enum { R_Q, R_K, R_V, R_P, R_PD, R_KEEP, R_C, R_DP, R_DK, R_MASK, R_QA, R_KB, R_ONES,
+       N_REGIONS };
 
 static bool dropout_on(const mha_state *s, const ct_pass *pass)
 {
@@ -248,6 +256,9 @@ static void region_sizes(const mha_state *s, int64_t rows, int64_t n[N_REGIONS])
     n[R_DP] = probs;
     n[R_DK] = rows * s->tv * hk;
     n[R_MASK] = s->causal ? s->tq * s->tv : 0; /* one matrix for the whole batch */
+    n[R_QA] = s->masked ? rows * s->tq * 2 : 0;
+    n[R_KB] = s->masked ? rows * s->tv * 2 : 0;
+    n[R_ONES] = s->masked ? rows * (s->tq > s->tv ? s->tq : s->tv) : 0;
 }
 
 /* INT64_MAX where the batch makes it overflow: the planner then refuses the size. */
@@ -274,7 +285,7 @@ static mha_regions regions(const ct_layer *l, int64_t rows)
         p += n[i];
     }
     mha_regions r = {at[R_Q], at[R_K], at[R_V], at[R_P], at[R_PD], at[R_KEEP], at[R_C],
-                     at[R_DP], at[R_DK], at[R_MASK]};
+                     at[R_DP], at[R_DK], at[R_MASK], at[R_QA], at[R_KB], at[R_ONES]};
     if (!n[R_PD])
         r.pd = r.p;
     return r;
@@ -294,8 +305,43 @@ static void project(const ct_layer *l, int which, const float *x, int64_t n, int
         be->add_row_vector(out, l->params[s->bias[which]].value, n, cols);
 }
 
+/* Scores of masked pairs lowered by -MASKED_SCORE: per sample, the (tq, 2) x (2, tv)
+ * product of rows [q_i, -1] and [k_j, 1] is q_i k_j - 1, exactly 0 where both masks are
+ * set and -1 elsewhere, added into every head's scores by one batched GEMM. */
+static void mask_scores(const ct_layer *l, const mha_regions *r, const ct_tensor *const *x,
+                        int nx, int64_t rows)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t h = s->heads, tq = s->tq, tv = s->tv;
+    const float *qm = x[0]->mask, *vm = x[1]->mask, *km = nx == 3 ? x[2]->mask : NULL;
+    be->fill(r->ones, rows * (tq > tv ? tq : tv), 1.0f);
+    be->fill(r->qa, rows * tq * 2, -1.0f);
+    be->copy_strided(qm ? qm : r->ones, 1, r->qa, 2, rows * tq, 1);
+    be->fill(r->kb, rows * tv * 2, 1.0f);
+    if (vm && km) {
+        be->mul(rows * tv, vm, km, r->ones);
+        vm = r->ones;
+    }
+    if (vm || km)
+        be->copy_strided(vm ? vm : km, 1, r->kb, 2, rows * tv, 1);
+    for (int64_t i = 0; i < h; i++)
+        be->gemm_batched(false, true, tq, tv, 2, -MASKED_SCORE, r->qa, 2, tq * 2, r->kb, 2,
+                         tv * 2, 1.0f, r->p + i * tq * tv, tv, h * tq * tv, rows);
+}
+
+static int mha_mask_out(const ct_layer *l, const bool *in_masked)
+{
+    mha_state *s = l->state; /* the scratch's size depends on it */
+    s->masked = false;
+    for (int k = 0; k < l->ninputs; k++)
+        s->masked |= in_masked[k];
+    return 0; /* the query's mask, if it has one */
+}
+
 /* p = softmax(q k^T / sqrt(key_dim) + mask) per sample and head. */
-static void attend(const ct_layer *l, const mha_regions *r, int64_t rows)
+static void attend(const ct_layer *l, const mha_regions *r, const ct_tensor *const *x, int nx,
+                   int64_t rows)
 {
     const mha_state *s = l->state;
     const ct_backend *be = l->be;
@@ -310,6 +356,8 @@ static void attend(const ct_layer *l, const mha_regions *r, int64_t rows)
         be->upload(r->mask, s->mask, (size_t)(tq * tv) * sizeof *s->mask);
         be->add_row_vector(r->p, r->mask, rows * h, tq * tv);
     }
+    if (s->masked && (x[0]->mask || x[1]->mask || (nx == 3 && x[2]->mask)))
+        mask_scores(l, r, x, nx, rows);
     be->act_forward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, rows * h * tq, tv);
 }
 
@@ -325,7 +373,7 @@ static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     project(l, P_QUERY, x[0]->data, rows * tq, s->dq, hk, r.q);
     project(l, P_KEY, key->data, rows * tv, s->dk, hk, r.k);
     project(l, P_VALUE, x[1]->data, rows * tv, s->dv, hv, r.v);
-    attend(l, &r, rows);
+    attend(l, &r, x, nx, rows);
     if (dropout_on(s, pass)) {
         int64_t n = rows * h * tq * tv;
         uint64_t rk = ct_rng_key(pass->seed, CT_RNG_DROPOUT, (uint64_t)l->index,
@@ -445,4 +493,6 @@ const ct_layer_kind ct_layer_multi_head_attention = {
     .forward = mha_forward,
     .backward = mha_backward,
     .free_state = mha_free,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = mha_mask_out,
 };

@@ -143,4 +143,5 @@ const ct_layer_kind ct_layer_dense = {
     .backward = dense_backward,
     .free_state = dense_free,
     .output_activation = dense_output_activation,
+    .masks = CT_MASK_PASSES, /* per step */
 };

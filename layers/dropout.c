@@ -107,4 +107,5 @@ const ct_layer_kind ct_layer_dropout = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .free_state = dropout_free,
+    .masks = CT_MASK_PASSES, /* per step */
 };

@@ -7,7 +7,10 @@
  * [0, input_dim) reads a row of zeros and adds nothing to the gradient: Keras raises
  * there, but here the data are checked before training (a model input read by these
  * layers is a token input, see token_ids), so the guard only keeps a bad id from reading
- * outside the table. Masks are not propagated: mask_zero: true is refused. */
+ * outside the table.
+ *
+ * mask_zero: true (Embedding, TokenAndPositionEmbedding) makes id 0 padding: the output
+ * carries a mask, 0 where the id is 0, which the layers after it honour (layer.h). */
 #include <stdlib.h>
 
 #include "layer.h"
@@ -18,6 +21,7 @@ typedef struct embed_state {
     int64_t steps;         /* positions per sample in use (build) */
     ct_init init, pos_init;
     ct_regularizer reg;
+    bool mask_zero;
 } embed_state;
 
 static embed_state *state_of(ct_layer *l, ct_error *err)
@@ -43,17 +47,30 @@ static int read_size(ct_layer *l, ct_node *cfg, const char *key, int64_t max, in
     return ct_cfg_int(cfg, key, 1, 1, max, out, err);
 }
 
-/* mask_zero is read so configs written for Keras load; true would need masks. */
-static int read_mask_zero(ct_layer *l, ct_node *cfg, ct_error *err)
+/* The mask is over the sequence axis: a token input of one axis. */
+static int check_mask_input(ct_layer *l, const embed_state *s, ct_error *err)
 {
-    bool mask_zero;
-    if (ct_cfg_bool(cfg, "mask_zero", false, &mask_zero, err))
-        return -1;
-    if (mask_zero)
-        return ct_layer_err_at(err, l, ct_map_get(cfg, "mask_zero"),
-                               "mask_zero is not supported yet (masks are not propagated); "
-                               "use mask_zero: false");
-    return 0;
+    char buf[256];
+    if (!s->mask_zero || l->in_shape.ndim == 1)
+        return 0;
+    return ct_layer_err_at(err, l, ct_map_get(l->cfg, "mask_zero"),
+                           "mask_zero needs an input of one axis (sequence) of token ids, got %s",
+                           ct_shape_format(&l->in_shape, buf, sizeof buf));
+}
+
+static int mask_zero_out(const ct_layer *l, const bool *in_masked)
+{
+    (void)in_masked;
+    const embed_state *s = l->state;
+    return s->mask_zero ? CT_MASK_WRITES : CT_MASK_NONE;
+}
+
+/* The output's mask: 0 where the id is 0. */
+static void write_mask(const ct_layer *l, const ct_tensor *x, ct_tensor *y)
+{
+    const embed_state *s = l->state;
+    if (s->mask_zero && y->mask)
+        l->be->step_mask(x->data, x->rows * ct_shape_size(&x->shape), 1, 0.0f, y->mask);
 }
 
 static void embed_free(ct_layer *l)
@@ -120,7 +137,7 @@ static int embedding_configure(ct_layer *l, ct_node *cfg, ct_error *err)
         ct_init_parse(cfg, "embeddings_initializer", "uniform", &s->init, err) ||
         ct_regularizer_parse(cfg, "embeddings_regularizer", &s->reg, err))
         return -1;
-    return read_mask_zero(l, cfg, err); /* input_length: ignored, as in Keras 3 */
+    return ct_cfg_bool(cfg, "mask_zero", false, &s->mask_zero, err); /* input_length: ignored, as in Keras 3 */
 }
 
 static int embedding_build(ct_layer *l, ct_error *err)
@@ -128,6 +145,8 @@ static int embedding_build(ct_layer *l, ct_error *err)
     embed_state *s = l->state;
     if (l->in_shape.ndim >= CT_MAX_DIMS)
         return too_many_axes(l, err);
+    if (check_mask_input(l, s, err))
+        return -1;
     l->nparams = 0;
     l->out_shape = l->in_shape;
     l->out_shape.dim[l->out_shape.ndim++] = s->dim;
@@ -145,6 +164,7 @@ static void embedding_forward(ct_layer *l, const ct_pass *pass, const ct_tensor 
     const ct_tensor *x = xs[0];
     l->be->gather_rows(l->params[0].value, s->vocab, s->dim, x->data,
                        x->rows * ct_shape_size(&x->shape), y->data);
+    write_mask(l, x, y);
 }
 
 static void embedding_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs,
@@ -169,6 +189,8 @@ const ct_layer_kind ct_layer_embedding = {
     .backward = embedding_backward,
     .free_state = embed_free,
     .token_ids = embed_token_ids,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = mask_zero_out,
 };
 
 /* ---- PositionEmbedding: x + table[:T] over inputs (..., T, dim) ---------------------- */
@@ -254,6 +276,7 @@ const ct_layer_kind ct_layer_position_embedding = {
     .forward = position_forward,
     .backward = position_backward,
     .free_state = embed_free,
+    .masks = CT_MASK_PASSES,
 };
 
 /* ---- TokenAndPositionEmbedding: token rows plus position rows, input (T) ------------- */
@@ -272,10 +295,11 @@ static int tap_configure(ct_layer *l, ct_node *cfg, ct_error *err)
         read_size(l, cfg, "sequence_length", INT32_MAX, &s->seq_len, err) ||
         read_size(l, cfg, "embedding_dim", INT32_MAX, &s->dim, err) ||
         ct_init_parse(cfg, "embeddings_initializer", "uniform", &s->init, err) ||
-        ct_cfg_bool(cfg, "tie_weights", true, &tie, err))
+        ct_cfg_bool(cfg, "tie_weights", true, &tie, err) ||
+        ct_cfg_bool(cfg, "mask_zero", false, &s->mask_zero, err))
         return -1;
     s->pos_init = s->init; /* keras_hub gives both tables this initializer */
-    return read_mask_zero(l, cfg, err);
+    return 0;
 }
 
 static int tap_build(ct_layer *l, ct_error *err)
@@ -311,6 +335,7 @@ static void tap_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     l->be->gather_rows(l->params[0].value, s->vocab, s->dim, x->data, x->rows * s->steps,
                        y->data);
     l->be->add_row_vector(y->data, l->params[1].value, x->rows, s->steps * s->dim);
+    write_mask(l, x, y);
 }
 
 static void tap_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
@@ -335,4 +360,6 @@ const ct_layer_kind ct_layer_token_and_position_embedding = {
     .backward = tap_backward,
     .free_state = embed_free,
     .token_ids = embed_token_ids,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = mask_zero_out,
 };

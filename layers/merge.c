@@ -596,7 +596,9 @@ static void merge_free(ct_layer *l)
     l->state = NULL;
 }
 
-#define MERGE_KIND(var, config_name, cls, lo, hi)                                             \
+/* Masks: a merge of per-step tensors carries the product of its inputs' masks (Keras ANDs
+ * them); Dot's output has no such axis. */
+#define MERGE_KIND(var, config_name, cls, lo, hi, mask_rule)                                  \
     const ct_layer_kind var = {                                                               \
         .name = config_name,                                                                  \
         .class_name = cls,                                                                    \
@@ -608,13 +610,14 @@ static void merge_free(ct_layer *l)
         .forward = merge_forward,                                                             \
         .backward = merge_backward,                                                           \
         .free_state = merge_free,                                                             \
+        .masks = mask_rule,                                                                   \
     }
 
-MERGE_KIND(ct_layer_add, "add", "Add", 2, -1);
-MERGE_KIND(ct_layer_subtract, "subtract", "Subtract", 2, 2);
-MERGE_KIND(ct_layer_multiply, "multiply", "Multiply", 2, -1);
-MERGE_KIND(ct_layer_average, "average", "Average", 2, -1);
-MERGE_KIND(ct_layer_maximum, "maximum", "Maximum", 2, -1);
-MERGE_KIND(ct_layer_minimum, "minimum", "Minimum", 2, -1);
-MERGE_KIND(ct_layer_concatenate, "concatenate", "Concatenate", 1, -1);
-MERGE_KIND(ct_layer_dot, "dot", "Dot", 2, 2);
+MERGE_KIND(ct_layer_add, "add", "Add", 2, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_subtract, "subtract", "Subtract", 2, 2, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_multiply, "multiply", "Multiply", 2, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_average, "average", "Average", 2, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_maximum, "maximum", "Maximum", 2, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_minimum, "minimum", "Minimum", 2, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_concatenate, "concatenate", "Concatenate", 1, -1, CT_MASK_PASSES);
+MERGE_KIND(ct_layer_dot, "dot", "Dot", 2, 2, CT_MASK_ENDS);

@@ -252,4 +252,5 @@ const ct_layer_kind ct_layer_gaussian_noise = {
     .forward = gaussian_forward,
     .backward = gaussian_backward,
     .free_state = noise_free,
+    .masks = CT_MASK_PASSES, /* per step */
 };

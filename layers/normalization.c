@@ -378,6 +378,7 @@ const ct_layer_kind ct_layer_layer_normalization = {
     .forward = group_forward,
     .backward = group_backward,
     .free_state = norm_free,
+    .masks = CT_MASK_PASSES, /* per step */
 };
 
 const ct_layer_kind ct_layer_group_normalization = {

@@ -215,6 +215,37 @@ static int64_t global_spatial(const ct_layer *l)
     return s->rank == 2 ? l->in_shape.dim[0] * l->in_shape.dim[1] : l->in_shape.dim[0];
 }
 
+/* GlobalAveragePooling1D over a masked input (Keras): the mean over the steps that hold
+ * data, y_r = w_r x_r with w the mask's weights (kept in the scratch for the backward). A
+ * sample of padding only gives zeros. */
+static int64_t gavg1d_scratch(const ct_layer *l, int64_t max_batch)
+{
+    return max_batch * l->in_shape.dim[0];
+}
+
+static void masked_mean(ct_layer *l, const ct_tensor *x, ct_tensor *y)
+{
+    int64_t n = x->rows, T = l->in_shape.dim[0], c = l->in_shape.dim[1];
+    l->be->mask_weights(x->mask, n, T, l->scratch);
+    l->be->gemm_batched(false, false, 1, c, T, 1.0f, l->scratch, T, T, x->data, c, T * c, 0.0f,
+                        y->data, c, c, n);
+}
+
+static void masked_mean_backward(ct_layer *l, const ct_tensor *x, const ct_tensor *dy,
+                                 ct_tensor *dx)
+{
+    int64_t n = x->rows, T = l->in_shape.dim[0], c = l->in_shape.dim[1];
+    l->be->gemm_batched(false, false, T, c, 1, 1.0f, l->scratch, 1, T, dy->data, c, c, 0.0f,
+                        dx->data, c, T * c, n);
+}
+
+static int gavg1d_mask_out(const ct_layer *l, const bool *in_masked)
+{
+    (void)l;
+    (void)in_masked;
+    return CT_MASK_NONE; /* used here */
+}
+
 static void global_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                            ct_tensor *y)
 {
@@ -223,7 +254,10 @@ static void global_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *co
     (void)pass;
     const pool_state *s = l->state;
     int64_t c = l->in_shape.dim[s->rank];
-    l->be->global_pool_forward(s->op, x->data, y->data, x->rows, global_spatial(l), c);
+    if (x->mask && s->op == CT_POOL_AVG && s->rank == 1)
+        masked_mean(l, x, y);
+    else
+        l->be->global_pool_forward(s->op, x->data, y->data, x->rows, global_spatial(l), c);
 }
 
 static void global_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
@@ -237,8 +271,11 @@ static void global_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *c
     if (!dx)
         return;
     int64_t c = l->in_shape.dim[s->rank];
-    l->be->global_pool_backward(s->op, x->data, y->data, dy->data, dx->data, x->rows,
-                                global_spatial(l), c);
+    if (x->mask && s->op == CT_POOL_AVG && s->rank == 1)
+        masked_mean_backward(l, x, dy, dx);
+    else
+        l->be->global_pool_backward(s->op, x->data, y->data, dy->data, dx->data, x->rows,
+                                    global_spatial(l), c);
 }
 
 static int gmax1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
@@ -261,7 +298,7 @@ static int gavg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     return global_configure(l, cfg, CT_POOL_AVG, 2, err);
 }
 
-#define GLOBAL_KIND(var, cname, kname, conf)                                                  \
+#define GLOBAL_KIND(var, cname, kname, conf, ...)                                             \
     const ct_layer_kind var = {                                                              \
         .name = cname,                                                                       \
         .class_name = kname,                                                                 \
@@ -270,6 +307,7 @@ static int gavg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
         .forward = global_forward,                                                           \
         .backward = global_backward,                                                         \
         .free_state = pool_free,                                                             \
+        __VA_ARGS__                                                                          \
     }
 
 GLOBAL_KIND(ct_layer_global_max_pooling1d, "global_max_pooling1d", "GlobalMaxPooling1D",
@@ -277,6 +315,7 @@ GLOBAL_KIND(ct_layer_global_max_pooling1d, "global_max_pooling1d", "GlobalMaxPoo
 GLOBAL_KIND(ct_layer_global_max_pooling2d, "global_max_pooling2d", "GlobalMaxPooling2D",
             gmax2d_configure);
 GLOBAL_KIND(ct_layer_global_average_pooling1d, "global_average_pooling1d",
-            "GlobalAveragePooling1D", gavg1d_configure);
+            "GlobalAveragePooling1D", gavg1d_configure, .scratch_floats = gavg1d_scratch,
+            .masks = CT_MASK_BY_KIND, .mask_out = gavg1d_mask_out);
 GLOBAL_KIND(ct_layer_global_average_pooling2d, "global_average_pooling2d",
             "GlobalAveragePooling2D", gavg2d_configure);

@@ -10,7 +10,12 @@
  * GEMM each.
  *
  * Dropout as Keras: one mask per sample and feature for the whole sequence on the inputs,
- * one per sample and unit on the state fed to the recurrent kernel, in training only. */
+ * one per sample and unit on the state fed to the recurrent kernel, in training only.
+ *
+ * A masked input (layer.h) as Keras: at a padded step a sample's state (h, and c) is
+ * carried over unchanged, and its output there is the carried state (zeros when
+ * zero_output_for_mask, which Bidirectional sets with return_sequences). The output of
+ * return_sequences carries the mask on. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -24,6 +29,7 @@ typedef struct rnn_state {
     int64_t units, in, steps, gates;
     ct_act act, rec_act;
     bool use_bias, return_sequences, go_backwards, unit_forget_bias, reset_after;
+    bool zero_masked;   /* zero_output_for_mask */
     double dropout, rec_dropout;
     ct_init kernel_init, rec_init, bias_init;
     ct_regularizer kernel_reg, rec_reg, bias_reg;
@@ -39,6 +45,8 @@ typedef struct rnn_buf {
     float *hm, *mh; /* recurrent dropout: T x n x u masked states, the n x u mask */
     float *xd, *mx; /* dropout: n x T x F masked inputs and the mask spread over time */
     float *dh, *dc, *dn, *da, *r, *t1, *t2; /* backward and step work */
+    float *mk;      /* masked input: T x n, the mask of each processing step */
+    float *bh, *bc; /* masked input: n x u, the state gradients that bypass a padded step */
 } rnn_buf;
 
 static int64_t take(float *base, int64_t *off, int64_t n, float **out)
@@ -78,6 +86,10 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
     take(base, &off, gu * n, &z.r);
     take(base, &off, gu * n, &z.t1);
     take(base, &off, nu, &z.t2);
+    take(base, &off, T * n, &z.mk);
+    take(base, &off, nu, &z.bh);
+    if (s->cell == CELL_LSTM)
+        take(base, &off, nu, &z.bc);
     if (b)
         *b = z;
     return off;
@@ -88,19 +100,19 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
 static const char *const simple_keys[] = {
     "units", "activation", "use_bias", "kernel_initializer", "recurrent_initializer",
     "bias_initializer", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-    "dropout", "recurrent_dropout", "return_sequences", "return_state", "go_backwards", NULL,
+    "dropout", "recurrent_dropout", "return_sequences", "return_state", "go_backwards", "zero_output_for_mask", NULL,
 };
 static const char *const lstm_keys[] = {
     "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
     "recurrent_initializer", "bias_initializer", "unit_forget_bias", "kernel_regularizer",
     "recurrent_regularizer", "bias_regularizer", "dropout", "recurrent_dropout",
-    "return_sequences", "return_state", "go_backwards", NULL,
+    "return_sequences", "return_state", "go_backwards", "zero_output_for_mask", NULL,
 };
 static const char *const gru_keys[] = {
     "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
     "recurrent_initializer", "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
     "bias_regularizer", "dropout", "recurrent_dropout", "return_sequences", "return_state",
-    "go_backwards", "reset_after", NULL,
+    "go_backwards", "reset_after", "zero_output_for_mask", NULL,
 };
 
 static int read_rate(const ct_layer *l, ct_node *cfg, const char *key, double *out,
@@ -136,7 +148,8 @@ static int read_flags(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *e
     if (ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
         ct_cfg_bool(cfg, "return_sequences", false, &s->return_sequences, err) ||
         ct_cfg_bool(cfg, "go_backwards", false, &s->go_backwards, err) ||
-        ct_cfg_bool(cfg, "return_state", false, &ret_state, err))
+        ct_cfg_bool(cfg, "return_state", false, &ret_state, err) ||
+        ct_cfg_bool(cfg, "zero_output_for_mask", false, &s->zero_masked, err))
         return -1;
     if (ret_state) /* a layer has one output in the graph */
         return ct_layer_err_at(err, l, ct_map_get(cfg, "return_state"),
@@ -391,6 +404,38 @@ static void gather_step(const rnn_state *s, const ct_backend *be, const float *p
         be->copy_strided(p + t * gu + g * u, s->steps * gu, a + g * n * u, u, n, u);
 }
 
+/* The mask of every processing step, T x n, from the input's n x T. */
+static void step_masks(const rnn_state *s, const ct_backend *be, const float *mask, int64_t n,
+                       float *mk)
+{
+    for (int64_t k = 0; k < s->steps; k++)
+        be->copy_strided(mask + time_of(s, k), s->steps, mk + k * n, 1, n, 1);
+}
+
+/* A padded step keeps the state: to = from + m (to - from), each row scaled by its m. */
+static void keep_state(const ct_backend *be, const float *m, const float *from, float *to,
+                       float *t, int64_t n, int64_t u)
+{
+    be->copy(t, to, n * u);
+    be->axpy(n * u, -1.0f, from, t);
+    be->scale_channels(t, m, t, n, u, 1);
+    be->copy(to, from, n * u);
+    be->axpy(n * u, 1.0f, t, to);
+}
+
+/* Output step k of return_sequences: the state, zeroed at padding when asked. */
+static void write_step(const rnn_state *s, const ct_backend *be, const rnn_buf *b,
+                       const float *mask, int64_t k, int64_t n, float *y)
+{
+    int64_t u = s->units, T = s->steps, nu = n * u;
+    const float *h = b->h + (k + 1) * nu;
+    if (mask && s->zero_masked) {
+        be->scale_channels(h, b->mk + k * n, b->t2, n, u, 1);
+        h = b->t2;
+    }
+    be->copy_strided(h, u, y + k * u, T * u, n, u);
+}
+
 static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                         ct_tensor *y)
 {
@@ -405,6 +450,9 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     if (b.c)
         be->fill(b.c, nu, 0.0f);
     bool rec_drop = dropping(s->rec_dropout, pass);
+    const float *mask = xs[0]->mask;
+    if (mask)
+        step_masks(s, be, mask, n, b.mk);
     for (int64_t k = 0; k < T; k++) {
         gather_step(s, be, b.p, time_of(s, k), n, b.a + k * gnu);
         const float *hin = rec_input(&b, rec_drop, k, nu, be);
@@ -414,11 +462,30 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
             step_gru(l, &b, hin, k, n);
         else
             step_simple(l, &b, hin, k, n);
+        if (mask) {
+            keep_state(be, b.mk + k * n, b.h + k * nu, b.h + (k + 1) * nu, b.t2, n, u);
+            if (b.c)
+                keep_state(be, b.mk + k * n, b.c + k * nu, b.c + (k + 1) * nu, b.t2, n, u);
+        }
         if (s->return_sequences)
-            be->copy_strided(b.h + (k + 1) * nu, u, y->data + k * u, T * u, n, u);
+            write_step(s, be, &b, mask, k, n, y->data);
     }
     if (!s->return_sequences)
         be->copy(y->data, b.h + T * nu, nu);
+}
+
+/* return_sequences passes the input's mask on; a last state carries none. */
+static int rnn_mask_out(const ct_layer *l, const bool *in_masked)
+{
+    (void)in_masked;
+    const rnn_state *s = l->state;
+    return s->return_sequences ? 0 : CT_MASK_NONE;
+}
+
+void ct_recurrent_zero_masked_output(ct_layer *l, bool on)
+{
+    rnn_state *s = l->state;
+    s->zero_masked = on;
 }
 
 /* ---- backward --------------------------------------------------------------------- */
@@ -552,6 +619,27 @@ static void back_inputs(const ct_layer *l, const float *x, const rnn_buf *b, int
         be->mul(rows * f, dx->data, b->mx, dx->data);
 }
 
+/* At a padded step the state gradient bypasses the cell: g (dh or dc) splits into the
+ * cell's share m g, kept in g, and the bypass (1 - m) g, kept in by. */
+static void split_grad(const ct_backend *be, const float *m, float *g, float *by, int64_t n,
+                       int64_t u)
+{
+    be->copy(by, g, n * u);
+    be->scale_channels(g, m, g, n, u, 1);
+    be->axpy(n * u, -1.0f, g, by);
+}
+
+/* dy's step k of return_sequences added into dh (zeroed at padding when asked). */
+static void add_step_grad(const rnn_state *s, const ct_backend *be, const rnn_buf *b,
+                          const float *dy, bool masked, int64_t k, int64_t n)
+{
+    int64_t u = s->units, T = s->steps, nu = n * u;
+    be->copy_strided(dy + k * u, T * u, b->t2, u, n, u);
+    if (masked && s->zero_masked)
+        be->scale_channels(b->t2, b->mk + k * n, b->t2, n, u, 1);
+    be->axpy(nu, 1.0f, b->t2, b->dh);
+}
+
 static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                          const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
@@ -572,10 +660,14 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     else
         be->copy(b.dh, dy->data, nu);
     be->fill(b.dc, nu, 0.0f);
+    bool masked = xs[0]->mask != NULL; /* b.mk holds the forward's step masks */
     for (int64_t k = T - 1; k >= 0; k--) {
-        if (s->return_sequences) {
-            be->copy_strided(dy->data + k * u, T * u, b.t2, u, n, u);
-            be->axpy(nu, 1.0f, b.t2, b.dh);
+        if (s->return_sequences)
+            add_step_grad(s, be, &b, dy->data, masked, k, n);
+        if (masked) {
+            split_grad(be, b.mk + k * n, b.dh, b.bh, n, u);
+            if (b.c)
+                split_grad(be, b.mk + k * n, b.dc, b.bc, n, u);
         }
         if (s->cell == CELL_LSTM)
             back_lstm(l, &b, k, n);
@@ -585,6 +677,11 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
             back_simple(l, &b, k, n);
         scatter_step(s, be, &b, time_of(s, k), n);
         back_recurrent(l, &b, k, n, k == T - 1);
+        if (masked) {
+            be->axpy(nu, 1.0f, b.bh, b.dh);
+            if (b.c)
+                be->axpy(nu, 1.0f, b.bc, b.dc);
+        }
     }
     back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
 }
@@ -604,6 +701,8 @@ const ct_layer_kind ct_layer_simple_rnn = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = rnn_mask_out,
 };
 
 const ct_layer_kind ct_layer_lstm = {
@@ -615,6 +714,8 @@ const ct_layer_kind ct_layer_lstm = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = rnn_mask_out,
 };
 
 const ct_layer_kind ct_layer_gru = {
@@ -626,4 +727,6 @@ const ct_layer_kind ct_layer_gru = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = rnn_mask_out,
 };

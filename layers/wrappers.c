@@ -180,6 +180,9 @@ static int bidi_configure(ct_layer *l, ct_node *cfg, ct_error *err)
         configure_backward(l, kind, inner, err) ||
         ct_cfg_bool(inner, "return_sequences", false, &s->sequences, err))
         return -1;
+    /* Keras: a padded step's output is zeros in both copies when sequences are returned */
+    ct_recurrent_zero_masked_output(&s->inner[0], s->sequences);
+    ct_recurrent_zero_masked_output(&s->inner[1], s->sequences);
     return 0;
 }
 
@@ -332,7 +335,7 @@ static void bidi_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     bidi_buf b;
     attach(l, n);
     bidi_layout(l, n, l->scratch, &b);
-    ct_tensor yf = {b.yf, n, s->inner[0].out_shape, y->device}, yb = yf;
+    ct_tensor yf = {b.yf, n, s->inner[0].out_shape, y->device, NULL}, yb = yf;
     yb.data = b.yb;
     s->inner[0].kind->forward(&s->inner[0], pass, xs, 1, &yf);
     s->inner[1].kind->forward(&s->inner[1], pass, xs, 1, &yb);
@@ -392,11 +395,12 @@ static void bidi_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     attach(l, n);
     bidi_layout(l, n, l->scratch, &b);
     bidi_split(l, dy->data, &b, n);
-    ct_tensor yf = {b.yf, n, s->inner[0].out_shape, dy->device}, yb = yf, dyf = yf, dyb = yf;
+    ct_tensor yf = {b.yf, n, s->inner[0].out_shape, dy->device, NULL}, yb = yf, dyf = yf,
+              dyb = yf;
     yb.data = b.yb;
     dyf.data = b.dyf;
     dyb.data = b.dyb;
-    ct_tensor dxb = {b.dxb, n, l->in_shape, dy->device};
+    ct_tensor dxb = {b.dxb, n, l->in_shape, dy->device, NULL};
     ct_tensor *dx = dxs[0], *dxb_p = dx ? &dxb : NULL;
     s->inner[0].kind->backward(&s->inner[0], pass, xs, 1, &yf, &dyf, &dx);
     s->inner[1].kind->backward(&s->inner[1], pass, xs, 1, &yb, &dyb, &dxb_p);
@@ -409,7 +413,7 @@ static void bidi_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
 /* The same buffer seen as rows x T samples of the inner layer's shape. */
 static ct_tensor per_step(const ct_tensor *t, int64_t steps, const ct_shape *inner)
 {
-    ct_tensor v = {t->data, t->rows * steps, *inner, t->device};
+    ct_tensor v = {t->data, t->rows * steps, *inner, t->device, NULL};
     return v;
 }
 
@@ -460,6 +464,14 @@ static void wrap_free(ct_layer *l)
     l->state = NULL;
 }
 
+/* Both copies honour the input's mask; returned sequences carry it on. */
+static int bidi_mask_out(const ct_layer *l, const bool *in_masked)
+{
+    (void)in_masked;
+    const wrap_state *s = l->state;
+    return s->sequences ? 0 : CT_MASK_NONE;
+}
+
 const ct_layer_kind ct_layer_bidirectional = {
     .name = "bidirectional",
     .class_name = "Bidirectional",
@@ -469,6 +481,8 @@ const ct_layer_kind ct_layer_bidirectional = {
     .forward = bidi_forward,
     .backward = bidi_backward,
     .free_state = wrap_free,
+    .masks = CT_MASK_BY_KIND,
+    .mask_out = bidi_mask_out,
 };
 
 const ct_layer_kind ct_layer_time_distributed = {
@@ -481,4 +495,5 @@ const ct_layer_kind ct_layer_time_distributed = {
     .backward = td_backward,
     .free_state = wrap_free,
     .output_activation = td_output_activation,
+    .masks = CT_MASK_PASSES, /* the inner layer runs on each step alone */
 };

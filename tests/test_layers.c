@@ -843,9 +843,9 @@ START_TEST(test_embedding_errors)
 {
     int64_t in[1] = {4}, in2[2] = {9, 3};
     lt_fails("layer:\n  type: embedding\n  input_dim: 5\n  output_dim: 2\n  mask_zero: true\n",
-             1, in, "embedding",
-             "layer.yaml:5:14: layer 'embedding' (Embedding): mask_zero is not supported yet "
-             "(masks are not propagated); use mask_zero: false");
+             2, in2, "embedding",
+             "layer.yaml:5:14: layer 'embedding' (Embedding): mask_zero needs an input of one "
+             "axis (sequence) of token ids, got (None, 9, 3)");
     lt_fails("layer:\n  type: embedding\n  output_dim: 2\n", 1, in, "embedding",
              "layer.yaml:2:3: layer 'embedding' (Embedding) needs the key 'input_dim'");
     lt_fails("layer:\n  type: embedding\n  input_dim: 20000000\n  output_dim: 2\n", 1, in,
@@ -862,9 +862,8 @@ START_TEST(test_embedding_errors)
              "layer.yaml:1:1: layer 'tap' (TokenAndPositionEmbedding): input (None, 4) has 4 "
              "positions, more than sequence_length 3");
     lt_fails("{type: token_and_position_embedding, vocabulary_size: 5, sequence_length: 3, "
-             "embedding_dim: 2, mask_zero: true}", 1, in, "tap",
-             "layer.yaml:1:107: layer 'tap' (TokenAndPositionEmbedding): mask_zero is not "
-             "supported yet (masks are not propagated); use mask_zero: false");
+             "embedding_dim: 2, mask_zero: maybe}", 1, in, "tap",
+             "layer.yaml:1:107: expected true or false for 'mask_zero', got 'maybe'");
 }
 END_TEST
 

@@ -104,6 +104,10 @@ typedef struct ct_loss_op {
     ct_loss_id id;
     bool from_logits, fused;
     double delta;
+    /* What is added to *sum is the per-sample losses' sum times this: set for a masked
+     * output, whose batch mean is over its unmasked positions. 0 (as in an op written
+     * without it) is read as 1. */
+    double sum_scale;
 } ct_loss_op;
 
 typedef enum {
@@ -345,6 +349,12 @@ typedef struct ct_backend {
      * backend. */
     void (*scatter_add_rows)(const float *dy, const float *ids, int64_t n, int64_t dim,
                              float *grad, int64_t nrows);
+    /* Masks: mask[i] = 1 where any of the feat floats from x + i*feat differs from value,
+     * else 0, for n steps (Embedding's mask_zero is feat 1, value 0; Masking's mask_value). */
+    void (*step_mask)(const float *x, int64_t n, int64_t feat, float value, float *mask);
+    /* w[r][t] = mask[r][t] / sum_t mask[r][t] for rows x steps (a masked mean's weights);
+     * a row of padding only gets zeros. */
+    void (*mask_weights)(const float *mask, int64_t rows, int64_t steps, float *w);
 
     /* --- queues, errors and batch staging (no-ops / plain memory on the CPU) --- */
     /* Waits until all queued work is done. */

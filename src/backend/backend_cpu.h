@@ -96,6 +96,8 @@ void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *i
 /* CPU kernels of the embedding ops (backend_cpu_merge.c). */
 void ct_cpu_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
                         int64_t n, float *y);
+void ct_cpu_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w);
+void ct_cpu_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask);
 void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
                              float *grad, int64_t nrows);
 

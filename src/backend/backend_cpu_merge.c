@@ -408,3 +408,26 @@ void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64
     merge_job j = {.x = dy, .x2 = ids, .y = grad, .n = nrows, .cols = dim, .inner = n};
     ct_parallel_for(dim, grain_for(n), scatter_task, &j);
 }
+
+void ct_cpu_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *v = x + i * feat;
+        int64_t j = 0;
+        while (j < feat && v[j] == value)
+            j++;
+        mask[i] = j < feat ? 1.0f : 0.0f;
+    }
+}
+
+void ct_cpu_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *m = mask + r * steps;
+        float sum = 0.0f;
+        for (int64_t t = 0; t < steps; t++)
+            sum += m[t];
+        for (int64_t t = 0; t < steps; t++)
+            w[r * steps + t] = sum > 0.0f ? m[t] / sum : 0.0f;
+    }
+}

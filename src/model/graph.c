@@ -587,10 +587,7 @@ static bool is_chain(const graph *gr, const int *order)
     return true;
 }
 
-static int warn(ct_model *m, const ct_node *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int warn(ct_model *m, const ct_node *at, const char *fmt, ...)
+int ct_model_warn(ct_model *m, const ct_node *at, const char *fmt, ...)
 {
     char line[512];
     int n = at ? snprintf(line, sizeof line, "%s:%d:%d: ", at->file, at->line, at->col) : 0;
@@ -639,16 +636,16 @@ static int mark_live(ct_model *m, ct_error *err)
         if (m->live[i])
             continue;
         if (app)
-            bad |= warn(m, l->cfg, "layer '%s' (%s): its own output reaches no model output, "
+            bad |= ct_model_warn(m, l->cfg, "layer '%s' (%s): its own output reaches no model output, "
                         "so it is not computed (its weights are trained through '%s')",
                         l->name, l->kind->class_name, app->name);
         else
-            bad |= warn(m, l->cfg, "layer '%s' (%s): its output reaches no model output, so "
+            bad |= ct_model_warn(m, l->cfg, "layer '%s' (%s): its output reaches no model output, so "
                         "it is not computed", l->name, l->kind->class_name);
     }
     for (int k = 0; k < m->ninputs; k++)
         if (!input_used[k])
-            bad |= warn(m, m->input_nodes[k], "model input '%s' is not used by any layer that "
+            bad |= ct_model_warn(m, m->input_nodes[k], "model input '%s' is not used by any layer that "
                         "reaches an output", m->input_names[k]);
     return bad ? ct_err(err, CT_ERR_NOMEM, "out of memory") : 0;
 }
@@ -778,8 +775,10 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
     if (sort_nodes(&gr, order, err) < 0 || read_outputs(&gr, err) < 0)
         goto done;
     rc = place(&gr, order, err);
-    if (rc == 0)
+    if (rc == 0) {
         fuse_relus(m);
+        rc = ct_graph_masks(m, err);
+    }
 done:
     for (int i = 0; gr.g && i < gr.n; i++)
         free(gr.g[i].src);

@@ -39,6 +39,26 @@ typedef struct ct_pass {
 
 typedef struct ct_layer ct_layer;
 
+/* What a kind does with masks (Keras's supports_masking and compute_mask). A mask is set
+ * by embedding (mask_zero) and masking, and travels on ct_tensor.mask from layer to layer;
+ * layers that honour it read x[k]->mask (NULL: none) in forward and backward. */
+typedef enum ct_mask_rule {
+    /* The default: the layer does not use masks. A mask on its input ends there, with a
+     * warning when the model is built (as Keras warns). */
+    CT_MASK_ENDS = 0,
+    /* A per-step layer: its output carries its inputs' mask (the product of several). */
+    CT_MASK_PASSES,
+    /* The kind's mask_out decides. */
+    CT_MASK_BY_KIND,
+} ct_mask_rule;
+
+/* What mask_out returns, and ct_layer.mask_out: besides k >= 0 (input k's mask). */
+enum {
+    CT_MASK_NONE = -1,    /* the output carries no mask */
+    CT_MASK_WRITES = -2,  /* forward writes y->mask (a planned buffer of its own) */
+    CT_MASK_PRODUCT = -3, /* the product of the inputs' masks, which the model computes */
+};
+
 typedef struct ct_layer_kind {
     const char *name;        /* config name, snake_case: "dense" */
     const char *class_name;  /* Keras class: "Dense" */
@@ -80,6 +100,11 @@ typedef struct ct_layer_kind {
      * A model input read by such a layer is a token input: its data must be integers in
      * [0, that number) and are never scaled (see the experiment's data checks). */
     int64_t (*token_ids)(const ct_layer *l);
+    /* Masks: see ct_mask_rule. For CT_MASK_BY_KIND, mask_out says what the output carries
+     * given which inputs carry a mask (in_masked[k]): CT_MASK_NONE, CT_MASK_WRITES or k.
+     * Called once the layer is built. */
+    ct_mask_rule masks;
+    int (*mask_out)(const ct_layer *l, const bool *in_masked);
 } ct_layer_kind;
 
 struct ct_layer {
@@ -112,6 +137,9 @@ struct ct_layer {
      * fused_away, a view of this layer's output that is never run. The result is the same;
      * the relu's pass over memory is saved. */
     bool fused_relu, fused_away;
+    /* Set by the model once the graph is built: the mask the output carries (CT_MASK_NONE,
+     * CT_MASK_WRITES, CT_MASK_PRODUCT, or k: input k's). */
+    int mask_out;
     void *state;
 };
 
@@ -159,6 +187,10 @@ void ct_tail_backward(const ct_layer *l, ct_act act, const float *z, const float
 /* The activation a fused op (conv_forward / conv_backward) can take itself: act when it
  * follows from the output and is not fused into the loss, else linear. */
 ct_act ct_tail_inner_act(const ct_layer *l, ct_act act, bool backward);
+
+/* Recurrent layers (layers/recurrent.c): zero_output_for_mask, which Bidirectional sets on
+ * the copies it wraps when they return sequences (as Keras). */
+void ct_recurrent_zero_masked_output(ct_layer *l, bool on);
 
 /* Registry: kind by config name or Keras class name; NULL if unknown. */
 const ct_layer_kind *ct_layer_kind_find(const char *name);

@@ -353,6 +353,24 @@ static void set_rows(ct_model *m, int64_t rows)
         m->plan->loss_grad[k].rows = rows;
 }
 
+/* The product of layer i's input masks, for a per-step layer joining different masks
+ * (Keras's merge layers AND them). */
+static void mask_product(ct_model *m, int i, const ct_tensor *const *x, int64_t rows)
+{
+    const ct_layer *l = &m->layers[i];
+    int64_t n = rows * l->out_shape.dim[0];
+    bool first = true;
+    for (int j = 0; j < l->ninputs; j++) {
+        if (!x[j]->mask)
+            continue;
+        if (first)
+            m->be->copy(m->out[i].mask, x[j]->mask, n);
+        else
+            m->be->mul(n, m->out[i].mask, x[j]->mask, m->out[i].mask);
+        first = false;
+    }
+}
+
 const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows)
 {
     set_rows(m, rows);
@@ -367,6 +385,8 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
         if (!m->live[i])
             continue;
         double t0 = m->profile ? ct_now() : 0;
+        if (l->mask_out == CT_MASK_PRODUCT)
+            mask_product(m, i, x, rows);
         l->kind->forward(l, pass, x, l->ninputs, &m->out[i]);
         if (m->profile) {
             m->be->sync(); /* a GPU's layer time is known only once it finished */

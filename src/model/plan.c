@@ -46,6 +46,12 @@ typedef struct planner {
 
 static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer; }
 
+/* The layer's output mask is a buffer of its own (not an input's). */
+static bool owns_mask(const ct_layer *l)
+{
+    return l->mask_out == CT_MASK_WRITES || l->mask_out == CT_MASK_PRODUCT;
+}
+
 static bool computed(const ct_model *m, int i)
 {
     return m->live[i] && !ct_layer_is_view(&m->layers[i]);
@@ -228,11 +234,32 @@ static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *la
             bad |= !add_floats(&total, max_batch, ct_shape_size(&l->out_shape));
         if (l->kind->scratch_floats)
             bad |= !add_floats(&total, 1, l->kind->scratch_floats(l, max_batch));
+        if (owns_mask(l))
+            bad |= !add_floats(&total, max_batch, l->out_shape.dim[0]);
     }
     for (int k = 0; k < lay->nslots && !bad; k++)
         bad |= !add_floats(&total, max_batch, lay->slot_size[k]);
     *overflow = bad;
     return total;
+}
+
+/* Output masks: a buffer of max_batch x steps for those the layer makes, else the mask of
+ * the input it passes on (inputs come first in topological order). */
+static float *lay_out_masks(ct_model *m, int64_t max_batch, float *at)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        if (!computed(m, i) || l->mask_out == CT_MASK_NONE)
+            continue;
+        if (owns_mask(l)) {
+            m->out[i].mask = at;
+            at += aligned(max_batch * l->out_shape.dim[0]);
+        } else {
+            ct_source_id s = m->sources[i][l->mask_out];
+            m->out[i].mask = s >= 0 ? m->out[s].mask : NULL;
+        }
+    }
+    return at;
 }
 
 /* Points every tensor at its place in m->buffers. */
@@ -242,13 +269,13 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
     const ct_device dev = m->be->device;
     float *at = m->buffers;
     for (int k = 0; k < m->ninputs; k++) {
-        m->inputs[k] = (ct_tensor){at, max_batch, m->input_shapes[k], dev};
+        m->inputs[k] = (ct_tensor){at, max_batch, m->input_shapes[k], dev, NULL};
         at += aligned(max_batch * ct_shape_size(&m->input_shapes[k]));
     }
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
-        m->out[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev};
-        m->dout[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev};
+        m->out[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev, NULL};
+        m->dout[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev, NULL};
         if (!computed(m, i))
             continue;
         if (p->aspan[i] < 0) { /* training: every output kept */
@@ -260,6 +287,7 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
             at += aligned(l->kind->scratch_floats(l, max_batch));
         }
     }
+    at = lay_out_masks(m, max_batch, at);
     for (int k = 0; k < lay->nslots; k++) {
         slot_at[k] = at;
         at += aligned(max_batch * lay->slot_size[k]);
@@ -277,7 +305,7 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
     struct ct_plan *pl = m->plan;
     for (int t = 0; t < pl->ntmp; t++) {
         pl->tmp[t] = (ct_tensor){slot_at[p->spans[p->tmp_span[t]].slot], max_batch,
-                                 m->layers[e->tmp_src[t]].out_shape, dev};
+                                 m->layers[e->tmp_src[t]].out_shape, dev, NULL};
     }
 }
 

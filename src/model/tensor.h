@@ -24,6 +24,10 @@ typedef struct ct_tensor {
     int64_t rows;
     ct_shape shape;
     ct_device device;
+    /* Keras's mask over the first axis (the timesteps): rows x shape.dim[0] floats, 1 at a
+     * step that holds data and 0 at padding; NULL when the tensor carries none. It points
+     * into the model's planned buffers (see layer.h's mask rules); the tensor never owns it. */
+    float *mask;
 } ct_tensor;
 
 /* Product of the dims (1 for ndim 0). */

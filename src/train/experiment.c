@@ -547,6 +547,7 @@ void ct_experiment_free(ct_experiment *ex)
     if (ex->model && ex->acc)
         ex->model->be->free(ex->acc);
     ct_model_free(ex->model);
+    free(ex->mask_host);
     free(ex->train.path);
     free(ex->test.path);
     free(ex->validation.path);

@@ -64,6 +64,10 @@ struct ct_experiment {
      * [CT_ACC_MORE + k - 1] the loss of output k >= 1. */
     double *acc;
     double acc_host[CT_ACC_SIZE]; /* the last copy read back */
+    /* A batch's output mask read back (score_masked in train.c): mask_cap floats, owned,
+     * allocated when the model is planned if an output carries a mask. */
+    float *mask_host;
+    int64_t mask_cap;
     char name_store[CT_MAX_REPORTED][64]; /* names ct_experiment_evaluate hands out */
 };
 

@@ -348,14 +348,15 @@ _Static_assert(N_KINDS == CT_LOSS_COUNT, "kinds[] follows ct_loss_id");
 ct_loss_op ct_loss_op_of(const ct_loss *loss)
 {
     return (ct_loss_op){(ct_loss_id)(loss->kind - kinds), loss->from_logits, loss->fused,
-                        loss->delta};
+                        loss->delta, 1.0};
 }
 
 void ct_cpu_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
                  int64_t rows, int64_t cols, float scale, double *sum)
 {
     ct_loss l = {&kinds[op->id], op->from_logits, op->delta, op->fused};
-    *sum += kinds[op->id].compute(&l, pred, y, dpred, rows, cols, scale);
+    double w = op->sum_scale != 0.0 ? op->sum_scale : 1.0;
+    *sum += w * kinds[op->id].compute(&l, pred, y, dpred, rows, cols, scale);
 }
 
 const ct_loss_kind *ct_loss_kind_find(const char *name)

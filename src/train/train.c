@@ -46,13 +46,79 @@ static int y_cols(const ct_experiment *ex, int64_t *cols)
     return ex->model->noutputs;
 }
 
+/* The host buffer score_masked reads an output's mask into, for the planned batch. */
+static int mask_buffer(ct_experiment *ex, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    int64_t need = 0;
+    for (int k = 0; k < m->noutputs; k++) {
+        const ct_tensor *out = ct_model_output(m, k);
+        if (out->mask && m->max_batch * out->shape.dim[0] > need)
+            need = m->max_batch * out->shape.dim[0];
+    }
+    if (need <= ex->mask_cap)
+        return 0;
+    float *p = realloc(ex->mask_host, (size_t)need * sizeof *p);
+    if (!p)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ex->mask_host = p;
+    ex->mask_cap = need;
+    return 0;
+}
+
+/* A masked output (Keras): the batch's loss is the mean over its unmasked positions, and
+ * its gradient is zero at the others; metrics count unmasked positions only. The mask is
+ * read back (a GPU's one round trip here) and the loss and metrics run over each stretch
+ * of unmasked positions. Returns the unmasked positions of the batch. */
+static int64_t score_masked(ct_experiment *ex, int k, int64_t batch_rows, float *const *y,
+                            bool grad)
+{
+    ct_model *m = ex->model;
+    const ct_tensor *pred = ct_model_output(m, k);
+    int64_t steps = pred->shape.dim[0], n = batch_rows * steps;
+    int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k), per = rows / n;
+    int64_t ycols = ex->loss[k].kind->sparse_labels ? 1 : cols;
+    float *mask = ex->mask_host;
+    m->be->download(mask, pred->mask, (size_t)n * sizeof *mask);
+    int64_t valid = 0;
+    for (int64_t i = 0; i < n; i++)
+        valid += mask[i] != 0.0f;
+    float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
+    if (dpred)
+        m->be->fill(dpred, rows * cols, 0.0f);
+    ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
+    op.sum_scale = valid ? (double)n / (double)valid : 1.0;
+    float scale = valid ? (float)ex->loss_weight[k] / (float)(valid * per) : 0.0f;
+    for (int64_t a = 0, b; a < n; a = b) {
+        for (b = a; b < n && (mask[b] != 0.0f) == (mask[a] != 0.0f); b++)
+            ;
+        if (mask[a] == 0.0f)
+            continue;
+        int64_t r0 = a * per, nr = (b - a) * per;
+        m->be->loss(&op, pred->data + r0 * cols, y[k] + r0 * ycols, dpred ? dpred + r0 * cols : NULL,
+                    nr, cols, scale, &ex->acc[ct_acc_loss(k)]);
+        for (int i = 0; i < ex->nmetrics; i++)
+            if (ex->metrics[i].output == k)
+                m->be->metric(ct_metric_op_of(&ex->metrics[i]), ex->metrics[i].k,
+                              pred->data + r0 * cols, y[k] + r0 * ycols, nr, cols,
+                              &ex->acc[2 + i]);
+    }
+    return valid * per;
+}
+
 /* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
  * and writes the gradient of the batch's weighted mean loss into each output's gradient
  * buffer when grad is set. */
 static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, bool grad)
 {
     ct_model *m = ex->model;
+    int64_t counted[CT_MAX_IO];
     for (int k = 0; k < m->noutputs; k++) {
+        counted[k] = -1;
+        if (ct_model_output(m, k)->mask) {
+            counted[k] = score_masked(ex, k, batch_rows, y, grad);
+            continue;
+        }
         const ct_tensor *pred = ct_model_output(m, k);
         int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
         float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
@@ -64,6 +130,10 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, 
         ct_metric *mt = &ex->metrics[i];
         int k = mt->output;
         int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
+        if (counted[k] >= 0) { /* scored over the unmasked positions above */
+            mt->count += (double)counted[k];
+            continue;
+        }
         m->be->metric(ct_metric_op_of(mt), mt->k, ct_model_output(m, k)->data, y[k], rows, cols,
                       &ex->acc[2 + i]);
         mt->count += (double)rows;
@@ -858,6 +928,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     int64_t ycols[CT_MAX_IO];
     int ny = y_cols(ex, ycols);
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
+        mask_buffer(ex, err) < 0 ||
         ct_batches_init(&s.batches, ex->model->be, ex->model->ninputs, ex->model->inputs,
                         ex->model->max_batch, ny, ycols, err) < 0)
         goto done;
@@ -989,7 +1060,7 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     else if (!ex->test.given)
         return ct_err(err, CT_ERR_USAGE, "%s has no data.test; name a file with --data", ex->path);
     ct_set_threads(ex->threads);
-    if (ct_model_plan_inference(ex->model, ex->batch_size, err) < 0)
+    if (ct_model_plan_inference(ex->model, ex->batch_size, err) < 0 || mask_buffer(ex, err) < 0)
         return -1;
     ct_dataset *ds = ct_experiment_open_source(ex, &src, path ? path : "data.test", true, err);
     if (!ds)

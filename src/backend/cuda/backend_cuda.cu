@@ -319,6 +319,8 @@ static void fill_table(void)
     t->l2_normalize_backward = ct_cuda_l2_normalize_backward;
     t->gather_rows = ct_cuda_gather_rows;
     t->scatter_add_rows = ct_cuda_scatter_add_rows;
+    t->step_mask = ct_cuda_step_mask;
+    t->mask_weights = ct_cuda_mask_weights;
     t->sync = cuda_sync;
     t->check = cuda_check;
     t->host_alloc = cuda_host_alloc;

@@ -79,6 +79,34 @@ __global__ void scatter_by_id_kernel(const float *dy, const float *ids, int64_t 
     }
 }
 
+/* One thread per step. */
+__global__ void step_mask_kernel(const float *x, int64_t n, int64_t feat, float value,
+                                 float *mask)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float *v = x + i * feat;
+        int64_t j = 0;
+        while (j < feat && v[j] == value)
+            j++;
+        mask[i] = j < feat ? 1.0f : 0.0f;
+    }
+}
+
+/* One thread per row: the sum in step order, as the CPU's. */
+__global__ void mask_weights_kernel(const float *mask, int64_t rows, int64_t steps, float *w)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += stride) {
+        const float *m = mask + r * steps;
+        float sum = 0.0f;
+        for (int64_t t = 0; t < steps; t++)
+            sum += m[t];
+        for (int64_t t = 0; t < steps; t++)
+            w[r * steps + t] = sum > 0.0f ? m[t] / sum : 0.0f;
+    }
+}
+
 } /* namespace */
 
 extern "C" {
@@ -106,6 +134,24 @@ void ct_cuda_scatter_add_rows(const float *dy, const float *ids, int64_t n, int6
         scatter_by_id_kernel<<<capped_grid(n * dim), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
             dy, ids, n, dim, grad, nrows);
     ct_cuda_check_launch("scatter_add_rows");
+}
+
+void ct_cuda_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask)
+{
+    if (n <= 0)
+        return;
+    step_mask_kernel<<<capped_grid(n), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(x, n, feat, value,
+                                                                              mask);
+    ct_cuda_check_launch("step_mask");
+}
+
+void ct_cuda_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w)
+{
+    if (rows <= 0 || steps <= 0)
+        return;
+    mask_weights_kernel<<<capped_grid(rows), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
+        mask, rows, steps, w);
+    ct_cuda_check_launch("mask_weights");
 }
 
 } /* extern "C" */

@@ -690,6 +690,12 @@ __global__ void __launch_bounds__(kThreads)
 
 /* ---- launchers ------------------------------------------------------------------------------ */
 
+/* *sum += scale * *x, on the device. */
+__global__ void add_scaled_kernel(const double *x, double scale, double *sum)
+{
+    *sum += scale * *x;
+}
+
 extern "C" void ct_cuda_loss(const ct_loss_op *op, const float *pred, const float *y,
                              float *dpred, int64_t rows, int64_t cols, float scale, double *sum)
 {
@@ -699,24 +705,30 @@ extern "C" void ct_cuda_loss(const ct_loss_op *op, const float *pred, const floa
     if (!partial)
         return;
     int *flag = (int *)(partial + kMaxBlocks);
+    /* a sum_scale other than 1: the batch's sum goes to a staging double first */
+    double *out = sum;
+    if (op->sum_scale != 0.0 && op->sum_scale != 1.0) {
+        out = partial + kMaxBlocks + 2;
+        cudaMemsetAsync(out, 0, sizeof *out, ct_cuda_stream());
+    }
     switch (op->id) {
     case CT_LOSS_MSE:
-        elem_loss<CT_LOSS_MSE>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_MSE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_MAE:
-        elem_loss<CT_LOSS_MAE>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_MAE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_HUBER:
-        elem_loss<CT_LOSS_HUBER>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_HUBER>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_LOG_COSH:
-        elem_loss<CT_LOSS_LOG_COSH>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_LOG_COSH>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_BCE:
-        elem_loss<CT_LOSS_BCE>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_BCE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_KLD:
-        elem_loss<CT_LOSS_KLD>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_KLD>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     case CT_LOSS_HINGE: {
         /* Keras converts {0, 1} labels to {-1, 1} only when the whole batch is 0 or 1. */
@@ -728,19 +740,23 @@ extern "C" void ct_cuda_loss(const ct_loss_op *op, const float *pred, const floa
         nonbinary_kernel<<<ct_cuda_grid(rows * cols, kThreads), kThreads, 0,
                            ct_cuda_stream()>>>(y, rows * cols, flag);
         ct_cuda_check_launch("loss");
-        elem_loss<CT_LOSS_HINGE>(op, pred, y, dpred, rows, cols, scale, partial, flag, sum);
+        elem_loss<CT_LOSS_HINGE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
     }
     case CT_LOSS_CCE:
     case CT_LOSS_SPARSE_CCE:
         if (op->from_logits)
-            cce_loss<true>(op, pred, y, dpred, rows, cols, scale, partial, sum);
+            cce_loss<true>(op, pred, y, dpred, rows, cols, scale, partial, out);
         else
-            cce_loss<false>(op, pred, y, dpred, rows, cols, scale, partial, sum);
+            cce_loss<false>(op, pred, y, dpred, rows, cols, scale, partial, out);
         break;
     default:
         ct_cuda_fail("loss", "unknown loss id");
         break;
+    }
+    if (out != sum) {
+        add_scaled_kernel<<<1, 1, 0, ct_cuda_stream()>>>(out, op->sum_scale, sum);
+        ct_cuda_check_launch("loss");
     }
 }
 
