@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backend_cpu.h"
+#include "fastmath.h"
 #include "parallel.h"
 #include "rng.h"
 #include "simd.h"
@@ -124,14 +125,7 @@ static void cpu_add_row_vector(float *restrict y, const float *restrict b, int64
 
 /* ---- activations: forward -------------------------------------------------------- */
 
-/* Never evaluates exp of a large positive number, so no inf/inf. */
-static float sigmoidf(float x)
-{
-    if (x >= 0.0f)
-        return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
+static float sigmoidf(float x) { return ct_sigmoidf(x); }
 
 static float softplusf(float x) { return log1pf(expf(-fabsf(x))) + fmaxf(x, 0.0f); }
 
@@ -166,7 +160,7 @@ static float act_scalar(ct_act act, float x)
     case CT_ACT_HARD_SIGMOID:
         return fminf(fmaxf(x + 3.0f, 0.0f), 6.0f) / 6.0f;
     case CT_ACT_TANH:
-        return tanhf(x);
+        return ct_tanhf(x);
     case CT_ACT_SOFTPLUS:
         return softplusf(x);
     case CT_ACT_SOFTSIGN:
@@ -219,6 +213,14 @@ static void cpu_act_forward(ct_act act, const float *x, float *y, int64_t rows, 
     case CT_ACT_RELU: /* common enough to deserve a loop the compiler vectorises */
         for (int64_t i = 0; i < n; i++)
             y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        return;
+    case CT_ACT_SIGMOID: /* the gates of recurrent layers */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ct_sigmoidf(x[i]);
+        return;
+    case CT_ACT_TANH:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ct_tanhf(x[i]);
         return;
     default:
         for (int64_t i = 0; i < n; i++)
@@ -315,6 +317,14 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
     case CT_ACT_RELU:
         for (int64_t i = 0; i < n; i++)
             dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        return;
+    case CT_ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
+        return;
+    case CT_ACT_TANH:
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
         return;
     default:
         for (int64_t i = 0; i < n; i++)

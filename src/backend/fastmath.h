@@ -1,0 +1,69 @@
+/* fastmath.h - exp, sigmoid and tanh in plain float arithmetic, for the CPU's activation
+ * loops: libm's calls keep a loop scalar, while these compile into the vector versions
+ * that CT_CPU_CLONES makes. Every version runs the same operations in the same order (no
+ * contraction into fused multiply-add, see simd.h), so all give the same bits. Accuracy:
+ * within 2 ulp of the exact value over the float range (Cephes's range reduction and
+ * polynomials). The loops vectorise with -fno-trapping-math (configure's flags), which
+ * changes no result. Header-only. */
+#ifndef CT_FASTMATH_H
+#define CT_FASTMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* 2^n for n in [-126, 127]. */
+static inline float ct_pow2i(int32_t n)
+{
+    int32_t bits = (n + 127) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* e^x for x <= 88.7 (the caller keeps it there), down to the denormals; 0 below -104. */
+static inline float ct_expf(float x)
+{
+    float xc = x < -104.0f ? -104.0f : x;
+    float fn = floorf(xc * 1.44269504088896341f + 0.5f); /* exact; vectorises (roundps) */
+    int32_t n = (int32_t)fn;
+    float r = xc - fn * 0.693359375f; /* ln 2 in two parts: this one exact times n */
+    r = r - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t n1 = n >> 1; /* 2^n in two normal factors, so denormal results round once */
+    float y = p * ct_pow2i(n1) * ct_pow2i(n - n1);
+    return x < -104.0f ? 0.0f : y;
+}
+
+/* 1 / (1 + e^-x), never exp of a large positive number. */
+static inline float ct_sigmoidf(float x)
+{
+    float e = ct_expf(x < 0.0f ? x : -x);
+    float s = 1.0f / (1.0f + e);
+    return x < 0.0f ? e * s : s;
+}
+
+/* An odd polynomial near 0 (no cancellation), 1 - 2 / (e^2|x| + 1) beyond. */
+static inline float ct_tanhf(float x)
+{
+    float a = x < 0.0f ? -x : x;
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    float a9 = a > 10.0f ? 10.0f : a; /* tanh(10) rounds to 1; keeps exp in range */
+    float big = 1.0f - 2.0f / (ct_expf(2.0f * a9) + 1.0f);
+    big = x < 0.0f ? -big : big;
+    return a < 0.625f ? small : big;
+}
+
+#endif
