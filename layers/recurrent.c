@@ -44,7 +44,8 @@ typedef struct rnn_buf {
     float *rh;      /* GRU, T x n x u: reset_after h_prev U_h + b; else r * h_prev */
     float *hm, *mh; /* recurrent dropout: T x n x u masked states, the n x u mask */
     float *xd, *mx; /* dropout: n x T x F masked inputs and the mask spread over time */
-    float *dh, *dc, *dn, *da, *r, *t1, *t2; /* backward and step work */
+    float *dh, *dc, *dn, *da, *t1, *t2; /* backward and step work */
+    float *r;       /* backward, T x n x G*u: the gate gradients of each step, row order */
     float *mk;      /* masked input: T x n, the mask of each processing step */
     float *bh, *bc; /* masked input: n x u, the state gradients that bypass a padded step */
 } rnn_buf;
@@ -83,7 +84,7 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
     take(base, &off, nu, &z.dc);
     take(base, &off, nu, &z.dn);
     take(base, &off, gu * n, &z.da);
-    take(base, &off, gu * n, &z.r);
+    take(base, &off, T * gu * n, &z.r);
     take(base, &off, gu * n, &z.t1);
     take(base, &off, nu, &z.t2);
     take(base, &off, T * n, &z.mk);
@@ -555,41 +556,43 @@ static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
 }
 
 /* r (n x G*u) = da in the input's row order; also written into P's slice of time t. */
-static void scatter_step(const rnn_state *s, const ct_backend *be, const rnn_buf *b,
+static void scatter_step(const rnn_state *s, const ct_backend *be, const rnn_buf *b, float *r,
                          int64_t t, int64_t n)
 {
     int64_t u = s->units, gu = s->gates * u;
     for (int64_t g = 0; g < s->gates; g++)
-        be->copy_strided(b->da + g * n * u, u, b->r + g * u, gu, n, u);
-    be->copy_strided(b->r, gu, b->p + t * gu, s->steps * gu, n, gu);
+        be->copy_strided(b->da + g * n * u, u, r + g * u, gu, n, u);
+    be->copy_strided(r, gu, b->p + t * gu, s->steps * gu, n, gu);
 }
 
-/* The recurrent kernel's share of step k: its gradient (added after the first step
- * processed) and dh = d(state fed to it), masked, plus what bypasses it. */
-static void back_recurrent(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n,
+/* Columns of the recurrent kernel that read the state itself (a reset_before GRU's
+ * candidate reads r * h_prev instead). */
+static int64_t state_cols(const rnn_state *s)
+{
+    return s->cell == CELL_GRU && !s->reset_after ? 2 * s->units : s->gates * s->units;
+}
+
+/* The recurrent kernel's share of step k, whose gate gradients are in r: dh = d(state fed
+ * to it), masked, plus what bypasses it. The kernel's gradient over the state columns is
+ * one GEMM over all steps after the loop (kernel_grad); a reset_before GRU's candidate
+ * columns are added here (first: the first step processed). */
+static void back_recurrent(const ct_layer *l, const rnn_buf *b, float *r, int64_t k, int64_t n,
                            bool first)
 {
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
     int64_t u = s->units, nu = n * u, gu = s->gates * u;
     const ct_param *rk = &l->params[1];
-    const float *hin = b->hm ? b->hm + k * nu : b->h + k * nu;
     float beta = first ? 0.0f : 1.0f;
-    /* reset_before GRU: the candidate's recurrent input is r * h_prev */
-    int64_t cols = s->cell == CELL_GRU && !s->reset_after ? 2 * u : gu;
+    int64_t cols = state_cols(s);
     if (s->cell == CELL_GRU && s->reset_after) { /* the candidate's recurrent part has r */
         be->mul(nu, b->da + 2 * nu, b->y + k * 3 * nu + nu, b->t2);
-        be->copy_strided(b->t2, u, b->r + 2 * u, gu, n, u);
-        if (bias_grad(l))
-            be->sum_rows(b->r, bias_grad(l) + gu, n, gu, beta);
+        be->copy_strided(b->t2, u, r + 2 * u, gu, n, u);
     }
-    if (rk->grad) {
-        be->gemm(true, false, u, cols, n, 1.0f, hin, u, b->r, gu, beta, rk->grad, gu);
-        if (cols < gu)
-            be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
-                     rk->grad + 2 * u, gu);
-    }
-    be->gemm(false, true, n, u, cols, 1.0f, b->r, gu, rk->value, gu, 0.0f, b->dh, u);
+    if (rk->grad && cols < gu)
+        be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
+                 rk->grad + 2 * u, gu);
+    be->gemm(false, true, n, u, cols, 1.0f, r, gu, rk->value, gu, 0.0f, b->dh, u);
     if (cols < gu) { /* d(r h) r, from back_gru's t1 */
         be->mul(nu, b->t1, b->y + k * 3 * nu + nu, b->t2);
         be->axpy(nu, 1.0f, b->t2, b->dh);
@@ -598,6 +601,22 @@ static void back_recurrent(const ct_layer *l, const rnn_buf *b, int64_t k, int64
         be->mul(nu, b->dh, b->mh, b->dh);
     if (s->cell == CELL_GRU)
         be->axpy(nu, 1.0f, b->dn, b->dh);
+}
+
+/* After the steps: the recurrent kernel's gradient over its state columns, the states fed
+ * to it (T x n rows, step order) times the steps' gate gradients, as one GEMM; and a
+ * reset_after GRU's recurrent bias. */
+static void kernel_grad(const ct_layer *l, const rnn_buf *b, int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, gu = s->gates * u, rows = s->steps * n;
+    const ct_param *rk = &l->params[1];
+    const float *hin = b->hm ? b->hm : b->h;
+    if (rk->grad)
+        be->gemm(true, false, u, state_cols(s), rows, 1.0f, hin, u, b->r, gu, 0.0f, rk->grad, gu);
+    if (two_biases(s) && bias_grad(l))
+        be->sum_rows(b->r, bias_grad(l) + gu, rows, gu, 0.0f);
 }
 
 /* dW, db and dx from the input-side gradients in P. */
@@ -675,14 +694,16 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
             back_gru(l, &b, k, n);
         else
             back_simple(l, &b, k, n);
-        scatter_step(s, be, &b, time_of(s, k), n);
-        back_recurrent(l, &b, k, n, k == T - 1);
+        float *r = b.r + k * n * s->gates * u;
+        scatter_step(s, be, &b, r, time_of(s, k), n);
+        back_recurrent(l, &b, r, k, n, k == T - 1);
         if (masked) {
             be->axpy(nu, 1.0f, b.bh, b.dh);
             if (b.c)
                 be->axpy(nu, 1.0f, b.bc, b.dc);
         }
     }
+    kernel_grad(l, &b, n);
     back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
 }
 
