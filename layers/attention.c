@@ -13,7 +13,9 @@
  *
  * Masked inputs (layer.h) as Keras: query position i may attend to key position j only
  * where the query's mask at i and the value's (and key's) at j are set, on top of the
- * causal mask. The output carries the query's mask. */
+ * causal mask; a query position that may attend to none gets probabilities of zero (as
+ * Keras 3.10 on, whose Softmax multiplies its output by the mask). The output carries the
+ * query's mask. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -330,6 +332,27 @@ static void mask_scores(const ct_layer *l, const mha_regions *r, const ct_tensor
                          tv * 2, 1.0f, r->p + i * tq * tv, tv, h * tq * tv, rows);
 }
 
+/* After the softmax: p *= the 0/1 mask of allowed pairs. Rows that allow some position
+ * are unchanged (their masked probabilities are 0 already); a row that allows none had
+ * softmax's uniform weights over its equally lowered scores, and gets zeros. That keeps
+ * the backward exact too: such a row's scores do not reach the output, and with p = 0 the
+ * softmax's backward gives them no gradient. The mask, per head, goes into r->dp, which
+ * only the backward uses. */
+static void zero_masked_rows(const ct_layer *l, const mha_regions *r, int64_t rows)
+{
+    const mha_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t h = s->heads, tq = s->tq, tv = s->tv;
+    for (int64_t i = 0; i < h; i++) /* q_i k_j: the first column of mask_scores's rows */
+        be->gemm_batched(false, true, tq, tv, 1, 1.0f, r->qa, 2, tq * 2, r->kb, 2, tv * 2, 0.0f,
+                         r->dp + i * tq * tv, tv, h * tq * tv, rows);
+    if (s->causal) { /* relu(q_i k_j + causal scores): 0 past the diagonal too */
+        be->add_row_vector(r->dp, r->mask, rows * h, tq * tv);
+        be->act_forward((ct_act){CT_ACT_RELU, 0.0f}, r->dp, r->dp, rows * h * tq, tv);
+    }
+    be->mul(rows * h * tq * tv, r->p, r->dp, r->p);
+}
+
 static int mha_mask_out(const ct_layer *l, const bool *in_masked)
 {
     mha_state *s = l->state; /* the scratch's size depends on it */
@@ -356,9 +379,12 @@ static void attend(const ct_layer *l, const mha_regions *r, const ct_tensor *con
         be->upload(r->mask, s->mask, (size_t)(tq * tv) * sizeof *s->mask);
         be->add_row_vector(r->p, r->mask, rows * h, tq * tv);
     }
-    if (s->masked && (x[0]->mask || x[1]->mask || (nx == 3 && x[2]->mask)))
+    bool masked = s->masked && (x[0]->mask || x[1]->mask || (nx == 3 && x[2]->mask));
+    if (masked)
         mask_scores(l, r, x, nx, rows);
     be->act_forward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, rows * h * tq, tv);
+    if (masked)
+        zero_masked_rows(l, r, rows);
 }
 
 static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,

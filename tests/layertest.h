@@ -131,11 +131,23 @@ static inline void lt_backward(ct_layer *l, const ct_pass *pass, const ct_tensor
     l->kind->backward(l, pass, &x, 1, y, dy, &dx);
 }
 
+/* The output's mask buffer, rows x the output's first axis, where the layer writes one
+ * (CT_MASK_WRITES: masking, embeddings with mask_zero), as the model's planner would give
+ * it; else NULL. in_mask: whether the input carries a mask. */
+static inline float *lt_out_mask(const ct_layer *l, bool in_mask, int64_t rows)
+{
+    if (l->kind->masks != CT_MASK_BY_KIND || l->out_shape.ndim < 1 ||
+        l->kind->mask_out(l, &in_mask) != CT_MASK_WRITES)
+        return NULL;
+    return fvec(rows * l->out_shape.dim[0]);
+}
+
 /* Checks t's dx and every trainable parameter's gradient of L = sum r * y over `rows`
  * rows (x and r drawn from fixed seeds) against central differences, within abs_tol +
- * rel_tol. Gradients and dx start as garbage: backward must write them, not add. */
-static inline void lt_gradcheck(lt *t, int64_t rows, const ct_pass *pass, double abs_tol,
-                                double rel_tol)
+ * rel_tol, with the input carrying `mask` (rows x the input's first axis; NULL: none).
+ * Gradients and dx start as garbage: backward must write them, not add. */
+static inline void lt_gradcheck_masked(lt *t, int64_t rows, const ct_pass *pass,
+                                       const float *mask, double abs_tol, double rel_tol)
 {
     ct_layer *l = &t->l;
     int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
@@ -144,6 +156,8 @@ static inline void lt_gradcheck(lt *t, int64_t rows, const ct_pass *pass, double
     tu_fill(r, nout, 9, -1.0f, 1.0f);
     lt_fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
                .y = tensor(y, rows, l->out_shape), .r = r};
+    g.x.mask = (float *)mask;
+    g.y.mask = lt_out_mask(l, mask != NULL, rows);
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
     lt_forward(l, pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
@@ -165,7 +179,14 @@ static inline void lt_gradcheck(lt *t, int64_t rows, const ct_pass *pass, double
     }
     for (int64_t i = 0; i < nin; i++)
         lt_fd_compare(&g, "x", i, dx[i], &x[i], abs_tol, rel_tol);
-    free(x), free(y), free(dy), free(dx), free(r);
+    free(x), free(y), free(dy), free(dx), free(r), free(g.y.mask);
+}
+
+/* lt_gradcheck_masked without a mask. */
+static inline void lt_gradcheck(lt *t, int64_t rows, const ct_pass *pass, double abs_tol,
+                                double rel_tol)
+{
+    lt_gradcheck_masked(t, rows, pass, NULL, abs_tol, rel_tol);
 }
 
 static inline void lt_free(lt *t)

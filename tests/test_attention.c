@@ -1,7 +1,7 @@
 /* test_attention.c - MultiHeadAttention built by hand on its inputs: values against a
  * direct computation in double, finite-difference gradients of every input and weight
- * (causal or not, a separate key, one or two heads, dropout), config and build errors,
- * and a model's weights saved and loaded with Keras's nested weight names. */
+ * (causal or not, a separate key, one or two heads, dropout, masked inputs), config and
+ * build errors, and a model's weights saved and loaded with Keras's nested weight names. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +22,7 @@ typedef struct at {
     int n;
     int64_t rows;
     float *x[3], *dx[3], *y, *dy;
+    const float *m[3];  /* the inputs' masks (rows x T), set before at_alloc; NULL: none */
     ct_tensor tx[3], tdx[3], ty, tdy;
 } at;
 
@@ -80,6 +81,7 @@ static void at_alloc(at *t, int64_t rows)
         t->dx[i] = fvec(k);
         tu_fill(t->x[i], k, 10u + (unsigned)i, -1.0f, 1.0f);
         t->tx[i] = tensor(t->x[i], rows, t->in[i]);
+        t->tx[i].mask = (float *)t->m[i];
         t->tdx[i] = tensor(t->dx[i], rows, t->in[i]);
     }
     int64_t ny = rows * ct_shape_size(&t->l.out_shape);
@@ -89,10 +91,25 @@ static void at_alloc(at *t, int64_t rows)
     t->tdy = tensor(t->dy, rows, t->l.out_shape);
 }
 
-static void at_ok(at *t, const char *yaml, int nin, const ct_shape *shapes, int64_t rows)
+/* masks: one per input (NULL: none), or NULL for no masks at all. As the model's planner
+ * does, mask_out learns which inputs are masked before the scratch is sized. */
+static void at_ok_masked(at *t, const char *yaml, int nin, const ct_shape *shapes, int64_t rows,
+                         const float *const *masks)
 {
     ck_assert_msg(at_setup(t, yaml, nin, shapes) == 0, "%s: %s", yaml, t->err.msg);
+    bool in_masked[3] = {false, false, false};
+    for (int i = 0; masks && i < nin; i++) {
+        t->m[i] = masks[i];
+        in_masked[i] = masks[i] != NULL;
+    }
+    ck_assert_int_eq(t->l.kind->masks, CT_MASK_BY_KIND);
+    ck_assert_int_eq(t->l.kind->mask_out(&t->l, in_masked), 0); /* the query's mask goes on */
     at_alloc(t, rows);
+}
+
+static void at_ok(at *t, const char *yaml, int nin, const ct_shape *shapes, int64_t rows)
+{
+    at_ok_masked(t, yaml, nin, shapes, rows, NULL);
 }
 
 static void at_free(at *t)
@@ -156,6 +173,17 @@ static void ref_project(const float *x, const float *w, const float *b, int64_t 
         }
 }
 
+/* Whether query position i of sample s may attend to key position j: causally, and where
+ * the query's mask at i, the value's at j and the separate key's at j are set. */
+static bool ref_allowed(const at *t, int64_t s, int64_t i, int64_t j, bool causal)
+{
+    int64_t tq = t->in[0].dim[0], tv = t->in[1].dim[0];
+    bool ok = !causal || j <= i;
+    ok = ok && (!t->m[0] || t->m[0][s * tq + i] != 0.0f);
+    ok = ok && (!t->m[1] || t->m[1][s * tv + j] != 0.0f);
+    return ok && (t->n < 3 || !t->m[2] || t->m[2][s * tv + j] != 0.0f);
+}
+
 /* One sample's output: heads h, key_dim kd, value_dim vd, output width o. */
 static void ref_sample(const at *t, int64_t s, int64_t h, int64_t kd, int64_t vd, int64_t o,
                        bool causal, double *y)
@@ -174,19 +202,22 @@ static void ref_sample(const at *t, int64_t s, int64_t h, int64_t kd, int64_t vd
     for (int64_t hh = 0; hh < h; hh++)
         for (int64_t i = 0; i < tq; i++) {
             double m = -INFINITY, sum = 0;
-            int64_t last = causal ? i : tv - 1;
-            for (int64_t j = 0; j <= last; j++) {
+            bool any = false;
+            for (int64_t j = 0; j < tv; j++) {
                 double d = 0;
                 for (int64_t e = 0; e < kd; e++)
                     d += q[(i * h + hh) * kd + e] * k[(j * h + hh) * kd + e];
                 p[j] = d / sqrt((double)kd);
-                m = fmax(m, p[j]);
+                any |= ref_allowed(t, s, i, j, causal);
+                if (ref_allowed(t, s, i, j, causal))
+                    m = fmax(m, p[j]);
             }
-            for (int64_t j = 0; j <= last; j++)
-                sum += p[j] = exp(p[j] - m);
+            for (int64_t j = 0; j < tv; j++)
+                sum += p[j] = ref_allowed(t, s, i, j, causal) ? exp(p[j] - m) : 0.0;
+            /* a row with no position allowed: probabilities of zero, as Keras 3.10 on */
             for (int64_t e = 0; e < vd; e++) {
                 double acc = 0;
-                for (int64_t j = 0; j <= last; j++)
+                for (int64_t j = 0; any && j < tv; j++)
                     acc += p[j] / sum * v[(j * h + hh) * vd + e];
                 c[(i * h + hh) * vd + e] = acc;
             }
@@ -199,11 +230,13 @@ static void ref_sample(const at *t, int64_t s, int64_t h, int64_t kd, int64_t vd
     free(cf), free(q), free(k), free(v), free(c), free(p);
 }
 
-static void check_values(const char *yaml, int nin, const ct_shape *shapes, int64_t h,
-                         int64_t kd, int64_t vd, int64_t o, bool causal)
+/* masks: as at_ok_masked's, for 3 samples. */
+static void check_values_masked(const char *yaml, int nin, const ct_shape *shapes, int64_t h,
+                                int64_t kd, int64_t vd, int64_t o, bool causal,
+                                const float *const *masks)
 {
     at t;
-    at_ok(&t, yaml, nin, shapes, 3);
+    at_ok_masked(&t, yaml, nin, shapes, 3, masks);
     const ct_pass infer = {.training = false};
     const ct_tensor *xs[3] = {&t.tx[0], &t.tx[1], &t.tx[2]};
     t.l.kind->forward(&t.l, &infer, xs, t.n, &t.ty);
@@ -221,6 +254,12 @@ static void check_values(const char *yaml, int nin, const ct_shape *shapes, int6
     at_free(&t);
 }
 
+static void check_values(const char *yaml, int nin, const ct_shape *shapes, int64_t h,
+                         int64_t kd, int64_t vd, int64_t o, bool causal)
+{
+    check_values_masked(yaml, nin, shapes, h, kd, vd, o, causal, NULL);
+}
+
 START_TEST(test_values)
 {
     ct_shape qv[] = {seq(4, 5), seq(4, 5)};
@@ -230,6 +269,80 @@ START_TEST(test_values)
     check_values("{num_heads: 2, key_dim: 3, value_dim: 2, output_shape: 7}", 3, qvk, 2, 3, 2,
                  7, false);
     check_values("{num_heads: 1, key_dim: 4, use_bias: false}", 3, qvk, 1, 4, 4, 4, false);
+}
+END_TEST
+
+/* Masks of 3 samples over 4 positions: trailing padding, leading and inner padding, none;
+ * and over 5 positions, for a separate key and value of their own length. */
+static const float q4[12] = {1, 1, 1, 0, 0, 1, 0, 1, 1, 1, 1, 1};
+static const float v4[12] = {1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 1, 1};
+static const float v4_empty[12] = {1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0}; /* sample 2: none */
+static const float q3[9] = {1, 0, 1, 0, 1, 1, 1, 1, 1};
+static const float v5[15] = {1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1};
+static const float k5[15] = {1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1};
+
+START_TEST(test_masked_values)
+{
+    ct_shape qv[] = {seq(4, 5), seq(4, 5)};
+    const char *plain = "{num_heads: 2, key_dim: 3}";
+    const char *causal = "{num_heads: 2, key_dim: 3, use_causal_mask: true}";
+    for (int c = 0; c < 2; c++) {
+        const char *yaml = c ? causal : plain;
+        check_values_masked(yaml, 2, qv, 2, 3, 3, 5, c, (const float *[]){q4, NULL});
+        check_values_masked(yaml, 2, qv, 2, 3, 3, 5, c, (const float *[]){NULL, v4});
+        check_values_masked(yaml, 2, qv, 2, 3, 3, 5, c, (const float *[]){q4, v4});
+        check_values_masked(yaml, 2, qv, 2, 3, 3, 5, c, (const float *[]){q4, v4_empty});
+        /* self-attention as a model runs it: one mask on both inputs */
+        check_values_masked(yaml, 2, qv, 2, 3, 3, 5, c, (const float *[]){v4, v4});
+    }
+    ct_shape qvk[] = {seq(3, 4), seq(5, 2), seq(5, 6)};
+    const char *sep = "{num_heads: 2, key_dim: 3, value_dim: 2, output_shape: 7}";
+    check_values_masked(sep, 3, qvk, 2, 3, 2, 7, false, (const float *[]){q3, v5, k5});
+    check_values_masked(sep, 3, qvk, 2, 3, 2, 7, false, (const float *[]){NULL, NULL, k5});
+    check_values_masked(sep, 3, qvk, 2, 3, 2, 7, false, (const float *[]){NULL, v5, NULL});
+    check_values_masked(sep, 3, qvk, 2, 3, 2, 7, false, (const float *[]){q3, NULL, k5});
+    ct_shape causal3[] = {seq(4, 3), seq(4, 2), seq(4, 2)};
+    check_values_masked("{num_heads: 1, key_dim: 2, use_causal_mask: true}", 3, causal3, 1, 2, 2,
+                        3, true, (const float *[]){q4, v4, v4_empty});
+}
+END_TEST
+
+/* A masked key position changes nothing anywhere, whatever its value and key hold; a
+ * masked query position changes nothing at the other positions, and its own output is
+ * the output projection's bias alone (its probabilities are zeros). */
+START_TEST(test_masked_positions_ignored)
+{
+    ct_shape qvk[] = {seq(3, 4), seq(5, 2), seq(5, 6)};
+    at t;
+    at_ok_masked(&t, "{num_heads: 2, key_dim: 3}", 3, qvk, 3, (const float *[]){q3, v5, k5});
+    forward(&t);
+    int64_t ny = ct_tensor_size(&t.ty);
+    float *before = fvec(ny);
+    memcpy(before, t.y, (size_t)ny * sizeof(float));
+    for (int64_t s = 0; s < 3; s++)
+        for (int64_t j = 0; j < 5; j++)
+            if (v5[s * 5 + j] == 0.0f || k5[s * 5 + j] == 0.0f) {
+                for (int64_t e = 0; e < 2; e++)
+                    t.x[1][(s * 5 + j) * 2 + e] += 0.7f;
+                for (int64_t e = 0; e < 6; e++)
+                    t.x[2][(s * 5 + j) * 6 + e] -= 0.9f;
+            }
+    forward(&t);
+    ck_assert_mem_eq(before, t.y, (size_t)ny * sizeof(float));
+    /* query position 1 of sample 0 is masked: the others do not see its change */
+    for (int64_t e = 0; e < 4; e++)
+        t.x[0][1 * 4 + e] += 0.5f;
+    forward(&t);
+    for (int64_t i = 0; i < ny; i++)
+        if (i / 4 != 1)
+            ck_assert_float_eq(t.y[i], before[i]);
+    const float *bias = param(&t, "attention_output/bias");
+    for (int64_t s = 0; s < 3; s++)
+        for (int64_t i = 0; i < 3; i++)
+            for (int64_t e = 0; q3[s * 3 + i] == 0.0f && e < 4; e++)
+                ck_assert_float_eq(t.y[(s * 3 + i) * 4 + e], bias[e]);
+    free(before);
+    at_free(&t);
 }
 END_TEST
 
@@ -277,10 +390,11 @@ static void check_one(at *t, const float *r, float *v, double ana, const char *w
                   "%s[%lld]: analytic %.7g, numeric %.7g", what, (long long)e, ana, num);
 }
 
-static void gradcheck(const char *yaml, int nin, const ct_shape *shapes)
+static void gradcheck_masked(const char *yaml, int nin, const ct_shape *shapes,
+                             const float *const *masks)
 {
     at t;
-    at_ok(&t, yaml, nin, shapes, 2);
+    at_ok_masked(&t, yaml, nin, shapes, 2, masks);
     int64_t ny = ct_tensor_size(&t.ty);
     float *r = fvec(ny);
     tu_fill(r, ny, 9, -1.0f, 1.0f);
@@ -306,6 +420,11 @@ static void gradcheck(const char *yaml, int nin, const ct_shape *shapes)
     at_free(&t);
 }
 
+static void gradcheck(const char *yaml, int nin, const ct_shape *shapes)
+{
+    gradcheck_masked(yaml, nin, shapes, NULL);
+}
+
 START_TEST(test_gradients)
 {
     ct_shape qv[] = {seq(4, 3), seq(4, 3)};
@@ -318,6 +437,26 @@ START_TEST(test_gradients)
     gradcheck("{num_heads: 2, key_dim: 2, use_causal_mask: true}", 3, causal3);
     /* the mask is drawn from the pass's seed and step, so it is the same in every pass */
     gradcheck("{num_heads: 2, key_dim: 2, dropout: 0.3, use_causal_mask: true}", 2, qv);
+}
+END_TEST
+
+/* Two samples each of q4, v4, q3, v5 and k5. */
+START_TEST(test_masked_gradients)
+{
+    ct_shape qv[] = {seq(4, 3), seq(4, 3)};
+    gradcheck_masked("{num_heads: 2, key_dim: 2}", 2, qv, (const float *[]){NULL, v4});
+    gradcheck_masked("{num_heads: 2, key_dim: 2}", 2, qv, (const float *[]){q4, v4});
+    gradcheck_masked("{num_heads: 2, key_dim: 2, use_causal_mask: true}", 2, qv,
+                     (const float *[]){q4, v4});
+    gradcheck_masked("{num_heads: 1, key_dim: 3, use_causal_mask: true}", 2, qv,
+                     (const float *[]){v4, v4});
+    ct_shape qvk[] = {seq(3, 4), seq(5, 2), seq(5, 3)};
+    gradcheck_masked("{num_heads: 2, key_dim: 2, value_dim: 3, output_shape: 2}", 3, qvk,
+                     (const float *[]){q3, v5, k5});
+    gradcheck_masked("{num_heads: 1, key_dim: 2, use_bias: false}", 3, qvk,
+                     (const float *[]){NULL, NULL, k5});
+    gradcheck_masked("{num_heads: 2, key_dim: 2, dropout: 0.3}", 3, qvk,
+                     (const float *[]){q3, v5, NULL});
 }
 END_TEST
 
@@ -520,7 +659,10 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_values);
     tcase_add_test(tc, test_causal_independence);
+    tcase_add_test(tc, test_masked_values);
+    tcase_add_test(tc, test_masked_positions_ignored);
     tcase_add_test(tc, test_gradients);
+    tcase_add_test(tc, test_masked_gradients);
     tcase_add_test(tc, test_self_attention_sum);
     tcase_add_test(tc, test_weights_declared);
     tcase_add_test(tc, test_errors);

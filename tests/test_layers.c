@@ -1,5 +1,6 @@
 /* test_layers.c - every layer kind built by hand from a YAML snippet: shapes, config
- * errors with their positions, finite-difference gradients, and dropout's statistics. */
+ * errors with their positions, finite-difference gradients, dropout's statistics, and the
+ * masks that masking and the embeddings' mask_zero write. */
 #include "layertest.h"
 #include "rng.h"
 
@@ -941,6 +942,176 @@ START_TEST(test_embedding_gradients)
 }
 END_TEST
 
+/* ---- masks: masking and mask_zero --------------------------------------------------- */
+
+/* Runs a mask-writing layer on x (rows of it) with an output mask buffer, as the model's
+ * planner gives one to a layer whose mask_out is CT_MASK_WRITES; the buffer starts as
+ * garbage, which forward must overwrite. */
+static void run_writes_mask(lt *t, const float *x, int64_t rows, float *y, float *mask)
+{
+    bool in_masked = false;
+    ck_assert_int_eq(t->l.kind->masks, CT_MASK_BY_KIND);
+    ck_assert_int_eq(t->l.kind->mask_out(&t->l, &in_masked), CT_MASK_WRITES);
+    for (int64_t i = 0; i < rows * t->l.out_shape.dim[0]; i++)
+        mask[i] = 7.0f;
+    ct_tensor tx = tensor((float *)x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
+    ty.mask = mask;
+    lt_forward(&t->l, &infer_pass, &tx, &ty);
+}
+
+/* Two samples of 4 steps of 3 features; v marks a step made of v only. Steps where some
+ * features (not all) are v, or where all are equal to another value, hold data. */
+static void masking_input(float *x, float v, float *want_mask)
+{
+    tu_fill(x, 24, 21, -1.0f, 1.0f);
+    const int pad[8] = {0, 1, 0, 1, 1, 0, 0, 1};
+    for (int s = 0; s < 8; s++) {
+        want_mask[s] = pad[s] ? 0.0f : 1.0f;
+        for (int f = 0; f < 3; f++)
+            if (pad[s])
+                x[s * 3 + f] = v;
+    }
+    x[2 * 3 + 0] = v;                   /* sample 0 step 2: two features of three are v */
+    x[2 * 3 + 1] = v;
+    x[5 * 3 + 0] = x[5 * 3 + 1] = x[5 * 3 + 2] = v + 0.5f; /* all equal, not to v */
+}
+
+/* y = x with the padded steps zeroed, the mask 0 there and 1 elsewhere; backward dx = dy
+ * at the steps of data and 0 at padding (as Keras, which treats the mask as a constant:
+ * the output there is zero whatever the input, so no finite difference is meant). */
+static void check_masking(const char *yaml, float v)
+{
+    lt t;
+    int64_t in[2] = {4, 3}, rows = 2;
+    lt_ok(&t, yaml, "masking", 2, in, rows);
+    ck_assert_int_eq(t.l.out_shape.ndim, 2);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 4);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 3);
+    ck_assert_int_eq(t.l.nparams, 0);
+    float x[24], y[24], dy[24], dx[24], mask[8], want[8];
+    masking_input(x, v, want);
+    run_writes_mask(&t, x, rows, y, mask);
+    for (int s = 0; s < 8; s++) {
+        ck_assert_msg(mask[s] == want[s], "%s: mask[%d] = %g, want %g", yaml, s, mask[s],
+                      want[s]);
+        for (int f = 0; f < 3; f++)
+            ck_assert_float_eq(y[s * 3 + f], want[s] ? x[s * 3 + f] : 0.0f);
+    }
+    tu_fill(dy, 24, 22, -1.0f, 1.0f);
+    for (int i = 0; i < 24; i++)
+        dx[i] = 12345.0f; /* backward must overwrite */
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
+    ty.mask = mask;
+    float dy0[24];
+    memcpy(dy0, dy, sizeof dy0);
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    for (int i = 0; i < 24; i++)
+        ck_assert_float_eq(dx[i], want[i / 3] ? dy0[i] : 0.0f);
+    lt_free(&t);
+}
+
+START_TEST(test_masking_layer)
+{
+    check_masking("{type: masking}", 0.0f);
+    check_masking("{type: Masking, mask_value: 0.0}", 0.0f);
+    check_masking("{type: masking, mask_value: -1.5}", -1.5f);
+    check_masking("{type: masking, mask_value: 2}", 2.0f);
+    /* the default is written back into the config */
+    lt t;
+    int64_t in[2] = {4, 3};
+    lt_ok(&t, "{type: masking}", "masking", 2, in, 1);
+    ck_assert_ptr_nonnull(ct_map_get(t.cfg, "mask_value"));
+    lt_free(&t);
+}
+END_TEST
+
+/* At the steps of data y = x, so dx = dy there by central differences (a step of 1e-3
+ * leaves the mask as it was); at padding dx is 0. */
+START_TEST(test_masking_gradients)
+{
+    lt t;
+    int64_t in[2] = {4, 3}, rows = 2;
+    lt_ok(&t, "{type: masking, mask_value: -1.5}", "masking", 2, in, rows);
+    float x[24], y[24], dy[24], dx[24], mask[8], want[8], r[24];
+    masking_input(x, -1.5f, want);
+    tu_fill(r, 24, 23, -1.0f, 1.0f);
+    gc g = {.t = &t, .pass = &infer_pass, .x = tensor(x, rows, t.l.in_shape),
+            .y = tensor(y, rows, t.l.out_shape), .r = r, .h = 1e-3, .rtol = 1e-2, .atol = 1e-3};
+    g.y.mask = mask;
+    ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
+    lt_forward(&t.l, &infer_pass, &g.x, &g.y);
+    memcpy(dy, r, sizeof dy);
+    lt_backward(&t.l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
+    for (int64_t i = 0; i < 24; i++)
+        if (want[i / 3])
+            gc_compare(&g, "x", i, dx, &x[i]);
+        else
+            ck_assert_float_eq(dx[i], 0.0f);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_masking_errors)
+{
+    int64_t in1[1] = {4}, in3[3] = {4, 3, 2}, in2[2] = {4, 3};
+    lt_fails("{type: masking}", 1, in1, "masking",
+             "layer.yaml:1:1: layer 'masking' (Masking): expects an input (timesteps, "
+             "features), got (None, 4)");
+    lt_fails("{type: masking}", 3, in3, "masking",
+             "layer.yaml:1:1: layer 'masking' (Masking): expects an input (timesteps, "
+             "features), got (None, 4, 3, 2)");
+    lt_fails("{type: masking, mask_value: zero}", 2, in2, "masking",
+             "layer.yaml:1:29: expected a number for 'mask_value', got 'zero'");
+    lt_fails("{type: masking, value: 0}", 2, in2, "masking",
+             "layer.yaml:1:17: unknown key 'value' in layer 'masking' (Masking); known keys: "
+             "mask_value, type, name, inputs");
+}
+END_TEST
+
+/* mask_zero: true writes the output's mask, 0 where the id is 0 and 1 elsewhere; without
+ * it the layer writes no mask. */
+START_TEST(test_embedding_mask_zero)
+{
+    static const char *const yaml[] = {
+        "{type: embedding, input_dim: 5, output_dim: 3, mask_zero: true}",
+        "{type: token_and_position_embedding, vocabulary_size: 5, sequence_length: 4, "
+        "embedding_dim: 3, mask_zero: true}",
+    };
+    const float ids[8] = {3, 1, 0, 0, 0, 4, 0, 2};
+    for (int k = 0; k < 2; k++) {
+        lt t;
+        int64_t in[1] = {4};
+        lt_ok(&t, yaml[k], "emb", 1, in, 2);
+        float y[24], mask[8], plain[24];
+        run_writes_mask(&t, ids, 2, y, mask);
+        for (int i = 0; i < 8; i++)
+            ck_assert_msg(mask[i] == (ids[i] != 0.0f ? 1.0f : 0.0f), "%s: mask[%d] = %g",
+                          yaml[k], i, mask[i]);
+        /* the values themselves are the unmasked layer's: id 0 still reads its row */
+        ct_tensor tx = tensor((float *)ids, 2, t.l.in_shape), ty = tensor(plain, 2, t.l.out_shape);
+        lt_forward(&t.l, &infer_pass, &tx, &ty);
+        ck_assert_mem_eq(y, plain, sizeof y);
+        lt_free(&t);
+    }
+    /* mask_zero false (the default): no mask out, and a buffer handed in stays as it was */
+    lt t;
+    int64_t in[1] = {4};
+    lt_ok(&t, "{type: embedding, input_dim: 5, output_dim: 3}", "emb", 1, in, 2);
+    bool in_masked = false;
+    ck_assert_int_eq(t.l.kind->mask_out(&t.l, &in_masked), CT_MASK_NONE);
+    float y[24], mask[8];
+    for (int i = 0; i < 8; i++)
+        mask[i] = 7.0f;
+    ct_tensor tx = tensor((float *)ids, 2, t.l.in_shape), ty = tensor(y, 2, t.l.out_shape);
+    ty.mask = mask;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int i = 0; i < 8; i++)
+        ck_assert_float_eq(mask[i], 7.0f);
+    lt_free(&t);
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------------------- */
 
 static Suite *layers_suite(void)
@@ -974,6 +1145,10 @@ static Suite *layers_suite(void)
     tcase_add_test(tc, test_embedding_forward_backward);
     tcase_add_test(tc, test_token_and_position_forward);
     tcase_add_test(tc, test_embedding_gradients);
+    tcase_add_test(tc, test_masking_layer);
+    tcase_add_test(tc, test_masking_gradients);
+    tcase_add_test(tc, test_masking_errors);
+    tcase_add_test(tc, test_embedding_mask_zero);
     suite_add_tcase(s, tc);
     return s;
 }

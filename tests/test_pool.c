@@ -1,7 +1,8 @@
 /* test_pool.c - pooling, padding/cropping/upsampling and the noise layers: forward values
  * against plain double-precision references, backward against references and central
  * differences, adjointness of the reshaping ops, the random layers' masks and statistics,
- * output shapes, and config errors with their positions. */
+ * global average pooling over a masked sequence, output shapes, and config errors with
+ * their positions. */
 #include "layertest.h"
 #include "rng.h"
 
@@ -386,6 +387,103 @@ START_TEST(test_global_pools)
     check_global("{type: global_max_pooling1d, keepdims: true}", true, 1, true);
     check_global("{type: global_average_pooling1d}", false, 1, false);
     check_global("{type: GlobalAveragePooling1D, keepdims: true}", false, 1, true);
+}
+END_TEST
+
+/* ---- global average pooling over a masked sequence ------------------------------------- */
+
+/* Four samples of 6 steps: trailing padding, interleaved padding, padding only, no
+ * padding. */
+static const float pool_mask[24] = {1, 1, 1, 1, 0, 0,
+                                    0, 1, 0, 0, 1, 1,
+                                    0, 0, 0, 0, 0, 0,
+                                    1, 1, 1, 1, 1, 1};
+
+/* y = sum_t m_t x_t / sum_t m_t per sample and channel, in double, zeros for a sample of
+ * padding only; and backward: dx_t = m_t dy / sum_t m_t, all zeros for that sample. */
+static void check_masked_mean(const char *yaml)
+{
+    lt t;
+    int64_t in[2] = {6, 5}, rows = 4, T = 6, c = 5, nin = rows * T * c, nout = rows * c;
+    lt_ok(&t, yaml, "gap", 2, in, rows);
+    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin);
+    tu_fill(x, nin, 13, -1.0f, 1.0f);
+    tu_fill(dy, nout, 14, -1.0f, 1.0f);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
+    tx.mask = (float *)pool_mask;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < nin; i++)
+        dx[i] = 12345.0f; /* backward must overwrite */
+    lt_backward(&t.l, &infer_pass, &tx, &ty, &tdy, &tdx);
+    for (int64_t r = 0; r < rows; r++) {
+        double count = 0;
+        for (int64_t s = 0; s < T; s++)
+            count += pool_mask[r * T + s];
+        for (int64_t ch = 0; ch < c; ch++) {
+            double acc = 0;
+            for (int64_t s = 0; s < T; s++)
+                acc += pool_mask[r * T + s] * x[(r * T + s) * c + ch];
+            tu_assert_close(y[r * c + ch], count > 0 ? acc / count : 0.0, 1e-6);
+            for (int64_t s = 0; s < T; s++) {
+                double want = count > 0 ? pool_mask[r * T + s] * dy[r * c + ch] / count : 0.0;
+                tu_assert_close(dx[(r * T + s) * c + ch], want, 1e-6);
+            }
+        }
+    }
+    /* the sample of padding only: exactly zero, and no gradient to any of its steps */
+    for (int64_t ch = 0; ch < c; ch++)
+        ck_assert_float_eq(y[2 * c + ch], 0.0f);
+    for (int64_t i = 2 * T * c; i < 3 * T * c; i++)
+        ck_assert_float_eq(dx[i], 0.0f);
+    free(x), free(y), free(dy), free(dx);
+    lt_free(&t);
+}
+
+START_TEST(test_global_average_masked)
+{
+    check_masked_mean("{type: global_average_pooling1d}");
+    check_masked_mean("{type: global_average_pooling1d, keepdims: true}");
+}
+END_TEST
+
+/* The masked mean's dx against central differences; the layer uses the mask, so its
+ * output carries none. */
+START_TEST(test_global_average_masked_gradients)
+{
+    lt t;
+    int64_t in[2] = {6, 3};
+    lt_ok(&t, "{type: global_average_pooling1d}", "gap", 2, in, 5);
+    bool masked = true;
+    ck_assert_int_eq(t.l.kind->mask_out(&t.l, &masked), CT_MASK_NONE);
+    lt_gradcheck_masked(&t, 4, &infer_pass, pool_mask, 1e-3, 1e-2);
+    lt_free(&t);
+}
+END_TEST
+
+/* Without a mask it stays the plain mean over every step, padding values included. */
+START_TEST(test_global_average_unmasked_counts_all)
+{
+    lt t;
+    int64_t in[2] = {6, 2}, rows = 2;
+    lt_ok(&t, "{type: global_average_pooling1d}", "gap", 2, in, rows);
+    float x[24], y[4], ym[4];
+    tu_fill(x, 24, 15, -1.0f, 1.0f);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    tx.mask = (float *)pool_mask;
+    ty.data = ym;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int ch = 0; ch < 2; ch++) {
+        double all = 0, kept = 0;
+        for (int s = 0; s < 6; s++) {
+            all += x[s * 2 + ch];
+            kept += s < 4 ? x[s * 2 + ch] : 0.0;
+        }
+        tu_assert_close(y[ch], all / 6, 1e-6);
+        tu_assert_close(ym[ch], kept / 4, 1e-6);
+    }
+    lt_free(&t);
 }
 END_TEST
 
@@ -845,6 +943,9 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_max_pool_ties);
     tcase_add_test(tc, test_global_pools);
     tcase_add_test(tc, test_global_max_wide);
+    tcase_add_test(tc, test_global_average_masked);
+    tcase_add_test(tc, test_global_average_masked_gradients);
+    tcase_add_test(tc, test_global_average_unmasked_counts_all);
     tcase_add_test(tc, test_pad_crop_by_hand);
     tcase_add_test(tc, test_reshape_ops_adjoint);
     tcase_add_test(tc, test_padding_layers);

@@ -1,6 +1,7 @@
 /* test_recurrent.c - SimpleRNN, LSTM and GRU: outputs against the Keras formulas computed
  * here in double from the Keras weight layouts, finite-difference gradients through time
- * (every weight and the input; return_sequences, go_backwards, dropout), parameter shapes,
+ * (every weight and the input; return_sequences, go_backwards, dropout), masked inputs (the
+ * state carried over padded steps, zero_output_for_mask) in both, parameter shapes,
  * unit_forget_bias, dropout masks and config errors. */
 #include "layertest.h"
 
@@ -40,6 +41,8 @@ typedef struct ref {
     int64_t n, T, F, u;
     const float *x, *k, *rk, *b; /* Keras layouts; b NULL: no bias */
     bool backwards, sequences;
+    const float *mask;           /* n x T, 0 at padding; NULL: none */
+    bool zero_masked;            /* zero_output_for_mask */
 } ref;
 
 static double sigm(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -105,7 +108,8 @@ static void ref_step(const ref *r, const float *x, double *h, double *c)
     }
 }
 
-/* out: n x (T x u or u), as the layer lays it out. */
+/* out: n x (T x u or u), as the layer lays it out. A padded step leaves h and c as they
+ * were; its output is that carried state, or zeros with zero_masked (Keras). */
 static void ref_run(const ref *r, double *out)
 {
     int64_t u = r->u, T = r->T;
@@ -113,10 +117,12 @@ static void ref_run(const ref *r, double *out)
         double h[8] = {0}, c[8] = {0};
         for (int64_t k = 0; k < T; k++) {
             int64_t t = r->backwards ? T - 1 - k : k;
-            ref_step(r, r->x + (s * T + t) * r->F, h, c);
+            bool pad = r->mask && r->mask[s * T + t] == 0.0f;
+            if (!pad)
+                ref_step(r, r->x + (s * T + t) * r->F, h, c);
             if (r->sequences)
                 for (int64_t j = 0; j < u; j++)
-                    out[(s * T + k) * u + j] = h[j];
+                    out[(s * T + k) * u + j] = pad && r->zero_masked ? 0.0 : h[j];
         }
         if (!r->sequences)
             for (int64_t j = 0; j < u; j++)
@@ -180,6 +186,119 @@ START_TEST(test_gru_keras)
 }
 END_TEST
 
+/* ---- masked inputs against the reference ------------------------------------------------ */
+
+/* Three samples of 5 steps: trailing padding, padding interleaved (the first step too),
+ * and padding only. */
+static const float seq_mask[15] = {1, 1, 1, 0, 0,
+                                   0, 1, 0, 1, 1,
+                                   0, 0, 0, 0, 0};
+
+/* The cell the yaml names, for the reference. */
+static int ref_cell(const char *yaml)
+{
+    if (strstr(yaml, "lstm"))
+        return REF_LSTM;
+    if (strstr(yaml, "gru"))
+        return strstr(yaml, "reset_after: false") ? REF_GRU_BEFORE : REF_GRU_AFTER;
+    return REF_SIMPLE;
+}
+
+/* Builds the layer (units 2) on (5, 3) inputs and runs it on seq_mask's three samples,
+ * whose padded steps hold data like any other; compares with the reference. */
+static void check_masked(const char *yaml)
+{
+    int64_t dims[2] = {5, 3}, n = 3, T = 5;
+    lt t;
+    lt_ok(&t, yaml, "rnn", 2, dims, n);
+    int64_t nx = n * T * 3, ny = n * ct_shape_size(&t.l.out_shape);
+    float *x = fvec(nx), *y = fvec(ny);
+    double *want = dvec(ny);
+    tu_fill(x, nx, 12, -1.0f, 1.0f);
+    ct_param *b = param(&t, "bias");
+    ref r = {.cell = ref_cell(yaml), .n = n, .T = T, .F = 3, .u = 2, .x = x,
+             .k = param(&t, "kernel")->value, .rk = param(&t, "recurrent_kernel")->value,
+             .b = b ? b->value : NULL, .backwards = strstr(yaml, "go_backwards: true") != NULL,
+             .sequences = strstr(yaml, "return_sequences: true") != NULL, .mask = seq_mask,
+             .zero_masked = strstr(yaml, "zero_output_for_mask: true") != NULL};
+    ref_run(&r, want);
+    ct_tensor tx = tensor(x, n, t.l.in_shape), ty = tensor(y, n, t.l.out_shape);
+    tx.mask = (float *)seq_mask;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < ny; i++)
+        ck_assert_msg(fabs(y[i] - want[i]) <= 1e-5, "%s: y[%lld] %.8g, Keras %.8g", yaml,
+                      (long long)i, y[i], want[i]);
+    /* a sample of padding only keeps the initial state, zeros, everywhere */
+    int64_t per = ct_shape_size(&t.l.out_shape);
+    for (int64_t i = 2 * per; i < 3 * per; i++)
+        ck_assert_msg(y[i] == 0.0f, "%s: all-padding sample y[%lld] = %g", yaml, (long long)i,
+                      y[i]);
+    free(x), free(y), free(want);
+    lt_free(&t);
+}
+
+/* Each cell forwards and backwards, the last state and sequences, the padded steps' output
+ * the carried state or zeros. */
+static void check_masked_variants(const char *cell)
+{
+    static const char *const opts[] = {
+        "", ", go_backwards: true", ", return_sequences: true",
+        ", return_sequences: true, go_backwards: true",
+        ", return_sequences: true, zero_output_for_mask: true",
+        ", return_sequences: true, go_backwards: true, zero_output_for_mask: true",
+        ", zero_output_for_mask: true", /* no sequence: the last state is unaffected */
+    };
+    char yaml[200];
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        snprintf(yaml, sizeof yaml, "{type: %s, units: 2%s}", cell, opts[i]);
+        check_masked(yaml);
+    }
+}
+
+START_TEST(test_masked_keras)
+{
+    check_masked_variants("simple_rnn");
+    check_masked_variants("lstm");
+    check_masked_variants("gru");
+    check_masked_variants("gru, reset_after: false");
+    check_masked("{type: lstm, units: 2, use_bias: false, return_sequences: true}");
+}
+END_TEST
+
+/* A mask of ones is no mask: the output is the unmasked one (to rounding: the kept state
+ * is blended in). And the padded steps' inputs do not matter: changing them leaves every
+ * output exactly as it was. */
+START_TEST(test_mask_of_ones_and_padded_inputs)
+{
+    int64_t dims[2] = {5, 3}, n = 3, nx = 45, ny = 30;
+    lt t;
+    lt_ok(&t, "{type: gru, units: 2, return_sequences: true}", "gru", 2, dims, n);
+    float *x = fvec(nx), *a = fvec(ny), *b = fvec(ny), *ones = fvec(15);
+    tu_fill(x, nx, 3, -1.0f, 1.0f);
+    for (int i = 0; i < 15; i++)
+        ones[i] = 1.0f;
+    ct_tensor tx = tensor(x, n, t.l.in_shape), ty = tensor(a, n, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    tx.mask = ones;
+    ty.data = b;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < ny; i++)
+        ck_assert_float_eq_tol(a[i], b[i], 1e-6f);
+    tx.mask = (float *)seq_mask;
+    ty.data = a;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int i = 0; i < 15; i++)
+        if (seq_mask[i] == 0.0f)
+            for (int f = 0; f < 3; f++)
+                x[i * 3 + f] += 0.75f;
+    ty.data = b;
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    ck_assert_mem_eq(a, b, (size_t)ny * sizeof(float));
+    free(x), free(a), free(b), free(ones);
+    lt_free(&t);
+}
+END_TEST
+
 /* ---- finite differences ------------------------------------------------------------------ */
 
 static void gradcheck(const char *yaml, const ct_pass *pass)
@@ -190,6 +309,45 @@ static void gradcheck(const char *yaml, const ct_pass *pass)
     lt_gradcheck(&t, rows, pass, 2e-3, 1e-2);
     lt_free(&t);
 }
+
+/* Three samples of 4 steps: trailing padding, interleaved padding, padding only. */
+static const float grad_mask[12] = {1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0};
+
+static void gradcheck_masked(const char *yaml, const ct_pass *pass)
+{
+    int64_t dims[2] = {4, 3}, rows = 3;
+    lt t;
+    lt_ok(&t, yaml, "rnn", 2, dims, rows + 2);
+    lt_gradcheck_masked(&t, rows, pass, grad_mask, 2e-3, 1e-2);
+    lt_free(&t);
+}
+
+/* Each cell with a masked input: the last state and sequences, forwards and backwards,
+ * zero_output_for_mask, dropout. */
+static void gradcheck_masked_variants(const char *cell)
+{
+    static const char *const opts[] = {
+        "", ", go_backwards: true", ", return_sequences: true",
+        ", return_sequences: true, go_backwards: true",
+        ", return_sequences: true, zero_output_for_mask: true",
+        ", return_sequences: true, go_backwards: true, zero_output_for_mask: true",
+        ", return_sequences: true, dropout: 0.3, recurrent_dropout: 0.3",
+    };
+    char yaml[200];
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        snprintf(yaml, sizeof yaml, "{type: %s, units: 3%s}", cell, opts[i]);
+        gradcheck_masked(yaml, &train_pass);
+    }
+}
+
+START_TEST(test_masked_gradients)
+{
+    gradcheck_masked_variants("simple_rnn");
+    gradcheck_masked_variants("lstm");
+    gradcheck_masked_variants("gru");
+    gradcheck_masked_variants("gru, reset_after: false");
+}
+END_TEST
 
 START_TEST(test_simple_rnn_gradients)
 {
@@ -454,6 +612,9 @@ static Suite *recurrent_suite(void)
     tcase_add_test(tc, test_simple_rnn_keras);
     tcase_add_test(tc, test_lstm_keras);
     tcase_add_test(tc, test_gru_keras);
+    tcase_add_test(tc, test_masked_keras);
+    tcase_add_test(tc, test_mask_of_ones_and_padded_inputs);
+    tcase_add_test(tc, test_masked_gradients);
     tcase_add_test(tc, test_simple_rnn_gradients);
     tcase_add_test(tc, test_lstm_gradients);
     tcase_add_test(tc, test_gru_gradients);

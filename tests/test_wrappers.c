@@ -1,8 +1,9 @@
 /* test_wrappers.c - Bidirectional and TimeDistributed: finite-difference gradients through
- * both (every merge mode, with and without sequences, dropout while training; dense,
- * conv1d, a softmax dense, flatten and dropout inside time_distributed), outputs against
- * the wrapped layers run by hand, parameter names and shapes, config errors, a weights file
- * round trip and a model's training step. */
+ * both (every merge mode, with and without sequences, dropout while training, masked
+ * inputs; dense, conv1d, a softmax dense, flatten and dropout inside time_distributed),
+ * outputs against the wrapped layers run by hand (with a mask too: zeros at padded steps),
+ * parameter names and shapes, config errors, a weights file round trip and a model's
+ * training step. */
 #include <hdf5.h>
 
 #include "layertest.h"
@@ -59,6 +60,52 @@ START_TEST(test_bidirectional_gradients)
     gradcheck_in("{layer: {type: bidirectional, merge_mode: mul, layer: {type: lstm, units: 2, "
                  "return_sequences: true, dropout: 0.3, recurrent_dropout: 0.2}}}", 2, dims,
                  &train_pass);
+}
+END_TEST
+
+/* Two samples of 4 steps: trailing padding, and padding at both ends and between. */
+static const float grad_mask[8] = {1, 1, 1, 0, 0, 1, 0, 1};
+
+static void gradcheck_masked(const char *yaml, int ndim, const int64_t *dims,
+                             const ct_pass *pass)
+{
+    lt t;
+    lt_ok(&t, yaml, "w", ndim, dims, 4);
+    lt_gradcheck_masked(&t, 2, pass, grad_mask, 2e-3, 1e-2);
+    lt_free(&t);
+}
+
+START_TEST(test_bidirectional_masked_gradients)
+{
+    static const char *const cells[] = {"lstm", "gru", "simple_rnn"};
+    static const char *const modes[] = {"concat", "sum", "mul", "ave"};
+    int64_t dims[2] = {4, 3};
+    char yaml[256];
+    for (int c = 0; c < 3; c++)
+        for (int m = 0; m < 4; m++)
+            for (int seq = 0; seq < 2; seq++) {
+                snprintf(yaml, sizeof yaml, "{layer: {type: bidirectional, merge_mode: %s, "
+                         "layer: {type: %s, units: 2, return_sequences: %s}}}", modes[m],
+                         cells[c], seq ? "true" : "false");
+                gradcheck_masked(yaml, 2, dims, &infer_pass);
+            }
+    gradcheck_masked("{layer: {type: bidirectional, layer: {type: gru, units: 2, reset_after: "
+                     "false, go_backwards: true, return_sequences: true}}}", 2, dims,
+                     &infer_pass);
+    gradcheck_masked("{layer: {type: bidirectional, merge_mode: sum, layer: {type: lstm, "
+                     "units: 2, return_sequences: true, dropout: 0.3, recurrent_dropout: "
+                     "0.2}}}", 2, dims, &train_pass);
+}
+END_TEST
+
+/* The mask reaches no layer inside time_distributed: every step is computed alike. */
+START_TEST(test_time_distributed_masked_gradients)
+{
+    int64_t d2[2] = {4, 3}, d3[3] = {4, 3, 2};
+    gradcheck_masked("{layer: {type: time_distributed, layer: {type: dense, units: 2, "
+                     "activation: tanh}}}", 2, d2, &infer_pass);
+    gradcheck_masked("{layer: {type: time_distributed, layer: {type: conv1d, filters: 2, "
+                     "kernel_size: 2}}}", 3, d3, &infer_pass);
 }
 END_TEST
 
@@ -136,6 +183,121 @@ START_TEST(test_bidirectional_forward)
     check_bidi_concat("lstm", false);
     check_bidi_concat("gru", true);
     check_bidi_concat("simple_rnn", false);
+}
+END_TEST
+
+/* Runs t's layer on x with the input mask `mask` into a new array. */
+static float *run_masked(lt *t, const float *x, int64_t rows, const float *mask)
+{
+    float *y = fvec(rows * ct_shape_size(&t->l.out_shape));
+    ct_tensor tx = tensor((float *)x, rows, t->l.in_shape), ty = tensor(y, rows, t->l.out_shape);
+    tx.mask = (float *)mask;
+    lt_forward(&t->l, &infer_pass, &tx, &ty);
+    return y;
+}
+
+/* Three samples of 5 steps: trailing padding, interleaved padding, padding only. */
+static const float seq_mask[15] = {1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0};
+
+/* A masked input: the wrapper's output is the merge of the two plain copies run on the
+ * same mask (with sequences, as Keras, each copy with zero_output_for_mask and the
+ * backward one put back in input order), and with sequences every padded step's output
+ * is zeros, whatever the merge. */
+static void check_bidi_masked(const char *cell, const char *mode, bool seq)
+{
+    int64_t dims[2] = {5, 3}, rows = 3, T = 5, u = 2;
+    const char *sq = seq ? "true" : "false", *zero = seq ? ", zero_output_for_mask: true" : "";
+    char yaml[200], fy[200], by[200];
+    snprintf(yaml, sizeof yaml, "{layer: {type: bidirectional, merge_mode: %s, layer: {type: "
+             "%s, units: 2, return_sequences: %s}}}", mode, cell, sq);
+    snprintf(fy, sizeof fy, "{type: %s, units: 2, return_sequences: %s%s}", cell, sq, zero);
+    snprintf(by, sizeof by, "{type: %s, units: 2, return_sequences: %s, go_backwards: true%s}",
+             cell, sq, zero);
+    lt w, f, b;
+    lt_ok(&w, yaml, "bidirectional", 2, dims, rows);
+    plain_copy(&f, fy, &w, 0);
+    plain_copy(&b, by, &w, f.l.nparams);
+    float *x = fvec(rows * 15);
+    tu_fill(x, rows * 15, 8, -1.0f, 1.0f);
+    float *yw = run_masked(&w, x, rows, seq_mask), *yf = run_masked(&f, x, rows, seq_mask);
+    float *yb = run_masked(&b, x, rows, seq_mask);
+    int64_t steps = seq ? T : 1, c = !strcmp(mode, "concat") ? 2 * u : u;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < steps; t++)
+            for (int64_t k = 0; k < u; k++) {
+                float a = yf[(r * steps + t) * u + k];
+                float z = yb[(r * steps + (seq ? T - 1 - t : 0)) * u + k];
+                const float *got = yw + (r * steps + t) * c;
+                if (c == 2 * u) {
+                    ck_assert_float_eq_tol(got[k], a, 1e-6f);
+                    ck_assert_float_eq_tol(got[u + k], z, 1e-6f);
+                } else {
+                    float want = !strcmp(mode, "sum") ? a + z : !strcmp(mode, "mul") ? a * z
+                                                                                  : (a + z) / 2;
+                    ck_assert_float_eq_tol(got[k], want, 1e-6f);
+                }
+                if (seq && seq_mask[r * T + t] == 0.0f)
+                    ck_assert_msg(got[k] == 0.0f && got[c - u + k] == 0.0f,
+                                  "%s: sample %lld step %lld is padding but gives %g, %g", yaml,
+                                  (long long)r, (long long)t, got[k], got[c - u + k]);
+            }
+    free(x), free(yw), free(yf), free(yb);
+    lt_free(&w), lt_free(&f), lt_free(&b);
+}
+
+START_TEST(test_bidirectional_masked_forward)
+{
+    static const char *const modes[] = {"concat", "sum", "mul", "ave"};
+    for (int m = 0; m < 4; m++) {
+        check_bidi_masked("lstm", modes[m], true);
+        check_bidi_masked("gru", modes[m], true);
+    }
+    check_bidi_masked("simple_rnn", "concat", true);
+    check_bidi_masked("lstm", "concat", false);
+    check_bidi_masked("gru", "sum", false);
+}
+END_TEST
+
+/* Keras gives padded steps zeros only in a Bidirectional's copies: the same layer alone
+ * returns the carried state there, which is not zero after a step of data. */
+START_TEST(test_bidirectional_zeroes_only_its_copies)
+{
+    int64_t dims[2] = {5, 3}, rows = 3;
+    lt w, f;
+    lt_ok(&w, "{layer: {type: bidirectional, layer: {type: gru, units: 2, return_sequences: "
+              "true}}}", "bidirectional", 2, dims, rows);
+    plain_copy(&f, "{type: gru, units: 2, return_sequences: true}", &w, 0);
+    float *x = fvec(rows * 15);
+    tu_fill(x, rows * 15, 8, -1.0f, 1.0f);
+    float *yw = run_masked(&w, x, rows, seq_mask), *yf = run_masked(&f, x, rows, seq_mask);
+    /* sample 0, step 3: padding after three steps of data */
+    for (int k = 0; k < 2; k++) {
+        ck_assert_float_eq(yw[3 * 4 + k], 0.0f);
+        ck_assert_float_ne(yf[3 * 2 + k], 0.0f);
+        ck_assert_float_eq(yf[3 * 2 + k], yf[2 * 2 + k]); /* the state of step 2 */
+    }
+    free(x), free(yw), free(yf);
+    lt_free(&w), lt_free(&f);
+}
+END_TEST
+
+/* TimeDistributed with a masked input computes every step, padding included, as without
+ * the mask (the mask goes on past it, see layer.h's CT_MASK_PASSES). */
+START_TEST(test_time_distributed_masked_forward)
+{
+    int64_t dims[2] = {5, 3}, rows = 3;
+    lt t;
+    lt_ok(&t, "{layer: {type: time_distributed, layer: {type: dense, units: 2}}}", "td", 2,
+          dims, rows);
+    ck_assert_int_eq(t.l.kind->masks, CT_MASK_PASSES);
+    float *x = fvec(rows * 15);
+    tu_fill(x, rows * 15, 5, -1.0f, 1.0f);
+    float *plain = run(&t, x, rows), *masked = run_masked(&t, x, rows, seq_mask);
+    ck_assert_mem_eq(plain, masked, (size_t)(rows * 10) * sizeof(float));
+    for (int i = 0; i < rows * 10; i++)
+        ck_assert_float_ne(masked[i], 0.0f);
+    free(x), free(plain), free(masked);
+    lt_free(&t);
 }
 END_TEST
 
@@ -364,9 +526,14 @@ static Suite *wrappers_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_bidirectional_gradients);
     tcase_add_test(tc, test_time_distributed_gradients);
+    tcase_add_test(tc, test_bidirectional_masked_gradients);
+    tcase_add_test(tc, test_time_distributed_masked_gradients);
     tcase_add_test(tc, test_bidirectional_forward);
     tcase_add_test(tc, test_time_distributed_forward);
     tcase_add_test(tc, test_bidirectional_merges);
+    tcase_add_test(tc, test_bidirectional_masked_forward);
+    tcase_add_test(tc, test_bidirectional_zeroes_only_its_copies);
+    tcase_add_test(tc, test_time_distributed_masked_forward);
     tcase_add_test(tc, test_param_names);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_weights_file);
