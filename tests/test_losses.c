@@ -346,8 +346,8 @@ START_TEST(test_sparse_time_axis)
         acc += (best == t) / 6.0;
         top2 += (larger < 2) / 6.0;
     }
-    const ct_loss_op ops[2] = {{CT_LOSS_SPARSE_CCE, true, false, 1.0},
-                               {CT_LOSS_SPARSE_CCE, false, true, 1.0}};
+    const ct_loss_op ops[2] = {{CT_LOSS_SPARSE_CCE, true, false, 1.0, 1.0},
+                               {CT_LOSS_SPARSE_CCE, false, true, 1.0, 1.0}};
     for (int k = 0; k < 2; k++) {
         double sum = 0;
         float d[24];
