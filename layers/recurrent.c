@@ -330,14 +330,7 @@ static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int
     float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
     float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
     rec_gemm(l, hin, n, 0, 4, 1.0f, a);
-    be->act_forward(s->rec_act, a, y, 2 * n, u);                   /* i, f */
-    be->act_forward(s->act, a + 2 * nu, y + 2 * nu, n, u);         /* c */
-    be->act_forward(s->rec_act, a + 3 * nu, y + 3 * nu, n, u);     /* o */
-    be->mul(nu, y + nu, c0, c1);                                   /* f * c_prev */
-    be->mul(nu, y, y + 2 * nu, b->t2);                             /* i * g */
-    be->axpy(nu, 1.0f, b->t2, c1);
-    be->act_forward(s->act, c1, tc, n, u);
-    be->mul(nu, y + 3 * nu, tc, b->h + (k + 1) * nu);
+    be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, nu);
 }
 
 /* The GRU's recurrent part: z and r pre-activations completed in a, rh filled. */
@@ -514,19 +507,7 @@ static void back_lstm(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
     int64_t u = s->units, nu = n * u;
     const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
     const float *c0 = b->c + k * nu, *c1 = c0 + nu;
-    float *da = b->da, *t = b->t2;
-    be->mul(nu, b->dh, tc, t);                                         /* do */
-    be->act_backward(s->rec_act, a + 3 * nu, y + 3 * nu, t, da + 3 * nu, n, u);
-    be->mul(nu, b->dh, y + 3 * nu, t);                                 /* d act(c) */
-    be->act_backward(s->act, c1, tc, t, t, n, u);
-    be->axpy(nu, 1.0f, t, b->dc);
-    be->mul(nu, b->dc, y + 2 * nu, t);                                 /* di */
-    be->act_backward(s->rec_act, a, y, t, da, n, u);
-    be->mul(nu, b->dc, y, t);                                          /* dg */
-    be->act_backward(s->act, a + 2 * nu, y + 2 * nu, t, da + 2 * nu, n, u);
-    be->mul(nu, b->dc, c0, t);                                         /* df */
-    be->act_backward(s->rec_act, a + nu, y + nu, t, da + nu, n, u);
-    be->mul(nu, b->dc, y + nu, b->dc);                                 /* dc_prev */
+    be->lstm_step_backward(s->act, s->rec_act, a, y, c0, c1, tc, b->dh, b->dc, b->da, nu);
 }
 
 static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)

@@ -273,6 +273,10 @@ static float act_grad(ct_act act, float x, float y)
     }
 }
 
+float ct_cpu_act_value(ct_act act, float x) { return act_scalar(act, x); }
+
+float ct_cpu_act_deriv(ct_act act, float x, float y) { return act_grad(act, x, y); }
+
 /* softmax: dx = y * (dy - sum(dy * y)); the sum is taken before dx (maybe dy) is written. */
 static void softmax_row_backward(const float *y, const float *dy, float *dx, int64_t cols)
 {
@@ -809,6 +813,8 @@ static const ct_backend cpu_backend = {
     .gather_rows = ct_cpu_gather_rows,
     .scatter_add_rows = ct_cpu_scatter_add_rows,
     .step_mask = ct_cpu_step_mask,
+    .lstm_step = ct_cpu_lstm_step,
+    .lstm_step_backward = ct_cpu_lstm_step_backward,
     .mask_weights = ct_cpu_mask_weights,
     .sync = cpu_sync,
     .check = cpu_check,

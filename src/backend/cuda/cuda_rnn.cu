@@ -1,0 +1,100 @@
+/* cuda_rnn.cu - the LSTM cell's element-wise part, one thread per element, forward and
+ * backward; the formulas and their order are the CPU's (src/backend/backend_cpu_rnn.c). */
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda_act.cuh"
+#include "cuda_internal.h"
+
+namespace {
+
+/* d act / dx for a kind known only at run time. */
+__device__ float dev_deriv(ct_act act, float x, float y)
+{
+    switch (act.kind) {
+    case CT_ACT_RELU: return act_grad<CT_ACT_RELU>(x, y, act.alpha);
+    case CT_ACT_RELU6: return act_grad<CT_ACT_RELU6>(x, y, act.alpha);
+    case CT_ACT_LEAKY_RELU: return act_grad<CT_ACT_LEAKY_RELU>(x, y, act.alpha);
+    case CT_ACT_ELU: return act_grad<CT_ACT_ELU>(x, y, act.alpha);
+    case CT_ACT_SELU: return act_grad<CT_ACT_SELU>(x, y, act.alpha);
+    case CT_ACT_GELU: return act_grad<CT_ACT_GELU>(x, y, act.alpha);
+    case CT_ACT_SILU: return act_grad<CT_ACT_SILU>(x, y, act.alpha);
+    case CT_ACT_SIGMOID: return act_grad<CT_ACT_SIGMOID>(x, y, act.alpha);
+    case CT_ACT_HARD_SIGMOID: return act_grad<CT_ACT_HARD_SIGMOID>(x, y, act.alpha);
+    case CT_ACT_TANH: return act_grad<CT_ACT_TANH>(x, y, act.alpha);
+    case CT_ACT_SOFTPLUS: return act_grad<CT_ACT_SOFTPLUS>(x, y, act.alpha);
+    case CT_ACT_SOFTSIGN: return act_grad<CT_ACT_SOFTSIGN>(x, y, act.alpha);
+    default: return 1.0f;
+    }
+}
+
+__global__ void lstm_kernel(ct_act act, ct_act rec_act, const float *a, float *y,
+                            const float *c0, float *c1, float *tc, float *h, int64_t nu)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < nu; k += stride) {
+        float i = ct_dev_act(rec_act, a[k]), f = ct_dev_act(rec_act, a[nu + k]);
+        float g = ct_dev_act(act, a[2 * nu + k]), o = ct_dev_act(rec_act, a[3 * nu + k]);
+        y[k] = i;
+        y[nu + k] = f;
+        y[2 * nu + k] = g;
+        y[3 * nu + k] = o;
+        float c = __fmul_rn(f, c0[k]);
+        c = __fadd_rn(c, __fmul_rn(i, g));
+        c1[k] = c;
+        float t = ct_dev_act(act, c);
+        tc[k] = t;
+        h[k] = __fmul_rn(o, t);
+    }
+}
+
+__global__ void lstm_back_kernel(ct_act act, ct_act rec_act, const float *a, const float *y,
+                                 const float *c0, const float *c1, const float *tc,
+                                 const float *dh, float *dc, float *da, int64_t nu)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < nu; k += stride) {
+        float i = y[k], f = y[nu + k], g = y[2 * nu + k], o = y[3 * nu + k], t = tc[k];
+        float d_o = __fmul_rn(dh[k], t);
+        da[3 * nu + k] = __fmul_rn(d_o, dev_deriv(rec_act, a[3 * nu + k], o));
+        float dt = __fmul_rn(__fmul_rn(dh[k], o), dev_deriv(act, c1[k], t));
+        float c = __fadd_rn(dc[k], dt);
+        da[k] = __fmul_rn(__fmul_rn(c, g), dev_deriv(rec_act, a[k], i));
+        da[2 * nu + k] = __fmul_rn(__fmul_rn(c, i), dev_deriv(act, a[2 * nu + k], g));
+        da[nu + k] = __fmul_rn(__fmul_rn(c, c0[k]), dev_deriv(rec_act, a[nu + k], f));
+        dc[k] = __fmul_rn(c, f);
+    }
+}
+
+unsigned grid_for(int64_t n)
+{
+    unsigned g = ct_cuda_grid(n, CT_CUDA_THREADS);
+    return g < 4096 ? g : 4096;
+}
+
+} /* namespace */
+
+extern "C" {
+
+void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
+                       float *c1, float *tc, float *h, int64_t nu)
+{
+    if (nu <= 0)
+        return;
+    lstm_kernel<<<grid_for(nu), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(act, rec_act, a, y, c0,
+                                                                        c1, tc, h, nu);
+    ct_cuda_check_launch("lstm_step");
+}
+
+void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
+                                const float *c0, const float *c1, const float *tc,
+                                const float *dh, float *dc, float *da, int64_t nu)
+{
+    if (nu <= 0)
+        return;
+    lstm_back_kernel<<<grid_for(nu), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
+        act, rec_act, a, y, c0, c1, tc, dh, dc, da, nu);
+    ct_cuda_check_launch("lstm_step_backward");
+}
+
+} /* extern "C" */
