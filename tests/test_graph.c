@@ -965,6 +965,14 @@ static const graph_err graph_errs[] = {
      "    - {name: s, type: shared, layer: [d, d], inputs: s_d}\n"
      "compile: {loss: mse}\n",
      {"6:39: the chain's layer would be named 's_d', which is already used"}},
+    /* a one-input layer's error that shows the shape: the source is named without it */
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}}\n  layers:\n"
+     "    - {name: p, type: flatten, inputs: x}\n"
+     "    - {name: r, type: lstm, units: 2}\n"
+     "compile: {loss: mse}\n",
+     {"5:7: layer 'r' (LSTM): expects an input of shape (timesteps, features), got (None, 12) "
+      "(the input comes from layer 'p' (Flatten))"}},
 };
 
 #define N_GRAPH_ERR (int)(sizeof graph_errs / sizeof graph_errs[0])

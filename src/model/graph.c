@@ -485,9 +485,9 @@ static void explain_inputs(const ct_model *m, const ct_layer *l, const ct_source
         describe_source(m, src[0], what, sizeof what);
         char shape[128];
         ct_shape_format(&l->in_shape, shape, sizeof shape);
-        char *comma = strrchr(what, ',');
+        char *comma = strstr(what, ", shape ");
         if (strstr(err->msg, shape) && comma)
-            *comma = 0; /* the message already shows the shape */
+            *comma = 0; /* the message already shows the shape (which has commas itself) */
         snprintf(err->msg + at, sizeof err->msg - at, " (the input comes from %s)", what);
         return;
     }
