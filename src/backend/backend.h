@@ -350,16 +350,18 @@ typedef struct ct_backend {
     void (*scatter_add_rows)(const float *dy, const float *ids, int64_t n, int64_t dim,
                              float *grad, int64_t nrows);
     /* --- recurrent cells (backend_cpu_rnn.c) --- */
-    /* One LSTM step over gate-major blocks of nu = rows x units values: a holds the four
-     * pre-activations (i, f, c, o); writes y = (rec_act(i), rec_act(f), act(c),
-     * rec_act(o)), c1 = f c0 + i act(c), tc = act(c1) and h = rec_act(o) tc. */
+    /* One LSTM step of rows x units: a holds the pre-activations, rows of 4 units values
+     * [i | f | c | o] (Keras's gate order, as a GEMM by the kernels writes them); writes
+     * y (the same layout) = (rec_act(i), rec_act(f), act(c), rec_act(o)) and, rows x
+     * units each, c1 = f c0 + i act(c), tc = act(c1), h = rec_act(o) tc. */
     void (*lstm_step)(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
-                      float *c1, float *tc, float *h, int64_t nu);
+                      float *c1, float *tc, float *h, int64_t rows, int64_t units);
     /* Its backward from dh (the gradient of h) and dc (of c1, replaced by that of c0):
-     * da, the four pre-activations' gradients. a, y, c0, c1, tc: the forward's. */
+     * da (a's layout), the pre-activations' gradients. a, y, c0, c1, tc: the forward's. */
     void (*lstm_step_backward)(ct_act act, ct_act rec_act, const float *a, const float *y,
                                const float *c0, const float *c1, const float *tc,
-                               const float *dh, float *dc, float *da, int64_t nu);
+                               const float *dh, float *dc, float *da, int64_t rows,
+                               int64_t units);
     /* Masks: mask[i] = 1 where any of the feat floats from x + i*feat differs from value,
      * else 0, for n steps (Embedding's mask_zero is feat 1, value 0; Masking's mask_value). */
     void (*step_mask)(const float *x, int64_t n, int64_t feat, float value, float *mask);

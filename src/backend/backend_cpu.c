@@ -1,11 +1,9 @@
 /* backend_cpu.c - the reference backend: OpenBLAS for gemm, plain loops elsewhere.
  * Loops are kept simple (one operation per pass, no calls inside where possible) so the
  * compiler can vectorise them. */
-/* Some GCC builds leave the vectoriser off at -O2; these loops are the hot path. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize")
-#endif
-
+/* The vectoriser is on by the build's flags (Makefile.am): a #pragma GCC optimize here
+ * would reset -fno-math-errno and -fno-trapping-math, without which fastmath.h's loops do
+ * not vectorise. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -136,7 +134,7 @@ static float gelu_tanh_gate(float x)
 }
 
 /* 0.5 * (1 + erf(x / sqrt 2)) through erfc, accurate in the negative tail. */
-static float gelu_erf_gate(float x) { return 0.5f * erfcf(-x * INV_SQRT2); }
+static inline float gelu_erf_gate(float x) { return ct_gelu_gatef(x); }
 
 static float act_scalar(ct_act act, float x)
 {
@@ -197,6 +195,7 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
         y[c] = expf(x[c] - m) * inv;
 }
 
+
 CT_CPU_CLONES
 static void cpu_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols)
 {
@@ -215,18 +214,21 @@ static void cpu_act_forward(ct_act act, const float *x, float *y, int64_t rows, 
             y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         return;
     case CT_ACT_SIGMOID: /* the gates of recurrent layers */
-        for (int64_t i = 0; i < n; i++)
-            y[i] = ct_sigmoidf(x[i]);
+        ct_cpu_map_sigmoid(x, y, n);
         return;
     case CT_ACT_TANH:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = ct_tanhf(x[i]);
+        ct_cpu_map_tanh(x, y, n);
+        return;
+    case CT_ACT_GELU: /* transformers' feed-forward parts */
+        if (act.alpha != 0.0f)
+            break;
+        ct_cpu_map_gelu(x, y, n);
         return;
     default:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = act_scalar(act, x[i]);
-        return;
+        break;
     }
+    for (int64_t i = 0; i < n; i++)
+        y[i] = act_scalar(act, x[i]);
 }
 
 /* ---- activations: backward ------------------------------------------------------- */
@@ -251,7 +253,7 @@ static float act_grad(ct_act act, float x, float y)
             float du = 2.0f * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_CUBIC * x * x);
             return s + x * s * (1.0f - s) * du;
         }
-        return gelu_erf_gate(x) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+        return ct_gelu_gradf(x);
     case CT_ACT_SILU: {
         float s = sigmoidf(x);
         return s * (1.0f + x * (1.0f - s));
@@ -330,11 +332,16 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
         for (int64_t i = 0; i < n; i++)
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);
         return;
-    default:
-        for (int64_t i = 0; i < n; i++)
-            dx[i] = dy[i] * act_grad(act, x[i], y[i]);
+    case CT_ACT_GELU:
+        if (act.alpha != 0.0f)
+            break;
+        ct_cpu_gelu_backward(x, dy, dx, n);
         return;
+    default:
+        break;
     }
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * act_grad(act, x[i], y[i]);
 }
 
 /* ---- bias + activation, fused ----------------------------------------------------- */
@@ -354,6 +361,18 @@ void ct_cpu_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t
             for (int64_t c = 0; c < cols; c++)
                 row[c] = row[c] > 0.0f ? row[c] : 0.0f;
             break;
+        case CT_ACT_SIGMOID:
+            ct_cpu_map_sigmoid(row, row, cols);
+            break;
+        case CT_ACT_TANH:
+            ct_cpu_map_tanh(row, row, cols);
+            break;
+        case CT_ACT_GELU:
+            if (act.alpha == 0.0f) {
+                ct_cpu_map_gelu(row, row, cols);
+                break;
+            }
+            /* fall through */
         default:
             for (int64_t c = 0; c < cols; c++)
                 row[c] = act_scalar(act, row[c]);

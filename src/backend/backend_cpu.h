@@ -97,10 +97,17 @@ void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *i
 void ct_cpu_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
                         int64_t n, float *y);
 void ct_cpu_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
-                      float *c1, float *tc, float *h, int64_t nu);
+                      float *c1, float *tc, float *h, int64_t rows, int64_t units);
 void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                const float *c0, const float *c1, const float *tc,
-                               const float *dh, float *dc, float *da, int64_t nu);
+                               const float *dh, float *dc, float *da, int64_t rows,
+                               int64_t units);
+/* y = f(x) over n values, vectorised (backend_cpu_act.c); x == y is allowed. */
+void ct_cpu_map_sigmoid(const float *x, float *y, int64_t n);
+void ct_cpu_map_tanh(const float *x, float *y, int64_t n);
+void ct_cpu_map_gelu(const float *x, float *y, int64_t n);
+/* dx = dy gelu'(x); dx == dy is allowed. */
+void ct_cpu_gelu_backward(const float *x, const float *dy, float *dx, int64_t n);
 /* One activation value, and its derivative given x and y = act(x) (backend_cpu.c). */
 float ct_cpu_act_value(ct_act act, float x);
 float ct_cpu_act_deriv(ct_act act, float x, float y);

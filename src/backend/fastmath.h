@@ -3,8 +3,8 @@
  * that CT_CPU_CLONES makes. Every version runs the same operations in the same order (no
  * contraction into fused multiply-add, see simd.h), so all give the same bits. Accuracy:
  * within 2 ulp of the exact value over the float range (Cephes's range reduction and
- * polynomials). The loops vectorise with -fno-trapping-math (configure's flags), which
- * changes no result. Header-only. */
+ * polynomials). Loops of them vectorise with -fno-trapping-math (Makefile.am), which
+ * changes no result, and see backend_cpu_act.c. Header-only. */
 #ifndef CT_FASTMATH_H
 #define CT_FASTMATH_H
 
@@ -44,7 +44,7 @@ static inline float ct_expf(float x)
 /* 1 / (1 + e^-x), never exp of a large positive number. */
 static inline float ct_sigmoidf(float x)
 {
-    float e = ct_expf(x < 0.0f ? x : -x);
+    float e = ct_expf(-fabsf(x));
     float s = 1.0f / (1.0f + e);
     return x < 0.0f ? e * s : s;
 }
@@ -52,7 +52,7 @@ static inline float ct_sigmoidf(float x)
 /* An odd polynomial near 0 (no cancellation), 1 - 2 / (e^2|x| + 1) beyond. */
 static inline float ct_tanhf(float x)
 {
-    float a = x < 0.0f ? -x : x;
+    float a = fabsf(x);
     float z = x * x;
     float p = -5.70498872745e-3f;
     p = p * z + 2.06390887954e-2f;
@@ -62,8 +62,44 @@ static inline float ct_tanhf(float x)
     float small = p * z * x + x;
     float a9 = a > 10.0f ? 10.0f : a; /* tanh(10) rounds to 1; keeps exp in range */
     float big = 1.0f - 2.0f / (ct_expf(2.0f * a9) + 1.0f);
-    big = x < 0.0f ? -big : big;
+    big = copysignf(big, x);
     return a < 0.625f ? small : big;
+}
+
+/* erfc(x) by the Chebyshev fit of Numerical Recipes (erfcc: fractional error below 1.2e-7
+ * in exact arithmetic). e^-z^2 is taken as e^-h^2 e^(h^2 - z^2) with h = z cut to 8
+ * fraction bits, h^2 exact, as Cephes does: one rounding of z^2 alone would cost 1e-5 in
+ * the tail. Within 4e-7 of the exact value, relative, above the denormals. */
+static inline float ct_erfcf(float x)
+{
+    float z = fabsf(x);
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    z = z > 10.5f ? 10.5f : z; /* erfc(10.5) is below the denormals */
+    float h = (float)(int32_t)(z * 256.0f) * (1.0f / 256.0f);
+    float rest = (h - z) * (h + z) + p;
+    float r = t * ct_expf(-h * h) * ct_expf(rest);
+    return x < 0.0f ? 2.0f - r : r;
+}
+
+/* GELU as Keras's default (approximate: false): x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2,
+ * and its derivative Phi(x) + x e^(-x^2 / 2) / sqrt(2 pi). */
+static inline float ct_gelu_gatef(float x) { return 0.5f * ct_erfcf(-x * 0.70710678118654752440f); }
+
+static inline float ct_geluf(float x) { return x * ct_gelu_gatef(x); }
+
+static inline float ct_gelu_gradf(float x)
+{
+    return ct_gelu_gatef(x) + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
 }
 
 #endif

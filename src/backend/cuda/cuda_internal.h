@@ -162,10 +162,11 @@ void ct_cuda_l2_normalize_backward(const float *x, const float *y, const float *
 void ct_cuda_gather_rows(const float *table, int64_t nrows, int64_t dim, const float *ids,
                          int64_t n, float *y);
 void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
-                       float *c1, float *tc, float *h, int64_t nu);
+                       float *c1, float *tc, float *h, int64_t rows, int64_t units);
 void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                 const float *c0, const float *c1, const float *tc,
-                                const float *dh, float *dc, float *da, int64_t nu);
+                                const float *dh, float *dc, float *da, int64_t rows,
+                               int64_t units);
 void ct_cuda_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w);
 void ct_cuda_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask);
 void ct_cuda_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,

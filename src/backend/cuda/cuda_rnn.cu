@@ -1,5 +1,6 @@
-/* cuda_rnn.cu - the LSTM cell's element-wise part, one thread per element, forward and
- * backward; the formulas and their order are the CPU's (src/backend/backend_cpu_rnn.c). */
+/* cuda_rnn.cu - the LSTM cell's element-wise part, one thread per value of rows x units,
+ * forward and backward; the layout (gate rows [i | f | c | o]), the formulas and their
+ * order are the CPU's (src/backend/backend_cpu_rnn.c). */
 #include <math.h>
 #include <stdint.h>
 
@@ -29,16 +30,18 @@ __device__ float dev_deriv(ct_act act, float x, float y)
 }
 
 __global__ void lstm_kernel(ct_act act, ct_act rec_act, const float *a, float *y,
-                            const float *c0, float *c1, float *tc, float *h, int64_t nu)
+                            const float *c0, float *c1, float *tc, float *h, int64_t nu,
+                            int64_t u)
 {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < nu; k += stride) {
-        float i = ct_dev_act(rec_act, a[k]), f = ct_dev_act(rec_act, a[nu + k]);
-        float g = ct_dev_act(act, a[2 * nu + k]), o = ct_dev_act(rec_act, a[3 * nu + k]);
-        y[k] = i;
-        y[nu + k] = f;
-        y[2 * nu + k] = g;
-        y[3 * nu + k] = o;
+        int64_t r = k / u, g0 = r * 4 * u + (k - r * u); /* the value's i in a and y */
+        float i = ct_dev_act(rec_act, a[g0]), f = ct_dev_act(rec_act, a[g0 + u]);
+        float g = ct_dev_act(act, a[g0 + 2 * u]), o = ct_dev_act(rec_act, a[g0 + 3 * u]);
+        y[g0] = i;
+        y[g0 + u] = f;
+        y[g0 + 2 * u] = g;
+        y[g0 + 3 * u] = o;
         float c = __fmul_rn(f, c0[k]);
         c = __fadd_rn(c, __fmul_rn(i, g));
         c1[k] = c;
@@ -50,18 +53,19 @@ __global__ void lstm_kernel(ct_act act, ct_act rec_act, const float *a, float *y
 
 __global__ void lstm_back_kernel(ct_act act, ct_act rec_act, const float *a, const float *y,
                                  const float *c0, const float *c1, const float *tc,
-                                 const float *dh, float *dc, float *da, int64_t nu)
+                                 const float *dh, float *dc, float *da, int64_t nu, int64_t u)
 {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < nu; k += stride) {
-        float i = y[k], f = y[nu + k], g = y[2 * nu + k], o = y[3 * nu + k], t = tc[k];
+        int64_t r = k / u, g0 = r * 4 * u + (k - r * u);
+        float i = y[g0], f = y[g0 + u], g = y[g0 + 2 * u], o = y[g0 + 3 * u], t = tc[k];
         float d_o = __fmul_rn(dh[k], t);
-        da[3 * nu + k] = __fmul_rn(d_o, dev_deriv(rec_act, a[3 * nu + k], o));
+        da[g0 + 3 * u] = __fmul_rn(d_o, dev_deriv(rec_act, a[g0 + 3 * u], o));
         float dt = __fmul_rn(__fmul_rn(dh[k], o), dev_deriv(act, c1[k], t));
         float c = __fadd_rn(dc[k], dt);
-        da[k] = __fmul_rn(__fmul_rn(c, g), dev_deriv(rec_act, a[k], i));
-        da[2 * nu + k] = __fmul_rn(__fmul_rn(c, i), dev_deriv(act, a[2 * nu + k], g));
-        da[nu + k] = __fmul_rn(__fmul_rn(c, c0[k]), dev_deriv(rec_act, a[nu + k], f));
+        da[g0] = __fmul_rn(__fmul_rn(c, g), dev_deriv(rec_act, a[g0], i));
+        da[g0 + 2 * u] = __fmul_rn(__fmul_rn(c, i), dev_deriv(act, a[g0 + 2 * u], g));
+        da[g0 + u] = __fmul_rn(__fmul_rn(c, c0[k]), dev_deriv(rec_act, a[g0 + u], f));
         dc[k] = __fmul_rn(c, f);
     }
 }
@@ -77,23 +81,26 @@ unsigned grid_for(int64_t n)
 extern "C" {
 
 void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
-                       float *c1, float *tc, float *h, int64_t nu)
+                       float *c1, float *tc, float *h, int64_t rows, int64_t units)
 {
+    int64_t nu = rows * units;
     if (nu <= 0)
         return;
     lstm_kernel<<<grid_for(nu), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(act, rec_act, a, y, c0,
-                                                                        c1, tc, h, nu);
+                                                                        c1, tc, h, nu, units);
     ct_cuda_check_launch("lstm_step");
 }
 
 void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                 const float *c0, const float *c1, const float *tc,
-                                const float *dh, float *dc, float *da, int64_t nu)
+                                const float *dh, float *dc, float *da, int64_t rows,
+                                int64_t units)
 {
+    int64_t nu = rows * units;
     if (nu <= 0)
         return;
     lstm_back_kernel<<<grid_for(nu), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
-        act, rec_act, a, y, c0, c1, tc, dh, dc, da, nu);
+        act, rec_act, a, y, c0, c1, tc, dh, dc, da, nu, units);
     ct_cuda_check_launch("lstm_step_backward");
 }
 
