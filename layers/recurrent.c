@@ -321,16 +321,19 @@ static void step_simple(const ct_layer *l, const rnn_buf *b, const float *hin, i
     l->be->copy(b->h + (k + 1) * nu, y, nu);
 }
 
+/* LSTM keeps its gate values row-major (n rows of [i | f | c | o]): the step's slice of P
+ * and the recurrent projection are one copy and one GEMM, and the cell one backend op. */
 static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
                       int64_t n)
 {
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
-    int64_t u = s->units, nu = n * u;
+    int64_t u = s->units, nu = n * u, gu = 4 * u;
     float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
     float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
-    rec_gemm(l, hin, n, 0, 4, 1.0f, a);
-    be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, nu);
+    be->copy_strided(b->p + time_of(s, k) * gu, s->steps * gu, a, gu, n, gu);
+    be->gemm(false, false, n, gu, u, 1.0f, hin, u, l->params[1].value, gu, 1.0f, a, gu);
+    be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, n, u);
 }
 
 /* The GRU's recurrent part: z and r pre-activations completed in a, rh filled. */
@@ -448,14 +451,16 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     if (mask)
         step_masks(s, be, mask, n, b.mk);
     for (int64_t k = 0; k < T; k++) {
-        gather_step(s, be, b.p, time_of(s, k), n, b.a + k * gnu);
         const float *hin = rec_input(&b, rec_drop, k, nu, be);
-        if (s->cell == CELL_LSTM)
+        if (s->cell == CELL_LSTM) {
             step_lstm(l, &b, hin, k, n);
-        else if (s->cell == CELL_GRU)
-            step_gru(l, &b, hin, k, n);
-        else
-            step_simple(l, &b, hin, k, n);
+        } else {
+            gather_step(s, be, b.p, time_of(s, k), n, b.a + k * gnu);
+            if (s->cell == CELL_GRU)
+                step_gru(l, &b, hin, k, n);
+            else
+                step_simple(l, &b, hin, k, n);
+        }
         if (mask) {
             keep_state(be, b.mk + k * n, b.h + k * nu, b.h + (k + 1) * nu, b.t2, n, u);
             if (b.c)
@@ -500,14 +505,16 @@ static void back_simple(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t 
     l->be->act_backward(s->act, b->a + k * nu, b->y + k * nu, b->dh, b->da, n, s->units);
 }
 
-static void back_lstm(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
+/* Into r (row-major gate gradients, see step_lstm) and P's slice of time t. */
+static void back_lstm(const ct_layer *l, const rnn_buf *b, float *r, int64_t k, int64_t n)
 {
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
     int64_t u = s->units, nu = n * u;
     const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
     const float *c0 = b->c + k * nu, *c1 = c0 + nu;
-    be->lstm_step_backward(s->act, s->rec_act, a, y, c0, c1, tc, b->dh, b->dc, b->da, nu);
+    be->lstm_step_backward(s->act, s->rec_act, a, y, c0, c1, tc, b->dh, b->dc, r, n, u);
+    be->copy_strided(r, 4 * u, b->p + time_of(s, k) * 4 * u, s->steps * 4 * u, n, 4 * u);
 }
 
 static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
@@ -669,14 +676,16 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
             if (b.c)
                 split_grad(be, b.mk + k * n, b.dc, b.bc, n, u);
         }
-        if (s->cell == CELL_LSTM)
-            back_lstm(l, &b, k, n);
-        else if (s->cell == CELL_GRU)
-            back_gru(l, &b, k, n);
-        else
-            back_simple(l, &b, k, n);
         float *r = b.r + k * n * s->gates * u;
-        scatter_step(s, be, &b, r, time_of(s, k), n);
+        if (s->cell == CELL_LSTM) {
+            back_lstm(l, &b, r, k, n);
+        } else {
+            if (s->cell == CELL_GRU)
+                back_gru(l, &b, k, n);
+            else
+                back_simple(l, &b, k, n);
+            scatter_step(s, be, &b, r, time_of(s, k), n);
+        }
         back_recurrent(l, &b, r, k, n, k == T - 1);
         if (masked) {
             be->axpy(nu, 1.0f, b.bh, b.dh);

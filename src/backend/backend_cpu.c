@@ -168,12 +168,20 @@ static float act_scalar(ct_act act, float x)
     }
 }
 
+/* A select, not fmaxf (a libm call here): the same result, NaNs skipped alike. */
 static float row_max(const float *x, int64_t cols)
 {
     float m = -INFINITY;
     for (int64_t c = 0; c < cols; c++)
-        m = fmaxf(m, x[c]);
+        m = x[c] > m ? x[c] : m;
     return m;
+}
+
+/* expf(d) for d <= 0: below -104 the result rounds to 0, which is returned without the
+ * call (libm takes a slow path to underflow; attention's masked scores land there). */
+static inline float exp_nonpositive(float d)
+{
+    return d < -104.0f ? 0.0f : expf(d);
 }
 
 /* Subtracting the row max keeps exp from overflowing; the result is unchanged. */
@@ -182,7 +190,7 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
     float m = row_max(x, cols);
     double sum = 0.0;
     for (int64_t c = 0; c < cols; c++)
-        sum += (double)expf(x[c] - m);
+        sum += (double)exp_nonpositive(x[c] - m);
     if (log_form) {
         /* (x - m) first: exact, and keeps digits that x - (m + log sum) would lose */
         float log_sum = (float)log(sum);
@@ -192,7 +200,7 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
     }
     float inv = (float)(1.0 / sum);
     for (int64_t c = 0; c < cols; c++)
-        y[c] = expf(x[c] - m) * inv;
+        y[c] = exp_nonpositive(x[c] - m) * inv;
 }
 
 
