@@ -226,7 +226,8 @@ static double cce_row_probs(const ct_loss *loss, const float *p, const row_targe
         bool inside;
         float q = clip_prob(!(s <= 0) ? (float)(p[c] / s) : 0.0f, &inside); /* NaN stays */
         double yc = target_at(t, c);
-        value -= yc * log((double)q);
+        if (yc != 0.0 || q != q) /* 0 log q adds nothing unless q is NaN: skip the log */
+            value -= yc * log((double)q);
         ysum += yc;
         if (inside)
             yin += yc;
