@@ -48,6 +48,7 @@ typedef struct rnn_buf {
     float *r;       /* backward, T x n x G*u: the gate gradients of each step, row order */
     float *mk;      /* masked input: T x n, the mask of each processing step */
     float *bh, *bc; /* masked input: n x u, the state gradients that bypass a padded step */
+    float *ut;      /* backward, G*u x u: the recurrent kernel transposed, for dh */
 } rnn_buf;
 
 static int64_t take(float *base, int64_t *off, int64_t n, float **out)
@@ -91,6 +92,7 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
     take(base, &off, nu, &z.bh);
     if (s->cell == CELL_LSTM)
         take(base, &off, nu, &z.bc);
+    take(base, &off, gu * s->units, &z.ut);
     if (b)
         *b = z;
     return off;
@@ -580,7 +582,7 @@ static void back_recurrent(const ct_layer *l, const rnn_buf *b, float *r, int64_
     if (rk->grad && cols < gu)
         be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
                  rk->grad + 2 * u, gu);
-    be->gemm(false, true, n, u, cols, 1.0f, r, gu, rk->value, gu, 0.0f, b->dh, u);
+    be->gemm(false, false, n, u, cols, 1.0f, r, gu, b->ut, u, 0.0f, b->dh, u);
     if (cols < gu) { /* d(r h) r, from back_gru's t1 */
         be->mul(nu, b->t1, b->y + k * 3 * nu + nu, b->t2);
         be->axpy(nu, 1.0f, b->t2, b->dh);
@@ -667,6 +669,8 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     else
         be->copy(b.dh, dy->data, nu);
     be->fill(b.dc, nu, 0.0f);
+    /* dh = r U^T every step: U^T once, as a plain GEMM operand, is the faster GEMM */
+    be->transpose(l->params[1].value, u, s->gates * u, b.ut);
     bool masked = xs[0]->mask != NULL; /* b.mk holds the forward's step masks */
     for (int64_t k = T - 1; k >= 0; k--) {
         if (s->return_sequences)

@@ -307,6 +307,8 @@ typedef struct ct_backend {
      * not overlap. */
     void (*copy_strided)(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
                          int64_t cols);
+    /* y (cols x rows) = x (rows x cols) transposed; x and y must not overlap. */
+    void (*transpose)(const float *x, int64_t rows, int64_t cols, float *y);
     /* rows samples of an operand broadcast to the output shape (ct_bcast): y[r][i] =
      * x[r][offset(i)]; y holds g->out_size floats per sample, x g->in_size. */
     void (*expand)(const ct_bcast *g, const float *x, float *y, int64_t rows);

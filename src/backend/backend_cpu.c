@@ -840,6 +840,7 @@ static const ct_backend cpu_backend = {
     .gather_rows = ct_cpu_gather_rows,
     .scatter_add_rows = ct_cpu_scatter_add_rows,
     .step_mask = ct_cpu_step_mask,
+    .transpose = ct_cpu_transpose,
     .lstm_step = ct_cpu_lstm_step,
     .lstm_step_backward = ct_cpu_lstm_step_backward,
     .mask_weights = ct_cpu_mask_weights,

@@ -112,6 +112,7 @@ void ct_cpu_gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
 float ct_cpu_act_value(ct_act act, float x);
 float ct_cpu_act_deriv(ct_act act, float x, float y);
 void ct_cpu_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w);
+void ct_cpu_transpose(const float *x, int64_t rows, int64_t cols, float *y);
 void ct_cpu_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask);
 void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
                              float *grad, int64_t nrows);

@@ -431,3 +431,17 @@ void ct_cpu_mask_weights(const float *mask, int64_t rows, int64_t steps, float *
             w[r * steps + t] = sum > 0.0f ? m[t] / sum : 0.0f;
     }
 }
+
+/* In 32 x 32 tiles, so both sides stay in cache. */
+void ct_cpu_transpose(const float *x, int64_t rows, int64_t cols, float *y)
+{
+    enum { TILE = 32 };
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+            int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    y[c * rows + r] = x[r * cols + c];
+        }
+}

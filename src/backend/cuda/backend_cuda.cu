@@ -320,6 +320,7 @@ static void fill_table(void)
     t->gather_rows = ct_cuda_gather_rows;
     t->scatter_add_rows = ct_cuda_scatter_add_rows;
     t->step_mask = ct_cuda_step_mask;
+    t->transpose = ct_cuda_transpose;
     t->lstm_step = ct_cuda_lstm_step;
     t->lstm_step_backward = ct_cuda_lstm_step_backward;
     t->mask_weights = ct_cuda_mask_weights;

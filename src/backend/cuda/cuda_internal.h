@@ -168,6 +168,7 @@ void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, cons
                                 const float *dh, float *dc, float *da, int64_t rows,
                                int64_t units);
 void ct_cuda_mask_weights(const float *mask, int64_t rows, int64_t steps, float *w);
+void ct_cuda_transpose(const float *x, int64_t rows, int64_t cols, float *y);
 void ct_cuda_step_mask(const float *x, int64_t n, int64_t feat, float value, float *mask);
 void ct_cuda_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
                               float *grad, int64_t nrows);

@@ -161,6 +161,17 @@ __global__ void l2_backward_kernel(const float *x, const float *y, const float *
     }
 }
 
+/* One thread per element of y. */
+__global__ void transpose_kernel(const float *x, int64_t rows, int64_t cols, float *y)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < rows * cols;
+         k += stride) {
+        int64_t c = k / rows, r = k - c * rows;
+        y[k] = x[r * cols + c];
+    }
+}
+
 } /* namespace */
 
 /* ---- launchers --------------------------------------------------------------------------- */
@@ -177,6 +188,17 @@ void ct_cuda_copy_strided(const float *x, int64_t ldx, float *y, int64_t ldy, in
                                       (size_t)rows, cudaMemcpyDeviceToDevice, ct_cuda_stream());
     if (e != cudaSuccess)
         ct_cuda_fail("copy_strided", cudaGetErrorString(e));
+}
+
+void ct_cuda_transpose(const float *x, int64_t rows, int64_t cols, float *y)
+{
+    int64_t n = rows * cols;
+    if (n <= 0)
+        return;
+    unsigned g = ct_cuda_grid(n, CT_CUDA_THREADS);
+    transpose_kernel<<<g < 4096 ? g : 4096, CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(x, rows, cols,
+                                                                                   y);
+    ct_cuda_check_launch("transpose");
 }
 
 void ct_cuda_expand(const ct_bcast *g, const float *x, float *y, int64_t rows)
