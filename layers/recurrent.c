@@ -2,12 +2,15 @@
  * weight layouts and gate orders (LSTM i, f, c, o; GRU z, r, h).
  *
  * The input projection of every timestep is one GEMM into P (rows x T x G*units, the
- * input's own order); each step then gathers its slice gate by gate into a gate-major
- * block (G blocks of rows x units), adds the recurrent projection and does the gate math
- * on whole contiguous blocks with the backend's element-wise ops. Pre-activations, gate
- * values and states of every step stay in scratch for backpropagation through time, which
- * writes the input-side gradients back into P so the kernel gradient and dx are again one
- * GEMM each.
+ * input's own order). An LSTM step copies its slice of P (rows of [i | f | c | o]), adds
+ * the recurrent projection with one GEMM and runs the cell as one backend op (lstm_step).
+ * SimpleRNN and GRU steps gather their slice gate by gate into a gate-major block (G
+ * blocks of rows x units), add the recurrent projection and do the gate math on whole
+ * blocks with the backend's element-wise ops. Pre-activations, gate values and states of
+ * every step stay in scratch for backpropagation through time, which writes the
+ * input-side gradients back into P so the kernel gradient and dx are again one GEMM each;
+ * the steps' gate gradients, kept in step order, make the recurrent kernel's gradient
+ * one GEMM too.
  *
  * Dropout as Keras: one mask per sample and feature for the whole sequence on the inputs,
  * one per sample and unit on the state fed to the recurrent kernel, in training only.
