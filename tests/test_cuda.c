@@ -1049,7 +1049,7 @@ static const char *const ZOO[] = {
     " output_shape: 3, inputs: [res, ln, k]}\n"
     "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
-    /* masks from token ids (0 is padding): two of them multiplied, an LSTM and a GRU
+    /* masks from token ids (0 is padding): the union of two, an LSTM and a GRU
      * carrying their state over padding, attention honouring them, a masked output */
     "model:\n  input_shape: [7]\n  layers:\n"
     "    - {name: e, type: embedding, input_dim: 11, output_dim: 6, mask_zero: true}\n"

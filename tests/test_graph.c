@@ -1193,7 +1193,7 @@ END_TEST
 /* What a layer's output carries (ct_layer.mask_out): besides these, k >= 0 is input k's. */
 #define M_NONE CT_MASK_NONE
 #define M_WRITES CT_MASK_WRITES
-#define M_PRODUCT CT_MASK_PRODUCT
+#define M_UNION CT_MASK_UNION
 
 typedef struct mask_want {
     const char *layer;
@@ -1232,7 +1232,7 @@ static const mask_case mask_cases[] = {
       {NULL, 0}},
      "graph.yaml:5:7: layer 'conv1d' (Conv1D) does not use masks: the mask set by 'embedding' "
      "ends here\n"},
-    /* 3 merges: two masks meet (their product), one mask met twice (itself) */
+    /* 3 merges: two masks meet (their union, as Keras 3), one mask met twice (itself) */
     {"merges",
      "model:\n  inputs: {a: {shape: [5]}, b: {shape: [5]}}\n  layers:\n"
      "    - {name: ea, type: embedding, input_dim: 7, output_dim: 3, mask_zero: true, "
@@ -1245,10 +1245,11 @@ static const mask_case mask_cases[] = {
      "    - {name: t, type: multiply, inputs: [da, ea]}\n"
      "    - {name: c, type: concatenate, inputs: [eb, s]}\n"
      "  outputs: [d, t, c]\n",
-     {{"ea", M_WRITES}, {"eb", M_WRITES}, {"s", M_PRODUCT}, {"d", 0}, {"da", 0}, {"t", 0},
-      {"c", M_PRODUCT}, {NULL, 0}},
+     {{"ea", M_WRITES}, {"eb", M_WRITES}, {"s", M_UNION}, {"d", 0}, {"da", 0}, {"t", 0},
+      {"c", M_UNION}, {NULL, 0}},
      NULL},
-    /* 4 attention passes the query's mask (none when only the value has one) */
+    /* 4 attention passes the query's mask (none when only the value has one); a merge
+     * with an input that has none ends it (Keras 3 drops it there) */
     {"attention",
      "model:\n  inputs: {q: {shape: [4]}, v: {shape: [5]}}\n  layers:\n"
      "    - {name: eq, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
@@ -1263,8 +1264,9 @@ static const mask_case mask_cases[] = {
      "    - {name: out, type: add, inputs: [att, cross]}\n"
      "  outputs: out\n",
      {{"eq", M_WRITES}, {"ev", M_WRITES}, {"eu", M_NONE}, {"att", 0}, {"cross", M_NONE},
-      {"out", 0}, {NULL, 0}},
-     NULL},
+      {"out", M_NONE}, {NULL, 0}},
+     "graph.yaml:9:7: layer 'out' (Add) merges an input without a mask: the mask set by 'eq' "
+     "ends here\n"},
     /* 5 masking writes one; wrappers pass it, global average pooling uses it */
     {"masking, wrappers, pooling",
      "model:\n  input_shape: [4, 3]\n  layers:\n"
@@ -1417,8 +1419,8 @@ START_TEST(test_mask_through_lstm)
 }
 END_TEST
 
-/* Different masks meeting at a merge: the model computes their product. */
-START_TEST(test_mask_product)
+/* Different masks meeting at a merge: the model computes their union (Keras 3). */
+START_TEST(test_mask_union)
 {
     const int64_t rows = 6, T = 5;
     gm g;
@@ -1434,13 +1436,13 @@ START_TEST(test_mask_product)
     const float *c = m->out[layer_named(m, "c")->index].mask;
     int zero_a = 0, zero_b = 0;
     for (int64_t i = 0; i < rows * T; i++) {
-        float want = a[i] != 0.0f && b[i] != 0.0f ? 1.0f : 0.0f;
+        float want = a[i] != 0.0f || b[i] != 0.0f ? 1.0f : 0.0f;
         ck_assert_msg(s[i] == want && c[i] == want, "step %lld: s %g, c %g, ids %g and %g",
                       (long long)i, s[i], c[i], a[i], b[i]);
         zero_a += a[i] == 0.0f && b[i] != 0.0f;
         zero_b += b[i] == 0.0f && a[i] != 0.0f;
     }
-    ck_assert(zero_a > 0 && zero_b > 0); /* each mask alone pads some steps */
+    ck_assert(zero_a > 0 && zero_b > 0); /* each mask alone pads steps the other does not */
     ck_assert_ptr_eq(ct_model_output(m, 0)->mask, s);
     ck_assert_ptr_eq(ct_model_output(m, 1)->mask, m->out[layer_named(m, "ea")->index].mask);
     gm_close(&g);
@@ -1552,7 +1554,7 @@ static void fill_padded(ct_model *m, int64_t rows)
 
 /* Finite-difference gradients of masked models: recurrent layers carrying their state
  * over padding (both ways, both GRU biases), Bidirectional zeroing its sequences, a
- * masked mean, attention, and a product of masks. */
+ * masked mean, attention, and a union of masks. */
 static const graph_case mask_grad_cases[] = {
     {"masked recurrent layers",
      "model:\n  input_shape: [5, 3]\n  layers:\n"
@@ -1571,7 +1573,7 @@ static const graph_case mask_grad_cases[] = {
      "    - {name: last, type: bidirectional, merge_mode: sum, layer: {type: gru, units: 2},"
      " inputs: time_distributed}\n"
      "    - {type: concatenate, inputs: [gap, last]}\n"},
-    {"masked attention and a product of masks",
+    {"masked attention and a union of masks",
      "model:\n  inputs: {q: {shape: [5]}, v: {shape: [5]}}\n  layers:\n"
      "    - {name: eq, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
      "inputs: q}\n"
@@ -1625,7 +1627,7 @@ static Suite *suite(void)
     tcase_set_timeout(mk, 120);
     tcase_add_loop_test(mk, test_mask_rules, 0, N_MASK);
     tcase_add_test(mk, test_mask_through_lstm);
-    tcase_add_test(mk, test_mask_product);
+    tcase_add_test(mk, test_mask_union);
     tcase_add_test(mk, test_mask_attention);
     tcase_add_test(mk, test_masking_layer);
     tcase_add_loop_test(mk, test_mask_gradients, 0, N_MASK_GRAD);
