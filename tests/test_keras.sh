@@ -2,12 +2,13 @@
 # test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
 # (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards), of
 # a Functional one (two inputs, a shared layer, merges, two outputs), of one with
-# wrappers (bidirectional in every merge mode, time_distributed) and of two masked ones
+# wrappers (bidirectional in every merge mode, time_distributed) and of three masked ones
 # (embedding with mask_zero into an lstm returning sequences, and into a bidirectional
-# gru, on token sequences padded at the end and in the middle) load with
-# keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's evaluate gives
-# the masked models' loss and accuracy that `ctrain evaluate` does; and ctrain predicts
-# what Keras does from a Keras file of wrapped layers.
+# gru, on token sequences padded at the end and in the middle; and merges of masks, whose
+# union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it)
+# load with keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's
+# evaluate gives the masked models' loss (and accuracy) that `ctrain evaluate` does; and
+# ctrain predicts what Keras does from a Keras file of wrapped layers.
 #
 # Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
 # environment `scripts/setup.sh --test` makes from PyPI (tests/.venv), else the one
@@ -50,6 +51,9 @@ with h5py.File(sys.argv[1], "w") as f:
     tok[5] = 0
     f["tok"] = tok.astype("i4")
     f["tokcls"] = ((tok + np.arange(8)) % 3).astype("u1")
+    tok2 = rng.integers(0, 9, size=(96, 8))
+    tok2[:, 6:] = 0
+    f["tok2"] = tok2.astype("i4")
 PY
 
 cat >"$tmp/seq.yaml" <<'YAML'
@@ -144,15 +148,40 @@ compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical
 fit: {epochs: 4, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap mlstm mgru; do
+# (Listed in the order of Keras's depth-first layer list, by which Keras's loader pairs a
+# legacy file's weights with its layers.)
+cat >"$tmp/mmerge.yaml" <<'YAML'
+data: {train: {path: d.h5, x: {a: tok, b: tok2}, y: {seq: tokcls, last: cls}}}
+model:
+  inputs: {a: {shape: [8]}, b: {shape: [8]}}
+  layers:
+    - {name: ea, type: embedding, input_dim: 9, output_dim: 4, mask_zero: true, inputs: a}
+    - {name: eu, type: embedding, input_dim: 9, output_dim: 4, inputs: b}
+    - {name: eb, type: embedding, input_dim: 9, output_dim: 4, mask_zero: true, inputs: b}
+    - {name: both, type: add, inputs: [ea, eb]}
+    - {name: cat, type: concatenate, inputs: [ea, eu]}
+    - {name: r, type: lstm, units: 4, return_sequences: true, inputs: both}
+    - {name: g, type: gru, units: 3, inputs: cat}
+    - {name: seq, type: dense, units: 3, activation: softmax, inputs: r}
+    - {name: last, type: dense, units: 3, activation: softmax, inputs: g}
+  outputs: [seq, last]
+compile:
+  optimizer: {type: adam, learning_rate: 0.03}
+  loss: {seq: sparse_categorical_crossentropy, last: sparse_categorical_crossentropy}
+fit: {epochs: 4, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
 done
-for m in mlstm:tokcls mgru:cls; do
-    "$ctrain" evaluate "$tmp/${m%%:*}.yaml" --weights "$tmp/${m%%:*}/weights.h5" --json \
-        --data "$tmp/d.h5" --x tok --y "${m#*:}" >"$tmp/${m%%:*}.eval.json" ||
-        bad "${m%%:*}: evaluate failed"
+for m in mlstm:tokcls mgru:cls mmerge:; do
+    if [ -n "${m#*:}" ]; then set -- --data "$tmp/d.h5" --x tok --y "${m#*:}"; else
+        set -- --set data.test.path=d.h5 --set data.test.x.a=tok --set data.test.x.b=tok2 \
+            --set data.test.y.seq=tokcls --set data.test.y.last=cls; fi
+    "$ctrain" evaluate "$tmp/${m%%:*}.yaml" --weights "$tmp/${m%%:*}/weights.h5" --json "$@" \
+        >"$tmp/${m%%:*}.eval.json" || bad "${m%%:*}: evaluate failed"
 done
 
 "$py" - "$tmp" <<'PY' || bad "Keras did not read ctrain's files as ctrain does (above)"
@@ -165,7 +194,8 @@ with h5py.File(f"{tmp}/d.h5") as f:
 failed = False
 for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
                      ("rnn", [data["steps"]]), ("wrap", [data["steps"]]),
-                     ("mlstm", [data["tok"]]), ("mgru", [data["tok"]])):
+                     ("mlstm", [data["tok"]]), ("mgru", [data["tok"]]),
+                     ("mmerge", [data["tok"], data["tok2"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
@@ -173,7 +203,8 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
     got = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
     got = got if isinstance(got, list) else [got]
     with h5py.File(f"{tmp}/{name}.pred.h5") as f:
-        want = [f[k][:] for k in (["predictions"] if len(got) == 1 else ["cls", "reg", "sim"])]
+        want = [f[k][:] for k in (["predictions"] if len(got) == 1 else
+                                  {"graph": ["cls", "reg", "sim"], "mmerge": ["seq", "last"]}[name])]
     for g, w in zip(got, want):
         err = float(np.max(np.abs(g.reshape(w.shape) - w)))
         ok = err <= 1e-4 * max(1.0, float(np.max(np.abs(w))))
@@ -194,13 +225,17 @@ tmp = sys.argv[1]
 with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
-for name, y in (("mlstm", "tokcls"), ("mgru", "cls")):
+for name, x, y in (("mlstm", "tok", "tokcls"), ("mgru", "tok", "cls"),
+                   ("mmerge", ["tok", "tok2"], ["tokcls", "cls"])):
     model = keras.saving.load_model(f"{tmp}/{name}/weights.h5", compile=False)
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    got = model.evaluate(data["tok"], data[y], batch_size=16, verbose=0, return_dict=True)
+    multi = isinstance(y, list)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=None if multi else ["accuracy"])
+    got = model.evaluate([data[k] for k in x] if multi else data[x],
+                         [data[k] for k in y] if multi else data[y], batch_size=16, verbose=0,
+                         return_dict=True)
     with open(f"{tmp}/{name}.eval.json") as f:
         want = json.load(f)
-    for key in ("loss", "accuracy"):
+    for key in ("loss",) if multi else ("loss", "accuracy"):
         err = abs(got[key] - want[key]) / max(abs(want[key]), 1e-12)
         print(f"keras: {name} evaluate {key}: Keras {got[key]:.7g}, ctrain {want[key]:.7g} "
               f"(relative difference {err:.1e})")
