@@ -596,8 +596,10 @@ static void merge_free(ct_layer *l)
     l->state = NULL;
 }
 
-/* Masks: a merge of per-step tensors carries the product of its inputs' masks (Keras ANDs
- * them); Dot's output has no such axis. */
+/* Masks: a merge of per-step tensors carries the union of its inputs' masks (Keras 3 ORs
+ * them), or none when one input has none (Keras 3 drops it; for Concatenate an input
+ * without one counts as unmasked everywhere, which is the same); Dot's output has no such
+ * axis. */
 #define MERGE_KIND(var, config_name, cls, lo, hi, mask_rule)                                  \
     const ct_layer_kind var = {                                                               \
         .name = config_name,                                                                  \

@@ -1,6 +1,8 @@
 /* test_cuda.c - the CUDA backend against the CPU reference: every op on random inputs,
- * every layer kind forward and backward inside small models, every loss, metric and
- * optimizer step, then short training runs of the example configs compared step by step.
+ * every layer kind forward and backward inside small models (masked ones too), every loss
+ * (with a masked output's sum_scale), metric and optimizer step, then short training runs
+ * of the example configs compared step by step, and a masked output through evaluate and
+ * fit.
  *
  * Without a GPU (or in a build without the CUDA backend) the suite says why and exits 77,
  * which automake reports as SKIP. CT_CUDA_TEST_SELF=1 runs the suite with the CPU backend
@@ -10,6 +12,7 @@
  * functions differ by an ulp or two): 2e-6 relative. Reductions and GEMMs sum in another
  * order: 1e-4 relative to the scale of the result. Training runs drift apart by rounding
  * each step: losses within 1e-3 relative over 20 steps, weights within 1% of their norm. */
+#include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -543,64 +546,87 @@ typedef struct loss_case {
     int labels;   /* 0 dense in [0, 1], 1 one-hot, 2 class indices, 3 {0, 1}, 4 {-1, 1} */
 } loss_case;
 
+/* Predictions and labels of case i. */
+static void loss_inputs(const loss_case *lc, size_t i, int64_t rows, int64_t cols, pair *p,
+                        pair *y)
+{
+    *p = mk(rows * cols, 120 + (unsigned)i, -4, 4);
+    if (lc->probs) {
+        ct_act a = {lc->op.id == CT_LOSS_BCE ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX, 0};
+        CPU->act_forward(a, p->c, p->c, rows, cols);
+    }
+    /* Saturated predictions test the clipping. */
+    p->c[3] = lc->probs ? 1.0f : 30.0f;
+    p->c[7] = lc->probs ? 0.0f : -30.0f;
+    GPU->upload(p->g, p->c, (size_t)(rows * cols) * sizeof(float));
+    int64_t ny = lc->labels == 2 ? rows : rows * cols;
+    *y = mk(ny, 130 + (unsigned)i, 0, 1);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols; k++) {
+            float *v = lc->labels == 2 ? &y->c[r] : &y->c[r * cols + k];
+            if (lc->labels == 1)
+                *v = (float)(k == r % cols);
+            else if (lc->labels == 2)
+                *v = (float)(r % cols);
+            else if (lc->labels == 3)
+                *v = (float)((r + k) % 2);
+            else if (lc->labels == 4)
+                *v = (r + k) % 3 ? 1.0f : -1.0f;
+        }
+    if (lc->labels == 2)
+        y->c[5] = 99.0f; /* out of range: skipped by both */
+    GPU->upload(y->g, y->c, (size_t)ny * sizeof(float));
+}
+
+/* Case i with the op's sum_scale set to sum_scale (0 reads as 1; another value takes the
+ * GPU's staging path), added to a sum that starts at `start`. */
+static void loss_case_check(const loss_case *lc, size_t i, double sum_scale, double start)
+{
+    const int64_t rows = 200, cols = 10;
+    ct_loss_op op = lc->op;
+    op.sum_scale = sum_scale;
+    pair p, y;
+    loss_inputs(lc, i, rows, cols, &p, &y);
+    pair d = mk(rows * cols, 0, 0, 0);
+    acc s = mk_acc();
+    *s.c = start;
+    GPU->upload(s.g, &start, sizeof start);
+    CPU->loss(&op, p.c, y.c, d.c, rows, cols, 1.0f / rows, s.c);
+    GPU->loss(&op, p.g, y.g, d.g, rows, cols, 1.0f / rows, s.g);
+    char what[128];
+    snprintf(what, sizeof what, "loss case %zu (id %d, sum_scale %g) value", i, (int)op.id,
+             sum_scale);
+    expect_acc(what, &s, 1e-6);
+    snprintf(what, sizeof what, "loss case %zu (id %d, sum_scale %g) gradient", i, (int)op.id,
+             sum_scale);
+    expect_close(what, &d, 1e-5, 1e-6);
+    /* Without a gradient buffer, the value alone. */
+    acc s2 = mk_acc();
+    CPU->loss(&op, p.c, y.c, NULL, rows, cols, 1.0f, s2.c);
+    GPU->loss(&op, p.g, y.g, NULL, rows, cols, 1.0f, s2.g);
+    expect_acc(what, &s2, 1e-6);
+    drop(&p);
+    drop(&y);
+    drop(&d);
+}
+
 START_TEST(test_losses)
 {
     const loss_case cases[] = {
-        {{CT_LOSS_MSE, false, false, 0}, false, 0},      {{CT_LOSS_MAE, false, false, 0}, false, 0},
-        {{CT_LOSS_HUBER, false, false, 0.7}, false, 0},  {{CT_LOSS_LOG_COSH, false, false, 0}, false, 0},
-        {{CT_LOSS_BCE, false, false, 0}, true, 3},       {{CT_LOSS_BCE, true, false, 0}, false, 3},
-        {{CT_LOSS_BCE, false, true, 0}, true, 0},        {{CT_LOSS_CCE, false, false, 0}, true, 1},
-        {{CT_LOSS_CCE, true, false, 0}, false, 1},       {{CT_LOSS_CCE, false, true, 0}, true, 1},
-        {{CT_LOSS_SPARSE_CCE, false, false, 0}, true, 2}, {{CT_LOSS_SPARSE_CCE, true, false, 0}, false, 2},
-        {{CT_LOSS_SPARSE_CCE, false, true, 0}, true, 2}, {{CT_LOSS_KLD, false, false, 0}, true, 0},
-        {{CT_LOSS_HINGE, false, false, 0}, false, 3},    {{CT_LOSS_HINGE, false, false, 0}, false, 4},
+        {{CT_LOSS_MSE, false, false, 0, 1}, false, 0},      {{CT_LOSS_MAE, false, false, 0, 1}, false, 0},
+        {{CT_LOSS_HUBER, false, false, 0.7, 1}, false, 0},  {{CT_LOSS_LOG_COSH, false, false, 0, 1}, false, 0},
+        {{CT_LOSS_BCE, false, false, 0, 1}, true, 3},       {{CT_LOSS_BCE, true, false, 0, 1}, false, 3},
+        {{CT_LOSS_BCE, false, true, 0, 1}, true, 0},        {{CT_LOSS_CCE, false, false, 0, 1}, true, 1},
+        {{CT_LOSS_CCE, true, false, 0, 1}, false, 1},       {{CT_LOSS_CCE, false, true, 0, 1}, true, 1},
+        {{CT_LOSS_SPARSE_CCE, false, false, 0, 1}, true, 2}, {{CT_LOSS_SPARSE_CCE, true, false, 0, 1}, false, 2},
+        {{CT_LOSS_SPARSE_CCE, false, true, 0, 1}, true, 2}, {{CT_LOSS_KLD, false, false, 0, 1}, true, 0},
+        {{CT_LOSS_HINGE, false, false, 0, 1}, false, 3},    {{CT_LOSS_HINGE, false, false, 0, 1}, false, 4},
     };
-    const int64_t rows = 200, cols = 10;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const loss_case *lc = &cases[i];
-        pair p = mk(rows * cols, 120 + (unsigned)i, -4, 4);
-        if (lc->probs) {
-            ct_act a = {lc->op.id == CT_LOSS_BCE ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX, 0};
-            CPU->act_forward(a, p.c, p.c, rows, cols);
-        }
-        /* Saturated predictions test the clipping. */
-        p.c[3] = lc->probs ? 1.0f : 30.0f;
-        p.c[7] = lc->probs ? 0.0f : -30.0f;
-        GPU->upload(p.g, p.c, (size_t)(rows * cols) * sizeof(float));
-        int64_t ny = lc->labels == 2 ? rows : rows * cols;
-        pair y = mk(ny, 130 + (unsigned)i, 0, 1);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t k = 0; k < cols; k++) {
-                float *v = lc->labels == 2 ? &y.c[r] : &y.c[r * cols + k];
-                if (lc->labels == 1)
-                    *v = (float)(k == r % cols);
-                else if (lc->labels == 2)
-                    *v = (float)(r % cols);
-                else if (lc->labels == 3)
-                    *v = (float)((r + k) % 2);
-                else if (lc->labels == 4)
-                    *v = (r + k) % 3 ? 1.0f : -1.0f;
-            }
-        if (lc->labels == 2)
-            y.c[5] = 99.0f; /* out of range: skipped by both */
-        GPU->upload(y.g, y.c, (size_t)ny * sizeof(float));
-        pair d = mk(rows * cols, 0, 0, 0);
-        acc s = mk_acc();
-        CPU->loss(&lc->op, p.c, y.c, d.c, rows, cols, 1.0f / rows, s.c);
-        GPU->loss(&lc->op, p.g, y.g, d.g, rows, cols, 1.0f / rows, s.g);
-        char what[96];
-        snprintf(what, sizeof what, "loss case %zu (id %d) value", i, (int)lc->op.id);
-        expect_acc(what, &s, 1e-6);
-        snprintf(what, sizeof what, "loss case %zu (id %d) gradient", i, (int)lc->op.id);
-        expect_close(what, &d, 1e-5, 1e-6);
-        /* Without a gradient buffer, the value alone. */
-        acc s2 = mk_acc();
-        CPU->loss(&lc->op, p.c, y.c, NULL, rows, cols, 1.0f, s2.c);
-        GPU->loss(&lc->op, p.g, y.g, NULL, rows, cols, 1.0f, s2.g);
-        expect_acc(what, &s2, 1e-6);
-        drop(&p);
-        drop(&y);
-        drop(&d);
+        loss_case_check(&cases[i], i, 1.0, 0.0);
+        /* a masked output's batch: the sum scaled, added to the epoch's */
+        loss_case_check(&cases[i], i, 2.5, 7.25);
+        loss_case_check(&cases[i], i, 0.0, 0.0);
     }
 }
 END_TEST
@@ -812,6 +838,51 @@ START_TEST(test_embedding_ops)
 }
 END_TEST
 
+/* The masks' ops: step_mask over token ids (feat 1, value 0: id 0, and -0, are padding)
+ * and over steps of features (a step is padding only where every feature equals the
+ * value; NaN never does); mask_weights with rows of padding only (zeros). Bits must match
+ * for the mask, the weights to an element-wise tolerance. */
+START_TEST(test_mask_ops)
+{
+    const int64_t n = 1000, feat = 5;
+    pair ids = mk(n, 198, 0, 4), mask = mk(n, 0, 0, 0);
+    for (int64_t i = 0; i < n; i++)
+        ids.c[i] = floorf(ids.c[i]);
+    ids.c[0] = -0.0f, ids.c[1] = NAN, ids.c[2] = 1e-30f;
+    GPU->upload(ids.g, ids.c, (size_t)n * sizeof(float));
+    CPU->step_mask(ids.c, n, 1, 0.0f, mask.c);
+    GPU->step_mask(ids.g, n, 1, 0.0f, mask.g);
+    expect_equal("step_mask (ids)", &mask);
+    ck_assert(mask.c[0] == 0.0f && mask.c[1] == 1.0f && mask.c[2] == 1.0f);
+    pair x = mk(n * feat, 199, -1, 1);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < feat && i % 3; j++) /* a step of 0.5s, or all but one */
+            x.c[i * feat + j] = i % 3 == 1 || j != (i / 3) % feat ? 0.5f : x.c[i * feat + j];
+    x.c[4 * feat + 2] = NAN;
+    GPU->upload(x.g, x.c, (size_t)(n * feat) * sizeof(float));
+    CPU->step_mask(x.c, n, feat, 0.5f, mask.c);
+    GPU->step_mask(x.g, n, feat, 0.5f, mask.g);
+    expect_equal("step_mask (features)", &mask);
+    ck_assert(mask.c[0] == 1.0f && mask.c[1] == 0.0f && mask.c[2] == 1.0f && mask.c[4] == 1.0f);
+    const int64_t rows = 40, steps = 25;
+    pair m = mk(rows * steps, 0, 0, 0), w = mk(rows * steps, 0, 0, 0);
+    memcpy(m.c, mask.c, (size_t)(rows * steps) * sizeof(float));
+    memset(m.c + 3 * steps, 0, (size_t)steps * sizeof(float)); /* padding only */
+    GPU->upload(m.g, m.c, (size_t)(rows * steps) * sizeof(float));
+    CPU->mask_weights(m.c, rows, steps, w.c);
+    GPU->mask_weights(m.g, rows, steps, w.g);
+    expect_close("mask_weights", &w, ELEM, 0);
+    float row[25];
+    GPU->download(row, w.g + 3 * steps, sizeof row);
+    for (int64_t t = 0; t < steps; t++)
+        ck_assert_msg(row[t] == 0.0f && w.c[3 * steps + t] == 0.0f, "a row of padding weighs "
+                      "%g on the gpu, %g on the cpu", row[t], w.c[3 * steps + t]);
+    pair *all[] = {&ids, &mask, &x, &m, &w};
+    for (size_t j = 0; j < 5; j++)
+        drop(all[j]);
+}
+END_TEST
+
 /* ---- layers and whole experiments ---------------------------------------------------- */
 
 /* The same experiment on both backends (the CUDA one with backend.device=cuda). */
@@ -978,6 +1049,28 @@ static const char *const ZOO[] = {
     " output_shape: 3, inputs: [res, ln, k]}\n"
     "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* masks from token ids (0 is padding): the union of two, an LSTM and a GRU
+     * carrying their state over padding, attention honouring them, a masked output */
+    "model:\n  input_shape: [7]\n  layers:\n"
+    "    - {name: e, type: embedding, input_dim: 11, output_dim: 6, mask_zero: true}\n"
+    "    - {name: tap, type: token_and_position_embedding, vocabulary_size: 11, "
+    "sequence_length: 7, embedding_dim: 6, mask_zero: true, inputs: input_layer}\n"
+    "    - {name: both, type: add, inputs: [e, tap]}\n"
+    "    - {name: lstm, type: lstm, units: 5, return_sequences: true}\n"
+    "    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 3, "
+    "inputs: [lstm, lstm]}\n"
+    "    - {name: gru, type: gru, units: 4, return_sequences: true, go_backwards: true}\n"
+    "    - {name: out, type: dense, units: 4, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* Masking (steps of zeros, a row of them only), a bidirectional LSTM zeroing its
+     * sequences there, a simple RNN, a masked mean over time */
+    "model:\n  input_shape: [6, 4]\n  layers:\n"
+    "    - {type: masking}\n"
+    "    - {type: bidirectional, layer: {type: lstm, units: 3, return_sequences: true}}\n"
+    "    - {type: simple_rnn, units: 4, return_sequences: true}\n"
+    "    - {type: time_distributed, layer: {type: dense, units: 3, activation: tanh}}\n"
+    "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind
@@ -1052,6 +1145,19 @@ static void token_ids(const ct_model *m, float *x, int64_t n)
     x[0] = 0.0f, x[1] = (float)(ids - 1), x[2] = (float)ids, x[3] = x[1];
 }
 
+/* A model starting with Masking (mask_value 0) gets padding: whole steps of zeros, every
+ * step of row 2. */
+static void padding_steps(const ct_model *m, float *x, int64_t rows)
+{
+    if (strcmp(m->layers[0].kind->name, "masking") != 0)
+        return;
+    int64_t steps = m->input_shape.dim[0], feat = m->input_shape.dim[1];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < steps; t++)
+            if (r == 2 || (r + t) % 4 == 1)
+                memset(x + (r * steps + t) * feat, 0, (size_t)feat * sizeof *x);
+}
+
 START_TEST(test_layers)
 {
     char *dir = tu_tmpdir();
@@ -1070,6 +1176,7 @@ START_TEST(test_layers)
     float *x = malloc((size_t)xn * sizeof *x);
     tu_fill(x, xn, 200 + (unsigned)_i, -1, 1);
     token_ids(mc, x, xn);
+    padding_steps(mc, x, rows);
     mc->be->upload(mc->inputs[0].data, x, (size_t)xn * sizeof *x);
     mg->be->upload(mg->inputs[0].data, x, (size_t)xn * sizeof *x);
     ct_pass pass = {.training = true, .seed = 5, .step = 3};
@@ -1188,6 +1295,79 @@ START_TEST(test_examples)
 }
 END_TEST
 
+/* The masked ZOO model's data: 40 rows of 7 ids with padding (the last 8 rows padding
+ * only, a batch of its own) and a class per position. */
+static void masked_data(const char *dir)
+{
+    enum { N = 40, T = 7 };
+    int32_t x[N * T], y[N * T];
+    float u[N * T];
+    tu_fill(u, N * T, 610, 0, 11);
+    for (int i = 0; i < N * T; i++) {
+        x[i] = i >= 32 * T || i % 5 == 3 ? 0 : (int32_t)u[i];
+        y[i] = (x[i] + i / T) % 4;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m.h5", dir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t d[2] = {N, T};
+    hid_t sp = H5Screate_simple(2, d, NULL);
+    for (int k = 0; k < 2; k++) {
+        hid_t ds = H5Dcreate2(f, k ? "y" : "x", H5T_NATIVE_INT32, sp, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT);
+        ck_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                      k ? y : x) >= 0);
+        H5Dclose(ds);
+    }
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* A masked output through the experiment on both: evaluate's loss and accuracy (the mask
+ * read back, the loss's sum_scale, a batch of padding only), then an epoch of fit from
+ * the same weights, whose history and weights must follow. */
+START_TEST(test_masked_experiment)
+{
+    const char *model = NULL;
+    for (size_t z = 0; z < sizeof ZOO / sizeof ZOO[0]; z++)
+        model = strstr(ZOO[z], "mask_zero: true") ? ZOO[z] : model;
+    ck_assert_ptr_nonnull(model);
+    char *dir = tu_tmpdir(), text[4096];
+    masked_data(dir);
+    snprintf(text, sizeof text, "%sdata: {train: {path: m.h5}, test: {path: m.h5}}\n"
+             "fit: {epochs: 1, batch_size: 16, shuffle: false, verbose: 0}\n", model);
+    ct_experiment *ex[2];
+    load_both(tu_write(dir, "masked.yaml", text), NULL, 0, &ex[0], &ex[1]);
+    const char *names[4];
+    double v[2][4];
+    ct_error err = {0};
+    for (int b = 0; b < 2; b++)
+        ck_assert_msg(ct_experiment_evaluate(ex[b], NULL, NULL, NULL, names, v[b], 4, &err) == 2,
+                      "%s", err.msg);
+    ck_assert_msg(isfinite(v[0][0]) && fabs(v[1][0] - v[0][0]) <= 1e-5 * fabs(v[0][0]),
+                  "evaluate's loss: gpu %.9g, cpu %.9g", v[1][0], v[0][0]);
+    /* a position or two may flip where the classes nearly tie */
+    ck_assert_msg(fabs(v[1][1] - v[0][1]) <= 0.02, "evaluate's accuracy: gpu %.9g, cpu %.9g",
+                  v[1][1], v[0][1]);
+    FILE *devnull = fopen("/dev/null", "w");
+    for (int b = 0; b < 2; b++) {
+        char run[4200];
+        snprintf(run, sizeof run, "%s/run%d", dir, b);
+        ct_fit_options o = {.run_dir = run, .verbose = 0, .out = devnull};
+        ck_assert_msg(ct_experiment_fit(ex[b], &o, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(ct_experiment_evaluate(ex[b], NULL, NULL, NULL, names, v[b], 4, &err), 2);
+    }
+    fclose(devnull);
+    ck_assert_msg(fabs(v[1][0] - v[0][0]) <= 1e-3 * fabs(v[0][0]), "loss after an epoch: gpu "
+                  "%.9g, cpu %.9g", v[1][0], v[0][0]);
+    ct_model *mc = ex[0]->model, *mg = ex[1]->model;
+    expect_model_close("weights after an epoch", mc, mg, mc->values, mg->values, mc->size, 1e-3);
+    ct_experiment_free(ex[0]);
+    ct_experiment_free(ex[1]);
+    free(dir);
+}
+END_TEST
+
 /* A checkpoint written by a GPU run loads into a CPU run with the same weights and
  * optimizer state, and the other way round. */
 START_TEST(test_checkpoint_across)
@@ -1259,12 +1439,14 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_updates);
     tcase_add_test(ops, test_merge_ops);
     tcase_add_test(ops, test_embedding_ops);
+    tcase_add_test(ops, test_mask_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 300);
     tcase_add_loop_test(models, test_layers, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     tcase_add_loop_test(models, test_examples, 0, 3);
     tcase_add_test(models, test_checkpoint_across);
+    tcase_add_test(models, test_masked_experiment);
     suite_add_tcase(s, models);
     return s;
 }

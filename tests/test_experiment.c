@@ -1,5 +1,6 @@
 /* test_experiment.c - whole experiments: config errors with their positions, summary,
- * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict. */
+ * end-to-end training on a synthetic task, determinism, data checks, evaluate, predict,
+ * and the loss, metrics and gradient of a masked sequence output. */
 #include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
@@ -1453,6 +1454,291 @@ START_TEST(test_sequence_targets)
 }
 END_TEST
 
+/* --- a masked sequence output ------------------------------------------------------------ */
+
+#define MS_N 6
+#define MS_T 4
+
+/* Per-position classes of token sequences with padding (0) at the end and in the middle;
+ * the output carries the embedding's mask, so padded positions do not count (Keras: the
+ * batch's loss is sum(mask * loss) / sum(mask), and the epoch's the batches' losses
+ * weighted by their sizes; metrics count unmasked positions). */
+static const char *mask_config =
+    "name: masked\nseed: 4\n"
+    "data: {train: {path: m.h5, x: x, y: y}}\n"
+    "model:\n  input_shape: [4]\n  layers:\n"
+    "    - {type: embedding, input_dim: 5, output_dim: 3, mask_zero: true}\n"
+    "    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: {type: sgd, learning_rate: 0.5}, "
+    "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+    "fit: {epochs: 1, batch_size: 4, shuffle: false, verbose: 0}\n";
+
+/* Set 0; set 1 is set 0 with its last two rows all padding. */
+static const int32_t ms_ids[2][MS_N][MS_T] = {
+    {{1, 2, 3, 0}, {4, 0, 2, 1}, {2, 2, 0, 0}, {3, 1, 4, 2}, {1, 0, 0, 0}, {4, 3, 0, 0}},
+    {{1, 2, 3, 0}, {4, 0, 2, 1}, {2, 2, 0, 0}, {3, 1, 4, 2}, {0, 0, 0, 0}, {0, 0, 0, 0}},
+};
+
+/* Labels: 2 at padding (where a model starting near uniform is as wrong as anywhere). */
+static int32_t ms_label(int set, int r, int t)
+{
+    int32_t id = ms_ids[set][r][t];
+    return id ? (id + r + t) % 3 : 2;
+}
+
+static void h5_ints(hid_t f, const char *name, int rows, const int32_t *v)
+{
+    hsize_t d[2] = {(hsize_t)rows, MS_T};
+    hid_t sp = H5Screate_simple(2, d, NULL);
+    hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_INT32, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+}
+
+/* m.h5: x/y (set 0), xp/yp (set 1), x4/y4 (the first 4 rows), xz/yz (2 rows of padding). */
+static char *mask_dir(void)
+{
+    char *dir = tu_tmpdir();
+    char p[4200];
+    snprintf(p, sizeof p, "%s/m.h5", dir);
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    int32_t y[2][MS_N][MS_T];
+    for (int s = 0; s < 2; s++)
+        for (int r = 0; r < MS_N; r++)
+            for (int t = 0; t < MS_T; t++)
+                y[s][r][t] = ms_label(s, r, t);
+    h5_ints(f, "x", MS_N, &ms_ids[0][0][0]);
+    h5_ints(f, "y", MS_N, &y[0][0][0]);
+    h5_ints(f, "xp", MS_N, &ms_ids[1][0][0]);
+    h5_ints(f, "yp", MS_N, &y[1][0][0]);
+    h5_ints(f, "x4", 4, &ms_ids[0][0][0]);
+    h5_ints(f, "y4", 4, &y[0][0][0]);
+    h5_ints(f, "xz", 2, &ms_ids[1][4][0]);
+    h5_ints(f, "yz", 2, &y[1][4][0]);
+    H5Fclose(f);
+    tu_write(dir, "masked.yaml", mask_config);
+    return dir;
+}
+
+/* The model's probabilities at row r, step t of a set, in double. */
+static void ms_probs(const ct_model *m, int set, int r, int t, double *p)
+{
+    const float *e = m->layers[0].params[0].value + ms_ids[set][r][t] * 3;
+    const float *w = m->layers[1].params[0].value, *b = m->layers[1].params[1].value;
+    double z[3], mx = -1e30, sum = 0;
+    for (int j = 0; j < 3; j++) {
+        z[j] = b[j];
+        for (int i = 0; i < 3; i++)
+            z[j] += (double)e[i] * w[i * 3 + j];
+        mx = fmax(mx, z[j]);
+    }
+    for (int j = 0; j < 3; j++)
+        sum += p[j] = exp(z[j] - mx);
+    for (int j = 0; j < 3; j++)
+        p[j] /= sum;
+}
+
+typedef struct ms_expect {
+    double loss, accuracy; /* as Keras reports them */
+    double all_loss;       /* the mean over every position, padding too */
+    double pooled_loss;    /* the mean over the unmasked positions of all batches at once */
+} ms_expect;
+
+/* Rows [0, n) of a set in batches of `batch`. */
+static ms_expect ms_by_hand(const ct_model *m, int set, int n, int batch)
+{
+    ms_expect e = {0, 0, 0, 0};
+    double hits = 0, counted = 0;
+    for (int r0 = 0; r0 < n; r0 += batch) {
+        double sum = 0, valid = 0;
+        int rows = n - r0 < batch ? n - r0 : batch;
+        for (int r = r0; r < r0 + rows; r++)
+            for (int t = 0; t < MS_T; t++) {
+                double p[3];
+                ms_probs(m, set, r, t, p);
+                int y = ms_label(set, r, t), best = p[1] > p[0];
+                best = p[2] > p[best] ? 2 : best;
+                e.all_loss -= log(p[y]);
+                if (!ms_ids[set][r][t])
+                    continue;
+                sum -= log(p[y]);
+                valid++;
+                hits += best == y;
+            }
+        e.loss += valid ? rows * sum / valid : 0;
+        e.pooled_loss += sum;
+        counted += valid;
+    }
+    e.loss /= n;
+    e.pooled_loss = counted ? e.pooled_loss / counted : 0;
+    e.accuracy = counted ? hits / counted : 0;
+    e.all_loss /= n * MS_T;
+    return e;
+}
+
+/* Weights far from the initial near-uniform model, so that positions differ. */
+static void ms_weights(ct_experiment *ex)
+{
+    ct_model *m = ex->model;
+    tu_fill(m->layers[0].params[0].value, 15, 3, -2, 2);
+    tu_fill(m->layers[1].params[0].value, 9, 32, -2, 2);
+    tu_fill(m->layers[1].params[1].value, 3, 33, -1, 1);
+}
+
+static void ms_evaluate(ct_experiment *ex, const char *dir, const char *x, const char *y,
+                        double *v)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/m.h5", dir);
+    const char *names[4];
+    ct_error err = {0};
+    ck_assert_msg(ct_experiment_evaluate(ex, p, x, y, names, v, 4, &err) == 2, "%s", err.msg);
+    ck_assert_str_eq(names[0], "loss");
+    ck_assert_str_eq(names[1], "accuracy");
+}
+
+/* evaluate: the loss and accuracy of the unmasked positions, in batches of 4 and 2. A
+ * batch of padding only adds nothing (Keras: 0 / 0 is 0 there) and makes no NaN, nor does
+ * data of padding only. */
+START_TEST(test_masked_output_evaluate)
+{
+    char *dir = mask_dir();
+    ct_experiment *ex = load_in(dir, "masked.yaml");
+    ms_weights(ex);
+    double v[4];
+    ms_evaluate(ex, dir, "x", "y", v);
+    ms_expect e = ms_by_hand(ex->model, 0, MS_N, 4);
+    ck_assert_msg(tu_relerr(v[0], e.loss) <= 1e-5, "loss %.9g, by hand %.9g", v[0], e.loss);
+    ck_assert_msg(fabs(v[1] - e.accuracy) <= 1e-12, "accuracy %.9g, by hand %.9g", v[1],
+                  e.accuracy);
+    ck_assert_msg(tu_relerr(e.loss, e.all_loss) > 1e-2, "the padding makes no difference");
+    ck_assert_msg(tu_relerr(e.loss, e.pooled_loss) > 1e-2, "the batches make no difference");
+    ck_assert(e.accuracy > 0 && e.accuracy < 1);
+    /* a batch of padding only */
+    ms_evaluate(ex, dir, "xp", "yp", v);
+    e = ms_by_hand(ex->model, 1, MS_N, 4);
+    ck_assert_msg(isfinite(v[0]) && tu_relerr(v[0], e.loss) <= 1e-5, "loss %.9g, by hand %.9g",
+                  v[0], e.loss);
+    ck_assert_msg(fabs(v[1] - e.accuracy) <= 1e-12, "accuracy %.9g, by hand %.9g", v[1],
+                  e.accuracy);
+    ct_experiment_free(ex);
+    /* nothing but padding */
+    const char *small[] = {"fit.batch_size=2"};
+    char p[4200];
+    snprintf(p, sizeof p, "%s/masked.yaml", dir);
+    ct_error err = {0};
+    ex = ct_experiment_load(p, small, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ms_evaluate(ex, dir, "xz", "yz", v);
+    ck_assert_msg(v[0] == 0.0 && v[1] == 0.0, "padding only: loss %g, accuracy %g", v[0], v[1]);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+static ct_experiment *ms_load(const char *dir, const char *const *set, int nset)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/masked.yaml", dir);
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, nset, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    return ex;
+}
+
+/* The accuracy and loss of history.csv's first epoch. */
+static void history_first(const char *run, double *acc, double *loss)
+{
+    char p[4200], line[512];
+    snprintf(p, sizeof p, "%s/history.csv", run);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,accuracy,loss,learning_rate\n");
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    double epoch;
+    ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf", &epoch, acc, loss), 3);
+    fclose(f);
+}
+
+/* fit, one batch of every row: the history's values are the unmasked positions' (before
+ * the update); the loss's gradient is zero at padding and (p - onehot) / (unmasked
+ * positions) elsewhere; so the padding's embedding row does not move. */
+START_TEST(test_masked_output_fit)
+{
+    char *dir = mask_dir();
+    const char *one_batch[] = {"fit.batch_size=6"};
+    ct_experiment *ex = ms_load(dir, one_batch, 1);
+    ms_weights(ex);
+    ct_model *m = ex->model;
+    ms_expect e = ms_by_hand(m, 0, MS_N, MS_N);
+    double p[MS_N][MS_T][3];
+    int valid = 0;
+    for (int r = 0; r < MS_N; r++)
+        for (int t = 0; t < MS_T; t++) {
+            ms_probs(m, 0, r, t, p[r][t]);
+            valid += ms_ids[0][r][t] != 0;
+        }
+    float table[15];
+    memcpy(table, m->layers[0].params[0].value, sizeof table);
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    double acc, loss;
+    history_first(run, &acc, &loss);
+    ck_assert_msg(tu_relerr(loss, e.loss) <= 1e-5, "loss %.9g, by hand %.9g", loss, e.loss);
+    ck_assert_msg(fabs(acc - e.accuracy) <= 1e-6, "accuracy %.9g, by hand %.9g", acc, e.accuracy);
+    const float *g = ct_model_output_grad(m, 0);
+    for (int r = 0; r < MS_N; r++)
+        for (int t = 0; t < MS_T; t++)
+            for (int j = 0; j < 3; j++) {
+                bool pad = !ms_ids[0][r][t];
+                double want = pad ? 0 : (p[r][t][j] - (j == ms_label(0, r, t))) / valid;
+                float got = g[(r * MS_T + t) * 3 + j];
+                ck_assert_msg(pad ? got == 0.0f : fabs(got - want) <= 1e-6,
+                              "gradient at row %d step %d class %d: %.9g, want %.9g", r, t, j,
+                              got, want);
+            }
+    const float *after = m->layers[0].params[0].value;
+    for (int i = 0; i < 15; i++)
+        ck_assert_msg((after[i] == table[i]) == (i < 3), "embedding row %d %s", i / 3,
+                      i < 3 ? "moved" : "did not move");
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
+/* fit in batches of 2 where the last batch is padding only: it moves no weight (the same
+ * weights as without it) and the history stays finite. */
+START_TEST(test_masked_padding_batch)
+{
+    char *dir = mask_dir();
+    const char *with[] = {"fit.batch_size=2", "data.train.x=xp", "data.train.y=yp"};
+    const char *without[] = {"fit.batch_size=2", "data.train.x=x4", "data.train.y=y4"};
+    ct_experiment *a = ms_load(dir, with, 3), *b = ms_load(dir, without, 3);
+    ms_weights(a);
+    ms_weights(b);
+    char run[4200];
+    snprintf(run, sizeof run, "%s/with", dir);
+    fit_into(a, run);
+    double acc, loss;
+    history_first(run, &acc, &loss);
+    ck_assert_msg(isfinite(loss) && loss > 0 && isfinite(acc), "loss %g, accuracy %g", loss, acc);
+    snprintf(run, sizeof run, "%s/without", dir);
+    fit_into(b, run);
+    ck_assert_int_eq(a->model->size, b->model->size);
+    for (int64_t i = 0; i < a->model->size; i++)
+        ck_assert_msg(isfinite(a->model->values[i]) &&
+                      a->model->values[i] == b->model->values[i],
+                      "weight %lld: %.9g with a batch of padding, %.9g without", (long long)i,
+                      a->model->values[i], b->model->values[i]);
+    ct_experiment_free(a);
+    ct_experiment_free(b);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -1483,6 +1769,9 @@ static Suite *suite(void)
     tcase_add_test(t, test_token_input_unscaled);
     tcase_add_test(t, test_token_data_errors);
     tcase_add_loop_test(t, test_sequence_targets, 0, 2);
+    tcase_add_test(t, test_masked_output_evaluate);
+    tcase_add_test(t, test_masked_output_fit);
+    tcase_add_test(t, test_masked_padding_batch);
     suite_add_tcase(s, t);
     return s;
 }

@@ -2,7 +2,8 @@
  * gradients of whole graphs (fan-out, a tensor taken twice, outputs that feed layers,
  * views, concatenation, shared layers, dot), the gradient buffers the planner lays out,
  * per-output losses and their weights against values computed here, every graph error
- * with its position, and exact resume of a functional model. */
+ * with its position, exact resume of a functional model, and masks (which layers carry,
+ * pass or end them, the warnings, the forward's masks, gradients of masked models). */
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
@@ -96,13 +97,15 @@ static void analytic_grads(ct_model *m, float *const *r, int64_t rows)
 }
 
 /* Checks every trainable parameter's gradient (the owners', which hold the shared
- * applications' too) against central differences of L. Returns the values checked. */
-static int64_t gradcheck_model(const char *name, const char *yaml, int64_t rows)
+ * applications' too) against central differences of L, on inputs from fill. Returns the
+ * values checked. */
+static int64_t gradcheck_filled(const char *name, const char *yaml, int64_t rows,
+                                void (*fill)(ct_model *, int64_t))
 {
     gm g;
     gm_open(&g, yaml, 3, rows);
     ct_model *m = g.m;
-    fill_inputs(m, rows);
+    fill(m, rows);
     float **r = make_r(m, rows);
     /* A first step with other weights R: nothing of it may remain in the second's. */
     float **r0 = make_r(m, rows);
@@ -141,6 +144,11 @@ static int64_t gradcheck_model(const char *name, const char *yaml, int64_t rows)
     free_r(m, r);
     gm_close(&g);
     return checked;
+}
+
+static int64_t gradcheck_model(const char *name, const char *yaml, int64_t rows)
+{
+    return gradcheck_filled(name, yaml, rows, fill_inputs);
 }
 
 /* ---- 1. finite-difference gradients of whole graphs ----------------------------------- */
@@ -1188,6 +1196,414 @@ START_TEST(test_resume_functional)
 }
 END_TEST
 
+/* ---- 6. masks ------------------------------------------------------------------------ */
+
+/* What a layer's output carries (ct_layer.mask_out): besides these, k >= 0 is input k's. */
+#define M_NONE CT_MASK_NONE
+#define M_WRITES CT_MASK_WRITES
+#define M_UNION CT_MASK_UNION
+
+typedef struct mask_want {
+    const char *layer;
+    int mask_out;
+} mask_want;
+
+typedef struct mask_case {
+    const char *name, *yaml;
+    mask_want want[8];     /* ended by a NULL layer */
+    const char *warnings;  /* m->warnings exactly; NULL: none */
+} mask_case;
+
+static const mask_case mask_cases[] = {
+    /* 0 the mask reaches the output through a recurrent layer that returns sequences */
+    {"embedding, lstm (return_sequences), dense",
+     "model:\n  input_shape: [5]\n  layers:\n"
+     "    - {type: embedding, input_dim: 7, output_dim: 3, mask_zero: true}\n"
+     "    - {type: lstm, units: 4, return_sequences: true}\n"
+     "    - {type: dense, units: 3, activation: softmax}\n",
+     {{"embedding", M_WRITES}, {"lstm", 0}, {"dense", 0}, {NULL, 0}}, NULL},
+    /* 1 a last state carries none, and that is no reason to warn */
+    {"lstm without return_sequences",
+     "model:\n  input_shape: [5]\n  layers:\n"
+     "    - {type: embedding, input_dim: 7, output_dim: 3, mask_zero: true}\n"
+     "    - {type: lstm, units: 4}\n"
+     "    - {type: dense, units: 3, activation: softmax}\n",
+     {{"embedding", M_WRITES}, {"lstm", M_NONE}, {"dense", M_NONE}, {NULL, 0}}, NULL},
+    /* 2 a layer that does not use masks ends it, with a warning at that layer */
+    {"conv1d ends it",
+     "model:\n  input_shape: [5]\n  layers:\n"
+     "    - {type: embedding, input_dim: 7, output_dim: 3, mask_zero: true}\n"
+     "    - {type: conv1d, filters: 2, kernel_size: 2}\n"
+     "    - {type: flatten}\n"
+     "    - {type: dense, units: 3, activation: softmax}\n",
+     {{"embedding", M_WRITES}, {"conv1d", M_NONE}, {"flatten", M_NONE}, {"dense", M_NONE},
+      {NULL, 0}},
+     "graph.yaml:5:7: layer 'conv1d' (Conv1D) does not use masks: the mask set by 'embedding' "
+     "ends here\n"},
+    /* 3 merges: two masks meet (their union, as Keras 3), one mask met twice (itself) */
+    {"merges",
+     "model:\n  inputs: {a: {shape: [5]}, b: {shape: [5]}}\n  layers:\n"
+     "    - {name: ea, type: embedding, input_dim: 7, output_dim: 3, mask_zero: true, "
+     "inputs: a}\n"
+     "    - {name: eb, type: embedding, input_dim: 7, output_dim: 3, mask_zero: true, "
+     "inputs: b}\n"
+     "    - {name: s, type: add, inputs: [ea, eb]}\n"
+     "    - {name: d, type: dense, units: 2, inputs: s}\n"
+     "    - {name: da, type: dense, units: 3, inputs: ea}\n"
+     "    - {name: t, type: multiply, inputs: [da, ea]}\n"
+     "    - {name: c, type: concatenate, inputs: [eb, s]}\n"
+     "  outputs: [d, t, c]\n",
+     {{"ea", M_WRITES}, {"eb", M_WRITES}, {"s", M_UNION}, {"d", 0}, {"da", 0}, {"t", 0},
+      {"c", M_UNION}, {NULL, 0}},
+     NULL},
+    /* 4 attention passes the query's mask (none when only the value has one); a merge
+     * with an input that has none ends it (Keras 3 drops it there) */
+    {"attention",
+     "model:\n  inputs: {q: {shape: [4]}, v: {shape: [5]}}\n  layers:\n"
+     "    - {name: eq, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
+     "inputs: q}\n"
+     "    - {name: ev, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
+     "inputs: v}\n"
+     "    - {name: eu, type: embedding, input_dim: 7, output_dim: 4, inputs: q}\n"
+     "    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 2, "
+     "inputs: [eq, ev]}\n"
+     "    - {name: cross, type: multi_head_attention, num_heads: 1, key_dim: 2, "
+     "inputs: [eu, ev]}\n"
+     "    - {name: out, type: add, inputs: [att, cross]}\n"
+     "  outputs: out\n",
+     {{"eq", M_WRITES}, {"ev", M_WRITES}, {"eu", M_NONE}, {"att", 0}, {"cross", M_NONE},
+      {"out", M_NONE}, {NULL, 0}},
+     "graph.yaml:9:7: layer 'out' (Add) merges an input without a mask: the mask set by 'eq' "
+     "ends here\n"},
+    /* 5 masking writes one; wrappers pass it, global average pooling uses it */
+    {"masking, wrappers, pooling",
+     "model:\n  input_shape: [4, 3]\n  layers:\n"
+     "    - {type: masking, mask_value: 0.5}\n"
+     "    - {type: bidirectional, layer: {type: lstm, units: 2, return_sequences: true}}\n"
+     "    - {type: time_distributed, layer: {type: dense, units: 3}}\n"
+     "    - {type: global_average_pooling1d}\n"
+     "    - {type: dense, units: 2}\n",
+     {{"masking", M_WRITES}, {"bidirectional", 0}, {"time_distributed", 0},
+      {"global_average_pooling1d", M_NONE}, {"dense", M_NONE}, {NULL, 0}},
+     NULL},
+    /* 6 per-step kinds pass it; a bidirectional last state and dot end it */
+    {"per-step kinds, dot",
+     "model:\n  input_shape: [6]\n  layers:\n"
+     "    - {type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}\n"
+     "    - {type: dropout, rate: 0.1}\n"
+     "    - {type: layer_normalization}\n"
+     "    - {type: activation, activation: tanh}\n"
+     "    - {type: gaussian_noise, stddev: 0.1}\n"
+     "    - {type: position_embedding, sequence_length: 6}\n"
+     "    - {name: b, type: bidirectional, layer: {type: gru, units: 2}}\n"
+     "    - {name: d, type: dot, axes: 2, inputs: [position_embedding, position_embedding]}\n"
+     "    - {name: f, type: flatten, inputs: d}\n"
+     "    - {name: out, type: concatenate, inputs: [b, f]}\n"
+     "  outputs: out\n",
+     {{"dropout", 0}, {"layer_normalization", 0}, {"activation", 0}, {"gaussian_noise", 0},
+      {"position_embedding", 0}, {"b", M_NONE}, {"d", M_NONE}, {NULL, 0}},
+     "graph.yaml:11:7: layer 'd' (Dot) does not use masks: the mask set by 'embedding' ends "
+     "here\n"},
+    /* 7 a per-step kind whose output has another time axis; a layer not computed does not
+     * warn */
+    {"no timestep axis, unused layer",
+     "model:\n  inputs: {x: {shape: [5]}}\n  layers:\n"
+     "    - {name: e, type: embedding, input_dim: 7, output_dim: 3, mask_zero: true, "
+     "inputs: x}\n"
+     "    - {name: twice, type: concatenate, axis: 1, inputs: [e, e]}\n"
+     "    - {name: side, type: conv1d, filters: 2, kernel_size: 2, inputs: e}\n"
+     "    - {name: out, type: dense, units: 2, inputs: twice}\n"
+     "  outputs: out\n",
+     {{"e", M_WRITES}, {"twice", M_NONE}, {"side", M_NONE}, {"out", M_NONE}, {NULL, 0}},
+     "graph.yaml:6:7: layer 'side' (Conv1D): its output reaches no model output, so it is not "
+     "computed\n"
+     "graph.yaml:5:7: layer 'twice' (Concatenate) gives no timestep axis of the mask's length: "
+     "the mask set by 'e' ends here\n"},
+};
+
+#define N_MASK (int)(sizeof mask_cases / sizeof mask_cases[0])
+
+static ct_layer *layer_named(ct_model *m, const char *name)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (!strcmp(m->layers[i].name, name))
+            return &m->layers[i];
+    ck_abort_msg("no layer '%s'", name);
+    return NULL;
+}
+
+/* Each layer's decision, the warnings, and the planned tensors: a mask buffer where one is
+ * carried, the input's own where it is passed on, none elsewhere. */
+START_TEST(test_mask_rules)
+{
+    const mask_case *c = &mask_cases[_i];
+    gm g;
+    gm_open(&g, c->yaml, 3, 2);
+    ct_model *m = g.m;
+    for (const mask_want *w = c->want; w->layer; w++) {
+        const ct_layer *l = layer_named(m, w->layer);
+        ck_assert_msg(l->mask_out == w->mask_out, "%s: layer '%s': mask_out %d, want %d",
+                      c->name, l->name, l->mask_out, w->mask_out);
+        const ct_tensor *o = &m->out[l->index];
+        if (!m->live[l->index] || l->mask_out == CT_MASK_NONE) {
+            ck_assert_msg(o->mask == NULL, "%s: '%s' has a mask buffer", c->name, l->name);
+        } else if (l->mask_out >= 0) {
+            ct_source_id s = m->sources[l->index][l->mask_out];
+            ck_assert_msg(s >= 0 && o->mask == m->out[s].mask && o->mask, "%s: '%s' does not "
+                          "carry its input's mask", c->name, l->name);
+        } else {
+            ck_assert_msg(o->mask != NULL, "%s: '%s' has no mask buffer", c->name, l->name);
+            for (int j = 0; j < l->ninputs; j++)
+                ck_assert_ptr_ne(o->mask, m->out[m->sources[l->index][j]].mask);
+        }
+    }
+    if (c->warnings) {
+        ck_assert_msg(m->warnings != NULL, "%s: no warning", c->name);
+        ck_assert_str_eq(m->warnings, c->warnings);
+    } else {
+        ck_assert_msg(m->warnings == NULL, "%s: warned %s", c->name, m->warnings);
+    }
+    gm_close(&g);
+}
+END_TEST
+
+/* Token ids in [1, vocab) with padding (0): the last `tail` steps of row r % 3 == 0, one
+ * step in the middle of row r % 3 == 1, none in the others; seed varies the ids and where
+ * the middle padding falls. */
+static void padded_ids(float *x, int64_t rows, int64_t steps, int64_t vocab, int64_t tail,
+                       unsigned seed)
+{
+    tu_fill(x, rows * steps, seed, 1.0f, (float)vocab);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < steps; t++) {
+            float *v = &x[r * steps + t];
+            *v = floorf(*v);
+            if ((r % 3 == 0 && t >= steps - tail) ||
+                (r % 3 == 1 && t == 1 + (int64_t)(seed + (unsigned)r) % (steps - 2)))
+                *v = 0.0f;
+        }
+}
+
+static void expect_mask_of_ids(const char *what, const float *mask, const float *ids, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(mask[i] == (ids[i] != 0.0f ? 1.0f : 0.0f), "%s: mask[%lld] = %g, id %g",
+                      what, (long long)i, mask[i], ids[i]);
+}
+
+/* Embedding, LSTM (return_sequences), dense: the output's mask is the ids' and the LSTM
+ * carries its state over a padded step, so the per-step dense gives there what it gave
+ * one step before (softmax(bias) on a sample's leading padding, where the state is 0). */
+START_TEST(test_mask_through_lstm)
+{
+    const int64_t rows = 6, T = 5, C = 3;
+    gm g;
+    gm_open(&g, mask_cases[0].yaml, 3, rows);
+    ct_model *m = g.m;
+    padded_ids(m->inputs[0].data, rows, T, 7, 2, 1);
+    m->inputs[0].data[5 * T] = 0.0f; /* a sample starting with padding */
+    const ct_tensor *out = ct_model_forward(m, &train_pass, rows);
+    ck_assert_ptr_eq(out->mask, m->out[0].mask);
+    expect_mask_of_ids("output", out->mask, m->inputs[0].data, rows * T);
+    const float *bias = layer_named(m, "dense")->params[1].value;
+    double z = 0;
+    for (int64_t k = 0; k < C; k++)
+        z += exp((double)bias[k]);
+    int carried = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < T; t++) {
+            if (out->mask[r * T + t] != 0.0f)
+                continue;
+            const float *y = out->data + (r * T + t) * C;
+            for (int64_t k = 0; k < C; k++) {
+                double want = t ? y[k - C] : exp((double)bias[k]) / z;
+                ck_assert_msg(fabs(y[k] - want) <= 1e-6, "row %lld step %lld: %g, want %g",
+                              (long long)r, (long long)t, y[k], want);
+            }
+            carried++;
+        }
+    ck_assert_int_ge(carried, 5);
+    gm_close(&g);
+}
+END_TEST
+
+/* Different masks meeting at a merge: the model computes their union (Keras 3). */
+START_TEST(test_mask_union)
+{
+    const int64_t rows = 6, T = 5;
+    gm g;
+    gm_open(&g, mask_cases[3].yaml, 3, rows);
+    ct_model *m = g.m;
+    padded_ids(m->inputs[0].data, rows, T, 7, 2, 1);
+    padded_ids(m->inputs[1].data, rows, T, 7, 1, 2);
+    ct_model_forward(m, &train_pass, rows);
+    const float *a = m->inputs[0].data, *b = m->inputs[1].data;
+    expect_mask_of_ids("ea", m->out[layer_named(m, "ea")->index].mask, a, rows * T);
+    expect_mask_of_ids("eb", m->out[layer_named(m, "eb")->index].mask, b, rows * T);
+    const float *s = m->out[layer_named(m, "s")->index].mask;
+    const float *c = m->out[layer_named(m, "c")->index].mask;
+    int zero_a = 0, zero_b = 0;
+    for (int64_t i = 0; i < rows * T; i++) {
+        float want = a[i] != 0.0f || b[i] != 0.0f ? 1.0f : 0.0f;
+        ck_assert_msg(s[i] == want && c[i] == want, "step %lld: s %g, c %g, ids %g and %g",
+                      (long long)i, s[i], c[i], a[i], b[i]);
+        zero_a += a[i] == 0.0f && b[i] != 0.0f;
+        zero_b += b[i] == 0.0f && a[i] != 0.0f;
+    }
+    ck_assert(zero_a > 0 && zero_b > 0); /* each mask alone pads steps the other does not */
+    ck_assert_ptr_eq(ct_model_output(m, 0)->mask, s);
+    ck_assert_ptr_eq(ct_model_output(m, 1)->mask, m->out[layer_named(m, "ea")->index].mask);
+    gm_close(&g);
+}
+END_TEST
+
+/* Attention: the output carries the query's mask, and a padded value step is never
+ * attended to: changing what the padding id embeds to changes no output at a query step
+ * that holds data, while changing a real id's row does. */
+START_TEST(test_mask_attention)
+{
+    const int64_t rows = 6, Tq = 4, Tv = 5, D = 4;
+    gm g;
+    gm_open(&g, mask_cases[4].yaml, 3, rows);
+    ct_model *m = g.m;
+    padded_ids(m->inputs[0].data, rows, Tq, 7, 1, 2);
+    padded_ids(m->inputs[1].data, rows, Tv, 7, 2, 3);
+    const ct_layer *att = layer_named(m, "att");
+    const ct_tensor *y = &m->out[att->index];
+    ct_model_forward(m, &train_pass, rows);
+    ck_assert_ptr_eq(y->mask, m->out[layer_named(m, "eq")->index].mask);
+    expect_mask_of_ids("att", y->mask, m->inputs[0].data, rows * Tq);
+    int64_t n = rows * Tq * D;
+    float *before = malloc((size_t)n * sizeof *before);
+    memcpy(before, y->data, (size_t)n * sizeof *before);
+    float *table = layer_named(m, "ev")->params[0].value;
+    for (int k = 0; k < 2; k++) {
+        for (int64_t j = 0; j < D; j++)
+            table[k * D + j] += 5.0f; /* row 0: the padding; row 1: an id */
+        ct_model_forward(m, &train_pass, rows);
+        int64_t changed = 0;
+        for (int64_t i = 0; i < rows * Tq; i++)
+            for (int64_t j = 0; y->mask[i] != 0.0f && j < D; j++)
+                changed += y->data[i * D + j] != before[i * D + j];
+        if (k == 0)
+            ck_assert_msg(changed == 0, "padding changed %lld outputs", (long long)changed);
+        else
+            ck_assert_int_gt(changed, 0);
+    }
+    free(before);
+    gm_close(&g);
+}
+END_TEST
+
+/* Masking: a step whose features all equal mask_value is padding; the layer zeroes it and
+ * the mask travels on; Bidirectional's sequences are zero there; the pooling is the mean
+ * over the other steps. */
+START_TEST(test_masking_layer)
+{
+    const int64_t rows = 4, T = 4, F = 3;
+    gm g;
+    gm_open(&g, mask_cases[5].yaml, 3, rows);
+    ct_model *m = g.m;
+    float *x = m->inputs[0].data;
+    tu_fill(x, rows * T * F, 7, -1, 1);
+    const int64_t pad[][2] = {{0, 3}, {1, 1}, {2, 0}, {2, 2}};
+    for (size_t k = 0; k < sizeof pad / sizeof pad[0]; k++)
+        for (int64_t j = 0; j < F; j++)
+            x[(pad[k][0] * T + pad[k][1]) * F + j] = 0.5f;
+    x[(3 * T + 2) * F + 1] = 0.5f; /* one feature alone is no padding */
+    ct_model_forward(m, &train_pass, rows);
+    const ct_tensor *mk = &m->out[layer_named(m, "masking")->index];
+    const ct_tensor *bi = &m->out[layer_named(m, "bidirectional")->index];
+    const ct_tensor *td = &m->out[layer_named(m, "time_distributed")->index];
+    const ct_tensor *gp = &m->out[layer_named(m, "global_average_pooling1d")->index];
+    for (int64_t r = 0; r < rows; r++) {
+        double mean[3] = {0, 0, 0}, steps = 0;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t s = r * T + t;
+            bool padded = false;
+            for (size_t k = 0; k < sizeof pad / sizeof pad[0]; k++)
+                padded |= pad[k][0] == r && pad[k][1] == t;
+            ck_assert_msg(mk->mask[s] == (padded ? 0.0f : 1.0f), "mask at %lld", (long long)s);
+            for (int64_t j = 0; j < F; j++)
+                ck_assert(mk->data[s * F + j] == (padded ? 0.0f : x[s * F + j]));
+            for (int64_t j = 0; j < 4 && padded; j++)
+                ck_assert_msg(bi->data[s * 4 + j] == 0.0f, "bidirectional at a padded step");
+            for (int64_t j = 0; j < 3 && !padded; j++)
+                mean[j] += td->data[s * 3 + j];
+            steps += !padded;
+        }
+        for (int64_t j = 0; j < 3; j++)
+            ck_assert_msg(fabs(gp->data[r * 3 + j] - mean[j] / steps) <= 1e-6,
+                          "row %lld: pooled %g, mean over data %g", (long long)r,
+                          gp->data[r * 3 + j], mean[j] / steps);
+    }
+    gm_close(&g);
+}
+END_TEST
+
+/* Inputs with padding: token ids below 7 (ndim 1) or features (ndim 2) whose padded steps
+ * are all 0 (Masking's default mask_value). */
+static void fill_padded(ct_model *m, int64_t rows)
+{
+    for (int k = 0; k < m->ninputs; k++) {
+        const ct_shape *s = &m->input_shapes[k];
+        float *x = m->inputs[k].data;
+        if (s->ndim == 1) {
+            padded_ids(x, rows, s->dim[0], 7, 2, 5u + (unsigned)k);
+            continue;
+        }
+        int64_t T = s->dim[0], F = s->dim[1];
+        tu_fill(x, rows * T * F, 20u + (unsigned)k, -1.0f, 1.0f);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < F && r % 3 != 2; j++)
+                x[(r * T + (r % 3 ? 1 : T - 1)) * F + j] = 0.0f;
+    }
+}
+
+/* Finite-difference gradients of masked models: recurrent layers carrying their state
+ * over padding (both ways, both GRU biases), Bidirectional zeroing its sequences, a
+ * masked mean, attention, and a union of masks. */
+static const graph_case mask_grad_cases[] = {
+    {"masked recurrent layers",
+     "model:\n  input_shape: [5, 3]\n  layers:\n"
+     "    - {type: masking}\n"
+     "    - {type: lstm, units: 3, return_sequences: true}\n"
+     "    - {type: gru, units: 3, return_sequences: true, go_backwards: true}\n"
+     "    - {type: gru, units: 2, return_sequences: true, reset_after: false}\n"
+     "    - {type: simple_rnn, units: 2}\n"
+     "    - {type: dense, units: 2}\n"},
+    {"masked bidirectional and pooling",
+     "model:\n  input_shape: [5]\n  layers:\n"
+     "    - {type: embedding, input_dim: 7, output_dim: 3, mask_zero: true}\n"
+     "    - {type: bidirectional, layer: {type: lstm, units: 2, return_sequences: true}}\n"
+     "    - {type: time_distributed, layer: {type: dense, units: 3, activation: tanh}}\n"
+     "    - {name: gap, type: global_average_pooling1d}\n"
+     "    - {name: last, type: bidirectional, merge_mode: sum, layer: {type: gru, units: 2},"
+     " inputs: time_distributed}\n"
+     "    - {type: concatenate, inputs: [gap, last]}\n"},
+    {"masked attention and a union of masks",
+     "model:\n  inputs: {q: {shape: [5]}, v: {shape: [5]}}\n  layers:\n"
+     "    - {name: eq, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
+     "inputs: q}\n"
+     "    - {name: ev, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
+     "inputs: v}\n"
+     "    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 2, "
+     "inputs: [eq, ev]}\n"
+     "    - {name: both, type: add, inputs: [att, ev]}\n"
+     "    - {name: rnn, type: simple_rnn, units: 3, return_sequences: true}\n"
+     "    - {name: out, type: dense, units: 2}\n"
+     "  outputs: out\n"},
+};
+
+#define N_MASK_GRAD (int)(sizeof mask_grad_cases / sizeof mask_grad_cases[0])
+
+START_TEST(test_mask_gradients)
+{
+    const graph_case *c = &mask_grad_cases[_i];
+    gradcheck_filled(c->name, c->yaml, 3, fill_padded);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("graph");
@@ -1215,6 +1631,15 @@ static Suite *suite(void)
     tcase_add_test(t, test_loss_weights);
     tcase_add_test(t, test_resume_functional);
     suite_add_tcase(s, t);
+    TCase *mk = tcase_create("masks");
+    tcase_set_timeout(mk, 120);
+    tcase_add_loop_test(mk, test_mask_rules, 0, N_MASK);
+    tcase_add_test(mk, test_mask_through_lstm);
+    tcase_add_test(mk, test_mask_union);
+    tcase_add_test(mk, test_mask_attention);
+    tcase_add_test(mk, test_masking_layer);
+    tcase_add_loop_test(mk, test_mask_gradients, 0, N_MASK_GRAD);
+    suite_add_tcase(s, mk);
     return s;
 }
 

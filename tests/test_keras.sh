@@ -1,10 +1,14 @@
 #!/bin/sh
 # test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
 # (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards), of
-# a Functional one (two inputs, a shared layer, merges, two outputs) and of one with
-# wrappers (bidirectional in every merge mode, time_distributed) load with
-# keras.saving.load_model, and Keras's predictions equal ctrain's; and ctrain predicts what
-# Keras does from a Keras file of wrapped layers.
+# a Functional one (two inputs, a shared layer, merges, two outputs), of one with
+# wrappers (bidirectional in every merge mode, time_distributed) and of three masked ones
+# (embedding with mask_zero into an lstm returning sequences, and into a bidirectional
+# gru, on token sequences padded at the end and in the middle; and merges of masks, whose
+# union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it)
+# load with keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's
+# evaluate gives the masked models' loss (and accuracy) that `ctrain evaluate` does; and
+# ctrain predicts what Keras does from a Keras file of wrapped layers.
 #
 # Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
 # environment `scripts/setup.sh --test` makes from PyPI (tests/.venv), else the one
@@ -39,6 +43,17 @@ with h5py.File(sys.argv[1], "w") as f:
     f["reg"] = rng.normal(size=(96, 2)).astype("f4")
     f["one"] = rng.normal(size=(96, 1)).astype("f4")
     f["steps"] = rng.normal(size=(96, 7, 4)).astype("f4")
+    # token ids, 0 the padding: at the end of most rows, in the middle of some, a whole row
+    tok = rng.integers(1, 9, size=(96, 8))
+    for i, n in enumerate(rng.integers(2, 9, size=96)):
+        tok[i, n:] = 0
+    tok[rng.random(size=(96, 8)) < 0.1] = 0
+    tok[5] = 0
+    f["tok"] = tok.astype("i4")
+    f["tokcls"] = ((tok + np.arange(8)) % 3).astype("u1")
+    tok2 = rng.integers(0, 9, size=(96, 8))
+    tok2[:, 6:] = 0
+    f["tok2"] = tok2.astype("i4")
 PY
 
 cat >"$tmp/seq.yaml" <<'YAML'
@@ -107,10 +122,66 @@ compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap; do
+# Masks: the first model's output is per position (masked), the second's per sample.
+cat >"$tmp/mlstm.yaml" <<'YAML'
+data: {train: {path: d.h5, x: tok, y: tokcls}}
+model:
+  input_shape: [8]
+  layers:
+    - {type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}
+    - {type: lstm, units: 5, return_sequences: true}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical_crossentropy,
+          metrics: [accuracy]}
+fit: {epochs: 4, batch_size: 16}
+YAML
+cat >"$tmp/mgru.yaml" <<'YAML'
+data: {train: {path: d.h5, x: tok, y: cls}}
+model:
+  input_shape: [8]
+  layers:
+    - {type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}
+    - {type: bidirectional, layer: {type: gru, units: 4}}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical_crossentropy,
+          metrics: [accuracy]}
+fit: {epochs: 4, batch_size: 16}
+YAML
+
+# (Listed in the order of Keras's depth-first layer list, by which Keras's loader pairs a
+# legacy file's weights with its layers.)
+cat >"$tmp/mmerge.yaml" <<'YAML'
+data: {train: {path: d.h5, x: {a: tok, b: tok2}, y: {seq: tokcls, last: cls}}}
+model:
+  inputs: {a: {shape: [8]}, b: {shape: [8]}}
+  layers:
+    - {name: ea, type: embedding, input_dim: 9, output_dim: 4, mask_zero: true, inputs: a}
+    - {name: eu, type: embedding, input_dim: 9, output_dim: 4, inputs: b}
+    - {name: eb, type: embedding, input_dim: 9, output_dim: 4, mask_zero: true, inputs: b}
+    - {name: both, type: add, inputs: [ea, eb]}
+    - {name: cat, type: concatenate, inputs: [ea, eu]}
+    - {name: r, type: lstm, units: 4, return_sequences: true, inputs: both}
+    - {name: g, type: gru, units: 3, inputs: cat}
+    - {name: seq, type: dense, units: 3, activation: softmax, inputs: r}
+    - {name: last, type: dense, units: 3, activation: softmax, inputs: g}
+  outputs: [seq, last]
+compile:
+  optimizer: {type: adam, learning_rate: 0.03}
+  loss: {seq: sparse_categorical_crossentropy, last: sparse_categorical_crossentropy}
+fit: {epochs: 4, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
+done
+for m in mlstm:tokcls mgru:cls mmerge:; do
+    if [ -n "${m#*:}" ]; then set -- --data "$tmp/d.h5" --x tok --y "${m#*:}"; else
+        set -- --set data.test.path=d.h5 --set data.test.x.a=tok --set data.test.x.b=tok2 \
+            --set data.test.y.seq=tokcls --set data.test.y.last=cls; fi
+    "$ctrain" evaluate "$tmp/${m%%:*}.yaml" --weights "$tmp/${m%%:*}/weights.h5" --json "$@" \
+        >"$tmp/${m%%:*}.eval.json" || bad "${m%%:*}: evaluate failed"
 done
 
 "$py" - "$tmp" <<'PY' || bad "Keras did not read ctrain's files as ctrain does (above)"
@@ -122,7 +193,9 @@ with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
 for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
-                     ("rnn", [data["steps"]]), ("wrap", [data["steps"]])):
+                     ("rnn", [data["steps"]]), ("wrap", [data["steps"]]),
+                     ("mlstm", [data["tok"]]), ("mgru", [data["tok"]]),
+                     ("mmerge", [data["tok"], data["tok2"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
@@ -130,7 +203,8 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
     got = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
     got = got if isinstance(got, list) else [got]
     with h5py.File(f"{tmp}/{name}.pred.h5") as f:
-        want = [f[k][:] for k in (["predictions"] if len(got) == 1 else ["cls", "reg", "sim"])]
+        want = [f[k][:] for k in (["predictions"] if len(got) == 1 else
+                                  {"graph": ["cls", "reg", "sim"], "mmerge": ["seq", "last"]}[name])]
     for g, w in zip(got, want):
         err = float(np.max(np.abs(g.reshape(w.shape) - w)))
         ok = err <= 1e-4 * max(1.0, float(np.max(np.abs(w))))
@@ -140,6 +214,38 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
 sys.exit(1 if failed else 0)
 PY
 [ $? = 0 ] && ok
+
+# Keras's loss of a masked output is the mean over its unmasked positions (and its
+# accuracy counts those only): evaluate in the same batches gives ctrain's values.
+"$py" - "$tmp" <<'PY' && ok || bad "Keras's evaluate of the masked models differs from ctrain's (above)"
+import os, sys, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np, h5py, keras
+tmp = sys.argv[1]
+with h5py.File(f"{tmp}/d.h5") as f:
+    data = {k: f[k][:] for k in f}
+failed = False
+for name, x, y in (("mlstm", "tok", "tokcls"), ("mgru", "tok", "cls"),
+                   ("mmerge", ["tok", "tok2"], ["tokcls", "cls"])):
+    model = keras.saving.load_model(f"{tmp}/{name}/weights.h5", compile=False)
+    multi = isinstance(y, list)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=None if multi else ["accuracy"])
+    got = model.evaluate([data[k] for k in x] if multi else data[x],
+                         [data[k] for k in y] if multi else data[y], batch_size=16, verbose=0,
+                         return_dict=True)
+    with open(f"{tmp}/{name}.eval.json") as f:
+        want = json.load(f)
+    for key in ("loss",) if multi else ("loss", "accuracy"):
+        err = abs(got[key] - want[key]) / max(abs(want[key]), 1e-12)
+        print(f"keras: {name} evaluate {key}: Keras {got[key]:.7g}, ctrain {want[key]:.7g} "
+              f"(relative difference {err:.1e})")
+        failed |= not err <= 1e-4
+    if name == "mlstm":  # the padding counts for nothing: a mean over every position differs
+        pred = model.predict(data["tok"], verbose=0)
+        p = np.take_along_axis(pred, data[y][..., None].astype(int), axis=-1)[..., 0]
+        failed |= abs(float(np.mean(-np.log(p))) - want["loss"]) <= 1e-3 * want["loss"]
+sys.exit(1 if failed else 0)
+PY
 
 # The other way: ctrain reads Keras's weights of wrapped layers (Keras nests a cell level
 # in their names; they load in order) and predicts what Keras does.

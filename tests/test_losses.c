@@ -367,6 +367,40 @@ START_TEST(test_sparse_time_axis)
 }
 END_TEST
 
+/* sum_scale (a masked output's batch mean over its unmasked positions) scales what the
+ * loss adds to the running sum and nothing else: 0 reads as 1, the gradient is the same,
+ * and the sum is added to, not replaced. */
+START_TEST(test_loss_sum_scale)
+{
+    float x[24], y[24], ys[6] = {0, 3, 1, 2, 2, 3};
+    tu_fill(x, 24, 23, -2.0f, 2.0f);
+    tu_fill(y, 24, 24, 0.0f, 1.0f);
+    const ct_backend *be = ct_backend_cpu();
+    const ct_loss_op ops[3] = {{CT_LOSS_MSE, false, false, 1.0, 0},
+                               {CT_LOSS_SPARSE_CCE, true, false, 1.0, 0},
+                               {CT_LOSS_BCE, true, false, 1.0, 0}};
+    const double scales[3] = {0.0, 1.0, 2.5};
+    for (int k = 0; k < 3; k++) {
+        double sums[3];
+        float d[3][24];
+        for (int s = 0; s < 3; s++) {
+            ct_loss_op op = ops[k];
+            op.sum_scale = scales[s];
+            sums[s] = 10.0;
+            be->loss(&op, x, k == 1 ? ys : y, d[s], 6, 4, 0.25f, &sums[s]);
+            sums[s] -= 10.0;
+        }
+        ck_assert_msg(sums[1] > 0 && sums[0] == sums[1], "op %d: sum_scale 0 adds %.9g, 1 adds "
+                      "%.9g", k, sums[0], sums[1]);
+        ck_assert_msg(tu_relerr(sums[2], 2.5 * sums[1]) < 1e-12, "op %d: sum_scale 2.5 adds %.9g, "
+                      "1 adds %.9g", k, sums[2], sums[1]);
+        ck_assert(memcmp(d[0], d[1], sizeof d[0]) == 0 && memcmp(d[1], d[2], sizeof d[0]) == 0);
+    }
+    ct_loss l = mk_loss("mse", false);
+    ck_assert(ct_loss_op_of(&l).sum_scale == 1.0);
+}
+END_TEST
+
 START_TEST(test_grad_kld_hinge)
 {
     float p[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f};
@@ -811,6 +845,7 @@ static Suite *losses_suite(void)
     tcase_add_test(g, test_grad_cce);
     tcase_add_test(g, test_grad_sparse_cce);
     tcase_add_test(g, test_sparse_time_axis);
+    tcase_add_test(g, test_loss_sum_scale);
     tcase_add_test(g, test_grad_kld_hinge);
     tcase_add_test(g, test_fused_matches_chain_rule);
     tcase_add_test(g, test_fused_exact_form);

@@ -46,7 +46,9 @@ typedef enum ct_mask_rule {
     /* The default: the layer does not use masks. A mask on its input ends there, with a
      * warning when the model is built (as Keras warns). */
     CT_MASK_ENDS = 0,
-    /* A per-step layer: its output carries its inputs' mask (the product of several). */
+    /* A per-step layer: its output carries its input's mask. A merge (several inputs)
+     * carries their union when every input has one, and none when one has none (Keras 3's
+     * merges OR their masks, and drop them where an input has none). */
     CT_MASK_PASSES,
     /* The kind's mask_out decides. */
     CT_MASK_BY_KIND,
@@ -56,7 +58,7 @@ typedef enum ct_mask_rule {
 enum {
     CT_MASK_NONE = -1,    /* the output carries no mask */
     CT_MASK_WRITES = -2,  /* forward writes y->mask (a planned buffer of its own) */
-    CT_MASK_PRODUCT = -3, /* the product of the inputs' masks, which the model computes */
+    CT_MASK_UNION = -3,   /* 1 where any input's mask is 1, which the model computes */
 };
 
 typedef struct ct_layer_kind {
@@ -138,7 +140,7 @@ struct ct_layer {
      * the relu's pass over memory is saved. */
     bool fused_relu, fused_away;
     /* Set by the model once the graph is built: the mask the output carries (CT_MASK_NONE,
-     * CT_MASK_WRITES, CT_MASK_PRODUCT, or k: input k's). */
+     * CT_MASK_WRITES, CT_MASK_UNION, or k: input k's). */
     int mask_out;
     void *state;
 };

@@ -30,8 +30,8 @@ static int64_t steps(const ct_shape *s)
     return s->ndim >= 1 ? s->dim[0] : 0;
 }
 
-/* A per-step layer's output mask: its masked inputs' (their product when they are
- * different masks), or none when the output has no such time axis. */
+/* A per-step layer's output mask: its input's, or a merge's inputs' (their union when
+ * they are different masks); none when the output has no such time axis. */
 static int passed_mask(ct_model *m, ct_layer *l, const bool *in_masked, int *first)
 {
     const ct_layer *owner = NULL;
@@ -52,7 +52,16 @@ static int passed_mask(ct_model *m, ct_layer *l, const bool *in_masked, int *fir
         return CT_MASK_NONE;
     if (steps(&l->out_shape) != steps(&l->in_shapes[*first]) || l->out_shape.ndim < 1)
         return CT_MASK_NONE;
-    return several ? CT_MASK_PRODUCT : *first;
+    return several ? CT_MASK_UNION : *first;
+}
+
+/* A merge with an input that carries no mask (Keras 3: the output carries none). */
+static bool merges_unmasked(const ct_layer *l, const bool *in_masked)
+{
+    for (int j = 0; l->ninputs > 1 && j < l->ninputs; j++)
+        if (!in_masked[j])
+            return true;
+    return false;
 }
 
 /* Where the mask set by the masked input of l ends. */
@@ -74,6 +83,10 @@ static int decide(ct_model *m, ct_layer *l, const bool *in_masked, int nmasked, 
     bool warn = nmasked && m->live[l->index];
     switch (l->kind->masks) {
     case CT_MASK_PASSES:
+        if (nmasked && merges_unmasked(l, in_masked)) {
+            *out = CT_MASK_NONE;
+            return warn ? warn_ended(m, l, in_masked, "merges an input without a mask") : 0;
+        }
         *out = passed_mask(m, l, in_masked, &first);
         if (*out == CT_MASK_NONE && warn)
             return warn_ended(m, l, in_masked, "gives no timestep axis of the mask's length");

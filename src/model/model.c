@@ -353,21 +353,19 @@ static void set_rows(ct_model *m, int64_t rows)
         m->plan->loss_grad[k].rows = rows;
 }
 
-/* The product of layer i's input masks, for a per-step layer joining different masks
- * (Keras's merge layers AND them). */
-static void mask_product(ct_model *m, int i, const ct_tensor *const *x, int64_t rows)
+/* The union of layer i's input masks, for a merge joining different masks (Keras 3's
+ * merge layers OR them): u = u + x - u x over the inputs, in the work space planned after
+ * the mask. */
+static void mask_union(ct_model *m, int i, const ct_tensor *const *x, int64_t rows)
 {
     const ct_layer *l = &m->layers[i];
     int64_t n = rows * l->out_shape.dim[0];
-    bool first = true;
-    for (int j = 0; j < l->ninputs; j++) {
-        if (!x[j]->mask)
-            continue;
-        if (first)
-            m->be->copy(m->out[i].mask, x[j]->mask, n);
-        else
-            m->be->mul(n, m->out[i].mask, x[j]->mask, m->out[i].mask);
-        first = false;
+    float *u = m->out[i].mask, *t = u + m->max_batch * l->out_shape.dim[0];
+    m->be->copy(u, x[0]->mask, n);
+    for (int j = 1; j < l->ninputs; j++) {
+        m->be->mul(n, u, x[j]->mask, t);
+        m->be->axpy(n, 1.0f, x[j]->mask, u);
+        m->be->axpy(n, -1.0f, t, u);
     }
 }
 
@@ -385,8 +383,8 @@ const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows
         if (!m->live[i])
             continue;
         double t0 = m->profile ? ct_now() : 0;
-        if (l->mask_out == CT_MASK_PRODUCT)
-            mask_product(m, i, x, rows);
+        if (l->mask_out == CT_MASK_UNION)
+            mask_union(m, i, x, rows);
         l->kind->forward(l, pass, x, l->ninputs, &m->out[i]);
         if (m->profile) {
             m->be->sync(); /* a GPU's layer time is known only once it finished */

@@ -49,7 +49,13 @@ static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer
 /* The layer's output mask is a buffer of its own (not an input's). */
 static bool owns_mask(const ct_layer *l)
 {
-    return l->mask_out == CT_MASK_WRITES || l->mask_out == CT_MASK_PRODUCT;
+    return l->mask_out == CT_MASK_WRITES || l->mask_out == CT_MASK_UNION;
+}
+
+/* Floats per row of an output mask of its own: a union's is followed by its work space. */
+static int64_t mask_floats(const ct_layer *l)
+{
+    return (l->mask_out == CT_MASK_UNION ? 2 : 1) * l->out_shape.dim[0];
 }
 
 static bool computed(const ct_model *m, int i)
@@ -235,7 +241,7 @@ static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *la
         if (l->kind->scratch_floats)
             bad |= !add_floats(&total, 1, l->kind->scratch_floats(l, max_batch));
         if (owns_mask(l))
-            bad |= !add_floats(&total, max_batch, l->out_shape.dim[0]);
+            bad |= !add_floats(&total, max_batch, mask_floats(l));
     }
     for (int k = 0; k < lay->nslots && !bad; k++)
         bad |= !add_floats(&total, max_batch, lay->slot_size[k]);
@@ -253,7 +259,7 @@ static float *lay_out_masks(ct_model *m, int64_t max_batch, float *at)
             continue;
         if (owns_mask(l)) {
             m->out[i].mask = at;
-            at += aligned(max_batch * l->out_shape.dim[0]);
+            at += aligned(max_batch * mask_floats(l));
         } else {
             ct_source_id s = m->sources[i][l->mask_out];
             m->out[i].mask = s >= 0 ? m->out[s].mask : NULL;
