@@ -842,6 +842,49 @@ END_TEST
  * and over steps of features (a step is padding only where every feature equals the
  * value; NaN never does); mask_weights with rows of padding only (zeros). Bits must match
  * for the mask, the weights to an element-wise tolerance. */
+/* The LSTM cell (row-major gates) forward and backward, with Keras's activations and with
+ * others, and the transpose. */
+static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
+{
+    const int64_t rows = 37, u = 29, nu = rows * u;
+    pair a = mk(4 * nu, 211, -4, 4), y = mk(4 * nu, 0, 0, 0), c0 = mk(nu, 212, -2, 2);
+    pair c1 = mk(nu, 0, 0, 0), tc = mk(nu, 0, 0, 0), h = mk(nu, 0, 0, 0);
+    CPU->lstm_step(act, rec_act, a.c, y.c, c0.c, c1.c, tc.c, h.c, rows, u);
+    GPU->lstm_step(act, rec_act, a.g, y.g, c0.g, c1.g, tc.g, h.g, rows, u);
+    char name[96];
+    snprintf(name, sizeof name, "lstm_step %s: gates", what);
+    expect_close(name, &y, ELEM, 0);
+    snprintf(name, sizeof name, "lstm_step %s: h", what);
+    expect_close(name, &h, ELEM, 1e-6);
+    pair dh = mk(nu, 213, -1, 1), dc = mk(nu, 214, -1, 1), da = mk(4 * nu, 0, 0, 0);
+    CPU->lstm_step_backward(act, rec_act, a.c, y.c, c0.c, c1.c, tc.c, dh.c, dc.c, da.c, rows, u);
+    GPU->lstm_step_backward(act, rec_act, a.g, y.g, c0.g, c1.g, tc.g, dh.g,
+                            dc.g, da.g, rows, u);
+    snprintf(name, sizeof name, "lstm_step_backward %s: da", what);
+    expect_close(name, &da, 1e-5, 1e-6);
+    snprintf(name, sizeof name, "lstm_step_backward %s: dc", what);
+    expect_close(name, &dc, 1e-5, 1e-6);
+    pair *all[] = {&a, &y, &c0, &c1, &tc, &h, &dh, &dc, &da};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+        drop(all[j]);
+}
+
+START_TEST(test_rnn_ops)
+{
+    check_lstm_cell((ct_act){CT_ACT_TANH, 0}, (ct_act){CT_ACT_SIGMOID, 0}, "tanh/sigmoid");
+    check_lstm_cell((ct_act){CT_ACT_SOFTSIGN, 0}, (ct_act){CT_ACT_HARD_SIGMOID, 0},
+                    "softsign/hard_sigmoid");
+    const int64_t r = 45, c = 70;
+    pair x = mk(r * c, 215, -1, 1), t = mk(r * c, 0, 0, 0);
+    CPU->transpose(x.c, r, c, t.c);
+    GPU->transpose(x.g, r, c, t.g);
+    expect_equal("transpose", &t);
+    ck_assert(t.c[5 * r + 3] == x.c[3 * c + 5]);
+    drop(&x);
+    drop(&t);
+}
+END_TEST
+
 START_TEST(test_mask_ops)
 {
     const int64_t n = 1000, feat = 5;
@@ -1440,6 +1483,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_merge_ops);
     tcase_add_test(ops, test_embedding_ops);
     tcase_add_test(ops, test_mask_ops);
+    tcase_add_test(ops, test_rnn_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 300);
