@@ -171,12 +171,32 @@ compile:
 fit: {epochs: 4, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap mlstm mgru mmerge; do
+# Attention over a masked sequence (Keras loads its causal flag as a call argument). At a
+# padded query position, which may attend to nothing, Keras 3's MultiHeadAttention on
+# TensorFlow spreads its weights evenly where ctrain gives zeros: only unmasked positions
+# are compared, and the loss, which counts those only.
+cat >"$tmp/mattn.yaml" <<'YAML'
+data: {train: {path: d.h5, x: tok, y: tokcls}}
+model:
+  inputs: {t: {shape: [8]}}
+  layers:
+    - {name: e, type: embedding, input_dim: 9, output_dim: 8, mask_zero: true, inputs: t}
+    - {name: n, type: layer_normalization}
+    - {name: a, type: multi_head_attention, num_heads: 2, key_dim: 4, use_causal_mask: true,
+       inputs: [n, n]}
+    - {name: s, type: add, inputs: [a, e]}
+    - {name: o, type: dense, units: 3, activation: softmax}
+compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical_crossentropy,
+          metrics: [accuracy]}
+fit: {epochs: 4, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge mattn; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
 done
-for m in mlstm:tokcls mgru:cls mmerge:; do
+for m in mlstm:tokcls mgru:cls mattn:tokcls mmerge:; do
     if [ -n "${m#*:}" ]; then set -- --data "$tmp/d.h5" --x tok --y "${m#*:}"; else
         set -- --set data.test.path=d.h5 --set data.test.x.a=tok --set data.test.x.b=tok2 \
             --set data.test.y.seq=tokcls --set data.test.y.last=cls; fi
@@ -211,6 +231,14 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
         print(f"keras: {name} ({cls}, {len(model.layers)} layers, Keras {keras.__version__} "
               f"on {keras.backend.backend()}): largest difference {err:.2e}")
         failed |= not ok
+model = keras.saving.load_model(f"{tmp}/mattn/weights.h5", compile=False)
+got = model.predict(data["tok"], verbose=0)
+with h5py.File(f"{tmp}/mattn.pred.h5") as f:
+    want = f["predictions"][:].reshape(got.shape)
+err = float(np.max(np.abs(got - want)[data["tok"] != 0]))
+print(f"keras: mattn (attention, {len(model.layers)} layers): largest difference at unmasked "
+      f"positions {err:.2e}")
+failed |= err > 1e-4
 sys.exit(1 if failed else 0)
 PY
 [ $? = 0 ] && ok
@@ -225,7 +253,7 @@ tmp = sys.argv[1]
 with h5py.File(f"{tmp}/d.h5") as f:
     data = {k: f[k][:] for k in f}
 failed = False
-for name, x, y in (("mlstm", "tok", "tokcls"), ("mgru", "tok", "cls"),
+for name, x, y in (("mlstm", "tok", "tokcls"), ("mgru", "tok", "cls"), ("mattn", "tok", "tokcls"),
                    ("mmerge", ["tok", "tok2"], ["tokcls", "cls"])):
     model = keras.saving.load_model(f"{tmp}/{name}/weights.h5", compile=False)
     multi = isinstance(y, list)

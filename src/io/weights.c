@@ -1000,9 +1000,18 @@ static void wrapped_class_names(cJSON *cfg)
     }
 }
 
+/* MultiHeadAttention's use_causal_mask is an argument of its call in Keras 3, not of its
+ * constructor: it goes into the inbound node (attention_node). */
+static bool is_attention(const ct_layer *l)
+{
+    return !strcmp(l->kind->name, "multi_head_attention");
+}
+
 static cJSON *layer_json(const ct_layer *l)
 {
-    static const char *const skip[] = {"type", "name", "inputs", NULL};
+    static const char *const plain[] = {"type", "name", "inputs", NULL};
+    static const char *const attention[] = {"type", "name", "inputs", "use_causal_mask", NULL};
+    const char *const *skip = is_attention(l) ? attention : plain;
     cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
     bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
               && cJSON_AddBoolToObject(cfg, "trainable", 1)
@@ -1041,6 +1050,46 @@ static cJSON *tensor_ref(const ct_model *m, ct_source_id s, bool with_kwargs)
     return NULL;
 }
 
+/* Keras 3's serialized tensor: its shape with the batch axis, and [layer, node, tensor]. */
+static cJSON *keras_tensor(const ct_model *m, ct_source_id s)
+{
+    const ct_shape *shape = s < 0 ? &m->input_shapes[-1 - s] : &m->layers[s].out_shape;
+    cJSON *cfg, *o = class_config("__keras_tensor__", &cfg);
+    cJSON *dims = o ? cJSON_AddArrayToObject(cfg, "shape") : NULL;
+    bool ok = dims && cJSON_AddItemToArray(dims, cJSON_CreateNull());
+    for (int d = 0; ok && d < shape->ndim; d++)
+        ok = cJSON_AddItemToArray(dims, cJSON_CreateNumber((double)shape->dim[d]));
+    cJSON *ref = ok && cJSON_AddStringToObject(cfg, "dtype", "float32")
+                     ? tensor_ref(m, s, false) : NULL;
+    if (ref && cJSON_AddItemToObject(cfg, "keras_history", ref))
+        return o;
+    cJSON_Delete(ref);
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* An attention application's node in Keras 3's form: the query as the argument, the
+ * value (and key) and use_causal_mask as keywords, as Keras calls it. */
+static cJSON *attention_node(const ct_model *m, int j)
+{
+    const ct_layer *l = &m->layers[j];
+    const ct_node *causal = l->cfg ? ct_map_get(l->cfg, "use_causal_mask") : NULL;
+    bool on = false;
+    if (causal && causal->type == CT_NODE_SCALAR)
+        on = !strcmp(causal->scalar, "true") || !strcmp(causal->scalar, "True");
+    cJSON *node = cJSON_CreateObject();
+    cJSON *args = node ? cJSON_AddArrayToObject(node, "args") : NULL;
+    cJSON *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
+    bool ok = kw && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0])) &&
+              cJSON_AddItemToObject(kw, "value", keras_tensor(m, m->sources[j][1])) &&
+              (l->ninputs < 3 || cJSON_AddItemToObject(kw, "key", keras_tensor(m, m->sources[j][2]))) &&
+              cJSON_AddBoolToObject(kw, "use_causal_mask", on);
+    if (ok)
+        return node;
+    cJSON_Delete(node);
+    return NULL;
+}
+
 /* A layer of a Functional config: its config, and one inbound node per application (its
  * own first, then each shared application's). */
 static cJSON *graph_layer_json(const ct_model *m, int i)
@@ -1053,6 +1102,10 @@ static cJSON *graph_layer_json(const ct_model *m, int i)
     for (int j = i; ok && j < m->nlayers; j++) {
         if (j != i && m->layers[j].shared != l)
             continue;
+        if (is_attention(l)) {
+            ok = cJSON_AddItemToArray(nodes, attention_node(m, j));
+            continue;
+        }
         cJSON *node = cJSON_CreateArray();
         ok = node && cJSON_AddItemToArray(nodes, node);
         for (int k = 0; ok && k < m->layers[j].ninputs; k++)
