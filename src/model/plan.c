@@ -250,12 +250,13 @@ static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *la
 }
 
 /* Output masks: a buffer of max_batch x steps for those the layer makes, else the mask of
- * the input it passes on (inputs come first in topological order). */
+ * the input it passes on (inputs come first in topological order; a view, such as a
+ * fused-away ReLU, passes its input's on too). */
 static float *lay_out_masks(ct_model *m, int64_t max_batch, float *at)
 {
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
-        if (!computed(m, i) || l->mask_out == CT_MASK_NONE)
+        if (!m->live[i] || l->mask_out == CT_MASK_NONE)
             continue;
         if (owns_mask(l)) {
             m->out[i].mask = at;
