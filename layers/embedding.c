@@ -137,7 +137,8 @@ static int embedding_configure(ct_layer *l, ct_node *cfg, ct_error *err)
         ct_init_parse(cfg, "embeddings_initializer", "uniform", &s->init, err) ||
         ct_regularizer_parse(cfg, "embeddings_regularizer", &s->reg, err))
         return -1;
-    return ct_cfg_bool(cfg, "mask_zero", false, &s->mask_zero, err); /* input_length: ignored, as in Keras 3 */
+    /* input_length: ignored, as in Keras 3 */
+    return ct_cfg_bool(cfg, "mask_zero", false, &s->mask_zero, err);
 }
 
 static int embedding_build(ct_layer *l, ct_error *err)

@@ -106,7 +106,8 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
 static const char *const simple_keys[] = {
     "units", "activation", "use_bias", "kernel_initializer", "recurrent_initializer",
     "bias_initializer", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-    "dropout", "recurrent_dropout", "return_sequences", "return_state", "go_backwards", "zero_output_for_mask", NULL,
+    "dropout", "recurrent_dropout", "return_sequences", "return_state", "go_backwards",
+    "zero_output_for_mask", NULL,
 };
 static const char *const lstm_keys[] = {
     "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",

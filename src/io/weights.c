@@ -1082,7 +1082,8 @@ static cJSON *attention_node(const ct_model *m, int j)
     cJSON *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
     bool ok = kw && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0])) &&
               cJSON_AddItemToObject(kw, "value", keras_tensor(m, m->sources[j][1])) &&
-              (l->ninputs < 3 || cJSON_AddItemToObject(kw, "key", keras_tensor(m, m->sources[j][2]))) &&
+              (l->ninputs < 3 ||
+               cJSON_AddItemToObject(kw, "key", keras_tensor(m, m->sources[j][2]))) &&
               cJSON_AddBoolToObject(kw, "use_causal_mask", on);
     if (ok)
         return node;
