@@ -1,10 +1,12 @@
 /* init.c - Keras initializers and weight regularizers. */
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "init.h"
 #include "rng.h"
+#include "simd.h"
 
 /* Keras divides the VarianceScaling stddev by the stddev of a unit normal truncated at
  * +-2, so the truncated draws keep the intended variance. */
@@ -268,10 +270,55 @@ static double vec_dot(const vec_set *v, int64_t a, int64_t b)
     return s;
 }
 
-/* Modified Gram-Schmidt; run twice, which restores orthogonality to rounding even for
- * ill-conditioned draws. The diagonal of R stays positive, which is Keras's sign fix. */
+/* a . b over n doubles in 8 running sums, combined pairwise in a fixed order: the adds no
+ * longer wait on each other one by one (the sums' order, hence the result, is the same
+ * on every machine). */
+CT_CPU_CLONES
+static double dot8(const double *restrict a, const double *restrict b, int64_t n)
+{
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++)
+        s[0] += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+CT_CPU_CLONES
+static void sub_scaled(double *restrict y, const double *restrict x, double d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] -= d * x[i];
+}
+
+/* Modified Gram-Schmidt in double on a contiguous copy; run twice, which restores
+ * orthogonality to rounding even for ill-conditioned draws. The diagonal of R stays
+ * positive, which is Keras's sign fix. Without memory for the copy, the same in place. */
 static void orthonormalise(const vec_set *v)
 {
+    double *c = malloc((size_t)(v->count * v->len) * sizeof *c);
+    for (int64_t j = 0; c && j < v->count; j++)
+        for (int64_t i = 0; i < v->len; i++)
+            c[j * v->len + i] = (double)*vec_at(v, j, i);
+    for (int pass = 0; c && pass < 2; pass++)
+        for (int64_t j = 0; j < v->count; j++) {
+            double *vj = c + j * v->len;
+            for (int64_t p = 0; p < j; p++)
+                sub_scaled(vj, c + p * v->len, dot8(c + p * v->len, vj, v->len), v->len);
+            double norm = sqrt(dot8(vj, vj, v->len));
+            double inv = norm > 0.0 ? 1.0 / norm : 0.0;
+            for (int64_t i = 0; i < v->len; i++)
+                vj[i] *= inv;
+        }
+    for (int64_t j = 0; c && j < v->count; j++)
+        for (int64_t i = 0; i < v->len; i++)
+            *vec_at(v, j, i) = (float)c[j * v->len + i];
+    if (c) {
+        free(c);
+        return;
+    }
     for (int pass = 0; pass < 2; pass++) {
         for (int64_t j = 0; j < v->count; j++) {
             for (int64_t p = 0; p < j; p++) {
