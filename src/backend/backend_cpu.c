@@ -189,18 +189,25 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
 {
     float m = row_max(x, cols);
     double sum = 0.0;
-    for (int64_t c = 0; c < cols; c++)
-        sum += (double)exp_nonpositive(x[c] - m);
     if (log_form) {
+        for (int64_t c = 0; c < cols; c++)
+            sum += (double)exp_nonpositive(x[c] - m);
         /* (x - m) first: exact, and keeps digits that x - (m + log sum) would lose */
         float log_sum = (float)log(sum);
         for (int64_t c = 0; c < cols; c++)
             y[c] = (x[c] - m) - log_sum;
         return;
     }
+    /* Each exp once, kept in y until the sum is known (y may be x: x[c] is read before
+     * y[c] is written); the same values as computing it twice. */
+    for (int64_t c = 0; c < cols; c++) {
+        float e = exp_nonpositive(x[c] - m);
+        y[c] = e;
+        sum += (double)e;
+    }
     float inv = (float)(1.0 / sum);
     for (int64_t c = 0; c < cols; c++)
-        y[c] = exp_nonpositive(x[c] - m) * inv;
+        y[c] = y[c] * inv;
 }
 
 
