@@ -143,16 +143,16 @@ static inline float *lt_out_mask(const ct_layer *l, bool in_mask, int64_t rows)
 }
 
 /* Checks t's dx and every trainable parameter's gradient of L = sum r * y over `rows`
- * rows (x and r drawn from fixed seeds) against central differences, within abs_tol +
- * rel_tol, with the input carrying `mask` (rows x the input's first axis; NULL: none).
- * Gradients and dx start as garbage: backward must write them, not add. */
-static inline void lt_gradcheck_masked(lt *t, int64_t rows, const ct_pass *pass,
-                                       const float *mask, double abs_tol, double rel_tol)
+ * rows (x uniform in [lo, hi) and r from fixed seeds) against central differences, within
+ * abs_tol + rel_tol, with the input carrying `mask` (rows x the input's first axis; NULL:
+ * none). Gradients and dx start as garbage: backward must write them, not add. */
+static inline void lt_gradcheck_in(lt *t, int64_t rows, const ct_pass *pass, const float *mask,
+                                   float lo, float hi, double abs_tol, double rel_tol)
 {
     ct_layer *l = &t->l;
     int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
     float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
-    tu_fill(x, nin, 7, -1.0f, 1.5f);
+    tu_fill(x, nin, 7, lo, hi);
     tu_fill(r, nout, 9, -1.0f, 1.0f);
     lt_fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
                .y = tensor(y, rows, l->out_shape), .r = r};
@@ -180,6 +180,13 @@ static inline void lt_gradcheck_masked(lt *t, int64_t rows, const ct_pass *pass,
     for (int64_t i = 0; i < nin; i++)
         lt_fd_compare(&g, "x", i, dx[i], &x[i], abs_tol, rel_tol);
     free(x), free(y), free(dy), free(dx), free(r), free(g.y.mask);
+}
+
+/* lt_gradcheck_in with x in [-1, 1.5). */
+static inline void lt_gradcheck_masked(lt *t, int64_t rows, const ct_pass *pass,
+                                       const float *mask, double abs_tol, double rel_tol)
+{
+    lt_gradcheck_in(t, rows, pass, mask, -1.0f, 1.5f, abs_tol, rel_tol);
 }
 
 /* lt_gradcheck_masked without a mask. */

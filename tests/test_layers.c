@@ -12,73 +12,11 @@ static void lt_fill(ct_param *p, int i, int64_t n) { lt_fill_uniform(p, i, n); }
 
 /* ---- finite differences ------------------------------------------------------------- */
 
-typedef struct gc {
-    lt *t;
-    const ct_pass *pass;
-    ct_tensor x, y;
-    const float *r;   /* L = sum r * y */
-    double h, rtol, atol;
-} gc;
-
-static double gc_loss(gc *g)
-{
-    lt_forward(&g->t->l, g->pass, &g->x, &g->y);
-    double s = 0;
-    for (int64_t i = 0; i < ct_tensor_size(&g->y); i++)
-        s += (double)g->r[i] * (double)g->y.data[i];
-    return s;
-}
-
-/* Central difference of L in *v; the step is taken in float, so divide by what it was. */
-static double gc_numeric(gc *g, float *v)
-{
-    float old = *v, up = (float)(old + g->h), down = (float)(old - g->h);
-    *v = up;
-    double lp = gc_loss(g);
-    *v = down;
-    double lm = gc_loss(g);
-    *v = old;
-    return (lp - lm) / ((double)up - (double)down);
-}
-
-static void gc_compare(gc *g, const char *what, int64_t i, const float *ana, float *v)
-{
-    double num = gc_numeric(g, v);
-    double diff = fabs(num - ana[i]);
-    ck_assert_msg(diff <= g->atol + g->rtol * fmax(fabs(num), fabs(ana[i])),
-                  "%s (%s) d%s[%lld]: analytic %.7g, numeric %.7g", g->t->l.name,
-                  g->t->l.kind->name, what, (long long)i, ana[i], num);
-}
-
 /* Checks dx and every trainable parameter's gradient against central differences, for
  * inputs uniform in [lo, hi). */
 static void gradcheck_range(lt *t, int64_t rows, const ct_pass *pass, float lo, float hi)
 {
-    ct_layer *l = &t->l;
-    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
-    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
-    tu_fill(x, nin, 7, lo, hi);
-    tu_fill(r, nout, 9, -1.0f, 1.0f);
-    gc g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
-            .y = tensor(y, rows, l->out_shape), .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
-    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    lt_forward(l, pass, &g.x, &g.y);
-    memcpy(dy, r, (size_t)nout * sizeof(float));
-    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
-    for (int64_t i = 0; i < nin; i++)
-        gc_compare(&g, "x", i, dx, &x[i]);
-    for (int p = 0; p < l->nparams; p++) {
-        ct_param *pa = &l->params[p];
-        if (!pa->grad)
-            continue;
-        int64_t n = ct_shape_size(&pa->shape);
-        float *ana = fvec(n);
-        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++)
-            gc_compare(&g, pa->name, i, ana, &pa->value[i]);
-        free(ana);
-    }
-    free(x), free(y), free(dy), free(dx), free(r);
+    lt_gradcheck_in(t, rows, pass, NULL, lo, hi, 2e-3, 2e-2);
 }
 
 static const ct_pass infer_pass = {.training = false, .seed = 1, .step = 0};
@@ -777,8 +715,8 @@ static void gradcheck_tokens(lt *t, int64_t rows, const float *ids)
     memcpy(x, ids, (size_t)nin * sizeof *x);
     tu_fill(r, nout, 9, -1.0f, 1.0f);
     tu_fill(dx, nin, 3, 1.0f, 2.0f); /* must come back zeroed */
-    gc g = {.t = t, .pass = &infer_pass, .x = tensor(x, rows, l->in_shape),
-            .y = tensor(y, rows, l->out_shape), .r = r, .h = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+    lt_fd g = {.t = t, .pass = &infer_pass, .x = tensor(x, rows, l->in_shape),
+               .y = tensor(y, rows, l->out_shape), .r = r};
     ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
     lt_forward(l, &infer_pass, &g.x, &g.y);
     memcpy(dy, r, (size_t)nout * sizeof(float));
@@ -791,7 +729,7 @@ static void gradcheck_tokens(lt *t, int64_t rows, const float *ids)
         float *ana = fvec(n);
         memcpy(ana, pa->grad, (size_t)n * sizeof(float));
         for (int64_t i = 0; i < n; i++)
-            gc_compare(&g, pa->name, i, ana, &pa->value[i]);
+            lt_fd_compare(&g, pa->name, i, ana[i], &pa->value[i], 2e-3, 2e-2);
         free(ana);
     }
     free(x), free(y), free(dy), free(dx), free(r);
@@ -1036,8 +974,8 @@ START_TEST(test_masking_gradients)
     float x[24], y[24], dy[24], dx[24], mask[8], want[8], r[24];
     masking_input(x, -1.5f, want);
     tu_fill(r, 24, 23, -1.0f, 1.0f);
-    gc g = {.t = &t, .pass = &infer_pass, .x = tensor(x, rows, t.l.in_shape),
-            .y = tensor(y, rows, t.l.out_shape), .r = r, .h = 1e-3, .rtol = 1e-2, .atol = 1e-3};
+    lt_fd g = {.t = &t, .pass = &infer_pass, .x = tensor(x, rows, t.l.in_shape),
+               .y = tensor(y, rows, t.l.out_shape), .r = r};
     g.y.mask = mask;
     ct_tensor tdy = tensor(dy, rows, t.l.out_shape), tdx = tensor(dx, rows, t.l.in_shape);
     lt_forward(&t.l, &infer_pass, &g.x, &g.y);
@@ -1045,7 +983,7 @@ START_TEST(test_masking_gradients)
     lt_backward(&t.l, &infer_pass, &g.x, &g.y, &tdy, &tdx);
     for (int64_t i = 0; i < 24; i++)
         if (want[i / 3])
-            gc_compare(&g, "x", i, dx, &x[i]);
+            lt_fd_compare(&g, "x", i, dx[i], &x[i], 1e-3, 1e-2);
         else
             ck_assert_float_eq(dx[i], 0.0f);
     lt_free(&t);

@@ -527,58 +527,10 @@ static float *param(lt *t, const char *name)
 
 /* ---- finite differences ---------------------------------------------------------------- */
 
-typedef lt_fd fd;
-
-static void fd_compare(fd *g, const char *what, int64_t i, double ana, float *v)
-{
-    lt_fd_compare(g, what, i, ana, v, 3e-3, 2e-2);
-}
-
-/* Checks dx and every trainable parameter's gradient of L = sum r * y. */
+/* Checks dx and every trainable parameter's gradient of L = sum r * y, x in [-1, 2). */
 static void gradcheck(lt *t, int64_t rows, const ct_pass *pass)
 {
-    ct_layer *l = &t->l;
-    int64_t nin = rows * ct_shape_size(&l->in_shape), nout = rows * ct_shape_size(&l->out_shape);
-    float *x = fvec(nin), *y = fvec(nout), *dy = fvec(nout), *dx = fvec(nin), *r = fvec(nout);
-    tu_fill(x, nin, 7, -1.0f, 2.0f);
-    tu_fill(r, nout, 9, -1.0f, 1.0f);
-    fd g = {.t = t, .pass = pass, .x = tensor(x, rows, l->in_shape),
-            .y = tensor(y, rows, l->out_shape), .r = r};
-    ct_tensor tdy = tensor(dy, rows, l->out_shape), tdx = tensor(dx, rows, l->in_shape);
-    lt_forward(l, pass, &g.x, &g.y);
-    memcpy(dy, r, (size_t)nout * sizeof(float));
-    lt_backward(l, pass, &g.x, &g.y, &tdy, &tdx);
-    for (int p = 0; p < l->nparams; p++) {
-        ct_param *pa = &l->params[p];
-        if (!pa->grad)
-            continue;
-        int64_t n = ct_shape_size(&pa->shape);
-        float *ana = fvec(n);
-        memcpy(ana, pa->grad, (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++)
-            fd_compare(&g, pa->name, i, ana[i], &pa->value[i]);
-        free(ana);
-    }
-    for (int64_t i = 0; i < nin; i++)
-        fd_compare(&g, "x", i, dx[i], &x[i]);
-    /* without dx the parameter gradients are unchanged */
-    for (int p = 0; p < l->nparams; p++) {
-        ct_param *pa = &l->params[p];
-        if (!pa->grad)
-            continue;
-        int64_t n = ct_shape_size(&pa->shape);
-        float *keep = fvec(n);
-        memcpy(keep, pa->grad, (size_t)n * sizeof(float));
-        lt_forward(l, pass, &g.x, &g.y);
-        memcpy(dy, r, (size_t)nout * sizeof(float));
-        lt_backward(l, pass, &g.x, &g.y, &tdy, NULL);
-        for (int64_t i = 0; i < n; i++)
-            ck_assert_msg(fabs(pa->grad[i] - keep[i]) <= 1e-5 * (1 + fabs(keep[i])),
-                          "%s d%s[%lld] without dx: %g vs %g", l->name, pa->name,
-                          (long long)i, pa->grad[i], keep[i]);
-        free(keep);
-    }
-    free(x), free(y), free(dy), free(dx), free(r);
+    lt_gradcheck_in(t, rows, pass, NULL, -1.0f, 2.0f, 3e-3, 2e-2);
 }
 
 static void gradcheck_yaml(const char *yaml, int ndim, const int64_t *dims, int64_t rows,
