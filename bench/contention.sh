@@ -22,14 +22,16 @@ steps=300
 repeat=3
 while [ $# -gt 0 ]; do
     case "$1" in
-        --model) model=$2; shift ;;
-        --steps) steps=$2; shift ;;
-        --repeat) repeat=$2; shift ;;
+        --model) [ $# -ge 2 ] || { echo "contention.sh: --model wants a value" >&2; exit 2; }; model=$2; shift ;;
+        --steps) [ $# -ge 2 ] || { echo "contention.sh: --steps wants a value" >&2; exit 2; }; steps=$2; shift ;;
+        --repeat) [ $# -ge 2 ] || { echo "contention.sh: --repeat wants a value" >&2; exit 2; }; repeat=$2; shift ;;
         -h|--help) sed -n '4p' "$0" | sed 's/^#   /usage: /'; exit 0 ;;
         *) echo "contention.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
 done
+case "$steps" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;; *) echo "contention.sh: --steps wants a positive integer, got '$steps'" >&2; exit 2 ;; esac
+case "$repeat" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;; *) echo "contention.sh: --repeat wants a positive integer, got '$repeat'" >&2; exit 2 ;; esac
 case "$model" in mlp|cnn) ;; *) echo "contention.sh: --model is mlp or cnn" >&2; exit 2 ;; esac
 ctrain=${CTRAIN:-./ctrain}
 [ -x "$ctrain" ] || { echo "contention.sh: no ctrain at $ctrain; build it first" >&2; exit 2; }
@@ -38,7 +40,7 @@ command -v taskset >/dev/null || { echo "contention.sh: taskset (util-linux) is 
 cores=$(nproc)
 [ "$cores" -ge 2 ] || { echo "contention.sh: needs at least 2 usable cores, this process has $cores" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/ctrain-contention-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctrain-contention-XXXXXX")
 busy_pid=
 cleanup() { [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT

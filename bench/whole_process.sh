@@ -20,21 +20,24 @@ epochs=3
 repeat=3
 while [ $# -gt 0 ]; do
     case "$1" in
-        --model) model=$2; shift ;;
-        --epochs) epochs=$2; shift ;;
-        --repeat) repeat=$2; shift ;;
+        --model) [ $# -ge 2 ] || { echo "whole_process.sh: --model wants a value" >&2; exit 2; }; model=$2; shift ;;
+        --epochs) [ $# -ge 2 ] || { echo "whole_process.sh: --epochs wants a value" >&2; exit 2; }; epochs=$2; shift ;;
+        --repeat) [ $# -ge 2 ] || { echo "whole_process.sh: --repeat wants a value" >&2; exit 2; }; repeat=$2; shift ;;
         -h|--help) sed -n '4p' "$0" | sed 's/^#   /usage: /'; exit 0 ;;
         *) echo "whole_process.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
 done
+case "$epochs" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;; *) echo "whole_process.sh: --epochs wants a positive integer, got '$epochs'" >&2; exit 2 ;; esac
+case "$repeat" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9]) ;; *) echo "whole_process.sh: --repeat wants a positive integer, got '$repeat'" >&2; exit 2 ;; esac
+case "$model" in mlp|cnn) ;; *) echo "whole_process.sh: --model is mlp or cnn" >&2; exit 2 ;; esac
 ctrain=${CTRAIN:-./ctrain}
 py=${PEERS_PYTHON:-bench/.venv/bin/python}
 [ -x "$ctrain" ] || { echo "whole_process.sh: no ctrain at $ctrain; build it first" >&2; exit 2; }
 [ -f data/fashion-mnist.h5 ] || { echo "whole_process.sh: data/fashion-mnist.h5 is missing (scripts/setup.sh --data)" >&2; exit 2; }
 "$py" -c 'import torch, h5py' 2>/dev/null || { echo "whole_process.sh: $py has no torch and h5py (run bench/run.sh once, or set PEERS_PYTHON)" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/ctrain-whole-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctrain-whole-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 gz=$tmp/fashion-gzip.h5
 "$py" - "$gz" <<'PY'
