@@ -1007,6 +1007,15 @@ static bool is_attention(const ct_layer *l)
     return !strcmp(l->kind->name, "multi_head_attention");
 }
 
+static bool is_recurrent(const ct_layer *l)
+{
+    static const char *const kinds[] = {"simple_rnn", "lstm", "gru", "bidirectional", NULL};
+    for (int k = 0; kinds[k]; k++)
+        if (!strcmp(l->kind->name, kinds[k]))
+            return true;
+    return false;
+}
+
 static cJSON *layer_json(const ct_layer *l)
 {
     static const char *const plain[] = {"type", "name", "inputs", NULL};
@@ -1030,19 +1039,21 @@ static cJSON *layer_json(const ct_layer *l)
 static cJSON *tensor_ref(const ct_model *m, ct_source_id s, bool with_kwargs)
 {
     const char *name;
-    int node = 0;
+    int node = 0, index = 0;
     if (s < 0) {
         name = m->input_names[-1 - s];
     } else {
-        const ct_layer *l = &m->layers[s], *owner = l->shared ? l->shared : l;
+        int li = ct_tensor_layer(m, s);
+        const ct_layer *l = &m->layers[li], *owner = l->shared ? l->shared : l;
         name = owner->name;
-        for (int i = 0; l->shared && i <= s; i++)
+        index = ct_tensor_index(m, s);
+        for (int i = 0; l->shared && i <= li; i++)
             node += m->layers[i].shared == owner;
     }
     cJSON *a = cJSON_CreateArray();
     bool ok = a && cJSON_AddItemToArray(a, cJSON_CreateString(name)) &&
               cJSON_AddItemToArray(a, cJSON_CreateNumber(node)) &&
-              cJSON_AddItemToArray(a, cJSON_CreateNumber(0)) &&
+              cJSON_AddItemToArray(a, cJSON_CreateNumber(index)) &&
               (!with_kwargs || cJSON_AddItemToArray(a, cJSON_CreateObject()));
     if (ok)
         return a;
@@ -1053,7 +1064,7 @@ static cJSON *tensor_ref(const ct_model *m, ct_source_id s, bool with_kwargs)
 /* Keras 3's serialized tensor: its shape with the batch axis, and [layer, node, tensor]. */
 static cJSON *keras_tensor(const ct_model *m, ct_source_id s)
 {
-    const ct_shape *shape = s < 0 ? &m->input_shapes[-1 - s] : &m->layers[s].out_shape;
+    const ct_shape *shape = ct_tensor_shape(m, s);
     cJSON *cfg, *o = class_config("__keras_tensor__", &cfg);
     cJSON *dims = o ? cJSON_AddArrayToObject(cfg, "shape") : NULL;
     bool ok = dims && cJSON_AddItemToArray(dims, cJSON_CreateNull());
@@ -1091,6 +1102,24 @@ static cJSON *attention_node(const ct_model *m, int j)
     return NULL;
 }
 
+/* A recurrent layer's node given initial states (inputs 1 and up): the sequence as the
+ * argument and the states as the initial_state keyword, as Keras calls it. */
+static cJSON *initial_state_node(const ct_model *m, int j)
+{
+    const ct_layer *l = &m->layers[j];
+    cJSON *node = cJSON_CreateObject();
+    cJSON *args = node ? cJSON_AddArrayToObject(node, "args") : NULL;
+    cJSON *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
+    cJSON *states = kw ? cJSON_AddArrayToObject(kw, "initial_state") : NULL;
+    bool ok = states && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0]));
+    for (int k = 1; ok && k < l->ninputs; k++)
+        ok = cJSON_AddItemToArray(states, keras_tensor(m, m->sources[j][k]));
+    if (ok)
+        return node;
+    cJSON_Delete(node);
+    return NULL;
+}
+
 /* A layer of a Functional config: its config, and one inbound node per application (its
  * own first, then each shared application's). */
 static cJSON *graph_layer_json(const ct_model *m, int i)
@@ -1105,6 +1134,10 @@ static cJSON *graph_layer_json(const ct_model *m, int i)
             continue;
         if (is_attention(l)) {
             ok = cJSON_AddItemToArray(nodes, attention_node(m, j));
+            continue;
+        }
+        if (is_recurrent(l) && m->layers[j].ninputs > 1) {
+            ok = cJSON_AddItemToArray(nodes, initial_state_node(m, j));
             continue;
         }
         cJSON *node = cJSON_CreateArray();

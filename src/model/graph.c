@@ -18,6 +18,8 @@ typedef struct gnode {
     int owner;                 /* config index of the layer a `shared` entry applies, or -1 */
     int nin;
     ct_source_id *src;         /* sources; a layer id here is a config index until sorted */
+    int *src_out;              /* per source: which output of that layer ("NAME:k") */
+    const ct_node **src_at;    /* per source: its name in the config (NULL: implied) */
     const ct_node *in_node;    /* the `inputs` value, for positions (may be NULL) */
     int order;                 /* position in the topological order */
     int part, parts;           /* a `shared` entry applying a chain: this node's place in it */
@@ -29,6 +31,8 @@ typedef struct graph {
     int n;
     gnode *g;
     bool given_input_shape;
+    int out_index[CT_MAX_IO];  /* model.outputs: which output of each named layer */
+    const ct_node *out_at[CT_MAX_IO];
 } graph;
 
 /* Names become HDF5 group names in weights files: "." and ".." would name the group
@@ -128,6 +132,37 @@ static int find_name(const graph *gr, const char *name)
         if (!strcmp(gr->g[i].name, name))
             return i;
     return NOT_FOUND;
+}
+
+/* find_name for a reference "NAME" or "NAME:k" (output k of a layer with several): k goes
+ * to *k (0 for "NAME"). A name that itself holds ':' is found whole first. */
+static int find_ref(const graph *gr, const char *ref, int *k)
+{
+    *k = 0;
+    int id = find_name(gr, ref);
+    const char *colon = strrchr(ref, ':');
+    size_t digits = colon ? strlen(colon + 1) : 0;
+    if (id != NOT_FOUND || !colon || digits == 0 || digits > 2 ||
+        strspn(colon + 1, "0123456789") != digits || (size_t)(colon - ref) >= CT_NAME_MAX)
+        return id;
+    char base[CT_NAME_MAX];
+    memcpy(base, ref, (size_t)(colon - ref));
+    base[colon - ref] = 0;
+    id = find_name(gr, base);
+    if (id != NOT_FOUND)
+        *k = atoi(colon + 1);
+    if (id < 0 && *k > 0)
+        return NOT_FOUND - 1;
+    return id;
+}
+
+/* The error for "INPUT:k": a model input is one tensor. */
+#define INPUT_PART (NOT_FOUND - 1)
+static int input_part_err(const ct_node *at, ct_error *err)
+{
+    return ct_node_err(err, at, "'%s' names a part of a model input, which is one tensor; "
+                       "\"NAME:k\" names output k of a layer with several (return_state)",
+                       at->scalar);
 }
 
 /* "image, meta, c1, ..." for messages, and the candidates for suggestions. */
@@ -268,7 +303,9 @@ static int read_sources(graph *gr, int i, ct_error *err)
         }
         g->nin = 1;
         g->src = malloc(sizeof *g->src);
-        if (!g->src)
+        g->src_out = calloc(1, sizeof *g->src_out);
+        g->src_at = calloc(1, sizeof *g->src_at);
+        if (!g->src || !g->src_out || !g->src_at)
             return ct_err(err, CT_ERR_NOMEM, "out of memory");
         g->src[0] = i > 0 ? i - 1 : -1;
         return 0;
@@ -279,13 +316,18 @@ static int read_sources(graph *gr, int i, ct_error *err)
         return ct_node_err(err, in, "inputs must name a model input or layer, or list them "
                            "such as [c1, c2]");
     g->src = malloc(n * sizeof *g->src);
-    if (!g->src)
+    g->src_out = calloc(n, sizeof *g->src_out);
+    g->src_at = calloc(n, sizeof *g->src_at);
+    if (!g->src || !g->src_out || !g->src_at)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     g->nin = (int)n;
     for (size_t k = 0; k < n; k++) {
         if (items[k]->type != CT_NODE_SCALAR)
             return ct_node_err(err, items[k], "inputs must be names of model inputs or layers");
-        int id = find_name(gr, items[k]->scalar);
+        g->src_at[k] = items[k];
+        int id = find_ref(gr, items[k]->scalar, &g->src_out[k]);
+        if (id == INPUT_PART)
+            return input_part_err(items[k], err);
         if (id == NOT_FOUND)
             return unknown_name(gr, items[k], items[k]->scalar, "input", err);
         if (id == i)
@@ -429,6 +471,8 @@ static int read_outputs(graph *gr, ct_error *err)
     if (!out) {
         m->noutputs = 1;
         m->outputs[0] = gr->g[gr->n - 1].order;
+        gr->out_index[0] = 0;
+        gr->out_at[0] = NULL;
         return 0;
     }
     const ct_node *const *items;
@@ -441,18 +485,56 @@ static int read_outputs(graph *gr, ct_error *err)
     for (size_t k = 0; k < n; k++) {
         if (items[k]->type != CT_NODE_SCALAR)
             return ct_node_err(err, items[k], "model.outputs must be layer names");
-        int id = find_name(gr, items[k]->scalar);
+        int id = find_ref(gr, items[k]->scalar, &gr->out_index[k]);
+        if (id == INPUT_PART)
+            return input_part_err(items[k], err);
         if (id == NOT_FOUND)
             return unknown_name(gr, items[k], items[k]->scalar, "output", err);
         if (id < 0)
             return ct_node_err(err, items[k], "output '%s' is a model input, not a layer",
                                items[k]->scalar);
-        for (size_t j = 0; j < k; j++)
-            if (m->outputs[j] == gr->g[id].order)
-                return ct_node_err(err, items[k], "output '%s' is listed twice",
-                                   items[k]->scalar);
-        m->outputs[k] = gr->g[id].order;
+        m->outputs[k] = gr->g[id].order; /* a layer until resolve_outputs */
+        gr->out_at[k] = items[k];
         m->noutputs = (int)k + 1;
+    }
+    return 0;
+}
+
+/* Tensor of output k of layer i (0 <= i < m->nlayers, built), or -1 with an error at `at`
+ * when it has no such output. */
+static int tensor_of(const ct_model *m, int i, int k, const ct_node *at, ct_error *err)
+{
+    const ct_layer *l = &m->layers[i];
+    if (k == 0)
+        return i;
+    if (k < l->noutputs)
+        return m->more_at[i] + k - 1;
+    if (l->noutputs > 1)
+        return ct_node_err(err, at, "layer '%s' (%s) has outputs 0 to %d; '%s' names output %d",
+                           l->name, l->kind->class_name, l->noutputs - 1, at->scalar, k);
+    return ct_node_err(err, at, "layer '%s' (%s) has one output; '%s' names output %d (a "
+                       "recurrent layer has its states as outputs 1 and up with "
+                       "return_state: true)", l->name, l->kind->class_name, at->scalar, k);
+}
+
+/* model.outputs as tensors, once the layers are built; each listed once. */
+static int resolve_outputs(graph *gr, ct_error *err)
+{
+    ct_model *m = gr->m;
+    for (int k = 0; k < m->noutputs; k++) {
+        int i = m->outputs[k], t = tensor_of(m, i, gr->out_index[k], gr->out_at[k], err);
+        if (t < 0)
+            return -1;
+        for (int j = 0; j < k; j++)
+            if (m->outputs[j] == t)
+                return ct_node_err(err, gr->out_at[k], "output '%s' is listed twice",
+                                   gr->out_at[k]->scalar);
+        m->outputs[k] = t;
+        if (gr->out_index[k])
+            snprintf(m->output_names[k], sizeof m->output_names[k], "%s:%d", m->layers[i].name,
+                     gr->out_index[k]);
+        else
+            snprintf(m->output_names[k], sizeof m->output_names[k], "%s", m->layers[i].name);
     }
     return 0;
 }
@@ -469,9 +551,13 @@ static void describe_source(const ct_model *m, ct_source_id s, char *buf, size_t
         else
             snprintf(buf, n, "the model input, shape %s", shape);
     } else {
-        const ct_layer *p = &m->layers[s];
-        ct_shape_format(&p->out_shape, shape, sizeof shape);
-        snprintf(buf, n, "layer '%s' (%s), shape %s", p->name, p->kind->class_name, shape);
+        const ct_layer *p = &m->layers[ct_tensor_layer(m, s)];
+        ct_shape_format(ct_tensor_shape(m, s), shape, sizeof shape);
+        if (ct_tensor_index(m, s))
+            snprintf(buf, n, "output %d of layer '%s' (%s), shape %s", ct_tensor_index(m, s),
+                     p->name, p->kind->class_name, shape);
+        else
+            snprintf(buf, n, "layer '%s' (%s), shape %s", p->name, p->kind->class_name, shape);
     }
 }
 
@@ -559,10 +645,15 @@ static int place_layer(graph *gr, int k, int gi, ct_error *err)
     if (!src || !shapes)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     for (int j = 0; j < g->nin; j++) {
-        src[j] = g->src[j] < 0 ? g->src[j] : gr->g[g->src[j]].order;
-        shapes[j] = src[j] < 0 ? m->input_shapes[-1 - src[j]] : m->layers[src[j]].out_shape;
+        src[j] = g->src[j] < 0 ? g->src[j]
+                               : tensor_of(m, gr->g[g->src[j]].order, g->src_out[j],
+                                           g->src_at[j], err);
+        if (src[j] < 0 && g->src[j] >= 0)
+            return -1;
+        shapes[j] = *ct_tensor_shape(m, src[j]);
     }
     l->in_shape = shapes[0];
+    l->noutputs = 1;
     ct_node *own_cfg = l->shared ? l->shared->cfg : l->cfg;
     if ((l->kind->configure && l->kind->configure(l, own_cfg, err) < 0) || check_arity(l, err) < 0)
         return -1;
@@ -570,7 +661,14 @@ static int place_layer(graph *gr, int k, int gi, ct_error *err)
         explain_inputs(m, l, src, err);
         return -1;
     }
-    return (l->shared ? check_shared(l, err) : 0) || ct_model_check_layer_sizes(l, err) ? -1 : 0;
+    if ((l->shared ? check_shared(l, err) : 0) || ct_model_check_layer_sizes(l, err))
+        return -1;
+    m->more_at[k] = l->noutputs > 1 ? m->ntensors : -1;
+    for (int o = 1; o < l->noutputs; o++) {
+        m->tensor_layer[m->ntensors] = k;
+        m->tensor_index[m->ntensors++] = o;
+    }
+    return 0;
 }
 
 /* A Sequential model: written with input_shape, one output, the layers a chain. */
@@ -582,7 +680,7 @@ static bool is_chain(const graph *gr, const int *order)
         return false;
     for (int k = 0; k < m->nlayers; k++)
         if (order[k] != k || m->layers[k].ninputs != 1 || m->layers[k].shared ||
-            m->sources[k][0] != k - 1)
+            m->sources[k][0] != k - 1 || m->layers[k].noutputs > 1)
             return false;
     return true;
 }
@@ -620,14 +718,14 @@ static int mark_live(ct_model *m, ct_error *err)
 {
     bool input_used[CT_MAX_IO] = {false};
     for (int k = 0; k < m->noutputs; k++)
-        m->live[m->outputs[k]] = true;
+        m->live[ct_tensor_layer(m, m->outputs[k])] = true;
     for (int i = m->nlayers - 1; i >= 0; i--) {
         for (int j = 0; m->live[i] && j < m->layers[i].ninputs; j++) {
             ct_source_id s = m->sources[i][j];
             if (s < 0)
                 input_used[-1 - s] = true;
             else
-                m->live[s] = true;
+                m->live[ct_tensor_layer(m, s)] = true;
         }
     }
     int bad = 0;
@@ -674,7 +772,7 @@ static void fuse_relus(ct_model *m)
             l->kind->output_activation(l) != CT_ACT_RELU)
             continue;
         ct_source_id s = m->sources[i][0];
-        if (s < 0)
+        if (s < 0 || s >= m->nlayers) /* a model input, or a layer's output 1 and up */
             continue;
         ct_layer *p = &m->layers[s];
         if (!p->kind->takes_relu || p->fused_relu || ct_layer_is_view(p) || uses_of(m, s) != 1)
@@ -687,17 +785,27 @@ static void fuse_relus(ct_model *m)
 static int place(graph *gr, const int *order, ct_error *err)
 {
     ct_model *m = gr->m;
+    size_t most = (size_t)gr->n * CT_MAX_OUTPUTS;
     m->layers = calloc((size_t)gr->n, sizeof *m->layers);
     m->sources = calloc((size_t)gr->n, sizeof *m->sources);
     m->live = calloc((size_t)gr->n, sizeof *m->live);
-    if (!m->layers || !m->sources || !m->live)
+    m->more_at = calloc((size_t)gr->n, sizeof *m->more_at);
+    m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
+    m->tensor_index = calloc(most, sizeof *m->tensor_index);
+    if (!m->layers || !m->sources || !m->live || !m->more_at || !m->tensor_layer ||
+        !m->tensor_index)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < gr->n; k++)
+        m->tensor_layer[k] = k; /* output 0 of each layer; the others follow */
+    m->ntensors = gr->n;
     m->functional = !gr->given_input_shape; /* until the chain test below */
     for (int k = 0; k < gr->n; k++) {
         m->nlayers = k + 1;
         if (place_layer(gr, k, order[k], err) < 0)
             return -1;
     }
+    if (resolve_outputs(gr, err) < 0)
+        return -1;
     m->functional = !is_chain(gr, order);
     return mark_live(m, err);
 }
@@ -747,7 +855,7 @@ static int read_entry(graph *gr, int i, int parts, ct_node *entry, ct_error *err
 
 int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
 {
-    graph gr = {m, cfg, 0, NULL, false};
+    graph gr = {.m = m, .cfg = cfg};
     int rc = -1, *order = NULL;
     if (read_inputs(&gr, err) < 0 || ct_cfg_require(cfg, "layers", "model", err) < 0)
         return -1;
@@ -780,8 +888,11 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err)
         rc = ct_graph_masks(m, err);
     }
 done:
-    for (int i = 0; gr.g && i < gr.n; i++)
+    for (int i = 0; gr.g && i < gr.n; i++) {
         free(gr.g[i].src);
+        free(gr.g[i].src_out);
+        free(gr.g[i].src_at);
+    }
     free(gr.g);
     free(order);
     return rc;

@@ -4,7 +4,8 @@
  * .grad point into them once the model is planned; layers never allocate them.
  *
  * A layer takes an array of inputs (most kinds exactly one, merges several) and gives one
- * output; the model is a graph of such layers in topological order.
+ * output, or several (a recurrent layer's return_state: see ct_layer.noutputs); the model
+ * is a graph of such layers in topological order.
  *
  * Adding a layer: one file in layers/ defining `const ct_layer_kind ct_layer_<name>` (and
  * listed in Makefile.am's libctrain sources), and one CT_LAYER(<name>) line in
@@ -19,6 +20,7 @@
 
 #define CT_MAX_PARAMS 8
 #define CT_NAME_MAX 64
+#define CT_MAX_OUTPUTS 5      /* a layer's outputs: a Bidirectional LSTM's with its states */
 
 typedef struct ct_param {
     char name[48];        /* "kernel", "bias", ..., "forward_lstm/kernel" in a wrapper */
@@ -118,7 +120,16 @@ struct ct_layer {
     int ninputs;
     const ct_shape *in_shapes; /* ninputs shapes (the model's memory), set before build */
     ct_shape in_shape;        /* in_shapes[0]: what single-input kinds read */
-    ct_shape out_shape;
+    ct_shape out_shape;       /* output 0's */
+    /* Outputs: 1, set before build; a kind with more (return_state) sets noutputs and
+     * more_shapes[k - 1], the shape of output k >= 1, in build. Forward writes output k
+     * into more_y[k - 1]; backward reads its gradient from more_dy[k - 1], whose data is
+     * NULL when no gradient reaches it (read as zeros). The model owns those tensors and
+     * points more_y and more_dy at them when it plans. Later layers name output k of layer
+     * NAME as "NAME:k" (output 0: "NAME"). */
+    int noutputs;
+    ct_shape more_shapes[CT_MAX_OUTPUTS - 1];
+    ct_tensor *more_y, *more_dy;
     int nparams;
     ct_param params[CT_MAX_PARAMS];
     float *scratch;           /* scratch_floats(max_batch) floats, owned by the model */

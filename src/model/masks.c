@@ -5,15 +5,17 @@
 
 #include "graph.h"
 
+/* Only a layer's output 0 (tensor s < nlayers) carries a mask: a recurrent layer's states,
+ * its outputs 1 and up, have no timestep axis (as Keras: their masks are None). */
 static bool source_masked(const ct_model *m, ct_source_id s)
 {
-    return s >= 0 && m->layers[s].mask_out != CT_MASK_NONE;
+    return s >= 0 && s < m->nlayers && m->layers[s].mask_out != CT_MASK_NONE;
 }
 
 /* The layer whose buffer holds the mask that source s carries (NULL: none). */
 static const ct_layer *mask_owner(const ct_model *m, ct_source_id s)
 {
-    while (s >= 0) {
+    while (s >= 0 && s < m->nlayers) {
         const ct_layer *l = &m->layers[s];
         if (l->mask_out == CT_MASK_NONE)
             return NULL;

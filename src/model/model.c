@@ -274,6 +274,9 @@ void ct_model_free(ct_model *m)
     free(m->layers);
     free(m->sources);
     free(m->live);
+    free(m->more_at);
+    free(m->tensor_layer);
+    free(m->tensor_index);
     free(m->params);
     free(m->warnings);
     if (m->be) {
@@ -316,8 +319,8 @@ static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
     ct_plan_free(m);
     free(m->out);
     free(m->dout);
-    m->out = calloc((size_t)m->nlayers, sizeof *m->out);
-    m->dout = calloc((size_t)m->nlayers, sizeof *m->dout);
+    m->out = calloc((size_t)m->ntensors, sizeof *m->out);
+    m->dout = calloc((size_t)m->ntensors, sizeof *m->dout);
     if (!m->out || !m->dout)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     if (ct_plan_make(m, max_batch, training, err) < 0)
@@ -343,9 +346,9 @@ static void set_rows(ct_model *m, int64_t rows)
 {
     for (int k = 0; k < m->ninputs; k++)
         m->inputs[k].rows = rows;
-    for (int i = 0; i < m->nlayers; i++) {
-        m->out[i].rows = rows;
-        m->dout[i].rows = rows;
+    for (int t = 0; t < m->ntensors; t++) {
+        m->out[t].rows = rows;
+        m->dout[t].rows = rows;
     }
     for (int t = 0; t < m->plan->ntmp; t++)
         m->plan->tmp[t].rows = rows;
@@ -475,14 +478,23 @@ void ct_model_penalty(const ct_model *m, double weight, double *penalty)
     regularize(m, false, weight, penalty);
 }
 
+const ct_shape *ct_tensor_shape(const ct_model *m, ct_source_id t)
+{
+    if (t < 0)
+        return &m->input_shapes[-1 - t];
+    const ct_layer *l = &m->layers[ct_tensor_layer(m, t)];
+    int k = ct_tensor_index(m, t);
+    return k ? &l->more_shapes[k - 1] : &l->out_shape;
+}
+
 const ct_shape *ct_model_output_shape(const ct_model *m)
 {
-    return &m->layers[m->outputs[0]].out_shape;
+    return ct_tensor_shape(m, m->outputs[0]);
 }
 
 const ct_shape *ct_model_output_shape_at(const ct_model *m, int k)
 {
-    return &m->layers[m->outputs[k]].out_shape;
+    return ct_tensor_shape(m, m->outputs[k]);
 }
 
 const ct_layer *ct_layer_owner(const ct_layer *l) { return l->shared ? l->shared : l; }

@@ -26,7 +26,9 @@
 #define CT_MAX_IO 16          /* model inputs and outputs, each */
 #endif
 
-/* Where a layer's input comes from: model input -1 - k, or the output of layer i >= 0. */
+/* A tensor of the graph, where a layer's input comes from: model input -1 - k, or a layer
+ * output t >= 0. Output 0 of layer i is tensor i; the other outputs of layers with several
+ * (ct_layer.noutputs) are the tensors from nlayers up (ct_tensor_layer, ct_tensor_index). */
 typedef int ct_source_id;
 
 struct ct_plan;
@@ -44,15 +46,19 @@ typedef struct ct_model {
     ct_layer *layers;          /* nlayers, in topological order */
     ct_source_id **sources;    /* sources[i]: layers[i].ninputs ids */
     bool *live;                /* live[i]: layer i contributes to an output */
+    int ntensors;              /* layer outputs: nlayers, and the extra outputs after them */
+    int *more_at;              /* per layer: the tensor id of its output 1 (or -1) */
+    int *tensor_layer, *tensor_index; /* per tensor: its layer, which of its outputs */
     int noutputs;
-    int outputs[CT_MAX_IO];    /* layer indices */
+    ct_source_id outputs[CT_MAX_IO]; /* tensors (a layer's index for its output 0) */
+    char output_names[CT_MAX_IO][CT_NAME_MAX + 8]; /* "NAME", or "NAME:k" for output k */
     int nparams;               /* parameter tensors of the layers that own them */
     ct_param **params;         /* nparams pointers into the layers, block order */
     int64_t size, trainable;   /* floats in the block; the first `trainable` are trainable */
     int64_t shadow;            /* gradient floats of shared applications, after trainable */
     float *values, *grads;     /* size / trainable + shadow floats, backend memory */
-    /* Planned buffers: inputs[k] is input k's batch (set by the caller), out[i] layer i's
-     * output, dout[i] its gradient (NULL data when none is needed). */
+    /* Planned buffers: inputs[k] is input k's batch (set by the caller), out[t] tensor t
+     * (ntensors of them), dout[t] its gradient (NULL data when none is needed). */
     int64_t max_batch;
     bool planned_training;     /* the current plan has gradient buffers */
     ct_tensor inputs[CT_MAX_IO];
@@ -119,6 +125,17 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
 void ct_model_penalty(const ct_model *m, double weight, double *penalty);
 /* Whether any parameter has a regularizer. */
 bool ct_model_regularized(const ct_model *m);
+/* The layer that computes tensor t >= 0, and which of its outputs t is. */
+static inline int ct_tensor_layer(const ct_model *m, ct_source_id t)
+{
+    return m->tensor_layer[t];
+}
+static inline int ct_tensor_index(const ct_model *m, ct_source_id t)
+{
+    return m->tensor_index[t];
+}
+/* The shape of tensor t (a model input's for t < 0). */
+const ct_shape *ct_tensor_shape(const ct_model *m, ct_source_id t);
 /* Shape of the first output / of output k. */
 const ct_shape *ct_model_output_shape(const ct_model *m);
 const ct_shape *ct_model_output_shape_at(const ct_model *m, int k);

@@ -35,16 +35,33 @@ typedef struct span {
 
 typedef struct planner {
     ct_model *m;
-    int *root;            /* per layer: the layer whose buffers it uses, or -1 - input */
-    bool *written;        /* per layer (root): its gradient has a first writer already */
-    int *gspan;           /* per layer (root): its gradient's span, or -1 */
+    int *root;            /* per tensor: the tensor whose buffers it uses, or -1 - input */
+    bool *written;        /* per tensor (root): its gradient has a first writer already */
+    int *gspan;           /* per tensor (root): its gradient's span, or -1 */
     span *spans;
     int nspans;
     int *tmp_span;        /* per temporary: its span */
-    int *aspan;           /* inference: per layer, its output's span (forward steps), or -1 */
+    int *aspan;           /* inference: per tensor, its span (forward steps), or -1 */
 } planner;
 
 static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer; }
+
+/* The backward step of the layer that computes tensor t. */
+static int tensor_step(const ct_model *m, ct_source_id t)
+{
+    return step_of(m, ct_tensor_layer(m, t));
+}
+
+static int64_t tensor_floats(const ct_model *m, ct_source_id t)
+{
+    return ct_shape_size(ct_tensor_shape(m, t));
+}
+
+/* Tensor of output o of layer i. */
+static ct_source_id output_tensor(const ct_model *m, int i, int o)
+{
+    return o ? m->more_at[i] + o - 1 : i;
+}
 
 /* The layer's output mask is a buffer of its own (not an input's). */
 static bool owns_mask(const ct_layer *l)
@@ -104,10 +121,10 @@ static int writer(planner *p, ct_source_id src, int t, int *ntmp)
 {
     int r = p->root[src];
     const ct_model *m = p->m;
-    int64_t floats = ct_shape_size(&m->layers[src].out_shape);
+    int64_t floats = tensor_floats(m, src);
     if (!p->written[r]) {
         p->written[r] = true;
-        p->gspan[r] = add_span(p, t, step_of(m, r), ct_shape_size(&m->layers[r].out_shape));
+        p->gspan[r] = add_span(p, t, tensor_step(m, r), tensor_floats(m, r));
         return -1;
     }
     p->tmp_span[*ntmp] = add_span(p, t, t, floats);
@@ -126,7 +143,7 @@ static int span_cmp(const void *a, const void *b)
 typedef struct edges {
     int *dx_tmp;          /* per edge: -2 none, -1 direct, else temporary index */
     int loss_tmp[CT_MAX_IO];
-    int *tmp_into;        /* per temporary: the root layer it is added into */
+    int *tmp_into;        /* per temporary: the root tensor it is added into */
     int *tmp_src;         /* per temporary: the tensor whose shape it has */
     int *tmp_after;       /* per temporary: the layer whose backward writes it (-1: loss) */
 } edges;
@@ -236,8 +253,8 @@ static int64_t plan_total(const ct_model *m, int64_t max_batch, const layout *la
         const ct_layer *l = &m->layers[i];
         if (!computed(m, i))
             continue;
-        if (training)
-            bad |= !add_floats(&total, max_batch, ct_shape_size(&l->out_shape));
+        for (int o = 0; training && o < l->noutputs; o++)
+            bad |= !add_floats(&total, max_batch, tensor_floats(m, output_tensor(m, i, o)));
         if (l->kind->scratch_floats)
             bad |= !add_floats(&total, 1, l->kind->scratch_floats(l, max_batch));
         if (owns_mask(l))
@@ -279,15 +296,20 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
         m->inputs[k] = (ct_tensor){at, max_batch, m->input_shapes[k], dev, NULL};
         at += aligned(max_batch * ct_shape_size(&m->input_shapes[k]));
     }
+    for (int t = 0; t < m->ntensors; t++) {
+        m->out[t] = (ct_tensor){NULL, max_batch, *ct_tensor_shape(m, t), dev, NULL};
+        m->dout[t] = m->out[t];
+    }
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
-        m->out[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev, NULL};
-        m->dout[i] = (ct_tensor){NULL, max_batch, l->out_shape, dev, NULL};
         if (!computed(m, i))
             continue;
-        if (p->aspan[i] < 0) { /* training: every output kept */
-            m->out[i].data = at;
-            at += aligned(max_batch * ct_shape_size(&l->out_shape));
+        for (int o = 0; o < l->noutputs; o++) {
+            ct_source_id t = output_tensor(m, i, o);
+            if (p->aspan[t] < 0) { /* training: every output kept */
+                m->out[t].data = at;
+                at += aligned(max_batch * tensor_floats(m, t));
+            }
         }
         if (l->kind->scratch_floats) {
             l->scratch = at;
@@ -299,20 +321,25 @@ static void lay_out(ct_model *m, int64_t max_batch, const planner *p, const layo
         slot_at[k] = at;
         at += aligned(max_batch * lay->slot_size[k]);
     }
-    for (int i = 0; i < m->nlayers; i++)
-        if (p->aspan[i] >= 0)
-            m->out[i].data = slot_at[p->spans[p->aspan[i]].slot];
-    for (int i = 0; i < m->nlayers; i++) {
-        int r = p->root[i];
+    for (int t = 0; t < m->ntensors; t++)
+        if (p->aspan[t] >= 0)
+            m->out[t].data = slot_at[p->spans[p->aspan[t]].slot];
+    for (int t = 0; t < m->ntensors; t++) {
+        int r = p->root[t];
         if (r >= 0 && p->gspan[r] >= 0)
-            m->dout[i].data = slot_at[p->spans[p->gspan[r]].slot];
-        if (ct_layer_is_view(&m->layers[i])) /* forward re-points it at each batch */
-            m->out[i].data = r >= 0 ? m->out[r].data : m->inputs[-1 - r].data;
+            m->dout[t].data = slot_at[p->spans[p->gspan[r]].slot];
+        if (t < m->nlayers && ct_layer_is_view(&m->layers[t])) /* re-pointed at each batch */
+            m->out[t].data = r >= 0 ? m->out[r].data : m->inputs[-1 - r].data;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        l->more_y = l->noutputs > 1 ? &m->out[m->more_at[i]] : NULL;
+        l->more_dy = l->noutputs > 1 ? &m->dout[m->more_at[i]] : NULL;
     }
     struct ct_plan *pl = m->plan;
     for (int t = 0; t < pl->ntmp; t++) {
         pl->tmp[t] = (ct_tensor){slot_at[p->spans[p->tmp_span[t]].slot], max_batch,
-                                 m->layers[e->tmp_src[t]].out_shape, dev, NULL};
+                                 *ct_tensor_shape(m, e->tmp_src[t]), dev, NULL};
     }
 }
 
@@ -365,7 +392,7 @@ static void work_free(plan_work *w)
 
 static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
 {
-    size_t n = (size_t)m->nlayers, edges = (size_t)m->plan->xat[m->nlayers];
+    size_t n = (size_t)m->ntensors, edges = (size_t)m->plan->xat[m->nlayers];
     size_t spans = edges + (size_t)m->noutputs + n + 1;
     w->p.root = calloc(n, sizeof *w->p.root);
     w->p.written = calloc(n, sizeof *w->p.written);
@@ -389,15 +416,15 @@ static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
     return 0;
 }
 
-/* Inference: no gradients; each computed layer's output lives from its layer's step to the
- * last step that reads it (through views too), an output's to the end, so a chain needs
- * two buffers. */
+/* Inference: no gradients; each computed layer's outputs live from its layer's step to the
+ * last step that reads them (through views too), a model output's to the end, so a chain
+ * needs two buffers. */
 static void plan_activations(planner *p, edges *e)
 {
     ct_model *m = p->m;
     int *last = p->gspan; /* borrowed: no gradient spans in this mode */
-    for (int i = 0; i < m->nlayers; i++)
-        last[i] = i;
+    for (int t = 0; t < m->ntensors; t++)
+        last[t] = ct_tensor_layer(m, t);
     for (int j = 0; j < m->nlayers; j++)
         for (int k = 0; m->live[j] && k < m->layers[j].ninputs; k++) {
             ct_source_id s = m->sources[j][k];
@@ -407,11 +434,11 @@ static void plan_activations(planner *p, edges *e)
     for (int k = 0; k < m->noutputs; k++)
         if (p->root[m->outputs[k]] >= 0)
             last[p->root[m->outputs[k]]] = m->nlayers;
-    for (int i = 0; i < m->nlayers; i++)
-        if (computed(m, i))
-            p->aspan[i] = add_span(p, i, last[i], ct_shape_size(&m->layers[i].out_shape));
-    for (int i = 0; i < m->nlayers; i++)
-        p->gspan[i] = -1;
+    for (int t = 0; t < m->ntensors; t++)
+        if (computed(m, ct_tensor_layer(m, t)))
+            p->aspan[t] = add_span(p, ct_tensor_layer(m, t), last[t], tensor_floats(m, t));
+    for (int t = 0; t < m->ntensors; t++)
+        p->gspan[t] = -1;
     for (int t = 0; t < m->plan->xat[m->nlayers]; t++)
         e->dx_tmp[t] = -2;
     for (int k = 0; k < m->noutputs; k++)
@@ -420,6 +447,8 @@ static void plan_activations(planner *p, edges *e)
 
 static void find_roots(const ct_model *m, int *root)
 {
+    for (int t = m->nlayers; t < m->ntensors; t++)
+        root[t] = t; /* outputs 1 and up: never views */
     for (int i = 0; i < m->nlayers; i++) {
         ct_source_id s = m->sources[i][0];
         root[i] = !ct_layer_is_view(&m->layers[i]) ? i : s < 0 ? s : root[s];

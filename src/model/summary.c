@@ -106,6 +106,17 @@ static int64_t layer_cells(const ct_layer *l, char *name, size_t nn, char *shape
     else
         snprintf(name, nn, "%s (%s)", l->name, l->kind->class_name);
     ct_shape_format(&l->out_shape, shape, sn);
+    for (int o = 1; o < l->noutputs; o++) { /* as Keras: a list of the outputs' shapes */
+        size_t at = strlen(shape);
+        char one[128];
+        ct_shape_format(&l->more_shapes[o - 1], one, sizeof one);
+        if (o == 1 && at + 1 < sn) {
+            memmove(shape + 1, shape, at + 1);
+            shape[0] = '[';
+            at++;
+        }
+        snprintf(shape + at, sn - at, ", %s%s", one, o == l->noutputs - 1 ? "]" : "");
+    }
     ct_group_digits(n, count, cn);
     return n;
 }
@@ -117,8 +128,10 @@ static void connections(const ct_model *m, int i, char *buf, size_t n)
     buf[0] = 0;
     for (int k = 0; k < m->layers[i].ninputs && at < n; k++) {
         ct_source_id s = m->sources[i][k];
-        at += (size_t)snprintf(buf + at, n - at, "%s%s[0][0]", k ? "\n" : "",
-                               s < 0 ? m->input_names[-1 - s] : m->layers[s].name);
+        at += (size_t)snprintf(buf + at, n - at, "%s%s[0][%d]", k ? "\n" : "",
+                               s < 0 ? m->input_names[-1 - s]
+                                     : m->layers[ct_tensor_layer(m, s)].name,
+                               s < 0 ? 0 : ct_tensor_index(m, s));
     }
 }
 

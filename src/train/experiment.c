@@ -98,7 +98,7 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     const ct_model *m = ex->model;
     char outs[CT_MAX_IO][CT_NAME_MAX];
     for (int k = 0; k < m->noutputs; k++)
-        snprintf(outs[k], CT_NAME_MAX, "%s", m->layers[m->outputs[k]].name);
+        snprintf(outs[k], CT_NAME_MAX, "%s", m->output_names[k]);
     const char *path;
     if (ct_cfg_check_keys(n, keys, what, err) < 0 || ct_cfg_string(n, "path", NULL, &path, err) < 0 ||
         read_members(n, "x", "x", m->ninputs, (const char (*)[CT_NAME_MAX])m->input_names, what,
@@ -175,7 +175,7 @@ static int read_data(ct_experiment *ex, ct_error *err)
     return 0;
 }
 
-static const char *output_name(const ct_model *m, int k) { return m->layers[m->outputs[k]].name; }
+static const char *output_name(const ct_model *m, int k) { return m->output_names[k]; }
 
 /* Whether compile[key] is a map keyed by output names (rather than one setting for all). */
 static bool per_output(const ct_model *m, ct_node *c, const char *key)
@@ -323,6 +323,8 @@ static void fuse_losses(ct_experiment *ex)
 {
     ct_model *m = ex->model;
     for (int k = 0; k < m->noutputs; k++) {
+        if (m->outputs[k] >= m->nlayers) /* a layer's output 1 and up: no activation */
+            continue;
         ct_layer *last = &m->layers[m->outputs[k]];
         if (last->shared || consumed(m, last->index) || !last->kind->output_activation)
             continue;
@@ -586,7 +588,7 @@ static int check_targets(ct_experiment *ex, ct_dataset *ds, int k, const char *r
     const ct_loss *loss = &ex->loss[k];
     char which[CT_NAME_MAX + 32] = "";
     if (ex->model->noutputs > 1)
-        snprintf(which, sizeof which, " '%s'", ex->model->layers[ex->model->outputs[k]].name);
+        snprintf(which, sizeof which, " '%s'", ex->model->output_names[k]);
     nclasses[k] = 0;
     if (loss->kind->sparse_labels) {
         /* One class index per position: per sample for an output (None, classes). */
@@ -709,7 +711,7 @@ int ct_experiment_value_names(const ct_experiment *ex, const char **names, const
     }
     const ct_model *m = ex->model;
     for (int k = 0; m->noutputs > 1 && k < m->noutputs; k++, n++) {
-        snprintf(store[n], 64, "%s%.40s_loss", prefix, m->layers[m->outputs[k]].name);
+        snprintf(store[n], 64, "%s%.40s_loss", prefix, m->output_names[k]);
         names[n] = store[n];
     }
     snprintf(store[n], 64, "%sloss", prefix);

@@ -1122,7 +1122,7 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     bool ok = true;
     for (int k = 0; k < m->noutputs; k++) {
         cols[k] = ct_shape_size(ct_model_output_shape_at(m, k));
-        names[k] = m->noutputs == 1 ? "predictions" : m->layers[m->outputs[k]].name;
+        names[k] = m->noutputs == 1 ? "predictions" : m->output_names[k];
         int64_t n = rows * cols[k] > 0 ? rows * cols[k] : 1;
         ok &= (pred[k] = malloc((size_t)n * sizeof(float))) != NULL;
     }
