@@ -18,7 +18,12 @@
  * A masked input (layer.h) as Keras: at a padded step a sample's state (h, and c) is
  * carried over unchanged, and its output there is the carried state (zeros when
  * zero_output_for_mask, which Bidirectional sets with return_sequences). The output of
- * return_sequences carries the mask on. */
+ * return_sequences carries the mask on.
+ *
+ * States as Keras: with return_state the final state h (and the LSTM's cell c) are
+ * outputs 1 (and 2), the carried state where the sequence ends in padding; a layer given
+ * more inputs than its sequence starts from them (Keras's initial_state: h, or h and c),
+ * and backward hands them their gradients. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -31,7 +36,7 @@ typedef struct rnn_state {
     rnn_cell cell;
     int64_t units, in, steps, gates;
     ct_act act, rec_act;
-    bool use_bias, return_sequences, go_backwards, unit_forget_bias, reset_after;
+    bool use_bias, return_sequences, return_state, go_backwards, unit_forget_bias, reset_after;
     bool zero_masked;   /* zero_output_for_mask */
     double dropout, rec_dropout;
     ct_init kernel_init, rec_init, bias_init;
@@ -151,16 +156,13 @@ static int read_units(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *e
 
 static int read_flags(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
 {
-    bool ret_state;
+    (void)l;
     if (ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
         ct_cfg_bool(cfg, "return_sequences", false, &s->return_sequences, err) ||
         ct_cfg_bool(cfg, "go_backwards", false, &s->go_backwards, err) ||
-        ct_cfg_bool(cfg, "return_state", false, &ret_state, err) ||
+        ct_cfg_bool(cfg, "return_state", false, &s->return_state, err) ||
         ct_cfg_bool(cfg, "zero_output_for_mask", false, &s->zero_masked, err))
         return -1;
-    if (ret_state) /* a layer has one output in the graph */
-        return ct_layer_err_at(err, l, ct_map_get(cfg, "return_state"),
-                               "return_state is not supported yet");
     /* each kind's own keys only: defaults are written back into the config */
     s->unit_forget_bias = s->reset_after = false;
     if (s->cell == CELL_LSTM)
@@ -224,6 +226,31 @@ static bool two_biases(const rnn_state *s)
     return s->cell == CELL_GRU && s->reset_after;
 }
 
+/* States a cell carries: h, and the LSTM's c. */
+static int nstates(const rnn_state *s)
+{
+    return s->cell == CELL_LSTM ? 2 : 1;
+}
+
+/* Inputs past the sequence are the initial states, each (units). */
+static int check_initial_states(const ct_layer *l, ct_error *err)
+{
+    const rnn_state *s = l->state;
+    char a[128];
+    if (l->ninputs != 1 && l->ninputs != 1 + nstates(s))
+        return ct_layer_err_at(err, l, ct_map_get(l->cfg, "inputs"), "takes its sequence, "
+                               "or its sequence and its initial %s: %d inputs, got %d",
+                               s->cell == CELL_LSTM ? "states h and c" : "state h",
+                               1 + nstates(s), l->ninputs);
+    for (int k = 1; k < l->ninputs; k++)
+        if (l->in_shapes[k].ndim != 1 || l->in_shapes[k].dim[0] != s->units)
+            return ct_layer_err_at(err, l, ct_map_get(l->cfg, "inputs"), "its initial state "
+                                   "%s (input %d) must have shape (%lld,), its units, got %s",
+                                   k == 1 ? "h" : "c", k, (long long)s->units,
+                                   ct_shape_format(&l->in_shapes[k], a, sizeof a));
+    return 0;
+}
+
 static int rnn_build(ct_layer *l, ct_error *err)
 {
     rnn_state *s = l->state;
@@ -232,12 +259,17 @@ static int rnn_build(ct_layer *l, ct_error *err)
         return ct_layer_err(err, l, "expects an input of shape (timesteps, features), got %s",
                             ct_shape_format(&l->in_shape, buf, sizeof buf));
     }
+    if (check_initial_states(l, err))
+        return -1;
     l->nparams = 0;
     s->steps = l->in_shape.dim[0];
     s->in = l->in_shape.dim[1];
     int64_t u = s->units, gu = s->gates * u;
     int64_t out[2] = {s->steps, u}, kdim[2] = {s->in, gu}, rdim[2] = {u, gu}, bdim[2] = {2, gu};
     l->out_shape = s->return_sequences ? ct_shape_make(2, out) : ct_shape_make(1, &u);
+    l->noutputs = s->return_state ? 1 + nstates(s) : 1;
+    for (int k = 1; k < l->noutputs; k++)
+        l->more_shapes[k - 1] = ct_shape_make(1, &u);
     if (ct_layer_add_param(l, "kernel", ct_shape_make(2, kdim), s->kernel_init, s->kernel_reg,
                            true, err) < 0 ||
         ct_layer_add_param(l, "recurrent_kernel", ct_shape_make(2, rdim), s->rec_init,
@@ -442,15 +474,19 @@ static void write_step(const rnn_state *s, const ct_backend *be, const rnn_buf *
 static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                         ct_tensor *y)
 {
-    (void)nx;
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
     int64_t n = xs[0]->rows, T = s->steps, u = s->units, nu = n * u, gnu = s->gates * nu;
     rnn_buf b;
     rnn_layout(s, n, l->scratch, &b);
     project_inputs(l, apply_masks(l, pass, xs[0]->data, n, &b), n, b.p);
-    be->fill(b.h, nu, 0.0f);
-    if (b.c)
+    if (nx > 1) /* initial_state */
+        be->copy(b.h, xs[1]->data, nu);
+    else
+        be->fill(b.h, nu, 0.0f);
+    if (b.c && nx > 2)
+        be->copy(b.c, xs[2]->data, nu);
+    else if (b.c)
         be->fill(b.c, nu, 0.0f);
     bool rec_drop = dropping(s->rec_dropout, pass);
     const float *mask = xs[0]->mask;
@@ -477,6 +513,11 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     }
     if (!s->return_sequences)
         be->copy(y->data, b.h + T * nu, nu);
+    if (s->return_state) {
+        be->copy(l->more_y[0].data, b.h + T * nu, nu);
+        if (b.c)
+            be->copy(l->more_y[1].data, b.c + T * nu, nu);
+    }
 }
 
 /* return_sequences passes the input's mask on; a last state carries none. */
@@ -653,10 +694,25 @@ static void add_step_grad(const rnn_state *s, const ct_backend *be, const rnn_bu
     be->axpy(nu, 1.0f, b->t2, b->dh);
 }
 
+/* The state gradients at the last step: dy's (without return_sequences) plus those of the
+ * returned states. A gradient whose data is NULL reaches nothing: zeros. */
+static void start_grads(const ct_layer *l, const float *dy, const rnn_buf *b, int64_t nu)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    if (!s->return_sequences && dy)
+        be->copy(b->dh, dy, nu);
+    else
+        be->fill(b->dh, nu, 0.0f);
+    be->fill(b->dc, nu, 0.0f);
+    for (int k = 1; s->return_state && k <= nstates(s); k++)
+        if (l->more_dy[k - 1].data)
+            be->axpy(nu, 1.0f, l->more_dy[k - 1].data, k == 1 ? b->dh : b->dc);
+}
+
 static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                          const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
 {
-    (void)nx;
     (void)y;
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
@@ -668,16 +724,12 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
         b.hm = NULL;
     if (!in_drop)
         b.xd = NULL;
-    if (s->return_sequences)
-        be->fill(b.dh, nu, 0.0f);
-    else
-        be->copy(b.dh, dy->data, nu);
-    be->fill(b.dc, nu, 0.0f);
+    start_grads(l, dy->data, &b, nu);
     /* dh = r U^T every step: U^T once, as a plain GEMM operand, is the faster GEMM */
     be->transpose(l->params[1].value, u, s->gates * u, b.ut);
     bool masked = xs[0]->mask != NULL; /* b.mk holds the forward's step masks */
     for (int64_t k = T - 1; k >= 0; k--) {
-        if (s->return_sequences)
+        if (s->return_sequences && dy->data)
             add_step_grad(s, be, &b, dy->data, masked, k, n);
         if (masked) {
             split_grad(be, b.mk + k * n, b.dh, b.bh, n, u);
@@ -703,6 +755,9 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     }
     kernel_grad(l, &b, n);
     back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
+    for (int k = 1; k < nx; k++) /* initial_state: what reached step 0's state */
+        if (dxs[k])
+            be->copy(dxs[k]->data, k == 1 ? b.dh : b.dc, nu);
 }
 
 static void rnn_free(ct_layer *l)
@@ -720,6 +775,8 @@ const ct_layer_kind ct_layer_simple_rnn = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .min_inputs = 1,
+    .max_inputs = 3, /* the sequence and initial states; build checks how many */
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };
@@ -733,6 +790,8 @@ const ct_layer_kind ct_layer_lstm = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .min_inputs = 1,
+    .max_inputs = 3, /* the sequence and initial states; build checks how many */
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };
@@ -746,6 +805,8 @@ const ct_layer_kind ct_layer_gru = {
     .forward = rnn_forward,
     .backward = rnn_backward,
     .free_state = rnn_free,
+    .min_inputs = 1,
+    .max_inputs = 3, /* the sequence and initial states; build checks how many */
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };

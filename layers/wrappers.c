@@ -23,6 +23,8 @@ typedef struct wrap_state {
     int ninner;               /* 2: forward and backward copies; 1: the time-distributed one */
     ct_layer inner[2];
     ct_shape in_shape[2];     /* what each inner layer reads */
+    ct_shape inner_shapes[2][3]; /* bidirectional: each copy's sequence and initial states */
+    int nstates;              /* bidirectional: initial states given to each copy */
     int first[2];             /* index of inner k's first parameter in the wrapper's */
     char wname[2][CT_NAME_MAX]; /* "forward_lstm": inner k's name inside the wrapper */
     int merge;
@@ -83,7 +85,9 @@ static int inner_config(const ct_layer *l, ct_node *cfg, ct_node **out,
         return ct_layer_err_at(err, l, ct_map_get(v, "inputs"),
                                "the wrapped layer takes the wrapper's input; give inputs "
                                "to the wrapper");
-    if ((*kind)->min_inputs || (*kind)->max_inputs)
+    bool states = *kind == &ct_layer_lstm || *kind == &ct_layer_gru ||
+                  *kind == &ct_layer_simple_rnn; /* its other inputs: initial states */
+    if (((*kind)->min_inputs || (*kind)->max_inputs) && !states)
         return ct_layer_err_at(err, l, type, "wraps layers of one input, not %s",
                                (*kind)->class_name);
     *out = v;
@@ -221,17 +225,43 @@ static int inner_build(ct_layer *l, int k, ct_error *err)
     return 0;
 }
 
+/* Inputs past the sequence are initial states as Keras takes them: the forward copy's,
+ * then the backward copy's, half each. */
+static int bidi_states(ct_layer *l, ct_error *err)
+{
+    wrap_state *s = l->state;
+    if ((l->ninputs - 1) % 2)
+        return ct_layer_err_at(err, l, ct_map_get(l->cfg, "inputs"), "takes its sequence, "
+                               "or its sequence and the initial states of both copies (the "
+                               "forward copy's, then the backward copy's): got %d inputs",
+                               l->ninputs);
+    s->nstates = (l->ninputs - 1) / 2;
+    for (int k = 0; k < 2; k++) {
+        s->inner_shapes[k][0] = l->in_shape;
+        for (int j = 0; j < s->nstates; j++)
+            s->inner_shapes[k][1 + j] = l->in_shapes[1 + k * s->nstates + j];
+        s->inner[k].ninputs = 1 + s->nstates;
+        s->inner[k].in_shapes = s->inner_shapes[k];
+    }
+    return 0;
+}
+
 static int bidi_build(ct_layer *l, ct_error *err)
 {
     wrap_state *s = l->state;
     l->nparams = 0;
     s->in_shape[0] = s->in_shape[1] = l->in_shape;
-    if (inner_build(l, 0, err) || inner_build(l, 1, err))
+    if (bidi_states(l, err) || inner_build(l, 0, err) || inner_build(l, 1, err))
         return -1;
     s->steps = l->in_shape.dim[0];
     l->out_shape = s->inner[0].out_shape;
     if (s->merge == MERGE_CONCAT)
         l->out_shape.dim[l->out_shape.ndim - 1] *= 2;
+    /* return_state: the output, then each copy's states (Keras's order) */
+    int per = s->inner[0].noutputs - 1;
+    l->noutputs = 1 + 2 * per;
+    for (int k = 0; k < 2 * per; k++)
+        l->more_shapes[k] = s->inner[k / per].more_shapes[k % per];
     return 0;
 }
 
@@ -247,6 +277,10 @@ static int td_build(ct_layer *l, ct_error *err)
     s->in_shape[0] = ct_shape_make(l->in_shape.ndim - 1, l->in_shape.dim + 1);
     if (inner_build(l, 0, err))
         return -1;
+    if (s->inner[0].noutputs > 1)
+        return ct_layer_err(err, l, "wraps layers of one output; the wrapped %s has %d "
+                            "(return_state)", s->inner[0].kind->class_name,
+                            s->inner[0].noutputs);
     const ct_shape *o = &s->inner[0].out_shape;
     if (o->ndim + 1 > CT_MAX_DIMS)
         return ct_layer_err(err, l, "the wrapped layer's output %s has too many axes to add "
@@ -324,6 +358,21 @@ static void reverse_time(const ct_backend *be, const float *src, float *dst, int
         be->copy_strided(src + (T - 1 - t) * c, T * c, dst + t * c, T * c, rows, c);
 }
 
+/* Each copy's inputs (the sequence and its initial states) into xk, and its returned
+ * states pointed at the wrapper's. */
+static void point_states(ct_layer *l, const ct_tensor *const *xs, const ct_tensor *xk[2][3])
+{
+    wrap_state *s = l->state;
+    int per = s->inner[0].noutputs - 1;
+    for (int k = 0; k < 2; k++) {
+        xk[k][0] = xs[0];
+        for (int j = 0; j < s->nstates; j++)
+            xk[k][1 + j] = xs[1 + k * s->nstates + j];
+        s->inner[k].more_y = per ? l->more_y + k * per : NULL;
+        s->inner[k].more_dy = per ? l->more_dy + k * per : NULL;
+    }
+}
+
 static void bidi_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                          ct_tensor *y)
 {
@@ -337,8 +386,10 @@ static void bidi_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     bidi_layout(l, n, l->scratch, &b);
     ct_tensor yf = {b.yf, n, s->inner[0].out_shape, y->device, NULL}, yb = yf;
     yb.data = b.yb;
-    s->inner[0].kind->forward(&s->inner[0], pass, xs, 1, &yf);
-    s->inner[1].kind->forward(&s->inner[1], pass, xs, 1, &yb);
+    const ct_tensor *xk[2][3];
+    point_states(l, xs, xk);
+    s->inner[0].kind->forward(&s->inner[0], pass, xk[0], 1 + s->nstates, &yf);
+    s->inner[1].kind->forward(&s->inner[1], pass, xk[1], 1 + s->nstates, &yb);
     /* as Keras: the backward copy's sequence is put back in input time order */
     if (s->sequences)
         reverse_time(be, b.yb, b.rb, n, T, c);
@@ -394,16 +445,28 @@ static void bidi_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     bidi_buf b;
     attach(l, n);
     bidi_layout(l, n, l->scratch, &b);
-    bidi_split(l, dy->data, &b, n);
+    if (dy->data) {
+        bidi_split(l, dy->data, &b, n);
+    } else { /* only the returned states are read */
+        int64_t o = n * ct_shape_size(&s->inner[0].out_shape);
+        l->be->fill(b.dyf, o, 0.0f);
+        l->be->fill(b.dyb, o, 0.0f);
+    }
     ct_tensor yf = {b.yf, n, s->inner[0].out_shape, dy->device, NULL}, yb = yf, dyf = yf,
               dyb = yf;
     yb.data = b.yb;
     dyf.data = b.dyf;
     dyb.data = b.dyb;
     ct_tensor dxb = {b.dxb, n, l->in_shape, dy->device, NULL};
-    ct_tensor *dx = dxs[0], *dxb_p = dx ? &dxb : NULL;
-    s->inner[0].kind->backward(&s->inner[0], pass, xs, 1, &yf, &dyf, &dx);
-    s->inner[1].kind->backward(&s->inner[1], pass, xs, 1, &yb, &dyb, &dxb_p);
+    ct_tensor *dx = dxs[0];
+    const ct_tensor *xk[2][3];
+    ct_tensor *dk[2][3] = {{dx}, {dx ? &dxb : NULL}};
+    point_states(l, xs, xk);
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < s->nstates; j++)
+            dk[k][1 + j] = dxs[1 + k * s->nstates + j];
+    s->inner[0].kind->backward(&s->inner[0], pass, xk[0], 1 + s->nstates, &yf, &dyf, dk[0]);
+    s->inner[1].kind->backward(&s->inner[1], pass, xk[1], 1 + s->nstates, &yb, &dyb, dk[1]);
     if (dx)
         l->be->axpy(ct_tensor_size(dx), 1.0f, b.dxb, dx->data);
 }
@@ -481,6 +544,8 @@ const ct_layer_kind ct_layer_bidirectional = {
     .forward = bidi_forward,
     .backward = bidi_backward,
     .free_state = wrap_free,
+    .min_inputs = 1,
+    .max_inputs = 5, /* the sequence and both copies' initial states; build checks */
     .masks = CT_MASK_BY_KIND,
     .mask_out = bidi_mask_out,
 };

@@ -276,8 +276,47 @@ static const graph_case graph_cases[] = {
      "    - {name: cos, type: dot, axes: 1, normalize: true, inputs: [ep, eq]}\n"
      "    - {name: out, type: dense, units: 2, inputs: cos}\n"
      "  outputs: [out, cos]\n"},
+    /* Bidirectional's states: both copies started from given states, returning theirs;
+     * only the states are read (output 0's gradient is never written) */
+    {"bidirectional states",
+     "model:\n  inputs: {x: {shape: [4, 2]}, z: {shape: [3]}}\n  layers:\n"
+     "    - {name: h0, type: dense, units: 2, activation: tanh, inputs: z}\n"
+     "    - {name: c0, type: dense, units: 2, inputs: z}\n"
+     "    - {name: b, type: bidirectional, layer: {type: lstm, units: 2, return_state: true},"
+     " inputs: [x, h0, c0, c0, h0]}\n"
+     "    - {name: g, type: bidirectional, merge_mode: sum, layer: {type: gru, units: 2,"
+     " return_sequences: true, return_state: true}, inputs: [x, b:1, b:4]}\n"
+     "    - {name: s, type: concatenate, inputs: [b:2, b:3, g:2]}\n"
+     "  outputs: [s, g]\n"},
     /* causal self-attention on one tensor given twice (its two gradients add), then
      * cross-attention with a key of its own */
+    /* an LSTM's states as outputs of their own beside its sequence (return_state) */
+    {"lstm states as outputs",
+     "model:\n  inputs: {x: {shape: [4, 3]}}\n  layers:\n"
+     "    - {name: l, type: lstm, units: 3, return_sequences: true, return_state: true,"
+     " inputs: x}\n"
+     "    - {name: h2, type: dense, units: 2, inputs: \"l:1\"}\n"
+     "  outputs: [l, h2, \"l:2\"]\n"},
+    /* an encoder whose output 0 nothing reads (its gradient never written): its states
+     * start a decoder (initial_state), which also returns its own */
+    {"encoder and decoder",
+     "model:\n  inputs: {src: {shape: [4, 3]}, tgt: {shape: [3, 2]}}\n  layers:\n"
+     "    - {name: enc, type: lstm, units: 3, return_state: true, inputs: src}\n"
+     "    - {name: dec, type: lstm, units: 3, return_sequences: true, return_state: true,"
+     " inputs: [tgt, enc:1, enc:2]}\n"
+     "    - {name: out, type: dense, units: 2, inputs: dec}\n"
+     "  outputs: [out, dec:2]\n"},
+    /* a GRU and a SimpleRNN started from computed states, backwards; the GRU's state feeds
+     * a layer and is an output too (two gradients joined) */
+    {"gru and simple_rnn initial states",
+     "model:\n  inputs: {x: {shape: [4, 2]}, z: {shape: [3]}}\n  layers:\n"
+     "    - {name: h0, type: dense, units: 3, activation: tanh, inputs: z}\n"
+     "    - {name: g, type: gru, units: 3, go_backwards: true, return_state: true,"
+     " inputs: [x, h0]}\n"
+     "    - {name: s, type: simple_rnn, units: 3, return_state: true, inputs: [x, g:1]}\n"
+     "    - {name: g2, type: gru, units: 3, reset_after: false, inputs: [x, s:1]}\n"
+     "    - {name: sum, type: add, inputs: [g, g:1, g2]}\n"
+     "  outputs: [sum, g:1]\n"},
     {"attention",
      "model:\n  inputs: {x: {shape: [4, 3]}}\n  layers:\n"
      "    - {name: d, type: dense, units: 4, activation: tanh, inputs: x}\n"
@@ -519,6 +558,47 @@ START_TEST(test_chain_functional_same)
 }
 END_TEST
 
+/* Bidirectional's outputs 1 to 4 are its copies' states in Keras's order (forward h, c,
+ * backward h, c): the same as two LSTMs with the same weights, one going backwards, each
+ * started from its half of the initial states. */
+START_TEST(test_bidirectional_states)
+{
+    static const char *const bidi =
+        "model:\n  inputs: {x: {shape: [4, 3]}, a: {shape: [2]}, b: {shape: [2]}}\n"
+        "  layers:\n"
+        "    - {name: r, type: bidirectional, layer: {type: lstm, units: 2, return_state: true},"
+        " inputs: [x, a, b, b, a]}\n"
+        "  outputs: [r, r:1, r:2, r:3, r:4]\n";
+    static const char *const two =
+        "model:\n  inputs: {x: {shape: [4, 3]}, a: {shape: [2]}, b: {shape: [2]}}\n"
+        "  layers:\n"
+        "    - {name: f, type: lstm, units: 2, return_state: true, inputs: [x, a, b]}\n"
+        "    - {name: g, type: lstm, units: 2, return_state: true, go_backwards: true,"
+        " inputs: [x, b, a]}\n"
+        "    - {name: both, type: concatenate, inputs: [f, g]}\n"
+        "  outputs: [both, f:1, f:2, g:1, g:2]\n";
+    const int64_t rows = 3;
+    gm gb, gt;
+    gm_open(&gb, bidi, 5, rows);
+    gm_open(&gt, two, 6, rows);
+    ck_assert_int_eq(gb.m->size, gt.m->size);
+    memcpy(gt.m->values, gb.m->values, (size_t)gb.m->size * sizeof(float));
+    fill_inputs(gb.m, rows);
+    fill_inputs(gt.m, rows);
+    ct_model_forward(gb.m, &train_pass, rows);
+    ct_model_forward(gt.m, &train_pass, rows);
+    for (int k = 0; k < 5; k++) {
+        const ct_tensor *a = ct_model_output(gb.m, k), *b = ct_model_output(gt.m, k);
+        ck_assert_int_eq(ct_tensor_size(a), ct_tensor_size(b));
+        for (int64_t i = 0; i < ct_tensor_size(a); i++)
+            ck_assert_msg(fabsf(a->data[i] - b->data[i]) <= 1e-6f, "output %d [%lld]: %g, "
+                          "the two LSTMs' %g", k, (long long)i, a->data[i], b->data[i]);
+    }
+    gm_close(&gb);
+    gm_close(&gt);
+}
+END_TEST
+
 /* An inference plan (evaluate, predict) gives the training plan's outputs bit for bit; a
  * chain's activations then alternate between two buffers, and no gradient has one. */
 START_TEST(test_inference_plan)
@@ -547,15 +627,15 @@ START_TEST(test_inference_plan)
                           "case %d output %d differs", c, k);
             free(want[k]);
         }
-        for (int i = 0; i < m->nlayers; i++)
-            ck_assert_ptr_null(m->dout[i].data);
+        for (int t = 0; t < m->ntensors; t++)
+            ck_assert_ptr_null(m->dout[t].data);
         for (int i = 2; chain && i < m->nlayers; i++)
             ck_assert_ptr_eq(m->out[i].data, m->out[i - 2].data);
         if (chain)
             ck_assert_ptr_ne(m->out[0].data, m->out[1].data);
         /* Training again plans gradients again. */
         ck_assert_int_eq(ct_model_plan(m, rows, &g.err), 0);
-        ck_assert_ptr_nonnull(m->dout[0].data);
+        ck_assert_ptr_nonnull(m->dout[m->outputs[0]].data);
         gm_close(&g);
         free(chain);
     }
@@ -981,6 +1061,46 @@ static const graph_err graph_errs[] = {
      "compile: {loss: mse}\n",
      {"5:7: layer 'r' (LSTM): expects an input of shape (timesteps, features), got (None, 12) "
       "(the input comes from layer 'p' (Flatten))"}},
+    /* an output a layer does not have */
+    {"inputs: enc}", "inputs: \"enc:1\"}", NULL,
+     {"6:71: layer 'enc' (Dense) has one output; 'enc:1' names output 1 (a recurrent layer "
+      "has its states as outputs 1 and up with return_state: true)"}},
+    /* a part of a model input */
+    {"inputs: left}", "inputs: left:1}", NULL,
+     {"4:69: 'left:1' names a part of a model input, which is one tensor; \"NAME:k\" names "
+      "output k of a layer with several (return_state)"}},
+    /* states past the last, as an input and as a model output */
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}}\n  layers:\n"
+     "    - {name: r, type: gru, units: 2, return_state: true, inputs: x}\n"
+     "    - {name: d, type: dense, units: 2, inputs: r:2}\n"
+     "compile: {loss: mse}\n",
+     {"5:48: layer 'r' (GRU) has outputs 0 to 1; 'r:2' names output 2"}},
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}}\n  layers:\n"
+     "    - {name: r, type: gru, units: 2, return_state: true, inputs: x}\n"
+     "  outputs: [r, r:1, r:1]\n"
+     "compile: {loss: mse}\n",
+     {"5:21: output 'r:1' is listed twice"}},
+    /* initial states: how many, and their shapes */
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}, h: {shape: [2]}}\n  layers:\n"
+     "    - {name: r, type: lstm, units: 2, inputs: [x, h]}\n"
+     "compile: {loss: mse}\n",
+     {"4:47: layer 'r' (LSTM): takes its sequence, or its sequence and its initial states h "
+      "and c: 3 inputs, got 2"}},
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}, h: {shape: [3]}}\n  layers:\n"
+     "    - {name: r, type: gru, units: 2, inputs: [x, h]}\n"
+     "compile: {loss: mse}\n",
+     {"4:46: layer 'r' (GRU): its initial state h (input 1) must have shape (2,), its units, "
+      "got (None, 3)"}},
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}, h: {shape: [2]}}\n  layers:\n"
+     "    - {name: r, type: simple_rnn, units: 2, inputs: [x, h, h]}\n"
+     "compile: {loss: mse}\n",
+     {"4:53: layer 'r' (SimpleRNN): takes its sequence, or its sequence and its initial state "
+      "h: 2 inputs, got 3"}},
 };
 
 #define N_GRAPH_ERR (int)(sizeof graph_errs / sizeof graph_errs[0])
@@ -1584,6 +1704,23 @@ static const graph_case mask_grad_cases[] = {
      "    - {name: last, type: bidirectional, merge_mode: sum, layer: {type: gru, units: 2},"
      " inputs: time_distributed}\n"
      "    - {type: concatenate, inputs: [gap, last]}\n"},
+    /* masked states: carried over padding into return_state, and into a second layer's
+     * initial state */
+    {"masked states",
+     "model:\n  inputs: {x: {shape: [5, 3]}}\n  layers:\n"
+     "    - {name: m, type: masking, inputs: x}\n"
+     "    - {name: enc, type: lstm, units: 3, return_state: true, go_backwards: true}\n"
+     "    - {name: dec, type: lstm, units: 3, return_sequences: true, "
+     "inputs: [m, enc:1, enc:2]}\n"
+     "    - {name: p, type: global_average_pooling1d}\n"
+     "  outputs: [p, enc:2]\n"},
+    {"masked bidirectional states",
+     "model:\n  inputs: {x: {shape: [5, 3]}}\n  layers:\n"
+     "    - {name: m, type: masking, inputs: x}\n"
+     "    - {name: b, type: bidirectional, layer: {type: gru, units: 2, return_sequences: true,"
+     " return_state: true}}\n"
+     "    - {name: p, type: global_average_pooling1d, inputs: b}\n"
+     "    - {name: s, type: concatenate, inputs: [p, b:1, b:2]}\n"},
     {"masked attention and a union of masks",
      "model:\n  inputs: {q: {shape: [5]}, v: {shape: [5]}}\n  layers:\n"
      "    - {name: eq, type: embedding, input_dim: 7, output_dim: 4, mask_zero: true, "
@@ -1616,6 +1753,7 @@ static Suite *suite(void)
     tcase_add_test(g, test_relu_fusion);
     tcase_add_test(g, test_shared_sum);
     tcase_add_test(g, test_shared_owner_unused);
+    tcase_add_test(g, test_bidirectional_states);
     suite_add_tcase(s, g);
     TCase *p = tcase_create("plan");
     tcase_add_test(p, test_chain_two_buffers);

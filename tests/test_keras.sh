@@ -2,7 +2,8 @@
 # test_keras.sh - Keras reads what ctrain writes: the weights.h5 of two Sequential models
 # (one of them recurrent: lstm, both kinds of gru, simple_rnn, forwards and backwards), of
 # a Functional one (two inputs, a shared layer, merges, two outputs), of one with
-# wrappers (bidirectional in every merge mode, time_distributed) and of three masked ones
+# wrappers (bidirectional in every merge mode, time_distributed), of an encoder and
+# decoder joined by their states (return_state, initial_state) and of three masked ones
 # (embedding with mask_zero into an lstm returning sequences, and into a bidirectional
 # gru, on token sequences padded at the end and in the middle; and merges of masks, whose
 # union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it)
@@ -191,7 +192,32 @@ compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical
 fit: {epochs: 4, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap mlstm mgru mmerge mattn; do
+# States (return_state, initial_state): an encoder's h and c start a decoder over
+# tokens, and a bidirectional encoder's final states feed a second output. Keras's loader
+# gets the states as tensor indices of the layers' nodes and initial_state as a keyword.
+# The layers are not listed in Keras's order (Keras's loader pairs a legacy file's layers
+# with its own by that order): ctrain writes the file in it.
+cat >"$tmp/mstate.yaml" <<'YAML'
+data: {train: {path: d.h5, x: {src: steps, tgt: tok}, y: {out: tokcls, st: reg}}}
+model:
+  inputs: {src: {shape: [7, 4]}, tgt: {shape: [8]}}
+  layers:
+    - {name: enc, type: lstm, units: 4, return_state: true, inputs: src}
+    - {name: benc, type: bidirectional, layer: {type: gru, units: 2, return_state: true},
+       inputs: src}
+    - {name: both, type: concatenate, inputs: ["benc:1", "benc:2"]}
+    - {name: st, type: dense, units: 2, inputs: both}
+    - {name: e, type: embedding, input_dim: 9, output_dim: 4, inputs: tgt}
+    - {name: dec, type: lstm, units: 4, return_sequences: true, inputs: [e, enc:1, enc:2]}
+    - {name: out, type: dense, units: 3, activation: softmax, inputs: dec}
+  outputs: [out, st]
+compile:
+  optimizer: {type: adam, learning_rate: 0.03}
+  loss: {out: sparse_categorical_crossentropy, st: mse}
+fit: {epochs: 4, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge mattn mstate; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
@@ -215,7 +241,8 @@ failed = False
 for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
                      ("rnn", [data["steps"]]), ("wrap", [data["steps"]]),
                      ("mlstm", [data["tok"]]), ("mgru", [data["tok"]]),
-                     ("mmerge", [data["tok"], data["tok2"]])):
+                     ("mmerge", [data["tok"], data["tok2"]]),
+                     ("mstate", [data["steps"], data["tok"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
@@ -224,7 +251,8 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
     got = got if isinstance(got, list) else [got]
     with h5py.File(f"{tmp}/{name}.pred.h5") as f:
         want = [f[k][:] for k in (["predictions"] if len(got) == 1 else
-                                  {"graph": ["cls", "reg", "sim"], "mmerge": ["seq", "last"]}[name])]
+                                  {"graph": ["cls", "reg", "sim"], "mmerge": ["seq", "last"],
+                                   "mstate": ["out", "st"]}[name])]
     for g, w in zip(got, want):
         err = float(np.max(np.abs(g.reshape(w.shape) - w)))
         ok = err <= 1e-4 * max(1.0, float(np.max(np.abs(w))))

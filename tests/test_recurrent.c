@@ -4,6 +4,7 @@
  * state carried over padded steps, zero_output_for_mask) in both, parameter shapes,
  * unit_forget_bias, dropout masks and config errors. */
 #include "layertest.h"
+#include "model.h"
 
 extern const ct_layer_kind ct_layer_simple_rnn, ct_layer_lstm, ct_layer_gru;
 
@@ -43,6 +44,8 @@ typedef struct ref {
     bool backwards, sequences;
     const float *mask;           /* n x T, 0 at padding; NULL: none */
     bool zero_masked;            /* zero_output_for_mask */
+    const float *h0, *c0;        /* n x u initial states; NULL: zeros */
+    double *hT, *cT;             /* n x u final states out; NULL: not wanted */
 } ref;
 
 static double sigm(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -115,6 +118,10 @@ static void ref_run(const ref *r, double *out)
     int64_t u = r->u, T = r->T;
     for (int64_t s = 0; s < r->n; s++) {
         double h[8] = {0}, c[8] = {0};
+        for (int64_t j = 0; j < u; j++) {
+            h[j] = r->h0 ? r->h0[s * u + j] : 0.0;
+            c[j] = r->c0 ? r->c0[s * u + j] : 0.0;
+        }
         for (int64_t k = 0; k < T; k++) {
             int64_t t = r->backwards ? T - 1 - k : k;
             bool pad = r->mask && r->mask[s * T + t] == 0.0f;
@@ -124,9 +131,14 @@ static void ref_run(const ref *r, double *out)
                 for (int64_t j = 0; j < u; j++)
                     out[(s * T + k) * u + j] = pad && r->zero_masked ? 0.0 : h[j];
         }
-        if (!r->sequences)
-            for (int64_t j = 0; j < u; j++)
+        for (int64_t j = 0; j < u; j++) {
+            if (!r->sequences)
                 out[s * u + j] = h[j];
+            if (r->hT)
+                r->hT[s * u + j] = h[j];
+            if (r->cT)
+                r->cT[s * u + j] = c[j];
+        }
     }
 }
 
@@ -575,8 +587,6 @@ END_TEST
 START_TEST(test_config_errors)
 {
     int64_t d2[2] = {4, 3}, d3[3] = {4, 3, 2};
-    lt_fails("{type: lstm, units: 2, return_state: true}", 2, d2, "lstm",
-             "layer.yaml:1:38: layer 'lstm' (LSTM): return_state is not supported yet");
     lt_fails("{type: simple_rnn, units: 0}", 2, d2, "rnn",
              "layer.yaml:1:27: layer 'rnn' (SimpleRNN): units must be between 1 and "
              "2147483647, got 0");
@@ -604,6 +614,77 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* ---- states: return_state and initial_state ------------------------------------------ */
+
+static void expect_close(const char *what, const float *got, const double *want, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5, "%s[%lld]: %.8g, Keras %.8g", what,
+                      (long long)i, got[i], want[i]);
+}
+
+/* A layer started from given states (model inputs h and c) returning its sequence and
+ * final states, on a padded batch, against the reference: outputs 1 (and 2) are the final
+ * h (and c), the state carried past the padding. */
+static void check_states(const char *layer, int cell, bool backwards)
+{
+    int64_t n = 3, T = 4, F = 3, u = 2;
+    bool lstm = cell == REF_LSTM;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "model:\n  inputs: {x: {shape: [%lld, %lld]}, h: {shape: [%lld]}%s}\n"
+             "  layers:\n"
+             "    - {name: m, type: masking, inputs: x}\n"
+             "    - {name: r, %s, units: %lld, return_sequences: true, return_state: true,"
+             " go_backwards: %s, inputs: [m, h%s]}\n"
+             "  outputs: [r, r:1%s]\n",
+             (long long)T, (long long)F, (long long)u, lstm ? ", c: {shape: [2]}" : "",
+             layer, (long long)u, backwards ? "true" : "false", lstm ? ", c" : "",
+             lstm ? ", r:2" : "");
+    ct_error err = {0};
+    ct_node *root = ct_config_parse(yaml, strlen(yaml), "states.yaml", &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    ct_model *m = ct_model_build(ct_map_get(root, "model"), ct_backend_cpu(), &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    ct_model_init_params(m, 7);
+    ck_assert_int_eq(ct_model_plan(m, n, &err), 0);
+    ck_assert_int_eq(m->noutputs, lstm ? 3 : 2);
+    float *x = m->inputs[0].data;
+    tu_fill(x, n * T * F, 12, -1.0f, 1.0f);
+    for (int64_t i = 1; i < m->ninputs; i++)
+        tu_fill(m->inputs[i].data, n * u, 30 + (unsigned)i, -1.0f, 1.0f);
+    float mask[12] = {1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0}; /* sample 1: inner padding */
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t f = 0; f < F && mask[s * T + t] == 0.0f; f++)
+                x[(s * T + t) * F + f] = 0.0f;
+    const ct_layer *l = &m->layers[1];
+    double seq[24], hT[6], cT[6];
+    ref r = {.cell = cell, .n = n, .T = T, .F = F, .u = u, .x = x, .k = l->params[0].value,
+             .rk = l->params[1].value, .b = l->params[2].value, .backwards = backwards,
+             .sequences = true, .mask = mask, .h0 = m->inputs[1].data,
+             .c0 = lstm ? m->inputs[2].data : NULL, .hT = hT, .cT = cT};
+    ref_run(&r, seq);
+    ct_model_forward(m, &infer_pass, n);
+    expect_close(layer, ct_model_output(m, 0)->data, seq, n * T * u);
+    expect_close("final h", ct_model_output(m, 1)->data, hT, n * u);
+    if (lstm)
+        expect_close("final c", ct_model_output(m, 2)->data, cT, n * u);
+    ct_model_free(m);
+    ct_node_free(root);
+}
+
+START_TEST(test_states_keras)
+{
+    for (int b = 0; b < 2; b++) {
+        check_states("type: simple_rnn", REF_SIMPLE, b);
+        check_states("type: lstm", REF_LSTM, b);
+        check_states("type: gru", REF_GRU_AFTER, b);
+        check_states("type: gru, reset_after: false", REF_GRU_BEFORE, b);
+    }
+}
+END_TEST
+
 static Suite *recurrent_suite(void)
 {
     Suite *s = suite_create("recurrent");
@@ -624,6 +705,7 @@ static Suite *recurrent_suite(void)
     tcase_add_test(tc, test_dropout_determinism);
     tcase_add_test(tc, test_dropout_mask_per_sequence);
     tcase_add_test(tc, test_config_errors);
+    tcase_add_test(tc, test_states_keras);
     suite_add_tcase(s, tc);
     return s;
 }

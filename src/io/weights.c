@@ -418,13 +418,19 @@ static int write_layer(hid_t mw, const ct_model *m, const ct_layer *l, ct_error 
 static int write_model_weights(hid_t file, const ct_model *m, const char *version,
                                ct_error *err)
 {
-    const char **names = malloc((size_t)(m->nlayers ? m->nlayers : 1) * sizeof *names);
-    if (!names)
+    size_t most = m->nlayers > 0 ? (size_t)m->nlayers : 1;
+    const char **names = calloc(most, sizeof *names);
+    int *order = calloc(most, sizeof *order);
+    int count = names && order ? ct_keras_layer_order(m, order) : -1;
+    if (count < 0) {
+        free(names);
+        free(order);
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
     size_t n = 0;
-    for (int i = 0; i < m->nlayers; i++) /* a shared application owns no weights */
-        if (!m->layers[i].shared)
-            names[n++] = m->layers[i].name;
+    for (int i = 0; i < count; i++) /* a shared application owns no weights */
+        names[n++] = m->layers[order[i]].name;
+    free(order);
     hid_t mw = H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = mw >= 0 && write_strings(mw, "layer_names", names, n) == 0
                      && write_string(mw, "backend", "ctrain") == 0
@@ -708,6 +714,31 @@ static int read_layer(const loader *ld, const file_layer *fl, const ct_layer *l,
     return 0;
 }
 
+/* pair[i]: the file layer holding model layer i's weights (-1: layer i has none). By name
+ * when the file has every name, else in Keras's order. Fails only out of memory. */
+static int pair_layers(const loader *ld, const ct_model *m, int *pair)
+{
+    bool named = true;
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        pair[i] = -1;
+        for (int k = 0; l->nparams && !l->shared && k < ld->nlayers && pair[i] < 0; k++)
+            if (!strcmp(ld->layers[k].name, l->name))
+                pair[i] = k;
+        named &= pair[i] >= 0 || !l->nparams || l->shared;
+    }
+    if (named)
+        return 0;
+    int *order = calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *order);
+    int n = order ? ct_keras_layer_order(m, order) : -1;
+    for (int i = 0, k = 0; i < n; i++) {
+        const ct_layer *l = &m->layers[order[i]];
+        pair[order[i]] = l->nparams ? k++ : -1;
+    }
+    free(order);
+    return n < 0 ? -1 : 0;
+}
+
 static int read_all(loader *ld, const ct_model *m, ct_error *err)
 {
     int have = count_weighted(m);
@@ -715,24 +746,32 @@ static int read_all(loader *ld, const ct_model *m, ct_error *err)
         return ct_err(err, CT_ERR_DATA,
                       "weights file %s has %d layers with weights but the model has %d",
                       ld->path, ld->nlayers, have);
+    int *pair = calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *pair);
+    if (!pair || pair_layers(ld, m, pair) < 0) {
+        free(pair);
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
     int64_t total = 0;
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i].nparams && !m->layers[i].shared; j++)
             total += ct_shape_size(&m->layers[i].params[j].shape);
     ld->stage = malloc((size_t)(total ? total : 1) * sizeof *ld->stage);
-    if (!ld->stage)
+    if (!ld->stage) {
+        free(pair);
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
     float *at = ld->stage;
-    for (int i = 0, k = 0; i < m->nlayers; i++) {
+    int rc = 0;
+    for (int i = 0; i < m->nlayers && rc == 0; i++) {
         const ct_layer *l = &m->layers[i];
         if (l->nparams == 0 || l->shared)
             continue;
-        if (read_layer(ld, &ld->layers[k++], l, at, err) < 0)
-            return -1;
+        rc = read_layer(ld, &ld->layers[pair[i]], l, at, err);
         for (int j = 0; j < l->nparams; j++)
             at += ct_shape_size(&l->params[j].shape);
     }
-    return 0;
+    free(pair);
+    return rc;
 }
 
 /* Copies the staged values into the parameters, only after everything was read. */

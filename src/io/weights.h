@@ -4,8 +4,10 @@
  *   /model_weights         attr layer_names: every layer's name, weightless ones too
  *   /model_weights/<layer> attr weight_names: ["<layer>/kernel:0", "<layer>/bias:0"]
  *   /model_weights/<layer>/<layer>/kernel:0   float32 dataset in the parameter's shape
- * Dense kernels are (in, out) as in Keras. Loading matches layers by order and count and
- * checks every shape, naming the layer and both shapes on a mismatch. */
+ * Dense kernels are (in, out) as in Keras. layer_names lists the layers in Keras's order
+ * (ct_keras_layer_order). Loading pairs the file's layers with the model's by name when
+ * every name is there, else (a file of other names) by that order, as Keras does, and
+ * checks every count and shape, naming the layer and both shapes on a mismatch. */
 #ifndef CT_WEIGHTS_H
 #define CT_WEIGHTS_H
 
@@ -23,6 +25,12 @@ typedef int (*ct_weights_extra)(int64_t file, void *ctx, ct_error *err);
 int ct_weights_save_with(const ct_model *m, const char *path, const char *model_config,
                          const char *training_config, ct_weights_extra extra, void *ctx,
                          ct_error *err);
+/* The model's layers that own weights (no shared applications) in the order Keras 3 lists
+ * them (keras_order.c): config order for a Sequential model and one with masks; for a Functional
+ * one by depth from the outputs, as Keras's loader pairs a legacy file's layers with the
+ * model's. Fills
+ * order (nlayers ints) and returns the count, or -1 when out of memory. */
+int ct_keras_layer_order(const ct_model *m, int *order);
 /* Keras model_config JSON for the model: class_name Sequential for a chain, Functional
  * (layers with inbound_nodes, input_layers, output_layers) for a graph. Caller frees. */
 char *ct_model_config_json(const ct_model *m);
