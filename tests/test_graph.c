@@ -12,6 +12,7 @@
 #include "graph.h"
 #include "model.h"
 #include "testutil.h"
+#include "weights.h"
 
 static const ct_pass train_pass = {.training = true, .seed = 1, .step = 0};
 
@@ -596,6 +597,66 @@ START_TEST(test_bidirectional_states)
     }
     gm_close(&gb);
     gm_close(&gt);
+}
+END_TEST
+
+/* Weights files list a Functional model's layers in Keras 3's order (by depth from the
+ * outputs, not the config's), which Keras's loader pairs with its layers; ctrain pairs by
+ * name when the file has every name, else by that order. All dense layers here have the
+ * same shapes, so only the values tell a wrong pairing. */
+static const char *const order_yaml =
+    "model:\n  inputs: {x: {shape: [3]}}\n  layers:\n"
+    "    - {name: %sshallow, type: dense, units: 3, inputs: x}\n"
+    "    - {name: %sdeep1, type: dense, units: 3, inputs: x}\n"
+    "    - {name: %sdeep2, type: dense, units: 3}\n"
+    "    - {name: %ss, type: add, inputs: [%sdeep2, %sshallow]}\n";
+
+static void order_model(gm *g, const char *prefix, uint64_t seed)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, order_yaml, prefix, prefix, prefix, prefix, prefix, prefix);
+    gm_open(g, yaml, seed, 2);
+}
+
+START_TEST(test_weights_keras_order)
+{
+    gm a, b, c;
+    order_model(&a, "", 1);
+    order_model(&b, "b_", 2);
+    int order[8];
+    ck_assert_int_eq(ct_keras_layer_order(a.m, order), 4);
+    const char *want[4] = {"deep1", "deep2", "shallow", "s"};
+    for (int i = 0; i < 4; i++)
+        ck_assert_str_eq(a.m->layers[order[i]].name, want[i]);
+    char *dir = tu_tmpdir(), path[4200];
+    snprintf(path, sizeof path, "%s/w.h5", dir);
+    ct_error err = {0};
+    ck_assert_msg(ct_weights_save(a.m, path, NULL, NULL, &err) == 0, "%s", err.msg);
+    /* other names: by Keras's order, each layer gets its namesake's values */
+    ck_assert_msg(ct_weights_load(b.m, path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.m->size, b.m->size);
+    ck_assert(memcmp(a.m->values, b.m->values, (size_t)a.m->size * sizeof(float)) == 0);
+    /* the same names in another config order: by name */
+    static const char *const shuffled =
+        "model:\n  inputs: {x: {shape: [3]}}\n  layers:\n"
+        "    - {name: deep1, type: dense, units: 3, inputs: x}\n"
+        "    - {name: shallow, type: dense, units: 3, inputs: x}\n"
+        "    - {name: deep2, type: dense, units: 3, inputs: deep1}\n"
+        "    - {name: s, type: add, inputs: [deep2, shallow]}\n";
+    gm_open(&c, shuffled, 3, 2);
+    ck_assert_msg(ct_weights_load(c.m, path, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++) {
+        const ct_layer *la = &a.m->layers[i], *lc = NULL;
+        for (int j = 0; j < c.m->nlayers; j++)
+            if (!strcmp(c.m->layers[j].name, la->name))
+                lc = &c.m->layers[j];
+        ck_assert_ptr_nonnull(lc);
+        ck_assert(memcmp(la->params[0].value, lc->params[0].value, 9 * sizeof(float)) == 0);
+    }
+    gm_close(&a);
+    gm_close(&b);
+    gm_close(&c);
+    free(dir);
 }
 END_TEST
 
@@ -1761,6 +1822,7 @@ static Suite *suite(void)
     tcase_add_test(p, test_shared_chain_same);
     tcase_add_test(p, test_inference_plan);
     tcase_add_test(p, test_fanout_plan);
+    tcase_add_test(p, test_weights_keras_order);
     suite_add_tcase(s, p);
     TCase *e = tcase_create("errors");
     tcase_add_loop_test(e, test_graph_errors, 0, N_GRAPH_ERR);
