@@ -23,7 +23,9 @@
  * States as Keras: with return_state the final state h (and the LSTM's cell c) are
  * outputs 1 (and 2), the carried state where the sequence ends in padding; a layer given
  * more inputs than its sequence starts from them (Keras's initial_state: h, or h and c),
- * and backward hands them their gradients. */
+ * and backward hands them their gradients. Keras 3 then passes the sequence's mask to the
+ * layer no more (it passes one only to a layer called on one tensor): its steps ignore the
+ * mask, while the output carries it on (the model warns). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -471,6 +473,13 @@ static void write_step(const rnn_state *s, const ct_backend *be, const rnn_buf *
     be->copy_strided(h, u, y + k * u, T * u, n, u);
 }
 
+/* The mask the steps honour: none when initial states are given, as in Keras 3, which
+ * passes a mask only to a layer called on one tensor (the output still carries it on). */
+static const float *steps_mask(const ct_tensor *const *xs, int nx)
+{
+    return nx > 1 ? NULL : xs[0]->mask;
+}
+
 static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
                         ct_tensor *y)
 {
@@ -489,7 +498,7 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     else if (b.c)
         be->fill(b.c, nu, 0.0f);
     bool rec_drop = dropping(s->rec_dropout, pass);
-    const float *mask = xs[0]->mask;
+    const float *mask = steps_mask(xs, nx);
     if (mask)
         step_masks(s, be, mask, n, b.mk);
     for (int64_t k = 0; k < T; k++) {
@@ -727,7 +736,7 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     start_grads(l, dy->data, &b, nu);
     /* dh = r U^T every step: U^T once, as a plain GEMM operand, is the faster GEMM */
     be->transpose(l->params[1].value, u, s->gates * u, b.ut);
-    bool masked = xs[0]->mask != NULL; /* b.mk holds the forward's step masks */
+    bool masked = steps_mask(xs, nx) != NULL; /* b.mk holds the forward's step masks */
     for (int64_t k = T - 1; k >= 0; k--) {
         if (s->return_sequences && dy->data)
             add_step_grad(s, be, &b, dy->data, masked, k, n);
@@ -777,6 +786,7 @@ const ct_layer_kind ct_layer_simple_rnn = {
     .free_state = rnn_free,
     .min_inputs = 1,
     .max_inputs = 3, /* the sequence and initial states; build checks how many */
+    .mask_one_input = true,
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };
@@ -792,6 +802,7 @@ const ct_layer_kind ct_layer_lstm = {
     .free_state = rnn_free,
     .min_inputs = 1,
     .max_inputs = 3, /* the sequence and initial states; build checks how many */
+    .mask_one_input = true,
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };
@@ -807,6 +818,7 @@ const ct_layer_kind ct_layer_gru = {
     .free_state = rnn_free,
     .min_inputs = 1,
     .max_inputs = 3, /* the sequence and initial states; build checks how many */
+    .mask_one_input = true,
     .masks = CT_MASK_BY_KIND,
     .mask_out = rnn_mask_out,
 };

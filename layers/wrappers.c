@@ -546,6 +546,7 @@ const ct_layer_kind ct_layer_bidirectional = {
     .free_state = wrap_free,
     .min_inputs = 1,
     .max_inputs = 5, /* the sequence and both copies' initial states; build checks */
+    .mask_one_input = true, /* the copies given states ignore it (recurrent.c) */
     .masks = CT_MASK_BY_KIND,
     .mask_out = bidi_mask_out,
 };

@@ -1500,6 +1500,19 @@ static const mask_case mask_cases[] = {
      "computed\n"
      "graph.yaml:5:7: layer 'twice' (Concatenate) gives no timestep axis of the mask's length: "
      "the mask set by 'e' ends here\n"},
+    /* a recurrent layer given initial states: its steps ignore the mask (Keras 3), its
+     * output carries it on, its states carry none */
+    {"lstm given initial states",
+     "model:\n  inputs: {t: {shape: [5]}, h: {shape: [4]}}\n  layers:\n"
+     "    - {name: e, type: embedding, input_dim: 7, output_dim: 3, mask_zero: true, inputs: t}\n"
+     "    - {name: r, type: lstm, units: 4, return_sequences: true, return_state: true,"
+     " inputs: [e, h, h]}\n"
+     "    - {name: d, type: dense, units: 4, inputs: r:1}\n"
+     "  outputs: [r, d]\n",
+     {{"e", M_WRITES}, {"r", 0}, {"d", M_NONE}, {NULL, 0}},
+     "graph.yaml:5:7: layer 'r' (LSTM) is given initial states, so the mask set by 'e' does "
+     "not reach its steps, as in Keras 3 (which passes a mask only to a layer called on one "
+     "tensor); its output carries the mask on\n"},
 };
 
 #define N_MASK (int)(sizeof mask_cases / sizeof mask_cases[0])

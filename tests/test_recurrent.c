@@ -623,10 +623,11 @@ static void expect_close(const char *what, const float *got, const double *want,
                       (long long)i, got[i], want[i]);
 }
 
-/* A layer started from given states (model inputs h and c) returning its sequence and
- * final states, on a padded batch, against the reference: outputs 1 (and 2) are the final
- * h (and c), the state carried past the padding. */
-static void check_states(const char *layer, int cell, bool backwards)
+/* A layer returning its sequence and final states on a padded batch, against the
+ * reference: outputs 1 (and 2) are the final h (and c), the state carried past the
+ * padding. Started from given states (model inputs h and c), the steps ignore the mask, as
+ * Keras 3's do (it passes no mask to a layer called with initial_state). */
+static void check_states(const char *layer, int cell, bool backwards, bool given)
 {
     int64_t n = 3, T = 4, F = 3, u = 2;
     bool lstm = cell == REF_LSTM;
@@ -636,11 +637,11 @@ static void check_states(const char *layer, int cell, bool backwards)
              "  layers:\n"
              "    - {name: m, type: masking, inputs: x}\n"
              "    - {name: r, %s, units: %lld, return_sequences: true, return_state: true,"
-             " go_backwards: %s, inputs: [m, h%s]}\n"
+             " go_backwards: %s, inputs: [m%s%s]}\n"
              "  outputs: [r, r:1%s]\n",
              (long long)T, (long long)F, (long long)u, lstm ? ", c: {shape: [2]}" : "",
-             layer, (long long)u, backwards ? "true" : "false", lstm ? ", c" : "",
-             lstm ? ", r:2" : "");
+             layer, (long long)u, backwards ? "true" : "false", given ? ", h" : "",
+             given && lstm ? ", c" : "", lstm ? ", r:2" : "");
     ct_error err = {0};
     ct_node *root = ct_config_parse(yaml, strlen(yaml), "states.yaml", &err);
     ck_assert_msg(root != NULL, "%s", err.msg);
@@ -662,8 +663,9 @@ static void check_states(const char *layer, int cell, bool backwards)
     double seq[24], hT[6], cT[6];
     ref r = {.cell = cell, .n = n, .T = T, .F = F, .u = u, .x = x, .k = l->params[0].value,
              .rk = l->params[1].value, .b = l->params[2].value, .backwards = backwards,
-             .sequences = true, .mask = mask, .h0 = m->inputs[1].data,
-             .c0 = lstm ? m->inputs[2].data : NULL, .hT = hT, .cT = cT};
+             .sequences = true, .mask = given ? NULL : mask,
+             .h0 = given ? m->inputs[1].data : NULL,
+             .c0 = given && lstm ? m->inputs[2].data : NULL, .hT = hT, .cT = cT};
     ref_run(&r, seq);
     ct_model_forward(m, &infer_pass, n);
     expect_close(layer, ct_model_output(m, 0)->data, seq, n * T * u);
@@ -676,11 +678,11 @@ static void check_states(const char *layer, int cell, bool backwards)
 
 START_TEST(test_states_keras)
 {
-    for (int b = 0; b < 2; b++) {
-        check_states("type: simple_rnn", REF_SIMPLE, b);
-        check_states("type: lstm", REF_LSTM, b);
-        check_states("type: gru", REF_GRU_AFTER, b);
-        check_states("type: gru, reset_after: false", REF_GRU_BEFORE, b);
+    for (int b = 0; b < 4; b++) {
+        check_states("type: simple_rnn", REF_SIMPLE, b & 1, b & 2);
+        check_states("type: lstm", REF_LSTM, b & 1, b & 2);
+        check_states("type: gru", REF_GRU_AFTER, b & 1, b & 2);
+        check_states("type: gru, reset_after: false", REF_GRU_BEFORE, b & 1, b & 2);
     }
 }
 END_TEST

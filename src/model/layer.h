@@ -109,6 +109,10 @@ typedef struct ct_layer_kind {
      * Called once the layer is built. */
     ct_mask_rule masks;
     int (*mask_out)(const ct_layer *l, const bool *in_masked);
+    /* Keras 3 hands a layer its input's mask only when it is called on one tensor: a kind
+     * that also takes other inputs (a recurrent layer's initial states) computes as if
+     * unmasked when given them, while its output mask follows mask_out; the model warns. */
+    bool mask_one_input;
 } ct_layer_kind;
 
 struct ct_layer {

@@ -78,6 +78,16 @@ static int warn_ended(ct_model *m, const ct_layer *l, const bool *in_masked, con
     return 0;
 }
 
+/* A layer given more inputs than its sequence (initial states) and a masked sequence. */
+static int warn_unapplied(ct_model *m, const ct_layer *l)
+{
+    const ct_layer *o = mask_owner(m, m->sources[l->index][0]);
+    return ct_model_warn(m, l->cfg, "layer '%s' (%s) is given initial states, so the mask set "
+                         "by '%s' does not reach its steps, as in Keras 3 (which passes a mask "
+                         "only to a layer called on one tensor); its output carries the mask on",
+                         l->name, l->kind->class_name, o ? o->name : "?");
+}
+
 /* *out: what l's output carries. Fails only when a warning cannot be stored. */
 static int decide(ct_model *m, ct_layer *l, const bool *in_masked, int nmasked, int *out)
 {
@@ -118,6 +128,8 @@ int ct_graph_masks(ct_model *m, ct_error *err)
         for (int j = 0; j < l->ninputs; j++)
             nmasked += in_masked[j] = source_masked(m, m->sources[i][j]);
         int rc = decide(m, l, in_masked, nmasked, &l->mask_out);
+        if (rc == 0 && l->kind->mask_one_input && l->ninputs > 1 && in_masked[0] && m->live[i])
+            rc = warn_unapplied(m, l);
         free(in_masked);
         if (rc < 0)
             return ct_err(err, CT_ERR_NOMEM, "out of memory");
