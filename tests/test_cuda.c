@@ -1114,6 +1114,18 @@ static const char *const ZOO[] = {
     "    - {type: time_distributed, layer: {type: dense, units: 3, activation: tanh}}\n"
     "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* states: an encoder's (return_state) starting a decoder (initial_state), a
+     * bidirectional GRU's states, one of them a GRU's initial state */
+    "model:\n  input_shape: [6, 4]\n  layers:\n"
+    "    - {name: enc, type: lstm, units: 3, return_state: true}\n"
+    "    - {name: benc, type: bidirectional, layer: {type: gru, units: 3, return_state: true},"
+    " inputs: input_layer}\n"
+    "    - {name: dec, type: lstm, units: 3, return_sequences: true,"
+    " inputs: [input_layer, enc:1, enc:2]}\n"
+    "    - {name: g, type: gru, units: 3, inputs: [dec, benc:1]}\n"
+    "    - {name: cat, type: concatenate, inputs: [g, benc:2]}\n"
+    "    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind
