@@ -1143,6 +1143,20 @@ static const graph_err graph_errs[] = {
      "  outputs: [r, r:1, r:1]\n"
      "compile: {loss: mse}\n",
      {"5:21: output 'r:1' is listed twice"}},
+    /* time_distributed wraps layers of one output */
+    {NULL, NULL,
+     "model:\n  input_shape: [5, 4, 3]\n  layers:\n"
+     "    - {type: time_distributed, layer: {type: lstm, units: 2, return_state: true}}\n"
+     "compile: {loss: mse}\n",
+     {"4:7: layer 'time_distributed' (TimeDistributed): wraps layers of one output; the "
+      "wrapped LSTM has 3 (return_state)"}},
+    /* bidirectional's initial states: both copies' */
+    {NULL, NULL,
+     "model:\n  inputs: {x: {shape: [3, 4]}, h: {shape: [2]}}\n  layers:\n"
+     "    - {name: b, type: bidirectional, layer: {type: gru, units: 2}, inputs: [x, h]}\n"
+     "compile: {loss: mse}\n",
+     {"4:76: layer 'b' (Bidirectional): takes its sequence, or its sequence and the initial "
+      "states of both copies (the forward copy's, then the backward copy's): got 2 inputs"}},
     /* initial states: how many, and their shapes */
     {NULL, NULL,
      "model:\n  inputs: {x: {shape: [3, 4]}, h: {shape: [2]}}\n  layers:\n"
