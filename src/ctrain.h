@@ -55,6 +55,11 @@ ct_experiment *ct_experiment_load(const char *path, const char *const *overrides
 ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *overrides,
                                            int n_overrides, const char *const *allow_outside,
                                            int n_allow, ct_error *err);
+/* As ct_experiment_load, but the parameters are filled only when first needed (by fit,
+ * evaluate or predict, unless weights are loaded first): for looking at the model alone
+ * (summary, check), which then never pays for initialisation. */
+ct_experiment *ct_experiment_load_lazily(const char *path, const char *const *overrides,
+                                         int n_overrides, ct_error *err);
 void ct_experiment_free(ct_experiment *ex);
 
 /* Warnings found while loading (a layer or input that reaches no output), one per line

@@ -475,8 +475,11 @@ START_TEST(test_fit_synthetic)
         rows++;
     fclose(f);
     ck_assert_int_eq(rows, 5);
-    /* Weights reload into a fresh experiment and give the same evaluation. */
-    ct_experiment *again = load_in(dir, "blobs.yaml");
+    /* Weights reload into a fresh experiment and give the same evaluation, also one whose
+     * parameters were left unfilled (planning must not fill them over the loaded ones). */
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    ct_experiment *again = ct_experiment_load_lazily(p, NULL, 0, &err);
+    ck_assert_msg(again != NULL, "%s", err.msg);
     ck_assert_int_eq(ct_experiment_load_weights(again, (snprintf(p, sizeof p, "%s/weights.h5", run), p), &err), 0);
     double v2[8];
     ck_assert_int_eq(ct_experiment_evaluate(again, NULL, NULL, NULL, names, v2, 8, &err), 2);
@@ -502,14 +505,20 @@ static void copy_params(ct_experiment *ex, float **out, int64_t *n)
 START_TEST(test_determinism)
 {
     char *dir = blob_dir(7);
-    float *w[4];
-    int64_t n[4];
-    for (int i = 0; i < 4; i++) {
+    float *w[5];
+    int64_t n[5];
+    for (int i = 0; i < 5; i++) {
         char run[4096];
         snprintf(run, sizeof run, "%s/run%d", dir, i);
         ct_experiment *ex;
         if (i < 2) {
             ex = load_in(dir, "blobs.yaml");
+        } else if (i == 4) { /* parameters filled when fit first plans */
+            char p[4096];
+            snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+            ct_error err = {0};
+            ex = ct_experiment_load_lazily(p, NULL, 0, &err);
+            ck_assert_ptr_nonnull(ex);
         } else {
             char p[4096];
             snprintf(p, sizeof p, "%s/blobs.yaml", dir);
@@ -530,7 +539,9 @@ START_TEST(test_determinism)
     /* Work is split over threads without changing any sum's order. */
     ck_assert_msg(memcmp(w[0], w[3], sizeof(float) * (size_t)n[0]) == 0,
                   "another thread count gave other weights");
-    for (int i = 0; i < 4; i++)
+    ck_assert_msg(memcmp(w[0], w[4], sizeof(float) * (size_t)n[0]) == 0,
+                  "parameters filled when first needed gave other weights");
+    for (int i = 0; i < 5; i++)
         free(w[i]);
     free(dir);
 }

@@ -29,6 +29,8 @@ int cli_add_allowed(const char *dir);
 int cli_add_device(const char *device);
 /* Loads the experiment with the collected overrides; prints the error itself. */
 ct_experiment *cli_load(const char *path, int *status);
+/* The same, leaving the parameters unfilled (summary and check never read them). */
+ct_experiment *cli_load_model_only(const char *path, int *status);
 
 /* Shows the progress of long phases (validation, loading, import) on stderr, or stops. */
 void cli_show_phases(bool on);

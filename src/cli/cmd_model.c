@@ -38,7 +38,7 @@ int cmd_summary(int argc, char **argv)
     int status = parse_common("summary", argc, argv, NULL, NULL);
     if (status != CLI_OK)
         return status < 0 ? CLI_OK : status;
-    ct_experiment *ex = cli_load(argv[optind], &status);
+    ct_experiment *ex = cli_load_model_only(argv[optind], &status);
     if (!ex)
         return status;
     ct_experiment_summary(ex, stdout);
@@ -53,7 +53,7 @@ int cmd_check(int argc, char **argv)
     if (status != CLI_OK)
         return status < 0 ? CLI_OK : status;
     const char *path = argv[optind];
-    ct_experiment *ex = cli_load(path, &status);
+    ct_experiment *ex = cli_load_model_only(path, &status);
     if (!ex)
         return status;
     ct_error err = {0};

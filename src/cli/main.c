@@ -157,11 +157,13 @@ int cli_add_allowed(const char *dir)
     return 0;
 }
 
-ct_experiment *cli_load(const char *path, int *status)
+static ct_experiment *load_as(const char *path, int *status, bool lazily)
 {
     ct_error err = {0};
     ct_experiment *ex =
-        ct_experiment_load_allowing(path, overrides, n_overrides, allowed, n_allowed, &err);
+        lazily ? ct_experiment_load_lazily(path, overrides, n_overrides, &err)
+               : ct_experiment_load_allowing(path, overrides, n_overrides, allowed, n_allowed,
+                                             &err);
     if (!ex) {
         *status = cli_fail(&err);
         return NULL;
@@ -174,6 +176,13 @@ ct_experiment *cli_load(const char *path, int *status)
         w += len + (nl != NULL);
     }
     return ex;
+}
+
+ct_experiment *cli_load(const char *path, int *status) { return load_as(path, status, false); }
+
+ct_experiment *cli_load_model_only(const char *path, int *status)
+{
+    return load_as(path, status, true);
 }
 
 static int cmd_help(int argc, char **argv);

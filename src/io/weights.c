@@ -788,6 +788,7 @@ static void install(const loader *ld, ct_model *m)
                 m->be->upload(p->value, at, bytes);
             at += ct_shape_size(&p->shape);
         }
+    m->params_pending = false; /* every parameter now holds the file's value */
 }
 
 /* Values that are not finite load (a model may be inspected as it is), but such a model

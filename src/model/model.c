@@ -290,8 +290,15 @@ void ct_model_free(ct_model *m)
     free(m);
 }
 
+void ct_model_defer_init(ct_model *m, uint64_t seed)
+{
+    m->params_pending = true;
+    m->pending_seed = seed;
+}
+
 void ct_model_init_params(ct_model *m, uint64_t seed)
 {
+    m->params_pending = false;
     for (int i = 0; i < m->nlayers; i++) {
         ct_layer *l = &m->layers[i];
         for (int j = 0; j < l->nparams && !l->shared; j++) {
@@ -311,6 +318,8 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
 
 static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
 {
+    if (m->params_pending)
+        ct_model_init_params(m, m->pending_seed);
     if (m->max_batch == max_batch && m->buffers && m->planned_training == training)
         return 0;
     m->be->free(m->buffers);

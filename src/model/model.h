@@ -74,6 +74,10 @@ typedef struct ct_model {
     /* The convolution algorithm asked for (backend.conv_algorithm), read by every layer
      * when it is built; CT_CONV_AUTO unless ct_model_build_within was given another. */
     ct_conv_algo conv_algo;
+    /* Parameters not filled yet (ct_model_defer_init): the first plan fills them from
+     * pending_seed, unless weights were loaded into them first. */
+    bool params_pending;
+    uint64_t pending_seed;
     /* Warnings found while building (unused layers and inputs), one per line; owned. */
     char *warnings;
 } ct_model;
@@ -106,6 +110,11 @@ void ct_model_free(ct_model *m);
 /* Fills every parameter from its initializer; stream keys derive from seed, layer and
  * parameter index only. */
 void ct_model_init_params(ct_model *m, uint64_t seed);
+/* Leaves the parameters unfilled until they are needed: the first ct_model_plan or
+ * ct_model_plan_inference fills them as ct_model_init_params(m, seed) would, unless
+ * weights were loaded first (ct_weights_load). For commands that only look at the model
+ * (summary, check), which then never pay for initialisation. */
+void ct_model_defer_init(ct_model *m, uint64_t seed);
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err);
 /* A plan for ct_model_forward alone (evaluate, predict): no gradient buffers, and outputs
  * that are no longer read share their memory, so a chain keeps two. Calling

@@ -513,9 +513,9 @@ ct_experiment *ct_experiment_load(const char *path, const char *const *overrides
     return ct_experiment_load_allowing(path, overrides, n_overrides, NULL, 0, err);
 }
 
-ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *overrides,
-                                           int n_overrides, const char *const *allow_outside,
-                                           int n_allow, ct_error *err)
+static ct_experiment *load(const char *path, const char *const *overrides, int n_overrides,
+                           const char *const *allow_outside, int n_allow, bool lazily,
+                           ct_error *err)
 {
     ct_experiment *ex = calloc(1, sizeof *ex);
     if (!ex) {
@@ -533,11 +533,27 @@ ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *
             goto fail;
     if (read_experiment(ex, err) < 0)
         goto fail;
-    ct_model_init_params(ex->model, ex->seed);
+    if (lazily)
+        ct_model_defer_init(ex->model, ex->seed);
+    else
+        ct_model_init_params(ex->model, ex->seed);
     return ex;
 fail:
     ct_experiment_free(ex);
     return NULL;
+}
+
+ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *overrides,
+                                           int n_overrides, const char *const *allow_outside,
+                                           int n_allow, ct_error *err)
+{
+    return load(path, overrides, n_overrides, allow_outside, n_allow, false, err);
+}
+
+ct_experiment *ct_experiment_load_lazily(const char *path, const char *const *overrides,
+                                         int n_overrides, ct_error *err)
+{
+    return load(path, overrides, n_overrides, NULL, 0, true, err);
 }
 
 void ct_experiment_free(ct_experiment *ex)
