@@ -217,7 +217,17 @@ else
     LD_PRELOAD="$preload" CT_SHIM_MODE=slow CT_SHIM_DIR="$tmp/slow" \
         "$ctrain" fit "$tmp/slow.yaml" -o "$tmp/slowrun" -v 2 >"$tmp/slow.out" 2>&1 &
     pid=$!
-    sleep 1
+    # Until fit catches SIGTERM (it does just before it opens its data; a sanitizer build
+    # on a busy machine may take seconds to get there), then a little into the data phase,
+    # which takes seconds at this speed.
+    i=0
+    while [ $i -lt 300 ]; do
+        mask=$(awk '/^SigCgt:/ {print $2}' /proc/$pid/status 2>/dev/null)
+        [ -n "$mask" ] && [ $((0x$mask >> 14 & 1)) = 1 ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    sleep 0.5
     sent=$(date +%s%N)
     kill -TERM $pid
     wait $pid
