@@ -374,17 +374,21 @@ static void attend(const ct_layer *l, const mha_regions *r, const ct_tensor *con
         be->gemm_batched(false, true, tq, tv, kd, scale, r->q + i * kd, hk, tq * hk,
                          r->k + i * kd, hk, tv * hk, 0.0f, r->p + i * tq * tv, tv, h * tq * tv,
                          rows);
+    bool masked = s->masked && (x[0]->mask || x[1]->mask || (nx == 3 && x[2]->mask));
+    if (!masked) { /* the causal mask, if any, is the softmax's own */
+        be->attention_softmax(r->p, rows * h, tq, tv, s->causal);
+        return;
+    }
     if (s->causal) {
         /* uploaded each pass: the scratch is the model's and may move between plans */
         be->upload(r->mask, s->mask, (size_t)(tq * tv) * sizeof *s->mask);
         be->add_row_vector(r->p, r->mask, rows * h, tq * tv);
     }
-    bool masked = s->masked && (x[0]->mask || x[1]->mask || (nx == 3 && x[2]->mask));
-    if (masked)
-        mask_scores(l, r, x, nx, rows);
-    be->act_forward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, rows * h * tq, tv);
-    if (masked)
-        zero_masked_rows(l, r, rows);
+    mask_scores(l, r, x, nx, rows);
+    /* not causal here: a row that allows no position must see all its (equally lowered)
+     * scores, which zero_masked_rows then clears */
+    be->attention_softmax(r->p, rows * h, tq, tv, false);
+    zero_masked_rows(l, r, rows);
 }
 
 static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,
@@ -452,8 +456,8 @@ static void back_probs(const ct_layer *l, const ct_pass *pass, const mha_regions
     int64_t n = rows * h * tq * tv;
     if (drop)
         be->mul(n, r->dp, r->keep, r->dp);
-    be->act_backward((ct_act){CT_ACT_SOFTMAX, 0.0f}, r->p, r->p, r->dp, r->dp, rows * h * tq,
-                     tv);
+    /* p is exactly 0 past the diagonal whether or not inputs were masked */
+    be->attention_softmax_backward(r->p, r->dp, rows * h, tq, tv, s->causal);
 }
 
 /* From d(scores) in r->dp: d(keys) into r->dk, then d(queries) into r->q. */

@@ -350,6 +350,51 @@ START_TEST(test_softmax_values)
 }
 END_TEST
 
+/* attention_softmax against the generic softmax of the same rows, the causal ones over
+ * their first i + 1 entries (past them: zeros, whatever the scores held); the backward
+ * against the generic softmax's backward. Rows of 37 and 45 entries cover the eight-lane
+ * sums' tails. */
+START_TEST(test_attention_softmax)
+{
+    const int64_t blocks = 3, tq = 45, tv = 45, n = blocks * tq * tv;
+    for (int causal = 0; causal < 2; causal++) {
+        float *s = malloc((size_t)n * sizeof *s), *p = malloc((size_t)n * sizeof *p);
+        float *d = malloc((size_t)n * sizeof *d), *ref = malloc((size_t)n * sizeof *ref);
+        float *dref = malloc((size_t)n * sizeof *dref);
+        tu_fill(s, n, 31 + (unsigned)causal, -9, 9);
+        tu_fill(d, n, 41 + (unsigned)causal, -1, 1);
+        memcpy(p, s, (size_t)n * sizeof *s);
+        if (causal)
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    p[r * tv + j] = NAN; /* never read */
+        be()->attention_softmax(p, blocks, tq, tv, causal);
+        for (int64_t r = 0; r < blocks * tq; r++) {
+            int64_t len = causal ? r % tq + 1 : tv;
+            be()->act_forward(act_of(CT_ACT_SOFTMAX, 0), s + r * tv, ref + r * tv, 1, len);
+            for (int64_t j = len; j < tv; j++)
+                ref[r * tv + j] = 0.0f;
+            memcpy(dref + r * tv, d + r * tv, (size_t)tv * sizeof *d);
+            be()->act_backward(act_of(CT_ACT_SOFTMAX, 0), NULL, ref + r * tv, dref + r * tv,
+                               dref + r * tv, 1, len);
+            for (int64_t j = len; j < tv; j++)
+                dref[r * tv + j] = 0.0f;
+        }
+        for (int64_t i = 0; i < n; i++)
+            tu_assert_close(p[i], ref[i], 2e-6);
+        if (causal) /* past the diagonal d is not read */
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    d[r * tv + j] = NAN;
+        be()->attention_softmax_backward(ref, d, blocks, tq, tv, causal);
+        for (int64_t i = 0; i < n; i++) /* d - dot cancels: an absolute part too */
+            ck_assert_msg(fabs((double)d[i] - dref[i]) <= 1e-7 + 1e-5 * fabs(dref[i]),
+                          "%lld: %.9g against %.9g", (long long)i, d[i], dref[i]);
+        free(s), free(p), free(d), free(ref), free(dref);
+    }
+}
+END_TEST
+
 /* Every activation with the parameters worth checking. */
 static const ct_act all_acts[] = {
     {CT_ACT_LINEAR, 0}, {CT_ACT_RELU, 0},       {CT_ACT_RELU6, 0},
@@ -1411,6 +1456,7 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_act_parse);
     tcase_add_test(tc, test_act_forward_values);
     tcase_add_test(tc, test_softmax_values);
+    tcase_add_test(tc, test_attention_softmax);
     tcase_add_loop_test(tc, test_act_forward_sweep, 0, N_ACTS);
     tcase_add_loop_test(tc, test_act_backward_fd, 0, N_ACTS);
     tcase_add_test(tc, test_act_backward_edges);

@@ -869,6 +869,36 @@ static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
         drop(all[j]);
 }
 
+/* Attention's softmax, causal (tq == tv) and not (tq != tv), forward and backward; the
+ * entries past a causal row's diagonal hold scores that must not be read (huge ones here)
+ * and come back as zeros. */
+START_TEST(test_attention_softmax)
+{
+    const int64_t blocks = 7, shapes[2][2] = {{37, 37}, {13, 41}};
+    for (int k = 0; k < 2; k++) {
+        int64_t tq = shapes[k][0], tv = shapes[k][1], n = blocks * tq * tv;
+        bool causal = k == 0;
+        pair s = mk(n, 216 + (unsigned)k, -6, 6), d = mk(n, 218 + (unsigned)k, -1, 1);
+        if (causal) {
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    s.c[r * tv + j] = 1e30f;
+            GPU->upload(s.g, s.c, (size_t)n * sizeof(float));
+        }
+        CPU->attention_softmax(s.c, blocks, tq, tv, causal);
+        GPU->attention_softmax(s.g, blocks, tq, tv, causal);
+        expect_close(causal ? "attention_softmax causal" : "attention_softmax", &s, 1e-5, 1e-6);
+        GPU->upload(s.g, s.c, (size_t)n * sizeof(float)); /* the backward from the same p */
+        CPU->attention_softmax_backward(s.c, d.c, blocks, tq, tv, causal);
+        GPU->attention_softmax_backward(s.g, d.g, blocks, tq, tv, causal);
+        expect_close(causal ? "attention_softmax_backward causal" : "attention_softmax_backward",
+                     &d, 1e-5, 1e-6);
+        drop(&s);
+        drop(&d);
+    }
+}
+END_TEST
+
 START_TEST(test_rnn_ops)
 {
     check_lstm_cell((ct_act){CT_ACT_TANH, 0}, (ct_act){CT_ACT_SIGMOID, 0}, "tanh/sigmoid");
@@ -1483,6 +1513,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_merge_ops);
     tcase_add_test(ops, test_embedding_ops);
     tcase_add_test(ops, test_mask_ops);
+    tcase_add_test(ops, test_attention_softmax);
     tcase_add_test(ops, test_rnn_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");

@@ -328,6 +328,15 @@ typedef struct ct_backend {
                          float alpha, const float *a, int64_t lda, int64_t stride_a,
                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                          int64_t ldc, int64_t stride_c, int64_t batch);
+    /* Attention's softmax (layers/attention.c), in place over `blocks` blocks of tq x tv
+     * scores: each row becomes softmax(row). causal (tq == tv): row i of a block takes
+     * only its first i + 1 scores (the others are not read) and gets exact zeros past
+     * them. */
+    void (*attention_softmax)(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
+    /* Its backward given the probabilities p: d = p * (d - sum(p * d)) row by row, in
+     * place; causal: d past the diagonal is not read and becomes 0. */
+    void (*attention_softmax_backward)(const float *p, float *d, int64_t blocks, int64_t tq,
+                                       int64_t tv, bool causal);
     /* L2 normalization along the middle axis of x viewed as [outer][n][inner] (Keras's
      * l2_normalize): y = x * inv with inv = 1/sqrt(max(sum x^2, eps)); inv receives the
      * outer*inner factors for the backward. x == y is allowed. */

@@ -73,6 +73,9 @@ void ct_cuda_bias_act_backward(ct_act act, const float *y, float *dy, float *db,
 void ct_cuda_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols);
 void ct_cuda_act_backward(ct_act act, const float *x, const float *y, const float *dy,
                           float *dx, int64_t rows, int64_t cols);
+void ct_cuda_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
+void ct_cuda_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,
+                                        int64_t tv, bool causal);
 void ct_cuda_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0);
 void ct_cuda_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t counter0);
 void ct_cuda_scale_channels(const float *x, const float *s, float *y, int64_t rows,
