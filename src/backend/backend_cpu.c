@@ -350,7 +350,7 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
     case CT_ACT_GELU:
         if (act.alpha != 0.0f)
             break;
-        ct_cpu_gelu_backward(x, dy, dx, n);
+        ct_cpu_gelu_backward(x, y, dy, dx, n);
         return;
     default:
         break;

@@ -110,8 +110,9 @@ void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const
 void ct_cpu_map_sigmoid(const float *x, float *y, int64_t n);
 void ct_cpu_map_tanh(const float *x, float *y, int64_t n);
 void ct_cpu_map_gelu(const float *x, float *y, int64_t n);
-/* dx = dy gelu'(x); dx == dy is allowed. */
-void ct_cpu_gelu_backward(const float *x, const float *dy, float *dx, int64_t n);
+/* dx = dy gelu'(x), given y = gelu(x) as ct_cpu_map_gelu computed it; dx == dy is
+ * allowed. */
+void ct_cpu_gelu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n);
 /* One activation value, and its derivative given x and y = act(x) (backend_cpu.c). */
 float ct_cpu_act_value(ct_act act, float x);
 float ct_cpu_act_deriv(ct_act act, float x, float y);
