@@ -899,6 +899,43 @@ START_TEST(test_attention_softmax)
 }
 END_TEST
 
+/* gemm_batched_causal: the lower triangle of A B^T, and products with a lower triangular
+ * A, plain and transposed; 37 positions and width 19 leave partial tiles on the CPU. */
+START_TEST(test_gemm_batched_causal)
+{
+    const int64_t T = 37, d = 19, batch = 3;
+    pair sq = mk(batch * T * T, 231, -1, 1), x = mk(batch * T * d, 232, -1, 1);
+    pair y = mk(batch * T * d, 233, -1, 1);
+    for (int64_t i = 0; i < batch * T; i++)
+        for (int64_t j = i % T + 1; j < T; j++)
+            sq.c[i * T + j] = 0.0f;
+    GPU->upload(sq.g, sq.c, (size_t)sq.n * sizeof(float));
+    pair s = mk(batch * T * T, 0, 0, 0);
+    CPU->gemm_batched_causal(false, true, T, T, d, 0.5f, x.c, d, T * d, y.c, d, T * d, s.c, T,
+                             T * T, batch);
+    GPU->gemm_batched_causal(false, true, T, T, d, 0.5f, x.g, d, T * d, y.g, d, T * d, s.g, T,
+                             T * T, batch);
+    float *h = malloc((size_t)s.n * sizeof *h);
+    GPU->download(h, s.g, (size_t)s.n * sizeof *h);
+    for (int64_t i = 0; i < batch * T; i++) /* only the lower triangle is specified */
+        for (int64_t j = 0; j <= i % T; j++)
+            ck_assert_msg(fabsf(h[i * T + j] - s.c[i * T + j]) <= 1e-5f,
+                          "gemm_batched_causal scores [%lld][%lld]: gpu %.9g, cpu %.9g",
+                          (long long)i, (long long)j, h[i * T + j], s.c[i * T + j]);
+    free(h);
+    for (int ta = 0; ta < 2; ta++) {
+        pair c = mk(batch * T * d, 0, 0, 0);
+        CPU->gemm_batched_causal(ta, false, T, d, T, 0.5f, sq.c, T, T * T, x.c, d, T * d, c.c, d,
+                                 T * d, batch);
+        GPU->gemm_batched_causal(ta, false, T, d, T, 0.5f, sq.g, T, T * T, x.g, d, T * d, c.g, d,
+                                 T * d, batch);
+        expect_close(ta ? "gemm_batched_causal A^T B" : "gemm_batched_causal A B", &c, 1e-4, 1);
+        drop(&c);
+    }
+    drop(&sq), drop(&x), drop(&y), drop(&s);
+}
+END_TEST
+
 START_TEST(test_rnn_ops)
 {
     check_lstm_cell((ct_act){CT_ACT_TANH, 0}, (ct_act){CT_ACT_SIGMOID, 0}, "tanh/sigmoid");
@@ -1514,6 +1551,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_embedding_ops);
     tcase_add_test(ops, test_mask_ops);
     tcase_add_test(ops, test_attention_softmax);
+    tcase_add_test(ops, test_gemm_batched_causal);
     tcase_add_test(ops, test_rnn_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");

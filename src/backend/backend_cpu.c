@@ -844,6 +844,7 @@ static const ct_backend cpu_backend = {
     .gemm_batched = ct_cpu_gemm_batched,
     .attention_softmax = ct_cpu_attention_softmax,
     .attention_softmax_backward = ct_cpu_attention_softmax_backward,
+    .gemm_batched_causal = ct_cpu_gemm_batched_causal,
     .l2_normalize = ct_cpu_l2_normalize,
     .l2_normalize_backward = ct_cpu_l2_normalize_backward,
     .gather_rows = ct_cpu_gather_rows,

@@ -155,6 +155,10 @@ void ct_cuda_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                           float alpha, const float *a, int64_t lda, int64_t stride_a,
                           const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                           int64_t ldc, int64_t stride_c, int64_t batch);
+void ct_cuda_gemm_batched_causal(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                 float alpha, const float *a, int64_t lda, int64_t stride_a,
+                                 const float *b, int64_t ldb, int64_t stride_b, float *c,
+                                 int64_t ldc, int64_t stride_c, int64_t batch);
 void ct_cuda_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
                           int64_t inner, float eps);
 void ct_cuda_l2_normalize_backward(const float *x, const float *y, const float *inv,
