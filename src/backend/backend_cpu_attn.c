@@ -307,32 +307,41 @@ static void causal_nn(const causal_job *j, const float *a, const float *b, float
     }
 }
 
-/* C = alpha A^T B with A (k x m) lower triangular: row i of C sums over l >= i. */
+/* C = alpha A^T B with A (k x m) lower triangular: row i of C sums A[l][i] B[l] over
+ * l >= i. A is read along its rows (a column walk would miss the cache at every step),
+ * so the sums of 16 columns of C stay in an L1 buffer while l goes down A, each still
+ * taken in increasing l. */
 CT_CPU_CLONES
 static void causal_tn(const causal_job *j, const float *a, const float *b, float *c)
 {
-    for (int64_t i0 = 0; i0 < j->m; i0 += TILE_R) {
-        int rows = j->m - i0 < TILE_R ? (int)(j->m - i0) : TILE_R;
-        for (int64_t c0 = 0; c0 < j->n; c0 += TILE_C) {
-            int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
-            ACC_ZERO;
-            for (int64_t l = i0; l < j->k; l++) {
-                const float *br = b + l * j->ldb + c0, *al = a + l * j->lda + i0;
-                v8f b0, b1;
-                if (cols == TILE_C) {
-                    LOAD8(b0, br);
-                    LOAD8(b1, br + 8);
-                } else {
-                    float t[TILE_C] = {0};
-                    memcpy(t, br, (size_t)cols * sizeof *t);
-                    LOAD8(b0, t);
-                    LOAD8(b1, t + 8);
-                }
-                /* l < i0 + r is above the diagonal: zeros; past m, columns of A that
-                 * are never stored */
-                ACC_STEP(al[0], al[rows > 1], al[rows > 2 ? 2 : 0], al[rows > 3 ? 3 : 0]);
+    v8f acc[PACK_FLOATS / 8];
+    for (int64_t c0 = 0; c0 < j->n; c0 += TILE_C) {
+        int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
+        for (int64_t i = 0; i < 2 * j->m; i++)
+            acc[i] = SPLAT8(0.0f);
+        for (int64_t l = 0; l < j->k; l++) {
+            const float *br = b + l * j->ldb + c0, *al = a + l * j->lda;
+            v8f b0, b1;
+            if (cols == TILE_C) {
+                LOAD8(b0, br);
+                LOAD8(b1, br + 8);
+            } else {
+                float t[TILE_C] = {0};
+                memcpy(t, br, (size_t)cols * sizeof *t);
+                LOAD8(b0, t);
+                LOAD8(b1, t + 8);
             }
-            ACC_PUT(c, j->ldc, i0, rows, c0, cols, j->alpha);
+            int64_t last = l < j->m - 1 ? l : j->m - 1; /* past l: above the diagonal */
+            for (int64_t i = 0; i <= last; i++) {
+                v8f x = SPLAT8(al[i]);
+                acc[2 * i] += x * b0;
+                acc[2 * i + 1] += x * b1;
+            }
+        }
+        v8f al = SPLAT8(j->alpha);
+        for (int64_t i = 0; i < j->m; i++) {
+            v8f t[2] = {acc[2 * i] * al, acc[2 * i + 1] * al};
+            memcpy(c + i * j->ldc + c0, t, (size_t)cols * sizeof(float));
         }
     }
 }
@@ -361,9 +370,11 @@ void ct_cpu_gemm_batched_causal(bool trans_a, bool trans_b, int64_t m, int64_t n
     if (m <= 0 || n <= 0 || batch <= 0)
         return;
 #ifdef CT_HAVE_V8
-    bool packs = !trans_a && trans_b;
-    if (k > 0 && !(trans_a && trans_b) &&
-        (!packs || (n + TILE_C - 1) / TILE_C * TILE_C * k <= PACK_FLOATS)) {
+    /* the scores' packed B, or the L1 sums of A^T B, must fit their stack buffer */
+    int64_t need = !trans_a && trans_b ? (n + TILE_C - 1) / TILE_C * TILE_C * k
+                   : trans_a           ? m * TILE_C
+                                       : 0;
+    if (k > 0 && !(trans_a && trans_b) && need <= PACK_FLOATS) {
         causal_job j = {trans_a, trans_b, m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c,
                         alpha, a, b, c};
         /* about half a full product's work per item */
