@@ -331,8 +331,8 @@ static void project(const ct_layer *l, int which, const float *x, int64_t n, int
 }
 
 /* The fused projection: the kernels (and biases) side by side, then [q | k | v] per row in
- * one GEMM. The copies cost a few thousand floats; the one wide GEMM beats three narrow
- * ones. */
+ * one GEMM, which reads the input once (the copies cost a few thousand floats). Measured
+ * on the example transformer: the forward a few percent faster, the backward about even. */
 static void project_fused(const ct_layer *l, const mha_regions *r, const float *x, int64_t n)
 {
     const mha_state *s = l->state;

@@ -1,13 +1,15 @@
-/* backend_cpu_attn.c - attention's softmax over the key positions, forward and backward,
- * causal or not (backend.h's attention_softmax). Unlike the generic softmax (whose bits the
- * MLP's and CNN's results depend on), these take exp from fastmath.h and sum in float over
- * eight lanes, so every loop vectorises; with a causal mask they touch only a row's first
- * i + 1 entries, write exact zeros past them and never read the scores there.
+/* backend_cpu_attn.c - attention's own kernels: the softmax over the key positions,
+ * forward and backward, causal or not (backend.h's attention_softmax), and the per-head
+ * products with a causal matrix (gemm_batched_causal, further below). Unlike the generic
+ * softmax (whose bits the MLP's and CNN's results depend on), the softmax takes exp from
+ * fastmath.h and sums in float over eight lanes, so every loop vectorises; with a causal
+ * mask it touches only a row's first i + 1 entries (rounded up to whole vectors), writes
+ * exact zeros past them and never reads the scores there.
  *
  * The lanes are explicit, so every CT_CPU_CLONES version sums in the same order and gives
  * the same bits; threads split whole rows, so the split changes nothing either. The
  * pragma is backend_cpu_act.c's (GCC turns the selects of ct_expf into branches
- * otherwise). */
+ * otherwise). Buffers are the caller's; nothing is kept after a call. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-tree-pre", "no-thread-jumps", "no-trapping-math", "no-math-errno")
 #endif
@@ -88,7 +90,8 @@ static inline float row_dot(const float *restrict p, const float *restrict d, in
 }
 
 /* d[c] = p[c] (d[c] - dot) for c < n. */
-static inline void row_softmax_grad(const float *restrict p, float *restrict d, int64_t n, float dot)
+static inline void row_softmax_grad(const float *restrict p, float *restrict d, int64_t n,
+                                    float dot)
 {
     for (int64_t c = 0; c < n; c++)
         d[c] = p[c] * (d[c] - dot);
