@@ -310,6 +310,21 @@ static void causal_nn(const causal_job *j, const float *a, const float *b, float
     }
 }
 
+/* 16 floats of a row of B (zeros past cols) as two vectors, through pointers: a vector
+ * returned by value would change the ABI between the clones. */
+static inline void load_row16(const float *br, int64_t cols, v8f *lo, v8f *hi)
+{
+    if (cols == TILE_C) {
+        LOAD8(*lo, br);
+        LOAD8(*hi, br + 8);
+        return;
+    }
+    float t[TILE_C] = {0};
+    memcpy(t, br, (size_t)cols * sizeof *t);
+    LOAD8(*lo, t);
+    LOAD8(*hi, t + 8);
+}
+
 /* C = alpha A^T B with A (k x m) lower triangular: row i of C sums A[l][i] B[l] over
  * l >= i. A is read along its rows (a column walk would miss the cache at every step),
  * so the sums of 16 columns of C stay in an L1 buffer while l goes down A, each still
@@ -322,21 +337,34 @@ static void causal_tn(const causal_job *j, const float *a, const float *b, float
         int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
         for (int64_t i = 0; i < 2 * j->m; i++)
             acc[i] = SPLAT8(0.0f);
-        for (int64_t l = 0; l < j->k; l++) {
-            const float *br = b + l * j->ldb + c0, *al = a + l * j->lda;
-            v8f b0, b1;
-            if (cols == TILE_C) {
-                LOAD8(b0, br);
-                LOAD8(b1, br + 8);
-            } else {
-                float t[TILE_C] = {0};
-                memcpy(t, br, (size_t)cols * sizeof *t);
-                LOAD8(b0, t);
-                LOAD8(b1, t + 8);
-            }
+        /* two rows of A and B per pass over the sums, each sum still taking row l's term
+         * before row l + 1's: half the loads and stores of the L1 buffer */
+        int64_t l = 0;
+        for (; l + 1 < j->k; l += 2) {
+            v8f b0, b1, b2, b3;
+            load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
+            load_row16(b + (l + 1) * j->ldb + c0, cols, &b2, &b3);
+            const float *a0 = a + l * j->lda, *a1 = a0 + j->lda;
             int64_t last = l < j->m - 1 ? l : j->m - 1; /* past l: above the diagonal */
             for (int64_t i = 0; i <= last; i++) {
-                v8f x = SPLAT8(al[i]);
+                v8f x = SPLAT8(a0[i]), y = SPLAT8(a1[i]);
+                v8f lo = acc[2 * i] + x * b0, hi = acc[2 * i + 1] + x * b1;
+                acc[2 * i] = lo + y * b2;
+                acc[2 * i + 1] = hi + y * b3;
+            }
+            if (l + 1 < j->m) { /* row l + 1's diagonal term */
+                v8f y = SPLAT8(a1[l + 1]);
+                acc[2 * (l + 1)] += y * b2;
+                acc[2 * (l + 1) + 1] += y * b3;
+            }
+        }
+        for (; l < j->k; l++) {
+            v8f b0, b1;
+            load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
+            const float *a0 = a + l * j->lda;
+            int64_t last = l < j->m - 1 ? l : j->m - 1;
+            for (int64_t i = 0; i <= last; i++) {
+                v8f x = SPLAT8(a0[i]);
                 acc[2 * i] += x * b0;
                 acc[2 * i + 1] += x * b1;
             }
