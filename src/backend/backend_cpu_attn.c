@@ -244,9 +244,15 @@ static void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0, in
 static void pack_cols(const float *b, int64_t ldb, int64_t j0, int64_t n, int64_t k,
                       float *pack)
 {
-    for (int64_t d = 0; d < k; d++)
-        for (int64_t c = 0; c < TILE_C; c++)
-            pack[d * TILE_C + c] = j0 + c < n ? b[(j0 + c) * ldb + d] : 0.0f;
+    int64_t rows = n - j0 < TILE_C ? n - j0 : TILE_C;
+    for (int64_t c = 0; c < rows; c++) { /* along B's rows: no test per value */
+        const float *row = b + (j0 + c) * ldb;
+        for (int64_t d = 0; d < k; d++)
+            pack[d * TILE_C + c] = row[d];
+    }
+    for (int64_t c = rows; c < TILE_C; c++)
+        for (int64_t d = 0; d < k; d++)
+            pack[d * TILE_C + c] = 0.0f;
 }
 
 /* C = alpha A B^T, only the lower triangle (j <= i) wanted: tiles up to the diagonal. */
