@@ -487,6 +487,47 @@ START_TEST(test_self_attention_sum)
 }
 END_TEST
 
+/* Self-attention on one tensor (query and value the same memory, as a model passes them)
+ * takes the fused projections; the same layer on two copies of it takes three. Outputs,
+ * parameter gradients and the summed input gradient must agree, for the options that
+ * change the fused path: biases, masks, causal, dropout. */
+static void check_fused(const char *yaml, bool masked)
+{
+    static const float m3[6] = {1, 1, 0, 1, 0, 1}; /* rows 2 x T 3 */
+    ct_shape qv[] = {seq(3, 4), seq(3, 4)};
+    at t[2];
+    for (int k = 0; k < 2; k++) {
+        at_ok_masked(&t[k], yaml, 2, qv, 2, masked ? (const float *[]){m3, m3} : NULL);
+        memcpy(t[k].x[1], t[k].x[0], 24 * sizeof(float));
+    }
+    t[0].tx[1].data = t[0].x[0]; /* aliased: the fused path */
+    float r[24];
+    tu_fill(r, 24, 5, -1.0f, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        forward(&t[k]);
+        backward(&t[k], r);
+    }
+    for (int e = 0; e < 24; e++) {
+        tu_assert_close(t[0].y[e], t[1].y[e], 1e-5);
+        tu_assert_close(t[0].dx[0][e] + t[0].dx[1][e], t[1].dx[0][e] + t[1].dx[1][e], 1e-5);
+    }
+    for (int i = 0; i < t[0].l.nparams; i++)
+        for (int64_t e = 0; e < ct_shape_size(&t[0].l.params[i].shape); e++)
+            tu_assert_close(t[0].l.params[i].grad[e], t[1].l.params[i].grad[e], 1e-5);
+    for (int k = 0; k < 2; k++)
+        at_free(&t[k]);
+}
+
+START_TEST(test_fused_projections)
+{
+    check_fused("{num_heads: 2, key_dim: 3, use_causal_mask: true}", false);
+    check_fused("{num_heads: 2, key_dim: 3, value_dim: 2, output_shape: 5}", false);
+    check_fused("{num_heads: 1, key_dim: 2, use_bias: false}", false);
+    check_fused("{num_heads: 2, key_dim: 3, use_causal_mask: true}", true);
+    check_fused("{num_heads: 2, key_dim: 2, dropout: 0.3}", false);
+}
+END_TEST
+
 /* ---- shapes, weights and errors --------------------------------------------------------- */
 
 START_TEST(test_weights_declared)
@@ -664,6 +705,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_gradients);
     tcase_add_test(tc, test_masked_gradients);
     tcase_add_test(tc, test_self_attention_sum);
+    tcase_add_test(tc, test_fused_projections);
     tcase_add_test(tc, test_weights_declared);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_weights_file);

@@ -350,6 +350,102 @@ START_TEST(test_softmax_values)
 }
 END_TEST
 
+/* attention_softmax against the generic softmax of the same rows, the causal ones over
+ * their first i + 1 entries (past them: zeros, whatever the scores held); the backward
+ * against the generic softmax's backward. Rows of 37 and 45 entries cover the eight-lane
+ * sums' tails. */
+START_TEST(test_attention_softmax)
+{
+    const int64_t blocks = 3, tq = 45, tv = 45, n = blocks * tq * tv;
+    for (int causal = 0; causal < 2; causal++) {
+        float *s = malloc((size_t)n * sizeof *s), *p = malloc((size_t)n * sizeof *p);
+        float *d = malloc((size_t)n * sizeof *d), *ref = malloc((size_t)n * sizeof *ref);
+        float *dref = malloc((size_t)n * sizeof *dref);
+        tu_fill(s, n, 31 + (unsigned)causal, -9, 9);
+        tu_fill(d, n, 41 + (unsigned)causal, -1, 1);
+        memcpy(p, s, (size_t)n * sizeof *s);
+        if (causal)
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    p[r * tv + j] = NAN; /* never read */
+        be()->attention_softmax(p, blocks, tq, tv, causal);
+        for (int64_t r = 0; r < blocks * tq; r++) {
+            int64_t len = causal ? r % tq + 1 : tv;
+            be()->act_forward(act_of(CT_ACT_SOFTMAX, 0), s + r * tv, ref + r * tv, 1, len);
+            for (int64_t j = len; j < tv; j++)
+                ref[r * tv + j] = 0.0f;
+            memcpy(dref + r * tv, d + r * tv, (size_t)tv * sizeof *d);
+            be()->act_backward(act_of(CT_ACT_SOFTMAX, 0), NULL, ref + r * tv, dref + r * tv,
+                               dref + r * tv, 1, len);
+            for (int64_t j = len; j < tv; j++)
+                dref[r * tv + j] = 0.0f;
+        }
+        for (int64_t i = 0; i < n; i++)
+            tu_assert_close(p[i], ref[i], 2e-6);
+        if (causal) /* past the diagonal d is not read */
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    d[r * tv + j] = NAN;
+        be()->attention_softmax_backward(ref, d, blocks, tq, tv, causal);
+        for (int64_t i = 0; i < n; i++) /* d - dot cancels: an absolute part too */
+            ck_assert_msg(fabs((double)d[i] - dref[i]) <= 1e-7 + 1e-5 * fabs(dref[i]),
+                          "%lld: %.9g against %.9g", (long long)i, d[i], dref[i]);
+        free(s), free(p), free(d), free(ref), free(dref);
+    }
+}
+END_TEST
+
+/* gemm_batched_causal against gemm_batched: the lower triangle of a product (the scores'
+ * case, t = 0) and products with a lower triangular A, plain (t = 1) and transposed
+ * (t = 2), on sizes that leave partial tiles (37 positions, widths 16, 19 and 5) and
+ * strided operands, as attention's heads are. */
+START_TEST(test_gemm_batched_causal)
+{
+    const int64_t T = 37, batch = 3, widths[3] = {16, 19, 5};
+    for (int w = 0; w < 3; w++)
+        for (int t = 0; t < 3; t++) {
+            int64_t d = widths[w], ld = d + 3; /* strided, as one head of several */
+            float *sq = calloc((size_t)(batch * T * T), sizeof(float));
+            float *x = calloc((size_t)(batch * T * ld), sizeof(float));
+            float *y = calloc((size_t)(batch * T * ld), sizeof(float));
+            float *want = calloc((size_t)(batch * T * (t ? ld : T)), sizeof(float));
+            float *got = calloc((size_t)(batch * T * (t ? ld : T)), sizeof(float));
+            tu_fill(sq, batch * T * T, 51, -1, 1);
+            tu_fill(x, batch * T * ld, 52, -1, 1);
+            tu_fill(y, batch * T * ld, 53, -1, 1);
+            for (int64_t b = 0; b < batch; b++) /* A lower triangular */
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t j = i + 1; j < T; j++)
+                        sq[(b * T + i) * T + j] = 0.0f;
+            if (t == 0) {
+                be()->gemm_batched(false, true, T, T, d, 0.5f, x, ld, T * ld, y, ld, T * ld, 0.0f,
+                                   want, T, T * T, batch);
+                be()->gemm_batched_causal(false, true, T, T, d, 0.5f, x, ld, T * ld, y, ld, T * ld,
+                                          got, T, T * T, batch);
+            } else {
+                bool ta = t == 2;
+                be()->gemm_batched(ta, false, T, d, T, 0.5f, sq, T, T * T, x, ld, T * ld, 0.0f,
+                                   want, ld, T * ld, batch);
+                be()->gemm_batched_causal(ta, false, T, d, T, 0.5f, sq, T, T * T, x, ld, T * ld,
+                                          got, ld, T * ld, batch);
+            }
+            for (int64_t b = 0; b < batch; b++)
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t j = 0; j < (t ? d : i + 1); j++) {
+                        int64_t at = t ? (b * T + i) * ld + j : (b * T + i) * T + j;
+                        ck_assert_msg(fabsf(got[at] - want[at]) <= 1e-5f,
+                                      "case %d width %lld: [%lld][%lld][%lld] %.9g against %.9g",
+                                      t, (long long)d, (long long)b, (long long)i, (long long)j,
+                                      got[at], want[at]);
+                    }
+            if (t) /* the padding between rows is not written */
+                for (int64_t r = 0; r < batch * T; r++)
+                    ck_assert_float_eq(got[r * ld + d], 0.0f);
+            free(sq), free(x), free(y), free(want), free(got);
+        }
+}
+END_TEST
+
 /* Every activation with the parameters worth checking. */
 static const ct_act all_acts[] = {
     {CT_ACT_LINEAR, 0}, {CT_ACT_RELU, 0},       {CT_ACT_RELU6, 0},
@@ -1411,6 +1507,8 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_act_parse);
     tcase_add_test(tc, test_act_forward_values);
     tcase_add_test(tc, test_softmax_values);
+    tcase_add_test(tc, test_attention_softmax);
+    tcase_add_test(tc, test_gemm_batched_causal);
     tcase_add_loop_test(tc, test_act_forward_sweep, 0, N_ACTS);
     tcase_add_loop_test(tc, test_act_backward_fd, 0, N_ACTS);
     tcase_add_test(tc, test_act_backward_edges);

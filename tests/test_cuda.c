@@ -869,6 +869,73 @@ static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
         drop(all[j]);
 }
 
+/* Attention's softmax, causal (tq == tv) and not (tq != tv), forward and backward; the
+ * entries past a causal row's diagonal hold scores that must not be read (huge ones here)
+ * and come back as zeros. */
+START_TEST(test_attention_softmax)
+{
+    const int64_t blocks = 7, shapes[2][2] = {{37, 37}, {13, 41}};
+    for (int k = 0; k < 2; k++) {
+        int64_t tq = shapes[k][0], tv = shapes[k][1], n = blocks * tq * tv;
+        bool causal = k == 0;
+        pair s = mk(n, 216 + (unsigned)k, -6, 6), d = mk(n, 218 + (unsigned)k, -1, 1);
+        if (causal) {
+            for (int64_t r = 0; r < blocks * tq; r++)
+                for (int64_t j = r % tq + 1; j < tv; j++)
+                    s.c[r * tv + j] = 1e30f;
+            GPU->upload(s.g, s.c, (size_t)n * sizeof(float));
+        }
+        CPU->attention_softmax(s.c, blocks, tq, tv, causal);
+        GPU->attention_softmax(s.g, blocks, tq, tv, causal);
+        expect_close(causal ? "attention_softmax causal" : "attention_softmax", &s, 1e-5, 1e-6);
+        GPU->upload(s.g, s.c, (size_t)n * sizeof(float)); /* the backward from the same p */
+        CPU->attention_softmax_backward(s.c, d.c, blocks, tq, tv, causal);
+        GPU->attention_softmax_backward(s.g, d.g, blocks, tq, tv, causal);
+        expect_close(causal ? "attention_softmax_backward causal" : "attention_softmax_backward",
+                     &d, 1e-5, 1e-6);
+        drop(&s);
+        drop(&d);
+    }
+}
+END_TEST
+
+/* gemm_batched_causal: the lower triangle of A B^T, and products with a lower triangular
+ * A, plain and transposed; 37 positions and width 19 leave partial tiles on the CPU. */
+START_TEST(test_gemm_batched_causal)
+{
+    const int64_t T = 37, d = 19, batch = 3;
+    pair sq = mk(batch * T * T, 231, -1, 1), x = mk(batch * T * d, 232, -1, 1);
+    pair y = mk(batch * T * d, 233, -1, 1);
+    for (int64_t i = 0; i < batch * T; i++)
+        for (int64_t j = i % T + 1; j < T; j++)
+            sq.c[i * T + j] = 0.0f;
+    GPU->upload(sq.g, sq.c, (size_t)sq.n * sizeof(float));
+    pair s = mk(batch * T * T, 0, 0, 0);
+    CPU->gemm_batched_causal(false, true, T, T, d, 0.5f, x.c, d, T * d, y.c, d, T * d, s.c, T,
+                             T * T, batch);
+    GPU->gemm_batched_causal(false, true, T, T, d, 0.5f, x.g, d, T * d, y.g, d, T * d, s.g, T,
+                             T * T, batch);
+    float *h = malloc((size_t)s.n * sizeof *h);
+    GPU->download(h, s.g, (size_t)s.n * sizeof *h);
+    for (int64_t i = 0; i < batch * T; i++) /* only the lower triangle is specified */
+        for (int64_t j = 0; j <= i % T; j++)
+            ck_assert_msg(fabsf(h[i * T + j] - s.c[i * T + j]) <= 1e-5f,
+                          "gemm_batched_causal scores [%lld][%lld]: gpu %.9g, cpu %.9g",
+                          (long long)i, (long long)j, h[i * T + j], s.c[i * T + j]);
+    free(h);
+    for (int ta = 0; ta < 2; ta++) {
+        pair c = mk(batch * T * d, 0, 0, 0);
+        CPU->gemm_batched_causal(ta, false, T, d, T, 0.5f, sq.c, T, T * T, x.c, d, T * d, c.c, d,
+                                 T * d, batch);
+        GPU->gemm_batched_causal(ta, false, T, d, T, 0.5f, sq.g, T, T * T, x.g, d, T * d, c.g, d,
+                                 T * d, batch);
+        expect_close(ta ? "gemm_batched_causal A^T B" : "gemm_batched_causal A B", &c, 1e-4, 1);
+        drop(&c);
+    }
+    drop(&sq), drop(&x), drop(&y), drop(&s);
+}
+END_TEST
+
 START_TEST(test_rnn_ops)
 {
     check_lstm_cell((ct_act){CT_ACT_TANH, 0}, (ct_act){CT_ACT_SIGMOID, 0}, "tanh/sigmoid");
@@ -1495,6 +1562,8 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_merge_ops);
     tcase_add_test(ops, test_embedding_ops);
     tcase_add_test(ops, test_mask_ops);
+    tcase_add_test(ops, test_attention_softmax);
+    tcase_add_test(ops, test_gemm_batched_causal);
     tcase_add_test(ops, test_rnn_ops);
     suite_add_tcase(s, ops);
     TCase *models = tcase_create("models");

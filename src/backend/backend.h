@@ -328,6 +328,24 @@ typedef struct ct_backend {
                          float alpha, const float *a, int64_t lda, int64_t stride_a,
                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                          int64_t ldc, int64_t stride_c, int64_t batch);
+    /* Attention's softmax (layers/attention.c), in place over `blocks` blocks of tq x tv
+     * scores: each row becomes softmax(row). causal (tq == tv): row i of a block takes
+     * only its first i + 1 scores (the others are not read) and gets exact zeros past
+     * them. */
+    void (*attention_softmax)(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
+    /* Its backward given the probabilities p: d = p * (d - sum(p * d)) row by row, in
+     * place; causal: d past the diagonal is not read and becomes 0. */
+    void (*attention_softmax_backward)(const float *p, float *d, int64_t blocks, int64_t tq,
+                                       int64_t tv, bool causal);
+    /* gemm_batched with beta 0 (C = alpha op(A) op(B)) where one matrix is causal: square
+     * and lower triangular (attention's probabilities and their gradients). trans_a false
+     * and trans_b true: that matrix is C, of which only the lower triangle (j <= i) is
+     * wanted; what lies above it is left unspecified. Otherwise it is A (m x k, or k x m
+     * transposed), whose entries above the diagonal must be zeros, which may be skipped. */
+    void (*gemm_batched_causal)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                float alpha, const float *a, int64_t lda, int64_t stride_a,
+                                const float *b, int64_t ldb, int64_t stride_b, float *c,
+                                int64_t ldc, int64_t stride_c, int64_t batch);
     /* L2 normalization along the middle axis of x viewed as [outer][n][inner] (Keras's
      * l2_normalize): y = x * inv with inv = 1/sqrt(max(sum x^2, eps)); inv receives the
      * outer*inner factors for the backward. x == y is allowed. */

@@ -350,7 +350,7 @@ static void cpu_act_backward(ct_act act, const float *x, const float *y, const f
     case CT_ACT_GELU:
         if (act.alpha != 0.0f)
             break;
-        ct_cpu_gelu_backward(x, dy, dx, n);
+        ct_cpu_gelu_backward(x, y, dy, dx, n);
         return;
     default:
         break;
@@ -842,6 +842,9 @@ static const ct_backend cpu_backend = {
     .extremum = ct_cpu_extremum,
     .take_where = ct_cpu_take_where,
     .gemm_batched = ct_cpu_gemm_batched,
+    .attention_softmax = ct_cpu_attention_softmax,
+    .attention_softmax_backward = ct_cpu_attention_softmax_backward,
+    .gemm_batched_causal = ct_cpu_gemm_batched_causal,
     .l2_normalize = ct_cpu_l2_normalize,
     .l2_normalize_backward = ct_cpu_l2_normalize_backward,
     .gather_rows = ct_cpu_gather_rows,

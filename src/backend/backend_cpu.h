@@ -87,6 +87,14 @@ void ct_cpu_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          float alpha, const float *a, int64_t lda, int64_t stride_a,
                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                          int64_t ldc, int64_t stride_c, int64_t batch);
+/* Attention's softmax, forward and backward (backend_cpu_attn.c). */
+void ct_cpu_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
+void ct_cpu_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,
+                                       int64_t tv, bool causal);
+void ct_cpu_gemm_batched_causal(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                float alpha, const float *a, int64_t lda, int64_t stride_a,
+                                const float *b, int64_t ldb, int64_t stride_b, float *c,
+                                int64_t ldc, int64_t stride_c, int64_t batch);
 void ct_cpu_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
                          int64_t inner, float eps);
 void ct_cpu_l2_normalize_backward(const float *x, const float *y, const float *inv,
@@ -106,8 +114,9 @@ void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const
 void ct_cpu_map_sigmoid(const float *x, float *y, int64_t n);
 void ct_cpu_map_tanh(const float *x, float *y, int64_t n);
 void ct_cpu_map_gelu(const float *x, float *y, int64_t n);
-/* dx = dy gelu'(x); dx == dy is allowed. */
-void ct_cpu_gelu_backward(const float *x, const float *dy, float *dx, int64_t n);
+/* dx = dy gelu'(x), given y = gelu(x) as ct_cpu_map_gelu computed it; dx == dy is
+ * allowed. */
+void ct_cpu_gelu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n);
 /* One activation value, and its derivative given x and y = act(x) (backend_cpu.c). */
 float ct_cpu_act_value(ct_act act, float x);
 float ct_cpu_act_deriv(ct_act act, float x, float y);

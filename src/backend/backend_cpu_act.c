@@ -36,25 +36,26 @@ CT_MAP(ct_cpu_map_sigmoid, ct_sigmoidf)
 CT_MAP(ct_cpu_map_tanh, ct_tanhf)
 CT_MAP(ct_cpu_map_gelu, ct_geluf)
 
-/* dx = dy gelu'(x) (dx == dy allowed). */
-CT_CPU_CLONES static void gelu_back_apart(const float *restrict x, const float *restrict dy,
-                                          float *restrict dx, int64_t n)
+/* dx = dy gelu'(x) from x and y = gelu(x) (dx == dy allowed). */
+CT_CPU_CLONES static void gelu_back_apart(const float *restrict x, const float *restrict y,
+                                          const float *restrict dy, float *restrict dx,
+                                          int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        dx[i] = dy[i] * ct_gelu_gradf(x[i]);
+        dx[i] = dy[i] * ct_gelu_grad_from_yf(x[i], y[i]);
 }
 
-CT_CPU_CLONES static void gelu_back_inplace(const float *restrict x, float *restrict d,
-                                            int64_t n)
+CT_CPU_CLONES static void gelu_back_inplace(const float *restrict x, const float *restrict y,
+                                            float *restrict d, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        d[i] = d[i] * ct_gelu_gradf(x[i]);
+        d[i] = d[i] * ct_gelu_grad_from_yf(x[i], y[i]);
 }
 
-void ct_cpu_gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
+void ct_cpu_gelu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n)
 {
     if (dx == dy)
-        gelu_back_inplace(x, dx, n);
+        gelu_back_inplace(x, y, dx, n);
     else
-        gelu_back_apart(x, dy, dx, n);
+        gelu_back_apart(x, y, dy, dx, n);
 }

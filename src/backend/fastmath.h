@@ -102,4 +102,14 @@ static inline float ct_gelu_gradf(float x)
     return ct_gelu_gatef(x) + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
 }
 
+/* The same derivative given y = ct_geluf(x) as well: the gate is y / x (within 2 ulp of
+ * Phi(x), as y is x Phi(x) rounded once), so only one exp remains. Near 0, where y / x
+ * would lose digits to a flushed or denormal y, Phi(x) = 1/2 + x / sqrt(2 pi) to far below
+ * an ulp (the next term is x^3 / (6 sqrt(2 pi)) < 7e-11). */
+static inline float ct_gelu_grad_from_yf(float x, float y)
+{
+    float gate = fabsf(x) < 1e-3f ? 0.5f + 0.39894228040143267794f * x : y / x;
+    return gate + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
+}
+
 #endif

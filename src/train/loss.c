@@ -16,6 +16,7 @@
  * Sparse labels outside [0, cols) (or NaN) are skipped: the row adds nothing to the loss
  * and gets a zero gradient. The data layer rejects such labels before training; this only
  * keeps a bad label from reading out of bounds. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include <strings.h>
@@ -262,10 +263,35 @@ static double cce_compute(const ct_loss *loss, const float *pred, const float *y
     return total;
 }
 
+/* cce_row_probs for a sparse label `hot` with the fused softmax (a classifier's usual
+ * case), in fewer operations but the same values: with sum(y) = 1 exactly, the gradient is
+ * scale * (p - onehot) and only the hot class's q enters the loss. Its sum of p is the
+ * same too; a row whose sum is not positive and finite (where NaN must propagate as
+ * there) returns false for that path instead. */
+static bool sparse_fused_row(const float *p, int64_t hot, float *d, int64_t cols, double scale,
+                             double *value)
+{
+    double s = 0.0;
+    for (int64_t c = 0; c < cols; c++)
+        s += p[c];
+    if (!(s > 0.0 && s <= DBL_MAX))
+        return false;
+    bool inside;
+    float q = clip_prob((float)(p[hot] / s), &inside);
+    *value = 0.0 - 1.0 * log((double)q); /* value -= y_hot log q from 0, as there */
+    if (d) {
+        for (int64_t c = 0; c < cols; c++) /* p * 1 - 0 is p exactly */
+            d[c] = (float)(scale * (double)p[c]);
+        d[hot] = (float)(scale * ((double)p[hot] - 1.0));
+    }
+    return true;
+}
+
 static double sparse_cce_compute(const ct_loss *loss, const float *pred, const float *y,
                                  float *dpred, int64_t rows, int64_t cols, float scale)
 {
     double total = 0.0;
+    bool fast = loss->fused && !loss->from_logits;
     for (int64_t r = 0; r < rows; r++) {
         float *d = dpred ? dpred + r * cols : NULL;
         row_target t = {NULL, sparse_index(y[r], cols)};
@@ -274,7 +300,11 @@ static double sparse_cce_compute(const ct_loss *loss, const float *pred, const f
                 memset(d, 0, (size_t)cols * sizeof *d);
             continue;
         }
-        total += cce_row(loss, pred + r * cols, &t, d, cols, scale);
+        double v;
+        if (fast && sparse_fused_row(pred + r * cols, t.hot, d, cols, scale, &v))
+            total += v;
+        else
+            total += cce_row(loss, pred + r * cols, &t, d, cols, scale);
     }
     return total;
 }

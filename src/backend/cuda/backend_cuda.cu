@@ -315,6 +315,9 @@ static void fill_table(void)
     t->extremum = ct_cuda_extremum;
     t->take_where = ct_cuda_take_where;
     t->gemm_batched = ct_cuda_gemm_batched;
+    t->attention_softmax = ct_cuda_attention_softmax;
+    t->attention_softmax_backward = ct_cuda_attention_softmax_backward;
+    t->gemm_batched_causal = ct_cuda_gemm_batched_causal;
     t->l2_normalize = ct_cuda_l2_normalize;
     t->l2_normalize_backward = ct_cuda_l2_normalize_backward;
     t->gather_rows = ct_cuda_gather_rows;

@@ -575,6 +575,50 @@ static void softmax_backward(bool log_form, const float *y, const float *dy, flo
     ct_cuda_check_launch("act_backward");
 }
 
+/* Attention's softmax: one warp per row of tq x tv blocks; causal rows take their first
+ * i + 1 entries and write zeros past them (the CPU's semantics; sums in float there too). */
+__global__ void attention_softmax_kernel(float *s, int64_t rows, int64_t tq, int64_t tv,
+                                         bool causal)
+{
+    const bool WARP = true;
+    ROW_GROUP_SETUP;
+    for (; row < rows; row += row_stride) {
+        float *x = s + row * tv;
+        int64_t i = row % tq, n = causal && i + 1 < tv ? i + 1 : tv;
+        float m = -INFINITY;
+        for (int64_t c = lane; c < n; c += lanes)
+            m = fmaxf(m, x[c]);
+        m = warp_max(m);
+        float sum = 0.0f;
+        for (int64_t c = lane; c < n; c += lanes)
+            sum += expf(x[c] - m);
+        sum = (float)warp_sum((double)sum);
+        float inv = 1.0f / sum;
+        __syncwarp();
+        for (int64_t c = lane; c < tv; c += lanes)
+            x[c] = c < n ? expf(x[c] - m) * inv : 0.0f;
+    }
+}
+
+__global__ void attention_softmax_backward_kernel(const float *p, float *d, int64_t rows,
+                                                  int64_t tq, int64_t tv, bool causal)
+{
+    const bool WARP = true;
+    ROW_GROUP_SETUP;
+    for (; row < rows; row += row_stride) {
+        const float *pr = p + row * tv;
+        float *dr = d + row * tv;
+        int64_t i = row % tq, n = causal && i + 1 < tv ? i + 1 : tv;
+        float dot = 0.0f;
+        for (int64_t c = lane; c < n; c += lanes)
+            dot += pr[c] * dr[c];
+        dot = (float)warp_sum((double)dot);
+        __syncwarp();
+        for (int64_t c = lane; c < tv; c += lanes)
+            dr[c] = c < n ? pr[c] * (dr[c] - dot) : 0.0f;
+    }
+}
+
 } /* namespace */
 
 /* ---- launchers ------------------------------------------------------------------------- */
@@ -735,6 +779,25 @@ void ct_cuda_act_backward(ct_act act, const float *x, const float *y, const floa
         ct_cuda_copy(dx, dy, n);
         return;
     }
+}
+
+void ct_cuda_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal)
+{
+    if (blocks <= 0 || tq <= 0 || tv <= 0)
+        return;
+    attention_softmax_kernel<<<row_grid(blocks * tq, true), CT_CUDA_THREADS, 0,
+                               ct_cuda_stream()>>>(s, blocks * tq, tq, tv, causal);
+    ct_cuda_check_launch("attention_softmax");
+}
+
+void ct_cuda_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,
+                                        int64_t tv, bool causal)
+{
+    if (blocks <= 0 || tq <= 0 || tv <= 0)
+        return;
+    attention_softmax_backward_kernel<<<row_grid(blocks * tq, true), CT_CUDA_THREADS, 0,
+                                        ct_cuda_stream()>>>(p, d, blocks * tq, tq, tv, causal);
+    ct_cuda_check_launch("attention_softmax_backward");
 }
 
 void ct_cuda_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0)

@@ -73,6 +73,9 @@ void ct_cuda_bias_act_backward(ct_act act, const float *y, float *dy, float *db,
 void ct_cuda_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols);
 void ct_cuda_act_backward(ct_act act, const float *x, const float *y, const float *dy,
                           float *dx, int64_t rows, int64_t cols);
+void ct_cuda_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
+void ct_cuda_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,
+                                        int64_t tv, bool causal);
 void ct_cuda_dropout_mask(float *mask, int64_t n, float rate, uint64_t key, uint64_t counter0);
 void ct_cuda_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t counter0);
 void ct_cuda_scale_channels(const float *x, const float *s, float *y, int64_t rows,
@@ -152,6 +155,10 @@ void ct_cuda_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                           float alpha, const float *a, int64_t lda, int64_t stride_a,
                           const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                           int64_t ldc, int64_t stride_c, int64_t batch);
+void ct_cuda_gemm_batched_causal(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                 float alpha, const float *a, int64_t lda, int64_t stride_a,
+                                 const float *b, int64_t ldb, int64_t stride_b, float *c,
+                                 int64_t ldc, int64_t stride_c, int64_t batch);
 void ct_cuda_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
                           int64_t inner, float eps);
 void ct_cuda_l2_normalize_backward(const float *x, const float *y, const float *inv,

@@ -262,6 +262,18 @@ void ct_cuda_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
     }
 }
 
+/* The causal products as full ones: cuBLAS's batched GEMM on the whole square matrix is
+ * faster here than skipping its zeros, and computes the lower triangle that is wanted
+ * (backend.h allows anything above it). */
+void ct_cuda_gemm_batched_causal(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                 float alpha, const float *a, int64_t lda, int64_t stride_a,
+                                 const float *b, int64_t ldb, int64_t stride_b, float *c,
+                                 int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    ct_cuda_gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b,
+                         0.0f, c, ldc, stride_c, batch);
+}
+
 void ct_cuda_l2_normalize(const float *x, float *y, float *inv, int64_t outer, int64_t n,
                           int64_t inner, float eps)
 {
