@@ -9,7 +9,12 @@
  * Weight names nest the wrapped layer's name as Keras 3 does: Bidirectional's are
  * "forward_<inner>/<weight>" then "backward_<inner>/<weight>", TimeDistributed's
  * "<inner>/<weight>" (<inner>: the wrapped layer's name, by default its type). Keras's
- * cell level ("lstm_cell") is left out, as the recurrent layers' own names leave it out. */
+ * cell level ("lstm_cell") is left out, as the recurrent layers' own names leave it out.
+ *
+ * Bidirectional with return_state has Keras's outputs (the merged output, the forward
+ * copy's states, the backward copy's), the copies writing theirs straight into the
+ * wrapper's; given initial states, the first half start the forward copy, the rest the
+ * backward one. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -134,6 +134,9 @@ static int find_name(const graph *gr, const char *name)
     return NOT_FOUND;
 }
 
+/* What find_ref returns for "INPUT:k": a model input is one tensor. */
+#define INPUT_PART (NOT_FOUND - 1)
+
 /* find_name for a reference "NAME" or "NAME:k" (output k of a layer with several): k goes
  * to *k (0 for "NAME"). A name that itself holds ':' is found whole first. */
 static int find_ref(const graph *gr, const char *ref, int *k)
@@ -152,12 +155,10 @@ static int find_ref(const graph *gr, const char *ref, int *k)
     if (id != NOT_FOUND)
         *k = atoi(colon + 1);
     if (id < 0 && *k > 0)
-        return NOT_FOUND - 1;
+        return INPUT_PART;
     return id;
 }
 
-/* The error for "INPUT:k": a model input is one tensor. */
-#define INPUT_PART (NOT_FOUND - 1)
 static int input_part_err(const ct_node *at, ct_error *err)
 {
     return ct_node_err(err, at, "'%s' names a part of a model input, which is one tensor; "
