@@ -395,6 +395,43 @@ START_TEST(test_summary_mlp)
 }
 END_TEST
 
+/* from_logits on an output ending in softmax or sigmoid is warned about, where the loss is
+ * given (a per-output loss: at that output's entry); on a linear output it is not. */
+START_TEST(test_from_logits_warning)
+{
+    static const char *const cases[][2] = {
+        {"model:\n  input_shape: [4]\n  layers:\n"
+         "    - {type: dense, units: 3, activation: softmax}\n"
+         "compile: {loss: {type: categorical_crossentropy, from_logits: true}}\n",
+         "logits.yaml:5:17: loss 'categorical_crossentropy' has from_logits: true, but output "
+         "'dense' ends in a softmax (layer 'dense'), so it gives probabilities, not logits; "
+         "drop from_logits or the activation\n"},
+        {"model:\n  inputs: {x: {shape: [4]}}\n  layers:\n"
+         "    - {name: p, type: dense, units: 1, activation: sigmoid, inputs: x}\n"
+         "    - {name: q, type: dense, units: 2, inputs: x}\n"
+         "  outputs: [p, q]\n"
+         "compile:\n  loss:\n"
+         "    p: {type: binary_crossentropy, from_logits: true}\n"
+         "    q: {type: binary_crossentropy, from_logits: true}\n",
+         "logits.yaml:9:8: loss 'binary_crossentropy' has from_logits: true, but output 'p' "
+         "ends in a sigmoid (layer 'p'), so it gives probabilities, not logits; drop "
+         "from_logits or the activation\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = tu_tmpdir();
+        const char *path = tu_write(dir, "logits.yaml", cases[i][0]);
+        ct_error err = {0};
+        ct_experiment *ex = ct_experiment_load(path, NULL, 0, &err);
+        ck_assert_msg(ex != NULL, "%s", err.msg);
+        char want[1024];
+        snprintf(want, sizeof want, "%s/%s", dir, cases[i][1]);
+        ck_assert_str_eq(ct_experiment_warnings(ex), want);
+        ct_experiment_free(ex);
+        free(dir);
+    }
+}
+END_TEST
+
 /* --- synthetic data ------------------------------------------------------------------- */
 
 static const char *blob_config =
@@ -1760,6 +1797,7 @@ static Suite *suite(void)
     tcase_add_test(c, test_memory_limit_setting);
     tcase_add_test(c, test_override_and_defaults);
     tcase_add_test(c, test_summary_mlp);
+    tcase_add_test(c, test_from_logits_warning);
     tcase_add_test(c, test_metric_on_last_axis);
     suite_add_tcase(s, c);
     TCase *t = tcase_create("training");

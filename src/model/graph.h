@@ -16,10 +16,6 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err);
 /* Decides every layer's mask_out (masks.c), in topological order; a mask that reaches a
  * layer which does not use it is warned about. */
 int ct_graph_masks(ct_model *m, ct_error *err);
-/* Adds a line "FILE:LINE:COL: <message>" (at may be NULL) to m->warnings; -1 when out of
- * memory. */
-int ct_model_warn(ct_model *m, const ct_node *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* "1,234,567" into buf (summary.c). */
 void ct_group_digits(int64_t v, char *buf, size_t n);
 /* Checks one built layer's output and parameter sizes (model.c). */

@@ -150,6 +150,10 @@ const ct_shape *ct_model_output_shape(const ct_model *m);
 const ct_shape *ct_model_output_shape_at(const ct_model *m, int k);
 /* The layer that owns l's parameters (l itself unless it is a shared application). */
 const ct_layer *ct_layer_owner(const ct_layer *l);
+/* Adds a line "FILE:LINE:COL: <message>" (at may be NULL) to m->warnings; -1 when out of
+ * memory. */
+int ct_model_warn(ct_model *m, const ct_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Keras summary table (with "Connected to" for a Functional model). */
 void ct_model_summary(const ct_model *m, FILE *out);
 

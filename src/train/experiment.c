@@ -338,6 +338,32 @@ static void fuse_losses(ct_experiment *ex)
     }
 }
 
+/* from_logits on an output that ends in softmax or sigmoid: it gives probabilities, which
+ * the loss would take for logits (Keras warns the same). */
+static int warn_logits(ct_experiment *ex, const ct_node *c, ct_error *err)
+{
+    ct_model *m = ex->model;
+    const ct_node *losses = ct_map_get(c, "loss");
+    for (int k = 0; k < m->noutputs; k++) {
+        if (!ex->loss[k].from_logits || m->outputs[k] >= m->nlayers)
+            continue;
+        const ct_layer *l = &m->layers[m->outputs[k]];
+        ct_activation a = l->kind->output_activation ? l->kind->output_activation(l)
+                                                     : CT_ACT_LINEAR;
+        if (a != CT_ACT_SOFTMAX && a != CT_ACT_SIGMOID)
+            continue;
+        const ct_node *at = losses;
+        if (losses && losses->type == CT_NODE_MAP && ct_map_get(losses, output_name(m, k)))
+            at = ct_map_get(losses, output_name(m, k));
+        if (ct_model_warn(m, at, "loss '%s' has from_logits: true, but output '%s' ends in "
+                          "a %s (layer '%s'), so it gives probabilities, not logits; drop "
+                          "from_logits or the activation", ex->loss[k].kind->name,
+                          output_name(m, k), ct_act_name(a), l->name) < 0)
+            return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
 static int read_compile(ct_experiment *ex, ct_error *err)
 {
     static const char *const keys[] = {"optimizer", "loss", "loss_weights", "metrics", NULL};
@@ -355,7 +381,7 @@ static int read_compile(ct_experiment *ex, ct_error *err)
     if (!ex->optimizer)
         return -1;
     fuse_losses(ex);
-    return 0;
+    return warn_logits(ex, c, err);
 }
 
 /* backup_and_restore's backup_dir is relative to the experiment file's folder, as data
