@@ -202,8 +202,16 @@ START_TEST(test_restore_best_weights)
             set_weights(&f, (float)e, 2.0f * (float)e, -(float)e);
             ck_assert(!epoch_end(&f, e, seq[e], 0, NULL, NULL));
         }
-        /* Not stopped, yet the best epoch (1) is put back: restored at the end of every run. */
-        ct_callbacks_train_end(f.cb, &f.m);
+        /* Not stopped, yet the best epoch (1) is put back: restored at the end of every run,
+         * and said (epochs counted from 1, as Keras does). */
+        char *said = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&said, &len);
+        ct_callbacks_train_end(f.cb, &f.m, out);
+        fclose(out);
+        ck_assert_str_eq(said, restore ? "Restoring model weights from the end of the best "
+                                         "epoch: 2.\n" : "");
+        free(said);
         float w[NW];
         f.m.be->download(w, f.m.values, sizeof w);
         if (restore) {
@@ -228,7 +236,7 @@ START_TEST(test_restore_best_weights)
         stop = epoch_end(&f, e, s2[e], 0, NULL, NULL);
     }
     ck_assert(stop);
-    ct_callbacks_train_end(f.cb, &f.m);
+    ct_callbacks_train_end(f.cb, &f.m, NULL);
     float w[NW];
     f.m.be->download(w, f.m.values, sizeof w);
     ck_assert_float_eq(w[0], 11.0f);
@@ -653,8 +661,8 @@ START_TEST(test_state_round_trip)
     ck_assert(stopped);
     /* loss: best 0.8, then 0.7 at epoch 4; every other epoch from 2 on halves the rate */
     ck_assert_double_eq(a.opt->learning_rate, 0.5 * 0.5 * 0.5 * 0.5 * 0.5);
-    ct_callbacks_train_end(a.cb, &a.m);
-    ct_callbacks_train_end(b.cb, &b.m);
+    ct_callbacks_train_end(a.cb, &a.m, NULL);
+    ct_callbacks_train_end(b.cb, &b.m, NULL);
     float wa[NW], wb[NW];
     a.m.be->download(wa, a.m.values, sizeof wa);
     b.m.be->download(wb, b.m.values, sizeof wb);

@@ -845,12 +845,16 @@ int ct_callbacks_epoch_end(ct_callbacks *cbs, ct_model *m, ct_optimizer *opt,
     return 0;
 }
 
-void ct_callbacks_train_end(ct_callbacks *cbs, ct_model *m)
+void ct_callbacks_train_end(ct_callbacks *cbs, ct_model *m, FILE *out)
 {
     for (int i = 0; i < cbs->n; i++) {
         callback *c = &cbs->cb[i];
-        if (c->kind == CB_EARLY && c->restore_best && c->has_weights)
-            m->be->upload(m->values, c->best_weights, (size_t)m->size * sizeof(float));
+        if (c->kind != CB_EARLY || !c->restore_best || !c->has_weights)
+            continue;
+        m->be->upload(m->values, c->best_weights, (size_t)m->size * sizeof(float));
+        if (out) /* Keras's line (epochs from 1): the first epoch's when none improved */
+            fprintf(out, "Restoring model weights from the end of the best epoch: %.0f.\n",
+                    c->best_epoch + 1);
     }
 }
 

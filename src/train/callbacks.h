@@ -51,8 +51,9 @@ int ct_callbacks_epoch_end(ct_callbacks *c, ct_model *m, ct_optimizer *opt,
                            const ct_epoch_logs *logs, const char *run_dir, ct_save_fn save,
                            void *save_ctx, bool *stop, ct_error *err);
 /* After the last epoch (or a stop): early_stopping with restore_best_weights puts the best
- * epoch's weights back (whether or not it stopped the run). */
-void ct_callbacks_train_end(ct_callbacks *c, ct_model *m);
+ * epoch's weights back (whether or not it stopped the run), and says so on out (Keras's
+ * "Restoring model weights from the end of the best epoch: N."; NULL: silent). */
+void ct_callbacks_train_end(ct_callbacks *c, ct_model *m, FILE *out);
 
 bool ct_callbacks_terminate_on_nan(const ct_callbacks *c);
 /* backup_and_restore's folder, or NULL. */

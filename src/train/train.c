@@ -1002,7 +1002,7 @@ int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *er
     s.progress_out = mode == CT_PROGRESS_NONE ? NULL : out;
     if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
         goto done;
-    ct_callbacks_train_end(ex->callbacks, ex->model);
+    ct_callbacks_train_end(ex->callbacks, ex->model, s.progress_out);
     if (save_weights(ex, dir, err) < 0)
         goto done;
     if (backup && ct_callbacks_backup_delete(ex->callbacks) && exists(backup_ckpt) &&
