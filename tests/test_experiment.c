@@ -140,6 +140,22 @@ static const bad_case bad_cases[] = {
     /* 39 a model name longer than names are kept */
     {"model: {name: " A10 A10 A10 A10 A10 A10 A10 ", input_shape: [4], layers: [{type: dense, "
      "units: 2}]}\n%s", "1:15: model.name is 70 characters long; at most 63 are allowed"},
+    /* 40-43 Keras habits pointed the way: validation data in fit, an input layer, a tuple */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "fit: {epochs: 1, validation_data: val}\n%s",
+     "2:35: fit.validation_data: ctrain reads its data from the experiment's data section; "
+     "write data.validation: {path: FILE.h5, x: DATASET, y: DATASET}"},
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2}]}\n"
+     "fit: {validation_split: 0.2}\n%s",
+     "2:25: fit.validation_split: ctrain reads its data from the experiment's data section; "
+     "write data.validation_split: 0.2"},
+    {"model:\n  input_shape: [4]\n  layers:\n    - {type: InputLayer, shape: [4]}\n"
+     "    - {type: dense, units: 2}\n%s",
+     "4:14: model inputs are not layers here: declare them with model.input_shape: [...] (one "
+     "input) or model.inputs: {NAME: {shape: [...]}}, and list only the layers after them"},
+    {"model:\n  input_shape: (4,)\n  layers:\n    - {type: dense, units: 2}\n%s",
+     "2:16: input_shape is a list such as [28, 28, 1]: Keras's tuple (4,) is written with "
+     "brackets"},
 };
 
 START_TEST(test_bad_config)

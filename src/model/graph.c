@@ -93,6 +93,10 @@ static int read_inputs(graph *gr, ct_error *err)
         gr->given_input_shape = true;
         int64_t dims[CT_MAX_DIMS];
         int ndim;
+        const ct_node *given = ct_map_get(cfg, "input_shape");
+        if (given && given->type == CT_NODE_SCALAR && given->scalar[0] == '(')
+            return ct_node_err(err, given, "input_shape is a list such as [28, 28, 1]: "
+                               "Keras's tuple %s is written with brackets", given->scalar);
         if (ct_cfg_int_list(cfg, "input_shape", dims, CT_MAX_DIMS - 1, &ndim, err) < 0)
             return -1;
         m->ninputs = 1;
@@ -254,6 +258,12 @@ static int entry_kind(graph *gr, int i, const char **kind_name, ct_error *err)
     if (ct_cfg_string(g->cfg, "type", NULL, &type, err) < 0)
         return -1;
     g->owner = -1;
+    if (!strcmp(type, "input") || !strcmp(type, "Input") || !strcmp(type, "InputLayer") ||
+        !strcmp(type, "input_layer"))
+        return ct_node_err(err, ct_map_get(g->cfg, "type"), "model inputs are not layers "
+                           "here: declare them with model.input_shape: [...] (one input) or "
+                           "model.inputs: {NAME: {shape: [...]}}, and list only the layers "
+                           "after them");
     if (!strcmp(type, "shared") || !strcmp(type, "Shared")) {
         *kind_name = "shared";
         return 0;

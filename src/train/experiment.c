@@ -406,6 +406,24 @@ static int resolve_backup_dirs(const ct_experiment *ex, ct_node *fit, ct_error *
     return 0;
 }
 
+/* Keras's fit() arguments that ctrain reads from the data section: pointed there. */
+static int keras_fit_habits(const ct_node *f, ct_error *err)
+{
+    static const char *const moved[][2] = {
+        {"validation_data", "data.validation: {path: FILE.h5, x: DATASET, y: DATASET}"},
+        {"validation_split", "data.validation_split: 0.2"},
+        {"x", "data.train: {path: FILE.h5, x: DATASET, y: DATASET}"},
+        {"y", "data.train: {path: FILE.h5, x: DATASET, y: DATASET}"},
+    };
+    for (size_t i = 0; i < sizeof moved / sizeof moved[0]; i++) {
+        const ct_node *v = ct_map_get(f, moved[i][0]);
+        if (v)
+            return ct_node_err(err, v, "fit.%s: ctrain reads its data from the experiment's "
+                               "data section; write %s", moved[i][0], moved[i][1]);
+    }
+    return 0;
+}
+
 static int read_fit(ct_experiment *ex, ct_error *err)
 {
     static const char *const keys[] = {"epochs", "batch_size", "shuffle", "validation_freq",
@@ -417,7 +435,7 @@ static int read_fit(ct_experiment *ex, ct_error *err)
     if (f->type != CT_NODE_MAP)
         return ct_node_err(err, f, "'fit' must be a map with epochs, batch_size, ...");
     int verbose;
-    if (ct_cfg_check_keys(f, keys, "fit", err) < 0 ||
+    if (keras_fit_habits(f, err) < 0 || ct_cfg_check_keys(f, keys, "fit", err) < 0 ||
         ct_cfg_int(f, "epochs", 1, 1, 1000000000, &ex->epochs, err) < 0 ||
         ct_cfg_int(f, "batch_size", 32, 1, 1 << 24, &ex->batch_size, err) < 0 ||
         ct_cfg_bool(f, "shuffle", true, &ex->shuffle, err) < 0 ||
