@@ -73,6 +73,8 @@ static int read_optional_positive(ct_node *cfg, const char *key, const char *wha
 {
     ct_node *n = ct_map_get(cfg, key);
     *out = 0.0;
+    if (!n) /* written back, so the resolved config shows every key (Keras's None) */
+        return ct_map_set_scalar(cfg, key, "null") ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
     if (ct_node_is_null(n))
         return 0;
     if (ct_node_float(n, out, err) < 0)
