@@ -69,11 +69,16 @@ data() {
     src=/usr/share/datasets/fashion-mnist
     mkdir -p data
     if [ ! -f data/fashion-mnist.h5 ]; then
+        # written under a temporary name (a stopped run leaves no half file); the name
+        # reported is the file's own
         ./ctrain data import-idx --images $src/train-images-idx3-ubyte.gz \
-            --labels $src/train-labels-idx1-ubyte.gz --group train -o data/fashion-mnist.h5.part
+            --labels $src/train-labels-idx1-ubyte.gz --group train \
+            -o data/fashion-mnist.h5.part >/dev/null
         ./ctrain data import-idx --images $src/t10k-images-idx3-ubyte.gz \
-            --labels $src/t10k-labels-idx1-ubyte.gz --group test -o data/fashion-mnist.h5.part
+            --labels $src/t10k-labels-idx1-ubyte.gz --group test \
+            -o data/fashion-mnist.h5.part >/dev/null
         mv data/fashion-mnist.h5.part data/fashion-mnist.h5
+        echo "Wrote train/images, train/labels, test/images and test/labels to data/fashion-mnist.h5"
     fi
     # The multi-input and multi-output examples' data (image features, a footwear label,
     # image pairs), added once; Debian's python3 has the numpy and h5py installed above.
@@ -110,9 +115,10 @@ fortunes_data() {
     if [ ! -f data/fortunes-topics.h5 ]; then
         /usr/bin/python3 scripts/fortune_topics.py data/fortunes-topics.csv "$src"
         rm -f data/fortunes-topics.h5.part
-        ./ctrain data import-text data/fortunes-topics.csv --labels --level word \
-            --seq-len 100 --vocab-size 10000 -o data/fortunes-topics.h5.part
+        said=$(./ctrain data import-text data/fortunes-topics.csv --labels --level word \
+            --seq-len 100 --vocab-size 10000 -o data/fortunes-topics.h5.part)
         mv data/fortunes-topics.h5.part data/fortunes-topics.h5
+        printf '%s\n' "$said" | sed 's|fortunes-topics\.h5\.part|fortunes-topics.h5|g'
     fi
 }
 
