@@ -555,6 +555,28 @@ static void copy_params(ct_experiment *ex, float **out, int64_t *n)
     memcpy(*out, ex->model->values, sizeof(float) * (size_t)*n);
 }
 
+/* A crossentropy on probabilities takes targets in [0, 1]: class labels 0..3 with
+ * binary_crossentropy (which would train to a negative loss) are refused by the data
+ * check, naming the row and the loss to use. */
+START_TEST(test_crossentropy_targets)
+{
+    char *dir = blob_dir(3); /* train.h5: labels 0..3 */
+    tu_write(dir, "bin.yaml",
+             "data: {train: {path: train.h5}}\n"
+             "model: {input_shape: [8], layers: [{type: dense, units: 1, activation: sigmoid}]}\n"
+             "compile: {optimizer: sgd, loss: binary_crossentropy}\n");
+    ct_experiment *ex = load_in(dir, "bin.yaml");
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_check_data(ex, &err), -1);
+    ck_assert_msg(strstr(err.msg, "but the loss's targets lie between 0 and 1 (class labels 0, "
+                                  "1, 2, ... need sparse_categorical_crossentropy and an "
+                                  "output of one unit per class)") &&
+                  strstr(err.msg, "has target "), "%s", err.msg);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_determinism)
 {
     char *dir = blob_dir(7);
@@ -1814,6 +1836,7 @@ static Suite *suite(void)
     tcase_add_test(c, test_override_and_defaults);
     tcase_add_test(c, test_summary_mlp);
     tcase_add_test(c, test_from_logits_warning);
+    tcase_add_test(c, test_crossentropy_targets);
     tcase_add_test(c, test_metric_on_last_axis);
     suite_add_tcase(s, c);
     TCase *t = tcase_create("training");

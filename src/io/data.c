@@ -728,6 +728,24 @@ static int check_labels(const member *mb, const float *y, int64_t start, int64_t
                   mb->label, start + i / mb->size, (double)v, at, nclasses, nclasses - 1);
 }
 
+/* Targets of a crossentropy on probabilities: between 0 and 1. */
+static int check_unit_targets(const member *mb, const float *y, int64_t start, int64_t count,
+                              ct_error *err)
+{
+    for (int64_t i = 0; i < count * mb->size; i++) {
+        if (y[i] >= 0.0f && y[i] <= 1.0f)
+            continue;
+        char at[48];
+        position_of(mb, i, at, sizeof at);
+        return ct_err(err, CT_ERR_DATA,
+                      "%s: row %" PRId64 " has target %g%s, but the loss's targets lie between "
+                      "0 and 1 (class labels 0, 1, 2, ... need sparse_categorical_crossentropy "
+                      "and an output of one unit per class)",
+                      mb->label, start + i / mb->size, (double)y[i], at);
+    }
+    return 0;
+}
+
 static int check_token_ids(const member *mb, const float *x, int64_t start, int64_t count,
                            ct_error *err)
 {
@@ -755,7 +773,7 @@ static bool always_finite(const member *mb)
 static int check_block(const member *mb, float *v, int64_t start, int64_t count,
                        int64_t nclasses, ct_error *err)
 {
-    if (nclasses <= 0 && mb->token_ids <= 0 && always_finite(mb)) {
+    if (nclasses == 0 && mb->token_ids <= 0 && always_finite(mb)) {
         if (mb->read_later)
             return 0;
         /* nothing to check but that the data read: no conversion to float needed */
@@ -778,6 +796,8 @@ static int check_block(const member *mb, float *v, int64_t start, int64_t count,
                       start + bad);
     if (mb->token_ids > 0)
         return check_token_ids(mb, v, start, count, err);
+    if (nclasses == CT_TARGETS_UNIT)
+        return check_unit_targets(mb, v, start, count, err);
     return nclasses > 0 ? check_labels(mb, v, start, count, nclasses, err) : 0;
 }
 

@@ -75,9 +75,13 @@ const char *ct_dataset_y_name(const ct_dataset *ds);
 int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, float *y,
                     ct_error *err);
 
+/* nclasses[j] for targets that must lie in [0, 1] (the binary and categorical
+ * crossentropies'): probabilities, one-hot rows, 0/1 labels. */
+#define CT_TARGETS_UNIT (-1)
+
 /* Scans the whole dataset once (in blocks): every member must be finite; y member j must
- * hold integers in [0, nclasses[j]) where nclasses[j] > 0 (nclasses NULL: no label checks;
- * else ny entries), every value of its rows (one per row, or one per position of a time
+ * hold integers in [0, nclasses[j]) where nclasses[j] > 0, and values in [0, 1] where it is
+ * CT_TARGETS_UNIT (nclasses NULL: no target checks; else ny entries), every value of its rows (one per row, or one per position of a time
  * axis: its shape against the model is the caller's check); token-id members must hold
  * ids in their range. Errors name the file, dataset, first bad row and value. */
 int ct_dataset_validate_multi(ct_dataset *ds, const int64_t *nclasses, ct_error *err);
