@@ -1296,7 +1296,8 @@ START_TEST(test_import_csv_errors)
     expect_csv_error("word.csv", "1,2,3\n4, abc,6\n", -1, false, CT_ERR_DATA,
                      "%s:2:4: 'abc' is not a number");
     expect_csv_error("hdr.csv", "x,y\n1,2\n", -1, false, CT_ERR_DATA,
-                     "%s:1:1: 'x' is not a number");
+                     "%s:1:1: 'x' is not a number (if the first line names the columns, give "
+                     "--header to skip it)");
     expect_csv_error("cell.csv", "1,,3\n", -1, false, CT_ERR_DATA,
                      "%s:1:3: empty cell; expected a number");
     expect_csv_error("nan.csv", "1,nan\n", -1, false, CT_ERR_DATA,

@@ -443,8 +443,11 @@ static int csv_cell(csv *c, const char *s, const char *e, int64_t col, double *o
     errno = 0;
     double v = strtod(buf, &end);
     if (*end != '\0' || end == buf || !isfinite(v))
-        return ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ":%" PRId64 ": '%s' is not a number",
-                      c->path, c->line, col, buf);
+        return ct_err(err, CT_ERR_DATA, "%s:%" PRId64 ":%" PRId64 ": '%s' is not a number%s",
+                      c->path, c->line, col, buf,
+                      c->line == 1 && (*end != '\0' || end == buf)
+                          ? " (if the first line names the columns, give --header to skip it)"
+                          : "");
     *out = v;
     return 0;
 }
