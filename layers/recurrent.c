@@ -156,9 +156,8 @@ static int read_units(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *e
     return 0;
 }
 
-static int read_flags(const ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
+static int read_flags(ct_node *cfg, rnn_state *s, ct_error *err)
 {
-    (void)l;
     if (ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
         ct_cfg_bool(cfg, "return_sequences", false, &s->return_sequences, err) ||
         ct_cfg_bool(cfg, "go_backwards", false, &s->go_backwards, err) ||
@@ -180,7 +179,7 @@ static int rnn_read(ct_layer *l, ct_node *cfg, rnn_state *s, ct_error *err)
         ct_layer_parse_act(l, cfg, "activation", "tanh", &s->act, err) ||
         (s->cell != CELL_SIMPLE &&
          ct_layer_parse_act(l, cfg, "recurrent_activation", "sigmoid", &s->rec_act, err)) ||
-        read_flags(l, cfg, s, err) ||
+        read_flags(cfg, s, err) ||
         ct_init_parse(cfg, "kernel_initializer", "glorot_uniform", &s->kernel_init, err) ||
         ct_init_parse(cfg, "recurrent_initializer", "orthogonal", &s->rec_init, err) ||
         ct_init_parse(cfg, "bias_initializer", "zeros", &s->bias_init, err) ||

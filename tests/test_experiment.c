@@ -1335,8 +1335,9 @@ static char *token_dir(const char *config, bool float_x, int bad)
     return dir;
 }
 
-/* The loss column of history.csv at the first and last epoch. */
-static void history_losses(const char *run, double *first, double *last)
+/* history.csv of a run with one accuracy metric: the first epoch's accuracy and loss (acc0,
+ * first; either may be NULL) and the last epoch's loss (last, may be NULL). */
+static void history_read(const char *run, double *acc0, double *first, double *last)
 {
     char p[4200], line[512];
     snprintf(p, sizeof p, "%s/history.csv", run);
@@ -1348,10 +1349,16 @@ static void history_losses(const char *run, double *first, double *last)
     while (fgets(line, sizeof line, f)) {
         double epoch, acc, loss;
         ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf", &epoch, &acc, &loss), 3);
-        if (rows++ == 0)
-            *first = loss;
-        *last = loss;
+        if (rows++ == 0) {
+            if (acc0)
+                *acc0 = acc;
+            if (first)
+                *first = loss;
+        }
+        if (last)
+            *last = loss;
     }
+    ck_assert_int_gt(rows, 0);
     fclose(f);
 }
 
@@ -1363,7 +1370,7 @@ START_TEST(test_token_fit)
     snprintf(run, sizeof run, "%s/run", dir);
     fit_into(ex, run);
     double first = 0, last = 0;
-    history_losses(run, &first, &last);
+    history_read(run, NULL, &first, &last);
     ck_assert_msg(last < 0.5 * first, "loss %g -> %g", first, last);
     const char *names[8];
     double values[8];
@@ -1733,21 +1740,6 @@ static ct_experiment *ms_load(const char *dir, const char *const *set, int nset)
     return ex;
 }
 
-/* The accuracy and loss of history.csv's first epoch. */
-static void history_first(const char *run, double *acc, double *loss)
-{
-    char p[4200], line[512];
-    snprintf(p, sizeof p, "%s/history.csv", run);
-    FILE *f = fopen(p, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-    ck_assert_str_eq(line, "epoch,accuracy,loss,learning_rate\n");
-    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-    double epoch;
-    ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf", &epoch, acc, loss), 3);
-    fclose(f);
-}
-
 /* fit, one batch of every row: the history's values are the unmasked positions' (before
  * the update); the loss's gradient is zero at padding and (p - onehot) / (unmasked
  * positions) elsewhere; so the padding's embedding row does not move. */
@@ -1772,7 +1764,7 @@ START_TEST(test_masked_output_fit)
     snprintf(run, sizeof run, "%s/run", dir);
     fit_into(ex, run);
     double acc, loss;
-    history_first(run, &acc, &loss);
+    history_read(run, &acc, &loss, NULL);
     ck_assert_msg(tu_relerr(loss, e.loss) <= 1e-5, "loss %.9g, by hand %.9g", loss, e.loss);
     ck_assert_msg(fabs(acc - e.accuracy) <= 1e-6, "accuracy %.9g, by hand %.9g", acc, e.accuracy);
     const float *g = ct_model_output_grad(m, 0);
@@ -1809,7 +1801,7 @@ START_TEST(test_masked_padding_batch)
     snprintf(run, sizeof run, "%s/with", dir);
     fit_into(a, run);
     double acc, loss;
-    history_first(run, &acc, &loss);
+    history_read(run, &acc, &loss, NULL);
     ck_assert_msg(isfinite(loss) && loss > 0 && isfinite(acc), "loss %g, accuracy %g", loss, acc);
     snprintf(run, sizeof run, "%s/without", dir);
     fit_into(b, run);

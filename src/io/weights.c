@@ -1119,6 +1119,19 @@ static cJSON *keras_tensor(const ct_model *m, ct_source_id s)
     return NULL;
 }
 
+/* An inbound node in Keras 3's call form: {args: [input 0 of layer j], kwargs: {}}, the
+ * keywords for the caller to add into *kw. NULL when out of memory. */
+static cJSON *call_node(const ct_model *m, int j, cJSON **kw)
+{
+    cJSON *node = cJSON_CreateObject();
+    cJSON *args = node ? cJSON_AddArrayToObject(node, "args") : NULL;
+    *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
+    if (*kw && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0])))
+        return node;
+    cJSON_Delete(node);
+    return NULL;
+}
+
 /* An attention application's node in Keras 3's form: the query as the argument, the
  * value (and key) and use_causal_mask as keywords, as Keras calls it. */
 static cJSON *attention_node(const ct_model *m, int j)
@@ -1128,11 +1141,8 @@ static cJSON *attention_node(const ct_model *m, int j)
     bool on = false;
     if (causal && causal->type == CT_NODE_SCALAR)
         on = !strcmp(causal->scalar, "true") || !strcmp(causal->scalar, "True");
-    cJSON *node = cJSON_CreateObject();
-    cJSON *args = node ? cJSON_AddArrayToObject(node, "args") : NULL;
-    cJSON *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
-    bool ok = kw && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0])) &&
-              cJSON_AddItemToObject(kw, "value", keras_tensor(m, m->sources[j][1])) &&
+    cJSON *kw, *node = call_node(m, j, &kw);
+    bool ok = node && cJSON_AddItemToObject(kw, "value", keras_tensor(m, m->sources[j][1])) &&
               (l->ninputs < 3 ||
                cJSON_AddItemToObject(kw, "key", keras_tensor(m, m->sources[j][2]))) &&
               cJSON_AddBoolToObject(kw, "use_causal_mask", on);
@@ -1147,11 +1157,9 @@ static cJSON *attention_node(const ct_model *m, int j)
 static cJSON *initial_state_node(const ct_model *m, int j)
 {
     const ct_layer *l = &m->layers[j];
-    cJSON *node = cJSON_CreateObject();
-    cJSON *args = node ? cJSON_AddArrayToObject(node, "args") : NULL;
-    cJSON *kw = args ? cJSON_AddObjectToObject(node, "kwargs") : NULL;
-    cJSON *states = kw ? cJSON_AddArrayToObject(kw, "initial_state") : NULL;
-    bool ok = states && cJSON_AddItemToArray(args, keras_tensor(m, m->sources[j][0]));
+    cJSON *kw, *node = call_node(m, j, &kw);
+    cJSON *states = node ? cJSON_AddArrayToObject(kw, "initial_state") : NULL;
+    bool ok = states != NULL;
     for (int k = 1; ok && k < l->ninputs; k++)
         ok = cJSON_AddItemToArray(states, keras_tensor(m, m->sources[j][k]));
     if (ok)
