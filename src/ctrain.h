@@ -106,6 +106,16 @@ typedef void (*ct_phase_fn)(void *ctx, const char *what, int64_t done, int64_t t
                             const char *unit, double elapsed);
 void ct_set_phase_reporter(ct_phase_fn fn, void *ctx);
 
+/* Debian's OpenBLAS 0.3.21 runs its slowest generic kernels on processors newer than it
+ * knows. When it has chosen such a core and the processor has AVX2 and FMA (or AVX-512),
+ * this switches it to its Haswell (or SkylakeX) kernels, in place, once per process.
+ * Setting OPENBLAS_CORETYPE or CTRAIN_KEEP_BLAS_CORE keeps OpenBLAS's choice. Returns 1
+ * when the kernels were switched, with *why (when why is not NULL) pointing at a static
+ * sentence saying from what to what, else 0 with *why NULL. Loading an experiment calls
+ * it; a program calls it itself only to learn the note. No other thread may be in BLAS
+ * while the first call runs. */
+int ct_blas_choose_kernels(const char **why);
+
 /* Trains, writes history.csv, config.yaml, checkpoint.h5 (after every epoch) and
  * weights.h5 into the run directory, then evaluates on data.test when given. */
 int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_blas.sh - OpenBLAS's generic-kernel fallback. Debian's OpenBLAS 0.3.21 reports a
-# generic core ("Prescott") on CPUs newer than it knows; ctrain then restarts itself with
-# the kernels the CPU supports. CTRAIN_ASSUME_BLAS_CORE makes ctrain believe OpenBLAS
+# generic core ("Prescott") on CPUs newer than it knows; ctrain then switches OpenBLAS, in
+# place, to the kernels the CPU supports. CTRAIN_ASSUME_BLAS_CORE makes ctrain believe OpenBLAS
 # reported that core, so the path runs on any machine.
 set -u
 NAME=blas
@@ -23,7 +23,7 @@ fi
 
 # Where the environment already names the kernels (some machines set OPENBLAS_CORETYPE
 # because OpenBLAS miscomputes on their CPU with its own choice), ctrain keeps them: no
-# restart, no note. The fallback itself cannot be tried there without overriding that.
+# switch, no note. The fallback itself cannot be tried there without overriding that.
 if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     out=$(CTRAIN_ASSUME_BLAS_CORE=Prescott "$ctrain" --version 2>"$tmp/err")
     if printf '%s' "$out" | grep -qi "kernels $OPENBLAS_CORETYPE" && [ ! -s "$tmp/err" ]
@@ -32,7 +32,7 @@ if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     finish
 fi
 
-# The restart happens, is said once on stderr, and the new kernels are in use.
+# The switch happens, is said once on stderr, and the new kernels are in use.
 out=$(CTRAIN_ASSUME_BLAS_CORE=Prescott "$ctrain" --version 2>"$tmp/err")
 if grep -q "kernels $better" <<EOT
 $out
@@ -40,7 +40,7 @@ EOT
 then ok; else bad "fallback did not switch to $better: $out"; fi
 if [ "$(grep -c "chose its generic Prescott kernels; using its $better kernels" "$tmp/err")" = 1 ]
 then ok; else bad "fallback note: $(cat "$tmp/err")"; fi
-# Opting out: no restart, no note.
+# Opting out: no switch, no note.
 CTRAIN_KEEP_BLAS_CORE=1 CTRAIN_ASSUME_BLAS_CORE=Prescott "$ctrain" --version >/dev/null 2>"$tmp/err"
 if [ ! -s "$tmp/err" ]; then ok; else bad "opt-out still printed: $(cat "$tmp/err")"; fi
 out=$(OPENBLAS_CORETYPE=Prescott "$ctrain" --version 2>&1)

@@ -6,6 +6,14 @@
 #include <math.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef CT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "data.h"
 #include "experiment.h"
@@ -1817,6 +1825,81 @@ START_TEST(test_masked_padding_batch)
 }
 END_TEST
 
+
+/* The library flushes denormals while it computes (the caller's thread works too), and
+ * gives the caller its own floating-point state back: a program's arithmetic after fit,
+ * evaluate, predict and ct_experiment_free is what it was before. */
+START_TEST(test_caller_fp_state)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    const unsigned ftz_daz = 0x8040;
+    _mm_setcsr(_mm_getcsr() & ~ftz_daz);
+    unsigned before = _mm_getcsr() & ~0x3fu;
+    char *dir = blob_dir(4);
+    ct_experiment *ex = load_in(dir, "blobs.yaml");
+    char run[4096], out[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    ck_assert_uint_eq(_mm_getcsr() & ~0x3fu, before);
+    const char *names[8];
+    double values[8];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_evaluate(ex, NULL, NULL, NULL, names, values, 8, &err), 2);
+    ck_assert_uint_eq(_mm_getcsr() & ~0x3fu, before);
+    snprintf(run, sizeof run, "%s/test.h5", dir);
+    snprintf(out, sizeof out, "%s/pred.h5", dir);
+    ck_assert_msg(ct_experiment_predict(ex, run, NULL, out, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(_mm_getcsr() & ~0x3fu, before);
+    ct_experiment_free(ex);
+    ck_assert_uint_eq(_mm_getcsr() & ~0x3fu, before);
+    /* The smallest normal float halved is a denormal, not 0, in the caller's arithmetic. */
+    volatile float tiny = 1.17549435e-38f;
+    ck_assert(tiny * 0.5f != 0.0f);
+    free(dir);
+#endif
+}
+END_TEST
+
+
+/* A program that embeds the library gets OpenBLAS's better kernels too: loading an
+ * experiment makes the choice the command line makes. Run in a child of its own, as the
+ * choice is made once per process. */
+START_TEST(test_blas_kernels_embedded)
+{
+#ifdef CT_HAVE_OPENBLAS
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+        getenv("OPENBLAS_CORETYPE") || getenv("CTRAIN_KEEP_BLAS_CORE")) {
+        fprintf(stderr, "test_blas_kernels_embedded: skipped (no AVX2, or the kernels are "
+                        "fixed by the environment)\n");
+        return;
+    }
+    char *dir = blob_dir(5);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("CTRAIN_ASSUME_BLAS_CORE", "Prescott", 1);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+        ct_error err = {0};
+        ct_experiment *ex = ct_experiment_load(p, NULL, 0, &err);
+        const char *why = NULL;
+        int switched = ct_blas_choose_kernels(&why);
+        const char *core = openblas_get_corename();
+        bool ok = ex && switched == 1 && why && strstr(why, "generic Prescott kernels") &&
+                  (!strcmp(core, "Haswell") || !strcmp(core, "SkylakeX"));
+        if (!ok)
+            fprintf(stderr, "kernels %s, switched %d, note %s, %s\n", core, switched,
+                    why ? why : "(none)", err.msg);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the kernels were not switched");
+    free(dir);
+#endif
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -1834,6 +1917,8 @@ static Suite *suite(void)
     TCase *t = tcase_create("training");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fit_synthetic);
+    tcase_add_test(t, test_caller_fp_state);
+    tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);
     tcase_add_test(t, test_shape_mismatch_data);

@@ -75,6 +75,26 @@ void ct_flush_denormals(void)
 #endif
 }
 
+ct_fp_state ct_fp_enter(void)
+{
+    ct_fp_state s = {0};
+#if defined(__x86_64__) || defined(__i386__)
+    s.csr = _mm_getcsr();
+#endif
+    ct_flush_denormals();
+    return s;
+}
+
+void ct_fp_leave(ct_fp_state saved)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    const unsigned flags = 0x3f; /* the six sticky exception flags */
+    _mm_setcsr((saved.csr & ~flags) | ((saved.csr | _mm_getcsr()) & flags));
+#else
+    (void)saved;
+#endif
+}
+
 static void *worker(void *arg)
 {
     pool *p = &the_pool;

@@ -18,6 +18,16 @@ void ct_threads_set(int n);
  * (Adam's decaying moments pass through that range). ct_threads_set sets it for the caller
  * and every worker. */
 void ct_flush_denormals(void);
+/* The calling thread's floating-point control (MXCSR on x86). ct_fp_enter saves it and
+ * sets flush-to-zero as above; ct_fp_leave puts the saved control back, keeping the
+ * exception flags raised in between (as feupdateenv does). The library's public calls
+ * that compute wrap themselves in the pair, so a program's own arithmetic is unchanged
+ * after them. */
+typedef struct ct_fp_state {
+    unsigned csr;
+} ct_fp_state;
+ct_fp_state ct_fp_enter(void);
+void ct_fp_leave(ct_fp_state saved);
 int ct_threads_get(void);
 /* The cores this process may run on: its affinity mask (taskset, a cpuset), capped by
  * its cgroup's CPU quota (rounded up); at least 1. The default of backend.threads. */

@@ -1,5 +1,5 @@
 /* main.c - the ctrain command line: dispatch, help, shared option handling, and the
- * OpenBLAS kernel choice made before the library starts. */
+ * OpenBLAS kernel choice said before a command runs. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,52 +220,13 @@ static int cmd_help(int argc, char **argv)
     return CLI_USAGE;
 }
 
-/* Debian's OpenBLAS 0.3.21 falls back to its slowest (Prescott) kernels on CPUs newer
- * than it knows. OpenBLAS reads OPENBLAS_CORETYPE only while loading, so pick the right
- * kernels and start again. CTRAIN_KEEP_BLAS_CORE=1 (or setting OPENBLAS_CORETYPE) opts out. */
-static void choose_blas_kernels(char **argv)
+/* OpenBLAS's generic kernels on a processor it does not know: the library chooses better
+ * ones in place (ct_blas_choose_kernels); the command line says so once, on stderr. */
+static void choose_blas_kernels(void)
 {
-#ifdef CT_HAVE_OPENBLAS
-    static const char *const generic[] = {"Prescott", "Katmai", "Coppermine", "Northwood",
-                                          "Banias", "Core2", "Penryn", "Dunnington", "Nehalem",
-                                          "Atom", NULL};
-    const char *note = getenv("CTRAIN_BLAS_FALLBACK");
-    if (note) {
-        fprintf(stderr, "ctrain: OpenBLAS does not recognise this CPU and chose its generic %s "
-                        "kernels; using its %s kernels instead (CTRAIN_KEEP_BLAS_CORE=1 keeps %s)\n",
-                note, getenv("OPENBLAS_CORETYPE"), note);
-        unsetenv("CTRAIN_BLAS_FALLBACK");
-        return;
-    }
-    if (getenv("OPENBLAS_CORETYPE") || getenv("CTRAIN_KEEP_BLAS_CORE"))
-        return;
-    /* CTRAIN_ASSUME_BLAS_CORE stands in for what OpenBLAS reports, so the fallback can be
-     * tested on a CPU that OpenBLAS knows. */
-    const char *core = getenv("CTRAIN_ASSUME_BLAS_CORE");
-    if (!core || !*core)
-        core = openblas_get_corename();
-    bool fallback = false;
-    for (int i = 0; core && generic[i]; i++)
-        fallback |= strcasecmp(core, generic[i]) == 0;
-    if (!fallback)
-        return;
-    __builtin_cpu_init();
-    const char *better = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
-                             ? "SkylakeX"
-                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "Haswell"
-                                                                                           : NULL;
-    if (!better)
-        return;
-    setenv("OPENBLAS_CORETYPE", better, 1);
-    setenv("CTRAIN_BLAS_FALLBACK", core, 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the kernels we have. */
-    unsetenv("OPENBLAS_CORETYPE");
-    unsetenv("CTRAIN_BLAS_FALLBACK");
-#else
-    (void)argv;
-#endif
+    const char *note;
+    if (ct_blas_choose_kernels(&note))
+        fprintf(stderr, "ctrain: %s\n", note);
 }
 
 int main(int argc, char **argv)
@@ -276,7 +237,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        choose_blas_kernels(argv);
+        choose_blas_kernels();
         printf("ctrain %s\n", ct_version());
 #ifdef CT_HAVE_OPENBLAS
         printf("%s; kernels %s\n", openblas_get_config(), openblas_get_corename());
@@ -287,7 +248,7 @@ int main(int argc, char **argv)
         return cmd_help(argc - 1, argv + 1);
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(cmd, commands[i].name) == 0) {
-            choose_blas_kernels(argv);
+            choose_blas_kernels();
             cli_show_phases(true);
             return commands[i].run(argc - 1, argv + 1);
         }

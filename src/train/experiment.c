@@ -479,6 +479,7 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
     ex->threads = (int)threads;
     ex->conv_algo = (ct_conv_algo)algo;
     *budget = (ct_model_budget){(double)mb * (1 << 20), !given, 1, 0, 0};
+    ct_blas_choose_kernels(NULL); /* before any GEMM runs; once per process */
     *be = ct_backend_cpu();
     if (device == 1) {
         /* Never a silent fallback to the CPU: a run asked for a GPU gets one or stops. */

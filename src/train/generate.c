@@ -8,6 +8,7 @@
 
 #include "experiment.h"
 #include "guard.h"
+#include "parallel.h"
 #include "h5util.h"
 #include "isolate.h"
 #include "rng.h"
@@ -348,8 +349,7 @@ static void vocab_place(const ct_experiment *ex, const ct_generate_options *o, c
     snprintf(name, n, "%.*svocab", (int)keep, x);
 }
 
-int ct_experiment_generate(ct_experiment *ex, const ct_generate_options *o, FILE *out,
-                           ct_error *err)
+static int generate(ct_experiment *ex, const ct_generate_options *o, FILE *out, ct_error *err)
 {
     if (o->length < 0 || o->length > 1000000 || !(o->temperature >= 0) || o->top_k < 0)
         return ct_err(err, CT_ERR_USAGE, "--length is 0 to 1000000, --temperature 0 or more, "
@@ -401,5 +401,15 @@ int ct_experiment_generate(ct_experiment *ex, const ct_generate_options *o, FILE
     free(g.x);
     free(g.row);
     vocab_free(&v);
+    return rc;
+}
+
+/* Run with denormals flushed; the caller's floating-point state is back on return. */
+int ct_experiment_generate(ct_experiment *ex, const ct_generate_options *o, FILE *out,
+                           ct_error *err)
+{
+    ct_fp_state fp = ct_fp_enter();
+    int rc = generate(ex, o, out, err);
+    ct_fp_leave(fp);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "data.h"
 #include "experiment.h"
 #include "guard.h"
+#include "parallel.h"
 #include "progress.h"
 #include "rng.h"
 #include "weights.h"
@@ -909,7 +910,7 @@ static int check_before_start(ct_experiment *ex, const fit_state *s, const ct_tr
     return 0;
 }
 
-int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
+static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
 {
     FILE *out = opt->out ? opt->out : stdout;
     int verbose = opt->verbose >= 0 ? opt->verbose : ex->verbose;
@@ -1046,8 +1047,8 @@ static void source_for(const ct_experiment *ex, ct_source *src, const char *path
         src->y[0] = y;
 }
 
-int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
-                           const char **names, double *values, int max, ct_error *err)
+static int evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
+                    const char **names, double *values, int max, ct_error *err)
 {
     ct_source src = ex->test;
     const ct_model *m = ex->model;
@@ -1096,8 +1097,8 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
     return n;
 }
 
-int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
-                          const char *output, ct_error *err)
+static int predict(ct_experiment *ex, const char *input, const char *x, const char *output,
+                   ct_error *err)
 {
     const char *ext = strrchr(output, '.');
     if (!ext || (strcmp(ext, ".h5") && strcmp(ext, ".hdf5") && strcmp(ext, ".csv")))
@@ -1156,5 +1157,33 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
     for (int k = 0; k < m->noutputs; k++)
         free(pred[k]);
     ct_dataset_close(ds);
+    return rc;
+}
+
+/* The public calls: the computation runs with denormals flushed (ct_fp_enter), and the
+ * caller's floating-point state is back when they return. */
+int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
+{
+    ct_fp_state fp = ct_fp_enter();
+    int rc = fit(ex, opt, err);
+    ct_fp_leave(fp);
+    return rc;
+}
+
+int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, const char *y,
+                           const char **names, double *values, int max, ct_error *err)
+{
+    ct_fp_state fp = ct_fp_enter();
+    int rc = evaluate(ex, path, x, y, names, values, max, err);
+    ct_fp_leave(fp);
+    return rc;
+}
+
+int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
+                          const char *output, ct_error *err)
+{
+    ct_fp_state fp = ct_fp_enter();
+    int rc = predict(ex, input, x, output, err);
+    ct_fp_leave(fp);
     return rc;
 }
