@@ -1,7 +1,9 @@
 /* progress.c - progress bar and per-epoch lines. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "progress.h"
 
@@ -76,6 +78,58 @@ static void print_values(FILE *out, int n, const char *const *names, const doubl
     }
 }
 
+/* The terminal's width in columns, read at every draw so a resize takes effect at the
+ * next one; 0 when out is not a terminal (or says nothing). */
+static int terminal_columns(FILE *out)
+{
+    struct winsize ws;
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) != 0)
+        return 0;
+    return ws.ws_col;
+}
+
+/* Writes the UTF-8 text s, cut after `columns` characters when columns > 0 (each bar
+ * character is one column wide). */
+static void put_cut(FILE *out, const char *s, int columns)
+{
+    if (columns <= 0) {
+        fputs(s, out);
+        return;
+    }
+    size_t i = 0;
+    for (int seen = 0; s[i]; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && seen++ == columns)
+            break;
+    fwrite(s, 1, i, out);
+}
+
+/* The bar's line, rewritten in place. While the epoch runs it is cut one column short of
+ * the terminal's width: a line the terminal wraps leaves its first rows behind when \r
+ * returns to the start of the last. The final line is written whole (nothing rewrites it). */
+static void draw_bar(ct_progress *p, bool final, const char *t, const char *ps, int n,
+                     const char *const *names, const double *values)
+{
+    char line[2048];
+    FILE *mem = fmemopen(line, sizeof line, "w");
+    if (!mem)
+        return;
+    int width = (int)snprintf(NULL, 0, "%lld", (long long)p->steps);
+    int filled = p->steps ? (int)(BAR_WIDTH * p->done / p->steps) : BAR_WIDTH;
+    fprintf(mem, "%*lld/%lld ", width, (long long)p->done, (long long)p->steps);
+    for (int i = 0; i < BAR_WIDTH; i++)
+        fputs(i < filled ? "━" : "─", mem);
+    fprintf(mem, " %s %s", t, ps);
+    print_values(mem, n, names, values);
+    fputc('\0', mem);
+    fclose(mem);
+    line[sizeof line - 1] = '\0';
+    fputc('\r', p->out);
+    put_cut(p->out, line, final ? 0 : terminal_columns(p->out) - 1);
+    fputs("\x1b[K", p->out); /* clear what a longer previous line left */
+    if (final)
+        fputc('\n', p->out);
+}
+
 static void draw(ct_progress *p, bool final, int n, const char *const *names, const double *values)
 {
     double elapsed = ct_now() - p->start;
@@ -83,17 +137,8 @@ static void draw(ct_progress *p, bool final, int n, const char *const *names, co
     char t[32], ps[32];
     format_duration(final ? elapsed : per_step * (double)(p->steps - p->done), t, sizeof t);
     format_per_step(per_step, ps, sizeof ps);
-    int width = (int)snprintf(NULL, 0, "%lld", (long long)p->steps);
     if (p->mode == CT_PROGRESS_BAR) {
-        int filled = p->steps ? (int)(BAR_WIDTH * p->done / p->steps) : BAR_WIDTH;
-        fprintf(p->out, "\r%*lld/%lld ", width, (long long)p->done, (long long)p->steps);
-        for (int i = 0; i < BAR_WIDTH; i++)
-            fputs(i < filled ? "━" : "─", p->out);
-        fprintf(p->out, " %s %s", t, ps);
-        print_values(p->out, n, names, values);
-        fputs("\x1b[K", p->out); /* clear what a longer previous line left */
-        if (final)
-            fputc('\n', p->out);
+        draw_bar(p, final, t, ps, n, names, values);
     } else {
         fprintf(p->out, " - %lld/%lld - %s %s", (long long)p->done, (long long)p->steps, t, ps);
         print_values(p->out, n, names, values);
