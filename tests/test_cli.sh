@@ -229,6 +229,22 @@ printf 'a,b,label\n0.5,1,0\n1.5,2,1\n' >"$tmp/t.csv"
 expect 0 "Wrote train/x and train/y" -- "$ctrain" data import-csv "$tmp/t.csv" --header -o "$tmp/c.h5"
 printf '0.5,1,0\n1.5,x,1\n' >"$tmp/u.csv"
 expect 1 "u.csv:2:5: 'x' is not a number" -- "$ctrain" data import-csv "$tmp/u.csv" -o "$tmp/u.h5"
+# The datasets import-csv writes are those a source reads when it names none: train/x and
+# train/y for data.train, test/x and test/y for data.test (the file has no plain x or y).
+expect 0 "Wrote test/x and test/y" -- \
+    "$ctrain" data import-csv "$tmp/t.csv" --header --group test -o "$tmp/c.h5"
+cat >"$tmp/csv.yaml" <<'YAML'
+data: {train: {path: c.h5}, test: {path: c.h5}}
+model: {input_shape: [2], layers: [{type: dense, units: 2, activation: softmax}]}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+fit: {epochs: 1, batch_size: 2}
+YAML
+expect 0 "csv.yaml: OK" -- "$ctrain" check "$tmp/csv.yaml"
+expect 0 "" -- "$ctrain" fit -q "$tmp/csv.yaml" -o "$tmp/csv-run"
+expect 0 " - loss: " -- "$ctrain" evaluate "$tmp/csv.yaml" --weights "$tmp/csv-run/weights.h5"
+# A file with neither: the error names what the file holds.
+expect 1 "no dataset 'x' (datasets in the file: test/x, test/y, train/x, train/y)" -- \
+    "$ctrain" check "$tmp/csv.yaml" --set data.validation.path=c.h5
 
 # Text import: the summary line, usage errors (status 2) and a text too short (status 1).
 printf 'abracadabra' >"$tmp/t.txt"

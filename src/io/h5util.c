@@ -320,6 +320,22 @@ hid_t ct_h5_local_access(hid_t cls)
     return lapl;
 }
 
+bool ct_h5_has_object(const char *path, const char *name)
+{
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
+    bool missing = true;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+        ct_error ignored = {0};
+        if (ct_h5_check_links(f, name, path, &missing, &ignored) < 0)
+            missing = true;
+        H5Fclose(f);
+    }
+    ct_h5_quiet_off(&q);
+    return !missing;
+}
+
 int ct_h5_check_links(hid_t loc, const char *name, const char *path, bool *missing,
                       ct_error *err)
 {

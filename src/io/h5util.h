@@ -94,6 +94,9 @@ int ct_h5_check_storage(hid_t dataset, const char *label, ct_error *err);
  * setting err, so the caller can word its own "not found". Returns 0 or -1. */
 int ct_h5_check_links(hid_t loc, const char *name, const char *path, bool *missing,
                       ct_error *err);
+/* Whether the HDF5 file at path holds an object `name` reached through links inside the
+ * file; false also when the file cannot be opened (its reader says why). */
+bool ct_h5_has_object(const char *path, const char *name);
 /* An access property list of class cls (H5P_LINK_ACCESS, H5P_GROUP_ACCESS for H5Gopen2,
  * H5P_DATASET_ACCESS for H5Dopen2) that refuses to follow external links, also when a soft
  * link leads through one; H5I_INVALID_HID on failure. The caller closes it with H5Pclose. */

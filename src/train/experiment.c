@@ -10,6 +10,7 @@
 #include "callbacks.h"
 #include "data.h"
 #include "experiment.h"
+#include "h5util.h"
 #include "parallel.h"
 #include "weights.h"
 
@@ -99,6 +100,10 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     char outs[CT_MAX_IO][CT_NAME_MAX];
     for (int k = 0; k < m->noutputs; k++)
         snprintf(outs[k], CT_NAME_MAX, "%s", m->output_names[k]);
+    if (m->ninputs == 1 && !ct_map_get(n, "x"))
+        snprintf(src->group_x, sizeof src->group_x, "%s/x", key);
+    if (m->noutputs == 1 && !ct_map_get(n, "y"))
+        snprintf(src->group_y, sizeof src->group_y, "%s/y", key);
     const char *path;
     if (ct_cfg_check_keys(n, keys, what, err) < 0 || ct_cfg_string(n, "path", NULL, &path, err) < 0 ||
         read_members(n, "x", "x", m->ninputs, (const char (*)[CT_NAME_MAX])m->input_names, what,
@@ -730,9 +735,25 @@ static int mark_token_inputs(const ct_experiment *ex, ct_dataset *ds, const char
     return 0;
 }
 
-ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *src, const char *role,
-                                      bool will_load, ct_error *err)
+/* Where x or y was left to its default and the file has no "x" ("y") but the source's own
+ * group does (train/x), that is read. */
+static void default_names(const ct_source *given, ct_source *use)
 {
+    *use = *given;
+    if (use->group_x[0] && !ct_h5_has_object(use->path, use->x[0]) &&
+        ct_h5_has_object(use->path, use->group_x))
+        use->x[0] = use->group_x;
+    if (use->group_y[0] && use->y[0] && !ct_h5_has_object(use->path, use->y[0]) &&
+        ct_h5_has_object(use->path, use->group_y))
+        use->y[0] = use->group_y;
+}
+
+ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
+                                      const char *role, bool will_load, ct_error *err)
+{
+    ct_source chosen;
+    default_names(given, &chosen);
+    const ct_source *src = &chosen;
     const ct_model *m = ex->model;
     int ny = src->y[0] ? m->noutputs : 0;
     ct_dataset *ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y,

@@ -26,6 +26,10 @@ typedef struct ct_source {
      * no targets. */
     const char *x[CT_MAX_IO], *y[CT_MAX_IO];
     const ct_node *node;
+    /* x / y not given (models with one input / output): "x" / "y" is read, or, where the
+     * file has no such dataset, these: the source's own group (train/x for data.train), the
+     * layout ctrain data import-csv and import-text write. */
+    char group_x[CT_NAME_MAX], group_y[CT_NAME_MAX];
 } ct_source;
 
 typedef enum { CT_SPLIT_LAST = 0, CT_SPLIT_SHUFFLED = 1 } ct_split_mode;
