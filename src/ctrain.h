@@ -140,11 +140,18 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
 int ct_data_import_idx(const char *images, const char *labels, const char *out,
                        const char *group, ct_error *err);
 
-/* Converts a CSV file of numbers into `group`/x (float32, N x F) and `group`/y in `out`.
+/* What import-csv does with a cell that is not a number: refuse it (an error naming the
+ * line and column), or make its column categorical: one column of codes (integer) or one
+ * 0/1 column per category (onehot). Categories are coded in sorted (byte) order. */
+typedef enum { CT_CSV_NUMBERS = 0, CT_CSV_INTEGER = 1, CT_CSV_ONEHOT = 2 } ct_csv_categorical;
+
+/* Converts a CSV file into `group`/x (float32, N x F) and `group`/y in `out`.
  * label_column: the column index of the label (negative counts from the end); header:
- * skip the first line. Integer-valued labels are stored as int32, others as float32. */
+ * skip the first line. Integer-valued labels are stored as int32, others as float32; a
+ * categorical label column as int32 class ids, with their names in `group`/classes, and a
+ * categorical feature column J's categories in `group`/categories_J (strings by code). */
 int ct_data_import_csv(const char *csv, const char *out, const char *group, int label_column,
-                       bool header, ct_error *err);
+                       bool header, ct_csv_categorical categorical, ct_error *err);
 
 /* Tokens of ct_data_import_text: Unicode characters (code points) or words. */
 typedef enum { CT_TEXT_CHAR = 0, CT_TEXT_WORD = 1 } ct_text_level;

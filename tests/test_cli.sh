@@ -242,6 +242,8 @@ YAML
 expect 0 "csv.yaml: OK" -- "$ctrain" check "$tmp/csv.yaml"
 expect 0 "" -- "$ctrain" fit -q "$tmp/csv.yaml" -o "$tmp/csv-run"
 expect 0 " - loss: " -- "$ctrain" evaluate "$tmp/csv.yaml" --weights "$tmp/csv-run/weights.h5"
+expect 2 "--categorical takes integer or onehot, not 'yes'" -- \
+    "$ctrain" data import-csv "$tmp/t.csv" --categorical yes -o "$tmp/c.h5"
 # A file with neither: the error names what the file holds.
 expect 1 "no dataset 'x' (datasets in the file: test/x, test/y, train/x, train/y)" -- \
     "$ctrain" check "$tmp/csv.yaml" --set data.validation.path=c.h5

@@ -1249,7 +1249,7 @@ START_TEST(test_import_csv)
     snprintf(path, sizeof path, "%s", csv);
     const char *out = path_in("csv.h5");
     ct_error err = {0};
-    ck_assert_msg(ct_data_import_csv(path, out, "iris", -1, true, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ct_data_import_csv(path, out, "iris", -1, true, CT_CSV_NUMBERS, &err) == 0, "%s", err.msg);
     ct_dataset *ds = ct_dataset_open(out, "iris/x", "iris/y", 1.0, &err);
     ck_assert_msg(ds != NULL, "%s", err.msg);
     ck_assert_int_eq(ct_dataset_rows(ds), 3);
@@ -1264,7 +1264,7 @@ START_TEST(test_import_csv)
     /* Label first, float labels, no header; replaces the group's datasets. */
     csv = tu_write(dir, "reg.csv", "0.5,1,2\n1,3,4\n");
     snprintf(path, sizeof path, "%s", csv);
-    ck_assert_msg(ct_data_import_csv(path, out, "iris", 0, false, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ct_data_import_csv(path, out, "iris", 0, false, CT_CSV_NUMBERS, &err) == 0, "%s", err.msg);
     ds = ct_dataset_open(out, "iris/x", "iris/y", 1.0, &err);
     ck_assert_msg(ds != NULL, "%s", err.msg);
     ck_assert(!ct_dataset_y_is_integer(ds));
@@ -1275,6 +1275,98 @@ START_TEST(test_import_csv)
 }
 END_TEST
 
+
+/* The strings of dataset name in file path. */
+static int read_names(const char *path, const char *name, char out[][16], int max)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) {
+        H5Fclose(f);
+        return -1;
+    }
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), space = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    ck_assert_int_le((int)n, max);
+    char *s[16];
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    ck_assert(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s) >= 0);
+    for (hsize_t i = 0; i < n; i++) {
+        snprintf(out[i], 16, "%s", s[i]);
+        free(s[i]);
+    }
+    H5Tclose(type);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+    return (int)n;
+}
+
+/* Categorical columns on request: a column with any text is coded by its sorted
+ * categories (numbers in it by value), as codes or one-hot; a text label column gives
+ * class ids with their names; a later plain import drops the names it no longer has. */
+START_TEST(test_import_csv_categorical)
+{
+    const char *csv = tu_write(dir, "pets.csv",
+                               "size,colour,w,label\n"
+                               "1,red,0.5,cat\n"
+                               "2,blue,1.5,dog\n"
+                               "XL,red ,2.5,cat\n"
+                               "2.0,green,3.5,bird\n");
+    char path[4200], names[16][16];
+    snprintf(path, sizeof path, "%s", csv);
+    const char *out = path_in("pets.h5");
+    ct_error err = {0};
+    ck_assert_int_eq(ct_data_import_csv(path, out, "g", -1, true, CT_CSV_NUMBERS, &err), -1);
+    ck_assert_msg(strstr(err.msg, "pets.csv:3:1: 'XL'") || strstr(err.msg, ":2:3: 'red'"), "%s",
+                  err.msg);
+    ck_assert_msg(ct_data_import_csv(path, out, "g", -1, true, CT_CSV_ONEHOT, &err) == 0, "%s",
+                  err.msg);
+    ct_dataset *ds = ct_dataset_open(out, "g/x", "g/y", 1.0, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).dim[0], 7); /* 3 sizes, 3 colours, w */
+    ck_assert(ct_dataset_y_is_integer(ds));
+    float x[28], y[4];
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 4, x, y, &err), 0);
+    /* sizes sorted: "1" "2" "XL" (2.0 is the value 2); colours: blue green red */
+    const float wx[28] = {1, 0, 0, 0, 0, 1, 0.5f, 0, 1, 0, 1, 0, 0, 1.5f,
+                          0, 0, 1, 0, 0, 1, 2.5f, 0, 1, 0, 0, 1, 0, 3.5f};
+    const float wy[4] = {1, 2, 1, 0}; /* bird cat dog */
+    for (int i = 0; i < 28; i++)
+        ck_assert_msg(x[i] == wx[i], "x[%d] = %g, expected %g", i, x[i], wx[i]);
+    ck_assert(memcmp(y, wy, sizeof y) == 0);
+    ct_dataset_close(ds);
+    ck_assert_int_eq(read_names(out, "g/classes", names, 16), 3);
+    ck_assert(!strcmp(names[0], "bird") && !strcmp(names[1], "cat") && !strcmp(names[2], "dog"));
+    ck_assert_int_eq(read_names(out, "g/categories_0", names, 16), 3);
+    ck_assert(!strcmp(names[0], "1") && !strcmp(names[1], "2") && !strcmp(names[2], "XL"));
+    ck_assert_int_eq(read_names(out, "g/categories_1", names, 16), 3);
+    ck_assert(!strcmp(names[0], "blue") && !strcmp(names[2], "red"));
+
+    /* Codes: one column per categorical feature. */
+    ck_assert_msg(ct_data_import_csv(path, out, "g", -1, true, CT_CSV_INTEGER, &err) == 0, "%s",
+                  err.msg);
+    ds = ct_dataset_open(out, "g/x", "g/y", 1.0, &err);
+    ck_assert_int_eq(ct_dataset_x_shape(ds).dim[0], 3);
+    ck_assert_int_eq(ct_dataset_read(ds, 0, 4, x, y, &err), 0);
+    const float wc[12] = {0, 2, 0.5f, 1, 0, 1.5f, 2, 2, 2.5f, 1, 1, 3.5f};
+    for (int i = 0; i < 12; i++)
+        ck_assert_msg(x[i] == wc[i], "x[%d] = %g, expected %g", i, x[i], wc[i]);
+    ct_dataset_close(ds);
+
+    /* A plain import into the same group leaves no stale names behind. */
+    csv = tu_write(dir, "plain.csv", "1,2,0\n3,4,1\n");
+    snprintf(path, sizeof path, "%s", csv);
+    ck_assert_msg(ct_data_import_csv(path, out, "g", -1, false, CT_CSV_INTEGER, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_int_eq(read_names(out, "g/classes", names, 16), -1);
+    ck_assert_int_eq(read_names(out, "g/categories_0", names, 16), -1);
+}
+END_TEST
+
 static void expect_csv_error(const char *name, const char *text, int label, bool header,
                              ct_error_code code, const char *fmt)
 {
@@ -1282,7 +1374,7 @@ static void expect_csv_error(const char *name, const char *text, int label, bool
     snprintf(path, sizeof path, "%s", tu_write(dir, name, text));
     snprintf(want, sizeof want, fmt, path);
     ct_error err = {0};
-    ck_assert_int_eq(ct_data_import_csv(path, path_in("csvbad.h5"), "g", label, header, &err), -1);
+    ck_assert_int_eq(ct_data_import_csv(path, path_in("csvbad.h5"), "g", label, header, CT_CSV_NUMBERS, &err), -1);
     ck_assert_int_eq(err.code, code);
     ck_assert_str_eq(err.msg, want);
 }
@@ -1294,7 +1386,8 @@ START_TEST(test_import_csv_errors)
     expect_csv_error("long.csv", "1,2,3\n4,5,6,7\n", -1, false, CT_ERR_DATA,
                      "%s:2: expected 3 columns, found 4");
     expect_csv_error("word.csv", "1,2,3\n4, abc,6\n", -1, false, CT_ERR_DATA,
-                     "%s:2:4: 'abc' is not a number");
+                     "%s:2:4: 'abc' is not a number (for a column of categories, give "
+                     "--categorical integer or onehot)");
     expect_csv_error("hdr.csv", "x,y\n1,2\n", -1, false, CT_ERR_DATA,
                      "%s:1:1: 'x' is not a number (if the first line names the columns, give "
                      "--header to skip it)");
@@ -1948,7 +2041,7 @@ START_TEST(test_stop_request)
     snprintf(out, sizeof out, "%s/stop.h5", dir);
     ct_stop_clear();
     ck_assert_int_eq(ct_dataset_validate(ds, 0, &err), 0);
-    ck_assert_int_eq(ct_data_import_csv(csv, out, "g", -1, false, &err), 0);
+    ck_assert_int_eq(ct_data_import_csv(csv, out, "g", -1, false, CT_CSV_NUMBERS, &err), 0);
     ct_dataset_close(ds);
     ct_stop_set_grace(0.25);
 }
@@ -2381,6 +2474,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_import_idx);
     tcase_add_test(tc, test_import_idx_errors);
     tcase_add_test(tc, test_import_csv);
+    tcase_add_test(tc, test_import_csv_categorical);
     tcase_add_test(tc, test_import_csv_errors);
     suite_add_tcase(s, tc);
 

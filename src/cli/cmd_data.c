@@ -41,10 +41,12 @@ static int import_csv(int argc, char **argv)
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},       {"group", required_argument, NULL, 'g'},
         {"label-column", required_argument, NULL, 'l'}, {"header", no_argument, NULL, 'H'},
-        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
+        {"categorical", required_argument, NULL, 'C'},  {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *out = NULL, *group = "train";
     int label = -1, c;
     bool header = false;
+    ct_csv_categorical cat = CT_CSV_NUMBERS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -59,6 +61,15 @@ static int import_csv(int argc, char **argv)
             break;
         }
         case 'H': header = true; break;
+        case 'C':
+            if (!strcmp(optarg, "integer"))
+                cat = CT_CSV_INTEGER;
+            else if (!strcmp(optarg, "onehot"))
+                cat = CT_CSV_ONEHOT;
+            else
+                return cli_usage("data", "--categorical takes integer or onehot, not '%s'",
+                                 optarg);
+            break;
         case 'h': return cli_command_help("data");
         default: return cli_usage("data", "bad option");
         }
@@ -66,7 +77,7 @@ static int import_csv(int argc, char **argv)
     if (!out || optind != argc - 1)
         return cli_usage("data", "import-csv needs one FILE.csv and -o OUT.h5");
     ct_error err = {0};
-    if (ct_data_import_csv(argv[optind], out, group, label, header, &err) < 0)
+    if (ct_data_import_csv(argv[optind], out, group, label, header, cat, &err) < 0)
         return cli_fail(&err);
     printf("Wrote %s/x and %s/y to %s\n", group, group, out);
     return CLI_OK;
