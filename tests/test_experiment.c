@@ -585,6 +585,78 @@ START_TEST(test_crossentropy_targets)
 }
 END_TEST
 
+
+/* An autoencoder's file: "pix", 8 rows of 6 uint8 values (row r: 10 r + c). */
+static void write_pixels(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ae.h5", dir);
+    uint8_t v[48];
+    for (int i = 0; i < 48; i++)
+        v[i] = (uint8_t)(10 * (i / 6) + i % 6);
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {8, 6};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(f, "pix", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+#define AE_CONFIG                                                                          \
+    "data: {train: {path: ae.h5, x: pix, y: pix}, scale: 0.00392156862745098%s}\n"         \
+    "model: {input_shape: [6], layers: [{type: dense, units: 6, activation: sigmoid}]}\n"   \
+    "compile: {optimizer: adam, loss: %s}\n"
+
+/* Targets are scaled by data.target_scale (float targets only), and x and y naming one
+ * dataset with different scales is a warning that gives the scale to set. */
+START_TEST(test_target_scale)
+{
+    char *dir = tu_tmpdir(), text[1024];
+    write_pixels(dir);
+    snprintf(text, sizeof text, AE_CONFIG, "", "binary_crossentropy");
+    tu_write(dir, "ae.yaml", text);
+    ct_experiment *ex = load_in(dir, "ae.yaml");
+    ck_assert_msg(ex->model->warnings &&
+                  strstr(ex->model->warnings, "ae.yaml:1:53: data.train: x and y are both "
+                                              "'pix', but x is scaled by 0.00392157 and y by 1") &&
+                  strstr(ex->model->warnings, "set data.target_scale: 0.00392156863"),
+                  "%s", ex->model->warnings ? ex->model->warnings : "(no warning)");
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_check_data(ex, &err), -1); /* 0..75 for a [0, 1] loss */
+    ct_experiment_free(ex);
+
+    snprintf(text, sizeof text, AE_CONFIG, ", target_scale: 0.00392157", "binary_crossentropy");
+    tu_write(dir, "ae.yaml", text);
+    ex = load_in(dir, "ae.yaml");
+    ck_assert_msg(!ex->model->warnings, "%s", ex->model->warnings);
+    ck_assert_msg(ct_experiment_check_data(ex, &err) == 0, "%s", err.msg);
+    ct_dataset *ds = ct_experiment_open_source(ex, &ex->train, "data.train", false, &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    float x[12], y[12];
+    ck_assert_int_eq(ct_dataset_read(ds, 7, 1, x, y, &err), 0);
+    for (int c = 0; c < 6; c++) {
+        ck_assert_float_eq(x[c], (float)(70 + c) * (float)0.00392156862745098);
+        ck_assert_float_eq(y[c], (float)(70 + c) * (float)0.00392157);
+    }
+    ct_dataset_close(ds);
+    ct_experiment_free(ex);
+
+    /* Class indices are never scaled. */
+    snprintf(text, sizeof text, AE_CONFIG, ", target_scale: {dense: 0.5}",
+             "sparse_categorical_crossentropy");
+    tu_write(dir, "ae.yaml", text);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/ae.yaml", dir);
+    ck_assert_ptr_null(ct_experiment_load(p, NULL, 0, &err));
+    ck_assert_msg(strstr(err.msg, "ae.yaml:1:96: data.target_scale: the loss "
+                                  "sparse_categorical_crossentropy of output 'dense' takes "
+                                  "class indices, which are never scaled"), "%s", err.msg);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_determinism)
 {
     char *dir = blob_dir(7);
@@ -1912,6 +1984,7 @@ static Suite *suite(void)
     tcase_add_test(c, test_summary_mlp);
     tcase_add_test(c, test_from_logits_warning);
     tcase_add_test(c, test_crossentropy_targets);
+    tcase_add_test(c, test_target_scale);
     tcase_add_test(c, test_metric_on_last_axis);
     suite_add_tcase(s, c);
     TCase *t = tcase_create("training");

@@ -44,7 +44,8 @@ typedef struct member {
     bool integer;
     bool is_signed;    /* integer types */
     size_t bytes;      /* stored element size */
-    double scale;      /* applied when read: x's own, 1 for y and for token ids */
+    double scale;      /* applied when read: x's own, y's target scale (1 for class
+                        * labels), 1 for token ids */
     bool read_later;   /* a loader reads every value after validation (see data.h) */
     int64_t token_ids; /* > 0: token ids, integers in [0, token_ids) */
     char *token_user;  /* the layer that reads them, for messages */
@@ -553,6 +554,12 @@ int ct_dataset_set_token_ids(ct_dataset *ds, int i, int64_t ids, const char *use
     mb->token_ids = ids;
     mb->scale = 1.0;
     return 0;
+}
+
+void ct_dataset_set_y_scale(ct_dataset *ds, int j, double scale)
+{
+    if (j >= 0 && j < ds->ny)
+        ds->m[ds->nx + j].scale = scale;
 }
 
 const char *ct_dataset_x_name_at(const ct_dataset *ds, int i)

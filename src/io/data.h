@@ -3,7 +3,8 @@
  * A ct_dataset is a table of HDF5 datasets in one file, one per model input (x members)
  * and one per output (y members, possibly none), all with the same rows along axis 0.
  * x may be float32, float64 or any integer type; each x member is converted to float and
- * multiplied by its own scale when read. y holds integer labels or float targets.
+ * multiplied by its own scale when read. y holds integer labels or float targets (which
+ * may be scaled too).
  * A ct_loader serves batches from a subset of a dataset's rows, the same rows in the same
  * order for every member. If the subset fits in `memory_limit` bytes it is read once into
  * memory (integer data of one or two bytes, such as images, is kept in its stored type and
@@ -61,6 +62,10 @@ bool ct_dataset_y_is_integer_at(const ct_dataset *ds, int j);
  * Fails, naming the dataset and user, when the member is not stored as an integer type. */
 int ct_dataset_set_token_ids(ct_dataset *ds, int i, int64_t ids, const char *user,
                              ct_error *err);
+
+/* Multiplies y member j's values by scale when read (float targets: an autoencoder's
+ * targets scaled as its inputs are); before any read or validation. */
+void ct_dataset_set_y_scale(ct_dataset *ds, int j, double scale);
 
 /* Member 0 of each. */
 ct_shape ct_dataset_x_shape(const ct_dataset *ds);

@@ -120,38 +120,56 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
     return 0;
 }
 
-/* data.scale: one number for every input, or a map from input names to numbers (the
- * inputs it does not name are not scaled). */
-static int read_scale(ct_experiment *ex, ct_node *data, ct_error *err)
+/* data.scale (inputs) or data.target_scale (outputs): one number for every member, or a map
+ * from input (output) names to numbers (the members it does not name are not scaled). */
+static int read_scales(ct_node *data, const char *key, int count, const char *const *names,
+                       double *out, ct_error *err)
 {
-    const ct_model *m = ex->model;
-    ct_node *v = ct_map_get(data, "scale");
+    ct_node *v = ct_map_get(data, key);
     for (int k = 0; k < CT_MAX_IO; k++)
-        ex->scale[k] = 1.0;
+        out[k] = 1.0;
     if (!v || v->type != CT_NODE_MAP) {
-        if (ct_cfg_float(data, "scale", 1.0, -1e30, 1e30, &ex->scale[0], err) < 0)
+        if (ct_cfg_float(data, key, 1.0, -1e30, 1e30, &out[0], err) < 0)
             return -1;
-        for (int k = 1; k < m->ninputs; k++)
-            ex->scale[k] = ex->scale[0];
+        for (int k = 1; k < count; k++)
+            out[k] = out[0];
         return 0;
     }
     const char *allowed[CT_MAX_IO + 1];
-    for (int k = 0; k < m->ninputs; k++)
-        allowed[k] = m->input_names[k];
-    allowed[m->ninputs] = NULL;
-    if (ct_cfg_check_keys(v, allowed, "data.scale", err) < 0)
+    for (int k = 0; k < count; k++)
+        allowed[k] = names[k];
+    allowed[count] = NULL;
+    char where[32];
+    snprintf(where, sizeof where, "data.%s", key);
+    if (ct_cfg_check_keys(v, allowed, where, err) < 0)
         return -1;
-    for (int k = 0; k < m->ninputs; k++)
-        if (ct_map_get(v, m->input_names[k]) &&
-            ct_cfg_float(v, m->input_names[k], 1.0, -1e30, 1e30, &ex->scale[k], err) < 0)
+    for (int k = 0; k < count; k++)
+        if (ct_map_get(v, names[k]) &&
+            ct_cfg_float(v, names[k], 1.0, -1e30, 1e30, &out[k], err) < 0)
             return -1;
     return 0;
 }
 
+static int read_scale(ct_experiment *ex, ct_node *data, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    const char *ins[CT_MAX_IO], *outs[CT_MAX_IO];
+    for (int k = 0; k < m->ninputs; k++)
+        ins[k] = m->input_names[k];
+    for (int k = 0; k < m->noutputs; k++)
+        outs[k] = m->output_names[k];
+    return read_scales(data, "scale", m->ninputs, ins, ex->scale, err) < 0 ||
+                   read_scales(data, "target_scale", m->noutputs, outs, ex->target_scale,
+                               err) < 0
+               ? -1
+               : 0;
+}
+
 static int read_data(ct_experiment *ex, ct_error *err)
 {
-    static const char *const keys[] = {"train", "test", "validation", "validation_split",
-                                       "split", "scale", "memory_limit_mb", NULL};
+    static const char *const keys[] = {"train",         "test",  "validation",
+                                       "validation_split", "split", "scale",
+                                       "target_scale",  "memory_limit_mb", NULL};
     static const char *const splits[] = {"last", "shuffled", NULL};
     ct_node *data = ct_map_get(ex->root, "data");
     if (!data)
@@ -429,6 +447,53 @@ static int keras_fit_habits(const ct_node *f, ct_error *err)
     return 0;
 }
 
+/* The node of data.target_scale that sets output k's scale. */
+static const ct_node *target_scale_node(const ct_experiment *ex, int k)
+{
+    const ct_node *v = ct_map_get(ct_map_get(ex->root, "data"), "target_scale");
+    const ct_node *named = v && v->type == CT_NODE_MAP
+                               ? ct_map_get((ct_node *)v, ex->model->output_names[k])
+                               : NULL;
+    return named ? named : v;
+}
+
+/* x i and y k of one source that name the same dataset (an autoencoder's) but are scaled
+ * differently train the model to map scaled inputs to unscaled copies: say so. */
+static int warn_scale_mismatch(ct_experiment *ex, const ct_source *src, const char *role)
+{
+    const ct_model *m = ex->model;
+    for (int i = 0; src->given && i < m->ninputs; i++)
+        for (int k = 0; k < m->noutputs; k++) {
+            /* within rounding of a scale written with fewer digits (1/255 as 0.00392157) */
+            if (!src->x[i] || !src->y[k] || strcmp(src->x[i], src->y[k]) ||
+                fabs(ex->scale[i] - ex->target_scale[k]) <= 1e-6 * fabs(ex->scale[i]))
+                continue;
+            const ct_node *at = ct_map_get(ct_map_get(ex->root, "data"), "scale");
+            if (ct_model_warn(ex->model, at ? at : src->node, "%s: x and y are both '%s', but "
+                              "x is scaled by %g and y by %g, so the model learns to give the "
+                              "unscaled values back; set data.target_scale: %.9g to compare "
+                              "like with like", role, src->x[i], ex->scale[i],
+                              ex->target_scale[k], ex->scale[i]) < 0)
+                return -1;
+        }
+    return 0;
+}
+
+/* Class indices are never scaled; float targets may be, as inputs are. */
+static int check_target_scale(ct_experiment *ex, ct_error *err)
+{
+    for (int k = 0; k < ex->model->noutputs; k++)
+        if (ex->target_scale[k] != 1.0 && ex->loss[k].kind->sparse_labels)
+            return ct_node_err(err, target_scale_node(ex, k), "data.target_scale: the loss %s "
+                               "of output '%s' takes class indices, which are never scaled",
+                               ex->loss[k].kind->name, ex->model->output_names[k]);
+    if (warn_scale_mismatch(ex, &ex->train, "data.train") < 0 ||
+        warn_scale_mismatch(ex, &ex->validation, "data.validation") < 0 ||
+        warn_scale_mismatch(ex, &ex->test, "data.test") < 0)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
 static int read_fit(ct_experiment *ex, ct_error *err)
 {
     static const char *const keys[] = {"epochs", "batch_size", "shuffle", "validation_freq",
@@ -545,7 +610,7 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
     ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, ex->conv_algo,
                                       err);
     if (!ex->model || read_data(ex, err) < 0 || read_compile(ex, err) < 0 ||
-        read_fit(ex, err) < 0)
+        check_target_scale(ex, err) < 0 || read_fit(ex, err) < 0)
         return -1;
     budget.batch = ex->batch_size;
     budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
@@ -772,9 +837,11 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
     if (mark_token_inputs(ex, ds, role, err) < 0)
         goto fail;
     int64_t nclasses[CT_MAX_IO] = {0};
-    for (int k = 0; k < ny; k++)
+    for (int k = 0; k < ny; k++) {
         if (check_targets(ex, ds, k, role, nclasses, err) < 0)
             goto fail;
+        ct_dataset_set_y_scale(ds, k, ex->loss[k].kind->sparse_labels ? 1.0 : ex->target_scale[k]);
+    }
     if (will_load)
         ct_dataset_will_load(ds);
     if (ct_dataset_check_chunks(ds, ex->memory_limit, err) < 0 ||

@@ -44,6 +44,7 @@ struct ct_experiment {
     double validation_split;
     ct_split_mode split_mode;
     double scale[CT_MAX_IO]; /* per model input */
+    double target_scale[CT_MAX_IO]; /* per model output (data.target_scale) */
     size_t memory_limit;     /* bytes */
     /* model and compile */
     ct_model *model;
