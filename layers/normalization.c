@@ -233,7 +233,7 @@ static void batch_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     int64_t n = x->rows * s->spatial, c = s->c;
     const float *gamma = param_value(l, s->gamma_idx), *beta = param_value(l, s->beta_idx);
     float *mm = l->params[s->mean_idx].value, *mv = l->params[s->var_idx].value;
-    if (!pass->training) {
+    if (!pass->training || l->frozen) { /* frozen: inference mode, as Keras */
         be->batchnorm_infer(x->data, y->data, n, c, gamma, beta, (float)s->epsilon, mm, mv,
                             l->fused_relu);
         return;
@@ -291,7 +291,7 @@ static void batch_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *co
     ct_tensor *dx = dxs[0];
     const norm_state *s = l->state;
     int64_t n = x->rows * s->spatial, c = s->c;
-    if (!pass->training) {
+    if (!pass->training || l->frozen) {
         if (l->fused_relu) /* dy through the relu first */
             l->be->bias_act_backward((ct_act){.kind = CT_ACT_RELU}, y->data, dy->data, NULL,
                                      n, c);

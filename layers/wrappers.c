@@ -90,6 +90,10 @@ static int inner_config(const ct_layer *l, ct_node *cfg, ct_node **out,
         return ct_layer_err_at(err, l, ct_map_get(v, "inputs"),
                                "the wrapped layer takes the wrapper's input; give inputs "
                                "to the wrapper");
+    if (ct_map_get(v, "trainable"))
+        return ct_layer_err_at(err, l, ct_map_get(v, "trainable"),
+                               "the wrapped layer's weights are the wrapper's; give trainable "
+                               "to the wrapper");
     bool states = *kind == &ct_layer_lstm || *kind == &ct_layer_gru ||
                   *kind == &ct_layer_simple_rnn; /* its other inputs: initial states */
     if (((*kind)->min_inputs || (*kind)->max_inputs) && !states)

@@ -602,7 +602,7 @@ START_TEST(test_errors)
              "(MultiHeadAttention) (did you mean 'use_causal_mask'?); known keys: num_heads, "
              "key_dim, value_dim, dropout, use_bias, output_shape, attention_axes, "
              "kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, "
-             "use_causal_mask, type, name, inputs");
+             "use_causal_mask, type, name, inputs, trainable");
 }
 END_TEST
 

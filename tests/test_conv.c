@@ -1108,7 +1108,7 @@ START_TEST(test_conv_errors)
              "layer.yaml:5:3: unknown key 'kernel_size_' in layer 'conv2d' (Conv2D) (did you "
              "mean 'kernel_size'?); known keys: filters, kernel_size, strides, padding, "
              "data_format, dilation_rate, groups, activation, use_bias, kernel_initializer, "
-             "bias_initializer, kernel_regularizer, bias_regularizer, type, name, inputs");
+             "bias_initializer, kernel_regularizer, bias_regularizer, type, name, inputs, trainable");
     lt_fails("{type: conv2d, filters: 3, kernel_size: 3}", 2, in1, "conv2d",
              "layer.yaml:1:1: layer 'conv2d' (Conv2D): expects a 4-D input (batch, height, "
              "width, channels), got (None, 7, 3)");
@@ -1223,7 +1223,7 @@ START_TEST(test_depthwise_layer)
              "layer.yaml:4:3: unknown key 'filters' in layer 'depthwise_conv2d' "
              "(DepthwiseConv2D); known keys: kernel_size, strides, padding, depth_multiplier, "
              "data_format, dilation_rate, activation, use_bias, depthwise_initializer, "
-             "bias_initializer, depthwise_regularizer, bias_regularizer, type, name, inputs");
+             "bias_initializer, depthwise_regularizer, bias_regularizer, type, name, inputs, trainable");
     lt_fails("layer:\n  type: depthwise_conv2d\n  kernel_size: 9\n", 3, in, "dw",
              "layer.yaml:2:3: layer 'dw' (DepthwiseConv2D): a 9x9 kernel with padding 'valid' "
              "does not fit the input (None, 7, 5, 3)");

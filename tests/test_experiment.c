@@ -17,6 +17,7 @@
 
 #include "data.h"
 #include "experiment.h"
+#include "graph.h"
 #include "model.h"
 #include "blobs.h"
 #include "testutil.h"
@@ -653,6 +654,105 @@ START_TEST(test_target_scale)
     ck_assert_msg(strstr(err.msg, "ae.yaml:1:96: data.target_scale: the loss "
                                   "sparse_categorical_crossentropy of output 'dense' takes "
                                   "class indices, which are never scaled"), "%s", err.msg);
+    free(dir);
+}
+END_TEST
+
+
+/* A model of dense layers (the middle one's key `mid`, then a batch normalization with
+ * `bn`), trained for `epochs` epochs of one batch of plain SGD on the blobs (0: only
+ * planned, its initial weights filled). */
+static ct_experiment *fit_frozen(const char *dir, const char *run, const char *first,
+                                 const char *mid, const char *bn, int epochs)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: frozen\nseed: 3\ndata: {train: {path: train.h5}}\n"
+             "model:\n  input_shape: [8]\n  layers:\n"
+             "    - {type: dense, units: 16, activation: tanh%s}\n"
+             "    - {type: dense, units: 12, activation: tanh%s}\n"
+             "    - {type: batch_normalization%s}\n"
+             "    - {type: dense, units: 4, activation: softmax}\n"
+             "compile: {optimizer: {type: sgd, learning_rate: 0.1}, "
+             "loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: %d, batch_size: 1000, shuffle: false, verbose: 0}\n",
+             first, mid, bn, epochs ? epochs : 1);
+    tu_write(dir, "frozen.yaml", text);
+    ct_experiment *ex = load_in(dir, "frozen.yaml");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    ct_error err = {0};
+    if (epochs) /* else only the initial weights */
+        fit_into(ex, path);
+    else
+        ck_assert_msg(ct_model_plan(ex->model, 32, &err) == 0, "%s", err.msg);
+    return ex;
+}
+
+static void param_copy(const ct_experiment *ex, int layer, int j, float *out)
+{
+    const ct_param *p = &ex->model->layers[layer].params[j];
+    memcpy(out, p->value, (size_t)ct_shape_size(&p->shape) * sizeof *out);
+}
+
+/* Whether every weight of the layer is what it was in `init`. */
+static bool layer_kept(const ct_experiment *ex, const ct_experiment *init, int layer)
+{
+    float a[16 * 16], b[16 * 16];
+    for (int j = 0; j < ex->model->layers[layer].nparams; j++) {
+        param_copy(ex, layer, j, a);
+        param_copy(init, layer, j, b);
+        int64_t n = ct_shape_size(&ex->model->layers[layer].params[j].shape);
+        if (memcmp(a, b, (size_t)n * sizeof *a) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* trainable: false keeps a layer's weights and lets the gradient pass through it to the
+ * layers before: after one step of SGD the first layer's kernel is what it is when nothing
+ * is frozen (same initial weights, same batch). A frozen batch normalization runs in
+ * inference mode (Keras's rule) and keeps its moving statistics; the summary counts frozen
+ * weights as non-trainable; a frozen first layer runs no backward pass at all. */
+START_TEST(test_trainable_false)
+{
+    char *dir = blob_dir(1);
+    const char *off = ", trainable: false";
+    ct_experiment *a = fit_frozen(dir, "a", "", off, "", 1);
+    ct_experiment *b = fit_frozen(dir, "b", "", "", "", 1);
+    ct_experiment *init = fit_frozen(dir, "c", "", off, "", 0);
+    float ka[8 * 16], kb[8 * 16], k0[8 * 16];
+    param_copy(a, 0, 0, ka);
+    param_copy(b, 0, 0, kb);
+    param_copy(init, 0, 0, k0);
+    ck_assert_msg(memcmp(ka, kb, sizeof ka) == 0, "the gradient through a frozen layer "
+                  "differs from the one through a trainable one");
+    ck_assert_msg(memcmp(ka, k0, sizeof ka) != 0, "the first layer did not train");
+    ck_assert(layer_kept(a, init, 1) && !layer_kept(b, init, 1));
+    ck_assert(layer_kept(a, init, 2) == false); /* the batch normalization trains */
+    ct_experiment_free(a);
+    ct_experiment_free(b);
+    ct_experiment_free(init);
+
+    a = fit_frozen(dir, "d", "", "", off, 2);
+    init = fit_frozen(dir, "e", "", "", off, 0);
+    ck_assert(layer_kept(a, init, 2) && !layer_kept(a, init, 1));
+    ck_assert_int_eq(a->model->trainable, 8 * 16 + 16 + 16 * 12 + 12 + 12 * 4 + 4);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ct_experiment_summary(a, f);
+    fclose(f);
+    ck_assert_msg(strstr(text, "Non-trainable params: 48 "), "%s", text);
+    free(text);
+    ct_experiment_free(a);
+    ct_experiment_free(init);
+
+    /* Frozen from the input on: those layers have no backward to run. */
+    a = fit_frozen(dir, "f", off, off, "", 1);
+    ck_assert(!a->model->plan->backprop[0] && !a->model->plan->backprop[1] &&
+              a->model->plan->backprop[2] && a->model->plan->backprop[3]);
+    ct_experiment_free(a);
     free(dir);
 }
 END_TEST
@@ -1991,6 +2091,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fit_synthetic);
     tcase_add_test(t, test_caller_fp_state);
+    tcase_add_test(t, test_trainable_false);
     tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);

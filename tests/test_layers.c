@@ -211,7 +211,7 @@ START_TEST(test_dense_errors)
     lt_fails("layer:\n  type: dense\n  units: 4\n  activaton: relu\n", 1, in1, "dense",
              "layer.yaml:4:3: unknown key 'activaton' in layer 'dense' (Dense) (did you mean "
              "'activation'?); known keys: units, activation, use_bias, kernel_initializer, "
-             "bias_initializer, kernel_regularizer, bias_regularizer, type, name, inputs");
+             "bias_initializer, kernel_regularizer, bias_regularizer, type, name, inputs, trainable");
     lt_fails("layer:\n  type: dense\n  activation: relu\n", 1, in1, "dense",
              "layer.yaml:2:3: layer 'dense' (Dense) needs the key 'units'");
     lt_fails("layer:\n  type: dense\n  units: 0\n", 1, in1, "dense",
@@ -614,7 +614,7 @@ START_TEST(test_dropout_rate_zero_and_errors)
              "got 1.0");
     lt_fails("layer:\n  type: dropout\n  rate: 0.5\n  seed: 3\n", 1, in, "dropout",
              "layer.yaml:4:3: unknown key 'seed' in layer 'dropout' (Dropout); known keys: "
-             "rate, type, name, inputs");
+             "rate, type, name, inputs, trainable");
     lt_fails("layer:\n  type: dropout\n  rate: -0.1\n", 1, in, "dropout",
              "layer.yaml:3:9: layer 'dropout' (Dropout): rate must be at least 0 and below 1, "
              "got -0.1");
@@ -1003,7 +1003,7 @@ START_TEST(test_masking_errors)
              "layer.yaml:1:29: expected a number for 'mask_value', got 'zero'");
     lt_fails("{type: masking, value: 0}", 2, in2, "masking",
              "layer.yaml:1:17: unknown key 'value' in layer 'masking' (Masking); known keys: "
-             "mask_value, type, name, inputs");
+             "mask_value, type, name, inputs, trainable");
 }
 END_TEST
 

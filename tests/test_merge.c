@@ -446,7 +446,7 @@ START_TEST(test_errors)
     mt_fails("{type: dot, axes: 1}", 3, vec3,
              "layer.yaml:1:1: layer 'res' (Dot): takes exactly 2 inputs, got 3");
     mt_fails("{type: add, axis: 1}", 2, vec3,
-             "layer.yaml:1:13: unknown key 'axis' in layer 'res' (Add); known keys: type, name, inputs");
+             "layer.yaml:1:13: unknown key 'axis' in layer 'res' (Add); known keys: type, name, inputs, trainable");
     ct_shape cat[] = {S(2, 3, 4), S(2, 5, 6)};
     mt_fails("{type: concatenate}", 2, cat,
              "layer.yaml:1:1: layer 'res' (Concatenate): inputs 1 and 2 have shapes (None, 3, 4) "

@@ -828,7 +828,7 @@ START_TEST(test_config_errors)
              "layer.yaml:1:29: unknown key 'groups' in layer 'bn' (BatchNormalization); known "
              "keys: axis, momentum, epsilon, center, scale, beta_initializer, "
              "gamma_initializer, moving_mean_initializer, moving_variance_initializer, "
-             "beta_regularizer, gamma_regularizer, type, name, inputs");
+             "beta_regularizer, gamma_regularizer, type, name, inputs, trainable");
     int64_t d0[1] = {0};
     lt_fails("type: batch_normalization", 0, d0, "bn",
              "layer.yaml:1:1: layer 'bn' (BatchNormalization): expects an input with at least "

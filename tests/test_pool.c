@@ -926,7 +926,7 @@ START_TEST(test_config_errors)
     lt_fails("type: max_pooling2d\npool_sise: 2\n", 3, img, "mp",
              "layer.yaml:2:1: unknown key 'pool_sise' in layer 'mp' (MaxPooling2D) (did you "
              "mean 'pool_size'?); known keys: pool_size, strides, padding, data_format, type, "
-             "name, inputs");
+             "name, inputs, trainable");
 }
 END_TEST
 

@@ -607,7 +607,7 @@ START_TEST(test_config_errors)
              "units, activation, recurrent_activation, use_bias, kernel_initializer, "
              "recurrent_initializer, bias_initializer, unit_forget_bias, kernel_regularizer, "
              "recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout, "
-             "return_sequences, return_state, go_backwards, zero_output_for_mask, type, name, inputs");
+             "return_sequences, return_state, go_backwards, zero_output_for_mask, type, name, inputs, trainable");
     lt_fails("{type: gru, units: 2}", 3, d3, "gru",
              "layer.yaml:1:1: layer 'gru' (GRU): expects an input of shape (timesteps, "
              "features), got (None, 4, 3, 2)");

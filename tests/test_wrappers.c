@@ -433,7 +433,7 @@ START_TEST(test_config_errors)
              "the wrapper's input; give inputs to the wrapper");
     lt_fails("{layer: {type: time_distributed, layer: {type: dense, units: 2}, units: 3}}", 2,
              d2, "td", "layer.yaml:1:66: unknown key 'units' in layer 'td' (TimeDistributed); "
-             "known keys: layer, type, name, inputs");
+             "known keys: layer, type, name, inputs, trainable");
 }
 END_TEST
 

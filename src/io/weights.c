@@ -1058,12 +1058,13 @@ static bool is_recurrent(const ct_layer *l)
 
 static cJSON *layer_json(const ct_layer *l)
 {
-    static const char *const plain[] = {"type", "name", "inputs", NULL};
-    static const char *const attention[] = {"type", "name", "inputs", "use_causal_mask", NULL};
+    static const char *const plain[] = {"type", "name", "inputs", "trainable", NULL};
+    static const char *const attention[] = {"type", "name", "inputs", "trainable",
+                                            "use_causal_mask", NULL};
     const char *const *skip = is_attention(l) ? attention : plain;
     cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
     bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
-              && cJSON_AddBoolToObject(cfg, "trainable", 1)
+              && cJSON_AddBoolToObject(cfg, "trainable", !l->frozen)
               && cJSON_AddStringToObject(cfg, "dtype", "float32")
               && (!l->cfg || l->cfg->type != CT_NODE_MAP || add_entries(cfg, l->cfg, skip, 1));
     if (ok) {

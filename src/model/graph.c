@@ -636,6 +636,23 @@ static int check_shared(const ct_layer *l, ct_error *err)
     return 0;
 }
 
+/* trainable: false (a shared application follows its owner): the layer's parameters are
+ * frozen. Read only where given, so configs keep their shape in check --print. */
+static int read_trainable(ct_layer *l, ct_node *own_cfg, ct_error *err)
+{
+    bool trainable = true;
+    if (ct_map_get(own_cfg, "trainable") &&
+        ct_cfg_bool(own_cfg, "trainable", true, &trainable, err) < 0)
+        return -1;
+    l->frozen = !trainable;
+    for (int j = 0; l->frozen && j < l->nparams; j++)
+        if (l->params[j].trainable) {
+            l->params[j].trainable = false;
+            l->params[j].frozen = true;
+        }
+    return 0;
+}
+
 static int place_layer(graph *gr, int k, int gi, ct_error *err)
 {
     ct_model *m = gr->m;
@@ -672,7 +689,8 @@ static int place_layer(graph *gr, int k, int gi, ct_error *err)
         explain_inputs(m, l, src, err);
         return -1;
     }
-    if ((l->shared ? check_shared(l, err) : 0) || ct_model_check_layer_sizes(l, err))
+    if ((l->shared ? check_shared(l, err) : 0) || ct_model_check_layer_sizes(l, err) ||
+        read_trainable(l, own_cfg, err) < 0)
         return -1;
     m->more_at[k] = l->noutputs > 1 ? m->ntensors : -1;
     for (int o = 1; o < l->noutputs; o++) {

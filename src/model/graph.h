@@ -37,6 +37,9 @@ struct ct_plan {
     int ntmp;
     ct_grad_sum *sums;         /* ntmp sums, in the order they run */
     ct_tensor loss_grad[CT_MAX_IO]; /* where output k's loss writes (data NULL: nowhere) */
+    /* per layer: its backward runs (it has trainable parameters, or an input whose
+     * gradient some trainable layer needs); a frozen base's layers have none to run */
+    bool *backprop;
 };
 
 /* training false: forward only (no gradient buffers; activations shared by lifetime). */

@@ -5,7 +5,7 @@
 
 #include "layer.h"
 
-/* Generous bound on a kind's own keys; the array below adds "type", "name" and NULL. */
+/* Generous bound on a kind's own keys; the array below adds the shared keys and NULL. */
 #define CT_LAYER_MAX_KEYS 60
 
 void ct_layer_describe(const ct_layer *l, char *buf, size_t n)
@@ -16,7 +16,7 @@ void ct_layer_describe(const ct_layer *l, char *buf, size_t n)
 int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const *keys,
                         ct_error *err)
 {
-    const char *allowed[CT_LAYER_MAX_KEYS + 3];
+    const char *allowed[CT_LAYER_MAX_KEYS + 5];
     int n = 0;
     for (; keys && keys[n]; n++) {
         if (n == CT_LAYER_MAX_KEYS)
@@ -25,7 +25,8 @@ int ct_layer_check_keys(const ct_layer *l, const ct_node *cfg, const char *const
     }
     allowed[n++] = "type";
     allowed[n++] = "name";
-    allowed[n++] = "inputs"; /* read by the model */
+    allowed[n++] = "inputs";    /* read by the model */
+    allowed[n++] = "trainable"; /* read by the model */
     allowed[n] = NULL;
     char what[CT_NAME_MAX + 80];
     ct_layer_describe(l, what, sizeof what);

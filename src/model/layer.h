@@ -28,8 +28,11 @@ typedef struct ct_param {
     ct_init init;
     ct_regularizer reg;
     bool trainable;
+    bool frozen;          /* of a layer with trainable: false: not trainable, but its layer
+                           * still writes a gradient (to scratch the optimizer never reads) */
     int64_t offset;       /* floats from the start of the model's block */
-    float *value, *grad;  /* set by the planner; grad is NULL for non-trainable params */
+    float *value, *grad;  /* set by the planner; grad is NULL for the other non-trainable
+                           * params (a batch normalization's moving statistics) */
 } ct_param;
 
 /* What the current pass is. */
@@ -144,6 +147,9 @@ struct ct_layer {
      * values are that layer's, and its gradients are added into that layer's. NULL for a
      * layer of its own. */
     const ct_layer *shared;
+    /* trainable: false in the config (Keras's layer.trainable = False): the parameters are
+     * not trained, and a batch normalization runs in inference mode, as in Keras. */
+    bool frozen;
     /* The convolution algorithm the experiment asks for (backend.conv_algorithm), set
      * before build; and how the layer computes, named by build for --profile (a static
      * string such as "direct", or NULL). */

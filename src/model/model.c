@@ -49,7 +49,13 @@ static int layout_params(ct_model *m, ct_error *err)
         for (int j = 0; m->layers[i].shared && j < m->layers[i].nparams; j++)
             if (m->layers[i].params[j].trainable)
                 m->shadow += ct_shape_size(&m->layers[i].params[j].shape);
-    int64_t ngrads = m->trainable + m->shadow;
+    /* Frozen parameters' gradients (written by their layers, read by no one) last. */
+    int64_t frozen = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++)
+            if (m->layers[i].params[j].frozen)
+                frozen += ct_shape_size(&m->layers[i].params[j].shape);
+    int64_t ngrads = m->trainable + m->shadow + frozen;
     m->values = m->be->alloc((size_t)(m->size ? m->size : 1) * sizeof(float));
     m->grads = m->be->alloc((size_t)(ngrads ? ngrads : 1) * sizeof(float));
     if (!m->values || !m->grads)
@@ -71,6 +77,15 @@ static int layout_params(ct_model *m, ct_error *err)
             at += p->trainable ? ct_shape_size(&p->shape) : 0;
         }
     }
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++) {
+            ct_param *p = &m->layers[i].params[j];
+            if (p->frozen) {
+                p->grad = m->grads + at;
+                at += ct_shape_size(&p->shape);
+            }
+        }
+    m->frozen_grads = frozen;
     return 0;
 }
 
@@ -151,7 +166,7 @@ static layer_need need_of(const ct_layer *l, const ct_model_budget *b)
         const ct_param *p = &l->params[j];
         double size = (double)ct_shape_size(&p->shape);
         n.count += ct_shape_size(&p->shape);
-        n.params += 4 * size * (p->trainable ? 2 : 1);
+        n.params += 4 * size * (p->trainable || p->frozen ? 2 : 1);
         n.state += p->trainable ? 4 * size * b->opt_slots : 0;
     }
     if (!ct_layer_is_view(l))
@@ -335,7 +350,7 @@ static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
     if (ct_plan_make(m, max_batch, training, err) < 0)
         return -1;
     /* Layers that reach no output are never computed; their gradients stay zero. */
-    m->be->fill(m->grads, m->trainable + m->shadow, 0.0f);
+    m->be->fill(m->grads, m->trainable + m->shadow + m->frozen_grads, 0.0f);
     m->max_batch = max_batch;
     m->planned_training = training;
     return 0;
@@ -445,7 +460,8 @@ static void regularize(const ct_model *m, bool with_grad, double weight, double 
 {
     for (int k = 0; k < m->nparams; k++) {
         const ct_param *p = m->params[k];
-        if (p->reg.l1 == 0 && p->reg.l2 == 0)
+        /* Keras counts the regularizers of trainable weights only */
+        if ((p->reg.l1 == 0 && p->reg.l2 == 0) || p->frozen)
             continue;
         m->be->regularize(p->value, with_grad ? p->grad : NULL, ct_shape_size(&p->shape),
                           p->reg.l1, p->reg.l2, weight, penalty);
@@ -467,7 +483,7 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
     run_sums(m, &next, m->nlayers); /* an output whose gradient two losses write */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         ct_layer *l = &m->layers[i];
-        if (ct_layer_is_view(l) || !m->live[i])
+        if (ct_layer_is_view(l) || !m->live[i] || !pl->backprop[i])
             continue;
         double t0 = m->profile ? ct_now() : 0;
         l->kind->backward(l, pass, pl->x + pl->xat[i], l->ninputs, &m->out[i], &m->dout[i],

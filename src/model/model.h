@@ -56,6 +56,7 @@ typedef struct ct_model {
     ct_param **params;         /* nparams pointers into the layers, block order */
     int64_t size, trainable;   /* floats in the block; the first `trainable` are trainable */
     int64_t shadow;            /* gradient floats of shared applications, after trainable */
+    int64_t frozen_grads;      /* gradient floats of frozen parameters, after shadow */
     float *values, *grads;     /* size / trainable + shadow floats, backend memory */
     /* Planned buffers: inputs[k] is input k's batch (set by the caller), out[t] tensor t
      * (ntensors of them), dout[t] its gradient (NULL data when none is needed). */

@@ -42,6 +42,7 @@ typedef struct planner {
     int nspans;
     int *tmp_span;        /* per temporary: its span */
     int *aspan;           /* inference: per tensor, its span (forward steps), or -1 */
+    bool *wants;          /* training: per tensor, whether its gradient is needed */
 } planner;
 
 static int step_of(const ct_model *m, int layer) { return m->nlayers - 1 - layer; }
@@ -170,7 +171,7 @@ static void plan_writes(planner *p, edges *e, int *ntmp)
         for (int k = 0; k < m->layers[i].ninputs; k++) {
             ct_source_id s = m->sources[i][k];
             e->dx_tmp[at + k] = -2;
-            if (s < 0 || p->root[s] < 0)
+            if (s < 0 || p->root[s] < 0 || !p->wants[s])
                 continue;
             int t = writer(p, s, step_of(m, i), ntmp);
             e->dx_tmp[at + k] = t;
@@ -197,7 +198,8 @@ static int plan_alloc_lists(ct_model *m, ct_error *err)
     int nedges = pl->xat[m->nlayers];
     pl->x = calloc((size_t)nedges + 1, sizeof *pl->x);
     pl->dx = calloc((size_t)nedges + 1, sizeof *pl->dx);
-    if (!pl->x || !pl->dx)
+    pl->backprop = calloc((size_t)m->nlayers + 1, sizeof *pl->backprop);
+    if (!pl->x || !pl->dx || !pl->backprop)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     return 0;
 }
@@ -209,6 +211,7 @@ void ct_plan_free(ct_model *m)
         return;
     free(pl->x);
     free(pl->dx);
+    free(pl->backprop);
     free(pl->xat);
     free(pl->sums);
     free(pl->tmp);
@@ -381,6 +384,7 @@ static void work_free(plan_work *w)
     free(w->p.spans);
     free(w->p.tmp_span);
     free(w->p.aspan);
+    free(w->p.wants);
     free(w->e.dx_tmp);
     free(w->e.tmp_into);
     free(w->e.tmp_src);
@@ -400,6 +404,7 @@ static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
     w->p.spans = calloc(spans, sizeof *w->p.spans);
     w->p.tmp_span = calloc(spans, sizeof *w->p.tmp_span);
     w->p.aspan = malloc(n * sizeof *w->p.aspan);
+    w->p.wants = calloc(n, sizeof *w->p.wants);
     w->e.dx_tmp = calloc(edges + 1, sizeof *w->e.dx_tmp);
     w->e.tmp_into = calloc(spans, sizeof *w->e.tmp_into);
     w->e.tmp_src = calloc(spans, sizeof *w->e.tmp_src);
@@ -409,7 +414,7 @@ static int work_alloc(plan_work *w, const ct_model *m, ct_error *err)
     w->slot_at = calloc(spans, sizeof *w->slot_at);
     if (!w->p.root || !w->p.written || !w->p.gspan || !w->p.spans || !w->p.tmp_span ||
         !w->e.dx_tmp || !w->e.tmp_into || !w->e.tmp_src || !w->e.tmp_after ||
-        !w->lay.slot_size || !w->lay.slot_end || !w->slot_at || !w->p.aspan)
+        !w->lay.slot_size || !w->lay.slot_end || !w->slot_at || !w->p.aspan || !w->p.wants)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         w->p.gspan[i] = w->p.aspan[i] = -1;
@@ -445,6 +450,31 @@ static void plan_activations(planner *p, edges *e)
         e->loss_tmp[k] = -2;
 }
 
+static bool has_trainable(const ct_layer *l)
+{
+    for (int j = 0; j < l->nparams; j++)
+        if (l->params[j].trainable)
+            return true;
+    return false;
+}
+
+/* A tensor's gradient is needed where a trainable parameter lies at or before its layer:
+ * the layers of a frozen base that starts the model run no backward and get no gradient
+ * buffers. Model outputs always get their loss's gradient. Layers come in graph order. */
+static void find_wanted(const ct_model *m, bool *wants, bool *backprop)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        bool w = has_trainable(l) || (l->shared && has_trainable(l->shared));
+        for (int k = 0; k < l->ninputs && !w; k++)
+            w = m->sources[i][k] >= 0 && wants[m->sources[i][k]];
+        backprop[i] = w;
+        wants[i] = w;
+        for (int o = 1; o < l->noutputs; o++)
+            wants[m->more_at[i] + o - 1] = w;
+    }
+}
+
 static void find_roots(const ct_model *m, int *root)
 {
     for (int t = m->nlayers; t < m->ntensors; t++)
@@ -464,8 +494,10 @@ int ct_plan_make(ct_model *m, int64_t max_batch, bool training, ct_error *err)
     if (plan_alloc_lists(m, err) < 0 || work_alloc(&w, m, err) < 0)
         goto done;
     find_roots(m, w.p.root);
-    if (training)
+    if (training) {
+        find_wanted(m, w.p.wants, m->plan->backprop);
         plan_writes(&w.p, &w.e, &ntmp);
+    }
     else
         plan_activations(&w.p, &w.e);
     struct ct_plan *pl = m->plan;
