@@ -85,6 +85,9 @@ typedef struct ct_fit_options {
     FILE *out;             /* progress output; NULL means stdout */
     bool profile;          /* print time per layer, data loading and optimizer after the run */
     const char *resume;    /* a run directory or checkpoint file to continue from, or NULL */
+    /* A weights file to start from (fine-tuning), or NULL: model.weights. Layers are
+     * matched by name and shape; a resumed run ignores it. */
+    const char *initial_weights;
 } ct_fit_options;
 
 /* Asks a running ct_experiment_fit to stop after its current batch: it writes a

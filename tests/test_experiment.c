@@ -757,6 +757,83 @@ START_TEST(test_trainable_false)
 }
 END_TEST
 
+
+/* Fine-tuning: model.weights starts a fit from another run's weights, layer by layer by
+ * name and shape; a frozen base keeps them exactly, a head of another shape keeps its
+ * initial values, the report says which is which, and a file with nothing for the model is
+ * an error before the run directory is touched. */
+START_TEST(test_initial_weights)
+{
+    char *dir = blob_dir(2), text[2048], run[4200];
+    const char *layers = "model:\n  input_shape: [8]\n%s  layers:\n"
+                         "    - {name: f1, type: dense, units: 16, activation: tanh%s}\n"
+                         "    - {name: f2, type: dense, units: 8, activation: tanh%s}\n"
+                         "    - {name: head, type: dense, units: %d, activation: softmax}\n";
+    char model[1024];
+    snprintf(model, sizeof model, layers, "", "", "", 4);
+    snprintf(text, sizeof text, "name: base\nseed: 1\ndata: {train: {path: train.h5}}\n%s"
+             "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: 2, batch_size: 100, verbose: 0}\n", model);
+    tu_write(dir, "base.yaml", text);
+    ct_experiment *base = load_in(dir, "base.yaml");
+    snprintf(run, sizeof run, "%s/base", dir);
+    fit_into(base, run);
+
+    snprintf(model, sizeof model, layers, "  weights: base/weights.h5\n", ", trainable: false",
+             ", trainable: false", 6);
+    snprintf(text, sizeof text, "name: tune\nseed: 9\ndata: {train: {path: train.h5}}\n%s"
+             "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: 2, batch_size: 100}\n", model);
+    tu_write(dir, "tune.yaml", text);
+    ct_experiment *tune = load_in(dir, "tune.yaml");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    snprintf(run, sizeof run, "%s/tune", dir);
+    ct_fit_options o = {.run_dir = run, .verbose = 2, .out = f};
+    ct_error err = {0};
+    int rc = ct_experiment_fit(tune, &o, &err);
+    fclose(f);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_msg(strstr(out, "base/weights.h5, by layer name:\n  f1 ") &&
+                  strstr(out, "  f2                   loaded\n") &&
+                  strstr(out, "  head                 skipped, keeps its initial values: "
+                              "layer 'head' (Dense): weight 'kernel'") &&
+                  strstr(out, "has shape (8, 4) but the model expects (8, 6)"), "%s", out);
+    free(out);
+    for (int layer = 0; layer < 2; layer++)
+        for (int j = 0; j < 2; j++) {
+            const ct_param *a = &base->model->layers[layer].params[j];
+            const ct_param *b = &tune->model->layers[layer].params[j];
+            ck_assert_msg(memcmp(a->value, b->value,
+                                 (size_t)ct_shape_size(&a->shape) * sizeof(float)) == 0,
+                          "frozen %s/%s differs from the base's", a->name, b->name);
+        }
+    ct_experiment_free(tune);
+
+    /* A file with nothing for this model (other names): an error listing the layers. */
+    snprintf(text, sizeof text, "name: other\nseed: 9\ndata: {train: {path: train.h5}}\n"
+             "model: {input_shape: [8], weights: base/weights.h5, layers: "
+             "[{name: g, type: dense, units: 4, activation: softmax}]}\n"
+             "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: 1, verbose: 0}\n");
+    tu_write(dir, "other.yaml", text);
+    ct_experiment *other = load_in(dir, "other.yaml");
+    snprintf(run, sizeof run, "%s/other", dir);
+    ct_fit_options o2 = {.run_dir = run, .verbose = 0};
+    ck_assert_int_eq(ct_experiment_fit(other, &o2, &err), -1);
+    ck_assert_msg(strstr(err.msg, "initial weights: ") &&
+                  strstr(err.msg, "has no weights for any layer of the model") &&
+                  strstr(err.msg, "  g                    not in the file") &&
+                  strstr(err.msg, "  f1                   in the file only"), "%s", err.msg);
+    struct stat st;
+    ck_assert_int_ne(stat(run, &st), 0); /* nothing was created */
+    ct_experiment_free(other);
+    ct_experiment_free(base);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_determinism)
 {
     char *dir = blob_dir(7);
@@ -2092,6 +2169,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_fit_synthetic);
     tcase_add_test(t, test_caller_fp_state);
     tcase_add_test(t, test_trainable_false);
+    tcase_add_test(t, test_initial_weights);
     tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);

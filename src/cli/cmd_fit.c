@@ -63,7 +63,8 @@ int cmd_fit(int argc, char **argv)
         {"device", required_argument, NULL, 'D'}, {"verbose", required_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
         {"profile", no_argument, NULL, 'p'},      {"resume", required_argument, NULL, 'r'},
-        {"allow-outside", required_argument, NULL, 'A'}, {NULL, 0, NULL, 0}};
+        {"allow-outside", required_argument, NULL, 'A'},
+        {"initial-weights", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
     ct_fit_options fo = {.verbose = -1};
     int c;
     optind = 1;
@@ -90,6 +91,7 @@ int cmd_fit(int argc, char **argv)
         case 'q': fo.verbose = 0; break;
         case 'p': fo.profile = true; break;
         case 'r': fo.resume = optarg; break;
+        case 'W': fo.initial_weights = optarg; break;
         case 'A':
             if (cli_add_allowed(optarg) < 0)
                 return cli_usage("fit", "too many --allow-outside options");

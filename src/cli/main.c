@@ -24,7 +24,8 @@ static int n_allowed;
 static const cli_command commands[] = {
     {"fit", cmd_fit,
      "fit FILE [-o RUN_DIR] [--overwrite] [--resume RUN_DIR|CHECKPOINT] [--set KEY=VALUE]...\n"
-     "       [--allow-outside DIR]... [-v N | -q] [--profile] [--device cpu|cuda]",
+     "       [--initial-weights W] [--allow-outside DIR]... [-v N | -q] [--profile]\n"
+     "       [--device cpu|cuda]",
      "Trains the experiment in FILE, writing config.yaml, history.csv, checkpoint.h5 (after\n"
      "every epoch) and weights.h5 into RUN_DIR (default runs/NAME, numbered when it exists),\n"
      "then evaluates on data.test. SIGINT or SIGTERM stops after the current batch and\n"
@@ -34,6 +35,9 @@ static const cli_command commands[] = {
      "      --resume R     continue the run whose checkpoint is R (a run directory or a\n"
      "                     checkpoint file), bit for bit as if it had never stopped; raise\n"
      "                     fit.epochs (--set fit.epochs=N) to train longer\n"
+     "      --initial-weights W  start from the weights of W's layers that match the\n"
+     "                     model's by name and shape (fine-tuning; overrides\n"
+     "                     model.weights); the others keep their initial values\n"
      "      --allow-outside DIR  let the experiment file's output paths (model_checkpoint\n"
      "                     filepath, csv_logger filename, backup_and_restore backup_dir)\n"
      "                     write under DIR too; otherwise they must stay inside RUN_DIR,\n"

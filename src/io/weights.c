@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -894,6 +895,168 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
     ct_unpolled_end();
     ct_h5_quiet_off(&q);
     return rc;
+}
+
+/* ---- starting from another model's weights ---- */
+
+/* A growing text (the report). */
+typedef struct text_buf {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} text_buf;
+
+static void tprintf(text_buf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tprintf(text_buf *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || t->failed)
+        return;
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = (t->len + (size_t)n + 1) * 2;
+        char *p = realloc(t->s, cap);
+        if (!p) {
+            t->failed = true;
+            return;
+        }
+        t->s = p;
+        t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+/* The file layer named as l, or -1. */
+static int file_layer_named(const loader *ld, const char *name)
+{
+    for (int k = 0; k < ld->nlayers; k++)
+        if (!strcmp(ld->layers[k].name, name))
+            return k;
+    return -1;
+}
+
+/* Layer l's weights from file layer fl into dst when every count and shape agrees: 1;
+ * 0 with why (the first difference) when one does not; -1 when reading fails. */
+static int read_if_matching(const loader *ld, const file_layer *fl, const ct_layer *l,
+                            float *dst, ct_error *why, ct_error *err)
+{
+    if ((int)fl->weights.n != l->nparams) {
+        ct_err(why, CT_ERR_DATA, "%zu weights in the file, %d here", fl->weights.n,
+               l->nparams);
+        return 0;
+    }
+    for (int i = 0; i < l->nparams; i++) {
+        hid_t d = open_weight(ld, fl, fl->weights.s[i], l, &l->params[i], why);
+        if (d < 0)
+            return 0;
+        H5Dclose(d);
+    }
+    return read_layer(ld, fl, l, dst, err) < 0 ? -1 : 1;
+}
+
+/* Copies layer l's staged values into its parameters. */
+static void install_layer(ct_model *m, const ct_layer *l, const float *at)
+{
+    for (int j = 0; j < l->nparams; j++) {
+        const ct_param *p = &l->params[j];
+        size_t bytes = (size_t)ct_shape_size(&p->shape) * sizeof *at;
+        if (on_host(m))
+            memcpy(p->value, at, bytes);
+        else
+            m->be->upload(p->value, at, bytes);
+        at += ct_shape_size(&p->shape);
+    }
+}
+
+/* Pairs by name, reads the layers that match into the stage and reports each layer. */
+static int read_matching(loader *ld, ct_model *m, bool *loaded, text_buf *rep, int *nloaded,
+                         ct_error *err)
+{
+    int64_t total = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams && !m->layers[i].shared; j++)
+            total += ct_shape_size(&m->layers[i].params[j].shape);
+    if (!(ld->stage = malloc((size_t)(total ? total : 1) * sizeof *ld->stage)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    float *at = ld->stage;
+    *nloaded = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        if (!l->nparams || l->shared)
+            continue;
+        int k = file_layer_named(ld, l->name);
+        ct_error why = {0};
+        int rc = k < 0 ? 0 : read_if_matching(ld, &ld->layers[k], l, at, &why, err);
+        if (rc < 0)
+            return -1;
+        loaded[i] = rc > 0;
+        *nloaded += rc > 0;
+        if (rc > 0)
+            tprintf(rep, "  %-20s loaded\n", l->name);
+        else if (k < 0)
+            tprintf(rep, "  %-20s not in the file: keeps its initial values\n", l->name);
+        else
+            tprintf(rep, "  %-20s skipped, keeps its initial values: %s\n", l->name, why.msg);
+        for (int j = 0; j < l->nparams; j++)
+            at += ct_shape_size(&l->params[j].shape);
+    }
+    for (int k = 0; k < ld->nlayers; k++) {
+        int i = 0;
+        while (i < m->nlayers && (strcmp(m->layers[i].name, ld->layers[k].name) ||
+                                  !m->layers[i].nparams || m->layers[i].shared))
+            i++;
+        if (i == m->nlayers)
+            tprintf(rep, "  %-20s in the file only: not used\n", ld->layers[k].name);
+    }
+    return 0;
+}
+
+int ct_weights_load_matching(ct_model *m, const char *path, char **report, ct_error *err)
+{
+    loader ld = {.path = path, .file = H5I_INVALID_HID, .root = H5I_INVALID_HID,
+                 .gapl = H5I_INVALID_HID, .dapl = H5I_INVALID_HID};
+    text_buf rep = {0};
+    bool *loaded = calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *loaded);
+    int nloaded = 0;
+    *report = NULL;
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
+    ct_unpolled_begin();
+    int rc = loaded ? probe_weights(&ld, err) : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (rc > 0)
+        rc = open_root(&ld, err);
+    if (rc == 0)
+        rc = read_layers(&ld, err);
+    if (rc == 0)
+        rc = read_matching(&ld, m, loaded, &rep, &nloaded, err);
+    if (rc == 0 && rep.failed)
+        rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (rc == 0 && nloaded == 0)
+        rc = ct_err(err, CT_ERR_DATA, "%s has no weights for any layer of the model, by name "
+                    "and shape:\n%s", path, rep.s ? rep.s : "");
+    const float *at = ld.stage;
+    for (int i = 0; rc == 0 && i < m->nlayers; i++) {
+        const ct_layer *l = &m->layers[i];
+        if (loaded[i])
+            install_layer(m, l, at);
+        for (int j = 0; j < l->nparams && !l->shared; j++)
+            at += ct_shape_size(&l->params[j].shape);
+    }
+    loader_close(&ld);
+    ct_unpolled_end();
+    ct_h5_quiet_off(&q);
+    free(loaded);
+    if (rc < 0) {
+        free(rep.s);
+        return -1;
+    }
+    *report = rep.s;
+    return nloaded;
 }
 
 /* ---- model_config JSON ---- */

@@ -18,6 +18,13 @@
 int ct_weights_save(const ct_model *m, const char *path, const char *model_config,
                     const char *training_config, ct_error *err);
 int ct_weights_load(ct_model *m, const char *path, ct_error *err);
+/* Fine-tuning's start: the weights of path's layers that have a layer of the model's name,
+ * with the same count and shapes of weights, replace that layer's; the model's other
+ * layers keep their values. *report (the caller frees it) gets one line per layer:
+ * loaded, skipped (with the first difference), not in the file, in the file only. Returns
+ * the number of layers loaded; a file that has none for the model is an error (listing
+ * the same). */
+int ct_weights_load_matching(ct_model *m, const char *path, char **report, ct_error *err);
 
 /* As ct_weights_save, and before the file is closed and renamed into place, extra(file,
  * ctx, err) may add more to it (file is the open HDF5 file's hid_t). */

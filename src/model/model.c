@@ -234,8 +234,8 @@ ct_model *ct_model_build_within(ct_node *cfg, const ct_backend *be,
                                 const ct_model_budget *budget, ct_conv_algo conv_algo,
                                 ct_error *err)
 {
-    static const char *const keys[] = {"name", "input_shape", "inputs", "layers", "outputs",
-                                       NULL};
+    static const char *const keys[] = {"name",    "input_shape", "inputs", "layers",
+                                       "outputs", "weights", /* the experiment's */ NULL};
     if (!cfg || cfg->type != CT_NODE_MAP) {
         if (cfg)
             ct_node_err(err, cfg, "'model' must be a map with input_shape (or inputs) and layers");

@@ -447,6 +447,23 @@ static int keras_fit_habits(const ct_node *f, ct_error *err)
     return 0;
 }
 
+/* model.weights: a weights file that fit starts from (fine-tuning). */
+static int read_initial_weights(ct_experiment *ex, ct_error *err)
+{
+    ct_node *model = ct_map_get(ex->root, "model");
+    if (!ct_map_get(model, "weights"))
+        return 0;
+    const char *path;
+    if (ct_cfg_string(model, "weights", NULL, &path, err) < 0)
+        return -1;
+    if (!*path)
+        return ct_node_err(err, ct_map_get(model, "weights"), "model.weights must name a "
+                           "weights file (.h5)");
+    if (!(ex->initial_weights = resolve_path(ex->path, path)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
 /* The node of data.target_scale that sets output k's scale. */
 static const ct_node *target_scale_node(const ct_experiment *ex, int k)
 {
@@ -609,8 +626,8 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
                       ex->path);
     ex->model = ct_model_build_within(ct_map_get(root, "model"), be, &budget, ex->conv_algo,
                                       err);
-    if (!ex->model || read_data(ex, err) < 0 || read_compile(ex, err) < 0 ||
-        check_target_scale(ex, err) < 0 || read_fit(ex, err) < 0)
+    if (!ex->model || read_initial_weights(ex, err) < 0 || read_data(ex, err) < 0 ||
+        read_compile(ex, err) < 0 || check_target_scale(ex, err) < 0 || read_fit(ex, err) < 0)
         return -1;
     budget.batch = ex->batch_size;
     budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
@@ -684,6 +701,7 @@ void ct_experiment_free(ct_experiment *ex)
     free(ex->train.path);
     free(ex->test.path);
     free(ex->validation.path);
+    free(ex->initial_weights);
     ct_node_free(ex->root);
     free(ex->path);
     free(ex);

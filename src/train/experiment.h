@@ -45,6 +45,7 @@ struct ct_experiment {
     ct_split_mode split_mode;
     double scale[CT_MAX_IO]; /* per model input */
     double target_scale[CT_MAX_IO]; /* per model output (data.target_scale) */
+    char *initial_weights;   /* model.weights, resolved against the file's folder; owned */
     size_t memory_limit;     /* bytes */
     /* model and compile */
     ct_model *model;

@@ -464,6 +464,7 @@ typedef struct fit_state {
     bool nan_stop;        /* terminate_on_nan ended the run; nan_err holds why */
     ct_error nan_err;
     int locks[2];         /* the run directory's and the backup folder's lock files, or -1 */
+    char *start_report;   /* what the initial weights set, per layer (owned), or NULL */
 } fit_state;
 
 static void fit_state_free(fit_state *s)
@@ -480,6 +481,7 @@ static void fit_state_free(fit_state *s)
         fclose(s->history);
     ct_progress_free(s->progress);
     free(s->prof.layers);
+    free(s->start_report);
     for (int i = 0; i < 2; i++)
         if (s->locks[i] >= 0)
             close(s->locks[i]);
@@ -958,6 +960,12 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
         if (ct_checkpoint_load(ex, ckpt, &st, err) < 0)
             goto done;
     }
+    const char *start_from = opt->initial_weights ? opt->initial_weights : ex->initial_weights;
+    if (start_from && !opt->resume && !from_backup &&
+        ct_weights_load_matching(ex->model, start_from, &s.start_report, err) < 0) {
+        ct_err_prefix(err, "initial weights");
+        goto done;
+    }
     if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
         claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 ||
         ct_callbacks_check_paths(ex->callbacks, dir, err) < 0 ||
@@ -995,6 +1003,9 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
         if (opt->resume || from_backup)
             fprintf(out, "Resuming from %s: %lld epochs and %lld batches done, step %lld\n", ckpt,
                     (long long)st.epoch, (long long)st.batch, (long long)st.step);
+        if (s.start_report)
+            fprintf(out, "Initial weights from %s, by layer name:\n%s", start_from,
+                    s.start_report);
         fprintf(out, "Training on %lld samples", (long long)ct_loader_rows(s.train));
         if (s.val)
             fprintf(out, ", validating on %lld", (long long)ct_loader_rows(s.val));
