@@ -26,6 +26,13 @@ others as they are, so running it again changes nothing:
                            (configs/fashion_mnist_siamese.yaml)
   pairs_test/left, pairs_test/right, pairs_test/same
                            the same for 5000 pairs of test images
+  classes_0_4/{train,test}/{images,labels}
+                           the images of classes 0-4 (T-shirt/top, trouser, pullover, dress,
+                           coat) with their labels, in the file's order
+  classes_5_9/{train,test}/{images,labels}
+                           the images of classes 5-9 (sandal, shirt, sneaker, bag, ankle
+                           boot), labels 0-4 (the class minus 5)
+                           (configs/fashion_mnist_transfer_base.yaml, _head.yaml)
 
 Pairs are drawn with numpy's PCG64 from fixed seeds (one per set), so every run on every
 machine gives the same file. A same-class pair takes a random image and another image of
@@ -107,11 +114,15 @@ def pairs(labels, count, seed):
     return left, right, same
 
 
+HALVES = {"classes_0_4": 0, "classes_5_9": 5}  # group: first class
+
+
 def wanted():
     names = []
     for part in ("train", "test"):
         names += [f"{part}/meta", f"{part}/shoe"]
         names += [f"pairs_{part}/{d}" for d in ("left", "right", "same")]
+        names += [f"{g}/{part}/{d}" for g in HALVES for d in ("images", "labels")]
     return names
 
 
@@ -131,7 +142,7 @@ def main():
                 return 1
         missing = [name for name in wanted() if name not in f]
     if not missing:
-        print(f"fashion_extras.py: {path} already has meta, shoe and pairs")
+        print(f"fashion_extras.py: {path} already has meta, shoe, pairs and the halves")
         return 0
 
     part = path + ".extras.part"
@@ -139,7 +150,8 @@ def main():
     try:
         with h5py.File(part, "r+") as f:
             for split in ("train", "test"):
-                needed = [n for n in missing if n.split("/")[0] in (split, f"pairs_{split}")]
+                needed = [n for n in missing if n.split("/")[0] in (split, f"pairs_{split}")
+                          or (n.split("/")[0] in HALVES and n.split("/")[1] == split)]
                 if not needed:
                     continue
                 images = f[f"{split}/images"][:]
@@ -158,6 +170,15 @@ def main():
                     f.create_dataset(f"{group}/left", data=images[left], dtype="u1")
                     f.create_dataset(f"{group}/right", data=images[right], dtype="u1")
                     f.create_dataset(f"{group}/same", data=same, dtype="u1")
+                for half, first in HALVES.items():
+                    if not any(n.startswith(f"{half}/{split}/") for n in needed):
+                        continue
+                    if f"{half}/{split}" in f:
+                        del f[f"{half}/{split}"]
+                    keep = (labels >= first) & (labels < first + 5)
+                    f.create_dataset(f"{half}/{split}/images", data=images[keep], dtype="u1")
+                    f.create_dataset(f"{half}/{split}/labels", data=labels[keep] - first,
+                                     dtype="u1")
         os.replace(part, path)
     except BaseException:
         if os.path.exists(part):

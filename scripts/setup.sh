@@ -81,9 +81,12 @@ data() {
         echo "Wrote train/images, train/labels, test/images and test/labels to data/fashion-mnist.h5"
     fi
     # The multi-input and multi-output examples' data (image features, a footwear label,
-    # image pairs), added once; Debian's python3 has the numpy and h5py installed above.
+    # image pairs) and the transfer-learning example's (classes 0-4 and 5-9 apart), added
+    # once; Debian's python3 has the numpy and h5py installed above.
     for d in train/meta train/shoe test/meta test/shoe pairs_train/left pairs_train/right \
-             pairs_train/same pairs_test/left pairs_test/right pairs_test/same; do
+             pairs_train/same pairs_test/left pairs_test/right pairs_test/same \
+             classes_0_4/train/labels classes_0_4/test/labels classes_5_9/train/labels \
+             classes_5_9/test/labels; do
         if ! h5ls "data/fashion-mnist.h5/$d" >/dev/null 2>&1; then
             /usr/bin/python3 scripts/fashion_extras.py data/fashion-mnist.h5
             break
