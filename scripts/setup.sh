@@ -21,7 +21,7 @@
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
-libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev check \
+libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev libpng-dev libjpeg-dev check \
 hdf5-tools dataset-fashion-mnist fortunes fortunes-min valgrind python3-numpy python3-h5py \
 python3-venv python3-pip"
 

@@ -156,6 +156,35 @@ typedef enum { CT_CSV_NUMBERS = 0, CT_CSV_INTEGER = 1, CT_CSV_ONEHOT = 2 } ct_cs
 int ct_data_import_csv(const char *csv, const char *out, const char *group, int label_column,
                        bool header, ct_csv_categorical categorical, ct_error *err);
 
+/* Options of ct_data_import_images, filled by the caller; ct_image_options_default sets
+ * them: channels 3 (rgb; 1 grayscale, 4 rgba), no resizing (height = width = 0: every
+ * image must have the first one's size), the rows shuffled with seed 1337, group "train". */
+typedef struct ct_image_options {
+    int64_t height, width;
+    int channels;
+    uint64_t seed;
+    bool shuffle;
+    const char *group;
+} ct_image_options;
+void ct_image_options_default(ct_image_options *o);
+
+/* What an image import found: classes, files skipped (not images), the rows' shape. */
+typedef struct ct_image_report {
+    int classes;
+    int64_t skipped;
+    int64_t height, width;
+    int channels;
+} ct_image_report;
+
+/* Converts the PNG and JPEG images under dir, one sub-folder per class (classes in sorted
+ * order, ids from 0), into `group`/images (uint8, N x H x W x C), `group`/labels (int32)
+ * and `group`/classes (the folder names by id) in `out`, decoding one image at a time and
+ * writing blocks of rows. Resizing is bilinear (half-pixel centres, as TensorFlow's
+ * tf.image.resize), rounded to uint8. Returns the number of images (report, when not NULL,
+ * says more), or -1 with err naming the folder or file at fault. */
+int64_t ct_data_import_images(const char *dir, const char *out, const ct_image_options *o,
+                              ct_image_report *report, ct_error *err);
+
 /* Tokens of ct_data_import_text: Unicode characters (code points) or words. */
 typedef enum { CT_TEXT_CHAR = 0, CT_TEXT_WORD = 1 } ct_text_level;
 

@@ -10,6 +10,9 @@
 #include <signal.h>
 #include <time.h>
 #include <zlib.h>
+#include <png.h>
+#include <stdio.h>
+#include <jpeglib.h>
 
 #include "data.h"
 #include "isolate.h"
@@ -1367,6 +1370,174 @@ START_TEST(test_import_csv_categorical)
 }
 END_TEST
 
+/* ---- image folders ---- */
+
+/* A PNG of h x w x c (1 or 3) bytes at dir/rel, through libpng's simplified writer. */
+static void write_png(const char *rel, int h, int w, int c, const uint8_t *px)
+{
+    png_image p;
+    memset(&p, 0, sizeof p);
+    p.version = PNG_IMAGE_VERSION;
+    p.width = (png_uint_32)w;
+    p.height = (png_uint_32)h;
+    p.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    ck_assert(png_image_write_to_file(&p, path_in(rel), 0, px, 0, NULL));
+}
+
+/* A grey JPEG of one value at dir/rel (quality 100: a flat image decodes exactly). */
+static void write_jpeg(const char *rel, int h, int w, uint8_t v)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    FILE *f = fopen(path_in(rel), "wb");
+    ck_assert_ptr_nonnull(f);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    uint8_t row[64];
+    memset(row, v, sizeof row);
+    JSAMPROW r = row;
+    while (c.next_scanline < c.image_height)
+        jpeg_write_scanlines(&c, &r, 1);
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+static void read_u8(const char *file, const char *name, uint8_t *out, size_t n)
+{
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), sp = H5Dget_space(d);
+    ck_assert_int_eq((int)H5Sget_simple_extent_npoints(sp), (int)n);
+    ck_assert(H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* Classes in sorted order, files in sorted order within them (--no-shuffle), grey images
+ * made rgb, other files skipped; JPEGs read; bilinear resizing with TensorFlow's
+ * half-pixel centres. */
+START_TEST(test_import_images)
+{
+    mkdir(path_in("imgs"), 0755);
+    mkdir(path_in("imgs/zebra"), 0755);
+    mkdir(path_in("imgs/ant"), 0755);
+    const uint8_t rgb[6] = {1, 2, 3, 4, 5, 6}, grey[2] = {7, 8};
+    write_png("imgs/zebra/b.png", 1, 2, 3, rgb);
+    write_png("imgs/zebra/a.png", 1, 2, 1, grey);
+    write_jpeg("imgs/ant/c.JPG", 1, 2, 90);
+    tu_write(path_in("imgs/ant"), "README", "not an image");
+    ct_image_options o;
+    ct_image_options_default(&o);
+    o.shuffle = false;
+    ct_image_report r;
+    ct_error err = {0};
+    char out[4200];
+    snprintf(out, sizeof out, "%s", path_in("imgs.h5")); /* path_in's buffers are reused */
+    ck_assert_msg(ct_data_import_images(path_in("imgs"), out, &o, &r, &err) == 3, "%s", err.msg);
+    ck_assert(r.classes == 2 && r.skipped == 1 && r.height == 1 && r.width == 2 &&
+              r.channels == 3);
+    uint8_t px[18], labels[3];
+    read_u8(out, "train/images", px, 18);
+    const uint8_t want[18] = {90, 90, 90, 90, 90, 90, 7, 7, 7, 8, 8, 8, 1, 2, 3, 4, 5, 6};
+    for (int i = 0; i < 18; i++)
+        ck_assert_msg(px[i] == want[i], "pixel %d: %d, expected %d", i, px[i], want[i]);
+    read_u8(out, "train/labels", labels, 3);
+    ck_assert(labels[0] == 0 && labels[1] == 1 && labels[2] == 1);
+
+    /* 2x2 grey to 4x4: tf.image.resize(..., "bilinear") gives these (rounded). */
+    mkdir(path_in("small"), 0755);
+    mkdir(path_in("small/one"), 0755);
+    const uint8_t sq[4] = {0, 100, 200, 255};
+    write_png("small/one/s.png", 2, 2, 1, sq);
+    o.height = o.width = 4;
+    o.channels = 1;
+    ck_assert_msg(ct_data_import_images(path_in("small"), out, &o, &r, &err) == 1, "%s", err.msg);
+    uint8_t big[16];
+    read_u8(out, "train/images", big, 16);
+    const uint8_t tf[16] = {0, 25, 75, 100, 50, 72, 117, 139, 150, 167, 200, 216, 200, 214, 241, 255};
+    ck_assert(memcmp(big, tf, 16) == 0);
+}
+END_TEST
+
+static void expect_images_error(const char *root, const ct_image_options *o, const char *want)
+{
+    ct_error err = {0};
+    char out[4200];
+    snprintf(out, sizeof out, "%s", path_in("bad_imgs.h5"));
+    ck_assert_int_eq(ct_data_import_images(path_in(root), out, o, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, want), "'%s' not in: %s", want, err.msg);
+}
+
+/* Bad trees: no class folders, an empty class, sizes that differ without --size, a GIF,
+ * a damaged PNG, a truncated JPEG; the same seed gives the same order. */
+START_TEST(test_import_images_errors)
+{
+    ct_image_options o;
+    ct_image_options_default(&o);
+    mkdir(path_in("e0"), 0755);
+    expect_images_error("e0", &o, "has no sub-folders: import-images reads one sub-folder per "
+                                  "class");
+    mkdir(path_in("e0/empty"), 0755);
+    expect_images_error("e0", &o, "e0/empty holds no PNG or JPEG images");
+    mkdir(path_in("e1"), 0755);
+    mkdir(path_in("e1/k"), 0755);
+    const uint8_t px[12] = {0};
+    write_png("e1/k/a.png", 1, 2, 1, px);
+    write_png("e1/k/b.png", 2, 2, 1, px);
+    o.shuffle = false;
+    expect_images_error("e1", &o, "e1/k/b.png is 2x2 pixels (height x width), but the first "
+                                  "image is 1x2; give --size H W");
+    tu_write(path_in("e1/k"), "c.gif", "GIF89a");
+    expect_images_error("e1", &o, "e1/k/c.gif: BMP and GIF images are not read");
+    mkdir(path_in("e2"), 0755);
+    mkdir(path_in("e2/k"), 0755);
+    tu_write(path_in("e2/k"), "a.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR");
+    expect_images_error("e2", &o, "e2/k/a.png: not a readable PNG image");
+    mkdir(path_in("e3"), 0755);
+    mkdir(path_in("e3/k"), 0755);
+    tu_write(path_in("e3/k"), "a.jpg", "\xff\xd8\xff\xe0");
+    expect_images_error("e3", &o, "e3/k/a.jpg: not a readable JPEG image");
+
+    /* The same seed, the same rows. */
+    mkdir(path_in("e4"), 0755);
+    for (int c = 0; c < 2; c++) {
+        char name[64];
+        snprintf(name, sizeof name, "e4/c%d", c);
+        mkdir(path_in(name), 0755);
+        for (int i = 0; i < 8; i++) {
+            uint8_t v = (uint8_t)(16 * c + i);
+            snprintf(name, sizeof name, "e4/c%d/%d.png", c, i);
+            write_png(name, 1, 1, 1, &v);
+        }
+    }
+    ct_image_options_default(&o);
+    o.channels = 1;
+    uint8_t a[16], b[16];
+    ct_error err = {0};
+    char s1[4200], s2[4200];
+    snprintf(s1, sizeof s1, "%s", path_in("s1.h5"));
+    snprintf(s2, sizeof s2, "%s", path_in("s2.h5"));
+    ck_assert_int_eq(ct_data_import_images(path_in("e4"), s1, &o, NULL, &err), 16);
+    ck_assert_int_eq(ct_data_import_images(path_in("e4"), s2, &o, NULL, &err), 16);
+    read_u8(s1, "train/images", a, 16);
+    read_u8(s2, "train/images", b, 16);
+    ck_assert(memcmp(a, b, 16) == 0);
+    o.shuffle = false;
+    ck_assert_int_eq(ct_data_import_images(path_in("e4"), s2, &o, NULL, &err), 16);
+    read_u8(s2, "train/images", b, 16);
+    ck_assert_msg(memcmp(a, b, 16) != 0, "the rows were not shuffled");
+}
+END_TEST
+
 static void expect_csv_error(const char *name, const char *text, int label, bool header,
                              ct_error_code code, const char *fmt)
 {
@@ -2475,6 +2646,8 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_import_idx_errors);
     tcase_add_test(tc, test_import_csv);
     tcase_add_test(tc, test_import_csv_categorical);
+    tcase_add_test(tc, test_import_images);
+    tcase_add_test(tc, test_import_images_errors);
     tcase_add_test(tc, test_import_csv_errors);
     suite_add_tcase(s, tc);
 

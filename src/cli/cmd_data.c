@@ -1,4 +1,4 @@
-/* cmd_data.c - `ctrain data import-idx`, `import-csv` and `import-text`. */
+/* cmd_data.c - `ctrain data import-idx`, `import-csv`, `import-text` and `import-images`. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -165,17 +165,95 @@ static int import_text(int argc, char **argv)
     return CLI_OK;
 }
 
+/* --size H W: two whole numbers in [1, 16384]. */
+static int parse_size(int argc, char **argv, ct_image_options *o)
+{
+    if (optind >= argc)
+        return cli_usage("data", "--size takes a height and a width, such as --size 64 64");
+    int64_t h, w;
+    if (parse_count("size", optarg, 1, 16384, &h) < 0 ||
+        parse_count("size", argv[optind], 1, 16384, &w) < 0)
+        return CLI_USAGE;
+    optind++;
+    o->height = h;
+    o->width = w;
+    return CLI_OK;
+}
+
+static int image_option(int c, int argc, char **argv, ct_image_options *o)
+{
+    int64_t v;
+    switch (c) {
+    case 'S': return parse_size(argc, argv, o);
+    case 'C':
+        if (!strcmp(optarg, "grayscale") || !strcmp(optarg, "rgb") || !strcmp(optarg, "rgba")) {
+            o->channels = optarg[0] == 'g' ? 1 : optarg[3] ? 4 : 3;
+            return CLI_OK;
+        }
+        return cli_usage("data", "--color takes grayscale, rgb or rgba, not '%s'", optarg);
+    case 'e':
+        if (parse_count("seed", optarg, 0, INT64_MAX, &v) < 0)
+            return CLI_USAGE;
+        o->seed = (uint64_t)v;
+        return CLI_OK;
+    case 'N': o->shuffle = false; return CLI_OK;
+    case 'g': o->group = optarg; return CLI_OK;
+    default: return cli_usage("data", "bad option");
+    }
+}
+
+static int import_images(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'}, {"group", required_argument, NULL, 'g'},
+        {"size", required_argument, NULL, 'S'},   {"color", required_argument, NULL, 'C'},
+        {"seed", required_argument, NULL, 'e'},   {"no-shuffle", no_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *out = NULL;
+    ct_image_options o;
+    ct_image_options_default(&o);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        if (c == 'o')
+            out = optarg;
+        else if (c == 'h')
+            return cli_command_help("data");
+        else if (image_option(c, argc, argv, &o) != CLI_OK)
+            return CLI_USAGE;
+    }
+    if (!out || optind != argc - 1)
+        return cli_usage("data", "import-images needs one folder DIR and -o OUT.h5");
+    ct_error err = {0};
+    ct_image_report r;
+    int64_t n = ct_data_import_images(argv[optind], out, &o, &r, &err);
+    if (n < 0)
+        return cli_fail(&err);
+    printf("Wrote %s/images (%" PRId64 " x %" PRId64 " x %" PRId64 " x %d), %s/labels and "
+           "%s/classes (%d) to %s", o.group, n, r.height, r.width, r.channels, o.group,
+           o.group, r.classes, out);
+    if (r.skipped)
+        printf("; skipped %" PRId64 " file%s that %s not PNG or JPEG", r.skipped,
+               r.skipped == 1 ? "" : "s", r.skipped == 1 ? "is" : "are");
+    printf("\n");
+    return CLI_OK;
+}
+
 int cmd_data(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage("data", "data needs a subcommand: import-idx, import-csv or import-text");
+        return cli_usage("data", "data needs a subcommand: import-idx, import-csv, import-text "
+                         "or import-images");
     if (strcmp(argv[1], "import-idx") == 0)
         return import_idx(argc - 1, argv + 1);
     if (strcmp(argv[1], "import-csv") == 0)
         return import_csv(argc - 1, argv + 1);
     if (strcmp(argv[1], "import-text") == 0)
         return import_text(argc - 1, argv + 1);
+    if (strcmp(argv[1], "import-images") == 0)
+        return import_images(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return cli_command_help("data");
-    return cli_usage("data", "unknown data subcommand '%s' (import-idx, import-csv, import-text)", argv[1]);
+    return cli_usage("data", "unknown data subcommand '%s' (import-idx, import-csv, import-text, "
+                     "import-images)", argv[1]);
 }

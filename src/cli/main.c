@@ -90,7 +90,9 @@ static const cli_command commands[] = {
      "  ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]\n"
      "         [--categorical integer|onehot]\n"
      "  ctrain data import-text FILE -o OUT.h5 [--level char|word] [--seq-len N] [--stride S]\n"
-     "         [--vocab-size V] [--split F] [--labels [--header]] [--group G]",
+     "         [--vocab-size V] [--split F] [--labels [--header]] [--group G]\n"
+     "  ctrain data import-images DIR -o OUT.h5 [--size H W] [--color grayscale|rgb|rgba]\n"
+     "         [--seed S] [--no-shuffle] [--group G]",
      "Converts IDX (optionally gzipped), CSV or UTF-8 text files into the HDF5 layout ctrain\n"
      "reads.\n"
      "import-idx writes G/images (uint8, N x H x W x 1) and G/labels (uint8).\n"
@@ -104,6 +106,9 @@ static const cli_command commands[] = {
      "G/validation/x, G/validation/y (int32 token ids, rows of N): windows of the text and\n"
      "the next token at each step, or with --labels one row per line of text,label and\n"
      "its label; G/vocab holds the tokens by id (0 padding, 1 unknown).\n"
+     "import-images reads DIR's sub-folders, one per class (ids in sorted order), of PNG\n"
+     "and JPEG files into G/images (uint8, N x H x W x C), G/labels and G/classes, the rows\n"
+     "shuffled with a fixed seed.\n"
      "  --group G          group in the output file (default: train; import-text: the root)\n"
      "  --level char|word  import-text's tokens: characters (default) or words and\n"
      "                     punctuation\n"
@@ -111,7 +116,12 @@ static const cli_command commands[] = {
      "  --stride S         tokens between windows' starts (default: N)\n"
      "  --vocab-size V     ids kept, 0 and 1 included (default: every character, or 20000)\n"
      "  --split F          share of the text (rows) for training (default 0.9)\n"
-     "  --labels           lines of text,label (an integer or a class name)\n"},
+     "  --labels           lines of text,label (an integer or a class name)\n"
+     "  --size H W         import-images: resize every image (bilinear); without it every\n"
+     "                     image must have the first one's size\n"
+     "  --color C          import-images: grayscale, rgb (default) or rgba\n"
+     "  --seed S           import-images: the rows' order (default 1337); --no-shuffle\n"
+     "                     keeps class then file order\n"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
