@@ -752,6 +752,39 @@ START_TEST(test_nadam)
 }
 END_TEST
 
+/* Nadam's product of u(k) over a long run: the step after 5000 (where ctrain's product
+ * skips the factors that equal beta_1 in double) against the plain product, in double. */
+START_TEST(test_nadam_late_step)
+{
+    ct_node *root;
+    ct_error err = {0};
+    ct_optimizer *o = new_opt("compile:\n  optimizer: {type: nadam, learning_rate: 0.1, "
+                              "beta_1: 0.999}\n", &root, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    const int64_t t = 5001;
+    o->iterations = t - 1;
+    double p = 1.0, b1 = 0.999, b2 = 0.999;
+    for (int64_t k = 1; k <= t; k++)
+        p *= b1 * (1.0 - 0.5 * pow(0.96, (double)k));
+    double u_t = b1 * (1.0 - 0.5 * pow(0.96, (double)t));
+    double u_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1)));
+    float w[N], g[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (float)W0[i], g[i] = (float)G[0][i];
+    ct_param prm = vec_param(w, g);
+    ct_param *params[] = {&prm};
+    ct_optimizer_apply(o, params, 1, w, g);
+    for (int i = 0; i < N; i++) { /* from zero state: m = (1 - b1) g, v = (1 - b2) g^2 */
+        double gi = G[0][i], m = (1 - b1) * gi, v = (1 - b2) * gi * gi;
+        double mhat = u_next * m / (1 - p * u_next) + (1 - u_t) * gi / (1 - p);
+        double want = W0[i] - mhat * 0.1 / (sqrt(v / (1 - pow(b2, (double)t))) + 1e-7);
+        tu_assert_close(w[i], want, 1e-6);
+    }
+    ct_optimizer_free(o);
+    ct_node_free(root);
+}
+END_TEST
+
 START_TEST(test_adamax)
 {
     /* step 1 by hand: m = 0.1 g, u = |g|, w -= 0.1 * 0.1 g / (0.1 (|g| + eps)) ~ 0.1 sign(g) */
@@ -1008,6 +1041,7 @@ static Suite *updates_suite(void)
     tcase_add_test(t, test_epsilon_placement);
     tcase_add_test(t, test_weight_decay_plain_sgd);
     tcase_add_test(t, test_nadam);
+    tcase_add_test(t, test_nadam_late_step);
     tcase_add_test(t, test_adamax);
     tcase_add_test(t, test_adadelta);
     tcase_add_test(t, test_lion);
