@@ -1,7 +1,8 @@
 /* optimizer.h - optimizers step the model's contiguous parameter block. Each kind lives
  * in optimizers/<name>.c and is listed in optimizers/registry.c. The optimizer owns its
- * state (state_per_param floats per trainable parameter), allocated by ct_optimizer_new
- * and freed by ct_optimizer_free. */
+ * state (state_per_param floats per trainable parameter, and the moving average's with
+ * use_ema: ct_optimizer_slots), allocated by ct_optimizer_new and freed by
+ * ct_optimizer_free. */
 #ifndef CT_OPTIMIZER_H
 #define CT_OPTIMIZER_H
 
