@@ -38,8 +38,9 @@ static void adagrad_prepare(const ct_optimizer *o, int64_t t, float lr, ct_updat
     u->h[0] = o->hyper[EPSILON];
 }
 
-static float adagrad_initial_state(const ct_optimizer *o)
+static float adagrad_initial_state(const ct_optimizer *o, int slot)
 {
+    (void)slot;
     return (float)o->hyper[INITIAL];
 }
 

@@ -11,8 +11,8 @@
 const char *const ct_adam_keys[] = {"beta_1", "beta_2", "epsilon", "amsgrad", NULL};
 
 /* A beta in [0, 1): beta_1 = 1 would divide by zero in alpha. */
-static int read_beta(const ct_optimizer *o, ct_node *cfg, const char *key, double def,
-                     double *out, ct_error *err)
+int ct_adam_read_beta(const ct_optimizer *o, ct_node *cfg, const char *key, double def,
+                      double *out, ct_error *err)
 {
     if (ct_cfg_float(cfg, key, def, 0.0, 1.0, out, err) < 0)
         return -1;
@@ -24,8 +24,8 @@ static int read_beta(const ct_optimizer *o, ct_node *cfg, const char *key, doubl
 
 int ct_adam_configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
 {
-    if (read_beta(o, cfg, "beta_1", 0.9, &o->hyper[CT_ADAM_BETA_1], err) < 0 ||
-        read_beta(o, cfg, "beta_2", 0.999, &o->hyper[CT_ADAM_BETA_2], err) < 0 ||
+    if (ct_adam_read_beta(o, cfg, "beta_1", 0.9, &o->hyper[CT_ADAM_BETA_1], err) < 0 ||
+        ct_adam_read_beta(o, cfg, "beta_2", 0.999, &o->hyper[CT_ADAM_BETA_2], err) < 0 ||
         ct_cfg_float(cfg, "epsilon", 1e-7, 0.0, HUGE_VAL, &o->hyper[CT_ADAM_EPSILON], err) < 0)
         return -1;
     return ct_cfg_bool(cfg, "amsgrad", false, &o->flag[CT_ADAM_AMSGRAD], err);

@@ -8,7 +8,12 @@
  * global_clipnorm, weight_decay. Unlike Keras 3, which applies only the first of clipnorm,
  * global_clipnorm and clipvalue that is set, every clip given is applied, in the order
  * clipvalue, clipnorm, global_clipnorm. Weight decay is Keras 3's: w -= lr * wd * w for
- * every trainable weight before the update. */
+ * every trainable weight before the update.
+ *
+ * And Keras 3's moving average of the weights: use_ema (false), ema_momentum (0.99),
+ * ema_overwrite_frequency (null: never during training). The average is the last state
+ * slot ("average"), stepped by the backend's update right after the weights (see struct
+ * ct_optimizer), so checkpoints carry it like any other state. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +22,11 @@
 #include "parallel.h"
 
 extern const ct_optimizer_kind ct_optimizer_sgd, ct_optimizer_adam, ct_optimizer_adamw,
-    ct_optimizer_rmsprop, ct_optimizer_adagrad;
+    ct_optimizer_rmsprop, ct_optimizer_adagrad, ct_optimizer_nadam, ct_optimizer_adamax,
+    ct_optimizer_adadelta, ct_optimizer_lion, ct_optimizer_ftrl;
 extern const char *const ct_sgd_keys[], *const ct_adam_keys[], *const ct_rmsprop_keys[],
-    *const ct_adagrad_keys[];
+    *const ct_adagrad_keys[], *const ct_nadam_keys[], *const ct_adamax_keys[],
+    *const ct_adadelta_keys[], *const ct_lion_keys[], *const ct_ftrl_keys[];
 
 typedef struct opt_entry {
     const ct_optimizer_kind *kind;
@@ -34,13 +41,19 @@ static const opt_entry table[] = {
     {&ct_optimizer_adamw, ct_adam_keys, 0.001, 0.004},
     {&ct_optimizer_rmsprop, ct_rmsprop_keys, 0.001, 0.0},
     {&ct_optimizer_adagrad, ct_adagrad_keys, 0.001, 0.0},
+    {&ct_optimizer_nadam, ct_nadam_keys, 0.001, 0.0},
+    {&ct_optimizer_adamax, ct_adamax_keys, 0.001, 0.0},
+    {&ct_optimizer_adadelta, ct_adadelta_keys, 0.001, 0.0},
+    {&ct_optimizer_lion, ct_lion_keys, 0.001, 0.0},
+    {&ct_optimizer_ftrl, ct_ftrl_keys, 0.001, 0.0},
 };
 
 #define N_KINDS (sizeof table / sizeof table[0])
 #define MAX_KEYS 24
 
 static const char *const generic_keys[] = {"type", "learning_rate", "clipnorm", "clipvalue",
-                                           "global_clipnorm", "weight_decay", NULL};
+                                           "global_clipnorm", "weight_decay", "use_ema",
+                                           "ema_momentum", "ema_overwrite_frequency", NULL};
 
 static const opt_entry *find_entry(const char *name)
 {
@@ -134,6 +147,31 @@ static int read_generic(ct_optimizer *o, ct_node *cfg, const opt_entry *e, const
     return 0;
 }
 
+/* use_ema, ema_momentum in [0, 1] and ema_overwrite_frequency (null, or a step count of at
+ * least 1; Keras reads 0 as None, ctrain asks for null). Checked even without use_ema, so
+ * a typo is found before it matters. */
+static int read_ema(ct_optimizer *o, ct_node *cfg, const char *what, ct_error *err)
+{
+    if (ct_cfg_bool(cfg, "use_ema", false, &o->use_ema, err) < 0 ||
+        ct_cfg_float(cfg, "ema_momentum", 0.99, 0.0, 1.0, &o->ema_momentum, err) < 0)
+        return -1;
+    ct_node *n = ct_map_get(cfg, "ema_overwrite_frequency");
+    o->ema_overwrite_frequency = 0;
+    if (!n) /* written back as Keras's None */
+        return ct_map_set_scalar(cfg, "ema_overwrite_frequency", "null")
+                   ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (ct_node_is_null(n))
+        return 0;
+    if (ct_cfg_int(cfg, "ema_overwrite_frequency", 0, INT64_MIN, INT64_MAX,
+                   &o->ema_overwrite_frequency, err) < 0)
+        return -1;
+    if (o->ema_overwrite_frequency < 1)
+        return ct_node_err(err, n, "%s: ema_overwrite_frequency must be a number of steps (1 "
+                           "or more), or null for never, got %lld", what,
+                           (long long)o->ema_overwrite_frequency);
+    return 0;
+}
+
 static int check_keys(const ct_node *cfg, const opt_entry *e, const char *what, ct_error *err)
 {
     const char *allowed[MAX_KEYS];
@@ -187,9 +225,33 @@ static ct_node *optimizer_node(ct_node *compile, const char *key, ct_error *err)
     return n;
 }
 
+int ct_optimizer_slots(const ct_optimizer *o)
+{
+    return o->kind->state_per_param(o) + (o->use_ema ? 1 : 0);
+}
+
+const char *ct_optimizer_slot_name(const ct_optimizer *o, int slot)
+{
+    int own = o->kind->state_per_param(o);
+    if (slot < own)
+        return o->kind->state_name(o, slot);
+    return slot == own && o->use_ema ? "average" : NULL;
+}
+
+/* Each slot at the kind's initial value, the average at 0 (as Keras; the first step
+ * replaces it with the weights). */
+static void init_state(ct_optimizer *o)
+{
+    int own = o->kind->state_per_param(o), slots = ct_optimizer_slots(o);
+    for (int k = 0; k < slots; k++) {
+        float v = k < own && o->kind->initial_state ? o->kind->initial_state(o, k) : 0.0f;
+        o->be->fill(o->state + (int64_t)k * o->n, o->n, v);
+    }
+}
+
 static int alloc_state(ct_optimizer *o, ct_error *err)
 {
-    int64_t spp = o->kind->state_per_param(o);
+    int64_t spp = ct_optimizer_slots(o);
     if (spp <= 0 || o->n <= 0)
         return 0;
     if (o->n > INT64_MAX / spp / (int64_t)sizeof(float))
@@ -199,8 +261,7 @@ static int alloc_state(ct_optimizer *o, ct_error *err)
     if (!o->state)
         return ct_err(err, CT_ERR_NOMEM, "out of memory for the optimizer's state (%lld floats)",
                       (long long)(spp * o->n));
-    if (o->kind->initial_state)
-        o->be->fill(o->state, spp * o->n, o->kind->initial_state(o));
+    init_state(o);
     return 0;
 }
 
@@ -216,7 +277,8 @@ static int configure(ct_optimizer *o, ct_node *cfg, ct_error *err)
     o->kind = e->kind;
     char what[64];
     snprintf(what, sizeof what, "optimizer '%s'", e->kind->name);
-    if (read_generic(o, cfg, e, what, err) < 0 || e->kind->configure(o, cfg, err) < 0)
+    if (read_generic(o, cfg, e, what, err) < 0 || read_ema(o, cfg, what, err) < 0 ||
+        e->kind->configure(o, cfg, err) < 0)
         return -1;
     return check_keys(cfg, e, what, err);
 }
@@ -295,5 +357,22 @@ void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, f
     ct_update u = {0};
     o->kind->prepare(o, o->iterations, (float)rate, &u);
     u.decay = o->weight_decay > 0 ? (float)(rate * o->weight_decay) : 0.0f;
+    if (o->use_ema) {
+        /* Keras's momentum is 0 on the first step, and it overwrites the weights when
+         * the step count is a multiple of the frequency. */
+        u.ema = true;
+        u.ema_slot = o->kind->state_per_param(o);
+        u.ema_momentum = o->iterations == 1 ? 0.0f : (float)o->ema_momentum;
+        u.ema_overwrite = o->ema_overwrite_frequency > 0 &&
+                          o->iterations % o->ema_overwrite_frequency == 0;
+    }
     be->update(&u, w, g, o->state, o->n);
+}
+
+void ct_optimizer_finalize(const ct_optimizer *o, float *w)
+{
+    if (!o->use_ema || o->iterations == 0 || o->n <= 0)
+        return;
+    const ct_backend *be = o->be ? o->be : ct_backend_cpu();
+    be->copy(w, o->state + (int64_t)o->kind->state_per_param(o) * o->n, o->n);
 }

@@ -690,15 +690,33 @@ END_TEST
 START_TEST(test_updates)
 {
     typedef struct { ct_update u; int slots; } upd;
+    /* designated: the EMA fields stay zero (off) where not given */
     const upd cases[] = {
-        {{CT_UPDATE_SGD, 0.1f, 0, {0}, {false, false}}, 0},
-        {{CT_UPDATE_SGD, 0.1f, 0.001f, {0.9}, {false, false}}, 1},
-        {{CT_UPDATE_SGD, 0.1f, 0, {0.9}, {true, false}}, 1},
-        {{CT_UPDATE_ADAM, 0.001f, 0, {0.0005, 0.1, 0.001, 1e-7}, {false, false}}, 2},
-        {{CT_UPDATE_ADAM, 0.001f, 0.004f, {0.0005, 0.1, 0.001, 1e-7}, {true, false}}, 3},
-        {{CT_UPDATE_RMSPROP, 0.01f, 0, {0.9, 0, 1e-7}, {false, false}}, 1},
-        {{CT_UPDATE_RMSPROP, 0.01f, 0, {0.9, 0.5, 1e-7}, {true, false}}, 3},
-        {{CT_UPDATE_ADAGRAD, 0.01f, 0, {1e-7}, {false, false}}, 1},
+        {{.kind = CT_UPDATE_SGD, .lr = 0.1f, .h = {0}}, 0},
+        {{.kind = CT_UPDATE_SGD, .lr = 0.1f, .decay = 0.001f, .h = {0.9}}, 1},
+        {{.kind = CT_UPDATE_SGD, .lr = 0.1f, .h = {0.9}, .flag = {true}}, 1},
+        {{.kind = CT_UPDATE_ADAM, .lr = 0.001f, .h = {0.0005, 0.1, 0.001, 1e-7}}, 2},
+        {{.kind = CT_UPDATE_ADAM, .lr = 0.001f, .decay = 0.004f,
+          .h = {0.0005, 0.1, 0.001, 1e-7}, .flag = {true}}, 3},
+        {{.kind = CT_UPDATE_RMSPROP, .lr = 0.01f, .h = {0.9, 0, 1e-7}}, 1},
+        {{.kind = CT_UPDATE_RMSPROP, .lr = 0.01f, .h = {0.9, 0.5, 1e-7}, .flag = {true}}, 3},
+        {{.kind = CT_UPDATE_ADAGRAD, .lr = 0.01f, .h = {1e-7}}, 1},
+        /* nadam's constants at t = 2 with Keras's defaults; adamax's at t = 2 */
+        {{.kind = CT_UPDATE_NADAM, .lr = 0.001f, .h = {0.9474, 1.0, 0.002, 0.1, 0.001, 1e-7}}, 2},
+        {{.kind = CT_UPDATE_ADAMAX, .lr = 0.001f, .decay = 0.004f,
+          .h = {0.1, 0.999, 0.19, 1e-7}}, 2},
+        {{.kind = CT_UPDATE_ADADELTA, .lr = 1.0f, .h = {0.95, 0.05, 1e-7}}, 2},
+        {{.kind = CT_UPDATE_LION, .lr = 0.001f, .h = {0.9, 0.1, 0.99, 0.01}}, 1},
+        /* ftrl with the default power (a square root) and another (pow in double) */
+        {{.kind = CT_UPDATE_FTRL, .lr = 0.01f, .h = {0.5, 0.0, 0.0, 0.0}}, 2},
+        {{.kind = CT_UPDATE_FTRL, .lr = 0.01f, .h = {0.7, 0.05, 0.2, 0.04}}, 2},
+        /* use_ema: the average in the slot after the kind's; a first step (momentum 0),
+         * one that overwrites the weights, and a plain one */
+        {{.kind = CT_UPDATE_SGD, .lr = 0.1f, .ema = true, .ema_slot = 0}, 1},
+        {{.kind = CT_UPDATE_ADAM, .lr = 0.001f, .h = {0.0005, 0.1, 0.001, 1e-7}, .ema = true,
+          .ema_overwrite = true, .ema_slot = 2, .ema_momentum = 0.99f}, 3},
+        {{.kind = CT_UPDATE_LION, .lr = 0.001f, .h = {0.9, 0.1, 0.99, 0.01}, .ema = true,
+          .ema_slot = 1, .ema_momentum = 0.99f}, 2},
     };
     const int64_t n = 40009;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1520,7 +1538,7 @@ START_TEST(test_checkpoint_across)
         ck_assert_msg(ct_checkpoint_load(to, ckpt, &back, &err) == 0, "%s", err.msg);
         ct_train_state_clear(&back);
         ct_model *mf = from->model, *mt = to->model;
-        int64_t n = mf->size, ns = from->optimizer->kind->state_per_param(from->optimizer) *
+        int64_t n = mf->size, ns = ct_optimizer_slots(from->optimizer) *
                                    from->optimizer->n;
         float *a = malloc((size_t)(n + ns) * sizeof *a), *b = malloc((size_t)(n + ns) * sizeof *b);
         mf->be->download(a, mf->values, (size_t)n * sizeof *a);

@@ -905,7 +905,7 @@ static void params_of(const char *dir, const char *run, int64_t epochs, bool sto
         ck_assert_msg(rc == 0, "%s", err.msg);
     }
     copy_params(ex, w, n);
-    *ns = ex->optimizer->n * ex->optimizer->kind->state_per_param(ex->optimizer);
+    *ns = ex->optimizer->n * ct_optimizer_slots(ex->optimizer);
     *state = malloc(sizeof(float) * (size_t)*ns);
     memcpy(*state, ex->optimizer->state, sizeof(float) * (size_t)*ns);
     ct_experiment_free(ex);
@@ -926,20 +926,33 @@ static char *read_text(const char *dir, const char *run, const char *file)
     return b;
 }
 
+/* The optimizers test_resume_exact runs besides the config's sgd with momentum; with
+ * use_ema the average is state too, and the run ends with it as the weights. */
+static const char *const resume_optimizers[] = {
+    NULL, "adam", "{type: nadam, use_ema: true}", "lion",
+    "{type: ftrl, use_ema: true, ema_momentum: 0.9, ema_overwrite_frequency: 7}",
+};
+
+static void use_optimizer(const char *dir, const char *opt)
+{
+    static const char *const sgd = "{type: sgd, learning_rate: 0.1, momentum: 0.9}";
+    char text[2048], out[2200];
+    snprintf(text, sizeof text, blob_config, 1);
+    char *o = strstr(text, sgd);
+    ck_assert_ptr_nonnull(o);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(o - text), text, opt, o + strlen(sgd));
+    tu_write(dir, "blobs.yaml", out);
+}
+
 /* 4 epochs in one go, 2 + resume + 2, and a stop after the first batch + resume: the same
- * weights, optimizer state and history, bit for bit (sgd with momentum, and adam; dropout
- * and shuffling on). */
+ * weights, optimizer state and history, bit for bit (sgd with momentum, adam, nadam and ftrl
+ * with use_ema, lion; dropout and shuffling on). */
 START_TEST(test_resume_exact)
 {
     char *dir = blob_dir(1);
-    if (_i == 1) { /* the same with adam instead of sgd with momentum */
-        char text[2048];
-        snprintf(text, sizeof text, blob_config, 1);
-        char *o = strstr(text, "{type: sgd, learning_rate: 0.1, momentum: 0.9}");
-        ck_assert_ptr_nonnull(o);
-        memcpy(o, "adam                                          ", 46);
-        tu_write(dir, "blobs.yaml", text);
-    }
+    const char *opt = resume_optimizers[_i];
+    if (opt)
+        use_optimizer(dir, opt);
     float *w[3], *st[3];
     int64_t n[3], ns[3];
     char resume[4200];
@@ -959,6 +972,11 @@ START_TEST(test_resume_exact)
         ck_assert_int_eq(ns[i], ns[0]);
         ck_assert_msg(memcmp(w[0], w[i], sizeof(float) * (size_t)n[0]) == 0, "weights %d", i);
         ck_assert_msg(memcmp(st[0], st[i], sizeof(float) * (size_t)ns[0]) == 0, "state %d", i);
+    }
+    if (opt && strstr(opt, "use_ema")) { /* fit ended on the average (the last slot) */
+        int64_t trainable = ns[0] / 3; /* nadam's and ftrl's two slots, and the average */
+        ck_assert_msg(memcmp(w[0], st[0] + 2 * trainable, sizeof(float) * (size_t)trainable)
+                      == 0, "the weights are not the moving average");
     }
     const char *h0 = read_text(dir, "full", "history.csv");
     ck_assert_str_eq(read_text(dir, "half", "history.csv"), h0);
@@ -2176,7 +2194,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_shape_mismatch_data);
     tcase_add_test(t, test_predict_csv);
     tcase_add_test(t, test_regularizer_in_loss);
-    tcase_add_loop_test(t, test_resume_exact, 0, 2);
+    tcase_add_loop_test(t, test_resume_exact, 0, 5);
     tcase_add_test(t, test_resume_errors);
     tcase_add_test(t, test_checkpoint_damage);
     tcase_add_test(t, test_resume_checks_first);

@@ -1347,7 +1347,7 @@ static void rs_run(const char *dir, const char *run, int epochs, bool stop_first
     *n = ex->model->size;
     *w = malloc((size_t)*n * sizeof **w);
     memcpy(*w, ex->model->values, (size_t)*n * sizeof **w);
-    *ns = ex->optimizer->n * ex->optimizer->kind->state_per_param(ex->optimizer);
+    *ns = ex->optimizer->n * ct_optimizer_slots(ex->optimizer);
     *state = malloc((size_t)(*ns ? *ns : 1) * sizeof **state);
     memcpy(*state, ex->optimizer->state, (size_t)*ns * sizeof **state);
     ct_experiment_free(ex);

@@ -29,7 +29,7 @@ static void mk_state(ct_optimizer *o)
     int spp = o->kind->state_per_param(o);
     o->state = spp ? calloc((size_t)(spp * o->n), sizeof(float)) : NULL;
     for (int64_t i = 0; o->kind->initial_state && i < spp * o->n; i++)
-        o->state[i] = o->kind->initial_state(o);
+        o->state[i] = o->kind->initial_state(o, (int)(i / o->n));
 }
 
 /* One trainable tensor of N floats at offset 0. */
@@ -647,9 +647,11 @@ START_TEST(test_parse_kinds)
     ct_optimizer_free(o);
     ct_node_free(root);
 
-    ck_assert_str_eq(ct_optimizer_kind_names(), "sgd, adam, adamw, rmsprop, adagrad");
+    ck_assert_str_eq(ct_optimizer_kind_names(),
+                     "sgd, adam, adamw, rmsprop, adagrad, nadam, adamax, adadelta, lion, ftrl");
     ck_assert_ptr_eq(ct_optimizer_kind_find("RMSprop"), ct_optimizer_kind_find("rmsprop"));
-    ck_assert_ptr_null(ct_optimizer_kind_find("lion"));
+    ck_assert_ptr_eq(ct_optimizer_kind_find("Ftrl"), ct_optimizer_kind_find("ftrl"));
+    ck_assert_ptr_null(ct_optimizer_kind_find("lamb"));
 }
 END_TEST
 
@@ -676,11 +678,12 @@ START_TEST(test_parse_errors)
                      "got 0");
     ck_assert_str_eq(opt_error("compile:\n  optimizer: adma\n"),
                      "t.yaml:2:14: unknown optimizer 'adma' (did you mean 'adam'?); known "
-                     "optimizers: sgd, adam, adamw, rmsprop, adagrad");
+                     "optimizers: sgd, adam, adamw, rmsprop, adagrad, nadam, adamax, adadelta, lion, ftrl");
     const char *m = opt_error("compile:\n  optimizer: {type: adam, momentum: 0.9}\n");
     ck_assert_str_eq(m, "t.yaml:2:27: unknown key 'momentum' in optimizer 'adam'; known keys: "
                         "type, learning_rate, clipnorm, clipvalue, global_clipnorm, "
-                        "weight_decay, beta_1, beta_2, epsilon, amsgrad");
+                        "weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, beta_1, "
+                        "beta_2, epsilon, amsgrad");
     ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: sgd, momentum: 1.5}\n"),
                      "t.yaml:2:36: 'momentum' must be between 0 and 1, got 1.5");
     ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: sgd, clipnorm: 1, "
@@ -701,6 +704,328 @@ START_TEST(test_parse_errors)
 }
 END_TEST
 
+/* ---- nadam, adamax, adadelta, lion, ftrl and use_ema against Keras ------------------
+ * The want[] values are Keras 3.15's own (TensorFlow backend, float32): a Variable at W0
+ * stepped by keras.optimizers.<Kind>(...).apply([G[t]], [v]) for t = 0, 1, 2, printed
+ * with repr. ctrain's per-step constants are doubles rounded once, Keras's float32, so
+ * the weights agree to a few float32 ulps. Step 1 of each is also checked by hand in the
+ * comments. */
+
+#define KERAS_TOL 2e-6
+
+static void keras_steps(const char *yaml, const double want[STEPS][N])
+{
+    ct_node *root;
+    ct_error err = {0};
+    ct_optimizer *o = new_opt(yaml, &root, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    double w[STEPS][N];
+    memcpy(w, want, sizeof w);
+    run_steps(o, w, KERAS_TOL);
+    ct_optimizer_free(o);
+    ct_node_free(root);
+}
+
+START_TEST(test_nadam)
+{
+    /* step 1 by hand (lr 0.1): u_1 = 0.9 (1 - 0.48) = 0.468, u_2 = 0.9 (1 - 0.5 * 0.9216)
+     * = 0.48528; m = 0.1 g, v = 0.001 g^2, m_hat = 0.48528 * 0.1 g / (1 - 0.468 * 0.48528)
+     * + 0.532 g / 0.532 = 1.06279 g, v_hat = g^2, so w -= 0.106279 sign(g) (less eps) */
+    static const double want[STEPS][N] = {
+        {0.893721342086792, -1.8937212228775024, 0.39372122287750244},
+        {0.7928538918495178, -1.9329805374145508, 0.4776313602924347},
+        {0.8475022912025452, -2.0106122493743896, 0.4718678891658783}};
+    keras_steps("compile:\n  optimizer: {type: nadam, learning_rate: 0.1}\n", want);
+    static const double other[STEPS][N] = {
+        {0.9433187246322632, -1.9430367946624756, 0.44294214248657227},
+        {0.8801308870315552, -1.9681156873703003, 0.49582332372665405},
+        {0.9187309741973877, -2.024021625518799, 0.4930238127708435}};
+    keras_steps("compile:\n  optimizer: {type: Nadam, learning_rate: 0.05, beta_1: 0.5, "
+                "beta_2: 0.9, epsilon: 0.001}\n", other);
+    /* Keras's weight decay comes first: w -= lr wd w, then the step */
+    static const double decayed[STEPS][N] = {
+        {0.8837213516235352, -1.8737212419509888, 0.388721227645874},
+        {0.7740166783332825, -1.8942433595657349, 0.468744158744812},
+        {0.8209249377250671, -1.952932596206665, 0.45829325914382935}};
+    keras_steps("compile:\n  optimizer: {type: nadam, learning_rate: 0.1, weight_decay: 0.1}\n",
+                decayed);
+}
+END_TEST
+
+/* Nadam's product of u(k) over a long run: the step after 5000 (where ctrain's product
+ * skips the factors that equal beta_1 in double) against the plain product, in double. */
+START_TEST(test_nadam_late_step)
+{
+    ct_node *root;
+    ct_error err = {0};
+    ct_optimizer *o = new_opt("compile:\n  optimizer: {type: nadam, learning_rate: 0.1, "
+                              "beta_1: 0.999}\n", &root, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    const int64_t t = 5001;
+    o->iterations = t - 1;
+    double p = 1.0, b1 = 0.999, b2 = 0.999;
+    for (int64_t k = 1; k <= t; k++)
+        p *= b1 * (1.0 - 0.5 * pow(0.96, (double)k));
+    double u_t = b1 * (1.0 - 0.5 * pow(0.96, (double)t));
+    double u_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1)));
+    float w[N], g[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (float)W0[i], g[i] = (float)G[0][i];
+    ct_param prm = vec_param(w, g);
+    ct_param *params[] = {&prm};
+    ct_optimizer_apply(o, params, 1, w, g);
+    for (int i = 0; i < N; i++) { /* from zero state: m = (1 - b1) g, v = (1 - b2) g^2 */
+        double gi = G[0][i], m = (1 - b1) * gi, v = (1 - b2) * gi * gi;
+        double mhat = u_next * m / (1 - p * u_next) + (1 - u_t) * gi / (1 - p);
+        double want = W0[i] - mhat * 0.1 / (sqrt(v / (1 - pow(b2, (double)t))) + 1e-7);
+        tu_assert_close(w[i], want, 1e-6);
+    }
+    ct_optimizer_free(o);
+    ct_node_free(root);
+}
+END_TEST
+
+START_TEST(test_adamax)
+{
+    /* step 1 by hand: m = 0.1 g, u = |g|, w -= 0.1 * 0.1 g / (0.1 (|g| + eps)) ~ 0.1 sign(g) */
+    static const double want[STEPS][N] = {
+        {0.9000000953674316, -1.9000000953674316, 0.40000003576278687},
+        {0.8355264663696289, -1.878926396369934, 0.4242105484008789},
+        {0.8225060701370239, -1.905199408531189, 0.43580886721611023}};
+    keras_steps("compile:\n  optimizer: {type: adamax, learning_rate: 0.1}\n", want);
+    static const double other[STEPS][N] = {
+        {0.9504950642585754, -1.9502487182617188, 0.45016610622406006},
+        {0.9130885601043701, -1.9502487182617188, 0.4734528660774231},
+        {0.9197641015052795, -1.9787063598632812, 0.4823591709136963}};
+    keras_steps("compile:\n  optimizer: {type: Adamax, learning_rate: 0.05, beta_1: 0.5, "
+                "beta_2: 0.8, epsilon: 0.001}\n", other);
+}
+END_TEST
+
+START_TEST(test_adadelta)
+{
+    /* step 1 by hand (lr 1, g = 0.1): acc_g = 0.05 * 0.01 = 5e-4; delta = -sqrt(1e-7) 0.1 /
+     * sqrt(5e-4 + 1e-7) = -1.41407e-3, so w = 0.998586 */
+    static const double want[STEPS][N] = {
+        {0.9985859394073486, -1.998585820198059, 0.4985857903957367},
+        {0.9966428875923157, -1.9994986057281494, 0.5003122091293335},
+        {0.9983016848564148, -2.001152753829956, 0.5000808238983154}};
+    keras_steps("compile:\n  optimizer: {type: adadelta, learning_rate: 1.0}\n", want);
+    static const double other[STEPS][N] = {
+        {0.9984196424484253, -1.9984190464019775, 0.4984189569950104},
+        {0.9962445497512817, -1.9994614124298096, 0.5003621578216553},
+        {0.9981216788291931, -2.0013349056243896, 0.500095784664154}};
+    keras_steps("compile:\n  optimizer: {type: Adadelta, learning_rate: 0.5, rho: 0.9, "
+                "epsilon: 1e-6}\n", other);
+}
+END_TEST
+
+START_TEST(test_lion)
+{
+    /* step 1 by hand: m = 0, so w -= 0.1 sign(0.1 g) */
+    static const double want[STEPS][N] = {
+        {0.8999999761581421, -1.899999976158142, 0.4000000059604645},
+        {0.7999999523162842, -2.0, 0.5},
+        {0.8999999761581421, -2.0999999046325684, 0.4000000059604645}};
+    keras_steps("compile:\n  optimizer: {type: lion, learning_rate: 0.1}\n", want);
+    /* beta_1 0.99: step 2's direction is the momentum's (0.1 g_1), not g_2's */
+    static const double other[STEPS][N] = {
+        {0.8999999761581421, -1.899999976158142, 0.4000000059604645},
+        {0.7999999523162842, -1.7999999523162842, 0.30000001192092896},
+        {0.6999999284744263, -1.6999999284744263, 0.4000000059604645}};
+    keras_steps("compile:\n  optimizer: {type: Lion, learning_rate: 0.1, beta_1: 0.99, "
+                "beta_2: 0.9}\n", other);
+}
+END_TEST
+
+START_TEST(test_ftrl)
+{
+    /* step 1 by hand (lr 0.1, g = 0.1, w = 1): new_acc = 0.11; linear = 0.1 - (sqrt(0.11) -
+     * sqrt(0.1)) / 0.1 = -0.054347; quadratic = sqrt(0.11) / 0.1 = 3.31662; w = 0.054347 /
+     * 3.31662 = 0.016386 */
+    static const double want[STEPS][N] = {
+        {0.016386274248361588, -0.25623926520347595, 0.06843715161085129},
+        {-0.06059376150369644, -0.2820591628551483, 0.14381499588489532},
+        {-0.010593761689960957, -0.33629176020622253, 0.1362985372543335}};
+    keras_steps("compile:\n  optimizer: {type: ftrl, learning_rate: 0.1}\n", want);
+    /* every key; l1 sets w[0] to exactly 0 at step 1 (|linear| <= l1) */
+    static const double other[STEPS][N] = {
+        {0.0, -0.20585891604423523, 0.04723115265369415},
+        {-0.07020098716020584, -0.23086243867874146, 0.12214838713407516},
+        {-0.01897446997463703, -0.28555917739868164, 0.11392107605934143}};
+    keras_steps("compile:\n  optimizer: {type: Ftrl, learning_rate: 0.1, "
+                "l1_regularization_strength: 0.05, l2_regularization_strength: 0.01, "
+                "l2_shrinkage_regularization_strength: 0.02, beta: 0.1, "
+                "learning_rate_power: -0.7}\n", other);
+}
+END_TEST
+
+/* use_ema: the weights after each step, the average (the last state slot) and the weights
+ * after ct_optimizer_finalize, which Keras's fit calls finalize_variable_values. */
+static void ema_steps(const char *yaml, const double w_want[STEPS][N],
+                      const double avg_want[STEPS][N], double tol)
+{
+    ct_node *root;
+    ct_error err = {0};
+    ct_optimizer *o = new_opt(yaml, &root, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    int slot = ct_optimizer_slots(o) - 1;
+    ck_assert_str_eq(ct_optimizer_slot_name(o, slot), "average");
+    ck_assert_ptr_null(ct_optimizer_slot_name(o, slot + 1));
+    float w[N], g[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (float)W0[i];
+    ct_param p = vec_param(w, g);
+    ct_param *params[] = {&p};
+    for (int t = 0; t < STEPS; t++) {
+        for (int i = 0; i < N; i++)
+            g[i] = (float)G[t][i];
+        ct_optimizer_apply(o, params, 1, w, g);
+        for (int i = 0; i < N; i++) {
+            tu_assert_close(w[i], w_want[t][i], tol);
+            tu_assert_close(o->state[slot * N + i], avg_want[t][i], tol);
+        }
+    }
+    ct_optimizer_finalize(o, w);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(w[i], o->state[slot * N + i]);
+    ct_optimizer_free(o);
+    ct_node_free(root);
+}
+
+START_TEST(test_ema)
+{
+    /* by hand (sgd, lr 0.1): step 1's average is the weights (momentum 0 on the first
+     * step); step 2's is 0.9 * 0.99 + 0.1 * 0.95 = 0.986 */
+    static const double w1[STEPS][N] = {
+        {0.9900000095367432, -1.9800000190734863, 0.4699999988079071},
+        {0.949999988079071, -1.9900000095367432, 0.5199999809265137},
+        {0.9800000190734863, -2.015000104904175, 0.5149999856948853}};
+    static const double a1[STEPS][N] = {
+        {0.9900000095367432, -1.9800000190734863, 0.4699999988079071},
+        {0.9860000014305115, -1.9809999465942383, 0.4749999940395355},
+        {0.9854000210762024, -1.9843999147415161, 0.4790000021457672}};
+    ema_steps("compile:\n  optimizer: {type: sgd, learning_rate: 0.1, use_ema: true, "
+              "ema_momentum: 0.9}\n", w1, a1, KERAS_TOL);
+    /* ema_overwrite_frequency 2: the weights become the average after step 2 */
+    static const double w2[STEPS][N] = {
+        {0.9900000095367432, -1.9800000190734863, 0.4699999988079071},
+        {0.9860000014305115, -1.9809999465942383, 0.4749999940395355},
+        {1.0160000324249268, -2.00600004196167, 0.4699999988079071}};
+    static const double a2[STEPS][N] = {
+        {0.9900000095367432, -1.9800000190734863, 0.4699999988079071},
+        {0.9860000014305115, -1.9809999465942383, 0.4749999940395355},
+        {0.9890000224113464, -1.9834998846054077, 0.47450000047683716}};
+    ema_steps("compile:\n  optimizer: {type: sgd, learning_rate: 0.1, use_ema: true, "
+              "ema_momentum: 0.9, ema_overwrite_frequency: 2}\n", w2, a2, KERAS_TOL);
+    /* the default momentum (0.99), after Adam's own two slots; Adam's alpha, a double
+     * rounded once, puts its weights ~13 float32 ulps from Keras's by step 3 */
+    static const double w3[STEPS][N] = {
+        {0.9000037908554077, -1.9000022411346436, 0.4000017046928406},
+        {0.8115677237510681, -1.8733692169189453, 0.4293573498725891},
+        {0.7938970923423767, -1.9072837829589844, 0.4465053081512451}};
+    static const double a3[STEPS][N] = {
+        {0.9000037908554077, -1.9000022411346436, 0.4000017046928406},
+        {0.8991194367408752, -1.8997358083724976, 0.4002952575683594},
+        {0.8980672359466553, -1.8998112678527832, 0.4007573425769806}};
+    ema_steps("compile:\n  optimizer: {type: adam, learning_rate: 0.1, use_ema: true}\n", w3,
+              a3, 5e-6);
+}
+END_TEST
+
+/* Without use_ema there is no average and finalize leaves the weights alone. */
+START_TEST(test_ema_off)
+{
+    ct_node *root;
+    ct_error err = {0};
+    ct_optimizer *o = new_opt("compile:\n  optimizer: ftrl\n", &root, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    ck_assert_int_eq(ct_optimizer_slots(o), 2);
+    ck_assert_str_eq(ct_optimizer_slot_name(o, 0), "accumulator");
+    ck_assert_str_eq(ct_optimizer_slot_name(o, 1), "linear");
+    for (int i = 0; i < N; i++) {
+        ck_assert_float_eq(o->state[i], 0.1f); /* initial_accumulator_value */
+        ck_assert_float_eq(o->state[N + i], 0.0f);
+    }
+    float w[N] = {1, 2, 3};
+    ct_optimizer_finalize(o, w);
+    ck_assert(w[0] == 1 && w[1] == 2 && w[2] == 3);
+    ct_node *cfg = ct_map_get(ct_map_get(root, "compile"), "optimizer");
+    ck_assert(!map_bool(cfg, "use_ema"));
+    ck_assert_double_eq(map_float(cfg, "ema_momentum"), 0.99);
+    ck_assert(ct_node_is_null(ct_map_get(cfg, "ema_overwrite_frequency")));
+    ct_optimizer_free(o);
+    ct_node_free(root);
+}
+END_TEST
+
+/* Keras 3's defaults, written into the resolved config. */
+START_TEST(test_parse_new_defaults)
+{
+    static const struct {
+        const char *name, *key;
+        double value;
+    } defaults[] = {
+        {"nadam", "beta_1", 0.9}, {"nadam", "beta_2", 0.999}, {"nadam", "epsilon", 1e-7},
+        {"adamax", "beta_1", 0.9}, {"adamax", "beta_2", 0.999}, {"adamax", "epsilon", 1e-7},
+        {"adadelta", "rho", 0.95}, {"adadelta", "epsilon", 1e-7},
+        {"lion", "beta_1", 0.9}, {"lion", "beta_2", 0.99},
+        {"ftrl", "learning_rate_power", -0.5}, {"ftrl", "initial_accumulator_value", 0.1},
+        {"ftrl", "l1_regularization_strength", 0}, {"ftrl", "l2_regularization_strength", 0},
+        {"ftrl", "l2_shrinkage_regularization_strength", 0}, {"ftrl", "beta", 0},
+    };
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        char text[96];
+        snprintf(text, sizeof text, "compile:\n  optimizer: %s\n", defaults[i].name);
+        ct_node *root;
+        ct_error err = {0};
+        ct_optimizer *o = new_opt(text, &root, &err);
+        ck_assert_msg(o != NULL, "%s", err.msg);
+        ck_assert_double_eq(o->learning_rate, 0.001);
+        ck_assert_double_eq(o->weight_decay, 0);
+        ct_node *cfg = ct_map_get(ct_map_get(root, "compile"), "optimizer");
+        ck_assert_double_eq(map_float(cfg, defaults[i].key), defaults[i].value);
+        ct_optimizer_free(o);
+        ct_node_free(root);
+    }
+}
+END_TEST
+
+START_TEST(test_parse_new_errors)
+{
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: lion, beta_1: 0}\n"),
+                     "t.yaml:2:35: optimizer 'lion': beta_1 must be above 0 (otherwise Lion is "
+                     "sign SGD), got 0");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: lion, beta_2: 1.5}\n"),
+                     "t.yaml:2:35: 'beta_2' must be between 0 and 1, got 1.5");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: nadam, beta_2: 1}\n"),
+                     "t.yaml:2:36: optimizer 'nadam': beta_2 must be below 1, got 1");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: adamax, beta_1: 1}\n"),
+                     "t.yaml:2:37: optimizer 'adamax': beta_1 must be below 1, got 1");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: adadelta, rho: -0.5}\n"),
+                     "t.yaml:2:36: 'rho' must be between 0 and 1, got -0.5");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: ftrl, learning_rate_power: 0.5}\n"),
+                     "t.yaml:2:48: 'learning_rate_power' must be at most 0, got 0.5");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: ftrl, "
+                               "l1_regularization_strength: -1}\n"),
+                     "t.yaml:2:55: 'l1_regularization_strength' must be at least 0, got -1");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: sgd, use_ema: true, "
+                               "ema_momentum: 1.5}\n"),
+                     "t.yaml:2:55: 'ema_momentum' must be between 0 and 1, got 1.5");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: sgd, use_ema: true, "
+                               "ema_overwrite_frequency: 0}\n"),
+                     "t.yaml:2:66: optimizer 'sgd': ema_overwrite_frequency must be a number "
+                     "of steps (1 or more), or null for never, got 0");
+    ck_assert_str_eq(opt_error("compile:\n  optimizer: {type: adam, use_ema: maybe}\n"),
+                     "t.yaml:2:36: expected true or false for 'use_ema', got 'maybe'");
+    const char *m = opt_error("compile:\n  optimizer: {type: lion, epsilon: 1e-7}\n");
+    ck_assert_str_eq(m, "t.yaml:2:27: unknown key 'epsilon' in optimizer 'lion'; known keys: "
+                        "type, learning_rate, clipnorm, clipvalue, global_clipnorm, "
+                        "weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, beta_1, "
+                        "beta_2");
+}
+END_TEST
+
 static Suite *updates_suite(void)
 {
     Suite *s = suite_create("optimizer_updates");
@@ -715,6 +1040,14 @@ static Suite *updates_suite(void)
     tcase_add_test(t, test_adagrad);
     tcase_add_test(t, test_epsilon_placement);
     tcase_add_test(t, test_weight_decay_plain_sgd);
+    tcase_add_test(t, test_nadam);
+    tcase_add_test(t, test_nadam_late_step);
+    tcase_add_test(t, test_adamax);
+    tcase_add_test(t, test_adadelta);
+    tcase_add_test(t, test_lion);
+    tcase_add_test(t, test_ftrl);
+    tcase_add_test(t, test_ema);
+    tcase_add_test(t, test_ema_off);
     suite_add_tcase(s, t);
     TCase *c = tcase_create("clipping");
     tcase_add_test(c, test_clipvalue);
@@ -734,6 +1067,8 @@ static Suite *parse_suite(void)
     tcase_add_test(t, test_parse_default_rmsprop);
     tcase_add_test(t, test_parse_kinds);
     tcase_add_test(t, test_parse_errors);
+    tcase_add_test(t, test_parse_new_defaults);
+    tcase_add_test(t, test_parse_new_errors);
     suite_add_tcase(s, t);
     return s;
 }

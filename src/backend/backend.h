@@ -123,15 +123,34 @@ typedef enum {
  *   RMSPROP: h[0] rho, h[1] momentum, h[2] epsilon; flag[0] centered.
  *            State: velocity (, average_gradient) (, momentum when h[1] > 0).
  *   ADAGRAD: h[0] epsilon. State: accumulator.
- * decay: the decoupled weight decay factor lr * weight_decay; w -= w * decay comes first. */
-typedef enum { CT_UPDATE_SGD = 0, CT_UPDATE_ADAM, CT_UPDATE_RMSPROP, CT_UPDATE_ADAGRAD } ct_update_kind;
+ * The rest work in float32, as Keras does (optimizers/<name>.c gives each formula):
+ *   NADAM:   h[0] u_{t+1} / (1 - prod u_1..u_{t+1}), h[1] (1 - u_t) / (1 - prod u_1..u_t),
+ *            h[2] 1 - beta_2^t, h[3] 1 - beta_1, h[4] 1 - beta_2, h[5] epsilon.
+ *            State: momentum, velocity.
+ *   ADAMAX:  h[0] 1 - beta_1, h[1] beta_2, h[2] 1 - beta_1^t, h[3] epsilon.
+ *            State: momentum, norm.
+ *   ADADELTA: h[0] rho, h[1] 1 - rho, h[2] epsilon.
+ *            State: accumulated_grad, accumulated_delta_var.
+ *   LION:    h[0] beta_1, h[1] 1 - beta_1, h[2] beta_2, h[3] 1 - beta_2. State: momentum.
+ *   FTRL:    h[0] -learning_rate_power, h[1] l1, h[2] 2 (l2 + beta / (2 lr)),
+ *            h[3] 2 l2_shrinkage. State: accumulator, linear.
+ * decay: the decoupled weight decay factor lr * weight_decay; w -= w * decay comes first.
+ * ema: after the step, state slot ema_slot (the average) = ema_momentum average +
+ * (1 - ema_momentum) w, in float; then, when ema_overwrite, w = average. */
+typedef enum {
+    CT_UPDATE_SGD = 0, CT_UPDATE_ADAM, CT_UPDATE_RMSPROP, CT_UPDATE_ADAGRAD, CT_UPDATE_NADAM,
+    CT_UPDATE_ADAMAX, CT_UPDATE_ADADELTA, CT_UPDATE_LION, CT_UPDATE_FTRL
+} ct_update_kind;
 
 typedef struct ct_update {
     ct_update_kind kind;
     float lr;
     float decay;
-    double h[4];
+    double h[6];
     bool flag[2];
+    bool ema, ema_overwrite;
+    int ema_slot;
+    float ema_momentum;
 } ct_update;
 
 #define CT_STAGE_SLOTS 2

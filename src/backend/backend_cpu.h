@@ -75,6 +75,11 @@ void ct_cpu_regularize(const float *w, float *g, int64_t n, double l1, double l2
 void ct_cpu_clip_value(float *x, int64_t n, float c);
 void ct_cpu_clip_norm(float *x, int64_t n, double c);
 void ct_cpu_update(const ct_update *u, float *w, const float *g, float *state, int64_t n);
+/* backend_cpu_optim.c: a slice of n elements of the kinds from nadam on (slot k at
+ * state[k * stride + i]), and the moving average's step on avg (use_ema). */
+void ct_cpu_update_more(const ct_update *u, float *w, const float *g, float *state,
+                        int64_t stride, int64_t n);
+void ct_cpu_ema(const ct_update *u, float *w, float *avg, int64_t n);
 
 /* CPU kernels of the merging ops (backend_cpu_merge.c). */
 void ct_cpu_copy_strided(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,

@@ -153,7 +153,10 @@ static void update_task(void *ctx, int64_t begin, int64_t end)
     case CT_UPDATE_ADAM: adam(u, w, g, st, j->n, n); break;
     case CT_UPDATE_RMSPROP: rmsprop(u, w, g, st, j->n, n); break;
     case CT_UPDATE_ADAGRAD: adagrad(u, w, g, st, n); break;
+    default: ct_cpu_update_more(u, w, g, st, j->n, n); break;
     }
+    if (u->ema)
+        ct_cpu_ema(u, w, st + (int64_t)u->ema_slot * j->n, n);
 }
 
 void ct_cpu_update(const ct_update *u, float *w, const float *g, float *state, int64_t n)

@@ -80,7 +80,7 @@ static float *host_state(const ct_optimizer *o, bool fetch)
 {
     if (!o->be || o->be->device == CT_DEVICE_CPU)
         return o->state;
-    size_t bytes = (size_t)(o->kind->state_per_param(o) * o->n) * sizeof(float);
+    size_t bytes = (size_t)(ct_optimizer_slots(o) * o->n) * sizeof(float);
     float *h = malloc(bytes ? bytes : 1);
     if (h && fetch)
         o->be->download(h, o->state, bytes);
@@ -92,7 +92,7 @@ static void host_state_done(const ct_optimizer *o, float *h, bool store)
     if (h == o->state)
         return;
     if (store)
-        o->be->upload(o->state, h, (size_t)(o->kind->state_per_param(o) * o->n) * sizeof(float));
+        o->be->upload(o->state, h, (size_t)(ct_optimizer_slots(o) * o->n) * sizeof(float));
     free(h);
 }
 
@@ -105,13 +105,13 @@ static int write_optimizer(hid_t file, const ct_optimizer *o)
                      dataset_write(g, "iterations", H5T_NATIVE_INT64, 0, NULL, &o->iterations) == 0
                  ? 0 : -1;
     hsize_t n = (hsize_t)o->n;
-    int slots = o->kind->state_per_param(o);
+    int slots = ct_optimizer_slots(o);
     float *state = slots ? host_state(o, true) : NULL;
     if (slots && !state)
         rc = -1;
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
-        snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
+        snprintf(name, sizeof name, "%d_%s", k, ct_optimizer_slot_name(o, k));
         rc = dataset_write(g, name, H5T_NATIVE_FLOAT, 1, &n, state + (int64_t)k * o->n);
     }
     if (state)
@@ -285,13 +285,13 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
     if (rc == 0 && iterations < 0)
         rc = ct_err(err, CT_ERR_DATA, "%s: optimizer_weights/iterations is %lld; a "
                     "checkpoint's counters are never negative", path, (long long)iterations);
-    int slots = o->kind->state_per_param(o);
+    int slots = ct_optimizer_slots(o);
     float *state = slots && rc == 0 ? host_state(o, false) : NULL;
     if (slots && rc == 0 && !state)
         rc = ct_err(err, CT_ERR_NOMEM, "out of memory for the optimizer's state");
     for (int k = 0; rc == 0 && k < slots; k++) {
         char name[96];
-        snprintf(name, sizeof name, "%d_%s", k, o->kind->state_name(o, k));
+        snprintf(name, sizeof name, "%d_%s", k, ct_optimizer_slot_name(o, k));
         r = dataset_read(g, name, dapl, H5T_NATIVE_FLOAT, o->n, state + (int64_t)k * o->n, path,
                          err);
         if (r == -2)

@@ -630,7 +630,7 @@ static int read_experiment(ct_experiment *ex, ct_error *err)
         read_compile(ex, err) < 0 || check_target_scale(ex, err) < 0 || read_fit(ex, err) < 0)
         return -1;
     budget.batch = ex->batch_size;
-    budget.opt_slots = ex->optimizer->kind->state_per_param(ex->optimizer);
+    budget.opt_slots = ct_optimizer_slots(ex->optimizer);
     budget.extra = ct_callbacks_state_size(ex->callbacks, ex->model->size);
     if (ct_model_check_budget(ex->model, &budget, err) < 0)
         return -1;

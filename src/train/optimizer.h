@@ -1,7 +1,8 @@
 /* optimizer.h - optimizers step the model's contiguous parameter block. Each kind lives
  * in optimizers/<name>.c and is listed in optimizers/registry.c. The optimizer owns its
- * state (state_per_param floats per trainable parameter), allocated by ct_optimizer_new
- * and freed by ct_optimizer_free. */
+ * state (state_per_param floats per trainable parameter, and the moving average's with
+ * use_ema: ct_optimizer_slots), allocated by ct_optimizer_new and freed by
+ * ct_optimizer_free. */
 #ifndef CT_OPTIMIZER_H
 #define CT_OPTIMIZER_H
 
@@ -25,9 +26,9 @@ typedef struct ct_optimizer_kind {
      * backend's element-wise update (see ct_update in backend.h); the backend applies it
      * to the whole block, so the optimizer never touches parameter memory itself. */
     void (*prepare)(const ct_optimizer *o, int64_t t, float lr, ct_update *u);
-    /* Optional: the value every state slot starts at (adagrad's
+    /* Optional: the value state slot `slot` starts at (adagrad's and ftrl's
      * initial_accumulator_value); zeros otherwise. */
-    float (*initial_state)(const ct_optimizer *o);
+    float (*initial_state)(const ct_optimizer *o, int slot);
 } ct_optimizer_kind;
 
 #define CT_OPT_MAX_HYPER 8
@@ -76,9 +77,17 @@ struct ct_optimizer {
     ct_schedule schedule;  /* CT_SCHEDULE_CONSTANT unless learning_rate is a map */
     double clipnorm, clipvalue, global_clipnorm; /* 0: off */
     double weight_decay;                         /* 0: off */
+    /* Keras 3's use_ema: a moving average of the trainable weights, kept as the last
+     * state slot ("average"), updated after every step as
+     * average = m average + (1 - m) w, with m = 0 on the first step (average = w) and
+     * ema_momentum after; every ema_overwrite_frequency steps (0: never) w = average, and
+     * ct_optimizer_finalize puts it in the weights at the end of fit. */
+    bool use_ema;
+    double ema_momentum;
+    int64_t ema_overwrite_frequency;
     int64_t n;             /* trainable parameters */
     const ct_backend *be;  /* where state lives and the update runs (NULL: the CPU) */
-    float *state;          /* state_per_param * n floats of backend memory (initial_state) */
+    float *state;          /* ct_optimizer_slots * n floats of backend memory (initial_state) */
     int64_t iterations;    /* steps taken */
 };
 
@@ -95,6 +104,16 @@ void ct_optimizer_free(ct_optimizer *o);
  * are the blocks, in o->be's memory. */
 void ct_optimizer_apply(ct_optimizer *o, ct_param *const *params, int nparams, float *w,
                         float *g);
+
+/* The state slots per parameter: the kind's, plus the EMA's "average" when use_ema. Slot k
+ * of parameter i is state[k * n + i]; checkpoints save every slot under its name. */
+int ct_optimizer_slots(const ct_optimizer *o);
+const char *ct_optimizer_slot_name(const ct_optimizer *o, int slot);
+
+/* The end of fit, as Keras's finalize_variable_values: with use_ema, w (the trainable
+ * block, in o->be's memory) becomes the moving average. Does nothing before the first
+ * step, or without use_ema. */
+void ct_optimizer_finalize(const ct_optimizer *o, float *w);
 
 const ct_optimizer_kind *ct_optimizer_kind_find(const char *name);
 const char *ct_optimizer_kind_names(void);

@@ -1014,6 +1014,10 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     s.progress_out = mode == CT_PROGRESS_NONE ? NULL : out;
     if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
         goto done;
+    /* As Keras's fit: the EMA weights replace the model's after the last epoch (the
+     * checkpoints keep the raw ones and the average), before early_stopping may restore
+     * its best weights. */
+    ct_optimizer_finalize(ex->optimizer, ex->model->values);
     ct_callbacks_train_end(ex->callbacks, ex->model, s.progress_out);
     if (save_weights(ex, dir, err) < 0)
         goto done;

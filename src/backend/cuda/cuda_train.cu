@@ -622,6 +622,87 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /* ---- optimizer updates ------------------------------------------------------------------
+ * The kinds from nadam on work in float32 as Keras does, in the CPU's order
+ * (backend_cpu_optim.c); each returns the element's new weight. */
+__device__ __forceinline__ float fdiv(float a, float b) { return __fdiv_rn(a, b); }
+
+__device__ float nadam_step(const ct_update &u, float wi, float g, float *state, int64_t i,
+                            int64_t n)
+{
+    float *m = state, *v = state + n;
+    float mi = fadd(m[i], fmul(fsub(g, m[i]), (float)u.h[3]));
+    float vi = fadd(v[i], fmul(fsub(fmul(g, g), v[i]), (float)u.h[4]));
+    m[i] = mi;
+    v[i] = vi;
+    float mhat = fadd(fmul((float)u.h[0], mi), fmul((float)u.h[1], g));
+    float den = fadd(__fsqrt_rn(fdiv(vi, (float)u.h[2])), (float)u.h[5]);
+    return fsub(wi, fdiv(fmul(mhat, u.lr), den));
+}
+
+__device__ float adamax_step(const ct_update &u, float wi, float g, float *state, int64_t i,
+                             int64_t n)
+{
+    float *m = state, *norm = state + n;
+    float mi = fadd(m[i], fmul(fsub(g, m[i]), (float)u.h[0]));
+    float ui = fmaxf(fmul((float)u.h[1], norm[i]), fabsf(g));
+    m[i] = mi;
+    norm[i] = ui;
+    return fsub(wi, fdiv(fmul(u.lr, mi), fmul((float)u.h[2], fadd(ui, (float)u.h[3]))));
+}
+
+__device__ float adadelta_step(const ct_update &u, float wi, float g, float *state, int64_t i,
+                               int64_t n)
+{
+    const float rho = (float)u.h[0], c = (float)u.h[1], eps = (float)u.h[2];
+    float *ag = state, *ad = state + n;
+    float a = fadd(fmul(rho, ag[i]), fmul(c, fmul(g, g)));
+    float delta = -fdiv(fmul(__fsqrt_rn(fadd(ad[i], eps)), g), __fsqrt_rn(fadd(a, eps)));
+    ag[i] = a;
+    ad[i] = fadd(fmul(rho, ad[i]), fmul(c, fmul(delta, delta)));
+    return fadd(wi, fmul(u.lr, delta));
+}
+
+__device__ float lion_step(const ct_update &u, float wi, float g, float *m, int64_t i)
+{
+    float c = fadd(fmul(m[i], (float)u.h[0]), fmul(g, (float)u.h[1]));
+    float sg = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : c);
+    m[i] = fadd(fmul(m[i], (float)u.h[2]), fmul(g, (float)u.h[3]));
+    return fsub(wi, fmul(u.lr, sg));
+}
+
+__device__ __forceinline__ float ftrl_pow(float x, double p)
+{
+    return p == 0.5 ? __fsqrt_rn(x) : (float)pow((double)x, p);
+}
+
+__device__ float ftrl_step(const ct_update &u, float wi, float g, float *state, int64_t i,
+                           int64_t n)
+{
+    const double p = u.h[0];
+    const float l1 = (float)u.h[1], q2 = (float)u.h[2], s2 = (float)u.h[3];
+    float *acc = state, *lin = state + n;
+    float grad = fadd(g, fmul(s2, wi));
+    float na = fadd(acc[i], fmul(g, g));
+    float pn = ftrl_pow(na, p), po = ftrl_pow(acc[i], p);
+    float li = fadd(lin[i], fsub(grad, fmul(fdiv(fsub(pn, po), u.lr), wi)));
+    float quad = fadd(fdiv(pn, u.lr), q2);
+    float clipped = li > l1 ? l1 : (li < -l1 ? -l1 : li);
+    lin[i] = li;
+    acc[i] = na;
+    return fdiv(fsub(clipped, li), quad);
+}
+
+/* The moving average's step (use_ema) after the weight's, as ct_cpu_ema. */
+__device__ __forceinline__ float ema_step(const ct_update &u, float wi, float *state, int64_t i,
+                                          int64_t n)
+{
+    float *avg = state + (int64_t)u.ema_slot * n;
+    float a = fadd(fmul(u.ema_momentum, avg[i]), fmul(fsub(1.0f, u.ema_momentum), wi));
+    avg[i] = a;
+    return u.ema_overwrite ? a : wi;
+}
+
+/* ---- optimizer updates ------------------------------------------------------------------
  * One kernel per kind over the whole block: the decoupled weight decay, then the step.
  * Adam works in float, the others in double, as their CPU loops. */
 template <ct_update_kind K>
@@ -675,13 +756,25 @@ __global__ void __launch_bounds__(kThreads)
                 m[i] = (float)inc;
             }
             wi = (float)dsub(wi, inc);
-        } else {
-            static_assert(K == CT_UPDATE_ADAGRAD, "an optimizer kind");
+        } else if constexpr (K == CT_UPDATE_ADAGRAD) {
             const double eps = u.h[0];
             double a = dadd((double)state[i], dmul(gi, gi));
             state[i] = (float)a;
             wi = (float)dsub(wi, ddiv(dmul(lr, gi), __dsqrt_rn(dadd(a, eps))));
+        } else if constexpr (K == CT_UPDATE_NADAM) {
+            wi = nadam_step(u, wi, gf, state, i, n);
+        } else if constexpr (K == CT_UPDATE_ADAMAX) {
+            wi = adamax_step(u, wi, gf, state, i, n);
+        } else if constexpr (K == CT_UPDATE_ADADELTA) {
+            wi = adadelta_step(u, wi, gf, state, i, n);
+        } else if constexpr (K == CT_UPDATE_LION) {
+            wi = lion_step(u, wi, gf, state, i);
+        } else {
+            static_assert(K == CT_UPDATE_FTRL, "an optimizer kind");
+            wi = ftrl_step(u, wi, gf, state, i, n);
         }
+        if (u.ema)
+            wi = ema_step(u, wi, state, i, n);
         w[i] = wi;
     }
 }
@@ -842,6 +935,21 @@ extern "C" void ct_cuda_update(const ct_update *u, float *w, const float *g, flo
         break;
     case CT_UPDATE_ADAGRAD:
         update_kernel<CT_UPDATE_ADAGRAD><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
+        break;
+    case CT_UPDATE_NADAM:
+        update_kernel<CT_UPDATE_NADAM><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
+        break;
+    case CT_UPDATE_ADAMAX:
+        update_kernel<CT_UPDATE_ADAMAX><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
+        break;
+    case CT_UPDATE_ADADELTA:
+        update_kernel<CT_UPDATE_ADADELTA><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
+        break;
+    case CT_UPDATE_LION:
+        update_kernel<CT_UPDATE_LION><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
+        break;
+    case CT_UPDATE_FTRL:
+        update_kernel<CT_UPDATE_FTRL><<<blocks, kThreads, 0, s>>>(*u, w, g, state, n);
         break;
     default:
         ct_cuda_fail("update", "unknown optimizer kind");
