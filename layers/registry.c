@@ -1,11 +1,11 @@
 /* registry.c - every layer kind, from the one list in layers/kinds.def (explicit, since
  * self-registration silently vanishes when a static library drops an object file). The
  * list is in alphabetical order of config name: error messages show it as is. */
-#include <ctype.h>
 #include <string.h>
 #include <threads.h>
 
 #include "layer.h"
+#include "text.h"
 
 #define CT_LAYER(name) extern const ct_layer_kind ct_layer_##name;
 #include "kinds.def"
@@ -35,22 +35,6 @@ static const struct {
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
-/* Lower case without underscores, so "leaky_relu", "LeakyReLU" and "Leaky_ReLU" meet.
- * Returns false when s does not fit. */
-static bool fold(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s; s++) {
-        if (*s == '_')
-            continue;
-        if (k + 1 >= n)
-            return false;
-        out[k++] = (char)tolower((unsigned char)*s);
-    }
-    out[k] = '\0';
-    return true;
-}
-
 const ct_layer_kind *ct_layer_kind_find(const char *name)
 {
     if (!name)
@@ -58,17 +42,12 @@ const ct_layer_kind *ct_layer_kind_find(const char *name)
     for (size_t i = 0; i < NKINDS; i++)
         if (!strcmp(name, kinds[i]->name) || !strcmp(name, kinds[i]->class_name))
             return kinds[i];
-    char want[128], have[128];
-    if (!fold(name, want, sizeof want))
-        return NULL;
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (fold(aliases[i].alias, have, sizeof have) && !strcmp(want, have))
+        if (ct_name_matches(name, aliases[i].alias))
             return ct_layer_kind_find(aliases[i].name);
-    for (size_t i = 0; i < NKINDS; i++) {
-        if ((fold(kinds[i]->name, have, sizeof have) && !strcmp(want, have)) ||
-            (fold(kinds[i]->class_name, have, sizeof have) && !strcmp(want, have)))
+    for (size_t i = 0; i < NKINDS; i++)
+        if (ct_name_matches(name, kinds[i]->name) || ct_name_matches(name, kinds[i]->class_name))
             return kinds[i];
-    }
     return NULL;
 }
 

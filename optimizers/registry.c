@@ -20,6 +20,7 @@
 
 #include "optimizer.h"
 #include "parallel.h"
+#include "text.h"
 
 extern const ct_optimizer_kind ct_optimizer_sgd, ct_optimizer_adam, ct_optimizer_adamw,
     ct_optimizer_rmsprop, ct_optimizer_adagrad, ct_optimizer_nadam, ct_optimizer_adamax,
@@ -59,6 +60,11 @@ static const opt_entry *find_entry(const char *name)
 {
     for (size_t i = 0; i < N_KINDS; i++)
         if (!strcmp(name, table[i].kind->name) || !strcmp(name, table[i].kind->class_name))
+            return &table[i];
+    /* then as layer types are matched (and as Keras 3 reads optimizer names): "ADAM" */
+    for (size_t i = 0; i < N_KINDS; i++)
+        if (ct_name_matches(name, table[i].kind->name) ||
+            ct_name_matches(name, table[i].kind->class_name))
             return &table[i];
     return NULL;
 }

@@ -1,5 +1,6 @@
 /* text.c - name suggestions and number formatting: pure functions with no state, so the
  * command line, which may call only libctrain's public API, builds its own copy. */
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -84,4 +85,25 @@ void ct_format_value(double v, char *buf, size_t n)
         snprintf(buf, n, "%.4e", v);
     else
         snprintf(buf, n, "%.4f", v);
+}
+
+/* Lower case without underscores into out (n bytes); false when s does not fit. */
+static bool fold(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *s; s++) {
+        if (*s == '_')
+            continue;
+        if (k + 1 >= n)
+            return false;
+        out[k++] = (char)tolower((unsigned char)*s);
+    }
+    out[k] = '\0';
+    return true;
+}
+
+bool ct_name_matches(const char *given, const char *name)
+{
+    char a[128], b[128];
+    return given && name && fold(given, a, sizeof a) && fold(name, b, sizeof b) && !strcmp(a, b);
 }

@@ -680,6 +680,12 @@ START_TEST(test_parse_errors)
                      "t.yaml:2:14: unknown optimizer 'adma' (did you mean 'adam'?); known "
                      "optimizers: sgd, adam, adamw, rmsprop, adagrad, nadam, adamax, adadelta, lion, ftrl");
     const char *m = opt_error("compile:\n  optimizer: {type: adam, momentum: 0.9}\n");
+    /* Names match as layer types do, without regard to case or underscores (Keras 3 too
+     * reads "ADAM" as adam). */
+    ck_assert_ptr_eq(ct_optimizer_kind_find("ADAM"), ct_optimizer_kind_find("adam"));
+    ck_assert_ptr_eq(ct_optimizer_kind_find("Ada_Max"), ct_optimizer_kind_find("adamax"));
+    ck_assert_ptr_eq(ct_optimizer_kind_find("RMSProp"), ct_optimizer_kind_find("rmsprop"));
+    ck_assert_ptr_null(ct_optimizer_kind_find("adamm"));
     ck_assert_str_eq(m, "t.yaml:2:27: unknown key 'momentum' in optimizer 'adam'; known keys: "
                         "type, learning_rate, clipnorm, clipvalue, global_clipnorm, "
                         "weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, beta_1, "
