@@ -232,11 +232,21 @@ typedef struct causal_job {
         put_tile((c), (ldc), (i0), (rows), (c0), (cols), t_);                                  \
     } while (0)
 
+/* A whole row of a tile: a copy of constant size, two vector stores (a variable size
+ * calls memcpy, which cost as much as a short row's products). */
+static inline void put_row16(float *dst, const v8f *src, int64_t cols)
+{
+    if (cols == TILE_C)
+        memcpy(dst, src, TILE_C * sizeof(float));
+    else
+        memcpy(dst, src, (size_t)cols * sizeof(float));
+}
+
 static void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0, int64_t cols,
                      v8f t[TILE_R][2])
 {
     for (int r = 0; r < rows; r++)
-        memcpy(c + (i0 + r) * ldc + c0, t[r], (size_t)cols * sizeof(float));
+        put_row16(c + (i0 + r) * ldc + c0, t[r], cols);
 }
 
 /* B's rows [j0, j0 + 16) (zeros past n) as 16-float columns, one per step of the shared
@@ -378,7 +388,7 @@ static void causal_tn(const causal_job *j, const float *a, const float *b, float
         v8f al = SPLAT8(j->alpha);
         for (int64_t i = 0; i < j->m; i++) {
             v8f t[2] = {acc[2 * i] * al, acc[2 * i + 1] * al};
-            memcpy(c + i * j->ldc + c0, t, (size_t)cols * sizeof(float));
+            put_row16(c + i * j->ldc + c0, t, cols);
         }
     }
 }
