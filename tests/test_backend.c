@@ -490,9 +490,8 @@ START_TEST(test_act_forward_sweep)
 END_TEST
 
 /* GELU (the exact erf form) against erfc in double at every 1/4096 over [-13, 13]: the
- * forward within 1e-6 relative wherever the value is a normal float (fastmath.h), its
- * derivative (from x and y, as the backward takes it) within 1e-5 of its terms' size up
- * to |x| = 10, where the rounding of x^2 / 2 in its exp costs about x^2 / 2 ulp. */
+ * forward within 1e-6 relative wherever the value is a normal float (fastmath.h), and so
+ * is its derivative (from x and y, as the backward takes it), relative to its terms' size. */
 START_TEST(test_gelu_accuracy)
 {
     enum { N = 26 * 4096 + 1 };
@@ -518,14 +517,14 @@ START_TEST(test_gelu_accuracy)
             worst = fabs((double)y[i] - want) / fabs(want);
             at = i;
         }
-        if (fabs(xd) <= 10 && dsize >= FLT_MIN &&
+        if (dsize >= FLT_MIN &&
             fabs((double)g[i] - dwant) / dsize > worst_grad) {
             worst_grad = fabs((double)g[i] - dwant) / dsize;
             at_grad = i;
         }
     }
     ck_assert_msg(worst < 1e-6, "gelu(%g): relative error %g", (double)x[at], worst);
-    ck_assert_msg(worst_grad < 1e-5, "gelu'(%g): relative error %g", (double)x[at_grad],
+    ck_assert_msg(worst_grad < 1e-6, "gelu'(%g): relative error %g", (double)x[at_grad],
                   worst_grad);
     free(x);
     free(y);

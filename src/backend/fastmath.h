@@ -74,35 +74,21 @@ static inline float ct_tanhf(float x)
     return a < 0.625f ? small : big;
 }
 
-/* GELU as Keras's default (approximate: false): x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2.
- * With a = |x|, Phi(-a) = t e^(-a^2 / 2 + P(t)) / 2, t = 1 / (1 + z / 2), z = a / sqrt 2:
- * erfc by the Chebyshev fit of Numerical Recipes (erfcc: fractional error below 1.2e-7
- * in exact arithmetic). One rounding of a^2 alone would cost 1e-5 in the tail, so a^2 / 2
- * is split as ah^2 / 2 (ah: a rounded to 12 bits, so its square is exact) plus a small rest,
- * and both go into one exp's range reduction (cheaper than Cephes's e^-h^2 e^(h^2 - z^2),
- * two exps); z's rounding only reaches the smooth t e^P(t). The
- * polynomials run in Estrin's order (a short dependency chain: the loop is bound by
- * latency, not by the number of operations). Within 1e-6 of the exact value, relative,
- * above the denormals (tests/test_backend.c measures it over a dense grid). */
-CT_FM_INLINE float ct_gelu_gatef(float x)
+/* scale e^(-a^2 / 2 + extra) for 0 <= a <= 14.5 and |extra| < 2, extra a small correction
+ * to the exponent. a^2 / 2 is split as ah^2 / 2 (ah: a rounded to 12 bits by Veltkamp's
+ * split, so its square is exact) plus a small rest, and both go into ct_expf's range
+ * reduction: one rounding of a^2 would cost up to a^2 / 2 ulp (1e-5 at a = 13). The
+ * polynomial runs in Estrin's order, a short dependency chain (the loops around this are
+ * bound by latency, not by the number of operations). scale is applied before the power
+ * of 2, so a denormal result rounds once. */
+CT_FM_INLINE float ct_exp_neg_half_sq(float a, float extra, float scale)
 {
-    float a = fabsf(x);
-    a = a > 14.5f ? 14.5f : a; /* Phi(-14.5) x is below the denormals */
-    float z = a * 0.70710678118654752440f;
-    float t = 1.0f / (1.0f + 0.5f * z);
-    /* Numerical Recipes' erfcc polynomial in t, c0 + c1 t + ... + c9 t^9 */
-    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
-    float q01 = -1.26551223f + 1.00002368f * t, q23 = 0.37409196f + 0.09678418f * t;
-    float q45 = -0.18628806f + 0.27886807f * t, q67 = -1.13520398f + 1.48851587f * t;
-    float q89 = -0.82215223f + 0.17087277f * t;
-    float p = (q01 + t2 * q23) + t4 * (q45 + t2 * q67) + t8 * q89;
-    float split = a * 4097.0f, ah = split - (split - a); /* Veltkamp's split */
-    float hi = -0.5f * (ah * ah);              /* exact */
-    float lo = p - 0.5f * ((a - ah) * (a + ah)); /* a^2 - ah^2, small */
-    /* e^(hi + lo): ct_expf's reduction, with lo added after hi's exact part */
+    float split = a * 4097.0f, ah = split - (split - a);
+    float hi = -0.5f * (ah * ah);                    /* exact */
+    float lo = extra - 0.5f * ((a - ah) * (a + ah)); /* a^2 - ah^2, small */
     float fn = floorf((hi + lo) * 1.44269504088896341f + 0.5f);
     int32_t n = (int32_t)fn;
-    float r = hi - fn * 0.693359375f;
+    float r = hi - fn * 0.693359375f; /* ln 2 in two parts, lo added after hi's exact part */
     r = (r - fn * -2.12194440e-4f) + lo;
     float r2 = r * r;
     float e = (1.9875691500e-4f * r + 1.3981999507e-3f) * (r2 * r2) +
@@ -110,26 +96,54 @@ CT_FM_INLINE float ct_gelu_gatef(float x)
                (1.6666665459e-1f * r + 5.0000001201e-1f));
     e = (e * r2 + r) + 1.0f;
     int32_t n1 = n >> 1; /* 2^n in two normal factors, so denormal results round once */
-    float half_erfc = (0.5f * t * e) * ct_pow2i(n1) * ct_pow2i(n - n1);
+    return (scale * e) * ct_pow2i(n1) * ct_pow2i(n - n1);
+}
+
+/* GELU as Keras's default (approximate: false): x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2.
+ * With a = |x|, Phi(-a) = t e^(-a^2 / 2 + P(t)) / 2, t = 1 / (1 + z / 2), z = a / sqrt 2:
+ * erfc by the Chebyshev fit of Numerical Recipes (erfcc: fractional error below 1.2e-7
+ * in exact arithmetic), its exponent through ct_exp_neg_half_sq (one exp, where Cephes's
+ * e^-h^2 e^(h^2 - z^2) takes two); z's rounding only reaches the smooth t e^P(t). Within
+ * 1e-6 of the exact value, relative, above the denormals (tests/test_backend.c measures
+ * it over a dense grid). */
+CT_FM_INLINE float ct_gelu_gatef(float x)
+{
+    float a = fabsf(x);
+    a = a > 14.5f ? 14.5f : a; /* Phi(-14.5) x is below the denormals */
+    float z = a * 0.70710678118654752440f;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    /* c0 + c1 t + ... + c9 t^9 in Estrin's order */
+    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+    float q01 = -1.26551223f + 1.00002368f * t, q23 = 0.37409196f + 0.09678418f * t;
+    float q45 = -0.18628806f + 0.27886807f * t, q67 = -1.13520398f + 1.48851587f * t;
+    float q89 = -0.82215223f + 0.17087277f * t;
+    float p = (q01 + t2 * q23) + t4 * (q45 + t2 * q67) + t8 * q89;
+    float half_erfc = ct_exp_neg_half_sq(a, p, 0.5f * t);
     return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
 CT_FM_INLINE float ct_geluf(float x) { return x * ct_gelu_gatef(x); }
 
-/* Its derivative, Phi(x) + x e^(-x^2 / 2) / sqrt(2 pi). */
-CT_FM_INLINE float ct_gelu_gradf(float x)
+/* x e^(-x^2 / 2) / sqrt(2 pi), the second term of GELU's derivative (0 past |x| = 14.5,
+ * where it is below the denormals). */
+CT_FM_INLINE float ct_gelu_bumpf(float x)
 {
-    return ct_gelu_gatef(x) + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
+    float a = fabsf(x);
+    float e = ct_exp_neg_half_sq(a > 14.5f ? 14.5f : a, 0.0f, x * 0.39894228040143267794f);
+    return a > 14.5f ? 0.0f : e;
 }
+
+/* Its derivative, Phi(x) + x e^(-x^2 / 2) / sqrt(2 pi). */
+CT_FM_INLINE float ct_gelu_gradf(float x) { return ct_gelu_gatef(x) + ct_gelu_bumpf(x); }
 
 /* The same derivative given y = ct_geluf(x) as well: the gate is y / x (within 2 ulp of
  * Phi(x), as y is x Phi(x) rounded once), so only one exp remains. Near 0, where y / x
  * would lose digits to a flushed or denormal y, Phi(x) = 1/2 + x / sqrt(2 pi) to far below
  * an ulp (the next term is x^3 / (6 sqrt(2 pi)) < 7e-11). */
-static inline float ct_gelu_grad_from_yf(float x, float y)
+CT_FM_INLINE float ct_gelu_grad_from_yf(float x, float y)
 {
     float gate = fabsf(x) < 1e-3f ? 0.5f + 0.39894228040143267794f * x : y / x;
-    return gate + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
+    return gate + ct_gelu_bumpf(x);
 }
 
 #endif
