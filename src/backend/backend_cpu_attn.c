@@ -242,8 +242,8 @@ static inline void put_row16(float *dst, const v8f *src, int64_t cols)
         memcpy(dst, src, (size_t)cols * sizeof(float));
 }
 
-static void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0, int64_t cols,
-                     v8f t[TILE_R][2])
+static inline void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0,
+                            int64_t cols, v8f t[TILE_R][2])
 {
     for (int r = 0; r < rows; r++)
         put_row16(c + (i0 + r) * ldc + c0, t[r], cols);
@@ -273,20 +273,25 @@ static void causal_nt(const causal_job *j, const float *a, const float *b, float
     int64_t tiles = (j->n + TILE_C - 1) / TILE_C;
     for (int64_t t = 0; t < tiles; t++)
         pack_cols(b, j->ldb, t * TILE_C, j->n, j->k, pack + t * TILE_C * j->k);
+    int64_t k = j->k;
     for (int64_t i0 = 0; i0 < j->m; i0 += TILE_R) {
         int rows = j->m - i0 < TILE_R ? (int)(j->m - i0) : TILE_R;
-        const float *ar[TILE_R];
-        for (int r = 0; r < TILE_R; r++) /* past m: repeat the last row, never stored */
-            ar[r] = a + (i0 + (r < rows ? r : rows - 1)) * j->lda;
+        /* the rows in variables of their own, which stay in registers (an array of them
+         * was reloaded from the stack at every step); past m: repeat the last row, never
+         * stored */
+        const float *a0 = a + i0 * j->lda;
+        const float *a1 = a + (i0 + (1 < rows ? 1 : rows - 1)) * j->lda;
+        const float *a2 = a + (i0 + (2 < rows ? 2 : rows - 1)) * j->lda;
+        const float *a3 = a + (i0 + (3 < rows ? 3 : rows - 1)) * j->lda;
         int64_t last = i0 + rows - 1 < j->n - 1 ? i0 + rows - 1 : j->n - 1;
         for (int64_t t = 0; t * TILE_C <= last; t++) {
-            const float *p = pack + t * TILE_C * j->k;
+            const float *p = pack + t * TILE_C * k;
             ACC_ZERO;
-            for (int64_t d = 0; d < j->k; d++) {
+            for (int64_t d = 0; d < k; d++, p += TILE_C) {
                 v8f b0, b1;
-                LOAD8(b0, p + d * TILE_C);
-                LOAD8(b1, p + d * TILE_C + 8);
-                ACC_STEP(ar[0][d], ar[1][d], ar[2][d], ar[3][d]);
+                LOAD8(b0, p);
+                LOAD8(b1, p + 8);
+                ACC_STEP(a0[d], a1[d], a2[d], a3[d]);
             }
             int64_t c0 = t * TILE_C, cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
             ACC_PUT(c, j->ldc, i0, rows, c0, cols, j->alpha);
@@ -298,29 +303,36 @@ static void causal_nt(const causal_job *j, const float *a, const float *b, float
 CT_CPU_CLONES
 static void causal_nn(const causal_job *j, const float *a, const float *b, float *c)
 {
+    int64_t ldb = j->ldb;
     for (int64_t i0 = 0; i0 < j->m; i0 += TILE_R) {
         int rows = j->m - i0 < TILE_R ? (int)(j->m - i0) : TILE_R;
-        const float *ar[TILE_R];
-        for (int r = 0; r < TILE_R; r++)
-            ar[r] = a + (i0 + (r < rows ? r : rows - 1)) * j->lda;
+        /* as in causal_nt: the rows in registers */
+        const float *a0 = a + i0 * j->lda;
+        const float *a1 = a + (i0 + (1 < rows ? 1 : rows - 1)) * j->lda;
+        const float *a2 = a + (i0 + (2 < rows ? 2 : rows - 1)) * j->lda;
+        const float *a3 = a + (i0 + (3 < rows ? 3 : rows - 1)) * j->lda;
         int64_t last = i0 + rows - 1 < j->k - 1 ? i0 + rows - 1 : j->k - 1;
         for (int64_t c0 = 0; c0 < j->n; c0 += TILE_C) {
             int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
+            const float *br = b + c0;
             ACC_ZERO;
-            for (int64_t l = 0; l <= last; l++) {
-                const float *br = b + l * j->ldb + c0;
-                v8f b0, b1;
-                if (cols == TILE_C) {
+            /* zeros past the diagonal; a whole tile's loop without the test per step */
+            if (cols == TILE_C)
+                for (int64_t l = 0; l <= last; l++, br += ldb) {
+                    v8f b0, b1;
                     LOAD8(b0, br);
                     LOAD8(b1, br + 8);
-                } else {
+                    ACC_STEP(a0[l], a1[l], a2[l], a3[l]);
+                }
+            else
+                for (int64_t l = 0; l <= last; l++, br += ldb) {
+                    v8f b0, b1;
                     float t[TILE_C] = {0};
                     memcpy(t, br, (size_t)cols * sizeof *t);
                     LOAD8(b0, t);
                     LOAD8(b1, t + 8);
+                    ACC_STEP(a0[l], a1[l], a2[l], a3[l]);
                 }
-                ACC_STEP(ar[0][l], ar[1][l], ar[2][l], ar[3][l]); /* zeros past the diagonal */
-            }
             ACC_PUT(c, j->ldc, i0, rows, c0, cols, j->alpha);
         }
     }
@@ -353,9 +365,53 @@ static void causal_tn(const causal_job *j, const float *a, const float *b, float
         int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
         for (int64_t i = 0; i < 2 * j->m; i++)
             acc[i] = SPLAT8(0.0f);
-        /* two rows of A and B per pass over the sums, each sum still taking row l's term
-         * before row l + 1's: half the loads and stores of the L1 buffer */
+        /* four rows of A and B per pass over the sums, each sum still taking row l's term
+         * before row l + 1's: a quarter of the loads and stores of the L1 buffer */
         int64_t l = 0;
+        for (; l + 3 < j->k; l += 4) {
+            v8f b0, b1, b2, b3, b4, b5, b6, b7;
+            load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
+            load_row16(b + (l + 1) * j->ldb + c0, cols, &b2, &b3);
+            load_row16(b + (l + 2) * j->ldb + c0, cols, &b4, &b5);
+            load_row16(b + (l + 3) * j->ldb + c0, cols, &b6, &b7);
+            const float *a0 = a + l * j->lda, *a1 = a0 + j->lda, *a2 = a1 + j->lda,
+                        *a3 = a2 + j->lda;
+            int64_t last = l < j->m - 1 ? l : j->m - 1; /* past l: above the diagonal */
+            for (int64_t i = 0; i <= last; i++) {
+                v8f x = SPLAT8(a0[i]);
+                v8f lo = acc[2 * i] + x * b0, hi = acc[2 * i + 1] + x * b1;
+                x = SPLAT8(a1[i]);
+                lo = lo + x * b2, hi = hi + x * b3;
+                x = SPLAT8(a2[i]);
+                lo = lo + x * b4, hi = hi + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            /* the rows' diagonal terms: sum i takes rows l + 1.. l + 3 from i on */
+            int64_t i = l + 1;
+            if (i < j->m) {
+                v8f x = SPLAT8(a1[i]);
+                v8f lo = acc[2 * i] + x * b2, hi = acc[2 * i + 1] + x * b3;
+                x = SPLAT8(a2[i]);
+                lo = lo + x * b4, hi = hi + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            if (++i < j->m) {
+                v8f x = SPLAT8(a2[i]);
+                v8f lo = acc[2 * i] + x * b4, hi = acc[2 * i + 1] + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            if (++i < j->m) {
+                v8f x = SPLAT8(a3[i]);
+                acc[2 * i] += x * b6;
+                acc[2 * i + 1] += x * b7;
+            }
+        }
         for (; l + 1 < j->k; l += 2) {
             v8f b0, b1, b2, b3;
             load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
