@@ -251,10 +251,54 @@ static inline void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t
 
 /* B's rows [j0, j0 + 16) (zeros past n) as 16-float columns, one per step of the shared
  * axis: pack[d * 16 + c] = b[(j0 + c) * ldb + d]. */
-static void pack_cols(const float *b, int64_t ldb, int64_t j0, int64_t n, int64_t k,
-                      float *pack)
+typedef int v8i __attribute__((vector_size(32)));
+
+/* Columns d0..d0 + 7 of B's eight rows r[0..7] (pointers at column d0) into pack: an 8x8
+ * transpose in shuffles, each column one store (the scalar loop stored a float at a time,
+ * at a stride). */
+static inline __attribute__((always_inline)) void pack_block8(const float *const *r, float *pack)
+{
+    v8f x0, x1, x2, x3, x4, x5, x6, x7;
+    LOAD8(x0, r[0]), LOAD8(x1, r[1]), LOAD8(x2, r[2]), LOAD8(x3, r[3]);
+    LOAD8(x4, r[4]), LOAD8(x5, r[5]), LOAD8(x6, r[6]), LOAD8(x7, r[7]);
+    const v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    v8f t0 = __builtin_shuffle(x0, x1, lo), t1 = __builtin_shuffle(x0, x1, hi);
+    v8f t2 = __builtin_shuffle(x2, x3, lo), t3 = __builtin_shuffle(x2, x3, hi);
+    v8f t4 = __builtin_shuffle(x4, x5, lo), t5 = __builtin_shuffle(x4, x5, hi);
+    v8f t6 = __builtin_shuffle(x6, x7, lo), t7 = __builtin_shuffle(x6, x7, hi);
+    const v8i plo = {0, 1, 8, 9, 4, 5, 12, 13}, phi = {2, 3, 10, 11, 6, 7, 14, 15};
+    v8f u0 = __builtin_shuffle(t0, t2, plo), u1 = __builtin_shuffle(t0, t2, phi);
+    v8f u2 = __builtin_shuffle(t1, t3, plo), u3 = __builtin_shuffle(t1, t3, phi);
+    v8f u4 = __builtin_shuffle(t4, t6, plo), u5 = __builtin_shuffle(t4, t6, phi);
+    v8f u6 = __builtin_shuffle(t5, t7, plo), u7 = __builtin_shuffle(t5, t7, phi);
+    const v8i qlo = {0, 1, 2, 3, 8, 9, 10, 11}, qhi = {4, 5, 6, 7, 12, 13, 14, 15};
+    v8f o0 = __builtin_shuffle(u0, u4, qlo), o4 = __builtin_shuffle(u0, u4, qhi);
+    v8f o1 = __builtin_shuffle(u1, u5, qlo), o5 = __builtin_shuffle(u1, u5, qhi);
+    v8f o2 = __builtin_shuffle(u2, u6, qlo), o6 = __builtin_shuffle(u2, u6, qhi);
+    v8f o3 = __builtin_shuffle(u3, u7, qlo), o7 = __builtin_shuffle(u3, u7, qhi);
+    STORE8(pack + 0 * TILE_C, o0), STORE8(pack + 1 * TILE_C, o1);
+    STORE8(pack + 2 * TILE_C, o2), STORE8(pack + 3 * TILE_C, o3);
+    STORE8(pack + 4 * TILE_C, o4), STORE8(pack + 5 * TILE_C, o5);
+    STORE8(pack + 6 * TILE_C, o6), STORE8(pack + 7 * TILE_C, o7);
+}
+
+/* Inlined into causal_nt's clones: the baseline's shuffles of 8-float vectors go through
+ * memory one float at a time. */
+static inline __attribute__((always_inline)) void pack_cols(const float *b, int64_t ldb,
+                                                            int64_t j0, int64_t n, int64_t k,
+                                                            float *pack)
 {
     int64_t rows = n - j0 < TILE_C ? n - j0 : TILE_C;
+    if (rows == TILE_C && k % 8 == 0) { /* whole 8x8 blocks */
+        for (int64_t d0 = 0; d0 < k; d0 += 8)
+            for (int64_t c0 = 0; c0 < TILE_C; c0 += 8) {
+                const float *r[8];
+                for (int q = 0; q < 8; q++)
+                    r[q] = b + (j0 + c0 + q) * ldb + d0;
+                pack_block8(r, pack + d0 * TILE_C + c0);
+            }
+        return;
+    }
     for (int64_t c = 0; c < rows; c++) { /* along B's rows: no test per value */
         const float *row = b + (j0 + c) * ldb;
         for (int64_t d = 0; d < k; d++)
