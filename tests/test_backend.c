@@ -143,6 +143,20 @@ START_TEST(test_elementwise)
     for (int i = 0; i < N; i++)
         ck_assert_float_eq_tol(y[i], 3.0f * y0[i], 1e-6f);
 
+    /* add_scaled: axpy's bits, out apart or over either input */
+    memcpy(y, y0, sizeof y);
+    be()->axpy(N, -1.0f, x, y);
+    be()->add_scaled(N, y0, -1.0f, x, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+    memcpy(z, y0, sizeof z);
+    be()->add_scaled(N, z, -1.0f, x, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+    memcpy(y, y0, sizeof y);
+    be()->axpy(N, 0.5f, x, y);
+    memcpy(z, x, sizeof z);
+    be()->add_scaled(N, y0, 0.5f, z, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+
     be()->mul(N, x, y0, z);
     for (int i = 0; i < N; i++)
         ck_assert_float_eq(z[i], x[i] * y0[i]);
@@ -598,6 +612,15 @@ START_TEST(test_bias_act_fused)
     memcpy(yf, x, sizeof x);
     be()->bias_act(a, b, yf, AR, AC);
     ck_assert_int_eq(memcmp(yf, y, sizeof y), 0);
+    /* bias_act_to: z kept with the bias added, y the same bits; and without a bias */
+    float zk[AR * AC], yk[AR * AC];
+    memcpy(zk, x, sizeof x);
+    be()->bias_act_to(a, b, zk, yk, AR, AC);
+    ck_assert_int_eq(memcmp(zk, z, sizeof z), 0);
+    ck_assert_int_eq(memcmp(yk, y, sizeof y), 0);
+    be()->bias_act_to(a, NULL, zk, yk, AR, AC);
+    ck_assert_int_eq(memcmp(zk, z, sizeof z), 0);
+    ck_assert_int_eq(memcmp(yk, y, sizeof y), 0);
     bool from_y = ct_act_from_output(a);
     ck_assert_int_eq(from_y, a.kind == CT_ACT_LINEAR || a.kind == CT_ACT_RELU ||
                                  a.kind == CT_ACT_RELU6 || a.kind == CT_ACT_SIGMOID ||
