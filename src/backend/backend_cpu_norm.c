@@ -426,8 +426,8 @@ CT_NORM_INLINE double lanes_total(const double *a)
 }
 
 /* y = ((x - hi) - lo) * is * gamma + beta over a run of cg channels starting at channel j0. */
-CT_NORM_INLINE void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float hi, float lo,
-                         float is, const float *gamma, const float *beta)
+CT_NORM_INLINE void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float hi,
+                                 float lo, float is, const float *gamma, const float *beta)
 {
     if (gamma && beta)
         for (int64_t j = 0; j < cg; j++)
@@ -444,9 +444,9 @@ CT_NORM_INLINE void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j
 }
 
 /* One sample's group: spatial runs of cg channels at stride c, starting at x (channel j0). */
-CT_NORM_INLINE void gn_forward_group(const float *x, float *y, int64_t spatial, int64_t c, int64_t cg,
-                             int64_t j0, const float *gamma, const float *beta, float eps,
-                             float *mean, float *invstd)
+CT_NORM_INLINE void gn_forward_group(const float *x, float *y, int64_t spatial, int64_t c,
+                                     int64_t cg, int64_t j0, const float *gamma,
+                                     const float *beta, float eps, float *mean, float *invstd)
 {
     double a1[CT_LANES] = {0}, a2[CT_LANES] = {0};
     float shift = x[0];
@@ -570,8 +570,8 @@ void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t sp
 }
 
 /* Sums over a run of n channels: d = x - m, g = dy * gamma, g * d. */
-CT_NORM_INLINE void gn_grad_run(const float *x, const float *dy, int64_t n, float m, const float *gamma,
-                        double *sd, double *sg, double *sgd)
+CT_NORM_INLINE void gn_grad_run(const float *x, const float *dy, int64_t n, float m,
+                                const float *gamma, double *sd, double *sg, double *sgd)
 {
     int64_t i = 0;
     for (; i + CT_LANES <= n; i += CT_LANES)
@@ -590,8 +590,8 @@ CT_NORM_INLINE void gn_grad_run(const float *x, const float *dy, int64_t n, floa
 }
 
 /* As gn_grad_run with gamma = 1. */
-CT_NORM_INLINE void gn_grad_run_plain(const float *x, const float *dy, int64_t n, float m, double *sd,
-                              double *sg, double *sgd)
+CT_NORM_INLINE void gn_grad_run_plain(const float *x, const float *dy, int64_t n, float m,
+                                      double *sd, double *sg, double *sgd)
 {
     int64_t i = 0;
     for (; i + CT_LANES <= n; i += CT_LANES)
@@ -630,7 +630,7 @@ static double fold(const double *v, const float *gamma, int64_t n)
 /* A group's totals of d = x - m, dy * gamma and dy * gamma * d over all its positions, for
  * groups wider than a block (x, dy and gamma start at the group's first channel). */
 CT_NORM_INLINE void gn_group_totals(const float *x, const float *dy, int64_t spatial, int64_t c,
-                            int64_t cg, const float *gamma, float m, double t[3])
+                                    int64_t cg, const float *gamma, float m, double t[3])
 {
     double sd[CT_LANES] = {0}, sg[CT_LANES] = {0}, sgd[CT_LANES] = {0};
     for (int64_t p = 0; p < spatial; p++)
@@ -701,8 +701,8 @@ static void gn_backward_sample(const gn_block_pos *bp, const float *x, const flo
 
 /* dx of n channels and their dgamma/dbeta terms, given the group's constants. */
 CT_NORM_INLINE void gn_fused_apply(const float *x, const float *dy, float *dx, int64_t n,
-                           const float *gamma, float m, float dl, float is, float b, float e,
-                           double *accg, double *accb)
+                                   const float *gamma, float m, float dl, float is, float b,
+                                   float e, double *accg, double *accb)
 {
     for (int64_t j = 0; j < n; j++) {
         accg[j] += (double)(dy[j] * (((x[j] - m) - dl) * is));
@@ -718,9 +718,10 @@ CT_NORM_INLINE void gn_fused_apply(const float *x, const float *dy, float *dx, i
 
 /* gn_backward_sample for samples of a single position (layer norm): every group is one
  * contiguous run, so its totals come from one lane pass and the rest is one fused loop. */
-CT_NORM_INLINE void gn_backward_position(const gn_block_pos *bp, const float *x, const float *dy,
-                                 float *dx, const float *gamma, const float *mean,
-                                 const float *invstd, double *accg, double *accb)
+CT_NORM_INLINE void gn_backward_position(const gn_block_pos *bp, const float *x,
+                                         const float *dy, float *dx, const float *gamma,
+                                         const float *mean, const float *invstd, double *accg,
+                                         double *accb)
 {
     int64_t c0 = bp->c0, cb = bp->cb, cg = bp->cg;
     double inv_n = 1.0 / (double)cg;
