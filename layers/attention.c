@@ -559,7 +559,10 @@ static void project_back_fused(const ct_layer *l, const mha_regions *r, const fl
     int64_t w = 2 * hk + hv, off[3] = {0, hk, 2 * hk}, cols[3] = {hk, hk, hv};
     const int which[3] = {P_QUERY, P_KEY, P_VALUE};
     be->copy_strided(r->dk, hk, r->k, w, n, hk);
-    for (int i = 0; i < 3; i++) {
+    bool all = true;
+    for (int i = 0; i < 3; i++)
+        all &= l->params[s->kernel[which[i]]].grad != NULL;
+    for (int i = 0; i < 3 && !all; i++) {
         const ct_param *k = &l->params[s->kernel[which[i]]];
         if (k->grad)
             be->gemm(true, false, d, cols[i], n, 1.0f, x, d, r->q + off[i], w, 0.0f, k->grad,
@@ -578,6 +581,14 @@ static void project_back_fused(const ct_layer *l, const mha_regions *r, const fl
         be->gemm(false, true, n, d, w, 1.0f, r->q, w, r->w, w, 0.0f, to, d);
     if (dx[0] && dx[1])
         be->fill(dx[1]->data, n * d, 0.0f);
+    if (all) {
+        /* the three kernels' gradients as one GEMM into r->w (spent once the input's
+         * gradient is taken), then apart: the input packed for one product, not three */
+        be->gemm(true, false, d, w, n, 1.0f, x, d, r->q, w, 0.0f, r->w, w);
+        for (int i = 0; i < 3; i++)
+            be->copy_strided(r->w + off[i], w, l->params[s->kernel[which[i]]].grad, cols[i],
+                             d, cols[i]);
+    }
 }
 
 static void mha_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *x, int nx,

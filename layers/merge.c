@@ -369,8 +369,15 @@ static void merge_forward_ew(ct_layer *l, const ct_tensor *const *x, int nx, ct_
                          (float)i, n);
         return;
     }
-    be->copy(y->data, ew_input(l, x[0], 0, sc.tmp), n);
-    for (int i = 1; i < nx; i++) {
+    int i = 1;
+    if (s->op != M_MULTIPLY && nx >= 2 && s->plain[0] && s->plain[1]) {
+        /* the first two in one pass (plain: neither needs the broadcast buffer) */
+        be->add_scaled(n, x[0]->data, s->op == M_SUBTRACT ? -1.0f : 1.0f, x[1]->data, y->data);
+        i = 2;
+    } else {
+        be->copy(y->data, ew_input(l, x[0], 0, sc.tmp), n);
+    }
+    for (; i < nx; i++) {
         const float *xi = ew_input(l, x[i], i, sc.tmp);
         if (s->op == M_MULTIPLY)
             be->mul(n, y->data, xi, y->data);

@@ -143,6 +143,20 @@ START_TEST(test_elementwise)
     for (int i = 0; i < N; i++)
         ck_assert_float_eq_tol(y[i], 3.0f * y0[i], 1e-6f);
 
+    /* add_scaled: axpy's bits, out apart or over either input */
+    memcpy(y, y0, sizeof y);
+    be()->axpy(N, -1.0f, x, y);
+    be()->add_scaled(N, y0, -1.0f, x, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+    memcpy(z, y0, sizeof z);
+    be()->add_scaled(N, z, -1.0f, x, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+    memcpy(y, y0, sizeof y);
+    be()->axpy(N, 0.5f, x, y);
+    memcpy(z, x, sizeof z);
+    be()->add_scaled(N, y0, 0.5f, z, z);
+    ck_assert_int_eq(memcmp(y, z, sizeof z), 0);
+
     be()->mul(N, x, y0, z);
     for (int i = 0; i < N; i++)
         ck_assert_float_eq(z[i], x[i] * y0[i]);
@@ -489,6 +503,50 @@ START_TEST(test_act_forward_sweep)
 }
 END_TEST
 
+/* GELU (the exact erf form) against erfc in double at every 1/4096 over [-13, 13]: the
+ * forward within 1e-6 relative wherever the value is a normal float (fastmath.h), and so
+ * is its derivative (from x and y, as the backward takes it), relative to its terms' size. */
+START_TEST(test_gelu_accuracy)
+{
+    enum { N = 26 * 4096 + 1 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *g = malloc(N * sizeof *g);
+    float *ones = malloc(N * sizeof *ones);
+    ck_assert(x && y && g && ones);
+    for (int i = 0; i < N; i++) {
+        x[i] = -13.0f + (float)i / 4096.0f; /* exact */
+        ones[i] = 1.0f;
+    }
+    ct_act a = act_of(CT_ACT_GELU, 0);
+    be()->act_forward(a, x, y, 1, N);
+    be()->act_backward(a, x, y, ones, g, 1, N);
+    double worst = 0, worst_grad = 0;
+    int at = 0, at_grad = 0;
+    for (int i = 0; i < N; i++) {
+        double xd = x[i], phi = 0.5 * erfc(-xd / sqrt(2.0));
+        double bump = xd * exp(-0.5 * xd * xd) / sqrt(2 * M_PI);
+        double want = xd * phi, dwant = phi + bump;
+        /* the derivative's error relative to its terms' size: it crosses 0 near -0.75 */
+        double dsize = phi + fabs(bump);
+        if (fabs(want) >= FLT_MIN && fabs((double)y[i] - want) / fabs(want) > worst) {
+            worst = fabs((double)y[i] - want) / fabs(want);
+            at = i;
+        }
+        if (dsize >= FLT_MIN &&
+            fabs((double)g[i] - dwant) / dsize > worst_grad) {
+            worst_grad = fabs((double)g[i] - dwant) / dsize;
+            at_grad = i;
+        }
+    }
+    ck_assert_msg(worst < 1e-6, "gelu(%g): relative error %g", (double)x[at], worst);
+    ck_assert_msg(worst_grad < 1e-6, "gelu'(%g): relative error %g", (double)x[at_grad],
+                  worst_grad);
+    free(x);
+    free(y);
+    free(g);
+    free(ones);
+}
+END_TEST
+
 /* ---- activations: backward ------------------------------------------------------- */
 
 static double weighted_loss(ct_act a, const double *x, const double *w)
@@ -554,6 +612,15 @@ START_TEST(test_bias_act_fused)
     memcpy(yf, x, sizeof x);
     be()->bias_act(a, b, yf, AR, AC);
     ck_assert_int_eq(memcmp(yf, y, sizeof y), 0);
+    /* bias_act_to: z kept with the bias added, y the same bits; and without a bias */
+    float zk[AR * AC], yk[AR * AC];
+    memcpy(zk, x, sizeof x);
+    be()->bias_act_to(a, b, zk, yk, AR, AC);
+    ck_assert_int_eq(memcmp(zk, z, sizeof z), 0);
+    ck_assert_int_eq(memcmp(yk, y, sizeof y), 0);
+    be()->bias_act_to(a, NULL, zk, yk, AR, AC);
+    ck_assert_int_eq(memcmp(zk, z, sizeof z), 0);
+    ck_assert_int_eq(memcmp(yk, y, sizeof y), 0);
     bool from_y = ct_act_from_output(a);
     ck_assert_int_eq(from_y, a.kind == CT_ACT_LINEAR || a.kind == CT_ACT_RELU ||
                                  a.kind == CT_ACT_RELU6 || a.kind == CT_ACT_SIGMOID ||
@@ -1506,6 +1573,7 @@ static Suite *backend_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_act_parse);
     tcase_add_test(tc, test_act_forward_values);
+    tcase_add_test(tc, test_gelu_accuracy);
     tcase_add_test(tc, test_softmax_values);
     tcase_add_test(tc, test_attention_softmax);
     tcase_add_test(tc, test_gemm_batched_causal);

@@ -166,6 +166,9 @@ START_TEST(test_blas1)
     CPU->scale(n, 1.5f, y.c);
     GPU->scale(n, 1.5f, y.g);
     expect_close("scale", &y, ELEM, 0);
+    CPU->add_scaled(n, x.c, -0.5f, y.c, o.c);
+    GPU->add_scaled(n, x.g, -0.5f, y.g, o.g);
+    expect_close("add_scaled", &o, ELEM, 0);
     CPU->mul(n, x.c, y.c, o.c);
     GPU->mul(n, x.g, y.g, o.g);
     expect_close("mul", &o, ELEM, 0);
@@ -228,6 +231,15 @@ START_TEST(test_activations)
         expect_close(what, &dx, 1e-5, 1e-6);
         if (a.kind != CT_ACT_SOFTMAX && a.kind != CT_ACT_LOG_SOFTMAX) {
             pair b = mk(cols, 40, -1, 1), z = mk_from(x.c, n), db = mk(cols, 41, -1, 1);
+            pair zk = mk_from(x.c, n), yk = mk(n, 0, 0, 0);
+            CPU->bias_act_to(a, b.c, zk.c, yk.c, rows, cols);
+            GPU->bias_act_to(a, b.g, zk.g, yk.g, rows, cols);
+            snprintf(what, sizeof what, "%s bias_act_to z", ct_act_name(a.kind));
+            expect_close(what, &zk, ELEM, 0);
+            snprintf(what, sizeof what, "%s bias_act_to y", ct_act_name(a.kind));
+            expect_close(what, &yk, ELEM, 0);
+            drop(&zk);
+            drop(&yk);
             CPU->bias_act(a, b.c, z.c, rows, cols);
             GPU->bias_act(a, b.g, z.g, rows, cols);
             snprintf(what, sizeof what, "%s bias_act", ct_act_name(a.kind));

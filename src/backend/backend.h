@@ -174,6 +174,9 @@ typedef struct ct_backend {
     void (*fill)(float *x, int64_t n, float value);
     void (*copy)(float *dst, const float *src, int64_t n);
     void (*axpy)(int64_t n, float alpha, const float *x, float *y);      /* y += alpha x */
+    /* out = a + alpha b over n values, the sum rounded as axpy's (out may be a or b): one
+     * pass where a copy and axpy take two. */
+    void (*add_scaled)(int64_t n, const float *a, float alpha, const float *b, float *out);
     void (*scale)(int64_t n, float alpha, float *x);                    /* x *= alpha */
     void (*mul)(int64_t n, const float *a, const float *b, float *out); /* out = a * b */
 
@@ -189,6 +192,10 @@ typedef struct ct_backend {
      * with ct_act_from_output), then db = column sums of that (db NULL: skipped). */
     void (*bias_act_backward)(ct_act act, const float *y, float *dy, float *db, int64_t rows,
                               int64_t cols);
+    /* bias_act with its pre-activation kept: z += b (b NULL: none), then y = act(z), in one
+     * pass; the same values as bias_act on z followed by act_forward into y (z != y). */
+    void (*bias_act_to)(ct_act act, const float *b, float *z, float *y, int64_t rows,
+                        int64_t cols);
 
     /* y = act(x) row-wise (rows x cols; softmax and log_softmax normalise each row).
      * x == y is allowed. */

@@ -224,27 +224,104 @@ typedef struct causal_job {
         c30 += x_ * b0, c31 += x_ * b1;                                                       \
     } while (0)
 
-/* Rows [i0, i0 + rows) of the tile's columns [c0, c0 + cols), times alpha, into c. */
+/* Rows [i0, i0 + rows) of the tile's columns [c0, c0 + cols), times alpha, into c; a
+ * whole tile straight from the registers (through the stack it cost a third of a short
+ * tile's products). */
 #define ACC_PUT(c, ldc, i0, rows, c0, cols, alpha)                                            \
     do {                                                                                      \
-        v8f al_ = SPLAT8(alpha), t_[TILE_R][2] = {{c00 * al_, c01 * al_}, {c10 * al_, c11 * al_}, \
-                                                  {c20 * al_, c21 * al_}, {c30 * al_, c31 * al_}}; \
-        put_tile((c), (ldc), (i0), (rows), (c0), (cols), t_);                                  \
+        v8f al_ = SPLAT8(alpha);                                                              \
+        if ((rows) == TILE_R && (cols) == TILE_C) {                                           \
+            float *p_ = (c) + (i0) * (ldc) + (c0);                                            \
+            v8f o_ = c00 * al_;                                                               \
+            STORE8(p_, o_);                                                                   \
+            o_ = c01 * al_;                                                                   \
+            STORE8(p_ + 8, o_);                                                               \
+            o_ = c10 * al_;                                                                   \
+            STORE8(p_ + (ldc), o_);                                                           \
+            o_ = c11 * al_;                                                                   \
+            STORE8(p_ + (ldc) + 8, o_);                                                       \
+            o_ = c20 * al_;                                                                   \
+            STORE8(p_ + 2 * (ldc), o_);                                                       \
+            o_ = c21 * al_;                                                                   \
+            STORE8(p_ + 2 * (ldc) + 8, o_);                                                   \
+            o_ = c30 * al_;                                                                   \
+            STORE8(p_ + 3 * (ldc), o_);                                                       \
+            o_ = c31 * al_;                                                                   \
+            STORE8(p_ + 3 * (ldc) + 8, o_);                                                   \
+        } else {                                                                              \
+            v8f t_[TILE_R][2] = {{c00 * al_, c01 * al_}, {c10 * al_, c11 * al_},              \
+                                 {c20 * al_, c21 * al_}, {c30 * al_, c31 * al_}};             \
+            put_tile((c), (ldc), (i0), (rows), (c0), (cols), t_);                             \
+        }                                                                                     \
     } while (0)
 
-static void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0, int64_t cols,
-                     v8f t[TILE_R][2])
+/* A whole row of a tile: a copy of constant size, two vector stores (a variable size
+ * calls memcpy, which cost as much as a short row's products). */
+static inline void put_row16(float *dst, const v8f *src, int64_t cols)
+{
+    if (cols == TILE_C)
+        memcpy(dst, src, TILE_C * sizeof(float));
+    else
+        memcpy(dst, src, (size_t)cols * sizeof(float));
+}
+
+static inline void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t c0,
+                            int64_t cols, v8f t[TILE_R][2])
 {
     for (int r = 0; r < rows; r++)
-        memcpy(c + (i0 + r) * ldc + c0, t[r], (size_t)cols * sizeof(float));
+        put_row16(c + (i0 + r) * ldc + c0, t[r], cols);
 }
 
 /* B's rows [j0, j0 + 16) (zeros past n) as 16-float columns, one per step of the shared
  * axis: pack[d * 16 + c] = b[(j0 + c) * ldb + d]. */
-static void pack_cols(const float *b, int64_t ldb, int64_t j0, int64_t n, int64_t k,
-                      float *pack)
+typedef int v8i __attribute__((vector_size(32)));
+
+/* Columns d0..d0 + 7 of B's eight rows r[0..7] (pointers at column d0) into pack: an 8x8
+ * transpose in shuffles, each column one store (the scalar loop stored a float at a time,
+ * at a stride). */
+static inline __attribute__((always_inline)) void pack_block8(const float *const *r, float *pack)
+{
+    v8f x0, x1, x2, x3, x4, x5, x6, x7;
+    LOAD8(x0, r[0]), LOAD8(x1, r[1]), LOAD8(x2, r[2]), LOAD8(x3, r[3]);
+    LOAD8(x4, r[4]), LOAD8(x5, r[5]), LOAD8(x6, r[6]), LOAD8(x7, r[7]);
+    const v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    v8f t0 = __builtin_shuffle(x0, x1, lo), t1 = __builtin_shuffle(x0, x1, hi);
+    v8f t2 = __builtin_shuffle(x2, x3, lo), t3 = __builtin_shuffle(x2, x3, hi);
+    v8f t4 = __builtin_shuffle(x4, x5, lo), t5 = __builtin_shuffle(x4, x5, hi);
+    v8f t6 = __builtin_shuffle(x6, x7, lo), t7 = __builtin_shuffle(x6, x7, hi);
+    const v8i plo = {0, 1, 8, 9, 4, 5, 12, 13}, phi = {2, 3, 10, 11, 6, 7, 14, 15};
+    v8f u0 = __builtin_shuffle(t0, t2, plo), u1 = __builtin_shuffle(t0, t2, phi);
+    v8f u2 = __builtin_shuffle(t1, t3, plo), u3 = __builtin_shuffle(t1, t3, phi);
+    v8f u4 = __builtin_shuffle(t4, t6, plo), u5 = __builtin_shuffle(t4, t6, phi);
+    v8f u6 = __builtin_shuffle(t5, t7, plo), u7 = __builtin_shuffle(t5, t7, phi);
+    const v8i qlo = {0, 1, 2, 3, 8, 9, 10, 11}, qhi = {4, 5, 6, 7, 12, 13, 14, 15};
+    v8f o0 = __builtin_shuffle(u0, u4, qlo), o4 = __builtin_shuffle(u0, u4, qhi);
+    v8f o1 = __builtin_shuffle(u1, u5, qlo), o5 = __builtin_shuffle(u1, u5, qhi);
+    v8f o2 = __builtin_shuffle(u2, u6, qlo), o6 = __builtin_shuffle(u2, u6, qhi);
+    v8f o3 = __builtin_shuffle(u3, u7, qlo), o7 = __builtin_shuffle(u3, u7, qhi);
+    STORE8(pack + 0 * TILE_C, o0), STORE8(pack + 1 * TILE_C, o1);
+    STORE8(pack + 2 * TILE_C, o2), STORE8(pack + 3 * TILE_C, o3);
+    STORE8(pack + 4 * TILE_C, o4), STORE8(pack + 5 * TILE_C, o5);
+    STORE8(pack + 6 * TILE_C, o6), STORE8(pack + 7 * TILE_C, o7);
+}
+
+/* Inlined into causal_nt's clones: the baseline's shuffles of 8-float vectors go through
+ * memory one float at a time. */
+static inline __attribute__((always_inline)) void pack_cols(const float *b, int64_t ldb,
+                                                            int64_t j0, int64_t n, int64_t k,
+                                                            float *pack)
 {
     int64_t rows = n - j0 < TILE_C ? n - j0 : TILE_C;
+    if (rows == TILE_C && k % 8 == 0) { /* whole 8x8 blocks */
+        for (int64_t d0 = 0; d0 < k; d0 += 8)
+            for (int64_t c0 = 0; c0 < TILE_C; c0 += 8) {
+                const float *r[8];
+                for (int q = 0; q < 8; q++)
+                    r[q] = b + (j0 + c0 + q) * ldb + d0;
+                pack_block8(r, pack + d0 * TILE_C + c0);
+            }
+        return;
+    }
     for (int64_t c = 0; c < rows; c++) { /* along B's rows: no test per value */
         const float *row = b + (j0 + c) * ldb;
         for (int64_t d = 0; d < k; d++)
@@ -263,20 +340,25 @@ static void causal_nt(const causal_job *j, const float *a, const float *b, float
     int64_t tiles = (j->n + TILE_C - 1) / TILE_C;
     for (int64_t t = 0; t < tiles; t++)
         pack_cols(b, j->ldb, t * TILE_C, j->n, j->k, pack + t * TILE_C * j->k);
+    int64_t k = j->k;
     for (int64_t i0 = 0; i0 < j->m; i0 += TILE_R) {
         int rows = j->m - i0 < TILE_R ? (int)(j->m - i0) : TILE_R;
-        const float *ar[TILE_R];
-        for (int r = 0; r < TILE_R; r++) /* past m: repeat the last row, never stored */
-            ar[r] = a + (i0 + (r < rows ? r : rows - 1)) * j->lda;
+        /* the rows in variables of their own, which stay in registers (an array of them
+         * was reloaded from the stack at every step); past m: repeat the last row, never
+         * stored */
+        const float *a0 = a + i0 * j->lda;
+        const float *a1 = a + (i0 + (1 < rows ? 1 : rows - 1)) * j->lda;
+        const float *a2 = a + (i0 + (2 < rows ? 2 : rows - 1)) * j->lda;
+        const float *a3 = a + (i0 + (3 < rows ? 3 : rows - 1)) * j->lda;
         int64_t last = i0 + rows - 1 < j->n - 1 ? i0 + rows - 1 : j->n - 1;
         for (int64_t t = 0; t * TILE_C <= last; t++) {
-            const float *p = pack + t * TILE_C * j->k;
+            const float *p = pack + t * TILE_C * k;
             ACC_ZERO;
-            for (int64_t d = 0; d < j->k; d++) {
+            for (int64_t d = 0; d < k; d++, p += TILE_C) {
                 v8f b0, b1;
-                LOAD8(b0, p + d * TILE_C);
-                LOAD8(b1, p + d * TILE_C + 8);
-                ACC_STEP(ar[0][d], ar[1][d], ar[2][d], ar[3][d]);
+                LOAD8(b0, p);
+                LOAD8(b1, p + 8);
+                ACC_STEP(a0[d], a1[d], a2[d], a3[d]);
             }
             int64_t c0 = t * TILE_C, cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
             ACC_PUT(c, j->ldc, i0, rows, c0, cols, j->alpha);
@@ -288,29 +370,36 @@ static void causal_nt(const causal_job *j, const float *a, const float *b, float
 CT_CPU_CLONES
 static void causal_nn(const causal_job *j, const float *a, const float *b, float *c)
 {
+    int64_t ldb = j->ldb;
     for (int64_t i0 = 0; i0 < j->m; i0 += TILE_R) {
         int rows = j->m - i0 < TILE_R ? (int)(j->m - i0) : TILE_R;
-        const float *ar[TILE_R];
-        for (int r = 0; r < TILE_R; r++)
-            ar[r] = a + (i0 + (r < rows ? r : rows - 1)) * j->lda;
+        /* as in causal_nt: the rows in registers */
+        const float *a0 = a + i0 * j->lda;
+        const float *a1 = a + (i0 + (1 < rows ? 1 : rows - 1)) * j->lda;
+        const float *a2 = a + (i0 + (2 < rows ? 2 : rows - 1)) * j->lda;
+        const float *a3 = a + (i0 + (3 < rows ? 3 : rows - 1)) * j->lda;
         int64_t last = i0 + rows - 1 < j->k - 1 ? i0 + rows - 1 : j->k - 1;
         for (int64_t c0 = 0; c0 < j->n; c0 += TILE_C) {
             int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
+            const float *br = b + c0;
             ACC_ZERO;
-            for (int64_t l = 0; l <= last; l++) {
-                const float *br = b + l * j->ldb + c0;
-                v8f b0, b1;
-                if (cols == TILE_C) {
+            /* zeros past the diagonal; a whole tile's loop without the test per step */
+            if (cols == TILE_C)
+                for (int64_t l = 0; l <= last; l++, br += ldb) {
+                    v8f b0, b1;
                     LOAD8(b0, br);
                     LOAD8(b1, br + 8);
-                } else {
+                    ACC_STEP(a0[l], a1[l], a2[l], a3[l]);
+                }
+            else
+                for (int64_t l = 0; l <= last; l++, br += ldb) {
+                    v8f b0, b1;
                     float t[TILE_C] = {0};
                     memcpy(t, br, (size_t)cols * sizeof *t);
                     LOAD8(b0, t);
                     LOAD8(b1, t + 8);
+                    ACC_STEP(a0[l], a1[l], a2[l], a3[l]);
                 }
-                ACC_STEP(ar[0][l], ar[1][l], ar[2][l], ar[3][l]); /* zeros past the diagonal */
-            }
             ACC_PUT(c, j->ldc, i0, rows, c0, cols, j->alpha);
         }
     }
@@ -343,9 +432,53 @@ static void causal_tn(const causal_job *j, const float *a, const float *b, float
         int64_t cols = j->n - c0 < TILE_C ? j->n - c0 : TILE_C;
         for (int64_t i = 0; i < 2 * j->m; i++)
             acc[i] = SPLAT8(0.0f);
-        /* two rows of A and B per pass over the sums, each sum still taking row l's term
-         * before row l + 1's: half the loads and stores of the L1 buffer */
+        /* four rows of A and B per pass over the sums, each sum still taking row l's term
+         * before row l + 1's: a quarter of the loads and stores of the L1 buffer */
         int64_t l = 0;
+        for (; l + 3 < j->k; l += 4) {
+            v8f b0, b1, b2, b3, b4, b5, b6, b7;
+            load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
+            load_row16(b + (l + 1) * j->ldb + c0, cols, &b2, &b3);
+            load_row16(b + (l + 2) * j->ldb + c0, cols, &b4, &b5);
+            load_row16(b + (l + 3) * j->ldb + c0, cols, &b6, &b7);
+            const float *a0 = a + l * j->lda, *a1 = a0 + j->lda, *a2 = a1 + j->lda,
+                        *a3 = a2 + j->lda;
+            int64_t last = l < j->m - 1 ? l : j->m - 1; /* past l: above the diagonal */
+            for (int64_t i = 0; i <= last; i++) {
+                v8f x = SPLAT8(a0[i]);
+                v8f lo = acc[2 * i] + x * b0, hi = acc[2 * i + 1] + x * b1;
+                x = SPLAT8(a1[i]);
+                lo = lo + x * b2, hi = hi + x * b3;
+                x = SPLAT8(a2[i]);
+                lo = lo + x * b4, hi = hi + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            /* the rows' diagonal terms: sum i takes rows l + 1.. l + 3 from i on */
+            int64_t i = l + 1;
+            if (i < j->m) {
+                v8f x = SPLAT8(a1[i]);
+                v8f lo = acc[2 * i] + x * b2, hi = acc[2 * i + 1] + x * b3;
+                x = SPLAT8(a2[i]);
+                lo = lo + x * b4, hi = hi + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            if (++i < j->m) {
+                v8f x = SPLAT8(a2[i]);
+                v8f lo = acc[2 * i] + x * b4, hi = acc[2 * i + 1] + x * b5;
+                x = SPLAT8(a3[i]);
+                acc[2 * i] = lo + x * b6;
+                acc[2 * i + 1] = hi + x * b7;
+            }
+            if (++i < j->m) {
+                v8f x = SPLAT8(a3[i]);
+                acc[2 * i] += x * b6;
+                acc[2 * i + 1] += x * b7;
+            }
+        }
         for (; l + 1 < j->k; l += 2) {
             v8f b0, b1, b2, b3;
             load_row16(b + l * j->ldb + c0, cols, &b0, &b1);
@@ -378,7 +511,7 @@ static void causal_tn(const causal_job *j, const float *a, const float *b, float
         v8f al = SPLAT8(j->alpha);
         for (int64_t i = 0; i < j->m; i++) {
             v8f t[2] = {acc[2 * i] * al, acc[2 * i + 1] * al};
-            memcpy(c + i * j->ldc + c0, t, (size_t)cols * sizeof(float));
+            put_row16(c + i * j->ldc + c0, t, cols);
         }
     }
 }

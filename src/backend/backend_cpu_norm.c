@@ -26,6 +26,15 @@
 
 #include "backend_cpu.h"
 #include "parallel.h"
+#include "simd.h"
+
+/* The layer-norm path's helpers, inlined into the cloned tasks that call them (simd.h): a
+ * call would run the baseline's code. */
+#if defined(__GNUC__)
+#define CT_NORM_INLINE static inline __attribute__((always_inline))
+#else
+#define CT_NORM_INLINE static inline
+#endif
 
 /* Channels handled per block by the batch-norm passes (stack arrays of this size). */
 #define CT_BN_BLOCK 256
@@ -140,7 +149,7 @@ static float gamma_at(const float *gamma, int64_t j) { return gamma ? gamma[j] :
 static float beta_at(const float *beta, int64_t j) { return beta ? beta[j] : 0.0f; }
 
 /* Splits a double mean into hi + lo floats. */
-static void split_mean(double m, float *hi, float *lo)
+CT_NORM_INLINE void split_mean(double m, float *hi, float *lo)
 {
     *hi = (float)m;
     *lo = (float)(m - (double)*hi);
@@ -392,7 +401,7 @@ void ct_cpu_batchnorm_backward(const float *x, const float *y, float *dy, float 
 /* ---- group normalization ------------------------------------------------------------ */
 
 /* Adds d = x - shift and d^2 of n contiguous floats into lane accumulators. */
-static void run_sums(const float *x, int64_t n, float shift, double *a1, double *a2)
+CT_NORM_INLINE void run_sums(const float *x, int64_t n, float shift, double *a1, double *a2)
 {
     int64_t i = 0;
     for (; i + CT_LANES <= n; i += CT_LANES)
@@ -408,7 +417,7 @@ static void run_sums(const float *x, int64_t n, float shift, double *a1, double 
     }
 }
 
-static double lanes_total(const double *a)
+CT_NORM_INLINE double lanes_total(const double *a)
 {
     double s = 0.0;
     for (int k = 0; k < CT_LANES; k++)
@@ -417,8 +426,8 @@ static double lanes_total(const double *a)
 }
 
 /* y = ((x - hi) - lo) * is * gamma + beta over a run of cg channels starting at channel j0. */
-static void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float hi, float lo,
-                         float is, const float *gamma, const float *beta)
+CT_NORM_INLINE void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float hi,
+                                 float lo, float is, const float *gamma, const float *beta)
 {
     if (gamma && beta)
         for (int64_t j = 0; j < cg; j++)
@@ -435,9 +444,9 @@ static void gn_apply_run(const float *x, float *y, int64_t cg, int64_t j0, float
 }
 
 /* One sample's group: spatial runs of cg channels at stride c, starting at x (channel j0). */
-static void gn_forward_group(const float *x, float *y, int64_t spatial, int64_t c, int64_t cg,
-                             int64_t j0, const float *gamma, const float *beta, float eps,
-                             float *mean, float *invstd)
+CT_NORM_INLINE void gn_forward_group(const float *x, float *y, int64_t spatial, int64_t c,
+                                     int64_t cg, int64_t j0, const float *gamma,
+                                     const float *beta, float eps, float *mean, float *invstd)
 {
     double a1[CT_LANES] = {0}, a2[CT_LANES] = {0};
     float shift = x[0];
@@ -527,7 +536,10 @@ static void gn_forward_blocks_task(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-/* Items [begin, end) are (sample, group) pairs. */
+/* Items [begin, end) are (sample, group) pairs. Cloned (simd.h) for layer norm, where
+ * each group is one short run and the baseline's two-double vectors were the cost; the
+ * clones give the same bits (no contraction, the same lanes). */
+CT_CPU_CLONES
 static void gn_forward_groups_task(void *ctx, int64_t begin, int64_t end)
 {
     const gn_job *j = ctx;
@@ -558,8 +570,8 @@ void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t sp
 }
 
 /* Sums over a run of n channels: d = x - m, g = dy * gamma, g * d. */
-static void gn_grad_run(const float *x, const float *dy, int64_t n, float m, const float *gamma,
-                        double *sd, double *sg, double *sgd)
+CT_NORM_INLINE void gn_grad_run(const float *x, const float *dy, int64_t n, float m,
+                                const float *gamma, double *sd, double *sg, double *sgd)
 {
     int64_t i = 0;
     for (; i + CT_LANES <= n; i += CT_LANES)
@@ -578,8 +590,8 @@ static void gn_grad_run(const float *x, const float *dy, int64_t n, float m, con
 }
 
 /* As gn_grad_run with gamma = 1. */
-static void gn_grad_run_plain(const float *x, const float *dy, int64_t n, float m, double *sd,
-                              double *sg, double *sgd)
+CT_NORM_INLINE void gn_grad_run_plain(const float *x, const float *dy, int64_t n, float m,
+                                      double *sd, double *sg, double *sgd)
 {
     int64_t i = 0;
     for (; i + CT_LANES <= n; i += CT_LANES)
@@ -617,8 +629,8 @@ static double fold(const double *v, const float *gamma, int64_t n)
 
 /* A group's totals of d = x - m, dy * gamma and dy * gamma * d over all its positions, for
  * groups wider than a block (x, dy and gamma start at the group's first channel). */
-static void gn_group_totals(const float *x, const float *dy, int64_t spatial, int64_t c,
-                            int64_t cg, const float *gamma, float m, double t[3])
+CT_NORM_INLINE void gn_group_totals(const float *x, const float *dy, int64_t spatial, int64_t c,
+                                    int64_t cg, const float *gamma, float m, double t[3])
 {
     double sd[CT_LANES] = {0}, sg[CT_LANES] = {0}, sgd[CT_LANES] = {0};
     for (int64_t p = 0; p < spatial; p++)
@@ -688,9 +700,9 @@ static void gn_backward_sample(const gn_block_pos *bp, const float *x, const flo
 }
 
 /* dx of n channels and their dgamma/dbeta terms, given the group's constants. */
-static void gn_fused_apply(const float *x, const float *dy, float *dx, int64_t n,
-                           const float *gamma, float m, float dl, float is, float b, float e,
-                           double *accg, double *accb)
+CT_NORM_INLINE void gn_fused_apply(const float *x, const float *dy, float *dx, int64_t n,
+                                   const float *gamma, float m, float dl, float is, float b,
+                                   float e, double *accg, double *accb)
 {
     for (int64_t j = 0; j < n; j++) {
         accg[j] += (double)(dy[j] * (((x[j] - m) - dl) * is));
@@ -706,9 +718,10 @@ static void gn_fused_apply(const float *x, const float *dy, float *dx, int64_t n
 
 /* gn_backward_sample for samples of a single position (layer norm): every group is one
  * contiguous run, so its totals come from one lane pass and the rest is one fused loop. */
-static void gn_backward_position(const gn_block_pos *bp, const float *x, const float *dy,
-                                 float *dx, const float *gamma, const float *mean,
-                                 const float *invstd, double *accg, double *accb)
+CT_NORM_INLINE void gn_backward_position(const gn_block_pos *bp, const float *x,
+                                         const float *dy, float *dx, const float *gamma,
+                                         const float *mean, const float *invstd, double *accg,
+                                         double *accb)
 {
     int64_t c0 = bp->c0, cb = bp->cb, cg = bp->cg;
     double inv_n = 1.0 / (double)cg;
@@ -738,6 +751,7 @@ typedef struct gn_back_job {
 
 /* Items [begin, end) are parts of the samples: each part writes its samples' dx of the
  * block and sums their dgamma/dbeta terms, in sample order, into its own partial sums. */
+CT_CPU_CLONES
 static void gn_backward_task(void *ctx, int64_t begin, int64_t end)
 {
     const gn_back_job *j = ctx;
@@ -747,10 +761,15 @@ static void gn_backward_task(void *ctx, int64_t begin, int64_t end)
         for (int64_t i = 0; i < 2 * cb; i++)
             acc[i] = 0.0;
         int64_t r1 = part_start(j->rows, j->parts, p + 1);
-        for (int64_t r = part_start(j->rows, j->parts, p); r < r1; r++)
-            (j->bp.spatial == 1 ? gn_backward_position : gn_backward_sample)(
-                &j->bp, j->x + r * sample, j->dy + r * sample, j->dx ? j->dx + r * sample : NULL,
-                j->gamma, j->mean + r * j->groups, j->invstd + r * j->groups, accg, accb);
+        for (int64_t r = part_start(j->rows, j->parts, p); r < r1; r++) {
+            const float *x = j->x + r * sample, *dy = j->dy + r * sample;
+            float *dx = j->dx ? j->dx + r * sample : NULL;
+            const float *mean = j->mean + r * j->groups, *invstd = j->invstd + r * j->groups;
+            if (j->bp.spatial == 1)
+                gn_backward_position(&j->bp, x, dy, dx, j->gamma, mean, invstd, accg, accb);
+            else
+                gn_backward_sample(&j->bp, x, dy, dx, j->gamma, mean, invstd, accg, accb);
+        }
         store_part(p, acc, 2 * cb);
     }
 }

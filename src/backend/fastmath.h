@@ -12,6 +12,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* For the larger bodies, which GCC would otherwise leave as calls: a call keeps the loop
+ * around it scalar. */
+#if defined(__GNUC__)
+#define CT_FM_INLINE static inline __attribute__((always_inline))
+#else
+#define CT_FM_INLINE static inline
+#endif
+
 /* 2^n for n in [-126, 127]. */
 static inline float ct_pow2i(int32_t n)
 {
@@ -66,50 +74,76 @@ static inline float ct_tanhf(float x)
     return a < 0.625f ? small : big;
 }
 
-/* erfc(x) by the Chebyshev fit of Numerical Recipes (erfcc: fractional error below 1.2e-7
- * in exact arithmetic). e^-z^2 is taken as e^-h^2 e^(h^2 - z^2) with h = z cut to 8
- * fraction bits, h^2 exact, as Cephes does: one rounding of z^2 alone would cost 1e-5 in
- * the tail. Within 4e-7 of the exact value, relative, above the denormals. */
-static inline float ct_erfcf(float x)
+/* scale e^(-a^2 / 2 + extra) for 0 <= a <= 14.5 and |extra| < 2, extra a small correction
+ * to the exponent. a^2 / 2 is split as ah^2 / 2 (ah: a rounded to 12 bits by Veltkamp's
+ * split, so its square is exact) plus a small rest, and both go into ct_expf's range
+ * reduction: one rounding of a^2 would cost up to a^2 / 2 ulp (1e-5 at a = 13). The
+ * polynomial runs in Estrin's order, a short dependency chain (the loops around this are
+ * bound by latency, not by the number of operations). scale is applied before the power
+ * of 2, so a denormal result rounds once. */
+CT_FM_INLINE float ct_exp_neg_half_sq(float a, float extra, float scale)
 {
-    float z = fabsf(x);
+    float split = a * 4097.0f, ah = split - (split - a);
+    float hi = -0.5f * (ah * ah);                    /* exact */
+    float lo = extra - 0.5f * ((a - ah) * (a + ah)); /* a^2 - ah^2, small */
+    float fn = floorf((hi + lo) * 1.44269504088896341f + 0.5f);
+    int32_t n = (int32_t)fn;
+    float r = hi - fn * 0.693359375f; /* ln 2 in two parts, lo added after hi's exact part */
+    r = (r - fn * -2.12194440e-4f) + lo;
+    float r2 = r * r;
+    float e = (1.9875691500e-4f * r + 1.3981999507e-3f) * (r2 * r2) +
+              ((8.3334519073e-3f * r + 4.1665795894e-2f) * r2 +
+               (1.6666665459e-1f * r + 5.0000001201e-1f));
+    e = (e * r2 + r) + 1.0f;
+    int32_t n1 = n >> 1; /* 2^n in two normal factors, so denormal results round once */
+    return (scale * e) * ct_pow2i(n1) * ct_pow2i(n - n1);
+}
+
+/* GELU as Keras's default (approximate: false): x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2.
+ * With a = |x|, Phi(-a) = t e^(-a^2 / 2 + P(t)) / 2, t = 1 / (1 + z / 2), z = a / sqrt 2:
+ * erfc by the Chebyshev fit of Numerical Recipes (erfcc: fractional error below 1.2e-7
+ * in exact arithmetic), its exponent through ct_exp_neg_half_sq (one exp, where Cephes's
+ * e^-h^2 e^(h^2 - z^2) takes two); z's rounding only reaches the smooth t e^P(t). Within
+ * 1e-6 of the exact value, relative, above the denormals (tests/test_backend.c measures
+ * it over a dense grid). */
+CT_FM_INLINE float ct_gelu_gatef(float x)
+{
+    float a = fabsf(x);
+    a = a > 14.5f ? 14.5f : a; /* Phi(-14.5) x is below the denormals */
+    float z = a * 0.70710678118654752440f;
     float t = 1.0f / (1.0f + 0.5f * z);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    p = p * t - 1.26551223f;
-    z = z > 10.5f ? 10.5f : z; /* erfc(10.5) is below the denormals */
-    float h = (float)(int32_t)(z * 256.0f) * (1.0f / 256.0f);
-    float rest = (h - z) * (h + z) + p;
-    float r = t * ct_expf(-h * h) * ct_expf(rest);
-    return x < 0.0f ? 2.0f - r : r;
+    /* c0 + c1 t + ... + c9 t^9 in Estrin's order */
+    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+    float q01 = -1.26551223f + 1.00002368f * t, q23 = 0.37409196f + 0.09678418f * t;
+    float q45 = -0.18628806f + 0.27886807f * t, q67 = -1.13520398f + 1.48851587f * t;
+    float q89 = -0.82215223f + 0.17087277f * t;
+    float p = (q01 + t2 * q23) + t4 * (q45 + t2 * q67) + t8 * q89;
+    float half_erfc = ct_exp_neg_half_sq(a, p, 0.5f * t);
+    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
-/* GELU as Keras's default (approximate: false): x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2,
- * and its derivative Phi(x) + x e^(-x^2 / 2) / sqrt(2 pi). */
-static inline float ct_gelu_gatef(float x) { return 0.5f * ct_erfcf(-x * 0.70710678118654752440f); }
+CT_FM_INLINE float ct_geluf(float x) { return x * ct_gelu_gatef(x); }
 
-static inline float ct_geluf(float x) { return x * ct_gelu_gatef(x); }
-
-static inline float ct_gelu_gradf(float x)
+/* x e^(-x^2 / 2) / sqrt(2 pi), the second term of GELU's derivative (0 past |x| = 14.5,
+ * where it is below the denormals). */
+CT_FM_INLINE float ct_gelu_bumpf(float x)
 {
-    return ct_gelu_gatef(x) + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
+    float a = fabsf(x);
+    float e = ct_exp_neg_half_sq(a > 14.5f ? 14.5f : a, 0.0f, x * 0.39894228040143267794f);
+    return a > 14.5f ? 0.0f : e;
 }
+
+/* Its derivative, Phi(x) + x e^(-x^2 / 2) / sqrt(2 pi). */
+CT_FM_INLINE float ct_gelu_gradf(float x) { return ct_gelu_gatef(x) + ct_gelu_bumpf(x); }
 
 /* The same derivative given y = ct_geluf(x) as well: the gate is y / x (within 2 ulp of
  * Phi(x), as y is x Phi(x) rounded once), so only one exp remains. Near 0, where y / x
  * would lose digits to a flushed or denormal y, Phi(x) = 1/2 + x / sqrt(2 pi) to far below
  * an ulp (the next term is x^3 / (6 sqrt(2 pi)) < 7e-11). */
-static inline float ct_gelu_grad_from_yf(float x, float y)
+CT_FM_INLINE float ct_gelu_grad_from_yf(float x, float y)
 {
     float gate = fabsf(x) < 1e-3f ? 0.5f + 0.39894228040143267794f * x : y / x;
-    return gate + x * 0.39894228040143267794f * ct_expf(-0.5f * x * x);
+    return gate + ct_gelu_bumpf(x);
 }
 
 #endif

@@ -217,9 +217,7 @@ void ct_tail_forward(const ct_layer *l, ct_act act, const float *bias, float *z,
             be->bias_act(act, bias, y, n, cols);
         return;
     }
-    if (bias)
-        be->bias_act(linear_act, bias, z, n, cols);
-    be->act_forward(act, z, y, n, cols);
+    be->bias_act_to(act, bias, z, y, n, cols);
 }
 
 ct_act ct_tail_inner_act(const ct_layer *l, ct_act act, bool backward)

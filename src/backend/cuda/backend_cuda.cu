@@ -274,12 +274,14 @@ static void fill_table(void)
     t->fill = ct_cuda_fill;
     t->copy = ct_cuda_copy;
     t->axpy = ct_cuda_axpy;
+    t->add_scaled = ct_cuda_add_scaled;
     t->scale = ct_cuda_scale;
     t->mul = ct_cuda_mul;
     t->add_row_vector = ct_cuda_add_row_vector;
     t->sum_rows = ct_cuda_sum_rows;
     t->bias_act = ct_cuda_bias_act;
     t->bias_act_backward = ct_cuda_bias_act_backward;
+    t->bias_act_to = ct_cuda_bias_act_to;
     t->act_forward = ct_cuda_act_forward;
     t->act_backward = ct_cuda_act_backward;
     t->dropout_mask = ct_cuda_dropout_mask;

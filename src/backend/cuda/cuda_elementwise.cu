@@ -655,6 +655,12 @@ void ct_cuda_axpy(int64_t n, float alpha, const float *x, float *y)
     launch_map("axpy", axpy_op{alpha}, x, y, NULL, y, n);
 }
 
+/* axpy_op gives y + alpha x: here y is a and x is b, so the sum rounds as axpy's */
+void ct_cuda_add_scaled(int64_t n, const float *a, float alpha, const float *b, float *out)
+{
+    launch_map("add_scaled", axpy_op{alpha}, b, a, NULL, out, n);
+}
+
 void ct_cuda_scale(int64_t n, float alpha, float *x)
 {
     launch_map("scale", scale_op{alpha}, x, NULL, NULL, x, n);
@@ -733,6 +739,16 @@ void ct_cuda_bias_act_backward(ct_act act, const float *y, float *dy, float *db,
                                    0.0f);
         return;
     }
+}
+
+/* Two launches, the bias and then the activation from z: the same values as the CPU's one
+ * pass (a fused kernel would save reading z again; not yet measured on a GPU). */
+void ct_cuda_bias_act_to(ct_act act, const float *b, float *z, float *y, int64_t rows,
+                         int64_t cols)
+{
+    if (b)
+        ct_cuda_add_row_vector(z, b, rows, cols);
+    ct_cuda_act_forward(act, z, y, rows, cols);
 }
 
 void ct_cuda_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols)

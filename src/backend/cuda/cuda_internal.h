@@ -63,6 +63,7 @@ void ct_cuda_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 void ct_cuda_fill(float *x, int64_t n, float value);
 void ct_cuda_copy(float *dst, const float *src, int64_t n);
 void ct_cuda_axpy(int64_t n, float alpha, const float *x, float *y);
+void ct_cuda_add_scaled(int64_t n, const float *a, float alpha, const float *b, float *out);
 void ct_cuda_scale(int64_t n, float alpha, float *x);
 void ct_cuda_mul(int64_t n, const float *a, const float *b, float *out);
 void ct_cuda_add_row_vector(float *y, const float *b, int64_t rows, int64_t cols);
@@ -70,6 +71,8 @@ void ct_cuda_sum_rows(const float *x, float *out, int64_t rows, int64_t cols, fl
 void ct_cuda_bias_act(ct_act act, const float *b, float *y, int64_t rows, int64_t cols);
 void ct_cuda_bias_act_backward(ct_act act, const float *y, float *dy, float *db, int64_t rows,
                                int64_t cols);
+void ct_cuda_bias_act_to(ct_act act, const float *b, float *z, float *y, int64_t rows,
+                         int64_t cols);
 void ct_cuda_act_forward(ct_act act, const float *x, float *y, int64_t rows, int64_t cols);
 void ct_cuda_act_backward(ct_act act, const float *x, const float *y, const float *dy,
                           float *dx, int64_t rows, int64_t cols);
