@@ -1030,6 +1030,12 @@ static int parse_metric(const char *text, int i, const char *loss_name, int64_t 
     return rc;
 }
 
+static int metric_from(const char *text, const char *loss_name, int64_t cols, ct_metric *m,
+                       ct_error *err)
+{
+    return parse_metric(text, 0, loss_name, cols, m, err);
+}
+
 START_TEST(test_metric_parse)
 {
     ct_metric m;
@@ -1048,13 +1054,223 @@ START_TEST(test_metric_parse)
                      "metrics: accuracy, acc, binary_accuracy, categorical_accuracy, "
                      "sparse_categorical_accuracy, top_k_categorical_accuracy, "
                      "sparse_top_k_categorical_accuracy, mean_squared_error, mse, "
-                     "mean_absolute_error, mae, root_mean_squared_error, rmse");
+                     "mean_absolute_error, mae, root_mean_squared_error, rmse, precision, "
+                     "recall, auc, f1_score, fbeta_score, mean_iou, r2_score, "
+                     "cosine_similarity");
     ck_assert_int_eq(parse_metric(text, 3, "mse", 1, &m, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:86: unknown key 'k' in metric 'mean_absolute_error'; "
-                              "known keys: type");
+                              "known keys: type, name");
     ck_assert_int_eq(parse_metric(text, 4, "mse", 1, &m, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:138: metric 'sparse_top_k_categorical_accuracy': k must "
                               "be a positive integer, got 0");
+}
+END_TEST
+
+/* ---- metrics with an epoch's state (metric_state.c) ------------------------------------ */
+
+/* Initialises compile.metrics[0] of `text` for an output of `cols` under loss_name. */
+static int metric_from(const char *text, const char *loss_name, int64_t cols, ct_metric *m,
+                       ct_error *err);
+
+/* The result after the batches [0, split) and [split, rows): state carries across. */
+static double metric_batches(const char *text, const char *loss_name, const float *p,
+                             const float *y, int64_t rows, int64_t cols, int64_t ycols,
+                             int64_t split)
+{
+    ct_metric m;
+    ct_error err = {0};
+    ck_assert_msg(metric_from(text, loss_name, cols, &m, &err) == 0, "%s", err.msg);
+    ck_assert(m.host);
+    ct_metric_reset(&m);
+    m.kind->update(&m, p, y, split, cols);
+    m.kind->update(&m, p + split * cols, y + split * ycols, rows - split, cols);
+    double v = m.kind->result(&m);
+    ct_metric_free(&m);
+    return v;
+}
+
+#define MT(list) "compile:\n  metrics: [" list "]\n"
+
+/* Expected values: keras 3.15 (torch backend) fed the same two batches through
+ * update_state, then result(); e.g. keras.metrics.Precision() over yb/pb. Where a value is
+ * simple, the hand count is given too. */
+START_TEST(test_metric_precision_recall)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    /* > 0.5: .9 .6 .7 .8 .55 -> TP 3 (.9 .7 .55), FP 2: 0.6; recall 3 / 4 */
+    tu_assert_close(metric_batches(MT("precision"), "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.6, 1e-12);
+    tu_assert_close(metric_batches(MT("recall"), "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.75, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: precision, thresholds: 0.7}"),
+                                   "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.5, 1e-12);
+    /* the epoch's ratio, not the mean of the batches' (2/3 and 1/2) */
+    ck_assert(fabs(0.6 - (2.0 / 3 + 0.5) / 2) > 0.01);
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    const char *cce = "categorical_crossentropy";
+    tu_assert_close(metric_batches(MT("{type: precision, class_id: 0}"), cce, pc, yc, 4, 3, 3, 2),
+                    1.0, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: recall, class_id: 1, thresholds: 0.4}"), cce, pc,
+                                   yc, 4, 3, 3, 2),
+                    0.5, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: precision, top_k: 1}"), cce, pc, yc, 4, 3, 3, 2),
+                    0.5, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: recall, top_k: 2}"), cce, pc, yc, 4, 3, 3, 2),
+                    1.0, 1e-12);
+}
+END_TEST
+
+START_TEST(test_metric_auc)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    const char *bce = "binary_crossentropy";
+    /* ROC by hand: 11 of the 16 positive-negative pairs are ordered right: 0.6875 */
+    tu_assert_close(metric_batches(MT("auc"), bce, pb, yb, 8, 1, 1, 5), 0.6875, 1e-9);
+    tu_assert_close(metric_batches(MT("{type: auc, curve: PR}"), bce, pb, yb, 8, 1, 1, 5),
+                    0.6959011554718018, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: auc, summation_method: minoring}"), bce, pb, yb,
+                                   8, 1, 1, 5),
+                    0.6875, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: auc, curve: PR, summation_method: majoring}"),
+                                   bce, pb, yb, 8, 1, 1, 5),
+                    0.73333340883255, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: AUC, num_thresholds: 10}"), bce, pb, yb, 8, 1, 1,
+                                   5),
+                    0.6875, 1e-6);
+    const float yl[] = {1, 0, 1}, xl[] = {2.0f, -1.0f, 0.5f};
+    tu_assert_close(metric_batches(MT("{type: auc, from_logits: true}"), bce, xl, yl, 3, 1, 1,
+                                   1),
+                    1.0, 1e-9);
+}
+END_TEST
+
+START_TEST(test_metric_fbeta)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    /* precision 0.6, recall 0.75: 2 * .45 / 1.35 = 2/3 (Keras 0.6666666269302368) */
+    tu_assert_close(metric_batches(MT("{type: f1_score, threshold: 0.5}"),
+                                   "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.6666666269302368, 1e-6);
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    const char *cce = "categorical_crossentropy";
+    tu_assert_close(metric_batches(MT("{type: f1_score, average: macro}"), cce, pc, yc, 4, 3, 3,
+                                   2),
+                    0.4444443881511688, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: f1_score, average: micro}"), cce, pc, yc, 4, 3, 3,
+                                   2),
+                    0.4999999403953552, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: F1Score, average: weighted}"), cce, pc, yc, 4, 3,
+                                   3, 2),
+                    0.4999999403953552, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: fbeta_score, average: macro, beta: 2, "
+                                      "threshold: 0.35}"),
+                                   cce, pc, yc, 4, 3, 3, 2),
+                    0.7407407164573669, 1e-6);
+}
+END_TEST
+
+START_TEST(test_metric_iou_r2_cosine)
+{
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3, sparse_y_true: false, "
+                                      "sparse_y_pred: false}"),
+                                   "categorical_crossentropy", pc, yc, 4, 3, 3, 2),
+                    0.3333333432674408, 1e-6);
+    /* class ids on both sides: IoU 1, 2/4, 0 -> 0.5 (Keras 0.4999999701976776); class 2
+     * ignored: 1, 2/3, (none) -> 5/9 over three classes, as Keras counts (0.5555555) */
+    const float yi[] = {0, 1, 2, 1, 1}, pi[] = {0, 1, 1, 1, 2};
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3}"), "mse", pi, yi, 5, 1,
+                                   1, 2),
+                    0.5, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3, ignore_class: 2}"),
+                                   "mse", pi, yi, 5, 1, 1, 3),
+                    0.555555522441864, 1e-6);
+    /* sparse labels against an output of class probabilities */
+    const float ys[] = {1, 0, 2, 1};
+    tu_assert_close(metric_batches(MT("{type: MeanIoU, num_classes: 3, sparse_y_pred: false}"),
+                                   "sparse_categorical_crossentropy", pc, ys, 4, 3, 1, 2),
+                    0.3333333432674408, 1e-6);
+    const float yr[] = {1.0f, 2.0f, 2.0f, 0.5f, 3.0f, 1.5f, 4.0f, -1.0f};
+    const float pr[] = {1.1f, 1.8f, 1.9f, 0.7f, 3.2f, 1.0f, 3.7f, -0.5f};
+    tu_assert_close(metric_batches(MT("r2_score"), "mse", pr, yr, 4, 2, 2, 3), 0.9297618865966797,
+                    1e-6);
+    tu_assert_close(metric_batches(MT("{type: r2_score, class_aggregation: "
+                                      "variance_weighted_average}"),
+                                   "mse", pr, yr, 4, 2, 2, 3),
+                    0.9287805557250977, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: r2_score, num_regressors: 1}"), "mse", pr, yr, 4,
+                                   2, 2, 1),
+                    0.918055534362793, 1e-6);
+    tu_assert_close(metric_batches(MT("cosine_similarity"), "mse", pr, yr, 4, 2, 2, 3),
+                    0.992889940738678, 1e-6);
+}
+END_TEST
+
+START_TEST(test_metric_state_parse)
+{
+    ct_metric m;
+    ct_error err = {0};
+    ck_assert_int_eq(metric_from(MT("{type: precision, name: p, thresholds: 0.7}"),
+                                 "binary_crossentropy", 1, &m, &err),
+                     0);
+    ck_assert_str_eq(m.name, "p");
+    ck_assert_str_eq(m.kind->name, "precision");
+    ct_metric_free(&m);
+    ck_assert_int_eq(metric_from(MT("{type: accuracy, name: hits}"), "binary_crossentropy", 1,
+                                 &m, &err),
+                     0);
+    ck_assert_str_eq(m.name, "hits");
+    ck_assert_int_eq(metric_from(MT("AUC"), "binary_crossentropy", 1, &m, &err), 0);
+    ck_assert_str_eq(m.name, "auc");
+    ck_assert_int_eq(m.nstate, 400);
+    ct_metric_free(&m);
+    ck_assert_int_eq(metric_from(MT("{type: precision, thresholds: 1.5}"),
+                                 "binary_crossentropy", 1, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:43: metric 'precision': thresholds must be from 0 to 1, "
+                              "got 1.5");
+    ck_assert_int_eq(metric_from(MT("{type: recall, class_id: 3}"), "categorical_crossentropy",
+                                 3, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:38: metric 'recall': class_id must be an integer from 0 "
+                              "to 2, got 3");
+    ck_assert_int_eq(metric_from(MT("{type: auc, curve: ROCK}"), "binary_crossentropy", 1, &m,
+                                 &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:32: metric 'auc': curve must be one of ROC, PR");
+    ck_assert_int_eq(metric_from(MT("{type: auc, k: 3}"), "binary_crossentropy", 1, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:25: unknown key 'k' in metric 'auc'; known keys: type, "
+                              "name, num_thresholds, curve, summation_method, from_logits");
+    ck_assert_int_eq(metric_from(MT("f1_score"), "categorical_crossentropy", 3, &m, &err), -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:13: metric 'f1_score': average null (the default) "
+                                  "gives one score per class") == err.msg,
+                  "%s", err.msg);
+    ck_assert_int_eq(metric_from(MT("mean_iou"), "categorical_crossentropy", 3, &m, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'mean_iou' needs num_classes");
+    /* Keras pairs the flattened labels and predictions: 3 values against 1 argmax */
+    ck_assert_int_eq(metric_from(MT("{type: mean_iou, num_classes: 3, sparse_y_pred: false}"),
+                                 "categorical_crossentropy", 3, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'mean_iou': 3 label(s) but 1 prediction(s) "
+                              "per sample; for an output of class probabilities set "
+                              "sparse_y_pred: false (and sparse_y_true: false for one-hot "
+                              "labels)");
+    ck_assert_int_eq(metric_from(MT("precision"), "sparse_categorical_crossentropy", 4, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'precision' needs one target per output "
+                              "column (one-hot labels), but the loss takes class indices");
+    ck_assert_int_eq(metric_from(MT("{type: precision, name: ''}"), "binary_crossentropy", 1, &m,
+                                 &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:37: a metric's name must be a non-empty text");
 }
 END_TEST
 
@@ -1105,6 +1321,11 @@ static Suite *metrics_suite(void)
     tcase_add_test(t, test_metric_values);
     tcase_add_test(t, test_metric_top_k);
     tcase_add_test(t, test_metric_streaming);
+    tcase_add_test(t, test_metric_precision_recall);
+    tcase_add_test(t, test_metric_auc);
+    tcase_add_test(t, test_metric_fbeta);
+    tcase_add_test(t, test_metric_iou_r2_cosine);
+    tcase_add_test(t, test_metric_state_parse);
     suite_add_tcase(s, t);
     return s;
 }
