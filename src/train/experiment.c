@@ -674,7 +674,9 @@ static int check_targets(ct_experiment *ex, ct_dataset *ds, int k, const char *r
                       ct_shape_size(&ys) == 1 ? " (integer labels need the loss "
                                                 "sparse_categorical_crossentropy)" : "");
     if (!strcmp(loss->kind->name, "binary_crossentropy") ||
-        !strcmp(loss->kind->name, "categorical_crossentropy"))
+        !strcmp(loss->kind->name, "categorical_crossentropy") ||
+        !strcmp(loss->kind->name, "binary_focal_crossentropy") ||
+        !strcmp(loss->kind->name, "categorical_focal_crossentropy"))
         nclasses[k] = CT_TARGETS_UNIT; /* labels 0..9 would train to a negative loss */
     return 0;
 }
