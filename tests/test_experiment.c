@@ -1905,11 +1905,11 @@ static Suite *suite(void)
     TCase *t = tcase_create("training");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fit_synthetic);
-    tcase_add_test(t, test_fit_state_metrics);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);
     tcase_add_test(t, test_shape_mismatch_data);
     tcase_add_test(t, test_predict_csv);
+    tcase_add_test(t, test_fit_state_metrics);
     tcase_add_test(t, test_regularizer_in_loss);
     tcase_add_loop_test(t, test_resume_exact, 0, 2);
     tcase_add_test(t, test_resume_errors);
