@@ -18,7 +18,7 @@ typedef struct ct_metric_kind {
     double (*result)(const ct_metric *m);
 } ct_metric_kind;
 
-/* The Keras constructor arguments of the host metrics (see metric.c for each). */
+/* The Keras constructor arguments of the host metrics (metric_state.c reads them). */
 typedef struct ct_metric_opts {
     double threshold;      /* precision, recall; f1/fbeta when has_threshold */
     bool has_threshold;
