@@ -614,12 +614,12 @@ static void loss_case_check(const loss_case *lc, size_t i, double sum_scale, dou
 START_TEST(test_losses)
 {
 /* An op with Keras's defaults for the focal losses; ls: label_smoothing. */
-#define LOP(id, logits, fused, delta) \
-    {.id = (id), .from_logits = (logits), .fused = (fused), .delta = (delta), .sum_scale = 1, \
+#define LOP(ID, LOGITS, FUSED, DELTA) \
+    {.id = (ID), .from_logits = (LOGITS), .fused = (FUSED), .delta = (DELTA), .sum_scale = 1, \
      .alpha = 0.25, .gamma = 2.0}
-#define LOPX(id, logits, fused, ls, gamma, balance) \
-    {.id = (id), .from_logits = (logits), .fused = (fused), .sum_scale = 1, \
-     .label_smoothing = (ls), .alpha = 0.3, .gamma = (gamma), .apply_class_balancing = (balance)}
+#define LOPX(ID, LOGITS, FUSED, LS, GAMMA, BALANCE) \
+    {.id = (ID), .from_logits = (LOGITS), .fused = (FUSED), .sum_scale = 1, \
+     .label_smoothing = (LS), .alpha = 0.3, .gamma = (GAMMA), .apply_class_balancing = (BALANCE)}
     const loss_case cases[] = {
         {LOP(CT_LOSS_MSE, false, false, 0), false, 0},      {LOP(CT_LOSS_MAE, false, false, 0), false, 0},
         {LOP(CT_LOSS_HUBER, false, false, 0.7), false, 0},  {LOP(CT_LOSS_LOG_COSH, false, false, 0), false, 0},
