@@ -564,7 +564,8 @@ static void loss_inputs(const loss_case *lc, size_t i, int64_t rows, int64_t col
 {
     *p = mk(rows * cols, 120 + (unsigned)i, -4, 4);
     if (lc->probs) {
-        ct_act a = {lc->op.id == CT_LOSS_BCE ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX, 0};
+        bool binary = lc->op.id == CT_LOSS_BCE || lc->op.id == CT_LOSS_BINARY_FOCAL;
+        ct_act a = {binary ? CT_ACT_SIGMOID : CT_ACT_SOFTMAX, 0};
         CPU->act_forward(a, p->c, p->c, rows, cols);
     }
     /* Saturated predictions test the clipping. */
@@ -624,16 +625,40 @@ static void loss_case_check(const loss_case *lc, size_t i, double sum_scale, dou
 
 START_TEST(test_losses)
 {
+/* An op with Keras's defaults for the focal losses; ls: label_smoothing. */
+#define LOP(ID, LOGITS, FUSED, DELTA) \
+    {.id = (ID), .from_logits = (LOGITS), .fused = (FUSED), .delta = (DELTA), .sum_scale = 1, \
+     .alpha = 0.25, .gamma = 2.0}
+#define LOPX(ID, LOGITS, FUSED, LS, GAMMA, BALANCE) \
+    {.id = (ID), .from_logits = (LOGITS), .fused = (FUSED), .sum_scale = 1, \
+     .label_smoothing = (LS), .alpha = 0.3, .gamma = (GAMMA), .apply_class_balancing = (BALANCE)}
     const loss_case cases[] = {
-        {{CT_LOSS_MSE, false, false, 0, 1}, false, 0},      {{CT_LOSS_MAE, false, false, 0, 1}, false, 0},
-        {{CT_LOSS_HUBER, false, false, 0.7, 1}, false, 0},  {{CT_LOSS_LOG_COSH, false, false, 0, 1}, false, 0},
-        {{CT_LOSS_BCE, false, false, 0, 1}, true, 3},       {{CT_LOSS_BCE, true, false, 0, 1}, false, 3},
-        {{CT_LOSS_BCE, false, true, 0, 1}, true, 0},        {{CT_LOSS_CCE, false, false, 0, 1}, true, 1},
-        {{CT_LOSS_CCE, true, false, 0, 1}, false, 1},       {{CT_LOSS_CCE, false, true, 0, 1}, true, 1},
-        {{CT_LOSS_SPARSE_CCE, false, false, 0, 1}, true, 2}, {{CT_LOSS_SPARSE_CCE, true, false, 0, 1}, false, 2},
-        {{CT_LOSS_SPARSE_CCE, false, true, 0, 1}, true, 2}, {{CT_LOSS_KLD, false, false, 0, 1}, true, 0},
-        {{CT_LOSS_HINGE, false, false, 0, 1}, false, 3},    {{CT_LOSS_HINGE, false, false, 0, 1}, false, 4},
+        {LOP(CT_LOSS_MSE, false, false, 0), false, 0},      {LOP(CT_LOSS_MAE, false, false, 0), false, 0},
+        {LOP(CT_LOSS_HUBER, false, false, 0.7), false, 0},  {LOP(CT_LOSS_LOG_COSH, false, false, 0), false, 0},
+        {LOP(CT_LOSS_BCE, false, false, 0), true, 3},       {LOP(CT_LOSS_BCE, true, false, 0), false, 3},
+        {LOP(CT_LOSS_BCE, false, true, 0), true, 0},        {LOP(CT_LOSS_CCE, false, false, 0), true, 1},
+        {LOP(CT_LOSS_CCE, true, false, 0), false, 1},       {LOP(CT_LOSS_CCE, false, true, 0), true, 1},
+        {LOP(CT_LOSS_SPARSE_CCE, false, false, 0), true, 2}, {LOP(CT_LOSS_SPARSE_CCE, true, false, 0), false, 2},
+        {LOP(CT_LOSS_SPARSE_CCE, false, true, 0), true, 2}, {LOP(CT_LOSS_KLD, false, false, 0), true, 0},
+        {LOP(CT_LOSS_HINGE, false, false, 0), false, 3},    {LOP(CT_LOSS_HINGE, false, false, 0), false, 4},
+        /* the rest of Keras's catalogue, and label smoothing */
+        {LOP(CT_LOSS_MSLE, false, false, 0), false, 0},     {LOP(CT_LOSS_MAPE, false, false, 0), false, 0},
+        {LOP(CT_LOSS_POISSON, false, false, 0), true, 0},   {LOP(CT_LOSS_COSINE, false, false, 0), false, 0},
+        {LOP(CT_LOSS_SQUARED_HINGE, false, false, 0), false, 3},
+        {LOP(CT_LOSS_SQUARED_HINGE, false, false, 0), false, 4},
+        {LOP(CT_LOSS_CAT_HINGE, false, false, 0), false, 1},
+        {LOP(CT_LOSS_BINARY_FOCAL, false, false, 0), true, 3},
+        {LOP(CT_LOSS_BINARY_FOCAL, true, false, 0), false, 0},
+        {LOPX(CT_LOSS_BINARY_FOCAL, false, false, 0.1, 1.5, true), true, 3},
+        {LOP(CT_LOSS_CAT_FOCAL, false, false, 0), true, 1},
+        {LOPX(CT_LOSS_CAT_FOCAL, true, false, 0.2, 0.5, false), false, 0},
+        {LOPX(CT_LOSS_BCE, false, false, 0.2, 0, false), true, 3},
+        {LOPX(CT_LOSS_BCE, false, true, 0.2, 0, false), true, 3},
+        {LOPX(CT_LOSS_CCE, true, false, 0.1, 0, false), false, 1},
+        {LOPX(CT_LOSS_CCE, false, false, 0.1, 0, false), true, 0},
     };
+#undef LOP
+#undef LOPX
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         loss_case_check(&cases[i], i, 1.0, 0.0);
         /* a masked output's batch: the sum scaled, added to the epoch's */

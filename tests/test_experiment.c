@@ -557,6 +557,77 @@ START_TEST(test_fit_synthetic)
 }
 END_TEST
 
+/* The blobs with one-hot targets ("yh": n x 4 floats) beside the class indices. */
+static void add_one_hot(const char *path, int n)
+{
+    float *y = calloc((size_t)n * 4, sizeof *y);
+    for (int i = 0; i < n; i++)
+        y[i * 4 + i % 4] = 1.0f; /* write_blobs's labels */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t d[2] = {(hsize_t)n, 4};
+    hid_t sp = H5Screate_simple(2, d, NULL);
+    hid_t ds = H5Dcreate2(f, "yh", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    free(y);
+}
+
+/* The metrics with an epoch's state through fit: history.csv has their names (Keras's
+ * name argument where given) and val_ for validation, and the learnt blobs score well. */
+START_TEST(test_fit_state_metrics)
+{
+    char *dir = tu_tmpdir(), p[4200], run[4096];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_blobs(p, 600, 1, false, 0);
+    add_one_hot(p, 600);
+    tu_write(dir, "m.yaml",
+             "name: m\nseed: 3\n"
+             "data:\n  train: {path: train.h5, y: yh}\n  validation_split: 0.25\n"
+             "model:\n  input_shape: [8]\n  layers:\n"
+             "    - {type: dense, units: 4, activation: softmax}\n"
+             "compile:\n  optimizer: {type: sgd, learning_rate: 0.2}\n"
+             "  loss: {type: categorical_crossentropy, label_smoothing: 0.05}\n"
+             "  metrics: [precision, {type: recall, name: rec, class_id: 1}, auc,\n"
+             "            {type: f1_score, average: macro, name: f1},\n"
+             "            {type: mean_iou, num_classes: 4, sparse_y_true: false, "
+             "sparse_y_pred: false}, r2_score, cosine_similarity]\n"
+             "fit: {epochs: 3, batch_size: 32, verbose: 0}\n");
+    ct_experiment *ex = load_in(dir, "m.yaml");
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    snprintf(p, sizeof p, "%s/history.csv", run);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,precision,rec,auc,f1,mean_iou,r2_score,cosine_similarity,"
+                           "loss,val_precision,val_rec,val_auc,val_f1,val_mean_iou,"
+                           "val_r2_score,val_cosine_similarity,val_loss,learning_rate\n");
+    char *last = NULL;
+    while (fgets(line, sizeof line, f))
+        last = line;
+    fclose(f);
+    ck_assert_ptr_nonnull(last);
+    /* the last epoch: every score of the separable blobs near its best */
+    double v[18];
+    char *s = last;
+    for (int i = 0; i < 18; i++) {
+        v[i] = strtod(s, &s);
+        s += *s == ',';
+    }
+    for (int i = 1; i <= 3; i++)
+        ck_assert_msg(v[i] > 0.9 && v[i] <= 1.0, "column %d: %g", i, v[i]);
+    ck_assert_msg(v[4] > 0.9 && v[5] > 0.8 && v[7] > 0.9, "f1 %g iou %g cos %g", v[4], v[5],
+                  v[7]);
+    for (int i = 9; i <= 11; i++)
+        ck_assert_msg(v[i] > 0.9 && v[i] <= 1.0, "column %d: %g", i, v[i]);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 static void copy_params(ct_experiment *ex, float **out, int64_t *n)
 {
     *n = ex->model->size;
@@ -2193,6 +2264,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_bad_data);
     tcase_add_test(t, test_shape_mismatch_data);
     tcase_add_test(t, test_predict_csv);
+    tcase_add_test(t, test_fit_state_metrics);
     tcase_add_test(t, test_regularizer_in_loss);
     tcase_add_loop_test(t, test_resume_exact, 0, 5);
     tcase_add_test(t, test_resume_errors);

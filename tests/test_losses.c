@@ -44,7 +44,7 @@ START_TEST(test_mse_mae_values)
 {
     const float p[] = {1, 2, 3, 5}, y[] = {0, 2, 4, 3};
     /* rows: (1 + 0) / 2 = 0.5 and (1 + 4) / 2 = 2.5 */
-    tu_assert_close(loss_checked(&(ct_loss){ct_loss_kind_find("mse"), 0, 1, 0}, p, y, 2, 2),
+    tu_assert_close(loss_checked(&(ct_loss){.kind = ct_loss_kind_find("mse"), .delta = 1}, p, y, 2, 2),
                     3.0, 1e-12);
     ct_loss mse = mk_loss("MeanSquaredError", false);
     tu_assert_close(loss_checked(&mse, p, y, 1, 4), (1 + 0 + 1 + 4) / 4.0, 1e-12);
@@ -217,6 +217,119 @@ START_TEST(test_hinge_values)
 }
 END_TEST
 
+/* ---- the rest of Keras's catalogue ------------------------------------------------------ */
+
+/* A loss with its Keras constructor's defaults (ct_loss_parse's). */
+static ct_loss mk_keras(const char *name, bool from_logits)
+{
+    ct_loss l = mk_loss(name, from_logits);
+    l.alpha = 0.25;
+    l.gamma = 2.0;
+    return l;
+}
+
+/* The batch's mean (Keras's sum_over_batch_size) as a Keras loss object returns it. */
+static double batch_mean(const ct_loss *l, const float *p, const float *y, int64_t rows,
+                         int64_t cols)
+{
+    return loss_checked(l, p, y, rows, cols) / (double)rows;
+}
+
+/* Expected values: keras 3.15 (torch backend, float32) on the same arrays, e.g.
+ * keras.losses.MeanSquaredLogarithmicError()(y, p); the float32 result is printed in
+ * full, so the tolerance covers float32 rounding. */
+START_TEST(test_regression_catalogue_values)
+{
+    const float p[] = {0.2f, 0.5f, 1.5f, 2.0f, 0.1f, 0.7f};
+    const float y[] = {0.0f, 1.0f, 2.0f, 1.5f, 0.3f, 0.0f};
+    const float ym[] = {0.5f, 1.0f, 2.0f, 1.5f, 0.3f, -0.4f};
+    ct_loss msle = mk_keras("msle", false), mape = mk_keras("mape", false);
+    ct_loss poisson = mk_keras("poisson", false);
+    tu_assert_close(batch_mean(&msle, p, y, 2, 3), 0.08199294656515121, 1e-6);
+    /* by hand too: rows (.6 + .5 + .25) / 3 and (1/3 + 2/3 + 2.75) / 3, mean 0.85, x100 */
+    tu_assert_close(batch_mean(&mape, p, ym, 2, 3), 85.0, 1e-6);
+    tu_assert_close(batch_mean(&poisson, p, y, 2, 3), 0.7555452585220337, 1e-6);
+    ck_assert_ptr_eq(ct_loss_kind_find("MSLE"), msle.kind);
+    ck_assert_ptr_eq(ct_loss_kind_find("MeanAbsolutePercentageError"), mape.kind);
+}
+END_TEST
+
+START_TEST(test_cosine_hinge_catalogue_values)
+{
+    const float pc[] = {0.2f, -0.5f, 1.5f, 2.0f, 0.1f, -0.7f};
+    const float yc[] = {0.0f, 1.0f, 2.0f, 1.5f, 0.3f, 0.0f};
+    ct_loss cos = mk_keras("cosine_similarity", false);
+    tu_assert_close(batch_mean(&cos, pc, yc, 2, 3), -0.8176311254501343, 1e-6);
+    /* a zero target: Keras's bounded norm gives 0 */
+    const float zero[3] = {0, 0, 0};
+    tu_assert_close(loss_checked(&cos, pc, zero, 1, 3), 0.0, 1e-12);
+    const float yh[] = {0, 1, 1, 1, 0, 0}, ph[] = {0.3f, -0.4f, 1.5f, 0.6f, 0.2f, -0.8f};
+    ct_loss sq = mk_keras("squared_hinge", false);
+    tu_assert_close(batch_mean(&sq, ph, yh, 2, 3), 0.8816666603088379, 1e-6);
+    /* categorical_hinge by hand: rows max(.5 - .4 + 1, 0) = 1.1 and max(.9 - .2 + 1, 0) =
+     * 1.7, mean 1.4 (Keras: 1.4000000953674316) */
+    const float ych[] = {0, 1, 0, 1, 0, 0}, pch[] = {0.3f, 0.4f, 0.5f, 0.2f, 0.9f, 0.1f};
+    ct_loss ch = mk_keras("categorical_hinge", false);
+    tu_assert_close(batch_mean(&ch, pch, ych, 2, 3), 1.4, 1e-6);
+}
+END_TEST
+
+START_TEST(test_focal_catalogue_values)
+{
+    const float yb[] = {1, 0, 1, 0, 0, 1}, pb[] = {0.7f, 0.2f, 0.4f, 0.1f, 0.8f, 0.95f};
+    const float xb[] = {1.2f, -0.5f, 0.3f, -2.0f, 1.0f, 3.0f};
+    ct_loss bf = mk_keras("binary_focal_crossentropy", false);
+    tu_assert_close(batch_mean(&bf, pb, yb, 2, 3), 0.23368555307388306, 1e-6);
+    bf.apply_class_balancing = true;
+    bf.alpha = 0.3;
+    bf.gamma = 1.5;
+    bf.label_smoothing = 0.1;
+    tu_assert_close(batch_mean(&bf, pb, yb, 2, 3), 0.14868979156017303, 1e-6);
+    ct_loss bfl = mk_keras("binary_focal_crossentropy", true);
+    tu_assert_close(batch_mean(&bfl, xb, yb, 2, 3), 0.14764247834682465, 1e-6);
+
+    const float yf[] = {0, 1, 0, 0.2f, 0.3f, 0.5f}, pf[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.4f};
+    const float xf[] = {1.0f, 2.0f, -1.0f, 0.5f, -0.5f, 3.0f};
+    ct_loss cf = mk_keras("categorical_focal_crossentropy", false);
+    tu_assert_close(batch_mean(&cf, pf, yf, 2, 3), 0.09510974586009979, 1e-6);
+    cf.alpha = 0.5;
+    cf.gamma = 1.0;
+    cf.label_smoothing = 0.2;
+    tu_assert_close(batch_mean(&cf, pf, yf, 2, 3), 0.31586402654647827, 1e-6);
+    ct_loss cfl = mk_keras("categorical_focal_crossentropy", true);
+    tu_assert_close(batch_mean(&cfl, xf, yf, 2, 3), 0.18774914741516113, 1e-6);
+}
+END_TEST
+
+/* label_smoothing on the crossentropies: Keras's BinaryCrossentropy(label_smoothing=0.2)
+ * and CategoricalCrossentropy(label_smoothing=0.1) on these arrays. */
+START_TEST(test_label_smoothing_values)
+{
+    const float yb[] = {1, 0, 1, 0, 0, 1}, pb[] = {0.7f, 0.2f, 0.4f, 0.1f, 0.8f, 0.95f};
+    const float xb[] = {1.2f, -0.5f, 0.3f, -2.0f, 1.0f, 3.0f};
+    ct_loss b = mk_keras("binary_crossentropy", false);
+    b.label_smoothing = 0.2;
+    tu_assert_close(batch_mean(&b, pb, yb, 2, 3), 0.6367583274841309, 1e-6);
+    b.from_logits = true;
+    tu_assert_close(batch_mean(&b, xb, yb, 2, 3), 0.5634152889251709, 1e-6);
+    const float yf[] = {0, 1, 0, 0.2f, 0.3f, 0.5f}, pf[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.4f};
+    const float xf[] = {1.0f, 2.0f, -1.0f, 0.5f, -0.5f, 3.0f};
+    ct_loss c = mk_keras("categorical_crossentropy", false);
+    c.label_smoothing = 0.1;
+    tu_assert_close(batch_mean(&c, pf, yf, 2, 3), 0.9600684642791748, 1e-6);
+    c.from_logits = true;
+    tu_assert_close(batch_mean(&c, xf, yf, 2, 3), 1.0918797254562378, 1e-6);
+    /* the fused sigmoid path's gradient p - y uses the smoothed target */
+    ct_loss f = mk_keras("binary_crossentropy", false);
+    f.label_smoothing = 0.2;
+    f.fused = true;
+    float d[6];
+    f.kind->compute(&f, pb, yb, d, 2, 3, 1.0f);
+    tu_assert_close(d[0], (0.7 - 0.9) / 3.0, 1e-6);
+    tu_assert_close(d[1], (0.2 - 0.1) / 3.0, 1e-6);
+}
+END_TEST
+
 /* ---- gradients against central differences -------------------------------------------- */
 
 /* d(sum)/d(pred) * scale against central differences in double (the perturbation is taken
@@ -228,11 +341,14 @@ START_TEST(test_nan_prediction_is_nan)
     static const char *const names[] = {"mse", "mae", "huber", "log_cosh",
                                         "binary_crossentropy", "categorical_crossentropy",
                                         "sparse_categorical_crossentropy", "kl_divergence",
-                                        "hinge"};
+                                        "hinge", "msle", "mape", "poisson",
+                                        "cosine_similarity", "squared_hinge",
+                                        "categorical_hinge", "binary_focal_crossentropy",
+                                        "categorical_focal_crossentropy"};
     const float p[3] = {0.2f, NAN, 0.3f}, y[3] = {0, 1, 0}, label[1] = {1};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         for (int logits = 0; logits < 2; logits++) {
-            ct_loss l = mk_loss(names[i], logits);
+            ct_loss l = mk_keras(names[i], logits);
             bool sparse = strstr(names[i], "sparse") != NULL;
             double v = loss_value(&l, p, sparse ? label : y, 1, 3);
             ck_assert_msg(isnan(v), "%s%s: %g", names[i], logits ? " from logits" : "", v);
@@ -272,6 +388,67 @@ START_TEST(test_grad_regression)
     ct_loss h = mk_loss("huber", false);
     h.delta = 2.0;
     check_grad(&h, p, y, 2, 3, 1e-4);
+}
+END_TEST
+
+START_TEST(test_grad_catalogue)
+{
+    float p[] = {0.3f, 1.2f, 2.5f, 0.8f, 0.4f, 1.7f};
+    const float y[] = {0.1f, 0.5f, 0.2f, 0.9f, 0.45f, 1.0f};
+    const char *names[] = {"msle", "mape", "poisson", "cosine_similarity"};
+    for (int k = 0; k < 4; k++) {
+        ct_loss l = mk_keras(names[k], false);
+        check_grad(&l, p, y, 2, 3, 1e-3);
+    }
+    float pc[] = {0.3f, -1.2f, 2.5f, 0.8f, -0.4f, 1.7f};
+    const float yc[] = {0.1f, -0.5f, 0.2f, -0.9f, 0.45f, 1.0f};
+    ct_loss cos = mk_keras("cosine_similarity", false);
+    check_grad(&cos, pc, yc, 2, 3, 1e-3);
+    /* squared_hinge with {0, 1} labels (converted) and with signed ones; margins kept away
+     * from the kink */
+    float ph[] = {0.3f, -0.4f, 1.5f, 0.6f, 0.2f, -0.8f};
+    const float yh[] = {0, 1, 1, 1, 0, 0}, ys[] = {-1, 1, 0.5f, 1, -1, -0.5f};
+    ct_loss sq = mk_keras("squared_hinge", false);
+    check_grad(&sq, ph, yh, 2, 3, 1e-3);
+    check_grad(&sq, ph, ys, 2, 3, 1e-3);
+    float pch[] = {0.3f, 0.4f, 0.5f, 0.2f, 0.9f, 0.1f};
+    const float ych[] = {0, 1, 0, 1, 0, 0};
+    ct_loss ch = mk_keras("categorical_hinge", false);
+    check_grad(&ch, pch, ych, 2, 3, 1e-3);
+}
+END_TEST
+
+START_TEST(test_grad_focal_and_smoothing)
+{
+    float pb[] = {0.7f, 0.2f, 0.4f, 0.1f, 0.8f, 0.95f};
+    float xb[] = {1.2f, -0.5f, 0.3f, -2.0f, 1.0f, 3.0f};
+    const float yb[] = {1, 0, 1, 0, 0.3f, 1};
+    ct_loss bf = mk_keras("binary_focal_crossentropy", false);
+    check_grad(&bf, pb, yb, 2, 3, 2e-3);
+    bf.apply_class_balancing = true;
+    bf.gamma = 1.5;
+    bf.label_smoothing = 0.1;
+    check_grad(&bf, pb, yb, 2, 3, 2e-3);
+    bf.from_logits = true;
+    check_grad(&bf, xb, yb, 2, 3, 2e-3);
+    float pf[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.4f};
+    float xf[] = {1.0f, 2.0f, -1.0f, 0.5f, -0.5f, 3.0f};
+    const float yf[] = {0, 1, 0, 0.2f, 0.3f, 0.5f};
+    ct_loss cf = mk_keras("categorical_focal_crossentropy", false);
+    check_grad(&cf, pf, yf, 2, 3, 2e-3);
+    cf.gamma = 0.5;
+    cf.label_smoothing = 0.2;
+    check_grad(&cf, pf, yf, 2, 3, 2e-3);
+    cf.from_logits = true;
+    check_grad(&cf, xf, yf, 2, 3, 2e-3);
+    ct_loss b = mk_keras("binary_crossentropy", false);
+    b.label_smoothing = 0.3; /* not 0.2, whose smoothed 0 is p = 0.1: a zero gradient */
+    check_grad(&b, pb, yb, 2, 3, 2e-3);
+    ct_loss c = mk_keras("categorical_crossentropy", false);
+    c.label_smoothing = 0.1;
+    check_grad(&c, pf, yf, 2, 3, 2e-3);
+    c.from_logits = true;
+    check_grad(&c, xf, yf, 2, 3, 1e-3);
 }
 END_TEST
 
@@ -346,8 +523,9 @@ START_TEST(test_sparse_time_axis)
         acc += (best == t) / 6.0;
         top2 += (larger < 2) / 6.0;
     }
-    const ct_loss_op ops[2] = {{CT_LOSS_SPARSE_CCE, true, false, 1.0, 1.0},
-                               {CT_LOSS_SPARSE_CCE, false, true, 1.0, 1.0}};
+    const ct_loss_op ops[2] = {
+        {.id = CT_LOSS_SPARSE_CCE, .from_logits = true, .delta = 1.0, .sum_scale = 1.0},
+        {.id = CT_LOSS_SPARSE_CCE, .fused = true, .delta = 1.0, .sum_scale = 1.0}};
     for (int k = 0; k < 2; k++) {
         double sum = 0;
         float d[24];
@@ -376,9 +554,9 @@ START_TEST(test_loss_sum_scale)
     tu_fill(x, 24, 23, -2.0f, 2.0f);
     tu_fill(y, 24, 24, 0.0f, 1.0f);
     const ct_backend *be = ct_backend_cpu();
-    const ct_loss_op ops[3] = {{CT_LOSS_MSE, false, false, 1.0, 0},
-                               {CT_LOSS_SPARSE_CCE, true, false, 1.0, 0},
-                               {CT_LOSS_BCE, true, false, 1.0, 0}};
+    const ct_loss_op ops[3] = {{.id = CT_LOSS_MSE, .delta = 1.0},
+                               {.id = CT_LOSS_SPARSE_CCE, .from_logits = true, .delta = 1.0},
+                               {.id = CT_LOSS_BCE, .from_logits = true, .delta = 1.0}};
     const double scales[3] = {0.0, 1.0, 2.5};
     for (int k = 0; k < 3; k++) {
         double sums[3];
@@ -745,13 +923,19 @@ START_TEST(test_loss_parse_errors)
                      "'mean_squared_error'?); known losses: mean_squared_error (mse), "
                      "mean_absolute_error (mae), huber, log_cosh (logcosh), binary_crossentropy "
                      "(bce), categorical_crossentropy, sparse_categorical_crossentropy, "
-                     "kl_divergence (kld), hinge");
+                     "kl_divergence (kld), hinge, mean_squared_logarithmic_error (msle), "
+                     "mean_absolute_percentage_error (mape), poisson, cosine_similarity, "
+                     "squared_hinge, categorical_hinge, binary_focal_crossentropy, "
+                     "categorical_focal_crossentropy");
     ck_assert_int_eq(parse_loss("compile:\n  loss: {type: hnge}\n", &l, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:16: unknown loss 'hnge' (did you mean 'hinge'?); "
                               "known losses: mean_squared_error (mse), mean_absolute_error "
                               "(mae), huber, log_cosh (logcosh), binary_crossentropy (bce), "
                               "categorical_crossentropy, sparse_categorical_crossentropy, "
-                              "kl_divergence (kld), hinge");
+                              "kl_divergence (kld), hinge, mean_squared_logarithmic_error "
+                              "(msle), mean_absolute_percentage_error (mape), poisson, "
+                              "cosine_similarity, squared_hinge, categorical_hinge, "
+                              "binary_focal_crossentropy, categorical_focal_crossentropy");
     ck_assert_int_eq(parse_loss("compile:\n  optimizer: adam\n", &l, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:3: compile needs the key 'loss'");
     ck_assert_int_eq(parse_loss("compile:\n  loss: {type: huber, delta: -1}\n", &l, &err), -1);
@@ -776,7 +960,59 @@ START_TEST(test_loss_parse_unknown_keys)
         parse_loss("compile:\n  loss: {type: categorical_crossentropy, delta: 1}\n", &l, &err),
         -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:42: unknown key 'delta' in loss "
-                              "'categorical_crossentropy'; known keys: type, from_logits");
+                              "'categorical_crossentropy'; known keys: type, from_logits, "
+                              "label_smoothing");
+}
+END_TEST
+
+START_TEST(test_loss_parse_catalogue)
+{
+    ct_loss l;
+    ct_error err = {0};
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: binary_focal_crossentropy, "
+                                "apply_class_balancing: true, alpha: 0.4, gamma: 1.5, "
+                                "from_logits: true, label_smoothing: 0.1}\n",
+                                &l, &err),
+                     0);
+    ck_assert(l.apply_class_balancing && l.from_logits);
+    ck_assert_double_eq(l.alpha, 0.4);
+    ck_assert_double_eq(l.gamma, 1.5);
+    ck_assert_double_eq(l.label_smoothing, 0.1);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: categorical_focal_crossentropy\n", &l, &err),
+                     0);
+    ck_assert(l.alpha == 0.25 && l.gamma == 2.0 && l.label_smoothing == 0.0);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: cosine_similarity, axis: -1}\n", &l,
+                                &err),
+                     0);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: MSLE\n", &l, &err), 0);
+    ck_assert_str_eq(l.kind->name, "mean_squared_logarithmic_error");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: categorical_crossentropy, "
+                                "label_smoothing: 1.5}\n",
+                                &l, &err),
+                     -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:59: 'label_smoothing' must be between 0 and 1") == err.msg, "%s", err.msg);
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: binary_focal_crossentropy, "
+                                "gamma: -1}\n",
+                                &l, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:50: 'gamma' must be at least 0, got -1");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: cosine_similarity, axis: 0}\n", &l,
+                                &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:41: loss 'cosine_similarity': only axis -1 (the "
+                              "last) is supported, got 0");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: poisson, label_smoothing: 0.1}\n",
+                                &l, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:25: unknown key 'label_smoothing' in loss 'poisson'; "
+                              "known keys: type");
+    ck_assert_int_eq(parse_loss("compile:\n  loss: {type: categorical_focal_crossentropy, "
+                                "apply_class_balancing: true}\n",
+                                &l, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:48: unknown key 'apply_class_balancing' in loss "
+                              "'categorical_focal_crossentropy'; known keys: type, alpha, "
+                              "gamma, from_logits, label_smoothing");
 }
 END_TEST
 
@@ -792,6 +1028,12 @@ static int parse_metric(const char *text, int i, const char *loss_name, int64_t 
     int rc = ct_metric_init(m, seq->items[i], &l, cols, err);
     ct_node_free(root);
     return rc;
+}
+
+static int metric_from(const char *text, const char *loss_name, int64_t cols, ct_metric *m,
+                       ct_error *err)
+{
+    return parse_metric(text, 0, loss_name, cols, m, err);
 }
 
 START_TEST(test_metric_parse)
@@ -812,13 +1054,223 @@ START_TEST(test_metric_parse)
                      "metrics: accuracy, acc, binary_accuracy, categorical_accuracy, "
                      "sparse_categorical_accuracy, top_k_categorical_accuracy, "
                      "sparse_top_k_categorical_accuracy, mean_squared_error, mse, "
-                     "mean_absolute_error, mae, root_mean_squared_error, rmse");
+                     "mean_absolute_error, mae, root_mean_squared_error, rmse, precision, "
+                     "recall, auc, f1_score, fbeta_score, mean_iou, r2_score, "
+                     "cosine_similarity");
     ck_assert_int_eq(parse_metric(text, 3, "mse", 1, &m, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:86: unknown key 'k' in metric 'mean_absolute_error'; "
-                              "known keys: type");
+                              "known keys: type, name");
     ck_assert_int_eq(parse_metric(text, 4, "mse", 1, &m, &err), -1);
     ck_assert_str_eq(err.msg, "t.yaml:2:138: metric 'sparse_top_k_categorical_accuracy': k must "
                               "be a positive integer, got 0");
+}
+END_TEST
+
+/* ---- metrics with an epoch's state (metric_state.c) ------------------------------------ */
+
+/* Initialises compile.metrics[0] of `text` for an output of `cols` under loss_name. */
+static int metric_from(const char *text, const char *loss_name, int64_t cols, ct_metric *m,
+                       ct_error *err);
+
+/* The result after the batches [0, split) and [split, rows): state carries across. */
+static double metric_batches(const char *text, const char *loss_name, const float *p,
+                             const float *y, int64_t rows, int64_t cols, int64_t ycols,
+                             int64_t split)
+{
+    ct_metric m;
+    ct_error err = {0};
+    ck_assert_msg(metric_from(text, loss_name, cols, &m, &err) == 0, "%s", err.msg);
+    ck_assert(m.host);
+    ct_metric_reset(&m);
+    m.kind->update(&m, p, y, split, cols);
+    m.kind->update(&m, p + split * cols, y + split * ycols, rows - split, cols);
+    double v = m.kind->result(&m);
+    ct_metric_free(&m);
+    return v;
+}
+
+#define MT(list) "compile:\n  metrics: [" list "]\n"
+
+/* Expected values: keras 3.15 (torch backend) fed the same two batches through
+ * update_state, then result(); e.g. keras.metrics.Precision() over yb/pb. Where a value is
+ * simple, the hand count is given too. */
+START_TEST(test_metric_precision_recall)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    /* > 0.5: .9 .6 .7 .8 .55 -> TP 3 (.9 .7 .55), FP 2: 0.6; recall 3 / 4 */
+    tu_assert_close(metric_batches(MT("precision"), "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.6, 1e-12);
+    tu_assert_close(metric_batches(MT("recall"), "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.75, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: precision, thresholds: 0.7}"),
+                                   "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.5, 1e-12);
+    /* the epoch's ratio, not the mean of the batches' (2/3 and 1/2) */
+    ck_assert(fabs(0.6 - (2.0 / 3 + 0.5) / 2) > 0.01);
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    const char *cce = "categorical_crossentropy";
+    tu_assert_close(metric_batches(MT("{type: precision, class_id: 0}"), cce, pc, yc, 4, 3, 3, 2),
+                    1.0, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: recall, class_id: 1, thresholds: 0.4}"), cce, pc,
+                                   yc, 4, 3, 3, 2),
+                    0.5, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: precision, top_k: 1}"), cce, pc, yc, 4, 3, 3, 2),
+                    0.5, 1e-12);
+    tu_assert_close(metric_batches(MT("{type: recall, top_k: 2}"), cce, pc, yc, 4, 3, 3, 2),
+                    1.0, 1e-12);
+}
+END_TEST
+
+START_TEST(test_metric_auc)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    const char *bce = "binary_crossentropy";
+    /* ROC by hand: 11 of the 16 positive-negative pairs are ordered right: 0.6875 */
+    tu_assert_close(metric_batches(MT("auc"), bce, pb, yb, 8, 1, 1, 5), 0.6875, 1e-9);
+    tu_assert_close(metric_batches(MT("{type: auc, curve: PR}"), bce, pb, yb, 8, 1, 1, 5),
+                    0.6959011554718018, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: auc, summation_method: minoring}"), bce, pb, yb,
+                                   8, 1, 1, 5),
+                    0.6875, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: auc, curve: PR, summation_method: majoring}"),
+                                   bce, pb, yb, 8, 1, 1, 5),
+                    0.73333340883255, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: AUC, num_thresholds: 10}"), bce, pb, yb, 8, 1, 1,
+                                   5),
+                    0.6875, 1e-6);
+    const float yl[] = {1, 0, 1}, xl[] = {2.0f, -1.0f, 0.5f};
+    tu_assert_close(metric_batches(MT("{type: auc, from_logits: true}"), bce, xl, yl, 3, 1, 1,
+                                   1),
+                    1.0, 1e-9);
+}
+END_TEST
+
+START_TEST(test_metric_fbeta)
+{
+    const float yb[] = {1, 0, 1, 1, 0, 0, 1, 0};
+    const float pb[] = {0.9f, 0.6f, 0.4f, 0.7f, 0.2f, 0.8f, 0.55f, 0.1f};
+    /* precision 0.6, recall 0.75: 2 * .45 / 1.35 = 2/3 (Keras 0.6666666269302368) */
+    tu_assert_close(metric_batches(MT("{type: f1_score, threshold: 0.5}"),
+                                   "binary_crossentropy", pb, yb, 8, 1, 1, 5),
+                    0.6666666269302368, 1e-6);
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    const char *cce = "categorical_crossentropy";
+    tu_assert_close(metric_batches(MT("{type: f1_score, average: macro}"), cce, pc, yc, 4, 3, 3,
+                                   2),
+                    0.4444443881511688, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: f1_score, average: micro}"), cce, pc, yc, 4, 3, 3,
+                                   2),
+                    0.4999999403953552, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: F1Score, average: weighted}"), cce, pc, yc, 4, 3,
+                                   3, 2),
+                    0.4999999403953552, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: fbeta_score, average: macro, beta: 2, "
+                                      "threshold: 0.35}"),
+                                   cce, pc, yc, 4, 3, 3, 2),
+                    0.7407407164573669, 1e-6);
+}
+END_TEST
+
+START_TEST(test_metric_iou_r2_cosine)
+{
+    const float yc[] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0};
+    const float pc[] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f, 0.5f, 0.1f, 0.4f, 0.1f, 0.3f, 0.6f};
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3, sparse_y_true: false, "
+                                      "sparse_y_pred: false}"),
+                                   "categorical_crossentropy", pc, yc, 4, 3, 3, 2),
+                    0.3333333432674408, 1e-6);
+    /* class ids on both sides: IoU 1, 2/4, 0 -> 0.5 (Keras 0.4999999701976776); class 2
+     * ignored: 1, 2/3, (none) -> 5/9 over three classes, as Keras counts (0.5555555) */
+    const float yi[] = {0, 1, 2, 1, 1}, pi[] = {0, 1, 1, 1, 2};
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3}"), "mse", pi, yi, 5, 1,
+                                   1, 2),
+                    0.5, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: mean_iou, num_classes: 3, ignore_class: 2}"),
+                                   "mse", pi, yi, 5, 1, 1, 3),
+                    0.555555522441864, 1e-6);
+    /* sparse labels against an output of class probabilities */
+    const float ys[] = {1, 0, 2, 1};
+    tu_assert_close(metric_batches(MT("{type: MeanIoU, num_classes: 3, sparse_y_pred: false}"),
+                                   "sparse_categorical_crossentropy", pc, ys, 4, 3, 1, 2),
+                    0.3333333432674408, 1e-6);
+    const float yr[] = {1.0f, 2.0f, 2.0f, 0.5f, 3.0f, 1.5f, 4.0f, -1.0f};
+    const float pr[] = {1.1f, 1.8f, 1.9f, 0.7f, 3.2f, 1.0f, 3.7f, -0.5f};
+    tu_assert_close(metric_batches(MT("r2_score"), "mse", pr, yr, 4, 2, 2, 3), 0.9297618865966797,
+                    1e-6);
+    tu_assert_close(metric_batches(MT("{type: r2_score, class_aggregation: "
+                                      "variance_weighted_average}"),
+                                   "mse", pr, yr, 4, 2, 2, 3),
+                    0.9287805557250977, 1e-6);
+    tu_assert_close(metric_batches(MT("{type: r2_score, num_regressors: 1}"), "mse", pr, yr, 4,
+                                   2, 2, 1),
+                    0.918055534362793, 1e-6);
+    tu_assert_close(metric_batches(MT("cosine_similarity"), "mse", pr, yr, 4, 2, 2, 3),
+                    0.992889940738678, 1e-6);
+}
+END_TEST
+
+START_TEST(test_metric_state_parse)
+{
+    ct_metric m;
+    ct_error err = {0};
+    ck_assert_int_eq(metric_from(MT("{type: precision, name: p, thresholds: 0.7}"),
+                                 "binary_crossentropy", 1, &m, &err),
+                     0);
+    ck_assert_str_eq(m.name, "p");
+    ck_assert_str_eq(m.kind->name, "precision");
+    ct_metric_free(&m);
+    ck_assert_int_eq(metric_from(MT("{type: accuracy, name: hits}"), "binary_crossentropy", 1,
+                                 &m, &err),
+                     0);
+    ck_assert_str_eq(m.name, "hits");
+    ck_assert_int_eq(metric_from(MT("AUC"), "binary_crossentropy", 1, &m, &err), 0);
+    ck_assert_str_eq(m.name, "auc");
+    ck_assert_int_eq(m.nstate, 400);
+    ct_metric_free(&m);
+    ck_assert_int_eq(metric_from(MT("{type: precision, thresholds: 1.5}"),
+                                 "binary_crossentropy", 1, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:43: metric 'precision': thresholds must be from 0 to 1, "
+                              "got 1.5");
+    ck_assert_int_eq(metric_from(MT("{type: recall, class_id: 3}"), "categorical_crossentropy",
+                                 3, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:38: metric 'recall': class_id must be an integer from 0 "
+                              "to 2, got 3");
+    ck_assert_int_eq(metric_from(MT("{type: auc, curve: ROCK}"), "binary_crossentropy", 1, &m,
+                                 &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:32: metric 'auc': curve must be one of ROC, PR");
+    ck_assert_int_eq(metric_from(MT("{type: auc, k: 3}"), "binary_crossentropy", 1, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:25: unknown key 'k' in metric 'auc'; known keys: type, "
+                              "name, num_thresholds, curve, summation_method, from_logits");
+    ck_assert_int_eq(metric_from(MT("f1_score"), "categorical_crossentropy", 3, &m, &err), -1);
+    ck_assert_msg(strstr(err.msg, "t.yaml:2:13: metric 'f1_score': average null (the default) "
+                                  "gives one score per class") == err.msg,
+                  "%s", err.msg);
+    ck_assert_int_eq(metric_from(MT("mean_iou"), "categorical_crossentropy", 3, &m, &err), -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'mean_iou' needs num_classes");
+    /* Keras pairs the flattened labels and predictions: 3 values against 1 argmax */
+    ck_assert_int_eq(metric_from(MT("{type: mean_iou, num_classes: 3, sparse_y_pred: false}"),
+                                 "categorical_crossentropy", 3, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'mean_iou': 3 label(s) but 1 prediction(s) "
+                              "per sample; for an output of class probabilities set "
+                              "sparse_y_pred: false (and sparse_y_true: false for one-hot "
+                              "labels)");
+    ck_assert_int_eq(metric_from(MT("precision"), "sparse_categorical_crossentropy", 4, &m, &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:13: metric 'precision' needs one target per output "
+                              "column (one-hot labels), but the loss takes class indices");
+    ck_assert_int_eq(metric_from(MT("{type: precision, name: ''}"), "binary_crossentropy", 1, &m,
+                                 &err),
+                     -1);
+    ck_assert_str_eq(err.msg, "t.yaml:2:37: a metric's name must be a non-empty text");
 }
 END_TEST
 
@@ -838,10 +1290,16 @@ static Suite *losses_suite(void)
     tcase_add_test(v, test_kld_values);
     tcase_add_test(v, test_hinge_values);
     tcase_add_test(v, test_nan_prediction_is_nan);
+    tcase_add_test(v, test_regression_catalogue_values);
+    tcase_add_test(v, test_cosine_hinge_catalogue_values);
+    tcase_add_test(v, test_focal_catalogue_values);
+    tcase_add_test(v, test_label_smoothing_values);
     suite_add_tcase(s, v);
     TCase *g = tcase_create("gradients");
     tcase_add_test(g, test_grad_regression);
     tcase_add_test(g, test_grad_bce);
+    tcase_add_test(g, test_grad_catalogue);
+    tcase_add_test(g, test_grad_focal_and_smoothing);
     tcase_add_test(g, test_grad_cce);
     tcase_add_test(g, test_grad_sparse_cce);
     tcase_add_test(g, test_sparse_time_axis);
@@ -863,6 +1321,11 @@ static Suite *metrics_suite(void)
     tcase_add_test(t, test_metric_values);
     tcase_add_test(t, test_metric_top_k);
     tcase_add_test(t, test_metric_streaming);
+    tcase_add_test(t, test_metric_precision_recall);
+    tcase_add_test(t, test_metric_auc);
+    tcase_add_test(t, test_metric_fbeta);
+    tcase_add_test(t, test_metric_iou_r2_cosine);
+    tcase_add_test(t, test_metric_state_parse);
     suite_add_tcase(s, t);
     return s;
 }
@@ -876,6 +1339,7 @@ static Suite *parse_suite(void)
     tcase_add_test(t, test_loss_parse_defaults_inserted);
     tcase_add_test(t, test_loss_parse_errors);
     tcase_add_test(t, test_loss_parse_unknown_keys);
+    tcase_add_test(t, test_loss_parse_catalogue);
     tcase_add_test(t, test_metric_parse);
     suite_add_tcase(s, t);
     return s;

@@ -95,11 +95,14 @@ int ct_bcast_make(const ct_shape *in, const ct_shape *out, ct_bcast *g);
 
 typedef enum {
     CT_LOSS_MSE = 0, CT_LOSS_MAE, CT_LOSS_HUBER, CT_LOSS_LOG_COSH, CT_LOSS_BCE, CT_LOSS_CCE,
-    CT_LOSS_SPARSE_CCE, CT_LOSS_KLD, CT_LOSS_HINGE, CT_LOSS_COUNT
+    CT_LOSS_SPARSE_CCE, CT_LOSS_KLD, CT_LOSS_HINGE, CT_LOSS_MSLE, CT_LOSS_MAPE, CT_LOSS_POISSON,
+    CT_LOSS_COSINE, CT_LOSS_SQUARED_HINGE, CT_LOSS_CAT_HINGE, CT_LOSS_BINARY_FOCAL,
+    CT_LOSS_CAT_FOCAL, CT_LOSS_COUNT
 } ct_loss_id;
 
 /* A loss as the backend computes it (src/train/loss.c holds the CPU reference and the
- * formulas): from_logits and fused as in struct ct_loss, delta for huber. */
+ * formulas): from_logits and fused as in struct ct_loss, delta for huber, label_smoothing
+ * for the crossentropies, alpha, gamma and apply_class_balancing for the focal ones. */
 typedef struct ct_loss_op {
     ct_loss_id id;
     bool from_logits, fused;
@@ -108,6 +111,8 @@ typedef struct ct_loss_op {
      * output, whose batch mean is over its unmasked positions. 0 (as in an op written
      * without it) is read as 1. */
     double sum_scale;
+    double label_smoothing, alpha, gamma;
+    bool apply_class_balancing;
 } ct_loss_op;
 
 typedef enum {

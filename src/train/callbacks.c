@@ -48,12 +48,19 @@ struct ct_callbacks {
     char *allowed[CT_MAX_ALLOWED]; /* --allow-outside folders, resolved (resolve_where) */
 };
 
-/* "auto": max for accuracies and AUC, min for everything else (Keras's rule). */
+/* "auto": max for the metrics Keras marks as going up (accuracies, auc, precision,
+ * recall, the f-scores, mean_iou, r2_score, cosine_similarity), found by their default
+ * names; min for everything else. */
 static int resolve_mode(int mode, const char *monitor)
 {
+    static const char *const up[] = {"acc", "auc", "precision", "recall", "f1_score",
+                                      "fbeta_score", "iou", "r2_score", "cosine_similarity"};
     if (mode)
         return mode;
-    return strstr(monitor, "acc") || strstr(monitor, "auc") ? 2 : 1;
+    for (size_t i = 0; i < sizeof up / sizeof up[0]; i++)
+        if (strstr(monitor, up[i]))
+            return 2;
+    return 1;
 }
 
 static int read_monitor(callback *c, ct_node *map, ct_error *err)

@@ -296,6 +296,7 @@ static int read_metric_list(ct_experiment *ex, ct_node *parent, const char *key,
         if (ct_metric_init(mt, metrics->items[i], &ex->loss[k], cols, err) < 0)
             return -1;
         mt->output = k;
+        ex->nmetrics++; /* counted now, so ct_experiment_free releases its state */
         if (m->noutputs > 1) { /* Keras's names: label_accuracy */
             char full[2 * sizeof mt->name];
             snprintf(full, sizeof full, "%s_%s", output_name(m, k), mt->name);
@@ -304,10 +305,9 @@ static int read_metric_list(ct_experiment *ex, ct_node *parent, const char *key,
                                    "use a shorter output name", full);
             memcpy(mt->name, full, strlen(full) + 1);
         }
-        for (int j = 0; j < ex->nmetrics; j++)
+        for (int j = 0; j < ex->nmetrics - 1; j++)
             if (strcmp(mt->name, ex->metrics[j].name) == 0)
                 return ct_node_err(err, metrics->items[i], "metric '%s' is listed twice", mt->name);
-        ex->nmetrics++;
     }
     return 0;
 }
@@ -694,10 +694,14 @@ void ct_experiment_free(ct_experiment *ex)
         return;
     ct_callbacks_free(ex->callbacks);
     ct_optimizer_free(ex->optimizer);
+    for (int i = 0; i < ex->nmetrics; i++)
+        ct_metric_free(&ex->metrics[i]);
     if (ex->model && ex->acc)
         ex->model->be->free(ex->acc);
     ct_model_free(ex->model);
     free(ex->mask_host);
+    free(ex->host_pred);
+    free(ex->host_y);
     free(ex->train.path);
     free(ex->test.path);
     free(ex->validation.path);
@@ -759,7 +763,9 @@ static int check_targets(ct_experiment *ex, ct_dataset *ds, int k, const char *r
                       ct_shape_size(&ys) == 1 ? " (integer labels need the loss "
                                                 "sparse_categorical_crossentropy)" : "");
     if (!strcmp(loss->kind->name, "binary_crossentropy") ||
-        !strcmp(loss->kind->name, "categorical_crossentropy"))
+        !strcmp(loss->kind->name, "categorical_crossentropy") ||
+        !strcmp(loss->kind->name, "binary_focal_crossentropy") ||
+        !strcmp(loss->kind->name, "categorical_focal_crossentropy"))
         nclasses[k] = CT_TARGETS_UNIT; /* labels 0..9 would train to a negative loss */
     return 0;
 }

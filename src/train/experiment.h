@@ -74,6 +74,10 @@ struct ct_experiment {
      * allocated when the model is planned if an output carries a mask. */
     float *mask_host;
     int64_t mask_cap;
+    /* A batch's output and targets read back for the host metrics (metric.h), host_cap
+     * floats each, owned, allocated with mask_host when some metric is a host metric. */
+    float *host_pred, *host_y;
+    int64_t host_cap;
     char name_store[CT_MAX_REPORTED][64]; /* names ct_experiment_evaluate hands out */
 };
 

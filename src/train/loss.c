@@ -2,9 +2,10 @@
  *
  * Each compute function returns the sum over rows of the per-sample loss and, when dpred
  * is given, writes scale * d(sum)/d(pred). Per-sample losses follow Keras 3: a mean over
- * the last axis for the elementwise losses (mse, mae, huber, log_cosh, binary
- * crossentropy, hinge) and a sum over it for categorical / sparse crossentropy and
- * kl_divergence. Sums are accumulated in double.
+ * the last axis for the elementwise losses (mse, mae, huber, log_cosh, msle, mape,
+ * poisson, binary and binary focal crossentropy, hinge, squared_hinge) and a sum over it
+ * (or a value per row) for categorical / sparse / categorical focal crossentropy,
+ * kl_divergence, cosine_similarity and categorical_hinge. Sums are accumulated in double.
  *
  * Probabilities are clipped to [1e-7, 1 - 1e-7] in float32, as Keras does, so saturated
  * outputs give Keras's numbers (e.g. -log(1 - (1 - 1e-7f)) = 15.942385). Where a value
@@ -63,26 +64,34 @@ static int64_t sparse_index(float label, int64_t cols)
 
 /* ---- elementwise losses: per sample, the mean over the last axis ------------------- */
 
-/* Value and derivative of one element's loss given e = pred - y. */
-typedef double (*elem_fn)(const ct_loss *loss, double e, double *de);
+/* Value and derivative (with respect to p) of one element's loss. */
+typedef double (*elem_fn)(const ct_loss *loss, double p, double y, double *dp);
 
-static double mse_elem(const ct_loss *loss, double e, double *de)
+/* fmax that keeps a NaN first argument (fmax would return the bound). */
+static double max_nan(double a, double b)
+{
+    return isnan(a) ? a : fmax(a, b);
+}
+
+static double mse_elem(const ct_loss *loss, double p, double y, double *de)
 {
     (void)loss;
+    double e = p - y;
     *de = 2.0 * e;
     return e * e;
 }
 
-static double mae_elem(const ct_loss *loss, double e, double *de)
+static double mae_elem(const ct_loss *loss, double p, double y, double *de)
 {
     (void)loss;
+    double e = p - y;
     *de = sign(e);
     return fabs(e);
 }
 
-static double huber_elem(const ct_loss *loss, double e, double *de)
+static double huber_elem(const ct_loss *loss, double p, double y, double *de)
 {
-    double a = fabs(e), d = loss->delta;
+    double e = p - y, a = fabs(e), d = loss->delta;
     if (a <= d) {
         *de = e;
         return 0.5 * e * e;
@@ -92,11 +101,69 @@ static double huber_elem(const ct_loss *loss, double e, double *de)
 }
 
 /* log(cosh(x)) = x + softplus(-2x) - log(2): finite for any x (Keras's form). */
-static double log_cosh_elem(const ct_loss *loss, double e, double *de)
+static double log_cosh_elem(const ct_loss *loss, double p, double y, double *de)
 {
     (void)loss;
+    double e = p - y;
     *de = tanh(e);
     return e + softplus(-2.0 * e) - log(2.0);
+}
+
+/* (log(max(p, eps) + 1) - log(max(y, eps) + 1))^2; no gradient where p is at the bound. */
+static double msle_elem(const ct_loss *loss, double p, double y, double *dp)
+{
+    (void)loss;
+    double pc = max_nan(p, CT_LOSS_EPS);
+    double d = log(pc + 1.0) - log(max_nan(y, CT_LOSS_EPS) + 1.0);
+    *dp = p > CT_LOSS_EPS ? 2.0 * d / (pc + 1.0) : 0.0;
+    return d * d;
+}
+
+/* 100 |y - p| / max(|y|, eps). */
+static double mape_elem(const ct_loss *loss, double p, double y, double *dp)
+{
+    (void)loss;
+    double a = max_nan(fabs(y), CT_LOSS_EPS);
+    *dp = 100.0 * sign(p - y) / a;
+    return 100.0 * fabs(y - p) / a;
+}
+
+/* p - y log(p + eps). */
+static double poisson_elem(const ct_loss *loss, double p, double y, double *dp)
+{
+    (void)loss;
+    *dp = 1.0 - y / (p + CT_LOSS_EPS);
+    return p - y * log(p + CT_LOSS_EPS);
+}
+
+/* Keras's label smoothing for binary targets. */
+static double smooth_binary(const ct_loss *loss, double y)
+{
+    return loss->label_smoothing != 0.0
+               ? y * (1.0 - loss->label_smoothing) + 0.5 * loss->label_smoothing
+               : y;
+}
+
+/* Keras 3: bce of the (sigmoid of the) prediction, clipped, times (1 - p_t)^gamma with
+ * p_t = y p + (1 - y)(1 - p) unclipped, times y alpha + (1 - y)(1 - alpha) when balancing. */
+static double binary_focal_elem(const ct_loss *loss, double x, double y, double *dx)
+{
+    y = smooth_binary(loss, y);
+    double p = loss->from_logits ? sigmoid(x) : x;
+    bool inside;
+    float pc = clip_prob((float)p, &inside);
+    double q = pc, q1 = 1.0f - pc;
+    double bce = -(y * log(q) + (1.0 - y) * log(q1));
+    double dbce = inside ? -y / q + (1.0 - y) / q1 : 0.0;
+    double u = 1.0 - (y * p + (1.0 - y) * (1.0 - p)), g = loss->gamma;
+    double ff = pow(u, g);
+    double dff = u != 0.0 ? -g * pow(u, g - 1.0) * (2.0 * y - 1.0) : 0.0;
+    double w = 1.0;
+    if (loss->apply_class_balancing)
+        w = y * loss->alpha + (1.0 - y) * (1.0 - loss->alpha);
+    double dp = w * (dff * bce + ff * dbce);
+    *dx = loss->from_logits ? dp * p * (1.0 - p) : dp;
+    return w * ff * bce;
 }
 
 static double elementwise(const ct_loss *loss, const float *pred, const float *y, float *dpred,
@@ -108,7 +175,7 @@ static double elementwise(const ct_loss *loss, const float *pred, const float *y
         for (int64_t c = 0; c < cols; c++) {
             int64_t i = r * cols + c;
             double de;
-            row += f(loss, (double)pred[i] - (double)y[i], &de);
+            row += f(loss, (double)pred[i], (double)y[i], &de);
             if (dpred)
                 dpred[i] = (float)(g * de);
         }
@@ -139,6 +206,30 @@ static double log_cosh_compute(const ct_loss *loss, const float *pred, const flo
                                float *dpred, int64_t rows, int64_t cols, float scale)
 {
     return elementwise(loss, pred, y, dpred, rows, cols, scale, log_cosh_elem);
+}
+
+static double msle_compute(const ct_loss *loss, const float *pred, const float *y,
+                           float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return elementwise(loss, pred, y, dpred, rows, cols, scale, msle_elem);
+}
+
+static double mape_compute(const ct_loss *loss, const float *pred, const float *y,
+                           float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return elementwise(loss, pred, y, dpred, rows, cols, scale, mape_elem);
+}
+
+static double poisson_compute(const ct_loss *loss, const float *pred, const float *y,
+                              float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return elementwise(loss, pred, y, dpred, rows, cols, scale, poisson_elem);
+}
+
+static double binary_focal_compute(const ct_loss *loss, const float *pred, const float *y,
+                                   float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return elementwise(loss, pred, y, dpred, rows, cols, scale, binary_focal_elem);
 }
 
 /* ---- binary crossentropy ------------------------------------------------------------ */
@@ -172,7 +263,7 @@ static double bce_compute(const ct_loss *loss, const float *pred, const float *y
         for (int64_t c = 0; c < cols; c++) {
             int64_t i = r * cols + c;
             double d;
-            row += bce_elem(loss, pred[i], y[i], &d);
+            row += bce_elem(loss, pred[i], smooth_binary(loss, y[i]), &d);
             if (dpred)
                 dpred[i] = (float)(g * d);
         }
@@ -187,11 +278,14 @@ static double bce_compute(const ct_loss *loss, const float *pred, const float *y
 typedef struct row_target {
     const float *y;
     int64_t hot;
+    double ls, classes; /* label smoothing (dense targets only) and the row's width */
 } row_target;
 
+/* Keras's smoothing for categorical targets: y (1 - ls) + ls / classes. */
 static double target_at(const row_target *t, int64_t c)
 {
-    return t->y ? (double)t->y[c] : (double)(c == t->hot);
+    double y = t->y ? (double)t->y[c] : (double)(c == t->hot);
+    return t->ls != 0.0 ? y * (1.0 - t->ls) + t->ls / t->classes : y;
 }
 
 /* -sum_c y_c log_softmax(x)_c; gradient softmax(x) * sum(y) - y. */
@@ -257,7 +351,7 @@ static double cce_compute(const ct_loss *loss, const float *pred, const float *y
 {
     double total = 0.0;
     for (int64_t r = 0; r < rows; r++) {
-        row_target t = {y + r * cols, -1};
+        row_target t = {y + r * cols, -1, loss->label_smoothing, (double)cols};
         total += cce_row(loss, pred + r * cols, &t, dpred ? dpred + r * cols : NULL, cols, scale);
     }
     return total;
@@ -294,7 +388,7 @@ static double sparse_cce_compute(const ct_loss *loss, const float *pred, const f
     bool fast = loss->fused && !loss->from_logits;
     for (int64_t r = 0; r < rows; r++) {
         float *d = dpred ? dpred + r * cols : NULL;
-        row_target t = {NULL, sparse_index(y[r], cols)};
+        row_target t = {NULL, sparse_index(y[r], cols), 0.0, (double)cols};
         if (t.hot < 0) {
             if (d)
                 memset(d, 0, (size_t)cols * sizeof *d);
@@ -337,10 +431,10 @@ static bool labels_binary(const float *y, int64_t n)
     return true;
 }
 
-static double hinge_compute(const ct_loss *loss, const float *pred, const float *y,
-                            float *dpred, int64_t rows, int64_t cols, float scale)
+/* hinge, or squared_hinge when `squared`: per element max(1 - y p, 0) (squared). */
+static double hinge_rows(const float *pred, const float *y, float *dpred, int64_t rows,
+                         int64_t cols, float scale, bool squared)
 {
-    (void)loss;
     bool conv = labels_binary(y, rows * cols);
     double total = 0.0, g = (double)scale / (double)cols;
     for (int64_t r = 0; r < rows; r++) {
@@ -349,28 +443,176 @@ static double hinge_compute(const ct_loss *loss, const float *pred, const float 
             int64_t i = r * cols + c;
             double yc = conv ? 2.0 * y[i] - 1.0 : (double)y[i];
             double m = 1.0 - yc * (double)pred[i];
-            row += m > 0 || isnan(m) ? m : 0.0;
+            double h = m > 0 || isnan(m) ? m : 0.0;
+            row += squared ? h * h : h;
             if (dpred)
-                dpred[i] = m > 0 ? (float)(-g * yc) : 0.0f;
+                dpred[i] = m > 0 ? (float)(-g * yc * (squared ? 2.0 * m : 1.0)) : 0.0f;
         }
         total += row / (double)cols;
     }
     return total;
 }
 
+static double hinge_compute(const ct_loss *loss, const float *pred, const float *y,
+                            float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    (void)loss;
+    return hinge_rows(pred, y, dpred, rows, cols, scale, false);
+}
+
+static double squared_hinge_compute(const ct_loss *loss, const float *pred, const float *y,
+                                    float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    (void)loss;
+    return hinge_rows(pred, y, dpred, rows, cols, scale, true);
+}
+
+/* ---- row losses: cosine_similarity, categorical_hinge, categorical_focal ------------ */
+
+typedef double (*row_fn)(const ct_loss *loss, const float *p, const float *y, float *d,
+                         int64_t cols, double scale);
+
+static double by_rows(const ct_loss *loss, const float *pred, const float *y, float *dpred,
+                      int64_t rows, int64_t cols, float scale, row_fn f)
+{
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; r++)
+        total += f(loss, pred + r * cols, y + r * cols, dpred ? dpred + r * cols : NULL, cols,
+                   scale);
+    return total;
+}
+
+/* -sum(y / |y| * p / |p|), each norm at least eps (Keras's normalize: x * min(rsqrt(sum
+ * x^2), 1 / eps)); where |p| is at that bound it is a constant for the gradient. */
+static double cosine_row(const ct_loss *loss, const float *p, const float *y, float *d,
+                         int64_t cols, double scale)
+{
+    (void)loss;
+    double pp = 0.0, yy = 0.0, py = 0.0;
+    for (int64_t c = 0; c < cols; c++) {
+        pp += (double)p[c] * p[c];
+        yy += (double)y[c] * y[c];
+        py += (double)p[c] * y[c];
+    }
+    double np = max_nan(sqrt(pp), CT_LOSS_EPS), ny = max_nan(sqrt(yy), CT_LOSS_EPS);
+    double k = sqrt(pp) > CT_LOSS_EPS ? py / (np * np * np * ny) : 0.0;
+    for (int64_t c = 0; d && c < cols; c++)
+        d[c] = (float)(scale * (-(double)y[c] / (ny * np) + k * p[c]));
+    return -py / (np * ny);
+}
+
+/* max(max_c((1 - y_c) p_c) - sum_c y_c p_c + 1, 0); the maximum's gradient goes to its
+ * first position. */
+static double cat_hinge_row(const ct_loss *loss, const float *p, const float *y, float *d,
+                            int64_t cols, double scale)
+{
+    (void)loss;
+    double pos = 0.0, neg = -HUGE_VAL;
+    int64_t at = 0;
+    for (int64_t c = 0; c < cols; c++) {
+        double v = (1.0 - y[c]) * (double)p[c];
+        pos += (double)y[c] * p[c];
+        if (v > neg || isnan(v)) {
+            neg = v;
+            at = c;
+        }
+        if (isnan(v))
+            break;
+    }
+    double m = neg - pos + 1.0;
+    for (int64_t c = 0; d && c < cols; c++)
+        d[c] = m > 0 ? (float)(scale * ((c == at ? 1.0 - y[c] : 0.0) - y[c])) : 0.0f;
+    return m > 0 || isnan(m) ? m : 0.0;
+}
+
+/* Keras 3: q = clip(p / sum(p)) (p = softmax(x) from logits), loss
+ * -alpha sum_c y_c (1 - q_c)^gamma log q_c over smoothed targets. With G_c = dL/dq_c (0
+ * where clipped) and A = sum_c G_c q_c, dL/dp_j = (G_j - A) / S, and from logits
+ * dL/dx_j = p_j (G_j - A) / S (the softmax term sum_c p_c dL/dp_c is zero). */
+static double cat_focal_row(const ct_loss *loss, const float *x, const float *y, float *d,
+                            int64_t cols, double scale)
+{
+    double lse = 0.0, s = 0.0, a = 0.0, value = 0.0, g = loss->gamma;
+    if (loss->from_logits) {
+        double mx = x[0], se = 0.0;
+        for (int64_t c = 1; c < cols; c++)
+            mx = x[c] > mx || isnan(x[c]) ? (double)x[c] : mx;
+        for (int64_t c = 0; c < cols; c++)
+            se += exp((double)x[c] - mx);
+        lse = mx + log(se);
+    }
+    row_target t = {y, -1, loss->label_smoothing, (double)cols};
+#define PROB(c) (loss->from_logits ? exp((double)x[(c)] - lse) : (double)x[(c)])
+    for (int64_t c = 0; c < cols; c++)
+        s += PROB(c);
+    for (int64_t c = 0; c < cols; c++) {
+        bool inside;
+        float q = clip_prob(!(s <= 0) ? (float)(PROB(c) / s) : 0.0f, &inside);
+        double yc = target_at(&t, c), lq = log((double)q), u = 1.0 - (double)q;
+        value -= loss->alpha * yc * pow(u, g) * lq;
+        double gc = inside ? -loss->alpha * yc * (pow(u, g) / q - g * pow(u, g - 1.0) * lq)
+                           : 0.0;
+        a += gc * (double)q;
+        if (d)
+            d[c] = (float)gc;
+    }
+    for (int64_t c = 0; d && c < cols; c++) {
+        double h = !(s <= 0) ? ((double)d[c] - a) / s : 0.0;
+        d[c] = (float)(scale * h * (loss->from_logits ? PROB(c) : 1.0));
+    }
+#undef PROB
+    return value;
+}
+
+static double cosine_compute(const ct_loss *loss, const float *pred, const float *y,
+                             float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return by_rows(loss, pred, y, dpred, rows, cols, scale, cosine_row);
+}
+
+static double cat_hinge_compute(const ct_loss *loss, const float *pred, const float *y,
+                                float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return by_rows(loss, pred, y, dpred, rows, cols, scale, cat_hinge_row);
+}
+
+static double cat_focal_compute(const ct_loss *loss, const float *pred, const float *y,
+                                float *dpred, int64_t rows, int64_t cols, float scale)
+{
+    return by_rows(loss, pred, y, dpred, rows, cols, scale, cat_focal_row);
+}
+
 /* ---- registry and parsing ------------------------------------------------------------ */
 
+enum {
+    K_LS = CT_LOSS_KEY_SMOOTHING,
+    K_FOCAL = CT_LOSS_KEY_FOCAL | CT_LOSS_KEY_SMOOTHING,
+};
+
 static const ct_loss_kind kinds[] = {
-    {"mean_squared_error", "mse", "MeanSquaredError", false, false, mse_compute},
-    {"mean_absolute_error", "mae", "MeanAbsoluteError", false, false, mae_compute},
-    {"huber", NULL, "Huber", false, false, huber_compute},
-    {"log_cosh", "logcosh", "LogCosh", false, false, log_cosh_compute},
-    {"binary_crossentropy", "bce", "BinaryCrossentropy", false, true, bce_compute},
-    {"categorical_crossentropy", NULL, "CategoricalCrossentropy", false, true, cce_compute},
+    {"mean_squared_error", "mse", "MeanSquaredError", false, false, mse_compute, 0},
+    {"mean_absolute_error", "mae", "MeanAbsoluteError", false, false, mae_compute, 0},
+    {"huber", NULL, "Huber", false, false, huber_compute, CT_LOSS_KEY_DELTA},
+    {"log_cosh", "logcosh", "LogCosh", false, false, log_cosh_compute, 0},
+    {"binary_crossentropy", "bce", "BinaryCrossentropy", false, true, bce_compute, K_LS},
+    {"categorical_crossentropy", NULL, "CategoricalCrossentropy", false, true, cce_compute, K_LS},
     {"sparse_categorical_crossentropy", NULL, "SparseCategoricalCrossentropy", true, true,
-     sparse_cce_compute},
-    {"kl_divergence", "kld", "KLDivergence", false, false, kld_compute},
-    {"hinge", NULL, "Hinge", false, false, hinge_compute},
+     sparse_cce_compute, 0},
+    {"kl_divergence", "kld", "KLDivergence", false, false, kld_compute, 0},
+    {"hinge", NULL, "Hinge", false, false, hinge_compute, 0},
+    {"mean_squared_logarithmic_error", "msle", "MeanSquaredLogarithmicError", false, false,
+     msle_compute, 0},
+    {"mean_absolute_percentage_error", "mape", "MeanAbsolutePercentageError", false, false,
+     mape_compute, 0},
+    {"poisson", NULL, "Poisson", false, false, poisson_compute, 0},
+    {"cosine_similarity", NULL, "CosineSimilarity", false, false, cosine_compute,
+     CT_LOSS_KEY_AXIS},
+    {"squared_hinge", NULL, "SquaredHinge", false, false, squared_hinge_compute, 0},
+    {"categorical_hinge", NULL, "CategoricalHinge", false, false, cat_hinge_compute, 0},
+    {"binary_focal_crossentropy", NULL, "BinaryFocalCrossentropy", false, true,
+     binary_focal_compute, K_FOCAL | CT_LOSS_KEY_BALANCING},
+    {"categorical_focal_crossentropy", NULL, "CategoricalFocalCrossentropy", false, true,
+     cat_focal_compute, K_FOCAL},
 };
 
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
@@ -378,14 +620,22 @@ _Static_assert(N_KINDS == CT_LOSS_COUNT, "kinds[] follows ct_loss_id");
 
 ct_loss_op ct_loss_op_of(const ct_loss *loss)
 {
-    return (ct_loss_op){(ct_loss_id)(loss->kind - kinds), loss->from_logits, loss->fused,
-                        loss->delta, 1.0};
+    return (ct_loss_op){.id = (ct_loss_id)(loss->kind - kinds),
+                        .from_logits = loss->from_logits,
+                        .fused = loss->fused,
+                        .delta = loss->delta,
+                        .sum_scale = 1.0,
+                        .label_smoothing = loss->label_smoothing,
+                        .alpha = loss->alpha,
+                        .gamma = loss->gamma,
+                        .apply_class_balancing = loss->apply_class_balancing};
 }
 
 void ct_cpu_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
                  int64_t rows, int64_t cols, float scale, double *sum)
 {
-    ct_loss l = {&kinds[op->id], op->from_logits, op->delta, op->fused};
+    ct_loss l = {&kinds[op->id], op->from_logits, op->delta, op->fused, op->label_smoothing,
+                 op->alpha, op->gamma, op->apply_class_balancing};
     double w = op->sum_scale != 0.0 ? op->sum_scale : 1.0;
     *sum += w * kinds[op->id].compute(&l, pred, y, dpred, rows, cols, scale);
 }
@@ -426,7 +676,7 @@ static int unknown_loss(const ct_node *at, const char *name, ct_error *err)
             cands[k++] = kinds[i].alias;
     }
     cands[k] = NULL;
-    char known[512], hint[96] = "";
+    char known[1024], hint[96] = "";
     const char *s = ct_suggest(name, cands);
     if (s)
         snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
@@ -434,26 +684,92 @@ static int unknown_loss(const ct_node *at, const char *name, ct_error *err)
     return ct_node_err(err, at, "unknown loss '%s'%s; known losses: %s", name, hint, known);
 }
 
-/* The map form's own keys: from_logits for crossentropies, delta for huber. */
-static int parse_loss_map(ct_node *n, ct_loss *out, ct_error *err)
+/* huber's delta: a positive number. */
+static int parse_delta(ct_node *n, ct_loss *out, ct_error *err)
+{
+    if (ct_cfg_float(n, "delta", 1.0, -HUGE_VAL, HUGE_VAL, &out->delta, err) < 0)
+        return -1;
+    if (!(out->delta > 0) || !isfinite(out->delta))
+        return ct_node_err(err, ct_map_get(n, "delta"),
+                           "loss 'huber': delta must be a positive number, got %g", out->delta);
+    return 0;
+}
+
+/* alpha (Keras takes any float; a weight outside [0, 1] is most likely a slip but Keras
+ * accepts it, so only non-finite values are refused) and gamma >= 0. */
+static int parse_focal(ct_node *n, ct_loss *out, ct_error *err)
+{
+    if (ct_cfg_float(n, "alpha", 0.25, -HUGE_VAL, HUGE_VAL, &out->alpha, err) < 0 ||
+        ct_cfg_float(n, "gamma", 2.0, 0.0, HUGE_VAL, &out->gamma, err) < 0)
+        return -1;
+    if (!isfinite(out->alpha) || !isfinite(out->gamma))
+        return ct_node_err(err, ct_map_get(n, isfinite(out->alpha) ? "gamma" : "alpha"),
+                           "loss '%s': alpha and gamma must be finite numbers",
+                           out->kind->name);
+    return 0;
+}
+
+/* axis: Keras's argument, of which ctrain has the last axis only. */
+static int parse_axis(ct_node *n, ct_error *err)
+{
+    double axis;
+    if (ct_cfg_float(n, "axis", -1.0, -HUGE_VAL, HUGE_VAL, &axis, err) < 0)
+        return -1;
+    if (axis != -1.0)
+        return ct_node_err(err, ct_map_get(n, "axis"),
+                           "loss 'cosine_similarity': only axis -1 (the last) is supported, "
+                           "got %g", axis);
+    return 0;
+}
+
+/* The keys the kind's flags name, in Keras's constructor order, and their values. */
+static int parse_kind_keys(ct_node *n, ct_loss *out, const char **keys, ct_error *err)
 {
     const ct_loss_kind *k = out->kind;
-    const char *keys[3] = {"type", NULL, NULL};
+    int nk = 1;
+    if (k->keys & CT_LOSS_KEY_BALANCING) {
+        keys[nk++] = "apply_class_balancing";
+        if (ct_cfg_bool(n, "apply_class_balancing", false, &out->apply_class_balancing, err))
+            return -1;
+    }
+    if (k->keys & CT_LOSS_KEY_FOCAL) {
+        keys[nk++] = "alpha";
+        keys[nk++] = "gamma";
+        if (parse_focal(n, out, err) < 0)
+            return -1;
+    }
     if (k->has_from_logits) {
-        keys[1] = "from_logits";
+        keys[nk++] = "from_logits";
         if (ct_cfg_bool(n, "from_logits", false, &out->from_logits, err) < 0)
             return -1;
-    } else if (!strcmp(k->name, "huber")) {
-        keys[1] = "delta";
-        if (ct_cfg_float(n, "delta", 1.0, -HUGE_VAL, HUGE_VAL, &out->delta, err) < 0)
-            return -1;
-        if (!(out->delta > 0) || !isfinite(out->delta))
-            return ct_node_err(err, ct_map_get(n, "delta"),
-                               "loss 'huber': delta must be a positive number, got %g",
-                               out->delta);
     }
+    if (k->keys & CT_LOSS_KEY_SMOOTHING) {
+        keys[nk++] = "label_smoothing";
+        if (ct_cfg_float(n, "label_smoothing", 0.0, 0.0, 1.0, &out->label_smoothing, err) < 0)
+            return -1;
+    }
+    if (k->keys & CT_LOSS_KEY_DELTA) {
+        keys[nk++] = "delta";
+        if (parse_delta(n, out, err) < 0)
+            return -1;
+    }
+    if (k->keys & CT_LOSS_KEY_AXIS) {
+        keys[nk++] = "axis";
+        if (parse_axis(n, err) < 0)
+            return -1;
+    }
+    keys[nk] = NULL;
+    return 0;
+}
+
+/* The map form: type and the loss's own keys; any other key is an error. */
+static int parse_loss_map(ct_node *n, ct_loss *out, ct_error *err)
+{
+    const char *keys[8] = {"type"};
+    if (parse_kind_keys(n, out, keys, err) < 0)
+        return -1;
     char what[96];
-    snprintf(what, sizeof what, "loss '%s'", k->name);
+    snprintf(what, sizeof what, "loss '%s'", out->kind->name);
     return ct_cfg_check_keys(n, keys, what, err);
 }
 
@@ -461,6 +777,8 @@ int ct_loss_parse(ct_node *compile, const char *key, ct_loss *out, ct_error *err
 {
     memset(out, 0, sizeof *out);
     out->delta = 1.0;
+    out->alpha = 0.25;
+    out->gamma = 2.0;
     if (ct_cfg_require(compile, key, "compile", err) < 0)
         return -1;
     ct_node *n = ct_map_get(compile, key);

@@ -20,7 +20,16 @@ typedef struct ct_loss_kind {
      * pred: rows x cols. y: rows x cols, or rows class indices when sparse_labels. */
     double (*compute)(const ct_loss *loss, const float *pred, const float *y, float *dpred,
                       int64_t rows, int64_t cols, float scale);
+    unsigned keys;             /* the map form's keys besides type and from_logits (CT_LOSS_KEY_*) */
 } ct_loss_kind;
+
+enum {
+    CT_LOSS_KEY_DELTA = 1,     /* huber */
+    CT_LOSS_KEY_SMOOTHING = 2, /* label_smoothing */
+    CT_LOSS_KEY_FOCAL = 4,     /* alpha, gamma */
+    CT_LOSS_KEY_BALANCING = 8, /* apply_class_balancing */
+    CT_LOSS_KEY_AXIS = 16,     /* axis (-1 only) */
+};
 
 struct ct_loss {
     const ct_loss_kind *kind;
@@ -29,10 +38,13 @@ struct ct_loss {
     /* Set by the model: pred holds softmax (categorical) or sigmoid (binary) probabilities
      * and dpred must be taken with respect to the logits before that activation. */
     bool fused;
+    double label_smoothing; /* Keras: y (1 - ls) + ls / classes; binary: + 0.5 ls */
+    double alpha, gamma;    /* focal crossentropies */
+    bool apply_class_balancing;
 };
 
-/* Reads compile.loss: a name or {type: name, from_logits: .., delta: ..}. Errors point at
- * the node and list the known losses. */
+/* Reads compile.loss: a name or {type: name, from_logits: .., delta: .., ...} with the
+ * loss's Keras constructor arguments. Errors point at the node and list the known losses. */
 int ct_loss_parse(ct_node *compile, const char *key, ct_loss *out, ct_error *err);
 const ct_loss_kind *ct_loss_kind_find(const char *name);
 /* The backend's description of loss (ct_backend's loss op). */

@@ -2,10 +2,12 @@
  * and count the samples, so the result is the mean over every sample seen (rows weigh
  * equally whatever the batch sizes). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu.h"
 #include "metric.h"
+#include "metric_state.h"
 
 /* numpy argmax: the first maximum wins. */
 static int64_t argmax(const float *x, int64_t n)
@@ -162,6 +164,7 @@ void ct_cpu_metric(ct_metric_id id, int k, const float *pred, const float *y, in
 }
 
 #define ACCURACY (-1) /* resolved from the loss and the output width */
+#define HOST(i) (K_COUNT + (i)) /* metric_state.c's kind i */
 
 /* Accepted spellings. Snake-case names and aliases are shown as written (Keras names a
  * metric after its identifier); Keras class names are shown as the snake-case name. */
@@ -185,6 +188,14 @@ static const metric_name names[] = {
     {"mae", K_MAE, false},
     {"root_mean_squared_error", K_RMSE, false},
     {"rmse", K_RMSE, false},
+    {"precision", HOST(CT_HM_PRECISION), false},
+    {"recall", HOST(CT_HM_RECALL), false},
+    {"auc", HOST(CT_HM_AUC), false},
+    {"f1_score", HOST(CT_HM_F1), false},
+    {"fbeta_score", HOST(CT_HM_FBETA), false},
+    {"mean_iou", HOST(CT_HM_MEAN_IOU), false},
+    {"r2_score", HOST(CT_HM_R2), false},
+    {"cosine_similarity", HOST(CT_HM_COSINE), false},
     {"BinaryAccuracy", K_BINARY, true},
     {"CategoricalAccuracy", K_CATEGORICAL, true},
     {"SparseCategoricalAccuracy", K_SPARSE, true},
@@ -193,10 +204,18 @@ static const metric_name names[] = {
     {"MeanSquaredError", K_MSE, true},
     {"MeanAbsoluteError", K_MAE, true},
     {"RootMeanSquaredError", K_RMSE, true},
+    {"Precision", HOST(CT_HM_PRECISION), true},
+    {"Recall", HOST(CT_HM_RECALL), true},
+    {"AUC", HOST(CT_HM_AUC), true},
+    {"F1Score", HOST(CT_HM_F1), true},
+    {"FBetaScore", HOST(CT_HM_FBETA), true},
+    {"MeanIoU", HOST(CT_HM_MEAN_IOU), true},
+    {"R2Score", HOST(CT_HM_R2), true},
+    {"CosineSimilarity", HOST(CT_HM_COSINE), true},
 };
 
 #define N_NAMES (sizeof names / sizeof names[0])
-#define N_SNAKE 13 /* the snake-case entries lead the table */
+#define N_SNAKE 21 /* the snake-case entries lead the table */
 
 static const metric_name *find_name(const char *s)
 {
@@ -209,7 +228,7 @@ static const metric_name *find_name(const char *s)
 static int unknown_metric(const ct_node *at, const char *s, ct_error *err)
 {
     const char *cands[N_SNAKE + 1];
-    char known[512] = "";
+    char known[1024] = "";
     size_t used = 0;
     for (size_t i = 0; i < N_SNAKE; i++) {
         cands[i] = names[i].text;
@@ -252,10 +271,26 @@ static int read_metric_map(const ct_node *node, const char **type, const ct_node
     return 0;
 }
 
+/* Keras's name argument: the history column's name (val_ prefixed for validation). */
+static int read_name(ct_metric *m, const ct_node *node, ct_error *err)
+{
+    const ct_node *v = node->type == CT_NODE_MAP ? ct_map_get(node, "name") : NULL;
+    if (!v || ct_node_is_null(v))
+        return 0;
+    if (v->type != CT_NODE_SCALAR || !v->scalar[0])
+        return ct_node_err(err, v, "a metric's name must be a non-empty text");
+    if (strlen(v->scalar) >= sizeof m->name)
+        return ct_node_err(err, v, "metric name '%s' is too long; at most %zu characters",
+                           v->scalar, sizeof m->name - 1);
+    snprintf(m->name, sizeof m->name, "%s", v->scalar);
+    return 0;
+}
+
 static int read_k(ct_metric *m, const ct_node *node, const ct_node *k_node, ct_error *err)
 {
     bool top_k = m->kind == &kinds[K_TOP_K] || m->kind == &kinds[K_SPARSE_TOP_K];
-    static const char *const plain[] = {"type", NULL}, *const with_k[] = {"type", "k", NULL};
+    static const char *const plain[] = {"type", "name", NULL},
+                             *const with_k[] = {"type", "name", "k", NULL};
     char what[96];
     snprintf(what, sizeof what, "metric '%s'", m->kind->name);
     if (node->type == CT_NODE_MAP && ct_cfg_check_keys(node, top_k ? with_k : plain, what, err))
@@ -293,13 +328,31 @@ int ct_metric_init(ct_metric *m, const ct_node *node, const ct_loss *loss, int64
     if (!nm)
         return unknown_metric(type_node, type, err);
     int kind = nm->kind == ACCURACY ? resolve_accuracy(loss, out_cols) : nm->kind;
-    m->kind = &kinds[kind];
-    snprintf(m->name, sizeof m->name, "%s", nm->is_class ? kinds[kind].name : nm->text);
-    return read_k(m, node, k_node, err);
+    const ct_metric_kind *k = kind >= K_COUNT ? &ct_host_metric_kinds[kind - K_COUNT]
+                                              : &kinds[kind];
+    snprintf(m->name, sizeof m->name, "%s", nm->is_class ? k->name : nm->text);
+    if (read_name(m, node, err) < 0)
+        return -1;
+    if (kind < K_COUNT) {
+        m->kind = k;
+        return read_k(m, node, k_node, err);
+    }
+    m->opt.cols = out_cols;
+    m->opt.sparse_labels = loss && loss->kind && loss->kind->sparse_labels;
+    return ct_host_metric_setup(m, kind - K_COUNT, node, err);
 }
 
 void ct_metric_reset(ct_metric *m)
 {
     m->sum = 0.0;
     m->count = 0.0;
+    if (m->state)
+        memset(m->state, 0, (size_t)m->nstate * sizeof *m->state);
+}
+
+void ct_metric_free(ct_metric *m)
+{
+    free(m->state);
+    m->state = NULL;
+    m->nstate = 0;
 }

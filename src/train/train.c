@@ -47,9 +47,47 @@ static int y_cols(const ct_experiment *ex, int64_t *cols)
     return ex->model->noutputs;
 }
 
-/* The host buffer score_masked reads an output's mask into, for the planned batch. */
+/* The host buffers score_host reads an output and its targets into, for the planned
+ * batch: as large as the largest output that a host metric scores. */
+static int host_buffers(ct_experiment *ex, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    int64_t need = 0;
+    for (int i = 0; i < ex->nmetrics; i++) {
+        int64_t n = m->max_batch * ct_shape_size(ct_model_output_shape_at(m, ex->metrics[i].output));
+        if (ex->metrics[i].host && n > need)
+            need = n;
+    }
+    if (need <= ex->host_cap)
+        return 0;
+    float *p = realloc(ex->host_pred, (size_t)need * sizeof *p);
+    if (p)
+        ex->host_pred = p;
+    float *q = p ? realloc(ex->host_y, (size_t)need * sizeof *q) : NULL;
+    if (!q)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ex->host_y = q;
+    ex->host_cap = need;
+    return 0;
+}
+
+/* A host metric's update: the rows of an output and their targets read back (the one
+ * round trip a GPU makes for these metrics), then added to its state on the host. */
+static void score_host(ct_experiment *ex, ct_metric *mt, const float *pred, const float *y,
+                       int64_t rows, int64_t cols, int64_t ycols)
+{
+    const ct_backend *be = ex->model->be;
+    be->download(ex->host_pred, pred, (size_t)(rows * cols) * sizeof *ex->host_pred);
+    be->download(ex->host_y, y, (size_t)(rows * ycols) * sizeof *ex->host_y);
+    mt->kind->update(mt, ex->host_pred, ex->host_y, rows, cols);
+}
+
+/* The host buffer score_masked reads an output's mask into, for the planned batch (and
+ * host_buffers' with it). */
 static int mask_buffer(ct_experiment *ex, ct_error *err)
 {
+    if (host_buffers(ex, err) < 0)
+        return -1;
     const ct_model *m = ex->model;
     int64_t need = 0;
     for (int k = 0; k < m->noutputs; k++) {
@@ -98,11 +136,14 @@ static int64_t score_masked(ct_experiment *ex, int k, int64_t batch_rows, float 
         int64_t r0 = a * per, nr = (b - a) * per;
         m->be->loss(&op, pred->data + r0 * cols, y[k] + r0 * ycols, dpred ? dpred + r0 * cols : NULL,
                     nr, cols, scale, &ex->acc[ct_acc_loss(k)]);
-        for (int i = 0; i < ex->nmetrics; i++)
-            if (ex->metrics[i].output == k)
-                m->be->metric(ct_metric_op_of(&ex->metrics[i]), ex->metrics[i].k,
-                              pred->data + r0 * cols, y[k] + r0 * ycols, nr, cols,
-                              &ex->acc[2 + i]);
+        for (int i = 0; i < ex->nmetrics; i++) {
+            ct_metric *mt = &ex->metrics[i];
+            if (mt->output == k && mt->host)
+                score_host(ex, mt, pred->data + r0 * cols, y[k] + r0 * ycols, nr, cols, ycols);
+            else if (mt->output == k)
+                m->be->metric(ct_metric_op_of(mt), mt->k, pred->data + r0 * cols,
+                              y[k] + r0 * ycols, nr, cols, &ex->acc[2 + i]);
+        }
     }
     return valid * per;
 }
@@ -135,8 +176,12 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, 
             mt->count += (double)counted[k];
             continue;
         }
-        m->be->metric(ct_metric_op_of(mt), mt->k, ct_model_output(m, k)->data, y[k], rows, cols,
-                      &ex->acc[2 + i]);
+        if (mt->host)
+            score_host(ex, mt, ct_model_output(m, k)->data, y[k], rows, cols,
+                       ex->loss[k].kind->sparse_labels ? 1 : cols);
+        else
+            m->be->metric(ct_metric_op_of(mt), mt->k, ct_model_output(m, k)->data, y[k], rows,
+                          cols, &ex->acc[2 + i]);
         mt->count += (double)rows;
     }
 }
@@ -153,6 +198,9 @@ static void set_sums(ct_experiment *ex, double loss, double penalty, const doubl
         ex->acc_host[2 + i] = metrics ? metrics[i] : 0;
         ex->metrics[i].sum = ex->acc_host[2 + i];
         ex->metrics[i].count = counts ? counts[i] : 0;
+        /* A host metric's state is not in a checkpoint: a resumed epoch's starts over. */
+        if (ex->metrics[i].host)
+            ct_metric_reset(&ex->metrics[i]);
     }
     ex->model->be->upload(ex->acc, ex->acc_host, sizeof ex->acc_host);
 }

@@ -12,6 +12,7 @@
  * intrinsics wherever a multiply feeds an add: nvcc would otherwise fuse them into one
  * multiply-add, which the CPU build (ISO C, no contraction) never does. Without a
  * transcendental function in the formula they then match the CPU bit for bit. */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -236,7 +237,43 @@ struct LossParams {
     double scale;
     double delta; /* huber */
     bool from_logits, fused;
+    double ls, alpha, gamma; /* label smoothing; the focal losses' alpha and gamma */
+    bool balancing;          /* binary focal: apply_class_balancing */
 };
+
+/* fmax that keeps a NaN first argument (fmax would return the bound), as loss.c's. */
+__device__ __forceinline__ double max_nan(double a, double b)
+{
+    return isnan(a) ? a : fmax(a, b);
+}
+
+/* Keras's label smoothing for binary targets (loss.c's smooth_binary). */
+__device__ __forceinline__ double smooth_binary(double y, double ls)
+{
+    return ls != 0.0 ? dadd(dmul(y, 1.0 - ls), dmul(0.5, ls)) : y;
+}
+
+/* Binary focal crossentropy of one element (loss.c's binary_focal_elem). */
+__device__ __forceinline__ double binary_focal(double x, double y, const LossParams &k,
+                                               double *dx)
+{
+    y = smooth_binary(y, k.ls);
+    double p = k.from_logits ? sigmoid(x) : x;
+    bool inside;
+    float pc = clip_prob((float)p, &inside);
+    double q = pc, q1 = fsub(1.0f, pc);
+    double bce = -dadd(dmul(y, log(q)), dmul(1.0 - y, log(q1)));
+    double dbce = inside ? dadd(-y / q, (1.0 - y) / q1) : 0.0;
+    double u = 1.0 - dadd(dmul(y, p), dmul(1.0 - y, 1.0 - p)), g = k.gamma;
+    double ff = pow(u, g);
+    double dff = u != 0.0 ? dmul(dmul(-g, pow(u, g - 1.0)), dsub(dmul(2.0, y), 1.0)) : 0.0;
+    double w = 1.0;
+    if (k.balancing)
+        w = dadd(dmul(y, k.alpha), dmul(1.0 - y, 1.0 - k.alpha));
+    double dp = dmul(w, dadd(dmul(dff, bce), dmul(ff, dbce)));
+    *dx = k.from_logits ? dmul(dmul(dp, p), 1.0 - p) : dp;
+    return dmul(dmul(w, ff), bce);
+}
 
 /* One element of an elementwise loss: returns its value, sets *grad to the finished
  * gradient. conv: hinge's {0, 1} -> {-1, 1} conversion. */
@@ -266,7 +303,7 @@ __device__ __forceinline__ double loss_elem(float pf, float yf, const LossParams
         *grad = (float)dmul(k.g, tanh(e));
         return e + softplus(-2.0 * e) - log(2.0);
     } else if constexpr (ID == CT_LOSS_BCE) {
-        double y = yf, d;
+        double y = smooth_binary(yf, k.ls), d;
         if (k.from_logits) {
             double x = pf;
             d = sigmoid(x) - y;
@@ -289,12 +326,31 @@ __device__ __forceinline__ double loss_elem(float pf, float yf, const LossParams
         bool inside = pf >= kEps && pf <= 1.0f;
         *grad = inside ? (float)ddiv(dmul(-k.scale, yc), pc) : 0.0f;
         return dmul(yc, log(yc / pc));
+    } else if constexpr (ID == CT_LOSS_MSLE) {
+        double p = pf, pc = max_nan(p, (double)kEps);
+        double d = log(pc + 1.0) - log(max_nan((double)yf, (double)kEps) + 1.0);
+        *grad = p > kEps ? (float)dmul(k.g, dmul(2.0, d) / (pc + 1.0)) : 0.0f;
+        return dmul(d, d);
+    } else if constexpr (ID == CT_LOSS_MAPE) {
+        double p = pf, y = yf, a = max_nan(fabs(y), (double)kEps);
+        *grad = (float)dmul(k.g, dmul(100.0, sign(p - y)) / a);
+        return dmul(100.0, fabs(y - p)) / a;
+    } else if constexpr (ID == CT_LOSS_POISSON) {
+        double p = pf, y = yf;
+        *grad = (float)dmul(k.g, 1.0 - y / (p + (double)kEps));
+        return dsub(p, dmul(y, log(p + (double)kEps)));
+    } else if constexpr (ID == CT_LOSS_BINARY_FOCAL) {
+        double d, v = binary_focal(pf, yf, k, &d);
+        *grad = (float)dmul(k.g, d);
+        return v;
     } else {
-        static_assert(ID == CT_LOSS_HINGE, "an elementwise loss");
+        static_assert(ID == CT_LOSS_HINGE || ID == CT_LOSS_SQUARED_HINGE, "an elementwise loss");
+        const bool sq = ID == CT_LOSS_SQUARED_HINGE;
         double yc = conv ? dsub(dmul(2.0, (double)yf), 1.0) : (double)yf;
         double m = dsub(1.0, dmul(yc, (double)pf));
-        *grad = m > 0 ? (float)dmul(-k.g, yc) : 0.0f;
-        return m > 0 || isnan(m) ? m : 0.0;
+        *grad = m > 0 ? (float)dmul(dmul(-k.g, yc), sq ? dmul(2.0, m) : 1.0) : 0.0f;
+        double h = m > 0 || isnan(m) ? m : 0.0;
+        return sq ? dmul(h, h) : h;
     }
 }
 
@@ -310,7 +366,7 @@ struct ElemLoss {
 
     template <int G> __device__ __forceinline__ double row(int64_t r, int lane) const
     {
-        bool conv = ID == CT_LOSS_HINGE && *nonbinary == 0;
+        bool conv = (ID == CT_LOSS_HINGE || ID == CT_LOSS_SQUARED_HINGE) && *nonbinary == 0;
         const int64_t base = r * cols;
         double s = 0.0;
         for (int64_t c = lane; c < cols; c += G) {
@@ -338,6 +394,148 @@ __global__ void __launch_bounds__(kThreads) nonbinary_kernel(const float *y, int
     }
 }
 
+struct MinOp {
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const
+    {
+        return a < b ? a : b;
+    }
+};
+
+/* The losses with a value per row (loss.c's cosine_row, cat_hinge_row, cat_focal_row). */
+template <ct_loss_id ID>
+struct RowLoss {
+    const float *pred, *y;
+    float *dpred;
+    int64_t cols;
+    LossParams k;
+
+    template <int G> __device__ __forceinline__ double row(int64_t r, int lane) const
+    {
+        const float *p = pred + r * cols, *yr = y + r * cols;
+        float *d = dpred ? dpred + r * cols : nullptr;
+        if constexpr (ID == CT_LOSS_COSINE)
+            return cosine<G>(p, yr, d, lane);
+        else if constexpr (ID == CT_LOSS_CAT_HINGE)
+            return cat_hinge<G>(p, yr, d, lane);
+        else
+            return cat_focal<G>(p, yr, d, lane);
+    }
+
+    /* -sum(y / |y| * p / |p|), each norm at least eps. */
+    template <int G>
+    __device__ __forceinline__ double cosine(const float *p, const float *yr, float *d,
+                                             int lane) const
+    {
+        double pp = 0.0, yy = 0.0, py = 0.0;
+        for (int64_t c = lane; c < cols; c += G) {
+            pp += (double)p[c] * p[c];
+            yy += (double)yr[c] * yr[c];
+            py += (double)p[c] * yr[c];
+        }
+        pp = group_reduce<G>(pp, SumOp());
+        yy = group_reduce<G>(yy, SumOp());
+        py = group_reduce<G>(py, SumOp());
+        double np = max_nan(sqrt(pp), (double)kEps), ny = max_nan(sqrt(yy), (double)kEps);
+        double kk = sqrt(pp) > kEps ? py / dmul(dmul(dmul(np, np), np), ny) : 0.0;
+        for (int64_t c = lane; d && c < cols; c += G)
+            d[c] = (float)dmul(k.scale, dadd(-(double)yr[c] / dmul(ny, np), dmul(kk, p[c])));
+        return -py / dmul(np, ny);
+    }
+
+    /* max(max_c((1 - y_c) p_c) - sum_c y_c p_c + 1, 0); the maximum's gradient goes to its
+     * first position (a NaN makes the value NaN and the gradient zero). */
+    template <int G>
+    __device__ __forceinline__ double cat_hinge(const float *p, const float *yr, float *d,
+                                                int lane) const
+    {
+        double pos = 0.0, neg = -HUGE_VAL;
+        long long nans = 0;
+        for (int64_t c = lane; c < cols; c += G) {
+            double v = dmul(1.0 - yr[c], (double)p[c]);
+            pos += (double)yr[c] * p[c];
+            neg = fmax(neg, v);
+            nans += isnan(v);
+        }
+        pos = group_reduce<G>(pos, SumOp());
+        neg = group_reduce<G>(neg, MaxOp());
+        nans = group_reduce<G>(nans, SumOp());
+        long long at = LLONG_MAX;
+        for (int64_t c = lane; c < cols; c += G)
+            if (dmul(1.0 - yr[c], (double)p[c]) == neg && c < at)
+                at = c;
+        at = group_reduce<G>(at, MinOp());
+        double m = nans ? (double)NAN : neg - pos + 1.0;
+        for (int64_t c = lane; d && c < cols; c += G)
+            d[c] = m > 0 ? (float)dmul(k.scale, (c == at ? 1.0 - yr[c] : 0.0) - yr[c]) : 0.0f;
+        return m > 0 || isnan(m) ? m : 0.0;
+    }
+
+    __device__ __forceinline__ double prob(const float *x, int64_t c, double lse) const
+    {
+        return k.from_logits ? exp((double)x[c] - lse) : (double)x[c];
+    }
+
+    /* -alpha sum_c y_c (1 - q_c)^gamma log q_c, q = clip(p / sum(p)); the gradient as in
+     * loss.c: (G_j - sum_c G_c q_c) / S, times p_j from logits. */
+    template <int G>
+    __device__ __forceinline__ double cat_focal(const float *x, const float *yr, float *d,
+                                                int lane) const
+    {
+        double lse = 0.0, s = 0.0, a = 0.0, value = 0.0, g = k.gamma;
+        if (k.from_logits) {
+            double mx = -HUGE_VAL, se = 0.0;
+            long long nans = 0;
+            for (int64_t c = lane; c < cols; c += G) {
+                mx = fmax(mx, (double)x[c]);
+                nans += isnan(x[c]);
+            }
+            mx = group_reduce<G>(mx, MaxOp());
+            mx = group_reduce<G>(nans, SumOp()) ? (double)NAN : mx;
+            for (int64_t c = lane; c < cols; c += G)
+                se += exp((double)x[c] - mx);
+            lse = mx + log(group_reduce<G>(se, SumOp()));
+        }
+        for (int64_t c = lane; c < cols; c += G)
+            s += prob(x, c, lse);
+        s = group_reduce<G>(s, SumOp());
+        for (int64_t c = lane; c < cols; c += G) {
+            bool inside;
+            float q = clip_prob(!(s <= 0) ? (float)(prob(x, c, lse) / s) : 0.0f, &inside);
+            double yc = target(yr, c), lq = log((double)q), u = 1.0 - (double)q;
+            value -= dmul(dmul(dmul(k.alpha, yc), pow(u, g)), lq);
+            if (inside)
+                a += dmul(focal_grad(yc, q), (double)q);
+        }
+        value = group_reduce<G>(value, SumOp());
+        if (!d)
+            return value;
+        a = group_reduce<G>(a, SumOp());
+        for (int64_t c = lane; c < cols; c += G) {
+            bool inside;
+            float q = clip_prob(!(s <= 0) ? (float)(prob(x, c, lse) / s) : 0.0f, &inside);
+            /* G_c rounded to float first, as the CPU keeps it in dpred */
+            float gc = inside ? (float)focal_grad(target(yr, c), q) : 0.0f;
+            double h = !(s <= 0) ? ((double)gc - a) / s : 0.0;
+            d[c] = (float)dmul(dmul(k.scale, h), k.from_logits ? prob(x, c, lse) : 1.0);
+        }
+        return value;
+    }
+
+    __device__ __forceinline__ double target(const float *yr, int64_t c) const
+    {
+        double y = yr[c];
+        return k.ls != 0.0 ? dadd(dmul(y, 1.0 - k.ls), k.ls / (double)cols) : y;
+    }
+
+    /* d/dq of -alpha y (1 - q)^gamma log q. */
+    __device__ __forceinline__ double focal_grad(double yc, float qf) const
+    {
+        double q = qf, u = 1.0 - q, g = k.gamma;
+        return dmul(-dmul(k.alpha, yc), dsub(pow(u, g) / q, dmul(dmul(g, pow(u, g - 1.0)),
+                                                                 log(q))));
+    }
+};
+
 /* Categorical crossentropy, dense (y: rows x cols) or sparse (y: one class index a row;
  * a label outside [0, cols) or NaN: the row adds nothing and gets a zero gradient). One
  * kernel for logits and one for probabilities keeps each within its registers. */
@@ -348,10 +546,13 @@ struct CceLoss {
     int64_t cols;
     double scale;
     bool fused, sparse;
+    double ls; /* label smoothing (dense targets only) */
 
+    /* Keras's smoothing for categorical targets: y (1 - ls) + ls / classes. */
     __device__ __forceinline__ double target(const float *yr, int64_t hot, int64_t c) const
     {
-        return yr ? (double)yr[c] : (double)(c == hot);
+        double y = yr ? (double)yr[c] : (double)(c == hot);
+        return ls != 0.0 ? dadd(dmul(y, 1.0 - ls), ls / (double)cols) : y;
     }
 
     template <int G> __device__ __forceinline__ double row(int64_t r, int lane) const
@@ -459,7 +660,32 @@ void elem_loss(const ct_loss_op *op, const float *pred, const float *y, float *d
     f.k.delta = op->delta;
     f.k.from_logits = op->from_logits;
     f.k.fused = op->fused;
+    f.k.ls = op->label_smoothing;
+    f.k.alpha = op->alpha;
+    f.k.gamma = op->gamma;
+    f.k.balancing = op->apply_class_balancing;
     f.nonbinary = flag;
+    run_rows("loss", f, rows, cols, partial, sum);
+}
+
+template <ct_loss_id ID>
+void row_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
+              int64_t rows, int64_t cols, float scale, double *partial, double *sum)
+{
+    RowLoss<ID> f;
+    f.pred = pred;
+    f.y = y;
+    f.dpred = dpred;
+    f.cols = cols;
+    f.k.g = (double)scale / (double)cols;
+    f.k.scale = scale;
+    f.k.delta = op->delta;
+    f.k.from_logits = op->from_logits;
+    f.k.fused = op->fused;
+    f.k.ls = op->label_smoothing;
+    f.k.alpha = op->alpha;
+    f.k.gamma = op->gamma;
+    f.k.balancing = op->apply_class_balancing;
     run_rows("loss", f, rows, cols, partial, sum);
 }
 
@@ -475,6 +701,7 @@ void cce_loss(const ct_loss_op *op, const float *pred, const float *y, float *dp
     f.scale = scale;
     f.fused = op->fused;
     f.sparse = op->id == CT_LOSS_SPARSE_CCE;
+    f.ls = f.sparse ? 0.0 : op->label_smoothing;
     run_rows("loss", f, rows, cols, partial, sum);
 }
 
@@ -823,7 +1050,30 @@ extern "C" void ct_cuda_loss(const ct_loss_op *op, const float *pred, const floa
     case CT_LOSS_KLD:
         elem_loss<CT_LOSS_KLD>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
         break;
-    case CT_LOSS_HINGE: {
+    case CT_LOSS_MSLE:
+        elem_loss<CT_LOSS_MSLE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
+        break;
+    case CT_LOSS_MAPE:
+        elem_loss<CT_LOSS_MAPE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
+        break;
+    case CT_LOSS_POISSON:
+        elem_loss<CT_LOSS_POISSON>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
+        break;
+    case CT_LOSS_BINARY_FOCAL:
+        elem_loss<CT_LOSS_BINARY_FOCAL>(op, pred, y, dpred, rows, cols, scale, partial, flag,
+                                        out);
+        break;
+    case CT_LOSS_COSINE:
+        row_loss<CT_LOSS_COSINE>(op, pred, y, dpred, rows, cols, scale, partial, out);
+        break;
+    case CT_LOSS_CAT_HINGE:
+        row_loss<CT_LOSS_CAT_HINGE>(op, pred, y, dpred, rows, cols, scale, partial, out);
+        break;
+    case CT_LOSS_CAT_FOCAL:
+        row_loss<CT_LOSS_CAT_FOCAL>(op, pred, y, dpred, rows, cols, scale, partial, out);
+        break;
+    case CT_LOSS_HINGE:
+    case CT_LOSS_SQUARED_HINGE: {
         /* Keras converts {0, 1} labels to {-1, 1} only when the whole batch is 0 or 1. */
         cudaError_t e = cudaMemsetAsync(flag, 0, sizeof *flag, ct_cuda_stream());
         if (e != cudaSuccess) {
@@ -833,7 +1083,11 @@ extern "C" void ct_cuda_loss(const ct_loss_op *op, const float *pred, const floa
         nonbinary_kernel<<<ct_cuda_grid(rows * cols, kThreads), kThreads, 0,
                            ct_cuda_stream()>>>(y, rows * cols, flag);
         ct_cuda_check_launch("loss");
-        elem_loss<CT_LOSS_HINGE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
+        if (op->id == CT_LOSS_HINGE)
+            elem_loss<CT_LOSS_HINGE>(op, pred, y, dpred, rows, cols, scale, partial, flag, out);
+        else
+            elem_loss<CT_LOSS_SQUARED_HINGE>(op, pred, y, dpred, rows, cols, scale, partial,
+                                             flag, out);
         break;
     }
     case CT_LOSS_CCE:
