@@ -1,5 +1,5 @@
 /* test_conv.c - the convolution ops (im2col/col2im, depthwise) and layers (Conv1D,
- * Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D): values against direct
+ * Conv2D, Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D/2D, SeparableConv1D/2D): values against direct
  * loops in double, output shapes, finite-difference gradients, config errors. */
 #include <time.h>
 
@@ -9,10 +9,13 @@
 
 extern const ct_layer_kind ct_layer_conv1d, ct_layer_conv2d, ct_layer_conv2d_transpose,
     ct_layer_depthwise_conv2d, ct_layer_separable_conv2d;
+extern const ct_layer_kind ct_layer_conv1d_transpose, ct_layer_depthwise_conv1d,
+    ct_layer_separable_conv1d;
 
 static const ct_layer_kind *const conv_kinds[] = {
     &ct_layer_conv1d, &ct_layer_conv2d, &ct_layer_conv2d_transpose,
-    &ct_layer_depthwise_conv2d, &ct_layer_separable_conv2d, NULL,
+    &ct_layer_depthwise_conv2d, &ct_layer_separable_conv2d,
+    &ct_layer_conv1d_transpose, &ct_layer_depthwise_conv1d, &ct_layer_separable_conv1d, NULL,
 };
 
 static const ct_layer_kind *kind_find(const char *name)
@@ -1286,6 +1289,79 @@ START_TEST(test_separable_layer)
 }
 END_TEST
 
+/* ---- the 1-D forms: the 2-D layers on an image of height 1, Keras's 1-D weights -------- */
+
+START_TEST(test_conv1d_transpose_layer)
+{
+    lt t;
+    int64_t in[2] = {4, 2};
+    /* valid, stride 2, kernel 3: (4-1)*2 + 3 = 9 */
+    conv_ok(&t, "{type: conv1d_transpose, filters: 3, kernel_size: 3, strides: 2}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 9, 3, 0, 0);
+    check_shape(&t.l.params[0].shape, 3, 3, 3, 2, 0); /* (k, filters, in_channels) */
+    check_shape(&t.l.params[1].shape, 1, 3, 0, 0, 0);
+    geo g = {.h = 1, .w = 4, .c = 2, .kh = 1, .kw = 3, .f = 3, .sh = 1, .sw = 2, .dh = 1,
+             .dw = 1, .oh = 1, .ow = 9};
+    check_forward(&t, &g, ref_conv_transpose, 2, false);
+    gradcheck(&t, 2);
+    lt_free(&t);
+    /* same, stride 2: 8; the forward conv 8 -> 4 pads 1 in all, 0 before */
+    conv_ok(&t, "{type: Conv1DTranspose, filters: 2, kernel_size: [3], strides: 2, "
+              "padding: same, activation: relu}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 8, 2, 0, 0);
+    g.f = 2, g.ow = 8;
+    check_forward(&t, &g, ref_conv_transpose, 2, true);
+    gradcheck(&t, 2);
+    lt_free(&t);
+    lt_fails("layer:\n  type: conv1d_transpose\n  filters: 2\n  kernel_size: [3, 3]\n", 2, in,
+             "ct", "layer.yaml:4:16: layer 'ct' (Conv1DTranspose): kernel_size must be an "
+             "integer or a list of 1 integer");
+    int64_t in3[3] = {4, 4, 2};
+    lt_fails("layer:\n  type: conv1d_transpose\n  filters: 2\n  kernel_size: 3\n", 3, in3,
+             "ct", "layer.yaml:2:3: layer 'ct' (Conv1DTranspose): expects a 3-D input (batch, steps, channels), "
+             "got (None, 4, 4, 2)");
+}
+END_TEST
+
+START_TEST(test_depthwise_separable_conv1d)
+{
+    lt t;
+    int64_t in[2] = {7, 3};
+    /* same, stride 2: out 4, the window padded by 2 in all, 1 before */
+    conv_ok(&t, "{type: depthwise_conv1d, kernel_size: 3, depth_multiplier: 2, strides: 2, "
+              "padding: same}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 4, 6, 0, 0);
+    ck_assert_str_eq(t.l.params[0].name, "kernel");
+    check_shape(&t.l.params[0].shape, 3, 3, 3, 2, 0); /* (k, in_channels, multiplier) */
+    check_shape(&t.l.params[1].shape, 1, 6, 0, 0, 0);
+    geo g = {.h = 1, .w = 7, .c = 3, .kh = 1, .kw = 3, .sh = 1, .sw = 2, .dh = 1, .dw = 1,
+             .pt = 0, .pl = 1, .oh = 1, .ow = 4, .mult = 2};
+    check_forward(&t, &g, ref_depthwise, 2, false);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    conv_ok(&t, "{type: SeparableConv1D, filters: 4, kernel_size: 2, depth_multiplier: 2, "
+              "dilation_rate: 2, activation: tanh}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 5, 4, 0, 0);
+    ck_assert_int_eq(t.l.nparams, 3);
+    ck_assert_str_eq(t.l.params[0].name, "depthwise_kernel");
+    check_shape(&t.l.params[0].shape, 3, 2, 3, 2, 0);
+    ck_assert_str_eq(t.l.params[1].name, "pointwise_kernel");
+    check_shape(&t.l.params[1].shape, 3, 1, 6, 4, 0); /* (1, in_channels * multiplier, filters) */
+    check_shape(&t.l.params[2].shape, 1, 4, 0, 0, 0);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    lt_fails("layer:\n  type: separable_conv1d\n  kernel_size: 3\n", 2, in, "sep",
+             "layer.yaml:2:3: layer 'sep' (SeparableConv1D) needs the key 'filters'");
+    lt_fails("layer:\n  type: depthwise_conv1d\n  kernel_size: 9\n", 2, in, "dw",
+             "layer.yaml:2:3: layer 'dw' (DepthwiseConv1D): a kernel of size 9 with padding "
+             "'valid' does not fit the input (None, 7, 3)");
+    lt_fails("layer:\n  type: depthwise_conv1d\n  kernel_size: 3\n  padding: causal\n", 2, in,
+             "dw", "layer.yaml:4:12: unknown value 'causal' for 'padding'; choices: valid, same");
+}
+END_TEST
+
 /* ---- speed (printed, not asserted) ---------------------------------------------------- */
 
 
@@ -1312,6 +1388,8 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_conv_transpose);
     tcase_add_test(tc, test_depthwise_layer);
     tcase_add_test(tc, test_separable_layer);
+    tcase_add_test(tc, test_conv1d_transpose_layer);
+    tcase_add_test(tc, test_depthwise_separable_conv1d);
     suite_add_tcase(s, tc);
     return s;
 }
