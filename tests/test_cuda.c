@@ -1106,6 +1106,17 @@ static const char *const ZOO[] = {
     "    - {type: separable_conv1d, filters: 4, kernel_size: 3, strides: 2, activation: tanh}\n"
     "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* the 3-D pools: windowed, then global side by side */
+    "model:\n  input_shape: [5, 4, 6, 2]\n  layers:\n"
+    "    - {name: h, type: dense, units: 4, activation: tanh}\n"
+    "    - {name: mp, type: max_pooling3d, pool_size: [2, 2, 3], padding: same}\n"
+    "    - {name: d, type: average_pooling3d, pool_size: 2, strides: 1}\n"
+    "    - {name: ga, type: global_average_pooling3d, inputs: d}\n"
+    "    - {name: gm, type: global_max_pooling3d, keepdims: true, inputs: d}\n"
+    "    - {name: f, type: flatten, inputs: gm}\n"
+    "    - {name: cat, type: concatenate, inputs: [ga, f]}\n"
+    "    - {name: out, type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
     /* a graph: fan-out, a shared layer, every merge (one broadcasting), a view */
     "model:\n  input_shape: [6, 4]\n  layers:\n"
     "    - {name: a, type: dense, units: 4, activation: tanh}\n"
