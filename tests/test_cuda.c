@@ -1106,9 +1106,10 @@ static const char *const ZOO[] = {
     "    - {type: separable_conv1d, filters: 4, kernel_size: 3, strides: 2, activation: tanh}\n"
     "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
-    /* the 3-D pools: windowed, then global side by side */
+    /* a 3-D convolution and the 3-D pools: windowed, then global side by side */
     "model:\n  input_shape: [5, 4, 6, 2]\n  layers:\n"
-    "    - {name: h, type: dense, units: 4, activation: tanh}\n"
+    "    - {name: h, type: conv3d, filters: 4, kernel_size: [2, 3, 2], padding: same, "
+    "activation: elu}\n"
     "    - {name: mp, type: max_pooling3d, pool_size: [2, 2, 3], padding: same}\n"
     "    - {name: d, type: average_pooling3d, pool_size: 2, strides: 1}\n"
     "    - {name: ga, type: global_average_pooling3d, inputs: d}\n"

@@ -8,7 +8,8 @@
 # gru, on token sequences padded at the end and in the middle; and merges of masks, whose
 # union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it), and
 # of one with the 1-D transposed, depthwise and separable convolutions, unit
-# normalization, both SELU and Gaussian dropouts and an activity penalty load with
+# normalization, both SELU and Gaussian dropouts and an activity penalty, and of one
+# with conv3d and the 3-D pools load with
 # keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's
 # evaluate gives the masked models' loss (and accuracy) that `ctrain evaluate` does, and
 # the penalty's model's; and
@@ -58,6 +59,7 @@ with h5py.File(sys.argv[1], "w") as f:
     tok2 = rng.integers(0, 9, size=(96, 8))
     tok2[:, 6:] = 0
     f["tok2"] = tok2.astype("i4")
+    f["vol"] = rng.normal(size=(96, 4, 5, 4, 2)).astype("f4")
 PY
 
 cat >"$tmp/seq.yaml" <<'YAML'
@@ -258,7 +260,25 @@ compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accu
 fit: {epochs: 2, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap mlstm mgru mmerge mattn mstate mdec more; do
+# Volumes: Conv3D's kernel (k_d, k_h, k_w, in, filters) and the 3-D pools.
+cat >"$tmp/vol.yaml" <<'YAML'
+data: {train: {path: d.h5, x: vol, y: cls}}
+model:
+  input_shape: [4, 5, 4, 2]
+  layers:
+    - {type: conv3d, filters: 3, kernel_size: [2, 3, 2], padding: same, activation: relu}
+    - {type: max_pooling3d, pool_size: [2, 2, 1], padding: same}
+    - {type: conv3d, filters: 4, kernel_size: 2, strides: [1, 2, 1]}
+    - {type: average_pooling3d, pool_size: [1, 1, 2]}
+    - {name: ga, type: global_average_pooling3d}
+    - {name: gm, type: global_max_pooling3d, inputs: average_pooling3d}
+    - {type: concatenate, inputs: [ga, gm]}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge mattn mstate mdec more vol; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
@@ -289,7 +309,8 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
                      ("mlstm", [data["tok"]]), ("mgru", [data["tok"]]),
                      ("mmerge", [data["tok"], data["tok2"]]),
                      ("mstate", [data["steps"], data["tok"]]),
-                     ("mdec", [data["steps"], data["tok"]]), ("more", [data["steps"]])):
+                     ("mdec", [data["steps"], data["tok"]]), ("more", [data["steps"]]),
+                     ("vol", [data["vol"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
