@@ -1,5 +1,6 @@
-/* conv_transpose.c - Conv2DTranspose: the adjoint of a Conv2D taken from the output image
- * to the input grid. Each input position spreads x[p] K^T (kh*kw*filters values) over its
+/* conv_transpose.c - Conv1DTranspose and Conv2DTranspose: the adjoint of a Conv1D/2D taken
+ * from the output image to the input grid (1-D: an image of height 1, whose kernel drops
+ * that axis as Keras's (k, filters, in_channels) does). Each input position spreads x[p] K^T (kh*kw*filters values) over its
  * window of the output, which is exactly col2im with a window whose "input" is the output
  * image and whose "output" grid is the input image. */
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "conv_util.h"
 
 typedef struct convt_state {
+    int rank;    /* spatial axes: 1 or 2 */
     int padding;
     int64_t filters, k[2], strides[2], dil[2];
     ct_act act;
@@ -41,11 +43,11 @@ static int convt_read(ct_layer *l, ct_node *cfg, convt_state *s, ct_error *err)
     snprintf(what, sizeof what, "layer '%s' (%s)", l->name, l->kind->class_name);
     if (ct_cfg_require(cfg, "filters", what, err) ||
         ct_cfg_int(cfg, "filters", 1, 1, INT32_MAX, &s->filters, err) ||
-        ct_conv_tuple(l, cfg, "kernel_size", 2, 0, s->k, err) ||
-        ct_conv_tuple(l, cfg, "strides", 2, 1, s->strides, err) ||
+        ct_conv_tuple(l, cfg, "kernel_size", s->rank, 0, s->k, err) ||
+        ct_conv_tuple(l, cfg, "strides", s->rank, 1, s->strides, err) ||
         ct_conv_padding(cfg, false, &s->padding, err) ||
         convt_output_padding(l, cfg, err) || ct_conv_data_format(l, cfg, err) ||
-        ct_conv_tuple(l, cfg, "dilation_rate", 2, 1, s->dil, err) ||
+        ct_conv_tuple(l, cfg, "dilation_rate", s->rank, 1, s->dil, err) ||
         ct_conv_check_dilation(l, cfg, s->strides, s->dil, err) ||
         ct_layer_parse_act(l, cfg, "activation", "linear", &s->act, err) ||
         ct_cfg_bool(cfg, "use_bias", true, &s->use_bias, err) ||
@@ -57,7 +59,7 @@ static int convt_read(ct_layer *l, ct_node *cfg, convt_state *s, ct_error *err)
     return 0;
 }
 
-static int convt_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+static int convt_configure_rank(ct_layer *l, ct_node *cfg, int rank, ct_error *err)
 {
     if (ct_layer_check_keys(l, cfg, convt_keys, err))
         return -1;
@@ -65,7 +67,18 @@ static int convt_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     if (!s)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     l->state = s;
+    s->rank = rank;
     return convt_read(l, cfg, s, err);
+}
+
+static int convt1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return convt_configure_rank(l, cfg, 1, err);
+}
+
+static int convt_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return convt_configure_rank(l, cfg, 2, err);
 }
 
 /* Keras's output length: valid in*stride + max(span - stride, 0), same in*stride. */
@@ -92,7 +105,7 @@ static int convt_build(ct_layer *l, ct_error *err)
     convt_state *s = l->state;
     l->nparams = 0;
     int64_t ih, iw;
-    if (ct_conv_input(l, 2, &ih, &iw, &s->cin, err))
+    if (ct_conv_input(l, s->rank, &ih, &iw, &s->cin, err))
         return -1;
     ct_window *w = &s->win;
     memset(w, 0, sizeof *w);
@@ -107,10 +120,11 @@ static int convt_build(ct_layer *l, ct_error *err)
     if (w->out_h != ih || w->out_w != iw)  /* holds by construction of the lengths */
         return ct_layer_err(err, l, "inconsistent transposed geometry");
     s->kdim = w->k_h * w->k_w * s->filters;
-    l->out_shape = ct_conv_out_shape(2, w->in_h, w->in_w, s->filters);
-    int64_t kd[4] = {w->k_h, w->k_w, s->filters, s->cin};
-    if (ct_layer_add_param(l, "kernel", ct_shape_make(4, kd), s->kernel_init, s->kernel_reg,
-                           true, err) < 0)
+    /* 1-D: the height of 1 is a dummy axis (k 1, stride 1: length 1 with any padding) */
+    l->out_shape = ct_conv_out_shape(s->rank, w->in_h, w->in_w, s->filters);
+    int64_t kd[4] = {w->k_h, w->k_w, s->filters, s->cin}, drop = s->rank == 1;
+    if (ct_layer_add_param(l, "kernel", ct_shape_make(4 - (int)drop, kd + drop),
+                           s->kernel_init, s->kernel_reg, true, err) < 0)
         return -1;
     if (s->use_bias && ct_layer_add_param(l, "bias", ct_shape_make(1, &s->filters),
                                           s->bias_init, s->bias_reg, true, err) < 0)
@@ -214,6 +228,18 @@ static ct_activation convt_output_activation(const ct_layer *l)
     const convt_state *s = l->state;
     return s->act.kind;
 }
+
+const ct_layer_kind ct_layer_conv1d_transpose = {
+    .name = "conv1d_transpose",
+    .class_name = "Conv1DTranspose",
+    .configure = convt1d_configure,
+    .build = convt_build,
+    .scratch_floats = convt_scratch,
+    .forward = convt_forward,
+    .backward = convt_backward,
+    .free_state = convt_free,
+    .output_activation = convt_output_activation,
+};
 
 const ct_layer_kind ct_layer_conv2d_transpose = {
     .name = "conv2d_transpose",

@@ -1,12 +1,15 @@
-/* depthwise.c - DepthwiseConv2D (each input channel convolved with its own
- * depth_multiplier filters) and SeparableConv2D (a depthwise convolution followed by a
- * 1x1 convolution, the intermediate image kept in scratch for the backward). */
+/* depthwise.c - DepthwiseConv1D/2D (each input channel convolved with its own
+ * depth_multiplier filters) and SeparableConv1D/2D (a depthwise convolution followed by a
+ * 1x1 convolution, the intermediate image kept in scratch for the backward). A 1-D layer
+ * is the 2-D one with a height of 1; only its weights' shapes drop that axis, as Keras's
+ * do, the memory layout being the same. */
 #include <stdlib.h>
 
 #include "conv_util.h"
 
 typedef struct dw_state {
     bool separable;
+    int rank;    /* spatial axes: 1 or 2 */
     int padding;
     int64_t filters, mult, k[2], strides[2], dil[2];
     ct_act act;
@@ -40,12 +43,12 @@ static int dw_read_geometry(ct_layer *l, ct_node *cfg, dw_state *s, ct_error *er
             ct_cfg_int(cfg, "filters", 1, 1, INT32_MAX, &s->filters, err))
             return -1;
     }
-    if (ct_conv_tuple(l, cfg, "kernel_size", 2, 0, s->k, err) ||
-        ct_conv_tuple(l, cfg, "strides", 2, 1, s->strides, err) ||
+    if (ct_conv_tuple(l, cfg, "kernel_size", s->rank, 0, s->k, err) ||
+        ct_conv_tuple(l, cfg, "strides", s->rank, 1, s->strides, err) ||
         ct_conv_padding(cfg, false, &s->padding, err) ||
         ct_cfg_int(cfg, "depth_multiplier", 1, 1, INT32_MAX, &s->mult, err) ||
         ct_conv_data_format(l, cfg, err) ||
-        ct_conv_tuple(l, cfg, "dilation_rate", 2, 1, s->dil, err) ||
+        ct_conv_tuple(l, cfg, "dilation_rate", s->rank, 1, s->dil, err) ||
         ct_conv_check_dilation(l, cfg, s->strides, s->dil, err))
         return -1;
     return 0;
@@ -67,7 +70,8 @@ static int dw_read(ct_layer *l, ct_node *cfg, dw_state *s, ct_error *err)
     return 0;
 }
 
-static int dw_configure_kind(ct_layer *l, ct_node *cfg, bool separable, ct_error *err)
+static int dw_configure_kind(ct_layer *l, ct_node *cfg, bool separable, int rank,
+                             ct_error *err)
 {
     if (ct_layer_check_keys(l, cfg, separable ? separable_keys : depthwise_keys, err))
         return -1;
@@ -76,17 +80,28 @@ static int dw_configure_kind(ct_layer *l, ct_node *cfg, bool separable, ct_error
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     l->state = s;
     s->separable = separable;
+    s->rank = rank;
     return dw_read(l, cfg, s, err);
+}
+
+static int depthwise1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return dw_configure_kind(l, cfg, false, 1, err);
 }
 
 static int depthwise_configure(ct_layer *l, ct_node *cfg, ct_error *err)
 {
-    return dw_configure_kind(l, cfg, false, err);
+    return dw_configure_kind(l, cfg, false, 2, err);
+}
+
+static int separable1d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return dw_configure_kind(l, cfg, true, 1, err);
 }
 
 static int separable_configure(ct_layer *l, ct_node *cfg, ct_error *err)
 {
-    return dw_configure_kind(l, cfg, true, err);
+    return dw_configure_kind(l, cfg, true, 2, err);
 }
 
 /* Parameters in Keras's order: depthwise kernel, (pointwise kernel), bias. */
@@ -94,19 +109,23 @@ static int dw_build(ct_layer *l, ct_error *err)
 {
     dw_state *s = l->state;
     l->nparams = 0;
-    if (ct_conv_window(l, 2, s->padding, s->k, s->strides, s->dil, &s->win, err))
+    if (ct_conv_window(l, s->rank, s->padding, s->k, s->strides, s->dil, &s->win, err))
         return -1;
     const ct_window *w = &s->win;
     s->cm = w->in_c * s->mult;
     int64_t out_c = s->separable ? s->filters : s->cm;
-    l->out_shape = ct_conv_out_shape(2, w->out_h, w->out_w, out_c);
-    int64_t kd[4] = {w->k_h, w->k_w, w->in_c, s->mult};
+    l->out_shape = ct_conv_out_shape(s->rank, w->out_h, w->out_w, out_c);
+    /* Keras: kernel_size + (in_c, mult) and (1,) * rank + (in_c * mult, filters); the
+     * 1-D shapes leave out the leading height axis of 1. */
+    int64_t kd[4] = {w->k_h, w->k_w, w->in_c, s->mult}, drop = s->rank == 1;
     if (ct_layer_add_param(l, s->separable ? "depthwise_kernel" : "kernel",
-                           ct_shape_make(4, kd), s->dw_init, s->dw_reg, true, err) < 0)
+                           ct_shape_make(4 - (int)drop, kd + drop), s->dw_init, s->dw_reg,
+                           true, err) < 0)
         return -1;
     int64_t pd[4] = {1, 1, s->cm, s->filters};
-    if (s->separable && ct_layer_add_param(l, "pointwise_kernel", ct_shape_make(4, pd),
-                                           s->pw_init, s->pw_reg, true, err) < 0)
+    if (s->separable &&
+        ct_layer_add_param(l, "pointwise_kernel", ct_shape_make(4 - (int)drop, pd + drop),
+                           s->pw_init, s->pw_reg, true, err) < 0)
         return -1;
     if (s->use_bias && ct_layer_add_param(l, "bias", ct_shape_make(1, &out_c), s->bias_init,
                                           s->bias_reg, true, err) < 0)
@@ -225,10 +244,34 @@ static ct_activation dw_output_activation(const ct_layer *l)
     return s->act.kind;
 }
 
+const ct_layer_kind ct_layer_depthwise_conv1d = {
+    .name = "depthwise_conv1d",
+    .class_name = "DepthwiseConv1D",
+    .configure = depthwise1d_configure,
+    .build = dw_build,
+    .scratch_floats = dw_scratch,
+    .forward = dw_forward,
+    .backward = dw_backward,
+    .free_state = dw_free,
+    .output_activation = dw_output_activation,
+};
+
 const ct_layer_kind ct_layer_depthwise_conv2d = {
     .name = "depthwise_conv2d",
     .class_name = "DepthwiseConv2D",
     .configure = depthwise_configure,
+    .build = dw_build,
+    .scratch_floats = dw_scratch,
+    .forward = dw_forward,
+    .backward = dw_backward,
+    .free_state = dw_free,
+    .output_activation = dw_output_activation,
+};
+
+const ct_layer_kind ct_layer_separable_conv1d = {
+    .name = "separable_conv1d",
+    .class_name = "SeparableConv1D",
+    .configure = separable1d_configure,
     .build = dw_build,
     .scratch_floats = dw_scratch,
     .forward = dw_forward,

@@ -1,6 +1,10 @@
-/* pooling.c - MaxPooling1D/2D, AveragePooling1D/2D and the global pools, channels_last.
- * A 1-D sample (steps, C) is pooled as a 2-D sample of height 1, so one window geometry
- * and one pair of backend ops serve all four windowed kinds. */
+/* pooling.c - MaxPooling1D/2D/3D, AveragePooling1D/2D/3D and the global pools (1-D, 2-D
+ * and 3-D), channels_last. A 1-D sample (steps, C) is pooled as a 2-D sample of height 1,
+ * so one window geometry and one pair of backend ops serve the 1-D and 2-D kinds. A 3-D
+ * pool is a 2-D pool over (height, width) of each depth slice, then a 1-D pool over depth
+ * whose channels are the pooled slice's height' * width' * C values: the max and the mean
+ * over a box are the max and the mean of per-axis ones (with 'same' padding too, an
+ * average's count being the product of per-axis counts), so the same ops serve it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,12 +12,14 @@
 
 typedef struct pool_state {
     ct_pool op;
-    int rank;            /* spatial axes: 1 or 2 */
+    int rank;            /* spatial axes: 1, 2 or 3 */
     bool same;           /* padding 'same' (else 'valid') */
     bool keepdims;       /* global pools */
     int64_t size[2];     /* pool size (h, w); 1-D keeps its size in [1] and 1 in [0] */
     int64_t stride[2];
-    ct_window win;       /* filled in build */
+    ct_window win;       /* filled in build; 3-D: the (height, width) pool of each slice */
+    int64_t size_d, stride_d; /* 3-D: the depth axis */
+    ct_window win_d;     /* 3-D: the depth pool, slices as steps */
 } pool_state;
 
 static pool_state *state_of(ct_layer *l, ct_error *err)
@@ -38,7 +44,7 @@ static int window_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_
         return -1;
     s->op = op;
     s->rank = rank;
-    int64_t two[2] = {2, 2}, size[2], stride[2];
+    int64_t two[3] = {2, 2, 2}, size[3], stride[3];
     int pad;
     /* Sizes and strides are at least 1; strides default to the pool size, as Keras. */
     if (ct_layer_read_ints(l, cfg, "pool_size", rank, 1, two, size, err) ||
@@ -47,6 +53,12 @@ static int window_configure(ct_layer *l, ct_node *cfg, ct_pool op, int rank, ct_
         ct_layer_data_format(l, cfg, err))
         return -1;
     s->same = pad == 1;
+    if (rank == 3) { /* depth apart; (height, width) as in 2-D */
+        s->size_d = size[0], s->stride_d = stride[0];
+        memmove(size, size + 1, 2 * sizeof *size);
+        memmove(stride, stride + 1, 2 * sizeof *stride);
+        rank = 2;
+    }
     /* 1-D: height 1, so the single axis lands in [1]. */
     s->size[0] = rank == 2 ? size[0] : 1;
     s->size[1] = rank == 2 ? size[1] : size[0];
@@ -59,8 +71,9 @@ static int rank_error(const ct_layer *l, int rank, ct_error *err)
 {
     char shape[160];
     ct_shape_format(&l->in_shape, shape, sizeof shape);
+    static const char *const axes[] = {"steps", "height, width", "depth, height, width"};
     return ct_layer_err(err, l, "expected input of rank %d (batch, %s, channels), got %s",
-                        rank + 2, rank == 2 ? "height, width" : "steps", shape);
+                        rank + 2, axes[rank - 1], shape);
 }
 
 /* Output length of one axis and the padding before it; -1 when a valid window is larger
@@ -80,12 +93,35 @@ static int fit_error(const ct_layer *l, const pool_state *s, ct_error *err)
 {
     char shape[160], size[64];
     ct_shape_format(&l->in_shape, shape, sizeof shape);
-    if (s->rank == 2)
+    if (s->rank == 3)
+        snprintf(size, sizeof size, "a %lldx%lldx%lld pool", (long long)s->size_d,
+                 (long long)s->size[0], (long long)s->size[1]);
+    else if (s->rank == 2)
         snprintf(size, sizeof size, "a %lldx%lld pool", (long long)s->size[0],
                  (long long)s->size[1]);
     else
         snprintf(size, sizeof size, "a pool of size %lld", (long long)s->size[1]);
     return ct_layer_err(err, l, "%s with padding 'valid' does not fit the input %s", size, shape);
+}
+
+/* 3-D: the depth pool over the (height, width) pool's output, and the output shape. */
+static int depth_build(ct_layer *l, ct_error *err)
+{
+    pool_state *s = l->state;
+    const ct_window *w = &s->win;
+    ct_window *d = &s->win_d;
+    memset(d, 0, sizeof *d);
+    d->in_h = 1, d->in_w = l->in_shape.dim[0], d->in_c = w->out_h * w->out_w * w->in_c;
+    d->k_h = 1, d->k_w = s->size_d;
+    d->stride_h = 1, d->stride_w = s->stride_d;
+    d->dil_h = d->dil_w = 1;
+    d->out_h = 1;
+    d->out_w = axis_out(d->in_w, d->k_w, d->stride_w, s->same, &d->pad_left);
+    if (d->out_w < 1)
+        return fit_error(l, s, err);
+    int64_t dims[4] = {d->out_w, w->out_h, w->out_w, w->in_c};
+    l->out_shape = ct_shape_make(4, dims);
+    return 0;
 }
 
 static int window_build(ct_layer *l, ct_error *err)
@@ -97,7 +133,7 @@ static int window_build(ct_layer *l, ct_error *err)
         return rank_error(l, s->rank, err);
     ct_window *w = &s->win;
     memset(w, 0, sizeof *w);
-    w->in_h = s->rank == 2 ? in->dim[0] : 1;
+    w->in_h = s->rank >= 2 ? in->dim[s->rank - 2] : 1;
     w->in_w = in->dim[s->rank - 1];
     w->in_c = in->dim[s->rank];
     w->k_h = s->size[0], w->k_w = s->size[1];
@@ -107,9 +143,24 @@ static int window_build(ct_layer *l, ct_error *err)
     w->out_w = axis_out(w->in_w, w->k_w, w->stride_w, s->same, &w->pad_left);
     if (w->out_h < 1 || w->out_w < 1)
         return fit_error(l, s, err);
+    if (s->rank == 3)
+        return depth_build(l, err);
     int64_t dims[3] = {w->out_h, w->out_w, w->in_c};
     l->out_shape = s->rank == 2 ? ct_shape_make(3, dims) : ct_shape_make(2, dims + 1);
     return 0;
+}
+
+/* 3-D: the (height, width) pool's output for the backward, then room for its gradient. */
+static int64_t slices_floats(const ct_layer *l, int64_t rows)
+{
+    const pool_state *s = l->state;
+    return rows * s->win_d.in_w * s->win_d.in_c;
+}
+
+static int64_t window_scratch(const ct_layer *l, int64_t max_batch)
+{
+    const pool_state *s = l->state;
+    return s->rank == 3 ? 2 * slices_floats(l, max_batch) : 0;
 }
 
 static void window_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
@@ -119,7 +170,13 @@ static void window_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *co
     const ct_tensor *x = xs[0];
     (void)pass;
     const pool_state *s = l->state;
-    l->be->pool_forward(s->op, &s->win, x->data, y->data, x->rows);
+    if (s->rank != 3) {
+        l->be->pool_forward(s->op, &s->win, x->data, y->data, x->rows);
+        return;
+    }
+    float *t = l->scratch;
+    l->be->pool_forward(s->op, &s->win, x->data, t, x->rows * s->win_d.in_w);
+    l->be->pool_forward(s->op, &s->win_d, t, y->data, x->rows);
 }
 
 static void window_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
@@ -130,8 +187,15 @@ static void window_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *c
     ct_tensor *dx = dxs[0];
     (void)pass;
     const pool_state *s = l->state;
-    if (dx)
+    if (!dx)
+        return;
+    if (s->rank != 3) {
         l->be->pool_backward(s->op, &s->win, x->data, y->data, dy->data, dx->data, x->rows);
+        return;
+    }
+    float *t = l->scratch, *dt = t + slices_floats(l, x->rows);
+    l->be->pool_backward(s->op, &s->win_d, t, y->data, dy->data, dt, x->rows);
+    l->be->pool_backward(s->op, &s->win, x->data, t, dt, dx->data, x->rows * s->win_d.in_w);
 }
 
 static void pool_free(ct_layer *l)
@@ -160,12 +224,23 @@ static int avg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     return window_configure(l, cfg, CT_POOL_AVG, 2, err);
 }
 
+static int max3d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_MAX, 3, err);
+}
+
+static int avg3d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return window_configure(l, cfg, CT_POOL_AVG, 3, err);
+}
+
 #define WINDOW_KIND(var, cname, kname, conf)                                                  \
     const ct_layer_kind var = {                                                              \
         .name = cname,                                                                       \
         .class_name = kname,                                                                 \
         .configure = conf,                                                                   \
         .build = window_build,                                                               \
+        .scratch_floats = window_scratch,                                                    \
         .forward = window_forward,                                                           \
         .backward = window_backward,                                                         \
         .free_state = pool_free,                                                             \
@@ -177,6 +252,9 @@ WINDOW_KIND(ct_layer_average_pooling1d, "average_pooling1d", "AveragePooling1D",
             avg1d_configure);
 WINDOW_KIND(ct_layer_average_pooling2d, "average_pooling2d", "AveragePooling2D",
             avg2d_configure);
+WINDOW_KIND(ct_layer_max_pooling3d, "max_pooling3d", "MaxPooling3D", max3d_configure);
+WINDOW_KIND(ct_layer_average_pooling3d, "average_pooling3d", "AveragePooling3D",
+            avg3d_configure);
 
 /* ---- global pools ---------------------------------------------------------------- */
 
@@ -200,19 +278,22 @@ static int global_build(ct_layer *l, ct_error *err)
     l->nparams = 0;
     if (in->ndim != s->rank + 1)
         return rank_error(l, s->rank, err);
-    int64_t dims[3] = {1, 1, in->dim[s->rank]};
+    int64_t dims[4] = {1, 1, 1, in->dim[s->rank]};
     if (s->keepdims)
-        l->out_shape = ct_shape_make(s->rank + 1, dims + (2 - s->rank));
+        l->out_shape = ct_shape_make(s->rank + 1, dims + (3 - s->rank));
     else
-        l->out_shape = ct_shape_make(1, dims + 2);
+        l->out_shape = ct_shape_make(1, dims + 3);
     return 0;
 }
 
-/* Positions per sample (steps, or height * width). */
+/* Positions per sample (steps, height * width, or depth * height * width). */
 static int64_t global_spatial(const ct_layer *l)
 {
     const pool_state *s = l->state;
-    return s->rank == 2 ? l->in_shape.dim[0] * l->in_shape.dim[1] : l->in_shape.dim[0];
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        n *= l->in_shape.dim[i];
+    return n;
 }
 
 /* GlobalAveragePooling1D over a masked input (Keras): the mean over the steps that hold
@@ -298,6 +379,16 @@ static int gavg2d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
     return global_configure(l, cfg, CT_POOL_AVG, 2, err);
 }
 
+static int gmax3d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_MAX, 3, err);
+}
+
+static int gavg3d_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    return global_configure(l, cfg, CT_POOL_AVG, 3, err);
+}
+
 #define GLOBAL_KIND(var, cname, kname, conf, ...)                                             \
     const ct_layer_kind var = {                                                              \
         .name = cname,                                                                       \
@@ -319,3 +410,7 @@ GLOBAL_KIND(ct_layer_global_average_pooling1d, "global_average_pooling1d",
             .masks = CT_MASK_BY_KIND, .mask_out = gavg1d_mask_out);
 GLOBAL_KIND(ct_layer_global_average_pooling2d, "global_average_pooling2d",
             "GlobalAveragePooling2D", gavg2d_configure);
+GLOBAL_KIND(ct_layer_global_max_pooling3d, "global_max_pooling3d", "GlobalMaxPooling3D",
+            gmax3d_configure);
+GLOBAL_KIND(ct_layer_global_average_pooling3d, "global_average_pooling3d",
+            "GlobalAveragePooling3D", gavg3d_configure);

@@ -1,5 +1,6 @@
 /* test_conv.c - the convolution ops (im2col/col2im, depthwise) and layers (Conv1D,
- * Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D): values against direct
+ * Conv2D, Conv3D, Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D/2D,
+ * SeparableConv1D/2D): values against direct
  * loops in double, output shapes, finite-difference gradients, config errors. */
 #include <time.h>
 
@@ -9,10 +10,14 @@
 
 extern const ct_layer_kind ct_layer_conv1d, ct_layer_conv2d, ct_layer_conv2d_transpose,
     ct_layer_depthwise_conv2d, ct_layer_separable_conv2d;
+extern const ct_layer_kind ct_layer_conv1d_transpose, ct_layer_depthwise_conv1d,
+    ct_layer_separable_conv1d, ct_layer_conv3d;
 
 static const ct_layer_kind *const conv_kinds[] = {
     &ct_layer_conv1d, &ct_layer_conv2d, &ct_layer_conv2d_transpose,
-    &ct_layer_depthwise_conv2d, &ct_layer_separable_conv2d, NULL,
+    &ct_layer_depthwise_conv2d, &ct_layer_separable_conv2d,
+    &ct_layer_conv1d_transpose, &ct_layer_depthwise_conv1d, &ct_layer_separable_conv1d,
+    &ct_layer_conv3d, NULL,
 };
 
 static const ct_layer_kind *kind_find(const char *name)
@@ -1286,6 +1291,187 @@ START_TEST(test_separable_layer)
 }
 END_TEST
 
+/* ---- the 1-D forms: the 2-D layers on an image of height 1, Keras's 1-D weights -------- */
+
+START_TEST(test_conv1d_transpose_layer)
+{
+    lt t;
+    int64_t in[2] = {4, 2};
+    /* valid, stride 2, kernel 3: (4-1)*2 + 3 = 9 */
+    conv_ok(&t, "{type: conv1d_transpose, filters: 3, kernel_size: 3, strides: 2}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 9, 3, 0, 0);
+    check_shape(&t.l.params[0].shape, 3, 3, 3, 2, 0); /* (k, filters, in_channels) */
+    check_shape(&t.l.params[1].shape, 1, 3, 0, 0, 0);
+    geo g = {.h = 1, .w = 4, .c = 2, .kh = 1, .kw = 3, .f = 3, .sh = 1, .sw = 2, .dh = 1,
+             .dw = 1, .oh = 1, .ow = 9};
+    check_forward(&t, &g, ref_conv_transpose, 2, false);
+    gradcheck(&t, 2);
+    lt_free(&t);
+    /* same, stride 2: 8; the forward conv 8 -> 4 pads 1 in all, 0 before */
+    conv_ok(&t, "{type: Conv1DTranspose, filters: 2, kernel_size: [3], strides: 2, "
+              "padding: same, activation: relu}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 8, 2, 0, 0);
+    g.f = 2, g.ow = 8;
+    check_forward(&t, &g, ref_conv_transpose, 2, true);
+    gradcheck(&t, 2);
+    lt_free(&t);
+    lt_fails("layer:\n  type: conv1d_transpose\n  filters: 2\n  kernel_size: [3, 3]\n", 2, in,
+             "ct", "layer.yaml:4:16: layer 'ct' (Conv1DTranspose): kernel_size must be an "
+             "integer or a list of 1 integer");
+    int64_t in3[3] = {4, 4, 2};
+    lt_fails("layer:\n  type: conv1d_transpose\n  filters: 2\n  kernel_size: 3\n", 3, in3,
+             "ct", "layer.yaml:2:3: layer 'ct' (Conv1DTranspose): expects a 3-D input (batch, steps, channels), "
+             "got (None, 4, 4, 2)");
+}
+END_TEST
+
+START_TEST(test_depthwise_separable_conv1d)
+{
+    lt t;
+    int64_t in[2] = {7, 3};
+    /* same, stride 2: out 4, the window padded by 2 in all, 1 before */
+    conv_ok(&t, "{type: depthwise_conv1d, kernel_size: 3, depth_multiplier: 2, strides: 2, "
+              "padding: same}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 4, 6, 0, 0);
+    ck_assert_str_eq(t.l.params[0].name, "kernel");
+    check_shape(&t.l.params[0].shape, 3, 3, 3, 2, 0); /* (k, in_channels, multiplier) */
+    check_shape(&t.l.params[1].shape, 1, 6, 0, 0, 0);
+    geo g = {.h = 1, .w = 7, .c = 3, .kh = 1, .kw = 3, .sh = 1, .sw = 2, .dh = 1, .dw = 1,
+             .pt = 0, .pl = 1, .oh = 1, .ow = 4, .mult = 2};
+    check_forward(&t, &g, ref_depthwise, 2, false);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    conv_ok(&t, "{type: SeparableConv1D, filters: 4, kernel_size: 2, depth_multiplier: 2, "
+              "dilation_rate: 2, activation: tanh}", 2, in, 2);
+    check_shape(&t.l.out_shape, 2, 5, 4, 0, 0);
+    ck_assert_int_eq(t.l.nparams, 3);
+    ck_assert_str_eq(t.l.params[0].name, "depthwise_kernel");
+    check_shape(&t.l.params[0].shape, 3, 2, 3, 2, 0);
+    ck_assert_str_eq(t.l.params[1].name, "pointwise_kernel");
+    check_shape(&t.l.params[1].shape, 3, 1, 6, 4, 0); /* (1, in_channels * multiplier, filters) */
+    check_shape(&t.l.params[2].shape, 1, 4, 0, 0, 0);
+    gradcheck(&t, 2);
+    lt_free(&t);
+
+    lt_fails("layer:\n  type: separable_conv1d\n  kernel_size: 3\n", 2, in, "sep",
+             "layer.yaml:2:3: layer 'sep' (SeparableConv1D) needs the key 'filters'");
+    lt_fails("layer:\n  type: depthwise_conv1d\n  kernel_size: 9\n", 2, in, "dw",
+             "layer.yaml:2:3: layer 'dw' (DepthwiseConv1D): a kernel of size 9 with padding "
+             "'valid' does not fit the input (None, 7, 3)");
+    lt_fails("layer:\n  type: depthwise_conv1d\n  kernel_size: 3\n  padding: causal\n", 2, in,
+             "dw", "layer.yaml:4:12: unknown value 'causal' for 'padding'; choices: valid, same");
+}
+END_TEST
+
+/* ---- Conv3D ------------------------------------------------------------------------- */
+
+/* One axis as Keras: the output length and the padding before it. */
+static int64_t axis3(int64_t n, int64_t k, int64_t st, int64_t dil, bool same, int64_t *pad)
+{
+    int64_t span = (k - 1) * dil + 1;
+    int64_t out = same ? (n + st - 1) / st : (n - span) / st + 1;
+    int64_t total = (out - 1) * st + span - n;
+    *pad = same && total > 0 ? total / 2 : 0;
+    return out;
+}
+
+/* y[r, od, oh, ow, f] = b[f] + sum x[r, d, h, w, c] K[i, j, q, c, f] over the kernel, in
+ * double, with d = od*st - pad + i*dil (likewise h, w), zeros outside the input. */
+static void ref_conv3d(const int64_t in[4], const int64_t k[3], const int64_t st[3],
+                       const int64_t dil[3], bool same, int64_t f, const float *x,
+                       const float *kern, const float *b, int64_t rows, double *y,
+                       int64_t out[3])
+{
+    int64_t pad[3], c = in[3], o = 0;
+    for (int a = 0; a < 3; a++)
+        out[a] = axis3(in[a], k[a], st[a], dil[a], same, &pad[a]);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t od = 0; od < out[0]; od++)
+            for (int64_t oh = 0; oh < out[1]; oh++)
+                for (int64_t ow = 0; ow < out[2]; ow++)
+                    for (int64_t fo = 0; fo < f; fo++, o++) {
+                        double acc = b ? b[fo] : 0;
+                        for (int64_t i = 0; i < k[0] * k[1] * k[2]; i++) {
+                            int64_t kd = i / (k[1] * k[2]), kh = i / k[2] % k[1], kw = i % k[2];
+                            int64_t d = od * st[0] - pad[0] + kd * dil[0];
+                            int64_t h = oh * st[1] - pad[1] + kh * dil[1];
+                            int64_t w = ow * st[2] - pad[2] + kw * dil[2];
+                            if (d < 0 || d >= in[0] || h < 0 || h >= in[1] || w < 0 || w >= in[2])
+                                continue;
+                            for (int64_t ch = 0; ch < c; ch++)
+                                acc += (double)x[(((r * in[0] + d) * in[1] + h) * in[2] + w) * c + ch] *
+                                       kern[(i * c + ch) * f + fo];
+                        }
+                        y[o] = acc;
+                    }
+}
+
+static double relu_d(double v) { return v > 0 ? v : 0; }
+
+/* ELU needs its input kept for the backward (the layer's pre-activation scratch). */
+static double elu_d(double v) { return v > 0 ? v : expm1(v); }
+
+/* act: the layer's activation in double, NULL for linear. */
+static void conv3d_case(const char *yaml, const int64_t k[3], const int64_t st[3],
+                        const int64_t dil[3], bool same, double (*act)(double))
+{
+    lt t;
+    int64_t in[4] = {4, 5, 4, 2}, rows = 2, out[3], f = 3;
+    conv_ok(&t, yaml, 4, in, rows);
+    /* Keras's (k_d, k_h, k_w, in_channels, filters) */
+    const int64_t kshape[5] = {k[0], k[1], k[2], 2, f};
+    ck_assert_int_eq(t.l.params[0].shape.ndim, 5);
+    for (int a = 0; a < 5; a++)
+        ck_assert_int_eq(t.l.params[0].shape.dim[a], kshape[a]);
+    int64_t nin = rows * ct_shape_size(&t.l.in_shape), nout = rows * ct_shape_size(&t.l.out_shape);
+    float *x = fvec(nin), *y = fvec(nout);
+    double *want = dvec(nout);
+    tu_fill(x, nin, 21, -1.0f, 1.0f);
+    ref_conv3d(in, k, st, dil, same, f, x, t.l.params[0].value,
+               t.l.nparams > 1 ? t.l.params[1].value : NULL, rows, want, out);
+    check_shape(&t.l.out_shape, 4, out[0], out[1], out[2], f);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < nout; i++) {
+        double w = act ? act(want[i]) : want[i];
+        ck_assert_msg(fabs(y[i] - w) <= 1e-5 * fmax(1.0, fabs(w)), "%s: y[%lld] = %.8g, want %.8g",
+                      yaml, (long long)i, y[i], w);
+    }
+    gradcheck(&t, rows);
+    free(x), free(y), free(want);
+    lt_free(&t);
+}
+
+START_TEST(test_conv3d_layer)
+{
+    const int64_t one[3] = {1, 1, 1}, k[3] = {2, 3, 2}, st[3] = {2, 1, 2}, dl[3] = {2, 1, 1};
+    conv3d_case("{type: conv3d, filters: 3, kernel_size: [2, 3, 2]}", k, one, one, false, NULL);
+    conv3d_case("{type: Conv3D, filters: 3, kernel_size: [2, 3, 2], strides: [2, 1, 2], "
+                "padding: same, activation: relu}", k, st, one, true, relu_d);
+    conv3d_case("{type: conv3d, filters: 3, kernel_size: [2, 3, 2], dilation_rate: [2, 1, 1], "
+                "activation: tanh, use_bias: false}", k, one, dl, false, tanh);
+    const int64_t k3[3] = {3, 3, 3};
+    conv3d_case("{type: conv3d, filters: 3, kernel_size: 3, padding: same, activation: elu}", k3,
+                one, one, true, elu_d);
+    int64_t in[4] = {2, 5, 4, 2}, in2[3] = {5, 4, 2};
+    lt_fails("{type: conv3d, filters: 2, kernel_size: 3}", 4, in, "c3",
+             "layer.yaml:1:1: layer 'c3' (Conv3D): a 3x3x3 kernel with padding 'valid' does "
+             "not fit the input (None, 2, 5, 4, 2)");
+    lt_fails("{type: conv3d, filters: 2, kernel_size: 3}", 3, in2, "c3",
+             "layer.yaml:1:1: layer 'c3' (Conv3D): expects a 5-D input (batch, depth, height, "
+             "width, channels), got (None, 5, 4, 2)");
+    lt_fails("{type: conv3d, filters: 2, kernel_size: 3, groups: 2}", 4, in, "c3",
+             "layer.yaml:1:52: layer 'c3' (Conv3D): only groups: 1 is supported");
+    lt_fails("{type: conv3d, filters: 2}", 4, in, "c3",
+             "layer.yaml:1:1: layer 'c3' (Conv3D) needs the key 'kernel_size'");
+    lt_fails("{type: conv3d, filters: 2, kernel_size: 2, strides: 2, dilation_rate: [1, 2, 1]}",
+             4, in, "c3",
+             "layer.yaml:1:71: layer 'c3' (Conv3D): strides > 1 cannot be combined with "
+             "dilation_rate > 1");
+}
+END_TEST
+
 /* ---- speed (printed, not asserted) ---------------------------------------------------- */
 
 
@@ -1312,6 +1498,9 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_conv_transpose);
     tcase_add_test(tc, test_depthwise_layer);
     tcase_add_test(tc, test_separable_layer);
+    tcase_add_test(tc, test_conv1d_transpose_layer);
+    tcase_add_test(tc, test_depthwise_separable_conv1d);
+    tcase_add_test(tc, test_conv3d_layer);
     suite_add_tcase(s, tc);
     return s;
 }

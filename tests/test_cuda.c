@@ -1147,6 +1147,32 @@ static const char *const ZOO[] = {
     "    - {type: dense, units: 8, activation: relu6}\n    - {type: relu}\n"
     "    - {type: elu}\n    - {type: global_average_pooling1d}\n"
     "compile: {optimizer: {type: adagrad, clipvalue: 0.5}, loss: huber, metrics: [mse, rmse]}\n",
+    /* unit normalization, the SELU and Gaussian dropouts, an activity penalty */
+    "model:\n  input_shape: [5, 6]\n  layers:\n"
+    "    - {type: dense, units: 8, activation: selu}\n    - {type: alpha_dropout, rate: 0.2}\n"
+    "    - {type: unit_normalization, axis: 1}\n    - {type: gaussian_dropout, rate: 0.3}\n"
+    "    - {type: activity_regularization, l1: 0.01, l2: 0.02}\n    - {type: flatten}\n"
+    "    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* the 1-D transposed, depthwise and separable convolutions */
+    "model:\n  input_shape: [8, 3]\n  layers:\n"
+    "    - {type: conv1d_transpose, filters: 4, kernel_size: 3, strides: 2, activation: relu}\n"
+    "    - {type: depthwise_conv1d, kernel_size: 3, depth_multiplier: 2, padding: same}\n"
+    "    - {type: separable_conv1d, filters: 4, kernel_size: 3, strides: 2, activation: tanh}\n"
+    "    - {type: global_average_pooling1d}\n    - {type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* a 3-D convolution and the 3-D pools: windowed, then global side by side */
+    "model:\n  input_shape: [5, 4, 6, 2]\n  layers:\n"
+    "    - {name: h, type: conv3d, filters: 4, kernel_size: [2, 3, 2], padding: same, "
+    "activation: elu}\n"
+    "    - {name: mp, type: max_pooling3d, pool_size: [2, 2, 3], padding: same}\n"
+    "    - {name: d, type: average_pooling3d, pool_size: 2, strides: 1}\n"
+    "    - {name: ga, type: global_average_pooling3d, inputs: d}\n"
+    "    - {name: gm, type: global_max_pooling3d, keepdims: true, inputs: d}\n"
+    "    - {name: f, type: flatten, inputs: gm}\n"
+    "    - {name: cat, type: concatenate, inputs: [ga, f]}\n"
+    "    - {name: out, type: dense, units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
     /* a graph: fan-out, a shared layer, every merge (one broadcasting), a view */
     "model:\n  input_shape: [6, 4]\n  layers:\n"
     "    - {name: a, type: dense, units: 4, activation: tanh}\n"

@@ -6,9 +6,13 @@
 # decoder joined by their states (return_state, initial_state) and of three masked ones
 # (embedding with mask_zero into an lstm returning sequences, and into a bidirectional
 # gru, on token sequences padded at the end and in the middle; and merges of masks, whose
-# union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it)
-# load with keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's
-# evaluate gives the masked models' loss (and accuracy) that `ctrain evaluate` does; and
+# union Keras 3 takes, and of a mask with an unmasked tensor, where Keras 3 drops it), and
+# of one with the 1-D transposed, depthwise and separable convolutions, unit
+# normalization, both SELU and Gaussian dropouts and an activity penalty, and of one
+# with conv3d and the 3-D pools load with
+# keras.saving.load_model, and Keras's predictions equal ctrain's; Keras's
+# evaluate gives the masked models' loss (and accuracy) that `ctrain evaluate` does, and
+# the penalty's model's; and
 # ctrain predicts what Keras does from a Keras file of wrapped layers.
 #
 # Needs a Python with Keras (and h5py and numpy): CT_KERAS_PYTHON, else the virtual
@@ -55,6 +59,7 @@ with h5py.File(sys.argv[1], "w") as f:
     tok2 = rng.integers(0, 9, size=(96, 8))
     tok2[:, 6:] = 0
     f["tok2"] = tok2.astype("i4")
+    f["vol"] = rng.normal(size=(96, 4, 5, 4, 2)).astype("f4")
 PY
 
 cat >"$tmp/seq.yaml" <<'YAML'
@@ -234,13 +239,53 @@ compile: {optimizer: {type: adam, learning_rate: 0.03}, loss: sparse_categorical
 fit: {epochs: 4, batch_size: 16}
 YAML
 
-for m in seq graph rnn wrap mlstm mgru mmerge mattn mstate mdec; do
+# The 1-D transposed, depthwise and separable convolutions (Keras's 1-D weight shapes),
+# unit normalization, the two dropouts (identities in predict and evaluate), and an
+# activity penalty, which Keras's evaluate adds to the loss as ctrain's does.
+cat >"$tmp/more.yaml" <<'YAML'
+data: {train: {path: d.h5, x: steps, y: cls}}
+model:
+  input_shape: [7, 4]
+  layers:
+    - {type: conv1d_transpose, filters: 3, kernel_size: 3, strides: 2, activation: selu}
+    - {type: alpha_dropout, rate: 0.1}
+    - {type: depthwise_conv1d, kernel_size: 3, depth_multiplier: 2, padding: same}
+    - {type: separable_conv1d, filters: 4, kernel_size: 2, dilation_rate: 2}
+    - {type: unit_normalization}
+    - {type: gaussian_dropout, rate: 0.2}
+    - {type: activity_regularization, l1: 0.01, l2: 0.1}
+    - {type: flatten}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+# Volumes: Conv3D's kernel (k_d, k_h, k_w, in, filters) and the 3-D pools.
+cat >"$tmp/vol.yaml" <<'YAML'
+data: {train: {path: d.h5, x: vol, y: cls}}
+model:
+  input_shape: [4, 5, 4, 2]
+  layers:
+    - {type: conv3d, filters: 3, kernel_size: [2, 3, 2], padding: same, activation: relu}
+    - {type: max_pooling3d, pool_size: [2, 2, 1], padding: same}
+    - {type: conv3d, filters: 4, kernel_size: 2, strides: [1, 2, 1]}
+    - {type: average_pooling3d, pool_size: [1, 1, 2]}
+    - {name: ga, type: global_average_pooling3d}
+    - {name: gm, type: global_max_pooling3d, inputs: average_pooling3d}
+    - {type: concatenate, inputs: [ga, gm]}
+    - {type: dense, units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 2, batch_size: 16}
+YAML
+
+for m in seq graph rnn wrap mlstm mgru mmerge mattn mstate mdec more vol; do
     "$ctrain" fit -q "$tmp/$m.yaml" -o "$tmp/$m" 2>/dev/null || bad "$m: fit failed"
     "$ctrain" predict "$tmp/$m.yaml" --weights "$tmp/$m/weights.h5" --input "$tmp/d.h5" \
         -o "$tmp/$m.pred.h5" || bad "$m: predict failed"
 done
-for m in mlstm:tokcls mgru:cls mattn:tokcls mmerge: mdec:; do
-    if [ -n "${m#*:}" ]; then set -- --data "$tmp/d.h5" --x tok --y "${m#*:}"
+for m in mlstm:tokcls mgru:cls mattn:tokcls mmerge: mdec: more:cls; do
+    if [ "$m" = more:cls ]; then set -- --data "$tmp/d.h5" --x steps --y cls
+    elif [ -n "${m#*:}" ]; then set -- --data "$tmp/d.h5" --x tok --y "${m#*:}"
     elif [ "$m" = mdec: ]; then
         set -- --set data.test.path=d.h5 --set data.test.x.src=steps --set data.test.x.tgt=tok \
             --set data.test.y=tokcls
@@ -264,7 +309,8 @@ for name, inputs in (("seq", [data["img"]]), ("graph", [data["a"], data["b"]]),
                      ("mlstm", [data["tok"]]), ("mgru", [data["tok"]]),
                      ("mmerge", [data["tok"], data["tok2"]]),
                      ("mstate", [data["steps"], data["tok"]]),
-                     ("mdec", [data["steps"], data["tok"]])):
+                     ("mdec", [data["steps"], data["tok"]]), ("more", [data["steps"]]),
+                     ("vol", [data["vol"]])):
     path = f"{tmp}/{name}/weights.h5"
     with h5py.File(path) as f:
         cls = json.loads(f.attrs["model_config"])["class_name"]
@@ -305,7 +351,7 @@ with h5py.File(f"{tmp}/d.h5") as f:
 failed = False
 for name, x, y in (("mlstm", "tok", "tokcls"), ("mgru", "tok", "cls"), ("mattn", "tok", "tokcls"),
                    ("mmerge", ["tok", "tok2"], ["tokcls", "cls"]),
-                   ("mdec", ["steps", "tok"], "tokcls")):
+                   ("mdec", ["steps", "tok"], "tokcls"), ("more", "steps", "cls")):
     model = keras.saving.load_model(f"{tmp}/{name}/weights.h5", compile=False)
     multi = isinstance(y, list)
     model.compile(loss="sparse_categorical_crossentropy", metrics=None if multi else ["accuracy"])

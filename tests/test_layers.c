@@ -71,8 +71,10 @@ static const struct {
 START_TEST(test_registry_names)
 {
     /* Alphabetical, as error messages show it. */
-    const char *head = "activation, add, average, average_pooling1d, average_pooling2d, "
-                       "batch_normalization, bidirectional, concatenate, conv1d, conv2d, ";
+    const char *head = "activation, activity_regularization, add, alpha_dropout, average, "
+                       "average_pooling1d, average_pooling2d, average_pooling3d, "
+                       "batch_normalization, "
+                       "bidirectional, concatenate, conv1d, conv1d_transpose, conv2d, ";
     ck_assert_msg(strncmp(ct_layer_kind_names(), head, strlen(head)) == 0,
                   "%s", ct_layer_kind_names());
     const char *const *list = ct_layer_kind_list();

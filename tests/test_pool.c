@@ -12,6 +12,8 @@ extern const ct_layer_kind ct_layer_max_pooling1d, ct_layer_max_pooling2d,
     ct_layer_global_average_pooling2d, ct_layer_zero_padding1d, ct_layer_zero_padding2d,
     ct_layer_cropping1d, ct_layer_cropping2d, ct_layer_up_sampling1d, ct_layer_up_sampling2d,
     ct_layer_spatial_dropout1d, ct_layer_spatial_dropout2d, ct_layer_gaussian_noise;
+extern const ct_layer_kind ct_layer_global_max_pooling3d, ct_layer_global_average_pooling3d,
+    ct_layer_max_pooling3d, ct_layer_average_pooling3d;
 
 static const ct_layer_kind *const kinds[] = {
     &ct_layer_max_pooling1d,          &ct_layer_max_pooling2d,
@@ -22,7 +24,9 @@ static const ct_layer_kind *const kinds[] = {
     &ct_layer_cropping1d,             &ct_layer_cropping2d,
     &ct_layer_up_sampling1d,          &ct_layer_up_sampling2d,
     &ct_layer_spatial_dropout1d,      &ct_layer_spatial_dropout2d,
-    &ct_layer_gaussian_noise,         NULL,
+    &ct_layer_gaussian_noise,
+    &ct_layer_global_max_pooling3d,   &ct_layer_global_average_pooling3d,
+    &ct_layer_max_pooling3d,          &ct_layer_average_pooling3d, NULL,
 };
 
 static const ct_layer_kind *find_kind(const char *name)
@@ -344,20 +348,117 @@ START_TEST(test_max_pool_ties)
 }
 END_TEST
 
+/* ---- 3-D pooling -------------------------------------------------------------------- */
+
+/* One axis of a reference 3-D pool: the first input index of output o's window (before
+ * padding) and the output length, as Keras: valid floor((n - k) / s) + 1, same
+ * ceil(n / s) with the padding split as evenly as can be, the extra after. */
+static int64_t ref_axis(int64_t n, int64_t k, int64_t st, bool same, int64_t *pad)
+{
+    int64_t out = same ? (n + st - 1) / st : (n - k) / st + 1;
+    int64_t total = (out - 1) * st + k - n;
+    *pad = same && total > 0 ? total / 2 : 0;
+    return out;
+}
+
+/* The max or the mean of each window over the input positions inside it, in double. */
+static void ref_pool3d(bool is_max, const int64_t in[4], const int64_t k[3], const int64_t st[3],
+                       bool same, const float *x, int64_t rows, double *y, int64_t out[3])
+{
+    int64_t pad[3];
+    for (int a = 0; a < 3; a++)
+        out[a] = ref_axis(in[a], k[a], st[a], same, &pad[a]);
+    int64_t c = in[3], o = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t od = 0; od < out[0]; od++)
+            for (int64_t oh = 0; oh < out[1]; oh++)
+                for (int64_t ow = 0; ow < out[2]; ow++)
+                    for (int64_t ch = 0; ch < c; ch++, o++) {
+                        double acc = is_max ? -INFINITY : 0;
+                        int64_t cnt = 0;
+                        for (int64_t i = 0; i < k[0] * k[1] * k[2]; i++) {
+                            int64_t d = od * st[0] - pad[0] + i / (k[1] * k[2]);
+                            int64_t h = oh * st[1] - pad[1] + i / k[2] % k[1];
+                            int64_t w = ow * st[2] - pad[2] + i % k[2];
+                            if (d < 0 || d >= in[0] || h < 0 || h >= in[1] || w < 0 || w >= in[2])
+                                continue;
+                            double v = x[(((r * in[0] + d) * in[1] + h) * in[2] + w) * c + ch];
+                            acc = is_max ? fmax(acc, v) : acc + v;
+                            cnt++;
+                        }
+                        y[o] = is_max ? acc : acc / (double)cnt;
+                    }
+}
+
+static void check_pool3d(const char *yaml, bool is_max, const int64_t k[3], const int64_t st[3],
+                         bool same)
+{
+    lt t;
+    int64_t in[4] = {5, 4, 6, 2}, rows = 2, out[3];
+    lt_ok(&t, yaml, "p3", 4, in, rows);
+    int64_t nin = rows * ct_shape_size(&t.l.in_shape), nout = rows * ct_shape_size(&t.l.out_shape);
+    float *x = fvec(nin), *y = fvec(nout);
+    double *want = dvec(nout);
+    fill_distinct(x, nin, 5);
+    ref_pool3d(is_max, in, k, st, same, x, rows, want, out);
+    ck_assert_int_eq(t.l.out_shape.ndim, 4);
+    for (int a = 0; a < 3; a++)
+        ck_assert_int_eq(t.l.out_shape.dim[a], out[a]);
+    ck_assert_int_eq(t.l.out_shape.dim[3], 2);
+    ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
+    lt_forward(&t.l, &infer_pass, &tx, &ty);
+    for (int64_t i = 0; i < nout; i++)
+        ck_assert_msg(fabs(y[i] - want[i]) <= 1e-6, "%s: y[%lld] = %.8g, want %.8g", yaml,
+                      (long long)i, y[i], want[i]);
+    gradcheck(&t, rows, &infer_pass);
+    free(x), free(y), free(want);
+    lt_free(&t);
+}
+
+START_TEST(test_pool3d)
+{
+    const int64_t two[3] = {2, 2, 2}, k[3] = {3, 2, 4}, st[3] = {2, 1, 3}, one[3] = {1, 1, 1};
+    check_pool3d("{type: max_pooling3d}", true, two, two, false);
+    check_pool3d("{type: average_pooling3d}", false, two, two, false);
+    check_pool3d("{type: MaxPooling3D, pool_size: [3, 2, 4], strides: [2, 1, 3]}", true, k, st,
+                 false);
+    check_pool3d("{type: AveragePooling3D, pool_size: [3, 2, 4], strides: [2, 1, 3], "
+                 "padding: same}", false, k, st, true);
+    check_pool3d("{type: max_pooling3d, pool_size: [3, 2, 4], strides: [2, 1, 3], "
+                 "padding: same}", true, k, st, true);
+    check_pool3d("{type: average_pooling3d, pool_size: [3, 2, 4], strides: 1}", false, k, one,
+                 false);
+    int64_t in[4] = {2, 4, 6, 2}, in3[3] = {4, 6, 2};
+    lt_fails("{type: max_pooling3d, pool_size: 3}", 4, in, "p3",
+             "layer.yaml:1:1: layer 'p3' (MaxPooling3D): a 3x3x3 pool with padding 'valid' does not fit the "
+             "input (None, 2, 4, 6, 2)");
+    lt_fails("{type: average_pooling3d}", 3, in3, "p3",
+             "layer.yaml:1:1: layer 'p3' (AveragePooling3D): expected input of rank 5 (batch, depth, height, "
+             "width, channels), got (None, 4, 6, 2)");
+    lt_fails("{type: max_pooling3d, pool_size: [2, 2]}", 4, in, "p3",
+             "layer.yaml:1:34: layer 'p3' (MaxPooling3D): pool_size must be an integer or a "
+             "list of 3 integers");
+}
+END_TEST
+
 /* ---- global pooling ----------------------------------------------------------------- */
 
 static void check_global(const char *yaml, bool is_max, int rank, bool keepdims)
 {
     lt t;
-    int64_t in2[3] = {4, 3, 5}, in1[2] = {6, 5}, rows = 3, c = 5;
-    lt_ok(&t, yaml, "gp", rank + 1, rank == 2 ? in2 : in1, rows);
+    int64_t in3[4] = {2, 3, 2, 5}, in2[3] = {4, 3, 5}, in1[2] = {6, 5}, rows = 3, c = 5;
+    lt_ok(&t, yaml, "gp", rank + 1, rank == 3 ? in3 : rank == 2 ? in2 : in1, rows);
     if (!keepdims)
         assert_shape(&t.l.out_shape, 1, c, 0, 0);
+    else if (rank == 3)
+        ck_assert(t.l.out_shape.ndim == 4 && t.l.out_shape.dim[0] == 1 &&
+                  t.l.out_shape.dim[1] == 1 && t.l.out_shape.dim[2] == 1 &&
+                  t.l.out_shape.dim[3] == c);
     else if (rank == 2)
         assert_shape(&t.l.out_shape, 3, 1, 1, c);
     else
         assert_shape(&t.l.out_shape, 2, 1, c, 0);
-    int64_t spatial = rank == 2 ? 12 : 6, nin = rows * spatial * c, nout = rows * c;
+    int64_t spatial = rank >= 2 ? 12 : 6, nin = rows * spatial * c, nout = rows * c;
     float *x = fvec(nin), *y = fvec(nout);
     tu_fill(x, nin, 3, -1.0f, 1.0f);
     ct_tensor tx = tensor(x, rows, t.l.in_shape), ty = tensor(y, rows, t.l.out_shape);
@@ -387,6 +488,14 @@ START_TEST(test_global_pools)
     check_global("{type: global_max_pooling1d, keepdims: true}", true, 1, true);
     check_global("{type: global_average_pooling1d}", false, 1, false);
     check_global("{type: GlobalAveragePooling1D, keepdims: true}", false, 1, true);
+    check_global("{type: global_max_pooling3d}", true, 3, false);
+    check_global("{type: GlobalMaxPooling3D, keepdims: true}", true, 3, true);
+    check_global("{type: global_average_pooling3d}", false, 3, false);
+    check_global("{type: GlobalAveragePooling3D, keepdims: true}", false, 3, true);
+    int64_t in[3] = {4, 3, 5};
+    lt_fails("{type: global_max_pooling3d}", 3, in, "gp",
+             "layer.yaml:1:1: layer 'gp' (GlobalMaxPooling3D): expected input of rank 5 (batch, depth, "
+             "height, width, channels), got (None, 4, 3, 5)");
 }
 END_TEST
 
@@ -797,6 +906,10 @@ START_TEST(test_kind_names)
         {"spatial_dropout1d", "SpatialDropout1D"},
         {"spatial_dropout2d", "SpatialDropout2D"},
         {"gaussian_noise", "GaussianNoise"},
+        {"global_max_pooling3d", "GlobalMaxPooling3D"},
+        {"global_average_pooling3d", "GlobalAveragePooling3D"},
+        {"max_pooling3d", "MaxPooling3D"},
+        {"average_pooling3d", "AveragePooling3D"},
     };
     int n = (int)(sizeof names / sizeof names[0]);
     for (int i = 0; i < n; i++) {
@@ -942,6 +1055,7 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_avg_pool_same_by_hand);
     tcase_add_test(tc, test_max_pool_ties);
     tcase_add_test(tc, test_global_pools);
+    tcase_add_test(tc, test_pool3d);
     tcase_add_test(tc, test_global_max_wide);
     tcase_add_test(tc, test_global_average_masked);
     tcase_add_test(tc, test_global_average_masked_gradients);

@@ -40,6 +40,10 @@ typedef struct ct_pass {
     bool training;        /* dropout active, batch statistics used */
     uint64_t seed;        /* the experiment's seed */
     int64_t step;         /* global optimizer step, for per-step random streams */
+    /* Where layers with an activity regularizer add their loss (one double of backend
+     * memory, the driver's penalty sum, which holds rows times each batch's penalty);
+     * NULL: not counted (predict, tests). */
+    double *penalty;
 } ct_pass;
 
 typedef struct ct_layer ct_layer;

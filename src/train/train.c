@@ -246,7 +246,7 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_
                            ct_error *err)
 {
     ct_model *m = ex->model;
-    ct_pass pass = {.training = false, .seed = ex->seed, .step = 0};
+    ct_pass pass = {.training = false, .seed = ex->seed, .step = 0, .penalty = &ex->acc[1]};
     set_sums(ex, 0, 0, NULL, NULL, NULL);
     if (ct_loader_begin_epoch(ld, 0, err) < 0)
         return -1;
@@ -630,7 +630,7 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     ct_model *m = ex->model;
     const ct_backend *be = m->be;
     ct_batches *b = &s->batches;
-    ct_pass pass = {.training = true, .seed = ex->seed};
+    ct_pass pass = {.training = true, .seed = ex->seed, .penalty = &ex->acc[1]};
     if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
         return -1;
     ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
