@@ -165,6 +165,12 @@ static const bad_case bad_cases[] = {
     {"model:\n  input_shape: (4,)\n  layers:\n    - {type: dense, units: 2}\n%s",
      "2:16: input_shape is a list such as [28, 28, 1]: Keras's tuple (4,) is written with "
      "brackets"},
+    /* Keras's Accuracy class is another metric than "accuracy": pointed to the right one */
+    {"model: {input_shape: [4], layers: [{type: dense, units: 2, activation: softmax}]}\n"
+     "compile: {optimizer: ADAM, loss: Sparse_Categorical_Crossentropy, metrics: [Accuracy]}\n",
+     "2:77: unknown metric 'Accuracy': Keras's Accuracy class counts outputs exactly equal to "
+     "their targets, which ctrain does not offer; for the share of correct classes write "
+     "'accuracy'"},
 };
 
 START_TEST(test_bad_config)

@@ -53,6 +53,9 @@ START_TEST(test_mse_mae_values)
     tu_assert_close(loss_checked(&mae, p, y, 2, 2), 2.0, 1e-12);
     ck_assert_ptr_eq(ct_loss_kind_find("mean_absolute_error"), mae.kind);
     ck_assert_ptr_eq(ct_loss_kind_find("MSE"), mse.kind);
+    /* as layer types: without regard to case or underscores */
+    ck_assert_ptr_eq(ct_loss_kind_find("Mean_Absolute_Error"), mae.kind);
+    ck_assert_ptr_eq(ct_loss_kind_find("MEANSQUAREDERROR"), mse.kind);
     ck_assert_ptr_null(ct_loss_kind_find("mean_squared"));
 }
 END_TEST

@@ -24,6 +24,7 @@
 
 #include "backend_cpu.h"
 #include "loss.h"
+#include "text.h"
 
 #define CT_LOSS_EPS 1e-7f
 
@@ -646,9 +647,15 @@ const ct_loss_kind *ct_loss_kind_find(const char *name)
         return NULL;
     for (size_t i = 0; i < N_KINDS; i++) {
         const ct_loss_kind *k = &kinds[i];
-        /* Keras also registers upper-case aliases (MSE, MAE, KLD, BCE). */
-        if (!strcmp(name, k->name) || !strcmp(name, k->class_name) ||
-            (k->alias && !strcasecmp(name, k->alias)))
+        if (!strcmp(name, k->name) || !strcmp(name, k->class_name))
+            return k;
+    }
+    /* then as layer types are matched, without regard to case or underscores: Keras's
+     * upper-case aliases (MSE, MAE, KLD, BCE) among them */
+    for (size_t i = 0; i < N_KINDS; i++) {
+        const ct_loss_kind *k = &kinds[i];
+        if (ct_name_matches(name, k->name) || ct_name_matches(name, k->class_name) ||
+            (k->alias && ct_name_matches(name, k->alias)))
             return k;
     }
     return NULL;

@@ -7,6 +7,7 @@
 
 #include "backend_cpu.h"
 #include "metric.h"
+#include "text.h"
 #include "metric_state.h"
 
 /* numpy argmax: the first maximum wins. */
@@ -217,10 +218,18 @@ static const metric_name names[] = {
 #define N_NAMES (sizeof names / sizeof names[0])
 #define N_SNAKE 21 /* the snake-case entries lead the table */
 
-static const metric_name *find_name(const char *s)
+/* The name as written, else as layer types are matched (without regard to case or
+ * underscores: "MSE", "Binary_Accuracy"), which *folded says; such a metric is shown under
+ * its snake-case name. */
+static const metric_name *find_name(const char *s, bool *folded)
 {
+    *folded = false;
     for (size_t i = 0; i < N_NAMES; i++)
         if (!strcmp(s, names[i].text))
+            return &names[i];
+    *folded = true;
+    for (size_t i = 0; i < N_NAMES; i++)
+        if (ct_name_matches(s, names[i].text))
             return &names[i];
     return NULL;
 }
@@ -324,13 +333,20 @@ int ct_metric_init(ct_metric *m, const ct_node *node, const ct_loss *loss, int64
     } else
         return ct_node_err(err, node, "a metric is a name such as accuracy or a map such as "
                                       "{type: top_k_categorical_accuracy, k: 3}");
-    const metric_name *nm = find_name(type);
+    /* Keras's Accuracy class counts outputs exactly equal to their targets, which is not
+     * what "accuracy" means (and folding would make it that). */
+    if (!strcmp(type, "Accuracy"))
+        return ct_node_err(err, type_node, "unknown metric 'Accuracy': Keras's Accuracy class "
+                           "counts outputs exactly equal to their targets, which ctrain does "
+                           "not offer; for the share of correct classes write 'accuracy'");
+    bool folded;
+    const metric_name *nm = find_name(type, &folded);
     if (!nm)
         return unknown_metric(type_node, type, err);
     int kind = nm->kind == ACCURACY ? resolve_accuracy(loss, out_cols) : nm->kind;
     const ct_metric_kind *k = kind >= K_COUNT ? &ct_host_metric_kinds[kind - K_COUNT]
                                               : &kinds[kind];
-    snprintf(m->name, sizeof m->name, "%s", nm->is_class ? k->name : nm->text);
+    snprintf(m->name, sizeof m->name, "%s", nm->is_class || folded ? k->name : nm->text);
     if (read_name(m, node, err) < 0)
         return -1;
     if (kind < K_COUNT) {
