@@ -911,6 +911,7 @@ START_TEST(test_initial_weights)
 }
 END_TEST
 
+
 START_TEST(test_determinism)
 {
     char *dir = blob_dir(7);
@@ -1714,6 +1715,62 @@ static void history_read(const char *run, double *acc0, double *first, double *l
     fclose(f);
 }
 
+/* fit.class_weight scales each sample's training loss by its class's weight (Keras's
+ * sum_over_batch_size: divided by the batch's rows): every class at 2 trains one SGD step
+ * exactly as the learning rate doubled does; every class at 0 trains nothing; validation
+ * and test losses are not weighted. */
+static ct_experiment *fit_weighted(const char *dir, const char *run, const char *cw, double lr)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: cw\nseed: 4\ndata: {train: {path: train.h5}, test: {path: test.h5}}\n"
+             "model: {input_shape: [8], layers: [{type: dense, units: 4, activation: softmax}]}\n"
+             "compile: {optimizer: {type: sgd, learning_rate: %g}, "
+             "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+             "fit: {epochs: 1, batch_size: 1000, shuffle: false, verbose: 0%s}\n", lr, cw);
+    tu_write(dir, "cw.yaml", text);
+    ct_experiment *ex = load_in(dir, "cw.yaml");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    fit_into(ex, path);
+    return ex;
+}
+
+START_TEST(test_class_weight)
+{
+    char *dir = blob_dir(6);
+    ct_experiment *a = fit_weighted(dir, "a", ", class_weight: {0: 2, 1: 2, 2: 2, 3: 2}", 0.1);
+    ct_experiment *b = fit_weighted(dir, "b", "", 0.2);
+    ck_assert_int_eq(a->model->size, b->model->size);
+    ck_assert_msg(memcmp(a->model->values, b->model->values,
+                         (size_t)a->model->size * sizeof(float)) == 0,
+                  "class weights of 2 differ from a doubled learning rate");
+    double la, lb, ta[8], tb[8];
+    char run[4200];
+    snprintf(run, sizeof run, "%s/a", dir);
+    history_read(run, NULL, &la, NULL);
+    snprintf(run, sizeof run, "%s/b", dir);
+    history_read(run, NULL, &lb, NULL);
+    tu_assert_close(la, 2 * lb, 1e-6 * lb); /* the training loss is weighted */
+    const char *names[8];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_evaluate(a, NULL, NULL, NULL, names, ta, 8, &err), 2);
+    ck_assert_int_eq(ct_experiment_evaluate(b, NULL, NULL, NULL, names, tb, 8, &err), 2);
+    ck_assert_double_eq(ta[0], tb[0]); /* the test loss is not */
+    ct_experiment_free(a);
+    ct_experiment_free(b);
+
+    a = fit_weighted(dir, "c", ", class_weight: {0: 0, 1: 0, 2: 0, 3: 0}", 0.1);
+    ct_experiment *init = load_in(dir, "cw.yaml");
+    ck_assert_int_eq(ct_model_plan(init->model, 32, &err), 0);
+    ck_assert(memcmp(a->model->values, init->model->values,
+                     (size_t)a->model->size * sizeof(float)) == 0);
+    ct_experiment_free(a);
+    ct_experiment_free(init);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_token_fit)
 {
     char *dir = token_dir(token_config, false, NO_BAD);
@@ -2265,6 +2322,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_caller_fp_state);
     tcase_add_test(t, test_trainable_false);
     tcase_add_test(t, test_initial_weights);
+    tcase_add_test(t, test_class_weight);
     tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);

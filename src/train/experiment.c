@@ -1,5 +1,6 @@
 /* experiment.c - the experiment schema: reads every section of the config tree with the
  * typed getters (defaults filled in), builds the model, and checks data against it. */
+#include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
@@ -511,10 +512,58 @@ static int check_target_scale(ct_experiment *ex, ct_error *err)
     return 0;
 }
 
+/* The class count of a one-output classifier without a time axis (binary: 2), or 0. */
+static int64_t weighable_classes(const ct_experiment *ex)
+{
+    const ct_shape *out = ct_model_output_shape_at(ex->model, 0);
+    int64_t cols = out->ndim ? out->dim[out->ndim - 1] : 1;
+    if (ex->model->noutputs != 1 || ct_shape_size(out) != cols)
+        return 0;
+    return cols == 1 ? 2 : cols;
+}
+
+/* fit.class_weight: {CLASS_ID: WEIGHT, ...}, Keras's dict; the classes it leaves out weigh
+ * 1. For a classifier of one output and one label per sample, as Keras allows. */
+static int read_class_weight(ct_experiment *ex, ct_node *f, ct_error *err)
+{
+    ct_node *v = ct_map_get(f, "class_weight");
+    if (!v || ct_node_is_null(v))
+        return 0;
+    int64_t n = weighable_classes(ex);
+    char shape[128];
+    ct_shape_format(ct_model_output_shape_at(ex->model, 0), shape, sizeof shape);
+    if (!n)
+        return ct_node_err(err, v, "fit.class_weight weighs the samples of a classifier with "
+                           "one output and one label per sample; this model has %d output%s, "
+                           "the first of shape %s", ex->model->noutputs,
+                           ex->model->noutputs == 1 ? "" : "s", shape);
+    if (v->type != CT_NODE_MAP || v->len == 0)
+        return ct_node_err(err, v, "fit.class_weight is a map from class ids to weights, such "
+                           "as {0: 1.0, 1: 5.0}");
+    if (!(ex->class_weight = malloc((size_t)n * sizeof *ex->class_weight)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ex->nclass_weight = n;
+    for (int64_t c = 0; c < n; c++)
+        ex->class_weight[c] = 1.0f;
+    for (size_t i = 0; i < v->len; i++) {
+        char *end;
+        errno = 0;
+        long long c = strtoll(v->keys[i], &end, 10);
+        double w;
+        if (*end || end == v->keys[i] || errno || c < 0 || c >= n)
+            return ct_node_err(err, v->key_nodes[i], "fit.class_weight: '%s' is not a class id of "
+                               "this model (0 to %" PRId64 ")", v->keys[i], n - 1);
+        if (ct_cfg_float(v, v->keys[i], 1.0, 0.0, 1e30, &w, err) < 0)
+            return -1;
+        ex->class_weight[c] = (float)w;
+    }
+    return 0;
+}
+
 static int read_fit(ct_experiment *ex, ct_error *err)
 {
-    static const char *const keys[] = {"epochs", "batch_size", "shuffle", "validation_freq",
-                                       "verbose", "callbacks", NULL};
+    static const char *const keys[] = {"epochs",  "batch_size", "shuffle",      "validation_freq",
+                                       "verbose", "callbacks",  "class_weight", NULL};
     static const char *const verbosity[] = {"auto", "0", "1", "2", NULL};
     ct_node *f = ct_map_get(ex->root, "fit");
     if (!f)
@@ -530,7 +579,7 @@ static int read_fit(ct_experiment *ex, ct_error *err)
         ct_cfg_enum(f, "verbose", "auto", verbosity, &verbose, err) < 0)
         return -1;
     ex->verbose = verbose - 1;
-    if (resolve_backup_dirs(ex, f, err) < 0)
+    if (read_class_weight(ex, f, err) < 0 || resolve_backup_dirs(ex, f, err) < 0)
         return -1;
     ex->callbacks = ct_callbacks_new(f, ex->optimizer, ex->allow_outside, ex->n_allow, err);
     return ex->callbacks ? 0 : -1;
@@ -706,6 +755,7 @@ void ct_experiment_free(ct_experiment *ex)
     free(ex->test.path);
     free(ex->validation.path);
     free(ex->initial_weights);
+    free(ex->class_weight);
     ct_node_free(ex->root);
     free(ex->path);
     free(ex);

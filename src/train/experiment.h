@@ -46,6 +46,10 @@ struct ct_experiment {
     double scale[CT_MAX_IO]; /* per model input */
     double target_scale[CT_MAX_IO]; /* per model output (data.target_scale) */
     char *initial_weights;   /* model.weights, resolved against the file's folder; owned */
+    /* fit.class_weight: the training loss's weight per class id (nclass_weight of them,
+     * 1 where the config names none); NULL when not given. Owned. */
+    float *class_weight;
+    int64_t nclass_weight;
     size_t memory_limit;     /* bytes */
     /* model and compile */
     ct_model *model;

@@ -95,6 +95,10 @@ static int mask_buffer(ct_experiment *ex, ct_error *err)
         if (out->mask && m->max_batch * out->shape.dim[0] > need)
             need = m->max_batch * out->shape.dim[0];
     }
+    /* score_weighted reads a batch's labels back here */
+    int64_t ycols = ex->loss[0].kind->sparse_labels ? 1 : classes(ex, 0);
+    if (ex->class_weight && m->max_batch * ycols > need)
+        need = m->max_batch * ycols;
     if (need <= ex->mask_cap)
         return 0;
     float *p = realloc(ex->mask_host, (size_t)need * sizeof *p);
@@ -148,6 +152,38 @@ static int64_t score_masked(ct_experiment *ex, int k, int64_t batch_rows, float 
     return valid * per;
 }
 
+/* fit.class_weight on a training batch (Keras weighs the training loss only): each run of
+ * samples of equal weight w is scored with the loss scaled by w, so the batch's loss is
+ * sum_i w_i l_i / rows and its gradient the same, as Keras's sum_over_batch_size. The
+ * labels are read back to find each sample's class (argmax of a one-hot row). */
+static void score_weighted(ct_experiment *ex, int64_t rows, float *const *y, float *dpred)
+{
+    ct_model *m = ex->model;
+    const ct_tensor *pred = ct_model_output(m, 0);
+    int64_t cols = classes(ex, 0), ycols = ex->loss[0].kind->sparse_labels ? 1 : cols;
+    float *lab = ex->mask_host; /* sized for a batch's labels by mask_buffer */
+    m->be->download(lab, y[0], (size_t)(rows * ycols) * sizeof *lab);
+    ct_loss_op op = ct_loss_op_of(&ex->loss[0]);
+    float *w = lab; /* each row's weight, written over its labels as they are read */
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = lab + r * ycols;
+        int64_t c = 0;
+        if (ycols == 1)
+            c = cols == 1 ? (row[0] >= 0.5f) : (int64_t)row[0];
+        else
+            for (int64_t j = 1; j < ycols; j++)
+                c = row[j] > row[c] ? j : c;
+        w[r] = c >= 0 && c < ex->nclass_weight ? ex->class_weight[c] : 1.0f;
+    }
+    for (int64_t a = 0, b; a < rows; a = b) {
+        for (b = a; b < rows && w[b] == w[a]; b++)
+            ;
+        op.sum_scale = w[a] == 0.0f ? 1e-300 : (double)w[a]; /* 0 reads as 1 in the op */
+        m->be->loss(&op, pred->data + a * cols, y[0] + a * ycols, dpred + a * cols, b - a, cols,
+                    (float)ex->loss_weight[0] * w[a] / (float)rows, &ex->acc[ct_acc_loss(0)]);
+    }
+}
+
 /* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
  * and writes the gradient of the batch's weighted mean loss into each output's gradient
  * buffer when grad is set. */
@@ -164,6 +200,10 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, 
         const ct_tensor *pred = ct_model_output(m, k);
         int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
         float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
+        if (dpred && ex->class_weight) {
+            score_weighted(ex, rows, y, dpred);
+            continue;
+        }
         ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
         m->be->loss(&op, pred->data, y[k], dpred, rows, cols,
                     (float)ex->loss_weight[k] / (float)rows, &ex->acc[ct_acc_loss(k)]);
