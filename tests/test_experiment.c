@@ -1008,7 +1008,12 @@ static char *read_text(const char *dir, const char *run, const char *file)
  * use_ema the average is state too, and the run ends with it as the weights. */
 static const char *const resume_optimizers[] = {
     NULL, "adam", "{type: nadam, use_ema: true}", "lion",
-    "{type: ftrl, use_ema: true, ema_momentum: 0.9, ema_overwrite_frequency: 7}",
+    "{type: ftrl, use_ema: true, ema_momentum: 0.9, ema_overwrite_frequency: 7}", "adam",
+};
+/* The metrics of each case (NULL: accuracy): the last adds metrics whose epoch state is
+ * more than a sum, which a checkpoint in the middle of an epoch must carry. */
+static const char *const resume_metrics[] = {
+    NULL, NULL, NULL, NULL, NULL, "[accuracy, {type: mean_iou, num_classes: 4, sparse_y_pred: false}]",
 };
 
 static void use_optimizer(const char *dir, const char *opt)
@@ -1022,6 +1027,17 @@ static void use_optimizer(const char *dir, const char *opt)
     tu_write(dir, "blobs.yaml", out);
 }
 
+static void use_metrics(const char *dir, const char *metrics)
+{
+    char out[2400];
+    char *text = read_text(dir, ".", "blobs.yaml"); /* read_text's own buffer */
+    char *m = strstr(text, "metrics: [accuracy]");
+    ck_assert_ptr_nonnull(m);
+    snprintf(out, sizeof out, "%.*smetrics: %s%s", (int)(m - text), text, metrics,
+             m + strlen("metrics: [accuracy]"));
+    tu_write(dir, "blobs.yaml", out);
+}
+
 /* 4 epochs in one go, 2 + resume + 2, and a stop after the first batch + resume: the same
  * weights, optimizer state and history, bit for bit (sgd with momentum, adam, nadam and ftrl
  * with use_ema, lion; dropout and shuffling on). */
@@ -1031,6 +1047,8 @@ START_TEST(test_resume_exact)
     const char *opt = resume_optimizers[_i];
     if (opt)
         use_optimizer(dir, opt);
+    if (resume_metrics[_i])
+        use_metrics(dir, resume_metrics[_i]);
     float *w[3], *st[3];
     int64_t n[3], ns[3];
     char resume[4200];
@@ -2330,7 +2348,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_predict_csv);
     tcase_add_test(t, test_fit_state_metrics);
     tcase_add_test(t, test_regularizer_in_loss);
-    tcase_add_loop_test(t, test_resume_exact, 0, 5);
+    tcase_add_loop_test(t, test_resume_exact, 0, 6);
     tcase_add_test(t, test_resume_errors);
     tcase_add_test(t, test_checkpoint_damage);
     tcase_add_test(t, test_resume_checks_first);

@@ -120,6 +120,18 @@ static int write_optimizer(hid_t file, const ct_optimizer *o)
     return rc;
 }
 
+/* A host metric's epoch state (precision's counts, auc's buckets), so a run resumed in the
+ * middle of an epoch reports what an unbroken one does. */
+static int write_metric_state(hid_t g, const ct_metric *m, int i)
+{
+    if (!m->host || m->nstate == 0)
+        return 0;
+    char name[48];
+    snprintf(name, sizeof name, "metric_state_%d", i);
+    hsize_t n = (hsize_t)m->nstate;
+    return dataset_write(g, name, H5T_NATIVE_DOUBLE, 1, &n, m->state);
+}
+
 static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state *st)
 {
     hid_t g = H5Gcreate2(file, "training_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -153,6 +165,8 @@ static int write_state(hid_t file, const ct_experiment *ex, const ct_train_state
                       dataset_write(g, "output_losses", H5T_NATIVE_DOUBLE, 1,
                                     (hsize_t[]){(hsize_t)ex->model->noutputs - 1}, st->loss_more) == 0)
                  ? 0 : -1;
+    for (int i = 0; rc == 0 && i < ex->nmetrics; i++)
+        rc = write_metric_state(g, &ex->metrics[i], i);
     free(cbs);
     H5Gclose(g);
     return rc;
@@ -308,6 +322,20 @@ static int read_optimizer(hid_t file, hid_t gapl, hid_t dapl, ct_optimizer *o,
     return rc;
 }
 
+static int read_metric_state(hid_t g, hid_t dapl, const ct_metric *m, int i, const char *path,
+                             ct_error *err)
+{
+    if (!m->host || m->nstate == 0)
+        return 0;
+    char name[48];
+    snprintf(name, sizeof name, "metric_state_%d", i);
+    int r = dataset_read(g, name, dapl, H5T_NATIVE_DOUBLE, m->nstate, m->state, path, err);
+    if (r == -2)
+        return -1;
+    return r == 0 ? 0 : ct_err(err, CT_ERR_DATA, "%s: the training state has no state for "
+                               "metric '%s', or state for another one", path, m->name);
+}
+
 static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *ex,
                       ct_train_state *st, const char *path, ct_error *err)
 {
@@ -384,6 +412,8 @@ static int read_state(hid_t file, hid_t gapl, hid_t dapl, const ct_experiment *e
                     "other callbacks", path);
     if (rc == 0)
         ct_callbacks_set_state(ex->callbacks, cbs, ex->model->size, ex->optimizer);
+    for (int i = 0; rc == 0 && i < ex->nmetrics; i++)
+        rc = read_metric_state(g, dapl, &ex->metrics[i], i, path, err);
     free(cbs);
     H5Gclose(g);
     return rc;

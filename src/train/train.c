@@ -238,8 +238,8 @@ static void set_sums(ct_experiment *ex, double loss, double penalty, const doubl
         ex->acc_host[2 + i] = metrics ? metrics[i] : 0;
         ex->metrics[i].sum = ex->acc_host[2 + i];
         ex->metrics[i].count = counts ? counts[i] : 0;
-        /* A host metric's state is not in a checkpoint: a resumed epoch's starts over. */
-        if (ex->metrics[i].host)
+        /* A resumed epoch's host metric state came from the checkpoint. */
+        if (ex->metrics[i].host && !metrics)
             ct_metric_reset(&ex->metrics[i]);
     }
     ex->model->be->upload(ex->acc, ex->acc_host, sizeof ex->acc_host);
