@@ -2,8 +2,9 @@
  * weight layouts and gate orders (LSTM i, f, c, o; GRU z, r, h).
  *
  * The input projection of every timestep is one GEMM into P (rows x T x G*units, the
- * input's own order). An LSTM step copies its slice of P (rows of [i | f | c | o]), adds
- * the recurrent projection with one GEMM and runs the cell as one backend op (lstm_step).
+ * input's own order). An LSTM step adds the recurrent projection to its slice of P (rows
+ * of [i | f | c | o]) with one product by the kernel, packed once per batch
+ * (gemm_packed), and runs the cell as one backend op (lstm_step).
  * SimpleRNN and GRU steps gather their slice gate by gate into a gate-major block (G
  * blocks of rows x units), add the recurrent projection and do the gate math on whole
  * blocks with the backend's element-wise ops. Pre-activations, gate values and states of
@@ -58,7 +59,8 @@ typedef struct rnn_buf {
     float *r;       /* backward, T x n x G*u: the gate gradients of each step, row order */
     float *mk;      /* masked input: T x n, the mask of each processing step */
     float *bh, *bc; /* masked input: n x u, the state gradients that bypass a padded step */
-    float *ut;      /* backward, G*u x u: the recurrent kernel transposed, for dh */
+    float *pk;      /* the recurrent kernel packed (gemm_pack_b): the LSTM's forward
+                     * multiplies by U, every backward by U^T */
 } rnn_buf;
 
 static int64_t take(float *base, int64_t *off, int64_t n, float **out)
@@ -102,7 +104,8 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
     take(base, &off, nu, &z.bh);
     if (s->cell == CELL_LSTM)
         take(base, &off, nu, &z.bc);
-    take(base, &off, gu * s->units, &z.ut);
+    int64_t fwd = CT_GEMM_PACKED_FLOATS(s->units, gu), bwd = CT_GEMM_PACKED_FLOATS(gu, s->units);
+    take(base, &off, fwd > bwd ? fwd : bwd, &z.pk);
     if (b)
         *b = z;
     return off;
@@ -361,7 +364,8 @@ static void step_simple(const ct_layer *l, const rnn_buf *b, const float *hin, i
 }
 
 /* LSTM keeps its gate values row-major (n rows of [i | f | c | o]): the step's slice of P
- * and the recurrent projection are one copy and one GEMM, and the cell one backend op. */
+ * plus the recurrent projection is one product by the packed kernel, and the cell one
+ * backend op. */
 static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
                       int64_t n)
 {
@@ -370,8 +374,7 @@ static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int
     int64_t u = s->units, nu = n * u, gu = 4 * u;
     float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
     float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
-    be->copy_strided(b->p + time_of(s, k) * gu, s->steps * gu, a, gu, n, gu);
-    be->gemm(false, false, n, gu, u, 1.0f, hin, u, l->params[1].value, gu, 1.0f, a, gu);
+    be->gemm_packed(n, gu, u, hin, u, b->pk, b->p + time_of(s, k) * gu, s->steps * gu, a, gu);
     be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, n, u);
 }
 
@@ -492,6 +495,8 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
         be->copy(b.h, xs[1]->data, nu);
     else
         be->fill(b.h, nu, 0.0f);
+    if (s->cell == CELL_LSTM) /* U, packed once for all steps */
+        be->gemm_pack_b(false, u, 4 * u, l->params[1].value, 4 * u, b.pk);
     if (b.c && nx > 2)
         be->copy(b.c, xs[2]->data, nu);
     else if (b.c)
@@ -635,7 +640,7 @@ static void back_recurrent(const ct_layer *l, const rnn_buf *b, float *r, int64_
     if (rk->grad && cols < gu)
         be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
                  rk->grad + 2 * u, gu);
-    be->gemm(false, false, n, u, cols, 1.0f, r, gu, b->ut, u, 0.0f, b->dh, u);
+    be->gemm_packed(n, u, cols, r, gu, b->pk, NULL, 0, b->dh, u);
     if (cols < gu) { /* d(r h) r, from back_gru's t1 */
         be->mul(nu, b->t1, b->y + k * 3 * nu + nu, b->t2);
         be->axpy(nu, 1.0f, b->t2, b->dh);
@@ -733,8 +738,8 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     if (!in_drop)
         b.xd = NULL;
     start_grads(l, dy->data, &b, nu);
-    /* dh = r U^T every step: U^T once, as a plain GEMM operand, is the faster GEMM */
-    be->transpose(l->params[1].value, u, s->gates * u, b.ut);
+    /* dh = r U^T every step (over the state columns): U^T packed once */
+    be->gemm_pack_b(true, state_cols(s), u, l->params[1].value, s->gates * u, b.pk);
     bool masked = steps_mask(xs, nx) != NULL; /* b.mk holds the forward's step masks */
     for (int64_t k = T - 1; k >= 0; k--) {
         if (s->return_sequences && dy->data)

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
 #include "config.h"
 #include "init.h"
 #include "rng.h"
@@ -114,6 +115,82 @@ START_TEST(test_gemm_k_zero)
     be()->gemm(false, false, 2, 3, 0, 1.0f, a, 1, b, 3, 0.0f, c, 3);
     for (int i = 0; i < 6; i++)
         ck_assert_float_eq(c[i], 0.0f);
+}
+END_TEST
+
+/* gemm_packed against a plain sum: op(B) packed with and without the transpose, with no
+ * addend, a separate one and C itself as the addend, for shapes that leave partial tiles
+ * (m not a multiple of 6, n not of 16), under the register tiles and the plain layout. */
+static void check_gemm_packed(bool tb, int addend, int64_t m, int64_t n, int64_t k)
+{
+    int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 1, ldd = n + 5;
+    int64_t brows = tb ? n : k;
+    float *a = malloc(sizeof(float) * (size_t)(m * lda + 1));
+    float *b = malloc(sizeof(float) * (size_t)(brows * ldb + 1));
+    float *p = malloc(sizeof(float) * (size_t)(CT_GEMM_PACKED_FLOATS(k, n) + 1));
+    float *c = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *d = malloc(sizeof(float) * (size_t)(m * ldd));
+    tu_fill(a, m * lda + 1, 4, -1, 1);
+    tu_fill(b, brows * ldb + 1, 5, -1, 1);
+    tu_fill(c0, m * ldc, 6, -1, 1);
+    tu_fill(d, m * ldd, 7, -1, 1);
+    if (addend == 0) /* without an addend C's old values must not matter */
+        for (int64_t i = 0; i < m * ldc; i++)
+            c0[i] = NAN;
+    memcpy(c, c0, sizeof(float) * (size_t)(m * ldc));
+    be()->gemm_pack_b(tb, k, n, b, ldb, p);
+    const float *dd = addend == 0 ? NULL : addend == 1 ? d : c;
+    be()->gemm_packed(m, n, k, a, lda, p, dd, addend == 1 ? ldd : ldc, c, ldc);
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            double want = addend == 0 ? 0.0 : addend == 1 ? d[i * ldd + j] : c0[i * ldc + j];
+            for (int64_t q = 0; q < k; q++)
+                want += op_at(a, lda, false, i, q) * op_at(b, ldb, tb, q, j);
+            ck_assert_msg(fabs(c[i * ldc + j] - want) < 1e-5 * (1 + fabs(want)),
+                          "tb=%d addend=%d %dx%dx%d (%d,%d): %g vs %g", tb, addend, (int)m,
+                          (int)n, (int)k, (int)i, (int)j, (double)c[i * ldc + j], want);
+        }
+        ck_assert_msg(memcmp(&c[i * ldc + n], &c0[i * ldc + n], sizeof(float)) == 0,
+                      "padding of C changed");
+    }
+    free(a), free(b), free(p), free(c), free(c0), free(d);
+}
+
+START_TEST(test_gemm_packed)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 9},  {13, 17, 33}, {64, 40, 31},
+                                        {6, 16, 8}, {5, 33, 0}, {19, 130, 257}};
+    bool tiles = ct_cpu_gemm_packed_tiles(-1);
+    for (int mode = 0; mode < 2; mode++) {
+        ct_cpu_gemm_packed_tiles(mode == 0 ? 0 : 1);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int addend = 0; addend < 3; addend++)
+                    check_gemm_packed(tb, addend, shapes[s][0], shapes[s][1], shapes[s][2]);
+    }
+    ct_cpu_gemm_packed_tiles(tiles ? 1 : 0);
+}
+END_TEST
+
+/* The packed product gives the same bits with one thread or two. */
+START_TEST(test_gemm_packed_threads)
+{
+    const int64_t m = 37, n = 300, k = 260;
+    float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
+    float *p = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(k, n));
+    float *c[2];
+    tu_fill(a, m * k, 8, -1, 1);
+    tu_fill(b, k * n, 9, -1, 1);
+    be()->gemm_pack_b(false, k, n, b, n, p);
+    for (int t = 0; t < 2; t++) {
+        ct_threads_set(t + 1);
+        c[t] = calloc((size_t)(m * n), sizeof(float));
+        be()->gemm_packed(m, n, k, a, k, p, NULL, 0, c[t], n);
+    }
+    ct_threads_set(1);
+    ck_assert(memcmp(c[0], c[1], sizeof(float) * (size_t)(m * n)) == 0);
+    free(a), free(b), free(p), free(c[0]), free(c[1]);
 }
 END_TEST
 
@@ -1498,6 +1575,8 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_upload_download);
     tcase_add_loop_test(tc, test_gemm_transposes, 0, 4);
     tcase_add_test(tc, test_gemm_k_zero);
+    tcase_add_test(tc, test_gemm_packed);
+    tcase_add_test(tc, test_gemm_packed_threads);
     tcase_add_test(tc, test_elementwise);
     tcase_add_test(tc, test_rows);
     suite_add_tcase(s, tc);

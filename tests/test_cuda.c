@@ -156,6 +156,31 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* Products by a packed matrix (each backend packs in its own form), with and without the
+ * transpose and the addend; the shape leaves partial tiles. */
+START_TEST(test_gemm_packed)
+{
+    const int64_t m = 37, n = 29, k = 53, ldd = n + 3;
+    for (int tb = 0; tb < 2; tb++)
+        for (int addend = 0; addend < 2; addend++) {
+            pair a = mk(m * k, 11, -1, 1), b = mk(k * n, 12, -1, 1), c = mk(m * n, 13, -1, 1);
+            pair d = mk(m * ldd, 14, -1, 1);
+            pair p = mk(CT_GEMM_PACKED_FLOATS(k, n), 0, 0, 0);
+            int64_t ldb = tb ? k : n;
+            CPU->gemm_pack_b(tb, k, n, b.c, ldb, p.c);
+            GPU->gemm_pack_b(tb, k, n, b.g, ldb, p.g);
+            CPU->gemm_packed(m, n, k, a.c, k, p.c, addend ? d.c : NULL, ldd, c.c, n);
+            GPU->gemm_packed(m, n, k, a.g, k, p.g, addend ? d.g : NULL, ldd, c.g, n);
+            char what[64];
+            snprintf(what, sizeof what, "gemm_packed trans_b %d addend %d", tb, addend);
+            expect_close(what, &c, SUM, 1);
+            pair *all[] = {&a, &b, &c, &d, &p};
+            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+                drop(all[j]);
+        }
+}
+END_TEST
+
 START_TEST(test_blas1)
 {
     const int64_t n = 10007;
@@ -1546,6 +1571,7 @@ static Suite *cuda_suite(void)
     TCase *ops = tcase_create("ops");
     tcase_set_timeout(ops, 120);
     tcase_add_test(ops, test_gemm);
+    tcase_add_test(ops, test_gemm_packed);
     tcase_add_test(ops, test_blas1);
     tcase_add_test(ops, test_activations);
     tcase_add_test(ops, test_random_streams);

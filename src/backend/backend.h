@@ -136,6 +136,10 @@ typedef struct ct_update {
 
 #define CT_STAGE_SLOTS 2
 
+/* Floats that any backend's packed form of a k x n matrix fits in (gemm_pack_b): whole
+ * panels of 16 columns. */
+#define CT_GEMM_PACKED_FLOATS(k, n) ((k) * (((n) + 15) / 16 * 16))
+
 typedef struct ct_backend {
     const char *name;
     ct_device device;
@@ -151,6 +155,20 @@ typedef struct ct_backend {
     void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                  float *c, int64_t ldc);
+
+    /* Products by a matrix used many times over (a recurrent kernel, once per step):
+     * gemm_pack_b lays op(B) (k x n; B is k x n, or n x k with trans_b) out once in the
+     * backend's own form, into `packed` (CT_GEMM_PACKED_FLOATS(k, n) floats of backend
+     * memory, the caller's, read by gemm_packed alone); gemm_packed then computes
+     * C = A op(B) + D, A m x k, D and C m x n (D NULL: no addend; D == C with ldd == ldc
+     * is allowed). Packing again is needed whenever B changes. Each result is computed
+     * the same way run after run and for any thread count, but may differ in the last
+     * bits from gemm's. */
+    void (*gemm_pack_b)(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                        float *packed);
+    void (*gemm_packed)(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                        const float *packed, const float *d, int64_t ldd, float *c,
+                        int64_t ldc);
 
     void (*fill)(float *x, int64_t n, float value);
     void (*copy)(float *dst, const float *src, int64_t n);

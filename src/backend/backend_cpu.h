@@ -87,6 +87,15 @@ void ct_cpu_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          float alpha, const float *a, int64_t lda, int64_t stride_a,
                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                          int64_t ldc, int64_t stride_c, int64_t batch);
+/* Products by a packed matrix (backend_cpu_gemm.c). */
+void ct_cpu_gemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                        float *packed);
+void ct_cpu_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                        const float *packed, const float *d, int64_t ldd, float *c, int64_t ldc);
+/* For tests: want 0 turns the register tiles off (the plain layout and gemm), 1 back on
+ * where the CPU has AVX2 and FMA, -1 only asks. Returns whether they are in use. Pack and
+ * multiply under the same setting. */
+bool ct_cpu_gemm_packed_tiles(int want);
 /* Attention's softmax, forward and backward (backend_cpu_attn.c). */
 void ct_cpu_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
 void ct_cpu_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,

@@ -58,6 +58,11 @@ extern "C" {
 void ct_cuda_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                   float *c, int64_t ldc);
+void ct_cuda_gemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                         float *packed);
+void ct_cuda_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *packed, const float *d, int64_t ldd, float *c,
+                         int64_t ldc);
 
 /* cuda_elementwise.cu */
 void ct_cuda_fill(float *x, int64_t n, float value);
