@@ -406,13 +406,13 @@ static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *x, const
 {
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
-    int64_t u = s->units, nu = n * u, gu = 4 * u, f = s->in, kz = lstm_k(s);
+    int64_t u = s->units, nu = n * u, f = s->in, kz = lstm_k(s);
     float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
     float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
     be->copy_strided(x + time_of(s, k) * f, s->steps * f, b->z, kz, n, f);
     be->copy_strided(hin, u, b->z + f, kz, n, u);
-    be->gemm_packed(n, gu, kz, b->z, kz, b->pk, NULL, 0, a, gu);
-    be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, n, u);
+    be->lstm_step_packed(s->act, s->rec_act, b->z, kz, kz, b->pk, a, y, c0, c1, tc,
+                         b->h + (k + 1) * nu, n, u);
 }
 
 /* The GRU's recurrent part: z and r pre-activations completed in a, rh filled. */

@@ -194,6 +194,49 @@ START_TEST(test_gemm_packed_threads)
 }
 END_TEST
 
+/* lstm_step_packed gives the bits of gemm_packed and lstm_step, with units a multiple of
+ * 16 (the cell runs per block of units) and not, with Keras's activations and others. */
+START_TEST(test_lstm_step_packed)
+{
+    const int64_t rows = 37, k = 45, units[] = {32, 29};
+    const ct_act acts[2][2] = {{{CT_ACT_TANH, 0}, {CT_ACT_SIGMOID, 0}},
+                               {{CT_ACT_RELU, 0}, {CT_ACT_HARD_SIGMOID, 0}}};
+    for (int ui = 0; ui < 2; ui++)
+        for (int ai = 0; ai < 2; ai++) {
+            int64_t u = units[ui], gu = 4 * u, nu = rows * u, ldz = k + 3;
+            float *z = malloc(sizeof(float) * (size_t)(rows * ldz));
+            float *w = malloc(sizeof(float) * (size_t)(k * gu));
+            float *p = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(k, gu));
+            float *c0 = malloc(sizeof(float) * (size_t)nu), *out[2][6];
+            tu_fill(z, rows * ldz, 21, -1, 1);
+            tu_fill(w, k * gu, 22, -0.5f, 0.5f);
+            tu_fill(c0, nu, 23, -2, 2);
+            be()->gemm_pack_b(false, k, gu, w, gu, p);
+            for (int v = 0; v < 2; v++) {
+                for (int o = 0; o < 6; o++)
+                    out[v][o] = calloc((size_t)(o < 2 ? 4 * nu : nu), sizeof(float));
+                float *a = out[v][0], *y = out[v][1], *c1 = out[v][2], *tc = out[v][3];
+                float *h = out[v][4];
+                if (v == 0) {
+                    be()->gemm_packed(rows, gu, k, z, ldz, p, NULL, 0, a, gu);
+                    be()->lstm_step(acts[ai][0], acts[ai][1], a, y, c0, c1, tc, h, rows, u);
+                } else {
+                    be()->lstm_step_packed(acts[ai][0], acts[ai][1], z, ldz, k, p, a, y, c0, c1,
+                                           tc, h, rows, u);
+                }
+            }
+            for (int o = 0; o < 5; o++)
+                ck_assert_msg(memcmp(out[0][o], out[1][o],
+                                     sizeof(float) * (size_t)(o < 2 ? 4 * nu : nu)) == 0,
+                              "units %d acts %d: output %d differs", (int)u, ai, o);
+            for (int v = 0; v < 2; v++)
+                for (int o = 0; o < 6; o++)
+                    free(out[v][o]);
+            free(z), free(w), free(p), free(c0);
+        }
+}
+END_TEST
+
 /* ---- element-wise ---------------------------------------------------------------- */
 
 START_TEST(test_elementwise)
@@ -1577,6 +1620,7 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_gemm_k_zero);
     tcase_add_test(tc, test_gemm_packed);
     tcase_add_test(tc, test_gemm_packed_threads);
+    tcase_add_test(tc, test_lstm_step_packed);
     tcase_add_test(tc, test_elementwise);
     tcase_add_test(tc, test_rows);
     suite_add_tcase(s, tc);

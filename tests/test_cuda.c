@@ -889,6 +889,25 @@ static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
     expect_close(name, &da, 1e-5, 1e-6);
     snprintf(name, sizeof name, "lstm_step_backward %s: dc", what);
     expect_close(name, &dc, 1e-5, 1e-6);
+    /* with the product first: units a multiple of 16 and not */
+    for (int64_t uu = 29; uu <= 32; uu += 3) {
+        const int64_t k = 45, gu = 4 * uu, nuu = rows * uu;
+        pair z = mk(rows * k, 215, -1, 1), w = mk(k * gu, 216, -0.5f, 0.5f);
+        pair p = mk(CT_GEMM_PACKED_FLOATS(k, gu), 0, 0, 0), pa = mk(4 * nuu, 0, 0, 0);
+        pair py = mk(4 * nuu, 0, 0, 0), pc0 = mk(nuu, 217, -2, 2), pc1 = mk(nuu, 0, 0, 0);
+        pair ptc = mk(nuu, 0, 0, 0), ph = mk(nuu, 0, 0, 0);
+        CPU->gemm_pack_b(false, k, gu, w.c, gu, p.c);
+        GPU->gemm_pack_b(false, k, gu, w.g, gu, p.g);
+        CPU->lstm_step_packed(act, rec_act, z.c, k, k, p.c, pa.c, py.c, pc0.c, pc1.c, ptc.c, ph.c,
+                              rows, uu);
+        GPU->lstm_step_packed(act, rec_act, z.g, k, k, p.g, pa.g, py.g, pc0.g, pc1.g, ptc.g, ph.g,
+                              rows, uu);
+        snprintf(name, sizeof name, "lstm_step_packed %s units %d: h", what, (int)uu);
+        expect_close(name, &ph, 1e-5, 1e-6);
+        pair *more[] = {&z, &w, &p, &pa, &py, &pc0, &pc1, &ptc, &ph};
+        for (size_t j = 0; j < sizeof more / sizeof more[0]; j++)
+            drop(more[j]);
+    }
     pair *all[] = {&a, &y, &c0, &c1, &tc, &h, &dh, &dc, &da};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
         drop(all[j]);

@@ -400,6 +400,15 @@ typedef struct ct_backend {
                                const float *c0, const float *c1, const float *tc,
                                const float *dh, float *dc, float *da, int64_t rows,
                                int64_t units);
+    /* lstm_step on pre-activations computed first: a (rows x 4 units, overwritten) =
+     * z op(B), z rows x k (leading dimension ldz) and op(B) k x 4 units packed by
+     * gemm_pack_b; then lstm_step on a. One op, so that a backend may run the cell on a
+     * block of units while that block's gates are in cache. The same bits as gemm_packed
+     * followed by lstm_step. */
+    void (*lstm_step_packed)(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                             int64_t k, const float *packed, float *a, float *y,
+                             const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                             int64_t units);
     /* Masks: mask[i] = 1 where any of the feat floats from x + i*feat differs from value,
      * else 0, for n steps (Embedding's mask_zero is feat 1, value 0; Masking's mask_value). */
     void (*step_mask)(const float *x, int64_t n, int64_t feat, float value, float *mask);

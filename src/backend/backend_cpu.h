@@ -119,6 +119,14 @@ void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const
                                const float *c0, const float *c1, const float *tc,
                                const float *dh, float *dc, float *da, int64_t rows,
                                int64_t units);
+/* lstm_step's cell over all rows but only units [k0, k1), on the calling thread. */
+void ct_cpu_lstm_cells(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
+                       float *c1, float *tc, float *h, int64_t rows, int64_t units, int64_t k0,
+                       int64_t k1);
+void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                             int64_t k, const float *packed, float *a, float *y,
+                             const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                             int64_t units);
 /* y = f(x) over n values, vectorised (backend_cpu_act.c); x == y is allowed. */
 void ct_cpu_map_sigmoid(const float *x, float *y, int64_t n);
 void ct_cpu_map_tanh(const float *x, float *y, int64_t n);

@@ -140,39 +140,85 @@ __attribute__((target("avx2,fma"))) static void tile_6x16(int64_t k, const float
 #undef PK_PUT
 }
 
-/* Panels [t0, t1) over all rows: a panel stays in L1 while every row block reads it. A
- * panel cut short by n goes through a 16-column buffer. */
+/* Panel t over all rows: the panel stays in L1 while every row block reads it. A panel
+ * cut short by n goes through a 16-column buffer. */
+static void panel_rows(const packed_job *j, int64_t t)
+{
+    float dbuf[TILE_ROWS][PANEL], cbuf[TILE_ROWS][PANEL];
+    const float *p = j->p + t * PANEL * j->k;
+    int64_t c0 = t * PANEL, cols = j->n - c0 < PANEL ? j->n - c0 : PANEL;
+    for (int64_t i0 = 0; i0 < j->m; i0 += TILE_ROWS) {
+        int rows = j->m - i0 < TILE_ROWS ? (int)(j->m - i0) : TILE_ROWS;
+        const float *ar[TILE_ROWS], *dr[TILE_ROWS];
+        float *cr[TILE_ROWS];
+        for (int r = 0; r < TILE_ROWS; r++) {
+            int64_t i = i0 + (r < rows ? r : rows - 1);
+            ar[r] = j->a + i * j->lda;
+            dr[r] = j->d && r < rows ? j->d + i * j->ldd + c0 : NULL;
+            cr[r] = r < rows ? j->c + i * j->ldc + c0 : NULL;
+            if (cols < PANEL && r < rows) {
+                if (dr[r]) {
+                    memcpy(dbuf[r], dr[r], (size_t)cols * sizeof(float));
+                    dr[r] = dbuf[r];
+                }
+                cr[r] = cbuf[r];
+            }
+        }
+        tile_6x16(j->k, ar, p, dr, cr);
+        for (int r = 0; cols < PANEL && r < rows; r++)
+            memcpy(j->c + (i0 + r) * j->ldc + c0, cbuf[r], (size_t)cols * sizeof(float));
+    }
+}
+
 static void packed_task(void *ctx, int64_t t0, int64_t t1)
 {
-    const packed_job *j = ctx;
-    float dbuf[TILE_ROWS][PANEL], cbuf[TILE_ROWS][PANEL];
-    for (int64_t t = t0; t < t1; t++) {
-        const float *p = j->p + t * PANEL * j->k;
-        int64_t c0 = t * PANEL, cols = j->n - c0 < PANEL ? j->n - c0 : PANEL;
-        for (int64_t i0 = 0; i0 < j->m; i0 += TILE_ROWS) {
-            int rows = j->m - i0 < TILE_ROWS ? (int)(j->m - i0) : TILE_ROWS;
-            const float *ar[TILE_ROWS], *dr[TILE_ROWS];
-            float *cr[TILE_ROWS];
-            for (int r = 0; r < TILE_ROWS; r++) {
-                int64_t i = i0 + (r < rows ? r : rows - 1);
-                ar[r] = j->a + i * j->lda;
-                dr[r] = j->d && r < rows ? j->d + i * j->ldd + c0 : NULL;
-                cr[r] = r < rows ? j->c + i * j->ldc + c0 : NULL;
-                if (cols < PANEL && r < rows) {
-                    if (dr[r]) {
-                        memcpy(dbuf[r], dr[r], (size_t)cols * sizeof(float));
-                        dr[r] = dbuf[r];
-                    }
-                    cr[r] = cbuf[r];
-                }
-            }
-            tile_6x16(j->k, ar, p, dr, cr);
-            for (int r = 0; cols < PANEL && r < rows; r++)
-                memcpy(j->c + (i0 + r) * j->ldc + c0, cbuf[r], (size_t)cols * sizeof(float));
-        }
+    for (int64_t t = t0; t < t1; t++)
+        panel_rows(ctx, t);
+}
+
+typedef struct lstm_packed_job {
+    packed_job g;
+    ct_act act, rec_act;
+    float *y, *c1, *tc, *h;
+    const float *c0;
+    int64_t units;
+} lstm_packed_job;
+
+/* Blocks of 16 units: the four gates' panels of the block, then the cell on them while
+ * they are in cache. */
+static void lstm_packed_task(void *ctx, int64_t b0, int64_t b1)
+{
+    const lstm_packed_job *j = ctx;
+    int64_t per_gate = j->units / PANEL;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        for (int64_t g = 0; g < 4; g++)
+            panel_rows(&j->g, g * per_gate + blk);
+        ct_cpu_lstm_cells(j->act, j->rec_act, j->g.c, j->y, j->c0, j->c1, j->tc, j->h, j->g.m,
+                          j->units, blk * PANEL, (blk + 1) * PANEL);
     }
 }
 #endif
+
+void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                             int64_t k, const float *packed, float *a, float *y,
+                             const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                             int64_t units)
+{
+    if (rows <= 0 || units <= 0)
+        return;
+#ifdef PK_X86
+    /* units a multiple of 16: no panel holds two gates */
+    if (use_tiles() && k > 0 && units % PANEL == 0) {
+        lstm_packed_job j = {{rows, 4 * units, k, ldz, 0, 4 * units, z, packed, NULL, a},
+                             act, rec_act, y, c1, tc, h, c0, units};
+        int64_t per = 4 * rows * PANEL * k;
+        ct_parallel_for(units / PANEL, GRAIN_MACS / per + 1, lstm_packed_task, &j);
+        return;
+    }
+#endif
+    ct_cpu_gemm_packed(rows, 4 * units, k, z, ldz, packed, NULL, 0, a, 4 * units);
+    ct_cpu_lstm_step(act, rec_act, a, y, c0, c1, tc, h, rows, units);
+}
 
 void ct_cpu_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                         const float *packed, const float *d, int64_t ldd, float *c, int64_t ldc)

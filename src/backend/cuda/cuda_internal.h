@@ -175,6 +175,10 @@ void ct_cuda_gather_rows(const float *table, int64_t nrows, int64_t dim, const f
                          int64_t n, float *y);
 void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
                        float *c1, float *tc, float *h, int64_t rows, int64_t units);
+void ct_cuda_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                              int64_t k, const float *packed, float *a, float *y,
+                              const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                              int64_t units);
 void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                 const float *c0, const float *c1, const float *tc,
                                 const float *dh, float *dc, float *da, int64_t rows,
