@@ -615,6 +615,20 @@ static void back_lstm(const ct_layer *l, const rnn_buf *b, float *r, int64_t k, 
     be->lstm_step_backward(s->act, s->rec_act, a, y, c0, c1, tc, b->dh, b->dc, r, n, u);
 }
 
+/* back_lstm for a step before the last, with dh first: the later step's gate gradients
+ * times U^T, plus dy's step d (NULL: none). One op, so a backend may do both per block of
+ * units. */
+static void back_lstm_fused(const ct_layer *l, const rnn_buf *b, const float *later, float *r,
+                            const float *d, int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    int64_t u = s->units, nu = n * u, gu = 4 * u;
+    const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
+    const float *c0 = b->c + k * nu, *c1 = c0 + nu;
+    l->be->lstm_step_backward_packed(s->act, s->rec_act, later, gu, gu, b->pk, d, s->steps * u,
+                                     a, y, c0, c1, tc, b->dh, b->dc, r, n, u);
+}
+
 static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
 {
     const rnn_state *s = l->state;
@@ -804,7 +818,16 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     /* dh = r U^T every step (over the state columns): U^T packed once */
     be->gemm_pack_b(true, state_cols(s), u, l->params[1].value, s->gates * u, b.pk);
     bool masked = steps_mask(xs, nx) != NULL; /* b.mk holds the forward's step masks */
+    /* An LSTM without masks or recurrent dropout computes each step's dh within the step
+     * before it (back_lstm_fused), and the last dh only for initial states. */
+    bool fused = s->cell == CELL_LSTM && !masked && !b.hm;
+    int64_t gnu = n * s->gates * u;
     for (int64_t k = T - 1; k >= 0; k--) {
+        if (fused && k < T - 1) {
+            const float *d = s->return_sequences && dy->data ? dy->data + k * u : NULL;
+            back_lstm_fused(l, &b, b.r + (k + 1) * gnu, b.r + k * gnu, d, k, n);
+            continue;
+        }
         if (s->return_sequences && dy->data)
             add_step_grad(s, be, &b, dy->data, masked, k, n);
         if (masked) {
@@ -822,13 +845,16 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
                 back_simple(l, &b, k, n);
             scatter_step(s, be, &b, r, time_of(s, k), n);
         }
-        back_recurrent(l, &b, r, k, n, k == T - 1);
+        if (!fused)
+            back_recurrent(l, &b, r, k, n, k == T - 1);
         if (masked) {
             be->axpy(nu, 1.0f, b.bh, b.dh);
             if (b.c)
                 be->axpy(nu, 1.0f, b.bc, b.dc);
         }
     }
+    if (fused && nx > 1) /* what reaches the initial state h */
+        be->gemm_packed(n, u, 4 * u, b.r, 4 * u, b.pk, NULL, 0, b.dh, u);
     kernel_grad(l, &b, n);
     back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
     for (int k = 1; k < nx; k++) /* initial_state: what reached step 0's state */

@@ -229,6 +229,37 @@ START_TEST(test_lstm_step_packed)
                 ck_assert_msg(memcmp(out[0][o], out[1][o],
                                      sizeof(float) * (size_t)(o < 2 ? 4 * nu : nu)) == 0,
                               "units %d acts %d: output %d differs", (int)u, ai, o);
+            /* the backward: dh = r U^T + d, then the cell's backward (r: 4u wide) */
+            float *ut = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(gu, u));
+            float *r = malloc(sizeof(float) * (size_t)(rows * gu)), *d = malloc(sizeof(float) * (size_t)nu);
+            float *bk[2][3];
+            tu_fill(r, rows * gu, 24, -1, 1);
+            tu_fill(d, nu, 25, -1, 1);
+            be()->gemm_pack_b(true, gu, u, w, gu, ut); /* w's first u rows as U (u x 4u) */
+            for (int v = 0; v < 2; v++) {
+                bk[v][0] = calloc((size_t)nu, sizeof(float));     /* dh */
+                bk[v][1] = malloc(sizeof(float) * (size_t)nu);    /* dc */
+                bk[v][2] = calloc((size_t)(4 * nu), sizeof(float)); /* da */
+                tu_fill(bk[v][1], nu, 26, -1, 1);
+                const ct_act act = acts[ai][0], rec = acts[ai][1];
+                if (v == 0) {
+                    be()->gemm_packed(rows, u, gu, r, gu, ut, d, u, bk[v][0], u);
+                    be()->lstm_step_backward(act, rec, out[0][0], out[0][1], c0, out[0][2],
+                                             out[0][3], bk[v][0], bk[v][1], bk[v][2], rows, u);
+                } else {
+                    be()->lstm_step_backward_packed(act, rec, r, gu, gu, ut, d, u, out[0][0],
+                                                    out[0][1], c0, out[0][2], out[0][3],
+                                                    bk[v][0], bk[v][1], bk[v][2], rows, u);
+                }
+            }
+            for (int o = 0; o < 3; o++)
+                ck_assert_msg(memcmp(bk[0][o], bk[1][o],
+                                     sizeof(float) * (size_t)(o == 2 ? 4 * nu : nu)) == 0,
+                              "units %d acts %d: backward output %d differs", (int)u, ai, o);
+            for (int v = 0; v < 2; v++)
+                for (int o = 0; o < 3; o++)
+                    free(bk[v][o]);
+            free(ut), free(r), free(d);
             for (int v = 0; v < 2; v++)
                 for (int o = 0; o < 6; o++)
                     free(out[v][o]);

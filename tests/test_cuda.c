@@ -904,7 +904,24 @@ static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
                               rows, uu);
         snprintf(name, sizeof name, "lstm_step_packed %s units %d: h", what, (int)uu);
         expect_close(name, &ph, 1e-5, 1e-6);
-        pair *more[] = {&z, &w, &p, &pa, &py, &pc0, &pc1, &ptc, &ph};
+        /* the backward from the CPU's forward values, with dh = r U^T + d first */
+        pair ut = mk(CT_GEMM_PACKED_FLOATS(gu, uu), 0, 0, 0), r = mk(rows * gu, 218, -1, 1);
+        pair dd = mk(nuu, 219, -1, 1), pdh = mk(nuu, 0, 0, 0), pdc = mk(nuu, 220, -1, 1);
+        pair pda = mk(4 * nuu, 0, 0, 0);
+        pair *fwd[] = {&pa, &py, &pc1, &ptc};
+        for (size_t j = 0; j < 4; j++)
+            GPU->upload(fwd[j]->g, fwd[j]->c, (size_t)fwd[j]->n * sizeof(float));
+        CPU->gemm_pack_b(true, gu, uu, w.c, gu, ut.c);
+        GPU->gemm_pack_b(true, gu, uu, w.g, gu, ut.g);
+        CPU->lstm_step_backward_packed(act, rec_act, r.c, gu, gu, ut.c, dd.c, uu, pa.c, py.c,
+                                       pc0.c, pc1.c, ptc.c, pdh.c, pdc.c, pda.c, rows, uu);
+        GPU->lstm_step_backward_packed(act, rec_act, r.g, gu, gu, ut.g, dd.g, uu, pa.g, py.g,
+                                       pc0.g, pc1.g, ptc.g, pdh.g, pdc.g, pda.g, rows, uu);
+        snprintf(name, sizeof name, "lstm_step_backward_packed %s units %d: da", what, (int)uu);
+        expect_close(name, &pda, 1e-4, 1e-5);
+        snprintf(name, sizeof name, "lstm_step_backward_packed %s units %d: dc", what, (int)uu);
+        expect_close(name, &pdc, 1e-4, 1e-5);
+        pair *more[] = {&z, &w, &p, &pa, &py, &pc0, &pc1, &ptc, &ph, &ut, &r, &dd, &pdh, &pdc, &pda};
         for (size_t j = 0; j < sizeof more / sizeof more[0]; j++)
             drop(more[j]);
     }

@@ -409,6 +409,17 @@ typedef struct ct_backend {
                              int64_t k, const float *packed, float *a, float *y,
                              const float *c0, float *c1, float *tc, float *h, int64_t rows,
                              int64_t units);
+    /* lstm_step_backward with the state gradient computed first: dh (rows x units,
+     * overwritten) = r op(B) + d, r rows x k (leading dimension ldr; the later step's gate
+     * gradients), op(B) k x units packed by gemm_pack_b, d rows x units (leading dimension
+     * ldd; NULL: none); then lstm_step_backward from that dh. da must not overlap r. The
+     * same bits as gemm_packed followed by lstm_step_backward. */
+    void (*lstm_step_backward_packed)(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                      int64_t k, const float *packed, const float *d,
+                                      int64_t ldd, const float *a, const float *y,
+                                      const float *c0, const float *c1, const float *tc,
+                                      float *dh, float *dc, float *da, int64_t rows,
+                                      int64_t units);
     /* Masks: mask[i] = 1 where any of the feat floats from x + i*feat differs from value,
      * else 0, for n steps (Embedding's mask_zero is feat 1, value 0; Masking's mask_value). */
     void (*step_mask)(const float *x, int64_t n, int64_t feat, float value, float *mask);

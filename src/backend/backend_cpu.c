@@ -856,6 +856,7 @@ static const ct_backend cpu_backend = {
     .lstm_step = ct_cpu_lstm_step,
     .lstm_step_backward = ct_cpu_lstm_step_backward,
     .lstm_step_packed = ct_cpu_lstm_step_packed,
+    .lstm_step_backward_packed = ct_cpu_lstm_step_backward_packed,
     .mask_weights = ct_cpu_mask_weights,
     .sync = cpu_sync,
     .check = cpu_check,

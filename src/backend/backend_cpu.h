@@ -123,6 +123,16 @@ void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const
 void ct_cpu_lstm_cells(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
                        float *c1, float *tc, float *h, int64_t rows, int64_t units, int64_t k0,
                        int64_t k1);
+void ct_cpu_lstm_back_cells(ct_act act, ct_act rec_act, const float *a, const float *y,
+                            const float *c0, const float *c1, const float *tc, const float *dh,
+                            float *dc, float *da, int64_t rows, int64_t units, int64_t k0,
+                            int64_t k1);
+void ct_cpu_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                      int64_t k, const float *packed, const float *d,
+                                      int64_t ldd, const float *a, const float *y,
+                                      const float *c0, const float *c1, const float *tc,
+                                      float *dh, float *dc, float *da, int64_t rows,
+                                      int64_t units);
 void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
                              int64_t k, const float *packed, float *a, float *y,
                              const float *c0, float *c1, float *tc, float *h, int64_t rows,

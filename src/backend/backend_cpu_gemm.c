@@ -179,8 +179,8 @@ static void packed_task(void *ctx, int64_t t0, int64_t t1)
 typedef struct lstm_packed_job {
     packed_job g;
     ct_act act, rec_act;
-    float *y, *c1, *tc, *h;
-    const float *c0;
+    float *y, *c1, *tc, *h, *dc, *da;
+    const float *c0, *a, *yr, *c1r, *tcr;
     int64_t units;
 } lstm_packed_job;
 
@@ -197,7 +197,41 @@ static void lstm_packed_task(void *ctx, int64_t b0, int64_t b1)
                           j->units, blk * PANEL, (blk + 1) * PANEL);
     }
 }
+
+/* The backward's blocks of 16 units: dh's panel, then the cell's backward on it. */
+static void lstm_back_packed_task(void *ctx, int64_t b0, int64_t b1)
+{
+    const lstm_packed_job *j = ctx;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        panel_rows(&j->g, blk);
+        ct_cpu_lstm_back_cells(j->act, j->rec_act, j->a, j->yr, j->c0, j->c1r, j->tcr, j->g.c,
+                               j->dc, j->da, j->g.m, j->units, blk * PANEL, (blk + 1) * PANEL);
+    }
+}
 #endif
+
+void ct_cpu_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                      int64_t k, const float *packed, const float *d,
+                                      int64_t ldd, const float *a, const float *y,
+                                      const float *c0, const float *c1, const float *tc,
+                                      float *dh, float *dc, float *da, int64_t rows,
+                                      int64_t units)
+{
+    if (rows <= 0 || units <= 0)
+        return;
+#ifdef PK_X86
+    if (use_tiles() && k > 0 && units % PANEL == 0) {
+        lstm_packed_job j = {.g = {rows, units, k, ldr, ldd, units, r, packed, d, dh},
+                             .act = act, .rec_act = rec_act, .dc = dc, .da = da, .c0 = c0,
+                             .a = a, .yr = y, .c1r = c1, .tcr = tc, .units = units};
+        int64_t per = rows * PANEL * k;
+        ct_parallel_for(units / PANEL, GRAIN_MACS / per + 1, lstm_back_packed_task, &j);
+        return;
+    }
+#endif
+    ct_cpu_gemm_packed(rows, units, k, r, ldr, packed, d, ldd, dh, units);
+    ct_cpu_lstm_step_backward(act, rec_act, a, y, c0, c1, tc, dh, dc, da, rows, units);
+}
 
 void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
                              int64_t k, const float *packed, float *a, float *y,
@@ -209,8 +243,9 @@ void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t
 #ifdef PK_X86
     /* units a multiple of 16: no panel holds two gates */
     if (use_tiles() && k > 0 && units % PANEL == 0) {
-        lstm_packed_job j = {{rows, 4 * units, k, ldz, 0, 4 * units, z, packed, NULL, a},
-                             act, rec_act, y, c1, tc, h, c0, units};
+        lstm_packed_job j = {.g = {rows, 4 * units, k, ldz, 0, 4 * units, z, packed, NULL, a},
+                             .act = act, .rec_act = rec_act, .y = y, .c1 = c1, .tc = tc,
+                             .h = h, .c0 = c0, .units = units};
         int64_t per = 4 * rows * PANEL * k;
         ct_parallel_for(units / PANEL, GRAIN_MACS / per + 1, lstm_packed_task, &j);
         return;

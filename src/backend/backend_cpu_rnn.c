@@ -109,13 +109,14 @@ void ct_cpu_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, cons
     ct_parallel_for(rows, GRAIN_CELLS / (units > 0 ? units : 1) + 1, lstm_task, &j);
 }
 
-/* One row of the backward: do, d tanh(c1) into dc, then di, dg, df and dc_prev. */
+/* One row of the backward, units [0, cnt) (pointers at the first, gates u apart): do,
+ * d tanh(c1) into dc, then di, dg, df and dc_prev. */
 CT_CPU_CLONES
 static void lstm_back_row_fast(const float *restrict y, const float *restrict c0,
                                const float *restrict tc, const float *restrict dh,
-                               float *restrict dc, float *restrict da, int64_t u)
+                               float *restrict dc, float *restrict da, int64_t u, int64_t cnt)
 {
-    for (int64_t k = 0; k < u; k++) {
+    for (int64_t k = 0; k < cnt; k++) {
         float i = y[k], f = y[u + k], g = y[2 * u + k], o = y[3 * u + k], t = tc[k];
         float d_o = dh[k] * t;
         da[3 * u + k] = d_o * (o * (1.0f - o));
@@ -132,12 +133,12 @@ static void lstm_back_row_fast(const float *restrict y, const float *restrict c0
     }
 }
 
-static void lstm_back_row_any(const lstm_job *j, int64_t r)
+static void lstm_back_row_any(const lstm_job *j, int64_t r, int64_t k0, int64_t k1)
 {
     int64_t u = j->u, gu = 4 * u;
     const float *a = j->a + r * gu, *y = j->y + r * gu;
     float *da = j->da + r * gu;
-    for (int64_t k = 0; k < u; k++) {
+    for (int64_t k = k0; k < k1; k++) {
         int64_t e = r * u + k;
         float i = y[k], f = y[u + k], g = y[2 * u + k], o = y[3 * u + k], t = j->tc[e];
         float d_o = j->dh[e] * t;
@@ -159,9 +160,26 @@ static void lstm_back_task(void *ctx, int64_t b, int64_t e)
     for (int64_t r = b; r < e; r++) {
         if (default_acts(j))
             lstm_back_row_fast(j->y + r * gu, j->c0 + r * u, j->tc + r * u, j->dh + r * u,
-                               j->dc + r * u, j->da + r * gu, u);
+                               j->dc + r * u, j->da + r * gu, u, u);
         else
-            lstm_back_row_any(j, r);
+            lstm_back_row_any(j, r, 0, u);
+    }
+}
+
+void ct_cpu_lstm_back_cells(ct_act act, ct_act rec_act, const float *a, const float *y,
+                            const float *c0, const float *c1, const float *tc, const float *dh,
+                            float *dc, float *da, int64_t rows, int64_t units, int64_t k0,
+                            int64_t k1)
+{
+    lstm_job j = {.act = act, .rec_act = rec_act, .a = a, .y = y, .c0 = c0, .c1 = c1,
+                  .tc = tc, .dh = dh, .dc = dc, .da = da, .u = units};
+    int64_t u = units, gu = 4 * u;
+    for (int64_t r = 0; r < rows; r++) {
+        if (default_acts(&j))
+            lstm_back_row_fast(y + r * gu + k0, c0 + r * u + k0, tc + r * u + k0,
+                               dh + r * u + k0, dc + r * u + k0, da + r * gu + k0, u, k1 - k0);
+        else
+            lstm_back_row_any(&j, r, k0, k1);
     }
 }
 

@@ -360,6 +360,7 @@ static void fill_table(void)
     t->lstm_step = ct_cuda_lstm_step;
     t->lstm_step_backward = ct_cuda_lstm_step_backward;
     t->lstm_step_packed = ct_cuda_lstm_step_packed;
+    t->lstm_step_backward_packed = ct_cuda_lstm_step_backward_packed;
     t->mask_weights = ct_cuda_mask_weights;
     t->sync = cuda_sync;
     t->check = cuda_check;

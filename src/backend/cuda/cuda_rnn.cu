@@ -114,4 +114,15 @@ void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, cons
     ct_cuda_check_launch("lstm_step_backward");
 }
 
+void ct_cuda_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                       int64_t k, const float *packed, const float *d,
+                                       int64_t ldd, const float *a, const float *y,
+                                       const float *c0, const float *c1, const float *tc,
+                                       float *dh, float *dc, float *da, int64_t rows,
+                                       int64_t units)
+{
+    ct_cuda_gemm_packed(rows, units, k, r, ldr, packed, d, ldd, dh, units);
+    ct_cuda_lstm_step_backward(act, rec_act, a, y, c0, c1, tc, dh, dc, da, rows, units);
+}
+
 } /* extern "C" */
