@@ -2,15 +2,16 @@
  * weight layouts and gate orders (LSTM i, f, c, o; GRU z, r, h).
  *
  * The input projection of every timestep is one GEMM into P (rows x T x G*units, the
- * input's own order). An LSTM step copies its slice of P (rows of [i | f | c | o]), adds
- * the recurrent projection with one GEMM and runs the cell as one backend op (lstm_step).
+ * input's own order); the LSTM instead multiplies [x_t | h_prev | 1] by its kernels, stacked
+ * and packed once per batch (gemm_packed), at each step into its gate pre-activations
+ * (rows of [i | f | c | o]), and runs the cell as one backend op (lstm_step).
  * SimpleRNN and GRU steps gather their slice gate by gate into a gate-major block (G
  * blocks of rows x units), add the recurrent projection and do the gate math on whole
  * blocks with the backend's element-wise ops. Pre-activations, gate values and states of
- * every step stay in scratch for backpropagation through time, which writes the
- * input-side gradients back into P so the kernel gradient and dx are again one GEMM each;
- * the steps' gate gradients, kept in step order, make the recurrent kernel's gradient
- * one GEMM too.
+ * every step stay in scratch for backpropagation through time, which keeps the steps'
+ * gate gradients in step order: the recurrent kernel's gradient is one GEMM of them, and
+ * the input kernel's gradient and dx one GEMM each, of them (LSTM, against the input laid
+ * out in step order) or of their input-side part written back into P (the others).
  *
  * Dropout as Keras: one mask per sample and feature for the whole sequence on the inputs,
  * one per sample and unit on the state fed to the recurrent kernel, in training only.
@@ -47,7 +48,11 @@ typedef struct rnn_state {
 
 /* Scratch regions for a batch of n rows (NULL where the configuration needs none). */
 typedef struct rnn_buf {
-    float *p;       /* n x T x G*u: input projections; in backward their gradients */
+    float *p;       /* SimpleRNN, GRU: n x T x G*u input projections; in backward their
+                     * gradients */
+    float *z, *wu;  /* LSTM: n x K, the step's [x_t | h_prev | 1], and K x 4u, the kernels
+                     * stacked [W; U; bias] (K = F + u (+ 1 with a bias)) */
+    float *xs;      /* LSTM, backward: T x n x F, the input (and then dx) in step order */
     float *a, *y;   /* T x G x n x u: gate pre-activations and values, per step */
     float *h;       /* (T+1) x n x u: states, h[0] = 0 */
     float *c, *tc;  /* LSTM: (T+1) x n x u cells (c[0] = 0), T x n x u act(c) */
@@ -58,8 +63,15 @@ typedef struct rnn_buf {
     float *r;       /* backward, T x n x G*u: the gate gradients of each step, row order */
     float *mk;      /* masked input: T x n, the mask of each processing step */
     float *bh, *bc; /* masked input: n x u, the state gradients that bypass a padded step */
-    float *ut;      /* backward, G*u x u: the recurrent kernel transposed, for dh */
+    float *pk;      /* kernels packed (gemm_pack_b): the LSTM's forward multiplies by
+                     * [W; U; bias], every backward by U^T */
 } rnn_buf;
+
+/* The LSTM step's shared axis: input features, units, and a 1 for the bias. */
+static int64_t lstm_k(const rnn_state *s)
+{
+    return s->in + s->units + (s->use_bias ? 1 : 0);
+}
 
 static int64_t take(float *base, int64_t *off, int64_t n, float **out)
 {
@@ -73,7 +85,13 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
 {
     int64_t off = 0, T = s->steps, nu = n * s->units, gu = s->gates * s->units;
     rnn_buf z = {0};
-    take(base, &off, n * T * gu, &z.p);
+    if (s->cell == CELL_LSTM) {
+        take(base, &off, n * lstm_k(s), &z.z);
+        take(base, &off, lstm_k(s) * gu, &z.wu);
+        take(base, &off, T * n * s->in, &z.xs);
+    } else {
+        take(base, &off, n * T * gu, &z.p);
+    }
     take(base, &off, T * gu * n, &z.a);
     take(base, &off, T * gu * n, &z.y);
     take(base, &off, (T + 1) * nu, &z.h);
@@ -102,7 +120,9 @@ static int64_t rnn_layout(const rnn_state *s, int64_t n, float *base, rnn_buf *b
     take(base, &off, nu, &z.bh);
     if (s->cell == CELL_LSTM)
         take(base, &off, nu, &z.bc);
-    take(base, &off, gu * s->units, &z.ut);
+    int64_t fwd = s->cell == CELL_LSTM ? CT_GEMM_PACKED_FLOATS(lstm_k(s), gu) : 0;
+    int64_t bwd = CT_GEMM_PACKED_FLOATS(gu, s->units);
+    take(base, &off, fwd > bwd ? fwd : bwd, &z.pk);
     if (b)
         *b = z;
     return off;
@@ -360,19 +380,39 @@ static void step_simple(const ct_layer *l, const rnn_buf *b, const float *hin, i
     l->be->copy(b->h + (k + 1) * nu, y, nu);
 }
 
-/* LSTM keeps its gate values row-major (n rows of [i | f | c | o]): the step's slice of P
- * and the recurrent projection are one copy and one GEMM, and the cell one backend op. */
-static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *hin, int64_t k,
-                      int64_t n)
+/* The LSTM's kernels stacked as [W; U; bias] and packed once for all steps, and the
+ * ones column that picks the bias. */
+static void lstm_pack(const ct_layer *l, const rnn_buf *b, int64_t n)
 {
     const rnn_state *s = l->state;
     const ct_backend *be = l->be;
-    int64_t u = s->units, nu = n * u, gu = 4 * u;
+    int64_t f = s->in, u = s->units, gu = 4 * u, kz = lstm_k(s);
+    be->copy(b->wu, l->params[0].value, f * gu);
+    be->copy(b->wu + f * gu, l->params[1].value, u * gu);
+    if (s->use_bias) {
+        be->copy(b->wu + (f + u) * gu, l->params[2].value, gu);
+        be->fill(b->t2, n, 1.0f);
+        be->copy_strided(b->t2, 1, b->z + f + u, kz, n, 1);
+    }
+    be->gemm_pack_b(false, kz, gu, b->wu, gu, b->pk);
+}
+
+/* LSTM keeps its gate values row-major (n rows of [i | f | c | o]): the step's input
+ * projection, recurrent projection and bias are one product of [x_t | h_prev | 1] by the
+ * packed kernels (so no projection of all steps is written and read back), and the cell
+ * one backend op. */
+static void step_lstm(const ct_layer *l, const rnn_buf *b, const float *x, const float *hin,
+                      int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    const ct_backend *be = l->be;
+    int64_t u = s->units, nu = n * u, f = s->in, kz = lstm_k(s);
     float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu;
     float *c0 = b->c + k * nu, *c1 = c0 + nu, *tc = b->tc + k * nu;
-    be->copy_strided(b->p + time_of(s, k) * gu, s->steps * gu, a, gu, n, gu);
-    be->gemm(false, false, n, gu, u, 1.0f, hin, u, l->params[1].value, gu, 1.0f, a, gu);
-    be->lstm_step(s->act, s->rec_act, a, y, c0, c1, tc, b->h + (k + 1) * nu, n, u);
+    be->copy_strided(x + time_of(s, k) * f, s->steps * f, b->z, kz, n, f);
+    be->copy_strided(hin, u, b->z + f, kz, n, u);
+    be->lstm_step_packed(s->act, s->rec_act, b->z, kz, kz, b->pk, a, y, c0, c1, tc,
+                         b->h + (k + 1) * nu, n, u);
 }
 
 /* The GRU's recurrent part: z and r pre-activations completed in a, rh filled. */
@@ -487,7 +527,11 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     int64_t n = xs[0]->rows, T = s->steps, u = s->units, nu = n * u, gnu = s->gates * nu;
     rnn_buf b;
     rnn_layout(s, n, l->scratch, &b);
-    project_inputs(l, apply_masks(l, pass, xs[0]->data, n, &b), n, b.p);
+    const float *x = apply_masks(l, pass, xs[0]->data, n, &b);
+    if (s->cell == CELL_LSTM)
+        lstm_pack(l, &b, n);
+    else
+        project_inputs(l, x, n, b.p);
     if (nx > 1) /* initial_state */
         be->copy(b.h, xs[1]->data, nu);
     else
@@ -503,7 +547,7 @@ static void rnn_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     for (int64_t k = 0; k < T; k++) {
         const float *hin = rec_input(&b, rec_drop, k, nu, be);
         if (s->cell == CELL_LSTM) {
-            step_lstm(l, &b, hin, k, n);
+            step_lstm(l, &b, x, hin, k, n);
         } else {
             gather_step(s, be, b.p, time_of(s, k), n, b.a + k * gnu);
             if (s->cell == CELL_GRU)
@@ -560,7 +604,7 @@ static void back_simple(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t 
     l->be->act_backward(s->act, b->a + k * nu, b->y + k * nu, b->dh, b->da, n, s->units);
 }
 
-/* Into r (row-major gate gradients, see step_lstm) and P's slice of time t. */
+/* Into r (row-major gate gradients, see step_lstm). */
 static void back_lstm(const ct_layer *l, const rnn_buf *b, float *r, int64_t k, int64_t n)
 {
     const rnn_state *s = l->state;
@@ -569,7 +613,20 @@ static void back_lstm(const ct_layer *l, const rnn_buf *b, float *r, int64_t k, 
     const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
     const float *c0 = b->c + k * nu, *c1 = c0 + nu;
     be->lstm_step_backward(s->act, s->rec_act, a, y, c0, c1, tc, b->dh, b->dc, r, n, u);
-    be->copy_strided(r, 4 * u, b->p + time_of(s, k) * 4 * u, s->steps * 4 * u, n, 4 * u);
+}
+
+/* back_lstm for a step before the last, with dh first: the later step's gate gradients
+ * times U^T, plus dy's step d (NULL: none). One op, so a backend may do both per block of
+ * units. */
+static void back_lstm_fused(const ct_layer *l, const rnn_buf *b, const float *later, float *r,
+                            const float *d, int64_t k, int64_t n)
+{
+    const rnn_state *s = l->state;
+    int64_t u = s->units, nu = n * u, gu = 4 * u;
+    const float *a = b->a + k * 4 * nu, *y = b->y + k * 4 * nu, *tc = b->tc + k * nu;
+    const float *c0 = b->c + k * nu, *c1 = c0 + nu;
+    l->be->lstm_step_backward_packed(s->act, s->rec_act, later, gu, gu, b->pk, d, s->steps * u,
+                                     a, y, c0, c1, tc, b->dh, b->dc, r, n, u);
 }
 
 static void back_gru(const ct_layer *l, const rnn_buf *b, int64_t k, int64_t n)
@@ -635,7 +692,7 @@ static void back_recurrent(const ct_layer *l, const rnn_buf *b, float *r, int64_
     if (rk->grad && cols < gu)
         be->gemm(true, false, u, u, n, 1.0f, b->rh + k * nu, u, b->da + 2 * nu, u, beta,
                  rk->grad + 2 * u, gu);
-    be->gemm(false, false, n, u, cols, 1.0f, r, gu, b->ut, u, 0.0f, b->dh, u);
+    be->gemm_packed(n, u, cols, r, gu, b->pk, NULL, 0, b->dh, u);
     if (cols < gu) { /* d(r h) r, from back_gru's t1 */
         be->mul(nu, b->t1, b->y + k * 3 * nu + nu, b->t2);
         be->axpy(nu, 1.0f, b->t2, b->dh);
@@ -662,7 +719,23 @@ static void kernel_grad(const ct_layer *l, const rnn_buf *b, int64_t n)
         be->sum_rows(b->r, bias_grad(l) + gu, rows, gu, 0.0f);
 }
 
-/* dW, db and dx from the input-side gradients in P. */
+/* rows x T x F (the input's order) to or from T x rows x F (processing-step order). */
+static void steps_order(const rnn_state *s, const ct_backend *be, const float *from, float *to,
+                        int64_t n, bool to_steps)
+{
+    int64_t f = s->in, T = s->steps;
+    for (int64_t k = 0; k < T; k++) {
+        int64_t t = time_of(s, k);
+        if (to_steps)
+            be->copy_strided(from + t * f, T * f, to + k * n * f, f, n, f);
+        else
+            be->copy_strided(from + k * n * f, f, to + t * f, T * f, n, f);
+    }
+}
+
+/* dW, db and dx from the input-side gradients: in P (input order), or for the LSTM the
+ * steps' gate gradients in r themselves (step order), against the input laid out in step
+ * order (a few floats per row, where r has 4u). */
 static void back_inputs(const ct_layer *l, const float *x, const rnn_buf *b, int64_t n,
                         ct_tensor *dx)
 {
@@ -670,13 +743,22 @@ static void back_inputs(const ct_layer *l, const float *x, const rnn_buf *b, int
     const ct_backend *be = l->be;
     int64_t gu = s->gates * s->units, rows = n * s->steps, f = s->in;
     const ct_param *w = &l->params[0];
+    bool steps = s->cell == CELL_LSTM;
+    const float *g = steps ? b->r : b->p;
+    if (steps && w->grad) {
+        steps_order(s, be, x, b->xs, n, true);
+        x = b->xs;
+    }
     if (w->grad)
-        be->gemm(true, false, f, gu, rows, 1.0f, x, f, b->p, gu, 0.0f, w->grad, gu);
+        be->gemm(true, false, f, gu, rows, 1.0f, x, f, g, gu, 0.0f, w->grad, gu);
     if (bias_grad(l))
-        be->sum_rows(b->p, bias_grad(l), rows, gu, 0.0f);
+        be->sum_rows(g, bias_grad(l), rows, gu, 0.0f);
     if (!dx)
         return;
-    be->gemm(false, true, rows, f, gu, 1.0f, b->p, gu, w->value, gu, 0.0f, dx->data, f);
+    be->gemm(false, true, rows, f, gu, 1.0f, g, gu, w->value, gu, 0.0f,
+             steps ? b->xs : dx->data, f);
+    if (steps)
+        steps_order(s, be, b->xs, dx->data, n, false);
     if (b->xd)
         be->mul(rows * f, dx->data, b->mx, dx->data);
 }
@@ -733,10 +815,19 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     if (!in_drop)
         b.xd = NULL;
     start_grads(l, dy->data, &b, nu);
-    /* dh = r U^T every step: U^T once, as a plain GEMM operand, is the faster GEMM */
-    be->transpose(l->params[1].value, u, s->gates * u, b.ut);
+    /* dh = r U^T every step (over the state columns): U^T packed once */
+    be->gemm_pack_b(true, state_cols(s), u, l->params[1].value, s->gates * u, b.pk);
     bool masked = steps_mask(xs, nx) != NULL; /* b.mk holds the forward's step masks */
+    /* An LSTM without masks or recurrent dropout computes each step's dh within the step
+     * before it (back_lstm_fused), and the last dh only for initial states. */
+    bool fused = s->cell == CELL_LSTM && !masked && !b.hm;
+    int64_t gnu = n * s->gates * u;
     for (int64_t k = T - 1; k >= 0; k--) {
+        if (fused && k < T - 1) {
+            const float *d = s->return_sequences && dy->data ? dy->data + k * u : NULL;
+            back_lstm_fused(l, &b, b.r + (k + 1) * gnu, b.r + k * gnu, d, k, n);
+            continue;
+        }
         if (s->return_sequences && dy->data)
             add_step_grad(s, be, &b, dy->data, masked, k, n);
         if (masked) {
@@ -754,13 +845,16 @@ static void rnn_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
                 back_simple(l, &b, k, n);
             scatter_step(s, be, &b, r, time_of(s, k), n);
         }
-        back_recurrent(l, &b, r, k, n, k == T - 1);
+        if (!fused)
+            back_recurrent(l, &b, r, k, n, k == T - 1);
         if (masked) {
             be->axpy(nu, 1.0f, b.bh, b.dh);
             if (b.c)
                 be->axpy(nu, 1.0f, b.bc, b.dc);
         }
     }
+    if (fused && nx > 1) /* what reaches the initial state h */
+        be->gemm_packed(n, u, 4 * u, b.r, 4 * u, b.pk, NULL, 0, b.dh, u);
     kernel_grad(l, &b, n);
     back_inputs(l, in_drop ? b.xd : xs[0]->data, &b, n, dxs[0]);
     for (int k = 1; k < nx; k++) /* initial_state: what reached step 0's state */

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
 #include "config.h"
 #include "init.h"
 #include "rng.h"
@@ -114,6 +115,156 @@ START_TEST(test_gemm_k_zero)
     be()->gemm(false, false, 2, 3, 0, 1.0f, a, 1, b, 3, 0.0f, c, 3);
     for (int i = 0; i < 6; i++)
         ck_assert_float_eq(c[i], 0.0f);
+}
+END_TEST
+
+/* gemm_packed against a plain sum: op(B) packed with and without the transpose, with no
+ * addend, a separate one and C itself as the addend, for shapes that leave partial tiles
+ * (m not a multiple of 6, n not of 16), under the register tiles and the plain layout. */
+static void check_gemm_packed(bool tb, int addend, int64_t m, int64_t n, int64_t k)
+{
+    int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 1, ldd = n + 5;
+    int64_t brows = tb ? n : k;
+    float *a = malloc(sizeof(float) * (size_t)(m * lda + 1));
+    float *b = malloc(sizeof(float) * (size_t)(brows * ldb + 1));
+    float *p = malloc(sizeof(float) * (size_t)(CT_GEMM_PACKED_FLOATS(k, n) + 1));
+    float *c = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *d = malloc(sizeof(float) * (size_t)(m * ldd));
+    tu_fill(a, m * lda + 1, 4, -1, 1);
+    tu_fill(b, brows * ldb + 1, 5, -1, 1);
+    tu_fill(c0, m * ldc, 6, -1, 1);
+    tu_fill(d, m * ldd, 7, -1, 1);
+    if (addend == 0) /* without an addend C's old values must not matter */
+        for (int64_t i = 0; i < m * ldc; i++)
+            c0[i] = NAN;
+    memcpy(c, c0, sizeof(float) * (size_t)(m * ldc));
+    be()->gemm_pack_b(tb, k, n, b, ldb, p);
+    const float *dd = addend == 0 ? NULL : addend == 1 ? d : c;
+    be()->gemm_packed(m, n, k, a, lda, p, dd, addend == 1 ? ldd : ldc, c, ldc);
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            double want = addend == 0 ? 0.0 : addend == 1 ? d[i * ldd + j] : c0[i * ldc + j];
+            for (int64_t q = 0; q < k; q++)
+                want += op_at(a, lda, false, i, q) * op_at(b, ldb, tb, q, j);
+            ck_assert_msg(fabs(c[i * ldc + j] - want) < 1e-5 * (1 + fabs(want)),
+                          "tb=%d addend=%d %dx%dx%d (%d,%d): %g vs %g", tb, addend, (int)m,
+                          (int)n, (int)k, (int)i, (int)j, (double)c[i * ldc + j], want);
+        }
+        ck_assert_msg(memcmp(&c[i * ldc + n], &c0[i * ldc + n], sizeof(float)) == 0,
+                      "padding of C changed");
+    }
+    free(a), free(b), free(p), free(c), free(c0), free(d);
+}
+
+START_TEST(test_gemm_packed)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 9},  {13, 17, 33}, {64, 40, 31},
+                                        {6, 16, 8}, {5, 33, 0}, {19, 130, 257}};
+    bool tiles = ct_cpu_gemm_packed_tiles(-1);
+    for (int mode = 0; mode < 2; mode++) {
+        ct_cpu_gemm_packed_tiles(mode == 0 ? 0 : 1);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int addend = 0; addend < 3; addend++)
+                    check_gemm_packed(tb, addend, shapes[s][0], shapes[s][1], shapes[s][2]);
+    }
+    ct_cpu_gemm_packed_tiles(tiles ? 1 : 0);
+}
+END_TEST
+
+/* The packed product gives the same bits with one thread or two. */
+START_TEST(test_gemm_packed_threads)
+{
+    const int64_t m = 37, n = 300, k = 260;
+    float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
+    float *p = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(k, n));
+    float *c[2];
+    tu_fill(a, m * k, 8, -1, 1);
+    tu_fill(b, k * n, 9, -1, 1);
+    be()->gemm_pack_b(false, k, n, b, n, p);
+    for (int t = 0; t < 2; t++) {
+        ct_threads_set(t + 1);
+        c[t] = calloc((size_t)(m * n), sizeof(float));
+        be()->gemm_packed(m, n, k, a, k, p, NULL, 0, c[t], n);
+    }
+    ct_threads_set(1);
+    ck_assert(memcmp(c[0], c[1], sizeof(float) * (size_t)(m * n)) == 0);
+    free(a), free(b), free(p), free(c[0]), free(c[1]);
+}
+END_TEST
+
+/* lstm_step_packed gives the bits of gemm_packed and lstm_step, with units a multiple of
+ * 16 (the cell runs per block of units) and not, with Keras's activations and others. */
+START_TEST(test_lstm_step_packed)
+{
+    const int64_t rows = 37, k = 45, units[] = {32, 29};
+    const ct_act acts[2][2] = {{{CT_ACT_TANH, 0}, {CT_ACT_SIGMOID, 0}},
+                               {{CT_ACT_RELU, 0}, {CT_ACT_HARD_SIGMOID, 0}}};
+    for (int ui = 0; ui < 2; ui++)
+        for (int ai = 0; ai < 2; ai++) {
+            int64_t u = units[ui], gu = 4 * u, nu = rows * u, ldz = k + 3;
+            float *z = malloc(sizeof(float) * (size_t)(rows * ldz));
+            float *w = malloc(sizeof(float) * (size_t)(k * gu));
+            float *p = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(k, gu));
+            float *c0 = malloc(sizeof(float) * (size_t)nu), *out[2][6];
+            tu_fill(z, rows * ldz, 21, -1, 1);
+            tu_fill(w, k * gu, 22, -0.5f, 0.5f);
+            tu_fill(c0, nu, 23, -2, 2);
+            be()->gemm_pack_b(false, k, gu, w, gu, p);
+            for (int v = 0; v < 2; v++) {
+                for (int o = 0; o < 6; o++)
+                    out[v][o] = calloc((size_t)(o < 2 ? 4 * nu : nu), sizeof(float));
+                float *a = out[v][0], *y = out[v][1], *c1 = out[v][2], *tc = out[v][3];
+                float *h = out[v][4];
+                if (v == 0) {
+                    be()->gemm_packed(rows, gu, k, z, ldz, p, NULL, 0, a, gu);
+                    be()->lstm_step(acts[ai][0], acts[ai][1], a, y, c0, c1, tc, h, rows, u);
+                } else {
+                    be()->lstm_step_packed(acts[ai][0], acts[ai][1], z, ldz, k, p, a, y, c0, c1,
+                                           tc, h, rows, u);
+                }
+            }
+            for (int o = 0; o < 5; o++)
+                ck_assert_msg(memcmp(out[0][o], out[1][o],
+                                     sizeof(float) * (size_t)(o < 2 ? 4 * nu : nu)) == 0,
+                              "units %d acts %d: output %d differs", (int)u, ai, o);
+            /* the backward: dh = r U^T + d, then the cell's backward (r: 4u wide) */
+            float *ut = malloc(sizeof(float) * (size_t)CT_GEMM_PACKED_FLOATS(gu, u));
+            float *r = malloc(sizeof(float) * (size_t)(rows * gu)), *d = malloc(sizeof(float) * (size_t)nu);
+            float *bk[2][3];
+            tu_fill(r, rows * gu, 24, -1, 1);
+            tu_fill(d, nu, 25, -1, 1);
+            be()->gemm_pack_b(true, gu, u, w, gu, ut); /* w's first u rows as U (u x 4u) */
+            for (int v = 0; v < 2; v++) {
+                bk[v][0] = calloc((size_t)nu, sizeof(float));     /* dh */
+                bk[v][1] = malloc(sizeof(float) * (size_t)nu);    /* dc */
+                bk[v][2] = calloc((size_t)(4 * nu), sizeof(float)); /* da */
+                tu_fill(bk[v][1], nu, 26, -1, 1);
+                const ct_act act = acts[ai][0], rec = acts[ai][1];
+                if (v == 0) {
+                    be()->gemm_packed(rows, u, gu, r, gu, ut, d, u, bk[v][0], u);
+                    be()->lstm_step_backward(act, rec, out[0][0], out[0][1], c0, out[0][2],
+                                             out[0][3], bk[v][0], bk[v][1], bk[v][2], rows, u);
+                } else {
+                    be()->lstm_step_backward_packed(act, rec, r, gu, gu, ut, d, u, out[0][0],
+                                                    out[0][1], c0, out[0][2], out[0][3],
+                                                    bk[v][0], bk[v][1], bk[v][2], rows, u);
+                }
+            }
+            for (int o = 0; o < 3; o++)
+                ck_assert_msg(memcmp(bk[0][o], bk[1][o],
+                                     sizeof(float) * (size_t)(o == 2 ? 4 * nu : nu)) == 0,
+                              "units %d acts %d: backward output %d differs", (int)u, ai, o);
+            for (int v = 0; v < 2; v++)
+                for (int o = 0; o < 3; o++)
+                    free(bk[v][o]);
+            free(ut), free(r), free(d);
+            for (int v = 0; v < 2; v++)
+                for (int o = 0; o < 6; o++)
+                    free(out[v][o]);
+            free(z), free(w), free(p), free(c0);
+        }
 }
 END_TEST
 
@@ -1565,6 +1716,9 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_upload_download);
     tcase_add_loop_test(tc, test_gemm_transposes, 0, 4);
     tcase_add_test(tc, test_gemm_k_zero);
+    tcase_add_test(tc, test_gemm_packed);
+    tcase_add_test(tc, test_gemm_packed_threads);
+    tcase_add_test(tc, test_lstm_step_packed);
     tcase_add_test(tc, test_elementwise);
     tcase_add_test(tc, test_rows);
     suite_add_tcase(s, tc);

@@ -156,6 +156,31 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* Products by a packed matrix (each backend packs in its own form), with and without the
+ * transpose and the addend; the shape leaves partial tiles. */
+START_TEST(test_gemm_packed)
+{
+    const int64_t m = 37, n = 29, k = 53, ldd = n + 3;
+    for (int tb = 0; tb < 2; tb++)
+        for (int addend = 0; addend < 2; addend++) {
+            pair a = mk(m * k, 11, -1, 1), b = mk(k * n, 12, -1, 1), c = mk(m * n, 13, -1, 1);
+            pair d = mk(m * ldd, 14, -1, 1);
+            pair p = mk(CT_GEMM_PACKED_FLOATS(k, n), 0, 0, 0);
+            int64_t ldb = tb ? k : n;
+            CPU->gemm_pack_b(tb, k, n, b.c, ldb, p.c);
+            GPU->gemm_pack_b(tb, k, n, b.g, ldb, p.g);
+            CPU->gemm_packed(m, n, k, a.c, k, p.c, addend ? d.c : NULL, ldd, c.c, n);
+            GPU->gemm_packed(m, n, k, a.g, k, p.g, addend ? d.g : NULL, ldd, c.g, n);
+            char what[64];
+            snprintf(what, sizeof what, "gemm_packed trans_b %d addend %d", tb, addend);
+            expect_close(what, &c, SUM, 1);
+            pair *all[] = {&a, &b, &c, &d, &p};
+            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+                drop(all[j]);
+        }
+}
+END_TEST
+
 START_TEST(test_blas1)
 {
     const int64_t n = 10007;
@@ -919,6 +944,42 @@ static void check_lstm_cell(ct_act act, ct_act rec_act, const char *what)
     expect_close(name, &da, 1e-5, 1e-6);
     snprintf(name, sizeof name, "lstm_step_backward %s: dc", what);
     expect_close(name, &dc, 1e-5, 1e-6);
+    /* with the product first: units a multiple of 16 and not */
+    for (int64_t uu = 29; uu <= 32; uu += 3) {
+        const int64_t k = 45, gu = 4 * uu, nuu = rows * uu;
+        pair z = mk(rows * k, 215, -1, 1), w = mk(k * gu, 216, -0.5f, 0.5f);
+        pair p = mk(CT_GEMM_PACKED_FLOATS(k, gu), 0, 0, 0), pa = mk(4 * nuu, 0, 0, 0);
+        pair py = mk(4 * nuu, 0, 0, 0), pc0 = mk(nuu, 217, -2, 2), pc1 = mk(nuu, 0, 0, 0);
+        pair ptc = mk(nuu, 0, 0, 0), ph = mk(nuu, 0, 0, 0);
+        CPU->gemm_pack_b(false, k, gu, w.c, gu, p.c);
+        GPU->gemm_pack_b(false, k, gu, w.g, gu, p.g);
+        CPU->lstm_step_packed(act, rec_act, z.c, k, k, p.c, pa.c, py.c, pc0.c, pc1.c, ptc.c, ph.c,
+                              rows, uu);
+        GPU->lstm_step_packed(act, rec_act, z.g, k, k, p.g, pa.g, py.g, pc0.g, pc1.g, ptc.g, ph.g,
+                              rows, uu);
+        snprintf(name, sizeof name, "lstm_step_packed %s units %d: h", what, (int)uu);
+        expect_close(name, &ph, 1e-5, 1e-6);
+        /* the backward from the CPU's forward values, with dh = r U^T + d first */
+        pair ut = mk(CT_GEMM_PACKED_FLOATS(gu, uu), 0, 0, 0), r = mk(rows * gu, 218, -1, 1);
+        pair dd = mk(nuu, 219, -1, 1), pdh = mk(nuu, 0, 0, 0), pdc = mk(nuu, 220, -1, 1);
+        pair pda = mk(4 * nuu, 0, 0, 0);
+        pair *fwd[] = {&pa, &py, &pc1, &ptc};
+        for (size_t j = 0; j < 4; j++)
+            GPU->upload(fwd[j]->g, fwd[j]->c, (size_t)fwd[j]->n * sizeof(float));
+        CPU->gemm_pack_b(true, gu, uu, w.c, gu, ut.c);
+        GPU->gemm_pack_b(true, gu, uu, w.g, gu, ut.g);
+        CPU->lstm_step_backward_packed(act, rec_act, r.c, gu, gu, ut.c, dd.c, uu, pa.c, py.c,
+                                       pc0.c, pc1.c, ptc.c, pdh.c, pdc.c, pda.c, rows, uu);
+        GPU->lstm_step_backward_packed(act, rec_act, r.g, gu, gu, ut.g, dd.g, uu, pa.g, py.g,
+                                       pc0.g, pc1.g, ptc.g, pdh.g, pdc.g, pda.g, rows, uu);
+        snprintf(name, sizeof name, "lstm_step_backward_packed %s units %d: da", what, (int)uu);
+        expect_close(name, &pda, 1e-4, 1e-5);
+        snprintf(name, sizeof name, "lstm_step_backward_packed %s units %d: dc", what, (int)uu);
+        expect_close(name, &pdc, 1e-4, 1e-5);
+        pair *more[] = {&z, &w, &p, &pa, &py, &pc0, &pc1, &ptc, &ph, &ut, &r, &dd, &pdh, &pdc, &pda};
+        for (size_t j = 0; j < sizeof more / sizeof more[0]; j++)
+            drop(more[j]);
+    }
     pair *all[] = {&a, &y, &c0, &c1, &tc, &h, &dh, &dc, &da};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
         drop(all[j]);
@@ -1627,6 +1688,7 @@ static Suite *cuda_suite(void)
     TCase *ops = tcase_create("ops");
     tcase_set_timeout(ops, 120);
     tcase_add_test(ops, test_gemm);
+    tcase_add_test(ops, test_gemm_packed);
     tcase_add_test(ops, test_blas1);
     tcase_add_test(ops, test_activations);
     tcase_add_test(ops, test_random_streams);

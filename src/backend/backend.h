@@ -160,6 +160,10 @@ typedef struct ct_update {
 
 #define CT_STAGE_SLOTS 2
 
+/* Floats that any backend's packed form of a k x n matrix fits in (gemm_pack_b): whole
+ * panels of 16 columns. */
+#define CT_GEMM_PACKED_FLOATS(k, n) ((k) * (((n) + 15) / 16 * 16))
+
 typedef struct ct_backend {
     const char *name;
     ct_device device;
@@ -175,6 +179,20 @@ typedef struct ct_backend {
     void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                  float *c, int64_t ldc);
+
+    /* Products by a matrix used many times over (a recurrent kernel, once per step):
+     * gemm_pack_b lays op(B) (k x n; B is k x n, or n x k with trans_b) out once in the
+     * backend's own form, into `packed` (CT_GEMM_PACKED_FLOATS(k, n) floats of backend
+     * memory, the caller's, read by gemm_packed alone); gemm_packed then computes
+     * C = A op(B) + D, A m x k, D and C m x n (D NULL: no addend; D == C with ldd == ldc
+     * is allowed). Packing again is needed whenever B changes. Each result is computed
+     * the same way run after run and for any thread count, but may differ in the last
+     * bits from gemm's. */
+    void (*gemm_pack_b)(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                        float *packed);
+    void (*gemm_packed)(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                        const float *packed, const float *d, int64_t ldd, float *c,
+                        int64_t ldc);
 
     void (*fill)(float *x, int64_t n, float value);
     void (*copy)(float *dst, const float *src, int64_t n);
@@ -413,6 +431,26 @@ typedef struct ct_backend {
                                const float *c0, const float *c1, const float *tc,
                                const float *dh, float *dc, float *da, int64_t rows,
                                int64_t units);
+    /* lstm_step on pre-activations computed first: a (rows x 4 units, overwritten) =
+     * z op(B), z rows x k (leading dimension ldz) and op(B) k x 4 units packed by
+     * gemm_pack_b; then lstm_step on a. One op, so that a backend may run the cell on a
+     * block of units while that block's gates are in cache. The same bits as gemm_packed
+     * followed by lstm_step. */
+    void (*lstm_step_packed)(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                             int64_t k, const float *packed, float *a, float *y,
+                             const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                             int64_t units);
+    /* lstm_step_backward with the state gradient computed first: dh (rows x units,
+     * overwritten) = r op(B) + d, r rows x k (leading dimension ldr; the later step's gate
+     * gradients), op(B) k x units packed by gemm_pack_b, d rows x units (leading dimension
+     * ldd; NULL: none); then lstm_step_backward from that dh. da must not overlap r. The
+     * same bits as gemm_packed followed by lstm_step_backward. */
+    void (*lstm_step_backward_packed)(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                      int64_t k, const float *packed, const float *d,
+                                      int64_t ldd, const float *a, const float *y,
+                                      const float *c0, const float *c1, const float *tc,
+                                      float *dh, float *dc, float *da, int64_t rows,
+                                      int64_t units);
     /* Masks: mask[i] = 1 where any of the feat floats from x + i*feat differs from value,
      * else 0, for n steps (Embedding's mask_zero is feat 1, value 0; Masking's mask_value). */
     void (*step_mask)(const float *x, int64_t n, int64_t feat, float value, float *mask);

@@ -92,6 +92,15 @@ void ct_cpu_gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          float alpha, const float *a, int64_t lda, int64_t stride_a,
                          const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
                          int64_t ldc, int64_t stride_c, int64_t batch);
+/* Products by a packed matrix (backend_cpu_gemm.c). */
+void ct_cpu_gemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                        float *packed);
+void ct_cpu_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                        const float *packed, const float *d, int64_t ldd, float *c, int64_t ldc);
+/* For tests: want 0 turns the register tiles off (the plain layout and gemm), 1 back on
+ * where the CPU has AVX2 and FMA, -1 only asks. Returns whether they are in use. Pack and
+ * multiply under the same setting. */
+bool ct_cpu_gemm_packed_tiles(int want);
 /* Attention's softmax, forward and backward (backend_cpu_attn.c). */
 void ct_cpu_attention_softmax(float *s, int64_t blocks, int64_t tq, int64_t tv, bool causal);
 void ct_cpu_attention_softmax_backward(const float *p, float *d, int64_t blocks, int64_t tq,
@@ -115,6 +124,24 @@ void ct_cpu_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const
                                const float *c0, const float *c1, const float *tc,
                                const float *dh, float *dc, float *da, int64_t rows,
                                int64_t units);
+/* lstm_step's cell over all rows but only units [k0, k1), on the calling thread. */
+void ct_cpu_lstm_cells(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
+                       float *c1, float *tc, float *h, int64_t rows, int64_t units, int64_t k0,
+                       int64_t k1);
+void ct_cpu_lstm_back_cells(ct_act act, ct_act rec_act, const float *a, const float *y,
+                            const float *c0, const float *c1, const float *tc, const float *dh,
+                            float *dc, float *da, int64_t rows, int64_t units, int64_t k0,
+                            int64_t k1);
+void ct_cpu_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                      int64_t k, const float *packed, const float *d,
+                                      int64_t ldd, const float *a, const float *y,
+                                      const float *c0, const float *c1, const float *tc,
+                                      float *dh, float *dc, float *da, int64_t rows,
+                                      int64_t units);
+void ct_cpu_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                             int64_t k, const float *packed, float *a, float *y,
+                             const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                             int64_t units);
 /* y = f(x) over n values, vectorised (backend_cpu_act.c); x == y is allowed. */
 void ct_cpu_map_sigmoid(const float *x, float *y, int64_t n);
 void ct_cpu_map_tanh(const float *x, float *y, int64_t n);

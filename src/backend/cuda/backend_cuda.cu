@@ -225,6 +225,37 @@ extern "C" void ct_cuda_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, i
         ct_cuda_fail("gemm", blas_status(s));
 }
 
+/* The packed form is op(B) itself, k x n row-major (column-major n x k): cuBLAS packs
+ * its own operands. geam with beta 0 copies, or transposes, B into it. */
+extern "C" void ct_cuda_gemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b,
+                                    int64_t ldb, float *packed)
+{
+    if (k <= 0 || n <= 0)
+        return;
+    const int64_t big = 2147483647;
+    if (k > big || n > big || ldb > big) {
+        ct_cuda_fail("gemm_pack_b", "a matrix dimension exceeds 2^31 - 1");
+        return;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasSgeam(S.blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N,
+                                   (int)n, (int)k, &one, b, (int)ldb, &zero, packed, (int)n,
+                                   packed, (int)n);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        ct_cuda_fail("gemm_pack_b", blas_status(s));
+}
+
+extern "C" void ct_cuda_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a,
+                                    int64_t lda, const float *packed, const float *d,
+                                    int64_t ldd, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (d && d != c)
+        ct_cuda_copy_strided(d, ldd, c, ldc, m, n);
+    ct_cuda_gemm(false, false, m, n, k, 1.0f, a, lda, packed, n, d ? 1.0f : 0.0f, c, ldc);
+}
+
 /* ---- set-up and the table ----------------------------------------------------------- */
 
 static ct_backend table;
@@ -271,6 +302,8 @@ static void fill_table(void)
     t->upload = cuda_upload;
     t->download = cuda_download;
     t->gemm = ct_cuda_gemm;
+    t->gemm_pack_b = ct_cuda_gemm_pack_b;
+    t->gemm_packed = ct_cuda_gemm_packed;
     t->fill = ct_cuda_fill;
     t->copy = ct_cuda_copy;
     t->axpy = ct_cuda_axpy;
@@ -328,6 +361,8 @@ static void fill_table(void)
     t->transpose = ct_cuda_transpose;
     t->lstm_step = ct_cuda_lstm_step;
     t->lstm_step_backward = ct_cuda_lstm_step_backward;
+    t->lstm_step_packed = ct_cuda_lstm_step_packed;
+    t->lstm_step_backward_packed = ct_cuda_lstm_step_backward_packed;
     t->mask_weights = ct_cuda_mask_weights;
     t->sync = cuda_sync;
     t->check = cuda_check;

@@ -58,6 +58,11 @@ extern "C" {
 void ct_cuda_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                   float *c, int64_t ldc);
+void ct_cuda_gemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                         float *packed);
+void ct_cuda_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *packed, const float *d, int64_t ldd, float *c,
+                         int64_t ldc);
 
 /* cuda_elementwise.cu */
 void ct_cuda_fill(float *x, int64_t n, float value);
@@ -173,6 +178,16 @@ void ct_cuda_gather_rows(const float *table, int64_t nrows, int64_t dim, const f
                          int64_t n, float *y);
 void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, const float *c0,
                        float *c1, float *tc, float *h, int64_t rows, int64_t units);
+void ct_cuda_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                              int64_t k, const float *packed, float *a, float *y,
+                              const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                              int64_t units);
+void ct_cuda_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                       int64_t k, const float *packed, const float *d,
+                                       int64_t ldd, const float *a, const float *y,
+                                       const float *c0, const float *c1, const float *tc,
+                                       float *dh, float *dc, float *da, int64_t rows,
+                                       int64_t units);
 void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                 const float *c0, const float *c1, const float *tc,
                                 const float *dh, float *dc, float *da, int64_t rows,

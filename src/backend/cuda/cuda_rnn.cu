@@ -91,6 +91,16 @@ void ct_cuda_lstm_step(ct_act act, ct_act rec_act, const float *a, float *y, con
     ct_cuda_check_launch("lstm_step");
 }
 
+/* cuBLAS for the product, then the cell: the fusion pays on the CPU's caches. */
+void ct_cuda_lstm_step_packed(ct_act act, ct_act rec_act, const float *z, int64_t ldz,
+                              int64_t k, const float *packed, float *a, float *y,
+                              const float *c0, float *c1, float *tc, float *h, int64_t rows,
+                              int64_t units)
+{
+    ct_cuda_gemm_packed(rows, 4 * units, k, z, ldz, packed, NULL, 0, a, 4 * units);
+    ct_cuda_lstm_step(act, rec_act, a, y, c0, c1, tc, h, rows, units);
+}
+
 void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, const float *y,
                                 const float *c0, const float *c1, const float *tc,
                                 const float *dh, float *dc, float *da, int64_t rows,
@@ -102,6 +112,17 @@ void ct_cuda_lstm_step_backward(ct_act act, ct_act rec_act, const float *a, cons
     lstm_back_kernel<<<grid_for(nu), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
         act, rec_act, a, y, c0, c1, tc, dh, dc, da, nu, units);
     ct_cuda_check_launch("lstm_step_backward");
+}
+
+void ct_cuda_lstm_step_backward_packed(ct_act act, ct_act rec_act, const float *r, int64_t ldr,
+                                       int64_t k, const float *packed, const float *d,
+                                       int64_t ldd, const float *a, const float *y,
+                                       const float *c0, const float *c1, const float *tc,
+                                       float *dh, float *dc, float *da, int64_t rows,
+                                       int64_t units)
+{
+    ct_cuda_gemm_packed(rows, units, k, r, ldr, packed, d, ldd, dh, units);
+    ct_cuda_lstm_step_backward(act, rec_act, a, y, c0, c1, tc, dh, dc, da, rows, units);
 }
 
 } /* extern "C" */
