@@ -2,6 +2,7 @@
 # bench/run.sh - ctrain against PyTorch and Keras on the example experiments, on this machine.
 #
 #   bench/run.sh [--quick] [--epochs N] [--models mlp,cnn,cnn_bn,resnet,text_lstm,...] [--threads N] [--seeds N]
+#                [--peers torch,keras]
 #
 # Expects a built ctrain (./ctrain in the top folder, or CTRAIN=path) and the data files
 # data/fashion-mnist.h5, data/fortunes-char.h5 and data/fortunes-topics.h5 (scripts/setup.sh --data). The peers, the newest PyTorch and Keras 3
@@ -43,6 +44,8 @@ while [ $# -gt 0 ]; do
         --threads=*) threads=${1#*=} ;;
         --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift ;;
         --seeds=*) seeds=${1#*=} ;;
+        --peers) [ $# -ge 2 ] || usage; peers=$2; shift ;;
+        --peers=*) peers=${1#*=} ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -139,7 +142,12 @@ if ! "$torch_python" -c 'import torch, h5py' 2>/dev/null; then
     fi
 fi
 keras_python=$peers_python
-if ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
+case ",${peers:-torch,keras}," in *,torch,*) ;; *) torch_python="" ;; esac
+case ",${peers:-torch,keras}," in
+    *,keras,*) ;;
+    *) echo "run.sh: --peers leaves Keras out"; keras_python="" ;;
+esac
+if [ -n "$keras_python" ] && ! "$keras_python" -c 'import keras, h5py' 2>/dev/null; then
     echo "run.sh: no Keras 3 in $keras_python; skipping Keras" >&2
     keras_python=""
 fi
