@@ -1,0 +1,147 @@
+/* backend_cpu_image.c - the CPU backend's preprocessing and augmentation ops: rescaling,
+ * the affine image transforms of image_aug.h and random contrast. Images are independent,
+ * so the transforms run one image per task on the worker threads. */
+#include <string.h>
+
+#include "backend_cpu.h"
+#include "image_aug.h"
+#include "parallel.h"
+
+void ct_cpu_scale_shift(const float *x, float *y, int64_t n, float scale, float offset)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * scale + offset;
+}
+
+typedef struct aug_job {
+    const ct_image_aug *a;
+    const float *in;
+    float *out;
+    uint64_t key;
+} aug_job;
+
+/* One image forward: each output pixel gathers its taps. */
+static void aug_image(const ct_image_aug *a, const float *x, float *y, uint64_t key, int64_t r)
+{
+    float m[6], wt[4];
+    int64_t off[4], c = a->c;
+    ct_aug_matrix(a, key, r, m);
+    for (int64_t oy = 0; oy < a->oh; oy++) {
+        for (int64_t ox = 0; ox < a->ow; ox++) {
+            float *yp = y + (oy * a->ow + ox) * c;
+            int n = ct_aug_taps(a, m, ox, oy, off, wt);
+            for (int64_t k = 0; k < c; k++)
+                yp[k] = 0.0f;
+            for (int t = 0; t < n; t++) {
+                const float *xp = off[t] < 0 ? NULL : x + off[t];
+                for (int64_t k = 0; k < c; k++)
+                    yp[k] += wt[t] * (xp ? xp[k] : a->fill_value);
+            }
+        }
+    }
+}
+
+/* One image backward: each output pixel's gradient goes back to its taps (the fill value
+ * is a constant, so its share goes nowhere). */
+static void aug_image_backward(const ct_image_aug *a, const float *dy, float *dx, uint64_t key,
+                               int64_t r)
+{
+    float m[6], wt[4];
+    int64_t off[4], c = a->c;
+    ct_aug_matrix(a, key, r, m);
+    memset(dx, 0, (size_t)(a->h * a->w * c) * sizeof *dx);
+    for (int64_t oy = 0; oy < a->oh; oy++) {
+        for (int64_t ox = 0; ox < a->ow; ox++) {
+            const float *gp = dy + (oy * a->ow + ox) * c;
+            int n = ct_aug_taps(a, m, ox, oy, off, wt);
+            for (int t = 0; t < n; t++) {
+                if (off[t] < 0)
+                    continue;
+                float *dp = dx + off[t];
+                for (int64_t k = 0; k < c; k++)
+                    dp[k] += wt[t] * gp[k];
+            }
+        }
+    }
+}
+
+static void aug_task(void *ctx, int64_t begin, int64_t end)
+{
+    const aug_job *j = ctx;
+    int64_t in = j->a->h * j->a->w * j->a->c, out = j->a->oh * j->a->ow * j->a->c;
+    for (int64_t r = begin; r < end; r++)
+        aug_image(j->a, j->in + r * in, j->out + r * out, j->key, r);
+}
+
+static void aug_backward_task(void *ctx, int64_t begin, int64_t end)
+{
+    const aug_job *j = ctx;
+    int64_t in = j->a->h * j->a->w * j->a->c, out = j->a->oh * j->a->ow * j->a->c;
+    for (int64_t r = begin; r < end; r++)
+        aug_image_backward(j->a, j->in + r * out, j->out + r * in, j->key, r);
+}
+
+void ct_cpu_image_aug(const ct_image_aug *a, const float *x, float *y, int64_t rows,
+                      uint64_t key)
+{
+    aug_job j = {a, x, y, key};
+    ct_parallel_for(rows, 8, aug_task, &j);
+}
+
+void ct_cpu_image_aug_backward(const ct_image_aug *a, const float *dy, float *dx, int64_t rows,
+                               uint64_t key)
+{
+    aug_job j = {a, dy, dx, key};
+    ct_parallel_for(rows, 8, aug_backward_task, &j);
+}
+
+/* ---- random contrast ---------------------------------------------------------------- */
+
+static float contrast_factor(uint64_t key, int64_t r, float lo, float hi)
+{
+    return ct_aug_uniform(key, r, 0, 1.0f - lo, 1.0f + hi);
+}
+
+void ct_cpu_contrast(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                     float lo, float hi, float vmin, float vmax, uint64_t key)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * spatial * c;
+        float *yr = y + r * spatial * c, f = contrast_factor(key, r, lo, hi);
+        for (int64_t k = 0; k < c; k++) {
+            double sum = 0.0;
+            for (int64_t p = 0; p < spatial; p++)
+                sum += xr[p * c + k];
+            float mean = (float)(sum / (double)spatial);
+            for (int64_t p = 0; p < spatial; p++) {
+                float v = (xr[p * c + k] - mean) * f + mean;
+                yr[p * c + k] = v < vmin ? vmin : v > vmax ? vmax : v;
+            }
+        }
+    }
+}
+
+/* d/dx of (x - mean) f + mean: f on the value itself, (1 - f) / spatial through the mean;
+ * where the clip bites the gradient is zero. */
+void ct_cpu_contrast_backward(const float *y, const float *dy, float *dx, int64_t rows,
+                              int64_t spatial, int64_t c, float lo, float hi, float vmin,
+                              float vmax, uint64_t key)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *yr = y + r * spatial * c, *gr = dy + r * spatial * c;
+        float *dr = dx + r * spatial * c, f = contrast_factor(key, r, lo, hi);
+        for (int64_t k = 0; k < c; k++) {
+            double sum = 0.0;
+            for (int64_t p = 0; p < spatial; p++) {
+                float v = yr[p * c + k];
+                sum += v > vmin && v < vmax ? gr[p * c + k] : 0.0f;
+            }
+            float shared = (1.0f - f) * (float)(sum / (double)spatial);
+            for (int64_t p = 0; p < spatial; p++) {
+                float v = yr[p * c + k];
+                float g = v > vmin && v < vmax ? gr[p * c + k] : 0.0f;
+                dr[p * c + k] = f * g + shared;
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+/* test_preprocessing.c - Rescaling and the augmentation layers (layers/preprocessing.c):
+ * outputs against hand-computed values (a flip, a translation and a crop with the draw
+ * fixed, rescaling, contrast), the identity in inference, the same draws for the same seed
+ * and step and others for another step, finite-difference gradients of the transforms, the
+ * fill modes, and config errors with their positions. */
+#include "backend_cpu.h"
+#include "image_aug.h"
+#include "layertest.h"
+#include "rng.h"
+
+extern const ct_layer_kind ct_layer_rescaling, ct_layer_random_flip, ct_layer_random_translation,
+    ct_layer_random_zoom, ct_layer_random_rotation, ct_layer_random_crop,
+    ct_layer_random_contrast;
+
+static void lt_bind(ct_layer *l, const char *type)
+{
+    const ct_layer_kind *kinds[] = {&ct_layer_rescaling,       &ct_layer_random_flip,
+                                    &ct_layer_random_translation, &ct_layer_random_zoom,
+                                    &ct_layer_random_rotation, &ct_layer_random_crop,
+                                    &ct_layer_random_contrast};
+    l->kind = NULL;
+    for (int i = 0; i < 7 && !l->kind; i++)
+        if (!strcmp(kinds[i]->name, type) || !strcmp(kinds[i]->class_name, type))
+            l->kind = kinds[i];
+}
+
+static void lt_fill(ct_param *p, int i, int64_t n)
+{
+    lt_fill_uniform(p, i, n);
+}
+
+static const ct_pass train_pass = {.training = true, .seed = 42, .step = 3};
+static const ct_pass infer_pass = {.training = false, .seed = 42, .step = 3};
+
+/* x[r][i][j][0] = 100 r + 10 i + j: every value names its pixel. */
+static float *numbered(int64_t rows, int64_t h, int64_t w)
+{
+    float *x = fvec(rows * h * w);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < h; i++)
+            for (int64_t j = 0; j < w; j++)
+                x[(r * h + i) * w + j] = (float)(100 * r + 10 * i + j);
+    return x;
+}
+
+/* Runs t's layer forward on x (rows images of its input shape) into a fresh output. */
+static float *run(lt *t, const ct_pass *pass, const float *x, int64_t rows)
+{
+    float *y = fvec(rows * ct_shape_size(&t->l.out_shape));
+    ct_tensor tx = tensor((float *)x, rows, t->l.in_shape);
+    ct_tensor ty = tensor(y, rows, t->l.out_shape);
+    lt_forward(&t->l, pass, &tx, &ty);
+    return y;
+}
+
+START_TEST(test_rescaling_values)
+{
+    lt t;
+    int64_t dims[] = {3};
+    lt_ok(&t, "{type: rescaling, scale: 0.5, offset: -1}", "r", 1, dims, 2);
+    float x[6] = {0, 1, 2, 4, -2, 255};
+    float want[6] = {-1, -0.5f, 0, 1, -2, 126.5f};
+    for (int p = 0; p < 2; p++) { /* the same in training and inference */
+        float *y = run(&t, p ? &train_pass : &infer_pass, x, 2);
+        for (int i = 0; i < 6; i++)
+            ck_assert_float_eq(y[i], want[i]);
+        free(y);
+    }
+    lt_gradcheck(&t, 2, &train_pass, 1e-3, 1e-3);
+    lt_free(&t);
+}
+END_TEST
+
+/* Flip: with mode horizontal, each image comes back either unchanged or with its columns
+ * reversed, as its own draw (uniform <= 0.5) says. */
+START_TEST(test_flip_values)
+{
+    lt t;
+    int64_t dims[] = {3, 4, 1};
+    lt_ok(&t, "{type: random_flip, mode: horizontal}", "f", 3, dims, 16);
+    int64_t rows = 16;
+    float *x = numbered(rows, 3, 4), *y = run(&t, &train_pass, x, rows);
+    uint64_t key = ct_rng_key(42, CT_RNG_AUGMENT, 0, 3);
+    int flipped = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        bool flip = ct_rng_uniform(key, (uint64_t)r * 8) <= 0.5f;
+        flipped += flip;
+        for (int64_t i = 0; i < 3; i++)
+            for (int64_t j = 0; j < 4; j++)
+                ck_assert_float_eq(y[(r * 3 + i) * 4 + j],
+                                   (float)(100 * r + 10 * i + (flip ? 3 - j : j)));
+    }
+    ck_assert_int_gt(flipped, 0); /* both cases seen */
+    ck_assert_int_lt(flipped, rows);
+    free(y);
+    y = run(&t, &infer_pass, x, rows);
+    for (int64_t i = 0; i < rows * 12; i++)
+        ck_assert_float_eq(y[i], x[i]);
+    lt_gradcheck(&t, 4, &train_pass, 1e-3, 1e-3);
+    free(x), free(y);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_flip_vertical_both)
+{
+    lt t;
+    int64_t dims[] = {3, 2, 1};
+    lt_ok(&t, "{type: random_flip}", "f", 3, dims, 16);
+    int64_t rows = 16;
+    float *x = numbered(rows, 3, 2), *y = run(&t, &train_pass, x, rows);
+    uint64_t key = ct_rng_key(42, CT_RNG_AUGMENT, 0, 3);
+    for (int64_t r = 0; r < rows; r++) {
+        bool fh = ct_rng_uniform(key, (uint64_t)r * 8) <= 0.5f;
+        bool fv = ct_rng_uniform(key, (uint64_t)r * 8 + 1) <= 0.5f;
+        for (int64_t i = 0; i < 3; i++)
+            for (int64_t j = 0; j < 2; j++)
+                ck_assert_float_eq(y[(r * 3 + i) * 2 + j],
+                                   (float)(100 * r + 10 * (fv ? 2 - i : i) + (fh ? 1 - j : j)));
+    }
+    free(x), free(y);
+    lt_free(&t);
+}
+END_TEST
+
+/* A translation fixed by equal bounds: down 1/4 of 4 rows = 1 row, left 1/4 of 4 columns
+ * = 1 column; the uncovered row and column follow the fill mode. */
+START_TEST(test_translation_fixed)
+{
+    const char *yaml[] = {
+        "{type: random_translation, height_factor: [0.25, 0.25], width_factor: [-0.25, -0.25],"
+        " fill_mode: constant, fill_value: -1}",
+        "{type: random_translation, height_factor: [0.25, 0.25], width_factor: [-0.25, -0.25],"
+        " fill_mode: nearest}",
+        "{type: random_translation, height_factor: [0.25, 0.25], width_factor: [-0.25, -0.25],"
+        " fill_mode: wrap}",
+        "{type: random_translation, height_factor: [0.25, 0.25], width_factor: [-0.25, -0.25]}",
+    };
+    for (int m = 0; m < 4; m++) {
+        lt t;
+        int64_t dims[] = {4, 4, 1};
+        lt_ok(&t, yaml[m], "t", 3, dims, 2);
+        float *x = numbered(2, 4, 4), *y = run(&t, &train_pass, x, 2);
+        for (int64_t r = 0; r < 2; r++)
+            for (int64_t i = 0; i < 4; i++)
+                for (int64_t j = 0; j < 4; j++) {
+                    int64_t si = i - 1, sj = j + 1; /* the source pixel */
+                    float want;
+                    if (m == 0)
+                        want = si < 0 || sj > 3 ? -1.0f : (float)(100 * r + 10 * si + sj);
+                    else if (m == 1)
+                        want = (float)(100 * r + 10 * (si < 0 ? 0 : si) + (sj > 3 ? 3 : sj));
+                    else if (m == 2)
+                        want = (float)(100 * r + 10 * ((si + 4) % 4) + sj % 4);
+                    else /* reflect: -1 -> 0, 4 -> 3 */
+                        want = (float)(100 * r + 10 * (si < 0 ? 0 : si) + (sj > 3 ? 3 : sj));
+                    ck_assert_msg(y[(r * 4 + i) * 4 + j] == want, "mode %d r%d (%d,%d): %g, want %g",
+                                  m, (int)r, (int)i, (int)j, y[(r * 4 + i) * 4 + j], want);
+                }
+        free(y);
+        y = run(&t, &infer_pass, x, 2); /* inference: the identity */
+        for (int64_t i = 0; i < 32; i++)
+            ck_assert_float_eq(y[i], x[i]);
+        free(x), free(y);
+        lt_free(&t);
+    }
+}
+END_TEST
+
+/* Reflection beyond one pixel: d c b a | a b c d | d c b a, and wrap beyond the period. */
+START_TEST(test_fill_index)
+{
+    int64_t want_reflect[] = {3, 2, 1, 0, 0, 1, 2, 3, 3, 2, 1, 0, 0};
+    int64_t want_wrap[] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0};
+    for (int64_t i = -4; i <= 8; i++) {
+        ck_assert_int_eq(ct_aug_index(CT_FILL_REFLECT, i, 4), want_reflect[i + 4]);
+        ck_assert_int_eq(ct_aug_index(CT_FILL_WRAP, i, 4), want_wrap[i + 4]);
+        ck_assert_int_eq(ct_aug_index(CT_FILL_NEAREST, i, 4), i < 0 ? 0 : i > 3 ? 3 : i);
+        ck_assert_int_eq(ct_aug_index(CT_FILL_CONSTANT, i, 4), i < 0 || i > 3 ? -1 : i);
+    }
+}
+END_TEST
+
+/* A half-pixel shift with bilinear interpolation averages neighbours. */
+START_TEST(test_translation_bilinear)
+{
+    lt t;
+    int64_t dims[] = {1, 4, 2};
+    lt_ok(&t, "{type: random_translation, height_factor: 0, width_factor: [0.125, 0.125],"
+              " fill_mode: constant}", "t", 3, dims, 1);
+    float x[8] = {1, 10, 2, 20, 3, 30, 4, 40};
+    float want[8] = {0.5f, 5, 1.5f, 15, 2.5f, 25, 3.5f, 35}; /* read from j - 0.5 */
+    float *y = run(&t, &train_pass, x, 1);
+    for (int i = 0; i < 8; i++)
+        ck_assert_float_eq_tol(y[i], want[i], 1e-6);
+    free(y);
+    lt_free(&t);
+}
+END_TEST
+
+/* The same seed and step draw the same; another step or a layer seed draws otherwise. */
+START_TEST(test_determinism)
+{
+    lt a, b, c;
+    int64_t dims[] = {6, 6, 2};
+    lt_ok(&a, "{type: random_rotation, factor: 0.2}", "a", 3, dims, 8);
+    lt_ok(&b, "{type: random_rotation, factor: 0.2}", "b", 3, dims, 8);
+    lt_ok(&c, "{type: random_rotation, factor: 0.2, seed: 7}", "c", 3, dims, 8);
+    float *x = fvec(8 * 72);
+    tu_fill(x, 8 * 72, 3, 0.0f, 1.0f);
+    ct_pass later = train_pass;
+    later.step = 4;
+    float *ya = run(&a, &train_pass, x, 8), *yb = run(&b, &train_pass, x, 8);
+    float *yl = run(&a, &later, x, 8), *yc = run(&c, &train_pass, x, 8);
+    ck_assert_int_eq(memcmp(ya, yb, 8 * 72 * sizeof(float)), 0);
+    ck_assert_int_ne(memcmp(ya, yl, 8 * 72 * sizeof(float)), 0);
+    ck_assert_int_ne(memcmp(ya, yc, 8 * 72 * sizeof(float)), 0);
+    free(x), free(ya), free(yb), free(yl), free(yc);
+    lt_free(&a), lt_free(&b), lt_free(&c);
+}
+END_TEST
+
+/* Every geometric layer, every fill mode and both interpolations: dx is the transpose of
+ * the resampling (exact for a linear map, so finite differences agree closely). */
+START_TEST(test_gradients)
+{
+    const char *yaml[] = {
+        "{type: random_translation, height_factor: 0.3, width_factor: [-0.2, 0.4]}",
+        "{type: random_translation, height_factor: 0.3, width_factor: 0.3, fill_mode: wrap}",
+        "{type: random_translation, height_factor: 0.3, width_factor: 0.3, fill_mode: constant,"
+        " fill_value: 2}",
+        "{type: random_translation, height_factor: 0.3, width_factor: 0.3, fill_mode: nearest,"
+        " interpolation: nearest}",
+        "{type: random_zoom, height_factor: [-0.3, 0.4]}",
+        "{type: random_zoom, height_factor: 0.3, width_factor: 0.2, fill_mode: constant}",
+        "{type: random_rotation, factor: 0.1}",
+        "{type: random_rotation, factor: 0.5, interpolation: nearest, fill_mode: wrap}",
+        "{type: random_crop, height: 3, width: 4}",
+        "{type: random_flip}",
+    };
+    for (size_t k = 0; k < sizeof yaml / sizeof *yaml; k++) {
+        lt t;
+        int64_t dims[] = {5, 6, 2};
+        lt_ok(&t, yaml[k], "g", 3, dims, 3);
+        lt_gradcheck(&t, 3, &train_pass, 2e-3, 2e-3);
+        lt_gradcheck(&t, 3, &infer_pass, 2e-3, 2e-3);
+        lt_free(&t);
+    }
+}
+END_TEST
+
+/* Training crops a window at a drawn offset; inference resizes the largest centred window
+ * of the crop's aspect ratio (here the whole image, halved: averages of 2x2 blocks). */
+START_TEST(test_crop)
+{
+    lt t;
+    int64_t dims[] = {4, 4, 1};
+    lt_ok(&t, "{type: random_crop, height: 2, width: 2}", "c", 3, dims, 4);
+    ck_assert_int_eq(t.l.out_shape.dim[0], 2);
+    ck_assert_int_eq(t.l.out_shape.dim[1], 2);
+    float *x = numbered(4, 4, 4), *y = run(&t, &train_pass, x, 4);
+    uint64_t key = ct_rng_key(42, CT_RNG_AUGMENT, 0, 3);
+    for (int64_t r = 0; r < 4; r++) {
+        int64_t oy = (int64_t)floorf(3.0f * ct_rng_uniform(key, (uint64_t)r * 8));
+        int64_t ox = (int64_t)floorf(3.0f * ct_rng_uniform(key, (uint64_t)r * 8 + 1));
+        for (int64_t i = 0; i < 2; i++)
+            for (int64_t j = 0; j < 2; j++)
+                ck_assert_float_eq(y[(r * 2 + i) * 2 + j],
+                                   (float)(100 * r + 10 * (oy + i) + ox + j));
+    }
+    free(y);
+    y = run(&t, &infer_pass, x, 4);
+    for (int64_t r = 0; r < 4; r++)
+        for (int64_t i = 0; i < 2; i++)
+            for (int64_t j = 0; j < 2; j++)
+                ck_assert_float_eq_tol(y[(r * 2 + i) * 2 + j],
+                                       (float)(100 * r + 10 * (2 * i + 0.5) + 2 * j + 0.5),
+                                       1e-4);
+    free(x), free(y);
+    lt_free(&t);
+}
+END_TEST
+
+/* Zoom by a fixed factor 2 (zooming out) about the centre of a 1x5 row: column j reads
+ * 2 + 2 (j - 2) = -2, 0, 2, 4, 6, reflected (d c b a | a b c d | d c b a) to 1, 0, 2, 4, 3. */
+START_TEST(test_zoom_fixed)
+{
+    lt t;
+    int64_t dims[] = {1, 5, 1};
+    lt_ok(&t, "{type: random_zoom, height_factor: 0, width_factor: [1, 1]}", "z", 3, dims, 1);
+    float x[5] = {0, 1, 2, 3, 4}, want[5] = {1, 0, 2, 4, 3};
+    float *y = run(&t, &train_pass, x, 1);
+    for (int i = 0; i < 5; i++)
+        ck_assert_float_eq_tol(y[i], want[i], 1e-5);
+    free(y);
+    lt_free(&t);
+}
+END_TEST
+
+/* A rotation by half a turn reverses both axes. */
+START_TEST(test_rotation_half_turn)
+{
+    lt t;
+    int64_t dims[] = {3, 4, 1};
+    lt_ok(&t, "{type: random_rotation, factor: [0.5, 0.5]}", "r", 3, dims, 2);
+    float *x = numbered(2, 3, 4), *y = run(&t, &train_pass, x, 2);
+    for (int64_t r = 0; r < 2; r++)
+        for (int64_t i = 0; i < 3; i++)
+            for (int64_t j = 0; j < 4; j++)
+                ck_assert_float_eq_tol(y[(r * 3 + i) * 4 + j],
+                                       (float)(100 * r + 10 * (2 - i) + 3 - j), 1e-3);
+    free(x), free(y);
+    lt_free(&t);
+}
+END_TEST
+
+/* Contrast: (x - mean) f + mean per image and channel, clipped to value_range. */
+START_TEST(test_contrast)
+{
+    lt t;
+    int64_t dims[] = {2, 2, 2};
+    lt_ok(&t, "{type: random_contrast, factor: [0.5, 0.5], value_range: [0, 10]}", "c", 3,
+          dims, 2);
+    float x[16] = {1, 0, 3, 4, 5, 8, 7, 0, 1, 1, 1, 1, 1, 1, 9, 1};
+    float *y = run(&t, &train_pass, x, 2);
+    uint64_t key = ct_rng_key(42, CT_RNG_AUGMENT, 0, 3);
+    for (int64_t r = 0; r < 2; r++) {
+        float f = 0.5f + ct_rng_uniform(key, (uint64_t)r * 8); /* in [0.5, 1.5) */
+        for (int64_t k = 0; k < 2; k++) {
+            double mean = 0;
+            for (int p = 0; p < 4; p++)
+                mean += x[r * 8 + p * 2 + k] / 4.0;
+            for (int p = 0; p < 4; p++) {
+                double v = (x[r * 8 + p * 2 + k] - mean) * f + mean;
+                v = v < 0 ? 0 : v > 10 ? 10 : v;
+                ck_assert_float_eq_tol(y[r * 8 + p * 2 + k], v, 1e-5);
+            }
+        }
+    }
+    free(y);
+    y = run(&t, &infer_pass, x, 2);
+    for (int i = 0; i < 16; i++)
+        ck_assert_float_eq(y[i], x[i]);
+    free(y);
+    lt_free(&t);
+    /* Gradients away from the clip. */
+    lt_ok(&t, "{type: random_contrast, factor: 0.4, value_range: [-10, 10]}", "c", 3, dims, 3);
+    lt_gradcheck(&t, 3, &train_pass, 2e-3, 2e-3);
+    lt_free(&t);
+}
+END_TEST
+
+START_TEST(test_config_errors)
+{
+    int64_t img[] = {4, 4, 1}, flat[] = {16};
+    lt_fails("{type: random_flip, mode: diagonal}", 3, img, "f",
+             "layer.yaml:1:27: unknown value 'diagonal' for 'mode'; choices: "
+             "horizontal_and_vertical, horizontal, vertical");
+    lt_fails("{type: random_translation, height_factor: 0.1}", 3, img, "t",
+             "layer.yaml:1:1: layer 't' (RandomTranslation) needs the key 'width_factor'");
+    lt_fails("{type: random_translation, height_factor: 1.5, width_factor: 0.1}", 3, img, "t",
+             "layer.yaml:1:43: layer 't' (RandomTranslation): height_factor must lie in "
+             "[-1, 1], got [-1.5, 1.5]");
+    lt_fails("{type: random_zoom, height_factor: [-1, 0.2]}", 3, img, "z",
+             "layer.yaml:1:36: layer 'z' (RandomZoom): height_factor must lie in (-1, 1], "
+             "got [-1, 0.2]");
+    lt_fails("{type: random_rotation, factor: 0.1, fill_mode: mirror}", 3, img, "r",
+             "layer.yaml:1:49: unknown value 'mirror' for 'fill_mode'; choices: reflect, wrap, "
+             "constant, nearest");
+    lt_fails("{type: random_flip}", 1, flat, "f",
+             "layer.yaml:1:1: layer 'f' (RandomFlip): expected images of rank 4 (batch, "
+             "height, width, channels), got (None, 16)");
+    lt_fails("{type: rescaling}", 1, flat, "r",
+             "layer.yaml:1:1: layer 'r' (Rescaling) needs the key 'scale'");
+    lt_fails("{type: random_contrast, factor: [0.1, 0.2], value_range: [5, 1]}", 3, img, "c",
+             "layer.yaml:1:58: layer 'c' (RandomContrast): value_range must be [low, high] "
+             "with low < high");
+}
+END_TEST
+
+static Suite *preprocessing_suite(void)
+{
+    Suite *s = suite_create("preprocessing");
+    TCase *tc = tcase_create("layers");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_rescaling_values);
+    tcase_add_test(tc, test_flip_values);
+    tcase_add_test(tc, test_flip_vertical_both);
+    tcase_add_test(tc, test_translation_fixed);
+    tcase_add_test(tc, test_fill_index);
+    tcase_add_test(tc, test_translation_bilinear);
+    tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_gradients);
+    tcase_add_test(tc, test_crop);
+    tcase_add_test(tc, test_zoom_fixed);
+    tcase_add_test(tc, test_rotation_half_turn);
+    tcase_add_test(tc, test_contrast);
+    tcase_add_test(tc, test_config_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(preprocessing_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
