@@ -4,6 +4,8 @@
  * and step and others for another step, finite-difference gradients of the transforms, the
  * fill modes, and config errors with their positions. */
 #include "backend_cpu.h"
+#include "blobs.h"
+#include "experiment.h"
 #include "image_aug.h"
 #include "layertest.h"
 #include "rng.h"
@@ -378,6 +380,74 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* ---- whole runs ------------------------------------------------------------------------ */
+
+/* The blobs (tests/blobs.h) as 2 x 4 images through every random layer. */
+static const char *aug_config =
+    "name: aug\nseed: 5\n"
+    "data:\n  train: {path: train.h5}\n  test: {path: test.h5}\n  validation_split: 0.2\n"
+    "model:\n  input_shape: [8]\n  layers:\n"
+    "    - {type: reshape, target_shape: [2, 4, 1]}\n"
+    "    - {type: rescaling, scale: 0.5, offset: 0.25}\n"
+    "    - {type: random_flip}\n"
+    "    - {type: random_translation, height_factor: 0.3, width_factor: 0.3}\n"
+    "    - {type: random_zoom, height_factor: 0.2}\n"
+    "    - {type: random_rotation, factor: 0.05}\n"
+    "    - {type: random_contrast, factor: 0.2, value_range: [-10, 10]}\n"
+    "    - {type: random_crop, height: 2, width: 3}\n"
+    "    - {type: flatten}\n    - {type: dense, units: 4, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+    "fit: {epochs: 4, batch_size: 32, verbose: 0}\n";
+
+/* Fits dir/aug.yaml for `epochs` into dir/run (or resuming from `resume`); returns a copy
+ * of the weights. */
+static float *fit_weights(const char *dir, const char *run, int epochs, const char *resume,
+                          int64_t *n)
+{
+    char p[4096], r[4200], e[64];
+    snprintf(p, sizeof p, "%s/aug.yaml", dir);
+    snprintf(r, sizeof r, "%s/%s", dir, run);
+    snprintf(e, sizeof e, "fit.epochs=%d", epochs);
+    const char *set[] = {e};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 1, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ct_fit_options o = {.run_dir = resume ? NULL : r, .verbose = 0, .resume = resume};
+    ck_assert_msg(ct_experiment_fit(ex, &o, &err) == 0, "%s", err.msg);
+    *n = ex->model->size;
+    float *w = malloc(sizeof(float) * (size_t)*n);
+    memcpy(w, ex->model->values, sizeof(float) * (size_t)*n);
+    ct_experiment_free(ex);
+    return w;
+}
+
+/* The same seed gives the same run; 2 epochs + --resume + 2 give 4 epochs' weights bit for
+ * bit (the augmentations draw from the step, not from a state). */
+START_TEST(test_run_resume_exact)
+{
+    char *dir = tu_tmpdir();
+    char p[4096], rd[4200];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_blobs(p, 400, 1, false, 0);
+    snprintf(p, sizeof p, "%s/test.h5", dir);
+    write_blobs(p, 100, 2, false, 0);
+    tu_write(dir, "aug.yaml", aug_config);
+    int64_t n[3];
+    float *full = fit_weights(dir, "full", 4, NULL, &n[0]);
+    float *again = fit_weights(dir, "again", 4, NULL, &n[1]);
+    free(fit_weights(dir, "half", 2, NULL, &n[2]));
+    snprintf(rd, sizeof rd, "%s/half", dir);
+    float *resumed = fit_weights(dir, "half", 4, rd, &n[2]);
+    ck_assert_int_eq(n[0], n[1]);
+    ck_assert_int_eq(n[0], n[2]);
+    ck_assert_msg(memcmp(full, again, sizeof(float) * (size_t)n[0]) == 0,
+                  "two runs with the same seed differ");
+    ck_assert_msg(memcmp(full, resumed, sizeof(float) * (size_t)n[0]) == 0,
+                  "a resumed run differs from the uninterrupted one");
+    free(full), free(again), free(resumed), free(dir);
+}
+END_TEST
+
 static Suite *preprocessing_suite(void)
 {
     Suite *s = suite_create("preprocessing");
@@ -396,6 +466,7 @@ static Suite *preprocessing_suite(void)
     tcase_add_test(tc, test_rotation_half_turn);
     tcase_add_test(tc, test_contrast);
     tcase_add_test(tc, test_config_errors);
+    tcase_add_test(tc, test_run_resume_exact);
     suite_add_tcase(s, tc);
     return s;
 }
