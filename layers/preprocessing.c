@@ -436,3 +436,239 @@ const ct_layer_kind ct_layer_random_contrast = {
     .backward = contrast_backward,
     .free_state = prep_free,
 };
+
+/* ---- normalization ---------------------------------------------------------------------- */
+
+/* Keras's Normalization on the last axis: y = (x - mean) / max(sqrt(variance), 1e-7). The
+ * statistics are the config's `mean` and `variance`, or else the weights mean, variance and
+ * count (non-trainable, so saved, restored by --resume and loadable as initial weights),
+ * which a fresh fit computes from its training data before the first step (Keras's
+ * adapt). */
+typedef struct norm_prep {
+    int64_t c;
+    bool invert, fixed;
+    int nfixed;              /* entries given for mean and variance: 1 or c */
+    float *fixed_mean, *fixed_var;
+    double n, *mean, *m2;    /* adapt's running sums (host), merged batch by batch */
+    float *host;             /* 2c floats: a batch's moments, read back */
+} norm_prep;
+
+/* cfg[key]: a number or a list of numbers (n of them, at most 4096). */
+static int read_numbers(ct_layer *l, const ct_node *v, const char *key, float **out, int *n,
+                        ct_error *err)
+{
+    int len = v->type == CT_NODE_SEQ ? (int)v->len : 1;
+    if (v->type == CT_NODE_MAP || len < 1 || len > 4096)
+        return ct_layer_err_at(err, l, v, "%s must be a number or a list of 1 to 4096 numbers",
+                               key);
+    *out = calloc((size_t)len, sizeof **out);
+    if (!*out)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < len; i++) {
+        double d;
+        if (ct_node_float(v->type == CT_NODE_SEQ ? v->items[i] : v, &d, err))
+            return -1;
+        (*out)[i] = (float)d;
+    }
+    *n = len;
+    return 0;
+}
+
+static void normp_free(ct_layer *l)
+{
+    norm_prep *s = l->state;
+    if (s) {
+        free(s->fixed_mean), free(s->fixed_var), free(s->mean), free(s->m2), free(s->host);
+    }
+    free(s);
+    l->state = NULL;
+}
+
+static int normp_configure(ct_layer *l, ct_node *cfg, ct_error *err)
+{
+    static const char *const keys[] = {"axis", "mean", "variance", "invert", NULL};
+    if (ct_layer_check_keys(l, cfg, keys, err))
+        return -1;
+    normp_free(l);
+    norm_prep *s = calloc(1, sizeof *s);
+    if (!(l->state = s))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    int64_t axis;
+    if (ct_cfg_int(cfg, "axis", -1, INT32_MIN, INT32_MAX, &axis, err) ||
+        ct_cfg_bool(cfg, "invert", false, &s->invert, err))
+        return -1;
+    if (axis != -1)
+        return ct_layer_err_at(err, l, ct_map_get(cfg, "axis"),
+                               "only axis -1 (the last) is supported, got %lld",
+                               (long long)axis);
+    ct_node *m = ct_map_get(cfg, "mean"), *v = ct_map_get(cfg, "variance");
+    if (ct_node_is_null(m) != ct_node_is_null(v))
+        return ct_layer_err(err, l, "mean and variance must be given together (or neither, "
+                            "to compute them from the training data)");
+    if (ct_node_is_null(m))
+        return 0;
+    int nm, nv;
+    if (read_numbers(l, m, "mean", &s->fixed_mean, &nm, err) ||
+        read_numbers(l, v, "variance", &s->fixed_var, &nv, err))
+        return -1;
+    if (nm != nv)
+        return ct_layer_err_at(err, l, v, "variance has %d values but mean has %d", nv, nm);
+    for (int i = 0; i < nv; i++)
+        if (!(s->fixed_var[i] >= 0.0f) || !isfinite(s->fixed_var[i]) ||
+            !isfinite(s->fixed_mean[i]))
+            return ct_layer_err_at(err, l, v, "mean must be finite and variance finite and "
+                                   "at least 0");
+    s->fixed = true;
+    s->nfixed = nm;
+    return 0;
+}
+
+static int normp_build(ct_layer *l, ct_error *err)
+{
+    norm_prep *s = l->state;
+    l->nparams = 0;
+    l->out_shape = l->in_shape;
+    if (l->in_shape.ndim < 1)
+        return ct_layer_err(err, l, "expected an input with a last axis");
+    s->c = l->in_shape.dim[l->in_shape.ndim - 1];
+    free(s->host);
+    if (!(s->host = calloc(2 * (size_t)s->c, sizeof *s->host)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (s->fixed) {
+        if (s->nfixed != 1 && s->nfixed != s->c)
+            return ct_layer_err(err, l, "mean and variance have %d values; the last axis has "
+                                "%lld", s->nfixed, (long long)s->c);
+        return 0;
+    }
+    free(s->mean), free(s->m2);
+    s->mean = calloc((size_t)s->c, sizeof *s->mean);
+    s->m2 = calloc((size_t)s->c, sizeof *s->m2);
+    if (!s->mean || !s->m2)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ct_shape cs = ct_shape_make(1, &s->c), scalar = ct_shape_make(0, NULL);
+    ct_init zeros = {.kind = CT_INIT_ZEROS}, ones = {.kind = CT_INIT_ONES};
+    ct_regularizer none = {0.0, 0.0};
+    if (ct_layer_add_param(l, "mean", cs, zeros, none, false, err) < 0 ||
+        ct_layer_add_param(l, "variance", cs, ones, none, false, err) < 0 ||
+        ct_layer_add_param(l, "count", scalar, zeros, none, false, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Scratch: the constants of a fixed mean and variance, or a batch's moments in adapt. */
+static int64_t normp_scratch(const ct_layer *l, int64_t max_batch)
+{
+    (void)max_batch;
+    const norm_prep *s = l->state;
+    return 2 * s->c;
+}
+
+/* Where mean and variance are for this pass: the weights, or the config's constants
+ * copied (one value spread over every channel) into scratch. */
+static void normp_stats(ct_layer *l, const float **mean, const float **var)
+{
+    norm_prep *s = l->state;
+    if (!s->fixed) {
+        *mean = l->params[0].value, *var = l->params[1].value;
+        return;
+    }
+    float *h = s->host;
+    for (int64_t k = 0; k < s->c; k++) {
+        h[k] = s->fixed_mean[s->nfixed == 1 ? 0 : k];
+        h[s->c + k] = s->fixed_var[s->nfixed == 1 ? 0 : k];
+    }
+    l->be->upload(l->scratch, h, 2 * (size_t)s->c * sizeof(float));
+    *mean = l->scratch, *var = l->scratch + s->c;
+}
+
+/* Merges a batch's per-channel moments into the running ones (Chan et al.'s pairwise
+ * update, in double, so the order of batches barely matters). */
+static void normp_gather(ct_layer *l, const float *x, int64_t rows)
+{
+    norm_prep *s = l->state;
+    int64_t c = s->c;
+    l->be->channel_moments(x, rows, c, l->scratch, l->scratch + c);
+    l->be->download(s->host, l->scratch, 2 * (size_t)c * sizeof(float));
+    double nb = (double)rows, n = s->n + nb;
+    for (int64_t k = 0; k < c; k++) {
+        double d = s->host[k] - s->mean[k];
+        s->mean[k] += d * nb / n;
+        s->m2[k] += s->host[c + k] + d * d * s->n * nb / n;
+    }
+    s->n = n;
+}
+
+static void normp_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                          ct_tensor *y)
+{
+    (void)nx;
+    norm_prep *s = l->state;
+    const ct_tensor *x = xs[0];
+    int64_t rows = ct_tensor_size(x) / s->c;
+    if (pass && pass->adapting == l)
+        normp_gather(l, x->data, rows);
+    const float *mean, *var;
+    normp_stats(l, &mean, &var);
+    l->be->normalize_channels(x->data, y->data, rows, s->c, mean, var, s->invert);
+}
+
+static void normp_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *const *xs, int nx,
+                           const ct_tensor *y, ct_tensor *dy, ct_tensor *const *dxs)
+{
+    (void)pass, (void)xs, (void)nx, (void)y;
+    norm_prep *s = l->state;
+    if (!dxs[0])
+        return;
+    const float *mean, *var;
+    normp_stats(l, &mean, &var);
+    l->be->normalize_channels_backward(dy->data, dxs[0]->data, ct_tensor_size(dy) / s->c, s->c,
+                                       var, s->invert);
+}
+
+/* Adapts unless the statistics are the config's or already in the weights (count above
+ * 0: initial weights that hold them). */
+static bool normp_adapt_begin(ct_layer *l)
+{
+    norm_prep *s = l->state;
+    if (s->fixed)
+        return false;
+    float count = 0.0f;
+    l->be->download(&count, l->params[2].value, sizeof count);
+    if (count > 0.0f)
+        return false;
+    s->n = 0.0;
+    memset(s->mean, 0, (size_t)s->c * sizeof *s->mean);
+    memset(s->m2, 0, (size_t)s->c * sizeof *s->m2);
+    return true;
+}
+
+/* The population variance, as Keras's adapt. */
+static int normp_adapt_end(ct_layer *l, ct_error *err)
+{
+    norm_prep *s = l->state;
+    if (s->n <= 0.0)
+        return ct_layer_err(err, l, "no training data to compute the mean and variance from");
+    for (int64_t k = 0; k < s->c; k++) {
+        s->host[k] = (float)s->mean[k];
+        s->host[s->c + k] = (float)(s->m2[k] / s->n);
+    }
+    float count = (float)s->n;
+    l->be->upload(l->params[0].value, s->host, (size_t)s->c * sizeof(float));
+    l->be->upload(l->params[1].value, s->host + s->c, (size_t)s->c * sizeof(float));
+    l->be->upload(l->params[2].value, &count, sizeof count);
+    return 0;
+}
+
+const ct_layer_kind ct_layer_normalization = {
+    .name = "normalization",
+    .class_name = "Normalization",
+    .configure = normp_configure,
+    .build = normp_build,
+    .scratch_floats = normp_scratch,
+    .forward = normp_forward,
+    .backward = normp_backward,
+    .free_state = normp_free,
+    .masks = CT_MASK_PASSES,
+    .adapt_begin = normp_adapt_begin,
+    .adapt_end = normp_adapt_end,
+};

@@ -306,6 +306,22 @@ START_TEST(test_image_ops)
             expect_close("image_aug_backward", &dx, 1e-5, 1e-5);
         }
     }
+    pair mean = mk(c, 61, -1, 1), var = mk(c, 62, 0.5f, 2), m2 = mk(c, 0, 0, 0);
+    CPU->channel_moments(x.c, rows * h * w, c, mean.c, m2.c);
+    GPU->channel_moments(x.g, rows * h * w, c, mean.g, m2.g);
+    expect_close("channel_moments (mean)", &mean, 1e-5, 1e-5);
+    expect_close("channel_moments (m2)", &m2, 1e-5, 1e-5);
+    for (int inv = 0; inv < 2; inv++) {
+        CPU->normalize_channels(x.c, y.c, rows * h * w, c, mean.c, var.c, inv);
+        GPU->normalize_channels(x.g, y.g, rows * h * w, c, mean.g, var.g, inv);
+        expect_close("normalize_channels", &y, 1e-5, 0);
+        CPU->normalize_channels_backward(y.c, dx.c, rows * h * w, c, var.c, inv);
+        GPU->normalize_channels_backward(y.g, dx.g, rows * h * w, c, var.g, inv);
+        expect_close("normalize_channels_backward", &dx, 1e-5, 0);
+    }
+    drop(&mean);
+    drop(&var);
+    drop(&m2);
     CPU->scale_shift(x.c, y.c, n, 0.25f, -3.0f);
     GPU->scale_shift(x.g, y.g, n, 0.25f, -3.0f);
     expect_close("scale_shift", &y, ELEM, 0);
@@ -1239,6 +1255,7 @@ static const char *const ZOO[] = {
     /* preprocessing and augmentation, behind a convolution so their backward runs */
     "model:\n  input_shape: [10, 10, 2]\n  layers:\n"
     "    - {type: rescaling, scale: 0.5, offset: 0.1}\n"
+    "    - {type: normalization}\n    - {type: normalization, mean: 0.5, variance: 2}\n"
     "    - {type: conv2d, filters: 3, kernel_size: 3, padding: same}\n"
     "    - {type: random_flip}\n"
     "    - {type: random_translation, height_factor: 0.2, width_factor: 0.2}\n"

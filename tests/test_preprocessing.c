@@ -12,16 +12,16 @@
 
 extern const ct_layer_kind ct_layer_rescaling, ct_layer_random_flip, ct_layer_random_translation,
     ct_layer_random_zoom, ct_layer_random_rotation, ct_layer_random_crop,
-    ct_layer_random_contrast;
+    ct_layer_random_contrast, ct_layer_normalization;
 
 static void lt_bind(ct_layer *l, const char *type)
 {
     const ct_layer_kind *kinds[] = {&ct_layer_rescaling,       &ct_layer_random_flip,
                                     &ct_layer_random_translation, &ct_layer_random_zoom,
                                     &ct_layer_random_rotation, &ct_layer_random_crop,
-                                    &ct_layer_random_contrast};
+                                    &ct_layer_random_contrast, &ct_layer_normalization};
     l->kind = NULL;
-    for (int i = 0; i < 7 && !l->kind; i++)
+    for (int i = 0; i < 8 && !l->kind; i++)
         if (!strcmp(kinds[i]->name, type) || !strcmp(kinds[i]->class_name, type))
             l->kind = kinds[i];
 }
@@ -156,8 +156,9 @@ START_TEST(test_translation_fixed)
                         want = (float)(100 * r + 10 * ((si + 4) % 4) + sj % 4);
                     else /* reflect: -1 -> 0, 4 -> 3 */
                         want = (float)(100 * r + 10 * (si < 0 ? 0 : si) + (sj > 3 ? 3 : sj));
-                    ck_assert_msg(y[(r * 4 + i) * 4 + j] == want, "mode %d r%d (%d,%d): %g, want %g",
-                                  m, (int)r, (int)i, (int)j, y[(r * 4 + i) * 4 + j], want);
+                    float got = y[(r * 4 + i) * 4 + j];
+                    ck_assert_msg(got == want, "mode %d r%d (%d,%d): %g, want %g", m, (int)r,
+                                  (int)i, (int)j, got, want);
                 }
         free(y);
         y = run(&t, &infer_pass, x, 2); /* inference: the identity */
@@ -372,11 +373,59 @@ START_TEST(test_config_errors)
     lt_fails("{type: random_flip}", 1, flat, "f",
              "layer.yaml:1:1: layer 'f' (RandomFlip): expected images of rank 4 (batch, "
              "height, width, channels), got (None, 16)");
+    lt_fails("{type: normalization, mean: [1, 2]}", 1, flat, "n",
+             "layer.yaml:1:1: layer 'n' (Normalization): mean and variance must be given "
+             "together (or neither, to compute them from the training data)");
+    lt_fails("{type: normalization, mean: [1, 2], variance: [1, 1]}", 1, flat, "n",
+             "layer.yaml:1:1: layer 'n' (Normalization): mean and variance have 2 values; the "
+             "last axis has 16");
+    lt_fails("{type: normalization, axis: 1}", 1, flat, "n",
+             "layer.yaml:1:29: layer 'n' (Normalization): only axis -1 (the last) is "
+             "supported, got 1");
     lt_fails("{type: rescaling}", 1, flat, "r",
              "layer.yaml:1:1: layer 'r' (Rescaling) needs the key 'scale'");
     lt_fails("{type: random_contrast, factor: [0.1, 0.2], value_range: [5, 1]}", 3, img, "c",
              "layer.yaml:1:58: layer 'c' (RandomContrast): value_range must be [low, high] "
              "with low < high");
+}
+END_TEST
+
+/* Normalization with the config's statistics: one value for every channel, or one each;
+ * invert undoes it. */
+START_TEST(test_normalization_fixed)
+{
+    lt t;
+    int64_t dims[] = {2, 3};
+    float x[12] = {1, 2, 3, 4, 5, 6, -1, 0, 1, 7, 8, 9};
+    lt_ok(&t, "{type: normalization, mean: [1, 2, 3], variance: [4, 1, 0.25]}", "n", 2, dims, 2);
+    ck_assert_int_eq(t.l.nparams, 0);
+    float *y = run(&t, &train_pass, x, 2);
+    float sd[3] = {2, 1, 0.5f}, mu[3] = {1, 2, 3};
+    for (int i = 0; i < 12; i++)
+        ck_assert_float_eq_tol(y[i], (x[i] - mu[i % 3]) / sd[i % 3], 1e-6);
+    free(y);
+    lt_gradcheck(&t, 2, &train_pass, 1e-3, 1e-3);
+    lt_free(&t);
+    lt_ok(&t, "{type: normalization, mean: 2, variance: 9, invert: true}", "n", 2, dims, 2);
+    y = run(&t, &infer_pass, x, 2);
+    for (int i = 0; i < 12; i++)
+        ck_assert_float_eq_tol(y[i], 2 + 3 * x[i], 1e-5);
+    free(y);
+    lt_gradcheck(&t, 2, &train_pass, 1e-3, 1e-3);
+    lt_free(&t);
+}
+END_TEST
+
+/* A zero variance divides by Keras's epsilon, 1e-7, not by 0. */
+START_TEST(test_normalization_epsilon)
+{
+    lt t;
+    int64_t dims[] = {1};
+    lt_ok(&t, "{type: normalization, mean: 1, variance: 0}", "n", 1, dims, 1);
+    float x[1] = {1.5f}, *y = run(&t, &infer_pass, x, 1);
+    ck_assert_float_eq_tol(y[0], 0.5e7f, 1.0f);
+    free(y);
+    lt_free(&t);
 }
 END_TEST
 
@@ -401,8 +450,19 @@ static const char *aug_config =
 
 /* Fits dir/aug.yaml for `epochs` into dir/run (or resuming from `resume`); returns a copy
  * of the weights. */
+static float *fit_weights_first(const char *dir, const char *run, int epochs,
+                                const char *resume, int64_t *n, float *first);
+
 static float *fit_weights(const char *dir, const char *run, int epochs, const char *resume,
                           int64_t *n)
+{
+    return fit_weights_first(dir, run, epochs, resume, n, NULL);
+}
+
+/* fit_weights, also copying the first layer's first three parameters (17 floats: a
+ * normalization's mean, variance and count over 8 features) into first. */
+static float *fit_weights_first(const char *dir, const char *run, int epochs,
+                                const char *resume, int64_t *n, float *first)
 {
     char p[4096], r[4200], e[64];
     snprintf(p, sizeof p, "%s/aug.yaml", dir);
@@ -417,9 +477,58 @@ static float *fit_weights(const char *dir, const char *run, int epochs, const ch
     *n = ex->model->size;
     float *w = malloc(sizeof(float) * (size_t)*n);
     memcpy(w, ex->model->values, sizeof(float) * (size_t)*n);
+    for (int i = 0; first && i < 3; i++)
+        memcpy(first + 8 * i, ex->model->layers[0].params[i].value,
+               sizeof(float) * (i < 2 ? 8 : 1));
     ct_experiment_free(ex);
     return w;
 }
+
+/* Normalization adapts at fit start: its weights mean, variance (population) and count are
+ * the training rows' statistics, and a resumed run keeps them. */
+START_TEST(test_normalization_adapt)
+{
+    char *dir = tu_tmpdir();
+    char p[4096], rd[4200];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    write_blobs(p, 300, 1, false, 0);
+    snprintf(p, sizeof p, "%s/test.h5", dir);
+    write_blobs(p, 100, 2, false, 0);
+    tu_write(dir, "aug.yaml",
+             "name: norm\nseed: 2\ndata:\n  train: {path: train.h5}\n  test: {path: test.h5}\n"
+             "model:\n  input_shape: [8]\n  layers:\n    - {type: normalization}\n"
+             "    - {type: dense, units: 4, activation: softmax}\n"
+             "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: 2, batch_size: 32, verbose: 0}\n");
+    /* The blobs as write_blobs makes them. */
+    float *x = fvec(300 * 8);
+    tu_fill(x, 300 * 8, 1, -1.0f, 1.0f);
+    for (int i = 0; i < 300; i++) {
+        x[i * 8 + i % 4] += 3.0f;
+        x[i * 8 + 4 + i % 4] -= 2.0f;
+    }
+    int64_t n[2];
+    float st[17];
+    float *w = fit_weights_first(dir, "full", 2, NULL, &n[0], st);
+    ck_assert_int_eq(n[0], 8 + 8 + 1 + 8 * 4 + 4); /* mean, variance, count, kernel, bias */
+    for (int k = 0; k < 8; k++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < 300; i++)
+            m += x[i * 8 + k] / 300.0;
+        for (int i = 0; i < 300; i++)
+            v += (x[i * 8 + k] - m) * (x[i * 8 + k] - m) / 300.0;
+        ck_assert_float_eq_tol(st[k], m, 1e-5);
+        ck_assert_float_eq_tol(st[8 + k], v, 1e-5 * v);
+    }
+    ck_assert_float_eq(st[16], 300.0f);
+    free(fit_weights(dir, "half", 1, NULL, &n[1]));
+    snprintf(rd, sizeof rd, "%s/half", dir);
+    float *r = fit_weights(dir, "half", 2, rd, &n[1]);
+    ck_assert_msg(memcmp(w, r, sizeof(float) * (size_t)n[0]) == 0,
+                  "a resumed run differs from the uninterrupted one");
+    free(x), free(w), free(r), free(dir);
+}
+END_TEST
 
 /* The same seed gives the same run; 2 epochs + --resume + 2 give 4 epochs' weights bit for
  * bit (the augmentations draw from the step, not from a state). */
@@ -467,6 +576,9 @@ static Suite *preprocessing_suite(void)
     tcase_add_test(tc, test_contrast);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_run_resume_exact);
+    tcase_add_test(tc, test_normalization_fixed);
+    tcase_add_test(tc, test_normalization_epsilon);
+    tcase_add_test(tc, test_normalization_adapt);
     suite_add_tcase(s, tc);
     return s;
 }

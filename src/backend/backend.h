@@ -207,6 +207,15 @@ typedef struct ct_backend {
     void (*contrast_backward)(const float *y, const float *dy, float *dx, int64_t rows,
                               int64_t spatial, int64_t c, float lo, float hi, float vmin,
                               float vmax, uint64_t key);
+    /* Per channel (the last of c) over rows: mean[k], and m2[k] = sum of (x - mean[k])^2
+     * (normalization's adapt). */
+    void (*channel_moments)(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+    /* y = (x - mean) / max(sqrt(var), 1e-7) per channel; invert: y = mean + x max(...). */
+    void (*normalize_channels)(const float *x, float *y, int64_t rows, int64_t c,
+                               const float *mean, const float *var, bool invert);
+    /* dx = dy / max(sqrt(var), 1e-7) (invert: times it). dx == dy ok. */
+    void (*normalize_channels_backward)(const float *dy, float *dx, int64_t rows, int64_t c,
+                                        const float *var, bool invert);
 
     /* --- convolution (backend_cpu_conv.c) --- */
     /* Patches of channels [c0, c0 + cn) of `rows` samples: cols gets rows*out_h*out_w

@@ -127,6 +127,11 @@ void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64
                              float *grad, int64_t nrows);
 
 /* backend_cpu_image.c */
+void ct_cpu_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+void ct_cpu_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                               const float *mean, const float *var, bool invert);
+void ct_cpu_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                        const float *var, bool invert);
 void ct_cpu_scale_shift(const float *x, float *y, int64_t n, float scale, float offset);
 void ct_cpu_image_aug(const ct_image_aug *a, const float *x, float *y, int64_t rows,
                       uint64_t key);

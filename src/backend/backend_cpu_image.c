@@ -1,6 +1,7 @@
 /* backend_cpu_image.c - the CPU backend's preprocessing and augmentation ops: rescaling,
- * the affine image transforms of image_aug.h and random contrast. Images are independent,
- * so the transforms run one image per task on the worker threads. */
+ * normalization, the affine image transforms of image_aug.h and random contrast. Images
+ * are independent, so the transforms run one image per task on the worker threads. */
+#include <math.h>
 #include <string.h>
 
 #include "backend_cpu.h"
@@ -144,4 +145,51 @@ void ct_cpu_contrast_backward(const float *y, const float *dy, float *dx, int64_
             }
         }
     }
+}
+
+/* ---- normalization -------------------------------------------------------------------- */
+
+/* Two passes (mean, then squared deviations) in double: data far from zero (raw pixel
+ * values, prices) keep their variance. */
+void ct_cpu_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2)
+{
+    for (int64_t k = 0; k < c; k++) {
+        double s = 0.0, q = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            s += x[r * c + k];
+        double m = rows > 0 ? s / (double)rows : 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            double d = x[r * c + k] - m;
+            q += d * d;
+        }
+        mean[k] = (float)m;
+        m2[k] = (float)q;
+    }
+}
+
+/* Keras divides by max(sqrt(variance), epsilon) with epsilon 1e-7. */
+static float norm_scale(float var)
+{
+    float sd = sqrtf(var);
+    return sd > 1e-7f ? sd : 1e-7f;
+}
+
+void ct_cpu_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                               const float *mean, const float *var, bool invert)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < c; k++) {
+            float v = x[r * c + k], sd = norm_scale(var[k]);
+            y[r * c + k] = invert ? mean[k] + v * sd : (v - mean[k]) / sd;
+        }
+}
+
+void ct_cpu_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                        const float *var, bool invert)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < c; k++) {
+            float sd = norm_scale(var[k]);
+            dx[r * c + k] = invert ? dy[r * c + k] * sd : dy[r * c + k] / sd;
+        }
 }

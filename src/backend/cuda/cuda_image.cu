@@ -1,9 +1,10 @@
-/* cuda_image.cu - the preprocessing and augmentation ops on the GPU: rescaling, the affine
- * image transforms and random contrast. The transform of each sample comes from image_aug.h,
- * the CPU's definition, so both backends draw the same. Formulas and summation orders follow
- * src/backend/backend_cpu_image.c; the backward passes use no atomics: one thread owns an
- * (image, channel) and adds its contributions in the CPU's order, which is slow for large
- * images but these layers start a model, where the backward pass is rarely asked for. */
+/* cuda_image.cu - the preprocessing and augmentation ops on the GPU: rescaling,
+ * normalization, the affine image transforms and random contrast. The transform of each
+ * sample comes from image_aug.h, the CPU's definition, so both backends draw the same.
+ * Formulas and summation orders follow src/backend/backend_cpu_image.c; the backward passes
+ * use no atomics: one thread owns an (image, channel) and adds its contributions in the
+ * CPU's order, which is slow for large images but these layers start a model, where the
+ * backward pass is rarely asked for. */
 #include <math.h>
 #include <stdint.h>
 
@@ -120,6 +121,51 @@ __global__ void contrast_backward_kernel(const float *y, const float *dy, float 
     }
 }
 
+/* One thread per channel, in the CPU's order and precision (adapt only: not hot). */
+__global__ void moments_kernel(const float *x, int64_t rows, int64_t c, float *mean, float *m2)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < c; k += stride) {
+        double s = 0.0, q = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            s += x[r * c + k];
+        double m = rows > 0 ? s / (double)rows : 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            double d = x[r * c + k] - m;
+            q += d * d;
+        }
+        mean[k] = (float)m;
+        m2[k] = (float)q;
+    }
+}
+
+__device__ float norm_scale(float var)
+{
+    float sd = sqrtf(var);
+    return sd > 1e-7f ? sd : 1e-7f;
+}
+
+__global__ void normalize_kernel(const float *x, float *y, int64_t n, int64_t c,
+                                 const float *mean, const float *var, bool invert)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        int64_t k = i % c;
+        float v = x[i], sd = norm_scale(var[k]);
+        y[i] = invert ? mean[k] + v * sd : (v - mean[k]) / sd;
+    }
+}
+
+__global__ void normalize_backward_kernel(const float *dy, float *dx, int64_t n, int64_t c,
+                                          const float *var, bool invert)
+{
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float sd = norm_scale(var[i % c]);
+        dx[i] = invert ? dy[i] * sd : dy[i] / sd;
+    }
+}
+
 } // namespace
 
 extern "C" {
@@ -172,6 +218,35 @@ void ct_cuda_contrast_backward(const float *y, const float *dy, float *dx, int64
     contrast_backward_kernel<<<capped_grid(rows * c), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
         y, dy, dx, rows, spatial, c, lo, hi, vmin, vmax, key);
     ct_cuda_check_launch("contrast_backward");
+}
+
+void ct_cuda_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2)
+{
+    if (c <= 0)
+        return;
+    moments_kernel<<<capped_grid(c), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(x, rows, c, mean,
+                                                                             m2);
+    ct_cuda_check_launch("channel_moments");
+}
+
+void ct_cuda_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                                const float *mean, const float *var, bool invert)
+{
+    if (rows <= 0 || c <= 0)
+        return;
+    normalize_kernel<<<capped_grid(rows * c), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
+        x, y, rows * c, c, mean, var, invert);
+    ct_cuda_check_launch("normalize_channels");
+}
+
+void ct_cuda_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                         const float *var, bool invert)
+{
+    if (rows <= 0 || c <= 0)
+        return;
+    normalize_backward_kernel<<<capped_grid(rows * c), CT_CUDA_THREADS, 0, ct_cuda_stream()>>>(
+        dy, dx, rows * c, c, var, invert);
+    ct_cuda_check_launch("normalize_channels_backward");
 }
 
 } // extern "C"

@@ -82,6 +82,11 @@ void ct_cuda_scale_channels(const float *x, const float *s, float *y, int64_t ro
                             int64_t spatial, int64_t c);
 
 /* cuda_image.cu */
+void ct_cuda_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+void ct_cuda_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                                const float *mean, const float *var, bool invert);
+void ct_cuda_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                         const float *var, bool invert);
 void ct_cuda_scale_shift(const float *x, float *y, int64_t n, float scale, float offset);
 void ct_cuda_image_aug(const ct_image_aug *a, const float *x, float *y, int64_t rows,
                        uint64_t key);
