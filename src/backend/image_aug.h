@@ -60,11 +60,15 @@ CT_RNG_INLINE void ct_aug_matrix(const ct_image_aug *a, uint64_t key, int64_t r,
     float w = (float)a->w, h = (float)a->h, cx = (w - 1.0f) * 0.5f, cy = (h - 1.0f) * 0.5f;
     m[0] = 1.0f, m[1] = 0.0f, m[2] = 0.0f, m[3] = 0.0f, m[4] = 1.0f, m[5] = 0.0f;
     switch (a->kind) {
-    case CT_AUG_FLIP: /* Keras flips where uniform <= 0.5 */
-        if (a->flip_h && ct_aug_uniform(key, r, 0, 0.0f, 1.0f) <= 0.5f)
-            m[0] = -1.0f, m[2] = w - 1.0f;
-        if (a->flip_v && ct_aug_uniform(key, r, 1, 0.0f, 1.0f) <= 0.5f)
-            m[4] = -1.0f, m[5] = h - 1.0f;
+    case CT_AUG_FLIP:
+        /* Keras 3 flips where uniform <= 0.5, one draw for both axes: horizontal_and_vertical
+         * leaves an image as it is or flips it both ways. */
+        if (ct_aug_uniform(key, r, 0, 0.0f, 1.0f) <= 0.5f) {
+            if (a->flip_h)
+                m[0] = -1.0f, m[2] = w - 1.0f;
+            if (a->flip_v)
+                m[4] = -1.0f, m[5] = h - 1.0f;
+        }
         break;
     case CT_AUG_TRANSLATE: /* shift by (dx, dy): read from (x - dx, y - dy) */
         m[5] = -ct_aug_uniform(key, r, 0, a->lo[0], a->hi[0]) * h;
