@@ -201,6 +201,48 @@ START_TEST(test_translation_bilinear)
 }
 END_TEST
 
+/* The CPU's shortcut for axis-aligned transforms gives the bits of the general resampling
+ * (ct_aug_taps per pixel), for every such kind, fill mode and interpolation. */
+START_TEST(test_separable_path)
+{
+    const int64_t rows = 4, h = 7, w = 6, c = 2;
+    float *x = fvec(rows * h * w * c), *y = fvec(rows * h * w * c);
+    tu_fill(x, rows * h * w * c, 11, -1.0f, 1.0f);
+    int kinds[] = {CT_AUG_FLIP, CT_AUG_TRANSLATE, CT_AUG_ZOOM, CT_AUG_CROP, CT_AUG_RESIZE};
+    for (int i = 0; i < 5; i++)
+        for (int fill = CT_FILL_REFLECT; fill <= CT_FILL_NEAREST; fill++)
+            for (int nearest = 0; nearest < 2; nearest++) {
+                ct_image_aug a = {.kind = kinds[i], .h = h, .w = w, .c = c, .oh = h, .ow = w,
+                                  .flip_h = true, .flip_v = true, .lo = {-0.4f, -0.3f},
+                                  .hi = {0.3f, 0.5f}, .nearest = nearest, .fill = fill,
+                                  .fill_value = 0.25f};
+                if (kinds[i] >= CT_AUG_CROP)
+                    a.oh = 4, a.ow = 5;
+                ct_cpu_image_aug(&a, x, y, rows, 99);
+                for (int64_t r = 0; r < rows; r++) {
+                    float m[6], wt[4];
+                    int64_t off[4];
+                    ct_aug_matrix(&a, 99, r, m);
+                    ck_assert(m[1] == 0.0f && m[3] == 0.0f);
+                    for (int64_t oy = 0; oy < a.oh; oy++)
+                        for (int64_t ox = 0; ox < a.ow; ox++) {
+                            int n = ct_aug_taps(&a, m, ox, oy, off, wt);
+                            for (int64_t k = 0; k < c; k++) {
+                                float v = 0.0f;
+                                for (int t = 0; t < n; t++)
+                                    v += wt[t] * (off[t] < 0 ? a.fill_value
+                                                             : x[r * h * w * c + off[t] + k]);
+                                float got = y[((r * a.oh + oy) * a.ow + ox) * c + k];
+                                ck_assert_msg(got == v, "kind %d fill %d nearest %d: %g vs %g",
+                                              kinds[i], fill, nearest, got, v);
+                            }
+                        }
+                }
+            }
+    free(x), free(y);
+}
+END_TEST
+
 /* The same seed and step draw the same; another step or a layer seed draws otherwise. */
 START_TEST(test_determinism)
 {
@@ -569,6 +611,7 @@ static Suite *preprocessing_suite(void)
     tcase_add_test(tc, test_fill_index);
     tcase_add_test(tc, test_translation_bilinear);
     tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_separable_path);
     tcase_add_test(tc, test_gradients);
     tcase_add_test(tc, test_crop);
     tcase_add_test(tc, test_zoom_fixed);

@@ -21,12 +21,76 @@ typedef struct aug_job {
     uint64_t key;
 } aug_job;
 
-/* One image forward: each output pixel gathers its taps. */
-static void aug_image(const ct_image_aug *a, const float *x, float *y, uint64_t key, int64_t r)
+/* The taps along one axis of an axis-aligned transform: source indices (-1: the fill
+ * value) and weights, as ct_aug_taps computes them. */
+#define AUG_MAX_COLS 512
+
+typedef struct axis_taps {
+    int64_t idx[2];
+    float wt[2];
+} axis_taps;
+
+static void axis_taps_of(const ct_image_aug *a, float scale, float shift, int64_t o, int64_t n,
+                         axis_taps *t)
+{
+    float s = scale * (float)o + shift;
+    if (a->nearest) {
+        t->idx[0] = ct_aug_index(a->fill, (int64_t)floorf(s + 0.5f), n);
+        t->wt[0] = 1.0f;
+        t->idx[1] = -1, t->wt[1] = 0.0f;
+        return;
+    }
+    float f = floorf(s), frac = s - f;
+    for (int d = 0; d < 2; d++) {
+        t->idx[d] = ct_aug_index(a->fill, (int64_t)f + d, n);
+        t->wt[d] = d ? frac : 1.0f - frac;
+    }
+}
+
+/* Flips, translations, zooms and crops keep the axes apart (a1 = b0 = 0): a source column
+ * depends on the output column only and a source row on the output row, so the taps are
+ * found once per row and column rather than once per pixel. The weights, their products
+ * and the order of the sum are ct_aug_taps's, so the result is the general path's. */
+static void aug_image_separable(const ct_image_aug *a, const float m[6], const float *x,
+                                float *y, axis_taps *cols)
+{
+    int64_t c = a->c;
+    for (int64_t ox = 0; ox < a->ow; ox++)
+        axis_taps_of(a, m[0], m[2], ox, a->w, &cols[ox]);
+    for (int64_t oy = 0; oy < a->oh; oy++) {
+        axis_taps rt;
+        axis_taps_of(a, m[4], m[5], oy, a->h, &rt);
+        for (int64_t ox = 0; ox < a->ow; ox++) {
+            const axis_taps *ct = &cols[ox];
+            float *yp = y + (oy * a->ow + ox) * c;
+            for (int64_t k = 0; k < c; k++)
+                yp[k] = 0.0f;
+            for (int dy = 0; dy < (a->nearest ? 1 : 2); dy++)
+                for (int dx = 0; dx < (a->nearest ? 1 : 2); dx++) {
+                    float wv = a->nearest ? 1.0f : ct->wt[dx] * rt.wt[dy];
+                    if (wv == 0.0f)
+                        continue;
+                    const float *xp = ct->idx[dx] < 0 || rt.idx[dy] < 0
+                                          ? NULL
+                                          : x + (rt.idx[dy] * a->w + ct->idx[dx]) * c;
+                    for (int64_t k = 0; k < c; k++)
+                        yp[k] += wv * (xp ? xp[k] : a->fill_value);
+                }
+        }
+    }
+}
+
+/* One image forward: each output pixel gathers its taps. cols: a->ow entries of room. */
+static void aug_image(const ct_image_aug *a, const float *x, float *y, uint64_t key, int64_t r,
+                      axis_taps *cols)
 {
     float m[6], wt[4];
     int64_t off[4], c = a->c;
     ct_aug_matrix(a, key, r, m);
+    if (m[1] == 0.0f && m[3] == 0.0f && cols) {
+        aug_image_separable(a, m, x, y, cols);
+        return;
+    }
     for (int64_t oy = 0; oy < a->oh; oy++) {
         for (int64_t ox = 0; ox < a->ow; ox++) {
             float *yp = y + (oy * a->ow + ox) * c;
@@ -70,8 +134,12 @@ static void aug_task(void *ctx, int64_t begin, int64_t end)
 {
     const aug_job *j = ctx;
     int64_t in = j->a->h * j->a->w * j->a->c, out = j->a->oh * j->a->ow * j->a->c;
+    /* Column taps for the separable path, on the stack (a step allocates nothing); wider
+     * images take the general path, with the same results. */
+    axis_taps cols[AUG_MAX_COLS];
     for (int64_t r = begin; r < end; r++)
-        aug_image(j->a, j->in + r * in, j->out + r * out, j->key, r);
+        aug_image(j->a, j->in + r * in, j->out + r * out, j->key, r,
+                  j->a->ow <= AUG_MAX_COLS ? cols : NULL);
 }
 
 static void aug_backward_task(void *ctx, int64_t begin, int64_t end)
