@@ -527,7 +527,7 @@ static float *fit_weights_first(const char *dir, const char *run, int epochs,
 }
 
 /* Normalization adapts at fit start: its weights mean, variance (population) and count are
- * the training rows' statistics, and a resumed run keeps them. */
+ * the training rows' statistics; initial weights that hold them, and a resume, keep them. */
 START_TEST(test_normalization_adapt)
 {
     char *dir = tu_tmpdir();
@@ -563,6 +563,22 @@ START_TEST(test_normalization_adapt)
         ck_assert_float_eq_tol(st[8 + k], v, 1e-5 * v);
     }
     ck_assert_float_eq(st[16], 300.0f);
+    /* Initial weights that hold the statistics (count above 0) keep them: a fit on other
+     * data (the test file) starting from the first run's weights does not adapt. */
+    char yp[4096], wp[4200], rr[4200];
+    snprintf(yp, sizeof yp, "%s/aug.yaml", dir);
+    snprintf(wp, sizeof wp, "%s/full/weights.h5", dir);
+    snprintf(rr, sizeof rr, "%s/other", dir);
+    const char *set[] = {"data.train.path=test.h5", "fit.epochs=1"};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(yp, set, 2, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ct_fit_options o = {.run_dir = rr, .verbose = 0, .initial_weights = wp};
+    ck_assert_msg(ct_experiment_fit(ex, &o, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(memcmp(st + 8 * i, ex->model->layers[0].params[i].value,
+                                sizeof(float) * (i < 2 ? 8 : 1)), 0);
+    ct_experiment_free(ex);
     free(fit_weights(dir, "half", 1, NULL, &n[1]));
     snprintf(rd, sizeof rd, "%s/half", dir);
     float *r = fit_weights(dir, "half", 2, rd, &n[1]);
