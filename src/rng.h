@@ -53,6 +53,7 @@ uint64_t ct_rng_below(uint64_t key, uint64_t counter, uint64_t n);
 void ct_rng_permutation(uint64_t key, int64_t *perm, int64_t n);
 
 /* Stream identifiers for ct_rng_key's first argument after the seed. */
-enum { CT_RNG_INIT = 1, CT_RNG_DROPOUT = 2, CT_RNG_SHUFFLE = 3, CT_RNG_SPLIT = 4, CT_RNG_NOISE = 5 };
+enum { CT_RNG_INIT = 1, CT_RNG_DROPOUT = 2, CT_RNG_SHUFFLE = 3, CT_RNG_SPLIT = 4, CT_RNG_NOISE = 5,
+       CT_RNG_AUGMENT = 6 };
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "checkpoint.h"
 #include "experiment.h"
+#include "image_aug.h"
 #include "layer.h"
 #include "metric.h"
 #include "model.h"
@@ -312,6 +313,64 @@ START_TEST(test_random_streams)
     drop(&s);
     drop(&a);
     drop(&b);
+}
+END_TEST
+
+/* ---- preprocessing and augmentation ------------------------------------------------- */
+
+/* Every transform kind and fill mode, forward and backward, and random contrast: the same
+ * draws from the same key on both backends. */
+START_TEST(test_image_ops)
+{
+    const int64_t rows = 5, h = 9, w = 7, c = 3, n = rows * h * w * c;
+    pair x = mk(n, 60, -1, 1), y = mk(n, 0, 0, 0), dx = mk(n, 0, 0, 0);
+    for (int kind = CT_AUG_FLIP; kind <= CT_AUG_RESIZE; kind++) {
+        for (int fill = CT_FILL_REFLECT; fill <= CT_FILL_NEAREST; fill++) {
+            ct_image_aug a = {.kind = kind, .h = h, .w = w, .c = c, .oh = h, .ow = w,
+                              .flip_h = true, .flip_v = true, .lo = {-0.3f, -0.2f},
+                              .hi = {0.3f, 0.4f}, .nearest = fill == CT_FILL_WRAP,
+                              .fill = fill, .fill_value = 0.5f};
+            if (kind >= CT_AUG_CROP)
+                a.oh = 5, a.ow = 4;
+            int64_t m = rows * a.oh * a.ow * c;
+            CPU->image_aug(&a, x.c, y.c, rows, 0xfeedull + (uint64_t)kind);
+            GPU->image_aug(&a, x.g, y.g, rows, 0xfeedull + (uint64_t)kind);
+            pair yo = y;
+            yo.n = m;
+            expect_close("image_aug", &yo, 1e-5, 1e-5);
+            CPU->image_aug_backward(&a, y.c, dx.c, rows, 0xbeefull);
+            GPU->image_aug_backward(&a, y.g, dx.g, rows, 0xbeefull);
+            expect_close("image_aug_backward", &dx, 1e-5, 1e-5);
+        }
+    }
+    pair mean = mk(c, 61, -1, 1), var = mk(c, 62, 0.5f, 2), m2 = mk(c, 0, 0, 0);
+    CPU->channel_moments(x.c, rows * h * w, c, mean.c, m2.c);
+    GPU->channel_moments(x.g, rows * h * w, c, mean.g, m2.g);
+    expect_close("channel_moments (mean)", &mean, 1e-5, 1e-5);
+    expect_close("channel_moments (m2)", &m2, 1e-5, 1e-5);
+    for (int inv = 0; inv < 2; inv++) {
+        CPU->normalize_channels(x.c, y.c, rows * h * w, c, mean.c, var.c, inv);
+        GPU->normalize_channels(x.g, y.g, rows * h * w, c, mean.g, var.g, inv);
+        expect_close("normalize_channels", &y, 1e-5, 0);
+        CPU->normalize_channels_backward(y.c, dx.c, rows * h * w, c, var.c, inv);
+        GPU->normalize_channels_backward(y.g, dx.g, rows * h * w, c, var.g, inv);
+        expect_close("normalize_channels_backward", &dx, 1e-5, 0);
+    }
+    drop(&mean);
+    drop(&var);
+    drop(&m2);
+    CPU->scale_shift(x.c, y.c, n, 0.25f, -3.0f);
+    GPU->scale_shift(x.g, y.g, n, 0.25f, -3.0f);
+    expect_close("scale_shift", &y, ELEM, 0);
+    CPU->contrast(x.c, y.c, rows, h * w, c, 0.3f, 0.5f, -0.8f, 0.9f, 77);
+    GPU->contrast(x.g, y.g, rows, h * w, c, 0.3f, 0.5f, -0.8f, 0.9f, 77);
+    expect_close("contrast", &y, 1e-5, 1e-5);
+    CPU->contrast_backward(y.c, x.c, dx.c, rows, h * w, c, 0.3f, 0.5f, -0.8f, 0.9f, 77);
+    GPU->contrast_backward(y.g, x.g, dx.g, rows, h * w, c, 0.3f, 0.5f, -0.8f, 0.9f, 77);
+    expect_close("contrast_backward", &dx, 1e-5, 1e-5);
+    drop(&x);
+    drop(&y);
+    drop(&dx);
 }
 END_TEST
 
@@ -1335,6 +1394,19 @@ static const char *const ZOO[] = {
     "    - {name: cat, type: concatenate, inputs: [g, benc:2]}\n"
     "    - {type: dense, units: 3, activation: softmax}\n"
     "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
+    /* preprocessing and augmentation, behind a convolution so their backward runs */
+    "model:\n  input_shape: [10, 10, 2]\n  layers:\n"
+    "    - {type: rescaling, scale: 0.5, offset: 0.1}\n"
+    "    - {type: normalization}\n    - {type: normalization, mean: 0.5, variance: 2}\n"
+    "    - {type: conv2d, filters: 3, kernel_size: 3, padding: same}\n"
+    "    - {type: random_flip}\n"
+    "    - {type: random_translation, height_factor: 0.2, width_factor: 0.2}\n"
+    "    - {type: random_zoom, height_factor: 0.2, fill_mode: constant}\n"
+    "    - {type: random_rotation, factor: 0.1, fill_mode: wrap}\n"
+    "    - {type: random_contrast, factor: 0.3, value_range: [-5, 5]}\n"
+    "    - {type: random_crop, height: 8, width: 8}\n"
+    "    - {type: flatten}\n    - {type: dense, units: 4, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n",
 };
 
 /* Every kind in layers/kinds.def must appear in one of ZOO's models, so that a new kind
@@ -1692,6 +1764,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_blas1);
     tcase_add_test(ops, test_activations);
     tcase_add_test(ops, test_random_streams);
+    tcase_add_test(ops, test_image_ops);
     tcase_add_test(ops, test_conv);
     tcase_add_test(ops, test_depthwise);
     tcase_add_test(ops, test_pooling);

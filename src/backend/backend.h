@@ -7,6 +7,9 @@
 
 #include "tensor.h"
 
+/* Image augmentation parameters: see image_aug.h. */
+typedef struct ct_image_aug ct_image_aug;
+
 typedef enum {
     CT_ACT_LINEAR = 0,
     CT_ACT_RELU,
@@ -234,6 +237,34 @@ typedef struct ct_backend {
     /* y[r][p][c] = x[r][p][c] * s[r][c] for rows x spatial x c (spatial dropout). x == y ok. */
     void (*scale_channels)(const float *x, const float *s, float *y, int64_t rows,
                            int64_t spatial, int64_t c);
+
+    /* --- preprocessing and augmentation (backend_cpu_image.c; image_aug.h) --- */
+    /* y = x * scale + offset over n values (rescaling). x == y ok. */
+    void (*scale_shift)(const float *x, float *y, int64_t n, float scale, float offset);
+    /* y = each of rows images x (a->h x a->w x a->c) through its affine transform, drawn
+     * from key (see ct_aug_matrix); y is rows x a->oh x a->ow x a->c. */
+    void (*image_aug)(const ct_image_aug *a, const float *x, float *y, int64_t rows,
+                      uint64_t key);
+    /* dx = the transpose of that transform applied to dy (overwrites dx). */
+    void (*image_aug_backward)(const ct_image_aug *a, const float *dy, float *dx, int64_t rows,
+                               uint64_t key);
+    /* Random contrast: per sample a factor f = uniform(1 - lo, 1 + hi) (draw key, 8 r), then
+     * y = clip((x - mean) f + mean, vmin, vmax), the mean per channel over `spatial`. */
+    void (*contrast)(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                     float lo, float hi, float vmin, float vmax, uint64_t key);
+    /* dx = the Jacobian of that, given the forward's y (clipped values pass no gradient). */
+    void (*contrast_backward)(const float *y, const float *dy, float *dx, int64_t rows,
+                              int64_t spatial, int64_t c, float lo, float hi, float vmin,
+                              float vmax, uint64_t key);
+    /* Per channel (the last of c) over rows: mean[k], and m2[k] = sum of (x - mean[k])^2
+     * (normalization's adapt). */
+    void (*channel_moments)(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+    /* y = (x - mean) / max(sqrt(var), 1e-7) per channel; invert: y = mean + x max(...). */
+    void (*normalize_channels)(const float *x, float *y, int64_t rows, int64_t c,
+                               const float *mean, const float *var, bool invert);
+    /* dx = dy / max(sqrt(var), 1e-7) (invert: times it). dx == dy ok. */
+    void (*normalize_channels_backward)(const float *dy, float *dx, int64_t rows, int64_t c,
+                                        const float *var, bool invert);
 
     /* --- convolution (backend_cpu_conv.c) --- */
     /* Patches of channels [c0, c0 + cn) of `rows` samples: cols gets rows*out_h*out_w

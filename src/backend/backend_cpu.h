@@ -158,4 +158,21 @@ void ct_cpu_step_mask(const float *x, int64_t n, int64_t feat, float value, floa
 void ct_cpu_scatter_add_rows(const float *dy, const float *ids, int64_t n, int64_t dim,
                              float *grad, int64_t nrows);
 
+/* backend_cpu_image.c */
+void ct_cpu_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+void ct_cpu_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                               const float *mean, const float *var, bool invert);
+void ct_cpu_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                        const float *var, bool invert);
+void ct_cpu_scale_shift(const float *x, float *y, int64_t n, float scale, float offset);
+void ct_cpu_image_aug(const ct_image_aug *a, const float *x, float *y, int64_t rows,
+                      uint64_t key);
+void ct_cpu_image_aug_backward(const ct_image_aug *a, const float *dy, float *dx, int64_t rows,
+                               uint64_t key);
+void ct_cpu_contrast(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                     float lo, float hi, float vmin, float vmax, uint64_t key);
+void ct_cpu_contrast_backward(const float *y, const float *dy, float *dx, int64_t rows,
+                              int64_t spatial, int64_t c, float lo, float hi, float vmin,
+                              float vmax, uint64_t key);
+
 #endif

@@ -44,6 +44,9 @@ typedef struct ct_pass {
      * memory, the driver's penalty sum, which holds rows times each batch's penalty);
      * NULL: not counted (predict, tests). */
     double *penalty;
+    /* fit's adapt pass over the training data (an inference pass): this layer gathers the
+     * statistics of its input (see ct_layer_kind.adapt_begin); NULL otherwise. */
+    const struct ct_layer *adapting;
 } ct_pass;
 
 typedef struct ct_layer ct_layer;
@@ -120,6 +123,13 @@ typedef struct ct_layer_kind {
      * that also takes other inputs (a recurrent layer's initial states) computes as if
      * unmasked when given them, while its output mask follows mask_out; the model warns. */
     bool mask_one_input;
+    /* Optional: a kind with state computed from the training data (Keras's adapt, as in
+     * Normalization). At the start of a fresh fit, adapt_begin says whether the layer
+     * wants it (and resets its sums); fit then runs the training data through the model
+     * in inference mode with pass->adapting set to the layer, whose forward gathers its
+     * input's statistics, and adapt_end stores the result in its weights. */
+    bool (*adapt_begin)(ct_layer *l);
+    int (*adapt_end)(ct_layer *l, ct_error *err);
 } ct_layer_kind;
 
 struct ct_layer {

@@ -1000,6 +1000,35 @@ static int check_before_start(ct_experiment *ex, const fit_state *s, const ct_tr
     return 0;
 }
 
+/* Keras's adapt: a layer whose state comes from the training data (normalization) gathers
+ * it in an inference pass over the training rows before the first step of a fresh run (a
+ * resumed run has it in its checkpoint). One pass per such layer, in model order, so a
+ * later one sees an earlier one's result. */
+static int adapt_layers(ct_experiment *ex, fit_state *s, ct_error *err)
+{
+    ct_model *m = ex->model;
+    for (int i = 0; i < m->nlayers; i++) {
+        ct_layer *l = &m->layers[i];
+        if (l->shared || !l->kind->adapt_begin || !l->kind->adapt_begin(l))
+            continue;
+        ct_loader *ld = ct_loader_new(s->train_ds, s->rows, ct_loader_rows(s->train),
+                                      ex->batch_size, false, ex->seed, ex->memory_limit, err);
+        if (!ld)
+            return -1;
+        ct_pass pass = {.training = false, .seed = ex->seed, .adapting = l};
+        int64_t rows = ct_loader_begin_epoch(ld, 0, err);
+        while (rows == 0 && (rows = ct_batches_next(&s->batches, ld, false, err)) > 0) {
+            ct_model_forward(m, &pass, rows);
+            ct_batches_done(&s->batches);
+            rows = 0;
+        }
+        ct_loader_free(ld);
+        if (rows < 0 || l->kind->adapt_end(l, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
 {
     FILE *out = opt->out ? opt->out : stdout;
@@ -1054,6 +1083,8 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
         ct_err_prefix(err, "initial weights");
         goto done;
     }
+    if (!opt->resume && !from_backup && adapt_layers(ex, &s, err) < 0)
+        goto done;
     if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
         claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 ||
         ct_callbacks_check_paths(ex->callbacks, dir, err) < 0 ||

@@ -320,6 +320,14 @@ static void fill_table(void)
     t->dropout_mask = ct_cuda_dropout_mask;
     t->add_noise = ct_cuda_add_noise;
     t->scale_channels = ct_cuda_scale_channels;
+    t->scale_shift = ct_cuda_scale_shift;
+    t->image_aug = ct_cuda_image_aug;
+    t->image_aug_backward = ct_cuda_image_aug_backward;
+    t->contrast = ct_cuda_contrast;
+    t->contrast_backward = ct_cuda_contrast_backward;
+    t->channel_moments = ct_cuda_channel_moments;
+    t->normalize_channels = ct_cuda_normalize_channels;
+    t->normalize_channels_backward = ct_cuda_normalize_channels_backward;
     t->im2col = ct_cuda_im2col;
     t->col2im = ct_cuda_col2im;
     t->conv_workspace = ct_cuda_conv_workspace;

@@ -89,6 +89,23 @@ void ct_cuda_add_noise(float *x, int64_t n, float stddev, uint64_t key, uint64_t
 void ct_cuda_scale_channels(const float *x, const float *s, float *y, int64_t rows,
                             int64_t spatial, int64_t c);
 
+/* cuda_image.cu */
+void ct_cuda_channel_moments(const float *x, int64_t rows, int64_t c, float *mean, float *m2);
+void ct_cuda_normalize_channels(const float *x, float *y, int64_t rows, int64_t c,
+                                const float *mean, const float *var, bool invert);
+void ct_cuda_normalize_channels_backward(const float *dy, float *dx, int64_t rows, int64_t c,
+                                         const float *var, bool invert);
+void ct_cuda_scale_shift(const float *x, float *y, int64_t n, float scale, float offset);
+void ct_cuda_image_aug(const ct_image_aug *a, const float *x, float *y, int64_t rows,
+                       uint64_t key);
+void ct_cuda_image_aug_backward(const ct_image_aug *a, const float *dy, float *dx, int64_t rows,
+                                uint64_t key);
+void ct_cuda_contrast(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
+                      float lo, float hi, float vmin, float vmax, uint64_t key);
+void ct_cuda_contrast_backward(const float *y, const float *dy, float *dx, int64_t rows,
+                               int64_t spatial, int64_t c, float lo, float hi, float vmin,
+                               float vmax, uint64_t key);
+
 /* cuda_conv.cu */
 void ct_cuda_im2col(const ct_window *w, const float *x, int64_t rows, int64_t c0, int64_t cn,
                     float *cols);
