@@ -875,28 +875,42 @@ static int mark_token_inputs(const ct_experiment *ex, ct_dataset *ds, const char
 }
 
 /* Where x or y was left to its default and the file has no "x" ("y") but the source's own
- * group does (train/x), that is read. */
-static void default_names(const ct_source *given, ct_source *use)
+ * group does (train/x), that is read. Asked only once opening with "x" and "y" found the
+ * file sound but a dataset missing: the first open is the one guarded against files that
+ * make HDF5 hang or crash. */
+static bool default_names(const ct_source *given, ct_source *use)
 {
     *use = *given;
+    bool changed = false;
     if (use->group_x[0] && !ct_h5_has_object(use->path, use->x[0]) &&
-        ct_h5_has_object(use->path, use->group_x))
+        ct_h5_has_object(use->path, use->group_x)) {
         use->x[0] = use->group_x;
+        changed = true;
+    }
     if (use->group_y[0] && use->y[0] && !ct_h5_has_object(use->path, use->y[0]) &&
-        ct_h5_has_object(use->path, use->group_y))
+        ct_h5_has_object(use->path, use->group_y)) {
         use->y[0] = use->group_y;
+        changed = true;
+    }
+    return changed;
 }
 
 ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
                                       const char *role, bool will_load, ct_error *err)
 {
-    ct_source chosen;
-    default_names(given, &chosen);
+    ct_source chosen = *given;
     const ct_source *src = &chosen;
     const ct_model *m = ex->model;
     int ny = src->y[0] ? m->noutputs : 0;
     ct_dataset *ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y,
                                            err);
+    if (!ds && err->code == CT_ERR_DATA && strstr(err->msg, ": no dataset '") &&
+        default_names(given, &chosen)) {
+        ct_error again = {0};
+        ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y, &again);
+        if (!ds)
+            *err = again;
+    }
     if (!ds) {
         ct_err_prefix(err, "%s", role);
         return NULL;
