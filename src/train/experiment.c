@@ -904,7 +904,7 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
     int ny = src->y[0] ? m->noutputs : 0;
     ct_dataset *ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y,
                                            err);
-    if (!ds && err->code == CT_ERR_DATA && strstr(err->msg, ": no dataset '") &&
+    if (!ds && err && err->code == CT_ERR_DATA && strstr(err->msg, ": no dataset '") &&
         default_names(given, &chosen)) {
         ct_error again = {0};
         ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y, &again);
