@@ -178,7 +178,11 @@ static void score_weighted(ct_experiment *ex, int64_t rows, float *const *y, flo
     for (int64_t a = 0, b; a < rows; a = b) {
         for (b = a; b < rows && w[b] == w[a]; b++)
             ;
-        op.sum_scale = w[a] == 0.0f ? 1e-300 : (double)w[a]; /* 0 reads as 1 in the op */
+        if (w[a] == 0.0f) { /* these samples add nothing: no loss, no gradient */
+            m->be->fill(dpred + a * cols, (b - a) * cols, 0.0f);
+            continue;
+        }
+        op.sum_scale = (double)w[a];
         m->be->loss(&op, pred->data + a * cols, y[0] + a * ycols, dpred + a * cols, b - a, cols,
                     (float)ex->loss_weight[0] * w[a] / (float)rows, &ex->acc[ct_acc_loss(0)]);
     }

@@ -645,6 +645,21 @@ struct CceLoss {
     }
 };
 
+static LossParams loss_params(const ct_loss_op *op, float scale, int64_t cols)
+{
+    LossParams k;
+    k.g = (double)scale / (double)cols;
+    k.scale = scale;
+    k.delta = op->delta;
+    k.from_logits = op->from_logits;
+    k.fused = op->fused;
+    k.ls = op->label_smoothing;
+    k.alpha = op->alpha;
+    k.gamma = op->gamma;
+    k.balancing = op->apply_class_balancing;
+    return k;
+}
+
 template <ct_loss_id ID>
 void elem_loss(const ct_loss_op *op, const float *pred, const float *y, float *dpred,
                int64_t rows, int64_t cols, float scale, double *partial, const int *flag,
@@ -655,15 +670,7 @@ void elem_loss(const ct_loss_op *op, const float *pred, const float *y, float *d
     f.y = y;
     f.dpred = dpred;
     f.cols = cols;
-    f.k.g = (double)scale / (double)cols;
-    f.k.scale = scale;
-    f.k.delta = op->delta;
-    f.k.from_logits = op->from_logits;
-    f.k.fused = op->fused;
-    f.k.ls = op->label_smoothing;
-    f.k.alpha = op->alpha;
-    f.k.gamma = op->gamma;
-    f.k.balancing = op->apply_class_balancing;
+    f.k = loss_params(op, scale, cols);
     f.nonbinary = flag;
     run_rows("loss", f, rows, cols, partial, sum);
 }
@@ -677,15 +684,7 @@ void row_loss(const ct_loss_op *op, const float *pred, const float *y, float *dp
     f.y = y;
     f.dpred = dpred;
     f.cols = cols;
-    f.k.g = (double)scale / (double)cols;
-    f.k.scale = scale;
-    f.k.delta = op->delta;
-    f.k.from_logits = op->from_logits;
-    f.k.fused = op->fused;
-    f.k.ls = op->label_smoothing;
-    f.k.alpha = op->alpha;
-    f.k.gamma = op->gamma;
-    f.k.balancing = op->apply_class_balancing;
+    f.k = loss_params(op, scale, cols);
     run_rows("loss", f, rows, cols, partial, sum);
 }
 
