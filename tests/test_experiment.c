@@ -1789,6 +1789,181 @@ START_TEST(test_class_weight)
 }
 END_TEST
 
+/* Writes dataset `name` of rows x cols float32 values f(row) into the HDF5 file at path
+ * (created when create is set). */
+static void h5_put(const char *path, bool create, const char *name, int rows, int cols,
+                   const float *v)
+{
+    hid_t f = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)
+                     : H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    hsize_t d[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t sp = H5Screate_simple(cols > 1 ? 2 : 1, d, NULL);
+    hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+static void put_weights(const char *dir, const char *file, const char *name, int rows,
+                        float even, float odd)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    float *w = malloc((size_t)rows * sizeof *w);
+    for (int i = 0; i < rows; i++)
+        w[i] = i % 2 ? odd : even;
+    h5_put(p, false, name, rows, 1, w);
+    free(w);
+}
+
+/* One epoch of SGD on blobs (batch 1000, no shuffling) with data sources `src`. */
+static ct_experiment *fit_sw(const char *dir, const char *run, const char *src, double lr,
+                             int batch)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: sw\nseed: 4\ndata: {%s}\n"
+             "model: {input_shape: [8], layers: [{type: dense, units: 4, activation: softmax}]}\n"
+             "compile: {optimizer: {type: sgd, learning_rate: %g}, "
+             "loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+             "fit: {epochs: 1, batch_size: %d, shuffle: false, verbose: 0}\n", src, lr, batch);
+    tu_write(dir, "sw.yaml", text);
+    ct_experiment *ex = load_in(dir, "sw.yaml");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    fit_into(ex, path);
+    return ex;
+}
+
+/* The last row of a run's history.csv: loss and val_loss (columns 2 and 4 of epoch,
+ * accuracy, loss, val_accuracy, val_loss, learning_rate). */
+static void history_losses(const char *dir, const char *run, double *loss, double *val_loss)
+{
+    char p[4200], line[512];
+    snprintf(p, sizeof p, "%s/%s/history.csv", dir, run);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate\n");
+    double e, a, va;
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf,%lf,%lf", &e, &a, loss, &va, val_loss), 5);
+    fclose(f);
+}
+
+/* data.*.sample_weight weighs each sample's loss as Keras's sample_weight does (divided by
+ * the batch's rows, sum_over_batch_size), in training, validation (split with the rows) and
+ * evaluation alike; the metrics are not weighted. */
+START_TEST(test_sample_weight)
+{
+    char *dir = blob_dir(6);
+    put_weights(dir, "train.h5", "w", 1000, 2.0f, 2.0f);
+    put_weights(dir, "test.h5", "w", 400, 0.5f, 0.5f);
+    /* Weights of 2 train as a doubled learning rate does, and double the reported losses. */
+    ct_experiment *a = fit_sw(dir, "a", "train: {path: train.h5, sample_weight: w}, test: "
+                              "{path: test.h5, sample_weight: w}, validation_split: 0.2", 0.1, 1000);
+    ct_experiment *b = fit_sw(dir, "b", "train: {path: train.h5}, test: {path: test.h5}, "
+                              "validation_split: 0.2", 0.2, 1000);
+    ck_assert(memcmp(a->model->values, b->model->values,
+                     (size_t)a->model->size * sizeof(float)) == 0);
+    double la, va, lb, vb;
+    history_losses(dir, "a", &la, &va);
+    history_losses(dir, "b", &lb, &vb);
+    tu_assert_close(la, 2 * lb, 1e-6 * lb);
+    tu_assert_close(va, 2 * vb, 1e-6 * vb);
+    /* The test loss is weighted by 0.5; the accuracy is not weighted. */
+    const char *names[8];
+    double ta[8], tb[8];
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_evaluate(a, NULL, NULL, NULL, names, ta, 8, &err), 2);
+    ck_assert_int_eq(ct_experiment_evaluate(b, NULL, NULL, NULL, names, tb, 8, &err), 2);
+    tu_assert_close(ta[0], 0.5 * tb[0], 1e-6 * tb[0]);
+    ck_assert_double_eq(ta[1], tb[1]);
+    ct_experiment_free(a);
+    ct_experiment_free(b);
+
+    /* Weights 2, 0, 2, 0, ... train as the even rows alone do: the odd ones add nothing. */
+    put_weights(dir, "train.h5", "w2", 1000, 2.0f, 0.0f);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *x = malloc(1000 * 8 * sizeof *x), *y = malloc(1000 * sizeof *y);
+    hid_t dx = H5Dopen2(f, "x", H5P_DEFAULT), dy = H5Dopen2(f, "y", H5P_DEFAULT);
+    ck_assert_int_ge(H5Dread(dx, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), 0);
+    ck_assert_int_ge(H5Dread(dy, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), 0);
+    H5Dclose(dx);
+    H5Dclose(dy);
+    H5Fclose(f);
+    for (int i = 0; i < 500; i++) {
+        memmove(x + i * 8, x + 2 * i * 8, 8 * sizeof *x);
+        y[i] = y[2 * i];
+    }
+    snprintf(p, sizeof p, "%s/even.h5", dir);
+    h5_put(p, true, "x", 500, 8, x);
+    h5_put(p, false, "y", 500, 1, y);
+    free(x);
+    free(y);
+    a = fit_sw(dir, "c", "train: {path: train.h5, sample_weight: w2}", 0.5, 1000);
+    b = fit_sw(dir, "d", "train: {path: even.h5}", 0.5, 500);
+    for (int64_t i = 0; i < a->model->size; i++)
+        tu_assert_close(a->model->values[i], b->model->values[i], 1e-6);
+    ct_experiment_free(a);
+    ct_experiment_free(b);
+    free(dir);
+}
+END_TEST
+
+/* Sample weights that are negative, NaN, of the wrong shape, of another row count or
+ * missing: refused before training, naming the dataset and row. */
+static void expect_weight_error(const char *dir, const char *dataset, const char *expect)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "name: swe\ndata: {train: {path: train.h5, sample_weight: %s}}\n"
+             "model: {input_shape: [8], layers: [{type: dense, units: 4, activation: softmax}]}\n"
+             "compile: {optimizer: sgd, loss: sparse_categorical_crossentropy}\n"
+             "fit: {epochs: 1, verbose: 0}\n", dataset);
+    tu_write(dir, "swe.yaml", text);
+    ct_experiment *ex = load_in(dir, "swe.yaml");
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run-%s", dir, dataset);
+    ct_fit_options o = {.run_dir = run, .verbose = 0};
+    ct_error err = {0};
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_msg(strstr(err.msg, expect), "expected '%s' in '%s'", expect, err.msg);
+    struct stat st;
+    ck_assert_int_ne(stat(run, &st), 0);
+    ct_experiment_free(ex);
+}
+
+START_TEST(test_sample_weight_errors)
+{
+    char *dir = blob_dir(1);
+    put_weights(dir, "train.h5", "neg", 1000, 1.0f, 1.0f);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/train.h5", dir);
+    float w[2000];
+    for (int i = 0; i < 2000; i++)
+        w[i] = 1.0f;
+    w[7] = -1.0f;
+    h5_put(p, false, "negative", 1000, 1, w);
+    w[7] = NAN;
+    h5_put(p, false, "nan", 1000, 1, w);
+    w[7] = 1.0f;
+    h5_put(p, false, "pairs", 1000, 2, w);
+    h5_put(p, false, "short", 999, 1, w);
+    expect_weight_error(dir, "negative", "train.h5:/negative: row 7 has sample weight -1, but "
+                        "sample weights must be 0 or more");
+    expect_weight_error(dir, "nan", "train.h5:/nan: row 7 holds NaN or Inf");
+    expect_weight_error(dir, "pairs", "train.h5:/pairs' has samples of shape (2,), but it holds one weight per sample");
+    expect_weight_error(dir, "short", "999");
+    expect_weight_error(dir, "nope", "no dataset 'nope'");
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_token_fit)
 {
     char *dir = token_dir(token_config, false, NO_BAD);
@@ -2341,6 +2516,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_trainable_false);
     tcase_add_test(t, test_initial_weights);
     tcase_add_test(t, test_class_weight);
+    tcase_add_test(t, test_sample_weight);
+    tcase_add_test(t, test_sample_weight_errors);
     tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);

@@ -1,5 +1,6 @@
 /* batches.c - loader batches into backend memory (see batches.h). */
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "batches.h"
 
@@ -20,6 +21,7 @@ static bool alloc_slot(ct_batches *b, int s)
         ok &= (b->host_x[s][i] = be->host_alloc(bytes)) != NULL;
         ok &= (b->dev_x[s][i] = be->alloc(bytes)) != NULL;
     }
+    ok &= (b->host_w[s] = malloc((size_t)(b->max_rows > 0 ? b->max_rows : 1) * sizeof(float))) != NULL;
     return ok;
 }
 
@@ -54,13 +56,15 @@ void ct_batches_free(ct_batches *b)
     if (!b->be)
         return;
     b->be->sync(); /* no copy may still read or write these */
-    for (int s = 0; s < CT_STAGE_SLOTS; s++)
+    for (int s = 0; s < CT_STAGE_SLOTS; s++) {
+        free(b->host_w[s]);
         for (int i = 0; i < CT_MAX_IO; i++) {
             b->be->host_free(b->host_x[s][i]);
             b->be->host_free(b->host_y[s][i]);
             b->be->free(b->dev_x[s][i]);
             b->be->free(b->dev_y[s][i]);
         }
+    }
     for (int i = 0; !b->direct && i < b->nx; i++)
         b->inputs[i].data = b->planned[i]; /* it pointed into dev_x */
     *b = (ct_batches){0};
@@ -70,7 +74,9 @@ void ct_batches_free(ct_batches *b)
 static int check_members(const ct_batches *b, const ct_loader *ld, bool labels, ct_error *err)
 {
     const ct_dataset *ds = ct_loader_dataset(ld);
-    if (ct_dataset_nx(ds) >= b->nx && (!labels || ct_dataset_ny(ds) >= b->ny))
+    int wm = ct_dataset_weight_member(ds);
+    if (ct_dataset_nx(ds) >= b->nx && (!labels || ct_dataset_ny(ds) >= b->ny) &&
+        (wm < 0 || wm >= b->ny))
         return 0;
     return ct_err(err, CT_ERR_INTERNAL,
                   "%s: the data has %d x and %d y datasets; the batches need %d and %d",
@@ -107,6 +113,10 @@ int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err
         x[i] = b->direct ? b->inputs[i].data : b->host_x[s][i];
     for (int j = 0; j < b->ny; j++)
         y[j] = b->host_y[s][j];
+    int wm = ct_dataset_weight_member(ct_loader_dataset(ld));
+    if (labels && wm >= 0)
+        y[wm] = b->host_w[s];
+    b->w = labels && wm >= 0 ? b->host_w[s] : NULL;
     if (b->direct) {
         for (int j = 0; j < b->ny; j++)
             b->y[j] = labels ? y[j] : NULL;

@@ -25,6 +25,8 @@ typedef struct ct_batches {
     int slot;
     float *planned[CT_MAX_IO];        /* inputs[i].data before staging replaced it */
     float *y[CT_MAX_IO];              /* this batch's labels, backend memory (NULL: none) */
+    float *host_w[CT_STAGE_SLOTS];    /* sample weights, host memory (malloc'd) */
+    const float *w;                   /* this batch's sample weights (NULL: none), host */
 } ct_batches;
 
 /* For batches of up to max_rows rows: nx (1..CT_MAX_IO) input tensors, each receiving
@@ -34,7 +36,9 @@ int ct_batches_init(ct_batches *b, const ct_backend *be, int nx, ct_tensor *inpu
                     int64_t max_rows, int ny, const int64_t *ycols, ct_error *err);
 void ct_batches_free(ct_batches *b);
 /* Reads ld's next batch into the inputs and (labels) b->y[j]; ld's dataset needs at least
- * nx x members and, for labels, ny y members (members beyond those are skipped). Returns
+ * nx x members and, for labels, ny y members (members beyond those are skipped). With
+ * labels, a dataset's sample weights (ct_dataset_weight_member) land in b->w, one per
+ * row; b->w is NULL for a dataset without them. Returns
  * its rows, 0 at the end of the epoch, -1 on error. The compute that reads it must be
  * issued before ct_batches_done. */
 int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err);

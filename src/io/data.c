@@ -61,6 +61,7 @@ struct ct_dataset {
     char *path;
     hid_t file, lapl;
     int nx, ny;
+    int weight_member; /* the y member holding sample weights, or -1 */
     member m[MAX_MEMBERS]; /* the x members, then the y members */
     int64_t rows;
 };
@@ -357,7 +358,10 @@ static int open_file(ct_dataset *ds, ct_error *err)
     return 0;
 }
 
-static const char *role(const ct_dataset *ds, int i) { return i < ds->nx ? "x" : "y"; }
+static const char *role(const ct_dataset *ds, int i)
+{
+    return i < ds->nx ? "x" : i - ds->nx == ds->weight_member ? "sample_weight" : "y";
+}
 
 /* Members are rows of one table: each must have as many as x member 0. */
 static int check_rows(const ct_dataset *ds, int i, ct_error *err)
@@ -457,9 +461,9 @@ static int check_counts(const char *path, int nx, const char *const *x, int ny,
     return 0;
 }
 
-ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x,
-                                  const double *xscale, int ny, const char *const *y,
-                                  ct_error *err)
+static ct_dataset *open_members(const char *path, int nx, const char *const *x,
+                                const double *xscale, int ny, const char *const *y,
+                                int weight_member, ct_error *err)
 {
     if (check_counts(path, nx, x, ny, y, err) < 0)
         return NULL;
@@ -474,6 +478,7 @@ ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x
         ds->m[i].id = H5I_INVALID_HID;
     ds->nx = nx;
     ds->ny = ny;
+    ds->weight_member = weight_member;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     ct_unpolled_begin();
@@ -488,6 +493,30 @@ ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x
         return NULL;
     }
     return ds;
+}
+
+ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x,
+                                  const double *xscale, int ny, const char *const *y,
+                                  ct_error *err)
+{
+    return open_members(path, nx, x, xscale, ny, y, -1, err);
+}
+
+ct_dataset *ct_dataset_open_weighted(const char *path, int nx, const char *const *x,
+                                     const double *xscale, int ny, const char *const *y,
+                                     const char *weights, ct_error *err)
+{
+    if (!weights)
+        return open_members(path, nx, x, xscale, ny, y, -1, err);
+    if (ny < 1 || ny >= CT_MAX_IO) {
+        ct_err(err, CT_ERR_INTERNAL, "%s: sample weights beside %d y datasets", path, ny);
+        return NULL;
+    }
+    const char *all[CT_MAX_IO];
+    for (int j = 0; j < ny; j++)
+        all[j] = y[j];
+    all[ny] = weights;
+    return open_members(path, nx, x, xscale, ny + 1, all, ny, err);
 }
 
 ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, double scale,
@@ -555,6 +584,8 @@ int ct_dataset_set_token_ids(ct_dataset *ds, int i, int64_t ids, const char *use
     mb->scale = 1.0;
     return 0;
 }
+
+int ct_dataset_weight_member(const ct_dataset *ds) { return ds->weight_member; }
 
 void ct_dataset_set_y_scale(ct_dataset *ds, int j, double scale)
 {
@@ -753,6 +784,18 @@ static int check_unit_targets(const member *mb, const float *y, int64_t start, i
     return 0;
 }
 
+/* Sample weights: at least 0 (finite already checked). */
+static int check_weights(const member *mb, const float *w, int64_t start, int64_t count,
+                         ct_error *err)
+{
+    for (int64_t i = 0; i < count * mb->size; i++)
+        if (!(w[i] >= 0.0f))
+            return ct_err(err, CT_ERR_DATA, "%s: row %" PRId64 " has sample weight %g, but "
+                          "sample weights must be 0 or more", mb->label, start + i / mb->size,
+                          (double)w[i]);
+    return 0;
+}
+
 static int check_token_ids(const member *mb, const float *x, int64_t start, int64_t count,
                            ct_error *err)
 {
@@ -805,6 +848,8 @@ static int check_block(const member *mb, float *v, int64_t start, int64_t count,
         return check_token_ids(mb, v, start, count, err);
     if (nclasses == CT_TARGETS_UNIT)
         return check_unit_targets(mb, v, start, count, err);
+    if (nclasses == CT_TARGETS_WEIGHT)
+        return check_weights(mb, v, start, count, err);
     return nclasses > 0 ? check_labels(mb, v, start, count, nclasses, err) : 0;
 }
 

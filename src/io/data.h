@@ -40,6 +40,12 @@ ct_dataset *ct_dataset_open(const char *path, const char *x, const char *y, doub
 ct_dataset *ct_dataset_open_multi(const char *path, int nx, const char *const *x,
                                   const double *xscale, int ny, const char *const *y,
                                   ct_error *err);
+/* The same with one more y member, `weights` (NULL: none; ny at least 1), the samples'
+ * weights: served by the loader like the other y members, handed to the loss apart from
+ * the targets by ct_batches, and named as sample_weight in messages. */
+ct_dataset *ct_dataset_open_weighted(const char *path, int nx, const char *const *x,
+                                     const double *xscale, int ny, const char *const *y,
+                                     const char *weights, ct_error *err);
 void ct_dataset_close(ct_dataset *ds);
 
 int64_t ct_dataset_rows(const ct_dataset *ds);
@@ -83,6 +89,12 @@ int ct_dataset_read(ct_dataset *ds, int64_t start, int64_t count, float *x, floa
 /* nclasses[j] for targets that must lie in [0, 1] (the binary and categorical
  * crossentropies'): probabilities, one-hot rows, 0/1 labels. */
 #define CT_TARGETS_UNIT (-1)
+
+/* nclasses[j] for sample weights: finite and at least 0. */
+#define CT_TARGETS_WEIGHT (-2)
+
+/* The y member holding the samples' weights (-1: none): see ct_dataset_open_weighted. */
+int ct_dataset_weight_member(const ct_dataset *ds);
 
 /* Scans the whole dataset once (in blocks): every member must be finite; y member j must
  * hold integers in [0, nclasses[j]) where nclasses[j] > 0, and values in [0, 1] where it is

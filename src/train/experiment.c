@@ -89,7 +89,7 @@ static int read_members(ct_node *n, const char *key, const char *def, int count,
 static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_source *src,
                        ct_error *err)
 {
-    static const char *const keys[] = {"path", "x", "y", NULL};
+    static const char *const keys[] = {"path", "x", "y", "sample_weight", NULL};
     ct_node *n = ct_map_get(data, key);
     if (!n)
         return 0;
@@ -110,7 +110,9 @@ static int read_source(ct_experiment *ex, ct_node *data, const char *key, ct_sou
         read_members(n, "x", "x", m->ninputs, (const char (*)[CT_NAME_MAX])m->input_names, what,
                      src->x, err) < 0 ||
         read_members(n, "y", "y", m->noutputs, (const char (*)[CT_NAME_MAX])outs, what, src->y,
-                     err) < 0)
+                     err) < 0 ||
+        (ct_map_get(n, "sample_weight") &&
+         ct_cfg_string(n, "sample_weight", NULL, &src->sample_weight, err) < 0))
         return -1;
     src->path = resolve_path(ex->path, path);
     if (!src->path)
@@ -895,6 +897,43 @@ static bool default_names(const ct_source *given, ct_source *use)
     return changed;
 }
 
+/* A source's datasets: the model's inputs, its ny targets and, where weighted, its sample
+ * weights. */
+static ct_dataset *open_members(const ct_experiment *ex, const ct_source *src, int ny,
+                                bool weighted, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    return ct_dataset_open_weighted(src->path, m->ninputs, src->x, ex->scale, ny, src->y,
+                                    weighted ? src->sample_weight : NULL, err);
+}
+
+/* sample_weight weighs each sample's loss; a masked output already weighs its positions
+ * (by the mask), and the weights take one more slot beside the targets. */
+static int sample_weight_usable(const ct_experiment *ex, const ct_source *src,
+                                const char *role, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    const ct_node *at = src->node ? ct_map_get((ct_node *)src->node, "sample_weight") : NULL;
+    if (m->noutputs >= CT_MAX_IO) {
+        ct_err(err, CT_ERR_CONFIG, "%s.sample_weight: a model with %d outputs takes no sample "
+               "weights (at most %d outputs do)", role, m->noutputs, CT_MAX_IO - 1);
+    } else {
+        for (int k = 0; k < m->noutputs; k++)
+            if (m->outputs[k] >= 0 && m->outputs[k] < m->nlayers &&
+                m->layers[m->outputs[k]].mask_out != CT_MASK_NONE) {
+                ct_err(err, CT_ERR_CONFIG, "%s.sample_weight: the output '%s' is masked (its "
+                       "padded steps are left out of the loss); sample weights and masks "
+                       "together are not supported", role, m->output_names[k]);
+                goto fail;
+            }
+        return 0;
+    }
+fail:
+    if (at)
+        ct_err_prefix(err, "%s:%d:%d", at->file, at->line, at->col);
+    return -1;
+}
+
 ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
                                       const char *role, bool will_load, ct_error *err)
 {
@@ -902,12 +941,14 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
     const ct_source *src = &chosen;
     const ct_model *m = ex->model;
     int ny = src->y[0] ? m->noutputs : 0;
-    ct_dataset *ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y,
-                                           err);
+    if (ny && src->sample_weight && sample_weight_usable(ex, src, role, err) < 0)
+        return NULL;
+    bool weighted = ny && src->sample_weight;
+    ct_dataset *ds = open_members(ex, src, ny, weighted, err);
     if (!ds && err && err->code == CT_ERR_DATA && strstr(err->msg, ": no dataset '") &&
         default_names(given, &chosen)) {
         ct_error again = {0};
-        ds = ct_dataset_open_multi(src->path, m->ninputs, src->x, ex->scale, ny, src->y, &again);
+        ds = open_members(ex, src, ny, weighted, &again);
         if (!ds)
             *err = again;
     }
@@ -929,6 +970,17 @@ ct_dataset *ct_experiment_open_source(ct_experiment *ex, const ct_source *given,
         if (check_targets(ex, ds, k, role, nclasses, err) < 0)
             goto fail;
         ct_dataset_set_y_scale(ds, k, ex->loss[k].kind->sparse_labels ? 1.0 : ex->target_scale[k]);
+    }
+    if (weighted) {
+        ct_shape ws = ct_dataset_y_shape_at(ds, ny);
+        if (ct_shape_size(&ws) != 1) {
+            char a[128];
+            ct_err(err, CT_ERR_DATA, "%s: sample_weight '%s' has samples of shape %s, but it "
+                   "holds one weight per sample (shape (N,) or (N, 1))", role,
+                   ct_dataset_y_name_at(ds, ny), ct_shape_format_sample(&ws, a, sizeof a));
+            goto fail;
+        }
+        nclasses[ny] = CT_TARGETS_WEIGHT;
     }
     if (will_load)
         ct_dataset_will_load(ds);

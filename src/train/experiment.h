@@ -25,6 +25,8 @@ typedef struct ct_source {
     /* Dataset names in the model's input / output order (point into the tree); y[0] NULL:
      * no targets. */
     const char *x[CT_MAX_IO], *y[CT_MAX_IO];
+    /* sample_weight: a dataset of one weight per row (NULL: none), Keras's sample_weight */
+    const char *sample_weight;
     const ct_node *node;
     /* x / y not given (models with one input / output): "x" / "y" is read, or, where the
      * file has no such dataset, these: the source's own group (train/x for data.train), the

@@ -95,10 +95,14 @@ static int mask_buffer(ct_experiment *ex, ct_error *err)
         if (out->mask && m->max_batch * out->shape.dim[0] > need)
             need = m->max_batch * out->shape.dim[0];
     }
-    /* score_weighted reads a batch's labels back here */
-    int64_t ycols = ex->loss[0].kind->sparse_labels ? 1 : classes(ex, 0);
-    if (ex->class_weight && m->max_batch * ycols > need)
-        need = m->max_batch * ycols;
+    /* score_weighted's rows' weights and labels read back */
+    bool weighted = ex->class_weight || ex->train.sample_weight || ex->validation.sample_weight ||
+                    ex->test.sample_weight;
+    for (int k = 0; weighted && k < m->noutputs; k++) {
+        int64_t ycols = ex->loss[k].kind->sparse_labels ? 1 : classes(ex, k);
+        int64_t n = m->max_batch * positions(ex, k) * (1 + ycols);
+        need = n > need ? n : need;
+    }
     if (need <= ex->mask_cap)
         return 0;
     float *p = realloc(ex->mask_host, (size_t)need * sizeof *p);
@@ -152,20 +156,27 @@ static int64_t score_masked(ct_experiment *ex, int k, int64_t batch_rows, float 
     return valid * per;
 }
 
-/* fit.class_weight on a training batch (Keras weighs the training loss only): each run of
- * samples of equal weight w is scored with the loss scaled by w, so the batch's loss is
- * sum_i w_i l_i / rows and its gradient the same, as Keras's sum_over_batch_size. The
- * labels are read back to find each sample's class (argmax of a one-hot row). */
-static void score_weighted(ct_experiment *ex, int64_t rows, float *const *y, float *dpred)
+/* Output k weighted as Keras's sum_over_batch_size does: each sample's loss is scaled by
+ * its weight, its sample weight (sw, NULL: none) times, in training (dpred set), its
+ * class's fit.class_weight, so the batch's loss is sum_i w_i l_i / rows and its gradient
+ * the same. Each run of rows of equal weight is scored in one call; a run of weight 0 adds
+ * nothing and gets a zero gradient. A sample's class is read back from its labels (argmax
+ * of a one-hot row). */
+static void score_weighted(ct_experiment *ex, int k, int64_t batch_rows, float *const *y,
+                           const float *sw, float *dpred)
 {
     ct_model *m = ex->model;
-    const ct_tensor *pred = ct_model_output(m, 0);
-    int64_t cols = classes(ex, 0), ycols = ex->loss[0].kind->sparse_labels ? 1 : cols;
-    float *lab = ex->mask_host; /* sized for a batch's labels by mask_buffer */
-    m->be->download(lab, y[0], (size_t)(rows * ycols) * sizeof *lab);
-    ct_loss_op op = ct_loss_op_of(&ex->loss[0]);
-    float *w = lab; /* each row's weight, written over its labels as they are read */
+    const ct_tensor *pred = ct_model_output(m, k);
+    int64_t per = positions(ex, k), rows = batch_rows * per, cols = classes(ex, k);
+    int64_t ycols = ex->loss[k].kind->sparse_labels ? 1 : cols;
+    float *w = ex->mask_host, *lab = w + rows; /* sized by mask_buffer */
+    bool by_class = dpred && ex->class_weight;
+    if (by_class)
+        m->be->download(lab, y[k], (size_t)(rows * ycols) * sizeof *lab);
     for (int64_t r = 0; r < rows; r++) {
+        w[r] = sw ? sw[r / per] : 1.0f;
+        if (!by_class)
+            continue;
         const float *row = lab + r * ycols;
         int64_t c = 0;
         if (ycols == 1)
@@ -173,25 +184,29 @@ static void score_weighted(ct_experiment *ex, int64_t rows, float *const *y, flo
         else
             for (int64_t j = 1; j < ycols; j++)
                 c = row[j] > row[c] ? j : c;
-        w[r] = c >= 0 && c < ex->nclass_weight ? ex->class_weight[c] : 1.0f;
+        w[r] *= c >= 0 && c < ex->nclass_weight ? ex->class_weight[c] : 1.0f;
     }
+    ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
     for (int64_t a = 0, b; a < rows; a = b) {
         for (b = a; b < rows && w[b] == w[a]; b++)
             ;
-        if (w[a] == 0.0f) { /* these samples add nothing: no loss, no gradient */
-            m->be->fill(dpred + a * cols, (b - a) * cols, 0.0f);
+        if (w[a] == 0.0f) {
+            if (dpred)
+                m->be->fill(dpred + a * cols, (b - a) * cols, 0.0f);
             continue;
         }
         op.sum_scale = (double)w[a];
-        m->be->loss(&op, pred->data + a * cols, y[0] + a * ycols, dpred + a * cols, b - a, cols,
-                    (float)ex->loss_weight[0] * w[a] / (float)rows, &ex->acc[ct_acc_loss(0)]);
+        m->be->loss(&op, pred->data + a * cols, y[k] + a * ycols, dpred ? dpred + a * cols : NULL,
+                    b - a, cols, (float)ex->loss_weight[k] * w[a] / (float)rows,
+                    &ex->acc[ct_acc_loss(k)]);
     }
 }
 
 /* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
  * and writes the gradient of the batch's weighted mean loss into each output's gradient
  * buffer when grad is set. */
-static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, bool grad)
+static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y,
+                        const float *sw, bool grad)
 {
     ct_model *m = ex->model;
     int64_t counted[CT_MAX_IO];
@@ -204,8 +219,8 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y, 
         const ct_tensor *pred = ct_model_output(m, k);
         int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
         float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
-        if (dpred && ex->class_weight) {
-            score_weighted(ex, rows, y, dpred);
+        if (sw || (dpred && ex->class_weight)) {
+            score_weighted(ex, k, batch_rows, y, sw, dpred);
             continue;
         }
         ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
@@ -297,7 +312,7 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_
     int64_t seen = 0, rows;
     while ((rows = ct_batches_next(b, ld, true, err)) > 0) {
         ct_model_forward(m, &pass, rows);
-        score_batch(ex, rows, b->y, false);
+        score_batch(ex, rows, b->y, b->w, false);
         ct_batches_done(b);
         seen += rows;
     }
@@ -707,7 +722,7 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         pass.step = st->step++;
         ct_model_forward(m, &pass, rows);
         t2 = ct_now();
-        score_batch(ex, rows, b->y, true);
+        score_batch(ex, rows, b->y, b->w, true);
         if (p->layers)
             be->sync();
         t3 = ct_now();
