@@ -22,12 +22,16 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev libpng-dev libjpeg-dev check \
+libprotobuf-c-dev protobuf-c-compiler libcairo2-dev libgraphviz-dev \
 hdf5-tools dataset-fashion-mnist fortunes fortunes-min valgrind python3-numpy python3-h5py \
 python3-venv python3-pip"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
 # /usr/bin/time for peak memory.
 BENCH_PACKAGES="python3 python3-venv python3-pip time"
+
+# What the test suite needs besides: a headless browser that renders the run report.
+TEST_PACKAGES="chromium"
 
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -148,8 +152,8 @@ sanitize() {
 
 case "${1:-all}" in
     all) deps; build; data; ./ctrain fit configs/fashion_mnist_mlp.yaml ;;
-    --test) deps; build; peers; make -j"$JOBS" check ;;
-    --sanitize) deps; sanitize ;;
+    --test) EXTRA_PACKAGES=$TEST_PACKAGES; deps; build; peers; make -j"$JOBS" check ;;
+    --sanitize) EXTRA_PACKAGES=$TEST_PACKAGES; deps; sanitize ;;
     --bench) shift; EXTRA_PACKAGES=$BENCH_PACKAGES; deps; build; data; exec bench/run.sh "$@" ;;
     --deps) deps ;;
     --build) build ;;
