@@ -88,6 +88,9 @@ typedef struct ct_fit_options {
     /* A weights file to start from (fine-tuning), or NULL: model.weights. Layers are
      * matched by name and shape; a resumed run ignores it. */
     const char *initial_weights;
+    /* Write the run report (ct_experiment_report) into the run directory after training;
+     * a report that cannot be written is a warning on `out`, not a failed fit. */
+    bool report;
 } ct_fit_options;
 
 /* Asks a running ct_experiment_fit to stop after its current batch: it writes a
@@ -136,6 +139,14 @@ int ct_experiment_evaluate(ct_experiment *ex, const char *path, const char *x, c
  * `output` (.h5/.hdf5: dataset "predictions"; .csv: one row per sample). */
 int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
                           const char *output, ct_error *err);
+
+/* Writes the run report: one self-contained HTML page (no network, no script) with the
+ * run's history, data.test's loss and metrics (for a classifier also its confusion
+ * matrix, per-class precision, recall and F1, and the first misclassified test images),
+ * the model summary and the experiment file. ex holds the weights to test. out_path NULL:
+ * run_dir/report.html. The page is written aside and renamed into place. */
+int ct_experiment_report(ct_experiment *ex, const char *run_dir, const char *out_path,
+                         ct_error *err);
 
 /* Converts IDX files (optionally gzipped) into group `group` of the HDF5 file `out`
  * (created if missing): `group`/images as uint8 (N, H, W, 1) for rank-3 images, and

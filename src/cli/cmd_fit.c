@@ -64,8 +64,9 @@ int cmd_fit(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
         {"profile", no_argument, NULL, 'p'},      {"resume", required_argument, NULL, 'r'},
         {"allow-outside", required_argument, NULL, 'A'},
-        {"initial-weights", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
-    ct_fit_options fo = {.verbose = -1};
+        {"initial-weights", required_argument, NULL, 'W'},
+        {"no-report", no_argument, NULL, 'R'}, {NULL, 0, NULL, 0}};
+    ct_fit_options fo = {.verbose = -1, .report = true};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:v:qh", opts, NULL)) != -1) {
@@ -92,6 +93,7 @@ int cmd_fit(int argc, char **argv)
         case 'p': fo.profile = true; break;
         case 'r': fo.resume = optarg; break;
         case 'W': fo.initial_weights = optarg; break;
+        case 'R': fo.report = false; break;
         case 'A':
             if (cli_add_allowed(optarg) < 0)
                 return cli_usage("fit", "too many --allow-outside options");

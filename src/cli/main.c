@@ -25,7 +25,7 @@ static const cli_command commands[] = {
     {"fit", cmd_fit,
      "fit FILE [-o RUN_DIR] [--overwrite] [--resume RUN_DIR|CHECKPOINT] [--set KEY=VALUE]...\n"
      "       [--initial-weights W] [--allow-outside DIR]... [-v N | -q] [--profile]\n"
-     "       [--device cpu|cuda]",
+     "       [--device cpu|cuda] [--no-report]",
      "Trains the experiment in FILE, writing config.yaml, history.csv, checkpoint.h5 (after\n"
      "every epoch) and weights.h5 into RUN_DIR (default runs/NAME, numbered when it exists),\n"
      "then evaluates on data.test. SIGINT or SIGTERM stops after the current batch and\n"
@@ -46,7 +46,8 @@ static const cli_command commands[] = {
      "  -q, --quiet        same as --verbose 0\n"
      "      --profile      after the run, print the time per layer (forward and backward),\n"
      "                     data loading, loss and optimizer per training step\n"
-     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"
+     "      --no-report    do not write RUN_DIR/report.html (see ctrain report)\n"},
     {"evaluate", cmd_evaluate,
      "evaluate FILE --weights W [--data F.h5 [--x DS] [--y DS]] [--json] [--set KEY=VALUE]...",
      "Prints the loss and every metric of the model with weights W on data.test, or on the\n"
@@ -79,6 +80,14 @@ static const cli_command commands[] = {
      "  -k, --top-k K      sample among the K most likely tokens (default 0: all)\n"
      "      --seed S       random seed (default: the experiment's seed)\n"
      "      --vocab F.h5   the file holding the vocabulary (default: data.train's)\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"report", cmd_report, "report RUN_DIR [-o FILE.html] [--weights W] [--set KEY=VALUE]...",
+     "Writes RUN_DIR/report.html (fit writes it too, unless --no-report): one page that\n"
+     "needs no network, with the training history, the test set's loss and metrics (for a\n"
+     "classifier also its confusion matrix, per-class precision, recall and F1, and the\n"
+     "first misclassified test images), the model summary and the experiment file.\n"
+     "  -o, --output FILE  write the page here instead\n"
+     "  -w, --weights W    weights to test (default: RUN_DIR/weights.h5)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
      "Prints the model's layers, output shapes and parameter counts.\n"},

@@ -6,6 +6,7 @@
  * metrics, f1/fbeta and r2 need one target per output column, so a sparse loss's class
  * indices are refused for a wider output (Keras would broadcast them meaninglessly). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,6 +312,15 @@ static double cosine_result(const ct_metric *m)
     return dnn(m->state[0], m->state[1]);
 }
 
+void ct_class_scores(double tp, double fp, double fn, double *precision, double *recall,
+                     double *f1)
+{
+    const double counts[4] = {tp, fp, fn, tp + fn};
+    *precision = dnn(tp, tp + fp);
+    *recall = dnn(tp, tp + fn);
+    *f1 = fbeta_of(counts, 1.0);
+}
+
 const ct_metric_kind ct_host_metric_kinds[CT_HM_COUNT] = {
     [CT_HM_PRECISION] = {"precision", precision_update, confusion_result},
     [CT_HM_RECALL] = {"recall", recall_update, confusion_result},
@@ -560,5 +570,21 @@ int ct_host_metric_setup(ct_metric *m, int which, const ct_node *node, ct_error 
         return -1;
     if (!(m->state = calloc((size_t)m->nstate, sizeof *m->state)))
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+int ct_confusion_setup(ct_metric *m, int num_classes, bool sparse_labels, ct_error *err)
+{
+    *m = (ct_metric){.kind = &ct_host_metric_kinds[CT_HM_MEAN_IOU], .host = true};
+    snprintf(m->name, sizeof m->name, "confusion_matrix");
+    m->opt.num_classes = num_classes;
+    m->opt.ignore_class = -1;
+    m->opt.sparse_y_true = sparse_labels;
+    m->opt.sparse_labels = sparse_labels;
+    m->opt.cols = num_classes;
+    m->nstate = (int64_t)num_classes * num_classes;
+    if (!(m->state = calloc((size_t)m->nstate, sizeof *m->state)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory for a %d-class confusion matrix",
+                      num_classes);
     return 0;
 }

@@ -18,4 +18,13 @@ extern const ct_metric_kind ct_host_metric_kinds[CT_HM_COUNT];
  * m->opt.sparse_labels are set by the caller. */
 int ct_host_metric_setup(ct_metric *m, int which, const ct_node *node, ct_error *err);
 
+/* A confusion matrix counted as mean_iou counts it: m->state (num_classes^2 doubles,
+ * [true][predicted], allocated here, freed by ct_metric_free) for num_classes classes,
+ * labels sparse (class indices) or one-hot, predictions scored by their largest entry. */
+int ct_confusion_setup(ct_metric *m, int num_classes, bool sparse_labels, ct_error *err);
+/* One class's precision, recall and F1 from its true and false positives and false
+ * negatives, as precision, recall and f1_score compute them. */
+void ct_class_scores(double tp, double fp, double fn, double *precision, double *recall,
+                     double *f1);
+
 #endif

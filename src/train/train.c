@@ -859,6 +859,20 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
     return 0;
 }
 
+/* The run report after training: the run has succeeded whatever happens here, so a page
+ * that cannot be written is a warning. The data files are closed first (the report opens
+ * data.test itself). */
+static void write_report(ct_experiment *ex, fit_state *s, const char *dir, FILE *out)
+{
+    ct_loader_settle(s->train);
+    ct_batches_free(&s->batches); /* its staging points at the training plan's inputs */
+    ct_error rerr = {0};
+    if (ct_experiment_report(ex, dir, NULL, &rerr) < 0)
+        fprintf(out ? out : stderr, "warning: no report: %s\n", rerr.msg);
+    else if (out)
+        fprintf(out, "Report: %s/report.html\n", dir);
+}
+
 static int write_outputs(ct_experiment *ex, const char *dir, ct_error *err)
 {
     char path[4200];
@@ -1171,6 +1185,8 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     if (s.test_ds && evaluate_test(ex, &s, mode == CT_PROGRESS_NONE ? NULL : out, err) < 0)
         goto done;
     rc = 0;
+    if (opt->report)
+        write_report(ex, &s, dir, mode == CT_PROGRESS_NONE ? NULL : out);
 done:
     /* A stop while the data was read or checked ends the run here: it has acted on it. */
     if (rc < 0 && err && err->code == CT_ERR_INTERRUPT)
