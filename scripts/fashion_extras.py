@@ -33,6 +33,10 @@ others as they are, so running it again changes nothing:
                            the images of classes 5-9 (sandal, shirt, sneaker, bag, ankle
                            boot), labels 0-4 (the class minus 5)
                            (configs/fashion_mnist_transfer_base.yaml, _head.yaml)
+  train/classes, test/classes, classes_0_4/{train,test}/classes,
+  classes_5_9/{train,test}/classes
+                           the class names by label (UTF-8 strings), which the run
+                           report shows beside the class numbers
 
 Pairs are drawn with numpy's PCG64 from fixed seeds (one per set), so every run on every
 machine gives the same file. A same-class pair takes a random image and another image of
@@ -50,6 +54,8 @@ import h5py
 import numpy as np
 
 FOOTWEAR = (5, 7, 9)  # sandal, sneaker, ankle boot
+NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"]
 PAIRS = {"train": (30000, 20240601), "test": (5000, 20240602)}  # set: (pairs, seed)
 CHUNK = 10000  # images per step when computing meta (bounds the memory used)
 
@@ -117,12 +123,18 @@ def pairs(labels, count, seed):
 HALVES = {"classes_0_4": 0, "classes_5_9": 5}  # group: first class
 
 
+def write_names(f, name, names):
+    """A 1-D dataset of UTF-8 strings, as ctrain data import-images writes class names."""
+    f.create_dataset(name, data=names, dtype=h5py.string_dtype("utf-8"))
+
+
 def wanted():
     names = []
     for part in ("train", "test"):
         names += [f"{part}/meta", f"{part}/shoe"]
         names += [f"pairs_{part}/{d}" for d in ("left", "right", "same")]
-        names += [f"{g}/{part}/{d}" for g in HALVES for d in ("images", "labels")]
+        names += [f"{g}/{part}/{d}" for g in HALVES for d in ("images", "labels", "classes")]
+        names += [f"{part}/classes"]
     return names
 
 
@@ -142,7 +154,7 @@ def main():
                 return 1
         missing = [name for name in wanted() if name not in f]
     if not missing:
-        print(f"fashion_extras.py: {path} already has meta, shoe, pairs and the halves")
+        print(f"fashion_extras.py: {path} already has meta, shoe, pairs, the halves and class names")
         return 0
 
     part = path + ".extras.part"
@@ -158,6 +170,8 @@ def main():
                 labels = f[f"{split}/labels"][:]
                 if f"{split}/meta" in needed:
                     f.create_dataset(f"{split}/meta", data=meta(images), dtype="<f4")
+                if f"{split}/classes" in needed:
+                    write_names(f, f"{split}/classes", NAMES)
                 if f"{split}/shoe" in needed:
                     shoe = np.isin(labels, FOOTWEAR).astype(np.uint8)
                     f.create_dataset(f"{split}/shoe", data=shoe, dtype="u1")
@@ -171,6 +185,9 @@ def main():
                     f.create_dataset(f"{group}/right", data=images[right], dtype="u1")
                     f.create_dataset(f"{group}/same", data=same, dtype="u1")
                 for half, first in HALVES.items():
+                    if f"{half}/{split}/classes" in needed and f"{half}/{split}/images" in f:
+                        write_names(f, f"{half}/{split}/classes", NAMES[first:first + 5])
+                        continue
                     if not any(n.startswith(f"{half}/{split}/") for n in needed):
                         continue
                     if f"{half}/{split}" in f:
@@ -179,6 +196,7 @@ def main():
                     f.create_dataset(f"{half}/{split}/images", data=images[keep], dtype="u1")
                     f.create_dataset(f"{half}/{split}/labels", data=labels[keep] - first,
                                      dtype="u1")
+                    write_names(f, f"{half}/{split}/classes", NAMES[first:first + 5])
         os.replace(part, path)
     except BaseException:
         if os.path.exists(part):

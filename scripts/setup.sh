@@ -90,7 +90,8 @@ data() {
     for d in train/meta train/shoe test/meta test/shoe pairs_train/left pairs_train/right \
              pairs_train/same pairs_test/left pairs_test/right pairs_test/same \
              classes_0_4/train/labels classes_0_4/test/labels classes_5_9/train/labels \
-             classes_5_9/test/labels; do
+             classes_5_9/test/labels train/classes test/classes classes_0_4/test/classes \
+             classes_5_9/test/classes; do
         if ! h5ls "data/fashion-mnist.h5/$d" >/dev/null 2>&1; then
             /usr/bin/python3 scripts/fashion_extras.py data/fashion-mnist.h5
             break

@@ -11,8 +11,9 @@ if ! $py -c 'import numpy, h5py' 2>/dev/null; then
     exit 77
 fi
 
-# 8x8 grey images of three patterns (top rows, left columns, the diagonal) with noise; a
-# tenth of the test labels are wrong on purpose, so some test images are misclassified.
+# 8x8 grey images of three patterns (top rows, left columns, the diagonal) with noise, and
+# the classes' names beside the test labels; a tenth of the test labels are wrong on
+# purpose, so some test images are misclassified.
 $py - "$tmp/img.h5" <<'EOF' || bad "writing the images failed"
 import sys, numpy as np, h5py
 rng = np.random.default_rng(3)
@@ -29,6 +30,7 @@ with h5py.File(sys.argv[1], "w") as f:
     x, y = make(90)
     y[::10] = (y[::10] + 1) % 3
     f["test/images"], f["test/labels"] = x, y
+    f["test/classes"] = np.array([b"top", b"left", b"diagonal"])
 EOF
 cat >"$tmp/exp.yaml" <<EOF
 name: patterns
@@ -53,7 +55,8 @@ grep -qF "Report: $run/report.html" "$tmp/fit.out" && ok || bad "fit did not say
 page="$run/report.html"
 [ -s "$page" ] && ok || bad "fit wrote no $page"
 for part in "<h2>Training history</h2>" "<h2>Test set</h2>" "Confusion matrix" "Per class" \
-    "Misclassified test images" "<h2>Model</h2>" "<h2>Experiment</h2>" "name: patterns"; do
+    "Misclassified test images" "<h2>Model</h2>" "<h2>Experiment</h2>" "name: patterns" \
+    "<th>2 diagonal</th>"; do
     grep -qF "$part" "$page" && ok || bad "the report lacks '$part'"
 done
 

@@ -9,6 +9,8 @@
 
 #include "ctrain.h"
 #include "experiment.h"
+#include "h5strings.h"
+#include "h5util.h"
 #include "html.h"
 #include "metric_state.h"
 #include "model.h"
@@ -162,8 +164,32 @@ static int model_section(FILE *out, const ct_experiment *ex)
     return 0;
 }
 
+/* Class c as shown: its number, and its name where the data file stores names. */
+static void class_label(FILE *out, const ct_strings *names, int c)
+{
+    fprintf(out, "%d", c);
+    if (names->n > c) {
+        fputc(' ', out);
+        ct_html_text(out, names->s[c]);
+    }
+}
+
+/* The class names stored beside data.test's labels (G/classes for labels G/labels, as
+ * `ctrain data import-images` writes them), when there is one per class; else none. */
+static void class_names(const ct_experiment *ex, int classes, ct_strings *names)
+{
+    *names = (ct_strings){0};
+    const char *y = ex->test.y[0], *slash = y ? strrchr(y, '/') : NULL;
+    char where[CT_NAME_MAX + 16];
+    snprintf(where, sizeof where, "%.*sclasses", slash ? (int)(slash - y + 1) : 0, y ? y : "");
+    ct_error ignored = {0};
+    if (y && ct_h5_has_object(ex->test.path, where))
+        ct_h5_read_strings(ex->test.path, where, NULL, classes, classes, "the class names",
+                           names, &ignored);
+}
+
 /* The confusion matrix, each cell shaded by its share of its true class. */
-static void confusion_table(FILE *out, const ct_test_results *r)
+static void confusion_table(FILE *out, const ct_test_results *r, const ct_strings *names)
 {
     int n = r->classes;
     const double *cm = r->confusion.state;
@@ -176,7 +202,9 @@ static void confusion_table(FILE *out, const ct_test_results *r)
         double row = 0;
         for (int j = 0; j < n; j++)
             row += cm[i * n + j];
-        fprintf(out, "<tr><th>%d</th>", i);
+        fputs("<tr><th>", out);
+        class_label(out, names, i);
+        fputs("</th>", out);
         for (int j = 0; j < n; j++) {
             double share = row > 0 ? cm[i * n + j] / row : 0;
             fprintf(out, "<td style=\"background:rgba(%s,%.3f)\">%.0f</td>",
@@ -188,7 +216,7 @@ static void confusion_table(FILE *out, const ct_test_results *r)
 }
 
 /* Precision, recall and F1 per class (the metrics' own formulas), and their macro mean. */
-static void class_table(FILE *out, const ct_test_results *r)
+static void class_table(FILE *out, const ct_test_results *r, const ct_strings *names)
 {
     int n = r->classes;
     const double *cm = r->confusion.state;
@@ -203,8 +231,10 @@ static void class_table(FILE *out, const ct_test_results *r)
         }
         double p, rec, f1;
         ct_class_scores(tp, col - tp, row - tp, &p, &rec, &f1);
-        fprintf(out, "<tr><th>%d</th><td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%.0f</td></tr>\n",
-                c, p, rec, f1, row);
+        fputs("<tr><th>", out);
+        class_label(out, names, c);
+        fprintf(out, "</th><td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%.0f</td></tr>\n", p,
+                rec, f1, row);
         mp += p / n;
         mr += rec / n;
         mf += f1 / n;
@@ -214,7 +244,8 @@ static void class_table(FILE *out, const ct_test_results *r)
             "</tr></table>\n", mp, mr, mf, total);
 }
 
-static int wrong_grid(FILE *out, const ct_test_results *r, ct_error *err)
+static int wrong_grid(FILE *out, const ct_test_results *r, const ct_strings *names,
+                      ct_error *err)
 {
     if (!r->wrong_x || !r->nwrong)
         return 0;
@@ -229,9 +260,11 @@ static int wrong_grid(FILE *out, const ct_test_results *r, ct_error *err)
         fputs("<figure>", out);
         if (ct_html_image(out, r->wrong_x + k * size, r->h, r->w, r->c, zoom, alt, err) < 0)
             return -1;
-        fprintf(out, "<figcaption>#%lld<br>true %d<br><span class=\"bad\">predicted %d "
-                "(%.2f)</span></figcaption></figure>\n", (long long)r->wrong_row[k],
-                r->wrong_true[k], r->wrong_pred[k], (double)r->wrong_conf[k]);
+        fprintf(out, "<figcaption>#%lld<br>true ", (long long)r->wrong_row[k]);
+        class_label(out, names, r->wrong_true[k]);
+        fputs("<br><span class=\"bad\">predicted ", out);
+        class_label(out, names, r->wrong_pred[k]);
+        fprintf(out, " (%.2f)</span></figcaption></figure>\n", (double)r->wrong_conf[k]);
     }
     fputs("</div>\n", out);
     return 0;
@@ -264,9 +297,12 @@ static int test_section(FILE *out, ct_experiment *ex, ct_error *err)
         fprintf(out, "<p class=\"note\">%s: %lld samples.</p>\n", ex->test.path,
                 (long long)(r.rows ? r.rows : 0));
         if (r.classes) {
-            confusion_table(out, &r);
-            class_table(out, &r);
-            rc = wrong_grid(out, &r, err);
+            ct_strings names;
+            class_names(ex, r.classes, &names);
+            confusion_table(out, &r, &names);
+            class_table(out, &r, &names);
+            rc = wrong_grid(out, &r, &names, err);
+            ct_strings_free(&names);
         }
     }
     ct_test_results_free(&r);

@@ -1,6 +1,5 @@
 /* generate.c - `ctrain generate`: text sampled from a language model, one token at a time,
  * decoded with the vocabulary that `ctrain data import-text` stored beside the data. */
-#include <hdf5.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,11 +9,10 @@
 #include "guard.h"
 #include "parallel.h"
 #include "h5util.h"
-#include "isolate.h"
+#include "h5strings.h"
 #include "rng.h"
 
 #define MAX_VOCAB (INT64_C(1) << 21)
-#define VOCAB_MAX_BYTES (256u << 20)
 #define WORD_MAX 100          /* bytes of a word; longer ones are unknown (as import-text) */
 #define CT_RNG_GENERATE 6     /* the random stream of sampling (rng.h's are 1 to 5) */
 
@@ -33,66 +31,7 @@ static void vocab_free(vocab *v)
     free(v->sorted);
 }
 
-/* ---- reading the vocabulary (in a child process: see isolate.h) ---- */
-
-typedef struct vocab_job {
-    const char *path, *name;
-} vocab_job;
-
-static int send_str(int fd, const char *s, size_t len)
-{
-    uint32_t n = (uint32_t)len;
-    return ct_isolated_write(fd, &n, sizeof n) || ct_isolated_write(fd, s, len) ? -1 : 0;
-}
-
-/* Sends the level ("char" or "word") and then the tokens. */
-static int send_vocab(hid_t d, int fd)
-{
-    char level[8] = "char";
-    if (H5Aexists(d, "level") > 0) {
-        hid_t a = H5Aopen(d, "level", H5P_DEFAULT), t = H5Tcopy(H5T_C_S1);
-        if (a < 0 || H5Tset_size(t, sizeof level) < 0 || H5Aread(a, t, level) < 0)
-            return 1;
-        level[sizeof level - 1] = 0;
-        H5Tclose(t);
-        H5Aclose(a);
-    }
-    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
-    hssize_t n = H5Sget_simple_extent_npoints(space);
-    if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_ndims(space) != 1 || n < 2 ||
-        n > MAX_VOCAB || send_str(fd, level, strlen(level)) < 0)
-        return 1;
-    hid_t mem = H5Tcopy(H5T_C_S1);
-    H5Tset_cset(mem, H5Tget_cset(type));
-    if (H5Tis_variable_str(type) > 0) {
-        char **s = calloc((size_t)n, sizeof *s);
-        if (!s || H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Dread(d, mem, H5S_ALL, H5S_ALL,
-                                                                H5P_DEFAULT, s) < 0)
-            return 1;
-        for (hssize_t i = 0; i < n; i++)
-            if (send_str(fd, s[i] ? s[i] : "", s[i] ? strnlen(s[i], 1024) : 0) < 0)
-                return 1;
-        return 0; /* the process ends: nothing to reclaim */
-    }
-    size_t w = H5Tget_size(type);
-    char *buf = w > 0 && w <= 1024 ? malloc((size_t)n * w) : NULL;
-    if (!buf || H5Tset_size(mem, w) < 0 || H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                                   buf) < 0)
-        return 1;
-    for (hssize_t i = 0; i < n; i++)
-        if (send_str(fd, buf + i * (hssize_t)w, strnlen(buf + i * (hssize_t)w, w)) < 0)
-            return 1;
-    return 0;
-}
-
-static int vocab_child(void *ctx, int fd)
-{
-    const vocab_job *j = ctx;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(j->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = f >= 0 ? H5Dopen2(f, j->name, H5P_DEFAULT) : H5I_INVALID_HID;
-    return d < 0 ? 2 : send_vocab(d, fd);
-}
+/* ---- reading the vocabulary (in a child process: see h5strings.h) ---- */
 
 static int by_token(const void *a, const void *b, void *v)
 {
@@ -100,57 +39,20 @@ static int by_token(const void *a, const void *b, void *v)
     return strcmp(voc->tok[*(const int64_t *)a], voc->tok[*(const int64_t *)b]);
 }
 
-/* Splits the child's output into v; 0 or -1 (a short or damaged answer). */
-static int parse_vocab(const char *p, size_t len, vocab *v)
+static int read_vocab(const char *path, const char *name, vocab *v, ct_error *err)
 {
-    size_t pos = 0, cap = 0;
-    char level[8] = "";
-    for (int64_t i = -1; pos < len; i++) {
-        uint32_t k;
-        if (len - pos < sizeof k)
-            return -1;
-        memcpy(&k, p + pos, sizeof k);
-        pos += sizeof k;
-        if (len - pos < k)
-            return -1;
-        if (i < 0) {
-            snprintf(level, sizeof level, "%.*s", (int)k, p + pos);
-        } else {
-            if ((size_t)v->n == cap) {
-                cap = cap ? 2 * cap : 256;
-                char **t = realloc(v->tok, cap * sizeof *t);
-                if (!t)
-                    return -1;
-                v->tok = t;
-            }
-            if (!(v->tok[v->n] = strndup(p + pos, k)))
-                return -1;
-            v->n++;
-        }
-        pos += k;
-    }
-    v->word = strcmp(level, "word") == 0;
-    if (v->n < 2 || !(v->sorted = malloc((size_t)v->n * sizeof *v->sorted)))
-        return -1;
+    ct_strings got;
+    if (ct_h5_read_strings(path, name, "level", 2, MAX_VOCAB, "the vocabulary", &got, err) < 0)
+        return ct_err(err, CT_ERR_DATA, "%s: cannot read the vocabulary '%s' (a 1-D dataset of "
+                      "at least 2 strings, as `ctrain data import-text` writes)", path, name);
+    v->tok = got.s;
+    v->n = got.n;
+    v->word = strcmp(got.attr, "word") == 0;
+    if (!(v->sorted = malloc((size_t)v->n * sizeof *v->sorted)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory for the vocabulary of %s", path);
     for (int64_t i = 0; i < v->n; i++)
         v->sorted[i] = i;
     qsort_r(v->sorted, (size_t)v->n, sizeof *v->sorted, by_token, v);
-    return 0;
-}
-
-static int read_vocab(const char *path, const char *name, vocab *v, ct_error *err)
-{
-    if (ct_check_regular(path, "open", err) < 0)
-        return -1;
-    vocab_job job = {path, name};
-    char *got = NULL;
-    size_t len = 0;
-    ct_isolated_status st = ct_isolated_run(vocab_child, &job, 30.0, VOCAB_MAX_BYTES, &got, &len);
-    int rc = st == CT_ISOLATED_OK ? parse_vocab(got, len, v) : -1;
-    free(got);
-    if (rc < 0)
-        return ct_err(err, CT_ERR_DATA, "%s: cannot read the vocabulary '%s' (a 1-D dataset of "
-                      "at least 2 strings, as `ctrain data import-text` writes)", path, name);
     return 0;
 }
 
