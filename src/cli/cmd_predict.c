@@ -11,6 +11,9 @@
  * the caller frees). Returns the new count, or -1 on an empty name or too many. */
 static int add_layers(char *text, const char **names, int n)
 {
+    size_t len = strlen(text);
+    if (!len || text[0] == ',' || text[len - 1] == ',' || strstr(text, ",,"))
+        return -1;
     for (char *save = NULL, *name = text;; name = NULL) {
         char *tok = strtok_r(name, ",", &save);
         if (!tok)
@@ -19,7 +22,7 @@ static int add_layers(char *text, const char **names, int n)
             return -1;
         names[n++] = tok;
     }
-    return text[0] && text[strlen(text) - 1] != ',' && !strstr(text, ",,") ? n : -1;
+    return n;
 }
 
 int cmd_predict(int argc, char **argv)
