@@ -143,8 +143,9 @@ static void describe(const ct_experiment *ex, const ct_layer *l, const ct_shape 
     ct_shape_format_sample(&r->shape[0], out, sizeof out);
     ct_shape_format_sample(ks, kern, sizeof kern);
     snprintf(t->title, sizeof t->title, "%s (%s): %s -> %s, %skernel %s", l->name,
-             l->kind->class_name, in, out, ks->ndim == 4 && ct_layer_owner(l)->nparams > 1 &&
-             strstr(ct_layer_owner(l)->params[0].name, "depthwise") ? "depthwise " : "", kern);
+             l->kind->class_name, in, out,
+             strcmp(ct_layer_owner(l)->params[0].name, "depthwise_kernel") ? "" : "depthwise ",
+             kern);
     /* The file's name alone: the folders say nothing about the picture. */
     const char *file = input ? input : ex->test.path;
     const char *slash = file ? strrchr(file, '/') : NULL;
