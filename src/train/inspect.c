@@ -2,7 +2,6 @@
  * alive, and `ctrain predict --outputs` (ct_experiment_predict_layers). */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "data.h"
 #include "inspect.h"
@@ -144,12 +143,12 @@ static int predict_layers(ct_experiment *ex, const char *input, const char *x, i
                           const char *const *layers, const char *output, ct_error *err)
 {
     const char *ext = strrchr(output, '.');
-    if (!ext || (strcasecmp(ext, ".h5") && strcasecmp(ext, ".hdf5") && strcasecmp(ext, ".csv")))
+    if (!ext || (strcmp(ext, ".h5") && strcmp(ext, ".hdf5") && strcmp(ext, ".csv")))
         return ct_err(err, CT_ERR_USAGE, "%s: layer outputs are written as .h5, .hdf5 or .csv, "
                       "not '%s'", output, ext ? ext : "");
     ct_inspect_result r;
     if (ct_inspect_resolve(ex->model, n, layers, &r, err) < 0 ||
-        (!strcasecmp(ext, ".csv") && check_csv(&r, layers, output, err) < 0) ||
+        (!strcmp(ext, ".csv") && check_csv(&r, layers, output, err) < 0) ||
         ct_inspect_run(ex, input, x, -1, &r, err) < 0)
         return -1;
     int rc = ct_write_arrays(output, n, layers, (const float *const *)r.values, r.rows, r.shape,
