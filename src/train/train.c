@@ -1272,6 +1272,9 @@ int64_t ct_experiment_collect(ct_experiment *ex, const ct_source *src, const cha
                               ct_error *err)
 {
     ct_model *m = ex->model;
+    if (n < 0 || n > CT_MAX_COLLECT)
+        return ct_err(err, CT_ERR_INTERNAL, "%d tensors asked for; at most %d", n,
+                      CT_MAX_COLLECT);
     for (int j = 0; j < n; j++)
         out[j] = NULL;
     ct_set_threads(ex->threads);
