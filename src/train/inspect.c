@@ -21,8 +21,8 @@ static void list_names(const ct_model *m, ct_error *err)
         len = w < 0 || (size_t)w >= cap - len ? cap : len + (size_t)w;
         sep = ", ";
     }
-    if (len >= cap)
-        strcpy(err->msg + cap, " ...");
+    if (len >= cap) /* snprintf ended the text at cap - 1 */
+        strcpy(err->msg + cap - 1, " ...");
 }
 
 static int find_layer(const ct_model *m, const char *name, size_t len)
