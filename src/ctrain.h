@@ -148,6 +148,31 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
 int ct_experiment_report(ct_experiment *ex, const char *run_dir, const char *out_path,
                          ct_error *err);
 
+/* Runs the model on dataset `x` of the HDF5 file `input` (data.test when input is NULL)
+ * and writes the outputs of the nlayers named layers to `output`, as Keras's sub-model
+ * keras.Model(inputs, [layer.output, ...]) gives them: .h5/.hdf5: one float32 dataset per
+ * name, called by it and shaped (N, the layer's output shape...); .csv (only when every
+ * named output has one axis per sample): their values side by side, one row per sample.
+ * A name is a layer's (its output 0), "NAME:k" for output k of a layer with several (a
+ * recurrent layer's states with return_state: true), or a model input's. The model keeps
+ * those outputs to the end of its pass for this (they are not overwritten by later
+ * layers); an unknown name is an error listing the model's layers. The strings are the
+ * caller's. */
+int ct_experiment_predict_layers(ct_experiment *ex, const char *input, const char *x,
+                                 int nlayers, const char *const *layers, const char *output,
+                                 ct_error *err);
+
+/* Draws the 2-D convolution `layer` (conv2d, depthwise_conv2d or separable_conv2d) into
+ * the PNG file out_png: its filters as tiles (blue below 0, red above, one scale for all;
+ * a filter over several input channels as their mean), the model input of row `sample` of
+ * dataset x of the HDF5 file `input` (of data.test when input is NULL), and the layer's
+ * feature maps for that row, one tile per channel, each scaled to its own range. Other
+ * layer kinds, and a sample past the data's rows, are errors. The strings are the
+ * caller's. */
+int ct_experiment_show_layer(ct_experiment *ex, const char *layer, const char *input,
+                             const char *x, int64_t sample, const char *out_png,
+                             ct_error *err);
+
 /* Converts IDX files (optionally gzipped) into group `group` of the HDF5 file `out`
  * (created if missing): `group`/images as uint8 (N, H, W, 1) for rank-3 images, and
  * `group`/labels as uint8 (N). */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_cli.sh - the ctrain command as a user runs it: help, errors and exit statuses,
-# data import, fit output, evaluate, predict, summary, check.
+# data import, fit output, evaluate, predict (and --outputs), show, summary, check.
 set -u
 top=${CT_BUILDDIR:-.}
 src=${CT_SRCDIR:-.}
@@ -125,6 +125,38 @@ expect 0 "" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5
 if [ "$(wc -l <"$tmp/p.csv")" = 12 ]; then ok; else bad "predict wrote $(wc -l <"$tmp/p.csv") rows"; fi
 expect 2 ".txt" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
     --input "$tmp/d.h5" --x test/images -o "$tmp/p.txt"
+
+# predict --outputs: the named layers' outputs; CSV with their values side by side.
+expect 0 "" -- "$ctrain" predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" \
+    --input "$tmp/d.h5" --x test/images --outputs flatten --outputs dense -o "$tmp/l.csv"
+if [ "$(awk -F, 'NF == 7' "$tmp/l.csv" | wc -l)" = 12 ]; then ok; else bad "predict --outputs wrote: $(cat "$tmp/l.csv")"; fi
+expect 2 "the model has no layer 'dens'; the model's layers: flatten, dense" -- "$ctrain" predict \
+    "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" --input "$tmp/d.h5" --x test/images \
+    --outputs dens -o "$tmp/l.h5"
+expect 2 "--outputs takes up to 64 layer names separated by commas, none empty" -- "$ctrain" \
+    predict "$tmp/tiny.yaml" --weights "$tmp/run/weights.h5" --input "$tmp/d.h5" \
+    --outputs flatten,,dense -o "$tmp/l.h5"
+if [ -e "$tmp/l.h5" ]; then bad "a failed predict --outputs wrote $tmp/l.h5"; else ok; fi
+
+# show: a convolution's filters and feature maps for one test image, as a PNG.
+sed -e 's/name: tiny/name: tinyconv/' \
+    -e 's/    - {type: flatten}/    - {type: conv2d, filters: 3, kernel_size: 2, padding: same, activation: relu}\n    - {type: flatten}/' \
+    "$tmp/tiny.yaml" >"$tmp/conv.yaml"
+expect 0 "" -- "$ctrain" fit "$tmp/conv.yaml" -o "$tmp/convrun" -q --set fit.epochs=2
+expect 0 "" -- "$ctrain" show "$tmp/conv.yaml" --weights "$tmp/convrun/weights.h5" --layer conv2d \
+    --sample 11 -o "$tmp/maps.png"
+if [ "$(head -c 8 "$tmp/maps.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then ok; else
+    bad "show wrote no PNG"; fi
+expect 2 "sample 12 is outside $tmp/d.h5, which has 12 rows (samples 0 to 11)" -- "$ctrain" show \
+    "$tmp/conv.yaml" --weights "$tmp/convrun/weights.h5" --layer conv2d --sample 12 -o "$tmp/m2.png"
+expect 2 "layer 'dense' is a Dense layer; show draws 2-D convolution layers" -- "$ctrain" show \
+    "$tmp/conv.yaml" --weights "$tmp/convrun/weights.h5" --layer dense -o "$tmp/m2.png"
+expect 2 "--sample takes a row number, 0 or more, not '-1'" -- "$ctrain" show "$tmp/conv.yaml" \
+    --weights "$tmp/convrun/weights.h5" --layer conv2d --sample -1 -o "$tmp/m2.png"
+expect 1 "$tmp/none.h5" -- "$ctrain" show "$tmp/conv.yaml" --weights "$tmp/none.h5" --layer conv2d \
+    -o "$tmp/m2.png"
+if [ -e "$tmp/m2.png" ]; then bad "a failed show wrote $tmp/m2.png"; else ok; fi
+expect 0 "--layer L" -- "$ctrain" help show
 
 # Checkpoints are written atomically: kill -9 at random moments of a run that writes one
 # after every (very short) epoch; what is left must always load and resume.

@@ -40,6 +40,7 @@ void cli_end_phase_line(void);
 int cmd_fit(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_show(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_check(int argc, char **argv);

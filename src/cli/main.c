@@ -58,13 +58,33 @@ static const cli_command commands[] = {
      "      --json         print one JSON object\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"predict", cmd_predict,
-     "predict FILE --weights W --input X.h5 [--x DS] -o OUT [--set KEY=VALUE]...",
+     "predict FILE --weights W --input X.h5 [--x DS] [--outputs L1,L2...] -o OUT\n"
+     "       [--set KEY=VALUE]...",
      "Writes the model's outputs for dataset DS of X.h5 to OUT: HDF5 (dataset\n"
      "\"predictions\") for .h5/.hdf5, CSV for .csv.\n"
      "  -w, --weights W    weights file written by fit\n"
      "  -i, --input X.h5   HDF5 file with the inputs\n"
      "      --x DS         dataset name (default: data.test's x, else x)\n"
+     "      --outputs L1,L2...  write these layers' outputs instead, one HDF5 dataset per\n"
+     "                     layer named after it, shaped (N, the layer's output shape);\n"
+     "                     NAME:K is output K of a layer with several (a recurrent layer's\n"
+     "                     states), a model input's name its input. CSV only when every\n"
+     "                     one has one axis per sample. Repeatable\n"
      "  -o, --output OUT   output file\n"
+     "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"show", cmd_show,
+     "show FILE --weights W --layer L [--sample N] [--input X.h5 [--x DS]] -o OUT.png\n"
+     "       [--set KEY=VALUE]...",
+     "Draws the 2-D convolution layer L (conv2d, depthwise_conv2d, separable_conv2d) into\n"
+     "a PNG: its filters as small tiles (blue below 0, red above; a filter over several\n"
+     "input channels as their mean), input sample N, and the layer's feature maps for it,\n"
+     "each scaled to its own range and labelled with its channel.\n"
+     "  -w, --weights W    weights file written by fit\n"
+     "  -l, --layer L      the layer's name (see ctrain summary)\n"
+     "  -n, --sample N     row of the data (default 0)\n"
+     "  -i, --input X.h5   HDF5 file with the inputs (default: data.test's)\n"
+     "      --x DS         dataset name (default: data.test's x, else x)\n"
+     "  -o, --output OUT   the PNG file\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"generate", cmd_generate,
      "generate FILE --weights W [--prompt TEXT] [--length N] [--temperature T] [--top-k K]\n"

@@ -1505,11 +1505,11 @@ int64_t ct_loader_next(ct_loader *ld, float *x, float *y, ct_error *err)
 
 /* ---- writing predictions ---- */
 
-/* One float32 dataset per matrix, named names[k] (rows x cols[k]), built in memory
- * (h5image.h) and written to path. */
+/* One float32 dataset per matrix, named names[k] (rows x cols[k], or rows x shapes[k]
+ * when shapes is not NULL), built in memory (h5image.h) and written to path. */
 static int write_h5_matrices(const char *path, int n, const char *const *names,
                              const float *const *m, int64_t rows, const int64_t *cols,
-                             ct_error *err)
+                             const ct_shape *shapes, ct_error *err)
 {
     ct_h5_image img;
     hid_t file = ct_h5_image_create(&img, path);
@@ -1520,8 +1520,14 @@ static int write_h5_matrices(const char *path, int n, const char *const *names,
     }
     herr_t rc = 0;
     for (int k = 0; k < n && rc >= 0; k++) {
-        hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols[k]};
-        hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
+        hsize_t dims[CT_MAX_DIMS + 1] = {(hsize_t)rows, (hsize_t)cols[k]};
+        int rank = 2;
+        if (shapes) {
+            rank = 1 + shapes[k].ndim;
+            for (int a = 0; a < shapes[k].ndim; a++)
+                dims[1 + a] = (hsize_t)shapes[k].dim[a];
+        }
+        hid_t space = H5Screate_simple(rank, dims, NULL), d = H5I_INVALID_HID;
         rc = -1;
         if (space >= 0)
             d = H5Dcreate2(file, names[k], H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
@@ -1563,8 +1569,10 @@ static int write_csv_matrices(const char *path, int n, const float *const *m, in
     return 0;
 }
 
-int ct_write_matrices(const char *path, int n, const char *const *names,
-                      const float *const *m, int64_t rows, const int64_t *cols, ct_error *err)
+/* ct_write_matrices and ct_write_arrays; what names the contents in messages. */
+static int write_arrays(const char *path, int n, const char *const *names,
+                        const float *const *m, int64_t rows, const int64_t *cols,
+                        const ct_shape *shapes, const char *what, ct_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash + 1 : path, '.');
@@ -1586,7 +1594,7 @@ int ct_write_matrices(const char *path, int n, const char *const *names,
     if (h5) {
         ct_h5_quiet q;
         ct_h5_quiet_on(&q);
-        rc = write_h5_matrices(tmp, n, names, m, rows, cols, err);
+        rc = write_h5_matrices(tmp, n, names, m, rows, cols, shapes, err);
         ct_h5_quiet_off(&q);
     } else {
         rc = write_csv_matrices(tmp, n, m, rows, cols, err);
@@ -1595,10 +1603,28 @@ int ct_write_matrices(const char *path, int n, const char *const *names,
         rc = ct_commit_temp(tmp, path, err);
     if (rc < 0) {
         unlink(tmp);
-        ct_err_prefix(err, "saving predictions to %s", path);
+        ct_err_prefix(err, "saving %s to %s", what, path);
     }
     free(tmp);
     return rc;
+}
+
+int ct_write_matrices(const char *path, int n, const char *const *names,
+                      const float *const *m, int64_t rows, const int64_t *cols, ct_error *err)
+{
+    return write_arrays(path, n, names, m, rows, cols, NULL, "predictions", err);
+}
+
+int ct_write_arrays(const char *path, int n, const char *const *names, const float *const *m,
+                    int64_t rows, const ct_shape *shapes, const char *what, ct_error *err)
+{
+    int64_t cols[CT_MAX_ARRAYS];
+    if (n > CT_MAX_ARRAYS)
+        return ct_err(err, CT_ERR_USAGE, "%s: at most %d arrays go in one file, not %d", path,
+                      CT_MAX_ARRAYS, n);
+    for (int k = 0; k < n; k++)
+        cols[k] = ct_shape_size(&shapes[k]);
+    return write_arrays(path, n, names, m, rows, cols, shapes, what, err);
 }
 
 int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,

@@ -148,4 +148,11 @@ int ct_write_matrices(const char *path, int n, const char *const *names,
 int ct_write_matrix(const char *path, const float *m, int64_t rows, int64_t cols,
                     ct_error *err);
 
+#define CT_MAX_ARRAYS 64
+/* n <= CT_MAX_ARRAYS arrays of rows samples of shape shapes[k]: HDF5 datasets names[k] of
+ * shape (rows, shapes[k]...), or CSV columns side by side (the caller checks that each
+ * sample is one row of numbers). what names them in messages ("layer outputs"). */
+int ct_write_arrays(const char *path, int n, const char *const *names, const float *const *m,
+                    int64_t rows, const ct_shape *shapes, const char *what, ct_error *err);
+
 #endif

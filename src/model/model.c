@@ -294,6 +294,8 @@ void ct_model_free(ct_model *m)
     free(m->tensor_index);
     free(m->params);
     free(m->warnings);
+    free(m->kept);
+    free(m->unfolded);
     if (m->be) {
         m->be->free(m->values);
         m->be->free(m->grads);
@@ -331,11 +333,82 @@ void ct_model_init_params(ct_model *m, uint64_t seed)
     }
 }
 
-static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
+/* Whether keep (nkeep tensors, as passed to plan) asks for the tensors kept now. */
+static bool same_kept(const ct_model *m, int nkeep, const ct_source_id *keep)
+{
+    int n = 0;
+    for (int j = 0; j < nkeep; j++) {
+        if (!ct_model_keeps_anyway(m, keep[j]))
+            if (n >= m->nkept || m->kept[n++] != keep[j])
+                return false;
+    }
+    return n == m->nkept;
+}
+
+/* Folds the ReLUs unfolded for the last plan back into their layers (as built). */
+static void refold(ct_model *m)
+{
+    for (int j = 0; j < m->nunfolded; j++) {
+        int r = m->unfolded[j];
+        m->layers[r].fused_away = true;
+        m->layers[m->sources[r][0]].fused_relu = true;
+    }
+    m->nunfolded = 0;
+}
+
+/* Records keep (minus the tensors kept anyway) and unfolds the ReLU of every kept layer
+ * that applies one folded into it: its output must be its own. */
+static int set_kept(ct_model *m, int nkeep, const ct_source_id *keep, ct_error *err)
+{
+    refold(m);
+    free(m->kept);
+    free(m->unfolded);
+    m->kept = NULL;
+    m->unfolded = NULL;
+    m->nkept = 0;
+    if (nkeep == 0)
+        return 0;
+    m->kept = malloc((size_t)nkeep * sizeof *m->kept);
+    m->unfolded = malloc((size_t)nkeep * sizeof *m->unfolded);
+    if (!m->kept || !m->unfolded)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < nkeep; j++) {
+        ct_source_id t = keep[j];
+        if (ct_model_keeps_anyway(m, t))
+            continue;
+        m->kept[m->nkept++] = t;
+        if (t >= m->nlayers || !m->layers[t].fused_relu)
+            continue;
+        for (int r = t + 1; r < m->nlayers; r++)
+            if (m->layers[r].fused_away && m->sources[r][0] == t) {
+                m->layers[r].fused_away = false;
+                m->layers[t].fused_relu = false;
+                m->unfolded[m->nunfolded++] = r;
+                break;
+            }
+    }
+    return 0;
+}
+
+bool ct_model_keeps_anyway(const ct_model *m, ct_source_id t)
+{
+    if (t < 0)
+        return true;
+    for (int k = 0; k < m->noutputs; k++)
+        if (m->outputs[k] == t)
+            return true;
+    return false;
+}
+
+static int plan(ct_model *m, int64_t max_batch, bool training, int nkeep,
+                const ct_source_id *keep, ct_error *err)
 {
     if (m->params_pending)
         ct_model_init_params(m, m->pending_seed);
-    if (m->max_batch == max_batch && m->buffers && m->planned_training == training)
+    if (training)
+        nkeep = 0;
+    if (m->max_batch == max_batch && m->buffers && m->planned_training == training &&
+        same_kept(m, nkeep, keep))
         return 0;
     m->be->free(m->buffers);
     m->buffers = NULL;
@@ -345,7 +418,7 @@ static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
     free(m->dout);
     m->out = calloc((size_t)m->ntensors, sizeof *m->out);
     m->dout = calloc((size_t)m->ntensors, sizeof *m->dout);
-    if (!m->out || !m->dout)
+    if (!m->out || !m->dout || set_kept(m, nkeep, keep, err) < 0)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     if (ct_plan_make(m, max_batch, training, err) < 0)
         return -1;
@@ -358,12 +431,18 @@ static int plan(ct_model *m, int64_t max_batch, bool training, ct_error *err)
 
 int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err)
 {
-    return plan(m, max_batch, true, err);
+    return plan(m, max_batch, true, 0, NULL, err);
 }
 
 int ct_model_plan_inference(ct_model *m, int64_t max_batch, ct_error *err)
 {
-    return plan(m, max_batch, false, err);
+    return plan(m, max_batch, false, 0, NULL, err);
+}
+
+int ct_model_plan_inference_keeping(ct_model *m, int64_t max_batch, int nkeep,
+                                    const ct_source_id *keep, ct_error *err)
+{
+    return plan(m, max_batch, false, nkeep, keep, err);
 }
 
 static void set_rows(ct_model *m, int64_t rows)

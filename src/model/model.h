@@ -81,6 +81,14 @@ typedef struct ct_model {
     uint64_t pending_seed;
     /* Warnings found while building (unused layers and inputs), one per line; owned. */
     char *warnings;
+    /* Tensors the current inference plan keeps readable after the forward pass besides
+     * the outputs (ct_model_plan_inference_keeping), nkept of them; and the ReLU layers
+     * unfolded from the batch normalization before them for it (a kept layer's output
+     * must be its own, not already through the relu), nunfolded. Both owned. */
+    ct_source_id *kept;
+    int nkept;
+    int *unfolded;
+    int nunfolded;
 } ct_model;
 
 /* What a model may use. The estimate counts parameters, their gradients, opt_slots floats
@@ -121,6 +129,16 @@ int ct_model_plan(ct_model *m, int64_t max_batch, ct_error *err);
  * that are no longer read share their memory, so a chain keeps two. Calling
  * ct_model_plan later plans for training again. */
 int ct_model_plan_inference(ct_model *m, int64_t max_batch, ct_error *err);
+/* The same, and tensors keep[0..nkeep-1] (layer outputs, t >= 0; model inputs and outputs
+ * are readable anyway) keep their values after the forward pass, as outputs do, so a
+ * caller can read intermediate results (Keras's sub-model on layer outputs). A kept layer
+ * whose ReLU was folded into it runs without it, the ReLU layer on its own, for as long as
+ * this plan holds; the next plan of another kind folds it again. keep is copied. */
+int ct_model_plan_inference_keeping(ct_model *m, int64_t max_batch, int nkeep,
+                                    const ct_source_id *keep, ct_error *err);
+/* Whether tensor t stays readable after a forward pass of any inference plan: a model
+ * input (t < 0) or output. */
+bool ct_model_keeps_anyway(const ct_model *m, ct_source_id t);
 /* Forward over rows of m->inputs[k].data (already filled); returns the first output
  * (ct_model_output for the others). */
 const ct_tensor *ct_model_forward(ct_model *m, const ct_pass *pass, int64_t rows);

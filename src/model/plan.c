@@ -11,7 +11,7 @@
  * of the tensor they view.
  *
  * A plan for inference alone (evaluate, predict) keeps no gradients and shares the
- * activations by lifetime as well. */
+ * activations by lifetime as well; the tensors in m->kept live to the end, as outputs. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +439,9 @@ static void plan_activations(planner *p, edges *e)
     for (int k = 0; k < m->noutputs; k++)
         if (p->root[m->outputs[k]] >= 0)
             last[p->root[m->outputs[k]]] = m->nlayers;
+    for (int k = 0; k < m->nkept; k++) /* read after the pass, as outputs are */
+        if (p->root[m->kept[k]] >= 0)
+            last[p->root[m->kept[k]]] = m->nlayers;
     for (int t = 0; t < m->ntensors; t++)
         if (computed(m, ct_tensor_layer(m, t)))
             p->aspan[t] = add_span(p, ct_tensor_layer(m, t), last[t], tensor_floats(m, t));

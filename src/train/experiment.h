@@ -106,6 +106,25 @@ static inline int ct_acc_loss(int k) { return k == 0 ? 0 : CT_ACC_MORE + k - 1; 
 int ct_experiment_value_names(const ct_experiment *ex, const char **names, const char *prefix,
                               char (*store)[64]);
 
+/* The source predict reads: dataset x (or data.test's names) of the HDF5 file input, or
+ * data.test itself when input is NULL; without targets. x is refused for a model with
+ * several inputs. Fills *src (its strings point into ex and the arguments). */
+int ct_experiment_source(ct_experiment *ex, const char *input, const char *x, ct_source *src,
+                         ct_error *err);
+
+/* Tensors one inference run can copy out: the model's outputs, inputs and kept layers. */
+#define CT_MAX_COLLECT 64
+
+/* Runs the model in inference over src (role names it in messages) and copies tensors
+ * t[0..n-1] (n <= CT_MAX_COLLECT; a model input for t < 0) of every row into out[j],
+ * which it allocates (rows x the tensor's size, row-major) and the caller frees, even on
+ * error (then NULL). The plan keeps the tensors alive to the end of the pass
+ * (ct_model_plan_inference_keeping). sample >= 0 runs that row alone (an error naming the
+ * row count when the data has no such row). Returns the rows run, or -1. */
+int64_t ct_experiment_collect(ct_experiment *ex, const ct_source *src, const char *role,
+                              int64_t sample, int n, const ct_source_id *t, float **out,
+                              ct_error *err);
+
 /* Sets the number of threads the backend's BLAS uses. */
 void ct_set_threads(int threads);
 

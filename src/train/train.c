@@ -1266,6 +1266,90 @@ static int evaluate(ct_experiment *ex, const char *path, const char *x, const ch
     return n;
 }
 
+int ct_experiment_source(ct_experiment *ex, const char *input, const char *x, ct_source *src,
+                         ct_error *err)
+{
+    const ct_model *m = ex->model;
+    if (x && m->ninputs > 1)
+        return ct_err(err, CT_ERR_USAGE, "the model has %d inputs: --x names the dataset of a "
+                      "model with one; data.test's names are used", m->ninputs);
+    if (input)
+        source_for(ex, src, input, x, NULL);
+    else if (ex->test.given)
+        *src = ex->test;
+    else
+        return ct_err(err, CT_ERR_USAGE, "%s has no data.test; name an input file", ex->path);
+    src->y[0] = NULL;
+    return 0;
+}
+
+int64_t ct_experiment_collect(ct_experiment *ex, const ct_source *src, const char *role,
+                              int64_t sample, int n, const ct_source_id *t, float **out,
+                              ct_error *err)
+{
+    ct_model *m = ex->model;
+    if (n < 0 || n > CT_MAX_COLLECT)
+        return ct_err(err, CT_ERR_INTERNAL, "%d tensors asked for; at most %d", n,
+                      CT_MAX_COLLECT);
+    for (int j = 0; j < n; j++)
+        out[j] = NULL;
+    ct_set_threads(ex->threads);
+    if (ct_model_plan_inference_keeping(m, ex->batch_size, n, t, err) < 0)
+        return -1;
+    ct_dataset *ds = ct_experiment_open_source(ex, src, role, true, err);
+    if (!ds)
+        return -1;
+    int64_t rows = ct_dataset_rows(ds), cols[CT_MAX_COLLECT];
+    if (sample >= rows) {
+        ct_dataset_close(ds);
+        return ct_err(err, CT_ERR_USAGE, "sample %lld is outside %s, which has %lld rows "
+                      "(samples 0 to %lld)", (long long)sample, src->path, (long long)rows,
+                      (long long)rows - 1);
+    }
+    if (sample >= 0)
+        rows = 1;
+    bool ok = true;
+    for (int j = 0; j < n; j++) {
+        cols[j] = ct_shape_size(ct_tensor_shape(m, t[j]));
+        int64_t k = rows * cols[j] > 0 ? rows * cols[j] : 1;
+        ok &= (out[j] = malloc((size_t)k * sizeof(float))) != NULL;
+    }
+    ct_batches b = {0};
+    ct_loader *ld = ok && ct_batches_init(&b, m->be, m->ninputs, m->inputs, m->max_batch, 0, NULL,
+                                          err) == 0
+                        ? ct_loader_new(ds, sample >= 0 ? &sample : NULL, rows, ex->batch_size,
+                                        false, ex->seed, ex->memory_limit, err)
+                        : NULL;
+    int64_t rc = -1;
+    if (!ok)
+        ct_err(err, CT_ERR_NOMEM, "cannot hold %lld rows of predictions in memory",
+               (long long)rows);
+    if (ld && ct_loader_begin_epoch(ld, 0, err) == 0) {
+        ct_pass pass = {.training = false, .seed = ex->seed};
+        int64_t done = 0, got;
+        while ((got = ct_batches_next(&b, ld, false, err)) > 0) {
+            ct_model_forward(m, &pass, got);
+            for (int j = 0; j < n; j++) {
+                const ct_tensor *y = t[j] < 0 ? &m->inputs[-1 - t[j]] : &m->out[t[j]];
+                m->be->download(out[j] + done * cols[j], y->data,
+                                (size_t)(got * cols[j]) * sizeof(float));
+            }
+            ct_batches_done(&b);
+            done += got;
+        }
+        if (got == 0 && m->be->check(err) == 0)
+            rc = rows;
+    }
+    ct_loader_free(ld);
+    ct_batches_free(&b);
+    ct_dataset_close(ds);
+    for (int j = 0; rc < 0 && j < n; j++) {
+        free(out[j]);
+        out[j] = NULL;
+    }
+    return rc;
+}
+
 static int predict(ct_experiment *ex, const char *input, const char *x, const char *output,
                    ct_error *err)
 {
@@ -1274,58 +1358,23 @@ static int predict(ct_experiment *ex, const char *input, const char *x, const ch
         return ct_err(err, CT_ERR_USAGE, "%s: predictions are written as .h5, .hdf5 or .csv, "
                       "not '%s'", output, ext ? ext : "");
     ct_model *m = ex->model;
-    if (x && m->ninputs > 1)
-        return ct_err(err, CT_ERR_USAGE, "the model has %d inputs: --x names the dataset of a "
-                      "model with one; data.test's names are used", m->ninputs);
     ct_source src;
-    source_for(ex, &src, input, x, NULL);
-    src.y[0] = NULL;
-    ct_set_threads(ex->threads);
-    if (ct_model_plan_inference(ex->model, ex->batch_size, err) < 0)
+    if (ct_experiment_source(ex, input, x, &src, err) < 0)
         return -1;
-    ct_dataset *ds = ct_experiment_open_source(ex, &src, input, true, err);
-    if (!ds)
-        return -1;
-    int64_t rows = ct_dataset_rows(ds), cols[CT_MAX_IO];
+    int64_t cols[CT_MAX_IO];
     float *pred[CT_MAX_IO] = {NULL};
     const char *names[CT_MAX_IO];
-    bool ok = true;
     for (int k = 0; k < m->noutputs; k++) {
         cols[k] = ct_shape_size(ct_model_output_shape_at(m, k));
         names[k] = m->noutputs == 1 ? "predictions" : m->output_names[k];
-        int64_t n = rows * cols[k] > 0 ? rows * cols[k] : 1;
-        ok &= (pred[k] = malloc((size_t)n * sizeof(float))) != NULL;
     }
-    ct_batches b = {0};
-    ct_loader *ld = ok && ct_batches_init(&b, m->be, m->ninputs, m->inputs, m->max_batch, 0, NULL,
-                                          err) == 0
-                        ? ct_loader_new(ds, NULL, rows, ex->batch_size, false, ex->seed,
-                                        ex->memory_limit, err)
-                        : NULL;
-    int rc = -1;
-    if (!ok)
-        ct_err(err, CT_ERR_NOMEM, "cannot hold %lld rows of predictions in memory",
-               (long long)rows);
-    if (ld && ct_loader_begin_epoch(ld, 0, err) == 0) {
-        ct_pass pass = {.training = false, .seed = ex->seed};
-        int64_t done = 0, n;
-        while ((n = ct_batches_next(&b, ld, false, err)) > 0) {
-            ct_model_forward(m, &pass, n);
-            for (int k = 0; k < m->noutputs; k++)
-                m->be->download(pred[k] + done * cols[k], ct_model_output(m, k)->data,
-                                (size_t)(n * cols[k]) * sizeof(float));
-            ct_batches_done(&b);
-            done += n;
-        }
-        if (n == 0 && m->be->check(err) == 0)
-            rc = ct_write_matrices(output, m->noutputs, names, (const float *const *)pred, rows,
-                                   cols, err);
-    }
-    ct_loader_free(ld);
-    ct_batches_free(&b);
+    int64_t rows = ct_experiment_collect(ex, &src, input ? input : "data.test", -1, m->noutputs,
+                                         m->outputs, pred, err);
+    int rc = rows < 0 ? -1
+                      : ct_write_matrices(output, m->noutputs, names, (const float *const *)pred,
+                                          rows, cols, err);
     for (int k = 0; k < m->noutputs; k++)
         free(pred[k]);
-    ct_dataset_close(ds);
     return rc;
 }
 
