@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_report.sh - the run report: fit writes report.html; its confusion matrix agrees with
+# test_run_report.sh - the run report: fit writes report.html; its confusion matrix agrees with
 # the predictions `ctrain predict` writes; `ctrain report` refuses what is not a finished
 # run; and the page renders in a real headless browser (chromium) without console errors.
 NAME=report
