@@ -136,7 +136,7 @@ if [ "$(grep -c 'class="node"' "$tmp/tiny.svg")" = 3 ] && [ "$(grep -c 'class="e
 expect 0 "Wrote $tmp/tiny.dot" -- "$ctrain" summary "$tmp/tiny.yaml" --diagram "$tmp/tiny.dot"
 if grep -q '<b>dense</b> (Dense)</td></tr><tr><td>Input shape: (None, 4)</td><td>Output shape: (None, 3)' "$tmp/tiny.dot" &&
     grep -q 'flatten -> dense;' "$tmp/tiny.dot"; then ok; else bad "tiny.dot: $(cat "$tmp/tiny.dot")"; fi
-expect 1 "cannot write $tmp/nodir/m.png: No such file or directory" -- \
+expect 1 "cannot write $tmp/nodir/m.png: cannot create a temporary file beside it" -- \
     "$ctrain" summary "$tmp/tiny.yaml" --diagram "$tmp/nodir/m.png"
 expect 2 "check takes no --diagram" -- "$ctrain" check "$tmp/tiny.yaml" --diagram "$tmp/m.svg"
 

@@ -343,7 +343,12 @@ START_TEST(test_plot_history_errors)
     char sub[4096];
     snprintf(sub, sizeof sub, "%s/history.csv", dir);
     ck_assert_int_eq(mkdir(sub, 0755), 0);
-    plot_fails(dir, NULL, NULL, "png", CT_ERR_IO, "cannot read %s/history.csv: Is a directory");
+    plot_fails(dir, NULL, NULL, "png", CT_ERR_IO,
+               "cannot read %s/history.csv: it is a directory");
+    ck_assert_int_eq(rmdir(sub), 0);
+    ck_assert_int_eq(mkfifo(sub, 0644), 0); /* would block a plain read for ever */
+    plot_fails(dir, NULL, NULL, "png", CT_ERR_IO,
+               "cannot read %s/history.csv: it is a FIFO, not a regular file");
     free(dir);
 
     history_fails("", CT_ERR_DATA, "%s/history.csv is empty");
@@ -412,10 +417,34 @@ START_TEST(test_plot_usage_errors)
                "%s/curves: the file name must end in .png, .svg or .pdf");
     snprintf(out, sizeof out, "%s/no/such/folder/curves.png", dir);
     plot_fails(dir, NULL, out, NULL, CT_ERR_IO,
-               "cannot write %s/no/such/folder/curves.png: No such file or directory");
+               "cannot write %s/no/such/folder/curves.png: cannot create a temporary file "
+               "beside it: No such file or directory");
     snprintf(out, sizeof out, "%s/taken.svg", dir);
     ck_assert_int_eq(mkdir(out, 0755), 0);
-    plot_fails(dir, NULL, out, NULL, CT_ERR_IO, "cannot write %s/taken.svg: Is a directory");
+    plot_fails(dir, NULL, out, NULL, CT_ERR_IO,
+               "cannot write %s/taken.svg: it is a directory; refusing to replace it");
+    /* A symbolic link is refused, its target left as it was; nothing is left beside. */
+    char target[4096];
+    snprintf(target, sizeof target, "%s/target.png", dir);
+    tu_write(dir, "target.png", "keep");
+    snprintf(out, sizeof out, "%s/link.png", dir);
+    ck_assert_int_eq(symlink(target, out), 0);
+    plot_fails(dir, NULL, out, NULL, CT_ERR_IO,
+               "cannot write %s/link.png: it is a symbolic link, not a regular file");
+    size_t n;
+    unsigned char *kept = slurp(target, &n);
+    ck_assert(n == 4 && memcmp(kept, "keep", 4) == 0);
+    free(kept);
+    /* A picture replaces an older file of the same name, through a temporary beside it. */
+    snprintf(out, sizeof out, "%s/target.png", dir);
+    ct_error err = {0};
+    ck_assert_msg(ct_plot_history(dir, NULL, out, &err) == 0, "%s", err.msg);
+    kept = slurp(out, &n);
+    ck_assert(n > 8 && memcmp(kept + 1, "PNG", 3) == 0);
+    free(kept);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp-", dir);
+    ck_assert_msg(system(cmd) != 0, "a temporary file was left in %s", dir);
     free(dir);
 }
 END_TEST
@@ -606,7 +635,9 @@ START_TEST(test_diagram_errors)
     ck_assert_int_eq(err.code, CT_ERR_USAGE);
     snprintf(path, sizeof path, "%s/missing/model.svg", dir);
     ck_assert_int_eq(ct_experiment_diagram(ex, path, &err), -1);
-    snprintf(want, sizeof want, "cannot write %s: No such file or directory", path);
+    snprintf(want, sizeof want,
+             "cannot write %s: cannot create a temporary file beside it: No such file or "
+             "directory", path);
     ck_assert_str_eq(err.msg, want);
     ck_assert_int_eq(err.code, CT_ERR_IO);
     unsigned char *data = (unsigned char *)"x";

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard.h"
 #include "history_csv.h"
 
 /* A history is a few numbers per epoch; anything bigger is not one. */
@@ -34,6 +35,9 @@ int ct_history_column(const ct_history *h, const char *name)
 /* The whole file, NUL-terminated; the caller frees it. */
 static char *slurp(const char *path, size_t *len, ct_error *err)
 {
+    /* A FIFO would block the read for ever, a device never end. */
+    if (ct_check_regular(path, "read", err) < 0)
+        return NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return ct_err(err, CT_ERR_IO, "cannot read %s: %s", path, strerror(errno)), NULL;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "picture.h"
 
 int ct_picture_append(ct_picture *p, const void *bytes, size_t n)
@@ -86,18 +87,25 @@ int ct_picture_format_of(const char *path, const char *const *allowed, char *fmt
 
 int ct_picture_write(const char *path, const unsigned char *data, size_t size, ct_error *err)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return ct_err(err, CT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    int bad = fwrite(data, 1, size, f) != size;
-    int saved = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
+    if (ct_check_replaceable(path, err) < 0)
+        return -1;
+    char *tmp = ct_temp_beside(path, err);
+    if (!tmp)
+        return -1;
+    FILE *f = fopen(tmp, "wb");
+    int bad = !f, saved = errno;
+    if (f) {
+        bad = fwrite(data, 1, size, f) != size;
         saved = errno;
+        if (fclose(f) != 0 && !bad) {
+            bad = 1;
+            saved = errno;
+        }
     }
-    if (bad) {
-        unlink(path);
-        return ct_err(err, CT_ERR_IO, "writing %s failed: %s", path, strerror(saved));
-    }
-    return 0;
+    int status = bad ? ct_err(err, CT_ERR_IO, "writing %s failed: %s", path, strerror(saved))
+                     : ct_commit_temp(tmp, path, err);
+    if (status < 0)
+        unlink(tmp);
+    free(tmp);
+    return status;
 }

@@ -25,7 +25,9 @@ int ct_picture_format_of(const char *path, const char *const *allowed, char *fmt
                          ct_error *err);
 /* Whether fmt is one of allowed; else an error naming the formats allowed. */
 int ct_picture_check_format(const char *fmt, const char *const *allowed, ct_error *err);
-/* Writes the bytes to path (replacing it); on failure nothing half-written is left. */
+/* Writes the bytes to a temporary file beside path and renames it over path, so a failure
+ * leaves path as it was; a path that is a symbolic link, a directory, a FIFO or a device
+ * is refused (guard.h). */
 int ct_picture_write(const char *path, const unsigned char *data, size_t size, ct_error *err);
 
 #endif
