@@ -3,6 +3,7 @@
  * it out with dot and renders it. The boxes follow keras.utils.plot_model(show_shapes=
  * True, show_layer_names=True): name and class, input and output shapes. */
 #include <gvc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,17 @@ static const char *const diagram_formats[] = {"svg", "png", "pdf", "dot", NULL};
 
 /* ---- graphviz's messages --------------------------------------------------------------- */
 
+/* graphviz is not thread-safe (its error function is global), so diagrams are made one
+ * at a time, under this lock. */
+static pthread_mutex_t gv_lock = PTHREAD_MUTEX_INITIALIZER;
+/* One context for the process, never freed: graphviz 2.42's text layout (the pango
+ * plugin) remembers the last font name it measured, a string the context owns, and
+ * compares the next one with it, so a freed context would be read again later. */
+static GVC_t *gv_context;
+
 /* cgraph and gvc report through agerr, which prints to stderr unless a function is set.
  * While a diagram is made, that function keeps the last message here for the ct_error. */
-static _Thread_local char gv_message[512];
+static char gv_message[512];
 
 static int keep_message(char *msg)
 {
@@ -211,9 +220,9 @@ static int write_dot(Agraph_t *g, ct_picture *out, ct_error *err)
 
 static int render(Agraph_t *g, const char *fmt, ct_picture *out, ct_error *err)
 {
-    GVC_t *gvc = gvContext();
-    if (!gvc)
+    if (!gv_context && !(gv_context = gvContext()))
         return gv_fail(err, "graphviz could not start");
+    GVC_t *gvc = gv_context;
     int status = 0;
     if (gvLayout(gvc, g, "dot") != 0) {
         status = gv_fail(err, "graphviz's dot layout failed (are graphviz's plugins, "
@@ -233,7 +242,6 @@ static int render(Agraph_t *g, const char *fmt, ct_picture *out, ct_error *err)
             gvFreeRenderData(data);
         gvFreeLayout(gvc, g);
     }
-    gvFreeContext(gvc);
     return status;
 }
 
@@ -244,6 +252,7 @@ static int diagram_into(const ct_experiment *ex, const char *fmt, ct_picture *ou
         return ct_err(err, CT_ERR_USAGE, "no model to draw");
     if (ct_picture_check_format(fmt, diagram_formats, err) < 0)
         return -1;
+    pthread_mutex_lock(&gv_lock);
     gv_message[0] = 0;
     agusererrf before = agseterrf(keep_message);
     int status;
@@ -257,6 +266,7 @@ static int diagram_into(const ct_experiment *ex, const char *fmt, ct_picture *ou
     if (g)
         agclose(g);
     agseterrf(before);
+    pthread_mutex_unlock(&gv_lock);
     return status;
 }
 
