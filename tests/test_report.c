@@ -317,6 +317,19 @@ START_TEST(test_plot_panels)
     ck_assert_uint_eq(count(svg, n, val), 2);
     free(svg);
     free(dir);
+    /* Values at the ends of double's range, constant or not, still get axes. */
+    static const char *const extreme[] = {
+        "epoch,loss\n0,1e-320\n1,1e-320\n", "epoch,loss\n0,1e-300\n1,3e-300\n",
+        "epoch,loss\n0,-1e299\n1,1e299\n", "epoch,loss\n0,0\n1,0\n2,inf\n",
+        "epoch,loss\n0,nan\n1,nan\n"};
+    for (size_t i = 0; i < sizeof extreme / sizeof extreme[0]; i++) {
+        dir = run_with(extreme[i]);
+        ck_assert_msg(ct_plot_history_mem(dir, NULL, "svg", &svg, &n, &err) == 0, "%s: %s",
+                      extreme[i], err.msg);
+        ck_assert(has(svg, n, "</svg>"));
+        free(svg);
+        free(dir);
+    }
 }
 END_TEST
 

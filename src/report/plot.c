@@ -146,7 +146,9 @@ static void value_axis(double min, double max, axis *a)
         max = 1;
     }
     if (max - min < 1e-12 * fmax(1, fabs(max))) {
-        double d = min == 0 ? 0.5 : fabs(min) * 0.05;
+        /* A constant: a span around it, wide enough for ticks of normal (not denormal)
+         * numbers. */
+        double d = fmax(fabs(min) * 0.05, 1e-9);
         min -= d;
         max += d;
     }
@@ -158,7 +160,7 @@ static void value_axis(double min, double max, axis *a)
     a->lo = floor(min / a->step) * a->step;
     a->hi = ceil(max / a->step) * a->step;
     a->first = a->lo;
-    a->nticks = (int)lround((a->hi - a->lo) / a->step) + 1;
+    a->nticks = (int)fmin(lround((a->hi - a->lo) / a->step) + 1, 20);
 }
 
 /* Epochs as the user counts them (from 1); ticks on whole epochs only. */
