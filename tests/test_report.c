@@ -366,6 +366,10 @@ START_TEST(test_plot_history_errors)
     char *dir = tu_tmpdir();
     plot_fails(dir, NULL, NULL, "png", CT_ERR_IO,
                "cannot read %s/history.csv: No such file or directory");
+    char slashed[4096];
+    snprintf(slashed, sizeof slashed, "%s/", dir); /* as a shell completes a folder */
+    plot_fails(slashed, NULL, NULL, NULL, CT_ERR_IO,
+               "cannot read %shistory.csv: No such file or directory");
     char sub[4096];
     snprintf(sub, sizeof sub, "%s/history.csv", dir);
     ck_assert_int_eq(mkdir(sub, 0755), 0);

@@ -1,5 +1,6 @@
 /* cmd_plot.c - `ctrain plot`: a run's learning curves as a picture. */
 #include <getopt.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -26,9 +27,10 @@ int cmd_plot(int argc, char **argv)
     ct_error err = {0};
     if (ct_plot_history(run, metrics, out, &err) < 0)
         return cli_fail(&err);
+    size_t len = strlen(run);
     if (out)
         printf("Wrote %s\n", out);
     else
-        printf("Wrote %s/history.png\n", run);
+        printf("Wrote %s%shistory.png\n", run, len && run[len - 1] == '/' ? "" : "/");
     return CLI_OK;
 }

@@ -53,8 +53,10 @@ static int gv_fail(ct_error *err, const char *what)
 
 /* ---- labels ---------------------------------------------------------------------------- */
 
+/* Room for the longest label: escaping at most sextuples the input shapes (2048), the
+ * output shapes (1024) and the names and class (3 x CT_NAME_MAX), plus the table's tags. */
 typedef struct text {
-    char buf[8192];
+    char buf[6 * (2048 + 1024 + 3 * CT_NAME_MAX) + 1024];
     size_t at;
 } text;
 

@@ -428,6 +428,14 @@ static int render(const ct_history *h, const panel *panels, int n, const char *f
     return 0;
 }
 
+/* RUN_DIR/name, without doubling a slash the user typed; -1 when too long. */
+static int in_run(const char *run_dir, const char *name, char *buf, size_t n)
+{
+    size_t len = strlen(run_dir);
+    const char *sep = len && run_dir[len - 1] == '/' ? "" : "/";
+    return (size_t)snprintf(buf, n, "%s%s%s", run_dir, sep, name) < n ? 0 : -1;
+}
+
 /* Reads RUN_DIR/history.csv and renders it as fmt into out. */
 static int plot_into(const char *run_dir, const char *metrics, const char *fmt,
                      ct_picture *out, ct_error *err)
@@ -437,7 +445,7 @@ static int plot_into(const char *run_dir, const char *metrics, const char *fmt,
     if (ct_picture_check_format(fmt, plot_formats, err) < 0)
         return -1;
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/history.csv", run_dir) >= sizeof path)
+    if (in_run(run_dir, "history.csv", path, sizeof path) < 0)
         return ct_err(err, CT_ERR_USAGE, "the run directory's name is too long");
     ct_history h;
     if (ct_history_read(path, &h, err) < 0)
@@ -471,7 +479,7 @@ int ct_plot_history(const char *run_dir, const char *metrics, const char *out_pa
     if (!out_path) {
         if (!run_dir)
             return ct_err(err, CT_ERR_USAGE, "no run directory given");
-        if ((size_t)snprintf(def, sizeof def, "%s/history.png", run_dir) >= sizeof def)
+        if (in_run(run_dir, "history.png", def, sizeof def) < 0)
             return ct_err(err, CT_ERR_USAGE, "the run directory's name is too long");
         out_path = def;
     }
