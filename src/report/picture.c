@@ -48,9 +48,10 @@ static void list_formats(const char *const *allowed, char *buf, size_t n)
     while (allowed[count])
         count++;
     buf[0] = 0;
-    for (size_t i = 0; i < count && at < n; i++)
-        at += (size_t)snprintf(buf + at, n - at, "%s.%s", i == 0 ? "" : i + 1 == count ? " or " : ", ",
-                               allowed[i]);
+    for (size_t i = 0; i < count && at < n; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == count ? " or " : ", ";
+        at += (size_t)snprintf(buf + at, n - at, "%s.%s", sep, allowed[i]);
+    }
 }
 
 int ct_picture_check_format(const char *fmt, const char *const *allowed, ct_error *err)

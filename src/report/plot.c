@@ -193,8 +193,16 @@ typedef struct frame {
     axis ax, ay;
 } frame;
 
-static double px(const frame *f, double x) { return f->x + (x - f->ax.lo) / (f->ax.hi - f->ax.lo) * f->w; }
-static double py(const frame *f, double y) { return f->y + f->h - (y - f->ay.lo) / (f->ay.hi - f->ay.lo) * f->h; }
+/* Data to picture coordinates: x grows rightwards, y upwards from the plot area's foot. */
+static double px(const frame *f, double x)
+{
+    return f->x + (x - f->ax.lo) / (f->ax.hi - f->ax.lo) * f->w;
+}
+
+static double py(const frame *f, double y)
+{
+    return f->y + f->h - (y - f->ay.lo) / (f->ay.hi - f->ay.lo) * f->h;
+}
 
 static void set_font(cairo_t *cr, double size, bool bold)
 {
