@@ -45,7 +45,7 @@ done
 case $time_per$jobs in *[!0-9]*) echo "fuzz.sh: --time and --jobs take whole numbers" >&2; exit 2 ;; esac
 command -v "$CC" >/dev/null || { echo "fuzz.sh: $CC not found (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 2; }
 
-PKGS="yaml-0.1 libcjson zlib openblas cairo"
+PKGS="yaml-0.1 libcjson zlib openblas libpng libjpeg cairo libgvc libprotobuf-c"
 if pkg-config --exists hdf5; then PKGS="$PKGS hdf5"; else PKGS="$PKGS hdf5-serial"; fi
 DEP_CFLAGS=$(pkg-config --cflags $PKGS)
 DEP_LIBS="$(pkg-config --libs $PKGS) -lm -lpthread"

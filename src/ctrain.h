@@ -284,6 +284,34 @@ void ct_generate_options_default(ct_generate_options *o);
 int ct_experiment_generate(ct_experiment *ex, const ct_generate_options *o, FILE *out,
                            ct_error *err);
 
+/* Pictures of a run and of a model, for people and for reports.
+ *
+ * Formats: "png", "svg" and "pdf" for learning curves; "svg", "png", "pdf" and "dot"
+ * (graphviz's text) for diagrams. The file functions take the format from out_path's
+ * extension (case ignored) and refuse others. The *_mem functions render into a buffer
+ * they malloc: on success *data (the caller frees it with free()) holds *size bytes; on
+ * failure *data is NULL and *size 0. */
+
+/* Learning curves from run_dir/history.csv (as fit writes it): one panel per metric, its
+ * training and validation (val_) series together, epochs on the x axis counted from 1.
+ * metrics: comma-separated names, e.g. "loss,accuracy", chosen and ordered; NULL for every
+ * metric except the learning rate, the loss first. Panels are 520 x 380 (pixels for PNG,
+ * points for SVG and PDF), two per row. out_path NULL: run_dir/history.png. Errors name
+ * the file and, for a damaged history.csv, its line and column; an unknown metric's lists
+ * the metrics the file has. */
+int ct_plot_history(const char *run_dir, const char *metrics, const char *out_path,
+                    ct_error *err);
+int ct_plot_history_mem(const char *run_dir, const char *metrics, const char *format,
+                        unsigned char **data, size_t *size, ct_error *err);
+
+/* The experiment's model as a diagram, as Keras's plot_model(show_shapes=True,
+ * show_layer_names=True) draws it: a box per model input and per layer with its name,
+ * class and input and output shapes, and an edge per connection; laid out and rendered by
+ * graphviz (dot). */
+int ct_experiment_diagram(const ct_experiment *ex, const char *out_path, ct_error *err);
+int ct_experiment_diagram_mem(const ct_experiment *ex, const char *format, unsigned char **data,
+                              size_t *size, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -109,11 +109,20 @@ static const cli_command commands[] = {
      "  -o, --output FILE  write the page here instead\n"
      "  -w, --weights W    weights to test (default: RUN_DIR/weights.h5)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
-    {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
-     "Prints the model's layers, output shapes and parameter counts.\n"},
+    {"summary", cmd_summary, "summary FILE [--diagram OUT] [--set KEY=VALUE]...",
+     "Prints the model's layers, output shapes and parameter counts.\n"
+     "      --diagram OUT  also draw the model to OUT (.svg, .png, .pdf, or .dot for\n"
+     "                     graphviz's text): a box per input and layer with its name,\n"
+     "                     class and shapes, an arrow per connection\n"},
     {"check", cmd_check, "check FILE [--no-data] [--print] [--set KEY=VALUE]...",
      "Checks the experiment file and, unless --no-data, every data file it names.\n"
      "  --print            also print the resolved config (every default filled in)\n"},
+    {"plot", cmd_plot, "plot RUN_DIR [-o OUT] [--metrics M1,M2,...]",
+     "Draws the learning curves of RUN_DIR/history.csv: a panel per metric with its\n"
+     "training and validation values by epoch. The format follows OUT's extension.\n"
+     "  -o, --output OUT   .png, .svg or .pdf (default RUN_DIR/history.png)\n"
+     "  -m, --metrics M    the metrics to draw, in this order, e.g. loss,accuracy\n"
+     "                     (default: every one but learning_rate, the loss first)\n"},
     {"data", cmd_data,
      "data import-idx --images F --labels F -o OUT.h5 [--group G]\n"
      "  ctrain data import-csv FILE.csv -o OUT.h5 [--group G] [--label-column N] [--header]\n"
@@ -259,7 +268,7 @@ static int cmd_help(int argc, char **argv)
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             printf("Usage: ctrain %s\n\n%s", commands[i].synopsis, commands[i].help);
-            if (strcmp(argv[1], "data") != 0)
+            if (strcmp(argv[1], "data") != 0 && strcmp(argv[1], "plot") != 0)
                 printf("      --set KEY=VALUE  override a config value (e.g. fit.epochs=2); repeatable\n");
             return CLI_OK;
         }

@@ -18,6 +18,9 @@ int ct_graph_build(ct_model *m, ct_node *cfg, ct_error *err);
 int ct_graph_masks(ct_model *m, ct_error *err);
 /* "1,234,567" into buf (summary.c). */
 void ct_group_digits(int64_t v, char *buf, size_t n);
+/* A layer's output shape as the summary shows it: "(None, 10)", or a list of them for a
+ * layer with several outputs (summary.c). */
+void ct_layer_output_shapes(const ct_layer *l, char *buf, size_t n);
 /* Checks one built layer's output and parameter sizes (model.c). */
 int ct_model_check_layer_sizes(const ct_layer *l, ct_error *err);
 

@@ -19,6 +19,23 @@ void ct_group_digits(int64_t v, char *buf, size_t n)
     buf[at] = 0;
 }
 
+void ct_layer_output_shapes(const ct_layer *l, char *shape, size_t sn)
+{
+    ct_shape_format(&l->out_shape, shape, sn);
+    for (int o = 1; o < l->noutputs; o++) { /* as Keras: a list of the outputs' shapes */
+        size_t at = strlen(shape);
+        char one[128];
+        ct_shape_format(&l->more_shapes[o - 1], one, sizeof one);
+        if (o == 1 && at + 1 < sn) {
+            memmove(shape + 1, shape, at + 1);
+            shape[0] = '[';
+            at++;
+        }
+        if (at < sn)
+            snprintf(shape + at, sn - at, ", %s%s", one, o == l->noutputs - 1 ? "]" : "");
+    }
+}
+
 /* Prints `count` copies of a (multi-byte) box-drawing character. */
 static void repeat(FILE *out, const char *s, int count)
 {
@@ -105,18 +122,7 @@ static int64_t layer_cells(const ct_layer *l, char *name, size_t nn, char *shape
         snprintf(name, nn, "%s (%s of %s)", l->name, l->kind->class_name, l->shared->name);
     else
         snprintf(name, nn, "%s (%s)", l->name, l->kind->class_name);
-    ct_shape_format(&l->out_shape, shape, sn);
-    for (int o = 1; o < l->noutputs; o++) { /* as Keras: a list of the outputs' shapes */
-        size_t at = strlen(shape);
-        char one[128];
-        ct_shape_format(&l->more_shapes[o - 1], one, sizeof one);
-        if (o == 1 && at + 1 < sn) {
-            memmove(shape + 1, shape, at + 1);
-            shape[0] = '[';
-            at++;
-        }
-        snprintf(shape + at, sn - at, ", %s%s", one, o == l->noutputs - 1 ? "]" : "");
-    }
+    ct_layer_output_shapes(l, shape, sn);
     ct_group_digits(n, count, cn);
     return n;
 }
