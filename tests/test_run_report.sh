@@ -56,7 +56,8 @@ page="$run/report.html"
 [ -s "$page" ] && ok || bad "fit wrote no $page"
 for part in "<h2>Training history</h2>" "<h2>Test set</h2>" "Confusion matrix" "Per class" \
     "Misclassified test images" "<h2>Model</h2>" "<h2>Experiment</h2>" "name: patterns" \
-    "<th>2 diagonal</th>"; do
+    "<th>2 diagonal</th>" 'alt="learning curves" src="data:image/svg+xml;base64,' \
+    "alt=\"the model's layers and connections\" src=\"data:image/svg+xml;base64,"; do
     grep -qF "$part" "$page" && ok || bad "the report lacks '$part'"
 done
 
@@ -102,7 +103,7 @@ expect_fail "is not a run directory" "$ctrain" report "$tmp/none"
 cp -r "$run" "$tmp/unfinished" && rm "$tmp/unfinished/weights.h5"
 expect_fail "has no weights.h5: the run has not finished" "$ctrain" report "$tmp/unfinished"
 cp -r "$run" "$tmp/cut" && printf '5,0.5\n' >>"$tmp/cut/history.csv"
-expect_fail "history.csv:7: 2 columns, but the header has 4" "$ctrain" report "$tmp/cut"
+expect_fail "history.csv:7:6: 2 values where the header names 4 columns" "$ctrain" report "$tmp/cut"
 [ ! -e "$tmp/cut/report.html.part" ] && ok || bad "a failed report left report.html.part"
 rm "$tmp/cut/history.csv"
 expect_fail "cannot read $tmp/cut/history.csv" "$ctrain" report "$tmp/cut"

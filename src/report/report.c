@@ -10,6 +10,7 @@
 #include "ctrain.h"
 #include "experiment.h"
 #include "h5strings.h"
+#include "history_csv.h"
 #include "h5util.h"
 #include "html.h"
 #include "metric_state.h"
@@ -37,7 +38,8 @@ static const char style[] =
     ".grid{display:flex;flex-wrap:wrap;gap:10px}"
     "figure{margin:0;text-align:center;font-size:12px}figure img{image-rendering:pixelated;"
     "border:1px solid #ccd}"
-    ".bad{color:#b3261e}.note{color:#5b6270;font-size:13px}";
+    ".bad{color:#b3261e}.note{color:#5b6270;font-size:13px}"
+    ".picture{max-width:100%;height:auto}";
 
 /* A file's whole text (NULL and errno set when it cannot be read). Caller frees. */
 static char *slurp(const char *path)
@@ -64,57 +66,64 @@ static char *slurp(const char *path)
     return text;
 }
 
-/* The columns of one CSV line (split in place at commas); returns their count. */
-static int split_csv(char *line, char **cols, int max)
+typedef int (*picture_fn)(const void *ctx, const char *format, unsigned char **data, size_t *size,
+                          ct_error *err);
+
+static int history_picture(const void *ctx, const char *format, unsigned char **data, size_t *size,
+                           ct_error *err)
 {
-    int n = 0;
-    for (char *c = line; n < max;) {
-        cols[n++] = c;
-        c = strchr(c, ',');
-        if (!c)
-            break;
-        *c++ = '\0';
-    }
-    return n;
+    return ct_plot_history_mem(ctx, NULL, format, data, size, err);
 }
 
-#define MAX_COLS 64
+static int diagram_picture(const void *ctx, const char *format, unsigned char **data, size_t *size,
+                           ct_error *err)
+{
+    return ct_experiment_diagram_mem(ctx, format, data, size, err);
+}
 
-/* history.csv as a table, every row checked to have the header's columns. */
+/* A picture drawn into memory, inlined as an <img> with a data URI (its own document, so
+ * the ids inside two SVG pictures never meet). */
+static int embed_picture(FILE *out, const char *format, const char *alt, picture_fn draw,
+                         const void *ctx, ct_error *err)
+{
+    unsigned char *data = NULL;
+    size_t size = 0;
+    if (draw(ctx, format, &data, &size, err) < 0)
+        return -1;
+    fprintf(out, "<p><img class=\"picture\" alt=\"%s\" src=\"data:image/%s;base64,", alt,
+            strcmp(format, "svg") ? format : "svg+xml");
+    ct_html_base64(out, data, size);
+    fputs("\"></p>", out);
+    free(data);
+    return 0;
+}
+
+/* The learning curves and history.csv as a table (read by the plots' reader, which names
+ * the line and column of anything wrong). */
 static int history_section(FILE *out, const char *run_dir, ct_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/history.csv", run_dir);
-    char *text = slurp(path);
-    if (!text)
-        return ct_err(err, CT_ERR_IO, "cannot read %s: %s (a run directory has the "
-                      "history.csv that fit writes)", path, strerror(errno));
+    ct_history h;
+    if (ct_history_read(path, &h, err) < 0)
+        return -1;
     fputs("<section><h2>Training history</h2>", out);
-    fputs("<div id=\"curves\"></div>\n<table><tr>", out);
-    int ncols = 0, line = 0, rc = 0;
-    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && rc == 0;
-         l = strtok_r(NULL, "\n", &save)) {
-        char *cols[MAX_COLS];
-        int n = split_csv(l, cols, MAX_COLS);
-        line++;
-        if (line == 1)
-            ncols = n;
-        else if (n != ncols) {
-            rc = ct_err(err, CT_ERR_DATA, "%s:%d: %d columns, but the header has %d", path,
-                        line, n, ncols);
-            break;
-        }
-        for (int i = 0; i < n; i++) {
-            fputs(line == 1 ? "<th>" : "<td>", out);
-            ct_html_text(out, cols[i]);
-            fputs(line == 1 ? "</th>" : "</td>", out);
-        }
-        fputs("</tr>\n<tr>", out);
+    int rc = embed_picture(out, "svg", "learning curves", history_picture, run_dir, err);
+    fputs("\n<table><tr><th>epoch</th>", out);
+    for (int j = 0; j < h.ncols; j++) {
+        fputs("<th>", out);
+        ct_html_text(out, h.names[j]);
+        fputs("</th>", out);
     }
-    if (rc == 0 && line < 2)
-        rc = ct_err(err, CT_ERR_DATA, "%s: no epochs recorded", path);
-    fputs("</tr></table></section>\n", out);
-    free(text);
+    fputs("</tr>\n", out);
+    for (int i = 0; i < h.nrows; i++) {
+        fprintf(out, "<tr><td>%.0f</td>", h.epochs[i]);
+        for (int j = 0; j < h.ncols; j++)
+            fprintf(out, "<td>%.6g</td>", h.values[i * h.ncols + j]);
+        fputs("</tr>\n", out);
+    }
+    fputs("</table></section>\n", out);
+    ct_history_free(&h);
     return rc;
 }
 
@@ -157,7 +166,12 @@ static int model_section(FILE *out, const ct_experiment *ex)
         return -1;
     ct_experiment_summary(ex, m);
     fclose(m);
-    fputs("<section><h2>Model</h2><div id=\"diagram\"></div><pre>", out);
+    fputs("<section><h2>Model</h2>", out);
+    ct_error err = {0};
+    if (embed_picture(out, "svg", "the model's layers and connections", diagram_picture,
+                      ex, &err) < 0)
+        fprintf(out, "<p class=\"note\">No diagram: %s</p>", err.msg);
+    fputs("<pre>", out);
     ct_html_text(out, text);
     fputs("</pre></section>\n", out);
     free(text);
