@@ -308,8 +308,19 @@ static int test_section(FILE *out, ct_experiment *ex, ct_error *err)
             fprintf(out, "<b>%.4f</b></div>", values[i]);
         }
         fputs("</div>\n", out);
-        fprintf(out, "<p class=\"note\">%s: %lld samples.</p>\n", ex->test.path,
-                (long long)(r.rows ? r.rows : 0));
+        const char *file = strrchr(ex->test.path, '/');
+        fputs("<p class=\"note\">data.test: ", out);
+        ct_html_text(out, file ? file + 1 : ex->test.path);
+        fputs(" (", out);
+        ct_html_text(out, ex->test.x[0] ? ex->test.x[0] : "x");
+        if (ex->test.y[0]) {
+            fputs(", ", out);
+            ct_html_text(out, ex->test.y[0]);
+        }
+        fputs(")", out);
+        if (r.rows)
+            fprintf(out, ", %lld samples", (long long)r.rows);
+        fputs("</p>\n", out);
         if (r.classes) {
             ct_strings names;
             class_names(ex, r.classes, &names);
