@@ -148,6 +148,14 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
 int ct_experiment_report(ct_experiment *ex, const char *run_dir, const char *out_path,
                          ct_error *err);
 
+/* Writes the model with its current weights as an ONNX file (opset 17) that ONNX Runtime
+ * runs: inputs and outputs keep the model's names and layout (images (N, H, W, C)), the
+ * batch axis is "N". Dense, conv2d, the 2-D pools, batch normalization, flatten, reshape,
+ * rescaling, the activation and merge layers translate, and the layers that do nothing at
+ * inference (dropout, noise, augmentation) vanish; another layer is an error naming it,
+ * and nothing is written. The file is written aside and renamed into place. */
+int ct_experiment_export_onnx(ct_experiment *ex, const char *path, ct_error *err);
+
 /* Runs the model on dataset `x` of the HDF5 file `input` (data.test when input is NULL)
  * and writes the outputs of the nlayers named layers to `output`, as Keras's sub-model
  * keras.Model(inputs, [layer.output, ...]) gives them: .h5/.hdf5: one float32 dataset per

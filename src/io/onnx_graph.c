@@ -1,0 +1,227 @@
+/* onnx_graph.c - ONNX graph building blocks (see onnx_graph.h). */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_graph.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ONNX stores raw tensor data little-endian; this writer copies memory as it is"
+#endif
+
+struct ct_onnx_chunk {
+    ct_onnx_chunk *next;
+    max_align_t data[];
+};
+
+static void *alloc(ct_onnx_graph *g, size_t n)
+{
+    if (g->failed)
+        return NULL;
+    ct_onnx_chunk *c = calloc(1, sizeof *c + n);
+    if (!c) {
+        g->failed = true;
+        return NULL;
+    }
+    c->next = g->chunks;
+    g->chunks = c;
+    return c->data;
+}
+
+void ct_onnx_graph_free(ct_onnx_graph *g)
+{
+    while (g->chunks) {
+        ct_onnx_chunk *next = g->chunks->next;
+        free(g->chunks);
+        g->chunks = next;
+    }
+    free(g->nodes);
+    free(g->inits);
+    *g = (ct_onnx_graph){0};
+}
+
+char *ct_onnx_strdup(ct_onnx_graph *g, const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *s = alloc(g, n);
+    if (s)
+        memcpy(s, text, n);
+    return s;
+}
+
+char *ct_onnx_name(ct_onnx_graph *g, const char *base, const char *what)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s/%s_%d", base, what, g->next_id++);
+    return ct_onnx_strdup(g, buf);
+}
+
+/* Appends p to a growing array of pointers. */
+static bool push(ct_onnx_graph *g, void ***items, size_t *n, size_t *cap, void *p)
+{
+    if (!p || g->failed)
+        return false;
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        void **grown = realloc(*items, c * sizeof *grown);
+        if (!grown) {
+            g->failed = true;
+            return false;
+        }
+        *items = grown;
+        *cap = c;
+    }
+    (*items)[(*n)++] = p;
+    return true;
+}
+
+Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name, int nin,
+                              const char *const *in, const char *out)
+{
+    Onnx__NodeProto *n = alloc(g, sizeof *n);
+    char **ins = alloc(g, (size_t)(nin > 0 ? nin : 1) * sizeof *ins);
+    char **outs = alloc(g, sizeof *outs);
+    if (!n || !ins || !outs || !out)
+        return NULL;
+    onnx__node_proto__init(n);
+    for (int i = 0; i < nin; i++)
+        if (!(ins[i] = ct_onnx_strdup(g, in[i] ? in[i] : "")))
+            return NULL;
+    n->n_input = (size_t)nin;
+    n->input = ins;
+    outs[0] = ct_onnx_strdup(g, out);
+    n->n_output = 1;
+    n->output = outs;
+    n->op_type = ct_onnx_strdup(g, op);
+    n->name = ct_onnx_name(g, name, op);
+    return push(g, (void ***)&g->nodes, &g->nnodes, &g->cap_nodes, n) && !g->failed ? n : NULL;
+}
+
+static Onnx__AttributeProto *attr(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
+                                  Onnx__AttributeProto__AttributeType type)
+{
+    if (!n)
+        return NULL;
+    Onnx__AttributeProto *a = alloc(g, sizeof *a);
+    Onnx__AttributeProto **all = alloc(g, (n->n_attribute + 1) * sizeof *all);
+    if (!a || !all)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = ct_onnx_strdup(g, name);
+    a->has_type = 1;
+    a->type = type;
+    if (n->n_attribute)
+        memcpy(all, n->attribute, n->n_attribute * sizeof *all);
+    all[n->n_attribute++] = a;
+    n->attribute = all; /* the old array stays in the arena */
+    return a;
+}
+
+void ct_onnx_attr_int(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) {
+        a->has_i = 1;
+        a->i = v;
+    }
+}
+
+void ct_onnx_attr_float(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, float v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) {
+        a->has_f = 1;
+        a->f = v;
+    }
+}
+
+void ct_onnx_attr_ints(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
+                       const int64_t *v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *copy = a ? alloc(g, (size_t)count * sizeof *copy) : NULL;
+    if (copy) {
+        memcpy(copy, v, (size_t)count * sizeof *copy);
+        a->n_ints = (size_t)count;
+        a->ints = copy;
+    }
+}
+
+static const char *initializer(ct_onnx_graph *g, const char *name, int type, int ndim,
+                               const int64_t *dims, const void *v, size_t bytes)
+{
+    Onnx__TensorProto *t = alloc(g, sizeof *t);
+    int64_t *d = alloc(g, (size_t)(ndim > 0 ? ndim : 1) * sizeof *d);
+    uint8_t *data = alloc(g, bytes ? bytes : 1);
+    if (!t || !d || !data)
+        return NULL;
+    onnx__tensor_proto__init(t);
+    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    memcpy(data, v, bytes);
+    t->n_dims = (size_t)ndim;
+    t->dims = d;
+    t->has_data_type = 1;
+    t->data_type = type;
+    t->name = ct_onnx_strdup(g, name);
+    t->has_raw_data = 1;
+    t->raw_data.len = bytes;
+    t->raw_data.data = data;
+    return push(g, (void ***)&g->inits, &g->ninits, &g->cap_inits, t) ? t->name : NULL;
+}
+
+const char *ct_onnx_floats(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
+                           const float *v)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)dims[i];
+    return initializer(g, name, 1, ndim, dims, v, n * sizeof *v);
+}
+
+const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
+                           const int64_t *v)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)dims[i];
+    return initializer(g, name, 7, ndim, dims, v, n * sizeof *v);
+}
+
+Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int ndim,
+                                    const int64_t *dims)
+{
+    Onnx__ValueInfoProto *v = alloc(g, sizeof *v);
+    Onnx__TypeProto *type = alloc(g, sizeof *type);
+    Onnx__TypeProto__Tensor *tt = alloc(g, sizeof *tt);
+    Onnx__TensorShapeProto *shape = alloc(g, sizeof *shape);
+    Onnx__TensorShapeProto__Dimension *dim = alloc(g, (size_t)(ndim + 1) * sizeof *dim);
+    Onnx__TensorShapeProto__Dimension **dimp = alloc(g, (size_t)(ndim + 1) * sizeof *dimp);
+    if (!v || !type || !tt || !shape || !dim || !dimp)
+        return NULL;
+    onnx__value_info_proto__init(v);
+    onnx__type_proto__init(type);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(shape);
+    for (int i = 0; i <= ndim; i++) {
+        onnx__tensor_shape_proto__dimension__init(&dim[i]);
+        if (i == 0) {
+            dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            dim[i].dim_param = ct_onnx_strdup(g, "N");
+        } else {
+            dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            dim[i].dim_value = dims[i - 1];
+        }
+        dimp[i] = &dim[i];
+    }
+    shape->n_dim = (size_t)ndim + 1;
+    shape->dim = dimp;
+    tt->has_elem_type = 1;
+    tt->elem_type = 1;
+    tt->shape = shape;
+    type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type->tensor_type = tt;
+    v->name = ct_onnx_strdup(g, name);
+    v->type = type;
+    return g->failed ? NULL : v;
+}
