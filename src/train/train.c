@@ -730,7 +730,8 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
         seen += rows;
         done++;
-        bool read = every_step || ct_progress_due(s->progress, done) || stop_requested;
+        bool read = every_step || ct_progress_due(s->progress, done) || stop_requested ||
+                    ct_callbacks_batch_due(ex->callbacks, st->step);
         if (read && read_sums(ex, err) < 0) {
             rows = -1;
             break;
@@ -764,6 +765,10 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         if (read) {
             current_values(ex, seen, values);
             ct_progress_step(s->progress, done, nnames, names, values);
+            if (ct_callbacks_batch_end(ex->callbacks, st->step, nnames, names, values, err) < 0) {
+                rows = -1;
+                break;
+            }
         } else {
             ct_progress_advance(s->progress, done);
         }
@@ -1123,7 +1128,8 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     /* A resumed run goes on, and a rerun with --overwrite starts again: either way the
      * final weights are written anew at the end, and a failure must not leave the old ones
      * beside the new history. */
-    if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0)
+    if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0 ||
+        ct_callbacks_train_begin(ex->callbacks, ex->model, dir, s.val != NULL, err) < 0)
         goto done;
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
