@@ -1125,11 +1125,14 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
         remove_stale_temporaries(dir, err) < 0 ||
         (backup && remove_stale_temporaries(backup, err) < 0))
         goto done;
+    /* tensorboard's files, opened before anything of an earlier run is dropped: a log_dir
+     * that cannot be written stops the run here, not after an epoch. */
+    if (ct_callbacks_train_begin(ex->callbacks, ex->model, dir, s.val != NULL, err) < 0)
+        goto done;
     /* A resumed run goes on, and a rerun with --overwrite starts again: either way the
      * final weights are written anew at the end, and a failure must not leave the old ones
      * beside the new history. */
-    if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0 ||
-        ct_callbacks_train_begin(ex->callbacks, ex->model, dir, s.val != NULL, err) < 0)
+    if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0)
         goto done;
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
