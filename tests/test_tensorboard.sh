@@ -36,17 +36,19 @@ YAML
 
 # The command line's errors, which need no Python.
 out=$("$ctrain" check "$tmp/e.yaml" --set 'fit.callbacks=[{type: tensorboard, logdir: x}]' 2>&1)
-[ $? = 2 ] && printf '%s' "$out" | grep -qF "unknown key 'logdir' in callback 'tensorboard' (did you mean 'log_dir'?)" \
-    && ok || bad "a misspelt key: $out"
+st=$? want="unknown key 'logdir' in callback 'tensorboard' (did you mean 'log_dir'?)"
+[ $st = 2 ] && printf '%s' "$out" | grep -qF "$want" && ok || bad "a misspelt key: $out"
 mkdir "$tmp/blocked" && : >"$tmp/blocked/logs"
 out=$("$ctrain" fit "$tmp/e.yaml" -o "$tmp/blocked" 2>&1)
-[ $? = 1 ] && printf '%s' "$out" | grep -qF "tensorboard: cannot create $tmp/blocked/logs/train: Not a directory" \
-    && [ ! -e "$tmp/blocked/history.csv" ] && ok || bad "an unwritable log_dir: $out"
+st=$? want="tensorboard: cannot create $tmp/blocked/logs/train: Not a directory"
+[ $st = 1 ] && printf '%s' "$out" | grep -qF "$want" && [ ! -e "$tmp/blocked/history.csv" ] \
+    && ok || bad "an unwritable log_dir: $out"
 
 py=${CT_TENSORBOARD_PYTHON:-}
 [ -z "$py" ] && [ -x "$src/tests/.venv/bin/python" ] && py=$src/tests/.venv/bin/python
 if [ -z "$py" ] || ! "$py" -c "import tensorboard, numpy" >/dev/null 2>&1; then
-    echo "SKIP: tensorboard: no Python with the tensorboard package (tests/.venv, made by scripts/setup.sh --test, or CT_TENSORBOARD_PYTHON); the event files were not read back"
+    echo "SKIP: tensorboard: no Python with the tensorboard package (tests/.venv, made by" \
+        "scripts/setup.sh --test, or CT_TENSORBOARD_PYTHON); the event files were not read back"
     [ "$failed" = 0 ] && exit 77
     finish
 fi

@@ -504,7 +504,8 @@ START_TEST(test_fit_writes_events)
 END_TEST
 
 /* 2 epochs, then resumed to 4: a second file in each folder, whose steps go on where the
- * first stopped, and together they hold the history of the whole run. */
+ * first stopped, and together they hold the history of the whole run. A run without the
+ * callback may be resumed with it. */
 START_TEST(test_fit_resume)
 {
     char *dir = blob_dir();
@@ -532,6 +533,22 @@ START_TEST(test_fit_resume)
     ck_assert_int_eq(count, 0);
     free_events(&train);
     free_events(&val);
+
+    /* tensorboard holds no state in the checkpoint: a run without it resumes with it */
+    const char *plain[] = {"fit.epochs=1"},
+               *more[] = {"fit.epochs=2", "fit.callbacks=[tensorboard]"};
+    ex = load_set(dir, plain, 1);
+    ck_assert_msg(fit_run(ex, dir, "later", false, &err) == 0, "%s", err.msg);
+    ct_experiment_free(ex);
+    ex = load_set(dir, more, 2);
+    ck_assert_msg(fit_run(ex, dir, "later", true, &err) == 0, "%s", err.msg);
+    ct_experiment_free(ex);
+    snprintf(run, sizeof run, "%s/later", dir);
+    ck_assert_int_eq(read_folder(run, "logs/train", &train), 1);
+    find(&train, "epoch_loss", 1, &count);
+    ck_assert_int_eq(count, 1);
+    ck_assert_ptr_nonnull(find(&train, "epoch_loss", 1, NULL));
+    free_events(&train);
     free(dir);
 }
 END_TEST

@@ -18,7 +18,9 @@
 #define CT_MAX_CALLBACKS 16
 #define CT_MAX_ALLOWED 16
 
-typedef enum { CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP, CB_TENSORBOARD } cb_kind;
+typedef enum {
+    CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP, CB_TENSORBOARD
+} cb_kind;
 
 static const char *const kind_names[] = {"early_stopping", "reduce_lr_on_plateau",
                                          "model_checkpoint", "csv_logger", "terminate_on_nan",
@@ -514,8 +516,8 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallo
         const char *s = ct_suggest(type, kind_names);
         return ct_node_err(err, ct_map_get(n, "type"), "unknown callback '%s'%s%s%s; known: "
                            "early_stopping, reduce_lr_on_plateau, model_checkpoint, csv_logger, "
-                           "terminate_on_nan, backup_and_restore, tensorboard", type, s ? " (did you mean '" : "",
-                           s ? s : "", s ? "'?)" : "");
+                           "terminate_on_nan, backup_and_restore, tensorboard", type,
+                           s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     }
     c->kind = (cb_kind)k;
     c->node = n;
@@ -1019,14 +1021,19 @@ bool ct_callbacks_backup_delete(const ct_callbacks *cbs)
 }
 
 /* Per callback: best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr, then
- * the best weights for early_stopping with restore_best_weights. */
+ * the best weights for early_stopping with restore_best_weights. tensorboard decides
+ * nothing and has none, so it may be added to or left out of a resumed run. */
 #define SCALARS 7
+
+static bool stateless(const callback *c) { return c->kind == CB_TENSORBOARD; }
 
 int64_t ct_callbacks_state_size(const ct_callbacks *cbs, int64_t model_size)
 {
     int64_t n = 0;
     for (int i = 0; i < cbs->n; i++)
-        n += SCALARS + (cbs->cb[i].kind == CB_EARLY && cbs->cb[i].restore_best ? model_size : 0);
+        if (!stateless(&cbs->cb[i]))
+            n += SCALARS +
+                 (cbs->cb[i].kind == CB_EARLY && cbs->cb[i].restore_best ? model_size : 0);
     return n;
 }
 
@@ -1034,6 +1041,8 @@ void ct_callbacks_get_state(const ct_callbacks *cbs, double *out, int64_t model_
 {
     for (int i = 0; i < cbs->n; i++) {
         const callback *c = &cbs->cb[i];
+        if (stateless(c))
+            continue;
         const double s[SCALARS] = {c->best, c->wait, c->best_epoch, c->cooldown_left,
                                    c->stopped_epoch, c->has_weights, c->lr};
         memcpy(out, s, sizeof s);
@@ -1051,6 +1060,8 @@ void ct_callbacks_set_state(ct_callbacks *cbs, const double *in, int64_t model_s
 {
     for (int i = 0; i < cbs->n; i++) {
         callback *c = &cbs->cb[i];
+        if (stateless(c))
+            continue;
         c->best = in[0];
         c->wait = in[1];
         c->best_epoch = in[2];
