@@ -146,11 +146,12 @@ START_TEST(test_write_read)
     ck_assert_msg(!strncmp(path, dir, strlen(dir)) && !strncmp(base, "events.out.tfevents.", 20) &&
                       strstr(base, host) && !strcmp(path + strlen(path) - strlen(tail), tail),
                   "%s", path);
-    const float x[] = {-1, 0, 0.5f, 1, NAN, 2}, same[] = {3, 3, 3};
+    const float x[] = {-1, 0, 0.5f, 1, NAN, 2}, same[] = {3, 3, 3}, huge[] = {1e20f, 1e20f};
     ck_assert_int_eq(ct_tfevents_scalar(w, "loss", 3, 0.25, &err), 0);
     ck_assert_int_eq(ct_tfevents_scalar(w, "loss", 4, 1e10, &err), 0);
     ck_assert_int_eq(ct_tfevents_histogram(w, "w", 1, x, 6, &err), 0);
     ck_assert_int_eq(ct_tfevents_histogram(w, "same", 2, same, 3, &err), 0);
+    ck_assert_int_eq(ct_tfevents_histogram(w, "huge", 2, huge, 2, &err), 0);
     ck_assert_int_eq(ct_tfevents_string(w, "notes", 0, "text", NULL, "hello\nworld", &err), 0);
     ck_assert_int_eq(ct_tfevents_string(w, "keras", 0, "graph_keras_model", "1", "{}", &err), 0);
     /* a second writer of this process in this folder gets a file of its own */
@@ -162,7 +163,7 @@ START_TEST(test_write_read)
 
     events e = {0};
     read_events(path, &e);
-    ck_assert_int_eq(e.n, 7);
+    ck_assert_int_eq(e.n, 8);
     /* the first event: the version, at the wall time */
     ck_assert_int_eq(e.ev[0]->what_case, TENSORBOARD__EVENT__WHAT_FILE_VERSION);
     ck_assert_str_eq(e.ev[0]->file_version, "brain.Event:2");
@@ -203,6 +204,10 @@ START_TEST(test_write_read)
     ck_assert_double_eq(h->max, 3);
     ck_assert_double_eq(h->bucket[0], 3);
     ck_assert_double_eq(h->bucket_limit[0], 3.5);
+
+    h = find(&e, "huge", 2, NULL)->histo;
+    ck_assert_uint_eq(h->n_bucket, 1);
+    ck_assert_double_eq(h->bucket[0], 2);
 
     v = find(&e, "notes", 0, NULL);
     ck_assert_int_eq(v->value_case, TENSORBOARD__SUMMARY__VALUE__VALUE_TENSOR);

@@ -254,8 +254,9 @@ int ct_tfevents_histogram(ct_tfevents *w, const char *tag, int64_t step, const f
         for (int64_t i = 0; i < n; i++) {
             if (!isfinite(x[i]))
                 continue;
-            double at = ((double)x[i] - lo) / width;
-            int b = at < 0 ? 0 : at >= nb ? nb - 1 : (int)at;
+            /* (at 1e20, lo - 0.5 is lo: one bucket, and no division by a width of 0) */
+            double at = nb > 1 ? ((double)x[i] - lo) / width : 0;
+            int b = !(at > 0) ? 0 : at >= nb ? nb - 1 : (int)at;
             counts[b] += 1;
         }
         h.n_bucket_limit = h.n_bucket = (size_t)nb;
