@@ -118,9 +118,16 @@ if "model_summary" not in train.Tags()["tensors"]:
 else:
     if train.SummaryMetadata("model_summary").plugin_data.plugin_name != "text":
         problems.append("model_summary is not for the text plugin")
-    text = train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
+    proto = train.Tensors("model_summary")[0].tensor_proto
+    text = proto.string_val[0].decode()
     if "Total params: 92" not in text:
         problems.append("model_summary: " + text)
+    # what the Text tab shows: the table as preformatted text
+    from tensorboard.plugins.text import text_plugin
+    from tensorboard.util import tensor_util
+    html = text_plugin.text_array_to_html(tensor_util.make_ndarray(proto), True)
+    if not html.startswith("<pre><code>Model:"):
+        problems.append("the Text tab shows: " + html[:200])
 try:
     from tensorboard.plugins.graph import keras_util
     js = train.Tensors("keras")[0].tensor_proto.string_val[0]
