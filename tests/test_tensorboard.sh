@@ -5,8 +5,9 @@
 # without their prefix in validation/) at its epoch with history.csv's value (to float32
 # precision), the batch values every update_freq batches at the global step, the weight
 # histograms every histogram_freq epochs (none with 0), the model summary for the Text tab
-# and a Keras config the Graphs tab turns into a graph; a resumed run adds files whose
-# steps go on; and the command line's errors for a bad key and an unwritable log_dir.
+# and a Keras config the Graphs tab turns into a graph (with the edges of a Functional
+# model with a shared layer); a resumed run adds files whose steps go on; and the command
+# line's errors for a bad key and an unwritable log_dir.
 #
 # Needs a Python with the tensorboard package: CT_TENSORBOARD_PYTHON, else the virtual
 # environment `scripts/setup.sh --test` makes from PyPI (tests/.venv). Without one the
@@ -159,5 +160,35 @@ check "$tmp/run" --batch 4 --hist 2 --steps 10
     --set 'fit.callbacks=[{type: tensorboard, update_freq: batch}]' || bad "resuming failed"
 [ "$(ls "$tmp/res/logs/train" | wc -l)" = 2 ] && ok || bad "a resumed run adds a file: $(ls "$tmp/res/logs/train")"
 check "$tmp/res" --batch 1 --steps 10
+
+# A Functional model with a shared layer: the Graphs tab's graph has its edges.
+cat >"$tmp/f.yaml" <<'YAML'
+data: {train: {path: d.h5, x: {a: train/x, b: train/x}, y: train/y}}
+model:
+  inputs: {a: {shape: [6]}, b: {shape: [6]}}
+  layers:
+    - {name: h1, type: dense, units: 8, activation: relu, inputs: a}
+    - {name: h2, type: dense, units: 8, activation: relu, inputs: a}
+    - {name: again, type: shared, layer: h2, inputs: b}
+    - {name: cat, type: concatenate, inputs: [h1, h2, again]}
+    - {name: out, type: dense, units: 4, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+fit: {epochs: 1, batch_size: 16, verbose: 0, callbacks: [tensorboard]}
+YAML
+"$ctrain" fit "$tmp/f.yaml" -o "$tmp/fun" || bad "fit failed"
+if out=$("$py" - "$tmp/fun/logs/train" <<'PY' 2>&1
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.graph import keras_util
+ea = EventAccumulator(sys.argv[1])
+ea.Reload()
+graph = keras_util.keras_model_to_graph_def(json.loads(ea.Tensors("keras")[0].tensor_proto.string_val[0]))
+edges = {n.name.split("/")[-1]: sorted(i.split("/")[-1] for i in n.input) for n in graph.node}
+want = {"a": [], "b": [], "h1": ["a"], "h2": ["a", "b"], "cat": ["h1", "h2", "h2"], "out": ["cat"]}
+if edges != want:
+    sys.exit(f"edges {edges}, expected {want}")
+PY
+); then ok; else bad "the Functional model's graph: $out"; fi
 
 finish

@@ -1,4 +1,5 @@
 /* tensorboard.c - the tensorboard callback's event files (see tensorboard.h). */
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,84 @@ static char *code_block(const char *text)
     return out;
 }
 
+/* The inbound nodes of a layer in the form of Keras 3's config, the one TensorBoard's
+ * Graphs tab reads: each node {"args": [tensor or [tensors]], "kwargs": {}}, a tensor
+ * {"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, index]}},
+ * from the lists [[layer, node, index, kwargs], ...] of the weights file's config (Keras 2's
+ * form, which Keras 3 loads, but from which the Graphs tab draws no edges). */
+static bool keras3_inbound(cJSON *layer)
+{
+    cJSON *nodes = cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes"), *node;
+    if (!cJSON_IsArray(nodes))
+        return true;
+    cJSON *out = cJSON_CreateArray();
+    if (!out)
+        return false;
+    cJSON_ArrayForEach(node, nodes) {
+        cJSON *tensors = cJSON_CreateArray(), *args = cJSON_CreateArray(), *call, *in;
+        if (!tensors || !args || !(call = cJSON_CreateObject())) {
+            cJSON_Delete(tensors);
+            cJSON_Delete(args);
+            cJSON_Delete(out);
+            return false;
+        }
+        cJSON_AddItemToArray(out, call);
+        cJSON_AddItemToObject(call, "args", args);
+        cJSON_AddItemToObject(call, "kwargs", cJSON_CreateObject());
+        cJSON_ArrayForEach(in, node) {
+            cJSON *t = cJSON_CreateObject(), *cfg = cJSON_CreateObject(),
+                  *hist = cJSON_CreateArray();
+            if (t)
+                cJSON_AddItemToArray(tensors, t);
+            if (!t || !cfg || !hist) {
+                cJSON_Delete(cfg);
+                cJSON_Delete(hist);
+                cJSON_Delete(tensors);
+                cJSON_Delete(out);
+                return false;
+            }
+            cJSON_AddStringToObject(t, "class_name", "__keras_tensor__");
+            cJSON_AddItemToObject(t, "config", cfg);
+            cJSON_AddItemToObject(cfg, "keras_history", hist);
+            for (int k = 0; k < 3; k++)
+                cJSON_AddItemToArray(hist, cJSON_Duplicate(cJSON_GetArrayItem(in, k), true));
+        }
+        /* one input is the tensor itself, several a list of them */
+        if (cJSON_GetArraySize(tensors) == 1)
+            cJSON_AddItemToArray(args, cJSON_DetachItemFromArray(tensors, 0));
+        if (cJSON_GetArraySize(tensors) > 1)
+            cJSON_AddItemToArray(args, tensors);
+        else
+            cJSON_Delete(tensors);
+    }
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(layer, "inbound_nodes", out)) {
+        cJSON_Delete(out);
+        return false;
+    }
+    return true;
+}
+
+/* The model's Keras config for the Graphs tab (see keras3_inbound); NULL when out of
+ * memory. Allocated with malloc. */
+static char *graph_config(const ct_model *m)
+{
+    char *json = ct_model_config_json(m), *out = NULL;
+    cJSON *root = json ? cJSON_Parse(json) : NULL, *layer;
+    free(json);
+    if (!root)
+        return NULL;
+    cJSON *layers = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "config"), "layers");
+    bool ok = true;
+    cJSON_ArrayForEach(layer, layers) {
+        ok = ok && keras3_inbound(layer);
+    }
+    if (ok)
+        out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
 int ct_tensorboard_graph(ct_tensorboard *tb, const ct_model *m, ct_error *err)
 {
     char *table = NULL, *block = NULL;
@@ -86,7 +165,7 @@ int ct_tensorboard_graph(ct_tensorboard *tb, const ct_model *m, ct_error *err)
         return -1;
     /* The Graphs tab draws a Keras model from its config: plugin graph_keras_model, whose
      * content "1" is the version of that format. */
-    char *json = ct_model_config_json(m);
+    char *json = graph_config(m);
     if (!json)
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     rc = ct_tfevents_string(tb->train, "keras", 0, "graph_keras_model", "1", json, err);
