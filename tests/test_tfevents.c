@@ -154,10 +154,11 @@ START_TEST(test_write_read)
     ck_assert_int_eq(ct_tfevents_histogram(w, "huge", 2, huge, 2, &err), 0);
     ck_assert_int_eq(ct_tfevents_string(w, "notes", 0, "text", NULL, "hello\nworld", &err), 0);
     ck_assert_int_eq(ct_tfevents_string(w, "keras", 0, "graph_keras_model", "1", "{}", &err), 0);
-    /* a second writer of this process in this folder gets a file of its own */
+    /* a second writer of this process in this folder gets a file of its own, named to sort
+     * after the first (TensorBoard reads them in name order) */
     ct_tfevents *w2 = ct_tfevents_open(dir, &err);
     ck_assert_msg(w2 != NULL, "%s", err.msg);
-    ck_assert_str_ne(ct_tfevents_path(w2), path);
+    ck_assert_msg(strcmp(ct_tfevents_path(w2), path) > 0, "%s", ct_tfevents_path(w2));
     ck_assert_int_eq(ct_tfevents_close(w2, &err), 0);
     ck_assert_int_eq(ct_tfevents_close(w, &err), 0);
 
@@ -532,6 +533,16 @@ START_TEST(test_fit_resume)
     ck_assert_int_eq(read_folder(run, "logs/train", &train), 2);
     ck_assert_int_eq(read_folder(run, "logs/validation", &val), 2);
     expect_history(&h, &train, &val);
+    /* read in name order, as TensorBoard does, the steps only go up: none is dropped as
+     * orphaned (the two runs of this process may have begun in the same second) */
+    int64_t last = -1;
+    for (int i = 0; i < train.n; i++)
+        if (train.ev[i]->what_case == TENSORBOARD__EVENT__WHAT_SUMMARY &&
+            !strcmp(train.ev[i]->summary->value[0]->tag, "epoch_loss")) {
+            ck_assert_int_gt(train.ev[i]->step, last);
+            last = train.ev[i]->step;
+        }
+    ck_assert_int_eq(last, 3);
     /* update_freq epoch: no batch values */
     int count;
     find(&train, "batch_loss", 0, &count);

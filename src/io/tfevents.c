@@ -160,14 +160,13 @@ ct_tfevents *ct_tfevents_open(const char *dir, ct_error *err)
     if (!(w->path = malloc(len)))
         goto nomem;
     int fd = -1;
-    /* O_EXCL: a new file, never one that exists or a symbolic link put in its place */
+    /* O_EXCL: a new file, never one that exists or a symbolic link put in its place. A name
+     * taken by an earlier writer gives way to the next second's, not to a suffix, since
+     * TensorBoard reads a folder's files in name order and would drop, as orphaned, the
+     * steps of a file it reads after one with later steps. */
     for (int k = 0; fd < 0 && k < 1000; k++) {
-        if (k)
-            snprintf(w->path, len, "%s/events.out.tfevents.%lld.%s.%ld.%d.v2", dir, secs, host,
-                     (long)getpid(), k);
-        else
-            snprintf(w->path, len, "%s/events.out.tfevents.%lld.%s.%ld.v2", dir, secs, host,
-                     (long)getpid());
+        snprintf(w->path, len, "%s/events.out.tfevents.%lld.%s.%ld.v2", dir, secs + k, host,
+                 (long)getpid());
         fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) {
             ct_err(err, CT_ERR_IO, "cannot write %s: %s", w->path, strerror(errno));

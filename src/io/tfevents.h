@@ -28,8 +28,9 @@ typedef struct ct_tfevents ct_tfevents;
 
 /* Creates dir (with missing parents) and in it a new file
  * events.out.tfevents.<unix seconds>.<host name>.<pid>.v2, as TensorFlow names them; when
- * that name is taken (a second writer of this process in the same second), ".<k>" goes
- * before ".v2". Never opens an existing file or follows a symbolic link in its place.
+ * that name is taken (a second writer of this process in the same second), the next
+ * second's, so the files sort in the order they were made, as TensorBoard reads them.
+ * Never opens an existing file or follows a symbolic link in its place.
  * Writes the file-version event. NULL with err set ("cannot write PATH: why"). */
 ct_tfevents *ct_tfevents_open(const char *dir, ct_error *err);
 /* The file's path (owned by the writer). */
