@@ -4,9 +4,10 @@
 #
 #   scripts/setup.sh            install, build, prepare data, train configs/fashion_mnist_mlp.yaml
 #   scripts/setup.sh --test     install, build, run the whole test suite (make check); the
-#                               Keras round trip (tests/test_keras.sh) uses tests/.venv,
-#                               made here from PyPI (Keras on JAX's CPU build), and is
-#                               skipped, saying so, where PyPI cannot be reached
+#                               Keras round trip (tests/test_keras.sh) and the TensorBoard
+#                               reader (tests/test_tensorboard.sh) use tests/.venv, made
+#                               here from PyPI (Keras on JAX's CPU build, TensorBoard), and
+#                               are skipped, saying so, where PyPI cannot be reached
 #   scripts/setup.sh --sanitize install, then build a copy of the sources in build-sanitize/
 #                               with AddressSanitizer and UBSan and run the suite there
 #   scripts/setup.sh --bench [ARGS]  install (with what the benchmark needs), build, prepare
@@ -58,14 +59,15 @@ build() {
     make -j"$JOBS"
 }
 
-# A small virtual environment for tests/test_keras.sh: Keras reads ctrain's weights files.
+# A small virtual environment for tests/test_keras.sh (Keras reads ctrain's weights files)
+# and tests/test_tensorboard.sh (TensorBoard reads its event files).
 peers() {
-    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py" 2>/dev/null; then
+    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard" 2>/dev/null; then
         return 0
     fi
-    echo "Installing keras, jax and h5py from PyPI into tests/.venv (for tests/test_keras.sh)"
-    if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py; }; then
-        echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh will be skipped" >&2
+    echo "Installing keras, jax, h5py and tensorboard from PyPI into tests/.venv (for tests/test_keras.sh and tests/test_tensorboard.sh)"
+    if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py tensorboard; }; then
+        echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh and tests/test_tensorboard.sh will be skipped" >&2
     fi
 }
 

@@ -13,17 +13,21 @@
 
 #include "callbacks.h"
 #include "guard.h"
+#include "tensorboard.h"
 
 #define CT_MAX_CALLBACKS 16
 #define CT_MAX_ALLOWED 16
 
-typedef enum { CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP } cb_kind;
+typedef enum {
+    CB_EARLY, CB_REDUCE, CB_CHECKPOINT, CB_CSV, CB_NAN, CB_BACKUP, CB_TENSORBOARD
+} cb_kind;
 
 static const char *const kind_names[] = {"early_stopping", "reduce_lr_on_plateau",
                                          "model_checkpoint", "csv_logger", "terminate_on_nan",
-                                         "backup_and_restore", NULL};
+                                         "backup_and_restore", "tensorboard", NULL};
 static const char *const class_names[] = {"EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint",
-                                          "CSVLogger", "TerminateOnNaN", "BackupAndRestore", NULL};
+                                          "CSVLogger", "TerminateOnNaN", "BackupAndRestore",
+                                          "TensorBoard", NULL};
 static const char *const modes[] = {"auto", "min", "max", NULL};
 
 typedef struct callback {
@@ -35,6 +39,9 @@ typedef struct callback {
     bool has_baseline, restore_best, best_only, weights_only, append, delete_backup;
     bool trusted; /* the path was given on the command line (--set) */
     int64_t patience, start_from_epoch, cooldown;
+    int64_t update_freq, histogram_freq; /* tensorboard: update_freq 0 is "epoch" */
+    bool write_graph;
+    ct_tensorboard *tb; /* tensorboard's open files, between train_begin and free */
     /* state */
     double best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr;
     float *best_weights; /* early_stopping with restore_best_weights */
@@ -381,7 +388,10 @@ static bool climbs_out(const char *path)
 
 static const char *path_key(const callback *c)
 {
-    return c->kind == CB_CHECKPOINT ? "filepath" : c->kind == CB_CSV ? "filename" : "backup_dir";
+    return c->kind == CB_CHECKPOINT  ? "filepath"
+           : c->kind == CB_CSV         ? "filename"
+           : c->kind == CB_TENSORBOARD ? "log_dir"
+                                       : "backup_dir";
 }
 
 #define ALLOW_HINT "an experiment file may only write inside the run directory; allow the " \
@@ -389,8 +399,9 @@ static const char *path_key(const callback *c)
                    "command line with --set"
 
 /* Refuses path (c's path, or what it expanded to) when it writes outside run_dir and every
- * allowed folder, at the config value. model_checkpoint's and csv_logger's relative paths
- * are taken in run_dir; backup_dir is absolute by now (experiment.c). */
+ * allowed folder, at the config value. model_checkpoint's, csv_logger's and tensorboard's
+ * relative paths are taken in run_dir; backup_dir is absolute by now (experiment.c). The
+ * folders (backup_dir, log_dir) are resolved to the end, as their files land inside. */
 static int check_where(const ct_callbacks *cbs, const callback *c, const char *path,
                        const char *run_dir, ct_error *err)
 {
@@ -402,7 +413,8 @@ static int check_where(const ct_callbacks *cbs, const callback *c, const char *p
     if (resolve_where(NULL, run_dir, true, dir, sizeof dir) < 0)
         return ct_err(err, CT_ERR_IO, "cannot resolve the run directory %s: %s", run_dir,
                       strerror(errno));
-    if (resolve_where(c->kind == CB_BACKUP ? NULL : run_dir, path, c->kind == CB_BACKUP, where,
+    bool folder = c->kind == CB_BACKUP || c->kind == CB_TENSORBOARD;
+    if (resolve_where(c->kind == CB_BACKUP ? NULL : run_dir, path, folder, where,
                       sizeof where) < 0)
         return ct_node_err(err, at, "%s: %s '%s' cannot be resolved (%s); " ALLOW_HINT,
                            kind_names[c->kind], key, path, strerror(errno));
@@ -419,7 +431,8 @@ int ct_callbacks_check_paths(const ct_callbacks *cbs, const char *run_dir, ct_er
 {
     for (int i = 0; i < cbs->n; i++) {
         const callback *c = &cbs->cb[i];
-        if ((c->kind == CB_CHECKPOINT || c->kind == CB_CSV || c->kind == CB_BACKUP) &&
+        if ((c->kind == CB_CHECKPOINT || c->kind == CB_CSV || c->kind == CB_BACKUP ||
+             c->kind == CB_TENSORBOARD) &&
             check_where(cbs, c, c->path, run_dir, err) < 0)
             return -1;
     }
@@ -441,6 +454,33 @@ static int check_climb(callback *c, int nallowed, ct_error *err)
                        kind_names[c->kind], key, c->path);
 }
 
+/* tensorboard's update_freq: "epoch" (0), "batch" (every batch, 1) or a number of batches,
+ * as Keras takes it. */
+static int read_update_freq(callback *c, ct_node *map, ct_error *err)
+{
+    ct_node *v = ct_map_get(map, "update_freq");
+    if (ct_node_is_null(v)) {
+        ct_map_set_scalar(map, "update_freq", "epoch");
+        c->update_freq = 0;
+        return 0;
+    }
+    if (v->type == CT_NODE_SCALAR && !strcmp(v->scalar, "epoch")) {
+        c->update_freq = 0;
+        return 0;
+    }
+    if (v->type == CT_NODE_SCALAR && !strcmp(v->scalar, "batch")) {
+        c->update_freq = 1;
+        return 0;
+    }
+    ct_error ignored;
+    if (v->type != CT_NODE_SCALAR || ct_node_int(v, &c->update_freq, &ignored) < 0 ||
+        c->update_freq < 1)
+        return ct_node_err(err, v, "update_freq must be epoch, batch or a number of batches "
+                                   "(at least 1), got %s",
+                           v->type == CT_NODE_SCALAR ? v->scalar : "a list or a map");
+    return 0;
+}
+
 static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallowed,
                      ct_error *err)
 {
@@ -456,8 +496,10 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallo
     static const char *const nan_keys[] = {"type", NULL};
     static const char *const backup_keys[] = {"type", "backup_dir", "save_freq",
                                               "delete_checkpoint", NULL};
+    static const char *const tb_keys[] = {"type", "log_dir", "histogram_freq", "write_graph",
+                                          "update_freq", NULL};
     static const char *const *const keys[] = {early_keys, reduce_keys, ckpt_keys, csv_keys,
-                                              nan_keys, backup_keys};
+                                              nan_keys, backup_keys, tb_keys};
     if (n->type == CT_NODE_SCALAR && ct_node_expand_scalar(n, "type", err) < 0)
         return -1;
     if (n->type != CT_NODE_MAP)
@@ -474,8 +516,8 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallo
         const char *s = ct_suggest(type, kind_names);
         return ct_node_err(err, ct_map_get(n, "type"), "unknown callback '%s'%s%s%s; known: "
                            "early_stopping, reduce_lr_on_plateau, model_checkpoint, csv_logger, "
-                           "terminate_on_nan, backup_and_restore", type, s ? " (did you mean '" : "",
-                           s ? s : "", s ? "'?)" : "");
+                           "terminate_on_nan, backup_and_restore, tensorboard", type,
+                           s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
     }
     c->kind = (cb_kind)k;
     c->node = n;
@@ -538,6 +580,15 @@ static int parse_one(callback *c, ct_node *n, const ct_optimizer *opt, int nallo
                        check_climb(c, nallowed, err) < 0 ||
                        ct_cfg_enum(n, "save_freq", "epoch", freqs, &freq, err) < 0 ||
                        ct_cfg_bool(n, "delete_checkpoint", true, &c->delete_backup, err) < 0
+                   ? -1 : 0;
+    case CB_TENSORBOARD:
+        return ct_cfg_string(n, "log_dir", "logs", &c->path, err) < 0 ||
+                       check_not_own(c, "log_dir", err) < 0 ||
+                       check_climb(c, nallowed, err) < 0 ||
+                       ct_cfg_int(n, "histogram_freq", 0, 0, INT64_MAX, &c->histogram_freq,
+                                  err) < 0 ||
+                       ct_cfg_bool(n, "write_graph", true, &c->write_graph, err) < 0 ||
+                       read_update_freq(c, n, err) < 0
                    ? -1 : 0;
     }
     return 0;
@@ -604,8 +655,10 @@ void ct_callbacks_free(ct_callbacks *c)
 {
     if (!c)
         return;
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < c->n; i++) {
         free(c->cb[i].best_weights);
+        ct_tensorboard_close(c->cb[i].tb, NULL);
+    }
     for (int i = 0; i < c->nallowed; i++)
         free(c->allowed[i]);
     free(c);
@@ -831,6 +884,63 @@ static int csv_logger(const ct_callbacks *cbs, callback *c, const ct_epoch_logs 
     return 0;
 }
 
+int ct_callbacks_train_begin(ct_callbacks *cbs, const ct_model *m, const char *run_dir,
+                             bool validation, ct_error *err)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        callback *c = &cbs->cb[i];
+        if (c->kind != CB_TENSORBOARD)
+            continue;
+        char dir[8300];
+        ct_tensorboard_close(c->tb, NULL); /* a second fit with these callbacks */
+        c->tb = NULL;
+        if (check_where(cbs, c, c->path, run_dir, err) < 0)
+            return -1;
+        in_run_dir(run_dir, c->path, dir, sizeof dir);
+        if (!(c->tb = ct_tensorboard_open(dir, validation, err)) ||
+            (c->write_graph && ct_tensorboard_graph(c->tb, m, err) < 0)) {
+            ct_err_prefix(err, "tensorboard");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+bool ct_callbacks_batch_due(const ct_callbacks *cbs, int64_t step)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        const callback *c = &cbs->cb[i];
+        if (c->kind == CB_TENSORBOARD && c->tb && c->update_freq && step % c->update_freq == 0)
+            return true;
+    }
+    return false;
+}
+
+int ct_callbacks_batch_end(ct_callbacks *cbs, int64_t step, int n, const char *const *names,
+                           const double *values, ct_error *err)
+{
+    for (int i = 0; i < cbs->n; i++) {
+        callback *c = &cbs->cb[i];
+        if (c->kind == CB_TENSORBOARD && c->tb && c->update_freq &&
+            step % c->update_freq == 0 &&
+            ct_tensorboard_batch(c->tb, step, n, names, values, err) < 0)
+            return ct_err_prefix(err, "tensorboard");
+    }
+    return 0;
+}
+
+static int tensorboard_epoch(callback *c, const ct_model *m, const ct_optimizer *opt,
+                             const ct_epoch_logs *logs, ct_error *err)
+{
+    if (!c->tb) /* not opened by ct_callbacks_train_begin: nothing to write to */
+        return 0;
+    if (ct_tensorboard_epoch(c->tb, logs, opt->iterations, err) < 0 ||
+        (c->histogram_freq && logs->epoch % c->histogram_freq == 0 &&
+         ct_tensorboard_histograms(c->tb, m, logs->epoch, err) < 0))
+        return ct_err_prefix(err, "tensorboard");
+    return 0;
+}
+
 int ct_callbacks_epoch_end(ct_callbacks *cbs, ct_model *m, ct_optimizer *opt,
                            const ct_epoch_logs *logs, const char *run_dir, ct_save_fn save,
                            void *save_ctx, bool *stop, ct_error *err)
@@ -843,6 +953,7 @@ int ct_callbacks_epoch_end(ct_callbacks *cbs, ct_model *m, ct_optimizer *opt,
         case CB_REDUCE: rc = reduce_lr(c, opt, logs, err); break;
         case CB_CHECKPOINT: rc = model_checkpoint(cbs, c, logs, run_dir, save, save_ctx, err); break;
         case CB_CSV: rc = csv_logger(cbs, c, logs, run_dir, err); break;
+        case CB_TENSORBOARD: rc = tensorboard_epoch(c, m, opt, logs, err); break;
         case CB_NAN:
         case CB_BACKUP: break;
         }
@@ -856,6 +967,9 @@ void ct_callbacks_train_end(ct_callbacks *cbs, ct_model *m, FILE *out)
 {
     for (int i = 0; i < cbs->n; i++) {
         callback *c = &cbs->cb[i];
+        /* every epoch's end flushed the event files: nothing is left to fail here */
+        ct_tensorboard_close(c->tb, NULL);
+        c->tb = NULL;
         if (c->kind != CB_EARLY || !c->restore_best || !c->has_weights)
             continue;
         m->be->upload(m->values, c->best_weights, (size_t)m->size * sizeof(float));
@@ -907,14 +1021,19 @@ bool ct_callbacks_backup_delete(const ct_callbacks *cbs)
 }
 
 /* Per callback: best, wait, best_epoch, cooldown_left, stopped_epoch, has_weights, lr, then
- * the best weights for early_stopping with restore_best_weights. */
+ * the best weights for early_stopping with restore_best_weights. tensorboard decides
+ * nothing and has none, so it may be added to or left out of a resumed run. */
 #define SCALARS 7
+
+static bool stateless(const callback *c) { return c->kind == CB_TENSORBOARD; }
 
 int64_t ct_callbacks_state_size(const ct_callbacks *cbs, int64_t model_size)
 {
     int64_t n = 0;
     for (int i = 0; i < cbs->n; i++)
-        n += SCALARS + (cbs->cb[i].kind == CB_EARLY && cbs->cb[i].restore_best ? model_size : 0);
+        if (!stateless(&cbs->cb[i]))
+            n += SCALARS +
+                 (cbs->cb[i].kind == CB_EARLY && cbs->cb[i].restore_best ? model_size : 0);
     return n;
 }
 
@@ -922,6 +1041,8 @@ void ct_callbacks_get_state(const ct_callbacks *cbs, double *out, int64_t model_
 {
     for (int i = 0; i < cbs->n; i++) {
         const callback *c = &cbs->cb[i];
+        if (stateless(c))
+            continue;
         const double s[SCALARS] = {c->best, c->wait, c->best_epoch, c->cooldown_left,
                                    c->stopped_epoch, c->has_weights, c->lr};
         memcpy(out, s, sizeof s);
@@ -939,6 +1060,8 @@ void ct_callbacks_set_state(ct_callbacks *cbs, const double *in, int64_t model_s
 {
     for (int i = 0; i < cbs->n; i++) {
         callback *c = &cbs->cb[i];
+        if (stateless(c))
+            continue;
         c->best = in[0];
         c->wait = in[1];
         c->best_epoch = in[2];

@@ -730,7 +730,8 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
         seen += rows;
         done++;
-        bool read = every_step || ct_progress_due(s->progress, done) || stop_requested;
+        bool read = every_step || ct_progress_due(s->progress, done) || stop_requested ||
+                    ct_callbacks_batch_due(ex->callbacks, st->step);
         if (read && read_sums(ex, err) < 0) {
             rows = -1;
             break;
@@ -764,6 +765,10 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         if (read) {
             current_values(ex, seen, values);
             ct_progress_step(s->progress, done, nnames, names, values);
+            if (ct_callbacks_batch_end(ex->callbacks, st->step, nnames, names, values, err) < 0) {
+                rows = -1;
+                break;
+            }
         } else {
             ct_progress_advance(s->progress, done);
         }
@@ -1133,6 +1138,10 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     if (lock_dir(dir, &s.locks[0], err) < 0 || (backup && lock_dir(backup, &s.locks[1], err) < 0) ||
         remove_stale_temporaries(dir, err) < 0 ||
         (backup && remove_stale_temporaries(backup, err) < 0))
+        goto done;
+    /* tensorboard's files, opened before anything of an earlier run is dropped: a log_dir
+     * that cannot be written stops the run here, not after an epoch. */
+    if (ct_callbacks_train_begin(ex->callbacks, ex->model, dir, s.val != NULL, err) < 0)
         goto done;
     /* A resumed run goes on, and a rerun with --overwrite starts again: either way the
      * final weights are written anew at the end, and a failure must not leave the old ones
