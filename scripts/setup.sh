@@ -62,12 +62,12 @@ build() {
 # A small virtual environment for tests/test_keras.sh (Keras reads ctrain's weights files)
 # and tests/test_tensorboard.sh (TensorBoard reads its event files).
 peers() {
-    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard" 2>/dev/null; then
+    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard, onnx, onnxruntime" 2>/dev/null; then
         return 0
     fi
-    echo "Installing keras, jax, h5py and tensorboard from PyPI into tests/.venv (for tests/test_keras.sh and tests/test_tensorboard.sh)"
-    if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py tensorboard; }; then
-        echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh and tests/test_tensorboard.sh will be skipped" >&2
+    echo "Installing keras, jax, h5py, tensorboard, onnx and onnxruntime from PyPI into tests/.venv (for tests/test_keras.sh, test_tensorboard.sh and test_onnx.sh)"
+    if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py tensorboard onnx onnxruntime; }; then
+        echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh, test_tensorboard.sh and test_onnx.sh will be skipped" >&2
     fi
 }
 

@@ -102,6 +102,17 @@ static const cli_command commands[] = {
      "      --seed S       random seed (default: the experiment's seed)\n"
      "      --vocab F.h5   the file holding the vocabulary (default: data.train's)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"export", cmd_export,
+     "export FILE|RUN_DIR [--weights W] [--format onnx] -o OUT [--set KEY=VALUE]...",
+     "Writes the model with weights W (a run directory: its config and weights) in another\n"
+     "framework's format.\n"
+     "onnx (the default for OUT.onnx): an ONNX model, opset 17, that ONNX Runtime runs;\n"
+     "inputs and outputs keep the model's names and layout (images N x H x W x C), and\n"
+     "take the inputs as the model reads them (after data.scale). Layers without an ONNX\n"
+     "translation are refused by name.\n"
+     "  -w, --weights W    weights file written by fit\n"
+     "  -f, --format F     onnx\n"
+     "  -o, --output OUT   output file\n"},
     {"report", cmd_report, "report RUN_DIR [-o FILE.html] [--weights W] [--set KEY=VALUE]...",
      "Writes RUN_DIR/report.html (fit writes it too, unless --no-report): one page that\n"
      "needs no network, with the training history, the test set's loss and metrics (for a\n"
