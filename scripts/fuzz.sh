@@ -45,12 +45,12 @@ done
 case $time_per$jobs in *[!0-9]*) echo "fuzz.sh: --time and --jobs take whole numbers" >&2; exit 2 ;; esac
 command -v "$CC" >/dev/null || { echo "fuzz.sh: $CC not found (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 2; }
 
-PKGS="yaml-0.1 libcjson zlib openblas libpng libjpeg cairo libgvc libprotobuf-c"
+PKGS="yaml-0.1 libcjson zlib openblas libpng libjpeg cairo libgvc libprotobuf-c libmicrohttpd"
 if pkg-config --exists hdf5; then PKGS="$PKGS hdf5"; else PKGS="$PKGS hdf5-serial"; fi
 DEP_CFLAGS=$(pkg-config --cflags $PKGS)
 DEP_LIBS="$(pkg-config --libs $PKGS) -lm -lpthread"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src -I$root/src/backend -I$root/src/model -I$root/src/io -I$build/src/io -I$root/src/train -I$root/src/report $DEP_CFLAGS"
+CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src -I$root/src/backend -I$root/src/model -I$root/src/io -I$build/src/io -I$root/src/train -I$root/src/report -I$root/src/serve $DEP_CFLAGS"
 
 # Source lists as the Makefile has them, so new library files are picked up.
 sources() {

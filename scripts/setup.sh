@@ -23,7 +23,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libyaml-dev libcjson-dev libopenblas-dev libhdf5-dev zlib1g-dev libpng-dev libjpeg-dev check \
-libprotobuf-c-dev protobuf-c-compiler libcairo2-dev libgraphviz-dev \
+libprotobuf-c-dev protobuf-c-compiler libcairo2-dev libgraphviz-dev libmicrohttpd-dev \
 hdf5-tools dataset-fashion-mnist fortunes fortunes-min valgrind python3-numpy python3-h5py \
 python3-venv python3-pip"
 

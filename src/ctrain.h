@@ -148,6 +148,33 @@ int ct_experiment_predict(ct_experiment *ex, const char *input, const char *x,
 int ct_experiment_report(ct_experiment *ex, const char *run_dir, const char *out_path,
                          ct_error *err);
 
+/* Runs the model (in inference) on `rows` samples in memory: inputs[k] holds rows x the
+ * size of input k (floats, as the model reads them: after data.scale), outputs[k] receives
+ * rows x the size of output k; both the caller's. Any number of rows, in batches of
+ * fit.batch_size. Not to be called from two threads at once on one experiment. */
+int ct_experiment_predict_arrays(ct_experiment *ex, int64_t rows, const float *const *inputs,
+                                 float *const *outputs, ct_error *err);
+
+/* TensorFlow Serving's REST API for the model (see ctrain serve in ctrain(1)). */
+typedef struct ct_serve_options {
+    const char *host;      /* IPv4 address to listen on; NULL: 127.0.0.1 */
+    int port;              /* 0: any free port (ready says which) */
+    const char *name;      /* the model's name in URLs; NULL: the experiment's name */
+    int64_t max_batch;     /* rows one model run takes from queued requests; 0: batch_size */
+    size_t max_body;       /* bytes of a request body; 0: 64 MiB */
+    FILE *log;             /* one line per request, or NULL */
+    /* Called once listening, with the port and the model's name (may be NULL). */
+    void (*ready)(int port, const char *name, void *ctx);
+    void *ready_ctx;
+} ct_serve_options;
+
+/* Serves until ct_serve_stop, then stops taking connections, answers the requests already
+ * received (up to 10 s) and returns 0; -1 when it cannot start (a port in use). The model
+ * runs on the calling thread; requests that wait together are run as one batch. */
+int ct_serve(ct_experiment *ex, const ct_serve_options *opt, ct_error *err);
+/* Asks a running ct_serve to stop. Safe to call from a signal handler. */
+void ct_serve_stop(void);
+
 /* Writes the model with its current weights as an ONNX file (opset 17) that ONNX Runtime
  * runs: inputs and outputs keep the model's names and layout (images (N, H, W, C)), the
  * batch axis is "N". Dense, conv2d, the 2-D pools, batch normalization, flatten, reshape,

@@ -37,7 +37,7 @@ memcheck() {
     what=$1
     shift
     valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
-        --log-file="$tmp/$what.vg" "$ctrain" "$@" >"$tmp/$what.out" 2>&1
+        --suppressions="${CT_SRCDIR:-.}/tests/valgrind.supp" --log-file="$tmp/$what.vg" "$ctrain" "$@" >"$tmp/$what.out" 2>&1
     status=$?
     if [ "$status" = 0 ]; then ok; else
         bad "$what under valgrind exited $status: $(grep -E 'ERROR SUMMARY|definitely' "$tmp/$what.vg")"

@@ -113,6 +113,24 @@ static const cli_command commands[] = {
      "  -w, --weights W    weights file written by fit\n"
      "  -f, --format F     onnx\n"
      "  -o, --output OUT   output file\n"},
+    {"serve", cmd_serve,
+     "serve RUN_DIR|WEIGHTS.h5|FILE [--weights W] [--port 8501] [--host 127.0.0.1]\n"
+     "       [--name NAME] [--max-batch N] [--max-body BYTES] [-q] [--set KEY=VALUE]...",
+     "Answers TensorFlow Serving's REST API for the model: POST /v1/models/NAME:predict\n"
+     "with {\"instances\": [...]} (answered {\"predictions\": [...]}) or {\"inputs\": ...}\n"
+     "(answered {\"outputs\": ...}); GET /v1/models/NAME (status) and\n"
+     "/v1/models/NAME/metadata (the signature). Samples are the data's values, as the\n"
+     "HDF5 file holds them (data.scale is applied). Requests that wait together run as one\n"
+     "batch of up to --max-batch rows. Bad requests get a 4xx answer with {\"error\": ...}.\n"
+     "SIGTERM or Ctrl-C stops taking connections, answers the requests received and exits.\n"
+     "  -p, --port N       TCP port (default 8501; 0: any free one, printed)\n"
+     "      --host ADDR    IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+     "      --name NAME    the model's name in URLs (default: the experiment's name)\n"
+     "  -w, --weights W    weights (with an experiment file)\n"
+     "      --max-batch N  rows one model run takes from waiting requests (default\n"
+     "                     fit.batch_size)\n"
+     "      --max-body B   largest request body in bytes (default 64 MiB; larger: 413)\n"
+     "  -q, --quiet        no line per request on stderr\n"},
     {"report", cmd_report, "report RUN_DIR [-o FILE.html] [--weights W] [--set KEY=VALUE]...",
      "Writes RUN_DIR/report.html (fit writes it too, unless --no-report): one page that\n"
      "needs no network, with the training history, the test set's loss and metrics (for a\n"
