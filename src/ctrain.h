@@ -60,6 +60,13 @@ ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *
  * (summary, check), which then never pays for initialisation. */
 ct_experiment *ct_experiment_load_lazily(const char *path, const char *const *overrides,
                                          int n_overrides, ct_error *err);
+/* As ct_experiment_load, from the len bytes of YAML in text instead of a file, which
+ * stands for the file DIR/NAME: errors name positions as "DIR/NAME:line:col", and
+ * relative paths in it are read from DIR (name NULL: "experiment.yaml"; dir NULL: the
+ * current folder, "."). The text is the caller's. */
+ct_experiment *ct_experiment_load_text(const char *text, size_t len, const char *name,
+                                       const char *dir, const char *const *overrides,
+                                       int n_overrides, ct_error *err);
 void ct_experiment_free(ct_experiment *ex);
 
 /* Warnings found while loading (a layer or input that reaches no output), one per line
@@ -91,6 +98,11 @@ typedef struct ct_fit_options {
     /* Write the run report (ct_experiment_report) into the run directory after training;
      * a report that cannot be written is a warning on `out`, not a failed fit. */
     bool report;
+    /* The caller's own stop flag (NULL: none): when *stop becomes non-zero (from any
+     * thread), fit stops after its current batch as ct_request_stop makes it, writing a
+     * checkpoint and returning CT_ERR_INTERRUPT. It stops only this fit; the caller
+     * clears it. */
+    const volatile int *stop;
 } ct_fit_options;
 
 /* Asks a running ct_experiment_fit to stop after its current batch: it writes a

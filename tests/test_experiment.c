@@ -1964,6 +1964,46 @@ START_TEST(test_sample_weight_errors)
 }
 END_TEST
 
+/* ct_fit_options.stop: the caller's own flag stops that fit after its batch (a checkpoint,
+ * CT_ERR_INTERRUPT) and leaves the process-wide request alone, so the next fit runs to its
+ * end; an experiment loaded from text trains as the file would. */
+START_TEST(test_own_stop_flag)
+{
+    char *dir = blob_dir(2);
+    char p[4200], text[2048];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load_text(text, len, "blobs.yaml", dir, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    volatile int stop = 1;
+    char run[4200], ckpt[4300];
+    snprintf(run, sizeof run, "%s/stopped", dir);
+    ct_fit_options o = {.run_dir = run, .verbose = 0, .stop = &stop};
+    ck_assert_int_eq(ct_experiment_fit(ex, &o, &err), -1);
+    ck_assert_int_eq(err.code, CT_ERR_INTERRUPT);
+    ck_assert_msg(strstr(err.msg, "stopped after step 1 "), "%s", err.msg);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", run);
+    struct stat st;
+    ck_assert_int_eq(stat(ckpt, &st), 0);
+    ct_experiment_free(ex);
+    /* the same text, no flag: every epoch */
+    ex = ct_experiment_load_text(text, len, "blobs.yaml", dir, NULL, 0, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    snprintf(run, sizeof run, "%s/whole", dir);
+    fit_into(ex, run);
+    ct_experiment_free(ex);
+    ck_assert_ptr_null(ct_experiment_load_text("model: [", 8, "bad.yaml", dir, NULL, 0, &err));
+    ck_assert_msg(strstr(err.msg, "/bad.yaml:2:1: did not find expected node content"), "%s",
+                  err.msg);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_token_fit)
 {
     char *dir = token_dir(token_config, false, NO_BAD);
@@ -2518,6 +2558,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_class_weight);
     tcase_add_test(t, test_sample_weight);
     tcase_add_test(t, test_sample_weight_errors);
+    tcase_add_test(t, test_own_stop_flag);
     tcase_add_test(t, test_blas_kernels_embedded);
     tcase_add_test(t, test_determinism);
     tcase_add_test(t, test_bad_data);

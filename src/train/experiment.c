@@ -696,7 +696,9 @@ ct_experiment *ct_experiment_load(const char *path, const char *const *overrides
     return ct_experiment_load_allowing(path, overrides, n_overrides, NULL, 0, err);
 }
 
-static ct_experiment *load(const char *path, const char *const *overrides, int n_overrides,
+/* text NULL: the file at path; else len bytes of YAML standing for that file. */
+static ct_experiment *load(const char *path, const char *text, size_t len,
+                           const char *const *overrides, int n_overrides,
                            const char *const *allow_outside, int n_allow, bool lazily,
                            ct_error *err)
 {
@@ -708,7 +710,7 @@ static ct_experiment *load(const char *path, const char *const *overrides, int n
     ex->allow_outside = allow_outside;
     ex->n_allow = n_allow;
     ex->path = strdup(path);
-    ex->root = ct_config_load(path, err);
+    ex->root = text ? ct_config_parse(text, len, path, err) : ct_config_load(path, err);
     if (!ex->path || !ex->root)
         goto fail;
     for (int i = 0; i < n_overrides; i++)
@@ -730,13 +732,24 @@ ct_experiment *ct_experiment_load_allowing(const char *path, const char *const *
                                            int n_overrides, const char *const *allow_outside,
                                            int n_allow, ct_error *err)
 {
-    return load(path, overrides, n_overrides, allow_outside, n_allow, false, err);
+    return load(path, NULL, 0, overrides, n_overrides, allow_outside, n_allow, false, err);
 }
 
 ct_experiment *ct_experiment_load_lazily(const char *path, const char *const *overrides,
                                          int n_overrides, ct_error *err)
 {
-    return load(path, overrides, n_overrides, NULL, 0, true, err);
+    return load(path, NULL, 0, overrides, n_overrides, NULL, 0, true, err);
+}
+
+ct_experiment *ct_experiment_load_text(const char *text, size_t len, const char *name,
+                                       const char *dir, const char *const *overrides,
+                                       int n_overrides, ct_error *err)
+{
+    char path[4096];
+    if (!text)
+        return ct_err(err, CT_ERR_USAGE, "no experiment text"), NULL;
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", name ? name : "experiment.yaml");
+    return load(path, text, len, overrides, n_overrides, NULL, 0, false, err);
 }
 
 void ct_experiment_free(ct_experiment *ex)

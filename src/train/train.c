@@ -676,9 +676,11 @@ static const char *first_non_finite(const ct_model *m)
     return where;
 }
 
-/* ct_request_stop's flag (guard.h), set by a signal handler; consumed by the fit that acts
- * on it. */
-#define stop_requested ct_stop_pending()
+/* ct_request_stop's flag (guard.h), set by a signal handler and consumed by the fit that
+ * acts on it; or the caller's own flag (ct_fit_options.stop) of the fit on this thread,
+ * which the caller clears. */
+static _Thread_local const volatile int *own_stop;
+#define stop_requested (ct_stop_pending() || (own_stop && *own_stop))
 
 /* Runs (the rest of) one epoch. st holds the position: on entry st->batch batches of this
  * epoch may already be done (a resumed run), whose running sums st also holds; the
@@ -1078,6 +1080,7 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     fit_state s;
     memset(&s, 0, sizeof s);
     s.locks[0] = s.locks[1] = -1;
+    own_stop = opt->stop;
     ct_train_state st;
     memset(&st, 0, sizeof st);
     char dir[4096], ckpt[4200];
@@ -1202,6 +1205,7 @@ done:
         ct_stop_clear();
     ct_train_state_clear(&st);
     fit_state_free(&s);
+    own_stop = NULL;
     return rc;
 }
 
