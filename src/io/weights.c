@@ -305,7 +305,10 @@ static int read_strings_attr(hid_t loc, const char *name, strlist *out, const at
     size_t width = cls == H5T_STRING && vl == 0 ? H5Tget_size(t) : 0;
     char why[160];
     int rc = -1;
-    if (cls != H5T_STRING)
+    if (cls != H5T_NO_CLASS && (kind == H5S_NULL || (kind == H5S_SIMPLE && n == 0)))
+        rc = 0; /* an empty list of any type: Keras 3 writes a weightless layer's weight_names
+                 * as an empty float64 array */
+    else if (cls != H5T_STRING)
         rc = attr_refuse(at, name, err, "does not hold strings");
     else if (vl < 0 || (cset != H5T_CSET_ASCII && cset != H5T_CSET_UTF8)
              || (pad != H5T_STR_NULLTERM && pad != H5T_STR_NULLPAD && pad != H5T_STR_SPACEPAD))
