@@ -89,6 +89,24 @@ static const cli_command commands[] = {
      "  -o, --output FILE  write the page here instead\n"
      "  -w, --weights W    weights to test (default: RUN_DIR/weights.h5)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"export", cmd_export,
+     "export FILE|RUN_DIR [--weights W] [--format keras] -o OUT.keras|OUT.weights.h5\n"
+     "       [--set KEY=VALUE]...",
+     "Writes the model of the experiment FILE (or of the run in RUN_DIR, with its\n"
+     "weights.h5) for Keras 3: OUT.keras is an archive keras.saving.load_model opens,\n"
+     "OUT.weights.h5 the weights alone, for model.load_weights. A layer whose weights Keras\n"
+     "keeps in a way ctrain does not know is refused by name. data.scale is not part of the\n"
+     "model: scale Keras's inputs the same way.\n"
+     "  -w, --weights W    weights file (default: RUN_DIR/weights.h5; for FILE, the\n"
+     "                     model's initial weights)\n"
+     "  -f, --format F     keras (the default and only one)\n"
+     "  -o, --output OUT   output file, ending in .keras or .weights.h5\n"},
+    {"import", cmd_import, "import MODEL.keras|MODEL.h5 -o DIR",
+     "Reads a Keras model (a Keras 3 .keras archive or a legacy model.save(\"m.h5\") file)\n"
+     "and writes DIR/experiment.yaml (the model, with a data section to fill in) and\n"
+     "DIR/weights.h5. Layers or options ctrain cannot take are listed, with their Keras\n"
+     "classes, and nothing is written.\n"
+     "  -o, --output DIR   output folder (created if missing)\n"},
     {"summary", cmd_summary, "summary FILE [--set KEY=VALUE]...",
      "Prints the model's layers, output shapes and parameter counts.\n"},
     {"check", cmd_check, "check FILE [--no-data] [--print] [--set KEY=VALUE]...",

@@ -1228,9 +1228,12 @@ static cJSON *layer_json(const ct_layer *l)
     static const char *const attention[] = {"type", "name", "inputs", "trainable",
                                             "use_causal_mask", NULL};
     const char *const *skip = is_attention(l) ? attention : plain;
+    /* Keras's SpatialDropout constructors take no `trainable` (nor any other keyword the
+     * base layer would): load_model fails on it. They have no weights to freeze. */
+    bool spatial = !strncmp(l->kind->name, "spatial_dropout", 15);
     cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
     bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
-              && cJSON_AddBoolToObject(cfg, "trainable", !l->frozen)
+              && (spatial || cJSON_AddBoolToObject(cfg, "trainable", !l->frozen))
               && cJSON_AddStringToObject(cfg, "dtype", "float32")
               && (!l->cfg || l->cfg->type != CT_NODE_MAP || add_entries(cfg, l->cfg, skip, 1));
     if (ok) {
@@ -1400,7 +1403,7 @@ static cJSON *functional_json(const ct_model *m)
     return NULL;
 }
 
-char *ct_model_config_json(const ct_model *m)
+cJSON *ct_model_config_tree(const ct_model *m)
 {
     cJSON *root;
     if (m->functional) {
@@ -1418,6 +1421,12 @@ char *ct_model_config_json(const ct_model *m)
             root = NULL;
         }
     }
+    return root;
+}
+
+char *ct_model_config_json(const ct_model *m)
+{
+    cJSON *root = ct_model_config_tree(m);
     char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return text;
