@@ -102,7 +102,7 @@ static const ct_layer_kind *wrapped_kind(const ct_layer *l)
 /* Where parameter i of l goes below the layer's group ("vars", "cell/vars",
  * "forward_layer/cell/vars"), and *index its number there. NULL: Keras's layout for
  * this kind is not known here. */
-static const char *var_place(const ct_layer *l, int i, int *index)
+const char *ct_keras_var_place(const ct_layer *l, int i, int *index)
 {
     const ct_layer_kind *k = l->kind;
     *index = i;
@@ -135,7 +135,7 @@ int ct_keras_check_exportable(const ct_model *m, ct_error *err)
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
         int idx;
-        if (l->shared || l->nparams == 0 || var_place(l, 0, &idx))
+        if (l->shared || l->nparams == 0 || ct_keras_var_place(l, 0, &idx))
             continue;
         size_t len = strlen(list);
         snprintf(list + len, sizeof list - len, "%s'%s' (%s)", bad ? ", " : "", l->name,
@@ -198,54 +198,68 @@ static int make_group(hid_t file, const char *path)
     return g >= 0 && H5Gclose(g) >= 0 ? 0 : -1;
 }
 
-/* The group of each layer of model.layers (input layers of a graph too) and its
- * variables. */
-static int write_layers(hid_t file, const ct_model *m, ct_error *err)
+char (*ct_keras_layer_groups(const ct_model *m))[CT_KERAS_GROUP_MAX]
 {
     int *order = malloc(((size_t)m->nlayers + 1) * sizeof *order);
     /* classes seen so far and their counts, for the _1, _2 ... suffixes */
-    char (*seen)[CT_NAME_MAX * 2] = calloc((size_t)m->nlayers + CT_MAX_IO + 1, sizeof *seen);
-    int *count = calloc((size_t)m->nlayers + CT_MAX_IO + 1, sizeof *count);
-    int n = order ? ct_keras_layer_order(m, order) : -1, nseen = 0, rc = 0;
-    if (n < 0 || !seen || !count)
-        rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
-    /* model.layers of a Functional model starts with its inputs (the deepest). */
-    int ninputs = m->functional ? m->ninputs : 0;
-    for (int j = 0; rc == 0 && j < ninputs + n; j++) {
-        const ct_layer *l = j < ninputs ? NULL : &m->layers[order[j - ninputs]];
-        char snake[CT_NAME_MAX * 2], path[CT_NAME_MAX * 3 + 32];
-        ct_keras_snake_case(l ? l->kind->class_name : "InputLayer", snake, sizeof snake);
+    char (*seen)[CT_KERAS_GROUP_MAX] = calloc((size_t)m->nlayers + 2, sizeof *seen);
+    int *count = calloc((size_t)m->nlayers + 2, sizeof *count);
+    char (*groups)[CT_KERAS_GROUP_MAX] = calloc((size_t)m->nlayers + 1, sizeof *groups);
+    int n = order ? ct_keras_layer_order(m, order) : -1, nseen = 0;
+    if (n < 0 || !seen || !count || !groups) {
+        free(groups);
+        groups = NULL;
+        n = 0;
+    }
+    for (int j = 0; j < n; j++) {
+        const ct_layer *l = &m->layers[order[j]];
+        char snake[CT_KERAS_GROUP_MAX - 24];
+        ct_keras_snake_case(l->kind->class_name, snake, sizeof snake);
         int s = 0;
         while (s < nseen && strcmp(seen[s], snake))
             s++;
         if (s == nseen)
             snprintf(seen[nseen++], sizeof seen[0], "%s", snake);
         if (count[s]++ == 0)
-            snprintf(path, sizeof path, "layers/%s", snake);
+            snprintf(groups[order[j]], sizeof groups[0], "layers/%s", snake);
         else
-            snprintf(path, sizeof path, "layers/%s_%d", snake, count[s] - 1);
-        char vars[sizeof path + 32];
-        snprintf(vars, sizeof vars, "%s/vars", path);
+            snprintf(groups[order[j]], sizeof groups[0], "layers/%s_%d", snake, count[s] - 1);
+    }
+    free(order);
+    free(seen);
+    free(count);
+    return groups;
+}
+
+/* The group of each layer of model.layers and its variables. */
+static int write_layers(hid_t file, const ct_model *m, ct_error *err)
+{
+    char (*groups)[CT_KERAS_GROUP_MAX] = ct_keras_layer_groups(m);
+    int rc = groups ? 0 : ct_err(err, CT_ERR_NOMEM, "out of memory");
+    for (int j = 0; rc == 0 && j < m->nlayers; j++) {
+        const ct_layer *l = &m->layers[j];
+        if (l->shared)
+            continue;
+        char vars[CT_KERAS_GROUP_MAX + 32];
+        snprintf(vars, sizeof vars, "%s/vars", groups[j]);
         if (make_group(file, vars) < 0)
             rc = -1;
-        for (int i = 0; rc == 0 && l && i < l->nparams; i++) {
+        for (int i = 0; rc == 0 && i < l->nparams; i++) {
             int idx;
-            const char *place = var_place(l, i, &idx);
-            snprintf(vars, sizeof vars, "%s/%s", path, place ? place : "vars");
+            const char *place = ct_keras_var_place(l, i, &idx);
+            snprintf(vars, sizeof vars, "%s/%s", groups[j], place ? place : "vars");
             rc = write_var(file, m, vars, idx, &l->params[i]);
         }
         if (rc < 0 && !err->msg[0]) {
             char why[CT_H5_REASON_MAX];
             ct_h5_failure(why);
-            ct_err(err, CT_ERR_IO, "writing the weights of layer '%s' failed%s%s",
-                   l ? l->name : "input", why[0] ? ": " : "", why);
+            ct_err(err, CT_ERR_IO, "writing the weights of layer '%s' failed%s%s", l->name,
+                   why[0] ? ": " : "", why);
         }
     }
     if (rc == 0 && make_group(file, "vars") < 0)
         rc = ct_err(err, CT_ERR_IO, "writing the model's group failed");
-    free(order);
-    free(seen);
-    free(count);
+    free(groups);
     return rc;
 }
 

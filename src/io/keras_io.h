@@ -10,6 +10,19 @@
 /* Keras's naming.to_snake_case of a class name: "BatchNormalization" ->
  * "batch_normalization", "Conv2D" -> "conv2d". Writes at most n bytes into out. */
 void ct_keras_snake_case(const char *cls, char *out, size_t n);
+/* Where parameter i of layer l goes below the layer's group in a Keras 3 weights file
+ * ("vars", "cell/vars", "forward_layer/cell/vars", ...), with *index its dataset's number
+ * there; NULL when Keras's layout for l's kind is not known here. */
+const char *ct_keras_var_place(const ct_layer *l, int i, int *index);
+/* The group of each layer of m in a Keras 3 weights file ("layers/conv2d_1"), indexed as
+ * m->layers (empty for shared applications): an array of m->nlayers the caller frees;
+ * NULL when out of memory. */
+#define CT_KERAS_GROUP_MAX 160
+char (*ct_keras_layer_groups(const ct_model *m))[CT_KERAS_GROUP_MAX];
+/* Reads a Keras 3 weights file (model.save_weights's .weights.h5, or a .keras archive's
+ * model.weights.h5), already open as file, into m's parameters, checking every shape.
+ * label names the file in errors. Nothing is changed unless every weight reads. */
+int ct_keras3_weights_read(ct_model *m, int64_t file, const char *label, ct_error *err);
 /* Fails, listing them by name and Keras class, when the model has layers whose weights'
  * place in a Keras 3 weights file is not known. */
 int ct_keras_check_exportable(const ct_model *m, ct_error *err);

@@ -17,6 +17,7 @@
 #include "h5image.h"
 #include "h5util.h"
 #include "isolate.h"
+#include "keras_io.h"
 #include "weights.h"
 
 /* Keras splits attributes over 64 KiB into name0, name1, ...; we read up to this many. */
@@ -539,6 +540,7 @@ typedef struct loader {
     file_layer *layers;        /* layers with weights, in file order */
     int nlayers;
     float *stage;              /* every parameter, read before any is replaced */
+    bool keras3;               /* a Keras 3 .weights.h5 file (keras_import.c reads it) */
 } loader;
 
 static void loader_close(loader *ld)
@@ -588,6 +590,12 @@ static int read_layers(loader *ld, ct_error *err)
     strlist names = {0};
     attr_place at = {ld->path, NULL};
     int rc = read_strings(ld->root, "layer_names", &names, &at, err);
+    if (rc == 1 && ld->root == ld->file && H5Lexists(ld->file, "layers", H5P_DEFAULT) > 0 &&
+        H5Lexists(ld->file, "vars", H5P_DEFAULT) > 0) {
+        /* model.save_weights() of Keras 3: layers/<class>/vars/0, 1, ... */
+        ld->keras3 = true;
+        return 0;
+    }
     if (rc != 0) {
         strlist_free(&names);
         return rc < 0 ? -1
@@ -888,9 +896,11 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
         rc = open_root(&ld, err);
     if (rc == 0)
         rc = read_layers(&ld, err);
-    if (rc == 0)
+    if (rc == 0 && ld.keras3) {
+        rc = ct_keras3_weights_read(m, ld.file, path, err);
+    } else if (rc == 0)
         rc = read_all(&ld, m, err);
-    if (rc == 0) {
+    if (rc == 0 && !ld.keras3) {
         warn_non_finite(&ld, m);
         install(&ld, m);
     }
