@@ -22,6 +22,7 @@
 
 #include "experiment.h"
 #include "h5util.h"
+#include "isolate.h"
 #include "keras_io.h"
 #include "weights.h"
 #include "zip.h"
@@ -206,6 +207,65 @@ static int read_legacy(source *s, ct_error *err)
     return rc;
 }
 
+/* HDF5 1.10 may crash or hang on a damaged file before anything can be checked (see
+ * isolate.h): a step that opens one runs in a child first, which answers its status and
+ * error, and then (when it went well) in this process. */
+typedef struct trial {
+    int (*step)(void *ctx, ct_error *err);
+    void *ctx;
+} trial;
+
+static int trial_child(void *ctx, int fd)
+{
+    const trial *t = ctx;
+    struct {
+        int rc;
+        ct_error err;
+    } a = {0, {0}};
+    a.rc = t->step(t->ctx, &a.err);
+    return ct_isolated_write(fd, &a, sizeof a);
+}
+
+static int try_isolated(int (*step)(void *, ct_error *), void *ctx, const char *path,
+                        ct_error *err)
+{
+    trial t = {step, ctx};
+    struct {
+        int rc;
+        ct_error err;
+    } a;
+    char *got = NULL;
+    size_t len = 0;
+    ct_isolated_status st = ct_isolated_run(trial_child, &t, 60.0, sizeof a, &got, &len);
+    bool answered = st == CT_ISOLATED_OK && len == sizeof a;
+    if (answered)
+        memcpy(&a, got, sizeof a);
+    free(got);
+    if (st == CT_ISOLATED_NO_CHILD)
+        return step(ctx, err);
+    if (!answered)
+        return ct_err(err, CT_ERR_DATA, "%s: HDF5 %s while reading it; the file is damaged",
+                      path, st == CT_ISOLATED_TIMEOUT ? "did not finish" : "crashed");
+    if (a.rc < 0) {
+        a.err.msg[sizeof a.err.msg - 1] = '\0';
+        *err = a.err;
+        return -1;
+    }
+    return step(ctx, err);
+}
+
+static int legacy_step(void *ctx, ct_error *err)
+{
+    source *s = ctx;
+    free(s->config);
+    s->config = NULL;
+    ct_h5_quiet q;
+    ct_h5_quiet_on(&q);
+    int rc = read_legacy(s, err);
+    ct_h5_quiet_off(&q);
+    return rc;
+}
+
 static int read_source(source *s, ct_error *err)
 {
     unsigned char magic[8] = {0};
@@ -219,7 +279,7 @@ static int read_source(source *s, ct_error *err)
         if (read_archive(s, err) < 0)
             return -1;
     } else if (got == 8 && !memcmp(magic, "\211HDF\r\n\032\n", 8)) {
-        if (read_legacy(s, err) < 0)
+        if (try_isolated(legacy_step, s, s->path, err) < 0)
             return -1;
     } else {
         return ct_err(err, CT_ERR_DATA, "%s is neither a Keras 3 .keras archive (a zip) nor a "
@@ -227,7 +287,7 @@ static int read_source(source *s, ct_error *err)
     }
     s->root = cJSON_Parse(s->config);
     if (!s->root || !cJSON_IsObject(s->root))
-        return ct_err(err, CT_ERR_DATA, "%s: the model's config is not JSON%s", s->path,
+        return ct_err(err, CT_ERR_DATA, "%s: the model's config is not a JSON object%s", s->path,
                       s->archive ? " (config.json)" : " (attribute model_config)");
     return 0;
 }
@@ -909,10 +969,15 @@ static void importer_free(importer *im)
 
 /* The weights: an archive's model.weights.h5 (Keras 3's layout), or the legacy file's
  * /model_weights, which ctrain's own loader reads. */
-static int load_weights(importer *im, ct_model *m, ct_error *err)
+typedef struct weights_job {
+    importer *im;
+    ct_model *m;
+} weights_job;
+
+static int archive_weights(void *ctx, ct_error *err)
 {
-    if (!im->src.archive)
-        return ct_weights_load(m, im->src.path, err);
+    weights_job *j = ctx;
+    importer *im = j->im;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     hid_t f = open_image(im->src.weights, im->src.wlen);
@@ -923,11 +988,21 @@ static int load_weights(importer *im, ct_model *m, ct_error *err)
     } else {
         char label[4200];
         snprintf(label, sizeof label, "%s:model.weights.h5", im->src.path);
-        rc = ct_keras3_weights_read(m, f, label, err);
+        rc = ct_keras3_weights_read(j->m, f, label, err);
         H5Fclose(f);
     }
     ct_h5_quiet_off(&q);
     return rc;
+}
+
+static int load_weights(importer *im, ct_model *m, ct_error *err)
+{
+    if (!im->src.archive)
+        return ct_weights_load(m, im->src.path, err);
+    weights_job j = {im, m};
+    char label[4200];
+    snprintf(label, sizeof label, "%s:model.weights.h5", im->src.path);
+    return try_isolated(archive_weights, &j, label, err);
 }
 
 int ct_keras_import(const char *path, const char *out_dir, ct_keras_import_report *report,
