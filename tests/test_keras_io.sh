@@ -4,8 +4,9 @@
 #    .weights.h5 files that model.load_weights reads, whose predictions equal ctrain's
 #    (1e-5 relative), for the MLP, CNN, batch-normalized CNN and ResNet example models (one
 #    epoch on a few hundred random rows), a recurrent model (lstm, bidirectional gru,
-#    time_distributed dense) and one with the other convolutions, normalizations and both
-#    spatial dropouts (whose legacy weights.h5 load_model reads too);
+#    time_distributed dense) and one with the other convolutions, normalizations (an
+#    adapted one too) and both spatial dropouts (whose legacy weights.h5 load_model reads
+#    too), each exported twice over the same file;
 #  - .keras and legacy .h5 files Keras writes (with flatten, pooling and dropout layers,
 #    whose weight_names Keras writes as an empty float64 array) load with --weights and
 #    import with ctrain import, and ctrain predicts what Keras does; Keras 3 .weights.h5
@@ -117,6 +118,7 @@ data: {train: {path: d.h5, x: img, y: cls}}
 model:
   input_shape: [8, 8, 3]
   layers:
+    - {type: normalization}
     - {type: conv2d, filters: 4, kernel_size: 3, padding: same}
     - {type: relu}
     - {type: spatial_dropout2d, rate: 0.2}
@@ -135,6 +137,7 @@ for c in mlp cnn cnn_bn resnet rnn kinds; do
     if "$ctrain" fit "$tmp/$c.yaml" -o "$tmp/run_$c" -q --no-report >"$tmp/fit_$c.log" 2>&1 &&
        "$ctrain" predict "$tmp/$c.yaml" --weights "$tmp/run_$c/weights.h5" --input "$tmp/d.h5" \
            --x $x -o "$tmp/${c}_ctrain.csv" >/dev/null &&
+       "$ctrain" export "$tmp/run_$c" --format keras -o "$tmp/$c.keras" >/dev/null &&
        "$ctrain" export "$tmp/run_$c" --format keras -o "$tmp/$c.keras" >/dev/null &&
        "$ctrain" export "$tmp/run_$c" -o "$tmp/$c.weights.h5" >/dev/null; then ok
     else cat "$tmp/fit_$c.log"; bad "$c: fit, predict or export failed"; fi

@@ -87,7 +87,8 @@ static bool kind_is(const ct_layer_kind *k, const char *const *names)
 static const char *const own_vars[] = {
     "dense", "conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose",
     "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d",
-    "batch_normalization", "layer_normalization", "group_normalization", "embedding", NULL};
+    "batch_normalization", "layer_normalization", "group_normalization", "embedding",
+    "normalization", NULL};
 /* Kinds that keep theirs in their cell. */
 static const char *const in_cell[] = {"lstm", "gru", "simple_rnn", NULL};
 
@@ -270,10 +271,16 @@ int ct_keras_weights_image(const ct_model *m, const char *label, void **bytes, s
     *len = 0;
     if (ct_keras_check_exportable(m, err) < 0)
         return -1;
+    /* HDF5's core driver looks at a file of the name it is given even without a backing
+     * store (an existing archive there makes it build nothing): it gets a fresh empty
+     * one beside the output, removed afterwards. */
+    char *scratch = ct_temp_beside(label, err);
+    if (!scratch)
+        return -1;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     ct_h5_image img;
-    hid_t file = ct_h5_image_create(&img, label);
+    hid_t file = ct_h5_image_create(&img, scratch);
     int rc = 0;
     if (file < 0)
         rc = ct_err(err, CT_ERR_IO, "%s: HDF5 could not create the weights file", label);
@@ -286,6 +293,8 @@ int ct_keras_weights_image(const ct_model *m, const char *label, void **bytes, s
             rc = ct_h5_image_take(&img, file, label, bytes, len, err);
     }
     ct_h5_quiet_off(&q);
+    unlink(scratch);
+    free(scratch);
     return rc;
 }
 
