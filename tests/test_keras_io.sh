@@ -7,8 +7,9 @@
 #    time_distributed dense) and one with the other convolutions, normalizations (an
 #    adapted one too) and both spatial dropouts (whose legacy weights.h5 load_model reads
 #    too), each exported twice over the same file;
-#  - .keras and legacy .h5 files Keras writes (with flatten, pooling and dropout layers,
-#    whose weight_names Keras writes as an empty float64 array) load with --weights and
+#  - .keras and legacy .h5 files Keras writes (a Sequential model with flatten, pooling
+#    and dropout layers, whose weight_names Keras writes as an empty float64 array, a
+#    Functional one, a recurrent one, an embedding of token ids) load with --weights and
 #    import with ctrain import, and ctrain predicts what Keras does; Keras 3 .weights.h5
 #    files load with --weights;
 #  - errors: a truncated archive, a zip without config.json, a Keras layer and option
@@ -48,6 +49,7 @@ with h5py.File(f"{t}/d.h5", "w") as f:
     f["steps"] = rng.normal(size=(16, 6, 4)).astype("f4")
     f["cls"] = rng.integers(0, 3, size=16).astype("u1")
     f["seqcls"] = rng.integers(0, 3, size=(16, 6)).astype("u1")
+    f["tok"] = rng.integers(0, 10, size=(16, 6)).astype("i4")
 
 def randomize(m):
     for w in m.weights:   # weights that are not the initializer's (BN statistics too)
@@ -77,8 +79,13 @@ r = keras.Sequential([keras.Input((6, 4)), L.LSTM(5, return_sequences=True),
                       L.Bidirectional(L.GRU(3, return_sequences=True)),
                       L.TimeDistributed(L.Dense(2)), L.SimpleRNN(3)], name="krnn")
 randomize(r)
+# Token ids into an embedding.
+e = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(10, 4), L.GRU(3),
+                      L.Dense(3, activation="softmax")], name="kemb")
+randomize(e)
 d = h5py.File(f"{t}/d.h5", "r")
-for name, m, x in (("kseq", s, d["img"][:]), ("kfun", f, d["tab"][:]), ("krnn", r, d["steps"][:])):
+for name, m, x in (("kseq", s, d["img"][:]), ("kfun", f, d["tab"][:]), ("krnn", r, d["steps"][:]),
+                   ("kemb", e, d["tok"][:])):
     m.save(f"{t}/{name}.keras")
     m.save(f"{t}/{name}.h5")
     m.save_weights(f"{t}/{name}.weights.h5")
@@ -144,8 +151,8 @@ for c in mlp cnn cnn_bn resnet rnn kinds; do
 done
 
 # ---- ctrain reads what Keras wrote ----
-for m in kseq kfun krnn; do
-    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; esac
+for m in kseq kfun krnn kemb; do
+    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; kemb) x=tok ;; esac
     # the legacy file as weights (kseq's flatten, pooling and dropout: empty float64 names)
     if "$ctrain" import "$tmp/$m.keras" -o "$tmp/imp_$m" >"$tmp/imp.log" 2>&1 &&
        "$ctrain" import "$tmp/$m.h5" -o "$tmp/imph5_$m" >>"$tmp/imp.log" 2>&1; then ok
@@ -187,7 +194,7 @@ for c, x in inputs.items():
             print("OK" if same(got, want) else "FAIL", c, "legacy", np.max(np.abs(got - want)))
     except Exception as e:
         print("FAIL", c, "Keras could not load it:", repr(e)[:600])
-for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1)):
+for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1), ("kemb", 1)):
     want = [np.loadtxt(f"{t}/{m}_keras{k}.csv", delimiter=",", ndmin=2) for k in range(nout)]
     for f in sorted(glob.glob(f"{t}/{m}_*_h5.h5")):
         with h5py.File(f, "r") as h:

@@ -442,7 +442,8 @@ static bool ends_with(const char *s, const char *tail)
 static bool dropped_always(const char *key)
 {
     static const char *const keys[] = {"name", "trainable", "dtype", "seed", "implementation",
-                                       "use_cudnn", "input_dim", "input_length", NULL};
+                                       "use_cudnn", "input_length",
+                                       "batch_input_shape", NULL};
     for (int i = 0; keys[i]; i++)
         if (!strcmp(key, keys[i]))
             return true;
@@ -721,6 +722,9 @@ static int translate(importer *im, ct_error *err)
             continue;
         }
         snprintf(L->name, sizeof L->name, "%s", nm->valuestring);
+        if (!im->functional && !im->input_shape && im->nlayers == 1 && cls &&
+            strcmp(cls, "InputLayer") != 0)
+            im->input_shape = input_shape(lc);   /* Keras 2: the first layer's own */
         if (cls && !strcmp(cls, "InputLayer")) {
             L->input = true;
             cJSON *shape = input_shape(lc);
