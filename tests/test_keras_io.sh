@@ -11,7 +11,7 @@
 #    and dropout layers, whose weight_names Keras writes as an empty float64 array, a
 #    Functional one, a recurrent one, an embedding of token ids) load with --weights and
 #    import with ctrain import, and ctrain predicts what Keras does; Keras 3 .weights.h5
-#    files load with --weights;
+#    files load with --weights, and with fit --initial-weights (a new head skipped);
 #  - errors: a truncated archive, a zip without config.json, a Keras layer and option
 #    ctrain has not (listed by name and class, nothing written), a .keras archive given
 #    where an HDF5 weights file is expected.
@@ -164,6 +164,17 @@ for m in kseq kfun krnn kemb; do
         else cat "$tmp/pred.log"; bad "$m: predict with --weights $w failed"; fi
     done
 done
+# fine-tuning from a Keras 3 .weights.h5: the base loads, a head of another shape does not
+sed -e '/^#/d' -e 's/loss: mean_squared_error/loss: sparse_categorical_crossentropy/' \
+    -e 's/units: 3, activation: softmax/units: 4, activation: softmax/' \
+    "$tmp/imp_kseq/experiment.yaml" >"$tmp/ft.yaml"
+printf 'data: {train: {path: d.h5, x: img, y: cls}}\nfit: {epochs: 1, batch_size: 8}\n' >>"$tmp/ft.yaml"
+if "$ctrain" fit "$tmp/ft.yaml" --initial-weights "$tmp/kseq.weights.h5" -o "$tmp/ft" -v 2 \
+       --no-report >"$tmp/ft.log" 2>&1 &&
+   grep -q "conv2d  *loaded from layers/conv2d$" "$tmp/ft.log" &&
+   grep -q "dense  *loaded from layers/dense$" "$tmp/ft.log" &&
+   grep -q "dense_1  *skipped, keeps its initial values: layers/dense_1/vars/0 is not of kernel's shape (5, 4)" "$tmp/ft.log"; then ok
+else cat "$tmp/ft.log"; bad "fine-tuning from a Keras 3 .weights.h5 does not load the base alone"; fi
 grep -q "^  input_shape: \[8, 8, 3\]" "$tmp/imp_kseq/experiment.yaml" &&
     grep -q "loss: sparse_categorical_crossentropy" "$tmp/imp_kseq/experiment.yaml" &&
     grep -q "outputs: \[o1, o2\]" "$tmp/imp_kfun/experiment.yaml" && ok ||

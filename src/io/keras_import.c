@@ -71,6 +71,60 @@ static int read_var(hid_t file, const char *name, const ct_layer *l, const ct_pa
     return rc;
 }
 
+/* Whether dataset name holds p's shape: 1, else 0 with why set. */
+static int var_matches(hid_t file, const char *name, const ct_param *p, ct_error *why)
+{
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || H5Oexists_by_name(file, name, H5P_DEFAULT) <= 0) {
+        ct_err(why, CT_ERR_DATA, "no %s in the file", name);
+        return 0;
+    }
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[H5S_MAX_RANK];
+    bool same = rank == p->shape.ndim && H5Sget_simple_extent_dims(space, dims, NULL) == rank;
+    for (int i = 0; same && i < rank; i++)
+        same = (int64_t)dims[i] == p->shape.dim[i];
+    if (space >= 0)
+        H5Sclose(space);
+    if (d >= 0)
+        H5Dclose(d);
+    if (!same) {
+        char a[256];
+        ct_err(why, CT_ERR_DATA, "%s is not of %s's shape %s", name, p->name,
+               ct_shape_format_sample(&p->shape, a, sizeof a));
+        return 0;
+    }
+    return 1;
+}
+
+int ct_keras3_layer_read(const ct_model *m, int64_t file, const char *group, const ct_layer *l,
+                         float *dst, const char *label, ct_error *why, ct_error *err)
+{
+    (void)m;
+    char name[CT_KERAS_GROUP_MAX + 64];
+    int idx;
+    if (!ct_keras_var_place(l, 0, &idx)) {
+        ct_err(why, CT_ERR_DATA, "where Keras 3 keeps a %s's weights is not known",
+               l->kind->class_name);
+        return 0;
+    }
+    for (int i = 0; i < l->nparams; i++) {
+        const char *place = ct_keras_var_place(l, i, &idx);
+        snprintf(name, sizeof name, "%s/%s/%d", group, place, idx);
+        if (!var_matches((hid_t)file, name, &l->params[i], why))
+            return 0;
+    }
+    for (int i = 0; i < l->nparams; i++) {
+        const char *place = ct_keras_var_place(l, i, &idx);
+        snprintf(name, sizeof name, "%s/%s/%d", group, place, idx);
+        if (read_var((hid_t)file, name, l, &l->params[i], dst, label, err) < 0)
+            return -1;
+        dst += ct_shape_size(&l->params[i].shape);
+    }
+    return 1;
+}
+
 int ct_keras3_weights_read(ct_model *m, int64_t file, const char *label, ct_error *err)
 {
     if (ct_keras_check_exportable(m, err) < 0)

@@ -23,6 +23,11 @@ char (*ct_keras_layer_groups(const ct_model *m))[CT_KERAS_GROUP_MAX];
  * model.weights.h5), already open as file, into m's parameters, checking every shape.
  * label names the file in errors. Nothing is changed unless every weight reads. */
 int ct_keras3_weights_read(ct_model *m, int64_t file, const char *label, ct_error *err);
+/* Fine-tuning's reading: layer l's weights from its Keras 3 group (ct_keras_layer_groups)
+ * into dst when the file has every one in l's shapes: 1; 0 with why (what differs) when
+ * not; -1 with err when reading fails. */
+int ct_keras3_layer_read(const ct_model *m, int64_t file, const char *group, const ct_layer *l,
+                         float *dst, const char *label, ct_error *why, ct_error *err);
 /* Fails, listing them by name and Keras class, when the model has layers whose weights'
  * place in a Keras 3 weights file is not known. */
 int ct_keras_check_exportable(const ct_model *m, ct_error *err);

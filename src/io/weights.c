@@ -998,13 +998,37 @@ static int read_matching(loader *ld, ct_model *m, bool *loaded, text_buf *rep, i
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     float *at = ld->stage;
     *nloaded = 0;
+    /* A Keras 3 file has no names: a layer's group is its class and rank among the
+     * model's layers of that class, in Keras's order. */
+    char (*groups)[CT_KERAS_GROUP_MAX] = ld->keras3 ? ct_keras_layer_groups(m) : NULL;
+    if (ld->keras3 && !groups)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (ld->keras3)
+        tprintf(rep, "  (a Keras 3 file names no layers: each is found by its class and "
+                "its place among the model's layers of that class)\n");
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
         if (!l->nparams || l->shared)
             continue;
-        int k = file_layer_named(ld, l->name);
+        int k = ld->keras3 ? 0 : file_layer_named(ld, l->name);
         ct_error why = {0};
-        int rc = k < 0 ? 0 : read_if_matching(ld, &ld->layers[k], l, at, &why, err);
+        int rc = ld->keras3 ? ct_keras3_layer_read(m, ld->file, groups[i], l, at, ld->path, &why, err)
+                 : k < 0 ? 0 : read_if_matching(ld, &ld->layers[k], l, at, &why, err);
+        if (rc < 0) {
+            free(groups);
+            return -1;
+        }
+        if (ld->keras3) {
+            loaded[i] = rc > 0;
+            *nloaded += rc > 0;
+            if (rc > 0)
+                tprintf(rep, "  %-20s loaded from %s\n", l->name, groups[i]);
+            else
+                tprintf(rep, "  %-20s skipped, keeps its initial values: %s\n", l->name, why.msg);
+            for (int j = 0; j < l->nparams; j++)
+                at += ct_shape_size(&l->params[j].shape);
+            continue;
+        }
         if (rc < 0)
             return -1;
         loaded[i] = rc > 0;
@@ -1018,6 +1042,7 @@ static int read_matching(loader *ld, ct_model *m, bool *loaded, text_buf *rep, i
         for (int j = 0; j < l->nparams; j++)
             at += ct_shape_size(&l->params[j].shape);
     }
+    free(groups);
     for (int k = 0; k < ld->nlayers; k++) {
         int i = 0;
         while (i < m->nlayers && (strcmp(m->layers[i].name, ld->layers[k].name) ||
