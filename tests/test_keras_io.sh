@@ -177,8 +177,10 @@ if "$ctrain" fit "$tmp/ft.yaml" --initial-weights "$tmp/kseq.weights.h5" -o "$tm
 else cat "$tmp/ft.log"; bad "fine-tuning from a Keras 3 .weights.h5 does not load the base alone"; fi
 grep -q "^  input_shape: \[8, 8, 3\]" "$tmp/imp_kseq/experiment.yaml" &&
     grep -q "loss: sparse_categorical_crossentropy" "$tmp/imp_kseq/experiment.yaml" &&
+    grep -q "optimizer: {type: adam, learning_rate: 0.001}" "$tmp/imph5_kseq/experiment.yaml" &&
+    grep -q "loss: sparse_categorical_crossentropy" "$tmp/imph5_kseq/experiment.yaml" &&
     grep -q "outputs: \[o1, o2\]" "$tmp/imp_kfun/experiment.yaml" && ok ||
-    bad "the imported experiments lack the input shape, compile's loss or the outputs"
+    bad "the imported experiments lack the input shape, compile's settings or the outputs"
 
 # ---- Keras reads what ctrain wrote, and both sides' predictions are compared ----
 "$py" - "$tmp" <<'PY' >"$tmp/cmp.log" 2>&1 || { cat "$tmp/cmp.log"; bad "the Keras comparison did not run"; }

@@ -31,8 +31,8 @@ int cmd_import(int argc, char **argv)
             fprintf(stderr, "%s", rep.unsupported);
         status = cli_fail(&err);
     } else {
-        printf("Wrote %s/experiment.yaml and %s/weights.h5 (%d layers, %lld weights)\n", out,
-               out, rep.layers, (long long)rep.params);
+        printf("Wrote %s/experiment.yaml and %s/weights.h5 (%d layer%s, %lld weights)\n",
+               out, out, rep.layers, rep.layers == 1 ? "" : "s", (long long)rep.params);
     }
     ct_keras_import_report_free(&rep);
     return status;

@@ -35,9 +35,11 @@ typedef struct source {
     const char *path;
     bool archive;
     char *config;         /* the model's config JSON */
+    char *training;       /* a legacy file's training_config JSON, or NULL */
     char *weights;        /* an archive's model.weights.h5 */
     size_t wlen;
     cJSON *root;
+    cJSON *compile;       /* training_config parsed, or NULL */
 } source;
 
 /* An HDF5 file held in memory, opened read-only. */
@@ -73,32 +75,29 @@ static int read_archive(source *s, ct_error *err)
 }
 
 /* A legacy file's model_config attribute (a string, fixed or variable length). */
-static int read_legacy(source *s, ct_error *err)
+/* A string attribute of the file's root into *out (the caller frees): 0, 1 when absent,
+ * -1 (err set) when it is not one readable string. */
+static int read_text_attr(hid_t f, const char *name, const char *path, char **out,
+                          ct_error *err)
 {
-    if (ct_h5_check_path(s->path, err) < 0)
-        return -1;
-    hid_t f = H5Fopen(s->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
-        return ct_h5_open_error(s->path, err);
-    int rc = 0;
-    hid_t a = H5Aexists(f, "model_config") > 0 ? H5Aopen(f, "model_config", H5P_DEFAULT)
-                                               : H5I_INVALID_HID;
+    *out = NULL;
+    if (H5Aexists(f, name) <= 0)
+        return 1;
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
     hid_t space = a >= 0 ? H5Aget_space(a) : H5I_INVALID_HID;
-    if (a < 0) {
-        rc = ct_err(err, CT_ERR_DATA, "%s has no model_config attribute: not a Keras model "
-                    "file (a weights-only file holds no model to import)", s->path);
-    } else if (t < 0 || H5Tget_class(t) != H5T_STRING || space < 0 ||
-               H5Sget_simple_extent_npoints(space) != 1) {
-        rc = ct_err(err, CT_ERR_DATA, "%s: attribute model_config is not one string", s->path);
+    int rc = 0;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || space < 0 ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+        rc = ct_err(err, CT_ERR_DATA, "%s: attribute %s is not one string", path, name);
     } else if (H5Tis_variable_str(t) > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         char *text = NULL;
         if (mt >= 0 && H5Tset_size(mt, H5T_VARIABLE) >= 0 &&
             H5Tset_cset(mt, H5Tget_cset(t)) >= 0 && H5Aread(a, mt, &text) >= 0 && text)
-            s->config = strdup(text);
+            *out = strdup(text);
         else
-            rc = ct_err(err, CT_ERR_DATA, "%s: attribute model_config cannot be read", s->path);
+            rc = ct_err(err, CT_ERR_DATA, "%s: attribute %s cannot be read", path, name);
         if (text)
             H5free_memory(text);
         if (mt >= 0)
@@ -106,13 +105,16 @@ static int read_legacy(source *s, ct_error *err)
     } else {
         size_t n = H5Tget_size(t);
         hid_t mt = H5Tcopy(t);
-        s->config = n < ((size_t)64 << 20) ? calloc(n + 1, 1) : NULL;
-        if (!s->config || mt < 0 || H5Aread(a, mt, s->config) < 0)
-            rc = ct_err(err, CT_ERR_DATA, "%s: attribute model_config cannot be read", s->path);
+        *out = n < ((size_t)64 << 20) ? calloc(n + 1, 1) : NULL;
+        if (*out && (mt < 0 || H5Aread(a, mt, *out) < 0)) {
+            free(*out);
+            *out = NULL;
+            rc = ct_err(err, CT_ERR_DATA, "%s: attribute %s cannot be read", path, name);
+        }
         if (mt >= 0)
             H5Tclose(mt);
     }
-    if (rc == 0 && !s->config)
+    if (rc == 0 && !*out)
         rc = ct_err(err, CT_ERR_NOMEM, "out of memory");
     if (space >= 0)
         H5Sclose(space);
@@ -120,6 +122,25 @@ static int read_legacy(source *s, ct_error *err)
         H5Tclose(t);
     if (a >= 0)
         H5Aclose(a);
+    return rc;
+}
+
+/* A legacy file's model_config and, when it is there and readable, its training_config
+ * (the compile settings). */
+static int read_legacy(source *s, ct_error *err)
+{
+    if (ct_h5_check_path(s->path, err) < 0)
+        return -1;
+    hid_t f = H5Fopen(s->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return ct_h5_open_error(s->path, err);
+    int rc = read_text_attr(f, "model_config", s->path, &s->config, err);
+    if (rc == 1)
+        rc = ct_err(err, CT_ERR_DATA, "%s has no model_config attribute: not a Keras model "
+                    "file (a weights-only file holds no model to import)", s->path);
+    ct_error ignored = {0};
+    if (rc == 0 && read_text_attr(f, "training_config", s->path, &s->training, &ignored) < 0)
+        s->training = NULL;   /* the compile settings are a convenience: go without */
     H5Fclose(f);
     return rc;
 }
@@ -175,7 +196,8 @@ static int legacy_step(void *ctx, ct_error *err)
 {
     source *s = ctx;
     free(s->config);
-    s->config = NULL;
+    free(s->training);
+    s->config = s->training = NULL;
     ct_h5_quiet q;
     ct_h5_quiet_on(&q);
     int rc = read_legacy(s, err);
@@ -202,6 +224,7 @@ static int read_source(source *s, ct_error *err)
         return ct_err(err, CT_ERR_DATA, "%s is neither a Keras 3 .keras archive (a zip) nor a "
                       "Keras HDF5 file", s->path);
     }
+    s->compile = s->training ? cJSON_Parse(s->training) : NULL;
     s->root = cJSON_Parse(s->config);
     if (!s->root || !cJSON_IsObject(s->root))
         return ct_err(err, CT_ERR_DATA, "%s: the model's config is not a JSON object%s", s->path,
@@ -696,15 +719,21 @@ static int translate(importer *im, ct_error *err)
     return im->bad.failed ? ct_err(err, CT_ERR_NOMEM, "out of memory") : 0;
 }
 
-/* compile: Keras 3's compile_config (a string loss and the optimizer's class and learning
- * rate) when it is there, else a placeholder the user replaces. */
+/* compile: Keras's compile settings (a .keras archive's compile_config, a legacy file's
+ * training_config) where they are plain (a loss and metrics named by strings, the
+ * optimizer's class and learning rate), else a placeholder the user replaces. */
 static void put_compile(importer *im, text *t, bool placeholder)
 {
     const cJSON *cc = cJSON_GetObjectItemCaseSensitive(im->src.root, "compile_config");
+    if (!cJSON_IsObject(cc))
+        cc = im->src.compile;
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(cc, "loss");
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(cc, "optimizer");
+    if (!opt)
+        opt = cJSON_GetObjectItemCaseSensitive(cc, "optimizer_config");
     const cJSON *ocfg = cJSON_GetObjectItemCaseSensitive(opt, "config");
     const cJSON *lr = cJSON_GetObjectItemCaseSensitive(ocfg, "learning_rate");
+    const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(cc, "metrics"), *m;
     char oname[96] = "adam";
     if (!placeholder && cJSON_IsString(loss) && plain_ok(loss->valuestring)) {
         if (cJSON_IsString(opt) && plain_ok(opt->valuestring))
@@ -712,9 +741,16 @@ static void put_compile(importer *im, text *t, bool placeholder)
         else if (class_of(opt))
             ct_keras_snake_case(class_of(opt), oname, sizeof oname);
         put(t, "compile:\n  optimizer: {type: %s", oname);
-        if (cJSON_IsNumber(lr))
-            put(t, ", learning_rate: %.9g", lr->valuedouble);
+        if (cJSON_IsNumber(lr))   /* Keras keeps it as a float32 */
+            put(t, ", learning_rate: %.7g", lr->valuedouble);
         put(t, "}\n  loss: %s\n", loss->valuestring);
+        bool plain = cJSON_IsArray(metrics) && cJSON_GetArraySize(metrics) > 0;
+        cJSON_ArrayForEach(m, metrics) plain = plain && cJSON_IsString(m) && plain_ok(m->valuestring);
+        if (plain) {
+            put(t, "  metrics: ");
+            put_value(t, metrics);
+            put(t, "\n");
+        }
         return;
     }
     put(t, "# The Keras file's compile settings were not carried over: set the loss (and the\n"
@@ -883,7 +919,9 @@ static void importer_free(importer *im)
     cJSON_Delete(im->input_shape);
     cJSON_Delete(im->outputs);
     cJSON_Delete(im->src.root);
+    cJSON_Delete(im->src.compile);
     free(im->src.config);
+    free(im->src.training);
     free(im->src.weights);
     free(im->bad.s);
 }
