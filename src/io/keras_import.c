@@ -771,13 +771,36 @@ static char *yaml_text(importer *im, bool placeholder_compile)
         put_value(&t, im->input_shape);
         put(&t, "\n");
     } else {
+        /* in input_layers' order, which is the order of Keras's model inputs */
+        const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(im->src.root, "config");
+        const cJSON *ins = cJSON_GetObjectItemCaseSensitive(cfg, "input_layers"), *in;
+        bool *done = calloc((size_t)im->nlayers + 1, sizeof *done);
+        if (!done)
+            t.failed = true;
+        if (cJSON_IsArray(ins) && cJSON_IsString(cJSON_GetArrayItem(ins, 0)))
+            ins = NULL;   /* one input, written as a bare [name, 0, 0]: any order does */
         put(&t, "  inputs:\n");
-        for (int i = 0; i < im->nlayers; i++)
-            if (im->layers[i].input && im->layers[i].keys) {
-                put(&t, "    %s: {shape: ", im->layers[i].name);
-                put_value(&t, im->layers[i].keys);
-                put(&t, "}\n");
+        for (int pass = 0; done && pass < 2; pass++) {
+            const cJSON *first = pass == 0 && cJSON_IsArray(ins) ? ins->child : NULL;
+            for (in = first; pass == 0 && in; in = in->next) {
+                const cJSON *nm = cJSON_GetArrayItem(in, 0);
+                for (int i = 0; cJSON_IsString(nm) && i < im->nlayers; i++)
+                    if (im->layers[i].input && im->layers[i].keys && !done[i] &&
+                        !strcmp(im->layers[i].name, nm->valuestring)) {
+                        put(&t, "    %s: {shape: ", im->layers[i].name);
+                        put_value(&t, im->layers[i].keys);
+                        put(&t, "}\n");
+                        done[i] = true;
+                    }
             }
+            for (int i = 0; pass == 1 && i < im->nlayers; i++)
+                if (im->layers[i].input && im->layers[i].keys && !done[i]) {
+                    put(&t, "    %s: {shape: ", im->layers[i].name);
+                    put_value(&t, im->layers[i].keys);
+                    put(&t, "}\n");
+                }
+        }
+        free(done);
     }
     put(&t, "  layers:\n");
     for (int i = 0; i < im->nlayers; i++) {
