@@ -3,18 +3,21 @@
 #  - ctrain export writes .keras archives that keras.saving.load_model opens and
 #    .weights.h5 files that model.load_weights reads, whose predictions equal ctrain's
 #    (1e-5 relative), for the MLP, CNN, batch-normalized CNN and ResNet example models (one
-#    epoch on a few hundred random rows), a recurrent model (lstm, bidirectional gru,
+#    epoch on a few hundred random rows), two attentions (causal; with a key, no biases), a
+#    recurrent model (lstm, bidirectional gru,
 #    time_distributed dense) and one with the other convolutions, normalizations (an
 #    adapted one too) and both spatial dropouts (whose legacy weights.h5 load_model reads
 #    too), each exported twice over the same file;
 #  - .keras and legacy .h5 files Keras writes (a Sequential model with flatten, pooling
 #    and dropout layers, whose weight_names Keras writes as an empty float64 array, a
-#    Functional one, a recurrent one, an embedding of token ids) load with --weights and
+#    Functional one, a recurrent one, an embedding of token ids, and an attention called
+#    with use_causal_mask feeding an lstm called with initial_state, whose two inputs
+#    Keras lists in another order than its config's) load with --weights and
 #    import with ctrain import, and ctrain predicts what Keras does; Keras 3 .weights.h5
 #    files load with --weights, and with fit --initial-weights (a new head skipped);
 #  - errors: a truncated archive, a zip without config.json, a Keras layer and option
 #    ctrain has not (listed by name and class, nothing written), a .keras archive given
-#    where an HDF5 weights file is expected.
+#    where an HDF5 weights file is expected, a layer export cannot write (named).
 #
 # Needs a Python with Keras (and h5py and numpy), found as tests/test_keras.sh finds it:
 # CT_KERAS_PYTHON, else tests/.venv, else bench/.venv. Without one the test is skipped.
@@ -50,6 +53,9 @@ with h5py.File(f"{t}/d.h5", "w") as f:
     f["cls"] = rng.integers(0, 3, size=16).astype("u1")
     f["seqcls"] = rng.integers(0, 3, size=(16, 6)).astype("u1")
     f["tok"] = rng.integers(0, 10, size=(16, 6)).astype("i4")
+    f["q"] = rng.normal(size=(16, 4, 8)).astype("f4")
+    f["s"] = rng.normal(size=(16, 5, 3)).astype("f4")
+    f["reg3"] = rng.normal(size=(16, 3)).astype("f4")
 
 def randomize(m):
     for w in m.weights:   # weights that are not the initializer's (BN statistics too)
@@ -83,15 +89,24 @@ randomize(r)
 e = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(10, 4), L.GRU(3),
                       L.Dense(3, activation="softmax")], name="kemb")
 randomize(e)
+# Attention called with a causal mask, a recurrent layer started from a state: call
+# arguments that become ctrain inputs and options; two inputs, not in config order.
+q = keras.Input((4, 8), name="q")
+st = keras.Input((5, 3), name="s")
+att = L.MultiHeadAttention(2, 4, name="att")(q, q, use_causal_mask=True)
+h = L.Dense(6, name="h0")(L.Flatten(name="fl")(st))
+ra = L.LSTM(6, name="r")(att, initial_state=[h, h])
+k = keras.Model([q, st], L.Dense(2, name="o")(ra), name="katt")
+randomize(k)
 d = h5py.File(f"{t}/d.h5", "r")
 for name, m, x in (("kseq", s, d["img"][:]), ("kfun", f, d["tab"][:]), ("krnn", r, d["steps"][:]),
-                   ("kemb", e, d["tok"][:])):
+                   ("kemb", e, d["tok"][:]), ("katt", k, [d["q"][:], d["s"][:]])):
     m.save(f"{t}/{name}.keras")
     m.save(f"{t}/{name}.h5")
     m.save_weights(f"{t}/{name}.weights.h5")
     p = m.predict(x, verbose=0)
     for k, v in enumerate(p if isinstance(p, list) else [p]):
-        np.savetxt(f"{t}/{name}_keras{k}.csv", v.reshape(len(x), -1), delimiter=",", fmt="%.9g")
+        np.savetxt(f"{t}/{name}_keras{k}.csv", v.reshape(len(v), -1), delimiter=",", fmt="%.9g")
 # Layers and options ctrain has not: PReLU, a kernel constraint.
 u = keras.Sequential([keras.Input((6,)), L.Dense(4, kernel_constraint="non_neg"), L.PReLU(),
                       L.Dense(2)], name="kbad")
@@ -139,8 +154,22 @@ model:
 compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
 fit: {epochs: 1, batch_size: 8}
 YAML
-for c in mlp cnn cnn_bn resnet rnn kinds; do
-    case $c in rnn) x=steps ;; kinds) x=img ;; *) x=x ;; esac
+cat >"$tmp/attn.yaml" <<'YAML'
+data: {train: {path: d.h5, x: q, y: reg3}}
+model:
+  inputs: {t: {shape: [4, 8]}}
+  layers:
+    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 4, use_causal_mask: true,
+       inputs: [t, t]}
+    - {name: att2, type: multi_head_attention, num_heads: 2, key_dim: 3, value_dim: 2,
+       use_bias: false, inputs: [att, t, t]}
+    - {name: f, type: flatten}
+    - {name: o, type: dense, units: 3}
+compile: {optimizer: adam, loss: mse}
+fit: {epochs: 1, batch_size: 8}
+YAML
+for c in mlp cnn cnn_bn resnet rnn kinds attn; do
+    case $c in rnn) x=steps ;; kinds) x=img ;; attn) x=q ;; *) x=x ;; esac
     if "$ctrain" fit "$tmp/$c.yaml" -o "$tmp/run_$c" -q --no-report >"$tmp/fit_$c.log" 2>&1 &&
        "$ctrain" predict "$tmp/$c.yaml" --weights "$tmp/run_$c/weights.h5" --input "$tmp/d.h5" \
            --x $x -o "$tmp/${c}_ctrain.csv" >/dev/null &&
@@ -151,16 +180,23 @@ for c in mlp cnn cnn_bn resnet rnn kinds; do
 done
 
 # ---- ctrain reads what Keras wrote ----
-for m in kseq kfun krnn kemb; do
-    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; kemb) x=tok ;; esac
+for m in kseq kfun krnn kemb katt; do
+    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; kemb) x=tok ;; katt) x= ;; esac
     # the legacy file as weights (kseq's flatten, pooling and dropout: empty float64 names)
     if "$ctrain" import "$tmp/$m.keras" -o "$tmp/imp_$m" >"$tmp/imp.log" 2>&1 &&
        "$ctrain" import "$tmp/$m.h5" -o "$tmp/imph5_$m" >>"$tmp/imp.log" 2>&1; then ok
     else cat "$tmp/imp.log"; bad "$m: ctrain import failed"; continue; fi
+    # two inputs: their datasets named in the data section the user fills in
+    yaml="$tmp/imp_$m/experiment.yaml"
+    if [ -z "$x" ]; then
+        yaml="$tmp/imp_$m/with_data.yaml"
+        { cat "$tmp/imp_$m/experiment.yaml"
+          echo "data: {test: {path: ../d.h5, x: {q: q, s: s}, y: reg3}}"; } >"$yaml"
+    fi
     for w in "imp_$m/weights.h5" "$m.h5" "$m.weights.h5" "imph5_$m/weights.h5"; do
         tag=$(echo "$w" | tr '/.' '__')
-        if "$ctrain" predict "$tmp/imp_$m/experiment.yaml" --weights "$tmp/$w" \
-               --input "$tmp/d.h5" --x $x -o "$tmp/${m}_$tag.h5" >"$tmp/pred.log" 2>&1; then ok
+        if "$ctrain" predict "$yaml" --weights "$tmp/$w" --input "$tmp/d.h5" ${x:+--x $x} \
+               -o "$tmp/${m}_$tag.h5" >"$tmp/pred.log" 2>&1; then ok
         else cat "$tmp/pred.log"; bad "$m: predict with --weights $w failed"; fi
     done
 done
@@ -188,7 +224,8 @@ import sys, glob, numpy as np, h5py, keras
 t = sys.argv[1]
 d = h5py.File(f"{t}/d.h5", "r")
 inputs = {"mlp": d["x"][:] / 255, "cnn": d["x"][:] / 255, "cnn_bn": d["x"][:] / 255,
-          "resnet": d["x"][:] / 255, "rnn": d["steps"][:], "kinds": d["img"][:]}
+          "resnet": d["x"][:] / 255, "rnn": d["steps"][:], "kinds": d["img"][:],
+          "attn": d["q"][:]}
 def same(a, b):
     return a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6)
 for c, x in inputs.items():
@@ -207,7 +244,7 @@ for c, x in inputs.items():
             print("OK" if same(got, want) else "FAIL", c, "legacy", np.max(np.abs(got - want)))
     except Exception as e:
         print("FAIL", c, "Keras could not load it:", repr(e)[:600])
-for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1), ("kemb", 1)):
+for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1), ("kemb", 1), ("katt", 1)):
     want = [np.loadtxt(f"{t}/{m}_keras{k}.csv", delimiter=",", ndmin=2) for k in range(nout)]
     for f in sorted(glob.glob(f"{t}/{m}_*_h5.h5")):
         with h5py.File(f, "r") as h:
@@ -244,14 +281,14 @@ head -c 2000 "$tmp/cnn.keras" >"$tmp/cut.keras"
 "$ctrain" export "$tmp/run_cnn" -o "$tmp/cnn.onnx" >"$tmp/err.log" 2>&1
 [ $? -eq 2 ] && grep -q "must end in .keras" "$tmp/err.log" && ok ||
     { cat "$tmp/err.log"; bad "export to an unknown suffix is not a usage error"; }
-cat >"$tmp/attn.yaml" <<'YAML'
+cat >"$tmp/pos.yaml" <<'YAML'
 model:
-  inputs: {t: {shape: [4, 8]}}
+  input_shape: [4, 8]
   layers:
-    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 4, inputs: [t, t]}
+    - {name: pos, type: position_embedding, sequence_length: 4}
 compile: {optimizer: adam, loss: mse}
 YAML
-"$ctrain" export "$tmp/attn.yaml" -o "$tmp/attn.keras" >"$tmp/err.log" 2>&1
-[ $? -ne 0 ] && grep -q "layer 'att' (MultiHeadAttention)" "$tmp/err.log" && [ ! -e "$tmp/attn.keras" ] &&
+"$ctrain" export "$tmp/pos.yaml" -o "$tmp/pos.keras" >"$tmp/err.log" 2>&1
+[ $? -ne 0 ] && grep -q "layer 'pos' (PositionEmbedding)" "$tmp/err.log" && [ ! -e "$tmp/pos.keras" ] &&
     ok || { cat "$tmp/err.log"; bad "a layer Keras export cannot write is not refused by name"; }
 finish

@@ -119,6 +119,22 @@ const char *ct_keras_var_place(const ct_layer *l, int i, int *index)
         *index = before;
         return fwd ? "forward_layer/cell/vars" : "backward_layer/cell/vars";
     }
+    if (!strcmp(k->name, "multi_head_attention")) {
+        /* "query/kernel" -> query_dense/vars/0, "attention_output/bias" -> output_dense/vars/1 */
+        static const char *const proj[][2] = {{"query/", "query_dense/vars"},
+                                              {"key/", "key_dense/vars"},
+                                              {"value/", "value_dense/vars"},
+                                              {"attention_output/", "output_dense/vars"}};
+        const char *name = l->params[i].name;
+        for (size_t j = 0; j < sizeof proj / sizeof proj[0]; j++) {
+            size_t n = strlen(proj[j][0]);
+            if (!strncmp(name, proj[j][0], n)) {
+                *index = !strcmp(name + n, "bias");
+                return proj[j][1];
+            }
+        }
+        return NULL;
+    }
     if (!strcmp(k->name, "time_distributed")) {
         const ct_layer_kind *in = wrapped_kind(l);
         if (in && kind_is(in, own_vars))

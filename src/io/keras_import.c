@@ -397,7 +397,7 @@ static bool keras_default(const char *key, const cJSON *v)
     static const char *const off[] = {"synchronized", "renorm", "stateful", "unroll",
                                       "time_major", "sparse", "ragged", "lora_enabled",
                                       "keepdims", "optional", "go_backwards", "return_state",
-                                      "return_sequences", "zero_output_for_mask", NULL};
+                                      "return_sequences", "zero_output_for_mask", "use_gate", NULL};
     if (!v || cJSON_IsNull(v))
         return true;
     if (!strcmp(key, "data_format"))
@@ -497,6 +497,11 @@ static cJSON *translate_keys(importer *im, const char *lname, const char *cls,
                 note_bad(im, lname, cls, "a backward_layer of its own is not supported");
             continue;
         }
+        if (!strcmp(key, "attention_axes") && !strcmp(kind->name, "multi_head_attention") &&
+            cJSON_IsArray(c) && cJSON_GetArraySize(c) == 1 &&
+            cJSON_IsNumber(cJSON_GetArrayItem(c, 0)) && cJSON_GetArrayItem(c, 0)->valuedouble == 1)
+            continue;   /* Keras 3 writes the default out: ctrain's attention takes (T, D)
+                         * inputs, whose sequence axis is axis 1 */
         if (!strcmp(key, "axis") && cJSON_IsArray(c) && cJSON_GetArraySize(c) == 1 &&
             cJSON_IsNumber(cJSON_GetArrayItem(c, 0))) {
             /* Keras 3 lists a normalization's one axis; ctrain takes the number */
@@ -573,7 +578,12 @@ static bool add_tensor_args(importer *im, const layer *L, const cJSON *arg, cJSO
 
 /* A Functional layer's inputs from its one inbound node: Keras 3's {args, kwargs} or the
  * legacy [[name, node, index, kwargs], ...]. */
-static cJSON *inbound_inputs(importer *im, const layer *L, const cJSON *nodes)
+/* Keyword arguments of a call that are tensors ctrain takes as further inputs, in the
+ * order of its inputs: an attention's query, value and key, a recurrent layer's
+ * initial_state. */
+static const char *const tensor_kwargs[] = {"query", "value", "key", "initial_state", NULL};
+
+static cJSON *inbound_inputs(importer *im, layer *L, const cJSON *nodes)
 {
     int n = cJSON_GetArraySize(nodes);
     if (n != 1) {
@@ -590,9 +600,25 @@ static cJSON *inbound_inputs(importer *im, const layer *L, const cJSON *nodes)
         const cJSON *kw = cJSON_GetObjectItemCaseSensitive(node, "kwargs"), *c;
         if (!add_tensor_args(im, L, cJSON_GetObjectItemCaseSensitive(node, "args"), names))
             goto bad;
+        for (int k = 0; tensor_kwargs[k]; k++) {
+            c = cJSON_GetObjectItemCaseSensitive(kw, tensor_kwargs[k]);
+            if (c && !cJSON_IsNull(c) && !add_tensor_args(im, L, c, names))
+                goto bad;
+        }
         cJSON_ArrayForEach(c, kw) {
-            if (cJSON_IsNull(c) || !strcmp(c->string, "training") || !strcmp(c->string, "mask"))
+            bool tensor = false;
+            for (int k = 0; tensor_kwargs[k]; k++)
+                tensor |= !strcmp(c->string, tensor_kwargs[k]);
+            if (tensor || cJSON_IsNull(c) || !strcmp(c->string, "training") ||
+                !strcmp(c->string, "mask") ||
+                (!strcmp(c->string, "return_attention_scores") && cJSON_IsFalse(c)))
                 continue;
+            if (!strcmp(c->string, "use_causal_mask") && cJSON_IsBool(c)) {
+                /* a call argument in Keras 3, an option of the layer in ctrain */
+                if (cJSON_IsTrue(c) && L->keys && !cJSON_AddTrueToObject(L->keys, c->string))
+                    goto bad;
+                continue;
+            }
             note_bad(im, L->name, L->cls, "call argument %s is not imported", c->string);
             goto bad;
         }
