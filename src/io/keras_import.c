@@ -906,7 +906,8 @@ static ct_experiment *settle(importer *im, const char *yaml_path, ct_error *err)
         free(y);
         if (rc < 0)
             return NULL;
-        ct_experiment *ex = ct_experiment_load(yaml_path, NULL, 0, err);
+        /* lazily: a pass may be one of many, and the weights are read over them all */
+        ct_experiment *ex = ct_experiment_load_lazily(yaml_path, NULL, 0, err);
         if (ex)
             return ex;
         char key[128], lname[CT_NAME_MAX];
