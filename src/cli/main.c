@@ -257,7 +257,7 @@ static int cmd_help(int argc, char **argv)
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             printf("Usage: ctrain %s\n\n%s", commands[i].synopsis, commands[i].help);
-            if (strcmp(argv[1], "data") != 0)
+            if (strcmp(argv[1], "data") != 0 && strcmp(argv[1], "import") != 0)
                 printf("      --set KEY=VALUE  override a config value (e.g. fit.epochs=2); repeatable\n");
             return CLI_OK;
         }
