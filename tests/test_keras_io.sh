@@ -12,7 +12,8 @@
 #    and dropout layers, whose weight_names Keras writes as an empty float64 array, a
 #    Functional one, a recurrent one, an embedding of token ids, and an attention called
 #    with use_causal_mask feeding an lstm called with initial_state, whose two inputs
-#    Keras lists in another order than its config's) load with --weights and
+#    Keras lists in another order than its config's, and a shared encoder) load with
+#    --weights and
 #    import with ctrain import, and ctrain predicts what Keras does; Keras 3 .weights.h5
 #    files load with --weights, and with fit --initial-weights (a new head skipped);
 #  - errors: a truncated archive, a zip without config.json, a Keras layer and option
@@ -54,6 +55,7 @@ with h5py.File(f"{t}/d.h5", "w") as f:
     f["seqcls"] = rng.integers(0, 3, size=(16, 6)).astype("u1")
     f["tok"] = rng.integers(0, 10, size=(16, 6)).astype("i4")
     f["q"] = rng.normal(size=(16, 4, 8)).astype("f4")
+    f["q2"] = rng.normal(size=(16, 4, 8)).astype("f4")
     f["s"] = rng.normal(size=(16, 5, 3)).astype("f4")
     f["reg3"] = rng.normal(size=(16, 3)).astype("f4")
 
@@ -98,9 +100,16 @@ h = L.Dense(6, name="h0")(L.Flatten(name="fl")(st))
 ra = L.LSTM(6, name="r")(att, initial_state=[h, h])
 k = keras.Model([q, st], L.Dense(2, name="o")(ra), name="katt")
 randomize(k)
+# A shared encoder (flatten and dense applied to two inputs).
+li, ri = keras.Input((4, 8), name="l"), keras.Input((4, 8), name="r")
+fl, enc = L.Flatten(name="fl"), L.Dense(5, activation="tanh", name="enc")
+sh = keras.Model([li, ri], L.Dense(2, name="o")(L.Subtract(name="dif")([enc(fl(li)), enc(fl(ri))])),
+                 name="kshr")
+randomize(sh)
 d = h5py.File(f"{t}/d.h5", "r")
 for name, m, x in (("kseq", s, d["img"][:]), ("kfun", f, d["tab"][:]), ("krnn", r, d["steps"][:]),
-                   ("kemb", e, d["tok"][:]), ("katt", k, [d["q"][:], d["s"][:]])):
+                   ("kemb", e, d["tok"][:]), ("katt", k, [d["q"][:], d["s"][:]]),
+                   ("kshr", sh, [d["q"][:], d["q2"][:]])):
     m.save(f"{t}/{name}.keras")
     m.save(f"{t}/{name}.h5")
     m.save_weights(f"{t}/{name}.weights.h5")
@@ -180,8 +189,8 @@ for c in mlp cnn cnn_bn resnet rnn kinds attn; do
 done
 
 # ---- ctrain reads what Keras wrote ----
-for m in kseq kfun krnn kemb katt; do
-    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; kemb) x=tok ;; katt) x= ;; esac
+for m in kseq kfun krnn kemb katt kshr; do
+    case $m in kseq) x=img ;; kfun) x=tab ;; krnn) x=steps ;; kemb) x=tok ;; *) x= ;; esac
     # the legacy file as weights (kseq's flatten, pooling and dropout: empty float64 names)
     if "$ctrain" import "$tmp/$m.keras" -o "$tmp/imp_$m" >"$tmp/imp.log" 2>&1 &&
        "$ctrain" import "$tmp/$m.h5" -o "$tmp/imph5_$m" >>"$tmp/imp.log" 2>&1; then ok
@@ -191,7 +200,10 @@ for m in kseq kfun krnn kemb katt; do
     if [ -z "$x" ]; then
         yaml="$tmp/imp_$m/with_data.yaml"
         { cat "$tmp/imp_$m/experiment.yaml"
-          echo "data: {test: {path: ../d.h5, x: {q: q, s: s}, y: reg3}}"; } >"$yaml"
+          case $m in
+          katt) echo "data: {test: {path: ../d.h5, x: {q: q, s: s}, y: reg3}}" ;;
+          kshr) echo "data: {test: {path: ../d.h5, x: {l: q, r: q2}, y: reg3}}" ;;
+          esac; } >"$yaml"
     fi
     for w in "imp_$m/weights.h5" "$m.h5" "$m.weights.h5" "imph5_$m/weights.h5"; do
         tag=$(echo "$w" | tr '/.' '__')
@@ -244,7 +256,7 @@ for c, x in inputs.items():
             print("OK" if same(got, want) else "FAIL", c, "legacy", np.max(np.abs(got - want)))
     except Exception as e:
         print("FAIL", c, "Keras could not load it:", repr(e)[:600])
-for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1), ("kemb", 1), ("katt", 1)):
+for m, nout in (("kseq", 1), ("kfun", 2), ("krnn", 1), ("kemb", 1), ("katt", 1), ("kshr", 1)):
     want = [np.loadtxt(f"{t}/{m}_keras{k}.csv", delimiter=",", ndmin=2) for k in range(nout)]
     for f in sorted(glob.glob(f"{t}/{m}_*_h5.h5")):
         with h5py.File(f, "r") as h:

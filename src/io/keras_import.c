@@ -329,6 +329,7 @@ typedef struct layer {
     bool input;           /* an InputLayer (Functional) */
     cJSON *keys;          /* the ctrain keys written for it, in order (owned) */
     cJSON *inputs;        /* names of its inputs (Functional), owned; NULL for a chain */
+    cJSON *more;          /* a shared layer's further applications: their inputs (owned) */
 } layer;
 
 typedef struct importer {
@@ -534,7 +535,7 @@ oom:
 }
 
 /* The name of the tensor [layer, node, index] refers to, in ctrain's terms: "NAME" or
- * "NAME:k". */
+ * "NAME:k"; a shared layer's application n >= 1 is the shared entry "NAME_nodeN". */
 static bool history_name(importer *im, const layer *L, const cJSON *h, char *out, size_t n)
 {
     const cJSON *name = cJSON_GetArrayItem(h, 0), *node = cJSON_GetArrayItem(h, 1),
@@ -543,16 +544,23 @@ static bool history_name(importer *im, const layer *L, const cJSON *h, char *out
         note_bad(im, L->name, L->cls, "an inbound node that is not [layer, node, tensor]");
         return false;
     }
-    if (node->valuedouble != 0) {
-        note_bad(im, L->name, L->cls, "takes output %d of layer '%s', a shared layer's later "
-                 "application, which is not imported", (int)node->valuedouble,
-                 name->valuestring);
+    if (node->valuedouble < 0 || node->valuedouble > 10000 || idx->valuedouble < 0 ||
+        idx->valuedouble > 100) {
+        note_bad(im, L->name, L->cls, "an inbound node's reference out of range");
         return false;
     }
-    if (idx->valuedouble == 0)
-        snprintf(out, n, "%s", name->valuestring);
-    else
-        snprintf(out, n, "%s:%d", name->valuestring, (int)idx->valuedouble);
+    char base[CT_NAME_MAX + 32];
+    int w = node->valuedouble == 0
+                ? snprintf(base, sizeof base, "%s", name->valuestring)
+                : snprintf(base, sizeof base, "%s_node%d", name->valuestring,
+                           (int)node->valuedouble);
+    if (w >= 0 && (size_t)w < sizeof base)
+        w = idx->valuedouble == 0 ? snprintf(out, n, "%s", base)
+                                  : snprintf(out, n, "%s:%d", base, (int)idx->valuedouble);
+    if (w < 0 || (size_t)w >= n || (size_t)w >= sizeof base) {
+        note_bad(im, L->name, L->cls, "an input's name is too long");
+        return false;
+    }
     return true;
 }
 
@@ -583,16 +591,10 @@ static bool add_tensor_args(importer *im, const layer *L, const cJSON *arg, cJSO
  * initial_state. */
 static const char *const tensor_kwargs[] = {"query", "value", "key", "initial_state", NULL};
 
-static cJSON *inbound_inputs(importer *im, layer *L, const cJSON *nodes)
+/* The inputs of one application (inbound node) of layer L. first: its first, whose call
+ * options become the layer's. */
+static cJSON *node_inputs(importer *im, layer *L, const cJSON *node, bool first)
 {
-    int n = cJSON_GetArraySize(nodes);
-    if (n != 1) {
-        if (n > 1)
-            note_bad(im, L->name, L->cls, "applied %d times (a shared layer), which is not "
-                     "imported", n);
-        return n == 0 ? cJSON_CreateArray() : NULL;
-    }
-    const cJSON *node = cJSON_GetArrayItem(nodes, 0);
     cJSON *names = cJSON_CreateArray();
     if (!names)
         return NULL;
@@ -614,10 +616,15 @@ static cJSON *inbound_inputs(importer *im, layer *L, const cJSON *nodes)
                 (!strcmp(c->string, "return_attention_scores") && cJSON_IsFalse(c)))
                 continue;
             if (!strcmp(c->string, "use_causal_mask") && cJSON_IsBool(c)) {
-                /* a call argument in Keras 3, an option of the layer in ctrain */
-                if (cJSON_IsTrue(c) && L->keys && !cJSON_AddTrueToObject(L->keys, c->string))
+                /* a call argument in Keras 3, an option of the layer in ctrain: every
+                 * application of a shared one must agree with the first */
+                const cJSON *had = L->keys ? cJSON_GetObjectItemCaseSensitive(L->keys, c->string)
+                                           : NULL;
+                if (first && cJSON_IsTrue(c) && L->keys &&
+                    !cJSON_AddTrueToObject(L->keys, c->string))
                     goto bad;
-                continue;
+                if (first || cJSON_IsTrue(had) == cJSON_IsTrue(c))
+                    continue;
             }
             note_bad(im, L->name, L->cls, "call argument %s is not imported", c->string);
             goto bad;
@@ -635,6 +642,24 @@ static cJSON *inbound_inputs(importer *im, layer *L, const cJSON *nodes)
 bad:
     cJSON_Delete(names);
     return NULL;
+}
+
+/* A Functional layer's inputs from its first inbound node, and those of its further
+ * applications (a shared layer) into L->more. */
+static cJSON *inbound_inputs(importer *im, layer *L, const cJSON *nodes)
+{
+    int n = cJSON_GetArraySize(nodes);
+    if (n == 0)
+        return cJSON_CreateArray();
+    cJSON *names = node_inputs(im, L, cJSON_GetArrayItem(nodes, 0), true);
+    if (names && n > 1 && !(L->more = cJSON_CreateArray()))
+        im->bad.failed = true;
+    for (int k = 1; names && L->more && k < n; k++) {
+        cJSON *more = node_inputs(im, L, cJSON_GetArrayItem(nodes, k), false);
+        if (more && !cJSON_AddItemToArray(L->more, more))
+            cJSON_Delete(more), im->bad.failed = true;
+    }
+    return names;
 }
 
 /* An InputLayer's shape without the batch axis. */
@@ -845,6 +870,18 @@ static char *yaml_text(importer *im, bool placeholder_compile)
         }
         put(&t, "}\n");
     }
+    /* a shared layer's further applications (ctrain orders a graph's entries itself) */
+    for (int i = 0; i < im->nlayers; i++) {
+        const layer *L = &im->layers[i];
+        const cJSON *in;
+        int k = 1;
+        for (in = L->more ? L->more->child : NULL; in && L->keys; in = in->next, k++) {
+            put(&t, "    - {name: %s_node%d, type: shared, layer: %s, inputs: ", L->name, k,
+                L->name);
+            put_value(&t, in);
+            put(&t, "}\n");
+        }
+    }
     if (im->functional) {
         put(&t, "  outputs: ");
         put_value(&t, im->outputs);
@@ -964,6 +1001,7 @@ static void importer_free(importer *im)
     for (int i = 0; i < im->nlayers; i++) {
         cJSON_Delete(im->layers[i].keys);
         cJSON_Delete(im->layers[i].inputs);
+        cJSON_Delete(im->layers[i].more);
     }
     free(im->layers);
     cJSON_Delete(im->input_shape);
