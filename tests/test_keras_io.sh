@@ -73,7 +73,8 @@ randomize(s)
 s.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 # A Functional one: two branches, an add, a concatenation, two outputs.
 i = keras.Input((6,), name="tab")
-a = L.Dense(4, activation="relu", name="a")(i)
+a = L.Dense(4, activation="relu", name="a",
+            kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02))(i)
 b = L.Dense(4, name="b")(i)
 ab = L.Add(name="ab")([a, b])
 n = L.LayerNormalization(name="ln")(ab)
@@ -227,8 +228,10 @@ grep -q "^  input_shape: \[8, 8, 3\]" "$tmp/imp_kseq/experiment.yaml" &&
     grep -q "loss: sparse_categorical_crossentropy" "$tmp/imp_kseq/experiment.yaml" &&
     grep -q "optimizer: {type: adam, learning_rate: 0.001}" "$tmp/imph5_kseq/experiment.yaml" &&
     grep -q "loss: sparse_categorical_crossentropy" "$tmp/imph5_kseq/experiment.yaml" &&
-    grep -q "outputs: \[o1, o2\]" "$tmp/imp_kfun/experiment.yaml" && ok ||
-    bad "the imported experiments lack the input shape, compile's settings or the outputs"
+    grep -q "outputs: \[o1, o2\]" "$tmp/imp_kfun/experiment.yaml" &&
+    grep -q "kernel_regularizer: {type: l1_l2, l1: 0.01, l2: 0.02}" "$tmp/imp_kfun/experiment.yaml" &&
+    grep -q "kernel_regularizer: {type: l1_l2, l1: 0.01, l2: 0.02}" "$tmp/imph5_kfun/experiment.yaml" && ok ||
+    bad "the imported experiments lack the input shape, compile's settings, the outputs or a regularizer"
 
 # ---- Keras reads what ctrain wrote, and both sides' predictions are compared ----
 "$py" - "$tmp" <<'PY' >"$tmp/cmp.log" 2>&1 || { cat "$tmp/cmp.log"; bad "the Keras comparison did not run"; }

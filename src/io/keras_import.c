@@ -433,6 +433,39 @@ static const char *class_of(const cJSON *o)
 static cJSON *translate_keys(importer *im, const char *lname, const char *cls,
                              const cJSON *cfg, const ct_layer_kind *kind);
 
+/* A Keras weight regularizer as ctrain's: "l2", or {type: l1_l2, l1: .., l2: ..} from
+ * Keras 3's {class_name: L1L2, config: {l1: .., l2: ..}}; NULL for any other kind. */
+static cJSON *regularizer(const cJSON *v)
+{
+    static const char *const kinds[][2] = {{"L1", "l1"}, {"L2", "l2"}, {"L1L2", "l1_l2"},
+                                           {"l1", "l1"}, {"l2", "l2"}, {"l1_l2", "l1_l2"}};
+    const char *cls = cJSON_IsString(v) ? v->valuestring : class_of(v);
+    const char *type = NULL;
+    for (size_t i = 0; cls && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(cls, kinds[i][0]))
+            type = kinds[i][1];
+    if (!type)
+        return NULL;
+    if (cJSON_IsString(v))
+        return cJSON_CreateString(type);
+    cJSON *r = cJSON_CreateObject();
+    const cJSON *c, *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
+    bool ok = r && cJSON_AddStringToObject(r, "type", type);
+    cJSON_ArrayForEach(c, cfg) {
+        if (!cJSON_IsNumber(c) || (strcmp(c->string, "l1") && strcmp(c->string, "l2"))) {
+            ok = false;   /* a factor of another name: not a plain l1/l2 penalty */
+            break;
+        }
+        char shortest[32];   /* Keras keeps the factor as a float32: 0.01, not 0.00999999977 */
+        snprintf(shortest, sizeof shortest, "%.7g", c->valuedouble);
+        ok = ok && cJSON_AddNumberToObject(r, c->string, strtod(shortest, NULL));
+    }
+    if (ok)
+        return r;
+    cJSON_Delete(r);
+    return NULL;
+}
+
 /* Keras 3 writes a Bidirectional's backward layer out even when it is the forward one
  * run backwards (all ctrain builds): the same class and config, but for the name and
  * go_backwards. */
@@ -513,6 +546,14 @@ static cJSON *translate_keys(importer *im, const char *lname, const char *cls,
         if (cJSON_IsNull(c) || (ends_with(key, "_regularizer") && cJSON_IsNull(c)) ||
             (ends_with(key, "_constraint") && cJSON_IsNull(c)))
             continue;
+        if (ends_with(key, "_regularizer") && (cJSON_IsString(c) || class_of(c))) {
+            cJSON *r = regularizer(c);
+            if (r) {
+                if (!cJSON_AddItemToObject(o, key, r))
+                    goto oom;
+                continue;
+            }
+        }
         if (ends_with(key, "_regularizer") || ends_with(key, "_constraint")) {
             note_bad(im, lname, cls, "option %s (%s) is not supported", key,
                      class_of(c) ? class_of(c) : "given");
