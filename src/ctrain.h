@@ -220,6 +220,32 @@ int ct_experiment_show_layer(ct_experiment *ex, const char *layer, const char *i
                              const char *x, int64_t sample, const char *out_png,
                              ct_error *err);
 
+
+/* Writes the experiment's model with its current weights (load them first, e.g. with
+ * ct_experiment_load_weights) for Keras 3: to a path ending in .keras, an archive that
+ * keras.saving.load_model opens (config.json, metadata.json, model.weights.h5); to one
+ * ending in .weights.h5, the weights alone, for model.load_weights. A layer whose
+ * weights' place in Keras's files is not known is refused, named with its class. The
+ * file is written beside path and renamed into place. data.scale is not part of the
+ * model: Keras's inputs must be scaled as ctrain's are. */
+int ct_experiment_export_keras(ct_experiment *ex, const char *path, ct_error *err);
+/* What ct_keras_import wrote or could not translate. */
+typedef struct ct_keras_import_report {
+    int layers;            /* layers of the model written */
+    int64_t params;        /* their weights, in numbers */
+    /* Keras layers or options ctrain cannot take, one per line: "layer 'x' (Class): ...";
+     * "" when none. Owned by the report: free it with ct_keras_import_report_free. */
+    char *unsupported;
+} ct_keras_import_report;
+void ct_keras_import_report_free(ct_keras_import_report *r);
+/* Reads a Keras model file, a Keras 3 .keras archive or a legacy full-model HDF5 file
+ * (model.save("m.h5")), and writes out_dir/experiment.yaml (the model, a compile section
+ * and a data section for the user to fill in) and out_dir/weights.h5 (ctrain's weights
+ * file; out_dir is created if missing). When the model holds layers or options ctrain
+ * cannot take, nothing is written and report->unsupported lists them all. report may be
+ * NULL; its text is the caller's to free with ct_keras_import_report_free. */
+int ct_keras_import(const char *path, const char *out_dir, ct_keras_import_report *report,
+                    ct_error *err);
 /* Converts IDX files (optionally gzipped) into group `group` of the HDF5 file `out`
  * (created if missing): `group`/images as uint8 (N, H, W, 1) for rank-3 images, and
  * `group`/labels as uint8 (N). */

@@ -120,6 +120,6 @@ printf '%s' "$out" | grep -qF "layer 'lstm' (LSTM) has no ONNX translation here"
 [ ! -e "$tmp/rnn.onnx" ] && ok || bad "a refused export left $tmp/rnn.onnx"
 out=$("$ctrain" export "$tmp/mlp" -o "$tmp/none/m.onnx" 2>&1) && bad "an export into a missing folder succeeded"
 printf '%s' "$out" | grep -qF "$tmp/none/m.onnx" && ok || bad "the unwritable output's error: $out"
-out=$("$ctrain" export "$src/configs/fashion_mnist_mlp.yaml" -o "$tmp/m.onnx" 2>&1) && bad "an export without weights succeeded"
-printf '%s' "$out" | grep -qF "export needs --weights W" && ok || bad "the missing weights' error: $out"
+out=$("$ctrain" export "$tmp/mlp" -o "$tmp/m.pb" --format onnnx 2>&1) && bad "an unknown format was taken"
+printf '%s' "$out" | grep -qF "unknown --format 'onnnx' (keras or onnx)" && ok || bad "the unknown format's error: $out"
 finish

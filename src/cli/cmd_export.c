@@ -1,4 +1,5 @@
-/* cmd_export.c - `ctrain export`: a trained model in another framework's format. */
+/* cmd_export.c - `ctrain export`: a model and its weights in another framework's format
+ * (Keras 3's .keras archive or .weights.h5 file, or an ONNX model). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,13 +7,10 @@
 
 #include "cli.h"
 
-/* The format named by --format, else by OUT's extension; NULL when neither says. */
-static const char *format_of(const char *given, const char *out)
+static bool ends_with(const char *s, const char *tail)
 {
-    if (given)
-        return given;
-    const char *ext = strrchr(out, '.');
-    return ext && !strcmp(ext, ".onnx") ? "onnx" : NULL;
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && !strcmp(s + a - b, tail);
 }
 
 int cmd_export(int argc, char **argv)
@@ -40,32 +38,48 @@ int cmd_export(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage("export", "export takes one experiment file or run directory");
     if (!out)
-        return cli_usage("export", "export needs -o OUT");
-    format = format_of(format, out);
-    if (!format || strcmp(format, "onnx"))
-        return cli_usage("export", "--format takes onnx%s%s%s", format ? ", not '" : "",
-                         format ? format : " (or name OUT .onnx)", format ? "'" : "");
-    /* A run directory: its config and weights. */
+        return cli_usage("export", "name the output with -o OUT.keras, OUT.weights.h5 or "
+                         "OUT.onnx");
+    if (!format)
+        format = ends_with(out, ".onnx") ? "onnx" : "keras";
+    bool onnx = !strcmp(format, "onnx");
+    if (!onnx && strcmp(format, "keras") != 0)
+        return cli_usage("export", "unknown --format '%s' (keras or onnx)", format);
+    if (!onnx && !ends_with(out, ".keras") && !ends_with(out, ".weights.h5"))
+        return cli_usage("export", "the output must end in .keras (a Keras 3 archive) or "
+                         ".weights.h5 (Keras 3 weights), not '%s'", out);
     const char *src = argv[optind];
     char config[4200], wpath[4200];
     struct stat st;
-    if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ct_error err = {0};
+    bool run = stat(src, &st) == 0 && S_ISDIR(st.st_mode);
+    if (run) {
         snprintf(config, sizeof config, "%s/config.yaml", src);
         snprintf(wpath, sizeof wpath, "%s/weights.h5", src);
-        src = config;
+        if (stat(config, &st) < 0) {
+            ct_err(&err, CT_ERR_USAGE, "%s has no config.yaml: not a run directory (the "
+                   "folder fit wrote)", src);
+            return cli_fail(&err);
+        }
+        if (!weights && stat(wpath, &st) < 0) {
+            ct_err(&err, CT_ERR_USAGE, "%s has no weights.h5: the run has not finished "
+                   "(name weights with --weights)", src);
+            return cli_fail(&err);
+        }
         if (!weights)
             weights = wpath;
+    } else {
+        snprintf(config, sizeof config, "%s", src);
     }
-    if (!weights)
-        return cli_usage("export", "export needs --weights W (the weights.h5 fit wrote), or a "
-                         "run directory");
     int status = CLI_OK;
-    ct_experiment *ex = cli_load(src, &status);
+    ct_experiment *ex = cli_load(config, &status);
     if (!ex)
         return status;
-    ct_error err = {0};
-    if (ct_experiment_load_weights(ex, weights, &err) < 0 ||
-        ct_experiment_export_onnx(ex, out, &err) < 0)
+    if (!weights)
+        fprintf(stderr, "ctrain: note: no --weights: exporting the model's initial weights\n");
+    if ((weights && ct_experiment_load_weights(ex, weights, &err) < 0) ||
+        (onnx ? ct_experiment_export_onnx(ex, out, &err)
+              : ct_experiment_export_keras(ex, out, &err)) < 0)
         status = cli_fail(&err);
     else
         printf("Wrote %s\n", out);

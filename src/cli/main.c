@@ -103,16 +103,21 @@ static const cli_command commands[] = {
      "      --vocab F.h5   the file holding the vocabulary (default: data.train's)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
     {"export", cmd_export,
-     "export FILE|RUN_DIR [--weights W] [--format onnx] -o OUT [--set KEY=VALUE]...",
-     "Writes the model with weights W (a run directory: its config and weights) in another\n"
-     "framework's format.\n"
-     "onnx (the default for OUT.onnx): an ONNX model, opset 17, that ONNX Runtime runs;\n"
-     "inputs and outputs keep the model's names and layout (images N x H x W x C), and\n"
-     "take the inputs as the model reads them (after data.scale). Layers without an ONNX\n"
-     "translation are refused by name.\n"
-     "  -w, --weights W    weights file written by fit\n"
-     "  -f, --format F     onnx\n"
-     "  -o, --output OUT   output file\n"},
+     "export FILE|RUN_DIR [--weights W] [--format keras|onnx] -o OUT [--set KEY=VALUE]...",
+     "Writes the model of the experiment FILE (or of the run in RUN_DIR, with its\n"
+     "weights.h5) in another framework's format, named by --format or by OUT's ending:\n"
+     "keras (OUT.keras, OUT.weights.h5): for Keras 3: OUT.keras is an archive\n"
+     "keras.saving.load_model opens, OUT.weights.h5 the weights alone, for\n"
+     "model.load_weights. A layer whose weights Keras keeps in a way ctrain does not know\n"
+     "is refused by name.\n"
+     "onnx (OUT.onnx): an ONNX model, opset 17, that ONNX Runtime runs; inputs and\n"
+     "outputs keep the model's names and layout (images N x H x W x C). Layers without an\n"
+     "ONNX translation are refused by name.\n"
+     "data.scale is not part of the model: scale the inputs the same way.\n"
+     "  -w, --weights W    weights file (default: RUN_DIR/weights.h5; for FILE, the\n"
+     "                     model's initial weights)\n"
+     "  -f, --format F     keras or onnx\n"
+     "  -o, --output OUT   output file, ending in .keras, .weights.h5 or .onnx\n"},
     {"serve", cmd_serve,
      "serve RUN_DIR|WEIGHTS.h5|FILE [--weights W] [--port 8501] [--host 127.0.0.1]\n"
      "       [--name NAME] [--max-batch N] [--max-body BYTES] [-q] [--set KEY=VALUE]...",
@@ -139,6 +144,12 @@ static const cli_command commands[] = {
      "  -o, --output FILE  write the page here instead\n"
      "  -w, --weights W    weights to test (default: RUN_DIR/weights.h5)\n"
      "      --device DEV   cpu or cuda (same as --set backend.device=DEV)\n"},
+    {"import", cmd_import, "import MODEL.keras|MODEL.h5 -o DIR",
+     "Reads a Keras model (a Keras 3 .keras archive or a legacy model.save(\"m.h5\") file)\n"
+     "and writes DIR/experiment.yaml (the model, with a data section to fill in) and\n"
+     "DIR/weights.h5. Layers or options ctrain cannot take are listed, with their Keras\n"
+     "classes, and nothing is written.\n"
+     "  -o, --output DIR   output folder (created if missing)\n"},
     {"summary", cmd_summary, "summary FILE [--diagram OUT] [--set KEY=VALUE]...",
      "Prints the model's layers, output shapes and parameter counts.\n"
      "      --diagram OUT  also draw the model to OUT (.svg, .png, .pdf, or .dot for\n"
@@ -298,7 +309,8 @@ static int cmd_help(int argc, char **argv)
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             printf("Usage: ctrain %s\n\n%s", commands[i].synopsis, commands[i].help);
-            if (strcmp(argv[1], "data") != 0 && strcmp(argv[1], "plot") != 0)
+            if (strcmp(argv[1], "data") != 0 && strcmp(argv[1], "plot") != 0 &&
+                strcmp(argv[1], "import") != 0)
                 printf("      --set KEY=VALUE  override a config value (e.g. fit.epochs=2); repeatable\n");
             return CLI_OK;
         }

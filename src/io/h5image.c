@@ -107,6 +107,31 @@ static int image_err(ct_error *err, const char *path)
     return ct_err(err, CT_ERR_IO, "writing %s%s%s", path, why[0] ? ": " : "", why);
 }
 
+int ct_h5_image_take(ct_h5_image *img, hid_t file, const char *path, void **bytes,
+                     size_t *len, ct_error *err)
+{
+    hsize_t alloc = 0;
+    int rc = 0;
+    *bytes = NULL;
+    *len = 0;
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fget_filesize(file, &alloc) < 0)
+        rc = image_err(err, path);
+    if (H5Fclose(file) < 0 && rc == 0)
+        rc = image_err(err, path);
+    void *image = img->kept;
+    img->kept = NULL;
+    size_t size = image ? image_size(image, (size_t)alloc) : 0;
+    if (rc == 0 && size == 0)
+        rc = ct_err(err, CT_ERR_INTERNAL, "writing %s: HDF5 built no file image", path);
+    if (rc < 0) {
+        free(image);
+        return rc;
+    }
+    *bytes = image;
+    *len = size;
+    return 0;
+}
+
 int ct_h5_image_write(ct_h5_image *img, hid_t file, const char *path, ct_error *err)
 {
     hsize_t alloc = 0;

@@ -27,5 +27,9 @@ hid_t ct_h5_image_create(ct_h5_image *img, const char *name);
 /* Flushes and closes file (always), then writes its bytes to path (an existing file,
  * truncated). Errors name path. Returns 0 or -1. */
 int ct_h5_image_write(ct_h5_image *img, hid_t file, const char *path, ct_error *err);
+/* As ct_h5_image_write, but hands the file's bytes to the caller (*bytes, freed with
+ * free) instead of writing them; path only names the file in errors. */
+int ct_h5_image_take(ct_h5_image *img, hid_t file, const char *path, void **bytes,
+                     size_t *len, ct_error *err);
 
 #endif

@@ -113,6 +113,17 @@ int ct_h5_open_error(const char *path, ct_error *err)
                       "cannot open %s: HDF5 could not lock it (%s); another program may be "
                       "writing it, or the file system has no locking (then set "
                       "HDF5_USE_FILE_LOCKING=FALSE)", path, why);
+    /* A Keras 3 .keras file is a zip; saying "damaged" would send the user looking for a
+     * broken download instead of the command that reads it. */
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f)
+        fclose(f);
+    if (got == 4 && memcmp(magic, "PK\x03\x04", 4) == 0)
+        return ct_err(err, CT_ERR_DATA, "%s is a zip archive (a Keras 3 .keras file?), not an "
+                      "HDF5 file; import a .keras model with `ctrain import %s -o DIR`", path,
+                      path);
     return ct_err(err, CT_ERR_DATA, "%s is not an HDF5 file or is damaged", path);
 }
 

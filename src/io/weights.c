@@ -17,6 +17,7 @@
 #include "h5image.h"
 #include "h5util.h"
 #include "isolate.h"
+#include "keras_io.h"
 #include "weights.h"
 
 /* Keras splits attributes over 64 KiB into name0, name1, ...; we read up to this many. */
@@ -305,7 +306,10 @@ static int read_strings_attr(hid_t loc, const char *name, strlist *out, const at
     size_t width = cls == H5T_STRING && vl == 0 ? H5Tget_size(t) : 0;
     char why[160];
     int rc = -1;
-    if (cls != H5T_STRING)
+    if (cls != H5T_NO_CLASS && (kind == H5S_NULL || (kind == H5S_SIMPLE && n == 0)))
+        rc = 0; /* an empty list of any type: Keras 3 writes a weightless layer's weight_names
+                 * as an empty float64 array */
+    else if (cls != H5T_STRING)
         rc = attr_refuse(at, name, err, "does not hold strings");
     else if (vl < 0 || (cset != H5T_CSET_ASCII && cset != H5T_CSET_UTF8)
              || (pad != H5T_STR_NULLTERM && pad != H5T_STR_NULLPAD && pad != H5T_STR_SPACEPAD))
@@ -536,6 +540,7 @@ typedef struct loader {
     file_layer *layers;        /* layers with weights, in file order */
     int nlayers;
     float *stage;              /* every parameter, read before any is replaced */
+    bool keras3;               /* a Keras 3 .weights.h5 file (keras_import.c reads it) */
 } loader;
 
 static void loader_close(loader *ld)
@@ -585,6 +590,12 @@ static int read_layers(loader *ld, ct_error *err)
     strlist names = {0};
     attr_place at = {ld->path, NULL};
     int rc = read_strings(ld->root, "layer_names", &names, &at, err);
+    if (rc == 1 && ld->root == ld->file && H5Lexists(ld->file, "layers", H5P_DEFAULT) > 0 &&
+        H5Lexists(ld->file, "vars", H5P_DEFAULT) > 0) {
+        /* model.save_weights() of Keras 3: layers/<class>/vars/0, 1, ... */
+        ld->keras3 = true;
+        return 0;
+    }
     if (rc != 0) {
         strlist_free(&names);
         return rc < 0 ? -1
@@ -885,9 +896,11 @@ int ct_weights_load(ct_model *m, const char *path, ct_error *err)
         rc = open_root(&ld, err);
     if (rc == 0)
         rc = read_layers(&ld, err);
-    if (rc == 0)
+    if (rc == 0 && ld.keras3) {
+        rc = ct_keras3_weights_read(m, ld.file, path, err);
+    } else if (rc == 0)
         rc = read_all(&ld, m, err);
-    if (rc == 0) {
+    if (rc == 0 && !ld.keras3) {
         warn_non_finite(&ld, m);
         install(&ld, m);
     }
@@ -985,13 +998,37 @@ static int read_matching(loader *ld, ct_model *m, bool *loaded, text_buf *rep, i
         return ct_err(err, CT_ERR_NOMEM, "out of memory");
     float *at = ld->stage;
     *nloaded = 0;
+    /* A Keras 3 file has no names: a layer's group is its class and rank among the
+     * model's layers of that class, in Keras's order. */
+    char (*groups)[CT_KERAS_GROUP_MAX] = ld->keras3 ? ct_keras_layer_groups(m) : NULL;
+    if (ld->keras3 && !groups)
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    if (ld->keras3)
+        tprintf(rep, "  (a Keras 3 file names no layers: each is found by its class and "
+                "its place among the model's layers of that class)\n");
     for (int i = 0; i < m->nlayers; i++) {
         const ct_layer *l = &m->layers[i];
         if (!l->nparams || l->shared)
             continue;
-        int k = file_layer_named(ld, l->name);
+        int k = ld->keras3 ? 0 : file_layer_named(ld, l->name);
         ct_error why = {0};
-        int rc = k < 0 ? 0 : read_if_matching(ld, &ld->layers[k], l, at, &why, err);
+        int rc = ld->keras3 ? ct_keras3_layer_read(m, ld->file, groups[i], l, at, ld->path, &why, err)
+                 : k < 0 ? 0 : read_if_matching(ld, &ld->layers[k], l, at, &why, err);
+        if (rc < 0) {
+            free(groups);
+            return -1;
+        }
+        if (ld->keras3) {
+            loaded[i] = rc > 0;
+            *nloaded += rc > 0;
+            if (rc > 0)
+                tprintf(rep, "  %-20s loaded from %s\n", l->name, groups[i]);
+            else
+                tprintf(rep, "  %-20s skipped, keeps its initial values: %s\n", l->name, why.msg);
+            for (int j = 0; j < l->nparams; j++)
+                at += ct_shape_size(&l->params[j].shape);
+            continue;
+        }
         if (rc < 0)
             return -1;
         loaded[i] = rc > 0;
@@ -1005,6 +1042,7 @@ static int read_matching(loader *ld, ct_model *m, bool *loaded, text_buf *rep, i
         for (int j = 0; j < l->nparams; j++)
             at += ct_shape_size(&l->params[j].shape);
     }
+    free(groups);
     for (int k = 0; k < ld->nlayers; k++) {
         int i = 0;
         while (i < m->nlayers && (strcmp(m->layers[i].name, ld->layers[k].name) ||
@@ -1225,9 +1263,12 @@ static cJSON *layer_json(const ct_layer *l)
     static const char *const attention[] = {"type", "name", "inputs", "trainable",
                                             "use_causal_mask", NULL};
     const char *const *skip = is_attention(l) ? attention : plain;
+    /* Keras's SpatialDropout constructors take no `trainable` (nor any other keyword the
+     * base layer would): load_model fails on it. They have no weights to freeze. */
+    bool spatial = !strncmp(l->kind->name, "spatial_dropout", 15);
     cJSON *cfg, *o = class_config(l->kind->class_name, &cfg);
     bool ok = o && cJSON_AddStringToObject(cfg, "name", l->name)
-              && cJSON_AddBoolToObject(cfg, "trainable", !l->frozen)
+              && (spatial || cJSON_AddBoolToObject(cfg, "trainable", !l->frozen))
               && cJSON_AddStringToObject(cfg, "dtype", "float32")
               && (!l->cfg || l->cfg->type != CT_NODE_MAP || add_entries(cfg, l->cfg, skip, 1));
     if (ok) {
@@ -1397,7 +1438,7 @@ static cJSON *functional_json(const ct_model *m)
     return NULL;
 }
 
-char *ct_model_config_json(const ct_model *m)
+cJSON *ct_model_config_tree(const ct_model *m)
 {
     cJSON *root;
     if (m->functional) {
@@ -1415,6 +1456,12 @@ char *ct_model_config_json(const ct_model *m)
             root = NULL;
         }
     }
+    return root;
+}
+
+char *ct_model_config_json(const ct_model *m)
+{
+    cJSON *root = ct_model_config_tree(m);
     char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return text;

@@ -41,5 +41,9 @@ int ct_keras_layer_order(const ct_model *m, int *order);
 /* Keras model_config JSON for the model: class_name Sequential for a chain, Functional
  * (layers with inbound_nodes, input_layers, output_layers) for a graph. Caller frees. */
 char *ct_model_config_json(const ct_model *m);
+/* The same as a cJSON tree (the caller frees it with cJSON_Delete); NULL when out of
+ * memory. The .keras writer adds Keras 3's module names to it. */
+struct cJSON;
+struct cJSON *ct_model_config_tree(const ct_model *m);
 
 #endif
