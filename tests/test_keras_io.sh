@@ -171,7 +171,9 @@ model:
   layers:
     - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 4, use_causal_mask: true,
        inputs: [t, t]}
-    - {name: att2, type: multi_head_attention, num_heads: 2, key_dim: 3, value_dim: 2,
+    # value_dim as key_dim: Keras 3.15 on JAX cannot run a MultiHeadAttention whose
+    # value_dim differs from its key_dim (a model built in Keras itself fails the same way)
+    - {name: att2, type: multi_head_attention, num_heads: 2, key_dim: 3, value_dim: 3,
        use_bias: false, inputs: [att, t, t]}
     - {name: f, type: flatten}
     - {name: o, type: dense, units: 3}
@@ -293,7 +295,7 @@ head -c 2000 "$tmp/cnn.keras" >"$tmp/cut.keras"
     -o "$tmp/no.csv" >"$tmp/err.log" 2>&1
 [ $? -ne 0 ] && grep -q "cnn.keras is a zip archive (a Keras 3 .keras file?), not an HDF5 file; import a .keras model with \`ctrain import" "$tmp/err.log" &&
     ok || { cat "$tmp/err.log"; bad "a .keras archive given as weights is not named so"; }
-"$ctrain" export "$tmp/run_cnn" -o "$tmp/cnn.onnx" >"$tmp/err.log" 2>&1
+"$ctrain" export "$tmp/run_cnn" -o "$tmp/cnn.pb" >"$tmp/err.log" 2>&1
 [ $? -eq 2 ] && grep -q "must end in .keras" "$tmp/err.log" && ok ||
     { cat "$tmp/err.log"; bad "export to an unknown suffix is not a usage error"; }
 cat >"$tmp/pos.yaml" <<'YAML'
