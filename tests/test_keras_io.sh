@@ -215,6 +215,16 @@ for m in kseq kfun krnn kemb katt kshr; do
         else cat "$tmp/pred.log"; bad "$m: predict with --weights $w failed"; fi
     done
 done
+# ctrain -> .keras -> ctrain: each exported example imported back predicts what it did,
+# bit for bit (data.scale belongs to the data, not the model: it is given again)
+for c in mlp cnn cnn_bn resnet; do
+    if "$ctrain" import "$tmp/$c.keras" -o "$tmp/back_$c" >"$tmp/back.log" 2>&1 &&
+       "$ctrain" predict "$tmp/back_$c/experiment.yaml" --weights "$tmp/back_$c/weights.h5" \
+           --input "$tmp/d.h5" --x x -o "$tmp/back_$c.csv" \
+           --set data.scale=0.00392156862745098 >>"$tmp/back.log" 2>&1 &&
+       cmp -s "$tmp/back_$c.csv" "$tmp/${c}_ctrain.csv"; then ok
+    else cat "$tmp/back.log"; bad "$c: the round trip through .keras changed its predictions"; fi
+done
 # fine-tuning from a Keras 3 .weights.h5: the base loads, a head of another shape does not
 sed -e '/^#/d' -e 's/loss: mean_squared_error/loss: sparse_categorical_crossentropy/' \
     -e 's/units: 3, activation: softmax/units: 4, activation: softmax/' \
