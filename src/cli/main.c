@@ -328,6 +328,27 @@ static void choose_blas_kernels(void)
         fprintf(stderr, "ctrain: %s\n", note);
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CT_ASAN 1
+#endif
+#ifdef CT_ASAN
+/* A sanitizer build's LeakSanitizer asks for this. The libraries behind the pictures
+ * (plot, summary --diagram, the run report) keep caches until the process ends:
+ * fontconfig and glib under cairo's and pango's text, graphviz and its pango plugin, which
+ * also loses each HTML label's parse. None of it is memory ctrain could free. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libfontconfig.so\nleak:libglib-2.0.so\nleak:libgvc.so\n"
+           "leak:libgvplugin_pango.so\nleak:libpango-1.0.so\nleak:libpangoft2-1.0.so\n";
+}
+#endif
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
