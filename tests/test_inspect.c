@@ -13,6 +13,16 @@
 #include "weights.h"
 #include "testutil.h"
 
+/* In the sanitizer build, LeakSanitizer calls this for its suppressions: fontconfig and
+ * glib (under cairo's text in the show picture) keep caches for the process's life,
+ * which is not memory ctrain could free. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libfontconfig.so\nleak:libglib-2.0.so\nleak:libpango-1.0.so\n"
+           "leak:libpangoft2-1.0.so\n";
+}
+
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 /* A float32 dataset `name` of rows x dims in a new file path, values in [-1, 1). */
