@@ -62,7 +62,8 @@ done
 start() {
     run=$1
     shift
-    "$ctrain" serve "$tmp/$run" --port 0 "$@" >"$tmp/$run.out" 2>"$tmp/$run.log" &
+    : >"$tmp/$run.out" # emptied here: the server's own redirection may come after the read
+    "$ctrain" serve "$tmp/$run" --port 0 "$@" >>"$tmp/$run.out" 2>"$tmp/$run.log" &
     pid=$!
     port=""
     for i in $(seq 100); do
@@ -193,10 +194,10 @@ wait "$pid" && ok || bad "the second server exited $?"
 
 # Start-up errors: a port in use, a bad host.
 start cnn || finish
-out=$("$ctrain" serve "$tmp/cnn" --port "$port" 2>&1) && bad "a second server on port $port started"
+out=$(timeout 30 "$ctrain" serve "$tmp/cnn" --port "$port" 2>&1) && bad "a second server on port $port started"
 printf '%s' "$out" | grep -qF "cannot listen on 127.0.0.1:$port" && ok || bad "the port in use: $out"
 kill -TERM "$pid"
 wait "$pid"
-out=$("$ctrain" serve "$tmp/cnn" --host 300.1.2.3 2>&1) && bad "a bad host was taken"
+out=$(timeout 30 "$ctrain" serve "$tmp/cnn" --host 300.1.2.3 2>&1) && bad "a bad host was taken"
 printf '%s' "$out" | grep -qF "not an IPv4 address" && ok || bad "the bad host: $out"
 finish
