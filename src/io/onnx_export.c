@@ -357,7 +357,7 @@ static const char *batch_norm(exporter *e, const ct_layer *l, value *x, ct_error
 
 /* Elementwise merges: every input in one layout (channels first where any image input is
  * so already; fewer transposes). */
-static const char *merge(exporter *e, const ct_layer *l, const char *op, value *out)
+static void merge(exporter *e, const ct_layer *l, const char *op, value *out)
 {
     ct_onnx_graph *g = &e->g;
     const char *in[64];
@@ -369,18 +369,15 @@ static const char *merge(exporter *e, const ct_layer *l, const char *op, value *
     for (int i = 0; i < n; i++)
         in[i] = as_layout(e, value_of(e, e->m->sources[l->index][i]), nchw, l->name);
     char *y = ct_onnx_name(g, l->name, op);
-    if (!strcmp(op, "Sub") || !strcmp(op, "Sum") || !strcmp(op, "Mul") || !strcmp(op, "Max") ||
-        !strcmp(op, "Min") || !strcmp(op, "Mean"))
-        ct_onnx_node(g, op, l->name, n, in, y);
+    ct_onnx_node(g, op, l->name, n, in, y);
     out->rank = l->out_shape.ndim;
     if (nchw && out->rank == 3)
         out->nchw = y;
     else
         out->nhwc = y;
-    return NULL;
 }
 
-static const char *concatenate(exporter *e, const ct_layer *l, value *out)
+static void concatenate(exporter *e, const ct_layer *l, value *out)
 {
     int64_t axis = (int64_t)cfg_num(l, "axis", -1);
     int rank = l->out_shape.ndim + 1; /* with the batch axis */
@@ -400,7 +397,6 @@ static const char *concatenate(exporter *e, const ct_layer *l, value *out)
         out->nchw = y;
     else
         out->nhwc = y;
-    return NULL;
 }
 
 static const char *flatten(exporter *e, const ct_layer *l, value *x)

@@ -89,8 +89,10 @@ static void log_line(server *s, const char *method, const char *url, unsigned st
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (t1.tv_sec - t0->tv_sec) * 1e3 + (t1.tv_nsec - t0->tv_nsec) / 1e6;
     pthread_mutex_lock(&s->lock);
-    fprintf(s->log, "%s %s %u%s%.0lld%s %.1f ms\n", method, url, status, rows ? " " : "",
-            (long long)rows, rows ? " rows" : "", ms);
+    if (rows)
+        fprintf(s->log, "%s %s %u %lld rows %.1f ms\n", method, url, status, (long long)rows, ms);
+    else
+        fprintf(s->log, "%s %s %u %.1f ms\n", method, url, status, ms);
     fflush(s->log);
     pthread_mutex_unlock(&s->lock);
 }
