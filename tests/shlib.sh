@@ -28,6 +28,23 @@ random_data() {
     "$ctrain" data import-csv "$4.csv" -o "$4" >/dev/null || bad "importing $4.csv failed"
 }
 
+# Sets py to a Python with Keras, h5py and numpy (CT_KERAS_PYTHON, else tests/.venv, else
+# bench/.venv) and exports the Keras backend it has (chosen before Keras is imported); with
+# none, says so and skips the test (exit 77).
+keras_python() {
+    py=${CT_KERAS_PYTHON:-}
+    for p in "${CT_SRCDIR:-.}/tests/.venv/bin/python" "${CT_SRCDIR:-.}/bench/.venv/bin/python"; do
+        [ -z "$py" ] && [ -x "$p" ] && py=$p
+    done
+    [ -n "$py" ] && KERAS_BACKEND=${KERAS_BACKEND:-$("$py" -c "import importlib.util as u
+print(next(b for b in ('tensorflow', 'jax', 'torch') if u.find_spec(b)))" 2>/dev/null)}
+    export KERAS_BACKEND TF_CPP_MIN_LOG_LEVEL=3
+    if [ -z "$py" ] || ! "$py" -c "import keras, h5py, numpy" >/dev/null 2>&1; then
+        echo "$NAME: no Python with Keras (tests/.venv, made by scripts/setup.sh --test, or CT_KERAS_PYTHON); skipped"
+        exit 77
+    fi
+}
+
 # Prints the counters and exits with the suite's status.
 finish() {
     echo "$NAME: $passed passed, $failed failed${1:+ ($1)}"

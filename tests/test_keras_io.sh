@@ -26,17 +26,7 @@ set -u
 NAME=keras_io
 . "${CT_SRCDIR:-.}/tests/shlib.sh"
 src=${CT_SRCDIR:-.}
-py=${CT_KERAS_PYTHON:-}
-for p in "$src/tests/.venv/bin/python" "$src/bench/.venv/bin/python"; do
-    [ -z "$py" ] && [ -x "$p" ] && py=$p
-done
-[ -n "$py" ] && KERAS_BACKEND=${KERAS_BACKEND:-$("$py" -c "import importlib.util as u
-print(next(b for b in ('tensorflow', 'jax', 'torch') if u.find_spec(b)))" 2>/dev/null)}
-export KERAS_BACKEND TF_CPP_MIN_LOG_LEVEL=3
-if [ -z "$py" ] || ! "$py" -c "import keras, h5py, numpy" >/dev/null 2>&1; then
-    echo "keras_io: no Python with Keras (tests/.venv, made by scripts/setup.sh --test, or CT_KERAS_PYTHON); skipped"
-    exit 77
-fi
+keras_python
 
 # ---- Keras writes: data, models in both of its formats, their predictions ----
 "$py" - "$tmp" <<'PY' >"$tmp/gen.log" 2>&1 || { cat "$tmp/gen.log"; bad "Keras could not write its files"; finish; }
