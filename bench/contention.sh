@@ -5,14 +5,15 @@
 #
 # Runs `ctrain fit configs/fashion_mnist_MODEL.yaml` for a part of an epoch (--steps,
 # default 300, through fit.validation_split so the run stays short) with 1 thread and with
-# every usable core, first alone, then while a competing process keeps one core busy (a
+# every usable core (backend.adapt_threads off), then with every core and adapt_threads on
+# (the default: fit times the thread counts and keeps the fastest), first alone, then while a competing process keeps one core busy (a
 # shell loop pinned to CPU 0 with taskset). Prints the median milliseconds per step from
 # `fit --profile` over --repeat runs (default 3) and the ratios, plus PyTorch's step on the
 # same data for the MLP when bench/.venv (from bench/run.sh) or PEERS_PYTHON has torch.
 #
-# What it shows: with static splits a busy core holds every step up to its slowest share;
-# ctrain's workers take chunks as they come free, so the step with all threads under
-# contention should stay near the 1-thread step, not double it.
+# What it shows: a busy core holds every step up to the share of the thread that shares it
+# (descheduled for a time slice while it holds a chunk), so all threads can be slower than
+# one; with adapt_threads the step should stay near the faster fixed count, alone or busy.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,17 +50,17 @@ trap cleanup EXIT
 rows=$((steps * 128))
 split=$(awk -v r="$rows" 'BEGIN { s = 1 - r / 60000; if (s < 0.01) s = 0.01; printf "%.4f", s }')
 
-step_ms() { # threads -> ms per step from fit --profile
+step_ms() { # threads adapt_threads -> ms per step from fit --profile
     "$ctrain" fit "configs/fashion_mnist_$model.yaml" -o "$tmp/run" --overwrite -q --profile \
         --set fit.epochs=1 --set data.validation_split="$split" --set backend.threads="$1" \
-        --set fit.validation_freq=100 |
+        --set backend.adapt_threads="${2:-false}" --set fit.validation_freq=100 |
         awk '/whole step/ { print $3 }'
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-measure() { # threads -> median ms per step
-    for _ in $(seq "$repeat"); do step_ms "$1"; done | median
+measure() { # threads [adapt_threads] -> median ms per step
+    for _ in $(seq "$repeat"); do step_ms "$1" "${2:-false}"; done | median
 }
 
 torch_ms() {
@@ -87,10 +88,10 @@ print("%.3f" % (1e3 * (time.perf_counter() - t) / steps))
 PY
 }
 
-report() { # label threads
-    local c t
-    c=$(measure "$2")
-    t=$(for _ in $(seq "$repeat"); do torch_ms "$2"; done | median)
+report() { # label threads file [adapt_threads]
+    local c t=
+    c=$(measure "$2" "${4:-false}")
+    [ "${4:-false}" = true ] || t=$(for _ in $(seq "$repeat"); do torch_ms "$2"; done | median)
     printf '%-34s %8s %10s\n' "$1" "$c" "${t:--}"
     echo "$c" >"$tmp/$3"
 }
@@ -99,11 +100,15 @@ echo "fashion_mnist_$model, $steps steps of 128, medians of $repeat runs: ms per
 printf '%-34s %8s %10s\n' "" "ctrain" "pytorch"
 report "1 thread, alone" 1 one
 report "$cores threads, alone" "$cores" all
+report "$cores threads, adapting, alone" "$cores" auto true
 taskset -c 0 sh -c 'while :; do :; done' &
 busy_pid=$!
 report "1 thread, CPU 0 busy" 1 one_busy
 report "$cores threads, CPU 0 busy" "$cores" all_busy
+report "$cores threads, adapting, CPU 0 busy" "$cores" auto_busy true
 kill "$busy_pid"
 busy_pid=
 awk -v a="$(cat "$tmp/all")" -v b="$(cat "$tmp/all_busy")" -v o="$(cat "$tmp/one")" \
-    'BEGIN { printf "all threads: busy / alone %.2fx; busy all threads / alone 1 thread %.2fx\n", b / a, b / o }'
+    -v u="$(cat "$tmp/auto")" -v ub="$(cat "$tmp/auto_busy")" -v ob="$(cat "$tmp/one_busy")" \
+    'BEGIN { printf "all threads: busy / alone %.2fx; busy all threads / alone 1 thread %.2fx\n", b / a, b / o
+             printf "adapting: alone / all threads %.2fx; busy / best fixed count busy %.2fx\n", u / a, ub / (ob < b ? ob : b) }'

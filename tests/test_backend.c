@@ -11,6 +11,7 @@
 #include "rng.h"
 #include "testutil.h"
 #include "parallel.h"
+#include "thread_tuner.h"
 
 static const ct_backend *be(void) { return ct_backend_cpu(); }
 
@@ -1704,6 +1705,79 @@ START_TEST(test_threads_same_bits)
 }
 END_TEST
 
+/* ---- the thread tuner (backend.adapt_threads) ------------------------------------------ */
+
+/* Runs the tuner for `steps` steps whose time is ms[threads] milliseconds, from time *now;
+ * returns the count it settled on. */
+static int tune(ct_tuner *t, double *now, const double *ms, int steps)
+{
+    int threads = t->current;
+    for (int i = 0; i < steps; i++) {
+        double sec = ms[threads] / 1e3;
+        *now += sec;
+        threads = ct_tuner_step(t, *now, sec);
+    }
+    return threads;
+}
+
+START_TEST(test_tuner_candidates)
+{
+    ct_tuner t;
+    ct_tuner_init(&t, 16, true);
+    ck_assert_int_eq(t.ncand, 4);
+    ck_assert(t.cand[0] == 16 && t.cand[1] == 15 && t.cand[2] == 8 && t.cand[3] == 1);
+    ct_tuner_init(&t, 3, true);
+    ck_assert(t.ncand == 3 && t.cand[0] == 3 && t.cand[1] == 2 && t.cand[2] == 1);
+    ct_tuner_init(&t, 2, true);
+    ck_assert(t.ncand == 2 && t.cand[0] == 2 && t.cand[1] == 1);
+    /* Off, or nothing to choose: the configured count, always. */
+    double now = 1, slow_all[3] = {0, 1.0, 9.0};
+    ct_tuner_init(&t, 2, false);
+    ck_assert_int_eq(tune(&t, &now, slow_all, 500), 2);
+    ct_tuner_init(&t, 1, true);
+    ck_assert_int_eq(tune(&t, &now, slow_all, 500), 1);
+    ck_assert_int_eq(t.switches, 0);
+}
+END_TEST
+
+/* A busy core: one thread is faster, so the tuner keeps one; when the other process ends,
+ * the next probe (within the hold's bounds) goes back to both. */
+START_TEST(test_tuner_follows_the_machine)
+{
+    ct_tuner t;
+    double now = 100;
+    ct_tuner_init(&t, 2, true);
+    const double busy[3] = {0, 2.0, 4.5}, quiet[3] = {0, 2.0, 1.2};
+    ck_assert_int_eq(tune(&t, &now, busy, 20), 1); /* two windows of 10 steps */
+    ck_assert_int_eq(t.probing, -1);
+    ck_assert(fabs(t.chosen - 2e-3) < 1e-12);
+    /* The probe took 65 ms (10 steps of each): the hold is 100 times that, so probing
+     * costs about 1 % of the run. */
+    ck_assert(fabs(t.probe_at - now - 6.5) < 1e-6);
+    ck_assert_int_eq(tune(&t, &now, quiet, 3000), 1); /* 6 s at 2 ms: still holding */
+    ck_assert_int_eq(tune(&t, &now, quiet, 300), 2);
+    ck_assert(t.steps[0] > 0 && t.steps[1] > 3000);
+}
+END_TEST
+
+/* All threads are faster alone, and noise of a few percent never takes threads away; a
+ * step time that grows by a third starts a probe at once, before the hold ends. */
+START_TEST(test_tuner_margin_and_growth)
+{
+    ct_tuner t;
+    double now = 0;
+    ct_tuner_init(&t, 2, true);
+    const double close[3] = {0, 0.99, 1.0}, quiet[3] = {0, 2.0, 1.0}, busy[3] = {0, 2.0, 5.0};
+    ck_assert_int_eq(tune(&t, &now, close, 20), 2);
+    ct_tuner_init(&t, 2, true);
+    ck_assert_int_eq(tune(&t, &now, quiet, 20), 2);
+    double hold_ends = t.probe_at;
+    /* a window to notice, then one per candidate */
+    ck_assert_int_eq(tune(&t, &now, busy, 30), 1);
+    ck_assert(now < hold_ends);
+}
+END_TEST
+
 static Suite *backend_suite(void)
 {
     Suite *s = suite_create("backend");
@@ -1711,6 +1785,9 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_parallel_for_covers_once);
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_threads_flush_denormals);
+    tcase_add_test(tc, test_tuner_candidates);
+    tcase_add_test(tc, test_tuner_follows_the_machine);
+    tcase_add_test(tc, test_tuner_margin_and_growth);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_upload_download);

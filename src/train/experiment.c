@@ -590,8 +590,8 @@ static int read_fit(ct_experiment *ex, ct_error *err)
 static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budget *budget,
                         ct_error *err)
 {
-    static const char *const keys[] = {"device", "threads", "memory_limit_mb", "conv_algorithm",
-                                       NULL};
+    static const char *const keys[] = {"device", "threads", "adapt_threads", "memory_limit_mb",
+                                       "conv_algorithm", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
     /* In ct_conv_algo's order. */
     static const char *const algos[] = {"auto", "im2col", "direct", "winograd", NULL};
@@ -611,6 +611,7 @@ static int read_backend(ct_experiment *ex, const ct_backend **be, ct_model_budge
     if (ct_cfg_check_keys(b, keys, "backend", err) < 0 ||
         ct_cfg_enum(b, "device", "cpu", devices, &device, err) < 0 ||
         ct_cfg_int(b, "threads", cores > 0 ? cores : 1, 1, 1024, &threads, err) < 0 ||
+        ct_cfg_bool(b, "adapt_threads", true, &ex->adapt_threads, err) < 0 ||
         ct_cfg_int(b, "memory_limit_mb", phys_mb, 1, CT_MAX_MEMORY_MB, &mb, err) < 0 ||
         ct_cfg_enum(b, "conv_algorithm", "auto", algos, &algo, err) < 0)
         return -1;

@@ -69,6 +69,7 @@ struct ct_experiment {
     int verbose;             /* -1 auto, 0 silent, 1 bar, 2 one line per epoch */
     /* backend */
     int threads;
+    bool adapt_threads;       /* backend.adapt_threads: fewer threads when faster */
     ct_conv_algo conv_algo;   /* backend.conv_algorithm */
     /* Running sums of the current epoch or evaluation, in backend memory so a GPU adds to
      * them without a host round trip: [0] loss (per-sample losses over all positions),

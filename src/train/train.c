@@ -21,6 +21,7 @@
 #include "parallel.h"
 #include "progress.h"
 #include "rng.h"
+#include "thread_tuner.h"
 #include "weights.h"
 
 #define CT_MAX_VALUES (2 * CT_MAX_REPORTED + 1)
@@ -568,6 +569,7 @@ typedef struct fit_state {
     ct_progress *progress;
     FILE *progress_out;   /* where messages go, NULL when quiet */
     fit_profile prof;
+    ct_tuner tuner;       /* the thread count per step (backend.adapt_threads) */
     bool nan_stop;        /* terminate_on_nan ended the run; nan_err holds why */
     ct_error nan_err;
     int locks[2];         /* the run directory's and the backup folder's lock files, or -1 */
@@ -759,6 +761,9 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         if (p->layers)
             be->sync();
         double t5 = ct_now();
+        int threads = ct_tuner_step(&s->tuner, t5, t5 - t1);
+        if (threads != ct_threads_get())
+            ct_threads_set(threads);
         p->data += t1 - t0; /* reading the batch (and the previous step's progress line) */
         p->loss += t3 - t2;
         p->optimizer += t5 - t4;
@@ -810,7 +815,22 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     return 0;
 }
 
-static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
+/* What backend.adapt_threads chose, so a slow run on a busy machine can be understood. */
+static void print_threads(const ct_tuner *t, FILE *out)
+{
+    int64_t all = t->steps[0] + t->steps[1];
+    if (!t->ncand) {
+        fprintf(out, "Threads: %d\n", t->max);
+        return;
+    }
+    fprintf(out, "Threads: %d for %.0f%% of the steps, fewer for the rest (adapt_threads: the "
+            "count changed %lld times; %d at the end)\n", t->max,
+            all ? 100.0 * (double)t->steps[0] / (double)all : 100.0, (long long)t->switches,
+            t->current);
+}
+
+static void print_profile(const ct_model *m, const fit_profile *p, const ct_tuner *t,
+                          FILE *out)
 {
     if (!p->steps)
         return;
@@ -836,6 +856,7 @@ static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
     fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
             100 * p->optimizer / total);
     fprintf(out, "  %-48s %9.3f\n", "whole step", 1e3 * p->total / n);
+    print_threads(t, out);
     fprintf(out, "Before the first step, data.train took %.3f s to open and check and %.3f s to "
             "load\n", p->data_check, p->data_load);
 }
@@ -1085,6 +1106,8 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     memset(&st, 0, sizeof st);
     char dir[4096], ckpt[4200];
     ct_set_threads(ex->threads);
+    ct_tuner_init(&s.tuner, ex->threads,
+                  ex->adapt_threads && ex->model->be->device == CT_DEVICE_CPU);
     int rc = -1;
     int64_t ycols[CT_MAX_IO];
     int ny = y_cols(ex, ycols);
@@ -1193,7 +1216,7 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
     if (opt->profile)
-        print_profile(ex->model, &s.prof, out);
+        print_profile(ex->model, &s.prof, &s.tuner, out);
     if (s.test_ds && evaluate_test(ex, &s, mode == CT_PROGRESS_NONE ? NULL : out, err) < 0)
         goto done;
     rc = 0;
