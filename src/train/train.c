@@ -608,9 +608,10 @@ typedef struct fit_state {
     int locks[2];         /* the run directory's and the backup folder's lock files, or -1 */
     char *start_report;   /* what the initial weights set, per layer (owned), or NULL */
     /* Data-parallel training (ct_dist_active): the gradients' reducer, per layer the
-     * offset from which the gradient block is final after its backward pass, whether the
-     * ranks have agreed that setup succeeded, and whether they agreed to stop. */
-    bool dist, agreed, dist_stop;
+     * offset from which the gradient block is final after its backward pass, whether a
+     * point where the ranks agree that setup succeeded is still ahead, and whether they
+     * agreed to stop. */
+    bool dist, setup_left, dist_stop;
     ct_dist_reducer *reducer;
     int64_t *ready_from;
 } fit_state;
@@ -1366,6 +1367,17 @@ static int dist_setup(ct_experiment *ex, fit_state *s, ct_error *err)
     return 0;
 }
 
+/* Data-parallel: a point of the setup where the ranks agree that it succeeded so far
+ * (last: the final one). A rank that fails between two of them goes to the next from its
+ * error path (see fit), so every rank meets every point. */
+static int setup_point(fit_state *s, bool last, ct_error *err)
+{
+    int rc = agree(s, false, err);
+    if (rc < 0 || last)
+        s->setup_left = false;
+    return rc;
+}
+
 /* The end of a fit on several processes: the model's weights (early_stopping may have
  * restored its best on rank 0) are rank 0's everywhere, the final weights are written, and
  * the ranks agree on whether that worked. */
@@ -1387,7 +1399,7 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     fit_state s;
     memset(&s, 0, sizeof s);
     s.locks[0] = s.locks[1] = -1;
-    s.dist = ct_dist_active();
+    s.dist = s.setup_left = ct_dist_active();
     if (!lead(&s)) /* rank 0 alone prints */
         mode = CT_PROGRESS_NONE;
     own_stop = opt->stop;
@@ -1437,7 +1449,9 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     }
     if (!opt->resume && !from_backup && adapt_layers(ex, &s, err) < 0)
         goto done;
-    if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0)
+    /* Every rank has read and checked everything before rank 0 touches the run directory. */
+    if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
+        setup_point(&s, false, err) < 0)
         goto done;
     if (!lead(&s)) /* the run directory is rank 0's */
         goto setup_done;
@@ -1492,8 +1506,7 @@ setup_done:
     }
     s.progress_out = mode == CT_PROGRESS_NONE ? NULL : out;
     /* Every rank has set up, or all stop here with the reason of the first that failed. */
-    s.agreed = true;
-    if (agree(&s, false, err) < 0 || fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
+    if (setup_point(&s, true, err) < 0 || fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
         goto done;
     /* As Keras's fit: the EMA weights replace the model's after the last epoch (the
      * checkpoints keep the raw ones and the average), before early_stopping may restore
@@ -1518,8 +1531,8 @@ setup_done:
     if (opt->report && lead(&s))
         write_report(ex, &s, dir, mode == CT_PROGRESS_NONE ? NULL : out);
 done:
-    /* A rank that failed before the ranks agreed on their setup tells the others there. */
-    if (rc < 0 && s.dist && !s.agreed) {
+    /* A rank that failed in its setup tells the others at their next setup point. */
+    if (rc < 0 && s.setup_left) {
         ct_error mine = err ? *err : (ct_error){0};
         if (agree(&s, true, &mine) < 0 && err)
             *err = mine;
