@@ -1022,6 +1022,12 @@ static void print_profile(const ct_model *m, const fit_profile *p, FILE *out)
             100 * p->loss / total);
     fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
             100 * p->optimizer / total);
+    if (ct_dist_active()) { /* the time the step waited for the gradients of all ranks */
+        char what[64];
+        snprintf(what, sizeof what, "allreduce wait (%d ranks)", ct_dist_size());
+        fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", what, 1e3 * p->comm / n, "",
+                100 * p->comm / total);
+    }
     fprintf(out, "  %-48s %9.3f\n", "whole step", 1e3 * p->total / n);
     fprintf(out, "Before the first step, data.train took %.3f s to open and check and %.3f s to "
             "load\n", p->data_check, p->data_load);
