@@ -356,12 +356,15 @@ static void choose_blas_kernels(void)
 /* A sanitizer build's LeakSanitizer asks for this. The libraries behind the pictures
  * (plot, summary --diagram, the run report) keep caches until the process ends:
  * fontconfig and glib under cairo's and pango's text, graphviz and its pango plugin, which
- * also loses each HTML label's parse. None of it is memory ctrain could free. */
+ * also loses each HTML label's parse. Open MPI and its runtime (fit under mpirun) keep
+ * what MPI_Init set up past MPI_Finalize. None of it is memory ctrain could free. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:libfontconfig.so\nleak:libglib-2.0.so\nleak:libgvc.so\n"
-           "leak:libgvplugin_pango.so\nleak:libpango-1.0.so\nleak:libpangoft2-1.0.so\n";
+           "leak:libgvplugin_pango.so\nleak:libpango-1.0.so\nleak:libpangoft2-1.0.so\n"
+           "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\n"
+           "leak:libhwloc.so\nleak:libevent\nleak:mca_\n";
 }
 /* ... and says nothing about them: a quiet command stays quiet. */
 const char *__lsan_default_options(void);
