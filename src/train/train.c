@@ -1037,8 +1037,8 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
 {
     ct_loader *ld = ct_loader_new(s->test_ds, NULL, ct_dataset_rows(s->test_ds), ex->batch_size,
                                   false, ex->seed, ex->memory_limit, err);
-    if (!ld)
-        return agree(s, true, err);
+    if (!ld) /* the others are in their evaluation's sum */
+        return s->dist ? sum_over_ranks(ex, true, false, err) : -1;
     if (s->dist) /* each rank evaluates its part of every batch; the sums are added up */
         ct_loader_shard(ld, ct_dist_rank(), ct_dist_size());
     double values[CT_MAX_VALUES];
