@@ -50,7 +50,7 @@ if pkg-config --exists hdf5; then PKGS="$PKGS hdf5"; else PKGS="$PKGS hdf5-seria
 DEP_CFLAGS=$(pkg-config --cflags $PKGS)
 DEP_LIBS="$(pkg-config --libs $PKGS) -lm -lpthread"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src -I$root/src/backend -I$root/src/model -I$root/src/io -I$build/src/io -I$root/src/train -I$root/src/report -I$root/src/serve $DEP_CFLAGS"
+CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -include autoconfig.h -I$build -I$root/src -I$root/src/backend -I$root/src/model -I$root/src/io -I$build/src/io -I$root/src/train -I$root/src/report -I$root/src/serve -I$root/src/dist $DEP_CFLAGS"
 
 # Source lists as the Makefile has them, so new library files are picked up.
 sources() {
@@ -84,7 +84,9 @@ do_build() {
     mkdir -p "$build/obj"
     write_autoconfig
     local lib cli f
-    lib=$(sources libctrain_core_la_SOURCES)
+    # the one-process stand-in of the data-parallel interface (no MPI in the fuzzers)
+    lib="$(sources libctrain_core_la_SOURCES)
+src/dist/dist_single.c"
     # The CLI builds its own copy of some library files (text.c); link them once.
     cli=$(sources ctrain_SOURCES | grep -vxF -e "$lib")
     echo "fuzz.sh: compiling the library with $CC into $build"

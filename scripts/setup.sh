@@ -31,8 +31,9 @@ python3-venv python3-pip"
 # /usr/bin/time for peak memory.
 BENCH_PACKAGES="python3 python3-venv python3-pip time"
 
-# What the test suite needs besides: a headless browser that renders the run report.
-TEST_PACKAGES="chromium"
+# What the test suite needs besides: a headless browser that renders the run report, and
+# Open MPI, which the build then uses for fit on several processes (tests/test_mpi.sh).
+TEST_PACKAGES="chromium openmpi-bin libopenmpi-dev"
 
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 2)

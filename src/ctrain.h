@@ -138,6 +138,24 @@ int ct_blas_choose_kernels(const char **why);
  * weights.h5 into the run directory, then evaluates on data.test when given. */
 int ct_experiment_fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err);
 
+/* Data-parallel training (doc/distributed.md). Started by an MPI launcher (mpirun, srun:
+ * the environment names a rank), ct_dist_start initialises MPI and returns the number of
+ * processes of the job; every later ct_experiment_fit in the process then trains one model
+ * with all of them, each on its shard of every batch, and only rank 0 writes the run
+ * directory and prints. Without a launcher, or in a build without MPI, it initialises
+ * nothing and returns 1. -1 on error. Call it once, before the first fit; ct_dist_finish
+ * ends MPI (on every rank, after the last fit; nothing when MPI was not started here). */
+int ct_dist_start(ct_error *err);
+void ct_dist_finish(void);
+/* This process's rank (0 when alone) and the job's size (1 when alone). */
+int ct_dist_rank(void);
+int ct_dist_size(void);
+/* For a rank that cannot call ct_experiment_fit (its experiment failed to load, err says
+ * why): the other ranks, waiting for every rank's setup in their fit, fail with
+ * "rank R of N failed: MESSAGE" instead of waiting for ever. Collective with those fits;
+ * nothing when alone. */
+void ct_dist_abandon(const ct_error *err);
+
 /* Loads weights from an HDF5 file written by fit (Keras's legacy layout). */
 int ct_experiment_load_weights(ct_experiment *ex, const char *path, ct_error *err);
 

@@ -360,6 +360,52 @@ START_TEST(test_multi_memory)
 }
 END_TEST
 
+/* Data-parallel parts: 3 loaders each serving one part of every batch (203 rows in
+ * batches of 16 leave a last batch of 11, split 3/4/4) return the whole batch's rows, and
+ * their parts side by side are the whole batch, in memory and streaming with a reader
+ * thread alike. */
+START_TEST(test_shard_parts)
+{
+    ct_error err = {0};
+    ct_dataset *ds = open_members(1);
+    const size_t limits[2] = {(size_t)1 << 30, 40 * (MX + 12)};
+    for (int mode = 0; mode < 2; mode++) {
+        ct_loader *whole = ct_loader_new(ds, NULL, 0, BATCH, true, 5, limits[mode], &err);
+        ct_loader *part[3];
+        for (int p = 0; p < 3; p++) {
+            part[p] = ct_loader_new(ds, NULL, 0, BATCH, true, 5, limits[mode], &err);
+            ck_assert_msg(part[p] != NULL, "%s", err.msg);
+            ct_loader_shard(part[p], p, 3);
+            ck_assert_int_eq(ct_loader_prefetch(part[p], &err), 0);
+            ck_assert_int_eq(ct_loader_begin_epoch(part[p], 2, &err), 0);
+        }
+        ck_assert_int_eq(ct_loader_begin_epoch(whole, 2, &err), 0);
+        float wx[BATCH * MX], wy[BATCH * 2], px[BATCH * MX], py[BATCH * 2];
+        int64_t k, batches = 0;
+        while ((k = ct_loader_next(whole, wx, wy, &err)) > 0) {
+            int64_t at = 0;
+            for (int p = 0; p < 3; p++) {
+                ck_assert_int_eq(ct_loader_next(part[p], px, py, &err), k);
+                int64_t got = ct_loader_part_rows(part[p]);
+                ck_assert_int_eq(got, k * (p + 1) / 3 - k * p / 3);
+                ck_assert_int_eq(memcmp(px, wx + at * MX, sizeof(float) * (size_t)(got * MX)), 0);
+                ck_assert_int_eq(memcmp(py, wy + at, sizeof(float) * (size_t)got), 0);
+                at += got;
+            }
+            ck_assert_int_eq(at, k);
+            batches++;
+        }
+        ck_assert_int_eq(batches, (N + BATCH - 1) / BATCH);
+        for (int p = 0; p < 3; p++) {
+            ck_assert_int_eq(ct_loader_next(part[p], px, py, &err), 0);
+            ct_loader_free(part[p]);
+        }
+        ct_loader_free(whole);
+    }
+    ct_dataset_close(ds);
+}
+END_TEST
+
 /* Two inputs through ct_batches on the CPU: written straight into the input tensors, the
  * labels in b.y, just as the loader serves them; the tensors keep their buffers. */
 START_TEST(test_batches_two_inputs)
@@ -425,6 +471,7 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_multi_same_rows);
     tcase_add_test(tc, test_multi_memory);
     tcase_add_test(tc, test_batches_two_inputs);
+    tcase_add_test(tc, test_shard_parts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,6 +17,8 @@ typedef struct cli_command {
 
 /* Prints "ctrain: error: <msg>" to stderr and returns the exit status for the code. */
 int cli_fail(const ct_error *err);
+/* The exit status for err, printing nothing. */
+int cli_status(const ct_error *err);
 /* Prints a usage error for command `cmd` and returns CLI_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the help of command `name`; returns CLI_OK. */
@@ -29,6 +31,8 @@ int cli_add_allowed(const char *dir);
 int cli_add_device(const char *device);
 /* Loads the experiment with the collected overrides; prints the error itself. */
 ct_experiment *cli_load(const char *path, int *status);
+/* The same, with a failure's error in *err instead of on stderr. */
+ct_experiment *cli_load_quietly(const char *path, int *status, ct_error *err);
 /* The same, leaving the parameters unfilled (summary and check never read them). */
 ct_experiment *cli_load_model_only(const char *path, int *status);
 

@@ -55,6 +55,8 @@ static int check_resume_target(const ct_fit_options *fo)
     return CLI_USAGE;
 }
 
+static int dist_fit(const char *path, ct_fit_options *fo, ct_error *err);
+
 int cmd_fit(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -107,19 +109,38 @@ int cmd_fit(int argc, char **argv)
     int status = fo.resume && fo.run_dir ? check_resume_target(&fo) : CLI_OK;
     if (status != CLI_OK)
         return status;
-    ct_experiment *ex = cli_load(argv[optind], &status);
-    if (!ex)
-        return status;
     ct_error err = {0};
+    /* Under mpirun or srun every rank runs this; rank 0 alone prints (dist_fit). */
+    if (ct_dist_start(&err) < 0)
+        return cli_fail(&err);
+    status = dist_fit(argv[optind], &fo, &err);
+    ct_dist_finish();
+    return status;
+}
+
+/* Loads the experiment and fits it. On several processes only rank 0 prints the error
+ * (every rank gets the same one); a rank whose experiment does not load tells the others,
+ * which are setting up their fit. */
+static int dist_fit(const char *path, ct_fit_options *fo, ct_error *err)
+{
+    bool first = ct_dist_rank() == 0;
+    int status = CLI_OK;
+    ct_experiment *ex = cli_load_quietly(path, &status, err);
+    if (!ex) {
+        if (first)
+            cli_fail(err);
+        ct_dist_abandon(err);
+        return status;
+    }
     /* -q, -v 0 or fit.verbose: 0 silence the data phases' progress too */
-    if (fo.verbose == 0 || (fo.verbose < 0 && ct_experiment_verbose(ex) == 0))
+    if (!first || fo->verbose == 0 || (fo->verbose < 0 && ct_experiment_verbose(ex) == 0))
         cli_show_phases(false);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (ct_experiment_fit(ex, &fo, &err) < 0)
-        status = cli_fail(&err);
+    if (ct_experiment_fit(ex, fo, err) < 0)
+        status = first ? cli_fail(err) : cli_status(err);
     ct_experiment_free(ex);
     return status;
 }

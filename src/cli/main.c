@@ -208,6 +208,11 @@ int cli_fail(const ct_error *err)
 {
     cli_end_phase_line();
     fprintf(stderr, "ctrain: error: %s\n", err->msg);
+    return cli_status(err);
+}
+
+int cli_status(const ct_error *err)
+{
     switch (err->code) {
     case CT_ERR_USAGE:
     case CT_ERR_CONFIG:
@@ -255,7 +260,8 @@ int cli_add_allowed(const char *dir)
     return 0;
 }
 
-static ct_experiment *load_as(const char *path, int *status, bool lazily)
+/* keep: where the error goes instead of stderr (NULL: printed). */
+static ct_experiment *load_as(const char *path, int *status, bool lazily, ct_error *keep)
 {
     ct_error err = {0};
     ct_experiment *ex =
@@ -263,11 +269,13 @@ static ct_experiment *load_as(const char *path, int *status, bool lazily)
                : ct_experiment_load_allowing(path, overrides, n_overrides, allowed, n_allowed,
                                              &err);
     if (!ex) {
-        *status = cli_fail(&err);
+        *status = keep ? cli_status(&err) : cli_fail(&err);
+        if (keep)
+            *keep = err;
         return NULL;
     }
-    /* Warnings go to stderr once, line by line, as errors do. */
-    for (const char *w = ct_experiment_warnings(ex); w && *w;) {
+    /* Warnings go to stderr once, line by line, as errors do (once for a whole job). */
+    for (const char *w = ct_experiment_warnings(ex); w && *w && ct_dist_rank() == 0;) {
         const char *nl = strchr(w, '\n');
         int len = nl ? (int)(nl - w) : (int)strlen(w);
         fprintf(stderr, "ctrain: warning: %.*s\n", len, w);
@@ -276,11 +284,19 @@ static ct_experiment *load_as(const char *path, int *status, bool lazily)
     return ex;
 }
 
-ct_experiment *cli_load(const char *path, int *status) { return load_as(path, status, false); }
+ct_experiment *cli_load(const char *path, int *status)
+{
+    return load_as(path, status, false, NULL);
+}
+
+ct_experiment *cli_load_quietly(const char *path, int *status, ct_error *err)
+{
+    return load_as(path, status, false, err);
+}
 
 ct_experiment *cli_load_model_only(const char *path, int *status)
 {
-    return load_as(path, status, true);
+    return load_as(path, status, true, NULL);
 }
 
 static int cmd_help(int argc, char **argv);
@@ -340,12 +356,15 @@ static void choose_blas_kernels(void)
 /* A sanitizer build's LeakSanitizer asks for this. The libraries behind the pictures
  * (plot, summary --diagram, the run report) keep caches until the process ends:
  * fontconfig and glib under cairo's and pango's text, graphviz and its pango plugin, which
- * also loses each HTML label's parse. None of it is memory ctrain could free. */
+ * also loses each HTML label's parse. Open MPI and its runtime (fit under mpirun) keep
+ * what MPI_Init set up past MPI_Finalize. None of it is memory ctrain could free. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:libfontconfig.so\nleak:libglib-2.0.so\nleak:libgvc.so\n"
-           "leak:libgvplugin_pango.so\nleak:libpango-1.0.so\nleak:libpangoft2-1.0.so\n";
+           "leak:libgvplugin_pango.so\nleak:libpango-1.0.so\nleak:libpangoft2-1.0.so\n"
+           "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\n"
+           "leak:libhwloc.so\nleak:libevent\nleak:mca_\n";
 }
 /* ... and says nothing about them: a quiet command stays quiet. */
 const char *__lsan_default_options(void);

@@ -120,12 +120,15 @@ int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err
     if (b->direct) {
         for (int j = 0; j < b->ny; j++)
             b->y[j] = labels ? y[j] : NULL;
-        return ct_loader_next_multi(ld, x, labels ? y : NULL, err);
+        int64_t rows = ct_loader_next_multi(ld, x, labels ? y : NULL, err);
+        b->rows = ct_loader_part_rows(ld);
+        return rows;
     }
     b->be->stage_wait_host(s);
     int64_t rows = ct_loader_next_multi(ld, x, labels ? y : NULL, err);
+    b->rows = ct_loader_part_rows(ld);
     if (rows > 0)
-        upload(b, s, rows, labels);
+        upload(b, s, b->rows, labels);
     return rows;
 }
 

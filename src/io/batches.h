@@ -27,6 +27,7 @@ typedef struct ct_batches {
     float *y[CT_MAX_IO];              /* this batch's labels, backend memory (NULL: none) */
     float *host_w[CT_STAGE_SLOTS];    /* sample weights, host memory (malloc'd) */
     const float *w;                   /* this batch's sample weights (NULL: none), host */
+    int64_t rows;                     /* this batch's rows here (a sharded loader's part) */
 } ct_batches;
 
 /* For batches of up to max_rows rows: nx (1..CT_MAX_IO) input tensors, each receiving
@@ -38,9 +39,10 @@ void ct_batches_free(ct_batches *b);
 /* Reads ld's next batch into the inputs and (labels) b->y[j]; ld's dataset needs at least
  * nx x members and, for labels, ny y members (members beyond those are skipped). With
  * labels, a dataset's sample weights (ct_dataset_weight_member) land in b->w, one per
- * row; b->w is NULL for a dataset without them. Returns
- * its rows, 0 at the end of the epoch, -1 on error. The compute that reads it must be
- * issued before ct_batches_done. */
+ * row; b->w is NULL for a dataset without them. Returns its rows, 0 at the end of the
+ * epoch, -1 on error; b->rows is how many of them were read here (fewer when the loader
+ * serves a part of each batch, ct_loader_shard). The compute that reads it must be issued
+ * before ct_batches_done. */
 int64_t ct_batches_next(ct_batches *b, ct_loader *ld, bool labels, ct_error *err);
 /* Marks the current batch's compute as issued; its slot may be refilled after that. */
 void ct_batches_done(ct_batches *b);

@@ -930,7 +930,7 @@ typedef struct prefetch {
     pf_state state;
     bool quit;
     float *p[MAX_MEMBERS];
-    int64_t rows;
+    int64_t rows, part_rows;
     ct_error err;
 } prefetch;
 
@@ -964,6 +964,8 @@ struct ct_loader {
     pick *picks;                /* scratch for sorted reads */
     int64_t run_rows;           /* scratch rows for one contiguous read */
     prefetch *pf;               /* NULL: batches are assembled on the caller's thread */
+    int part, parts;            /* the shard of every batch served (ct_loader_shard) */
+    int64_t part_rows;          /* rows of the last batch in this part */
 };
 
 /* Rows [start, start + count) of every member into its run scratch, in stored type. */
@@ -1179,6 +1181,7 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
     }
     ld->ds = ds;
     ld->batch = batch;
+    ld->parts = 1;
     ld->shuffle = shuffle;
     ld->seed = seed;
     setup_columns(ld);
@@ -1202,6 +1205,22 @@ ct_loader *ct_loader_new(ct_dataset *ds, const int64_t *rows, int64_t n, int64_t
 const ct_dataset *ct_loader_dataset(const ct_loader *ld) { return ld->ds; }
 int64_t ct_loader_rows(const ct_loader *ld) { return ld->n; }
 int64_t ct_loader_batches(const ct_loader *ld) { return (ld->n + ld->batch - 1) / ld->batch; }
+
+void ct_loader_shard(ct_loader *ld, int part, int parts)
+{
+    ld->part = part;
+    ld->parts = parts > 0 ? parts : 1;
+}
+
+int ct_loader_parts(const ct_loader *ld) { return ld->parts; }
+int64_t ct_loader_part_rows(const ct_loader *ld) { return ld->part_rows; }
+
+/* This part's stretch [*lo, *hi) of a batch of k rows. */
+static void part_of(const ct_loader *ld, int64_t k, int64_t *lo, int64_t *hi)
+{
+    *lo = k * ld->part / ld->parts;
+    *hi = k * (ld->part + 1) / ld->parts;
+}
 
 size_t ct_loader_memory(const ct_loader *ld)
 {
@@ -1290,14 +1309,17 @@ static void copy_row(const ct_loader *ld, int64_t slot, float *const *out, int64
             convert_row(&ld->col[i], slot, out[i], at);
 }
 
-static int64_t next_streaming(ct_loader *ld, float *const *out, ct_error *err)
+static int64_t next_streaming(ct_loader *ld, float *const *out, int64_t *part, ct_error *err)
 {
-    int64_t filled = 0;
-    while (filled < ld->batch && ld->pos < ld->n) {
+    int64_t k = ld->n - ld->pos < ld->batch ? ld->n - ld->pos : ld->batch, lo, hi, filled = 0;
+    part_of(ld, k, &lo, &hi);
+    *part = hi - lo;
+    while (filled < k) {
         if (ld->bpos == ld->blen && load_block(ld, err) < 0)
             return -1;
-        for (; filled < ld->batch && ld->bpos < ld->blen; filled++, ld->bpos++, ld->pos++)
-            copy_row(ld, ld->bperm[ld->bpos], out, filled);
+        for (; filled < k && ld->bpos < ld->blen; filled++, ld->bpos++, ld->pos++)
+            if (filled >= lo && filled < hi) /* the other parts' rows are read, not kept */
+                copy_row(ld, ld->bperm[ld->bpos], out, filled - lo);
     }
     return filled;
 }
@@ -1305,29 +1327,33 @@ static int64_t next_streaming(ct_loader *ld, float *const *out, ct_error *err)
 typedef struct gather_job {
     const ct_loader *ld;
     float *const *out;
+    int64_t first; /* the batch's first position in epoch order */
 } gather_job;
 
 static void gather_task(void *ctx, int64_t b, int64_t e)
 {
     const gather_job *j = ctx;
     for (int64_t i = b; i < e; i++)
-        copy_row(j->ld, j->ld->order[j->ld->pos + i], j->out, i);
+        copy_row(j->ld, j->ld->order[j->first + i], j->out, i);
 }
 
 /* The next batch into out (one buffer per member, NULL to skip), assembled on the calling
  * thread; in memory mode the rows are converted on the worker threads when the caller may
  * use them (not from the reader thread). */
-static int64_t fill_batch(ct_loader *ld, float *const *out, bool threads, ct_error *err)
+static int64_t fill_batch(ct_loader *ld, float *const *out, bool threads, int64_t *part,
+                          ct_error *err)
 {
     if (ld->streaming)
-        return next_streaming(ld, out, err);
-    int64_t k = ld->n - ld->pos < ld->batch ? ld->n - ld->pos : ld->batch;
-    gather_job j = {ld, out};
+        return next_streaming(ld, out, part, err);
+    int64_t k = ld->n - ld->pos < ld->batch ? ld->n - ld->pos : ld->batch, lo, hi;
+    part_of(ld, k, &lo, &hi);
+    gather_job j = {ld, out, ld->pos + lo};
     if (threads)
-        ct_parallel_for(k, 16, gather_task, &j);
+        ct_parallel_for(hi - lo, 16, gather_task, &j);
     else
-        gather_task(&j, 0, k);
+        gather_task(&j, 0, hi - lo);
     ld->pos += k;
+    *part = hi - lo;
     return k;
 }
 
@@ -1348,9 +1374,10 @@ static void *reader_main(void *arg)
             break;
         pthread_mutex_unlock(&pf->mu);
         ct_error e = {0};
-        int64_t rows = fill_batch(ld, pf->p, false, &e);
+        int64_t part = 0, rows = fill_batch(ld, pf->p, false, &part, &e);
         pthread_mutex_lock(&pf->mu);
         pf->rows = rows;
+        pf->part_rows = part;
         pf->err = e;
         pf->state = PF_READY;
         pthread_cond_broadcast(&pf->cv);
@@ -1466,11 +1493,13 @@ static int64_t take_prefetched(ct_loader *ld, float *const *out, ct_error *err)
     int64_t rows = 0;
     if (pf->state == PF_READY) {
         rows = pf->rows;
+        ld->part_rows = rows > 0 ? pf->part_rows : 0;
         if (rows < 0)
             *err = pf->err;
         for (int i = 0; rows > 0 && i < ld->nm; i++)
             if (out[i])
-                memcpy(out[i], pf->p[i], (size_t)(rows * ld->col[i].mb->size) * sizeof(float));
+                memcpy(out[i], pf->p[i],
+                       (size_t)(ld->part_rows * ld->col[i].mb->size) * sizeof(float));
     }
     if (rows > 0)
         want_next(ld);
@@ -1482,7 +1511,11 @@ static int64_t take_prefetched(ct_loader *ld, float *const *out, ct_error *err)
 
 static int64_t next_batch(ct_loader *ld, float *const *out, ct_error *err)
 {
-    return ld->pf ? take_prefetched(ld, out, err) : fill_batch(ld, out, true, err);
+    if (ld->pf)
+        return take_prefetched(ld, out, err);
+    int64_t part = 0, rows = fill_batch(ld, out, true, &part, err);
+    ld->part_rows = rows > 0 ? part : 0;
+    return rows;
 }
 
 int64_t ct_loader_next_multi(ct_loader *ld, float *const *x, float *const *y, ct_error *err)

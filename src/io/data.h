@@ -121,6 +121,15 @@ void ct_loader_free(ct_loader *ld);
 const ct_dataset *ct_loader_dataset(const ct_loader *ld);
 int64_t ct_loader_rows(const ct_loader *ld);
 int64_t ct_loader_batches(const ct_loader *ld);
+/* Data-parallel training: every batch is cut into `parts` consecutive stretches (of a
+ * batch of k rows, part p takes rows [k p / parts, k (p + 1) / parts) of it), and the
+ * loader fills only stretch `part`; ct_loader_next(_multi) still returns the whole batch's
+ * rows (0 at the end of the epoch, the same for every part), ct_loader_part_rows the rows
+ * it filled (0 when a last batch has fewer rows than parts). The order of the epoch is the
+ * same for every part. */
+void ct_loader_shard(ct_loader *ld, int part, int parts);
+int ct_loader_parts(const ct_loader *ld);
+int64_t ct_loader_part_rows(const ct_loader *ld);
 /* Bytes the loader holds for its rows (the subset, or one streaming block). */
 size_t ct_loader_memory(const ct_loader *ld);
 /* Starts the reader thread (stopped by ct_loader_free) for a streaming loader; in memory

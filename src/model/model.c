@@ -572,9 +572,19 @@ void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *
             m->be->sync();
             m->profile[2 * i + 1] += ct_now() - t0;
         }
+        if (m->grads_done)
+            m->grads_done(m->grads_done_ctx, i);
     }
     join_shared_grads(m);
-    regularize(m, true, weight, penalty);
+    regularize(m, !m->grads_done, weight, penalty);
+    if (m->grads_done)
+        m->grads_done(m->grads_done_ctx, -1);
+}
+
+void ct_model_regularizer_grads(ct_model *m)
+{
+    double unused = 0; /* host memory: the CPU backend's */
+    regularize(m, true, 0.0, &unused);
 }
 
 void ct_model_penalty(const ct_model *m, double weight, double *penalty)

@@ -69,6 +69,12 @@ typedef struct ct_model {
     /* When not NULL (2 * nlayers seconds, owned by the caller): forward and backward time
      * of each layer is added here. */
     double *profile;
+    /* Data-parallel training (NULL otherwise): called after each layer's backward with its
+     * index, and with -1 at the end of the pass once shared applications' gradients have
+     * joined their owners'; the regularizers' gradients are then left out of the pass, for
+     * ct_model_regularizer_grads to add after the gradients are summed over the ranks. */
+    void (*grads_done)(void *ctx, int layer);
+    void *grads_done_ctx;
     /* Set before ct_model_plan: every gradient gets a buffer of its own, so all stay
      * readable after the backward pass (tests compare them); else they share by lifetime. */
     bool keep_gradients;
@@ -149,6 +155,9 @@ float *ct_model_output_grad(ct_model *m, int k);
  * regularizers' gradients, and weight times their penalty to *penalty (one double of
  * backend memory). */
 void ct_model_backward(ct_model *m, const ct_pass *pass, double weight, double *penalty);
+/* Adds the regularizers' gradients alone (what a backward pass with grads_done set left
+ * out). CPU backend. */
+void ct_model_regularizer_grads(ct_model *m);
 /* *penalty += weight times the regularizers' penalty, without gradients (evaluation). */
 void ct_model_penalty(const ct_model *m, double weight, double *penalty);
 /* Whether any parameter has a regularizer. */

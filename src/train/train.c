@@ -16,6 +16,7 @@
 #include "callbacks.h"
 #include "checkpoint.h"
 #include "data.h"
+#include "dist.h"
 #include "experiment.h"
 #include "guard.h"
 #include "parallel.h"
@@ -163,12 +164,13 @@ static int64_t score_masked(ct_experiment *ex, int k, int64_t batch_rows, float 
  * the same. Each run of rows of equal weight is scored in one call; a run of weight 0 adds
  * nothing and gets a zero gradient. A sample's class is read back from its labels (argmax
  * of a one-hot row). */
-static void score_weighted(ct_experiment *ex, int k, int64_t batch_rows, float *const *y,
-                           const float *sw, float *dpred)
+static void score_weighted(ct_experiment *ex, int k, int64_t batch_rows, int64_t all_rows,
+                           float *const *y, const float *sw, float *dpred)
 {
     ct_model *m = ex->model;
     const ct_tensor *pred = ct_model_output(m, k);
     int64_t per = positions(ex, k), rows = batch_rows * per, cols = classes(ex, k);
+    float mean_over = (float)(all_rows * per);
     int64_t ycols = ex->loss[k].kind->sparse_labels ? 1 : cols;
     float *w = ex->mask_host, *lab = w + rows; /* sized by mask_buffer */
     bool by_class = dpred && ex->class_weight;
@@ -198,16 +200,18 @@ static void score_weighted(ct_experiment *ex, int k, int64_t batch_rows, float *
         }
         op.sum_scale = (double)w[a];
         m->be->loss(&op, pred->data + a * cols, y[k] + a * ycols, dpred ? dpred + a * cols : NULL,
-                    b - a, cols, (float)ex->loss_weight[k] * w[a] / (float)rows,
+                    b - a, cols, (float)ex->loss_weight[k] * w[a] / mean_over,
                     &ex->acc[ct_acc_loss(k)]);
     }
 }
 
 /* Adds one forward pass's loss and metric sums to ex->acc (on the backend, no read back)
  * and writes the gradient of the batch's weighted mean loss into each output's gradient
- * buffer when grad is set. */
-static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y,
-                        const float *sw, bool grad)
+ * buffer when grad is set. all_rows: the rows of the whole batch, of which batch_rows are
+ * here (data-parallel training: the mean is over the whole batch, so the ranks' gradients
+ * add up to the one-process gradient, and metrics count the whole batch's rows). */
+static void score_batch(ct_experiment *ex, int64_t batch_rows, int64_t all_rows,
+                        float *const *y, const float *sw, bool grad)
 {
     ct_model *m = ex->model;
     int64_t counted[CT_MAX_IO];
@@ -221,12 +225,13 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y,
         int64_t rows = batch_rows * positions(ex, k), cols = classes(ex, k);
         float *dpred = grad ? ct_model_output_grad(m, k) : NULL;
         if (sw || (dpred && ex->class_weight)) {
-            score_weighted(ex, k, batch_rows, y, sw, dpred);
+            score_weighted(ex, k, batch_rows, all_rows, y, sw, dpred);
             continue;
         }
         ct_loss_op op = ct_loss_op_of(&ex->loss[k]);
         m->be->loss(&op, pred->data, y[k], dpred, rows, cols,
-                    (float)ex->loss_weight[k] / (float)rows, &ex->acc[ct_acc_loss(k)]);
+                    (float)ex->loss_weight[k] / (float)(all_rows * positions(ex, k)),
+                    &ex->acc[ct_acc_loss(k)]);
     }
     for (int i = 0; i < ex->nmetrics; i++) {
         ct_metric *mt = &ex->metrics[i];
@@ -242,8 +247,16 @@ static void score_batch(ct_experiment *ex, int64_t batch_rows, float *const *y,
         else
             m->be->metric(ct_metric_op_of(mt), mt->k, ct_model_output(m, k)->data, y[k], rows,
                           cols, &ex->acc[2 + i]);
-        mt->count += (double)rows;
+        mt->count += (double)(all_rows * positions(ex, k));
     }
+}
+
+/* A rank whose part of a batch is empty scores nothing, but its metrics count the whole
+ * batch's rows as every rank's do (counts are not summed over the ranks). */
+static void count_only(ct_experiment *ex, int64_t all_rows)
+{
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].count += (double)(all_rows * positions(ex, ex->metrics[i].output));
 }
 
 /* Sets the running sums: zero, or where a resumed epoch left them. */
@@ -302,6 +315,21 @@ static void current_values(const ct_experiment *ex, int64_t seen, double *values
     values[n] = seen ? loss_sum(ex) / (double)seen : 0;
 }
 
+/* The running sums summed over the ranks into acc_host (and back into acc with upload:
+ * an evaluation adds its penalty after), the ranks agreeing on whether one failed. */
+static int sum_over_ranks(ct_experiment *ex, bool failed, bool upload, ct_error *err)
+{
+    int flags = 0;
+    ex->model->be->download(ex->acc_host, ex->acc, sizeof ex->acc_host);
+    if (ct_dist_sum(ex->acc_host, CT_ACC_SIZE, failed, &flags, err) < 0)
+        return -1;
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].sum = ex->acc_host[2 + i];
+    if (upload)
+        ex->model->be->upload(ex->acc, ex->acc_host, sizeof ex->acc_host);
+    return 0;
+}
+
 int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_batches *b,
                            ct_error *err)
 {
@@ -312,11 +340,17 @@ int ct_experiment_run_eval(ct_experiment *ex, ct_loader *ld, double *values, ct_
         return -1;
     int64_t seen = 0, rows;
     while ((rows = ct_batches_next(b, ld, true, err)) > 0) {
-        ct_model_forward(m, &pass, rows);
-        score_batch(ex, rows, b->y, b->w, false);
+        if (b->rows > 0) { /* a part of a last batch smaller than the ranks may be empty */
+            ct_model_forward(m, &pass, b->rows);
+            score_batch(ex, b->rows, rows, b->y, b->w, false);
+        } else {
+            count_only(ex, rows);
+        }
         ct_batches_done(b);
         seen += rows;
     }
+    if (ct_loader_parts(ld) > 1 && sum_over_ranks(ex, rows < 0, true, err) < 0)
+        return -1;
     if (rows < 0)
         return -1;
     /* The regularization penalty is the same for every batch of an evaluation. */
@@ -555,6 +589,7 @@ static FILE *open_own(const char *path, ct_error *err) { return ct_open_regular(
 /* Seconds spent per part of the training steps, for --profile. */
 typedef struct fit_profile {
     double data, loss, optimizer, total;
+    double comm; /* data-parallel: waiting for the gradients' allreduce */
     double data_check, data_load; /* seconds before training: open and check, load */
     int64_t steps;
     double *layers; /* 2 * nlayers: forward, backward */
@@ -574,7 +609,17 @@ typedef struct fit_state {
     ct_error nan_err;
     int locks[2];         /* the run directory's and the backup folder's lock files, or -1 */
     char *start_report;   /* what the initial weights set, per layer (owned), or NULL */
+    /* Data-parallel training (ct_dist_active): the gradients' reducer, per layer the
+     * offset from which the gradient block is final after its backward pass, whether a
+     * point where the ranks agree that setup succeeded is still ahead, and whether they
+     * agreed to stop. */
+    bool dist, setup_left, dist_stop;
+    ct_dist_reducer *reducer;
+    int64_t *ready_from;
 } fit_state;
+
+/* Whether this process writes the run directory and prints: rank 0, or the only one. */
+static bool lead(const fit_state *s) { return !s->dist || ct_dist_rank() == 0; }
 
 static void fit_state_free(fit_state *s)
 {
@@ -591,6 +636,8 @@ static void fit_state_free(fit_state *s)
     ct_progress_free(s->progress);
     free(s->prof.layers);
     free(s->start_report);
+    ct_dist_reducer_free(s->reducer);
+    free(s->ready_from);
     for (int i = 0; i < 2; i++)
         if (s->locks[i] >= 0)
             close(s->locks[i]);
@@ -684,26 +731,112 @@ static const char *first_non_finite(const ct_model *m)
 static _Thread_local const volatile int *own_stop;
 #define stop_requested (ct_stop_pending() || (own_stop && *own_stop))
 
-/* Runs (the rest of) one epoch. st holds the position: on entry st->batch batches of this
- * epoch may already be done (a resumed run), whose running sums st also holds; the
- * loader's order is a function of (seed, epoch), so those batches are skipped unread. */
-static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_state *st,
-                       double *values, int nnames, const char *const *names, ct_error *err)
+/* Whether the run stops after this batch: this process's request, or, on several
+ * processes, what the ranks agreed at the last step. */
+static bool stopping(const fit_state *s) { return s->dist ? s->dist_stop : stop_requested; }
+
+/* Data-parallel: the ranks agree on whether work that only some of them did (rank 0's
+ * writes, one rank's setup) failed; -1 on every rank when one did. */
+static int agree(const fit_state *s, bool failed, ct_error *err)
+{
+    int flags = 0;
+    return s->dist ? ct_dist_sum(NULL, 0, failed, &flags, err) : failed ? -1 : 0;
+}
+
+/* A resumed epoch's sums are the whole job's: rank 0 carries them on, the others start
+ * from zero (the counts, of every rank's rows, stay). */
+static void sums_on_lead(ct_experiment *ex, const fit_state *s)
+{
+    if (lead(s))
+        return;
+    for (int i = 0; i < CT_ACC_SIZE; i++)
+        ex->acc_host[i] = 0;
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].sum = 0;
+    ex->model->be->upload(ex->acc, ex->acc_host, sizeof ex->acc_host);
+}
+
+/* Data-parallel: the end of a step's backward pass. The gradient buckets still in flight,
+ * the step's running sums and every rank's status are waited for; the gradient block then
+ * holds the whole batch's gradient, and acc_host the sums over the ranks (acc keeps this
+ * rank's). failed: this rank's batch could not be read (err says why); cut: a stop cut its
+ * read short, and then no rank applies the step (*apply false). */
+static int dist_step(ct_experiment *ex, fit_state *s, bool failed, bool cut, bool *apply,
+                     ct_error *err)
+{
+    int flags = (stop_requested ? CT_DIST_STOP : 0) | (cut ? CT_DIST_STOP | CT_DIST_SKIP : 0);
+    ex->model->be->download(ex->acc_host, ex->acc, sizeof ex->acc_host);
+    double wait = 0;
+    if (ct_dist_reducer_finish(s->reducer, ex->acc_host, CT_ACC_SIZE, failed, &flags, &wait,
+                               err) < 0)
+        return -1;
+    s->prof.comm += wait;
+    s->dist_stop = flags & CT_DIST_STOP;
+    *apply = !(flags & CT_DIST_SKIP);
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].sum = ex->acc_host[2 + i];
+    /* the regularizers' gradient, of the same weights on every rank, is added once */
+    if (*apply && ct_model_regularized(ex->model))
+        ct_model_regularizer_grads(ex->model);
+    return 0;
+}
+
+/* This rank's running sums and counts before a step, to take it back when the ranks skip
+ * it. */
+typedef struct step_undo {
+    double acc[CT_ACC_SIZE], count[CT_MAX_METRICS];
+} step_undo;
+
+static void undo_save(const ct_experiment *ex, step_undo *u)
+{
+    ex->model->be->download(u->acc, ex->acc, sizeof u->acc);
+    for (int i = 0; i < ex->nmetrics; i++)
+        u->count[i] = ex->metrics[i].count;
+}
+
+static void undo_restore(ct_experiment *ex, const step_undo *u)
+{
+    ex->model->be->upload(ex->acc, u->acc, sizeof u->acc);
+    for (int i = 0; i < ex->nmetrics; i++)
+        ex->metrics[i].count = u->count[i];
+}
+
+/* Forward, loss and backward of one batch: `here` of its `rows` rows are this process's
+ * (all of them unless data-parallel; none for a rank whose part of a small last batch is
+ * empty, or whose read failed: it adds a zero gradient). t2/t3 mark the loss's span. */
+static void compute_step(ct_experiment *ex, fit_state *s, const ct_pass *pass, int64_t here,
+                         int64_t rows, double *t2, double *t3)
 {
     ct_model *m = ex->model;
-    const ct_backend *be = m->be;
     ct_batches *b = &s->batches;
-    ct_pass pass = {.training = true, .seed = ex->seed, .penalty = &ex->acc[1]};
-    if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
-        return -1;
-    ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
+    if (here <= 0) {
+        m->be->fill(m->grads, m->trainable, 0.0f);
+        count_only(ex, rows > 0 ? rows : 0);
+        *t2 = *t3 = ct_now();
+        return;
+    }
+    ct_model_forward(m, pass, here);
+    *t2 = ct_now();
+    score_batch(ex, here, rows, b->y, b->w, true);
+    if (s->prof.layers)
+        m->be->sync();
+    *t3 = ct_now();
+    /* As in Keras, each batch's loss includes the penalty at the weights it used. */
+    ct_model_backward(m, pass, (double)here, &ex->acc[1]);
+}
+
+/* Skips the batches a resumed epoch has done, and sets the running sums where it left
+ * them (or to zero). Returns the batches skipped, or -1. */
+static int64_t resume_epoch(ct_experiment *ex, fit_state *s, int64_t epoch,
+                            const ct_train_state *st, ct_error *err)
+{
     int64_t rows, done = 0;
     for (; done < st->batch; done++) {
-        if ((rows = ct_batches_next(b, s->train, true, err)) <= 0)
+        if ((rows = ct_batches_next(&s->batches, s->train, true, err)) <= 0)
             return rows < 0 ? -1 : ct_err(err, CT_ERR_DATA, "the checkpoint is %lld batches into "
                                           "epoch %lld, but the epoch has fewer",
                                           (long long)st->batch, (long long)epoch + 1);
-        ct_batches_done(b);
+        ct_batches_done(&s->batches);
     }
     if (done && isnan(st->loss_parts[0]))
         set_sums(ex, st->loss_sum * (double)positions(ex, 0), 0, st->metric_sum,
@@ -713,6 +846,49 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
                  st->loss_more);
     else
         set_sums(ex, 0, 0, NULL, NULL, NULL);
+    if (done)
+        sums_on_lead(ex, s);
+    return done;
+}
+
+/* Where the epoch stands after its loop, for a checkpoint written now. */
+static void epoch_position(const ct_experiment *ex, const fit_state *s, ct_train_state *st,
+                           int64_t done, int64_t seen)
+{
+    st->batch = stopping(s) ? done : 0;
+    st->loss_sum = loss_sum(ex);
+    st->loss_parts[0] = ex->acc_host[0];
+    st->loss_parts[1] = ex->acc_host[1];
+    for (int k = 1; k < ex->model->noutputs; k++)
+        st->loss_more[k - 1] = ex->acc_host[ct_acc_loss(k)];
+    st->seen = seen;
+    for (int i = 0; i < ex->nmetrics; i++) {
+        st->metric_sum[i] = ex->metrics[i].sum;
+        st->metric_count[i] = ex->metrics[i].count;
+    }
+}
+
+/* Runs (the rest of) one epoch. st holds the position: on entry st->batch batches of this
+ * epoch may already be done (a resumed run), whose running sums st also holds; the
+ * loader's order is a function of (seed, epoch), so those batches are skipped unread.
+ * Data-parallel, every rank runs every step on its part of the batch; a rank that fails
+ * to read its part still takes part in the step's allreduce, which tells every rank. */
+static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_state *st,
+                       double *values, int nnames, const char *const *names, ct_error *err)
+{
+    ct_model *m = ex->model;
+    const ct_backend *be = m->be;
+    ct_batches *b = &s->batches;
+    ct_pass pass = {.training = true, .seed = ex->seed, .penalty = &ex->acc[1]};
+    /* dropout and augmentation draw per rank: rank 0's as a single process's */
+    if (s->dist && ct_dist_rank() > 0)
+        pass.seed = ct_rng_key(ex->seed, CT_RNG_DROPOUT, 0, (uint64_t)ct_dist_rank());
+    if (ct_loader_begin_epoch(s->train, epoch, err) < 0)
+        return -1;
+    ct_progress_epoch_begin(s->progress, epoch, ct_loader_batches(s->train));
+    int64_t rows, done = resume_epoch(ex, s, epoch, st, err);
+    if (done < 0)
+        return -1;
     /* A GPU's sums are read back only when something shows or checks them: on the CPU,
      * and for terminate_on_nan or --profile, after every step. */
     bool every_step = be->device == CT_DEVICE_CPU || s->prof.layers ||
@@ -721,22 +897,37 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     int64_t seen = done ? st->seen : 0;
     fit_profile *p = &s->prof;
     m->profile = p->layers; /* training steps only, not validation */
-    while ((rows = ct_batches_next(b, s->train, true, err)) > 0) {
+    bool late_fail = false; /* rank 0's callback failed: told at the next allreduce */
+    ct_error late_err = {0};
+    while ((rows = ct_batches_next(b, s->train, true, err)) != 0) {
+        bool cut = rows < 0 && err && err->code == CT_ERR_INTERRUPT && stop_requested;
+        if (rows < 0 && !s->dist)
+            break;
         t1 = ct_now();
         pass.step = st->step++;
-        ct_model_forward(m, &pass, rows);
-        t2 = ct_now();
-        score_batch(ex, rows, b->y, b->w, true);
-        if (p->layers)
-            be->sync();
-        t3 = ct_now();
-        /* As in Keras, each batch's loss includes the penalty at the weights it used. */
-        ct_model_backward(m, &pass, (double)rows, &ex->acc[1]);
+        step_undo undo;
+        if (s->dist)
+            undo_save(ex, &undo);
+        compute_step(ex, s, &pass, rows > 0 ? b->rows : 0, rows, &t2, &t3);
+        bool apply = true;
+        if (late_fail && err)
+            *err = late_err;
+        if (s->dist && dist_step(ex, s, late_fail || (rows < 0 && !cut), cut, &apply, err) < 0) {
+            rows = -1;
+            break;
+        }
+        if (!apply) { /* a stop cut a rank's read short: the step is taken back everywhere */
+            undo_restore(ex, &undo);
+            st->step--;
+            ct_batches_done(b);
+            rows = 0;
+            break;
+        }
         seen += rows;
         done++;
         bool read = every_step || ct_progress_due(s->progress, done) || stop_requested ||
                     ct_callbacks_batch_due(ex->callbacks, st->step);
-        if (read && read_sums(ex, err) < 0) {
+        if (read && !s->dist && read_sums(ex, err) < 0) {
             rows = -1;
             break;
         }
@@ -772,15 +963,20 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
         if (read) {
             current_values(ex, seen, values);
             ct_progress_step(s->progress, done, nnames, names, values);
-            if (ct_callbacks_batch_end(ex->callbacks, st->step, nnames, names, values, err) < 0) {
-                rows = -1;
-                break;
+            if (lead(s) && ct_callbacks_batch_end(ex->callbacks, st->step, nnames, names,
+                                                  values, &late_err) < 0) {
+                if (!s->dist) {
+                    *err = late_err;
+                    rows = -1;
+                    break;
+                }
+                late_fail = true;
             }
         } else {
             ct_progress_advance(s->progress, done);
         }
         t0 = ct_now();
-        if (stop_requested) /* the batch is done; stop before the next */
+        if (stopping(s)) /* the batch is done; stop before the next */
             break;
     }
     m->profile = NULL;
@@ -789,29 +985,20 @@ static int train_epoch(ct_experiment *ex, fit_state *s, int64_t epoch, ct_train_
     ct_loader_settle(s->train);
     /* A stop that reached the loader while it read the next batch: the batches done so far
      * stand, and the checkpoint is written as for a stop between batches. */
-    if (rows < 0 && err && err->code == CT_ERR_INTERRUPT && stop_requested)
+    if (rows < 0 && err && err->code == CT_ERR_INTERRUPT && stop_requested && !s->dist)
         rows = 0;
     if (rows < 0)
         return -1;
-    if (read_sums(ex, err) < 0)
+    if (late_fail && err)
+        *err = late_err;
+    if (s->dist ? sum_over_ranks(ex, late_fail, false, err) < 0 : read_sums(ex, err) < 0)
         return -1;
     if (!isfinite(loss_sum(ex)) && !s->nan_stop)
         return ct_err(err, CT_ERR_DATA, "the loss became %g in epoch %lld%s; lower the learning "
                       "rate or check the data", loss_sum(ex), (long long)epoch + 1,
                       first_non_finite(m));
     current_values(ex, seen, values);
-    /* Where the epoch stands, for a checkpoint written now. */
-    st->batch = stop_requested ? done : 0;
-    st->loss_sum = loss_sum(ex);
-    st->loss_parts[0] = ex->acc_host[0];
-    st->loss_parts[1] = ex->acc_host[1];
-    for (int k = 1; k < ex->model->noutputs; k++)
-        st->loss_more[k - 1] = ex->acc_host[ct_acc_loss(k)];
-    st->seen = seen;
-    for (int i = 0; i < ex->nmetrics; i++) {
-        st->metric_sum[i] = ex->metrics[i].sum;
-        st->metric_count[i] = ex->metrics[i].count;
-    }
+    epoch_position(ex, s, st, done, seen);
     return 0;
 }
 
@@ -855,6 +1042,12 @@ static void print_profile(const ct_model *m, const fit_profile *p, const ct_tune
             100 * p->loss / total);
     fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", "optimizer", 1e3 * p->optimizer / n, "",
             100 * p->optimizer / total);
+    if (ct_dist_active()) { /* the time the step waited for the gradients of all ranks */
+        char what[64];
+        snprintf(what, sizeof what, "allreduce wait (%d ranks)", ct_dist_size());
+        fprintf(out, "  %-48s %9.3f %9s %5.1f%%\n", what, 1e3 * p->comm / n, "",
+                100 * p->comm / total);
+    }
     fprintf(out, "  %-48s %9.3f\n", "whole step", 1e3 * p->total / n);
     print_threads(t, out);
     fprintf(out, "Before the first step, data.train took %.3f s to open and check and %.3f s to "
@@ -865,8 +1058,10 @@ static int evaluate_test(ct_experiment *ex, fit_state *s, FILE *out, ct_error *e
 {
     ct_loader *ld = ct_loader_new(s->test_ds, NULL, ct_dataset_rows(s->test_ds), ex->batch_size,
                                   false, ex->seed, ex->memory_limit, err);
-    if (!ld)
-        return -1;
+    if (!ld) /* the others are in their evaluation's sum */
+        return s->dist ? sum_over_ranks(ex, true, false, err) : -1;
+    if (s->dist) /* each rank evaluates its part of every batch; the sums are added up */
+        ct_loader_shard(ld, ct_dist_rank(), ct_dist_size());
     double values[CT_MAX_VALUES];
     int rc = ct_experiment_run_eval(ex, ld, values, &s->batches, err);
     ct_loader_free(ld);
@@ -966,6 +1161,46 @@ static int save_for_callback(void *ctx, const char *path, bool weights_only, ct_
     return rc;
 }
 
+/* Data-parallel, after each epoch's training: the moving statistics (batch
+ * normalization's), each rank's own, become their mean over the ranks, as a mirrored
+ * strategy reads them; and the weights, which every rank updated alike, are checked to be
+ * the same bits everywhere. */
+static int ranks_after_epoch(ct_experiment *ex, int64_t epoch, ct_error *err)
+{
+    const ct_model *m = ex->model;
+    for (int k = 0; k < m->nparams; k++) {
+        const ct_param *p = m->params[k];
+        int64_t n = ct_shape_size(&p->shape);
+        /* what every rank holds alike (normalization's adapted statistics) stays as it is */
+        if (!p->trainable && !p->frozen && !ct_dist_same_bits(p->value, (size_t)n * sizeof(float)) &&
+            ct_dist_average(p->value, n, err) < 0)
+            return -1;
+    }
+    if (!ct_dist_same_bits(m->values, (size_t)m->trainable * sizeof(float)))
+        return ct_err(err, CT_ERR_INTERNAL, "rank %d of %d: the ranks' weights differ after "
+                      "epoch %lld although every rank applied the same updates (the MPI "
+                      "library's allreduce gave different sums)", ct_dist_rank(), ct_dist_size(),
+                      (long long)epoch + 1);
+    return 0;
+}
+
+/* Data-parallel, at an epoch's end: the other ranks learn whether rank 0's writes and
+ * callbacks failed, whether they stop the run, and the learning rate they set. */
+static int follow_lead(ct_experiment *ex, const fit_state *s, bool failed, bool *stop,
+                       ct_error *err)
+{
+    if (!s->dist)
+        return failed ? -1 : 0;
+    bool first = lead(s);
+    double v[2] = {first && *stop, first ? ex->optimizer->learning_rate : 0};
+    int flags = 0;
+    if (ct_dist_sum(v, 2, failed, &flags, err) < 0)
+        return -1;
+    *stop = v[0] > 0;
+    ex->optimizer->learning_rate = v[1];
+    return 0;
+}
+
 static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const char *dir,
                     const char *config_path, ct_error *err)
 {
@@ -980,11 +1215,12 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
     if (st->ncols != ncols)
         return ct_err(err, CT_ERR_DATA, "the checkpoint's history has %d columns but this "
                       "experiment reports %d", st->ncols, ncols);
-    if (open_history(s, dir, ncols, names, st, err) < 0)
+    if (agree(s, lead(s) && open_history(s, dir, ncols, names, st, err) < 0, err) < 0)
         return -1;
     double values[CT_MAX_VALUES];
     for (int64_t epoch = st->epoch; epoch < ex->epochs; epoch++) {
-        if (train_epoch(ex, s, epoch, st, values, ntrain, names, err) < 0)
+        if (train_epoch(ex, s, epoch, st, values, ntrain, names, err) < 0 ||
+            (s->dist && ranks_after_epoch(ex, epoch, err) < 0))
             return -1;
         if (s->nan_stop) {
             ct_progress_abort(s->progress);
@@ -992,10 +1228,10 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
                 fprintf(s->progress_out, "terminate_on_nan stopped the run: %s\n", s->nan_err.msg);
             return 0;
         }
-        if (stop_requested) {
+        if (stopping(s)) {
             ct_stop_clear(); /* handled: the next fit runs normally */
             ct_progress_abort(s->progress);
-            if (save_checkpoint(ex, st, dir, err) < 0)
+            if (agree(s, lead(s) && save_checkpoint(ex, st, dir, err) < 0, err) < 0)
                 return -1;
             return ct_err(err, CT_ERR_INTERRUPT, "stopped after step %lld (epoch %lld, batch "
                           "%lld); the checkpoint %s/checkpoint.h5 holds everything: continue "
@@ -1013,17 +1249,21 @@ static int fit_loop(ct_experiment *ex, fit_state *s, ct_train_state *st, const c
         }
         ct_progress_epoch_end(s->progress, n, names, values);
         values[ncols - 1] = ct_optimizer_learning_rate(ex->optimizer, ex->optimizer->iterations);
-        if (write_history_row(s->history, dir, epoch, ncols, values, err) < 0 ||
-            ct_train_state_add_row(st, values, err) < 0)
+        if (ct_train_state_add_row(st, values, err) < 0)
             return -1;
         st->epoch = epoch + 1;
-        /* Callbacks decide before the checkpoint, which then holds their state too. */
+        /* Callbacks decide before the checkpoint, which then holds their state too; on
+         * several processes rank 0 runs them and writes, and the others follow. */
         bool stop = false;
         ct_epoch_logs logs = {epoch, ncols, names, values};
         save_job job = {ex, st};
-        if (ct_callbacks_epoch_end(ex->callbacks, ex->model, ex->optimizer, &logs, dir,
-                                   save_for_callback, &job, &stop, err) < 0 ||
-            save_checkpoint(ex, st, dir, err) < 0 || (backup && save_checkpoint(ex, st, backup, err) < 0))
+        bool failed = lead(s) &&
+                      (write_history_row(s->history, dir, epoch, ncols, values, err) < 0 ||
+                       ct_callbacks_epoch_end(ex->callbacks, ex->model, ex->optimizer, &logs, dir,
+                                              save_for_callback, &job, &stop, err) < 0 ||
+                       save_checkpoint(ex, st, dir, err) < 0 ||
+                       (backup && save_checkpoint(ex, st, backup, err) < 0));
+        if (follow_lead(ex, s, failed, &stop, err) < 0)
             return -1;
         if (stop) {
             if (s->progress_out)
@@ -1090,6 +1330,91 @@ static int adapt_layers(ct_experiment *ex, fit_state *s, ct_error *err)
     return 0;
 }
 
+/* The model's backward pass tells the reducer how far the gradient block is final. */
+static void grads_done(void *ctx, int layer)
+{
+    fit_state *s = ctx;
+    ct_dist_reducer_ready(s->reducer, layer < 0 ? 0 : s->ready_from[layer]);
+}
+
+/* Per layer, the offset from which every trainable gradient is final once its backward
+ * pass ran: the block holds them in layer order, and the pass runs from the last layer.
+ * Shared applications join their owners' gradients only at the end of the pass. */
+static void ready_offsets(const ct_model *m, int64_t *from)
+{
+    int64_t lowest = m->trainable;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const ct_layer *l = &m->layers[i];
+        for (int j = 0; !l->shared && j < l->nparams; j++) {
+            const float *g = l->params[j].grad;
+            if (g && g >= m->grads && g < m->grads + m->trainable && g - m->grads < lowest)
+                lowest = g - m->grads;
+        }
+        from[i] = m->shadow ? m->trainable : lowest;
+    }
+}
+
+/* Bytes per gradient bucket: CTRAIN_BUCKET_KB, else 256 KiB (a few buckets for the
+ * example models, so the first are on their way while the backward pass goes on). */
+static size_t bucket_bytes(void)
+{
+    const char *v = getenv("CTRAIN_BUCKET_KB");
+    long kb = v ? strtol(v, NULL, 10) : 0;
+    return (size_t)(kb > 0 ? kb : 256) * 1024;
+}
+
+/* Data-parallel setup: what several processes cannot train yet is refused by name; the
+ * loaders serve this rank's part of every batch, and the backward pass hands its finished
+ * gradients to the reducer. */
+static int dist_setup(ct_experiment *ex, fit_state *s, ct_error *err)
+{
+    ct_model *m = ex->model;
+    for (int k = 0; k < m->noutputs; k++)
+        if (ct_model_output(m, k)->mask)
+            return ct_err(err, CT_ERR_CONFIG, "output '%s' carries a mask: on several processes "
+                          "a batch's loss would need its count of unmasked positions over all "
+                          "ranks first, which is not implemented; train it in one process",
+                          m->output_names[k]);
+    for (int i = 0; i < ex->nmetrics; i++)
+        if (ex->metrics[i].host)
+            return ct_err(err, CT_ERR_CONFIG, "metric '%s' keeps a state over the epoch that "
+                          "the ranks do not combine yet; leave it out or train in one process",
+                          ex->metrics[i].name);
+    s->reducer = ct_dist_reducer_new(m->be, m->grads, m->trainable, bucket_bytes(), err);
+    if (!s->reducer)
+        return -1;
+    if (!(s->ready_from = malloc((size_t)(m->nlayers ? m->nlayers : 1) * sizeof *s->ready_from)))
+        return ct_err(err, CT_ERR_NOMEM, "out of memory");
+    ready_offsets(m, s->ready_from);
+    m->grads_done = grads_done;
+    m->grads_done_ctx = s;
+    ct_loader_shard(s->train, ct_dist_rank(), ct_dist_size());
+    if (s->val)
+        ct_loader_shard(s->val, ct_dist_rank(), ct_dist_size());
+    return 0;
+}
+
+/* Data-parallel: a point of the setup where the ranks agree that it succeeded so far
+ * (last: the final one). A rank that fails between two of them goes to the next from its
+ * error path (see fit), so every rank meets every point. */
+static int setup_point(fit_state *s, bool last, ct_error *err)
+{
+    int rc = agree(s, false, err);
+    if (rc < 0 || last)
+        s->setup_left = false;
+    return rc;
+}
+
+/* The end of a fit on several processes: the model's weights (early_stopping may have
+ * restored its best on rank 0) are rank 0's everywhere, the final weights are written, and
+ * the ranks agree on whether that worked. */
+static int finish_weights(ct_experiment *ex, const fit_state *s, const char *dir, ct_error *err)
+{
+    if (s->dist)
+        ct_dist_broadcast(ex->model->values, (size_t)ex->model->size * sizeof(float));
+    return agree(s, lead(s) && save_weights(ex, dir, err) < 0, err);
+}
+
 static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
 {
     FILE *out = opt->out ? opt->out : stdout;
@@ -1101,6 +1426,9 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     fit_state s;
     memset(&s, 0, sizeof s);
     s.locks[0] = s.locks[1] = -1;
+    s.dist = s.setup_left = ct_dist_active();
+    if (!lead(&s)) /* rank 0 alone prints */
+        mode = CT_PROGRESS_NONE;
     own_stop = opt->stop;
     ct_train_state st;
     memset(&st, 0, sizeof st);
@@ -1114,7 +1442,8 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     if (open_fit_data(ex, &s, err) < 0 || ct_model_plan(ex->model, ex->batch_size, err) < 0 ||
         mask_buffer(ex, err) < 0 ||
         ct_batches_init(&s.batches, ex->model->be, ex->model->ninputs, ex->model->inputs,
-                        ex->model->max_batch, ny, ycols, err) < 0)
+                        ex->model->max_batch, ny, ycols, err) < 0 ||
+        (s.dist && dist_setup(ex, &s, err) < 0))
         goto done;
     const char *names[CT_MAX_VALUES];
     char store[CT_MAX_VALUES][64];
@@ -1149,8 +1478,13 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
     }
     if (!opt->resume && !from_backup && adapt_layers(ex, &s, err) < 0)
         goto done;
+    /* Every rank has read and checked everything before rank 0 touches the run directory. */
     if (check_before_start(ex, &s, &st, opt->resume || from_backup ? ckpt : NULL, err) < 0 ||
-        claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 ||
+        setup_point(&s, false, err) < 0)
+        goto done;
+    if (!lead(&s)) /* the run directory is rank 0's */
+        goto setup_done;
+    if (claim_run_dir(ex, opt, dir, sizeof dir, err) < 0 ||
         ct_callbacks_check_paths(ex->callbacks, dir, err) < 0 ||
         (backup && make_dirs(backup, err) < 0))
         goto done;
@@ -1174,6 +1508,7 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
      * beside the new history. */
     if (drop_final_weights(dir, err) < 0 || write_outputs(ex, dir, err) < 0)
         goto done;
+setup_done:
     if (opt->profile && !(s.prof.layers = calloc(2 * (size_t)ex->model->nlayers, sizeof(double)))) {
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         goto done;
@@ -1199,30 +1534,39 @@ static int fit(ct_experiment *ex, const ct_fit_options *opt, ct_error *err)
         fprintf(out, "\n");
     }
     s.progress_out = mode == CT_PROGRESS_NONE ? NULL : out;
-    if (fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
+    /* Every rank has set up, or all stop here with the reason of the first that failed. */
+    if (setup_point(&s, true, err) < 0 || fit_loop(ex, &s, &st, dir, ex->path, err) < 0)
         goto done;
     /* As Keras's fit: the EMA weights replace the model's after the last epoch (the
      * checkpoints keep the raw ones and the average), before early_stopping may restore
      * its best weights. */
     ct_optimizer_finalize(ex->optimizer, ex->model->values);
-    ct_callbacks_train_end(ex->callbacks, ex->model, s.progress_out);
-    if (save_weights(ex, dir, err) < 0)
+    if (lead(&s))
+        ct_callbacks_train_end(ex->callbacks, ex->model, s.progress_out);
+    if (finish_weights(ex, &s, dir, err) < 0)
         goto done;
-    if (backup && ct_callbacks_backup_delete(ex->callbacks) && exists(backup_ckpt) &&
+    if (lead(&s) && backup && ct_callbacks_backup_delete(ex->callbacks) && exists(backup_ckpt) &&
         unlink(backup_ckpt) < 0) {
         ct_err(err, CT_ERR_IO, "cannot remove %s: %s", backup_ckpt, strerror(errno));
         goto done;
     }
     if (mode != CT_PROGRESS_NONE)
         fprintf(out, "Saved %s/weights.h5\n", dir);
-    if (opt->profile)
+    if (opt->profile && lead(&s))
         print_profile(ex->model, &s.prof, &s.tuner, out);
     if (s.test_ds && evaluate_test(ex, &s, mode == CT_PROGRESS_NONE ? NULL : out, err) < 0)
         goto done;
     rc = 0;
-    if (opt->report)
+    if (opt->report && lead(&s))
         write_report(ex, &s, dir, mode == CT_PROGRESS_NONE ? NULL : out);
 done:
+    /* A rank that failed in its setup tells the others at their next setup point. */
+    if (rc < 0 && s.setup_left) {
+        ct_error mine = err ? *err : (ct_error){0};
+        if (agree(&s, true, &mine) < 0 && err)
+            *err = mine;
+    }
+    ex->model->grads_done = NULL;
     /* A stop while the data was read or checked ends the run here: it has acted on it. */
     if (rc < 0 && err && err->code == CT_ERR_INTERRUPT)
         ct_stop_clear();
