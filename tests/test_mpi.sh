@@ -131,11 +131,19 @@ rc=$?
     grep -q "ctrain: error: rank 1 of 2 failed: data.train: cannot open .*missing.h5" "$tmp/f.log" &&
     [ ! -e "$tmp/f" ] && ok || { cat "$tmp/f.log"; bad "a rank without its data did not end the job by name"; }
 
+# Waits (up to 60 s) until run directory $1 has its history.csv, so training has begun,
+# whatever the machine's load.
+started() {
+    for _ in $(seq 600); do [ -f "$1/history.csv" ] && return 0; sleep 0.1; done
+    return 1
+}
+
 # A rank killed in the middle: mpirun ends the others and names it.
 timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/k" \
     --no-report --set fit.epochs=100000 >"$tmp/k.log" 2>&1 &
 job=$!
-sleep 2
+started "$tmp/k"
+sleep 0.5
 victim=""
 for p in $(pgrep -f "fit -q $tmp/mlp.yaml -o $tmp/k"); do
     grep -qz '^OMPI_COMM_WORLD_RANK=1$' "/proc/$p/environ" 2>/dev/null && victim=$p
@@ -151,7 +159,8 @@ rc=$?
 timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/s" \
     --no-report --set fit.epochs=1000 --set fit.batch_size=2 >"$tmp/s.log" 2>&1 &
 job=$!
-sleep 2
+started "$tmp/s"
+sleep 0.5
 kill -INT $job
 wait $job
 epoch=$(sed -n 's/.*stopped after step [0-9]* (epoch \([0-9]*\), batch [0-9]*).*/\1/p' "$tmp/s.log")
