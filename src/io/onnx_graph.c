@@ -76,13 +76,13 @@ static bool push(ct_onnx_graph *g, void ***items, size_t *n, size_t *cap, void *
     return true;
 }
 
-Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name, int nin,
-                              const char *const *in, const char *out)
+Onnx__NodeProto *ct_onnx_node_n(ct_onnx_graph *g, const char *op, const char *name, int nin,
+                                const char *const *in, int nout, const char *const *out)
 {
     Onnx__NodeProto *n = alloc(g, sizeof *n);
     char **ins = alloc(g, (size_t)(nin > 0 ? nin : 1) * sizeof *ins);
-    char **outs = alloc(g, sizeof *outs);
-    if (!n || !ins || !outs || !out)
+    char **outs = alloc(g, (size_t)(nout > 0 ? nout : 1) * sizeof *outs);
+    if (!n || !ins || !outs)
         return NULL;
     onnx__node_proto__init(n);
     for (int i = 0; i < nin; i++)
@@ -90,12 +90,20 @@ Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name
             return NULL;
     n->n_input = (size_t)nin;
     n->input = ins;
-    outs[0] = ct_onnx_strdup(g, out);
-    n->n_output = 1;
+    for (int i = 0; i < nout; i++)
+        if (!out[i] || !(outs[i] = ct_onnx_strdup(g, out[i])))
+            return NULL;
+    n->n_output = (size_t)nout;
     n->output = outs;
     n->op_type = ct_onnx_strdup(g, op);
     n->name = ct_onnx_name(g, name, op);
     return push(g, (void ***)&g->nodes, &g->nnodes, &g->cap_nodes, n) && !g->failed ? n : NULL;
+}
+
+Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name, int nin,
+                              const char *const *in, const char *out)
+{
+    return ct_onnx_node_n(g, op, name, nin, in, 1, &out);
 }
 
 static Onnx__AttributeProto *attr(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
@@ -148,6 +156,33 @@ void ct_onnx_attr_ints(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, i
     }
 }
 
+void ct_onnx_attr_floats(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
+                         const float *v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
+    float *copy = a ? alloc(g, (size_t)count * sizeof *copy) : NULL;
+    if (copy) {
+        memcpy(copy, v, (size_t)count * sizeof *copy);
+        a->n_floats = (size_t)count;
+        a->floats = copy;
+    }
+}
+
+void ct_onnx_attr_strings(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
+                          const char *const *v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS);
+    ProtobufCBinaryData *all = a ? alloc(g, (size_t)count * sizeof *all) : NULL;
+    if (!all)
+        return;
+    for (int i = 0; i < count; i++) {
+        all[i].data = (uint8_t *)ct_onnx_strdup(g, v[i]);
+        all[i].len = strlen(v[i]);
+    }
+    a->n_strings = (size_t)count;
+    a->strings = all;
+}
+
 static const char *initializer(ct_onnx_graph *g, const char *name, int type, int ndim,
                                const int64_t *dims, const void *v, size_t bytes)
 {
@@ -176,7 +211,7 @@ const char *ct_onnx_floats(ct_onnx_graph *g, const char *name, int ndim, const i
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (size_t)dims[i];
-    return initializer(g, name, 1, ndim, dims, v, n * sizeof *v);
+    return initializer(g, name, CT_ONNX_FLOAT, ndim, dims, v, n * sizeof *v);
 }
 
 const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
@@ -185,10 +220,10 @@ const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const i
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (size_t)dims[i];
-    return initializer(g, name, 7, ndim, dims, v, n * sizeof *v);
+    return initializer(g, name, CT_ONNX_INT64, ndim, dims, v, n * sizeof *v);
 }
 
-Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int ndim,
+Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int elem, int ndim,
                                     const int64_t *dims)
 {
     Onnx__ValueInfoProto *v = alloc(g, sizeof *v);
@@ -217,7 +252,7 @@ Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int ndim
     shape->n_dim = (size_t)ndim + 1;
     shape->dim = dimp;
     tt->has_elem_type = 1;
-    tt->elem_type = 1;
+    tt->elem_type = elem;
     tt->shape = shape;
     type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     type->tensor_type = tt;
