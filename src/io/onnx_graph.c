@@ -183,9 +183,34 @@ void ct_onnx_attr_strings(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name
     a->strings = all;
 }
 
+/* The initializer of that name, or NULL; *same: whether it holds this tensor. */
+static const Onnx__TensorProto *named_initializer(const ct_onnx_graph *g, const char *name,
+                                                  int type, int ndim, const int64_t *dims,
+                                                  const void *v, size_t bytes, bool *same)
+{
+    for (size_t i = 0; i < g->ninits; i++) {
+        const Onnx__TensorProto *t = g->inits[i];
+        if (strcmp(t->name, name))
+            continue;
+        *same = t->data_type == type && t->n_dims == (size_t)ndim &&
+                !memcmp(t->dims, dims, (size_t)ndim * sizeof *dims) &&
+                t->raw_data.len == bytes && !memcmp(t->raw_data.data, v, bytes);
+        return t;
+    }
+    return NULL;
+}
+
 static const char *initializer(ct_onnx_graph *g, const char *name, int type, int ndim,
                                const int64_t *dims, const void *v, size_t bytes)
 {
+    /* a shared layer's weights once; a name taken by other values gets a fresh one */
+    bool same = false;
+    const Onnx__TensorProto *known =
+        g->failed ? NULL : named_initializer(g, name, type, ndim, dims, v, bytes, &same);
+    if (known && same)
+        return known->name;
+    if (known && !(name = ct_onnx_name(g, name, "v")))
+        return NULL;
     Onnx__TensorProto *t = alloc(g, sizeof *t);
     int64_t *d = alloc(g, (size_t)(ndim > 0 ? ndim : 1) * sizeof *d);
     uint8_t *data = alloc(g, bytes ? bytes : 1);

@@ -45,7 +45,9 @@ void ct_onnx_attr_floats(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
                          const float *v);
 void ct_onnx_attr_strings(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
                           const char *const *v);
-/* Initializers: `name` with the given dims, the values copied. */
+/* Initializers: `name` with the given dims, the values copied. Returns the name: the one
+ * given, shared with an initializer of that name that holds the same tensor (a shared
+ * layer's weights are written once), or a fresh one where it holds another. */
 const char *ct_onnx_floats(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
                            const float *v);
 const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
