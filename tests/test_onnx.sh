@@ -11,10 +11,12 @@
 #    states and other activations; bidirectional in every merge mode, with states;
 #    time_distributed; conv1d ("same", causal, dilated, strided), the 1-D pools, batch and
 #    layer normalization over steps; attention with and without the causal mask, with a
-#    key and another value_dim, after token and position embeddings; masking;
-# and what stays refused is refused by name, nothing written: a mask a layer would honour
-# (mask_zero into a gru, masking into an average pool), an activation ONNX's recurrent
-# operators lack, a layer without a translation.
+#    key and another value_dim, after token and position embeddings; masking; the masks
+#    of mask_zero and masking (and their union) honoured by attention and the 1-D
+#    average pool;
+# and what stays refused is refused by name, nothing written: a mask a recurrent layer
+# would honour (mask_zero into a gru, masking into a bidirectional lstm), an activation
+# ONNX's recurrent operators lack, a layer without a translation.
 #
 # Needs a Python with onnx, onnxruntime, numpy and h5py: CT_ONNX_PYTHON, else
 # tests/.venv (scripts/setup.sh --test makes it from PyPI). Without one the test says so
@@ -40,6 +42,12 @@ with h5py.File(sys.argv[1] + "/seq.h5", "w") as f:
     f["x"] = rng.normal(size=(64, 12, 3)).astype("f4")
     f["y"] = rng.integers(0, 2, size=64).astype("u1")
     f["ids"] = rng.integers(1, 20, size=(64, 12)).astype("i4")
+    ids = f["ids"][:]
+    for r in range(64):     # padded with 0 at the end (some rows not), a hole, only padding
+        ids[r, rng.integers(3, 13):] = 0
+    ids[5, :] = 0
+    ids[6, 2] = 0
+    f["idsp"] = ids
     f["q"] = rng.normal(size=(64, 7, 4)).astype("f4")
     xm = f["x"][:]
     xm[:, 3:5, :] = 0.5     # steps the masking layers below hide
@@ -288,6 +296,32 @@ fit: {batch_size: 16}
 EOF
 fit_seq masking "$tmp/masking.yaml" && seq_compare masking "$tmp/seq.h5" xm
 
+# Masks that attention and the 1-D average pool honour: mask_zero (padding at the ends, a
+# hole, a row of padding only) and masking's, and their union after an add.
+cat >"$tmp/masks.yaml" <<EOF
+data:
+  train: {path: $tmp/seq.h5, x: {ids: idsp, xm: xm}, y: {pool: t8, att: ts8, head: t5}}
+  test: {path: $tmp/seq.h5, x: {ids: idsp, xm: xm}, y: {pool: t8, att: ts8, head: t5}}
+model:
+  inputs: {ids: {shape: [12]}, xm: {shape: [12, 3]}}
+  layers:
+    - {name: tap, type: token_and_position_embedding, vocabulary_size: 20, sequence_length: 12, embedding_dim: 8, mask_zero: true, inputs: ids}
+    - {name: ln, type: layer_normalization}
+    - {name: att, type: multi_head_attention, num_heads: 2, key_dim: 4, use_causal_mask: true, inputs: [ln, ln]}
+    - {name: d, type: dense, units: 8, activation: relu}
+    - {name: pool, type: global_average_pooling1d}
+    - {name: m, type: masking, mask_value: 0.5, inputs: xm}
+    - {name: md, type: dense, units: 8}
+    - {name: cross, type: multi_head_attention, num_heads: 2, key_dim: 3, inputs: [md, att]}
+    - {name: both, type: add, inputs: [cross, att]}
+    - {name: mp, type: global_average_pooling1d}
+    - {name: head, type: dense, units: 5}
+  outputs: [pool, att, head]
+compile: {optimizer: adam, loss: mse}
+fit: {batch_size: 16}
+EOF
+fit_seq masks "$tmp/masks.yaml" && seq_compare masks "$tmp/seq.h5" ids=idsp,xm=xm "pool,att,head"
+
 # What has no translation: refused by name, no file left.
 # refused CONFIG-NAME MESSAGE: the config written below exports to nothing, saying MESSAGE.
 refused() {
@@ -305,15 +339,15 @@ model:
 compile: {optimizer: adam, loss: mse}
 EOF
 refused mask_zero "layer 'rec' (GRU) honours the mask that layer 'emb' (Embedding) sets, which the ONNX export does not translate"
-cat >"$tmp/mask_pool.yaml" <<EOF
+cat >"$tmp/mask_bidi.yaml" <<EOF
 model:
   input_shape: [12, 3]
   layers:
     - {name: m, type: masking}
-    - {name: pool, type: global_average_pooling1d}
+    - {name: bi, type: bidirectional, layer: {type: lstm, units: 4}}
 compile: {optimizer: adam, loss: mse}
 EOF
-refused mask_pool "layer 'pool' (GlobalAveragePooling1D) honours the mask that layer 'm' (Masking) sets"
+refused mask_bidi "layer 'bi' (Bidirectional) honours the mask that layer 'm' (Masking) sets"
 cat >"$tmp/gelu_lstm.yaml" <<EOF
 model:
   input_shape: [12, 3]

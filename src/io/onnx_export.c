@@ -645,6 +645,8 @@ static int translate_whole(exporter *e, const ct_layer *l, value *const *in, val
         return ct_onnx_time_distributed(e, l, in[0], out[0], err);
     if (!strcmp(k, "multi_head_attention"))
         return ct_onnx_attention(e, l, in, out[0]);
+    if (!strcmp(k, "global_average_pooling1d") && in[0]->mask)
+        return ct_onnx_masked_mean(e, l, in[0], out[0]);
     if (!strcmp(k, "layer_normalization"))
         return ct_onnx_layer_norm(e, l, in[0], out[0]);
     if (!strcmp(k, "masking"))
@@ -753,15 +755,47 @@ static const ct_layer *mask_setter(const ct_model *m, ct_source_id s)
     return NULL;
 }
 
-/* A mask changes what these layers compute (recurrent layers and Bidirectional keep the
- * state over padded steps, attention leaves padded keys out, the 1-D global average pool
- * padded steps): ONNX's recurrent operators take sequence lengths, not a mask per step,
- * so such a model is refused rather than exported with other predictions. */
+/* The mask tensor s carries, made where a layer reads it (see ct_onnx_val.mask); NULL:
+ * none. A tensor passes on the mask of one of its layer's inputs, or the union of
+ * theirs, or carries the one its layer writes (mask_zero, masking), as the model decided
+ * when it was built. */
+static const char *mask_of(exporter *e, ct_source_id s)
+{
+    const ct_model *m = e->m;
+    if (s < 0 || s >= m->nlayers) /* model inputs and states carry none */
+        return NULL;
+    value *v = ct_onnx_value_of(e, s);
+    const ct_layer *l = &m->layers[s];
+    if (v->mask || l->mask_out == CT_MASK_NONE)
+        return v->mask;
+    if (l->mask_out >= 0) {
+        v->mask = mask_of(e, m->sources[s][l->mask_out]);
+    } else if (l->mask_out == CT_MASK_WRITES) { /* mask_zero (masking made its own) */
+        v->mask = ct_onnx_mask_zero(e, l, ct_onnx_value_of(e, m->sources[s][0]));
+    } else {
+        for (int j = 0; j < l->ninputs; j++) {
+            const char *mj = mask_of(e, m->sources[s][j]);
+            v->mask = v->mask && mj ? ct_onnx_binary(e, "Max", l->name, v->mask, mj)
+                                    : v->mask ? v->mask : mj;
+        }
+    }
+    return v->mask;
+}
+
+/* Layers whose output a mask changes and that the export translates with it. */
+static bool honours_mask(const ct_layer *l)
+{
+    static const char *const kinds[] = {"multi_head_attention", "global_average_pooling1d",
+                                        NULL};
+    return kind_is(l->kind->name, kinds);
+}
+
+/* A mask changes what recurrent layers compute (at a padded step the state is kept):
+ * ONNX's recurrent operators take sequence lengths, not a mask per step, so such a model
+ * is refused rather than exported with other predictions. */
 static int check_mask(exporter *e, const ct_layer *l, ct_error *err)
 {
-    static const char *const readers[] = {"simple_rnn", "lstm", "gru", "bidirectional",
-                                          "multi_head_attention", "global_average_pooling1d",
-                                          NULL};
+    static const char *const readers[] = {"simple_rnn", "lstm", "gru", "bidirectional", NULL};
     const ct_model *m = e->m;
     const char *k = l->kind->name;
     if (!kind_is(k, readers) || (l->kind->mask_one_input && l->ninputs > 1))
@@ -793,6 +827,8 @@ static int export_layer(exporter *e, int i, ct_error *err)
         out[k] = ct_onnx_value_of(e, m->more_at[i] + k - 1);
         out[k]->rank = l->more_shapes[k - 1].ndim;
     }
+    for (int j = 0; honours_mask(l) && j < l->ninputs; j++)
+        in[j]->mask = mask_of(e, m->sources[i][j]);
     int rc = check_mask(e, l, err);
     if (rc == 0)
         rc = ct_onnx_translate(e, l, in, out, err);

@@ -33,6 +33,22 @@ static const char *ids_of(exporter *e, value *x, const char *base)
     return y;
 }
 
+/* A 0/1 float32 mask from a bool tensor. */
+static const char *as_floats(exporter *e, const char *base, const char *b)
+{
+    char *f = ct_onnx_name(&e->g, base, "mask");
+    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Cast", base, 1, &b, f), "to", CT_ONNX_FLOAT);
+    return f;
+}
+
+const char *ct_onnx_mask_zero(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *ids)
+{
+    int64_t zero = 0;
+    const char *z = ct_onnx_int64s(&e->g, ct_onnx_name(&e->g, l->name, "zero"), 0, NULL, &zero);
+    const char *eq = ct_onnx_binary(e, "Equal", l->name, ids_of(e, ids, l->name), z);
+    return as_floats(e, l->name, ct_onnx_unary(e, "Not", l->name, eq));
+}
+
 /* The first `steps` rows of l's position table `name` (seq_len x dim) as an initializer. */
 static const char *positions(exporter *e, const ct_layer *l, const char *name, int64_t steps)
 {
@@ -383,9 +399,13 @@ static const char *project(exporter *e, const ct_layer *l, const char *name, con
                              keys_t ? heads_t : heads);
 }
 
-/* The causal mask to add to the scores (tq, tv): 0 where key j <= query i, else -1e30,
- * far enough below any score that softmax gives exactly 0 there, as ctrain's does. */
-static const char *causal_mask(exporter *e, const ct_layer *l, int64_t tq, int64_t tv)
+/* Added to the scores of masked pairs: far enough below any score that softmax gives
+ * exactly 0 there, as ctrain's does. */
+#define MASKED_SCORE (-1e30f)
+
+/* The causal mask (tq, tv) for key j and query i: where j <= i `in`, else `out`. */
+static const char *causal_mask(exporter *e, const ct_layer *l, int64_t tq, int64_t tv,
+                               float in, float out)
 {
     float *m = malloc((size_t)(tq * tv) * sizeof *m);
     if (!m) {
@@ -394,30 +414,64 @@ static const char *causal_mask(exporter *e, const ct_layer *l, int64_t tq, int64
     }
     for (int64_t i = 0; i < tq; i++)
         for (int64_t j = 0; j < tv; j++)
-            m[i * tv + j] = j <= i ? 0.0f : -1e30f;
+            m[i * tv + j] = j <= i ? in : out;
     int64_t dims[2] = {tq, tv};
     const char *name = ct_onnx_floats(&e->g, ct_onnx_name(&e->g, l->name, "causal"), 2, dims, m);
     free(m);
     return name;
 }
 
-/* MultiHeadAttention: per head softmax(Q K^T / sqrt(key_dim) [+ causal mask]) V, the
- * heads side by side through the output projection. */
+/* The pairs (query i, key j) that the inputs' masks (and the causal mask) allow, 0 or 1,
+ * shaped to broadcast over the scores (N, heads, tq, tv); NULL when no input has a mask. */
+static const char *allowed(exporter *e, const ct_layer *l, ct_onnx_val *const *in,
+                           int64_t tq, int64_t tv)
+{
+    const char *base = l->name, *qm = in[0]->mask, *vm = in[1]->mask;
+    const char *km = l->ninputs == 3 ? in[2]->mask : NULL;
+    if (!qm && !vm && !km)
+        return NULL;
+    const char *kv = vm && km ? ct_onnx_binary(e, "Mul", base, vm, km) : vm ? vm : km;
+    const char *q = qm ? ct_onnx_squeeze(e, "Unsqueeze", base, qm, 2) : NULL; /* (N, tq, 1) */
+    const char *k = kv ? ct_onnx_squeeze(e, "Unsqueeze", base, kv, 1) : NULL; /* (N, 1, tv) */
+    const char *a = q && k ? ct_onnx_binary(e, "Mul", base, q, k) : q ? q : k;
+    if (ct_onnx_cfg_bool(l, "use_causal_mask", false))
+        a = ct_onnx_binary(e, "Mul", base, a, causal_mask(e, l, tq, tv, 1.0f, 0.0f));
+    return ct_onnx_squeeze(e, "Unsqueeze", base, a, 1);
+}
+
+/* Softmax over the keys of the scores s: masked pairs lowered by -MASKED_SCORE and, as
+ * ctrain does, the probabilities of a query that may attend to none made zeros. */
+static const char *probabilities(exporter *e, const ct_layer *l, ct_onnx_val *const *in,
+                                 const char *s)
+{
+    int64_t tq = l->in_shapes[0].dim[0], tv = l->in_shapes[1].dim[0];
+    const char *a = allowed(e, l, in, tq, tv);
+    if (a) {
+        const char *low = ct_onnx_binary(e, "Sub", l->name, a, ct_onnx_const_float(e, l->name, 1));
+        s = ct_onnx_binary(e, "Add", l->name, s,
+                           ct_onnx_binary(e, "Mul", l->name, low,
+                                          ct_onnx_const_float(e, l->name, -MASKED_SCORE)));
+    } else if (ct_onnx_cfg_bool(l, "use_causal_mask", false)) {
+        s = ct_onnx_binary(e, "Add", l->name, s, causal_mask(e, l, tq, tv, 0.0f, MASKED_SCORE));
+    }
+    char *p = ct_onnx_name(&e->g, l->name, "probs");
+    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Softmax", l->name, 1, &s, p), "axis", -1);
+    return a ? ct_onnx_binary(e, "Mul", l->name, p, a) : p;
+}
+
+/* MultiHeadAttention: per head softmax(Q K^T / sqrt(key_dim) [+ masks]) V, the heads side
+ * by side through the output projection. */
 int ct_onnx_attention(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *const *in,
                       ct_onnx_val *out)
 {
     const char *q = input(e, l, in, 0), *v = input(e, l, in, 1);
     const char *k = l->ninputs == 3 ? input(e, l, in, 2) : v;
-    int64_t tq = l->in_shapes[0].dim[0], tv = l->in_shapes[1].dim[0];
     const char *s = ct_onnx_binary(e, "MatMul", l->name, project(e, l, "query", q, false),
                                    project(e, l, "key", k, true));
     double key_dim = ct_onnx_cfg_num(l, "key_dim", 1);
     s = ct_onnx_binary(e, "Mul", l->name, s,
                        ct_onnx_const_float(e, l->name, (float)(1.0 / sqrt(key_dim))));
-    if (ct_onnx_cfg_bool(l, "use_causal_mask", false))
-        s = ct_onnx_binary(e, "Add", l->name, s, causal_mask(e, l, tq, tv));
-    char *p = ct_onnx_name(&e->g, l->name, "probs");
-    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Softmax", l->name, 1, &s, p), "axis", -1);
+    const char *p = probabilities(e, l, in, s);
     static const int64_t back[4] = {0, 2, 1, 3};
     const char *c = ct_onnx_transpose(e, l->name, ct_onnx_binary(e, "MatMul", l->name, p,
                                                                  project(e, l, "value", v, false)),
@@ -472,15 +526,33 @@ int ct_onnx_masking(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x, ct_o
     const char *eq = ct_onnx_binary(e, "Equal", l->name, xl,
                                     ct_onnx_const_float(e, l->name,
                                                         (float)ct_onnx_cfg_num(l, "mask_value", 0)));
-    const char *keep = ct_onnx_unary(e, "Not", l->name, eq);
-    char *f = ct_onnx_name(&e->g, l->name, "keep");
-    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Cast", l->name, 1, &keep, f), "to",
-                     CT_ONNX_FLOAT);
+    const char *f = as_floats(e, l->name, ct_onnx_unary(e, "Not", l->name, eq));
     char *any = ct_onnx_name(&e->g, l->name, "any");
-    Onnx__NodeProto *n = ct_onnx_node(&e->g, "ReduceMax", l->name, 1, (const char **)&f, any);
+    Onnx__NodeProto *n = ct_onnx_node(&e->g, "ReduceMax", l->name, 1, &f, any);
     int64_t last = -1;
     ct_onnx_attr_ints(&e->g, n, "axes", 1, &last);
     ct_onnx_attr_int(&e->g, n, "keepdims", 1);
     out->nhwc = ct_onnx_binary(e, "Mul", l->name, xl, any);
+    out->mask = ct_onnx_squeeze(e, "Squeeze", l->name, any, -1); /* what it writes */
+    return e->g.failed ? -1 : 0;
+}
+
+int ct_onnx_masked_mean(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
+                        ct_onnx_val *out)
+{
+    const char *base = l->name;
+    const char *m = ct_onnx_squeeze(e, "Unsqueeze", base, x->mask, -1); /* (N, T, 1) */
+    const char *sum = ct_onnx_binary(e, "Mul", base, ct_onnx_layout(e, x, false, base), m);
+    int64_t steps = 1;
+    const char *axes = ct_onnx_const_ints(e, base, 1, &steps);
+    bool keep = ct_onnx_cfg_bool(l, "keepdims", false);
+    const char *in[2] = {sum, axes};
+    char *s = ct_onnx_name(&e->g, base, "sum"), *c = ct_onnx_name(&e->g, base, "count");
+    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "ReduceSum", base, 2, in, s), "keepdims", keep);
+    in[0] = m;
+    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "ReduceSum", base, 2, in, c), "keepdims", keep);
+    /* a sample of padding only: 0 / 1, zeros as ctrain gives */
+    const char *count = ct_onnx_binary(e, "Max", base, c, ct_onnx_const_float(e, base, 1.0f));
+    out->nhwc = ct_onnx_binary(e, "Div", base, s, count);
     return e->g.failed ? -1 : 0;
 }

@@ -21,6 +21,9 @@
 typedef struct ct_onnx_val {
     const char *nhwc, *nchw; /* channels last / first; NULL: not made in that layout */
     const char *ids;         /* a token input's int64 ids, or NULL */
+    /* The mask the tensor carries (layer.h), (N, T) of 0 and 1, where a layer that honours
+     * it reads it (made then, once); NULL: none, or not made. */
+    const char *mask;
     int rank;                /* without the batch axis */
 } ct_onnx_val;
 
@@ -105,10 +108,17 @@ int ct_onnx_bidirectional(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *c
                           ct_onnx_val *const *out, ct_error *err);
 int ct_onnx_time_distributed(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
                              ct_onnx_val *out, ct_error *err);
+/* The inputs' masks (ct_onnx_val.mask) are honoured as ctrain does. */
 int ct_onnx_attention(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *const *in,
                       ct_onnx_val *out);
 int ct_onnx_layer_norm(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
                        ct_onnx_val *out);
 int ct_onnx_masking(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x, ct_onnx_val *out);
+/* GlobalAveragePooling1D over x's mask: the mean of the steps that hold data. */
+int ct_onnx_masked_mean(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
+                        ct_onnx_val *out);
+/* The mask that embedding (or token_and_position_embedding) l with mask_zero writes: 1
+ * where the id in ids is not 0. */
+const char *ct_onnx_mask_zero(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *ids);
 
 #endif
