@@ -12,11 +12,10 @@
 #    time_distributed; conv1d ("same", causal, dilated, strided), the 1-D pools, batch and
 #    layer normalization over steps; attention with and without the causal mask, with a
 #    key and another value_dim, after token and position embeddings; masking; the masks
-#    of mask_zero and masking (and their union) honoured by attention and the 1-D
-#    average pool;
-# and what stays refused is refused by name, nothing written: a mask a recurrent layer
-# would honour (mask_zero into a gru, masking into a bidirectional lstm), an activation
-# ONNX's recurrent operators lack, a layer without a translation.
+#    of mask_zero and masking (and their union) honoured by attention, the 1-D average
+#    pool and recurrent layers (the GRU example with mask_zero too); recurrent layers
+#    with activations ONNX's recurrent operators lack;
+# and a layer without a translation is refused by name, nothing written.
 #
 # Needs a Python with onnx, onnxruntime, numpy and h5py: CT_ONNX_PYTHON, else
 # tests/.venv (scripts/setup.sh --test makes it from PyPI). Without one the test says so
@@ -322,6 +321,50 @@ fit: {batch_size: 16}
 EOF
 fit_seq masks "$tmp/masks.yaml" && seq_compare masks "$tmp/seq.h5" ids=idsp,xm=xm "pool,att,head"
 
+# Masked recurrent layers (ONNX's Scan, step by step): mask_zero's and masking's masks,
+# go_backwards, reset_after both ways, states, zero_output_for_mask, bidirectional; and the
+# GRU example with mask_zero.
+cat >"$tmp/mrnn.yaml" <<EOF
+data:
+  train: {path: $tmp/seq.h5, x: {ids: idsp, xm: xm}, y: {g: t5, gb: ts5, l: ts5, "l:1": t5, "l:2": t5, s: t5, bi: ts10, bs: t5}}
+  test: {path: $tmp/seq.h5, x: {ids: idsp, xm: xm}, y: {g: t5, gb: ts5, l: ts5, "l:1": t5, "l:2": t5, s: t5, bi: ts10, bs: t5}}
+model:
+  inputs: {ids: {shape: [12]}, xm: {shape: [12, 3]}}
+  layers:
+    - {name: emb, type: embedding, input_dim: 20, output_dim: 4, mask_zero: true, inputs: ids}
+    - {name: drop, type: dropout, rate: 0.1}
+    - {name: g, type: gru, units: 5}
+    - {name: gb, type: gru, units: 5, reset_after: false, go_backwards: true, return_sequences: true, inputs: drop}
+    - {name: l, type: lstm, units: 5, return_sequences: true, return_state: true, zero_output_for_mask: true, inputs: drop}
+    - {name: m, type: masking, mask_value: 0.5, inputs: xm}
+    - {name: s, type: simple_rnn, units: 5, go_backwards: true, inputs: m}
+    - {name: bi, type: bidirectional, layer: {type: lstm, units: 5, return_sequences: true}, inputs: m}
+    - {name: bs, type: bidirectional, merge_mode: ave, layer: {type: gru, units: 5, go_backwards: true}, inputs: emb}
+  outputs: [g, gb, l, "l:1", "l:2", s, bi, bs]
+compile: {optimizer: adam, loss: mse}
+fit: {batch_size: 16}
+EOF
+fit_seq mrnn "$tmp/mrnn.yaml" && seq_compare mrnn "$tmp/seq.h5" ids=idsp,xm=xm "g,gb,l,l:1,l:2,s,bi,bs"
+fit_seq gru_masked "$src/configs/text_classify_gru.yaml" --set data.train.path="$tmp/topics.h5" \
+    --set data.validation.path="$tmp/topics.h5" --set model.layers.0.mask_zero=true &&
+    seq_compare gru_masked "$tmp/topics.h5" validation/x
+
+# Activations ONNX's recurrent operators lack (ONNX's Scan too), with states and wrapped.
+cat >"$tmp/acts.yaml" <<EOF
+data: {train: {path: $tmp/seq.h5, x: x, y: {a: ts5, "a:1": t5, "a:2": t5, b: ts5, c: t5, d: ts10}}}
+model:
+  inputs: {x: {shape: [12, 3]}}
+  layers:
+    - {name: a, type: lstm, units: 5, activation: gelu, return_sequences: true, return_state: true, go_backwards: true, inputs: x}
+    - {name: b, type: lstm, units: 5, recurrent_activation: silu, return_sequences: true, inputs: [x, "a:1", "a:2"]}
+    - {name: c, type: gru, units: 5, activation: selu, reset_after: false, inputs: b}
+    - {name: d, type: bidirectional, layer: {type: simple_rnn, units: 5, activation: swish, return_sequences: true}, inputs: x}
+  outputs: [a, "a:1", "a:2", b, c, d]
+compile: {optimizer: adam, loss: mse}
+fit: {batch_size: 16}
+EOF
+fit_seq acts "$tmp/acts.yaml" && seq_compare acts "$tmp/seq.h5" x "a,a:1,a:2,b,c,d"
+
 # What has no translation: refused by name, no file left.
 # refused CONFIG-NAME MESSAGE: the config written below exports to nothing, saying MESSAGE.
 refused() {
@@ -329,33 +372,6 @@ refused() {
     printf '%s' "$out" | grep -qF "$2" && ok || bad "$1's refusal: $out"
     [ ! -e "$tmp/$1.onnx" ] && ok || bad "the refused $1 left $tmp/$1.onnx"
 }
-cat >"$tmp/mask_zero.yaml" <<EOF
-model:
-  input_shape: [12]
-  layers:
-    - {name: emb, type: embedding, input_dim: 20, output_dim: 4, mask_zero: true}
-    - {type: dropout, rate: 0.1}
-    - {name: rec, type: gru, units: 4}
-compile: {optimizer: adam, loss: mse}
-EOF
-refused mask_zero "layer 'rec' (GRU) honours the mask that layer 'emb' (Embedding) sets, which the ONNX export does not translate"
-cat >"$tmp/mask_bidi.yaml" <<EOF
-model:
-  input_shape: [12, 3]
-  layers:
-    - {name: m, type: masking}
-    - {name: bi, type: bidirectional, layer: {type: lstm, units: 4}}
-compile: {optimizer: adam, loss: mse}
-EOF
-refused mask_bidi "layer 'bi' (Bidirectional) honours the mask that layer 'm' (Masking) sets"
-cat >"$tmp/gelu_lstm.yaml" <<EOF
-model:
-  input_shape: [12, 3]
-  layers:
-    - {name: rec, type: lstm, units: 4, activation: gelu}
-compile: {optimizer: adam, loss: mse}
-EOF
-refused gelu_lstm "layer 'rec' (LSTM): the activation 'gelu' has no ONNX translation"
 cat >"$tmp/conv3d.yaml" <<EOF
 model:
   input_shape: [4, 4, 4, 1]

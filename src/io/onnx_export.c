@@ -8,9 +8,9 @@
  * so such a tensor is transposed to it where such an operator needs it and back where a
  * layer needs the channels last (flatten, dense, reshape, the outputs); each transpose is
  * made once per tensor. A model input that an embedding reads is a token input: int64 ids
- * (ctrain's own data carry them as float32 integers). Layers without a translation here
- * are refused by name, before anything is written; so is a mask that a layer would honour
- * where ONNX's operators cannot. */
+ * (ctrain's own data carry them as float32 integers). Masks are made where a layer that
+ * honours them reads them. Layers without a translation here are refused by name, before
+ * anything is written. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -741,20 +741,6 @@ int ct_onnx_translate(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *const
 
 /* ---- the driver ---- */
 
-/* The layer that sets the mask tensor s carries (mask_zero, masking), or NULL: none. */
-static const ct_layer *mask_setter(const ct_model *m, ct_source_id s)
-{
-    while (s >= 0 && s < m->nlayers) {
-        const ct_layer *l = &m->layers[s];
-        if (l->mask_out == CT_MASK_NONE)
-            return NULL;
-        if (l->mask_out < 0)
-            return l;
-        s = m->sources[s][l->mask_out];
-    }
-    return NULL;
-}
-
 /* The mask tensor s carries, made where a layer reads it (see ct_onnx_val.mask); NULL:
  * none. A tensor passes on the mask of one of its layer's inputs, or the union of
  * theirs, or carries the one its layer writes (mask_zero, masking), as the model decided
@@ -782,34 +768,12 @@ static const char *mask_of(exporter *e, ct_source_id s)
     return v->mask;
 }
 
-/* Layers whose output a mask changes and that the export translates with it. */
+/* Layers whose output a mask changes (see layer.h), which their translations honour. */
 static bool honours_mask(const ct_layer *l)
 {
     static const char *const kinds[] = {"multi_head_attention", "global_average_pooling1d",
-                                        NULL};
+                                        "simple_rnn", "lstm", "gru", "bidirectional", NULL};
     return kind_is(l->kind->name, kinds);
-}
-
-/* A mask changes what recurrent layers compute (at a padded step the state is kept):
- * ONNX's recurrent operators take sequence lengths, not a mask per step, so such a model
- * is refused rather than exported with other predictions. */
-static int check_mask(exporter *e, const ct_layer *l, ct_error *err)
-{
-    static const char *const readers[] = {"simple_rnn", "lstm", "gru", "bidirectional", NULL};
-    const ct_model *m = e->m;
-    const char *k = l->kind->name;
-    if (!kind_is(k, readers) || (l->kind->mask_one_input && l->ninputs > 1))
-        return 0;
-    for (int j = 0; j < l->ninputs; j++) {
-        const ct_layer *by = mask_setter(m, m->sources[l->index][j]);
-        if (by)
-            return ct_err(err, CT_ERR_USAGE, "layer '%s' (%s) honours the mask that layer "
-                          "'%s' (%s) sets, which the ONNX export does not translate (ONNX's "
-                          "operators take no mask per step); export the model without "
-                          "mask_zero or masking", l->name, l->kind->class_name, by->name,
-                          by->kind->class_name);
-    }
-    return 0;
 }
 
 /* Layer i: fills its values (names and layouts) or says why it cannot. */
@@ -829,9 +793,7 @@ static int export_layer(exporter *e, int i, ct_error *err)
     }
     for (int j = 0; honours_mask(l) && j < l->ninputs; j++)
         in[j]->mask = mask_of(e, m->sources[i][j]);
-    int rc = check_mask(e, l, err);
-    if (rc == 0)
-        rc = ct_onnx_translate(e, l, in, out, err);
+    int rc = ct_onnx_translate(e, l, in, out, err);
     free(in);
     return rc;
 }

@@ -183,6 +183,56 @@ void ct_onnx_attr_strings(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name
     a->strings = all;
 }
 
+void ct_onnx_sub_begin(ct_onnx_graph *g, ct_onnx_sub *outer)
+{
+    *outer = (ct_onnx_sub){g->nodes, g->nnodes, g->cap_nodes};
+    g->nodes = NULL;
+    g->nnodes = g->cap_nodes = 0;
+}
+
+/* An arena copy of n pointers. */
+static void **arena_list(ct_onnx_graph *g, size_t n, void *const *items)
+{
+    void **list = alloc(g, (n ? n : 1) * sizeof *list);
+    if (list && n)
+        memcpy(list, items, n * sizeof *list);
+    return list;
+}
+
+Onnx__GraphProto *ct_onnx_sub_end(ct_onnx_graph *g, ct_onnx_sub *outer, const char *name,
+                                  int nin, Onnx__ValueInfoProto *const *in, int nout,
+                                  Onnx__ValueInfoProto *const *out)
+{
+    Onnx__GraphProto *body = alloc(g, sizeof *body);
+    void **nodes = arena_list(g, g->nnodes, (void *const *)g->nodes);
+    void **ins = arena_list(g, (size_t)nin, (void *const *)in);
+    void **outs = arena_list(g, (size_t)nout, (void *const *)out);
+    size_t n = g->nnodes;
+    free(g->nodes);
+    g->nodes = outer->nodes;
+    g->nnodes = outer->nnodes;
+    g->cap_nodes = outer->cap_nodes;
+    if (!body || !nodes || !ins || !outs)
+        return NULL;
+    onnx__graph_proto__init(body);
+    body->name = ct_onnx_strdup(g, name);
+    body->n_node = n;
+    body->node = (Onnx__NodeProto **)nodes;
+    body->n_input = (size_t)nin;
+    body->input = (Onnx__ValueInfoProto **)ins;
+    body->n_output = (size_t)nout;
+    body->output = (Onnx__ValueInfoProto **)outs;
+    return g->failed ? NULL : body;
+}
+
+void ct_onnx_attr_graph(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
+                        Onnx__GraphProto *body)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+    if (a)
+        a->g = body;
+}
+
 /* The initializer of that name, or NULL; *same: whether it holds this tensor. */
 static const Onnx__TensorProto *named_initializer(const ct_onnx_graph *g, const char *name,
                                                   int type, int ndim, const int64_t *dims,

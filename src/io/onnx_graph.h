@@ -52,6 +52,20 @@ const char *ct_onnx_floats(ct_onnx_graph *g, const char *name, int ndim, const i
                            const float *v);
 const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
                            const int64_t *v);
+/* A graph within the graph (a Scan's body): between ct_onnx_sub_begin and ct_onnx_sub_end
+ * the nodes made go to the body; initializers stay the outer graph's, which the body reads
+ * from its outer scope. ct_onnx_sub_end returns the body (in the arena) with the given
+ * inputs and outputs, or NULL when out of memory. */
+typedef struct ct_onnx_sub {
+    Onnx__NodeProto **nodes;
+    size_t nnodes, cap_nodes;
+} ct_onnx_sub;
+void ct_onnx_sub_begin(ct_onnx_graph *g, ct_onnx_sub *outer);
+Onnx__GraphProto *ct_onnx_sub_end(ct_onnx_graph *g, ct_onnx_sub *outer, const char *name,
+                                  int nin, Onnx__ValueInfoProto *const *in, int nout,
+                                  Onnx__ValueInfoProto *const *out);
+void ct_onnx_attr_graph(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
+                        Onnx__GraphProto *body);
 /* ONNX's element types that the export writes. */
 enum { CT_ONNX_FLOAT = 1, CT_ONNX_INT64 = 7 };
 /* A graph input or output: elements of `elem` (CT_ONNX_FLOAT, CT_ONNX_INT64), shape

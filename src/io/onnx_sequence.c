@@ -1,6 +1,6 @@
 /* onnx_sequence.c - the ONNX translations of the sequence layers (onnx_translate.h):
  * embeddings (Gather on int64 ids), SimpleRNN, LSTM and GRU (ONNX's RNN, LSTM and GRU
- * operators), Bidirectional and TimeDistributed, MultiHeadAttention (composed of MatMul,
+ * operators, or Scan), Bidirectional and TimeDistributed, MultiHeadAttention (composed of MatMul,
  * Reshape, Transpose and Softmax), layer normalization and masking.
  *
  * ONNX's recurrent operators read (T, N, F) and give (T, directions, N, units), with the
@@ -9,7 +9,9 @@
  * as Keras), and the bias B (1, 2 x gates x units) the input part then the recurrent part
  * (Keras's GRU with reset_after keeps both, linear_before_reset in ONNX; the others one,
  * the recurrent part zeros). go_backwards reverses the input and runs forward, so the
- * sequence comes out in processing order, as Keras's does. */
+ * sequence comes out in processing order, as Keras's does. A layer whose input carries a
+ * mask, or with an activation those operators lack, runs in ONNX's Scan instead, one
+ * step of Keras's cell (its own weight layout) per iteration. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,7 @@ typedef struct rnn_spec {
     int cell, gates;
     int64_t units, in;
     bool backwards, sequences, states, reset_after;
+    bool zero_masked;   /* zero_output_for_mask: a padded step's output is zeros */
 } rnn_spec;
 
 /* l's spec; flip: a Bidirectional's backward copy, whose go_backwards is its config's
@@ -115,6 +118,7 @@ static rnn_spec spec_of(const ct_layer *l, bool flip)
     r.sequences = ct_onnx_cfg_bool(l, "return_sequences", false);
     r.states = ct_onnx_cfg_bool(l, "return_state", false);
     r.reset_after = r.cell == CELL_GRU && ct_onnx_cfg_bool(l, "reset_after", true);
+    r.zero_masked = ct_onnx_cfg_bool(l, "zero_output_for_mask", false);
     return r;
 }
 
@@ -124,10 +128,9 @@ typedef struct rnn_act {
     float alpha, beta;
 } rnn_act;
 
-/* The activation that l's config names under key, in ONNX's terms; an error naming the
- * layer where ONNX's recurrent operators have no such function. */
-static int act_of(const ct_layer *l, const char *key, const char *def, rnn_act *out,
-                  ct_error *err)
+/* The activation that l's config names under key, in the terms of ONNX's recurrent
+ * operators; false where they have no such function. */
+static bool act_of(const ct_layer *l, const char *key, const char *def, rnn_act *out)
 {
     static const struct { const char *keras; rnn_act onnx; } acts[] = {
         {"tanh", {"Tanh", 0, 0}},         {"sigmoid", {"Sigmoid", 0, 0}},
@@ -141,23 +144,28 @@ static int act_of(const ct_layer *l, const char *key, const char *def, rnn_act *
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
         if (!strcmp(name, acts[i].keras)) {
             *out = acts[i].onnx;
-            return 0;
+            return true;
         }
-    return ct_err(err, CT_ERR_USAGE, "layer '%s' (%s): the %s '%s' has no ONNX translation: "
-                  "ONNX's recurrent operators take tanh, sigmoid, relu, linear, softsign, "
-                  "softplus, elu, leaky_relu and hard_sigmoid", l->name, l->kind->class_name,
-                  key, name);
+    return false;
+}
+
+/* Whether ONNX's recurrent operators have l's activations. */
+static bool native_acts(const ct_layer *l, const rnn_spec *r)
+{
+    rnn_act a;
+    return act_of(l, "activation", "tanh", &a) &&
+           (r->cell == CELL_SIMPLE || act_of(l, "recurrent_activation", "sigmoid", &a));
 }
 
 /* The activations attribute (and the alphas and betas of those that take them, in order,
  * as ONNX Runtime reads them): the LSTM's f, g, h; the GRU's f, g; the RNN's f. */
-static int rnn_activations(exporter *e, const ct_layer *l, const rnn_spec *r,
-                           Onnx__NodeProto *n, ct_error *err)
+static void rnn_activations(exporter *e, const ct_layer *l, const rnn_spec *r,
+                            Onnx__NodeProto *n)
 {
-    rnn_act f, g;
-    if (act_of(l, "activation", "tanh", &g, err) ||
-        (r->cell != CELL_SIMPLE && act_of(l, "recurrent_activation", "sigmoid", &f, err)))
-        return -1;
+    rnn_act f = {"Sigmoid", 0, 0}, g = {"Tanh", 0, 0};
+    act_of(l, "activation", "tanh", &g);
+    if (r->cell != CELL_SIMPLE)
+        act_of(l, "recurrent_activation", "sigmoid", &f);
     rnn_act all[3] = {f, g, g};
     if (r->cell == CELL_SIMPLE)
         all[0] = g;
@@ -177,7 +185,6 @@ static int rnn_activations(exporter *e, const ct_layer *l, const rnn_spec *r,
         ct_onnx_attr_floats(&e->g, n, "activation_alpha", na, alpha);
     if (nb)
         ct_onnx_attr_floats(&e->g, n, "activation_beta", nb, beta);
-    return 0;
 }
 
 /* Keras's (rows, gates x units) matrix of parameter `name` as ONNX's (1, gates x units,
@@ -234,12 +241,224 @@ static const char *rnn_bias(exporter *e, const ct_layer *l, const rnn_spec *r)
     return out;
 }
 
+/* ---- masked recurrent layers: ONNX's Scan over the steps ---- */
+
+/* Columns [c0, c1) of l's parameter `name` (rows x cols, or one row of cols): of every
+ * row (row < 0), or of row `row` alone as a vector; an initializer "<layer>/<what>". */
+static const char *param_part(exporter *e, const ct_layer *l, const char *name, int row,
+                              int64_t c0, int64_t c1, const char *what)
+{
+    const float *v;
+    const ct_param *p = ct_onnx_param(e, l, name, &v);
+    if (!p)
+        return NULL;
+    int64_t rows = p->shape.ndim == 2 ? p->shape.dim[0] : 1, cols = p->shape.dim[p->shape.ndim - 1];
+    int64_t r0 = row < 0 ? 0 : row, r1 = row < 0 ? rows : row + 1, w = c1 - c0;
+    float *part = malloc((size_t)((r1 - r0) * w) * sizeof *part);
+    if (!part) {
+        e->g.failed = true;
+        return NULL;
+    }
+    for (int64_t k = r0; k < r1; k++)
+        memcpy(part + (k - r0) * w, v + k * cols + c0, (size_t)w * sizeof *part);
+    char full[CT_NAME_MAX * 3 + 64];
+    ct_onnx_weight_name(e, l, what, full, sizeof full);
+    int64_t dims[2] = {r1 - r0, w};
+    bool matrix = row < 0 && p->shape.ndim == 2;
+    const char *out = ct_onnx_floats(&e->g, full, matrix ? 2 : 1, matrix ? dims : dims + 1, part);
+    free(part);
+    return out;
+}
+
+/* x (N, n u) split into n blocks of u columns, into parts. */
+static void split(exporter *e, const char *base, const char *x, int n, int64_t u,
+                  const char **parts)
+{
+    int64_t sizes[4] = {u, u, u, u};
+    const char *in[2] = {x, ct_onnx_const_ints(e, base, n, sizes)};
+    for (int k = 0; k < n; k++)
+        parts[k] = ct_onnx_name(&e->g, base, "gate");
+    ct_onnx_attr_int(&e->g, ct_onnx_node_n(&e->g, "Split", base, 2, in, n, parts), "axis", 1);
+}
+
+/* act(x) by the activation l's config names under key. */
+static const char *act(exporter *e, const ct_layer *l, const char *key, const char *def,
+                       const char *x, ct_error *err)
+{
+    const char *name = ct_onnx_cfg_str(l, key, def);
+    return ct_onnx_activation(e, l->name, name, ct_onnx_default_alpha(name), x, err);
+}
+
+/* The GRU's step: p (N, 3u) holds x W + the input bias; Keras's gates z, r, h. */
+static const char *gru_step(exporter *e, const ct_layer *l, const rnn_spec *r, const char *h,
+                            const char *p, ct_error *err)
+{
+    const char *b = l->name, *ps[3], *hs[3];
+    int64_t u = r->units;
+    split(e, b, p, 3, u, ps);
+    const char *hu = ct_onnx_binary(e, "MatMul", b, h,
+                                    param_part(e, l, "recurrent_kernel", -1, 0,
+                                               r->reset_after ? 3 * u : 2 * u, "U_step"));
+    const char *rb = r->reset_after ? param_part(e, l, "bias", 1, 0, 3 * u, "recurrent_bias")
+                                    : NULL;
+    if (rb)
+        hu = ct_onnx_binary(e, "Add", b, hu, rb);
+    split(e, b, hu, r->reset_after ? 3 : 2, u, hs);
+    const char *z = act(e, l, "recurrent_activation", "sigmoid",
+                        ct_onnx_binary(e, "Add", b, ps[0], hs[0]), err);
+    const char *rr = act(e, l, "recurrent_activation", "sigmoid",
+                         ct_onnx_binary(e, "Add", b, ps[1], hs[1]), err);
+    const char *cand = r->reset_after
+                           ? ct_onnx_binary(e, "Mul", b, rr, hs[2])
+                           : ct_onnx_binary(e, "MatMul", b, ct_onnx_binary(e, "Mul", b, rr, h),
+                                            param_part(e, l, "recurrent_kernel", -1, 2 * u, 3 * u,
+                                                       "U_candidate"));
+    const char *hh = act(e, l, "activation", "tanh", ct_onnx_binary(e, "Add", b, ps[2], cand), err);
+    if (!z || !rr || !hh)
+        return NULL;
+    /* hh + z (h - hh), as ctrain computes it */
+    return ct_onnx_binary(e, "Add", b, hh,
+                          ct_onnx_binary(e, "Mul", b, z, ct_onnx_binary(e, "Sub", b, h, hh)));
+}
+
+/* The cell's step from state h (and c) and the step's input projection p to h2 (and c2). */
+static int cell_step(exporter *e, const ct_layer *l, const rnn_spec *r, const char *h,
+                     const char *c, const char *p, const char **h2, const char **c2,
+                     ct_error *err)
+{
+    const char *b = l->name;
+    if (r->cell == CELL_GRU)
+        return (*h2 = gru_step(e, l, r, h, p, err)) ? 0 : -1;
+    const char *z = ct_onnx_binary(e, "Add", b, p,
+                                   ct_onnx_binary(e, "MatMul", b, h,
+                                                  ct_onnx_param_init(e, l, "recurrent_kernel",
+                                                                     0, NULL)));
+    if (r->cell == CELL_SIMPLE)
+        return (*h2 = act(e, l, "activation", "tanh", z, err)) ? 0 : -1;
+    const char *g[4]; /* Keras's i, f, c, o */
+    split(e, b, z, 4, r->units, g);
+    const char *i = act(e, l, "recurrent_activation", "sigmoid", g[0], err);
+    const char *f = act(e, l, "recurrent_activation", "sigmoid", g[1], err);
+    const char *cc = act(e, l, "activation", "tanh", g[2], err);
+    const char *o = act(e, l, "recurrent_activation", "sigmoid", g[3], err);
+    if (!i || !f || !cc || !o)
+        return -1;
+    *c2 = ct_onnx_binary(e, "Add", b, ct_onnx_binary(e, "Mul", b, f, c),
+                         ct_onnx_binary(e, "Mul", b, i, cc));
+    const char *tc = act(e, l, "activation", "tanh", *c2, err);
+    return tc && (*h2 = ct_onnx_binary(e, "Mul", b, o, tc)) ? 0 : -1;
+}
+
+/* A padded step keeps the state: from + m (to - from), as ctrain computes it. */
+static const char *keep(exporter *e, const char *base, const char *m, const char *from,
+                        const char *to)
+{
+    return ct_onnx_binary(e, "Add", base, from,
+                          ct_onnx_binary(e, "Mul", base, m,
+                                         ct_onnx_binary(e, "Sub", base, to, from)));
+}
+
+/* The Scan's body: state h (and c), the step's projection p and (when masked) mask m in;
+ * the new state and the step's output out. */
+static Onnx__GraphProto *scan_body(exporter *e, const ct_layer *l, const rnn_spec *r,
+                                   bool masked, ct_error *err)
+{
+    const char *b = l->name;
+    int64_t u = r->units, gu = r->gates * u;
+    bool lstm = r->cell == CELL_LSTM;
+    ct_onnx_sub outer;
+    ct_onnx_sub_begin(&e->g, &outer);
+    const char *h = ct_onnx_name(&e->g, b, "h"), *c = ct_onnx_name(&e->g, b, "c");
+    const char *p = ct_onnx_name(&e->g, b, "p"), *mt = ct_onnx_name(&e->g, b, "m");
+    const char *h2 = NULL, *c2 = NULL;
+    int rc = cell_step(e, l, r, h, c, p, &h2, &c2, err);
+    const char *m = masked ? ct_onnx_squeeze(e, "Unsqueeze", b, mt, 1) : NULL; /* (N, 1) */
+    const char *hn = rc || !m ? h2 : keep(e, b, m, h, h2);
+    const char *cn = lstm && !rc && m ? keep(e, b, m, c, c2) : c2;
+    const char *y = hn ? (m && r->zero_masked ? ct_onnx_binary(e, "Mul", b, hn, m)
+                                              : ct_onnx_unary(e, "Identity", b, hn))
+                       : NULL;
+    Onnx__ValueInfoProto *in[4], *out[3];
+    int nin = 0, nout = 0;
+    in[nin++] = ct_onnx_value(&e->g, h, CT_ONNX_FLOAT, 1, &u);
+    if (lstm)
+        in[nin++] = ct_onnx_value(&e->g, c, CT_ONNX_FLOAT, 1, &u);
+    in[nin++] = ct_onnx_value(&e->g, p, CT_ONNX_FLOAT, 1, &gu);
+    if (masked)
+        in[nin++] = ct_onnx_value(&e->g, mt, CT_ONNX_FLOAT, 0, NULL);
+    out[nout++] = hn ? ct_onnx_value(&e->g, hn, CT_ONNX_FLOAT, 1, &u) : NULL;
+    if (lstm)
+        out[nout++] = cn ? ct_onnx_value(&e->g, cn, CT_ONNX_FLOAT, 1, &u) : NULL;
+    out[nout++] = y ? ct_onnx_value(&e->g, y, CT_ONNX_FLOAT, 1, &u) : NULL;
+    Onnx__GraphProto *body = ct_onnx_sub_end(&e->g, &outer, b, nin, in, nout, out);
+    return rc ? NULL : body;
+}
+
+/* Zeros (N, u) for the first state, N taken from x (N, T, F). */
+static const char *zero_state(exporter *e, const char *base, const char *x, int64_t u)
+{
+    int64_t zero = 0, one = 1;
+    const char *in[3] = {ct_onnx_unary(e, "Shape", base, x), ct_onnx_const_ints(e, base, 1, &zero),
+                         ct_onnx_const_ints(e, base, 1, &one)};
+    char *n = ct_onnx_name(&e->g, base, "batch");
+    ct_onnx_node(&e->g, "Slice", base, 3, in, n);
+    const char *cat[2] = {n, ct_onnx_const_ints(e, base, 1, &u)};
+    char *shape = ct_onnx_name(&e->g, base, "state_shape");
+    ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Concat", base, 2, cat, shape), "axis", 0);
+    return ct_onnx_binary(e, "Expand", base, ct_onnx_const_float(e, base, 0.0f), shape);
+}
+
+/* A recurrent layer step by step: over a masked sequence as Keras (at a padded step the
+ * state, h and c, is kept and the output is it, or zeros with zero_output_for_mask), or
+ * with activations ONNX's recurrent operators lack. The input projection of every step,
+ * x W + the input bias, is one MatMul before the Scan. */
+static int rnn_scan(exporter *e, const ct_layer *l, const rnn_spec *r, value *x,
+                    const char *mask, const char *h0, const char *c0, const char **res,
+                    ct_error *err)
+{
+    const char *b = l->name, *xl = ct_onnx_layout(e, x, false, b);
+    int64_t u = r->units, gu = r->gates * u;
+    const char *p = ct_onnx_binary(e, "MatMul", b, xl, ct_onnx_param_init(e, l, "kernel", 0, NULL));
+    const float *bias;
+    if (ct_onnx_param(e, l, "bias", &bias))
+        p = ct_onnx_binary(e, "Add", b, p, param_part(e, l, "bias", 0, 0, gu, "input_bias"));
+    Onnx__GraphProto *body = scan_body(e, l, r, mask != NULL, err);
+    if (!body)
+        return -1;
+    bool lstm = r->cell == CELL_LSTM;
+    const char *zeros = !h0 || (lstm && !c0) ? zero_state(e, b, xl, u) : NULL;
+    /* in: the states, then the scanned inputs; out: the states, then the scanned output */
+    const char *in[4] = {h0 ? h0 : zeros, c0 ? c0 : zeros, p, mask};
+    if (!lstm)
+        in[1] = in[0];
+    const char *out[3] = {ct_onnx_name(&e->g, b, "h_last"), ct_onnx_name(&e->g, b, "c_last"),
+                          ct_onnx_name(&e->g, b, "sequence")};
+    const char *outs[3] = {out[0], lstm ? out[1] : out[2], out[2]};
+    int nin = (lstm ? 3 : 2) + (mask != NULL);
+    Onnx__NodeProto *n = ct_onnx_node_n(&e->g, "Scan", b, nin, lstm ? in : in + 1,
+                                        lstm ? 3 : 2, outs);
+    int scanned = mask ? 2 : 1;
+    int64_t axes[2] = {1, 1}, dirs[2] = {r->backwards, r->backwards}, out_axis = 1;
+    ct_onnx_attr_graph(&e->g, n, "body", body);
+    ct_onnx_attr_int(&e->g, n, "num_scan_inputs", scanned);
+    ct_onnx_attr_ints(&e->g, n, "scan_input_axes", scanned, axes);
+    ct_onnx_attr_ints(&e->g, n, "scan_input_directions", scanned, dirs);
+    ct_onnx_attr_ints(&e->g, n, "scan_output_axes", 1, &out_axis);
+    res[1] = out[0];
+    res[2] = lstm ? out[1] : NULL;
+    res[0] = r->sequences ? out[2] : out[0];
+    return e->g.failed ? -1 : 0;
+}
+
 /* Runs l's cell over x: res[0] the sequence (N, T, u) in processing order or the last
  * state (N, u), res[1] the state h, res[2] the LSTM's c. h0 and c0: initial states (N, u)
- * or NULL. */
+ * or NULL. Through ONNX's recurrent operator, or through Scan where x carries a mask
+ * (which Keras passes only without initial states) or the operator lacks an activation. */
 static int rnn_run(exporter *e, const ct_layer *l, const rnn_spec *r, value *x,
                    const char *h0, const char *c0, const char **res, ct_error *err)
 {
+    if ((x->mask && !h0) || !native_acts(l, r))
+        return rnn_scan(e, l, r, x, h0 ? NULL : x->mask, h0, c0, res, err);
     static const char *const ops[] = {"RNN", "LSTM", "GRU"};
     static const int64_t tnf[3] = {1, 0, 2};
     const char *base = l->name;
@@ -259,8 +478,7 @@ static int rnn_run(exporter *e, const ct_layer *l, const rnn_spec *r, value *x,
     ct_onnx_attr_int(&e->g, n, "hidden_size", r->units);
     if (r->reset_after)
         ct_onnx_attr_int(&e->g, n, "linear_before_reset", 1);
-    if (rnn_activations(e, l, r, n, err))
-        return -1;
+    rnn_activations(e, l, r, n);
     res[1] = ct_onnx_squeeze(e, "Squeeze", base, outs[1], 0);
     res[2] = r->cell == CELL_LSTM ? ct_onnx_squeeze(e, "Squeeze", base, outs[2], 0) : NULL;
     res[0] = r->sequences ? ct_onnx_transpose(e, base,
@@ -318,6 +536,7 @@ int ct_onnx_bidirectional(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *c
         const char *wname;
         const ct_layer *copy = ct_wrapper_inner(l, k, &wname);
         rnn_spec r = spec_of(copy, k == 1);
+        r.zero_masked = r.sequences; /* as Keras, whatever the wrapped layer's config says */
         const ct_layer *holder = e->holder;
         const char *prefix = e->prefix;
         e->holder = l;
