@@ -260,7 +260,8 @@ const char *ct_onnx_activation(ct_onnx_exporter *e, const char *base, const char
     } else if (!strcmp(act, "elu")) {
         ct_onnx_attr_float(g, ct_onnx_node(g, "Elu", base, 1, &x, y), "alpha", alpha);
     } else if (!strcmp(act, "relu6")) {
-        const char *in[3] = {x, ct_onnx_const_float(e, base, 0.0f), ct_onnx_const_float(e, base, 6.0f)};
+        const char *in[3] = {x, ct_onnx_const_float(e, base, 0.0f),
+                             ct_onnx_const_float(e, base, 6.0f)};
         ct_onnx_node(g, "Clip", base, 3, in, y);
     } else if (!strcmp(act, "hard_sigmoid")) { /* Keras 3: relu6(x + 3) / 6 */
         Onnx__NodeProto *n = ct_onnx_node(g, "HardSigmoid", base, 1, &x, y);

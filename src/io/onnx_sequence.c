@@ -1,7 +1,7 @@
 /* onnx_sequence.c - the ONNX translations of the sequence layers (onnx_translate.h):
  * embeddings (Gather on int64 ids), SimpleRNN, LSTM and GRU (ONNX's RNN, LSTM and GRU
- * operators, or Scan), Bidirectional and TimeDistributed, MultiHeadAttention (composed of MatMul,
- * Reshape, Transpose and Softmax), layer normalization and masking.
+ * operators, or Scan), Bidirectional and TimeDistributed, MultiHeadAttention (composed of
+ * MatMul, Reshape, Transpose and Softmax), layer normalization and masking.
  *
  * ONNX's recurrent operators read (T, N, F) and give (T, directions, N, units), with the
  * weights per gate as rows: a Keras kernel (F, gates x units) becomes W (1, gates x units,
@@ -75,9 +75,10 @@ int ct_onnx_embedding(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x, ct
         return -1;
     const char *y = ct_onnx_name(&e->g, l->name, "gather");
     ct_onnx_attr_int(&e->g, ct_onnx_node(&e->g, "Gather", l->name, 2, in, y), "axis", 0);
+    int64_t steps = l->in_shape.dim[0];
     if (tap)
         y = ct_onnx_binary(e, "Add", l->name, y,
-                           positions(e, l, "position_embedding/embeddings", l->in_shape.dim[0]));
+                           positions(e, l, "position_embedding/embeddings", steps));
     out->nhwc = y;
     return y ? 0 : -1;
 }
@@ -252,7 +253,8 @@ static const char *param_part(exporter *e, const ct_layer *l, const char *name, 
     const ct_param *p = ct_onnx_param(e, l, name, &v);
     if (!p)
         return NULL;
-    int64_t rows = p->shape.ndim == 2 ? p->shape.dim[0] : 1, cols = p->shape.dim[p->shape.ndim - 1];
+    int64_t rows = p->shape.ndim == 2 ? p->shape.dim[0] : 1;
+    int64_t cols = p->shape.dim[p->shape.ndim - 1];
     int64_t r0 = row < 0 ? 0 : row, r1 = row < 0 ? rows : row + 1, w = c1 - c0;
     float *part = malloc((size_t)((r1 - r0) * w) * sizeof *part);
     if (!part) {
@@ -265,7 +267,8 @@ static const char *param_part(exporter *e, const ct_layer *l, const char *name, 
     ct_onnx_weight_name(e, l, what, full, sizeof full);
     int64_t dims[2] = {r1 - r0, w};
     bool matrix = row < 0 && p->shape.ndim == 2;
-    const char *out = ct_onnx_floats(&e->g, full, matrix ? 2 : 1, matrix ? dims : dims + 1, part);
+    const char *out =
+        ct_onnx_floats(&e->g, full, matrix ? 2 : 1, matrix ? dims : dims + 1, part);
     free(part);
     return out;
 }
@@ -308,12 +311,15 @@ static const char *gru_step(exporter *e, const ct_layer *l, const rnn_spec *r, c
                         ct_onnx_binary(e, "Add", b, ps[0], hs[0]), err);
     const char *rr = act(e, l, "recurrent_activation", "sigmoid",
                          ct_onnx_binary(e, "Add", b, ps[1], hs[1]), err);
-    const char *cand = r->reset_after
-                           ? ct_onnx_binary(e, "Mul", b, rr, hs[2])
-                           : ct_onnx_binary(e, "MatMul", b, ct_onnx_binary(e, "Mul", b, rr, h),
-                                            param_part(e, l, "recurrent_kernel", -1, 2 * u, 3 * u,
-                                                       "U_candidate"));
-    const char *hh = act(e, l, "activation", "tanh", ct_onnx_binary(e, "Add", b, ps[2], cand), err);
+    const char *cand;
+    if (r->reset_after) /* r (h U_h + b_h) */
+        cand = ct_onnx_binary(e, "Mul", b, rr, hs[2]);
+    else /* (r h) U_h */
+        cand = ct_onnx_binary(e, "MatMul", b, ct_onnx_binary(e, "Mul", b, rr, h),
+                              param_part(e, l, "recurrent_kernel", -1, 2 * u, 3 * u,
+                                         "U_candidate"));
+    const char *hh = act(e, l, "activation", "tanh", ct_onnx_binary(e, "Add", b, ps[2], cand),
+                         err);
     if (!z || !rr || !hh)
         return NULL;
     /* hh + z (h - hh), as ctrain computes it */
@@ -398,7 +404,8 @@ static Onnx__GraphProto *scan_body(exporter *e, const ct_layer *l, const rnn_spe
 static const char *zero_state(exporter *e, const char *base, const char *x, int64_t u)
 {
     int64_t zero = 0, one = 1;
-    const char *in[3] = {ct_onnx_unary(e, "Shape", base, x), ct_onnx_const_ints(e, base, 1, &zero),
+    const char *in[3] = {ct_onnx_unary(e, "Shape", base, x),
+                         ct_onnx_const_ints(e, base, 1, &zero),
                          ct_onnx_const_ints(e, base, 1, &one)};
     char *n = ct_onnx_name(&e->g, base, "batch");
     ct_onnx_node(&e->g, "Slice", base, 3, in, n);
@@ -418,7 +425,8 @@ static int rnn_scan(exporter *e, const ct_layer *l, const rnn_spec *r, value *x,
 {
     const char *b = l->name, *xl = ct_onnx_layout(e, x, false, b);
     int64_t u = r->units, gu = r->gates * u;
-    const char *p = ct_onnx_binary(e, "MatMul", b, xl, ct_onnx_param_init(e, l, "kernel", 0, NULL));
+    const char *p = ct_onnx_binary(e, "MatMul", b, xl,
+                                   ct_onnx_param_init(e, l, "kernel", 0, NULL));
     const float *bias;
     if (ct_onnx_param(e, l, "bias", &bias))
         p = ct_onnx_binary(e, "Add", b, p, param_part(e, l, "bias", 0, 0, gu, "input_bias"));
@@ -635,7 +643,8 @@ static const char *causal_mask(exporter *e, const ct_layer *l, int64_t tq, int64
         for (int64_t j = 0; j < tv; j++)
             m[i * tv + j] = j <= i ? in : out;
     int64_t dims[2] = {tq, tv};
-    const char *name = ct_onnx_floats(&e->g, ct_onnx_name(&e->g, l->name, "causal"), 2, dims, m);
+    const char *name =
+        ct_onnx_floats(&e->g, ct_onnx_name(&e->g, l->name, "causal"), 2, dims, m);
     free(m);
     return name;
 }
@@ -666,7 +675,8 @@ static const char *probabilities(exporter *e, const ct_layer *l, ct_onnx_val *co
     int64_t tq = l->in_shapes[0].dim[0], tv = l->in_shapes[1].dim[0];
     const char *a = allowed(e, l, in, tq, tv);
     if (a) {
-        const char *low = ct_onnx_binary(e, "Sub", l->name, a, ct_onnx_const_float(e, l->name, 1));
+        const char *low =
+            ct_onnx_binary(e, "Sub", l->name, a, ct_onnx_const_float(e, l->name, 1));
         s = ct_onnx_binary(e, "Add", l->name, s,
                            ct_onnx_binary(e, "Mul", l->name, low,
                                           ct_onnx_const_float(e, l->name, -MASKED_SCORE)));
@@ -692,16 +702,16 @@ int ct_onnx_attention(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *const
                        ct_onnx_const_float(e, l->name, (float)(1.0 / sqrt(key_dim))));
     const char *p = probabilities(e, l, in, s);
     static const int64_t back[4] = {0, 2, 1, 3};
-    const char *c = ct_onnx_transpose(e, l->name, ct_onnx_binary(e, "MatMul", l->name, p,
-                                                                 project(e, l, "value", v, false)),
-                                      4, back);
+    const char *pv = ct_onnx_binary(e, "MatMul", l->name, p, project(e, l, "value", v, false));
+    const char *c = ct_onnx_transpose(e, l->name, pv, 4, back);
     const float *w;
     const ct_param *o = ct_onnx_param(e, l, "attention_output/kernel", &w);
     if (!o)
         return -1;
     int64_t hv = o->shape.dim[0] * o->shape.dim[1], od[2] = {hv, o->shape.dim[2]};
     int64_t flat[3] = {0, 0, hv};
-    const char *y = ct_onnx_binary(e, "MatMul", l->name, ct_onnx_reshape(e, l->name, c, 3, flat),
+    const char *y = ct_onnx_binary(e, "MatMul", l->name,
+                                   ct_onnx_reshape(e, l->name, c, 3, flat),
                                    ct_onnx_param_init(e, l, "attention_output/kernel", 2, od));
     const char *b = ct_onnx_param_init(e, l, "attention_output/bias", 0, NULL);
     out->nhwc = b ? ct_onnx_binary(e, "Add", l->name, y, b) : y;
@@ -730,7 +740,8 @@ int ct_onnx_layer_norm(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
     const char *in[3] = {ct_onnx_layout(e, x, false, l->name), gamma,
                          ct_onnx_param_init(e, l, "beta", 0, NULL)};
     char *y = ct_onnx_name(&e->g, l->name, "ln");
-    Onnx__NodeProto *n = ct_onnx_node(&e->g, "LayerNormalization", l->name, in[2] ? 3 : 2, in, y);
+    Onnx__NodeProto *n =
+        ct_onnx_node(&e->g, "LayerNormalization", l->name, in[2] ? 3 : 2, in, y);
     ct_onnx_attr_int(&e->g, n, "axis", -1);
     ct_onnx_attr_float(&e->g, n, "epsilon", (float)ct_onnx_cfg_num(l, "epsilon", 1e-3));
     out->nhwc = y;
@@ -742,9 +753,9 @@ int ct_onnx_layer_norm(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x,
 int ct_onnx_masking(ct_onnx_exporter *e, const ct_layer *l, ct_onnx_val *x, ct_onnx_val *out)
 {
     const char *xl = ct_onnx_layout(e, x, false, l->name);
+    float value = (float)ct_onnx_cfg_num(l, "mask_value", 0);
     const char *eq = ct_onnx_binary(e, "Equal", l->name, xl,
-                                    ct_onnx_const_float(e, l->name,
-                                                        (float)ct_onnx_cfg_num(l, "mask_value", 0)));
+                                    ct_onnx_const_float(e, l->name, value));
     const char *f = as_floats(e, l->name, ct_onnx_unary(e, "Not", l->name, eq));
     char *any = ct_onnx_name(&e->g, l->name, "any");
     Onnx__NodeProto *n = ct_onnx_node(&e->g, "ReduceMax", l->name, 1, &f, any);
