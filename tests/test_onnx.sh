@@ -144,7 +144,7 @@ for o, got in zip(sess.get_outputs(), sess.run(None, feed)):
     worst = max(worst, err)
 sys.exit(0 if worst <= 1e-5 else 1)
 EOF
-    ) && ok || bad "$name: ONNX Runtime differs from ctrain: $out"
+    ) && { ok; echo "$NAME: $name: $out"; } || bad "$name: ONNX Runtime differs from ctrain: $out"
 }
 
 for m in mlp cnn cnn_bn resnet; do
