@@ -243,7 +243,7 @@ static const Onnx__TensorProto *named_initializer(const ct_onnx_graph *g, const 
         if (strcmp(t->name, name))
             continue;
         *same = t->data_type == type && t->n_dims == (size_t)ndim &&
-                !memcmp(t->dims, dims, (size_t)ndim * sizeof *dims) &&
+                (ndim == 0 || !memcmp(t->dims, dims, (size_t)ndim * sizeof *dims)) &&
                 t->raw_data.len == bytes && !memcmp(t->raw_data.data, v, bytes);
         return t;
     }
@@ -267,7 +267,8 @@ static const char *initializer(ct_onnx_graph *g, const char *name, int type, int
     if (!t || !d || !data)
         return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim > 0) /* a scalar's dims may be NULL */
+        memcpy(d, dims, (size_t)ndim * sizeof *d);
     memcpy(data, v, bytes);
     t->n_dims = (size_t)ndim;
     t->dims = d;
