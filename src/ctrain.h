@@ -190,8 +190,8 @@ void ct_serve_stop(void);
 /* Writes the model with its current weights as an ONNX file (opset 17) that ONNX Runtime
  * runs: inputs and outputs keep the model's names and layout (images (N, H, W, C),
  * sequences (N, T, C)), the batch axis is "N"; an input an embedding reads takes int64
- * token ids. Dense, the 1-D and 2-D convolutions and pools, the normalizations over the
- * last axis, flatten, reshape, rescaling, the activation and merge layers, embeddings,
+ * token ids. Dense, the 1-D and 2-D convolutions and pools, batch and layer
+ * normalization, flatten, reshape, rescaling, the activation and merge layers, embeddings,
  * recurrent layers and their wrappers, attention and masking translate (masks honoured
  * as ctrain does), and the layers that do nothing at inference (dropout, noise,
  * augmentation) vanish; another layer is an error naming it, and nothing is written. The
