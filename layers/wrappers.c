@@ -21,6 +21,7 @@
 #include "layer.h"
 
 extern const ct_layer_kind ct_layer_lstm, ct_layer_gru, ct_layer_simple_rnn;
+extern const ct_layer_kind ct_layer_bidirectional, ct_layer_time_distributed;
 
 enum { MERGE_CONCAT, MERGE_SUM, MERGE_MUL, MERGE_AVE };
 
@@ -534,6 +535,17 @@ static void wrap_free(ct_layer *l)
             s->inner[k].kind->free_state(&s->inner[k]);
     free(s);
     l->state = NULL;
+}
+
+const ct_layer *ct_wrapper_inner(const ct_layer *l, int k, const char **wname)
+{
+    const wrap_state *s = l->state;
+    if ((l->kind != &ct_layer_bidirectional && l->kind != &ct_layer_time_distributed) || !s ||
+        k < 0 || k >= s->ninner)
+        return NULL;
+    if (wname)
+        *wname = s->wname[k];
+    return &s->inner[k];
 }
 
 /* Both copies honour the input's mask; returned sequences carry it on. */

@@ -64,12 +64,26 @@ build() {
 # and tests/test_tensorboard.sh (TensorBoard reads its event files).
 peers() {
     if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard, onnx, onnxruntime" 2>/dev/null; then
+        hub
         return 0
     fi
     echo "Installing keras, jax, h5py, tensorboard, onnx and onnxruntime from PyPI into tests/.venv (for tests/test_keras.sh, test_tensorboard.sh and test_onnx.sh)"
     if ! { /usr/bin/python3 -m venv tests/.venv && tests/.venv/bin/pip install --quiet keras jax h5py tensorboard onnx onnxruntime; }; then
         echo "setup.sh: tests/.venv could not be made from PyPI; tests/test_keras.sh, test_tensorboard.sh and test_onnx.sh will be skipped" >&2
     fi
+    hub
+}
+
+# keras_hub, whose TokenAndPositionEmbedding and PositionEmbedding Keras loads the exported
+# transformer with (tests/test_keras_io.sh). Without its declared dependencies: one of them,
+# tensorflow-text, brings TensorFlow, and importing its layers needs only tokenizers and
+# regex.
+hub() {
+    [ -x tests/.venv/bin/python ] || return 0
+    tests/.venv/bin/python -c "import keras_hub" 2>/dev/null && return 0
+    echo "Installing keras-hub (without its dependencies), tokenizers and regex from PyPI into tests/.venv (for tests/test_keras_io.sh)"
+    tests/.venv/bin/pip install --quiet --no-deps keras-hub tokenizers regex ||
+        echo "setup.sh: keras-hub could not be installed; tests/test_keras_io.sh skips loading the transformer in Keras" >&2
 }
 
 data() {

@@ -206,11 +206,14 @@ int ct_serve(ct_experiment *ex, const ct_serve_options *opt, ct_error *err);
 void ct_serve_stop(void);
 
 /* Writes the model with its current weights as an ONNX file (opset 17) that ONNX Runtime
- * runs: inputs and outputs keep the model's names and layout (images (N, H, W, C)), the
- * batch axis is "N". Dense, conv2d, the 2-D pools, batch normalization, flatten, reshape,
- * rescaling, the activation and merge layers translate, and the layers that do nothing at
- * inference (dropout, noise, augmentation) vanish; another layer is an error naming it,
- * and nothing is written. The file is written aside and renamed into place. */
+ * runs: inputs and outputs keep the model's names and layout (images (N, H, W, C),
+ * sequences (N, T, C)), the batch axis is "N"; an input an embedding reads takes int64
+ * token ids. Dense, the 1-D and 2-D convolutions and pools, batch and layer
+ * normalization, flatten, reshape, rescaling, the activation and merge layers, embeddings,
+ * recurrent layers and their wrappers, attention and masking translate (masks honoured
+ * as ctrain does), and the layers that do nothing at inference (dropout, noise,
+ * augmentation) vanish; another layer is an error naming it, and nothing is written. The
+ * file is written aside and renamed into place. */
 int ct_experiment_export_onnx(ct_experiment *ex, const char *path, ct_error *err);
 
 /* Runs the model on dataset `x` of the HDF5 file `input` (data.test when input is NULL)

@@ -88,7 +88,7 @@ static const char *const own_vars[] = {
     "dense", "conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose",
     "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d",
     "batch_normalization", "layer_normalization", "group_normalization", "embedding",
-    "normalization", NULL};
+    "normalization", "position_embedding", NULL};
 /* Kinds that keep theirs in their cell. */
 static const char *const in_cell[] = {"lstm", "gru", "simple_rnn", NULL};
 
@@ -111,6 +111,13 @@ const char *ct_keras_var_place(const ct_layer *l, int i, int *index)
         return "vars";
     if (kind_is(k, in_cell))
         return "cell/vars";
+    if (!strcmp(k->name, "token_and_position_embedding")) {
+        /* keras_hub's: each table in its sublayer, "token_embedding/embeddings" ->
+         * token_embedding/vars/0 */
+        *index = 0;
+        return !strncmp(l->params[i].name, "token_", 6) ? "token_embedding/vars"
+                                                         : "position_embedding/vars";
+    }
     if (!strcmp(k->name, "bidirectional")) {
         bool fwd = !strncmp(l->params[i].name, "forward_", 8);
         int before = 0;
@@ -314,6 +321,18 @@ int ct_keras_weights_image(const ct_model *m, const char *label, void **bytes, s
     return rc;
 }
 
+/* The module of a layer class that Keras itself has not: keras_hub's embeddings, which
+ * keras.saving.load_model imports where keras_hub is installed. NULL: keras.layers. */
+static const char *hub_class(const cJSON *l)
+{
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(l, "class_name");
+    static const char *const hub[] = {"TokenAndPositionEmbedding", "PositionEmbedding", NULL};
+    for (int i = 0; cJSON_IsString(cls) && hub[i]; i++)
+        if (!strcmp(cls->valuestring, hub[i]))
+            return hub[i];
+    return NULL;
+}
+
 /* Keras 3 looks a class up by its module: the model's, and each layer's. */
 static int add_modules(cJSON *root)
 {
@@ -325,11 +344,15 @@ static int add_modules(cJSON *root)
     cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
     cJSON *layers = cJSON_GetObjectItemCaseSensitive(cfg, "layers"), *l;
     cJSON_ArrayForEach(l, layers) {
+        const char *hub = hub_class(l);
+        char registered[64];
+        snprintf(registered, sizeof registered, "keras_hub>%s", hub ? hub : "");
         if (!cJSON_HasObjectItem(l, "module") &&
-            !cJSON_AddStringToObject(l, "module", "keras.layers"))
+            !cJSON_AddStringToObject(l, "module", hub ? "keras_hub.layers" : "keras.layers"))
             return -1;
         if (!cJSON_HasObjectItem(l, "registered_name") &&
-            !cJSON_AddNullToObject(l, "registered_name"))
+            !(hub ? cJSON_AddStringToObject(l, "registered_name", registered)
+                  : cJSON_AddNullToObject(l, "registered_name")))
             return -1;
     }
     return 0;

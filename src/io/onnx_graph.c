@@ -76,13 +76,13 @@ static bool push(ct_onnx_graph *g, void ***items, size_t *n, size_t *cap, void *
     return true;
 }
 
-Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name, int nin,
-                              const char *const *in, const char *out)
+Onnx__NodeProto *ct_onnx_node_n(ct_onnx_graph *g, const char *op, const char *name, int nin,
+                                const char *const *in, int nout, const char *const *out)
 {
     Onnx__NodeProto *n = alloc(g, sizeof *n);
     char **ins = alloc(g, (size_t)(nin > 0 ? nin : 1) * sizeof *ins);
-    char **outs = alloc(g, sizeof *outs);
-    if (!n || !ins || !outs || !out)
+    char **outs = alloc(g, (size_t)(nout > 0 ? nout : 1) * sizeof *outs);
+    if (!n || !ins || !outs)
         return NULL;
     onnx__node_proto__init(n);
     for (int i = 0; i < nin; i++)
@@ -90,12 +90,20 @@ Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name
             return NULL;
     n->n_input = (size_t)nin;
     n->input = ins;
-    outs[0] = ct_onnx_strdup(g, out);
-    n->n_output = 1;
+    for (int i = 0; i < nout; i++)
+        if (!out[i] || !(outs[i] = ct_onnx_strdup(g, out[i])))
+            return NULL;
+    n->n_output = (size_t)nout;
     n->output = outs;
     n->op_type = ct_onnx_strdup(g, op);
     n->name = ct_onnx_name(g, name, op);
     return push(g, (void ***)&g->nodes, &g->nnodes, &g->cap_nodes, n) && !g->failed ? n : NULL;
+}
+
+Onnx__NodeProto *ct_onnx_node(ct_onnx_graph *g, const char *op, const char *name, int nin,
+                              const char *const *in, const char *out)
+{
+    return ct_onnx_node_n(g, op, name, nin, in, 1, &out);
 }
 
 static Onnx__AttributeProto *attr(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
@@ -148,16 +156,119 @@ void ct_onnx_attr_ints(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, i
     }
 }
 
+void ct_onnx_attr_floats(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
+                         const float *v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
+    float *copy = a ? alloc(g, (size_t)count * sizeof *copy) : NULL;
+    if (copy) {
+        memcpy(copy, v, (size_t)count * sizeof *copy);
+        a->n_floats = (size_t)count;
+        a->floats = copy;
+    }
+}
+
+void ct_onnx_attr_strings(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name, int count,
+                          const char *const *v)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS);
+    ProtobufCBinaryData *all = a ? alloc(g, (size_t)count * sizeof *all) : NULL;
+    if (!all)
+        return;
+    for (int i = 0; i < count; i++) {
+        all[i].data = (uint8_t *)ct_onnx_strdup(g, v[i]);
+        all[i].len = strlen(v[i]);
+    }
+    a->n_strings = (size_t)count;
+    a->strings = all;
+}
+
+void ct_onnx_sub_begin(ct_onnx_graph *g, ct_onnx_sub *outer)
+{
+    *outer = (ct_onnx_sub){g->nodes, g->nnodes, g->cap_nodes};
+    g->nodes = NULL;
+    g->nnodes = g->cap_nodes = 0;
+}
+
+/* An arena copy of n pointers. */
+static void **arena_list(ct_onnx_graph *g, size_t n, void *const *items)
+{
+    void **list = alloc(g, (n ? n : 1) * sizeof *list);
+    if (list && n)
+        memcpy(list, items, n * sizeof *list);
+    return list;
+}
+
+Onnx__GraphProto *ct_onnx_sub_end(ct_onnx_graph *g, ct_onnx_sub *outer, const char *name,
+                                  int nin, Onnx__ValueInfoProto *const *in, int nout,
+                                  Onnx__ValueInfoProto *const *out)
+{
+    Onnx__GraphProto *body = alloc(g, sizeof *body);
+    void **nodes = arena_list(g, g->nnodes, (void *const *)g->nodes);
+    void **ins = arena_list(g, (size_t)nin, (void *const *)in);
+    void **outs = arena_list(g, (size_t)nout, (void *const *)out);
+    size_t n = g->nnodes;
+    free(g->nodes);
+    g->nodes = outer->nodes;
+    g->nnodes = outer->nnodes;
+    g->cap_nodes = outer->cap_nodes;
+    if (!body || !nodes || !ins || !outs)
+        return NULL;
+    onnx__graph_proto__init(body);
+    body->name = ct_onnx_strdup(g, name);
+    body->n_node = n;
+    body->node = (Onnx__NodeProto **)nodes;
+    body->n_input = (size_t)nin;
+    body->input = (Onnx__ValueInfoProto **)ins;
+    body->n_output = (size_t)nout;
+    body->output = (Onnx__ValueInfoProto **)outs;
+    return g->failed ? NULL : body;
+}
+
+void ct_onnx_attr_graph(ct_onnx_graph *g, Onnx__NodeProto *n, const char *name,
+                        Onnx__GraphProto *body)
+{
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+    if (a)
+        a->g = body;
+}
+
+/* The initializer of that name, or NULL; *same: whether it holds this tensor. */
+static const Onnx__TensorProto *named_initializer(const ct_onnx_graph *g, const char *name,
+                                                  int type, int ndim, const int64_t *dims,
+                                                  const void *v, size_t bytes, bool *same)
+{
+    for (size_t i = 0; i < g->ninits; i++) {
+        const Onnx__TensorProto *t = g->inits[i];
+        if (strcmp(t->name, name))
+            continue;
+        *same = t->data_type == type && t->n_dims == (size_t)ndim &&
+                (ndim == 0 || !memcmp(t->dims, dims, (size_t)ndim * sizeof *dims)) &&
+                t->raw_data.len == bytes && !memcmp(t->raw_data.data, v, bytes);
+        return t;
+    }
+    return NULL;
+}
+
 static const char *initializer(ct_onnx_graph *g, const char *name, int type, int ndim,
                                const int64_t *dims, const void *v, size_t bytes)
 {
+    /* a shared layer's weights once; a name taken by other values gets a fresh one */
+    bool same = false;
+    const Onnx__TensorProto *known =
+        g->failed ? NULL : named_initializer(g, name, type, ndim, dims, v, bytes, &same);
+    if (known && same)
+        return known->name;
+    if (known && !(name = ct_onnx_name(g, name, "v")))
+        return NULL;
     Onnx__TensorProto *t = alloc(g, sizeof *t);
     int64_t *d = alloc(g, (size_t)(ndim > 0 ? ndim : 1) * sizeof *d);
     uint8_t *data = alloc(g, bytes ? bytes : 1);
     if (!t || !d || !data)
         return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim > 0) /* a scalar's dims may be NULL */
+        memcpy(d, dims, (size_t)ndim * sizeof *d);
     memcpy(data, v, bytes);
     t->n_dims = (size_t)ndim;
     t->dims = d;
@@ -176,7 +287,7 @@ const char *ct_onnx_floats(ct_onnx_graph *g, const char *name, int ndim, const i
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (size_t)dims[i];
-    return initializer(g, name, 1, ndim, dims, v, n * sizeof *v);
+    return initializer(g, name, CT_ONNX_FLOAT, ndim, dims, v, n * sizeof *v);
 }
 
 const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const int64_t *dims,
@@ -185,10 +296,10 @@ const char *ct_onnx_int64s(ct_onnx_graph *g, const char *name, int ndim, const i
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (size_t)dims[i];
-    return initializer(g, name, 7, ndim, dims, v, n * sizeof *v);
+    return initializer(g, name, CT_ONNX_INT64, ndim, dims, v, n * sizeof *v);
 }
 
-Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int ndim,
+Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int elem, int ndim,
                                     const int64_t *dims)
 {
     Onnx__ValueInfoProto *v = alloc(g, sizeof *v);
@@ -217,7 +328,7 @@ Onnx__ValueInfoProto *ct_onnx_value(ct_onnx_graph *g, const char *name, int ndim
     shape->n_dim = (size_t)ndim + 1;
     shape->dim = dimp;
     tt->has_elem_type = 1;
-    tt->elem_type = 1;
+    tt->elem_type = elem;
     tt->shape = shape;
     type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     type->tensor_type = tt;

@@ -229,6 +229,14 @@ ct_act ct_tail_inner_act(const ct_layer *l, ct_act act, bool backward);
  * the copies it wraps when they return sequences (as Keras). */
 void ct_recurrent_zero_masked_output(ct_layer *l, bool on);
 
+/* Wrappers (layers/wrappers.c): the layer Bidirectional or TimeDistributed l runs as its
+ * copy k (Bidirectional: 0 the forward copy, 1 the backward one, whose go_backwards is its
+ * config's flipped; TimeDistributed: 0), and in *wname (NULL: not wanted) the name that
+ * copy's weights carry inside l's ("forward_lstm": l's parameter "forward_lstm/kernel").
+ * The copy's parameters are attached only during a pass: read them from l. NULL when l
+ * is no wrapper or has no copy k. The layer stays l's. */
+const ct_layer *ct_wrapper_inner(const ct_layer *l, int k, const char **wname);
+
 /* Registry: kind by config name or Keras class name; NULL if unknown. */
 const ct_layer_kind *ct_layer_kind_find(const char *name);
 /* Comma-separated config names of every kind, for error messages. */
