@@ -63,7 +63,9 @@ build() {
 # A small virtual environment for tests/test_keras.sh (Keras reads ctrain's weights files)
 # and tests/test_tensorboard.sh (TensorBoard reads its event files).
 peers() {
-    if [ -x tests/.venv/bin/python ] && tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard, onnx, onnxruntime" 2>/dev/null; then
+    # Keras on JAX: without KERAS_BACKEND, keras.json (made by any earlier Keras, such as
+    # the benchmark's on TensorFlow) may name a backend this environment lacks.
+    if [ -x tests/.venv/bin/python ] && KERAS_BACKEND=jax tests/.venv/bin/python -c "import keras, jax, h5py, tensorboard, onnx, onnxruntime" 2>/dev/null; then
         hub
         return 0
     fi
@@ -80,7 +82,7 @@ peers() {
 # regex.
 hub() {
     [ -x tests/.venv/bin/python ] || return 0
-    tests/.venv/bin/python -c "import keras_hub" 2>/dev/null && return 0
+    KERAS_BACKEND=jax tests/.venv/bin/python -c "import keras_hub" 2>/dev/null && return 0
     echo "Installing keras-hub (without its dependencies), tokenizers and regex from PyPI into tests/.venv (for tests/test_keras_io.sh)"
     tests/.venv/bin/pip install --quiet --no-deps keras-hub tokenizers regex ||
         echo "setup.sh: keras-hub could not be installed; tests/test_keras_io.sh skips loading the transformer in Keras" >&2
