@@ -290,17 +290,21 @@ for line in open(results):
     model, server, clients, rep, out = line.rstrip("\n").split("\t")
     v = dict(re.findall(r"(\w+)=([\d.]+)", out))
     runs.setdefault((model, int(clients), server), []).append(v)
-print(f"\nMedians of {reps} runs of {seconds} s each; one image per request.\n")
-head = f"{'model':5} {'clients':>7} {'server':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  ctrain vs it"
+print(f"\nMedians of {reps} runs of {seconds} s each (req/s: the lowest and highest in "
+      f"brackets); one image per request.\n")
+head = (f"{'model':5} {'clients':>7} {'server':10} {'req/s':>20} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6}  ctrain vs it")
 print(head)
 print("-" * len(head))
 for (model, clients, server), vs in runs.items():
     med = lambda k: statistics.median(float(v[k]) for v in vs)
+    rates = [float(v["rps"]) for v in vs]
     errors = sum(int(v["errors"]) for v in vs)
     base = runs.get((model, clients, "ctrain"))
     ratio = ""
     if base and server != "ctrain":
         ratio = f"{statistics.median(float(v['rps']) for v in base) / med('rps'):.1f}x the req/s"
-    print(f"{model:5} {clients:7} {server:10} {med('rps'):8.0f} {med('p50_ms'):8.2f} "
+    rate = f"{med('rps'):.0f} ({min(rates):.0f}-{max(rates):.0f})"
+    print(f"{model:5} {clients:7} {server:10} {rate:>20} {med('p50_ms'):8.2f} "
           f"{med('p99_ms'):8.2f} {errors:6}  {ratio}")
 EOF
