@@ -116,17 +116,18 @@ fi
 "$work/sgemm" 2048 "$threads" | tee "$work/sgemm.txt"
 
 # --- Peers ----------------------------------------------------------------------------------
-# Newest PyTorch, TensorFlow (CPU) and Keras 3 from PyPI, in bench/.venv (created once;
+# Newest PyTorch, TensorFlow (CPU) and Keras 3 from PyPI, in bench/.venv (created once, with
+# FastAPI and uvicorn for bench/serve.sh's PyTorch server;
 # PEERS_PYTHON=path/to/python uses another environment). Where PyPI cannot be reached,
 # Debian's python3-torch stands in for PyTorch and Keras is skipped.
 peers_python=${PEERS_PYTHON:-${KERAS_PYTHON:-}}
 if [ -z "$peers_python" ]; then
     peers_python=bench/.venv/bin/python
     if ! "$peers_python" -c 'import torch, keras, h5py' 2>/dev/null; then
-        echo "run.sh: installing torch, tensorflow-cpu, keras and h5py from PyPI into bench/.venv (once)" >&2
+        echo "run.sh: installing torch, tensorflow-cpu, keras, h5py, fastapi and uvicorn from PyPI into bench/.venv (once)" >&2
         if ! { [ -x bench/.venv/bin/pip ] || python3 -m venv bench/.venv; }; then
             echo "run.sh: python3 -m venv failed (apt-get install python3-venv)" >&2
-        elif ! bench/.venv/bin/pip install --quiet --upgrade torch tensorflow-cpu keras h5py; then
+        elif ! bench/.venv/bin/pip install --quiet --upgrade torch tensorflow-cpu keras h5py fastapi uvicorn; then
             echo "run.sh: pip could not install the peers (is PyPI reachable?)" >&2
         fi
     fi

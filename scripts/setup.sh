@@ -28,8 +28,8 @@ hdf5-tools dataset-fashion-mnist fortunes fortunes-min valgrind python3-numpy py
 python3-venv python3-pip"
 
 # What bench/run.sh needs besides: a virtual environment for the peers (from PyPI), and
-# /usr/bin/time for peak memory.
-BENCH_PACKAGES="python3 python3-venv python3-pip time"
+# /usr/bin/time for peak memory; bench/serve.sh asks its servers with curl.
+BENCH_PACKAGES="python3 python3-venv python3-pip time curl"
 
 # What the test suite needs besides: a headless browser that renders the run report, and
 # Open MPI, which the build then uses for fit on several processes (tests/test_mpi.sh).

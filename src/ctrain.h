@@ -193,6 +193,13 @@ typedef struct ct_serve_options {
     int64_t max_batch;     /* rows one model run takes from queued requests; 0: batch_size */
     size_t max_body;       /* bytes of a request body; 0: 64 MiB */
     FILE *log;             /* one line per request, or NULL */
+    /* A weights file to reload the model from when it changes (NULL: never). It is looked
+     * at every second; changed weights load into a copy of the experiment beside the
+     * running model and replace it between two batches, and the version (1 at first) goes
+     * up by one. A file that does not load leaves the running model serving. ex itself
+     * keeps the weights it was given. */
+    const char *reload;
+    FILE *reload_log;      /* one line per reload, done or failed, or NULL */
     /* Called once listening, with the port and the model's name (may be NULL). */
     void (*ready)(int port, const char *name, void *ctx);
     void *ready_ctx;

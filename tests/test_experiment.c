@@ -563,6 +563,42 @@ START_TEST(test_fit_synthetic)
 }
 END_TEST
 
+/* ct_experiment_copy (serve's reloads): the copy has the original's overrides and resolved
+ * data paths, leaves its parameters to the weights loaded next, and with the original's
+ * weights predicts exactly as the original does. */
+START_TEST(test_experiment_copy)
+{
+    char *dir = blob_dir(1);
+    char p[4200], run[4096];
+    snprintf(p, sizeof p, "%s/blobs.yaml", dir);
+    const char *set[] = {"model.layers.0.units=12", "fit.batch_size=20"};
+    ct_error err = {0};
+    ct_experiment *ex = ct_experiment_load(p, set, 2, &err);
+    ck_assert_msg(ex != NULL, "%s", err.msg);
+    ct_experiment *copy = ct_experiment_copy(ex, &err);
+    ck_assert_msg(copy != NULL, "%s", err.msg);
+    ck_assert_int_eq(copy->batch_size, 20);
+    ck_assert_int_eq(copy->model->layers[0].out_shape.dim[0], 12);
+    ck_assert_int_eq(copy->model->size, ex->model->size);
+    ck_assert_str_eq(copy->train.path, ex->train.path);
+    ck_assert(copy->model->params_pending);
+    snprintf(run, sizeof run, "%s/run", dir);
+    fit_into(ex, run);
+    snprintf(p, sizeof p, "%s/weights.h5", run);
+    ck_assert_msg(ct_experiment_load_weights(copy, p, &err) == 0, "%s", err.msg);
+    float x[5 * 8], want[5 * 4], got[5 * 4];
+    for (int i = 0; i < 5 * 8; i++)
+        x[i] = sinf((float)i);
+    const float *in[] = {x};
+    ck_assert_int_eq(ct_experiment_predict_arrays(ex, 5, in, (float *[]){want}, &err), 0);
+    ck_assert_int_eq(ct_experiment_predict_arrays(copy, 5, in, (float *[]){got}, &err), 0);
+    ck_assert_mem_eq(got, want, sizeof want);
+    ct_experiment_free(copy);
+    ct_experiment_free(ex);
+    free(dir);
+}
+END_TEST
+
 /* The blobs with one-hot targets ("yh": n x 4 floats) beside the class indices. */
 static void add_one_hot(const char *path, int n)
 {
@@ -2552,6 +2588,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("training");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fit_synthetic);
+    tcase_add_test(t, test_experiment_copy);
     tcase_add_test(t, test_caller_fp_state);
     tcase_add_test(t, test_trainable_false);
     tcase_add_test(t, test_initial_weights);

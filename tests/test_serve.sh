@@ -3,7 +3,8 @@
 # metadata; predictions in the row and columnar formats from 16 concurrent clients equal
 # ctrain predict's, for a CNN and for a model of two inputs and two outputs; every kind
 # of bad request gets its 4xx answer and leaves the server serving; SIGTERM answers the
-# request in flight, then the server exits 0.
+# request in flight, then the server exits 0; changed weights take over between batches,
+# and weights that do not load leave the old model serving.
 NAME=serve
 . "${CT_SRCDIR:-.}/tests/shlib.sh"
 py=/usr/bin/python3
@@ -191,6 +192,142 @@ assert np.abs(np.array(cols["reg"]) - reg).max() <= 1e-5
 EOF
 kill -TERM "$pid"
 wait "$pid" && ok || bad "the second server exited $?"
+
+# Reloading. A second fit's weights replace the served ones by a rename while 8 clients
+# keep asking: every answer is the old model's or the new one's, whole; once the status
+# shows version 2, the new one's. A damaged file, another model's weights and a file
+# caught half written each leave version 2 serving and log one line naming the file; the
+# finished write becomes version 3.
+"$ctrain" fit "$tmp/cnn.yaml" -o "$tmp/cnn2" -q --no-report --set seed=2 >"$tmp/cnn2.fit" 2>&1 ||
+    bad "cnn2: fit failed: $(cat "$tmp/cnn2.fit")"
+"$ctrain" predict "$tmp/cnn.yaml" --weights "$tmp/cnn2/weights.h5" --input "$tmp/img.h5" \
+    -o "$tmp/cnn2-pred.h5" >/dev/null 2>&1 || bad "cnn2: predict failed"
+mkdir "$tmp/live"
+cp "$tmp/cnn/config.yaml" "$tmp/cnn/weights.h5" "$tmp/live/"
+start live || finish
+$py - "$tmp" "$port" <<'EOF' && ok || bad "reloading: $(grep -v ' 200 ' "$tmp/live.log")"
+import sys, json, os, threading, time, urllib.request, urllib.error, numpy as np, h5py
+d, port = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}/v1/models/cnn"
+x = h5py.File(d + "/img.h5")["x"][:]
+old = h5py.File(d + "/cnn-pred.h5")["predictions"][:]
+new = h5py.File(d + "/cnn2-pred.h5")["predictions"][:]
+live = d + "/live/weights.h5"
+assert np.abs(old - new).max() > 1e-3, "the two fits predict alike: the test cannot tell them apart"
+
+def get(path=""):
+    try:
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+def version():
+    s, st = get()
+    assert s == 200 and st["model_version_status"][0]["state"] == "AVAILABLE", (s, st)
+    return st["model_version_status"][0]["version"]
+
+def which(rows):  # whose predictions the server gives for these rows
+    req = urllib.request.Request(base + ":predict",
+                                 data=json.dumps({"instances": x[rows].tolist()}).encode())
+    with urllib.request.urlopen(req, timeout=30) as r:
+        got = np.array(json.loads(r.read())["predictions"])
+    for name, want in (("old", old), ("new", new)):
+        if np.abs(got - want[rows]).max() <= 1e-5:
+            return name
+    return "neither"
+
+def replace(src, nbytes=None):  # written aside, renamed into place
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(live + ".tmp", "wb") as f:
+        f.write(data[:nbytes])
+    os.rename(live + ".tmp", live)
+
+def wait_for(cond, what):
+    for _ in range(300):
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("no " + what + " after 30 s")
+
+def refusals():
+    return [l for l in open(d + "/live.log") if l.startswith("Not reloaded: ")]
+
+assert version() == "1" and which(list(range(8))) == "old"
+answers, stop = [], threading.Event()
+def client(c):
+    rng = np.random.default_rng(c)
+    while not stop.is_set():
+        try:
+            answers.append(which(list(rng.choice(len(x), size=4, replace=False))))
+        except Exception as e:
+            answers.append(repr(e))
+# daemons: a failed check ends the script, not waits for them
+threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(8)]
+[t.start() for t in threads]
+time.sleep(0.5)
+replace(d + "/cnn2/weights.h5")
+wait_for(lambda: version() == "2", "version 2")
+after = [which(list(range(i, i + 5))) for i in range(0, 50, 5)]
+time.sleep(0.5)
+stop.set()
+[t.join() for t in threads]
+assert set(answers) <= {"old", "new"} and "old" in answers and "new" in answers, set(answers)
+assert set(after) == {"new"}, after
+assert get("/versions/2")[0] == 200
+s, r = get("/versions/1")
+assert s == 404 and "version 1 of 'cnn' is not serving; version 2 is" in r["error"], (s, r)
+
+# A damaged file and another model's weights: one line each; version 2 goes on.
+for src, nbytes, words in ((d + "/cnn/weights.h5", 3000, "is not an HDF5 file or is damaged"),
+                           (d + "/two/weights.h5", None, "layers with weights but the model has 2")):
+    n = len(refusals())
+    replace(src, nbytes)
+    wait_for(lambda: len(refusals()) > n, "line for " + src)
+    line = refusals()[-1]
+    assert live in line and words in line and "(still serving version 2)" in line, line
+    assert len(refusals()) == n + 1 and version() == "2" and which(list(range(20))) == "new"
+
+# Half written in place: refused; the write finished: version 3, the first fit's weights.
+with open(d + "/cnn/weights.h5", "rb") as f:
+    data = f.read()
+n = len(refusals())
+with open(live, "wb") as f:
+    f.write(data[:len(data) // 2])
+    f.flush()
+    wait_for(lambda: len(refusals()) > n, "line for the half-written file")
+    assert version() == "2" and which(list(range(20))) == "new"
+    f.write(data[len(data) // 2:])
+wait_for(lambda: version() == "3", "version 3")
+assert which(list(range(30))) == "old"
+log = open(d + "/live.log").read()
+assert log.count("Reloaded " + live + ": now serving version") == 2, log
+EOF
+kill -TERM "$pid"
+wait "$pid" && ok || bad "the reloading server exited $?"
+
+# --no-reload: the file changes, the model does not.
+cp "$tmp/cnn/weights.h5" "$tmp/live/weights.h5"
+start live --no-reload || finish
+grep -q "^Reloading" "$tmp/live.out" && bad "--no-reload still says it reloads"
+$py - "$tmp" "$port" <<'EOF' && ok || bad "--no-reload"
+import sys, json, os, shutil, time, urllib.request, numpy as np, h5py
+d, port = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}/v1/models/cnn"
+x = h5py.File(d + "/img.h5")["x"][:8]
+old = h5py.File(d + "/cnn-pred.h5")["predictions"][:8]
+shutil.copy(d + "/cnn2/weights.h5", d + "/live/w.tmp")
+os.rename(d + "/live/w.tmp", d + "/live/weights.h5")
+time.sleep(3)  # three looks of a server that reloads
+with urllib.request.urlopen(base, timeout=30) as r:
+    assert json.loads(r.read())["model_version_status"][0]["version"] == "1"
+req = urllib.request.Request(base + ":predict", data=json.dumps({"instances": x.tolist()}).encode())
+with urllib.request.urlopen(req, timeout=30) as r:
+    assert np.abs(np.array(json.loads(r.read())["predictions"]) - old).max() <= 1e-5
+EOF
+kill -TERM "$pid"
+wait "$pid"
 
 # Start-up errors: a port in use, a bad host.
 start cnn || finish

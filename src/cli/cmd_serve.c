@@ -15,7 +15,7 @@ static void on_signal(int sig)
 }
 
 typedef struct where {
-    const char *host;
+    const char *host, *reload;
 } where;
 
 static void ready(int port, const char *name, void *ctx)
@@ -23,6 +23,8 @@ static void ready(int port, const char *name, void *ctx)
     const where *w = ctx;
     printf("Serving '%s' on http://%s:%d/v1/models/%s (POST :predict; Ctrl-C or SIGTERM "
            "stops)\n", name, w->host, port, name);
+    if (w->reload)
+        printf("Reloading when %s changes\n", w->reload);
     fflush(stdout);
 }
 
@@ -63,9 +65,11 @@ int cmd_serve(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},      {"weights", required_argument, NULL, 'w'},
         {"max-batch", required_argument, NULL, 'b'}, {"max-body", required_argument, NULL, 'B'},
         {"set", required_argument, NULL, 's'},       {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+        {"no-reload", no_argument, NULL, 'R'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     ct_serve_options o = {.port = 8501, .host = "127.0.0.1", .log = stderr};
     const char *weights = NULL;
+    bool reload = true;
     long long v;
     int c;
     optind = 1;
@@ -81,6 +85,7 @@ int cmd_serve(int argc, char **argv)
         case 'n': o.name = optarg; break;
         case 'w': weights = optarg; break;
         case 'q': o.log = NULL; break;
+        case 'R': reload = false; break;
         case 'b':
             if ((v = number(optarg, 1, 1 << 20)) < 0)
                 return cli_usage("serve", "--max-batch takes 1 to 1048576 rows, not '%s'", optarg);
@@ -112,7 +117,11 @@ int cmd_serve(int argc, char **argv)
     if (!ex)
         return status;
     ct_error err = {0};
-    where w = {o.host};
+    if (reload) {
+        o.reload = weights;
+        o.reload_log = stderr;
+    }
+    where w = {o.host, o.reload};
     o.ready = ready;
     o.ready_ctx = &w;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;

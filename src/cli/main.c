@@ -121,7 +121,8 @@ static const cli_command commands[] = {
      "  -o, --output OUT   output file, ending in .keras, .weights.h5 or .onnx\n"},
     {"serve", cmd_serve,
      "serve RUN_DIR|WEIGHTS.h5|FILE [--weights W] [--port 8501] [--host 127.0.0.1]\n"
-     "       [--name NAME] [--max-batch N] [--max-body BYTES] [-q] [--set KEY=VALUE]...",
+     "       [--name NAME] [--max-batch N] [--max-body BYTES] [--no-reload] [-q]\n"
+     "       [--set KEY=VALUE]...",
      "Answers TensorFlow Serving's REST API for the model: POST /v1/models/NAME:predict\n"
      "with {\"instances\": [...]} (answered {\"predictions\": [...]}) or {\"inputs\": ...}\n"
      "(answered {\"outputs\": ...}); GET /v1/models/NAME (status) and\n"
@@ -129,6 +130,10 @@ static const cli_command commands[] = {
      "HDF5 file holds them (data.scale is applied). Requests that wait together run as one\n"
      "batch of up to --max-batch rows. Bad requests get a 4xx answer with {\"error\": ...}.\n"
      "SIGTERM or Ctrl-C stops taking connections, answers the requests received and exits.\n"
+     "When the weights file changes (looked at every second; replace it by a rename), the\n"
+     "new weights load beside the running model and take over between batches, and the\n"
+     "version in GET /v1/models/NAME goes up by one; a file that does not load leaves the\n"
+     "old model serving, with one line on stderr naming the file and the error.\n"
      "  -p, --port N       TCP port (default 8501; 0: any free one, printed)\n"
      "      --host ADDR    IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
      "      --name NAME    the model's name in URLs (default: the experiment's name)\n"
@@ -136,6 +141,7 @@ static const cli_command commands[] = {
      "      --max-batch N  rows one model run takes from waiting requests (default\n"
      "                     fit.batch_size)\n"
      "      --max-body B   largest request body in bytes (default 64 MiB; larger: 413)\n"
+     "      --no-reload    never reload the weights\n"
      "  -q, --quiet        no line per request on stderr\n"},
     {"report", cmd_report, "report RUN_DIR [-o FILE.html] [--weights W] [--set KEY=VALUE]...",
      "Writes RUN_DIR/report.html (fit writes it too, unless --no-report): one page that\n"

@@ -5,7 +5,8 @@
  * to max_batch rows together (at least one request), runs them as one batch and hands each
  * its rows back. So requests from several clients are answered together, the model is only
  * ever run from one thread (the one that owns the worker pool), and nothing a client sends
- * can stop the server: every bad request gets a 4xx answer with a message. */
+ * can stop the server: every bad request gets a 4xx answer with a message. Changed weights
+ * are loaded beside the running model (serve_reload.c) and take over between batches. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include "experiment.h"
 #include "model.h"
 #include "serve_json.h"
+#include "serve_reload.h"
 
 static volatile sig_atomic_t stop_asked;
 
@@ -34,7 +36,9 @@ typedef struct job {
 } job;
 
 typedef struct server {
-    ct_experiment *ex;
+    ct_experiment *base;     /* the caller's; the signature's names point into it */
+    ct_experiment *ex;       /* the one serving: base or a reload; the model's thread's */
+    ct_reload *reload;       /* NULL: the weights are never reloaded */
     ct_serve_sig sig;
     const char *name;
     int64_t max_batch;
@@ -97,13 +101,14 @@ static void log_line(server *s, const char *method, const char *url, unsigned st
     pthread_mutex_unlock(&s->lock);
 }
 
-/* GET /v1/models/NAME: the model's one version, available. */
+/* GET /v1/models/NAME: the version serving, available. */
 static char *status_json(const server *s)
 {
-    (void)s;
+    char version[32];
+    snprintf(version, sizeof version, "%lld", (long long)ct_reload_version(s->reload));
     cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "model_version_status");
     cJSON *v = cJSON_CreateObject(), *st = cJSON_CreateObject();
-    cJSON_AddStringToObject(v, "version", "1");
+    cJSON_AddStringToObject(v, "version", version);
     cJSON_AddStringToObject(v, "state", "AVAILABLE");
     cJSON_AddStringToObject(st, "error_code", "OK");
     cJSON_AddStringToObject(st, "error_message", "");
@@ -137,10 +142,12 @@ static cJSON *tensor_info(const char *name, const ct_shape *shape)
 /* GET /v1/models/NAME/metadata: the serving_default signature. */
 static char *metadata_json(const server *s)
 {
+    char version[32];
+    snprintf(version, sizeof version, "%lld", (long long)ct_reload_version(s->reload));
     cJSON *o = cJSON_CreateObject(), *spec = cJSON_AddObjectToObject(o, "model_spec");
     cJSON_AddStringToObject(spec, "name", s->name);
     cJSON_AddStringToObject(spec, "signature_name", "");
-    cJSON_AddStringToObject(spec, "version", "1");
+    cJSON_AddStringToObject(spec, "version", version);
     cJSON *defs = cJSON_AddObjectToObject(cJSON_AddObjectToObject(
                                               cJSON_AddObjectToObject(o, "metadata"),
                                               "signature_def"),
@@ -248,12 +255,34 @@ static job *take(server *s, int64_t *rows)
     return first;
 }
 
+/* Between batches: a reloaded copy, planned here (this thread owns the worker pool), takes
+ * over; the experiment it replaces is freed unless it is the caller's. */
+static void swap_in(server *s)
+{
+    ct_experiment *fresh = ct_reload_take(s->reload);
+    if (!fresh)
+        return;
+    ct_error err = {0};
+    if (ct_experiment_predict_arrays(fresh, 0, (const float *const[CT_MAX_IO]){0},
+                                     (float *const[CT_MAX_IO]){0}, &err) < 0) {
+        ct_reload_done(s->reload, false, &err);
+        ct_experiment_free(fresh);
+        return;
+    }
+    ct_experiment *old = s->ex;
+    s->ex = fresh; /* before the version shows, so a client that sees it gets this model */
+    ct_reload_done(s->reload, true, NULL);
+    if (old != s->base)
+        ct_experiment_free(old);
+}
+
 /* The model's thread: batches until asked to stop and, once stopping, until the requests
  * already received are answered (up to a deadline). */
 static void dispatch(server *s)
 {
     double quiet_since = -1, stop_at = -1;
     for (;;) {
+        swap_in(s);
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         double t = now.tv_sec + now.tv_nsec / 1e9;
@@ -326,20 +355,28 @@ static enum MHD_Result predict(server *s, struct MHD_Connection *c, connection *
     return rc;
 }
 
-/* /v1/models/NAME[/versions/1][:predict | /metadata]: which one, or -1 (no such model:
- * 404), -2 (no such path: 404). */
+/* /v1/models/NAME[/versions/V][:predict | /metadata]: which one, or -1 (no such model:
+ * 404), -2 (no such path: 404), -3 (a version not serving: 404). */
 enum { ROUTE_STATUS, ROUTE_METADATA, ROUTE_PREDICT };
 
 static int route(const server *s, const char *url)
 {
-    static const char prefix[] = "/v1/models/";
+    static const char prefix[] = "/v1/models/", versions[] = "/versions/";
     if (strncmp(url, prefix, sizeof prefix - 1))
         return -2;
     const char *name = url + sizeof prefix - 1, *end = name + strcspn(name, "/:");
     if ((size_t)(end - name) != strlen(s->name) || strncmp(name, s->name, (size_t)(end - name)))
         return -1;
-    if (!strncmp(end, "/versions/1", 11))
-        end += 11;
+    if (!strncmp(end, versions, sizeof versions - 1)) {
+        char *after;
+        const char *digits = end + sizeof versions - 1;
+        long long v = *digits >= '0' && *digits <= '9' ? strtoll(digits, &after, 10) : -1;
+        if (v < 0)
+            return -2;
+        if (v != ct_reload_version(s->reload))
+            return -3;
+        end = after;
+    }
     if (!*end)
         return ROUTE_STATUS;
     if (!strcmp(end, "/metadata"))
@@ -389,6 +426,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (r == -1) {
         snprintf(msg, sizeof msg, "Servable not found for request: no model '%.*s'; this "
                  "server has '%s'", (int)strcspn(url + 11, "/:"), url + 11, s->name);
+        rc = answer_error(c, status = MHD_HTTP_NOT_FOUND, msg);
+    } else if (r == -3) {
+        const char *v = url + strlen("/v1/models//versions/") + strlen(s->name);
+        int n = (int)strcspn(v, "/:");
+        snprintf(msg, sizeof msg, "Servable not found for request: version %.*s of '%s' is "
+                 "not serving; version %lld is", n < 30 ? n : 30, v, s->name,
+                 (long long)ct_reload_version(s->reload));
         rc = answer_error(c, status = MHD_HTTP_NOT_FOUND, msg);
     } else if (r == -2) {
         snprintf(msg, sizeof msg, "no such path: %.200s (try /v1/models/%s, /metadata or "
@@ -445,7 +489,7 @@ static void signature(const ct_experiment *ex, ct_serve_sig *sig)
 
 int ct_serve(ct_experiment *ex, const ct_serve_options *opt, ct_error *err)
 {
-    server s = {.ex = ex, .name = opt->name ? opt->name : ex->name,
+    server s = {.base = ex, .ex = ex, .name = opt->name ? opt->name : ex->name,
                 .max_batch = opt->max_batch > 0 ? opt->max_batch : ex->batch_size,
                 .max_body = opt->max_body ? opt->max_body : (size_t)64 << 20, .log = opt->log};
     signature(ex, &s.sig);
@@ -456,6 +500,8 @@ int ct_serve(ct_experiment *ex, const ct_serve_options *opt, ct_error *err)
     /* The model is planned before the first request, so a model too large fails here. */
     if (ct_experiment_predict_arrays(ex, 0, (const float *const[CT_MAX_IO]){0},
                                      (float *const[CT_MAX_IO]){0}, err) < 0)
+        return -1;
+    if (opt->reload && !(s.reload = ct_reload_start(ex, opt->reload, opt->reload_log, err)))
         return -1;
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.queued, NULL);
@@ -479,6 +525,9 @@ int ct_serve(ct_experiment *ex, const ct_serve_options *opt, ct_error *err)
         dispatch(&s);
         MHD_stop_daemon(s.daemon);
     }
+    ct_reload_stop(s.reload);
+    if (s.ex != s.base)
+        ct_experiment_free(s.ex);
     pthread_cond_destroy(&s.answered);
     pthread_cond_destroy(&s.queued);
     pthread_mutex_destroy(&s.lock);

@@ -753,6 +753,24 @@ ct_experiment *ct_experiment_load_text(const char *text, size_t len, const char 
     return load(path, text, len, overrides, n_overrides, NULL, 0, false, err);
 }
 
+ct_experiment *ct_experiment_copy(const ct_experiment *ex, ct_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m) {
+        ct_err(err, CT_ERR_NOMEM, "out of memory copying the experiment");
+        return NULL;
+    }
+    int rc = ct_config_emit(ex->root, m, err);
+    if (fclose(m) != 0 && rc == 0)
+        rc = ct_err(err, CT_ERR_NOMEM, "out of memory copying the experiment");
+    /* the emitted tree has the overrides and defaults in it already */
+    ct_experiment *copy = rc == 0 ? load(ex->path, text, len, NULL, 0, NULL, 0, true, err) : NULL;
+    free(text);
+    return copy;
+}
+
 void ct_experiment_free(ct_experiment *ex)
 {
     if (!ex)

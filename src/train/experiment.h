@@ -126,6 +126,12 @@ int64_t ct_experiment_collect(ct_experiment *ex, const ct_source *src, const cha
                               int64_t sample, int n, const ct_source_id *t, float **out,
                               ct_error *err);
 
+/* A new experiment of ex's config as ex holds it (overrides applied, defaults filled) and
+ * in ex's folder, its parameters left to the weights loaded next (as
+ * ct_experiment_load_lazily): serve loads changed weights into one beside the running
+ * model. Only reads ex, which may run meanwhile on another thread. The caller frees it. */
+ct_experiment *ct_experiment_copy(const ct_experiment *ex, ct_error *err);
+
 /* Sets the number of threads the backend's BLAS uses. */
 void ct_set_threads(int threads);
 
