@@ -34,7 +34,7 @@ src=${CT_SRCDIR:-.}
 keras_python
 
 # ---- Keras writes: data, models in both of its formats, their predictions ----
-"$py" - "$tmp" <<'PY' >"$tmp/gen.log" 2>&1 || { cat "$tmp/gen.log"; bad "Keras could not write its files"; finish; }
+"$py" - "$tmp" "$src" <<'PY' >"$tmp/gen.log" 2>&1 || { cat "$tmp/gen.log"; bad "Keras could not write its files"; finish; }
 import sys, json, zipfile, numpy as np, h5py, keras
 t = sys.argv[1]
 L = keras.layers
@@ -54,16 +54,9 @@ with h5py.File(f"{t}/d.h5", "w") as f:
     f["s"] = rng.normal(size=(16, 5, 3)).astype("f4")
     f["reg3"] = rng.normal(size=(16, 3)).astype("f4")
 
-# the text examples' shapes: 100 character ids of 115, 100 word ids of 10000 (0-padded)
-for name, vocab, classes in (("char", 115, 0), ("topics", 10000, 4)):
-    with h5py.File(f"{t}/{name}.h5", "w") as f:
-        for part, n in (("train", 32), ("validation", 8)):
-            x = rng.integers(1, vocab, size=(n, 100)).astype("i4")
-            for r in range(n if classes else 0):
-                x[r, rng.integers(10, 100):] = 0
-            f[part + "/x"] = x
-            f[part + "/y"] = (rng.integers(0, classes, size=n).astype("u1") if classes else
-                              rng.integers(0, vocab, size=(n, 100)).astype("i4"))
+sys.path.insert(0, sys.argv[2] + "/tests")
+from text_data import write_text_examples
+write_text_examples(t, 8, rng)
 
 def randomize(m):
     for w in m.weights:   # weights that are not the initializer's (BN statistics too)

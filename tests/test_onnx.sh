@@ -30,7 +30,7 @@ if [ -z "$py" ] || ! "$py" -c 'import onnx, onnxruntime, numpy, h5py' 2>/dev/nul
     exit 77
 fi
 
-$py - "$tmp" <<'EOF' || bad "writing the data failed"
+$py - "$tmp" "$src" <<'EOF' || bad "writing the data failed"
 import sys, numpy as np, h5py
 rng = np.random.default_rng(5)
 with h5py.File(sys.argv[1] + "/img.h5", "w") as f:
@@ -55,16 +55,9 @@ with h5py.File(sys.argv[1] + "/seq.h5", "w") as f:
     for k in (5, 8, 10):    # targets of the layers under test, which are the outputs
         f["t%d" % k] = rng.normal(size=(64, k)).astype("f4")
         f["ts%d" % k] = rng.normal(size=(64, 12, k)).astype("f4")
-# the text examples' shapes: 100 character ids of 115, 100 word ids of 10000 (0-padded)
-for name, vocab, classes in (("char", 115, 0), ("topics", 10000, 4)):
-    with h5py.File(f"{sys.argv[1]}/{name}.h5", "w") as f:
-        for part, n in (("train", 32), ("validation", 16)):
-            x = rng.integers(1, vocab, size=(n, 100)).astype("i4")
-            for r in range(n if classes else 0):
-                x[r, rng.integers(10, 100):] = 0
-            f[part + "/x"] = x
-            f[part + "/y"] = (rng.integers(0, classes, size=n).astype("u1") if classes else
-                              rng.integers(0, vocab, size=(n, 100)).astype("i4"))
+sys.path.insert(0, sys.argv[2] + "/tests")
+from text_data import write_text_examples
+write_text_examples(sys.argv[1], 16, rng)
 EOF
 
 # compare NAME: ONNX Runtime on the test images against ctrain predict.

@@ -58,10 +58,8 @@ static const char *positions(exporter *e, const ct_layer *l, const char *name, i
     const ct_param *p = ct_onnx_param(e, l, name, &v);
     if (!p)
         return NULL;
-    char full[CT_NAME_MAX * 3 + 64];
-    ct_onnx_weight_name(e, l, name, full, sizeof full);
     int64_t dims[2] = {steps, p->shape.dim[1]};
-    return ct_onnx_floats(&e->g, full, 2, dims, v);
+    return ct_onnx_param_init(e, l, name, 2, dims);
 }
 
 /* Embedding: table rows by id; TokenAndPositionEmbedding: plus the position rows. */
