@@ -57,6 +57,12 @@ deps() {
 build() {
     [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi
     [ -f Makefile ] && [ Makefile -nt Makefile.am ] && [ Makefile -nt configure ] || ./configure
+    # Open MPI installed since the last configure (--test adds it): configure again, with the
+    # options it was given, so the suite's build trains on several processes.
+    if [ -f autoconfig.h ] && ! grep -q "define CT_HAVE_MPI 1" autoconfig.h &&
+        pkg-config --exists ompi-c 2>/dev/null && ! grep -q "without-mpi" config.status; then
+        ./config.status --recheck && ./config.status
+    fi
     make -j"$JOBS"
 }
 
