@@ -163,19 +163,24 @@ rc=$?
     ok || { cat "$tmp/k.log"; bad "a killed rank did not end the job by name (status $rc)"; }
 
 # SIGINT on mpirun: the ranks stop at the same step, rank 0 writes the checkpoint, and 3
-# ranks finish the epoch from it.
-timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/s" \
-    --no-report --set fit.epochs=1000 --set fit.batch_size=2 >"$tmp/s.log" 2>&1 &
-job=$!
-started "$tmp/s"
-sleep 0.5
-kill -INT $job
-wait $job
-epoch=$(sed -n 's/.*stopped after step [0-9]* (epoch \([0-9]*\), batch [0-9]*).*/\1/p' "$tmp/s.log")
-[ -n "$epoch" ] && [ -s "$tmp/s/checkpoint.h5" ] && ok || { cat "$tmp/s.log"; bad "SIGINT left no checkpoint"; }
-if [ -n "$epoch" ]; then
-    mpi 3 fit -q "$tmp/mlp.yaml" --resume "$tmp/s" --set fit.epochs="$epoch" --set fit.batch_size=2 \
-        --no-report && [ -s "$tmp/s/weights.h5" ] && ok || bad "resuming the stopped run on 3 ranks failed"
+# ranks finish the epoch from it. mpirun sends SIGKILL one second after its SIGTERM, which
+# a sanitizer build's shutdown can outlast, so that build leaves this to the plain one.
+if [ "${CT_SANITIZERS:-no}" = yes ]; then
+    echo "mpi: SKIP: SIGINT on mpirun in the sanitizer build (mpirun's SIGKILL comes 1 s after its SIGTERM); the plain build checks it"
+else
+    timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/s" \
+        --no-report --set fit.epochs=1000 --set fit.batch_size=2 >"$tmp/s.log" 2>&1 &
+    job=$!
+    started "$tmp/s"
+    sleep 0.5
+    kill -INT $job
+    wait $job
+    epoch=$(sed -n 's/.*stopped after step [0-9]* (epoch \([0-9]*\), batch [0-9]*).*/\1/p' "$tmp/s.log")
+    [ -n "$epoch" ] && [ -s "$tmp/s/checkpoint.h5" ] && ok || { cat "$tmp/s.log"; bad "SIGINT left no checkpoint"; }
+    if [ -n "$epoch" ]; then
+        mpi 3 fit -q "$tmp/mlp.yaml" --resume "$tmp/s" --set fit.epochs="$epoch" --set fit.batch_size=2 \
+            --no-report && [ -s "$tmp/s/weights.h5" ] && ok || bad "resuming the stopped run on 3 ranks failed"
+    fi
 fi
 
 finish
