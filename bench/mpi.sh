@@ -16,15 +16,25 @@ cd "$(dirname "$0")/.."
 np=2 epochs=3 models=mlp,cnn
 while [ $# -gt 0 ]; do
     case $1 in
-    --np) np=$2; shift 2 ;;
-    --epochs) epochs=$2; shift 2 ;;
-    --models) models=$2; shift 2 ;;
-    *) echo "usage: bench/mpi.sh [--np N] [--epochs N] [--models mlp,cnn]" >&2; exit 2 ;;
+    --np|--epochs|--models)
+        [ $# -ge 2 ] || { echo "mpi.sh: $1 wants a value" >&2; exit 2; }
+        case $1 in --np) np=$2 ;; --epochs) epochs=$2 ;; --models) models=$2 ;; esac
+        shift 2 ;;
+    *) echo "mpi.sh: unknown argument '$1'; usage: bench/mpi.sh [--np N] [--epochs N] [--models mlp,cnn]" >&2; exit 2 ;;
     esac
+done
+for v in "np=$np" "epochs=$epochs"; do
+    case ${v#*=} in
+    [1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;;
+    *) echo "mpi.sh: --${v%%=*} wants a positive integer, got '${v#*=}'" >&2; exit 2 ;;
+    esac
+done
+for m in $(echo "$models" | tr , ' '); do
+    case $m in mlp|cnn) ;; *) echo "mpi.sh: unknown model '$m' (mlp or cnn)" >&2; exit 2 ;; esac
 done
 py=${PEERS_PYTHON:-bench/.venv/bin/python}
 grep -q "define CT_HAVE_MPI 1" autoconfig.h || { echo "mpi.sh: ctrain was built without MPI" >&2; exit 1; }
-tmp=$(mktemp -d /tmp/ctrain-mpi-bench-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctrain-mpi-bench-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # Median of the epochs' times, from lines "Epoch 1/3 - 422/422 - 12s 28ms/step - ...".
