@@ -1770,7 +1770,11 @@ START_TEST(test_tuner_margin_and_growth)
     const double close[3] = {0, 0.99, 1.0}, quiet[3] = {0, 2.0, 1.0}, busy[3] = {0, 2.0, 5.0};
     ck_assert_int_eq(tune(&t, &now, close, 20), 2);
     ct_tuner_init(&t, 2, true);
+    /* One thread loses by 2x: measured for 3 steps after its warm-up, not a whole window. */
     ck_assert_int_eq(tune(&t, &now, quiet, 20), 2);
+    ck_assert_int_eq(t.probing, -1);
+    ck_assert_int_eq(t.steps[1], 4);
+    ck_assert(fabs(t.median[1] - 2e-3) < 1e-12);
     double hold_ends = t.probe_at;
     /* a window to notice, then one per candidate */
     ck_assert_int_eq(tune(&t, &now, busy, 30), 1);

@@ -642,17 +642,30 @@ typedef struct sum_job {
     int64_t rows, cols;
     float beta;
 } sum_job;
+/* Columns in blocks of SUM_BLOCK kept in registers over all the rows (the sums stored and
+ * reloaded at every row were the cost), each column still summed in row order. */
+#define SUM_BLOCK 64
 CT_CPU_CLONES
 static void sum_rows_task(void *ctx, int64_t b, int64_t e)
 {
     const sum_job *j = ctx;
     float *restrict out = j->out;
-    for (int64_t c = b; c < e; c++)
-        out[c] = j->beta == 0.0f ? 0.0f : j->beta * out[c];
-    for (int64_t r = 0; r < j->rows; r++) {
-        const float *restrict row = j->x + r * j->cols;
-        for (int64_t c = b; c < e; c++)
-            out[c] += row[c];
+    for (int64_t c0 = b; c0 < e; c0 += SUM_BLOCK) {
+        int64_t w = e - c0 < SUM_BLOCK ? e - c0 : SUM_BLOCK;
+        float acc[SUM_BLOCK];
+        for (int64_t c = 0; c < w; c++)
+            acc[c] = j->beta == 0.0f ? 0.0f : j->beta * out[c0 + c];
+        const float *restrict x = j->x + c0;
+        if (w == SUM_BLOCK)
+            for (int64_t r = 0; r < j->rows; r++)
+                for (int64_t c = 0; c < SUM_BLOCK; c++)
+                    acc[c] += x[r * j->cols + c];
+        else
+            for (int64_t r = 0; r < j->rows; r++)
+                for (int64_t c = 0; c < w; c++)
+                    acc[c] += x[r * j->cols + c];
+        for (int64_t c = 0; c < w; c++)
+            out[c0 + c] = acc[c];
     }
 }
 static void par_sum_rows(const float *x, float *out, int64_t rows, int64_t cols, float beta)

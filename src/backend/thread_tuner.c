@@ -10,6 +10,11 @@
 #define GROWTH 1.33
 /* Probing may cost this share of the time between probes... */
 #define PROBE_SHARE 0.01
+/* A candidate whose first EARLY steps are all slower than the fastest median so far by
+ * this much has lost: the rest of its window is not run (a probe of one thread on a quiet
+ * machine cost most of what probing cost). */
+#define EARLY 3
+#define LOSING 1.10
 /* ...but the hold stays within these bounds (seconds). */
 #define HOLD_MIN 2.0
 #define HOLD_MAX 60.0
@@ -74,6 +79,34 @@ static void finish_probe(ct_tuner *t, double now)
     use(t, t->cand[best]);
 }
 
+/* The candidate being probed has clearly lost after its first EARLY steps. */
+static bool losing(const ct_tuner *t)
+{
+    double best = t->median[0];
+    for (int i = 1; i < t->probing; i++)
+        best = t->median[i] < best ? t->median[i] : best;
+    for (int i = 0; i < t->filled; i++)
+        if (t->window[i] <= best * LOSING)
+            return false;
+    return true;
+}
+
+/* A window of `filled` step times is complete (or cut short by losing). */
+static void window_done(ct_tuner *t, double now)
+{
+    double m = median(t->window, t->filled);
+    t->filled = 0;
+    if (t->probing >= 0) {
+        t->median[t->probing] = m;
+        if (++t->probing < t->ncand)
+            use(t, t->cand[t->probing]);
+        else
+            finish_probe(t, now);
+    } else if (now >= t->probe_at || m > t->chosen * GROWTH) {
+        start_probe(t, now);
+    }
+}
+
 int ct_tuner_step(ct_tuner *t, double now, double seconds)
 {
     t->steps[t->current == t->max ? 0 : 1]++;
@@ -86,18 +119,7 @@ int ct_tuner_step(ct_tuner *t, double now, double seconds)
         return t->current;
     }
     t->window[t->filled++] = seconds;
-    if (t->filled < CT_TUNER_WINDOW)
-        return t->current;
-    double m = median(t->window, CT_TUNER_WINDOW);
-    t->filled = 0;
-    if (t->probing >= 0) {
-        t->median[t->probing] = m;
-        if (++t->probing < t->ncand)
-            use(t, t->cand[t->probing]);
-        else
-            finish_probe(t, now);
-    } else if (now >= t->probe_at || m > t->chosen * GROWTH) {
-        start_probe(t, now);
-    }
+    if (t->filled == CT_TUNER_WINDOW || (t->probing > 0 && t->filled == EARLY && losing(t)))
+        window_done(t, now);
     return t->current;
 }

@@ -5,11 +5,12 @@
  * bits on any thread count (parallel.h), so the choice changes speed only, never results.
  *
  * The tuner measures each candidate count (all, all - 1, half, one) over a short window of
- * steps, keeps the fastest, and measures again after a hold long enough that probing costs
- * under about 1 % of the run, or at once when the step time grows by a third (another
- * process started). The caller owns the struct (no allocation); ct_tuner_step only returns
- * the thread count to use next, and the caller applies it (ct_threads_set), so the policy
- * is tested without threads or clocks. */
+ * steps (cut to 3 when each of them is 10 % slower than the fastest so far), keeps the
+ * fastest, and measures again after a hold long enough that probing costs under about 1 %
+ * of the run, or at once when the step time grows by a third (another process started).
+ * The caller owns the struct (no allocation); ct_tuner_step only returns the thread count
+ * to use next, and the caller applies it (ct_threads_set), so the policy is tested without
+ * threads or clocks. */
 #ifndef CT_THREAD_TUNER_H
 #define CT_THREAD_TUNER_H
 
