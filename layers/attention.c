@@ -237,12 +237,13 @@ typedef struct mha_regions {
     float *qa, *kb;     /* masked inputs: (tq, 2) rows [q_i, -1] and (tv, 2) rows [v_j, 1] */
     float *ones;        /* masked inputs: a stand-in for an input without a mask */
     float *w, *b;       /* fused: the three kernels side by side (d x 2hk+hv), biases */
+    float *pk;          /* a projection's kernel packed for gemm_packed */
     bool fused;         /* self-attention: q, k, v share rows of one matrix (over R_Q..R_V) */
 } mha_regions;
 
 /* The regions in the order they are laid out. */
 enum { R_Q, R_K, R_V, R_P, R_PD, R_KEEP, R_C, R_DP, R_DK, R_MASK, R_QA, R_KB, R_ONES,
-       R_W, R_B, N_REGIONS };
+       R_W, R_B, R_PK, N_REGIONS };
 
 static bool dropout_on(const mha_state *s, const ct_pass *pass)
 {
@@ -269,6 +270,17 @@ static void region_sizes(const mha_state *s, int64_t rows, int64_t n[N_REGIONS])
     n[R_ONES] = s->masked ? rows * (s->tq > s->tv ? s->tq : s->tv) : 0;
     n[R_W] = s->dq == s->dv ? s->dq * (2 * hk + hv) : 0; /* one copy for the batch */
     n[R_B] = s->dq == s->dv ? 2 * hk + hv : 0;
+    /* the largest kernel packed, either way round (the forward's x W, the backward's
+     * d(out) W^T) */
+    int64_t w = 2 * hk + hv, dims[][2] = {{s->dq, hk}, {s->dk, hk}, {s->dv, hv}, {hv, s->dout},
+                                         {s->dq, w}};
+    n[R_PK] = 0;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        int64_t a = CT_GEMM_PACKED_FLOATS(dims[i][0], dims[i][1]);
+        int64_t b = CT_GEMM_PACKED_FLOATS(dims[i][1], dims[i][0]);
+        n[R_PK] = a > n[R_PK] ? a : n[R_PK];
+        n[R_PK] = b > n[R_PK] ? b : n[R_PK];
+    }
 }
 
 /* INT64_MAX where the batch makes it overflow: the planner then refuses the size. */
@@ -277,7 +289,7 @@ static int64_t mha_scratch(const ct_layer *l, int64_t max_batch)
     int64_t n[N_REGIONS], total = 0;
     region_sizes(l->state, 1, n);
     for (int i = 0; i < N_REGIONS; i++) {
-        int64_t rows = i == R_MASK || i == R_W || i == R_B ? 1 : max_batch;
+        int64_t rows = i == R_MASK || i == R_W || i == R_B || i == R_PK ? 1 : max_batch;
         if (__builtin_mul_overflow(n[i], rows, &n[i]) ||
             __builtin_add_overflow(total, n[i], &total))
             return INT64_MAX;
@@ -305,7 +317,7 @@ static mha_regions regions(const ct_layer *l, int64_t rows, bool fused)
     int64_t hk = s->heads * s->key_dim, hv = s->heads * s->value_dim;
     mha_regions r = {at[R_Q], at[R_K], at[R_V], hk, hk, hv, at[R_P], at[R_PD], at[R_KEEP],
                      at[R_C], at[R_DP], at[R_DK], at[R_MASK], at[R_QA], at[R_KB], at[R_ONES],
-                     at[R_W], at[R_B], fused};
+                     at[R_W], at[R_B], at[R_PK], fused};
     if (!n[R_PD])
         r.pd = r.p;
     if (fused) { /* R_Q..R_V hold rows * T * (2 hk + hv) floats together, as tq == tv */
@@ -318,16 +330,28 @@ static mha_regions regions(const ct_layer *l, int64_t rows, bool fused)
 
 /* ---- forward -------------------------------------------------------------------------- */
 
+/* out (n x cols) = x (n x k) op(w) (+ out when accumulate), op(w) k x cols: w itself
+ * (k x cols) or, with trans, w^T (w cols x k, row stride ldw). Through the packed product:
+ * the kernels are small and the rows many (n = samples * positions), where it beats the
+ * general GEMM (bench/RESULTS.md). */
+static void mul_kernel(const ct_layer *l, const mha_regions *r, const float *x, int64_t n,
+                       int64_t k, const float *w, int64_t ldw, bool trans, int64_t cols,
+                       float *out, bool accumulate)
+{
+    const ct_backend *be = l->be;
+    be->gemm_pack_b(trans, k, cols, w, ldw, r->pk);
+    be->gemm_packed(n, cols, k, x, k, r->pk, accumulate ? out : NULL, cols, out, cols);
+}
+
 /* out (n x cols) = x (n x d) kernel + bias, for projection `which`. */
-static void project(const ct_layer *l, int which, const float *x, int64_t n, int64_t d,
-                    int64_t cols, float *out)
+static void project(const ct_layer *l, const mha_regions *r, int which, const float *x,
+                    int64_t n, int64_t d, int64_t cols, float *out)
 {
     const mha_state *s = l->state;
-    const ct_backend *be = l->be;
-    be->gemm(false, false, n, cols, d, 1.0f, x, d, l->params[s->kernel[which]].value, cols,
-             0.0f, out, cols);
+    mul_kernel(l, r, x, n, d, l->params[s->kernel[which]].value, cols, false, cols, out,
+               false);
     if (s->bias[which] >= 0)
-        be->add_row_vector(out, l->params[s->bias[which]].value, n, cols);
+        l->be->add_row_vector(out, l->params[s->bias[which]].value, n, cols);
 }
 
 /* The fused projection: the kernels (and biases) side by side, then [q | k | v] per row in
@@ -346,7 +370,7 @@ static void project_fused(const ct_layer *l, const mha_regions *r, const float *
         if (s->use_bias)
             be->copy(r->b + off[i], l->params[s->bias[which[i]]].value, cols[i]);
     }
-    be->gemm(false, false, n, w, d, 1.0f, x, d, r->w, w, 0.0f, r->q, w);
+    mul_kernel(l, r, x, n, d, r->w, w, false, w, r->q, false);
     if (s->use_bias)
         be->add_row_vector(r->q, r->b, n, w);
 }
@@ -465,9 +489,9 @@ static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     if (r.fused) {
         project_fused(l, &r, x[0]->data, rows * tq);
     } else {
-        project(l, P_QUERY, x[0]->data, rows * tq, s->dq, hk, r.q);
-        project(l, P_KEY, key->data, rows * tv, s->dk, hk, r.k);
-        project(l, P_VALUE, x[1]->data, rows * tv, s->dv, hv, r.v);
+        project(l, &r, P_QUERY, x[0]->data, rows * tq, s->dq, hk, r.q);
+        project(l, &r, P_KEY, key->data, rows * tv, s->dk, hk, r.k);
+        project(l, &r, P_VALUE, x[1]->data, rows * tv, s->dv, hv, r.v);
     }
     attend(l, &r, x, nx, rows);
     if (dropout_on(s, pass)) {
@@ -481,15 +505,16 @@ static void mha_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *const
     for (int64_t i = 0; i < h; i++)
         head_gemm(l, s->causal, false, false, tq, vd, tv, 1.0f, pd + i * tq * tv, tv,
                   h * tq * tv, r.v + i * vd, r.ldv, tv * r.ldv, r.c + i * vd, hv, tq * hv, rows);
-    project(l, P_OUT, r.c, rows * tq, hv, s->dout, y->data);
+    project(l, &r, P_OUT, r.c, rows * tq, hv, s->dout, y->data);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 /* Gradients of projection `which` given d(out) (n x cols): kernel, bias and, when dx is not
  * NULL, dx = d(out) kernel^T (added to dx when accumulate). */
-static void project_back(const ct_layer *l, int which, const float *x, const float *dout,
-                         int64_t n, int64_t d, int64_t cols, float *dx, bool accumulate)
+static void project_back(const ct_layer *l, const mha_regions *r, int which, const float *x,
+                         const float *dout, int64_t n, int64_t d, int64_t cols, float *dx,
+                         bool accumulate)
 {
     const mha_state *s = l->state;
     const ct_backend *be = l->be;
@@ -499,8 +524,7 @@ static void project_back(const ct_layer *l, int which, const float *x, const flo
     if (s->bias[which] >= 0 && l->params[s->bias[which]].grad)
         be->sum_rows(dout, l->params[s->bias[which]].grad, n, cols, 0.0f);
     if (dx)
-        be->gemm(false, true, n, d, cols, 1.0f, dout, cols, w->value, cols,
-                 accumulate ? 1.0f : 0.0f, dx, d);
+        mul_kernel(l, r, dout, n, cols, w->value, cols, true, d, dx, accumulate);
 }
 
 /* From d(context) in r->c: d(values) into r->v, d(scores) into r->dp. */
@@ -578,7 +602,7 @@ static void project_back_fused(const ct_layer *l, const mha_regions *r, const fl
     }
     float *to = dx[0] ? dx[0]->data : dx[1] ? dx[1]->data : NULL;
     if (to)
-        be->gemm(false, true, n, d, w, 1.0f, r->q, w, r->w, w, 0.0f, to, d);
+        mul_kernel(l, r, r->q, n, w, r->w, w, true, d, to, false);
     if (dx[0] && dx[1])
         be->fill(dx[1]->data, n * d, 0.0f);
     if (all) {
@@ -606,8 +630,7 @@ static void mha_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
                     wo->grad, s->dout);
     if (s->bias[P_OUT] >= 0 && l->params[s->bias[P_OUT]].grad)
         l->be->sum_rows(dy->data, l->params[s->bias[P_OUT]].grad, rows * tq, s->dout, 0.0f);
-    l->be->gemm(false, true, rows * tq, hv, s->dout, 1.0f, dy->data, s->dout, wo->value,
-                s->dout, 0.0f, r.c, hv);
+    mul_kernel(l, &r, dy->data, rows * tq, s->dout, wo->value, s->dout, true, hv, r.c, false);
     back_probs(l, pass, &r, rows);
     back_scores(l, &r, rows);
     if (r.fused) {
@@ -617,10 +640,10 @@ static void mha_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *cons
     const ct_tensor *key = nx == 3 ? x[2] : x[1];
     float *dq = dx[0] ? dx[0]->data : NULL, *dv = dx[1] ? dx[1]->data : NULL;
     float *dk = nx == 3 ? (dx[2] ? dx[2]->data : NULL) : dv;
-    project_back(l, P_QUERY, x[0]->data, r.q, rows * tq, s->dq, hk, dq, false);
-    project_back(l, P_VALUE, x[1]->data, r.v, rows * tv, s->dv, hv, dv, false);
+    project_back(l, &r, P_QUERY, x[0]->data, r.q, rows * tq, s->dq, hk, dq, false);
+    project_back(l, &r, P_VALUE, x[1]->data, r.v, rows * tv, s->dv, hv, dv, false);
     /* without a key input the value also fed the key projection: its gradient adds in */
-    project_back(l, P_KEY, key->data, r.dk, rows * tv, s->dk, hk, dk, nx != 3);
+    project_back(l, &r, P_KEY, key->data, r.dk, rows * tv, s->dk, hk, dk, nx != 3);
 }
 
 static void mha_free(ct_layer *l)

@@ -140,15 +140,15 @@ __attribute__((target("avx2,fma"))) static void tile_6x16(int64_t k, const float
 #undef PK_PUT
 }
 
-/* Panel t over all rows: the panel stays in L1 while every row block reads it. A panel
- * cut short by n goes through a 16-column buffer. */
-static void panel_rows(const packed_job *j, int64_t t)
+/* Panel t over rows [r0, r1): the panel stays in L1 while every row block reads it. A
+ * panel cut short by n goes through a 16-column buffer. */
+static void panel_block(const packed_job *j, int64_t t, int64_t r0, int64_t r1)
 {
     float dbuf[TILE_ROWS][PANEL], cbuf[TILE_ROWS][PANEL];
     const float *p = j->p + t * PANEL * j->k;
     int64_t c0 = t * PANEL, cols = j->n - c0 < PANEL ? j->n - c0 : PANEL;
-    for (int64_t i0 = 0; i0 < j->m; i0 += TILE_ROWS) {
-        int rows = j->m - i0 < TILE_ROWS ? (int)(j->m - i0) : TILE_ROWS;
+    for (int64_t i0 = r0; i0 < r1; i0 += TILE_ROWS) {
+        int rows = r1 - i0 < TILE_ROWS ? (int)(r1 - i0) : TILE_ROWS;
         const float *ar[TILE_ROWS], *dr[TILE_ROWS];
         float *cr[TILE_ROWS];
         for (int r = 0; r < TILE_ROWS; r++) {
@@ -170,10 +170,30 @@ static void panel_rows(const packed_job *j, int64_t t)
     }
 }
 
+static void panel_rows(const packed_job *j, int64_t t)
+{
+    panel_block(j, t, 0, j->m);
+}
+
 static void packed_task(void *ctx, int64_t t0, int64_t t1)
 {
     for (int64_t t = t0; t < t1; t++)
         panel_rows(ctx, t);
+}
+
+/* Many rows: blocks of BLOCK_ROWS rows, each over every panel, so that the block's rows
+ * of A stay in L1 and the packed B in L2 (panel by panel over all rows, A came from
+ * further away once per panel). Each output is summed as panel_rows sums it. */
+#define BLOCK_ROWS 96
+static void row_block_task(void *ctx, int64_t b0, int64_t b1)
+{
+    const packed_job *j = ctx;
+    int64_t panels = (j->n + PANEL - 1) / PANEL;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < j->m ? r0 + BLOCK_ROWS : j->m;
+        for (int64_t t = 0; t < panels; t++)
+            panel_block(j, t, r0, r1);
+    }
 }
 
 typedef struct lstm_packed_job {
@@ -264,6 +284,11 @@ void ct_cpu_gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t
     if (use_tiles() && k > 0) {
         packed_job j = {m, n, k, lda, ldd, ldc, a, packed, d, c};
         int64_t panels = (n + PANEL - 1) / PANEL, per = m * PANEL * k;
+        if (m >= 4 * BLOCK_ROWS) {
+            int64_t blocks = (m + BLOCK_ROWS - 1) / BLOCK_ROWS;
+            ct_parallel_for(blocks, GRAIN_MACS / (BLOCK_ROWS * n * k) + 1, row_block_task, &j);
+            return;
+        }
         ct_parallel_for(panels, GRAIN_MACS / per + 1, packed_task, &j);
         return;
     }
