@@ -57,6 +57,15 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
 void ct_cpu_batchnorm_backward(const float *x, const float *y, float *dy, float *dx, int64_t n,
                                int64_t c, const float *gamma, const float *mean,
                                const float *invstd, float *dgamma, float *dbeta);
+/* Layer normalization's rows (the groupnorm op with one position and one group), for rows
+ * of at most CT_LN_MAX values; ct_cpu_groupnorm_* call these for that layout. */
+#define CT_LN_MAX 1024
+void ct_cpu_layernorm_forward(const float *x, float *y, int64_t rows, int64_t c,
+                              const float *gamma, const float *beta, float eps, float *mean,
+                              float *invstd);
+void ct_cpu_layernorm_backward(const float *x, const float *dy, float *dx, int64_t rows,
+                               int64_t c, const float *gamma, const float *mean,
+                               const float *invstd, float *dgamma, float *dbeta);
 void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t spatial, int64_t c,
                               int64_t groups, const float *gamma, const float *beta, float eps,
                               float *mean, float *invstd);

@@ -557,6 +557,10 @@ void ct_cpu_groupnorm_forward(const float *x, float *y, int64_t rows, int64_t sp
 {
     if (spatial <= 0 || c <= 0 || groups <= 0)
         return;
+    if (spatial == 1 && groups == 1 && c <= CT_LN_MAX) {
+        ct_cpu_layernorm_forward(x, y, rows, c, gamma, beta, eps, mean, invstd);
+        return;
+    }
     gn_job j = {.x = x, .out = y, .spatial = spatial, .c = c, .groups = groups,
                 .cg = c / groups, .gamma = gamma, .beta = beta, .eps = eps, .mean = mean,
                 .invstd = invstd};
@@ -798,6 +802,10 @@ void ct_cpu_groupnorm_backward(const float *x, const float *dy, float *dx, int64
 {
     if (spatial <= 0 || c <= 0 || groups <= 0)
         return;
+    if (spatial == 1 && groups == 1 && c <= CT_LN_MAX) {
+        ct_cpu_layernorm_backward(x, dy, dx, rows, c, gamma, mean, invstd, dgamma, dbeta);
+        return;
+    }
     gn_back_job j = {.bp = {.spatial = spatial, .c = c, .cg = c / groups}, .x = x, .dy = dy,
                      .dx = dx, .rows = rows, .groups = groups, .gamma = gamma, .mean = mean,
                      .invstd = invstd};
