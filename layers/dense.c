@@ -70,11 +70,42 @@ static int dense_build(ct_layer *l, ct_error *err)
     return 0;
 }
 
-/* Pre-activation values, kept only for activations that need them (ct_tail_scratch). */
+/* A product of at least this many rows (a layer applied at every position of a sequence,
+ * or a large batch) multiplies by the kernel packed for it (gemm_pack_b, gemm_packed),
+ * which beats the general GEMM there for the kernels of 64-256 columns measured
+ * (bench/RESULTS.md); fewer rows take the general GEMM. */
+#define PACKED_ROWS 384
+
+/* Floats of the kernel packed either way round (the forward's x W, the backward's dz W^T). */
+static int64_t packed_floats(const dense_state *s)
+{
+    int64_t a = CT_GEMM_PACKED_FLOATS(s->in, s->units), b = CT_GEMM_PACKED_FLOATS(s->units, s->in);
+    return a > b ? a : b;
+}
+
+/* Scratch: the pre-activation values, kept only for activations that need them
+ * (ct_tail_scratch), then, where a batch can reach PACKED_ROWS rows, the packed kernel. */
 static int64_t dense_scratch(const ct_layer *l, int64_t max_batch)
 {
     const dense_state *s = l->state;
-    return ct_tail_scratch(s->act, max_batch * ct_shape_size(&l->out_shape));
+    int64_t out = max_batch * ct_shape_size(&l->out_shape);
+    return ct_tail_scratch(s->act, out) + (out / s->units >= PACKED_ROWS ? packed_floats(s) : 0);
+}
+
+/* c (n x cols) = a (n x k) op(w), op(w) = w (k x cols) or, with trans, w^T (w: cols x k).
+ * The packed kernel goes after this batch's pre-activation values (n rows of them). */
+static void dense_gemm(const ct_layer *l, int64_t n, int64_t k, int64_t cols, const float *a,
+                       const float *w, bool trans, float *c)
+{
+    const dense_state *s = l->state;
+    const ct_backend *be = l->be;
+    if (n >= PACKED_ROWS) {
+        float *pk = l->scratch + ct_tail_scratch(s->act, n * s->units);
+        be->gemm_pack_b(trans, k, cols, w, trans ? k : cols, pk);
+        be->gemm_packed(n, cols, k, a, k, pk, NULL, 0, c, cols);
+    } else {
+        be->gemm(false, trans, n, cols, k, 1.0f, a, k, w, trans ? k : cols, 0.0f, c, cols);
+    }
 }
 
 /* Rows of the matrix product: samples times every leading axis. */
@@ -90,11 +121,9 @@ static void dense_forward(ct_layer *l, const ct_pass *pass, const ct_tensor *con
     const ct_tensor *x = xs[0];
     (void)pass;
     const dense_state *s = l->state;
-    const ct_backend *be = l->be;
     int64_t n = dense_rows(s, x);
     float *z = ct_tail_target(l, s->act, y->data);
-    be->gemm(false, false, n, s->units, s->in, 1.0f, x->data, s->in, l->params[0].value,
-             s->units, 0.0f, z, s->units);
+    dense_gemm(l, n, s->in, s->units, x->data, l->params[0].value, false, z);
     ct_tail_forward(l, s->act, s->use_bias ? l->params[1].value : NULL, z, y->data, n,
                     s->units);
 }
@@ -117,8 +146,7 @@ static void dense_backward(ct_layer *l, const ct_pass *pass, const ct_tensor *co
         be->gemm(true, false, s->in, s->units, n, 1.0f, x->data, s->in, dz, s->units, 0.0f,
                  w->grad, s->units);
     if (dx)
-        be->gemm(false, true, n, s->in, s->units, 1.0f, dz, s->units, w->value, s->units, 0.0f,
-                 dx->data, s->in);
+        dense_gemm(l, n, s->units, s->in, dz, w->value, true, dx->data);
 }
 
 static void dense_free(ct_layer *l)

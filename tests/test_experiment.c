@@ -251,15 +251,16 @@ START_TEST(test_absurd_sizes)
                    "batches of 1 row take 7.5 GiB; the model needs 44.7 GiB in all, more than "
                    "backend.memory_limit_mb (1024 MiB)");
     /* Small weights, huge batches: checked once batch_size and adam's two slots are known.
-     * Layer: 1,001,000 x 4 x (1 + 1 + 2) B = 15.3 MiB, outputs 8 x 1e5 x 1000 B = 762.9 MiB;
-     * the input batch adds 4e8 B, 1,216,016,000 B in all. */
+     * Layer: 1,001,000 x 4 x (1 + 1 + 2) B = 15.3 MiB, outputs 8 x 1e5 x 1000 B and the
+     * kernel packed for a product of that many rows, 1000 x 1000 x 4 B: 766.8 MiB; the
+     * input batch adds 4e8 B, 1,220,016,000 B in all. */
     const char *batch[] = {"fit.batch_size=100000"};
     expect_too_big("backend: {memory_limit_mb: 1024}\n"
                    "model: {input_shape: [1000], layers: [{type: dense, units: 1000}]}\n",
                    batch, 1,
-                   "2:39: layer 'dense' (Dense): needs 778.2 MiB: 1,001,000 parameters take "
+                   "2:39: layer 'dense' (Dense): needs 782.1 MiB: 1,001,000 parameters take "
                    "15.3 MiB with their gradients and optimizer state, and its activations for "
-                   "batches of 100000 rows take 762.9 MiB; the model needs 1.1 GiB in all, more "
+                   "batches of 100000 rows take 766.8 MiB; the model needs 1.1 GiB in all, more "
                    "than backend.memory_limit_mb (1024 MiB)");
     /* Many filters: 26 x 26 x 400000 outputs per row, 2 x 4 B each, already 2.0 GiB. */
     expect_too_big("backend: {memory_limit_mb: 1024}\nmodel:\n  input_shape: [28, 28, 1]\n"
