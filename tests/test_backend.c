@@ -1705,6 +1705,50 @@ START_TEST(test_threads_same_bits)
 }
 END_TEST
 
+/* ---- exp with libm's bits (exp_libm.c) ---------------------------------------------------- */
+
+static float exp_ref(float d) { return d < -104.0f ? 0.0f : expf(d); }
+
+/* ct_cpu_exp_shifted gives expf's own bits: every 61st float from 0 down past -104 (all
+ * of them were compared once, under both floating-point modes), odd lengths, in place,
+ * the values below -87 that go to expf itself, and NaN. */
+START_TEST(test_exp_libm_bits)
+{
+    enum { N = 4099 };
+    static float x[N], y[N];
+    int64_t bad = 0, checked = 0;
+    for (uint64_t b = 0x80000000u; b <= 0xc2d10000u; b += 61 * (uint64_t)N) {
+        for (int k = 0; k < N; k++) {
+            uint32_t v = (uint32_t)(b + 61 * (uint64_t)k);
+            memcpy(&x[k], &v, sizeof v);
+        }
+        ct_cpu_exp_shifted(x, 0.0f, y, N);
+        for (int k = 0; k < N; k++) {
+            float want = exp_ref(x[k]);
+            bad += memcmp(&want, &y[k], sizeof want) != 0;
+        }
+        checked += N;
+    }
+    ck_assert_int_gt(checked, 18000000);
+#if defined(__GLIBC__) && defined(__x86_64__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 28)
+    /* GNU libc's expf of 2.28 on is the one exp_libm.c reproduces: with AVX2 and FMA the
+     * vector path must have passed its own check */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        ck_assert(ct_cpu_exp_vector());
+#endif
+    ck_assert_msg(bad == 0, "%lld of %lld values differ from expf", (long long)bad,
+                  (long long)checked);
+    float a[7] = {-1.0f, -2.0f, NAN, -100.0f, -0.5f, -90.0f, 3.0f}, want[7];
+    for (int i = 0; i < 7; i++)
+        want[i] = exp_ref(a[i] - 3.25f);
+    ct_cpu_exp_shifted(a, 3.25f, a, 7); /* in place, with a shift */
+    for (int i = 0; i < 7; i++)
+        ck_assert_msg(memcmp(&a[i], &want[i], sizeof a[i]) == 0 || (isnan(a[i]) && isnan(want[i])),
+                      "value %d: %a, expf gives %a", i, a[i], want[i]);
+}
+END_TEST
+
 /* ---- the thread tuner (backend.adapt_threads) ------------------------------------------ */
 
 /* Runs the tuner for `steps` steps whose time is ms[threads] milliseconds, from time *now;
@@ -1789,6 +1833,7 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_parallel_for_covers_once);
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_threads_flush_denormals);
+    tcase_add_test(tc, test_exp_libm_bits);
     tcase_add_test(tc, test_tuner_candidates);
     tcase_add_test(tc, test_tuner_follows_the_machine);
     tcase_add_test(tc, test_tuner_margin_and_growth);

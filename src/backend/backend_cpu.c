@@ -213,13 +213,13 @@ static void softmax_row(const float *x, float *y, int64_t cols, bool log_form)
             y[c] = (x[c] - m) - log_sum;
         return;
     }
-    /* Each exp once, kept in y until the sum is known (y may be x: x[c] is read before
-     * y[c] is written); the same values as computing it twice. */
-    for (int64_t c = 0; c < cols; c++) {
-        float e = exp_nonpositive(x[c] - m);
-        y[c] = e;
-        sum += (double)e;
-    }
+    /* Each exp once, kept in y until the sum is known (y may be x: each x[c] is read
+     * before y[c] is written); the same values as computing it twice. The exps are
+     * libm's bits, four at a time where the CPU allows (exp_libm.c); the sum keeps its
+     * order. */
+    ct_cpu_exp_shifted(x, m, y, cols);
+    for (int64_t c = 0; c < cols; c++)
+        sum += (double)y[c];
     float inv = (float)(1.0 / sum);
     for (int64_t c = 0; c < cols; c++)
         y[c] = y[c] * inv;

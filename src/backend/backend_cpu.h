@@ -57,6 +57,11 @@ void ct_cpu_batchnorm_infer(const float *x, float *y, int64_t n, int64_t c, cons
 void ct_cpu_batchnorm_backward(const float *x, const float *y, float *dy, float *dx, int64_t n,
                                int64_t c, const float *gamma, const float *mean,
                                const float *invstd, float *dgamma, float *dbeta);
+/* y[i] = expf(x[i] - m) for i < n, every x[i] - m <= 0 (y may be x), with the bits of the C
+ * library's expf, four at a time where exp_libm.c's vector path agrees with it
+ * (ct_cpu_exp_vector says whether it does). */
+void ct_cpu_exp_shifted(const float *x, float m, float *y, int64_t n);
+bool ct_cpu_exp_vector(void);
 /* Layer normalization's rows (the groupnorm op with one position and one group), for rows
  * of at most CT_LN_MAX values; ct_cpu_groupnorm_* call these for that layout. */
 #define CT_LN_MAX 1024
