@@ -54,7 +54,8 @@ CFLAGS="-std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -fno-math-errno $SAN -includ
 
 # Source lists as the Makefile has them, so new library files are picked up.
 sources() {
-    sed -n "/^$1 *=/,/[^\\\\]\$/p" "$root/Makefile.am" | tr ' \\\t' '\n\n\n' | grep '\.c$'
+    # the variable's first line and every "+=" after it, each up to its last continued line
+    sed -n "/^$1 *+*=/,/[^\\\\]\$/p" "$root/Makefile.am" | tr ' \\\t' '\n\n\n' | grep '\.c$'
 }
 
 # The two macros the library takes from configure's autoconfig.h.
@@ -84,9 +85,9 @@ do_build() {
     mkdir -p "$build/obj"
     write_autoconfig
     local lib cli f
-    # the one-process stand-in of the data-parallel interface (no MPI in the fuzzers)
-    lib="$(sources libctrain_core_la_SOURCES)
-src/dist/dist_single.c"
+    # the data-parallel interface (src/dist/dist.c) is in the library's list; the MPI
+    # module is not (no MPI in the fuzzers)
+    lib="$(sources libctrain_core_la_SOURCES)"
     # The CLI builds its own copy of some library files (text.c); link them once.
     cli=$(sources ctrain_SOURCES | grep -vxF -e "$lib")
     echo "fuzz.sh: compiling the library with $CC into $build"

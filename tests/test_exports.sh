@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_exports.sh - libctrain.so exports exactly the functions src/ctrain.h declares:
 # nothing internal (those are reached through the libctrain_core convenience library by
-# the tests and fuzzers) and nothing public missing. Where the CUDA module is built, every
+# the tests and fuzzers) and nothing public missing. Where the CUDA and MPI modules are built, every
 # libctrain function it calls must be among them, or dlopen would fail at run time.
 set -u
 top=${CT_BUILDDIR:-.}
@@ -29,14 +29,18 @@ extra=$(printf '%s\n' "$have" | grep -vxF -e "$want")
 missing=$(printf '%s\n' "$want" | grep -vxF -e "$have")
 [ -z "$missing" ] && ok || bad "$lib does not export:" $missing
 
-module=$top/.libs/ctrain-cuda.so
-if [ -f "$module" ]; then
-    nm -D --defined-only "$module" | grep -q ' ct_cuda_module_backend$' && ok \
-        || bad "$module lacks its entry point ct_cuda_module_backend"
+# The modules libctrain loads (module.h): each has its entry point and calls only what
+# libctrain exports.
+for pair in ctrain-cuda.so:ct_cuda_module_backend ctrain-mpi.so:ct_mpi_module_ops; do
+    module=$top/.libs/${pair%%:*}
+    entry=${pair#*:}
+    [ -f "$module" ] || continue
+    nm -D --defined-only "$module" | grep -q " $entry\$" && ok \
+        || bad "$module lacks its entry point $entry"
     needs=$(nm -D --undefined-only "$module" | awk '$NF ~ /^ct_/ { print $NF }' | sort -u)
     unmet=$(printf '%s\n' "$needs" | grep -vxF -e "$want" | grep .)
     [ -z "$unmet" ] && ok || bad "$module calls libctrain functions it does not export:" $unmet
-fi
+done
 
 echo "test_exports: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -4,7 +4,8 @@
 # two epochs), the same N gives the same bits run after run, batches that neither the data
 # nor the ranks divide, rank 0 alone writes the run directory and prints, --resume moves
 # from 2 ranks to 3, a rank that cannot read its data or is killed ends every rank within a
-# time limit with a message naming it, and SIGINT on mpirun leaves a checkpoint to resume.
+# time limit with a message naming it, SIGINT on mpirun leaves a checkpoint to resume, and
+# a missing MPI module (ctrain-mpi.so, which libctrain loads under a launcher) is reported.
 # Skipped (with a message) where mpirun is missing or ctrain was built without MPI.
 set -u
 NAME=mpi
@@ -112,6 +113,13 @@ same_weights cnn-2 cnn-2b && ok || bad "two runs of the CNN on 2 ranks differ"
 # One rank under mpirun is the plain run, bit for bit.
 mpi 1 fit -q "$tmp/mlp.yaml" -o "$tmp/mlp-1b" --no-report || bad "one rank failed"
 same_weights mlp-1 mlp-1b && ok || bad "one rank under mpirun differs from a plain run"
+# A launcher but no MPI module to load: every rank says so, and nothing is written.
+(export CTRAIN_MPI_MODULE="$tmp/missing/ctrain-mpi.so"
+ mpi 2 fit -q "$tmp/mlp.yaml" -o "$tmp/nomod" --no-report) >"$tmp/nomod.log" 2>&1 &&
+    bad "ranks without the MPI module succeeded"
+[ "$(grep -c 'cannot load the MPI module ctrain-mpi.so' "$tmp/nomod.log")" = 2 ] &&
+    [ ! -e "$tmp/nomod/weights.h5" ] && ok ||
+    { cat "$tmp/nomod.log"; bad "a missing MPI module is not reported by each rank"; }
 
 # Rank 0 alone prints and writes: one progress line per epoch, one test line, the files.
 mpi 2 fit -v 2 "$tmp/mlp.yaml" -o "$tmp/out" >"$tmp/out.log" 2>&1 || bad "2 ranks with a report failed"

@@ -1,10 +1,12 @@
 /* dist.h - data-parallel training over several processes (doc/distributed.md).
  *
  * Under an MPI launcher every process of the job trains the same model on its own shard
- * of each global batch. This interface is all the trainer sees of the transport: MPI in
- * dist_mpi.c, or, in a build without MPI, dist_single.c, where the job is one process and
- * every call is a no-op. ct_dist_start / ct_dist_finish / ct_dist_rank / ct_dist_size are
- * public (ctrain.h).
+ * of each global batch. This interface is all the trainer sees of the transport. dist.c
+ * implements it: for one process every call is a no-op, and under a launcher ct_dist_start
+ * loads the MPI module (ctrain-mpi.so, built from dist_mpi.c, which links Open MPI) and
+ * every call goes to its ct_dist_ops, so that commands run without a launcher never load
+ * MPI's libraries. ct_dist_start / ct_dist_finish / ct_dist_rank / ct_dist_size are public
+ * (ctrain.h).
  *
  * Every collective carries a status word: each rank says whether it failed (its ct_error
  * holds why), asks to stop, or could not finish its part of the step, and every rank gets
@@ -72,5 +74,26 @@ void ct_dist_reducer_ready(ct_dist_reducer *r, int64_t from);
  * ranks. *wait (may be NULL) gets the seconds spent waiting here. Collective. */
 int ct_dist_reducer_finish(ct_dist_reducer *r, double *v, int n, bool failed, int *flags,
                            double *wait, ct_error *err);
+
+/* The MPI module's implementation of the calls above (its entry point ct_mpi_module_ops
+ * returns it; static, living as long as the process). */
+typedef struct ct_dist_ops {
+    int (*start)(ct_error *err);
+    void (*finish)(void);
+    void (*abandon)(const ct_error *err);
+    int (*rank)(void);
+    int (*size)(void);
+    int (*sum)(double *v, int n, bool failed, int *flags, ct_error *err);
+    int (*average)(float *v, int64_t n, ct_error *err);
+    bool (*same_bits)(const void *p, size_t n);
+    void (*broadcast)(void *p, size_t n);
+    ct_dist_reducer *(*reducer_new)(const ct_backend *be, float *g, int64_t n,
+                                    size_t bucket_bytes, ct_error *err);
+    void (*reducer_free)(ct_dist_reducer *r);
+    int (*reducer_buckets)(const ct_dist_reducer *r);
+    void (*reducer_ready)(ct_dist_reducer *r, int64_t from);
+    int (*reducer_finish)(ct_dist_reducer *r, double *v, int n, bool failed, int *flags,
+                          double *wait, ct_error *err);
+} ct_dist_ops;
 
 #endif

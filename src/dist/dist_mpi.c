@@ -1,5 +1,6 @@
-/* dist_mpi.c - the data-parallel interface (dist.h) over MPI. Only the main thread calls
- * MPI (MPI_THREAD_FUNNELED); the backend's workers and the loader's reader never do. */
+/* dist_mpi.c - the data-parallel interface (dist.h) over MPI, built as the module
+ * ctrain-mpi.so, which dist.c loads under a launcher. Only the main thread calls MPI
+ * (MPI_THREAD_FUNNELED); the backend's workers and the loader's reader never do. */
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -7,22 +8,12 @@
 
 #include "ctrain.h"
 #include "dist.h"
-#include "guard.h"
 
 static int g_rank, g_size = 1;
 static bool g_started; /* this library called MPI_Init */
 
-/* Launchers name the rank in the environment: Open MPI's mpirun, PMIx (Open MPI 5, srun
- * --mpi=pmix) and PMI-1/2 (MPICH's hydra, srun --mpi=pmi2). A plain process has none. */
-static bool launched(void)
-{
-    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE",
-                                        "PMI_RANK"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (getenv(names[i]))
-            return true;
-    return false;
-}
+static int mpi_sum(double *v, int n, bool failed, int *flags, ct_error *err);
+static void mpi_reducer_free(ct_dist_reducer *r);
 
 static int mpi_fail(int rc, const char *what, ct_error *err)
 {
@@ -32,12 +23,10 @@ static int mpi_fail(int rc, const char *what, ct_error *err)
     return ct_err(err, CT_ERR_IO, "rank %d of %d: %s failed: %s", g_rank, g_size, what, msg);
 }
 
-int ct_dist_start(ct_error *err)
+static int mpi_start(ct_error *err)
 {
     int done = 0;
     MPI_Initialized(&done);
-    if (!done && !launched())
-        return 1;
     if (!done) {
         int provided = 0, rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
         if (rc != MPI_SUCCESS)
@@ -51,7 +40,7 @@ int ct_dist_start(ct_error *err)
     return g_size;
 }
 
-void ct_dist_finish(void)
+static void mpi_finish(void)
 {
     int fin = 0;
     if (g_started && (MPI_Finalized(&fin), !fin))
@@ -59,18 +48,17 @@ void ct_dist_finish(void)
     g_started = false;
 }
 
-void ct_dist_abandon(const ct_error *err)
+static void mpi_abandon(const ct_error *err)
 {
     if (g_size == 1)
         return;
     ct_error mine = *err;
     int flags = 0;
-    ct_dist_sum(NULL, 0, true, &flags, &mine);
+    mpi_sum(NULL, 0, true, &flags, &mine);
 }
 
-int ct_dist_rank(void) { return g_rank; }
-int ct_dist_size(void) { return g_size; }
-bool ct_dist_active(void) { return g_size > 1; }
+static int mpi_rank(void) { return g_rank; }
+static int mpi_size(void) { return g_size; }
 
 /* The status after the values: stop and skip counts, then one failure slot per rank. */
 static void pack_status(double *s, bool failed, int flags)
@@ -106,7 +94,7 @@ static double *status_buffer(int n)
     return malloc((size_t)(n + 2 + g_size) * sizeof(double));
 }
 
-int ct_dist_sum(double *v, int n, bool failed, int *flags, ct_error *err)
+static int mpi_sum(double *v, int n, bool failed, int *flags, ct_error *err)
 {
     if (g_size == 1)
         return failed ? -1 : 0;
@@ -129,7 +117,7 @@ int ct_dist_sum(double *v, int n, bool failed, int *flags, ct_error *err)
     return rc;
 }
 
-int ct_dist_average(float *v, int64_t n, ct_error *err)
+static int mpi_average(float *v, int64_t n, ct_error *err)
 {
     for (int64_t at = 0; at < n && g_size > 1; at += INT_MAX / 2) {
         int k = (int)(n - at < INT_MAX / 2 ? n - at : INT_MAX / 2);
@@ -142,7 +130,7 @@ int ct_dist_average(float *v, int64_t n, ct_error *err)
     return 0;
 }
 
-bool ct_dist_same_bits(const void *p, size_t n)
+static bool mpi_same_bits(const void *p, size_t n)
 {
     if (g_size == 1)
         return true;
@@ -155,7 +143,7 @@ bool ct_dist_same_bits(const void *p, size_t n)
     return both[0] == ~both[1];
 }
 
-void ct_dist_broadcast(void *p, size_t n)
+static void mpi_broadcast(void *p, size_t n)
 {
     if (g_size > 1)
         MPI_Bcast(p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -172,7 +160,7 @@ struct ct_dist_reducer {
     int cap;
 };
 
-ct_dist_reducer *ct_dist_reducer_new(const ct_backend *be, float *g, int64_t n,
+static ct_dist_reducer *mpi_reducer_new(const ct_backend *be, float *g, int64_t n,
                                      size_t bucket_bytes, ct_error *err)
 {
     if (be->device != CT_DEVICE_CPU) {
@@ -189,7 +177,7 @@ ct_dist_reducer *ct_dist_reducer_new(const ct_backend *be, float *g, int64_t n,
         r->req = malloc((size_t)(nb + 1) * sizeof *r->req);
     }
     if (!r || !r->at || !r->req) {
-        ct_dist_reducer_free(r);
+        mpi_reducer_free(r);
         ct_err(err, CT_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -205,7 +193,7 @@ ct_dist_reducer *ct_dist_reducer_new(const ct_backend *be, float *g, int64_t n,
     return r;
 }
 
-void ct_dist_reducer_free(ct_dist_reducer *r)
+static void mpi_reducer_free(ct_dist_reducer *r)
 {
     if (!r)
         return;
@@ -215,9 +203,9 @@ void ct_dist_reducer_free(ct_dist_reducer *r)
     free(r);
 }
 
-int ct_dist_reducer_buckets(const ct_dist_reducer *r) { return r->nb; }
+static int mpi_reducer_buckets(const ct_dist_reducer *r) { return r->nb; }
 
-void ct_dist_reducer_ready(ct_dist_reducer *r, int64_t from)
+static void mpi_reducer_ready(ct_dist_reducer *r, int64_t from)
 {
     for (; r->next >= 0 && r->at[r->next] >= from; r->next--) {
         int b = r->next, rc = MPI_Iallreduce(MPI_IN_PLACE, r->g + r->at[b],
@@ -233,10 +221,10 @@ void ct_dist_reducer_ready(ct_dist_reducer *r, int64_t from)
         MPI_Testall(started, r->req + r->next + 1, &flag, MPI_STATUSES_IGNORE);
 }
 
-int ct_dist_reducer_finish(ct_dist_reducer *r, double *v, int n, bool failed, int *flags,
+static int mpi_reducer_finish(ct_dist_reducer *r, double *v, int n, bool failed, int *flags,
                            double *wait, ct_error *err)
 {
-    ct_dist_reducer_ready(r, 0);
+    mpi_reducer_ready(r, 0);
     if (n + 2 + g_size > r->cap) {
         free(r->buf);
         r->cap = 0;
@@ -246,12 +234,12 @@ int ct_dist_reducer_finish(ct_dist_reducer *r, double *v, int n, bool failed, in
     }
     memcpy(r->buf, v, (size_t)n * sizeof *v);
     pack_status(r->buf + n, failed, *flags);
-    double t0 = ct_stop_clock();
+    double t0 = MPI_Wtime();
     int rc = MPI_Iallreduce(MPI_IN_PLACE, r->buf, n + 2 + g_size, MPI_DOUBLE, MPI_SUM,
                             MPI_COMM_WORLD, &r->req[r->nb]);
     int wrc = MPI_Waitall(r->nb + 1, r->req, MPI_STATUSES_IGNORE);
     if (wait)
-        *wait = ct_stop_clock() - t0;
+        *wait = MPI_Wtime() - t0;
     r->next = r->nb - 1;
     rc = r->rc ? r->rc : rc != MPI_SUCCESS ? rc : wrc;
     r->rc = 0;
@@ -260,3 +248,13 @@ int ct_dist_reducer_finish(ct_dist_reducer *r, double *v, int n, bool failed, in
     memcpy(v, r->buf, (size_t)n * sizeof *v);
     return settle(r->buf + n, flags, err);
 }
+
+static const ct_dist_ops ops = {
+    mpi_start,        mpi_finish,       mpi_abandon,     mpi_rank,          mpi_size,
+    mpi_sum,          mpi_average,      mpi_same_bits,   mpi_broadcast,     mpi_reducer_new,
+    mpi_reducer_free, mpi_reducer_buckets, mpi_reducer_ready, mpi_reducer_finish,
+};
+
+/* The module's entry point (dist.c). */
+const ct_dist_ops *ct_mpi_module_ops(void);
+const ct_dist_ops *ct_mpi_module_ops(void) { return &ops; }
