@@ -10,14 +10,14 @@
 #define GROWTH 1.33
 /* Probing may cost this share of the time between probes... */
 #define PROBE_SHARE 0.01
+/* ...but the hold stays within these bounds (seconds). */
+#define HOLD_MIN 2.0
+#define HOLD_MAX 60.0
 /* A candidate whose first EARLY steps are all slower than the fastest median so far by
  * this much has lost: the rest of its window is not run (a probe of one thread on a quiet
  * machine cost most of what probing cost). */
 #define EARLY 3
 #define LOSING 1.10
-/* ...but the hold stays within these bounds (seconds). */
-#define HOLD_MIN 2.0
-#define HOLD_MAX 60.0
 
 void ct_tuner_init(ct_tuner *t, int max_threads, bool adapt)
 {
