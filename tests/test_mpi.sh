@@ -176,13 +176,26 @@ rc=$?
 if [ "${CT_SANITIZERS:-no}" = yes ]; then
     echo "mpi: SKIP: SIGINT on mpirun in the sanitizer build (mpirun's SIGKILL comes 1 s after its SIGTERM); the plain build checks it"
 else
-    timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/s" \
-        --no-report --set fit.epochs=1000 --set fit.batch_size=2 >"$tmp/s.log" 2>&1 &
-    job=$!
-    started "$tmp/s"
-    sleep 0.5
-    kill -INT $job
-    wait $job
+    # mpirun follows its SIGTERM with a SIGKILL 1 s later. On a loaded machine (make -j
+    # check runs other suites beside this one, and both ranks poll in MPI) that can come
+    # before the ranks have finished their batch and agreed to stop: then no rank reports
+    # stopping, and the checkpoint is the last epoch's. That is mpirun's timer, not
+    # ctrain, so such an attempt is said and made again, up to three in all.
+    for attempt in 1 2 3; do
+        rm -rf "$tmp/s"
+        timeout 60 mpirun --oversubscribe --allow-run-as-root -np 2 "$ctrain" fit -q "$tmp/mlp.yaml" -o "$tmp/s" \
+            --no-report --set fit.epochs=1000 --set fit.batch_size=2 >"$tmp/s.log" 2>&1 &
+        job=$!
+        started "$tmp/s"
+        sleep 0.5
+        kill -INT $job
+        wait $job
+        grep -q "stopped after step" "$tmp/s.log" || [ $attempt = 3 ] || {
+            echo "mpi: SIGINT attempt $attempt: no rank reported stopping before mpirun's SIGKILL; again"
+            continue
+        }
+        break
+    done
     epoch=$(sed -n 's/.*stopped after step [0-9]* (epoch \([0-9]*\), batch [0-9]*).*/\1/p' "$tmp/s.log")
     [ -n "$epoch" ] && [ -s "$tmp/s/checkpoint.h5" ] && ok || { cat "$tmp/s.log"; bad "SIGINT left no checkpoint"; }
     if [ -n "$epoch" ]; then
