@@ -203,7 +203,7 @@ static void run_callbacks(ct_experiment *ex, const uint8_t *data, size_t size)
             break;
         }
     }
-    ct_callbacks_train_end(ex->callbacks, ex->model);
+    ct_callbacks_train_end(ex->callbacks, ex->model, NULL);
 }
 
 static void exercise(ct_experiment *ex, const char *path)

@@ -274,7 +274,6 @@ static inline void put_tile(float *c, int64_t ldc, int64_t i0, int rows, int64_t
 
 /* B's rows [j0, j0 + 16) (zeros past n) as 16-float columns, one per step of the shared
  * axis: pack[d * 16 + c] = b[(j0 + c) * ldb + d]. */
-typedef int v8i __attribute__((vector_size(32)));
 
 /* Columns d0..d0 + 7 of B's eight rows r[0..7] (pointers at column d0) into pack: an 8x8
  * transpose in shuffles, each column one store (the scalar loop stored a float at a time,
@@ -284,21 +283,26 @@ static inline __attribute__((always_inline)) void pack_block8(const float *const
     v8f x0, x1, x2, x3, x4, x5, x6, x7;
     LOAD8(x0, r[0]), LOAD8(x1, r[1]), LOAD8(x2, r[2]), LOAD8(x3, r[3]);
     LOAD8(x4, r[4]), LOAD8(x5, r[5]), LOAD8(x6, r[6]), LOAD8(x7, r[7]);
-    const v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
-    v8f t0 = __builtin_shuffle(x0, x1, lo), t1 = __builtin_shuffle(x0, x1, hi);
-    v8f t2 = __builtin_shuffle(x2, x3, lo), t3 = __builtin_shuffle(x2, x3, hi);
-    v8f t4 = __builtin_shuffle(x4, x5, lo), t5 = __builtin_shuffle(x4, x5, hi);
-    v8f t6 = __builtin_shuffle(x6, x7, lo), t7 = __builtin_shuffle(x6, x7, hi);
-    const v8i plo = {0, 1, 8, 9, 4, 5, 12, 13}, phi = {2, 3, 10, 11, 6, 7, 14, 15};
-    v8f u0 = __builtin_shuffle(t0, t2, plo), u1 = __builtin_shuffle(t0, t2, phi);
-    v8f u2 = __builtin_shuffle(t1, t3, plo), u3 = __builtin_shuffle(t1, t3, phi);
-    v8f u4 = __builtin_shuffle(t4, t6, plo), u5 = __builtin_shuffle(t4, t6, phi);
-    v8f u6 = __builtin_shuffle(t5, t7, plo), u7 = __builtin_shuffle(t5, t7, phi);
-    const v8i qlo = {0, 1, 2, 3, 8, 9, 10, 11}, qhi = {4, 5, 6, 7, 12, 13, 14, 15};
-    v8f o0 = __builtin_shuffle(u0, u4, qlo), o4 = __builtin_shuffle(u0, u4, qhi);
-    v8f o1 = __builtin_shuffle(u1, u5, qlo), o5 = __builtin_shuffle(u1, u5, qhi);
-    v8f o2 = __builtin_shuffle(u2, u6, qlo), o6 = __builtin_shuffle(u2, u6, qhi);
-    v8f o3 = __builtin_shuffle(u3, u7, qlo), o7 = __builtin_shuffle(u3, u7, qhi);
+    /* __builtin_shufflevector (GCC 12 and clang): lanes 0-7 of the first, 8-15 of the
+     * second */
+#define LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
+#define HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
+#define PLO(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+#define PHI(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+#define QLO(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+#define QHI(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
+    v8f t0 = LO(x0, x1), t1 = HI(x0, x1), t2 = LO(x2, x3), t3 = HI(x2, x3);
+    v8f t4 = LO(x4, x5), t5 = HI(x4, x5), t6 = LO(x6, x7), t7 = HI(x6, x7);
+    v8f u0 = PLO(t0, t2), u1 = PHI(t0, t2), u2 = PLO(t1, t3), u3 = PHI(t1, t3);
+    v8f u4 = PLO(t4, t6), u5 = PHI(t4, t6), u6 = PLO(t5, t7), u7 = PHI(t5, t7);
+    v8f o0 = QLO(u0, u4), o4 = QHI(u0, u4), o1 = QLO(u1, u5), o5 = QHI(u1, u5);
+    v8f o2 = QLO(u2, u6), o6 = QHI(u2, u6), o3 = QLO(u3, u7), o7 = QHI(u3, u7);
+#undef LO
+#undef HI
+#undef PLO
+#undef PHI
+#undef QLO
+#undef QHI
     STORE8(pack + 0 * TILE_C, o0), STORE8(pack + 1 * TILE_C, o1);
     STORE8(pack + 2 * TILE_C, o2), STORE8(pack + 3 * TILE_C, o3);
     STORE8(pack + 4 * TILE_C, o4), STORE8(pack + 5 * TILE_C, o5);
