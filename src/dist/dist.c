@@ -2,8 +2,8 @@
  * the whole job: every collective is the identity. Under a launcher (mpirun, srun: it names
  * the rank in the environment), ct_dist_start loads the MPI module ctrain-mpi.so (module.h
  * says where it looks; $CTRAIN_MPI_MODULE first) and every call goes to it from then on.
- * A build without MPI has no module and runs each launched process on its own, as before
- * MPI was supported. */
+ * A build without MPI has no module: a job of several processes is refused on each of
+ * them, one process runs as usual. */
 #include <dlfcn.h>
 #include <stdlib.h>
 
@@ -45,6 +45,20 @@ static const ct_dist_ops *load(ct_error *err)
 }
 #endif
 
+#ifndef CT_HAVE_MPI
+/* The job's size as the launcher names it (1 where it names none). */
+static long launched_size(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const char *v = getenv(names[i]);
+        if (v && atol(v) > 1)
+            return atol(v);
+    }
+    return 1;
+}
+#endif
+
 int ct_dist_start(ct_error *err)
 {
     if (!ops && launched()) {
@@ -52,6 +66,14 @@ int ct_dist_start(ct_error *err)
         ops = load(err);
         if (!ops)
             return -1;
+#else
+        /* every rank would train alone into the same run directory */
+        long n = launched_size();
+        if (n > 1)
+            return ct_err(err, CT_ERR_CONFIG, "started as one of %ld processes by an MPI "
+                          "launcher, but this ctrain was built without MPI (configure found "
+                          "no libopenmpi-dev, or was given --without-mpi); run one process, "
+                          "or rebuild with MPI", n);
 #endif
     }
     return ops ? ops->start(err) : 1;
